@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# setup.sh — prepare a Debian 12 machine for building and testing jigdofs. Run as root. Idempotent:
+# apt is only touched when a package is missing, and running it twice changes nothing.
+#
+#   1. system packages: jigdo-file, xorriso, genisoimage (the oracles and fixture builders), libfuse2 (linked by
+#      fuse-native's prebuilt binary), fuse3 (fusermount), e2fsprogs (mkfs.ext4 -d, debugfs), openssl gzip bzip2,
+#      ca-certificates (npm over https)
+#   2. npm ci (npm install when there is no package-lock.json) in the repository root
+#   3. npm run build
+#
+# Needs Node >= 20 already installed (Debian 12's own nodejs is 18, too old).
+set -Eeuo pipefail
+trap 'echo "setup: failed (rc $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PKGS=(jigdo-file xorriso genisoimage libfuse2 fuse3 e2fsprogs openssl gzip bzip2 ca-certificates)
+
+say() { echo "setup: $*"; }
+
+# dpkg -s succeeds for removed-but-not-purged packages too, so look at the status line.
+installed() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'; }
+
+missing=()
+for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
+if [ ${#missing[@]} -eq 0 ]; then
+  say "system packages: all ${#PKGS[@]} present, skipping apt"
+else
+  [ "$(id -u)" -eq 0 ] || { echo "setup: missing packages (${missing[*]}); run as root" >&2; exit 1; }
+  say "system packages: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${PKGS[@]}" >/dev/null
+fi
+
+command -v node >/dev/null || { echo "setup: node not found; install Node >= 20 first" >&2; exit 1; }
+major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$major" -ge 20 ] || { echo "setup: Node $(node --version) is too old; need >= 20" >&2; exit 1; }
+
+cd "$ROOT"
+if [ -f package-lock.json ]; then
+  say "npm ci ($(node --version), npm $(npm --version 2>/dev/null))"
+  npm ci --no-audit --no-fund --loglevel=error
+else
+  say "npm install (no package-lock.json)"
+  npm install --no-audit --no-fund --loglevel=error
+fi
+
+say "npm run build"
+npm run --silent build
+
+say "done"

@@ -1,0 +1,30 @@
+/**
+ * One error type for bad input: it names the file, where in it (when known) and what is wrong,
+ * so every front end can print a single clear line and pick an exit code.
+ */
+export class JigdoError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problem: string,
+    readonly offset?: number,
+  ) {
+    super(offset === undefined ? `${file}: ${problem}` : `${file}: at byte ${offset}: ${problem}`);
+    this.name = 'JigdoError';
+  }
+}
+
+/** A request the user phrased wrongly (bad option value): exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** A part or range that no source can give: reads fail with EIO, commands exit 1. */
+export class UnavailableError extends Error {
+  override name = 'UnavailableError';
+}
+
+/** The message of any thrown value, for one-line logs. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

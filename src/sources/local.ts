@@ -1,0 +1,196 @@
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { FileByteSource } from '../format/bytesource.js';
+import { checksumKey, type ChecksumKind } from '../format/checksum.js';
+import { errorMessage } from '../format/errors.js';
+import type { JigdoFile } from '../format/jigdo.js';
+import { LabelMap, partCandidates, splitLabel } from '../format/resolve.js';
+import { parseDesc, type Desc, type DescEntry } from '../format/template.js';
+import type { ImageLayout, PartNeed } from '../image/layout.js';
+import type { HashIndex } from './hash-index.js';
+import type { WorkerPool } from './workers.js';
+
+/** A verified copy of a part: `length` bytes of `path` from `offset`. */
+export interface LocalCopy {
+  path: string;
+  offset: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface LocalTree {
+  label: string;
+  dir: string;
+}
+
+export interface LocalOptions {
+  /** `--local LABEL=DIR`: `Label:path` → `DIR/path`. */
+  trees: LocalTree[];
+  /** `--scan PATH`: folders walked recursively, files indexed by size then checksum; jigdo-lite `.tmp` files. */
+  scan: string[];
+  log?: (line: string) => void;
+}
+
+/** Joins `rest` under `dir`, refusing anything that would escape it (`..`, absolute paths). */
+export function pathInside(dir: string, rest: string): string | undefined {
+  const root = path.resolve(dir);
+  const full = path.resolve(root, rest.replace(/^\/+/, ''));
+  return full === root || full.startsWith(root + path.sep) ? full : undefined;
+}
+
+/** Same DESC as the template, with written (7/10/4) entries counting as needed (6/9/3): spec §6.2. */
+function sameDesc(a: Desc, b: Desc): boolean {
+  const norm = (e: DescEntry): string =>
+    e.kind === 'part' ? `p${e.offset}:${e.length}:${e.key}` : e.kind === 'raw' ? `r${e.offset}:${e.length}` : `i${e.imageSize}:${e.sum.toString('hex')}`;
+  return a.entries.length === b.entries.length && a.entries.every((e, i) => norm(e) === norm(b.entries[i]!));
+}
+
+/**
+ * Local copies of parts, looked up by checksum: `--local` trees, `file:` candidates of the .jigdo, files
+ * found by `--scan` whose size equals a part's size, and written regions of jigdo-lite `.tmp` files.
+ * Nothing is trusted before its checksum matched (hashes are remembered in the HashIndex).
+ */
+export class LocalSources {
+  private bySize = new Map<number, string[]>();
+  private tmpRegions = new Map<string, Array<{ path: string; offset: number }>>();
+  private readonly labels: LabelMap;
+  private scanned: Promise<void> | undefined;
+  readonly stats = { filesScanned: 0, tmpFiles: 0, hashed: 0, bytesHashed: 0 };
+
+  constructor(
+    private readonly jigdo: JigdoFile,
+    private readonly layout: ImageLayout,
+    private readonly templateDesc: Desc,
+    private readonly opts: LocalOptions,
+    private readonly index: HashIndex,
+    private readonly pool: WorkerPool,
+  ) {
+    this.labels = new LabelMap(jigdo.servers);
+  }
+
+  private get kind(): ChecksumKind {
+    return this.layout.checksumKind;
+  }
+
+  /** Walks the --scan paths once (stat only: hashing happens per part, on demand). */
+  scan(): Promise<void> {
+    return (this.scanned ??= this.walkAll());
+  }
+
+  private async walkAll(): Promise<void> {
+    const sizes = new Set([...this.layout.parts.values()].map((p) => p.length));
+    const seen = new Set<string>();
+    for (const root of this.opts.scan) await this.walk(path.resolve(root), sizes, seen, 0);
+  }
+
+  private async walk(file: string, sizes: Set<number>, seen: Set<string>, depth: number): Promise<void> {
+    let st;
+    try {
+      st = await stat(file); // follows symlinks, like jigdo-file's scan
+    } catch (err) {
+      if (depth === 0) this.opts.log?.(`scan: cannot read ${file}: ${errorMessage(err)}`);
+      return;
+    }
+    const id = `${st.dev}:${st.ino}`;
+    if (seen.has(id) || depth > 64) return; // symlink loops
+    seen.add(id);
+    if (st.isDirectory()) {
+      const names = await readdir(file).catch(() => [] as string[]);
+      for (const name of names.sort()) await this.walk(path.join(file, name), sizes, seen, depth + 1);
+      return;
+    }
+    if (!st.isFile()) return;
+    this.stats.filesScanned++;
+    if (sizes.has(st.size)) {
+      const list = this.bySize.get(st.size) ?? [];
+      list.push(file);
+      this.bySize.set(st.size, list);
+    }
+    if (file.endsWith('.tmp') && st.size > this.layout.size) await this.addTmpFile(file);
+  }
+
+  /** A jigdo-lite `IMG.tmp` whose DESC matches the template gives its written parts (spec §6.2, §6.5). */
+  private async addTmpFile(file: string): Promise<void> {
+    const src = await FileByteSource.open(file).catch(() => undefined);
+    if (!src) return;
+    try {
+      const desc = await parseDesc(src);
+      if (desc.start !== this.layout.size || !sameDesc(desc, this.templateDesc)) return;
+      this.stats.tmpFiles++;
+      for (const e of desc.entries) {
+        if (e.kind !== 'part' || !e.written) continue;
+        const list = this.tmpRegions.get(e.key) ?? [];
+        list.push({ path: file, offset: e.offset });
+        this.tmpRegions.set(e.key, list);
+      }
+    } catch {
+      // not a .tmp of this image: ignore
+    } finally {
+      await src.close();
+    }
+  }
+
+  /** Every local place that may hold the part, most specific first. */
+  private candidates(need: PartNeed): Array<{ path: string; offset: number }> {
+    const out: Array<{ path: string; offset: number }> = [];
+    for (const value of this.jigdo.parts.get(need.key) ?? []) {
+      const split = splitLabel(value.uri);
+      if (!split) continue;
+      for (const tree of this.opts.trees) {
+        if (tree.label !== split.label) continue;
+        const full = pathInside(tree.dir, split.rest);
+        if (full) out.push({ path: full, offset: 0 });
+      }
+    }
+    for (const c of partCandidates(this.jigdo, this.labels, need.key)) if (c.kind === 'file') out.push({ path: c.path, offset: 0 });
+    for (const file of this.bySize.get(need.length) ?? []) out.push({ path: file, offset: 0 });
+    for (const region of this.tmpRegions.get(need.key) ?? []) out.push(region);
+    return out;
+  }
+
+  /** The checksum of a file (or a region of a .tmp file), from the index or hashed on a worker. */
+  async checksumOf(file: string, offset: number, length: number, whole: boolean): Promise<{ key: string; size: number; mtimeMs: number } | undefined> {
+    let st;
+    try {
+      st = await stat(file);
+    } catch {
+      return undefined;
+    }
+    if (!st.isFile() || (whole ? st.size !== length : st.size < offset + length)) return undefined;
+    const [o, l] = whole ? [undefined, undefined] : [offset, length];
+    let key = this.index.get(file, st.size, st.mtimeMs, this.kind, o, l);
+    if (!key) {
+      try {
+        key = checksumKey(await this.pool.hashFile(file, this.kind, offset, length));
+      } catch (err) {
+        this.opts.log?.(`cannot hash ${file}: ${errorMessage(err)}`);
+        return undefined;
+      }
+      this.stats.hashed++;
+      this.stats.bytesHashed += length;
+      this.index.set(file, st.size, st.mtimeMs, this.kind, key, o, l);
+    }
+    return { key, size: st.size, mtimeMs: st.mtimeMs };
+  }
+
+  /** A verified local copy of the part, or undefined. */
+  async find(key: string): Promise<LocalCopy | undefined> {
+    const need = this.layout.parts.get(key);
+    if (!need) return undefined;
+    await this.scan();
+    const tried = new Set<string>();
+    for (const c of this.candidates(need)) {
+      const id = `${c.path}@${c.offset}`;
+      if (tried.has(id)) continue;
+      tried.add(id);
+      const whole = !this.isTmp(c.path, key);
+      const sum = await this.checksumOf(c.path, c.offset, need.length, whole);
+      if (sum && sum.key === key) return { path: c.path, offset: c.offset, size: sum.size, mtimeMs: sum.mtimeMs };
+    }
+    return undefined;
+  }
+
+  private isTmp(file: string, key: string): boolean {
+    return (this.tmpRegions.get(key) ?? []).some((r) => r.path === file);
+  }
+}

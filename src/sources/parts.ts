@@ -1,0 +1,162 @@
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { LRUCache } from 'lru-cache';
+import { UnavailableError, errorMessage } from '../format/errors.js';
+import type { ImageLayout } from '../image/layout.js';
+import type { LocalCopy } from './local.js';
+
+/** Something that can produce a verified copy of a part: local files, the disk cache, mirrors. */
+export interface PartProvider {
+  readonly name: string;
+  find(key: string): Promise<LocalCopy | undefined>;
+}
+
+export type PartState = 'unknown' | 'local' | 'missing' | 'failed';
+
+/** How often an open copy is re-checked (size, mtime) so that a file changed under us is never served. */
+const RECHECK_MS = 1000;
+/** A part found missing is looked for again after this long (a mount lives long; files appear). */
+const MISSING_RETRY_MS = 10_000;
+
+interface Located {
+  copy: LocalCopy;
+  provider: string;
+  handle?: Promise<FileHandle>;
+  checkedAt: number;
+}
+
+/**
+ * Where each part's verified bytes are: asks the providers in order, once per part however many readers
+ * wait, and reads from the copy it found through a bounded set of open files.
+ */
+export class PartStore {
+  private readonly located = new Map<string, Located>();
+  private readonly inflight = new Map<string, Promise<Located>>();
+  private readonly missingSince = new Map<string, { at: number; error: UnavailableError }>();
+  private readonly handles: LRUCache<string, Located>;
+  private closing = false;
+  readonly stats = { bytesRead: 0, byProvider: {} as Record<string, number> };
+  readonly recentErrors: string[] = [];
+
+  constructor(
+    private readonly layout: ImageLayout,
+    private readonly providers: PartProvider[],
+    private readonly log: (line: string) => void = () => undefined,
+  ) {
+    this.handles = new LRUCache<string, Located>({
+      max: 128,
+      dispose: (loc, _key, reason) => {
+        if (reason === 'delete' && this.closing) return;
+        const h = loc.handle;
+        loc.handle = undefined;
+        // Give in-flight reads on this handle time to finish before closing it.
+        if (h) setTimeout(() => void h.then((fh) => fh.close()).catch(() => undefined), 5000).unref();
+      },
+    });
+  }
+
+  state(key: string): PartState {
+    if (this.located.has(key)) return 'local';
+    if (this.missingSince.has(key)) return 'missing';
+    return 'unknown';
+  }
+
+  /** Finds (once) a verified copy of the part; throws UnavailableError naming the part when none exists. */
+  locate(key: string): Promise<Located> {
+    const known = this.located.get(key);
+    if (known) return Promise.resolve(known);
+    const missing = this.missingSince.get(key);
+    if (missing && Date.now() - missing.at < MISSING_RETRY_MS) return Promise.reject(missing.error);
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.search(key).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  private async search(key: string): Promise<Located> {
+    const need = this.layout.parts.get(key);
+    if (!need) throw new UnavailableError(`part ${key} is not in this image`);
+    const problems: string[] = [];
+    for (const provider of this.providers) {
+      try {
+        const copy = await provider.find(key);
+        if (copy) {
+          const loc: Located = { copy, provider: provider.name, checkedAt: Date.now() };
+          this.located.set(key, loc);
+          this.missingSince.delete(key);
+          return loc;
+        }
+      } catch (err) {
+        problems.push(`${provider.name}: ${errorMessage(err)}`);
+      }
+    }
+    const error = new UnavailableError(
+      `part ${key} (${need.length} bytes, at image offset ${need.offsets[0]}) is not available` +
+        (problems.length ? `: ${problems.join('; ')}` : ' from any source'),
+    );
+    this.missingSince.set(key, { at: Date.now(), error });
+    this.noteError(error.message);
+    throw error;
+  }
+
+  noteError(line: string): void {
+    this.log(line);
+    this.recentErrors.push(`${new Date().toISOString()} ${line}`);
+    if (this.recentErrors.length > 20) this.recentErrors.shift();
+  }
+
+  /** Forgets a copy that changed or vanished, so the next read looks again. */
+  private forget(key: string): void {
+    this.located.delete(key);
+    this.handles.delete(key);
+  }
+
+  private async handleFor(key: string, loc: Located): Promise<FileHandle> {
+    if (Date.now() - loc.checkedAt > RECHECK_MS) {
+      const st = await stat(loc.copy.path).catch(() => undefined);
+      if (!st || st.size !== loc.copy.size || st.mtimeMs !== loc.copy.mtimeMs) {
+        this.forget(key);
+        throw new Error(`${loc.copy.path} changed since it was verified`);
+      }
+      loc.checkedAt = Date.now();
+    }
+    if (!loc.handle) {
+      loc.handle = open(loc.copy.path, 'r');
+      loc.handle.catch(() => undefined);
+      this.handles.set(key, loc);
+    } else this.handles.get(key); // refresh LRU position
+    return loc.handle;
+  }
+
+  /** Closes every open copy (in-flight reads must be over). */
+  async close(): Promise<void> {
+    this.closing = true;
+    const open = [...this.located.values()].map((l) => l.handle).filter((h) => h !== undefined);
+    this.located.clear();
+    this.handles.clear();
+    await Promise.all(open.map((h) => h.then((fh) => fh.close()).catch(() => undefined)));
+  }
+
+  /** Reads `length` bytes of the part from `from` into `target` at `at`. */
+  async readInto(key: string, from: number, length: number, target: Buffer, at: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const loc = await this.locate(key);
+      try {
+        const fh = await this.handleFor(key, loc);
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await fh.read(target, at + done, length - done, loc.copy.offset + from + done);
+          if (bytesRead === 0) throw new Error(`${loc.copy.path} is shorter than when it was verified`);
+          done += bytesRead;
+        }
+        this.stats.bytesRead += length;
+        this.stats.byProvider[loc.provider] = (this.stats.byProvider[loc.provider] ?? 0) + length;
+        return;
+      } catch (err) {
+        this.forget(key);
+        if (attempt >= 1) throw new UnavailableError(`part ${key}: ${errorMessage(err)}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,232 @@
+import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { createInflate, inflate } from 'node:zlib';
+import { LRUCache } from 'lru-cache';
+import type { ByteSource } from '../format/bytesource.js';
+import { JigdoError, errorMessage } from '../format/errors.js';
+import type { RawChunk, TemplateInfo } from '../format/template.js';
+import type { WorkerPool } from './workers.js';
+
+const inflateAsync = promisify(inflate);
+
+/** Chunks bigger than this are inflated once into a spill file, so no random read re-inflates them. */
+export const SPILL_THRESHOLD = 16 * 1024 * 1024;
+/** bzip2 chunks are at most 900 kB from every producer; refuse absurd ones rather than allocate them. */
+const MAX_BZIP2_CHUNK = 64 * 1024 * 1024;
+const SPILL_BLOCK = 1024 * 1024;
+
+export interface TemplateDataOptions {
+  /** Bytes of decompressed chunks kept in memory. */
+  memoryLimit: number;
+  /** Folder for spill files of huge chunks (per template); created on demand. */
+  spillDir: string;
+  pool: WorkerPool;
+}
+
+/** A huge zlib chunk being (or having been) inflated into a file; readers wait for the bytes they need. */
+class SpilledChunk {
+  progress = 0;
+  error: Error | undefined;
+  done = false;
+  private waiters: Array<() => void> = [];
+
+  constructor(
+    readonly chunk: RawChunk,
+    readonly handle: FileHandle,
+  ) {}
+
+  notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  async waitFor(end: number): Promise<void> {
+    while (!this.error && this.progress < end) await new Promise<void>((r) => this.waiters.push(r));
+    if (this.error && this.progress < end) throw this.error;
+  }
+}
+
+/**
+ * The template's raw stream (spec §2.5): the concatenation of all decompressed DATA/BZIP parts, read at
+ * any offset. Small chunks are decompressed whole (zlib in libuv's pool, bzip2 on a worker thread) and
+ * kept in a byte-bounded LRU; huge ones (jigdo-file writes up to ~270 MB for zero runs) are inflated
+ * once, as a stream, into a sparse spill file, so a random read never costs more than one pass.
+ */
+export class TemplateData {
+  private readonly cache: LRUCache<number, Buffer>;
+  private readonly inflight = new Map<number, Promise<Buffer>>();
+  private readonly spills = new Map<number, SpilledChunk>();
+  private readonly rawStarts: Float64Array;
+  readonly stats = { chunkLoads: 0, cacheHits: 0, bytesInflated: 0 };
+
+  constructor(
+    private readonly src: ByteSource,
+    private readonly info: TemplateInfo,
+    private readonly opts: TemplateDataOptions,
+  ) {
+    this.cache = new LRUCache<number, Buffer>({ maxSize: Math.max(1, opts.memoryLimit), sizeCalculation: (b) => Math.max(1, b.length) });
+    this.rawStarts = Float64Array.from(info.chunks, (c) => c.rawStart);
+  }
+
+  get rawLength(): number {
+    return this.info.desc.rawLength;
+  }
+
+  private chunkAt(rawOffset: number): number {
+    let lo = 0;
+    let hi = this.rawStarts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.rawStarts[mid]! <= rawOffset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  private corrupt(chunk: RawChunk, problem: string): JigdoError {
+    return new JigdoError(this.info.name, `raw-data part ${chunk.index + 1}: ${problem}`, chunk.payloadOffset - 16);
+  }
+
+  /** Reads `length` bytes of the raw stream from `rawOffset` into `target` at `targetOffset`. */
+  async readInto(rawOffset: number, length: number, target: Buffer, targetOffset: number): Promise<void> {
+    if (rawOffset < 0 || rawOffset + length > this.rawLength) {
+      throw new JigdoError(this.info.name, `raw data ${rawOffset}+${length} lies outside the ${this.rawLength} raw bytes`);
+    }
+    const jobs: Promise<void>[] = [];
+    let pos = rawOffset;
+    let out = targetOffset;
+    const end = rawOffset + length;
+    for (let i = this.chunkAt(rawOffset); pos < end; i++) {
+      const chunk = this.info.chunks[i]!;
+      const from = pos - chunk.rawStart;
+      const n = Math.min(end, chunk.rawStart + chunk.uncompressedLength) - pos;
+      if (n <= 0) continue; // empty chunk (uncLen 0)
+      jobs.push(this.readChunk(chunk, from, n, target, out));
+      pos += n;
+      out += n;
+    }
+    await Promise.all(jobs);
+  }
+
+  private async readChunk(chunk: RawChunk, from: number, n: number, target: Buffer, at: number): Promise<void> {
+    if (chunk.compression === 'zlib' && chunk.uncompressedLength > SPILL_THRESHOLD) {
+      const spill = await this.spill(chunk);
+      await spill.waitFor(from + n);
+      let done = 0;
+      while (done < n) {
+        const { bytesRead } = await spill.handle.read(target, at + done, n - done, from + done);
+        if (bytesRead === 0) throw this.corrupt(chunk, 'spill file ended early');
+        done += bytesRead;
+      }
+      return;
+    }
+    const data = await this.whole(chunk);
+    data.copy(target, at, from, from + n);
+  }
+
+  /** A small chunk decompressed whole, from the LRU or loaded once however many readers wait. */
+  private whole(chunk: RawChunk): Promise<Buffer> {
+    const cached = this.cache.get(chunk.index);
+    if (cached) {
+      this.stats.cacheHits++;
+      return Promise.resolve(cached);
+    }
+    let p = this.inflight.get(chunk.index);
+    if (!p) {
+      p = this.load(chunk).finally(() => this.inflight.delete(chunk.index));
+      this.inflight.set(chunk.index, p);
+    }
+    return p;
+  }
+
+  private async load(chunk: RawChunk): Promise<Buffer> {
+    this.stats.chunkLoads++;
+    if (chunk.compression === 'bzip2' && chunk.uncompressedLength > MAX_BZIP2_CHUNK) {
+      throw this.corrupt(chunk, `BZIP part claims ${chunk.uncompressedLength} bytes, more than any producer writes`);
+    }
+    const payload = await this.src.read(chunk.payloadOffset, chunk.payloadLength);
+    let data: Buffer;
+    try {
+      data =
+        chunk.compression === 'zlib'
+          ? await inflateAsync(payload, { maxOutputLength: chunk.uncompressedLength + 1 })
+          : await this.opts.pool.bunzip2(payload, chunk.uncompressedLength);
+    } catch (err) {
+      throw this.corrupt(chunk, `corrupt ${chunk.compression} data (${errorMessage(err)})`);
+    }
+    if (data.length !== chunk.uncompressedLength) {
+      throw this.corrupt(chunk, `decompressed to ${data.length} bytes instead of ${chunk.uncompressedLength}`);
+    }
+    this.stats.bytesInflated += data.length;
+    this.cache.set(chunk.index, data);
+    return data;
+  }
+
+  /** Starts (once) streaming a huge chunk into its spill file; finished spills are reused across runs. */
+  private async spill(chunk: RawChunk): Promise<SpilledChunk> {
+    const known = this.spills.get(chunk.index);
+    if (known) return known;
+    await mkdir(this.opts.spillDir, { recursive: true });
+    const final = path.join(this.opts.spillDir, `chunk-${chunk.index}-${chunk.uncompressedLength}`);
+    const existing = await open(final, 'r').catch(() => undefined);
+    if (existing && (await existing.stat()).size === chunk.uncompressedLength) {
+      const ready = new SpilledChunk(chunk, existing);
+      ready.progress = chunk.uncompressedLength;
+      ready.done = true;
+      this.spills.set(chunk.index, ready);
+      return ready;
+    }
+    await existing?.close();
+    const again = this.spills.get(chunk.index); // another reader got here while we awaited
+    if (again) return again;
+    const tmp = `${final}.${process.pid}.${Date.now()}.tmp`;
+    const handle = await open(tmp, 'w+');
+    const spill = new SpilledChunk(chunk, handle);
+    this.spills.set(chunk.index, spill);
+    void this.inflateToSpill(spill, tmp, final);
+    return spill;
+  }
+
+  private async inflateToSpill(spill: SpilledChunk, tmp: string, final: string): Promise<void> {
+    const { chunk, handle } = spill;
+    const zero = Buffer.alloc(SPILL_BLOCK);
+    try {
+      await handle.truncate(chunk.uncompressedLength); // sparse: zero runs cost no disk
+      const inflater = createInflate({ chunkSize: SPILL_BLOCK });
+      const feed = (async () => {
+        const step = 1024 * 1024;
+        for (let at = 0; at < chunk.payloadLength; at += step) {
+          const piece = await this.src.read(chunk.payloadOffset + at, Math.min(step, chunk.payloadLength - at));
+          if (!inflater.write(piece)) await new Promise((r) => inflater.once('drain', r));
+        }
+        inflater.end();
+      })();
+      feed.catch((err: unknown) => inflater.destroy(err as Error));
+      for await (const block of inflater as AsyncIterable<Buffer>) {
+        if (spill.progress + block.length > chunk.uncompressedLength) throw new Error('more data than the part header says');
+        if (!(block.length === zero.length && block.equals(zero))) await handle.write(block, 0, block.length, spill.progress);
+        spill.progress += block.length;
+        this.stats.bytesInflated += block.length;
+        spill.notify();
+      }
+      if (spill.progress !== chunk.uncompressedLength) {
+        throw new Error(`decompressed to ${spill.progress} bytes instead of ${chunk.uncompressedLength}`);
+      }
+      await rename(tmp, final).catch(() => undefined); // another process may have won the race: same bytes
+      spill.done = true;
+    } catch (err) {
+      spill.error = this.corrupt(chunk, `corrupt zlib data (${errorMessage(err)})`);
+      this.spills.delete(chunk.index);
+      await rm(tmp, { force: true });
+      spill.notify();
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.spills.values()) await s.handle.close().catch(() => undefined);
+    this.spills.clear();
+    this.cache.clear();
+  }
+}

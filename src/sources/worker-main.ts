@@ -1,0 +1,68 @@
+/**
+ * The worker thread of the pool: CPU-heavy work that must not stall the main thread (FUSE requests):
+ * bzip2 decompression, hashing files and streams. Every request carries an id; the reply echoes it.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+import Bzip2 from '@foxglove/wasm-bz2';
+import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
+
+const HASH_BLOCK = 4 * 1024 * 1024;
+let bzip2: Promise<Bzip2> | undefined;
+const streams = new Map<number, Hash>();
+
+function hashFile(path: string, kind: string, offset: number, length: number | undefined): Buffer {
+  const hash = createHash(kind);
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(HASH_BLOCK);
+    let pos = offset;
+    let left = length ?? Number.POSITIVE_INFINITY;
+    while (left > 0) {
+      const n = readSync(fd, buf, 0, Math.min(HASH_BLOCK, left), pos);
+      if (n === 0) {
+        if (length !== undefined) throw new Error(`${path}: file is shorter than expected`);
+        break;
+      }
+      hash.update(buf.subarray(0, n));
+      pos += n;
+      left -= n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest();
+}
+
+async function handle(req: WorkerRequest): Promise<{ result: unknown; transfer?: ArrayBuffer[] }> {
+  switch (req.op) {
+    case 'bunzip2': {
+      bzip2 ??= Bzip2.init();
+      const out = (await bzip2).decompress(req.payload, req.size, { small: false });
+      if (out.length !== req.size) throw new Error(`bzip2 data decompressed to ${out.length} bytes, expected ${req.size}`);
+      return { result: out, transfer: [out.buffer as ArrayBuffer] };
+    }
+    case 'hashFile':
+      return { result: hashFile(req.path, req.kind, req.offset ?? 0, req.length) };
+    case 'hashStart':
+      streams.set(req.stream, createHash(req.kind));
+      return { result: null };
+    case 'hashUpdate':
+      streams.get(req.stream)!.update(req.data);
+      return { result: null };
+    case 'hashEnd': {
+      const digest = streams.get(req.stream)!.digest();
+      streams.delete(req.stream);
+      return { result: digest };
+    }
+  }
+}
+
+parentPort!.on('message', (req: WorkerRequest) => {
+  handle(req).then(
+    ({ result, transfer }) => parentPort!.postMessage({ id: req.id, ok: true, result } satisfies WorkerReply, transfer ?? []),
+    (err: unknown) =>
+      parentPort!.postMessage({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies WorkerReply),
+  );
+});

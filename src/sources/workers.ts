@@ -1,0 +1,121 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { ChecksumKind } from '../format/checksum.js';
+import type { WorkerReply, WorkerTask } from './worker-protocol.js';
+
+/**
+ * A small pool of worker threads for bzip2 and hashing. Workers are unref'd while idle so that they
+ * never keep a finished command alive. Under tsx (tests) the worker is the .ts file: workers inherit
+ * the `--import tsx` of the parent.
+ */
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const WORKER_URL = new URL(FROM_SOURCE ? './worker-main.ts' : './worker-main.js', import.meta.url);
+/** Under tsx (tests run the sources), a worker must register tsx itself before importing a .ts file. */
+function startWorker(): Worker {
+  if (!FROM_SOURCE) return new Worker(WORKER_URL);
+  const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
+  return new Worker(boot, { eval: true });
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+class PoolWorker {
+  readonly worker: Worker;
+  readonly pending = new Map<number, Pending>();
+
+  constructor(onExit: (w: PoolWorker) => void) {
+    this.worker = startWorker();
+    this.worker.unref();
+    this.worker.on('message', (reply: WorkerReply) => {
+      const p = this.pending.get(reply.id);
+      if (!p) return;
+      this.pending.delete(reply.id);
+      if (this.pending.size === 0) this.worker.unref();
+      if (reply.ok) p.resolve(reply.result);
+      else p.reject(new Error(reply.error));
+    });
+    const fail = (err: Error): void => {
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+      onExit(this);
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`worker thread exited (code ${code})`)));
+  }
+
+  run<T>(id: number, task: WorkerTask, transfer: ArrayBuffer[]): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.ref();
+      this.worker.postMessage({ ...task, id }, transfer);
+    });
+  }
+}
+
+export class WorkerPool {
+  private workers: PoolWorker[] = [];
+  private nextId = 1;
+  private nextStream = 1;
+
+  constructor(private readonly size = Math.max(1, Math.min(4, availableParallelism()))) {}
+
+  /** The least busy worker, started on demand. */
+  private pick(): PoolWorker {
+    if (this.workers.length < this.size) {
+      const w = new PoolWorker((dead) => (this.workers = this.workers.filter((x) => x !== dead)));
+      this.workers.push(w);
+      return w;
+    }
+    return this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+  }
+
+  run<T>(task: WorkerTask, transfer: ArrayBuffer[] = [], worker = this.pick()): Promise<T> {
+    return worker.run<T>(this.nextId++, task, transfer);
+  }
+
+  async bunzip2(payload: Buffer, size: number): Promise<Buffer> {
+    const copy = new Uint8Array(payload); // transferred to the worker: never hand over a shared pool slab
+    const out = await this.run<Uint8Array>({ op: 'bunzip2', payload: copy, size }, [copy.buffer]);
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  }
+
+  async hashFile(path: string, kind: ChecksumKind, offset?: number, length?: number): Promise<Buffer> {
+    const out = await this.run<Uint8Array>({ op: 'hashFile', path, kind, offset, length });
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  }
+
+  /** A hash fed in order from the main thread and computed on one worker, so hashing overlaps I/O. */
+  streamHash(kind: ChecksumKind): StreamHash {
+    const worker = this.pick();
+    const stream = this.nextStream++;
+    void this.run({ op: 'hashStart', stream, kind }, [], worker);
+    return {
+      update: (data: Uint8Array) => this.run<null>({ op: 'hashUpdate', stream, data }, [], worker),
+      digest: async () => {
+        const out = await this.run<Uint8Array>({ op: 'hashEnd', stream }, [], worker);
+        return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    const all = this.workers;
+    this.workers = [];
+    await Promise.all(all.map((w) => w.worker.terminate()));
+  }
+}
+
+export interface StreamHash {
+  /** Resolves once the worker has consumed `data` (structured clone: the caller may reuse its buffer). */
+  update(data: Uint8Array): Promise<null>;
+  digest(): Promise<Buffer>;
+}
+
+let shared: WorkerPool | undefined;
+/** The process-wide pool. */
+export function workerPool(): WorkerPool {
+  return (shared ??= new WorkerPool());
+}
