@@ -29,7 +29,8 @@ else
   say "system packages: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${PKGS[@]}" >/dev/null
+  # Minimal images lack apt-utils and debconf says so on every install: noise, not an error.
+  apt-get install -y -qq --no-install-recommends "${PKGS[@]}" 2> >(grep -v '^debconf: delaying' >&2) >/dev/null
 fi
 
 command -v node >/dev/null || { echo "setup: node not found; install Node >= 20 first" >&2; exit 1; }

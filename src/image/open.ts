@@ -25,6 +25,8 @@ export interface SourceOptions {
   /** Bytes of memory for decompressed template data and read-ahead together. */
   memory: number;
   log: (line: string) => void;
+  /** Log one line when a part turns out to be unavailable (mounts do; `missing` reports by itself). */
+  logMissing?: boolean;
   /** `--template FILE`: use this template instead of the one the .jigdo names. */
   template?: string;
   /** Extra providers tried after local copies (disk cache, mirrors): added by the network layer. */
@@ -157,7 +159,7 @@ export async function openImage(jigdo: JigdoFile, image: JigdoImage, opts: Sourc
     const local = new LocalSources(jigdo, layout, template.desc, { trees: opts.local, scan: opts.scan, log: opts.log }, index, pool);
     const extra = opts.extraProviders ? await opts.extraProviders({ jigdo, layout, local, index, pool }) : [];
     const localProvider: PartProvider = { name: 'local', find: (key) => local.find(key) };
-    const parts = new PartStore(layout, [localProvider, ...extra], opts.log);
+    const parts = new PartStore(layout, [localProvider, ...extra], opts.log, opts.logMissing ?? false);
     const reader = new ImageReader(layout, raw, parts, { readaheadMemory: Math.max(4 << 20, Math.floor(opts.memory / 2)) });
     return {
       jigdo,

@@ -41,6 +41,7 @@ export class PartStore {
     private readonly layout: ImageLayout,
     private readonly providers: PartProvider[],
     private readonly log: (line: string) => void = () => undefined,
+    private readonly logMissing = true,
   ) {
     this.handles = new LRUCache<string, Located>({
       max: 128,
@@ -96,12 +97,13 @@ export class PartStore {
         (problems.length ? `: ${problems.join('; ')}` : ' from any source'),
     );
     this.missingSince.set(key, { at: Date.now(), error });
-    this.noteError(error.message);
+    this.noteError(error.message, this.logMissing);
     throw error;
   }
 
-  noteError(line: string): void {
-    this.log(line);
+  /** Records a failure for `status`; logs it when asked (a mount logs, `missing` reports by itself). */
+  noteError(line: string, log = true): void {
+    if (log) this.log(line);
     this.recentErrors.push(`${new Date().toISOString()} ${line}`);
     if (this.recentErrors.length > 20) this.recentErrors.shift();
   }

@@ -93,7 +93,8 @@ export class WorkerPool {
     const stream = this.nextStream++;
     void this.run({ op: 'hashStart', stream, kind }, [], worker);
     return {
-      update: (data: Uint8Array) => this.run<null>({ op: 'hashUpdate', stream, data }, [], worker),
+      update: (data: Uint8Array, transfer = false) =>
+        this.run<null>({ op: 'hashUpdate', stream, data }, transfer ? [data.buffer as ArrayBuffer] : [], worker),
       digest: async () => {
         const out = await this.run<Uint8Array>({ op: 'hashEnd', stream }, [], worker);
         return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
@@ -109,8 +110,11 @@ export class WorkerPool {
 }
 
 export interface StreamHash {
-  /** Resolves once the worker has consumed `data` (structured clone: the caller may reuse its buffer). */
-  update(data: Uint8Array): Promise<null>;
+  /**
+   * Resolves once the worker has consumed `data`. With `transfer` the buffer moves to the worker (no
+   * copy; it must own its whole ArrayBuffer and is unusable afterwards), else it is copied.
+   */
+  update(data: Uint8Array, transfer?: boolean): Promise<null>;
   digest(): Promise<Buffer>;
 }
 

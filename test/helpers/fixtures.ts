@@ -232,6 +232,7 @@ async function clearInvalid(target: string, owned: boolean): Promise<void> {
 
 async function buildAtomically(target: string): Promise<FixtureSet> {
   await mkdir(dirname(target), { recursive: true });
+  await removeStaleStages(target);
   const stage = await mkdtemp(`${target}.tmp-`);
   try {
     const t0 = Date.now();
@@ -252,6 +253,17 @@ async function buildAtomically(target: string): Promise<FixtureSet> {
     return set;
   } finally {
     await rm(stage, { recursive: true, force: true });
+  }
+}
+
+/** Staging directories left by killed builds (an hour is far beyond any real build). */
+async function removeStaleStages(target: string): Promise<void> {
+  const prefix = `${basename(target)}.tmp-`;
+  const names = await readdir(dirname(target)).catch(() => [] as string[]);
+  for (const n of names.filter((x) => x.startsWith(prefix))) {
+    const p = join(dirname(target), n);
+    const st = await stat(p).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > 60 * 60_000) await rm(p, { recursive: true, force: true });
   }
 }
 

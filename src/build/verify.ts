@@ -1,0 +1,86 @@
+import { open } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { checksumKey } from '../format/checksum.js';
+import type { ImageSession } from '../image/open.js';
+import type { Region } from '../image/layout.js';
+
+export interface BadRegion {
+  offset: number;
+  length: number;
+  what: string;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  size: number;
+  expectedSize: number;
+  checksum: string;
+  expected: string;
+  badRegions: BadRegion[];
+}
+
+const BLOCK = 8 << 20;
+const MAX_BAD = 20;
+
+/**
+ * Checks an image file against the template: its size and whole-image checksum (like `jigdo-file
+ * verify`) and, in the same pass, each region, so a wrong image says where it is wrong: raw regions are
+ * compared with the template's bytes, part regions with the part's checksum.
+ */
+export async function verifyImage(session: ImageSession, file: string): Promise<VerifyResult> {
+  const { layout, pool, raw } = session;
+  const fh = await open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const whole = pool.streamHash(layout.checksumKind);
+    const bad: BadRegion[] = [];
+    let pending: Promise<unknown> = Promise.resolve();
+    let regionIndex = 0;
+    let partHash: ReturnType<typeof createHash> | undefined;
+    const expectedRaw = Buffer.allocUnsafe(BLOCK);
+    for (let offset = 0; offset < size; offset += BLOCK) {
+      const n = Math.min(BLOCK, size - offset);
+      const data = Buffer.allocUnsafe(n);
+      let got = 0;
+      while (got < n) got += (await fh.read(data, got, n - got, offset + got)).bytesRead;
+      // Per-region checks on the part of this block that lies inside the image.
+      let at = offset;
+      const end = Math.min(offset + n, layout.size);
+      while (at < end && regionIndex < layout.regions.length) {
+        const region: Region = layout.regions[regionIndex]!;
+        const regionEnd = region.offset + region.length;
+        const stop = Math.min(end, regionEnd);
+        const slice = data.subarray(at - offset, stop - offset);
+        if (region.kind === 'raw') {
+          const want = expectedRaw.subarray(0, slice.length);
+          await raw.readInto(region.rawOffset + (at - region.offset), slice.length, want, 0);
+          if (!want.equals(slice) && bad.length < MAX_BAD && bad[bad.length - 1]?.offset !== region.offset) {
+            bad.push({ offset: region.offset, length: region.length, what: 'template data differs' });
+          }
+        } else {
+          partHash ??= createHash(layout.checksumKind);
+          partHash.update(slice);
+          if (stop === regionEnd) {
+            const sum = checksumKey(partHash.digest());
+            partHash = undefined;
+            if (sum !== region.key && bad.length < MAX_BAD) {
+              bad.push({ offset: region.offset, length: region.length, what: `part ${region.key} has checksum ${sum}` });
+            }
+          }
+        }
+        at = stop;
+        if (stop === regionEnd) regionIndex++;
+      }
+      await pending;
+      pending = whole.update(data, true);
+    }
+    await pending;
+    const sum = await whole.digest();
+    const ok = size === layout.size && sum.equals(layout.imageSum);
+    if (size < layout.size && bad.length < MAX_BAD) bad.push({ offset: size, length: layout.size - size, what: 'missing (file too short)' });
+    if (size > layout.size) bad.push({ offset: layout.size, length: size - layout.size, what: 'extra bytes after the image' });
+    return { ok, size, expectedSize: layout.size, checksum: sum.toString('hex'), expected: layout.imageSum.toString('hex'), badRegions: bad };
+  } finally {
+    await fh.close();
+  }
+}

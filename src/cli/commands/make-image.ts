@@ -1,0 +1,51 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { makeImage } from '../../build/make-image.js';
+import { addSourceOptions, type SourceFlags } from '../options.js';
+import { withSession } from '../session.js';
+
+const MAX_LISTED = 20;
+
+/** A one-line progress display, only when stderr is a terminal. */
+function progressLine(enabled: boolean): ((done: number, total: number) => void) | undefined {
+  if (!enabled) return undefined;
+  let last = 0;
+  const start = Date.now();
+  return (done, total) => {
+    const now = Date.now();
+    if (now - last < 200 && done < total) return;
+    last = now;
+    const mbs = done / 1e6 / Math.max(0.001, (now - start) / 1000);
+    process.stderr.write(`\r${((100 * done) / total).toFixed(1)}%  ${(done / 1e6).toFixed(0)} MB  ${mbs.toFixed(0)} MB/s   ${done >= total ? '\n' : ''}`);
+  };
+}
+
+export function registerMakeImage(program: Command): void {
+  addSourceOptions(
+    program
+      .command('make-image')
+      .description('write the whole image from the sources, verified against the image checksum')
+      .argument('<jigdo>', '.jigdo file or http(s) URL')
+      .option('-o, --output <FILE>', 'image file to write (default: the image name in the current directory)'),
+  ).action(async (jigdoArg: string, flags: SourceFlags & { output?: string }) => {
+    await withSession(jigdoArg, flags, async (s) => {
+      const output = path.resolve(flags.output ?? s.name);
+      const t0 = Date.now();
+      const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true));
+      if (r.missing.length > 0) {
+        const lines = r.missing.slice(0, MAX_LISTED).map((key) => {
+          const p = s.layout.parts.get(key)!;
+          return `  ${key} (${p.length} bytes)${s.jigdo.parts.get(key)?.[0] ? ` ${s.jigdo.parts.get(key)![0]!.uri}` : ''}`;
+        });
+        if (r.missing.length > MAX_LISTED) lines.push(`  ... and ${r.missing.length - MAX_LISTED} more (see: jigdofs missing)`);
+        process.stderr.write(`jigdofs: ${output}: not written: ${r.missing.length} part(s) missing:\n${lines.join('\n')}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const secs = (Date.now() - t0) / 1000;
+      if (!flags.quiet) {
+        process.stderr.write(`jigdofs: wrote ${output}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
+      }
+    });
+  });
+}

@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { findMissing } from '../../build/make-image.js';
+import { LabelMap, expandPart } from '../../format/resolve.js';
+import { addSourceOptions, type SourceFlags } from '../options.js';
+import { withSession } from '../session.js';
+
+/** As jigdo-file prints a candidate: `file:` stripped to a local path, everything else verbatim. */
+const printable = (text: string): string => text.replace(/^file:/i, '');
+
+export function registerMissing(program: Command): void {
+  addSourceOptions(
+    program
+      .command('missing')
+      .description('list the parts no local source has, with their candidate URLs (like jigdo-file print-missing-all)')
+      .argument('<jigdo>', '.jigdo file or http(s) URL')
+      .option('--first', 'print only the first candidate of each part (like jigdo-file print-missing)')
+      .option('--json', 'print JSON for scripts'),
+  ).action(async (jigdoArg: string, flags: SourceFlags & { first?: boolean; json?: boolean }) => {
+    const result = await withSession(jigdoArg, flags, async (s) => {
+      const missing = await findMissing(s);
+      // jigdo-file sorts by the raw checksum bytes (a std::set of sums), not by image order.
+      const sorted = missing
+        .map((key) => s.layout.parts.get(key)!)
+        .sort((a, b) => Buffer.compare(a.sum, b.sum));
+      const labels = new LabelMap(s.jigdo.servers);
+      const parts = sorted.map((p) => ({ key: p.key, length: p.length, candidates: expandPart(s.jigdo, labels, p.key).map((e) => printable(e.text)) }));
+      return { total: [...s.layout.parts.values()].filter((p) => p.length > 0).length, parts };
+    });
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify({ missing: result.parts.length, total: result.total, parts: result.parts }, null, 2)}\n`);
+    } else if (flags.first) {
+      for (const p of result.parts) process.stdout.write(`${p.candidates[0]}\n`);
+    } else {
+      for (const p of result.parts) process.stdout.write(`${p.candidates.join('\n')}\n\n`);
+    }
+    if (!flags.quiet) process.stderr.write(`jigdofs: ${result.parts.length} of ${result.total} parts missing\n`);
+  });
+}

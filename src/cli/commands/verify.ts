@@ -1,0 +1,25 @@
+import type { Command } from 'commander';
+import { verifyImage } from '../../build/verify.js';
+import { addSourceOptions, type SourceFlags } from '../options.js';
+import { withSession } from '../session.js';
+
+export function registerVerify(program: Command): void {
+  addSourceOptions(
+    program
+      .command('verify')
+      .description('check an image file against the template: its checksum, and which regions are wrong')
+      .argument('<jigdo>', '.jigdo file or http(s) URL')
+      .argument('<image>', 'the image file to check')
+      .option('--json', 'print JSON for scripts'),
+  ).action(async (jigdoArg: string, imageFile: string, flags: SourceFlags & { json?: boolean }) => {
+    const r = await withSession(jigdoArg, flags, (s) => verifyImage(s, imageFile));
+    if (flags.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+    else if (r.ok) process.stdout.write(`OK: ${imageFile}: checksum matches, image is good (${r.checksum})\n`);
+    else {
+      const lines = [`FAILED: ${imageFile}: ${r.size !== r.expectedSize ? `size ${r.size}, expected ${r.expectedSize}; ` : ''}checksum ${r.checksum}, expected ${r.expected}`];
+      for (const b of r.badRegions) lines.push(`  bytes ${b.offset}..${b.offset + b.length - 1} (${b.length}): ${b.what}`);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    }
+    if (!r.ok) process.exitCode = 1;
+  });
+}

@@ -1,0 +1,42 @@
+import { Command, CommanderError } from 'commander';
+import { JigdoError, UsageError, errorMessage } from '../format/errors.js';
+import { registerInfo } from './commands/info.js';
+import { registerMakeImage } from './commands/make-image.js';
+import { registerMissing } from './commands/missing.js';
+import { registerVerify } from './commands/verify.js';
+
+/** Exit codes: 0 success, 1 failure (bad input, missing parts, wrong image), 2 usage error. */
+export function buildProgram(): Command {
+  const program = new Command('jigdofs')
+    .description('Use jigdo disc images without building them first: mount, build, verify.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerInfo(program);
+  registerMissing(program);
+  registerVerify(program);
+  registerMakeImage(program);
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof UsageError) {
+      process.stderr.write(`jigdofs: ${err.message}\n`);
+      return 2;
+    }
+    const message = err instanceof JigdoError ? err.message : errorMessage(err);
+    process.stderr.write(`jigdofs: ${message.split('\n')[0]}\n`);
+    if (process.env.JIGDOFS_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}
+
+// Exit explicitly: worker threads or open handles must never keep a finished command alive.
+main(process.argv).then((code) => process.exit(code));
