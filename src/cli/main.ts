@@ -4,6 +4,9 @@ import { registerInfo } from './commands/info.js';
 import { registerMakeImage } from './commands/make-image.js';
 import { registerMissing } from './commands/missing.js';
 import { registerVerify } from './commands/verify.js';
+import { registerMount } from './commands/mount.js';
+import { registerUmount } from './commands/umount.js';
+import { registerStatus } from './commands/status.js';
 
 /** Exit codes: 0 success, 1 failure (bad input, missing parts, wrong image), 2 usage error. */
 export function buildProgram(): Command {
@@ -16,6 +19,9 @@ export function buildProgram(): Command {
   registerMissing(program);
   registerVerify(program);
   registerMakeImage(program);
+  registerMount(program);
+  registerUmount(program);
+  registerStatus(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

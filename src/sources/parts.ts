@@ -34,6 +34,8 @@ export class PartStore {
   private readonly missingSince = new Map<string, { at: number; error: UnavailableError }>();
   private readonly handles: LRUCache<string, Located>;
   private closing = false;
+  /** Parts whose verified copy could not be read (vanished, changed, I/O error). */
+  private readonly failed = new Set<string>();
   readonly stats = { bytesRead: 0, byProvider: {} as Record<string, number> };
   readonly recentErrors: string[] = [];
 
@@ -86,6 +88,7 @@ export class PartStore {
           const loc: Located = { copy, provider: provider.name, checkedAt: Date.now() };
           this.located.set(key, loc);
           this.missingSince.delete(key);
+          this.failed.delete(key);
           return loc;
         }
       } catch (err) {
@@ -131,6 +134,15 @@ export class PartStore {
     return loc.handle;
   }
 
+  /** Part counts by state, for `status`. */
+  counts(): { total: number; verified: number; byProvider: Record<string, number>; missing: number; failed: number; inFlight: number } {
+    const byProvider: Record<string, number> = {};
+    for (const loc of this.located.values()) byProvider[loc.provider] = (byProvider[loc.provider] ?? 0) + 1;
+    let total = 0;
+    for (const p of this.layout.parts.values()) if (p.length > 0) total++;
+    return { total, verified: this.located.size, byProvider, missing: this.missingSince.size, failed: this.failed.size, inFlight: this.inflight.size };
+  }
+
   /** Closes every open copy (in-flight reads must be over). */
   async close(): Promise<void> {
     this.closing = true;
@@ -157,7 +169,12 @@ export class PartStore {
         return;
       } catch (err) {
         this.forget(key);
-        if (attempt >= 1) throw new UnavailableError(`part ${key}: ${errorMessage(err)}`);
+        if (attempt >= 1) {
+          this.failed.add(key);
+          const error = new UnavailableError(`part ${key}: ${errorMessage(err)}`);
+          this.noteError(error.message, this.logMissing);
+          throw error;
+        }
       }
     }
   }

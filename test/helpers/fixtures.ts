@@ -111,7 +111,7 @@ export interface FixtureSet {
   iso: string;
   files: FixtureFile[];
   variants: Record<VariantName, FixtureVariant>;
-  /** Wall time of the build that produced this directory (0 never: it is the original build's). */
+  /** Wall time (ms) of the build that produced this directory; a reused set reports the original build. */
   buildMs: number;
 }
 

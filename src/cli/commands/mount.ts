@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { errorMessage } from '../../format/errors.js';
+import { loadJigdo } from '../../image/open.js';
+import { runMount } from '../../fuse/daemon.js';
+import { fusermountUnmount, mountedType, sleep } from '../../fuse/mounts.js';
+import { addSourceOptions, sourceOptions, type SourceFlags } from '../options.js';
+
+interface MountFlags extends SourceFlags {
+  foreground?: boolean;
+  allowOther?: boolean;
+  logFile?: string;
+}
+
+/** Message the background daemon sends its parent over IPC. */
+type DaemonMessage = { ready: true; names: string[] } | { error: string };
+
+const READY_TIMEOUT_MS = 60_000;
+
+/** Foreground: mount here and stay until unmounted; logs go to stderr (or --log-file in the daemon). */
+async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags): Promise<void> {
+  const opts = sourceOptions(flags);
+  const stamp = (line: string) => opts.log(`${new Date().toISOString()} ${line}`);
+  try {
+    const jigdo = await loadJigdo(jigdoArg);
+    for (const w of jigdo.warnings) stamp(w);
+    await runMount(jigdo, mnt, { ...opts, log: stamp }, { allowOther: flags.allowOther ?? false, log: stamp }, (names) => {
+      process.send?.({ ready: true, names } satisfies DaemonMessage);
+    });
+  } catch (err) {
+    process.send?.({ error: errorMessage(err) } satisfies DaemonMessage);
+    throw err;
+  }
+}
+
+/** The daemon's log file: under the cache dir, named after the mountpoint. */
+function daemonLogFile(flags: MountFlags, mnt: string): string {
+  if (flags.logFile) return path.resolve(flags.logFile);
+  const dir = path.join(sourceOptions(flags).cacheDir, 'logs');
+  mkdirSync(dir, { recursive: true });
+  return path.join(dir, `mount-${path.resolve(mnt).replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`);
+}
+
+/**
+ * Background (default): re-runs this command as a detached daemon in the foreground mode, and returns
+ * only once the image file is visible through the kernel with its full size, or with the daemon's reason.
+ */
+async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]): Promise<void> {
+  const mnt = path.resolve(mntArg);
+  const logFile = daemonLogFile(flags, mnt);
+  const logFd = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...argv, '--foreground', '--log-file', logFile], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd, 'ipc'],
+  });
+  closeSync(logFd);
+  const outcome = await new Promise<DaemonMessage>((resolve) => {
+    const timer = setTimeout(() => resolve({ error: `the daemon did not report a mount within ${READY_TIMEOUT_MS / 1000} s (see ${logFile})` }), READY_TIMEOUT_MS);
+    child.on('message', (m: DaemonMessage) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ error: `the daemon exited (${signal ?? `code ${code}`}) before mounting; see ${logFile}` });
+    });
+  });
+  const fail = async (why: string): Promise<never> => {
+    child.kill('SIGTERM');
+    await sleep(300);
+    if ((await mountedType(mnt)) !== undefined && child.exitCode === null) child.kill('SIGKILL');
+    if (await mountedType(mnt)) await fusermountUnmount(mnt, true).catch(() => undefined);
+    throw new Error(why);
+  };
+  if ('error' in outcome) return fail(outcome.error);
+  // The mount callback fires before the kernel serves the mount: wait until the files are really there.
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (const name of outcome.names) {
+    for (;;) {
+      const st = await stat(path.join(mnt, name)).catch(() => undefined);
+      if (st && st.isFile()) break;
+      if (Date.now() > deadline) return fail(`${mnt}/${name} did not appear (see ${logFile})`);
+      await sleep(50);
+    }
+  }
+  child.disconnect();
+  child.unref();
+  if (!flags.quiet) {
+    process.stderr.write(`jigdofs: mounted ${outcome.names.map((n) => path.join(mnt, n)).join(', ')} (daemon pid ${child.pid}, log ${logFile})\n`);
+  }
+}
+
+export function registerMount(program: Command): void {
+  addSourceOptions(
+    program
+      .command('mount')
+      .description('mount the image(s) of a .jigdo as read-only files, fetched lazily as they are read')
+      .argument('<jigdo>', '.jigdo file or http(s) URL')
+      .argument('<mountpoint>', 'an existing empty directory')
+      .option('-f, --foreground', 'stay attached and log to stderr')
+      .option('--allow-other', 'let other users read the mount (off: the mount is private)')
+      .option('--log-file <FILE>', 'where the background daemon logs (default: under the cache dir)'),
+  ).action(async (jigdoArg: string, mnt: string, flags: MountFlags) => {
+    if (flags.foreground) return mountForeground(jigdoArg, mnt, flags);
+    const argv = process.argv.slice(2).filter((a) => a !== '-f' && a !== '--foreground');
+    await mountBackground(mnt, flags, argv);
+  });
+}

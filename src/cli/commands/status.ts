@@ -1,0 +1,52 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { askControl } from '../../fuse/control.js';
+
+const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
+
+interface ImageStatus {
+  name: string;
+  size: number;
+  parts: { total: number; local: number; verified: number; missing: number; failed: number; inFlight: number; byProvider: Record<string, number> };
+  bytesServed: number;
+  reads: number;
+  readErrors: number;
+  cacheHits: Record<string, number>;
+  recentErrors: string[];
+}
+
+interface Status {
+  mountpoint: string;
+  pid: number;
+  uptimeSeconds: number;
+  rssBytes: number;
+  images: ImageStatus[];
+  network?: unknown;
+}
+
+export function formatStatus(s: Status): string {
+  const lines = [`${s.mountpoint}: jigdofs daemon pid ${s.pid}, up ${s.uptimeSeconds} s, RSS ${mb(s.rssBytes)}`];
+  for (const img of s.images) {
+    const p = img.parts;
+    lines.push(
+      `  ${img.name}: ${mb(img.size)}`,
+      `    parts: ${p.total} total, ${p.local} local, ${p.verified} verified, ${p.missing} missing, ${p.failed} failed, ${p.inFlight} in flight`,
+      `    served: ${mb(img.bytesServed)} in ${img.reads} reads, ${img.readErrors} errors; cache hits: ${Object.entries(img.cacheHits).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+      ...(img.recentErrors.length ? ['    recent errors:', ...img.recentErrors.slice(-5).map((e) => `      ${e}`)] : []),
+    );
+  }
+  if (s.network) lines.push(`  network: ${JSON.stringify(s.network)}`);
+  return lines.join('\n');
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('show what a running mount has: parts local, verified, missing, bytes served, errors')
+    .argument('<mountpoint>')
+    .option('--json', 'print JSON for scripts')
+    .action(async (mnt: string, flags: { json?: boolean }) => {
+      const status = (await askControl(path.resolve(mnt), 'status')) as Status;
+      process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
+    });
+}

@@ -1,0 +1,37 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { askControl } from '../../fuse/control.js';
+import { FS_TYPE } from '../../fuse/daemon.js';
+import { fusermountUnmount, isStale, mountedType, sleep } from '../../fuse/mounts.js';
+
+/** Asks the daemon to unmount and waits for the mount to go; falls back to fusermount. */
+export async function unmount(mntArg: string): Promise<void> {
+  const mnt = path.resolve(mntArg);
+  const type = await mountedType(mnt);
+  if (!type) throw new Error(`${mnt}: nothing is mounted here`);
+  if (type !== FS_TYPE) throw new Error(`${mnt}: not a jigdofs mount (${type})`);
+  if (await isStale(mnt)) {
+    await fusermountUnmount(mnt, true);
+    return;
+  }
+  const asked = await askControl(mnt, 'unmount', 3000).then(() => true, () => false);
+  if (asked) {
+    for (let i = 0; i < 100; i++) {
+      if (!(await mountedType(mnt))) return;
+      await sleep(50);
+    }
+  }
+  // No daemon answered (or it is stuck): unmount from outside; a busy mount says so.
+  await fusermountUnmount(mnt, false);
+}
+
+export function registerUmount(program: Command): void {
+  program
+    .command('umount')
+    .alias('unmount')
+    .description('unmount a jigdofs mount and stop its daemon')
+    .argument('<mountpoint>')
+    .action(async (mnt: string) => {
+      await unmount(mnt);
+    });
+}

@@ -1,0 +1,76 @@
+import Fuse, { type Ops, type Stat } from 'fuse-native';
+import { UnavailableError, errorMessage } from '../format/errors.js';
+import type { ImageSession } from '../image/open.js';
+
+/** What the mount presents: one read-only file per image, in a read-only root directory. */
+export interface MountedImage {
+  session: ImageSession;
+  mtime: Date;
+}
+
+const O_ACCMODE = 3;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+
+/**
+ * The FUSE operations. Every read is answered asynchronously from the image reader (which never blocks
+ * the event loop); a part no source can give answers EIO with one log line, and the rest of the image
+ * stays readable.
+ */
+export function imageOps(images: Map<string, MountedImage>, log: (line: string) => void, mountedAt: Date): Ops {
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  const dirStat = (): Stat => ({ mode: S_IFDIR | 0o555, uid, gid, size: 4096, nlink: 2, atime: mountedAt, mtime: mountedAt, ctime: mountedAt });
+  const fileStat = (img: MountedImage): Stat => {
+    const size = img.session.layout.size;
+    return { mode: S_IFREG | 0o444, uid, gid, size, nlink: 1, blksize: 4096, blocks: Math.ceil(size / 512), atime: img.mtime, mtime: img.mtime, ctime: img.mtime };
+  };
+  const lookup = (path: string): MountedImage | undefined => images.get(path.slice(1));
+  let nextFd = 1;
+
+  return {
+    getattr(path, cb) {
+      if (path === '/') return cb(0, dirStat());
+      const img = lookup(path);
+      if (!img) return cb(Fuse.ENOENT);
+      cb(0, fileStat(img));
+    },
+    readdir(path, cb) {
+      if (path !== '/') return cb(Fuse.ENOTDIR);
+      const names = [...images.keys()];
+      cb(0, names, names.map((n) => fileStat(images.get(n)!)));
+    },
+    open(path, flags, cb) {
+      if (path === '/') return cb(Fuse.EISDIR);
+      if (!lookup(path)) return cb(Fuse.ENOENT);
+      if ((flags & O_ACCMODE) !== 0) return cb(Fuse.EROFS);
+      cb(0, nextFd++);
+    },
+    release(_path, _fd, cb) {
+      cb(0);
+    },
+    read(path, _fd, buf, len, pos, cb) {
+      const img = lookup(path);
+      if (!img) return cb(Fuse.ENOENT);
+      img.session.reader.read(pos, len).then(
+        (data) => {
+          // fuse-native hands a zero-length (detached) buffer when the kernel gave up on the request.
+          if (buf.length === 0) return cb(Fuse.EIO);
+          data.copy(buf, 0, 0, Math.min(data.length, buf.length));
+          cb(Math.min(data.length, buf.length));
+        },
+        (err: unknown) => {
+          // The part store already logged an unavailable part, once per part: do not flood the log.
+          if (!(err instanceof UnavailableError)) log(`read ${path} bytes ${pos}..${pos + len - 1}: EIO: ${errorMessage(err)}`);
+          cb(Fuse.EIO);
+        },
+      );
+    },
+    statfs(_path, cb) {
+      let bytes = 0;
+      for (const img of images.values()) bytes += img.session.layout.size;
+      const blocks = Math.ceil(bytes / 4096);
+      cb(0, { bsize: 4096, frsize: 4096, blocks, bfree: 0, bavail: 0, files: images.size + 1, ffree: 0, favail: 0, fsid: 0, flag: 1, namemax: 255 });
+    },
+  };
+}
