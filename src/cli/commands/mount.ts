@@ -5,9 +5,9 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../../format/errors.js';
 import { loadJigdo } from '../../image/open.js';
-import { runMount } from '../../fuse/daemon.js';
+import { prepareMountpoint, runMount } from '../../fuse/daemon.js';
 import { fusermountUnmount, mountedType, sleep } from '../../fuse/mounts.js';
-import { addSourceOptions, sourceOptions, type SourceFlags } from '../options.js';
+import { addSourceOptions, logger, sourceOptions, type SourceFlags } from '../options.js';
 
 interface MountFlags extends SourceFlags {
   foreground?: boolean;
@@ -50,6 +50,8 @@ function daemonLogFile(flags: MountFlags, mnt: string): string {
  */
 async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]): Promise<void> {
   const mnt = path.resolve(mntArg);
+  // Refuse a live mount (and clear a stale one) here, so that a failure can never touch another mount.
+  await prepareMountpoint(mnt, logger(flags.quiet));
   const logFile = daemonLogFile(flags, mnt);
   const logFd = openSync(logFile, 'a');
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...argv, '--foreground', '--log-file', logFile], {
@@ -68,21 +70,22 @@ async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]
       resolve({ error: `the daemon exited (${signal ?? `code ${code}`}) before mounting; see ${logFile}` });
     });
   });
-  const fail = async (why: string): Promise<never> => {
+  // Only after our daemon said it mounted can a mount at `mnt` be ours to remove.
+  const fail = async (why: string, mounted: boolean): Promise<never> => {
     child.kill('SIGTERM');
     await sleep(300);
-    if ((await mountedType(mnt)) !== undefined && child.exitCode === null) child.kill('SIGKILL');
-    if (await mountedType(mnt)) await fusermountUnmount(mnt, true).catch(() => undefined);
+    if (child.exitCode === null) child.kill('SIGKILL');
+    if (mounted && (await mountedType(mnt))) await fusermountUnmount(mnt, true).catch(() => undefined);
     throw new Error(why);
   };
-  if ('error' in outcome) return fail(outcome.error);
+  if ('error' in outcome) return fail(outcome.error, false);
   // The mount callback fires before the kernel serves the mount: wait until the files are really there.
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (const name of outcome.names) {
     for (;;) {
       const st = await stat(path.join(mnt, name)).catch(() => undefined);
       if (st && st.isFile()) break;
-      if (Date.now() > deadline) return fail(`${mnt}/${name} did not appear (see ${logFile})`);
+      if (Date.now() > deadline) return fail(`${mnt}/${name} did not appear (see ${logFile})`, true);
       await sleep(50);
     }
   }

@@ -1,0 +1,247 @@
+import type { FileHandle } from 'node:fs/promises';
+import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
+import { errorMessage } from '../format/errors.js';
+
+/**
+ * The HTTP layer: one undici dispatcher per process (proxies from HTTP_PROXY / HTTPS_PROXY / NO_PROXY,
+ * redirects followed, keep-alive, connect/headers/body-idle timeouts), ranged GETs streamed into files,
+ * and every failure turned into a FetchError whose `kind` tells the caller whether to resume, try the
+ * next mirror, or give up on this mirror for this file.
+ */
+
+export type FailureKind =
+  /** 404 / 410: the mirror does not have the file. */
+  | 'not-found'
+  /** Any other unexpected status (4xx, 5xx, a 200 where a range was needed...). */
+  | 'status'
+  /** No connection (refused, DNS, unreachable). */
+  | 'connect'
+  /** Connect, headers or body-idle timeout (a stall). */
+  | 'timeout'
+  /** The connection was cut mid-body. */
+  | 'reset'
+  /** The body ended before the bytes we asked for (premature close or a short Content-Length). */
+  | 'short'
+  /** The mirror's file has another size than the part (Content-Range / Content-Length). */
+  | 'wrong-size'
+  /** The bytes did not match the checksum. */
+  | 'mismatch'
+  /** A malformed answer (bad Content-Range...) or an unusable URL. */
+  | 'protocol'
+  /** Cancelled by us. */
+  | 'aborted';
+
+export class FetchError extends Error {
+  override name = 'FetchError';
+  constructor(
+    readonly url: string,
+    readonly kind: FailureKind,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+
+  /** Retrying the same URL is pointless: it does not have this file, or has another one. */
+  get permanent(): boolean {
+    if (this.kind === 'not-found' || this.kind === 'wrong-size' || this.kind === 'mismatch' || this.kind === 'protocol') return true;
+    if (this.kind === 'status' && this.status !== undefined) return this.status >= 400 && this.status < 500 && this.status !== 408 && this.status !== 429;
+    return false;
+  }
+}
+
+/** Classifies an error thrown by undici or by our stream handling. */
+export function toFetchError(url: string, err: unknown): FetchError {
+  if (err instanceof FetchError) return err;
+  const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code;
+  const msg = errorMessage(err);
+  switch (code) {
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return new FetchError(url, 'timeout', 'no response headers in time');
+    case 'UND_ERR_BODY_TIMEOUT':
+      return new FetchError(url, 'timeout', 'stalled: no data in time');
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return new FetchError(url, 'timeout', 'connect timeout');
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+      return new FetchError(url, 'short', 'body shorter than its Content-Length');
+    case 'UND_ERR_SOCKET':
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return new FetchError(url, 'reset', `connection cut (${code === 'UND_ERR_SOCKET' ? msg : code})`);
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EHOSTDOWN':
+      return new FetchError(url, 'connect', `cannot connect (${code})`);
+    case 'UND_ERR_ABORTED':
+    case 'ABORT_ERR':
+      return new FetchError(url, 'aborted', 'aborted');
+    case 'UND_ERR_INVALID_ARG':
+    case 'ERR_INVALID_URL':
+      return new FetchError(url, 'protocol', `bad URL: ${msg}`);
+    default:
+      if ((err as Error)?.name === 'AbortError') return new FetchError(url, 'aborted', 'aborted');
+      return new FetchError(url, 'reset', msg);
+  }
+}
+
+export interface HttpOptions {
+  /** Connect, response-headers and body-idle timeout, in milliseconds. */
+  timeoutMs: number;
+  /** Connections per origin. */
+  connections: number;
+}
+
+/** Percent-encodes what must be (spaces, non-ASCII) and nothing else: jigdo strings are concatenated raw (spec §5.5). */
+export function requestUrl(url: string): string {
+  return new URL(url).href;
+}
+
+export interface RangeResult {
+  /** Absolute position after the last byte written. */
+  end: number;
+  /** The server ignored Range and sent the whole file from byte 0 (everything up to `end` was written). */
+  whole: boolean;
+  /** The file's size as the server stated it, when it did. */
+  total?: number;
+  /** Time to response headers, ms. */
+  ttfbMs: number;
+}
+
+export interface RangeRequest {
+  start: number;
+  /** Exclusive; undefined: to the end of the file. */
+  end?: number;
+  /** The expected size of the whole file, when known: another size is a 'wrong-size' failure. */
+  total?: number;
+}
+export class HttpClient {
+  private readonly dispatcher: Dispatcher;
+  private readonly agent: EnvHttpProxyAgent;
+
+  constructor(readonly opts: HttpOptions) {
+    const t = opts.timeoutMs;
+    this.agent = new EnvHttpProxyAgent({
+      connections: opts.connections,
+      keepAliveTimeout: 10_000,
+      headersTimeout: t,
+      bodyTimeout: t,
+      connect: { timeout: t },
+    });
+    this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 5 }));
+  }
+
+  private async get(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    let target: string;
+    try {
+      target = requestUrl(url);
+    } catch (err) {
+      throw new FetchError(url, 'protocol', `bad URL: ${errorMessage(err)}`);
+    }
+    try {
+      return await request(target, { method: 'GET', dispatcher: this.dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
+    } catch (err) {
+      throw toFetchError(url, err);
+    }
+  }
+
+  /** Throws a FetchError for a non-2xx answer (after discarding its body). */
+  private static async checkStatus(url: string, res: Dispatcher.ResponseData): Promise<void> {
+    if (res.statusCode >= 200 && res.statusCode < 300) return;
+    res.body.resume();
+    res.body.on('error', () => undefined);
+    const status = res.statusCode;
+    const kind = status === 404 || status === 410 ? 'not-found' : 'status';
+    throw new FetchError(url, kind, `HTTP ${status}`, status);
+  }
+
+  /**
+   * GETs bytes [start, end) of a file and writes them to `fh` at the same positions, calling `onData` with
+   * the absolute position reached after each write. A server that ignores Range answers 200: accepted
+   * when `start` is 0, and then the whole file is written (`whole`). Resolves when the range is
+   * complete; otherwise throws a FetchError (bytes written before the error stay written and were
+   * reported, so the caller can resume from there). `onHeaders` learns the file's size early.
+   */
+  async fetchRange(
+    url: string,
+    range: RangeRequest,
+    fh: FileHandle,
+    onData: (pos: number) => void,
+    opts: { signal?: AbortSignal; onHeaders?: (info: { whole: boolean; total?: number }) => void } = {},
+  ): Promise<RangeResult> {
+    const { start, total } = range;
+    const t0 = performance.now();
+    const full = start === 0 && (range.end === undefined || range.end === total);
+    const header = full ? {} : { range: `bytes=${start}-${range.end === undefined ? '' : range.end - 1}` };
+    const res = await this.get(url, header, opts.signal);
+    const ttfbMs = performance.now() - t0;
+    const body = res.body;
+    try {
+      await HttpClient.checkStatus(url, res);
+      let whole = false;
+      let stated: number | undefined;
+      if (res.statusCode === 206) {
+        const text = String(res.headers['content-range'] ?? '');
+        const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(text);
+        if (!cr) throw new FetchError(url, 'protocol', `bad Content-Range "${text}"`);
+        if (cr[3] !== '*') stated = Number(cr[3]);
+        if (Number(cr[1]) !== start) throw new FetchError(url, 'protocol', `asked for bytes from ${start}, got Content-Range ${text}`);
+      } else {
+        if (start !== 0) throw new FetchError(url, 'status', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
+        const len = res.headers['content-length'];
+        if (len !== undefined) stated = Number(len);
+        whole = true;
+      }
+      if (total !== undefined && stated !== undefined && stated !== total) {
+        throw new FetchError(url, 'wrong-size', `the file there has ${stated} bytes, expected ${total}`);
+      }
+      opts.onHeaders?.({ whole, total: stated });
+      const stop = whole ? (stated ?? total ?? Infinity) : (range.end ?? stated ?? Infinity);
+      let pos = start;
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        const room = stop - pos;
+        const data = chunk.length > room ? chunk.subarray(0, room) : chunk;
+        let done = 0;
+        while (done < data.length) {
+          const { bytesWritten } = await fh.write(data, done, data.length - done, pos + done);
+          done += bytesWritten;
+        }
+        pos += data.length;
+        onData(pos);
+        if (pos >= stop) break;
+      }
+      if (stop !== Infinity && pos < stop) throw new FetchError(url, 'short', `body ended after ${pos - start} of ${stop - start} bytes`);
+      return { end: pos, whole, total: stated, ttfbMs };
+    } catch (err) {
+      throw toFetchError(url, err);
+    } finally {
+      if (!body.destroyed) body.destroy();
+    }
+  }
+
+  /** A whole small resource (.jigdo, [Include]) in memory; at most `maxBytes`. */
+  async fetchBuffer(url: string, maxBytes: number): Promise<Buffer> {
+    const res = await this.get(url, {});
+    try {
+      await HttpClient.checkStatus(url, res);
+      const chunks: Buffer[] = [];
+      let n = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        n += chunk.length;
+        if (n > maxBytes) throw new FetchError(url, 'protocol', `larger than ${maxBytes} bytes: not a .jigdo file?`);
+        chunks.push(chunk);
+      }
+      return Buffer.concat(chunks);
+    } catch (err) {
+      throw toFetchError(url, err);
+    } finally {
+      if (!res.body.destroyed) res.body.destroy();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => undefined);
+  }
+}

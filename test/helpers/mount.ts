@@ -1,0 +1,64 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { runCli, type CliResult } from './cli.js';
+
+const run = promisify(execFile);
+
+/** A real jigdofs mount made through the CLI: the daemon is a separate process, never this one. */
+export interface TestMount {
+  mnt: string;
+  cacheDir: string;
+  mountResult: CliResult;
+  file(name: string): string;
+  status(): Promise<Record<string, unknown>>;
+  pid(): Promise<number>;
+  log(): Promise<string>;
+  umount(): Promise<CliResult>;
+  /** Unmounts if still mounted and removes the temp folders; safe to call twice. */
+  cleanup(): Promise<void>;
+}
+
+export async function isMounted(mnt: string): Promise<boolean> {
+  const text = await readFile('/proc/mounts', 'utf8');
+  return text.split('\n').some((l) => l.split(' ')[1] === mnt);
+}
+
+export async function forceUnmount(mnt: string): Promise<void> {
+  if (await isMounted(mnt)) await run('fusermount', ['-uz', mnt]).catch(() => undefined);
+}
+
+/** Mounts `jigdo` with extra CLI args on a fresh mountpoint; throws with the CLI's stderr if it fails. */
+export async function mountJigdo(jigdo: string, args: string[] = [], opts: { cacheDir?: string; mnt?: string } = {}): Promise<TestMount> {
+  const base = await mkdtemp(path.join(tmpdir(), 'jigdofs-mnt-'));
+  const mnt = opts.mnt ?? path.join(base, 'mnt');
+  const cacheDir = opts.cacheDir ?? path.join(base, 'cache');
+  if (!opts.mnt) await run('mkdir', ['-p', mnt]); // a given mountpoint may be stale: stat would fail
+  const logFile = path.join(base, 'daemon.log');
+  const mountResult = await runCli(['mount', jigdo, mnt, '--cache-dir', cacheDir, '--log-file', logFile, ...args], { timeoutMs: 60_000 });
+  const m: TestMount = {
+    mnt,
+    cacheDir,
+    mountResult,
+    file: (name) => path.join(mnt, name),
+    status: async () => {
+      const r = await runCli(['status', mnt, '--json'], { timeoutMs: 15_000 });
+      if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    },
+    pid: async () => (await m.status()).pid as number,
+    log: () => readFile(logFile, 'utf8').catch(() => ''),
+    umount: () => runCli(['umount', mnt], { timeoutMs: 30_000 }),
+    cleanup: async () => {
+      await forceUnmount(mnt);
+      await rm(base, { recursive: true, force: true });
+    },
+  };
+  if (mountResult.code !== 0) {
+    await m.cleanup();
+    throw new Error(`mount failed (${mountResult.code}): ${mountResult.stderr}`);
+  }
+  return m;
+}

@@ -1,0 +1,297 @@
+/**
+ * Real FUSE mounts through the CLI (the daemon is a child process): the mounted image must be
+ * byte-identical to the image jigdo-file/xorriso made, whatever tool reads it.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cp, mkdir, mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
+import { BIN } from '../helpers/cli.js';
+import { forceUnmount, isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
+import { runCli } from '../helpers/cli.js';
+
+const run = promisify(execFile);
+const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+const fileMd5 = async (f: string): Promise<string> => md5(await readFile(f));
+
+/** A seeded PRNG (mulberry32), so a failing offset can be reproduced. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+let fx: FixtureSet;
+let work: string;
+
+before(async () => {
+  fx = await buildFixtures();
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-mount-test-'));
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('mounted ISO (jigdo-file md5/gzip template, parts found by --scan)', () => {
+  let m: TestMount;
+  let original: Buffer;
+  const name = 'image.iso';
+  before(async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    original = await readFile(v.image);
+    m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+  });
+  after(async () => {
+    await m?.cleanup();
+  });
+
+  test('shows one read-only file with the exact size', async () => {
+    assert.deepEqual(await readdir(m.mnt), [name]);
+    const st = await stat(m.file(name));
+    assert.equal(st.size, original.length);
+    assert.equal(st.mode & 0o777, 0o444);
+    assert.ok(st.isFile());
+    await assert.rejects(open(m.file(name), 'r+'), /EROFS|EACCES/);
+    const ls = await run('ls', ['-l', m.mnt]);
+    assert.match(ls.stdout, new RegExp(`-r--r--r-- .* ${original.length} .* ${name}`));
+    const du = await run('du', ['-b', m.file(name)]);
+    assert.equal(Number(du.stdout.split('\t')[0]), original.length);
+  });
+
+  test('cp and dd bs=1M give the image checksum', async () => {
+    const copy = path.join(work, 'copy.iso');
+    await run('cp', [m.file(name), copy]);
+    assert.equal(await fileMd5(copy), md5(original));
+    const dd = await run('sh', ['-c', `dd if="${m.file(name)}" bs=1M status=none | md5sum`]);
+    assert.equal(dd.stdout.split(' ')[0], md5(original));
+  });
+
+  test('random dd skip= reads match the original', async () => {
+    const rand = prng(42);
+    const blocks = Math.floor(original.length / 4096);
+    for (let i = 0; i < 25; i++) {
+      const skip = Math.floor(rand() * blocks);
+      const count = 1 + Math.floor(rand() * 64);
+      const out = await run('dd', [`if=${m.file(name)}`, 'bs=4096', `skip=${skip}`, `count=${count}`, 'status=none'], { encoding: 'buffer', maxBuffer: 1 << 24 });
+      assert.ok(out.stdout.equals(original.subarray(skip * 4096, (skip + count) * 4096)), `dd skip=${skip} count=${count}`);
+    }
+  });
+
+  test('8 concurrent readers at random offsets get the right bytes', async () => {
+    const readers = Array.from({ length: 8 }, async (_, r) => {
+      const rand = prng(1000 + r);
+      const fh = await open(m.file(name), 'r');
+      try {
+        for (let i = 0; i < 40; i++) {
+          const offset = Math.floor(rand() * original.length);
+          const length = 1 + Math.floor(rand() * 300_000);
+          const buf = Buffer.alloc(length);
+          const { bytesRead } = await fh.read(buf, 0, length, offset);
+          const want = original.subarray(offset, offset + length);
+          assert.equal(bytesRead, want.length);
+          assert.ok(buf.subarray(0, bytesRead).equals(want), `reader ${r} at ${offset}+${length}`);
+        }
+      } finally {
+        await fh.close();
+      }
+    });
+    await Promise.all(readers);
+  });
+
+  test('isoinfo lists the ISO files', async () => {
+    const fromMount = await run('isoinfo', ['-R', '-l', '-i', m.file(name)]);
+    const fromOriginal = await run('isoinfo', ['-R', '-l', '-i', fx.variants['jf-md5-gzip'].image]);
+    assert.equal(fromMount.stdout, fromOriginal.stdout);
+    assert.match(fromMount.stdout, /c-200k\.bin/);
+  });
+
+  test('status reports parts and bytes served', async () => {
+    const s = (await m.status()) as { images: Array<{ name: string; size: number; parts: { total: number; verified: number; missing: number }; bytesServed: number }> };
+    const img = s.images[0]!;
+    assert.equal(img.name, name);
+    assert.equal(img.size, original.length);
+    assert.ok(img.parts.total > 0);
+    assert.equal(img.parts.verified, img.parts.total);
+    assert.equal(img.parts.missing, 0);
+    assert.ok(img.bytesServed >= original.length);
+  });
+
+  test('umount unmounts and stops the daemon', async () => {
+    const pid = await m.pid();
+    const r = await m.umount();
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await isMounted(m.mnt), false);
+    await waitFor(() => !alive(pid), 5000);
+  });
+});
+
+describe('every template kind mounts byte-exactly', () => {
+  for (const name of ['jf-sha256-gzip', 'jf-md5-bzip2', 'jf-sha256-bzip2', 'jte-md5-gzip', 'jte-sha256-bzip2', 'nomatch'] as const) {
+    test(name, async () => {
+      const v = fx.variants[name];
+      const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+      try {
+        const [file] = await readdir(m.mnt);
+        const dd = await run('sh', ['-c', `dd if="${m.file(file!)}" bs=1M status=none | md5sum`]);
+        assert.equal(dd.stdout.split(' ')[0], v.imageMd5);
+      } finally {
+        await m.cleanup();
+      }
+    });
+  }
+});
+
+describe('ext4 image distributed through jigdo, loop-mounted from the mount', () => {
+  test('every file inside matches its source', async () => {
+    const v = fx.variants.ext4;
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+    const loopMnt = path.join(work, 'ext4-loop');
+    await mkdir(loopMnt, { recursive: true });
+    try {
+      await run('mount', ['-o', 'loop,ro', m.file('ext4.img'), loopMnt]);
+      try {
+        for (const f of fx.files) {
+          const inside = await readFile(path.join(loopMnt, f.path));
+          assert.equal(md5(inside), f.md5, f.path);
+        }
+      } finally {
+        await run('umount', [loopMnt]);
+      }
+    } finally {
+      await m.cleanup();
+    }
+  });
+});
+
+describe('a part no source has', () => {
+  test('gives EIO for its bytes only, one log line, and status counts it', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    const parts = path.join(work, 'parts-minus-one');
+    await cp(v.partsDir, parts, { recursive: true });
+    const victim = fx.files.find((f) => f.path.endsWith('c-200k.bin'))!;
+    await rm(path.join(parts, path.relative('parts', victim.path)));
+    await rm(path.join(parts, 'extra', 'c-200k-copy.bin')); // the same bytes under another name
+    const original = await readFile(v.image);
+    const at = original.indexOf(await readFile(victim.absPath));
+    assert.ok(at > 0);
+    const m = await mountJigdo(v.jigdo, ['--scan', parts]);
+    try {
+      const fh = await open(m.file('image.iso'), 'r');
+      try {
+        const buf = Buffer.alloc(4096);
+        await assert.rejects(fh.read(buf, 0, 4096, at + 8192), /EIO/);
+        const before = Buffer.alloc(4096);
+        await fh.read(before, 0, 4096, 0);
+        assert.ok(before.equals(original.subarray(0, 4096)));
+        const tail = original.length - 4096;
+        const end = Buffer.alloc(4096);
+        await fh.read(end, 0, 4096, tail);
+        assert.ok(end.equals(original.subarray(tail)));
+      } finally {
+        await fh.close();
+      }
+      const cpResult = await run('cp', [m.file('image.iso'), path.join(work, 'broken.iso')]).then(() => 'ok', (e: Error) => e.message);
+      assert.match(cpResult, /Input\/output error/);
+      const s = (await m.status()) as { images: Array<{ parts: { missing: number }; recentErrors: string[] }> };
+      assert.equal(s.images[0]!.parts.missing, 1);
+      const log = await m.log();
+      const lines = log.split('\n').filter((l) => l.includes('not available'));
+      assert.equal(lines.length, 1, log);
+      assert.match(lines[0]!, new RegExp(`part [A-Za-z0-9_-]{22} \\(${victim.size} bytes, at image offset ${at}\\)`));
+    } finally {
+      await m.cleanup();
+    }
+  });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('lifecycle', () => {
+  test('foreground mount unmounts cleanly on SIGTERM and SIGINT', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+      const mnt = path.join(work, `fg-${sig}`);
+      await mkdir(mnt, { recursive: true });
+      const child = spawn(process.execPath, [BIN, 'mount', '-f', v.jigdo, mnt, '--scan', v.partsDir, '--cache-dir', path.join(work, 'cache')], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d));
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      try {
+        await waitFor(async () => (await stat(path.join(mnt, 'image.iso')).catch(() => undefined))?.size === v.imageSize, 30_000);
+        assert.equal(await fileMd5(path.join(mnt, 'image.iso')), v.imageMd5);
+        child.kill(sig);
+        assert.equal(await exited, 0, stderr);
+        assert.equal(await isMounted(mnt), false);
+        assert.match(stderr, /unmounted/);
+      } finally {
+        child.kill('SIGKILL');
+        await forceUnmount(mnt);
+      }
+    }
+  });
+
+  test('a mount left stale by kill -9 is cleared by the next mount', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+    try {
+      process.kill(await m.pid(), 'SIGKILL');
+      await waitFor(async () => (await stat(m.mnt).then(() => 'ok', (e: NodeJS.ErrnoException) => e.code)) === 'ENOTCONN', 5000);
+      const again = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { mnt: m.mnt, cacheDir: m.cacheDir });
+      assert.equal(await fileMd5(again.file('image.iso')), v.imageMd5);
+      assert.equal((await again.umount()).code, 0);
+    } finally {
+      await m.cleanup();
+    }
+  });
+
+  test('a second mount on a live mountpoint is refused; a failed mount leaves nothing behind', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+    try {
+      const second = await runCli(['mount', v.jigdo, m.mnt, '--cache-dir', m.cacheDir]);
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, /already mounted/);
+      assert.equal(await fileMd5(m.file('image.iso')), v.imageMd5); // the first mount is untouched
+    } finally {
+      await m.cleanup();
+    }
+    const empty = path.join(work, 'never-mounted');
+    await mkdir(empty, { recursive: true });
+    const bad = await runCli(['mount', path.join(work, 'no-such.jigdo'), empty, '--cache-dir', path.join(work, 'cache')]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^jigdofs: .*no-such\.jigdo.*not found/m);
+    assert.equal(await isMounted(empty), false);
+    const noDir = await runCli(['mount', v.jigdo, path.join(work, 'missing-dir'), '--cache-dir', path.join(work, 'cache')]);
+    assert.equal(noDir.code, 1);
+    assert.match(noDir.stderr, /does not exist/);
+  });
+
+  test('umount of something that is not mounted fails with a clear message', async () => {
+    const r = await runCli(['umount', work]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /nothing is mounted/);
+  });
+});
