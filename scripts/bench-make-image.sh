@@ -119,13 +119,13 @@ run_tool() {
   local cpu; cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$config" "$tool" "$real" "$cpu" "$fs" "$ok" >> "$RAW"
   printf '  round %s %-5s %-10s %7.2f s  %7.1f MB/s  cpu %6.2f s  fsync %5.2f s  md5 %s\n' "$round" "$config" "$tool" "$real" \
-    "$(awk -v b="$ISO_BYTES" -v t="$real" 'BEGIN { print b / 1e6 / t }')" "$cpu" "$fs" "$ok" >&2
+    "$(awk -v b="$ISO_BYTES" -v t="$real" 'BEGIN { print b / 1e6 / t }')" "$cpu" "$fs" "$ok"
   rm -f "$img"
   sync
 }
 
-echo "bench-make-image: fixture $FIX ($NAME, $ISO_BYTES bytes, variant $VARIANT), source $SOURCE, $RUNS rounds, drop caches: $DROP" >&2
-echo "  machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r), node $(node --version), $(jigdo-file --version 2>&1 | head -1)" >&2
+echo "bench-make-image: fixture $FIX ($NAME, $ISO_BYTES bytes, variant $VARIANT), source $SOURCE, $RUNS rounds, drop caches: $DROP"
+echo "  machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r), node $(node --version), $(jigdo-file --version 2>&1 | head -1)"
 prewarm
 for round in $(seq 1 "$RUNS"); do
   jf_db=$TMP/jigdo-file-cache.$round.db jd_cache=$TMP/jigdofs-cache.$round
@@ -163,14 +163,16 @@ awk -F'\t' -v bytes="$ISO_BYTES" '
       for (t = 1; t <= 2; t++) {
         tool = t == 1 ? "jigdofs" : "jigdo-file"; k = cs[c] SUBSEP tool
         m[k] = median(real[k]); md[k] = median(dur[k])
-        printf "| %s | %s | %.2f | %.0f | %.2f | %.2f | %s | %s |\n", cs[c], tool, m[k], bytes / 1e6 / m[k], median(cpu[k]), md[k], (k in bad) ? "BAD" : "OK", substr(real[k], 2)
+        ok = "OK"; if (k in bad) ok = "BAD"
+        printf "| %s | %s | %.2f | %.0f | %.2f | %.2f | %s | %s |\n", cs[c], tool, m[k], bytes / 1e6 / m[k], median(cpu[k]), md[k], ok, substr(real[k], 2)
       }
     }
     printf "\n| config | jigdo-file / jigdofs (wall) | (wall+fsync) | goal >= 5x |\n|---|---|---|---|\n"
     for (c = 1; c <= nc; c++) {
       if (!(cs[c] in seen)) continue
       a = cs[c] SUBSEP "jigdofs"; b = cs[c] SUBSEP "jigdo-file"
-      printf "| %s | %.2fx | %.2fx | %s |\n", cs[c], m[b] / m[a], md[b] / md[a], m[b] / m[a] >= 5 ? "met" : "NOT met"
+      goal = "NOT met"; if (m[b] / m[a] >= 5) goal = "met"
+      printf "| %s | %.2fx | %.2fx | %s |\n", cs[c], m[b] / m[a], md[b] / md[a], goal
     }
   }' "$RAW"
 echo

@@ -1,0 +1,236 @@
+import type { FailureKind } from './http.js';
+
+/**
+ * What we know about each mirror (a server base URL such as `http://deb.debian.org/debian/`): bytes,
+ * speed, failures, and whether it is demoted. Demoted mirrors are tried after the others (never skipped:
+ * when every mirror is demoted they are still tried, soonest-forgiven first). The numbers are kept for
+ * `jigdofs status` and are JSON-serializable through `snapshot()`.
+ */
+
+/** Consecutive failed requests after which a mirror is demoted. */
+const FAILURES_TO_DEMOTE = 3;
+/** First failure demotion; it doubles with every further demotion in a row, up to the maximum. */
+const FAILURE_DEMOTE_MS = 30_000;
+const MAX_DEMOTE_MS = 10 * 60_000;
+/** A mirror this many times slower than the best one (for a 1 MiB part) is demoted. */
+const SLOW_FACTOR = 8;
+const SLOW_DEMOTE_MS = 60_000;
+/** Samples needed before a mirror's speed is compared. */
+const MIN_SAMPLES = 3;
+/** Weight of a new sample in the moving averages. */
+const ALPHA = 0.3;
+/** Bodies shorter than this say little about bandwidth (they are all latency). */
+const MIN_SPEED_SAMPLE = 64 * 1024;
+const REFERENCE_BYTES = 1 << 20;
+
+export interface MirrorStats {
+  /** The mirror's base URL (or origin). */
+  mirror: string;
+  requests: number;
+  /** Requests running now. */
+  active: number;
+  /** Body bytes received (including from requests that failed later). */
+  bytes: number;
+  /** Moving average of the body transfer rate of single requests, bytes/s (0: not measured yet). */
+  speed: number;
+  /** Moving average of the time to response headers, ms. */
+  latencyMs: number;
+  failures: number;
+  consecutiveFailures: number;
+  /** Failures by kind: not-found, status, timeout, reset, short, mismatch... */
+  failuresByKind: Partial<Record<FailureKind, number>>;
+  demotions: number;
+  demoted: boolean;
+  /** ISO time until which it is demoted, when it is. */
+  demotedUntil?: string;
+  demotedWhy?: string;
+  lastError?: string;
+  lastErrorAt?: string;
+}
+
+export interface PartFetchStats {
+  /** Parts fetched, verified and put in the cache by this process. */
+  fetched: number;
+  /** Part fetches running now (including those waiting for another process that fetches the same part). */
+  inFlight: number;
+  /** Part fetches that gave up (every candidate failed). */
+  failed: number;
+  /** Bytes of the parts fetched (what was needed). */
+  bytes: number;
+  /** Body bytes received from mirrors, including retried and wasted ones. */
+  bytesDownloaded: number;
+  /** Parts another process fetched while we waited for it. */
+  fromOtherProcess: number;
+  /** Fetches that failed their checksum. */
+  mismatches: number;
+}
+
+interface Mirror {
+  stats: MirrorStats;
+  demotedUntil: number;
+  samples: number;
+  bandwidth: number;
+  /** Failure demotions since the last successful request: each one lasts twice as long. */
+  demoteStreak: number;
+  /** Learned from a 206 answer (true) or a 200 to a Range request (false). */
+  ranges?: boolean;
+}
+
+export class MirrorBoard {
+  private readonly mirrors = new Map<string, Mirror>();
+  readonly parts: PartFetchStats = { fetched: 0, inFlight: 0, failed: 0, bytes: 0, bytesDownloaded: 0, fromOtherProcess: 0, mismatches: 0 };
+
+  constructor(
+    private readonly log: (line: string) => void = () => undefined,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private get(id: string): Mirror {
+    let m = this.mirrors.get(id);
+    if (!m) {
+      m = {
+        stats: {
+          mirror: id, requests: 0, active: 0, bytes: 0, speed: 0, latencyMs: 0, failures: 0, consecutiveFailures: 0,
+          failuresByKind: {}, demotions: 0, demoted: false,
+        },
+        demotedUntil: 0,
+        samples: 0,
+        bandwidth: 0,
+        demoteStreak: 0,
+      };
+      this.mirrors.set(id, m);
+    }
+    return m;
+  }
+
+  isDemoted(id: string): boolean {
+    return (this.mirrors.get(id)?.demotedUntil ?? 0) > this.now();
+  }
+
+  /** Whether the mirror answers Range requests (undefined: not known yet). */
+  acceptsRanges(id: string): boolean | undefined {
+    return this.mirrors.get(id)?.ranges;
+  }
+
+  setAcceptsRanges(id: string, value: boolean): void {
+    this.get(id).ranges = value;
+  }
+
+  /** `items` in their order, healthy mirrors first, then demoted ones by the end of their demotion. */
+  order<T extends { mirror: string }>(items: T[]): T[] {
+    const now = this.now();
+    const until = (t: T): number => {
+      const d = this.mirrors.get(t.mirror)?.demotedUntil ?? 0;
+      return d > now ? d : 0;
+    };
+    return items
+      .map((item, i) => ({ item, i, u: until(item) }))
+      .sort((a, b) => a.u - b.u || a.i - b.i)
+      .map((x) => x.item);
+  }
+
+  requestStarted(id: string): void {
+    const m = this.get(id);
+    m.stats.requests++;
+    m.stats.active++;
+  }
+
+  /** Body bytes as they arrive (counted whether or not the request ends well). */
+  received(id: string, bytes: number): void {
+    this.get(id).stats.bytes += bytes;
+    this.parts.bytesDownloaded += bytes;
+  }
+
+  /** A request that delivered what was asked: `bytes` of body in `ms`, headers after `ttfbMs`. */
+  requestDone(id: string, bytes: number, ms: number, ttfbMs: number): void {
+    const m = this.get(id);
+    m.stats.active--;
+    m.stats.consecutiveFailures = 0;
+    m.demoteStreak = 0;
+    m.stats.latencyMs = m.samples === 0 ? ttfbMs : (1 - ALPHA) * m.stats.latencyMs + ALPHA * ttfbMs;
+    if (bytes >= MIN_SPEED_SAMPLE) {
+      const bw = bytes / (Math.max(1, ms - ttfbMs) / 1000);
+      m.bandwidth = m.bandwidth === 0 ? bw : (1 - ALPHA) * m.bandwidth + ALPHA * bw;
+      m.stats.speed = Math.round(m.bandwidth);
+    }
+    m.samples++;
+    this.checkSlow(id, m);
+  }
+
+  /** A request that failed. */
+  requestFailed(id: string, kind: FailureKind, message: string): void {
+    const m = this.get(id);
+    m.stats.active--;
+    if (kind !== 'aborted') this.noteFailure(id, m, kind, message);
+  }
+
+  /** Bytes that failed their checksum: a mirror serving wrong data counts as failing. */
+  mismatch(id: string, message: string): void {
+    this.parts.mismatches++;
+    this.noteFailure(id, this.get(id), 'mismatch', message);
+  }
+
+  private noteFailure(id: string, m: Mirror, kind: FailureKind, message: string): void {
+    m.stats.failures++;
+    m.stats.consecutiveFailures++;
+    m.stats.failuresByKind[kind] = (m.stats.failuresByKind[kind] ?? 0) + 1;
+    m.stats.lastError = message;
+    m.stats.lastErrorAt = new Date(this.now()).toISOString();
+    if (m.stats.consecutiveFailures >= FAILURES_TO_DEMOTE && !this.isDemoted(id)) {
+      const ms = Math.min(MAX_DEMOTE_MS, FAILURE_DEMOTE_MS * 2 ** Math.min(10, m.demoteStreak++));
+      this.demote(id, m, ms, `${m.stats.consecutiveFailures} failures in a row (last: ${message})`);
+    }
+  }
+
+  /** Expected cost of fetching 1 MiB from a mirror, ms (latency + transfer); undefined until measured. */
+  private cost(m: Mirror): number | undefined {
+    if (m.samples < MIN_SAMPLES || m.bandwidth === 0) return undefined;
+    return m.stats.latencyMs + (REFERENCE_BYTES / m.bandwidth) * 1000;
+  }
+
+  private checkSlow(id: string, m: Mirror): void {
+    const mine = this.cost(m);
+    if (mine === undefined || this.isDemoted(id)) return;
+    let best = Infinity;
+    for (const [otherId, other] of this.mirrors) {
+      if (otherId === id || this.isDemoted(otherId)) continue;
+      const c = this.cost(other);
+      if (c !== undefined) best = Math.min(best, c);
+    }
+    if (best !== Infinity && mine > SLOW_FACTOR * best) {
+      this.demote(id, m, SLOW_DEMOTE_MS, `slow: ${Math.round(mine)} ms per MiB, the best mirror needs ${Math.round(best)} ms`);
+    }
+  }
+
+  private demote(id: string, m: Mirror, ms: number, why: string): void {
+    m.demotedUntil = this.now() + ms;
+    m.stats.demotions++;
+    m.stats.demotedWhy = why;
+    this.log(`mirror ${id} demoted for ${Math.round(ms / 1000)} s: ${why}`);
+  }
+
+  snapshot(): { mirrors: MirrorStats[]; parts: PartFetchStats } {
+    const now = this.now();
+    const mirrors = [...this.mirrors.values()].map((m) => {
+      const demoted = m.demotedUntil > now;
+      const s: MirrorStats = { ...m.stats, failuresByKind: { ...m.stats.failuresByKind }, demoted };
+      if (demoted) s.demotedUntil = new Date(m.demotedUntil).toISOString();
+      else delete s.demotedWhy;
+      return s;
+    });
+    return { mirrors, parts: { ...this.parts } };
+  }
+}
+
+/**
+ * The mirror a candidate URL belongs to: the URL minus the part's own path when the candidate came from
+ * a `Label:path` expansion (so `http://host/debian/` for `Debian:pool/...`), else the URL's origin.
+ */
+export function mirrorOf(url: string, rest?: string): string {
+  if (rest && url.endsWith(rest) && url.length > rest.length) return url.slice(0, url.length - rest.length);
+  try {
+    return `${new URL(url).origin}/`;
+  } catch {
+    return url;
+  }
+}
