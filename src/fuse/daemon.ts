@@ -166,6 +166,12 @@ export async function runMount(
       }
     }, 200);
   });
+  // A daemon must not die of one bad request: log stray rejections; an uncaught exception unmounts cleanly.
+  process.on('unhandledRejection', (err) => log(`internal error (ignored): ${errorMessage(err)}`));
+  process.on('uncaughtException', (err) => {
+    log(`fatal internal error: ${err.stack ?? err.message}`);
+    void stop('fatal error').finally(() => process.exit(1));
+  });
   log(`mounted ${[...images.keys()].join(', ')} at ${mnt}`);
   onReady([...images.keys()]);
   await done;

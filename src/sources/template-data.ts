@@ -218,9 +218,10 @@ export class TemplateData {
       spill.done = true;
     } catch (err) {
       spill.error = this.corrupt(chunk, `corrupt zlib data (${errorMessage(err)})`);
-      this.spills.delete(chunk.index);
-      await rm(tmp, { force: true });
+      this.spills.delete(chunk.index); // the next read tries again (a full disk may have been the cause)
       spill.notify();
+      await handle.close().catch(() => undefined);
+      await rm(tmp, { force: true });
     }
   }
 
