@@ -1,0 +1,79 @@
+/**
+ * jigdo-file writes zlib chunks of up to ~270 MB for zero runs (spec §2.3). A random read in such a chunk
+ * must cost at most one inflate pass of it: the chunk is inflated once into a sparse spill file.
+ */
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createCipheriv } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, stat, writeFile, open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { loadJigdo, openImage, selectImage } from '../../src/image/open.js';
+import { SPILL_THRESHOLD } from '../../src/sources/template-data.js';
+
+const run = promisify(execFile);
+const random = (n: number, seed: number): Buffer =>
+  createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16)).update(Buffer.alloc(n));
+
+let work: string;
+let image: string;
+const ZEROS = 100_000_000;
+const HEAD = 70_000;
+const PART = 300_000;
+
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-huge-'));
+  await mkdir(path.join(work, 'p'));
+  const part = random(PART, 1);
+  await writeFile(path.join(work, 'p', 'part.bin'), part);
+  image = path.join(work, 'img.bin');
+  const fh = await open(image, 'w');
+  await fh.write(random(HEAD, 2));
+  await fh.write(part);
+  await fh.truncate(HEAD + PART + ZEROS); // the zero run, sparse
+  await fh.write(random(2_000_000, 3), 0, 2_000_000, HEAD + PART + ZEROS);
+  await fh.close();
+  await run('jigdo-file', ['make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, `--jigdo=${work}/x.jigdo`, `--template=${work}/x.template`, `${work}/p//`], { cwd: work });
+});
+
+test('random reads in a 100 MB zlib chunk inflate it once, into a sparse spill file', async () => {
+  const j = await loadJigdo(path.join(work, 'x.jigdo'));
+  const cacheDir = path.join(work, 'cache');
+  const s = await openImage(j, selectImage(j), { local: [], scan: [path.join(work, 'p')], cacheDir, memory: 32 << 20, log: () => undefined });
+  try {
+    const huge = s.template.chunks.find((c) => c.uncompressedLength > SPILL_THRESHOLD);
+    assert.ok(huge, `jigdo-file made a chunk above ${SPILL_THRESHOLD} bytes`);
+    const original = await open(image, 'r');
+    const starts = [HEAD + PART + ZEROS - 10, HEAD + PART + 5, HEAD + PART + 50_000_000, HEAD + PART + ZEROS - 4096, 12345];
+    for (const at of starts) {
+      const want = Buffer.alloc(8192);
+      await original.read(want, 0, 8192, at);
+      assert.ok((await s.reader.read(at, 8192)).equals(want), `bytes at ${at}`);
+    }
+    await original.close();
+    const inflatedOnce = s.raw.stats.bytesInflated;
+    assert.ok(inflatedOnce <= huge.uncompressedLength + 4_000_000, `inflated ${inflatedOnce} bytes for reads in one chunk`);
+    for (let i = 0; i < 20; i++) await s.reader.read(HEAD + PART + Math.floor(Math.random() * ZEROS), 4096);
+    assert.equal(s.raw.stats.bytesInflated, inflatedOnce, 'later random reads inflate nothing');
+    const spillDir = path.join(cacheDir, 'inflated');
+    const [id] = await readdir(spillDir);
+    const files = await readdir(path.join(spillDir, id!));
+    const spill = files.find((f) => !f.endsWith('.tmp'));
+    assert.ok(spill, `a finished spill file in ${files.join(', ')}`);
+    const st = await stat(path.join(spillDir, id!, spill));
+    assert.equal(st.size, huge.uncompressedLength);
+    assert.ok(st.blocks * 512 < 8 << 20, `zero runs take no disk (${st.blocks * 512} bytes allocated)`);
+  } finally {
+    await s.close();
+  }
+  // A new session (a new mount) reuses the finished spill file: nothing to inflate.
+  const again = await openImage(j, selectImage(j), { local: [], scan: [path.join(work, 'p')], cacheDir, memory: 32 << 20, log: () => undefined });
+  try {
+    await again.reader.read(HEAD + PART + 60_000_000, 4096);
+    assert.equal(again.raw.stats.bytesInflated, 0);
+  } finally {
+    await again.close();
+  }
+});
