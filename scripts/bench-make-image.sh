@@ -13,12 +13,18 @@
 #   --out-dir DIR        where both tools write their image (default: a temp dir under ${TMPDIR:-/tmp})
 #   --drop-caches M      auto (default: when /proc/sys/vm/drop_caches is writable) | yes | no: also time
 #                        both tools with an empty page cache (warm hash caches, parts read from disk)
+#   --jigdo-file-cache M fresh (default): jigdo-file gets a new --cache db for every run | keep: the db of
+#                        the round's first run is reused. jigdo-file 0.8.0 with a reused db fails on the
+#                        make-fixture.sh fixtures: it writes only one of the two copies of the part that
+#                        the image holds twice ("Found 1550 of the 1551 files required", exit 1, IMG.tmp
+#                        left); its db only spares re-reading each file's first block anyway.
 #
 # Configurations, each round (the order of the two tools alternates between rounds):
 #   cold   jigdofs with an empty --cache-dir (it hashes every part before trusting it);
 #          jigdo-file with a new --cache db (it scans every part)
-#   warm   both again with the caches the cold runs left (parts and template in the page cache)
-#   disk   (with drop caches) warm hash caches, `sync; echo 3 > drop_caches` before each tool
+#   warm   jigdofs again with the cache dir the cold run left, jigdo-file again (its db: see
+#          --jigdo-file-cache); parts and template in the page cache
+#   disk   (with drop caches) as warm, after `sync; echo 3 > /proc/sys/vm/drop_caches` before each tool
 # Time is wall time of the whole command (bash `time`), CPU is user+sys of it and its children.
 # jigdofs fsyncs its output before renaming it into place; jigdo-file does not: the "+fsync" column adds
 # the time of `sync FILE` right after each command (the tool's output made durable), for a like-for-like
@@ -29,7 +35,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 JIGDOFS="$REPO/bin/jigdofs"
 
-FIX=/work/bench-data/2g RUNS=3 VARIANT=md5 SOURCE=local OUT_DIR="" DROP=auto
+FIX=/work/bench-data/2g RUNS=3 VARIANT=md5 SOURCE=local OUT_DIR="" DROP=auto JF_CACHE=fresh
 [ $# -gt 0 ] && [ "${1#-}" = "$1" ] && { FIX=$1; shift; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -38,6 +44,7 @@ while [ $# -gt 0 ]; do
     --source) SOURCE=$2; shift 2;;
     --out-dir) OUT_DIR=$2; shift 2;;
     --drop-caches) DROP=$2; shift 2;;
+    --jigdo-file-cache) JF_CACHE=$2; shift 2;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0;;
     *) echo "bench-make-image: unknown option $1" >&2; exit 2;;
   esac
@@ -100,6 +107,7 @@ prewarm() { find "$MIRROR" -type f -exec cat {} + > /dev/null; cat "$TEMPLATE" "
 run_tool() {
   local round=$1 config=$2 tool=$3 cache=$4 img=$OUT/$tool.iso log=$TMP/$tool.log
   rm -f "$img" "$img.tmp"
+  [ "$tool" = jigdo-file ] && [ "$JF_CACHE" = fresh ] && rm -f "$cache"
   [ "$config" = disk ] && drop_caches
   local cmd
   if [ "$tool" = jigdofs ]; then
@@ -109,23 +117,31 @@ run_tool() {
   fi
   printf '%s\n' "${cmd[*]}" > "$TMP/cmd.$tool.$config"
   local TIMEFORMAT='%R %U %S' t
-  if ! t=$( { time "${cmd[@]}" > "$log" 2>&1; } 2>&1 ); then
-    echo "bench: $tool failed ($config, round $round):" >&2; cat "$log" >&2; exit 1
+  local rc=0
+  t=$( { time "${cmd[@]}" > "$log" 2>&1; } 2>&1 ) || rc=$?
+  t=$(tail -n 1 <<< "$t")
+  local fs=0 ok
+  if [ $rc != 0 ] || [ ! -f "$img" ]; then
+    [ "$tool" = jigdofs ] && { echo "bench: jigdofs failed ($config, round $round):" >&2; cat "$log" >&2; exit 1; }
+    ok="FAILED(rc=$rc)"
+    echo "  $tool failed ($config, round $round): $(tail -n 2 "$log" | tr '\n' ' ')"
+  else
+    fs=$( { time sync "$img"; } 2>&1 ); fs=${fs%% *}
+    local sum; sum=$(md5sum < "$img"); sum=${sum%% *}
+    ok=OK; [ "$sum" = "$EXPECT" ] || ok="BAD($sum)"
   fi
-  local fs; fs=$( { time sync "$img"; } 2>&1 ); fs=${fs%% *}
-  local sum; sum=$(md5sum < "$img"); sum=${sum%% *}
-  local ok=OK; [ "$sum" = "$EXPECT" ] || ok="BAD($sum)"
   read -r real user sys <<< "$t"
   local cpu; cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$config" "$tool" "$real" "$cpu" "$fs" "$ok" >> "$RAW"
   printf '  round %s %-5s %-10s %7.2f s  %7.1f MB/s  cpu %6.2f s  fsync %5.2f s  md5 %s\n' "$round" "$config" "$tool" "$real" \
     "$(awk -v b="$ISO_BYTES" -v t="$real" 'BEGIN { print b / 1e6 / t }')" "$cpu" "$fs" "$ok"
-  rm -f "$img"
+  rm -f "$img" "$img.tmp"
   sync
 }
 
-echo "bench-make-image: fixture $FIX ($NAME, $ISO_BYTES bytes, variant $VARIANT), source $SOURCE, $RUNS rounds, drop caches: $DROP"
+echo "bench-make-image: fixture $FIX ($NAME, $ISO_BYTES bytes, variant $VARIANT), source $SOURCE, $RUNS rounds, drop caches: $DROP, jigdo-file db: $JF_CACHE"
 echo "  machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r), node $(node --version), $(jigdo-file --version 2>&1 | head -1)"
+echo "  load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared: compare only within this run)"
 prewarm
 for round in $(seq 1 "$RUNS"); do
   jf_db=$TMP/jigdo-file-cache.$round.db jd_cache=$TMP/jigdofs-cache.$round
@@ -143,6 +159,7 @@ done
 
 # ------------------------------------------------------------------ results
 echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "## make-image: $NAME ($VARIANT, $ISO_BYTES bytes), $RUNS rounds, medians"
 echo "commands:"
 for f in "$TMP"/cmd.*; do sed 's/^/  /' "$f"; done | sort -u
@@ -163,7 +180,7 @@ awk -F'\t' -v bytes="$ISO_BYTES" '
       for (t = 1; t <= 2; t++) {
         tool = t == 1 ? "jigdofs" : "jigdo-file"; k = cs[c] SUBSEP tool
         m[k] = median(real[k]); md[k] = median(dur[k])
-        ok = "OK"; if (k in bad) ok = "BAD"
+        ok = "OK"; if (k in bad) ok = "NOT OK (see raw runs)"
         printf "| %s | %s | %.2f | %.0f | %.2f | %.2f | %s | %s |\n", cs[c], tool, m[k], bytes / 1e6 / m[k], median(cpu[k]), md[k], ok, substr(real[k], 2)
       }
     }

@@ -1,8 +1,11 @@
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import { checksumKey } from '../format/checksum.js';
-import { UnavailableError, errorMessage } from '../format/errors.js';
+import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../image/open.js';
-import { imageBlocks, ownsMemory } from './stream.js';
+import { pooledImageBlocks } from './stream.js';
+
+/** Blocks queued on the hashing worker at a time (memory: (depth + HASH_QUEUE + 1) × 8 MiB). */
+const HASH_QUEUE = 2;
 
 export interface MakeImageResult {
   size: number;
@@ -31,7 +34,8 @@ export async function findMissing(session: ImageSession, limit = 8): Promise<str
 /**
  * Writes the whole image to `output`: first makes sure every part is available (naming the missing
  * ones and writing nothing otherwise), then streams the image in order into `output.tmp-PID`, hashing
- * it on a worker as it goes, and renames it into place only if the image checksum matched.
+ * it on a worker as it goes, and renames it into place only if the image checksum matched. Memory is
+ * fixed: 7 blocks of 8 MiB, reused (see pooledImageBlocks).
  */
 export async function makeImage(
   session: ImageSession,
@@ -39,38 +43,48 @@ export async function makeImage(
   progress?: (done: number, total: number) => void,
 ): Promise<MakeImageResult> {
   const { layout, reader, pool } = session;
+  if ((await stat(output).catch(() => undefined))?.isDirectory()) throw new JigdoError(output, 'is a directory: not written');
   const missing = await findMissing(session);
   if (missing.length > 0) return { size: layout.size, checksum: '', missing };
 
   const tmp = `${output}.jigdofs-${process.pid}.tmp`;
-  const fh = await open(tmp, 'w');
+  const fh = await open(tmp, 'w').catch((err: unknown) => {
+    throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
+  });
   const hash = pool.streamHash(layout.checksumKind);
   let ok = false;
   try {
-    let pendingHash: Promise<unknown> = Promise.resolve();
-    for await (const { offset, data } of imageBlocks(reader)) {
+    // Blocks come from a small pool of shared buffers: each is written, then hashed on the worker
+    // without a copy, and only then reused. With HASH_QUEUE blocks queued on the worker it never waits
+    // for the main thread's answer (the whole-image hash is the critical path of make-image).
+    const hashing: Promise<unknown>[] = [];
+    for await (const block of pooledImageBlocks(reader, { held: HASH_QUEUE + 1 })) {
+      const { offset, data } = block;
       let done = 0;
       while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
-      await pendingHash; // at most one block queued on the hasher: memory stays bounded
-      pendingHash = hash.update(data, ownsMemory(data));
+      while (hashing.length >= HASH_QUEUE) await hashing.shift();
+      hashing.push(hash.update(data).finally(() => block.release()));
       progress?.(offset + data.length, layout.size);
     }
-    await pendingHash;
+    await Promise.all(hashing);
     await fh.truncate(layout.size);
     const sum = await hash.digest();
     if (!sum.equals(layout.imageSum)) {
-      throw new Error(
+      throw new JigdoError(
+        output,
         `the rebuilt image's ${layout.checksumKind.toUpperCase()} is ${sum.toString('hex')}, expected ${layout.imageSum.toString('hex')}: not written`,
       );
     }
     await fh.sync();
+    await rename(tmp, output).catch((err: unknown) => {
+      throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
+    });
     ok = true;
     return { size: layout.size, checksum: checksumKey(sum), missing: [] };
   } catch (err) {
     throw err instanceof Error ? err : new Error(errorMessage(err));
   } finally {
     await fh.close();
-    if (ok) await rename(tmp, output);
-    else await rm(tmp, { force: true });
+    if (!ok) await rm(tmp, { force: true }); // also when the rename failed: never leave the temporary file
   }
 }

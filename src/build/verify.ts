@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { checksumKey } from '../format/checksum.js';
+import { JigdoError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../image/open.js';
 import type { Region } from '../image/layout.js';
 
@@ -29,9 +30,13 @@ const MAX_BAD = 20;
  */
 export async function verifyImage(session: ImageSession, file: string): Promise<VerifyResult> {
   const { layout, pool, raw } = session;
-  const fh = await open(file, 'r');
+  const fh = await open(file, 'r').catch((err: NodeJS.ErrnoException) => {
+    throw new JigdoError(file, err.code === 'ENOENT' ? 'image not found' : `cannot read: ${errorMessage(err)}`);
+  });
   try {
-    const size = (await fh.stat()).size;
+    const st = await fh.stat();
+    if (st.isDirectory()) throw new JigdoError(file, 'is a directory, not an image file');
+    const size = st.size;
     const whole = pool.streamHash(layout.checksumKind);
     const bad: BadRegion[] = [];
     let pending: Promise<unknown> = Promise.resolve();

@@ -1,9 +1,17 @@
 import { loadJigdo, openImage, selectImage, type ImageSession } from '../image/open.js';
 import { sourceOptions, type SourceFlags } from './options.js';
 
-/** Opens the image a command works on, runs `work`, and always closes it. */
-export async function withSession<T>(jigdoArg: string, flags: SourceFlags, work: (s: ImageSession) => Promise<T>): Promise<T> {
-  const opts = sourceOptions(flags);
+/**
+ * Opens the image a command works on, runs `work`, and always closes it. `fetchParts: false` keeps parts
+ * off the network (local sources and the disk cache only), for commands that report what is missing.
+ */
+export async function withSession<T>(
+  jigdoArg: string,
+  flags: SourceFlags,
+  work: (s: ImageSession) => Promise<T>,
+  use: { fetchParts?: boolean } = {},
+): Promise<T> {
+  const opts = sourceOptions(flags, use);
   const jigdo = await loadJigdo(jigdoArg);
   for (const w of jigdo.warnings) opts.log(w);
   const session = await openImage(jigdo, selectImage(jigdo, flags.image), opts);
@@ -11,5 +19,6 @@ export async function withSession<T>(jigdoArg: string, flags: SourceFlags, work:
     return await work(session);
   } finally {
     await session.close();
+    await opts.network?.close();
   }
 }

@@ -18,8 +18,10 @@ export class FileByteSource implements ByteSource {
   static async open(path: string): Promise<FileByteSource> {
     const handle = await open(path, 'r');
     try {
-      const { size } = await handle.stat();
-      return new FileByteSource(path, size, handle);
+      const st = await handle.stat();
+      // open(2) succeeds on a folder and only read(2) fails, with a message that names no file.
+      if (st.isDirectory()) throw Object.assign(new Error('is a directory, not a file'), { code: 'EISDIR' });
+      return new FileByteSource(path, st.size, handle);
     } catch (err) {
       await handle.close();
       throw err;

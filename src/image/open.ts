@@ -11,6 +11,7 @@ import { parseTemplate, type TemplateInfo } from '../format/template.js';
 import { HashIndex } from '../sources/hash-index.js';
 import { LocalSources, type LocalTree } from '../sources/local.js';
 import { PartStore, type PartProvider } from '../sources/parts.js';
+import type { Network } from '../sources/remote.js';
 import { loadResource } from '../sources/resources.js';
 import { TemplateData } from '../sources/template-data.js';
 import { workerPool, type WorkerPool } from '../sources/workers.js';
@@ -33,6 +34,8 @@ export interface SourceOptions {
   extraProviders?: (ctx: ProviderContext) => PartProvider[] | Promise<PartProvider[]>;
   /** Resolves a template location to a local file (downloading it when remote). */
   fetchTemplate?: (loc: Location, image: JigdoImage, opts: SourceOptions) => Promise<string>;
+  /** The network layer behind those hooks (its `stats()` are for `status`); absent when not wired. */
+  network?: Network;
 }
 
 export interface ProviderContext {

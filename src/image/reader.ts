@@ -10,9 +10,11 @@ export interface ReaderOptions {
   blockSize: number;
   /** Blocks fetched ahead of a sequential reader. */
   readaheadBlocks: number;
+  /** Bytes of the image past a sequential reader whose parts are located (fetched) ahead; 0: off. */
+  prefetchBytes: number;
 }
 
-export const DEFAULT_READER_OPTIONS: ReaderOptions = { readaheadMemory: 64 << 20, blockSize: 1 << 20, readaheadBlocks: 8 };
+export const DEFAULT_READER_OPTIONS: ReaderOptions = { readaheadMemory: 64 << 20, blockSize: 1 << 20, readaheadBlocks: 8, prefetchBytes: 32 << 20 };
 
 /**
  * `read(offset, length)` of the whole image: splits the range over the layout's regions, takes raw bytes
@@ -55,7 +57,7 @@ export class ImageReader {
       // A block may span a missing part the request does not touch: then read just the request.
       const out =
         streak >= 1
-          ? await this.readViaBlocks(offset, end).catch(() => this.readDirect(offset, end - offset))
+          ? await this.readViaBlocks(offset, end, streak === 1).catch(() => this.readDirect(offset, end - offset))
           : await this.readDirect(offset, end - offset);
       this.stats.bytesServed += out.length;
       return out;
@@ -96,8 +98,18 @@ export class ImageReader {
     return p;
   }
 
+  /** The distinct parts in [offset, offset+length), at most 256 (the nearest). */
+  private partsIn(offset: number, length: number): Set<string> {
+    const keys = new Set<string>();
+    for (const { region } of this.layout.slices(offset, length)) {
+      if (region.kind === 'part') keys.add(region.key);
+      if (keys.size >= 256) break;
+    }
+    return keys;
+  }
+
   /** Serves a sequential read from blocks and starts fetching the next ones. */
-  private async readViaBlocks(offset: number, end: number): Promise<Buffer> {
+  private async readViaBlocks(offset: number, end: number, newStream = false): Promise<Buffer> {
     const bs = this.opts.blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((end - 1) / bs);
@@ -105,6 +117,8 @@ export class ImageReader {
     for (let i = last + 1; i <= Math.min(lastBlock, last + this.opts.readaheadBlocks); i++) {
       if (!this.blocks.has(i)) void this.block(i).catch(() => undefined);
     }
+    // When a stream starts, then once per block it enters: have the parts further ahead fetched meanwhile.
+    if (this.opts.prefetchBytes > 0 && (newStream || last > first || offset % bs === 0)) this.parts.prefetch(this.partsIn(end, this.opts.prefetchBytes));
     const out = Buffer.allocUnsafe(end - offset);
     for (let i = first; i <= last; i++) {
       const data = await this.block(i);

@@ -28,6 +28,8 @@ export type FailureKind =
   | 'mismatch'
   /** A malformed answer (bad Content-Range...) or an unusable URL. */
   | 'protocol'
+  /** A 200 answer to a Range request from a byte other than 0: the server ignores Range. */
+  | 'no-range'
   /** Cancelled by us. */
   | 'aborted';
 
@@ -86,6 +88,9 @@ export function toFetchError(url: string, err: unknown): FetchError {
       return new FetchError(url, 'reset', msg);
   }
 }
+
+/** Bytes of body gathered before one write to the file. */
+const WRITE_BATCH = 512 * 1024;
 
 export interface HttpOptions {
   /** Connect, response-headers and body-idle timeout, in milliseconds. */
@@ -174,7 +179,7 @@ export class HttpClient {
     const { start, total } = range;
     const t0 = performance.now();
     const full = start === 0 && (range.end === undefined || range.end === total);
-    const header = full ? {} : { range: `bytes=${start}-${range.end === undefined ? '' : range.end - 1}` };
+    const header: Record<string, string> = full ? {} : { range: `bytes=${start}-${range.end === undefined ? '' : range.end - 1}` };
     const res = await this.get(url, header, opts.signal);
     const ttfbMs = performance.now() - t0;
     const body = res.body;
@@ -189,7 +194,7 @@ export class HttpClient {
         if (cr[3] !== '*') stated = Number(cr[3]);
         if (Number(cr[1]) !== start) throw new FetchError(url, 'protocol', `asked for bytes from ${start}, got Content-Range ${text}`);
       } else {
-        if (start !== 0) throw new FetchError(url, 'status', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
+        if (start !== 0) throw new FetchError(url, 'no-range', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
         const len = res.headers['content-length'];
         if (len !== undefined) stated = Number(len);
         whole = true;
@@ -200,17 +205,30 @@ export class HttpClient {
       opts.onHeaders?.({ whole, total: stated });
       const stop = whole ? (stated ?? total ?? Infinity) : (range.end ?? stated ?? Infinity);
       let pos = start;
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        const room = stop - pos;
-        const data = chunk.length > room ? chunk.subarray(0, room) : chunk;
+      // Body chunks are small (~16-64 KiB): write them in batches, and what arrived before an error too.
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      const flush = async (): Promise<void> => {
+        if (pendingBytes === 0) return;
+        const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
         let done = 0;
-        while (done < data.length) {
-          const { bytesWritten } = await fh.write(data, done, data.length - done, pos + done);
-          done += bytesWritten;
-        }
+        while (done < data.length) done += (await fh.write(data, done, data.length - done, pos + done)).bytesWritten;
         pos += data.length;
         onData(pos);
-        if (pos >= stop) break;
+      };
+      try {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          const room = stop - pos - pendingBytes;
+          const data = chunk.length > room ? chunk.subarray(0, room) : chunk;
+          pending.push(data);
+          pendingBytes += data.length;
+          if (pendingBytes >= WRITE_BATCH || pos + pendingBytes >= stop) await flush();
+          if (pos >= stop) break;
+        }
+      } finally {
+        await flush();
       }
       if (stop !== Infinity && pos < stop) throw new FetchError(url, 'short', `body ended after ${pos - start} of ${stop - start} bytes`);
       return { end: pos, whole, total: stated, ttfbMs };

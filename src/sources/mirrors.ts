@@ -19,6 +19,8 @@ const SLOW_DEMOTE_MS = 60_000;
 const MIN_SAMPLES = 3;
 /** Weight of a new sample in the moving averages. */
 const ALPHA = 0.3;
+/** Until every mirror has MIN_SAMPLES samples, one part fetch in this many starts at an unmeasured one. */
+const PROBE_EVERY = 8;
 /** Bodies shorter than this say little about bandwidth (they are all latency). */
 const MIN_SPEED_SAMPLE = 64 * 1024;
 const REFERENCE_BYTES = 1 << 20;
@@ -78,6 +80,7 @@ interface Mirror {
 
 export class MirrorBoard {
   private readonly mirrors = new Map<string, Mirror>();
+  private fetches = 0;
   readonly parts: PartFetchStats = { fetched: 0, inFlight: 0, failed: 0, bytes: 0, bytesDownloaded: 0, fromOtherProcess: 0, mismatches: 0 };
 
   constructor(
@@ -127,6 +130,21 @@ export class MirrorBoard {
       .map((item, i) => ({ item, i, u: until(item) }))
       .sort((a, b) => a.u - b.u || a.i - b.i)
       .map((x) => x.item);
+  }
+
+  /**
+   * Exploration: a slow first mirror can only be found out if the others are measured too. Every
+   * PROBE_EVERY-th part fetch (the first included) names a healthy mirror among `ordered` (the ones as
+   * preferred as the first) that has too few samples yet, to be tried first; undefined otherwise.
+   * Mirrors the user named (`user`: --mirror, config) are never second-guessed: no probe when one of
+   * them comes first, and they are not probed either.
+   */
+  probe<T extends { mirror: string; weight: number; user: boolean }>(ordered: T[]): T | undefined {
+    if (ordered.length < 2 || ordered[0]!.user || this.fetches++ % PROBE_EVERY !== 0) return undefined;
+    const top = ordered[0]!.weight;
+    return ordered.find(
+      (c, i) => i > 0 && !c.user && c.weight === top && !this.isDemoted(c.mirror) && (this.mirrors.get(c.mirror)?.samples ?? 0) < MIN_SAMPLES,
+    );
   }
 
   requestStarted(id: string): void {

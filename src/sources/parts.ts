@@ -16,6 +16,8 @@ export type PartState = 'unknown' | 'local' | 'missing' | 'failed';
 const RECHECK_MS = 1000;
 /** A part found missing is looked for again after this long (a mount lives long; files appear). */
 const MISSING_RETRY_MS = 10_000;
+/** Prefetch requests kept waiting at most (older ones are dropped: the reader has moved on). */
+const PREFETCH_QUEUE = 1024;
 
 interface Located {
   copy: LocalCopy;
@@ -36,8 +38,12 @@ export class PartStore {
   private closing = false;
   /** Parts whose verified copy could not be read (vanished, changed, I/O error). */
   private readonly failed = new Set<string>();
-  readonly stats = { bytesRead: 0, byProvider: {} as Record<string, number> };
+  readonly stats = { bytesRead: 0, byProvider: {} as Record<string, number>, prefetched: 0 };
   readonly recentErrors: string[] = [];
+  /** Parts located ahead of readers at the same time (see prefetch). */
+  prefetchConcurrency = 8;
+  private readonly prefetchQueue = new Set<string>();
+  private prefetchActive = 0;
 
   constructor(
     private readonly layout: ImageLayout,
@@ -104,6 +110,40 @@ export class PartStore {
     throw error;
   }
 
+  /**
+   * Locates these parts ahead of the reads that will need them (a sequential reader announces what comes
+   * next), `prefetchConcurrency` at a time; parts known, in flight or recently missing are skipped.
+   */
+  prefetch(keys: Iterable<string>): void {
+    for (const key of keys) {
+      if (this.located.has(key) || this.inflight.has(key) || this.prefetchQueue.has(key)) continue;
+      const missing = this.missingSince.get(key);
+      if (missing && Date.now() - missing.at < MISSING_RETRY_MS) continue;
+      this.prefetchQueue.add(key);
+    }
+    for (const key of this.prefetchQueue) {
+      if (this.prefetchQueue.size <= PREFETCH_QUEUE) break;
+      this.prefetchQueue.delete(key);
+    }
+    this.pumpPrefetch();
+  }
+
+  private pumpPrefetch(): void {
+    while (!this.closing && this.prefetchActive < this.prefetchConcurrency && this.prefetchQueue.size > 0) {
+      const key = this.prefetchQueue.values().next().value!;
+      this.prefetchQueue.delete(key);
+      if (this.located.has(key) || this.inflight.has(key)) continue;
+      this.prefetchActive++;
+      this.stats.prefetched++;
+      void this.locate(key)
+        .catch(() => undefined) // a reader that needs it gets the error
+        .finally(() => {
+          this.prefetchActive--;
+          this.pumpPrefetch();
+        });
+    }
+  }
+
   /** Records a failure for `status`; logs it when asked (a mount logs, `missing` reports by itself). */
   noteError(line: string, log = true): void {
     if (log) this.log(line);
@@ -146,6 +186,7 @@ export class PartStore {
   /** Closes every open copy (in-flight reads must be over). */
   async close(): Promise<void> {
     this.closing = true;
+    this.prefetchQueue.clear();
     const open = [...this.located.values()].map((l) => l.handle).filter((h) => h !== undefined);
     this.located.clear();
     this.handles.clear();

@@ -25,7 +25,7 @@ export function registerMissing(program: Command): void {
       const labels = new LabelMap(s.jigdo.servers);
       const parts = sorted.map((p) => ({ key: p.key, length: p.length, candidates: expandPart(s.jigdo, labels, p.key).map((e) => printable(e.text)) }));
       return { total: [...s.layout.parts.values()].filter((p) => p.length > 0).length, parts };
-    });
+    }, { fetchParts: false });
     if (flags.json) {
       process.stdout.write(`${JSON.stringify({ missing: result.parts.length, total: result.total, parts: result.parts }, null, 2)}\n`);
     } else if (flags.first) {

@@ -27,9 +27,11 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
   try {
     const jigdo = await loadJigdo(jigdoArg);
     for (const w of jigdo.warnings) stamp(w);
-    await runMount(jigdo, mnt, { ...opts, log: stamp }, { allowOther: flags.allowOther ?? false, log: stamp }, (names) => {
+    const mountOpts = { allowOther: flags.allowOther ?? false, log: stamp, extraStatus: () => opts.network?.stats() };
+    await runMount(jigdo, mnt, { ...opts, log: stamp }, mountOpts, (names) => {
       process.send?.({ ready: true, names } satisfies DaemonMessage);
     });
+    await opts.network?.close(); // trims the disk cache to its limit once the mount is gone
   } catch (err) {
     process.send?.({ error: errorMessage(err) } satisfies DaemonMessage);
     throw err;

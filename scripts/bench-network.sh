@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# bench-network.sh — parts over HTTP: `jigdofs make-image`, `cp` of a `jigdofs mount`, and `jigdo-lite`,
+# end to end on the same local mirror (test/helpers/mirror-server.ts, 127.0.0.1), without and with latency.
+#
+# Usage:  scripts/bench-network.sh [FIXTURE_DIR] [options]
+#   FIXTURE_DIR        made by scripts/make-fixture.sh (default /work/bench-data/2g)
+#   --latency "L..."   mirror latencies in ms, one set of runs each (default "0 20")
+#   --runs N           runs of each tool per latency (default 1); every run is printed
+#   --no-jigdo-lite    skip jigdo-lite (it is the slowest)
+#   --no-mount         skip the mount runs (cp and 4 KiB reads)
+#   --reads N          4 KiB reads in distinct uncached parts, on a fresh mount (default 8)
+#
+# What is measured, each with an empty jigdofs cache (and a fresh directory for jigdo-lite), with the parts
+# ONLY on the HTTP mirror (the .jigdo and template are local files; the .jigdo's own Debian= server is not
+# running, the mirror is given with --mirror Debian=URL, and to jigdo-lite as its Debian mirror):
+#   make-image   jigdofs make-image X.jigdo -o OUT --cache-dir EMPTY --mirror Debian=URL     (wall, CPU)
+#   mount+cp     jigdofs mount ... ; cp MNT/X.iso OUT ; jigdofs umount                       (wall of cp)
+#   jigdo-lite   HOME=H jigdo-lite --noask X.jigdo   (H/.jigdo-lite sets debianMirror=URL)   (wall, CPU)
+#   4k-read      on a fresh mount: one 4 KiB pread in the middle of a part nobody read yet, per part
+#                (parts: the largest, the smallest over 256 KiB, the rest spread over the sizes); the
+#                time includes fetching and verifying the whole part
+# For each run: downloaded = body bytes the mirror sent (its request log), needed = bytes of the distinct
+# parts of the image; every image written is checked against the fixture's MD5SUMS.
+# Nothing is written into the repository; everything temporary is removed on exit.
+set -Eeuo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+JIGDOFS="$REPO/bin/jigdofs"
+
+FIX=/work/bench-data/2g LATENCIES="0 20" RUNS=1 JL=1 MOUNT=1 READS=8
+[ $# -gt 0 ] && [ "${1#-}" = "$1" ] && { FIX=$1; shift; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --latency) LATENCIES=$2; shift 2;;
+    --runs) RUNS=$2; shift 2;;
+    --no-jigdo-lite) JL=0; shift;;
+    --no-mount) MOUNT=0; shift;;
+    --reads) READS=$2; shift 2;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0;;
+    *) echo "bench-network: unknown option $1" >&2; exit 2;;
+  esac
+done
+FIX=$(realpath -m "$FIX")
+[ -f "$FIX/fixture.env" ] || { echo "bench-network: $FIX/fixture.env missing: build it with scripts/make-fixture.sh 2G $FIX" >&2; exit 1; }
+# shellcheck disable=SC1091
+. "$FIX/fixture.env"
+JIGDO="$FIX/$NAME.jigdo"
+TEMPLATE="$FIX/$NAME.template"
+EXPECT=$(awk -v n="./$NAME.iso" '$2 == n { print $1 }' "$FIX/MD5SUMS")
+LABEL=$(awk '/^\[Servers\]/ { s = 1; next } /^\[/ { s = 0 } s && /=/ { sub(/=.*/, ""); print; exit }' "$JIGDO")
+[ -n "$EXPECT" ] && [ -n "$LABEL" ] || { echo "bench-network: cannot read MD5SUMS or [Servers] of $FIX" >&2; exit 1; }
+for tool in node jigdo-lite fusermount; do command -v "$tool" > /dev/null || { echo "bench-network: needs $tool" >&2; exit 1; }; done
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/bench-network.XXXXXX")
+MIRROR_PID=""
+cleanup() {
+  [ -n "$MIRROR_PID" ] && kill "$MIRROR_PID" 2> /dev/null || true
+  for m in "$W"/mnt*; do [ -d "$m" ] && { "$JIGDOFS" umount "$m" > /dev/null 2>&1 || fusermount -uz "$m" 2> /dev/null || true; }; done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+(cd "$REPO" && npm run build --silent > /dev/null 2>&1) || { echo "bench-network: npm run build failed" >&2; exit 1; }
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+mbps() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / 1e6 / (s > 0 ? s : 1e-9) }'; }
+md5_of() { md5sum "$1" | cut -d' ' -f1; }
+check() { # FILE WHAT
+  local got; got=$(md5_of "$1")
+  [ "$got" = "$EXPECT" ] || { echo "bench-network: $2 wrote a wrong image ($got, expected $EXPECT)" >&2; exit 1; }
+}
+
+start_mirror() { # LATENCY
+  : > "$W/mirror.log"
+  node --import tsx "$REPO/test/helpers/mirror-server.ts" --root "$MIRROR" --latency "$1" --log > "$W/mirror.url" 2> "$W/mirror.log" &
+  MIRROR_PID=$!
+  for _ in $(seq 100); do [ -s "$W/mirror.url" ] && break; sleep 0.1; done
+  URL=$(head -1 "$W/mirror.url")
+  [ -n "$URL" ] || { echo "bench-network: the mirror did not start" >&2; exit 1; }
+}
+stop_mirror() { kill "$MIRROR_PID" 2> /dev/null || true; wait "$MIRROR_PID" 2> /dev/null || true; MIRROR_PID=""; }
+# Body bytes and GET requests the mirror logged from line $1 on ("GET path range status bytes fault").
+mirror_since() { sleep 0.3; tail -n +"$1" "$W/mirror.log" | awk '$1 == "GET" { n++; b += $5 } END { printf "%d %d\n", b, n }'; }
+log_lines() { wc -l < "$W/mirror.log" | awk '{ print $1 + 1 }'; }
+
+# Distinct parts: total bytes, and the parts chosen for the 4 KiB reads ("offset length" lines).
+cat > "$W/parts.mjs" << 'EOF'
+const [jigdoPath, cacheDir, reads] = process.argv.slice(2);
+const { loadJigdo, openImage, selectImage } = await import(process.env.REPO_DIST + '/image/open.js');
+const jigdo = await loadJigdo(jigdoPath);
+const s = await openImage(jigdo, selectImage(jigdo), { local: [], scan: [], cacheDir, memory: 64 << 20, log: () => {} });
+const parts = [...s.layout.parts.values()].filter((p) => p.length > 0);
+console.log(parts.reduce((n, p) => n + p.length, 0));
+const big = parts.filter((p) => p.length >= 256 << 10).sort((a, b) => a.length - b.length);
+const n = Math.min(Number(reads), big.length);
+const pick = new Set(Array.from({ length: n }, (_, k) => Math.round((k * (big.length - 1)) / Math.max(1, n - 1))));
+for (const i of pick) console.log(big[i].offsets[0], big[i].length);
+await s.close();
+process.exit(0);
+EOF
+REPO_DIST="$REPO/dist" node "$W/parts.mjs" "$JIGDO" "$W/cache-info" "$READS" > "$W/parts.txt"
+NEEDED=$(head -1 "$W/parts.txt")
+echo "fixture: $FIX ($NAME.iso, $ISO_BYTES bytes; $JIGDO_MD5_PARTS parts, $NEEDED bytes of distinct parts); label $LABEL"
+echo "machine: $(nproc) CPUs, $(uname -r), node $(node -v); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+
+row() { printf '| %3s ms | %-11s | %7s s | %6s MB/s | %s | %s |\n' "$@"; }
+echo "| latency | tool | wall | speed | downloaded / needed (requests) | CPU user+sys |"
+echo "|---|---|---|---|---|---|"
+
+for LAT in $LATENCIES; do
+  start_mirror "$LAT"
+  for run in $(seq "$RUNS"); do
+    # --- jigdofs make-image
+    rm -rf "$W/cache" "$W/out.iso"; from=$(log_lines); t0=$(now)
+    /usr/bin/time -f "%U %S" -o "$W/time" "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
+    t1=$(now); check "$W/out.iso" make-image
+    read -r bytes reqs < <(mirror_since "$from")
+    row "$LAT" make-image "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")"
+    rm -rf "$W/cache" "$W/out.iso"
+
+    # --- cp of a mounted image
+    if [ "$MOUNT" = 1 ]; then
+      mkdir -p "$W/mnt"; from=$(log_lines)
+      "$JIGDOFS" mount "$JIGDO" "$W/mnt" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
+      t0=$(now); cp "$W/mnt/$NAME.iso" "$W/out.iso"; t1=$(now)
+      "$JIGDOFS" umount "$W/mnt" > /dev/null; check "$W/out.iso" "mount+cp"
+      read -r bytes reqs < <(mirror_since "$from")
+      row "$LAT" "mount+cp" "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "(daemon not timed)"
+      rm -rf "$W/cache" "$W/out.iso"
+    fi
+
+    # --- jigdo-lite (wget, 30 files per batch, one batch at a time)
+    if [ "$JL" = 1 ]; then
+      rm -rf "$W/jl" "$W/jlhome"; mkdir -p "$W/jl" "$W/jlhome"
+      cp "$JIGDO" "$TEMPLATE" "$W/jl/"
+      printf "debianMirror='%s'\n" "$URL" > "$W/jlhome/.jigdo-lite"
+      from=$(log_lines); t0=$(now)
+      (cd "$W/jl" && HOME="$W/jlhome" /usr/bin/time -f "%U %S" -o "$W/time" jigdo-lite --noask "$NAME.jigdo" < /dev/null > "$W/jl.log" 2>&1) \
+        || { echo "bench-network: jigdo-lite failed; last lines of its output:" >&2; tail -20 "$W/jl.log" >&2; exit 1; }
+      t1=$(now); check "$W/jl/$NAME.iso" jigdo-lite
+      read -r bytes reqs < <(mirror_since "$from")
+      row "$LAT" jigdo-lite "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")"
+      rm -rf "$W/jl" "$W/jlhome"
+    fi
+  done
+
+  # --- 4 KiB reads in uncached parts, on a fresh mount
+  if [ "$MOUNT" = 1 ]; then
+    mkdir -p "$W/mnt"; rm -rf "$W/cache"
+    "$JIGDOFS" mount "$JIGDO" "$W/mnt" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
+    tail -n +2 "$W/parts.txt" | node --input-type=module -e '
+      import { open } from "node:fs/promises";
+      const lines = (await new Promise((r) => { let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => r(s)); })).trim().split("\n");
+      const fh = await open(process.argv[1], "r");
+      const out = [];
+      for (const l of lines) {
+        const [off, len] = l.split(" ").map(Number);
+        const at = Math.floor((off + len / 2) / 4096) * 4096;
+        const t0 = process.hrtime.bigint();
+        await fh.read(Buffer.alloc(4096), 0, 4096, at);
+        out.push([Number(process.hrtime.bigint() - t0) / 1e6, len]);
+      }
+      await fh.close();
+      out.sort((a, b) => a[0] - b[0]);
+      const med = out[Math.floor(out.length / 2)][0];
+      console.log(`4k-read ms (part size): ${out.map(([ms, len]) => `${ms.toFixed(0)} (${(len / 1e6).toFixed(2)} MB)`).join(", ")}; median ${med.toFixed(0)} ms`);
+    ' "$W/mnt/$NAME.iso" | sed "s/^/| $LAT ms | /"
+    "$JIGDOFS" umount "$W/mnt" > /dev/null
+    rm -rf "$W/cache"
+  fi
+  stop_mirror
+done
+echo
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

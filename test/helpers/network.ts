@@ -1,0 +1,91 @@
+/**
+ * Helpers for the network tests: .jigdo copies whose [Servers] point at test mirrors, a check that every
+ * file under a checksum name in a cache directory really has that checksum, and request-log queries.
+ */
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { FixtureVariant } from './fixtures.js';
+import type { Mirror, RequestRecord } from './mirror-server.js';
+
+/**
+ * Copies a variant's .jigdo into `outDir` with its `Parts=` line replaced by one line per URI (tried in
+ * that order), and its template beside it. Returns the new .jigdo's path.
+ */
+export async function jigdoWithServers(variant: FixtureVariant, uris: string[], outDir: string, name?: string): Promise<string> {
+  await mkdir(outDir, { recursive: true });
+  const text = await readFile(variant.jigdo, 'utf8');
+  const lines = uris.map((u) => `Parts=${u}`);
+  const replaced = text.replace(/^Parts=.*$/m, lines.join('\n'));
+  if (replaced === text && uris.length > 0) throw new Error(`${variant.jigdo}: no Parts= line to replace`);
+  const out = path.join(outDir, name ?? path.basename(variant.jigdo));
+  await writeFile(out, replaced);
+  await copyFile(variant.template, path.join(outDir, path.basename(variant.template)));
+  return out;
+}
+
+/** `http://127.0.0.1:PORT/parts/` of a mirror rooted at the fixture tree. */
+export const partsUri = (m: Mirror): string => `${m.url}parts/`;
+
+/** Every verified file of a cache (parts and templates) with what its name says it is. */
+export async function cacheFiles(cacheDir: string): Promise<Array<{ file: string; kind: 'md5' | 'sha256'; hex: string; size: number }>> {
+  const out: Array<{ file: string; kind: 'md5' | 'sha256'; hex: string; size: number }> = [];
+  for (const kind of ['md5', 'sha256'] as const) {
+    const partsDir = path.join(cacheDir, 'parts', kind);
+    for (const shard of await readdir(partsDir).catch(() => [] as string[])) {
+      for (const name of await readdir(path.join(partsDir, shard)).catch(() => [] as string[])) {
+        const file = path.join(partsDir, shard, name);
+        out.push({ file, kind, hex: name, size: (await stat(file)).size });
+      }
+    }
+    const tdir = path.join(cacheDir, 'templates', kind);
+    for (const name of await readdir(tdir).catch(() => [] as string[])) {
+      const file = path.join(tdir, name);
+      out.push({ file, kind, hex: name.replace(/\.template$/, ''), size: (await stat(file)).size });
+    }
+  }
+  return out;
+}
+
+/** Throws unless every file under a checksum name in the cache hashes to that name. Returns the files. */
+export async function assertCacheVerified(cacheDir: string): ReturnType<typeof cacheFiles> {
+  const files = await cacheFiles(cacheDir);
+  for (const f of files) {
+    const sum = createHash(f.kind).update(await readFile(f.file)).digest('hex');
+    if (sum !== f.hex) throw new Error(`cache holds a bad file: ${f.file} hashes to ${sum}`);
+  }
+  return files;
+}
+
+/** Files left in the cache's temporary and lock folders. */
+export async function cacheLeftovers(cacheDir: string): Promise<{ tmp: string[]; locks: string[] }> {
+  const list = (d: string) => readdir(path.join(cacheDir, 'parts', d)).catch(() => [] as string[]);
+  return { tmp: await list('tmp'), locks: await list('locks') };
+}
+
+/** GET requests of a mirror for one path. */
+export const gets = (m: Mirror, p: string): RequestRecord[] => m.requests.filter((r) => r.method === 'GET' && r.path === p);
+
+/** Body bytes a mirror sent per path (GETs only). */
+export function bytesByPath(m: Mirror): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of m.requests) if (r.method === 'GET') out.set(r.path, (out.get(r.path) ?? 0) + r.bytes);
+  return out;
+}
+
+export const md5hex = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+
+export async function fileMd5(file: string): Promise<string> {
+  return md5hex(await readFile(file));
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `cond` holds (polling), or throws after `ms`. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}

@@ -1,0 +1,323 @@
+// The CLI commands on every sample, through bin/jigdofs (dist/ must be built): make-image, verify,
+// info --json and missing, checked against image.iso, published MD5s, the golden `jigdo-file ls` and
+// print-missing outputs, and (when installed) jigdo-file itself.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { SAMPLES, SAMPLE_PARTS, assertCleanFailure, assertOk, describeRun, runCli } from '../helpers/cli.js';
+import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
+
+const execFileP = promisify(execFile);
+const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-commands-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+const cache = path.join(work, 'cache');
+/** Every run is hermetic: a cache folder of its own, no network (the samples name http://127.0.0.1:8765/ mirrors). */
+let runs = 0;
+const cli = (args: string[]) => runCli([...args, '--cache-dir', path.join(cache, String(++runs)), '--offline']);
+const HAVE_JIGDO_FILE = spawnSync('jigdo-file', ['--version']).status === 0;
+
+const IMAGE_MD5 = '784af77770a40eb11678baaea6484bff';
+const MULTIPART_MD5 = '018ef75150c7a32a70c67a8dcc885924';
+const md5File = async (file: string): Promise<string> => createHash('md5').update(await readFile(file)).digest('hex');
+const sample = (name: string): string => path.join(SAMPLES, name);
+
+interface Sample {
+  jigdo: string;
+  template: string;
+  golden: string;
+  md5: string;
+}
+const SAMPLES_ALL: Sample[] = [
+  { jigdo: 'jf-md5-gzip.jigdo', template: 'jf-md5-gzip.template', golden: 'golden-ls-jf-md5-gzip.txt', md5: IMAGE_MD5 },
+  { jigdo: 'jf-sha256-bzip2.jigdo', template: 'jf-sha256-bzip2.template', golden: 'golden-ls-jf-sha256-bzip2.txt', md5: IMAGE_MD5 },
+  { jigdo: 'jte-md5-gzip.jigdo', template: 'jte-md5-gzip.template', golden: 'golden-ls-jte-md5-gzip.txt', md5: IMAGE_MD5 },
+  { jigdo: 'jte-sha256-bzip2.jigdo', template: 'jte-sha256-bzip2.template', golden: 'golden-ls-jte-sha256-bzip2.txt', md5: IMAGE_MD5 },
+  { jigdo: 'jte-multipart.jigdo', template: 'jte-multipart.template', golden: 'golden-ls-jte-multipart.txt', md5: MULTIPART_MD5 },
+  { jigdo: 'quoting.jigdo', template: 'jf-md5-gzip.template', golden: 'golden-ls-jf-md5-gzip.txt', md5: IMAGE_MD5 },
+  { jigdo: 'jf-md5-gzip.gz.jigdo', template: 'jf-md5-gzip.template', golden: 'golden-ls-jf-md5-gzip.txt', md5: IMAGE_MD5 },
+];
+
+/** What `jigdo-file ls` said about a template (golden file). */
+function golden(file: string) {
+  const rows = readFileSync(sample(file), 'utf8').trim().split('\n').map((l) => l.trim().split(/\s+/));
+  const need = rows.filter((r) => r[0]!.startsWith('need-file'));
+  const raw = rows.filter((r) => r[0] === 'in-template');
+  const info = rows.find((r) => r[0]!.startsWith('image-info'))!;
+  return {
+    size: Number(info[1]),
+    blockLength: Number(info[2]),
+    kind: info[0]!.endsWith('sha256') ? 'sha256' : 'md5',
+    hex: Buffer.from(info[3]!, 'base64url').toString('hex'),
+    distinct: new Set(need.map((r) => r[3])).size,
+    distinctNonEmpty: new Set(need.filter((r) => r[2] !== '0').map((r) => r[3])).size,
+    placed: need.filter((r) => r[2] !== '0').length,
+    zeroLength: new Set(need.filter((r) => r[2] === '0').map((r) => r[3])).size,
+    partBytes: need.reduce((n, r) => n + Number(r[2]), 0),
+    rawBytes: raw.reduce((n, r) => n + Number(r[2]), 0),
+    regions: [...raw, ...need.filter((r) => r[2] !== '0')].map((r) => ({ offset: Number(r[1]), length: Number(r[2]), kind: r[0] === 'in-template' ? 'raw' : 'part' })),
+  };
+}
+
+/** Files in a folder, to prove no temporary file is left behind. */
+const listing = async (dir: string): Promise<string[]> => (await readdir(dir)).sort();
+
+test('make-image writes every sample with the right MD5, and nothing else', { concurrency: 4 }, async (t) => {
+  await Promise.all(SAMPLES_ALL.map((s) => t.test(s.jigdo, async () => {
+    const dir = path.join(work, `make-${s.jigdo}`);
+    await mkdir(dir);
+    const out = path.join(dir, 'out.iso');
+    const r = await cli(['make-image', sample(s.jigdo), '--scan', SAMPLE_PARTS, '-o', out]);
+    assertOk(r);
+    assert.equal(await md5File(out), s.md5);
+    assert.deepEqual(await listing(dir), ['out.iso']);
+    assert.equal(r.stdout, '');
+  })));
+});
+
+test('verify: exit 0 on the right image for every sample', { concurrency: 4 }, async (t) => {
+  // quoting.jigdo and the gzipped .jigdo name jf-md5-gzip.template: their make-image run covers them.
+  await Promise.all(SAMPLES_ALL.filter((s) => !/quoting|\.gz\./.test(s.jigdo)).map((s) => t.test(s.jigdo, async () => {
+    const image = s.md5 === IMAGE_MD5 ? sample('image.iso') : path.join(work, `make-${s.jigdo}`, 'out.iso');
+    const r = await cli(['verify', sample(s.jigdo), image]);
+    assertOk(r);
+    assert.match(r.stdout, /^OK: /, s.jigdo);
+  })));
+});
+
+test('verify: a copy with flipped bytes fails (exit 1) and names the wrong regions', async () => {
+  const g = golden('golden-ls-jf-md5-gzip.txt');
+  const bad = Buffer.from(readFileSync(sample('image.iso')));
+  // One byte in the first raw region, one in a.bin (67584+), one in c.bin (157696+), one in the last raw region.
+  for (const at of [100, 67584 + 2500, 157696 + 69999, 536575]) bad[at]! ^= 0x40;
+  const file = path.join(work, 'flipped.iso');
+  await writeFile(file, bad);
+  const jigdos = ['jf-md5-gzip.jigdo', 'jf-sha256-bzip2.jigdo', 'jte-md5-gzip.jigdo', 'jte-sha256-bzip2.jigdo'];
+  const runs = await Promise.all(jigdos.map((jigdo) => cli(['verify', sample(jigdo), file])));
+  for (const [i, jigdo] of jigdos.entries()) {
+    const r = runs[i]!;
+    assert.equal(r.code, 1, describeRun(r));
+    assert.match(r.stdout, /FAILED/);
+    const named = [...r.stdout.matchAll(/bytes (\d+)\.\.(\d+)/g)].map((m) => [Number(m[1]), Number(m[2])]);
+    const wrong = g.regions
+      .filter((reg) => [100, 67584 + 2500, 157696 + 69999, 536575].some((at) => at >= reg.offset && at < reg.offset + reg.length))
+      .map((reg) => [reg.offset, reg.offset + reg.length - 1]);
+    assert.equal(wrong.length, 4);
+    assert.deepEqual(named.sort((a, b) => a[0]! - b[0]!), wrong.sort((a, b) => a[0]! - b[0]!), `${jigdo}:\n${r.stdout}`);
+    // Part regions name the part's checksum.
+    assert.match(r.stdout, jigdo.includes('sha256') ? /igUsmECgerF32Kp4ht2iW_6vztOhBYmPhzePNaZfYk8/ : /P6D_Q1IkDFd5tl9ZIOws9A/);
+  }
+  // --json says the same.
+  const j = await cli(['verify', sample('jf-md5-gzip.jigdo'), file, '--json']);
+  assert.equal(j.code, 1, describeRun(j));
+  const report = JSON.parse(j.stdout) as { ok: boolean; expected: string; badRegions: Array<{ offset: number }> };
+  assert.equal(report.ok, false);
+  assert.equal(report.expected, IMAGE_MD5);
+  assert.deepEqual(report.badRegions.map((b) => b.offset), [0, 67584, 157696, 227696]);
+});
+
+test('verify: a truncated or extended image fails and says so', async () => {
+  const image = readFileSync(sample('image.iso'));
+  const short = path.join(work, 'short.iso');
+  const long = path.join(work, 'long.iso');
+  await writeFile(short, image.subarray(0, image.length - 4096));
+  await writeFile(long, Buffer.concat([image, Buffer.from([0])]));
+  const [a, b] = await Promise.all([cli(['verify', sample('jf-md5-gzip.jigdo'), short]), cli(['verify', sample('jf-md5-gzip.jigdo'), long])]);
+  assert.equal(a.code, 1, describeRun(a));
+  assert.match(a.stdout, /size 532480, expected 536576/);
+  assert.equal(b.code, 1, describeRun(b));
+  assert.match(b.stdout, /size 536577, expected 536576/);
+});
+
+test('info --json agrees with jigdo-file ls (golden files) for every sample', { concurrency: 4 }, async (t) => {
+  await Promise.all(SAMPLES_ALL.map((s) => t.test(`${s.jigdo} (${s.golden})`, async () => {
+    const r = await cli(['info', sample(s.jigdo), '--json']);
+    assertOk(r);
+    const info = JSON.parse(r.stdout);
+    const g = golden(s.golden);
+    assert.equal(info.size, g.size);
+    assert.deepEqual(info.checksum, { kind: g.kind, hex: g.hex });
+    assert.equal(info.parts.distinct, g.distinct);
+    assert.equal(info.parts.placed, g.placed);
+    assert.equal(info.parts.zeroLength, g.zeroLength);
+    assert.equal(info.parts.bytes, g.partBytes);
+    assert.equal(info.rawBytes, g.rawBytes);
+    assert.equal(info.template.blockLength, g.blockLength);
+    assert.equal(info.template.size, readFileSync(sample(s.template)).length);
+    assert.equal(info.template.file, sample(s.template));
+    assert.deepEqual(info.template.compression, [s.template.includes('bzip2') ? 'bzip2' : 'zlib']);
+    if (s.jigdo === 'jte-multipart.jigdo') assert.equal(info.template.chunks, 3);
+    if (s.jigdo === 'quoting.jigdo') assert.equal(info.filename, 'image with space.iso');
+  })));
+});
+
+test('info (text) shows the size and checksum', async () => {
+  const r = await cli(['info', sample('jf-md5-gzip.jigdo')]);
+  assertOk(r);
+  assert.match(r.stdout, /536,576 bytes/);
+  assert.match(r.stdout, new RegExp(`md5 ${IMAGE_MD5}`));
+});
+
+/** jigdo-file print-missing(-all) for a sample, from a folder without the image. */
+async function jigdoFileMissing(s: Sample, all: boolean): Promise<string> {
+  const { stdout } = await execFileP(
+    'jigdo-file',
+    [all ? 'print-missing-all' : 'print-missing', `--image=${path.join(work, 'no-such-image.iso')}`, `--jigdo=${sample(s.jigdo)}`, `--template=${sample(s.template)}`],
+    { cwd: SAMPLES },
+  );
+  return stdout;
+}
+
+/** Blocks of print-missing-all output, without those of the given (zero-length) parts. */
+const blocksWithout = (text: string, keys: string[]): string =>
+  text
+    .split('\n\n')
+    .filter((b) => b && !keys.some((k) => b.includes(k)))
+    .map((b) => `${b}\n\n`)
+    .join('');
+
+test('missing with no sources lists every part and exits 0, like jigdo-file print-missing-all', { concurrency: 4 }, async (t) => {
+  await Promise.all(SAMPLES_ALL.map((s, n) => t.test(s.jigdo, async () => {
+    const r = await cli(['missing', sample(s.jigdo)]);
+    assertOk(r);
+    const g = golden(s.golden);
+    const blocks = r.stdout.split('\n\n').filter((b) => b !== '');
+    assert.equal(blocks.length, g.distinctNonEmpty, r.stdout);
+    assert.match(r.stderr, new RegExp(`(^|\\n)jigdofs: ${g.distinctNonEmpty} of ${g.distinctNonEmpty} parts missing\\n$`));
+    // jigdo-file (plain .jigdo only: it does not gunzip) prints the same, except for zero-length parts,
+    // which it can never find and we never need (spec §7).
+    if (HAVE_JIGDO_FILE && !s.jigdo.includes('.gz.')) {
+      const zero = s.jigdo.startsWith('jte-md5-gzip') ? ['1B2M2Y8AsgTpgAmY7PhCfg'] : [];
+      assert.equal(r.stdout, blocksWithout(await jigdoFileMissing(s, true), zero));
+      if (s.jigdo.startsWith('jf-') || s.jigdo === 'jte-multipart.jigdo') {
+        const first = await cli(['missing', '--first', sample(s.jigdo)]);
+        assertOk(first);
+        assert.equal(first.stdout, await jigdoFileMissing(s, false));
+      }
+    }
+    if (n === 0) {
+      const json = await cli(['missing', '--json', sample(s.jigdo)]);
+      assertOk(json);
+      const parsed = JSON.parse(json.stdout) as { missing: number; total: number };
+      assert.deepEqual([parsed.missing, parsed.total], [g.distinctNonEmpty, g.distinctNonEmpty]);
+    }
+  })));
+});
+
+test('missing on quoting.jigdo prints exactly golden-quoting-print-missing-all.txt, and --first golden-quoting-print-missing.txt', async () => {
+  const [all, first] = await Promise.all([cli(['missing', sample('quoting.jigdo')]), cli(['missing', '--first', sample('quoting.jigdo')])]);
+  assertOk(all);
+  assert.equal(all.stdout, readFileSync(sample('golden-quoting-print-missing-all.txt'), 'utf8'));
+  assertOk(first);
+  assert.equal(first.stdout, readFileSync(sample('golden-quoting-print-missing.txt'), 'utf8'));
+});
+
+test('a CRLF copy of quoting.jigdo gives the same missing output and builds the image', async () => {
+  const dir = path.join(work, 'crlf');
+  await mkdir(dir);
+  await writeFile(path.join(dir, 'quoting.jigdo'), (await readFile(sample('quoting.jigdo'), 'utf8')).replace(/\n/g, '\r\n'));
+  await copyFile(sample('jf-md5-gzip.template'), path.join(dir, 'jf-md5-gzip.template'));
+  const all = await cli(['missing', path.join(dir, 'quoting.jigdo')]);
+  assertOk(all);
+  assert.equal(all.stdout, readFileSync(sample('golden-quoting-print-missing-all.txt'), 'utf8'));
+  const out = path.join(dir, 'out.iso');
+  const mk = await cli(['make-image', path.join(dir, 'quoting.jigdo'), '--scan', SAMPLE_PARTS, '-o', out]);
+  assertOk(mk);
+  assert.equal(await md5File(out), IMAGE_MD5);
+});
+
+test('missing with sources lists only what is still missing', async () => {
+  const none = await cli(['missing', sample('jf-md5-gzip.jigdo'), '--scan', SAMPLE_PARTS]);
+  assertOk(none);
+  assert.equal(none.stdout, '');
+  assert.match(none.stderr, /0 of 3 parts missing/);
+  const dir = path.join(work, 'only-a');
+  await mkdir(dir);
+  await copyFile(path.join(SAMPLE_PARTS, 'a.bin'), path.join(dir, 'a.bin'));
+  const some = await cli(['missing', sample('jf-md5-gzip.jigdo'), '--scan', dir]);
+  assertOk(some);
+  assert.equal(
+    some.stdout,
+    'http://127.0.0.1:8765/parts/sub/b-copy.bin\nMD5Sum:QiYNQ8Ib2_eZJAaaz5Uwtg\n\nhttp://127.0.0.1:8765/parts/sub/c.bin\nMD5Sum:T_xAhGd5OOFDZW1sYi26Eg\n\n',
+  );
+  assert.match(some.stderr, /2 of 3 parts missing/);
+});
+
+test('make-image with parts missing: exit 1, names the parts, writes nothing', async () => {
+  const dir = path.join(work, 'partial-out');
+  const parts = path.join(work, 'partial-parts');
+  await mkdir(dir);
+  await mkdir(parts);
+  await copyFile(path.join(SAMPLE_PARTS, 'a.bin'), path.join(parts, 'a.bin'));
+  for (const jigdo of ['jf-md5-gzip.jigdo', 'jte-sha256-bzip2.jigdo']) {
+    const out = path.join(dir, 'out.iso');
+    const r = await cli(['make-image', sample(jigdo), '--scan', parts, '-o', out]);
+    assert.equal(r.code, 1, describeRun(r));
+    assert.equal(r.timedOut, false);
+    const keys = jigdo.includes('sha256')
+      ? ['cNTHs3kcC0JEGa1LPQ6b3p-mRk1maoUmBE2irp5whUo', 'yJsu0b2SLGxUhlf43C9MeRo7BoazmAdn5i-MknaB0s8']
+      : ['QiYNQ8Ib2_eZJAaaz5Uwtg', 'T_xAhGd5OOFDZW1sYi26Eg'];
+    for (const k of keys) assert.ok(r.stderr.includes(k), `${jigdo}: stderr does not name ${k}:\n${r.stderr}`);
+    assert.ok(!r.stderr.includes(jigdo.includes('sha256') ? 'igUsmECgerF32Kp4ht2iW_6vztOhBYmPhzePNaZfYk8' : 'P6D_Q1IkDFd5tl9ZIOws9A'), 'a.bin is not missing');
+    assert.match(r.stderr, /2 part\(s\) missing/);
+    assert.ok(r.stderr.includes(out), 'names the output');
+    assert.doesNotMatch(r.stderr, /TypeError|\n\s+at /);
+    assert.deepEqual(await listing(dir), [], 'no image and no temporary file');
+  }
+});
+
+test('make-image refuses to overwrite a folder, and cleans up after itself', async () => {
+  const dir = path.join(work, 'into-dir');
+  await mkdir(path.join(dir, 'target'), { recursive: true });
+  const r = await cli(['make-image', sample('jf-md5-gzip.jigdo'), '--scan', SAMPLE_PARTS, '-o', path.join(dir, 'target')]);
+  assertCleanFailure(r, path.join(dir, 'target'));
+  assert.deepEqual(await listing(dir), ['target']);
+  assert.deepEqual(await listing(path.join(dir, 'target')), []);
+  const r2 = await cli(['make-image', sample('jf-md5-gzip.jigdo'), '--scan', SAMPLE_PARTS, '-o', path.join(dir, 'no', 'such', 'dir.iso')]);
+  assertCleanFailure(r2, path.join(dir, 'no', 'such', 'dir.iso'));
+  assert.deepEqual(await listing(dir), ['target']);
+});
+
+test('usage errors exit 2', async () => {
+  const cases = [['info'], ['bogus-command'], ['info', sample('jf-md5-gzip.jigdo'), '--memory', 'lots'], ['verify', sample('jf-md5-gzip.jigdo')]];
+  const results = await Promise.all(cases.map((args) => cli(args)));
+  for (const [i, args] of cases.entries()) {
+    const r = results[i]!;
+    assert.equal(r.code, 2, `${args.join(' ')}: ${describeRun(r)}`);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+});
+
+test('generated fixtures (test/helpers/fixtures.ts): make-image on every variant, verify on two', { concurrency: 4 }, async (t) => {
+  let set: FixtureSet;
+  try {
+    set = await buildFixtures();
+  } catch (err) {
+    t.skip(`fixtures could not be built: ${String(err).split('\n')[0]}`);
+    return;
+  }
+  await Promise.all(
+    Object.values(set.variants).map((v) =>
+      t.test(v.name, async () => {
+        const out = path.join(work, `fixture-${v.name}.iso`);
+        const mk = await cli(['make-image', v.jigdo, '--scan', v.partsDir, '-o', out]);
+        assertOk(mk);
+        assert.equal(await md5File(out), v.imageMd5, v.name);
+        rmSync(out);
+        if (v.name === 'jf-sha256-bzip2' || v.name === 'jte-md5-gzip') {
+          const ver = await cli(['verify', v.jigdo, v.image, '--json']);
+          assertOk(ver);
+          const report = JSON.parse(ver.stdout) as { ok: boolean; size: number; expected: string };
+          assert.equal(report.ok, true);
+          assert.equal(report.size, v.imageSize);
+          assert.equal(report.expected, v.checksum === 'md5' ? v.imageMd5 : v.imageSha256);
+        }
+      }),
+    ),
+  );
+});

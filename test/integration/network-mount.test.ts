@@ -1,0 +1,108 @@
+/**
+ * Mounts whose parts come from HTTP mirrors on 127.0.0.1: two mounts sharing parts fetch each part once
+ * through the shared cache, a remote gzipped .jigdo mounts, and a part no mirror has fails only its
+ * region with EIO and one log line.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
+import { startMirror, type Mirror } from '../helpers/mirror-server.js';
+import { mountJigdo, type TestMount } from '../helpers/mount.js';
+import { assertCacheVerified, bytesByPath, gets, jigdoWithServers, md5hex, partsUri } from '../helpers/network.js';
+
+let fx: FixtureSet;
+let v: FixtureVariant;
+let work: string;
+let config: string;
+const mirrors: Mirror[] = [];
+const mounts: TestMount[] = [];
+
+const PARTS = ['/parts/pool/a-3k.bin', '/parts/pool/b-40k.bin', '/parts/extra/c-200k-copy.bin', '/parts/pool/d-1500k.bin', '/parts/pool/e-3m.bin', '/parts/tiny/exact-1024.bin'];
+
+before(async () => {
+  fx = await buildFixtures();
+  v = fx.variants['jf-md5-gzip'];
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-netmount-test-'));
+  config = path.join(work, 'config.ini');
+  await writeFile(config, '[network]\nretries = 0\ntimeout = 5\n');
+});
+
+after(async () => {
+  for (const m of mounts) await m.cleanup();
+  await Promise.all(mirrors.map((m) => m.close()));
+  await rm(work, { recursive: true, force: true });
+});
+
+async function mirror(root: string, latencyMs = 0): Promise<Mirror> {
+  const m = await startMirror({ root, latencyMs });
+  mirrors.push(m);
+  return m;
+}
+
+async function mount(jigdo: string, args: string[], cacheDir: string): Promise<TestMount> {
+  const m = await mountJigdo(jigdo, ['--config', config, ...args], { cacheDir });
+  mounts.push(m);
+  return m;
+}
+
+describe('mounts over the network', () => {
+  test('two mounts sharing parts: exact images, each part fetched once', async () => {
+    const m = await mirror(fx.tree, 30);
+    const cache = path.join(work, 'shared-cache');
+    const j1 = await jigdoWithServers(fx.variants['jf-md5-gzip'], [partsUri(m)], path.join(work, 'one'));
+    const j2 = await jigdoWithServers(fx.variants['jf-md5-bzip2'], [partsUri(m)], path.join(work, 'two'));
+    const [m1, m2] = await Promise.all([mount(j1, [], cache), mount(j2, [], cache)]);
+    const [a, b] = await Promise.all([readFile(m1.file('image.iso')), readFile(m2.file('image.iso'))]);
+    assert.equal(md5hex(a), v.imageMd5);
+    assert.equal(md5hex(b), v.imageMd5);
+    const sent = bytesByPath(m);
+    for (const p of PARTS) {
+      const file = fx.files.find((f) => `/parts/${f.path.replace(/^parts\//, '')}` === p)!;
+      assert.equal(gets(m, p).length, 1, `${p} requested once`);
+      assert.equal(sent.get(p), file.size, `${p} sent once`);
+    }
+    const s = (await m1.status()) as { images: Array<{ parts: { byProvider: Record<string, number> } }> };
+    const byProvider = s.images[0]!.parts.byProvider;
+    assert.equal((byProvider.mirrors ?? 0) + (byProvider.cache ?? 0), PARTS.length, JSON.stringify(byProvider));
+    await m1.umount();
+    await m2.umount();
+    assert.equal((await assertCacheVerified(cache)).length, PARTS.length);
+  });
+
+  test('a remote gzipped .jigdo mounts; a part no mirror has gives EIO for its region only, one log line', async () => {
+    const parts = await mirror(fx.tree);
+    parts.fault('/parts/pool/e-3m.bin', { kind: 'status', code: 404 });
+    const site = path.join(work, 'site');
+    const local = await jigdoWithServers(v, [partsUri(parts)], site);
+    await writeFile(path.join(site, 'img.jigdo'), gzipSync(await readFile(local)));
+    const web = await mirror(site);
+    const cache = path.join(work, 'remote-cache');
+    await mkdir(cache, { recursive: true });
+    const m = await mount(`${web.url}img.jigdo`, [], cache);
+    const image = await readFile(v.image);
+    const e = fx.files.find((f) => f.path === 'parts/pool/e-3m.bin')!;
+    const key = Buffer.from(e.md5, 'hex').toString('base64url');
+    const fh = await open(m.file('image.iso'), 'r');
+    try {
+      // Before the missing part (2,015,232 .. 5,015,232 in this image) and after it: exact.
+      const head = Buffer.alloc(2_000_000);
+      await fh.read(head, 0, head.length, 0);
+      assert.ok(head.equals(image.subarray(0, head.length)), 'bytes before the missing part');
+      const tail = Buffer.alloc(2_000_000);
+      await fh.read(tail, 0, tail.length, image.length - tail.length);
+      assert.ok(tail.equals(image.subarray(image.length - tail.length)), 'bytes after the missing part');
+      await assert.rejects(fh.read(Buffer.alloc(4096), 0, 4096, 3_000_000), /EIO/);
+    } finally {
+      await fh.close();
+    }
+    const log = await m.log();
+    const lines = log.split('\n').filter((l) => l.includes(key));
+    assert.equal(lines.length, 1, `one log line names the part:\n${log}`);
+    assert.match(lines[0]!, /not available/);
+    assert.equal(gets(web, '/jf-md5-gzip.template').length, 1);
+  });
+});

@@ -1,0 +1,262 @@
+// The .jigdo model (spec §4): sections, gzip and CRLF files, [Include], versions, bad files.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { parseJigdo, type JigdoFile } from '../../src/format/jigdo.js';
+import { JigdoError } from '../../src/format/errors.js';
+import { loadJigdo } from '../../src/image/open.js';
+import { SAMPLES } from '../helpers/cli.js';
+
+const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-format-jigdo-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const loc = (file: string) => ({ kind: 'file' as const, path: file });
+const sample = (name: string): string => path.join(SAMPLES, name);
+const parseText = (text: string, file = path.join(work, 'x.jigdo')): Promise<JigdoFile> => parseJigdo(Buffer.from(text), loc(file));
+
+/** Everything of a parsed file that does not depend on where it was read from. */
+function shape(j: JigdoFile) {
+  const values = (m: Map<string, Array<{ uri: string; weight: number }>>) =>
+    [...m].map(([k, list]) => [k, list.map((v) => [v.uri, v.weight])]);
+  return { version: j.version, generator: j.generator, images: j.images, parts: values(j.parts), servers: values(j.servers), kind: j.checksumKind };
+}
+
+async function rejects(p: Promise<unknown>, pattern: RegExp, file?: string): Promise<JigdoError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof JigdoError, `expected a JigdoError, got ${String(err)}`);
+    assert.match(err.message, pattern);
+    if (file) assert.ok(err.message.includes(file), `"${err.message}" does not name ${file}`);
+    return err;
+  }
+  assert.fail(`expected a rejection matching ${pattern}`);
+}
+
+test('jf-md5-gzip.jigdo: every field', async () => {
+  const j = await loadJigdo(sample('jf-md5-gzip.jigdo'));
+  assert.deepEqual(j.version, { major: 1, minor: 2 });
+  assert.equal(j.generator, 'jigdo-file/0.8.0');
+  assert.equal(j.images.length, 1);
+  const img = j.images[0]!;
+  assert.equal(img.filename, 'image.iso');
+  assert.equal(img.template, 'jf-md5-gzip.template');
+  // Template-MD5Sum is the MD5 of the template file (spec §4.4): check against the real file.
+  const { createHash } = await import('node:crypto');
+  assert.deepEqual(img.templateMd5, createHash('md5').update(await readFile(sample('jf-md5-gzip.template'))).digest());
+  assert.equal(img.templateSha256, undefined);
+  assert.equal(j.checksumKind, 'md5');
+  assert.deepEqual([...j.parts.keys()], ['P6D_Q1IkDFd5tl9ZIOws9A', 'QiYNQ8Ib2_eZJAaaz5Uwtg', 'T_xAhGd5OOFDZW1sYi26Eg']);
+  assert.deepEqual(j.parts.get('QiYNQ8Ib2_eZJAaaz5Uwtg')!.map((v) => v.uri), ['Parts:sub/b-copy.bin']);
+  assert.deepEqual(j.servers.get('Parts')!.map((v) => v.uri), ['http://127.0.0.1:8765/parts/']);
+  assert.deepEqual(j.warnings, []);
+});
+
+test('sha256 .jigdo (Version 2.0): Template-SHA256Sum and 43-char keys', async () => {
+  const j = await loadJigdo(sample('jf-sha256-bzip2.jigdo'));
+  assert.deepEqual(j.version, { major: 2, minor: 0 });
+  assert.equal(j.checksumKind, 'sha256');
+  const { createHash } = await import('node:crypto');
+  assert.deepEqual(j.images[0]!.templateSha256, createHash('sha256').update(await readFile(sample('jf-sha256-bzip2.template'))).digest());
+  for (const key of j.parts.keys()) assert.equal(key.length, 43);
+});
+
+test('libjte .jigdo: trailing space after Template-MD5Sum, comment lines, empty [Servers], one line per file', async () => {
+  const j = await loadJigdo(sample('jte-md5-gzip.jigdo'));
+  assert.equal(j.images[0]!.filename, 'stdio:jte1.iso');
+  assert.equal(j.images[0]!.template, 'http://localhost/jte-md5-gzip.template');
+  assert.equal(j.images[0]!.templateMd5!.toString('hex'), '37fb77b7d7b8e4d05276c760006ca100'); // the "# Template Hex MD5Sum" comment
+  assert.equal(j.servers.size, 0);
+  // The same checksum on two lines: alternative locations in file order (spec §4.3).
+  assert.deepEqual(j.parts.get('QiYNQ8Ib2_eZJAaaz5Uwtg')!.map((v) => v.uri), ['Parts:b.bin', 'Parts:sub/b-copy.bin']);
+  assert.deepEqual(j.parts.get('1B2M2Y8AsgTpgAmY7PhCfg')!.map((v) => v.uri), ['Parts:empty']);
+});
+
+test('a gzipped .jigdo named .jigdo is detected by its magic and reads like the plain one', async () => {
+  const raw = await readFile(sample('jf-md5-gzip.gz.jigdo'));
+  assert.deepEqual([raw[0], raw[1]], [0x1f, 0x8b]);
+  const gz = await loadJigdo(sample('jf-md5-gzip.gz.jigdo'));
+  const plain = await loadJigdo(sample('jf-md5-gzip.jigdo'));
+  assert.deepEqual(shape(gz), shape(plain));
+  // Multi-member gzip decompresses as one stream (spec §4.1).
+  const text = await readFile(sample('jf-md5-gzip.jigdo'));
+  const cut = text.indexOf('[Parts]');
+  const multi = Buffer.concat([gzipSync(text.subarray(0, cut)), gzipSync(text.subarray(cut))]);
+  assert.deepEqual(shape(await parseJigdo(multi, loc(path.join(work, 'multi.jigdo')))), shape(plain));
+});
+
+test('a corrupt gzipped .jigdo is a JigdoError naming the file', async () => {
+  const raw = await readFile(sample('jf-md5-gzip.gz.jigdo'));
+  const file = path.join(work, 'cut.jigdo');
+  await rejects(parseJigdo(raw.subarray(0, raw.length - 10), loc(file)), /gzip/i, file);
+});
+
+test('CRLF .jigdo files read exactly like LF ones', async () => {
+  for (const name of ['jf-md5-gzip.jigdo', 'quoting.jigdo', 'jte-md5-gzip.jigdo', 'jf-sha256-bzip2.jigdo']) {
+    const text = await readFile(sample(name), 'utf8');
+    assert.ok(!text.includes('\r'));
+    const crlf = path.join(work, `crlf-${name}`);
+    await writeFile(crlf, text.replace(/\n/g, '\r\n'));
+    const a = await loadJigdo(crlf);
+    const b = await loadJigdo(sample(name));
+    assert.deepEqual(shape(a), shape(b), name);
+  }
+});
+
+test('quoting.jigdo: Filename quoted, ShortInfo/Info raw, [Comment] ignored, several [Parts] sections merged in order', async () => {
+  const j = await loadJigdo(sample('quoting.jigdo'));
+  const img = j.images[0]!;
+  assert.equal(img.filename, 'image with space.iso');
+  assert.equal(img.shortInfo, `'Quoting "test" image'`);
+  assert.equal(img.info, `'Generated <b>by hand</b>'`);
+  assert.deepEqual(j.parts.get('P6D_Q1IkDFd5tl9ZIOws9A')!.map((v) => v.uri), [
+    'Src:a.bin',
+    'Undefined:foo/a.bin',
+    'relative/path/a.bin',
+    'file:/abs/path/a.bin',
+    'http://direct.example/a.bin',
+  ]);
+  assert.deepEqual(j.parts.get('QiYNQ8Ib2_eZJAaaz5Uwtg')!.map((v) => v.uri), ['Src:b c.bin']);
+  assert.equal(j.parts.size, 2, 'the bogus line in [Comment] is not a part');
+  assert.deepEqual(j.servers.get('Src')!.map((v) => v.uri), [
+    'http://h1.example/with space/',
+    'http://h2.example/x',
+    'http://h3.example/sq"uote/',
+    'http://h4.example/esc"aped\\/',
+    'Chain:sub/',
+  ]);
+  assert.deepEqual(j.servers.get('Chain')!.map((v) => [v.uri, v.weight]), [
+    ['http://chain1.example/', 0],
+    ['ftp://chain2.example/', -1],
+  ]);
+  // The remote [Include] cannot be read offline: a warning, not an error.
+  assert.equal(j.warnings.length, 1);
+  assert.match(j.warnings[0]!, /other\.jigdo/);
+});
+
+test('Filename/Template written unquoted with spaces are joined with one space; # in an unquoted value is a comment', async () => {
+  const j = await parseText('[Image]\nFilename=Mac OS   8.1.udro.dmg\nTemplate=my  image.template#comment\n');
+  assert.equal(j.images[0]!.filename, 'Mac OS 8.1.udro.dmg');
+  assert.equal(j.images[0]!.template, 'my image.template');
+});
+
+test('several [Image] sections: all are kept in order; one without Template is dropped', async () => {
+  const j = await parseText('[Image]\nFilename=a.iso\nTemplate=a.template\n[Image]\nFilename=b.iso\n[Image]\nFilename=c.iso\nTemplate=c.template\n');
+  assert.deepEqual(j.images.map((i) => i.filename), ['a.iso', 'c.iso']);
+});
+
+test('unknown sections and keys are ignored; [Parts] and [Servers] may repeat', async () => {
+  const j = await parseText(
+    [
+      '[Jigdo]',
+      'Version=1.2',
+      'Unknown=1',
+      '[Mirrorlists]',
+      'P6D_Q1IkDFd5tl9ZIOws9A=Bogus:x',
+      '[Image]',
+      'Filename=i',
+      'Template=t',
+      'Whatever=x',
+      '[Servers]',
+      'A=http://one/',
+      '[Parts]',
+      'P6D_Q1IkDFd5tl9ZIOws9A=A:1',
+      '[Servers]',
+      'A=http://two/',
+      'B=A:b/',
+      '[Parts]',
+      'P6D_Q1IkDFd5tl9ZIOws9A=A:2',
+      'QiYNQ8Ib2_eZJAaaz5Uwtg=B:3',
+    ].join('\n'),
+  );
+  assert.deepEqual(j.parts.get('P6D_Q1IkDFd5tl9ZIOws9A')!.map((v) => v.uri), ['A:1', 'A:2']);
+  assert.deepEqual(j.servers.get('A')!.map((v) => v.uri), ['http://one/', 'http://two/']);
+  assert.deepEqual([...j.servers.keys()], ['A', 'B']);
+});
+
+test('[Parts] lines with a non-canonical or unknown key are skipped with a warning', async () => {
+  const j = await parseText('[Image]\nFilename=i\nTemplate=t\n[Parts]\nP6D_Q1IkDFd5tl9ZIOws9B=A:x\nnot-a-key=A:y\nP6D_Q1IkDFd5tl9ZIOws9A=A:z\n');
+  assert.deepEqual([...j.parts.keys()], ['P6D_Q1IkDFd5tl9ZIOws9A']);
+  assert.equal(j.warnings.length, 2);
+});
+
+test('Version: 1.x and 2.x are read; Version=3.0 is refused (spec §4.3)', async () => {
+  const body = '[Image]\nFilename=i\nTemplate=t\n';
+  assert.deepEqual((await parseText(`[Jigdo]\nVersion=1.1\n${body}`)).version, { major: 1, minor: 1 });
+  assert.deepEqual((await parseText(`[Jigdo]\nVersion=2.0\n${body}`)).version, { major: 2, minor: 0 });
+  const file = path.join(work, 'v3.jigdo');
+  await rejects(parseText(`[Jigdo]\nVersion=3.0\n${body}`, file), /newer|version/i, file);
+  await rejects(parseText(`[Jigdo]\nVersion=10.1\n${body}`, file), /newer|version/i, file);
+  await rejects(parseText(`[Jigdo]\nVersion=one\n${body}`, file), /Version/, file);
+});
+
+test('no [Image] section, or binary data, is a JigdoError naming the file', async () => {
+  const file = path.join(work, 'bad.jigdo');
+  await rejects(parseText('[Jigdo]\nVersion=1.2\n[Parts]\nP6D_Q1IkDFd5tl9ZIOws9A=A:x\n', file), /\[Image\]/, file);
+  await rejects(parseText('', file), /\[Image\]/, file);
+  await rejects(parseJigdo(await readFile(sample('jf-md5-gzip.template')), loc(file)), /not a \.jigdo|binary/i, file);
+  const garbage = Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 7919 + 13) & 0xff));
+  await rejects(parseJigdo(garbage, loc(file)), /./, file);
+  await rejects(parseText('[Image]\nFilename=i\nTemplate=t\nTemplate-MD5Sum=not-base64!\n', file), /Template-MD5Sum/, file);
+  await rejects(parseText('[Image]\nFilename=i\nTemplate=t\nTemplate-MD5Sum=1B2M2Y8AsgTpgAmY7PhCfh\n', file), /Template-MD5Sum/, file);
+});
+
+test('[Include] of a local file is read in place, relative to the including file', async () => {
+  const dir = path.join(work, 'inc');
+  await mkdir(path.join(dir, 'sub'), { recursive: true });
+  await writeFile(
+    path.join(dir, 'main.jigdo'),
+    [
+      '[Image]',
+      'Filename=i.iso',
+      'Template=t.template',
+      '[Servers]',
+      'A=http://main/',
+      '[Parts]',
+      'P6D_Q1IkDFd5tl9ZIOws9A=A:main-first',
+      '[Include sub/extra.jigdo]',
+      'T_xAhGd5OOFDZW1sYi26Eg=A:after-include-ignored', // no real section since the Include
+      '[Parts]',
+      'P6D_Q1IkDFd5tl9ZIOws9A=A:main-last',
+    ].join('\n'),
+  );
+  await writeFile(
+    path.join(dir, 'sub', 'extra.jigdo'),
+    ['[Servers]', 'A=http://extra/', 'B=file:local/', '[Include deeper.jigdo]', '[Parts]', 'P6D_Q1IkDFd5tl9ZIOws9A=B:from-extra'].join('\n'),
+  );
+  await writeFile(path.join(dir, 'sub', 'deeper.jigdo'), ['[Servers]', 'C=http://deeper/', '[Parts]', 'QiYNQ8Ib2_eZJAaaz5Uwtg=C:q'].join('\n'));
+  const j = await loadJigdo(path.join(dir, 'main.jigdo'));
+  assert.deepEqual(j.warnings, []);
+  assert.deepEqual(j.parts.get('P6D_Q1IkDFd5tl9ZIOws9A')!.map((v) => v.uri), ['A:main-first', 'B:from-extra', 'A:main-last']);
+  assert.deepEqual(j.parts.get('QiYNQ8Ib2_eZJAaaz5Uwtg')!.map((v) => v.uri), ['C:q']);
+  assert.equal(j.parts.has('T_xAhGd5OOFDZW1sYi26Eg'), false);
+  assert.deepEqual(j.servers.get('A')!.map((v) => v.uri), ['http://main/', 'http://extra/']);
+  // Values remember the file they came from, for relative references (spec §5.2).
+  assert.deepEqual(j.servers.get('B')![0]!.base, { kind: 'file', path: path.join(dir, 'sub', 'extra.jigdo') });
+  assert.deepEqual(j.servers.get('C')![0]!.base, { kind: 'file', path: path.join(dir, 'sub', 'deeper.jigdo') });
+});
+
+test('an [Include] loop is an error naming the loop', async () => {
+  const dir = path.join(work, 'loop');
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, 'a.jigdo'), '[Image]\nFilename=i\nTemplate=t\n[Include b.jigdo]\n');
+  await writeFile(path.join(dir, 'b.jigdo'), '[Servers]\nX=http://x/\n[Include a.jigdo]\n');
+  const err = await rejects(loadJigdo(path.join(dir, 'a.jigdo')), /loop/i);
+  assert.ok(err.message.includes('a.jigdo'), err.message);
+  assert.ok(err.message.includes('b.jigdo'), err.message);
+  await writeFile(path.join(dir, 'self.jigdo'), '[Image]\nFilename=i\nTemplate=t\n[Include self.jigdo]\n');
+  await rejects(loadJigdo(path.join(dir, 'self.jigdo')), /loop/i, 'self.jigdo');
+});
+
+test('a missing local [Include] costs only a warning', async () => {
+  const file = path.join(work, 'missing-include.jigdo');
+  await writeFile(file, '[Image]\nFilename=i\nTemplate=t\n[Include nowhere.jigdo]\n[Servers]\nA=http://a/\n');
+  const j = await loadJigdo(file);
+  assert.equal(j.warnings.length, 1);
+  assert.match(j.warnings[0]!, /nowhere\.jigdo/);
+  assert.deepEqual(j.servers.get('A')!.map((v) => v.uri), ['http://a/']);
+});
