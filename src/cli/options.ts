@@ -4,7 +4,7 @@ import { defaultCacheDir, type SourceOptions } from '../image/open.js';
 import type { LocalTree } from '../sources/local.js';
 import { Network, NETWORK_DEFAULTS } from '../sources/remote.js';
 import { setRemoteLoader } from '../sources/resources.js';
-import { loadConfig, mirrorUrlProblem } from './config.js';
+import { loadConfig, mirrorUrlProblem, sizeOf } from './config.js';
 
 /** The raw source options as commander hands them over. */
 export interface SourceFlags {
@@ -67,12 +67,11 @@ function parseCount(text: string, what: string, min: number): number {
   return n;
 }
 
-/** "64M", "1.5G", "4096", "512k" → bytes. */
+/** "64M", "1.5G", "4096", "512k" → bytes, or a usage error naming the option. */
 export function parseSize(text: string, what: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text.trim());
-  if (!m) throw new UsageError(`${what}: "${text}" is not a size (examples: 512M, 2G, 1048576)`);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return Math.floor(Number(m[1]) * mult);
+  const bytes = sizeOf(text);
+  if (bytes === undefined) throw new UsageError(`${what}: "${text}" is not a size (examples: 512M, 2G, 1048576)`);
+  return bytes;
 }
 
 export function parseLocalTree(text: string): LocalTree {

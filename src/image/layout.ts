@@ -6,6 +6,18 @@ export type Region =
   | { kind: 'raw'; offset: number; length: number; rawOffset: number }
   | { kind: 'part'; offset: number; length: number; key: string };
 
+/** Binary search: the index of the last element of the ascending `starts` that is <= `value` (0 if none). */
+export function lastAtOrBefore(starts: Float64Array, value: number): number {
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (starts[mid]! <= value) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 /** What the image needs of one distinct part (a part may sit at several offsets). */
 export interface PartNeed {
   key: string;
@@ -53,14 +65,7 @@ export class ImageLayout {
 
   /** Index of the region holding `offset` (which must be inside the image). */
   indexAt(offset: number): number {
-    let lo = 0;
-    let hi = this.starts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (this.starts[mid]! <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
+    return lastAtOrBefore(this.starts, offset);
   }
 
   /** The regions overlapping [offset, offset+length), each with the slice of it that is wanted. */

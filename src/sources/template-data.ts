@@ -7,6 +7,7 @@ import type { ByteSource } from '../format/bytesource.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import type { RawChunk, TemplateInfo } from '../format/template.js';
 import type { WorkerPool } from './workers.js';
+import { lastAtOrBefore } from '../image/layout.js';
 
 const inflateAsync = promisify(inflate);
 
@@ -75,14 +76,7 @@ export class TemplateData {
   }
 
   private chunkAt(rawOffset: number): number {
-    let lo = 0;
-    let hi = this.rawStarts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (this.rawStarts[mid]! <= rawOffset) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
+    return lastAtOrBefore(this.rawStarts, rawOffset);
   }
 
   private corrupt(chunk: RawChunk, problem: string): JigdoError {
