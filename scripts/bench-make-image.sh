@@ -115,7 +115,7 @@ run_tool() {
   else
     cmd=(jigdo-file make-image -r quiet --cache="$cache" --image="$img" --jigdo="$JIGDO" --template="$TEMPLATE" "$MIRROR")
   fi
-  printf '%s\n' "${cmd[*]}" > "$TMP/cmd.$tool.$config"
+  printf '%s\n' "${cmd[*]}" | sed "s|$TMP|\$TMP|g; s|$OUT|\$OUT|g" > "$TMP/cmd.$tool.$config"
   local TIMEFORMAT='%R %U %S' t
   local rc=0
   t=$( { time "${cmd[@]}" > "$log" 2>&1; } 2>&1 ) || rc=$?
@@ -161,7 +161,7 @@ done
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "## make-image: $NAME ($VARIANT, $ISO_BYTES bytes), $RUNS rounds, medians"
-echo "commands:"
+echo "commands (\$TMP, \$OUT: temp dirs; the cache dir and db are per round):"
 for f in "$TMP"/cmd.*; do sed 's/^/  /' "$f"; done | sort -u
 echo
 awk -F'\t' -v bytes="$ISO_BYTES" '

@@ -6,6 +6,12 @@ import { pooledImageBlocks } from './stream.js';
 
 /** Blocks queued on the hashing worker at a time (memory: (depth + HASH_QUEUE + 1) × 8 MiB). */
 const HASH_QUEUE = 2;
+/**
+ * Bytes written between two background fdatasyncs: the disk writes the image while we still read and
+ * hash, instead of all of it in the final fsync (2 GB fixture: final fsync 1.4 s -> 0.15 s, warm
+ * make-image 6.9 s -> 6.2 s).
+ */
+const WRITEBACK_BYTES = 256 << 20;
 
 export interface MakeImageResult {
   size: number;
@@ -58,15 +64,28 @@ export async function makeImage(
     // without a copy, and only then reused. With HASH_QUEUE blocks queued on the worker it never waits
     // for the main thread's answer (the whole-image hash is the critical path of make-image).
     const hashing: Promise<unknown>[] = [];
+    let syncing: Promise<void> | undefined;
+    let syncError: unknown;
+    let unsynced = 0;
     for await (const block of pooledImageBlocks(reader, { held: HASH_QUEUE + 1 })) {
       const { offset, data } = block;
       let done = 0;
       while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
       while (hashing.length >= HASH_QUEUE) await hashing.shift();
       hashing.push(hash.update(data).finally(() => block.release()));
+      unsynced += data.length;
+      if (unsynced >= WRITEBACK_BYTES && !syncing) {
+        unsynced = 0;
+        syncing = fh
+          .datasync()
+          .catch((err: unknown) => void (syncError ??= err))
+          .finally(() => (syncing = undefined));
+      }
       progress?.(offset + data.length, layout.size);
     }
     await Promise.all(hashing);
+    await syncing;
+    if (syncError) throw syncError;
     await fh.truncate(layout.size);
     const sum = await hash.digest();
     if (!sum.equals(layout.imageSum)) {

@@ -166,13 +166,20 @@ export class PartCache {
       if (copy) return { copy };
       const lock = await this.tryLock(`${space}-${kind}-${hex}`);
       if (lock) {
-        const again = await this.lookup(final);
-        if (again) {
+        try {
+          const again = await this.lookup(final);
+          if (again) {
+            await lock.release();
+            return { copy: again };
+          }
+          const { file: tmp, fh } = await this.tempFile();
+          return { writer: new CacheWriter(this, space, final, tmp, fh, lock) };
+        } catch (err) {
+          // No writer owns the lock (e.g. the temporary file could not be created): release it, or its
+          // heartbeat would keep it fresh forever and every later fetch of this checksum would wait on it.
           await lock.release();
-          return { copy: again };
+          throw err;
         }
-        const { file: tmp, fh } = await this.tempFile();
-        return { writer: new CacheWriter(this, space, final, tmp, fh, lock) };
       }
       if (!waited) {
         waited = true;

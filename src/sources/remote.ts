@@ -226,7 +226,12 @@ export class Network {
     let pos = 0;
     let total: number | undefined;
     let failures = 0;
+    /** The furthest any attempt got: an attempt that does not pass it counts as a failure. */
+    let best = 0;
+    /** The server ignores Range: every attempt starts from byte 0. */
+    let fromZero = false;
     for (;;) {
+      if (fromZero) pos = 0;
       const before = pos;
       let t0 = 0;
       try {
@@ -244,11 +249,15 @@ export class Network {
       } catch (err) {
         const e = toFetchError(url, err);
         this.board.requestFailed(mirror, e.kind, e.message);
-        if (e.kind === 'no-range') pos = 0;
+        if (e.kind === 'no-range') fromZero = true;
         else if (e.permanent) throw new JigdoError(url, `cannot fetch: ${e.message}`);
-        if (pos === before) failures++;
+        // Progress is measured against the best attempt so far: a server that ignores Range and cuts
+        // every download at the same point must not make us restart from byte 0 forever.
+        const progressed = pos > best;
+        if (progressed) best = pos;
+        else failures++;
         if (failures > this.opts.retries) throw new JigdoError(url, `cannot fetch: ${e.message}`);
-        if (pos === before) await sleep(backoff(failures));
+        if (!progressed) await sleep(backoff(failures));
       }
     }
   }
@@ -401,7 +410,8 @@ class PartFetch {
         const copy = await this.writer.commit([[this.kind, this.need.sum]]);
         if (copy) return copy;
         const message = `wrong bytes for part ${this.need.key} (checksum mismatch)`;
-        if (this.contributors.size === 1) {
+        // One mirror's bytes only (always so in single mode; none at all for an empty part): it is wrong.
+        if (this.single || this.contributors.size <= 1) {
           board.mismatch(next.mirror, message);
           this.excluded.set(next.mirror, 'permanent');
           this.problems.set(next.mirror, `${next.url}: wrong bytes (checksum mismatch)`);
