@@ -1,4 +1,4 @@
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../image/open.js';
@@ -19,13 +19,16 @@ export interface MakeImageResult {
   missing: string[];
 }
 
-/** Finds every part, `limit` at a time; returns the keys of those no source has. */
-export async function findMissing(session: ImageSession, limit = 8): Promise<string[]> {
+/**
+ * Finds every part, `limit` at a time; returns the keys of those no source has. Setting `stop.stopped`
+ * ends it early (after the lookups in flight).
+ */
+export async function findMissing(session: ImageSession, limit = 8, stop = { stopped: false }): Promise<string[]> {
   const keys = [...session.layout.parts.values()].filter((p) => p.length > 0).map((p) => p.key);
   const missing: string[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < keys.length) {
+    while (next < keys.length && !stop.stopped) {
       const key = keys[next++]!;
       await session.parts.locate(key).catch((err: unknown) => {
         if (!(err instanceof UnavailableError)) throw err;
@@ -38,10 +41,11 @@ export async function findMissing(session: ImageSession, limit = 8): Promise<str
 }
 
 /**
- * Writes the whole image to `output`: first makes sure every part is available (naming the missing
- * ones and writing nothing otherwise), then streams the image in order into `output.tmp-PID`, hashing
- * it on a worker as it goes, and renames it into place only if the image checksum matched. Memory is
- * fixed: 7 blocks of 8 MiB, reused (see pooledImageBlocks).
+ * Writes the whole image to `output`: streams the image in order into `output.tmp-PID`, hashing it on a
+ * worker as it goes, and renames it into place only if the image checksum matched. Meanwhile every part
+ * is located (with cold caches: hashed) ahead of the stream, so that a missing part names them all:
+ * the temporary file is then removed and nothing is written under `output`. Memory is fixed: 7 blocks
+ * of 8 MiB, reused (see pooledImageBlocks).
  */
 export async function makeImage(
   session: ImageSession,
@@ -50,13 +54,32 @@ export async function makeImage(
 ): Promise<MakeImageResult> {
   const { layout, reader, pool } = session;
   if ((await stat(output).catch(() => undefined))?.isDirectory()) throw new JigdoError(output, 'is a directory: not written');
-  const missing = await findMissing(session);
-  if (missing.length > 0) return { size: layout.size, checksum: '', missing };
+  // Locating runs alongside the stream rather than before it: with cold caches both are CPU-bound
+  // (hashing every part, hashing the image) and so use both cores (2 GB fixture, empty cache dir:
+  // 9.3 s -> 8.4 s). It is over before makeImage returns or throws.
+  const stopLocating = { stopped: false };
+  const located = findMissing(session, 8, stopLocating);
+  located.catch(() => undefined);
+  const missingResult = async (): Promise<MakeImageResult | undefined> => {
+    const missing = await located;
+    return missing.length > 0 ? { size: layout.size, checksum: '', missing } : undefined;
+  };
+  /** Any other failure: stop locating, wait for the lookups in flight, then report the failure. */
+  const fail = async (err: unknown): Promise<never> => {
+    stopLocating.stopped = true;
+    await located.catch(() => undefined);
+    throw err instanceof Error ? err : new Error(errorMessage(err));
+  };
 
   const tmp = `${output}.jigdofs-${process.pid}.tmp`;
-  const fh = await open(tmp, 'w').catch((err: unknown) => {
+  let fh: FileHandle;
+  try {
+    fh = await open(tmp, 'w');
+  } catch (err) {
+    const missing = await missingResult(); // missing parts are the first thing to report
+    if (missing) return missing;
     throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
-  });
+  }
   const hash = pool.streamHash(layout.checksumKind);
   let ok = false;
   try {
@@ -67,22 +90,36 @@ export async function makeImage(
     let syncing: Promise<void> | undefined;
     let syncError: unknown;
     let unsynced = 0;
-    for await (const block of pooledImageBlocks(reader, { held: HASH_QUEUE + 1 })) {
-      const { offset, data } = block;
-      let done = 0;
-      while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
-      while (hashing.length >= HASH_QUEUE) await hashing.shift();
-      hashing.push(hash.update(data).finally(() => block.release()));
-      unsynced += data.length;
-      if (unsynced >= WRITEBACK_BYTES && !syncing) {
-        unsynced = 0;
-        syncing = fh
-          .datasync()
-          .catch((err: unknown) => void (syncError ??= err))
-          .finally(() => (syncing = undefined));
+    try {
+      for await (const block of pooledImageBlocks(reader, { held: HASH_QUEUE + 1 })) {
+        const { offset, data } = block;
+        let done = 0;
+        while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
+        while (hashing.length >= HASH_QUEUE) await hashing.shift();
+        const hashed = hash.update(data).finally(() => block.release());
+        hashed.catch(() => undefined); // awaited in turn; no unhandled rejection if the stream stops first
+        hashing.push(hashed);
+        unsynced += data.length;
+        if (unsynced >= WRITEBACK_BYTES && !syncing) {
+          unsynced = 0;
+          syncing = fh
+            .datasync()
+            .catch((err: unknown) => void (syncError ??= err))
+            .finally(() => (syncing = undefined));
+        }
+        progress?.(offset + data.length, layout.size);
       }
-      progress?.(offset + data.length, layout.size);
+    } catch (err) {
+      // The stream reached a part no source has: name every missing part (the temporary file goes).
+      if (err instanceof UnavailableError) {
+        await syncing;
+        const missing = await missingResult();
+        if (missing) return missing;
+      }
+      throw err;
     }
+    const missing = await missingResult();
+    if (missing) return missing;
     await Promise.all(hashing);
     await syncing;
     if (syncError) throw syncError;
@@ -101,7 +138,7 @@ export async function makeImage(
     ok = true;
     return { size: layout.size, checksum: checksumKey(sum), missing: [] };
   } catch (err) {
-    throw err instanceof Error ? err : new Error(errorMessage(err));
+    return await fail(err);
   } finally {
     await fh.close();
     if (!ok) await rm(tmp, { force: true }); // also when the rename failed: never leave the temporary file

@@ -14,6 +14,16 @@ export interface ReaderOptions {
   prefetchBytes: number;
 }
 
+/** A read-ahead block: its bytes once read, and the buffer they are read into (reused once evicted). */
+interface Block {
+  data: Promise<Buffer>;
+  buf: Buffer;
+  /** The sources finished writing into `buf`. */
+  settled: boolean;
+  /** Reads copying out of it right now (across an await): its buffer must not be reused meanwhile. */
+  pins: number;
+}
+
 export const DEFAULT_READER_OPTIONS: ReaderOptions = { readaheadMemory: 64 << 20, blockSize: 1 << 20, readaheadBlocks: 8, prefetchBytes: 32 << 20 };
 
 /**
@@ -24,7 +34,9 @@ export const DEFAULT_READER_OPTIONS: ReaderOptions = { readaheadMemory: 64 << 20
  * ahead with bounded concurrency, so a stream is not limited to one request's latency at a time.
  */
 export class ImageReader {
-  private readonly blocks: LRUCache<number, Promise<Buffer>>;
+  private readonly blocks: LRUCache<number, Block>;
+  /** Buffers of evicted blocks, reused for new ones: fresh 1 MiB buffers cost page faults and GC. */
+  private readonly spare: Buffer[] = [];
   private readonly opts: ReaderOptions;
   /** Ends of recent reads: a read starting at one of them continues a stream. */
   private readonly streamEnds = new LRUCache<number, number>({ max: 64 });
@@ -37,8 +49,10 @@ export class ImageReader {
     opts: Partial<ReaderOptions> = {},
   ) {
     this.opts = { ...DEFAULT_READER_OPTIONS, ...opts };
-    const maxBlocks = Math.max(2, Math.floor(this.opts.readaheadMemory / this.opts.blockSize));
-    this.blocks = new LRUCache<number, Promise<Buffer>>({ max: maxBlocks });
+    // Blocks only need to live from read-ahead to use: re-reads come from the kernel's page cache
+    // (kernelCache), so more than a few streams' worth is memory for nothing (2 GB copy: VmHWM 202 -> 167 MB).
+    const maxBlocks = Math.max(2, Math.min(3 * this.opts.readaheadBlocks, Math.floor(this.opts.readaheadMemory / this.opts.blockSize)));
+    this.blocks = new LRUCache<number, Block>({ max: maxBlocks, dispose: (b) => this.recycle(b) });
   }
 
   get size(): number {
@@ -49,18 +63,30 @@ export class ImageReader {
   async read(offset: number, length: number): Promise<Buffer> {
     const end = Math.min(this.layout.size, offset + length);
     if (offset < 0 || !Number.isSafeInteger(offset) || offset >= end) return Buffer.alloc(0);
+    const out = Buffer.allocUnsafe(end - offset);
+    await this.readTo(offset, out);
+    return out;
+  }
+
+  /**
+   * The image's bytes from `offset` into `target` (as many as it holds, clipped at the end of the image);
+   * returns how many. For front ends that have a buffer of their own (FUSE): no buffer per request and
+   * one copy less than `read`.
+   */
+  async readTo(offset: number, target: Buffer): Promise<number> {
+    const end = Math.min(this.layout.size, offset + target.length);
+    if (offset < 0 || !Number.isSafeInteger(offset) || offset >= end) return 0;
     this.stats.reads++;
     const streak = this.streamEnds.get(offset) ?? 0;
     this.streamEnds.delete(offset);
     this.streamEnds.set(end, streak + 1);
+    const out = target.subarray(0, end - offset);
     try {
       // A block may span a missing part the request does not touch: then read just the request.
-      const out =
-        streak >= 1
-          ? await this.readViaBlocks(offset, end, streak === 1).catch(() => this.readDirect(offset, end - offset))
-          : await this.readDirect(offset, end - offset);
+      if (streak >= 1) await this.copyFromBlocks(offset, end, out, streak === 1).catch(() => this.readInto(offset, out));
+      else await this.readInto(offset, out);
       this.stats.bytesServed += out.length;
-      return out;
+      return out.length;
     } catch (err) {
       this.stats.errors++;
       throw err;
@@ -88,14 +114,29 @@ export class ImageReader {
     await Promise.all(jobs);
   }
 
-  private block(index: number): Promise<Buffer> {
-    let p = this.blocks.get(index);
-    if (!p) {
-      p = this.readDirect(index * this.opts.blockSize, this.opts.blockSize);
-      p.catch(() => this.blocks.delete(index)); // a failed block is retried by the next read
-      this.blocks.set(index, p);
-    } else this.stats.readaheadHits++;
-    return p;
+  private block(index: number): Block {
+    const known = this.blocks.get(index);
+    if (known) {
+      this.stats.readaheadHits++;
+      return known;
+    }
+    const bs = this.opts.blockSize;
+    const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(bs);
+    const target = buf.subarray(0, Math.min(bs, this.layout.size - index * bs));
+    const block: Block = { buf, settled: false, pins: 0, data: Promise.resolve(target) };
+    block.data = this.readInto(index * bs, target).then(() => {
+      block.settled = true;
+      return target;
+    });
+    // A failed block is retried by the next read (its buffer is not reused: a source may still write into it).
+    block.data.catch(() => this.blocks.peek(index) === block && this.blocks.delete(index));
+    this.blocks.set(index, block);
+    return block;
+  }
+
+  /** Keeps an evicted block's buffer for reuse, unless a source or a read may still be using it. */
+  private recycle(block: Block): void {
+    if (block.settled && block.pins === 0 && this.spare.length < this.opts.readaheadBlocks) this.spare.push(block.buf);
   }
 
   /** The distinct parts in [offset, offset+length), at most 256 (the nearest). */
@@ -108,25 +149,29 @@ export class ImageReader {
     return keys;
   }
 
-  /** Serves a sequential read from blocks and starts fetching the next ones. */
-  private async readViaBlocks(offset: number, end: number, newStream = false): Promise<Buffer> {
+  /** Serves a sequential read from blocks into `out` and starts fetching the next ones. */
+  private async copyFromBlocks(offset: number, end: number, out: Buffer, newStream = false): Promise<void> {
     const bs = this.opts.blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((end - 1) / bs);
     const lastBlock = Math.floor((this.layout.size - 1) / bs);
     for (let i = last + 1; i <= Math.min(lastBlock, last + this.opts.readaheadBlocks); i++) {
-      if (!this.blocks.has(i)) void this.block(i).catch(() => undefined);
+      if (!this.blocks.has(i)) void this.block(i).data.catch(() => undefined);
     }
     // When a stream starts, then once per block it enters: have the parts further ahead fetched meanwhile.
     if (this.opts.prefetchBytes > 0 && (newStream || last > first || offset % bs === 0)) this.parts.prefetch(this.partsIn(end, this.opts.prefetchBytes));
-    const out = Buffer.allocUnsafe(end - offset);
     for (let i = first; i <= last; i++) {
-      const data = await this.block(i);
-      const blockStart = i * bs;
-      const from = Math.max(offset, blockStart);
-      const to = Math.min(end, blockStart + data.length);
-      data.copy(out, from - offset, from - blockStart, to - blockStart);
+      const block = this.block(i);
+      block.pins++;
+      try {
+        const data = await block.data;
+        const blockStart = i * bs;
+        const from = Math.max(offset, blockStart);
+        const to = Math.min(end, blockStart + data.length);
+        data.copy(out, from - offset, from - blockStart, to - blockStart);
+      } finally {
+        block.pins--;
+      }
     }
-    return out;
   }
 }
