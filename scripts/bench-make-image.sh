@@ -52,19 +52,8 @@ done
 FIX=$(realpath -m "$FIX")
 
 # ------------------------------------------------------------------ fixture, build, tools
-ensure_fixture() {
-  [ -f "$FIX/fixture.env" ] && return 0
-  if pgrep -f "make-fixture.sh .*$FIX" > /dev/null 2>&1; then
-    echo "bench: waiting for the fixture being built in $FIX ..." >&2
-    while [ ! -f "$FIX/fixture.env" ]; do
-      pgrep -f "make-fixture.sh .*$FIX" > /dev/null 2>&1 || { echo "bench: the fixture build in $FIX stopped without fixture.env" >&2; exit 1; }
-      sleep 30
-    done
-    return 0
-  fi
-  echo "bench: building the fixture: make-fixture.sh ${FIXTURE_SIZE:-2G} $FIX" >&2
-  bash "$HERE/make-fixture.sh" "${FIXTURE_SIZE:-2G}" "$FIX" >&2
-}
+# shellcheck source=bench-lib.sh
+source "$HERE/bench-lib.sh"
 ensure_fixture
 for t in jigdo-file md5sum node awk; do command -v $t > /dev/null || { echo "bench: missing $t" >&2; exit 1; }; done
 [ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npm run build >&2)
