@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import type { PartStore } from '../sources/parts.js';
 import type { TemplateData } from '../sources/template-data.js';
 import type { ImageLayout } from './layout.js';
+import { settleAll } from '../util/settle.js';
 
 export interface ReaderOptions {
   /** Bytes of read-ahead blocks kept in memory. */
@@ -18,7 +19,7 @@ export interface ReaderOptions {
 interface Block {
   data: Promise<Buffer>;
   buf: Buffer;
-  /** The sources finished writing into `buf`. */
+  /** The sources finished writing into `buf` (successfully or not). */
   settled: boolean;
   /** Reads copying out of it right now (across an await): its buffer must not be reused meanwhile. */
   pins: number;
@@ -111,7 +112,7 @@ export class ImageReader {
       );
       at += length;
     }
-    await Promise.all(jobs);
+    await settleAll(jobs); // never return while a source still writes into target
   }
 
   private block(index: number): Block {
@@ -124,11 +125,11 @@ export class ImageReader {
     const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(bs);
     const target = buf.subarray(0, Math.min(bs, this.layout.size - index * bs));
     const block: Block = { buf, settled: false, pins: 0, data: Promise.resolve(target) };
-    block.data = this.readInto(index * bs, target).then(() => {
-      block.settled = true;
-      return target;
-    });
-    // A failed block is retried by the next read (its buffer is not reused: a source may still write into it).
+    // readInto returns only once no source writes into the buffer any more, failed or not.
+    block.data = this.readInto(index * bs, target)
+      .finally(() => (block.settled = true))
+      .then(() => target);
+    // A failed block is retried by the next read.
     block.data.catch(() => this.blocks.peek(index) === block && this.blocks.delete(index));
     this.blocks.set(index, block);
     return block;

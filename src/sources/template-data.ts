@@ -8,6 +8,7 @@ import { JigdoError, errorMessage } from '../format/errors.js';
 import type { RawChunk, TemplateInfo } from '../format/template.js';
 import type { WorkerPool } from './workers.js';
 import { lastAtOrBefore } from '../image/layout.js';
+import { settleAll } from '../util/settle.js';
 
 const inflateAsync = promisify(inflate);
 
@@ -101,7 +102,7 @@ export class TemplateData {
       pos += n;
       out += n;
     }
-    await Promise.all(jobs);
+    await settleAll(jobs); // never return while a chunk still writes into target
   }
 
   private async readChunk(chunk: RawChunk, from: number, n: number, target: Buffer, at: number): Promise<void> {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -52,6 +52,9 @@ export async function mountJigdo(jigdo: string, args: string[] = [], opts: { cac
     log: () => readFile(logFile, 'utf8').catch(() => ''),
     umount: () => runCli(['umount', mnt], { timeoutMs: 30_000 }),
     cleanup: async () => {
+      // A daemon that died under a test leaves a stale mount: show its log, or CI shows only ENOTCONN.
+      const died = await stat(mnt).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'ENOTCONN');
+      if (died) process.stderr.write(`jigdofs daemon for ${mnt} died; its log:\n${await m.log()}\n`);
       await forceUnmount(mnt);
       await rm(base, { recursive: true, force: true });
     },

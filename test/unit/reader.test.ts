@@ -15,6 +15,9 @@ import vm from 'node:vm';
 import { deflateSync } from 'node:zlib';
 import { loadJigdo, openImage, selectImage, type ImageSession, type SourceOptions } from '../../src/image/open.js';
 import { UnavailableError } from '../../src/format/errors.js';
+import { ImageReader } from '../../src/image/reader.js';
+import type { TemplateData } from '../../src/sources/template-data.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SAMPLES, SAMPLE_PARTS, prng, randInt } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 
@@ -263,6 +266,38 @@ test('a part no source has: its bytes reject with UnavailableError, everything a
   for (let o = 0; o < IMAGE.length; o += 4096) {
     if (touchesHole(o, 4096)) await expectMissing(o, 4096);
     else await checkRanges(s, IMAGE, [[o, 4096]]);
+  }
+});
+
+test('a failed read returns only once no source writes into the buffer any more (FUSE frees it on reply)', async () => {
+  // b.bin is missing and fails at once; the raw bytes before it arrive 150 ms later. Had readTo rejected
+  // on the first failure, those late bytes would land in a buffer FUSE had already taken back.
+  const dir = path.join(work, 'late-writes');
+  await mkdir(path.join(dir, 'sub'), { recursive: true });
+  for (const f of ['a.bin', 'sub/c.bin']) await copyFile(path.join(SAMPLE_PARTS, f), path.join(dir, f));
+  const s = await open(path.join(SAMPLES, 'jf-md5-gzip.jigdo'), [dir]);
+  const slowRaw = {
+    readInto: async (...args: Parameters<TemplateData['readInto']>) => {
+      await sleep(150);
+      return s.raw.readInto(...args);
+    },
+  } as unknown as TemplateData;
+  const reader = new ImageReader(s.layout, slowRaw, s.parts);
+  for (const [offset, length] of [
+    [0, 120000], // raw, a.bin, raw, b.bin
+    [60000, 1 << 20], // through both copies of b.bin
+  ] as const) {
+    const target = Buffer.alloc(length);
+    await assert.rejects(reader.readTo(offset, target), UnavailableError);
+    target.fill(0xaa);
+    await sleep(300);
+    assert.ok(target.every((b) => b === 0xaa), `read(${offset}, ${length}): a source wrote into the buffer after the read failed`);
+  }
+  // The sequential path (read-ahead blocks) falls back to a direct read of just the request.
+  const seq = Buffer.alloc(4096);
+  for (let o = 0; o < 73728; o += 4096) {
+    await reader.readTo(o, seq);
+    assert.ok(seq.equals(IMAGE.subarray(o, o + 4096)), `sequential read at ${o}`);
   }
 });
 
