@@ -40,6 +40,11 @@ export async function findMissing(session: ImageSession, limit = 8, stop = { sto
   return missing;
 }
 
+/** The name the image is written under until its checksum matched (removed if it does not). */
+export function temporaryImagePath(output: string): string {
+  return `${output}.jigdofs-${process.pid}.tmp`;
+}
+
 /**
  * Writes the whole image to `output`: streams the image in order into `output.tmp-PID`, hashing it on a
  * worker as it goes, and renames it into place only if the image checksum matched. Meanwhile every part
@@ -71,7 +76,7 @@ export async function makeImage(
     throw err instanceof Error ? err : new Error(errorMessage(err));
   };
 
-  const tmp = `${output}.jigdofs-${process.pid}.tmp`;
+  const tmp = temporaryImagePath(output);
   let fh: FileHandle;
   try {
     fh = await open(tmp, 'w');

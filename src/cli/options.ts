@@ -39,7 +39,7 @@ export function addSourceOptions(cmd: Command): Command {
     .option('--offline', 'never use the network (local sources and the cache only)')
     .option('--no-offline', 'use the network even if the configuration file says offline')
     .option('--cache-size <SIZE>', 'disk cache limit, least recently used parts go first (default: 20G, capped by free space)')
-    .option('--timeout <SECONDS>', `seconds without progress before a mirror counts as stalled (default: ${NETWORK_DEFAULTS.timeoutMs / 1000})`)
+    .option('--timeout <SECONDS>', `seconds without data (or under 1 KiB/s for that long) before a mirror counts as stalled (default: ${NETWORK_DEFAULTS.timeoutMs / 1000})`)
     .option('--connections <N>', `parallel HTTP requests (default: ${NETWORK_DEFAULTS.connections})`)
     .option('--retries <N>', `extra rounds over all mirrors after each one failed (default: ${NETWORK_DEFAULTS.retries})`)
     .option('--config <FILE>', 'configuration file (default: $XDG_CONFIG_HOME/jigdofs/config.ini)')

@@ -18,6 +18,8 @@ export type FailureKind =
   | 'connect'
   /** Connect, headers or body-idle timeout (a stall). */
   | 'timeout'
+  /** The body kept coming, but slower than MIN_BYTES_PER_SECOND over a whole timeout period (a trickle). */
+  | 'slow'
   /** The connection was cut mid-body. */
   | 'reset'
   /** The body ended before the bytes we asked for (premature close or a short Content-Length). */
@@ -91,6 +93,12 @@ export function toFetchError(url: string, err: unknown): FetchError {
 
 /** Bytes of body gathered before one write to the file. */
 const WRITE_BATCH = 512 * 1024;
+
+/**
+ * The slowest body we wait for: undici's body timeout only fires on silence, so a mirror sending a byte
+ * now and then would hold a part forever. Averaged over a whole timeout period.
+ */
+export const MIN_BYTES_PER_SECOND = 1024;
 
 export interface HttpOptions {
   /** Connect, response-headers and body-idle timeout, in milliseconds. */
@@ -210,16 +218,32 @@ export class HttpClient {
       let pendingBytes = 0;
       const flush = async (): Promise<void> => {
         if (pendingBytes === 0) return;
-        const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+        const chunks = pending;
+        const n = pendingBytes;
         pending = [];
         pendingBytes = 0;
-        let done = 0;
-        while (done < data.length) done += (await fh.write(data, done, data.length - done, pos + done)).bytesWritten;
-        pos += data.length;
+        // One writev, no concatenation into a new 512 KiB buffer per batch.
+        const done = (await fh.writev(chunks, pos)).bytesWritten;
+        if (done < n) {
+          const rest = Buffer.concat(chunks, n).subarray(done); // a short write: rare (a full disk says ENOSPC next)
+          for (let at = 0; at < rest.length; ) at += (await fh.write(rest, at, rest.length - at, pos + done + at)).bytesWritten;
+        }
+        pos += n;
         onData(pos);
       };
+      let windowStart = performance.now();
+      let windowBytes = 0;
       try {
         for await (const chunk of body as AsyncIterable<Buffer>) {
+          windowBytes += chunk.length;
+          const elapsed = performance.now() - windowStart;
+          if (elapsed >= this.opts.timeoutMs) {
+            if ((windowBytes * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
+              throw new FetchError(url, 'slow', `too slow: ${windowBytes} bytes in ${(elapsed / 1000).toFixed(0)} s`);
+            }
+            windowStart += elapsed;
+            windowBytes = 0;
+          }
           const room = stop - pos - pendingBytes;
           const data = chunk.length > room ? chunk.subarray(0, room) : chunk;
           pending.push(data);

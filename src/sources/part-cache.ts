@@ -95,6 +95,10 @@ export class PartCache {
   private evicting: Promise<void> | undefined;
   private cleaned: Promise<void> | undefined;
   private readonly heldLocks = new Set<string>();
+  /** Directories made by this process (one mkdir each, not one per part). */
+  private readonly madeDirs = new Set<string>();
+  /** The last size limit computed from the free disk space, reused for a while (a statfs per part was measurable). */
+  private lastLimit: { at: number; cacheBytes: number; limit: number } | undefined;
   /** Files handed out by this process → when. */
   private readonly pins = new Map<string, number>();
   private readonly stats_: CacheStats;
@@ -195,9 +199,8 @@ export class PartCache {
    * that what a killed process leaves is removed by the next one.
    */
   async tempFile(): Promise<{ file: string; fh: FileHandle }> {
-    await mkdir(this.tmpDir, { recursive: true });
     const file = path.join(this.tmpDir, `${HOST_TAG}-${process.pid}-${randomBytes(6).toString('hex')}.partial`);
-    return { file, fh: await open(file, 'w+') };
+    return { file, fh: await this.inDir(this.tmpDir, () => open(file, 'w+')) };
   }
 
   /** Hashes `tmp` and, if one of `sums` matches, renames it to `final`. */
@@ -215,8 +218,7 @@ export class PartCache {
     // Whole-second mtime: see lookup().
     const secs = Math.floor(Date.now() / 1000);
     await fh.utimes(secs, secs);
-    await mkdir(path.dirname(final), { recursive: true });
-    await rename(tmp, final);
+    await this.inDir(path.dirname(final), () => rename(tmp, final));
     this.stats_.added++;
     this.pin(final);
     await this.added(st.size);
@@ -228,10 +230,9 @@ export class PartCache {
   private async tryLock(name: string): Promise<Lock | undefined> {
     const file = path.join(this.lockDir, `${name}.lock`);
     if (this.heldLocks.has(file)) return undefined; // another fetch in this process (PartStore dedupes; templates may not)
-    await mkdir(this.lockDir, { recursive: true });
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        const fh = await open(file, 'wx');
+        const fh = await this.inDir(this.lockDir, () => open(file, 'wx'));
         try {
           await fh.writeFile(`${HOST_TAG}-${process.pid}-${Date.now()}\n`);
         } finally {
@@ -248,6 +249,21 @@ export class PartCache {
       await unlink(file).catch(() => undefined);
     }
     return undefined;
+  }
+
+  /** Runs `op`, which creates something in `dir`, making `dir` first (again, if it was removed meanwhile). */
+  private async inDir<T>(dir: string, op: () => Promise<T>): Promise<T> {
+    if (!this.madeDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.madeDirs.add(dir);
+    }
+    try {
+      return await op();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await mkdir(dir, { recursive: true });
+      return op();
+    }
   }
 
   private async lockIsStale(file: string): Promise<boolean> {
@@ -314,6 +330,18 @@ export class PartCache {
     return limit;
   }
 
+  /**
+   * limitFor, computed again only every 2 s or 128 MiB of additions: our own additions take as much free
+   * space as they add to the cache, so they leave the limit unchanged; only other users of the disk move it.
+   */
+  private async recentLimit(cacheBytes: number): Promise<number> {
+    const last = this.lastLimit;
+    if (last && Date.now() - last.at < 2000 && Math.abs(cacheBytes - last.cacheBytes) < 128 << 20) return last.limit;
+    const limit = await this.limitFor(cacheBytes);
+    this.lastLimit = { at: Date.now(), cacheBytes, limit };
+    return limit;
+  }
+
   private async count(): Promise<void> {
     const all = await this.entries();
     this.counted = { bytes: all.reduce((n, e) => n + e.size, 0), files: all.length, at: Date.now() };
@@ -351,7 +379,7 @@ export class PartCache {
       this.stats_.bytes = this.counted.bytes;
       this.stats_.files = this.counted.files;
     }
-    if (this.counted!.bytes > (await this.limitFor(this.counted!.bytes))) {
+    if (this.counted!.bytes > (await this.recentLimit(this.counted!.bytes))) {
       await (this.evicting ??= this.evict().finally(() => (this.evicting = undefined)));
     }
   }

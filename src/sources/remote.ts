@@ -489,7 +489,8 @@ class PartFetch {
               return;
             }
             // A cut after some progress resumes from where it stopped, a few times.
-            if (!e.permanent && reached > start && requests < MAX_REQUESTS_PER_RANGE) continue;
+            // (Not after a trickle: the same mirror would be as slow again.)
+            if (!e.permanent && e.kind !== 'slow' && reached > start && requests < MAX_REQUESTS_PER_RANGE) continue;
             fail(e);
             return;
           }

@@ -36,6 +36,8 @@ export type Fault =
   | (FaultBase & { kind: 'reset'; afterBytes: number })
   /** Send the headers and `afterBytes` body bytes, then go silent forever (until close()). */
   | (FaultBase & { kind: 'stall'; afterBytes: number })
+  /** Send `afterBytes` body bytes at full speed, then the rest one byte every `everyMs` (never silent for long). */
+  | (FaultBase & { kind: 'trickle'; afterBytes: number; everyMs: number })
   /** Flip (XOR 0xff) `length` (default 1) body bytes from body offset `at` (default: the middle). */
   | (FaultBase & { kind: 'corrupt'; at?: number; length?: number })
   /** Advertise the full Content-Length but send only `bytes`, then close the connection cleanly (FIN). */
@@ -122,7 +124,7 @@ interface FaultRule {
 }
 
 /** Faults that only make sense when a body is being streamed. */
-const BODY_FAULTS: ReadonlySet<FaultKind> = new Set(['reset', 'stall', 'corrupt', 'short', 'truncate']);
+const BODY_FAULTS: ReadonlySet<FaultKind> = new Set(['reset', 'stall', 'trickle', 'corrupt', 'short', 'truncate']);
 
 function sameMatch(a: FaultMatch, b: FaultMatch): boolean {
   if (a instanceof RegExp && b instanceof RegExp) return a.source === b.source && a.flags === b.flags;
@@ -164,6 +166,9 @@ function validateFault(fault: Fault): void {
     case 'reset':
     case 'stall':
       return nonNegative('afterBytes', fault.afterBytes);
+    case 'trickle':
+      nonNegative('afterBytes', fault.afterBytes);
+      return nonNegative('everyMs', fault.everyMs);
     case 'corrupt':
       nonNegative('at', fault.at);
       return nonNegative('length', fault.length);
@@ -252,6 +257,8 @@ interface BodyPlan {
   closeConnection: boolean;
   /** Body offsets [from, to) to XOR with 0xff. */
   flip?: { from: number; to: number };
+  /** From this body offset on, one byte every `everyMs`. */
+  trickle?: { from: number; everyMs: number };
 }
 
 function planBody(length: number, fault: Fault | undefined): BodyPlan {
@@ -261,6 +268,8 @@ function planBody(length: number, fault: Fault | undefined): BodyPlan {
       return { ...plan, send: Math.min(fault.afterBytes, length), ending: 'reset' };
     case 'stall':
       return { ...plan, send: Math.min(fault.afterBytes, length), ending: 'stall' };
+    case 'trickle':
+      return { ...plan, trickle: { from: Math.min(fault.afterBytes, length), everyMs: fault.everyMs } };
     case 'short':
       return { ...plan, send: Math.min(fault.bytes, length), closeConnection: true };
     case 'truncate': {
@@ -514,13 +523,29 @@ class MirrorServer implements Mirror {
         if (this.gone(res)) return;
         const chunk = plan.flip ? flipBytes(raw, offset, plan.flip) : raw;
         offset += chunk.length;
-        record.bytes += chunk.length;
-        this.sent += chunk.length;
-        if (!res.write(chunk)) await drained(res);
+        if (plan.trickle && offset > plan.trickle.from) {
+          const fast = chunk.length - (offset - plan.trickle.from);
+          if (fast > 0 && !(await this.send(res, record, chunk.subarray(0, fast)))) return;
+          for (let i = Math.max(0, fast); i < chunk.length; i++) {
+            await this.sleep(plan.trickle.everyMs);
+            if (this.gone(res) || !(await this.send(res, record, chunk.subarray(i, i + 1)))) return;
+          }
+          continue;
+        }
+        if (!(await this.send(res, record, chunk))) return;
       }
     } finally {
       stream.destroy(); // closes the fd when we stop early (client gone, or an error)
     }
+  }
+
+  /** Writes one piece of body (counted as sent), waiting out backpressure; false if the client left. */
+  private async send(res: ServerResponse, record: RequestRecord, chunk: Buffer): Promise<boolean> {
+    if (this.gone(res)) return false;
+    record.bytes += chunk.length;
+    this.sent += chunk.length;
+    if (!res.write(chunk)) await drained(res);
+    return true;
   }
 
   private async finish(res: ServerResponse, ending: Ending): Promise<void> {

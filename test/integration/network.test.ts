@@ -116,6 +116,7 @@ describe('one good mirror among bad ones', () => {
       error500: await mirror(),
       reset: await mirror(),
       stall: await mirror(),
+      trickle: await mirror(),
       corrupt: await mirror(),
       short: await mirror(),
     };
@@ -123,6 +124,8 @@ describe('one good mirror among bad ones', () => {
     bad.error500.fault('*', { kind: 'status', code: 500 });
     bad.reset.fault('*', { kind: 'reset', afterBytes: 1000 });
     bad.stall.fault('*', { kind: 'stall', afterBytes: 0 });
+    // Never silent for a whole timeout (1 s here), so only the minimum speed catches it.
+    bad.trickle.fault('*', { kind: 'trickle', afterBytes: 100, everyMs: 300 });
     bad.corrupt.fault('*', { kind: 'corrupt' });
     bad.short.fault('*', { kind: 'short', bytes: 700 });
     const good = await mirror();
@@ -143,6 +146,7 @@ describe('one good mirror among bad ones', () => {
       // (every assert.ok gets a message: without one, node parses the source to make one, for minutes)
       assert.ok(byMirror.get(partsUri(bad.notFound))!.failuresByKind['not-found']! > 0, '404 counted as not-found');
       assert.ok(byMirror.get(partsUri(bad.stall))!.failuresByKind.timeout! > 0, 'stall counted as timeout');
+      assert.ok(byMirror.get(partsUri(bad.trickle))!.failuresByKind.slow! > 0, 'trickle counted as slow');
       assert.ok(byMirror.get(partsUri(bad.corrupt))!.failuresByKind.mismatch! > 0, 'wrong bytes counted as mismatch');
       assert.ok(stats.mirrors.some((m) => m.demotions > 0), 'a failing mirror was demoted');
       assert.equal(stats.parts.fetched, 6);
@@ -253,6 +257,8 @@ describe('the disk cache', () => {
       await waitFor(() => gets(m, P.e).some((r) => r.bytes >= 1_000_000), 20_000, 'the stalled fetch');
       await waitFor(async () => (await cacheLeftovers(cache)).tmp.length > 0, 5_000, 'a temporary file');
       await waitFor(async () => (await cacheFiles(cache)).length === 5, 10_000, 'the other parts cached');
+      // A part's lock goes a moment after its rename: wait until only the stalled fetch holds one.
+      await waitFor(async () => (await cacheLeftovers(cache)).locks.length === 1, 10_000, 'the other fetches finished');
     } finally {
       child.kill('SIGKILL');
     }
@@ -269,6 +275,38 @@ describe('the disk cache', () => {
     assert.equal(await fileMd5(out), v.imageMd5);
     assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'leftovers of the dead process removed');
     assert.equal((await assertCacheVerified(cache)).length, 6);
+  });
+
+  test('Ctrl-C during make-image removes the half-written image; the rerun takes the fetched parts from the cache', async () => {
+    const m = await mirror();
+    m.fault(P.e, { kind: 'stall', afterBytes: 1_000_000 });
+    const d = await dir('sigint');
+    const cache = path.join(d, 'cache');
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    const out = path.join(d, 'out.iso');
+    const child = spawn(process.execPath, [BIN, 'make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--timeout', '60'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await waitFor(() => gets(m, P.e).some((r) => r.bytes >= 1_000_000), 20_000, 'the stalled fetch');
+      await waitFor(async () => (await readdir(d)).some((f) => f.startsWith('out.iso.jigdofs-')), 5_000, 'the temporary image');
+      await waitFor(async () => (await cacheFiles(cache)).length === 5, 10_000, 'the other parts cached');
+      child.kill('SIGINT');
+      assert.equal(await exited, 130, stderr);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    assert.match(stderr, /out\.iso: interrupted \(SIGINT\): not written/);
+    assert.deepEqual((await readdir(d)).filter((f) => f.startsWith('out.iso')), [], 'neither the image nor its temporary file');
+
+    m.fault(P.e, null);
+    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await fileMd5(out), v.imageMd5);
+    for (const p of Object.values(P)) if (p !== P.e) assert.equal(gets(m, p).length, 1, `${p} fetched once in both runs`);
   });
 
   test('--cache-size holds (least recently used parts evicted); the image is still exact', async () => {

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { PartCache } from '../../src/sources/part-cache.js';
+import { workerPool } from '../../src/sources/workers.js';
 
 test('a lock is released when the temporary file cannot be created (no later waiter hangs)', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-lock-'));
@@ -21,4 +23,26 @@ test('a lock is released when the temporary file cannot be created (no later wai
   assert.notEqual(started, 'hang');
   assert.ok(typeof started === 'object' && 'writer' in started);
   await started.writer.abort();
+});
+
+test('a cache directory removed while in use is made again for the next part', async () => {
+  // Directories are made once per process; removing them behind its back must not break later fetches.
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-gone-'));
+  const cache = new PartCache({ dir });
+  const store = async (text: string) => {
+    const bytes = Buffer.from(text);
+    const md5 = createHash('md5').update(bytes).digest();
+    const begun = await cache.begin('parts', 'md5', md5.toString('hex'));
+    assert.ok('writer' in begun);
+    await begun.writer.fh.write(bytes, 0, bytes.length, 0);
+    const copy = await begun.writer.commit([['md5', md5]]);
+    assert.ok(copy, `${text} committed`);
+    assert.equal(await readFile(copy.path, 'utf8'), text);
+  };
+  await store('first part');
+  await rm(dir, { recursive: true, force: true });
+  await store('second part');
+  await rm(path.join(dir, 'parts'), { recursive: true, force: true });
+  await store('third part');
+  await workerPool().close();
 });

@@ -1,6 +1,8 @@
+import { rmSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { makeImage } from '../../build/make-image.js';
+import { makeImage, temporaryImagePath } from '../../build/make-image.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
 
@@ -20,6 +22,23 @@ function progressLine(enabled: boolean): ((done: number, total: number) => void)
   };
 }
 
+/**
+ * Ctrl-C or a kill: the half-written temporary image is removed (it can be GBs) before exiting 130/143.
+ * Parts fetched so far stay in the cache, so a rerun resumes from them. Returns the undo.
+ */
+function removeTemporaryOnSignal(output: string): () => void {
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
+    const handler = (): void => {
+      rmSync(temporaryImagePath(output), { force: true });
+      process.stderr.write(`jigdofs: ${output}: interrupted (${sig}): not written\n`);
+      process.exit(128 + osConstants.signals[sig]);
+    };
+    process.once(sig, handler);
+    return () => process.off(sig, handler);
+  });
+  return () => handlers.forEach((off) => off());
+}
+
 export function registerMakeImage(program: Command): void {
   addSourceOptions(
     program
@@ -31,7 +50,8 @@ export function registerMakeImage(program: Command): void {
     await withSession(jigdoArg, flags, async (s) => {
       const output = path.resolve(flags.output ?? s.name);
       const t0 = Date.now();
-      const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true));
+      const stopInterrupted = removeTemporaryOnSignal(output);
+      const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true)).finally(stopInterrupted);
       if (r.missing.length > 0) {
         const lines = r.missing.slice(0, MAX_LISTED).map((key) => {
           const p = s.layout.parts.get(key)!;
