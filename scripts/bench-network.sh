@@ -9,17 +9,19 @@
 #   --no-jigdo-lite    skip jigdo-lite (it is the slowest)
 #   --no-mount         skip the mount runs (cp and 4 KiB reads)
 #   --reads N          4 KiB reads in distinct uncached parts, on a fresh mount (default 8)
+#   --threads          after each mount+cp, print the daemon's CPU per thread (from /proc/PID/task)
 #
 # What is measured, each with an empty jigdofs cache (and a fresh directory for jigdo-lite), with the parts
 # ONLY on the HTTP mirror (the .jigdo and template are local files; the .jigdo's own Debian= server is not
 # running, the mirror is given with --mirror Debian=URL, and to jigdo-lite as its Debian mirror):
 #   make-image   jigdofs make-image X.jigdo -o OUT --cache-dir EMPTY --mirror Debian=URL     (wall, CPU)
-#   mount+cp     jigdofs mount ... ; cp MNT/X.iso OUT ; jigdofs umount                       (wall of cp)
+#   mount+cp     jigdofs mount ... ; cp MNT/X.iso OUT ; jigdofs umount      (wall of cp; CPU of the daemon)
 #   jigdo-lite   HOME=H jigdo-lite --noask X.jigdo   (H/.jigdo-lite sets debianMirror=URL)   (wall, CPU)
 #   4k-read      on a fresh mount: one 4 KiB pread in the middle of a part nobody read yet, per part
 #                (parts: the largest, the smallest over 256 KiB, the rest spread over the sizes); the
 #                time includes fetching and verifying the whole part
-# For each run: downloaded = body bytes the mirror sent (its request log), needed = bytes of the distinct
+# For each run: mirror CPU = the mirror process's CPU during the run (it shares the machine's cores);
+# downloaded = body bytes the mirror sent (its request log), needed = bytes of the distinct
 # parts of the image; every image written is checked against the fixture's MD5SUMS.
 # Nothing is written into the repository; everything temporary is removed on exit.
 set -Eeuo pipefail
@@ -28,7 +30,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 JIGDOFS="$REPO/bin/jigdofs"
 
-FIX=/work/bench-data/2g LATENCIES="0 20" RUNS=1 JL=1 MOUNT=1 READS=8
+FIX=/work/bench-data/2g LATENCIES="0 20" RUNS=1 JL=1 MOUNT=1 READS=8 THREADS=0
 [ $# -gt 0 ] && [ "${1#-}" = "$1" ] && { FIX=$1; shift; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --no-jigdo-lite) JL=0; shift;;
     --no-mount) MOUNT=0; shift;;
     --reads) READS=$2; shift 2;;
+    --threads) THREADS=1; shift;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0;;
     *) echo "bench-network: unknown option $1" >&2; exit 2;;
   esac
@@ -83,6 +86,10 @@ stop_mirror() { kill "$MIRROR_PID" 2> /dev/null || true; wait "$MIRROR_PID" 2> /
 # Body bytes and GET requests the mirror logged from line $1 on ("GET path range status bytes fault").
 mirror_since() { sleep 0.3; tail -n +"$1" "$W/mirror.log" | awk '$1 == "GET" { n++; b += $5 } END { printf "%d %d\n", b, n }'; }
 log_lines() { wc -l < "$W/mirror.log" | awk '{ print $1 + 1 }'; }
+TICK=$(getconf CLK_TCK)
+# CPU seconds (user+sys) a process used so far.
+cpu_of() { awk -v t="$TICK" '{ printf "%.1f", ($14 + $15) / t }' "/proc/$1/stat"; }
+since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 # Distinct parts: total bytes, and the parts chosen for the 4 KiB reads ("offset length" lines).
 cat > "$W/parts.mjs" << 'EOF'
@@ -105,29 +112,36 @@ echo "fixture: $FIX ($NAME.iso, $ISO_BYTES bytes; $JIGDO_MD5_PARTS parts, $NEEDE
 echo "machine: $(nproc) CPUs, $(uname -r), node $(node -v); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
-row() { printf '| %3s ms | %-11s | %7s s | %6s MB/s | %s | %s |\n' "$@"; }
-echo "| latency | tool | wall | speed | downloaded / needed (requests) | CPU user+sys |"
-echo "|---|---|---|---|---|---|"
+row() { printf '| %3s ms | %-11s | %7s s | %6s MB/s | %s | %s | %s s |\n' "$@"; }
+echo "| latency | tool | wall | speed | downloaded / needed (requests) | CPU user+sys | mirror CPU |"
+echo "|---|---|---|---|---|---|---|"
 
 for LAT in $LATENCIES; do
   start_mirror "$LAT"
   for run in $(seq "$RUNS"); do
     # --- jigdofs make-image
-    rm -rf "$W/cache" "$W/out.iso"; from=$(log_lines); t0=$(now)
+    rm -rf "$W/cache" "$W/out.iso"; from=$(log_lines); m0=$(cpu_of "$MIRROR_PID"); t0=$(now)
     /usr/bin/time -f "%U %S" -o "$W/time" "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
     t1=$(now); check "$W/out.iso" make-image
     read -r bytes reqs < <(mirror_since "$from")
-    row "$LAT" make-image "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")"
+    row "$LAT" make-image "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")" "$(since "$m0" "$(cpu_of "$MIRROR_PID")")"
     rm -rf "$W/cache" "$W/out.iso"
 
     # --- cp of a mounted image
     if [ "$MOUNT" = 1 ]; then
       mkdir -p "$W/mnt"; from=$(log_lines)
       "$JIGDOFS" mount "$JIGDO" "$W/mnt" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
+      DAEMON=$("$JIGDOFS" status "$W/mnt" --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).pid))')
+      d0=$(cpu_of "$DAEMON"); m0=$(cpu_of "$MIRROR_PID")
       t0=$(now); cp "$W/mnt/$NAME.iso" "$W/out.iso"; t1=$(now)
+      d1=$(cpu_of "$DAEMON"); m1=$(cpu_of "$MIRROR_PID")
+      if [ "$THREADS" = 1 ]; then
+        echo "daemon threads (user s, sys s), busiest first:" \
+          "$(for t in /proc/"$DAEMON"/task/*; do awk -v k="$TICK" '{ printf "%.2f %.2f\n", $14 / k, $15 / k }' "$t/stat"; done | sort -k1,1 -gr | awk '$1 + $2 >= 0.05 { printf "%s%s/%s", (n++ ? ", " : ""), $1, $2 }')"
+      fi
       "$JIGDOFS" umount "$W/mnt" > /dev/null; check "$W/out.iso" "mount+cp"
       read -r bytes reqs < <(mirror_since "$from")
-      row "$LAT" "mount+cp" "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "(daemon not timed)"
+      row "$LAT" "mount+cp" "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "daemon $(since "$d0" "$d1") s" "$(since "$m0" "$m1")"
       rm -rf "$W/cache" "$W/out.iso"
     fi
 
@@ -136,12 +150,12 @@ for LAT in $LATENCIES; do
       rm -rf "$W/jl" "$W/jlhome"; mkdir -p "$W/jl" "$W/jlhome"
       cp "$JIGDO" "$TEMPLATE" "$W/jl/"
       printf "debianMirror='%s'\n" "$URL" > "$W/jlhome/.jigdo-lite"
-      from=$(log_lines); t0=$(now)
+      from=$(log_lines); m0=$(cpu_of "$MIRROR_PID"); t0=$(now)
       (cd "$W/jl" && HOME="$W/jlhome" /usr/bin/time -f "%U %S" -o "$W/time" jigdo-lite --noask "$NAME.jigdo" < /dev/null > "$W/jl.log" 2>&1) \
         || { echo "bench-network: jigdo-lite failed; last lines of its output:" >&2; tail -20 "$W/jl.log" >&2; exit 1; }
       t1=$(now); check "$W/jl/$NAME.iso" jigdo-lite
       read -r bytes reqs < <(mirror_since "$from")
-      row "$LAT" jigdo-lite "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")"
+      row "$LAT" jigdo-lite "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")" "$(since "$m0" "$(cpu_of "$MIRROR_PID")")"
       rm -rf "$W/jl" "$W/jlhome"
     fi
   done
