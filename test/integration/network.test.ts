@@ -244,25 +244,45 @@ describe('no mirror has a part', () => {
   });
 });
 
+/**
+ * A `make-image` child whose fetch of P.e stalls after 1 MB: returns once that fetch is stalled, the
+ * temporary image exists and the five other parts are cached.
+ */
+async function stalledMakeImage(name: string) {
+  const m = await mirror();
+  m.fault(P.e, { kind: 'stall', afterBytes: 1_000_000 });
+  const d = await dir(name);
+  const cache = path.join(d, 'cache');
+  const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+  const out = path.join(d, 'out.iso');
+  const child = spawn(process.execPath, [BIN, 'make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--timeout', '60'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  try {
+    await waitFor(() => gets(m, P.e).some((r) => r.bytes >= 1_000_000), 20_000, 'the stalled fetch');
+    await waitFor(async () => (await cacheLeftovers(cache)).tmp.length > 0, 5_000, 'a temporary part file');
+    await waitFor(async () => (await readdir(d)).some((f) => f.startsWith('out.iso.jigdofs-')), 5_000, 'the temporary image');
+    await waitFor(async () => (await cacheFiles(cache)).length === 5, 10_000, 'the other parts cached');
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  return { m, d, cache, jigdo, out, child, exited, stderr: () => stderr };
+}
+
 describe('the disk cache', () => {
   test('kill -9 during a fetch leaves no bad part; the rerun completes', async () => {
-    const m = await mirror();
-    m.fault(P.e, { kind: 'stall', afterBytes: 1_000_000 });
-    const d = await dir('kill');
-    const cache = path.join(d, 'cache');
-    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
-    const out = path.join(d, 'out.iso');
-    const child = spawn(process.execPath, [BIN, 'make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--timeout', '60'], { stdio: 'ignore' });
+    const { m, cache, jigdo, out, child, exited } = await stalledMakeImage('kill');
     try {
-      await waitFor(() => gets(m, P.e).some((r) => r.bytes >= 1_000_000), 20_000, 'the stalled fetch');
-      await waitFor(async () => (await cacheLeftovers(cache)).tmp.length > 0, 5_000, 'a temporary file');
-      await waitFor(async () => (await cacheFiles(cache)).length === 5, 10_000, 'the other parts cached');
       // A part's lock goes a moment after its rename: wait until only the stalled fetch holds one.
       await waitFor(async () => (await cacheLeftovers(cache)).locks.length === 1, 10_000, 'the other fetches finished');
     } finally {
       child.kill('SIGKILL');
     }
-    await new Promise((r) => child.once('exit', r));
+    await exited;
     const left = await cacheLeftovers(cache);
     assert.equal(left.tmp.length, 1, 'the killed fetch left its partial file behind');
     assert.equal(left.locks.length, 1, 'and its lock');
@@ -278,28 +298,14 @@ describe('the disk cache', () => {
   });
 
   test('Ctrl-C during make-image removes the half-written image; the rerun takes the fetched parts from the cache', async () => {
-    const m = await mirror();
-    m.fault(P.e, { kind: 'stall', afterBytes: 1_000_000 });
-    const d = await dir('sigint');
-    const cache = path.join(d, 'cache');
-    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
-    const out = path.join(d, 'out.iso');
-    const child = spawn(process.execPath, [BIN, 'make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--timeout', '60'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const { m, d, jigdo, out, cache, child, exited, stderr } = await stalledMakeImage('sigint');
     try {
-      await waitFor(() => gets(m, P.e).some((r) => r.bytes >= 1_000_000), 20_000, 'the stalled fetch');
-      await waitFor(async () => (await readdir(d)).some((f) => f.startsWith('out.iso.jigdofs-')), 5_000, 'the temporary image');
-      await waitFor(async () => (await cacheFiles(cache)).length === 5, 10_000, 'the other parts cached');
       child.kill('SIGINT');
-      assert.equal(await exited, 130, stderr);
+      assert.equal(await exited, 130, stderr());
     } finally {
       child.kill('SIGKILL');
     }
-    assert.match(stderr, /out\.iso: interrupted \(SIGINT\): not written/);
+    assert.match(stderr(), /out\.iso: interrupted \(SIGINT\): not written/);
     assert.deepEqual((await readdir(d)).filter((f) => f.startsWith('out.iso')), [], 'neither the image nor its temporary file');
 
     m.fault(P.e, null);
