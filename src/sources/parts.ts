@@ -33,7 +33,7 @@ interface Located {
 export class PartStore {
   private readonly located = new Map<string, Located>();
   private readonly inflight = new Map<string, Promise<Located>>();
-  private readonly missingSince = new Map<string, { at: number; error: UnavailableError }>();
+  private readonly missingSince = new Map<string, { at: number; error: UnavailableError; reason: string }>();
   private readonly handles: LRUCache<string, Located>;
   private closing = false;
   /** Parts whose verified copy could not be read (vanished, changed, I/O error). */
@@ -61,6 +61,11 @@ export class PartStore {
         if (h) setTimeout(() => void h.then((fh) => fh.close()).catch(() => undefined), 5000).unref();
       },
     });
+  }
+
+  /** Why the part was last found missing: each source's problem, or that none has it. */
+  missingReason(key: string): string | undefined {
+    return this.missingSince.get(key)?.reason;
   }
 
   state(key: string): PartState {
@@ -101,11 +106,11 @@ export class PartStore {
         problems.push(`${provider.name}: ${errorMessage(err)}`);
       }
     }
+    const reason = problems.length ? problems.join('; ') : 'no source has it';
     const error = new UnavailableError(
-      `part ${key} (${need.length} bytes, at image offset ${need.offsets[0]}) is not available` +
-        (problems.length ? `: ${problems.join('; ')}` : ' from any source'),
+      `part ${key} (${need.length} bytes, at image offset ${need.offsets[0]}) is not available` + (problems.length ? `: ${reason}` : ' from any source'),
     );
-    this.missingSince.set(key, { at: Date.now(), error });
+    this.missingSince.set(key, { at: Date.now(), error, reason });
     this.noteError(error.message, this.logMissing);
     throw error;
   }

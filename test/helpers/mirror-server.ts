@@ -12,6 +12,7 @@
 import { createReadStream, realpathSync, type Stats } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,10 +80,12 @@ export interface MirrorOptions {
   port?: number;
   /** Called once per request when its connection is done with it (finished, aborted, reset or closed). */
   onResponse?: (record: RequestRecord) => void;
+  /** Serve https with this key and certificate (PEM) instead of http. */
+  tls?: { key: string; cert: string };
 }
 
 export interface Mirror {
-  /** `http://127.0.0.1:PORT/` */
+  /** `http://127.0.0.1:PORT/` (`https://` with `tls`) */
   readonly url: string;
   readonly port: number;
   /** The real path of the served directory. */
@@ -108,7 +111,7 @@ export interface Mirror {
 export async function startMirror(opts: MirrorOptions): Promise<Mirror> {
   const root = await realpath(opts.root);
   if (!(await stat(root)).isDirectory()) throw new Error(`mirror root is not a directory: ${root}`);
-  const mirror = new MirrorServer(root, opts.latencyMs ?? 0, opts.onResponse);
+  const mirror = new MirrorServer(root, opts.latencyMs ?? 0, opts.onResponse, opts.tls);
   await mirror.listen(opts.port ?? 0);
   return mirror;
 }
@@ -334,7 +337,7 @@ class MirrorServer implements Mirror {
   latencyMs: number;
   private sent = 0;
   private rules: FaultRule[] = [];
-  private readonly server: Server;
+  private readonly server: Server | HttpsServer;
   private readonly sleepers = new Set<() => void>();
   private closing: Promise<void> | undefined;
   private boundPort = 0;
@@ -343,11 +346,13 @@ class MirrorServer implements Mirror {
     readonly root: string,
     latencyMs: number,
     private readonly onResponse?: (record: RequestRecord) => void,
+    private readonly tls?: { key: string; cert: string },
   ) {
     this.latencyMs = latencyMs;
-    this.server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       this.handle(req, res).catch((err: unknown) => this.fail(res, err));
-    });
+    };
+    this.server = tls ? createHttpsServer(tls, handler) : createServer(handler);
     // Benchmarks open many parallel connections; nothing here should throttle them.
     this.server.maxConnections = Infinity;
   }
@@ -357,7 +362,7 @@ class MirrorServer implements Mirror {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.boundPort}/`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.boundPort}/`;
   }
 
   get bytesSent(): number {

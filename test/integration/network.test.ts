@@ -6,12 +6,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { makeImage } from '../../src/build/make-image.js';
 import { sourceOptions, type SourceFlags } from '../../src/cli/options.js';
@@ -35,6 +36,8 @@ let image: Buffer;
 let rangedConfig: string;
 let plainConfig: string;
 const mirrors: Mirror[] = [];
+
+const execFileAsync = promisify(execFile);
 
 const P = {
   a: '/parts/pool/a-3k.bin',
@@ -272,6 +275,37 @@ async function stalledMakeImage(name: string) {
   }
   return { m, d, cache, jigdo, out, child, exited, stderr: () => stderr };
 }
+
+describe('https', () => {
+  test('parts over TLS: exact with the certificate trusted, a clear failure without', async () => {
+    const d = await dir('https');
+    // A throwaway certificate for 127.0.0.1, trusted only through NODE_EXTRA_CA_CERTS in the child.
+    const key = path.join(d, 'key.pem');
+    const cert = path.join(d, 'cert.pem');
+    await execFileAsync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+      '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    const m = await startMirror({ root: fx.tree, tls: { key: await readFile(key, 'utf8'), cert: await readFile(cert, 'utf8') } });
+    mirrors.push(m);
+    assert.match(m.url, /^https:/);
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    const env = (extra: NodeJS.ProcessEnv) => ({ ...process.env, XDG_CACHE_HOME: d, XDG_CONFIG_HOME: d, JIGDOFS_DEBUG: '', ...extra });
+    const out = path.join(d, 'out.iso');
+
+    const trusted = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'c1'), '--config', plainConfig], { env: env({ NODE_EXTRA_CA_CERTS: cert }) });
+    assert.equal(trusted.code, 0, trusted.stderr);
+    assert.equal(await fileMd5(out), v.imageMd5);
+    for (const p of Object.values(P)) assert.equal(gets(m, p).length, 1, `${p} fetched once over https`);
+
+    await rm(out);
+    const untrusted = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'c2'), '--config', plainConfig, '--retries', '0'], { env: env({}) });
+    assert.equal(untrusted.code, 1, untrusted.stderr);
+    assert.match(untrusted.stderr, /6 part\(s\) missing/);
+    const partLines = untrusted.stderr.split('\n').filter((l) => /^ {2}\S+ \(\d+ bytes\)/.test(l));
+    assert.equal(partLines.length, 6, untrusted.stderr);
+    for (const l of partLines) assert.match(l, /: .*self[- ]signed certificate/i, 'each missing part says why');
+    assert.deepEqual((await readdir(d)).filter((f) => f.startsWith('out.iso')), []);
+  });
+});
 
 describe('the disk cache', () => {
   test('kill -9 during a fetch leaves no bad part; the rerun completes', async () => {

@@ -39,6 +39,12 @@ function removeTemporaryOnSignal(output: string): () => void {
   return () => handlers.forEach((off) => off());
 }
 
+/** `text` on one line of at most `max` characters. */
+function oneLine(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ');
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
 export function registerMakeImage(program: Command): void {
   addSourceOptions(
     program
@@ -55,7 +61,9 @@ export function registerMakeImage(program: Command): void {
       if (r.missing.length > 0) {
         const lines = r.missing.slice(0, MAX_LISTED).map((key) => {
           const p = s.layout.parts.get(key)!;
-          return `  ${key} (${p.length} bytes)${s.jigdo.parts.get(key)?.[0] ? ` ${s.jigdo.parts.get(key)![0]!.uri}` : ''}`;
+          const uri = s.jigdo.parts.get(key)?.[0]?.uri;
+          const reason = s.parts.missingReason(key);
+          return `  ${key} (${p.length} bytes)${uri ? ` ${uri}` : ''}${reason ? `: ${oneLine(reason, 200)}` : ''}`;
         });
         if (r.missing.length > MAX_LISTED) lines.push(`  ... and ${r.missing.length - MAX_LISTED} more (see: jigdofs missing)`);
         process.stderr.write(`jigdofs: ${output}: not written: ${r.missing.length} part(s) missing:\n${lines.join('\n')}\n`);
