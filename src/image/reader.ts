@@ -101,18 +101,19 @@ export class ImageReader {
     return out;
   }
 
+  /** The image's bytes from `offset` into all of `target`; returns only once no source writes into it. */
   async readInto(offset: number, target: Buffer): Promise<void> {
-    const jobs: Promise<void>[] = [];
-    let at = 0;
-    for (const { region, from, length } of this.layout.slices(offset, target.length)) {
-      jobs.push(
-        region.kind === 'raw'
-          ? this.raw.readInto(region.rawOffset + from, length, target, at)
-          : this.parts.readInto(region.key, from, length, target, at),
-      );
-      at += length;
-    }
-    await settleAll(jobs); // never return while a source still writes into target
+    await settleAll((signal, jobs) => {
+      let at = 0;
+      for (const { region, from, length } of this.layout.slices(offset, target.length)) {
+        jobs.push(
+          region.kind === 'raw'
+            ? this.raw.readInto(region.rawOffset + from, length, target, at, signal)
+            : this.parts.readInto(region.key, from, length, target, at, signal),
+        );
+        at += length;
+      }
+    });
   }
 
   private block(index: number): Block {

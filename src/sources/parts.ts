@@ -3,6 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageLayout } from '../image/layout.js';
 import type { LocalCopy } from './local.js';
+import { throwIfAborted, unlessAborted } from '../util/settle.js';
 
 /** Something that can produce a verified copy of a part: local files, the disk cache, mirrors. */
 export interface PartProvider {
@@ -198,14 +199,18 @@ export class PartStore {
     await Promise.all(open.map((h) => h.then((fh) => fh.close()).catch(() => undefined)));
   }
 
-  /** Reads `length` bytes of the part from `from` into `target` at `at`. */
-  async readInto(key: string, from: number, length: number, target: Buffer, at: number): Promise<void> {
+  /**
+   * Reads `length` bytes of the part from `from` into `target` at `at`. Once `signal` aborted, no new
+   * write into `target` starts and the wait for the part ends (see settleAll).
+   */
+  async readInto(key: string, from: number, length: number, target: Buffer, at: number, signal?: AbortSignal): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      const loc = await this.locate(key);
+      const loc = await unlessAborted(this.locate(key), signal);
       try {
-        const fh = await this.handleFor(key, loc);
+        const fh = await unlessAborted(this.handleFor(key, loc), signal);
         let done = 0;
         while (done < length) {
+          throwIfAborted(signal);
           const { bytesRead } = await fh.read(target, at + done, length - done, loc.copy.offset + from + done);
           if (bytesRead === 0) throw new Error(`${loc.copy.path} is shorter than when it was verified`);
           done += bytesRead;
@@ -214,6 +219,7 @@ export class PartStore {
         this.stats.byProvider[loc.provider] = (this.stats.byProvider[loc.provider] ?? 0) + length;
         return;
       } catch (err) {
+        if (signal?.aborted) throw err; // told to stop: nothing wrong with this copy
         this.forget(key);
         if (attempt >= 1) {
           this.failed.add(key);

@@ -253,7 +253,8 @@ export class Network {
         else if (e.permanent) throw new JigdoError(url, `cannot fetch: ${e.message}`);
         // Progress is measured against the best attempt so far: a server that ignores Range and cuts
         // every download at the same point must not make us restart from byte 0 forever.
-        const progressed = pos > best;
+        // A trickle moves forward too, but a slow server stays slow: it counts as a failure.
+        const progressed = pos > best && e.kind !== 'slow';
         if (progressed) best = pos;
         else failures++;
         if (failures > this.opts.retries) throw new JigdoError(url, `cannot fetch: ${e.message}`);
@@ -440,6 +441,8 @@ class PartFetch {
         this.excluded.set(c.mirror, 'permanent');
         abort.abort();
       } else if (!this.excluded.has(c.mirror)) this.excluded.set(c.mirror, 'soft');
+      // The mirror's other streams would trickle as slowly, each for a whole timeout: end them now.
+      if (e.kind === 'slow') abort.abort();
       stop = true;
     };
     // A server known to ignore Range gets one stream for the whole part (restarted from 0 after a cut).

@@ -8,7 +8,7 @@ import { JigdoError, errorMessage } from '../format/errors.js';
 import type { RawChunk, TemplateInfo } from '../format/template.js';
 import type { WorkerPool } from './workers.js';
 import { lastAtOrBefore } from '../image/layout.js';
-import { settleAll } from '../util/settle.js';
+import { settleAll, throwIfAborted, unlessAborted } from '../util/settle.js';
 
 const inflateAsync = promisify(inflate);
 
@@ -84,40 +84,45 @@ export class TemplateData {
     return new JigdoError(this.info.name, `raw-data part ${chunk.index + 1}: ${problem}`, chunk.payloadOffset - 16);
   }
 
-  /** Reads `length` bytes of the raw stream from `rawOffset` into `target` at `targetOffset`. */
-  async readInto(rawOffset: number, length: number, target: Buffer, targetOffset: number): Promise<void> {
+  /**
+   * Reads `length` bytes of the raw stream from `rawOffset` into `target` at `targetOffset`. Once `signal`
+   * aborted, no new write into `target` starts (see settleAll).
+   */
+  async readInto(rawOffset: number, length: number, target: Buffer, targetOffset: number, signal?: AbortSignal): Promise<void> {
     if (rawOffset < 0 || rawOffset + length > this.rawLength) {
       throw new JigdoError(this.info.name, `raw data ${rawOffset}+${length} lies outside the ${this.rawLength} raw bytes`);
     }
-    const jobs: Promise<void>[] = [];
-    let pos = rawOffset;
-    let out = targetOffset;
-    const end = rawOffset + length;
-    for (let i = this.chunkAt(rawOffset); pos < end; i++) {
-      const chunk = this.info.chunks[i]!;
-      const from = pos - chunk.rawStart;
-      const n = Math.min(end, chunk.rawStart + chunk.uncompressedLength) - pos;
-      if (n <= 0) continue; // empty chunk (uncLen 0)
-      jobs.push(this.readChunk(chunk, from, n, target, out));
-      pos += n;
-      out += n;
-    }
-    await settleAll(jobs); // never return while a chunk still writes into target
+    await settleAll((chunkSignal, jobs) => {
+      let pos = rawOffset;
+      let out = targetOffset;
+      const end = rawOffset + length;
+      for (let i = this.chunkAt(rawOffset); pos < end; i++) {
+        const chunk = this.info.chunks[i]!;
+        const from = pos - chunk.rawStart;
+        const n = Math.min(end, chunk.rawStart + chunk.uncompressedLength) - pos;
+        if (n <= 0) continue; // empty chunk (uncLen 0)
+        jobs.push(this.readChunk(chunk, from, n, target, out, chunkSignal));
+        pos += n;
+        out += n;
+      }
+    }, signal);
   }
 
-  private async readChunk(chunk: RawChunk, from: number, n: number, target: Buffer, at: number): Promise<void> {
+  private async readChunk(chunk: RawChunk, from: number, n: number, target: Buffer, at: number, signal: AbortSignal): Promise<void> {
     if (chunk.compression === 'zlib' && chunk.uncompressedLength > SPILL_THRESHOLD) {
-      const spill = await this.spill(chunk);
-      await spill.waitFor(from + n);
+      const spill = await unlessAborted(this.spill(chunk), signal);
+      await unlessAborted(spill.waitFor(from + n), signal);
       let done = 0;
       while (done < n) {
+        throwIfAborted(signal);
         const { bytesRead } = await spill.handle.read(target, at + done, n - done, from + done);
         if (bytesRead === 0) throw this.corrupt(chunk, 'spill file ended early');
         done += bytesRead;
       }
       return;
     }
-    const data = await this.whole(chunk);
+    const data = await unlessAborted(this.whole(chunk), signal);
+    throwIfAborted(signal);
     data.copy(target, at, from, from + n);
   }
 

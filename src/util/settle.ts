@@ -1,12 +1,59 @@
 /**
- * Waits for every job, then throws the first failure (like Promise.all, but never returns early).
+ * Jobs that write into one shared buffer (the parts of one read): `start` starts them (pushing each onto
+ * `jobs`); this waits until every one has finished, then throws the first failure.
  *
- * For jobs writing into one shared buffer: after a failure the others may still be copying into it, and
- * the caller must not hand the buffer back (FUSE frees or reuses its reply buffer once answered) until
- * nothing writes into it any more. A late write into a released FUSE buffer is a memory corruption
- * that killed the mount daemon.
+ * Why wait: FUSE frees or reuses its reply buffer once a read is answered, so nothing may write into it
+ * after the read settled (a late write into a released FUSE buffer killed the mount daemon). Why not wait
+ * long: on the first failure `signal` aborts; a job then starts no more writes and stops waiting for
+ * its source (see unlessAborted), so a failed read is answered as soon as the writes in progress end,
+ * not when a part still being fetched arrives. `outer` aborts the jobs too (for nested reads).
  */
-export async function settleAll(jobs: Array<Promise<unknown>>): Promise<void> {
-  const results = await Promise.allSettled(jobs);
-  for (const r of results) if (r.status === 'rejected') throw r.reason;
+export async function settleAll(start: (signal: AbortSignal, jobs: Array<Promise<unknown>>) => void, outer?: AbortSignal): Promise<void> {
+  const controller = new AbortController();
+  const onOuterAbort = (): void => controller.abort(outer!.reason);
+  if (outer?.aborted) controller.abort(outer.reason);
+  else outer?.addEventListener('abort', onOuterAbort, { once: true });
+  let failure: { error: unknown } | undefined;
+  const fail = (error: unknown): void => {
+    if (failure) return;
+    failure = { error };
+    controller.abort(error);
+  };
+  const jobs: Array<Promise<unknown>> = [];
+  try {
+    start(controller.signal, jobs);
+  } catch (err) {
+    fail(err); // the jobs started before the throw still run: wait for them all the same
+  }
+  await Promise.all(jobs.map((job) => job.catch(fail)));
+  outer?.removeEventListener('abort', onOuterAbort);
+  if (failure) throw failure.error;
+}
+
+/** `p`, or, as soon as `signal` aborts, a rejection with its reason (`p` goes on; its result is dropped). */
+export function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** Throws the signal's reason if it aborted: call right before starting a write into a shared buffer. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw signal.reason;
 }

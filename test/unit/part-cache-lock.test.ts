@@ -39,10 +39,14 @@ test('a cache directory removed while in use is made again for the next part', a
     assert.ok(copy, `${text} committed`);
     assert.equal(await readFile(copy.path, 'utf8'), text);
   };
-  await store('first part');
-  await rm(dir, { recursive: true, force: true });
-  await store('second part');
-  await rm(path.join(dir, 'parts'), { recursive: true, force: true });
-  await store('third part');
-  await workerPool().close();
+  try {
+    await store('first part');
+    await rm(dir, { recursive: true, force: true });
+    await store('second part');
+    await rm(path.join(dir, 'parts'), { recursive: true, force: true });
+    await store('third part');
+  } finally {
+    await workerPool().close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

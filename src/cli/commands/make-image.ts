@@ -1,5 +1,4 @@
 import { rmSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { makeImage, temporaryImagePath } from '../../build/make-image.js';
@@ -23,15 +22,16 @@ function progressLine(enabled: boolean): ((done: number, total: number) => void)
 }
 
 /**
- * Ctrl-C or a kill: the half-written temporary image is removed (it can be GBs) before exiting 130/143.
- * Parts fetched so far stay in the cache, so a rerun resumes from them. Returns the undo.
+ * Ctrl-C or a kill: the half-written temporary image is removed (it can be GBs), then the process dies of
+ * the same signal (a shell loop around us stops as it should). Parts fetched so far stay in the cache, so
+ * a rerun resumes from them. Returns the undo.
  */
 function removeTemporaryOnSignal(output: string): () => void {
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
     const handler = (): void => {
       rmSync(temporaryImagePath(output), { force: true });
       process.stderr.write(`jigdofs: ${output}: interrupted (${sig}): not written\n`);
-      process.exit(128 + osConstants.signals[sig]);
+      process.kill(process.pid, sig); // our handler is gone (once): the default action ends the process
     };
     process.once(sig, handler);
     return () => process.off(sig, handler);
