@@ -85,6 +85,10 @@ export async function makeImage(
     if (missing) return missing;
     throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
   }
+  /** A write error of the image (a full disk...), named after the file the user asked for. */
+  const cannotWrite = (err: unknown): never => {
+    throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
+  };
   const hash = pool.streamHash(layout.checksumKind);
   let ok = false;
   try {
@@ -99,7 +103,7 @@ export async function makeImage(
       for await (const block of pooledImageBlocks(reader, { held: HASH_QUEUE + 1 })) {
         const { offset, data } = block;
         let done = 0;
-        while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
+        while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done).catch(cannotWrite)).bytesWritten;
         while (hashing.length >= HASH_QUEUE) await hashing.shift();
         const hashed = hash.update(data).finally(() => block.release());
         hashed.catch(() => undefined); // awaited in turn; no unhandled rejection if the stream stops first
@@ -127,8 +131,8 @@ export async function makeImage(
     if (missing) return missing;
     await Promise.all(hashing);
     await syncing;
-    if (syncError) throw syncError;
-    await fh.truncate(layout.size);
+    if (syncError) cannotWrite(syncError);
+    await fh.truncate(layout.size).catch(cannotWrite);
     const sum = await hash.digest();
     if (!sum.equals(layout.imageSum)) {
       throw new JigdoError(
@@ -136,7 +140,7 @@ export async function makeImage(
         `the rebuilt image's ${layout.checksumKind.toUpperCase()} is ${sum.toString('hex')}, expected ${layout.imageSum.toString('hex')}: not written`,
       );
     }
-    await fh.sync();
+    await fh.sync().catch(cannotWrite);
     await rename(tmp, output).catch((err: unknown) => {
       throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
     });

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChecksumKind } from '../format/checksum.js';
 
@@ -71,8 +71,13 @@ export class HashIndex {
     this.files = { ...onDisk, ...this.files };
     await mkdir(path.dirname(this.file), { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify({ version: 1, files: onDisk } satisfies IndexFile));
-    await rename(tmp, this.file);
+    try {
+      await writeFile(tmp, JSON.stringify({ version: 1, files: onDisk } satisfies IndexFile));
+      await rename(tmp, this.file);
+    } catch (err) {
+      await rm(tmp, { force: true }); // a full disk: the old index stays as it was, no half file beside it
+      throw err;
+    }
   }
 }
 

@@ -33,7 +33,9 @@ export type FailureKind =
   /** A 200 answer to a Range request from a byte other than 0: the server ignores Range. */
   | 'no-range'
   /** Cancelled by us. */
-  | 'aborted';
+  | 'aborted'
+  /** Storing what the mirror sent failed here (a full disk...): not the mirror's fault, no use trying others. */
+  | 'local';
 
 export class FetchError extends Error {
   override name = 'FetchError';
@@ -222,11 +224,15 @@ export class HttpClient {
         const n = pendingBytes;
         pending = [];
         pendingBytes = 0;
-        // One writev, no concatenation into a new 512 KiB buffer per batch.
-        const done = (await fh.writev(chunks, pos)).bytesWritten;
-        if (done < n) {
-          const rest = Buffer.concat(chunks, n).subarray(done); // a short write: rare (a full disk says ENOSPC next)
-          for (let at = 0; at < rest.length; ) at += (await fh.write(rest, at, rest.length - at, pos + done + at)).bytesWritten;
+        try {
+          // One writev, no concatenation into a new 512 KiB buffer per batch.
+          const done = (await fh.writev(chunks, pos)).bytesWritten;
+          if (done < n) {
+            const rest = Buffer.concat(chunks, n).subarray(done); // a short write: rare (a full disk says ENOSPC next)
+            for (let at = 0; at < rest.length; ) at += (await fh.write(rest, at, rest.length - at, pos + done + at)).bytesWritten;
+          }
+        } catch (err) {
+          throw new FetchError(url, 'local', `cannot store what it sent: ${errorMessage(err)}`);
         }
         pos += n;
         onData(pos);

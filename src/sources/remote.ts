@@ -248,6 +248,7 @@ export class Network {
         return;
       } catch (err) {
         const e = toFetchError(url, err);
+        if (e.kind === 'local') throw new JigdoError(this.cache.dir, e.message);
         this.board.requestFailed(mirror, e.kind, e.message);
         if (e.kind === 'no-range') fromZero = true;
         else if (e.permanent) throw new JigdoError(url, `cannot fetch: ${e.message}`);
@@ -358,6 +359,8 @@ class PartFetch {
   private readonly contributors = new Set<string>();
   /** After a checksum mismatch with bytes from several mirrors: every attempt uses one mirror only. */
   private single = false;
+  /** Writing into the cache failed (a full disk): the part cannot be had through this cache. */
+  private localFailure: FetchError | undefined;
 
   constructor(
     private readonly net: Network,
@@ -404,6 +407,7 @@ class PartFetch {
         if (!next) break;
         if (this.single) this.restart();
         await this.fromMirror(next);
+        if (this.localFailure) throw new JigdoError(this.net.cache.dir, `part ${this.need.key}: ${this.localFailure.message}`);
         if (!this.complete()) {
           if (!this.excluded.has(next.mirror)) this.excluded.set(next.mirror, 'soft'); // never loop on one mirror
           continue;
@@ -484,6 +488,13 @@ class PartFetch {
             else if (res.whole && r.end < length) board.setAcceptsRanges(c.mirror, false);
           } catch (err) {
             const e = toFetchError(c.url, err);
+            if (e.kind === 'local') {
+              // Our disk, not the mirror: stop this part here (every mirror would fail the same way).
+              this.localFailure ??= e;
+              stop = true;
+              abort.abort();
+              return;
+            }
             if (started) board.requestFailed(c.mirror, e.kind === 'no-range' ? 'aborted' : e.kind, e.message);
             if (e.kind === 'aborted') return;
             if (e.kind === 'no-range') {

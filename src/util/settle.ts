@@ -1,3 +1,5 @@
+import { setMaxListeners } from 'node:events';
+
 /**
  * Jobs that write into one shared buffer (the parts of one read): `start` starts them (pushing each onto
  * `jobs`); this waits until every one has finished, then throws the first failure.
@@ -10,6 +12,7 @@
  */
 export async function settleAll(start: (signal: AbortSignal, jobs: Array<Promise<unknown>>) => void, outer?: AbortSignal): Promise<void> {
   const controller = new AbortController();
+  setMaxListeners(0, controller.signal); // one listener per job waiting on a source: a read may span hundreds
   const onOuterAbort = (): void => controller.abort(outer!.reason);
   if (outer?.aborted) controller.abort(outer.reason);
   else outer?.addEventListener('abort', onOuterAbort, { once: true });
