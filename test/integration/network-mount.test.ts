@@ -12,6 +12,7 @@ import { gzipSync } from 'node:zlib';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo, type TestMount } from '../helpers/mount.js';
+import { runCli } from '../helpers/cli.js';
 import { assertCacheVerified, bytesByPath, gets, jigdoWithServers, md5hex, partsUri } from '../helpers/network.js';
 
 let fx: FixtureSet;
@@ -68,6 +69,15 @@ describe('mounts over the network', () => {
     const s = (await m1.status()) as { images: Array<{ parts: { byProvider: Record<string, number> } }> };
     const byProvider = s.images[0]!.parts.byProvider;
     assert.equal((byProvider.mirrors ?? 0) + (byProvider.cache ?? 0), PARTS.length, JSON.stringify(byProvider));
+    // The same for people: one line per mirror used, no raw JSON (one mount may have waited for the other).
+    const texts = await Promise.all([m1, m2].map((x) => runCli(['status', x.mnt])));
+    const mirrorLine = new RegExp(`mirror http://127\\.0\\.0\\.1:${m.port}\\S*: [\\d.]+ MB in \\d+ requests .* 0 failures`);
+    for (const t of texts) {
+      assert.equal(t.code, 0, t.stderr);
+      assert.match(t.stdout, /network: \d+ parts fetched \([\d.]+ MB\), 0 in flight, 0 failed/);
+      assert.doesNotMatch(t.stdout, /[{}"]/, `no raw JSON:\n${t.stdout}`);
+    }
+    assert.ok(texts.some((t) => mirrorLine.test(t.stdout)), texts.map((t) => t.stdout).join('\n'));
     await m1.umount();
     await m2.umount();
     assert.equal((await assertCacheVerified(cache)).length, PARTS.length);

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { askControl } from '../../fuse/control.js';
+import type { NetworkStats } from '../../sources/remote.js';
 
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 
@@ -21,7 +22,7 @@ interface Status {
   uptimeSeconds: number;
   rssBytes: number;
   images: ImageStatus[];
-  network?: unknown;
+  network?: NetworkStats;
 }
 
 export function formatStatus(s: Status): string {
@@ -35,8 +36,31 @@ export function formatStatus(s: Status): string {
       ...(img.recentErrors.length ? ['    recent errors:', ...img.recentErrors.slice(-5).map((e) => `      ${e}`)] : []),
     );
   }
-  if (s.network) lines.push(`  network: ${JSON.stringify(s.network)}`);
+  if (s.network) lines.push(...formatNetwork(s.network));
   return lines.join('\n');
+}
+
+/** The network part of `status`: fetches, the cache, one line per mirror used. */
+function formatNetwork(n: NetworkStats): string[] {
+  const p = n.parts;
+  const c = n.cache;
+  const lines = [
+    `  network${n.offline ? ' (offline)' : ''}: ${p.fetched} parts fetched (${mb(p.bytes)}), ${p.inFlight} in flight, ${p.failed} failed, ` +
+      `${p.mismatches} checksum mismatches; ${mb(p.bytesDownloaded)} downloaded` +
+      (p.fromOtherProcess ? `; ${p.fromOtherProcess} fetched by another process` : ''),
+    `    cache ${c.dir}: ${c.files} files, ${mb(c.bytes)}${c.limit ? ` of ${mb(c.limit)}` : ''}; ${c.hits} hits, ${c.misses} misses, ${c.evictions} evicted`,
+  ];
+  if (n.templates.fetched || n.templates.fromCache) lines.push(`    templates: ${n.templates.fetched} fetched, ${n.templates.fromCache} from the cache`);
+  for (const m of n.mirrors) {
+    const kinds = Object.entries(m.failuresByKind).map(([k, v]) => `${k} ${v}`).join(', ');
+    lines.push(
+      `    mirror ${m.mirror}: ${mb(m.bytes)} in ${m.requests} requests (${m.active} active), ${mb(m.speed)}/s, ${m.latencyMs.toFixed(0)} ms to headers; ` +
+        `${m.failures} failures${kinds ? ` (${kinds})` : ''}, ${m.demotions} demotions` +
+        (m.demoted ? `; DEMOTED until ${m.demotedUntil ?? '?'}${m.demotedWhy ? `: ${m.demotedWhy}` : ''}` : '') +
+        (m.lastError ? `; last error: ${m.lastError}` : ''),
+    );
+  }
+  return lines;
 }
 
 export function registerStatus(program: Command): void {
