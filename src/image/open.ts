@@ -3,10 +3,11 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { FileByteSource } from '../format/bytesource.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
-import { JigdoError, UsageError } from '../format/errors.js';
+import { JigdoError, UsageError, errorMessage } from '../format/errors.js';
 import { parseJigdo, type JigdoFile, type JigdoImage } from '../format/jigdo.js';
 import { baseName, describeLocation, locationFromUser, resolveReference, type Location } from '../format/location.js';
-import { stat } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
 import { HashIndex } from '../sources/hash-index.js';
 import { LocalSources, type LocalTree } from '../sources/local.js';
@@ -17,6 +18,7 @@ import { TemplateData } from '../sources/template-data.js';
 import { workerPool, type WorkerPool } from '../sources/workers.js';
 import { ImageLayout } from './layout.js';
 import { ImageReader } from './reader.js';
+import { makeDirs } from '../util/make-dirs.js';
 
 /** The source options every command takes. */
 export interface SourceOptions {
@@ -138,7 +140,18 @@ export interface ImageSession {
  * Opens one image of a .jigdo: verifies and indexes the template (reading only its header, DESC and part
  * headers), builds the layout, and wires the sources in order: local copies, then any extra providers.
  */
+/** The cache directory exists (made if need be) and we may write in it; otherwise one clear error. */
+export async function checkCacheDir(dir: string): Promise<void> {
+  try {
+    await makeDirs(dir);
+    await access(dir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (err) {
+    throw new JigdoError(dir, `cannot be used as the cache directory: ${errorMessage(err)}`);
+  }
+}
+
 export async function openImage(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions): Promise<ImageSession> {
+  await checkCacheDir(opts.cacheDir);
   const pool = workerPool();
   const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
   const templatePath = await findTemplate(jigdo, image, opts);

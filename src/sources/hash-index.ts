@@ -1,6 +1,7 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChecksumKind } from '../format/checksum.js';
+import { makeDirs } from '../util/make-dirs.js';
 
 /**
  * The persistent record of checksums of local files (like jigdo-file-cache.db): keyed by path, size and
@@ -69,7 +70,7 @@ export class HashIndex {
     const onDisk = (await readIndex(this.file)) ?? {};
     for (const f of changed) if (this.files[f]) onDisk[f] = this.files[f]!;
     this.files = { ...onDisk, ...this.files };
-    await mkdir(path.dirname(this.file), { recursive: true });
+    await makeDirs(path.dirname(this.file));
     const tmp = `${this.file}.${process.pid}.tmp`;
     try {
       await writeFile(tmp, JSON.stringify({ version: 1, files: onDisk } satisfies IndexFile));

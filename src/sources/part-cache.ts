@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat, statfs, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, stat, statfs, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
 import { errorMessage } from '../format/errors.js';
 import type { LocalCopy } from './local.js';
 import { workerPool } from './workers.js';
+import { makeDirs } from '../util/make-dirs.js';
 
 /**
  * The disk cache of fetched parts and templates, shared by every process of the user.
@@ -254,14 +255,14 @@ export class PartCache {
   /** Runs `op`, which creates something in `dir`, making `dir` first (again, if it was removed meanwhile). */
   private async inDir<T>(dir: string, op: () => Promise<T>): Promise<T> {
     if (!this.madeDirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
+      await makeDirs(dir);
       this.madeDirs.add(dir);
     }
     try {
       return await op();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await mkdir(dir, { recursive: true });
+      await makeDirs(dir);
       return op();
     }
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChecksumKind } from '../format/checksum.js';
 import { hexOfKey } from '../format/checksum.js';
@@ -13,6 +13,7 @@ import type { LocalCopy } from './local.js';
 import { MirrorBoard, mirrorOf, type MirrorStats, type PartFetchStats } from './mirrors.js';
 import { PartCache, type CacheStats, type CacheWriter, type SumCheck } from './part-cache.js';
 import type { PartProvider } from './parts.js';
+import { makeDirs } from '../util/make-dirs.js';
 
 /**
  * Parts from the network. A part's candidate URLs (spec §5.5, `--mirror` ones first) are tried in order,
@@ -203,7 +204,7 @@ export class Network {
   private async fetchUnverifiedTemplate(url: string): Promise<string> {
     if (!this.http) throw new JigdoError(url, 'template is remote and --offline is set (use --template FILE)');
     const dir = path.join(this.cache.dir, 'templates', 'unverified');
-    await mkdir(dir, { recursive: true });
+    await makeDirs(dir);
     const final = path.join(dir, `${createHash('sha256').update(url).digest('hex').slice(0, 32)}.template`);
     const { file: tmp, fh } = await this.cache.tempFile();
     try {

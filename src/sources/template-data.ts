@@ -1,4 +1,4 @@
-import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createInflate, inflate } from 'node:zlib';
@@ -9,6 +9,7 @@ import type { RawChunk, TemplateInfo } from '../format/template.js';
 import type { WorkerPool } from './workers.js';
 import { lastAtOrBefore } from '../image/layout.js';
 import { settleAll, throwIfAborted, unlessAborted } from '../util/settle.js';
+import { makeDirs } from '../util/make-dirs.js';
 
 const inflateAsync = promisify(inflate);
 
@@ -168,7 +169,7 @@ export class TemplateData {
   private async spill(chunk: RawChunk): Promise<SpilledChunk> {
     const known = this.spills.get(chunk.index);
     if (known) return known;
-    await mkdir(this.opts.spillDir, { recursive: true });
+    await makeDirs(this.opts.spillDir);
     const final = path.join(this.opts.spillDir, `chunk-${chunk.index}-${chunk.uncompressedLength}`);
     const existing = await open(final, 'r').catch(() => undefined);
     if (existing && (await existing.stat()).size === chunk.uncompressedLength) {

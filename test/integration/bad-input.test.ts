@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { BufferByteSource } from '../../src/format/bytesource.js';
 import { JigdoError, UnavailableError } from '../../src/format/errors.js';
@@ -24,6 +26,7 @@ const cache = path.join(work, 'cache');
 let runs = 0;
 const cli = (args: string[]): Promise<CliResult> => runCli([...args, '--cache-dir', path.join(work, `cache-${++runs}`), '--offline'], { timeoutMs: 30_000 });
 
+const execFileAsync = promisify(execFile);
 const IMAGE_MD5 = '784af77770a40eb11678baaea6484bff';
 const sample = (name: string): string => path.join(SAMPLES, name);
 const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
@@ -352,4 +355,35 @@ test('verify: an image that is missing or a folder', async () => {
   ]);
   assertCleanFailure(a, path.join(dir, 'nothere.iso'), /not found/);
   assertCleanFailure(b, path.join(dir, 'folder.iso'));
+});
+
+test('a --cache-dir that cannot be used: one line naming it, exit 1, no hang (make-image, info, mount)', async () => {
+  // /proc: Node's own recursive mkdir never returns there; a file in the way; a read-only folder.
+  const file = path.join(work, 'a-file');
+  await writeFile(file, 'not a folder');
+  const readOnly = path.join(work, 'read-only-fs');
+  await mkdir(readOnly, { recursive: true });
+  await execFileAsync('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', readOnly]);
+  const mnt = path.join(work, 'cache-dir-mnt');
+  await mkdir(mnt, { recursive: true });
+  try {
+    for (const [dir, problem] of [
+      ['/proc/jigdofs-cache', /ENOENT/],
+      [path.join(file, 'cache'), /ENOTDIR/],
+      [path.join(readOnly, 'cache'), /EROFS/],
+    ] as const) {
+      for (const args of [
+        ['make-image', sample('jf-md5-gzip.jigdo'), '-o', path.join(work, 'never.iso'), '--scan', SAMPLE_PARTS],
+        ['info', sample('jf-md5-gzip.jigdo')],
+        ['mount', sample('jf-md5-gzip.jigdo'), mnt],
+      ]) {
+        const r = await runCli([...args, '--cache-dir', dir], { timeoutMs: 30_000 });
+        assertCleanFailure(r, dir, new RegExp(`cannot be used as the cache directory: ${problem.source}`));
+      }
+    }
+    assert.ok(!existsSync(path.join(work, 'never.iso')));
+    assert.ok(!(await readFile('/proc/mounts', 'utf8')).includes(mnt), 'no mount left behind');
+  } finally {
+    await execFileAsync('umount', [readOnly]).catch(() => undefined);
+  }
 });

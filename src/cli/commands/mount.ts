@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { openSync, closeSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../../format/errors.js';
-import { loadJigdo } from '../../image/open.js';
+import { checkCacheDir, loadJigdo } from '../../image/open.js';
+import { makeDirs } from '../../util/make-dirs.js';
 import { prepareMountpoint, runMount } from '../../fuse/daemon.js';
 import { fusermountUnmount, mountedType, sleep } from '../../fuse/mounts.js';
 import { addSourceOptions, logger, sourceOptions, type SourceFlags } from '../options.js';
@@ -39,10 +40,12 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
 }
 
 /** The daemon's log file: under the cache dir, named after the mountpoint. */
-function daemonLogFile(flags: MountFlags, mnt: string): string {
+async function daemonLogFile(flags: MountFlags, mnt: string): Promise<string> {
   if (flags.logFile) return path.resolve(flags.logFile);
-  const dir = path.join(sourceOptions(flags).cacheDir, 'logs');
-  mkdirSync(dir, { recursive: true });
+  const cacheDir = sourceOptions(flags).cacheDir;
+  await checkCacheDir(cacheDir);
+  const dir = path.join(cacheDir, 'logs');
+  await makeDirs(dir);
   return path.join(dir, `mount-${path.resolve(mnt).replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`);
 }
 
@@ -54,7 +57,7 @@ async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]
   const mnt = path.resolve(mntArg);
   // Refuse a live mount (and clear a stale one) here, so that a failure can never touch another mount.
   await prepareMountpoint(mnt, logger(flags.quiet));
-  const logFile = daemonLogFile(flags, mnt);
+  const logFile = await daemonLogFile(flags, mnt);
   const logFd = openSync(logFile, 'a');
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...argv, '--foreground', '--log-file', logFile], {
     detached: true,
