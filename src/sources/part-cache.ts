@@ -7,6 +7,7 @@ import { errorMessage } from '../format/errors.js';
 import type { LocalCopy } from './local.js';
 import { workerPool } from './workers.js';
 import { makeDirs } from '../util/make-dirs.js';
+import { pidAlive } from '../util/pid.js';
 
 /**
  * The disk cache of fetched parts and templates, shared by every process of the user.
@@ -68,15 +69,6 @@ export interface CacheStats {
 }
 
 const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** `HOSTTAG-PID-…`: owned by a process of this host that no longer runs. */
 function ownerDead(name: string): boolean {

@@ -1,4 +1,4 @@
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createInflate, inflate } from 'node:zlib';
@@ -10,6 +10,7 @@ import type { WorkerPool } from './workers.js';
 import { lastAtOrBefore } from '../image/layout.js';
 import { settleAll, throwIfAborted, unlessAborted } from '../util/settle.js';
 import { makeDirs } from '../util/make-dirs.js';
+import { pidAlive } from '../util/pid.js';
 
 const inflateAsync = promisify(inflate);
 
@@ -61,6 +62,8 @@ export class TemplateData {
   private readonly cache: LRUCache<number, Buffer>;
   private readonly inflight = new Map<number, Promise<Buffer>>();
   private readonly spills = new Map<number, SpilledChunk>();
+  /** Temporary spill files of killed processes removed (once per process). */
+  private cleaned: Promise<void> | undefined;
   private readonly rawStarts: Float64Array;
   readonly stats = { chunkLoads: 0, cacheHits: 0, bytesInflated: 0 };
 
@@ -170,6 +173,7 @@ export class TemplateData {
     const known = this.spills.get(chunk.index);
     if (known) return known;
     await makeDirs(this.opts.spillDir);
+    await (this.cleaned ??= removeDeadSpills(this.opts.spillDir));
     const final = path.join(this.opts.spillDir, `chunk-${chunk.index}-${chunk.uncompressedLength}`);
     const existing = await open(final, 'r').catch(() => undefined);
     if (existing && (await existing.stat()).size === chunk.uncompressedLength) {
@@ -194,7 +198,11 @@ export class TemplateData {
     const { chunk, handle } = spill;
     const zero = Buffer.alloc(SPILL_BLOCK);
     try {
-      await handle.truncate(chunk.uncompressedLength); // sparse: zero runs cost no disk
+      // Our disk failing (full...) is not corrupt data: say which file could not be written.
+      const cannotWrite = (err: unknown): never => {
+        throw new JigdoError(tmp, `cannot write the inflated template data: ${errorMessage(err)}`);
+      };
+      await handle.truncate(chunk.uncompressedLength).catch(cannotWrite); // sparse: zero runs cost no disk
       const inflater = createInflate({ chunkSize: SPILL_BLOCK });
       const feed = (async () => {
         const step = 1024 * 1024;
@@ -207,7 +215,7 @@ export class TemplateData {
       feed.catch((err: unknown) => inflater.destroy(err as Error));
       for await (const block of inflater as AsyncIterable<Buffer>) {
         if (spill.progress + block.length > chunk.uncompressedLength) throw new Error('more data than the part header says');
-        if (!(block.length === zero.length && block.equals(zero))) await handle.write(block, 0, block.length, spill.progress);
+        if (!(block.length === zero.length && block.equals(zero))) await handle.write(block, 0, block.length, spill.progress).catch(cannotWrite);
         spill.progress += block.length;
         this.stats.bytesInflated += block.length;
         spill.notify();
@@ -218,7 +226,7 @@ export class TemplateData {
       await rename(tmp, final).catch(() => undefined); // another process may have won the race: same bytes
       spill.done = true;
     } catch (err) {
-      spill.error = this.corrupt(chunk, `corrupt zlib data (${errorMessage(err)})`);
+      spill.error = err instanceof JigdoError ? err : this.corrupt(chunk, `corrupt zlib data (${errorMessage(err)})`);
       this.spills.delete(chunk.index); // the next read tries again (a full disk may have been the cause)
       spill.notify();
       await handle.close().catch(() => undefined);
@@ -230,5 +238,14 @@ export class TemplateData {
     for (const s of this.spills.values()) await s.handle.close().catch(() => undefined);
     this.spills.clear();
     this.cache.clear();
+  }
+}
+
+/** Removes the temporary spill files (`chunk-…-LEN.PID.TIME.tmp`) of processes that no longer run. */
+async function removeDeadSpills(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    const m = /\.(\d+)\.\d+\.tmp$/.exec(name);
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) await rm(path.join(dir, name), { force: true });
   }
 }

@@ -6,7 +6,7 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, stat, writeFile, open } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -75,5 +75,51 @@ test('random reads in a 100 MB zlib chunk inflate it once, into a sparse spill f
     assert.equal(again.raw.stats.bytesInflated, 0);
   } finally {
     await again.close();
+  }
+});
+
+test("a killed process's half-made spill file is removed by the next session; a full disk is named as such", async () => {
+  const j = await loadJigdo(path.join(work, 'x.jigdo'));
+  const options = (cacheDir: string) => ({ local: [], scan: [path.join(work, 'p')], cacheDir, memory: 32 << 20, log: () => undefined });
+  const cacheDir = path.join(work, 'cache-dead');
+  // Where the spill files of this template go: learn it from a first session, then plant a leftover.
+  const first = await openImage(j, selectImage(j), options(cacheDir));
+  await first.reader.read(HEAD + PART + ZEROS - 10, 4096); // the end of the chunk: the spill file is finished
+  await first.close();
+  const [id] = await readdir(path.join(cacheDir, 'inflated'));
+  const dir = path.join(cacheDir, 'inflated', id!);
+  const dead = path.join(dir, 'chunk-9-123456.4194305.1700000000000.tmp'); // pid above pid_max: never alive
+  const mine = path.join(dir, `chunk-9-123456.${process.pid}.1700000000000.tmp`);
+  await writeFile(dead, 'left by a killed process');
+  await writeFile(mine, 'a live process is working on it');
+  await rm(path.join(dir, (await readdir(dir)).find((f) => !f.endsWith('.tmp'))!)); // so that the chunk is spilled again
+  const second = await openImage(j, selectImage(j), options(cacheDir));
+  try {
+    await second.reader.read(HEAD + PART + ZEROS - 10, 4096);
+  } finally {
+    await second.close();
+  }
+  const left = await readdir(dir);
+  assert.ok(!left.includes(path.basename(dead)), `removed: ${left.join(', ')}`);
+  assert.ok(left.includes(path.basename(mine)), 'a live process keeps its file');
+
+  // A cache on a file system too small for the chunk's non-zero blocks: an error naming the spill file.
+  const small = path.join(work, 'small');
+  await mkdir(small);
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', small]);
+  try {
+    const s = await openImage(j, selectImage(j), options(small));
+    try {
+      await assert.rejects(s.reader.read(HEAD + PART + ZEROS - 10, 8192), (err: Error) => {
+        assert.match(err.message, /inflated\/.*\.tmp: cannot write the inflated template data: ENOSPC/);
+        return true;
+      });
+    } finally {
+      await s.close();
+    }
+    const spills = await readdir(path.join(small, 'inflated', id!)).catch(() => [] as string[]);
+    assert.deepEqual(spills, [], 'no half-written spill file left');
+  } finally {
+    await run('umount', ['-l', small]);
   }
 });
