@@ -136,10 +136,6 @@ export interface ImageSession {
   close(): Promise<void>;
 }
 
-/**
- * Opens one image of a .jigdo: verifies and indexes the template (reading only its header, DESC and part
- * headers), builds the layout, and wires the sources in order: local copies, then any extra providers.
- */
 /** The cache directory exists (made if need be) and we may write in it; otherwise one clear error. */
 export async function checkCacheDir(dir: string): Promise<void> {
   try {
@@ -150,6 +146,10 @@ export async function checkCacheDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Opens one image of a .jigdo: verifies and indexes the template (reading only its header, DESC and part
+ * headers), builds the layout, and wires the sources in order: local copies, then any extra providers.
+ */
 export async function openImage(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions): Promise<ImageSession> {
   await checkCacheDir(opts.cacheDir);
   const pool = workerPool();
