@@ -56,6 +56,8 @@ export async function makeImage(
   session: ImageSession,
   output: string,
   progress?: (done: number, total: number) => void,
+  /** Called the moment the verified image has its final name (before the temporary file's handle is closed). */
+  onWritten?: () => void,
 ): Promise<MakeImageResult> {
   const { layout, reader, pool } = session;
   if ((await stat(output).catch(() => undefined))?.isDirectory()) throw new JigdoError(output, 'is a directory: not written');
@@ -145,6 +147,7 @@ export async function makeImage(
       throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
     });
     ok = true;
+    onWritten?.();
     return { size: layout.size, checksum: checksumKey(sum), missing: [] };
   } catch (err) {
     return await fail(err);

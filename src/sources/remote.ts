@@ -134,7 +134,11 @@ export class Network {
       name: 'cache',
       find: async (key) => {
         const need = ctx.layout.parts.get(key);
-        return need ? this.cache.lookupPart(kind, key, need.length) : undefined;
+        if (!need) return undefined;
+        const copy = await this.cache.lookupPart(kind, key, need.length);
+        // Offline, the cache is the last place looked: say so, or "missing" would read as "no mirror has it".
+        if (!copy && !this.http) throw new Error('not in the cache, and --offline keeps the mirrors out');
+        return copy;
       },
     };
     if (!this.http || !fetchParts) return [cache];

@@ -480,6 +480,9 @@ describe('remote .jigdo and configuration', () => {
     const off = await runCli(['make-image', base, '-o', path.join(d, 'off.iso'), '--cache-dir', cache, '--config', plainConfig, '--offline'], { timeoutMs: 30_000 });
     assert.equal(off.code, 1);
     assert.equal(m.requests.length + web.requests.length, 0, '--offline made no request');
+    const offLines = off.stderr.split('\n').filter((l) => /^ {2}\S+ \(\d+ bytes\)/.test(l));
+    assert.equal(offLines.length, 6, off.stderr);
+    for (const l of offLines) assert.match(l, /not in the cache, and --offline keeps the mirrors out$/, 'the reason names --offline');
 
     const on = await runCli(['make-image', base, '-o', path.join(d, 'on.iso'), '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
     assert.equal(on.code, 0, on.stderr);

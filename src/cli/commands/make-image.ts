@@ -57,7 +57,7 @@ export function registerMakeImage(program: Command): void {
       const output = path.resolve(flags.output ?? s.name);
       const t0 = Date.now();
       const stopInterrupted = removeTemporaryOnSignal(output);
-      const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true)).finally(stopInterrupted);
+      const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true), stopInterrupted).finally(stopInterrupted);
       if (r.missing.length > 0) {
         const lines = r.missing.slice(0, MAX_LISTED).map((key) => {
           const p = s.layout.parts.get(key)!;
