@@ -138,7 +138,7 @@ export async function runMount(
     if (op === 'status') return statusOf(mnt, images, startedAt, opts.extraStatus);
     if (op === 'unmount') {
       setImmediate(() => void stop('jigdofs umount'));
-      return 'unmounting';
+      return { unmounting: true, pid: process.pid }; // umount waits for this process to end
     }
     throw new Error(`unknown request ${op}`);
   });

@@ -55,6 +55,8 @@ export async function mountJigdo(jigdo: string, args: string[] = [], opts: { cac
       // A daemon that died under a test leaves a stale mount: show its log, or CI shows only ENOTCONN.
       const died = await stat(mnt).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'ENOTCONN');
       if (died) process.stderr.write(`jigdofs daemon for ${mnt} died; its log:\n${await m.log()}\n`);
+      // `jigdofs umount` returns once the daemon has ended: it cannot write into the folders removed next.
+      else if (await isMounted(mnt)) await m.umount();
       await forceUnmount(mnt);
       await rm(base, { recursive: true, force: true });
     },

@@ -2,7 +2,7 @@
  * jigdo-file writes zlib chunks of up to ~270 MB for zero runs (spec §2.3). A random read in such a chunk
  * must cost at most one inflate pass of it: the chunk is inflated once into a sparse spill file.
  */
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
@@ -37,6 +37,8 @@ before(async () => {
   await fh.close();
   await run('jigdo-file', ['make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, `--jigdo=${work}/x.jigdo`, `--template=${work}/x.template`, `${work}/p//`], { cwd: work });
 });
+
+after(() => rm(work, { recursive: true, force: true }));
 
 test('random reads in a 100 MB zlib chunk inflate it once, into a sparse spill file', async () => {
   const j = await loadJigdo(path.join(work, 'x.jigdo'));

@@ -1,8 +1,8 @@
 /** Local sources: --local label trees, --scan folders and jigdo-lite .tmp files, and the persistent hash index. */
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -17,6 +17,8 @@ let work: string;
 before(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'jigdofs-local-'));
 });
+
+after(() => rm(work, { recursive: true, force: true }));
 
 const opts = (extra: Partial<SourceOptions>): SourceOptions => ({ local: [], scan: [], cacheDir: path.join(work, 'cache'), memory: 32 << 20, log: () => undefined, ...extra });
 const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');

@@ -260,8 +260,12 @@ describe('lifecycle', () => {
       process.kill(await m.pid(), 'SIGKILL');
       await waitFor(async () => (await stat(m.mnt).then(() => 'ok', (e: NodeJS.ErrnoException) => e.code)) === 'ENOTCONN', 5000);
       const again = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { mnt: m.mnt, cacheDir: m.cacheDir });
-      assert.equal(await fileMd5(again.file('image.iso')), v.imageMd5);
-      assert.equal((await again.umount()).code, 0);
+      try {
+        assert.equal(await fileMd5(again.file('image.iso')), v.imageMd5);
+        assert.equal((await again.umount()).code, 0);
+      } finally {
+        await again.cleanup(); // its own folder (the log)
+      }
     } finally {
       await m.cleanup();
     }

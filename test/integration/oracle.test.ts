@@ -2,7 +2,7 @@
  * jigdo-file is the oracle: on the same inputs, `missing` prints what `jigdo-file print-missing-all` prints,
  * `verify` agrees with `jigdo-file verify`, and `make-image` writes what `jigdo-file make-image` writes.
  */
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -20,6 +20,8 @@ before(async () => {
   fx = await buildFixtures();
   work = await mkdtemp(path.join(tmpdir(), 'jigdofs-oracle-'));
 });
+
+after(() => rm(work, { recursive: true, force: true }));
 
 /** Exit code of a command that may fail, with its output. */
 async function exec(cmd: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {

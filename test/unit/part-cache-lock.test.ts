@@ -23,6 +23,7 @@ test('a lock is released when the temporary file cannot be created (no later wai
   assert.notEqual(started, 'hang');
   assert.ok(typeof started === 'object' && 'writer' in started);
   await started.writer.abort();
+  await rm(dir, { recursive: true, force: true });
 });
 
 test('a cache directory removed while in use is made again for the next part', async () => {

@@ -3,8 +3,13 @@ import type { Command } from 'commander';
 import { askControl } from '../../fuse/control.js';
 import { FS_TYPE } from '../../fuse/daemon.js';
 import { fusermountUnmount, isStale, mountedType, sleep } from '../../fuse/mounts.js';
+import { pidAlive } from '../../util/pid.js';
 
-/** Asks the daemon to unmount and waits for the mount to go; falls back to fusermount. */
+/**
+ * Asks the daemon to unmount and waits for the mount to go, then for the daemon to end (it saves the hash
+ * index and closes its log on the way out: a script that removes the cache right after must not race it);
+ * falls back to fusermount.
+ */
 export async function unmount(mntArg: string): Promise<void> {
   const mnt = path.resolve(mntArg);
   const type = await mountedType(mnt);
@@ -14,10 +19,14 @@ export async function unmount(mntArg: string): Promise<void> {
     await fusermountUnmount(mnt, true);
     return;
   }
-  const asked = await askControl(mnt, 'unmount', 3000).then(() => true, () => false);
-  if (asked) {
+  const answer = await askControl(mnt, 'unmount', 3000).catch(() => undefined);
+  if (answer !== undefined) {
+    const pid = (answer as { pid?: unknown }).pid;
     for (let i = 0; i < 100; i++) {
-      if (!(await mountedType(mnt))) return;
+      if (!(await mountedType(mnt))) {
+        if (typeof pid === 'number') for (let j = 0; j < 200 && pidAlive(pid); j++) await sleep(50);
+        return;
+      }
       await sleep(50);
     }
   }
