@@ -12,7 +12,7 @@ export interface MountOptions {
   allowOther: boolean;
   log: (line: string) => void;
   /** Extra status fields (e.g. network statistics), added by the layers that have them. */
-  extraStatus?: () => unknown;
+  extraStatus?: () => unknown | Promise<unknown>;
 }
 
 export const FS_TYPE = 'fuse.jigdofs';
@@ -51,7 +51,8 @@ function nameImages(sessions: ImageSession[]): Map<string, ImageSession> {
   return out;
 }
 
-export function statusOf(mnt: string, images: Map<string, MountedImage>, startedAt: number, extra?: () => unknown): unknown {
+export async function statusOf(mnt: string, images: Map<string, MountedImage>, startedAt: number, extra?: () => unknown): Promise<unknown> {
+  const network = extra ? await extra() : undefined;
   return {
     mountpoint: mnt,
     pid: process.pid,
@@ -82,7 +83,7 @@ export function statusOf(mnt: string, images: Map<string, MountedImage>, started
         recentErrors: s.parts.recentErrors,
       };
     }),
-    ...(extra ? { network: extra() } : {}),
+    ...(extra ? { network } : {}),
   };
 }
 

@@ -6,8 +6,7 @@ import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { JigdoError, UsageError, errorMessage } from '../format/errors.js';
 import { parseJigdo, type JigdoFile, type JigdoImage } from '../format/jigdo.js';
 import { baseName, describeLocation, locationFromUser, resolveReference, type Location } from '../format/location.js';
-import { access, stat } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
 import { HashIndex } from '../sources/hash-index.js';
 import { LocalSources, type LocalTree } from '../sources/local.js';
@@ -136,11 +135,13 @@ export interface ImageSession {
   close(): Promise<void>;
 }
 
-/** The cache directory exists (made if need be) and we may write in it; otherwise one clear error. */
+/**
+ * The cache directory exists (made if need be); otherwise one clear error. A read-only one is accepted:
+ * lookups work, and what cannot be stored says so where it happens.
+ */
 export async function checkCacheDir(dir: string): Promise<void> {
   try {
     await makeDirs(dir);
-    await access(dir, fsConstants.W_OK | fsConstants.X_OK);
   } catch (err) {
     throw new JigdoError(dir, `cannot be used as the cache directory: ${errorMessage(err)}`);
   }

@@ -1,4 +1,5 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { ChecksumKind } from '../format/checksum.js';
 import { makeDirs } from '../util/make-dirs.js';
@@ -71,7 +72,7 @@ export class HashIndex {
     for (const f of changed) if (this.files[f]) onDisk[f] = this.files[f]!;
     this.files = { ...onDisk, ...this.files };
     await makeDirs(path.dirname(this.file));
-    const tmp = `${this.file}.${process.pid}.tmp`;
+    const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`; // several sessions may save at once
     try {
       await writeFile(tmp, JSON.stringify({ version: 1, files: onDisk } satisfies IndexFile));
       await rename(tmp, this.file);

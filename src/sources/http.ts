@@ -135,6 +135,7 @@ export interface RangeRequest {
 export class HttpClient {
   private readonly dispatcher: Dispatcher;
   private readonly agent: EnvHttpProxyAgent;
+  private closed = false;
 
   constructor(readonly opts: HttpOptions) {
     const t = opts.timeoutMs;
@@ -158,7 +159,7 @@ export class HttpClient {
     try {
       return await request(target, { method: 'GET', dispatcher: this.dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
     } catch (err) {
-      throw toFetchError(url, err);
+      throw this.classify(url, err);
     }
   }
 
@@ -263,7 +264,7 @@ export class HttpClient {
       if (stop !== Infinity && pos < stop) throw new FetchError(url, 'short', `body ended after ${pos - start} of ${stop - start} bytes`);
       return { end: pos, whole, total: stated, ttfbMs };
     } catch (err) {
-      throw toFetchError(url, err);
+      throw this.classify(url, err);
     } finally {
       if (!body.destroyed) body.destroy();
     }
@@ -283,13 +284,19 @@ export class HttpClient {
       }
       return Buffer.concat(chunks);
     } catch (err) {
-      throw toFetchError(url, err);
+      throw this.classify(url, err);
     } finally {
       if (!res.body.destroyed) res.body.destroy();
     }
   }
 
+  /** Cuts whatever still runs: its callers see 'aborted' (not a mirror's failure) and clean up after themselves. */
   async close(): Promise<void> {
-    await this.agent.close().catch(() => undefined);
+    this.closed = true;
+    await this.agent.destroy().catch(() => undefined);
+  }
+
+  private classify(url: string, err: unknown): FetchError {
+    return this.closed ? new FetchError(url, 'aborted', 'aborted: shutting down') : toFetchError(url, err);
   }
 }

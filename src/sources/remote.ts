@@ -253,7 +253,10 @@ export class Network {
         return;
       } catch (err) {
         const e = toFetchError(url, err);
-        if (e.kind === 'local') throw new JigdoError(this.cache.dir, e.message);
+        if (e.kind === 'local') {
+          this.board.requestFailed(mirror, 'aborted', e.message); // ends the request; not held against the mirror
+          throw new JigdoError(this.cache.dir, e.message);
+        }
         this.board.requestFailed(mirror, e.kind, e.message);
         if (e.kind === 'no-range') fromZero = true;
         else if (e.permanent) throw new JigdoError(url, `cannot fetch: ${e.message}`);
@@ -280,6 +283,7 @@ export class Network {
   }
 
   /** Ends network use; the cache is brought under its limit now that no part is in use. */
+  /** Ends network use: fetches still running (prefetches of a mount going away) are cut, not waited for. */
   async close(): Promise<void> {
     if (current === this) current = undefined;
     await this.http?.close();
@@ -495,6 +499,7 @@ class PartFetch {
             const e = toFetchError(c.url, err);
             if (e.kind === 'local') {
               // Our disk, not the mirror: stop this part here (every mirror would fail the same way).
+              if (started) board.requestFailed(c.mirror, 'aborted', e.message); // not held against the mirror
               this.localFailure ??= e;
               stop = true;
               abort.abort();

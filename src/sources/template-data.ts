@@ -246,6 +246,7 @@ async function removeDeadSpills(dir: string): Promise<void> {
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const name of names) {
     const m = /\.(\d+)\.\d+\.tmp$/.exec(name);
-    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) await rm(path.join(dir, name), { force: true });
+    // A file we cannot remove is only disk used: never a reason to fail the reads that come next.
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) await rm(path.join(dir, name), { force: true }).catch(() => undefined);
   }
 }

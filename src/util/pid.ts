@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 /**
  * The process exists and has not ended (possibly another user's: EPERM still means it runs). A zombie
@@ -14,7 +14,8 @@ export function pidAlive(pid: number): boolean {
     // /proc/PID/stat: "PID (comm) STATE ..."; comm may hold spaces and parentheses, so split at the last ')'.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/self/stat')) return false; // ended just now
     return true; // no /proc: kill(0) is all we know
   }
 }

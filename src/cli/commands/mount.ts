@@ -28,7 +28,7 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
   try {
     const jigdo = await loadJigdo(jigdoArg);
     for (const w of jigdo.warnings) stamp(w);
-    const mountOpts = { allowOther: flags.allowOther ?? false, log: stamp, extraStatus: () => opts.network?.stats() };
+    const mountOpts = { allowOther: flags.allowOther ?? false, log: stamp, extraStatus: () => opts.network?.fullStats() }; // the cache counted once, not "0 files"
     await runMount(jigdo, mnt, { ...opts, log: stamp }, mountOpts, (names) => {
       process.send?.({ ready: true, names } satisfies DaemonMessage);
     });

@@ -24,7 +24,10 @@ export async function unmount(mntArg: string): Promise<void> {
     const pid = (answer as { pid?: unknown }).pid;
     for (let i = 0; i < 100; i++) {
       if (!(await mountedType(mnt))) {
-        if (typeof pid === 'number') for (let j = 0; j < 200 && pidAlive(pid); j++) await sleep(50);
+        if (typeof pid === 'number') {
+          for (let j = 0; j < 600 && pidAlive(pid); j++) await sleep(50);
+          if (pidAlive(pid)) process.stderr.write(`jigdofs: ${mnt}: unmounted, but its daemon (pid ${pid}) is still finishing after 30 s\n`);
+        }
         return;
       }
       await sleep(50);
