@@ -14,3 +14,32 @@ ensure_fixture() {
   echo "bench: building the fixture: make-fixture.sh ${FIXTURE_SIZE:-2G} $FIX" >&2
   bash "$HERE/make-fixture.sh" "${FIXTURE_SIZE:-2G}" "$FIX" >&2
 }
+
+# Reads $FIX/fixture.env (NAME, MIRROR, ISO_BYTES...) and sets, for variant $1 (md5 | sha256 | bz2):
+# JIGDO and TEMPLATE, EXPECT (the image's MD5 from MD5SUMS) and LABEL (the first [Servers] label).
+load_fixture() {
+  # shellcheck disable=SC1091
+  . "$FIX/fixture.env"
+  case $1 in md5) BASE=$NAME;; sha256|bz2) BASE=$NAME-$1;; *) echo "bench: unknown variant $1" >&2; exit 2;; esac
+  JIGDO=$FIX/$BASE.jigdo TEMPLATE=$FIX/$BASE.template
+  [ -f "$JIGDO" ] && [ -f "$TEMPLATE" ] || { echo "bench: $JIGDO or its template is missing (variant not built?)" >&2; exit 1; }
+  EXPECT=$(awk -v f="./$NAME.iso" '$2 == f { print $1 }' "$FIX/MD5SUMS")
+  [ -n "$EXPECT" ] || { echo "bench: no MD5 of $NAME.iso in $FIX/MD5SUMS" >&2; exit 1; }
+  LABEL=$(awk '/^\[/ { s = ($0 == "[Servers]") ; next } s && /^[^#;]*=/ { sub(/=.*/, ""); gsub(/[ \t]/, ""); print; exit }' "$JIGDO")
+}
+
+# SRC_ARGS: jigdofs' source options for source $1 (local: --local LABEL=MIRROR | scan: --scan MIRROR).
+source_args() {
+  case $1 in
+    local) SRC_ARGS=(--local "${LABEL:-Debian}=$MIRROR");;
+    scan) SRC_ARGS=(--scan "$MIRROR");;
+    *) echo "bench: unknown source $1" >&2; exit 2;;
+  esac
+}
+
+# DROP=auto becomes yes when the page cache can be dropped here (root, writable drop_caches), else no.
+resolve_drop() {
+  if [ "$DROP" = auto ]; then
+    if (sync && echo 3 > /proc/sys/vm/drop_caches) 2> /dev/null; then DROP=yes; else DROP=no; fi
+  fi
+}

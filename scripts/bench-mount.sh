@@ -65,23 +65,10 @@ ensure_fixture
 for t in jigdo-file md5sum node awk dd fusermount; do command -v $t > /dev/null || { echo "bench: missing $t" >&2; exit 1; }; done
 [ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npm run build >&2)
 
-# shellcheck disable=SC1091
-. "$FIX/fixture.env"
-case $VARIANT in md5) BASE=$NAME;; sha256|bz2) BASE=$NAME-$VARIANT;; *) echo "bench: unknown variant $VARIANT" >&2; exit 2;; esac
-JIGDO=$FIX/$BASE.jigdo TEMPLATE=$FIX/$BASE.template
-[ -f "$JIGDO" ] && [ -f "$TEMPLATE" ] || { echo "bench: $JIGDO or its template is missing (variant not built?)" >&2; exit 1; }
-EXPECT=$(awk -v f="./$NAME.iso" '$2 == f { print $1 }' "$FIX/MD5SUMS")
-[ -n "$EXPECT" ] || { echo "bench: no MD5 of $NAME.iso in $FIX/MD5SUMS" >&2; exit 1; }
-LABEL=$(awk '/^\[/ { s = ($0 == "[Servers]") ; next } s && /^[^#;]*=/ { sub(/=.*/, ""); gsub(/[ \t]/, ""); print; exit }' "$JIGDO")
-case $SOURCE in
-  local) SRC_ARGS=(--local "${LABEL:-Debian}=$MIRROR");;
-  scan) SRC_ARGS=(--scan "$MIRROR");;
-  *) echo "bench: unknown source $SOURCE" >&2; exit 2;;
-esac
+load_fixture "$VARIANT"
+source_args "$SOURCE"
 [ -n "$MEMORY" ] && SRC_ARGS+=(--memory "$MEMORY")
-if [ "$DROP" = auto ]; then
-  if (sync && echo 3 > /proc/sys/vm/drop_caches) 2> /dev/null; then DROP=yes; else DROP=no; fi
-fi
+resolve_drop
 
 # ------------------------------------------------------------------ temp space, cleanup
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-mount.XXXXXX")

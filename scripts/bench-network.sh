@@ -46,13 +46,10 @@ while [ $# -gt 0 ]; do
 done
 FIX=$(realpath -m "$FIX")
 [ -f "$FIX/fixture.env" ] || { echo "bench-network: $FIX/fixture.env missing: build it with scripts/make-fixture.sh 2G $FIX" >&2; exit 1; }
-# shellcheck disable=SC1091
-. "$FIX/fixture.env"
-JIGDO="$FIX/$NAME.jigdo"
-TEMPLATE="$FIX/$NAME.template"
-EXPECT=$(awk -v n="./$NAME.iso" '$2 == n { print $1 }' "$FIX/MD5SUMS")
-LABEL=$(awk '/^\[Servers\]/ { s = 1; next } /^\[/ { s = 0 } s && /=/ { sub(/=.*/, ""); print; exit }' "$JIGDO")
-[ -n "$EXPECT" ] && [ -n "$LABEL" ] || { echo "bench-network: cannot read MD5SUMS or [Servers] of $FIX" >&2; exit 1; }
+# shellcheck source=bench-lib.sh
+source "$HERE/bench-lib.sh"
+load_fixture md5
+[ -n "$LABEL" ] || { echo "bench-network: no [Servers] label in $JIGDO" >&2; exit 1; }
 for tool in node jigdo-lite fusermount; do command -v "$tool" > /dev/null || { echo "bench-network: needs $tool" >&2; exit 1; }; done
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench-network.XXXXXX")

@@ -89,3 +89,6 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, ms: number
     await sleep(20);
   }
 }
+
+/** The lines of `make-image`'s stderr that list a missing part: `  KEY (N bytes) URI: why`. */
+export const missingPartLines = (stderr: string): string[] => stderr.split('\n').filter((l) => /^ {2}\S+ \(\d+ bytes\)/.test(l));

@@ -25,7 +25,7 @@ import { BIN, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror, type RequestRecord } from '../helpers/mirror-server.js';
 import {
-  assertCacheVerified, bytesByPath, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, partsUri, waitFor,
+  assertCacheVerified, bytesByPath, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, missingPartLines, partsUri, waitFor,
 } from '../helpers/network.js';
 
 let fx: FixtureSet;
@@ -331,7 +331,7 @@ describe('https', () => {
     const untrusted = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'c2'), '--config', plainConfig, '--retries', '0'], { env: env({}) });
     assert.equal(untrusted.code, 1, untrusted.stderr);
     assert.match(untrusted.stderr, /6 part\(s\) missing/);
-    const partLines = untrusted.stderr.split('\n').filter((l) => /^ {2}\S+ \(\d+ bytes\)/.test(l));
+    const partLines = missingPartLines(untrusted.stderr);
     assert.equal(partLines.length, 6, untrusted.stderr);
     for (const l of partLines) assert.match(l, /: .*self[- ]signed certificate/i, 'each missing part says why');
     assert.deepEqual((await readdir(d)).filter((f) => f.startsWith('out.iso')), []);
@@ -480,7 +480,7 @@ describe('remote .jigdo and configuration', () => {
     const off = await runCli(['make-image', base, '-o', path.join(d, 'off.iso'), '--cache-dir', cache, '--config', plainConfig, '--offline'], { timeoutMs: 30_000 });
     assert.equal(off.code, 1);
     assert.equal(m.requests.length + web.requests.length, 0, '--offline made no request');
-    const offLines = off.stderr.split('\n').filter((l) => /^ {2}\S+ \(\d+ bytes\)/.test(l));
+    const offLines = missingPartLines(off.stderr);
     assert.equal(offLines.length, 6, off.stderr);
     for (const l of offLines) assert.match(l, /not in the cache, and --offline keeps the mirrors out$/, 'the reason names --offline');
 
