@@ -8,7 +8,7 @@ import { parseJigdo, type JigdoFile, type JigdoImage } from '../format/jigdo.js'
 import { baseName, describeLocation, locationFromUser, resolveReference, type Location } from '../format/location.js';
 import { stat } from 'node:fs/promises';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
-import { HashIndex } from '../sources/hash-index.js';
+import { HashIndex, identityOf } from '../sources/hash-index.js';
 import { LocalSources, type LocalTree } from '../sources/local.js';
 import { PartStore, type PartProvider } from '../sources/parts.js';
 import type { Network } from '../sources/remote.js';
@@ -105,12 +105,12 @@ async function checkTemplate(file: string, image: JigdoImage, index: HashIndex, 
   if (image.templateSha256) expected.push(['sha256', image.templateSha256]);
   if (image.templateMd5) expected.push(['md5', image.templateMd5]);
   if (expected.length === 0) return; // libjte/jigdo-file always write one; hand-made files may not
-  const st = await stat(file);
+  const id = identityOf(await stat(file));
   for (const [kind, sum] of expected) {
-    let key = index.get(file, st.size, st.mtimeMs, kind);
+    let key = index.get(file, id, kind);
     if (!key) {
       key = checksumKey(await pool.hashFile(file, kind));
-      index.set(file, st.size, st.mtimeMs, kind, key);
+      index.set(file, id, kind, key);
     }
     if (key === checksumKey(sum)) return; // either one matching is enough, as in jigdo-lite
   }

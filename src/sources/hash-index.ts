@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -5,19 +6,47 @@ import type { ChecksumKind } from '../format/checksum.js';
 import { makeDirs } from '../util/make-dirs.js';
 
 /**
- * The persistent record of checksums of local files (like jigdo-file-cache.db): keyed by path, size and
- * mtime, so a file is hashed once and a changed file is hashed again. Stored as JSON under the cache
- * directory, written atomically; concurrent writers merge what is on disk before replacing it.
+ * What tells, without reading a file, that its bytes are those we hashed. Size and mtime alone are not
+ * enough: `touch -r` (and tools that keep mtimes) put back the mtime after an edit. The ctime cannot be
+ * set by users and changes on every write, chmod, link or utimes; inode and device change when the file
+ * is replaced or the path now leads elsewhere.
  */
-interface Entry {
+export interface FileIdentity {
   size: number;
   mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  dev: number;
+}
+
+export function identityOf(st: Stats): FileIdentity {
+  return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
+}
+
+/** Same file, unchanged. A field missing (an index entry of an older version) is never the same. */
+export function sameIdentity(a: Partial<FileIdentity>, b: FileIdentity): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.dev === b.dev;
+}
+
+/** Index files and their temporary copies are private: they list which local files we hashed. */
+const PRIVATE_FILE_MODE = 0o600;
+
+/**
+ * The persistent record of checksums of local files (like jigdo-file-cache.db): keyed by path and the
+ * file's identity (size, mtime, ctime, inode, device), so a file is hashed once and a changed file is
+ * hashed again. Stored as JSON under the cache directory, written atomically; concurrent writers merge
+ * what is on disk before replacing it. Version 1 entries (path, size, mtime) are not read: an edit kept
+ * under `touch -r` would pass them.
+ */
+interface Entry extends FileIdentity {
   /** `kind` or `kind@offset+length` → jigdo-base64 checksum. */
   sums: Record<string, string>;
 }
 
+const VERSION = 2;
+
 interface IndexFile {
-  version: 1;
+  version: typeof VERSION;
   files: Record<string, Entry>;
 }
 
@@ -42,23 +71,35 @@ export class HashIndex {
     return offset === undefined ? kind : `${kind}@${offset}+${length}`;
   }
 
-  get(file: string, size: number, mtimeMs: number, kind: ChecksumKind, offset?: number, length?: number): string | undefined {
+  get(file: string, id: FileIdentity, kind: ChecksumKind, offset?: number, length?: number): string | undefined {
     const e = this.files[file];
-    const sum = e && e.size === size && e.mtimeMs === mtimeMs ? e.sums[HashIndex.field(kind, offset, length)] : undefined;
+    const sum = e && sameIdentity(e, id) ? e.sums[HashIndex.field(kind, offset, length)] : undefined;
     if (sum) this.stats.hits++;
     else this.stats.misses++;
     return sum;
   }
 
-  set(file: string, size: number, mtimeMs: number, kind: ChecksumKind, sum: string, offset?: number, length?: number): void {
+  /** The checksum last recorded for this path, whatever its identity then (to say a file changed since). */
+  previous(file: string, kind: ChecksumKind, offset?: number, length?: number): string | undefined {
+    return this.files[file]?.sums[HashIndex.field(kind, offset, length)];
+  }
+
+  set(file: string, id: FileIdentity, kind: ChecksumKind, sum: string, offset?: number, length?: number): void {
     let e = this.files[file];
-    if (!e || e.size !== size || e.mtimeMs !== mtimeMs) this.files[file] = e = { size, mtimeMs, sums: {} };
+    if (!e || !sameIdentity(e, id)) this.files[file] = e = { ...pickIdentity(id), sums: {} };
     e.sums[HashIndex.field(kind, offset, length)] = sum;
     this.dirty.add(file);
     if (this.file && !this.timer) {
       this.timer = setTimeout(() => void this.save().catch(() => undefined), SAVE_DELAY_MS);
       this.timer.unref();
     }
+  }
+
+  /** Drops what is recorded for a file (its bytes were found not to match): the next lookup hashes it. */
+  forget(file: string): void {
+    if (!this.files[file]) return;
+    delete this.files[file];
+    this.dirty.add(file);
   }
 
   /** Writes the changed entries, merged into whatever another process saved meanwhile. */
@@ -69,12 +110,15 @@ export class HashIndex {
     const changed = [...this.dirty];
     this.dirty.clear();
     const onDisk = (await readIndex(this.file)) ?? {};
-    for (const f of changed) if (this.files[f]) onDisk[f] = this.files[f]!;
+    for (const f of changed) {
+      if (this.files[f]) onDisk[f] = this.files[f]!;
+      else delete onDisk[f]; // forgotten: another process's copy of the wrong entry goes too
+    }
     this.files = { ...onDisk, ...this.files };
     await makeDirs(path.dirname(this.file));
     const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`; // several sessions may save at once
     try {
-      await writeFile(tmp, JSON.stringify({ version: 1, files: onDisk } satisfies IndexFile));
+      await writeFile(tmp, JSON.stringify({ version: VERSION, files: onDisk } satisfies IndexFile), { mode: PRIVATE_FILE_MODE });
       await rename(tmp, this.file);
     } catch (err) {
       await rm(tmp, { force: true }); // a full disk: the old index stays as it was, no half file beside it
@@ -86,8 +130,13 @@ export class HashIndex {
 async function readIndex(file: string): Promise<Record<string, Entry> | undefined> {
   try {
     const parsed = JSON.parse(await readFile(file, 'utf8')) as IndexFile;
-    return parsed.version === 1 && parsed.files && typeof parsed.files === 'object' ? parsed.files : undefined;
+    return parsed.version === VERSION && parsed.files && typeof parsed.files === 'object' ? parsed.files : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Only the identity fields (a LocalCopy passed as identity must not bring its path into the index). */
+function pickIdentity(id: FileIdentity): FileIdentity {
+  return { size: id.size, mtimeMs: id.mtimeMs, ctimeMs: id.ctimeMs, ino: id.ino, dev: id.dev };
 }

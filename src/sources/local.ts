@@ -7,15 +7,18 @@ import type { JigdoFile } from '../format/jigdo.js';
 import { LabelMap, partCandidates, splitLabel } from '../format/resolve.js';
 import { parseDesc, type Desc, type DescEntry } from '../format/template.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
-import type { HashIndex } from './hash-index.js';
+import { identityOf, type FileIdentity, type HashIndex } from './hash-index.js';
 import type { WorkerPool } from './workers.js';
 
-/** A verified copy of a part: `length` bytes of `path` from `offset`. */
-export interface LocalCopy {
+/**
+ * A verified copy of a part: `length` bytes of `path` from `offset`, and the file's identity when it was
+ * verified (size, mtime, ctime, inode, device): a copy whose file no longer has it is not served.
+ */
+export interface LocalCopy extends FileIdentity {
   path: string;
   offset: number;
-  size: number;
-  mtimeMs: number;
+  /** Set once a later hash of the copy did not match (see recheck): readers must look for the part again. */
+  stale?: boolean;
 }
 
 export interface LocalTree {
@@ -55,6 +58,8 @@ export class LocalSources {
   private tmpRegions = new Map<string, Array<{ path: string; offset: number }>>();
   private readonly labels: LabelMap;
   private scanned: Promise<void> | undefined;
+  /** `path@offset` → the part a recheck found it no longer holds (to name it when the part is missing). */
+  private readonly lost = new Map<string, string>();
   readonly stats = { filesScanned: 0, tmpFiles: 0, hashed: 0, bytesHashed: 0 };
 
   constructor(
@@ -148,8 +153,12 @@ export class LocalSources {
     return out;
   }
 
-  /** The checksum of a file (or a region of a .tmp file), from the index or hashed on a worker. */
-  async checksumOf(file: string, offset: number, length: number, whole: boolean): Promise<{ key: string; size: number; mtimeMs: number } | undefined> {
+  /**
+   * The checksum of a file (or a region of a .tmp file), from the index or hashed on a worker, with the
+   * file's identity as it was before hashing (a change during the hash shows as a changed identity later)
+   * and the checksum the index had for this path before, if the file changed since.
+   */
+  async checksumOf(file: string, offset: number, length: number, whole: boolean): Promise<(FileIdentity & { key: string; was?: string }) | undefined> {
     let st;
     try {
       st = await stat(file);
@@ -157,37 +166,68 @@ export class LocalSources {
       return undefined;
     }
     if (!st.isFile() || (whole ? st.size !== length : st.size < offset + length)) return undefined;
+    const id = identityOf(st);
     const [o, l] = whole ? [undefined, undefined] : [offset, length];
-    let key = this.index.get(file, st.size, st.mtimeMs, this.kind, o, l);
-    if (!key) {
-      try {
-        key = checksumKey(await this.pool.hashFile(file, this.kind, offset, length));
-      } catch (err) {
-        this.opts.log?.(`cannot hash ${file}: ${errorMessage(err)}`);
-        return undefined;
-      }
-      this.stats.hashed++;
-      this.stats.bytesHashed += length;
-      this.index.set(file, st.size, st.mtimeMs, this.kind, key, o, l);
+    const known = this.index.get(file, id, this.kind, o, l);
+    if (known) return { ...id, key: known };
+    const was = this.index.previous(file, this.kind, o, l);
+    let key;
+    try {
+      key = checksumKey(await this.pool.hashFile(file, this.kind, offset, length));
+    } catch (err) {
+      this.opts.log?.(`cannot hash ${file}: ${errorMessage(err)}`);
+      return undefined;
     }
-    return { key, size: st.size, mtimeMs: st.mtimeMs };
+    this.stats.hashed++;
+    this.stats.bytesHashed += length;
+    this.index.set(file, id, this.kind, key, o, l);
+    return { ...id, key, was };
   }
 
-  /** A verified local copy of the part, or undefined. */
+  /**
+   * A verified local copy of the part, or undefined. A file that held the part when it was hashed before
+   * and no longer does throws (after the other candidates), so that "missing" names the file that changed.
+   */
   async find(key: string): Promise<LocalCopy | undefined> {
     const need = this.layout.parts.get(key);
     if (!need) return undefined;
     await this.scan();
     const tried = new Set<string>();
+    const changed: string[] = [];
     for (const c of this.candidates(need)) {
       const id = `${c.path}@${c.offset}`;
       if (tried.has(id)) continue;
       tried.add(id);
       const whole = !this.isTmp(c.path, key);
       const sum = await this.checksumOf(c.path, c.offset, need.length, whole);
-      if (sum && sum.key === key) return { path: c.path, offset: c.offset, size: sum.size, mtimeMs: sum.mtimeMs };
+      if (sum && sum.key === key) {
+        const { key: _key, was: _was, ...identity } = sum;
+        return { path: c.path, offset: c.offset, ...identity };
+      }
+      if (sum?.was === key || this.lost.get(id) === key) changed.push(c.path);
     }
+    if (changed.length > 0) throw new Error(`${changed.join(', ')} changed since it was hashed: no longer this part`);
     return undefined;
+  }
+
+  /**
+   * Hashes a copy again, bypassing the index (a whole-image checksum failed, so some recorded checksum
+   * lied: an edit that kept every identity field, e.g. on a file system with coarse timestamps). A copy
+   * that no longer matches is marked stale, its index entry dropped, and named in the log.
+   */
+  async recheck(key: string, copy: LocalCopy, length: number): Promise<boolean> {
+    let sum: string;
+    try {
+      sum = checksumKey(await this.pool.hashFile(copy.path, this.kind, copy.offset, length));
+    } catch (err) {
+      sum = `unreadable (${errorMessage(err)})`;
+    }
+    if (sum === key) return true;
+    copy.stale = true;
+    this.lost.set(`${copy.path}@${copy.offset}`, key);
+    this.index.forget(copy.path);
+    this.opts.log?.(`${copy.path}: changed since it was hashed: no longer holds part ${key} (${length} bytes): not used`);
+    return false;
   }
 
   private isTmp(file: string, key: string): boolean {

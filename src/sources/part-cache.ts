@@ -3,6 +3,7 @@ import { open, readdir, readFile, rename, stat, statfs, unlink, utimes, type Fil
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
+import { identityOf } from './hash-index.js';
 import { errorMessage } from '../format/errors.js';
 import type { LocalCopy } from './local.js';
 import { workerPool } from './workers.js';
@@ -20,9 +21,17 @@ import { pidAlive } from '../util/pid.js';
  * One fetch per part across processes: the writer holds `locks/<hex>.lock` (created with O_EXCL,
  * refreshed every few seconds); others wait for the file to appear or the lock to go away.
  *
- * Size: least-recently-used eviction (access time, set explicitly on use) down to 90% of the limit
- * whenever the limit is passed; the limit is `--cache-size` (default 20 GiB) but never more than the
- * cache's own files plus the free disk space minus a reserve.
+ * Size: every commit first makes room for itself, evicting least-recently-used files (access time, set
+ * explicitly on use) down to 90% of the limit, so the cache never holds more than the limit, and a part
+ * larger than the limit alone is the only excess. Commits of one process run one at a time for that. The
+ * limit is `--cache-size` (default 20 GiB) but never more than the cache's own files plus the free disk
+ * space minus a reserve. Files handed out are not spared: a reader that has the file open keeps its bytes
+ * (an unlinked file lives until closed, and a verified file is never written again), and one that had not
+ * opened it yet finds it gone and locates the part again (re-fetch). Sparing them is what let a mount hold
+ * 5× its limit.
+ *
+ * Privacy: folders are made 0700 (makeDirs) and files 0600, so that a second local user can read neither
+ * what we fetched nor which parts we needed, even under a cache folder the user made with looser rights.
  */
 
 export const DEFAULT_CACHE_BYTES = 20 * 1024 ** 3;
@@ -36,8 +45,8 @@ const RESCAN_MS = 60_000;
 /** Access times are refreshed at most this often per file. */
 const TOUCH_MS = 60_000;
 const LOW_WATER = 0.9;
-/** Files handed out this recently are in use: eviction leaves them (the limit may be passed meanwhile). */
-const PIN_MS = 30_000;
+/** Cached files, temporary files and locks: private (see above). */
+const FILE_MODE = 0o600;
 
 export type CacheSpace = 'parts' | 'templates';
 export type SumCheck = [ChecksumKind, Buffer];
@@ -85,15 +94,14 @@ export class PartCache {
   private readonly hashFile: (file: string, kind: ChecksumKind) => Promise<Buffer>;
   private counted: { bytes: number; files: number; at: number } | undefined;
   private scanning: Promise<void> | undefined;
-  private evicting: Promise<void> | undefined;
+  /** The tail of the queue commits and trims wait in: each makes room, then renames, before the next. */
+  private sizeQueue: Promise<unknown> = Promise.resolve();
   private cleaned: Promise<void> | undefined;
   private readonly heldLocks = new Set<string>();
   /** Directories made by this process (one mkdir each, not one per part). */
   private readonly madeDirs = new Set<string>();
   /** The last size limit computed from the free disk space, reused for a while (a statfs per part was measurable). */
   private lastLimit: { at: number; cacheBytes: number; limit: number } | undefined;
-  /** Files handed out by this process → when. */
-  private readonly pins = new Map<string, number>();
   private readonly stats_: CacheStats;
 
   constructor(opts: PartCacheOptions) {
@@ -140,13 +148,12 @@ export class PartCache {
       await unlink(file).catch(() => undefined);
       return undefined;
     }
-    this.pin(file);
-    if (Date.now() - st.atimeMs > TOUCH_MS) {
-      // Only atime changes: mtime is set to whole seconds at commit, so it is written back exactly and
-      // readers that check (size, mtime) for changes are not disturbed.
-      await utimes(file, Date.now() / 1000, st.mtimeMs / 1000).catch(() => undefined);
-    }
-    return { path: file, offset: 0, size: st.size, mtimeMs: st.mtimeMs };
+    if (Date.now() - st.atimeMs <= TOUCH_MS) return { path: file, offset: 0, ...identityOf(st) };
+    // Only atime changes: mtime is set to whole seconds at commit, so it is written back exactly. The
+    // ctime moves, so the identity handed out is the one after the touch.
+    await utimes(file, Date.now() / 1000, st.mtimeMs / 1000).catch(() => undefined);
+    const now = await stat(file).catch(() => undefined);
+    return now?.isFile() ? { path: file, offset: 0, ...identityOf(now) } : undefined;
   }
 
   /**
@@ -193,7 +200,7 @@ export class PartCache {
    */
   async tempFile(): Promise<{ file: string; fh: FileHandle }> {
     const file = path.join(this.tmpDir, `${HOST_TAG}-${process.pid}-${randomBytes(6).toString('hex')}.partial`);
-    return { file, fh: await this.inDir(this.tmpDir, () => open(file, 'w+')) };
+    return { file, fh: await this.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE)) };
   }
 
   /** Hashes `tmp` and, if one of `sums` matches, renames it to `final`. */
@@ -207,15 +214,17 @@ export class PartCache {
       }
     }
     if (!ok) return undefined;
-    const st = await fh.stat();
-    // Whole-second mtime: see lookup().
-    const secs = Math.floor(Date.now() / 1000);
-    await fh.utimes(secs, secs);
-    await this.inDir(path.dirname(final), () => rename(tmp, final));
-    this.stats_.added++;
-    this.pin(final);
-    await this.added(st.size);
-    return { path: final, offset: 0, size: st.size, mtimeMs: secs * 1000 };
+    const { size } = await fh.stat();
+    return this.queued(async () => {
+      await this.makeRoom(size);
+      // Whole-second mtime: see lookup(). The exact atime orders this file after every older one.
+      await fh.utimes(Date.now() / 1000, Math.floor(Date.now() / 1000));
+      await this.inDir(path.dirname(final), () => rename(tmp, final));
+      this.stats_.added++;
+      this.countAdded(size);
+      // The identity after the rename (which moves the ctime): readers compare with it.
+      return { path: final, offset: 0, ...identityOf(await fh.stat()) };
+    });
   }
 
   // --- locks ---------------------------------------------------------------------------------------------------
@@ -225,7 +234,7 @@ export class PartCache {
     if (this.heldLocks.has(file)) return undefined; // another fetch in this process (PartStore dedupes; templates may not)
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        const fh = await this.inDir(this.lockDir, () => open(file, 'wx'));
+        const fh = await this.inDir(this.lockDir, () => open(file, 'wx', FILE_MODE));
         try {
           await fh.writeFile(`${HOST_TAG}-${process.pid}-${Date.now()}\n`);
         } finally {
@@ -342,61 +351,62 @@ export class PartCache {
     this.stats_.files = this.counted.files;
   }
 
-  private pin(file: string): void {
-    const now = Date.now();
-    this.pins.delete(file);
-    this.pins.set(file, now);
-    for (const [f, at] of this.pins) {
-      if (now - at < PIN_MS) break; // oldest first: the rest are newer
-      this.pins.delete(f);
-    }
+  /** Runs `op` after every commit and trim queued before it (see sizeQueue). */
+  private queued<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.sizeQueue.then(op);
+    this.sizeQueue = run.catch(() => undefined);
+    return run;
   }
 
-  private pinned(file: string): boolean {
-    const at = this.pins.get(file);
-    return at !== undefined && Date.now() - at < PIN_MS;
-  }
-
-  /** Brings the cache under its limit, pinned files included (when this process is done with them). */
+  /** Brings the cache under its limit (a mount's end: other processes may have added files meanwhile). */
   async trim(): Promise<void> {
     if (this.stats_.added === 0) return;
-    this.pins.clear();
-    await (this.evicting ??= this.evict().finally(() => (this.evicting = undefined)));
+    await this.queued(() => this.evict(0));
   }
 
-  private async added(size: number): Promise<void> {
-    if (!this.counted || Date.now() - this.counted.at > RESCAN_MS) await (this.scanning ??= this.count().finally(() => (this.scanning = undefined)));
-    else {
-      this.counted.bytes += size;
-      this.counted.files++;
-      this.stats_.bytes = this.counted.bytes;
-      this.stats_.files = this.counted.files;
-    }
-    if (this.counted!.bytes > (await this.recentLimit(this.counted!.bytes))) {
-      await (this.evicting ??= this.evict().finally(() => (this.evicting = undefined)));
-    }
+  /** The cache's bytes as counted, counted again when that is old (other processes add files too). */
+  private async cacheBytes(): Promise<number> {
+    if (!this.counted || Date.now() - this.counted.at > RESCAN_MS) await this.count();
+    return this.counted!.bytes;
   }
 
-  /** Removes least recently used files until the cache is under 90% of its limit (pinned files stay). */
-  private async evict(): Promise<void> {
+  private countAdded(size: number): void {
+    if (!this.counted) return;
+    this.counted.bytes += size;
+    this.counted.files++;
+    this.stats_.bytes = this.counted.bytes;
+    this.stats_.files = this.counted.files;
+  }
+
+  /** Evicts what it takes for `incoming` more bytes to fit under the limit. */
+  private async makeRoom(incoming: number): Promise<void> {
+    const bytes = await this.cacheBytes();
+    if (bytes + incoming <= (await this.recentLimit(bytes))) return;
+    await this.evict(incoming);
+  }
+
+  /**
+   * Removes least recently used files until the cache plus `incoming` bytes is under 90% of its limit (or
+   * holds nothing else, when `incoming` alone is more than that).
+   */
+  private async evict(incoming: number): Promise<void> {
     const all = await this.entries();
     let total = all.reduce((n, e) => n + e.size, 0);
     const limit = await this.limitFor(total);
-    const target = total > limit ? Math.floor(limit * LOW_WATER) : total;
+    const target = total + incoming > limit ? Math.max(0, Math.floor(limit * LOW_WATER) - incoming) : total;
     all.sort((a, b) => a.atimeMs - b.atimeMs);
     let files = all.length;
     for (const e of all) {
       if (total <= target) break;
-      if (this.pinned(e.file)) continue;
       try {
         await unlink(e.file);
-        total -= e.size;
-        files--;
         this.stats_.evictions++;
         this.stats_.evictedBytes += e.size;
       } catch {
         // gone already (another process evicted it)
       }
+      total -= e.size;
+      files--;
     }
     this.counted = { bytes: total, files, at: Date.now() };
     this.stats_.bytes = total;

@@ -1,9 +1,20 @@
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageLayout } from '../image/layout.js';
 import type { LocalCopy } from './local.js';
 import { throwIfAborted, unlessAborted } from '../util/settle.js';
+
+/**
+ * The open file still is the verified copy. Unlinking moves the ctime too: a file no longer linked
+ * (evicted from the disk cache while we read it) is unchanged if its other fields are, since nobody can
+ * open it to write any more.
+ */
+function unchanged(st: Stats, copy: LocalCopy): boolean {
+  const same = st.size === copy.size && st.mtimeMs === copy.mtimeMs && st.ino === copy.ino && st.dev === copy.dev;
+  return same && (st.ctimeMs === copy.ctimeMs || st.nlink === 0);
+}
 
 /** Something that can produce a verified copy of a part: local files, the disk cache, mirrors. */
 export interface PartProvider {
@@ -13,7 +24,7 @@ export interface PartProvider {
 
 export type PartState = 'unknown' | 'local' | 'missing' | 'failed';
 
-/** How often an open copy is re-checked (size, mtime) so that a file changed under us is never served. */
+/** How often an open copy is re-checked (its identity) so that a file changed under us is never served. */
 const RECHECK_MS = 1000;
 /** A part found missing is looked for again after this long (a mount lives long; files appear). */
 const MISSING_RETRY_MS = 10_000;
@@ -163,21 +174,28 @@ export class PartStore {
     this.handles.delete(key);
   }
 
+  /**
+   * The open file of a located copy. The file it opens, and every RECHECK_MS the file it reads from, must
+   * still have the identity the copy was verified with (size, mtime, ctime, inode, device: an edit kept
+   * under `touch -r` moves the ctime), checked on the open handle, since that is what is read.
+   */
   private async handleFor(key: string, loc: Located): Promise<FileHandle> {
-    if (Date.now() - loc.checkedAt > RECHECK_MS) {
-      const st = await stat(loc.copy.path).catch(() => undefined);
-      if (!st || st.size !== loc.copy.size || st.mtimeMs !== loc.copy.mtimeMs) {
-        this.forget(key);
-        throw new Error(`${loc.copy.path} changed since it was verified`);
-      }
-      loc.checkedAt = Date.now();
-    }
+    const fresh = !loc.handle;
     if (!loc.handle) {
       loc.handle = open(loc.copy.path, 'r');
       loc.handle.catch(() => undefined);
       this.handles.set(key, loc);
     } else this.handles.get(key); // refresh LRU position
-    return loc.handle;
+    const handle = loc.handle;
+    if (loc.copy.stale || fresh || Date.now() - loc.checkedAt > RECHECK_MS) {
+      const st = await (await handle).stat().catch(() => undefined);
+      if (loc.copy.stale || !st || !unchanged(st, loc.copy)) {
+        this.forget(key);
+        throw new Error(`${loc.copy.path} changed since it was verified`);
+      }
+      loc.checkedAt = Date.now();
+    }
+    return handle;
   }
 
   /** Part counts by state, for `status`. */

@@ -187,7 +187,7 @@ export class TemplateData {
     const again = this.spills.get(chunk.index); // another reader got here while we awaited
     if (again) return again;
     const tmp = `${final}.${process.pid}.${Date.now()}.tmp`;
-    const handle = await open(tmp, 'w+');
+    const handle = await open(tmp, 'w+', 0o600); // private, like the whole cache (see makeDirs)
     const spill = new SpilledChunk(chunk, handle);
     this.spills.set(chunk.index, spill);
     void this.inflateToSpill(spill, tmp, final);
