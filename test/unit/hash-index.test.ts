@@ -1,0 +1,79 @@
+/** The hash index keys on what a user cannot reset, does not trust older index files, and is private. */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { HashIndex, identityOf } from '../../src/sources/hash-index.js';
+
+const run = promisify(execFile);
+let work: string;
+
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-hash-index-'));
+});
+after(() => rm(work, { recursive: true, force: true }));
+
+test('an edit that keeps size and mtime (touch -r) is a miss', async () => {
+  const file = path.join(work, 'part.bin');
+  await writeFile(file, Buffer.alloc(10000, 1));
+  const index = await HashIndex.load(undefined);
+  const before = identityOf(await stat(file));
+  index.set(file, before, 'md5', 'SUM');
+  assert.equal(index.get(file, identityOf(await stat(file)), 'md5'), 'SUM');
+
+  await run('touch', ['-r', file, `${file}.ref`]);
+  const fh = await open(file, 'r+');
+  await fh.write(Buffer.alloc(100, 2), 0, 100, 5000);
+  await fh.close();
+  await run('touch', ['-r', `${file}.ref`, file]);
+  const after = identityOf(await stat(file));
+  assert.equal(after.size, before.size);
+  assert.equal(after.mtimeMs, before.mtimeMs, 'touch -r put the mtime back');
+  assert.equal(index.get(file, after, 'md5'), undefined);
+  assert.equal(index.previous(file, 'md5'), 'SUM', 'what it held before is still known, to name the file');
+});
+
+test('another file under the same path (inode, device) is a miss', async () => {
+  const index = await HashIndex.load(undefined);
+  const id = { size: 5, mtimeMs: 1000, ctimeMs: 2000, ino: 42, dev: 7 };
+  index.set('/x', id, 'md5', 'SUM');
+  assert.equal(index.get('/x', { ...id }, 'md5'), 'SUM');
+  for (const field of ['size', 'mtimeMs', 'ctimeMs', 'ino', 'dev'] as const) {
+    assert.equal(index.get('/x', { ...id, [field]: id[field] + 1 }, 'md5'), undefined, `${field} differs`);
+  }
+});
+
+test('a version 1 index (path, size, mtime) is not trusted', async () => {
+  const file = path.join(work, 'v1.bin');
+  await writeFile(file, 'some bytes');
+  const st = await stat(file);
+  const indexFile = path.join(work, 'v1-index.json');
+  await writeFile(indexFile, JSON.stringify({ version: 1, files: { [file]: { size: st.size, mtimeMs: st.mtimeMs, sums: { md5: 'LIE' } } } }));
+  const index = await HashIndex.load(indexFile);
+  assert.equal(index.get(file, identityOf(st), 'md5'), undefined);
+});
+
+test('forget drops an entry, on disk too, and the index file is private (0600) under umask 022', async () => {
+  const old = process.umask(0o022);
+  try {
+    const indexFile = path.join(work, 'sub', 'dir', 'hash-index.json');
+    const a = await HashIndex.load(indexFile);
+    const id = { size: 1, mtimeMs: 1, ctimeMs: 1, ino: 1, dev: 1 };
+    a.set('/a', id, 'md5', 'A');
+    a.set('/b', id, 'md5', 'B');
+    await a.save();
+    assert.equal((await stat(indexFile)).mode & 0o777, 0o600);
+    assert.equal((await stat(path.dirname(indexFile))).mode & 0o777, 0o700);
+    assert.equal((await stat(path.join(work, 'sub'))).mode & 0o777, 0o700);
+    const b = await HashIndex.load(indexFile);
+    b.forget('/a');
+    await b.save();
+    const saved = JSON.parse(await readFile(indexFile, 'utf8')) as { files: Record<string, unknown> };
+    assert.deepEqual(Object.keys(saved.files), ['/b']);
+  } finally {
+    process.umask(old);
+  }
+});

@@ -1,0 +1,112 @@
+/**
+ * Issue 7 items 12 and 15: the disk cache holds --cache-size at every commit (least recently used first,
+ * files handed out included), and what it makes is private.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, open, readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PartCache } from '../../src/sources/part-cache.js';
+import { cacheFiles } from '../helpers/network.js';
+
+const MB = 1 << 20;
+let work: string;
+let dirs = 0;
+
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-evict-'));
+});
+after(() => rm(work, { recursive: true, force: true }));
+
+function newCache(maxBytes: number): PartCache {
+  const hashFile = async (file: string, kind: 'md5' | 'sha256') => createHash(kind).update(await readFile(file)).digest();
+  return new PartCache({ dir: path.join(work, `${++dirs}-cache`), maxBytes, hashFile });
+}
+
+/** Stores `size` bytes of `fill` through a writer, as a fetch does; returns the committed file. */
+async function store(cache: PartCache, fill: number, size = MB): Promise<string> {
+  const bytes = Buffer.alloc(size, fill);
+  const md5 = createHash('md5').update(bytes).digest();
+  const begun = await cache.begin('parts', 'md5', md5.toString('hex'));
+  assert.ok('writer' in begun);
+  await begun.writer.fh.write(bytes, 0, bytes.length, 0);
+  const copy = await begun.writer.commit([['md5', md5]]);
+  assert.ok(copy);
+  return copy.path;
+}
+
+const exists = (file: string): Promise<boolean> => stat(file).then(() => true, () => false);
+const cacheBytes = async (cache: PartCache): Promise<number> => (await cacheFiles(cache.dir)).reduce((n, f) => n + f.size, 0);
+
+test('the limit holds after every commit, also for files this process just handed out', async () => {
+  const limit = 2.5 * MB;
+  const cache = newCache(limit);
+  for (let i = 0; i < 8; i++) {
+    const file = await store(cache, i);
+    assert.ok(await cache.lookup(file), 'handed out'); // once "pinned" for 30 s and never evicted meanwhile
+    const bytes = await cacheBytes(cache);
+    assert.ok(bytes <= limit, `after commit ${i + 1}: ${bytes} bytes in the cache, limit ${limit}`);
+  }
+  assert.ok(cache.stats().evictions >= 6);
+});
+
+test('least recently used files go first', async () => {
+  const cache = newCache(3.5 * MB);
+  const [a, b, c] = [await store(cache, 1), await store(cache, 2), await store(cache, 3)];
+  const now = Date.now() / 1000;
+  await utimes(b, now - 300, now - 300); // b: least recently used
+  await utimes(a, now - 200, now - 200);
+  await utimes(c, now - 100, now - 100);
+  const d = await store(cache, 4);
+  assert.deepEqual([await exists(a), await exists(b), await exists(c), await exists(d)], [true, false, true, true]);
+  const e = await store(cache, 5);
+  assert.deepEqual([await exists(a), await exists(c), await exists(d), await exists(e)], [false, true, true, true]);
+});
+
+test('a part larger than the limit is the only excess: everything else goes', async () => {
+  const cache = newCache(2 * MB);
+  await store(cache, 1);
+  const big = await store(cache, 9, 3 * MB);
+  const files = await cacheFiles(cache.dir);
+  assert.deepEqual(files.map((f) => f.file), [big]);
+});
+
+test('a reader that has an evicted file open still reads its verified bytes', async () => {
+  const cache = newCache(1.5 * MB);
+  const first = await store(cache, 7);
+  const fh = await open(first, 'r');
+  try {
+    await store(cache, 8); // evicts the first
+    assert.equal(await exists(first), false);
+    const buf = Buffer.alloc(MB);
+    await fh.read(buf, 0, MB, 0);
+    assert.ok(buf.equals(Buffer.alloc(MB, 7)));
+  } finally {
+    await fh.close();
+  }
+});
+
+test('folders are made 0700 and files 0600 under umask 022', async () => {
+  const old = process.umask(0o022);
+  try {
+    const cache = newCache(100 * MB);
+    const file = await store(cache, 3);
+    const begun = await cache.begin('parts', 'md5', 'ab'.repeat(16)); // a lock and a temporary file, held
+    assert.ok('writer' in begun);
+    try {
+      assert.equal((await stat(file)).mode & 0o777, 0o600, file);
+      assert.equal((await stat(begun.writer.tmp)).mode & 0o777, 0o600, begun.writer.tmp);
+      const locks = path.join(cache.dir, 'parts', 'locks');
+      for (const name of await readdir(locks)) assert.equal((await stat(path.join(locks, name))).mode & 0o777, 0o600, name);
+      for (const dir of [cache.dir, path.join(cache.dir, 'parts'), locks, path.join(cache.dir, 'parts', 'tmp'), path.dirname(file), path.dirname(path.dirname(file))]) {
+        assert.equal((await stat(dir)).mode & 0o777, 0o700, dir);
+      }
+    } finally {
+      await begun.writer.abort();
+    }
+  } finally {
+    process.umask(old);
+  }
+});
