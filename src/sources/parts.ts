@@ -16,6 +16,24 @@ function unchanged(st: Stats, copy: LocalCopy): boolean {
   return same && (st.ctimeMs === copy.ctimeMs || st.nlink === 0);
 }
 
+/** Throws unless the open file still is the verified copy (and no later hash found it bad). */
+async function assertUnchanged(fh: FileHandle, copy: LocalCopy): Promise<void> {
+  const st = await fh.stat().catch(() => undefined);
+  if (copy.stale || !st || !unchanged(st, copy)) throw new Error(`${copy.path} changed since it was verified`);
+}
+
+/** Opens a copy's file, refusing it unless it is the file that was verified (not replaced, not edited). */
+async function openUnchanged(copy: LocalCopy): Promise<FileHandle> {
+  const fh = await open(copy.path, 'r');
+  try {
+    await assertUnchanged(fh, copy);
+    return fh;
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    throw err;
+  }
+}
+
 /** Something that can produce a verified copy of a part: local files, the disk cache, mirrors. */
 export interface PartProvider {
   readonly name: string;
@@ -177,23 +195,25 @@ export class PartStore {
   /**
    * The open file of a located copy. The file it opens, and every RECHECK_MS the file it reads from, must
    * still have the identity the copy was verified with (size, mtime, ctime, inode, device: an edit kept
-   * under `touch -r` moves the ctime), checked on the open handle, since that is what is read.
+   * under `touch -r` moves the ctime), checked on the open handle, since that is what is read. Readers
+   * sharing a handle all wait for the check made at its opening.
    */
   private async handleFor(key: string, loc: Located): Promise<FileHandle> {
-    const fresh = !loc.handle;
     if (!loc.handle) {
-      loc.handle = open(loc.copy.path, 'r');
+      loc.handle = openUnchanged(loc.copy);
       loc.handle.catch(() => undefined);
       this.handles.set(key, loc);
     } else this.handles.get(key); // refresh LRU position
     const handle = loc.handle;
-    if (loc.copy.stale || fresh || Date.now() - loc.checkedAt > RECHECK_MS) {
-      const st = await (await handle).stat().catch(() => undefined);
-      if (loc.copy.stale || !st || !unchanged(st, loc.copy)) {
-        this.forget(key);
-        throw new Error(`${loc.copy.path} changed since it was verified`);
+    try {
+      const fh = await handle;
+      if (loc.copy.stale || Date.now() - loc.checkedAt > RECHECK_MS) {
+        await assertUnchanged(fh, loc.copy);
+        loc.checkedAt = Date.now();
       }
-      loc.checkedAt = Date.now();
+    } catch (err) {
+      this.forget(key);
+      throw err;
     }
     return handle;
   }
