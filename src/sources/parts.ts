@@ -20,12 +20,27 @@ const MISSING_RETRY_MS = 10_000;
 /** Prefetch requests kept waiting at most (older ones are dropped: the reader has moved on). */
 const PREFETCH_QUEUE = 1024;
 
+/**
+ * An open file of a located copy, with the reads using it right now: a handle the LRU evicts is closed
+ * as soon as its last read ends (not on a timer, under which fast readers piled up thousands of fds).
+ */
+interface OpenCopy {
+  fh: Promise<FileHandle>;
+  users: number;
+  evicted: boolean;
+}
+
 interface Located {
   copy: LocalCopy;
   provider: string;
-  handle?: Promise<FileHandle>;
+  handle?: OpenCopy;
   checkedAt: number;
 }
+
+/** Open files kept for located parts (more are open only while reads still use evicted ones). */
+export const OPEN_HANDLES = 128;
+
+const closeCopy = (open: OpenCopy): void => void open.fh.then((fh) => fh.close()).catch(() => undefined);
 
 /**
  * Where each part's verified bytes are: asks the providers in order, once per part however many readers
@@ -53,13 +68,14 @@ export class PartStore {
     private readonly logMissing = true,
   ) {
     this.handles = new LRUCache<string, Located>({
-      max: 128,
+      max: OPEN_HANDLES,
       dispose: (loc, _key, reason) => {
         if (reason === 'delete' && this.closing) return;
         const h = loc.handle;
         loc.handle = undefined;
-        // Give in-flight reads on this handle time to finish before closing it.
-        if (h) setTimeout(() => void h.then((fh) => fh.close()).catch(() => undefined), 5000).unref();
+        if (!h) return;
+        h.evicted = true;
+        if (h.users === 0) closeCopy(h); // else the last read using it closes it (releaseHandle)
       },
     });
   }
@@ -163,7 +179,8 @@ export class PartStore {
     this.handles.delete(key);
   }
 
-  private async handleFor(key: string, loc: Located): Promise<FileHandle> {
+  /** The open file of `loc`, counted as used until releaseHandle. */
+  private async handleFor(key: string, loc: Located): Promise<OpenCopy> {
     if (Date.now() - loc.checkedAt > RECHECK_MS) {
       const st = await stat(loc.copy.path).catch(() => undefined);
       if (!st || st.size !== loc.copy.size || st.mtimeMs !== loc.copy.mtimeMs) {
@@ -173,11 +190,22 @@ export class PartStore {
       loc.checkedAt = Date.now();
     }
     if (!loc.handle) {
-      loc.handle = open(loc.copy.path, 'r');
-      loc.handle.catch(() => undefined);
+      const fh = open(loc.copy.path, 'r');
+      fh.catch(() => undefined);
+      loc.handle = { fh, users: 0, evicted: false };
+      const handle = loc.handle;
+      handle.users++; // before set(): setting may evict, and must not close the one being handed out
       this.handles.set(key, loc);
-    } else this.handles.get(key); // refresh LRU position
+      return handle;
+    }
+    this.handles.get(key); // refresh LRU position
+    loc.handle.users++;
     return loc.handle;
+  }
+
+  private releaseHandle(handle: OpenCopy): void {
+    handle.users--;
+    if (handle.evicted && handle.users === 0) closeCopy(handle);
   }
 
   /** Part counts by state, for `status`. */
@@ -196,7 +224,7 @@ export class PartStore {
     const open = [...this.located.values()].map((l) => l.handle).filter((h) => h !== undefined);
     this.located.clear();
     this.handles.clear();
-    await Promise.all(open.map((h) => h.then((fh) => fh.close()).catch(() => undefined)));
+    await Promise.all(open.map((h) => h.fh.then((fh) => fh.close()).catch(() => undefined)));
   }
 
   /**
@@ -207,14 +235,7 @@ export class PartStore {
     for (let attempt = 0; ; attempt++) {
       const loc = await unlessAborted(this.locate(key), signal);
       try {
-        const fh = await unlessAborted(this.handleFor(key, loc), signal);
-        let done = 0;
-        while (done < length) {
-          throwIfAborted(signal);
-          const { bytesRead } = await fh.read(target, at + done, length - done, loc.copy.offset + from + done);
-          if (bytesRead === 0) throw new Error(`${loc.copy.path} is shorter than when it was verified`);
-          done += bytesRead;
-        }
+        await this.readCopy(key, loc, from, length, target, at, signal);
         this.stats.bytesRead += length;
         this.stats.byProvider[loc.provider] = (this.stats.byProvider[loc.provider] ?? 0) + length;
         return;
@@ -228,6 +249,24 @@ export class PartStore {
           throw error;
         }
       }
+    }
+  }
+
+  /** Reads through the copy's open file, holding it so that an eviction meanwhile does not close it under us. */
+  private async readCopy(key: string, loc: Located, from: number, length: number, target: Buffer, at: number, signal?: AbortSignal): Promise<void> {
+    // Not cut short by `signal`: handleFor counts the use once it resolves, and only this finally gives it back.
+    const handle = await this.handleFor(key, loc);
+    try {
+      const fh = await unlessAborted(handle.fh, signal);
+      let done = 0;
+      while (done < length) {
+        throwIfAborted(signal);
+        const { bytesRead } = await fh.read(target, at + done, length - done, loc.copy.offset + from + done);
+        if (bytesRead === 0) throw new Error(`${loc.copy.path} is shorter than when it was verified`);
+        done += bytesRead;
+      }
+    } finally {
+      this.releaseHandle(handle);
     }
   }
 }
