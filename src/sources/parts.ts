@@ -37,10 +37,14 @@ interface Located {
   checkedAt: number;
 }
 
-/** Open files kept for located parts (more are open only while reads still use evicted ones). */
+/** Open files kept for located parts. */
 export const OPEN_HANDLES = 128;
-
-const closeCopy = (open: OpenCopy): void => void open.fh.then((fh) => fh.close()).catch(() => undefined);
+/**
+ * Evicted files still open because reads use them, at most: beyond this a read waits for one to close
+ * before it opens another. A 1 MiB read-ahead block of 2 KiB parts reads 500 parts at once, and eight
+ * blocks run together: without a bound that was thousands of open files, and EMFILE for the whole daemon.
+ */
+export const LINGERING_HANDLES = 64;
 
 /**
  * Where each part's verified bytes are: asks the providers in order, once per part however many readers
@@ -60,6 +64,9 @@ export class PartStore {
   prefetchConcurrency = 8;
   private readonly prefetchQueue = new Set<string>();
   private prefetchActive = 0;
+  /** Evicted handles not closed yet (reads still use them, or closing), and the reads waiting for one to close. */
+  private lingering = 0;
+  private readonly lingerWaiters: Array<() => void> = [];
 
   constructor(
     private readonly layout: ImageLayout,
@@ -75,7 +82,8 @@ export class PartStore {
         loc.handle = undefined;
         if (!h) return;
         h.evicted = true;
-        if (h.users === 0) closeCopy(h); // else the last read using it closes it (releaseHandle)
+        this.lingering++;
+        if (h.users === 0) this.retire(h); // else the last read using it does (releaseHandle)
       },
     });
   }
@@ -189,6 +197,8 @@ export class PartStore {
       }
       loc.checkedAt = Date.now();
     }
+    // No await between this check and set() below: at most one more handle lingers than the bound.
+    while (!loc.handle && this.lingering >= LINGERING_HANDLES && !this.closing) await new Promise<void>((r) => this.lingerWaiters.push(r));
     if (!loc.handle) {
       const fh = open(loc.copy.path, 'r');
       fh.catch(() => undefined);
@@ -205,7 +215,21 @@ export class PartStore {
 
   private releaseHandle(handle: OpenCopy): void {
     handle.users--;
-    if (handle.evicted && handle.users === 0) closeCopy(handle);
+    if (handle.evicted && handle.users === 0) this.retire(handle);
+  }
+
+  /**
+   * Closes an evicted handle; it stops counting as lingering only once closed: a close waits in libuv's
+   * pool behind the reads queued there, and until then the descriptor is still open.
+   */
+  private retire(handle: OpenCopy): void {
+    void handle.fh
+      .then((fh) => fh.close())
+      .catch(() => undefined)
+      .finally(() => {
+        this.lingering--;
+        this.lingerWaiters.shift()?.();
+      });
   }
 
   /** Part counts by state, for `status`. */
@@ -221,6 +245,7 @@ export class PartStore {
   async close(): Promise<void> {
     this.closing = true;
     this.prefetchQueue.clear();
+    for (const wake of this.lingerWaiters.splice(0)) wake();
     const open = [...this.located.values()].map((l) => l.handle).filter((h) => h !== undefined);
     this.located.clear();
     this.handles.clear();
