@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, lstatSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { controlSocketPath } from '../../src/fuse/control.js';
 import { LINGERING_HANDLES, OPEN_HANDLES } from '../../src/sources/parts.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
-import { assertCleanFailure, assertOk, prng, runCli } from '../helpers/cli.js';
+import { assertCleanFailure, assertOk, BIN, prng, runCli, SAMPLE_PARTS, SAMPLES, type CliResult } from '../helpers/cli.js';
 import { forceUnmount, isMounted, mountJigdo } from '../helpers/mount.js';
 
 const run = promisify(execFile);
@@ -290,6 +290,39 @@ describe('mountpoints fuse refuses (item 13)', () => {
       assert.equal(await stat(cache).then(() => 'exists', () => 'absent'), 'absent');
     } finally {
       await forceUnmount(mnt);
+    }
+  });
+});
+
+/** Runs the CLI as user nobody (setpriv), with a temp folder of its own; the result as runCli gives it. */
+async function runAsNobody(args: string[], tmp: string): Promise<CliResult> {
+  const started = Date.now();
+  const env = { PATH: process.env.PATH, TMPDIR: tmp, HOME: tmp, XDG_CACHE_HOME: tmp, XDG_CONFIG_HOME: tmp };
+  const argv = ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args];
+  return run('setpriv', argv, { env, timeout: 60_000 }).then(
+    ({ stdout, stderr }) => ({ code: 0, signal: null, stdout, stderr, timedOut: false, ms: Date.now() - started }),
+    (e: { code?: number; stdout?: string; stderr?: string }) =>
+      ({ code: typeof e.code === 'number' ? e.code : null, signal: null, stdout: e.stdout ?? '', stderr: e.stderr ?? '', timedOut: false, ms: Date.now() - started }),
+  );
+}
+
+describe('--allow-other without user_allow_other (item 13)', () => {
+  const allowed = (): boolean => /^\s*user_allow_other\s*$/m.test(readFileSync('/etc/fuse.conf', 'utf8'));
+  test('a user other than root gets one line naming /etc/fuse.conf and what to do', { skip: (uid !== 0 || allowed()) && 'needs root, and no user_allow_other in /etc/fuse.conf' }, async () => {
+    // Outside `work` (private to root), and with the repository's sample (readable by all): nobody can reach them.
+    const tmp = await mkdtemp(path.join(tmpdir(), 'jigdofs-nobody-'));
+    chmodSync(tmp, 0o777);
+    const mnt = path.join(tmp, 'mnt');
+    mkdirSync(mnt);
+    chownSync(mnt, 65534, 65534);
+    const jigdo = path.join(SAMPLES, 'jf-md5-gzip.jigdo');
+    const r = await runAsNobody(['mount', jigdo, mnt, '--allow-other', '--scan', SAMPLE_PARTS, '--cache-dir', path.join(tmp, 'cache')], tmp);
+    try {
+      assertCleanFailure(r, '/etc/fuse.conf', /--allow-other needs a user_allow_other line/);
+      assert.equal(await isMounted(mnt), false);
+    } finally {
+      await forceUnmount(mnt);
+      await rm(tmp, { recursive: true, force: true });
     }
   });
 });
