@@ -1,12 +1,12 @@
 import { stat } from 'node:fs/promises';
-import path from 'node:path';
 import Fuse from 'fuse-native';
 import { errorMessage } from '../format/errors.js';
 import { openImage, type ImageSession, type SourceOptions } from '../image/open.js';
 import type { JigdoFile } from '../format/jigdo.js';
-import { askControl, serveControl } from './control.js';
+import type { Server } from 'node:net';
+import { askControl, checkedControlDir, serveControl, type ControlHandler } from './control.js';
 import { imageOps, type MountedImage } from './filesystem.js';
-import { fusermountUnmount, isStale, mountedType } from './mounts.js';
+import { allowOtherProblem, fusermountUnmount, isStale, mountedType, mountpointProblem, resolveMountpoint, watchUnmount } from './mounts.js';
 
 export interface MountOptions {
   allowOther: boolean;
@@ -18,10 +18,15 @@ export interface MountOptions {
 export const FS_TYPE = 'fuse.jigdofs';
 
 /**
- * Makes `mnt` usable: refuses a live mount, clears a stale one (a daemon killed with -9 leaves
- * "Transport endpoint is not connected"), and requires an existing directory.
+ * Makes `mnt` (a resolved path: see resolveMountpoint) usable: the control socket folder must be ours,
+ * `--allow-other` allowed; refuses a live mount, clears a stale one (a daemon killed with -9 leaves
+ * "Transport endpoint is not connected"), and requires an existing empty directory. Each refusal is
+ * one line naming the file and what to do, where fuse itself says only "fuse failed".
  */
-export async function prepareMountpoint(mnt: string, log: (line: string) => void): Promise<void> {
+export async function prepareMountpoint(mnt: string, log: (line: string) => void, opts: { allowOther?: boolean } = {}): Promise<void> {
+  checkedControlDir(true);
+  const allowOther = opts.allowOther ? await allowOtherProblem() : undefined;
+  if (allowOther) throw new Error(allowOther);
   const type = await mountedType(mnt);
   if (type && (await isStale(mnt))) {
     log(`clearing stale mount at ${mnt}`);
@@ -34,10 +39,8 @@ export async function prepareMountpoint(mnt: string, log: (line: string) => void
   } else if (type) {
     throw new Error(`${mnt}: something else (${type}) is mounted here`);
   }
-  const st = await stat(mnt).catch((err: NodeJS.ErrnoException) => {
-    throw new Error(`${mnt}: mountpoint ${err.code === 'ENOENT' ? 'does not exist' : `cannot be used (${err.code})`}`);
-  });
-  if (!st.isDirectory()) throw new Error(`${mnt}: mountpoint is not a directory`);
+  const problem = await mountpointProblem(mnt);
+  if (problem) throw new Error(problem);
 }
 
 /** Unique file names for the images (two [Image]s may share a basename). */
@@ -87,21 +90,8 @@ export async function statusOf(mnt: string, images: Map<string, MountedImage>, s
   };
 }
 
-/**
- * Runs a mount in this process until it is unmounted (`jigdofs umount`, fusermount -u, SIGINT/SIGTERM).
- * `onReady` is called once the kernel has the mount.
- */
-export async function runMount(
-  jigdo: JigdoFile,
-  mntArg: string,
-  sources: SourceOptions,
-  opts: MountOptions,
-  onReady: (names: string[]) => void,
-): Promise<void> {
-  const mnt = path.resolve(mntArg);
-  const { log } = opts;
-  await prepareMountpoint(mnt, log);
-  const startedAt = Date.now();
+/** Opens every image of the .jigdo (closing those already open when one fails) and names their files. */
+async function openImages(jigdo: JigdoFile, sources: SourceOptions, startedAt: number, log: (line: string) => void): Promise<Map<string, MountedImage>> {
   const sessions: ImageSession[] = [];
   try {
     for (const image of jigdo.images) sessions.push(await openImage(jigdo, image, { ...sources, logMissing: true }));
@@ -115,7 +105,83 @@ export async function runMount(
     images.set(name, { session, mtime });
     void session.local.scan().catch((err: unknown) => log(`scan failed: ${errorMessage(err)}`)); // index local files now, not at the first read
   }
+  return images;
+}
 
+/** fuse-native's own error is "fuse failed" whatever went wrong: say where to look. */
+function mountFuse(fuse: Fuse, mnt: string): Promise<void> {
+  return new Promise<void>((resolve, reject) =>
+    fuse.mount((err) => {
+      if (!err) return resolve();
+      const hint = /fuse failed/i.test(err.message) ? ' (is /dev/fuse there, and fusermount installed and allowed for this user?)' : '';
+      reject(new Error(`${mnt}: mount failed: ${err.message}${hint}`));
+    }),
+  );
+}
+
+/**
+ * The control requests of a mount. `unmount` is non-lazy unless asked: like umount(8), a busy mount
+ * (a cp still reading it) is refused with "busy" and stays, instead of being detached under the reader.
+ */
+function controlHandler(mnt: string, images: Map<string, MountedImage>, startedAt: number, opts: MountOptions, stop: (why: string) => Promise<void>): ControlHandler {
+  return async ({ op, lazy }) => {
+    if (op === 'ping') return 'pong';
+    if (op === 'status') return statusOf(mnt, images, startedAt, opts.extraStatus);
+    if (op === 'unmount') {
+      if (!lazy) await fusermountUnmount(mnt, false); // throws BusyError; once it succeeded nothing can be busy
+      setImmediate(() => void stop('jigdofs umount'));
+      return { unmounting: true, pid: process.pid }; // umount waits for this process to end
+    }
+    throw new Error(`unknown request ${op}`);
+  };
+}
+
+/**
+ * Resolves once the mount ends: a signal, `jigdofs umount`, or an outside unmount. A /proc/mounts that
+ * cannot be read (out of file descriptors) is no unmount: logged once, the next look decides.
+ */
+function untilStopped(mnt: string, stop: (why: string) => Promise<void>, stopping: () => Promise<void> | undefined, log: (line: string) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const finish = (why: string) => void stop(why).then(resolve);
+    process.once('SIGINT', () => finish('SIGINT'));
+    process.once('SIGTERM', () => finish('SIGTERM'));
+    process.once('SIGHUP', () => finish('SIGHUP'));
+    let unknownLogged = false;
+    const unwatch = watchUnmount(mnt, FS_TYPE, () => finish('unmounted from outside'), {
+      onUnknown: (err) => {
+        if (!unknownLogged) log(`cannot tell whether ${mnt} is still mounted (${err.message}); still serving`);
+        unknownLogged = true;
+      },
+    });
+    // Stopped by a control request (or a fatal error): resolve once the unmount is over.
+    const poll = setInterval(() => {
+      const stopped = stopping();
+      if (!stopped) return;
+      clearInterval(poll);
+      unwatch();
+      void stopped.then(resolve);
+    }, 200);
+  });
+}
+
+/**
+ * Runs a mount in this process until it is unmounted (`jigdofs umount`, fusermount -u, SIGINT/SIGTERM).
+ * `onReady` is called once the kernel has the mount. The control socket listens before the kernel mount,
+ * so a mount can never be left up without a way to reach it; a failed mount leaves nothing mounted.
+ */
+export async function runMount(
+  jigdo: JigdoFile,
+  mntArg: string,
+  sources: SourceOptions,
+  opts: MountOptions,
+  onReady: (names: string[]) => void,
+): Promise<void> {
+  const mnt = await resolveMountpoint(mntArg);
+  const { log } = opts;
+  await prepareMountpoint(mnt, log, { allowOther: opts.allowOther });
+  const startedAt = Date.now();
+  const images = await openImages(jigdo, sources, startedAt, log);
+  const closeImages = () => Promise.all([...images.values()].map(({ session }) => session.close().catch(() => undefined)));
   const fuse = new Fuse(mnt, imageOps(images, log, new Date(startedAt)), {
     timeout: false, // we answer every read ourselves; fuse-native's 15 s default would answer ETIMEDOUT
     kernelCache: true, // the image never changes: re-reads come from the page cache
@@ -123,50 +189,28 @@ export async function runMount(
     subtype: 'jigdofs',
     allowOther: opts.allowOther,
   });
-  await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(new Error(`${mnt}: mount failed: ${err.message}`)) : resolve())));
-
-  let stopping: Promise<void> | undefined;
+  let stopped: Promise<void> | undefined;
   const stop = (why: string): Promise<void> =>
-    (stopping ??= (async () => {
+    (stopped ??= (async () => {
       log(`unmounting ${mnt} (${why})`);
       await new Promise<void>((resolve) => fuse.unmount(() => resolve()));
-      if (await mountedType(mnt)) await fusermountUnmount(mnt, true).catch(() => undefined);
-      await Promise.all(sessions.map((s) => s.close().catch(() => undefined)));
+      if (await mountedType(mnt).catch(() => undefined)) await fusermountUnmount(mnt, true).catch(() => undefined);
+      await closeImages();
     })());
-
-  const control = await serveControl(mnt, async ({ op }) => {
-    if (op === 'ping') return 'pong';
-    if (op === 'status') return statusOf(mnt, images, startedAt, opts.extraStatus);
-    if (op === 'unmount') {
-      setImmediate(() => void stop('jigdofs umount'));
-      return { unmounting: true, pid: process.pid }; // umount waits for this process to end
-    }
-    throw new Error(`unknown request ${op}`);
-  });
-
-  const done = new Promise<void>((resolve) => {
-    const finish = (why: string) => void stop(why).then(resolve);
-    process.once('SIGINT', () => finish('SIGINT'));
-    process.once('SIGTERM', () => finish('SIGTERM'));
-    process.once('SIGHUP', () => finish('SIGHUP'));
-    // An outside `fusermount -u` ends the kernel side without telling us: notice it and exit.
-    const watch = setInterval(() => {
-      void mountedType(mnt).then((type) => {
-        if (type !== FS_TYPE) {
-          clearInterval(watch);
-          finish('unmounted from outside');
-        }
-      });
-    }, 1000);
-    void stopping?.then(() => clearInterval(watch));
-    const poll = setInterval(() => {
-      if (stopping) {
-        clearInterval(poll);
-        clearInterval(watch);
-        void stopping.then(resolve);
-      }
-    }, 200);
-  });
+  let control: Server;
+  try {
+    control = await serveControl(mnt, controlHandler(mnt, images, startedAt, opts, stop));
+  } catch (err) {
+    await closeImages();
+    throw err;
+  }
+  try {
+    await mountFuse(fuse, mnt);
+  } catch (err) {
+    control.close();
+    await closeImages();
+    throw err;
+  }
   // A daemon must not die of one bad request: log stray rejections; an uncaught exception unmounts cleanly.
   process.on('unhandledRejection', (err) => log(`internal error (ignored): ${errorMessage(err)}`));
   process.on('uncaughtException', (err) => {
@@ -175,7 +219,7 @@ export async function runMount(
   });
   log(`mounted ${[...images.keys()].join(', ')} at ${mnt}`);
   onReady([...images.keys()]);
-  await done;
+  await untilStopped(mnt, stop, () => stopped, log);
   control.close();
   log(`unmounted ${mnt}`);
 }

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -7,15 +8,72 @@ const run = promisify(execFile);
 /** /proc/mounts escapes spaces and such as octal (\040). */
 const unescapeMount = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
-/** The filesystem type mounted at `mnt` (e.g. `fuse.jigdofs`), or undefined. */
-export async function mountedType(mnt: string): Promise<string | undefined> {
-  const text = await readFile('/proc/mounts', 'utf8').catch(() => '');
+export type MountsReader = () => Promise<string>;
+const readProcMounts: MountsReader = () => readFile('/proc/mounts', 'utf8');
+
+/**
+ * The filesystem type mounted at `mnt` (e.g. `fuse.jigdofs`), or undefined. A /proc/mounts that cannot be
+ * read (EMFILE, ENOMEM) throws: "cannot tell" must never pass for "not mounted".
+ */
+export async function mountedType(mnt: string, read: MountsReader = readProcMounts): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await read();
+  } catch (err) {
+    throw new Error(`/proc/mounts: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
   let type: string | undefined;
   for (const line of text.split('\n')) {
     const fields = line.split(' ');
     if (fields.length > 2 && unescapeMount(fields[1]!) === mnt) type = fields[2]; // the last mount wins
   }
   return type;
+}
+
+/**
+ * Calls `onGone` once the mount at `mnt` is no longer a `fsType` mount (someone ran `fusermount -u`, which
+ * ends the kernel side without telling us). A failed look (out of file descriptors, say) is no answer:
+ * it is reported through `onUnknown` and the next look decides. Returns the function that stops watching.
+ */
+export function watchUnmount(
+  mnt: string,
+  fsType: string,
+  onGone: () => void,
+  opts: { intervalMs?: number; read?: MountsReader; onUnknown?: (err: Error) => void } = {},
+): () => void {
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    mountedType(mnt, opts.read).then(
+      (type) => {
+        busy = false;
+        if (type === fsType) return;
+        clearInterval(timer);
+        onGone();
+      },
+      (err: Error) => {
+        busy = false;
+        opts.onUnknown?.(err);
+      },
+    );
+  }, opts.intervalMs ?? 1000);
+  return () => clearInterval(timer);
+}
+
+/**
+ * The canonical path of a mountpoint (symlinks resolved), as /proc/mounts shows it: a mount made through
+ * a link must be found by its real path, and by the link. A stale FUSE mount cannot be resolved itself
+ * (ENOTCONN): its parent is, and a mountpoint is never a symlink.
+ */
+export async function resolveMountpoint(mntArg: string): Promise<string> {
+  const abs = path.resolve(mntArg);
+  try {
+    return await realpath(abs);
+  } catch {
+    const parent = await realpath(path.dirname(abs)).catch(() => path.dirname(abs));
+    return path.join(parent, path.basename(abs));
+  }
 }
 
 /** True when `mnt` is a FUSE mount whose daemon is gone ("Transport endpoint is not connected"). */
@@ -28,7 +86,10 @@ export async function isStale(mnt: string): Promise<boolean> {
   }
 }
 
-/** fusermount -u (or -uz: lazy, for stale or busy mounts). */
+/** A non-lazy unmount refused because something uses the mount (an open file, a working directory). */
+export class BusyError extends Error {}
+
+/** fusermount -u (or -uz: lazy, for stale or busy mounts). A busy mount throws BusyError. */
 export async function fusermountUnmount(mnt: string, lazy: boolean): Promise<void> {
   const args = [lazy ? '-uz' : '-u', mnt];
   for (const bin of ['fusermount', 'fusermount3']) {
@@ -38,6 +99,9 @@ export async function fusermountUnmount(mnt: string, lazy: boolean): Promise<voi
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
+      if (/busy/i.test(stderr)) {
+        throw new BusyError(`${mnt}: busy: a process has a file or folder open in it (close it, or use jigdofs umount --lazy to detach it anyway)`);
+      }
       throw new Error(stderr || (err as Error).message);
     }
   }
@@ -45,3 +109,25 @@ export async function fusermountUnmount(mnt: string, lazy: boolean): Promise<voi
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Why `--allow-other` would make fuse fail ("fuse failed" says nothing): only root, or any user when
+ * fuse.conf has a `user_allow_other` line, may use it. Undefined when it is allowed.
+ */
+export async function allowOtherProblem(uid = process.getuid?.() ?? 0, fuseConf = '/etc/fuse.conf'): Promise<string | undefined> {
+  if (uid === 0) return undefined;
+  const text = await readFile(fuseConf, 'utf8').catch(() => '');
+  if (text.split('\n').some((l) => l.trim() === 'user_allow_other')) return undefined;
+  return `${fuseConf}: --allow-other needs a user_allow_other line here (root can add it), or mount without --allow-other`;
+}
+
+/** Why `mnt` cannot take a FUSE mount (fuse refuses a non-empty folder and reports only "fuse failed"). */
+export async function mountpointProblem(mnt: string): Promise<string | undefined> {
+  const st = await stat(mnt).catch((err: NodeJS.ErrnoException) => err);
+  if (st instanceof Error) return `${mnt}: mountpoint ${st.code === 'ENOENT' ? 'does not exist' : `cannot be used (${st.code})`}`;
+  if (!st.isDirectory()) return `${mnt}: mountpoint is not a directory`;
+  const entries = await readdir(mnt).catch((err: NodeJS.ErrnoException) => err);
+  if (entries instanceof Error) return `${mnt}: mountpoint cannot be listed (${entries.code})`;
+  if (entries.length > 0) return `${mnt}: mountpoint is not empty (${entries.length} entries, e.g. ${entries[0]}); mount on an empty directory`;
+  return undefined;
+}

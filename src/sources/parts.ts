@@ -49,12 +49,31 @@ const MISSING_RETRY_MS = 10_000;
 /** Prefetch requests kept waiting at most (older ones are dropped: the reader has moved on). */
 const PREFETCH_QUEUE = 1024;
 
+/**
+ * An open file of a located copy, with the reads using it right now: a handle the LRU evicts is closed
+ * as soon as its last read ends (not on a timer, under which fast readers piled up thousands of fds).
+ */
+interface OpenCopy {
+  fh: Promise<FileHandle>;
+  users: number;
+  evicted: boolean;
+}
+
 interface Located {
   copy: LocalCopy;
   provider: string;
-  handle?: Promise<FileHandle>;
+  handle?: OpenCopy;
   checkedAt: number;
 }
+
+/** Open files kept for located parts. */
+export const OPEN_HANDLES = 128;
+/**
+ * Evicted files still open because reads use them, at most: beyond this a read waits for one to close
+ * before it opens another. A 1 MiB read-ahead block of 2 KiB parts reads 500 parts at once, and eight
+ * blocks run together: without a bound that was thousands of open files, and EMFILE for the whole daemon.
+ */
+export const LINGERING_HANDLES = 64;
 
 /**
  * Where each part's verified bytes are: asks the providers in order, once per part however many readers
@@ -74,6 +93,9 @@ export class PartStore {
   prefetchConcurrency = 8;
   private readonly prefetchQueue = new Set<string>();
   private prefetchActive = 0;
+  /** Evicted handles not closed yet (reads still use them, or closing), and the reads waiting for one to close. */
+  private lingering = 0;
+  private readonly lingerWaiters: Array<() => void> = [];
 
   constructor(
     private readonly layout: ImageLayout,
@@ -82,13 +104,15 @@ export class PartStore {
     private readonly logMissing = true,
   ) {
     this.handles = new LRUCache<string, Located>({
-      max: 128,
+      max: OPEN_HANDLES,
       dispose: (loc, _key, reason) => {
         if (reason === 'delete' && this.closing) return;
         const h = loc.handle;
         loc.handle = undefined;
-        // Give in-flight reads on this handle time to finish before closing it.
-        if (h) setTimeout(() => void h.then((fh) => fh.close()).catch(() => undefined), 5000).unref();
+        if (!h) return;
+        h.evicted = true;
+        this.lingering++;
+        if (h.users === 0) this.retire(h); // else the last read using it does (releaseHandle)
       },
     });
   }
@@ -193,29 +217,56 @@ export class PartStore {
   }
 
   /**
-   * The open file of a located copy. The file it opens, and every RECHECK_MS the file it reads from, must
-   * still have the identity the copy was verified with (size, mtime, ctime, inode, device: an edit kept
-   * under `touch -r` moves the ctime), checked on the open handle, since that is what is read. Readers
-   * sharing a handle all wait for the check made at its opening.
+   * The open file of `loc`, counted as used until releaseHandle. The file it opens, and every RECHECK_MS
+   * the file it reads from, must still have the identity the copy was verified with (size, mtime, ctime,
+   * inode, device: an edit kept under `touch -r` moves the ctime), checked on the open handle, since that
+   * is what is read. Readers sharing a handle all wait for the check made at its opening.
    */
-  private async handleFor(key: string, loc: Located): Promise<FileHandle> {
-    if (!loc.handle) {
-      loc.handle = openUnchanged(loc.copy);
-      loc.handle.catch(() => undefined);
+  private async handleFor(key: string, loc: Located): Promise<OpenCopy> {
+    // No await between this check and set() below: at most one more handle lingers than the bound.
+    while (!loc.handle && this.lingering >= LINGERING_HANDLES && !this.closing) await new Promise<void>((r) => this.lingerWaiters.push(r));
+    let handle = loc.handle;
+    if (!handle) {
+      const fh = openUnchanged(loc.copy);
+      fh.catch(() => undefined);
+      handle = loc.handle = { fh, users: 0, evicted: false };
+      handle.users++; // before set(): setting may evict, and must not close the one being handed out
       this.handles.set(key, loc);
-    } else this.handles.get(key); // refresh LRU position
-    const handle = loc.handle;
+    } else {
+      this.handles.get(key); // refresh LRU position
+      handle.users++;
+    }
     try {
-      const fh = await handle;
+      const fh = await handle.fh;
       if (loc.copy.stale || Date.now() - loc.checkedAt > RECHECK_MS) {
         await assertUnchanged(fh, loc.copy);
         loc.checkedAt = Date.now();
       }
     } catch (err) {
+      this.releaseHandle(handle);
       this.forget(key);
       throw err;
     }
     return handle;
+  }
+
+  private releaseHandle(handle: OpenCopy): void {
+    handle.users--;
+    if (handle.evicted && handle.users === 0) this.retire(handle);
+  }
+
+  /**
+   * Closes an evicted handle; it stops counting as lingering only once closed: a close waits in libuv's
+   * pool behind the reads queued there, and until then the descriptor is still open.
+   */
+  private retire(handle: OpenCopy): void {
+    void handle.fh
+      .then((fh) => fh.close())
+      .catch(() => undefined)
+      .finally(() => {
+        this.lingering--;
+        this.lingerWaiters.shift()?.();
+      });
   }
 
   /** Part counts by state, for `status`. */
@@ -231,10 +282,11 @@ export class PartStore {
   async close(): Promise<void> {
     this.closing = true;
     this.prefetchQueue.clear();
+    for (const wake of this.lingerWaiters.splice(0)) wake();
     const open = [...this.located.values()].map((l) => l.handle).filter((h) => h !== undefined);
     this.located.clear();
     this.handles.clear();
-    await Promise.all(open.map((h) => h.then((fh) => fh.close()).catch(() => undefined)));
+    await Promise.all(open.map((h) => h.fh.then((fh) => fh.close()).catch(() => undefined)));
   }
 
   /**
@@ -245,14 +297,7 @@ export class PartStore {
     for (let attempt = 0; ; attempt++) {
       const loc = await unlessAborted(this.locate(key), signal);
       try {
-        const fh = await unlessAborted(this.handleFor(key, loc), signal);
-        let done = 0;
-        while (done < length) {
-          throwIfAborted(signal);
-          const { bytesRead } = await fh.read(target, at + done, length - done, loc.copy.offset + from + done);
-          if (bytesRead === 0) throw new Error(`${loc.copy.path} is shorter than when it was verified`);
-          done += bytesRead;
-        }
+        await this.readCopy(key, loc, from, length, target, at, signal);
         this.stats.bytesRead += length;
         this.stats.byProvider[loc.provider] = (this.stats.byProvider[loc.provider] ?? 0) + length;
         return;
@@ -266,6 +311,24 @@ export class PartStore {
           throw error;
         }
       }
+    }
+  }
+
+  /** Reads through the copy's open file, holding it so that an eviction meanwhile does not close it under us. */
+  private async readCopy(key: string, loc: Located, from: number, length: number, target: Buffer, at: number, signal?: AbortSignal): Promise<void> {
+    // Not cut short by `signal`: handleFor counts the use once it resolves, and only this finally gives it back.
+    const handle = await this.handleFor(key, loc);
+    try {
+      const fh = await unlessAborted(handle.fh, signal);
+      let done = 0;
+      while (done < length) {
+        throwIfAborted(signal);
+        const { bytesRead } = await fh.read(target, at + done, length - done, loc.copy.offset + from + done);
+        if (bytesRead === 0) throw new Error(`${loc.copy.path} is shorter than when it was verified`);
+        done += bytesRead;
+      }
+    } finally {
+      this.releaseHandle(handle);
     }
   }
 }

@@ -30,27 +30,30 @@ export async function forceUnmount(mnt: string): Promise<void> {
   if (await isMounted(mnt)) await run('fusermount', ['-uz', mnt]).catch(() => undefined);
 }
 
-/** Mounts `jigdo` with extra CLI args on a fresh mountpoint; throws with the CLI's stderr if it fails. */
-export async function mountJigdo(jigdo: string, args: string[] = [], opts: { cacheDir?: string; mnt?: string } = {}): Promise<TestMount> {
+/**
+ * Mounts `jigdo` with extra CLI args on a fresh mountpoint; throws with the CLI's stderr if it fails.
+ * `env`: the whole environment of mount, status and umount (default: runCli's).
+ */
+export async function mountJigdo(jigdo: string, args: string[] = [], opts: { cacheDir?: string; mnt?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestMount> {
   const base = await mkdtemp(path.join(tmpdir(), 'jigdofs-mnt-'));
   const mnt = opts.mnt ?? path.join(base, 'mnt');
   const cacheDir = opts.cacheDir ?? path.join(base, 'cache');
   if (!opts.mnt) await run('mkdir', ['-p', mnt]); // a given mountpoint may be stale: stat would fail
   const logFile = path.join(base, 'daemon.log');
-  const mountResult = await runCli(['mount', jigdo, mnt, '--cache-dir', cacheDir, '--log-file', logFile, ...args], { timeoutMs: 60_000 });
+  const mountResult = await runCli(['mount', jigdo, mnt, '--cache-dir', cacheDir, '--log-file', logFile, ...args], { timeoutMs: 60_000, env: opts.env });
   const m: TestMount = {
     mnt,
     cacheDir,
     mountResult,
     file: (name) => path.join(mnt, name),
     status: async () => {
-      const r = await runCli(['status', mnt, '--json'], { timeoutMs: 15_000 });
+      const r = await runCli(['status', mnt, '--json'], { timeoutMs: 15_000, env: opts.env });
       if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
       return JSON.parse(r.stdout) as Record<string, unknown>;
     },
     pid: async () => (await m.status()).pid as number,
     log: () => readFile(logFile, 'utf8').catch(() => ''),
-    umount: () => runCli(['umount', mnt], { timeoutMs: 30_000 }),
+    umount: () => runCli(['umount', mnt], { timeoutMs: 30_000, env: opts.env }),
     cleanup: async () => {
       // A daemon that died under a test leaves a stale mount: show its log, or CI shows only ENOTCONN.
       const died = await stat(mnt).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'ENOTCONN');

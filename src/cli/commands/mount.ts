@@ -7,7 +7,7 @@ import { errorMessage } from '../../format/errors.js';
 import { checkCacheDir, loadJigdo } from '../../image/open.js';
 import { makeDirs } from '../../util/make-dirs.js';
 import { prepareMountpoint, runMount } from '../../fuse/daemon.js';
-import { fusermountUnmount, mountedType, sleep } from '../../fuse/mounts.js';
+import { fusermountUnmount, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';
 import { addSourceOptions, logger, sourceOptions, type SourceFlags } from '../options.js';
 
 interface MountFlags extends SourceFlags {
@@ -41,12 +41,13 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
 
 /** The daemon's log file: under the cache dir, named after the mountpoint. */
 async function daemonLogFile(flags: MountFlags, mnt: string): Promise<string> {
+  // `mnt` is resolved already (resolveMountpoint): a mount made through a symlink logs under its real path.
   if (flags.logFile) return path.resolve(flags.logFile);
   const cacheDir = sourceOptions(flags).cacheDir;
   await checkCacheDir(cacheDir);
   const dir = path.join(cacheDir, 'logs');
   await makeDirs(dir);
-  return path.join(dir, `mount-${path.resolve(mnt).replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`);
+  return path.join(dir, `mount-${mnt.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`);
 }
 
 /**
@@ -54,11 +55,11 @@ async function daemonLogFile(flags: MountFlags, mnt: string): Promise<string> {
  * only once the image file is visible through the kernel with its full size, or with the daemon's reason.
  */
 async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]): Promise<void> {
-  const mnt = path.resolve(mntArg);
+  const mnt = await resolveMountpoint(mntArg);
   // Refuse a live mount (and clear a stale one) here, so that a failure can never touch another mount.
-  await prepareMountpoint(mnt, logger(flags.quiet));
+  await prepareMountpoint(mnt, logger(flags.quiet), { allowOther: flags.allowOther });
   const logFile = await daemonLogFile(flags, mnt);
-  const logFd = openSync(logFile, 'a');
+  const logFd = openSync(logFile, 'a', 0o600); // private: it names files, mirrors and paths of the user
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...argv, '--foreground', '--log-file', logFile], {
     detached: true,
     stdio: ['ignore', logFd, logFd, 'ipc'],

@@ -1,6 +1,6 @@
-import path from 'node:path';
 import type { Command } from 'commander';
 import { askControl } from '../../fuse/control.js';
+import { resolveMountpoint } from '../../fuse/mounts.js';
 import type { NetworkStats } from '../../sources/remote.js';
 
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
@@ -70,7 +70,8 @@ export function registerStatus(program: Command): void {
     .argument('<mountpoint>')
     .option('--json', 'print JSON for scripts')
     .action(async (mnt: string, flags: { json?: boolean }) => {
-      const status = (await askControl(path.resolve(mnt), 'status')) as Status;
+      // The daemon's socket is named after the real path: a symlink to the mountpoint finds it too.
+      const status = (await askControl(await resolveMountpoint(mnt), 'status')) as Status;
       process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
     });
 }

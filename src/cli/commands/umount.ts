@@ -1,17 +1,32 @@
-import path from 'node:path';
 import type { Command } from 'commander';
-import { askControl } from '../../fuse/control.js';
+import { askControl, UntrustedControlDir } from '../../fuse/control.js';
 import { FS_TYPE } from '../../fuse/daemon.js';
-import { fusermountUnmount, isStale, mountedType, sleep } from '../../fuse/mounts.js';
+import { BusyError, fusermountUnmount, isStale, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';
 import { pidAlive } from '../../util/pid.js';
+
+/** Waits for the mount to go, then for its daemon to end; false when the mount is still there after 5 s. */
+async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    if (!(await mountedType(mnt))) {
+      if (typeof pid === 'number') {
+        for (let j = 0; j < 600 && pidAlive(pid); j++) await sleep(50);
+        if (pidAlive(pid)) process.stderr.write(`jigdofs: ${mnt}: unmounted, but its daemon (pid ${pid}) is still finishing after 30 s\n`);
+      }
+      return true;
+    }
+    await sleep(50);
+  }
+  return false;
+}
 
 /**
  * Asks the daemon to unmount and waits for the mount to go, then for the daemon to end (it saves the hash
  * index and closes its log on the way out: a script that removes the cache right after must not race it);
- * falls back to fusermount.
+ * falls back to fusermount. Like umount(8), a busy mount (a reader still has the image open) is refused
+ * unless `lazy`: detaching it would cut that reader short (a cp ending with a truncated copy).
  */
-export async function unmount(mntArg: string): Promise<void> {
-  const mnt = path.resolve(mntArg);
+export async function unmount(mntArg: string, lazy = false): Promise<void> {
+  const mnt = await resolveMountpoint(mntArg);
   const type = await mountedType(mnt);
   if (!type) throw new Error(`${mnt}: nothing is mounted here`);
   if (type !== FS_TYPE) throw new Error(`${mnt}: not a jigdofs mount (${type})`);
@@ -19,31 +34,24 @@ export async function unmount(mntArg: string): Promise<void> {
     await fusermountUnmount(mnt, true);
     return;
   }
-  const answer = await askControl(mnt, 'unmount', 3000).catch(() => undefined);
-  if (answer !== undefined) {
-    const pid = (answer as { pid?: unknown }).pid;
-    for (let i = 0; i < 100; i++) {
-      if (!(await mountedType(mnt))) {
-        if (typeof pid === 'number') {
-          for (let j = 0; j < 600 && pidAlive(pid); j++) await sleep(50);
-          if (pidAlive(pid)) process.stderr.write(`jigdofs: ${mnt}: unmounted, but its daemon (pid ${pid}) is still finishing after 30 s\n`);
-        }
-        return;
-      }
-      await sleep(50);
-    }
-  }
-  // No daemon answered (or it is stuck): unmount from outside; a busy mount says so.
-  await fusermountUnmount(mnt, false);
+  const answer = await askControl(mnt, 'unmount', 3000, { lazy }).catch((err: Error) => {
+    if (/busy/.test(err.message)) throw new BusyError(err.message); // the daemon refused: say so, do not force it
+    if (err instanceof UntrustedControlDir) process.stderr.write(`jigdofs: ${err.message}; unmounting with fusermount instead\n`);
+    return undefined;
+  });
+  if (answer !== undefined && (await waitUnmounted(mnt, (answer as { pid?: unknown }).pid))) return;
+  // No daemon answered (or it is stuck): unmount from outside; a busy mount says so (BusyError).
+  await fusermountUnmount(mnt, lazy);
 }
 
 export function registerUmount(program: Command): void {
   program
     .command('umount')
     .alias('unmount')
-    .description('unmount a jigdofs mount and stop its daemon')
+    .description('unmount a jigdofs mount and stop its daemon; a mount in use is refused as busy')
     .argument('<mountpoint>')
-    .action(async (mnt: string) => {
-      await unmount(mnt);
+    .option('-l, --lazy', 'detach the mount even while it is in use (readers still running get errors)')
+    .action(async (mnt: string, flags: { lazy?: boolean }) => {
+      await unmount(mnt, flags.lazy ?? false);
     });
 }

@@ -1,0 +1,177 @@
+/**
+ * The guards of a mount that need no FUSE: the control socket folder check, the "unmounted from outside"
+ * watch when /proc/mounts cannot be read, the --allow-other check, and the bound on open part files.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { checkedControlDir, controlDir, UntrustedControlDir } from '../../src/fuse/control.js';
+import { allowOtherProblem, mountedType, watchUnmount } from '../../src/fuse/mounts.js';
+import { ImageLayout, type PartNeed } from '../../src/image/layout.js';
+import { LINGERING_HANDLES, OPEN_HANDLES, PartStore } from '../../src/sources/parts.js';
+import { identityOf } from '../../src/sources/hash-index.js';
+
+const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-guards-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Runs `fn` with TMPDIR at a fresh folder and no XDG_RUNTIME_DIR (the control folder is then <TMPDIR>/jigdofs-<uid>). */
+function withTmp<T>(fn: (tmp: string) => T): T {
+  const tmp = mkdtempSync(path.join(work, 'tmp-'));
+  const saved = { TMPDIR: process.env.TMPDIR, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR };
+  process.env.TMPDIR = tmp;
+  delete process.env.XDG_RUNTIME_DIR;
+  try {
+    return fn(tmp);
+  } finally {
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+  }
+}
+
+describe('control socket folder without XDG_RUNTIME_DIR', () => {
+  const uid = process.getuid!();
+  test('is per user, made 0700', () => {
+    withTmp((tmp) => {
+      assert.equal(controlDir(), path.join(tmp, `jigdofs-${uid}`));
+      assert.equal(checkedControlDir(true), controlDir());
+    });
+  });
+  test('owned by another user, open to others, or a symlink: refused, naming the folder', { skip: uid !== 0 && 'needs root (chown)' }, () => {
+    const cases: Array<[string, (dir: string) => void, RegExp]> = [
+      ['another owner', (d) => (mkdirSync(d, { mode: 0o700 }), chownSync(d, 65534, 65534)), /owned by uid 65534/],
+      ['mode 0777', (d) => (mkdirSync(d), chmodSync(d, 0o777)), /mode 0777, not 0700/],
+      ['a symlink', (d) => (mkdirSync(`${d}.real`, { mode: 0o700 }), symlinkSync(`${d}.real`, d)), /symbolic link/],
+      ['a file', (d) => writeFileSync(d, ''), /not a directory/],
+    ];
+    for (const [what, plant, problem] of cases) {
+      withTmp(() => {
+        const dir = controlDir();
+        plant(dir);
+        for (const create of [true, false]) {
+          assert.throws(() => checkedControlDir(create), (err: Error) => {
+            assert.ok(err instanceof UntrustedControlDir, `${what}: ${err.message}`);
+            assert.ok(err.message.startsWith(`${dir}: `), err.message);
+            assert.match(err.message, problem);
+            return true;
+          }, what);
+        }
+      });
+    }
+  });
+});
+
+describe('the outside-unmount watch', () => {
+  const line = (mnt: string) => `jigdofs,ro ${mnt} fuse.jigdofs ro,nosuid,nodev 0 0\n`;
+  test('a /proc/mounts that cannot be read is "unknown", never an unmount', async () => {
+    const emfile = () => Promise.reject(Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' }));
+    await assert.rejects(mountedType('/m', emfile), /\/proc\/mounts: cannot read it \(EMFILE\)/);
+    let gone = 0;
+    let unknown = 0;
+    let reads = 0;
+    let failing = true;
+    const read = () => (reads++, failing ? emfile() : Promise.resolve(line('/m')));
+    const stop = watchUnmount('/m', 'fuse.jigdofs', () => gone++, { intervalMs: 5, read, onUnknown: () => unknown++ });
+    try {
+      await waitFor(() => unknown >= 10, 5000);
+      assert.equal(gone, 0);
+      failing = false; // readable again and still mounted: still nothing
+      const at = reads;
+      await waitFor(() => reads >= at + 5, 5000);
+      assert.equal(gone, 0);
+    } finally {
+      stop();
+    }
+  });
+  test('a mount gone from /proc/mounts ends the watch once', async () => {
+    let gone = 0;
+    let text = line('/m');
+    const stop = watchUnmount('/m', 'fuse.jigdofs', () => gone++, { intervalMs: 5, read: () => Promise.resolve(text) });
+    try {
+      text = line('/other');
+      await waitFor(() => gone > 0, 5000);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(gone, 1);
+    } finally {
+      stop();
+    }
+  });
+});
+
+describe('--allow-other', () => {
+  const conf = (text: string) => {
+    const f = path.join(mkdtempSync(path.join(work, 'conf-')), 'fuse.conf');
+    writeFileSync(f, text);
+    return f;
+  };
+  test('needs root or user_allow_other in fuse.conf; the refusal names fuse.conf and what to do', async () => {
+    const commented = conf('# user_allow_other - lets users...\n#user_allow_other\nmount_max = 1000\n');
+    const problem = await allowOtherProblem(1000, commented);
+    assert.ok(problem?.startsWith(`${commented}: `), problem);
+    assert.match(problem!, /--allow-other needs a user_allow_other line/);
+    assert.match((await allowOtherProblem(1000, path.join(work, 'no-such.conf')))!, /user_allow_other/);
+    assert.equal(await allowOtherProblem(1000, conf('mount_max = 10\n  user_allow_other  \n')), undefined);
+    assert.equal(await allowOtherProblem(0, commented), undefined);
+  });
+});
+
+describe('open part files', () => {
+  test('an evicted handle is closed as soon as no read uses it', async () => {
+    const dir = mkdtempSync(path.join(work, 'parts-'));
+    const count = OPEN_HANDLES * 3;
+    const parts = new Map<string, PartNeed>();
+    for (let i = 0; i < count; i++) {
+      writeFileSync(path.join(dir, `p${i}`), Buffer.alloc(100, i & 0xff));
+      parts.set(`k${i}`, { key: `k${i}`, sum: Buffer.alloc(16), length: 100, offsets: [i * 100] });
+    }
+    const layout = new ImageLayout(count * 100, 'md5' as never, Buffer.alloc(16), [], parts);
+    const provider = { name: 'test', find: async (key: string) => {
+      const file = path.join(dir, `p${key.slice(1)}`);
+      return { path: file, offset: 0, ...identityOf(statSync(file)) };
+    } };
+    const store = new PartStore(layout, [provider]);
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const baseline = fds();
+    let most = 0;
+    try {
+      for (let pass = 0; pass < 2; pass++) {
+        for (let i = 0; i < count; i++) {
+          const buf = Buffer.alloc(100);
+          await store.readInto(`k${i}`, 0, 100, buf, 0);
+          assert.ok(buf.equals(Buffer.alloc(100, i & 0xff)), `part ${i}`);
+          most = Math.max(most, fds() - baseline);
+        }
+      }
+      // Closing is asynchronous (a promise away): let the last ones finish, then none beyond the LRU stays.
+      await new Promise((r) => setTimeout(r, 50));
+      assert.ok(most <= OPEN_HANDLES + 8, `${most} files open at most, for ${OPEN_HANDLES} kept`);
+      assert.ok(fds() - baseline <= OPEN_HANDLES, `${fds() - baseline} files still open`);
+      // Concurrent reads of more parts than the LRU holds (a read-ahead block of small parts does this):
+      // every one gets its bytes (no handle closed under a read), and reads wait rather than open one file each.
+      let mostConcurrent = 0;
+      const sampler = setInterval(() => (mostConcurrent = Math.max(mostConcurrent, fds() - baseline)), 1);
+      try {
+        for (let round = 0; round < 3; round++) {
+          const bufs = Array.from({ length: count }, () => Buffer.alloc(100));
+          await Promise.all(bufs.map((b, i) => store.readInto(`k${(i + round * 50) % count}`, 0, 100, b, 0)));
+          bufs.forEach((b, i) => assert.ok(b.equals(Buffer.alloc(100, ((i + round * 50) % count) & 0xff)), `concurrent part ${i}`));
+        }
+      } finally {
+        clearInterval(sampler);
+      }
+      assert.ok(mostConcurrent > 0, 'sampled');
+      assert.ok(mostConcurrent <= OPEN_HANDLES + LINGERING_HANDLES + 1, `${mostConcurrent} files open at most with ${count} concurrent reads`);
+    } finally {
+      await store.close();
+    }
+    assert.ok(fds() <= baseline, 'close() closes every part file');
+  });
+});
