@@ -96,6 +96,60 @@ export function toFetchError(url: string, err: unknown): FetchError {
 /** Bytes of body gathered before one write to the file. */
 const WRITE_BATCH = 512 * 1024;
 
+const ignore = (): void => undefined;
+
+/** Stops reading a body (an error it emits then is taken by the listener every body gets in `get`). */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  if (!body.destroyed) body.destroy();
+}
+
+/**
+ * Body chunks are small (~16-64 KiB): they are written to the file in batches of WRITE_BATCH, with one writev
+ * and no concatenation into a new buffer per batch. `pos` is where the written bytes end, `end` where the
+ * added ones do.
+ */
+class BatchWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(
+    private readonly url: string,
+    private readonly fh: FileHandle,
+    public pos: number,
+    private readonly onData: (pos: number) => void,
+  ) {}
+
+  get end(): number {
+    return this.pos + this.pendingBytes;
+  }
+
+  async add(data: Buffer): Promise<void> {
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    if (this.pendingBytes >= WRITE_BATCH) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const chunks = this.pending;
+    const n = this.pendingBytes;
+    const at = this.pos;
+    this.pending = [];
+    this.pendingBytes = 0;
+    try {
+      const done = (await this.fh.writev(chunks, at)).bytesWritten;
+      if (done < n) {
+        const rest = Buffer.concat(chunks, n).subarray(done); // a short write: rare (a full disk says ENOSPC next)
+        for (let o = 0; o < rest.length; ) o += (await this.fh.write(rest, o, rest.length - o, at + done + o)).bytesWritten;
+      }
+    } catch (err) {
+      throw new FetchError(this.url, 'local', `cannot store what it sent: ${errorMessage(err)}`);
+    }
+    this.pos = at + n;
+    this.onData(this.pos);
+  }
+}
+
 /**
  * The slowest body we wait for: undici's body timeout only fires on silence, so a mirror sending a byte
  * now and then would hold a part forever. Averaged over a whole timeout period.
@@ -156,18 +210,24 @@ export class HttpClient {
     } catch (err) {
       throw new FetchError(url, 'protocol', `bad URL: ${errorMessage(err)}`);
     }
+    let res: Dispatcher.ResponseData;
     try {
-      return await request(target, { method: 'GET', dispatcher: this.dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
+      res = await request(target, { method: 'GET', dispatcher: this.dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
     } catch (err) {
       throw this.classify(url, err);
     }
+    // An undici body destroyed before it was read to its end (we give up on a wrong answer, an abort signal
+    // cuts a sibling range, the agent closes) emits 'error' (RequestAbortedError) a moment later, and with no
+    // listener that is an uncaught exception: the process dies. Every body gets one from the start; whoever
+    // reads it still sees its errors (the async iterator listens for them itself).
+    res.body.on('error', ignore);
+    return res;
   }
 
   /** Throws a FetchError for a non-2xx answer (after discarding its body). */
   private static async checkStatus(url: string, res: Dispatcher.ResponseData): Promise<void> {
     if (res.statusCode >= 200 && res.statusCode < 300) return;
-    res.body.resume();
-    res.body.on('error', () => undefined);
+    res.body.resume(); // read off (error pages are small) so that the connection can be reused
     const status = res.statusCode;
     const kind = status === 404 || status === 410 ? 'not-found' : 'status';
     throw new FetchError(url, kind, `HTTP ${status}`, status);
@@ -193,81 +253,71 @@ export class HttpClient {
     const header: Record<string, string> = full ? {} : { range: `bytes=${start}-${range.end === undefined ? '' : range.end - 1}` };
     const res = await this.get(url, header, opts.signal);
     const ttfbMs = performance.now() - t0;
-    const body = res.body;
     try {
       await HttpClient.checkStatus(url, res);
-      let whole = false;
-      let stated: number | undefined;
-      if (res.statusCode === 206) {
-        const text = String(res.headers['content-range'] ?? '');
-        const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(text);
-        if (!cr) throw new FetchError(url, 'protocol', `bad Content-Range "${text}"`);
-        if (cr[3] !== '*') stated = Number(cr[3]);
-        if (Number(cr[1]) !== start) throw new FetchError(url, 'protocol', `asked for bytes from ${start}, got Content-Range ${text}`);
-      } else {
-        if (start !== 0) throw new FetchError(url, 'no-range', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
-        const len = res.headers['content-length'];
-        if (len !== undefined) stated = Number(len);
-        whole = true;
-      }
-      if (total !== undefined && stated !== undefined && stated !== total) {
-        throw new FetchError(url, 'wrong-size', `the file there has ${stated} bytes, expected ${total}`);
-      }
+      const { whole, stated } = HttpClient.rangeAnswer(url, res, range);
       opts.onHeaders?.({ whole, total: stated });
       const stop = whole ? (stated ?? total ?? Infinity) : (range.end ?? stated ?? Infinity);
-      let pos = start;
-      // Body chunks are small (~16-64 KiB): write them in batches, and what arrived before an error too.
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const flush = async (): Promise<void> => {
-        if (pendingBytes === 0) return;
-        const chunks = pending;
-        const n = pendingBytes;
-        pending = [];
-        pendingBytes = 0;
-        try {
-          // One writev, no concatenation into a new 512 KiB buffer per batch.
-          const done = (await fh.writev(chunks, pos)).bytesWritten;
-          if (done < n) {
-            const rest = Buffer.concat(chunks, n).subarray(done); // a short write: rare (a full disk says ENOSPC next)
-            for (let at = 0; at < rest.length; ) at += (await fh.write(rest, at, rest.length - at, pos + done + at)).bytesWritten;
-          }
-        } catch (err) {
-          throw new FetchError(url, 'local', `cannot store what it sent: ${errorMessage(err)}`);
-        }
-        pos += n;
-        onData(pos);
-      };
-      let windowStart = performance.now();
-      let windowBytes = 0;
-      try {
-        for await (const chunk of body as AsyncIterable<Buffer>) {
-          windowBytes += chunk.length;
-          const elapsed = performance.now() - windowStart;
-          if (elapsed >= this.opts.timeoutMs) {
-            if ((windowBytes * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
-              throw new FetchError(url, 'slow', `too slow: ${windowBytes} bytes in ${(elapsed / 1000).toFixed(0)} s`);
-            }
-            windowStart += elapsed;
-            windowBytes = 0;
-          }
-          const room = stop - pos - pendingBytes;
-          const data = chunk.length > room ? chunk.subarray(0, room) : chunk;
-          pending.push(data);
-          pendingBytes += data.length;
-          if (pendingBytes >= WRITE_BATCH || pos + pendingBytes >= stop) await flush();
-          if (pos >= stop) break;
-        }
-      } finally {
-        await flush();
-      }
+      const pos = await this.pump(url, res.body, fh, start, stop, onData);
       if (stop !== Infinity && pos < stop) throw new FetchError(url, 'short', `body ended after ${pos - start} of ${stop - start} bytes`);
       return { end: pos, whole, total: stated, ttfbMs };
     } catch (err) {
       throw this.classify(url, err);
     } finally {
-      if (!body.destroyed) body.destroy();
+      discard(res.body);
     }
+  }
+
+  /** What a 2xx answer to a range request holds: the whole file or the range asked for, and the file's size. */
+  private static rangeAnswer(url: string, res: Dispatcher.ResponseData, range: RangeRequest): { whole: boolean; stated?: number } {
+    const { start, total } = range;
+    let whole = false;
+    let stated: number | undefined;
+    if (res.statusCode === 206) {
+      const text = String(res.headers['content-range'] ?? '');
+      const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(text);
+      if (!cr) throw new FetchError(url, 'protocol', `bad Content-Range "${text}"`);
+      if (cr[3] !== '*') stated = Number(cr[3]);
+      if (Number(cr[1]) !== start) throw new FetchError(url, 'protocol', `asked for bytes from ${start}, got Content-Range ${text}`);
+    } else {
+      if (start !== 0) throw new FetchError(url, 'no-range', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
+      const len = res.headers['content-length'];
+      if (len !== undefined) stated = Number(len);
+      whole = true;
+    }
+    if (total !== undefined && stated !== undefined && stated !== total) {
+      throw new FetchError(url, 'wrong-size', `the file there has ${stated} bytes, expected ${total}`);
+    }
+    return { whole, stated };
+  }
+
+  /**
+   * Writes the body to `fh` from position `start` up to `stop` (what comes after is not read); returns the
+   * position reached. Fails a body slower than MIN_BYTES_PER_SECOND over a whole timeout ('slow').
+   */
+  private async pump(url: string, body: Dispatcher.ResponseData['body'], fh: FileHandle, start: number, stop: number, onData: (pos: number) => void): Promise<number> {
+    const out = new BatchWriter(url, fh, start, onData);
+    let windowStart = performance.now();
+    let windowBytes = 0;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        windowBytes += chunk.length;
+        const elapsed = performance.now() - windowStart;
+        if (elapsed >= this.opts.timeoutMs) {
+          if ((windowBytes * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
+            throw new FetchError(url, 'slow', `too slow: ${windowBytes} bytes in ${(elapsed / 1000).toFixed(0)} s`);
+          }
+          windowStart += elapsed;
+          windowBytes = 0;
+        }
+        const room = stop - out.end;
+        await out.add(chunk.length > room ? chunk.subarray(0, room) : chunk);
+        if (out.end >= stop) break;
+      }
+    } finally {
+      await out.flush(); // what arrived before an error is written too: a resume starts after it
+    }
+    return out.pos;
   }
 
   /** A whole small resource (.jigdo, [Include]) in memory; at most `maxBytes`. */
@@ -286,7 +336,7 @@ export class HttpClient {
     } catch (err) {
       throw this.classify(url, err);
     } finally {
-      if (!res.body.destroyed) res.body.destroy();
+      discard(res.body);
     }
   }
 

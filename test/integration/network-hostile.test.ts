@@ -1,0 +1,122 @@
+/**
+ * Hostile and broken mirrors (issue 7): a mirror answering every request with a short HTML page, a remote
+ * template that never ends or is not a template at all, and a mirror that accepts connections and never
+ * answers. Each must end in clean, prompt failures that name what failed, leave nothing behind in the cache,
+ * and never take the process (or a mount's daemon) down.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describeRun, runCli, type CliResult } from '../helpers/cli.js';
+import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
+import { startMirror, type Mirror } from '../helpers/mirror-server.js';
+import { mountJigdo, type TestMount } from '../helpers/mount.js';
+import { cacheLeftovers, jigdoWithServers, missingPartLines, partsUri } from '../helpers/network.js';
+
+let fx: FixtureSet;
+let v: FixtureVariant;
+let work: string;
+/** Small ranges, so that the 1.5 MB and 3 MB parts are fetched as parallel ranges (the realistic case). */
+let rangedConfig: string;
+const mirrors: Mirror[] = [];
+const mounts: TestMount[] = [];
+
+before(async () => {
+  fx = await buildFixtures();
+  v = fx.variants['jf-md5-gzip'];
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-hostile-test-'));
+  rangedConfig = path.join(work, 'ranged.ini');
+  await writeFile(rangedConfig, '[network]\nrange-size = 256K\nstreams-per-part = 4\n');
+});
+
+after(async () => {
+  for (const m of mounts) await m.cleanup();
+  await Promise.all(mirrors.map((m) => m.close()));
+  await rm(work, { recursive: true, force: true });
+});
+
+async function mirror(root: string): Promise<Mirror> {
+  const m = await startMirror({ root });
+  mirrors.push(m);
+  return m;
+}
+
+let dirs = 0;
+async function dir(name: string): Promise<string> {
+  const d = path.join(work, `${++dirs}-${name}`);
+  await mkdir(d, { recursive: true });
+  return d;
+}
+
+/** Signs of a crash rather than a handled error (as in assertCleanFailure). */
+const CRASH = /^\s+at |\b(TypeError|RangeError|ReferenceError|AbortError|RequestAbortedError|Uncaught|UnhandledPromiseRejection)\b|node:internal|ERR_[A-Z_]+/m;
+
+/** make-image failed cleanly for missing parts: exit 1, no crash, one line per part naming its URL and why. */
+function assertMissingParts(r: CliResult, out: string, parts: number, why: RegExp): void {
+  const run = describeRun(r);
+  assert.equal(r.timedOut, false, `hung:\n${run}`);
+  assert.equal(r.code, 1, `expected exit 1:\n${run}`);
+  assert.doesNotMatch(r.stderr + r.stdout, CRASH, `looks like a crash:\n${run}`);
+  assert.ok(r.stderr.includes(`jigdofs: ${out}: not written: ${parts} part(s) missing:`), `names the image:\n${run}`);
+  const lines = missingPartLines(r.stderr);
+  assert.equal(lines.length, parts, `one line per part:\n${run}`);
+  for (const l of lines) assert.match(l, why, `the line says why:\n${run}`);
+}
+
+/** Nothing left of a failed make-image: no temporary image beside `out`, no partial part, no lock. */
+async function assertNothingLeft(out: string, cache: string): Promise<void> {
+  const base = path.basename(out);
+  assert.deepEqual((await readdir(path.dirname(out))).filter((f) => f.startsWith(base)), [], 'no image, no temporary image');
+  assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'no partial part file, no lock');
+}
+
+describe('a mirror answering 200 with a short HTML page (captive portal, maintenance page)', () => {
+  test('make-image fails cleanly every time: one reason per part, nothing left behind', async () => {
+    const portal = await mirror(fx.tree);
+    // Ranged requests get their (wrong) answer first: their bodies are given up on while the request
+    // from byte 0 still runs, which is when an unread body used to be destroyed with no 'error' listener.
+    portal.fault('*', { kind: 'page', bytes: 60, fromZeroDelayMs: 300 });
+    const d = await dir('portal');
+    const jigdo = await jigdoWithServers(v, [partsUri(portal)], d);
+    const cache = path.join(d, 'cache');
+    const out = path.join(d, 'out', 'image.iso');
+    await mkdir(path.dirname(out));
+    for (let run = 0; run < 4; run++) {
+      const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', rangedConfig, '--retries', '1'], { timeoutMs: 30_000 });
+      assertMissingParts(r, out, 6, /: mirrors: every mirror failed: http:\/\/127\.0\.0\.1:\d+\/parts\/\S+: (the file there has 60 bytes, expected \d+|HTTP 200 to a Range request: the server ignores Range)/);
+      await assertNothingLeft(out, cache);
+    }
+    assert.ok(portal.requests.some((q) => q.range && !q.range.startsWith('bytes=0-')), 'parallel ranges were asked for');
+  });
+
+  test("a mount's daemon survives it: EIO for the parts, the rest of the image still served", async () => {
+    const portal = await mirror(fx.tree);
+    portal.fault('*', { kind: 'page', bytes: 60, fromZeroDelayMs: 300 });
+    const d = await dir('portal-mount');
+    const jigdo = await jigdoWithServers(v, [partsUri(portal)], d);
+    const m = await mountJigdo(jigdo, ['--config', rangedConfig, '--retries', '0'], { cacheDir: path.join(d, 'cache') });
+    mounts.push(m);
+    const pid = await m.pid();
+    const fh = await open(m.file('image.iso'), 'r');
+    try {
+      // The 1.5 MB and 3 MB parts lie in 1 MB .. 5 MB of this image; read across them a few times.
+      for (let i = 0; i < 3; i++) {
+        for (let off = 1_000_000; off < 5_000_000; off += 500_000) {
+          await assert.rejects(fh.read(Buffer.alloc(65536), 0, 65536, off), /EIO/);
+        }
+      }
+      const head = Buffer.alloc(32768);
+      const { bytesRead } = await fh.read(head, 0, head.length, 0);
+      assert.equal(bytesRead, head.length, 'the image start (template data) is still served');
+    } finally {
+      await fh.close();
+    }
+    assert.equal(await m.pid(), pid, 'the same daemon answers status');
+    const log = await m.log();
+    assert.doesNotMatch(log, /internal error|uncaught|AbortError/i, `no crash in the log:\n${log}`);
+    const u = await m.umount();
+    assert.equal(u.code, 0, u.stderr);
+  });
+});
