@@ -32,6 +32,8 @@ export type FailureKind =
   | 'protocol'
   /** A 200 answer to a Range request from a byte other than 0: the server ignores Range. */
   | 'no-range'
+  /** Not what we asked for: larger than we accept, or not the kind of file wanted (a template's header...). */
+  | 'refused'
   /** Cancelled by us. */
   | 'aborted'
   /** Storing what the mirror sent failed here (a full disk...): not the mirror's fault, no use trying others. */
@@ -50,7 +52,7 @@ export class FetchError extends Error {
 
   /** Retrying the same URL is pointless: it does not have this file, or has another one. */
   get permanent(): boolean {
-    if (this.kind === 'not-found' || this.kind === 'wrong-size' || this.kind === 'mismatch' || this.kind === 'protocol') return true;
+    if (['not-found', 'wrong-size', 'mismatch', 'protocol', 'refused'].includes(this.kind)) return true;
     if (this.kind === 'status' && this.status !== undefined) return this.status >= 400 && this.status < 500 && this.status !== 408 && this.status !== 429;
     return false;
   }
@@ -101,6 +103,43 @@ const ignore = (): void => undefined;
 /** Stops reading a body (an error it emits then is taken by the listener every body gets in `get`). */
 function discard(body: Dispatcher.ResponseData['body']): void {
   if (!body.destroyed) body.destroy();
+}
+
+/** The 'refused' failure of a file larger than `rules.maxBytes`: its stated size, or undefined when the body passed it. */
+function tooLarge(url: string, rules: BodyRules, stated?: number): FetchError {
+  const max = rules.maxWhy ?? `${rules.maxBytes} bytes`;
+  const message = stated === undefined ? `it goes on past ${max}: download stopped there` : `it has ${stated} bytes, more than ${max}: not downloaded`;
+  return new FetchError(url, 'refused', message);
+}
+
+/** Checks a body's first bytes against `rules.magic` as they arrive. */
+class HeadCheck {
+  private got = Buffer.alloc(0);
+  private done = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly rules: BodyRules,
+  ) {}
+
+  add(chunk: Buffer): void {
+    if (this.done) return;
+    const magic = this.rules.magic!;
+    this.got = Buffer.concat([this.got, chunk.subarray(0, magic.length - this.got.length)]);
+    if (this.got.length >= magic.length) this.check();
+  }
+
+  /** The body ended: a file shorter than the magic is not the file wanted either. */
+  end(): void {
+    if (!this.done) this.check();
+  }
+
+  private check(): void {
+    this.done = true;
+    if (this.got.equals(this.rules.magic!)) return;
+    const seen = JSON.stringify(this.got.toString('latin1').replace(/[^\x20-\x7e]/g, '.'));
+    throw new FetchError(this.url, 'refused', `not ${this.rules.magicWhat ?? 'the file wanted'} (it starts with ${seen})`);
+  }
 }
 
 /**
@@ -186,6 +225,18 @@ export interface RangeRequest {
   /** The expected size of the whole file, when known: another size is a 'wrong-size' failure. */
   total?: number;
 }
+
+/** What a file of unknown size must be like (a 'refused' failure otherwise), checked while it comes. */
+export interface BodyRules {
+  /** Most bytes the file may have: a larger stated size is refused before the body, a longer body at the limit. */
+  maxBytes?: number;
+  /** Says what the limit is, for the message: "it has N bytes, more than <maxWhy>". */
+  maxWhy?: string;
+  /** The file's first bytes must be these: refused as soon as they are not (so garbage costs kilobytes). */
+  magic?: Buffer;
+  /** Says what the file should be, for the message: "not <what> (...)". */
+  magicWhat?: string;
+}
 export class HttpClient {
   private readonly dispatcher: Dispatcher;
   private readonly agent: EnvHttpProxyAgent;
@@ -245,7 +296,7 @@ export class HttpClient {
     range: RangeRequest,
     fh: FileHandle,
     onData: (pos: number) => void,
-    opts: { signal?: AbortSignal; onHeaders?: (info: { whole: boolean; total?: number }) => void } = {},
+    opts: { signal?: AbortSignal; onHeaders?: (info: { whole: boolean; total?: number }) => void; rules?: BodyRules } = {},
   ): Promise<RangeResult> {
     const { start, total } = range;
     const t0 = performance.now();
@@ -256,9 +307,11 @@ export class HttpClient {
     try {
       await HttpClient.checkStatus(url, res);
       const { whole, stated } = HttpClient.rangeAnswer(url, res, range);
+      const rules = opts.rules ?? {};
+      if (stated !== undefined && stated > (rules.maxBytes ?? Infinity)) throw tooLarge(url, rules, stated);
       opts.onHeaders?.({ whole, total: stated });
       const stop = whole ? (stated ?? total ?? Infinity) : (range.end ?? stated ?? Infinity);
-      const pos = await this.pump(url, res.body, fh, start, stop, onData);
+      const pos = await this.pump(url, res.body, new BatchWriter(url, fh, start, onData), stop, rules);
       if (stop !== Infinity && pos < stop) throw new FetchError(url, 'short', `body ended after ${pos - start} of ${stop - start} bytes`);
       return { end: pos, whole, total: stated, ttfbMs };
     } catch (err) {
@@ -292,11 +345,13 @@ export class HttpClient {
   }
 
   /**
-   * Writes the body to `fh` from position `start` up to `stop` (what comes after is not read); returns the
-   * position reached. Fails a body slower than MIN_BYTES_PER_SECOND over a whole timeout ('slow').
+   * Writes the body through `out` up to position `stop` (what comes after is not read); returns the position
+   * reached. Fails a body slower than MIN_BYTES_PER_SECOND over a whole timeout ('slow'), and one that breaks
+   * `rules` ('refused').
    */
-  private async pump(url: string, body: Dispatcher.ResponseData['body'], fh: FileHandle, start: number, stop: number, onData: (pos: number) => void): Promise<number> {
-    const out = new BatchWriter(url, fh, start, onData);
+  private async pump(url: string, body: Dispatcher.ResponseData['body'], out: BatchWriter, stop: number, rules: BodyRules): Promise<number> {
+    const head = rules.magic && out.pos === 0 ? new HeadCheck(url, rules) : undefined;
+    const max = rules.maxBytes ?? Infinity;
     let windowStart = performance.now();
     let windowBytes = 0;
     try {
@@ -310,10 +365,14 @@ export class HttpClient {
           windowStart += elapsed;
           windowBytes = 0;
         }
+        head?.add(chunk);
         const room = stop - out.end;
-        await out.add(chunk.length > room ? chunk.subarray(0, room) : chunk);
+        const data = chunk.length > room ? chunk.subarray(0, room) : chunk;
+        if (out.end + data.length > max) throw tooLarge(url, rules);
+        await out.add(data);
         if (out.end >= stop) break;
       }
+      head?.end();
     } finally {
       await out.flush(); // what arrived before an error is written too: a resume starts after it
     }

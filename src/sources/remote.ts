@@ -8,7 +8,7 @@ import type { JigdoFile, JigdoImage, JigdoValue } from '../format/jigdo.js';
 import { describeLocation, type Location } from '../format/location.js';
 import { LabelMap, partCandidates } from '../format/resolve.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
-import { FetchError, HttpClient, toFetchError } from './http.js';
+import { FetchError, HttpClient, toFetchError, type BodyRules } from './http.js';
 import type { LocalCopy } from './local.js';
 import { MirrorBoard, mirrorOf, type MirrorStats, type PartFetchStats } from './mirrors.js';
 import { PartCache, type CacheStats, type CacheWriter, type SumCheck } from './part-cache.js';
@@ -65,6 +65,8 @@ export interface NetworkStats {
 /** Most attempts on one range from one mirror (the first request plus resumes after cuts). */
 const MAX_REQUESTS_PER_RANGE = 4;
 const MAX_JIGDO_BYTES = 64 << 20;
+/** How every template starts (the check of parseHeader in format/template.ts): anything else is refused at once. */
+const TEMPLATE_MAGIC = Buffer.from('JigsawDownload template ');
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const backoff = (round: number): number => 500 * 3 ** (round - 1) * (0.75 + Math.random() / 2);
@@ -194,7 +196,7 @@ export class Network {
     }
     const writer = started.writer;
     try {
-      await this.download(loc.url, writer.fh);
+      await this.download(loc.url, writer.fh, await this.templateRules());
       const copy = await writer.commit(sums);
       if (!copy) throw new JigdoError(where, `downloaded template does not match the .jigdo's Template-${kind === 'md5' ? 'MD5' : 'SHA256'}Sum: wrong or corrupt template`);
       this.templateStats.fetched++;
@@ -210,9 +212,10 @@ export class Network {
     const dir = path.join(this.cache.dir, 'templates', 'unverified');
     await makeDirs(dir);
     const final = path.join(dir, `${createHash('sha256').update(url).digest('hex').slice(0, 32)}.template`);
+    const rules = await this.templateRules();
     const { file: tmp, fh } = await this.cache.tempFile();
     try {
-      await this.download(url, fh);
+      await this.download(url, fh, rules);
       await fh.close();
       await rename(tmp, final);
       this.templateStats.fetched++;
@@ -224,8 +227,22 @@ export class Network {
     }
   }
 
-  /** Downloads a whole file of unknown size into `fh`, resuming after cuts, with bounded retries. */
-  private async download(url: string, fh: FileHandle): Promise<void> {
+  /**
+   * A template's size is not known before it is downloaded, but it goes into the cache: it may not be larger
+   * than the cache may hold, and it must start as a template does (a server sending something else, however
+   * long, is refused after its first bytes).
+   */
+  private async templateRules(): Promise<BodyRules> {
+    const limit = (await this.cache.refreshStats()).limit;
+    const shown = limit >= 1 << 20 ? `${(limit / (1 << 20)).toFixed(1)} MiB` : `${limit} bytes`;
+    return { maxBytes: limit, maxWhy: `the cache's limit of ${shown} (--cache-size, capped by free disk space)`, magic: TEMPLATE_MAGIC, magicWhat: 'a jigdo template' };
+  }
+
+  /**
+   * Downloads a whole file of unknown size into `fh`, resuming after cuts, with bounded retries; what
+   * breaks `rules` fails at once (the caller removes what was written).
+   */
+  private async download(url: string, fh: FileHandle, rules: BodyRules): Promise<void> {
     const http = this.http!;
     const mirror = mirrorOf(url);
     let pos = 0;
@@ -246,7 +263,7 @@ export class Network {
           return http.fetchRange(url, { start: pos, total }, fh, (p) => {
             this.board.received(mirror, p - pos);
             pos = p;
-          }, { onHeaders: (h) => (total ??= h.total) });
+          }, { onHeaders: (h) => (total ??= h.total), rules });
         });
         this.board.requestDone(mirror, r.end - before, performance.now() - t0, r.ttfbMs);
         await fh.truncate(r.end);
@@ -258,6 +275,7 @@ export class Network {
           throw new JigdoError(this.cache.dir, e.message);
         }
         this.board.requestFailed(mirror, e.kind, e.message);
+        if (e.kind === 'refused') throw new JigdoError(url, e.message);
         if (e.kind === 'no-range') fromZero = true;
         else if (e.permanent) throw new JigdoError(url, `cannot fetch: ${e.message}`);
         // Progress is measured against the best attempt so far: a server that ignores Range and cuts

@@ -6,14 +6,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describeRun, runCli, type CliResult } from '../helpers/cli.js';
+import { assertCleanFailure, describeRun, runCli, type CliResult } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo, type TestMount } from '../helpers/mount.js';
-import { cacheLeftovers, jigdoWithServers, missingPartLines, partsUri } from '../helpers/network.js';
+import { cacheFiles, cacheLeftovers, gets, jigdoWithServers, missingPartLines, partsUri } from '../helpers/network.js';
 
 let fx: FixtureSet;
 let v: FixtureVariant;
@@ -118,5 +118,54 @@ describe('a mirror answering 200 with a short HTML page (captive portal, mainten
     assert.doesNotMatch(log, /internal error|uncaught|AbortError/i, `no crash in the log:\n${log}`);
     const u = await m.umount();
     assert.equal(u.code, 0, u.stderr);
+  });
+});
+
+describe('a remote template that is too large or not a template', () => {
+  /** A site serving `img.jigdo` (its template checksum kept or not) and the template, with `fault` on the template. */
+  async function site(name: string, verified: boolean): Promise<{ web: Mirror; jigdoUrl: string; templateUrl: string; cache: string; d: string }> {
+    const d = await dir(name);
+    const root = path.join(d, 'site');
+    const local = await jigdoWithServers(v, [], root, 'img.jigdo');
+    if (!verified) await writeFile(local, (await readFile(local, 'utf8')).replace(/^Template-MD5Sum=.*\n/m, ''));
+    const web = await mirror(root);
+    return { web, jigdoUrl: `${web.url}img.jigdo`, templateUrl: `${web.url}${path.basename(v.template)}`, cache: path.join(d, 'cache'), d };
+  }
+
+  /** Nothing of the download stays in the cache: no template (verified or not), no partial file, no lock. */
+  async function assertNoTemplate(cache: string): Promise<void> {
+    assert.deepEqual(await cacheFiles(cache), [], 'no template under a checksum name');
+    const unverified = await readdir(path.join(cache, 'templates', 'unverified')).catch(() => [] as string[]);
+    assert.deepEqual(unverified, [], 'no unverified template');
+    assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'no partial file, no lock');
+  }
+
+  test('an endless body that is not a template: refused after its first bytes', async () => {
+    const s = await site('garbage', true);
+    s.web.fault(`/${path.basename(v.template)}`, { kind: 'endless' });
+    const r = await runCli(['info', s.jigdoUrl, '--cache-dir', s.cache, '--config', rangedConfig], { timeoutMs: 20_000, cwd: s.d });
+    assertCleanFailure(r, s.templateUrl, /not a jigdo template \(it starts with "xxxx/);
+    assert.ok(r.ms < 10_000, `took ${r.ms} ms`);
+    const sent = gets(s.web, `/${path.basename(v.template)}`).reduce((n, q) => n + q.bytes, 0);
+    assert.ok(sent < 64 << 20, `${sent} bytes were sent before the download was refused`);
+    await assertNoTemplate(s.cache);
+  });
+
+  test('a template header, then more bytes than --cache-size: stopped at the limit, the partial file removed', async () => {
+    const s = await site('endless', false);
+    s.web.fault(`/${path.basename(v.template)}`, { kind: 'endless', prefix: 'JigsawDownload template 1.2 jigdo-file/0.8.0\r\n' });
+    const r = await runCli(['info', s.jigdoUrl, '--cache-dir', s.cache, '--config', rangedConfig, '--cache-size', '1M'], { timeoutMs: 20_000, cwd: s.d });
+    assertCleanFailure(r, s.templateUrl, /: it goes on past the cache's limit of 1\.0 MiB \(--cache-size, capped by free disk space\): download stopped there$/);
+    assert.ok(r.ms < 10_000, `took ${r.ms} ms`);
+    await assertNoTemplate(s.cache);
+  });
+
+  test('a Content-Length above the limit: refused before the body', async () => {
+    const s = await site('claimed', true);
+    s.web.fault(`/${path.basename(v.template)}`, { kind: 'endless', prefix: 'JigsawDownload template 1.2 x\r\n', contentLength: 5_000_000_000 });
+    const r = await runCli(['make-image', s.jigdoUrl, '--cache-dir', s.cache, '--config', rangedConfig, '--cache-size', '10M'], { timeoutMs: 20_000, cwd: s.d });
+    assertCleanFailure(r, s.templateUrl, /: it has 5000000000 bytes, more than the cache's limit of 10\.0 MiB \(--cache-size, capped by free disk space\): not downloaded$/);
+    await assertNoTemplate(s.cache);
+    assert.deepEqual((await readdir(s.d)).filter((f) => f.endsWith('.iso') || f.includes('jigdofs-')), [], 'no image started');
   });
 });
