@@ -34,6 +34,8 @@ export type FailureKind =
   | 'no-range'
   /** Not what we asked for: larger than we accept, or not the kind of file wanted (a template's header...). */
   | 'refused'
+  /** Not asked at all: the mirror is down (it has not answered several requests in a row, see MirrorBoard). */
+  | 'down'
   /** Cancelled by us. */
   | 'aborted'
   /** Storing what the mirror sent failed here (a full disk...): not the mirror's fault, no use trying others. */

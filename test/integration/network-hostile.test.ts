@@ -7,13 +7,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { assertCleanFailure, describeRun, runCli, type CliResult } from '../helpers/cli.js';
+import { promisify } from 'node:util';
+import { assertCleanFailure, describeRun, prng, runCli, type CliResult } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo, type TestMount } from '../helpers/mount.js';
-import { cacheFiles, cacheLeftovers, gets, jigdoWithServers, missingPartLines, partsUri } from '../helpers/network.js';
+import { cacheFiles, cacheLeftovers, gets, jigdoWithServers, missingPartLines, partsUri, waitFor } from '../helpers/network.js';
 
 let fx: FixtureSet;
 let v: FixtureVariant;
@@ -60,8 +62,10 @@ function assertMissingParts(r: CliResult, out: string, parts: number, why: RegEx
   assert.equal(r.code, 1, `expected exit 1:\n${run}`);
   assert.doesNotMatch(r.stderr + r.stdout, CRASH, `looks like a crash:\n${run}`);
   assert.ok(r.stderr.includes(`jigdofs: ${out}: not written: ${parts} part(s) missing:`), `names the image:\n${run}`);
+  // (make-image lists 20 parts, then says how many more)
   const lines = missingPartLines(r.stderr);
-  assert.equal(lines.length, parts, `one line per part:\n${run}`);
+  assert.equal(lines.length, Math.min(parts, 20), `one line per part:\n${run}`);
+  if (parts > 20) assert.ok(r.stderr.includes(`  ... and ${parts - 20} more`), `says how many more:\n${run}`);
   for (const l of lines) assert.match(l, why, `the line says why:\n${run}`);
 }
 
@@ -167,5 +171,89 @@ describe('a remote template that is too large or not a template', () => {
     assertCleanFailure(r, s.templateUrl, /: it has 5000000000 bytes, more than the cache's limit of 10\.0 MiB \(--cache-size, capped by free disk space\): not downloaded$/);
     await assertNoTemplate(s.cache);
     assert.deepEqual((await readdir(s.d)).filter((f) => f.endsWith('.iso') || f.includes('jigdofs-')), [], 'no image started');
+  });
+});
+
+/**
+ * An image of `count` distinct 4 KiB parts between runs of zeros, made with jigdo-file, whose [Servers]
+ * send `Parts:` to `uri`. The parts are not served by anyone: only the mirror's behaviour matters here.
+ */
+async function manyParts(d: string, count: number, uri: string): Promise<{ jigdo: string; image: string; partOffsets: number[] }> {
+  const parts = path.join(d, 'tree', 'parts');
+  await mkdir(parts, { recursive: true });
+  const rand = prng(count);
+  const pieces: Buffer[] = [Buffer.alloc(3000)];
+  const partOffsets: number[] = [];
+  let at = 3000;
+  for (let i = 0; i < count; i++) {
+    const data = Buffer.alloc(4096);
+    for (let j = 0; j < data.length; j++) data[j] = Math.floor(rand() * 256);
+    await writeFile(path.join(parts, `p-${String(i).padStart(4, '0')}.bin`), data);
+    pieces.push(data);
+    partOffsets.push(at);
+    at += data.length;
+  }
+  pieces.push(Buffer.alloc(5000));
+  const image = path.join(d, 'many.img');
+  await writeFile(image, Buffer.concat(pieces));
+  await promisify(execFile)('jigdo-file', ['make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, '--jigdo=many.jigdo',
+    '--template=many.template', '--label', 'Parts=tree/parts', '--uri', `Parts=${uri}`, 'tree/parts//'], { cwd: d });
+  const jigdo = path.join(d, 'many.jigdo');
+  assert.equal((await readFile(jigdo, 'utf8')).match(/=Parts:p-/g)?.length, count, 'every file is a part');
+  return { jigdo, image, partOffsets };
+}
+
+describe('a mirror that accepts connections and never answers', () => {
+  test('make-image gives up on it after a few timeouts, not a timeout per part', async () => {
+    const dead = await mirror(fx.tree);
+    dead.fault('*', { kind: 'hang' });
+    const d = await dir('dead-make');
+    const { jigdo } = await manyParts(d, 100, partsUri(dead));
+    const cache = path.join(d, 'cache');
+    const out = path.join(d, 'out', 'many.img');
+    await mkdir(path.dirname(out));
+    // Before: 100 parts x 2 rounds x 1 s over 8 connections, 30 s and more. Now: a few timeouts.
+    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--timeout', '1', '--retries', '1'], { timeoutMs: 90_000 });
+    assert.ok(r.ms < 15_000, `make-image took ${r.ms} ms`);
+    const mirrorUrl = partsUri(dead).replace(/[./]/g, '\\$&');
+    assertMissingParts(r, out, 100, new RegExp(`: every mirror failed: ${mirrorUrl}p-\\d+\\.bin: (mirror ${mirrorUrl} is not answering: \\d+ failures in a row, last: no response headers in time|no response headers in time)$`));
+    const skipped = missingPartLines(r.stderr).filter((l) => l.includes('is not answering'));
+    assert.ok(skipped.length >= 10, `most parts skipped the dead mirror at once (${skipped.length} of 20 listed):\n${r.stderr}`);
+    assert.ok(dead.requests.length < 40, `${dead.requests.length} requests to the dead mirror`);
+    await assertNothingLeft(out, cache);
+  });
+
+  test('a mount: once the mirror is down, a read over a part not yet tried fails with EIO at once', async () => {
+    const dead = await mirror(fx.tree);
+    dead.fault('*', { kind: 'hang' });
+    const d = await dir('dead-mount');
+    const { jigdo, partOffsets } = await manyParts(d, 40, partsUri(dead));
+    const m = await mountJigdo(jigdo, ['--timeout', '3', '--retries', '1'], { cacheDir: path.join(d, 'cache') });
+    mounts.push(m);
+    const fh = await open(m.file('many.img'), 'r');
+    try {
+      // The first read covers 16 parts: their fetches run together and time out together.
+      await assert.rejects(fh.read(Buffer.alloc(65536), 0, 65536, partOffsets[0]!), /EIO/);
+      const failures = async (): Promise<number> => {
+        const s = (await m.status()) as { network?: { mirrors: Array<{ mirror: string; consecutiveFailures: number }> } };
+        return s.network?.mirrors.find((x) => x.mirror === partsUri(dead))?.consecutiveFailures ?? 0;
+      };
+      await waitFor(async () => (await failures()) >= 3, 30_000, 'three timeouts in a row');
+      // A part no request was made for yet: before, 2 x 3 s of timeouts; now no request at all.
+      const before = dead.requests.length;
+      const t0 = Date.now();
+      await assert.rejects(fh.read(Buffer.alloc(4096), 0, 4096, partOffsets[35]!), /EIO/);
+      const ms = Date.now() - t0;
+      assert.ok(ms < 2000, `the read took ${ms} ms`);
+      assert.equal(dead.requests.length, before, 'no request to the dead mirror');
+      const s = (await m.status()) as { network: { mirrors: Array<{ mirror: string; down: boolean; downWhy?: string }> } };
+      const st = s.network.mirrors.find((x) => x.mirror === partsUri(dead))!;
+      assert.equal(st.down, true, 'status shows it down');
+      assert.match(st.downWhy ?? '', /^\d+ failures in a row, last: no response headers in time$/);
+    } finally {
+      await fh.close();
+    }
+    const log = await m.log();
+    assert.match(log, new RegExp(`mirror ${partsUri(dead).replace(/[./]/g, '\\$&')} is not answering`), log);
   });
 });
