@@ -89,13 +89,31 @@ export function toFetchError(url: string, err: unknown): FetchError {
     case 'ABORT_ERR':
       return new FetchError(url, 'aborted', 'aborted');
     case 'UND_ERR_INVALID_ARG':
-    case 'ERR_INVALID_URL':
-      return new FetchError(url, 'protocol', `bad URL: ${msg}`);
+      return invalidArgument(url, msg);
+    case 'ERR_INVALID_URL': {
+      // (our own URLs are checked before a request: this one came from a redirect's Location)
+      const input = (err as { input?: unknown }).input;
+      return new FetchError(url, 'protocol', `redirected to a malformed address${typeof input === 'string' ? ` (${JSON.stringify(input)})` : ''}`);
+    }
     default:
       if ((err as Error)?.name === 'AbortError') return new FetchError(url, 'aborted', 'aborted');
       return new FetchError(url, 'reset', msg);
   }
 }
+
+/**
+ * undici's InvalidArgumentError. Our own URLs are checked before a request (`get`), so what it rejects is
+ * where a redirect led: say so in words, not in undici's (which speak of Pools and Agents).
+ */
+function invalidArgument(url: string, msg: string): FetchError {
+  if (msg.startsWith('Redirect loop detected')) return new FetchError(url, 'protocol', 'redirects in a loop: a Location leads back to an address already visited');
+  if (msg.startsWith('Invalid URL protocol')) return new FetchError(url, 'protocol', 'redirected to an address that is not http(s)');
+  if (msg.startsWith('Invalid URL')) return new FetchError(url, 'protocol', 'redirected to a malformed address');
+  return new FetchError(url, 'protocol', `request refused by the HTTP client: ${msg}`);
+}
+
+/** Redirects followed for one request; one more is 'too many redirects'. */
+const MAX_REDIRECTS = 5;
 
 /** Bytes of body gathered before one write to the file. */
 const WRITE_BATCH = 512 * 1024;
@@ -253,7 +271,7 @@ export class HttpClient {
       bodyTimeout: t,
       connect: { timeout: t },
     });
-    this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 5 }));
+    this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTS }));
   }
 
   private async get(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
@@ -263,6 +281,7 @@ export class HttpClient {
     } catch (err) {
       throw new FetchError(url, 'protocol', `bad URL: ${errorMessage(err)}`);
     }
+    if (!/^https?:$/.test(new URL(target).protocol)) throw new FetchError(url, 'protocol', 'bad URL: not http(s)');
     let res: Dispatcher.ResponseData;
     try {
       res = await request(target, { method: 'GET', dispatcher: this.dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
@@ -283,6 +302,12 @@ export class HttpClient {
     res.body.resume(); // read off (error pages are small) so that the connection can be reused
     const status = res.statusCode;
     const kind = status === 404 || status === 410 ? 'not-found' : 'status';
+    const location = res.headers.location;
+    // A redirect that reaches us was not followed: one too many, or one that leads nowhere.
+    if (status >= 300 && status < 400 && status !== 304) {
+      const why = location ? `too many redirects (more than ${MAX_REDIRECTS}; the next one to ${String(location)})` : 'a redirect without a Location';
+      throw new FetchError(url, 'protocol', `HTTP ${status}: ${why}`, status);
+    }
     throw new FetchError(url, kind, `HTTP ${status}`, status);
   }
 

@@ -61,7 +61,9 @@ export type Fault =
    * Answer 200 with a body that does not end (until the client leaves or close()): `prefix`, then 'x' bytes.
    * Chunked, unless `contentLength` is given: then that is claimed and sent (however large).
    */
-  | (FaultBase & { kind: 'endless'; prefix?: string; contentLength?: number });
+  | (FaultBase & { kind: 'endless'; prefix?: string; contentLength?: number })
+  /** Answer `code` (default 302) with `Location: to` (given the decoded request path, when a function). */
+  | (FaultBase & { kind: 'redirect'; to: string | ((path: string) => string); code?: number });
 
 export type FaultKind = Fault['kind'];
 
@@ -202,6 +204,9 @@ function validateFault(fault: Fault): void {
       return;
     case 'endless':
       return nonNegative('contentLength', fault.contentLength);
+    case 'redirect':
+      if (fault.code !== undefined && !(fault.code >= 300 && fault.code <= 399)) throw new RangeError(`fault redirect: bad code ${fault.code}`);
+      return;
   }
 }
 
@@ -461,6 +466,10 @@ class MirrorServer implements Mirror {
     if (fault?.kind === 'page') return this.sendPage(req, res, record, fault);
     if (fault?.kind === 'hang') return this.sleep(Infinity);
     if (fault?.kind === 'endless') return this.sendEndless(res, record, fault);
+    if (fault?.kind === 'redirect') {
+      const to = typeof fault.to === 'string' ? fault.to : fault.to(target.decoded);
+      return this.sendText(res, record, fault.code ?? 302, `see ${to}`, { Location: to });
+    }
     if (file.status !== 200) return this.sendError(res, record, file.status);
     return this.serveFile(req, res, record, file, fault);
   }

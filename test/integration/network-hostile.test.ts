@@ -257,3 +257,30 @@ describe('a mirror that accepts connections and never answers', () => {
     assert.match(log, new RegExp(`mirror ${partsUri(dead).replace(/[./]/g, '\\$&')} is not answering`), log);
   });
 });
+
+describe('redirects that lead nowhere', () => {
+  test('a loop, too many, a malformed Location: one plain line naming the URL', async () => {
+    const web = await mirror(fx.tree);
+    web.fault('/loop.jigdo', { kind: 'redirect', to: '/loop2.jigdo' });
+    web.fault('/loop2.jigdo', { kind: 'redirect', to: `${web.url}loop.jigdo`, code: 301 });
+    web.fault((p) => p.startsWith('/far'), { kind: 'redirect', to: (p) => `/far${Number(p.slice(4, -6) || 0) + 1}.jigdo` });
+    web.fault('/broken.jigdo', { kind: 'redirect', to: 'http://[::1/x' });
+    web.fault('/ftp.jigdo', { kind: 'redirect', to: 'ftp://127.0.0.1/x.jigdo' });
+    const d = await dir('redirects');
+    const info = (name: string) => runCli(['info', `${web.url}${name}`, '--cache-dir', path.join(d, 'cache'), '--retries', '0'], { timeoutMs: 20_000, cwd: d });
+    assertCleanFailure(await info('loop.jigdo'), `${web.url}loop.jigdo`, /: cannot fetch: redirects in a loop: a Location leads back to an address already visited$/);
+    assertCleanFailure(await info('far0.jigdo'), `${web.url}far0.jigdo`, /: cannot fetch: HTTP 302: too many redirects \(more than 5; the next one to \/far6\.jigdo\)$/);
+    assertCleanFailure(await info('broken.jigdo'), `${web.url}broken.jigdo`, /: cannot fetch: redirected to a malformed address \("http:\/\/\[::1\/x"\)$/);
+    assertCleanFailure(await info('ftp.jigdo'), `${web.url}ftp.jigdo`, /: cannot fetch: redirected to an address that is not http\(s\)$/);
+
+    // Parts behind a redirect loop: each missing part says so.
+    const looping = await mirror(fx.tree);
+    looping.fault((p) => p.startsWith('/parts/'), { kind: 'redirect', to: (p) => `/again${p}` });
+    looping.fault((p) => p.startsWith('/again/'), { kind: 'redirect', to: (p) => p.slice('/again'.length) });
+    const jigdo = await jigdoWithServers(v, [partsUri(looping)], d);
+    const out = path.join(d, 'out', 'image.iso');
+    await mkdir(path.dirname(out));
+    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'cache'), '--retries', '0'], { timeoutMs: 20_000 });
+    assertMissingParts(r, out, 6, /: every mirror failed: http:\/\/127\.0\.0\.1:\d+\/parts\/\S+: redirects in a loop: a Location leads back to an address already visited$/);
+  });
+});
