@@ -32,6 +32,10 @@ export type FailureKind =
   | 'protocol'
   /** A 200 answer to a Range request from a byte other than 0: the server ignores Range. */
   | 'no-range'
+  /** Not what we asked for: larger than we accept, or not the kind of file wanted (a template's header...). */
+  | 'refused'
+  /** Not asked at all: the mirror is down (it has not answered several requests in a row, see MirrorBoard). */
+  | 'down'
   /** Cancelled by us. */
   | 'aborted'
   /** Storing what the mirror sent failed here (a full disk...): not the mirror's fault, no use trying others. */
@@ -50,7 +54,7 @@ export class FetchError extends Error {
 
   /** Retrying the same URL is pointless: it does not have this file, or has another one. */
   get permanent(): boolean {
-    if (this.kind === 'not-found' || this.kind === 'wrong-size' || this.kind === 'mismatch' || this.kind === 'protocol') return true;
+    if (['not-found', 'wrong-size', 'mismatch', 'protocol', 'refused'].includes(this.kind)) return true;
     if (this.kind === 'status' && this.status !== undefined) return this.status >= 400 && this.status < 500 && this.status !== 408 && this.status !== 429;
     return false;
   }
@@ -85,16 +89,125 @@ export function toFetchError(url: string, err: unknown): FetchError {
     case 'ABORT_ERR':
       return new FetchError(url, 'aborted', 'aborted');
     case 'UND_ERR_INVALID_ARG':
-    case 'ERR_INVALID_URL':
-      return new FetchError(url, 'protocol', `bad URL: ${msg}`);
+      return invalidArgument(url, msg);
+    case 'ERR_INVALID_URL': {
+      // (our own URLs are checked before a request: this one came from a redirect's Location)
+      const input = (err as { input?: unknown }).input;
+      return new FetchError(url, 'protocol', `redirected to a malformed address${typeof input === 'string' ? ` (${JSON.stringify(input)})` : ''}`);
+    }
     default:
       if ((err as Error)?.name === 'AbortError') return new FetchError(url, 'aborted', 'aborted');
       return new FetchError(url, 'reset', msg);
   }
 }
 
+/**
+ * undici's InvalidArgumentError. Our own URLs are checked before a request (`get`), so what it rejects is
+ * where a redirect led: say so in words, not in undici's (which speak of Pools and Agents).
+ */
+function invalidArgument(url: string, msg: string): FetchError {
+  if (msg.startsWith('Redirect loop detected')) return new FetchError(url, 'protocol', 'redirects in a loop: a Location leads back to an address already visited');
+  if (msg.startsWith('Invalid URL protocol')) return new FetchError(url, 'protocol', 'redirected to an address that is not http(s)');
+  if (msg.startsWith('Invalid URL')) return new FetchError(url, 'protocol', 'redirected to a malformed address');
+  return new FetchError(url, 'protocol', `request refused by the HTTP client: ${msg}`);
+}
+
+/** Redirects followed for one request; one more is 'too many redirects'. */
+const MAX_REDIRECTS = 5;
+
 /** Bytes of body gathered before one write to the file. */
 const WRITE_BATCH = 512 * 1024;
+
+const ignore = (): void => undefined;
+
+/** Stops reading a body (an error it emits then is taken by the listener every body gets in `get`). */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  if (!body.destroyed) body.destroy();
+}
+
+/** The 'refused' failure of a file larger than `rules.maxBytes`: its stated size, or undefined when the body passed it. */
+function tooLarge(url: string, rules: BodyRules, stated?: number): FetchError {
+  const max = rules.maxWhy ?? `${rules.maxBytes} bytes`;
+  const message = stated === undefined ? `it goes on past ${max}: download stopped there` : `it has ${stated} bytes, more than ${max}: not downloaded`;
+  return new FetchError(url, 'refused', message);
+}
+
+/** Checks a body's first bytes against `rules.magic` as they arrive. */
+class HeadCheck {
+  private got = Buffer.alloc(0);
+  private done = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly rules: BodyRules,
+  ) {}
+
+  add(chunk: Buffer): void {
+    if (this.done) return;
+    const magic = this.rules.magic!;
+    this.got = Buffer.concat([this.got, chunk.subarray(0, magic.length - this.got.length)]);
+    if (this.got.length >= magic.length) this.check();
+  }
+
+  /** The body ended: a file shorter than the magic is not the file wanted either. */
+  end(): void {
+    if (!this.done) this.check();
+  }
+
+  private check(): void {
+    this.done = true;
+    if (this.got.equals(this.rules.magic!)) return;
+    const seen = JSON.stringify(this.got.toString('latin1').replace(/[^\x20-\x7e]/g, '.'));
+    throw new FetchError(this.url, 'refused', `not ${this.rules.magicWhat ?? 'the file wanted'} (it starts with ${seen})`);
+  }
+}
+
+/**
+ * Body chunks are small (~16-64 KiB): they are written to the file in batches of WRITE_BATCH, with one writev
+ * and no concatenation into a new buffer per batch. `pos` is where the written bytes end, `end` where the
+ * added ones do.
+ */
+class BatchWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(
+    private readonly url: string,
+    private readonly fh: FileHandle,
+    public pos: number,
+    private readonly onData: (pos: number) => void,
+  ) {}
+
+  get end(): number {
+    return this.pos + this.pendingBytes;
+  }
+
+  async add(data: Buffer): Promise<void> {
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    if (this.pendingBytes >= WRITE_BATCH) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const chunks = this.pending;
+    const n = this.pendingBytes;
+    const at = this.pos;
+    this.pending = [];
+    this.pendingBytes = 0;
+    try {
+      const done = (await this.fh.writev(chunks, at)).bytesWritten;
+      if (done < n) {
+        const rest = Buffer.concat(chunks, n).subarray(done); // a short write: rare (a full disk says ENOSPC next)
+        for (let o = 0; o < rest.length; ) o += (await this.fh.write(rest, o, rest.length - o, at + done + o)).bytesWritten;
+      }
+    } catch (err) {
+      throw new FetchError(this.url, 'local', `cannot store what it sent: ${errorMessage(err)}`);
+    }
+    this.pos = at + n;
+    this.onData(this.pos);
+  }
+}
 
 /**
  * The slowest body we wait for: undici's body timeout only fires on silence, so a mirror sending a byte
@@ -132,6 +245,18 @@ export interface RangeRequest {
   /** The expected size of the whole file, when known: another size is a 'wrong-size' failure. */
   total?: number;
 }
+
+/** What a file of unknown size must be like (a 'refused' failure otherwise), checked while it comes. */
+export interface BodyRules {
+  /** Most bytes the file may have: a larger stated size is refused before the body, a longer body at the limit. */
+  maxBytes?: number;
+  /** Says what the limit is, for the message: "it has N bytes, more than <maxWhy>". */
+  maxWhy?: string;
+  /** The file's first bytes must be these: refused as soon as they are not (so garbage costs kilobytes). */
+  magic?: Buffer;
+  /** Says what the file should be, for the message: "not <what> (...)". */
+  magicWhat?: string;
+}
 export class HttpClient {
   private readonly dispatcher: Dispatcher;
   private readonly agent: EnvHttpProxyAgent;
@@ -146,7 +271,7 @@ export class HttpClient {
       bodyTimeout: t,
       connect: { timeout: t },
     });
-    this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 5 }));
+    this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTS }));
   }
 
   private async get(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
@@ -156,20 +281,33 @@ export class HttpClient {
     } catch (err) {
       throw new FetchError(url, 'protocol', `bad URL: ${errorMessage(err)}`);
     }
+    if (!/^https?:$/.test(new URL(target).protocol)) throw new FetchError(url, 'protocol', 'bad URL: not http(s)');
+    let res: Dispatcher.ResponseData;
     try {
-      return await request(target, { method: 'GET', dispatcher: this.dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
+      res = await request(target, { method: 'GET', dispatcher: this.dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
     } catch (err) {
       throw this.classify(url, err);
     }
+    // An undici body destroyed before it was read to its end (we give up on a wrong answer, an abort signal
+    // cuts a sibling range, the agent closes) emits 'error' (RequestAbortedError) a moment later, and with no
+    // listener that is an uncaught exception: the process dies. Every body gets one from the start; whoever
+    // reads it still sees its errors (the async iterator listens for them itself).
+    res.body.on('error', ignore);
+    return res;
   }
 
   /** Throws a FetchError for a non-2xx answer (after discarding its body). */
   private static async checkStatus(url: string, res: Dispatcher.ResponseData): Promise<void> {
     if (res.statusCode >= 200 && res.statusCode < 300) return;
-    res.body.resume();
-    res.body.on('error', () => undefined);
+    res.body.resume(); // read off (error pages are small) so that the connection can be reused
     const status = res.statusCode;
     const kind = status === 404 || status === 410 ? 'not-found' : 'status';
+    const location = res.headers.location;
+    // A redirect that reaches us was not followed: one too many, or one that leads nowhere.
+    if (status >= 300 && status < 400 && status !== 304) {
+      const why = location ? `too many redirects (more than ${MAX_REDIRECTS}; the next one to ${String(location)})` : 'a redirect without a Location';
+      throw new FetchError(url, 'protocol', `HTTP ${status}: ${why}`, status);
+    }
     throw new FetchError(url, kind, `HTTP ${status}`, status);
   }
 
@@ -185,7 +323,7 @@ export class HttpClient {
     range: RangeRequest,
     fh: FileHandle,
     onData: (pos: number) => void,
-    opts: { signal?: AbortSignal; onHeaders?: (info: { whole: boolean; total?: number }) => void } = {},
+    opts: { signal?: AbortSignal; onHeaders?: (info: { whole: boolean; total?: number }) => void; rules?: BodyRules } = {},
   ): Promise<RangeResult> {
     const { start, total } = range;
     const t0 = performance.now();
@@ -193,81 +331,79 @@ export class HttpClient {
     const header: Record<string, string> = full ? {} : { range: `bytes=${start}-${range.end === undefined ? '' : range.end - 1}` };
     const res = await this.get(url, header, opts.signal);
     const ttfbMs = performance.now() - t0;
-    const body = res.body;
     try {
       await HttpClient.checkStatus(url, res);
-      let whole = false;
-      let stated: number | undefined;
-      if (res.statusCode === 206) {
-        const text = String(res.headers['content-range'] ?? '');
-        const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(text);
-        if (!cr) throw new FetchError(url, 'protocol', `bad Content-Range "${text}"`);
-        if (cr[3] !== '*') stated = Number(cr[3]);
-        if (Number(cr[1]) !== start) throw new FetchError(url, 'protocol', `asked for bytes from ${start}, got Content-Range ${text}`);
-      } else {
-        if (start !== 0) throw new FetchError(url, 'no-range', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
-        const len = res.headers['content-length'];
-        if (len !== undefined) stated = Number(len);
-        whole = true;
-      }
-      if (total !== undefined && stated !== undefined && stated !== total) {
-        throw new FetchError(url, 'wrong-size', `the file there has ${stated} bytes, expected ${total}`);
-      }
+      const { whole, stated } = HttpClient.rangeAnswer(url, res, range);
+      const rules = opts.rules ?? {};
+      if (stated !== undefined && stated > (rules.maxBytes ?? Infinity)) throw tooLarge(url, rules, stated);
       opts.onHeaders?.({ whole, total: stated });
       const stop = whole ? (stated ?? total ?? Infinity) : (range.end ?? stated ?? Infinity);
-      let pos = start;
-      // Body chunks are small (~16-64 KiB): write them in batches, and what arrived before an error too.
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const flush = async (): Promise<void> => {
-        if (pendingBytes === 0) return;
-        const chunks = pending;
-        const n = pendingBytes;
-        pending = [];
-        pendingBytes = 0;
-        try {
-          // One writev, no concatenation into a new 512 KiB buffer per batch.
-          const done = (await fh.writev(chunks, pos)).bytesWritten;
-          if (done < n) {
-            const rest = Buffer.concat(chunks, n).subarray(done); // a short write: rare (a full disk says ENOSPC next)
-            for (let at = 0; at < rest.length; ) at += (await fh.write(rest, at, rest.length - at, pos + done + at)).bytesWritten;
-          }
-        } catch (err) {
-          throw new FetchError(url, 'local', `cannot store what it sent: ${errorMessage(err)}`);
-        }
-        pos += n;
-        onData(pos);
-      };
-      let windowStart = performance.now();
-      let windowBytes = 0;
-      try {
-        for await (const chunk of body as AsyncIterable<Buffer>) {
-          windowBytes += chunk.length;
-          const elapsed = performance.now() - windowStart;
-          if (elapsed >= this.opts.timeoutMs) {
-            if ((windowBytes * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
-              throw new FetchError(url, 'slow', `too slow: ${windowBytes} bytes in ${(elapsed / 1000).toFixed(0)} s`);
-            }
-            windowStart += elapsed;
-            windowBytes = 0;
-          }
-          const room = stop - pos - pendingBytes;
-          const data = chunk.length > room ? chunk.subarray(0, room) : chunk;
-          pending.push(data);
-          pendingBytes += data.length;
-          if (pendingBytes >= WRITE_BATCH || pos + pendingBytes >= stop) await flush();
-          if (pos >= stop) break;
-        }
-      } finally {
-        await flush();
-      }
+      const pos = await this.pump(url, res.body, new BatchWriter(url, fh, start, onData), stop, rules);
       if (stop !== Infinity && pos < stop) throw new FetchError(url, 'short', `body ended after ${pos - start} of ${stop - start} bytes`);
       return { end: pos, whole, total: stated, ttfbMs };
     } catch (err) {
       throw this.classify(url, err);
     } finally {
-      if (!body.destroyed) body.destroy();
+      discard(res.body);
     }
+  }
+
+  /** What a 2xx answer to a range request holds: the whole file or the range asked for, and the file's size. */
+  private static rangeAnswer(url: string, res: Dispatcher.ResponseData, range: RangeRequest): { whole: boolean; stated?: number } {
+    const { start, total } = range;
+    let whole = false;
+    let stated: number | undefined;
+    if (res.statusCode === 206) {
+      const text = String(res.headers['content-range'] ?? '');
+      const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(text);
+      if (!cr) throw new FetchError(url, 'protocol', `bad Content-Range "${text}"`);
+      if (cr[3] !== '*') stated = Number(cr[3]);
+      if (Number(cr[1]) !== start) throw new FetchError(url, 'protocol', `asked for bytes from ${start}, got Content-Range ${text}`);
+    } else {
+      if (start !== 0) throw new FetchError(url, 'no-range', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
+      const len = res.headers['content-length'];
+      if (len !== undefined) stated = Number(len);
+      whole = true;
+    }
+    if (total !== undefined && stated !== undefined && stated !== total) {
+      throw new FetchError(url, 'wrong-size', `the file there has ${stated} bytes, expected ${total}`);
+    }
+    return { whole, stated };
+  }
+
+  /**
+   * Writes the body through `out` up to position `stop` (what comes after is not read); returns the position
+   * reached. Fails a body slower than MIN_BYTES_PER_SECOND over a whole timeout ('slow'), and one that breaks
+   * `rules` ('refused').
+   */
+  private async pump(url: string, body: Dispatcher.ResponseData['body'], out: BatchWriter, stop: number, rules: BodyRules): Promise<number> {
+    const head = rules.magic && out.pos === 0 ? new HeadCheck(url, rules) : undefined;
+    const max = rules.maxBytes ?? Infinity;
+    let windowStart = performance.now();
+    let windowBytes = 0;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        windowBytes += chunk.length;
+        const elapsed = performance.now() - windowStart;
+        if (elapsed >= this.opts.timeoutMs) {
+          if ((windowBytes * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
+            throw new FetchError(url, 'slow', `too slow: ${windowBytes} bytes in ${(elapsed / 1000).toFixed(0)} s`);
+          }
+          windowStart += elapsed;
+          windowBytes = 0;
+        }
+        head?.add(chunk);
+        const room = stop - out.end;
+        const data = chunk.length > room ? chunk.subarray(0, room) : chunk;
+        if (out.end + data.length > max) throw tooLarge(url, rules);
+        await out.add(data);
+        if (out.end >= stop) break;
+      }
+      head?.end();
+    } finally {
+      await out.flush(); // what arrived before an error is written too: a resume starts after it
+    }
+    return out.pos;
   }
 
   /** A whole small resource (.jigdo, [Include]) in memory; at most `maxBytes`. */
@@ -286,7 +422,7 @@ export class HttpClient {
     } catch (err) {
       throw this.classify(url, err);
     } finally {
-      if (!res.body.destroyed) res.body.destroy();
+      discard(res.body);
     }
   }
 

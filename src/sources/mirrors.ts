@@ -2,9 +2,11 @@ import type { FailureKind } from './http.js';
 
 /**
  * What we know about each mirror (a server base URL such as `http://deb.debian.org/debian/`): bytes,
- * speed, failures, and whether it is demoted. Demoted mirrors are tried after the others (never skipped:
- * when every mirror is demoted they are still tried, soonest-forgiven first). The numbers are kept for
- * `jigdofs status` and are JSON-serializable through `snapshot()`.
+ * speed, failures, and whether it is demoted or down. Demoted mirrors are tried after the others (never
+ * skipped: when every mirror is demoted they are still tried, soonest-forgiven first). A mirror that is
+ * down (it stalled or refused connections several times in a row, without an answer in between) is
+ * skipped: each request would cost a whole timeout. After a while one probe request may try it again.
+ * The numbers are kept for `jigdofs status` and are JSON-serializable through `snapshot()`.
  */
 
 /** Consecutive failed requests after which a mirror is demoted. */
@@ -15,6 +17,13 @@ const MAX_DEMOTE_MS = 10 * 60_000;
 /** A mirror this many times slower than the best one (for a 1 MiB part) is demoted. */
 const SLOW_FACTOR = 8;
 const SLOW_DEMOTE_MS = 60_000;
+/** Stalls and connect failures in a row (no answer in between) after which a mirror is down. */
+const SILENT_TO_DOWN = 3;
+/** A down mirror is skipped this long, then one probe request may try it; doubles while probes fail. */
+const DOWN_MS = 15_000;
+const MAX_DOWN_MS = 5 * 60_000;
+/** Failures in which the mirror said nothing at all: each cost a whole timeout (or found no host). */
+const SILENT: ReadonlySet<FailureKind> = new Set(['timeout', 'connect']);
 /** Samples needed before a mirror's speed is compared. */
 const MIN_SAMPLES = 3;
 /** Weight of a new sample in the moving averages. */
@@ -48,6 +57,11 @@ export interface MirrorStats {
   demotedWhy?: string;
   lastError?: string;
   lastErrorAt?: string;
+  /** Skipped: it has not answered SILENT_TO_DOWN requests in a row (see MirrorBoard.admit). */
+  down: boolean;
+  /** ISO time from which one probe request may try it again, when it is down. */
+  downUntil?: string;
+  downWhy?: string;
 }
 
 export interface PartFetchStats {
@@ -76,6 +90,10 @@ interface Mirror {
   demoteStreak: number;
   /** Learned from a 206 answer (true) or a 200 to a Range request (false). */
   ranges?: boolean;
+  /** Stalls and connect failures since the mirror last answered anything. */
+  silent: number;
+  /** Set while the mirror is down: skipped until `until`, then one request at a time probes it. */
+  down?: { until: number; ms: number; why: string; probing: boolean };
 }
 
 export class MirrorBoard {
@@ -94,12 +112,13 @@ export class MirrorBoard {
       m = {
         stats: {
           mirror: id, requests: 0, active: 0, bytes: 0, speed: 0, latencyMs: 0, failures: 0, consecutiveFailures: 0,
-          failuresByKind: {}, demotions: 0, demoted: false,
+          failuresByKind: {}, demotions: 0, demoted: false, down: false,
         },
         demotedUntil: 0,
         samples: 0,
         bandwidth: 0,
         demoteStreak: 0,
+        silent: 0,
       };
       this.mirrors.set(id, m);
     }
@@ -147,6 +166,27 @@ export class MirrorBoard {
     );
   }
 
+  /**
+   * Why a request to the mirror is not worth making now (it is down, and no probe is due), or undefined.
+   * Asks only: `admit` is what a request calls right before it starts.
+   */
+  refusal(id: string): string | undefined {
+    const d = this.mirrors.get(id)?.down;
+    if (!d || (!d.probing && this.now() >= d.until)) return undefined;
+    return `mirror ${id} is not answering: ${d.why}`;
+  }
+
+  /**
+   * Right before a request to the mirror: undefined to go ahead, or why it is skipped (`refusal`). When a
+   * down mirror's time is up, one request at a time is let through as a probe: its outcome decides.
+   */
+  admit(id: string): string | undefined {
+    const why = this.refusal(id);
+    const d = this.mirrors.get(id)?.down;
+    if (why === undefined && d) d.probing = true;
+    return why;
+  }
+
   requestStarted(id: string): void {
     const m = this.get(id);
     m.stats.requests++;
@@ -165,6 +205,7 @@ export class MirrorBoard {
     m.stats.active--;
     m.stats.consecutiveFailures = 0;
     m.demoteStreak = 0;
+    this.answered(id, m);
     m.stats.latencyMs = m.samples === 0 ? ttfbMs : (1 - ALPHA) * m.stats.latencyMs + ALPHA * ttfbMs;
     if (bytes >= MIN_SPEED_SAMPLE) {
       const bw = bytes / (Math.max(1, ms - ttfbMs) / 1000);
@@ -179,13 +220,44 @@ export class MirrorBoard {
   requestFailed(id: string, kind: FailureKind, message: string): void {
     const m = this.get(id);
     m.stats.active--;
-    if (kind !== 'aborted') this.noteFailure(id, m, kind, message);
+    if (kind === 'aborted') {
+      if (m.down) m.down.probing = false; // a probe we cut tells nothing: the next request probes
+      return;
+    }
+    this.noteFailure(id, m, kind, message);
+    if (SILENT.has(kind)) this.noteSilent(id, m, message);
+    else this.answered(id, m);
+  }
+
+  /** A stall or connect failure: the SILENT_TO_DOWN-th in a row takes the mirror down; a failed probe, longer. */
+  private noteSilent(id: string, m: Mirror, message: string): void {
+    m.silent++;
+    if (m.silent < SILENT_TO_DOWN) return;
+    const why = `${m.silent} failures in a row, last: ${message}`;
+    const d = m.down;
+    if (d && !d.probing) {
+      d.why = why; // a request that started before it went down
+      return;
+    }
+    const ms = d ? Math.min(MAX_DOWN_MS, d.ms * 2) : DOWN_MS;
+    m.down = { until: this.now() + ms, ms, why, probing: false };
+    this.log(`mirror ${id} is not answering (${why}): skipped for ${Math.round(ms / 1000)} s`);
+  }
+
+  /** The mirror answered (well or not): it is up. */
+  private answered(id: string, m: Mirror): void {
+    m.silent = 0;
+    if (!m.down) return;
+    m.down = undefined;
+    this.log(`mirror ${id} answers again`);
   }
 
   /** Bytes that failed their checksum: a mirror serving wrong data counts as failing. */
   mismatch(id: string, message: string): void {
     this.parts.mismatches++;
-    this.noteFailure(id, this.get(id), 'mismatch', message);
+    const m = this.get(id);
+    this.noteFailure(id, m, 'mismatch', message);
+    this.answered(id, m);
   }
 
   private noteFailure(id: string, m: Mirror, kind: FailureKind, message: string): void {
@@ -231,9 +303,13 @@ export class MirrorBoard {
     const now = this.now();
     const mirrors = [...this.mirrors.values()].map((m) => {
       const demoted = m.demotedUntil > now;
-      const s: MirrorStats = { ...m.stats, failuresByKind: { ...m.stats.failuresByKind }, demoted };
+      const s: MirrorStats = { ...m.stats, failuresByKind: { ...m.stats.failuresByKind }, demoted, down: m.down !== undefined };
       if (demoted) s.demotedUntil = new Date(m.demotedUntil).toISOString();
       else delete s.demotedWhy;
+      if (m.down) {
+        s.downUntil = new Date(m.down.until).toISOString();
+        s.downWhy = m.down.why;
+      }
       return s;
     });
     return { mirrors, parts: { ...this.parts } };

@@ -8,7 +8,7 @@ import type { JigdoFile, JigdoImage, JigdoValue } from '../format/jigdo.js';
 import { describeLocation, type Location } from '../format/location.js';
 import { LabelMap, partCandidates } from '../format/resolve.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
-import { FetchError, HttpClient, toFetchError } from './http.js';
+import { FetchError, HttpClient, toFetchError, type BodyRules } from './http.js';
 import type { LocalCopy } from './local.js';
 import { MirrorBoard, mirrorOf, type MirrorStats, type PartFetchStats } from './mirrors.js';
 import { PartCache, type CacheStats, type CacheWriter, type SumCheck } from './part-cache.js';
@@ -65,6 +65,8 @@ export interface NetworkStats {
 /** Most attempts on one range from one mirror (the first request plus resumes after cuts). */
 const MAX_REQUESTS_PER_RANGE = 4;
 const MAX_JIGDO_BYTES = 64 << 20;
+/** How every template starts (the check of parseHeader in format/template.ts): anything else is refused at once. */
+const TEMPLATE_MAGIC = Buffer.from('JigsawDownload template ');
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const backoff = (round: number): number => 500 * 3 ** (round - 1) * (0.75 + Math.random() / 2);
@@ -194,7 +196,7 @@ export class Network {
     }
     const writer = started.writer;
     try {
-      await this.download(loc.url, writer.fh);
+      await this.download(loc.url, writer.fh, await this.templateRules());
       const copy = await writer.commit(sums);
       if (!copy) throw new JigdoError(where, `downloaded template does not match the .jigdo's Template-${kind === 'md5' ? 'MD5' : 'SHA256'}Sum: wrong or corrupt template`);
       this.templateStats.fetched++;
@@ -210,9 +212,10 @@ export class Network {
     const dir = path.join(this.cache.dir, 'templates', 'unverified');
     await makeDirs(dir);
     const final = path.join(dir, `${createHash('sha256').update(url).digest('hex').slice(0, 32)}.template`);
+    const rules = await this.templateRules();
     const { file: tmp, fh } = await this.cache.tempFile();
     try {
-      await this.download(url, fh);
+      await this.download(url, fh, rules);
       await fh.close();
       await rename(tmp, final);
       this.templateStats.fetched++;
@@ -224,8 +227,22 @@ export class Network {
     }
   }
 
-  /** Downloads a whole file of unknown size into `fh`, resuming after cuts, with bounded retries. */
-  private async download(url: string, fh: FileHandle): Promise<void> {
+  /**
+   * A template's size is not known before it is downloaded, but it goes into the cache: it may not be larger
+   * than the cache may hold, and it must start as a template does (a server sending something else, however
+   * long, is refused after its first bytes).
+   */
+  private async templateRules(): Promise<BodyRules> {
+    const limit = (await this.cache.refreshStats()).limit;
+    const shown = limit >= 1 << 20 ? `${(limit / (1 << 20)).toFixed(1)} MiB` : `${limit} bytes`;
+    return { maxBytes: limit, maxWhy: `the cache's limit of ${shown} (--cache-size, capped by free disk space)`, magic: TEMPLATE_MAGIC, magicWhat: 'a jigdo template' };
+  }
+
+  /**
+   * Downloads a whole file of unknown size into `fh`, resuming after cuts, with bounded retries; what
+   * breaks `rules` fails at once (the caller removes what was written).
+   */
+  private async download(url: string, fh: FileHandle, rules: BodyRules): Promise<void> {
     const http = this.http!;
     const mirror = mirrorOf(url);
     let pos = 0;
@@ -246,7 +263,7 @@ export class Network {
           return http.fetchRange(url, { start: pos, total }, fh, (p) => {
             this.board.received(mirror, p - pos);
             pos = p;
-          }, { onHeaders: (h) => (total ??= h.total) });
+          }, { onHeaders: (h) => (total ??= h.total), rules });
         });
         this.board.requestDone(mirror, r.end - before, performance.now() - t0, r.ttfbMs);
         await fh.truncate(r.end);
@@ -258,6 +275,7 @@ export class Network {
           throw new JigdoError(this.cache.dir, e.message);
         }
         this.board.requestFailed(mirror, e.kind, e.message);
+        if (e.kind === 'refused') throw new JigdoError(url, e.message);
         if (e.kind === 'no-range') fromZero = true;
         else if (e.permanent) throw new JigdoError(url, `cannot fetch: ${e.message}`);
         // Progress is measured against the best attempt so far: a server that ignores Range and cuts
@@ -358,6 +376,17 @@ interface Range {
   pos: number;
 }
 
+/** One attempt at a part from one mirror: its parallel range streams share this. */
+interface MirrorRun {
+  c: UrlCandidate;
+  /** Cuts the streams' requests (a permanent failure or a trickle: the others would fail alike). */
+  abort: AbortController;
+  /** No stream starts another request. */
+  stop: boolean;
+  /** The mirror ignores Range: one stream from byte 0 for the whole part. */
+  wholeOnly: boolean;
+}
+
 /** One part's download: ranges, mirrors in turn, verification. */
 class PartFetch {
   private readonly ranges: Range[];
@@ -443,86 +472,98 @@ class PartFetch {
 
   /** Fetches what is missing from one mirror, with parallel ranges; excludes the mirror if it fails. */
   private async fromMirror(c: UrlCandidate): Promise<void> {
-    const http = this.net.http!;
     const { board } = this.net;
+    // A mirror that is down costs this part nothing: not even the wait for a request slot.
+    const down = board.refusal(c.mirror);
+    if (down) return this.fail(c, new FetchError(c.url, 'down', down));
     const length = this.need.length;
-    const abort = new AbortController();
-    let stop = false;
-    const fail = (e: FetchError): void => {
-      this.problems.set(c.mirror, `${c.url}: ${e.message}`);
-      if (e.permanent) {
-        this.excluded.set(c.mirror, 'permanent');
-        abort.abort();
-      } else if (!this.excluded.has(c.mirror)) this.excluded.set(c.mirror, 'soft');
-      // The mirror's other streams would trickle as slowly, each for a whole timeout: end them now.
-      if (e.kind === 'slow') abort.abort();
-      stop = true;
-    };
     // A server known to ignore Range gets one stream for the whole part (restarted from 0 after a cut).
     const wholeOnly = board.acceptsRanges(c.mirror) === false;
+    const run: MirrorRun = { c, abort: new AbortController(), stop: false, wholeOnly };
     const pending: Range[] = wholeOnly ? [{ start: 0, end: length, pos: 0 }] : this.ranges.filter((r) => r.pos < r.end);
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (!stop && next < pending.length) {
-        const r = pending[next++]!;
-        let requests = 0;
-        while (!stop && r.pos < r.end) {
-          const start = wholeOnly ? 0 : r.pos;
-          let reached = start;
-          let whole = wholeOnly;
-          let started = false;
-          const t0 = performance.now();
-          try {
-            const res = await this.net.request(async () => {
-              if (stop) throw new FetchError(c.url, 'aborted', 'aborted');
-              started = true;
-              requests++;
-              board.requestStarted(c.mirror);
-              return http.fetchRange(
-                c.url,
-                { start, end: wholeOnly ? length : r.end, total: length },
-                this.writer.fh,
-                (p) => {
-                  board.received(c.mirror, p - reached);
-                  reached = p;
-                  this.contributors.add(c.mirror);
-                  if (whole) this.advanceAll(p);
-                  r.pos = Math.max(r.pos, Math.min(r.end, p));
-                },
-                { signal: abort.signal, onHeaders: (h) => (whole ||= h.whole) },
-              );
-            });
-            board.requestDone(c.mirror, res.end - start, performance.now() - t0, res.ttfbMs);
-            if (start > 0) board.setAcceptsRanges(c.mirror, true);
-            else if (res.whole && r.end < length) board.setAcceptsRanges(c.mirror, false);
-          } catch (err) {
-            const e = toFetchError(c.url, err);
-            if (e.kind === 'local') {
-              // Our disk, not the mirror: stop this part here (every mirror would fail the same way).
-              if (started) board.requestFailed(c.mirror, 'aborted', e.message); // not held against the mirror
-              this.localFailure ??= e;
-              stop = true;
-              abort.abort();
-              return;
-            }
-            if (started) board.requestFailed(c.mirror, e.kind === 'no-range' ? 'aborted' : e.kind, e.message);
-            if (e.kind === 'aborted') return;
-            if (e.kind === 'no-range') {
-              // The stream from byte 0 (another worker, or the next attempt) gets the whole file.
-              board.setAcceptsRanges(c.mirror, false);
-              return;
-            }
-            // A cut after some progress resumes from where it stopped, a few times.
-            // (Not after a trickle: the same mirror would be as slow again.)
-            if (!e.permanent && e.kind !== 'slow' && reached > start && requests < MAX_REQUESTS_PER_RANGE) continue;
-            fail(e);
-            return;
-          }
-        }
-      }
+      while (!run.stop && next < pending.length) await this.rangeFromMirror(run, pending[next++]!);
     };
     const streams = Math.min(this.net.opts.streamsPerPart, pending.length);
     await Promise.all(Array.from({ length: streams }, worker));
+  }
+
+  /** Gives up on a mirror for this part (for good, or until the next round) and stops its other streams. */
+  private fail(c: UrlCandidate, e: FetchError, run?: MirrorRun): void {
+    this.problems.set(c.mirror, `${c.url}: ${e.message}`);
+    // A mirror that is down is not tried again for this part: it stays down longer than a round's backoff.
+    if (e.permanent || e.kind === 'down') {
+      this.excluded.set(c.mirror, 'permanent');
+      run?.abort.abort();
+    } else if (!this.excluded.has(c.mirror)) this.excluded.set(c.mirror, 'soft');
+    // The mirror's other streams would trickle as slowly, each for a whole timeout: end them now.
+    if (e.kind === 'slow') run?.abort.abort();
+    if (run) run.stop = true;
+  }
+
+  /** One range from one mirror: requests until it is complete, resuming after cuts; stops the run on failure. */
+  private async rangeFromMirror(run: MirrorRun, r: Range): Promise<void> {
+    const http = this.net.http!;
+    const { board } = this.net;
+    const { c, wholeOnly } = run;
+    const length = this.need.length;
+    let requests = 0;
+    while (!run.stop && r.pos < r.end) {
+      const start = wholeOnly ? 0 : r.pos;
+      let reached = start;
+      let whole = wholeOnly;
+      let started = false;
+      const t0 = performance.now();
+      try {
+        const res = await this.net.request(async () => {
+          if (run.stop) throw new FetchError(c.url, 'aborted', 'aborted');
+          const down = board.admit(c.mirror); // (it may have gone down while we waited for the slot)
+          if (down) throw new FetchError(c.url, 'down', down);
+          started = true;
+          requests++;
+          board.requestStarted(c.mirror);
+          return http.fetchRange(
+            c.url,
+            { start, end: wholeOnly ? length : r.end, total: length },
+            this.writer.fh,
+            (p) => {
+              board.received(c.mirror, p - reached);
+              reached = p;
+              this.contributors.add(c.mirror);
+              if (whole) this.advanceAll(p);
+              r.pos = Math.max(r.pos, Math.min(r.end, p));
+            },
+            { signal: run.abort.signal, onHeaders: (h) => (whole ||= h.whole) },
+          );
+        });
+        board.requestDone(c.mirror, res.end - start, performance.now() - t0, res.ttfbMs);
+        if (start > 0) board.setAcceptsRanges(c.mirror, true);
+        else if (res.whole && r.end < length) board.setAcceptsRanges(c.mirror, false);
+      } catch (err) {
+        const e = toFetchError(c.url, err);
+        if (e.kind === 'local') {
+          // Our disk, not the mirror: stop this part here (every mirror would fail the same way).
+          if (started) board.requestFailed(c.mirror, 'aborted', e.message); // not held against the mirror
+          this.localFailure ??= e;
+          run.stop = true;
+          run.abort.abort();
+          return;
+        }
+        if (started) board.requestFailed(c.mirror, e.kind === 'no-range' ? 'aborted' : e.kind, e.message);
+        if (e.kind === 'aborted') return;
+        if (e.kind === 'no-range') {
+          // The stream from byte 0 (another worker, or the next attempt) gets the whole file.
+          board.setAcceptsRanges(c.mirror, false);
+          return;
+        }
+        // A cut after some progress resumes from where it stopped, a few times.
+        // (Not after a trickle: the same mirror would be as slow again.)
+        if (!e.permanent && e.kind !== 'slow' && reached > start && requests < MAX_REQUESTS_PER_RANGE) continue;
+        this.fail(c, e, run);
+        return;
+      }
+    }
   }
 
   /** A whole-file stream from byte 0 has written [0, pos): every range it covers is that far. */

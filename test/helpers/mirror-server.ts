@@ -1,6 +1,7 @@
 /**
  * A real HTTP mirror for tests and benchmarks: a static file server on loopback with Range support and
- * runtime-switchable faults (status codes, resets, stalls, corruption, short bodies, delays).
+ * runtime-switchable faults (status codes, resets, stalls, corruption, short bodies, delays, captive-portal pages,
+ * silent hosts, endless bodies).
  *
  * Why not `python3 -m http.server`: it ignores Range, and we need to script misbehaviour per request.
  * Only node:http is used; the server listens on 127.0.0.1 port 0 because fixed ports are often taken.
@@ -46,7 +47,23 @@ export type Fault =
   /** Content-Length itself is `bytes` (a well-formed but truncated response; Content-Range is not adjusted). */
   | (FaultBase & { kind: 'truncate'; bytes: number })
   /** Extra latency before the headers (on top of `latencyMs`). */
-  | (FaultBase & { kind: 'delay'; ms: number });
+  | (FaultBase & { kind: 'delay'; ms: number })
+  /**
+   * Answer 200 with a short HTML page (`bytes` long, default 60, with its Content-Length) whatever was asked,
+   * Range ignored, file or not: what captive portals and maintenance pages do. Requests for the file from
+   * byte 0 (no Range, or one from 0) wait `fromZeroDelayMs` first, so that the answers to ranges of later
+   * bytes arrive before them (a client fetching parallel ranges sees its "no Range support" answers first).
+   */
+  | (FaultBase & { kind: 'page'; bytes?: number; fromZeroDelayMs?: number })
+  /** Accept the connection, read the request, never answer (until close()): a dead host behind a live socket. */
+  | (FaultBase & { kind: 'hang' })
+  /**
+   * Answer 200 with a body that does not end (until the client leaves or close()): `prefix`, then 'x' bytes.
+   * Chunked, unless `contentLength` is given: then that is claimed and sent (however large).
+   */
+  | (FaultBase & { kind: 'endless'; prefix?: string; contentLength?: number })
+  /** Answer `code` (default 302) with `Location: to` (given the decoded request path, when a function). */
+  | (FaultBase & { kind: 'redirect'; to: string | ((path: string) => string); code?: number });
 
 export type FaultKind = Fault['kind'];
 
@@ -180,6 +197,16 @@ function validateFault(fault: Fault): void {
       return nonNegative('bytes', fault.bytes);
     case 'delay':
       return nonNegative('ms', fault.ms);
+    case 'page':
+      nonNegative('bytes', fault.bytes);
+      return nonNegative('fromZeroDelayMs', fault.fromZeroDelayMs);
+    case 'hang':
+      return;
+    case 'endless':
+      return nonNegative('contentLength', fault.contentLength);
+    case 'redirect':
+      if (fault.code !== undefined && !(fault.code >= 300 && fault.code <= 399)) throw new RangeError(`fault redirect: bad code ${fault.code}`);
+      return;
   }
 }
 
@@ -436,6 +463,13 @@ class MirrorServer implements Mirror {
     if (fault?.kind === 'status') {
       return this.sendText(res, record, fault.code, `fault ${fault.code}`, fault.headers ?? {});
     }
+    if (fault?.kind === 'page') return this.sendPage(req, res, record, fault);
+    if (fault?.kind === 'hang') return this.sleep(Infinity);
+    if (fault?.kind === 'endless') return this.sendEndless(res, record, fault);
+    if (fault?.kind === 'redirect') {
+      const to = typeof fault.to === 'string' ? fault.to : fault.to(target.decoded);
+      return this.sendText(res, record, fault.code ?? 302, `see ${to}`, { Location: to });
+    }
     if (file.status !== 200) return this.sendError(res, record, file.status);
     return this.serveFile(req, res, record, file, fault);
   }
@@ -572,6 +606,42 @@ class MirrorServer implements Mirror {
 
   // --- responses and utilities -------------------------------------------------------------------------------
 
+  /** The `page` fault: a 200 with a short HTML page, after a delay for requests from byte 0. */
+  private async sendPage(req: IncomingMessage, res: ServerResponse, record: RequestRecord, fault: { bytes?: number; fromZeroDelayMs?: number }): Promise<void> {
+    const fromZero = parseRange(req.headers.range, Infinity);
+    if (fromZero.kind !== 'partial' || fromZero.start === 0) {
+      await this.sleep(fault.fromZeroDelayMs ?? 0);
+      if (this.gone(res)) return;
+    }
+    const html = '<html><head><title>Maintenance</title></head><body>Back soon.</body></html>\n';
+    const body = Buffer.from(html.repeat(Math.ceil((fault.bytes ?? 60) / html.length) + 1)).subarray(0, fault.bytes ?? 60);
+    record.status = 200;
+    res.writeHead(200, { 'Content-Type': 'text/html', 'Content-Length': String(body.length) });
+    if (record.method === 'HEAD') return void res.end();
+    record.bytes += body.length;
+    this.sent += body.length;
+    res.end(body);
+  }
+
+  /** The `endless` fault: `prefix`, then 'x' bytes for as long as the client reads (or `contentLength` of them). */
+  private async sendEndless(res: ServerResponse, record: RequestRecord, fault: { prefix?: string; contentLength?: number }): Promise<void> {
+    const claimed = fault.contentLength;
+    record.status = 200;
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', ...(claimed === undefined ? {} : { 'Content-Length': String(claimed) }) });
+    if (record.method === 'HEAD') return void res.end();
+    res.flushHeaders();
+    const filler = Buffer.alloc(64 * 1024, 'x');
+    let left = claimed ?? Infinity;
+    let chunk: Buffer = Buffer.from(fault.prefix ?? '');
+    while (left > 0 && !this.gone(res)) {
+      const piece = chunk.subarray(0, Math.min(chunk.length, left));
+      left -= piece.length;
+      if (piece.length > 0 && !(await this.send(res, record, piece))) return;
+      chunk = filler;
+    }
+    if (!this.gone(res)) res.end();
+  }
+
   private sendError(res: ServerResponse, record: RequestRecord, status: 400 | 403 | 404): void {
     this.sendText(res, record, status, STATUS_TEXT[status] ?? 'Error');
   }
@@ -610,7 +680,7 @@ class MirrorServer implements Mirror {
     return res.destroyed || this.closing !== undefined;
   }
 
-  /** A timer that close() can cut short, so pending latency never keeps the process alive. */
+  /** A timer that close() can cut short, so pending latency never keeps the process alive. Infinity: until close(). */
   private sleep(ms: number): Promise<void> {
     if (ms <= 0) return Promise.resolve();
     return new Promise((resolve) => {
@@ -619,7 +689,8 @@ class MirrorServer implements Mirror {
         this.sleepers.delete(wake);
         resolve();
       };
-      const timer = setTimeout(wake, ms);
+      // (setTimeout takes Infinity for 1 ms)
+      const timer = ms === Infinity ? undefined : setTimeout(wake, ms);
       this.sleepers.add(wake);
     });
   }

@@ -1,0 +1,286 @@
+/**
+ * Hostile and broken mirrors (issue 7): a mirror answering every request with a short HTML page, a remote
+ * template that never ends or is not a template at all, and a mirror that accepts connections and never
+ * answers. Each must end in clean, prompt failures that name what failed, leave nothing behind in the cache,
+ * and never take the process (or a mount's daemon) down.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { assertCleanFailure, describeRun, prng, runCli, type CliResult } from '../helpers/cli.js';
+import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
+import { startMirror, type Mirror } from '../helpers/mirror-server.js';
+import { mountJigdo, type TestMount } from '../helpers/mount.js';
+import { cacheFiles, cacheLeftovers, gets, jigdoWithServers, missingPartLines, partsUri, waitFor } from '../helpers/network.js';
+
+let fx: FixtureSet;
+let v: FixtureVariant;
+let work: string;
+/** Small ranges, so that the 1.5 MB and 3 MB parts are fetched as parallel ranges (the realistic case). */
+let rangedConfig: string;
+const mirrors: Mirror[] = [];
+const mounts: TestMount[] = [];
+
+before(async () => {
+  fx = await buildFixtures();
+  v = fx.variants['jf-md5-gzip'];
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-hostile-test-'));
+  rangedConfig = path.join(work, 'ranged.ini');
+  await writeFile(rangedConfig, '[network]\nrange-size = 256K\nstreams-per-part = 4\n');
+});
+
+after(async () => {
+  for (const m of mounts) await m.cleanup();
+  await Promise.all(mirrors.map((m) => m.close()));
+  await rm(work, { recursive: true, force: true });
+});
+
+async function mirror(root: string): Promise<Mirror> {
+  const m = await startMirror({ root });
+  mirrors.push(m);
+  return m;
+}
+
+let dirs = 0;
+async function dir(name: string): Promise<string> {
+  const d = path.join(work, `${++dirs}-${name}`);
+  await mkdir(d, { recursive: true });
+  return d;
+}
+
+/** Signs of a crash rather than a handled error (as in assertCleanFailure). */
+const CRASH = /^\s+at |\b(TypeError|RangeError|ReferenceError|AbortError|RequestAbortedError|Uncaught|UnhandledPromiseRejection)\b|node:internal|ERR_[A-Z_]+/m;
+
+/** make-image failed cleanly for missing parts: exit 1, no crash, one line per part naming its URL and why. */
+function assertMissingParts(r: CliResult, out: string, parts: number, why: RegExp): void {
+  const run = describeRun(r);
+  assert.equal(r.timedOut, false, `hung:\n${run}`);
+  assert.equal(r.code, 1, `expected exit 1:\n${run}`);
+  assert.doesNotMatch(r.stderr + r.stdout, CRASH, `looks like a crash:\n${run}`);
+  assert.ok(r.stderr.includes(`jigdofs: ${out}: not written: ${parts} part(s) missing:`), `names the image:\n${run}`);
+  // (make-image lists 20 parts, then says how many more)
+  const lines = missingPartLines(r.stderr);
+  assert.equal(lines.length, Math.min(parts, 20), `one line per part:\n${run}`);
+  if (parts > 20) assert.ok(r.stderr.includes(`  ... and ${parts - 20} more`), `says how many more:\n${run}`);
+  for (const l of lines) assert.match(l, why, `the line says why:\n${run}`);
+}
+
+/** Nothing left of a failed make-image: no temporary image beside `out`, no partial part, no lock. */
+async function assertNothingLeft(out: string, cache: string): Promise<void> {
+  const base = path.basename(out);
+  assert.deepEqual((await readdir(path.dirname(out))).filter((f) => f.startsWith(base)), [], 'no image, no temporary image');
+  assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'no partial part file, no lock');
+}
+
+describe('a mirror answering 200 with a short HTML page (captive portal, maintenance page)', () => {
+  test('make-image fails cleanly every time: one reason per part, nothing left behind', async () => {
+    const portal = await mirror(fx.tree);
+    // Ranged requests get their (wrong) answer first: their bodies are given up on while the request
+    // from byte 0 still runs, which is when an unread body used to be destroyed with no 'error' listener.
+    portal.fault('*', { kind: 'page', bytes: 60, fromZeroDelayMs: 300 });
+    const d = await dir('portal');
+    const jigdo = await jigdoWithServers(v, [partsUri(portal)], d);
+    const cache = path.join(d, 'cache');
+    const out = path.join(d, 'out', 'image.iso');
+    await mkdir(path.dirname(out));
+    for (let run = 0; run < 4; run++) {
+      const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', rangedConfig, '--retries', '1'], { timeoutMs: 30_000 });
+      assertMissingParts(r, out, 6, /: mirrors: every mirror failed: http:\/\/127\.0\.0\.1:\d+\/parts\/\S+: (the file there has 60 bytes, expected \d+|HTTP 200 to a Range request: the server ignores Range)/);
+      await assertNothingLeft(out, cache);
+    }
+    assert.ok(portal.requests.some((q) => q.range && !q.range.startsWith('bytes=0-')), 'parallel ranges were asked for');
+  });
+
+  test("a mount's daemon survives it: EIO for the parts, the rest of the image still served", async () => {
+    const portal = await mirror(fx.tree);
+    portal.fault('*', { kind: 'page', bytes: 60, fromZeroDelayMs: 300 });
+    const d = await dir('portal-mount');
+    const jigdo = await jigdoWithServers(v, [partsUri(portal)], d);
+    const m = await mountJigdo(jigdo, ['--config', rangedConfig, '--retries', '0'], { cacheDir: path.join(d, 'cache') });
+    mounts.push(m);
+    const pid = await m.pid();
+    const fh = await open(m.file('image.iso'), 'r');
+    try {
+      // The 1.5 MB and 3 MB parts lie in 1 MB .. 5 MB of this image; read across them a few times.
+      for (let i = 0; i < 3; i++) {
+        for (let off = 1_000_000; off < 5_000_000; off += 500_000) {
+          await assert.rejects(fh.read(Buffer.alloc(65536), 0, 65536, off), /EIO/);
+        }
+      }
+      const head = Buffer.alloc(32768);
+      const { bytesRead } = await fh.read(head, 0, head.length, 0);
+      assert.equal(bytesRead, head.length, 'the image start (template data) is still served');
+    } finally {
+      await fh.close();
+    }
+    assert.equal(await m.pid(), pid, 'the same daemon answers status');
+    const log = await m.log();
+    assert.doesNotMatch(log, /internal error|uncaught|AbortError/i, `no crash in the log:\n${log}`);
+    const u = await m.umount();
+    assert.equal(u.code, 0, u.stderr);
+  });
+});
+
+describe('a remote template that is too large or not a template', () => {
+  /** A site serving `img.jigdo` (its template checksum kept or not) and the template, with `fault` on the template. */
+  async function site(name: string, verified: boolean): Promise<{ web: Mirror; jigdoUrl: string; templateUrl: string; cache: string; d: string }> {
+    const d = await dir(name);
+    const root = path.join(d, 'site');
+    const local = await jigdoWithServers(v, [], root, 'img.jigdo');
+    if (!verified) await writeFile(local, (await readFile(local, 'utf8')).replace(/^Template-MD5Sum=.*\n/m, ''));
+    const web = await mirror(root);
+    return { web, jigdoUrl: `${web.url}img.jigdo`, templateUrl: `${web.url}${path.basename(v.template)}`, cache: path.join(d, 'cache'), d };
+  }
+
+  /** Nothing of the download stays in the cache: no template (verified or not), no partial file, no lock. */
+  async function assertNoTemplate(cache: string): Promise<void> {
+    assert.deepEqual(await cacheFiles(cache), [], 'no template under a checksum name');
+    const unverified = await readdir(path.join(cache, 'templates', 'unverified')).catch(() => [] as string[]);
+    assert.deepEqual(unverified, [], 'no unverified template');
+    assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'no partial file, no lock');
+  }
+
+  test('an endless body that is not a template: refused after its first bytes', async () => {
+    const s = await site('garbage', true);
+    s.web.fault(`/${path.basename(v.template)}`, { kind: 'endless' });
+    const r = await runCli(['info', s.jigdoUrl, '--cache-dir', s.cache, '--config', rangedConfig], { timeoutMs: 20_000, cwd: s.d });
+    assertCleanFailure(r, s.templateUrl, /not a jigdo template \(it starts with "xxxx/);
+    assert.ok(r.ms < 10_000, `took ${r.ms} ms`);
+    const sent = gets(s.web, `/${path.basename(v.template)}`).reduce((n, q) => n + q.bytes, 0);
+    assert.ok(sent < 64 << 20, `${sent} bytes were sent before the download was refused`);
+    await assertNoTemplate(s.cache);
+  });
+
+  test('a template header, then more bytes than --cache-size: stopped at the limit, the partial file removed', async () => {
+    const s = await site('endless', false);
+    s.web.fault(`/${path.basename(v.template)}`, { kind: 'endless', prefix: 'JigsawDownload template 1.2 jigdo-file/0.8.0\r\n' });
+    const r = await runCli(['info', s.jigdoUrl, '--cache-dir', s.cache, '--config', rangedConfig, '--cache-size', '1M'], { timeoutMs: 20_000, cwd: s.d });
+    assertCleanFailure(r, s.templateUrl, /: it goes on past the cache's limit of 1\.0 MiB \(--cache-size, capped by free disk space\): download stopped there$/);
+    assert.ok(r.ms < 10_000, `took ${r.ms} ms`);
+    await assertNoTemplate(s.cache);
+  });
+
+  test('a Content-Length above the limit: refused before the body', async () => {
+    const s = await site('claimed', true);
+    s.web.fault(`/${path.basename(v.template)}`, { kind: 'endless', prefix: 'JigsawDownload template 1.2 x\r\n', contentLength: 5_000_000_000 });
+    const r = await runCli(['make-image', s.jigdoUrl, '--cache-dir', s.cache, '--config', rangedConfig, '--cache-size', '10M'], { timeoutMs: 20_000, cwd: s.d });
+    assertCleanFailure(r, s.templateUrl, /: it has 5000000000 bytes, more than the cache's limit of 10\.0 MiB \(--cache-size, capped by free disk space\): not downloaded$/);
+    await assertNoTemplate(s.cache);
+    assert.deepEqual((await readdir(s.d)).filter((f) => f.endsWith('.iso') || f.includes('jigdofs-')), [], 'no image started');
+  });
+});
+
+/**
+ * An image of `count` distinct 4 KiB parts between runs of zeros, made with jigdo-file, whose [Servers]
+ * send `Parts:` to `uri`. The parts are not served by anyone: only the mirror's behaviour matters here.
+ */
+async function manyParts(d: string, count: number, uri: string): Promise<{ jigdo: string; image: string; partOffsets: number[] }> {
+  const parts = path.join(d, 'tree', 'parts');
+  await mkdir(parts, { recursive: true });
+  const rand = prng(count);
+  const pieces: Buffer[] = [Buffer.alloc(3000)];
+  const partOffsets: number[] = [];
+  let at = 3000;
+  for (let i = 0; i < count; i++) {
+    const data = Buffer.alloc(4096);
+    for (let j = 0; j < data.length; j++) data[j] = Math.floor(rand() * 256);
+    await writeFile(path.join(parts, `p-${String(i).padStart(4, '0')}.bin`), data);
+    pieces.push(data);
+    partOffsets.push(at);
+    at += data.length;
+  }
+  pieces.push(Buffer.alloc(5000));
+  const image = path.join(d, 'many.img');
+  await writeFile(image, Buffer.concat(pieces));
+  await promisify(execFile)('jigdo-file', ['make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, '--jigdo=many.jigdo',
+    '--template=many.template', '--label', 'Parts=tree/parts', '--uri', `Parts=${uri}`, 'tree/parts//'], { cwd: d });
+  const jigdo = path.join(d, 'many.jigdo');
+  assert.equal((await readFile(jigdo, 'utf8')).match(/=Parts:p-/g)?.length, count, 'every file is a part');
+  return { jigdo, image, partOffsets };
+}
+
+describe('a mirror that accepts connections and never answers', () => {
+  test('make-image gives up on it after a few timeouts, not a timeout per part', async () => {
+    const dead = await mirror(fx.tree);
+    dead.fault('*', { kind: 'hang' });
+    const d = await dir('dead-make');
+    const { jigdo } = await manyParts(d, 100, partsUri(dead));
+    const cache = path.join(d, 'cache');
+    const out = path.join(d, 'out', 'many.img');
+    await mkdir(path.dirname(out));
+    // Before: 100 parts x 2 rounds x 1 s over 8 connections, 30 s and more. Now: a few timeouts.
+    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--timeout', '1', '--retries', '1'], { timeoutMs: 90_000 });
+    assert.ok(r.ms < 15_000, `make-image took ${r.ms} ms`);
+    const mirrorUrl = partsUri(dead).replace(/[./]/g, '\\$&');
+    assertMissingParts(r, out, 100, new RegExp(`: every mirror failed: ${mirrorUrl}p-\\d+\\.bin: (mirror ${mirrorUrl} is not answering: \\d+ failures in a row, last: no response headers in time|no response headers in time)$`));
+    const skipped = missingPartLines(r.stderr).filter((l) => l.includes('is not answering'));
+    assert.ok(skipped.length >= 10, `most parts skipped the dead mirror at once (${skipped.length} of 20 listed):\n${r.stderr}`);
+    assert.ok(dead.requests.length < 40, `${dead.requests.length} requests to the dead mirror`);
+    await assertNothingLeft(out, cache);
+  });
+
+  test('a mount: once the mirror is down, a read over a part not yet tried fails with EIO at once', async () => {
+    const dead = await mirror(fx.tree);
+    dead.fault('*', { kind: 'hang' });
+    const d = await dir('dead-mount');
+    const { jigdo, partOffsets } = await manyParts(d, 40, partsUri(dead));
+    const m = await mountJigdo(jigdo, ['--timeout', '3', '--retries', '1'], { cacheDir: path.join(d, 'cache') });
+    mounts.push(m);
+    const fh = await open(m.file('many.img'), 'r');
+    try {
+      // The first read covers 16 parts: their fetches run together and time out together.
+      await assert.rejects(fh.read(Buffer.alloc(65536), 0, 65536, partOffsets[0]!), /EIO/);
+      const failures = async (): Promise<number> => {
+        const s = (await m.status()) as { network?: { mirrors: Array<{ mirror: string; consecutiveFailures: number }> } };
+        return s.network?.mirrors.find((x) => x.mirror === partsUri(dead))?.consecutiveFailures ?? 0;
+      };
+      await waitFor(async () => (await failures()) >= 3, 30_000, 'three timeouts in a row');
+      // A part no request was made for yet: before, 2 x 3 s of timeouts; now no request at all.
+      const before = dead.requests.length;
+      const t0 = Date.now();
+      await assert.rejects(fh.read(Buffer.alloc(4096), 0, 4096, partOffsets[35]!), /EIO/);
+      const ms = Date.now() - t0;
+      assert.ok(ms < 2000, `the read took ${ms} ms`);
+      assert.equal(dead.requests.length, before, 'no request to the dead mirror');
+      const s = (await m.status()) as { network: { mirrors: Array<{ mirror: string; down: boolean; downWhy?: string }> } };
+      const st = s.network.mirrors.find((x) => x.mirror === partsUri(dead))!;
+      assert.equal(st.down, true, 'status shows it down');
+      assert.match(st.downWhy ?? '', /^\d+ failures in a row, last: no response headers in time$/);
+    } finally {
+      await fh.close();
+    }
+    const log = await m.log();
+    assert.match(log, new RegExp(`mirror ${partsUri(dead).replace(/[./]/g, '\\$&')} is not answering`), log);
+  });
+});
+
+describe('redirects that lead nowhere', () => {
+  test('a loop, too many, a malformed Location: one plain line naming the URL', async () => {
+    const web = await mirror(fx.tree);
+    web.fault('/loop.jigdo', { kind: 'redirect', to: '/loop2.jigdo' });
+    web.fault('/loop2.jigdo', { kind: 'redirect', to: `${web.url}loop.jigdo`, code: 301 });
+    web.fault((p) => p.startsWith('/far'), { kind: 'redirect', to: (p) => `/far${Number(p.slice(4, -6) || 0) + 1}.jigdo` });
+    web.fault('/broken.jigdo', { kind: 'redirect', to: 'http://[::1/x' });
+    web.fault('/ftp.jigdo', { kind: 'redirect', to: 'ftp://127.0.0.1/x.jigdo' });
+    const d = await dir('redirects');
+    const info = (name: string) => runCli(['info', `${web.url}${name}`, '--cache-dir', path.join(d, 'cache'), '--retries', '0'], { timeoutMs: 20_000, cwd: d });
+    assertCleanFailure(await info('loop.jigdo'), `${web.url}loop.jigdo`, /: cannot fetch: redirects in a loop: a Location leads back to an address already visited$/);
+    assertCleanFailure(await info('far0.jigdo'), `${web.url}far0.jigdo`, /: cannot fetch: HTTP 302: too many redirects \(more than 5; the next one to \/far6\.jigdo\)$/);
+    assertCleanFailure(await info('broken.jigdo'), `${web.url}broken.jigdo`, /: cannot fetch: redirected to a malformed address \("http:\/\/\[::1\/x"\)$/);
+    assertCleanFailure(await info('ftp.jigdo'), `${web.url}ftp.jigdo`, /: cannot fetch: redirected to an address that is not http\(s\)$/);
+
+    // Parts behind a redirect loop: each missing part says so.
+    const looping = await mirror(fx.tree);
+    looping.fault((p) => p.startsWith('/parts/'), { kind: 'redirect', to: (p) => `/again${p}` });
+    looping.fault((p) => p.startsWith('/again/'), { kind: 'redirect', to: (p) => p.slice('/again'.length) });
+    const jigdo = await jigdoWithServers(v, [partsUri(looping)], d);
+    const out = path.join(d, 'out', 'image.iso');
+    await mkdir(path.dirname(out));
+    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'cache'), '--retries', '0'], { timeoutMs: 20_000 });
+    assertMissingParts(r, out, 6, /: every mirror failed: http:\/\/127\.0\.0\.1:\d+\/parts\/\S+: redirects in a loop: a Location leads back to an address already visited$/);
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * The mirror board's "down" policy, on a fake clock: a mirror that stalls or refuses connections several
+ * times in a row is skipped without a request, one probe at a time may try it once its time is up, a
+ * failed probe keeps it down twice as long, and any answer brings it back.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { FailureKind } from '../../src/sources/http.js';
+import { MirrorBoard } from '../../src/sources/mirrors.js';
+
+const M = 'http://dead.example/debian/';
+
+function setup() {
+  const clock = { now: 1_000_000 };
+  const lines: string[] = [];
+  const board = new MirrorBoard((l) => lines.push(l), () => clock.now);
+  /** One request that ends as `kind` ('ok': it delivered). */
+  const request = (kind: FailureKind | 'ok', message = 'stalled: no data in time', mirror = M): void => {
+    board.requestStarted(mirror);
+    if (kind === 'ok') board.requestDone(mirror, 1000, 10, 5);
+    else board.requestFailed(mirror, kind, message);
+  };
+  return { clock, lines, board, request };
+}
+
+describe('a mirror that does not answer is down', () => {
+  test('three stalls or connect failures in a row take it down: skipped with a reason naming it', () => {
+    const { board, request, lines } = setup();
+    request('timeout', 'no response headers in time');
+    request('connect', 'cannot connect (ECONNREFUSED)');
+    assert.equal(board.refusal(M), undefined, 'two failures: still tried');
+    assert.equal(board.admit(M), undefined);
+    request('timeout', 'no response headers in time');
+    const why = `mirror ${M} is not answering: 3 failures in a row, last: no response headers in time`;
+    assert.equal(board.refusal(M), why);
+    assert.equal(board.admit(M), why, 'no request is let through');
+    assert.match(lines.join('\n'), /mirror http:\/\/dead\.example\/debian\/ is not answering \(3 failures in a row, last: .*\): skipped for 15 s/);
+    const s = board.snapshot().mirrors[0]!;
+    assert.equal(s.down, true);
+    assert.equal(s.downWhy, '3 failures in a row, last: no response headers in time');
+    assert.equal(s.downUntil, new Date(1_000_000 + 15_000).toISOString());
+    assert.deepEqual(JSON.parse(JSON.stringify(board.snapshot())), board.snapshot());
+  });
+
+  test('an answer in between, even a failing one, means it is up', () => {
+    const { board, request } = setup();
+    for (const answer of ['not-found', 'status', 'reset', 'wrong-size', 'slow', 'ok'] as const) {
+      request('timeout');
+      request('timeout');
+      request(answer, 'HTTP 404');
+      request('timeout');
+      assert.equal(board.refusal(M), undefined, `${answer} in between`);
+      request('ok');
+    }
+    // Our own cancellations say nothing about the mirror either way.
+    request('timeout');
+    request('aborted', 'aborted');
+    request('timeout');
+    request('timeout');
+    assert.match(board.refusal(M) ?? '', /3 failures in a row/);
+  });
+
+  test('after a while one probe goes through; it failing keeps the mirror down twice as long', () => {
+    const { board, request, clock } = setup();
+    for (let i = 0; i < 3; i++) request('timeout');
+    clock.now += 14_999;
+    assert.ok(board.admit(M), 'still down');
+    clock.now += 1;
+    assert.equal(board.refusal(M), undefined, 'a probe is due');
+    assert.equal(board.admit(M), undefined, 'the probe goes');
+    assert.ok(board.admit(M), 'only one probe at a time');
+    assert.ok(board.refusal(M));
+    request('timeout', 'stalled again');
+    assert.match(board.admit(M) ?? '', /4 failures in a row, last: stalled again/);
+    clock.now += 29_999;
+    assert.ok(board.admit(M), 'down for 30 s after the failed probe');
+    clock.now += 1;
+    assert.equal(board.admit(M), undefined, 'the next probe');
+    request('ok');
+    assert.equal(board.refusal(M), undefined, 'up again');
+    assert.equal(board.admit(M), undefined);
+    assert.equal(board.admit(M), undefined, 'every request goes through');
+    assert.equal(board.snapshot().mirrors[0]!.down, false);
+  });
+
+  test('a probe we cut lets the next request probe; stragglers do not stretch the down time', () => {
+    const { board, request, clock } = setup();
+    for (let i = 0; i < 3; i++) request('timeout');
+    request('timeout', 'a request started before it went down');
+    clock.now += 15_000;
+    assert.equal(board.admit(M), undefined, 'the probe');
+    request('aborted', 'aborted');
+    assert.equal(board.admit(M), undefined, 'another probe, since the first told nothing');
+  });
+
+  test('the down time doubles up to five minutes; other mirrors are not affected', () => {
+    const { board, request, clock } = setup();
+    for (let i = 0; i < 3; i++) request('connect', 'cannot connect (EHOSTUNREACH)');
+    let ms = 15_000;
+    for (let probe = 0; probe < 8; probe++) {
+      clock.now += ms;
+      assert.equal(board.admit(M), undefined, `probe ${probe}`);
+      request('connect', 'cannot connect (EHOSTUNREACH)');
+      ms = Math.min(300_000, ms * 2);
+      clock.now += ms - 1;
+      assert.ok(board.admit(M), `still down ${ms} ms after probe ${probe}`);
+      clock.now += 1 - ms;
+    }
+    assert.equal(board.admit('http://other.example/'), undefined);
+  });
+});
