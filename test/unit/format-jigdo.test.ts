@@ -20,7 +20,7 @@ const parseText = (text: string, file = path.join(work, 'x.jigdo')): Promise<Jig
 
 /** Everything of a parsed file that does not depend on where it was read from. */
 function shape(j: JigdoFile) {
-  const values = (m: Map<string, Array<{ uri: string; weight: number }>>) =>
+  const values = (m: Iterable<[string, Array<{ uri: string; weight: number }>]>) =>
     [...m].map(([k, list]) => [k, list.map((v) => [v.uri, v.weight])]);
   return { version: j.version, generator: j.generator, images: j.images, parts: values(j.parts), servers: values(j.servers), kind: j.checksumKind };
 }
