@@ -89,6 +89,15 @@ export function templateLocation(jigdo: JigdoFile, image: JigdoImage): Location 
  * remote template's basename beside the .jigdo or in the current directory; else it is downloaded.
  */
 async function findTemplate(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions): Promise<string> {
+  const file = await templateFile(jigdo, image, opts);
+  // A device or FIFO (`Template=/dev/zero`) would be hashed or waited on without end. A missing file is
+  // reported where it is opened.
+  const st = await stat(file).catch(() => undefined);
+  if (st && !st.isFile()) throw new JigdoError(file, `cannot be used as the template: it is ${st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : 'a device or socket'}, not a regular file`);
+  return file;
+}
+
+async function templateFile(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions): Promise<string> {
   if (opts.template) return path.resolve(opts.template);
   const tloc = templateLocation(jigdo, image);
   if (tloc.kind === 'file') return tloc.path;

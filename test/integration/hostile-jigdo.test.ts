@@ -94,6 +94,20 @@ test('a .jigdo that is /dev/zero, a FIFO or a 300 MiB file: one clean line, exit
   assert.deepEqual((await readdir(dir)).sort(), ['fifo.jigdo', 'huge.jigdo']);
 });
 
+test('a template that is /dev/zero or a FIFO (Template= or --template): one clean line, exit 1, no hang', async () => {
+  const dir = path.join(work, 'template-devices');
+  await mkdir(dir);
+  await run('mkfifo', [path.join(dir, 'fifo.template')]);
+  const zero = await jigdoDir(dir, 'zero.jigdo', JIGDO_TEXT.replace('Template=jf-md5-gzip.template', 'Template=/dev/zero'));
+  const [a, b] = await Promise.all([
+    cli(['info', zero], { timeoutMs: 15_000 }),
+    cli(['make-image', path.join(dir, 'zero.jigdo'), '--template', path.join(dir, 'fifo.template'), '-o', path.join(dir, 'x.iso')], { timeoutMs: 15_000 }),
+  ]);
+  assertCleanFailure(a, '/dev/zero', /cannot be used as the template: it is a device or socket/);
+  assertCleanFailure(b, path.join(dir, 'fifo.template'), /cannot be used as the template: it is a FIFO/);
+  assert.equal(existsSync(path.join(dir, 'x.iso')), false);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Item 4: a remote .jigdo naming the template
 
