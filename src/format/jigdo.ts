@@ -45,12 +45,12 @@ const MAX_INCLUDE_DEPTH = 16;
 /**
  * Limits that keep a hostile .jigdo (a gzip bomb, an [Include] of /dev/zero, millions of repeated lines)
  * from exhausting memory. Text: 256 MiB in all, the .jigdo with its [Include]s, after gunzip: far above
- * real files (a few MB for the biggest Debian sets), enough for 3 million [Parts] lines of real length,
- * and below V8's longest string (~512M characters), so no decoding step can fail obscurely. What the
- * text costs in memory stays near its size (see PartTable).
+ * real files (one [Parts] line per file of a disc: tens of thousands at most), enough for 3 million
+ * [Parts] lines of real length (~75 bytes), and below V8's longest string (~512M characters), so no
+ * decoding step can fail obscurely. What the text costs in memory stays near its size (see PartTable).
  */
 export const MAX_JIGDO_TEXT_BYTES = 256 << 20;
-/** A line longer than this is no .jigdo line (the longest real ones are Info= texts of ~5,000 characters). */
+/** A line longer than this is no .jigdo line (even Info= is read only up to 5,000 characters, spec §4.3). */
 const MAX_LINE_BYTES = 1 << 20;
 /** [Include] directives followed in all: a fan-out of includes would otherwise read a file again and again. */
 const MAX_INCLUDES = 100;
