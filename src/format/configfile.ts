@@ -1,6 +1,6 @@
 /**
- * jigdo's ConfigFile line syntax (spec §4.2), shared by every .jigdo reader. Produces a flat list of
- * events so that the .jigdo model can apply [Include] in place and merge repeated sections.
+ * jigdo's ConfigFile line syntax (spec §4.2), shared by every .jigdo reader. Turns lines into events so
+ * that the .jigdo model can apply [Include] in place and merge repeated sections.
  */
 
 export type ConfigEvent =
@@ -10,8 +10,13 @@ export type ConfigEvent =
 
 const isBlank = (ch: string | undefined): boolean => ch === ' ' || ch === '\t';
 
+const PLAIN_WORD = /^[^ \t#'"\\]+$/;
+
 /** Splits a value into words the way ConfigFile::split does (shell-like quoting, `#` ends the value). */
 export function splitWords(value: string): string[] {
+  // The common case (one plain word, as in nearly every [Parts] line) without building it char by char:
+  // a char-by-char string is a chain of V8 cons strings, many times the size of its text.
+  if (PLAIN_WORD.test(value)) return [value];
   const words: string[] = [];
   let word = '';
   let inWord = false; // `''` must still yield an (empty) word
@@ -46,8 +51,11 @@ export function splitWords(value: string): string[] {
       i += 2;
     } else {
       inWord = true;
-      word += ch;
-      i++;
+      // A run of ordinary characters at once: appending char by char builds a long chain of cons strings.
+      let end = i + 1;
+      while (end < n && !isBlank(value[end]) && !"#'\"\\".includes(value[end]!)) end++;
+      word += value.slice(i, end);
+      i = end;
     }
   }
   if (inWord) words.push(word);
@@ -56,48 +64,59 @@ export function splitWords(value: string): string[] {
 
 const SECTION_NAME_END = /[\]\s[=#]/;
 
-/** Parses the text of one .jigdo-like file into events. Never throws: unknown lines are ignored. */
-export function parseConfigText(text: string): ConfigEvent[] {
-  const events: ConfigEvent[] = [];
-  let section = '';
-  let inComment = false;
-  const lines = text.split('\n');
-  for (let index = 0; index < lines.length; index++) {
-    let line = lines[index]!;
-    if (line.endsWith('\r')) line = line.slice(0, -1);
+/**
+ * The line-by-line state of jigdo's ConfigFile syntax (current section, inside a [Comment]). Fed one line
+ * at a time, so a huge .jigdo is parsed as it streams in, never held as an array of lines or events.
+ */
+export class ConfigLineParser {
+  private section = '';
+  private inComment = false;
+
+  /** The event of one line (without its `\n`), or undefined for blank, comment and unknown lines. Never throws. */
+  line(raw: string, lineNo: number): ConfigEvent | undefined {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     const body = line.replace(/^[ \t]+/, '');
-    const lineNo = index + 1;
-    if (body.startsWith('[')) {
-      inComment = false;
-      const inner = body.slice(1).replace(/^[ \t]+/, '');
-      const nameEnd = inner.search(SECTION_NAME_END);
-      const name = nameEnd < 0 ? inner : inner.slice(0, nameEnd);
-      if (name === 'Include' && isBlank(inner[nameEnd])) {
-        const close = inner.indexOf(']', nameEnd);
-        const url = inner.slice(nameEnd, close < 0 ? undefined : close).trim();
-        events.push({ type: 'include', url, line: lineNo });
-        section = 'Include'; // entries after it belong to no real section (spec §4.3)
-        continue;
-      }
-      if (name === 'Comment' || name === 'comment') {
-        inComment = true;
-        section = name;
-        continue;
-      }
-      section = name;
-      events.push({ type: 'section', name, line: lineNo });
-      continue;
-    }
-    if (inComment || body === '' || body.startsWith('#')) continue;
+    if (body.startsWith('[')) return this.sectionLine(body, lineNo);
+    if (this.inComment || body === '' || body.startsWith('#')) return undefined;
     const eq = body.indexOf('=');
-    if (eq < 0) continue;
-    events.push({
+    if (eq < 0) return undefined;
+    return {
       type: 'entry',
-      section,
+      section: this.section,
       label: body.slice(0, eq).replace(/[ \t]+$/, ''),
       rawValue: body.slice(eq + 1).replace(/^[ \t]+/, ''),
       line: lineNo,
-    });
+    };
+  }
+
+  private sectionLine(body: string, lineNo: number): ConfigEvent | undefined {
+    this.inComment = false;
+    const inner = body.slice(1).replace(/^[ \t]+/, '');
+    const nameEnd = inner.search(SECTION_NAME_END);
+    const name = nameEnd < 0 ? inner : inner.slice(0, nameEnd);
+    if (name === 'Include' && isBlank(inner[nameEnd])) {
+      const close = inner.indexOf(']', nameEnd);
+      const url = inner.slice(nameEnd, close < 0 ? undefined : close).trim();
+      this.section = 'Include'; // entries after it belong to no real section (spec §4.3)
+      return { type: 'include', url, line: lineNo };
+    }
+    this.section = name;
+    if (name === 'Comment' || name === 'comment') {
+      this.inComment = true;
+      return undefined;
+    }
+    return { type: 'section', name, line: lineNo };
+  }
+}
+
+/** Parses the text of one small .jigdo-like file into events. Never throws: unknown lines are ignored. */
+export function parseConfigText(text: string): ConfigEvent[] {
+  const parser = new ConfigLineParser();
+  const events: ConfigEvent[] = [];
+  const lines = text.split('\n');
+  for (let index = 0; index < lines.length; index++) {
+    const event = parser.line(lines[index]!, index + 1);
+    if (event) events.push(event);
   }
   return events;
 }

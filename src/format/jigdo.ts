@@ -1,5 +1,5 @@
-import { gunzipSync } from 'node:zlib';
-import { parseConfigText, splitWords, type ConfigEvent } from './configfile.js';
+import { createGunzip } from 'node:zlib';
+import { ConfigLineParser, splitWords, type ConfigEvent } from './configfile.js';
 import { decodeB64 } from './base64.js';
 import { kindOfKey, type ChecksumKind } from './checksum.js';
 import { JigdoError, errorMessage } from './errors.js';
@@ -28,7 +28,7 @@ export interface JigdoFile {
   generator?: string;
   images: JigdoImage[];
   /** [Parts] lines by canonical checksum key, in file order across all [Parts] sections. */
-  parts: Map<string, JigdoValue[]>;
+  parts: PartTable;
   /** [Servers] lines by label, in file order across all [Servers] sections. */
   servers: Map<string, JigdoValue[]>;
   /** The checksum kind of the part keys (from Version, else from the keys). */
@@ -42,27 +42,191 @@ export type IncludeLoader = (loc: Location) => Promise<Buffer>;
 const MAX_KNOWN_MAJOR = 2;
 const MAX_INCLUDE_DEPTH = 16;
 
-/** Gunzips when the bytes start with the gzip magic (Debian names gzipped files `.jigdo`, spec §4.1). */
-export function maybeGunzip(bytes: Buffer, loc: Location): Buffer {
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    try {
-      return gunzipSync(bytes);
-    } catch (err) {
-      throw new JigdoError(describeLocation(loc), `corrupt gzip data: ${errorMessage(err)}`);
-    }
+/**
+ * Limits that keep a hostile .jigdo (a gzip bomb, an [Include] of /dev/zero, millions of repeated lines)
+ * from exhausting memory. Text: 256 MiB in all, the .jigdo with its [Include]s, after gunzip: far above
+ * real files (one [Parts] line per file of a disc: tens of thousands at most), enough for 3 million
+ * [Parts] lines of real length (~75 bytes), and below V8's longest string (~512M characters), so no
+ * decoding step can fail obscurely. What the text costs in memory stays near its size (see PartTable).
+ */
+export const MAX_JIGDO_TEXT_BYTES = 256 << 20;
+/** A line longer than this is no .jigdo line (even Info= is read only up to 5,000 characters, spec §4.3). */
+const MAX_LINE_BYTES = 1 << 20;
+/** [Include] directives followed in all: a fan-out of includes would otherwise read a file again and again. */
+const MAX_INCLUDES = 100;
+/** Alternative [Parts] lines kept for one checksum (libjte writes one per copy of a file: a handful). */
+const MAX_VALUES_PER_PART = 1000;
+/** [Servers] lines kept in all (real files have a few dozen). */
+const MAX_SERVER_LINES = 10_000;
+/** Warnings kept for `info` and the logs; the rest are counted. */
+const MAX_WARNINGS = 100;
+
+const MIB = 1 << 20;
+const GZIP_CHUNK = 64 << 10;
+
+/** One stored [Parts] value: a plain string when it has weight 0 and comes from the main file. */
+type Packed = string | JigdoValue;
+
+/**
+ * The [Parts] lines by checksum key, stored compactly: most parts have one plain value, kept as one
+ * string (no object, no array), so millions of lines cost near the size of their text. Reads like a
+ * read-only Map of value lists; the lists are made on each call.
+ */
+export class PartTable {
+  private readonly map = new Map<string, Packed | Packed[]>();
+  /** [Parts] lines kept, in all. */
+  lines = 0;
+
+  constructor(private readonly home: Location) {}
+
+  /** Adds one value; false when the part already has MAX_VALUES_PER_PART of them. */
+  add(key: string, uri: string, weight: number, base: Location): boolean {
+    const packed: Packed = weight === 0 && base === this.home ? uri : { uri, weight, base };
+    const old = this.map.get(key);
+    if (old === undefined) this.map.set(key, packed);
+    else if (!Array.isArray(old)) this.map.set(key, [old, packed]);
+    else if (old.length >= MAX_VALUES_PER_PART) return false;
+    else old.push(packed);
+    this.lines++;
+    return true;
   }
-  return bytes;
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  has(key: string): boolean {
+    return this.map.has(key);
+  }
+
+  get(key: string): JigdoValue[] | undefined {
+    const packed = this.map.get(key);
+    if (packed === undefined) return undefined;
+    return Array.isArray(packed) ? packed.map((p) => this.unpack(p)) : [this.unpack(packed)];
+  }
+
+  keys(): IterableIterator<string> {
+    return this.map.keys();
+  }
+
+  *values(): IterableIterator<JigdoValue[]> {
+    for (const key of this.map.keys()) yield this.get(key)!;
+  }
+
+  *entries(): IterableIterator<[string, JigdoValue[]]> {
+    for (const key of this.map.keys()) yield [key, this.get(key)!];
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, JigdoValue[]]> {
+    return this.entries();
+  }
+
+  forEach(fn: (values: JigdoValue[], key: string) => void): void {
+    for (const [key, values] of this.entries()) fn(values, key);
+  }
+
+  private unpack(p: Packed): JigdoValue {
+    return typeof p === 'string' ? { uri: p, weight: 0, base: this.home } : p;
+  }
 }
 
-function decodeText(bytes: Buffer, loc: Location): string {
-  const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
-  // A .jigdo is text: NUL or other control bytes mean we were handed a binary (a template, an ISO...).
-  const bad = text.search(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffd]/);
-  if (bad >= 0) {
-    const line = text.slice(0, bad).split('\n').length;
-    throw new JigdoError(describeLocation(loc), `not a .jigdo file: binary data on line ${line}`);
+const isGzip = (bytes: Buffer): boolean => bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+
+/** Gunzips as a stream (Debian names gzipped files `.jigdo`, spec §4.1): the caller stops it at its limit. */
+async function* gunzipped(bytes: Buffer, file: string): AsyncGenerator<Buffer> {
+  const z = createGunzip({ chunkSize: GZIP_CHUNK });
+  z.end(bytes);
+  try {
+    for await (const chunk of z) yield chunk as Buffer;
+  } catch (err) {
+    throw new JigdoError(file, `corrupt gzip data: ${errorMessage(err)}`);
+  } finally {
+    z.destroy();
   }
+}
+
+/** Shared by a .jigdo and all it includes: the limits hold for the whole. */
+interface ParseContext {
+  loadInclude: IncludeLoader | undefined;
+  builder: JigdoBuilder;
+  textBytes: number;
+  includes: number;
+}
+
+/** The text of one file in chunks (gunzipped when gzip), counted against the limit of the whole. */
+async function* textChunks(bytes: Buffer, file: string, ctx: ParseContext): AsyncGenerator<Buffer> {
+  const gzip = isGzip(bytes);
+  for await (const chunk of gzip ? gunzipped(bytes, file) : [bytes]) {
+    ctx.textBytes += chunk.length;
+    if (ctx.textBytes > MAX_JIGDO_TEXT_BYTES) {
+      const what = gzip ? 'once gunzipped, ' : '';
+      throw new JigdoError(file, `too big for a .jigdo: ${what}more than ${MAX_JIGDO_TEXT_BYTES / MIB} MiB of text with its [Include]s`);
+    }
+    yield chunk;
+  }
+}
+
+/** NUL or other control bytes mean we were handed a binary (a template, an ISO...), not a .jigdo. */
+const BINARY = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffd]/;
+
+function decodeLine(buf: Buffer, start: number, end: number, file: string, lineNo: number): string {
+  if (end - start > MAX_LINE_BYTES) throw new JigdoError(file, `not a .jigdo file: line ${lineNo} is longer than ${MAX_LINE_BYTES / MIB} MiB`);
+  const text = buf.toString('utf8', start, end);
+  if (BINARY.test(text)) throw new JigdoError(file, `not a .jigdo file: binary data on line ${lineNo}`);
   return text;
+}
+
+/**
+ * Streams one file's lines into the builder, following its [Include]s in place. Nothing but the line at
+ * hand is held: no array of lines or events, whatever the size of the file.
+ */
+async function feedFile(bytes: Buffer, loc: Location, ctx: ParseContext, stack: string[]): Promise<void> {
+  const file = describeLocation(loc);
+  const parser = new ConfigLineParser();
+  let lineNo = 0;
+  let rest: Buffer | undefined;
+  // Only an [Include] waits for anything: every other line is handled without a promise of its own.
+  const take = (buf: Buffer, start: number, end: number): Promise<void> | undefined => {
+    const event = parser.line(decodeLine(buf, start, end, file, ++lineNo), lineNo);
+    if (event?.type === 'include') return followInclude(event, loc, ctx, stack);
+    if (event) ctx.builder.apply(event, loc);
+    return undefined;
+  };
+  for await (const chunk of textChunks(bytes, file, ctx)) {
+    const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
+    let start = 0;
+    for (let nl = buf.indexOf(10); nl >= 0; nl = buf.indexOf(10, start)) {
+      const included = take(buf, start, nl);
+      if (included) await included;
+      start = nl + 1;
+    }
+    rest = start < buf.length ? buf.subarray(start) : undefined;
+    if (rest && rest.length > MAX_LINE_BYTES) decodeLine(rest, 0, rest.length, file, lineNo + 1); // throws: too long
+  }
+  if (rest) await take(rest, 0, rest.length);
+}
+
+/** One [Include]: read and fed in place, ending the current section before and after (spec §4.3). */
+async function followInclude(event: { url: string; line: number }, loc: Location, ctx: ParseContext, stack: string[]): Promise<void> {
+  const where = `${describeLocation(loc)}: line ${event.line}`;
+  const target = resolveReference(event.url, loc);
+  if (!target) throw new JigdoError(where, `[Include ${event.url}] may not read local files from a remote .jigdo`);
+  const id = describeLocation(target);
+  if (stack.includes(id)) throw new JigdoError(where, `loop of [Include] directives (${id})`);
+  if (stack.length >= MAX_INCLUDE_DEPTH) throw new JigdoError(where, 'too many nested [Include] directives');
+  if (++ctx.includes > MAX_INCLUDES) throw new JigdoError(where, `more than ${MAX_INCLUDES} [Include] directives in all`);
+  // An [Include] that cannot be read only costs the mirrors it would add: warn, do not fail
+  // (jigdo-file and jigdo-lite ignore [Include] altogether).
+  let included: Buffer | undefined;
+  try {
+    included = ctx.loadInclude ? await ctx.loadInclude(target) : undefined;
+  } catch (err) {
+    ctx.builder.warn(`${where}: cannot read [Include ${event.url}]: ${errorMessage(err)}`);
+  }
+  if (!included) return;
+  ctx.builder.apply({ type: 'section', name: 'Include', line: event.line }, loc);
+  await feedFile(included, target, ctx, [...stack, id]);
+  ctx.builder.apply({ type: 'section', name: 'Include', line: event.line }, loc);
 }
 
 /** Filename/Template are written unquoted even with spaces: split, then join with one space (spec §4.2). */
@@ -70,6 +234,7 @@ const joinedWords = (raw: string): string => splitWords(raw).join(' ');
 
 /** Weight from GTK jigdo's `--try-first[=w]` / `--try-last[=w]` options; other words are ignored. */
 function weightOf(words: string[]): number {
+  if (words.length === 1) return 0;
   let weight = 0;
   for (const word of words.slice(1)) {
     const m = /^--try-(first|last)(?:=(.*))?$/.exec(word);
@@ -78,43 +243,6 @@ function weightOf(words: string[]): number {
     if (Number.isFinite(w)) weight += m[1] === 'first' ? w : -w;
   }
   return weight;
-}
-
-/** Reads the events of a file and of everything it includes, in place, refusing include loops. */
-async function expandEvents(
-  bytes: Buffer,
-  loc: Location,
-  loadInclude: IncludeLoader | undefined,
-  stack: string[],
-  warnings: string[],
-): Promise<Array<{ event: ConfigEvent; loc: Location }>> {
-  const text = decodeText(maybeGunzip(bytes, loc), loc);
-  const out: Array<{ event: ConfigEvent; loc: Location }> = [];
-  for (const event of parseConfigText(text)) {
-    if (event.type !== 'include') {
-      out.push({ event, loc });
-      continue;
-    }
-    const where = `${describeLocation(loc)}: line ${event.line}`;
-    const target = resolveReference(event.url, loc);
-    if (!target) throw new JigdoError(where, `[Include ${event.url}] may not read local files from a remote .jigdo`);
-    const id = describeLocation(target);
-    if (stack.includes(id)) throw new JigdoError(where, `loop of [Include] directives (${id})`);
-    if (stack.length >= MAX_INCLUDE_DEPTH) throw new JigdoError(where, 'too many nested [Include] directives');
-    // An [Include] that cannot be read only costs the mirrors it would add: warn, do not fail
-    // (jigdo-file and jigdo-lite ignore [Include] altogether).
-    let included: Buffer | undefined;
-    try {
-      included = loadInclude ? await loadInclude(target) : undefined;
-    } catch (err) {
-      warnings.push(`${where}: cannot read [Include ${event.url}]: ${errorMessage(err)}`);
-    }
-    if (!included) continue;
-    // The directive ends the current section, before and after the included text (spec §4.3).
-    const endSection = { event: { type: 'section', name: 'Include', line: event.line } as ConfigEvent, loc };
-    out.push(endSection, ...(await expandEvents(included, target, loadInclude, [...stack, id], warnings)), endSection);
-  }
-  return out;
 }
 
 function parseVersion(raw: string, file: string): { major: number; minor: number } {
@@ -128,78 +256,125 @@ function parseVersion(raw: string, file: string): { major: number; minor: number
 }
 
 /**
+ * Filename= is where the image is written (make-image) or shown (mount). The spec lets it carry a
+ * `stdio:` prefix and folders (libjte writes the raw `-o` name; the GTK jigdo keeps the leaf name), so
+ * the leaf after the last `/` is the name, and it must be a plain file name: not empty, `.` or `..`
+ * (`Filename=..` or `a/b/..` would write to the parent folder), and short enough for a file system.
+ */
+function checkFilename(name: string, where: string): string {
+  const leaf = name.replace(/^stdio:/, '').split('/').pop()!;
+  if (leaf === '' || leaf === '.' || leaf === '..' || Buffer.byteLength(leaf) > 255) {
+    throw new JigdoError(where, `Filename=${name} is not a plain file name to write the image to`);
+  }
+  return name;
+}
+
+/** Turns the events of a .jigdo and its [Include]s into the model, as they stream in. */
+class JigdoBuilder {
+  readonly images: JigdoImage[] = [];
+  readonly parts: PartTable;
+  readonly servers = new Map<string, JigdoValue[]>();
+  readonly warnings: string[] = [];
+  readonly kinds = new Set<ChecksumKind>();
+  version: { major: number; minor: number } | undefined;
+  generator: string | undefined;
+  private image: Partial<JigdoImage> | undefined;
+  private serverLines = 0;
+  private unwarned = 0;
+
+  constructor(home: Location) {
+    this.parts = new PartTable(home);
+  }
+
+  warn(line: string): void {
+    if (this.warnings.length < MAX_WARNINGS) this.warnings.push(line);
+    else this.unwarned++;
+  }
+
+  apply(event: ConfigEvent, from: Location): void {
+    if (event.type === 'section') {
+      this.closeImage();
+      if (event.name === 'Image') this.image = {};
+      return;
+    }
+    if (event.type !== 'entry') return;
+    const where = (): string => `${describeLocation(from)}: line ${event.line}`;
+    if (event.section === 'Parts') this.addPart(event.label, event.rawValue, from, where);
+    else if (event.section === 'Servers') this.addServer(event.label, event.rawValue, from, where);
+    else if (event.section === 'Image' && this.image) this.addImageEntry(this.image, event.label, event.rawValue, where());
+    else if (event.section === 'Jigdo') {
+      if (event.label === 'Version') this.version = parseVersion(event.rawValue, where());
+      else if (event.label === 'Generator') this.generator = event.rawValue.trim();
+    }
+  }
+
+  private addImageEntry(image: Partial<JigdoImage>, label: string, rawValue: string, where: string): void {
+    if (label === 'Filename') image.filename = checkFilename(joinedWords(rawValue), where);
+    else if (label === 'Template') image.template = joinedWords(rawValue);
+    else if (label === 'ShortInfo') image.shortInfo = rawValue.trim().slice(0, 200);
+    else if (label === 'Info') image.info = rawValue.trim().slice(0, 5000);
+    else if (label === 'Template-MD5Sum' || label === 'Template-SHA256Sum') {
+      const md5 = label === 'Template-MD5Sum';
+      const value = splitWords(rawValue)[0] ?? '';
+      const sum = decodeB64(value, md5 ? 16 : 32);
+      if (!sum) throw new JigdoError(where, `${label}=${value} is not a valid jigdo-base64 checksum`);
+      if (md5) image.templateMd5 = sum;
+      else image.templateSha256 = sum;
+    }
+  }
+
+  private addPart(label: string, rawValue: string, from: Location, where: () => string): void {
+    const kind = kindOfKey(label);
+    const words = splitWords(rawValue);
+    if (!kind || words.length === 0) {
+      this.warn(`${where()}: ignored [Parts] line with ${kind ? 'no value' : `bad checksum "${label}"`}`);
+      return;
+    }
+    this.kinds.add(kind);
+    if (!this.parts.add(label, words[0]!, weightOf(words), from)) {
+      this.warn(`${where()}: ignored [Parts] line: more than ${MAX_VALUES_PER_PART} lines for ${label}`);
+    }
+  }
+
+  private addServer(label: string, rawValue: string, from: Location, where: () => string): void {
+    const words = splitWords(rawValue);
+    if (words.length === 0) return;
+    if (++this.serverLines > MAX_SERVER_LINES) {
+      this.warn(`${where()}: ignored [Servers] line: more than ${MAX_SERVER_LINES} in all`);
+      return;
+    }
+    const list = this.servers.get(label) ?? [];
+    list.push({ uri: words[0]!, weight: weightOf(words), base: from });
+    this.servers.set(label, list);
+  }
+
+  private closeImage(): void {
+    if (this.image) this.images.push(this.image as JigdoImage);
+    this.image = undefined;
+  }
+
+  finish(loc: Location): JigdoFile {
+    const file = describeLocation(loc);
+    this.closeImage();
+    if (this.unwarned > 0) this.warnings.push(`${file}: ${this.unwarned} more lines ignored (warnings not shown)`);
+    const usable = this.images.filter((img) => img.filename && img.template);
+    if (usable.length === 0) {
+      throw new JigdoError(file, this.images.length ? '[Image] section lacks Filename or Template' : 'no [Image] section (not a .jigdo file?)');
+    }
+    if (this.kinds.size > 1) throw new JigdoError(file, '[Parts] mixes MD5 and SHA-256 keys');
+    const { version, generator, parts, servers, warnings } = this;
+    const checksumKind: ChecksumKind =
+      [...this.kinds][0] ?? (version && version.major >= 2 ? 'sha256' : usable[0]!.templateSha256 && !usable[0]!.templateMd5 ? 'sha256' : 'md5');
+    return { location: loc, version: version ?? { major: 1, minor: 0 }, generator, images: usable, parts, servers, checksumKind, warnings };
+  }
+}
+
+/**
  * Parses a .jigdo file (plain or gzipped) with its [Include]s. `loc` is where it was read from: relative
  * references are resolved against it.
  */
 export async function parseJigdo(bytes: Buffer, loc: Location, loadInclude?: IncludeLoader): Promise<JigdoFile> {
-  const file = describeLocation(loc);
-  const warnings: string[] = [];
-  const events = await expandEvents(bytes, loc, loadInclude, [file], warnings);
-  const images: JigdoImage[] = [];
-  const parts = new Map<string, JigdoValue[]>();
-  const servers = new Map<string, JigdoValue[]>();
-  let version: { major: number; minor: number } | undefined;
-  let generator: string | undefined;
-  let image: Partial<JigdoImage> | undefined;
-  const kinds = new Set<ChecksumKind>();
-
-  const closeImage = (): void => {
-    if (image) images.push(image as JigdoImage);
-    image = undefined;
-  };
-
-  for (const { event, loc: from } of events) {
-    if (event.type === 'section') {
-      closeImage();
-      if (event.name === 'Image') image = {};
-      continue;
-    }
-    if (event.type !== 'entry') continue;
-    const { section, label, rawValue } = event;
-    const where = `${describeLocation(from)}: line ${event.line}`;
-    if (section === 'Jigdo') {
-      if (label === 'Version') version = parseVersion(rawValue, where);
-      else if (label === 'Generator') generator = rawValue.trim();
-    } else if (section === 'Image' && image) {
-      if (label === 'Filename') image.filename = joinedWords(rawValue);
-      else if (label === 'Template') image.template = joinedWords(rawValue);
-      else if (label === 'ShortInfo') image.shortInfo = rawValue.trim().slice(0, 200);
-      else if (label === 'Info') image.info = rawValue.trim().slice(0, 5000);
-      else if (label === 'Template-MD5Sum' || label === 'Template-SHA256Sum') {
-        const md5 = label === 'Template-MD5Sum';
-        const value = splitWords(rawValue)[0] ?? '';
-        const sum = decodeB64(value, md5 ? 16 : 32);
-        if (!sum) throw new JigdoError(where, `${label}=${value} is not a valid jigdo-base64 checksum`);
-        if (md5) image.templateMd5 = sum;
-        else image.templateSha256 = sum;
-      }
-    } else if (section === 'Parts') {
-      const kind = kindOfKey(label);
-      const words = splitWords(rawValue);
-      if (!kind || words.length === 0) {
-        warnings.push(`${where}: ignored [Parts] line with ${kind ? 'no value' : `bad checksum "${label}"`}`);
-        continue;
-      }
-      kinds.add(kind);
-      const list = parts.get(label) ?? [];
-      list.push({ uri: words[0]!, weight: weightOf(words), base: from });
-      parts.set(label, list);
-    } else if (section === 'Servers') {
-      const words = splitWords(rawValue);
-      if (words.length === 0) continue;
-      const list = servers.get(label) ?? [];
-      list.push({ uri: words[0]!, weight: weightOf(words), base: from });
-      servers.set(label, list);
-    }
-  }
-  closeImage();
-
-  const usable = images.filter((img) => img.filename && img.template);
-  if (usable.length === 0) {
-    throw new JigdoError(file, images.length ? '[Image] section lacks Filename or Template' : 'no [Image] section (not a .jigdo file?)');
-  }
-  if (kinds.size > 1) throw new JigdoError(file, '[Parts] mixes MD5 and SHA-256 keys');
-  const checksumKind: ChecksumKind =
-    [...kinds][0] ?? (version && version.major >= 2 ? 'sha256' : usable[0]!.templateSha256 && !usable[0]!.templateMd5 ? 'sha256' : 'md5');
-  return { location: loc, version: version ?? { major: 1, minor: 0 }, generator, images: usable, parts, servers, checksumKind, warnings };
+  const ctx: ParseContext = { loadInclude, builder: new JigdoBuilder(loc), textBytes: 0, includes: 0 };
+  await feedFile(bytes, loc, ctx, [describeLocation(loc)]);
+  return ctx.builder.finish(loc);
 }

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { JigdoError } from './errors.js';
 
 /**
  * Where a .jigdo, template or part lives: an absolute local path or an http(s) URL. Relative references
@@ -14,7 +15,16 @@ export function isRemote(text: string): boolean {
 
 /** A location given by the user on the command line (path relative to the current directory, or URL). */
 export function locationFromUser(text: string): Location {
-  return isRemote(text) ? { kind: 'url', url: new URL(text).href } : { kind: 'file', path: path.resolve(text) };
+  return isRemote(text) ? { kind: 'url', url: parseUrl(text, undefined, text).href } : { kind: 'file', path: path.resolve(text) };
+}
+
+/** `new URL`, with one clear error naming the file the reference came from instead of "Invalid URL". */
+function parseUrl(ref: string, base: string | undefined, file: string): URL {
+  try {
+    return new URL(ref, base);
+  } catch {
+    throw new JigdoError(file, `"${ref}" is not a valid URL`);
+  }
 }
 
 export function describeLocation(loc: Location): string {
@@ -24,21 +34,38 @@ export function describeLocation(loc: Location): string {
 /**
  * Resolves `ref` (a URL, a `file:` URI, or a relative reference) against the location of the file it
  * came from. Returns undefined for a local path reached from a remote file: a remote .jigdo must not
- * make us read local files.
+ * make us read local files. A reference that is no valid URL is a JigdoError naming that file.
  */
 export function resolveReference(ref: string, base: Location): Location | undefined {
-  if (isRemote(ref)) return { kind: 'url', url: ref };
+  if (isRemote(ref)) {
+    parseUrl(ref, undefined, describeLocation(base)); // checked, but kept as written: jigdo joins strings verbatim
+    return { kind: 'url', url: ref };
+  }
   if (/^file:/i.test(ref)) {
     if (base.kind === 'url') return undefined;
     const rest = ref.slice(5).replace(/^\/\/(?=\/)/, ''); // file:///abs → /abs
     return { kind: 'file', path: path.resolve(path.dirname(base.path), rest) };
   }
-  if (base.kind === 'url') return { kind: 'url', url: new URL(ref, base.url).href };
+  if (base.kind === 'url') return { kind: 'url', url: parseUrl(ref, base.url, base.url).href };
   return { kind: 'file', path: path.resolve(path.dirname(base.path), ref) };
 }
 
-/** The last path component of a location, for naming downloaded or cached copies. */
-export function baseName(loc: Location): string {
-  if (loc.kind === 'file') return path.basename(loc.path);
-  return decodeURIComponent(new URL(loc.url).pathname.split('/').pop() ?? '');
+/**
+ * The last path component of a location as a local file name, or undefined when it cannot be one. A URL's
+ * component is %-decoded (`x%20y.template`), so it may come out as `..`, or hold a `/` (`..%2Fetc`) or
+ * a NUL: such a name would reach outside the folder it is looked up in, and is refused. A malformed
+ * %-escape throws an Error saying so (the caller names the file it came from).
+ */
+export function baseName(loc: Location): string | undefined {
+  let name: string;
+  if (loc.kind === 'file') name = path.basename(loc.path);
+  else {
+    const raw = new URL(loc.url).pathname.split('/').pop() ?? '';
+    try {
+      name = decodeURIComponent(raw);
+    } catch {
+      throw new Error(`malformed %-escape in "${raw}"`);
+    }
+  }
+  return name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name) ? undefined : name;
 }

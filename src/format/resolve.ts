@@ -27,24 +27,41 @@ export function splitLabel(text: string): { label: string; rest: string } | unde
   return { label: text.slice(0, colon), rest: text.slice(colon + 1) };
 }
 
+/**
+ * At most this many candidates per part, and strings per label: the first ones in spec order (§5.5),
+ * before the weight sort. Real files give a part a handful; a fan-out of labels in [Servers] (8 values
+ * at each of 6 levels: 262,144 strings) would otherwise cost that much memory and time for every part.
+ */
+export const MAX_CANDIDATES_PER_PART = 256;
+/** Labels are expanded through at most this many levels; a deeper chain is cut like a loop. */
+const MAX_LABEL_DEPTH = 32;
+
 export class LabelMap {
   private readonly memo = new Map<string, Expansion[]>();
 
   constructor(
-    private readonly servers: Map<string, JigdoValue[]>,
+    private readonly servers: ReadonlyMap<string, readonly JigdoValue[]>,
     /** Extra values tried before the file's own, like jigdo-lite's `--uri` (spec §5.1). */
-    private readonly extra: Map<string, JigdoValue[]> = new Map(),
+    private readonly extra: ReadonlyMap<string, readonly JigdoValue[]> = new Map(),
   ) {}
 
-  /** Every string a label stands for, in order; loops are dropped quietly as jigdo-file does. */
+  /**
+   * The first MAX_CANDIDATES_PER_PART strings a label stands for, in order; loops are dropped quietly as
+   * jigdo-file does. Each label is expanded once (memo), so the work is bounded by the number of
+   * [Servers] lines times that bound, whatever their fan-out.
+   */
   expand(label: string, visiting: Set<string> = new Set()): Expansion[] {
     const known = this.memo.get(label);
     if (known) return known;
-    if (visiting.has(label)) return [];
+    if (visiting.has(label) || visiting.size >= MAX_LABEL_DEPTH) return [];
     visiting.add(label);
-    const values = [...(this.extra.get(label) ?? []), ...(this.servers.get(label) ?? [])];
     const out: Expansion[] = [];
-    for (const value of values) out.push(...this.expandValue(value.uri, value.weight, value.base, visiting));
+    for (const values of [this.extra.get(label) ?? [], this.servers.get(label) ?? []]) {
+      for (const value of values) {
+        if (out.length >= MAX_CANDIDATES_PER_PART) break;
+        appendUpTo(out, this.expandValue(value.uri, value.weight, value.base, visiting));
+      }
+    }
     visiting.delete(label);
     this.memo.set(label, out);
     return out;
@@ -65,6 +82,14 @@ export class LabelMap {
   }
 }
 
+/** Appends items until `out` holds MAX_CANDIDATES_PER_PART (never `push(...items)`: a big spread overflows the stack). */
+function appendUpTo<T>(out: T[], items: readonly T[]): void {
+  for (const item of items) {
+    if (out.length >= MAX_CANDIDATES_PER_PART) return;
+    out.push(item);
+  }
+}
+
 /** Classifies one expanded string: a fetchable URL, a local file, or something we cannot use. */
 function toCandidate(e: Expansion, origin?: { label: string; rest: string }): Candidate {
   const extra = origin ? { label: origin.label, rest: origin.rest } : {};
@@ -72,36 +97,47 @@ function toCandidate(e: Expansion, origin?: { label: string; rest: string }): Ca
   const scheme = split?.label.toLowerCase();
   const isLabel = split !== undefined && !split.label.includes('/') && scheme !== 'http' && scheme !== 'https' && scheme !== 'file';
   if (isLabel) return { kind: 'unresolved', text: e.text, weight: e.weight, ...extra };
-  const loc = resolveReference(e.text, e.base);
+  let loc: Location | undefined;
+  try {
+    loc = resolveReference(e.text, e.base);
+  } catch {
+    loc = undefined; // not a valid URL: reported, never fetched; other candidates (local ones too) still count
+  }
   if (!loc) return { kind: 'unresolved', text: e.text, weight: e.weight, ...extra };
   return loc.kind === 'url'
     ? { kind: 'url', url: loc.url, weight: e.weight, ...extra }
     : { kind: 'file', path: loc.path, weight: e.weight, ...extra };
 }
 
-/** The raw strings jigdo-file's print-missing-all prints for a part (spec §5.1), for `missing`. */
+/** The raw strings jigdo-file's print-missing-all prints for a part (spec §5.1), for `missing`: the first MAX_CANDIDATES_PER_PART. */
 export function expandPart(jigdo: JigdoFile, labels: LabelMap, key: string): Expansion[] {
   const out: Expansion[] = [];
-  for (const value of jigdo.parts.get(key) ?? []) out.push(...labels.expandValue(value.uri, value.weight, value.base));
+  for (const value of jigdo.parts.get(key) ?? []) {
+    if (out.length >= MAX_CANDIDATES_PER_PART) break;
+    appendUpTo(out, labels.expandValue(value.uri, value.weight, value.base));
+  }
   const sumLabel = CHECKSUM_LABEL[jigdo.checksumKind];
-  out.push(...labels.expandValue(`${sumLabel}:${key}`, 0, jigdo.location));
+  appendUpTo(out, labels.expandValue(`${sumLabel}:${key}`, 0, jigdo.location));
   return out;
 }
 
 /**
  * The ordered candidates of a part (spec §5.5): every [Parts] line in file order with its expansions in
  * [Servers] order, then the MD5Sum:/SHA256Sum: expansion when that label is defined; stable-sorted by
- * weight (`--try-first` up, `--try-last` down). Duplicates are dropped.
+ * weight (`--try-first` up, `--try-last` down). Duplicates are dropped. At most MAX_CANDIDATES_PER_PART,
+ * and it never throws: local lookups (src/sources/local.ts) rely on it whatever the [Servers] say.
  */
 export function partCandidates(jigdo: JigdoFile, labels: LabelMap, key: string): Candidate[] {
   const out: Candidate[] = [];
+  const room = (): number => MAX_CANDIDATES_PER_PART - out.length;
   for (const value of jigdo.parts.get(key) ?? []) {
+    if (room() <= 0) break;
     const origin = splitLabel(value.uri);
-    for (const e of labels.expandValue(value.uri, value.weight, value.base)) out.push(toCandidate(e, origin));
+    appendUpTo(out, labels.expandValue(value.uri, value.weight, value.base).slice(0, room()).map((e) => toCandidate(e, origin)));
   }
   const sumLabel = CHECKSUM_LABEL[jigdo.checksumKind];
-  if (labels.has(sumLabel)) {
-    for (const e of labels.expandValue(`${sumLabel}:${key}`, 0, jigdo.location)) out.push(toCandidate(e));
+  if (room() > 0 && labels.has(sumLabel)) {
+    appendUpTo(out, labels.expandValue(`${sumLabel}:${key}`, 0, jigdo.location).slice(0, room()).map((e) => toCandidate(e)));
   }
   const seen = new Set<string>();
   const unique = out.filter((c) => {

@@ -68,9 +68,13 @@ export function selectImage(jigdo: JigdoFile, name?: string): JigdoImage {
   return found;
 }
 
-/** The image's file name as shown to users: the basename of Filename, without a `stdio:` prefix. */
+/**
+ * The image's file name as shown to users: the leaf of Filename, without a `stdio:` prefix. parseJigdo
+ * refuses a Filename whose leaf is not a plain name; an image made some other way gets a safe default.
+ */
 export function imageFileName(image: JigdoImage): string {
-  return path.basename(image.filename.replace(/^stdio:/, '')) || 'image.iso';
+  const leaf = image.filename.replace(/^stdio:/, '').split('/').pop()!;
+  return leaf === '' || leaf === '.' || leaf === '..' ? 'image.iso' : leaf;
 }
 
 /** Where the template is: resolved against the .jigdo; local templates must exist. */
@@ -85,14 +89,39 @@ export function templateLocation(jigdo: JigdoFile, image: JigdoImage): Location 
  * remote template's basename beside the .jigdo or in the current directory; else it is downloaded.
  */
 async function findTemplate(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions): Promise<string> {
+  const file = await templateFile(jigdo, image, opts);
+  // A device or FIFO (`Template=/dev/zero`) would be hashed or waited on without end. A missing file is
+  // reported where it is opened.
+  const st = await stat(file).catch(() => undefined);
+  if (st && !st.isFile()) throw new JigdoError(file, `cannot be used as the template: it is ${st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : 'a device or socket'}, not a regular file`);
+  return file;
+}
+
+async function templateFile(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions): Promise<string> {
   if (opts.template) return path.resolve(opts.template);
   const tloc = templateLocation(jigdo, image);
   if (tloc.kind === 'file') return tloc.path;
-  const name = baseName(tloc);
-  const near = [jigdo.location.kind === 'file' ? path.join(path.dirname(jigdo.location.path), name) : undefined, path.resolve(name)];
-  for (const candidate of near) if (candidate && (await isFile(candidate))) return candidate;
+  for (const candidate of localTemplateCopies(jigdo, image, tloc)) if (await isFile(candidate)) return candidate;
   if (opts.fetchTemplate) return opts.fetchTemplate(tloc, image, opts);
   throw new JigdoError(tloc.url, 'template is remote and no network access is configured (use --template FILE)');
+}
+
+/**
+ * Where jigdo-lite would look for a copy of a remote template: its basename beside a local .jigdo, and in
+ * the current directory. The name comes from a URL the .jigdo wrote: it must be one plain file name once
+ * decoded (never `..` or `a/b`: see baseName), and a remote .jigdo, which does not decide what local
+ * files we read, gets the copy only when it gives the template's checksum (checked before use).
+ */
+function localTemplateCopies(jigdo: JigdoFile, image: JigdoImage, tloc: Location): string[] {
+  let name: string | undefined;
+  try {
+    name = baseName(tloc);
+  } catch (err) {
+    throw new JigdoError(describeLocation(jigdo.location), `Template=${image.template}: ${errorMessage(err)}`);
+  }
+  if (!name) return [];
+  if (jigdo.location.kind === 'url') return image.templateMd5 || image.templateSha256 ? [path.resolve(name)] : [];
+  return [path.join(path.dirname(jigdo.location.path), name), path.resolve(name)];
 }
 
 async function isFile(file: string): Promise<boolean> {

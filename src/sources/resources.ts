@@ -1,6 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { describeLocation, type Location } from '../format/location.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
+import { MAX_JIGDO_TEXT_BYTES } from '../format/jigdo.js';
 
 /**
  * Reads a whole small resource (.jigdo, [Include]) from where it lives. Remote locations are handled by
@@ -15,14 +17,58 @@ export function setRemoteLoader(loader: RemoteLoader | undefined): void {
 }
 
 export async function loadResource(loc: Location): Promise<Buffer> {
-  if (loc.kind === 'file') {
-    try {
-      return await readFile(loc.path);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new JigdoError(loc.path, code === 'ENOENT' ? 'file not found' : `cannot read: ${errorMessage(err)}`);
-    }
-  }
+  if (loc.kind === 'file') return readLocalFile(loc.path, MAX_JIGDO_TEXT_BYTES);
   if (!remoteLoader) throw new JigdoError(describeLocation(loc), 'cannot fetch URLs here (offline, or no network support)');
   return remoteLoader(loc.url);
+}
+
+function kindOf(st: Stats): string {
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * A local .jigdo or [Include]: only a regular file, and at most `limit` bytes. `/dev/zero` or a FIFO
+ * would otherwise be read without end (or wait forever for a writer).
+ */
+async function readLocalFile(file: string, limit: number): Promise<Buffer> {
+  let fh: FileHandle;
+  try {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; it changes nothing for a regular file.
+    fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new JigdoError(file, code === 'ENOENT' ? 'file not found' : `cannot read: ${errorMessage(err)}`);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new JigdoError(file, `cannot be read as a .jigdo: it is ${kindOf(st)}, not a regular file`);
+    const tooBig = (): JigdoError => new JigdoError(file, `too big for a .jigdo: more than ${limit >> 20} MiB`);
+    if (st.size > limit) throw tooBig();
+    return await readAtMost(fh, st.size, limit, tooBig);
+  } catch (err) {
+    if (err instanceof JigdoError) throw err;
+    throw new JigdoError(file, `cannot read: ${errorMessage(err)}`);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Reads to the end, trusting `size` only as a first guess (/proc files say 0, a file may grow). */
+async function readAtMost(fh: FileHandle, size: number, limit: number, tooBig: () => Error): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const want = Math.min(Math.max(size - total, 64 << 10), limit - total) + 1;
+    const buf = Buffer.allocUnsafe(want);
+    const { bytesRead } = await fh.read(buf, 0, want, null);
+    if (bytesRead === 0) break;
+    chunks.push(bytesRead === want ? buf : buf.subarray(0, bytesRead));
+    total += bytesRead;
+    if (total > limit) throw tooBig();
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
 }

@@ -6,6 +6,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parseJigdo, type JigdoFile } from '../../src/format/jigdo.js';
 import { JigdoError } from '../../src/format/errors.js';
 import { loadJigdo } from '../../src/image/open.js';
@@ -20,7 +23,7 @@ const parseText = (text: string, file = path.join(work, 'x.jigdo')): Promise<Jig
 
 /** Everything of a parsed file that does not depend on where it was read from. */
 function shape(j: JigdoFile) {
-  const values = (m: Map<string, Array<{ uri: string; weight: number }>>) =>
+  const values = (m: Iterable<[string, Array<{ uri: string; weight: number }>]>) =>
     [...m].map(([k, list]) => [k, list.map((v) => [v.uri, v.weight])]);
   return { version: j.version, generator: j.generator, images: j.images, parts: values(j.parts), servers: values(j.servers), kind: j.checksumKind };
 }
@@ -259,4 +262,54 @@ test('a missing local [Include] costs only a warning', async () => {
   assert.equal(j.warnings.length, 1);
   assert.match(j.warnings[0]!, /nowhere\.jigdo/);
   assert.deepEqual(j.servers.get('A')!.map((v) => v.uri), ['http://a/']);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input (issue 7): memory per part, limits, Filename
+
+/** The V8 heap in use after a full collection (gc exposed at run time: the test runner starts us without it). */
+function heapUsedAfterGc(): number {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+  return process.memoryUsage().heapUsed;
+}
+
+test('300,000 distinct [Parts] lines keep near the size of their text in memory (not 20 times it)', async () => {
+  const lines: string[] = ['[Image]', 'Filename=x.iso', 'Template=x.template', '[Servers]', 'Debian=http://deb.example/debian/', '[Parts]'];
+  for (let i = 0; i < 300_000; i++) lines.push(`${createHash('md5').update(String(i)).digest('base64url')}=Debian:pool/main/p/pkg${i % 5000}/pkg${i}_1.0_amd64.deb`);
+  const text = Buffer.from(lines.join('\n'));
+  lines.length = 0;
+  const before = heapUsedAfterGc();
+  const j = await parseJigdo(text, loc(path.join(work, 'many.jigdo')));
+  const kept = heapUsedAfterGc() - before;
+  assert.equal(j.parts.size, 300_000);
+  assert.deepEqual(j.parts.get(createHash('md5').update('7').digest('base64url'))!.map((v) => v.uri), ['Debian:pool/main/p/pkg7/pkg7_1.0_amd64.deb']);
+  // Measured: 2.4 times the text (each part's line, two slices of it, a Map entry); before: 21 times.
+  assert.ok(kept < 4 * text.length, `kept ${(kept / 2 ** 20).toFixed(0)} MB for ${(text.length / 2 ** 20).toFixed(0)} MB of text`);
+});
+
+test('a gzipped .jigdo that inflates past 256 MiB, or a line over 1 MiB, is a JigdoError naming the file', async () => {
+  const file = path.join(work, 'bomb.jigdo');
+  // 300 MiB of blank lines compress to 300 kB.
+  const bomb = gzipSync(Buffer.concat([Buffer.from('[Image]\nFilename=x.iso\nTemplate=x.template\n'), Buffer.alloc(300 << 20, 10)]), { level: 1 });
+  await rejects(parseJigdo(bomb, loc(file)), /too big for a \.jigdo: once gunzipped, more than 256 MiB of text/, file);
+  await rejects(parseText(`[Image]\nFilename=x.iso\nInfo=${'i'.repeat(2 << 20)}\n`, file), /line 3 is longer than 1 MiB/, file);
+});
+
+test('Filename must leave a plain file name (spec §4.3 allows folders and stdio:, never .. or an empty leaf)', async () => {
+  const file = path.join(work, 'names.jigdo');
+  for (const name of ['..', 'a/b/..', '.', 'stdio:', 'x.iso/', '/', '../..', `${'n'.repeat(256)}.iso`]) {
+    await rejects(parseText(`[Jigdo]\nVersion=1.2\n[Image]\nFilename=${name}\nTemplate=x.template\n`, file), /line 4: Filename=.* is not a plain file name/, file);
+  }
+  for (const name of ['x.iso', 'stdio:x.iso', 'out/dir/x.iso', '..x.iso', 'my image.iso']) {
+    const j = await parseText(`[Image]\nFilename=${name}\nTemplate=x.template\n`, file);
+    assert.equal(j.images[0]!.filename, name);
+  }
+});
+
+test('many ignored lines keep at most 100 warnings, and say how many more', async () => {
+  const bad = Array.from({ length: 5000 }, (_, i) => `bad${i}=x`).join('\n');
+  const j = await parseText(`[Image]\nFilename=x.iso\nTemplate=x.template\n[Parts]\n${bad}\n`);
+  assert.equal(j.warnings.length, 101);
+  assert.match(j.warnings[100]!, /4900 more lines ignored/);
 });

@@ -173,3 +173,39 @@ test('the quoting sample: candidates follow the spec §5.5 order with Chain ftp 
     `http://bymd5.example/${B}`,
   ]);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input (issue 7, item 5): a fan-out of labels, URLs that do not parse
+
+/** 6 levels of 8 values each: 8^6 = 262,144 strings per part. */
+function fanOut(): string {
+  const labels = ['Parts', 'L1', 'L2', 'L3', 'L4', 'L5'];
+  const lines = ['[Servers]'];
+  labels.forEach((label, level) => {
+    for (let v = 0; v < 8; v++) lines.push(level < 5 ? `${label}=${labels[level + 1]}:d${v}/` : `${label}=http://m${v}/`);
+  });
+  return `${lines.join('\n')}\n[Parts]\n${A}=Parts:a.bin\n${A}=file:local/a.bin\n`;
+}
+
+test('a fan-out of labels: candidates are bounded (256), in spec order, quickly, and never throw', async () => {
+  const j = await jigdoAt(work, fanOut());
+  const started = Date.now();
+  const labels = new LabelMap(j.servers);
+  const got = partCandidates(j, labels, A);
+  assert.equal(got.length, 256);
+  assert.deepEqual(got.slice(0, 2).map(show), ['http://m0/d0/d0/d0/d0/d0/a.bin', 'http://m1/d0/d0/d0/d0/d0/a.bin']);
+  assert.equal(expandPart(j, labels, A).length, 256);
+  for (let i = 0; i < 1000; i++) partCandidates(j, labels, A); // a part looked up again and again stays cheap
+  assert.ok(Date.now() - started < 5000, `${Date.now() - started} ms`);
+});
+
+test('a label chain deeper than the stack, and values that are no valid URL, never make partCandidates throw', async () => {
+  const chain = Array.from({ length: 20_000 }, (_, i) => `C${i}=C${i + 1}:x/`).join('\n');
+  const j = await jigdoAt(work, `[Servers]\n${chain}\nC20000=http://end/\n[Parts]\n${A}=C0:a.bin\n${A}=http://[bad/a.bin\n${A}=file:here.bin\n`);
+  const got = partCandidates(j, new LabelMap(j.servers), A).map(show);
+  assert.ok(got.includes(`file ${path.join(work, 'here.bin')}`), got.join('\n'));
+  assert.ok(got.includes('unresolved http://[bad/a.bin'), got.join('\n'));
+  // A remote .jigdo's relative value that is no URL: unresolved, not a crash.
+  const remote = await parseJigdo(Buffer.from(`[Image]\nFilename=i.iso\nTemplate=t.template\n[Parts]\n${A}=//[bad/a.bin\n`), { kind: 'url', url: 'http://h/x.jigdo' });
+  assert.deepEqual(partCandidates(remote, new LabelMap(remote.servers), A).map(show), ['unresolved //[bad/a.bin']);
+});

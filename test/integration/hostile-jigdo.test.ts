@@ -1,0 +1,226 @@
+// A hostile .jigdo (issue 7, items 2, 4, 5, 13, 14) through the CLI: a gzip bomb, [Include]s of devices
+// and FIFOs, a template name that decodes to `../`, a malformed %-escape, a fan-out of labels in
+// [Servers], and Filename= values that would write outside the current folder. Each is one clean line
+// (or a warning), never a crash, a hang, an exhausted memory or a file read or written where it must not be.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFile, mkdir, readdir, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { SAMPLES, SAMPLE_PARTS, assertCleanFailure, assertOk, describeRun, runCli, type CliOptions, type CliResult } from '../helpers/cli.js';
+import { startMirror } from '../helpers/mirror-server.js';
+import { isMounted, forceUnmount } from '../helpers/mount.js';
+
+const run = promisify(execFile);
+const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-hostile-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const IMAGE_MD5 = '784af77770a40eb11678baaea6484bff';
+const JIGDO_TEXT = readFileSync(path.join(SAMPLES, 'jf-md5-gzip.jigdo'), 'utf8');
+const TEMPLATE = path.join(SAMPLES, 'jf-md5-gzip.template');
+let runs = 0;
+/** A cache folder of its own per run, offline unless told otherwise. */
+const cli = (args: string[], opts: CliOptions & { online?: boolean } = {}): Promise<CliResult> =>
+  runCli([...args, '--cache-dir', path.join(work, `cache-${++runs}`), ...(opts.online ? [] : ['--offline'])], { timeoutMs: 30_000, ...opts });
+
+/** A folder holding `name` (the sample .jigdo, edited) and the sample template beside it. */
+async function jigdoDir(dir: string, name: string, text: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await copyFile(TEMPLATE, path.join(dir, 'jf-md5-gzip.template'));
+  await writeFile(path.join(dir, name), text);
+  return path.join(dir, name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 2: memory and endless reads
+
+test('a 1.6 MB gzip bomb of [Parts] lines (600 MB once gunzipped): one clean line, exit 1, quickly, in a small heap', async () => {
+  const dir = path.join(work, 'bomb');
+  await mkdir(dir);
+  const head = gzipSync('[Jigdo]\nVersion=1.2\n[Image]\nFilename=x.iso\nTemplate=x.template\n[Parts]\n');
+  // 4 long lines repeated compress best (~380:1): one 64 MiB member, concatenated 9 times (multi-member
+  // gzip is one valid stream, spec §4.1).
+  const lines = Array.from({ length: 4 }, (_, i) => `${createHash('md5').update(String(i)).digest('base64url')}=Parts:pool/main/${'p'.repeat(1000)}/${i}.deb\n`).join('');
+  const member = gzipSync(lines.repeat(Math.ceil((64 << 20) / lines.length)), { level: 9 });
+  const bomb = Buffer.concat([head, ...Array.from({ length: 9 }, () => member)]);
+  assert.ok(bomb.length < 2e6, `bomb is ${bomb.length} bytes`);
+  const file = path.join(dir, 'bomb.jigdo');
+  await writeFile(file, bomb);
+  const cacheDir = path.join(dir, 'cache');
+  // 128 MB of V8 heap: the bomb's text may be read only up to the limit, and never held whole.
+  const env = { ...process.env, NODE_OPTIONS: '--max-old-space-size=128', XDG_CACHE_HOME: dir, XDG_CONFIG_HOME: dir, JIGDOFS_DEBUG: '' };
+  const r = await runCli(['info', file, '--cache-dir', cacheDir, '--offline'], { env, timeoutMs: 60_000 });
+  assertCleanFailure(r, file, /too big for a \.jigdo: once gunzipped, more than 256 MiB/);
+  assert.ok(r.ms < 30_000, `took ${r.ms} ms`);
+  assert.deepEqual(await readdir(cacheDir).catch(() => []), [], 'nothing left in the cache');
+});
+
+test('[Include] of /dev/zero, a FIFO and a 300 MiB file: a warning each, never an endless read', async () => {
+  const dir = path.join(work, 'include-devices');
+  await mkdir(dir);
+  await run('mkfifo', [path.join(dir, 'fifo')]);
+  await writeFile(path.join(dir, 'huge.jigdo'), '');
+  await truncate(path.join(dir, 'huge.jigdo'), 300 << 20); // sparse: costs no disk
+  const file = await jigdoDir(dir, 'x.jigdo', `${JIGDO_TEXT}[Include /dev/zero]\n[Include fifo]\n[Include huge.jigdo]\n`);
+  const r = await cli(['info', file], { timeoutMs: 20_000 });
+  assertOk(r);
+  const warnings = r.stdout.split('\n').filter((l) => l.startsWith('Warning:'));
+  assert.equal(warnings.length, 3, describeRun(r));
+  assert.match(warnings[0]!, /line 20: cannot read \[Include \/dev\/zero\]: \/dev\/zero: .*a device, not a regular file/);
+  assert.match(warnings[1]!, /cannot read \[Include fifo\]: .*fifo: .*a FIFO, not a regular file/);
+  assert.match(warnings[2]!, /cannot read \[Include huge\.jigdo\]: .*huge\.jigdo: too big for a \.jigdo: more than 256 MiB/);
+  assert.match(r.stdout, /3 \[Parts\] lines/);
+});
+
+test('a .jigdo that is /dev/zero, a FIFO or a 300 MiB file: one clean line, exit 1, no hang', async () => {
+  const dir = path.join(work, 'main-devices');
+  await mkdir(dir);
+  await run('mkfifo', [path.join(dir, 'fifo.jigdo')]);
+  await writeFile(path.join(dir, 'huge.jigdo'), '');
+  await truncate(path.join(dir, 'huge.jigdo'), 300 << 20);
+  const [zero, fifo, huge] = await Promise.all([
+    cli(['info', '/dev/zero'], { timeoutMs: 15_000 }),
+    cli(['make-image', path.join(dir, 'fifo.jigdo'), '-o', path.join(dir, 'x.iso')], { timeoutMs: 15_000 }),
+    cli(['missing', path.join(dir, 'huge.jigdo')], { timeoutMs: 15_000 }),
+  ]);
+  assertCleanFailure(zero, '/dev/zero', /a device, not a regular file/);
+  assertCleanFailure(fifo, path.join(dir, 'fifo.jigdo'), /a FIFO, not a regular file/);
+  assertCleanFailure(huge, path.join(dir, 'huge.jigdo'), /too big for a \.jigdo: more than 256 MiB/);
+  assert.deepEqual((await readdir(dir)).sort(), ['fifo.jigdo', 'huge.jigdo']);
+});
+
+test('a template that is /dev/zero or a FIFO (Template= or --template): one clean line, exit 1, no hang', async () => {
+  const dir = path.join(work, 'template-devices');
+  await mkdir(dir);
+  await run('mkfifo', [path.join(dir, 'fifo.template')]);
+  const zero = await jigdoDir(dir, 'zero.jigdo', JIGDO_TEXT.replace('Template=jf-md5-gzip.template', 'Template=/dev/zero'));
+  const [a, b] = await Promise.all([
+    cli(['info', zero], { timeoutMs: 15_000 }),
+    cli(['make-image', path.join(dir, 'zero.jigdo'), '--template', path.join(dir, 'fifo.template'), '-o', path.join(dir, 'x.iso')], { timeoutMs: 15_000 }),
+  ]);
+  assertCleanFailure(a, '/dev/zero', /cannot be used as the template: it is a device or socket/);
+  assertCleanFailure(b, path.join(dir, 'fifo.template'), /cannot be used as the template: it is a FIFO/);
+  assert.equal(existsSync(path.join(dir, 'x.iso')), false);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Item 4: a remote .jigdo naming the template
+
+test('a remote Template=..%2Fname never finds a local file outside the current folder; a malformed %-escape is a clean error', async () => {
+  const dir = path.join(work, 'remote-template');
+  const served = path.join(dir, 'served');
+  const cwd = path.join(dir, 'a', 'cwd');
+  await mkdir(served, { recursive: true });
+  await mkdir(cwd, { recursive: true });
+  // The right template, where `..%2Fsecret.template` decoded against the current folder would reach.
+  await copyFile(TEMPLATE, path.join(dir, 'a', 'secret.template'));
+  const withTemplate = (t: string) => JIGDO_TEXT.replace('Template=jf-md5-gzip.template', `Template=${t}`);
+  await writeFile(path.join(served, 'escape.jigdo'), withTemplate('..%2Fsecret.template'));
+  await writeFile(path.join(served, 'malformed.jigdo'), withTemplate('bad%zz.template'));
+  const mirror = await startMirror({ root: served });
+  try {
+    const net = ['--retries', '0', '--timeout', '5'];
+    const escape = await cli(['info', `${mirror.url}escape.jigdo`, ...net], { cwd, online: true });
+    // The template is not on the server: with no local file taken, that is the (clean) failure.
+    assertCleanFailure(escape, /secret\.template/);
+    assert.doesNotMatch(escape.stdout, /Template: .*secret\.template/);
+    assert.ok(mirror.requests.some((q) => q.method === 'GET' && q.path.includes('secret.template')), 'the template was asked of the server');
+    const malformed = await cli(['info', `${mirror.url}malformed.jigdo`, ...net], { cwd, online: true });
+    assertCleanFailure(malformed, `${mirror.url}malformed.jigdo`, /Template=bad%zz\.template: malformed %-escape/);
+  } finally {
+    await mirror.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Item 5: a fan-out of labels in [Servers]
+
+/** 6 levels of 8 values each: every part expands to 8^6 = 262,144 candidate URLs. */
+function fanOutServers(): string {
+  const labels = ['Parts', 'L1', 'L2', 'L3', 'L4', 'L5'];
+  const lines: string[] = [];
+  labels.forEach((label, level) => {
+    for (let v = 0; v < 8; v++) lines.push(level < 5 ? `${label}=${labels[level + 1]}:d${v}/` : `${label}=http://127.0.0.1:9/m${v}/`);
+  });
+  return `[Servers]\n${lines.join('\n')}\n`;
+}
+
+test('a fan-out of labels in [Servers] (262,144 URLs per part): local parts are still found, missing answers quickly', async () => {
+  const dir = path.join(work, 'fan-out');
+  const file = await jigdoDir(dir, 'fan.jigdo', JIGDO_TEXT.replace(/\[Servers\]\n[^\n]*\n/, fanOutServers()));
+  const out = (n: string) => path.join(dir, n);
+  const [scan, local, missingScan, missingAll] = await Promise.all([
+    cli(['make-image', file, '--scan', SAMPLE_PARTS, '-o', out('scan.iso')]),
+    cli(['make-image', file, '--local', `Parts=${SAMPLE_PARTS}`, '-o', out('local.iso')]),
+    cli(['missing', file, '--scan', SAMPLE_PARTS], { timeoutMs: 20_000 }),
+    cli(['missing', file], { timeoutMs: 20_000 }),
+  ]);
+  assertOk(scan);
+  assert.equal(createHash('md5').update(readFileSync(out('scan.iso'))).digest('hex'), IMAGE_MD5);
+  // --local Parts=DIR maps `Parts:a.bin` to DIR/a.bin: no mirror expansion is needed for it.
+  assertOk(local);
+  assert.equal(createHash('md5').update(readFileSync(out('local.iso'))).digest('hex'), IMAGE_MD5);
+  assertOk(missingScan);
+  assert.match(missingScan.stderr, /0 of 3 parts missing/);
+  assertOk(missingAll);
+  assert.match(missingAll.stderr, /3 of 3 parts missing/);
+  const blocks = missingAll.stdout.trim().split('\n\n');
+  assert.equal(blocks.length, 3);
+  for (const block of blocks) {
+    const urls = block.split('\n');
+    assert.ok(urls.length > 0 && urls.length <= 256, `${urls.length} candidates`);
+    assert.match(urls[0]!, /^http:\/\/127\.0\.0\.1:9\/m0\/d0\/d0\/d0\/d0\/d0\/(a\.bin|sub\/b-copy\.bin|sub\/c\.bin)$/);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Item 14: Filename= must be a plain file name
+
+test('Filename=.., a/b/.., ., stdio: or x/: make-image refuses, naming the .jigdo and line, and writes nothing', async () => {
+  const names = ['..', 'a/b/..', '.', 'stdio:', 'x.iso/', '../..'];
+  await Promise.all(
+    names.map(async (name, i) => {
+      const dir = path.join(work, `filename-${i}`);
+      const cwd = path.join(dir, 'cwd');
+      await mkdir(cwd, { recursive: true });
+      const file = await jigdoDir(dir, 'x.jigdo', JIGDO_TEXT.replace('Filename=image.iso', `Filename=${name}`));
+      const r = await cli(['make-image', file, '--scan', SAMPLE_PARTS], { cwd });
+      assertCleanFailure(r, `${file}: line 9`, /Filename=.* is not a plain file name/);
+      assert.deepEqual((await readdir(dir)).sort(), ['cwd', 'jf-md5-gzip.template', 'x.jigdo'], name);
+      assert.deepEqual(await readdir(cwd), [], name);
+      assert.deepEqual((await readdir(work)).filter((f) => f.includes('.tmp') || f.includes('jigdofs-')), [], name);
+    }),
+  );
+});
+
+test('Filename with folders or stdio: (as the spec allows) is the leaf name, in the current folder', async () => {
+  const dir = path.join(work, 'filename-leaf');
+  const cwd = path.join(dir, 'cwd');
+  await mkdir(cwd, { recursive: true });
+  const file = await jigdoDir(dir, 'x.jigdo', JIGDO_TEXT.replace('Filename=image.iso', 'Filename=stdio:/srv/out/leaf.iso'));
+  const r = await cli(['make-image', file, '--scan', SAMPLE_PARTS], { cwd });
+  assertOk(r);
+  assert.deepEqual(await readdir(cwd), ['leaf.iso']);
+  assert.equal(createHash('md5').update(readFileSync(path.join(cwd, 'leaf.iso'))).digest('hex'), IMAGE_MD5);
+});
+
+test('mount of a .jigdo with Filename=..: one clean line at once, no mount left', async () => {
+  const dir = path.join(work, 'filename-mount');
+  const mnt = path.join(dir, 'mnt');
+  await mkdir(mnt, { recursive: true });
+  const file = await jigdoDir(dir, 'x.jigdo', JIGDO_TEXT.replace('Filename=image.iso', 'Filename=a/b/..'));
+  try {
+    const r = await runCli(['mount', file, mnt, '--cache-dir', path.join(dir, 'cache'), '--log-file', path.join(dir, 'log'), '--offline'], { timeoutMs: 20_000 });
+    assertCleanFailure(r, `${file}: line 9`, /Filename=a\/b\/\.\. is not a plain file name/);
+    assert.equal(await isMounted(mnt), false);
+    assert.deepEqual(await readdir(mnt), []);
+    assert.equal(existsSync(path.join(dir, 'a')), false);
+  } finally {
+    await forceUnmount(mnt);
+  }
+});
