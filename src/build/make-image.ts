@@ -1,7 +1,7 @@
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
-import type { ImageSession } from '../image/open.js';
+import type { ImageSession } from '../engine/session.js';
 import { pooledImageBlocks } from './stream.js';
 
 /** Blocks queued on the hashing worker at a time (memory: (depth + HASH_QUEUE + 1) × 8 MiB). */

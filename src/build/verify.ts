@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
-import type { ImageSession } from '../image/open.js';
+import type { ImageSession } from '../engine/session.js';
 import type { Region } from '../image/layout.js';
 
 export interface BadRegion {

@@ -45,4 +45,4 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 // Exit explicitly: worker threads or open handles must never keep a finished command alive.
-main(process.argv).then((code) => process.exit(code));
+void main(process.argv).then((code) => process.exit(code));

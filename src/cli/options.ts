@@ -1,9 +1,9 @@
 import { Option, type Command } from 'commander';
 import { UsageError } from '../format/errors.js';
-import { defaultCacheDir, type SourceOptions } from '../image/open.js';
-import type { LocalTree } from '../sources/local.js';
-import { Network, NETWORK_DEFAULTS } from '../sources/remote.js';
-import { setRemoteLoader } from '../sources/resources.js';
+import { defaultCacheDir, type SourceOptions } from '../engine/session.js';
+import type { LocalTree } from '../sources/local-sources.js';
+import { Network, NETWORK_DEFAULTS } from '../network/network.js';
+import { setRemoteLoader } from '../engine/jigdo-loader.js';
 import { loadConfig, mirrorUrlProblem, sizeOf } from './config.js';
 
 /** The raw source options as commander hands them over. */

@@ -1,4 +1,4 @@
-import { loadJigdo, openImage, selectImage, type ImageSession } from '../image/open.js';
+import { loadJigdo, openImage, selectImage, type ImageSession } from '../engine/session.js';
 import { sourceOptions, type SourceFlags } from './options.js';
 
 /**

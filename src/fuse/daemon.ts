@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import Fuse from 'fuse-native';
 import { errorMessage } from '../format/errors.js';
-import { openImage, type ImageSession, type SourceOptions } from '../image/open.js';
+import { openImage, type ImageSession, type SourceOptions } from '../engine/session.js';
 import type { JigdoFile } from '../format/jigdo.js';
 import type { Server } from 'node:net';
 import { askControl, checkedControlDir, serveControl, type ControlHandler } from './control.js';

@@ -1,6 +1,6 @@
 import Fuse, { type Ops, type Stat } from 'fuse-native';
 import { UnavailableError, errorMessage } from '../format/errors.js';
-import type { ImageSession } from '../image/open.js';
+import type { ImageSession } from '../engine/session.js';
 
 /** What the mount presents: one read-only file per image, in a read-only root directory. */
 export interface MountedImage {

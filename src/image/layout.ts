@@ -1,22 +1,11 @@
 import type { ChecksumKind } from '../format/checksum.js';
 import type { Desc } from '../format/template.js';
+import { lastAtOrBefore } from '../util/binary-search.js';
 
 /** A stretch of the image: bytes of the raw stream, or all of one part. */
 export type Region =
   | { kind: 'raw'; offset: number; length: number; rawOffset: number }
   | { kind: 'part'; offset: number; length: number; key: string };
-
-/** Binary search: the index of the last element of the ascending `starts` that is <= `value` (0 if none). */
-export function lastAtOrBefore(starts: Float64Array, value: number): number {
-  let lo = 0;
-  let hi = starts.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1;
-    if (starts[mid]! <= value) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
 
 /** What the image needs of one distinct part (a part may sit at several offsets). */
 export interface PartNeed {

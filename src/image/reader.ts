@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { PartStore } from '../sources/parts.js';
+import type { PartStore } from '../sources/part-store.js';
 import type { TemplateData } from '../sources/template-data.js';
 import type { ImageLayout } from './layout.js';
 import { settleAll } from '../util/settle.js';

@@ -1,4 +1,3 @@
-import type { Stats } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -19,7 +18,7 @@ export interface FileIdentity {
   dev: number;
 }
 
-export function identityOf(st: Stats): FileIdentity {
+export function identityOf(st: FileIdentity): FileIdentity {
   return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
 }
 

@@ -322,7 +322,7 @@ function flipBytes(chunk: Buffer, chunkOffset: number, flip: { from: number; to:
   const to = Math.min(flip.to, chunkOffset + chunk.length);
   if (from >= to) return chunk;
   const out = Buffer.from(chunk); // copy: never mutate a buffer we did not allocate
-  for (let i = from; i < to; i++) out[i - chunkOffset] ^= 0xff;
+  for (let i = from; i < to; i++) out[i - chunkOffset] = out[i - chunkOffset]! ^ 0xff;
   return out;
 }
 

@@ -16,7 +16,7 @@ import { JigdoError, UnavailableError } from '../../src/format/errors.js';
 import { parseJigdo } from '../../src/format/jigdo.js';
 import { parseTemplate } from '../../src/format/template.js';
 import { makeImage } from '../../src/build/make-image.js';
-import { loadJigdo, openImage, selectImage } from '../../src/image/open.js';
+import { loadJigdo, openImage, selectImage } from '../../src/engine/session.js';
 import { SAMPLES, SAMPLE_PARTS, assertCleanFailure, describeRun, prng, randInt, runCli, type CliResult } from '../helpers/cli.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-bad-input-'));

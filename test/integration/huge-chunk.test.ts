@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, rm, stat, writeFile, open } from 'node:fs/prom
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { loadJigdo, openImage, selectImage } from '../../src/image/open.js';
+import { loadJigdo, openImage, selectImage } from '../../src/engine/session.js';
 import { SPILL_THRESHOLD } from '../../src/sources/template-data.js';
 
 const run = promisify(execFile);

@@ -6,7 +6,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { loadJigdo, openImage, selectImage, type SourceOptions } from '../../src/image/open.js';
+import { loadJigdo, openImage, selectImage, type SourceOptions } from '../../src/engine/session.js';
 import { findMissing } from '../../src/build/make-image.js';
 import { runCli } from '../helpers/cli.js';
 import { REPO } from '../helpers/cli.js';

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { controlSocketPath } from '../../src/fuse/control.js';
-import { LINGERING_HANDLES, OPEN_HANDLES } from '../../src/sources/parts.js';
+import { LINGERING_HANDLES, OPEN_HANDLES } from '../../src/sources/part-store.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { assertCleanFailure, assertOk, BIN, prng, runCli, SAMPLE_PARTS, SAMPLES, type CliResult } from '../helpers/cli.js';
 import { forceUnmount, isMounted, mountJigdo } from '../helpers/mount.js';

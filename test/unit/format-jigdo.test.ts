@@ -11,7 +11,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parseJigdo, type JigdoFile } from '../../src/format/jigdo.js';
 import { JigdoError } from '../../src/format/errors.js';
-import { loadJigdo } from '../../src/image/open.js';
+import { loadJigdo } from '../../src/engine/session.js';
 import { SAMPLES } from '../helpers/cli.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-format-jigdo-'));

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { parseJigdo, type JigdoFile } from '../../src/format/jigdo.js';
 import { LabelMap, expandPart, partCandidates, splitLabel, type Candidate } from '../../src/format/resolve.js';
 import { decodeB64 } from '../../src/format/base64.js';
-import { loadJigdo } from '../../src/image/open.js';
+import { loadJigdo } from '../../src/engine/session.js';
 import { SAMPLES } from '../helpers/cli.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-format-resolve-'));

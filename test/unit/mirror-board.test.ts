@@ -5,8 +5,8 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { FailureKind } from '../../src/sources/http.js';
-import { MirrorBoard } from '../../src/sources/mirrors.js';
+import type { FailureKind } from '../../src/network/http-client.js';
+import { MirrorBoard } from '../../src/network/mirror-board.js';
 
 const M = 'http://dead.example/debian/';
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { checkedControlDir, controlDir, UntrustedControlDir } from '../../src/fuse/control.js';
 import { allowOtherProblem, mountedType, watchUnmount } from '../../src/fuse/mounts.js';
 import { ImageLayout, type PartNeed } from '../../src/image/layout.js';
-import { LINGERING_HANDLES, OPEN_HANDLES, PartStore } from '../../src/sources/parts.js';
+import { LINGERING_HANDLES, OPEN_HANDLES, PartStore } from '../../src/sources/part-store.js';
 import { identityOf } from '../../src/sources/hash-index.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-guards-'));

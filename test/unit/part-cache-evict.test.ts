@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, open, readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PartCache } from '../../src/sources/part-cache.js';
+import { PartCache } from '../../src/cache/part-cache.js';
 import { cacheFiles } from '../helpers/network.js';
 
 const MB = 1 << 20;

@@ -4,8 +4,8 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { PartCache } from '../../src/sources/part-cache.js';
-import { workerPool } from '../../src/sources/workers.js';
+import { PartCache } from '../../src/cache/part-cache.js';
+import { workerPool } from '../../src/util/worker-pool.js';
 
 test('a lock is released when the temporary file cannot be created (no later waiter hangs)', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-lock-'));

@@ -13,7 +13,7 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { deflateSync } from 'node:zlib';
-import { loadJigdo, openImage, selectImage, type ImageSession, type SourceOptions } from '../../src/image/open.js';
+import { loadJigdo, openImage, selectImage, type ImageSession, type SourceOptions } from '../../src/engine/session.js';
 import { UnavailableError } from '../../src/format/errors.js';
 import { ImageReader } from '../../src/image/reader.js';
 import type { TemplateData } from '../../src/sources/template-data.js';

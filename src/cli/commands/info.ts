@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
-import type { ImageSession } from '../../image/open.js';
+import type { ImageSession } from '../../engine/session.js';
 
 /** Everything `info` reports, also its --json shape. */
 export function describe(s: ImageSession) {

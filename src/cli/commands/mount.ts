@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../../format/errors.js';
-import { checkCacheDir, loadJigdo } from '../../image/open.js';
+import { checkCacheDir, loadJigdo } from '../../engine/session.js';
 import { makeDirs } from '../../util/make-dirs.js';
 import { prepareMountpoint, runMount } from '../../fuse/daemon.js';
 import { fusermountUnmount, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';

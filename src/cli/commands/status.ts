@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { askControl } from '../../fuse/control.js';
 import { resolveMountpoint } from '../../fuse/mounts.js';
-import type { NetworkStats } from '../../sources/remote.js';
+import type { NetworkStats } from '../../network/network.js';
 
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 

@@ -8,11 +8,11 @@ import type { JigdoFile, JigdoImage, JigdoValue } from '../format/jigdo.js';
 import { describeLocation, type Location } from '../format/location.js';
 import { LabelMap, partCandidates } from '../format/resolve.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
-import { FetchError, HttpClient, toFetchError, type BodyRules } from './http.js';
-import type { LocalCopy } from './local.js';
-import { MirrorBoard, mirrorOf, type MirrorStats, type PartFetchStats } from './mirrors.js';
-import { PartCache, type CacheStats, type CacheWriter, type SumCheck } from './part-cache.js';
-import type { PartProvider } from './parts.js';
+import { FetchError, HttpClient, toFetchError, type BodyRules } from './http-client.js';
+import type { LocalCopy } from '../sources/local-sources.js';
+import { MirrorBoard, mirrorOf, type MirrorStats, type PartFetchStats } from './mirror-board.js';
+import { PartCache, type CacheStats, type CacheWriter, type SumCheck } from '../cache/part-cache.js';
+import type { PartProvider } from '../sources/part-store.js';
 import { makeDirs } from '../util/make-dirs.js';
 
 /**

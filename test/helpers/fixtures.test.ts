@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import {
   buildFixtures, EMPTY_MD5_B64, jigdoWithPartsUri, PARTS_LABEL, PARTS_URI, VARIANT_NAMES,
   type FixtureSet, type FixtureVariant,
-} from '../helpers/fixtures.js';
+} from './fixtures.js';
 
 const execFileP = promisify(execFile);
 

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { startMirror, type Mirror, type MirrorOptions } from '../helpers/mirror-server.js';
+import { startMirror, type Mirror, type MirrorOptions } from './mirror-server.js';
 
 const HELPER = fileURLToPath(new URL('../helpers/mirror-server.ts', import.meta.url));
 

@@ -3,7 +3,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageLayout } from '../image/layout.js';
-import type { LocalCopy } from './local.js';
+import type { LocalCopy } from './local-sources.js';
 import { throwIfAborted, unlessAborted } from '../util/settle.js';
 
 /**

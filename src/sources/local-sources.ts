@@ -8,7 +8,7 @@ import { LabelMap, partCandidates, splitLabel } from '../format/resolve.js';
 import { parseDesc, type Desc, type DescEntry } from '../format/template.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
 import { identityOf, type FileIdentity, type HashIndex } from './hash-index.js';
-import type { WorkerPool } from './workers.js';
+import type { WorkerPool } from '../util/worker-pool.js';
 
 /**
  * A verified copy of a part: `length` bytes of `path` from `offset`, and the file's identity when it was
@@ -201,8 +201,7 @@ export class LocalSources {
       const whole = !this.isTmp(c.path, key);
       const sum = await this.checksumOf(c.path, c.offset, need.length, whole);
       if (sum && sum.key === key) {
-        const { key: _key, was: _was, ...identity } = sum;
-        return { path: c.path, offset: c.offset, ...identity };
+        return { path: c.path, offset: c.offset, ...identityOf(sum) };
       }
       if (sum?.was === key || this.lost.get(id) === key) changed.push(c.path);
     }

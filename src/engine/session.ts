@@ -9,14 +9,14 @@ import { baseName, describeLocation, locationFromUser, resolveReference, type Lo
 import { stat } from 'node:fs/promises';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
 import { HashIndex, identityOf } from '../sources/hash-index.js';
-import { LocalSources, type LocalTree } from '../sources/local.js';
-import { PartStore, type PartProvider } from '../sources/parts.js';
-import type { Network } from '../sources/remote.js';
-import { loadResource } from '../sources/resources.js';
+import { LocalSources, type LocalTree } from '../sources/local-sources.js';
+import { PartStore, type PartProvider } from '../sources/part-store.js';
+import type { Network } from '../network/network.js';
+import { loadResource } from './jigdo-loader.js';
 import { TemplateData } from '../sources/template-data.js';
-import { workerPool, type WorkerPool } from '../sources/workers.js';
-import { ImageLayout } from './layout.js';
-import { ImageReader } from './reader.js';
+import { workerPool, type WorkerPool } from '../util/worker-pool.js';
+import { ImageLayout } from '../image/layout.js';
+import { ImageReader } from '../image/reader.js';
 import { makeDirs } from '../util/make-dirs.js';
 
 /** The source options every command takes. */

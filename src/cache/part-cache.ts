@@ -3,10 +3,10 @@ import { open, readdir, readFile, rename, stat, statfs, unlink, utimes, type Fil
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
-import { identityOf } from './hash-index.js';
+import { identityOf } from '../sources/hash-index.js';
 import { errorMessage } from '../format/errors.js';
-import type { LocalCopy } from './local.js';
-import { workerPool } from './workers.js';
+import type { LocalCopy } from '../sources/local-sources.js';
+import { workerPool } from '../util/worker-pool.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { pidAlive } from '../util/pid.js';
 
