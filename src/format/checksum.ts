@@ -1,21 +1,10 @@
-import { createHash, type Hash } from 'node:crypto';
 import { decodeB64, encodeB64 } from './base64.js';
 
 /** The two checksum kinds of jigdo: MD5 (formats 1.x) and SHA-256 (format 2.0). */
 export type ChecksumKind = 'md5' | 'sha256';
 
-export const CHECKSUM_BYTES: Record<ChecksumKind, number> = { md5: 16, sha256: 32 };
-
 /** The label a .jigdo may define to fetch parts by checksum (spec §5.1 step 3). */
 export const CHECKSUM_LABEL: Record<ChecksumKind, string> = { md5: 'MD5Sum', sha256: 'SHA256Sum' };
-
-export function newHash(kind: ChecksumKind): Hash {
-  return createHash(kind);
-}
-
-export function digest(kind: ChecksumKind, data: Uint8Array): Buffer {
-  return createHash(kind).update(data).digest();
-}
 
 /** Canonical text key of a checksum, used everywhere as the part's identity (its [Parts] key). */
 export function checksumKey(sum: Uint8Array): string {
