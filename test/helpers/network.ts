@@ -73,11 +73,8 @@ export function bytesByPath(m: Mirror): Map<string, number> {
   return out;
 }
 
-export const md5hex = (b: Buffer): string => createHash('md5').update(b).digest('hex');
 
-export async function fileMd5(file: string): Promise<string> {
-  return md5hex(await readFile(file));
-}
+export { fileMd5, md5hex } from './hash.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

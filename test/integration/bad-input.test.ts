@@ -4,7 +4,6 @@
 // Everything corrupted is a copy in a temporary folder; test/fixtures is never modified.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
@@ -18,6 +17,7 @@ import { parseTemplate } from '../../src/format/template.js';
 import { makeImage } from '../../src/build/make-image.js';
 import { loadJigdo, openImage, selectImage } from '../../src/engine/session.js';
 import { SAMPLES, SAMPLE_PARTS, assertCleanFailure, describeRun, prng, randInt, runCli, type CliResult } from '../helpers/cli.js';
+import { md5hex as md5 } from '../helpers/hash.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-bad-input-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -29,7 +29,6 @@ const cli = (args: string[]): Promise<CliResult> => runCli([...args, '--cache-di
 const execFileAsync = promisify(execFile);
 const IMAGE_MD5 = '784af77770a40eb11678baaea6484bff';
 const sample = (name: string): string => path.join(SAMPLES, name);
-const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
 const TEMPLATE = readFileSync(sample('jf-md5-gzip.template'));
 const JIGDO_TEXT = readFileSync(sample('jf-md5-gzip.jigdo'), 'utf8');
 

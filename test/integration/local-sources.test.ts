@@ -1,7 +1,6 @@
 /** Local sources: --local label trees, --scan folders and jigdo-lite .tmp files, and the persistent hash index. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,6 +9,7 @@ import { loadJigdo, openImage, selectImage, type SourceOptions } from '../../src
 import { findMissing } from '../../src/build/make-image.js';
 import { runCli } from '../helpers/cli.js';
 import { REPO } from '../helpers/cli.js';
+import { md5hex as md5 } from '../helpers/hash.js';
 
 const S = path.join(REPO, 'test', 'fixtures', 'samples');
 const IMAGE_MD5 = '784af77770a40eb11678baaea6484bff';
@@ -21,7 +21,6 @@ before(async () => {
 after(() => rm(work, { recursive: true, force: true }));
 
 const opts = (extra: Partial<SourceOptions>): SourceOptions => ({ local: [], scan: [], cacheDir: path.join(work, 'cache'), memory: 32 << 20, log: () => undefined, ...extra });
-const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
 
 test('--local LABEL=DIR reads Label:path from DIR/path', async () => {
   const out = path.join(work, 'local.iso');

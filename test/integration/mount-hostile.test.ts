@@ -6,7 +6,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
@@ -18,9 +17,9 @@ import { LINGERING_HANDLES, OPEN_HANDLES } from '../../src/sources/part-store.js
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { assertCleanFailure, assertOk, BIN, prng, runCli, SAMPLE_PARTS, SAMPLES, type CliResult } from '../helpers/cli.js';
 import { forceUnmount, isMounted, mountJigdo } from '../helpers/mount.js';
+import { md5hex as md5 } from '../helpers/hash.js';
 
 const run = promisify(execFile);
-const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
 const uid = process.getuid!();
 
 let fx: FixtureSet;

@@ -5,7 +5,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { cp, mkdir, mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,10 +13,9 @@ import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { BIN } from '../helpers/cli.js';
 import { forceUnmount, isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
 import { runCli } from '../helpers/cli.js';
+import { fileMd5, md5hex as md5 } from '../helpers/hash.js';
 
 const run = promisify(execFile);
-const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
-const fileMd5 = async (f: string): Promise<string> => md5(await readFile(f));
 
 /** A seeded PRNG (mulberry32), so a failing offset can be reproduced. */
 function prng(seed: number): () => number {

@@ -13,6 +13,7 @@ import { JigdoError } from '../../src/format/errors.js';
 import { encodeB64 } from '../../src/format/base64.js';
 import { parseDesc, parseTemplate, type Desc, type DescEntry, type TemplateInfo } from '../../src/format/template.js';
 import { SAMPLES, SAMPLE_PARTS } from '../helpers/cli.js';
+import { md5sum as md5 } from '../helpers/hash.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-format-template-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -167,7 +168,6 @@ const u32 = (n: number): Buffer => {
   b.writeUInt32LE(n);
   return b;
 };
-const md5 = (s: string): Buffer => createHash('md5').update(s).digest();
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
 const RS = Buffer.from('0102030405060708', 'hex');
 const E = {
