@@ -45,7 +45,7 @@ test('the limit holds after every commit, also for files this process just hande
   const cache = newCache(limit);
   for (let i = 0; i < 8; i++) {
     const file = await store(cache, i);
-    assert.ok(await cache.lookup(file), 'handed out'); // once "pinned" for 30 s and never evicted meanwhile
+    assert.ok(await cache.lookup('parts', 'md5', path.basename(file)), 'handed out'); // once "pinned" for 30 s and never evicted meanwhile
     const bytes = await cacheBytes(cache);
     assert.ok(bytes <= limit, `after commit ${i + 1}: ${bytes} bytes in the cache, limit ${limit}`);
   }
