@@ -42,7 +42,7 @@ export async function lockIsStale(file: string): Promise<boolean> {
   return owner !== '' && ownerDead(owner.trim() + '-');
 }
 
-/** A held lock, refreshed until released. */
+/** A held lock, refreshed until released. Fields: `timer` (the heartbeat), `released` (release runs once). */
 export class Lock {
   private readonly timer: NodeJS.Timeout;
   private released = false;

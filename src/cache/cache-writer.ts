@@ -1,7 +1,6 @@
 import { unlink, type FileHandle } from 'node:fs/promises';
 import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import type { Lock } from './cache-lock.js';
-import type { CacheSpace } from './part-cache.js';
 
 /** What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit). */
 export interface CommitTarget {
@@ -20,8 +19,7 @@ export class CacheWriter {
 
   constructor(
     private readonly cache: CommitTarget,
-    readonly space: CacheSpace,
-    readonly final: string,
+    private readonly final: string,
     readonly tmp: string,
     readonly fh: FileHandle,
     private readonly lock: Lock,

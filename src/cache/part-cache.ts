@@ -93,11 +93,11 @@ export class PartCache {
   }
 
   /** Where the verified file of a checksum lives. */
-  pathFor(space: CacheSpace, kind: ChecksumKind, hex: string): string {
+  private pathFor(space: CacheSpace, kind: ChecksumKind, hex: string): string {
     return space === 'parts' ? path.join(this.dir, 'parts', kind, hex.slice(0, 2), hex) : path.join(this.dir, 'templates', kind, `${hex}.template`);
   }
 
-  partPath(kind: ChecksumKind, key: string): string {
+  private partPath(kind: ChecksumKind, key: string): string {
     return this.pathFor('parts', kind, hexOfKey(key));
   }
 
@@ -154,7 +154,7 @@ export class PartCache {
             return { copy: again };
           }
           const { file: tmp, fh } = await this.tempFile();
-          return { writer: new CacheWriter(this, space, final, tmp, fh, lock) };
+          return { writer: new CacheWriter(this, final, tmp, fh, lock) };
         } catch (err) {
           // No writer owns the lock (e.g. the temporary file could not be created): release it, or its
           // heartbeat would keep it fresh forever and every later fetch of this checksum would wait on it.

@@ -41,7 +41,11 @@ function sameDesc(a: Desc, b: Desc): boolean {
 /**
  * Local copies of parts, looked up by checksum: `--local` trees, `file:` candidates of the .jigdo, files
  * found by `--scan` whose size equals a part's size, and written regions of jigdo-lite `.tmp` files.
- * Nothing is trusted before its checksum matched (hashes are remembered in the HashIndex).
+ * Nothing is trusted before its checksum matched (verified-copy.ts; hashes are remembered in the HashIndex).
+ *
+ * Fields: `bySize` and `tmpRegions` are filled once by the scan (`scanned`) and only read after it; `lost`
+ * grows as rechecks find copies that changed. Order in find: the scan, then each candidate's check in
+ * turn (one hash at a time per part: the first match ends the search).
  */
 export class LocalSources {
   private bySize = new Map<number, string[]>();
@@ -50,7 +54,8 @@ export class LocalSources {
   private scanned: Promise<void> | undefined;
   /** `path@offset` → the part a recheck found it no longer holds (to name it when the part is missing). */
   private readonly lost = new Map<string, string>();
-  readonly stats = { filesScanned: 0, tmpFiles: 0, hashed: 0, bytesHashed: 0 };
+  /** For tests and a later `status`: .tmp files used, and hashes computed (not known from the index). */
+  readonly stats = { tmpFiles: 0, hashed: 0 };
 
   constructor(
     private readonly jigdo: JigdoFile,
@@ -95,7 +100,6 @@ export class LocalSources {
       return;
     }
     if (!st.isFile()) return;
-    this.stats.filesScanned++;
     if (sizes.has(st.size)) {
       const list = this.bySize.get(st.size) ?? [];
       list.push(file);
@@ -152,10 +156,7 @@ export class LocalSources {
       this.opts.log?.(`cannot hash ${file}: ${errorMessage(err)}`);
       return undefined;
     }
-    if (found?.hashed) {
-      this.stats.hashed++;
-      this.stats.bytesHashed += length;
-    }
+    if (found?.hashed) this.stats.hashed++;
     return found;
   }
 
