@@ -11,7 +11,7 @@ import { identityOf, type FileIdentity, type HashIndex } from './hash-index.js';
  */
 
 /**
- * A copy of a part: `size`-checked bytes of `path` from `offset`, and the file's identity when it was
+ * A copy of a part: the bytes of `path` from `offset`, and the file's identity when it was
  * verified (size, mtime, ctime, inode, device): a copy whose file no longer has it is not served.
  */
 export interface LocalCopy extends FileIdentity {
