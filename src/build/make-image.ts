@@ -81,7 +81,7 @@ export async function makeImage(
  * removed, since whatever sits under a checksum name there is taken as verified. Returns how many were bad.
  */
 async function recheckParts(session: ImageSession): Promise<number> {
-  const keys = [...session.layout.parts.values()].filter((p) => p.length > 0 && session.parts.state(p.key) === 'local').map((p) => p.key);
+  const keys = [...session.layout.parts.values()].filter((p) => p.length > 0 && session.parts.isLocated(p.key)).map((p) => p.key);
   let bad = 0;
   let next = 0;
   const worker = async (): Promise<void> => {

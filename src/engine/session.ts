@@ -8,7 +8,8 @@ import { parseJigdo, type JigdoFile, type JigdoImage } from '../format/jigdo.js'
 import { baseName, describeLocation, locationFromUser, resolveReference, type Location } from '../format/location.js';
 import { stat } from 'node:fs/promises';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
-import { HashIndex, identityOf } from '../sources/hash-index.js';
+import { HashIndex } from '../sources/hash-index.js';
+import { verifyWholeFile } from '../sources/verified-copy.js';
 import { LocalSources, type LocalTree } from '../sources/local-sources.js';
 import { PartStore, type PartProvider } from '../sources/part-store.js';
 import type { Network } from '../network/network.js';
@@ -134,15 +135,7 @@ async function checkTemplate(file: string, image: JigdoImage, index: HashIndex, 
   if (image.templateSha256) expected.push(['sha256', image.templateSha256]);
   if (image.templateMd5) expected.push(['md5', image.templateMd5]);
   if (expected.length === 0) return; // libjte/jigdo-file always write one; hand-made files may not
-  const id = identityOf(await stat(file));
-  for (const [kind, sum] of expected) {
-    let key = index.get(file, id, kind);
-    if (!key) {
-      key = checksumKey(await pool.hashFile(file, kind));
-      index.set(file, id, kind, key);
-    }
-    if (key === checksumKey(sum)) return; // either one matching is enough, as in jigdo-lite
-  }
+  if (await verifyWholeFile(index, (f, kind) => pool.hashFile(f, kind), file, expected)) return; // either one matching is enough, as in jigdo-lite
   const [kind, sum] = expected[0]!;
   throw new JigdoError(file, `template ${kind.toUpperCase()} checksum does not match the .jigdo (expected ${checksumKey(sum)}): wrong or corrupt template`);
 }

@@ -9,9 +9,10 @@ import { describeLocation, type Location } from '../format/location.js';
 import { LabelMap, partCandidates } from '../format/resolve.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
 import { FetchError, HttpClient, toFetchError, type BodyRules } from './http-client.js';
-import type { LocalCopy } from '../sources/local-sources.js';
+import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import { MirrorBoard, mirrorOf, type MirrorStats, type PartFetchStats } from './mirror-board.js';
-import { PartCache, type CacheStats, type CacheWriter, type SumCheck } from '../cache/part-cache.js';
+import { PartCache, type CacheStats } from '../cache/part-cache.js';
+import type { CacheWriter } from '../cache/cache-writer.js';
 import type { PartProvider } from '../sources/part-store.js';
 import { makeDirs } from '../util/make-dirs.js';
 
@@ -185,7 +186,7 @@ export class Network {
     const [kind, sum] = sums[0]!;
     const hex = sum.toString('hex');
     if (!this.http) {
-      const cached = await this.cache.lookup(this.cache.pathFor('templates', kind, hex));
+      const cached = await this.cache.lookup('templates', kind, hex);
       if (cached) return cached.path;
       throw new JigdoError(where, 'template is not in the cache and --offline is set (use --template FILE)');
     }
@@ -334,7 +335,7 @@ export class RemoteParts implements PartProvider {
     return { urls, unresolved };
   }
 
-  async find(key: string): Promise<LocalCopy | undefined> {
+  async find(key: string): Promise<VerifiedCopy | undefined> {
     const need = this.layout.parts.get(key);
     if (!need) return undefined;
     const { urls, unresolved } = this.candidates(key);
@@ -423,7 +424,7 @@ class PartFetch {
     this.contributors.clear();
   }
 
-  async run(): Promise<LocalCopy> {
+  async run(): Promise<VerifiedCopy> {
     const { board } = this.net;
     await this.writer.allocate(this.need.length);
     let probe = board.probe(board.order(this.urls));

@@ -30,13 +30,7 @@ export function sameIdentity(a: Partial<FileIdentity>, b: FileIdentity): boolean
 /** Index files and their temporary copies are private: they list which local files we hashed. */
 const PRIVATE_FILE_MODE = 0o600;
 
-/**
- * The persistent record of checksums of local files (like jigdo-file-cache.db): keyed by path and the
- * file's identity (size, mtime, ctime, inode, device), so a file is hashed once and a changed file is
- * hashed again. Stored as JSON under the cache directory, written atomically; concurrent writers merge
- * what is on disk before replacing it. Version 1 entries (path, size, mtime) are not read: an edit kept
- * under `touch -r` would pass them.
- */
+/** One file's record: its identity when hashed, and its checksums by kind (and region). */
 interface Entry extends FileIdentity {
   /** `kind` or `kind@offset+length` → jigdo-base64 checksum. */
   sums: Record<string, string>;
@@ -51,6 +45,17 @@ interface IndexFile {
 
 const SAVE_DELAY_MS = 2000;
 
+/**
+ * The persistent record of checksums of local files (like jigdo-file-cache.db): keyed by path and the
+ * file's identity (size, mtime, ctime, inode, device), so a file is hashed once and a changed file is
+ * hashed again. Stored as JSON under the cache directory, written atomically; concurrent writers merge
+ * what is on disk before replacing it. Version 1 entries (path, size, mtime) are not read: an edit kept
+ * under `touch -r` would pass them.
+ *
+ * Fields: `files` (every entry, as loaded and merged), `dirty` (paths changed or forgotten since the last
+ * save), `timer` (the delayed save). No lock: a save reads what is on disk, merges `dirty` into it and
+ * renames a temporary file over it; entries set while it runs are saved by the next one.
+ */
 export class HashIndex {
   private files: Record<string, Entry> = {};
   private dirty = new Set<string>();

@@ -7,19 +7,9 @@ import type { JigdoFile } from '../format/jigdo.js';
 import { LabelMap, partCandidates, splitLabel } from '../format/resolve.js';
 import { parseDesc, type Desc, type DescEntry } from '../format/template.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
-import { identityOf, type FileIdentity, type HashIndex } from './hash-index.js';
+import type { HashIndex } from './hash-index.js';
+import { verifyLocalCopy, type LocalCheck, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
 import type { WorkerPool } from '../util/worker-pool.js';
-
-/**
- * A verified copy of a part: `length` bytes of `path` from `offset`, and the file's identity when it was
- * verified (size, mtime, ctime, inode, device): a copy whose file no longer has it is not served.
- */
-export interface LocalCopy extends FileIdentity {
-  path: string;
-  offset: number;
-  /** Set once a later hash of the copy did not match (see recheck): readers must look for the part again. */
-  stale?: boolean;
-}
 
 export interface LocalTree {
   label: string;
@@ -51,7 +41,11 @@ function sameDesc(a: Desc, b: Desc): boolean {
 /**
  * Local copies of parts, looked up by checksum: `--local` trees, `file:` candidates of the .jigdo, files
  * found by `--scan` whose size equals a part's size, and written regions of jigdo-lite `.tmp` files.
- * Nothing is trusted before its checksum matched (hashes are remembered in the HashIndex).
+ * Nothing is trusted before its checksum matched (verified-copy.ts; hashes are remembered in the HashIndex).
+ *
+ * Fields: `bySize` and `tmpRegions` are filled once by the scan (`scanned`) and only read after it; `lost`
+ * grows as rechecks find copies that changed. Order in find: the scan, then each candidate's check in
+ * turn (one hash at a time per part: the first match ends the search).
  */
 export class LocalSources {
   private bySize = new Map<number, string[]>();
@@ -60,7 +54,8 @@ export class LocalSources {
   private scanned: Promise<void> | undefined;
   /** `path@offset` → the part a recheck found it no longer holds (to name it when the part is missing). */
   private readonly lost = new Map<string, string>();
-  readonly stats = { filesScanned: 0, tmpFiles: 0, hashed: 0, bytesHashed: 0 };
+  /** For tests and a later `status`: .tmp files used, and hashes computed (not known from the index). */
+  readonly stats = { tmpFiles: 0, hashed: 0 };
 
   constructor(
     private readonly jigdo: JigdoFile,
@@ -105,7 +100,6 @@ export class LocalSources {
       return;
     }
     if (!st.isFile()) return;
-    this.stats.filesScanned++;
     if (sizes.has(st.size)) {
       const list = this.bySize.get(st.size) ?? [];
       list.push(file);
@@ -153,42 +147,24 @@ export class LocalSources {
     return out;
   }
 
-  /**
-   * The checksum of a file (or a region of a .tmp file), from the index or hashed on a worker, with the
-   * file's identity as it was before hashing (a change during the hash shows as a changed identity later)
-   * and the checksum the index had for this path before, if the file changed since.
-   */
-  async checksumOf(file: string, offset: number, length: number, whole: boolean): Promise<(FileIdentity & { key: string; was?: string }) | undefined> {
-    let st;
+  /** The local check of one candidate place (verified-copy.ts), counting what was hashed; a failed hash is logged. */
+  private async check(file: string, offset: number, length: number, whole: boolean, key: string): Promise<LocalCheck | undefined> {
+    let found;
     try {
-      st = await stat(file);
-    } catch {
-      return undefined;
-    }
-    if (!st.isFile() || (whole ? st.size !== length : st.size < offset + length)) return undefined;
-    const id = identityOf(st);
-    const [o, l] = whole ? [undefined, undefined] : [offset, length];
-    const known = this.index.get(file, id, this.kind, o, l);
-    if (known) return { ...id, key: known };
-    const was = this.index.previous(file, this.kind, o, l);
-    let key;
-    try {
-      key = checksumKey(await this.pool.hashFile(file, this.kind, offset, length));
+      found = await verifyLocalCopy(this.index, (...a) => this.pool.hashFile(...a), this.kind, { file, offset, length, whole }, key);
     } catch (err) {
       this.opts.log?.(`cannot hash ${file}: ${errorMessage(err)}`);
       return undefined;
     }
-    this.stats.hashed++;
-    this.stats.bytesHashed += length;
-    this.index.set(file, id, this.kind, key, o, l);
-    return { ...id, key, was };
+    if (found?.hashed) this.stats.hashed++;
+    return found;
   }
 
   /**
    * A verified local copy of the part, or undefined. A file that held the part when it was hashed before
    * and no longer does throws (after the other candidates), so that "missing" names the file that changed.
    */
-  async find(key: string): Promise<LocalCopy | undefined> {
+  async find(key: string): Promise<VerifiedCopy | undefined> {
     const need = this.layout.parts.get(key);
     if (!need) return undefined;
     await this.scan();
@@ -199,11 +175,9 @@ export class LocalSources {
       if (tried.has(id)) continue;
       tried.add(id);
       const whole = !this.isTmp(c.path, key);
-      const sum = await this.checksumOf(c.path, c.offset, need.length, whole);
-      if (sum && sum.key === key) {
-        return { path: c.path, offset: c.offset, ...identityOf(sum) };
-      }
-      if (sum?.was === key || this.lost.get(id) === key) changed.push(c.path);
+      const found = await this.check(c.path, c.offset, need.length, whole, key);
+      if (found?.copy) return found.copy;
+      if (found?.was === key || this.lost.get(id) === key) changed.push(c.path);
     }
     if (changed.length > 0) throw new Error(`${changed.join(', ')} changed since it was hashed: no longer this part`);
     return undefined;

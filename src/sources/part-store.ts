@@ -3,7 +3,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageLayout } from '../image/layout.js';
-import type { LocalCopy } from './local-sources.js';
+import { assertVerified, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
 import { throwIfAborted, unlessAborted } from '../util/settle.js';
 
 /**
@@ -34,13 +34,14 @@ async function openUnchanged(copy: LocalCopy): Promise<FileHandle> {
   }
 }
 
-/** Something that can produce a verified copy of a part: local files, the disk cache, mirrors. */
+/**
+ * Something that can produce a verified copy of a part: local files, the disk cache, mirrors. Undefined
+ * (or an error saying why) when it has none; only verified-copy.ts makes the type it returns.
+ */
 export interface PartProvider {
   readonly name: string;
-  find(key: string): Promise<LocalCopy | undefined>;
+  find(key: string): Promise<VerifiedCopy | undefined>;
 }
-
-export type PartState = 'unknown' | 'local' | 'missing' | 'failed';
 
 /** How often an open copy is re-checked (its identity) so that a file changed under us is never served. */
 const RECHECK_MS = 1000;
@@ -60,7 +61,7 @@ interface OpenCopy {
 }
 
 interface Located {
-  copy: LocalCopy;
+  copy: VerifiedCopy;
   provider: string;
   handle?: OpenCopy;
   checkedAt: number;
@@ -78,6 +79,13 @@ export const LINGERING_HANDLES = 64;
 /**
  * Where each part's verified bytes are: asks the providers in order, once per part however many readers
  * wait, and reads from the copy it found through a bounded set of open files.
+ *
+ * Fields: `located`, `inflight`, `missingSince` and `failed` say where each part is (a part is in at most
+ * one of located/inflight); `handles` (the LRU) and `lingering`/`lingerWaiters` own the open files, each
+ * OpenCopy counting its readers in `users`; `prefetchQueue`/`prefetchActive` the look-ups made ahead.
+ * Awaits, in order: locate (one search per part), then handleFor (a free slot among lingering files, then
+ * the file's open and identity check), then the reads; a handle is given back (releaseHandle) in a
+ * finally, since an evicted one is closed only when its last reader is done.
  */
 export class PartStore {
   private readonly located = new Map<string, Located>();
@@ -90,7 +98,7 @@ export class PartStore {
   readonly stats = { bytesRead: 0, byProvider: {} as Record<string, number>, prefetched: 0 };
   readonly recentErrors: string[] = [];
   /** Parts located ahead of readers at the same time (see prefetch). */
-  prefetchConcurrency = 8;
+  private readonly prefetchConcurrency = 8;
   private readonly prefetchQueue = new Set<string>();
   private prefetchActive = 0;
   /** Evicted handles not closed yet (reads still use them, or closing), and the reads waiting for one to close. */
@@ -122,10 +130,9 @@ export class PartStore {
     return this.missingSince.get(key)?.reason;
   }
 
-  state(key: string): PartState {
-    if (this.located.has(key)) return 'local';
-    if (this.missingSince.has(key)) return 'missing';
-    return 'unknown';
+  /** A verified copy of the part was found and not forgotten since. */
+  isLocated(key: string): boolean {
+    return this.located.has(key);
   }
 
   /** Finds (once) a verified copy of the part; throws UnavailableError naming the part when none exists. */
@@ -150,6 +157,7 @@ export class PartStore {
       try {
         const copy = await provider.find(key);
         if (copy) {
+          assertVerified(copy, provider.name);
           const loc: Located = { copy, provider: provider.name, checkedAt: Date.now() };
           this.located.set(key, loc);
           this.missingSince.delete(key);
@@ -204,7 +212,7 @@ export class PartStore {
   }
 
   /** Records a failure for `status`; logs it when asked (a mount logs, `missing` reports by itself). */
-  noteError(line: string, log = true): void {
+  private noteError(line: string, log = true): void {
     if (log) this.log(line);
     this.recentErrors.push(`${new Date().toISOString()} ${line}`);
     if (this.recentErrors.length > 20) this.recentErrors.shift();

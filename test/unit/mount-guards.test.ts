@@ -4,14 +4,17 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { checkedControlDir, controlDir, UntrustedControlDir } from '../../src/fuse/control.js';
 import { allowOtherProblem, mountedType, watchUnmount } from '../../src/fuse/mounts.js';
 import { ImageLayout, type PartNeed } from '../../src/image/layout.js';
 import { LINGERING_HANDLES, OPEN_HANDLES, PartStore } from '../../src/sources/part-store.js';
-import { identityOf } from '../../src/sources/hash-index.js';
+import { HashIndex } from '../../src/sources/hash-index.js';
+import { verifyLocalCopy } from '../../src/sources/verified-copy.js';
+import { checksumKey } from '../../src/format/checksum.js';
+import { createHash } from 'node:crypto';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-guards-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -128,14 +131,25 @@ describe('open part files', () => {
     const dir = mkdtempSync(path.join(work, 'parts-'));
     const count = OPEN_HANDLES * 3;
     const parts = new Map<string, PartNeed>();
+    // Part i: 100 bytes of i & 0xff, told apart by its number in the first two bytes (keys are checksums).
+    const bytesOf = (i: number): Buffer => {
+      const b = Buffer.alloc(100, i & 0xff);
+      b.writeUInt16BE(i, 0);
+      return b;
+    };
+    const keys: string[] = [];
     for (let i = 0; i < count; i++) {
-      writeFileSync(path.join(dir, `p${i}`), Buffer.alloc(100, i & 0xff));
-      parts.set(`k${i}`, { key: `k${i}`, sum: Buffer.alloc(16), length: 100, offsets: [i * 100] });
+      writeFileSync(path.join(dir, `p${i}`), bytesOf(i));
+      const sum = createHash('md5').update(bytesOf(i)).digest();
+      keys.push(checksumKey(sum));
+      parts.set(keys[i]!, { key: keys[i]!, sum, length: 100, offsets: [i * 100] });
     }
-    const layout = new ImageLayout(count * 100, 'md5' as never, Buffer.alloc(16), [], parts);
+    const layout = new ImageLayout(count * 100, 'md5', Buffer.alloc(16), [], parts);
+    const index = await HashIndex.load(undefined);
+    const hash = async (file: string) => createHash('md5').update(readFileSync(file)).digest();
     const provider = { name: 'test', find: async (key: string) => {
-      const file = path.join(dir, `p${key.slice(1)}`);
-      return { path: file, offset: 0, ...identityOf(statSync(file)) };
+      const file = path.join(dir, `p${keys.indexOf(key)}`);
+      return (await verifyLocalCopy(index, hash, 'md5', { file, offset: 0, length: 100, whole: true }, key))?.copy;
     } };
     const store = new PartStore(layout, [provider]);
     const fds = () => readdirSync('/proc/self/fd').length;
@@ -145,8 +159,8 @@ describe('open part files', () => {
       for (let pass = 0; pass < 2; pass++) {
         for (let i = 0; i < count; i++) {
           const buf = Buffer.alloc(100);
-          await store.readInto(`k${i}`, 0, 100, buf, 0);
-          assert.ok(buf.equals(Buffer.alloc(100, i & 0xff)), `part ${i}`);
+          await store.readInto(keys[i]!, 0, 100, buf, 0);
+          assert.ok(buf.equals(bytesOf(i)), `part ${i}`);
           most = Math.max(most, fds() - baseline);
         }
       }
@@ -161,8 +175,8 @@ describe('open part files', () => {
       try {
         for (let round = 0; round < 3; round++) {
           const bufs = Array.from({ length: count }, () => Buffer.alloc(100));
-          await Promise.all(bufs.map((b, i) => store.readInto(`k${(i + round * 50) % count}`, 0, 100, b, 0)));
-          bufs.forEach((b, i) => assert.ok(b.equals(Buffer.alloc(100, ((i + round * 50) % count) & 0xff)), `concurrent part ${i}`));
+          await Promise.all(bufs.map((b, i) => store.readInto(keys[(i + round * 50) % count]!, 0, 100, b, 0)));
+          bufs.forEach((b, i) => assert.ok(b.equals(bytesOf((i + round * 50) % count)), `concurrent part ${i}`));
         }
       } finally {
         clearInterval(sampler);

@@ -9,6 +9,7 @@ import { mkdtemp, open, readFile, readdir, rm, stat, utimes } from 'node:fs/prom
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PartCache } from '../../src/cache/part-cache.js';
+import { checksumKey } from '../../src/format/checksum.js';
 import { cacheFiles } from '../helpers/network.js';
 
 const MB = 1 << 20;
@@ -45,7 +46,7 @@ test('the limit holds after every commit, also for files this process just hande
   const cache = newCache(limit);
   for (let i = 0; i < 8; i++) {
     const file = await store(cache, i);
-    assert.ok(await cache.lookup(file), 'handed out'); // once "pinned" for 30 s and never evicted meanwhile
+    assert.ok(await cache.lookup('parts', 'md5', path.basename(file)), 'handed out'); // once "pinned" for 30 s and never evicted meanwhile
     const bytes = await cacheBytes(cache);
     assert.ok(bytes <= limit, `after commit ${i + 1}: ${bytes} bytes in the cache, limit ${limit}`);
   }
@@ -109,4 +110,36 @@ test('folders are made 0700 and files 0600 under umask 022', async () => {
   } finally {
     process.umask(old);
   }
+});
+
+test('trim at a mount\'s end: brings the cache under its limit after other processes added files, only if this one added any', async () => {
+  const dir = path.join(work, `${++dirs}-shared`);
+  const hashFile = async (file: string, kind: 'md5' | 'sha256') => createHash(kind).update(await readFile(file)).digest();
+  const other = new PartCache({ dir, maxBytes: 100 * MB, hashFile });
+  const idle = new PartCache({ dir, maxBytes: 2.5 * MB, hashFile });
+  const mount = new PartCache({ dir, maxBytes: 2.5 * MB, hashFile });
+  await store(mount, 1);
+  for (let i = 2; i <= 5; i++) await store(other, i); // a process with a larger --cache-size
+  await idle.trim();
+  assert.equal(await cacheBytes(idle), 5 * MB, 'a process that added nothing leaves the cache alone');
+  await mount.trim();
+  assert.ok((await cacheBytes(mount)) <= 2.5 * MB, `${await cacheBytes(mount)} bytes after trim`);
+  assert.ok(mount.stats().evictions >= 3);
+});
+
+test('status numbers: the cache counted once asked, hits and misses, and a wrong-sized file under a checksum name removed', async () => {
+  const cache = newCache(100 * MB);
+  const file = await store(cache, 6);
+  const fresh = new PartCache({ dir: cache.dir, maxBytes: 100 * MB });
+  assert.equal(fresh.stats().files, 0, 'not counted before asked');
+  const counted = await fresh.refreshStats();
+  assert.equal(counted.files, 1);
+  assert.equal(counted.bytes, MB);
+  assert.ok(counted.limit > 0 && counted.limit <= 100 * MB, `limit ${counted.limit}`);
+  const key = checksumKey(Buffer.from(path.basename(file), 'hex'));
+  assert.ok(await fresh.lookupPart('md5', key, MB));
+  assert.equal(await fresh.lookupPart('md5', 'AAAAAAAAAAAAAAAAAAAAAA', MB), undefined);
+  assert.equal(await fresh.lookupPart('md5', key, MB + 1), undefined, 'the wrong size: someone changed it');
+  assert.equal(await exists(file), false, 'removed');
+  assert.deepEqual([fresh.stats().hits, fresh.stats().misses, fresh.stats().removedBad], [1, 2, 1]);
 });

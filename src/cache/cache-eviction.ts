@@ -1,0 +1,168 @@
+import { readdir, stat, statfs, unlink } from 'node:fs/promises';
+import path from 'node:path';
+
+/** A rescan of the cache (other processes add files too) happens at most this often. */
+const RESCAN_MS = 60_000;
+/** Eviction goes down to this share of the limit, so that not every commit has to evict. */
+const LOW_WATER = 0.9;
+
+/** The numbers the size limit keeps in the cache's stats (see CacheStats). */
+export interface SizeStats {
+  bytes: number;
+  files: number;
+  limit: number;
+  evictions: number;
+  evictedBytes: number;
+}
+
+/**
+ * The cache's size limit: counting what the cache holds, the free-space cap, and least-recently-used
+ * eviction. Every commit first makes room for itself, evicting down to 90% of the limit, so the cache
+ * never holds more than the limit, and a part larger than the limit alone is the only excess. Files
+ * handed out are not spared: a reader that has the file open keeps its bytes (an unlinked file lives
+ * until closed, and a verified file is never written again), and one that had not opened it yet finds it
+ * gone and locates the part again (re-fetch). Sparing them is what let a mount hold 5× its limit.
+ *
+ * Fields: `counted` (bytes and files as last counted, plus this process's additions), `scanning` (a count
+ * under way for refreshStats), `lastLimit` (the free-space cap, reused for a while), `stats` (only the
+ * SizeStats fields of the cache's stats object). Order: commits and trims run one at a time in
+ * `sizeQueue`; each awaits makeRoom (count, cap, evict) before its rename, so two commits never both
+ * count the room one of them is about to fill.
+ */
+export class CacheEviction {
+  private counted: { bytes: number; files: number; at: number } | undefined;
+  private scanning: Promise<void> | undefined;
+  /** The tail of the queue commits and trims wait in: each makes room, then renames, before the next. */
+  private sizeQueue: Promise<unknown> = Promise.resolve();
+  /** The last size limit computed from the free disk space, reused for a while (a statfs per part was measurable). */
+  private lastLimit: { at: number; cacheBytes: number; limit: number } | undefined;
+
+  constructor(
+    private readonly dir: string,
+    private readonly maxBytes: number,
+    private readonly stats: SizeStats,
+  ) {}
+
+  /** Every verified file in the cache with its size and last use. */
+  private async entries(): Promise<Array<{ file: string; size: number; atimeMs: number }>> {
+    const out: Array<{ file: string; size: number; atimeMs: number }> = [];
+    const walk = async (dir: string, depth: number): Promise<void> => {
+      const names = await readdir(dir, { withFileTypes: true }).catch(() => []);
+      for (const d of names) {
+        const full = path.join(dir, d.name);
+        if (d.isDirectory() && depth > 0) await walk(full, depth - 1);
+        else if (d.isFile()) {
+          const st = await stat(full).catch(() => undefined);
+          if (st) out.push({ file: full, size: st.size, atimeMs: st.atimeMs });
+        }
+      }
+    };
+    for (const kind of ['md5', 'sha256']) {
+      await walk(path.join(this.dir, 'parts', kind), 1);
+      await walk(path.join(this.dir, 'templates', kind), 0);
+    }
+    return out;
+  }
+
+  /** The limit in force: the configured size, capped by what the disk can hold beside the cache. */
+  private async limitFor(cacheBytes: number): Promise<number> {
+    let limit = this.maxBytes;
+    try {
+      const fs = await statfs(this.dir);
+      const free = fs.bavail * fs.bsize;
+      const reserve = Math.max(1024 ** 3, 0.05 * fs.blocks * fs.bsize);
+      limit = Math.min(limit, Math.max(0, cacheBytes + free - reserve));
+    } catch {
+      // no statfs (or no directory yet): the configured size stands
+    }
+    this.stats.limit = limit;
+    return limit;
+  }
+
+  /**
+   * limitFor, computed again only every 2 s or 128 MiB of additions: our own additions take as much free
+   * space as they add to the cache, so they leave the limit unchanged; only other users of the disk move it.
+   */
+  private async recentLimit(cacheBytes: number): Promise<number> {
+    const last = this.lastLimit;
+    if (last && Date.now() - last.at < 2000 && Math.abs(cacheBytes - last.cacheBytes) < 128 << 20) return last.limit;
+    const limit = await this.limitFor(cacheBytes);
+    this.lastLimit = { at: Date.now(), cacheBytes, limit };
+    return limit;
+  }
+
+  private async count(): Promise<void> {
+    const all = await this.entries();
+    this.counted = { bytes: all.reduce((n, e) => n + e.size, 0), files: all.length, at: Date.now() };
+    this.stats.bytes = this.counted.bytes;
+    this.stats.files = this.counted.files;
+  }
+
+  /** Runs `op` after every commit and trim queued before it (see sizeQueue). */
+  queued<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.sizeQueue.then(op);
+    this.sizeQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Brings the cache under its limit (a mount's end: other processes may have added files meanwhile). */
+  async trim(): Promise<void> {
+    await this.queued(() => this.evict(0));
+  }
+
+  /** The cache's bytes as counted, counted again when that is old (other processes add files too). */
+  private async cacheBytes(): Promise<number> {
+    if (!this.counted || Date.now() - this.counted.at > RESCAN_MS) await this.count();
+    return this.counted!.bytes;
+  }
+
+  /** A file of `size` bytes was renamed into the cache. */
+  countAdded(size: number): void {
+    if (!this.counted) return;
+    this.counted.bytes += size;
+    this.counted.files++;
+    this.stats.bytes = this.counted.bytes;
+    this.stats.files = this.counted.files;
+  }
+
+  /** Evicts what it takes for `incoming` more bytes to fit under the limit (call it inside queued). */
+  async makeRoom(incoming: number): Promise<void> {
+    const bytes = await this.cacheBytes();
+    if (bytes + incoming <= (await this.recentLimit(bytes))) return;
+    await this.evict(incoming);
+  }
+
+  /**
+   * Removes least recently used files until the cache plus `incoming` bytes is under 90% of its limit (or
+   * holds nothing else, when `incoming` alone is more than that).
+   */
+  private async evict(incoming: number): Promise<void> {
+    const all = await this.entries();
+    let total = all.reduce((n, e) => n + e.size, 0);
+    const limit = await this.limitFor(total);
+    const target = total + incoming > limit ? Math.max(0, Math.floor(limit * LOW_WATER) - incoming) : total;
+    all.sort((a, b) => a.atimeMs - b.atimeMs);
+    let files = all.length;
+    for (const e of all) {
+      if (total <= target) break;
+      try {
+        await unlink(e.file);
+        this.stats.evictions++;
+        this.stats.evictedBytes += e.size;
+      } catch {
+        // gone already (another process evicted it)
+      }
+      total -= e.size;
+      files--;
+    }
+    this.counted = { bytes: total, files, at: Date.now() };
+    this.stats.bytes = total;
+    this.stats.files = files;
+  }
+
+  /** Counts the cache now if it was never counted, and the limit if never computed (for `status`). */
+  async refresh(): Promise<void> {
+    if (!this.counted) await (this.scanning ??= this.count().finally(() => (this.scanning = undefined)));
+    if (!this.stats.limit) await this.limitFor(this.counted?.bytes ?? 0);
+  }
+}

@@ -1,0 +1,132 @@
+import { createHash } from 'node:crypto';
+import { open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { errorMessage } from '../format/errors.js';
+import { pidAlive } from '../util/pid.js';
+
+/**
+ * The cache's lock protocol, shared with every other process of the user: the writer of a checksum's file
+ * holds `locks/<space>-<kind>-<hex>.lock` (created with O_EXCL, refreshed every few seconds); others wait
+ * for the file to appear or the lock to go away. A lock whose owner died (this host, pid gone) or went
+ * silent is taken over; what killed processes left (locks, `tmp/*.partial`) is removed by the next one.
+ */
+
+const HEARTBEAT_MS = 5_000;
+/** A lock not refreshed for this long belongs to a dead or stuck process. */
+export const LOCK_STALE_MS = 30_000;
+/** Temporary files older than this are removed even when their owner cannot be checked. */
+export const TMP_STALE_MS = 24 * 3600_000;
+/** Cached files, temporary files and locks: private (a second local user must not learn what we fetched). */
+export const FILE_MODE = 0o600;
+
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+
+/** `HOSTTAG-PID`: how a lock's content and a temporary file's name say which process made them. */
+export function ownerTag(pid = process.pid): string {
+  return `${HOST_TAG}-${pid}`;
+}
+
+/** `HOSTTAG-PID-…`: owned by a process of this host that no longer runs. */
+export function ownerDead(name: string): boolean {
+  const m = /^([0-9a-f]{8})-(\d+)-/.exec(name);
+  return m !== null && m[1] === HOST_TAG && !pidAlive(Number(m[2]));
+}
+
+/** Not refreshed for LOCK_STALE_MS, gone, or written by a dead process of this host. */
+export async function lockIsStale(file: string): Promise<boolean> {
+  const st = await stat(file).catch(() => undefined);
+  if (!st) return true;
+  if (Date.now() - st.mtimeMs > LOCK_STALE_MS) return true;
+  const owner = await readFile(file, 'utf8').catch(() => '');
+  return owner !== '' && ownerDead(owner.trim() + '-');
+}
+
+/** A held lock, refreshed until released. Fields: `timer` (the heartbeat), `released` (release runs once). */
+export class Lock {
+  private readonly timer: NodeJS.Timeout;
+  private released = false;
+
+  constructor(
+    readonly file: string,
+    private readonly onRelease: () => void,
+  ) {
+    this.timer = setInterval(() => {
+      const now = Date.now() / 1000;
+      void utimes(file, now, now).catch(() => undefined);
+    }, HEARTBEAT_MS);
+    this.timer.unref();
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    clearInterval(this.timer);
+    this.onRelease();
+    await unlink(this.file).catch(() => undefined);
+  }
+}
+
+/** Runs `op`, which creates something in `dir`, making `dir` first (again, if it was removed meanwhile). */
+export type InDir = <T>(dir: string, op: () => Promise<T>) => Promise<T>;
+
+/**
+ * The locks of one cache directory held by this process, and the once-per-process cleanup.
+ * Fields: `held` (lock files this process holds: a second fetch here waits like another process would),
+ * `cleaned` (the cleanup, run once). No lock of its own: tryLock's O_EXCL create is the only arbiter.
+ */
+export class CacheLocks {
+  private readonly held = new Set<string>();
+  private cleaned: Promise<void> | undefined;
+
+  constructor(
+    private readonly cacheDir: string,
+    private readonly lockDir: string,
+    private readonly tmpDir: string,
+    private readonly inDir: InDir,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /** The lock `name`, or undefined while a live process (this one included) holds it. */
+  async tryLock(name: string): Promise<Lock | undefined> {
+    const file = path.join(this.lockDir, `${name}.lock`);
+    if (this.held.has(file)) return undefined; // another fetch in this process (PartStore dedupes; templates may not)
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fh = await this.inDir(this.lockDir, () => open(file, 'wx', FILE_MODE));
+        try {
+          await fh.writeFile(`${ownerTag()}-${Date.now()}\n`);
+        } finally {
+          await fh.close();
+        }
+        this.held.add(file);
+        return new Lock(file, () => this.held.delete(file));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      if (!(await lockIsStale(file))) return undefined;
+      // Dead owner: take it over. Two processes doing this at once may both fetch the part; both results
+      // are verified and renamed atomically, so that only costs bandwidth.
+      await unlink(file).catch(() => undefined);
+    }
+    return undefined;
+  }
+
+  /** Removes what killed processes left: their temporary files and locks. Once per process. */
+  cleanOnce(): Promise<void> {
+    return (this.cleaned ??= (async () => {
+      for (const dir of [this.tmpDir, this.lockDir]) {
+        const names = await readdir(dir).catch(() => [] as string[]);
+        for (const name of names) {
+          const file = path.join(dir, name);
+          if (dir === this.lockDir) {
+            if (await lockIsStale(file)) await unlink(file).catch(() => undefined);
+            continue;
+          }
+          const st = await stat(file).catch(() => undefined);
+          if (st && (ownerDead(name) || Date.now() - st.mtimeMs > TMP_STALE_MS)) await unlink(file).catch(() => undefined);
+        }
+      }
+    })().catch((err) => this.log(`cache: cleanup of ${this.cacheDir} failed: ${errorMessage(err)}`)));
+  }
+}

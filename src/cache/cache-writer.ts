@@ -1,0 +1,55 @@
+import { unlink, type FileHandle } from 'node:fs/promises';
+import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
+import type { Lock } from './cache-lock.js';
+
+/** What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit). */
+export interface CommitTarget {
+  verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[]): Promise<VerifiedCopy | undefined>;
+}
+
+/**
+ * The right to write one cache file: bytes go to a temporary file (`fh`, at their final positions),
+ * then `commit` hashes it and renames it into place only if a checksum matched.
+ *
+ * Fields: `fh` and the file `tmp` until the writer is done, then `lock` (released last, after the rename
+ * or the removal, so a waiting process finds the final file or none). `done` once committed or aborted.
+ */
+export class CacheWriter {
+  private done = false;
+
+  constructor(
+    private readonly cache: CommitTarget,
+    private readonly final: string,
+    readonly tmp: string,
+    readonly fh: FileHandle,
+    private readonly lock: Lock,
+  ) {}
+
+  /** Sets the temporary file's size (holes read as zeros until written). */
+  async allocate(size: number): Promise<void> {
+    await this.fh.truncate(size);
+  }
+
+  /**
+   * Verifies the written bytes against `sums` (any one matching is enough) and moves them into place.
+   * Returns undefined on a mismatch (the temporary file stays open for another try).
+   */
+  async commit(sums: SumCheck[]): Promise<VerifiedCopy | undefined> {
+    if (this.done) throw new Error('cache writer already finished');
+    const copy = await this.cache.verifyAndCommit(this.tmp, this.final, this.fh, sums);
+    if (copy) await this.finish(false);
+    return copy;
+  }
+
+  /** Gives up: removes the temporary file and releases the lock. */
+  async abort(): Promise<void> {
+    if (!this.done) await this.finish(true);
+  }
+
+  private async finish(removeTmp: boolean): Promise<void> {
+    this.done = true;
+    await this.fh.close().catch(() => undefined);
+    if (removeTmp) await unlink(this.tmp).catch(() => undefined);
+    await this.lock.release();
+  }
+}

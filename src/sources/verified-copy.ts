@@ -1,0 +1,124 @@
+import { stat } from 'node:fs/promises';
+import { checksumKey, type ChecksumKind } from '../format/checksum.js';
+import { identityOf, type FileIdentity, type HashIndex } from './hash-index.js';
+
+/**
+ * The only place where bytes on disk become a `VerifiedCopy`. Every way of vouching for a file is a
+ * function here: a local region whose checksum (recorded in the hash index, or hashed now) is the part's,
+ * a cache file hashed before its rename, a file under a checksum name in the cache (it was hashed when
+ * written), and a template checked against the .jigdo. The part store takes nothing else, so a wrong
+ * byte cannot be served by forgetting a check: there is no other way to get the type.
+ */
+
+/**
+ * A copy of a part: the bytes of `path` from `offset`, and the file's identity when it was
+ * verified (size, mtime, ctime, inode, device): a copy whose file no longer has it is not served.
+ */
+export interface LocalCopy extends FileIdentity {
+  path: string;
+  offset: number;
+  /** Set once a later hash of the copy did not match (see LocalSources.recheck): readers must look for the part again. */
+  stale?: boolean;
+}
+
+declare const verifiedBrand: unique symbol;
+
+/** A LocalCopy this module vouched for. The brand exists only in types; `vouched` holds the proof at run time. */
+export type VerifiedCopy = LocalCopy & { readonly [verifiedBrand]: true };
+
+/**
+ * The objects this module made: a cast (`as VerifiedCopy`) or a spread copy with another path is not
+ * among them, so assertVerified catches what the types cannot.
+ */
+const vouched = new WeakSet<LocalCopy>();
+
+function vouch(copy: LocalCopy): VerifiedCopy {
+  vouched.add(copy);
+  return copy as VerifiedCopy;
+}
+
+/** Throws unless `copy` came from this module (the part store checks every copy a provider gives). */
+export function assertVerified(copy: LocalCopy, from: string): asserts copy is VerifiedCopy {
+  if (!vouched.has(copy)) throw new Error(`${from} gave ${copy.path} without verifying it`);
+}
+
+/** Hashes a whole file, or `length` bytes of it from `offset`. */
+export type HashFile = (file: string, kind: ChecksumKind, offset?: number, length?: number) => Promise<Buffer>;
+
+/** Checksums that a file may have; any one matching is enough (as in jigdo-lite). */
+export type SumCheck = [ChecksumKind, Buffer];
+
+/** What the local check found at one candidate place. */
+export interface LocalCheck {
+  /** The verified copy, when the checksum is the part's. */
+  copy?: VerifiedCopy;
+  /** The checksum the index had for this place before the file changed, when it was hashed now. */
+  was?: string;
+  /** True when the bytes were hashed now (not known from the index). */
+  hashed: boolean;
+}
+
+/**
+ * Part `key` at `file` (the whole file when `whole`, else `length` bytes from `offset`, a region of a
+ * jigdo-lite .tmp): its checksum comes from the index when the file's identity is the recorded one, else
+ * it is hashed now (and recorded). The copy carries the identity from before hashing, so a change during
+ * the hash shows later as a changed identity. Undefined when the file is not there or has the wrong size;
+ * a failing hash throws.
+ */
+export async function verifyLocalCopy(
+  index: HashIndex,
+  hash: HashFile,
+  kind: ChecksumKind,
+  at: { file: string; offset: number; length: number; whole: boolean },
+  key: string,
+): Promise<LocalCheck | undefined> {
+  const { file, offset, length, whole } = at;
+  const st = await stat(file).catch(() => undefined);
+  if (!st?.isFile() || (whole ? st.size !== length : st.size < offset + length)) return undefined;
+  const id = identityOf(st);
+  const [o, l] = whole ? [undefined, undefined] : [offset, length];
+  const matches = (sum: string): VerifiedCopy | undefined => (sum === key ? vouch({ path: file, offset, ...id }) : undefined);
+  const known = index.get(file, id, kind, o, l);
+  if (known) return { copy: matches(known), hashed: false };
+  const was = index.previous(file, kind, o, l);
+  const sum = checksumKey(await hash(file, kind, offset, length));
+  index.set(file, id, kind, sum, o, l);
+  return { copy: matches(sum), was, hashed: true };
+}
+
+/**
+ * A whole file (the template) checked against `expected` in order, each checksum from the index or hashed
+ * now (and recorded). Undefined when none matches.
+ */
+export async function verifyWholeFile(index: HashIndex, hash: HashFile, file: string, expected: SumCheck[]): Promise<VerifiedCopy | undefined> {
+  const id = identityOf(await stat(file));
+  for (const [kind, sum] of expected) {
+    let key = index.get(file, id, kind);
+    if (!key) {
+      key = checksumKey(await hash(file, kind));
+      index.set(file, id, kind, key);
+    }
+    if (key === checksumKey(sum)) return vouch({ path: file, offset: 0, ...id });
+  }
+  return undefined;
+}
+
+/**
+ * The cache's commit: hashes the temporary file `tmp` and, only if one of `sums` matches, lets `place`
+ * move it to its checksum name; the copy `place` returns is then verified. Nothing is placed when `sums`
+ * is empty: there would be nothing to check the bytes against.
+ */
+export async function commitIfMatches(hash: HashFile, tmp: string, sums: SumCheck[], place: () => Promise<LocalCopy>): Promise<VerifiedCopy | undefined> {
+  for (const [kind, sum] of sums) {
+    if ((await hash(tmp, kind)).equals(sum)) return vouch(await place());
+  }
+  return undefined;
+}
+
+/**
+ * A file found under a checksum name in the disk cache, with its identity now. It was verified when it
+ * was written: only commitIfMatches gives a file that name (by a rename after the hash matched).
+ */
+export function underChecksumName(file: string, id: FileIdentity): VerifiedCopy {
+  return vouch({ path: file, offset: 0, ...identityOf(id) });
+}

@@ -1,0 +1,126 @@
+/**
+ * The cache's lock protocol (src/cache/cache-lock.ts): when a lock is stale and taken over, when it is
+ * respected, that a held lock keeps itself fresh, and what the once-per-process cleanup removes.
+ */
+import { after, before, test, mock } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { CacheLocks, LOCK_STALE_MS, TMP_STALE_MS, lockIsStale, ownerDead, ownerTag } from '../../src/cache/cache-lock.js';
+
+let work: string;
+let dirs = 0;
+/** A pid that ran on this host and has ended (and was reaped). */
+let deadPid: number;
+
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-cache-lock-'));
+  deadPid = spawnSync(process.execPath, ['-e', '']).pid!;
+});
+after(() => rm(work, { recursive: true, force: true }));
+
+async function newLocks(): Promise<{ locks: CacheLocks; lockDir: string; tmpDir: string }> {
+  const dir = path.join(work, `${++dirs}`);
+  const lockDir = path.join(dir, 'parts', 'locks');
+  const tmpDir = path.join(dir, 'parts', 'tmp');
+  await mkdir(lockDir, { recursive: true });
+  await mkdir(tmpDir, { recursive: true });
+  const inDir = <T>(_dir: string, op: () => Promise<T>): Promise<T> => op();
+  return { locks: new CacheLocks(dir, lockDir, tmpDir, inDir, () => undefined), lockDir, tmpDir };
+}
+
+/** Sets a file's mtime (and atime) `ageMs` into the past. */
+async function age(file: string, ageMs: number): Promise<void> {
+  const t = (Date.now() - ageMs) / 1000;
+  await utimes(file, t, t);
+}
+
+/** A host tag that is not ours (a lock written by a process of another machine sharing the cache). */
+function otherHostTag(pid: number): string {
+  const ours = ownerTag(pid);
+  return (ours[0] === 'a' ? 'b' : 'a') + ours.slice(1);
+}
+
+test('owners: a pid of this host that ended is dead; a live one, or one of another host, is not', () => {
+  assert.equal(ownerDead(`${ownerTag(deadPid)}-x`), true);
+  assert.equal(ownerDead(`${ownerTag()}-x`), false);
+  assert.equal(ownerDead(`${otherHostTag(deadPid)}-x`), false, 'another host: its pids mean nothing here');
+  assert.equal(ownerDead('not-an-owner'), false);
+});
+
+test('staleness: gone, silent for LOCK_STALE_MS, or written by a dead process; not a fresh or half-written lock', async () => {
+  const { lockDir } = await newLocks();
+  const file = path.join(lockDir, 'x.lock');
+  assert.equal(await lockIsStale(file), true, 'gone');
+  await writeFile(file, `${ownerTag()}-${Date.now()}\n`);
+  assert.equal(await lockIsStale(file), false, 'fresh, live owner');
+  await age(file, LOCK_STALE_MS - 5000);
+  assert.equal(await lockIsStale(file), false, 'refreshed not long ago');
+  await age(file, LOCK_STALE_MS + 1000);
+  assert.equal(await lockIsStale(file), true, 'silent too long, even with a live owner (stuck)');
+  await writeFile(file, `${ownerTag(deadPid)}-${Date.now()}\n`);
+  assert.equal(await lockIsStale(file), true, 'fresh, dead owner');
+  await writeFile(file, `${otherHostTag(deadPid)}-${Date.now()}\n`);
+  assert.equal(await lockIsStale(file), false, 'fresh, owner on another host');
+  await writeFile(file, '');
+  assert.equal(await lockIsStale(file), false, 'fresh and still empty: its owner is writing it');
+});
+
+test('tryLock: respects a live lock, takes over a stale one, and never takes its own twice', async () => {
+  const { locks, lockDir } = await newLocks();
+  const file = path.join(lockDir, 'parts-md5-ab.lock');
+  await writeFile(file, `${otherHostTag(1)}-${Date.now()}\n`);
+  assert.equal(await locks.tryLock('parts-md5-ab'), undefined, 'held by a live process elsewhere');
+  await age(file, LOCK_STALE_MS + 1000);
+  const taken = await locks.tryLock('parts-md5-ab');
+  assert.ok(taken, 'silent owner: taken over');
+  assert.match(await readFile(file, 'utf8'), new RegExp(`^${ownerTag()}-\\d+\\n$`), 'the lock now names us');
+  assert.equal(await locks.tryLock('parts-md5-ab'), undefined, 'held by this process: a second fetch here waits');
+  await taken.release();
+  assert.deepEqual(await readdir(lockDir), [], 'released: removed');
+  await writeFile(file, `${ownerTag(deadPid)}-${Date.now()}\n`);
+  const again = await locks.tryLock('parts-md5-ab');
+  assert.ok(again, 'dead owner: taken over at once');
+  await again.release();
+});
+
+test('a held lock refreshes itself, so that waiters never find it stale', async () => {
+  const { locks, lockDir } = await newLocks();
+  mock.timers.enable({ apis: ['setInterval'] });
+  try {
+    const lock = await locks.tryLock('parts-md5-cd');
+    assert.ok(lock);
+    const file = path.join(lockDir, 'parts-md5-cd.lock');
+    await age(file, LOCK_STALE_MS - 1000);
+    mock.timers.tick(5_000);
+    for (let i = 0; i < 100 && Date.now() - (await stat(file)).mtimeMs > 10_000; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(Date.now() - (await stat(file)).mtimeMs < 10_000, 'the heartbeat moved the mtime');
+    assert.equal(await lockIsStale(file), false);
+    await lock.release();
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test('cleanup removes what dead or long-gone processes left, and nothing of live ones', async () => {
+  const { locks, lockDir, tmpDir } = await newLocks();
+  const tmp = (name: string): string => path.join(tmpDir, name);
+  const lock = (name: string): string => path.join(lockDir, name);
+  await writeFile(tmp(`${ownerTag(deadPid)}-aa.partial`), 'x');
+  await writeFile(tmp(`${ownerTag()}-bb.partial`), 'x');
+  await writeFile(tmp(`${otherHostTag(deadPid)}-cc.partial`), 'x');
+  await writeFile(tmp(`${otherHostTag(deadPid)}-dd.partial`), 'x');
+  await age(tmp(`${otherHostTag(deadPid)}-dd.partial`), TMP_STALE_MS + 60_000);
+  await writeFile(lock('dead.lock'), `${ownerTag(deadPid)}-1\n`);
+  await writeFile(lock('live.lock'), `${ownerTag()}-1\n`);
+  await writeFile(lock('silent.lock'), `${otherHostTag(1)}-1\n`);
+  await age(lock('silent.lock'), LOCK_STALE_MS + 1000);
+  await locks.cleanOnce();
+  assert.deepEqual((await readdir(tmpDir)).sort(), [`${ownerTag()}-bb.partial`, `${otherHostTag(deadPid)}-cc.partial`].sort());
+  assert.deepEqual(await readdir(lockDir), ['live.lock']);
+  await writeFile(tmp(`${ownerTag(deadPid)}-ee.partial`), 'x');
+  await locks.cleanOnce();
+  assert.ok((await readdir(tmpDir)).includes(`${ownerTag(deadPid)}-ee.partial`), 'once per process');
+});
