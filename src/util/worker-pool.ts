@@ -22,6 +22,11 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
+/**
+ * One worker thread and its requests in flight. Owns `pending` (request id → promise callbacks); the
+ * thread is ref'd exactly while `pending` is not empty. When the thread dies every pending request is
+ * rejected and the pool forgets the worker (onExit).
+ */
 class PoolWorker {
   readonly worker: Worker;
   readonly pending = new Map<number, Pending>();
@@ -55,6 +60,12 @@ class PoolWorker {
   }
 }
 
+/**
+ * Made once per command by the composition root (cli/options.ts sourceOptions, or openImage for callers
+ * that give none) and passed to what needs it: TemplateData (bzip2), LocalSources and the template check
+ * (hashing), the disk cache (Network's hashFile), make-image and verify (streamHash). Owns `workers`
+ * (started on demand, at most `size`) and the id counters; no locks: requests are only queued on a worker.
+ */
 export class WorkerPool {
   private workers: PoolWorker[] = [];
   private nextId = 1;
@@ -119,7 +130,10 @@ export interface StreamHash {
 }
 
 let shared: WorkerPool | undefined;
-/** The process-wide pool. */
+/**
+ * A process-wide pool: only for PartCache's default `hashFile` (src/cache/), whose callers in this
+ * program all pass the command's pool instead. To go once that default goes.
+ */
 export function workerPool(): WorkerPool {
   return (shared ??= new WorkerPool());
 }
