@@ -30,6 +30,8 @@ interface Pending {
 class PoolWorker {
   readonly worker: Worker;
   readonly pending = new Map<number, Pending>();
+  /** Called once `pending` empties (close waits for that). */
+  private onIdle: Array<() => void> = [];
 
   constructor(onExit: (w: PoolWorker) => void) {
     this.worker = startWorker();
@@ -38,17 +40,30 @@ class PoolWorker {
       const p = this.pending.get(reply.id);
       if (!p) return;
       this.pending.delete(reply.id);
-      if (this.pending.size === 0) this.worker.unref();
+      if (this.pending.size === 0) this.idle();
       if (reply.ok) p.resolve(reply.result);
       else p.reject(new Error(reply.error));
     });
     const fail = (err: Error): void => {
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
+      this.idle();
       onExit(this);
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`worker thread exited (code ${code})`)));
+  }
+
+  private idle(): void {
+    this.worker.unref();
+    const waiting = this.onIdle;
+    this.onIdle = [];
+    for (const w of waiting) w();
+  }
+
+  /** Resolves once no request is in flight on this worker. */
+  drained(): Promise<void> {
+    return this.pending.size === 0 ? Promise.resolve() : new Promise((r) => this.onIdle.push(r));
   }
 
   run<T>(id: number, task: WorkerTask, transfer: ArrayBuffer[]): Promise<T> {
@@ -113,10 +128,17 @@ export class WorkerPool {
     };
   }
 
+  /**
+   * Ends the workers once the requests in flight are answered: a request a failed command left behind
+   * (a hash update of an image never finished) must end as it would have, not as a rejection nobody handles.
+   */
   async close(): Promise<void> {
     const all = this.workers;
     this.workers = [];
-    await Promise.all(all.map((w) => w.worker.terminate()));
+    await Promise.all(all.map(async (w) => {
+      await w.drained();
+      await w.worker.terminate();
+    }));
   }
 }
 
