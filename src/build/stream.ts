@@ -1,31 +1,5 @@
 import type { ImageReader } from '../image/reader.js';
 
-/**
- * The image in order, as blocks read `depth` at a time ahead of the consumer: reads of parts and raw
- * data overlap with whatever the consumer does (writing, hashing) while memory stays depth × block.
- */
-export async function* imageBlocks(reader: ImageReader, blockSize = 8 << 20, depth = 4): AsyncGenerator<{ offset: number; data: Buffer }> {
-  const size = reader.size;
-  const queue: Array<{ offset: number; data: Promise<Buffer> }> = [];
-  let next = 0;
-  const fill = (): void => {
-    while (queue.length < depth && next < size) {
-      const offset = next;
-      const p = reader.readDirect(offset, Math.min(blockSize, size - offset));
-      p.catch(() => undefined); // surfaced when its turn comes
-      queue.push({ offset, data: p });
-      next += blockSize;
-    }
-  };
-  fill();
-  while (queue.length > 0) {
-    const head = queue.shift()!;
-    const data = await head.data;
-    fill();
-    yield { offset: head.offset, data };
-  }
-}
-
 /** A block of the image lent by `pooledImageBlocks`: call `release()` once nothing uses `data` any more. */
 export interface PooledBlock {
   offset: number;
@@ -42,7 +16,9 @@ export interface PooledBlockOptions {
 }
 
 /**
- * Like `imageBlocks`, but into a fixed set of `depth + held` reusable buffers on SharedArrayBuffers.
+ * The image in order, as blocks read `depth` at a time ahead of the consumer (reads of parts and raw data
+ * overlap with whatever the consumer does: writing, hashing), into a fixed set of `depth + held` reusable
+ * buffers on SharedArrayBuffers.
  * Measured on a 2-core machine: fresh 8 MiB buffers per block cost page faults (the kernel zeroes every
  * new page) and GC work of the same order as the whole-image hash, which is the critical path of
  * make-image; shared buffers also reach the hashing worker without a copy or a transfer.
@@ -100,9 +76,4 @@ export async function* pooledImageBlocks(reader: ImageReader, opts: PooledBlockO
       },
     };
   }
-}
-
-/** True when `buf` owns its whole ArrayBuffer, so it can be transferred to a worker without a copy. */
-export function ownsMemory(buf: Buffer): boolean {
-  return buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength;
 }

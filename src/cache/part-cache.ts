@@ -4,7 +4,6 @@ import path from 'node:path';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
 import { identityOf } from '../sources/hash-index.js';
 import { commitIfMatches, underChecksumName, type HashFile, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
-import { workerPool } from '../util/worker-pool.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { CacheEviction } from './cache-eviction.js';
 import { CacheLocks, FILE_MODE, ownerTag } from './cache-lock.js';
@@ -40,7 +39,7 @@ export interface PartCacheOptions {
   maxBytes?: number;
   log?: (line: string) => void;
   /** Hashes a whole file (defaults to the worker pool). */
-  hashFile?: (file: string, kind: ChecksumKind) => Promise<Buffer>;
+  hashFile: (file: string, kind: ChecksumKind) => Promise<Buffer>;
 }
 
 export interface CacheStats {
@@ -81,7 +80,7 @@ export class PartCache {
   constructor(opts: PartCacheOptions) {
     this.dir = path.resolve(opts.dir);
     this.log = opts.log ?? (() => undefined);
-    this.hashFile = opts.hashFile ?? ((file, kind) => workerPool().hashFile(file, kind));
+    this.hashFile = opts.hashFile;
     this.stats_ = { dir: this.dir, bytes: 0, files: 0, limit: 0, hits: 0, misses: 0, added: 0, evictions: 0, evictedBytes: 0, removedBad: 0 };
     this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_);
     const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.inDir(dir, op);

@@ -3,12 +3,15 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import ini from 'ini';
 import { JigdoError, errorMessage } from '../format/errors.js';
+import { configKeys, type ConfigValues } from './option-table.js';
+import { mirrorUrlProblem } from './option-values.js';
 
 /**
  * The user configuration file: defaults for mirrors, the cache and network limits, overridden by
  * command-line options. `$XDG_CONFIG_HOME/jigdofs/config.ini` (else `~/.config/jigdofs/config.ini`), or
  * `--config FILE`. A missing default file is fine; a missing `--config` file or a bad value is an error
- * naming the file, the key and the problem. Example:
+ * naming the file, the key and the problem. The keys and their parsers are the option table's
+ * (option-table.ts). Example:
  *
  *   [cache]
  *   dir = ~/.cache/jigdofs
@@ -29,49 +32,18 @@ import { JigdoError, errorMessage } from '../format/errors.js';
  *   ; Debian[] = http://ftp.fr.debian.org/debian/
  */
 
-export interface UserConfig {
+export interface UserConfig extends ConfigValues {
   /** The file read, if any. */
   file?: string;
-  cacheDir?: string;
-  cacheSize?: number;
-  offline?: boolean;
-  timeoutMs?: number;
-  connections?: number;
-  retries?: number;
-  rangeSize?: number;
-  streamsPerPart?: number;
   /** Label → URLs, tried before the .jigdo's own servers (like `--mirror`). */
   mirrors: Map<string, string[]>;
   /** Keys that were not understood (reported, not fatal). */
   warnings: string[];
 }
 
-export function defaultConfigPath(): string {
+function defaultConfigPath(): string {
   const base = process.env.XDG_CONFIG_HOME || path.join(homedir(), '.config');
   return path.join(base, 'jigdofs', 'config.ini');
-}
-
-/** "64M", "1.5G", "4096", "512k" → bytes; undefined when it is not a size. */
-export function sizeOf(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text.trim());
-  if (!m) return undefined;
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return Math.floor(Number(m[1]) * mult);
-}
-
-/** A mirror URL must be an absolute http(s) URL; returns the problem, or undefined. */
-export function mirrorUrlProblem(url: string): string | undefined {
-  if (!/^https?:\/\//i.test(url)) return `"${url}" is not an http:// or https:// URL`;
-  try {
-    new URL(url);
-  } catch {
-    return `"${url}" is not a valid URL`;
-  }
-  return undefined;
-}
-
-function expandHome(p: string): string {
-  return p === '~' || p.startsWith('~/') ? path.join(homedir(), p.slice(1)) : p;
 }
 
 /** Reads the configuration: `file` when given (it must exist), else the default file if there is one. */
@@ -88,7 +60,11 @@ export function loadConfig(file?: string): UserConfig {
     throw new JigdoError(where, code === 'ENOENT' ? 'configuration file not found' : `cannot read: ${errorMessage(err)}`);
   }
   config.file = where;
-  const data = ini.parse(text) as Record<string, unknown>;
+  applyConfig(config, ini.parse(text) as Record<string, unknown>, where);
+  return config;
+}
+
+function applyConfig(config: UserConfig, data: Record<string, unknown>, where: string): void {
   const bad = (key: string, value: unknown, problem: string): never => {
     throw new JigdoError(where, `${key} = ${JSON.stringify(value)}: ${problem}`);
   };
@@ -97,19 +73,7 @@ export function loadConfig(file?: string): UserConfig {
     if (typeof value === 'number' || typeof value === 'boolean') return String(value);
     return bad(key, value, 'expected a single value');
   };
-  const int = (key: string, value: unknown, min: number): number => {
-    const n = Number(str(key, value));
-    if (!Number.isInteger(n) || n < min) bad(key, value, `expected a whole number of at least ${min}`);
-    return n;
-  };
-  const size = (key: string, value: unknown): number => sizeOf(str(key, value)) ?? bad(key, value, 'not a size (examples: 512M, 20G)');
-  const bool = (key: string, value: unknown): boolean => {
-    const v = str(key, value).toLowerCase();
-    if (['true', 'yes', '1', 'on'].includes(v)) return true;
-    if (['false', 'no', '0', 'off'].includes(v)) return false;
-    return bad(key, value, 'expected true or false');
-  };
-
+  const known = configKeys();
   for (const [section, body] of Object.entries(data)) {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       config.warnings.push(`${where}: ignored "${section}" outside a section ([cache], [network] or [mirrors])`);
@@ -126,28 +90,14 @@ export function loadConfig(file?: string): UserConfig {
         config.mirrors.set(key, urls);
         continue;
       }
-      const known: Record<string, Record<string, () => void>> = {
-        cache: {
-          dir: () => (config.cacheDir = path.resolve(path.dirname(where), expandHome(str(name, value)))),
-          size: () => (config.cacheSize = size(name, value)),
-        },
-        network: {
-          offline: () => (config.offline = bool(name, value)),
-          timeout: () => {
-            const secs = Number(str(name, value));
-            if (!(secs > 0 && secs <= 3600)) bad(name, value, 'expected seconds, more than 0 and at most 3600');
-            config.timeoutMs = Math.round(secs * 1000);
-          },
-          connections: () => (config.connections = int(name, value, 1)),
-          retries: () => (config.retries = int(name, value, 0)),
-          'range-size': () => (config.rangeSize = Math.max(64 * 1024, size(name, value))),
-          'streams-per-part': () => (config.streamsPerPart = int(name, value, 1)),
-        },
-      };
-      const set = known[section]?.[key];
-      if (set) set();
-      else config.warnings.push(`${where}: ignored unknown setting ${name}`);
+      const setting = known.get(`${section}\0${key}`);
+      if (!setting) {
+        config.warnings.push(`${where}: ignored unknown setting ${name}`);
+        continue;
+      }
+      const parsed = setting.kind.parse(str(name, value), path.dirname(where));
+      if (parsed === undefined) bad(name, value, setting.kind.inConfigFile);
+      (config as Record<keyof ConfigValues, unknown>)[setting.field] = parsed;
     }
   }
-  return config;
 }

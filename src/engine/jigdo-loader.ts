@@ -4,22 +4,19 @@ import { describeLocation, type Location } from '../format/location.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { MAX_JIGDO_TEXT_BYTES } from '../format/jigdo.js';
 
-/**
- * Reads a whole small resource (.jigdo, [Include]) from where it lives. Remote locations are handled by
- * the function installed with `setRemoteLoader` (the network layer), so this module needs no HTTP.
- */
+/** Reads a whole remote .jigdo or [Include]: the command's network gives one (Network.loadRemote). */
 export type RemoteLoader = (url: string) => Promise<Buffer>;
 
-let remoteLoader: RemoteLoader | undefined;
-
-export function setRemoteLoader(loader: RemoteLoader | undefined): void {
-  remoteLoader = loader;
-}
-
-export async function loadResource(loc: Location): Promise<Buffer> {
-  if (loc.kind === 'file') return readLocalFile(loc.path, MAX_JIGDO_TEXT_BYTES);
-  if (!remoteLoader) throw new JigdoError(describeLocation(loc), 'cannot fetch URLs here (offline, or no network support)');
-  return remoteLoader(loc.url);
+/**
+ * Reads a whole small resource (.jigdo, [Include]) from where it lives: local files here, remote ones
+ * through `remote` (so this module needs no HTTP); without one, a URL is refused.
+ */
+export function resourceLoader(remote?: RemoteLoader): (loc: Location) => Promise<Buffer> {
+  return async (loc) => {
+    if (loc.kind === 'file') return readLocalFile(loc.path, MAX_JIGDO_TEXT_BYTES);
+    if (!remote) throw new JigdoError(describeLocation(loc), 'cannot fetch URLs here (offline, or no network support)');
+    return remote(loc.url);
+  };
 }
 
 function kindOf(st: Stats): string {

@@ -1,27 +1,30 @@
-import { homedir } from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { FileByteSource } from '../format/bytesource.js';
-import { checksumKey, type ChecksumKind } from '../format/checksum.js';
-import { JigdoError, UsageError, errorMessage } from '../format/errors.js';
+import { JigdoError, UsageError } from '../format/errors.js';
 import { parseJigdo, type JigdoFile, type JigdoImage } from '../format/jigdo.js';
-import { baseName, describeLocation, locationFromUser, resolveReference, type Location } from '../format/location.js';
-import { stat } from 'node:fs/promises';
+import { describeLocation, locationFromUser } from '../format/location.js';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
 import { HashIndex } from '../sources/hash-index.js';
-import { verifyWholeFile } from '../sources/verified-copy.js';
 import { LocalSources, type LocalTree } from '../sources/local-sources.js';
 import { PartStore, type PartProvider } from '../sources/part-store.js';
 import type { Network } from '../network/network.js';
-import { loadResource } from './jigdo-loader.js';
+import { resourceLoader, type RemoteLoader } from './jigdo-loader.js';
+import { checkCacheDir } from './cache-dir.js';
+import { checkTemplate, findTemplate, type TemplateChoice } from './template-file.js';
 import { TemplateData } from '../sources/template-data.js';
-import { workerPool, type WorkerPool } from '../util/worker-pool.js';
+import { WorkerPool } from '../util/worker-pool.js';
 import { ImageLayout } from '../image/layout.js';
 import { ImageReader } from '../image/reader.js';
-import { makeDirs } from '../util/make-dirs.js';
+
+/**
+ * The composition root: the one module that knows every layer. A command loads its .jigdo (loadJigdo),
+ * picks an image (selectImage) and opens it (openImage), which wires format → sources → image reader;
+ * the front ends (fuse/, build/, cli/) only ever see the ImageSession it returns.
+ */
 
 /** The source options every command takes. */
-export interface SourceOptions {
+export interface SourceOptions extends TemplateChoice {
   local: LocalTree[];
   scan: string[];
   cacheDir: string;
@@ -30,12 +33,15 @@ export interface SourceOptions {
   log: (line: string) => void;
   /** Log one line when a part turns out to be unavailable (mounts do; `missing` reports by itself). */
   logMissing?: boolean;
-  /** `--template FILE`: use this template instead of the one the .jigdo names. */
-  template?: string;
+  /**
+   * The command's worker pool (bzip2, hashing), shared by all its images and its network. Absent: each
+   * session makes its own and ends it on close.
+   */
+  pool?: WorkerPool;
+  /** Reads a remote .jigdo or [Include] (the command's network); absent: URLs are refused. */
+  loadRemote?: RemoteLoader;
   /** Extra providers tried after local copies (disk cache, mirrors): added by the network layer. */
   extraProviders?: (ctx: ProviderContext) => PartProvider[] | Promise<PartProvider[]>;
-  /** Resolves a template location to a local file (downloading it when remote). */
-  fetchTemplate?: (loc: Location, image: JigdoImage, opts: SourceOptions) => Promise<string>;
   /** The network layer behind those hooks (its `stats()` are for `status`); absent when not wired. */
   network?: Network;
 }
@@ -48,15 +54,14 @@ export interface ProviderContext {
   pool: WorkerPool;
 }
 
-export function defaultCacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache');
-  return path.join(base, 'jigdofs');
-}
-
-/** Reads and parses a .jigdo (path or URL, plain or gzipped) with its [Include]s. */
-export async function loadJigdo(where: string): Promise<JigdoFile> {
+/**
+ * Reads and parses a .jigdo (path or URL, plain or gzipped) with its [Include]s; URLs only through
+ * `loadRemote` (the command's network), so that nothing here reaches the network by itself.
+ */
+export async function loadJigdo(where: string, loadRemote?: RemoteLoader): Promise<JigdoFile> {
   const loc = locationFromUser(where);
-  return parseJigdo(await loadResource(loc), loc, loadResource);
+  const load = resourceLoader(loadRemote);
+  return parseJigdo(await load(loc), loc, load);
 }
 
 /** Picks an [Image] by its Filename (or basename), or the first one. */
@@ -73,71 +78,9 @@ export function selectImage(jigdo: JigdoFile, name?: string): JigdoImage {
  * The image's file name as shown to users: the leaf of Filename, without a `stdio:` prefix. parseJigdo
  * refuses a Filename whose leaf is not a plain name; an image made some other way gets a safe default.
  */
-export function imageFileName(image: JigdoImage): string {
+function imageFileName(image: JigdoImage): string {
   const leaf = image.filename.replace(/^stdio:/, '').split('/').pop()!;
   return leaf === '' || leaf === '.' || leaf === '..' ? 'image.iso' : leaf;
-}
-
-/** Where the template is: resolved against the .jigdo; local templates must exist. */
-export function templateLocation(jigdo: JigdoFile, image: JigdoImage): Location {
-  const loc = resolveReference(image.template, jigdo.location);
-  if (!loc) throw new JigdoError(describeLocation(jigdo.location), `Template=${image.template} points outside what a remote .jigdo may name`);
-  return loc;
-}
-
-/**
- * The local template file: `--template`, a local Template=, or (like jigdo-lite) a copy named after the
- * remote template's basename beside the .jigdo or in the current directory; else it is downloaded.
- */
-async function findTemplate(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions): Promise<string> {
-  const file = await templateFile(jigdo, image, opts);
-  // A device or FIFO (`Template=/dev/zero`) would be hashed or waited on without end. A missing file is
-  // reported where it is opened.
-  const st = await stat(file).catch(() => undefined);
-  if (st && !st.isFile()) throw new JigdoError(file, `cannot be used as the template: it is ${st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : 'a device or socket'}, not a regular file`);
-  return file;
-}
-
-async function templateFile(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions): Promise<string> {
-  if (opts.template) return path.resolve(opts.template);
-  const tloc = templateLocation(jigdo, image);
-  if (tloc.kind === 'file') return tloc.path;
-  for (const candidate of localTemplateCopies(jigdo, image, tloc)) if (await isFile(candidate)) return candidate;
-  if (opts.fetchTemplate) return opts.fetchTemplate(tloc, image, opts);
-  throw new JigdoError(tloc.url, 'template is remote and no network access is configured (use --template FILE)');
-}
-
-/**
- * Where jigdo-lite would look for a copy of a remote template: its basename beside a local .jigdo, and in
- * the current directory. The name comes from a URL the .jigdo wrote: it must be one plain file name once
- * decoded (never `..` or `a/b`: see baseName), and a remote .jigdo, which does not decide what local
- * files we read, gets the copy only when it gives the template's checksum (checked before use).
- */
-function localTemplateCopies(jigdo: JigdoFile, image: JigdoImage, tloc: Location): string[] {
-  let name: string | undefined;
-  try {
-    name = baseName(tloc);
-  } catch (err) {
-    throw new JigdoError(describeLocation(jigdo.location), `Template=${image.template}: ${errorMessage(err)}`);
-  }
-  if (!name) return [];
-  if (jigdo.location.kind === 'url') return image.templateMd5 || image.templateSha256 ? [path.resolve(name)] : [];
-  return [path.join(path.dirname(jigdo.location.path), name), path.resolve(name)];
-}
-
-async function isFile(file: string): Promise<boolean> {
-  return stat(file).then((st) => st.isFile(), () => false);
-}
-
-/** Checks the template file against Template-MD5Sum / Template-SHA256Sum, remembering the result. */
-async function checkTemplate(file: string, image: JigdoImage, index: HashIndex, pool: WorkerPool): Promise<void> {
-  const expected: Array<[ChecksumKind, Buffer]> = [];
-  if (image.templateSha256) expected.push(['sha256', image.templateSha256]);
-  if (image.templateMd5) expected.push(['md5', image.templateMd5]);
-  if (expected.length === 0) return; // libjte/jigdo-file always write one; hand-made files may not
-  if (await verifyWholeFile(index, (f, kind) => pool.hashFile(f, kind), file, expected)) return; // either one matching is enough, as in jigdo-lite
-  const [kind, sum] = expected[0]!;
-  throw new JigdoError(file, `template ${kind.toUpperCase()} checksum does not match the .jigdo (expected ${checksumKey(sum)}): wrong or corrupt template`);
 }
 
 /** Everything needed to read one image. */
@@ -158,24 +101,25 @@ export interface ImageSession {
 }
 
 /**
- * The cache directory exists (made if need be); otherwise one clear error. A read-only one is accepted:
- * lookups work, and what cannot be stored says so where it happens.
- */
-export async function checkCacheDir(dir: string): Promise<void> {
-  try {
-    await makeDirs(dir);
-  } catch (err) {
-    throw new JigdoError(dir, `cannot be used as the cache directory: ${errorMessage(err)}`);
-  }
-}
-
-/**
  * Opens one image of a .jigdo: verifies and indexes the template (reading only its header, DESC and part
  * headers), builds the layout, and wires the sources in order: local copies, then any extra providers.
  */
 export async function openImage(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions): Promise<ImageSession> {
   await checkCacheDir(opts.cacheDir);
-  const pool = workerPool();
+  // A pool the command did not give is this session's own: ended with it (or at once if opening fails).
+  const ownPool = opts.pool ? undefined : new WorkerPool();
+  const pool = opts.pool ?? ownPool!;
+  try {
+    const session = await openWith(jigdo, image, opts, pool);
+    if (!ownPool) return session;
+    return { ...session, close: () => session.close().finally(() => ownPool.close()) };
+  } catch (err) {
+    await ownPool?.close();
+    throw err;
+  }
+}
+
+async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions, pool: WorkerPool): Promise<ImageSession> {
   const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
   const templatePath = await findTemplate(jigdo, image, opts);
 

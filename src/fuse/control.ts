@@ -21,7 +21,7 @@ export function controlDir(): string {
 }
 
 /** Why `st` (from lstat) is not a folder only we can use, or undefined when it is. */
-export function controlDirProblem(st: Stats, uid = myUid()): string | undefined {
+function controlDirProblem(st: Stats, uid = myUid()): string | undefined {
   if (st.isSymbolicLink()) return 'is a symbolic link';
   if (!st.isDirectory()) return 'is not a directory';
   if (st.uid !== uid) return `is owned by uid ${st.uid}, not by us (uid ${uid})`;

@@ -54,7 +54,7 @@ function nameImages(sessions: ImageSession[]): Map<string, ImageSession> {
   return out;
 }
 
-export async function statusOf(mnt: string, images: Map<string, MountedImage>, startedAt: number, extra?: () => unknown): Promise<unknown> {
+async function statusOf(mnt: string, images: Map<string, MountedImage>, startedAt: number, extra?: () => unknown): Promise<unknown> {
   const network = extra ? await extra() : undefined;
   return {
     mountpoint: mnt,
@@ -164,6 +164,47 @@ function untilStopped(mnt: string, stop: (why: string) => Promise<void>, stoppin
   });
 }
 
+function newFuse(mnt: string, images: Map<string, MountedImage>, log: (line: string) => void, startedAt: number, allowOther: boolean): Fuse {
+  return new Fuse(mnt, imageOps(images, log, new Date(startedAt)), {
+    timeout: false, // we answer every read ourselves; fuse-native's 15 s default would answer ETIMEDOUT
+    kernelCache: true, // the image never changes: re-reads come from the page cache
+    fsname: 'jigdofs,ro',
+    subtype: 'jigdofs',
+    allowOther,
+  });
+}
+
+/**
+ * The control socket, then the kernel mount: a mount is never up without a way to reach it. When either
+ * fails, what was opened (the socket, the images) is closed before the error goes on.
+ */
+async function serveThenMount(mnt: string, fuse: Fuse, handler: ControlHandler, closeImages: () => Promise<unknown>): Promise<Server> {
+  let control: Server;
+  try {
+    control = await serveControl(mnt, handler);
+  } catch (err) {
+    await closeImages();
+    throw err;
+  }
+  try {
+    await mountFuse(fuse, mnt);
+  } catch (err) {
+    control.close();
+    await closeImages();
+    throw err;
+  }
+  return control;
+}
+
+/** A daemon must not die of one bad request: log stray rejections; an uncaught exception unmounts cleanly. */
+function guardDaemon(log: (line: string) => void, stop: (why: string) => Promise<void>): void {
+  process.on('unhandledRejection', (err) => log(`internal error (ignored): ${errorMessage(err)}`));
+  process.on('uncaughtException', (err) => {
+    log(`fatal internal error: ${err.stack ?? err.message}`);
+    void stop('fatal error').finally(() => process.exit(1));
+  });
+}
+
 /**
  * Runs a mount in this process until it is unmounted (`jigdofs umount`, fusermount -u, SIGINT/SIGTERM).
  * `onReady` is called once the kernel has the mount. The control socket listens before the kernel mount,
@@ -182,13 +223,7 @@ export async function runMount(
   const startedAt = Date.now();
   const images = await openImages(jigdo, sources, startedAt, log);
   const closeImages = () => Promise.all([...images.values()].map(({ session }) => session.close().catch(() => undefined)));
-  const fuse = new Fuse(mnt, imageOps(images, log, new Date(startedAt)), {
-    timeout: false, // we answer every read ourselves; fuse-native's 15 s default would answer ETIMEDOUT
-    kernelCache: true, // the image never changes: re-reads come from the page cache
-    fsname: 'jigdofs,ro',
-    subtype: 'jigdofs',
-    allowOther: opts.allowOther,
-  });
+  const fuse = newFuse(mnt, images, log, startedAt, opts.allowOther);
   let stopped: Promise<void> | undefined;
   const stop = (why: string): Promise<void> =>
     (stopped ??= (async () => {
@@ -197,26 +232,8 @@ export async function runMount(
       if (await mountedType(mnt).catch(() => undefined)) await fusermountUnmount(mnt, true).catch(() => undefined);
       await closeImages();
     })());
-  let control: Server;
-  try {
-    control = await serveControl(mnt, controlHandler(mnt, images, startedAt, opts, stop));
-  } catch (err) {
-    await closeImages();
-    throw err;
-  }
-  try {
-    await mountFuse(fuse, mnt);
-  } catch (err) {
-    control.close();
-    await closeImages();
-    throw err;
-  }
-  // A daemon must not die of one bad request: log stray rejections; an uncaught exception unmounts cleanly.
-  process.on('unhandledRejection', (err) => log(`internal error (ignored): ${errorMessage(err)}`));
-  process.on('uncaughtException', (err) => {
-    log(`fatal internal error: ${err.stack ?? err.message}`);
-    void stop('fatal error').finally(() => process.exit(1));
-  });
+  const control = await serveThenMount(mnt, fuse, controlHandler(mnt, images, startedAt, opts, stop), closeImages);
+  guardDaemon(log, stop);
   log(`mounted ${[...images.keys()].join(', ')} at ${mnt}`);
   onReady([...images.keys()]);
   await untilStopped(mnt, stop, () => stopped, log);

@@ -1,7 +1,6 @@
 import { LRUCache } from 'lru-cache';
-import type { PartStore } from '../sources/part-store.js';
-import type { TemplateData } from '../sources/template-data.js';
 import type { ImageLayout } from './layout.js';
+import type { PartBytes, RawBytes } from './ports.js';
 import { settleAll } from '../util/settle.js';
 
 export interface ReaderOptions {
@@ -29,10 +28,15 @@ export const DEFAULT_READER_OPTIONS: ReaderOptions = { readaheadMemory: 64 << 20
 
 /**
  * `read(offset, length)` of the whole image: splits the range over the layout's regions, takes raw bytes
- * from the template and part bytes from the part store. Knows nothing of FUSE or HTTP.
+ * and part bytes from the two ports (image/ports.ts). Knows nothing of FUSE, HTTP or where bytes live.
  *
  * Sequential readers (FUSE hands us 128 KiB at a time) are detected and served from 1 MiB blocks read
  * ahead with bounded concurrency, so a stream is not limited to one request's latency at a time.
+ *
+ * Fields: `blocks`, `spare` and `streamEnds` are the reader's own (single-threaded: only the event loop
+ * touches them, between awaits). A block's `buf` belongs to the sources until `settled`, then to the
+ * reads that pin it; only a settled, unpinned block's buffer goes back to `spare`. No locks: every read
+ * awaits its block's `data`, and a source never writes into a buffer after the read it serves returned.
  */
 export class ImageReader {
   private readonly blocks: LRUCache<number, Block>;
@@ -45,8 +49,8 @@ export class ImageReader {
 
   constructor(
     readonly layout: ImageLayout,
-    private readonly raw: TemplateData,
-    private readonly parts: PartStore,
+    private readonly raw: RawBytes,
+    private readonly parts: PartBytes,
     opts: Partial<ReaderOptions> = {},
   ) {
     this.opts = { ...DEFAULT_READER_OPTIONS, ...opts };
@@ -92,13 +96,6 @@ export class ImageReader {
       this.stats.errors++;
       throw err;
     }
-  }
-
-  /** Reads straight from the sources into one buffer. */
-  async readDirect(offset: number, length: number): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(Math.min(length, this.layout.size - offset));
-    await this.readInto(offset, out);
-    return out;
   }
 
   /** The image's bytes from `offset` into all of `target`; returns only once no source writes into it. */

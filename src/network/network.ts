@@ -44,6 +44,8 @@ export interface NetworkOptions {
   /** Parallel range requests per part. */
   streamsPerPart: number;
   log: (line: string) => void;
+  /** Hashes a cache file before it is committed: the command's worker pool; absent: the cache's default. */
+  hashFile: (file: string, kind: ChecksumKind) => Promise<Buffer>;
 }
 
 export const NETWORK_DEFAULTS = {
@@ -119,7 +121,7 @@ export class Network {
 
   constructor(readonly opts: NetworkOptions) {
     this.board = new MirrorBoard(opts.log);
-    this.cache = new PartCache({ dir: opts.cacheDir, maxBytes: opts.cacheSize, log: opts.log });
+    this.cache = new PartCache({ dir: opts.cacheDir, maxBytes: opts.cacheSize, log: opts.log, hashFile: opts.hashFile });
     this.http = opts.offline ? undefined : new HttpClient({ timeoutMs: opts.timeoutMs, connections: opts.connections });
     this.slots = new Slots(opts.connections);
     current = this;

@@ -22,9 +22,16 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
+/**
+ * One worker thread and its requests in flight. Owns `pending` (request id → promise callbacks); the
+ * thread is ref'd exactly while `pending` is not empty. When the thread dies every pending request is
+ * rejected and the pool forgets the worker (onExit).
+ */
 class PoolWorker {
   readonly worker: Worker;
   readonly pending = new Map<number, Pending>();
+  /** Called once `pending` empties (close waits for that). */
+  private onIdle: Array<() => void> = [];
 
   constructor(onExit: (w: PoolWorker) => void) {
     this.worker = startWorker();
@@ -33,17 +40,30 @@ class PoolWorker {
       const p = this.pending.get(reply.id);
       if (!p) return;
       this.pending.delete(reply.id);
-      if (this.pending.size === 0) this.worker.unref();
+      if (this.pending.size === 0) this.idle();
       if (reply.ok) p.resolve(reply.result);
       else p.reject(new Error(reply.error));
     });
     const fail = (err: Error): void => {
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
+      this.idle();
       onExit(this);
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`worker thread exited (code ${code})`)));
+  }
+
+  private idle(): void {
+    this.worker.unref();
+    const waiting = this.onIdle;
+    this.onIdle = [];
+    for (const w of waiting) w();
+  }
+
+  /** Resolves once no request is in flight on this worker. */
+  drained(): Promise<void> {
+    return this.pending.size === 0 ? Promise.resolve() : new Promise((r) => this.onIdle.push(r));
   }
 
   run<T>(id: number, task: WorkerTask, transfer: ArrayBuffer[]): Promise<T> {
@@ -55,6 +75,12 @@ class PoolWorker {
   }
 }
 
+/**
+ * Made once per command by the composition root (cli/options.ts sourceOptions, or openImage for callers
+ * that give none) and passed to what needs it: TemplateData (bzip2), LocalSources and the template check
+ * (hashing), the disk cache (Network's hashFile), make-image and verify (streamHash). Owns `workers`
+ * (started on demand, at most `size`) and the id counters; no locks: requests are only queued on a worker.
+ */
 export class WorkerPool {
   private workers: PoolWorker[] = [];
   private nextId = 1;
@@ -102,10 +128,17 @@ export class WorkerPool {
     };
   }
 
+  /**
+   * Ends the workers once the requests in flight are answered: a request a failed command left behind
+   * (a hash update of an image never finished) must end as it would have, not as a rejection nobody handles.
+   */
   async close(): Promise<void> {
     const all = this.workers;
     this.workers = [];
-    await Promise.all(all.map((w) => w.worker.terminate()));
+    await Promise.all(all.map(async (w) => {
+      await w.drained();
+      await w.worker.terminate();
+    }));
   }
 }
 
@@ -116,10 +149,4 @@ export interface StreamHash {
    */
   update(data: Uint8Array, transfer?: boolean): Promise<null>;
   digest(): Promise<Buffer>;
-}
-
-let shared: WorkerPool | undefined;
-/** The process-wide pool. */
-export function workerPool(): WorkerPool {
-  return (shared ??= new WorkerPool());
 }

@@ -21,8 +21,9 @@ before(async () => {
 });
 after(() => rm(work, { recursive: true, force: true }));
 
+const hashFile = async (file: string, kind: 'md5' | 'sha256'): Promise<Buffer> => createHash(kind).update(await readFile(file)).digest();
+
 function newCache(maxBytes: number): PartCache {
-  const hashFile = async (file: string, kind: 'md5' | 'sha256') => createHash(kind).update(await readFile(file)).digest();
   return new PartCache({ dir: path.join(work, `${++dirs}-cache`), maxBytes, hashFile });
 }
 
@@ -130,7 +131,7 @@ test('trim at a mount\'s end: brings the cache under its limit after other proce
 test('status numbers: the cache counted once asked, hits and misses, and a wrong-sized file under a checksum name removed', async () => {
   const cache = newCache(100 * MB);
   const file = await store(cache, 6);
-  const fresh = new PartCache({ dir: cache.dir, maxBytes: 100 * MB });
+  const fresh = new PartCache({ dir: cache.dir, maxBytes: 100 * MB, hashFile });
   assert.equal(fresh.stats().files, 0, 'not counted before asked');
   const counted = await fresh.refreshStats();
   assert.equal(counted.files, 1);

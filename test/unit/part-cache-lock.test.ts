@@ -5,11 +5,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { PartCache } from '../../src/cache/part-cache.js';
-import { workerPool } from '../../src/util/worker-pool.js';
+import { WorkerPool } from '../../src/util/worker-pool.js';
+
+const pool = new WorkerPool();
+const hashFile = (file: string, kind: 'md5' | 'sha256'): Promise<Buffer> => pool.hashFile(file, kind);
 
 test('a lock is released when the temporary file cannot be created (no later waiter hangs)', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-lock-'));
-  const cache = new PartCache({ dir });
+  const cache = new PartCache({ dir, hashFile });
   const hex = 'ab'.repeat(16);
   const orig = cache.tempFile.bind(cache);
   cache.tempFile = () => Promise.reject(new Error('EMFILE: too many open files'));
@@ -29,7 +32,7 @@ test('a lock is released when the temporary file cannot be created (no later wai
 test('a cache directory removed while in use is made again for the next part', async () => {
   // Directories are made once per process; removing them behind its back must not break later fetches.
   const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-gone-'));
-  const cache = new PartCache({ dir });
+  const cache = new PartCache({ dir, hashFile });
   const store = async (text: string) => {
     const bytes = Buffer.from(text);
     const md5 = createHash('md5').update(bytes).digest();
@@ -47,7 +50,7 @@ test('a cache directory removed while in use is made again for the next part', a
     await rm(path.join(dir, 'parts'), { recursive: true, force: true });
     await store('third part');
   } finally {
-    await workerPool().close();
+    await pool.close();
     await rm(dir, { recursive: true, force: true });
   }
 });

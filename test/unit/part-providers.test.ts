@@ -21,7 +21,9 @@ import { Network, NETWORK_DEFAULTS } from '../../src/network/network.js';
 import { HashIndex } from '../../src/sources/hash-index.js';
 import { LocalSources } from '../../src/sources/local-sources.js';
 import { PartStore, type PartProvider } from '../../src/sources/part-store.js';
-import { workerPool } from '../../src/util/worker-pool.js';
+import { WorkerPool } from '../../src/util/worker-pool.js';
+
+const pool = new WorkerPool();
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 
 const SAMPLES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'samples');
@@ -58,7 +60,7 @@ before(async () => {
 
 after(async () => {
   await mirror.close();
-  await workerPool().close();
+  await pool.close();
   await rm(work, { recursive: true, force: true });
 });
 
@@ -86,7 +88,7 @@ async function newDir(what: string): Promise<string> {
 async function localSubject(): Promise<Subject> {
   const tree = await newDir('tree');
   const index = await HashIndex.load(undefined);
-  const local = new LocalSources(jigdo, layout, templateDesc, { trees: [{ label: 'Parts', dir: tree }], scan: [] }, index, workerPool());
+  const local = new LocalSources(jigdo, layout, templateDesc, { trees: [{ label: 'Parts', dir: tree }], scan: [] }, index, pool);
   const put = async (name: string, bytes: Buffer): Promise<void> => {
     await mkdir(path.dirname(path.join(tree, name)), { recursive: true });
     await writeFile(path.join(tree, name), bytes);
@@ -100,7 +102,7 @@ async function localSubject(): Promise<Subject> {
 }
 
 function newNetwork(cacheDir: string, offline: boolean): Network {
-  return new Network({ ...NETWORK_DEFAULTS, offline, mirrors: new Map(), cacheDir, retries: 0, timeoutMs: 5000, log: () => undefined });
+  return new Network({ ...NETWORK_DEFAULTS, offline, mirrors: new Map(), cacheDir, retries: 0, timeoutMs: 5000, log: () => undefined, hashFile: (f, k) => pool.hashFile(f, k) });
 }
 
 /**

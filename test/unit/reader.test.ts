@@ -1,4 +1,4 @@
-// ImageReader through openImage (src/image/open.ts): every sample read whole and in ~200 random ranges,
+// ImageReader through openImage (src/engine/session.ts): every sample read whole and in ~200 random ranges,
 // compared with bytes that do not come from our code (image.iso, published MD5s, parts files, the bzip2
 // tool, jigdo-file's own make-image stream); the > 4 GiB sample on both sides of 2^32; missing parts;
 // memory use while streaming 200 MB.
@@ -16,7 +16,7 @@ import { deflateSync } from 'node:zlib';
 import { loadJigdo, openImage, selectImage, type ImageSession, type SourceOptions } from '../../src/engine/session.js';
 import { UnavailableError } from '../../src/format/errors.js';
 import { ImageReader } from '../../src/image/reader.js';
-import type { TemplateData } from '../../src/sources/template-data.js';
+import type { RawBytes } from '../../src/image/ports.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SAMPLES, SAMPLE_PARTS, prng, randInt } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
@@ -276,12 +276,12 @@ test('a failed read returns only once no source writes into the buffer any more 
   await mkdir(path.join(dir, 'sub'), { recursive: true });
   for (const f of ['a.bin', 'sub/c.bin']) await copyFile(path.join(SAMPLE_PARTS, f), path.join(dir, f));
   const s = await open(path.join(SAMPLES, 'jf-md5-gzip.jigdo'), [dir]);
-  const slowRaw = {
-    readInto: async (...args: Parameters<TemplateData['readInto']>) => {
+  const slowRaw: RawBytes = {
+    readInto: async (...args) => {
       await sleep(150);
       return s.raw.readInto(...args);
     },
-  } as unknown as TemplateData;
+  };
   const reader = new ImageReader(s.layout, slowRaw, s.parts);
   for (const [offset, length] of [
     [0, 120000], // raw, a.bin, raw, b.bin

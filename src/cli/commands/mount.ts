@@ -4,11 +4,12 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../../format/errors.js';
-import { checkCacheDir, loadJigdo } from '../../engine/session.js';
+import { checkCacheDir } from '../../engine/cache-dir.js';
+import { loadJigdo } from '../../engine/session.js';
 import { makeDirs } from '../../util/make-dirs.js';
 import { prepareMountpoint, runMount } from '../../fuse/daemon.js';
 import { fusermountUnmount, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';
-import { addSourceOptions, logger, sourceOptions, type SourceFlags } from '../options.js';
+import { addSourceOptions, logger, resolveSettings, sourceOptions, type SourceFlags } from '../options.js';
 
 interface MountFlags extends SourceFlags {
   foreground?: boolean;
@@ -26,13 +27,14 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
   const opts = sourceOptions(flags);
   const stamp = (line: string) => opts.log(`${new Date().toISOString()} ${line}`);
   try {
-    const jigdo = await loadJigdo(jigdoArg);
+    const jigdo = await loadJigdo(jigdoArg, opts.loadRemote);
     for (const w of jigdo.warnings) stamp(w);
     const mountOpts = { allowOther: flags.allowOther ?? false, log: stamp, extraStatus: () => opts.network?.fullStats() }; // the cache counted once, not "0 files"
     await runMount(jigdo, mnt, { ...opts, log: stamp }, mountOpts, (names) => {
       process.send?.({ ready: true, names } satisfies DaemonMessage);
     });
     await opts.network?.close(); // trims the disk cache to its limit once the mount is gone
+    await opts.pool?.close();
   } catch (err) {
     process.send?.({ error: errorMessage(err) } satisfies DaemonMessage);
     throw err;
@@ -43,7 +45,9 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
 async function daemonLogFile(flags: MountFlags, mnt: string): Promise<string> {
   // `mnt` is resolved already (resolveMountpoint): a mount made through a symlink logs under its real path.
   if (flags.logFile) return path.resolve(flags.logFile);
-  const cacheDir = sourceOptions(flags).cacheDir;
+  // Settings only: the daemon builds the network; here the flags and configuration are checked (and
+  // their warnings shown) before anything is spawned.
+  const cacheDir = resolveSettings(flags).cacheDir;
   await checkCacheDir(cacheDir);
   const dir = path.join(cacheDir, 'logs');
   await makeDirs(dir);

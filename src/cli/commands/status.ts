@@ -25,7 +25,7 @@ interface Status {
   network?: NetworkStats;
 }
 
-export function formatStatus(s: Status): string {
+function formatStatus(s: Status): string {
   const lines = [`${s.mountpoint}: jigdofs daemon pid ${s.pid}, up ${s.uptimeSeconds} s, RSS ${mb(s.rssBytes)}`];
   for (const img of s.images) {
     const p = img.parts;

@@ -1,0 +1,97 @@
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { UsageError } from '../format/errors.js';
+
+/**
+ * The kinds of value an option takes. One parser per kind serves the command line and the configuration
+ * file alike, so a value means the same in both; only the wording of a complaint differs by place.
+ */
+export interface ValueKind<T> {
+  /** The value, or undefined when `text` is not one. `configDir`: the folder of the file it came from. */
+  parse(text: string, configDir?: string): T | undefined;
+  /** What is wrong, on the command line: follows `--flag: "text"`. */
+  onCommandLine: string;
+  /** What is wrong, in the configuration file: follows `[section] key = "text":`. */
+  inConfigFile: string;
+}
+
+/** "64M", "1.5G", "4096", "512k" → bytes; undefined when it is not a size. */
+export function sizeOf(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text.trim());
+  if (!m) return undefined;
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+export const SIZE: ValueKind<number> = {
+  parse: sizeOf,
+  onCommandLine: 'is not a size (examples: 512M, 2G, 1048576)',
+  inConfigFile: 'not a size (examples: 512M, 20G)',
+};
+
+/** A size, raised to `min` rather than refused: below it the setting only costs requests. */
+export function sizeAtLeast(min: number): ValueKind<number> {
+  return { ...SIZE, parse: (text) => { const n = sizeOf(text); return n === undefined ? undefined : Math.max(min, n); } };
+}
+
+/** A whole number of at least `min`. */
+export function count(min: number): ValueKind<number> {
+  return {
+    parse: (text) => {
+      const n = Number(text);
+      return Number.isInteger(n) && n >= min ? n : undefined;
+    },
+    onCommandLine: `is not a whole number of at least ${min}`,
+    inConfigFile: `expected a whole number of at least ${min}`,
+  };
+}
+
+/** Seconds (more than 0, at most an hour), as whole milliseconds. */
+export const SECONDS_AS_MS: ValueKind<number> = {
+  parse: (text) => {
+    const secs = Number(text);
+    return secs > 0 && secs <= 3600 ? Math.round(secs * 1000) : undefined;
+  },
+  onCommandLine: 'is not a number of seconds (more than 0, at most 3600)',
+  inConfigFile: 'expected seconds, more than 0 and at most 3600',
+};
+
+export const BOOLEAN: ValueKind<boolean> = {
+  parse: (text) => {
+    const v = text.toLowerCase();
+    if (['true', 'yes', '1', 'on'].includes(v)) return true;
+    if (['false', 'no', '0', 'off'].includes(v)) return false;
+    return undefined;
+  },
+  onCommandLine: 'is not true or false',
+  inConfigFile: 'expected true or false',
+};
+
+/** A path; in the configuration file `~/` is the home folder and a relative path is relative to the file. */
+export const PATH: ValueKind<string> = {
+  parse: (text, configDir) => (configDir === undefined ? text : path.resolve(configDir, expandHome(text))),
+  onCommandLine: 'is not a path',
+  inConfigFile: 'expected a path',
+};
+
+function expandHome(p: string): string {
+  return p === '~' || p.startsWith('~/') ? path.join(homedir(), p.slice(1)) : p;
+}
+
+/** A mirror URL must be an absolute http(s) URL; returns the problem, or undefined. */
+export function mirrorUrlProblem(url: string): string | undefined {
+  if (!/^https?:\/\//i.test(url)) return `"${url}" is not an http:// or https:// URL`;
+  try {
+    new URL(url);
+  } catch {
+    return `"${url}" is not a valid URL`;
+  }
+  return undefined;
+}
+
+/** A command-line value of `kind`, or a usage error naming the option. */
+export function fromCommandLine<T>(kind: ValueKind<T>, option: string, text: string): T {
+  const value = kind.parse(text);
+  if (value === undefined) throw new UsageError(`${option}: "${text}" ${kind.onCommandLine}`);
+  return value;
+}

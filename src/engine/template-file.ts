@@ -1,0 +1,85 @@
+import path from 'node:path';
+import { stat } from 'node:fs/promises';
+import { checksumKey, type ChecksumKind } from '../format/checksum.js';
+import { JigdoError, errorMessage } from '../format/errors.js';
+import type { JigdoFile, JigdoImage } from '../format/jigdo.js';
+import { baseName, describeLocation, resolveReference, type Location } from '../format/location.js';
+import type { HashIndex } from '../sources/hash-index.js';
+import { verifyWholeFile } from '../sources/verified-copy.js';
+import type { WorkerPool } from '../util/worker-pool.js';
+
+/**
+ * The template file of an image: which file it is (`--template`, a local Template=, a local copy of a
+ * remote one, or a download) and whether it is the one the .jigdo names (its checksum). Kept apart from
+ * the wiring because it is the one place that decides which local file a (possibly remote) .jigdo reads.
+ */
+
+/** How a command lets the template be chosen: `--template FILE`, and how a remote one is fetched. */
+export interface TemplateChoice {
+  /** `--template FILE`: use this template instead of the one the .jigdo names. */
+  template?: string;
+  /** Resolves a remote template location to a local file (the network: cached, or downloaded and verified). */
+  fetchTemplate?: (loc: Location, image: JigdoImage) => Promise<string>;
+}
+
+/** Where the template is: resolved against the .jigdo; local templates must exist. */
+function templateLocation(jigdo: JigdoFile, image: JigdoImage): Location {
+  const loc = resolveReference(image.template, jigdo.location);
+  if (!loc) throw new JigdoError(describeLocation(jigdo.location), `Template=${image.template} points outside what a remote .jigdo may name`);
+  return loc;
+}
+
+/**
+ * The local template file: `--template`, a local Template=, or (like jigdo-lite) a copy named after the
+ * remote template's basename beside the .jigdo or in the current directory; else it is downloaded.
+ */
+export async function findTemplate(jigdo: JigdoFile, image: JigdoImage, opts: TemplateChoice): Promise<string> {
+  const file = await templateFile(jigdo, image, opts);
+  // A device or FIFO (`Template=/dev/zero`) would be hashed or waited on without end. A missing file is
+  // reported where it is opened.
+  const st = await stat(file).catch(() => undefined);
+  if (st && !st.isFile()) throw new JigdoError(file, `cannot be used as the template: it is ${st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : 'a device or socket'}, not a regular file`);
+  return file;
+}
+
+async function templateFile(jigdo: JigdoFile, image: JigdoImage, opts: TemplateChoice): Promise<string> {
+  if (opts.template) return path.resolve(opts.template);
+  const tloc = templateLocation(jigdo, image);
+  if (tloc.kind === 'file') return tloc.path;
+  for (const candidate of localTemplateCopies(jigdo, image, tloc)) if (await isFile(candidate)) return candidate;
+  if (opts.fetchTemplate) return opts.fetchTemplate(tloc, image);
+  throw new JigdoError(tloc.url, 'template is remote and no network access is configured (use --template FILE)');
+}
+
+/**
+ * Where jigdo-lite would look for a copy of a remote template: its basename beside a local .jigdo, and in
+ * the current directory. The name comes from a URL the .jigdo wrote: it must be one plain file name once
+ * decoded (never `..` or `a/b`: see baseName), and a remote .jigdo, which does not decide what local
+ * files we read, gets the copy only when it gives the template's checksum (checked before use).
+ */
+function localTemplateCopies(jigdo: JigdoFile, image: JigdoImage, tloc: Location): string[] {
+  let name: string | undefined;
+  try {
+    name = baseName(tloc);
+  } catch (err) {
+    throw new JigdoError(describeLocation(jigdo.location), `Template=${image.template}: ${errorMessage(err)}`);
+  }
+  if (!name) return [];
+  if (jigdo.location.kind === 'url') return image.templateMd5 || image.templateSha256 ? [path.resolve(name)] : [];
+  return [path.join(path.dirname(jigdo.location.path), name), path.resolve(name)];
+}
+
+async function isFile(file: string): Promise<boolean> {
+  return stat(file).then((st) => st.isFile(), () => false);
+}
+
+/** Checks the template file against Template-MD5Sum / Template-SHA256Sum, remembering the result. */
+export async function checkTemplate(file: string, image: JigdoImage, index: HashIndex, pool: WorkerPool): Promise<void> {
+  const expected: Array<[ChecksumKind, Buffer]> = [];
+  if (image.templateSha256) expected.push(['sha256', image.templateSha256]);
+  if (image.templateMd5) expected.push(['md5', image.templateMd5]);
+  if (expected.length === 0) return; // libjte/jigdo-file always write one; hand-made files may not
+  if (await verifyWholeFile(index, (f, kind) => pool.hashFile(f, kind), file, expected)) return; // either one matching is enough, as in jigdo-lite
+  const [kind, sum] = expected[0]!;
+  throw new JigdoError(file, `template ${kind.toUpperCase()} checksum does not match the .jigdo (expected ${checksumKey(sum)}): wrong or corrupt template`);
+}

@@ -1,0 +1,127 @@
+// The option table (src/cli/option-table.ts) drives commander, the configuration file and the README:
+// README.md's table is exactly the rendered rows; commander has exactly the table's flags; each kind of
+// value parses the same on the command line and in the configuration file, with each place's message;
+// a flag beats the file, the file beats the default.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Command } from 'commander';
+import { NETWORK_DEFAULTS } from '../../src/network/network.js';
+import { loadConfig } from '../../src/cli/config.js';
+import { SOURCE_OPTIONS, readmeRows, sizeText } from '../../src/cli/option-table.js';
+import { BOOLEAN, PATH, SECONDS_AS_MS, SIZE, count, fromCommandLine, sizeAtLeast, sizeOf } from '../../src/cli/option-values.js';
+import { addSourceOptions, resolveSettings, type SourceFlags } from '../../src/cli/options.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-options-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+test('README.md lists exactly the rows the option table renders, in order', () => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const header = '| option | meaning |\n|---|---|\n';
+  const start = readme.indexOf(header);
+  assert.ok(start >= 0, 'README.md has no option table');
+  const body = readme.slice(start + header.length);
+  const rows = body.slice(0, body.indexOf('\n\n')).split('\n');
+  assert.deepEqual(rows, readmeRows());
+});
+
+test('commander gets exactly the flags of the table, with their defaults', () => {
+  const cmd = addSourceOptions(new Command('x'));
+  assert.deepEqual(cmd.options.map((o) => o.flags), SOURCE_OPTIONS.filter((o) => o.flags).map((o) => o.flags));
+  const parsed = cmd.parse(['--local', 'A=/a', '--local', 'B=/b', '--timeout', '5'], { from: 'user' }).opts();
+  assert.deepEqual(parsed.local, ['A=/a', 'B=/b']);
+  assert.deepEqual(parsed.scan, []);
+  assert.equal(parsed.memory, '128M');
+  assert.equal(parsed.timeout, '5');
+  assert.equal(parsed.offline, undefined);
+  assert.equal(cmd.parse(['--no-offline'], { from: 'user' }).opts().offline, false);
+});
+
+test('sizes: units k/M/G/T (with i/B), fractions, plain bytes; anything else is no size', () => {
+  assert.equal(sizeOf('4096'), 4096);
+  assert.equal(sizeOf('512k'), 512 * 1024);
+  assert.equal(sizeOf('64M'), 64 << 20);
+  assert.equal(sizeOf('1.5G'), 1.5 * 1024 ** 3);
+  assert.equal(sizeOf('2GiB'), 2 * 1024 ** 3);
+  assert.equal(sizeOf(' 1T '), 1024 ** 4);
+  for (const bad of ['', 'M', '-1M', '1.5.2G', '12Q', '1e6', 'ten']) assert.equal(sizeOf(bad), undefined, bad);
+  assert.equal(sizeAtLeast(64 * 1024).parse('1k'), 64 * 1024);
+  assert.equal(sizeAtLeast(64 * 1024).parse('1M'), 1 << 20);
+  assert.equal(sizeAtLeast(64 * 1024).parse('x'), undefined);
+  assert.deepEqual([20 * 1024 ** 3, 4 << 20, 1536 * 1024, 1000].map(sizeText), ['20G', '4M', '1536K', '1000']);
+});
+
+test('counts, seconds and booleans', () => {
+  assert.equal(count(1).parse('8'), 8);
+  assert.equal(count(0).parse('0'), 0);
+  for (const bad of ['0', '-1', '1.5', 'x']) assert.equal(count(1).parse(bad), undefined, bad);
+  assert.equal(SECONDS_AS_MS.parse('1.5'), 1500);
+  assert.equal(SECONDS_AS_MS.parse('3600'), 3_600_000);
+  for (const bad of ['0', '-2', '3601', 'soon']) assert.equal(SECONDS_AS_MS.parse(bad), undefined, bad);
+  for (const yes of ['true', 'Yes', '1', 'ON']) assert.equal(BOOLEAN.parse(yes), true, yes);
+  for (const no of ['false', 'no', '0', 'off']) assert.equal(BOOLEAN.parse(no), false, no);
+  assert.equal(BOOLEAN.parse('maybe'), undefined);
+  assert.equal(PATH.parse('rel/dir'), 'rel/dir', 'a command-line path is taken as given');
+  assert.equal(PATH.parse('rel/dir', '/etc/x'), '/etc/x/rel/dir', 'a configuration path is relative to its file');
+});
+
+test('a bad command-line value is a usage error naming the option, worded as before the table', () => {
+  assert.throws(() => fromCommandLine(SIZE, '--memory', 'lots'), { name: 'UsageError', message: '--memory: "lots" is not a size (examples: 512M, 2G, 1048576)' });
+  const flags = (extra: Partial<SourceFlags>): SourceFlags => ({ local: [], scan: [], memory: '64M', quiet: true, config: path.join(work, 'none.ini'), ...extra });
+  writeFileSync(path.join(work, 'none.ini'), '');
+  assert.throws(() => resolveSettings(flags({ timeout: '0' })), { message: '--timeout: "0" is not a number of seconds (more than 0, at most 3600)' });
+  assert.throws(() => resolveSettings(flags({ connections: '0' })), { message: '--connections: "0" is not a whole number of at least 1' });
+  assert.throws(() => resolveSettings(flags({ retries: '-1' })), { message: '--retries: "-1" is not a whole number of at least 0' });
+  assert.throws(() => resolveSettings(flags({ cacheSize: '20 gigs' })), { message: '--cache-size: "20 gigs" is not a size (examples: 512M, 2G, 1048576)' });
+  assert.throws(() => resolveSettings(flags({ local: ['nolabel'] })), { message: '--local nolabel: expected LABEL=DIR' });
+});
+
+test('the configuration file: every key of the table, its messages, unknown keys warned about', () => {
+  const file = path.join(work, 'all.ini');
+  writeFileSync(
+    file,
+    '[cache]\ndir = sub/cache\nsize = 3G\n[network]\noffline = yes\ntimeout = 2.5\nconnections = 3\nretries = 0\nrange-size = 1k\nstreams-per-part = 2\ncolour = blue\n[mirrors]\nDebian = http://deb.example/debian/\n',
+  );
+  const c = loadConfig(file);
+  assert.equal(c.cacheDir, path.join(work, 'sub/cache'));
+  assert.equal(c.cacheSize, 3 * 1024 ** 3);
+  assert.equal(c.offline, true);
+  assert.equal(c.timeoutMs, 2500);
+  assert.equal(c.connections, 3);
+  assert.equal(c.retries, 0);
+  assert.equal(c.rangeSize, 64 * 1024);
+  assert.equal(c.streamsPerPart, 2);
+  assert.deepEqual([...c.mirrors], [['Debian', ['http://deb.example/debian/']]]);
+  assert.deepEqual(c.warnings, [`${file}: ignored unknown setting [network] colour`]);
+  const bad = (text: string, message: string) => {
+    writeFileSync(file, text);
+    assert.throws(() => loadConfig(file), { message: `${file}: ${message}` });
+  };
+  bad('[cache]\nsize = huge\n', '[cache] size = "huge": not a size (examples: 512M, 20G)');
+  bad('[network]\nconnections = 0\n', '[network] connections = "0": expected a whole number of at least 1');
+  bad('[network]\ntimeout = soon\n', '[network] timeout = "soon": expected seconds, more than 0 and at most 3600');
+  bad('[network]\noffline = maybe\n', '[network] offline = "maybe": expected true or false');
+});
+
+test('a flag beats the configuration file, which beats the defaults', () => {
+  const file = path.join(work, 'some.ini');
+  writeFileSync(file, '[network]\nconnections = 3\nretries = 5\noffline = true\n');
+  const base: SourceFlags = { local: [], scan: [], memory: '64M', quiet: true, config: file };
+  const fromFile = resolveSettings(base);
+  assert.equal(fromFile.connections, 3);
+  assert.equal(fromFile.retries, 5);
+  assert.equal(fromFile.offline, true);
+  assert.equal(fromFile.timeoutMs, NETWORK_DEFAULTS.timeoutMs);
+  assert.equal(fromFile.streamsPerPart, NETWORK_DEFAULTS.streamsPerPart);
+  assert.equal(fromFile.cacheSize, undefined, "no --cache-size: the cache's own default");
+  assert.equal(fromFile.memory, 64 << 20);
+  const fromFlags = resolveSettings({ ...base, connections: '7', offline: false, timeout: '4', cacheDir: 'here' });
+  assert.equal(fromFlags.connections, 7);
+  assert.equal(fromFlags.retries, 5);
+  assert.equal(fromFlags.offline, false);
+  assert.equal(fromFlags.timeoutMs, 4000);
+  assert.equal(fromFlags.cacheDir, 'here');
+});
