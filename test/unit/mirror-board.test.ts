@@ -5,7 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { FailureKind } from '../../src/network/http-client.js';
+import type { FailureKind } from '../../src/network/fetch-error.js';
 import { MirrorBoard } from '../../src/network/mirror-board.js';
 
 const M = 'http://dead.example/debian/';
