@@ -1,4 +1,4 @@
-import type { FailureKind } from './http-client.js';
+import type { FailureKind } from './fetch-error.js';
 
 /**
  * What we know about each mirror (a server base URL such as `http://deb.debian.org/debian/`): bytes,

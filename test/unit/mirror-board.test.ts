@@ -1,11 +1,12 @@
 /**
  * The mirror board's "down" policy, on a fake clock: a mirror that stalls or refuses connections several
  * times in a row is skipped without a request, one probe at a time may try it once its time is up, a
- * failed probe keeps it down twice as long, and any answer brings it back.
+ * failed probe keeps it down twice as long, and any answer brings it back. And its demotion policy (the
+ * 'mirror speed' test, once in network.test.ts): failing and much slower mirrors are ordered last for a while.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { FailureKind } from '../../src/network/http-client.js';
+import type { FailureKind } from '../../src/network/fetch-error.js';
 import { MirrorBoard } from '../../src/network/mirror-board.js';
 
 const M = 'http://dead.example/debian/';
@@ -107,5 +108,45 @@ describe('a mirror that does not answer is down', () => {
       clock.now += 1 - ms;
     }
     assert.equal(board.admit('http://other.example/'), undefined);
+  });
+});
+
+describe('mirror speed', () => {
+  test('the mirror board: failing and much slower mirrors are demoted for a while, then tried again', () => {
+    let now = 1_000_000;
+    const lines: string[] = [];
+    const board = new MirrorBoard((l) => lines.push(l), () => now);
+    const c = (mirror: string, weight = 0, user = false) => ({ mirror, weight, user });
+    const [a, b, x] = [c('http://a/'), c('http://b/'), c('http://x/')];
+    assert.equal(board.probe([a, b])?.mirror, 'http://b/', 'the first fetch measures the other mirror');
+    assert.equal(board.probe([a, b]), undefined, 'then only one fetch in eight');
+    assert.equal(board.probe([c('http://u/', 0, true), b]), undefined, 'a mirror the user named is not second-guessed');
+    // Three failures in a row: demoted, ordered last, for 30 s.
+    for (let i = 0; i < 3; i++) {
+      board.requestStarted(a.mirror);
+      board.requestFailed(a.mirror, 'status', 'HTTP 500');
+    }
+    assert.deepEqual(board.order([a, b]).map((m) => m.mirror), ['http://b/', 'http://a/']);
+    assert.match(lines.join('\n'), /mirror http:\/\/a\/ demoted for 30 s: 3 failures in a row \(last: HTTP 500\)/);
+    now += 31_000;
+    assert.deepEqual(board.order([a, b]).map((m) => m.mirror), ['http://a/', 'http://b/'], 'forgiven after a while');
+    // Much slower (latency and bandwidth for 1 MiB): demoted once both are measured.
+    for (let i = 0; i < 3; i++) {
+      board.requestStarted(b.mirror);
+      board.requestDone(b.mirror, 1 << 20, 20, 2);
+    }
+    assert.equal(board.isDemoted(x.mirror), false);
+    for (let i = 0; i < 3; i++) {
+      board.requestStarted(x.mirror);
+      board.requestDone(x.mirror, 1 << 20, 900, 300);
+    }
+    assert.equal(board.isDemoted(x.mirror), true);
+    const snap = board.snapshot();
+    const xs = snap.mirrors.find((m) => m.mirror === 'http://x/')!;
+    assert.equal(xs.demoted, true);
+    assert.match(xs.demotedWhy ?? '', /^slow: \d+ ms per MiB, the best mirror needs \d+ ms$/);
+    assert.equal(snap.mirrors.find((m) => m.mirror === 'http://b/')!.demoted, false);
+    assert.ok(snap.mirrors.every((m) => m.active === 0), 'no request left active');
+    assert.deepEqual(JSON.parse(JSON.stringify(snap)), snap);
   });
 });

@@ -1,0 +1,52 @@
+import type { Dispatcher } from 'undici';
+import type { BatchWriter } from './batch-writer.js';
+import { HeadCheck, tooLarge, type BodyRules } from './body-rules.js';
+import { FetchError } from './fetch-error.js';
+
+/**
+ * The slowest body we wait for: undici's body timeout only fires on silence, so a mirror sending a byte
+ * now and then would hold a part forever. Averaged over a whole timeout period.
+ */
+export const MIN_BYTES_PER_SECOND = 1024;
+
+/**
+ * Writes the body through `out` up to position `stop` (what comes after is not read); returns the position
+ * reached. Fails a body slower than MIN_BYTES_PER_SECOND over a whole `timeoutMs` ('slow'), and one that
+ * breaks `rules` ('refused').
+ */
+export async function pumpBody(
+  url: string,
+  body: Dispatcher.ResponseData['body'],
+  out: BatchWriter,
+  stop: number,
+  rules: BodyRules,
+  timeoutMs: number,
+): Promise<number> {
+  const head = rules.magic && out.pos === 0 ? new HeadCheck(url, rules) : undefined;
+  const max = rules.maxBytes ?? Infinity;
+  let windowStart = performance.now();
+  let windowBytes = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      windowBytes += chunk.length;
+      const elapsed = performance.now() - windowStart;
+      if (elapsed >= timeoutMs) {
+        if ((windowBytes * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
+          throw new FetchError(url, 'slow', `too slow: ${windowBytes} bytes in ${(elapsed / 1000).toFixed(0)} s`);
+        }
+        windowStart += elapsed;
+        windowBytes = 0;
+      }
+      head?.add(chunk);
+      const room = stop - out.end;
+      const data = chunk.length > room ? chunk.subarray(0, room) : chunk;
+      if (out.end + data.length > max) throw tooLarge(url, rules);
+      await out.add(data);
+      if (out.end >= stop) break;
+    }
+    head?.end();
+  } finally {
+    await out.flush(); // what arrived before an error is written too: a resume starts after it
+  }
+  return out.pos;
+}

@@ -1,0 +1,110 @@
+import { errorMessage } from '../format/errors.js';
+
+/**
+ * Every failure of the HTTP layer as one error type: its `kind` tells the caller whether to resume, try
+ * the next mirror, or give up on this mirror for this file; `permanent` whether the same URL is worth
+ * asking again.
+ */
+
+export type FailureKind =
+  /** 404 / 410: the mirror does not have the file. */
+  | 'not-found'
+  /** Any other unexpected status (4xx, 5xx, a 200 where a range was needed...). */
+  | 'status'
+  /** No connection (refused, DNS, unreachable). */
+  | 'connect'
+  /** Connect, headers or body-idle timeout (a stall). */
+  | 'timeout'
+  /** The body kept coming, but slower than MIN_BYTES_PER_SECOND over a whole timeout period (a trickle). */
+  | 'slow'
+  /** The connection was cut mid-body. */
+  | 'reset'
+  /** The body ended before the bytes we asked for (premature close or a short Content-Length). */
+  | 'short'
+  /** The mirror's file has another size than the part (Content-Range / Content-Length). */
+  | 'wrong-size'
+  /** The bytes did not match the checksum. */
+  | 'mismatch'
+  /** A malformed answer (bad Content-Range...) or an unusable URL. */
+  | 'protocol'
+  /** A 200 answer to a Range request from a byte other than 0: the server ignores Range. */
+  | 'no-range'
+  /** Not what we asked for: larger than we accept, or not the kind of file wanted (a template's header...). */
+  | 'refused'
+  /** Not asked at all: the mirror is down (it has not answered several requests in a row, see MirrorBoard). */
+  | 'down'
+  /** Cancelled by us. */
+  | 'aborted'
+  /** Storing what the mirror sent failed here (a full disk...): not the mirror's fault, no use trying others. */
+  | 'local';
+
+export class FetchError extends Error {
+  override name = 'FetchError';
+  constructor(
+    readonly url: string,
+    readonly kind: FailureKind,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+
+  /** Retrying the same URL is pointless: it does not have this file, or has another one. */
+  get permanent(): boolean {
+    if (['not-found', 'wrong-size', 'mismatch', 'protocol', 'refused'].includes(this.kind)) return true;
+    if (this.kind === 'status' && this.status !== undefined) return this.status >= 400 && this.status < 500 && this.status !== 408 && this.status !== 429;
+    return false;
+  }
+}
+
+/** Classifies an error thrown by undici or by our stream handling. */
+export function toFetchError(url: string, err: unknown): FetchError {
+  if (err instanceof FetchError) return err;
+  const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code;
+  const msg = errorMessage(err);
+  switch (code) {
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return new FetchError(url, 'timeout', 'no response headers in time');
+    case 'UND_ERR_BODY_TIMEOUT':
+      return new FetchError(url, 'timeout', 'stalled: no data in time');
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return new FetchError(url, 'timeout', 'connect timeout');
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+      return new FetchError(url, 'short', 'body shorter than its Content-Length');
+    case 'UND_ERR_SOCKET':
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return new FetchError(url, 'reset', `connection cut (${code === 'UND_ERR_SOCKET' ? msg : code})`);
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EHOSTDOWN':
+      return new FetchError(url, 'connect', `cannot connect (${code})`);
+    case 'UND_ERR_ABORTED':
+    case 'ABORT_ERR':
+      return new FetchError(url, 'aborted', 'aborted');
+    case 'UND_ERR_INVALID_ARG':
+      return invalidArgument(url, msg);
+    case 'ERR_INVALID_URL': {
+      // (our own URLs are checked before a request: this one came from a redirect's Location)
+      const input = (err as { input?: unknown }).input;
+      return new FetchError(url, 'protocol', `redirected to a malformed address${typeof input === 'string' ? ` (${JSON.stringify(input)})` : ''}`);
+    }
+    default:
+      if ((err as Error)?.name === 'AbortError') return new FetchError(url, 'aborted', 'aborted');
+      return new FetchError(url, 'reset', msg);
+  }
+}
+
+/**
+ * undici's InvalidArgumentError. Our own URLs are checked before a request (HttpClient.get), so what it rejects is
+ * where a redirect led: say so in words, not in undici's (which speak of Pools and Agents).
+ */
+function invalidArgument(url: string, msg: string): FetchError {
+  if (msg.startsWith('Redirect loop detected')) return new FetchError(url, 'protocol', 'redirects in a loop: a Location leads back to an address already visited');
+  if (msg.startsWith('Invalid URL protocol')) return new FetchError(url, 'protocol', 'redirected to an address that is not http(s)');
+  if (msg.startsWith('Invalid URL')) return new FetchError(url, 'protocol', 'redirected to a malformed address');
+  return new FetchError(url, 'protocol', `request refused by the HTTP client: ${msg}`);
+}

@@ -1,0 +1,60 @@
+import type { Dispatcher } from 'undici';
+import { FetchError } from './fetch-error.js';
+
+/**
+ * What an HTTP answer means for us, from its status line and headers alone: a failure (and of which kind),
+ * or, for a Range request, whether the body is the range asked for or the whole file, and the file's size.
+ */
+
+/** Redirects followed for one request; one more is 'too many redirects'. */
+export const MAX_REDIRECTS = 5;
+
+export interface RangeRequest {
+  start: number;
+  /** Exclusive; undefined: to the end of the file. */
+  end?: number;
+  /** The expected size of the whole file, when known: another size is a 'wrong-size' failure. */
+  total?: number;
+}
+
+/** The failure a non-2xx status is (undefined for a 2xx); `location` is the answer's Location header. */
+export function statusFailure(url: string, status: number, location?: unknown): FetchError | undefined {
+  if (status >= 200 && status < 300) return undefined;
+  const kind = status === 404 || status === 410 ? 'not-found' : 'status';
+  // A redirect that reaches us was not followed: one too many, or one that leads nowhere.
+  if (status >= 300 && status < 400 && status !== 304) {
+    const why = location ? `too many redirects (more than ${MAX_REDIRECTS}; the next one to ${String(location)})` : 'a redirect without a Location';
+    return new FetchError(url, 'protocol', `HTTP ${status}: ${why}`, status);
+  }
+  return new FetchError(url, kind, `HTTP ${status}`, status);
+}
+
+/**
+ * What a 2xx answer to a range request holds: the whole file or the range asked for, and the file's size.
+ * A 200 is accepted only for a request from byte 0 (a server that ignores Range sends the whole file).
+ */
+export function rangeAnswer(
+  url: string,
+  res: Pick<Dispatcher.ResponseData, 'statusCode' | 'headers'>,
+  range: RangeRequest,
+): { whole: boolean; stated?: number } {
+  const { start, total } = range;
+  let whole = false;
+  let stated: number | undefined;
+  if (res.statusCode === 206) {
+    const text = String(res.headers['content-range'] ?? '');
+    const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(text);
+    if (!cr) throw new FetchError(url, 'protocol', `bad Content-Range "${text}"`);
+    if (cr[3] !== '*') stated = Number(cr[3]);
+    if (Number(cr[1]) !== start) throw new FetchError(url, 'protocol', `asked for bytes from ${start}, got Content-Range ${text}`);
+  } else {
+    if (start !== 0) throw new FetchError(url, 'no-range', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
+    const len = res.headers['content-length'];
+    if (len !== undefined) stated = Number(len);
+    whole = true;
+  }
+  if (total !== undefined && stated !== undefined && stated !== total) {
+    throw new FetchError(url, 'wrong-size', `the file there has ${stated} bytes, expected ${total}`);
+  }
+  return { whole, stated };
+}

@@ -1,0 +1,223 @@
+import type { CacheWriter } from '../cache/cache-writer.js';
+import type { ChecksumKind } from '../format/checksum.js';
+import { JigdoError } from '../format/errors.js';
+import type { PartNeed } from '../image/layout.js';
+import type { VerifiedCopy } from '../sources/verified-copy.js';
+import { backoff, sleep } from './backoff.js';
+import type { FetchContext } from './fetch-context.js';
+import { FetchError, toFetchError } from './fetch-error.js';
+import { PartRanges, type Range } from './part-ranges.js';
+import type { UrlCandidate } from './remote-parts.js';
+
+/** Most attempts on one range from one mirror (the first request plus resumes after cuts). */
+const MAX_REQUESTS_PER_RANGE = 4;
+
+/** One attempt at a part from one mirror: its parallel range streams share this. */
+interface MirrorRun {
+  c: UrlCandidate;
+  /** Cuts the streams' requests (a permanent failure or a trickle: the others would fail alike). */
+  abort: AbortController;
+  /** No stream starts another request. */
+  stop: boolean;
+  /** The mirror ignores Range: one stream from byte 0 for the whole part. */
+  wholeOnly: boolean;
+}
+
+/**
+ * One part's download into its cache writer: ranges, mirrors in turn (healthy ones first, see MirrorBoard),
+ * rounds of retries with backoff, and the checksum check of the commit.
+ *
+ * Owns the ranges' progress, which mirrors are excluded for this part and why, and which mirrors' bytes
+ * are in the file now. Its streams all run on the main thread; each request waits for a request slot
+ * (ctx.request), then the mirror board's admission, in that order, and nothing is held across the wait.
+ */
+export class PartFetch {
+  private readonly ranges: PartRanges;
+  /** Mirrors given up on for this part: 'permanent' (404, wrong bytes) or 'soft' (may work in a later round). */
+  private readonly excluded = new Map<string, 'permanent' | 'soft'>();
+  private readonly problems = new Map<string, string>();
+  /** Mirrors whose bytes are in the current attempt. */
+  private readonly contributors = new Set<string>();
+  /** After a checksum mismatch with bytes from several mirrors: every attempt uses one mirror only. */
+  private single = false;
+  /** Writing into the cache failed (a full disk): the part cannot be had through this cache. */
+  private localFailure: FetchError | undefined;
+
+  constructor(
+    private readonly ctx: FetchContext,
+    private readonly need: PartNeed,
+    private readonly kind: ChecksumKind,
+    private readonly urls: UrlCandidate[],
+    private readonly writer: CacheWriter,
+  ) {
+    this.ranges = new PartRanges(need.length, ctx.opts.rangeSize, ctx.opts.streamsPerPart);
+  }
+
+  private restart(): void {
+    this.ranges.restart();
+    this.contributors.clear();
+  }
+
+  async run(): Promise<VerifiedCopy> {
+    const { board } = this.ctx;
+    await this.writer.allocate(this.need.length);
+    let probe = board.probe(board.order(this.urls));
+    for (let round = 0; round <= this.ctx.opts.retries; round++) {
+      if (round > 0) {
+        if (!this.forgiveSoft()) break;
+        await sleep(backoff(round));
+      }
+      for (;;) {
+        const next = probe ?? board.order(this.urls).find((c) => !this.excluded.has(c.mirror));
+        probe = undefined;
+        if (!next) break;
+        if (this.single) this.restart();
+        await this.fromMirror(next);
+        if (this.localFailure) throw new JigdoError(this.ctx.cache.dir, `part ${this.need.key}: ${this.localFailure.message}`);
+        if (!this.ranges.complete()) {
+          if (!this.excluded.has(next.mirror)) this.excluded.set(next.mirror, 'soft'); // never loop on one mirror
+          continue;
+        }
+        const copy = await this.writer.commit([[this.kind, this.need.sum]]);
+        if (copy) return copy;
+        this.mismatch(next);
+      }
+    }
+    const list = [...this.problems.values()];
+    const shown = list.slice(0, 4).join('; ') + (list.length > 4 ? `; and ${list.length - 4} more` : '');
+    throw new Error(`every mirror failed: ${shown || 'no mirror could be tried'}`);
+  }
+
+  /** A new round: the mirrors excluded softly may be tried again; false when there is none. */
+  private forgiveSoft(): boolean {
+    let again = false;
+    for (const [m, why] of this.excluded) {
+      if (why === 'soft') {
+        this.excluded.delete(m);
+        again = true;
+      }
+    }
+    return again;
+  }
+
+  /** The bytes of a complete attempt did not match the checksum: find the mirror to blame, and start again. */
+  private mismatch(last: UrlCandidate): void {
+    const message = `wrong bytes for part ${this.need.key} (checksum mismatch)`;
+    // One mirror's bytes only (always so in single mode; none at all for an empty part): it is wrong.
+    if (this.single || this.contributors.size <= 1) {
+      this.ctx.board.mismatch(last.mirror, message);
+      this.excluded.set(last.mirror, 'permanent');
+      this.problems.set(last.mirror, `${last.url}: wrong bytes (checksum mismatch)`);
+      this.ctx.opts.log(`mirror ${last.mirror} served ${message}; trying the next one`);
+    } else {
+      this.single = true; // several mirrors contributed: find out which one is wrong
+    }
+    this.restart();
+  }
+
+  /** Fetches what is missing from one mirror, with parallel ranges; excludes the mirror if it fails. */
+  private async fromMirror(c: UrlCandidate): Promise<void> {
+    const { board } = this.ctx;
+    // A mirror that is down costs this part nothing: not even the wait for a request slot.
+    const down = board.refusal(c.mirror);
+    if (down) return this.fail(c, new FetchError(c.url, 'down', down));
+    const length = this.need.length;
+    // A server known to ignore Range gets one stream for the whole part (restarted from 0 after a cut).
+    const wholeOnly = board.acceptsRanges(c.mirror) === false;
+    const run: MirrorRun = { c, abort: new AbortController(), stop: false, wholeOnly };
+    const pending: Range[] = wholeOnly ? [{ start: 0, end: length, pos: 0 }] : this.ranges.unfinished();
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (!run.stop && next < pending.length) await this.rangeFromMirror(run, pending[next++]!);
+    };
+    const streams = Math.min(this.ctx.opts.streamsPerPart, pending.length);
+    await Promise.all(Array.from({ length: streams }, worker));
+  }
+
+  /** Gives up on a mirror for this part (for good, or until the next round) and stops its other streams. */
+  private fail(c: UrlCandidate, e: FetchError, run?: MirrorRun): void {
+    this.problems.set(c.mirror, `${c.url}: ${e.message}`);
+    // A mirror that is down is not tried again for this part: it stays down longer than a round's backoff.
+    if (e.permanent || e.kind === 'down') {
+      this.excluded.set(c.mirror, 'permanent');
+      run?.abort.abort();
+    } else if (!this.excluded.has(c.mirror)) this.excluded.set(c.mirror, 'soft');
+    // The mirror's other streams would trickle as slowly, each for a whole timeout: end them now.
+    if (e.kind === 'slow') run?.abort.abort();
+    if (run) run.stop = true;
+  }
+
+  /** One range from one mirror: requests until it is complete, resuming after cuts; stops the run on failure. */
+  private async rangeFromMirror(run: MirrorRun, r: Range): Promise<void> {
+    const { http, board } = this.ctx;
+    const { c, wholeOnly } = run;
+    const length = this.need.length;
+    let requests = 0;
+    while (!run.stop && r.pos < r.end) {
+      const start = wholeOnly ? 0 : r.pos;
+      let reached = start;
+      let whole = wholeOnly;
+      let started = false;
+      const t0 = performance.now();
+      try {
+        const res = await this.ctx.request(async () => {
+          if (run.stop) throw new FetchError(c.url, 'aborted', 'aborted');
+          const down = board.admit(c.mirror); // (it may have gone down while we waited for the slot)
+          if (down) throw new FetchError(c.url, 'down', down);
+          started = true;
+          requests++;
+          board.requestStarted(c.mirror);
+          return http.fetchRange(
+            c.url,
+            { start, end: wholeOnly ? length : r.end, total: length },
+            this.writer.fh,
+            (p) => {
+              board.received(c.mirror, p - reached);
+              reached = p;
+              this.contributors.add(c.mirror);
+              if (whole) this.ranges.advanceAll(p);
+              r.pos = Math.max(r.pos, Math.min(r.end, p));
+            },
+            { signal: run.abort.signal, onHeaders: (h) => (whole ||= h.whole) },
+          );
+        });
+        board.requestDone(c.mirror, res.end - start, performance.now() - t0, res.ttfbMs);
+        if (start > 0) board.setAcceptsRanges(c.mirror, true);
+        else if (res.whole && r.end < length) board.setAcceptsRanges(c.mirror, false);
+      } catch (err) {
+        const e = toFetchError(c.url, err);
+        if (!this.requestFailed(run, e, started)) return;
+        // A cut after some progress resumes from where it stopped, a few times.
+        // (Not after a trickle: the same mirror would be as slow again.)
+        if (!e.permanent && e.kind !== 'slow' && reached > start && requests < MAX_REQUESTS_PER_RANGE) continue;
+        this.fail(c, e, run);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Books a failed request of `run` (on the board when it was sent); false when the range's stream ends
+   * here without blaming the mirror: our disk failed, we aborted, or the mirror turned out to ignore Range.
+   */
+  private requestFailed(run: MirrorRun, e: FetchError, started: boolean): boolean {
+    const { board } = this.ctx;
+    const { c } = run;
+    if (e.kind === 'local') {
+      // Our disk, not the mirror: stop this part here (every mirror would fail the same way).
+      if (started) board.requestFailed(c.mirror, 'aborted', e.message); // not held against the mirror
+      this.localFailure ??= e;
+      run.stop = true;
+      run.abort.abort();
+      return false;
+    }
+    if (started) board.requestFailed(c.mirror, e.kind === 'no-range' ? 'aborted' : e.kind, e.message);
+    if (e.kind === 'aborted') return false;
+    if (e.kind === 'no-range') {
+      // The stream from byte 0 (another worker, or the next attempt) gets the whole file.
+      board.setAcceptsRanges(c.mirror, false);
+      return false;
+    }
+    return true;
+  }
+}

@@ -1,0 +1,83 @@
+import { hexOfKey } from '../format/checksum.js';
+import type { JigdoFile } from '../format/jigdo.js';
+import { partCandidates, type LabelMap } from '../format/resolve.js';
+import type { ImageLayout } from '../image/layout.js';
+import type { VerifiedCopy } from '../sources/verified-copy.js';
+import type { PartProvider } from '../sources/part-store.js';
+import type { FetchContext } from './fetch-context.js';
+import { mirrorOf } from './mirror-board.js';
+import { PartFetch } from './part-fetch.js';
+
+/** One http(s) URL a part can be fetched from, and what the mirror board orders it by. */
+export interface UrlCandidate {
+  url: string;
+  mirror: string;
+  weight: number;
+  /** From --mirror or the configuration file. */
+  user: boolean;
+}
+
+/**
+ * The mirrors as a PartProvider: a part's candidate URLs (spec §5.5, `--mirror` ones first), and one
+ * verified download per part into the cache. Two readers of one part, in this process or another, share
+ * one download: the cache's `begin` lets one writer through and has the others wait for its copy.
+ * Holds no state of its own beyond what it was given (the counters are the board's).
+ */
+export class RemoteParts implements PartProvider {
+  readonly name = 'mirrors';
+
+  constructor(
+    private readonly ctx: FetchContext,
+    private readonly jigdo: JigdoFile,
+    private readonly layout: ImageLayout,
+    private readonly labels: LabelMap,
+    private readonly userMirrors: Set<string> = new Set(),
+  ) {}
+
+  /** The part's http(s) candidates in spec order, and what could not be used. */
+  candidates(key: string): { urls: UrlCandidate[]; unresolved: string[] } {
+    const urls: UrlCandidate[] = [];
+    const unresolved: string[] = [];
+    for (const c of partCandidates(this.jigdo, this.labels, key)) {
+      if (c.kind === 'url' && /^https?:\/\//i.test(c.url)) {
+        const mirror = mirrorOf(c.url, c.rest);
+        urls.push({ url: c.url, mirror, weight: c.weight, user: this.userMirrors.has(mirror) });
+      } else if (c.kind === 'unresolved') unresolved.push(c.text);
+    }
+    return { urls, unresolved };
+  }
+
+  async find(key: string): Promise<VerifiedCopy | undefined> {
+    const need = this.layout.parts.get(key);
+    if (!need) return undefined;
+    const { urls, unresolved } = this.candidates(key);
+    if (urls.length === 0) {
+      if (unresolved.length > 0) throw new Error(`no URL to fetch it from (${unresolved.slice(0, 3).join(', ')}: label not defined)`);
+      return undefined;
+    }
+    const { board, cache } = this.ctx;
+    const kind = this.layout.checksumKind;
+    board.parts.inFlight++;
+    try {
+      let waited = false;
+      const started = await cache.begin('parts', kind, hexOfKey(key), () => (waited = true));
+      if ('copy' in started) {
+        if (waited) board.parts.fromOtherProcess++;
+        return started.copy;
+      }
+      try {
+        const copy = await new PartFetch(this.ctx, need, kind, urls, started.writer).run();
+        board.parts.fetched++;
+        board.parts.bytes += need.length;
+        return copy;
+      } catch (err) {
+        board.parts.failed++;
+        throw err;
+      } finally {
+        await started.writer.abort();
+      }
+    } finally {
+      board.parts.inFlight--;
+    }
+  }
+}

@@ -1,0 +1,61 @@
+import type { FileHandle } from 'node:fs/promises';
+import { JigdoError } from '../format/errors.js';
+import { backoff, sleep } from './backoff.js';
+import type { BodyRules } from './body-rules.js';
+import type { FetchContext } from './fetch-context.js';
+import { toFetchError } from './fetch-error.js';
+import { mirrorOf } from './mirror-board.js';
+
+/**
+ * Downloads a whole file of unknown size from one URL into `fh`, resuming after cuts, with bounded retries
+ * (`opts.retries` attempts that got no further than the best one so far); what breaks `rules` fails at
+ * once (the caller removes what was written). Every failure is a JigdoError naming the URL, or the cache
+ * directory when storing failed.
+ */
+export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHandle, rules: BodyRules): Promise<void> {
+  const { http, board } = ctx;
+  const mirror = mirrorOf(url);
+  let pos = 0;
+  let total: number | undefined;
+  let failures = 0;
+  /** The furthest any attempt got: an attempt that does not pass it counts as a failure. */
+  let best = 0;
+  /** The server ignores Range: every attempt starts from byte 0. */
+  let fromZero = false;
+  for (;;) {
+    if (fromZero) pos = 0;
+    const before = pos;
+    let t0 = 0;
+    try {
+      const r = await ctx.request(() => {
+        t0 = performance.now();
+        board.requestStarted(mirror);
+        return http.fetchRange(url, { start: pos, total }, fh, (p) => {
+          board.received(mirror, p - pos);
+          pos = p;
+        }, { onHeaders: (h) => (total ??= h.total), rules });
+      });
+      board.requestDone(mirror, r.end - before, performance.now() - t0, r.ttfbMs);
+      await fh.truncate(r.end);
+      return;
+    } catch (err) {
+      const e = toFetchError(url, err);
+      if (e.kind === 'local') {
+        board.requestFailed(mirror, 'aborted', e.message); // ends the request; not held against the mirror
+        throw new JigdoError(ctx.cache.dir, e.message);
+      }
+      board.requestFailed(mirror, e.kind, e.message);
+      if (e.kind === 'refused') throw new JigdoError(url, e.message);
+      if (e.kind === 'no-range') fromZero = true;
+      else if (e.permanent) throw new JigdoError(url, `cannot fetch: ${e.message}`);
+      // Progress is measured against the best attempt so far: a server that ignores Range and cuts
+      // every download at the same point must not make us restart from byte 0 forever.
+      // A trickle moves forward too, but a slow server stays slow: it counts as a failure.
+      const progressed = pos > best && e.kind !== 'slow';
+      if (progressed) best = pos;
+      else failures++;
+      if (failures > ctx.opts.retries) throw new JigdoError(url, `cannot fetch: ${e.message}`);
+      if (!progressed) await sleep(backoff(failures));
+    }
+  }
+}

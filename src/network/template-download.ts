@@ -1,0 +1,101 @@
+import { createHash } from 'node:crypto';
+import { rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { PartCache } from '../cache/part-cache.js';
+import type { SumCheck } from '../sources/verified-copy.js';
+import { JigdoError } from '../format/errors.js';
+import type { JigdoImage } from '../format/jigdo.js';
+import { describeLocation, type Location } from '../format/location.js';
+import { makeDirs } from '../util/make-dirs.js';
+import type { BodyRules } from './body-rules.js';
+import type { FetchContext } from './fetch-context.js';
+import { downloadWhole } from './resumable-download.js';
+
+/** How every template starts (the check of parseHeader in format/template.ts): anything else is refused at once. */
+const TEMPLATE_MAGIC = Buffer.from('JigsawDownload template ');
+
+/**
+ * Remote templates: from the cache (named by the .jigdo's Template-*Sum), else downloaded, verified and
+ * cached; a template the .jigdo gives no checksum for is downloaded anew each time.
+ *
+ * Owns the counters of `jigdofs status` (fetched, from the cache). The cache's `begin` serializes
+ * downloads of one verified template across processes; unverified ones go to a private temporary file
+ * and are renamed into place (the last one wins).
+ */
+export class TemplateDownloads {
+  private readonly counts = { fetched: 0, fromCache: 0 };
+
+  /** `ctx` is undefined when offline: only the cache is looked at. */
+  constructor(
+    private readonly cache: PartCache,
+    private readonly ctx: FetchContext | undefined,
+  ) {}
+
+  stats(): { fetched: number; fromCache: number } {
+    return { ...this.counts };
+  }
+
+  /** The local path of the template at `loc`, verified against Template-SHA256Sum / Template-MD5Sum when given. */
+  async fetch(loc: Location, image: JigdoImage): Promise<string> {
+    const where = describeLocation(loc);
+    if (loc.kind === 'file') return loc.path;
+    const sums: SumCheck[] = [];
+    if (image.templateSha256) sums.push(['sha256', image.templateSha256]);
+    if (image.templateMd5) sums.push(['md5', image.templateMd5]);
+    if (sums.length === 0) return this.fetchUnverified(loc.url);
+    const [kind, sum] = sums[0]!;
+    const hex = sum.toString('hex');
+    if (!this.ctx) {
+      const cached = await this.cache.lookup('templates', kind, hex);
+      if (cached) return cached.path;
+      throw new JigdoError(where, 'template is not in the cache and --offline is set (use --template FILE)');
+    }
+    const started = await this.cache.begin('templates', kind, hex);
+    if ('copy' in started) {
+      this.counts.fromCache++;
+      return started.copy.path;
+    }
+    const writer = started.writer;
+    try {
+      await downloadWhole(this.ctx, loc.url, writer.fh, await this.rules());
+      const copy = await writer.commit(sums);
+      if (!copy) throw new JigdoError(where, `downloaded template does not match the .jigdo's Template-${kind === 'md5' ? 'MD5' : 'SHA256'}Sum: wrong or corrupt template`);
+      this.counts.fetched++;
+      return copy.path;
+    } finally {
+      await writer.abort();
+    }
+  }
+
+  /** A template the .jigdo gives no checksum for: downloaded anew each time (nothing to check it against). */
+  private async fetchUnverified(url: string): Promise<string> {
+    if (!this.ctx) throw new JigdoError(url, 'template is remote and --offline is set (use --template FILE)');
+    const dir = path.join(this.cache.dir, 'templates', 'unverified');
+    await makeDirs(dir);
+    const final = path.join(dir, `${createHash('sha256').update(url).digest('hex').slice(0, 32)}.template`);
+    const rules = await this.rules();
+    const { file: tmp, fh } = await this.cache.tempFile();
+    try {
+      await downloadWhole(this.ctx, url, fh, rules);
+      await fh.close();
+      await rename(tmp, final);
+      this.counts.fetched++;
+      return final;
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * A template's size is not known before it is downloaded, but it goes into the cache: it may not be larger
+   * than the cache may hold, and it must start as a template does (a server sending something else, however
+   * long, is refused after its first bytes).
+   */
+  private async rules(): Promise<BodyRules> {
+    const limit = (await this.cache.refreshStats()).limit;
+    const shown = limit >= 1 << 20 ? `${(limit / (1 << 20)).toFixed(1)} MiB` : `${limit} bytes`;
+    return { maxBytes: limit, maxWhy: `the cache's limit of ${shown} (--cache-size, capped by free disk space)`, magic: TEMPLATE_MAGIC, magicWhat: 'a jigdo template' };
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * The disk cache under fetches: it only ever holds verified files (also after kill -9 or Ctrl-C mid-fetch),
+ * --cache-size holds, and two processes sharing parts fetch each part once.
+ * (Split from network.test.ts by concern; the shared setup is test/helpers/network-suite.ts.)
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { BIN, runCli } from '../helpers/cli.js';
+import { assertCacheVerified, bytesByPath, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, partsUri, waitFor } from '../helpers/network.js';
+import { fx, v, plainConfig, P, mirror, dir, setupNetworkSuite } from '../helpers/network-suite.js';
+
+setupNetworkSuite();
+
+/**
+ * A `make-image` child whose fetch of P.e stalls after 1 MB: returns once that fetch is stalled, the
+ * temporary image exists and the five other parts are cached.
+ */
+async function stalledMakeImage(name: string) {
+  const m = await mirror();
+  m.fault(P.e, { kind: 'stall', afterBytes: 1_000_000 });
+  const d = await dir(name);
+  const cache = path.join(d, 'cache');
+  const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+  const out = path.join(d, 'out.iso');
+  const child = spawn(process.execPath, [BIN, 'make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--timeout', '60'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  // 'close', not 'exit': stderr is complete only then.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal })));
+  try {
+    await waitFor(() => gets(m, P.e).some((r) => r.bytes >= 1_000_000), 20_000, 'the stalled fetch');
+    await waitFor(async () => (await cacheLeftovers(cache)).tmp.length > 0, 5_000, 'a temporary part file');
+    await waitFor(async () => (await readdir(d)).some((f) => f.startsWith('out.iso.jigdofs-')), 5_000, 'the temporary image');
+    await waitFor(async () => (await cacheFiles(cache)).length === 5, 10_000, 'the other parts cached');
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  return { m, d, cache, jigdo, out, child, exited, stderr: () => stderr };
+}
+
+describe('the disk cache', () => {
+  test('kill -9 during a fetch leaves no bad part; the rerun completes', async () => {
+    const { m, cache, jigdo, out, child, exited } = await stalledMakeImage('kill');
+    try {
+      // A part's lock goes a moment after its rename: wait until only the stalled fetch holds one.
+      await waitFor(async () => (await cacheLeftovers(cache)).locks.length === 1, 10_000, 'the other fetches finished');
+    } finally {
+      child.kill('SIGKILL');
+    }
+    await exited;
+    const left = await cacheLeftovers(cache);
+    assert.equal(left.tmp.length, 1, 'the killed fetch left its partial file behind');
+    assert.equal(left.locks.length, 1, 'and its lock');
+    const files = await assertCacheVerified(cache);
+    assert.equal(files.length, 5, 'the partial part is not under its checksum name');
+
+    m.fault(P.e, null);
+    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await fileMd5(out), v.imageMd5);
+    assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'leftovers of the dead process removed');
+    assert.equal((await assertCacheVerified(cache)).length, 6);
+  });
+
+  test('Ctrl-C during make-image removes the half-written image; the rerun takes the fetched parts from the cache', async () => {
+    const { m, d, jigdo, out, cache, child, exited, stderr } = await stalledMakeImage('sigint');
+    try {
+      child.kill('SIGINT');
+      // It dies of the signal after cleaning up, as a shell loop around it expects of Ctrl-C.
+      assert.deepEqual(await exited, { code: null, signal: 'SIGINT' }, stderr());
+    } finally {
+      child.kill('SIGKILL');
+    }
+    assert.match(stderr(), /out\.iso: interrupted \(SIGINT\): not written/);
+    assert.deepEqual((await readdir(d)).filter((f) => f.startsWith('out.iso')), [], 'neither the image nor its temporary file');
+
+    m.fault(P.e, null);
+    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await fileMd5(out), v.imageMd5);
+    for (const p of Object.values(P)) if (p !== P.e) assert.equal(gets(m, p).length, 1, `${p} fetched once in both runs`);
+  });
+
+  test('--cache-size holds (least recently used parts evicted); the image is still exact', async () => {
+    const m = await mirror();
+    const d = await dir('limit');
+    const cache = path.join(d, 'cache');
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    const limit = 4 << 20; // the parts need 4.94 MB
+    for (let run = 0; run < 2; run++) {
+      const r = await runCli(['make-image', jigdo, '-o', path.join(d, 'out.iso'), '--cache-dir', cache, '--config', plainConfig, '--cache-size', '4M'], { timeoutMs: 30_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+      const files = await assertCacheVerified(cache);
+      const total = files.reduce((n, f) => n + f.size, 0);
+      assert.ok(total <= limit, `cache holds ${total} bytes, limit ${limit}`);
+      assert.ok(files.length < 6, 'something was evicted');
+    }
+  });
+
+  test('two processes building images that share parts fetch each part once', async () => {
+    const m = await mirror(40);
+    const d = await dir('two');
+    const cache = path.join(d, 'cache');
+    const j1 = await jigdoWithServers(fx.variants['jf-md5-gzip'], [partsUri(m)], path.join(d, 'one'));
+    const j2 = await jigdoWithServers(fx.variants['jf-md5-bzip2'], [partsUri(m)], path.join(d, 'two'));
+    const [r1, r2] = await Promise.all([
+      runCli(['make-image', j1, '-o', path.join(d, 'one.iso'), '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 }),
+      runCli(['make-image', j2, '-o', path.join(d, 'two.iso'), '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 }),
+    ]);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.equal(await fileMd5(path.join(d, 'one.iso')), v.imageMd5);
+    assert.equal(await fileMd5(path.join(d, 'two.iso')), v.imageMd5);
+    for (const p of Object.values(P)) {
+      const file = fx.files.find((f) => `/parts/${f.path.replace(/^parts\//, '')}` === p)!;
+      assert.equal(gets(m, p).length, 1, `${p} requested once`);
+      assert.equal(bytesByPath(m).get(p), file.size, `${p} sent once`);
+    }
+  });
+});

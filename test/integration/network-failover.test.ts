@@ -1,0 +1,117 @@
+/**
+ * Parts from the network when mirrors fail in every way (404, 500, cuts, stalls, trickles, wrong and short
+ * bodies), against real HTTP mirrors on 127.0.0.1 with scripted faults: the image is exact whenever one mirror
+ * has each part; a cut range resumes with Range; bad mirrors are demoted.
+ * (Split from network.test.ts by concern; the shared setup is test/helpers/network-suite.ts.)
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { makeImage } from '../../src/build/make-image.js';
+import { ImageReader } from '../../src/image/reader.js';
+import { assertCacheVerified, fileMd5, gets, jigdoWithServers, partsUri } from '../helpers/network.js';
+import { v, image, plainConfig, P, mirror, dir, open, readAll, setupNetworkSuite } from '../helpers/network-suite.js';
+
+setupNetworkSuite();
+
+describe('one good mirror among bad ones', () => {
+  test('whole mirrors failing in every way: make-image and the reader are exact, bad mirrors demoted', async () => {
+    const bad = {
+      notFound: await mirror(),
+      error500: await mirror(),
+      reset: await mirror(),
+      stall: await mirror(),
+      trickle: await mirror(),
+      corrupt: await mirror(),
+      short: await mirror(),
+    };
+    bad.notFound.fault('*', { kind: 'status', code: 404 });
+    bad.error500.fault('*', { kind: 'status', code: 500 });
+    bad.reset.fault('*', { kind: 'reset', afterBytes: 1000 });
+    bad.stall.fault('*', { kind: 'stall', afterBytes: 0 });
+    // Never silent for a whole timeout (1 s here), so only the minimum speed catches it.
+    bad.trickle.fault('*', { kind: 'trickle', afterBytes: 100, everyMs: 300 });
+    bad.corrupt.fault('*', { kind: 'corrupt' });
+    bad.short.fault('*', { kind: 'short', bytes: 700 });
+    const good = await mirror();
+    const d = await dir('per-mirror');
+    const jigdo = await jigdoWithServers(v, [...Object.values(bad), good].map(partsUri), d);
+
+    const o = await open(jigdo, path.join(d, 'cache'));
+    try {
+      const r = await makeImage(o.s, path.join(d, 'out.iso'));
+      assert.deepEqual(r.missing, []);
+      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+      const stats = o.net.stats();
+      const byMirror = new Map(stats.mirrors.map((m) => [m.mirror, m]));
+      for (const [name, m] of Object.entries(bad)) {
+        const st = byMirror.get(partsUri(m));
+        assert.ok(st && st.failures > 0, `${name} mirror failed and was counted`);
+      }
+      // (every assert.ok gets a message: without one, node parses the source to make one, for minutes)
+      assert.ok(byMirror.get(partsUri(bad.notFound))!.failuresByKind['not-found']! > 0, '404 counted as not-found');
+      assert.ok(byMirror.get(partsUri(bad.stall))!.failuresByKind.timeout! > 0, 'stall counted as timeout');
+      assert.ok(byMirror.get(partsUri(bad.trickle))!.failuresByKind.slow! > 0, 'trickle counted as slow');
+      assert.ok(byMirror.get(partsUri(bad.corrupt))!.failuresByKind.mismatch! > 0, 'wrong bytes counted as mismatch');
+      assert.ok(stats.mirrors.some((m) => m.demotions > 0), 'a failing mirror was demoted');
+      assert.equal(stats.parts.fetched, 6);
+      assert.equal(stats.parts.failed, 0);
+      const distinct = [...o.s.layout.parts.values()].reduce((n, p) => n + p.length, 0);
+      // Small parts can come whole from the resetting mirror (resumed with Range after each cut).
+      // ... and so can the first bytes of a range from the trickling one.
+      const early = byMirror.get(partsUri(bad.trickle))!.bytes;
+      assert.ok(byMirror.get(partsUri(good))!.bytes >= distinct - 4024 - early, 'the good mirror sent the rest');
+      assert.ok(byMirror.get(partsUri(good))!.bytes <= distinct, 'each part at most once');
+      assert.equal(stats.parts.bytes, distinct);
+      assert.doesNotThrow(() => JSON.stringify(stats), 'stats are JSON-serializable');
+    } finally {
+      await o.close();
+    }
+    const files = await assertCacheVerified(path.join(d, 'cache'));
+    assert.equal(files.length, 6);
+
+    // The reader over a fresh cache: a sequential stream (little read-ahead, so that what runs ahead of
+    // the reads is the part prefetch).
+    const o2 = await open(jigdo, path.join(d, 'cache2'));
+    try {
+      const reader = new ImageReader(o2.s.layout, o2.s.raw, o2.s.parts, { readaheadBlocks: 1, prefetchBytes: 8 << 20 });
+      assert.ok((await readAll(reader)).equals(image), 'read through the reader: exact image');
+      assert.ok(o2.s.parts.stats.prefetched >= 3, `parts were prefetched ahead of the stream: ${o2.s.parts.stats.prefetched}`);
+    } finally {
+      await o2.close();
+    }
+    await assertCacheVerified(path.join(d, 'cache2'));
+  });
+
+  test('faults on single parts: resumes with Range after a cut, moves on for the rest', async () => {
+    const a = await mirror();
+    const b = await mirror();
+    a.fault(P.a, { kind: 'status', code: 404 });
+    a.fault(P.b, { kind: 'status', code: 503 });
+    a.fault(P.d, { kind: 'reset', afterBytes: 400_000, times: 1 });
+    a.fault(P.e, { kind: 'corrupt', at: 2_500_000 });
+    a.fault(P.c, { kind: 'short', bytes: 50_000, times: 1 });
+    a.fault(P.x, { kind: 'stall', afterBytes: 0, times: 1 });
+    const d = await dir('per-part');
+    // The second mirror is a fallback (--try-last), so the first one is never second-guessed by a probe.
+    const jigdo = await jigdoWithServers(v, [partsUri(a), `${partsUri(b)} --try-last`], d);
+    const o = await open(jigdo, path.join(d, 'cache'), { config: plainConfig, retries: '0' });
+    try {
+      const r = await makeImage(o.s, path.join(d, 'out.iso'));
+      assert.deepEqual(r.missing, []);
+      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+    } finally {
+      await o.close();
+    }
+    // Cut mid-body: resumed on the same mirror from where it stopped, never fetched from the other.
+    const dReqs = gets(a, P.d);
+    assert.equal(dReqs.length, 2, 'one cut request and one resume');
+    assert.match(dReqs[1]!.range ?? '', /^bytes=[1-9]\d*-1499999$/);
+    assert.equal(gets(b, P.d).length, 0);
+    assert.equal(gets(b, P.c).length, 0, 'short body resumed on the same mirror');
+    // 404, 503, wrong bytes and a stall without progress: the next mirror.
+    for (const p of [P.a, P.b, P.e, P.x]) assert.equal(gets(b, p).length, 1, `${p} from the second mirror`);
+    const files = await assertCacheVerified(path.join(d, 'cache'));
+    assert.equal(files.length, 6);
+  });
+});

@@ -1,0 +1,205 @@
+/**
+ * A remote .jigdo (gzipped, by URL) with its template fetched, verified and cached; [Include URL]; --offline;
+ * --mirror and config-file mirrors; redirects; HTTP_PROXY / NO_PROXY.
+ * (Split from network.test.ts by concern; the shared setup is test/helpers/network-suite.ts.)
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { makeImage } from '../../src/build/make-image.js';
+import { runCli } from '../helpers/cli.js';
+import { startMirror } from '../helpers/mirror-server.js';
+import { assertCacheVerified, cacheLeftovers, fileMd5, gets, jigdoWithServers, missingPartLines, partsUri } from '../helpers/network.js';
+import { fx, v, plainConfig, mirrors, mirror, dir, open, setupNetworkSuite } from '../helpers/network-suite.js';
+
+setupNetworkSuite();
+
+describe('remote .jigdo and configuration', () => {
+  test('a gzipped .jigdo by URL: info and make-image; its template fetched, verified, cached', async () => {
+    const parts = await mirror();
+    const d = await dir('remote');
+    const site = path.join(d, 'site');
+    const local = await jigdoWithServers(v, [partsUri(parts)], site);
+    await writeFile(path.join(site, 'img.jigdo'), gzipSync(await readFile(local)));
+    await writeFile(path.join(site, 'wrong.jigdo'), gzipSync((await readFile(local, 'utf8')).replace(/^Template=.*$/m, 'Template=other.template')));
+    await writeFile(path.join(site, 'other.template'), await readFile(fx.variants['jf-sha256-gzip'].template));
+    const web = await startMirror({ root: site });
+    mirrors.push(web);
+    const cache = path.join(d, 'cache');
+    const cwd = await dir('remote-cwd');
+
+    const info = await runCli(['info', `${web.url}img.jigdo`, '--cache-dir', cache, '--config', plainConfig, '--json'], { timeoutMs: 30_000, cwd });
+    assert.equal(info.code, 0, info.stderr);
+    const j = JSON.parse(info.stdout) as { size: number; jigdo: { file: string }; template: { file: string } };
+    assert.equal(j.size, v.imageSize);
+    assert.equal(j.jigdo.file, `${web.url}img.jigdo`);
+    assert.ok(j.template.file.startsWith(path.join(cache, 'templates')), j.template.file);
+
+    const mk = await runCli(['make-image', `${web.url}img.jigdo`, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000, cwd });
+    assert.equal(mk.code, 0, mk.stderr);
+    assert.equal(await fileMd5(path.join(cwd, 'image.iso')), v.imageMd5);
+    assert.equal(gets(web, '/jf-md5-gzip.template').length, 1, 'the template was fetched once and then taken from the cache');
+    assert.equal((await assertCacheVerified(cache)).length, 7);
+
+    // The cache is content-addressed: a .jigdo naming the same template checksum at another URL needs no
+    // download at all.
+    const same = await runCli(['info', `${web.url}wrong.jigdo`, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000, cwd });
+    assert.equal(same.code, 0, same.stderr);
+    assert.equal(gets(web, '/other.template').length, 0);
+    // With an empty cache the other template is fetched, and does not match: one clear line, nothing
+    // cached under a checksum name.
+    const cache2 = path.join(d, 'cache2');
+    const bad = await runCli(['info', `${web.url}wrong.jigdo`, '--cache-dir', cache2, '--config', plainConfig], { timeoutMs: 30_000, cwd });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^jigdofs: http:\/\/127\.0\.0\.1:\d+\/other\.template: downloaded template does not match/);
+    assert.equal(bad.stderr.trim().split('\n').length, 1);
+    assert.equal((await assertCacheVerified(cache2)).length, 0);
+    assert.deepEqual(await cacheLeftovers(cache2), { tmp: [], locks: [] });
+  });
+
+  test('[Include URL] adds servers; --offline never touches the network', async () => {
+    const m = await mirror();
+    const d = await dir('include');
+    const site = path.join(d, 'site');
+    await mkdir(site);
+    await writeFile(path.join(site, 'servers.jigdo'), `[Servers]\nParts=${partsUri(m)}\n`);
+    const web = await startMirror({ root: site });
+    mirrors.push(web);
+    const base = await jigdoWithServers(v, [], d);
+    const text = (await readFile(base, 'utf8')).replace(/^\[Servers\]$/m, `[Include ${web.url}servers.jigdo]\n[Servers]`);
+    await writeFile(base, text);
+    assert.ok(!/^Parts=/m.test(text), 'no Parts= server in the .jigdo itself');
+    const cache = path.join(d, 'cache');
+
+    const off = await runCli(['make-image', base, '-o', path.join(d, 'off.iso'), '--cache-dir', cache, '--config', plainConfig, '--offline'], { timeoutMs: 30_000 });
+    assert.equal(off.code, 1);
+    assert.equal(m.requests.length + web.requests.length, 0, '--offline made no request');
+    const offLines = missingPartLines(off.stderr);
+    assert.equal(offLines.length, 6, off.stderr);
+    for (const l of offLines) assert.match(l, /not in the cache, and --offline keeps the mirrors out$/, 'the reason names --offline');
+
+    const on = await runCli(['make-image', base, '-o', path.join(d, 'on.iso'), '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
+    assert.equal(on.code, 0, on.stderr);
+    assert.equal(await fileMd5(path.join(d, 'on.iso')), v.imageMd5);
+    assert.equal(gets(web, '/servers.jigdo').length, 1);
+
+    // Offline again, with the parts now cached: complete, still without a request for a part.
+    const before = m.requests.length;
+    const again = await runCli(['make-image', base, '-o', path.join(d, 'again.iso'), '--cache-dir', cache, '--config', plainConfig, '--offline'], { timeoutMs: 30_000 });
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(await fileMd5(path.join(d, 'again.iso')), v.imageMd5);
+    assert.equal(m.requests.length, before);
+  });
+
+  test('--mirror and config-file mirrors are tried first; bad config values give one line', async () => {
+    const listed = await mirror();
+    listed.fault('*', { kind: 'status', code: 404 });
+    const good = await mirror();
+    const d = await dir('mirror-opt');
+    const jigdo = await jigdoWithServers(v, [partsUri(listed)], d);
+
+    const r = await runCli(['make-image', jigdo, '-o', path.join(d, 'a.iso'), '--cache-dir', path.join(d, 'c1'), '--config', plainConfig, '--mirror', `Parts=${partsUri(good)}`], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await fileMd5(path.join(d, 'a.iso')), v.imageMd5);
+    assert.equal(listed.requests.length, 0, "the .jigdo's own server was not needed");
+
+    const xdg = path.join(d, 'xdg');
+    await mkdir(path.join(xdg, 'jigdofs'), { recursive: true });
+    await writeFile(path.join(xdg, 'jigdofs', 'config.ini'), `[mirrors]\nParts = ${partsUri(good)}\n[cache]\nsize = 1G\n`);
+    const env = { ...process.env, XDG_CONFIG_HOME: xdg };
+    const c = await runCli(['make-image', jigdo, '-o', path.join(d, 'b.iso'), '--cache-dir', path.join(d, 'c2')], { timeoutMs: 30_000, env });
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(await fileMd5(path.join(d, 'b.iso')), v.imageMd5);
+    assert.equal(listed.requests.length, 0);
+
+    await writeFile(path.join(xdg, 'jigdofs', 'config.ini'), '[network]\ntimeout = soon\n');
+    const bad = await runCli(['info', jigdo, '--cache-dir', path.join(d, 'c2')], { timeoutMs: 30_000, env });
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stderr.trim(), `jigdofs: ${path.join(xdg, 'jigdofs', 'config.ini')}: [network] timeout = "soon": expected seconds, more than 0 and at most 3600`);
+    const usage = await runCli(['info', jigdo, '--config', plainConfig, '--mirror', 'Parts=ftp://x/'], { timeoutMs: 30_000 });
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /--mirror Parts=ftp:\/\/x\/: "ftp:\/\/x\/" is not an http/);
+  });
+
+  test('redirects are followed (mirror networks redirect to a nearby host)', async () => {
+    const m = await mirror();
+    const d = await dir('redirect');
+    let redirected = 0;
+    const redirector: Server = createHttpServer((req, res) => {
+      redirected++;
+      res.writeHead(302, { location: `${m.url.replace(/\/$/, '')}${req.url ?? '/'}` }).end();
+    });
+    await new Promise<void>((r) => redirector.listen(0, '127.0.0.1', r));
+    try {
+      const base = `http://127.0.0.1:${(redirector.address() as AddressInfo).port}/parts/`;
+      const o = await open(await jigdoWithServers(v, [base], d), path.join(d, 'cache'));
+      try {
+        const r = await makeImage(o.s, path.join(d, 'out.iso'));
+        assert.deepEqual(r.missing, []);
+      } finally {
+        await o.close();
+      }
+      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+      assert.ok(redirected >= 6, `every part went through the redirect (${redirected})`);
+      assert.equal(new Set(m.requests.map((r) => r.path)).size, 6);
+    } finally {
+      redirector.closeAllConnections();
+      await new Promise((r) => redirector.close(r));
+    }
+  });
+
+  test('HTTP_PROXY is used, NO_PROXY bypasses it', async () => {
+    const m = await mirror();
+    const d = await dir('proxy');
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    let tunnels = 0;
+    let forwarded = 0;
+    const proxy: Server = createHttpServer((req, res) => {
+      // Plain proxying of absolute-form requests (loopback targets only).
+      const target = new URL(req.url ?? '');
+      if (target.hostname !== '127.0.0.1') return void res.writeHead(403).end();
+      forwarded++;
+      const up = httpRequest({ host: '127.0.0.1', port: target.port, path: target.pathname, method: req.method, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    proxy.on('connect', (req, socket, head) => {
+      const [host, port] = (req.url ?? '').split(':');
+      if (host !== '127.0.0.1') return void socket.end('HTTP/1.1 403 Forbidden\r\n\r\n');
+      tunnels++;
+      const up = connect(Number(port), host, () => {
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        up.write(head);
+        up.pipe(socket);
+        socket.pipe(up);
+      });
+      up.on('error', () => socket.destroy());
+      socket.on('error', () => up.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    try {
+      const env = { ...process.env, HTTP_PROXY: proxyUrl, NO_PROXY: '' };
+      const r = await runCli(['make-image', jigdo, '-o', path.join(d, 'p.iso'), '--cache-dir', path.join(d, 'c1'), '--config', plainConfig], { timeoutMs: 30_000, env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await fileMd5(path.join(d, 'p.iso')), v.imageMd5);
+      assert.ok(tunnels + forwarded > 0, 'requests went through the proxy');
+
+      const seen = tunnels + forwarded;
+      const env2 = { ...process.env, HTTP_PROXY: proxyUrl, NO_PROXY: '127.0.0.1' };
+      const r2 = await runCli(['make-image', jigdo, '-o', path.join(d, 'q.iso'), '--cache-dir', path.join(d, 'c2'), '--config', plainConfig], { timeoutMs: 30_000, env: env2 });
+      assert.equal(r2.code, 0, r2.stderr);
+      assert.equal(tunnels + forwarded, seen, 'NO_PROXY: straight to the mirror');
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((r) => proxy.close(r));
+    }
+  });
+});

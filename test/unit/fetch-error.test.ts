@@ -1,0 +1,147 @@
+/**
+ * Failure classification: every error undici (or Node's sockets, DNS, URL parser) throws becomes a FetchError
+ * of the kind its callers act on (resume, next mirror, give up on this mirror, ours not the mirror's), and
+ * `permanent` says which kinds and statuses are not worth asking the same URL again.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { errors } from 'undici';
+import { FetchError, toFetchError, type FailureKind } from '../../src/network/fetch-error.js';
+
+const URL_ = 'http://mirror.example/debian/pool/a.deb';
+
+/** A Node system error as sockets and DNS throw it. */
+const sysError = (code: string): Error => Object.assign(new Error(`${code} something`), { code });
+
+describe('toFetchError: undici errors', () => {
+  const cases: Array<[string, Error, FailureKind, RegExp]> = [
+    ['HeadersTimeoutError', new errors.HeadersTimeoutError(), 'timeout', /^no response headers in time$/],
+    ['BodyTimeoutError', new errors.BodyTimeoutError(), 'timeout', /^stalled: no data in time$/],
+    ['ConnectTimeoutError', new errors.ConnectTimeoutError(), 'timeout', /^connect timeout$/],
+    ['ResponseContentLengthMismatchError', new errors.ResponseContentLengthMismatchError(), 'short', /^body shorter than its Content-Length$/],
+    ['SocketError', new errors.SocketError('other side closed'), 'reset', /^connection cut \(other side closed\)$/],
+    ['RequestAbortedError', new errors.RequestAbortedError(), 'aborted', /^aborted$/],
+    // undici's own AbortError (untyped in its .d.ts) has code UND_ERR_ABORT, which no case names: its name makes it 'aborted'.
+    ['AbortError', Object.assign(new Error('stop'), { name: 'AbortError', code: 'UND_ERR_ABORT' }), 'aborted', /^aborted$/],
+  ];
+  for (const [name, err, kind, message] of cases) {
+    test(`${name} → ${kind}`, () => {
+      const e = toFetchError(URL_, err);
+      assert.ok(e instanceof FetchError);
+      assert.equal(e.kind, kind);
+      assert.match(e.message, message);
+      assert.equal(e.url, URL_);
+      assert.equal(e.status, undefined);
+    });
+  }
+});
+
+describe('toFetchError: system errors, by code or by the code of their cause', () => {
+  const cases: Array<[string, FailureKind, string]> = [
+    ['ECONNRESET', 'reset', 'connection cut (ECONNRESET)'],
+    ['EPIPE', 'reset', 'connection cut (EPIPE)'],
+    ['ECONNREFUSED', 'connect', 'cannot connect (ECONNREFUSED)'],
+    ['ENOTFOUND', 'connect', 'cannot connect (ENOTFOUND)'],
+    ['EAI_AGAIN', 'connect', 'cannot connect (EAI_AGAIN)'],
+    ['EHOSTUNREACH', 'connect', 'cannot connect (EHOSTUNREACH)'],
+    ['ENETUNREACH', 'connect', 'cannot connect (ENETUNREACH)'],
+    ['EHOSTDOWN', 'connect', 'cannot connect (EHOSTDOWN)'],
+    ['ABORT_ERR', 'aborted', 'aborted'],
+  ];
+  for (const [code, kind, message] of cases) {
+    test(`${code} → ${kind}`, () => {
+      const direct = toFetchError(URL_, sysError(code));
+      assert.equal(direct.kind, kind);
+      assert.equal(direct.message, message);
+      // fetch() and some undici paths wrap the system error: its cause's code decides.
+      const wrapped = toFetchError(URL_, new TypeError('fetch failed', { cause: sysError(code) }));
+      assert.equal(wrapped.kind, kind);
+      assert.equal(wrapped.message, message);
+    });
+  }
+
+  test('an error of its own code wins over its cause', () => {
+    const err = Object.assign(new Error('x', { cause: sysError('ECONNREFUSED') }), { code: 'ECONNRESET' });
+    assert.equal(toFetchError(URL_, err).kind, 'reset');
+  });
+});
+
+describe('toFetchError: where a redirect led (the only URLs not checked before a request)', () => {
+  test('undici InvalidArgumentError, in our words', () => {
+    const kindAndMessage = (msg: string): [FailureKind, string] => {
+      const e = toFetchError(URL_, new errors.InvalidArgumentError(msg));
+      return [e.kind, e.message];
+    };
+    assert.deepEqual(kindAndMessage('Redirect loop detected.'), ['protocol', 'redirects in a loop: a Location leads back to an address already visited']);
+    assert.deepEqual(kindAndMessage('Invalid URL protocol: the URL must start with `http:` or `https:`.'), ['protocol', 'redirected to an address that is not http(s)']);
+    assert.deepEqual(kindAndMessage('Invalid URL: something'), ['protocol', 'redirected to a malformed address']);
+    assert.deepEqual(kindAndMessage('maxRedirections is not supported'), ['protocol', 'request refused by the HTTP client: maxRedirections is not supported']);
+  });
+
+  test("ERR_INVALID_URL names the Location when it has one", () => {
+    let thrown: unknown;
+    try {
+      new URL('http://[bad');
+    } catch (err) {
+      thrown = err;
+    }
+    const e = toFetchError(URL_, thrown);
+    assert.equal(e.kind, 'protocol');
+    assert.equal(e.message, 'redirected to a malformed address ("http://[bad")');
+    const bare = toFetchError(URL_, Object.assign(new TypeError('Invalid URL'), { code: 'ERR_INVALID_URL' }));
+    assert.equal(bare.message, 'redirected to a malformed address');
+  });
+});
+
+describe('toFetchError: anything else', () => {
+  test('an AbortError by name (AbortSignal) is aborted; an unknown error is a cut, with its message', () => {
+    const signal = AbortSignal.abort();
+    assert.equal(toFetchError(URL_, signal.reason).kind, 'aborted');
+    const e = toFetchError(URL_, new Error('premature close'));
+    assert.equal(e.kind, 'reset');
+    assert.equal(e.message, 'premature close');
+    assert.equal(toFetchError(URL_, 'a string').kind, 'reset');
+  });
+
+  test('a FetchError is passed through as it is', () => {
+    const original = new FetchError('http://other/', 'mismatch', 'wrong bytes');
+    assert.equal(toFetchError(URL_, original), original);
+  });
+});
+
+describe('permanent: not worth asking the same URL again', () => {
+  test('by kind', () => {
+    const permanent: Record<FailureKind, boolean> = {
+      'not-found': true,
+      'wrong-size': true,
+      mismatch: true,
+      protocol: true,
+      refused: true,
+      status: false, // decided by the status (below); none given: may pass
+      connect: false,
+      timeout: false,
+      slow: false,
+      reset: false,
+      short: false,
+      'no-range': false,
+      down: false,
+      aborted: false,
+      local: false,
+    };
+    for (const [kind, expected] of Object.entries(permanent) as Array<[FailureKind, boolean]>) {
+      assert.equal(new FetchError(URL_, kind, 'x').permanent, expected, kind);
+    }
+  });
+
+  test("'status' by status: a 4xx is the file's, except 408 and 429; a 5xx is the server's mood", () => {
+    const expected: Array<[number, boolean]> = [
+      [400, true], [401, true], [403, true], [416, true], [451, true], [499, true],
+      [408, false], [429, false],
+      [500, false], [502, false], [503, false], [504, false],
+      [300, false], [399, false],
+    ];
+    for (const [status, permanent] of expected) {
+      assert.equal(new FetchError(URL_, 'status', `HTTP ${status}`, status).permanent, permanent, `HTTP ${status}`);
+    }
+  });
+});

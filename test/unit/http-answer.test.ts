@@ -1,0 +1,84 @@
+/**
+ * What an HTTP answer means, from its status and headers: which statuses fail and how (a redirect that
+ * reaches us was one too many), and what a 2xx to a Range request holds (the range, or the whole file
+ * from a server that ignores Range), with the file's size checked against the part's.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FetchError } from '../../src/network/fetch-error.js';
+import { MAX_REDIRECTS, rangeAnswer, statusFailure } from '../../src/network/http-answer.js';
+
+const U = 'http://m.example/f';
+
+function failure(fn: () => unknown): FetchError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof FetchError, String(err));
+    return err;
+  }
+  assert.fail('did not throw');
+}
+
+describe('statusFailure', () => {
+  test('2xx is no failure', () => {
+    for (const s of [200, 204, 206, 299]) assert.equal(statusFailure(U, s), undefined, String(s));
+  });
+
+  test('404 and 410 are not-found; other statuses are status failures carrying the status', () => {
+    for (const [s, kind] of [[404, 'not-found'], [410, 'not-found'], [403, 'status'], [500, 'status'], [304, 'status'], [199, 'status']] as const) {
+      const e = statusFailure(U, s)!;
+      assert.equal(e.kind, kind, String(s));
+      assert.equal(e.status, s);
+      assert.equal(e.message, `HTTP ${s}`);
+    }
+  });
+
+  test('a redirect that reaches us: too many, or one without a Location (protocol, permanent)', () => {
+    const many = statusFailure(U, 302, 'http://next.example/f')!;
+    assert.equal(many.kind, 'protocol');
+    assert.equal(many.message, `HTTP 302: too many redirects (more than ${MAX_REDIRECTS}; the next one to http://next.example/f)`);
+    assert.equal(many.permanent, true);
+    const nowhere = statusFailure(U, 307)!;
+    assert.equal(nowhere.message, 'HTTP 307: a redirect without a Location');
+    assert.equal(nowhere.status, 307);
+  });
+});
+
+describe('rangeAnswer', () => {
+  const answer = (statusCode: number, headers: Record<string, string>) => ({ statusCode, headers });
+
+  test('206 with a Content-Range from the byte asked: the range, and the size stated', () => {
+    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-199/1000' }), { start: 100, end: 200, total: 1000 }), { whole: false, stated: 1000 });
+    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-199/*' }), { start: 100, end: 200, total: 1000 }), { whole: false, stated: undefined });
+  });
+
+  test('206 with a bad Content-Range, or one from another byte, is a protocol failure', () => {
+    assert.equal(failure(() => rangeAnswer(U, answer(206, {}), { start: 0, end: 10 })).message, 'bad Content-Range ""');
+    assert.equal(failure(() => rangeAnswer(U, answer(206, { 'content-range': 'bytes=0-9/10' }), { start: 0 })).kind, 'protocol');
+    const e = failure(() => rangeAnswer(U, answer(206, { 'content-range': 'bytes 0-99/1000' }), { start: 100, end: 200 }));
+    assert.equal(e.kind, 'protocol');
+    assert.equal(e.message, 'asked for bytes from 100, got Content-Range bytes 0-99/1000');
+  });
+
+  test('200 to a request from byte 0: the whole file, its size from Content-Length when given', () => {
+    assert.deepEqual(rangeAnswer(U, answer(200, { 'content-length': '1000' }), { start: 0, end: 200, total: 1000 }), { whole: true, stated: 1000 });
+    assert.deepEqual(rangeAnswer(U, answer(200, {}), { start: 0 }), { whole: true, stated: undefined });
+  });
+
+  test('200 to a request from another byte: the server ignores Range (no-range, not permanent)', () => {
+    const e = failure(() => rangeAnswer(U, answer(200, { 'content-length': '1000' }), { start: 100, end: 200, total: 1000 }));
+    assert.equal(e.kind, 'no-range');
+    assert.equal(e.status, 200);
+    assert.equal(e.permanent, false);
+  });
+
+  test('a stated size other than the part\'s is wrong-size (permanent); unknown sizes are not checked', () => {
+    const e = failure(() => rangeAnswer(U, answer(206, { 'content-range': 'bytes 0-9/999' }), { start: 0, end: 10, total: 1000 }));
+    assert.equal(e.kind, 'wrong-size');
+    assert.equal(e.message, 'the file there has 999 bytes, expected 1000');
+    assert.equal(e.permanent, true);
+    assert.equal(failure(() => rangeAnswer(U, answer(200, { 'content-length': '5' }), { start: 0, total: 1000 })).kind, 'wrong-size');
+    assert.deepEqual(rangeAnswer(U, answer(200, { 'content-length': '5' }), { start: 0 }), { whole: true, stated: 5 });
+  });
+});
