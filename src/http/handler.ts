@@ -127,6 +127,9 @@ async function serveImage(ctx: ServeContext, req: IncomingMessage, res: ServerRe
     res.end();
     return;
   }
+  // The status line goes out now, not with the first bytes: a client waiting for a slow part sees the
+  // answer start, and one whose first part is missing sees a cut body, not a connection closed unanswered.
+  res.flushHeaders();
   await sendBody(ctx, req, res, img, body);
 }
 

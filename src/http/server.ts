@@ -57,8 +57,9 @@ class ImageServer {
     if (this.active >= this.opts.maxClients) {
       this.ctx.stats.requests++;
       this.ctx.stats.byStatus[503] = (this.ctx.stats.byStatus[503] ?? 0) + 1;
-      res.writeHead(503, { 'Retry-After': '1', 'Content-Type': 'text/plain', 'Content-Length': '22' });
-      res.end('too many clients, retry');
+      const body = `${this.opts.maxClients} clients are being served (--max-clients); retry\n`;
+      res.writeHead(503, { 'Retry-After': '1', 'Content-Type': 'text/plain', 'Content-Length': String(Buffer.byteLength(body)) });
+      res.end(body);
       return;
     }
     this.active++;
