@@ -11,7 +11,8 @@
 #   mount, empty cache   new --cache-dir: `cp MNT/IMAGE FILE`
 #   serve, warm cache    a new server on the cache the first one filled: curl again
 #   mount, warm cache    a new mount on that cache: cp again
-#   serve, 8 clients     `aria2c -x8 -s8` (8 parallel ranged connections) on the warm server
+#   serve, 8 clients     8 curl processes at once on the warm server, each `curl -r` one eighth of the image
+#                        (aria2c -x8 was tried: it opens ranges it later abandons, see BENCHMARKS.md)
 # Throughput is image bytes / wall seconds; CPU is the server's or mount daemon's user+system time
 # (/proc/PID/stat) per GB sent. Every copy is checked against the image's MD5 (untimed).
 # Goal (issue 12): one curl client >= the mount's cp.
@@ -35,7 +36,7 @@ FIX=$(realpath -m "$FIX")
 # shellcheck source=bench-lib.sh
 source "$HERE/bench-lib.sh"
 ensure_fixture
-for t in nginx curl aria2c md5sum node fusermount; do command -v $t > /dev/null || { echo "bench: missing $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
+for t in nginx curl md5sum node fusermount; do command -v $t > /dev/null || { echo "bench: missing $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
 [ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npm run build >&2)
 load_fixture "$VARIANT"
 
@@ -97,7 +98,18 @@ mount_start() {
   DPID=$("$JIGDOFS" status "$MNT" --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).pid))')
   PIDS+=("$DPID")
 }
-mount_stop() { "$JIGDOFS" umount "$MNT"; for _ in $(seq 100); do kill -0 "$DPID" 2> /dev/null || return 0; sleep 0.1; done; }
+mount_stop() {
+  for _ in 1 2 3 4 5; do "$JIGDOFS" umount "$MNT" && break; sleep 1; done
+  for _ in $(seq 100); do kill -0 "$DPID" 2> /dev/null || return 0; sleep 0.1; done; }
+curl_ranges() {  # curl_ranges N URL FILE: N curls at once, each one range, written in place into FILE
+  local n=$1 url=$2 file=$3 i pids=()
+  truncate -s "$ISO_BYTES" "$file"
+  for i in $(seq 0 $((n - 1))); do
+    local a=$((ISO_BYTES * i / n)) b=$((ISO_BYTES * (i + 1) / n - 1))
+    curl -sS -r "$a-$b" "$url" | dd of="$file" bs=1M seek="$a" oflag=seek_bytes conv=notrunc status=none & pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || return 1; done
+}
 run_client() {  # run_client ROUND KEY PID CMD...: wall time, CPU of PID, md5 of $OUT/copy.iso
   local round=$1 key=$2 pid=$3; shift 3
   local c0 t0; c0=$(ticks "$pid"); t0=$(now)
@@ -109,7 +121,7 @@ run_client() {  # run_client ROUND KEY PID CMD...: wall time, CPU of PID, md5 of
 }
 
 echo "bench-serve: fixture $FIX ($NAME, $ISO_BYTES bytes, variant $VARIANT), parts from nginx on 127.0.0.1:$NPORT, $RUNS rounds"
-echo "  machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, node $(node --version), $(curl --version | head -1 | cut -d' ' -f1-2), $(aria2c --version | head -1)"
+echo "  machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, node $(node --version), $(curl --version | head -1 | cut -d' ' -f1-2)"
 echo "  load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 find "$MIRROR" -type f -exec cat {} + > /dev/null   # the parts in the page cache, for every side alike
 for round in $(seq 1 "$RUNS"); do
@@ -122,7 +134,7 @@ for round in $(seq 1 "$RUNS"); do
   mount_stop
   serve_start "$scache"
   run_client "$round" serve_warm "$SPID" curl -sS -o "$OUT/copy.iso" "$SURL"
-  run_client "$round" serve_aria8 "$SPID" aria2c -q -x8 -s8 -k1M --file-allocation=none --allow-overwrite=true -d "$OUT" -o copy.iso "$SURL"
+  run_client "$round" serve_curl8 "$SPID" curl_ranges 8 "$SURL" "$OUT/copy.iso"
   serve_stop
   mount_start "$mcache"
   run_client "$round" mount_warm "$DPID" cp "$MNT/$NAME.iso" "$OUT/copy.iso"
@@ -135,6 +147,6 @@ all() { awk -F'\t' -v k="$1" '$2 == k { printf "%s%s", sep, $3; sep = " " }' "$R
 echo
 echo "| client | MB/s (median of $RUNS) | server CPU s per GB | all MB/s |"
 echo "|---|---|---|---|"
-for k in serve_cold:"serve, empty cache: 1 curl" mount_cold:"mount, empty cache: cp" serve_warm:"serve, warm cache: 1 curl" mount_warm:"mount, warm cache: cp" serve_aria8:"serve, warm cache: aria2c -x8"; do
+for k in serve_cold:"serve, empty cache: 1 curl" mount_cold:"mount, empty cache: cp" serve_warm:"serve, warm cache: 1 curl" mount_warm:"mount, warm cache: cp" serve_curl8:"serve, warm cache: 8 curl ranges at once"; do
   echo "| ${k#*:} | $(med "${k%%:*}_mbs") | $(med "${k%%:*}_cpu_s_per_gb") | $(all "${k%%:*}_mbs") |"
 done
