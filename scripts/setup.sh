@@ -4,7 +4,8 @@
 #
 #   1. system packages: jigdo-file, xorriso, genisoimage (the oracles and fixture builders), libfuse2 (linked by
 #      fuse-native's prebuilt binary), fuse3 (fusermount), e2fsprogs (mkfs.ext4 -d, debugfs), openssl gzip bzip2,
-#      ca-certificates (npm over https)
+#      ca-certificates (npm over https); for `jigdofs serve`'s tests and benchmark: curl, wget, aria2, qemu-utils +
+#      qemu-block-extra (qemu-img over http), squid, nginx-light (has the slice module)
 #   2. npm ci (npm install when there is no package-lock.json) in the repository root
 #   3. npm run build
 #
@@ -13,7 +14,8 @@ set -Eeuo pipefail
 trap 'echo "setup: failed (rc $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PKGS=(jigdo-file xorriso genisoimage libfuse2 fuse3 e2fsprogs openssl gzip bzip2 ca-certificates)
+PKGS=(jigdo-file xorriso genisoimage libfuse2 fuse3 e2fsprogs openssl gzip bzip2 ca-certificates
+  curl wget aria2 qemu-utils qemu-block-extra squid nginx-light)
 
 say() { echo "setup: $*"; }
 

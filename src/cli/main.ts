@@ -7,11 +7,12 @@ import { registerVerify } from './commands/verify.js';
 import { registerMount } from './commands/mount.js';
 import { registerUmount } from './commands/umount.js';
 import { registerStatus } from './commands/status.js';
+import { registerServe } from './commands/serve.js';
 
 /** Exit codes: 0 success, 1 failure (bad input, missing parts, wrong image), 2 usage error. */
 export function buildProgram(): Command {
   const program = new Command('jigdofs')
-    .description('Use jigdo disc images without building them first: mount, build, verify.')
+    .description('Use jigdo disc images without building them first: mount, serve over HTTP, build, verify.')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerMount(program);
   registerUmount(program);
   registerStatus(program);
+  registerServe(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

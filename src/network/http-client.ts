@@ -58,6 +58,9 @@ export class HttpClient {
       headersTimeout: t,
       bodyTimeout: t,
       connect: { timeout: t },
+      // http:// through HTTP_PROXY as plain proxy requests, not CONNECT tunnels: a caching proxy (squid)
+      // can then keep the parts for a whole fleet. https:// is tunnelled whatever this says.
+      proxyTunnel: false,
     });
     this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTS }));
   }

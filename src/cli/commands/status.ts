@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { askControl } from '../../fuse/control.js';
 import { resolveMountpoint } from '../../fuse/mounts.js';
 import type { NetworkStats } from '../../network/network.js';
+import { controlKey, looksLikeServer, parseServerAddress } from '../../http/address.js';
 
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 
@@ -23,10 +24,23 @@ interface Status {
   rssBytes: number;
   images: ImageStatus[];
   network?: NetworkStats;
+  /** Present for `jigdofs serve`. */
+  server?: { url: string; requests: number; activeClients: number; maxClients: number; bytesSent: number; aborted: number; clientsGone: number; byStatus: Record<string, number>; draining: boolean };
+}
+
+/** The control socket key: a mountpoint's real path, or a server's address (`http://HOST:PORT/`, `HOST:PORT`). */
+async function controlTarget(arg: string): Promise<string> {
+  const server = looksLikeServer(arg) ? parseServerAddress(arg) : undefined;
+  return server ? controlKey(server) : resolveMountpoint(arg);
 }
 
 function formatStatus(s: Status): string {
-  const lines = [`${s.mountpoint}: jigdofs daemon pid ${s.pid}, up ${s.uptimeSeconds} s, RSS ${mb(s.rssBytes)}`];
+  const lines = [`${s.mountpoint}: jigdofs ${s.server ? 'server' : 'daemon'} pid ${s.pid}, up ${s.uptimeSeconds} s, RSS ${mb(s.rssBytes)}`];
+  const v = s.server;
+  if (v) {
+    const codes = Object.entries(v.byStatus).map(([k, n]) => `${k} ${n}`).join(', ');
+    lines.push(`  http: ${v.requests} requests (${codes || 'none'}), ${v.activeClients} of ${v.maxClients} clients active, ${mb(v.bytesSent)} sent, ${v.aborted} cut off, ${v.clientsGone} clients gone${v.draining ? '; DRAINING' : ''}`);
+  }
   for (const img of s.images) {
     const p = img.parts;
     lines.push(
@@ -66,12 +80,12 @@ function formatNetwork(n: NetworkStats): string[] {
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description('show what a running mount has: parts local, verified, missing, bytes served, errors')
-    .argument('<mountpoint>')
+    .description('show what a running mount or server has: parts local, verified, missing, bytes served, errors')
+    .argument('<mountpoint>', 'a mountpoint, or a server as http://HOST:PORT/')
     .option('--json', 'print JSON for scripts')
     .action(async (mnt: string, flags: { json?: boolean }) => {
       // The daemon's socket is named after the real path: a symlink to the mountpoint finds it too.
-      const status = (await askControl(await resolveMountpoint(mnt), 'status')) as Status;
+      const status = (await askControl(await controlTarget(mnt), 'status')) as Status;
       process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
     });
 }

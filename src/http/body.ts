@@ -1,0 +1,71 @@
+import type { ServerResponse } from 'node:http';
+
+/** What a response needs of the engine's reader (ImageSession.reader). */
+export interface RangeReader {
+  readTo(offset: number, target: Buffer): Promise<number>;
+}
+
+/** Bytes read from the engine per step; two steps are in flight per response (one read, one write). */
+export const CHUNK = 256 << 10;
+
+/** The client went away (or the response was destroyed): stop reading for it. */
+export class ClientGone extends Error {}
+
+/**
+ * Writes to one response with backpressure: `write` resolves only once the socket took the bytes
+ * (the kernel's buffer, not ours), so a slow client holds at most the buffers in flight. A client that
+ * disconnects rejects every pending and later write with ClientGone.
+ */
+export class ResponseWriter {
+  private gone = false;
+
+  constructor(private readonly res: ServerResponse) {
+    res.once('close', () => {
+      if (!res.writableFinished) this.gone = true;
+    });
+  }
+
+  get closed(): boolean {
+    return this.gone || this.res.destroyed;
+  }
+
+  write(chunk: Buffer | string): Promise<void> {
+    if (this.closed) return Promise.reject(new ClientGone('client gone'));
+    return new Promise<void>((resolve, reject) => {
+      const onClose = () => reject(new ClientGone('client gone'));
+      this.res.once('close', onClose);
+      this.res.write(chunk, (err) => {
+        this.res.off('close', onClose);
+        if (err || this.gone) reject(new ClientGone('client gone'));
+        else resolve();
+      });
+    });
+  }
+}
+
+/**
+ * Sends the image's bytes [start, end] (inclusive) to `out`: reads and writes overlap (two buffers, each
+ * reused only once the socket took it). A read that fails (a part no source can give) throws: the caller
+ * must then destroy the connection, since a byte count was promised and no wrong byte may stand in.
+ */
+export async function sendRange(out: ResponseWriter, reader: RangeReader, start: number, end: number): Promise<number> {
+  const buffers = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
+  const writes: Array<Promise<void> | undefined> = [undefined, undefined];
+  let sent = 0;
+  for (let at = start, i = 0; at <= end; i = 1 - i) {
+    await writes[i]; // this buffer is free again
+    if (out.closed) throw new ClientGone('client gone');
+    const want = Math.min(CHUNK, end + 1 - at);
+    const n = await reader.readTo(at, buffers[i]!.subarray(0, want));
+    if (n !== want) throw new Error(`the engine gave ${n} bytes at offset ${at}, not ${want}`);
+    const w = out.write(buffers[i]!.subarray(0, n));
+    w.catch(() => undefined); // awaited below or by the next round; a rejection is seen there
+    writes[i] = w;
+    at += n;
+    sent += n;
+  }
+  // On a throw the buffers are simply dropped: no round reuses them, and the caller destroys the socket,
+  // which settles the writes still pending (waiting for them could hang on a stalled client).
+  await Promise.all(writes);
+  return sent;
+}

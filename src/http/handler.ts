@@ -1,0 +1,151 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { UnavailableError, errorMessage } from '../format/errors.js';
+import { ClientGone, ResponseWriter, sendRange } from './body.js';
+import { notModified, preconditionFailed, rangeApplies } from './conditional.js';
+import { listedImages, listingHtml, wantsJson } from './listing.js';
+import { multipartPlan } from './multipart.js';
+import { contentRange, parseRange, rangeLength, type ByteRange, type RangeRequest } from './range.js';
+import type { ServedImage } from './served-image.js';
+
+/** Counters for `status`. */
+export interface ServeStats {
+  requests: number;
+  /** Responses by status code. */
+  byStatus: Record<string, number>;
+  /** Image bytes sent (body bytes of ranges, not multipart headers). */
+  bytesSent: number;
+  /** Responses cut off because a part could not be had (or the engine failed). */
+  aborted: number;
+  /** Responses whose client went away before the end. */
+  clientsGone: number;
+}
+
+export interface ServeContext {
+  images: Map<string, ServedImage>;
+  log: (line: string) => void;
+  stats: ServeStats;
+}
+
+export const newStats = (): ServeStats => ({ requests: 0, byStatus: {}, bytesSent: 0, aborted: 0, clientsGone: 0 });
+
+function count(ctx: ServeContext, status: number): void {
+  ctx.stats.byStatus[status] = (ctx.stats.byStatus[status] ?? 0) + 1;
+}
+
+/** A short answer with a text body (errors, 304, 416, listings). */
+function reply(ctx: ServeContext, res: ServerResponse, status: number, headers: Record<string, string>, body = '', head = false): void {
+  count(ctx, status);
+  const withBody = status !== 304 && body !== '';
+  res.writeHead(status, withBody ? { 'Content-Length': String(Buffer.byteLength(body)), ...headers } : headers);
+  res.end(head || !withBody ? undefined : body);
+}
+
+/** The headers every answer about an image carries. */
+function imageHeaders(img: ServedImage): Record<string, string> {
+  return {
+    'Accept-Ranges': 'bytes',
+    ETag: img.etag,
+    'Last-Modified': img.lastModified.toUTCString(),
+  };
+}
+
+/** `/` : the images, JSON for scripts, HTML for browsers. */
+function serveListing(ctx: ServeContext, req: IncomingMessage, res: ServerResponse): void {
+  const images = [...ctx.images.values()];
+  const vary = { Vary: 'Accept' };
+  if (wantsJson(req.headers)) {
+    reply(ctx, res, 200, { 'Content-Type': 'application/json', ...vary }, `${JSON.stringify({ images: listedImages(images) }, null, 2)}\n`, req.method === 'HEAD');
+  } else {
+    reply(ctx, res, 200, { 'Content-Type': 'text/html; charset=utf-8', ...vary }, listingHtml(images), req.method === 'HEAD');
+  }
+}
+
+/** What a GET/HEAD of an image is answered with, before any body byte. */
+function rangeRequest(req: IncomingMessage, img: ServedImage): RangeRequest {
+  if (!rangeApplies(req.headers, img)) return { kind: 'full' };
+  return parseRange(req.headers.range, img.size);
+}
+
+/**
+ * Streams the body; a failure after the status line went out can only be told by cutting the connection
+ * (the client sees fewer bytes than promised, never wrong ones). Logged once per response; the part itself
+ * is logged once by the engine.
+ */
+async function sendBody(ctx: ServeContext, req: IncomingMessage, res: ServerResponse, img: ServedImage, body: Array<string | ByteRange>): Promise<void> {
+  const out = new ResponseWriter(res);
+  let at = 0;
+  try {
+    for (const piece of body) {
+      if (typeof piece === 'string') await out.write(piece);
+      else {
+        at = piece.start;
+        ctx.stats.bytesSent += await sendRange(out, img.session.reader, piece.start, piece.end);
+      }
+    }
+    res.end();
+  } catch (err) {
+    if (err instanceof ClientGone || out.closed) {
+      ctx.stats.clientsGone++;
+    } else {
+      ctx.stats.aborted++;
+      const why = err instanceof UnavailableError ? 'a part of it is not available' : errorMessage(err);
+      ctx.log(`${req.method} /${img.name} (${req.headers.range ?? 'whole image'}): response cut off in the range from ${at}: ${why}`);
+    }
+    res.destroy();
+  }
+}
+
+/** GET / HEAD of an image: validators, ranges, then the body. */
+async function serveImage(ctx: ServeContext, req: IncomingMessage, res: ServerResponse, img: ServedImage): Promise<void> {
+  const head = req.method === 'HEAD';
+  const common = imageHeaders(img);
+  if (preconditionFailed(req.headers, img)) return reply(ctx, res, 412, common);
+  if (notModified(req.headers, img)) return reply(ctx, res, 304, common);
+  const want = rangeRequest(req, img);
+  if (want.kind === 'unsatisfiable') return reply(ctx, res, 416, { ...common, 'Content-Range': `bytes */${img.size}` });
+  let status: number;
+  let headers: Record<string, string>;
+  let body: Array<string | ByteRange>;
+  if (want.kind === 'full' || img.size === 0) {
+    status = 200;
+    headers = { ...common, 'Content-Type': img.contentType, 'Content-Length': String(img.size) };
+    body = img.size > 0 ? [{ start: 0, end: img.size - 1 }] : [];
+  } else if (want.ranges.length === 1) {
+    const r = want.ranges[0]!;
+    status = 206;
+    headers = { ...common, 'Content-Type': img.contentType, 'Content-Length': String(rangeLength(r)), 'Content-Range': contentRange(r, img.size) };
+    body = [r];
+  } else {
+    const plan = multipartPlan(want.ranges, img.size, img.contentType);
+    status = 206;
+    headers = { ...common, 'Content-Type': plan.contentType, 'Content-Length': String(plan.length) };
+    body = [...plan.parts.flatMap((p) => [p.head, p.range]), plan.tail];
+  }
+  count(ctx, status);
+  res.writeHead(status, headers);
+  if (head || body.length === 0) {
+    res.end();
+    return;
+  }
+  // The status line goes out now, not with the first bytes: a client waiting for a slow part sees the
+  // answer start, and one whose first part is missing sees a cut body, not a connection closed unanswered.
+  res.flushHeaders();
+  await sendBody(ctx, req, res, img, body);
+}
+
+/** Routes one request: `/` lists, `/<name>` is an image, anything else 404; only GET and HEAD. */
+export async function handleRequest(ctx: ServeContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  ctx.stats.requests++;
+  if (req.method !== 'GET' && req.method !== 'HEAD') return reply(ctx, res, 405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }, 'only GET and HEAD\n');
+  const pathname = (req.url ?? '/').split('?')[0]!;
+  if (pathname === '/') return serveListing(ctx, req, res);
+  let name: string;
+  try {
+    name = decodeURIComponent(pathname.slice(1));
+  } catch {
+    return reply(ctx, res, 400, { 'Content-Type': 'text/plain' }, 'bad URL encoding\n', req.method === 'HEAD');
+  }
+  const img = ctx.images.get(name);
+  if (!img) return reply(ctx, res, 404, { 'Content-Type': 'text/plain' }, `no image named ${JSON.stringify(name)} here (see /)\n`, req.method === 'HEAD');
+  await serveImage(ctx, req, res, img);
+}

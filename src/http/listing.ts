@@ -1,0 +1,54 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ServedImage } from './served-image.js';
+
+/** What `/` says about one image, in JSON. */
+export interface ListedImage {
+  name: string;
+  url: string;
+  size: number;
+  contentType: string;
+  etag: string;
+  lastModified: string;
+  checksum: { kind: string; hex: string };
+  jigdo: string;
+}
+
+export function listedImages(images: ServedImage[]): ListedImage[] {
+  return images.map((img) => {
+    const loc = img.session.jigdo.location;
+    return {
+      name: img.name,
+      url: `/${encodeURIComponent(img.name)}`,
+      size: img.size,
+      contentType: img.contentType,
+      etag: img.etag,
+      lastModified: img.lastModified.toUTCString(),
+      checksum: { kind: img.session.layout.checksumKind, hex: img.session.layout.imageSum.toString('hex') },
+      jigdo: loc.kind === 'file' ? loc.path : loc.url,
+    };
+  });
+}
+
+/** JSON when the client asks for it (`Accept: application/json`, not merely `*\/*`), else HTML. */
+export function wantsJson(headers: IncomingHttpHeaders): boolean {
+  return /\bapplication\/json\b/i.test(headers.accept ?? '');
+}
+
+const escapeHtml = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/** The listing for people: a table of links with sizes and checksums. */
+export function listingHtml(images: ServedImage[]): string {
+  const rows = listedImages(images)
+    .map(
+      (i) =>
+        `<tr><td><a href="${escapeHtml(i.url)}">${escapeHtml(i.name)}</a></td><td>${i.size}</td>` +
+        `<td><code>${i.checksum.kind} ${i.checksum.hex}</code></td><td>${escapeHtml(i.jigdo)}</td></tr>`,
+    )
+    .join('\n');
+  return (
+    '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>jigdofs serve</title></head><body>\n' +
+    '<h1>Images</h1>\n<table>\n<tr><th>image</th><th>bytes</th><th>checksum</th><th>from</th></tr>\n' +
+    `${rows}\n</table>\n</body></html>\n`
+  );
+}

@@ -1,0 +1,46 @@
+import { stat } from 'node:fs/promises';
+import type { ImageSession } from '../engine/session.js';
+
+/** An image as the server offers it: its URL name, the engine session behind it, and its validators. */
+export interface ServedImage {
+  /** The last path segment of its URL (unique on this server). */
+  name: string;
+  session: ImageSession;
+  size: number;
+  /** Strong entity tag: the image's own checksum from the template, so it names the exact bytes. */
+  etag: string;
+  /** The template's mtime, to whole seconds (HTTP dates have no more). */
+  lastModified: Date;
+  contentType: string;
+}
+
+/** `"md5-<hex>"` / `"sha256-<hex>"`: equal tags mean equal bytes, which is what a strong ETag promises. */
+export function imageEtag(session: Pick<ImageSession, 'layout'>): string {
+  return `"${session.layout.checksumKind}-${session.layout.imageSum.toString('hex')}"`;
+}
+
+/** ISO 9660 images get their registered type (QEMU, browsers, BMCs look at it); anything else is bytes. */
+export function contentTypeOf(name: string): string {
+  return /\.iso$/i.test(name) ? 'application/x-iso9660-image' : 'application/octet-stream';
+}
+
+/** One ServedImage per session, names made unique (two [Image]s or two .jigdo files may share a file name). */
+export async function servedImages(sessions: ImageSession[], startedAt: Date): Promise<ServedImage[]> {
+  const taken = new Set<string>();
+  const out: ServedImage[] = [];
+  for (const session of sessions) {
+    let name = session.name;
+    for (let i = 2; taken.has(name); i++) name = `${session.name}.${i}`;
+    taken.add(name);
+    const mtime = await stat(session.templatePath).then((st) => st.mtime, () => startedAt);
+    out.push({
+      name,
+      session,
+      size: session.layout.size,
+      etag: imageEtag(session),
+      lastModified: new Date(Math.floor(mtime.getTime() / 1000) * 1000),
+      contentType: contentTypeOf(name),
+    });
+  }
+  return out;
+}

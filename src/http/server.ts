@@ -1,0 +1,151 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server as NetServer } from 'node:net';
+import { errorMessage } from '../format/errors.js';
+import { serveControl, type ControlHandler } from '../fuse/control.js';
+import { baseUrl, controlKey, urlHost, type ServerAddress } from './address.js';
+import { handleRequest, newStats, type ServeContext } from './handler.js';
+import type { ServedImage } from './served-image.js';
+import { serverStatus } from './status.js';
+
+export interface ServeOptions {
+  host: string;
+  port: number;
+  /** Requests served at the same time; more are answered 503 with Retry-After. */
+  maxClients: number;
+  /** How long SIGTERM waits for responses under way before cutting them. */
+  drainMs: number;
+  log: (line: string) => void;
+  /** Extra status fields (network statistics), from the layers that have them. */
+  extraStatus?: () => unknown;
+}
+
+/** Listens, or fails with one line naming the address (in use, not ours to bind). */
+function listen(server: Server, host: string, port: number): Promise<ServerAddress> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied (ports below 1024 need root)' : err.message;
+      reject(new Error(`${urlHost(host)}:${port}: cannot listen: ${why}`));
+    });
+    server.listen({ host, port }, () => {
+      const a = server.address();
+      resolve({ host: urlHost(host), port: typeof a === 'object' && a ? a.port : port });
+    });
+  });
+}
+
+/** A running `jigdofs serve`: the HTTP server, its admission limit, the status socket and the drain on stop. */
+class ImageServer {
+  private active = 0;
+  private draining = false;
+  private readonly ctx: ServeContext;
+  private readonly http: Server;
+  private readonly startedAt = Date.now();
+  private onIdle: (() => void) | undefined;
+
+  constructor(
+    private readonly images: ServedImage[],
+    private readonly opts: ServeOptions,
+  ) {
+    this.ctx = { images: new Map(images.map((i) => [i.name, i])), log: opts.log, stats: newStats() };
+    this.http = createServer((req, res) => this.admit(req, res));
+    this.http.keepAliveTimeout = 5000;
+  }
+
+  /** Serves the request unless `maxClients` are being served already (503: the client retries). */
+  private admit(req: IncomingMessage, res: ServerResponse): void {
+    if (this.draining) res.setHeader('Connection', 'close');
+    if (this.active >= this.opts.maxClients) {
+      this.ctx.stats.requests++;
+      this.ctx.stats.byStatus[503] = (this.ctx.stats.byStatus[503] ?? 0) + 1;
+      const body = `${this.opts.maxClients} clients are being served (--max-clients); retry\n`;
+      res.writeHead(503, { 'Retry-After': '1', 'Content-Type': 'text/plain', 'Content-Length': String(Buffer.byteLength(body)) });
+      res.end(body);
+      return;
+    }
+    this.active++;
+    res.once('close', () => {
+      this.active--;
+      if (this.active === 0) this.onIdle?.();
+    });
+    handleRequest(this.ctx, req, res).catch((err: unknown) => {
+      this.opts.log(`${req.method} ${req.url}: internal error: ${errorMessage(err)}`);
+      res.destroy();
+    });
+  }
+
+  private controlHandler(url: string): ControlHandler {
+    return async ({ op }) => {
+      if (op === 'ping') return 'pong';
+      if (op === 'status') {
+        return serverStatus({
+          url,
+          images: this.images,
+          startedAt: this.startedAt,
+          stats: this.ctx.stats,
+          activeClients: this.active,
+          maxClients: this.opts.maxClients,
+          draining: this.draining,
+          extra: this.opts.extraStatus,
+        });
+      }
+      throw new Error(`unknown request ${op} (a server answers status; stop it with SIGTERM)`);
+    };
+  }
+
+  /** Listens on HTTP and on the control socket; returns the base URL. */
+  async start(): Promise<{ url: string; control: NetServer }> {
+    const address = await listen(this.http, this.opts.host, this.opts.port);
+    const url = baseUrl(address);
+    try {
+      return { url, control: await serveControl(controlKey(address), this.controlHandler(url)) };
+    } catch (err) {
+      this.http.close();
+      throw err;
+    }
+  }
+
+  /** Stops accepting, lets responses under way finish (up to drainMs, or until `cut`), then cuts what is left. */
+  async drain(cut: Promise<unknown>): Promise<void> {
+    this.draining = true;
+    this.http.close();
+    this.http.closeIdleConnections();
+    const idle = new Promise<void>((resolve) => {
+      this.onIdle = resolve;
+      if (this.active === 0) resolve();
+    });
+    const sweep = setInterval(() => this.http.closeIdleConnections(), 100); // keep-alive sockets whose response just ended
+    const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), this.opts.drainMs).unref());
+    const finished = await Promise.race([idle.then(() => true), timeout, cut.then(() => false)]);
+    clearInterval(sweep);
+    if (!finished) this.opts.log(`drain: ${this.active} response(s) still running after ${this.opts.drainMs / 1000} s, cut off`);
+    this.http.closeAllConnections();
+  }
+
+  get activeClients(): number {
+    return this.active;
+  }
+}
+
+/** Resolves with the first of SIGTERM / SIGINT / SIGHUP. */
+function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, () => resolve(sig));
+  });
+}
+
+/**
+ * Serves the images until SIGTERM/SIGINT/SIGHUP, then drains: no new connections, responses under way
+ * finish (a second signal cuts them at once). `onReady` gets the base URL once both sockets listen.
+ */
+export async function runServer(images: ServedImage[], opts: ServeOptions, onReady: (url: string) => void): Promise<void> {
+  const server = new ImageServer(images, opts);
+  const { url, control } = await server.start();
+  process.on('unhandledRejection', (err) => opts.log(`internal error (ignored): ${errorMessage(err)}`));
+  onReady(url);
+  const sig = await nextSignal();
+  opts.log(`stopping (${sig}): ${server.activeClients} response(s) under way, waiting up to ${opts.drainMs / 1000} s`);
+  const second = nextSignal().then((s) => opts.log(`second signal (${s}): cutting the responses under way`));
+  await server.drain(second);
+  control.close();
+  opts.log('stopped');
+}

@@ -1,0 +1,110 @@
+/**
+ * `jigdofs serve` under bounded loopback load (issue 12 items 2 and 4): 32 concurrent ranged clients over a
+ * 50 MB image fetched lazily from a mirror, every byte compared; a client that stops reading does not make
+ * the server read (and hold) the image ahead of it.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createCipheriv } from 'node:crypto';
+import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { prng, randInt } from '../helpers/cli.js';
+import { startMirror, type Mirror } from '../helpers/mirror-server.js';
+import { sleep } from '../helpers/network.js';
+import { execFileP, httpGet, startServe, type TestServer } from '../helpers/serve.js';
+
+const random = (n: number, seed: number): Buffer => createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16)).update(Buffer.alloc(n));
+const PARTS = 20;
+const PART = 2_400_000;
+
+let work: string;
+let mirror: Mirror;
+let image: Buffer;
+let server: TestServer;
+let url: string;
+
+/** A 50 MB image of 20 parts and raw bytes between them, made with jigdo-file; parts on a loopback mirror. */
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-serve-load-'));
+  const partsDir = path.join(work, 'tree', 'parts');
+  await mkdir(partsDir, { recursive: true });
+  const chunks: Buffer[] = [];
+  for (let i = 0; i < PARTS; i++) {
+    const part = random(PART, i + 1);
+    const fh = await open(path.join(partsDir, `p${String(i).padStart(2, '0')}.bin`), 'w');
+    await fh.write(part);
+    await fh.close();
+    chunks.push(random(50_000, 100 + i), part);
+  }
+  image = Buffer.concat(chunks);
+  const fh = await open(path.join(work, 'big.iso'), 'w');
+  await fh.write(image);
+  await fh.close();
+  await execFileP('jigdo-file', [
+    'make-template', '-r', 'quiet', '--force', '--no-cache', '--image=big.iso', '--jigdo=big.jigdo', '--template=big.template',
+    '--label', 'Parts=tree/parts', '--uri', 'Parts=http://127.0.0.1:8765/parts/', 'tree/parts//',
+  ], { cwd: work });
+  mirror = await startMirror({ root: path.join(work, 'tree'), latencyMs: 20 });
+  server = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--max-clients', '64']);
+  url = `${server.url}big.iso`;
+});
+
+after(async () => {
+  await server?.stop('SIGKILL');
+  await mirror?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+test('32 concurrent ranged clients over the 50 MB image (lazy, from the mirror): every byte exact', async () => {
+  const rand = prng(12);
+  const jobs = Array.from({ length: 32 }, () => {
+    const start = randInt(rand, image.length - 1);
+    const len = 1 + randInt(rand, Math.min(6_000_000, image.length - start));
+    return { start, end: start + len - 1 };
+  });
+  const results = await Promise.all(jobs.map((j) => httpGet(url, { Range: `bytes=${j.start}-${j.end}` })));
+  results.forEach((r, i) => {
+    const { start, end } = jobs[i]!;
+    assert.equal(r.status, 206, `client ${i}`);
+    assert.equal(r.headers['content-range'], `bytes ${start}-${end}/${image.length}`);
+    assert.ok(!r.cut && r.body.equals(image.subarray(start, end + 1)), `client ${i}: bytes ${start}-${end}`);
+  });
+  const s = await server.status();
+  assert.equal(s.server.aborted, 0);
+  assert.equal(s.server.activeClients, 0);
+});
+
+test('a client that stops reading holds the server back (backpressure): the engine reads little past what the socket took', async () => {
+  const before = (await server.status()).images[0]!.bytesServed;
+  await new Promise<void>((resolve, reject) => {
+    const req = request(url, { agent: false }, (res) => {
+      res.once('data', () => {
+        res.pause(); // stop reading: only the kernel's socket buffers fill
+        void sleep(1500).then(async () => {
+          const s = await server.status();
+          const read = s.images[0]!.bytesServed - before;
+          assert.equal(s.server.activeClients, 1);
+          assert.ok(read < 24_000_000, `the engine read ${read} bytes for a client that stopped after its first chunk`);
+          req.destroy();
+          resolve();
+        }).catch(reject);
+      });
+    });
+    req.on('error', () => undefined);
+    req.end();
+  });
+  // The server is fine afterwards: the whole image, exact.
+  const full = await httpGet(url);
+  assert.ok(full.body.equals(image));
+  const s = await server.status();
+  assert.ok(s.server.clientsGone >= 1);
+  assert.equal(s.server.activeClients, 0);
+});
+
+test('the 50 MB image read whole by curl equals the original', async () => {
+  const file = path.join(work, 'curl.iso');
+  await execFileP('curl', ['-sS', '-o', file, url]);
+  assert.ok((await readFile(file)).equals(image));
+});

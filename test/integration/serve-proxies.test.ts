@@ -1,0 +1,143 @@
+/**
+ * Issue 12 item 3: scaling past one machine with Debian's own caching proxies, on loopback, with the
+ * configs shipped in docs/proxy/ (their @…@ values filled in):
+ *  (a) two jigdofs with separate caches through one squid: the origin mirror sees each part once;
+ *  (b) one `jigdofs serve` behind nginx proxy_cache + slice: clients get the exact image, and each 1 MiB
+ *      slice is read from jigdofs once.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { assertOk, ROOT, runCli } from '../helpers/cli.js';
+import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
+import { startMirror, type Mirror } from '../helpers/mirror-server.js';
+import { gets, jigdoWithServers, md5hex, partsUri, waitFor } from '../helpers/network.js';
+import { execFileP, httpGet, startServe, type TestServer } from '../helpers/serve.js';
+
+let fx: FixtureSet;
+let v: FixtureVariant;
+let image: Buffer;
+let work: string;
+const mirrors: Mirror[] = [];
+const servers: TestServer[] = [];
+const procs: ChildProcess[] = [];
+
+before(async () => {
+  fx = await buildFixtures();
+  v = fx.variants['jf-md5-gzip'];
+  image = await readFile(v.image);
+  // The proxies drop root for their own users (proxy, nobody): their folder must be theirs to write.
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-proxies-test-'));
+  await chmod(work, 0o755);
+});
+
+after(async () => {
+  for (const s of servers) await s.stop('SIGKILL');
+  for (const p of procs) p.kill('SIGKILL');
+  await Promise.all(mirrors.map((m) => m.close()));
+  await rm(work, { recursive: true, force: true });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A docs/proxy config with its @NAME@ values filled in, written to `dir`. */
+async function config(name: string, dir: string, values: Record<string, string>): Promise<string> {
+  let text = await readFile(path.join(ROOT, 'docs', 'proxy', name), 'utf8');
+  for (const [k, val] of Object.entries(values)) text = text.replaceAll(`@${k}@`, val);
+  assert.doesNotMatch(text, /@[A-Z]+@/, 'every placeholder filled in');
+  const file = path.join(dir, name);
+  await writeFile(file, text);
+  return file;
+}
+
+/** Starts a daemon in the foreground and waits until its port accepts connections. */
+async function startDaemon(cmd: string, args: string[], port: number, logFile: string): Promise<void> {
+  const p = spawn(cmd, args, { stdio: 'ignore' });
+  procs.push(p);
+  await waitFor(async () => {
+    if (p.exitCode !== null) throw new Error(`${cmd} exited ${p.exitCode}: ${await readFile(logFile, 'utf8').catch(() => '')}`);
+    return httpGet(`http://127.0.0.1:${port}/`).then(() => true, () => false);
+  }, 30_000, `${cmd} on port ${port}`);
+}
+
+async function privateDir(name: string): Promise<string> {
+  const dir = path.join(work, name);
+  await mkdir(dir, { recursive: true });
+  await chmod(dir, 0o777);
+  return dir;
+}
+
+test('squid fleet: two jigdofs with separate caches through one squid; the origin sees each part once', async () => {
+  const origin = await startMirror({ root: fx.tree });
+  mirrors.push(origin);
+  const dir = await privateDir('squid');
+  const port = await freePort();
+  const conf = await config('squid-fleet.conf', dir, { PORT: String(port), DIR: dir });
+  await startDaemon('squid', ['-N', '-f', conf], port, path.join(dir, 'cache.log'));
+  const jigdo = await jigdoWithServers(v, [partsUri(origin)], path.join(work, 'fleet'));
+  const env: NodeJS.ProcessEnv = { ...process.env, HTTP_PROXY: `http://127.0.0.1:${port}`, JIGDOFS_DEBUG: '', XDG_CONFIG_HOME: work };
+  delete env.NO_PROXY;
+  delete env.no_proxy;
+  // Machine 1 builds the image; machine 2 serves it over HTTP. Separate caches: only squid is shared.
+  const out = path.join(work, 'fleet', 'one.iso');
+  const one = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(work, 'fleet-cache-1')], { env: { ...env, XDG_CACHE_HOME: work } });
+  assertOk(one);
+  assert.equal(md5hex(await readFile(out)), v.imageMd5);
+  const s = await startServe([jigdo, '--cache-dir', path.join(work, 'fleet-cache-2')], { env });
+  servers.push(s);
+  const two = await httpGet(`${s.url}image.iso`);
+  assert.equal(md5hex(two.body), v.imageMd5, 'machine 2 through squid');
+  const parts = fx.files.filter((f) => f.isPart && f.size >= 1024).map((f) => `/parts/${f.path.replace(/^parts\//, '')}`);
+  const access = await readFile(path.join(dir, 'access.log'), 'utf8');
+  const fetched = parts.filter((p) => gets(origin, p).length > 0);
+  assert.ok(fetched.length >= 5, `parts fetched: ${fetched.join(' ')}`);
+  for (const p of fetched) assert.equal(gets(origin, p).length, 1, `${p}: fetched from the origin once for both machines:\n${access}\n${JSON.stringify(origin.requests.filter((r) => r.path === p))}`);
+  assert.match(access, /TCP_(MEM_)?HIT\/200/, 'machine 2 was answered from squid\'s cache');
+});
+
+test('nginx proxy_cache + slice in front of one jigdofs serve: exact images, each slice read from jigdofs once', async () => {
+  const origin = await startMirror({ root: fx.tree });
+  mirrors.push(origin);
+  const jigdo = await jigdoWithServers(v, [partsUri(origin)], path.join(work, 'edge'));
+  const s = await startServe([jigdo, '--cache-dir', path.join(work, 'edge-cache')]);
+  servers.push(s);
+  const dir = await privateDir('nginx');
+  await privateDir('nginx/tmp');
+  const port = await freePort();
+  const conf = await config('nginx-serve.conf', dir, { PORT: String(port), DIR: dir, UPSTREAM: `127.0.0.1:${s.port}` });
+  await startDaemon('nginx', ['-c', conf, '-g', 'daemon off;'], port, path.join(dir, 'error.log'));
+  const url = `http://127.0.0.1:${port}/image.iso`;
+  // Four whole downloads and some ranges at once, then all of it again (from nginx's cache).
+  for (let round = 0; round < 2; round++) {
+    const ranges: Array<[number, number]> = [[0, 99], [1_000_000, 3_500_000], [image.length - 5000, image.length - 1]];
+    const [fulls, parts] = await Promise.all([
+      Promise.all([0, 1, 2, 3].map(() => httpGet(url))),
+      Promise.all(ranges.map(([a, b]) => httpGet(url, { Range: `bytes=${a}-${b}` }))),
+    ]);
+    for (const f of fulls) assert.equal(md5hex(f.body), v.imageMd5, `round ${round}: whole image through nginx`);
+    ranges.forEach(([a, b], i) => {
+      assert.equal(parts[i]!.status, 206);
+      assert.ok(parts[i]!.body.equals(image.subarray(a, b + 1)), `round ${round}: range ${a}-${b}`);
+    });
+  }
+  const curl = await execFileP('curl', ['-sS', '-o', path.join(work, 'edge.iso'), '-w', '%{http_code}', url]);
+  assert.equal(curl.stdout, '200');
+  assert.equal(md5hex(await readFile(path.join(work, 'edge.iso'))), v.imageMd5);
+  const st = await s.status();
+  const log = await readFile(path.join(dir, 'access.log'), 'utf8');
+  const slices = Math.ceil(image.length / (1 << 20));
+  assert.equal(st.server.byStatus['206'], slices, `each 1 MiB slice came from jigdofs exactly once: ${JSON.stringify(st.server)}\n${log}`);
+  assert.ok(st.server.bytesSent <= image.length, `no byte twice: ${JSON.stringify(st.server)}`);
+  assert.equal(st.server.aborted, 0);
+});
