@@ -7,6 +7,7 @@ import type { Server } from 'node:net';
 import { askControl, checkedControlDir, serveControl, type ControlHandler } from './control.js';
 import { imageOps, type MountedImage } from './filesystem.js';
 import { allowOtherProblem, fusermountUnmount, isStale, mountedType, mountpointProblem, resolveMountpoint, watchUnmount } from './mounts.js';
+import { sessionStatus } from '../engine/session-status.js';
 
 export interface MountOptions {
   allowOther: boolean;
@@ -61,31 +62,7 @@ async function statusOf(mnt: string, images: Map<string, MountedImage>, startedA
     pid: process.pid,
     uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
     rssBytes: process.memoryUsage().rss,
-    images: [...images].map(([name, { session: s }]) => {
-      const counts = s.parts.counts();
-      return {
-        name,
-        size: s.layout.size,
-        jigdo: s.jigdo.location.kind === 'file' ? s.jigdo.location.path : s.jigdo.location.url,
-        template: s.templatePath,
-        parts: {
-          total: counts.total,
-          local: counts.byProvider.local ?? 0,
-          verified: counts.verified,
-          missing: counts.missing,
-          failed: counts.failed,
-          inFlight: counts.inFlight,
-          byProvider: counts.byProvider,
-        },
-        bytesServed: s.reader.stats.bytesServed,
-        reads: s.reader.stats.reads,
-        readErrors: s.reader.stats.errors,
-        cacheHits: { readahead: s.reader.stats.readaheadHits, templateChunks: s.raw.stats.cacheHits, hashIndex: s.index.stats.hits },
-        templateBytesInflated: s.raw.stats.bytesInflated,
-        partBytesRead: s.parts.stats.bytesRead,
-        recentErrors: s.parts.recentErrors,
-      };
-    }),
+    images: [...images].map(([name, { session }]) => sessionStatus(name, session)),
     ...(extra ? { network } : {}),
   };
 }

@@ -18,6 +18,8 @@ import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { assertCleanFailure, assertOk, BIN, prng, runCli, SAMPLE_PARTS, SAMPLES, type CliResult } from '../helpers/cli.js';
 import { forceUnmount, isMounted, mountJigdo } from '../helpers/mount.js';
 import { md5hex as md5 } from '../helpers/hash.js';
+import { pidAlive } from '../../src/util/pid.js';
+import { waitFor } from '../helpers/network.js';
 
 const run = promisify(execFile);
 const uid = process.getuid!();
@@ -33,22 +35,6 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** The environment of a user with no XDG_RUNTIME_DIR and its own temp folder (so the folders planted here touch no other test). */
 async function envWithTmp(): Promise<{ env: NodeJS.ProcessEnv; tmp: string }> {
@@ -98,7 +84,7 @@ describe('control socket folder without XDG_RUNTIME_DIR (item 7)', () => {
       const pid = await m.pid();
       assertOk(await m.umount());
       assert.equal(await isMounted(m.mnt), false);
-      await waitFor(() => !alive(pid), 5000);
+      await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
     } finally {
       await m.cleanup();
     }
@@ -142,7 +128,7 @@ describe('control socket folder without XDG_RUNTIME_DIR (item 7)', () => {
       assert.equal(umount.code, 0, umount.stderr); // unmounted from outside (fusermount), the daemon notices
       assert.equal(fake.connections(), 0, 'a planted socket was asked');
       assert.equal(await isMounted(m.mnt), false);
-      await waitFor(() => !alive(pid), 5000);
+      await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
     } finally {
       fake.close();
       await m.cleanup();
@@ -165,7 +151,7 @@ describe('a mountpoint reached through a symlink (item 8)', () => {
           const pid = await m.pid();
           // The daemon's watch looks every second: one that missed the real path would be gone by now.
           await new Promise((r) => setTimeout(r, 2500));
-          assert.ok(alive(pid), 'the daemon is still running');
+          assert.ok(pidAlive(pid), 'the daemon is still running');
           for (const via of [link, real]) {
             const s = await runCli(['status', via, '--json']);
             assertOk(s);
@@ -175,7 +161,7 @@ describe('a mountpoint reached through a symlink (item 8)', () => {
           assert.equal(md5(await readFile(path.join(link, 'image.iso'))), v.imageMd5);
           assertOk(await runCli(['umount', umountVia], { timeoutMs: 30_000 }));
           assert.equal(await isMounted(real), false, `umount via ${umountVia}`);
-          await waitFor(() => !alive(pid), 5000);
+          await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
         } finally {
           await forceUnmount(real);
           await m.cleanup();
@@ -241,7 +227,7 @@ describe('open files of a mount reading many parts (item 9)', () => {
       }
       assert.ok(most < limit, `${most} fds open at most (limit ${limit})`);
       await new Promise((r) => setTimeout(r, 1200)); // one look of the outside-unmount watch, after the reads
-      assert.ok(alive(pid) && (await isMounted(m.mnt)), 'the mount is still up');
+      assert.ok(pidAlive(pid) && (await isMounted(m.mnt)), 'the mount is still up');
       assert.equal((await m.status()).pid, pid);
     } finally {
       await m.cleanup();
@@ -265,7 +251,7 @@ describe('umount of a busy mount (item 11)', () => {
         assert.ok(buf.equals((await readFile(v.image)).subarray(0, 4096)));
         assertOk(await runCli(['umount', '--lazy', m.mnt], { timeoutMs: 30_000 }));
         assert.equal(await isMounted(m.mnt), false);
-        await waitFor(() => !alive(pid), 5000);
+        await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
       } finally {
         await reader.close().catch(() => undefined);
       }

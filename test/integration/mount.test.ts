@@ -14,6 +14,8 @@ import { BIN } from '../helpers/cli.js';
 import { forceUnmount, isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
 import { runCli } from '../helpers/cli.js';
 import { fileMd5, md5hex as md5 } from '../helpers/hash.js';
+import { pidAlive } from '../../src/util/pid.js';
+import { waitFor } from '../helpers/network.js';
 
 const run = promisify(execFile);
 
@@ -127,7 +129,7 @@ describe('mounted ISO (jigdo-file md5/gzip template, parts found by --scan)', ()
     const r = await m.umount();
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await isMounted(m.mnt), false);
-    await waitFor(() => !alive(pid), 5000);
+    await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
   });
 });
 
@@ -210,22 +212,6 @@ describe('a part no source has', () => {
   });
 });
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('lifecycle', () => {
   test('foreground mount unmounts cleanly on SIGTERM and SIGINT', async () => {
@@ -238,7 +224,7 @@ describe('lifecycle', () => {
       child.stderr.on('data', (d: Buffer) => (stderr += d));
       const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
       try {
-        await waitFor(async () => (await stat(path.join(mnt, 'image.iso')).catch(() => undefined))?.size === v.imageSize, 30_000);
+        await waitFor(async () => (await stat(path.join(mnt, 'image.iso')).catch(() => undefined))?.size === v.imageSize, 30_000, 'the image file at its full size');
         assert.equal(await fileMd5(path.join(mnt, 'image.iso')), v.imageMd5);
         child.kill(sig);
         assert.equal(await exited, 0, stderr);
@@ -256,7 +242,7 @@ describe('lifecycle', () => {
     const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
     try {
       process.kill(await m.pid(), 'SIGKILL');
-      await waitFor(async () => (await stat(m.mnt).then(() => 'ok', (e: NodeJS.ErrnoException) => e.code)) === 'ENOTCONN', 5000);
+      await waitFor(async () => (await stat(m.mnt).then(() => 'ok', (e: NodeJS.ErrnoException) => e.code)) === 'ENOTCONN', 5000, 'the mount to go stale');
       const again = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { mnt: m.mnt, cacheDir: m.cacheDir });
       try {
         assert.equal(await fileMd5(again.file('image.iso')), v.imageMd5);
