@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { FileByteSource } from '../format/bytesource.js';
-import { JigdoError, UsageError } from '../format/errors.js';
+import { JigdoError, TemplateUnavailableError, UsageError } from '../format/errors.js';
 import { parseJigdo, type JigdoFile, type JigdoImage } from '../format/jigdo.js';
 import { describeLocation, locationFromUser } from '../format/location.js';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
@@ -78,7 +78,7 @@ export function selectImage(jigdo: JigdoFile, name?: string): JigdoImage {
  * The image's file name as shown to users: the leaf of Filename, without a `stdio:` prefix. parseJigdo
  * refuses a Filename whose leaf is not a plain name; an image made some other way gets a safe default.
  */
-function imageFileName(image: JigdoImage): string {
+export function imageFileName(image: JigdoImage): string {
   const leaf = image.filename.replace(/^stdio:/, '').split('/').pop()!;
   return leaf === '' || leaf === '.' || leaf === '..' ? 'image.iso' : leaf;
 }
@@ -124,7 +124,10 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
   const templatePath = await findTemplate(jigdo, image, opts);
 
   const src = await FileByteSource.open(templatePath).catch((err: NodeJS.ErrnoException) => {
-    throw new JigdoError(templatePath, err.code === 'ENOENT' ? `template not found (named by ${describeLocation(jigdo.location)})` : err.message);
+    if (err.code !== 'ENOENT') throw new JigdoError(templatePath, err.message);
+    const problem = `template not found (named by ${describeLocation(jigdo.location)})`;
+    // Not there yet is not a bad file, unless the user named that file (--template).
+    throw opts.template ? new JigdoError(templatePath, problem) : new TemplateUnavailableError(templatePath, problem);
   });
   try {
     await checkTemplate(templatePath, image, index, pool);

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { stat } from 'node:fs/promises';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
-import { JigdoError, errorMessage } from '../format/errors.js';
+import { JigdoError, TemplateUnavailableError, errorMessage } from '../format/errors.js';
 import type { JigdoFile, JigdoImage } from '../format/jigdo.js';
 import { baseName, describeLocation, resolveReference, type Location } from '../format/location.js';
 import type { HashIndex } from '../sources/hash-index.js';
@@ -48,7 +48,7 @@ async function templateFile(jigdo: JigdoFile, image: JigdoImage, opts: TemplateC
   if (tloc.kind === 'file') return tloc.path;
   for (const candidate of localTemplateCopies(jigdo, image, tloc)) if (await isFile(candidate)) return candidate;
   if (opts.fetchTemplate) return opts.fetchTemplate(tloc, image);
-  throw new JigdoError(tloc.url, 'template is remote and no network access is configured (use --template FILE)');
+  throw new TemplateUnavailableError(tloc.url, 'template is remote and no network access is configured (use --template FILE)');
 }
 
 /**

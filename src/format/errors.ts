@@ -28,3 +28,11 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * The template cannot be had right now (not there yet, or only on the network while --offline): not a
+ * bad file. `info` still answers from the .jigdo alone; every other command fails with its message.
+ */
+export class TemplateUnavailableError extends JigdoError {
+  override name = 'TemplateUnavailableError';
+}

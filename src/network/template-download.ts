@@ -3,7 +3,7 @@ import { rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { PartCache } from '../cache/part-cache.js';
 import type { SumCheck } from '../sources/verified-copy.js';
-import { JigdoError } from '../format/errors.js';
+import { JigdoError, TemplateUnavailableError } from '../format/errors.js';
 import type { JigdoImage } from '../format/jigdo.js';
 import { describeLocation, type Location } from '../format/location.js';
 import { makeDirs } from '../util/make-dirs.js';
@@ -48,7 +48,7 @@ export class TemplateDownloads {
     if (!this.ctx) {
       const cached = await this.cache.lookup('templates', kind, hex);
       if (cached) return cached.path;
-      throw new JigdoError(where, 'template is not in the cache and --offline is set (use --template FILE)');
+      throw new TemplateUnavailableError(where, 'template is not in the cache and --offline is set (use --template FILE)');
     }
     const started = await this.cache.begin('templates', kind, hex);
     if ('copy' in started) {
@@ -69,7 +69,7 @@ export class TemplateDownloads {
 
   /** A template the .jigdo gives no checksum for: downloaded anew each time (nothing to check it against). */
   private async fetchUnverified(url: string): Promise<string> {
-    if (!this.ctx) throw new JigdoError(url, 'template is remote and --offline is set (use --template FILE)');
+    if (!this.ctx) throw new TemplateUnavailableError(url, 'template is remote and --offline is set (use --template FILE)');
     const dir = path.join(this.cache.dir, 'templates', 'unverified');
     await makeDirs(dir);
     const final = path.join(dir, `${createHash('sha256').update(url).digest('hex').slice(0, 32)}.template`);

@@ -162,6 +162,34 @@ test('info (text) shows the size and checksum', async () => {
   assert.match(r.stdout, new RegExp(`md5 ${IMAGE_MD5}`));
 });
 
+test('info from the .jigdo alone: the template not there (yet), or remote while --offline: exit 0, "not available (reason)"', async () => {
+  // A lone .jigdo: its template (Template=jf-md5-gzip.template) is not beside it.
+  const lone = path.join(work, 'lone');
+  await mkdir(lone, { recursive: true });
+  await copyFile(sample('jf-md5-gzip.jigdo'), path.join(lone, 'x.jigdo'));
+  const text = await cli(['info', path.join(lone, 'x.jigdo')]);
+  assertOk(text);
+  assert.match(text.stdout, /^Image: {8}image\.iso/m);
+  assert.match(text.stdout, /^Template: {5}not available \(.*template not found/m);
+  assert.match(text.stdout, /^Parts: {8}\d+ distinct in \[Parts\]/m);
+  assert.match(text.stdout, /^Servers:/m);
+  const json = await cli(['info', path.join(lone, 'x.jigdo'), '--json']);
+  assertOk(json);
+  const info = JSON.parse(json.stdout) as { template: { available: boolean; reason: string }; jigdo: { partKeys: number; templateMd5?: string } };
+  assert.equal(info.template.available, false);
+  assert.match(info.template.reason, /template not found/);
+  assert.ok(info.jigdo.partKeys > 0);
+  assert.match(info.jigdo.templateMd5 ?? '', /^[0-9a-f]{32}$/);
+  // A remote template with --offline (the cli helper adds it) and nothing in the cache.
+  const remote = (await readFile(sample('jf-md5-gzip.jigdo'), 'utf8')).replace(/^Template=.*$/m, 'Template=http://127.0.0.1:9/x.template');
+  await writeFile(path.join(lone, 'remote.jigdo'), remote);
+  const offline = await cli(['info', path.join(lone, 'remote.jigdo')]);
+  assertOk(offline);
+  assert.match(offline.stdout, /^Template: {5}not available \(.*--offline/m);
+  // A template the user named that is not there stays an error (exit 1).
+  assertCleanFailure(await cli(['info', path.join(lone, 'x.jigdo'), '--template', path.join(lone, 'nowhere.template')]), 'nowhere.template', /template not found/);
+});
+
 /** jigdo-file print-missing(-all) for a sample, from a folder without the image. */
 async function jigdoFileMissing(s: Sample, all: boolean): Promise<string> {
   const { stdout } = await execFileP(
