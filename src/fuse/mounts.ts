@@ -90,6 +90,9 @@ export async function isStale(mnt: string): Promise<boolean> {
 export class BusyError extends Error {}
 
 /** fusermount -u (or -uz: lazy, for stale or busy mounts). A busy mount throws BusyError. */
+/** mountedType's failure stands for "cannot tell": never taken for "not mounted". */
+const FS_UNKNOWN = 'unknown';
+
 export async function fusermountUnmount(mnt: string, lazy: boolean): Promise<void> {
   const args = [lazy ? '-uz' : '-u', mnt];
   for (const bin of ['fusermount', 'fusermount3']) {
@@ -99,6 +102,8 @@ export async function fusermountUnmount(mnt: string, lazy: boolean): Promise<voi
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
+      // Unmounted meanwhile (by the daemon answering late, or from outside): what was asked is done.
+      if ((await mountedType(mnt).catch(() => FS_UNKNOWN)) === undefined) return;
       if (/busy/i.test(stderr)) {
         throw new BusyError(`${mnt}: busy: a process has a file or folder open in it (close it, or use jigdofs umount --lazy to detach it anyway)`);
       }

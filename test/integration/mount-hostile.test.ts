@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { controlSocketPath } from '../../src/fuse/control.js';
+import { fusermountUnmount } from '../../src/fuse/mounts.js';
 import { LINGERING_HANDLES, OPEN_HANDLES } from '../../src/sources/part-store.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { assertCleanFailure, assertOk, BIN, prng, runCli, SAMPLE_PARTS, SAMPLES, type CliResult } from '../helpers/cli.js';
@@ -255,6 +256,24 @@ describe('umount of a busy mount (item 11)', () => {
       } finally {
         await reader.close().catch(() => undefined);
       }
+    } finally {
+      await m.cleanup();
+    }
+  });
+});
+
+describe('an unmount that races another one', () => {
+  // Seen in bench-mount.sh: `jigdofs umount` gave up waiting for the daemon's answer, fell back to its own
+  // `fusermount -u`, and the daemon's unmount, done meanwhile, made that fail: "Invalid argument", exit 1.
+  test('fusermount -u of a mount already gone is done, not an error (the daemon and the CLI fallback both use it)', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+    try {
+      const pid = await m.pid();
+      await run('fusermount', ['-uz', m.mnt]); // the other unmount wins the race
+      assert.equal(await isMounted(m.mnt), false);
+      await fusermountUnmount(m.mnt, false); // rejected with "Invalid argument" before
+      await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
     } finally {
       await m.cleanup();
     }

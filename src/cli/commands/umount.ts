@@ -4,6 +4,12 @@ import { FS_TYPE } from '../../fuse/daemon.js';
 import { BusyError, fusermountUnmount, isStale, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';
 import { pidAlive } from '../../util/pid.js';
 
+/**
+ * How long the daemon may take to answer an unmount request: it answers after its own (non-lazy) unmount,
+ * which waits for the kernel; a shorter wait sent us to the fallback while that unmount was still going.
+ */
+const UNMOUNT_ANSWER_MS = 30_000;
+
 /** Waits for the mount to go, then for its daemon to end; false when the mount is still there after 5 s. */
 async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
   for (let i = 0; i < 100; i++) {
@@ -34,7 +40,7 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
     await fusermountUnmount(mnt, true);
     return;
   }
-  const answer = await askControl(mnt, 'unmount', 3000, { lazy }).catch((err: Error) => {
+  const answer = await askControl(mnt, 'unmount', UNMOUNT_ANSWER_MS, { lazy }).catch((err: Error) => {
     if (/busy/.test(err.message)) throw new BusyError(err.message); // the daemon refused: say so, do not force it
     if (err instanceof UntrustedControlDir) process.stderr.write(`jigdofs: ${err.message}; unmounting with fusermount instead\n`);
     return undefined;
