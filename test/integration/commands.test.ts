@@ -4,7 +4,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { SAMPLES, SAMPLE_PARTS, assertCleanFailure, assertOk, describeRun, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
+import { fileMd5 } from '../helpers/hash.js';
 
 const execFileP = promisify(execFile);
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-commands-'));
@@ -23,7 +23,6 @@ const cli = (args: string[]) => runCli([...args, '--cache-dir', path.join(cache,
 
 const IMAGE_MD5 = '784af77770a40eb11678baaea6484bff';
 const MULTIPART_MD5 = '018ef75150c7a32a70c67a8dcc885924';
-const md5File = async (file: string): Promise<string> => createHash('md5').update(await readFile(file)).digest('hex');
 const sample = (name: string): string => path.join(SAMPLES, name);
 
 interface Sample {
@@ -73,7 +72,7 @@ test('make-image writes every sample with the right MD5, and nothing else', { co
     const out = path.join(dir, 'out.iso');
     const r = await cli(['make-image', sample(s.jigdo), '--scan', SAMPLE_PARTS, '-o', out]);
     assertOk(r);
-    assert.equal(await md5File(out), s.md5);
+    assert.equal(await fileMd5(out), s.md5);
     assert.deepEqual(await listing(dir), ['out.iso']);
     assert.equal(r.stdout, '');
   })));
@@ -255,7 +254,7 @@ test('a CRLF copy of quoting.jigdo gives the same missing output and builds the 
   const out = path.join(dir, 'out.iso');
   const mk = await cli(['make-image', path.join(dir, 'quoting.jigdo'), '--scan', SAMPLE_PARTS, '-o', out]);
   assertOk(mk);
-  assert.equal(await md5File(out), IMAGE_MD5);
+  assert.equal(await fileMd5(out), IMAGE_MD5);
 });
 
 test('missing with sources lists only what is still missing', async () => {
@@ -329,7 +328,7 @@ test('generated fixtures (test/helpers/fixtures.ts): make-image on every variant
         const out = path.join(work, `fixture-${v.name}.iso`);
         const mk = await cli(['make-image', v.jigdo, '--scan', v.partsDir, '-o', out]);
         assertOk(mk);
-        assert.equal(await md5File(out), v.imageMd5, v.name);
+        assert.equal(await fileMd5(out), v.imageMd5, v.name);
         rmSync(out);
         if (v.name === 'jf-sha256-bzip2' || v.name === 'jte-md5-gzip') {
           const ver = await cli(['verify', v.jigdo, v.image, '--json']);

@@ -20,6 +20,7 @@ import type { RawBytes } from '../../src/image/ports.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SAMPLES, SAMPLE_PARTS, prng, randInt } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
+import { md5hex as md5 } from '../helpers/hash.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-reader-'));
 const IMAGE = readFileSync(path.join(SAMPLES, 'image.iso'));
@@ -28,7 +29,6 @@ const MULTIPART_MD5 = '018ef75150c7a32a70c67a8dcc885924';
 const BIG = path.join(SAMPLES, 'big-4g');
 const BIG_SIZE = 4500100003;
 
-const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
 let cacheSerial = 0;
 const options = (scan: string[], extra: Partial<SourceOptions> = {}): SourceOptions => ({
   local: [],
