@@ -335,6 +335,9 @@ export class PartStore {
         if (bytesRead === 0) throw new Error(`${loc.copy.path} is shorter than when it was verified`);
         done += bytesRead;
       }
+      // A user's file may be edited at any moment: unchanged after the read (any write moves the ctime)
+      // means the bytes read are the verified ones. Cache files are never written after their commit.
+      if (loc.copy.userFile) await assertUnchanged(fh, loc.copy);
     } finally {
       this.releaseHandle(handle);
     }

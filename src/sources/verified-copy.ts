@@ -19,6 +19,11 @@ export interface LocalCopy extends FileIdentity {
   offset: number;
   /** Set once a later hash of the copy did not match (see LocalSources.recheck): readers must look for the part again. */
   stale?: boolean;
+  /**
+   * A file of the user's, which may be edited in place at any time (not a cache file, whose name is its
+   * checksum and which nothing writes after its commit): the part store checks its identity before every read.
+   */
+  userFile?: boolean;
 }
 
 declare const verifiedBrand: unique symbol;
@@ -77,7 +82,7 @@ export async function verifyLocalCopy(
   if (!st?.isFile() || (whole ? st.size !== length : st.size < offset + length)) return undefined;
   const id = identityOf(st);
   const [o, l] = whole ? [undefined, undefined] : [offset, length];
-  const matches = (sum: string): VerifiedCopy | undefined => (sum === key ? vouch({ path: file, offset, ...id }) : undefined);
+  const matches = (sum: string): VerifiedCopy | undefined => (sum === key ? vouch({ path: file, offset, ...id, userFile: true }) : undefined);
   const known = index.get(file, id, kind, o, l);
   if (known) return { copy: matches(known), hashed: false };
   const was = index.previous(file, kind, o, l);

@@ -90,6 +90,21 @@ function assertNotEdited(got: Buffer | Error): void {
 }
 
 describe('a mount never serves a local part changed in place under touch -r', () => {
+  test('an edit is not served even by the very next read (no wait for the periodic re-check)', async () => {
+    const parts = await copyOfParts();
+    const m = await mountJigdo(v.jigdo, ['--offline', '--scan', parts]);
+    try {
+      const [name] = await readdir(m.mnt);
+      const image = m.file(name!);
+      const first = await readMounted(image, partOffset, 65536);
+      assert.ok(Buffer.isBuffer(first) && first.equals(original.subarray(0, 65536)), 'the part is served before the edit');
+      await editKeepingMtime(path.join(parts, PART));
+      assertNotEdited(await readMounted(image, partOffset + EDIT_AT, EDIT_LEN));
+    } finally {
+      await m.cleanup();
+    }
+  });
+
   test('while mounted: the copy it verified and opened changes', async () => {
     const parts = await copyOfParts();
     const m = await mountJigdo(v.jigdo, ['--offline', '--scan', parts]);
@@ -99,7 +114,7 @@ describe('a mount never serves a local part changed in place under touch -r', ()
       const first = await readMounted(image, partOffset, 65536);
       assert.ok(Buffer.isBuffer(first) && first.equals(original.subarray(0, 65536)), 'the part is served before the edit');
       await editKeepingMtime(path.join(parts, PART));
-      await sleep(RECHECK_WAIT_MS); // the store re-checks an open copy once a second, not on every read
+      await sleep(RECHECK_WAIT_MS); // past the periodic re-check too (a user file is also checked after every read)
       assertNotEdited(await readMounted(image, partOffset + EDIT_AT, EDIT_LEN));
       const status = (await m.status()) as { images: Array<{ parts: { missing: number }; recentErrors: string[] }> };
       const img = status.images[0]!;
