@@ -22,9 +22,11 @@ export interface TestMount {
   cleanup(): Promise<void>;
 }
 
+/** /proc/mounts writes blanks and backslashes in paths as octal escapes (\040). */
 export async function isMounted(mnt: string): Promise<boolean> {
   const text = await readFile('/proc/mounts', 'utf8');
-  return text.split('\n').some((l) => l.split(' ')[1] === mnt);
+  const unescape = (f: string) => f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return text.split('\n').some((l) => unescape(l.split(' ')[1] ?? '') === mnt);
 }
 
 export async function forceUnmount(mnt: string): Promise<void> {

@@ -89,7 +89,7 @@ export function testUser(): TestUser {
   restore.push(() => execFileSync('userdel', ['--force', name], { stdio: 'ignore' }));
   const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }));
   const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }));
-  restore.push(() => rmSync(path.join(tmpdir(), `jigdofs-${uid}`), { recursive: true, force: true })); // control sockets without XDG_RUNTIME_DIR
+  for (const left of [`jigdofs-${uid}`, `tsx-${uid}`]) restore.push(() => rmSync(path.join(tmpdir(), left), { recursive: true, force: true })); // control sockets without XDG_RUNTIME_DIR; tsx's cache (fs-agent)
   chownSync(home, uid, gid);
   chmodSync(home, 0o700);
   addMode('/dev/fuse', 0o066);

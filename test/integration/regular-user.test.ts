@@ -7,11 +7,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { chmod, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { userActor, type Actor } from '../helpers/actor.js';
-import { assertOk, describeRun, runCli } from '../helpers/cli.js';
+import { assertCleanFailure, assertOk, describeRun, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { fileMd5, md5hex } from '../helpers/hash.js';
 import { isMounted } from '../helpers/mount.js';
@@ -65,9 +65,9 @@ for (const runtimeDir of [true, false]) {
         await assertPrivate(A, controlDirOf(A), 0o700);
         const cache = path.join(A.user!.home, '.cache', 'jigdofs');
         await assertPrivate(A, cache, 0o700);
-        const logs = await readdir(path.join(cache, 'logs'));
-        assert.equal(logs.length, 1, logs.join(' '));
-        await assertPrivate(A, path.join(cache, 'logs', logs[0]!), 0o600);
+        const log = (await readdir(path.join(cache, 'logs'))).find((f) => f.includes(`${path.basename(own)}_mnt.`));
+        assert.ok(log, 'the daemon logs under the user\'s cache');
+        await assertPrivate(A, path.join(cache, 'logs', log), 0o600);
         const unmounted = await A.cli(['umount', mnt]);
         assertOk(unmounted);
         assert.equal(await isMounted(mnt), false);
@@ -75,6 +75,20 @@ for (const runtimeDir of [true, false]) {
       } finally {
         if (await isMounted(mnt)) await A.run('fusermount', ['-uz', mnt]);
       }
+    });
+
+    test('a /dev/fuse closed to the user is said in one line, and nothing is mounted', { skip: !runtimeDir && 'once is enough' }, async () => {
+      const mnt = path.join(own, 'mnt-no-fuse');
+      await A.run('mkdir', [mnt]);
+      const mode = (await stat('/dev/fuse')).mode & 0o777;
+      await chmod('/dev/fuse', 0o600);
+      try {
+        const r = await A.cli(['mount', fx.variants['jf-md5-gzip'].jigdo, mnt]);
+        assertCleanFailure(r, mnt, /\/dev\/fuse is not open to this user \(mode 0600/);
+      } finally {
+        await chmod('/dev/fuse', mode);
+      }
+      assert.equal(await isMounted(mnt), false);
     });
 
     test('make-image with the default cache (the user\'s ~/.cache/jigdofs, private)', async () => {
