@@ -6,6 +6,7 @@
 #      fuse-native's prebuilt binary), fuse3 (fusermount), e2fsprogs (mkfs.ext4 -d, debugfs), openssl gzip bzip2,
 #      ca-certificates (npm over https); for `jigdofs serve`'s tests and benchmark: curl, wget, aria2, qemu-utils +
 #      qemu-block-extra (qemu-img over http), squid, nginx-light (has the slice module)
+#      fusermount3 must be setuid root (fuse3's postinst makes it so) for the regular-user tests
 #   2. npm ci (npm install when there is no package-lock.json) in the repository root
 #   3. npm run build
 #
@@ -33,6 +34,18 @@ else
   apt-get update -qq
   # Minimal images lack apt-utils and debconf says so on every install: noise, not an error.
   apt-get install -y -qq --no-install-recommends "${PKGS[@]}" 2> >(grep -v '^debconf: delaying' >&2) >/dev/null
+fi
+
+# Regular users mount through fusermount3, which must be setuid root. fuse3's postinst makes it so unless a
+# dpkg-statoverride says otherwise; a copy that lost the bit (an image built without it) gets it back the same way.
+fm=$(command -v fusermount3 || true)
+if [ -n "$fm" ] && [ ! -u "$fm" ]; then
+  [ "$(id -u)" -eq 0 ] || { echo "setup: $fm is not setuid root; run as root" >&2; exit 1; }
+  if dpkg-statoverride --list "$fm" >/dev/null 2>&1; then
+    echo "setup: $fm is not setuid root (a dpkg-statoverride says so): regular users cannot mount" >&2; exit 1
+  fi
+  say "fusermount3: setting the setuid bit, as fuse3's postinst does"
+  chmod 4755 "$fm"
 fi
 
 command -v node >/dev/null || { echo "setup: node not found; install Node >= 20 first" >&2; exit 1; }

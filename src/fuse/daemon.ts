@@ -6,7 +6,7 @@ import type { JigdoFile } from '../format/jigdo.js';
 import type { Server } from 'node:net';
 import { askControl, checkedControlDir, serveControl, type ControlHandler } from './control.js';
 import { imageOps, type MountedImage } from './filesystem.js';
-import { allowOtherProblem, fusermountUnmount, isStale, mountedType, mountpointProblem, resolveMountpoint, watchUnmount } from './mounts.js';
+import { allowOtherProblem, fuseFailureHint, fusermountUnmount, isStale, mountedType, mountpointProblem, resolveMountpoint, watchUnmount } from './mounts.js';
 import { sessionStatus } from '../engine/session-status.js';
 
 export interface MountOptions {
@@ -86,14 +86,11 @@ async function openImages(jigdo: JigdoFile, sources: SourceOptions, startedAt: n
 }
 
 /** fuse-native's own error is "fuse failed" whatever went wrong: say where to look. */
-function mountFuse(fuse: Fuse, mnt: string): Promise<void> {
-  return new Promise<void>((resolve, reject) =>
-    fuse.mount((err) => {
-      if (!err) return resolve();
-      const hint = /fuse failed/i.test(err.message) ? ' (is /dev/fuse there, and fusermount installed and allowed for this user?)' : '';
-      reject(new Error(`${mnt}: mount failed: ${err.message}${hint}`));
-    }),
-  );
+async function mountFuse(fuse: Fuse, mnt: string): Promise<void> {
+  const err = await new Promise<Error | null>((resolve) => fuse.mount((e) => resolve(e ?? null)));
+  if (!err) return;
+  const hint = /fuse failed/i.test(err.message) ? ` (${await fuseFailureHint()})` : '';
+  throw new Error(`${mnt}: mount failed: ${err.message}${hint}`);
 }
 
 /**

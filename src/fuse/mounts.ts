@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { readFile, readdir, realpath, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -135,4 +136,17 @@ export async function mountpointProblem(mnt: string): Promise<string | undefined
   if (entries instanceof Error) return `${mnt}: mountpoint cannot be listed (${entries.code})`;
   if (entries.length > 0) return `${mnt}: mountpoint is not empty (${entries.length} entries, e.g. ${entries[0]}); mount on an empty directory`;
   return undefined;
+}
+
+/**
+ * Why fuse could not mount, as far as we can tell from here (fuse-native says only "fuse failed"): no
+ * /dev/fuse, a /dev/fuse this user may not open (root-only on some machines; a normal Debian has 0666), or else
+ * the general hint.
+ */
+export async function fuseFailureHint(dev = '/dev/fuse'): Promise<string> {
+  const st = await stat(dev).catch(() => undefined);
+  if (!st) return `${dev} is missing (modprobe fuse)`;
+  const open = await access(dev, constants.R_OK | constants.W_OK).then(() => true, () => false);
+  if (!open) return `${dev} is not open to this user (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; root can chmod 0666 ${dev})`;
+  return 'is fusermount3 installed, setuid root, and the mountpoint ours?';
 }

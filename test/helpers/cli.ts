@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import { asUser, type TestUser } from './test-user.js';
 
 /** The repository root. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -35,6 +36,8 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv;
   /** Written to the child's stdin (otherwise stdin is /dev/null). */
   input?: string | Buffer;
+  /** Run as this unprivileged user (give `env` too: the default one is root's). */
+  user?: TestUser;
 }
 
 /** One private XDG home per test process: a test that forgets --cache-dir never touches ~/.cache, and no user config applies. */
@@ -52,7 +55,8 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const [file, argv] = opts.user ? asUser(opts.user, process.execPath, [BIN, ...args]) : [process.execPath, [BIN, ...args]];
+    const child = spawn(file, argv, {
       cwd: opts.cwd ?? ROOT,
       env: opts.env ?? { ...process.env, XDG_CACHE_HOME: privateCache, XDG_CONFIG_HOME: privateCache, JIGDOFS_DEBUG: '' },
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { runCli, type CliResult } from './cli.js';
+import { giveTo, type TestUser } from './test-user.js';
 
 const run = promisify(execFile);
 
@@ -21,9 +22,11 @@ export interface TestMount {
   cleanup(): Promise<void>;
 }
 
+/** /proc/mounts writes blanks and backslashes in paths as octal escapes (\040). */
 export async function isMounted(mnt: string): Promise<boolean> {
   const text = await readFile('/proc/mounts', 'utf8');
-  return text.split('\n').some((l) => l.split(' ')[1] === mnt);
+  const unescape = (f: string) => f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return text.split('\n').some((l) => unescape(l.split(' ')[1] ?? '') === mnt);
 }
 
 export async function forceUnmount(mnt: string): Promise<void> {
@@ -32,30 +35,38 @@ export async function forceUnmount(mnt: string): Promise<void> {
 
 /**
  * Mounts `jigdo` with extra CLI args on a fresh mountpoint; throws with the CLI's stderr if it fails.
- * `env`: the whole environment of mount, status and umount (default: runCli's).
+ * `env`: the whole environment of mount, status and umount (default: runCli's). `user`: mount, status and
+ * umount run as this unprivileged user (give its `env`), who owns the mountpoint, cache and log folder.
  */
-export async function mountJigdo(jigdo: string, args: string[] = [], opts: { cacheDir?: string; mnt?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestMount> {
+export async function mountJigdo(
+  jigdo: string,
+  args: string[] = [],
+  opts: { cacheDir?: string; mnt?: string; env?: NodeJS.ProcessEnv; user?: TestUser } = {},
+): Promise<TestMount> {
   const base = await mkdtemp(path.join(tmpdir(), 'jigdofs-mnt-'));
   const mnt = opts.mnt ?? path.join(base, 'mnt');
   const cacheDir = opts.cacheDir ?? path.join(base, 'cache');
   if (!opts.mnt) await run('mkdir', ['-p', mnt]); // a given mountpoint may be stale: stat would fail
+  if (opts.user) giveTo(opts.user, base);
   const logFile = path.join(base, 'daemon.log');
-  const mountResult = await runCli(['mount', jigdo, mnt, '--cache-dir', cacheDir, '--log-file', logFile, ...args], { timeoutMs: 60_000, env: opts.env });
+  const as = { env: opts.env, user: opts.user };
+  const mountResult = await runCli(['mount', jigdo, mnt, '--cache-dir', cacheDir, '--log-file', logFile, ...args], { timeoutMs: 60_000, ...as });
   const m: TestMount = {
     mnt,
     cacheDir,
     mountResult,
     file: (name) => path.join(mnt, name),
     status: async () => {
-      const r = await runCli(['status', mnt, '--json'], { timeoutMs: 15_000, env: opts.env });
+      const r = await runCli(['status', mnt, '--json'], { timeoutMs: 15_000, ...as });
       if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
       return JSON.parse(r.stdout) as Record<string, unknown>;
     },
     pid: async () => (await m.status()).pid as number,
     log: () => readFile(logFile, 'utf8').catch(() => ''),
-    umount: () => runCli(['umount', mnt], { timeoutMs: 30_000, env: opts.env }),
+    umount: () => runCli(['umount', mnt], { timeoutMs: 30_000, ...as }),
     cleanup: async () => {
       // A daemon that died under a test leaves a stale mount: show its log, or CI shows only ENOTCONN.
+      // (root gets EACCES on a user's private mount: not a death.)
       const died = await stat(mnt).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'ENOTCONN');
       if (died) process.stderr.write(`jigdofs daemon for ${mnt} died; its log:\n${await m.log()}\n`);
       // `jigdofs umount` returns once the daemon has ended: it cannot write into the folders removed next.

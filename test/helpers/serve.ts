@@ -7,6 +7,7 @@ import { request } from 'node:http';
 import { promisify } from 'node:util';
 import { BIN, runCli } from './cli.js';
 import { waitFor } from './network.js';
+import { asUser, type TestUser } from './test-user.js';
 
 export const execFileP = promisify(execFile);
 
@@ -32,9 +33,11 @@ process.once('exit', () => {
   for (const p of running) p.kill('SIGKILL');
 });
 
-/** Starts `jigdofs serve ARGS --port 0` and waits for its "serving" line. */
-export async function startServe(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<TestServer> {
-  const proc = spawn(process.execPath, [BIN, 'serve', ...args, '--port', '0'], {
+/** Starts `jigdofs serve ARGS --port 0` (as `user`, with its `env`, if given) and waits for its "serving" line. */
+export async function startServe(args: string[], opts: { env?: NodeJS.ProcessEnv; user?: TestUser } = {}): Promise<TestServer> {
+  const argv = [BIN, 'serve', ...args, '--port', '0'];
+  const [file, fileArgs] = opts.user ? asUser(opts.user, process.execPath, argv) : [process.execPath, argv];
+  const proc = spawn(file, fileArgs, {
     env: opts.env ?? { ...process.env, JIGDOFS_DEBUG: '' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -52,7 +55,7 @@ export async function startServe(args: string[], opts: { env?: NodeJS.ProcessEnv
     proc,
     log: () => err,
     status: async () => {
-      const r = await runCli(['status', m[1]!, '--json']);
+      const r = await runCli(['status', m[1]!, '--json'], opts.user ? { user: opts.user, env: opts.env } : {});
       if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
       return JSON.parse(r.stdout) as ServeStatus;
     },

@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -16,6 +16,8 @@ import { runCli } from '../helpers/cli.js';
 import { fileMd5, md5hex as md5 } from '../helpers/hash.js';
 import { pidAlive } from '../../src/util/pid.js';
 import { waitFor } from '../helpers/network.js';
+import { rootActor, userActor, type Actor } from '../helpers/actor.js';
+import { giveTo } from '../helpers/test-user.js';
 
 const run = promisify(execFile);
 
@@ -40,114 +42,144 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-describe('mounted ISO (jigdo-file md5/gzip template, parts found by --scan)', () => {
-  let m: TestMount;
-  let original: Buffer;
-  const name = 'image.iso';
-  before(async () => {
-    const v = fx.variants['jf-md5-gzip'];
-    original = await readFile(v.image);
-    m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
-  });
-  after(async () => {
-    await m?.cleanup();
-  });
+/**
+ * Who mounts and reads: root, and a real unprivileged user (made by the test set-up, test/helpers/test-user.ts)
+ * with and without XDG_RUNTIME_DIR. The cases below run once per actor; the user's mount is private, so
+ * every read of it goes through the actor too.
+ */
+const ACTORS: Array<{ label: string; make: () => Actor }> = [
+  { label: 'root', make: rootActor },
+  { label: 'a regular user', make: () => userActor({ runtimeDir: true }) },
+  { label: 'a regular user without XDG_RUNTIME_DIR', make: () => userActor({ runtimeDir: false }) },
+];
+/** The slower cases run as root and as the harder of the two users only. */
+const FEW_ACTORS = [ACTORS[0]!, ACTORS[2]!];
 
-  test('shows one read-only file with the exact size', async () => {
-    assert.deepEqual(await readdir(m.mnt), [name]);
-    const st = await stat(m.file(name));
-    assert.equal(st.size, original.length);
-    assert.equal(st.mode & 0o777, 0o444);
-    assert.ok(st.isFile());
-    await assert.rejects(open(m.file(name), 'r+'), /EROFS|EACCES/);
-    const ls = await run('ls', ['-l', m.mnt]);
-    assert.match(ls.stdout, new RegExp(`-r--r--r-- .* ${original.length} .* ${name}`));
-    const du = await run('du', ['-b', m.file(name)]);
-    assert.equal(Number(du.stdout.split('\t')[0]), original.length);
-  });
+const mountAs = (A: Actor, jigdo: string, args: string[]): Promise<TestMount> => mountJigdo(jigdo, args, { env: A.env, user: A.user });
 
-  test('cp and dd bs=1M give the image checksum', async () => {
-    const copy = path.join(work, 'copy.iso');
-    await run('cp', [m.file(name), copy]);
-    assert.equal(await fileMd5(copy), md5(original));
-    const dd = await run('sh', ['-c', `dd if="${m.file(name)}" bs=1M status=none | md5sum`]);
-    assert.equal(dd.stdout.split(' ')[0], md5(original));
-  });
+for (const { label, make } of ACTORS) {
+  describe(`mounted ISO as ${label} (jigdo-file md5/gzip template, parts found by --scan)`, () => {
+    let A: Actor;
+    let m: TestMount;
+    let original: Buffer;
+    let own: string;
+    const name = 'image.iso';
+    before(async () => {
+      A = make();
+      A.share(fx.dir);
+      own = A.tempDir('jigdofs-mount-own-');
+      const v = fx.variants['jf-md5-gzip'];
+      original = await readFile(v.image);
+      m = await mountAs(A, v.jigdo, ['--scan', v.partsDir]);
+    });
+    after(async () => {
+      await m?.cleanup();
+      A?.close();
+      if (own) await rm(own, { recursive: true, force: true });
+    });
 
-  test('random dd skip= reads match the original', async () => {
-    const rand = prng(42);
-    const blocks = Math.floor(original.length / 4096);
-    for (let i = 0; i < 25; i++) {
-      const skip = Math.floor(rand() * blocks);
-      const count = 1 + Math.floor(rand() * 64);
-      const out = await run('dd', [`if=${m.file(name)}`, 'bs=4096', `skip=${skip}`, `count=${count}`, 'status=none'], { encoding: 'buffer', maxBuffer: 1 << 24 });
-      assert.ok(out.stdout.equals(original.subarray(skip * 4096, (skip + count) * 4096)), `dd skip=${skip} count=${count}`);
+    test('shows one read-only file with the exact size', async () => {
+      assert.deepEqual(await A.fs.readdir(m.mnt), [name]);
+      const st = await A.fs.stat(m.file(name));
+      assert.equal(st.size, original.length);
+      assert.equal(st.mode & 0o777, 0o444);
+      assert.ok(st.isFile());
+      await assert.rejects(A.fs.open(m.file(name), 'r+'), /EROFS|EACCES/);
+      const ls = await A.run('ls', ['-l', m.mnt]);
+      assert.match(ls, new RegExp(`-r--r--r-- .* ${original.length} .* ${name}`));
+      const du = await A.run('du', ['-b', m.file(name)]);
+      assert.equal(Number(du.split('\t')[0]), original.length);
+    });
+
+    test('cp and dd bs=1M give the image checksum', async () => {
+      const copy = path.join(own, 'copy.iso');
+      await A.run('cp', [m.file(name), copy]);
+      assert.equal(await fileMd5(copy), md5(original));
+      assert.equal(md5(await A.runBuffer('dd', [`if=${m.file(name)}`, 'bs=1M', 'status=none'])), md5(original));
+    });
+
+    test('random dd skip= reads match the original', async () => {
+      const rand = prng(42);
+      const blocks = Math.floor(original.length / 4096);
+      for (let i = 0; i < 25; i++) {
+        const skip = Math.floor(rand() * blocks);
+        const count = 1 + Math.floor(rand() * 64);
+        const out = await A.runBuffer('dd', [`if=${m.file(name)}`, 'bs=4096', `skip=${skip}`, `count=${count}`, 'status=none']);
+        assert.ok(out.equals(original.subarray(skip * 4096, (skip + count) * 4096)), `dd skip=${skip} count=${count}`);
+      }
+    });
+
+    test('8 concurrent readers at random offsets get the right bytes', async () => {
+      const readers = Array.from({ length: 8 }, async (_, r) => {
+        const rand = prng(1000 + r);
+        const fh = await A.fs.open(m.file(name), 'r');
+        try {
+          for (let i = 0; i < 40; i++) {
+            const offset = Math.floor(rand() * original.length);
+            const length = 1 + Math.floor(rand() * 300_000);
+            const buf = Buffer.alloc(length);
+            const { bytesRead } = await fh.read(buf, 0, length, offset);
+            const want = original.subarray(offset, offset + length);
+            assert.equal(bytesRead, want.length);
+            assert.ok(buf.subarray(0, bytesRead).equals(want), `reader ${r} at ${offset}+${length}`);
+          }
+        } finally {
+          await fh.close();
+        }
+      });
+      await Promise.all(readers);
+    });
+
+    test('isoinfo lists the ISO files', async () => {
+      const fromMount = await A.run('isoinfo', ['-R', '-l', '-i', m.file(name)]);
+      const fromOriginal = (await run('isoinfo', ['-R', '-l', '-i', fx.variants['jf-md5-gzip'].image])).stdout;
+      assert.equal(fromMount, fromOriginal);
+      assert.match(fromMount, /c-200k\.bin/);
+    });
+
+    test('status reports parts and bytes served', async () => {
+      const s = (await m.status()) as { images: Array<{ name: string; size: number; parts: { total: number; verified: number; missing: number }; bytesServed: number }> };
+      const img = s.images[0]!;
+      assert.equal(img.name, name);
+      assert.equal(img.size, original.length);
+      assert.ok(img.parts.total > 0);
+      assert.equal(img.parts.verified, img.parts.total);
+      assert.equal(img.parts.missing, 0);
+      assert.ok(img.bytesServed >= original.length);
+    });
+
+    test('umount unmounts and stops the daemon', async () => {
+      const pid = await m.pid();
+      const r = await m.umount();
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await isMounted(m.mnt), false);
+      await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
+    });
+  });
+}
+
+for (const { label, make } of FEW_ACTORS) {
+  describe(`every template kind mounts byte-exactly as ${label}`, () => {
+    let A: Actor;
+    before(() => {
+      A = make();
+      A.share(fx.dir);
+    });
+    after(() => A?.close());
+    for (const name of ['jf-sha256-gzip', 'jf-md5-bzip2', 'jf-sha256-bzip2', 'jte-md5-gzip', 'jte-sha256-bzip2', 'nomatch'] as const) {
+      test(name, async () => {
+        const v = fx.variants[name];
+        const m = await mountAs(A, v.jigdo, ['--scan', v.partsDir]);
+        try {
+          const [file] = await A.fs.readdir(m.mnt);
+          assert.equal(md5(await A.runBuffer('dd', [`if=${m.file(file!)}`, 'bs=1M', 'status=none'])), v.imageMd5);
+        } finally {
+          await m.cleanup();
+        }
+      });
     }
   });
-
-  test('8 concurrent readers at random offsets get the right bytes', async () => {
-    const readers = Array.from({ length: 8 }, async (_, r) => {
-      const rand = prng(1000 + r);
-      const fh = await open(m.file(name), 'r');
-      try {
-        for (let i = 0; i < 40; i++) {
-          const offset = Math.floor(rand() * original.length);
-          const length = 1 + Math.floor(rand() * 300_000);
-          const buf = Buffer.alloc(length);
-          const { bytesRead } = await fh.read(buf, 0, length, offset);
-          const want = original.subarray(offset, offset + length);
-          assert.equal(bytesRead, want.length);
-          assert.ok(buf.subarray(0, bytesRead).equals(want), `reader ${r} at ${offset}+${length}`);
-        }
-      } finally {
-        await fh.close();
-      }
-    });
-    await Promise.all(readers);
-  });
-
-  test('isoinfo lists the ISO files', async () => {
-    const fromMount = await run('isoinfo', ['-R', '-l', '-i', m.file(name)]);
-    const fromOriginal = await run('isoinfo', ['-R', '-l', '-i', fx.variants['jf-md5-gzip'].image]);
-    assert.equal(fromMount.stdout, fromOriginal.stdout);
-    assert.match(fromMount.stdout, /c-200k\.bin/);
-  });
-
-  test('status reports parts and bytes served', async () => {
-    const s = (await m.status()) as { images: Array<{ name: string; size: number; parts: { total: number; verified: number; missing: number }; bytesServed: number }> };
-    const img = s.images[0]!;
-    assert.equal(img.name, name);
-    assert.equal(img.size, original.length);
-    assert.ok(img.parts.total > 0);
-    assert.equal(img.parts.verified, img.parts.total);
-    assert.equal(img.parts.missing, 0);
-    assert.ok(img.bytesServed >= original.length);
-  });
-
-  test('umount unmounts and stops the daemon', async () => {
-    const pid = await m.pid();
-    const r = await m.umount();
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(await isMounted(m.mnt), false);
-    await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
-  });
-});
-
-describe('every template kind mounts byte-exactly', () => {
-  for (const name of ['jf-sha256-gzip', 'jf-md5-bzip2', 'jf-sha256-bzip2', 'jte-md5-gzip', 'jte-sha256-bzip2', 'nomatch'] as const) {
-    test(name, async () => {
-      const v = fx.variants[name];
-      const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
-      try {
-        const [file] = await readdir(m.mnt);
-        const dd = await run('sh', ['-c', `dd if="${m.file(file!)}" bs=1M status=none | md5sum`]);
-        assert.equal(dd.stdout.split(' ')[0], v.imageMd5);
-      } finally {
-        await m.cleanup();
-      }
-    });
-  }
-});
+}
 
 describe('ext4 image distributed through jigdo, loop-mounted from the mount', () => {
   test('every file inside matches its source', async () => {
@@ -171,46 +203,54 @@ describe('ext4 image distributed through jigdo, loop-mounted from the mount', ()
   });
 });
 
-describe('a part no source has', () => {
-  test('gives EIO for its bytes only, one log line, and status counts it', async () => {
-    const v = fx.variants['jf-md5-gzip'];
-    const parts = path.join(work, 'parts-minus-one');
-    await cp(v.partsDir, parts, { recursive: true });
-    const victim = fx.files.find((f) => f.path.endsWith('c-200k.bin'))!;
-    await rm(path.join(parts, path.relative('parts', victim.path)));
-    await rm(path.join(parts, 'extra', 'c-200k-copy.bin')); // the same bytes under another name
-    const original = await readFile(v.image);
-    const at = original.indexOf(await readFile(victim.absPath));
-    assert.ok(at > 0);
-    const m = await mountJigdo(v.jigdo, ['--scan', parts]);
-    try {
-      const fh = await open(m.file('image.iso'), 'r');
+for (const { label, make } of FEW_ACTORS) {
+  describe(`a part no source has, mounted by ${label}`, () => {
+    test('gives EIO for its bytes only, one log line, and status counts it', async () => {
+      const A = make();
+      A.share(fx.dir);
+      const v = fx.variants['jf-md5-gzip'];
+      const own = A.tempDir('jigdofs-parts-minus-one-');
+      const parts = path.join(own, 'parts');
+      await cp(v.partsDir, parts, { recursive: true });
+      const victim = fx.files.find((f) => f.path.endsWith('c-200k.bin'))!;
+      await rm(path.join(parts, path.relative('parts', victim.path)));
+      await rm(path.join(parts, 'extra', 'c-200k-copy.bin')); // the same bytes under another name
+      if (A.user) giveTo(A.user, own);
+      const original = await readFile(v.image);
+      const at = original.indexOf(await readFile(victim.absPath));
+      assert.ok(at > 0);
+      const m = await mountAs(A, v.jigdo, ['--scan', parts]);
       try {
-        const buf = Buffer.alloc(4096);
-        await assert.rejects(fh.read(buf, 0, 4096, at + 8192), /EIO/);
-        const before = Buffer.alloc(4096);
-        await fh.read(before, 0, 4096, 0);
-        assert.ok(before.equals(original.subarray(0, 4096)));
-        const tail = original.length - 4096;
-        const end = Buffer.alloc(4096);
-        await fh.read(end, 0, 4096, tail);
-        assert.ok(end.equals(original.subarray(tail)));
+        const fh = await A.fs.open(m.file('image.iso'), 'r');
+        try {
+          const buf = Buffer.alloc(4096);
+          await assert.rejects(fh.read(buf, 0, 4096, at + 8192), /EIO/);
+          const before = Buffer.alloc(4096);
+          await fh.read(before, 0, 4096, 0);
+          assert.ok(before.equals(original.subarray(0, 4096)));
+          const tail = original.length - 4096;
+          const end = Buffer.alloc(4096);
+          await fh.read(end, 0, 4096, tail);
+          assert.ok(end.equals(original.subarray(tail)));
+        } finally {
+          await fh.close();
+        }
+        const cpResult = await A.run('cp', [m.file('image.iso'), path.join(own, 'broken.iso')]).then(() => 'ok', (e: Error) => e.message);
+        assert.match(cpResult, /Input\/output error/);
+        const s = (await m.status()) as { images: Array<{ parts: { missing: number }; recentErrors: string[] }> };
+        assert.equal(s.images[0]!.parts.missing, 1);
+        const log = await m.log();
+        const lines = log.split('\n').filter((l) => l.includes('not available'));
+        assert.equal(lines.length, 1, log);
+        assert.match(lines[0]!, new RegExp(`part [A-Za-z0-9_-]{22} \\(${victim.size} bytes, at image offset ${at}\\)`));
       } finally {
-        await fh.close();
+        await m.cleanup();
+        A.close();
+        await rm(own, { recursive: true, force: true });
       }
-      const cpResult = await run('cp', [m.file('image.iso'), path.join(work, 'broken.iso')]).then(() => 'ok', (e: Error) => e.message);
-      assert.match(cpResult, /Input\/output error/);
-      const s = (await m.status()) as { images: Array<{ parts: { missing: number }; recentErrors: string[] }> };
-      assert.equal(s.images[0]!.parts.missing, 1);
-      const log = await m.log();
-      const lines = log.split('\n').filter((l) => l.includes('not available'));
-      assert.equal(lines.length, 1, log);
-      assert.match(lines[0]!, new RegExp(`part [A-Za-z0-9_-]{22} \\(${victim.size} bytes, at image offset ${at}\\)`));
-    } finally {
-      await m.cleanup();
-    }
+    });
   });
-});
+}
 
 
 describe('lifecycle', () => {

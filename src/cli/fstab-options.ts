@@ -1,0 +1,83 @@
+import { UsageError } from '../format/errors.js';
+import { SOURCE_OPTIONS } from './option-table.js';
+
+/**
+ * How mount(8) calls a filesystem helper (`/sbin/mount.fuse.jigdofs SOURCE TARGET [-sfnv] [-o OPTIONS] [-t TYPE]`)
+ * for an /etc/fstab line or `mount -t fuse.jigdofs`, turned into the arguments of `jigdofs mount`.
+ */
+export interface HelperCall {
+  source: string;
+  mountpoint: string;
+  /** The `jigdofs mount` options the `-o` list stands for, in order. */
+  flags: string[];
+  /** `-f`: mount(8)'s "fake" run: do everything but mount. */
+  fake: boolean;
+}
+
+/**
+ * Options of mount(8), systemd and FUSE that mean nothing to jigdofs: the mount is read-only, nosuid and
+ * nodev whatever they say, and `auto`/`user`/`nofail`/`x-systemd.*` are read by mount(8) and systemd.
+ */
+const IGNORED = new Set([
+  'defaults', 'ro', 'rw', 'auto', 'noauto', 'user', 'users', 'nouser', 'owner', 'group', 'nofail', '_netdev',
+  'exec', 'noexec', 'suid', 'nosuid', 'dev', 'nodev', 'sync', 'async', 'atime', 'noatime', 'diratime', 'nodiratime',
+  'relatime', 'norelatime', 'strictatime', 'nostrictatime', 'lazytime', 'nolazytime', 'silent', 'loud', 'iversion',
+  'noiversion', 'mand', 'nomand',
+]);
+const IGNORED_PREFIX = /^(x-|comment=)/i;
+
+/** The options `jigdofs mount` takes, by long name, and whether each needs a value. */
+function mountOptions(): Map<string, boolean> {
+  const out = new Map<string, boolean>([['allow-other', false], ['log-file', true]]);
+  for (const o of SOURCE_OPTIONS) {
+    const m = o.flags && /--([a-z-]+)( <)?/.exec(o.flags);
+    if (m && m[1] !== 'image') out.set(m[1]!, m[2] !== undefined);
+  }
+  return out;
+}
+
+/**
+ * `scan=/srv/old-cds,local=Debian=/srv/mirror,allow_other,offline` → `--scan /srv/old-cds --local
+ * Debian=/srv/mirror --allow-other --offline`. A name may use `_` for `-` (FUSE's own style); the value is
+ * everything after the first `=`. An option jigdofs does not know is a usage error naming it.
+ */
+export function fstabOptionsToFlags(list: string): string[] {
+  const known = mountOptions();
+  const flags: string[] = [];
+  for (const item of list.split(',')) {
+    if (item === '' || IGNORED.has(item) || IGNORED_PREFIX.test(item)) continue;
+    const eq = item.indexOf('=');
+    const name = (eq < 0 ? item : item.slice(0, eq)).replace(/_/g, '-');
+    const needsValue = known.get(name);
+    if (needsValue === undefined) {
+      throw new UsageError(`mount option "${item}" is not a jigdofs mount option (known: ${[...known.keys()].join(', ')})`);
+    }
+    if (needsValue && eq < 0) throw new UsageError(`mount option "${name}" needs a value (${name}=...)`);
+    if (!needsValue && eq >= 0) throw new UsageError(`mount option "${name}" takes no value`);
+    flags.push(`--${name}`, ...(needsValue ? [item.slice(eq + 1)] : []));
+  }
+  return flags;
+}
+
+/** Parses the helper's command line; a wrong one is a UsageError. */
+export function parseHelperArgs(argv: string[]): HelperCall {
+  const positional: string[] = [];
+  const lists: string[] = [];
+  let fake = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-o' || a === '-t' || a === '-N') {
+      const value = argv[++i];
+      if (value === undefined) throw new UsageError(`${a} needs a value`);
+      if (a === '-o') lists.push(value);
+    } else if (a.startsWith('-o') && a.length > 2) lists.push(a.slice(2));
+    else if (/^-[sfnvrw]+$/.test(a)) fake ||= a.includes('f');
+    else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown helper option ${a}`);
+    else positional.push(a);
+  }
+  if (positional.length !== 2) {
+    throw new UsageError('usage: mount.fuse.jigdofs JIGDO MOUNTPOINT [-o OPTIONS] (as mount(8) calls it for type fuse.jigdofs)');
+  }
+  const flags = lists.flatMap(fstabOptionsToFlags);
+  return { source: positional[0]!, mountpoint: positional[1]!, flags, fake };
+}

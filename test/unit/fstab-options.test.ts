@@ -1,0 +1,49 @@
+/**
+ * The fstab/mount(8) helper's command line (`mount.fuse.jigdofs SOURCE TARGET -o OPTIONS`) turned into
+ * `jigdofs mount` options: mount(8)'s own options dropped, FUSE's `allow_other` style accepted, values
+ * kept whole after the first `=`, and anything jigdofs does not know refused by name.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fstabOptionsToFlags, parseHelperArgs } from '../../src/cli/fstab-options.js';
+import { UsageError } from '../../src/format/errors.js';
+
+describe('fstab options', () => {
+  test('mount(8), systemd and fstab-only options are dropped; jigdofs options become flags in order', () => {
+    const flags = fstabOptionsToFlags('rw,noauto,user,nofail,_netdev,x-systemd.automount,comment=x,nosuid,nodev,scan=/srv/cds,local=Debian=/srv/mirror/debian,scan=/srv/more');
+    assert.deepEqual(flags, ['--scan', '/srv/cds', '--local', 'Debian=/srv/mirror/debian', '--scan', '/srv/more']);
+  });
+
+  test('FUSE style names (allow_other, cache_dir) and booleans', () => {
+    assert.deepEqual(fstabOptionsToFlags('allow_other,cache_dir=/var/cache/jigdofs,offline,quiet'), [
+      '--allow-other', '--cache-dir', '/var/cache/jigdofs', '--offline', '--quiet',
+    ]);
+    assert.deepEqual(fstabOptionsToFlags('mirror=Debian=http://deb.example/debian/,log-file=/var/log/j.log'), [
+      '--mirror', 'Debian=http://deb.example/debian/', '--log-file', '/var/log/j.log',
+    ]);
+  });
+
+  test('unknown options, a missing value and a value on a switch are refused by name', () => {
+    assert.throws(() => fstabOptionsToFlags('scan=/x,bogus=1'), (e: Error) => e instanceof UsageError && /"bogus=1" is not a jigdofs mount option/.test(e.message));
+    assert.throws(() => fstabOptionsToFlags('image=x.iso'), /"image=x.iso" is not a jigdofs mount option/); // mount shows every image
+    assert.throws(() => fstabOptionsToFlags('cache-dir'), /"cache-dir" needs a value/);
+    assert.throws(() => fstabOptionsToFlags('offline=yes'), /"offline" takes no value/);
+  });
+});
+
+describe('helper command line', () => {
+  test('as mount(8) calls it', () => {
+    assert.deepEqual(parseHelperArgs(['/srv/x.jigdo', '/mnt/img', '-o', 'rw,scan=/srv/cds', '-n', '-t', 'fuse.jigdofs']), {
+      source: '/srv/x.jigdo', mountpoint: '/mnt/img', flags: ['--scan', '/srv/cds'], fake: false,
+    });
+    assert.deepEqual(parseHelperArgs(['-v', 'http://h/x.jigdo', '/mnt/img', '-oallow_other', '-o', 'offline']).flags, ['--allow-other', '--offline']);
+    assert.equal(parseHelperArgs(['-f', 'x.jigdo', '/mnt']).fake, true);
+    assert.equal(parseHelperArgs(['-sv', 'x.jigdo', '/mnt']).fake, false);
+  });
+
+  test('a wrong call is a usage error', () => {
+    assert.throws(() => parseHelperArgs(['x.jigdo']), /usage: mount\.fuse\.jigdofs/);
+    assert.throws(() => parseHelperArgs(['x.jigdo', '/mnt', '-o']), /-o needs a value/);
+    assert.throws(() => parseHelperArgs(['x.jigdo', '/mnt', '--frobnicate']), /unknown helper option --frobnicate/);
+  });
+});
