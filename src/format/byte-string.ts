@@ -99,6 +99,20 @@ export function urlText(text: string): string {
   return hasEscapedBytes(text) ? text.replace(ESCAPED_ALL, (ch) => percent(ch.charCodeAt(0) - ESCAPE_BASE)) : text;
 }
 
+/** Bytes encodeURIComponent leaves as they are. */
+const UNRESERVED = /[A-Za-z0-9\-_.!~*'()]/;
+
+/**
+ * A name as one URL path component, by its exact bytes: what encodeURIComponent gives for plain UTF-8
+ * (which throws on an escaped byte: a lone surrogate), and `%E9` for the escaped byte 0xE9.
+ */
+export function percentEncodeComponent(name: string): string {
+  if (!hasEscapedBytes(name)) return encodeURIComponent(name);
+  let out = '';
+  for (const byte of encodeBytes(name)) out += byte < 0x80 && UNRESERVED.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : percent(byte);
+  return out;
+}
+
 const PERCENT_RUN = /(?:%[0-9a-fA-F]{2})+/g;
 
 /**

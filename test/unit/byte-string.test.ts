@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { decodeBytes, encodeBytes, fsPath, hasEscapedBytes, percentDecode, shown, urlText } from '../../src/format/byte-string.js';
+import { decodeBytes, encodeBytes, fsPath, hasEscapedBytes, percentDecode, percentEncodeComponent, shown, urlText } from '../../src/format/byte-string.js';
 
 const bytes = (...b: number[]): Buffer => Buffer.from(b);
 
@@ -98,4 +98,11 @@ test('fsPath opens a file by its exact bytes; a plain name stays a string', asyn
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('percentEncodeComponent: encodeURIComponent for text, the exact bytes for escaped ones', () => {
+  for (const plain of ['disc 1.iso', 'café/ü?#&', "a-_.!~*'()z"]) assert.equal(percentEncodeComponent(plain), encodeURIComponent(plain));
+  const name = decodeBytes(Buffer.from('M\x81ller café.iso', 'latin1'));
+  assert.equal(percentEncodeComponent(name), 'M%81ller%20caf%E9.iso');
+  assert.equal(percentDecode(percentEncodeComponent(name)), name);
 });

@@ -31,7 +31,7 @@ function removeTemporaryOnSignal(output: string): () => void {
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
     const handler = (): void => {
       rmSync(fsPath(temporaryImagePath(output)), { force: true });
-      process.stderr.write(`jigdofs: ${output}: interrupted (${sig}): not written\n`);
+      process.stderr.write(`jigdofs: ${shown(output)}: interrupted (${sig}): not written\n`);
       process.kill(process.pid, sig); // our handler is gone (once): the default action ends the process
     };
     process.once(sig, handler);
@@ -73,7 +73,7 @@ export function registerMakeImage(program: Command): void {
       }
       const secs = (Date.now() - t0) / 1000;
       if (!flags.quiet) {
-        process.stderr.write(`jigdofs: wrote ${output}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
+        process.stderr.write(`jigdofs: wrote ${shown(output)}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
       }
     });
   });
