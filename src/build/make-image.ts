@@ -1,3 +1,4 @@
+import { fsPath } from '../format/byte-string.js';
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
@@ -64,7 +65,7 @@ export async function makeImage(
   /** Called the moment the verified image has its final name (before the temporary file's handle is closed). */
   onWritten?: () => void,
 ): Promise<MakeImageResult> {
-  if ((await stat(output).catch(() => undefined))?.isDirectory()) throw new JigdoError(output, 'is a directory: not written');
+  if ((await stat(fsPath(output)).catch(() => undefined))?.isDirectory()) throw new JigdoError(output, 'is a directory: not written');
   try {
     return await writeImage(session, output, progress, onWritten);
   } catch (err) {
@@ -134,7 +135,7 @@ async function writeImage(
   const tmp = temporaryImagePath(output);
   let fh: FileHandle;
   try {
-    fh = await open(tmp, 'w');
+    fh = await open(fsPath(tmp), 'w'); // the image's name may hold non-UTF-8 bytes (byte-string.ts)
   } catch (err) {
     const missing = await missingResult(); // missing parts are the first thing to report
     if (missing) return missing;
@@ -168,7 +169,7 @@ async function writeImage(
       );
     }
     await fh.sync().catch(cannotWrite);
-    await rename(tmp, output).catch((err: unknown) => {
+    await rename(fsPath(tmp), fsPath(output)).catch((err: unknown) => {
       throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
     });
     ok = true;
@@ -178,7 +179,7 @@ async function writeImage(
     return await fail(err);
   } finally {
     await fh.close();
-    if (!ok) await rm(tmp, { force: true }); // also when the rename failed: never leave the temporary file
+    if (!ok) await rm(fsPath(tmp), { force: true }); // also when the rename failed: never leave the temporary file
   }
 }
 

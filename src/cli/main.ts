@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { shown } from '../format/byte-string.js';
 import { JigdoError, UsageError, errorMessage } from '../format/errors.js';
 import { registerInfo } from './commands/info.js';
 import { registerMakeImage } from './commands/make-image.js';
@@ -40,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     const message = err instanceof JigdoError ? err.message : errorMessage(err);
-    process.stderr.write(`jigdofs: ${message.split('\n')[0]}\n`);
+    process.stderr.write(`jigdofs: ${shown(message.split('\n')[0]!)}\n`); // non-UTF-8 name bytes as \xNN
     if (process.env.JIGDOFS_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
   }

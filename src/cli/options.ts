@@ -1,3 +1,4 @@
+import { shown } from '../format/byte-string.js';
 import { Option, type Command } from 'commander';
 import { UsageError } from '../format/errors.js';
 import { defaultCacheDir } from '../engine/cache-dir.js';
@@ -63,7 +64,7 @@ function parseLocalTree(text: string): LocalTree {
 }
 
 export function logger(quiet: boolean | undefined): (line: string) => void {
-  return quiet ? () => undefined : (line) => process.stderr.write(`jigdofs: ${line}\n`);
+  return quiet ? () => undefined : (line) => process.stderr.write(`jigdofs: ${shown(line)}\n`); // non-UTF-8 name bytes as \xNN
 }
 
 /** A command's settings: its flags over the configuration file over the defaults, all checked. */

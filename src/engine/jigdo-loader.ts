@@ -1,5 +1,6 @@
 import { constants, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { fsPath } from '../format/byte-string.js';
 import { describeLocation, type Location } from '../format/location.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { MAX_JIGDO_TEXT_BYTES } from '../format/jigdo.js';
@@ -35,7 +36,7 @@ async function readLocalFile(file: string, limit: number): Promise<Buffer> {
   let fh: FileHandle;
   try {
     // O_NONBLOCK: opening a FIFO must not wait for a writer; it changes nothing for a regular file.
-    fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    fh = await open(fsPath(file), constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new JigdoError(file, code === 'ENOENT' ? 'file not found' : `cannot read: ${errorMessage(err)}`);

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { stat } from 'node:fs/promises';
+import { fsPath } from '../format/byte-string.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { JigdoError, TemplateUnavailableError, errorMessage } from '../format/errors.js';
 import type { JigdoFile, JigdoImage } from '../format/jigdo.js';
@@ -37,7 +38,7 @@ export async function findTemplate(jigdo: JigdoFile, image: JigdoImage, opts: Te
   const file = await templateFile(jigdo, image, opts);
   // A device or FIFO (`Template=/dev/zero`) would be hashed or waited on without end. A missing file is
   // reported where it is opened.
-  const st = await stat(file).catch(() => undefined);
+  const st = await stat(fsPath(file)).catch(() => undefined);
   if (st && !st.isFile()) throw new JigdoError(file, `cannot be used as the template: it is ${st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : 'a device or socket'}, not a regular file`);
   return file;
 }
@@ -70,7 +71,7 @@ function localTemplateCopies(jigdo: JigdoFile, image: JigdoImage, tloc: Location
 }
 
 async function isFile(file: string): Promise<boolean> {
-  return stat(file).then((st) => st.isFile(), () => false);
+  return stat(fsPath(file)).then((st) => st.isFile(), () => false);
 }
 
 /** Checks the template file against Template-MD5Sum / Template-SHA256Sum, remembering the result. */

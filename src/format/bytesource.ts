@@ -1,4 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
+import { fsPath, shown } from './byte-string.js';
 
 /** Random-access bytes: what the template and .tmp parsers read from. */
 export interface ByteSource {
@@ -16,7 +17,7 @@ export class FileByteSource implements ByteSource {
   ) {}
 
   static async open(path: string): Promise<FileByteSource> {
-    const handle = await open(path, 'r');
+    const handle = await open(fsPath(path), 'r');
     try {
       const st = await handle.stat();
       // open(2) succeeds on a folder and only read(2) fails, with a message that names no file.
@@ -33,7 +34,7 @@ export class FileByteSource implements ByteSource {
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.handle.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0) throw new Error(`${this.name}: unexpected end of file at byte ${offset + done}`);
+      if (bytesRead === 0) throw new Error(`${shown(this.name)}: unexpected end of file at byte ${offset + done}`);
       done += bytesRead;
     }
     return buf;

@@ -1,3 +1,5 @@
+import { shown } from './byte-string.js';
+
 /**
  * One error type for bad input: it names the file, where in it (when known) and what is wrong,
  * so every front end can print a single clear line and pick an exit code.
@@ -8,7 +10,8 @@ export class JigdoError extends Error {
     readonly problem: string,
     readonly offset?: number,
   ) {
-    super(offset === undefined ? `${file}: ${problem}` : `${file}: at byte ${offset}: ${problem}`);
+    // A name from a .jigdo may hold escaped non-UTF-8 bytes: the message shows them as \xNN (byte-string.ts).
+    super(shown(offset === undefined ? `${file}: ${problem}` : `${file}: at byte ${offset}: ${problem}`));
     this.name = 'JigdoError';
   }
 }

@@ -1,6 +1,7 @@
 import { createGunzip } from 'node:zlib';
 import { ConfigLineParser, splitWords, type ConfigEvent } from './configfile.js';
 import { decodeB64 } from './base64.js';
+import { decodeBytes } from './byte-string.js';
 import { kindOfKey, type ChecksumKind } from './checksum.js';
 import { JigdoError, errorMessage } from './errors.js';
 import { describeLocation, resolveReference, type Location } from './location.js';
@@ -166,12 +167,19 @@ async function* textChunks(bytes: Buffer, file: string, ctx: ParseContext): Asyn
   }
 }
 
-/** NUL or other control bytes mean we were handed a binary (a template, an ISO...), not a .jigdo. */
-const BINARY = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffd]/;
+/**
+ * NUL or other control bytes mean we were handed a binary (an ISO, random data...), not a .jigdo. Bytes
+ * that are not UTF-8 are not binary: jigdo-file writes names as bytes (Latin-1, MacRoman, CP437 names of
+ * old discs); they are kept as escaped bytes (byte-string.ts).
+ */
+const BINARY = /[\u0000-\u0008\u000b\u000c\u000e-\u001f]/;
+/** The first line of every jigdo template (jigdo-file and libjte): given where a .jigdo belongs. */
+const TEMPLATE_MAGIC = 'JigsawDownload template';
 
 function decodeLine(buf: Buffer, start: number, end: number, file: string, lineNo: number): string {
   if (end - start > MAX_LINE_BYTES) throw new JigdoError(file, `not a .jigdo file: line ${lineNo} is longer than ${MAX_LINE_BYTES / MIB} MiB`);
-  const text = buf.toString('utf8', start, end);
+  const text = decodeBytes(buf, start, end);
+  if (lineNo === 1 && text.startsWith(TEMPLATE_MAGIC)) throw new JigdoError(file, 'not a .jigdo file: this is a jigdo template (give the .jigdo that names it)');
   if (BINARY.test(text)) throw new JigdoError(file, `not a .jigdo file: binary data on line ${lineNo}`);
   return text;
 }

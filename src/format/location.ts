@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { percentDecode, urlText } from './byte-string.js';
 import { JigdoError } from './errors.js';
 
 /**
@@ -34,19 +35,21 @@ export function describeLocation(loc: Location): string {
 /**
  * Resolves `ref` (a URL, a `file:` URI, or a relative reference) against the location of the file it
  * came from. Returns undefined for a local path reached from a remote file: a remote .jigdo must not
- * make us read local files. A reference that is no valid URL is a JigdoError naming that file.
+ * make us read local files. A reference that is no valid URL is a JigdoError naming that file. Bytes of
+ * `ref` that are not UTF-8 (byte-string.ts) stay bytes: percent-encoded in a URL, escaped in a path.
  */
 export function resolveReference(ref: string, base: Location): Location | undefined {
   if (isRemote(ref)) {
-    parseUrl(ref, undefined, describeLocation(base)); // checked, but kept as written: jigdo joins strings verbatim
-    return { kind: 'url', url: ref };
+    const url = urlText(ref);
+    parseUrl(url, undefined, describeLocation(base)); // checked, but kept as written: jigdo joins strings verbatim
+    return { kind: 'url', url };
   }
   if (/^file:/i.test(ref)) {
     if (base.kind === 'url') return undefined;
     const rest = ref.slice(5).replace(/^\/\/(?=\/)/, ''); // file:///abs → /abs
     return { kind: 'file', path: path.resolve(path.dirname(base.path), rest) };
   }
-  if (base.kind === 'url') return { kind: 'url', url: parseUrl(ref, base.url, base.url).href };
+  if (base.kind === 'url') return { kind: 'url', url: parseUrl(urlText(ref), base.url, base.url).href };
   return { kind: 'file', path: path.resolve(path.dirname(base.path), ref) };
 }
 
@@ -54,18 +57,15 @@ export function resolveReference(ref: string, base: Location): Location | undefi
  * The last path component of a location as a local file name, or undefined when it cannot be one. A URL's
  * component is %-decoded (`x%20y.template`), so it may come out as `..`, or hold a `/` (`..%2Fetc`) or
  * a NUL: such a name would reach outside the folder it is looked up in, and is refused. A malformed
- * %-escape throws an Error saying so (the caller names the file it came from).
+ * %-escape throws an Error saying so (the caller names the file it came from). Decoded bytes that are not
+ * UTF-8 stay escaped bytes (byte-string.ts).
  */
 export function baseName(loc: Location): string | undefined {
   let name: string;
   if (loc.kind === 'file') name = path.basename(loc.path);
   else {
     const raw = new URL(loc.url).pathname.split('/').pop() ?? '';
-    try {
-      name = decodeURIComponent(raw);
-    } catch {
-      throw new Error(`malformed %-escape in "${raw}"`);
-    }
+    name = percentDecode(raw); // `caf%E9.template` is the same name as the .jigdo's `caf\xe9.template`
   }
   return name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name) ? undefined : name;
 }

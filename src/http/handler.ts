@@ -1,3 +1,4 @@
+import { percentDecode, shown } from '../format/byte-string.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import { ClientGone, ResponseWriter, sendRange } from './body.js';
@@ -141,11 +142,11 @@ export async function handleRequest(ctx: ServeContext, req: IncomingMessage, res
   if (pathname === '/') return serveListing(ctx, req, res);
   let name: string;
   try {
-    name = decodeURIComponent(pathname.slice(1));
+    name = percentDecode(pathname.slice(1)); // `%E9` is the byte of a non-UTF-8 image name (byte-string.ts)
   } catch {
     return reply(ctx, res, 400, { 'Content-Type': 'text/plain' }, 'bad URL encoding\n', req.method === 'HEAD');
   }
   const img = ctx.images.get(name);
-  if (!img) return reply(ctx, res, 404, { 'Content-Type': 'text/plain' }, `no image named ${JSON.stringify(name)} here (see /)\n`, req.method === 'HEAD');
+  if (!img) return reply(ctx, res, 404, { 'Content-Type': 'text/plain' }, `no image named ${JSON.stringify(shown(name))} here (see /)\n`, req.method === 'HEAD');
   await serveImage(ctx, req, res, img);
 }

@@ -1,3 +1,4 @@
+import { percentEncodeComponent, shown } from '../format/byte-string.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ServedImage } from './served-image.js';
 
@@ -18,7 +19,7 @@ export function listedImages(images: ServedImage[]): ListedImage[] {
     const loc = img.session.jigdo.location;
     return {
       name: img.name,
-      url: `/${encodeURIComponent(img.name)}`,
+      url: `/${percentEncodeComponent(img.name)}`,
       size: img.size,
       contentType: img.contentType,
       etag: img.etag,
@@ -42,8 +43,8 @@ export function listingHtml(images: ServedImage[]): string {
   const rows = listedImages(images)
     .map(
       (i) =>
-        `<tr><td><a href="${escapeHtml(i.url)}">${escapeHtml(i.name)}</a></td><td>${i.size}</td>` +
-        `<td><code>${i.checksum.kind} ${i.checksum.hex}</code></td><td>${escapeHtml(i.jigdo)}</td></tr>`,
+        `<tr><td><a href="${escapeHtml(i.url)}">${escapeHtml(shown(i.name))}</a></td><td>${i.size}</td>` +
+        `<td><code>${i.checksum.kind} ${i.checksum.hex}</code></td><td>${escapeHtml(shown(i.jigdo))}</td></tr>`,
     )
     .join('\n');
   return (

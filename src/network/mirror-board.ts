@@ -1,3 +1,4 @@
+import { urlText } from '../format/byte-string.js';
 import type { FailureKind } from './fetch-error.js';
 
 /**
@@ -321,7 +322,8 @@ export class MirrorBoard {
  * a `Label:path` expansion (so `http://host/debian/` for `Debian:pool/...`), else the URL's origin.
  */
 export function mirrorOf(url: string, rest?: string): string {
-  if (rest && url.endsWith(rest) && url.length > rest.length) return url.slice(0, url.length - rest.length);
+  const tail = rest === undefined ? undefined : urlText(rest); // as the URL has it (byte-string.ts)
+  if (tail && url.endsWith(tail) && url.length > tail.length) return url.slice(0, url.length - tail.length);
   try {
     return `${new URL(url).origin}/`;
   } catch {

@@ -1,3 +1,4 @@
+import { shown } from '../format/byte-string.js';
 import { hexOfKey } from '../format/checksum.js';
 import type { JigdoFile } from '../format/jigdo.js';
 import { partCandidates, type LabelMap } from '../format/resolve.js';
@@ -52,7 +53,7 @@ export class RemoteParts implements PartProvider {
     if (!need) return undefined;
     const { urls, unresolved } = this.candidates(key);
     if (urls.length === 0) {
-      if (unresolved.length > 0) throw new Error(`no URL to fetch it from (${unresolved.slice(0, 3).join(', ')}: label not defined)`);
+      if (unresolved.length > 0) throw new Error(`no URL to fetch it from (${unresolved.slice(0, 3).map(shown).join(', ')}: label not defined)`);
       return undefined;
     }
     const { board, cache } = this.ctx;

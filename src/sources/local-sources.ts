@@ -1,5 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
 import { FileByteSource } from '../format/bytesource.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { errorMessage } from '../format/errors.js';
@@ -86,17 +87,18 @@ export class LocalSources {
   private async walk(file: string, sizes: Set<number>, seen: Set<string>, depth: number): Promise<void> {
     let st;
     try {
-      st = await stat(file); // follows symlinks, like jigdo-file's scan
+      st = await stat(fsPath(file)); // follows symlinks, like jigdo-file's scan
     } catch (err) {
-      if (depth === 0) this.opts.log?.(`scan: cannot read ${file}: ${errorMessage(err)}`);
+      if (depth === 0) this.opts.log?.(`scan: cannot read ${shown(file)}: ${errorMessage(err)}`);
       return;
     }
     const id = `${st.dev}:${st.ino}`;
     if (seen.has(id) || depth > 64) return; // symlink loops
     seen.add(id);
     if (st.isDirectory()) {
-      const names = await readdir(file).catch(() => [] as string[]);
-      for (const name of names.sort()) await this.walk(path.join(file, name), sizes, seen, depth + 1);
+      // Names by their exact bytes: a Latin-1 or CP437 name read as a string would come back as U+FFFD and not open.
+      const raw = await readdir(fsPath(file), { encoding: 'buffer' }).catch(() => [] as Buffer[]);
+      for (const name of raw.map((b) => decodeBytes(b)).sort()) await this.walk(path.join(file, name), sizes, seen, depth + 1);
       return;
     }
     if (!st.isFile()) return;
@@ -153,7 +155,7 @@ export class LocalSources {
     try {
       found = await verifyLocalCopy(this.index, (...a) => this.pool.hashFile(...a), this.kind, { file, offset, length, whole }, key);
     } catch (err) {
-      this.opts.log?.(`cannot hash ${file}: ${errorMessage(err)}`);
+      this.opts.log?.(`cannot hash ${shown(file)}: ${errorMessage(err)}`);
       return undefined;
     }
     if (found?.hashed) this.stats.hashed++;
@@ -179,7 +181,7 @@ export class LocalSources {
       if (found?.copy) return found.copy;
       if (found?.was === key || this.lost.get(id) === key) changed.push(c.path);
     }
-    if (changed.length > 0) throw new Error(`${changed.join(', ')} changed since it was hashed: no longer this part`);
+    if (changed.length > 0) throw new Error(`${changed.map(shown).join(', ')} changed since it was hashed: no longer this part`);
     return undefined;
   }
 
@@ -199,7 +201,7 @@ export class LocalSources {
     copy.stale = true;
     this.lost.set(`${copy.path}@${copy.offset}`, key);
     this.index.forget(copy.path);
-    this.opts.log?.(`${copy.path}: changed since it was hashed: no longer holds part ${key} (${length} bytes): not used`);
+    this.opts.log?.(`${shown(copy.path)}: changed since it was hashed: no longer holds part ${key} (${length} bytes): not used`);
     return false;
   }
 

@@ -1,6 +1,7 @@
 import type { Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
+import { fsPath, shown } from '../format/byte-string.js';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageLayout } from '../image/layout.js';
 import { assertVerified, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
@@ -19,12 +20,12 @@ function unchanged(st: Stats, copy: LocalCopy): boolean {
 /** Throws unless the open file still is the verified copy (and no later hash found it bad). */
 async function assertUnchanged(fh: FileHandle, copy: LocalCopy): Promise<void> {
   const st = await fh.stat().catch(() => undefined);
-  if (copy.stale || !st || !unchanged(st, copy)) throw new Error(`${copy.path} changed since it was verified`);
+  if (copy.stale || !st || !unchanged(st, copy)) throw new Error(`${shown(copy.path)} changed since it was verified`);
 }
 
 /** Opens a copy's file, refusing it unless it is the file that was verified (not replaced, not edited). */
 async function openUnchanged(copy: LocalCopy): Promise<FileHandle> {
-  const fh = await open(copy.path, 'r');
+  const fh = await open(fsPath(copy.path), 'r');
   try {
     await assertUnchanged(fh, copy);
     return fh;

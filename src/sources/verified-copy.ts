@@ -1,4 +1,5 @@
 import { stat } from 'node:fs/promises';
+import { fsPath } from '../format/byte-string.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { identityOf, type FileIdentity, type HashIndex } from './hash-index.js';
 
@@ -78,7 +79,7 @@ export async function verifyLocalCopy(
   key: string,
 ): Promise<LocalCheck | undefined> {
   const { file, offset, length, whole } = at;
-  const st = await stat(file).catch(() => undefined);
+  const st = await stat(fsPath(file)).catch(() => undefined);
   if (!st?.isFile() || (whole ? st.size !== length : st.size < offset + length)) return undefined;
   const id = identityOf(st);
   const [o, l] = whole ? [undefined, undefined] : [offset, length];
@@ -96,7 +97,7 @@ export async function verifyLocalCopy(
  * now (and recorded). Undefined when none matches.
  */
 export async function verifyWholeFile(index: HashIndex, hash: HashFile, file: string, expected: SumCheck[]): Promise<VerifiedCopy | undefined> {
-  const id = identityOf(await stat(file));
+  const id = identityOf(await stat(fsPath(file)));
   for (const [kind, sum] of expected) {
     let key = index.get(file, id, kind);
     if (!key) {

@@ -6,6 +6,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import Bzip2 from '@foxglove/wasm-bz2';
+import { fsPath, shown } from '../format/byte-string.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 const HASH_BLOCK = 4 * 1024 * 1024;
@@ -14,7 +15,7 @@ const streams = new Map<number, Hash>();
 
 function hashFile(path: string, kind: string, offset: number, length: number | undefined): Buffer {
   const hash = createHash(kind);
-  const fd = openSync(path, 'r');
+  const fd = openSync(fsPath(path), 'r'); // a part path may hold non-UTF-8 bytes (byte-string.ts)
   try {
     const buf = Buffer.allocUnsafe(HASH_BLOCK);
     let pos = offset;
@@ -22,7 +23,7 @@ function hashFile(path: string, kind: string, offset: number, length: number | u
     while (left > 0) {
       const n = readSync(fd, buf, 0, Math.min(HASH_BLOCK, left), pos);
       if (n === 0) {
-        if (length !== undefined) throw new Error(`${path}: file is shorter than expected`);
+        if (length !== undefined) throw new Error(`${shown(path)}: file is shorter than expected`);
         break;
       }
       hash.update(buf.subarray(0, n));

@@ -139,6 +139,20 @@ test('URL-decoded paths, symlinks inside the root, empty files', () =>
     assert.equal((await empty.arrayBuffer()).byteLength, 0);
   }));
 
+test('files whose names are not UTF-8 are served by their bytes (%E9 is the byte 0xE9)', () =>
+  withMirror(async (m) => {
+    const name = Buffer.from('caf\xe9 M\x81ller.bin', 'latin1');
+    await writeFile(Buffer.concat([Buffer.from(`${root}/`), name]), 'latin-1 name\n');
+    try {
+      const r = await rawRequest(m.port, '/caf%E9%20M%81ller.bin');
+      assert.equal(r.status, 200);
+      assert.equal(r.body.toString(), 'latin-1 name\n');
+      assert.equal((await rawRequest(m.port, '/caf%C3%A9%20M%C3%BCller.bin')).status, 404); // the UTF-8 name is another file
+    } finally {
+      await rm(Buffer.concat([Buffer.from(`${root}/`), name]));
+    }
+  }));
+
 test('each Range form gives 206 with the right bytes and Content-Range', () =>
   withMirror(async (m) => {
     const size = DATA.length;

@@ -17,6 +17,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { decodeBytes, fsPath, percentDecode } from '../../src/format/byte-string.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Public types
@@ -217,13 +218,15 @@ type Target = { ok: true; decoded: string; raw: string } | { ok: false; status: 
 
 /**
  * Decode the path ourselves from the raw request target: WHATWG URL parsing would silently resolve `..` and
- * `%2e%2e` segments, hiding exactly the traversal attempts the root check must see.
+ * `%2e%2e` segments, hiding exactly the traversal attempts the root check must see. Percent-escapes are
+ * bytes (`caf%E9.bin` is the file named `caf\xe9`, as Apache and nginx serve it): bytes that are not UTF-8
+ * are kept as escaped bytes (src/format/byte-string.ts) and files are opened by their exact names.
  */
 function parseTarget(reqUrl: string | undefined): Target {
   const raw = (reqUrl ?? '').split(/[?#]/, 1)[0] ?? '';
   if (!raw.startsWith('/')) return { ok: false, status: 400 };
   try {
-    const decoded = decodeURIComponent(raw);
+    const decoded = percentDecode(raw);
     if (decoded.includes('\0')) return { ok: false, status: 400 };
     return { ok: true, decoded, raw };
   } catch {
@@ -482,12 +485,12 @@ class MirrorServer implements Mirror {
     if (!isInside(this.root, lexical)) return { status: 403 };
     let real: string;
     try {
-      real = await realpath(lexical);
+      real = decodeBytes(await realpath(fsPath(lexical), { encoding: 'buffer' }));
     } catch {
       return { status: 404 };
     }
     if (!isInside(this.root, real)) return { status: 403 };
-    const stats = await stat(real).catch(() => undefined);
+    const stats = await stat(fsPath(real)).catch(() => undefined);
     if (!stats?.isFile()) return { status: 404 };
     return { status: 200, file: real, stats };
   }
@@ -555,7 +558,7 @@ class MirrorServer implements Mirror {
   /** Stream plan.send bytes from the file, honouring backpressure and stopping if the client leaves. */
   private async pump(res: ServerResponse, record: RequestRecord, file: string, start: number, plan: BodyPlan) {
     if (plan.send === 0) return;
-    const stream = createReadStream(file, { start, end: start + plan.send - 1, highWaterMark: 256 * 1024 });
+    const stream = createReadStream(fsPath(file), { start, end: start + plan.send - 1, highWaterMark: 256 * 1024 });
     try {
       let offset = 0;
       for await (const raw of stream as AsyncIterable<Buffer>) {

@@ -1,3 +1,4 @@
+import { shown } from '../../format/byte-string.js';
 import type { Command } from 'commander';
 import { TemplateUnavailableError } from '../../format/errors.js';
 import type { JigdoFile, JigdoImage } from '../../format/jigdo.js';
@@ -137,6 +138,6 @@ export function registerInfo(program: Command): void {
       .option('--json', 'print JSON for scripts'),
   ).action(async (jigdoArg: string, flags: SourceFlags & { json?: boolean }) => {
     const info = await gather(jigdoArg, flags);
-    process.stdout.write(flags.json ? `${JSON.stringify(info, null, 2)}\n` : `${textLines(info).join('\n')}\n`);
+    process.stdout.write(flags.json ? `${JSON.stringify(info, null, 2)}\n` : `${shown(textLines(info).join('\n'))}\n`);
   });
 }

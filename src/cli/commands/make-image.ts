@@ -1,3 +1,4 @@
+import { fsPath, shown } from '../../format/byte-string.js';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -29,8 +30,8 @@ function progressLine(enabled: boolean): ((done: number, total: number) => void)
 function removeTemporaryOnSignal(output: string): () => void {
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
     const handler = (): void => {
-      rmSync(temporaryImagePath(output), { force: true });
-      process.stderr.write(`jigdofs: ${output}: interrupted (${sig}): not written\n`);
+      rmSync(fsPath(temporaryImagePath(output)), { force: true });
+      process.stderr.write(`jigdofs: ${shown(output)}: interrupted (${sig}): not written\n`);
       process.kill(process.pid, sig); // our handler is gone (once): the default action ends the process
     };
     process.once(sig, handler);
@@ -66,13 +67,13 @@ export function registerMakeImage(program: Command): void {
           return `  ${key} (${p.length} bytes)${uri ? ` ${uri}` : ''}${reason ? `: ${oneLine(reason, 200)}` : ''}`;
         });
         if (r.missing.length > MAX_LISTED) lines.push(`  ... and ${r.missing.length - MAX_LISTED} more (see: jigdofs missing)`);
-        process.stderr.write(`jigdofs: ${output}: not written: ${r.missing.length} part(s) missing:\n${lines.join('\n')}\n`);
+        process.stderr.write(shown(`jigdofs: ${output}: not written: ${r.missing.length} part(s) missing:\n${lines.join('\n')}\n`));
         process.exitCode = 1;
         return;
       }
       const secs = (Date.now() - t0) / 1000;
       if (!flags.quiet) {
-        process.stderr.write(`jigdofs: wrote ${output}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
+        process.stderr.write(`jigdofs: wrote ${shown(output)}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
       }
     });
   });

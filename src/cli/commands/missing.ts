@@ -1,3 +1,4 @@
+import { encodeBytes } from '../../format/byte-string.js';
 import type { Command } from 'commander';
 import { findMissing } from '../../build/make-image.js';
 import { LabelMap, expandPart } from '../../format/resolve.js';
@@ -29,9 +30,10 @@ export function registerMissing(program: Command): void {
     if (flags.json) {
       process.stdout.write(`${JSON.stringify({ missing: result.parts.length, total: result.total, parts: result.parts }, null, 2)}\n`);
     } else if (flags.first) {
-      for (const p of result.parts) process.stdout.write(`${p.candidates[0]}\n`);
+      for (const p of result.parts) process.stdout.write(encodeBytes(`${p.candidates[0]}\n`));
     } else {
-      for (const p of result.parts) process.stdout.write(`${p.candidates.join('\n')}\n\n`);
+      // The exact bytes, as jigdo-file prints them (a Latin-1 name stays one byte, for wget or a script).
+      for (const p of result.parts) process.stdout.write(encodeBytes(`${p.candidates.join('\n')}\n\n`));
     }
     if (!flags.quiet) process.stderr.write(`jigdofs: ${result.parts.length} of ${result.total} parts missing\n`);
   });

@@ -1,3 +1,4 @@
+import { percentEncodeComponent } from '../../format/byte-string.js';
 import type { Command } from 'commander';
 import { UsageError, errorMessage } from '../../format/errors.js';
 import { loadJigdo, openImage, selectImage, type ImageSession } from '../../engine/session.js';
@@ -47,7 +48,7 @@ async function serve(jigdoArgs: string[], flags: ServeFlags): Promise<void> {
     const images = await servedImages(sessions, new Date());
     await runServer(images, { host: flags.host, port, maxClients, drainMs, log, extraStatus: () => opts.network?.fullStats() }, (url) => {
       // Always said, even with --quiet: with --port 0 it is the only way to learn the port.
-      process.stderr.write(`jigdofs: serving ${images.map((i) => `${url}${encodeURIComponent(i.name)}`).join(' ')} (pid ${process.pid})\n`);
+      process.stderr.write(`jigdofs: serving ${images.map((i) => `${url}${percentEncodeComponent(i.name)}`).join(' ')} (pid ${process.pid})\n`);
     });
   } finally {
     await Promise.all(sessions.map((s) => s.close().catch(() => undefined)));

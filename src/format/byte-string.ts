@@ -1,0 +1,131 @@
+/**
+ * Names as byte strings. jigdo-file treats part paths, labels and URIs as bytes: a .jigdo made from an old
+ * Mac or Windows disc carries Latin-1, MacRoman or CP437 names (`M\xfcller.pdf`). The code keeps them as
+ * JS strings the way Python's `surrogateescape` does: every byte that is not part of valid UTF-8 becomes
+ * one lone surrogate U+DC80..U+DCFF (byte 0x80..0xFF); valid UTF-8 decodes as usual. So a name survives
+ * parsing, joining, sorting and JSON (the hash index keeps `\udce9` exactly), and is turned back into its
+ * exact bytes where it meets the world:
+ * - a file: `fsPath` gives a Buffer path (Node would write a string's lone surrogate as U+FFFD);
+ * - a URL: `urlText` percent-encodes the escaped bytes (`caf%E9.bin`), as wget does with raw bytes;
+ * - a message: `shown` writes `\xNN`;
+ * - raw output (`missing` prints what jigdo-file prints): `encodeBytes`.
+ * This module owns both directions; nothing else decodes or encodes escaped bytes.
+ */
+
+const ESCAPED = /[\udc80-\udcff]/u;
+const ESCAPED_ALL = /[\udc80-\udcff]/gu;
+const ESCAPE_BASE = 0xdc00;
+
+/** True when `text` holds an escaped (non-UTF-8) byte. The `u` flag: a valid surrogate pair is never one. */
+export function hasEscapedBytes(text: string): boolean {
+  return ESCAPED.test(text);
+}
+
+/** The length of the valid UTF-8 sequence at `i` (1..4), or 0 when the byte there starts none (RFC 3629). */
+function sequenceLength(buf: Uint8Array, i: number, end: number): number {
+  const b = buf[i]!;
+  if (b < 0x80) return 1;
+  const cont = (k: number, lo = 0x80, hi = 0xbf): boolean => i + k < end && buf[i + k]! >= lo && buf[i + k]! <= hi;
+  if (b >= 0xc2 && b <= 0xdf) return cont(1) ? 2 : 0;
+  if (b >= 0xe0 && b <= 0xef) {
+    // E0: no overlongs; ED: no UTF-16 surrogates (U+D800..U+DFFF are not characters).
+    const [lo, hi] = b === 0xe0 ? [0xa0, 0xbf] : b === 0xed ? [0x80, 0x9f] : [0x80, 0xbf];
+    return cont(1, lo, hi) && cont(2) ? 3 : 0;
+  }
+  if (b >= 0xf0 && b <= 0xf4) {
+    // F0: no overlongs; F4: nothing above U+10FFFF.
+    const [lo, hi] = b === 0xf0 ? [0x90, 0xbf] : b === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
+    return cont(1, lo, hi) && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+/** The slow path of decodeBytes: valid runs decoded by Node, each other byte escaped on its own. */
+function decodeEscaping(buf: Buffer, start: number, end: number): string {
+  let out = '';
+  let run = start;
+  let i = start;
+  while (i < end) {
+    const n = sequenceLength(buf, i, end);
+    if (n > 0) {
+      i += n;
+      continue;
+    }
+    if (run < i) out += buf.toString('utf8', run, i);
+    out += String.fromCharCode(ESCAPE_BASE + buf[i]!);
+    run = ++i;
+  }
+  if (run < end) out += buf.toString('utf8', run, end);
+  return out;
+}
+
+/**
+ * Bytes as a string: UTF-8 where it is valid, each other byte as U+DC80+byte (surrogateescape). Valid text
+ * costs one `toString` (a U+FFFD in it means Node replaced something, or the text holds a real U+FFFD: only
+ * then is it decoded again byte by byte).
+ */
+export function decodeBytes(buf: Buffer, start = 0, end = buf.length): string {
+  const text = buf.toString('utf8', start, end);
+  return text.includes('\ufffd') ? decodeEscaping(buf, start, end) : text;
+}
+
+/** The exact bytes of a string made by decodeBytes (escaped bytes back to themselves, the rest as UTF-8). */
+export function encodeBytes(text: string): Buffer {
+  if (!hasEscapedBytes(text)) return Buffer.from(text, 'utf8');
+  const parts: Buffer[] = [];
+  let run = 0;
+  for (const m of text.matchAll(ESCAPED_ALL)) {
+    parts.push(Buffer.from(text.slice(run, m.index), 'utf8'), Buffer.of(m[0].charCodeAt(0) - ESCAPE_BASE));
+    run = m.index + 1;
+  }
+  parts.push(Buffer.from(text.slice(run), 'utf8'));
+  return Buffer.concat(parts);
+}
+
+/** A path for `node:fs`: the string itself when it is plain UTF-8, else its exact bytes as a Buffer. */
+export function fsPath(file: string): string | Buffer {
+  return hasEscapedBytes(file) ? encodeBytes(file) : file;
+}
+
+/** A byte as `%XX` (upper case, as RFC 3986 prefers). */
+const percent = (byte: number): string => `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+
+/**
+ * A URL as text a URL parser keeps exactly: each escaped byte percent-encoded (`caf\udce9` → `caf%E9`). The
+ * rest is left to the parser, which percent-encodes valid non-ASCII characters as their UTF-8 bytes: so
+ * the server is asked for the name's exact bytes either way.
+ */
+export function urlText(text: string): string {
+  return hasEscapedBytes(text) ? text.replace(ESCAPED_ALL, (ch) => percent(ch.charCodeAt(0) - ESCAPE_BASE)) : text;
+}
+
+/** Bytes encodeURIComponent leaves as they are. */
+const UNRESERVED = /[A-Za-z0-9\-_.!~*'()]/;
+
+/**
+ * A name as one URL path component, by its exact bytes: what encodeURIComponent gives for plain UTF-8
+ * (which throws on an escaped byte: a lone surrogate), and `%E9` for the escaped byte 0xE9.
+ */
+export function percentEncodeComponent(name: string): string {
+  if (!hasEscapedBytes(name)) return encodeURIComponent(name);
+  let out = '';
+  for (const byte of encodeBytes(name)) out += byte < 0x80 && UNRESERVED.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : percent(byte);
+  return out;
+}
+
+const PERCENT_RUN = /(?:%[0-9a-fA-F]{2})+/g;
+
+/**
+ * A percent-encoded URL component as a name: the decoded bytes through decodeBytes, so `caf%E9` is the
+ * same string the .jigdo's `caf\xe9` decodes to. A `%` not followed by two hex digits throws, as
+ * decodeURIComponent does.
+ */
+export function percentDecode(text: string): string {
+  if (/%(?![0-9a-fA-F]{2})/.test(text)) throw new URIError(`malformed %-escape in "${shown(text)}"`);
+  return text.replace(PERCENT_RUN, (run) => decodeBytes(Buffer.from(run.replace(/%/g, ''), 'hex')));
+}
+
+/** A name for a message or a log line: each escaped byte as `\xNN` (written raw, it would come out as U+FFFD). */
+export function shown(text: string): string {
+  return hasEscapedBytes(text) ? text.replace(ESCAPED_ALL, (ch) => `\\x${(ch.charCodeAt(0) - ESCAPE_BASE).toString(16).padStart(2, '0')}`) : text;
+}
