@@ -89,16 +89,27 @@ function assertNotEdited(got: Buffer | Error): void {
   assert.ok(got.equals(original.subarray(EDIT_AT, EDIT_AT + EDIT_LEN)), `served ${got.subarray(0, 16).toString('latin1')}... instead of the verified bytes`);
 }
 
+/** Mounts a private copy of the parts, reads the start of the part (so its copy is verified and open), then edits it. */
+async function mountThenEdit(): Promise<{ m: Awaited<ReturnType<typeof mountJigdo>>; image: string }> {
+  const parts = await copyOfParts();
+  const m = await mountJigdo(v.jigdo, ['--offline', '--scan', parts]);
+  try {
+    const [name] = await readdir(m.mnt);
+    const image = m.file(name!);
+    const first = await readMounted(image, partOffset, 65536);
+    assert.ok(Buffer.isBuffer(first) && first.equals(original.subarray(0, 65536)), 'the part is served before the edit');
+    await editKeepingMtime(path.join(parts, PART));
+    return { m, image };
+  } catch (err) {
+    await m.cleanup();
+    throw err;
+  }
+}
+
 describe('a mount never serves a local part changed in place under touch -r', () => {
   test('an edit is not served even by the very next read (no wait for the periodic re-check)', async () => {
-    const parts = await copyOfParts();
-    const m = await mountJigdo(v.jigdo, ['--offline', '--scan', parts]);
+    const { m, image } = await mountThenEdit();
     try {
-      const [name] = await readdir(m.mnt);
-      const image = m.file(name!);
-      const first = await readMounted(image, partOffset, 65536);
-      assert.ok(Buffer.isBuffer(first) && first.equals(original.subarray(0, 65536)), 'the part is served before the edit');
-      await editKeepingMtime(path.join(parts, PART));
       assertNotEdited(await readMounted(image, partOffset + EDIT_AT, EDIT_LEN));
     } finally {
       await m.cleanup();
@@ -106,14 +117,8 @@ describe('a mount never serves a local part changed in place under touch -r', ()
   });
 
   test('while mounted: the copy it verified and opened changes', async () => {
-    const parts = await copyOfParts();
-    const m = await mountJigdo(v.jigdo, ['--offline', '--scan', parts]);
+    const { m, image } = await mountThenEdit();
     try {
-      const [name] = await readdir(m.mnt);
-      const image = m.file(name!);
-      const first = await readMounted(image, partOffset, 65536);
-      assert.ok(Buffer.isBuffer(first) && first.equals(original.subarray(0, 65536)), 'the part is served before the edit');
-      await editKeepingMtime(path.join(parts, PART));
       await sleep(RECHECK_WAIT_MS); // past the periodic re-check too (a user file is also checked after every read)
       assertNotEdited(await readMounted(image, partOffset + EDIT_AT, EDIT_LEN));
       const status = (await m.status()) as { images: Array<{ parts: { missing: number }; recentErrors: string[] }> };
