@@ -54,7 +54,7 @@ test('local check: the right bytes give a copy with the identity they were hashe
   const first = await verifyLocalCopy(index, h.hash, 'md5', at, keyOf(bytes));
   assert.ok(first?.copy);
   assert.equal(first.hashed, true);
-  assert.deepEqual({ ...first.copy }, { path: file, offset: 0, ...identityOf(await stat(file)) });
+  assert.deepEqual({ ...first.copy }, { path: file, offset: 0, ...identityOf(await stat(file)), userFile: true });
   assertVerified(first.copy, 'test');
   const second = await verifyLocalCopy(index, h.hash, 'md5', at, keyOf(bytes));
   assert.ok(second?.copy);
