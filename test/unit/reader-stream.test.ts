@@ -115,3 +115,34 @@ test('reads outside the image, or of nothing, ask the ports for nothing', async 
   assert.ok(tail.equals(f.image.subarray(f.layout.size - 10)));
   assert.equal(f.bytesAsked(), 10);
 });
+
+test('parallel streams share the read-ahead budget: blocks are not evicted before their stream reads them', async () => {
+  // 8 streams reading their eighth of a raw-only image in turns, as 8 ranged HTTP clients do. At full
+  // depth (1 + 8 blocks each) they would need 72 blocks of a 24-block budget, and read most bytes twice.
+  const size = 96 * BLOCK;
+  const raw = randomBytes(size);
+  let asked = 0;
+  const rawPort: RawBytes = {
+    readInto: async (rawOffset, length, target, targetOffset) => {
+      asked += length;
+      raw.copy(target, targetOffset, rawOffset, rawOffset + length);
+    },
+  };
+  const partPort: PartBytes = { readInto: async () => assert.fail('no parts here'), prefetch: () => undefined };
+  const layout = new ImageLayout(size, 'md5', Buffer.alloc(16), [{ kind: 'raw', offset: 0, length: size, rawOffset: 0 }], new Map());
+  const reader = new ImageReader(layout, rawPort, partPort, { blockSize: BLOCK, readaheadBlocks: 8, readaheadMemory: 24 * BLOCK, prefetchBytes: 0 });
+  const streams = 8;
+  const share = size / streams;
+  const step = 16 * KB;
+  for (let at = 0; at < share; at += step) {
+    await Promise.all(
+      Array.from({ length: streams }, async (_, s) => {
+        const offset = s * share + at;
+        const got = await reader.read(offset, step);
+        assert.ok(got.equals(raw.subarray(offset, offset + step)), `stream ${s} at ${at}`);
+      }),
+    );
+  }
+  // Before a stream is seen continuing, the others read ahead at full depth once: the only waste left.
+  assert.ok(asked <= size * 1.5, `asked the source for ${asked} bytes to serve ${size}`);
+});
