@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JigdoError } from '../../src/format/errors.js';
 import { baseName, locationFromUser, resolveReference } from '../../src/format/location.js';
+import { parseJigdo } from '../../src/format/jigdo.js';
 
 const url = (u: string) => ({ kind: 'url' as const, url: u });
 
@@ -21,4 +22,14 @@ test('URLs that do not parse are a JigdoError naming the file they came from', (
   assert.throws(() => resolveReference('http://[bad/x', from), (err: unknown) => err instanceof JigdoError && err.message === '/srv/x.jigdo: "http://[bad/x" is not a valid URL');
   assert.throws(() => resolveReference('//[bad/x', url('http://h/x.jigdo')), (err: unknown) => err instanceof JigdoError && err.message.startsWith('http://h/x.jigdo: '));
   assert.throws(() => locationFromUser('http://[bad'), (err: unknown) => err instanceof JigdoError && /not a valid URL/.test(err.message));
+});
+
+test('a remote .jigdo never names a local file: file: and absolute paths from a URL stay remote or unresolved', async () => {
+  const remote = { kind: 'url' as const, url: 'http://mirror.example/cd/x.jigdo' };
+  assert.equal(resolveReference('file:/etc/passwd', remote), undefined);
+  assert.equal(resolveReference('file:///etc/passwd', remote), undefined);
+  assert.deepEqual(resolveReference('/etc/passwd', remote), { kind: 'url', url: 'http://mirror.example/etc/passwd' });
+  assert.deepEqual(resolveReference('../../etc/passwd', remote), { kind: 'url', url: 'http://mirror.example/etc/passwd' });
+  const text = Buffer.from('[Jigdo]\nVersion=1.1\n[Include file:/etc/passwd]\n[Image]\nFilename=x.iso\nTemplate=x.template\n');
+  await assert.rejects(parseJigdo(text, remote, async () => Buffer.from('')), (err: unknown) => err instanceof JigdoError && /may not read local files/.test(err.message));
 });
