@@ -1,4 +1,5 @@
-import { loadJigdo, openImage, selectImage, type ImageSession } from '../engine/session.js';
+import type { JigdoFile } from '../format/jigdo.js';
+import { loadJigdo, openImage, selectImage, type ImageSession, type SourceOptions } from '../engine/session.js';
 import { sourceOptions, type SourceFlags } from './options.js';
 
 /**
@@ -13,14 +14,28 @@ export async function withSession<T>(
   use: { fetchParts?: boolean } = {},
 ): Promise<T> {
   const opts = sourceOptions(flags, use);
-  const jigdo = await loadJigdo(jigdoArg, opts.loadRemote);
-  for (const w of jigdo.warnings) opts.log(w);
+  const jigdo = await loadCommandJigdo(jigdoArg, opts);
   const session = await openImage(jigdo, selectImage(jigdo, flags.image), opts);
   try {
     return await work(session);
   } finally {
     await session.close();
-    await opts.network?.close();
-    await opts.pool?.close();
+    await endCommand(opts);
   }
+}
+
+/**
+ * The .jigdo a command works on, read with the command's own remote loader (so a URL works in every
+ * command), its warnings logged with `log`.
+ */
+export async function loadCommandJigdo(arg: string, opts: SourceOptions, log = opts.log): Promise<JigdoFile> {
+  const jigdo = await loadJigdo(arg, opts.loadRemote);
+  for (const w of jigdo.warnings) log(w);
+  return jigdo;
+}
+
+/** Ends what sourceOptions made for a command: the network (it trims the disk cache to its limit), then the worker pool. */
+export async function endCommand(opts: SourceOptions): Promise<void> {
+  await opts.network?.close();
+  await opts.pool?.close();
 }

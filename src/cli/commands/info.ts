@@ -2,7 +2,8 @@ import { shown } from '../../format/byte-string.js';
 import type { Command } from 'commander';
 import { TemplateUnavailableError } from '../../format/errors.js';
 import type { JigdoFile, JigdoImage } from '../../format/jigdo.js';
-import { imageFileName, loadJigdo, openImage, selectImage, type ImageSession } from '../../engine/session.js';
+import { imageFileName, openImage, selectImage, type ImageSession } from '../../engine/session.js';
+import { endCommand, loadCommandJigdo } from '../session.js';
 import { addSourceOptions, sourceOptions, type SourceFlags } from '../options.js';
 
 /** What the .jigdo alone says: true with or without the template. */
@@ -72,8 +73,7 @@ type Info = ReturnType<typeof describe> | ReturnType<typeof describeWithoutTempl
 async function gather(jigdoArg: string, flags: SourceFlags): Promise<Info> {
   const opts = sourceOptions(flags);
   try {
-    const jigdo = await loadJigdo(jigdoArg, opts.loadRemote);
-    for (const w of jigdo.warnings) opts.log(w);
+    const jigdo = await loadCommandJigdo(jigdoArg, opts);
     const image = selectImage(jigdo, flags.image);
     let session: ImageSession;
     try {
@@ -88,8 +88,7 @@ async function gather(jigdoArg: string, flags: SourceFlags): Promise<Info> {
       await session.close();
     }
   } finally {
-    await opts.network?.close();
-    await opts.pool?.close();
+    await endCommand(opts);
   }
 }
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../../format/errors.js';
 import { checkCacheDir } from '../../engine/cache-dir.js';
-import { loadJigdo } from '../../engine/session.js';
+import { endCommand, loadCommandJigdo } from '../session.js';
 import { makeDirs } from '../../util/make-dirs.js';
 import { prepareMountpoint, runMount } from '../../fuse/daemon.js';
 import { fusermountUnmount, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';
@@ -27,14 +27,12 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
   const opts = sourceOptions(flags);
   const stamp = (line: string) => opts.log(`${new Date().toISOString()} ${line}`);
   try {
-    const jigdo = await loadJigdo(jigdoArg, opts.loadRemote);
-    for (const w of jigdo.warnings) stamp(w);
+    const jigdo = await loadCommandJigdo(jigdoArg, opts, stamp);
     const mountOpts = { allowOther: flags.allowOther ?? false, log: stamp, extraStatus: () => opts.network?.fullStats() }; // the cache counted once, not "0 files"
     await runMount(jigdo, mnt, { ...opts, log: stamp }, mountOpts, (names) => {
       process.send?.({ ready: true, names } satisfies DaemonMessage);
     });
-    await opts.network?.close(); // trims the disk cache to its limit once the mount is gone
-    await opts.pool?.close();
+    await endCommand(opts); // once the mount is gone
   } catch (err) {
     process.send?.({ error: errorMessage(err) } satisfies DaemonMessage);
     throw err;

@@ -1,7 +1,8 @@
 import { percentEncodeComponent } from '../../format/byte-string.js';
 import type { Command } from 'commander';
 import { UsageError, errorMessage } from '../../format/errors.js';
-import { loadJigdo, openImage, selectImage, type ImageSession } from '../../engine/session.js';
+import { openImage, selectImage, type ImageSession } from '../../engine/session.js';
+import { endCommand, loadCommandJigdo } from '../session.js';
 import { runServer } from '../../http/server.js';
 import { servedImages } from '../../http/served-image.js';
 import { addSourceOptions, sourceOptions, type SourceFlags } from '../options.js';
@@ -24,8 +25,7 @@ async function openAll(jigdoArgs: string[], flags: ServeFlags, opts: ReturnType<
   const sessions: ImageSession[] = [];
   try {
     for (const arg of jigdoArgs) {
-      const jigdo = await loadJigdo(arg, opts.loadRemote);
-      for (const w of jigdo.warnings) log(w);
+      const jigdo = await loadCommandJigdo(arg, opts, log);
       const images = flags.image ? [selectImage(jigdo, flags.image)] : jigdo.images;
       for (const image of images) sessions.push(await openImage(jigdo, image, { ...opts, log, logMissing: true }));
     }
@@ -52,8 +52,7 @@ async function serve(jigdoArgs: string[], flags: ServeFlags): Promise<void> {
     });
   } finally {
     await Promise.all(sessions.map((s) => s.close().catch(() => undefined)));
-    await opts.network?.close(); // trims the disk cache to its limit
-    await opts.pool?.close();
+    await endCommand(opts);
   }
 }
 
