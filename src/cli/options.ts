@@ -4,7 +4,7 @@ import { UsageError } from '../format/errors.js';
 import { defaultCacheDir } from '../engine/cache-dir.js';
 import type { SourceOptions } from '../engine/session.js';
 import type { LocalTree } from '../sources/local-sources.js';
-import { Network, NETWORK_DEFAULTS } from '../network/network.js';
+import { Network, NETWORK_DEFAULTS, type NetworkOptions } from '../network/network.js';
 import { WorkerPool } from '../util/worker-pool.js';
 import { loadConfig, type UserConfig } from './config.js';
 import { SOURCE_OPTIONS, type ConfigValues } from './option-table.js';
@@ -68,21 +68,11 @@ export function logger(quiet: boolean | undefined): (line: string) => void {
 }
 
 /** A command's settings: its flags over the configuration file over the defaults, all checked. */
-export interface Settings {
-  log: (line: string) => void;
+export interface Settings extends Omit<NetworkOptions, 'hashFile'> {
   local: LocalTree[];
   scan: string[];
-  cacheDir: string;
   template?: string;
   memory: number;
-  offline: boolean;
-  mirrors: Map<string, string[]>;
-  cacheSize?: number;
-  timeoutMs: number;
-  connections: number;
-  retries: number;
-  rangeSize: number;
-  streamsPerPart: number;
 }
 
 /**
