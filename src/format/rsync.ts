@@ -50,3 +50,6 @@ export function rsyncSum64(data: Uint8Array): Buffer {
   out.writeUInt32LE(hi, 4);
   return out;
 }
+
+/** The table of RsyncSum64 (for the rolling version, rsync-rolling.ts). */
+export const RSYNC_TABLE: Readonly<Uint32Array> = T;
