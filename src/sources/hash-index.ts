@@ -71,11 +71,12 @@ export class HashIndex {
     return index;
   }
 
-  private static field(kind: ChecksumKind, offset?: number, length?: number): string {
+  /** `length` is a number, or a text naming several ranges (a fragmented file inside a disc image). */
+  private static field(kind: ChecksumKind, offset?: number, length?: number | string): string {
     return offset === undefined ? kind : `${kind}@${offset}+${length}`;
   }
 
-  get(file: string, id: FileIdentity, kind: ChecksumKind, offset?: number, length?: number): string | undefined {
+  get(file: string, id: FileIdentity, kind: ChecksumKind, offset?: number, length?: number | string): string | undefined {
     const e = this.files[file];
     const sum = e && sameIdentity(e, id) ? e.sums[HashIndex.field(kind, offset, length)] : undefined;
     if (sum) this.stats.hits++;
@@ -84,11 +85,11 @@ export class HashIndex {
   }
 
   /** The checksum last recorded for this path, whatever its identity then (to say a file changed since). */
-  previous(file: string, kind: ChecksumKind, offset?: number, length?: number): string | undefined {
+  previous(file: string, kind: ChecksumKind, offset?: number, length?: number | string): string | undefined {
     return this.files[file]?.sums[HashIndex.field(kind, offset, length)];
   }
 
-  set(file: string, id: FileIdentity, kind: ChecksumKind, sum: string, offset?: number, length?: number): void {
+  set(file: string, id: FileIdentity, kind: ChecksumKind, sum: string, offset?: number, length?: number | string): void {
     let e = this.files[file];
     if (!e || !sameIdentity(e, id)) this.files[file] = e = { ...pickIdentity(id), sums: {} };
     e.sums[HashIndex.field(kind, offset, length)] = sum;

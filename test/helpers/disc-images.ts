@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { link, mkdir, open, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { DiscExtent, PositionalRead } from '../../src/discfs/index.js';
@@ -125,11 +125,13 @@ export const extentKey = (extents: DiscExtent[]): string => extents.map((e) => `
 export async function xorrisoImage(src: string, out: string, flavour: 'rr' | 'joliet' | 'plain'): Promise<void> {
   const rr = flavour === 'rr' ? 'on' : 'off';
   const joliet = flavour === 'plain' ? 'off' : 'on';
+  await rm(out, { force: true }); // xorriso would append a session to an existing image
   await run('xorriso', ['-outdev', out, '-rockridge', rr, '-joliet', joliet, '-map', src, '/']);
 }
 
 /** The ISO9660+UDF bridge of genisoimage. */
 export async function udfBridge(src: string, out: string): Promise<void> {
+  await rm(out, { force: true });
   await run('genisoimage', ['-quiet', '-udf', '-R', '-J', '-o', out, src]);
 }
 
