@@ -6,7 +6,10 @@ import { errorMessage } from '../format/errors.js';
 import { RollingRsyncSum64 } from '../format/rsync-rolling.js';
 import type { Desc } from '../format/template.js';
 import type { PartNeed } from '../image/layout.js';
-import type { FileRange } from '../util/worker-protocol.js';
+import type { FileRange, RsyncMatches } from '../util/worker-protocol.js';
+
+/** Finds where a file holds windows with these RsyncSum64 keys (WorkerPool.rsyncScan). */
+export type RsyncScan = (file: string, sums: string[], window: number, step: number, maxMatches: number) => Promise<RsyncMatches>;
 import { identityOf, sameIdentity, type FileIdentity } from './hash-index.js';
 
 /** A place inside an old disc image that may hold a part: the ranges of one of its files, or a region found by the deep scan. */
@@ -21,9 +24,8 @@ const MIN_IMAGE_BYTES = 64 * 1024;
 const LOGGED_WARNINGS = 5;
 /** The window of the template's RsyncSum64 (jigdo-file's default block length). */
 const RSYNC_WINDOW = 1024;
-/** Deep scan: boundaries looked at, and bytes read at a time. */
+/** Deep scan: the boundaries looked at. */
 const DEEP_STEP = 512;
-const DEEP_CHUNK = 4 << 20;
 /** Deep-scan matches kept, at most (each is only a candidate, confirmed by its checksum when needed). */
 const MAX_DEEP_MATCHES = 1 << 20;
 
@@ -132,9 +134,9 @@ export class DiscImages {
   /**
    * `--scan-deep FILE`: every 512-byte boundary whose next KiB has the RsyncSum64 the template gives for a
    * part's first KiB is a candidate for that part (confirmed by its checksum only when the part is needed).
-   * Reads the file once, 4 MiB at a time.
+   * The file is read once, on a worker thread (`scan`: WorkerPool.rsyncScan).
    */
-  async deepScan(file: string, desc: Desc): Promise<void> {
+  async deepScan(file: string, desc: Desc, scan: RsyncScan): Promise<void> {
     const wanted = new Map<string, Array<{ key: string; length: number }>>();
     for (const e of desc.entries) {
       if (e.kind !== 'part' || !e.rsync || e.length < RSYNC_WINDOW) continue;
@@ -143,40 +145,30 @@ export class DiscImages {
       if (!list.some((x) => x.key === e.key)) list.push({ key: e.key, length: e.length });
       wanted.set(k, list);
     }
-    const fh = await open(fsPath(file), 'r').catch((err: unknown) => {
+    const st = await stat(fsPath(file)).catch((err: unknown) => {
       this.log(`scan-deep: cannot read ${shown(file)}: ${errorMessage(err)}`);
       return undefined;
     });
-    if (!fh || wanted.size === 0) return void (await fh?.close());
+    if (!st?.isFile() || wanted.size === 0) return;
+    const sums = [...wanted.keys()];
+    let matches;
     try {
-      const size = (await fh.stat()).size;
-      const found = await this.sweep(fh, size, wanted, file);
-      this.log(`scan-deep: ${shown(file)}: ${found} candidate places`);
-    } finally {
-      await fh.close();
+      matches = await scan(file, sums, RSYNC_WINDOW, DEEP_STEP, MAX_DEEP_MATCHES - this.deepMatches);
+    } catch (err) {
+      this.log(`scan-deep: cannot read ${shown(file)}: ${errorMessage(err)}`);
+      return;
     }
-  }
-
-  private async sweep(fh: FileHandle, size: number, wanted: Map<string, Array<{ key: string; length: number }>>, file: string): Promise<number> {
-    const sum = new RollingRsyncSum64(RSYNC_WINDOW);
-    const buf = Buffer.alloc(DEEP_CHUNK + RSYNC_WINDOW);
     let found = 0;
-    for (let base = 0; base + RSYNC_WINDOW <= size; base += DEEP_CHUNK) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - base), base);
-      for (let at = 0; at < DEEP_CHUNK && at + RSYNC_WINDOW <= bytesRead; at += DEEP_STEP) {
-        sum.reset(buf, at);
-        const parts = wanted.get(sum.key());
-        if (!parts) continue;
-        for (const p of parts) {
-          if (base + at + p.length > size || this.deepMatches >= MAX_DEEP_MATCHES) continue;
-          const list = this.deep.get(p.key) ?? [];
-          list.push({ image: file, ranges: [{ offset: base + at, length: p.length }] });
-          this.deep.set(p.key, list);
-          this.deepMatches++;
-          found++;
-        }
+    matches.offsets.forEach((offset, i) => {
+      for (const p of wanted.get(sums[matches.which[i]!]!) ?? []) {
+        if (offset + p.length > st.size) continue;
+        const list = this.deep.get(p.key) ?? [];
+        list.push({ image: file, ranges: [{ offset, length: p.length }] });
+        this.deep.set(p.key, list);
+        this.deepMatches++;
+        found++;
       }
-    }
-    return found;
+    });
+    this.log(`scan-deep: ${shown(file)}: ${found} candidate places`);
   }
 }

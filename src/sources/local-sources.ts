@@ -8,7 +8,7 @@ import type { JigdoFile } from '../format/jigdo.js';
 import { LabelMap, partCandidates, splitLabel } from '../format/resolve.js';
 import { parseDesc, type Desc, type DescEntry } from '../format/template.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
-import { DiscImages } from './disc-images.js';
+import { DiscImages, type RsyncScan } from './disc-images.js';
 import type { HashIndex } from './hash-index.js';
 import { verifyLocalCopy, type LocalCheck, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
 import type { WorkerPool } from '../util/worker-pool.js';
@@ -90,7 +90,8 @@ export class LocalSources {
     const sizes = new Set([...this.layout.parts.values()].map((p) => p.length));
     const seen = new Set<string>();
     for (const root of this.opts.scan) await this.walk(path.resolve(root), sizes, seen, 0);
-    for (const file of this.opts.scanDeep ?? []) await this.images.deepScan(path.resolve(file), this.templateDesc);
+    const scan: RsyncScan = (...a) => this.pool.rsyncScan(...a);
+    for (const file of this.opts.scanDeep ?? []) await this.images.deepScan(path.resolve(file), this.templateDesc, scan);
   }
 
   private async walk(file: string, sizes: Set<number>, seen: Set<string>, depth: number): Promise<void> {

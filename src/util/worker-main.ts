@@ -7,7 +7,8 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import Bzip2 from '@foxglove/wasm-bz2';
 import { fsPath, shown } from '../format/byte-string.js';
-import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
+import { RollingRsyncSum64 } from '../format/rsync-rolling.js';
+import type { RsyncMatches, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 const HASH_BLOCK = 4 * 1024 * 1024;
 let bzip2: Promise<Bzip2> | undefined;
@@ -57,6 +58,34 @@ function hashRanges(path: string, kind: string, ranges: Array<{ offset: number; 
   return hash.digest();
 }
 
+/**
+ * The places of `path` (every `step` bytes) where the RsyncSum64 of the next `window` bytes is one of `sums`
+ * (RollingRsyncSum64 keys): `--scan-deep`. Reads the file once, 4 MiB at a time; at most `maxMatches`.
+ */
+function rsyncScan(path: string, sums: string[], window: number, step: number, maxMatches: number): RsyncMatches {
+  const wanted = new Map(sums.map((s, i) => [s, i]));
+  const out: RsyncMatches = { offsets: [], which: [] };
+  const sum = new RollingRsyncSum64(window);
+  const buf = Buffer.allocUnsafe(HASH_BLOCK + window);
+  const fd = openSync(fsPath(path), 'r');
+  try {
+    for (let base = 0; out.offsets.length < maxMatches; base += HASH_BLOCK) {
+      const n = readSync(fd, buf, 0, buf.length, base);
+      for (let at = 0; at < HASH_BLOCK && at + window <= n; at += step) {
+        sum.reset(buf, at);
+        const i = wanted.get(sum.key());
+        if (i === undefined) continue;
+        out.offsets.push(base + at);
+        out.which.push(i);
+      }
+      if (n < buf.length) break;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
 async function handle(req: WorkerRequest): Promise<{ result: unknown; transfer?: ArrayBuffer[] }> {
   switch (req.op) {
     case 'bunzip2': {
@@ -67,6 +96,8 @@ async function handle(req: WorkerRequest): Promise<{ result: unknown; transfer?:
     }
     case 'hashFile':
       return { result: req.ranges ? hashRanges(req.path, req.kind, req.ranges) : hashFile(req.path, req.kind, req.offset ?? 0, req.length) };
+    case 'rsyncScan':
+      return { result: rsyncScan(req.path, req.sums, req.window, req.step, req.maxMatches) };
     case 'hashStart':
       streams.set(req.stream, createHash(req.kind));
       return { result: null };

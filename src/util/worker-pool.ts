@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChecksumKind } from '../format/checksum.js';
-import type { FileRange, WorkerReply, WorkerTask } from './worker-protocol.js';
+import type { FileRange, RsyncMatches, WorkerReply, WorkerTask } from './worker-protocol.js';
 
 /**
  * A small pool of worker threads for bzip2 and hashing. Workers are unref'd while idle so that they
@@ -112,6 +112,11 @@ export class WorkerPool {
   async hashFile(path: string, kind: ChecksumKind, offset?: number, length?: number, ranges?: FileRange[]): Promise<Buffer> {
     const out = await this.run<Uint8Array>({ op: 'hashFile', path, kind, offset, length, ranges });
     return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  }
+
+  /** `--scan-deep`: where in `path` (every `step` bytes) the next `window` bytes have one of these RsyncSum64 keys. */
+  rsyncScan(path: string, sums: string[], window: number, step: number, maxMatches: number): Promise<RsyncMatches> {
+    return this.run<RsyncMatches>({ op: 'rsyncScan', path, sums, window, step, maxMatches });
   }
 
   /** A hash fed in order from the main thread and computed on one worker, so hashing overlaps I/O. */

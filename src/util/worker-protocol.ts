@@ -8,10 +8,17 @@ export interface FileRange {
 export type WorkerRequest = { id: number } & (
   | { op: 'bunzip2'; payload: Uint8Array; size: number }
   | { op: 'hashFile'; path: string; kind: string; offset?: number; length?: number; ranges?: FileRange[] }
+  | { op: 'rsyncScan'; path: string; sums: string[]; window: number; step: number; maxMatches: number }
   | { op: 'hashStart'; stream: number; kind: string }
   | { op: 'hashUpdate'; stream: number; data: Uint8Array }
   | { op: 'hashEnd'; stream: number }
 );
+
+/** rsyncScan's answer: file offsets and, for each, the index in `sums` of the sum found there. */
+export interface RsyncMatches {
+  offsets: number[];
+  which: number[];
+}
 
 export type WorkerReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
 
