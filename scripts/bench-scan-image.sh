@@ -11,7 +11,8 @@
 #   index        listing v1's directory tree (src/discfs listDisc over the image file, pread only)
 #   hash         jigdofs missing --scan v1.iso --offline: listing + hashing every candidate extent (MB/s of
 #                the parts found inside v1)
-#   make-image   jigdofs make-image v2.jigdo --scan v1.iso --mirror LABEL=nginx: wall, bytes nginx sent
+#   make-image   jigdofs make-image v2.jigdo --scan v1.iso --mirror LABEL=nginx: wall, bytes nginx sent; then
+#                again with only that run's hash index kept (no cached parts: the second upgrade from v1)
 #   jigdo-lite   jigdo-lite --noask --scan V1DIR (V1DIR = xorriso -osirrox on -extract of v1.iso; its users
 #                loop-mount v1, which this kernel cannot), same nginx: wall, bytes nginx sent
 # "needed" = bytes of the parts v1 lacks (jigdofs missing --json). Every image written is checked against
@@ -127,7 +128,14 @@ for run in $(seq "$RUNS"); do
   check "$W/out.iso" make-image
   read -r bytes reqs < <(sent_since "$from")
   echo "| $run | jigdofs make-image --scan v1.iso | $(secs "$t0" "$t1") s | $(awk -v b="$ISO_BYTES" -v t="$(secs "$t0" "$t1")" 'BEGIN { printf "%.0f MB/s", b / 1e6 / t }') | $bytes / $NEEDED ($reqs) |"
-  rm -rf "$W/cache" "$W/out.iso"
+  # The same with the hash index of that run only (no cached parts): the second upgrade from the same v1.
+  mkdir -p "$W/cache2"; cp "$W/cache/hash-index.json" "$W/cache2/"
+  rm -rf "$W/cache" "$W/out.iso"; from=$(log_lines); t0=$(now)
+  "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --scan "$W/v1.iso" --cache-dir "$W/cache2" --mirror "$LABEL=$URL" -q; t1=$(now)
+  check "$W/out.iso" make-image
+  read -r bytes reqs < <(sent_since "$from")
+  echo "| $run | jigdofs make-image --scan v1.iso, hash index kept | $(secs "$t0" "$t1") s | $(awk -v b="$ISO_BYTES" -v t="$(secs "$t0" "$t1")" 'BEGIN { printf "%.0f MB/s", b / 1e6 / t }') | $bytes / $NEEDED ($reqs) |"
+  rm -rf "$W/cache2" "$W/out.iso"
 
   if [ "$JL" = 1 ]; then
     rm -rf "$W/v1dir" "$W/jl" "$W/jlhome"; mkdir -p "$W/jl" "$W/jlhome"

@@ -59,6 +59,8 @@ export class DiscImages {
   private readonly listedAs = new Map<string, FileIdentity>();
   private readonly used = new Map<string, Map<string, number>>();
   private deepMatches = 0;
+  /** Images being listed again (concurrent look-ups wait for the same listing). */
+  private readonly refreshing = new Map<string, Promise<void>>();
 
   constructor(
     private readonly sizes: Set<number>,
@@ -95,8 +97,17 @@ export class DiscImages {
     }
   }
 
-  /** The image changed since it was listed (an old listing would only give misses): list it again. */
-  private async refresh(image: string): Promise<void> {
+  /** The image changed since it was listed (an old listing would only give misses): list it again, once at a time. */
+  private refresh(image: string): Promise<void> {
+    let p = this.refreshing.get(image);
+    if (!p) {
+      p = this.relist(image).finally(() => this.refreshing.delete(image));
+      this.refreshing.set(image, p);
+    }
+    return p;
+  }
+
+  private async relist(image: string): Promise<void> {
     const before = this.listedAs.get(image);
     const st = await stat(fsPath(image)).catch(() => undefined);
     if (!before || (st && sameIdentity(before, identityOf(st)))) return;
@@ -111,6 +122,7 @@ export class DiscImages {
   /** The places inside images that may hold the part, after listing again any image that changed. */
   async candidates(need: PartNeed): Promise<ImagePlace[]> {
     for (const image of [...this.listedAs.keys()]) await this.refresh(image);
+    await Promise.all(this.refreshing.values()); // an image dropped from listedAs while being listed again
     return [...(this.bySize.get(need.length) ?? []), ...(this.deep.get(need.key) ?? [])];
   }
 
