@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { link, mkdir, open, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { DiscExtent, PositionalRead } from '../../src/discfs/index.js';
@@ -197,6 +197,32 @@ export async function bigImage(dir: string): Promise<{ image: string; size: numb
   }
   await writeAt(image, oracle.get('zzz-after.txt')!, Buffer.from('after the huge file\n'));
   return { image, size, tail };
+}
+
+/**
+ * `src` as an image over 4 GiB, written in seconds: a sparse 4 GiB `aaa-huge.bin` (zeros: a multi-extent file,
+ * placed first) is added to a copy of the tree, xorriso streams the image into a pipe of which the first MiB is
+ * kept, the file is extended (sparse) to the image's size, and every other file's bytes are written where
+ * the oracle (report_lba) says they lie: beyond 4 GiB.
+ */
+export async function sparseBigImage(src: string, work: string, out: string): Promise<void> {
+  const tree = path.join(work, 'big-tree');
+  await rm(tree, { recursive: true, force: true });
+  await run('cp', ['-a', src, tree]);
+  const fh = await open(path.join(tree, 'aaa-huge.bin'), 'w');
+  await fh.truncate(4 * 2 ** 30 + 4096);
+  await fh.close();
+  await rm(out, { force: true });
+  await run('sh', ['-c', `xorriso -file_size_limit off -- -outdev - -map "$0" / 2>/dev/null | head -c 1048576 > "$1"`, tree, out]);
+  const img = await open(out, 'r+');
+  const pvd = Buffer.alloc(2048);
+  await img.read(pvd, 0, 2048, 16 * 2048);
+  await img.truncate(pvd.readUInt32LE(80) * 2048);
+  await img.close();
+  for (const [rel, extents] of await reportLba(out)) {
+    if (rel !== 'aaa-huge.bin') await writeAt(out, extents, await readFile(path.join(tree, rel)));
+  }
+  await rm(tree, { recursive: true, force: true });
 }
 
 /**

@@ -10,7 +10,7 @@ import { copyFile, mkdtemp, open, readFile, readdir, rm } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { assertOk, runCli } from '../helpers/cli.js';
-import { dropIsoDescriptors, reportLba, udfBridge, xorrisoImage } from '../helpers/disc-images.js';
+import { dropIsoDescriptors, reportLba, sparseBigImage, udfBridge, xorrisoImage } from '../helpers/disc-images.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo } from '../helpers/mount.js';
 import { makeUpgrade, type Upgrade } from '../helpers/upgrade-fixture.js';
@@ -70,6 +70,16 @@ for (const flavour of ['rr', 'joliet', 'bridge', 'udf-only'] as const) {
     assert.match(r.stderr, new RegExp(`from v1-${flavour}\\.iso: ${shared} parts, `));
   });
 }
+
+test('make-image --scan v1.iso over 4 GiB (a multi-extent file first): the parts lie beyond 4 GiB, read right', async () => {
+  const image = path.join(work, 'v1-big.iso');
+  await sparseBigImage(up.v1, work, image);
+  const shared = [...(await reportLba(image))].filter(([rel]) => rel.startsWith('pool/'));
+  assert.ok(shared.every(([, e]) => e[0]!.offset > 2 ** 32), 'every package lies beyond 4 GiB');
+  const r = await makeImage(['--scan', image]);
+  assertOnlyMissingFetched();
+  assert.match(r.stderr, new RegExp(`from v1-big\\.iso: ${up.parts - up.missing.length} parts, `));
+});
 
 test('found inside a --scan folder (by its volume descriptors, whatever its name); --no-scan-images turns it off', async () => {
   const dir = path.join(work, 'old-cds');
