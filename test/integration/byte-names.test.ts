@@ -131,3 +131,49 @@ test('an image whose Filename is not UTF-8: make-image writes that exact name, s
     await server.stop();
   }
 });
+
+test('a mount lists an image whose Filename is not UTF-8 by its escaped name (d\\xefsc.img), which opens and reads exact', async () => {
+  // fuse-native passes names to and from libfuse as UTF-8 strings only: the byte 0xEF alone cannot cross it
+  // (it came back as U+FFFD, listed but impossible to open). The least bad answer: the \xNN of messages.
+  const named = path.join(work, 'named-mount.jigdo');
+  await writeFile(named, latin1((await readFile(jigdo)).toString('latin1').replace('Filename=disc.img', 'Filename=d\xefsc.img')));
+  const m = await mountJigdo(named, ['--offline', '--local', `Disc=${path.join(work, 'tree', 'parts')}`]);
+  try {
+    const { readdir } = await import('node:fs/promises');
+    const names = await readdir(m.mnt, { encoding: 'buffer' });
+    assert.deepEqual(names.map((n) => n.toString('latin1')), ['d\\xefsc.img']);
+    assert.equal(md5hex(await readFile(m.file('d\\xefsc.img'))), imageMd5);
+    const status = (await m.status()) as { images: Array<{ name: string }> };
+    assert.equal(status.images[0]!.name, 'd\\xefsc.img');
+  } finally {
+    await m.cleanup();
+  }
+});
+
+test('a .jigdo path and a --local folder that are not UTF-8 on the command line: info, make-image and mount use their exact bytes', async () => {
+  // Node decodes argv as UTF-8 (0xE9 alone becomes U+FFFD): jigdofs takes such arguments from /proc/self/cmdline.
+  // spawn() cannot pass raw bytes either, so the commands run through sh, whose printf makes the bytes.
+  const dir = under(work, latin1('d\xe9'));
+  await mkdir(dir);
+  await writeFile(Buffer.concat([dir, latin1('/n\xe9.jigdo')]), await readFile(jigdo));
+  await writeFile(Buffer.concat([dir, Buffer.from('/disc.template')]), await readFile(path.join(work, 'disc.template')));
+  await run('cp', ['-a', path.join(work, 'tree', 'parts'), path.join(work, 'p\ufffdrts-tmp')]);
+  await run('sh', ['-c', `mv "$W/p\ufffdrts-tmp" "$W/$(printf 'p\\351rts')"`], { env: { ...process.env, W: work } });
+  const out = path.join(work, 'argv.img');
+  const mnt = path.join(work, 'argv-mnt');
+  await mkdir(mnt);
+  const sh = async (args: string): Promise<{ stdout: string; stderr: string }> =>
+    run('sh', ['-c', `J="$W/$(printf 'd\\351/n\\351.jigdo')"; L="Disc=$W/$(printf 'p\\351rts')"; exec node "$BIN" ${args}`], {
+      env: { ...process.env, W: work, BIN, XDG_CACHE_HOME: path.join(work, 'argv-cache'), XDG_CONFIG_HOME: path.join(work, 'argv-config') },
+    });
+  const info = await sh('info "$J" --offline');
+  assert.match(info.stdout, /disc\.img/);
+  await sh(`make-image "$J" --offline --local "$L" -o ${out}`);
+  assert.equal(md5hex(await readFile(out)), imageMd5);
+  await sh(`mount "$J" ${mnt} --offline --local "$L"`);
+  try {
+    assert.equal(md5hex(await readFile(path.join(mnt, 'disc.img'))), imageMd5);
+  } finally {
+    assert.equal((await runCli(['umount', mnt])).code, 0);
+  }
+});
