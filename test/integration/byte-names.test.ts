@@ -14,6 +14,7 @@ import { md5hex } from '../helpers/hash.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { httpGet, startServe } from '../helpers/serve.js';
 import { mountJigdo } from '../helpers/mount.js';
+import { userActor } from '../helpers/actor.js';
 
 const run = promisify(execFile);
 const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -175,5 +176,26 @@ test('a .jigdo path and a --local folder that are not UTF-8 on the command line:
     assert.equal(md5hex(await readFile(path.join(mnt, 'disc.img'))), imageMd5);
   } finally {
     assert.equal((await runCli(['umount', mnt])).code, 0);
+  }
+});
+
+test('as a regular user too: the mount lists d\\xefsc.img, which reads exact, and umount works', async () => {
+  const named = path.join(work, 'named-user.jigdo');
+  await writeFile(named, latin1((await readFile(jigdo)).toString('latin1').replace('Filename=disc.img', 'Filename=d\xefsc.img')));
+  const A = userActor({ runtimeDir: true });
+  try {
+    A.share(work);
+    const mnt = path.join(A.tempDir('jigdofs-byte-names-user-'), 'mnt');
+    await A.run('mkdir', [mnt]);
+    const r = await A.cli(['mount', named, mnt, '--offline', '--local', `Disc=${path.join(work, 'tree', 'parts')}`]);
+    assert.equal(r.code, 0, r.stderr);
+    try {
+      assert.equal((await A.runBuffer('ls', [mnt])).toString('latin1'), 'd\\xefsc.img\n');
+      assert.equal(md5hex(await A.runBuffer('cat', [path.join(mnt, 'd\\xefsc.img')])), imageMd5);
+    } finally {
+      assert.equal((await A.cli(['umount', mnt])).code, 0);
+    }
+  } finally {
+    A.close();
   }
 });

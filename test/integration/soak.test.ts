@@ -18,7 +18,7 @@ import path from 'node:path';
 import { buildFixtures } from '../helpers/fixtures.js';
 import { startMirror, type Fault, type Mirror } from '../helpers/mirror-server.js';
 import { isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
-import { cacheLeftovers, jigdoWithServers, partsUri } from '../helpers/network.js';
+import { cacheFiles, cacheLeftovers, jigdoWithServers, partsUri } from '../helpers/network.js';
 import { Rng } from '../fuzz/mutate.js';
 import { pidAlive } from '../../src/util/pid.js';
 import type { SoakReaderSpec, SoakTally } from '../helpers/soak-reader.js';
@@ -52,7 +52,10 @@ async function churn(jigdo: string, args: string[], cache: string, env: NodeJS.P
     const m = await mountJigdo(jigdo, args, { cacheDir: cache, env });
     const pid = await m.pid();
     try {
-      assert.ok((await readFile(m.file('image.iso'))).equals(image), 'a churn mount read a wrong image');
+      const got = await readFile(m.file('image.iso')).catch(async (err: Error) => {
+        throw new Error(`churn mount: ${err.message}; its log:\n${(await m.log()).split('\n').slice(-30).join('\n')}`);
+      });
+      assert.ok(got.equals(image), 'a churn mount read a wrong image');
       assert.equal((await m.umount()).code, 0);
       assert.equal(await isMounted(m.mnt), false);
       assert.equal(pidAlive(pid), false, `churn daemon ${pid} still runs after umount`); // a zombie awaiting init counts as ended
@@ -80,7 +83,21 @@ test(`load and soak: 8 mounts share a cache, 32 readers on one, flaky mirrors, $
   const runDir = path.join(work, 'run');
   await mkdir(runDir, { mode: 0o700 });
   const env = { ...process.env, XDG_RUNTIME_DIR: runDir, XDG_CONFIG_HOME: path.join(work, 'config'), JIGDOFS_DEBUG: '' };
-  for (let i = 0; i < 2; i++) mirrors.push(await startMirror({ root: fx.tree, latencyMs: 2 }));
+  // The mirrors fail now and then: after every second request a mirror answers, its next part request gets
+  // one fault (so a mirror never fails twice in a row: it is never taken for down, and no read may fail).
+  const rng = new Rng(13);
+  let faulting = true;
+  for (let i = 0; i < 2; i++) {
+    let answered = 0;
+    const m = await startMirror({
+      root: fx.tree,
+      latencyMs: 2,
+      onResponse: (r) => {
+        if (faulting && !r.fault && ++answered % 2 === 0) m.fault(/^\/parts\//, rng.pick(FAULTS));
+      },
+    });
+    mirrors.push(m);
+  }
   const jigdo = await jigdoWithServers(v, mirrors.map(partsUri), path.join(work, 'jigdo'));
   const config = path.join(work, 'soak.ini');
   await writeFile(config, '[network]\nretries = 3\ntimeout = 2\n');
@@ -90,9 +107,7 @@ test(`load and soak: 8 mounts share a cache, 32 readers on one, flaky mirrors, $
   for (let i = 0; i < 8; i++) mounts.push(await mountJigdo(jigdo, args, { cacheDir: cache, env }));
   const pids = await Promise.all(mounts.map((m) => m.pid()));
 
-  // The mirrors fail now and then: every 150 ms one of them gets one fault for its next part request.
-  const rng = new Rng(13);
-  const flaky = setInterval(() => rng.pick(mirrors).fault(/^\/parts\//, rng.pick(FAULTS)), 150);
+  for (const m of mirrors) m.fault(/^\/parts\//, rng.pick(FAULTS)); // the first request of each fails
   const samples: Array<Array<{ rss: number; fds: number }>> = [];
   const sampler = setInterval(() => samples.push(pids.map(procSample)), 1000);
   const specs: SoakReaderSpec[] = [];
@@ -106,10 +121,11 @@ test(`load and soak: 8 mounts share a cache, 32 readers on one, flaky mirrors, $
     const arg = JSON.stringify({ image: v.image, seconds: SECONDS, readers: specs });
     execFile(process.execPath, ['--import', 'tsx', READER, arg], { env: env2, maxBuffer: 64 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)));
   });
-  const churned = churn(jigdo, args, cache, env, image, until);
+  const churned = churn(jigdo, args, cache, env, image, until).then((n) => n, (err: Error) => err);
   const t = JSON.parse(await out) as SoakTally;
   const cycles = await churned;
-  clearInterval(flaky);
+  if (cycles instanceof Error) throw cycles;
+  faulting = false;
   clearInterval(sampler);
   for (const m of mirrors) m.fault(/^\/parts\//, null);
 
@@ -134,6 +150,10 @@ test(`load and soak: 8 mounts share a cache, 32 readers on one, flaky mirrors, $
     assert.ok(maxFds - warm[i]!.fds <= 16, report.join('\n'));
   }
   process.stderr.write(`soak ${SECONDS} s: ${t.reads} reads, ${(t.bytes / 1048576).toFixed(0)} MiB compared, ${cycles} churn cycles, ${fetched} mirror requests (${faulted} faulted)\n${report.join('\n')}\n`);
+
+  const held = (await cacheFiles(cache)).reduce((n, f) => n + f.size, 0);
+  process.stderr.write(`cache holds ${held} bytes (limit ${3600 * 1024})\n`);
+  assert.ok(held <= 3600 * 1024, `the shared cache holds ${held} bytes, over its --cache-size of ${3600 * 1024}`);
 
   // Nothing left after umount.
   for (const m of mounts) assert.equal((await m.umount()).code, 0);
