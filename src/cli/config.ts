@@ -64,9 +64,14 @@ export function loadConfig(file?: string): UserConfig {
   return config;
 }
 
+/** A key or value as shown in an error: at most 200 characters, so a hostile file still gets a one-line message. */
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}… (${text.length} characters)` : text;
+}
+
 function applyConfig(config: UserConfig, data: Record<string, unknown>, where: string): void {
   const bad = (key: string, value: unknown, problem: string): never => {
-    throw new JigdoError(where, `${key} = ${JSON.stringify(value)}: ${problem}`);
+    throw new JigdoError(where, `${clip(key)} = ${clip(JSON.stringify(value) ?? String(value))}: ${clip(problem)}`);
   };
   const str = (key: string, value: unknown): string => {
     if (typeof value === 'string' && value.trim() !== '') return value.trim();
@@ -76,7 +81,7 @@ function applyConfig(config: UserConfig, data: Record<string, unknown>, where: s
   const known = configKeys();
   for (const [section, body] of Object.entries(data)) {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      config.warnings.push(`${where}: ignored "${section}" outside a section ([cache], [network] or [mirrors])`);
+      config.warnings.push(`${where}: ignored "${clip(section)}" outside a section ([cache], [network] or [mirrors])`);
       continue;
     }
     for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
@@ -92,7 +97,7 @@ function applyConfig(config: UserConfig, data: Record<string, unknown>, where: s
       }
       const setting = known.get(`${section}\0${key}`);
       if (!setting) {
-        config.warnings.push(`${where}: ignored unknown setting ${name}`);
+        config.warnings.push(`${where}: ignored unknown setting ${clip(name)}`);
         continue;
       }
       const parsed = setting.kind.parse(str(name, value), path.dirname(where));

@@ -81,3 +81,21 @@ export function parseHelperArgs(argv: string[]): HelperCall {
   const flags = lists.flatMap(fstabOptionsToFlags);
   return { source: positional[0]!, mountpoint: positional[1]!, flags, fake };
 }
+
+/**
+ * fuse's old fstab syntax, `jigdofs#/srv/x.jigdo /mnt/img fuse ro,scan=DIR 0 0`: mount.fuse(8) of fuse3 splits
+ * the source at `#` and runs `jigdofs /srv/x.jigdo /mnt/img -o ro,scan=DIR,dev,suid` (measured: docs/fstab.md).
+ * When our arguments start with two words and the first is no command of ours, this is that call: the
+ * `jigdofs mount` arguments it stands for (or undefined for a `-f` fake run); otherwise null.
+ */
+export function legacyFuseCall(args: string[], commands: readonly string[]): { argv: string[] | undefined } | null {
+  const [first, second] = args;
+  if (first === undefined || second === undefined || first.startsWith('-') || second.startsWith('-') || commands.includes(first)) return null;
+  let call: HelperCall;
+  try {
+    call = parseHelperArgs(args);
+  } catch (err) {
+    throw new UsageError(`"${first}" is not a command, nor a mount.fuse call (jigdofs JIGDO MOUNTPOINT -o OPTIONS): ${(err as Error).message}`);
+  }
+  return { argv: call.fake ? undefined : ['mount', call.source, call.mountpoint, ...call.flags] };
+}

@@ -9,6 +9,8 @@ import { registerMount } from './commands/mount.js';
 import { registerUmount } from './commands/umount.js';
 import { registerStatus } from './commands/status.js';
 import { registerServe } from './commands/serve.js';
+import { legacyFuseCall } from './fstab-options.js';
+import { exactArgv } from './exact-argv.js';
 
 /** Exit codes: 0 success, 1 failure (bad input, missing parts, wrong image), 2 usage error. */
 export function buildProgram(): Command {
@@ -29,10 +31,17 @@ export function buildProgram(): Command {
   return program;
 }
 
-export async function main(argv: string[]): Promise<number> {
+export async function main(given: string[]): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    // Arguments by their exact bytes (a non-UTF-8 .jigdo path or --local folder): see exact-argv.ts.
+    const argv = given === process.argv ? (process.argv = exactArgv(given)) : given;
+    // fstab's `jigdofs#JIGDO MOUNTPOINT fuse OPTIONS`: mount.fuse runs `jigdofs JIGDO MOUNTPOINT -o OPTIONS`.
+    const legacy = legacyFuseCall(argv.slice(2), program.commands.map((c) => c.name()));
+    if (legacy && !legacy.argv) return 0;
+    // `mount` starts its daemon with process.argv: it must see the `jigdofs mount ...` form too.
+    if (legacy && argv === process.argv) process.argv = [...argv.slice(0, 2), ...legacy.argv!];
+    await program.parseAsync(legacy ? [...argv.slice(0, 2), ...legacy.argv!] : argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;

@@ -21,28 +21,46 @@ export function hasEscapedBytes(text: string): boolean {
   return ESCAPED.test(text);
 }
 
-/** The length of the valid UTF-8 sequence at `i` (1..4), or 0 when the byte there starts none (RFC 3629). */
+/** Whether `buf[at]` exists (before `end`) and lies in lo..hi. */
+function inRange(buf: Uint8Array, at: number, end: number, lo: number, hi: number): boolean {
+  if (at >= end) return false;
+  const c = buf[at]!;
+  return c >= lo && c <= hi;
+}
+
+/**
+ * The length of the valid UTF-8 sequence at `i` (1..4), or 0 when the byte there starts none (RFC 3629).
+ * No closures or arrays: it runs once per byte of a non-UTF-8 text.
+ */
 function sequenceLength(buf: Uint8Array, i: number, end: number): number {
   const b = buf[i]!;
   if (b < 0x80) return 1;
-  const cont = (k: number, lo = 0x80, hi = 0xbf): boolean => i + k < end && buf[i + k]! >= lo && buf[i + k]! <= hi;
-  if (b >= 0xc2 && b <= 0xdf) return cont(1) ? 2 : 0;
+  if (b >= 0xc2 && b <= 0xdf) return inRange(buf, i + 1, end, 0x80, 0xbf) ? 2 : 0;
   if (b >= 0xe0 && b <= 0xef) {
     // E0: no overlongs; ED: no UTF-16 surrogates (U+D800..U+DFFF are not characters).
-    const [lo, hi] = b === 0xe0 ? [0xa0, 0xbf] : b === 0xed ? [0x80, 0x9f] : [0x80, 0xbf];
-    return cont(1, lo, hi) && cont(2) ? 3 : 0;
+    const lo = b === 0xe0 ? 0xa0 : 0x80;
+    const hi = b === 0xed ? 0x9f : 0xbf;
+    return inRange(buf, i + 1, end, lo, hi) && inRange(buf, i + 2, end, 0x80, 0xbf) ? 3 : 0;
   }
   if (b >= 0xf0 && b <= 0xf4) {
     // F0: no overlongs; F4: nothing above U+10FFFF.
-    const [lo, hi] = b === 0xf0 ? [0x90, 0xbf] : b === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
-    return cont(1, lo, hi) && cont(2) && cont(3) ? 4 : 0;
+    const lo = b === 0xf0 ? 0x90 : 0x80;
+    const hi = b === 0xf4 ? 0x8f : 0xbf;
+    return inRange(buf, i + 1, end, lo, hi) && inRange(buf, i + 2, end, 0x80, 0xbf) && inRange(buf, i + 3, end, 0x80, 0xbf) ? 4 : 0;
   }
   return 0;
 }
 
 /** The slow path of decodeBytes: valid runs decoded by Node, each other byte escaped on its own. */
 function decodeEscaping(buf: Buffer, start: number, end: number): string {
-  let out = '';
+  // Pieces joined once at the end, escaped bytes converted 4096 at a time: appending one character at a
+  // time made a chain of cons strings that took seconds for a few MB of Latin-1 (found by test/fuzz).
+  const parts: string[] = [];
+  let codes: number[] = [];
+  const flush = (): void => {
+    if (codes.length > 0) parts.push(String.fromCharCode(...codes));
+    codes = [];
+  };
   let run = start;
   let i = start;
   while (i < end) {
@@ -51,12 +69,17 @@ function decodeEscaping(buf: Buffer, start: number, end: number): string {
       i += n;
       continue;
     }
-    if (run < i) out += buf.toString('utf8', run, i);
-    out += String.fromCharCode(ESCAPE_BASE + buf[i]!);
+    if (run < i) {
+      flush();
+      parts.push(buf.toString('utf8', run, i));
+    }
+    codes.push(ESCAPE_BASE + buf[i]!);
+    if (codes.length >= 4096) flush();
     run = ++i;
   }
-  if (run < end) out += buf.toString('utf8', run, end);
-  return out;
+  flush();
+  if (run < end) parts.push(buf.toString('utf8', run, end));
+  return parts.join('');
 }
 
 /**

@@ -11,9 +11,21 @@ export class JigdoError extends Error {
     readonly offset?: number,
   ) {
     // A name from a .jigdo may hold escaped non-UTF-8 bytes: the message shows them as \xNN (byte-string.ts).
-    super(shown(offset === undefined ? `${file}: ${problem}` : `${file}: at byte ${offset}: ${problem}`));
+    const said = elided(shown(problem));
+    super(offset === undefined ? `${shown(file)}: ${said}` : `${shown(file)}: at byte ${offset}: ${said}`);
     this.name = 'JigdoError';
   }
+}
+
+/** Longest problem text kept whole; a longer one (it quotes a huge value of the file) loses its middle. */
+const MAX_PROBLEM = 600;
+
+/** `text` with its middle cut out when too long: the start (what) and the end (why) stay, on one line. */
+function elided(text: string): string {
+  if (text.length <= MAX_PROBLEM) return text;
+  const head = text.slice(0, 300).replace(/[\ud800-\udbff]$/, ''); // never half a surrogate pair
+  const tail = text.slice(-200).replace(/^[\udc00-\udfff]/, '');
+  return `${head}…(${text.length - head.length - tail.length} characters)…${tail}`;
 }
 
 /** A request the user phrased wrongly (bad option value): exit code 2. */

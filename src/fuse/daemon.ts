@@ -4,6 +4,7 @@ import { errorMessage } from '../format/errors.js';
 import { openImage, type ImageSession, type SourceOptions } from '../engine/session.js';
 import type { JigdoFile } from '../format/jigdo.js';
 import type { Server } from 'node:net';
+import { shown } from '../format/byte-string.js';
 import { askControl, checkedControlDir, serveControl, type ControlHandler } from './control.js';
 import { imageOps, type MountedImage } from './filesystem.js';
 import { allowOtherProblem, fuseFailureHint, fusermountUnmount, isStale, mountedType, mountpointProblem, resolveMountpoint, watchUnmount } from './mounts.js';
@@ -44,12 +45,17 @@ export async function prepareMountpoint(mnt: string, log: (line: string) => void
   if (problem) throw new Error(problem);
 }
 
-/** Unique file names for the images (two [Image]s may share a basename). */
+/**
+ * Unique file names for the images (two [Image]s may share a basename). A name whose bytes are not UTF-8
+ * (`Filename=d\xefsc.img` in Latin-1) is shown as its `\xNN` text: fuse-native passes names to and from
+ * libfuse only as UTF-8 strings, so the byte itself would come out as U+FFFD, listed but never found again.
+ */
 function nameImages(sessions: ImageSession[]): Map<string, ImageSession> {
   const out = new Map<string, ImageSession>();
   for (const s of sessions) {
-    let name = s.name;
-    for (let i = 2; out.has(name); i++) name = `${s.name}.${i}`;
+    const base = shown(s.name);
+    let name = base;
+    for (let i = 2; out.has(name); i++) name = `${base}.${i}`;
     out.set(name, s);
   }
   return out;

@@ -14,6 +14,7 @@ import { md5hex } from '../helpers/hash.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { httpGet, startServe } from '../helpers/serve.js';
 import { mountJigdo } from '../helpers/mount.js';
+import { userActor } from '../helpers/actor.js';
 
 const run = promisify(execFile);
 const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -129,5 +130,72 @@ test('an image whose Filename is not UTF-8: make-image writes that exact name, s
     assert.equal(md5hex(got.body), imageMd5);
   } finally {
     await server.stop();
+  }
+});
+
+test('a mount lists an image whose Filename is not UTF-8 by its escaped name (d\\xefsc.img), which opens and reads exact', async () => {
+  // fuse-native passes names to and from libfuse as UTF-8 strings only: the byte 0xEF alone cannot cross it
+  // (it came back as U+FFFD, listed but impossible to open). The least bad answer: the \xNN of messages.
+  const named = path.join(work, 'named-mount.jigdo');
+  await writeFile(named, latin1((await readFile(jigdo)).toString('latin1').replace('Filename=disc.img', 'Filename=d\xefsc.img')));
+  const m = await mountJigdo(named, ['--offline', '--local', `Disc=${path.join(work, 'tree', 'parts')}`]);
+  try {
+    const { readdir } = await import('node:fs/promises');
+    const names = await readdir(m.mnt, { encoding: 'buffer' });
+    assert.deepEqual(names.map((n) => n.toString('latin1')), ['d\\xefsc.img']);
+    assert.equal(md5hex(await readFile(m.file('d\\xefsc.img'))), imageMd5);
+    const status = (await m.status()) as { images: Array<{ name: string }> };
+    assert.equal(status.images[0]!.name, 'd\\xefsc.img');
+  } finally {
+    await m.cleanup();
+  }
+});
+
+test('a .jigdo path and a --local folder that are not UTF-8 on the command line: info, make-image and mount use their exact bytes', async () => {
+  // Node decodes argv as UTF-8 (0xE9 alone becomes U+FFFD): jigdofs takes such arguments from /proc/self/cmdline.
+  // spawn() cannot pass raw bytes either, so the commands run through sh, whose printf makes the bytes.
+  const dir = under(work, latin1('d\xe9'));
+  await mkdir(dir);
+  await writeFile(Buffer.concat([dir, latin1('/n\xe9.jigdo')]), await readFile(jigdo));
+  await writeFile(Buffer.concat([dir, Buffer.from('/disc.template')]), await readFile(path.join(work, 'disc.template')));
+  await run('cp', ['-a', path.join(work, 'tree', 'parts'), path.join(work, 'p\ufffdrts-tmp')]);
+  await run('sh', ['-c', `mv "$W/p\ufffdrts-tmp" "$W/$(printf 'p\\351rts')"`], { env: { ...process.env, W: work } });
+  const out = path.join(work, 'argv.img');
+  const mnt = path.join(work, 'argv-mnt');
+  await mkdir(mnt);
+  const sh = async (args: string): Promise<{ stdout: string; stderr: string }> =>
+    run('sh', ['-c', `J="$W/$(printf 'd\\351/n\\351.jigdo')"; L="Disc=$W/$(printf 'p\\351rts')"; exec node "$BIN" ${args}`], {
+      env: { ...process.env, W: work, BIN, XDG_CACHE_HOME: path.join(work, 'argv-cache'), XDG_CONFIG_HOME: path.join(work, 'argv-config') },
+    });
+  const info = await sh('info "$J" --offline');
+  assert.match(info.stdout, /disc\.img/);
+  await sh(`make-image "$J" --offline --local "$L" -o ${out}`);
+  assert.equal(md5hex(await readFile(out)), imageMd5);
+  await sh(`mount "$J" ${mnt} --offline --local "$L"`);
+  try {
+    assert.equal(md5hex(await readFile(path.join(mnt, 'disc.img'))), imageMd5);
+  } finally {
+    assert.equal((await runCli(['umount', mnt])).code, 0);
+  }
+});
+
+test('as a regular user too: the mount lists d\\xefsc.img, which reads exact, and umount works', async () => {
+  const named = path.join(work, 'named-user.jigdo');
+  await writeFile(named, latin1((await readFile(jigdo)).toString('latin1').replace('Filename=disc.img', 'Filename=d\xefsc.img')));
+  const A = userActor({ runtimeDir: true });
+  try {
+    A.share(work);
+    const mnt = path.join(A.tempDir('jigdofs-byte-names-user-'), 'mnt');
+    await A.run('mkdir', [mnt]);
+    const r = await A.cli(['mount', named, mnt, '--offline', '--local', `Disc=${path.join(work, 'tree', 'parts')}`]);
+    assert.equal(r.code, 0, r.stderr);
+    try {
+      assert.equal((await A.runBuffer('ls', [mnt])).toString('latin1'), 'd\\xefsc.img\n');
+      assert.equal(md5hex(await A.runBuffer('cat', [path.join(mnt, 'd\\xefsc.img')])), imageMd5);
+    } finally {
+      assert.equal((await A.cli(['umount', mnt])).code, 0);
+    }
+  } finally {
+    A.close();
   }
 });

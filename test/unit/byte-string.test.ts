@@ -106,3 +106,13 @@ test('percentEncodeComponent: encodeURIComponent for text, the exact bytes for e
   assert.equal(percentEncodeComponent(name), 'M%81ller%20caf%E9.iso');
   assert.equal(percentDecode(percentEncodeComponent(name)), name);
 });
+
+test('8 MiB of Latin-1 decodes in linear time, exactly (found by the fuzzer: seconds per MB, char by char)', () => {
+  const bytes = Buffer.alloc(8 << 20, 0xe9);
+  bytes.write('caf\u00e9 ok', 1000);
+  const t0 = Date.now();
+  const text = decodeBytes(bytes);
+  const ms = Date.now() - t0;
+  assert.ok(ms < 3000, `took ${ms} ms`);
+  assert.ok(encodeBytes(text).equals(bytes));
+});

@@ -313,3 +313,17 @@ test('many ignored lines keep at most 100 warnings, and say how many more', asyn
   assert.equal(j.warnings.length, 101);
   assert.match(j.warnings[100]!, /4900 more lines ignored/);
 });
+
+test('a label holding a run of 900,000 blanks parses in linear time (found by the fuzzer: the trailing-blank regex was quadratic)', { timeout: 20_000 }, async () => {
+  const label = `L${' '.repeat(900_000)}x`;
+  const t0 = Date.now();
+  const j = await parseText(`[Image]\nFilename=a.iso\nTemplate=a.template\n[Servers]\n${label}=http://127.0.0.1:9/\n${label}  =http://127.0.0.1:9/b/\n`);
+  assert.ok(Date.now() - t0 < 2000, `took ${Date.now() - t0} ms`);
+  assert.deepEqual(j.servers.get(label)?.map((v) => v.uri), ['http://127.0.0.1:9/', 'http://127.0.0.1:9/b/']);
+});
+
+test('an error quoting a huge value of the file stays one short line that still says what is wrong (found by the fuzzer)', async () => {
+  const name = Buffer.concat([Buffer.from('[Image]\nFilename=i'), Buffer.alloc(100_000, 0xe9), Buffer.from('/..\nTemplate=x.template\n')]);
+  const err = await rejects(parseJigdo(name, loc(path.join(work, 'huge-name.jigdo'))), /Filename=i\\xe9.*…\(\d+ characters\)….*\\xe9\/\.\. is not a plain file name to write the image to$/);
+  assert.ok(err.message.length < 1200 && !err.message.includes('\n'), `${err.message.length} characters`);
+});

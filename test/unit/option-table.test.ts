@@ -125,3 +125,13 @@ test('a flag beats the configuration file, which beats the defaults', () => {
   assert.equal(fromFlags.timeoutMs, 4000);
   assert.equal(fromFlags.cacheDir, 'here');
 });
+
+test('a config error or warning about a huge key or value stays one short line (found by the fuzzer: the value was echoed whole)', () => {
+  const file = path.join(work, 'huge.ini');
+  const long = 'x'.repeat(100_000);
+  writeFileSync(file, `[mirrors]\nDebian = ftp://${long}\n`);
+  assert.throws(() => loadConfig(file), (err: Error) => err.message.length < 600 && err.message.includes('100008 characters') && err.message.startsWith(file));
+  writeFileSync(file, `[cache]\n${long} = 1\n`);
+  const c = loadConfig(file);
+  assert.ok(c.warnings.length === 1 && c.warnings[0]!.length < 600, c.warnings[0]?.slice(0, 100));
+});

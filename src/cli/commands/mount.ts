@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { argvEnv } from '../exact-argv.js';
 import { openSync, closeSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -62,7 +63,9 @@ async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]
   await prepareMountpoint(mnt, logger(flags.quiet), { allowOther: flags.allowOther });
   const logFile = await daemonLogFile(flags, mnt);
   const logFd = openSync(logFile, 'a', 0o600); // private: it names files, mirrors and paths of the user
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...argv, '--foreground', '--log-file', logFile], {
+  const args = [...argv, '--foreground', '--log-file', logFile];
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
+    env: { ...process.env, ...argvEnv(args) }, // exact bytes of each argument (exact-argv.ts)
     detached: true,
     stdio: ['ignore', logFd, logFd, 'ipc'],
   });
