@@ -1,8 +1,10 @@
-import { readdir, stat, statfs, unlink } from 'node:fs/promises';
+import { readdir, readFile, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-/** A rescan of the cache (other processes add files too) happens at most this often. */
+/** The shared count is checked against the files this often (it drifts when a process dies mid-commit). */
 const RESCAN_MS = 60_000;
+/** How long a commit waits for the shared count's lock before it goes on without it (a stopped process holds it). */
+export const LEDGER_WAIT_MS = 5_000;
 /** Eviction goes down to this share of the limit, so that not every commit has to evict. */
 const LOW_WATER = 0.9;
 
@@ -15,6 +17,9 @@ export interface SizeStats {
   evictedBytes: number;
 }
 
+/** The cross-process lock around a commit's count, room and rename (cache-lock.ts `waitLock`). */
+export type SizeLock = () => Promise<{ release(): Promise<void> } | undefined>;
+
 /**
  * The cache's size limit: counting what the cache holds, the free-space cap, and least-recently-used
  * eviction. Every commit first makes room for itself, evicting down to 90% of the limit, so the cache
@@ -26,8 +31,11 @@ export interface SizeStats {
  * Fields: `counted` (bytes and files as last counted, plus this process's additions), `scanning` (a count
  * under way for refreshStats), `lastLimit` (the free-space cap, reused for a while), `stats` (only the
  * SizeStats fields of the cache's stats object). Order: commits and trims run one at a time in
- * `sizeQueue`; each awaits makeRoom (count, cap, evict) before its rename, so two commits never both
- * count the room one of them is about to fill.
+ * `sizeQueue`, and across processes under the `size` lock; each awaits makeRoom (count, cap, evict) before
+ * its rename, so two commits never both count the room one of them is about to fill. The count is shared:
+ * `parts/size.json` (bytes, files, when last counted from the files) is read after taking the lock and
+ * written before releasing it, so every process sees what the others added (each counting on its own let
+ * 8 mounts on one cache hold 1.3× its limit).
  */
 export class CacheEviction {
   private counted: { bytes: number; files: number; at: number } | undefined;
@@ -41,7 +49,28 @@ export class CacheEviction {
     private readonly dir: string,
     private readonly maxBytes: number,
     private readonly stats: SizeStats,
+    private readonly sizeLock: SizeLock,
   ) {}
+
+  private get ledgerFile(): string {
+    return path.join(this.dir, 'parts', 'size.json');
+  }
+
+  /** The shared count, if there is one recent enough to trust (only read under the size lock). */
+  private async readLedger(): Promise<{ bytes: number; files: number; at: number } | undefined> {
+    try {
+      const v = JSON.parse(await readFile(this.ledgerFile, 'utf8')) as { bytes?: unknown; files?: unknown; at?: unknown };
+      const { bytes, files, at } = v;
+      if (typeof bytes !== 'number' || typeof files !== 'number' || typeof at !== 'number') return undefined;
+      return bytes >= 0 && files >= 0 && Date.now() - at < RESCAN_MS ? { bytes, files, at } : undefined;
+    } catch {
+      return undefined; // none yet, or torn by a process that died writing it: count the files
+    }
+  }
+
+  private async writeLedger(): Promise<void> {
+    if (this.counted) await writeFile(this.ledgerFile, JSON.stringify(this.counted), { mode: 0o600 }).catch(() => undefined);
+  }
 
   /** Every verified file in the cache with its size and last use. */
   private async entries(): Promise<Array<{ file: string; size: number; atimeMs: number }>> {
@@ -94,13 +123,31 @@ export class CacheEviction {
   private async count(): Promise<void> {
     const all = await this.entries();
     this.counted = { bytes: all.reduce((n, e) => n + e.size, 0), files: all.length, at: Date.now() };
-    this.stats.bytes = this.counted.bytes;
-    this.stats.files = this.counted.files;
+    this.showCount();
   }
 
-  /** Runs `op` after every commit and trim queued before it (see sizeQueue). */
+  private showCount(): void {
+    this.stats.bytes = this.counted?.bytes ?? 0;
+    this.stats.files = this.counted?.files ?? 0;
+  }
+
+  /**
+   * Runs `op` after every commit and trim queued before it (see sizeQueue), holding the size lock, with
+   * the shared count read before and written after it.
+   */
   queued<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.sizeQueue.then(op);
+    const run = this.sizeQueue.then(async () => {
+      const lock = await this.sizeLock();
+      try {
+        this.counted = await this.readLedger();
+        if (this.counted) this.showCount();
+        const out = await op();
+        await this.writeLedger();
+        return out;
+      } finally {
+        await lock?.release();
+      }
+    });
     this.sizeQueue = run.catch(() => undefined);
     return run;
   }
@@ -110,19 +157,18 @@ export class CacheEviction {
     await this.queued(() => this.evict(0));
   }
 
-  /** The cache's bytes as counted, counted again when that is old (other processes add files too). */
+  /** The cache's bytes as counted (shared, read by queued), counted from the files when there is no recent count. */
   private async cacheBytes(): Promise<number> {
     if (!this.counted || Date.now() - this.counted.at > RESCAN_MS) await this.count();
     return this.counted!.bytes;
   }
 
-  /** A file of `size` bytes was renamed into the cache. */
+  /** A file of `size` bytes was renamed into the cache (call it inside queued, after makeRoom). */
   countAdded(size: number): void {
     if (!this.counted) return;
     this.counted.bytes += size;
     this.counted.files++;
-    this.stats.bytes = this.counted.bytes;
-    this.stats.files = this.counted.files;
+    this.showCount();
   }
 
   /** Evicts what it takes for `incoming` more bytes to fit under the limit (call it inside queued). */
@@ -156,8 +202,7 @@ export class CacheEviction {
       files--;
     }
     this.counted = { bytes: total, files, at: Date.now() };
-    this.stats.bytes = total;
-    this.stats.files = files;
+    this.showCount();
   }
 
   /** Counts the cache now if it was never counted, and the limit if never computed (for `status`). */

@@ -112,6 +112,19 @@ export class CacheLocks {
     return undefined;
   }
 
+  /**
+   * The lock `name`, waiting while another process holds it (polling, 2 ms doubling to 50 ms), or undefined
+   * after `maxMs`: for short critical sections whose caller can go on without the lock at worst.
+   */
+  async waitLock(name: string, maxMs: number): Promise<Lock | undefined> {
+    const until = Date.now() + maxMs;
+    for (let delay = 2; ; delay = Math.min(50, delay * 2)) {
+      const lock = await this.tryLock(name);
+      if (lock || Date.now() >= until) return lock;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
   /** Removes what killed processes left: their temporary files and locks. Once per process. */
   cleanOnce(): Promise<void> {
     return (this.cleaned ??= (async () => {

@@ -5,7 +5,7 @@ import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
 import { identityOf } from '../sources/hash-index.js';
 import { commitIfMatches, underChecksumName, type HashFile, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
 import { makeDirs } from '../util/make-dirs.js';
-import { CacheEviction } from './cache-eviction.js';
+import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
 import { CacheLocks, FILE_MODE, ownerTag } from './cache-lock.js';
 import { CacheWriter } from './cache-writer.js';
 
@@ -82,9 +82,9 @@ export class PartCache {
     this.log = opts.log ?? (() => undefined);
     this.hashFile = opts.hashFile;
     this.stats_ = { dir: this.dir, bytes: 0, files: 0, limit: 0, hits: 0, misses: 0, added: 0, evictions: 0, evictedBytes: 0, removedBad: 0 };
-    this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_);
     const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.inDir(dir, op);
     this.locks = new CacheLocks(this.dir, path.join(this.dir, 'parts', 'locks'), this.tmpDir, inDir, this.log);
+    this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, () => this.locks.waitLock('size', LEDGER_WAIT_MS));
   }
 
   private get tmpDir(): string {

@@ -128,6 +128,22 @@ test('trim at a mount\'s end: brings the cache under its limit after other proce
   assert.ok(mount.stats().evictions >= 3);
 });
 
+test('several processes on one cache hold its limit together: commits interleaved and at once (the count is shared)', async () => {
+  // Found by the soak: each process counted the cache as it last saw it, so 8 mounts held 1.3x the limit.
+  const dir = path.join(work, `${++dirs}-together`);
+  const limit = 3.5 * MB;
+  const caches = [0, 1, 2].map(() => new PartCache({ dir, maxBytes: limit, hashFile }));
+  for (let i = 0; i < 9; i++) {
+    await store(caches[i % 3]!, 20 + i);
+    const bytes = await cacheBytes(caches[0]!);
+    assert.ok(bytes <= limit, `after commit ${i + 1} (by cache ${i % 3}): ${bytes} bytes held, limit ${limit}`);
+  }
+  await Promise.all(caches.flatMap((c, k) => [store(c, 40 + 2 * k), store(c, 41 + 2 * k)]));
+  const bytes = await cacheBytes(caches[0]!);
+  assert.ok(bytes <= limit, `after six commits at once: ${bytes} bytes held, limit ${limit}`);
+  assert.equal(await readdir(path.join(dir, 'parts', 'locks')).then((l) => l.length), 0, 'no lock left');
+});
+
 test('status numbers: the cache counted once asked, hits and misses, and a wrong-sized file under a checksum name removed', async () => {
   const cache = newCache(100 * MB);
   const file = await store(cache, 6);
