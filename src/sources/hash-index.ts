@@ -76,8 +76,16 @@ export class HashIndex {
   }
 
   get(file: string, id: FileIdentity, kind: ChecksumKind, offset?: number, length?: number): string | undefined {
+    return this.getValue(file, id, HashIndex.field(kind, offset, length));
+  }
+
+  /**
+   * Any other value kept for a file under the same identity rule, e.g. make-template's `rsync64@1024`
+   * (RsyncSum64 of the first 1024 bytes, as jigdo-file's cache keeps it).
+   */
+  getValue(file: string, id: FileIdentity, field: string): string | undefined {
     const e = this.files[file];
-    const sum = e && sameIdentity(e, id) ? e.sums[HashIndex.field(kind, offset, length)] : undefined;
+    const sum = e && sameIdentity(e, id) ? e.sums[field] : undefined;
     if (sum) this.stats.hits++;
     else this.stats.misses++;
     return sum;
@@ -89,9 +97,13 @@ export class HashIndex {
   }
 
   set(file: string, id: FileIdentity, kind: ChecksumKind, sum: string, offset?: number, length?: number): void {
+    this.setValue(file, id, HashIndex.field(kind, offset, length), sum);
+  }
+
+  setValue(file: string, id: FileIdentity, field: string, sum: string): void {
     let e = this.files[file];
     if (!e || !sameIdentity(e, id)) this.files[file] = e = { ...pickIdentity(id), sums: {} };
-    e.sums[HashIndex.field(kind, offset, length)] = sum;
+    e.sums[field] = sum;
     this.dirty.add(file);
     if (this.file && !this.timer) {
       this.timer = setTimeout(() => void this.save().catch(() => undefined), SAVE_DELAY_MS);

@@ -1,0 +1,89 @@
+import { rollingTables, windowSum, type RollingTables } from '../format/rsync-rolling.js';
+
+/**
+ * The innermost loop of make-template: roll RsyncSum64 over every window of `blockLength` bytes and look
+ * each sum up in a table of the candidates' first-block sums. Pure: bytes in, hits out.
+ */
+
+/** Candidates' first-block sums, hashed on `hi & mask` (as jigdo-file hashes them) with chains. */
+export interface SumTable {
+  mask: number;
+  /** First candidate index of each bucket, or -1. */
+  head: Int32Array;
+  /** Next candidate index in the same bucket, or -1. */
+  next: Int32Array;
+  lo: Int32Array;
+  hi: Int32Array;
+  /** One bit per bucket, set when the bucket holds a candidate: a 4 KiB filter that stays in L1. */
+  bits: Int32Array;
+}
+
+export function buildSumTable(lo: Int32Array, hi: Int32Array): SumTable {
+  let size = 1024;
+  while (size < lo.length * 32) size *= 2; // mostly empty buckets: a miss costs one load
+  const head = new Int32Array(size).fill(-1);
+  const next = new Int32Array(lo.length).fill(-1);
+  const mask = size - 1;
+  for (let i = lo.length - 1; i >= 0; i--) {
+    // Built backwards so that each chain lists candidates in their original order.
+    const b = hi[i]! & mask;
+    next[i] = head[b]!;
+    head[b] = i;
+  }
+  const bits = new Int32Array(size >>> 5);
+  for (let i = 0; i < hi.length; i++) bits[(hi[i]! & mask) >>> 5]! |= 1 << (hi[i]! & 31);
+  return { mask, head, next, lo, hi, bits };
+}
+
+/**
+ * Rolls over consecutive buffers of one stretch of the image. A buffer passed to `scan` starts with the
+ * last `blockLength - 1` bytes of the previous one (the caller carries them), so every window is seen once.
+ */
+export class RollingScan {
+  private lo = 0;
+  private hi = 0;
+  private started = false;
+  private lastOut = 0;
+  private readonly tables: RollingTables;
+
+  constructor(private readonly blockLength: number, private readonly table: SumTable) {
+    this.tables = rollingTables(blockLength);
+  }
+
+  /**
+   * Checks the windows starting at buf[0 .. len - blockLength]; `onHit(i, candidate)` for each candidate
+   * whose sum equals the window at i. Returns the number of windows checked.
+   */
+  scan(buf: Uint8Array, len: number, onHit: (at: number, candidate: number) => void): number {
+    const B = this.blockLength;
+    const last = len - B;
+    if (last < 0) return 0;
+    const { add, remove } = this.tables;
+    const { mask, head, next, lo: clo, bits } = this.table;
+    let lo = this.lo;
+    let hi = this.hi;
+    if (!this.started) {
+      [lo, hi] = windowSum(buf, 0, B, add);
+      this.started = true;
+    } else {
+      const out = this.lastOut;
+      lo = (lo - add[out]! + add[buf[B - 1]!]!) | 0;
+      hi = (hi - remove[out]! + lo) | 0;
+    }
+    for (let i = 0; ; i++) {
+      if ((bits[(hi & mask) >>> 5]! >>> (hi & 31)) & 1) {
+        for (let c = head[hi & mask]!; c >= 0; c = next[c]!) {
+          if (clo[c] === lo && this.table.hi[c] === hi) onHit(i, c);
+        }
+      }
+      if (i === last) break;
+      const out = buf[i]!;
+      lo = (lo - add[out]! + add[buf[i + B]!]!) | 0;
+      hi = (hi - remove[out]! + lo) | 0;
+    }
+    this.lastOut = buf[last]!;
+    this.lo = lo;
+    this.hi = hi;
+    return last + 1;
+  }
+}

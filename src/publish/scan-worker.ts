@@ -1,0 +1,128 @@
+/**
+ * A scan worker thread: rolls RsyncSum64 over slices of the image (scan-kernel.ts) and confirms each hit
+ * by the strong checksum of the image bytes (first the candidate's head, then the whole length), so only
+ * real matches travel back. Synchronous reads: this thread does nothing else.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+import { fsPath } from '../format/byte-string.js';
+import { RollingScan, buildSumTable, type SumTable } from './scan-kernel.js';
+import { HEAD_LENGTH, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
+
+const CHUNK = 4 * 1024 * 1024;
+const HASH_BLOCK = 1024 * 1024;
+/** In a run of hits on consecutive offsets (zeros, repeated patterns), only these alignments are checked. */
+const RUN_ALIGN = 512;
+const PROGRESS_EVERY = 16 * 1024 * 1024;
+
+let setup: ScanSetup | undefined;
+let table: SumTable | undefined;
+let fd = -1;
+const hashBuf = Buffer.allocUnsafe(HASH_BLOCK);
+
+function send(msg: ScanReply): void {
+  parentPort!.postMessage(msg);
+}
+
+function hashRange(offset: number, length: number): Buffer {
+  const h = createHash(setup!.kind);
+  let pos = offset;
+  let left = length;
+  while (left > 0) {
+    const n = readSync(fd, hashBuf, 0, Math.min(HASH_BLOCK, left), pos);
+    if (n === 0) throw new Error('image ended early (changed while scanned?)');
+    h.update(hashBuf.subarray(0, n));
+    pos += n;
+    left -= n;
+  }
+  return h.digest();
+}
+
+/** Confirms hits at one offset: head checksum, then whole-length checksum, each computed once per length. */
+class Confirmer {
+  private readonly lastHit: Float64Array;
+  private readonly sumLength: number;
+  constructor(private readonly s: ScanSetup) {
+    this.lastHit = new Float64Array(s.sizes.length).fill(-2);
+    this.sumLength = s.kind === 'md5' ? 16 : 32;
+  }
+
+  confirm(at: number, candidates: number[], limit: number, out: number[]): void {
+    const heads = new Map<number, Buffer>();
+    const wholes = new Map<number, Buffer>();
+    for (const c of candidates) {
+      const size = this.s.sizes[c]!;
+      const inRun = this.lastHit[c] === at - 1;
+      this.lastHit[c] = at;
+      if (at + size > limit || (inRun && at % RUN_ALIGN !== 0)) continue;
+      const L = this.sumLength;
+      const headLen = Math.min(size, HEAD_LENGTH);
+      let head = heads.get(headLen);
+      if (!head) heads.set(headLen, (head = hashRange(at, headLen)));
+      if (!head.equals(this.s.heads.subarray(c * L, c * L + L))) continue;
+      let whole = size === headLen ? head : wholes.get(size);
+      if (!whole) wholes.set(size, (whole = hashRange(at, size)));
+      if (whole.equals(this.s.sums.subarray(c * L, c * L + L))) out.push(at, c);
+    }
+  }
+}
+
+let confirmer: Confirmer | undefined;
+
+function scanSlice(from: number, to: number, limit: number): number[] {
+  const s = setup!;
+  const B = s.blockLength;
+  const matches: number[] = [];
+  const roll = new RollingScan(B, table!);
+  const buf = Buffer.allocUnsafe(CHUNK + B);
+  const end = Math.min(to + B - 1, s.imageSize); // the last window starting before `to` ends here
+  let pos = from;
+  let carry = 0;
+  let reported = 0;
+  const hits: number[] = [];
+  while (pos < end) {
+    const n = readSync(fd, buf, carry, Math.min(CHUNK, end - pos), pos);
+    if (n === 0) throw new Error('image ended early (changed while scanned?)');
+    const len = carry + n;
+    const base = pos - carry; // image offset of buf[0]
+    hits.length = 0;
+    roll.scan(buf, len, (i, c) => hits.push(base + i, c));
+    for (let k = 0; k < hits.length; ) {
+      const at = hits[k]!;
+      const group: number[] = [];
+      while (k < hits.length && hits[k] === at) { group.push(hits[k + 1]!); k += 2; }
+      if (at < to) confirmer!.confirm(at, group, limit, matches);
+    }
+    pos += n;
+    if (len >= B) {
+      buf.copyWithin(0, len - (B - 1), len);
+      carry = B - 1;
+    } else carry = len;
+    const covered = Math.min(pos, to) - from;
+    if (covered - reported >= PROGRESS_EVERY) {
+      send({ op: 'progress', bytes: covered - reported });
+      reported = covered;
+    }
+  }
+  send({ op: 'progress', bytes: to - from - reported });
+  return matches;
+}
+
+parentPort!.on('message', (msg: ScanRequest) => {
+  try {
+    if (msg.op === 'setup') {
+      setup = msg.setup;
+      table = buildSumTable(setup.lo, setup.hi);
+      confirmer = new Confirmer(setup);
+      if (fd >= 0) closeSync(fd);
+      fd = openSync(fsPath(setup.imagePath), 'r');
+    } else if (msg.op === 'scan') {
+      send({ op: 'matches', id: msg.id, matches: scanSlice(msg.from, msg.to, msg.limit) });
+    } else {
+      send({ op: 'sum', id: msg.id, sum: hashRange(msg.offset, msg.length) });
+    }
+  } catch (err) {
+    send({ op: 'error', id: 'id' in msg ? msg.id : -1, error: err instanceof Error ? err.message : String(err) });
+  }
+});
