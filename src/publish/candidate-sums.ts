@@ -1,12 +1,9 @@
-import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import { decodeB64, encodeB64 } from '../format/base64.js';
-import { fsPath, shown } from '../format/byte-string.js';
+import { shown } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
 import { errorMessage } from '../format/errors.js';
-import { rsyncSum64 } from '../format/rsync.js';
 import type { HashIndex } from '../sources/hash-index.js';
-import type { WorkerPool } from '../util/worker-pool.js';
+import type { Scanner } from './scanner.js';
 import type { Candidate } from './candidates.js';
 import { HEAD_LENGTH } from './scan-protocol.js';
 
@@ -21,14 +18,14 @@ export interface CandidateSums {
   sum: Buffer;
 }
 
-const IN_FLIGHT = 8;
+const IN_FLIGHT = 4;
 
 export class SumSource {
   reads = 0;
 
   constructor(
     private readonly index: HashIndex,
-    private readonly pool: WorkerPool,
+    private readonly scanner: Scanner,
     private readonly kind: ChecksumKind,
     private readonly blockLength: number,
   ) {}
@@ -52,19 +49,7 @@ export class SumSource {
 
   private async compute(c: Candidate): Promise<CandidateSums> {
     this.reads++;
-    const headLen = Math.min(c.size, HEAD_LENGTH);
-    const fh = await open(fsPath(c.path), 'r');
-    let first: Buffer;
-    try {
-      first = Buffer.alloc(headLen);
-      const { bytesRead } = await fh.read(first, 0, headLen, 0);
-      if (bytesRead !== headLen) throw new Error('file is shorter than when it was listed');
-    } finally {
-      await fh.close();
-    }
-    const rsync = rsyncSum64(first.subarray(0, this.blockLength));
-    const head = createHash(this.kind).update(first).digest();
-    const sum = headLen === c.size ? head : await this.pool.hashFile(c.path, this.kind, 0, c.size);
+    const { rsync, head, sum } = await this.scanner.fileSums(c.path, c.size, this.kind, this.blockLength);
     const f = this.fields(c);
     this.index.setValue(c.path, c.identity, f.rsync, encodeB64(rsync));
     this.index.setValue(c.path, c.identity, f.head, encodeB64(head));

@@ -18,6 +18,7 @@ export interface FindJob {
   candidates: Candidate[];
   sums: CandidateSums[];
   image: FileHandle;
+  scanner: Scanner;
 }
 
 export interface Found {
@@ -53,7 +54,9 @@ export async function findParts(job: FindJob): Promise<Found> {
   const { opts, imageSize } = job;
   const setup = scanSetup(job);
   let matched = 0;
-  const scanner = new Scanner(setup, (bytes) => opts.progress.add(bytes));
+  const { scanner } = job;
+  scanner.setup(setup);
+  scanner.onProgress = (bytes) => opts.progress.add(bytes);
   try {
     const imageSum = scanner.hash(0, imageSize);
     imageSum.catch(() => undefined); // awaited by the template writer
@@ -67,6 +70,5 @@ export async function findParts(job: FindJob): Promise<Found> {
     return { mode: 'generic', chosen, imageSum: () => Promise.resolve(sum) };
   } finally {
     opts.progress.stop();
-    await scanner.close();
   }
 }

@@ -6,12 +6,12 @@ import type { ChecksumKind } from '../format/checksum.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { parseSum } from '../format/rsync-rolling.js';
 import { HashIndex } from '../sources/hash-index.js';
-import type { WorkerPool } from '../util/worker-pool.js';
 import { findCandidates, type Candidate } from './candidates.js';
 import { SumSource, type CandidateSums } from './candidate-sums.js';
 import { buildJigdo } from './jigdo-writer.js';
 import type { Progress } from './progress.js';
 import { findParts } from './find-parts.js';
+import { Scanner } from './scanner.js';
 import { CREATOR, writeTemplate, type PartEntry } from './template-writer.js';
 
 /** make-template (issue 9): image + candidate files → .jigdo + .template, as jigdo-file writes them. */
@@ -30,7 +30,6 @@ export interface MakeTemplateOptions {
   cacheDir: string;
   /** false: never read the image as a disc (--no-iso). */
   iso: boolean;
-  pool: WorkerPool;
   progress: Progress;
   warn: (line: string) => void;
 }
@@ -84,9 +83,9 @@ interface Usable {
   sums: CandidateSums[];
 }
 
-async function candidateSums(opts: MakeTemplateOptions, index: HashIndex): Promise<Usable & { reads: number; found: number }> {
+async function candidateSums(opts: MakeTemplateOptions, index: HashIndex, scanner: Scanner): Promise<Usable & { reads: number; found: number }> {
   const found = (await findCandidates(opts.files, opts.warn)).filter((c) => c.size >= opts.minLength);
-  const source = new SumSource(index, opts.pool, opts.kind, opts.minLength);
+  const source = new SumSource(index, scanner, opts.kind, opts.minLength);
   opts.progress.start('reading candidate files', found.length);
   const sums = await source.all(found, opts.warn, () => opts.progress.add(1));
   opts.progress.stop();
@@ -150,12 +149,14 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
   const imageSize = await checkImage(opts.image);
   await checkOutputs(opts);
   const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
-  const u = await candidateSums(opts, index);
-  await index.save().catch((err: unknown) => opts.warn(`cannot save the hash index: ${errorMessage(err)}`));
-  if (u.candidates.length === 0) opts.warn('no candidate files: the whole image goes into the template');
-  const image = await open(fsPath(opts.image), 'r');
+  const scanner = new Scanner();
+  let image: FileHandle | undefined;
   try {
-    const found = await findParts({ opts, imageSize, candidates: u.candidates, sums: u.sums, image });
+    const u = await candidateSums(opts, index, scanner);
+    await index.save().catch((err: unknown) => opts.warn(`cannot save the hash index: ${errorMessage(err)}`));
+    if (u.candidates.length === 0) opts.warn('no candidate files: the whole image goes into the template');
+    image = await open(fsPath(opts.image), 'r');
+    const found = await findParts({ opts, imageSize, candidates: u.candidates, sums: u.sums, image, scanner });
     const parts: PartEntry[] = found.chosen.map((m) => {
       const s = u.sums[m.candidate]!;
       parseSum(s.rsync); // 8 bytes, checked
@@ -172,6 +173,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
       templateSize,
     };
   } finally {
-    await image.close();
+    await image?.close();
+    await scanner.close();
   }
 }

@@ -45,9 +45,15 @@ export class RollingScan {
   private started = false;
   private lastOut = 0;
   private readonly tables: RollingTables;
+  /** The sum of a window of zeros, when no candidate has it: then zero runs are skipped natively. */
+  private readonly zero: [number, number] | undefined;
 
   constructor(private readonly blockLength: number, private readonly table: SumTable) {
     this.tables = rollingTables(blockLength);
+    const z = windowSum(new Uint8Array(blockLength), 0, blockLength, this.tables.add);
+    let known = false;
+    for (let c = table.head[z[1] & table.mask]!; c >= 0; c = table.next[c]!) known ||= table.lo[c] === z[0] && table.hi[c] === z[1];
+    this.zero = known ? undefined : z;
   }
 
   /**
@@ -70,6 +76,8 @@ export class RollingScan {
       lo = (lo - add[out]! + add[buf[B - 1]!]!) | 0;
       hi = (hi - remove[out]! + lo) | 0;
     }
+    const zlo = this.zero ? this.zero[0] : 0;
+    const zhi = this.zero ? this.zero[1] : 0;
     for (let i = 0; ; i++) {
       if ((bits[(hi & mask) >>> 5]! >>> (hi & 31)) & 1) {
         for (let c = head[hi & mask]!; c >= 0; c = next[c]!) {
@@ -77,6 +85,14 @@ export class RollingScan {
         }
       }
       if (i === last) break;
+      if (lo === zlo && hi === zhi && this.zero) {
+        // Rolling out a 0 and in a 0 leaves this sum as it is (lo = B*T[0]): skip the run, no hits in it.
+        const k = zeroRun(buf, i, B, last - i);
+        if (k > 1) {
+          i += k - 1;
+          continue;
+        }
+      }
       const out = buf[i]!;
       lo = (lo - add[out]! + add[buf[i + B]!]!) | 0;
       hi = (hi - remove[out]! + lo) | 0;
@@ -86,4 +102,29 @@ export class RollingScan {
     this.hi = hi;
     return last + 1;
   }
+}
+
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** Length of the run of zeros in buf[from, from + max), found by native compares. */
+function zeros(buf: Uint8Array, from: number, max: number): number {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  let n = 0;
+  while (n < max) {
+    const len = Math.min(ZEROS.length, max - n);
+    if (b.compare(ZEROS, 0, len, from + n, from + n + len) === 0) {
+      n += len;
+      continue;
+    }
+    while (n < max && buf[from + n] === 0) n++;
+    return n;
+  }
+  return n;
+}
+
+/** How many rolls from window i on take out a 0 and bring in a 0 (at most max). */
+function zeroRun(buf: Uint8Array, i: number, B: number, max: number): number {
+  if (buf[i] !== 0 || buf[i + B] !== 0) return 0;
+  const ins = zeros(buf, i + B, max);
+  return Math.min(ins, zeros(buf, i, ins));
 }

@@ -26,11 +26,14 @@ export type ScanRequest =
   /** Test windows starting in [from, to); a match must end at or before `limit`. */
   | { op: 'scan'; id: number; from: number; to: number; limit: number }
   /** Checksum of image[offset, offset + length) (ISO-aware matching, and the whole image). */
-  | { op: 'hash'; id: number; offset: number; length: number };
+  | { op: 'hash'; id: number; offset: number; length: number }
+  /** A candidate file's sums: RsyncSum64 of its first blockLength bytes, its head and whole checksums. */
+  | { op: 'file'; id: number; path: string; size: number; kind: ChecksumKind; blockLength: number };
 
 export type ScanReply =
   /** Pairs (image offset, candidate index) of confirmed matches. */
   | { op: 'matches'; id: number; matches: number[] }
   | { op: 'sum'; id: number; sum: Uint8Array }
+  | { op: 'file'; id: number; rsync: Uint8Array; head: Uint8Array; sum: Uint8Array }
   | { op: 'progress'; bytes: number }
   | { op: 'error'; id: number; error: string };

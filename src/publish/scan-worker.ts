@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { fsPath } from '../format/byte-string.js';
+import { rsyncSum64 } from '../format/rsync.js';
 import { RollingScan, buildSumTable, type SumTable } from './scan-kernel.js';
 import { HEAD_LENGTH, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
 
@@ -20,18 +21,19 @@ let setup: ScanSetup | undefined;
 let table: SumTable | undefined;
 let fd = -1;
 const hashBuf = Buffer.allocUnsafe(HASH_BLOCK);
+let scanBuf = Buffer.alloc(0);
 
 function send(msg: ScanReply): void {
   parentPort!.postMessage(msg);
 }
 
-function hashRange(offset: number, length: number): Buffer {
-  const h = createHash(setup!.kind);
+function hashRange(offset: number, length: number, kind = setup!.kind, from = fd): Buffer {
+  const h = createHash(kind);
   let pos = offset;
   let left = length;
   while (left > 0) {
-    const n = readSync(fd, hashBuf, 0, Math.min(HASH_BLOCK, left), pos);
-    if (n === 0) throw new Error('image ended early (changed while scanned?)');
+    const n = readSync(from, hashBuf, 0, Math.min(HASH_BLOCK, left), pos);
+    if (n === 0) throw new Error(from === fd ? 'image ended early (changed while scanned?)' : 'file is shorter than when it was listed');
     h.update(hashBuf.subarray(0, n));
     pos += n;
     left -= n;
@@ -70,12 +72,29 @@ class Confirmer {
 
 let confirmer: Confirmer | undefined;
 
+/** One read of a candidate file: its first-block RsyncSum64, head checksum and whole checksum. */
+function fileSums(path: string, size: number, kind: string, blockLength: number): Extract<ScanReply, { op: 'file' }> {
+  const file = openSync(fsPath(path), 'r');
+  try {
+    const headLen = Math.min(size, HEAD_LENGTH);
+    const head = Buffer.alloc(headLen);
+    if (readSync(file, head, 0, headLen, 0) !== headLen) throw new Error('file is shorter than when it was listed');
+    const rsync = rsyncSum64(head.subarray(0, blockLength));
+    const headSum = createHash(kind).update(head).digest();
+    const whole = headLen === size ? headSum : hashRange(0, size, kind as ScanSetup['kind'], file);
+    return { op: 'file', id: 0, rsync, head: headSum, sum: whole };
+  } finally {
+    closeSync(file);
+  }
+}
+
 function scanSlice(from: number, to: number, limit: number): number[] {
   const s = setup!;
   const B = s.blockLength;
   const matches: number[] = [];
   const roll = new RollingScan(B, table!);
-  const buf = Buffer.allocUnsafe(CHUNK + B);
+  if (scanBuf.length < CHUNK + B) scanBuf = Buffer.allocUnsafe(CHUNK + B);
+  const buf = scanBuf;
   const end = Math.min(to + B - 1, s.imageSize); // the last window starting before `to` ends here
   let pos = from;
   let carry = 0;
@@ -119,8 +138,10 @@ parentPort!.on('message', (msg: ScanRequest) => {
       fd = openSync(fsPath(setup.imagePath), 'r');
     } else if (msg.op === 'scan') {
       send({ op: 'matches', id: msg.id, matches: scanSlice(msg.from, msg.to, msg.limit) });
-    } else {
+    } else if (msg.op === 'hash') {
       send({ op: 'sum', id: msg.id, sum: hashRange(msg.offset, msg.length) });
+    } else {
+      send({ ...fileSums(msg.path, msg.size, msg.kind, msg.blockLength), id: msg.id });
     }
   } catch (err) {
     send({ op: 'error', id: 'id' in msg ? msg.id : -1, error: err instanceof Error ? err.message : String(err) });

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import type { ChecksumKind } from '../format/checksum.js';
 import type { ScanReply, ScanRequest, ScanSetup } from './scan-protocol.js';
 
 /**
@@ -12,9 +13,10 @@ const WORKER_URL = new URL(FROM_SOURCE ? './scan-worker.ts' : './scan-worker.js'
 const SLICE = 64 * 1024 * 1024;
 
 function startWorker(): Worker {
-  if (!FROM_SOURCE) return new Worker(WORKER_URL);
+  const resourceLimits = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 }; // peak RSS stays flat
+  if (!FROM_SOURCE) return new Worker(WORKER_URL, { resourceLimits });
   const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
-  return new Worker(boot, { eval: true });
+  return new Worker(boot, { eval: true, resourceLimits });
 }
 
 /** A stretch of the image to scan: windows starting in [from, to), matches ending by `limit`. */
@@ -29,7 +31,10 @@ export interface Match {
   candidate: number;
 }
 
-type Job = ({ op: 'scan' } & Stretch) | { op: 'hash'; offset: number; length: number };
+type Job =
+  | ({ op: 'scan' } & Stretch)
+  | { op: 'hash'; offset: number; length: number }
+  | { op: 'file'; path: string; size: number; kind: ChecksumKind; blockLength: number };
 
 interface Waiting {
   job: Job;
@@ -44,12 +49,14 @@ export class Scanner {
   private nextId = 1;
   private failed: Error | undefined;
 
-  constructor(setup: ScanSetup, onProgress: (bytes: number) => void, size = Math.max(1, availableParallelism())) {
+  /** Where workers report bytes scanned. */
+  onProgress: (bytes: number) => void = () => undefined;
+
+  constructor(size = Math.max(1, availableParallelism())) {
     for (let i = 0; i < size; i++) {
       const w = startWorker();
-      w.postMessage({ op: 'setup', setup } satisfies ScanRequest);
       w.on('message', (reply: ScanReply) => {
-        if (reply.op === 'progress') return onProgress(reply.bytes);
+        if (reply.op === 'progress') return this.onProgress(reply.bytes);
         const waiting = this.busy.get(w);
         this.busy.delete(w);
         if (waiting) {
@@ -88,6 +95,19 @@ export class Scanner {
       this.queue.push({ job, resolve, reject });
       this.pump();
     });
+  }
+
+  /** Gives the workers the image and the candidates' sums; before `hash` or `scan`. */
+  setup(setup: ScanSetup): void {
+    for (const w of this.workers) w.postMessage({ op: 'setup', setup } satisfies ScanRequest);
+  }
+
+  /** A candidate file's sums (one read of the file, on a worker). */
+  async fileSums(path: string, size: number, kind: ChecksumKind, blockLength: number): Promise<{ rsync: Buffer; head: Buffer; sum: Buffer }> {
+    const r = await this.run({ op: 'file', path, size, kind, blockLength });
+    if (r.op !== 'file') throw new Error('scan worker: unexpected reply');
+    const b = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+    return { rsync: b(r.rsync), head: b(r.head), sum: b(r.sum) };
   }
 
   /** Checksum of image[offset, offset + length) on a worker. */

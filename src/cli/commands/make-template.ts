@@ -6,7 +6,6 @@ import { checkCacheDir, defaultCacheDir } from '../../engine/cache-dir.js';
 import { readFilesFrom } from '../../publish/candidates.js';
 import { makeTemplate, type MakeTemplateResult } from '../../publish/make-template.js';
 import { Progress } from '../../publish/progress.js';
-import { WorkerPool } from '../../util/worker-pool.js';
 import { MAKE_TEMPLATE_OPTIONS } from '../option-table.js';
 
 interface Flags {
@@ -67,7 +66,6 @@ export function registerMakeTemplate(program: Command): void {
     const cacheDir = flags.cacheDir ?? defaultCacheDir();
     await checkCacheDir(cacheDir);
     const all = [...files, ...(flags.filesFrom ? await readFilesFrom(flags.filesFrom) : [])];
-    const pool = new WorkerPool();
     const progress = new Progress(flags.quiet === true);
     try {
       const r = await makeTemplate({
@@ -84,14 +82,12 @@ export function registerMakeTemplate(program: Command): void {
         force: flags.force === true,
         cacheDir,
         iso: flags.iso !== false,
-        pool,
         progress,
         warn: (line) => process.stderr.write(`jigdofs: warning: ${shown(line)}\n`),
       });
       if (!flags.quiet) process.stdout.write(summary(r));
     } finally {
       progress.stop();
-      await pool.close();
     }
   });
 }
