@@ -72,6 +72,17 @@ export const SOURCE_OPTIONS: readonly OptionInfo[] = [
     repeatable: true,
   },
   {
+    flags: '--no-scan-images',
+    help: 'do not look into disc images (ISO9660, UDF) found by --scan: take them as plain files',
+    readme: 'do not look into old disc images found by `--scan` (by default an ISO9660 or UDF image is listed and its files are candidate parts, read from the image at their extents)',
+  },
+  {
+    flags: '--scan-deep <FILE>',
+    help: "search FILE for parts at every 512-byte boundary (by the template's RsyncSum64), e.g. a damaged image (repeatable)",
+    readme: "search a file the disc reader does not understand (a corrupt or unknown filesystem, a raw disk) for parts at every 512-byte boundary, by the template's RsyncSum64 of each part's first KiB, confirmed by checksum",
+    repeatable: true,
+  },
+  {
     flags: '--cache-dir <DIR>',
     help: 'cache directory (default: $XDG_CACHE_HOME/jigdofs)',
     readme: 'cache (hash index of local files, inflated huge template chunks, logs); default `$XDG_CACHE_HOME/jigdofs`',

@@ -14,6 +14,9 @@ import { SIZE, fromCommandLine, mirrorUrlProblem } from './option-values.js';
 export interface SourceFlags {
   local: string[];
   scan: string[];
+  /** false with --no-scan-images */
+  scanImages?: boolean;
+  scanDeep?: string[];
   cacheDir?: string;
   template?: string;
   image?: string;
@@ -71,6 +74,8 @@ export function logger(quiet: boolean | undefined): (line: string) => void {
 export interface Settings extends Omit<NetworkOptions, 'hashFile'> {
   local: LocalTree[];
   scan: string[];
+  scanImages: boolean;
+  scanDeep: string[];
   template?: string;
   memory: number;
 }
@@ -113,7 +118,8 @@ export function resolveSettings(flags: SourceFlags): Settings {
   const streamsPerPart = setting('streamsPerPart', flags, config) ?? NETWORK_DEFAULTS.streamsPerPart;
   const local = flags.local.map(parseLocalTree);
   const memory = fromCommandLine(SIZE, '--memory', flags.memory);
-  return { log, local, scan: flags.scan, cacheDir, template: flags.template, memory, offline, mirrors, cacheSize, timeoutMs, connections, retries, rangeSize, streamsPerPart };
+  const scanImages = flags.scanImages !== false;
+  return { log, local, scan: flags.scan, scanImages, scanDeep: flags.scanDeep ?? [], cacheDir, template: flags.template, memory, offline, mirrors, cacheSize, timeoutMs, connections, retries, rangeSize, streamsPerPart };
 }
 
 /**
@@ -142,6 +148,8 @@ export function sourceOptions(flags: SourceFlags, use: { fetchParts?: boolean } 
   return {
     local: settings.local,
     scan: settings.scan,
+    scanImages: settings.scanImages,
+    scanDeep: settings.scanDeep,
     cacheDir,
     template: settings.template,
     memory: settings.memory,

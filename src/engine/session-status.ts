@@ -11,6 +11,7 @@ export function sessionStatus(name: string, s: ImageSession): unknown {
     parts: {
       total: counts.total,
       local: counts.byProvider.local ?? 0,
+      fromImages: counts.byProvider.image ?? 0,
       verified: counts.verified,
       missing: counts.missing,
       failed: counts.failed,
@@ -23,6 +24,10 @@ export function sessionStatus(name: string, s: ImageSession): unknown {
     cacheHits: { readahead: s.reader.stats.readaheadHits, templateChunks: s.raw.stats.cacheHits, hashIndex: s.index.stats.hits },
     templateBytesInflated: s.raw.stats.bytesInflated,
     partBytesRead: s.parts.stats.bytesRead,
+    /** Local files and image regions hashed by this process (0 when the hash index knew them all). */
+    localHashed: s.local.stats.hashed,
+    /** Parts found inside old disc images given to --scan, per image (issue 10). */
+    fromImages: s.local.images.summary(),
     recentErrors: s.parts.recentErrors,
   };
 }

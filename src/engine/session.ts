@@ -27,6 +27,10 @@ import { ImageReader } from '../image/reader.js';
 export interface SourceOptions extends TemplateChoice {
   local: LocalTree[];
   scan: string[];
+  /** False: --scan files that are disc images are not looked into (`--no-scan-images`). */
+  scanImages?: boolean;
+  /** `--scan-deep FILE`: searched at every 512-byte boundary for parts. */
+  scanDeep?: string[];
   cacheDir: string;
   /** Bytes of memory for decompressed template data and read-ahead together. */
   memory: number;
@@ -142,10 +146,12 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
       spillDir: path.join(opts.cacheDir, 'inflated', spillId),
       pool,
     });
-    const local = new LocalSources(jigdo, layout, template.desc, { trees: opts.local, scan: opts.scan, log: opts.log }, index, pool);
+    const localOpts = { trees: opts.local, scan: opts.scan, scanImages: opts.scanImages, scanDeep: opts.scanDeep, log: opts.log };
+    const local = new LocalSources(jigdo, layout, template.desc, localOpts, index, pool);
     const extra = opts.extraProviders ? await opts.extraProviders({ jigdo, layout, local, index, pool }) : [];
     const localProvider: PartProvider = { name: 'local', find: (key) => local.find(key) };
-    const parts = new PartStore(layout, [localProvider, ...extra], opts.log, opts.logMissing ?? false);
+    const imageProvider: PartProvider = { name: 'image', find: (key) => local.findInImages(key) };
+    const parts = new PartStore(layout, [localProvider, imageProvider, ...extra], opts.log, opts.logMissing ?? false);
     const reader = new ImageReader(layout, raw, parts, { readaheadMemory: Math.max(4 << 20, Math.floor(opts.memory / 2)) });
     return {
       jigdo,

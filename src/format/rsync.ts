@@ -37,9 +37,6 @@ const T = new Uint32Array([
   0x58cbdc4f, 0x079384d3, 0x049b141c, 0xc38184b9, 0xaf551d9a, 0x66222560, 0x059deeca, 0x535f99e2,
 ]);
 
-/** The 256 constants of RsyncSum64 (spec Appendix A), for the rolling form (rsync-rolling.ts). */
-export const RSYNC_TABLE: Readonly<Uint32Array> = T;
-
 /** The 8 serialized bytes (lo LE, hi LE) of RsyncSum64 over `data`. */
 export function rsyncSum64(data: Uint8Array): Buffer {
   let lo = 0;
@@ -53,3 +50,6 @@ export function rsyncSum64(data: Uint8Array): Buffer {
   out.writeUInt32LE(hi, 4);
   return out;
 }
+
+/** The table of RsyncSum64 (for the rolling version, rsync-rolling.ts). */
+export const RSYNC_TABLE: Readonly<Uint32Array> = T;

@@ -71,11 +71,12 @@ export class HashIndex {
     return index;
   }
 
-  private static field(kind: ChecksumKind, offset?: number, length?: number): string {
+  /** `length` is a number, or a text naming several ranges (a fragmented file inside a disc image). */
+  private static field(kind: ChecksumKind, offset?: number, length?: number | string): string {
     return offset === undefined ? kind : `${kind}@${offset}+${length}`;
   }
 
-  get(file: string, id: FileIdentity, kind: ChecksumKind, offset?: number, length?: number): string | undefined {
+  get(file: string, id: FileIdentity, kind: ChecksumKind, offset?: number, length?: number | string): string | undefined {
     return this.getValue(file, id, HashIndex.field(kind, offset, length));
   }
 
@@ -92,11 +93,11 @@ export class HashIndex {
   }
 
   /** The checksum last recorded for this path, whatever its identity then (to say a file changed since). */
-  previous(file: string, kind: ChecksumKind, offset?: number, length?: number): string | undefined {
+  previous(file: string, kind: ChecksumKind, offset?: number, length?: number | string): string | undefined {
     return this.files[file]?.sums[HashIndex.field(kind, offset, length)];
   }
 
-  set(file: string, id: FileIdentity, kind: ChecksumKind, sum: string, offset?: number, length?: number): void {
+  set(file: string, id: FileIdentity, kind: ChecksumKind, sum: string, offset?: number, length?: number | string): void {
     this.setValue(file, id, HashIndex.field(kind, offset, length), sum);
   }
 

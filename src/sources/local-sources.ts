@@ -8,6 +8,7 @@ import type { JigdoFile } from '../format/jigdo.js';
 import { LabelMap, partCandidates, splitLabel } from '../format/resolve.js';
 import { parseDesc, type Desc, type DescEntry } from '../format/template.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
+import { DiscImages } from './disc-images.js';
 import type { HashIndex } from './hash-index.js';
 import { verifyLocalCopy, type LocalCheck, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
 import type { WorkerPool } from '../util/worker-pool.js';
@@ -22,6 +23,10 @@ export interface LocalOptions {
   trees: LocalTree[];
   /** `--scan PATH`: folders walked recursively, files indexed by size then checksum; jigdo-lite `.tmp` files. */
   scan: string[];
+  /** `--no-scan-images` (false): --scan files that are disc images are not looked into. */
+  scanImages?: boolean;
+  /** `--scan-deep FILE`: files searched at every 512-byte boundary for parts (disc-images.ts). */
+  scanDeep?: string[];
   log?: (line: string) => void;
 }
 
@@ -56,7 +61,9 @@ export class LocalSources {
   /** `path@offset` → the part a recheck found it no longer holds (to name it when the part is missing). */
   private readonly lost = new Map<string, string>();
   /** For tests and a later `status`: .tmp files used, and hashes computed (not known from the index). */
-  readonly stats = { tmpFiles: 0, hashed: 0 };
+  readonly stats = { tmpFiles: 0, hashed: 0, images: 0 };
+  /** Old disc images found by --scan (and --scan-deep files): parts inside them. */
+  readonly images: DiscImages;
 
   constructor(
     private readonly jigdo: JigdoFile,
@@ -67,6 +74,7 @@ export class LocalSources {
     private readonly pool: WorkerPool,
   ) {
     this.labels = new LabelMap(jigdo.servers);
+    this.images = new DiscImages(new Set([...layout.parts.values()].map((p) => p.length)), opts.log ?? (() => undefined));
   }
 
   private get kind(): ChecksumKind {
@@ -82,6 +90,7 @@ export class LocalSources {
     const sizes = new Set([...this.layout.parts.values()].map((p) => p.length));
     const seen = new Set<string>();
     for (const root of this.opts.scan) await this.walk(path.resolve(root), sizes, seen, 0);
+    for (const file of this.opts.scanDeep ?? []) await this.images.deepScan(path.resolve(file), this.templateDesc);
   }
 
   private async walk(file: string, sizes: Set<number>, seen: Set<string>, depth: number): Promise<void> {
@@ -108,6 +117,7 @@ export class LocalSources {
       this.bySize.set(st.size, list);
     }
     if (file.endsWith('.tmp') && st.size > this.layout.size) await this.addTmpFile(file);
+    else if (this.opts.scanImages !== false && (await this.images.consider(file, st.size))) this.stats.images++;
   }
 
   /** A jigdo-lite `IMG.tmp` whose DESC matches the template gives its written parts (spec §6.2, §6.5). */
@@ -193,7 +203,7 @@ export class LocalSources {
   async recheck(key: string, copy: LocalCopy, length: number): Promise<boolean> {
     let sum: string;
     try {
-      sum = checksumKey(await this.pool.hashFile(copy.path, this.kind, copy.offset, length));
+      sum = checksumKey(await this.pool.hashFile(copy.path, this.kind, copy.offset, length, copy.ranges));
     } catch (err) {
       sum = `unreadable (${errorMessage(err)})`;
     }
@@ -203,6 +213,33 @@ export class LocalSources {
     this.index.forget(copy.path);
     this.opts.log?.(`${shown(copy.path)}: changed since it was hashed: no longer holds part ${key} (${length} bytes): not used`);
     return false;
+  }
+
+  /**
+   * A verified copy of the part inside an old disc image (a file of its listing at its extents, or a place
+   * the deep scan found), or undefined. Checked like any local file: by checksum, remembered in the hash
+   * index under the image's identity, and the image's identity is checked again before every read.
+   */
+  async findInImages(key: string): Promise<VerifiedCopy | undefined> {
+    const need = this.layout.parts.get(key);
+    if (!need || need.length === 0) return undefined;
+    await this.scan();
+    for (const place of await this.images.candidates(need)) {
+      const at = { file: place.image, offset: place.ranges[0]!.offset, length: need.length, whole: false, ranges: place.ranges };
+      let found;
+      try {
+        found = await verifyLocalCopy(this.index, (...a) => this.pool.hashFile(...a), this.kind, at, key);
+      } catch (err) {
+        this.opts.log?.(`cannot hash ${shown(place.image)}: ${errorMessage(err)}`);
+        continue;
+      }
+      if (found?.hashed) this.stats.hashed++;
+      if (found?.copy) {
+        this.images.noteFound(place.image, key, need.length);
+        return found.copy;
+      }
+    }
+    return undefined;
   }
 
   private isTmp(file: string, key: string): boolean {

@@ -4,7 +4,7 @@ import { LRUCache } from 'lru-cache';
 import { fsPath, shown } from '../format/byte-string.js';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageLayout } from '../image/layout.js';
-import { assertVerified, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
+import { assertVerified, copyRuns, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
 import { throwIfAborted, unlessAborted } from '../util/settle.js';
 
 /**
@@ -329,12 +329,13 @@ export class PartStore {
     const handle = await this.handleFor(key, loc);
     try {
       const fh = await unlessAborted(handle.fh, signal);
-      let done = 0;
-      while (done < length) {
-        throwIfAborted(signal);
-        const { bytesRead } = await fh.read(target, at + done, length - done, loc.copy.offset + from + done);
-        if (bytesRead === 0) throw new Error(`${loc.copy.path} is shorter than when it was verified`);
-        done += bytesRead;
+      for (const run of copyRuns(loc.copy, from, length)) {
+        for (let done = 0; done < run.length; ) {
+          throwIfAborted(signal);
+          const { bytesRead } = await fh.read(target, at + run.at + done, run.length - done, run.position + done);
+          if (bytesRead === 0) throw new Error(`${loc.copy.path} is shorter than when it was verified`);
+          done += bytesRead;
+        }
       }
       // A user's file may be edited at any moment: unchanged after the read (any write moves the ctime)
       // means the bytes read are the verified ones. Cache files are never written after their commit.

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { identityOf, type FileIdentity, type HashIndex } from './hash-index.js';
+import type { FileRange } from '../util/worker-protocol.js';
 
 /**
  * The only place where bytes on disk become a `VerifiedCopy`. Every way of vouching for a file is a
@@ -25,6 +26,11 @@ export interface LocalCopy extends FileIdentity {
    * checksum and which nothing writes after its commit): the part store checks its identity before every read.
    */
   userFile?: boolean;
+  /**
+   * The part is these ranges of `path`, in order (a file inside a disc image, which may be fragmented);
+   * `offset` is then the first range's. Absent: the part is `path` from `offset` on.
+   */
+  ranges?: FileRange[];
 }
 
 declare const verifiedBrand: unique symbol;
@@ -49,7 +55,7 @@ export function assertVerified(copy: LocalCopy, from: string): asserts copy is V
 }
 
 /** Hashes a whole file, or `length` bytes of it from `offset`. */
-export type HashFile = (file: string, kind: ChecksumKind, offset?: number, length?: number) => Promise<Buffer>;
+export type HashFile = (file: string, kind: ChecksumKind, offset?: number, length?: number, ranges?: FileRange[]) => Promise<Buffer>;
 
 /** Checksums that a file may have; any one matching is enough (as in jigdo-lite). */
 export type SumCheck = [ChecksumKind, Buffer];
@@ -75,21 +81,52 @@ export async function verifyLocalCopy(
   index: HashIndex,
   hash: HashFile,
   kind: ChecksumKind,
-  at: { file: string; offset: number; length: number; whole: boolean },
+  at: { file: string; offset: number; length: number; whole: boolean; ranges?: FileRange[] },
   key: string,
 ): Promise<LocalCheck | undefined> {
-  const { file, offset, length, whole } = at;
+  const { file, offset, length, whole, ranges } = at;
   const st = await stat(fsPath(file)).catch(() => undefined);
-  if (!st?.isFile() || (whole ? st.size !== length : st.size < offset + length)) return undefined;
+  if (!st?.isFile()) return undefined;
+  if (ranges ? whole || ranges[0]?.offset !== offset || !rangesFit(ranges, length, st.size) : whole ? st.size !== length : st.size < offset + length) return undefined;
   const id = identityOf(st);
-  const [o, l] = whole ? [undefined, undefined] : [offset, length];
-  const matches = (sum: string): VerifiedCopy | undefined => (sum === key ? vouch({ path: file, offset, ...id, userFile: true }) : undefined);
+  // Several ranges are recorded under all of them: a region with the same start and length holds other bytes.
+  const [o, l] = whole ? [undefined, undefined] : [offset, ranges && ranges.length > 1 ? `${length}:${ranges.map((r) => `${r.offset}+${r.length}`).join(',')}` : length];
+  const matches = (sum: string): VerifiedCopy | undefined =>
+    sum === key ? vouch({ path: file, offset, ...id, userFile: true, ...(ranges ? { ranges: ranges.map((r) => ({ ...r })) } : {}) }) : undefined;
   const known = index.get(file, id, kind, o, l);
   if (known) return { copy: matches(known), hashed: false };
   const was = index.previous(file, kind, o, l);
-  const sum = checksumKey(await hash(file, kind, offset, length));
+  const sum = checksumKey(await hash(file, kind, offset, length, ranges));
   index.set(file, id, kind, sum, o, l);
   return { copy: matches(sum), was, hashed: true };
+}
+
+/** The ranges start at `ranges[0]`, add up to `length` and lie inside a file of `size` bytes. */
+function rangesFit(ranges: FileRange[], length: number, size: number): boolean {
+  let total = 0;
+  for (const r of ranges) {
+    if (!Number.isSafeInteger(r.offset) || !Number.isSafeInteger(r.length) || r.offset < 0 || r.length <= 0 || r.offset + r.length > size) return false;
+    total += r.length;
+  }
+  return ranges.length > 0 && total === length;
+}
+
+/**
+ * Where bytes [from, from + length) of a copy's part are in its file: runs of (file position, length, place in
+ * the part's slice). One run for a plain copy; for a part made of ranges, one per range it touches.
+ */
+export function copyRuns(copy: LocalCopy, from: number, length: number): Array<{ position: number; length: number; at: number }> {
+  if (!copy.ranges) return [{ position: copy.offset + from, length, at: 0 }];
+  const out: Array<{ position: number; length: number; at: number }> = [];
+  let start = 0;
+  for (const r of copy.ranges) {
+    const lo = Math.max(from, start);
+    const hi = Math.min(from + length, start + r.length);
+    if (lo < hi) out.push({ position: r.offset + (lo - start), length: hi - lo, at: lo - from });
+    start += r.length;
+  }
+  if (from + length > start) throw new Error(`${copy.path}: bytes ${from}+${length} lie beyond the part's ranges (${start} bytes)`);
+  return out;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChecksumKind } from '../format/checksum.js';
-import type { WorkerReply, WorkerTask } from './worker-protocol.js';
+import type { FileRange, WorkerReply, WorkerTask } from './worker-protocol.js';
 
 /**
  * A small pool of worker threads for bzip2 and hashing. Workers are unref'd while idle so that they
@@ -108,8 +108,9 @@ export class WorkerPool {
     return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
   }
 
-  async hashFile(path: string, kind: ChecksumKind, offset?: number, length?: number): Promise<Buffer> {
-    const out = await this.run<Uint8Array>({ op: 'hashFile', path, kind, offset, length });
+  /** Hashes a whole file, `length` bytes from `offset`, or the `ranges` of it in order (a file inside a disc image). */
+  async hashFile(path: string, kind: ChecksumKind, offset?: number, length?: number, ranges?: FileRange[]): Promise<Buffer> {
+    const out = await this.run<Uint8Array>({ op: 'hashFile', path, kind, offset, length, ranges });
     return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
   }
 

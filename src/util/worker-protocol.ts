@@ -1,7 +1,13 @@
+/** A byte range of a file. */
+export interface FileRange {
+  offset: number;
+  length: number;
+}
+
 /** Messages between the main thread and the worker pool (see worker-main.ts). */
 export type WorkerRequest = { id: number } & (
   | { op: 'bunzip2'; payload: Uint8Array; size: number }
-  | { op: 'hashFile'; path: string; kind: string; offset?: number; length?: number }
+  | { op: 'hashFile'; path: string; kind: string; offset?: number; length?: number; ranges?: FileRange[] }
   | { op: 'hashStart'; stream: number; kind: string }
   | { op: 'hashUpdate'; stream: number; data: Uint8Array }
   | { op: 'hashEnd'; stream: number }

@@ -74,6 +74,7 @@ export function registerMakeImage(program: Command): void {
       const secs = (Date.now() - t0) / 1000;
       if (!flags.quiet) {
         process.stderr.write(`jigdofs: wrote ${shown(output)}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
+        for (const line of s.local.images.summaryLines()) process.stderr.write(`jigdofs: ${line}\n`);
       }
     });
   });

@@ -25,16 +25,19 @@ export function registerMissing(program: Command): void {
         .sort((a, b) => Buffer.compare(a.sum, b.sum));
       const labels = new LabelMap(s.jigdo.servers);
       const parts = sorted.map((p) => ({ key: p.key, length: p.length, candidates: expandPart(s.jigdo, labels, p.key).map((e) => printable(e.text)) }));
-      return { total: [...s.layout.parts.values()].filter((p) => p.length > 0).length, parts };
+      const fromImages = { lines: s.local.images.summaryLines(), list: s.local.images.summary() };
+      return { total: [...s.layout.parts.values()].filter((p) => p.length > 0).length, parts, fromImages };
     }, { fetchParts: false });
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify({ missing: result.parts.length, total: result.total, parts: result.parts }, null, 2)}\n`);
+      const json = { missing: result.parts.length, total: result.total, fromImages: result.fromImages.list, parts: result.parts };
+      process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
     } else if (flags.first) {
       for (const p of result.parts) process.stdout.write(encodeBytes(`${p.candidates[0]}\n`));
     } else {
       // The exact bytes, as jigdo-file prints them (a Latin-1 name stays one byte, for wget or a script).
       for (const p of result.parts) process.stdout.write(encodeBytes(`${p.candidates.join('\n')}\n\n`));
     }
+    if (!flags.quiet) for (const line of result.fromImages.lines) process.stderr.write(`jigdofs: ${line}\n`);
     if (!flags.quiet) process.stderr.write(`jigdofs: ${result.parts.length} of ${result.total} parts missing\n`);
   });
 }

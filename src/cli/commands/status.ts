@@ -9,7 +9,9 @@ const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 interface ImageStatus {
   name: string;
   size: number;
-  parts: { total: number; local: number; verified: number; missing: number; failed: number; inFlight: number; byProvider: Record<string, number> };
+  parts: { total: number; local: number; verified: number; missing: number; failed: number; inFlight: number; byProvider: Record<string, number>; fromImages?: number };
+  /** Parts found inside old disc images, per image. */
+  fromImages?: Array<{ image: string; parts: number; bytes: number }>;
   bytesServed: number;
   reads: number;
   readErrors: number;
@@ -45,7 +47,8 @@ function formatStatus(s: Status): string {
     const p = img.parts;
     lines.push(
       `  ${img.name}: ${mb(img.size)}`,
-      `    parts: ${p.total} total, ${p.local} local, ${p.verified} verified, ${p.missing} missing, ${p.failed} failed, ${p.inFlight} in flight`,
+      `    parts: ${p.total} total, ${p.local} local, ${p.fromImages ?? 0} from old images, ${p.verified} verified, ${p.missing} missing, ${p.failed} failed, ${p.inFlight} in flight`,
+      ...(img.fromImages ?? []).map((u) => `    from ${u.image}: ${u.parts.toLocaleString('en-US')} parts, ${mb(u.bytes)}`),
       `    served: ${mb(img.bytesServed)} in ${img.reads} reads, ${img.readErrors} errors; cache hits: ${Object.entries(img.cacheHits).map(([k, v]) => `${k} ${v}`).join(', ')}`,
       ...(img.recentErrors.length ? ['    recent errors:', ...img.recentErrors.slice(-5).map((e) => `      ${e}`)] : []),
     );

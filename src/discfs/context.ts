@@ -1,0 +1,86 @@
+import { DiscFormatError, type DiscExtent, type DiscFile, type PositionalRead } from './types.js';
+
+export const MAX_WARNINGS = 100;
+/** A directory's own data is read whole: larger ones are skipped (a real one of 1M entries is ~40 MB). */
+export const MAX_DIRECTORY_BYTES = 64 << 20;
+/** Extents of one file (UDF fragments, ISO9660 multi-extent sections). */
+export const MAX_FILE_EXTENTS = 65536;
+
+/**
+ * The state of one listing: the bounded reader over the image, the entry budget, the warnings, and the files
+ * found so far, deduplicated by their extent lists.
+ */
+export class ListingContext {
+  readonly warnings: string[] = [];
+  readonly files: DiscFile[] = [];
+  private readonly seen = new Set<string>();
+  private entries = 0;
+
+  constructor(
+    private readonly reader: PositionalRead,
+    readonly size: number,
+    readonly maxEntries: number,
+    readonly maxDepth: number,
+  ) {}
+
+  /** Exactly `length` bytes at `offset`, or a DiscFormatError naming `what` (beyond the image, truncated). */
+  async bytes(offset: number, length: number, what: string): Promise<Buffer> {
+    if (!inImage(offset, length, this.size)) {
+      throw new DiscFormatError(`${what}: ${length} bytes lie beyond the end of the image (${this.size} bytes)`, offset);
+    }
+    const buf = await this.reader(offset, length);
+    if (buf.length < length) throw new DiscFormatError(`${what}: the image ends early (read ${buf.length} of ${length} bytes)`, offset);
+    return buf.length === length ? buf : buf.subarray(0, length);
+  }
+
+  warn(line: string): void {
+    if (this.warnings.length < MAX_WARNINGS) this.warnings.push(line);
+    else if (this.warnings.length === MAX_WARNINGS) this.warnings.push('more warnings left out');
+  }
+
+  /** Counts one directory entry against the budget. */
+  countEntry(offset: number): void {
+    if (++this.entries > this.maxEntries) throw new DiscFormatError(`more than ${this.maxEntries} directory entries`, offset);
+  }
+
+  /**
+   * Adds a file unless its extents are absurd (outside the image, not adding up to its size: skipped with a
+   * warning) or were already listed under another name (a hard link). Adjacent extents are merged.
+   */
+  addFile(path: string, size: number, extents: DiscExtent[]): void {
+    if (size === 0) return;
+    const merged = mergeExtents(extents);
+    const total = merged.reduce((sum, e) => sum + e.length, 0);
+    const bad = merged.find((e) => !inImage(e.offset, e.length, this.size) || e.length <= 0);
+    if (bad !== undefined || total !== size) {
+      const why = bad !== undefined ? `extent ${bad.offset}+${bad.length} lies outside the image (${this.size} bytes)` : `extents add up to ${total}, not ${size}`;
+      this.warn(`${path}: skipped: ${why}`);
+      return;
+    }
+    const key = merged.map((e) => `${e.offset}+${e.length}`).join(',');
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    this.files.push({ path, size, extents: merged });
+  }
+}
+
+/** True when [offset, offset+length) is a range of safe integers inside an image of `size` bytes. */
+export function inImage(offset: number, length: number, size: number): boolean {
+  return Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= size;
+}
+
+function mergeExtents(extents: DiscExtent[]): DiscExtent[] {
+  const out: DiscExtent[] = [];
+  for (const e of extents) {
+    if (e.length === 0) continue;
+    const last = out[out.length - 1];
+    if (last !== undefined && last.offset + last.length === e.offset) last.length += e.length;
+    else out.push({ offset: e.offset, length: e.length });
+  }
+  return out;
+}
+
+/** True when `name` can be one component of a relative path. */
+export function plainName(name: string): boolean {
+  return name.length > 0 && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0');
+}
