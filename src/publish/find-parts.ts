@@ -6,6 +6,7 @@ import { parseSum } from '../format/rsync-rolling.js';
 import { Scanner, type Match } from './scanner.js';
 import type { ScanSetup } from './scan-protocol.js';
 import { selectMatches } from './select.js';
+import { discMatches } from './iso-match.js';
 
 /**
  * Finds the parts in the image: the generic rolling scan over the whole image (or, for a disc image,
@@ -61,13 +62,17 @@ export async function findParts(job: FindJob): Promise<Found> {
     const imageSum = scanner.hash(0, imageSize);
     imageSum.catch(() => undefined); // awaited by the template writer
     opts.progress.start('scanning the image', imageSize);
-    const matches = job.candidates.length === 0 ? [] : await scanner.scan([{ from: 0, to: imageSize, limit: imageSize }]);
+    const disc = opts.iso && job.candidates.length > 0
+      ? await discMatches(job.image, imageSize, setup.sizes, setup.sums, scanner, opts.warn, (n) => opts.progress.add(n))
+      : undefined;
+    const rest = disc ? disc.rest : [{ from: 0, to: imageSize, limit: imageSize }];
+    const matches = job.candidates.length === 0 ? [] : [...(disc?.matches ?? []), ...(await scanner.scan(rest))];
     matched = matches.length;
     opts.progress.matched = matched;
     opts.progress.stop();
     const chosen = selectMatches(matches, setup.sizes);
     const sum = await imageSum;
-    return { mode: 'generic', chosen, imageSum: () => Promise.resolve(sum) };
+    return { mode: disc ? disc.kind : 'generic', chosen, imageSum: () => Promise.resolve(sum) };
   } finally {
     opts.progress.stop();
   }
