@@ -63,7 +63,7 @@ export async function findParts(job: FindJob): Promise<Found> {
     imageSum.catch(() => undefined); // awaited by the template writer
     opts.progress.start('scanning the image', imageSize);
     const disc = opts.iso && job.candidates.length > 0
-      ? await discMatches(job.image, imageSize, setup.sizes, setup.sums, scanner, opts.warn, (n) => opts.progress.add(n))
+      ? await discMatches(job.image, setup, scanner, opts.warn, (n) => opts.progress.add(n))
       : undefined;
     const rest = disc ? disc.rest : [{ from: 0, to: imageSize, limit: imageSize }];
     const matches = job.candidates.length === 0 ? [] : [...(disc?.matches ?? []), ...(await scanner.scan(rest))];

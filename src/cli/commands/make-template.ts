@@ -73,7 +73,7 @@ export function registerMakeTemplate(program: Command): void {
         files: all,
         jigdo: flags.jigdo ?? defaultOutput(image, '.jigdo'),
         template: flags.template ?? defaultOutput(image, '.template'),
-        labels: pairs(flags.label, '--label', true),
+        labels: new Map([...pairs(flags.label, '--label', true)].map(([label, dir]) => [dir, label])),
         uris: pairs(flags.uri, '--uri', false),
         merge: flags.merge,
         kind: kind as ChecksumKind,
