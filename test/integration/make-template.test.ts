@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { assertCleanFailure, assertOk, prng, runCli } from '../helpers/cli.js';
+import { mountJigdo } from '../helpers/mount.js';
 
 const run = promisify(execFile);
 let work: string;
@@ -138,6 +139,20 @@ describe('make-template on its own', () => {
     const list = await ls('sparse');
     assert.match(list, /need-file-md5 +4500000000 +5000 +4a0i/, list);
     assert.match(list, /image-info-md5 +4500005000 /);
+  });
+
+  test("our own make-image and mount rebuild the image from our .jigdo + .template", async () => {
+    await ours('img.iso', 'own', ['tree//'], ['-C', 'sha256']);
+    const scan = ['--scan', path.join(work, 'tree'), '--offline', '--cache-dir', path.join(work, 'cache-own')];
+    assertOk(await runCli(['make-image', 'own.jigdo', '-o', 'own.iso', ...scan], { cwd: work }));
+    const image = await readFile(path.join(work, 'img.iso'));
+    assert.ok((await readFile(path.join(work, 'own.iso'))).equals(image), 'jigdofs make-image');
+    const m = await mountJigdo(path.join(work, 'own.jigdo'), scan.slice(0, 3));
+    try {
+      assert.ok((await readFile(m.file('img.iso'))).equals(image), 'read through the mount');
+    } finally {
+      await m.cleanup();
+    }
   });
 
   test('no candidates: a warning, and the whole image goes into the template', async () => {
