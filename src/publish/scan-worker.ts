@@ -11,7 +11,7 @@ import { rsyncSum64 } from '../format/rsync.js';
 import { RollingScan, buildSumTable, type SumTable } from './scan-kernel.js';
 import { HEAD_LENGTH, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
 
-const CHUNK = 4 * 1024 * 1024;
+const CHUNK = 2 * 1024 * 1024;
 const HASH_BLOCK = 1024 * 1024;
 /** In a run of hits on consecutive offsets (zeros, repeated patterns), only these alignments are checked. */
 const RUN_ALIGN = 512;

@@ -124,11 +124,17 @@ describe('make-template = jigdo-file make-template', () => {
 });
 
 describe('make-template on its own', () => {
-  test('a second run over the same tree reads no candidate file (hash index)', async () => {
+  test('a second run over the same tree reads no candidate file (hash index); -T - reads names from stdin', async () => {
     const first = await ours('img.raw', 'again', ['tree/pool'], ['--cache-dir', path.join(work, 'cache2')]);
     assert.match(first, /7 candidate files, 7 read/);
     const second = await ours('img.raw', 'again', ['tree/pool'], ['--cache-dir', path.join(work, 'cache2')]);
     assert.match(second, /7 candidate files, 0 read/);
+    // The same candidates named on stdin (-T -): the same template.
+    const names = Object.keys(FILES).map((n) => `tree/${n}`).join('\n');
+    const r = await runCli(['make-template', 'img.raw', '-T', '-', '-j', 'stdin.jigdo', '-t', 'stdin.template', '--cache-dir', path.join(work, 'cache2')], { cwd: work, input: names });
+    assertOk(r);
+    assert.match(r.stdout, /7 candidate files, 0 read/);
+    assert.ok((await readFile(path.join(work, 'stdin.template'))).equals(await readFile(path.join(work, 'again.template'))));
   });
 
   test('offsets above 4 GiB (sparse image, generic scan)', async () => {
