@@ -48,18 +48,20 @@ timed() {
   echo "  $name: $(tail -1 "$W/$name.runs")  (wall s, CPU s, peak RSS MB)"
 }
 
-ours() { "$JIGDOFS" make-template "$ISO" "$TREE" -j "$W/$1.jigdo" -t "$W/$1.template" --cache-dir "$W/cache" --force -q "${@:2}"; }
-theirs() { jigdo-file make-template --force --report=quiet --cache="$W/jf-cache.db" --image="$ISO" --jigdo="$W/jf.jigdo" --template="$W/jf.template" "$TREE"; }
+ours() { echo "$JIGDOFS" make-template "$ISO" "$TREE" -j "$W/$1.jigdo" -t "$W/$1.template" --cache-dir "$W/cache" --force -q; }
+THEIRS=(jigdo-file make-template --force --report=quiet --cache="$W/jf-cache.db" --image="$ISO" --jigdo="$W/jf.jigdo" --template="$W/jf.template" "$TREE")
 
 echo "first runs (fill the caches):"
 "$JIGDOFS" make-template "$ISO" "$TREE" -j "$W/first.jigdo" -t "$W/first.template" --cache-dir "$W/cache" --force | sed 's/^/  jigdofs: /'
 "$JIGDOFS" make-template "$ISO" "$TREE" -j "$W/second.jigdo" -t "$W/second.template" --cache-dir "$W/cache" --force | sed 's/^/  jigdofs again: /'
-theirs
+"${THEIRS[@]}"
 for r in $(seq 1 "$RUNS"); do
   echo "round $r:"
-  timed iso ours iso
-  timed generic ours generic --no-iso
-  timed jigdo-file theirs
+  # shellcheck disable=SC2046 # the paths have no blanks (mktemp, the fixture's)
+  timed iso $(ours iso)
+  # shellcheck disable=SC2046
+  timed generic $(ours generic) --no-iso
+  timed jigdo-file "${THEIRS[@]}"
 done
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -61,7 +61,7 @@ export class SumSource {
    * The sums of every candidate, in order; a file that cannot be read is warned about and left out
    * (undefined), as jigdo-file skips it.
    */
-  async all(candidates: Candidate[], warn: (line: string) => void, onDone?: () => void): Promise<Array<CandidateSums | undefined>> {
+  async all(candidates: Candidate[], warn: (line: string) => void, onDone?: (c: Candidate) => void): Promise<Array<CandidateSums | undefined>> {
     const out = new Array<CandidateSums | undefined>(candidates.length);
     let next = 0;
     const lane = async (): Promise<void> => {
@@ -73,7 +73,7 @@ export class SumSource {
         } catch (err) {
           warn(`${shown(c.path)}: ${errorMessage(err)} (not used)`);
         }
-        onDone?.();
+        onDone?.(c);
       }
     };
     await Promise.all(Array.from({ length: IN_FLIGHT }, lane));

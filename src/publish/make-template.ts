@@ -86,8 +86,8 @@ interface Usable {
 async function candidateSums(opts: MakeTemplateOptions, index: HashIndex, scanner: Scanner): Promise<Usable & { reads: number; found: number }> {
   const found = (await findCandidates(opts.files, opts.warn)).filter((c) => c.size >= opts.minLength);
   const source = new SumSource(index, scanner, opts.kind, opts.minLength);
-  opts.progress.start('reading candidate files', found.length);
-  const sums = await source.all(found, opts.warn, () => opts.progress.add(1));
+  opts.progress.start('checksums of candidate files', found.reduce((n, c) => n + c.size, 0));
+  const sums = await source.all(found, opts.warn, (c) => opts.progress.add(c.size));
   opts.progress.stop();
   const usable: Usable = { candidates: [], sums: [] };
   found.forEach((c, i) => {
@@ -149,13 +149,17 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
   const imageSize = await checkImage(opts.image);
   await checkOutputs(opts);
   const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
+  let image: FileHandle;
+  try {
+    image = await open(fsPath(opts.image), 'r');
+  } catch (err) {
+    throw new JigdoError(opts.image, `cannot read the image: ${errorMessage(err)}`);
+  }
   const scanner = new Scanner();
-  let image: FileHandle | undefined;
   try {
     const u = await candidateSums(opts, index, scanner);
     await index.save().catch((err: unknown) => opts.warn(`cannot save the hash index: ${errorMessage(err)}`));
     if (u.candidates.length === 0) opts.warn('no candidate files: the whole image goes into the template');
-    image = await open(fsPath(opts.image), 'r');
     const found = await findParts({ opts, imageSize, candidates: u.candidates, sums: u.sums, image, scanner });
     const parts: PartEntry[] = found.chosen.map((m) => {
       const s = u.sums[m.candidate]!;
@@ -173,7 +177,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
       templateSize,
     };
   } finally {
-    await image?.close();
+    await image.close();
     await scanner.close();
   }
 }
