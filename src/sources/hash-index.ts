@@ -60,6 +60,7 @@ export class HashIndex {
   private files: Record<string, Entry> = {};
   private dirty = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  private saving: Promise<void> = Promise.resolve();
   readonly stats = { hits: 0, misses: 0 };
 
   private constructor(readonly file: string | undefined) {}
@@ -120,7 +121,15 @@ export class HashIndex {
   }
 
   /** Writes the changed entries, merged into whatever another process saved meanwhile. */
-  async save(): Promise<void> {
+  save(): Promise<void> {
+    // One save at a time: two at once would each merge into what is on disk, and the later rename
+    // would drop what the other wrote (the delayed save racing an explicit one lost entries).
+    const next = this.saving.then(() => this.saveNow());
+    this.saving = next.catch(() => undefined);
+    return next;
+  }
+
+  private async saveNow(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (!this.file || this.dirty.size === 0) return;
