@@ -5,7 +5,7 @@ import { errorMessage } from '../format/errors.js';
 import type { HashIndex } from '../sources/hash-index.js';
 import type { Scanner } from './scanner.js';
 import type { Candidate } from './candidates.js';
-import { HEAD_LENGTH } from './scan-protocol.js';
+import { CONFIRM, HEAD_LENGTH } from './scan-protocol.js';
 
 /**
  * What the scan needs of each candidate: RsyncSum64 of its first blockLength bytes, the strong checksum
@@ -14,7 +14,10 @@ import { HEAD_LENGTH } from './scan-protocol.js';
  */
 export interface CandidateSums {
   rsync: Buffer;
+  /** CONFIRM checksums of the head and of the whole file (what image bytes are compared with). */
   head: Buffer;
+  confirm: Buffer;
+  /** The template's checksum kind (what DESC and [Parts] carry). */
   sum: Buffer;
 }
 
@@ -30,10 +33,11 @@ export class SumSource {
     private readonly blockLength: number,
   ) {}
 
-  private fields(c: Candidate): { rsync: string; head: string; sum: string } {
+  private fields(c: Candidate): { rsync: string; head: string; confirm: string; sum: string } {
     return {
       rsync: `rsync64@${this.blockLength}`,
-      head: `${this.kind}@0+${Math.min(c.size, HEAD_LENGTH)}`,
+      head: `${CONFIRM}@0+${Math.min(c.size, HEAD_LENGTH)}`,
+      confirm: CONFIRM,
       sum: this.kind,
     };
   }
@@ -42,19 +46,21 @@ export class SumSource {
     const f = this.fields(c);
     const len = this.kind === 'md5' ? 16 : 32;
     const rsync = decodeB64(this.index.getValue(c.path, c.identity, f.rsync) ?? '', 8);
-    const head = decodeB64(this.index.getValue(c.path, c.identity, f.head) ?? '', len);
+    const head = decodeB64(this.index.getValue(c.path, c.identity, f.head) ?? '', 32);
+    const confirm = decodeB64(this.index.getValue(c.path, c.identity, f.confirm) ?? '', 32);
     const sum = decodeB64(this.index.getValue(c.path, c.identity, f.sum) ?? '', len);
-    return rsync && head && sum ? { rsync, head, sum } : undefined;
+    return rsync && head && confirm && sum ? { rsync, head, confirm, sum } : undefined;
   }
 
   private async compute(c: Candidate): Promise<CandidateSums> {
     this.reads++;
-    const { rsync, head, sum } = await this.scanner.fileSums(c.path, c.size, this.kind, this.blockLength);
+    const { rsync, head, sum, confirm } = await this.scanner.fileSums(c.path, c.size, this.kind, this.blockLength);
     const f = this.fields(c);
     this.index.setValue(c.path, c.identity, f.rsync, encodeB64(rsync));
     this.index.setValue(c.path, c.identity, f.head, encodeB64(head));
+    this.index.setValue(c.path, c.identity, f.confirm, encodeB64(confirm));
     this.index.setValue(c.path, c.identity, f.sum, encodeB64(sum));
-    return { rsync, head, sum };
+    return { rsync, head, confirm, sum };
   }
 
   /**

@@ -30,7 +30,7 @@ export interface Found {
 
 function scanSetup(job: FindJob): ScanSetup {
   const n = job.candidates.length;
-  const L = job.opts.kind === 'md5' ? 16 : 32;
+  const L = 32; // CONFIRM checksums
   const setup: ScanSetup = {
     imagePath: job.opts.image,
     imageSize: job.imageSize,
@@ -45,7 +45,7 @@ function scanSetup(job: FindJob): ScanSetup {
   job.sums.forEach((s, i) => {
     [setup.lo[i], setup.hi[i]] = parseSum(s.rsync);
     setup.sizes[i] = job.candidates[i]!.size;
-    setup.sums.set(s.sum, i * L);
+    setup.sums.set(s.confirm, i * L);
     setup.heads.set(s.head, i * L);
   });
   return setup;
@@ -59,7 +59,7 @@ export async function findParts(job: FindJob): Promise<Found> {
   scanner.setup(setup);
   scanner.onProgress = (bytes) => opts.progress.add(bytes);
   try {
-    const imageSum = scanner.hash(0, imageSize);
+    const imageSum = scanner.hash(0, imageSize, opts.kind);
     imageSum.catch(() => undefined); // awaited by the template writer
     opts.progress.start('scanning the image', imageSize);
     const disc = opts.iso && job.candidates.length > 0

@@ -1,7 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { DiscFormatError, detectDisc, listDisc, type DiscFile, type DiscKind } from '../discfs/index.js';
 import type { Match, Scanner, Stretch } from './scanner.js';
-import type { ScanSetup } from './scan-protocol.js';
+import { CONFIRM, type ScanSetup } from './scan-protocol.js';
 
 /**
  * ISO-aware matching: the image's own directory (discfs, our positional reader) says where each file's
@@ -88,7 +88,7 @@ export async function discMatches(
     const offset = candidates ? contiguous(f) : undefined;
     if (!candidates || offset === undefined || seen.has(`${offset}+${f.size}`)) continue;
     seen.add(`${offset}+${f.size}`);
-    jobs.push(scanner.hash(offset, f.size).then((sum) => {
+    jobs.push(scanner.hash(offset, f.size, CONFIRM).then((sum) => {
       onHashed(f.size);
       return candidates.filter((c) => sum.equals(sums.subarray(c * L, c * L + L))).map((candidate) => ({ offset, candidate }));
     }));

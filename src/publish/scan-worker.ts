@@ -9,7 +9,7 @@ import { parentPort } from 'node:worker_threads';
 import { fsPath } from '../format/byte-string.js';
 import { rsyncSum64 } from '../format/rsync.js';
 import { RollingScan, buildSumTable, type SumTable } from './scan-kernel.js';
-import { HEAD_LENGTH, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
+import { CONFIRM, HEAD_LENGTH, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
 
 const CHUNK = 2 * 1024 * 1024;
 const HASH_BLOCK = 1024 * 1024;
@@ -27,18 +27,18 @@ function send(msg: ScanReply): void {
   parentPort!.postMessage(msg);
 }
 
-function hashRange(offset: number, length: number, kind = setup!.kind, from = fd): Buffer {
-  const h = createHash(kind);
+function hashRange(offset: number, length: number, kinds: string[], from = fd): Buffer[] {
+  const hs = kinds.map((k) => createHash(k));
   let pos = offset;
   let left = length;
   while (left > 0) {
     const n = readSync(from, hashBuf, 0, Math.min(HASH_BLOCK, left), pos);
     if (n === 0) throw new Error(from === fd ? 'image ended early (changed while scanned?)' : 'file is shorter than when it was listed');
-    h.update(hashBuf.subarray(0, n));
+    for (const h of hs) h.update(hashBuf.subarray(0, n));
     pos += n;
     left -= n;
   }
-  return h.digest();
+  return hs.map((h) => h.digest());
 }
 
 /** Confirms hits at one offset: head checksum, then whole-length checksum, each computed once per length. */
@@ -47,7 +47,7 @@ class Confirmer {
   private readonly sumLength: number;
   constructor(private readonly s: ScanSetup) {
     this.lastHit = new Float64Array(s.sizes.length).fill(-2);
-    this.sumLength = s.kind === 'md5' ? 16 : 32;
+    this.sumLength = 32; // CONFIRM
   }
 
   confirm(at: number, candidates: number[], limit: number, out: number[]): void {
@@ -61,10 +61,10 @@ class Confirmer {
       const L = this.sumLength;
       const headLen = Math.min(size, HEAD_LENGTH);
       let head = heads.get(headLen);
-      if (!head) heads.set(headLen, (head = hashRange(at, headLen)));
+      if (!head) heads.set(headLen, (head = hashRange(at, headLen, [CONFIRM])[0]!));
       if (!head.equals(this.s.heads.subarray(c * L, c * L + L))) continue;
       let whole = size === headLen ? head : wholes.get(size);
-      if (!whole) wholes.set(size, (whole = hashRange(at, size)));
+      if (!whole) wholes.set(size, (whole = hashRange(at, size, [CONFIRM])[0]!));
       if (whole.equals(this.s.sums.subarray(c * L, c * L + L))) out.push(at, c);
     }
   }
@@ -80,9 +80,10 @@ function fileSums(path: string, size: number, kind: string, blockLength: number)
     const head = Buffer.alloc(headLen);
     if (readSync(file, head, 0, headLen, 0) !== headLen) throw new Error('file is shorter than when it was listed');
     const rsync = rsyncSum64(head.subarray(0, blockLength));
-    const headSum = createHash(kind).update(head).digest();
-    const whole = headLen === size ? headSum : hashRange(0, size, kind as ScanSetup['kind'], file);
-    return { op: 'file', id: 0, rsync, head: headSum, sum: whole };
+    const headSum = createHash(CONFIRM).update(head).digest();
+    const kinds = kind === CONFIRM ? [CONFIRM] : [CONFIRM, kind];
+    const [confirm, sum] = hashRange(0, size, kinds, file);
+    return { op: 'file', id: 0, rsync, head: headSum, confirm: confirm!, sum: sum ?? confirm! };
   } finally {
     closeSync(file);
   }
@@ -139,7 +140,7 @@ parentPort!.on('message', (msg: ScanRequest) => {
     } else if (msg.op === 'scan') {
       send({ op: 'matches', id: msg.id, matches: scanSlice(msg.from, msg.to, msg.limit) });
     } else if (msg.op === 'hash') {
-      send({ op: 'sum', id: msg.id, sum: hashRange(msg.offset, msg.length) });
+      send({ op: 'sum', id: msg.id, sum: hashRange(msg.offset, msg.length, [msg.kind])[0]! });
     } else {
       send({ ...fileSums(msg.path, msg.size, msg.kind, msg.blockLength), id: msg.id });
     }

@@ -33,7 +33,7 @@ export interface Match {
 
 type Job =
   | ({ op: 'scan' } & Stretch)
-  | { op: 'hash'; offset: number; length: number }
+  | { op: 'hash'; offset: number; length: number; kind: ChecksumKind }
   | { op: 'file'; path: string; size: number; kind: ChecksumKind; blockLength: number };
 
 interface Waiting {
@@ -103,16 +103,16 @@ export class Scanner {
   }
 
   /** A candidate file's sums (one read of the file, on a worker). */
-  async fileSums(path: string, size: number, kind: ChecksumKind, blockLength: number): Promise<{ rsync: Buffer; head: Buffer; sum: Buffer }> {
+  async fileSums(path: string, size: number, kind: ChecksumKind, blockLength: number): Promise<{ rsync: Buffer; head: Buffer; sum: Buffer; confirm: Buffer }> {
     const r = await this.run({ op: 'file', path, size, kind, blockLength });
     if (r.op !== 'file') throw new Error('scan worker: unexpected reply');
     const b = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-    return { rsync: b(r.rsync), head: b(r.head), sum: b(r.sum) };
+    return { rsync: b(r.rsync), head: b(r.head), sum: b(r.sum), confirm: b(r.confirm) };
   }
 
   /** Checksum of image[offset, offset + length) on a worker. */
-  async hash(offset: number, length: number): Promise<Buffer> {
-    const r = await this.run({ op: 'hash', offset, length });
+  async hash(offset: number, length: number, kind: ChecksumKind): Promise<Buffer> {
+    const r = await this.run({ op: 'hash', offset, length, kind });
     if (r.op !== 'sum') throw new Error('scan worker: unexpected reply');
     return Buffer.from(r.sum.buffer, r.sum.byteOffset, r.sum.byteLength);
   }
