@@ -22,6 +22,7 @@ let table: SumTable | undefined;
 let fd = -1;
 const hashBuf = Buffer.allocUnsafe(HASH_BLOCK);
 let scanBuf = Buffer.alloc(0);
+const headBuf = Buffer.allocUnsafe(HEAD_LENGTH);
 
 function send(msg: ScanReply): void {
   parentPort!.postMessage(msg);
@@ -77,7 +78,7 @@ function fileSums(path: string, size: number, kind: string, blockLength: number)
   const file = openSync(fsPath(path), 'r');
   try {
     const headLen = Math.min(size, HEAD_LENGTH);
-    const head = Buffer.alloc(headLen);
+    const head = headBuf.subarray(0, headLen); // reused: a buffer per file kept ~60 MB of garbage alive
     if (readSync(file, head, 0, headLen, 0) !== headLen) throw new Error('file is shorter than when it was listed');
     const rsync = rsyncSum64(head.subarray(0, blockLength));
     const headSum = createHash(CONFIRM).update(head).digest();
