@@ -3,6 +3,7 @@ import { shown } from '../format/byte-string.js';
 import { JigdoError, UsageError, errorMessage } from '../format/errors.js';
 import { registerInfo } from './commands/info.js';
 import { registerMakeImage } from './commands/make-image.js';
+import { registerMakeTemplate } from './commands/make-template.js';
 import { registerMissing } from './commands/missing.js';
 import { registerVerify } from './commands/verify.js';
 import { registerMount } from './commands/mount.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerMissing(program);
   registerVerify(program);
   registerMakeImage(program);
+  registerMakeTemplate(program);
   registerMount(program);
   registerUmount(program);
   registerStatus(program);

@@ -184,3 +184,21 @@ export function readmeRows(): string[] {
   const keys = configKeysText();
   return SOURCE_OPTIONS.filter((o) => o.flags && o.readme).map((o) => `| \`${o.flags!.replace(/<([^>]+)>/g, '$1')}\` | ${o.readme!.replace(CONFIG_KEYS, keys)} |`);
 }
+
+/** make-template's own options (jigdo-file's names and meanings; issue 9), as commander declares them. */
+export const MAKE_TEMPLATE_OPTIONS: ReadonlyArray<{ flags: string; help: string }> = [
+  { flags: '-j, --jigdo <FILE>', help: 'the .jigdo to write (default: IMAGE without .iso, plus .jigdo)' },
+  { flags: '-t, --template <FILE>', help: 'the .template to write (default: IMAGE without .iso, plus .template)' },
+  { flags: '--label <LABEL=DIR>', help: 'name the location DIR (as given before //) LABEL in [Servers] (repeatable)' },
+  { flags: '--uri <LABEL=URI>', help: 'the URI of a --label in [Servers] instead of file:DIR/ (repeatable)' },
+  { flags: '--merge <FILE>', help: 'start from this .jigdo: keep its [Image] texts, [Servers] and comments' },
+  { flags: '-C, --checksum <KIND>', help: 'md5 (Version=1.2, the default) or sha256 (Version=2.0)' },
+  { flags: '--min-length <N>', help: 'smallest file to match, and the rolling block length (default 1024, at least 256)' },
+  { flags: '-T, --files-from <FILE>', help: 'read more candidate names from FILE, one a line (- = stdin)' },
+  { flags: '--bzip2', help: 'compress the template data with bzip2 (default gzip -9)' },
+  { flags: '--gzip', help: 'compress the template data with gzip -9 (the default)' },
+  { flags: '--force', help: 'overwrite existing output files' },
+  { flags: '--no-iso', help: 'never read the image as a disc: scan it all with the rolling checksum' },
+  { flags: '--cache-dir <DIR>', help: 'where the hash index of candidate files lives (default: $XDG_CACHE_HOME/jigdofs)' },
+  { flags: '-q, --quiet', help: 'no progress, no summary; only warnings and errors' },
+];

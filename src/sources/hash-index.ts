@@ -60,6 +60,7 @@ export class HashIndex {
   private files: Record<string, Entry> = {};
   private dirty = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  private saving: Promise<void> = Promise.resolve();
   readonly stats = { hits: 0, misses: 0 };
 
   private constructor(readonly file: string | undefined) {}
@@ -77,8 +78,16 @@ export class HashIndex {
   }
 
   get(file: string, id: FileIdentity, kind: ChecksumKind, offset?: number, length?: number | string): string | undefined {
+    return this.getValue(file, id, HashIndex.field(kind, offset, length));
+  }
+
+  /**
+   * Any other value kept for a file under the same identity rule, e.g. make-template's `rsync64@1024`
+   * (RsyncSum64 of the first 1024 bytes, as jigdo-file's cache keeps it).
+   */
+  getValue(file: string, id: FileIdentity, field: string): string | undefined {
     const e = this.files[file];
-    const sum = e && sameIdentity(e, id) ? e.sums[HashIndex.field(kind, offset, length)] : undefined;
+    const sum = e && sameIdentity(e, id) ? e.sums[field] : undefined;
     if (sum) this.stats.hits++;
     else this.stats.misses++;
     return sum;
@@ -90,9 +99,13 @@ export class HashIndex {
   }
 
   set(file: string, id: FileIdentity, kind: ChecksumKind, sum: string, offset?: number, length?: number | string): void {
+    this.setValue(file, id, HashIndex.field(kind, offset, length), sum);
+  }
+
+  setValue(file: string, id: FileIdentity, field: string, sum: string): void {
     let e = this.files[file];
     if (!e || !sameIdentity(e, id)) this.files[file] = e = { ...pickIdentity(id), sums: {} };
-    e.sums[HashIndex.field(kind, offset, length)] = sum;
+    e.sums[field] = sum;
     this.dirty.add(file);
     if (this.file && !this.timer) {
       this.timer = setTimeout(() => void this.save().catch(() => undefined), SAVE_DELAY_MS);
@@ -108,7 +121,15 @@ export class HashIndex {
   }
 
   /** Writes the changed entries, merged into whatever another process saved meanwhile. */
-  async save(): Promise<void> {
+  save(): Promise<void> {
+    // One save at a time: two at once would each merge into what is on disk, and the later rename
+    // would drop what the other wrote (the delayed save racing an explicit one lost entries).
+    const next = this.saving.then(() => this.saveNow());
+    this.saving = next.catch(() => undefined);
+    return next;
+  }
+
+  private async saveNow(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (!this.file || this.dirty.size === 0) return;

@@ -77,3 +77,16 @@ test('forget drops an entry, on disk too, and the index file is private (0600) u
     process.umask(old);
   }
 });
+
+test('two saves of one index at once lose nothing (the delayed save racing an explicit one)', async () => {
+  const file = path.join(work, 'race.json');
+  const index = await HashIndex.load(file);
+  const id = { size: 1, mtimeMs: 1, ctimeMs: 1, ino: 1, dev: 1 };
+  for (let i = 0; i < 200; i++) index.set(`/a/${i}`, id, 'md5', `A${i}`);
+  const first = index.save(); // still reading what is on disk when the second starts
+  for (let i = 0; i < 200; i++) index.set(`/b/${i}`, id, 'md5', `B${i}`);
+  await Promise.all([first, index.save()]);
+  const again = await HashIndex.load(file);
+  assert.equal(again.get('/a/7', id, 'md5'), 'A7');
+  assert.equal(again.get('/b/7', id, 'md5'), 'B7');
+});

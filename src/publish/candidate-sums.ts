@@ -1,0 +1,88 @@
+import { decodeB64, encodeB64 } from '../format/base64.js';
+import { shown } from '../format/byte-string.js';
+import type { ChecksumKind } from '../format/checksum.js';
+import { errorMessage } from '../format/errors.js';
+import type { HashIndex } from '../sources/hash-index.js';
+import type { Scanner } from './scanner.js';
+import type { Candidate } from './candidates.js';
+import { CONFIRM, HEAD_LENGTH } from './scan-protocol.js';
+
+/**
+ * What the scan needs of each candidate: RsyncSum64 of its first blockLength bytes, the strong checksum
+ * of its head (first 64 KiB) and of the whole file. Kept in the persistent hash index (path + identity),
+ * so a second run over the same tree opens no candidate file: `reads` counts the files actually read.
+ */
+export interface CandidateSums {
+  rsync: Buffer;
+  /** CONFIRM checksums of the head and of the whole file (what image bytes are compared with). */
+  head: Buffer;
+  confirm: Buffer;
+  /** The template's checksum kind (what DESC and [Parts] carry). */
+  sum: Buffer;
+}
+
+const IN_FLIGHT = 4;
+
+export class SumSource {
+  reads = 0;
+
+  constructor(
+    private readonly index: HashIndex,
+    private readonly scanner: Scanner,
+    private readonly kind: ChecksumKind,
+    private readonly blockLength: number,
+  ) {}
+
+  private fields(c: Candidate): { rsync: string; head: string; confirm: string; sum: string } {
+    return {
+      rsync: `rsync64@${this.blockLength}`,
+      head: `${CONFIRM}@0+${Math.min(c.size, HEAD_LENGTH)}`,
+      confirm: CONFIRM,
+      sum: this.kind,
+    };
+  }
+
+  private cached(c: Candidate): CandidateSums | undefined {
+    const f = this.fields(c);
+    const len = this.kind === 'md5' ? 16 : 32;
+    const rsync = decodeB64(this.index.getValue(c.path, c.identity, f.rsync) ?? '', 8);
+    const head = decodeB64(this.index.getValue(c.path, c.identity, f.head) ?? '', 32);
+    const confirm = decodeB64(this.index.getValue(c.path, c.identity, f.confirm) ?? '', 32);
+    const sum = decodeB64(this.index.getValue(c.path, c.identity, f.sum) ?? '', len);
+    return rsync && head && confirm && sum ? { rsync, head, confirm, sum } : undefined;
+  }
+
+  private async compute(c: Candidate): Promise<CandidateSums> {
+    this.reads++;
+    const { rsync, head, sum, confirm } = await this.scanner.fileSums(c.path, c.size, this.kind, this.blockLength);
+    const f = this.fields(c);
+    this.index.setValue(c.path, c.identity, f.rsync, encodeB64(rsync));
+    this.index.setValue(c.path, c.identity, f.head, encodeB64(head));
+    this.index.setValue(c.path, c.identity, f.confirm, encodeB64(confirm));
+    this.index.setValue(c.path, c.identity, f.sum, encodeB64(sum));
+    return { rsync, head, confirm, sum };
+  }
+
+  /**
+   * The sums of every candidate, in order; a file that cannot be read is warned about and left out
+   * (undefined), as jigdo-file skips it.
+   */
+  async all(candidates: Candidate[], warn: (line: string) => void, onDone?: (c: Candidate) => void): Promise<Array<CandidateSums | undefined>> {
+    const out = new Array<CandidateSums | undefined>(candidates.length);
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < candidates.length) {
+        const i = next++;
+        const c = candidates[i]!;
+        try {
+          out[i] = this.cached(c) ?? (await this.compute(c));
+        } catch (err) {
+          warn(`${shown(c.path)}: ${errorMessage(err)} (not used)`);
+        }
+        onDone?.(c);
+      }
+    };
+    await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
+    return out;
+  }
+}

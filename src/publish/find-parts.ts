@@ -1,0 +1,79 @@
+import type { FileHandle } from 'node:fs/promises';
+import type { Candidate } from './candidates.js';
+import type { CandidateSums } from './candidate-sums.js';
+import type { MakeTemplateOptions } from './make-template.js';
+import { parseSum } from '../format/rsync-rolling.js';
+import { Scanner, type Match } from './scanner.js';
+import type { ScanSetup } from './scan-protocol.js';
+import { selectMatches } from './select.js';
+import { discMatches } from './iso-match.js';
+
+/**
+ * Finds the parts in the image: the generic rolling scan over the whole image (or, for a disc image,
+ * over what its directory does not explain — iso-match.ts), then jigdo-file's greedy choice. The image
+ * checksum is computed on a scan worker meanwhile.
+ */
+export interface FindJob {
+  opts: MakeTemplateOptions;
+  imageSize: number;
+  candidates: Candidate[];
+  sums: CandidateSums[];
+  image: FileHandle;
+  scanner: Scanner;
+}
+
+export interface Found {
+  mode: 'iso9660' | 'udf' | 'generic';
+  chosen: Match[];
+  imageSum: () => Promise<Buffer>;
+}
+
+function scanSetup(job: FindJob): ScanSetup {
+  const n = job.candidates.length;
+  const L = 32; // CONFIRM checksums
+  const setup: ScanSetup = {
+    imagePath: job.opts.image,
+    imageSize: job.imageSize,
+    blockLength: job.opts.minLength,
+    kind: job.opts.kind,
+    lo: new Int32Array(n),
+    hi: new Int32Array(n),
+    sizes: new Float64Array(n),
+    sums: new Uint8Array(n * L),
+    heads: new Uint8Array(n * L),
+  };
+  job.sums.forEach((s, i) => {
+    [setup.lo[i], setup.hi[i]] = parseSum(s.rsync);
+    setup.sizes[i] = job.candidates[i]!.size;
+    setup.sums.set(s.confirm, i * L);
+    setup.heads.set(s.head, i * L);
+  });
+  return setup;
+}
+
+export async function findParts(job: FindJob): Promise<Found> {
+  const { opts, imageSize } = job;
+  const setup = scanSetup(job);
+  let matched = 0;
+  const { scanner } = job;
+  scanner.setup(setup);
+  scanner.onProgress = (bytes) => opts.progress.add(bytes);
+  try {
+    const imageSum = scanner.hash(0, imageSize, opts.kind);
+    imageSum.catch(() => undefined); // awaited by the template writer
+    opts.progress.start('scanning the image', imageSize);
+    const disc = opts.iso && job.candidates.length > 0
+      ? await discMatches(job.image, setup, scanner, opts.warn, (n) => opts.progress.add(n))
+      : undefined;
+    const rest = disc ? disc.rest : [{ from: 0, to: imageSize, limit: imageSize }];
+    const matches = job.candidates.length === 0 ? [] : [...(disc?.matches ?? []), ...(await scanner.scan(rest))];
+    matched = matches.length;
+    opts.progress.matched = matched;
+    opts.progress.stop();
+    const chosen = selectMatches(matches, setup.sizes);
+    const sum = await imageSum;
+    return { mode: disc ? disc.kind : 'generic', chosen, imageSum: () => Promise.resolve(sum) };
+  } finally {
+    opts.progress.stop();
+  }
+}

@@ -1,0 +1,183 @@
+import { open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { encodeB64 } from '../format/base64.js';
+import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
+import type { ChecksumKind } from '../format/checksum.js';
+import { JigdoError, errorMessage } from '../format/errors.js';
+import { parseSum } from '../format/rsync-rolling.js';
+import { HashIndex } from '../sources/hash-index.js';
+import { findCandidates, type Candidate } from './candidates.js';
+import { SumSource, type CandidateSums } from './candidate-sums.js';
+import { buildJigdo } from './jigdo-writer.js';
+import type { Progress } from './progress.js';
+import { findParts } from './find-parts.js';
+import { Scanner } from './scanner.js';
+import { CREATOR, writeTemplate, type PartEntry } from './template-writer.js';
+
+/** make-template (issue 9): image + candidate files → .jigdo + .template, as jigdo-file writes them. */
+export interface MakeTemplateOptions {
+  image: string;
+  files: string[];
+  jigdo: string;
+  template: string;
+  labels: Map<string, string>;
+  uris: Map<string, string>;
+  merge?: string;
+  kind: ChecksumKind;
+  minLength: number;
+  compression: 'gzip' | 'bzip2';
+  force: boolean;
+  cacheDir: string;
+  /** false: never read the image as a disc (--no-iso). */
+  iso: boolean;
+  progress: Progress;
+  warn: (line: string) => void;
+}
+
+export interface MakeTemplateResult {
+  mode: 'iso9660' | 'udf' | 'generic';
+  imageSize: number;
+  candidates: number;
+  /** Candidate files read (not answered by the hash index). */
+  reads: number;
+  parts: number;
+  matchedBytes: number;
+  templateSize: number;
+}
+
+async function checkImage(image: string): Promise<number> {
+  let st;
+  try {
+    st = await stat(fsPath(image));
+  } catch (err) {
+    throw new JigdoError(image, `cannot read the image: ${errorMessage(err)}`);
+  }
+  if (st.isDirectory()) throw new JigdoError(image, 'is a directory, not an image file');
+  if (!st.isFile() && !st.isBlockDevice()) throw new JigdoError(image, 'is not a regular file');
+  return st.size;
+}
+
+async function checkOutputs(opts: MakeTemplateOptions): Promise<void> {
+  if (path.resolve(opts.jigdo) === path.resolve(opts.template)) throw new JigdoError(opts.jigdo, 'the .jigdo and the .template would be the same file');
+  if (opts.force) return;
+  for (const out of [opts.jigdo, opts.template]) {
+    const exists = await stat(fsPath(out)).then(() => true, () => false);
+    if (exists) throw new JigdoError(out, 'exists already (use --force to overwrite it)');
+  }
+}
+
+async function mergeLines(file: string | undefined): Promise<string[]> {
+  if (!file) return [];
+  try {
+    const text = decodeBytes(await readFile(fsPath(file)));
+    const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
+    if (lines[lines.length - 1] === '') lines.pop();
+    return lines;
+  } catch (err) {
+    throw new JigdoError(file, `cannot read the file to merge: ${errorMessage(err)}`);
+  }
+}
+
+interface Usable {
+  candidates: Candidate[];
+  sums: CandidateSums[];
+}
+
+async function candidateSums(opts: MakeTemplateOptions, index: HashIndex, scanner: Scanner): Promise<Usable & { reads: number; found: number }> {
+  const found = (await findCandidates(opts.files, opts.warn)).filter((c) => c.size >= opts.minLength);
+  const source = new SumSource(index, scanner, opts.kind, opts.minLength);
+  opts.progress.start('checksums of candidate files', found.reduce((n, c) => n + c.size, 0));
+  const sums = await source.all(found, opts.warn, (c) => opts.progress.add(c.size));
+  opts.progress.stop();
+  const usable: Usable = { candidates: [], sums: [] };
+  found.forEach((c, i) => {
+    if (!sums[i]) return;
+    usable.candidates.push(c);
+    usable.sums.push(sums[i]!);
+  });
+  return { ...usable, reads: source.reads, found: found.length };
+}
+
+/** Writes to temporary names beside the outputs; renames both only once both are complete. */
+async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageSize: number, parts: PartEntry[], imageSum: () => Promise<Buffer>, u: Usable, chosen: number[]): Promise<number> {
+  const suffix = `.${process.pid}.tmp`;
+  const tmpTemplate = opts.template + suffix;
+  const tmpJigdo = opts.jigdo + suffix;
+  try {
+    const out = await open(fsPath(tmpTemplate), 'wx');
+    let result;
+    try {
+      opts.progress.start('writing the template', imageSize - parts.reduce((s, p) => s + p.length, 0));
+      let last = 0;
+      result = await writeTemplate({
+        out, image, imageSize, parts, kind: opts.kind, compression: opts.compression, blockLength: opts.minLength, imageSum,
+        onRaw: (n) => { opts.progress.add(n - last); last = n; },
+      });
+    } finally {
+      opts.progress.stop();
+      await out.close();
+    }
+    const jigdo = buildJigdo({
+      merge: await mergeLines(opts.merge),
+      version: opts.kind === 'md5' ? '1.2' : '2.0',
+      generator: CREATOR,
+      imageName: path.basename(opts.image),
+      templateName: path.basename(opts.template),
+      templateSum: encodeB64(result.templateSum),
+      sumLabel: opts.kind === 'md5' ? 'Template-MD5Sum' : 'Template-SHA256Sum',
+      parts: chosen.map((c, i) => ({ key: encodeB64(parts[i]!.sum), location: u.candidates[c]!.location, leaf: u.candidates[c]!.leaf })),
+      labels: opts.labels,
+      uris: opts.uris,
+    });
+    const jf = await open(fsPath(tmpJigdo), 'wx');
+    try {
+      await jf.write(jigdo, 0, jigdo.length, 0);
+    } finally {
+      await jf.close();
+    }
+    await rename(fsPath(tmpTemplate), fsPath(opts.template));
+    await rename(fsPath(tmpJigdo), fsPath(opts.jigdo));
+    return result.size;
+  } catch (err) {
+    await rm(fsPath(tmpTemplate), { force: true });
+    await rm(fsPath(tmpJigdo), { force: true });
+    throw err instanceof JigdoError ? err : new JigdoError(opts.template, `cannot write the template: ${shown(errorMessage(err))}`);
+  }
+}
+
+export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTemplateResult> {
+  const imageSize = await checkImage(opts.image);
+  await checkOutputs(opts);
+  const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
+  let image: FileHandle;
+  try {
+    image = await open(fsPath(opts.image), 'r');
+  } catch (err) {
+    throw new JigdoError(opts.image, `cannot read the image: ${errorMessage(err)}`);
+  }
+  const scanner = new Scanner();
+  try {
+    const u = await candidateSums(opts, index, scanner);
+    await index.save().catch((err: unknown) => opts.warn(`cannot save the hash index: ${errorMessage(err)}`));
+    if (u.candidates.length === 0) opts.warn('no candidate files: the whole image goes into the template');
+    const found = await findParts({ opts, imageSize, candidates: u.candidates, sums: u.sums, image, scanner });
+    const parts: PartEntry[] = found.chosen.map((m) => {
+      const s = u.sums[m.candidate]!;
+      parseSum(s.rsync); // 8 bytes, checked
+      return { offset: m.offset, length: u.candidates[m.candidate]!.size, rsync: s.rsync, sum: s.sum };
+    });
+    const templateSize = await writeOutputs(opts, image, imageSize, parts, found.imageSum, u, found.chosen.map((m) => m.candidate));
+    return {
+      mode: found.mode,
+      imageSize,
+      candidates: u.candidates.length,
+      reads: u.reads,
+      parts: parts.length,
+      matchedBytes: parts.reduce((s, p) => s + p.length, 0),
+      templateSize,
+    };
+  } finally {
+    await image.close();
+    await scanner.close();
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * A scan worker thread: rolls RsyncSum64 over slices of the image (scan-kernel.ts) and confirms each hit
+ * by the strong checksum of the image bytes (first the candidate's head, then the whole length), so only
+ * real matches travel back. Synchronous reads: this thread does nothing else.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+import { fsPath } from '../format/byte-string.js';
+import { rsyncSum64 } from '../format/rsync.js';
+import { RollingScan, buildSumTable, type SumTable } from './scan-kernel.js';
+import { CONFIRM, HEAD_LENGTH, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
+
+const CHUNK = 2 * 1024 * 1024;
+const HASH_BLOCK = 1024 * 1024;
+/** In a run of hits on consecutive offsets (zeros, repeated patterns), only these alignments are checked. */
+const RUN_ALIGN = 512;
+const PROGRESS_EVERY = 16 * 1024 * 1024;
+
+let setup: ScanSetup | undefined;
+let table: SumTable | undefined;
+let fd = -1;
+const hashBuf = Buffer.allocUnsafe(HASH_BLOCK);
+let scanBuf = Buffer.alloc(0);
+const headBuf = Buffer.allocUnsafe(HEAD_LENGTH);
+
+function send(msg: ScanReply): void {
+  parentPort!.postMessage(msg);
+}
+
+function hashRange(offset: number, length: number, kinds: string[], from = fd): Buffer[] {
+  const hs = kinds.map((k) => createHash(k));
+  let pos = offset;
+  let left = length;
+  while (left > 0) {
+    const n = readSync(from, hashBuf, 0, Math.min(HASH_BLOCK, left), pos);
+    if (n === 0) throw new Error(from === fd ? 'image ended early (changed while scanned?)' : 'file is shorter than when it was listed');
+    for (const h of hs) h.update(hashBuf.subarray(0, n));
+    pos += n;
+    left -= n;
+  }
+  return hs.map((h) => h.digest());
+}
+
+/** Confirms hits at one offset: head checksum, then whole-length checksum, each computed once per length. */
+class Confirmer {
+  private readonly lastHit: Float64Array;
+  private readonly sumLength: number;
+  constructor(private readonly s: ScanSetup) {
+    this.lastHit = new Float64Array(s.sizes.length).fill(-2);
+    this.sumLength = 32; // CONFIRM
+  }
+
+  confirm(at: number, candidates: number[], limit: number, out: number[]): void {
+    const heads = new Map<number, Buffer>();
+    const wholes = new Map<number, Buffer>();
+    for (const c of candidates) {
+      const size = this.s.sizes[c]!;
+      const inRun = this.lastHit[c] === at - 1;
+      this.lastHit[c] = at;
+      if (at + size > limit || (inRun && at % RUN_ALIGN !== 0)) continue;
+      const L = this.sumLength;
+      const headLen = Math.min(size, HEAD_LENGTH);
+      let head = heads.get(headLen);
+      if (!head) heads.set(headLen, (head = hashRange(at, headLen, [CONFIRM])[0]!));
+      if (!head.equals(this.s.heads.subarray(c * L, c * L + L))) continue;
+      let whole = size === headLen ? head : wholes.get(size);
+      if (!whole) wholes.set(size, (whole = hashRange(at, size, [CONFIRM])[0]!));
+      if (whole.equals(this.s.sums.subarray(c * L, c * L + L))) out.push(at, c);
+    }
+  }
+}
+
+let confirmer: Confirmer | undefined;
+
+/** One read of a candidate file: its first-block RsyncSum64, head checksum and whole checksum. */
+function fileSums(path: string, size: number, kind: string, blockLength: number): Extract<ScanReply, { op: 'file' }> {
+  const file = openSync(fsPath(path), 'r');
+  try {
+    const headLen = Math.min(size, HEAD_LENGTH);
+    const head = headBuf.subarray(0, headLen); // reused: a buffer per file kept ~60 MB of garbage alive
+    if (readSync(file, head, 0, headLen, 0) !== headLen) throw new Error('file is shorter than when it was listed');
+    const rsync = rsyncSum64(head.subarray(0, blockLength));
+    const headSum = createHash(CONFIRM).update(head).digest();
+    const kinds = kind === CONFIRM ? [CONFIRM] : [CONFIRM, kind];
+    const [confirm, sum] = hashRange(0, size, kinds, file);
+    return { op: 'file', id: 0, rsync, head: headSum, confirm: confirm!, sum: sum ?? confirm! };
+  } finally {
+    closeSync(file);
+  }
+}
+
+function scanSlice(from: number, to: number, limit: number): number[] {
+  const s = setup!;
+  const B = s.blockLength;
+  const matches: number[] = [];
+  const roll = new RollingScan(B, table!);
+  if (scanBuf.length < CHUNK + B) scanBuf = Buffer.allocUnsafe(CHUNK + B);
+  const buf = scanBuf;
+  const end = Math.min(to + B - 1, s.imageSize); // the last window starting before `to` ends here
+  let pos = from;
+  let carry = 0;
+  let reported = 0;
+  const hits: number[] = [];
+  while (pos < end) {
+    const n = readSync(fd, buf, carry, Math.min(CHUNK, end - pos), pos);
+    if (n === 0) throw new Error('image ended early (changed while scanned?)');
+    const len = carry + n;
+    const base = pos - carry; // image offset of buf[0]
+    hits.length = 0;
+    roll.scan(buf, len, (i, c) => hits.push(base + i, c));
+    for (let k = 0; k < hits.length; ) {
+      const at = hits[k]!;
+      const group: number[] = [];
+      while (k < hits.length && hits[k] === at) { group.push(hits[k + 1]!); k += 2; }
+      if (at < to) confirmer!.confirm(at, group, limit, matches);
+    }
+    pos += n;
+    if (len >= B) {
+      buf.copyWithin(0, len - (B - 1), len);
+      carry = B - 1;
+    } else carry = len;
+    const covered = Math.min(pos, to) - from;
+    if (covered - reported >= PROGRESS_EVERY) {
+      send({ op: 'progress', bytes: covered - reported });
+      reported = covered;
+    }
+  }
+  send({ op: 'progress', bytes: to - from - reported });
+  return matches;
+}
+
+parentPort!.on('message', (msg: ScanRequest) => {
+  try {
+    if (msg.op === 'setup') {
+      setup = msg.setup;
+      table = buildSumTable(setup.lo, setup.hi);
+      confirmer = new Confirmer(setup);
+      if (fd >= 0) closeSync(fd);
+      fd = openSync(fsPath(setup.imagePath), 'r');
+    } else if (msg.op === 'scan') {
+      send({ op: 'matches', id: msg.id, matches: scanSlice(msg.from, msg.to, msg.limit) });
+    } else if (msg.op === 'hash') {
+      send({ op: 'sum', id: msg.id, sum: hashRange(msg.offset, msg.length, [msg.kind])[0]! });
+    } else {
+      send({ ...fileSums(msg.path, msg.size, msg.kind, msg.blockLength), id: msg.id });
+    }
+  } catch (err) {
+    send({ op: 'error', id: 'id' in msg ? msg.id : -1, error: err instanceof Error ? err.message : String(err) });
+  }
+});

@@ -1,0 +1,32 @@
+import type { Match } from './scanner.js';
+
+/**
+ * Which of the confirmed matches become parts: jigdo-file's greedy rule. Its scan confirms matches in
+ * the order they end, keeps the first one that ends, and drops every pending match that started before
+ * that end. So: go through the matches by end offset and keep each one that starts at or after the end
+ * of the last one kept (a small file inside a big one wins; a file that is a prefix of another wins).
+ *
+ * Ties on the end offset follow jigdo-file's queue: a later start (a suffix) first; several files with
+ * the same bytes at the same offset are checked in rounds of `checksumBlock` bytes, each round reversing
+ * their order, starting from the last of them in candidate order.
+ */
+export const CHECKSUM_BLOCK = 128 * 1024;
+
+export function selectMatches(matches: Match[], sizes: ArrayLike<number>): Match[] {
+  const end = (m: Match): number => m.offset + sizes[m.candidate]!;
+  const sorted = [...matches].sort((a, b) => {
+    const d = end(a) - end(b);
+    if (d !== 0) return d;
+    if (a.offset !== b.offset) return b.offset - a.offset;
+    const rounds = Math.ceil(sizes[a.candidate]! / CHECKSUM_BLOCK);
+    return rounds % 2 === 1 ? b.candidate - a.candidate : a.candidate - b.candidate;
+  });
+  const kept: Match[] = [];
+  let free = 0;
+  for (const m of sorted) {
+    if (m.offset < free) continue;
+    kept.push(m);
+    free = end(m);
+  }
+  return kept;
+}

@@ -1,0 +1,193 @@
+/**
+ * make-template (issue 9) against Debian's jigdo-file as the oracle, on images built here (xorriso ISO,
+ * files concatenated with junk, a sparse image past 4 GiB): `jigdo-file ls` of our template lists the
+ * parts jigdo-file finds at the same offsets, our .jigdo equals jigdo-file's (but for the generator and
+ * the template checksum), and jigdo-file make-image rebuilds the image byte for byte from ours.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { assertCleanFailure, assertOk, prng, runCli } from '../helpers/cli.js';
+import { mountJigdo } from '../helpers/mount.js';
+
+const run = promisify(execFile);
+let work: string;
+let cache: string;
+
+function bytes(seed: number, n: number): Buffer {
+  const r = prng(seed);
+  return Buffer.from(Array.from({ length: n }, () => Math.floor(r() * 256)));
+}
+
+/** The tree the images are made of: sizes around the 1024-byte limit, a duplicate, a prefix, odd names. */
+const big = bytes(5, 300_000);
+const FILES: Record<string, Buffer> = {
+  'pool/a.bin': bytes(1, 5000),
+  'pool/b.bin': bytes(2, 40_000),
+  'pool/sub/b-copy.bin': bytes(2, 40_000),
+  'pool/small.bin': bytes(3, 500),
+  'pool/exact.bin': bytes(4, 1024),
+  'pool/big.bin': big,
+  'pool/prefix.bin': big.subarray(0, 3000),
+  "pool/with space/it's q.bin": bytes(6, 3000),
+};
+
+async function sh(cmd: string, args: string[]): Promise<string> {
+  return (await run(cmd, args, { cwd: work, maxBuffer: 1 << 26 })).stdout;
+}
+
+const jigdoFile = (image: string, base: string, args: string[], extra: string[] = []): Promise<string> =>
+  sh('jigdo-file', ['make-template', '--force', '--report=quiet', `--image=${image}`, `--jigdo=${base}.jigdo`, `--template=${base}.template`, ...extra, ...args]);
+
+async function ours(image: string, base: string, args: string[], extra: string[] = []): Promise<string> {
+  const r = await runCli(['make-template', image, ...args, '-j', `${base}.jigdo`, '-t', `${base}.template`, '--force', '--cache-dir', cache, ...extra], { cwd: work });
+  assertOk(r);
+  return r.stdout;
+}
+
+const ls = (base: string): Promise<string> => sh('jigdo-file', ['ls', `--template=${base}.template`]);
+
+/** The .jigdo without what must differ: the generator, the template's name and checksum. */
+async function jigdoText(base: string): Promise<string> {
+  return (await readFile(path.join(work, `${base}.jigdo`), 'utf8'))
+    .replace(/^Generator=.*$/m, 'Generator=')
+    .replace(/^Template=.*$/m, 'Template=')
+    .replace(/^(Template-(MD5|SHA256)Sum)=.*$/m, '$1=');
+}
+
+/** Both tools on the same inputs: same parts at the same offsets, same .jigdo, and jigdo-file rebuilds ours. */
+async function sameAsJigdoFile(image: string, name: string, args: string[], extra: string[] = []): Promise<void> {
+  await jigdoFile(image, `${name}-jf`, args, extra);
+  await ours(image, `${name}-us`, args, extra);
+  const theirs = await ls(`${name}-jf`);
+  assert.match(theirs, /need-file/);
+  assert.equal(await ls(`${name}-us`), theirs);
+  assert.equal(await jigdoText(`${name}-us`), await jigdoText(`${name}-jf`));
+  await rm(path.join(work, `${name}.out`), { force: true });
+  await sh('jigdo-file', ['make-image', '--report=quiet', `--image=${name}.out`, `--jigdo=${name}-us.jigdo`, `--template=${name}-us.template`, 'tree/']);
+  assert.ok((await readFile(path.join(work, `${name}.out`))).equals(await readFile(path.join(work, image))), 'jigdo-file rebuilt the image from our template');
+}
+
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-mktpl-'));
+  cache = path.join(work, 'cache');
+  for (const [name, data] of Object.entries(FILES)) {
+    await mkdir(path.dirname(path.join(work, 'tree', name)), { recursive: true });
+    await writeFile(path.join(work, 'tree', name), data);
+  }
+  await sh('xorriso', ['-as', 'mkisofs', '-quiet', '-R', '-J', '-o', 'img.iso', 'tree/pool']);
+  // Not a disc: junk, then the files (one twice, the prefix at the start of big), at odd offsets.
+  const f = (n: string): Buffer => FILES[`pool/${n}`]!;
+  await writeFile(path.join(work, 'img.raw'), Buffer.concat([bytes(9, 777), f('a.bin'), bytes(10, 100), f('b.bin'), f('small.bin'), f('exact.bin'), f('big.bin'), bytes(11, 3), f('b.bin'), f("with space/it's q.bin"), bytes(12, 999)]));
+});
+
+after(() => rm(work, { recursive: true, force: true }));
+
+describe('make-template = jigdo-file make-template', () => {
+  test('ISO (Rock Ridge + Joliet), md5, gzip, DIR// labels: same parts, same .jigdo, rebuilt by jigdo-file', async () => {
+    await sameAsJigdoFile('img.iso', 'iso-md5', ['tree//']);
+    const list = await ls('iso-md5-us');
+    assert.doesNotMatch(list, new RegExp(` 500 `), 'a 500-byte file stays in the template');
+    assert.match(list, /need-file-md5 +\d+ +1024 /, 'a 1024-byte file is a part');
+    const jigdo = await readFile(path.join(work, 'iso-md5-us.jigdo'), 'utf8');
+    assert.match(jigdo, /="A:pool\/with space\/it's q\.bin"/, 'a quoted part name');
+    assert.match(jigdo, /^A=file:tree\/$/m);
+  });
+
+  test('ISO, sha256, bzip2 (Version=2.0, types 8/9, BZIP parts)', async () => {
+    await sameAsJigdoFile('img.iso', 'iso-sha', ['tree//'], ['-C', 'sha256', '--bzip2']);
+    assert.match(await readFile(path.join(work, 'iso-sha-us.jigdo'), 'utf8'), /^Version=2\.0$/m);
+    const t = await readFile(path.join(work, 'iso-sha-us.template'));
+    assert.ok(t.includes(Buffer.from('BZIP')), 'bzip2 parts');
+  });
+
+  test('not a disc (files between junk, one twice, a prefix of another): the rolling scan finds what jigdo-file finds', async () => {
+    await sameAsJigdoFile('img.raw', 'raw', ['tree/pool']);
+    const list = await ls('raw-us');
+    assert.equal(list.match(/-lpB|need-file/g)!.length >= 6, true);
+  });
+
+  test('--merge keeps [Image] texts, [Servers] and comments; --label/--uri name the location', async () => {
+    await writeFile(path.join(work, 'merge.jigdo'), "# top comment\n[Image]\nShortInfo='Test image'\nInfo=Some <b>info</b>\nTemplate-MD5Sum=\n\n[Servers]\nOld=http://old.example/\n# servers comment\n\n[Parts]\n# parts comment\nxyzxyzxyzxyzxyzxyzxyzx=Old:x.bin\n");
+    const extra = ['--merge', 'merge.jigdo', '--label', 'Deb=tree', '--uri', 'Deb=http://deb.example/debian/'];
+    await sameAsJigdoFile('img.iso', 'merge', ['tree//'], extra);
+    const jigdo = await readFile(path.join(work, 'merge-us.jigdo'), 'utf8');
+    assert.match(jigdo, /^Deb=http:\/\/deb\.example\/debian\/$/m);
+    assert.match(jigdo, /^ShortInfo='Test image'$/m);
+    assert.match(jigdo, /^# parts comment$/m);
+  });
+});
+
+describe('make-template on its own', () => {
+  test('a second run over the same tree reads no candidate file (hash index); -T - reads names from stdin', async () => {
+    const first = await ours('img.raw', 'again', ['tree/pool'], ['--cache-dir', path.join(work, 'cache2')]);
+    assert.match(first, /7 candidate files, 7 read/);
+    const second = await ours('img.raw', 'again', ['tree/pool'], ['--cache-dir', path.join(work, 'cache2')]);
+    assert.match(second, /7 candidate files, 0 read/);
+    // The same candidates named on stdin (-T -): the same template.
+    const names = Object.keys(FILES).map((n) => `tree/${n}`).join('\n');
+    const r = await runCli(['make-template', 'img.raw', '-T', '-', '-j', 'stdin.jigdo', '-t', 'stdin.template', '--cache-dir', path.join(work, 'cache2')], { cwd: work, input: names });
+    assertOk(r);
+    assert.match(r.stdout, /7 candidate files, 0 read/);
+    assert.ok((await readFile(path.join(work, 'stdin.template'))).equals(await readFile(path.join(work, 'again.template'))));
+  });
+
+  test('offsets above 4 GiB (sparse image, generic scan)', async () => {
+    const fh = await open(path.join(work, 'sparse.img'), 'w');
+    await fh.write(FILES['pool/a.bin']!, 0, 5000, 4_500_000_000);
+    await fh.close();
+    await ours('sparse.img', 'sparse', ['tree/pool'], ['--quiet']);
+    const list = await ls('sparse');
+    assert.match(list, /need-file-md5 +4500000000 +5000 +4a0i/, list);
+    assert.match(list, /image-info-md5 +4500005000 /);
+  });
+
+  test("our own make-image and mount rebuild the image from our .jigdo + .template", async () => {
+    await ours('img.iso', 'own', ['tree//'], ['-C', 'sha256']);
+    const scan = ['--scan', path.join(work, 'tree'), '--offline', '--cache-dir', path.join(work, 'cache-own')];
+    assertOk(await runCli(['make-image', 'own.jigdo', '-o', 'own.iso', ...scan], { cwd: work }));
+    const image = await readFile(path.join(work, 'img.iso'));
+    assert.ok((await readFile(path.join(work, 'own.iso'))).equals(image), 'jigdofs make-image');
+    const m = await mountJigdo(path.join(work, 'own.jigdo'), scan.slice(0, 3));
+    try {
+      assert.ok((await readFile(m.file('img.iso'))).equals(image), 'read through the mount');
+    } finally {
+      await m.cleanup();
+    }
+  });
+
+  test('no candidates: a warning, and the whole image goes into the template', async () => {
+    const r = await runCli(['make-template', 'img.raw', '-j', 'none.jigdo', '-t', 'none.template', '--cache-dir', cache], { cwd: work });
+    assertOk(r);
+    assert.match(r.stderr, /warning: no candidate files/);
+    await rm(path.join(work, 'none.out'), { force: true });
+    await sh('jigdo-file', ['make-image', '--report=quiet', '--image=none.out', '--jigdo=none.jigdo', '--template=none.template']);
+    assert.ok((await readFile(path.join(work, 'none.out'))).equals(await readFile(path.join(work, 'img.raw'))));
+  });
+
+  test('bad input: one line naming the file, exit 1, nothing written', async () => {
+    assertCleanFailure(await runCli(['make-template', 'tree', 'tree/pool', '--cache-dir', cache], { cwd: work }), 'tree', /directory/);
+    assertCleanFailure(await runCli(['make-template', 'nope.iso', 'tree/pool', '--cache-dir', cache], { cwd: work }), 'nope.iso', /cannot read/);
+    await writeFile(path.join(work, 'kept.jigdo'), 'old');
+    const r = await runCli(['make-template', 'img.raw', 'tree/pool', '-j', 'kept.jigdo', '-t', 'kept.template', '--cache-dir', cache], { cwd: work });
+    assertCleanFailure(r, 'kept.jigdo', /exists/);
+    assert.equal(await readFile(path.join(work, 'kept.jigdo'), 'utf8'), 'old');
+    await assert.rejects(stat(path.join(work, 'kept.template')));
+    const left = (await sh('ls', ['-a'])).split('\n').filter((n) => n.endsWith('.tmp'));
+    assert.deepEqual(left, [], 'no temporary files left');
+  });
+
+  test('defaults: IMAGE without .iso, plus .jigdo and .template, beside the image', async () => {
+    await ours('img.iso', 'ignored', ['tree//']);
+    const r = await runCli(['make-template', 'img.iso', 'tree//', '--cache-dir', cache, '-q'], { cwd: work });
+    assertOk(r);
+    assert.equal(r.stdout, '');
+    const t = await readFile(path.join(work, 'img.template'));
+    assert.match(await readFile(path.join(work, 'img.jigdo'), 'utf8'), new RegExp(`Template-MD5Sum=${createHash('md5').update(t).digest('base64url')}`));
+  });
+});
