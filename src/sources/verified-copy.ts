@@ -25,6 +25,11 @@ export interface LocalCopy extends FileIdentity {
    * checksum and which nothing writes after its commit): the part store checks its identity before every read.
    */
   userFile?: boolean;
+  /**
+   * Not hashed: taken on trust because the job checks its whole output (make-image: the image checksum) and
+   * hashes every part again if that fails. Only LocalSources.deferChecks makes them; a mount never does.
+   */
+  deferred?: boolean;
 }
 
 declare const verifiedBrand: unique symbol;
@@ -77,6 +82,8 @@ export async function verifyLocalCopy(
   kind: ChecksumKind,
   at: { file: string; offset: number; length: number; whole: boolean },
   key: string,
+  /** The place is named for this part (a `--local` tree, a `file:` URI) and the job checks its whole output: no hash now. */
+  defer = false,
 ): Promise<LocalCheck | undefined> {
   const { file, offset, length, whole } = at;
   const st = await stat(fsPath(file)).catch(() => undefined);
@@ -86,6 +93,7 @@ export async function verifyLocalCopy(
   const matches = (sum: string): VerifiedCopy | undefined => (sum === key ? vouch({ path: file, offset, ...id, userFile: true }) : undefined);
   const known = index.get(file, id, kind, o, l);
   if (known) return { copy: matches(known), hashed: false };
+  if (defer) return { copy: vouch({ path: file, offset, ...id, userFile: true, deferred: true }), hashed: false };
   const was = index.previous(file, kind, o, l);
   const sum = checksumKey(await hash(file, kind, offset, length));
   index.set(file, id, kind, sum, o, l);
