@@ -18,14 +18,19 @@ function relay(from, to) {
   const queue = [];
   let timer;
   let ended = false;
+  let waiting = false; // for `to` to drain (one listener, however many writes were refused)
   const flush = () => {
     timer = undefined;
     const now = Date.now();
     while (queue.length > 0 && queue[0].due <= now) {
       const { chunk } = queue.shift();
-      if (!to.write(chunk)) {
+      if (!to.write(chunk) && !waiting) {
+        waiting = true;
         from.pause();
-        to.once('drain', () => from.resume());
+        to.once('drain', () => {
+          waiting = false;
+          from.resume();
+        });
       }
     }
     if (queue.length > 0) timer = setTimeout(flush, queue[0].due - now);
