@@ -62,7 +62,7 @@ make_image() { # SRC CACHE -> "maxrss_MB cpu_s"
   src_args "$1"
   /usr/bin/time -f "%M %U %S" -o "$W/time" "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --cache-dir "$2" -q "${SRC[@]}" "${MEM[@]}"
   check "$W/out.iso" make-image; rm -f "$W/out.iso"
-  awk '{ printf "%.1f %.1f", $1 / 1024, $2 + $3 }' "$W/time"
+  awk '{ printf "%.1f %.1f\n", $1 / 1024, $2 + $3 }' "$W/time"
 }
 mount_cp() { # SRC CACHE -> "hwm_MB daemon_cpu_s"
   src_args "$1"
