@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # bench-network.sh — parts over HTTP: `jigdofs make-image`, `cp` of a `jigdofs mount`, and `jigdo-lite`,
-# end to end on the same local mirror (test/helpers/mirror-server.ts, 127.0.0.1), without and with latency.
+# end to end on the same local mirror (nginx on 127.0.0.1, sendfile), without and with added latency.
 #
 # Usage:  scripts/bench-network.sh [FIXTURE_DIR] [options]
 #   FIXTURE_DIR        made by scripts/make-fixture.sh (default /work/bench-data/2g)
-#   --latency "L..."   mirror latencies in ms, one set of runs each (default "0 20")
+#   --latency "L..."   added round-trip times in ms, one set of runs each (default "0 20"; see start_mirror)
 #   --runs N           runs of each tool per latency (default 1); every run is printed
 #   --no-jigdo-lite    skip jigdo-lite (it is the slowest)
 #   --no-mount         skip the mount runs (cp and 4 KiB reads)
@@ -50,12 +50,12 @@ FIX=$(realpath -m "$FIX")
 source "$HERE/bench-lib.sh"
 load_fixture md5
 [ -n "$LABEL" ] || { echo "bench-network: no [Servers] label in $JIGDO" >&2; exit 1; }
-for tool in node jigdo-lite fusermount; do command -v "$tool" > /dev/null || { echo "bench-network: needs $tool" >&2; exit 1; }; done
+for tool in node jigdo-lite fusermount nginx curl; do command -v "$tool" > /dev/null || { echo "bench-network: needs $tool" >&2; exit 1; }; done
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench-network.XXXXXX")
-MIRROR_PID=""
+MIRROR_PID="" PROXY_PID=""
 cleanup() {
-  [ -n "$MIRROR_PID" ] && kill "$MIRROR_PID" 2> /dev/null || true
+  for p in $PROXY_PID $MIRROR_PID; do kill "$p" 2> /dev/null || true; done
   for m in "$W"/mnt*; do [ -d "$m" ] && { "$JIGDOFS" umount "$m" > /dev/null 2>&1 || fusermount -uz "$m" 2> /dev/null || true; }; done
   rm -rf "$W"
 }
@@ -71,27 +71,56 @@ check() { # FILE WHAT
   [ "$got" = "$EXPECT" ] || { echo "bench-network: $2 wrote a wrong image ($got, expected $EXPECT)" >&2; exit 1; }
 }
 
+free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
+# The mirror: nginx (Debian's nginx-light, scripts/setup.sh installs it) on 127.0.0.1 serving the fixture's
+# parts with sendfile, its access log counting requests and body bytes. LATENCY > 0: clients go through
+# scripts/delay-proxy.mjs, which holds each chunk LATENCY/2 ms each way (a round trip of LATENCY ms); `tc
+# netem` would be the better tool but this kernel has no sch_netem (and netem on lo would slow every other
+# loopback user of the machine too).
 start_mirror() { # LATENCY
-  : > "$W/mirror.log"
-  node --import tsx "$REPO/test/helpers/mirror-server.ts" --root "$MIRROR" --latency "$1" --log > "$W/mirror.url" 2> "$W/mirror.log" &
-  MIRROR_PID=$!
-  for _ in $(seq 100); do [ -s "$W/mirror.url" ] && break; sleep 0.1; done
-  URL=$(head -1 "$W/mirror.url")
-  [ -n "$URL" ] || { echo "bench-network: the mirror did not start" >&2; exit 1; }
+  : > "$W/mirror.log"; mkdir -p "$W/nginx"
+  local port; port=$(free_port)
+  cat > "$W/nginx/nginx.conf" << NGX
+daemon off; worker_processes 2; pid $W/nginx/nginx.pid; error_log $W/nginx/error.log;
+events {}
+http {
+  log_format counts '\$request_method \$uri \$status \$body_bytes_sent';
+  access_log $W/mirror.log counts; sendfile on; client_body_temp_path $W/nginx; proxy_temp_path $W/nginx;
+  fastcgi_temp_path $W/nginx; uwsgi_temp_path $W/nginx; scgi_temp_path $W/nginx;
+  server { listen 127.0.0.1:$port; root $MIRROR; }
 }
-stop_mirror() { kill "$MIRROR_PID" 2> /dev/null || true; wait "$MIRROR_PID" 2> /dev/null || true; MIRROR_PID=""; }
-# Body bytes and GET requests the mirror logged from line $1 on ("GET path range status bytes fault").
-mirror_since() { sleep 0.3; tail -n +"$1" "$W/mirror.log" | awk '$1 == "GET" { n++; b += $5 } END { printf "%d %d\n", b, n }'; }
+NGX
+  nginx -c "$W/nginx/nginx.conf" & MIRROR_PID=$!
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  : > "$W/mirror.log"
+  URL="http://127.0.0.1:$port/"
+  if [ "$1" -gt 0 ]; then
+    node "$HERE/delay-proxy.mjs" "$port" "$(($1 / 2))" > "$W/proxy.port" & PROXY_PID=$!
+    for _ in $(seq 50); do [ -s "$W/proxy.port" ] && break; sleep 0.1; done
+    URL="http://127.0.0.1:$(head -1 "$W/proxy.port")/"
+  fi
+}
+stop_mirror() {
+  for p in $PROXY_PID $MIRROR_PID; do kill "$p" 2> /dev/null || true; wait "$p" 2> /dev/null || true; done
+  MIRROR_PID="" PROXY_PID=""
+}
+# Body bytes and GET requests the mirror logged from line $1 on ("GET uri status bytes").
+mirror_since() { sleep 0.3; tail -n +"$1" "$W/mirror.log" | awk '$1 == "GET" { n++; b += $4 } END { printf "%d %d\n", b, n }'; }
 log_lines() { wc -l < "$W/mirror.log" | awk '{ print $1 + 1 }'; }
 TICK=$(getconf CLK_TCK)
 # CPU seconds (user+sys) a process used so far.
 cpu_of() { awk -v t="$TICK" '{ printf "%.1f", ($14 + $15) / t }' "/proc/$1/stat"; }
+# CPU seconds of the mirror: nginx's master and workers, and the delay proxy if any.
+mirror_cpu() {
+  local pids; pids="$MIRROR_PID $(pgrep -P "$MIRROR_PID" | tr '\n' ' ') $PROXY_PID"
+  for p in $pids; do [ -r "/proc/$p/stat" ] && cat "/proc/$p/stat"; done | awk -v t="$TICK" '{ s += $14 + $15 } END { printf "%.1f", s / t }'
+}
 since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 # Distinct parts: total bytes, and the parts chosen for the 4 KiB reads ("offset length" lines).
 cat > "$W/parts.mjs" << 'EOF'
 const [jigdoPath, cacheDir, reads] = process.argv.slice(2);
-const { loadJigdo, openImage, selectImage } = await import(process.env.REPO_DIST + '/image/open.js');
+const { loadJigdo, openImage, selectImage } = await import(process.env.REPO_DIST + '/engine/session.js');
 const jigdo = await loadJigdo(jigdoPath);
 const s = await openImage(jigdo, selectImage(jigdo), { local: [], scan: [], cacheDir, memory: 64 << 20, log: () => {} });
 const parts = [...s.layout.parts.values()].filter((p) => p.length > 0);
@@ -109,7 +138,10 @@ echo "fixture: $FIX ($NAME.iso, $ISO_BYTES bytes; $JIGDO_MD5_PARTS parts, $NEEDE
 echo "machine: $(nproc) CPUs, $(uname -r), node $(node -v); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
-row() { printf '| %3s ms | %-11s | %7s s | %6s MB/s | %s | %s | %s s |\n' "$@"; }
+row() { # LAT TOOL WALL MB/S "DOWNLOADED" "CPU s" MIRROR_CPU
+  printf '| %3s ms | %-11s | %7s s | %6s MB/s | %s | %s | %s s |\n' "$@"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$(echo "$6" | grep -oE '[0-9.]+' | head -1)" "$7" >> "$W/raw.tsv"
+}
 echo "| latency | tool | wall | speed | downloaded / needed (requests) | CPU user+sys | mirror CPU |"
 echo "|---|---|---|---|---|---|---|"
 
@@ -117,11 +149,11 @@ for LAT in $LATENCIES; do
   start_mirror "$LAT"
   for run in $(seq "$RUNS"); do
     # --- jigdofs make-image
-    rm -rf "$W/cache" "$W/out.iso"; from=$(log_lines); m0=$(cpu_of "$MIRROR_PID"); t0=$(now)
+    rm -rf "$W/cache" "$W/out.iso"; from=$(log_lines); m0=$(mirror_cpu); t0=$(now)
     /usr/bin/time -f "%U %S" -o "$W/time" "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
     t1=$(now); check "$W/out.iso" make-image
     read -r bytes reqs < <(mirror_since "$from")
-    row "$LAT" make-image "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")" "$(since "$m0" "$(cpu_of "$MIRROR_PID")")"
+    row "$LAT" make-image "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")" "$(since "$m0" "$(mirror_cpu)")"
     rm -rf "$W/cache" "$W/out.iso"
 
     # --- cp of a mounted image
@@ -129,9 +161,9 @@ for LAT in $LATENCIES; do
       mkdir -p "$W/mnt"; from=$(log_lines)
       "$JIGDOFS" mount "$JIGDO" "$W/mnt" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
       DAEMON=$("$JIGDOFS" status "$W/mnt" --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).pid))')
-      d0=$(cpu_of "$DAEMON"); m0=$(cpu_of "$MIRROR_PID")
+      d0=$(cpu_of "$DAEMON"); m0=$(mirror_cpu)
       t0=$(now); cp "$W/mnt/$NAME.iso" "$W/out.iso"; t1=$(now)
-      d1=$(cpu_of "$DAEMON"); m1=$(cpu_of "$MIRROR_PID")
+      d1=$(cpu_of "$DAEMON"); m1=$(mirror_cpu)
       if [ "$THREADS" = 1 ]; then
         echo "daemon threads (user s, sys s), busiest first:" \
           "$(for t in /proc/"$DAEMON"/task/*; do awk -v k="$TICK" '{ printf "%.2f %.2f\n", $14 / k, $15 / k }' "$t/stat"; done | sort -k1,1 -gr | awk '$1 + $2 >= 0.05 { printf "%s%s/%s", (n++ ? ", " : ""), $1, $2 }')"
@@ -147,12 +179,12 @@ for LAT in $LATENCIES; do
       rm -rf "$W/jl" "$W/jlhome"; mkdir -p "$W/jl" "$W/jlhome"
       cp "$JIGDO" "$TEMPLATE" "$W/jl/"
       printf "debianMirror='%s'\n" "$URL" > "$W/jlhome/.jigdo-lite"
-      from=$(log_lines); m0=$(cpu_of "$MIRROR_PID"); t0=$(now)
+      from=$(log_lines); m0=$(mirror_cpu); t0=$(now)
       (cd "$W/jl" && HOME="$W/jlhome" /usr/bin/time -f "%U %S" -o "$W/time" jigdo-lite --noask "$NAME.jigdo" < /dev/null > "$W/jl.log" 2>&1) \
         || { echo "bench-network: jigdo-lite failed; last lines of its output:" >&2; tail -20 "$W/jl.log" >&2; exit 1; }
       t1=$(now); check "$W/jl/$NAME.iso" jigdo-lite
       read -r bytes reqs < <(mirror_since "$from")
-      row "$LAT" jigdo-lite "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")" "$(since "$m0" "$(cpu_of "$MIRROR_PID")")"
+      row "$LAT" jigdo-lite "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")" "$(since "$m0" "$(mirror_cpu)")"
       rm -rf "$W/jl" "$W/jlhome"
     fi
   done
@@ -183,5 +215,16 @@ for LAT in $LATENCIES; do
   fi
   stop_mirror
 done
+echo
+echo "Medians over $RUNS round(s) (CPU: the jigdofs process, or the mount daemon during the cp; per GB of image):"
+echo "| latency | tool | wall s | CPU s | CPU s per GB | mirror CPU s | vs jigdo-lite (wall) |"
+echo "|---|---|---|---|---|---|---|"
+awk -F'\t' -v gb="$(awk -v b="$ISO_BYTES" 'BEGIN { print b / 1e9 }')" '
+  function med(list,   n, a, i, j, t) { n = split(list, a, " "); for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+  { k = $1 SUBSEP $2; w[k] = w[k] " " $3; c[k] = c[k] " " $4; m[k] = m[k] " " $5; if (!(k in seen)) { seen[k] = 1; order[++n] = k } }
+  END { for (i = 1; i <= n; i++) { k = order[i]; split(k, p, SUBSEP); jl = (p[1] SUBSEP "jigdo-lite")
+    ratio = (jl in w) ? sprintf("%.2fx", med(w[jl]) / med(w[k])) : ""
+    printf "| %s ms | %s | %.1f | %.1f | %.2f | %.1f | %s |\n", p[1], p[2], med(w[k]), med(c[k]), med(c[k]) / gb, med(m[k]), ratio } }' "$W/raw.tsv"
 echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -5,7 +5,7 @@ import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js'
 import type { ImageSession } from '../engine/session.js';
 import { pooledImageBlocks } from './stream.js';
 
-/** Blocks queued on the hashing worker at a time (memory: (depth + HASH_QUEUE + 1) × 8 MiB). */
+/** Blocks queued on the hashing worker at a time (memory: (depth + HASH_QUEUE + 1) × 4 MiB). */
 const HASH_QUEUE = 2;
 /**
  * Bytes written between two background fdatasyncs: the disk writes the image while we still read and
@@ -53,8 +53,9 @@ class WrongImageError extends JigdoError {}
 const RECHECK_CONCURRENCY = 4;
 
 /**
- * Writes the whole image to `output` (see writeImage). When the image's checksum comes out wrong, a
- * recorded checksum lied (a local file edited without changing anything the hash index keys on, a
+ * Writes the whole image to `output` (see writeImage). Local copies at the places the .jigdo names are
+ * used unhashed (LocalSources.deferChecks): each byte is hashed once, in the image. When the image's
+ * checksum comes out wrong, such a copy was wrong or a recorded checksum lied (a local file edited without changing anything the hash index keys on, a
  * damaged cache file): every part used is hashed again, the bad copies are named, dropped and looked for
  * anew, and the image is built once more, so that a rerun never fails the same way without saying why.
  */
@@ -66,10 +67,16 @@ export async function makeImage(
   onWritten?: () => void,
 ): Promise<MakeImageResult> {
   if ((await stat(fsPath(output)).catch(() => undefined))?.isDirectory()) throw new JigdoError(output, 'is a directory: not written');
+  // Verify once: copies the .jigdo names (--local) are not hashed before use; the image checksum checks their
+  // bytes, and only a wrong image has every part hashed (docs/design.md, "What is verified when").
+  session.local.deferChecks(true);
   try {
-    return await writeImage(session, output, progress, onWritten);
+    const result = await writeImage(session, output, progress, onWritten);
+    if (result.missing.length === 0) session.local.confirmDeferred();
+    return result;
   } catch (err) {
     if (!(err instanceof WrongImageError)) throw err;
+    session.local.deferChecks(false);
     const bad = await recheckParts(session);
     if (bad === 0) throw new JigdoError(output, `${err.problem} (every part was hashed again and is right)`);
     return writeImage(session, output, progress, onWritten);
@@ -105,7 +112,7 @@ async function recheckParts(session: ImageSession): Promise<number> {
  * Streams the image in order into `output.jigdofs-PID.tmp`, hashing it on a worker as it goes, and
  * renames it into place only if the image checksum matched. Meanwhile every part is located (with cold
  * caches: hashed) ahead of the stream, so that a missing part names them all: the temporary file is then
- * removed and nothing is written under `output`. Memory is fixed: 7 blocks of 8 MiB, reused (see
+ * removed and nothing is written under `output`. Memory is fixed: 7 blocks of 4 MiB, reused (see
  * pooledImageBlocks).
  */
 async function writeImage(

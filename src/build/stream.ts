@@ -24,7 +24,7 @@ export interface PooledBlockOptions {
  * make-image; shared buffers also reach the hashing worker without a copy or a transfer.
  */
 export async function* pooledImageBlocks(reader: ImageReader, opts: PooledBlockOptions = {}): AsyncGenerator<PooledBlock> {
-  const { blockSize = 8 << 20, depth = 4, held = 2 } = opts;
+  const { blockSize = 4 << 20, depth = 4, held = 2 } = opts;
   const size = reader.size;
   const free: Buffer[] = [];
   let created = 0;

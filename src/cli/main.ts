@@ -1,3 +1,4 @@
+import './heap-limits.js'; // first: V8 flags must be set before the heap grows
 import { Command, CommanderError } from 'commander';
 import { shown } from '../format/byte-string.js';
 import { JigdoError, UsageError, errorMessage } from '../format/errors.js';

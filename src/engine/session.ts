@@ -142,7 +142,9 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
     const layout = ImageLayout.fromDesc(template.desc);
     const spillId = createHash('sha256').update(template.desc.imageSum).update(String(template.fileSize)).digest('hex').slice(0, 32);
     const raw = new TemplateData(src, template, {
-      memoryLimit: Math.max(8 << 20, Math.floor(opts.memory / 2)),
+      // A quarter: the reader keeps at most 24 read-ahead blocks of its half, and a template with more raw data
+      // than this fills its LRU whole (peak RSS ≤ 200 MB at the default 128M whatever the image: BENCHMARKS.md).
+      memoryLimit: Math.max(8 << 20, Math.floor(opts.memory / 4)),
       spillDir: path.join(opts.cacheDir, 'inflated', spillId),
       pool,
     });

@@ -5,9 +5,10 @@ import { openImage, type ImageSession, type SourceOptions } from '../engine/sess
 import type { JigdoFile } from '../format/jigdo.js';
 import type { Server } from 'node:net';
 import { shown } from '../format/byte-string.js';
-import { askControl, checkedControlDir, serveControl, type ControlHandler } from './control.js';
+import { serveControl, type ControlHandler } from './control.js';
+import { FS_TYPE, prepareMountpoint } from './mountpoint.js';
 import { imageOps, type MountedImage } from './filesystem.js';
-import { allowOtherProblem, fuseFailureHint, fusermountUnmount, isStale, mountedType, mountpointProblem, resolveMountpoint, watchUnmount } from './mounts.js';
+import { fuseFailureHint, fusermountUnmount, mountedType, resolveMountpoint, watchUnmount } from './mounts.js';
 import { sessionStatus } from '../engine/session-status.js';
 
 export interface MountOptions {
@@ -17,33 +18,7 @@ export interface MountOptions {
   extraStatus?: () => unknown | Promise<unknown>;
 }
 
-export const FS_TYPE = 'fuse.jigdofs';
-
-/**
- * Makes `mnt` (a resolved path: see resolveMountpoint) usable: the control socket folder must be ours,
- * `--allow-other` allowed; refuses a live mount, clears a stale one (a daemon killed with -9 leaves
- * "Transport endpoint is not connected"), and requires an existing empty directory. Each refusal is
- * one line naming the file and what to do, where fuse itself says only "fuse failed".
- */
-export async function prepareMountpoint(mnt: string, log: (line: string) => void, opts: { allowOther?: boolean } = {}): Promise<void> {
-  checkedControlDir(true);
-  const allowOther = opts.allowOther ? await allowOtherProblem() : undefined;
-  if (allowOther) throw new Error(allowOther);
-  const type = await mountedType(mnt);
-  if (type && (await isStale(mnt))) {
-    log(`clearing stale mount at ${mnt}`);
-    await fusermountUnmount(mnt, true);
-  } else if (type === FS_TYPE) {
-    const alive = await askControl(mnt, 'ping', 2000).then(() => true, () => false);
-    if (alive) throw new Error(`${mnt}: a jigdofs image is already mounted here (jigdofs umount ${mnt})`);
-    log(`clearing orphaned mount at ${mnt}`);
-    await fusermountUnmount(mnt, true);
-  } else if (type) {
-    throw new Error(`${mnt}: something else (${type}) is mounted here`);
-  }
-  const problem = await mountpointProblem(mnt);
-  if (problem) throw new Error(problem);
-}
+export { FS_TYPE, prepareMountpoint };
 
 /**
  * Unique file names for the images (two [Image]s may share a basename). A name whose bytes are not UTF-8

@@ -64,6 +64,9 @@ export class LocalSources {
   readonly stats = { tmpFiles: 0, hashed: 0, images: 0 };
   /** Old disc images found by --scan (and --scan-deep files): parts inside them. */
   readonly images: DiscImages;
+  /** See deferChecks: named copies taken unhashed, and those so taken (to record once the image matched). */
+  private deferring = false;
+  private readonly deferred: Array<{ key: string; copy: LocalCopy }> = [];
 
   constructor(
     private readonly jigdo: JigdoFile,
@@ -143,33 +146,34 @@ export class LocalSources {
   }
 
   /** Every local place that may hold the part, most specific first. */
-  private candidates(need: PartNeed): Array<{ path: string; offset: number }> {
-    const out: Array<{ path: string; offset: number }> = [];
+  private candidates(need: PartNeed): Array<{ path: string; offset: number; named?: boolean }> {
+    const out: Array<{ path: string; offset: number; named?: boolean }> = [];
     for (const value of this.jigdo.parts.get(need.key) ?? []) {
       const split = splitLabel(value.uri);
       if (!split) continue;
       for (const tree of this.opts.trees) {
         if (tree.label !== split.label) continue;
         const full = pathInside(tree.dir, split.rest);
-        if (full) out.push({ path: full, offset: 0 });
+        if (full) out.push({ path: full, offset: 0, named: true });
       }
     }
-    for (const c of partCandidates(this.jigdo, this.labels, need.key)) if (c.kind === 'file') out.push({ path: c.path, offset: 0 });
+    for (const c of partCandidates(this.jigdo, this.labels, need.key)) if (c.kind === 'file') out.push({ path: c.path, offset: 0, named: true });
     for (const file of this.bySize.get(need.length) ?? []) out.push({ path: file, offset: 0 });
     for (const region of this.tmpRegions.get(need.key) ?? []) out.push(region);
     return out;
   }
 
   /** The local check of one candidate place (verified-copy.ts), counting what was hashed; a failed hash is logged. */
-  private async check(file: string, offset: number, length: number, whole: boolean, key: string): Promise<LocalCheck | undefined> {
+  private async check(file: string, offset: number, length: number, whole: boolean, key: string, defer = false): Promise<LocalCheck | undefined> {
     let found;
     try {
-      found = await verifyLocalCopy(this.index, (...a) => this.pool.hashFile(...a), this.kind, { file, offset, length, whole }, key);
+      found = await verifyLocalCopy(this.index, (...a) => this.pool.hashFile(...a), this.kind, { file, offset, length, whole }, key, defer);
     } catch (err) {
       this.opts.log?.(`cannot hash ${shown(file)}: ${errorMessage(err)}`);
       return undefined;
     }
     if (found?.hashed) this.stats.hashed++;
+    if (found?.copy?.deferred) this.deferred.push({ key, copy: found.copy });
     return found;
   }
 
@@ -188,7 +192,7 @@ export class LocalSources {
       if (tried.has(id)) continue;
       tried.add(id);
       const whole = !this.isTmp(c.path, key);
-      const found = await this.check(c.path, c.offset, need.length, whole, key);
+      const found = await this.check(c.path, c.offset, need.length, whole, key, this.deferring && c.named === true && whole);
       if (found?.copy) return found.copy;
       if (found?.was === key || this.lost.get(id) === key) changed.push(c.path);
     }
@@ -208,11 +212,16 @@ export class LocalSources {
     } catch (err) {
       sum = `unreadable (${errorMessage(err)})`;
     }
-    if (sum === key) return true;
+    if (sum === key) {
+      if (copy.deferred) this.index.set(copy.path, copy, this.kind, key); // deferred copies are whole files
+      copy.deferred = false;
+      return true;
+    }
     copy.stale = true;
     this.lost.set(`${copy.path}@${copy.offset}`, key);
     this.index.forget(copy.path);
-    this.opts.log?.(`${shown(copy.path)}: changed since it was hashed: no longer holds part ${key} (${length} bytes): not used`);
+    const why = copy.deferred ? 'does not hold' : 'changed since it was hashed: no longer holds';
+    this.opts.log?.(`${shown(copy.path)}: ${why} part ${key} (${length} bytes): not used`);
     return false;
   }
 
@@ -241,6 +250,30 @@ export class LocalSources {
       }
     }
     return undefined;
+  }
+
+  /**
+   * For a job that checks its whole output (make-image: the image checksum): a part's copy at the place the
+   * .jigdo names for it (`--local` tree, `file:` URI) with the part's size is taken without hashing it, each
+   * byte then being hashed once, in the image. Off again (`false`) before the parts are hashed again after a
+   * wrong image, so that every copy looked for then is hashed first. Never on for a mount or `serve`: a part
+   * they serve is checked before its first byte goes out.
+   */
+  deferChecks(on: boolean): void {
+    this.deferring = on;
+  }
+
+  /**
+   * The whole output matched: each copy taken unhashed held its part (the image's bytes are the parts' bytes,
+   * read while the file kept the identity it had when taken). Recorded in the hash index, so that a later
+   * mount or run knows them without hashing.
+   */
+  confirmDeferred(): void {
+    for (const { key, copy } of this.deferred.splice(0)) {
+      if (copy.stale || !copy.deferred) continue;
+      this.index.set(copy.path, copy, this.kind, key);
+      copy.deferred = false;
+    }
   }
 
   private isTmp(file: string, key: string): boolean {

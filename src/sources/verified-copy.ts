@@ -31,6 +31,11 @@ export interface LocalCopy extends FileIdentity {
    * `offset` is then the first range's. Absent: the part is `path` from `offset` on.
    */
   ranges?: FileRange[];
+  /**
+   * Not hashed: taken on trust because the job checks its whole output (make-image: the image checksum) and
+   * hashes every part again if that fails. Only LocalSources.deferChecks makes them; a mount never does.
+   */
+  deferred?: boolean;
 }
 
 declare const verifiedBrand: unique symbol;
@@ -83,6 +88,8 @@ export async function verifyLocalCopy(
   kind: ChecksumKind,
   at: { file: string; offset: number; length: number; whole: boolean; ranges?: FileRange[] },
   key: string,
+  /** The place is named for this part (a `--local` tree, a `file:` URI) and the job checks its whole output: no hash now. */
+  defer = false,
 ): Promise<LocalCheck | undefined> {
   const { file, offset, length, whole, ranges } = at;
   const st = await stat(fsPath(file)).catch(() => undefined);
@@ -95,6 +102,7 @@ export async function verifyLocalCopy(
     sum === key ? vouch({ path: file, offset, ...id, userFile: true, ...(ranges ? { ranges: ranges.map((r) => ({ ...r })) } : {}) }) : undefined;
   const known = index.get(file, id, kind, o, l);
   if (known) return { copy: matches(known), hashed: false };
+  if (defer) return { copy: vouch({ path: file, offset, ...id, userFile: true, deferred: true }), hashed: false };
   const was = index.previous(file, kind, o, l);
   const sum = checksumKey(await hash(file, kind, offset, length, ranges));
   index.set(file, id, kind, sum, o, l);

@@ -10,7 +10,13 @@ import { fsPath, shown } from '../format/byte-string.js';
 import { RollingRsyncSum64 } from '../format/rsync-rolling.js';
 import type { RsyncMatches, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
-const HASH_BLOCK = 4 * 1024 * 1024;
+/** Bytes read per step when hashing a file: larger steps do not hash faster (MD5 runs at memory speed from 256 KiB up). */
+const HASH_BLOCK = 1024 * 1024;
+/**
+ * One read buffer per worker, reused by every hashFile: a fresh 4 MiB buffer per file was garbage that V8 freed late
+ * (external memory), and with 1,550 parts hashed during a cold `cp` it lifted the daemon's peak RSS from ~195 to 245 MB.
+ */
+let hashBuf: Buffer | undefined;
 let bzip2: Promise<Bzip2> | undefined;
 const streams = new Map<number, Hash>();
 
@@ -18,7 +24,7 @@ function hashFile(path: string, kind: string, offset: number, length: number | u
   const hash = createHash(kind);
   const fd = openSync(fsPath(path), 'r'); // a part path may hold non-UTF-8 bytes (byte-string.ts)
   try {
-    const buf = Buffer.allocUnsafe(HASH_BLOCK);
+    const buf = (hashBuf ??= Buffer.allocUnsafeSlow(HASH_BLOCK)); // hashFile is synchronous: one user at a time
     let pos = offset;
     let left = length ?? Number.POSITIVE_INFINITY;
     while (left > 0) {

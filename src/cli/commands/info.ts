@@ -92,7 +92,8 @@ async function gather(jigdoArg: string, flags: SourceFlags): Promise<Info> {
   }
 }
 
-const fmt = (n: number): string => n.toLocaleString('en-US');
+/** 1,234,567: as toLocaleString('en-US') says it, without loading ICU's locale data (~40 ms of `info`'s start-up). */
+const fmt = (n: number): string => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 
 function textLines(info: Info): string[] {
   const j = info.jigdo;

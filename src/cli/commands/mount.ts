@@ -8,7 +8,7 @@ import { errorMessage } from '../../format/errors.js';
 import { checkCacheDir } from '../../engine/cache-dir.js';
 import { endCommand, loadCommandJigdo } from '../session.js';
 import { makeDirs } from '../../util/make-dirs.js';
-import { prepareMountpoint, runMount } from '../../fuse/daemon.js';
+import { prepareMountpoint } from '../../fuse/mountpoint.js';
 import { fusermountUnmount, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';
 import { addSourceOptions, logger, resolveSettings, sourceOptions, type SourceFlags } from '../options.js';
 
@@ -29,6 +29,7 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
   const stamp = (line: string) => opts.log(`${new Date().toISOString()} ${line}`);
   try {
     const jigdo = await loadCommandJigdo(jigdoArg, opts, stamp);
+    const { runMount } = await import('../../fuse/daemon.js'); // fuse-native and the engine: the daemon's, not the parent's
     const mountOpts = { allowOther: flags.allowOther ?? false, log: stamp, extraStatus: () => opts.network?.fullStats() }; // the cache counted once, not "0 files"
     await runMount(jigdo, mnt, { ...opts, log: stamp }, mountOpts, (names) => {
       process.send?.({ ready: true, names } satisfies DaemonMessage);

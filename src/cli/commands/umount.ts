@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { askControl, UntrustedControlDir } from '../../fuse/control.js';
-import { FS_TYPE } from '../../fuse/daemon.js';
+import { FS_TYPE } from '../../fuse/mountpoint.js';
 import { BusyError, fusermountUnmount, isStale, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';
 import { pidAlive } from '../../util/pid.js';
 

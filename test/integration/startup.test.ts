@@ -1,0 +1,78 @@
+/**
+ * Start-up (issue 11 item 5): a run that fetches nothing loads no HTTP client (undici, imported at the first
+ * request), and only the mount daemon loads fuse-native. Counted with a module load hook in NODE_OPTIONS,
+ * which every process of the command (the CLI, the daemon it spawns) inherits.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { SAMPLES, SAMPLE_PARTS, runCli } from '../helpers/cli.js';
+
+let work: string;
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-startup-'));
+});
+after(() => rm(work, { recursive: true, force: true }));
+
+/** A module.register hook appending "ROLE URL" for every module loaded (ROLE: daemon when --foreground, else cli). */
+const HOOK = `data:text/javascript,${encodeURIComponent(`
+import { register } from 'node:module';
+// The role is known here, on the main thread (the hooks run on a thread of their own, without our argv).
+const role = process.argv.includes('--foreground') ? 'daemon' : 'cli';
+register('data:text/javascript,' + encodeURIComponent(\`
+import { appendFileSync } from 'node:fs';
+let role = '?';
+export function initialize(data) { role = data.role; }
+export async function load(url, context, next) {
+  appendFileSync(process.env.JIGDOFS_TEST_LOADED, role + ' ' + url + '\\\\n');
+  return next(url, context);
+}\`), { data: { role } });
+`)}`;
+
+/** Runs the CLI with the hook; returns the modules each role loaded. */
+async function loadedBy(args: string[], log: string): Promise<{ cli: string[]; daemon: string[] }> {
+  const cache = path.join(work, 'home');
+  const env = { ...process.env, NODE_OPTIONS: `--import=${HOOK}`, JIGDOFS_TEST_LOADED: log, XDG_CACHE_HOME: cache, XDG_CONFIG_HOME: cache, JIGDOFS_DEBUG: '' };
+  const r = await runCli(args, { env });
+  assert.equal(r.code, 0, r.stderr);
+  const lines = (await readFile(log, 'utf8')).trim().split('\n');
+  const of = (role: string) => lines.filter((l) => l.startsWith(`${role} `)).map((l) => l.slice(role.length + 1));
+  return { cli: of('cli'), daemon: of('daemon') };
+}
+
+const undici = (urls: string[]) => urls.filter((u) => u.includes('/node_modules/undici/'));
+const fuseNative = (urls: string[]) => urls.filter((u) => u.includes('/node_modules/fuse-native/'));
+const ourNetwork = (urls: string[]) => urls.filter((u) => u.includes('/dist/network/http-client.js'));
+
+test('info with local parts loads neither undici nor fuse-native', async () => {
+  const { cli } = await loadedBy(['info', path.join(SAMPLES, 'jf-md5-gzip.jigdo'), '--local', `Parts=${SAMPLE_PARTS}`], path.join(work, 'info.log'));
+  assert.ok(cli.some((u) => u.endsWith('/dist/cli/main.js')), 'the hook saw the CLI load');
+  assert.ok(ourNetwork(cli).length > 0, 'the hook sees dist modules (the HTTP client module itself is cheap)');
+  assert.deepEqual(undici(cli), []);
+  assert.deepEqual(fuseNative(cli), []);
+});
+
+test('mount from local parts, a mirror configured but not needed: no undici anywhere, fuse-native only in the daemon', async () => {
+  const mnt = path.join(work, 'mnt');
+  await mkdir(mnt);
+  const log = path.join(work, 'mount.log');
+  const args = ['mount', path.join(SAMPLES, 'jf-md5-gzip.jigdo'), mnt, '--local', `Parts=${SAMPLE_PARTS}`, '--mirror', 'Parts=http://127.0.0.1:9/', '--cache-dir', path.join(work, 'c')];
+  let loaded: { cli: string[]; daemon: string[] };
+  try {
+    loaded = await loadedBy(args, log);
+    const [name] = await readdir(mnt);
+    assert.ok((await readFile(path.join(mnt, name!))).length > 0);
+  } finally {
+    const u = await runCli(['umount', mnt]);
+    assert.equal(u.code, 0, u.stderr);
+  }
+  const after = await readFile(log, 'utf8');
+  const daemon = after.split('\n').filter((l) => l.startsWith('daemon ')).map((l) => l.slice(7));
+  assert.ok(daemon.length > 0 && loaded.cli.length > 0, 'both processes were seen');
+  assert.deepEqual(undici(loaded.cli), []);
+  assert.deepEqual(undici(daemon), [], 'the image was read whole: every part local, no request, no undici');
+  assert.deepEqual(fuseNative(loaded.cli), [], 'the parent only checks the mountpoint and waits');
+  assert.ok(fuseNative(daemon).length > 0, 'the daemon mounts with fuse-native');
+});
