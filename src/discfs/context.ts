@@ -38,6 +38,21 @@ export class ListingContext {
     else if (this.warnings.length === MAX_WARNINGS) this.warnings.push('more warnings left out');
   }
 
+  /**
+   * Lists the directories of `queue` in order, `visit` adding the subdirectories it finds: a broken directory is
+   * skipped with a warning; a cap reached (`more than …`) ends the listing.
+   */
+  async drain<D extends { path: string }>(queue: D[], visit: (dir: D) => Promise<void>): Promise<void> {
+    for (let dir = queue.shift(); dir !== undefined; dir = queue.shift()) {
+      try {
+        await visit(dir);
+      } catch (err) {
+        if (!(err instanceof DiscFormatError) || err.problem.startsWith('more than')) throw err;
+        this.warn(`${dir.path}/: skipped: ${err.message}`);
+      }
+    }
+  }
+
   /** Counts one directory entry against the budget. */
   countEntry(offset: number): void {
     if (++this.entries > this.maxEntries) throw new DiscFormatError(`more than ${this.maxEntries} directory entries`, offset);

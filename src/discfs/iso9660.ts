@@ -112,14 +112,7 @@ class IsoWalk {
   async walk(root: Dir): Promise<void> {
     this.visited.add(root.lba);
     await this.directory(root);
-    for (let dir = this.queue.shift(); dir !== undefined; dir = this.queue.shift()) {
-      try {
-        await this.directory(dir);
-      } catch (err) {
-        if (!(err instanceof DiscFormatError) || err.problem.startsWith('more than')) throw err;
-        this.ctx.warn(`${dir.path}/: skipped: ${err.message}`);
-      }
-    }
+    await this.ctx.drain(this.queue, (dir) => this.directory(dir));
   }
 
   private async directory(dir: Dir): Promise<void> {

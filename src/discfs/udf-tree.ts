@@ -123,14 +123,7 @@ class UdfWalk {
   async walk(root: LbAddr): Promise<void> {
     this.visited.add(`${root.partRef}:${root.block}`);
     await this.directory({ icb: root, path: '', depth: 0 });
-    for (let dir = this.queue.shift(); dir !== undefined; dir = this.queue.shift()) {
-      try {
-        await this.directory(dir);
-      } catch (err) {
-        if (!(err instanceof DiscFormatError) || err.problem.startsWith('more than')) throw err;
-        this.ctx.warn(`${dir.path}/: skipped: ${err.message}`);
-      }
-    }
+    await this.ctx.drain(this.queue, (dir) => this.directory(dir));
   }
 
   private async directory(dir: Dir): Promise<void> {

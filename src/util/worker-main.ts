@@ -13,46 +13,29 @@ import type { RsyncMatches, WorkerReply, WorkerRequest } from './worker-protocol
 /** Bytes read per step when hashing a file: larger steps do not hash faster (MD5 runs at memory speed from 256 KiB up). */
 const HASH_BLOCK = 1024 * 1024;
 /**
- * One read buffer per worker, reused by every hashFile: a fresh 4 MiB buffer per file was garbage that V8 freed late
+ * One read buffer per worker, reused by every hash of a file: a fresh 4 MiB buffer per file was garbage that V8 freed late
  * (external memory), and with 1,550 parts hashed during a cold `cp` it lifted the daemon's peak RSS from ~195 to 245 MB.
  */
 let hashBuf: Buffer | undefined;
 let bzip2: Promise<Bzip2> | undefined;
 const streams = new Map<number, Hash>();
 
-function hashFile(path: string, kind: string, offset: number, length: number | undefined): Buffer {
+/**
+ * The hash of `ranges` of a file, in order: one range for a part at an offset (a length of Infinity runs to the end
+ * of the file), several for a file inside a disc image (its extents). A range past the end of the file is an error.
+ */
+function hashRanges(path: string, kind: string, ranges: Array<{ offset: number; length: number }>): Buffer {
   const hash = createHash(kind);
   const fd = openSync(fsPath(path), 'r'); // a part path may hold non-UTF-8 bytes (byte-string.ts)
   try {
-    const buf = (hashBuf ??= Buffer.allocUnsafeSlow(HASH_BLOCK)); // hashFile is synchronous: one user at a time
-    let pos = offset;
-    let left = length ?? Number.POSITIVE_INFINITY;
-    while (left > 0) {
-      const n = readSync(fd, buf, 0, Math.min(HASH_BLOCK, left), pos);
-      if (n === 0) {
-        if (length !== undefined) throw new Error(`${shown(path)}: file is shorter than expected`);
-        break;
-      }
-      hash.update(buf.subarray(0, n));
-      pos += n;
-      left -= n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest();
-}
-
-/** The hash of several ranges of a file, in order (a file inside a disc image: its extents). */
-function hashRanges(path: string, kind: string, ranges: Array<{ offset: number; length: number }>): Buffer {
-  const hash = createHash(kind);
-  const fd = openSync(fsPath(path), 'r');
-  try {
-    const buf = Buffer.allocUnsafe(HASH_BLOCK);
+    const buf = (hashBuf ??= Buffer.allocUnsafeSlow(HASH_BLOCK)); // synchronous: one user at a time
     for (const r of ranges) {
       for (let pos = r.offset, left = r.length; left > 0; ) {
         const n = readSync(fd, buf, 0, Math.min(HASH_BLOCK, left), pos);
-        if (n === 0) throw new Error(`${shown(path)}: file is shorter than expected`);
+        if (n === 0) {
+          if (left !== Number.POSITIVE_INFINITY) throw new Error(`${shown(path)}: file is shorter than expected`);
+          break;
+        }
         hash.update(buf.subarray(0, n));
         pos += n;
         left -= n;
@@ -101,7 +84,7 @@ async function handle(req: WorkerRequest): Promise<{ result: unknown; transfer?:
       return { result: out, transfer: [out.buffer as ArrayBuffer] };
     }
     case 'hashFile':
-      return { result: req.ranges ? hashRanges(req.path, req.kind, req.ranges) : hashFile(req.path, req.kind, req.offset ?? 0, req.length) };
+      return { result: hashRanges(req.path, req.kind, req.ranges ?? [{ offset: req.offset ?? 0, length: req.length ?? Number.POSITIVE_INFINITY }]) };
     case 'rsyncScan':
       return { result: rsyncScan(req.path, req.sums, req.window, req.step, req.maxMatches) };
     case 'hashStart':
