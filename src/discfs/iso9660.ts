@@ -64,8 +64,8 @@ interface DirRecord {
 
 /** The record at `pos` of a directory block, or undefined when it is malformed. */
 function parseRecord(buf: Buffer, pos: number, end: number): DirRecord | undefined {
-  const len = buf[pos]!;
-  if (len < 34 || pos + len > end) return undefined;
+  const len = buf[pos]; // undefined past the end: a directory of size 0 (found by the fuzzer)
+  if (len === undefined || len < 34 || pos + len > Math.min(end, buf.length)) return undefined;
   const nameLen = buf[pos + 32]!;
   if (33 + nameLen > len) return undefined;
   const suStart = pos + 33 + nameLen + (nameLen % 2 === 0 ? 1 : 0);

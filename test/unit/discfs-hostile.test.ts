@@ -100,6 +100,15 @@ test('absurd extents (beyond the image, past 2^32 blocks) are skipped with a war
   assert.equal(after.files.length, listing.files.length - 1);
 });
 
+test('a root directory of size 0 (found by the fuzzer): a listing or a DiscFormatError, not a RangeError', async () => {
+  for (const img0 of [rr, plain]) {
+    const img = Buffer.from(img0);
+    img.writeUInt32LE(0, 16 * 2048 + 156 + 10); // the PVD's root record: data length, both byte orders
+    img.writeUInt32BE(0, 16 * 2048 + 156 + 14);
+    await listOrClean(img);
+  }
+});
+
 test('more entries than maxEntries: a DiscFormatError', async () => {
   for (const img of [rr, bridge]) {
     const result = await listOrClean(img, { maxEntries: 3 });
