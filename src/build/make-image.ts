@@ -13,6 +13,12 @@ const HASH_QUEUE = 2;
  * make-image 6.9 s -> 6.2 s).
  */
 const WRITEBACK_BYTES = 256 << 20;
+/**
+ * Largest single write(2) of the image. A 4 MiB block written in one call costs the kernel 3-5× the CPU of the
+ * same block in 512 KiB calls (copy_folio_from_iter_atomic; 2.1 GB: 3.5-5.5 s vs 1.1-1.2 s of sys, measured with a
+ * throwaway script writing 4 MiB buffers into a fresh file with a datasync every 256 MiB, as writeBlocks does).
+ */
+const WRITE_SLICE = 512 << 10;
 
 export interface MakeImageResult {
   size: number;
@@ -211,7 +217,10 @@ async function writeBlocks(
     for await (const block of pooledImageBlocks(reader, { held: HASH_QUEUE + 1 })) {
       const { offset, data } = block;
       let done = 0;
-      while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done).catch(cannotWrite)).bytesWritten;
+      while (done < data.length) {
+        const n = Math.min(WRITE_SLICE, data.length - done);
+        done += (await fh.write(data, done, n, offset + done).catch(cannotWrite)).bytesWritten;
+      }
       while (hashing.length >= HASH_QUEUE) await hashing.shift();
       const hashed = hash.update(data).finally(() => block.release());
       hashed.catch(() => undefined); // awaited in turn; no unhandled rejection if the stream stops first
