@@ -164,12 +164,12 @@ export class LocalSources {
   }
 
   /** The local check of one candidate place (verified-copy.ts), counting what was hashed; a failed hash is logged. */
-  private async check(file: string, offset: number, length: number, whole: boolean, key: string, defer = false): Promise<LocalCheck | undefined> {
+  private async check(at: Parameters<typeof verifyLocalCopy>[3], key: string, defer = false): Promise<LocalCheck | undefined> {
     let found;
     try {
-      found = await verifyLocalCopy(this.index, (...a) => this.pool.hashFile(...a), this.kind, { file, offset, length, whole }, key, defer);
+      found = await verifyLocalCopy(this.index, (...a) => this.pool.hashFile(...a), this.kind, at, key, defer);
     } catch (err) {
-      this.opts.log?.(`cannot hash ${shown(file)}: ${errorMessage(err)}`);
+      this.opts.log?.(`cannot hash ${shown(at.file)}: ${errorMessage(err)}`);
       return undefined;
     }
     if (found?.hashed) this.stats.hashed++;
@@ -192,7 +192,7 @@ export class LocalSources {
       if (tried.has(id)) continue;
       tried.add(id);
       const whole = !this.isTmp(c.path, key);
-      const found = await this.check(c.path, c.offset, need.length, whole, key, this.deferring && c.named === true && whole);
+      const found = await this.check({ file: c.path, offset: c.offset, length: need.length, whole }, key, this.deferring && c.named === true && whole);
       if (found?.copy) return found.copy;
       if (found?.was === key || this.lost.get(id) === key) changed.push(c.path);
     }
@@ -236,14 +236,7 @@ export class LocalSources {
     await this.scan();
     for (const place of await this.images.candidates(need)) {
       const at = { file: place.image, offset: place.ranges[0]!.offset, length: need.length, whole: false, ranges: place.ranges };
-      let found;
-      try {
-        found = await verifyLocalCopy(this.index, (...a) => this.pool.hashFile(...a), this.kind, at, key);
-      } catch (err) {
-        this.opts.log?.(`cannot hash ${shown(place.image)}: ${errorMessage(err)}`);
-        continue;
-      }
-      if (found?.hashed) this.stats.hashed++;
+      const found = await this.check(at, key);
       if (found?.copy) {
         this.images.noteFound(place.image, key, need.length);
         return found.copy;
