@@ -101,10 +101,10 @@ async function recheckParts(session: ImageSession): Promise<number> {
   const worker = async (): Promise<void> => {
     while (next < keys.length) {
       const key = keys[next++]!;
-      const { copy, provider } = await session.parts.locate(key);
+      const { copy } = await session.parts.locate(key);
       if (await session.local.recheck(key, copy, session.layout.parts.get(key)!.length)) continue;
       bad++;
-      if (provider !== 'local') await rm(copy.path, { force: true });
+      if (!copy.userFile) await rm(copy.path, { force: true }); // a cache file: never a file of the user's (a --local copy, an old disc image)
       // A read goes through the store's re-check, which drops the stale copy and looks for the part
       // again now: the rebuild then sees it as found elsewhere or missing, like any other part.
       await session.parts.readInto(key, 0, 1, Buffer.alloc(1), 0).catch(() => undefined);

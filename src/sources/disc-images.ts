@@ -16,6 +16,8 @@ import { identityOf, sameIdentity, type FileIdentity } from './hash-index.js';
 export interface ImagePlace {
   image: string;
   ranges: FileRange[];
+  /** The file's path on the disc ('/'-separated, no leading slash); none for a deep-scan place. */
+  path?: string;
 }
 
 /** Smaller files are not looked into: a disc's first volume descriptor ends at byte 34816. */
@@ -83,7 +85,7 @@ export class DiscImages {
       for (const f of listing.files) {
         if (!this.sizes.has(f.size)) continue;
         const list = this.bySize.get(f.size) ?? [];
-        list.push({ image: file, ranges: f.extents });
+        list.push({ image: file, ranges: f.extents, path: f.path });
         this.bySize.set(f.size, list);
         places++;
       }

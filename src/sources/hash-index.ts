@@ -113,10 +113,16 @@ export class HashIndex {
     }
   }
 
-  /** Drops what is recorded for a file (its bytes were found not to match): the next lookup hashes it. */
-  forget(file: string): void {
-    if (!this.files[file]) return;
-    delete this.files[file];
+  /**
+   * Drops what is recorded for a file (its bytes were found not to match): the next lookup hashes it. With a
+   * region (`offset`, `length` as in get), only that region's checksum: an old disc image holding one wrong
+   * file keeps what is known of the others.
+   */
+  forget(file: string, region?: { kind: ChecksumKind; offset: number; length: number | string }): void {
+    const e = this.files[file];
+    if (!e) return;
+    if (region) delete e.sums[HashIndex.field(region.kind, region.offset, region.length)];
+    else delete this.files[file];
     this.dirty.add(file);
   }
 

@@ -10,7 +10,8 @@ import { parseDesc, type Desc, type DescEntry } from '../format/template.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
 import { DiscImages, type RsyncScan } from './disc-images.js';
 import type { HashIndex } from './hash-index.js';
-import { verifyLocalCopy, type LocalCheck, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
+import { indexField, verifyLocalCopy, type LocalCheck, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
+import { firstBlockMatches } from './first-block.js';
 import type { WorkerPool } from '../util/worker-pool.js';
 
 export interface LocalTree {
@@ -67,6 +68,8 @@ export class LocalSources {
   /** See deferChecks: named copies taken unhashed, and those so taken (to record once the image matched). */
   private deferring = false;
   private readonly deferred: Array<{ key: string; copy: LocalCopy }> = [];
+  /** Each part's RsyncSum64 of its first block, from the template's DESC (made on first use). */
+  private firstBlocks: Map<string, Buffer> | undefined;
 
   constructor(
     private readonly jigdo: JigdoFile,
@@ -212,14 +215,16 @@ export class LocalSources {
     } catch (err) {
       sum = `unreadable (${errorMessage(err)})`;
     }
+    const [offset, field] = this.fieldOf(copy, length);
     if (sum === key) {
-      if (copy.deferred) this.index.set(copy.path, copy, this.kind, key); // deferred copies are whole files
+      if (copy.deferred) this.index.set(copy.path, copy, this.kind, key, offset, field);
       copy.deferred = false;
       return true;
     }
     copy.stale = true;
     this.lost.set(`${copy.path}@${copy.offset}`, key);
-    this.index.forget(copy.path);
+    // A region of an old disc image: only its checksum goes (the image's other files are as they were).
+    this.index.forget(copy.path, offset === undefined ? undefined : { kind: this.kind, offset, length: field! });
     const why = copy.deferred ? 'does not hold' : 'changed since it was hashed: no longer holds';
     this.opts.log?.(`${shown(copy.path)}: ${why} part ${key} (${length} bytes): not used`);
     return false;
@@ -234,9 +239,15 @@ export class LocalSources {
     const need = this.layout.parts.get(key);
     if (!need || need.length === 0) return undefined;
     await this.scan();
+    const named = this.namedPaths(key);
     for (const place of await this.images.candidates(need)) {
       const at = { file: place.image, offset: place.ranges[0]!.offset, length: need.length, whole: false, ranges: place.ranges };
-      const found = await this.check(at, key);
+      // Other first bytes than the template's RsyncSum64 says: another file (e.g. a rebuilt package under its old
+      // name), not worth hashing. Verify once (see deferChecks): the file at the very path the .jigdo names, with
+      // the right first block, is taken unhashed.
+      const first = await firstBlockMatches(at, this.firstBlockSum(key), this.templateDesc.blockLength);
+      if (first === 'differs') continue;
+      const found = await this.check(at, key, this.deferring && first === 'same' && place.path !== undefined && named.has(place.path));
       if (found?.copy) {
         this.images.noteFound(place.image, key, need.length);
         return found.copy;
@@ -264,9 +275,33 @@ export class LocalSources {
   confirmDeferred(): void {
     for (const { key, copy } of this.deferred.splice(0)) {
       if (copy.stale || !copy.deferred) continue;
-      this.index.set(copy.path, copy, this.kind, key);
+      this.index.set(copy.path, copy, this.kind, key, ...this.fieldOf(copy, this.layout.parts.get(key)?.length ?? 0));
       copy.deferred = false;
     }
+  }
+
+  /** Where the hash index keeps a copy's checksum: whole files under none, parts inside disc images by their ranges. */
+  private fieldOf(copy: LocalCopy, length: number): ReturnType<typeof indexField> {
+    return indexField(copy.ranges ? { offset: copy.offset, length, ranges: copy.ranges } : undefined);
+  }
+
+  /** The paths the .jigdo names for a part (`Label:path` → `path`, no leading slash), as a disc lists its files. */
+  private namedPaths(key: string): Set<string> {
+    const out = new Set<string>();
+    for (const value of this.jigdo.parts.get(key) ?? []) {
+      const rest = splitLabel(value.uri)?.rest.replace(/^\/+/, '');
+      if (rest) out.add(rest);
+    }
+    return out;
+  }
+
+  /** The template's RsyncSum64 of a part's first block (DESC), or undefined when it gives none. */
+  private firstBlockSum(key: string): Buffer | undefined {
+    if (!this.firstBlocks) {
+      this.firstBlocks = new Map();
+      for (const e of this.templateDesc.entries) if (e.kind === 'part' && e.rsync) this.firstBlocks.set(e.key, e.rsync);
+    }
+    return this.firstBlocks.get(key);
   }
 
   private isTmp(file: string, key: string): boolean {

@@ -96,17 +96,27 @@ export async function verifyLocalCopy(
   if (!st?.isFile()) return undefined;
   if (ranges ? whole || ranges[0]?.offset !== offset || !rangesFit(ranges, length, st.size) : whole ? st.size !== length : st.size < offset + length) return undefined;
   const id = identityOf(st);
-  // Several ranges are recorded under all of them: a region with the same start and length holds other bytes.
-  const [o, l] = whole ? [undefined, undefined] : [offset, ranges && ranges.length > 1 ? `${length}:${ranges.map((r) => `${r.offset}+${r.length}`).join(',')}` : length];
-  const matches = (sum: string): VerifiedCopy | undefined =>
-    sum === key ? vouch({ path: file, offset, ...id, userFile: true, ...(ranges ? { ranges: ranges.map((r) => ({ ...r })) } : {}) }) : undefined;
+  const [o, l] = indexField(whole ? undefined : { offset, length, ranges });
+  const copyHere = (): LocalCopy => ({ path: file, offset, ...id, userFile: true, ...(ranges ? { ranges: ranges.map((r) => ({ ...r })) } : {}) });
+  const matches = (sum: string): VerifiedCopy | undefined => (sum === key ? vouch(copyHere()) : undefined);
   const known = index.get(file, id, kind, o, l);
   if (known) return { copy: matches(known), hashed: false };
-  if (defer) return { copy: vouch({ path: file, offset, ...id, userFile: true, deferred: true }), hashed: false };
+  if (defer) return { copy: vouch({ ...copyHere(), deferred: true }), hashed: false };
   const was = index.previous(file, kind, o, l);
   const sum = checksumKey(await hash(file, kind, offset, length, ranges));
   index.set(file, id, kind, sum, o, l);
   return { copy: matches(sum), was, hashed: true };
+}
+
+/**
+ * Where the hash index keeps a place's checksum (HashIndex.get/set `offset`, `length`): nothing for a whole
+ * file, else the region's start and length. Several ranges are recorded under all of them: a region with the
+ * same start and length holds other bytes.
+ */
+export function indexField(region?: { offset: number; length: number; ranges?: FileRange[] }): [number | undefined, number | string | undefined] {
+  if (!region) return [undefined, undefined];
+  const { offset, length, ranges } = region;
+  return [offset, ranges && ranges.length > 1 ? `${length}:${ranges.map((r) => `${r.offset}+${r.length}`).join(',')}` : length];
 }
 
 /** The ranges start at `ranges[0]`, add up to `length` and lie inside a file of `size` bytes. */

@@ -3,9 +3,11 @@
  * adds one), the v2 image (xorriso, Rock Ridge + Joliet) published with `jigdo-file make-template`, and a
  * mirror folder holding only the parts v1 lacks. The v1 image is built by each test in the flavour it needs.
  */
+import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LONG_NAME, bytesOf, run, xorrisoImage } from './disc-images.js';
+import type { Mirror } from './mirror-server.js';
 
 export interface Upgrade {
   v1: string;
@@ -65,4 +67,22 @@ export async function makeUpgrade(work: string): Promise<Upgrade> {
   await writeFile(path.join(work, 'v2.jigdo'), jigdoText);
   const parts = jigdoText.split('[Parts]')[1]!.split('\n').filter((l) => /^[A-Za-z0-9_-]{22}=/.test(l)).length;
   return { v1, v2, v2iso, jigdo: path.join(work, 'v2.jigdo'), mirrorDir, missing, parts };
+}
+
+/** GET requests per path (no leading slash) the mirror saw since its last reset. */
+export function requestsByPath(mirror: Mirror): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of mirror.requests) {
+    if (r.method !== 'GET') continue;
+    const p = r.path.replace(/^\//, '');
+    out.set(p, (out.get(p) ?? 0) + 1);
+  }
+  return out;
+}
+
+/** The mirror was asked for exactly the parts v1 lacks, each once. */
+export function assertOnlyMissingFetched(mirror: Mirror, up: Upgrade): void {
+  const got = requestsByPath(mirror);
+  assert.deepEqual([...got.keys()].sort(), [...up.missing].sort(), 'the mirror is asked for exactly the parts v1 lacks');
+  for (const [p, n] of got) assert.equal(n, 1, `${p}: one request`);
 }

@@ -13,7 +13,7 @@ import { assertOk, runCli } from '../helpers/cli.js';
 import { dropIsoDescriptors, reportLba, sparseBigImage, udfBridge, xorrisoImage } from '../helpers/disc-images.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo } from '../helpers/mount.js';
-import { makeUpgrade, type Upgrade } from '../helpers/upgrade-fixture.js';
+import { assertOnlyMissingFetched as assertMissingFetched, makeUpgrade, type Upgrade } from '../helpers/upgrade-fixture.js';
 
 let work: string;
 let up: Upgrade;
@@ -30,17 +30,8 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-/** GET requests per path since the last reset. */
-function requestsByPath(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const r of mirror.requests) if (r.method === 'GET') out.set(r.path.replace(/^\//, ''), (out.get(r.path.replace(/^\//, '')) ?? 0) + 1);
-  return out;
-}
-
 function assertOnlyMissingFetched(): void {
-  const got = requestsByPath();
-  assert.deepEqual([...got.keys()].sort(), [...up.missing].sort(), 'the mirror is asked for exactly the parts v1 lacks');
-  for (const [p, n] of got) assert.equal(n, 1, `${p}: one request`);
+  assertMissingFetched(mirror, up);
 }
 
 async function v1Image(flavour: 'rr' | 'joliet' | 'bridge' | 'udf-only'): Promise<string> {
