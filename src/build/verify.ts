@@ -9,6 +9,13 @@ export interface BadRegion {
   offset: number;
   length: number;
   what: string;
+  /** A wrong part region: the part's key. */
+  key?: string;
+  /**
+   * Where a verified copy of that part is on this machine (a `--local`/`--scan` file, or an old disc image
+   * given to --scan that holds it), so the report says what can repair the image without a download.
+   */
+  goodCopy?: { path: string; insideImage: boolean };
 }
 
 export interface VerifyResult {
@@ -21,6 +28,18 @@ export interface VerifyResult {
 }
 
 const BLOCK = 8 << 20;
+
+/**
+ * A verified copy of a part among the local sources (named files and --scan folders first, then inside old disc
+ * images), hashed if need be; nothing from the cache or the network: the report says what is at hand.
+ */
+async function localCopyOf(session: ImageSession, key: string): Promise<BadRegion['goodCopy']> {
+  const { local } = session;
+  const file = await local.find(key).catch(() => undefined);
+  if (file) return { path: file.path, insideImage: false };
+  const inImage = await local.findInImages(key).catch(() => undefined);
+  return inImage ? { path: inImage.path, insideImage: true } : undefined;
+}
 const MAX_BAD = 20;
 
 /**
@@ -69,7 +88,7 @@ export async function verifyImage(session: ImageSession, file: string): Promise<
             const sum = checksumKey(partHash.digest());
             partHash = undefined;
             if (sum !== region.key && bad.length < MAX_BAD) {
-              bad.push({ offset: region.offset, length: region.length, what: `part ${region.key} has checksum ${sum}` });
+              bad.push({ offset: region.offset, length: region.length, what: `part ${region.key} has checksum ${sum}`, key: region.key });
             }
           }
         }
@@ -84,6 +103,7 @@ export async function verifyImage(session: ImageSession, file: string): Promise<
     const ok = size === layout.size && sum.equals(layout.imageSum);
     if (size < layout.size && bad.length < MAX_BAD) bad.push({ offset: size, length: layout.size - size, what: 'missing (file too short)' });
     if (size > layout.size) bad.push({ offset: layout.size, length: size - layout.size, what: 'extra bytes after the image' });
+    for (const b of bad) if (b.key) b.goodCopy = await localCopyOf(session, b.key);
     return { ok, size, expectedSize: layout.size, checksum: sum.toString('hex'), expected: layout.imageSum.toString('hex'), badRegions: bad };
   } finally {
     await fh.close();

@@ -121,3 +121,21 @@ test('--scan-deep on a v1 whose descriptors and directories are zeroed: the part
   await makeImage(['--scan-deep', image]);
   assertOnlyMissingFetched();
 });
+
+test("verify --scan v1.iso: each wrong part region says whether a good copy is inside the old image", async () => {
+  const image = await v1Image('rr');
+  const damaged = path.join(work, 'damaged.iso');
+  await copyFile(up.v2iso, damaged);
+  const v2extents = await reportLba(up.v2iso);
+  const shared = 'pool/main/a/pkg0_1.0_amd64.deb';
+  const fh = await open(damaged, 'r+');
+  for (const rel of [shared, 'pool/main/n/new_1.0_all.deb']) await fh.write(Buffer.from('damaged'), 0, 7, v2extents.get(rel)![0]!.offset + 100);
+  await fh.close();
+  const r = await runCli(['verify', up.jigdo, damaged, '--scan', image, '--offline', '--cache-dir', path.join(work, 'cache-verify')]);
+  assert.equal(r.code, 1, r.stderr);
+  const lines = r.stdout.split('\n').filter((l) => l.includes('has checksum'));
+  assert.equal(lines.length, 2, r.stdout);
+  const at = (rel: string): string => lines.find((l) => l.startsWith(`  bytes ${v2extents.get(rel)![0]!.offset}..`))!;
+  assert.match(at(shared), new RegExp(`a good copy is inside ${image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+  assert.doesNotMatch(at('pool/main/n/new_1.0_all.deb'), /good copy/, 'v1 lacks that part');
+});

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { shown } from '../../format/byte-string.js';
 import { verifyImage } from '../../build/verify.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
@@ -17,7 +18,10 @@ export function registerVerify(program: Command): void {
     else if (r.ok) process.stdout.write(`OK: ${imageFile}: checksum matches, image is good (${r.checksum})\n`);
     else {
       const lines = [`FAILED: ${imageFile}: ${r.size !== r.expectedSize ? `size ${r.size}, expected ${r.expectedSize}; ` : ''}checksum ${r.checksum}, expected ${r.expected}`];
-      for (const b of r.badRegions) lines.push(`  bytes ${b.offset}..${b.offset + b.length - 1} (${b.length}): ${b.what}`);
+      for (const b of r.badRegions) {
+        const good = b.goodCopy && `; a good copy ${b.goodCopy.insideImage ? 'is inside' : 'is'} ${shown(b.goodCopy.path)}`;
+        lines.push(`  bytes ${b.offset}..${b.offset + b.length - 1} (${b.length}): ${b.what}${good ?? ''}`);
+      }
       process.stdout.write(`${lines.join('\n')}\n`);
     }
     if (!r.ok) process.exitCode = 1;
