@@ -3,6 +3,7 @@ import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../engine/session.js';
+import { DirectOutput } from './direct-output.js';
 import { pooledImageBlocks } from './stream.js';
 
 /** Blocks queued on the hashing worker at a time (memory: (depth + HASH_QUEUE + 1) × 4 MiB). */
@@ -159,10 +160,11 @@ async function writeImage(
     throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
   };
   const hash = pool.streamHash(layout.checksumKind);
+  const direct = DirectOutput.open(tmp, process.env.JIGDOFS_DIRECT_IO !== '0');
   let ok = false;
   try {
     try {
-      await writeBlocks(reader, fh, hash, cannotWrite, progress);
+      await writeBlocks(reader, { fh, direct }, hash, cannotWrite, progress);
     } catch (err) {
       // The stream reached a part no source has: name every missing part (the temporary file goes).
       if (err instanceof UnavailableError) {
@@ -191,6 +193,7 @@ async function writeImage(
   } catch (err) {
     return await fail(err);
   } finally {
+    direct.close();
     await fh.close();
     if (!ok) await rm(fsPath(tmp), { force: true }); // also when the rename failed: never leave the temporary file
   }
@@ -204,7 +207,7 @@ async function writeImage(
  */
 async function writeBlocks(
   reader: ImageSession['reader'],
-  fh: FileHandle,
+  { fh, direct }: { fh: FileHandle; direct: DirectOutput },
   hash: ReturnType<ImageSession['pool']['streamHash']>,
   cannotWrite: (err: unknown) => never,
   progress: ((done: number, total: number) => void) | undefined,
@@ -214,9 +217,10 @@ async function writeBlocks(
   let syncError: unknown;
   let unsynced = 0;
   try {
-    for await (const block of pooledImageBlocks(reader, { held: HASH_QUEUE + 1 })) {
+    for await (const block of pooledImageBlocks(reader, { held: HASH_QUEUE + 1, allocate: (n) => direct.allocate(n) })) {
       const { offset, data } = block;
-      let done = 0;
+      // Direct when the file system takes it (direct-output.ts), else (or for a short last block) buffered.
+      let done = (await direct.write(data, offset).catch(cannotWrite)) ? data.length : 0;
       while (done < data.length) {
         const n = Math.min(WRITE_SLICE, data.length - done);
         done += (await fh.write(data, done, n, offset + done).catch(cannotWrite)).bytesWritten;

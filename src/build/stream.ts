@@ -13,6 +13,8 @@ export interface PooledBlockOptions {
   depth?: number;
   /** Blocks the consumer may hold (not yet released) without slowing the read-ahead down. */
   held?: number;
+  /** Makes each buffer (default: a plain SharedArrayBuffer); make-image's are aligned for O_DIRECT. */
+  allocate?: (size: number) => Buffer;
 }
 
 /**
@@ -24,7 +26,7 @@ export interface PooledBlockOptions {
  * make-image; shared buffers also reach the hashing worker without a copy or a transfer.
  */
 export async function* pooledImageBlocks(reader: ImageReader, opts: PooledBlockOptions = {}): AsyncGenerator<PooledBlock> {
-  const { blockSize = 4 << 20, depth = 4, held = 2 } = opts;
+  const { blockSize = 4 << 20, depth = 4, held = 2, allocate = (n: number) => Buffer.from(new SharedArrayBuffer(n)) } = opts;
   const size = reader.size;
   const free: Buffer[] = [];
   let created = 0;
@@ -33,7 +35,7 @@ export async function* pooledImageBlocks(reader: ImageReader, opts: PooledBlockO
     const buf = free.pop();
     if (buf || created >= depth + held) return buf;
     created++;
-    return Buffer.from(new SharedArrayBuffer(blockSize));
+    return allocate(blockSize);
   };
   const giveBack = (buf: Buffer): void => {
     free.push(buf);
