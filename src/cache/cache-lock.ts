@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { link, open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { errorMessage } from '../format/errors.js';
@@ -10,6 +10,13 @@ import { pidAlive } from '../util/pid.js';
  * holds `locks/<space>-<kind>-<hex>.lock` (created with O_EXCL, refreshed every few seconds); others wait
  * for the file to appear or the lock to go away. A lock whose owner died (this host, pid gone) or went
  * silent is taken over; what killed processes left (locks, `tmp/*.partial`) is removed by the next one.
+ *
+ * A lock file is a hard link to this process's one lock inode (`tmp/HOSTTAG-PID-lock.spare`, naming its owner),
+ * made with link(2), which fails with EEXIST like an O_EXCL create: taking and releasing a lock then allocates
+ * and frees no inode. On file systems that keep freed inodes out of reuse for a while (ext4 without a journal,
+ * as on this project's test machines) a create and an unlink per part and per commit made every later inode
+ * allocation scan past thousands of recently deleted ones: 10-14 % of make-image's CPU over HTTP
+ * (`recently_deleted`, `find_get_block_common`; BENCHMARKS.md). Where links do not work, locks are created.
  */
 
 const HEARTBEAT_MS = 5_000;
@@ -78,6 +85,8 @@ export type InDir = <T>(dir: string, op: () => Promise<T>) => Promise<T>;
 export class CacheLocks {
   private readonly held = new Set<string>();
   private cleaned: Promise<void> | undefined;
+  /** False once link(2) failed for another reason than EEXIST/ENOENT: locks are created instead. */
+  private linking = true;
 
   constructor(
     private readonly cacheDir: string,
@@ -93,12 +102,7 @@ export class CacheLocks {
     if (this.held.has(file)) return undefined; // another fetch in this process (PartStore dedupes; templates may not)
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        const fh = await this.inDir(this.lockDir, () => open(file, 'wx', FILE_MODE));
-        try {
-          await fh.writeFile(`${ownerTag()}-${Date.now()}\n`);
-        } finally {
-          await fh.close();
-        }
+        if (!(await this.linkLock(file))) await this.createLock(file);
         this.held.add(file);
         return new Lock(file, () => this.held.delete(file));
       } catch (err) {
@@ -110,6 +114,45 @@ export class CacheLocks {
       await unlink(file).catch(() => undefined);
     }
     return undefined;
+  }
+
+  /** A new lock file naming this process (O_EXCL: fails with EEXIST when it exists). */
+  private async createLock(file: string): Promise<void> {
+    const fh = await this.inDir(path.dirname(file), () => open(file, 'wx', FILE_MODE));
+    try {
+      await fh.writeFile(`${ownerTag()}-${Date.now()}\n`);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
+   * The lock as a hard link to this process's lock inode, freshly touched first (a waiter judges staleness by
+   * the mtime the moment the name appears). True when taken; false when links do not work here (the caller
+   * creates it); throws EEXIST when it is held. A spare removed meanwhile (another process's cleanup) is made again.
+   */
+  private async linkLock(file: string): Promise<boolean> {
+    const spare = path.join(this.tmpDir, `${ownerTag()}-lock.spare`);
+    for (let attempt = 0; this.linking && attempt < 2; attempt++) {
+      try {
+        const now = Date.now() / 1000;
+        await utimes(spare, now, now);
+        await this.inDir(path.dirname(file), () => link(spare, file));
+        return true;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') throw err;
+        if (code === 'ENOENT') {
+          if (attempt > 0) return false; // gone again at once: create this lock
+          await this.createLock(spare).catch((e: unknown) => {
+            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          });
+          continue;
+        }
+        this.linking = false; // EPERM, ENOTSUP, EMLINK...: a file system without hard links
+      }
+    }
+    return false;
   }
 
   /**

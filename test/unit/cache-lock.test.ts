@@ -124,3 +124,40 @@ test('cleanup removes what dead or long-gone processes left, and nothing of live
   await locks.cleanOnce();
   assert.ok((await readdir(tmpDir)).includes(`${ownerTag(deadPid)}-ee.partial`), 'once per process');
 });
+
+test('a lock is a hard link to the process\'s one lock inode: taking and releasing locks allocates and frees none', async () => {
+  const { locks, lockDir, tmpDir } = await newLocks();
+  const spare = path.join(tmpDir, `${ownerTag()}-lock.spare`);
+  const a = await locks.tryLock('parts-md5-aa');
+  const b = await locks.tryLock('size');
+  assert.ok(a && b);
+  const ino = (await stat(spare)).ino;
+  for (const name of ['parts-md5-aa.lock', 'size.lock']) {
+    const st = await stat(path.join(lockDir, name));
+    assert.equal(st.ino, ino, `${name}: the same inode`);
+    assert.match(await readFile(path.join(lockDir, name), 'utf8'), new RegExp(`^${ownerTag()}-\\d+\\n$`), 'it names us');
+  }
+  assert.equal((await stat(spare)).nlink, 3);
+  await a.release();
+  await b.release();
+  assert.deepEqual(await readdir(lockDir), []);
+  assert.equal((await stat(spare)).ino, ino, 'the inode stays for the next lock');
+  // Another process's cleanup may remove the spare (it looks old): the next lock makes a new one.
+  await rm(spare);
+  const c = await locks.tryLock('parts-md5-cc');
+  assert.ok(c);
+  assert.equal((await stat(path.join(lockDir, 'parts-md5-cc.lock'))).ino, (await stat(spare)).ino);
+  await c.release();
+});
+
+test('where hard links do not work, locks are created files as before', async () => {
+  const { locks, lockDir, tmpDir } = await newLocks();
+  await mkdir(path.join(tmpDir, `${ownerTag()}-lock.spare`)); // link(2) of a directory fails with EPERM
+  const a = await locks.tryLock('parts-md5-dd');
+  assert.ok(a);
+  const st = await stat(path.join(lockDir, 'parts-md5-dd.lock'));
+  assert.ok(st.isFile() && st.nlink === 1, 'a file of its own');
+  assert.equal(await locks.tryLock('parts-md5-dd'), undefined);
+  await a.release();
+  assert.deepEqual(await readdir(lockDir), []);
+});
