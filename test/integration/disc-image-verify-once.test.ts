@@ -57,6 +57,17 @@ async function v1WithRebuilt(keep: number): Promise<string> {
   return image;
 }
 
+/** `jigdofs make-image --scan image` with the mirror holding what v1 lacks: v2 byte-exact, each missing part asked once. */
+async function makeImageFrom(image: string): Promise<{ stderr: string }> {
+  mirror.reset();
+  const out = path.join(work, `out-${++n}.iso`);
+  const r = await runCli(['make-image', up.jigdo, '-o', out, '--scan', image, '--mirror', `Parts=${mirror.url}`, '--cache-dir', path.join(work, `cache-${n}`)]);
+  assertOk(r);
+  assert.ok((await readFile(out)).equals(v2bytes), 'v2 byte-exact');
+  assertOnlyMissingFetched(mirror, up);
+  return r;
+}
+
 test('make-image hashes no v1 file at the path the .jigdo names; the image checksum checks them, the index then knows them', async () => {
   // The parts v1 lacks come from --local (named, so also taken unhashed): nothing at all is hashed but the image.
   const cacheDir = path.join(work, `cache-${++n}`);
@@ -91,24 +102,14 @@ test('a rebuilt file under the old name with other first bytes is not hashed, no
   } finally {
     await s.close();
   }
-  mirror.reset();
-  const out = path.join(work, `rebuilt0-${n}.iso`);
-  const r = await runCli(['make-image', up.jigdo, '-o', out, '--scan', image, '--mirror', `Parts=${mirror.url}`, '--cache-dir', path.join(work, `cache-${++n}`)]);
-  assertOk(r);
-  assert.ok((await readFile(out)).equals(v2bytes), 'v2 byte-exact');
-  assertOnlyMissingFetched(mirror, up);
+  await makeImageFrom(image);
   assert.equal(md5hex(await readFile(image)), before, 'v1 untouched');
 });
 
 test('a rebuilt file under the old name with the same first block: the wrong image is caught, the part fetched, v1 kept', async () => {
   const image = await v1WithRebuilt(4096);
   const before = md5hex(await readFile(image));
-  mirror.reset();
-  const out = path.join(work, `rebuilt4k-${n}.iso`);
-  const r = await runCli(['make-image', up.jigdo, '-o', out, '--scan', image, '--mirror', `Parts=${mirror.url}`, '--cache-dir', path.join(work, `cache-${++n}`)]);
-  assertOk(r);
-  assert.ok((await readFile(out)).equals(v2bytes), 'v2 byte-exact');
-  assertOnlyMissingFetched(mirror, up);
+  const r = await makeImageFrom(image);
   assert.match(r.stderr, /v1-rebuilt-4096\.iso: does not hold part \S+ \(9000 bytes\): not used/);
   // The recheck after a wrong image removes bad *cache* files; a file of the user's (this image) stays as it was.
   assert.equal(md5hex(await readFile(image)), before, 'v1 still there, untouched');
