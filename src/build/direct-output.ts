@@ -18,22 +18,30 @@ const PROBE_STEP = 16;
  *
  * O_DIRECT wants the buffer's address, the file offset and the length aligned to the device's logical block
  * size. JavaScript cannot see an address, so each buffer is allocated 4 KiB larger and the start that works is
- * found by trying 4 KiB direct writes at file offset 0 (block 0 of the image overwrites them later). Where the
+ * found by trying 4 KiB direct writes just past the image's end (`probeAt`; the caller truncates the file to the
+ * image's size at the end). Never inside the image: a buffer may be made after block 0 was written. Where the
  * file system refuses O_DIRECT (open or the probe fails) or a write is not aligned (the image's last, short
  * block), `write` returns false and the caller writes through its ordinary handle.
  *
  * Owns `fd`, the direct descriptor (until close; undefined: direct writes are off).
  */
 export class DirectOutput {
-  private constructor(private fd: number | undefined) {}
+  private constructor(
+    private fd: number | undefined,
+    private readonly probeAt: number,
+  ) {}
 
-  /** Opens `file` (already created by the caller) for direct writes; off when `enabled` is false or it fails. */
-  static open(file: string, enabled = true): DirectOutput {
-    if (!enabled || constants.O_DIRECT === undefined) return new DirectOutput(undefined);
+  /**
+   * Opens `file` (already created by the caller) for direct writes of an image of `size` bytes; off when
+   * `enabled` is false or the open fails.
+   */
+  static open(file: string, size: number, enabled = true): DirectOutput {
+    const probeAt = Math.ceil(size / MAX_ALIGN) * MAX_ALIGN;
+    if (!enabled || constants.O_DIRECT === undefined) return new DirectOutput(undefined, probeAt);
     try {
-      return new DirectOutput(openSync(fsPath(file), constants.O_WRONLY | constants.O_DIRECT));
+      return new DirectOutput(openSync(fsPath(file), constants.O_WRONLY | constants.O_DIRECT), probeAt);
     } catch {
-      return new DirectOutput(undefined);
+      return new DirectOutput(undefined, probeAt);
     }
   }
 
@@ -51,7 +59,7 @@ export class DirectOutput {
     const raw = Buffer.from(new SharedArrayBuffer(size + MAX_ALIGN));
     for (let at = 0; at < MAX_ALIGN; at += PROBE_STEP) {
       try {
-        writeSync(this.fd, raw, at, MAX_ALIGN, 0);
+        writeSync(this.fd, raw, at, MAX_ALIGN, this.probeAt);
       } catch {
         continue; // EINVAL: this start is not aligned
       }

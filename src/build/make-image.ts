@@ -160,7 +160,7 @@ async function writeImage(
     throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
   };
   const hash = pool.streamHash(layout.checksumKind);
-  const direct = DirectOutput.open(tmp, process.env.JIGDOFS_DIRECT_IO !== '0');
+  const direct = DirectOutput.open(tmp, layout.size, process.env.JIGDOFS_DIRECT_IO !== '0');
   let ok = false;
   try {
     try {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
 import { link, open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -47,6 +48,22 @@ export async function lockIsStale(file: string): Promise<boolean> {
   if (Date.now() - st.mtimeMs > LOCK_STALE_MS) return true;
   const owner = await readFile(file, 'utf8').catch(() => '');
   return owner !== '' && ownerDead(owner.trim() + '-');
+}
+
+function removeQuietly(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // never made, or removed already
+  }
+}
+
+/** Lock inodes this process made (one per cache directory), removed when it exits: one exit hook for all. */
+const sparesAtExit = new Set<string>();
+
+function removeAtExit(spare: string): void {
+  if (sparesAtExit.size === 0) process.once('exit', () => sparesAtExit.forEach(removeQuietly));
+  sparesAtExit.add(spare);
 }
 
 /** A held lock, refreshed until released. Fields: `timer` (the heartbeat), `released` (release runs once). */
@@ -131,8 +148,20 @@ export class CacheLocks {
    * the mtime the moment the name appears). True when taken; false when links do not work here (the caller
    * creates it); throws EEXIST when it is held. A spare removed meanwhile (another process's cleanup) is made again.
    */
+  private get spare(): string {
+    return path.join(this.tmpDir, `${ownerTag()}-lock.spare`);
+  }
+
+  /**
+   * Removes this process's lock inode (a cache's close, and the process's exit): nothing of ours stays in the
+   * cache. Locks still held keep their own names (the inode lives on under them); a later lock makes a new one.
+   */
+  removeSpare(): void {
+    removeQuietly(this.spare);
+  }
+
   private async linkLock(file: string): Promise<boolean> {
-    const spare = path.join(this.tmpDir, `${ownerTag()}-lock.spare`);
+    const spare = this.spare;
     for (let attempt = 0; this.linking && attempt < 2; attempt++) {
       try {
         const now = Date.now() / 1000;
@@ -147,6 +176,7 @@ export class CacheLocks {
           await this.createLock(spare).catch((e: unknown) => {
             if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
           });
+          removeAtExit(spare);
           continue;
         }
         this.linking = false; // EPERM, ENOTSUP, EMLINK...: a file system without hard links

@@ -218,6 +218,11 @@ export class PartCache {
     await this.eviction.trim();
   }
 
+  /** The end of this process's use of the cache: its lock inode goes (cache-lock.ts). */
+  close(): void {
+    this.locks.removeSpare();
+  }
+
   /** Counts the cache now if it was never counted (for `status`). */
   async refreshStats(): Promise<CacheStats> {
     await this.eviction.refresh();

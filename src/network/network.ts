@@ -128,5 +128,6 @@ export class Network {
   async close(): Promise<void> {
     await this.http?.close();
     await this.cache.trim().catch((err: unknown) => this.opts.log(`cache: ${String(err)}`));
+    this.cache.close();
   }
 }

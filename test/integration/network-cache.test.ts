@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { ownerTag } from '../../src/cache/cache-lock.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { assertCacheVerified, bytesByPath, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, partsUri, waitFor } from '../helpers/network.js';
 import { fx, v, plainConfig, P, mirror, dir, setupNetworkSuite } from '../helpers/network-suite.js';
@@ -55,7 +56,8 @@ describe('the disk cache', () => {
     }
     await exited;
     const left = await cacheLeftovers(cache);
-    assert.equal(left.tmp.length, 1, 'the killed fetch left its partial file behind');
+    assert.equal(left.tmp.filter((f) => f.endsWith('.partial')).length, 1, 'the killed fetch left its partial file behind');
+    assert.deepEqual(left.tmp.filter((f) => !f.endsWith('.partial')), [`${ownerTag(child.pid)}-lock.spare`], 'and its lock inode');
     assert.equal(left.locks.length, 1, 'and its lock');
     const files = await assertCacheVerified(cache);
     assert.equal(files.length, 5, 'the partial part is not under its checksum name');
