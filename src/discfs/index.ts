@@ -11,6 +11,7 @@ import { DiscFormatError, type DiscKind, type DiscListing, type ListOptions, typ
  * directory loops are detected, and what cannot be trusted is skipped with a warning, never read.
  */
 export { DiscFormatError } from './types.js';
+export { fileReader } from './file-reader.js';
 export type { DiscExtent, DiscFile, DiscKind, DiscListing, ListOptions, PositionalRead } from './types.js';
 
 /** How far detectDisc looks for the volume recognition sequence: sectors 16..23 (one read). */

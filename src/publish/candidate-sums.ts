@@ -33,12 +33,14 @@ export class SumSource {
     private readonly blockLength: number,
   ) {}
 
+  /** The hash index's fields for a candidate; a file inside a disc image adds its ranges (the index key is the image). */
   private fields(c: Candidate): { rsync: string; head: string; confirm: string; sum: string } {
+    const at = c.ranges ? `#${c.ranges.map((r) => `${r.offset}+${r.length}`).join(',')}` : '';
     return {
-      rsync: `rsync64@${this.blockLength}`,
-      head: `${CONFIRM}@0+${Math.min(c.size, HEAD_LENGTH)}`,
-      confirm: CONFIRM,
-      sum: this.kind,
+      rsync: `rsync64@${this.blockLength}${at}`,
+      head: `${CONFIRM}@0+${Math.min(c.size, HEAD_LENGTH)}${at}`,
+      confirm: CONFIRM + at,
+      sum: this.kind + at,
     };
   }
 
@@ -54,7 +56,7 @@ export class SumSource {
 
   private async compute(c: Candidate): Promise<CandidateSums> {
     this.reads++;
-    const { rsync, head, sum, confirm } = await this.scanner.fileSums(c.path, c.size, this.kind, this.blockLength);
+    const { rsync, head, sum, confirm } = await this.scanner.fileSums(c.path, c.size, this.kind, this.blockLength, c.ranges);
     const f = this.fields(c);
     this.index.setValue(c.path, c.identity, f.rsync, encodeB64(rsync));
     this.index.setValue(c.path, c.identity, f.head, encodeB64(head));

@@ -1,8 +1,10 @@
-import { lstat, opendir, readFile, stat } from 'node:fs/promises';
+import { lstat, open, opendir, readFile, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
+import { DiscFormatError, detectDisc, fileReader, listDisc } from '../discfs/index.js';
 import { identityOf, type FileIdentity } from '../sources/hash-index.js';
+import type { FileRange } from '../util/worker-protocol.js';
 
 /**
  * The candidate files of make-template, found as jigdo-file finds them: arguments in order, folders walked
@@ -18,6 +20,8 @@ export interface Candidate {
   leaf: string;
   size: number;
   identity: FileIdentity;
+  /** A file inside a disc image (`IMAGE//`): its byte ranges in `path`, the image; `identity` is the image's. */
+  ranges?: FileRange[];
 }
 
 function join(dir: string, name: string): string {
@@ -81,6 +85,39 @@ class Walk {
     }
   }
 
+  /**
+   * `IMAGE//`: the files of an old disc image (ISO9660, UDF; src/discfs/) are candidates, read from the image at
+   * their extents and named by their paths on the disc, as if the disc's tree had been given as `DIR//`.
+   */
+  async disc(image: string): Promise<void> {
+    const fh = await open(fsPath(image), 'r').catch((err: unknown) => {
+      this.warn(`${shown(image)}: ${errorMessage(err)} (ignored)`);
+      return undefined;
+    });
+    if (!fh) return;
+    try {
+      const st = await fh.stat();
+      const read = fileReader(fh);
+      if ((await detectDisc(read, st.size)) === null) {
+        this.warn(`${shown(image)}//: not a disc image (ignored)`);
+        return;
+      }
+      const listing = await listDisc(read, st.size);
+      for (const w of listing.warnings) this.warn(`${shown(image)}: ${w}`);
+      const identity = identityOf(st);
+      for (const f of listing.files) {
+        const key = `${image}//${f.path}`;
+        if (f.size === 0 || this.seen.has(key)) continue;
+        this.seen.add(key);
+        this.found.push({ path: image, location: `${image}/`, leaf: f.path, size: f.size, identity, ranges: f.extents.map((e) => ({ ...e })) });
+      }
+    } catch (err) {
+      this.warn(`${shown(image)}: ${err instanceof DiscFormatError ? err.message : errorMessage(err)} (ignored)`);
+    } finally {
+      await fh.close();
+    }
+  }
+
   /** Symbolic links come after everything else, as jigdo-file's RecurseDir takes them. */
   async links_(): Promise<void> {
     while (this.links.length > 0) {
@@ -94,6 +131,11 @@ class Walk {
 export async function findCandidates(args: string[], warn: (line: string) => void): Promise<Candidate[]> {
   const walk = new Walk(warn);
   for (const arg of args) {
+    const image = arg.endsWith('//') ? arg.slice(0, -2) : undefined;
+    if (image && (await stat(fsPath(image)).catch(() => undefined))?.isFile()) {
+      await walk.disc(image);
+      continue;
+    }
     const { location, leaf } = splitLocation(arg);
     await walk.visit(location, leaf, false);
   }

@@ -1,5 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
-import { DiscFormatError, detectDisc, listDisc, type DiscFile, type DiscKind } from '../discfs/index.js';
+import { DiscFormatError, detectDisc, fileReader, listDisc, type DiscFile, type DiscKind } from '../discfs/index.js';
 import type { Match, Scanner, Stretch } from './scanner.js';
 import { CONFIRM, type ScanSetup } from './scan-protocol.js';
 
@@ -63,11 +63,7 @@ export async function discMatches(
   onHashed: (bytes: number) => void,
 ): Promise<DiscMatches | undefined> {
   const { imageSize, sizes, sums } = setup;
-  const read = async (offset: number, length: number): Promise<Buffer> => {
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await image.read(buf, 0, length, offset);
-    return buf.subarray(0, bytesRead);
-  };
+  const read = fileReader(image);
   if ((await detectDisc(read, imageSize)) === null) return undefined;
   let listing;
   try {

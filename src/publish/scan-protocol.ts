@@ -1,4 +1,5 @@
 import type { ChecksumKind } from '../format/checksum.js';
+import type { FileRange } from '../util/worker-protocol.js';
 
 /** Messages between the scanner (scanner.ts) and its worker threads (scan-worker.ts). */
 
@@ -34,7 +35,7 @@ export type ScanRequest =
   /** Checksum of image[offset, offset + length) (ISO-aware matching, and the whole image). */
   | { op: 'hash'; id: number; offset: number; length: number; kind: ChecksumKind }
   /** A candidate file's sums: RsyncSum64 of its first blockLength bytes, its head and whole checksums. */
-  | { op: 'file'; id: number; path: string; size: number; kind: ChecksumKind; blockLength: number };
+  | { op: 'file'; id: number; path: string; size: number; kind: ChecksumKind; blockLength: number; ranges?: FileRange[] };
 
 export type ScanReply =
   /** Pairs (image offset, candidate index) of confirmed matches. */

@@ -10,6 +10,7 @@ import { fsPath } from '../format/byte-string.js';
 import { rsyncSum64 } from '../format/rsync.js';
 import { RollingScan, buildSumTable, type SumTable } from './scan-kernel.js';
 import { CONFIRM, HEAD_LENGTH, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
+import type { FileRange } from '../util/worker-protocol.js';
 
 const CHUNK = 2 * 1024 * 1024;
 const HASH_BLOCK = 1024 * 1024;
@@ -29,17 +30,39 @@ function send(msg: ScanReply): void {
 }
 
 function hashRange(offset: number, length: number, kinds: string[], from = fd): Buffer[] {
+  return hashRanges([{ offset, length }], kinds, from);
+}
+
+/** The checksums of these byte ranges of `from`, in order (a file inside a disc image may be several). */
+function hashRanges(ranges: FileRange[], kinds: string[], from = fd): Buffer[] {
   const hs = kinds.map((k) => createHash(k));
-  let pos = offset;
-  let left = length;
-  while (left > 0) {
-    const n = readSync(from, hashBuf, 0, Math.min(HASH_BLOCK, left), pos);
-    if (n === 0) throw new Error(from === fd ? 'image ended early (changed while scanned?)' : 'file is shorter than when it was listed');
-    for (const h of hs) h.update(hashBuf.subarray(0, n));
-    pos += n;
-    left -= n;
+  for (const r of ranges) {
+    let pos = r.offset;
+    let left = r.length;
+    while (left > 0) {
+      const n = readSync(from, hashBuf, 0, Math.min(HASH_BLOCK, left), pos);
+      if (n === 0) throw new Error(from === fd ? 'image ended early (changed while scanned?)' : 'file is shorter than when it was listed');
+      for (const h of hs) h.update(hashBuf.subarray(0, n));
+      pos += n;
+      left -= n;
+    }
   }
   return hs.map((h) => h.digest());
+}
+
+/** Fills `into` with the bytes of `ranges` (in order) from their start. */
+function readRanges(from: number, ranges: FileRange[], into: Buffer): void {
+  let filled = 0;
+  for (const r of ranges) {
+    for (let at = 0; at < r.length && filled < into.length; ) {
+      const n = readSync(from, into, filled, Math.min(r.length - at, into.length - filled), r.offset + at);
+      if (n === 0) throw new Error('file is shorter than when it was listed');
+      filled += n;
+      at += n;
+    }
+    if (filled === into.length) return;
+  }
+  if (filled < into.length) throw new Error('file is shorter than when it was listed');
 }
 
 /** Confirms hits at one offset: head checksum, then whole-length checksum, each computed once per length. */
@@ -74,16 +97,16 @@ class Confirmer {
 let confirmer: Confirmer | undefined;
 
 /** One read of a candidate file: its first-block RsyncSum64, head checksum and whole checksum. */
-function fileSums(path: string, size: number, kind: string, blockLength: number): Extract<ScanReply, { op: 'file' }> {
+function fileSums(path: string, size: number, kind: string, blockLength: number, ranges: FileRange[] = [{ offset: 0, length: size }]): Extract<ScanReply, { op: 'file' }> {
   const file = openSync(fsPath(path), 'r');
   try {
     const headLen = Math.min(size, HEAD_LENGTH);
     const head = headBuf.subarray(0, headLen); // reused: a buffer per file kept ~60 MB of garbage alive
-    if (readSync(file, head, 0, headLen, 0) !== headLen) throw new Error('file is shorter than when it was listed');
+    readRanges(file, ranges, head);
     const rsync = rsyncSum64(head.subarray(0, blockLength));
     const headSum = createHash(CONFIRM).update(head).digest();
     const kinds = kind === CONFIRM ? [CONFIRM] : [CONFIRM, kind];
-    const [confirm, sum] = hashRange(0, size, kinds, file);
+    const [confirm, sum] = hashRanges(ranges, kinds, file);
     return { op: 'file', id: 0, rsync, head: headSum, confirm: confirm!, sum: sum ?? confirm! };
   } finally {
     closeSync(file);
@@ -143,7 +166,7 @@ parentPort!.on('message', (msg: ScanRequest) => {
     } else if (msg.op === 'hash') {
       send({ op: 'sum', id: msg.id, sum: hashRange(msg.offset, msg.length, [msg.kind])[0]! });
     } else {
-      send({ ...fileSums(msg.path, msg.size, msg.kind, msg.blockLength), id: msg.id });
+      send({ ...fileSums(msg.path, msg.size, msg.kind, msg.blockLength, msg.ranges), id: msg.id });
     }
   } catch (err) {
     send({ op: 'error', id: 'id' in msg ? msg.id : -1, error: err instanceof Error ? err.message : String(err) });

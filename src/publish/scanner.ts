@@ -1,3 +1,4 @@
+import type { FileRange } from '../util/worker-protocol.js';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChecksumKind } from '../format/checksum.js';
@@ -103,8 +104,8 @@ export class Scanner {
   }
 
   /** A candidate file's sums (one read of the file, on a worker). */
-  async fileSums(path: string, size: number, kind: ChecksumKind, blockLength: number): Promise<{ rsync: Buffer; head: Buffer; sum: Buffer; confirm: Buffer }> {
-    const r = await this.run({ op: 'file', path, size, kind, blockLength });
+  async fileSums(path: string, size: number, kind: ChecksumKind, blockLength: number, ranges?: FileRange[]): Promise<{ rsync: Buffer; head: Buffer; sum: Buffer; confirm: Buffer }> {
+    const r = await this.run({ op: 'file', path, size, kind, blockLength, ...(ranges ? { ranges } : {}) });
     if (r.op !== 'file') throw new Error('scan worker: unexpected reply');
     const b = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
     return { rsync: b(r.rsync), head: b(r.head), sum: b(r.sum), confirm: b(r.confirm) };

@@ -1,6 +1,6 @@
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { detectDisc, listDisc, DiscFormatError, type PositionalRead } from '../discfs/index.js';
+import { detectDisc, fileReader, listDisc, DiscFormatError } from '../discfs/index.js';
 import { fsPath, shown } from '../format/byte-string.js';
 import { errorMessage } from '../format/errors.js';
 import { RollingRsyncSum64 } from '../format/rsync-rolling.js';
@@ -37,14 +37,6 @@ function bytesText(n: number): string {
   return `${n} bytes`;
 }
 
-function readerOf(fh: FileHandle): PositionalRead {
-  return async (offset, length) => {
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await fh.read(buf, 0, length, offset);
-    return buf.subarray(0, bytesRead);
-  };
-}
-
 /**
  * Old disc images as part sources (issue 10): a `--scan` file whose volume descriptors say ISO9660 or UDF is
  * listed (src/discfs/), and each of its files whose size is a part's becomes a candidate at its extents, read
@@ -75,7 +67,7 @@ export class DiscImages {
     const fh = await open(fsPath(file), 'r').catch(() => undefined);
     if (!fh) return false;
     try {
-      const read = readerOf(fh);
+      const read = fileReader(fh);
       if ((await detectDisc(read, size)) === null) return false;
       const id = identityOf(await fh.stat());
       const listing = await listDisc(read, size);

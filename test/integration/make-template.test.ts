@@ -123,6 +123,37 @@ describe('make-template = jigdo-file make-template', () => {
   });
 });
 
+describe('make-template with an old disc image as candidates (IMAGE//)', () => {
+  test("the files inside img.iso as candidates: the parts jigdo-file finds in the image's extracted tree, rebuilt by both tools", async () => {
+    await sh('xorriso', ['-osirrox', 'on', '-indev', 'img.iso', '-extract', '/', 'extracted']);
+    const naming = (dir: string): string[] => ['--label', `Deb=${dir}`, '--uri', 'Deb=http://deb.example/debian/'];
+    await jigdoFile('img.raw', 'disc-jf', ['extracted//'], naming('extracted'));
+    const out = await ours('img.raw', 'disc-us', ['img.iso//'], naming('img.iso'));
+    assert.match(out, /7 candidate files/, 'the 7 files on the disc');
+    assert.equal(await ls('disc-us'), await ls('disc-jf'), 'the same parts at the same offsets');
+    const parts = async (base: string): Promise<string[]> => (await readFile(path.join(work, `${base}.jigdo`), 'utf8')).split('[Parts]\n')[1]!.trim().split('\n').sort();
+    const theirs = await parts('disc-jf');
+    const mine = await parts('disc-us');
+    assert.deepEqual(mine.map((l) => l.split('=')[0]), theirs.map((l) => l.split('=')[0]), 'the same checksums');
+    for (const line of mine) assert.match(line, /^[^=]+=("?)Deb:.+\.bin\1$/, `named by its path on the disc: ${line}`);
+    assert.equal(await jigdoText('disc-us'), await jigdoText('disc-jf'), 'the same .jigdo');
+    await rm(path.join(work, 'disc.out'), { force: true });
+    await sh('jigdo-file', ['make-image', '--report=quiet', '--image=disc.out', '--jigdo=disc-us.jigdo', '--template=disc-us.template', 'extracted/']);
+    assert.ok((await readFile(path.join(work, 'disc.out'))).equals(await readFile(path.join(work, 'img.raw'))), 'jigdo-file rebuilt it');
+    const again = await runCli(['make-image', 'disc-us.jigdo', '-o', 'disc2.out', '--scan', 'img.iso', '--cache-dir', path.join(work, 'cache-disc'), '--offline'], { cwd: work });
+    assertOk(again);
+    assert.ok((await readFile(path.join(work, 'disc2.out'))).equals(await readFile(path.join(work, 'img.raw'))), 'and so did ours, from the old image');
+    // A second run reads no candidate: the sums are in the hash index under the image and each file's ranges.
+    assert.match(await ours('img.raw', 'disc-us', ['img.iso//'], naming('img.iso')), /7 candidate files, 0 read/);
+  });
+
+  test('IMAGE// on a file that is not a disc image: a warning, no candidate from it', async () => {
+    const r = await runCli(['make-template', 'img.raw', 'img.raw//', '-j', 'nodisc.jigdo', '-t', 'nodisc.template', '--force', '--cache-dir', cache], { cwd: work });
+    assertOk(r);
+    assert.match(r.stderr, /img\.raw\/\/: not a disc image \(ignored\)/);
+  });
+});
+
 describe('make-template on its own', () => {
   test('a second run over the same tree reads no candidate file (hash index); -T - reads names from stdin', async () => {
     const first = await ours('img.raw', 'again', ['tree/pool'], ['--cache-dir', path.join(work, 'cache2')]);
