@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
 import { rsyncSum64 } from '../format/rsync.js';
 import type { FileRange } from '../util/worker-protocol.js';
+import { copyRuns } from './verified-copy.js';
 
 /** What a candidate's first block says of it: see firstBlockMatches. */
 export type FirstBlock = 'same' | 'differs' | 'unknown';
@@ -23,15 +24,11 @@ export async function firstBlockMatches(
   const fh = await open(fsPath(at.file), 'r').catch(() => undefined);
   if (!fh) return 'unknown';
   try {
-    let filled = 0;
-    for (const r of at.ranges ?? [{ offset: at.offset, length: at.length }]) {
-      const want = Math.min(r.length, blockLength - filled);
-      const { bytesRead } = await fh.read(block, filled, want, r.offset);
-      if (bytesRead !== want) return 'unknown';
-      filled += want;
-      if (filled === blockLength) break;
+    // Where the part's first block lies in the file (copyRuns throws when the ranges are shorter than that).
+    for (const run of copyRuns({ path: at.file, offset: at.offset, ranges: at.ranges }, 0, blockLength)) {
+      const { bytesRead } = await fh.read(block, run.at, run.length, run.position);
+      if (bytesRead !== run.length) return 'unknown';
     }
-    if (filled !== blockLength) return 'unknown';
     return rsyncSum64(block).equals(expected) ? 'same' : 'differs';
   } catch {
     return 'unknown';

@@ -133,7 +133,7 @@ function rangesFit(ranges: FileRange[], length: number, size: number): boolean {
  * Where bytes [from, from + length) of a copy's part are in its file: runs of (file position, length, place in
  * the part's slice). One run for a plain copy; for a part made of ranges, one per range it touches.
  */
-export function copyRuns(copy: LocalCopy, from: number, length: number): Array<{ position: number; length: number; at: number }> {
+export function copyRuns(copy: Pick<LocalCopy, 'path' | 'offset' | 'ranges'>, from: number, length: number): Array<{ position: number; length: number; at: number }> {
   if (!copy.ranges) return [{ position: copy.offset + from, length, at: 0 }];
   const out: Array<{ position: number; length: number; at: number }> = [];
   let start = 0;
