@@ -11,6 +11,7 @@ import { rsyncSum64 } from '../format/rsync.js';
 import { RollingScan, buildSumTable, type SumTable } from './scan-kernel.js';
 import { CONFIRM, HEAD_LENGTH, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
 import type { FileRange } from '../util/worker-protocol.js';
+import { readRangesSync } from '../util/range-read.js';
 
 const CHUNK = 2 * 1024 * 1024;
 const HASH_BLOCK = 1024 * 1024;
@@ -36,17 +37,8 @@ function hashRange(offset: number, length: number, kinds: string[], from = fd): 
 /** The checksums of these byte ranges of `from`, in order (a file inside a disc image may be several). */
 function hashRanges(ranges: FileRange[], kinds: string[], from = fd): Buffer[] {
   const hs = kinds.map((k) => createHash(k));
-  for (const r of ranges) {
-    let pos = r.offset;
-    let left = r.length;
-    while (left > 0) {
-      const n = readSync(from, hashBuf, 0, Math.min(HASH_BLOCK, left), pos);
-      if (n === 0) throw new Error(from === fd ? 'image ended early (changed while scanned?)' : 'file is shorter than when it was listed');
-      for (const h of hs) h.update(hashBuf.subarray(0, n));
-      pos += n;
-      left -= n;
-    }
-  }
+  const short = (): Error => new Error(from === fd ? 'image ended early (changed while scanned?)' : 'file is shorter than when it was listed');
+  readRangesSync(from, ranges, hashBuf, (chunk) => hs.forEach((h) => h.update(chunk)), short);
   return hs.map((h) => h.digest());
 }
 

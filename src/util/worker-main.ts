@@ -8,6 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import Bzip2 from '@foxglove/wasm-bz2';
 import { fsPath, shown } from '../format/byte-string.js';
 import { RollingRsyncSum64 } from '../format/rsync-rolling.js';
+import { readRangesSync } from './range-read.js';
 import type { RsyncMatches, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 /** Bytes read per step when hashing a file: larger steps do not hash faster (MD5 runs at memory speed from 256 KiB up). */
@@ -29,18 +30,7 @@ function hashRanges(path: string, kind: string, ranges: Array<{ offset: number; 
   const fd = openSync(fsPath(path), 'r'); // a part path may hold non-UTF-8 bytes (byte-string.ts)
   try {
     const buf = (hashBuf ??= Buffer.allocUnsafeSlow(HASH_BLOCK)); // synchronous: one user at a time
-    for (const r of ranges) {
-      for (let pos = r.offset, left = r.length; left > 0; ) {
-        const n = readSync(fd, buf, 0, Math.min(HASH_BLOCK, left), pos);
-        if (n === 0) {
-          if (left !== Number.POSITIVE_INFINITY) throw new Error(`${shown(path)}: file is shorter than expected`);
-          break;
-        }
-        hash.update(buf.subarray(0, n));
-        pos += n;
-        left -= n;
-      }
-    }
+    readRangesSync(fd, ranges, buf, (chunk) => hash.update(chunk), () => new Error(`${shown(path)}: file is shorter than expected`));
   } finally {
     closeSync(fd);
   }
