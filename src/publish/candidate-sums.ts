@@ -2,7 +2,8 @@ import { decodeB64, encodeB64 } from '../format/base64.js';
 import { shown } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
 import { errorMessage } from '../format/errors.js';
-import type { HashIndex } from '../sources/hash-index.js';
+import { indexFieldName, type HashIndex } from '../sources/hash-index.js';
+import { indexField } from '../sources/verified-copy.js';
 import type { Scanner } from './scanner.js';
 import type { Candidate } from './candidates.js';
 import { CONFIRM, HEAD_LENGTH } from './scan-protocol.js';
@@ -33,14 +34,18 @@ export class SumSource {
     private readonly blockLength: number,
   ) {}
 
-  /** The hash index's fields for a candidate; a file inside a disc image adds its ranges (the index key is the image). */
+  /**
+   * The hash index's fields for a candidate. A file inside a disc image (the index key is the image) is a region,
+   * named as the part sources name it (indexField), so its checksum serves a later `--scan IMAGE` too.
+   */
   private fields(c: Candidate): { rsync: string; head: string; confirm: string; sum: string } {
-    const at = c.ranges ? `#${c.ranges.map((r) => `${r.offset}+${r.length}`).join(',')}` : '';
+    const [offset, length] = indexField(c.ranges && { offset: c.ranges[0]!.offset, length: c.size, ranges: c.ranges });
+    const at = (name: string): string => indexFieldName(name, offset, length);
     return {
-      rsync: `rsync64@${this.blockLength}${at}`,
-      head: `${CONFIRM}@0+${Math.min(c.size, HEAD_LENGTH)}${at}`,
-      confirm: CONFIRM + at,
-      sum: this.kind + at,
+      rsync: at(`rsync64@${this.blockLength}`),
+      head: at(`${CONFIRM}@0+${Math.min(c.size, HEAD_LENGTH)}`),
+      confirm: at(CONFIRM),
+      sum: at(this.kind),
     };
   }
 

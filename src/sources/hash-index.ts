@@ -72,9 +72,8 @@ export class HashIndex {
     return index;
   }
 
-  /** `length` is a number, or a text naming several ranges (a fragmented file inside a disc image). */
   private static field(kind: ChecksumKind, offset?: number, length?: number | string): string {
-    return offset === undefined ? kind : `${kind}@${offset}+${length}`;
+    return indexFieldName(kind, offset, length);
   }
 
   get(file: string, id: FileIdentity, kind: ChecksumKind, offset?: number, length?: number | string): string | undefined {
@@ -166,6 +165,14 @@ async function readIndex(file: string): Promise<Record<string, Entry> | undefine
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The name a value is kept under in a file's entry: `name` for the whole file, `name@offset+length` for a region
+ * (`length` is a number, or a text naming several ranges: a fragmented file inside a disc image; see indexField).
+ */
+export function indexFieldName(name: string, offset?: number, length?: number | string): string {
+  return offset === undefined ? name : `${name}@${offset}+${length}`;
 }
 
 /** Only the identity fields (a LocalCopy passed as identity must not bring its path into the index). */
