@@ -4,7 +4,7 @@ import type { Lock } from './cache-lock.js';
 
 /** What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit). */
 export interface CommitTarget {
-  verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[]): Promise<VerifiedCopy | undefined>;
+  verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck): Promise<VerifiedCopy | undefined>;
 }
 
 /**
@@ -32,11 +32,12 @@ export class CacheWriter {
 
   /**
    * Verifies the written bytes against `sums` (any one matching is enough) and moves them into place.
-   * Returns undefined on a mismatch (the temporary file stays open for another try).
+   * Returns undefined on a mismatch (the temporary file stays open for another try). `known`: the file's hash
+   * of that kind, taken as its bytes were written (the file is not read again for it).
    */
-  async commit(sums: SumCheck[]): Promise<VerifiedCopy | undefined> {
+  async commit(sums: SumCheck[], known?: SumCheck): Promise<VerifiedCopy | undefined> {
     if (this.done) throw new Error('cache writer already finished');
-    const copy = await this.cache.verifyAndCommit(this.tmp, this.final, this.fh, sums);
+    const copy = await this.cache.verifyAndCommit(this.tmp, this.final, this.fh, sums, known);
     if (copy) await this.finish(false);
     return copy;
   }

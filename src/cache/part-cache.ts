@@ -180,9 +180,10 @@ export class PartCache {
   }
 
   /** Hashes `tmp` and, if one of `sums` matches, renames it to `final` (after making room for it). */
-  async verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[]): Promise<VerifiedCopy | undefined> {
+  async verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck): Promise<VerifiedCopy | undefined> {
     await fh.datasync();
-    return commitIfMatches(this.hashFile, tmp, sums, async () => {
+    const hash: HashFile = known ? (file, kind) => (kind === known[0] ? Promise.resolve(known[1]) : this.hashFile(file, kind)) : this.hashFile;
+    return commitIfMatches(hash, tmp, sums, async () => {
       const { size } = await fh.stat();
       return this.eviction.queued(async () => {
         await this.eviction.makeRoom(size);

@@ -6,12 +6,16 @@ import { pumpBody } from './body-pump.js';
 import { tooLarge, type BodyRules } from './body-rules.js';
 import { FetchError, toFetchError } from './fetch-error.js';
 import { MAX_REDIRECTS, rangeAnswer, statusFailure, type RangeRequest } from './http-answer.js';
+import { FetchThreads, NeedsFullClient } from './raw-http/fetch-threads.js';
+import type { ChecksumKind } from '../format/checksum.js';
 
 export interface HttpOptions {
   /** Connect, response-headers and body-idle timeout, in milliseconds. */
   timeoutMs: number;
   /** Connections per origin. */
   connections: number;
+  /** Threads that run plain-HTTP range requests off the main thread (raw-http/); 0: undici on the main thread only. */
+  fetchThreads: number;
 }
 
 export interface RangeResult {
@@ -23,6 +27,8 @@ export interface RangeResult {
   total?: number;
   /** Time to response headers, ms. */
   ttfbMs: number;
+  /** The hash of the whole file as it arrived (asked with `hash`, given by the fetch threads only). */
+  digest?: Buffer;
 }
 
 const ignore = (): void => undefined;
@@ -59,8 +65,11 @@ export class HttpClient {
    */
   private undici: Promise<Undici> | undefined;
   private closed = false;
+  private readonly threads: FetchThreads;
 
-  constructor(readonly opts: HttpOptions) {}
+  constructor(readonly opts: HttpOptions) {
+    this.threads = new FetchThreads(opts.fetchThreads);
+  }
 
   private client(): Promise<Undici> {
     return (this.undici ??= import('undici').then(({ EnvHttpProxyAgent, interceptors, request }) => {
@@ -117,15 +126,26 @@ export class HttpClient {
    * the absolute position reached after each write. A server that ignores Range answers 200: accepted
    * when `start` is 0, and then the whole file is written (`whole`). Resolves when the range is
    * complete; otherwise throws a FetchError (bytes written before the error stay written and were
-   * reported, so the caller can resume from there). `onHeaders` learns the file's size early.
+   * reported, so the caller can resume from there). `onHeaders` learns the file's size early. `hash`: the
+   * caller would like the digest of a whole file fetched from byte 0 (given when a fetch thread ran it).
+   *
+   * Plain http without a proxy goes to the fetch threads (raw-http/); undici takes what they cannot (a redirect,
+   * a chunked body: they say so before writing a byte), https, proxies, and bodies with `rules`.
    */
   async fetchRange(
     url: string,
     range: RangeRequest,
     fh: FileHandle,
     onData: (pos: number) => void,
-    opts: { signal?: AbortSignal; onHeaders?: (info: { whole: boolean; total?: number }) => void; rules?: BodyRules } = {},
+    opts: { signal?: AbortSignal; onHeaders?: (info: { whole: boolean; total?: number }) => void; rules?: BodyRules; hash?: ChecksumKind } = {},
   ): Promise<RangeResult> {
+    if (!opts.rules && this.threads.takes(url)) {
+      try {
+        return await this.threads.fetchRange(url, range, fh.fd, onData, { ...opts, timeoutMs: this.opts.timeoutMs });
+      } catch (err) {
+        if (!(err instanceof NeedsFullClient)) throw this.classify(url, err);
+      }
+    }
     const { start, total } = range;
     const t0 = performance.now();
     const full = start === 0 && (range.end === undefined || range.end === total);
@@ -172,6 +192,7 @@ export class HttpClient {
   /** Cuts whatever still runs: its callers see 'aborted' (not a mirror's failure) and clean up after themselves. */
   async close(): Promise<void> {
     this.closed = true;
+    await this.threads.close();
     if (this.undici) await this.undici.then(({ agent }) => agent.destroy()).catch(() => undefined);
   }
 

@@ -10,6 +10,7 @@ import { backoff, sleep } from './backoff.js';
 import type { FetchContext } from './fetch-context.js';
 import { toFetchError, type FetchError } from './fetch-error.js';
 import { HttpClient } from './http-client.js';
+import { fetchThreadCount } from './raw-http/fetch-threads.js';
 import { MirrorBoard, type MirrorStats, type PartFetchStats } from './mirror-board.js';
 import type { NetworkOptions } from './network-options.js';
 import { RemoteParts } from './remote-parts.js';
@@ -55,7 +56,7 @@ export class Network {
   constructor(readonly opts: NetworkOptions) {
     this.board = new MirrorBoard(opts.log);
     this.cache = new PartCache({ dir: opts.cacheDir, maxBytes: opts.cacheSize, log: opts.log, hashFile: opts.hashFile });
-    this.http = opts.offline ? undefined : new HttpClient({ timeoutMs: opts.timeoutMs, connections: opts.connections });
+    this.http = opts.offline ? undefined : new HttpClient({ timeoutMs: opts.timeoutMs, connections: opts.connections, fetchThreads: fetchThreadCount() });
     const slots = new Slots(opts.connections);
     this.online = this.http && { http: this.http, board: this.board, cache: this.cache, opts, request: (fn) => slots.run(fn) };
     this.templates = new TemplateDownloads(this.cache, this.online);

@@ -42,6 +42,8 @@ export class PartFetch {
   private single = false;
   /** Writing into the cache failed (a full disk): the part cannot be had through this cache. */
   private localFailure: FetchError | undefined;
+  /** The part's hash as one request from byte 0 to its end received it (the commit need not read the file again). */
+  private digest: Buffer | undefined;
 
   constructor(
     private readonly ctx: FetchContext,
@@ -56,6 +58,7 @@ export class PartFetch {
   private restart(): void {
     this.ranges.restart();
     this.contributors.clear();
+    this.digest = undefined;
   }
 
   async run(): Promise<VerifiedCopy> {
@@ -78,7 +81,7 @@ export class PartFetch {
           if (!this.excluded.has(next.mirror)) this.excluded.set(next.mirror, 'soft'); // never loop on one mirror
           continue;
         }
-        const copy = await this.writer.commit([[this.kind, this.need.sum]]);
+        const copy = await this.writer.commit([[this.kind, this.need.sum]], this.digest && [this.kind, this.digest]);
         if (copy) return copy;
         this.mismatch(next);
       }
@@ -159,6 +162,10 @@ export class PartFetch {
       let whole = wholeOnly;
       let started = false;
       const t0 = performance.now();
+      const end = wholeOnly ? length : r.end;
+      // One request for the whole part: its bytes can be hashed as they arrive (any other request voids that hash).
+      const hash = start === 0 && end === length ? this.kind : undefined;
+      this.digest = undefined;
       try {
         const res = await this.ctx.request(async () => {
           if (run.stop) throw new FetchError(c.url, 'aborted', 'aborted');
@@ -169,7 +176,7 @@ export class PartFetch {
           board.requestStarted(c.mirror);
           return http.fetchRange(
             c.url,
-            { start, end: wholeOnly ? length : r.end, total: length },
+            { start, end, total: length },
             this.writer.fh,
             (p) => {
               board.received(c.mirror, p - reached);
@@ -178,9 +185,10 @@ export class PartFetch {
               if (whole) this.ranges.advanceAll(p);
               r.pos = Math.max(r.pos, Math.min(r.end, p));
             },
-            { signal: run.abort.signal, onHeaders: (h) => (whole ||= h.whole) },
+            { signal: run.abort.signal, onHeaders: (h) => (whole ||= h.whole), hash },
           );
         });
+        if (hash && res.digest && res.end === length) this.digest = res.digest;
         board.requestDone(c.mirror, res.end - start, performance.now() - t0, res.ttfbMs);
         if (start > 0) board.setAcceptsRanges(c.mirror, true);
         else if (res.whole && r.end < length) board.setAcceptsRanges(c.mirror, false);

@@ -1,7 +1,8 @@
 import type { FileRange } from '../util/worker-protocol.js';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { ChecksumKind } from '../format/checksum.js';
+import { startWorker } from '../util/start-worker.js';
 import type { ScanReply, ScanRequest, ScanSetup } from './scan-protocol.js';
 
 /**
@@ -9,15 +10,10 @@ import type { ScanReply, ScanRequest, ScanSetup } from './scan-protocol.js';
  * so a slow slice (many hits) does not hold the others up. Slices overlap by blockLength - 1 bytes (a
  * worker reads past its slice end to finish the last windows); matches may run past a slice, up to `limit`.
  */
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const WORKER_URL = new URL(FROM_SOURCE ? './scan-worker.ts' : './scan-worker.js', import.meta.url);
 const SLICE = 64 * 1024 * 1024;
 
-function startWorker(): Worker {
-  const resourceLimits = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 }; // peak RSS stays flat
-  if (!FROM_SOURCE) return new Worker(WORKER_URL, { resourceLimits });
-  const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
-  return new Worker(boot, { eval: true, resourceLimits });
+function startScanWorker(): Worker {
+  return startWorker(import.meta.url, './scan-worker', { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 }); // peak RSS stays flat
 }
 
 /** A stretch of the image to scan: windows starting in [from, to), matches ending by `limit`. */
@@ -55,7 +51,7 @@ export class Scanner {
 
   constructor(size = Math.max(1, availableParallelism())) {
     for (let i = 0; i < size; i++) {
-      const w = startWorker();
+      const w = startScanWorker();
       w.on('message', (reply: ScanReply) => {
         if (reply.op === 'progress') return this.onProgress(reply.bytes);
         const waiting = this.busy.get(w);

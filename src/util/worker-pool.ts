@@ -1,21 +1,13 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorker } from './start-worker.js';
 import type { ChecksumKind } from '../format/checksum.js';
 import type { FileRange, RsyncMatches, WorkerReply, WorkerTask } from './worker-protocol.js';
 
 /**
  * A small pool of worker threads for bzip2 and hashing. Workers are unref'd while idle so that they
- * never keep a finished command alive. Under tsx (tests) the worker is the .ts file: workers inherit
- * the `--import tsx` of the parent.
+ * never keep a finished command alive.
  */
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const WORKER_URL = new URL(FROM_SOURCE ? './worker-main.ts' : './worker-main.js', import.meta.url);
-/** Under tsx (tests run the sources), a worker must register tsx itself before importing a .ts file. */
-function startWorker(): Worker {
-  if (!FROM_SOURCE) return new Worker(WORKER_URL);
-  const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
-  return new Worker(boot, { eval: true });
-}
 
 interface Pending {
   resolve: (value: unknown) => void;
@@ -34,7 +26,7 @@ class PoolWorker {
   private onIdle: Array<() => void> = [];
 
   constructor(onExit: (w: PoolWorker) => void) {
-    this.worker = startWorker();
+    this.worker = startWorker(import.meta.url, './worker-main');
     this.worker.unref();
     this.worker.on('message', (reply: WorkerReply) => {
       const p = this.pending.get(reply.id);

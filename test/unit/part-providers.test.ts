@@ -207,3 +207,30 @@ function conformance(what: string, make: () => Promise<Subject>): void {
 conformance('local copies (LocalSources over --local)', localSubject);
 conformance('disk cache', cacheSubject);
 conformance('mirrors (RemoteParts over HTTP)', mirrorSubject);
+
+test('mirrors: a part fetched in one request is hashed as it arrived, not read again for its commit', async () => {
+  const hashed: string[] = [];
+  const net = new Network({
+    ...NETWORK_DEFAULTS,
+    offline: false,
+    mirrors: new Map(),
+    cacheDir: await newDir('cache'),
+    retries: 0,
+    timeoutMs: 5000,
+    log: () => undefined,
+    hashFile: (f, k) => (hashed.push(f), pool.hashFile(f, k)),
+  });
+  try {
+    const file = path.join(mirror.root, PARTS.present);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, await bytesOf(PARTS.present));
+    const remote = net.providers({ jigdo, layout }).find((p) => p.name === 'mirrors')!;
+    const key = keyOf.get(PARTS.present)!;
+    const copy = await remote.find(key);
+    assert.ok(copy);
+    assert.equal(checksumKey(createHash('md5').update(await readFile(copy.path)).digest()), key);
+    assert.deepEqual(hashed, [], 'the commit took the hash the fetch thread made');
+  } finally {
+    await net.close();
+  }
+});
