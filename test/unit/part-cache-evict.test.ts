@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, open, readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { CacheEviction } from '../../src/cache/cache-eviction.js';
 import { PartCache } from '../../src/cache/part-cache.js';
 import { checksumKey } from '../../src/format/checksum.js';
 import { cacheFiles } from '../helpers/network.js';
@@ -159,4 +160,34 @@ test('status numbers: the cache counted once asked, hits and misses, and a wrong
   assert.equal(await fresh.lookupPart('md5', key, MB + 1), undefined, 'the wrong size: someone changed it');
   assert.equal(await exists(file), false, 'removed');
   assert.deepEqual([fresh.stats().hits, fresh.stats().misses, fresh.stats().removedBad], [1, 2, 1]);
+});
+
+test('commits queued while others run share one size lock and one count update; each is told only after the lock is released', async () => {
+  const dir = path.join(work, `${++dirs}-cache`);
+  const events: string[] = [];
+  let locks = 0;
+  const sizeLock = async (): Promise<{ release(): Promise<void> }> => {
+    const n = ++locks;
+    return { release: async () => void events.push(`release ${n}`) };
+  };
+  const eviction = new CacheEviction(dir, 1 << 30, { bytes: 0, files: 0, limit: 0, evictions: 0, evictedBytes: 0 }, sizeLock);
+  const ops = Array.from({ length: 6 }, (_, i) =>
+    eviction
+      .queued(async () => {
+        events.push(`op ${i}`);
+        await new Promise((r) => setTimeout(r, 5));
+        if (i === 3) throw new Error('op 3 failed');
+        return i;
+      })
+      .then(
+        (v) => void events.push(`told ${v}`),
+        (e: Error) => void events.push(`failed: ${e.message}`),
+      ),
+  );
+  await Promise.all(ops);
+  assert.equal(locks, 2, 'the first op alone, then the five queued meanwhile together');
+  assert.deepEqual(events, [
+    'op 0', 'release 1', 'told 0',
+    'op 1', 'op 2', 'op 3', 'op 4', 'op 5', 'release 2', 'told 1', 'told 2', 'failed: op 3 failed', 'told 4', 'told 5',
+  ]);
 });
