@@ -42,7 +42,7 @@ export class CacheEviction {
   private scanning: Promise<void> | undefined;
   /** Commits and trims waiting for the next batch: each makes room, then renames, before the next. */
   private waiting: Array<{ op: () => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void }> = [];
-  private draining = false;
+  private draining: Promise<void> | undefined;
   /** The last size limit computed from the free disk space, reused for a while (a statfs per part was measurable). */
   private lastLimit: { at: number; cacheBytes: number; limit: number } | undefined;
 
@@ -137,41 +137,45 @@ export class CacheEviction {
    * shared count read before and written after it. Ops queued while a batch runs make the next batch: one lock,
    * one read and one write of the count for all of them (a commit per part paid ~8 file operations for these
    * alone, one part after another: 1,550 parts over HTTP spent seconds in that queue).
+   *
+   * Each caller is told as soon as its own op is done, and the next op waits a turn of the event loop: a commit's
+   * caller opens its file before a later commit's makeRoom may evict it, as when each commit had its own lock.
+   * `idle` says when the lock is released.
    */
   queued<T>(op: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.waiting.push({ op, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.draining) void this.drain();
+      this.draining ??= this.drain().finally(() => (this.draining = undefined));
     });
   }
 
+  /** Resolves once no batch runs (the size lock is released, the count written). */
+  async idle(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
   private async drain(): Promise<void> {
-    this.draining = true;
     while (this.waiting.length > 0) {
       const batch = this.waiting.splice(0);
-      // Each op's outcome, told its caller once the lock is released (a caller may end the process next).
-      const outcomes: Array<() => void> = [];
+      let next = 0;
       try {
         const lock = await this.sizeLock();
         try {
           this.counted = await this.readLedger();
           if (this.counted) this.showCount();
-          for (const w of batch) {
-            await w.op().then(
-              (v) => outcomes.push(() => w.resolve(v)),
-              (e: unknown) => outcomes.push(() => w.reject(e)),
-            );
+          for (; next < batch.length; next++) {
+            if (next > 0) await new Promise((r) => setImmediate(r));
+            const w = batch[next]!;
+            await w.op().then(w.resolve, w.reject);
           }
           await this.writeLedger();
         } finally {
           await lock?.release();
         }
-        for (const tell of outcomes) tell();
       } catch (err) {
-        for (const w of batch) w.reject(err);
+        for (const w of batch.slice(next)) w.reject(err); // those not run (an op's own failure went to its caller)
       }
     }
-    this.draining = false;
   }
 
   /** Brings the cache under its limit (a mount's end: other processes may have added files meanwhile). */

@@ -219,8 +219,9 @@ export class PartCache {
     await this.eviction.trim();
   }
 
-  /** The end of this process's use of the cache: its lock inode goes (cache-lock.ts). */
-  close(): void {
+  /** The end of this process's use of the cache: its last commits let go of the size lock, its lock inode goes (cache-lock.ts). */
+  async close(): Promise<void> {
+    await this.eviction.idle();
     this.locks.removeSpare();
   }
 

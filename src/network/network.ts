@@ -129,6 +129,6 @@ export class Network {
   async close(): Promise<void> {
     await this.http?.close();
     await this.cache.trim().catch((err: unknown) => this.opts.log(`cache: ${String(err)}`));
-    this.cache.close();
+    await this.cache.close();
   }
 }
