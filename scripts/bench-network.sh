@@ -20,7 +20,8 @@
 #   4k-read      on a fresh mount: one 4 KiB pread in the middle of a part nobody read yet, per part
 #                (parts: the largest, the smallest over 256 KiB, the rest spread over the sizes); the
 #                time includes fetching and verifying the whole part
-# For each run: mirror CPU = the mirror process's CPU during the run (it shares the machine's cores);
+# Every run starts after a `sync`: the files the run before removed (a 2 GB image, a 2 GB cache) are then freed on
+# disk rather than while the next tool runs. For each run: mirror CPU = the mirror process's CPU during the run (it shares the machine's cores);
 # downloaded = body bytes the mirror sent (its request log), needed = bytes of the distinct
 # parts of the image; every image written is checked against the fixture's MD5SUMS.
 # Nothing is written into the repository; everything temporary is removed on exit.
@@ -149,7 +150,7 @@ for LAT in $LATENCIES; do
   start_mirror "$LAT"
   for run in $(seq "$RUNS"); do
     # --- jigdofs make-image
-    rm -rf "$W/cache" "$W/out.iso"; from=$(log_lines); m0=$(mirror_cpu); t0=$(now)
+    rm -rf "$W/cache" "$W/out.iso"; sync; from=$(log_lines); m0=$(mirror_cpu); t0=$(now)
     /usr/bin/time -f "%U %S" -o "$W/time" "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
     t1=$(now); check "$W/out.iso" make-image
     read -r bytes reqs < <(mirror_since "$from")
@@ -158,7 +159,7 @@ for LAT in $LATENCIES; do
 
     # --- cp of a mounted image
     if [ "$MOUNT" = 1 ]; then
-      mkdir -p "$W/mnt"; from=$(log_lines)
+      mkdir -p "$W/mnt"; sync; from=$(log_lines)
       "$JIGDOFS" mount "$JIGDO" "$W/mnt" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
       DAEMON=$("$JIGDOFS" status "$W/mnt" --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).pid))')
       d0=$(cpu_of "$DAEMON"); m0=$(mirror_cpu)
@@ -179,7 +180,7 @@ for LAT in $LATENCIES; do
       rm -rf "$W/jl" "$W/jlhome"; mkdir -p "$W/jl" "$W/jlhome"
       cp "$JIGDO" "$TEMPLATE" "$W/jl/"
       printf "debianMirror='%s'\n" "$URL" > "$W/jlhome/.jigdo-lite"
-      from=$(log_lines); m0=$(mirror_cpu); t0=$(now)
+      sync; from=$(log_lines); m0=$(mirror_cpu); t0=$(now)
       (cd "$W/jl" && HOME="$W/jlhome" /usr/bin/time -f "%U %S" -o "$W/time" jigdo-lite --noask "$NAME.jigdo" < /dev/null > "$W/jl.log" 2>&1) \
         || { echo "bench-network: jigdo-lite failed; last lines of its output:" >&2; tail -20 "$W/jl.log" >&2; exit 1; }
       t1=$(now); check "$W/jl/$NAME.iso" jigdo-lite
