@@ -37,7 +37,8 @@ before(async () => {
 
 after(async () => {
   for (const s of servers) await s.stop('SIGKILL');
-  for (const p of procs) p.kill('SIGKILL');
+  // nginx's master is stopped with SIGTERM, which ends its workers too: a SIGKILL left them running as orphans.
+  await Promise.all(procs.map((p) => stopDaemon(p)));
   await Promise.all(mirrors.map((m) => m.close()));
   await rm(work, { recursive: true, force: true });
 });
@@ -59,6 +60,16 @@ async function config(name: string, dir: string, values: Record<string, string>)
   const file = path.join(dir, name);
   await writeFile(file, text);
   return file;
+}
+
+/** Stops a daemon started by startDaemon: nginx with SIGTERM (it waits for its workers), up to 5 s, then SIGKILL. */
+async function stopDaemon(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill(p.spawnargs[0] === 'nginx' ? 'SIGTERM' : 'SIGKILL');
+  const timer = setTimeout(() => p.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** Starts a daemon in the foreground and waits until its port accepts connections. */
