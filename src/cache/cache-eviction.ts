@@ -145,7 +145,7 @@ export class CacheEviction {
   queued<T>(op: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.waiting.push({ op, resolve: resolve as (v: unknown) => void, reject });
-      this.draining ??= this.drain().finally(() => (this.draining = undefined));
+      this.draining ??= this.drain();
     });
   }
 
@@ -176,6 +176,7 @@ export class CacheEviction {
         for (const w of batch.slice(next)) w.reject(err); // those not run (an op's own failure went to its caller)
       }
     }
+    this.draining = undefined; // in the same turn as the last check: an op queued after it starts a new drain
   }
 
   /** Brings the cache under its limit (a mount's end: other processes may have added files meanwhile). */

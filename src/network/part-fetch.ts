@@ -134,7 +134,9 @@ export class PartFetch {
       while (!run.stop && next < pending.length) await this.rangeFromMirror(run, pending[next++]!);
     };
     const streams = Math.min(this.ctx.opts.streamsPerPart, pending.length);
-    await Promise.all(Array.from({ length: streams }, worker));
+    // Every stream has ended before this returns, even when one threw: the caller may close the file next.
+    const ended = await Promise.allSettled(Array.from({ length: streams }, worker));
+    for (const e of ended) if (e.status === 'rejected') throw e.reason;
   }
 
   /** Gives up on a mirror for this part (for good, or until the next round) and stops its other streams. */

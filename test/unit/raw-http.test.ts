@@ -31,12 +31,12 @@ describe('parseResponseHead', () => {
     assert.equal(head('HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n\r\n')!.close, false);
   });
 
-  test('a malformed or endless head is a protocol failure', () => {
+  test('a malformed or endless head is a failure worth asking again (as undici reports its parser errors)', () => {
     for (const bad of ['ICY 200 OK\r\n\r\n', 'HTTP/1.1 2000 OK\r\n\r\n', 'HTTP/1.1 200 OK\r\nno colon\r\n\r\n']) {
-      assert.throws(() => head(bad), (e: unknown) => e instanceof FetchError && e.kind === 'protocol', bad);
+      assert.throws(() => head(bad), (e: unknown) => e instanceof FetchError && e.kind === 'reset' && !e.permanent, bad);
     }
     const big = Buffer.alloc(70 * 1024, 'a');
-    assert.throws(() => parseResponseHead(U, big, big.length), (e: unknown) => e instanceof FetchError && e.kind === 'protocol');
+    assert.throws(() => parseResponseHead(U, big, big.length), (e: unknown) => e instanceof FetchError && e.kind === 'reset');
   });
 });
 
@@ -200,6 +200,65 @@ test('a kept-alive connection the server closed is retried on a new one', async 
     await fh.close();
     await threads.close();
     server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** A server whose answers' heads come one byte every `everyMs`: never silent for long, never done. */
+async function tricklingHeadServer(everyMs: number): Promise<{ server: Server; url: string; sockets: Set<Socket> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket: Socket) => {
+    sockets.add(socket);
+    const text = 'HTTP/1.1 200 OK\r\n' + 'X-Slow: '.padEnd(60_000, 'a');
+    let i = 0;
+    const timer = setInterval(() => (socket.destroyed ? clearInterval(timer) : socket.write(text[i++ % text.length]!)), everyMs);
+    socket.on('close', () => clearInterval(timer));
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/x`, sockets };
+}
+
+test('an answer whose head does not end within the timeout fails as a timeout, however steadily its bytes come', async () => {
+  const { server, url, sockets } = await tricklingHeadServer(50);
+  const threads = new FetchThreads(1);
+  const dir = await mkdtemp(path.join(tmpdir(), 'raw-http-'));
+  const fh = await open(path.join(dir, 'out'), 'w+');
+  try {
+    const t0 = Date.now();
+    const p = threads.fetchRange(url, { start: 0 }, fh.fd, () => undefined, { timeoutMs: 600 });
+    const guard = new Promise((_, reject) => setTimeout(() => reject(new Error('still waiting after 10 s')), 10_000).unref());
+    const e = await Promise.race([p, guard]).then(() => undefined, (err: unknown) => err);
+    assert.ok(e instanceof FetchError, String(e));
+    assert.deepEqual([e.kind, e.message], ['timeout', 'no response headers in time']);
+    assert.ok(Date.now() - t0 < 5000);
+  } finally {
+    await fh.close();
+    await threads.close();
+    for (const s of sockets) s.destroy();
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a progress callback that throws fails its request (the process goes on)', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'raw-http-'));
+  const body = randomBytes(4 * 1024 * 1024);
+  await writeFile(path.join(dir, 'f.bin'), body);
+  const mirror = await startMirror({ root: dir });
+  const threads = new FetchThreads(1);
+  const fh = await open(path.join(dir, 'out'), 'w+');
+  try {
+    const p = threads.fetchRange(`${mirror.url}f.bin`, { start: 0 }, fh.fd, () => {
+      throw new Error('callback failed');
+    }, { timeoutMs: 5000 });
+    await assert.rejects(p, /callback failed/);
+    const again = await threads.fetchRange(`${mirror.url}f.bin`, { start: 0 }, fh.fd, () => undefined, { timeoutMs: 5000 });
+    assert.equal(again.end, body.length);
+  } finally {
+    await fh.close();
+    await threads.close();
+    await mirror.close();
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -44,6 +44,8 @@ interface InFlight {
   reject: (e: Error) => void;
   /** Position last reported to onData. */
   pos: number;
+  /** What a callback threw: the request fails with it. */
+  callbackError?: Error;
 }
 
 /** One fetch thread and the number of its requests in flight (it is ref'd exactly while that is not 0). */
@@ -82,6 +84,10 @@ export class FetchThreads {
     return u.protocol === 'http:' && !u.username && !u.password && !this.fullClientOrigins.has(u.origin);
   }
 
+  /**
+   * Runs the request on a thread, writing into `fd`. The promise settles only once the thread is done with `fd`:
+   * the caller must not close it before (a reused descriptor number would take another file's bytes).
+   */
   fetchRange(url: string, range: RangeRequest, fd: number, onData: (pos: number) => void, opts: ThreadFetchOptions): Promise<ThreadResult> {
     if (opts.signal?.aborted) return Promise.reject(new FetchError(url, 'aborted', 'aborted'));
     const id = this.nextId++;
@@ -107,9 +113,10 @@ export class FetchThreads {
       const thread: FetchThread = { worker, busy: 0 };
       worker.unref();
       worker.on('message', (m: FromFetchWorker) => this.message(m));
-      const died = (err: Error): void => this.died(thread, err);
-      worker.on('error', died);
-      worker.on('exit', (code) => died(new Error(`fetch thread exited (code ${code})`)));
+      // Its requests fail at 'exit', not at 'error': only then has the thread surely stopped writing into their files.
+      let error: Error | undefined;
+      worker.on('error', (err) => (error ??= err));
+      worker.on('exit', (code) => this.died(thread, error ?? new Error(`fetch thread exited (code ${code})`)));
       this.threads.push(thread);
       return thread;
     }
@@ -119,15 +126,22 @@ export class FetchThreads {
   private message(m: FromFetchWorker): void {
     const r = this.inFlight.get(m.id);
     if (!r) return;
-    if (m.op === 'headers') return r.onHeaders?.({ whole: m.whole, total: m.total });
-    if (m.op === 'progress') return this.advance(r, m.pos);
+    try {
+      if (m.op === 'headers') return r.onHeaders?.({ whole: m.whole, total: m.total });
+      if (m.op === 'progress') return this.advance(r, m.pos);
+      this.advance(r, m.op === 'done' ? m.end : m.pos); // what was written before a failure stays: a resume starts after it
+    } catch (err) {
+      // A caller's callback threw (in the undici path that failed the request, inside its write): so here. The
+      // request settles once its thread has stopped writing.
+      r.callbackError ??= err instanceof Error ? err : new Error(String(err));
+      if (m.op === 'headers' || m.op === 'progress') return r.thread.worker.postMessage({ op: 'abort', id: m.id });
+    }
     this.inFlight.delete(m.id);
+    if (r.callbackError) return r.reject(r.callbackError);
     if (m.op === 'done') {
-      this.advance(r, m.end);
       const digest = m.digest ? Buffer.from(m.digest.buffer, m.digest.byteOffset, m.digest.byteLength) : undefined;
       return r.resolve({ end: m.end, whole: m.whole, total: m.total, ttfbMs: m.ttfbMs, digest });
     }
-    this.advance(r, m.pos); // what was written before the failure stays: a resume starts after it
     if (m.kind === 'fallback') {
       this.fullClientOrigins.add(new URL(r.url).origin);
       return r.reject(new NeedsFullClient(m.message));

@@ -6,7 +6,7 @@ import { FetchError, toFetchError } from '../fetch-error.js';
 import { rangeAnswer, statusFailure } from '../http-answer.js';
 import type { Connection, ConnectionPool, ConnectionUser } from './connections.js';
 import type { FetchFailure, FetchTask } from './protocol.js';
-import { parseResponseHead, type ResponseHead } from './response-head.js';
+import { MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from './response-head.js';
 
 /** Progress is reported after at least this many more bytes are written (and at the end). */
 const PROGRESS_STEP = 1024 * 1024;
@@ -56,6 +56,8 @@ export class RangeExchange implements ConnectionUser {
   private reported: number;
   private windowStart = 0;
   private windowBytes = 0;
+  /** The answer's head must be complete this long after the request (undici's headersTimeout): bytes do not extend it. */
+  private headDeadline: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly task: FetchTask,
@@ -74,6 +76,9 @@ export class RangeExchange implements ConnectionUser {
     this.conn = this.pool.get(this.url);
     this.conn.take(this);
     this.conn.socket.setTimeout(this.task.timeoutMs);
+    clearTimeout(this.headDeadline);
+    this.headDeadline = setTimeout(() => this.fail(new FetchError(this.task.url, 'timeout', 'no response headers in time')), this.task.timeoutMs);
+    this.headDeadline.unref();
     const target = `${this.url.pathname}${this.url.search}`;
     this.conn.socket.write(`GET ${target} HTTP/1.1\r\nhost: ${this.url.host}\r\nuser-agent: jigdofs/0.1\r\n${range}\r\n`);
   }
@@ -92,22 +97,33 @@ export class RangeExchange implements ConnectionUser {
     }
   }
 
-  /** Adds to the head; the offset in `buf` where the body starts once the head is complete, else -1. */
+  /**
+   * Adds to the head; the offset in `buf` where the body starts once the head is complete, else -1. Only as many
+   * bytes as the head buffer holds are gathered at a time (grown up to MAX_HEAD_BYTES while no blank line came), so
+   * the body bytes of a read do not grow every connection's head buffer.
+   */
   private readHead(buf: Buffer, n: number): number {
     const c = this.conn;
-    if (this.headLen + n > c.head.length) {
-      const bigger = Buffer.allocUnsafeSlow(Math.max(c.head.length * 2, this.headLen + n));
-      c.head.copy(bigger, 0, 0, this.headLen);
-      c.head = bigger;
-    }
-    buf.copy(c.head, this.headLen, 0, n);
     const before = this.headLen;
-    this.headLen += n;
-    const head = parseResponseHead(this.task.url, c.head, this.headLen);
-    if (!head) return -1;
-    this.ttfbMs = performance.now() - this.t0;
-    this.startBody(head);
-    return head.length - before;
+    for (let used = 0; used < n; ) {
+      if (this.headLen === c.head.length) {
+        const bigger = Buffer.allocUnsafeSlow(Math.min(c.head.length * 2, MAX_HEAD_BYTES));
+        c.head.copy(bigger, 0, 0, this.headLen);
+        c.head = bigger;
+      }
+      const take = Math.min(n - used, c.head.length - this.headLen);
+      buf.copy(c.head, this.headLen, used, used + take);
+      this.headLen += take;
+      used += take;
+      const head = parseResponseHead(this.task.url, c.head, this.headLen);
+      if (head) {
+        clearTimeout(this.headDeadline);
+        this.ttfbMs = performance.now() - this.t0;
+        this.startBody(head);
+        return head.length - before;
+      }
+    }
+    return -1;
   }
 
   private startBody(head: ResponseHead): void {
@@ -212,6 +228,7 @@ export class RangeExchange implements ConnectionUser {
   private end(kind: FetchFailure, message: string, status?: number): void {
     if (this.phase === 'over') return;
     this.phase = 'over';
+    clearTimeout(this.headDeadline);
     this.conn.close();
     this.report.failed(kind, message, status, this.pos);
   }
