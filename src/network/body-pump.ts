@@ -10,6 +10,33 @@ import { FetchError } from './fetch-error.js';
 export const MIN_BYTES_PER_SECOND = 1024;
 
 /**
+ * The trickle rule for one body: fails it ('slow') when it averages under MIN_BYTES_PER_SECOND over a whole
+ * `timeoutMs`, measured from its first byte on in windows of that length. Shared by pumpBody (undici) and the
+ * fetch threads (raw-http/range-exchange.ts).
+ */
+export class PaceCheck {
+  private windowStart = performance.now();
+  private windowBytes = 0;
+
+  constructor(
+    private readonly url: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** `bytes` more arrived; throws the 'slow' FetchError when the window that just ended was a trickle. */
+  add(bytes: number): void {
+    this.windowBytes += bytes;
+    const elapsed = performance.now() - this.windowStart;
+    if (elapsed < this.timeoutMs) return;
+    if ((this.windowBytes * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
+      throw new FetchError(this.url, 'slow', `too slow: ${this.windowBytes} bytes in ${(elapsed / 1000).toFixed(0)} s`);
+    }
+    this.windowStart += elapsed;
+    this.windowBytes = 0;
+  }
+}
+
+/**
  * Writes the body through `out` up to position `stop` (what comes after is not read); returns the position
  * reached. Fails a body slower than MIN_BYTES_PER_SECOND over a whole `timeoutMs` ('slow'), and one that
  * breaks `rules` ('refused').
@@ -24,19 +51,10 @@ export async function pumpBody(
 ): Promise<number> {
   const head = rules.magic && out.pos === 0 ? new HeadCheck(url, rules) : undefined;
   const max = rules.maxBytes ?? Infinity;
-  let windowStart = performance.now();
-  let windowBytes = 0;
+  const pace = new PaceCheck(url, timeoutMs);
   try {
     for await (const chunk of body as AsyncIterable<Buffer>) {
-      windowBytes += chunk.length;
-      const elapsed = performance.now() - windowStart;
-      if (elapsed >= timeoutMs) {
-        if ((windowBytes * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
-          throw new FetchError(url, 'slow', `too slow: ${windowBytes} bytes in ${(elapsed / 1000).toFixed(0)} s`);
-        }
-        windowStart += elapsed;
-        windowBytes = 0;
-      }
+      pace.add(chunk.length);
       head?.add(chunk);
       const room = stop - out.end;
       const data = chunk.length > room ? chunk.subarray(0, room) : chunk;

@@ -17,6 +17,13 @@ export interface RangeRequest {
   total?: number;
 }
 
+/** The Range header's value for `range`; undefined when the request is for the whole file (no header). */
+export function rangeHeader(range: RangeRequest): string | undefined {
+  const { start, end, total } = range;
+  if (start === 0 && (end === undefined || end === total)) return undefined;
+  return `bytes=${start}-${end === undefined ? '' : end - 1}`;
+}
+
 /** The failure a non-2xx status is (undefined for a 2xx); `location` is the answer's Location header. */
 export function statusFailure(url: string, status: number, location?: unknown): FetchError | undefined {
   if (status >= 200 && status < 300) return undefined;

@@ -5,7 +5,7 @@ import { BatchWriter } from './batch-writer.js';
 import { pumpBody } from './body-pump.js';
 import { tooLarge, type BodyRules } from './body-rules.js';
 import { FetchError, toFetchError } from './fetch-error.js';
-import { MAX_REDIRECTS, rangeAnswer, statusFailure, type RangeRequest } from './http-answer.js';
+import { MAX_REDIRECTS, rangeAnswer, rangeHeader, statusFailure, type RangeRequest } from './http-answer.js';
 import { FetchThreads, NeedsFullClient } from './raw-http/fetch-threads.js';
 import type { ChecksumKind } from '../format/checksum.js';
 
@@ -148,9 +148,8 @@ export class HttpClient {
     }
     const { start, total } = range;
     const t0 = performance.now();
-    const full = start === 0 && (range.end === undefined || range.end === total);
-    const header: Record<string, string> = full ? {} : { range: `bytes=${start}-${range.end === undefined ? '' : range.end - 1}` };
-    const res = await this.get(url, header, opts.signal);
+    const value = rangeHeader(range);
+    const res = await this.get(url, value === undefined ? {} : { range: value }, opts.signal);
     const ttfbMs = performance.now() - t0;
     try {
       HttpClient.checkStatus(url, res);

@@ -1,9 +1,9 @@
 import { createHash, type Hash } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { errorMessage } from '../../format/errors.js';
-import { MIN_BYTES_PER_SECOND } from '../body-pump.js';
+import { PaceCheck } from '../body-pump.js';
 import { FetchError, toFetchError } from '../fetch-error.js';
-import { rangeAnswer, statusFailure } from '../http-answer.js';
+import { rangeAnswer, rangeHeader, statusFailure } from '../http-answer.js';
 import type { Connection, ConnectionPool, ConnectionUser } from './connections.js';
 import type { FetchFailure, FetchTask } from './protocol.js';
 import { MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from './response-head.js';
@@ -54,8 +54,7 @@ export class RangeExchange implements ConnectionUser {
   private readonly t0 = performance.now();
   private ttfbMs = 0;
   private reported: number;
-  private windowStart = 0;
-  private windowBytes = 0;
+  private pace: PaceCheck | undefined;
   /** The answer's head must be complete this long after the request (undici's headersTimeout): bytes do not extend it. */
   private headDeadline: NodeJS.Timeout | undefined;
 
@@ -70,9 +69,7 @@ export class RangeExchange implements ConnectionUser {
   }
 
   private send(): void {
-    const { start, end, total } = this.task;
-    const full = start === 0 && (end === undefined || end === total);
-    const range = full ? '' : `range: bytes=${start}-${end === undefined ? '' : end - 1}\r\n`;
+    const range = rangeHeader(this.task);
     this.conn = this.pool.get(this.url);
     this.conn.take(this);
     this.conn.socket.setTimeout(this.task.timeoutMs);
@@ -80,7 +77,7 @@ export class RangeExchange implements ConnectionUser {
     this.headDeadline = setTimeout(() => this.fail(new FetchError(this.task.url, 'timeout', 'no response headers in time')), this.task.timeoutMs);
     this.headDeadline.unref();
     const target = `${this.url.pathname}${this.url.search}`;
-    this.conn.socket.write(`GET ${target} HTTP/1.1\r\nhost: ${this.url.host}\r\nuser-agent: jigdofs/0.1\r\n${range}\r\n`);
+    this.conn.socket.write(`GET ${target} HTTP/1.1\r\nhost: ${this.url.host}\r\nuser-agent: jigdofs/0.1\r\n${range ? `range: ${range}\r\n` : ''}\r\n`);
   }
 
   onBytes(buf: Buffer, n: number): void {
@@ -145,14 +142,14 @@ export class RangeExchange implements ConnectionUser {
     this.bodyLeft = Number(length);
     this.keepAlive = !head.close;
     if (this.task.hash && start === 0) this.hash = createHash(this.task.hash);
-    this.windowStart = performance.now();
+    this.pace = new PaceCheck(url, this.task.timeoutMs);
     this.phase = 'body';
     if (this.bodyLeft === 0) this.bodyEnded(false);
   }
 
   private readBody(buf: Buffer, off: number, n: number): void {
     const avail = Math.min(n - off, this.bodyLeft);
-    this.checkPace(avail);
+    this.pace!.add(avail);
     const data = Math.min(avail, this.stop - this.pos);
     if (data > 0) {
       this.hash?.update(buf.subarray(off, off + data));
@@ -161,18 +158,6 @@ export class RangeExchange implements ConnectionUser {
     this.bodyLeft -= avail;
     if (this.pos - this.reported >= PROGRESS_STEP) this.report.progress((this.reported = this.pos));
     if (this.pos >= this.stop || this.bodyLeft === 0) this.bodyEnded(n - off > avail);
-  }
-
-  /** A body slower than MIN_BYTES_PER_SECOND over a whole timeout period is a trickle (as in pumpBody). */
-  private checkPace(bytes: number): void {
-    this.windowBytes += bytes;
-    const elapsed = performance.now() - this.windowStart;
-    if (elapsed < this.task.timeoutMs) return;
-    if ((this.windowBytes * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
-      throw new FetchError(this.task.url, 'slow', `too slow: ${this.windowBytes} bytes in ${(elapsed / 1000).toFixed(0)} s`);
-    }
-    this.windowStart += elapsed;
-    this.windowBytes = 0;
   }
 
   private write(buf: Buffer, off: number, length: number): void {
