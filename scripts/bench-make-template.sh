@@ -30,7 +30,7 @@ done
 ISO=$FIX/$NAME.iso
 TREE="$FIX/mirror//"
 [ -f "$ISO" ] && [ -d "$FIX/mirror" ] || { echo "bench: $ISO or $FIX/mirror missing (run make-fixture.sh)" >&2; exit 1; }
-[ -x "$REPO/dist/cli/main.js" ] || [ -f "$REPO/dist/cli/main.js" ] || { echo "bench: build first (npx tsc -p tsconfig.json)" >&2; exit 1; }
+[ -x "$REPO/dist/app/main.js" ] || [ -f "$REPO/dist/app/main.js" ] || { echo "bench: build first (npm run build)" >&2; exit 1; }
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench-mktpl.XXXXXX")
 trap 'rm -rf "$W"' EXIT

@@ -29,7 +29,7 @@ FIX=$(realpath -m "$FIX")
 source "$HERE/bench-lib.sh"
 load_fixture md5
 for t in nginx curl node fusermount; do command -v $t > /dev/null || { echo "bench-memory: needs $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
-[ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npm run build --silent)
+[ -f "$REPO/dist/app/main.js" ] || (cd "$REPO" && npm run build --silent)
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench-memory.XXXXXX")
 NGINX_PID=""

@@ -63,7 +63,7 @@ FIX=$(realpath -m "$FIX")
 source "$HERE/bench-lib.sh"
 ensure_fixture
 for t in jigdo-file md5sum node awk dd fusermount; do command -v $t > /dev/null || { echo "bench: missing $t" >&2; exit 1; }; done
-[ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npm run build >&2)
+[ -f "$REPO/dist/app/main.js" ] || (cd "$REPO" && npm run build >&2)
 
 load_fixture "$VARIANT"
 source_args "$SOURCE"

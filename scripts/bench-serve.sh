@@ -37,7 +37,7 @@ FIX=$(realpath -m "$FIX")
 source "$HERE/bench-lib.sh"
 ensure_fixture
 for t in nginx curl md5sum node fusermount; do command -v $t > /dev/null || { echo "bench: missing $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
-[ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npm run build >&2)
+[ -f "$REPO/dist/app/main.js" ] || (cd "$REPO" && npm run build >&2)
 load_fixture "$VARIANT"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-serve.XXXXXX")

@@ -1,5 +1,5 @@
 /**
- * Runs the built CLI (`bin/jigdofs`, which loads dist/) as a child process, the way users run it.
+ * Runs the built CLI (`bin/jigdofs`, which loads the bundle in dist/app/) as a child process, the way users run it.
  * Tests assume `npm run build` ran first (the npm `test` script does it); a missing dist/ fails
  * loudly instead of every test failing obscurely.
  */
@@ -44,8 +44,8 @@ export interface CliOptions {
 let privateCache: string | undefined;
 
 export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
-  if (!existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'))) {
-    throw new Error('dist/cli/main.js is missing: run `npm run build` before the integration tests');
+  if (!existsSync(path.join(ROOT, 'dist', 'app', 'main.js'))) {
+    throw new Error('dist/app/main.js is missing: run `npm run build` before the integration tests');
   }
   if (!privateCache) {
     const dir = mkdtempSync(path.join(tmpdir(), 'jigdofs-cli-home-'));
