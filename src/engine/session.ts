@@ -134,8 +134,12 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
     throw opts.template ? new JigdoError(templatePath, problem) : new TemplateUnavailableError(templatePath, problem);
   });
   try {
-    await checkTemplate(templatePath, image, index, pool);
-    const template = await parseTemplate(src);
+    // Checked while it is parsed (the hash runs on a pool thread, which first has to start: most of a mount's
+    // start-up with an empty cache); a template that fails its checksum is named for that, whatever the parse says.
+    const [checked, parsed] = await Promise.allSettled([checkTemplate(templatePath, image, index, pool), parseTemplate(src)]);
+    if (checked.status === 'rejected') throw checked.reason;
+    if (parsed.status === 'rejected') throw parsed.reason;
+    const template = parsed.value;
     if (jigdo.parts.size > 0 && template.desc.imageChecksumKind !== jigdo.checksumKind) {
       throw new JigdoError(templatePath, `template uses ${template.desc.imageChecksumKind} but the .jigdo lists ${jigdo.checksumKind} parts`);
     }

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { JigdoError, TemplateUnavailableError, errorMessage } from '../format/errors.js';
@@ -74,13 +75,34 @@ async function isFile(file: string): Promise<boolean> {
   return stat(fsPath(file)).then((st) => st.isFile(), () => false);
 }
 
+/**
+ * Templates up to this size are hashed on the calling thread. At a mount's start-up with an empty cache the pool's
+ * first thread took ~90 ms to start before hashing a 7.5 MB template (~15 ms of MD5): the longest step before the
+ * kernel mount (BENCHMARKS.md, "Start-up: one bundle"). Nothing is served yet for those few milliseconds to wait on.
+ */
+export const HASH_HERE_MAX = 32 << 20;
+
+async function hashHere(file: string, kind: ChecksumKind): Promise<Buffer> {
+  const hash = createHash(kind);
+  const fh = await open(fsPath(file), 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let n; (n = (await fh.read(buf, 0, buf.length, null)).bytesRead) > 0; ) hash.update(buf.subarray(0, n));
+  } finally {
+    await fh.close();
+  }
+  return hash.digest();
+}
+
 /** Checks the template file against Template-MD5Sum / Template-SHA256Sum, remembering the result. */
 export async function checkTemplate(file: string, image: JigdoImage, index: HashIndex, pool: WorkerPool): Promise<void> {
   const expected: Array<[ChecksumKind, Buffer]> = [];
   if (image.templateSha256) expected.push(['sha256', image.templateSha256]);
   if (image.templateMd5) expected.push(['md5', image.templateMd5]);
   if (expected.length === 0) return; // libjte/jigdo-file always write one; hand-made files may not
-  if (await verifyWholeFile(index, (f, kind) => pool.hashFile(f, kind), file, expected)) return; // either one matching is enough, as in jigdo-lite
+  const here = (await stat(fsPath(file))).size <= HASH_HERE_MAX;
+  const hash = (f: string, kind: ChecksumKind) => (here ? hashHere(f, kind) : pool.hashFile(f, kind));
+  if (await verifyWholeFile(index, hash, file, expected)) return; // either one matching is enough, as in jigdo-lite
   const [kind, sum] = expected[0]!;
   throw new JigdoError(file, `template ${kind.toUpperCase()} checksum does not match the .jigdo (expected ${checksumKey(sum)}): wrong or corrupt template`);
 }
