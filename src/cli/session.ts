@@ -5,15 +5,17 @@ import { sourceOptions, type SourceFlags } from './options.js';
 /**
  * Opens the image a command works on, runs `work`, and always closes it. `fetchParts: false` keeps parts
  * off the network (local sources and the disk cache only), for commands that report what is missing.
- * The command's pool and network are made once (sourceOptions) and ended here after the session.
+ * The command's pool and network are made once (sourceOptions) and ended here after the session; `warmPool`
+ * starts the pool's first thread at once, for a command that hashes as soon as it has opened the image.
  */
 export async function withSession<T>(
   jigdoArg: string,
   flags: SourceFlags,
   work: (s: ImageSession) => Promise<T>,
-  use: { fetchParts?: boolean } = {},
+  use: { fetchParts?: boolean; warmPool?: boolean } = {},
 ): Promise<T> {
   const opts = sourceOptions(flags, use);
+  if (use.warmPool) opts.pool?.warm(); // its first thread starts while the .jigdo and the template are read
   const jigdo = await loadCommandJigdo(jigdoArg, opts);
   const session = await openImage(jigdo, selectImage(jigdo, flags.image), opts);
   try {

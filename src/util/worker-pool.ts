@@ -80,14 +80,26 @@ export class WorkerPool {
 
   constructor(private readonly size = Math.max(1, Math.min(4, availableParallelism()))) {}
 
-  /** The least busy worker, started on demand. */
+  /** An idle worker (one started by warm() first), else a new one while under `size`, else the least busy. */
   private pick(): PoolWorker {
-    if (this.workers.length < this.size) {
-      const w = new PoolWorker((dead) => (this.workers = this.workers.filter((x) => x !== dead)));
-      this.workers.push(w);
-      return w;
-    }
+    const idle = this.workers.find((w) => w.pending.size === 0);
+    if (idle) return idle;
+    if (this.workers.length < this.size) return this.start();
     return this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+  }
+
+  private start(): PoolWorker {
+    const w = new PoolWorker((dead) => (this.workers = this.workers.filter((x) => x !== dead)));
+    this.workers.push(w);
+    return w;
+  }
+
+  /**
+   * Starts a worker now if none runs: a thread takes ~0.1-0.2 s to start (Node's bootstrap), which a command that
+   * will hash soon (make-image: the image stream) spends while it still parses the .jigdo and the template.
+   */
+  warm(): void {
+    if (this.workers.length === 0) this.start();
   }
 
   run<T>(task: WorkerTask, transfer: ArrayBuffer[] = [], worker = this.pick()): Promise<T> {

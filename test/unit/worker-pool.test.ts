@@ -32,3 +32,21 @@ test('a closed pool with nothing in flight closes at once, and twice', async () 
   await pool.close();
   await pool.close();
 });
+
+test('warm starts one thread, and the next request runs on it instead of starting another', async () => {
+  const file = path.join(work, 'warm.bin');
+  writeFileSync(file, randomBytes(1 << 20));
+  const pool = new WorkerPool(2);
+  const threads = () => (pool as unknown as { workers: unknown[] }).workers.length;
+  try {
+    pool.warm();
+    pool.warm();
+    assert.equal(threads(), 1);
+    await pool.hashFile(file, 'md5');
+    assert.equal(threads(), 1, 'an idle warmed thread takes the request');
+    await Promise.all([pool.hashFile(file, 'md5'), pool.hashFile(file, 'sha256')]);
+    assert.equal(threads(), 2, 'a busy one does not: a second thread starts, up to the size');
+  } finally {
+    await pool.close();
+  }
+});

@@ -76,6 +76,6 @@ export function registerMakeImage(program: Command): void {
         process.stderr.write(`jigdofs: wrote ${shown(output)}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
         for (const line of s.local.images.summaryLines()) process.stderr.write(`jigdofs: ${line}\n`);
       }
-    });
+    }, { warmPool: true });
   });
 }
