@@ -9,7 +9,9 @@ import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ROOT, SAMPLES, SAMPLE_PARTS, runCli } from '../helpers/cli.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { BIN, ROOT, SAMPLES, SAMPLE_PARTS, runCli } from '../helpers/cli.js';
 
 let work: string;
 before(async () => {
@@ -78,4 +80,18 @@ test('mount from local parts, a mirror configured but not needed: no undici anyw
   assert.deepEqual(undici(daemon), [], 'the image was read whole: every part local, no request, no undici');
   assert.deepEqual(fuseNative(loaded.cli), [], 'the parent only checks the mountpoint and waits');
   assert.ok(fuseNative(daemon).length > 0, 'the daemon mounts with fuse-native');
+});
+
+test('bin/jigdofs run as a program starts node with MALLOC_ARENA_MAX=2, or the value the user set', async () => {
+  const out = path.join(work, 'arena.txt');
+  // An --import hook in the node it starts writes down what that node sees (the shell line ran before it).
+  const hook = `data:text/javascript,${encodeURIComponent(`import { appendFileSync } from 'node:fs'; appendFileSync(${JSON.stringify(out)}, String(process.env.MALLOC_ARENA_MAX) + '\\n');`)}`;
+  const run = (extra: NodeJS.ProcessEnv) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: `--import=${hook}`, ...extra };
+    if (!('MALLOC_ARENA_MAX' in extra)) delete env.MALLOC_ARENA_MAX;
+    return promisify(execFile)(BIN, ['--version'], { env });
+  };
+  assert.equal((await run({})).stdout.trim(), '0.1.0');
+  await run({ MALLOC_ARENA_MAX: '3' });
+  assert.deepEqual((await readFile(out, 'utf8')).trim().split('\n'), ['2', '3']);
 });
