@@ -43,3 +43,6 @@ resolve_drop() {
     if (sync && echo 3 > /proc/sys/vm/drop_caches) 2> /dev/null; then DROP=yes; else DROP=no; fi
   fi
 }
+
+# The median of the numbers on stdin, one per line (the mean of the middle two for an even count).
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -27,6 +27,8 @@ while [ $# -gt 0 ]; do
 done
 # shellcheck disable=SC1091
 . "$FIX/fixture.env"
+# shellcheck source=bench-lib.sh
+source "$HERE/bench-lib.sh" # median
 ISO=$FIX/$NAME.iso
 TREE="$FIX/mirror//"
 [ -f "$ISO" ] && [ -d "$FIX/mirror" ] || { echo "bench: $ISO or $FIX/mirror missing (run make-fixture.sh)" >&2; exit 1; }
@@ -64,7 +66,6 @@ for r in $(seq 1 "$RUNS"); do
   timed jigdo-file "${THEIRS[@]}"
 done
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { awk -v c="$2" '{ print $c }' "$W/$1.runs" | median; }
 jf_wall=$(col jigdo-file 1)
 ls_of() { jigdo-file ls --template="$1" | grep -v '^image-info'; }

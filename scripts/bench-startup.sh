@@ -3,8 +3,8 @@
 # size) and how long `jigdofs info` takes, medians of several rounds, optionally alternated with another checkout.
 #
 # Usage:  scripts/bench-startup.sh [FIXTURE_DIR] [--runs N] [--compare OTHER_REPO]
-#   FIXTURE_DIR        made by scripts/make-fixture.sh (default /work/bench-data/2g); every part local
-#                      (--local LABEL=FIXTURE_DIR/mirror), the template beside the .jigdo
+#   FIXTURE_DIR        made by scripts/make-fixture.sh (default /work/bench-data/2g; built if missing, as in the
+#                      other bench scripts); every part local (--local LABEL=MIRROR), the template beside the .jigdo
 #   --runs N           rounds (default 7); each round runs every command once per checkout, alternating
 #   --compare DIR      another built checkout (its bin/jigdofs) measured in the same rounds, e.g. a
 #                      `git worktree` of an older commit, for a side-by-side before/after
@@ -25,9 +25,11 @@ while [ $# -gt 0 ]; do
     *) echo "bench-startup: unknown option $1" >&2; exit 2;;
   esac
 done
-. "$FIX/fixture.env" # NAME
-JIGDO=$FIX/$NAME.jigdo TEMPLATE=$FIX/$NAME.template
-LABEL=$(awk -F= '/^\[Servers\]/ { s = 1; next } /^\[/ { s = 0 } s && NF > 1 { print $1; exit }' "$JIGDO")
+# shellcheck source=bench-lib.sh
+source "$HERE/bench-lib.sh"
+ensure_fixture
+load_fixture md5  # JIGDO TEMPLATE LABEL
+source_args local # SRC_ARGS
 [ -f "$REPO/dist/app/main.js" ] || (cd "$REPO" && npm run build >&2)
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-startup.XXXXXX")
@@ -43,12 +45,12 @@ ms() { local t0 t1; t0=$(date +%s%N); "$@" > /dev/null; t1=$(date +%s%N); echo $
 # one_round TREE TAG ROUND: appends "TAG row ms" lines to $TMP/times
 one_round() {
   local j=$1/bin/jigdofs tag=$2 round=$3 args
-  args=("$JIGDO" "$MNT" --template "$TEMPLATE" --local "$LABEL=$FIX/mirror" -q)
+  args=("$JIGDO" "$MNT" --template "$TEMPLATE" "${SRC_ARGS[@]}" -q)
   echo "$tag mount-empty $(ms "$j" mount "${args[@]}" --cache-dir "$TMP/cache-$tag-$round")" >> "$TMP/times"
   "$j" umount "$MNT"
   echo "$tag mount-warm $(ms "$j" mount "${args[@]}" --cache-dir "$TMP/cache-$tag-$round")" >> "$TMP/times"
   "$j" umount "$MNT"
-  echo "$tag info $(ms "$j" info "$JIGDO" --template "$TEMPLATE" --local "$LABEL=$FIX/mirror" --cache-dir "$TMP/cache-$tag-$round")" >> "$TMP/times"
+  echo "$tag info $(ms "$j" info "$JIGDO" --template "$TEMPLATE" "${SRC_ARGS[@]}" --cache-dir "$TMP/cache-$tag-$round")" >> "$TMP/times"
 }
 
 echo "bench-startup: $NAME, $RUNS rounds, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -62,7 +64,7 @@ for tag in this other; do
   for row in mount-warm mount-empty info; do
     vals=$(awk -v t=$tag -v r=$row '$1 == t && $2 == r { print $3 }' "$TMP/times" | sort -n | tr '\n' ' ')
     [ -z "$vals" ] && continue
-    med=$(echo "$vals" | tr ' ' '\n' | grep . | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    med=$(echo "$vals" | tr ' ' '\n' | grep . | median)
     echo "| $([ $tag = this ] && echo "$REPO" || echo "$OTHER") | $row | $med | $vals|"
   done
 done

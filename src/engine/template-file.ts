@@ -82,16 +82,18 @@ async function isFile(file: string): Promise<boolean> {
  */
 export const HASH_HERE_MAX = 32 << 20;
 
-async function hashHere(file: string, kind: ChecksumKind): Promise<Buffer> {
-  const hash = createHash(kind);
+/** The template's hash: here when it is at most HASH_HERE_MAX bytes, else on the pool. Asked only when the index does not know it. */
+async function hashTemplate(file: string, kind: ChecksumKind, pool: WorkerPool): Promise<Buffer> {
   const fh = await open(fsPath(file), 'r');
   try {
+    if ((await fh.stat()).size > HASH_HERE_MAX) return await pool.hashFile(file, kind);
+    const hash = createHash(kind);
     const buf = Buffer.allocUnsafe(1 << 20);
     for (let n; (n = (await fh.read(buf, 0, buf.length, null)).bytesRead) > 0; ) hash.update(buf.subarray(0, n));
+    return hash.digest();
   } finally {
     await fh.close();
   }
-  return hash.digest();
 }
 
 /** Checks the template file against Template-MD5Sum / Template-SHA256Sum, remembering the result. */
@@ -100,9 +102,7 @@ export async function checkTemplate(file: string, image: JigdoImage, index: Hash
   if (image.templateSha256) expected.push(['sha256', image.templateSha256]);
   if (image.templateMd5) expected.push(['md5', image.templateMd5]);
   if (expected.length === 0) return; // libjte/jigdo-file always write one; hand-made files may not
-  const here = (await stat(fsPath(file))).size <= HASH_HERE_MAX;
-  const hash = (f: string, kind: ChecksumKind) => (here ? hashHere(f, kind) : pool.hashFile(f, kind));
-  if (await verifyWholeFile(index, hash, file, expected)) return; // either one matching is enough, as in jigdo-lite
+  if (await verifyWholeFile(index, (f, kind) => hashTemplate(f, kind, pool), file, expected)) return; // either one matching is enough, as in jigdo-lite
   const [kind, sum] = expected[0]!;
   throw new JigdoError(file, `template ${kind.toUpperCase()} checksum does not match the .jigdo (expected ${checksumKey(sum)}): wrong or corrupt template`);
 }
