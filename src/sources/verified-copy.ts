@@ -23,7 +23,7 @@ export interface LocalCopy extends FileIdentity {
   stale?: boolean;
   /**
    * A file of the user's, which may be edited in place at any time (not a cache file, whose name is its
-   * checksum and which nothing writes after its commit): the part store checks its identity before every read.
+   * checksum and which nothing writes after its commit): the part store checks its identity after every read.
    */
   userFile?: boolean;
   /**

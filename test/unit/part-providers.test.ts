@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -232,5 +232,41 @@ test('mirrors: a part fetched in one request is hashed as it arrived, not read a
     assert.deepEqual(hashed, [], 'the commit took the hash the fetch thread made');
   } finally {
     await net.close();
+  }
+});
+
+/**
+ * A user's file is checked once per read, after it (part-store.ts readCopy), and no longer also when opened
+ * or on a timer: wrong bytes must still never be served, whether the file was swapped for another (a new
+ * inode under its name, between the lookup and the first open) or edited in place with its times put back.
+ */
+describe('part store: a local copy changed after it was verified is not served', () => {
+  const swapped = async (file: string, bytes: Buffer): Promise<void> => {
+    await writeFile(`${file}.new`, bytes);
+    await rename(`${file}.new`, file);
+  };
+  const editedInPlace = async (file: string, bytes: Buffer): Promise<void> => {
+    const before = await stat(file);
+    await writeFile(file, bytes);
+    await utimes(file, before.atime, before.mtime); // `touch -r`: only the ctime tells
+  };
+  for (const [how, change] of [['swapped for another file', swapped], ['edited in place, times kept', editedInPlace]] as const) {
+    test(how, async () => {
+      const s = await localSubject();
+      const key = keyOf.get(PARTS.present)!;
+      const need = layout.parts.get(key)!;
+      await s.give(PARTS.present);
+      const store = new PartStore(layout, [s.provider], () => undefined, false);
+      try {
+        await store.locate(key); // verified: hashed and recorded, not opened yet
+        const copy = (await s.provider.find(key))!;
+        await change(copy.path, await wrongBytesOf(PARTS.present));
+        const read = Buffer.alloc(need.length);
+        // The read may have put bytes into the buffer; what matters is that it fails rather than serve them.
+        await assert.rejects(store.readInto(key, 0, need.length, read, 0), /changed since it was (verified|hashed)|does not hold/);
+      } finally {
+        await store.close();
+      }
+    });
   }
 });
