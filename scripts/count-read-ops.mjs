@@ -16,15 +16,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { takeOption } from './cli-args.mjs';
 
 const args = process.argv.slice(2);
-const option = (name, dflt) => {
-  const i = args.indexOf(name);
-  if (i < 0) return dflt;
-  const v = args[i + 1];
-  args.splice(i, 2);
-  return v;
-};
+const option = (name, dflt) => takeOption(args, name, dflt);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.resolve(option('--dist', path.join(here, '..', 'dist')));
 const label = option('--label', 'Debian');

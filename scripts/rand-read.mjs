@@ -5,17 +5,11 @@
 // Usage: node scripts/rand-read.mjs FILE [--count 2000] [--block 4096] [--seed 1] [--json]
 // Prints: count, p50/p90/p99/max and mean latency in µs (and the bytes checked to be non-short).
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import { takeFlag, takeOption } from './cli-args.mjs';
 
 const args = process.argv.slice(2);
-const option = (name, dflt) => {
-  const i = args.indexOf(name);
-  if (i < 0) return dflt;
-  const v = args[i + 1];
-  args.splice(i, 2);
-  return v;
-};
-const json = args.includes('--json');
-if (json) args.splice(args.indexOf('--json'), 1);
+const option = (name, dflt) => takeOption(args, name, dflt);
+const json = takeFlag(args, '--json');
 const count = Number(option('--count', '2000'));
 const block = Number(option('--block', '4096'));
 let seed = Number(option('--seed', '1')) >>> 0;

@@ -10,24 +10,14 @@
 //   callback fires before the kernel serves the mount (platform notes).
 import { createRequire } from 'node:module';
 import { randomFillSync } from 'node:crypto';
+import { takeFlag, takeOption } from './cli-args.mjs';
 
 const require = createRequire(new URL('../package.json', import.meta.url));
 const Fuse = require('fuse-native');
 
 const args = process.argv.slice(2);
-const flag = (name) => {
-  const i = args.indexOf(name);
-  if (i < 0) return false;
-  args.splice(i, 1);
-  return true;
-};
-const option = (name, dflt) => {
-  const i = args.indexOf(name);
-  if (i < 0) return dflt;
-  const v = args[i + 1];
-  args.splice(i, 2);
-  return v;
-};
+const flag = (name) => takeFlag(args, name);
+const option = (name, dflt) => takeOption(args, name, dflt);
 const kernelCache = !flag('--no-kernel-cache');
 const name = option('--name', 'image');
 const [mnt, sizeArg] = args;
