@@ -23,13 +23,9 @@ async function assertUnchanged(fh: FileHandle, copy: LocalCopy): Promise<void> {
   if (copy.stale || !st || !unchanged(st, copy)) throw new Error(`${shown(copy.path)} changed since it was verified`);
 }
 
-/**
- * Opens a copy's file, refusing it unless it is the file that was verified (not replaced, not edited). A
- * user's file is checked after every read instead (readCopy), which covers this too.
- */
+/** Opens a copy's file, refusing it unless it is the file that was verified (not replaced, not edited). */
 async function openUnchanged(copy: LocalCopy): Promise<FileHandle> {
   const fh = await open(fsPath(copy.path), 'r');
-  if (copy.userFile) return fh;
   try {
     await assertUnchanged(fh, copy);
     return fh;
@@ -243,7 +239,8 @@ export class PartStore {
     while (!loc.handle && this.lingering >= LINGERING_HANDLES && !this.closing) await new Promise<void>((r) => this.lingerWaiters.push(r));
     let handle = loc.handle;
     if (!handle) {
-      const fh = openUnchanged(loc.copy);
+      // A user's file is checked after each read (readCopy), so neither here nor on the timer below.
+      const fh = loc.copy.userFile ? open(fsPath(loc.copy.path), 'r') : openUnchanged(loc.copy);
       fh.catch(() => undefined);
       handle = loc.handle = { fh, users: 0, evicted: false };
       handle.users++; // before set(): setting may evict, and must not close the one being handed out
