@@ -4,7 +4,7 @@ import type { Lock } from './cache-lock.js';
 
 /** What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit). */
 export interface CommitTarget {
-  verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck): Promise<VerifiedCopy | undefined>;
+  verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck, size?: number): Promise<VerifiedCopy | undefined>;
 }
 
 /**
@@ -16,6 +16,8 @@ export interface CommitTarget {
  */
 export class CacheWriter {
   private done = false;
+  /** The size allocate set (writes stay inside it: a part's ranges), so the commit need not ask the file. */
+  private size: number | undefined;
 
   constructor(
     private readonly cache: CommitTarget,
@@ -28,6 +30,7 @@ export class CacheWriter {
   /** Sets the temporary file's size (holes read as zeros until written). */
   async allocate(size: number): Promise<void> {
     await this.fh.truncate(size);
+    this.size = size;
   }
 
   /**
@@ -37,7 +40,7 @@ export class CacheWriter {
    */
   async commit(sums: SumCheck[], known?: SumCheck): Promise<VerifiedCopy | undefined> {
     if (this.done) throw new Error('cache writer already finished');
-    const copy = await this.cache.verifyAndCommit(this.tmp, this.final, this.fh, sums, known);
+    const copy = await this.cache.verifyAndCommit(this.tmp, this.final, this.fh, sums, known, this.size);
     if (copy) await this.finish(false);
     return copy;
   }

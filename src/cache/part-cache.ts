@@ -63,9 +63,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /**
  * Fields: `stats_` is shared: this class counts hits, misses, added and removedBad; `eviction` the sizes,
  * limit and evictions. `madeDirs` (folders made by this process), `locks` (lock files held here).
- * Order in begin: the once-per-process cleanup, then lookup, then the lock, then lookup again (another
- * process may have renamed the file in between), then the temporary file. In a commit: hash (outside
- * any queue), then the size queue: make room, rename, count; the lock is released after the rename.
+ * Order in begin: the once-per-process cleanup, then the lock, then the lookup (the caller looked before; another
+ * process may have renamed the file in between), then the temporary file; after a wait for another process's
+ * lock, a lookup before the next try. In a commit: hash (outside any queue), then the size queue: make room,
+ * rename, count; the lock is released after the rename.
  */
 export class PartCache {
   readonly dir: string;
@@ -135,6 +136,9 @@ export class PartCache {
   /**
    * Gets the right to write a checksum's file, or the file itself if it exists or another process
    * finishes it while we wait for its lock. `onWait` is called once if we had to wait for another process.
+   * Its callers have just looked the file up (the cache provider, TemplateDownloads), so the first try goes
+   * straight to the lock, and the lookup under the lock is what finds a file committed meanwhile: one stat
+   * less per fetched part (BENCHMARKS.md, "fewer file-system calls per fetched part").
    */
   async begin(space: CacheSpace, kind: ChecksumKind, hex: string, onWait?: () => void): Promise<{ copy: VerifiedCopy } | { writer: CacheWriter }> {
     const final = this.pathFor(space, kind, hex);
@@ -142,7 +146,7 @@ export class PartCache {
     let delay = 20;
     let waited = false;
     for (;;) {
-      const copy = await this.lookupFile(final);
+      const copy = waited ? await this.lookupFile(final) : undefined; // finished by the process we waited for
       if (copy) return { copy };
       const lock = await this.locks.tryLock(`${space}-${kind}-${hex}`);
       if (lock) {
@@ -179,19 +183,22 @@ export class PartCache {
     return { file, fh: await this.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE)) };
   }
 
-  /** Hashes `tmp` and, if one of `sums` matches, renames it to `final` (after making room for it). */
-  async verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck): Promise<VerifiedCopy | undefined> {
+  /**
+   * Hashes `tmp` and, if one of `sums` matches, renames it to `final` (after making room for it). `size`: the
+   * file's size when the writer set it (CacheWriter.allocate), counted without asking the file system.
+   */
+  async verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck, size?: number): Promise<VerifiedCopy | undefined> {
     await fh.datasync();
     const hash: HashFile = known ? (file, kind) => (kind === known[0] ? Promise.resolve(known[1]) : this.hashFile(file, kind)) : this.hashFile;
     return commitIfMatches(hash, tmp, sums, async () => {
-      const { size } = await fh.stat();
+      const bytes = size ?? (await fh.stat()).size;
       return this.eviction.queued(async () => {
-        await this.eviction.makeRoom(size);
+        await this.eviction.makeRoom(bytes);
         // Whole-second mtime: see lookupFile(). The exact atime orders this file after every older one.
         await fh.utimes(Date.now() / 1000, Math.floor(Date.now() / 1000));
         await this.inDir(path.dirname(final), () => rename(tmp, final));
         this.stats_.added++;
-        this.eviction.countAdded(size);
+        this.eviction.countAdded(bytes);
         // The identity after the rename (which moves the ctime): readers compare with it.
         return { path: final, offset: 0, ...identityOf(await fh.stat()) };
       });

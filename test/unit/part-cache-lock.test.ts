@@ -54,3 +54,37 @@ test('a cache directory removed while in use is made again for the next part', a
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('begin never makes a second writer: a file already cached, or committed by the process it waited for, is handed out', async () => {
+  // begin's first try goes straight to the lock (its callers have just missed the file): the lookup under the
+  // lock, and the one after each wait, must still find what is there.
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-begin-'));
+  const bytes = Buffer.from('a part that two processes want');
+  const md5 = createHash('md5').update(bytes).digest();
+  const hex = md5.toString('hex');
+  const known: ['md5', Buffer] = ['md5', md5]; // hashed as written: no worker needed
+  const first = new PartCache({ dir, hashFile });
+  const second = new PartCache({ dir, hashFile }); // another process on the same cache (its own locks)
+  try {
+    const begun = await first.begin('parts', 'md5', hex);
+    assert.ok('writer' in begun);
+    await begun.writer.allocate(bytes.length);
+    await begun.writer.fh.write(bytes, 0, bytes.length, 0);
+    let waits = 0;
+    const waiting = second.begin('parts', 'md5', hex, () => waits++);
+    await new Promise((r) => setTimeout(r, 60)); // the second one is waiting for the first one's lock
+    const committed = await begun.writer.commit([known], known);
+    assert.ok(committed);
+    const got = await waiting;
+    assert.ok('copy' in got, 'the waiter takes the committed file instead of writing it again');
+    assert.equal(got.copy.path, committed.path);
+    assert.equal(waits, 1);
+    const again = await second.begin('parts', 'md5', hex);
+    assert.ok('copy' in again, 'a file already in the cache');
+    assert.deepEqual(await readdir(path.join(dir, 'parts', 'locks')), [], 'no lock left behind');
+    // The size given to allocate is what the commit counted (it no longer asks the file).
+    assert.equal((await first.refreshStats()).bytes, bytes.length);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
