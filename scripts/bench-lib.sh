@@ -46,3 +46,29 @@ resolve_drop() {
 
 # The median of the numbers on stdin, one per line (the mean of the middle two for an even count).
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# A free TCP port on 127.0.0.1.
+free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
+
+# nginx (Debian's nginx-light, scripts/setup.sh installs it) serving $MIRROR on a free port of 127.0.0.1 with
+# sendfile, its access log ($1/mirror.log) counting requests and body bytes ("GET uri status bytes"), its own
+# files under $1/nginx. Sets NGINX_PID, NGINX_PORT and NGINX_URL; the caller stops it (kill NGINX_PID).
+start_nginx() { # WORKDIR
+  local w=$1
+  : > "$w/mirror.log"; mkdir -p "$w/nginx"
+  NGINX_PORT=$(free_port)
+  cat > "$w/nginx/nginx.conf" << NGX
+daemon off; worker_processes 2; pid $w/nginx/nginx.pid; error_log $w/nginx/error.log;
+events {}
+http {
+  log_format counts '\$request_method \$uri \$status \$body_bytes_sent';
+  access_log $w/mirror.log counts; sendfile on; client_body_temp_path $w/nginx; proxy_temp_path $w/nginx;
+  fastcgi_temp_path $w/nginx; uwsgi_temp_path $w/nginx; scgi_temp_path $w/nginx;
+  server { listen 127.0.0.1:$NGINX_PORT; root $MIRROR; }
+}
+NGX
+  nginx -c "$w/nginx/nginx.conf" & NGINX_PID=$!
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && break; sleep 0.1; done
+  : > "$w/mirror.log"
+  NGINX_URL="http://127.0.0.1:$NGINX_PORT/"
+}

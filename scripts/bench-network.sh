@@ -72,31 +72,15 @@ check() { # FILE WHAT
   [ "$got" = "$EXPECT" ] || { echo "bench-network: $2 wrote a wrong image ($got, expected $EXPECT)" >&2; exit 1; }
 }
 
-free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
-# The mirror: nginx (Debian's nginx-light, scripts/setup.sh installs it) on 127.0.0.1 serving the fixture's
-# parts with sendfile, its access log counting requests and body bytes. LATENCY > 0: clients go through
+# The mirror: nginx on 127.0.0.1 (start_nginx in bench-lib.sh). LATENCY > 0: clients go through
 # scripts/delay-proxy.mjs, which holds each chunk LATENCY/2 ms each way (a round trip of LATENCY ms); `tc
 # netem` would be the better tool but this kernel has no sch_netem (and netem on lo would slow every other
 # loopback user of the machine too).
 start_mirror() { # LATENCY
-  : > "$W/mirror.log"; mkdir -p "$W/nginx"
-  local port; port=$(free_port)
-  cat > "$W/nginx/nginx.conf" << NGX
-daemon off; worker_processes 2; pid $W/nginx/nginx.pid; error_log $W/nginx/error.log;
-events {}
-http {
-  log_format counts '\$request_method \$uri \$status \$body_bytes_sent';
-  access_log $W/mirror.log counts; sendfile on; client_body_temp_path $W/nginx; proxy_temp_path $W/nginx;
-  fastcgi_temp_path $W/nginx; uwsgi_temp_path $W/nginx; scgi_temp_path $W/nginx;
-  server { listen 127.0.0.1:$port; root $MIRROR; }
-}
-NGX
-  nginx -c "$W/nginx/nginx.conf" & MIRROR_PID=$!
-  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-  : > "$W/mirror.log"
-  URL="http://127.0.0.1:$port/"
+  start_nginx "$W"
+  MIRROR_PID=$NGINX_PID URL=$NGINX_URL
   if [ "$1" -gt 0 ]; then
-    node "$HERE/delay-proxy.mjs" "$port" "$(($1 / 2))" > "$W/proxy.port" & PROXY_PID=$!
+    node "$HERE/delay-proxy.mjs" "$NGINX_PORT" "$(($1 / 2))" > "$W/proxy.port" & PROXY_PID=$!
     for _ in $(seq 50); do [ -s "$W/proxy.port" ] && break; sleep 0.1; done
     URL="http://127.0.0.1:$(head -1 "$W/proxy.port")/"
   fi

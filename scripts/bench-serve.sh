@@ -58,19 +58,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
-NPORT=$(free_port)
-cat > "$TMP/nginx/nginx.conf" <<NGX
-daemon off; worker_processes 2; pid $TMP/nginx/nginx.pid; error_log $TMP/nginx/error.log;
-events {}
-http {
-  access_log off; sendfile on; client_body_temp_path $TMP/nginx; proxy_temp_path $TMP/nginx;
-  fastcgi_temp_path $TMP/nginx; uwsgi_temp_path $TMP/nginx; scgi_temp_path $TMP/nginx;
-  server { listen 127.0.0.1:$NPORT; root $MIRROR; }
-}
-NGX
-nginx -c "$TMP/nginx/nginx.conf" & PIDS+=($!)
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$NPORT/" && break; sleep 0.1; done
+start_nginx "$TMP"; PIDS+=("$NGINX_PID"); NPORT=$NGINX_PORT
 SRC=(--template "$TEMPLATE" --mirror "$LABEL=http://127.0.0.1:$NPORT/")
 
 RAW=$TMP/raw.tsv; : > "$RAW"
