@@ -47,6 +47,11 @@ resolve_drop() {
 # The median of the numbers on stdin, one per line (the mean of the middle two for an even count).
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# The pid of the mount daemon serving MNT, from `jigdofs status MNT --json` run with JIGDOFS (a bin/jigdofs).
+daemon_pid() { # JIGDOFS MNT
+  "$1" status "$2" --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).pid))'
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
 

@@ -67,7 +67,7 @@ make_image() { # SRC CACHE -> "maxrss_MB cpu_s"
 mount_cp() { # SRC CACHE -> "hwm_MB daemon_cpu_s"
   src_args "$1"
   "$JIGDOFS" mount "$JIGDO" "$W/mnt" --cache-dir "$2" -q "${SRC[@]}" "${MEM[@]}"
-  local pid; pid=$("$JIGDOFS" status "$W/mnt" --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).pid))')
+  local pid; pid=$(daemon_pid "$JIGDOFS" "$W/mnt")
   cp "$W/mnt/$NAME.iso" "$W/out.iso"
   local hwm cpu
   hwm=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")

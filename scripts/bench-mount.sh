@@ -117,7 +117,7 @@ jd_mount() {  # jd_mount CACHE_DIR: sets MOUNT_T (seconds) and DPID (not in a su
   local cmd=("$JIGDOFS" mount "$JIGDO" "$MNT" --template "$TEMPLATE" "${SRC_ARGS[@]}" --cache-dir "$1")
   cmdline "${cmd[@]}"
   MOUNT_T=$(timed "${cmd[@]}")
-  DPID=$("$JIGDOFS" status "$MNT" --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).pid))')
+  DPID=$(daemon_pid "$JIGDOFS" "$MNT")
   PIDS+=("$DPID")
   [ -f "$IMG" ] || { echo "bench: $IMG is not there after mount" >&2; exit 1; }
 }

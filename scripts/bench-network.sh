@@ -145,7 +145,7 @@ for LAT in $LATENCIES; do
     if [ "$MOUNT" = 1 ]; then
       mkdir -p "$W/mnt"; sync; from=$(log_lines)
       "$JIGDOFS" mount "$JIGDO" "$W/mnt" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
-      DAEMON=$("$JIGDOFS" status "$W/mnt" --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).pid))')
+      DAEMON=$(daemon_pid "$JIGDOFS" "$W/mnt")
       d0=$(cpu_of "$DAEMON"); m0=$(mirror_cpu)
       t0=$(now); cp "$W/mnt/$NAME.iso" "$W/out.iso"; t1=$(now)
       d1=$(cpu_of "$DAEMON"); m1=$(mirror_cpu)

@@ -84,7 +84,7 @@ serve_stop() { kill -TERM "$SPID"; wait "$SPID" 2> /dev/null || true; }
 DPID=""
 mount_start() {
   "$JIGDOFS" mount "$JIGDO" "$MNT" "${SRC[@]}" --cache-dir "$1" > /dev/null
-  DPID=$("$JIGDOFS" status "$MNT" --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).pid))')
+  DPID=$(daemon_pid "$JIGDOFS" "$MNT")
   PIDS+=("$DPID")
 }
 mount_stop() {

@@ -75,7 +75,7 @@ pass() { # JIGDOFS CACHE TRACE
   local jd=$1 cache=$2 sp="" c0
   [ "$SOURCE" = local ] || rm -rf "$cache"
   "$jd" mount "$JIGDO" "$W/mnt" --cache-dir "$cache" "${SRC[@]}" -q
-  DAEMON=$("$jd" status "$W/mnt" --json | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).pid))')
+  DAEMON=$(daemon_pid "$jd" "$W/mnt")
   dd if="$W/mnt/$NAME.iso" of=/dev/null bs=1M count=2 skip=100 status=none
   if [ "$3" = 1 ]; then
     strace -f -c -p "$DAEMON" -e trace="$CALLS" -o "$W/strace.out" 2> /dev/null & sp=$!
@@ -100,12 +100,12 @@ run() { # LABEL JIGDOFS
   switches=$SWITCHES
   pass "$jd" "$cache" 1
   # strace -c lines: % time, seconds, usecs/call, calls, [errors], syscall
-  awk -v label="$1" -v cs="$switches" '
+  awk -v label="$1" -v cs="$switches" -v traced="$CALLS" '
     $NF ~ /^[a-z0-9_]+$/ && $4 ~ /^[0-9]+$/ && $NF != "syscall" { calls[$NF] = $4 }
     END {
       printf "| %s | %d | %d | %d |", label, calls["fdatasync"], cs, calls["total"]
-      n = split("statx newfstatat fstat openat close pread64 pwrite64 utimensat link unlink rename mkdir ftruncate", k, " ")
-      for (i = 1; i <= n; i++) if (calls[k[i]]) printf " %s %d", k[i], calls[k[i]]
+      n = split(traced, k, ",")
+      for (i = 1; i <= n; i++) if (calls[k[i]] && k[i] != "fdatasync") printf " %s %d", k[i], calls[k[i]]
       printf " |\n"
     }' "$W/strace.out"
 }
