@@ -84,9 +84,10 @@ export class DirectOutput {
   allocate(size: number): Buffer {
     if (this.fd === undefined) return Buffer.from(new SharedArrayBuffer(size));
     const aligned = pageAlignedShared(size);
-    if (aligned && aligned.length >= MAX_ALIGN) {
+    if (aligned) {
       try {
-        writeSync(this.fd, aligned, 0, MAX_ALIGN, this.probeAt);
+        // The memory is whole 64 KiB pages: its first 4 KiB exist even for a smaller buffer.
+        writeSync(this.fd, Buffer.from(aligned.buffer, 0, MAX_ALIGN), 0, MAX_ALIGN, this.probeAt);
         return aligned;
       } catch {
         // EINVAL: the file system wants more than a page's alignment; write buffered

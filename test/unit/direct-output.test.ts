@@ -37,6 +37,8 @@ test('direct writes of aligned blocks land at their offsets; a short or unaligne
     assert.equal(await d.write(b, 100), false, 'an unaligned offset');
     // A buffer made after blocks were written (the pool makes its last ones late) must not touch the image.
     d.allocate(4096);
+    assert.equal(d.allocate(100).length, 100, 'a buffer smaller than the probe');
+    assert.equal(d.active, true);
   } finally {
     d.close();
   }
