@@ -22,8 +22,8 @@ import { pageAlignedShared } from '../dist/build/direct-output.js';
 import { takeOption } from './cli-args.mjs';
 
 const args = process.argv.slice(2);
-const mib = Number(takeOption(args, '--mib') ?? 1024);
-const runs = Number(takeOption(args, '--runs') ?? 3);
+const mib = Number(takeOption(args, '--mib', 1024));
+const runs = Number(takeOption(args, '--runs', 3));
 const dir = args[0] ?? os.tmpdir();
 const BLOCK = 4 << 20;
 const blocks = Math.max(1, Math.floor((mib << 20) / BLOCK));

@@ -39,7 +39,7 @@ export function pageAlignedShared(size: number): Buffer | undefined {
  *
  * O_DIRECT wants the buffer's address, the file offset and the length aligned to the device's logical block
  * size, and it is only fast with a page-aligned buffer: from a buffer 512 bytes past a page start (which the
- * kernel takes on a 512-byte-sector disk) each 4 MiB write took 75-115 ms on this kind of VM instead of 5 (1 GiB:
+ * kernel takes on a 512-byte-sector disk) each 4 MiB write took 74-115 ms on this kind of VM instead of 5 (1 GiB:
  * 26-29 s against 1.3-1.6 s; BENCHMARKS.md, "O_DIRECT from page-aligned buffers"). A SharedArrayBuffer's memory
  * comes from malloc, 16 bytes past a page start, and JavaScript cannot see an address; the memory of a shared
  * WebAssembly.Memory is mapped by V8's page allocator, so its first byte is page aligned (`pageAlignedShared`).
