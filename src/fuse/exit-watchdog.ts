@@ -1,0 +1,32 @@
+import { spawn } from 'node:child_process';
+
+/** How long a daemon may take from the start of its shutdown to its exit before it is killed. */
+export const SHUTDOWN_GRACE_SECONDS = 15;
+
+/**
+ * Makes sure a stopping daemon ends. A source on a file system that no longer answers (a hung NFS server, a
+ * stopped FUSE daemon: a --scan or --local folder there) leaves a libuv thread waiting in the kernel for good;
+ * Node joins those threads on exit, so `process.exit` itself would never return and the daemon would outlive
+ * its mount. Only SIGKILL ends such a process (the kernel's wait is killable).
+ *
+ * The watchdog is a small process outside ours, started when the shutdown starts, holding one end of a pipe
+ * whose other end only this process holds: when this process is gone, the pipe ends and so does the watchdog
+ * (so it can never kill a reused pid); if the pipe is still open after `graceSeconds`, it writes `message` (stamped like
+ * the daemon's lines) to our stderr (the daemon's log) and kills this process. It runs in its own session, so a Ctrl-C sent to a
+ * foreground daemon's terminal does not end it too.
+ */
+export function armExitWatchdog(message: string, graceSeconds = SHUTDOWN_GRACE_SECONDS): void {
+  const script = 'timeout "$1" cat > /dev/null; [ $? -eq 124 ] || exit 0; printf "jigdofs: %s %s\\n" "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$2" >&2; kill -9 "$3"';
+  try {
+    const child = spawn('sh', ['-c', script, 'jigdofs-exit-watchdog', String(graceSeconds), message, String(process.pid)], {
+      stdio: ['pipe', 'ignore', 'inherit'],
+      detached: true,
+    });
+    child.on('error', () => undefined); // no sh: nothing to watch with, the shutdown goes on as before
+    child.stdin.on('error', () => undefined);
+    child.unref();
+    (child.stdin as unknown as { unref(): void }).unref(); // a pipe is a net.Socket: it must not keep our event loop alive, only our exit closes it
+  } catch {
+    // spawn can throw synchronously (out of processes or file descriptors): shutting down matters more
+  }
+}
