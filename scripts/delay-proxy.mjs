@@ -13,7 +13,10 @@ if (!targetPort || !(delayMs >= 0)) {
   process.exit(2);
 }
 
-/** Sends what `from` receives to `to`, each chunk DELAY_MS later, in order. */
+/**
+ * Sends what `from` receives to `to`, each chunk DELAY_MS later, in order. Returns the function that takes a
+ * chunk received (the 'data' listener, or the onread callback of a socket reading into its own buffer).
+ */
 function relay(from, to) {
   const queue = [];
   let timer;
@@ -36,22 +39,31 @@ function relay(from, to) {
     if (queue.length > 0) timer = setTimeout(flush, queue[0].due - now);
     else if (ended) to.end();
   };
-  from.on('data', (chunk) => {
-    queue.push({ chunk, due: Date.now() + delayMs });
-    timer ??= setTimeout(flush, delayMs);
-  });
   from.on('end', () => {
     ended = true;
     timer ??= setTimeout(flush, 0);
   });
+  return (chunk) => {
+    queue.push({ chunk, due: Date.now() + delayMs });
+    timer ??= setTimeout(flush, delayMs);
+  };
 }
 
+/**
+ * Responses are read up to 1 MiB at a time into one reused buffer (copied out, since chunks wait DELAY_MS).
+ * The proxy's CPU is taken from the tools it measures: a 120 MB file fetched 40 times through it with curl
+ * cost 8.7-9.2 CPU-s with the default 64 KiB reads, 5.5-6.9 CPU-s with these.
+ */
+const READ_BUFFER = 1 << 20;
+
 const server = net.createServer((client) => {
-  const upstream = net.connect(targetPort, '127.0.0.1');
+  let toClient;
+  const buffer = Buffer.allocUnsafe(READ_BUFFER);
+  const upstream = net.connect({ port: targetPort, host: '127.0.0.1', onread: { buffer, callback: (n) => toClient(Buffer.from(buffer.subarray(0, n))) } });
   client.setNoDelay(true);
   upstream.setNoDelay(true);
-  relay(client, upstream);
-  relay(upstream, client);
+  client.on('data', relay(client, upstream));
+  toClient = relay(upstream, client);
   const close = () => {
     client.destroy();
     upstream.destroy();

@@ -12,6 +12,12 @@ export interface ReaderOptions {
   readaheadBlocks: number;
   /** Bytes of the image past a sequential reader whose parts are located (fetched) ahead; 0: off. */
   prefetchBytes: number;
+  /**
+   * How far that reaches once the stream is long: twice the stream's length so far, between `prefetchBytes`
+   * and this. A short sequential read (a loop-mounted file system reading a table) fetches no more ahead than
+   * before; a `cp` keeps the mirror's connections busy through stretches of small parts.
+   */
+  prefetchMaxBytes: number;
 }
 
 /** A read-ahead block: its bytes once read, and the buffer they are read into (reused once evicted). */
@@ -27,7 +33,13 @@ interface Block {
 /** A stream that read within this long counts as active when the read-ahead budget is shared. */
 const STREAM_ACTIVE_MS = 1000;
 
-export const DEFAULT_READER_OPTIONS: ReaderOptions = { readaheadMemory: 64 << 20, blockSize: 1 << 20, readaheadBlocks: 8, prefetchBytes: 32 << 20 };
+export const DEFAULT_READER_OPTIONS: ReaderOptions = {
+  readaheadMemory: 64 << 20,
+  blockSize: 1 << 20,
+  readaheadBlocks: 8,
+  prefetchBytes: 32 << 20,
+  prefetchMaxBytes: 96 << 20,
+};
 
 /**
  * `read(offset, length)` of the whole image: splits the range over the layout's regions, takes raw bytes
@@ -47,7 +59,7 @@ export class ImageReader {
   private readonly spare: Buffer[] = [];
   private readonly opts: ReaderOptions;
   /** Ends of recent reads: a read starting at one of them continues a stream (its streak, and when). */
-  private readonly streamEnds = new LRUCache<number, { streak: number; at: number }>({ max: 64 });
+  private readonly streamEnds = new LRUCache<number, { streak: number; at: number; start: number }>({ max: 64 });
   readonly stats = { reads: 0, bytesServed: 0, readaheadHits: 0, errors: 0 };
 
   constructor(
@@ -85,13 +97,15 @@ export class ImageReader {
     const end = Math.min(this.layout.size, offset + target.length);
     if (offset < 0 || !Number.isSafeInteger(offset) || offset >= end) return 0;
     this.stats.reads++;
-    const streak = this.streamEnds.get(offset)?.streak ?? 0;
+    const before = this.streamEnds.get(offset);
+    const streak = before?.streak ?? 0;
+    const start = before?.start ?? offset;
     this.streamEnds.delete(offset);
-    this.streamEnds.set(end, { streak: streak + 1, at: Date.now() });
+    this.streamEnds.set(end, { streak: streak + 1, at: Date.now(), start });
     const out = target.subarray(0, end - offset);
     try {
       // A block may span a missing part the request does not touch: then read just the request.
-      if (streak >= 1) await this.copyFromBlocks(offset, end, out, streak === 1).catch(() => this.readInto(offset, out));
+      if (streak >= 1) await this.copyFromBlocks(offset, end, out, streak === 1, end - start).catch(() => this.readInto(offset, out));
       else await this.readInto(offset, out);
       this.stats.bytesServed += out.length;
       return out.length;
@@ -172,7 +186,7 @@ export class ImageReader {
    * the layout 32 MiB ahead on each of FUSE's 128 KiB reads was about a tenth of the reader's CPU in a
    * profile of a sequential read.
    */
-  private readAhead(offset: number, end: number, newStream: boolean): void {
+  private readAhead(offset: number, end: number, newStream: boolean, streamLength: number): void {
     const bs = this.opts.blockSize;
     const last = Math.floor((end - 1) / bs);
     if (!newStream && last === Math.floor(offset / bs) && offset % bs !== 0) return;
@@ -180,15 +194,21 @@ export class ImageReader {
     for (let i = last + 1; i <= Math.min(lastBlock, last + this.readaheadDepth()); i++) {
       if (!this.blocks.has(i)) void this.block(i).data.catch(() => undefined);
     }
-    if (this.opts.prefetchBytes > 0) this.parts.prefetch(this.partsIn(end, this.opts.prefetchBytes));
+    if (this.opts.prefetchBytes > 0) this.parts.prefetch(this.partsIn(end, this.prefetchReach(streamLength)));
+  }
+
+  /** How far ahead of a stream of `streamLength` bytes its parts are located (ReaderOptions.prefetchMaxBytes). */
+  private prefetchReach(streamLength: number): number {
+    const { prefetchBytes, prefetchMaxBytes } = this.opts;
+    return Math.max(prefetchBytes, Math.min(prefetchMaxBytes, 2 * streamLength));
   }
 
   /** Serves a sequential read from blocks into `out` (waiting for those not read yet) and reads ahead. */
-  private async copyFromBlocks(offset: number, end: number, out: Buffer, newStream = false): Promise<void> {
+  private async copyFromBlocks(offset: number, end: number, out: Buffer, newStream: boolean, streamLength: number): Promise<void> {
     const bs = this.opts.blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((end - 1) / bs);
-    this.readAhead(offset, end, newStream);
+    this.readAhead(offset, end, newStream, streamLength);
     for (let i = first; i <= last; i++) {
       const block = this.block(i);
       block.pins++;

@@ -7,13 +7,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { ImageLayout, type PartNeed, type Region } from '../../src/image/layout.js';
 import type { PartBytes, RawBytes } from '../../src/image/ports.js';
-import { ImageReader } from '../../src/image/reader.js';
+import { ImageReader, type ReaderOptions } from '../../src/image/reader.js';
 
 const KB = 1024;
 const BLOCK = 64 * KB;
 
 /** raw 100K | part p0 200K | raw 50K | parts p1..p8 of 100K each | raw 30K: 1180 KiB, 18+ blocks. */
-function fixture() {
+function fixture(opts: Partial<ReaderOptions> = {}) {
   const raw = randomBytes(180 * KB);
   const partBytes = new Map<string, Buffer>();
   const regions: Region[] = [];
@@ -55,7 +55,7 @@ function fixture() {
     },
     prefetch: (keys) => void prefetched.push([...keys]),
   };
-  const reader = new ImageReader(layout, rawPort, partPort, { blockSize: BLOCK, readaheadBlocks: 2, readaheadMemory: 16 * BLOCK, prefetchBytes: 300 * KB });
+  const reader = new ImageReader(layout, rawPort, partPort, { blockSize: BLOCK, readaheadBlocks: 2, readaheadMemory: 16 * BLOCK, prefetchBytes: 300 * KB, ...opts });
   const bytesAsked = () => rawCalls.reduce((n, [, l]) => n + l, 0) + partCalls.reduce((n, [, , l]) => n + l, 0);
   return { layout, image, reader, rawCalls, partCalls, prefetched, bytesAsked };
 }
@@ -103,6 +103,16 @@ test('a stream is served whole and right from the blocks, and a jump elsewhere i
   assert.ok(lone.equals(f.image.subarray(500 * KB + 3, 500 * KB + 103)));
   assert.equal(f.bytesAsked() - before, 100);
   assert.equal(f.prefetched.length, prefetches);
+});
+
+test("a stream's prefetch reaches further as it grows: twice its length, from prefetchBytes up to prefetchMaxBytes", async () => {
+  const f = fixture({ prefetchBytes: 100 * KB, prefetchMaxBytes: 400 * KB });
+  for (let o = 0; o <= 512 * KB; o += 16 * KB) await f.reader.read(o, 16 * KB);
+  // At its start (32K read) the stream looks 100K ahead, [32K, 132K): p0 only.
+  assert.deepEqual(f.prefetched[0], ['p0']);
+  // Entering block 8 with 528K read, it looks 400K ahead, [528K, 928K): p2 (450K-550K) to p6 (850K-950K).
+  // A fixed 100K would name p2 and p3 only.
+  assert.deepEqual(f.prefetched.at(-1), ['p2', 'p3', 'p4', 'p5', 'p6']);
 });
 
 test('reads outside the image, or of nothing, ask the ports for nothing', async () => {
