@@ -10,7 +10,7 @@ import { FS_TYPE, prepareMountpoint } from './mountpoint.js';
 import { imageOps, type MountedImage } from './filesystem.js';
 import { fuseFailureHint, fusermountUnmount, mountedType, resolveMountpoint, watchUnmount } from './mounts.js';
 import { sessionStatus } from '../engine/session-status.js';
-import { armExitWatchdog, SHUTDOWN_GRACE_SECONDS } from './exit-watchdog.js';
+import { armExitWatchdog, SHUTDOWN_GRACE_SECONDS } from '../util/exit-watchdog.js';
 
 export interface MountOptions {
   allowOther: boolean;

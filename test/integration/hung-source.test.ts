@@ -1,8 +1,8 @@
 /**
  * A source on a file system that stops answering (a hung NFS server, a stopped FUSE daemon) must not keep a
- * mount's daemon alive after its unmount. Here the source is real: a second jigdofs mount, whose daemon is
+ * mount's daemon alive after its unmount, nor `serve` after its stop. Here the source is real: a second jigdofs mount, whose daemon is
  * stopped with SIGSTOP, holds the image the first mount was told to --scan. The scan then waits in the kernel
- * on a libuv thread, and Node joins those threads on exit: without the exit watchdog (fuse/exit-watchdog.ts)
+ * on a libuv thread, and Node joins those threads on exit: without the exit watchdog (util/exit-watchdog.ts)
  * `process.exit` never returned and the daemon outlived its mount for good.
  */
 import { before, test } from 'node:test';
@@ -12,10 +12,11 @@ import path from 'node:path';
 import { rootActor, userActor, type Actor } from '../helpers/actor.js';
 import { assertOk } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
-import { forceUnmount, isMounted } from '../helpers/mount.js';
-import { waitFor } from '../helpers/network.js';
+import { forceUnmount, isMounted, mountJigdo } from '../helpers/mount.js';
+import { sleep, waitFor } from '../helpers/network.js';
+import { startServe } from '../helpers/serve.js';
 import { pidAlive } from '../../src/util/pid.js';
-import { SHUTDOWN_GRACE_SECONDS } from '../../src/fuse/exit-watchdog.js';
+import { SHUTDOWN_GRACE_SECONDS } from '../../src/util/exit-watchdog.js';
 
 let fx: FixtureSet;
 before(async () => {
@@ -68,3 +69,24 @@ for (const [actor, unmount] of [
     }
   });
 }
+
+test(`serve whose --scan folder hangs ends within ${SHUTDOWN_GRACE_SECONDS} s of its SIGTERM, saying why`, async () => {
+  const v = fx.variants['jf-md5-gzip'];
+  const stuck = await mountJigdo(v.jigdo, ['--offline', '--scan', v.partsDir]);
+  const stuckPid = await stuck.pid();
+  let server: Awaited<ReturnType<typeof startServe>> | undefined;
+  try {
+    process.kill(stuckPid, 'SIGSTOP');
+    server = await startServe([v.jigdo, '--offline', '--scan', stuck.mnt, '--cache-dir', path.join(stuck.cacheDir, '..', 'serve-cache')]);
+    const started = Date.now();
+    const ended = await Promise.race([server.stop('SIGTERM').then(() => true), sleep((SHUTDOWN_GRACE_SECONDS + 15) * 1000).then(() => false)]);
+    assert.ok(ended, `serve still running ${SHUTDOWN_GRACE_SECONDS + 15} s after SIGTERM:\n${server.log()}`);
+    assert.ok(Date.now() - started < (SHUTDOWN_GRACE_SECONDS + 10) * 1000);
+    assert.match(server.log(), /stopped\n/);
+    assert.match(server.log(), new RegExp(`serve: did not end within ${SHUTDOWN_GRACE_SECONDS} s of stopping \\(a source on a file system that does not answer\\?\\): killed`));
+  } finally {
+    if (server?.proc.exitCode === null && server.proc.signalCode === null) server.proc.kill('SIGKILL');
+    process.kill(stuckPid, 'SIGCONT');
+    await stuck.cleanup();
+  }
+});

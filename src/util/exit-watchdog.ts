@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
 
-/** How long a daemon may take from the start of its shutdown to its exit before it is killed. */
+/** How long a daemon (a mount's, `serve`) may take from the start of its shutdown to its exit before it is killed. */
 export const SHUTDOWN_GRACE_SECONDS = 15;
 
 /**
  * Makes sure a stopping daemon ends. A source on a file system that no longer answers (a hung NFS server, a
  * stopped FUSE daemon: a --scan or --local folder there) leaves a libuv thread waiting in the kernel for good;
- * Node joins those threads on exit, so `process.exit` itself would never return and the daemon would outlive
- * its mount. Only SIGKILL ends such a process (the kernel's wait is killable).
+ * Node joins those threads on exit, so `process.exit` itself would never return and a mount's daemon would
+ * outlive its mount, a server its stop. Only SIGKILL ends such a process (the kernel's wait is killable).
  *
  * The watchdog is a small process outside ours, started when the shutdown starts, holding one end of a pipe
  * whose other end only this process holds: when this process is gone, the pipe ends and so does the watchdog
