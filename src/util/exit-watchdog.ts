@@ -10,10 +10,10 @@ export const SHUTDOWN_GRACE_SECONDS = 15;
  * outlive its mount, a server its stop. Only SIGKILL ends such a process (the kernel's wait is killable).
  *
  * The watchdog is a small process outside ours, started when the shutdown starts, holding one end of a pipe
- * whose other end only this process holds: when this process is gone, the pipe ends and so does the watchdog
- * (so it can never kill a reused pid); if the pipe is still open after `graceSeconds`, it writes `message` (stamped like
- * the daemon's lines) to our stderr (the daemon's log) and kills this process. It runs in its own session, so a Ctrl-C sent to a
- * foreground daemon's terminal does not end it too.
+ * whose other end only this process holds (libuv makes its pipes close-on-exec): when this process is gone,
+ * the pipe ends and so does the watchdog, so it can never kill a reused pid. If the pipe is still open after
+ * `graceSeconds`, it writes `message` (stamped like the daemon's lines) to our stderr, the daemon's log, and
+ * kills this process. It runs in its own session: a Ctrl-C on a foreground daemon's terminal does not end it.
  */
 export function armExitWatchdog(message: string, graceSeconds = SHUTDOWN_GRACE_SECONDS): void {
   const script = 'timeout "$1" cat > /dev/null; [ $? -eq 124 ] || exit 0; printf "jigdofs: %s %s\\n" "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$2" >&2; kill -9 "$3"';
@@ -25,7 +25,8 @@ export function armExitWatchdog(message: string, graceSeconds = SHUTDOWN_GRACE_S
     child.on('error', () => undefined); // no sh: nothing to watch with, the shutdown goes on as before
     child.stdin.on('error', () => undefined);
     child.unref();
-    (child.stdin as unknown as { unref(): void }).unref(); // a pipe is a net.Socket: it must not keep our event loop alive, only our exit closes it
+    // A pipe is a net.Socket: it must not keep our event loop alive; only our exit closes it.
+    (child.stdin as unknown as { unref(): void }).unref();
   } catch {
     // spawn can throw synchronously (out of processes or file descriptors): shutting down matters more
   }
