@@ -10,7 +10,7 @@ import { FS_TYPE, prepareMountpoint } from './mountpoint.js';
 import { imageOps, type MountedImage } from './filesystem.js';
 import { fuseFailureHint, fusermountUnmount, mountedType, resolveMountpoint, watchUnmount } from './mounts.js';
 import { sessionStatus } from '../engine/session-status.js';
-import { armExitWatchdog, SHUTDOWN_GRACE_SECONDS } from '../util/exit-watchdog.js';
+import { armExitWatchdog } from '../util/exit-watchdog.js';
 
 export interface MountOptions {
   allowOther: boolean;
@@ -184,7 +184,7 @@ export async function runMount(
   const stop = (why: string): Promise<void> =>
     (stopped ??= (async () => {
       log(`unmounting ${mnt} (${why})`);
-      armExitWatchdog(`${mnt}: the daemon did not end within ${SHUTDOWN_GRACE_SECONDS} s of unmounting (a source on a file system that does not answer?): killed`);
+      armExitWatchdog(`${mnt}: the daemon`, 'unmounting');
       await new Promise<void>((resolve) => fuse.unmount(() => resolve()));
       if (await mountedType(mnt).catch(() => undefined)) await fusermountUnmount(mnt, true).catch(() => undefined);
       await closeImages();

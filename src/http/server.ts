@@ -6,7 +6,7 @@ import { baseUrl, controlKey, urlHost, type ServerAddress } from './address.js';
 import { handleRequest, newStats, type ServeContext } from './handler.js';
 import type { ServedImage } from './served-image.js';
 import { serverStatus } from './status.js';
-import { armExitWatchdog, SHUTDOWN_GRACE_SECONDS } from '../util/exit-watchdog.js';
+import { armExitWatchdog } from '../util/exit-watchdog.js';
 
 export interface ServeOptions {
   host: string;
@@ -147,7 +147,7 @@ export async function runServer(images: ServedImage[], opts: ServeOptions, onRea
   opts.log(`stopping (${sig}): ${server.activeClients} response(s) under way, waiting up to ${opts.drainMs / 1000} s`);
   const second = nextSignal().then((s) => opts.log(`second signal (${s}): cutting the responses under way`));
   await server.drain(second);
-  armExitWatchdog(`serve: did not end within ${SHUTDOWN_GRACE_SECONDS} s of stopping (a source on a file system that does not answer?): killed`);
+  armExitWatchdog('serve:', 'stopping');
   control.close();
   opts.log('stopped');
 }

@@ -12,10 +12,11 @@ export const SHUTDOWN_GRACE_SECONDS = 15;
  * The watchdog is a small process outside ours, started when the shutdown starts, holding one end of a pipe
  * whose other end only this process holds (libuv makes its pipes close-on-exec): when this process is gone,
  * the pipe ends and so does the watchdog, so it can never kill a reused pid. If the pipe is still open after
- * `graceSeconds`, it writes `message` (stamped like the daemon's lines) to our stderr, the daemon's log, and
- * kills this process. It runs in its own session: a Ctrl-C on a foreground daemon's terminal does not end it.
+ * `graceSeconds`, it writes "WHO did not end within N s of WHEN (…): killed", stamped like the daemon's lines,
+ * to our stderr (the daemon's log) and kills this process. It runs in its own session: a Ctrl-C on a foreground daemon's terminal does not end it.
  */
-export function armExitWatchdog(message: string, graceSeconds = SHUTDOWN_GRACE_SECONDS): void {
+export function armExitWatchdog(who: string, when: string, graceSeconds = SHUTDOWN_GRACE_SECONDS): void {
+  const message = `${who} did not end within ${graceSeconds} s of ${when} (a source on a file system that does not answer?): killed`;
   const script = 'timeout "$1" cat > /dev/null; [ $? -eq 124 ] || exit 0; printf "jigdofs: %s %s\\n" "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$2" >&2; kill -9 "$3"';
   try {
     const child = spawn('sh', ['-c', script, 'jigdofs-exit-watchdog', String(graceSeconds), message, String(process.pid)], {

@@ -1,18 +1,17 @@
 /**
  * A source on a file system that stops answering (a hung NFS server, a stopped FUSE daemon) must not keep a
- * mount's daemon alive after its unmount, nor `serve` after its stop. Here the source is real: a second jigdofs mount, whose daemon is
- * stopped with SIGSTOP, holds the image the first mount was told to --scan. The scan then waits in the kernel
- * on a libuv thread, and Node joins those threads on exit: without the exit watchdog (util/exit-watchdog.ts)
- * `process.exit` never returned and the daemon outlived its mount for good.
+ * mount's daemon alive after its unmount, nor `serve` after its stop. Here the source is real: a second jigdofs
+ * mount, whose daemon is stopped with SIGSTOP, holds the image the first mount was told to --scan. The scan then
+ * waits in the kernel on a libuv thread, and Node joins those threads on exit: without the exit watchdog
+ * (util/exit-watchdog.ts) `process.exit` never returned and the daemon outlived its mount for good.
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { rootActor, userActor, type Actor } from '../helpers/actor.js';
+import { rootActor, userActor } from '../helpers/actor.js';
 import { assertOk } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
-import { forceUnmount, isMounted, mountJigdo } from '../helpers/mount.js';
+import { isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
 import { sleep, waitFor } from '../helpers/network.js';
 import { startServe } from '../helpers/serve.js';
 import { pidAlive } from '../../src/util/pid.js';
@@ -23,12 +22,6 @@ before(async () => {
   fx = await buildFixtures();
 });
 
-const statusPid = async (A: Actor, mnt: string): Promise<number> => {
-  const r = await A.cli(['status', mnt, '--json']);
-  assertOk(r);
-  return (JSON.parse(r.stdout) as { pid: number }).pid;
-};
-
 for (const [actor, unmount] of [
   [() => rootActor(), 'fusermount -uz'],
   [() => userActor({ runtimeDir: true }), 'jigdofs umount'],
@@ -36,36 +29,31 @@ for (const [actor, unmount] of [
   test(`as ${unmount === 'fusermount -uz' ? 'root' : 'a regular user'}: a daemon whose --scan folder hangs ends within ${SHUTDOWN_GRACE_SECONDS} s of \`${unmount}\`, saying why`, async () => {
     const A = actor();
     A.share(fx.dir);
-    const own = A.tempDir('jigdofs-hung-source-');
-    const [stuckMnt, mnt] = [path.join(own, 'stuck'), path.join(own, 'mnt')];
     const v = fx.variants['jf-md5-gzip'];
-    let stuckPid: number | undefined;
+    const as = { env: A.env, user: A.user };
+    const stuck = await mountJigdo(v.jigdo, ['--offline', '--scan', v.partsDir], as);
+    const stuckPid = await stuck.pid();
+    let m: TestMount | undefined;
     let pid: number | undefined;
     try {
-      await A.run('mkdir', [stuckMnt, mnt]);
-      assertOk(await A.cli(['mount', v.jigdo, stuckMnt, '--offline', '--scan', v.partsDir, '--log-file', path.join(own, 'stuck.log')]));
-      stuckPid = await statusPid(A, stuckMnt);
-      process.kill(stuckPid, 'SIGSTOP'); // from now on every look into stuckMnt waits
-      const log = path.join(own, 'daemon.log');
-      assertOk(await A.cli(['mount', v.jigdo, mnt, '--offline', '--scan', stuckMnt, '--log-file', log]));
-      pid = await statusPid(A, mnt);
+      process.kill(stuckPid, 'SIGSTOP'); // from now on every look into the stuck mount waits
+      m = await mountJigdo(v.jigdo, ['--offline', '--scan', stuck.mnt], as);
+      pid = await m.pid();
       const started = Date.now();
-      if (unmount === 'fusermount -uz') await A.run('fusermount', ['-uz', mnt]);
-      else assertOk(await A.cli(['umount', mnt], { timeoutMs: 60_000 }));
+      if (unmount === 'fusermount -uz') await A.run('fusermount', ['-uz', m.mnt]);
+      else assertOk(await m.umount());
       await waitFor(() => !pidAlive(pid!), (SHUTDOWN_GRACE_SECONDS + 15) * 1000, 'the daemon to end');
       assert.ok(Date.now() - started < (SHUTDOWN_GRACE_SECONDS + 10) * 1000);
-      assert.equal(await isMounted(mnt), false);
-      const text = await A.run('cat', [log]);
+      assert.equal(await isMounted(m.mnt), false);
+      const text = await m.log();
       assert.match(text, /unmounted .*\/mnt\n/);
       assert.match(text, new RegExp(`mnt: the daemon did not end within ${SHUTDOWN_GRACE_SECONDS} s of unmounting \\(a source on a file system that does not answer\\?\\): killed`));
     } finally {
       if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
-      if (stuckPid) process.kill(stuckPid, 'SIGCONT');
-      if (await isMounted(stuckMnt)) await A.cli(['umount', stuckMnt]);
-      await forceUnmount(stuckMnt);
-      await forceUnmount(mnt);
+      process.kill(stuckPid, 'SIGCONT');
+      await m?.cleanup();
+      await stuck.cleanup();
       A.close();
-      await rm(own, { recursive: true, force: true });
     }
   });
 }
