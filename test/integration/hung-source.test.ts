@@ -7,15 +7,20 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { rootActor, userActor } from '../helpers/actor.js';
 import { assertOk } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
 import { sleep, waitFor } from '../helpers/network.js';
 import { startServe } from '../helpers/serve.js';
+import { loadJigdo, openImage, selectImage } from '../../src/engine/session.js';
 import { pidAlive } from '../../src/util/pid.js';
 import { SHUTDOWN_GRACE_SECONDS } from '../../src/util/exit-watchdog.js';
+
+const execFileP = promisify(execFile);
 
 let fx: FixtureSet;
 before(async () => {
@@ -57,6 +62,43 @@ for (const [actor, unmount] of [
     }
   });
 }
+
+test('a daemon whose every libuv thread waits on a hung --local folder still notices `fusermount -uz` from outside', async () => {
+  // The parts' look-ups in the stuck folder (a stat each, 16 at a time ahead of a sequential reader) hold all
+  // four of libuv's threads. The unmount watch used to read /proc/mounts through that same pool: it waited
+  // behind them, never saw the unmount, and the daemon stayed for good (its exit watchdog is armed by the stop).
+  const v = fx.variants['jf-md5-gzip'];
+  const stuck = await mountJigdo(v.jigdo, ['--offline', '--scan', v.partsDir]);
+  const stuckPid = await stuck.pid();
+  let m: TestMount | undefined;
+  let pid: number | undefined;
+  let readers: ChildProcess[] = [];
+  try {
+    process.kill(stuckPid, 'SIGSTOP');
+    m = await mountJigdo(v.jigdo, ['--offline', '--local', `${fx.partsLabel}=${stuck.mnt}`]);
+    pid = await m.pid();
+    // A read at the start of each part: each waits on its look-up in the stuck folder, and keeps the image open
+    // (so the kernel keeps the connection after the lazy unmount).
+    const j = await loadJigdo(v.jigdo);
+    const s = await openImage(j, selectImage(j), { local: [], scan: [], cacheDir: path.join(stuck.cacheDir, '..', 'layout-cache'), memory: 16 << 20, log: () => undefined });
+    const starts = [...s.layout.parts.values()].map((p) => p.offsets[0]!);
+    await s.close();
+    assert.ok(starts.length >= 5, 'the fixture has enough parts to hold every libuv thread');
+    readers = starts.map((at) => spawn('dd', [`if=${m!.file('image.iso')}`, 'of=/dev/null', 'bs=4096', 'count=1', `skip=${at}`, 'iflag=skip_bytes'], { stdio: 'ignore' }));
+    await sleep(2000);
+    const started = Date.now();
+    await execFileP('fusermount', ['-uz', m.mnt]);
+    await waitFor(() => !pidAlive(pid!), (SHUTDOWN_GRACE_SECONDS + 15) * 1000, 'the daemon to end');
+    assert.ok(Date.now() - started < (SHUTDOWN_GRACE_SECONDS + 10) * 1000);
+    assert.match(await m.log(), /unmounting .*\(unmounted from outside\)/);
+  } finally {
+    for (const r of readers) r.kill('SIGKILL');
+    if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
+    process.kill(stuckPid, 'SIGCONT');
+    await m?.cleanup();
+    await stuck.cleanup();
+  }
+});
 
 test(`serve whose --scan folder hangs ends within ${SHUTDOWN_GRACE_SECONDS} s of its SIGTERM, saying why`, async () => {
   const v = fx.variants['jf-md5-gzip'];
