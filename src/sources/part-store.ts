@@ -99,12 +99,13 @@ export class PartStore {
   readonly stats = { bytesRead: 0, byProvider: {} as Record<string, number>, prefetched: 0 };
   readonly recentErrors: string[] = [];
   /**
-   * Parts located ahead of readers at the same time (see prefetch). Twice the default HTTP connections: at a
-   * 20 ms round trip a stretch of small parts costs one round trip per part, and with only 8 look-ups in
-   * flight the mirror's connections waited between them (`cp` of a mount over HTTP, 2 GB fixture, 4 rounds
-   * alternated: median 16.9 s at 8 and 32 MiB ahead, 15.0 s at 16 and 96 MiB; BENCHMARKS.md).
+   * Parts located ahead of readers at the same time (see prefetch). Four times the default HTTP connections:
+   * at a 20 ms round trip a stretch of small parts costs one round trip per part, and with fewer look-ups in
+   * flight the mirror's connections waited between them (`cp` of a mount over HTTP, 2 GB fixture, alternated:
+   * median 16.9 s at 8 and 32 MiB ahead, 15.0 s at 16 and 96 MiB; 15.7 s at 16 and 15.0 s at 32 in a later
+   * run of 7 rounds; BENCHMARKS.md). Each one waits for a connection, so the mirror sees no more requests at once.
    */
-  private readonly prefetchConcurrency = 16;
+  private readonly prefetchConcurrency = 32;
   private readonly prefetchQueue = new Set<string>();
   private prefetchActive = 0;
   /** Evicted handles not closed yet (reads still use them, or closing), and the reads waiting for one to close. */

@@ -64,9 +64,9 @@ for (const [actor, unmount] of [
 }
 
 test('a daemon whose every libuv thread waits on a hung --local folder still notices `fusermount -uz` from outside', async () => {
-  // The parts' look-ups in the stuck folder (a stat each, 16 at a time ahead of a sequential reader) hold all
-  // four of libuv's threads. The unmount watch used to read /proc/mounts through that same pool: it waited
-  // behind them, never saw the unmount, and the daemon stayed for good (its exit watchdog is armed by the stop).
+  // The parts' look-ups in the stuck folder (a stat each, one per reader here) hold all four of libuv's threads.
+  // The unmount watch used to read /proc/mounts through that same pool: it waited behind them, never saw the
+  // unmount, and the daemon stayed for good (its exit watchdog is armed by the stop).
   const v = fx.variants['jf-md5-gzip'];
   const stuck = await mountJigdo(v.jigdo, ['--offline', '--scan', v.partsDir]);
   const stuckPid = await stuck.pid();
