@@ -102,8 +102,8 @@ export class PartStore {
    * Parts located ahead of readers at the same time (see prefetch). Four times the default HTTP connections:
    * at a 20 ms round trip a stretch of small parts costs one round trip per part, and with fewer look-ups in
    * flight the mirror's connections waited between them (`cp` of a mount over HTTP, 2 GB fixture, alternated:
-   * median 16.9 s at 8 and 32 MiB ahead, 15.0 s at 16 and 96 MiB; 15.7 s at 16 and 15.0 s at 32 in a later
-   * run of 7 rounds; BENCHMARKS.md). Each one waits for a connection, so the mirror sees no more requests at once.
+   * median 16.9 s at 8 and 32 MiB ahead, 15.0 s at 16 and 96 MiB; in a later run 15.7 s at 16 (7 rounds) and
+   * 15.0 s at 32 (4 rounds); BENCHMARKS.md). Each waits for a connection: the mirror sees no more requests at once.
    */
   private readonly prefetchConcurrency = 32;
   private readonly prefetchQueue = new Set<string>();
