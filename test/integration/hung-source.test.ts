@@ -3,13 +3,15 @@
  * mount's daemon alive after its unmount, nor `serve` after its stop. Here the source is real: a second jigdofs
  * mount, whose daemon is stopped with SIGSTOP, holds the image the first mount was told to --scan. The scan then
  * waits in the kernel on a libuv thread, and Node joins those threads on exit: without the exit watchdog
- * (util/exit-watchdog.ts) `process.exit` never returned and the daemon outlived its mount for good.
+ * (util/exit-watchdog.ts) `process.exit` never returned and the daemon outlived its mount for good. With the
+ * stopped mount as a --local tree, reads can hold all of libuv's threads: the unmount watch must not need them.
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { rootActor, userActor } from '../helpers/actor.js';
 import { assertOk } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
@@ -20,12 +22,19 @@ import { loadJigdo, openImage, selectImage } from '../../src/engine/session.js';
 import { pidAlive } from '../../src/util/pid.js';
 import { SHUTDOWN_GRACE_SECONDS } from '../../src/util/exit-watchdog.js';
 
-const execFileP = promisify(execFile);
-
 let fx: FixtureSet;
 before(async () => {
   fx = await buildFixtures();
 });
+
+/** A signal to a process that may have ended meanwhile (a cleanup must go on either way). */
+const killQuietly = (pid: number, signal: NodeJS.Signals): void => {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // gone already
+  }
+};
 
 for (const [actor, unmount] of [
   [() => rootActor(), 'fusermount -uz'],
@@ -54,8 +63,8 @@ for (const [actor, unmount] of [
       assert.match(text, /unmounted .*\/mnt\n/);
       assert.match(text, new RegExp(`mnt: the daemon did not end within ${SHUTDOWN_GRACE_SECONDS} s of unmounting \\(a source on a file system that does not answer\\?\\): killed`));
     } finally {
-      if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
-      process.kill(stuckPid, 'SIGCONT');
+      if (pid && pidAlive(pid)) killQuietly(pid, 'SIGKILL');
+      killQuietly(stuckPid, 'SIGCONT');
       await m?.cleanup();
       await stuck.cleanup();
       A.close();
@@ -63,40 +72,67 @@ for (const [actor, unmount] of [
   });
 }
 
+/** Threads of `pid` waiting on another FUSE mount (its own threads reading /dev/fuse are not counted). */
+async function threadsWaitingOnFuse(pid: number): Promise<number> {
+  const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+  const wchans = await Promise.all(tids.map((t) => readFile(`/proc/${pid}/task/${t}/wchan`, 'utf8').catch(() => '')));
+  return wchans.filter((w) => /fuse|request_wait_answer|d_alloc_parallel|d_wait_lookup/.test(w) && w !== 'fuse_dev_do_read').length;
+}
+
+/** Where each part starts in the image (its first place). */
+async function partStarts(jigdo: string): Promise<number[]> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-layout-'));
+  try {
+    const j = await loadJigdo(jigdo);
+    const s = await openImage(j, selectImage(j), { local: [], scan: [], cacheDir: dir, memory: 16 << 20, log: () => undefined });
+    const starts = [...s.layout.parts.values()].map((p) => p.offsets[0]!);
+    await s.close();
+    return starts;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 test('a daemon whose every libuv thread waits on a hung --local folder still notices `fusermount -uz` from outside', async () => {
-  // The parts' look-ups in the stuck folder (a stat each, one per reader here) hold all four of libuv's threads.
-  // The unmount watch used to read /proc/mounts through that same pool: it waited behind them, never saw the
-  // unmount, and the daemon stayed for good (its exit watchdog is armed by the stop).
+  // The look-ups of the parts in the stuck folder (a stat each) hold all of libuv's threads. The unmount watch
+  // used to read /proc/mounts through that same pool: it waited behind them, never saw the unmount, and the
+  // daemon stayed for good (its exit watchdog is armed by the stop). The daemon gets a pool of 2 threads, so that
+  // the six reads below surely hold all of them (how many of their look-ups run at once depends on timing).
+  const poolSize = 2;
   const v = fx.variants['jf-md5-gzip'];
+  const starts = await partStarts(v.jigdo);
+  assert.ok(starts.length > poolSize, `the fixture has more parts than the daemon has threads (${starts.length})`);
+  const A = rootActor();
+  const config = await mkdtemp(path.join(tmpdir(), 'jigdofs-config-'));
+  const env = { ...process.env, UV_THREADPOOL_SIZE: String(poolSize), XDG_CONFIG_HOME: config, XDG_CACHE_HOME: config, JIGDOFS_DEBUG: '' };
   const stuck = await mountJigdo(v.jigdo, ['--offline', '--scan', v.partsDir]);
-  const stuckPid = await stuck.pid();
+  let stuckPid: number | undefined;
   let m: TestMount | undefined;
   let pid: number | undefined;
   let readers: ChildProcess[] = [];
   try {
+    stuckPid = await stuck.pid();
     process.kill(stuckPid, 'SIGSTOP');
-    m = await mountJigdo(v.jigdo, ['--offline', '--local', `${fx.partsLabel}=${stuck.mnt}`]);
+    m = await mountJigdo(v.jigdo, ['--offline', '--local', `${fx.partsLabel}=${stuck.mnt}`], { env });
     pid = await m.pid();
     // A read at the start of each part: each waits on its look-up in the stuck folder, and keeps the image open
     // (so the kernel keeps the connection after the lazy unmount).
-    const j = await loadJigdo(v.jigdo);
-    const s = await openImage(j, selectImage(j), { local: [], scan: [], cacheDir: path.join(stuck.cacheDir, '..', 'layout-cache'), memory: 16 << 20, log: () => undefined });
-    const starts = [...s.layout.parts.values()].map((p) => p.offsets[0]!);
-    await s.close();
-    assert.ok(starts.length >= 5, 'the fixture has enough parts to hold every libuv thread');
     readers = starts.map((at) => spawn('dd', [`if=${m!.file('image.iso')}`, 'of=/dev/null', 'bs=4096', 'count=1', `skip=${at}`, 'iflag=skip_bytes'], { stdio: 'ignore' }));
-    await sleep(2000);
+    // Not a sleep: the test proves something only once every thread of the pool is held.
+    await waitFor(async () => (await threadsWaitingOnFuse(pid!)) >= poolSize, 30_000, `${poolSize} threads of the daemon to wait on the stuck mount`);
     const started = Date.now();
-    await execFileP('fusermount', ['-uz', m.mnt]);
+    await A.run('fusermount', ['-uz', m.mnt]);
     await waitFor(() => !pidAlive(pid!), (SHUTDOWN_GRACE_SECONDS + 15) * 1000, 'the daemon to end');
     assert.ok(Date.now() - started < (SHUTDOWN_GRACE_SECONDS + 10) * 1000);
     assert.match(await m.log(), /unmounting .*\(unmounted from outside\)/);
   } finally {
     for (const r of readers) r.kill('SIGKILL');
-    if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
-    process.kill(stuckPid, 'SIGCONT');
+    if (pid && pidAlive(pid)) killQuietly(pid, 'SIGKILL');
+    if (stuckPid) killQuietly(stuckPid, 'SIGCONT');
     await m?.cleanup();
     await stuck.cleanup();
+    await rm(config, { recursive: true, force: true });
+    A.close();
   }
 });
 
@@ -116,7 +152,7 @@ test(`serve whose --scan folder hangs ends within ${SHUTDOWN_GRACE_SECONDS} s of
     assert.match(server.log(), new RegExp(`serve: did not end within ${SHUTDOWN_GRACE_SECONDS} s of stopping \\(a source on a file system that does not answer\\?\\): killed`));
   } finally {
     if (server?.proc.exitCode === null && server.proc.signalCode === null) server.proc.kill('SIGKILL');
-    process.kill(stuckPid, 'SIGCONT');
+    killQuietly(stuckPid, 'SIGCONT');
     await stuck.cleanup();
   }
 });
