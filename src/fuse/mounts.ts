@@ -10,13 +10,13 @@ const run = promisify(execFile);
 const unescapeMount = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
 export type MountsReader = () => Promise<string>;
-const readProcMounts: MountsReader = () => readFile('/proc/mounts', 'utf8');
 /**
- * The same, on the event loop: the daemon's unmount watch must not queue behind libuv's four threads, which
- * reads from a source on a hung file system can all hold; it then never saw `fusermount -u` and the daemon
- * stayed for good. /proc/mounts is the kernel's, never on such a file system, and reads in well under 1 ms.
+ * Read on the event loop, not on libuv's thread pool: reads from a source on a hung file system can hold all
+ * four of its threads, and the daemon's unmount watch then never saw `fusermount -u` (the daemon stayed for
+ * good), nor could its stop look whether it was still mounted. /proc/mounts is the kernel's, never on such a
+ * file system, and reads in well under 1 ms.
  */
-const readProcMountsNow: MountsReader = async () => readFileSync('/proc/mounts', 'utf8');
+const readProcMounts: MountsReader = async () => readFileSync('/proc/mounts', 'utf8');
 
 /**
  * The filesystem type mounted at `mnt` (e.g. `fuse.jigdofs`), or undefined. A /proc/mounts that cannot be
@@ -52,7 +52,7 @@ export function watchUnmount(
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
-    mountedType(mnt, opts.read ?? readProcMountsNow).then(
+    mountedType(mnt, opts.read).then(
       (type) => {
         busy = false;
         if (type === fsType) return;
