@@ -28,6 +28,9 @@
 #   (c) "fresh": dd bs=1M on a fresh mount, jigdofs and trivial-fuse (same size, same mount options)
 #   (c) "disk": same after `sync; echo 3 > /proc/sys/vm/drop_caches` (jigdofs reads the parts from disk,
 #       trivial-fuse still answers from memory)
+#   direct  the cold and warm cp again with `mount --direct-io` (reads bypass the page cache; own cache dir
+#           for its cold run), then on that warm mount and on a default one: (f) md5sum of the image (32 KiB
+#           reads) and dd of its first 100 MB in 512-byte blocks, the small reads --direct-io makes slower
 #   (d) 2000 preads of 4 KiB at the same random 4 KiB-aligned offsets (each one goes to the daemon, with
 #       the kernel's read-ahead), jigdofs and trivial-fuse: p50/p99 in µs. "warm": on the warm mount after
 #       the cp and the second dd (the daemon has served every byte once: parts located and open, template
@@ -113,8 +116,8 @@ hwm_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 # ------------------------------------------------------------------ jigdofs and trivial-fuse mounts
 IMG=$MNT/$NAME.iso TIMG=$TMNT/$NAME.iso DPID=""
 MOUNT_T=""
-jd_mount() {  # jd_mount CACHE_DIR: sets MOUNT_T (seconds) and DPID (not in a subshell: they are globals)
-  local cmd=("$JIGDOFS" mount "$JIGDO" "$MNT" --template "$TEMPLATE" "${SRC_ARGS[@]}" --cache-dir "$1")
+jd_mount() {  # jd_mount CACHE_DIR [ARG...]: sets MOUNT_T (seconds) and DPID (not in a subshell: they are globals)
+  local cmd=("$JIGDOFS" mount "$JIGDO" "$MNT" --template "$TEMPLATE" "${SRC_ARGS[@]}" --cache-dir "$@")
   cmdline "${cmd[@]}"
   MOUNT_T=$(timed "${cmd[@]}")
   DPID=$(daemon_pid "$JIGDOFS" "$MNT")
@@ -170,6 +173,10 @@ for round in $(seq 1 "$RUNS"); do
   note "$round" hwm_cold_mb "$(hwm_mb "$DPID")"
   note "$round" md5_cold "$(check_copy "$OUT/copy.iso")"
   jd_umount; rm -f "$OUT/copy.iso"; sync
+  jd_mount "$cache.direct" --direct-io
+  t=$(timed cp "$IMG" "$OUT/copy.iso"); note "$round" cp_cold_direct_s "$t"
+  note "$round" md5_cold_direct "$(check_copy "$OUT/copy.iso")"
+  jd_umount; rm -f "$OUT/copy.iso"; sync
 
   # the two sides alternate their order between rounds
   side_jigdofs() {
@@ -188,6 +195,19 @@ for round in $(seq 1 "$RUNS"); do
     jd_umount
     jd_mount "$cache"
     rand_read "$IMG" "$round" jigdofs
+    jd_umount
+    jd_mount "$cache.direct" --direct-io
+    t=$(timed cp "$IMG" "$OUT/copy.iso"); note "$round" cp_warm_direct_s "$t"
+    note "$round" md5_warm_direct "$(check_copy "$OUT/copy.iso")"
+    rm -f "$OUT/copy.iso"; sync
+    note "$round" md5sum_direct_s "$(timed md5sum "$IMG")"
+    note "$round" dd512_direct_s "$(timed dd if="$IMG" of=/dev/null count=200000)"
+    jd_umount
+    jd_mount "$cache"
+    note "$round" md5sum_s "$(timed md5sum "$IMG")"
+    jd_umount
+    jd_mount "$cache"
+    note "$round" dd512_s "$(timed dd if="$IMG" of=/dev/null count=200000)"
     jd_umount
   }
   side_trivial() {
@@ -221,7 +241,7 @@ for round in $(seq 1 "$RUNS"); do
     note "$round" seq_disk_mbs_trivial "$(mbs "$(seq_read "$TIMG")")"
     tf_umount
   fi
-  rm -rf "$cache"
+  rm -rf "$cache" "$cache.direct"
 done
 
 # ------------------------------------------------------------------ results
@@ -251,7 +271,13 @@ row "(b) cp, warm cache (s) vs jigdo-file make-image" "$cpw ($(mbs_of "$cpw") MB
   "$(awk -v r="$r" 'BEGIN { print (r + 0 >= 8 ? "met" : "NOT met") " (>= 8x)" }')" "$(all cp_warm_s) / $(all jigdo_file_s)"
 cpc=$(med cp_cold_s)
 row "(b) cp, empty cache (s) vs jigdo-file" "$cpc ($(mbs_of "$cpc") MB/s)" "$jf" "$(ratio "$jf" "$cpc")x" "" "$(all cp_cold_s)"
-row "(b) md5 of the copies" "warm: $(all md5_warm); cold: $(all md5_cold)" "$(all md5_jigdo_file)" "" "" ""
+cpwd=$(med cp_warm_direct_s)
+r=$(ratio "$jf" "$cpwd")
+row "(b) cp, warm cache, --direct-io (s) vs jigdo-file" "$cpwd ($(mbs_of "$cpwd") MB/s)" "$jf" "${r}x" \
+  "$(awk -v r="$r" 'BEGIN { print (r + 0 >= 8 ? "met" : "NOT met") " (>= 8x)" }')" "$(all cp_warm_direct_s)"
+cpcd=$(med cp_cold_direct_s)
+row "(b) cp, empty cache, --direct-io (s) vs jigdo-file" "$cpcd ($(mbs_of "$cpcd") MB/s)" "$jf" "$(ratio "$jf" "$cpcd")x" "" "$(all cp_cold_direct_s)"
+row "(b) md5 of the copies" "warm: $(all md5_warm); cold: $(all md5_cold); --direct-io warm: $(all md5_warm_direct); cold: $(all md5_cold_direct)" "$(all md5_jigdo_file)" "" "" ""
 for kind in fresh again disk; do
   a=$(med seq_${kind}_mbs_jigdofs) b=$(med seq_${kind}_mbs_trivial)
   [ -n "$a" ] || continue
@@ -266,6 +292,10 @@ for kind in warm fresh; do
     row "(d) 4 KiB random read $p, $label (µs) vs trivial-fuse" "$a" "$b" "$(ratio "$a" "$b")" "" "$(all $ka) / $(all $kb)"
   done
 done
+a=$(med md5sum_direct_s) b=$(med md5sum_s)
+row "(f) md5sum of the image, warm: --direct-io vs default (s)" "$a" "$b" "$(ratio "$a" "$b")" "" "$(all md5sum_direct_s) / $(all md5sum_s)"
+a=$(med dd512_direct_s) b=$(med dd512_s)
+row "(f) dd bs=512 of 100 MB, warm: --direct-io vs default (s)" "$a" "$b" "$(ratio "$a" "$b")" "" "$(all dd512_direct_s) / $(all dd512_s)"
 h=$(med hwm_warm_mb)
 row "(e) daemon VmHWM after cp, warm cache (MB)" "$h" "$(med hwm_trivial_mb) (trivial-fuse)" "" \
   "$(awk -v h="$h" 'BEGIN { print (h + 0 <= 200 ? "met" : "NOT met") " (<= 200 MB)" }')" "$(all hwm_warm_mb)"

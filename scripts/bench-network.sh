@@ -15,7 +15,8 @@
 # ONLY on the HTTP mirror (the .jigdo and template are local files; the .jigdo's own Debian= server is not
 # running, the mirror is given with --mirror Debian=URL, and to jigdo-lite as its Debian mirror):
 #   make-image   jigdofs make-image X.jigdo -o OUT --cache-dir EMPTY --mirror Debian=URL     (wall, CPU)
-#   mount+cp     jigdofs mount ... ; cp MNT/X.iso OUT ; jigdofs umount      (wall of cp; CPU of the daemon)
+#   mount+cp     jigdofs mount ... ; cp MNT/X.iso OUT ; jigdofs umount      (wall of cp; CPU of the daemon);
+#                then the same with `mount --direct-io` (reads bypass the kernel's page cache)
 #   jigdo-lite   HOME=H jigdo-lite --noask X.jigdo   (H/.jigdo-lite sets debianMirror=URL)   (wall, CPU)
 #   4k-read      on a fresh mount: one 4 KiB pread in the middle of a part nobody read yet, per part
 #                (parts: the largest, the smallest over 256 KiB, the rest spread over the sizes); the
@@ -127,6 +128,24 @@ row() { # LAT TOOL WALL MB/S "DOWNLOADED" "CPU s" MIRROR_CPU
   printf '| %3s ms | %-11s | %7s s | %6s MB/s | %s | %s | %s s |\n' "$@"
   printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$(echo "$6" | grep -oE '[0-9.]+' | head -1)" "$7" >> "$W/raw.tsv"
 }
+# mount_cp LABEL [MOUNT ARG...]: a mount with an empty cache, cp of its image (wall of the cp, CPU of the daemon)
+mount_cp() {
+  local label=$1 d0 d1 m0 m1 t0 t1 from bytes reqs; shift
+  mkdir -p "$W/mnt"; sync; from=$(log_lines)
+  "$JIGDOFS" mount "$JIGDO" "$W/mnt" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q "$@"
+  DAEMON=$(daemon_pid "$JIGDOFS" "$W/mnt")
+  d0=$(cpu_of "$DAEMON"); m0=$(mirror_cpu)
+  t0=$(now); cp "$W/mnt/$NAME.iso" "$W/out.iso"; t1=$(now)
+  d1=$(cpu_of "$DAEMON"); m1=$(mirror_cpu)
+  if [ "$THREADS" = 1 ]; then
+    echo "daemon threads (user s, sys s), busiest first:" \
+      "$(for t in /proc/"$DAEMON"/task/*; do awk -v k="$TICK" '{ printf "%.2f %.2f\n", $14 / k, $15 / k }' "$t/stat"; done | sort -k1,1 -gr | awk '$1 + $2 >= 0.05 { printf "%s%s/%s", (n++ ? ", " : ""), $1, $2 }')"
+  fi
+  "$JIGDOFS" umount "$W/mnt" > /dev/null; check "$W/out.iso" "$label"
+  read -r bytes reqs < <(mirror_since "$from")
+  row "$LAT" "$label" "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "daemon $(since "$d0" "$d1") s" "$(since "$m0" "$m1")"
+  rm -rf "$W/cache" "$W/out.iso"
+}
 echo "| latency | tool | wall | speed | downloaded / needed (requests) | CPU user+sys | mirror CPU |"
 echo "|---|---|---|---|---|---|---|"
 
@@ -141,22 +160,10 @@ for LAT in $LATENCIES; do
     row "$LAT" make-image "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")" "$(since "$m0" "$(mirror_cpu)")"
     rm -rf "$W/cache" "$W/out.iso"
 
-    # --- cp of a mounted image
+    # --- cp of a mounted image, with the kernel's page cache (default) and with --direct-io
     if [ "$MOUNT" = 1 ]; then
-      mkdir -p "$W/mnt"; sync; from=$(log_lines)
-      "$JIGDOFS" mount "$JIGDO" "$W/mnt" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
-      DAEMON=$(daemon_pid "$JIGDOFS" "$W/mnt")
-      d0=$(cpu_of "$DAEMON"); m0=$(mirror_cpu)
-      t0=$(now); cp "$W/mnt/$NAME.iso" "$W/out.iso"; t1=$(now)
-      d1=$(cpu_of "$DAEMON"); m1=$(mirror_cpu)
-      if [ "$THREADS" = 1 ]; then
-        echo "daemon threads (user s, sys s), busiest first:" \
-          "$(for t in /proc/"$DAEMON"/task/*; do awk -v k="$TICK" '{ printf "%.2f %.2f\n", $14 / k, $15 / k }' "$t/stat"; done | sort -k1,1 -gr | awk '$1 + $2 >= 0.05 { printf "%s%s/%s", (n++ ? ", " : ""), $1, $2 }')"
-      fi
-      "$JIGDOFS" umount "$W/mnt" > /dev/null; check "$W/out.iso" "mount+cp"
-      read -r bytes reqs < <(mirror_since "$from")
-      row "$LAT" "mount+cp" "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "daemon $(since "$d0" "$d1") s" "$(since "$m0" "$m1")"
-      rm -rf "$W/cache" "$W/out.iso"
+      mount_cp "mount+cp"
+      mount_cp "mount+cp --direct-io" --direct-io
     fi
 
     # --- jigdo-lite (wget, 30 files per batch, one batch at a time)

@@ -28,7 +28,7 @@ const IGNORED_PREFIX = /^(x-|comment=)/i;
 
 /** The options `jigdofs mount` takes, by long name, and whether each needs a value. */
 function mountOptions(): Map<string, boolean> {
-  const out = new Map<string, boolean>([['allow-other', false], ['log-file', true]]);
+  const out = new Map<string, boolean>([['allow-other', false], ['direct-io', false], ['log-file', true]]);
   for (const o of SOURCE_OPTIONS) {
     const m = o.flags && /--([a-z-]+)( <)?/.exec(o.flags);
     if (m && m[1] !== 'image') out.set(m[1]!, m[2] !== undefined);

@@ -14,6 +14,8 @@ import { armExitWatchdog } from '../util/exit-watchdog.js';
 
 export interface MountOptions {
   allowOther: boolean;
+  /** Reads go to the daemon without the kernel's page cache (`--direct-io`; see newFuse). */
+  directIo?: boolean;
   log: (line: string) => void;
   /** Extra status fields (e.g. network statistics), added by the layers that have them. */
   extraStatus?: () => unknown | Promise<unknown>;
@@ -37,11 +39,13 @@ function nameImages(sessions: ImageSession[]): Map<string, ImageSession> {
   return out;
 }
 
-async function statusOf(mnt: string, images: Map<string, MountedImage>, startedAt: number, extra?: () => unknown): Promise<unknown> {
+async function statusOf(mnt: string, images: Map<string, MountedImage>, startedAt: number, opts: MountOptions): Promise<unknown> {
+  const extra = opts.extraStatus;
   const network = extra ? await extra() : undefined;
   return {
     mountpoint: mnt,
     pid: process.pid,
+    directIo: opts.directIo ?? false,
     uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
     rssBytes: process.memoryUsage().rss,
     images: [...images].map(([name, { session }]) => sessionStatus(name, session)),
@@ -82,7 +86,7 @@ async function mountFuse(fuse: Fuse, mnt: string): Promise<void> {
 function controlHandler(mnt: string, images: Map<string, MountedImage>, startedAt: number, opts: MountOptions, stop: (why: string) => Promise<void>): ControlHandler {
   return async ({ op, lazy }) => {
     if (op === 'ping') return 'pong';
-    if (op === 'status') return statusOf(mnt, images, startedAt, opts.extraStatus);
+    if (op === 'status') return statusOf(mnt, images, startedAt, opts);
     if (op === 'unmount') {
       if (!lazy) await fusermountUnmount(mnt, false); // throws BusyError; once it succeeded nothing can be busy
       setImmediate(() => void stop('jigdofs umount'));
@@ -120,14 +124,33 @@ function untilStopped(mnt: string, stop: (why: string) => Promise<void>, stoppin
   });
 }
 
-function newFuse(mnt: string, images: Map<string, MountedImage>, log: (line: string) => void, startedAt: number, allowOther: boolean): Fuse {
-  return new Fuse(mnt, imageOps(images, log, new Date(startedAt)), {
+/**
+ * The FUSE instance of a mount. By default the kernel keeps what was read in its page cache (`kernelCache`: the
+ * image never changes), so re-reads and small reads never reach us: the kernel reads ahead 128 KiB at a time.
+ * With `directIo` (libfuse's `direct_io`) every read(2) comes to the daemon as it was made and goes straight
+ * into the reader's buffer: a whole-image `cp` no longer fills a second copy of the image into page-cache pages
+ * (on this kind of VM, where fresh pages are expensive, 3.8-3.9 s instead of 5.9-8.4 s for the 2.1 GB fixture,
+ * BENCHMARKS.md), but reads of 512 bytes cost a round trip each and a shared mmap of the image fails (ENODEV).
+ * fuse-native 2.2.6 (pinned in package.json) has no option for it: its `_fuseOptions` builds the `-o` text.
+ */
+function newFuse(mnt: string, images: Map<string, MountedImage>, log: (line: string) => void, startedAt: number, opts: MountOptions): Fuse {
+  const fuse = new Fuse(mnt, imageOps(images, log, new Date(startedAt)), {
     timeout: false, // we answer every read ourselves; fuse-native's 15 s default would answer ETIMEDOUT
-    kernelCache: true, // the image never changes: re-reads come from the page cache
+    kernelCache: !opts.directIo, // the image never changes: re-reads come from the page cache
     fsname: 'jigdofs,ro',
     subtype: 'jigdofs',
-    allowOther,
+    allowOther: opts.allowOther,
   });
+  if (opts.directIo) {
+    const native = fuse as unknown as { _fuseOptions?: () => string };
+    const options = native._fuseOptions?.bind(fuse);
+    if (!options) throw new Error('--direct-io: this fuse-native has no _fuseOptions to add direct_io to');
+    native._fuseOptions = () => {
+      const o = options();
+      return o ? `${o},direct_io` : '-odirect_io';
+    };
+  }
+  return fuse;
 }
 
 /**
@@ -179,7 +202,7 @@ export async function runMount(
   const startedAt = Date.now();
   const images = await openImages(jigdo, sources, startedAt, log);
   const closeImages = () => Promise.all([...images.values()].map(({ session }) => session.close().catch(() => undefined)));
-  const fuse = newFuse(mnt, images, log, startedAt, opts.allowOther);
+  const fuse = newFuse(mnt, images, log, startedAt, opts);
   let stopped: Promise<void> | undefined;
   const stop = (why: string): Promise<void> =>
     (stopped ??= (async () => {

@@ -182,26 +182,85 @@ for (const { label, make } of FEW_ACTORS) {
 }
 
 describe('ext4 image distributed through jigdo, loop-mounted from the mount', () => {
-  test('every file inside matches its source', async () => {
-    const v = fx.variants.ext4;
-    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
-    const loopMnt = path.join(work, 'ext4-loop');
-    await mkdir(loopMnt, { recursive: true });
-    try {
-      await run('mount', ['-o', 'loop,ro', m.file('ext4.img'), loopMnt]);
+  for (const args of [[], ['--direct-io']]) {
+    test(`every file inside matches its source${args.length ? ` (${args.join(' ')})` : ''}`, async () => {
+      const v = fx.variants.ext4;
+      const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir, ...args]);
+      const loopMnt = path.join(work, 'ext4-loop');
+      await mkdir(loopMnt, { recursive: true });
       try {
-        for (const f of fx.files) {
-          const inside = await readFile(path.join(loopMnt, f.path));
-          assert.equal(md5(inside), f.md5, f.path);
+        await run('mount', ['-o', 'loop,ro', m.file('ext4.img'), loopMnt]);
+        try {
+          for (const f of fx.files) {
+            const inside = await readFile(path.join(loopMnt, f.path));
+            assert.equal(md5(inside), f.md5, f.path);
+          }
+        } finally {
+          await run('umount', [loopMnt]);
         }
       } finally {
-        await run('umount', [loopMnt]);
+        await m.cleanup();
       }
-    } finally {
-      await m.cleanup();
-    }
-  });
+    });
+  }
 });
+
+/** The image's `reads` in a mount's status: FUSE read requests the daemon answered. */
+async function readsServed(m: TestMount): Promise<number> {
+  const s = (await m.status()) as { images: Array<{ reads: number }> };
+  return s.images[0]!.reads;
+}
+
+for (const { label, make } of FEW_ACTORS) {
+  describe(`--direct-io, mounted by ${label}`, () => {
+    let A: Actor;
+    let own: string;
+    before(() => {
+      A = make();
+      A.share(fx.dir);
+      own = A.tempDir('jigdofs-direct-own-');
+    });
+    after(async () => {
+      A?.close();
+      if (own) await rm(own, { recursive: true, force: true });
+    });
+
+    test('every read(2) reaches the daemon as it was made (no page cache, no kernel read-ahead); cp, dd and small reads are byte-exact', async () => {
+      const v = fx.variants['jf-md5-gzip'];
+      const original = await readFile(v.image);
+      const file = (m: TestMount) => m.file('image.iso');
+      // 16 reads of 4 KiB in a stretch no read touched yet: the default mount's page cache reads ahead
+      // (one or two requests), a direct one gets all 16.
+      const smallReads = async (m: TestMount, skip: number): Promise<number> => {
+        const before = await readsServed(m);
+        const out = await A.runBuffer('dd', [`if=${file(m)}`, 'bs=4096', `skip=${skip}`, 'count=16', 'status=none']);
+        assert.ok(out.equals(original.subarray(skip * 4096, (skip + 16) * 4096)), `dd skip=${skip} count=16`);
+        return (await readsServed(m)) - before;
+      };
+      const cached = await mountAs(A, v.jigdo, ['--scan', v.partsDir]);
+      try {
+        assert.ok((await smallReads(cached, 64)) < 16, 'the default mount reads ahead through the page cache');
+        assert.equal((await cached.status()).directIo, false);
+      } finally {
+        await cached.cleanup();
+      }
+      const direct = await mountAs(A, v.jigdo, ['--scan', v.partsDir, '--direct-io']);
+      try {
+        assert.equal((await direct.status()).directIo, true);
+        assert.match(await A.cli(['status', direct.mnt]).then((r) => r.stdout), /, direct I\/O\n/);
+        assert.equal(await smallReads(direct, 64), 16);
+        assert.equal(await smallReads(direct, 64), 16, 'a re-read is not served from the page cache either');
+        const copy = path.join(own, 'copy.iso');
+        await A.run('cp', [file(direct), copy]);
+        assert.equal(await fileMd5(copy), md5(original));
+        assert.equal(md5(await A.runBuffer('dd', [`if=${file(direct)}`, 'bs=1M', 'status=none'])), md5(original));
+        assert.equal(md5(await A.runBuffer('dd', [`if=${file(direct)}`, 'bs=1000', 'status=none'])), md5(original));
+      } finally {
+        await direct.cleanup();
+      }
+    });
+  });
+}
 
 for (const { label, make } of FEW_ACTORS) {
   describe(`a part no source has, mounted by ${label}`, () => {

@@ -15,8 +15,8 @@ describe('fstab options', () => {
   });
 
   test('FUSE style names (allow_other, cache_dir) and booleans', () => {
-    assert.deepEqual(fstabOptionsToFlags('allow_other,cache_dir=/var/cache/jigdofs,offline,quiet'), [
-      '--allow-other', '--cache-dir', '/var/cache/jigdofs', '--offline', '--quiet',
+    assert.deepEqual(fstabOptionsToFlags('allow_other,cache_dir=/var/cache/jigdofs,offline,quiet,direct_io'), [
+      '--allow-other', '--cache-dir', '/var/cache/jigdofs', '--offline', '--quiet', '--direct-io',
     ]);
     assert.deepEqual(fstabOptionsToFlags('mirror=Debian=http://deb.example/debian/,log-file=/var/log/j.log'), [
       '--mirror', 'Debian=http://deb.example/debian/', '--log-file', '/var/log/j.log',

@@ -15,6 +15,7 @@ import { addSourceOptions, logger, resolveSettings, sourceOptions, type SourceFl
 interface MountFlags extends SourceFlags {
   foreground?: boolean;
   allowOther?: boolean;
+  directIo?: boolean;
   logFile?: string;
 }
 
@@ -30,7 +31,7 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
   try {
     const jigdo = await loadCommandJigdo(jigdoArg, opts, stamp);
     const { runMount } = await import('../../fuse/daemon.js'); // fuse-native and the engine: the daemon's, not the parent's
-    const mountOpts = { allowOther: flags.allowOther ?? false, log: stamp, extraStatus: () => opts.network?.fullStats() }; // the cache counted once, not "0 files"
+    const mountOpts = { allowOther: flags.allowOther ?? false, directIo: flags.directIo ?? false, log: stamp, extraStatus: () => opts.network?.fullStats() }; // the cache counted once, not "0 files"
     await runMount(jigdo, mnt, { ...opts, log: stamp }, mountOpts, (names) => {
       process.send?.({ ready: true, names } satisfies DaemonMessage);
     });
@@ -117,6 +118,7 @@ export function registerMount(program: Command): void {
       .argument('<mountpoint>', 'an existing empty directory')
       .option('-f, --foreground', 'stay attached and log to stderr')
       .option('--allow-other', 'let other users read the mount (off: the mount is private)')
+      .option('--direct-io', "reads bypass the kernel's page cache: faster whole-image copies (cp, dd bs=1M); slower small reads, no shared mmap")
       .option('--log-file <FILE>', 'where the background daemon logs (default: under the cache dir)'),
   ).action(async (jigdoArg: string, mnt: string, flags: MountFlags) => {
     if (flags.foreground) return mountForeground(jigdoArg, mnt, flags);

@@ -24,6 +24,8 @@ interface Status {
   pid: number;
   uptimeSeconds: number;
   rssBytes: number;
+  /** A mount's reads bypass the kernel's page cache (`mount --direct-io`). */
+  directIo?: boolean;
   images: ImageStatus[];
   network?: NetworkStats;
   /** Present for `jigdofs serve`. */
@@ -37,7 +39,7 @@ async function controlTarget(arg: string): Promise<string> {
 }
 
 function formatStatus(s: Status): string {
-  const lines = [`${s.mountpoint}: jigdofs ${s.server ? 'server' : 'daemon'} pid ${s.pid}, up ${s.uptimeSeconds} s, RSS ${mb(s.rssBytes)}`];
+  const lines = [`${s.mountpoint}: jigdofs ${s.server ? 'server' : 'daemon'} pid ${s.pid}, up ${s.uptimeSeconds} s, RSS ${mb(s.rssBytes)}${s.directIo ? ', direct I/O' : ''}`];
   const v = s.server;
   if (v) {
     const codes = Object.entries(v.byStatus).map(([k, n]) => `${k} ${n}`).join(', ');
