@@ -29,8 +29,10 @@
 #   (c) "disk": same after `sync; echo 3 > /proc/sys/vm/drop_caches` (jigdofs reads the parts from disk,
 #       trivial-fuse still answers from memory)
 #   direct  the cold and warm cp again with `mount --direct-io` (reads bypass the page cache; own cache dir
-#           for its cold run), then on that warm mount and on a default one: (f) md5sum of the image (32 KiB
-#           reads) and dd of its first 100 MB in 512-byte blocks, the small reads --direct-io makes slower
+#           for its cold run), then on that warm mount and on default ones: (f) md5sum of the image (32 KiB
+#           reads) and dd of its first 100 MB in 512-byte blocks, the small reads --direct-io makes slower.
+#           The default mount is a new one for each (the page cache would serve the second from the first's
+#           pages); the direct mount keeps no pages, so one serves both
 #   (d) 2000 preads of 4 KiB at the same random 4 KiB-aligned offsets (each one goes to the daemon, with
 #       the kernel's read-ahead), jigdofs and trivial-fuse: p50/p99 in µs. "warm": on the warm mount after
 #       the cp and the second dd (the daemon has served every byte once: parts located and open, template
@@ -203,7 +205,7 @@ for round in $(seq 1 "$RUNS"); do
     note "$round" md5sum_direct_s "$(timed md5sum "$IMG")"
     note "$round" dd512_direct_s "$(timed dd if="$IMG" of=/dev/null count=200000)"
     jd_umount
-    jd_mount "$cache"
+    jd_mount "$cache"   # a new default mount for each small reader: see (f) in the header
     note "$round" md5sum_s "$(timed md5sum "$IMG")"
     jd_umount
     jd_mount "$cache"
