@@ -60,11 +60,13 @@ class WrongImageError extends JigdoError {}
 const RECHECK_CONCURRENCY = 4;
 
 /**
- * Writes the whole image to `output` (see writeImage). Local copies at the places the .jigdo names are
- * used unhashed (LocalSources.deferChecks): each byte is hashed once, in the image. When the image's
- * checksum comes out wrong, such a copy was wrong or a recorded checksum lied (a local file edited without changing anything the hash index keys on, a
- * damaged cache file): every part used is hashed again, the bad copies are named, dropped and looked for
- * anew, and the image is built once more, so that a rerun never fails the same way without saying why.
+ * Writes the whole image to `output` (see writeImage). Local copies at the places the .jigdo names, and parts
+ * from mirrors that proved right, are used unhashed (ImageSession.deferChecks): each byte is hashed once, in
+ * the image. When the image's checksum comes out wrong, such a copy was wrong (a mirror's wrong bytes) or a
+ * recorded checksum lied (a local file edited without changing anything the hash index keys on, a damaged
+ * cache file): every part used is hashed again, the bad copies are named (and their mirrors blamed), dropped
+ * and looked for anew with every check on, and the image is built once more, so that a rerun never fails the
+ * same way without saying why.
  */
 export async function makeImage(
   session: ImageSession,
@@ -74,20 +76,25 @@ export async function makeImage(
   onWritten?: () => void,
 ): Promise<MakeImageResult> {
   if ((await stat(fsPath(output)).catch(() => undefined))?.isDirectory()) throw new JigdoError(output, 'is a directory: not written');
-  // Verify once: copies the .jigdo names (--local) are not hashed before use; the image checksum checks their
-  // bytes, and only a wrong image has every part hashed (docs/design.md, "What is verified when").
-  session.local.deferChecks(true);
+  // Verify once: copies the .jigdo names (--local) and parts from mirrors that proved right are not hashed
+  // before use; the image checksum checks their bytes, and only a wrong image has every part hashed
+  // (docs/design.md, "What is verified when").
+  session.deferChecks(true);
+  let result: MakeImageResult;
   try {
-    const result = await writeImage(session, output, progress, onWritten);
-    if (result.missing.length === 0) session.local.confirmDeferred();
-    return result;
+    result = await writeImage(session, output, progress, onWritten);
   } catch (err) {
     if (!(err instanceof WrongImageError)) throw err;
-    session.local.deferChecks(false);
+    session.deferChecks(false);
     const bad = await recheckParts(session);
     if (bad === 0) throw new JigdoError(output, `${err.problem} (every part was hashed again and is right)`);
-    return writeImage(session, output, progress, onWritten);
+    result = await writeImage(session, output, progress, onWritten);
+  } finally {
+    session.deferChecks(false);
   }
+  // Also after a rebuild: the copies hashed again and found right are still unconfirmed (cache names).
+  if (result.missing.length === 0) await session.confirmDeferred();
+  return result;
 }
 
 /**
@@ -102,9 +109,10 @@ async function recheckParts(session: ImageSession): Promise<number> {
   const worker = async (): Promise<void> => {
     while (next < keys.length) {
       const key = keys[next++]!;
-      const { copy } = await session.parts.locate(key);
+      const { copy, provider } = await session.parts.locate(key);
       if (await session.local.recheck(key, copy, session.layout.parts.get(key)!.length)) continue;
       bad++;
+      session.rejected(key, provider);
       if (!copy.userFile) await rm(copy.path, { force: true }); // a cache file: never a file of the user's (a --local copy, an old disc image)
       // A read goes through the store's re-check, which drops the stale copy and looks for the part
       // again now: the rebuild then sees it as found elsewhere or missing, like any other part.

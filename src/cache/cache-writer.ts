@@ -2,9 +2,13 @@ import { unlink, type FileHandle } from 'node:fs/promises';
 import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import type { Lock } from './cache-lock.js';
 
-/** What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit). */
+/**
+ * What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit), or
+ * keeps it unhashed for a job that checks its whole output (PartCache.commitUnhashed).
+ */
 export interface CommitTarget {
   verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck, size?: number): Promise<VerifiedCopy | undefined>;
+  commitUnhashed(tmp: string, final: string, fh: FileHandle, size?: number): Promise<VerifiedCopy>;
 }
 
 /**
@@ -42,6 +46,14 @@ export class CacheWriter {
     if (this.done) throw new Error('cache writer already finished');
     const copy = await this.cache.verifyAndCommit(this.tmp, this.final, this.fh, sums, known, this.size);
     if (copy) await this.finish(false);
+    return copy;
+  }
+
+  /** Moves the written bytes into the cache unhashed (make-image's image checksum checks them: PartCache.commitUnhashed). */
+  async commitUnhashed(): Promise<VerifiedCopy> {
+    if (this.done) throw new Error('cache writer already finished');
+    const copy = await this.cache.commitUnhashed(this.tmp, this.final, this.fh, this.size);
+    await this.finish(false);
     return copy;
   }
 

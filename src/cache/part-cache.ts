@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
 import { identityOf } from '../sources/hash-index.js';
-import { commitIfMatches, underChecksumName, type HashFile, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
+import { errorMessage } from '../format/errors.js';
+import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type LocalCopy, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
 import { CacheLocks, FILE_MODE, ownerTag } from './cache-lock.js';
@@ -18,6 +19,12 @@ import { CacheWriter } from './cache-writer.js';
  * `tmp/*.partial` file (never taken as a part, removed by the next process) and a lock file (taken over
  * once its owner is dead or silent: cache-lock.ts).
  *
+ * The one exception is asked for by make-image (verify once: ImageSession.deferChecks): a part fetched from a
+ * mirror that proved right is kept beside its checksum name, as `HEX.OWNER.unverified`, without being hashed
+ * (commitUnhashed). It gets its checksum name once the image's checksum matched (confirmUnhashed); a process
+ * that looks for the part before that, or after the job died, hashes the file first and renames it only if it
+ * matches (adoptUnhashed), so a killed make-image still leaves its downloads for the rerun.
+ *
  * Size: `--cache-size` (default 20 GiB) holds at every commit, capped by the free disk space
  * (cache-eviction.ts).
  *
@@ -28,6 +35,10 @@ import { CacheWriter } from './cache-writer.js';
 export const DEFAULT_CACHE_BYTES = 20 * 1024 ** 3;
 /** Access times are refreshed at most this often per file. */
 const TOUCH_MS = 60_000;
+/** The end of an unhashed part's name (see commitUnhashed). */
+const UNHASHED = '.unverified';
+/** This process's unhashed parts are `HEX.OWNER.unverified`: nobody else ever writes a file of that name. */
+const UNHASHED_TAG = `.${ownerTag()}-${randomBytes(4).toString('hex')}${UNHASHED}`;
 
 /** Where a cache file goes: fetched parts, or downloaded templates. */
 export type CacheSpace = 'parts' | 'templates';
@@ -54,8 +65,10 @@ export interface CacheStats {
   added: number;
   evictions: number;
   evictedBytes: number;
-  /** Files with the wrong size found under a checksum name (removed). */
+  /** Files with the wrong size found under a checksum name (removed), and unhashed parts that proved wrong. */
   removedBad: number;
+  /** Unhashed parts (see commitUnhashed) hashed by this process and given their checksum name. */
+  adopted: number;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -77,12 +90,14 @@ export class PartCache {
   /** Directories made by this process (one mkdir each, not one per part). */
   private readonly madeDirs = new Set<string>();
   private readonly stats_: CacheStats;
+  /** This process's unhashed parts (commitUnhashed): their file, and the checksum name it gets once confirmed. */
+  private readonly unhashed = new Map<string, string>();
 
   constructor(opts: PartCacheOptions) {
     this.dir = path.resolve(opts.dir);
     this.log = opts.log ?? (() => undefined);
     this.hashFile = opts.hashFile;
-    this.stats_ = { dir: this.dir, bytes: 0, files: 0, limit: 0, hits: 0, misses: 0, added: 0, evictions: 0, evictedBytes: 0, removedBad: 0 };
+    this.stats_ = { dir: this.dir, bytes: 0, files: 0, limit: 0, hits: 0, misses: 0, added: 0, evictions: 0, evictedBytes: 0, removedBad: 0, adopted: 0 };
     const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.inDir(dir, op);
     this.locks = new CacheLocks(this.dir, path.join(this.dir, 'parts', 'locks'), this.tmpDir, inDir, this.log);
     this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, () => this.locks.waitLock('size', LEDGER_WAIT_MS));
@@ -97,13 +112,9 @@ export class PartCache {
     return space === 'parts' ? path.join(this.dir, 'parts', kind, hex.slice(0, 2), hex) : path.join(this.dir, 'templates', kind, `${hex}.template`);
   }
 
-  private partPath(kind: ChecksumKind, key: string): string {
-    return this.pathFor('parts', kind, hexOfKey(key));
-  }
-
   /** The cached, verified copy of a part (`length` bytes), or undefined. */
   async lookupPart(kind: ChecksumKind, key: string, length: number): Promise<VerifiedCopy | undefined> {
-    const copy = await this.lookupFile(this.partPath(kind, key), length);
+    const copy = await this.find('parts', kind, hexOfKey(key), length);
     if (copy) this.stats_.hits++;
     else this.stats_.misses++;
     return copy;
@@ -133,6 +144,51 @@ export class PartCache {
     return now?.isFile() ? underChecksumName(file, now) : undefined;
   }
 
+  /** The verified file of a checksum; for a part, else an unhashed one that hashes right (adoptUnhashed). */
+  private async find(space: CacheSpace, kind: ChecksumKind, hex: string, length?: number): Promise<VerifiedCopy | undefined> {
+    const final = this.pathFor(space, kind, hex);
+    const copy = await this.lookupFile(final, length);
+    return copy ?? (space === 'parts' ? this.adoptUnhashed(final, kind, hex, length) : undefined);
+  }
+
+  /**
+   * An unhashed part (commitUnhashed) of this checksum, left by any process: hashed now, and given its checksum
+   * name only if it matches; one that does not (a mirror's wrong bytes, a file cut by a crash) is removed. Two
+   * processes may adopt the same file: the second one's rename finds it gone, and the checksum name then holds it.
+   */
+  private async adoptUnhashed(final: string, kind: ChecksumKind, hex: string, length?: number): Promise<VerifiedCopy | undefined> {
+    const names = await readdir(path.dirname(final)).catch(() => [] as string[]);
+    for (const name of names) {
+      if (!name.startsWith(`${hex}.`) || !name.endsWith(UNHASHED)) continue;
+      const file = path.join(path.dirname(final), name);
+      const st = await stat(file).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      let copy: VerifiedCopy | undefined;
+      let why = `does not hash to ${hex}`;
+      if (length === undefined || st.size === length) {
+        copy = await commitIfMatches(this.hashFile, file, [[kind, Buffer.from(hex, 'hex')]], async () => {
+          await rename(file, final);
+          return { path: final, offset: 0, ...identityOf(await stat(final)) };
+        }).catch((err: unknown) => {
+          why = `cannot be adopted: ${errorMessage(err)}`;
+          return undefined;
+        });
+      } else why = `has ${st.size} bytes, expected ${length}`;
+      this.unhashed.delete(file);
+      if (copy) {
+        this.stats_.adopted++;
+        return copy;
+      }
+      const done = await this.lookupFile(final, length); // adopted by another process meanwhile
+      if (done) return done;
+      if (!(await stat(file).catch(() => undefined))) continue; // evicted meanwhile
+      this.stats_.removedBad++;
+      this.log(`cache: ${file} (an unhashed download) ${why}: removed`);
+      await unlink(file).catch(() => undefined);
+    }
+    return this.lookupFile(final, length); // (adopted by another process meanwhile)
+  }
+
   /**
    * Gets the right to write a checksum's file, or the file itself if it exists or another process
    * finishes it while we wait for its lock. `onWait` is called once if we had to wait for another process.
@@ -146,11 +202,12 @@ export class PartCache {
     let delay = 20;
     let waited = false;
     for (;;) {
-      const copy = waited ? await this.lookupFile(final) : undefined; // finished by the process we waited for
+      const copy = waited ? await this.find(space, kind, hex) : undefined; // finished by the process we waited for
       if (copy) return { copy };
       const lock = await this.locks.tryLock(`${space}-${kind}-${hex}`);
       if (lock) {
         try {
+          // (Not looking for unhashed files again: one made since the caller looked costs a second download.)
           const again = await this.lookupFile(final);
           if (again) {
             await lock.release();
@@ -190,18 +247,47 @@ export class PartCache {
   async verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck, size?: number): Promise<VerifiedCopy | undefined> {
     await fh.datasync();
     const hash: HashFile = known ? (file, kind) => (kind === known[0] ? Promise.resolve(known[1]) : this.hashFile(file, kind)) : this.hashFile;
-    return commitIfMatches(hash, tmp, sums, async () => {
-      const bytes = size ?? (await fh.stat()).size;
-      return this.eviction.queued(async () => {
-        await this.eviction.makeRoom(bytes);
-        // Whole-second mtime: see lookupFile(). The exact atime orders this file after every older one.
-        await fh.utimes(Date.now() / 1000, Math.floor(Date.now() / 1000));
-        await this.inDir(path.dirname(final), () => rename(tmp, final));
-        this.stats_.added++;
-        this.eviction.countAdded(bytes);
-        // The identity after the rename (which moves the ctime): readers compare with it.
-        return { path: final, offset: 0, ...identityOf(await fh.stat()) };
-      });
+    return commitIfMatches(hash, tmp, sums, () => this.place(tmp, final, fh, size));
+  }
+
+  /**
+   * Moves a fetched part into the cache unhashed, as `final` + UNHASHED_TAG, for a job that checks its whole
+   * output (see the class comment); confirmUnhashed gives it its checksum name. Synced first like any commit:
+   * the checksum name it may get later must hold its bytes after a crash.
+   */
+  async commitUnhashed(tmp: string, final: string, fh: FileHandle, size?: number): Promise<VerifiedCopy> {
+    await fh.datasync();
+    const file = final + UNHASHED_TAG;
+    const copy = await unhashedFetch(() => this.place(tmp, file, fh, size));
+    this.unhashed.set(file, final);
+    return copy;
+  }
+
+  /**
+   * The job's output matched: this process's unhashed parts get their checksum names. One adopted by another
+   * process (hashed, renamed), evicted, or removed as wrong is gone already, and skipped.
+   */
+  async confirmUnhashed(): Promise<void> {
+    const all = [...this.unhashed];
+    this.unhashed.clear();
+    const next = async (): Promise<void> => {
+      for (let e = all.pop(); e; e = all.pop()) await rename(e[0], e[1]).catch(() => undefined);
+    };
+    await Promise.all(Array.from({ length: 8 }, next));
+  }
+
+  /** Renames `tmp` to `dest` after making room for it, and counts it; its identity after the rename. */
+  private async place(tmp: string, dest: string, fh: FileHandle, size?: number): Promise<LocalCopy> {
+    const bytes = size ?? (await fh.stat()).size;
+    return this.eviction.queued(async () => {
+      await this.eviction.makeRoom(bytes);
+      // Whole-second mtime: see lookupFile(). The exact atime orders this file after every older one.
+      await fh.utimes(Date.now() / 1000, Math.floor(Date.now() / 1000));
+      await this.inDir(path.dirname(dest), () => rename(tmp, dest));
+      this.stats_.added++;
+      this.eviction.countAdded(bytes);
+      // The identity after the rename (which moves the ctime): readers compare with it.
+      return { path: dest, offset: 0, ...identityOf(await fh.stat()) };
     });
   }
 

@@ -101,6 +101,17 @@ export interface ImageSession {
   raw: TemplateData;
   index: HashIndex;
   pool: WorkerPool;
+  /**
+   * Verify once, for a job that checks its whole output (make-image: the image checksum): while on, copies
+   * the .jigdo names (--local) and parts from mirrors that proved right are taken without hashing them first
+   * (their `deferred` flag). Never on for a mount or `serve`: a part they serve is checked before its first
+   * byte goes out. See docs/design.md, "What is verified when".
+   */
+  deferChecks(on: boolean): void;
+  /** The whole output matched: what was taken unhashed is recorded as verified (hash index, cache names). */
+  confirmDeferred(): Promise<void>;
+  /** A copy taken unhashed from `provider` (PartStore's name for it) turned out wrong: its source is blamed. */
+  rejected(key: string, provider: string): void;
   close(): Promise<void>;
 }
 
@@ -155,9 +166,12 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
     const localOpts = { trees: opts.local, scan: opts.scan, scanImages: opts.scanImages, scanDeep: opts.scanDeep, log: opts.log };
     const local = new LocalSources(jigdo, layout, template.desc, localOpts, index, pool);
     const extra = opts.extraProviders ? await opts.extraProviders({ jigdo, layout, local, index, pool }) : [];
-    const localProvider: PartProvider = { name: 'local', find: (key) => local.find(key) };
+    // LocalSources names the copies it rejects itself (recheck), so its providers need no `rejected`.
+    const deferring = { deferChecks: (on: boolean) => local.deferChecks(on), confirmDeferred: async () => local.confirmDeferred() };
+    const localProvider: PartProvider = { name: 'local', find: (key) => local.find(key), ...deferring };
     const imageProvider: PartProvider = { name: 'image', find: (key) => local.findInImages(key) };
-    const parts = new PartStore(layout, [localProvider, imageProvider, ...extra], opts.log, opts.logMissing ?? false);
+    const providers = [localProvider, imageProvider, ...extra];
+    const parts = new PartStore(layout, providers, opts.log, opts.logMissing ?? false);
     const reader = new ImageReader(layout, raw, parts, { readaheadMemory: Math.max(4 << 20, Math.floor(opts.memory / 2)) });
     return {
       jigdo,
@@ -172,6 +186,11 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
       raw,
       index,
       pool,
+      deferChecks: (on) => providers.forEach((p) => p.deferChecks?.(on)),
+      confirmDeferred: async () => {
+        for (const p of providers) await p.confirmDeferred?.();
+      },
+      rejected: (key, provider) => providers.find((p) => p.name === provider)?.rejected?.(key),
       close: async () => {
         await parts.close();
         await raw.close();

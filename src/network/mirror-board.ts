@@ -34,6 +34,12 @@ const PROBE_EVERY = 8;
 /** Bodies shorter than this say little about bandwidth (they are all latency). */
 const MIN_SPEED_SAMPLE = 64 * 1024;
 const REFERENCE_BYTES = 1 << 20;
+/**
+ * Parts a mirror must have sent right (each hashed and matching, none wrong) before a job that checks its whole
+ * output takes its parts unhashed (make-image: ImageSession.deferChecks). A mirror that sends wrong bytes for
+ * everything (a stale copy, a proxy's error page of the right size) is so caught part by part, as it always was.
+ */
+export const TRUST_AFTER_PARTS = 8;
 
 export interface MirrorStats {
   /** The mirror's base URL (or origin). */
@@ -80,6 +86,8 @@ export interface PartFetchStats {
   fromOtherProcess: number;
   /** Fetches that failed their checksum. */
   mismatches: number;
+  /** Parts fetched and cached unhashed, for the image checksum to check (make-image: verify once). */
+  unhashed: number;
 }
 
 interface Mirror {
@@ -95,12 +103,16 @@ interface Mirror {
   silent: number;
   /** Set while the mirror is down: skipped until `until`, then one request at a time probes it. */
   down?: { until: number; ms: number; why: string; probing: boolean };
+  /** Parts it sent that were hashed and matched (see TRUST_AFTER_PARTS). */
+  rightParts: number;
+  /** It sent wrong bytes at least once: never trusted again by this process. */
+  lied: boolean;
 }
 
 export class MirrorBoard {
   private readonly mirrors = new Map<string, Mirror>();
   private fetches = 0;
-  readonly parts: PartFetchStats = { fetched: 0, inFlight: 0, failed: 0, bytes: 0, bytesDownloaded: 0, fromOtherProcess: 0, mismatches: 0 };
+  readonly parts: PartFetchStats = { fetched: 0, inFlight: 0, failed: 0, bytes: 0, bytesDownloaded: 0, fromOtherProcess: 0, mismatches: 0, unhashed: 0 };
 
   constructor(
     private readonly log: (line: string) => void = () => undefined,
@@ -120,6 +132,8 @@ export class MirrorBoard {
         bandwidth: 0,
         demoteStreak: 0,
         silent: 0,
+        rightParts: 0,
+        lied: false,
       };
       this.mirrors.set(id, m);
     }
@@ -253,10 +267,22 @@ export class MirrorBoard {
     this.log(`mirror ${id} answers again`);
   }
 
+  /** A part with bytes from this mirror was hashed and matched. */
+  partRight(id: string): void {
+    this.get(id).rightParts++;
+  }
+
+  /** Whether a job that checks its whole output may take this mirror's parts unhashed (TRUST_AFTER_PARTS). */
+  trusted(id: string): boolean {
+    const m = this.mirrors.get(id);
+    return m !== undefined && !m.lied && m.rightParts >= TRUST_AFTER_PARTS;
+  }
+
   /** Bytes that failed their checksum: a mirror serving wrong data counts as failing. */
   mismatch(id: string, message: string): void {
     this.parts.mismatches++;
     const m = this.get(id);
+    m.lied = true;
     this.noteFailure(id, m, 'mismatch', message);
     this.answered(id, m);
   }

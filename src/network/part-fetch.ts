@@ -51,6 +51,11 @@ export class PartFetch {
     private readonly kind: ChecksumKind,
     private readonly urls: UrlCandidate[],
     private readonly writer: CacheWriter,
+    /**
+     * The job checks its whole output (make-image, ImageSession.deferChecks): bytes only from mirrors that proved
+     * right (MirrorBoard.trusted) are cached unhashed, for the image checksum to check.
+     */
+    private readonly defer = false,
   ) {
     this.ranges = new PartRanges(need.length, ctx.opts.rangeSize, ctx.opts.streamsPerPart);
   }
@@ -81,14 +86,33 @@ export class PartFetch {
           if (!this.excluded.has(next.mirror)) this.excluded.set(next.mirror, 'soft'); // never loop on one mirror
           continue;
         }
+        // A hash taken as the bytes arrived costs nothing more to check; else trusted bytes go in unhashed.
+        if (!this.digest && this.unhashedFrom([...this.contributors])) {
+          const copy = await this.writer.commitUnhashed();
+          board.parts.unhashed++;
+          return copy;
+        }
         const copy = await this.writer.commit([[this.kind, this.need.sum]], this.digest && [this.kind, this.digest]);
-        if (copy) return copy;
+        if (copy) {
+          for (const m of this.contributors) board.partRight(m);
+          return copy;
+        }
         this.mismatch(next);
       }
     }
     const list = [...this.problems.values()];
     const shown = list.slice(0, 4).join('; ') + (list.length > 4 ? `; and ${list.length - 4} more` : '');
     throw new Error(`every mirror failed: ${shown || 'no mirror could be tried'}`);
+  }
+
+  /** The mirrors whose bytes make up the part as committed (for blame, should the image checksum fail). */
+  get sources(): string[] {
+    return [...this.contributors];
+  }
+
+  /** Bytes from these mirrors may go unhashed (see `defer`). */
+  private unhashedFrom(mirrors: string[]): boolean {
+    return this.defer && mirrors.length > 0 && mirrors.every((m) => this.ctx.board.trusted(m));
   }
 
   /** A new round: the mirrors excluded softly may be tried again; false when there is none. */
@@ -165,8 +189,10 @@ export class PartFetch {
       let started = false;
       const t0 = performance.now();
       const end = wholeOnly ? length : r.end;
-      // One request for the whole part: its bytes can be hashed as they arrive (any other request voids that hash).
-      const hash = start === 0 && end === length ? this.kind : undefined;
+      // One request for the whole part: its bytes can be hashed as they arrive (any other request voids that hash),
+      // unless they may go unhashed: decided when the request starts, after the wait for a slot, when the
+      // mirror may have proved right meanwhile.
+      let hash: ChecksumKind | undefined;
       this.digest = undefined;
       try {
         const res = await this.ctx.request(async () => {
@@ -175,6 +201,7 @@ export class PartFetch {
           if (down) throw new FetchError(c.url, 'down', down);
           started = true;
           requests++;
+          hash = start === 0 && end === length && !this.unhashedFrom([c.mirror]) ? this.kind : undefined;
           board.requestStarted(c.mirror);
           return http.fetchRange(
             c.url,

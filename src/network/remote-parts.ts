@@ -26,6 +26,10 @@ export interface UrlCandidate {
  */
 export class RemoteParts implements PartProvider {
   readonly name = 'mirrors';
+  /** See deferChecks. */
+  private deferring = false;
+  /** Parts cached unhashed by this provider, and the mirrors their bytes came from (to blame: `rejected`). */
+  private readonly unhashed = new Map<string, string[]>();
 
   constructor(
     private readonly ctx: FetchContext,
@@ -67,7 +71,9 @@ export class RemoteParts implements PartProvider {
         return started.copy;
       }
       try {
-        const copy = await new PartFetch(this.ctx, need, kind, urls, started.writer).run();
+        const fetch = new PartFetch(this.ctx, need, kind, urls, started.writer, this.deferring);
+        const copy = await fetch.run();
+        if (copy.deferred) this.unhashed.set(key, fetch.sources);
         board.parts.fetched++;
         board.parts.bytes += need.length;
         return copy;
@@ -80,5 +86,32 @@ export class RemoteParts implements PartProvider {
     } finally {
       board.parts.inFlight--;
     }
+  }
+
+  /**
+   * Verify once (ImageSession.deferChecks): parts from mirrors that proved right (MirrorBoard.trusted) are
+   * cached unhashed while on. Off again before the parts are hashed after a wrong image, so that every part
+   * fetched then is hashed first.
+   */
+  deferChecks(on: boolean): void {
+    this.deferring = on;
+  }
+
+  /** The image matched: the parts cached unhashed get their checksum names. */
+  async confirmDeferred(): Promise<void> {
+    this.unhashed.clear();
+    await this.ctx.cache.confirmUnhashed();
+  }
+
+  /** A part cached unhashed was wrong (hashed again after a wrong image): its mirror sent wrong bytes. */
+  rejected(key: string): void {
+    const from = this.unhashed.get(key) ?? [];
+    this.unhashed.delete(key);
+    const message = `wrong bytes for part ${key} (checksum mismatch, found by the image checksum)`;
+    // Bytes of one mirror only: it is wrong. From several, any of them may be: the refetch hashes each part.
+    if (from.length === 1) {
+      this.ctx.board.mismatch(from[0]!, message);
+      this.ctx.opts.log(`mirror ${from[0]} served ${message}`);
+    } else this.ctx.opts.log(`mirrors ${from.join(', ')} served ${message}`);
   }
 }

@@ -217,7 +217,8 @@ export class LocalSources {
     }
     const [offset, field] = this.fieldOf(copy, length);
     if (sum === key) {
-      if (copy.deferred) this.index.set(copy.path, copy, this.kind, key, offset, field);
+      // (A cache file is not indexed: its name says its checksum once the image matched, see confirmDeferred.)
+      if (copy.deferred && copy.userFile) this.index.set(copy.path, copy, this.kind, key, offset, field);
       copy.deferred = false;
       return true;
     }

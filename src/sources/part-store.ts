@@ -42,6 +42,14 @@ async function openUnchanged(copy: LocalCopy): Promise<FileHandle> {
 export interface PartProvider {
   readonly name: string;
   find(key: string): Promise<VerifiedCopy | undefined>;
+  /**
+   * Verify once (ImageSession.deferChecks), for providers that can take copies unhashed: on, copies it may
+   * take on trust come `deferred`; `confirmDeferred` once the job's whole output matched; `rejected` when a
+   * copy it gave unhashed turned out wrong (hashed again after a wrong image).
+   */
+  deferChecks?(on: boolean): void;
+  confirmDeferred?(): Promise<void>;
+  rejected?(key: string): void;
 }
 
 /** How often an open copy is re-checked (its identity) so that a file changed under us is never served. */

@@ -33,7 +33,8 @@ export interface LocalCopy extends FileIdentity {
   ranges?: FileRange[];
   /**
    * Not hashed: taken on trust because the job checks its whole output (make-image: the image checksum) and
-   * hashes every part again if that fails. Only LocalSources.deferChecks makes them; a mount never does.
+   * hashes every part again if that fails. Only a job that asked for it (ImageSession.deferChecks) gets them
+   * (LocalSources: copies the .jigdo names; RemoteParts: parts from a mirror that proved right); a mount never does.
    */
   deferred?: boolean;
 }
@@ -174,6 +175,15 @@ export async function commitIfMatches(hash: HashFile, tmp: string, sums: SumChec
     if ((await hash(tmp, kind)).equals(sum)) return vouch(await place());
   }
   return undefined;
+}
+
+/**
+ * A fetched part kept in the cache under a name of its own (PartCache.commitUnhashed), not hashed: taken on
+ * trust because the job checks its whole output (make-image: the image checksum, see ImageSession.deferChecks).
+ * It gets its checksum name only once that matched; until then any other reader hashes it first.
+ */
+export async function unhashedFetch(place: () => Promise<LocalCopy>): Promise<VerifiedCopy> {
+  return vouch({ ...(await place()), deferred: true });
 }
 
 /**

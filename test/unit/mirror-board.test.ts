@@ -7,7 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FailureKind } from '../../src/network/fetch-error.js';
-import { MirrorBoard } from '../../src/network/mirror-board.js';
+import { MirrorBoard, TRUST_AFTER_PARTS } from '../../src/network/mirror-board.js';
 
 const M = 'http://dead.example/debian/';
 
@@ -148,5 +148,21 @@ describe('mirror speed', () => {
     assert.equal(snap.mirrors.find((m) => m.mirror === 'http://b/')!.demoted, false);
     assert.ok(snap.mirrors.every((m) => m.active === 0), 'no request left active');
     assert.deepEqual(JSON.parse(JSON.stringify(snap)), snap);
+  });
+});
+
+describe('trust for verify once', () => {
+  test('a mirror is trusted after TRUST_AFTER_PARTS right parts, never after wrong bytes; others are not affected', () => {
+    const { board } = setup();
+    const other = 'http://other.example/debian/';
+    assert.equal(board.trusted(M), false, 'unknown: not trusted');
+    for (let i = 1; i < TRUST_AFTER_PARTS; i++) board.partRight(M);
+    assert.equal(board.trusted(M), false, 'one part short');
+    board.partRight(M);
+    assert.equal(board.trusted(M), true);
+    assert.equal(board.trusted(other), false);
+    board.mismatch(M, 'wrong bytes for part X');
+    for (let i = 0; i < 2 * TRUST_AFTER_PARTS; i++) board.partRight(M);
+    assert.equal(board.trusted(M), false, 'wrong bytes once: hashed part by part from then on');
   });
 });

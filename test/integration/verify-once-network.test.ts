@@ -1,0 +1,143 @@
+/**
+ * Verify once for parts from mirrors (issue 11 item 2): make-image hashes a mirror's parts until the mirror has
+ * sent TRUST_AFTER_PARTS right ones, then caches its parts unhashed beside their checksum names, for the image
+ * checksum to check; they get their names once it matched. A wrong part is then found by the image checksum,
+ * its mirror named, and the part fetched again with every check on. What a killed make-image left unhashed is
+ * hashed by the next reader before use (a mount never serves it unchecked), and the rerun keeps what is right.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { makeImage } from '../../src/build/make-image.js';
+import { TRUST_AFTER_PARTS } from '../../src/network/mirror-board.js';
+import { runCli } from '../helpers/cli.js';
+import { md5hex } from '../helpers/hash.js';
+import { startMirror, type Mirror } from '../helpers/mirror-server.js';
+import { assertCacheVerified, cacheFiles, fileMd5, gets, jigdoWithServers, partsUri } from '../helpers/network.js';
+import { dir, fx, image, keyOf, mirror, open, plainConfig, P, readAll, setupNetworkSuite, v, work } from '../helpers/network-suite.js';
+import { makeUpgrade, requestsByPath, type Upgrade } from '../helpers/upgrade-fixture.js';
+
+setupNetworkSuite();
+
+let up: Upgrade;
+let v2md5: string;
+let v2mirror: Mirror;
+
+/** Every file under the cache's part folders whose name is not a checksum (unhashed downloads). */
+async function unhashedLeft(cacheDir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const kind of ['md5', 'sha256']) {
+    const base = path.join(cacheDir, 'parts', kind);
+    for (const shard of await readdir(base).catch(() => [] as string[])) {
+      for (const name of await readdir(path.join(base, shard))) if (!/^[0-9a-f]+$/.test(name)) out.push(name);
+    }
+  }
+  return out;
+}
+
+/** The parts of v2 in image order, each with its path on the mirror. */
+async function partsInOrder(d: string): Promise<Array<{ key: string; path: string }>> {
+  const probe = await open(up.jigdo, path.join(d, 'probe-cache'), { offline: true, config: plainConfig });
+  try {
+    const parts = [...probe.s.layout.parts.values()].filter((p) => p.length > 0).sort((a, b) => a.offsets[0]! - b.offsets[0]!);
+    return parts.map((p) => ({ key: p.key, path: probe.s.jigdo.parts.get(p.key)![0]!.uri.replace(/^Parts:/, '') }));
+  } finally {
+    await probe.close();
+  }
+}
+
+describe('verify once, parts from mirrors', () => {
+  // (Inside the suite: the file's own `before` (setupNetworkSuite) has made `work` by then.)
+  before(async () => {
+    up = await makeUpgrade(path.join(work, 'upgrade'));
+    v2md5 = md5hex(await readFile(up.v2iso));
+    v2mirror = await startMirror({ root: up.v2 }); // every part of v2 (26, more than TRUST_AFTER_PARTS)
+  });
+  after(() => v2mirror?.close());
+
+  test('a mirror that proved right: its later parts are cached unhashed, then named once the image matched', async () => {
+    assert.ok(up.parts > TRUST_AFTER_PARTS + 4, `the fixture has enough parts (${up.parts})`);
+    const d = await dir('trusted');
+    const cache = path.join(d, 'cache');
+    const o = await open(up.jigdo, cache, { mirror: [`Parts=${v2mirror.url}`], connections: '2', config: plainConfig });
+    try {
+      const r = await makeImage(o.s, path.join(d, 'out.iso'));
+      assert.deepEqual(r.missing, []);
+      const { parts } = o.net.stats();
+      assert.ok(parts.unhashed > 0, `some parts went unhashed: ${parts.unhashed} of ${parts.fetched}`);
+      assert.ok(parts.unhashed <= parts.fetched - TRUST_AFTER_PARTS, 'the first parts of the mirror were hashed');
+      assert.equal(parts.mismatches, 0);
+    } finally {
+      await o.close();
+    }
+    assert.equal(await fileMd5(path.join(d, 'out.iso')), v2md5);
+    // Every part under its checksum name, hashed here: nothing unconfirmed is left.
+    const files = await assertCacheVerified(cache);
+    assert.equal(files.length, (await partsInOrder(d)).length);
+    assert.deepEqual(await unhashedLeft(cache), []);
+  });
+
+  test('a trusted mirror sends one wrong part: the image checksum finds it, the mirror is named, the part fetched again', async () => {
+    // 20 ms a request: the mirror's first parts are hashed and committed long before the last one is asked for.
+    const m = await startMirror({ root: up.v2, latencyMs: 20 });
+    try {
+      // The part fetched last: with one connection, parts are asked for in image order, and by then the
+      // mirror has long proved right.
+      const d = await dir('lies-late');
+      const cache = path.join(d, 'cache');
+      // (One whose name needs no escaping in a URL, so that the fault matches its request as sent.)
+      const { key: lastKey, path: lastPath } = (await partsInOrder(d)).filter((p) => /^[\w./+-]+$/.test(p.path)).pop()!;
+      m.fault(`/${lastPath}`, { kind: 'corrupt', times: 1 });
+
+      const out = path.join(d, 'out.iso');
+      const r = await runCli(['make-image', up.jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--mirror', `Parts=${m.url}`, '--connections', '1'], {
+        timeoutMs: 60_000,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await fileMd5(out), v2md5);
+      assert.match(r.stderr, new RegExp(`served wrong bytes for part ${lastKey} \\(checksum mismatch, found by the image checksum\\)`));
+      assert.equal(requestsByPath(m).get(lastPath), 2, 'the wrong part was fetched again (once)');
+      for (const [p, count] of requestsByPath(m)) if (p !== lastPath) assert.equal(count, 1, `${p}: one request`);
+      await assertCacheVerified(cache);
+      assert.deepEqual(await unhashedLeft(cache), []);
+    } finally {
+      await m.close();
+    }
+  });
+
+  test('unhashed downloads a killed job left: a reader hashes them first, keeps the right one, drops the wrong one', async () => {
+    const m = await mirror();
+    const d = await dir('left-unhashed');
+    const cache = path.join(d, 'cache');
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    // As a make-image killed before its image checksum leaves them: named after a process that is gone.
+    const leave = async (p: string, bytes: Buffer): Promise<void> => {
+      const hex = fx.files.find((f) => `/parts/${f.path.replace(/^parts\//, '')}` === p)!.md5;
+      const shard = path.join(cache, 'parts', 'md5', hex.slice(0, 2));
+      await mkdir(shard, { recursive: true });
+      await writeFile(path.join(shard, `${hex}.00000000-999999999-0badf00d.unverified`), bytes);
+    };
+    const partBytes = async (p: string): Promise<Buffer> => readFile(path.join(fx.tree, p));
+    await leave(P.a, await partBytes(P.a));
+    const wrong = await partBytes(P.b);
+    wrong.writeUInt8(wrong.readUInt8(100) ^ 0xff, 100); // right size, wrong bytes: what a lying mirror sent before the job was killed
+    await leave(P.b, wrong);
+
+    const o = await open(jigdo, cache, { config: plainConfig }); // a mount's reader: no verify-once
+    try {
+      keyOf(o.s, P.a);
+      assert.ok((await readAll(o.s.reader)).equals(image), 'the reader serves the exact image');
+      assert.equal(gets(m, P.a).length, 0, 'the right unhashed part was hashed and used');
+      assert.equal(gets(m, P.b).length, 1, 'the wrong one was fetched again');
+      const { cache: stats } = o.net.stats();
+      assert.equal(stats.adopted, 1);
+      assert.equal(stats.removedBad, 1);
+    } finally {
+      await o.close();
+    }
+    assert.equal((await assertCacheVerified(cache)).length, 6);
+    assert.deepEqual(await unhashedLeft(cache), []);
+    assert.equal((await cacheFiles(cache)).length, 6);
+  });
+});
