@@ -110,9 +110,12 @@ async function recheckParts(session: ImageSession): Promise<number> {
     while (next < keys.length) {
       const key = keys[next++]!;
       const { copy, provider } = await session.parts.locate(key);
-      if (await session.local.recheck(key, copy, session.layout.parts.get(key)!.length)) continue;
+      const unhashed = copy.deferred === true;
+      const verdict = await session.local.recheck(key, copy, session.layout.parts.get(key)!.length);
+      if (verdict === 'right') continue;
       bad++;
-      session.rejected(key, provider);
+      // Blame only bytes that were taken unhashed and hashed wrong now (a copy gone meanwhile proves nothing).
+      if (verdict === 'wrong' && unhashed) session.rejected(key, provider);
       if (!copy.userFile) await rm(copy.path, { force: true }); // a cache file: never a file of the user's (a --local copy, an old disc image)
       // A read goes through the store's re-check, which drops the stale copy and looks for the part
       // again now: the rebuild then sees it as found elsewhere or missing, like any other part.

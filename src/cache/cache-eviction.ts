@@ -198,6 +198,14 @@ export class CacheEviction {
     this.showCount();
   }
 
+  /** A file of `size` bytes left the cache other than by eviction (call it inside queued). */
+  countRemoved(size: number): void {
+    if (!this.counted) return;
+    this.counted.bytes = Math.max(0, this.counted.bytes - size);
+    this.counted.files = Math.max(0, this.counted.files - 1);
+    this.showCount();
+  }
+
   /** Evicts what it takes for `incoming` more bytes to fit under the limit (call it inside queued). */
   async makeRoom(incoming: number): Promise<void> {
     const bytes = await this.cacheBytes();

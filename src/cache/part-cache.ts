@@ -3,7 +3,6 @@ import { open, readdir, rename, stat, unlink, utimes, type FileHandle } from 'no
 import path from 'node:path';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
 import { identityOf } from '../sources/hash-index.js';
-import { errorMessage } from '../format/errors.js';
 import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type LocalCopy, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
@@ -20,10 +19,11 @@ import { CacheWriter } from './cache-writer.js';
  * once its owner is dead or silent: cache-lock.ts).
  *
  * The one exception is asked for by make-image (verify once: ImageSession.deferChecks): a part fetched from a
- * mirror that proved right is kept beside its checksum name, as `HEX.OWNER.unverified`, without being hashed
- * (commitUnhashed). It gets its checksum name once the image's checksum matched (confirmUnhashed); a process
- * that looks for the part before that, or after the job died, hashes the file first and renames it only if it
- * matches (adoptUnhashed), so a killed make-image still leaves its downloads for the rerun.
+ * mirror that proved right is kept beside its checksum name, as `HEX.OWNER-RANDOM.unverified`, without being hashed
+ * (commitUnhashed; a new name for each download). It gets its checksum name once the image's checksum matched
+ * (confirmUnhashed); a process that looks for the part before that, or after the job died, claims the file (a
+ * rename to a new name of its own), hashes it and renames it to its checksum name only if it matches
+ * (adoptUnhashed), so a killed make-image still leaves its downloads for the rerun.
  *
  * Size: `--cache-size` (default 20 GiB) holds at every commit, capped by the free disk space
  * (cache-eviction.ts).
@@ -37,8 +37,20 @@ export const DEFAULT_CACHE_BYTES = 20 * 1024 ** 3;
 const TOUCH_MS = 60_000;
 /** The end of an unhashed part's name (see commitUnhashed). */
 const UNHASHED = '.unverified';
-/** This process's unhashed parts are `HEX.OWNER.unverified`: nobody else ever writes a file of that name. */
-const UNHASHED_TAG = `.${ownerTag()}-${randomBytes(4).toString('hex')}${UNHASHED}`;
+
+/**
+ * A new name for an unhashed file beside `final`: `HEX.OWNER-RANDOM.unverified`, used once, so nobody else ever
+ * writes or renames a file to it: whatever is found there is the bytes whoever chose the name put there.
+ */
+function unhashedName(final: string): string {
+  return `${final}.${ownerTag()}-${randomBytes(6).toString('hex')}${UNHASHED}`;
+}
+
+/** The checksum name an unhashed file gets (its name up to the first dot). */
+function finalOf(file: string): string {
+  const base = path.basename(file);
+  return path.join(path.dirname(file), base.slice(0, base.indexOf('.')));
+}
 
 /** Where a cache file goes: fetched parts, or downloaded templates. */
 export type CacheSpace = 'parts' | 'templates';
@@ -90,8 +102,6 @@ export class PartCache {
   /** Directories made by this process (one mkdir each, not one per part). */
   private readonly madeDirs = new Set<string>();
   private readonly stats_: CacheStats;
-  /** This process's unhashed parts (commitUnhashed): their file, and the checksum name it gets once confirmed. */
-  private readonly unhashed = new Map<string, string>();
 
   constructor(opts: PartCacheOptions) {
     this.dir = path.resolve(opts.dir);
@@ -152,41 +162,61 @@ export class PartCache {
   }
 
   /**
-   * An unhashed part (commitUnhashed) of this checksum, left by any process: hashed now, and given its checksum
-   * name only if it matches; one that does not (a mirror's wrong bytes, a file cut by a crash) is removed. Two
-   * processes may adopt the same file: the second one's rename finds it gone, and the checksum name then holds it.
+   * An unhashed part (commitUnhashed) of this checksum, left by any process: claimed by renaming it to a new
+   * name of ours (of two processes, one rename wins; the other finds it gone), hashed, and given its checksum
+   * name only if it matches. One proved wrong (a mirror's wrong bytes, a file cut by a crash) is removed; one
+   * that could not be hashed (the process is ending) stays, under our name, for whoever looks next.
    */
   private async adoptUnhashed(final: string, kind: ChecksumKind, hex: string, length?: number): Promise<VerifiedCopy | undefined> {
     const names = await readdir(path.dirname(final)).catch(() => [] as string[]);
     for (const name of names) {
       if (!name.startsWith(`${hex}.`) || !name.endsWith(UNHASHED)) continue;
-      const file = path.join(path.dirname(final), name);
+      const file = unhashedName(final);
+      if (!(await rename(path.join(path.dirname(final), name), file).then(() => true, () => false))) continue;
       const st = await stat(file).catch(() => undefined);
       if (!st?.isFile()) continue;
+      const sizeRight = length === undefined || st.size === length;
+      let named = false;
       let copy: VerifiedCopy | undefined;
-      let why = `does not hash to ${hex}`;
-      if (length === undefined || st.size === length) {
-        copy = await commitIfMatches(this.hashFile, file, [[kind, Buffer.from(hex, 'hex')]], async () => {
-          await rename(file, final);
-          return { path: final, offset: 0, ...identityOf(await stat(final)) };
-        }).catch((err: unknown) => {
-          why = `cannot be adopted: ${errorMessage(err)}`;
-          return undefined;
-        });
-      } else why = `has ${st.size} bytes, expected ${length}`;
-      this.unhashed.delete(file);
-      if (copy) {
+      try {
+        copy = !sizeRight
+          ? undefined
+          : await commitIfMatches(this.hashFile, file, [[kind, Buffer.from(hex, 'hex')]], async () => {
+              named = await this.nameOrDrop(file, final, st.size);
+              return { path: final, offset: 0, ...identityOf(await stat(final)) };
+            });
+      } catch {
+        continue; // not hashed: it stays an unhashed file
+      }
+      if (copy && named) {
         this.stats_.adopted++;
         return copy;
       }
-      const done = await this.lookupFile(final, length); // adopted by another process meanwhile
-      if (done) return done;
-      if (!(await stat(file).catch(() => undefined))) continue; // evicted meanwhile
+      if (copy) return this.lookupFile(final, length); // the checksum name was taken meanwhile: ours went
       this.stats_.removedBad++;
-      this.log(`cache: ${file} (an unhashed download) ${why}: removed`);
-      await unlink(file).catch(() => undefined);
+      this.log(`cache: ${file} (an unhashed download) ${sizeRight ? `does not hash to ${hex}` : `has ${st.size} bytes, expected ${length}`}: removed`);
+      await this.drop(file, st.size);
     }
     return this.lookupFile(final, length); // (adopted by another process meanwhile)
+  }
+
+  /**
+   * Gives the unhashed `file` its checksum name `final`, unless a file holds that name already (another process
+   * fetched and committed the part meanwhile): then ours goes, and the shared count with it. False then.
+   */
+  private async nameOrDrop(file: string, final: string, size: number): Promise<boolean> {
+    if (await stat(final).then(() => true, () => false)) {
+      await this.drop(file, size);
+      return false;
+    }
+    await rename(file, final);
+    return true;
+  }
+
+  /** Removes a file of the cache that is no longer wanted, taking it off the shared count. */
+  private async drop(file: string, size: number): Promise<void> {
+    if (!(await unlink(file).then(() => true, () => false))) return;
+    await this.eviction.queued(async () => this.eviction.countRemoved(size)).catch(() => undefined);
   }
 
   /**
@@ -251,27 +281,28 @@ export class PartCache {
   }
 
   /**
-   * Moves a fetched part into the cache unhashed, as `final` + UNHASHED_TAG, for a job that checks its whole
-   * output (see the class comment); confirmUnhashed gives it its checksum name. Synced first like any commit:
-   * the checksum name it may get later must hold its bytes after a crash.
+   * Moves a fetched part into the cache unhashed, under a new name of its own beside `final` (unhashedName), for
+   * a job that checks its whole output (see the class comment); confirmUnhashed gives it its checksum name. Synced
+   * first like any commit: the checksum name it may get later must hold its bytes after a crash.
    */
   async commitUnhashed(tmp: string, final: string, fh: FileHandle, size?: number): Promise<VerifiedCopy> {
     await fh.datasync();
-    const file = final + UNHASHED_TAG;
-    const copy = await unhashedFetch(() => this.place(tmp, file, fh, size));
-    this.unhashed.set(file, final);
-    return copy;
+    return unhashedFetch(() => this.place(tmp, unhashedName(final), fh, size));
   }
 
   /**
-   * The job's output matched: this process's unhashed parts get their checksum names. One adopted by another
-   * process (hashed, renamed), evicted, or removed as wrong is gone already, and skipped.
+   * The job's output matched, and its bytes of these parts were read from these copies (commitUnhashed's): each
+   * still there with the identity it had gets its checksum name. One adopted by another process (hashed, renamed),
+   * evicted, or removed as wrong is gone already, and skipped; nobody else writes to its name (unhashedName).
    */
-  async confirmUnhashed(): Promise<void> {
-    const all = [...this.unhashed];
-    this.unhashed.clear();
+  async confirmUnhashed(copies: LocalCopy[]): Promise<void> {
+    const all = [...copies];
     const next = async (): Promise<void> => {
-      for (let e = all.pop(); e; e = all.pop()) await rename(e[0], e[1]).catch(() => undefined);
+      for (let c = all.pop(); c; c = all.pop()) {
+        const st = await stat(c.path).catch(() => undefined);
+        if (!st || st.ino !== c.ino || st.dev !== c.dev || st.size !== c.size || st.mtimeMs !== c.mtimeMs) continue;
+        await this.nameOrDrop(c.path, finalOf(c.path), st.size).catch(() => undefined);
+      }
     };
     await Promise.all(Array.from({ length: 8 }, next));
   }

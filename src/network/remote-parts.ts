@@ -22,14 +22,19 @@ export interface UrlCandidate {
  * The mirrors as a PartProvider: a part's candidate URLs (spec §5.5, `--mirror` ones first), and one
  * verified download per part into the cache. Two readers of one part, in this process or another, share
  * one download: the cache's `begin` lets one writer through and has the others wait for its copy.
- * Holds no state of its own beyond what it was given (the counters are the board's).
+ * Holds no state of its own beyond what it was given (the counters are the board's), but for verify once:
+ * whether it is on, and this session's parts cached unhashed.
  */
 export class RemoteParts implements PartProvider {
   readonly name = 'mirrors';
   /** See deferChecks. */
   private deferring = false;
-  /** Parts cached unhashed by this provider, and the mirrors their bytes came from (to blame: `rejected`). */
-  private readonly unhashed = new Map<string, string[]>();
+  /**
+   * This session's parts cached unhashed: the copy, the mirrors its bytes came from (to blame: `rejected`), and
+   * whether the part was downloaded unhashed more than once (its first copy vanished while read: the image may
+   * hold bytes of both, so neither is named on the image's match, and a later reader hashes what is left).
+   */
+  private readonly unhashed = new Map<string, { copy: VerifiedCopy; mirrors: string[]; again: boolean }>();
 
   constructor(
     private readonly ctx: FetchContext,
@@ -73,7 +78,9 @@ export class RemoteParts implements PartProvider {
       try {
         const fetch = new PartFetch(this.ctx, need, kind, urls, started.writer, this.deferring);
         const copy = await fetch.run();
-        if (copy.deferred) this.unhashed.set(key, fetch.sources);
+        const before = this.unhashed.get(key);
+        if (copy.deferred) this.unhashed.set(key, { copy, mirrors: fetch.sources, again: before !== undefined });
+        else this.unhashed.delete(key); // hashed this time: nothing left to confirm or blame
         board.parts.fetched++;
         board.parts.bytes += need.length;
         return copy;
@@ -97,16 +104,18 @@ export class RemoteParts implements PartProvider {
     this.deferring = on;
   }
 
-  /** The image matched: the parts cached unhashed get their checksum names. */
+  /** The image matched: the parts cached unhashed (each downloaded once, see `unhashed`) get their checksum names. */
   async confirmDeferred(): Promise<void> {
+    const copies = [...this.unhashed.values()].filter((u) => !u.again).map((u) => u.copy);
     this.unhashed.clear();
-    await this.ctx.cache.confirmUnhashed();
+    await this.ctx.cache.confirmUnhashed(copies);
   }
 
-  /** A part cached unhashed was wrong (hashed again after a wrong image): its mirror sent wrong bytes. */
+  /** A part cached unhashed hashed wrong (after a wrong image): the mirror that sent it sent wrong bytes. */
   rejected(key: string): void {
-    const from = this.unhashed.get(key) ?? [];
+    const from = this.unhashed.get(key)?.mirrors;
     this.unhashed.delete(key);
+    if (!from || from.length === 0) return;
     const message = `wrong bytes for part ${key} (checksum mismatch, found by the image checksum)`;
     // Bytes of one mirror only: it is wrong. From several, any of them may be: the refetch hashes each part.
     if (from.length === 1) {

@@ -206,29 +206,31 @@ export class LocalSources {
   /**
    * Hashes a copy again, bypassing the index (a whole-image checksum failed, so some recorded checksum
    * lied: an edit that kept every identity field, e.g. on a file system with coarse timestamps). A copy
-   * that no longer matches is marked stale, its index entry dropped, and named in the log.
+   * that no longer matches ('wrong'), or can no longer be read ('unreadable': gone, e.g. a cache file evicted
+   * or adopted by another process), is marked stale, its index entry dropped, and named in the log.
    */
-  async recheck(key: string, copy: LocalCopy, length: number): Promise<boolean> {
-    let sum: string;
+  async recheck(key: string, copy: LocalCopy, length: number): Promise<'right' | 'wrong' | 'unreadable'> {
+    let sum: string | undefined;
+    let problem = '';
     try {
       sum = checksumKey(await this.pool.hashFile(copy.path, this.kind, copy.offset, length, copy.ranges));
     } catch (err) {
-      sum = `unreadable (${errorMessage(err)})`;
+      problem = errorMessage(err);
     }
     const [offset, field] = this.fieldOf(copy, length);
     if (sum === key) {
       // (A cache file is not indexed: its name says its checksum once the image matched, see confirmDeferred.)
       if (copy.deferred && copy.userFile) this.index.set(copy.path, copy, this.kind, key, offset, field);
       copy.deferred = false;
-      return true;
+      return 'right';
     }
     copy.stale = true;
     this.lost.set(`${copy.path}@${copy.offset}`, key);
     // A region of an old disc image: only its checksum goes (the image's other files are as they were).
     this.index.forget(copy.path, offset === undefined ? undefined : { kind: this.kind, offset, length: field! });
-    const why = copy.deferred ? 'does not hold' : 'changed since it was hashed: no longer holds';
+    const why = sum === undefined ? `cannot be read (${problem}): no longer holds` : copy.deferred ? 'does not hold' : 'changed since it was hashed: no longer holds';
     this.opts.log?.(`${shown(copy.path)}: ${why} part ${key} (${length} bytes): not used`);
-    return false;
+    return sum === undefined ? 'unreadable' : 'wrong';
   }
 
   /**

@@ -106,6 +106,31 @@ describe('verify once, parts from mirrors', () => {
     }
   });
 
+  test('after a wrong image, copies gone from a small cache blame no mirror; the wrong local copy is named', async () => {
+    const d = await dir('blame-only-wrong');
+    const cache = path.join(d, 'cache');
+    // A copy at the place the .jigdo names (taken unhashed too) with the right size and wrong bytes: the image
+    // comes out wrong, and every part is hashed again. The cache holds a quarter of the parts: most of the
+    // mirror's copies have been evicted by then, and cannot be read.
+    const [first] = await partsInOrder(d);
+    const local = path.join(d, 'local');
+    const wrong = await readFile(path.join(up.v2, first!.path));
+    wrong.writeUInt8(wrong.readUInt8(wrong.length >> 1) ^ 0xff, wrong.length >> 1);
+    await mkdir(path.dirname(path.join(local, first!.path)), { recursive: true });
+    await writeFile(path.join(local, first!.path), wrong);
+    const out = path.join(d, 'out.iso');
+    const r = await runCli(
+      ['make-image', up.jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--mirror', `Parts=${v2mirror.url}`, '--local', `Parts=${local}`, '--cache-size', '200K', '--connections', '2'],
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await fileMd5(out), v2md5);
+    assert.match(r.stderr, new RegExp(`${first!.path.replace(/[.+]/g, '\\$&')}: does not hold part ${first!.key}`));
+    assert.match(r.stderr, /cannot be read/, 'evicted copies were found gone');
+    assert.doesNotMatch(r.stderr, /served wrong bytes/, 'no mirror is blamed for a copy that vanished');
+    await assertCacheVerified(cache);
+  });
+
   test('unhashed downloads a killed job left: a reader hashes them first, keeps the right one, drops the wrong one', async () => {
     const m = await mirror();
     const d = await dir('left-unhashed');
