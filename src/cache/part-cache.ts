@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
-import { identityOf } from '../sources/hash-index.js';
+import { identityOf, sameIdentity } from '../sources/hash-index.js';
 import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type LocalCopy, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
@@ -300,7 +300,7 @@ export class PartCache {
     const next = async (): Promise<void> => {
       for (let c = all.pop(); c; c = all.pop()) {
         const st = await stat(c.path).catch(() => undefined);
-        if (!st || st.ino !== c.ino || st.dev !== c.dev || st.size !== c.size || st.mtimeMs !== c.mtimeMs) continue;
+        if (!st || !sameIdentity(c, st)) continue;
         await this.nameOrDrop(c.path, finalOf(c.path), st.size).catch(() => undefined);
       }
     };
