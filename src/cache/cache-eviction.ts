@@ -17,6 +17,15 @@ export interface SizeStats {
   evictedBytes: number;
 }
 
+/** An op waiting for its turn (CacheEviction.queued or admit). */
+interface Waiting {
+  op: () => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  /** Set for an admission: the size of the file its op adds. */
+  bytes?: number;
+}
+
 /** The cross-process lock around a commit's count, room and rename (cache-lock.ts `waitLock`). */
 export type SizeLock = () => Promise<{ release(): Promise<void> } | undefined>;
 
@@ -30,9 +39,10 @@ export type SizeLock = () => Promise<{ release(): Promise<void> } | undefined>;
  *
  * Fields: `counted` (bytes and files as last counted, plus this process's additions), `scanning` (a count
  * under way for refreshStats), `lastLimit` (the free-space cap, reused for a while), `stats` (only the
- * SizeStats fields of the cache's stats object). Order: commits and trims run one at a time, in
- * batches (`waiting`), and across processes under the `size` lock; each awaits makeRoom (count, cap, evict) before
- * its rename, so two commits never both count the room one of them is about to fill. The count is shared:
+ * SizeStats fields of the cache's stats object). Order: commits and trims run in turn, in batches
+ * (`waiting`), and across processes under the `size` lock; each commit's room is made (count, cap, evict) before
+ * its rename, so two commits never both count the room one of them is about to fill (commits that fit without
+ * evicting anything share a turn: runTurn). The count is shared:
  * `parts/size.json` (bytes, files, when last counted from the files) is read after taking the lock and
  * written before releasing it, so every process sees what the others added (each counting on its own let
  * 8 mounts on one cache hold 1.3× its limit).
@@ -40,8 +50,11 @@ export type SizeLock = () => Promise<{ release(): Promise<void> } | undefined>;
 export class CacheEviction {
   private counted: { bytes: number; files: number; at: number } | undefined;
   private scanning: Promise<void> | undefined;
-  /** Commits and trims waiting for the next batch: each makes room, then renames, before the next. */
-  private waiting: Array<{ op: () => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void }> = [];
+  /**
+   * Commits and trims waiting for the next batch, in order. An admission (`bytes` set: a file added by `admit`) has
+   * room made for it before its op; see drain for the ones that run together.
+   */
+  private waiting: Waiting[] = [];
   private draining: Promise<void> | undefined;
   /** The last size limit computed from the free disk space, reused for a while (a statfs per part was measurable). */
   private lastLimit: { at: number; cacheBytes: number; limit: number } | undefined;
@@ -143,8 +156,20 @@ export class CacheEviction {
    * `idle` says when the lock is released.
    */
   queued<T>(op: () => Promise<T>): Promise<T> {
+    return this.enqueue(op);
+  }
+
+  /**
+   * Adds a file of `bytes` to the cache: makes room for it (makeRoom), runs `add` (its rename into place), and counts
+   * it, in turn with every other commit and trim (see queued).
+   */
+  admit<T>(bytes: number, add: () => Promise<T>): Promise<T> {
+    return this.enqueue(add, bytes);
+  }
+
+  private enqueue<T>(op: () => Promise<T>, bytes?: number): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.waiting.push({ op, resolve: resolve as (v: unknown) => void, reject });
+      this.waiting.push({ op, resolve: resolve as (v: unknown) => void, reject, bytes });
       this.draining ??= this.drain();
     });
   }
@@ -163,10 +188,9 @@ export class CacheEviction {
         try {
           this.counted = await this.readLedger();
           if (this.counted) this.showCount();
-          for (; next < batch.length; next++) {
+          while (next < batch.length) {
             if (next > 0) await new Promise((r) => setImmediate(r));
-            const w = batch[next]!;
-            await w.op().then(w.resolve, w.reject);
+            next = await this.runTurn(batch, next);
           }
           await this.writeLedger();
         } finally {
@@ -177,6 +201,39 @@ export class CacheEviction {
       }
     }
     this.draining = undefined; // in the same turn as the last check: an op queued after it starts a new drain
+  }
+
+  /**
+   * Runs batch[at] and returns the index of the next op to run. Consecutive admissions that all fit under the limit
+   * as it is run at once: nothing is evicted, so none can take another's room, and their renames need not wait for
+   * each other (one after another, 1,550 small parts over HTTP queued here for seconds, each rename waiting behind
+   * the file reads of the image stream). An admission that needs an eviction runs alone, so that the limit holds
+   * after every commit as before.
+   */
+  private async runTurn(batch: Waiting[], at: number): Promise<number> {
+    const first = batch[at]!;
+    if (first.bytes === undefined) {
+      await first.op().then(first.resolve, first.reject);
+      return at + 1;
+    }
+    let end = at;
+    let incoming = 0;
+    while (end < batch.length && batch[end]!.bytes !== undefined) incoming += batch[end++]!.bytes!;
+    const bytes = await this.cacheBytes();
+    if (end - at > 1 && bytes + incoming <= (await this.recentLimit(bytes))) {
+      await Promise.all(batch.slice(at, end).map((w) => this.runAdmission(w)));
+      return end;
+    }
+    await this.makeRoom(first.bytes).then(() => this.runAdmission(first), first.reject);
+    return at + 1;
+  }
+
+  /** An admission's op once there is room for it; counts its file if the op succeeded. */
+  private async runAdmission(w: Waiting): Promise<void> {
+    await w.op().then((v) => {
+      this.countAdded(w.bytes!);
+      w.resolve(v);
+    }, w.reject);
   }
 
   /** Brings the cache under its limit (a mount's end: other processes may have added files meanwhile). */
@@ -190,8 +247,8 @@ export class CacheEviction {
     return this.counted!.bytes;
   }
 
-  /** A file of `size` bytes was renamed into the cache (call it inside queued, after makeRoom). */
-  countAdded(size: number): void {
+  /** A file of `size` bytes was renamed into the cache (by an admission). */
+  private countAdded(size: number): void {
     if (!this.counted) return;
     this.counted.bytes += size;
     this.counted.files++;
@@ -206,8 +263,8 @@ export class CacheEviction {
     this.showCount();
   }
 
-  /** Evicts what it takes for `incoming` more bytes to fit under the limit (call it inside queued). */
-  async makeRoom(incoming: number): Promise<void> {
+  /** Evicts what it takes for `incoming` more bytes to fit under the limit (an admission's turn). */
+  private async makeRoom(incoming: number): Promise<void> {
     const bytes = await this.cacheBytes();
     if (bytes + incoming <= (await this.recentLimit(bytes))) return;
     await this.evict(incoming);

@@ -5,6 +5,7 @@ import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
 import { identityOf, sameIdentity } from '../sources/hash-index.js';
 import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type LocalCopy, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
 import { makeDirs } from '../util/make-dirs.js';
+import { BackgroundSync, syncFile } from './background-sync.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
 import { CacheLocks, FILE_MODE, ownerTag } from './cache-lock.js';
 import { CacheWriter } from './cache-writer.js';
@@ -102,6 +103,8 @@ export class PartCache {
   /** Directories made by this process (one mkdir each, not one per part). */
   private readonly madeDirs = new Set<string>();
   private readonly stats_: CacheStats;
+  /** Syncs this process's unhashed files (commitUnhashed) before confirmUnhashed names them. */
+  private readonly unhashedSync = new BackgroundSync();
 
   constructor(opts: PartCacheOptions) {
     this.dir = path.resolve(opts.dir);
@@ -182,6 +185,7 @@ export class PartCache {
         copy = !sizeRight
           ? undefined
           : await commitIfMatches(this.hashFile, file, [[kind, Buffer.from(hex, 'hex')]], async () => {
+              await syncFile(file); // its writer did not sync it (commitUnhashed): on the disk before it is named
               named = await this.nameOrDrop(file, final, st.size);
               return { path: final, offset: 0, ...identityOf(await stat(final)) };
             });
@@ -283,20 +287,25 @@ export class PartCache {
   /**
    * Moves a fetched part into the cache unhashed, under a new name of its own beside `final` (unhashedName), for
    * a job that checks its whole output (see the class comment); confirmUnhashed gives it its checksum name. Synced
-   * first like any commit: the checksum name it may get later must hold its bytes after a crash.
+   * in the background (unhashedSync), not before the rename like a verified commit: whoever reads it before it is
+   * named hashes it (adoptUnhashed), so a crash can cost its bytes but never pass wrong ones; only the checksum
+   * name it may get needs its bytes on the disk, and confirmUnhashed waits for that.
    */
   async commitUnhashed(tmp: string, final: string, fh: FileHandle, size?: number): Promise<VerifiedCopy> {
-    await fh.datasync();
-    return unhashedFetch(() => this.place(tmp, unhashedName(final), fh, size));
+    const copy = await unhashedFetch(() => this.place(tmp, unhashedName(final), fh, size));
+    this.unhashedSync.add(copy.path);
+    return copy;
   }
 
   /**
    * The job's output matched, and its bytes of these parts were read from these copies (commitUnhashed's): each
    * still there with the identity it had gets its checksum name. One adopted by another process (hashed, renamed),
-   * evicted, or removed as wrong is gone already, and skipped; nobody else writes to its name (unhashedName).
+   * evicted, or removed as wrong is gone already, and skipped; nobody else writes to its name (unhashedName). One
+   * whose background sync failed stays unhashed.
    */
   async confirmUnhashed(copies: LocalCopy[]): Promise<void> {
-    const all = [...copies];
+    const notSynced = await this.unhashedSync.flush();
+    const all = copies.filter((c) => !notSynced.has(c.path));
     const next = async (): Promise<void> => {
       for (let c = all.pop(); c; c = all.pop()) {
         const st = await stat(c.path).catch(() => undefined);
@@ -310,13 +319,11 @@ export class PartCache {
   /** Renames `tmp` to `dest` after making room for it, and counts it; its identity after the rename. */
   private async place(tmp: string, dest: string, fh: FileHandle, size?: number): Promise<LocalCopy> {
     const bytes = size ?? (await fh.stat()).size;
-    return this.eviction.queued(async () => {
-      await this.eviction.makeRoom(bytes);
-      // Whole-second mtime: see lookupFile(). The exact atime orders this file after every older one.
-      await fh.utimes(Date.now() / 1000, Math.floor(Date.now() / 1000));
+    // Whole-second mtime: see lookupFile(). The exact atime orders this file after every older one.
+    await fh.utimes(Date.now() / 1000, Math.floor(Date.now() / 1000));
+    return this.eviction.admit(bytes, async () => {
       await this.inDir(path.dirname(dest), () => rename(tmp, dest));
       this.stats_.added++;
-      this.eviction.countAdded(bytes);
       // The identity after the rename (which moves the ctime): readers compare with it.
       return { path: dest, offset: 0, ...identityOf(await fh.stat()) };
     });
@@ -345,6 +352,7 @@ export class PartCache {
 
   /** The end of this process's use of the cache: its last commits let go of the size lock, its lock inode goes (cache-lock.ts). */
   async close(): Promise<void> {
+    await this.unhashedSync.flush();
     await this.eviction.idle();
     this.locks.removeSpare();
   }

@@ -82,16 +82,17 @@ test('mount from local parts, a mirror configured but not needed: no undici anyw
   assert.ok(fuseNative(daemon).length > 0, 'the daemon mounts with fuse-native');
 });
 
-test('bin/jigdofs run as a program starts node with MALLOC_ARENA_MAX=2, or the value the user set', async () => {
+test('bin/jigdofs run as a program starts node with MALLOC_ARENA_MAX=2 and UV_THREADPOOL_SIZE=8, or the values the user set', async () => {
   const out = path.join(work, 'arena.txt');
   // An --import hook in the node it starts writes down what that node sees (the shell line ran before it).
-  const hook = `data:text/javascript,${encodeURIComponent(`import { appendFileSync } from 'node:fs'; appendFileSync(${JSON.stringify(out)}, String(process.env.MALLOC_ARENA_MAX) + '\\n');`)}`;
+  const seen = `String(process.env.MALLOC_ARENA_MAX) + ' ' + String(process.env.UV_THREADPOOL_SIZE) + '\\n'`;
+  const hook = `data:text/javascript,${encodeURIComponent(`import { appendFileSync } from 'node:fs'; appendFileSync(${JSON.stringify(out)}, ${seen});`)}`;
   const run = (extra: NodeJS.ProcessEnv) => {
     const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: `--import=${hook}`, ...extra };
-    if (!('MALLOC_ARENA_MAX' in extra)) delete env.MALLOC_ARENA_MAX;
+    for (const name of ['MALLOC_ARENA_MAX', 'UV_THREADPOOL_SIZE']) if (!(name in extra)) delete env[name];
     return promisify(execFile)(BIN, ['--version'], { env });
   };
   assert.equal((await run({})).stdout.trim(), '0.1.0');
-  await run({ MALLOC_ARENA_MAX: '3' });
-  assert.deepEqual((await readFile(out, 'utf8')).trim().split('\n'), ['2', '3']);
+  await run({ MALLOC_ARENA_MAX: '3', UV_THREADPOOL_SIZE: '5' });
+  assert.deepEqual((await readFile(out, 'utf8')).trim().split('\n'), ['2 8', '3 5']);
 });

@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, open, readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CacheEviction } from '../../src/cache/cache-eviction.js';
@@ -194,4 +194,37 @@ test('commits queued while others run share one size lock and one count update; 
     if (i < 5) assert.ok(told < at(`op ${i + 1}`), `op ${i} told before op ${i + 1} runs: ${events.join(', ')}`);
   }
   assert.ok(at('release 1') < at('op 1') && at('release 2') === events.length - 1, events.join(', '));
+});
+
+test('files added together that fit under the limit are renamed at once; one that needs an eviction waits for the others and the limit holds', async () => {
+  const dir = path.join(work, `${++dirs}-cache`);
+  const shard = path.join(dir, 'parts', 'md5', 'aa');
+  await mkdir(shard, { recursive: true });
+  const noLock = async (): Promise<undefined> => undefined;
+  const adds = async (limit: number, n: number): Promise<Array<{ start: number; end: number }>> => {
+    const eviction = new CacheEviction(dir, limit, { bytes: 0, files: 0, limit: 0, evictions: 0, evictedBytes: 0 }, noLock);
+    const spans = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        eviction.admit(MB, async () => {
+          const start = performance.now();
+          await writeFile(path.join(shard, `aa${limit}-${i}`), Buffer.alloc(MB)); // what a rename into place adds
+          await new Promise((r) => setTimeout(r, 20));
+          return { start, end: performance.now() };
+        }),
+      ),
+    );
+    await eviction.idle();
+    return spans;
+  };
+  const together = await adds(1 << 30, 5);
+  // The first runs alone (the queue was empty); the four queued meanwhile fit, so run at once.
+  const later = together.slice(1);
+  assert.ok(Math.max(...later.map((s) => s.start)) < Math.min(...later.map((s) => s.end)), 'the four queued meanwhile overlap');
+  await rm(shard, { recursive: true, force: true });
+  await mkdir(shard, { recursive: true });
+  const limit = 2.5 * MB;
+  const alone = await adds(limit, 5);
+  for (let i = 1; i < alone.length; i++) assert.ok(alone[i]!.start >= alone[i - 1]!.end, `add ${i} started after add ${i - 1} ended`);
+  const left = (await readdir(shard)).length;
+  assert.ok(left * MB <= limit, `${left} files of 1 MiB left, limit ${limit}`);
 });
