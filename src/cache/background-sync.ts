@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 
 /**
  * Files synced at a time. With 2, make-image of the 2 GB fixture over HTTP (0 ms) ended with 1.2-1.6 s of syncs
@@ -6,14 +6,20 @@ import { open } from 'node:fs/promises';
  * after its image (BENCHMARKS.md, "Less waiting per fetched part").
  */
 const CONCURRENCY = 4;
+/** Writers' descriptors kept open for their sync at most (one beyond is closed at once and synced by its name). */
+const HELD_HANDLES = 64;
 
 /** Writes a file's bytes to the disk (fdatasync through a descriptor of its own: the writer's is closed by now). */
 export async function syncFile(file: string): Promise<void> {
-  const fh = await open(file, 'r');
+  await syncHandle(await open(file, 'r'));
+}
+
+/** fdatasync, then close (also when the sync failed). */
+async function syncHandle(fh: FileHandle): Promise<void> {
   try {
     await fh.datasync();
   } finally {
-    await fh.close();
+    await fh.close().catch(() => undefined);
   }
 }
 
@@ -24,17 +30,26 @@ export async function syncFile(file: string): Promise<void> {
  * parts for milliseconds and kept the thread pool's few threads waiting on the disk, in front of every other
  * file operation of the fetches and of the image stream.
  *
- * Fields: `queue` (files not started yet), `running` (syncs in flight), `failed` (files whose sync failed:
- * not durable, never to be named), `idle` (callers of `flush` waiting for the queue to empty).
+ * Fields: `queue` (files not started yet, with the writer's descriptor while fewer than HELD_HANDLES are held:
+ * a sync through it spares an open and a close), `held` (how many of those), `running` (syncs in flight),
+ * `failed` (files whose sync failed: not durable, never to be named), `idle` (callers of `flush` waiting for the
+ * queue to empty).
  */
 export class BackgroundSync {
-  private readonly queue: string[] = [];
+  private readonly queue: Array<{ file: string; fh?: FileHandle }> = [];
+  private held = 0;
   private running = 0;
   private readonly failed = new Set<string>();
   private idle: Array<() => void> = [];
 
-  add(file: string): void {
-    this.queue.push(file);
+  /** Syncs `file`; `fh`, a descriptor of it, becomes this object's to close. */
+  add(file: string, fh?: FileHandle): void {
+    if (fh && this.held >= HELD_HANDLES) {
+      void fh.close().catch(() => undefined);
+      fh = undefined;
+    }
+    if (fh) this.held++;
+    this.queue.push({ file, fh });
     this.pump();
   }
 
@@ -46,9 +61,9 @@ export class BackgroundSync {
 
   private pump(): void {
     while (this.running < CONCURRENCY && this.queue.length > 0) {
-      const file = this.queue.shift()!;
+      const { file, fh } = this.queue.shift()!;
       this.running++;
-      void syncFile(file)
+      void (fh ? syncHandle(fh).finally(() => this.held--) : syncFile(file))
         .catch(() => void this.failed.add(file))
         .finally(() => {
           this.running--;

@@ -21,6 +21,11 @@ import { pidAlive } from '../util/pid.js';
  */
 
 const HEARTBEAT_MS = 5_000;
+/**
+ * The lock inode's mtime is refreshed before a link at most this often: a waiter takes a lock for stale only after
+ * LOCK_STALE_MS, and one utimes per lock was one more file operation on each fetched part's way through the cache.
+ */
+const SPARE_TOUCH_MS = 1_000;
 /** A lock not refreshed for this long belongs to a dead or stuck process. */
 export const LOCK_STALE_MS = 30_000;
 /** Temporary files older than this are removed even when their owner cannot be checked. */
@@ -104,6 +109,8 @@ export class CacheLocks {
   private cleaned: Promise<void> | undefined;
   /** False once link(2) failed for another reason than EEXIST/ENOENT: locks are created instead. */
   private linking = true;
+  /** When this process last set the lock inode's mtime (linkLock). */
+  private spareTouched = 0;
 
   constructor(
     private readonly cacheDir: string,
@@ -164,8 +171,11 @@ export class CacheLocks {
     const spare = this.spare;
     for (let attempt = 0; this.linking && attempt < 2; attempt++) {
       try {
-        const now = Date.now() / 1000;
-        await utimes(spare, now, now);
+        if (Date.now() - this.spareTouched > SPARE_TOUCH_MS) {
+          const now = Date.now() / 1000;
+          await utimes(spare, now, now);
+          this.spareTouched = Date.now();
+        }
         await this.inDir(path.dirname(file), () => link(spare, file));
         return true;
       } catch (err) {
@@ -176,6 +186,7 @@ export class CacheLocks {
           await this.createLock(spare).catch((e: unknown) => {
             if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
           });
+          this.spareTouched = 0; // (made by another call meanwhile, of whatever age: touch it)
           removeAtExit(spare);
           continue;
         }

@@ -8,6 +8,7 @@ import type { Lock } from './cache-lock.js';
  */
 export interface CommitTarget {
   verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck, size?: number): Promise<VerifiedCopy | undefined>;
+  /** Takes `fh` once it returned (the writer does not close it then). */
   commitUnhashed(tmp: string, final: string, fh: FileHandle, size?: number): Promise<VerifiedCopy>;
 }
 
@@ -53,7 +54,7 @@ export class CacheWriter {
   async commitUnhashed(): Promise<VerifiedCopy> {
     if (this.done) throw new Error('cache writer already finished');
     const copy = await this.cache.commitUnhashed(this.tmp, this.final, this.fh, this.size);
-    await this.finish(false);
+    await this.finish(false, false); // the cache closes fh once it synced it
     return copy;
   }
 
@@ -62,9 +63,9 @@ export class CacheWriter {
     if (!this.done) await this.finish(true);
   }
 
-  private async finish(removeTmp: boolean): Promise<void> {
+  private async finish(removeTmp: boolean, closeFh = true): Promise<void> {
     this.done = true;
-    await this.fh.close().catch(() => undefined);
+    if (closeFh) await this.fh.close().catch(() => undefined);
     if (removeTmp) await unlink(this.tmp).catch(() => undefined);
     await this.lock.release();
   }

@@ -172,6 +172,9 @@ export class PartCache {
    */
   private async adoptUnhashed(final: string, kind: ChecksumKind, hex: string, length?: number): Promise<VerifiedCopy | undefined> {
     const names = await readdir(path.dirname(final)).catch(() => [] as string[]);
+    // Neither an unhashed file nor the checksum name (committed since the caller looked): nothing to look at again.
+    const base = path.basename(final);
+    if (!names.some((n) => n === base || (n.startsWith(`${hex}.`) && n.endsWith(UNHASHED)))) return undefined;
     for (const name of names) {
       if (!name.startsWith(`${hex}.`) || !name.endsWith(UNHASHED)) continue;
       const file = unhashedName(final);
@@ -289,11 +292,12 @@ export class PartCache {
    * a job that checks its whole output (see the class comment); confirmUnhashed gives it its checksum name. Synced
    * in the background (unhashedSync), not before the rename like a verified commit: whoever reads it before it is
    * named hashes it (adoptUnhashed), so a crash can cost its bytes but never pass wrong ones; only the checksum
-   * name it may get needs its bytes on the disk, and confirmUnhashed waits for that.
+   * name it may get needs its bytes on the disk, and confirmUnhashed waits for that. Takes `fh` once it returns
+   * (closed after the sync); if it throws, `fh` stays the caller's.
    */
   async commitUnhashed(tmp: string, final: string, fh: FileHandle, size?: number): Promise<VerifiedCopy> {
     const copy = await unhashedFetch(() => this.place(tmp, unhashedName(final), fh, size));
-    this.unhashedSync.add(copy.path);
+    this.unhashedSync.add(copy.path, fh);
     return copy;
   }
 
