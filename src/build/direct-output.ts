@@ -49,13 +49,19 @@ export function pageAlignedShared(size: number): Buffer | undefined {
  * buffer can be had (a limit on address space), or a write is not aligned (the image's last, short block),
  * `write` returns false and the caller writes through its ordinary handle.
  *
- * Owns `fd`, the direct descriptor (until close; undefined: direct writes are off).
+ * Owns `fd`, the direct descriptor (until close; undefined: never opened, or closed), and `on` (new direct writes
+ * are taken). Turning direct writes off (allocate) only clears `on`: writes still in flight (make-image has a
+ * few) go on through `fd`, which only `close` closes, after them.
  */
 export class DirectOutput {
+  private on: boolean;
+
   private constructor(
     private fd: number | undefined,
     private readonly probeAt: number,
-  ) {}
+  ) {
+    this.on = fd !== undefined;
+  }
 
   /**
    * Opens `file` (already created by the caller) for direct writes of an image of `size` bytes; off when
@@ -73,7 +79,7 @@ export class DirectOutput {
 
   /** Whether direct writes are in use (for tests and the benchmark's notes). */
   get active(): boolean {
-    return this.fd !== undefined;
+    return this.on;
   }
 
   /**
@@ -82,7 +88,7 @@ export class DirectOutput {
    * refuses, turns direct writes off.
    */
   allocate(size: number): Buffer {
-    if (this.fd === undefined) return Buffer.from(new SharedArrayBuffer(size));
+    if (!this.on || this.fd === undefined) return Buffer.from(new SharedArrayBuffer(size));
     const aligned = pageAlignedShared(size);
     if (aligned) {
       try {
@@ -93,7 +99,7 @@ export class DirectOutput {
         // EINVAL: the file system wants more than a page's alignment; write buffered
       }
     }
-    this.close();
+    this.on = false; // not close(): direct writes of earlier buffers may still be in flight
     return aligned ?? Buffer.from(new SharedArrayBuffer(size));
   }
 
@@ -103,17 +109,20 @@ export class DirectOutput {
    * A failing direct write throws (a full disk) like any write.
    */
   async write(data: Buffer, offset: number): Promise<boolean> {
-    if (this.fd === undefined || data.length % MAX_ALIGN !== 0 || offset % MAX_ALIGN !== 0) return false;
+    const fd = this.fd;
+    if (!this.on || fd === undefined || data.length % MAX_ALIGN !== 0 || offset % MAX_ALIGN !== 0) return false;
     let done = 0;
     while (done < data.length) {
-      const { bytesWritten } = await writeAt(this.fd, data, done, data.length - done, offset + done);
+      const { bytesWritten } = await writeAt(fd, data, done, data.length - done, offset + done);
       if (bytesWritten <= 0) throw new Error(`short direct write at ${offset + done}`);
       done += bytesWritten;
     }
     return true;
   }
 
+  /** Closes the descriptor: call it once no direct write is in flight. */
   close(): void {
+    this.on = false;
     if (this.fd === undefined) return;
     const fd = this.fd;
     this.fd = undefined;

@@ -135,8 +135,8 @@ async function recheckParts(session: ImageSession): Promise<number> {
  * Streams the image in order into `output.jigdofs-PID.tmp`, hashing it on a worker as it goes, and
  * renames it into place only if the image checksum matched. Meanwhile every part is located (with cold
  * caches: hashed) ahead of the stream, so that a missing part names them all: the temporary file is then
- * removed and nothing is written under `output`. Memory is fixed: 7 blocks of 4 MiB, reused (see
- * pooledImageBlocks).
+ * removed and nothing is written under `output`. Memory is fixed: 8 blocks of 4 MiB (4 read ahead, IN_FLIGHT
+ * being written and hashed, 1 being handed over), reused (see pooledImageBlocks).
  */
 async function writeImage(
   session: ImageSession,

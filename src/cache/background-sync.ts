@@ -9,7 +9,7 @@ const CONCURRENCY = 4;
 /** Writers' descriptors kept open for their sync at most (one beyond is closed at once and synced by its name). */
 const HELD_HANDLES = 64;
 
-/** Writes a file's bytes to the disk (fdatasync through a descriptor of its own: the writer's is closed by now). */
+/** Writes a file's bytes to the disk, through a descriptor of its own. */
 export async function syncFile(file: string): Promise<void> {
   await syncHandle(await open(file, 'r'));
 }
@@ -32,11 +32,18 @@ async function syncHandle(fh: FileHandle): Promise<void> {
  *
  * Fields: `queue` (files not started yet, with the writer's descriptor while fewer than HELD_HANDLES are held:
  * a sync through it spares an open and a close), `held` (how many of those), `running` (syncs in flight),
- * `failed` (files whose sync failed: not durable, never to be named), `idle` (callers of `flush` waiting for the
- * queue to empty).
+ * `failed` (files whose sync failed: not durable, never to be named; each handed to `onFailure`, awaited as part
+ * of its sync), `idle` (callers of `flush` waiting for the queue to empty).
  */
 export class BackgroundSync {
-  private readonly queue: Array<{ file: string; fh?: FileHandle }> = [];
+  /**
+   * `onFailure`: what to do with a file whose sync (or the close of its writer's descriptor) failed. Its bytes may
+   * not be on the disk, and a later sync through a new descriptor may still succeed (the kernel reports a failed
+   * writeback once), so nobody may give it a name later: the cache removes it.
+   */
+  constructor(private readonly onFailure: (file: string) => Promise<void> = async () => undefined) {}
+
+  private readonly queue: Array<{ file: string; fh?: FileHandle; closing?: Promise<void> }> = [];
   private held = 0;
   private running = 0;
   private readonly failed = new Set<string>();
@@ -45,8 +52,12 @@ export class BackgroundSync {
   /** Syncs `file`; `fh`, a descriptor of it, becomes this object's to close. */
   add(file: string, fh?: FileHandle): void {
     if (fh && this.held >= HELD_HANDLES) {
-      void fh.close().catch(() => undefined);
+      // A close can report a failed write (NFS): then the file counts as not synced, whatever a later sync says.
+      const closing = fh.close();
+      closing.catch(() => undefined); // (seen when its turn comes)
       fh = undefined;
+      this.queue.push({ file, closing });
+      return this.pump();
     }
     if (fh) this.held++;
     this.queue.push({ file, fh });
@@ -61,10 +72,13 @@ export class BackgroundSync {
 
   private pump(): void {
     while (this.running < CONCURRENCY && this.queue.length > 0) {
-      const { file, fh } = this.queue.shift()!;
+      const { file, fh, closing } = this.queue.shift()!;
       this.running++;
-      void (fh ? syncHandle(fh).finally(() => this.held--) : syncFile(file))
-        .catch(() => void this.failed.add(file))
+      void (fh ? syncHandle(fh).finally(() => this.held--) : (closing ?? Promise.resolve()).then(() => syncFile(file)))
+        .catch(async () => {
+          this.failed.add(file);
+          await this.onFailure(file).catch(() => undefined);
+        })
         .finally(() => {
           this.running--;
           this.pump();

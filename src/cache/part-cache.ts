@@ -91,8 +91,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * limit and evictions. `madeDirs` (folders made by this process), `locks` (lock files held here).
  * Order in begin: the once-per-process cleanup, then the lock, then the lookup (the caller looked before; another
  * process may have renamed the file in between), then the temporary file; after a wait for another process's
- * lock, a lookup before the next try. In a commit: hash (outside any queue), then the size queue: make room,
- * rename, count; the lock is released after the rename.
+ * lock, a lookup before the next try. In a commit: hash (outside any queue), set the times, then the size
+ * queue's turn: make room (once for commits that fit together: CacheEviction.admit), rename, count; the lock is
+ * released after the rename. An unhashed commit is synced after it, in the background (unhashedSync).
  */
 export class PartCache {
   readonly dir: string;
@@ -103,8 +104,11 @@ export class PartCache {
   /** Directories made by this process (one mkdir each, not one per part). */
   private readonly madeDirs = new Set<string>();
   private readonly stats_: CacheStats;
-  /** Syncs this process's unhashed files (commitUnhashed) before confirmUnhashed names them. */
-  private readonly unhashedSync = new BackgroundSync();
+  /** Syncs this process's unhashed files (commitUnhashed) before confirmUnhashed names them; removes those it could not. */
+  private readonly unhashedSync = new BackgroundSync(async (file) => {
+    const st = await stat(file).catch(() => undefined);
+    if (st) await this.drop(file, st.size);
+  });
 
   constructor(opts: PartCacheOptions) {
     this.dir = path.resolve(opts.dir);
@@ -188,7 +192,12 @@ export class PartCache {
         copy = !sizeRight
           ? undefined
           : await commitIfMatches(this.hashFile, file, [[kind, Buffer.from(hex, 'hex')]], async () => {
-              await syncFile(file); // its writer did not sync it (commitUnhashed): on the disk before it is named
+              // Its writer did not sync it (commitUnhashed): on the disk before it is named. One that cannot be synced
+              // goes (a later sync through a new descriptor could succeed without its bytes being on the disk).
+              await syncFile(file).catch(async (err: unknown) => {
+                await this.drop(file, st.size);
+                throw err;
+              });
               named = await this.nameOrDrop(file, final, st.size);
               return { path: final, offset: 0, ...identityOf(await stat(final)) };
             });
@@ -305,7 +314,7 @@ export class PartCache {
    * The job's output matched, and its bytes of these parts were read from these copies (commitUnhashed's): each
    * still there with the identity it had gets its checksum name. One adopted by another process (hashed, renamed),
    * evicted, or removed as wrong is gone already, and skipped; nobody else writes to its name (unhashedName). One
-   * whose background sync failed stays unhashed.
+   * whose background sync failed was removed by it.
    */
   async confirmUnhashed(copies: LocalCopy[]): Promise<void> {
     const notSynced = await this.unhashedSync.flush();
@@ -320,17 +329,16 @@ export class PartCache {
     await Promise.all(Array.from({ length: 8 }, next));
   }
 
-  /** Renames `tmp` to `dest` after making room for it, and counts it; its identity after the rename. */
+  /** Renames `tmp` to `dest` after making room for it (counted once renamed); its identity after the rename. */
   private async place(tmp: string, dest: string, fh: FileHandle, size?: number): Promise<LocalCopy> {
     const bytes = size ?? (await fh.stat()).size;
     // Whole-second mtime: see lookupFile(). The exact atime orders this file after every older one.
     await fh.utimes(Date.now() / 1000, Math.floor(Date.now() / 1000));
-    return this.eviction.admit(bytes, async () => {
-      await this.inDir(path.dirname(dest), () => rename(tmp, dest));
-      this.stats_.added++;
-      // The identity after the rename (which moves the ctime): readers compare with it.
-      return { path: dest, offset: 0, ...identityOf(await fh.stat()) };
-    });
+    // Only the rename in the size queue's turn: what fails after it must not leave the file in the cache uncounted.
+    await this.eviction.admit(bytes, () => this.inDir(path.dirname(dest), () => rename(tmp, dest)));
+    this.stats_.added++;
+    // The identity after the rename (which moves the ctime): readers compare with it.
+    return { path: dest, offset: 0, ...identityOf(await fh.stat()) };
   }
 
   /** Runs `op`, which creates something in `dir`, making `dir` first (again, if it was removed meanwhile). */

@@ -1,7 +1,7 @@
 /** The cache's background syncs of unhashed parts (cache/background-sync.ts): flush waits for all, and names the failures. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BackgroundSync } from '../../src/cache/background-sync.js';
@@ -29,4 +29,28 @@ test('flush waits for every file added before it and names those that could not 
   // Added after a flush: the next flush waits for it too.
   sync.add(path.join(work, 'gone-too'));
   assert.deepEqual([...(await sync.flush())].sort(), [gone, path.join(work, 'gone-too')].sort());
+});
+
+test('writers\' descriptors handed over are synced and closed, also beyond the 64 kept open; a failed close counts as a failed sync', async () => {
+  const failures: string[] = [];
+  const sync = new BackgroundSync(async (file) => void failures.push(file));
+  const handles = await Promise.all(
+    Array.from({ length: 70 }, async (_, i) => {
+      const file = path.join(work, `h${i}`);
+      const fh = await open(file, 'w');
+      await fh.write(Buffer.alloc(4096, i));
+      return { file, fh };
+    }),
+  );
+  // The last one's close fails, as NFS reports a write that failed at close.
+  const last = handles.at(-1)!;
+  const close = last.fh.close.bind(last.fh);
+  last.fh.close = async () => {
+    await close();
+    throw Object.assign(new Error('EIO: i/o error, close'), { code: 'EIO' });
+  };
+  for (const { file, fh } of handles) sync.add(file, fh);
+  assert.deepEqual([...(await sync.flush())], [last.file]);
+  assert.deepEqual(failures, [last.file], 'handed to onFailure (the cache removes it)');
+  for (const { fh } of handles) assert.equal(fh.fd, -1, 'closed');
 });

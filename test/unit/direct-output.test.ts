@@ -97,3 +97,38 @@ test('pageAlignedShared: whole pages of shared memory, sized as asked', () => {
     assert.equal(buf.buffer.byteLength, Math.ceil(size / 65536) * 65536);
   }
 });
+
+test('direct writes in flight when a later buffer cannot be had page aligned still land: only new writes go buffered', async (t) => {
+  const file = path.join(work, 'late.img');
+  await writeFile(file, Buffer.alloc(0));
+  const block = 1 << 20;
+  const d = DirectOutput.open(file, 4 * block);
+  if (!d.active) {
+    t.skip(`the file system of ${work} refuses O_DIRECT: nothing direct to test here`);
+    return;
+  }
+  const blocks = [0, 1, 2, 3].map((i) => {
+    const b = d.allocate(block);
+    pattern(block, i + 1).copy(b);
+    return b;
+  });
+  // make-image keeps a few writes in flight while the block pool makes its next buffer
+  const writes = blocks.map((b, i) => d.write(b, i * block));
+  // A limit on address space (`ulimit -v`): no shared WebAssembly memory for the next buffer.
+  const wasm = (globalThis as unknown as { WebAssembly: { Memory: unknown } }).WebAssembly;
+  const memory = wasm.Memory;
+  wasm.Memory = function refused(): never {
+    throw new RangeError('WebAssembly.Memory(): could not allocate memory');
+  };
+  try {
+    assert.ok(d.allocate(block).buffer instanceof SharedArrayBuffer, 'a plain shared buffer instead');
+  } finally {
+    wasm.Memory = memory;
+  }
+  assert.equal(d.active, false, 'new writes go through the caller');
+  assert.deepEqual(await Promise.all(writes), [true, true, true, true], 'the writes in flight were not cut off (EBADF)');
+  assert.equal(await d.write(blocks[0]!, 0), false);
+  d.close();
+  const got = await readFile(file);
+  for (let i = 0; i < 4; i++) assert.ok(got.subarray(i * block, (i + 1) * block).equals(pattern(block, i + 1)), `block ${i}`);
+});

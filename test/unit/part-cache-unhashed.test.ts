@@ -119,3 +119,20 @@ test('an unhashed file the reader cannot hash stays, for the next reader', async
   assert.ok(await next.lookupPart('md5', p.key, p.bytes.length));
   assert.deepEqual(await names(next, p.hex), [p.hex]);
 });
+
+test('an unhashed file whose background sync failed is removed: never named, never left for a later reader', async () => {
+  const cache = newCache();
+  const p = part(7);
+  const begun = await cache.begin('parts', 'md5', p.hex);
+  assert.ok('writer' in begun);
+  await begun.writer.allocate(p.bytes.length);
+  await begun.writer.fh.write(p.bytes, 0, p.bytes.length, 0);
+  // The disk failed the writeback (EIO): a sync through a new descriptor could succeed later without the bytes.
+  begun.writer.fh.datasync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+  const copy = await begun.writer.commitUnhashed();
+  assert.equal(copy.deferred, true);
+  await cache.confirmUnhashed([copy]);
+  assert.deepEqual(await names(cache, p.hex), [], 'neither the checksum name nor an unhashed file');
+  assert.equal(await cache.lookupPart('md5', p.key, p.bytes.length), undefined, 'a reader finds nothing to adopt');
+  await cache.close();
+});
