@@ -30,8 +30,8 @@ async function syncHandle(fh: FileHandle): Promise<void> {
  * parts for milliseconds and kept the thread pool's few threads waiting on the disk, in front of every other
  * file operation of the fetches and of the image stream.
  *
- * Fields: `queue` (files not started yet, with the writer's descriptor while fewer than HELD_HANDLES are held:
- * a sync through it spares an open and a close), `held` (how many of those), `running` (syncs in flight),
+ * Fields: `queue` (files not started yet, each with its sync: through the writer's descriptor while fewer than
+ * HELD_HANDLES are held, which spares an open and a close), `held` (how many of those), `running` (syncs in flight),
  * `failed` (files whose sync failed: not durable, never to be named; each handed to `onFailure`, awaited as part
  * of its sync), `idle` (callers of `flush` waiting for the queue to empty).
  */
@@ -43,7 +43,7 @@ export class BackgroundSync {
    */
   constructor(private readonly onFailure: (file: string) => Promise<void> = async () => undefined) {}
 
-  private readonly queue: Array<{ file: string; fh?: FileHandle; closing?: Promise<void> }> = [];
+  private readonly queue: Array<{ file: string; sync: () => Promise<void> }> = [];
   private held = 0;
   private running = 0;
   private readonly failed = new Set<string>();
@@ -51,16 +51,17 @@ export class BackgroundSync {
 
   /** Syncs `file`; `fh`, a descriptor of it, becomes this object's to close. */
   add(file: string, fh?: FileHandle): void {
-    if (fh && this.held >= HELD_HANDLES) {
+    let sync = (): Promise<void> => syncFile(file);
+    if (fh && this.held < HELD_HANDLES) {
+      this.held++;
+      sync = () => syncHandle(fh).finally(() => this.held--);
+    } else if (fh) {
       // A close can report a failed write (NFS): then the file counts as not synced, whatever a later sync says.
       const closing = fh.close();
       closing.catch(() => undefined); // (seen when its turn comes)
-      fh = undefined;
-      this.queue.push({ file, closing });
-      return this.pump();
+      sync = () => closing.then(() => syncFile(file));
     }
-    if (fh) this.held++;
-    this.queue.push({ file, fh });
+    this.queue.push({ file, sync });
     this.pump();
   }
 
@@ -72,9 +73,9 @@ export class BackgroundSync {
 
   private pump(): void {
     while (this.running < CONCURRENCY && this.queue.length > 0) {
-      const { file, fh, closing } = this.queue.shift()!;
+      const { file, sync } = this.queue.shift()!;
       this.running++;
-      void (fh ? syncHandle(fh).finally(() => this.held--) : (closing ?? Promise.resolve()).then(() => syncFile(file)))
+      void sync()
         .catch(async () => {
           this.failed.add(file);
           await this.onFailure(file).catch(() => undefined);

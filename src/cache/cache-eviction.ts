@@ -220,7 +220,7 @@ export class CacheEviction {
     let incoming = 0;
     while (end < batch.length && batch[end]!.bytes !== undefined) incoming += batch[end++]!.bytes!;
     const bytes = await this.cacheBytes();
-    if (end - at > 1 && bytes + incoming <= (await this.recentLimit(bytes))) {
+    if (bytes + incoming <= (await this.recentLimit(bytes))) {
       await Promise.all(batch.slice(at, end).map((w) => this.runAdmission(w)));
       return end;
     }

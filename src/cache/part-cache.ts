@@ -176,11 +176,10 @@ export class PartCache {
    */
   private async adoptUnhashed(final: string, kind: ChecksumKind, hex: string, length?: number): Promise<VerifiedCopy | undefined> {
     const names = await readdir(path.dirname(final)).catch(() => [] as string[]);
+    const unhashed = names.filter((n) => n.startsWith(`${hex}.`) && n.endsWith(UNHASHED));
     // Neither an unhashed file nor the checksum name (committed since the caller looked): nothing to look at again.
-    const base = path.basename(final);
-    if (!names.some((n) => n === base || (n.startsWith(`${hex}.`) && n.endsWith(UNHASHED)))) return undefined;
-    for (const name of names) {
-      if (!name.startsWith(`${hex}.`) || !name.endsWith(UNHASHED)) continue;
+    if (unhashed.length === 0 && !names.includes(path.basename(final))) return undefined;
+    for (const name of unhashed) {
       const file = unhashedName(final);
       if (!(await rename(path.join(path.dirname(final), name), file).then(() => true, () => false))) continue;
       const st = await stat(file).catch(() => undefined);

@@ -4,13 +4,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CacheEviction } from '../../src/cache/cache-eviction.js';
 import { PartCache } from '../../src/cache/part-cache.js';
 import { checksumKey } from '../../src/format/checksum.js';
+import { hashWholeFile, md5sum } from '../helpers/hash.js';
 import { cacheFiles } from '../helpers/network.js';
 
 const MB = 1 << 20;
@@ -22,7 +22,7 @@ before(async () => {
 });
 after(() => rm(work, { recursive: true, force: true }));
 
-const hashFile = async (file: string, kind: 'md5' | 'sha256'): Promise<Buffer> => createHash(kind).update(await readFile(file)).digest();
+const hashFile = hashWholeFile;
 
 function newCache(maxBytes: number): PartCache {
   return new PartCache({ dir: path.join(work, `${++dirs}-cache`), maxBytes, hashFile });
@@ -31,7 +31,7 @@ function newCache(maxBytes: number): PartCache {
 /** Stores `size` bytes of `fill` through a writer, as a fetch does; returns the committed file. */
 async function store(cache: PartCache, fill: number, size = MB): Promise<string> {
   const bytes = Buffer.alloc(size, fill);
-  const md5 = createHash('md5').update(bytes).digest();
+  const md5 = md5sum(bytes);
   const begun = await cache.begin('parts', 'md5', md5.toString('hex'));
   assert.ok('writer' in begun);
   await begun.writer.fh.write(bytes, 0, bytes.length, 0);
@@ -116,7 +116,6 @@ test('folders are made 0700 and files 0600 under umask 022', async () => {
 
 test('trim at a mount\'s end: brings the cache under its limit after other processes added files, only if this one added any', async () => {
   const dir = path.join(work, `${++dirs}-shared`);
-  const hashFile = async (file: string, kind: 'md5' | 'sha256') => createHash(kind).update(await readFile(file)).digest();
   const other = new PartCache({ dir, maxBytes: 100 * MB, hashFile });
   const idle = new PartCache({ dir, maxBytes: 2.5 * MB, hashFile });
   const mount = new PartCache({ dir, maxBytes: 2.5 * MB, hashFile });

@@ -5,12 +5,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PartCache } from '../../src/cache/part-cache.js';
 import { checksumKey } from '../../src/format/checksum.js';
+import { hashWholeFile, md5sum } from '../helpers/hash.js';
 
 let work: string;
 let dirs = 0;
@@ -19,7 +19,7 @@ before(async () => {
 });
 after(() => rm(work, { recursive: true, force: true }));
 
-const hashFile = async (file: string, kind: 'md5' | 'sha256'): Promise<Buffer> => createHash(kind).update(await readFile(file)).digest();
+const hashFile = hashWholeFile;
 
 function newCache(hash = hashFile): PartCache {
   return new PartCache({ dir: path.join(work, `${++dirs}-cache`), hashFile: hash });
@@ -28,7 +28,7 @@ function newCache(hash = hashFile): PartCache {
 /** A part's bytes and names. */
 function part(fill: number, size = 4096) {
   const bytes = Buffer.alloc(size, fill);
-  const md5 = createHash('md5').update(bytes).digest();
+  const md5 = md5sum(bytes);
   return { bytes, md5, hex: md5.toString('hex'), key: checksumKey(md5) };
 }
 
