@@ -82,7 +82,7 @@ test('mount from local parts, a mirror configured but not needed: no undici anyw
   assert.ok(fuseNative(daemon).length > 0, 'the daemon mounts with fuse-native');
 });
 
-test('bin/jigdofs run as a program starts node with MALLOC_ARENA_MAX=2 and UV_THREADPOOL_SIZE=8, or the values the user set', async () => {
+test('bin/jigdofs run as a program starts node with MALLOC_ARENA_MAX=2 and UV_THREADPOOL_SIZE=24, or the values the user set', async () => {
   const out = path.join(work, 'arena.txt');
   // An --import hook in the node it starts writes down what that node sees (the shell line ran before it).
   const seen = `String(process.env.MALLOC_ARENA_MAX) + ' ' + String(process.env.UV_THREADPOOL_SIZE) + '\\n'`;
@@ -94,5 +94,5 @@ test('bin/jigdofs run as a program starts node with MALLOC_ARENA_MAX=2 and UV_TH
   };
   assert.equal((await run({})).stdout.trim(), '0.1.0');
   await run({ MALLOC_ARENA_MAX: '3', UV_THREADPOOL_SIZE: '5' });
-  assert.deepEqual((await readFile(out, 'utf8')).trim().split('\n'), ['2 8', '3 5']);
+  assert.deepEqual((await readFile(out, 'utf8')).trim().split('\n'), ['2 24', '3 5']);
 });
