@@ -1,0 +1,81 @@
+/**
+ * A verified commit into the disk cache (PartCache.verifyAndCommit through CacheWriter.commit): the file is hashed
+ * while its sync runs, gets its checksum name only once both are done and right, and the commit returns only once
+ * the sync is over, whatever the hash said.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PartCache } from '../../src/cache/part-cache.js';
+import type { ChecksumKind } from '../../src/format/checksum.js';
+import { hashWholeFile, md5sum } from '../helpers/hash.js';
+
+let work: string;
+let dirs = 0;
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-commit-'));
+});
+after(() => rm(work, { recursive: true, force: true }));
+
+/** A cache whose hashing calls `onHash` first; a writer holding `bytes`, ready to commit. */
+async function written(bytes: Buffer, onHash: () => void = () => undefined) {
+  const hashFile = (file: string, kind: ChecksumKind): Promise<Buffer> => {
+    onHash();
+    return hashWholeFile(file, kind);
+  };
+  const cache = new PartCache({ dir: path.join(work, `${++dirs}-cache`), hashFile });
+  const sum = md5sum(bytes);
+  const hex = sum.toString('hex');
+  const begun = await cache.begin('parts', 'md5', hex);
+  assert.ok('writer' in begun);
+  await begun.writer.allocate(bytes.length);
+  await begun.writer.fh.write(bytes, 0, bytes.length, 0);
+  const names = async (): Promise<string[]> => readdir(path.join(cache.dir, 'parts', 'md5', hex.slice(0, 2))).catch(() => []);
+  return { cache, writer: begun.writer, sum, hex, names };
+}
+
+test('a verified commit hashes the file while its sync runs, and names it once both are done', { timeout: 10_000 }, async () => {
+  let hashed!: () => void;
+  const hashStarted = new Promise<void>((resolve) => (hashed = resolve));
+  const { cache, writer, sum, hex, names } = await written(Buffer.alloc(8192, 3), () => hashed());
+  let synced = false;
+  const realSync = writer.fh.datasync.bind(writer.fh);
+  // The sync ends only once the hash has started: one after the other, this commit would never end.
+  writer.fh.datasync = async () => {
+    await hashStarted;
+    await realSync();
+    synced = true;
+  };
+  const copy = await writer.commit([['md5', sum]]);
+  assert.ok(copy, 'the bytes matched');
+  assert.equal(synced, true);
+  assert.deepEqual(await names(), [hex]);
+  await cache.close();
+});
+
+test('a failed sync gives no checksum name, even to bytes that hash right', async () => {
+  const { cache, writer, sum, names } = await written(Buffer.alloc(4096, 5));
+  writer.fh.datasync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+  await assert.rejects(writer.commit([['md5', sum]]), /EIO/);
+  assert.deepEqual(await names(), [], 'nothing under the checksum name');
+  await writer.abort();
+  await cache.close();
+});
+
+test('a commit whose bytes do not match returns only once the sync is over (the caller may close the file next)', async () => {
+  const { cache, writer, names } = await written(Buffer.alloc(4096, 6));
+  let syncDone = false;
+  const realSync = writer.fh.datasync.bind(writer.fh);
+  writer.fh.datasync = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await realSync();
+    syncDone = true;
+  };
+  assert.equal(await writer.commit([['md5', Buffer.alloc(16)]]), undefined, 'a mismatch');
+  assert.equal(syncDone, true, 'the sync had ended when the commit returned');
+  assert.deepEqual(await names(), []);
+  await writer.abort();
+  await cache.close();
+});
