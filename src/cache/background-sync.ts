@@ -4,9 +4,9 @@ import { open, type FileHandle } from 'node:fs/promises';
  * Files synced at a time. Each fdatasync of a new file commits the file system's journal (ext4: a commit and a cache
  * flush of the disk), and syncs that run at once share a commit. With 2, make-image of the 2 GB fixture over HTTP
  * (0 ms) ended with 1.2-1.6 s of syncs still to wait for; with 4 they kept up, but as many small commits, which the
- * image's writes waited behind on the disk; with 16 (and 24 threads in libuv's pool: bin/jigdofs) the run took
- * 0.6-0.9 s less in alternated rounds, with 32 no less than with 16 (BENCHMARKS.md, "Syncs that share the
- * journal's commits").
+ * image's writes waited behind on the disk; with 16 (and 24 threads in libuv's pool: bin/jigdofs) the run's median
+ * was 0.2-1.0 s lower in alternated loops (the host's noise was of that size too), with 32 not lower than with 16
+ * (BENCHMARKS.md, "Syncs that share the journal's commits").
  */
 const CONCURRENCY = 16;
 /** Writers' descriptors kept open for their sync at most (one beyond is closed at once and synced by its name). */

@@ -295,19 +295,16 @@ export class PartCache {
    * asking the file system.
    */
   async verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck, size?: number): Promise<VerifiedCopy | undefined> {
-    const synced = fh.datasync().then(
-      () => undefined,
-      (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
-    );
+    const synced = fh.datasync();
+    synced.catch(() => undefined); // its failure fails the rename below; a mismatch needs no rename
     const hash: HashFile = known ? (file, kind) => (kind === known[0] ? Promise.resolve(known[1]) : this.hashFile(file, kind)) : this.hashFile;
     try {
       return await commitIfMatches(hash, tmp, sums, async () => {
-        const failed = await synced;
-        if (failed) throw failed;
+        await synced;
         return this.place(tmp, final, fh, size);
       });
     } finally {
-      await synced;
+      await synced.catch(() => undefined);
     }
   }
 
