@@ -16,13 +16,18 @@ const IN_FLIGHT = 3;
 /**
  * Bytes written between two background fdatasyncs: the disk writes the image while we still read and
  * hash, instead of all of it in the final fsync (2 GB fixture: final fsync 1.4 s -> 0.15 s, warm
- * make-image 6.9 s -> 6.2 s).
+ * make-image 6.9 s -> 6.2 s). Small, because a write issued while a sync runs waits for it, and a sync's
+ * time grows with the bytes it flushes: with 256 MiB, direct writes stalled up to 150-190 ms each time,
+ * longer than the IN_FLIGHT blocks cover, and the hashing worker (the critical path) sat idle for ~0.9 s of a
+ * local make-image; with 16 MiB the longest write took 24-31 ms and the worker waited only for reads. Local
+ * make-image, 2 GB fixture: 4.80-5.07 s -> 3.89-4.08 s with O_DIRECT, 5.69-7.23 s -> 5.23-6.13 s buffered;
+ * over HTTP no change (it waits for the fetches). BENCHMARKS.md, "Smaller background syncs of the image".
  */
-const WRITEBACK_BYTES = 256 << 20;
+const WRITEBACK_BYTES = 16 << 20;
 /**
  * Largest single write(2) of the image. A 4 MiB block written in one call costs the kernel 3-5× the CPU of the
  * same block in 512 KiB calls (copy_folio_from_iter_atomic; 2.1 GB: 3.5-5.5 s vs 1.1-1.2 s of sys, measured with a
- * throwaway script writing 4 MiB buffers into a fresh file with a datasync every 256 MiB, as writeBlocks does).
+ * throwaway script writing 4 MiB buffers into a fresh file with a datasync every 256 MiB, as writeBlocks then did).
  */
 const WRITE_SLICE = 512 << 10;
 
