@@ -20,6 +20,17 @@ export const SPILL_THRESHOLD = 16 * 1024 * 1024;
 const MAX_BZIP2_CHUNK = 64 * 1024 * 1024;
 const SPILL_BLOCK = 1024 * 1024;
 
+/**
+ * zlib's output buffer for a chunk inflated whole: the chunk's size (+1, so that a longer stream shows as one),
+ * so the pool thread inflates into one buffer that becomes the result. With zlib's default 16 KiB, the main thread
+ * took each 16 KiB piece in a callback, then copied all of them into one buffer: the template-heavy start of the
+ * 2 GB fixture's image kept it busy ~0.3 s before the first block reached the hashing worker, and a local
+ * make-image took 0.25 s longer (BENCHMARKS.md, "Smaller background syncs of the image").
+ */
+function outputBufferSize(chunk: RawChunk): number {
+  return Math.max(64, chunk.uncompressedLength + 1); // zlib's smallest chunkSize is 64
+}
+
 export interface TemplateDataOptions {
   /** Bytes of decompressed chunks kept in memory. */
   memoryLimit: number;
@@ -155,7 +166,7 @@ export class TemplateData {
     try {
       data =
         chunk.compression === 'zlib'
-          ? await inflateAsync(payload, { maxOutputLength: chunk.uncompressedLength + 1 })
+          ? await inflateAsync(payload, { maxOutputLength: chunk.uncompressedLength + 1, chunkSize: outputBufferSize(chunk) })
           : await this.opts.pool.bunzip2(payload, chunk.uncompressedLength);
     } catch (err) {
       throw this.corrupt(chunk, `corrupt ${chunk.compression} data (${errorMessage(err)})`);

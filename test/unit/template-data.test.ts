@@ -1,0 +1,98 @@
+// The template's raw stream (src/sources/template-data.ts) for chunks inflated whole in memory: the bytes read
+// back are the deflated ones, and a chunk whose stream is longer or shorter than its part header claims is a
+// JigdoError naming the template and the raw-data part, whatever zlib's output buffer size.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { deflateSync } from 'node:zlib';
+import { BufferByteSource } from '../../src/format/bytesource.js';
+import { JigdoError } from '../../src/format/errors.js';
+import type { RawChunk, TemplateInfo } from '../../src/format/template.js';
+import { TemplateData } from '../../src/sources/template-data.js';
+import { WorkerPool } from '../../src/util/worker-pool.js';
+
+const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-template-data-'));
+const pool = new WorkerPool(1);
+after(async () => {
+  await pool.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+/**
+ * A template whose raw stream is the given chunks, each zlib data claiming `claimed` bytes (default: its real
+ * size). Only what TemplateData reads is filled in: the payloads' places, the claimed sizes, the raw length.
+ */
+function rawStream(chunks: Array<{ bytes: Buffer; claimed?: number }>): TemplateData {
+  const payloads: Buffer[] = [];
+  const raw: RawChunk[] = [];
+  let fileAt = 0;
+  let rawAt = 0;
+  chunks.forEach(({ bytes, claimed = bytes.length }, index) => {
+    const payload = deflateSync(bytes);
+    fileAt += 16; // the part header, not read by TemplateData
+    payloads.push(Buffer.alloc(16), payload);
+    raw.push({ index, compression: 'zlib', payloadOffset: fileAt, payloadLength: payload.length, uncompressedLength: claimed, rawStart: rawAt });
+    fileAt += payload.length;
+    rawAt += claimed;
+  });
+  const info = { name: 'test.template', chunks: raw, desc: { rawLength: rawAt } } as unknown as TemplateInfo;
+  const src = new BufferByteSource('test.template', Buffer.concat(payloads));
+  return new TemplateData(src, info, { memoryLimit: 64 << 20, spillDir: path.join(work, 'spill'), pool });
+}
+
+/** Bytes that zlib does not shrink to nothing: a multiple of its 16 KiB default output piece, and not of it. */
+function pattern(n: number, seed: number): Buffer {
+  const out = Buffer.alloc(n);
+  let x = seed;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+test('chunks inflated whole read back exactly, across chunk boundaries, for every size class', async () => {
+  const chunks = [pattern(1, 1), pattern(16384, 2), pattern(16385, 3), pattern(3 << 20, 4), Buffer.alloc(0), pattern(70_000, 5)];
+  const whole = Buffer.concat(chunks);
+  const data = rawStream(chunks.map((bytes) => ({ bytes })));
+  try {
+    const all = Buffer.alloc(whole.length);
+    await data.readInto(0, whole.length, all, 0);
+    assert.ok(all.equals(whole));
+    const across = Buffer.alloc(40_000);
+    const from = 1 + 16384 + 16385 - 20_000;
+    await data.readInto(from, across.length, across, 0);
+    assert.ok(across.equals(whole.subarray(from, from + across.length)));
+  } finally {
+    await data.close();
+  }
+});
+
+test('a chunk that inflates to more bytes than its header claims is a JigdoError naming the template and the part', async () => {
+  const data = rawStream([{ bytes: pattern(1000, 6) }, { bytes: pattern(50_000, 7), claimed: 40_000 }]);
+  try {
+    await assert.rejects(data.readInto(1000, 10, Buffer.alloc(10), 0), (err: unknown) => {
+      assert.ok(err instanceof JigdoError, String(err));
+      assert.match(err.message, /test\.template.*raw-data part 2: corrupt zlib data/);
+      assert.ok(!err.message.includes("\n"));
+      return true;
+    });
+  } finally {
+    await data.close();
+  }
+});
+
+test('a chunk that inflates to fewer bytes than its header claims is a JigdoError naming the template and the part', async () => {
+  const data = rawStream([{ bytes: pattern(30_000, 8), claimed: 30_001 }]);
+  try {
+    await assert.rejects(data.readInto(0, 10, Buffer.alloc(10), 0), (err: unknown) => {
+      assert.ok(err instanceof JigdoError, String(err));
+      assert.match(err.message, /test\.template.*raw-data part 1: decompressed to 30000 bytes instead of 30001/);
+      return true;
+    });
+  } finally {
+    await data.close();
+  }
+});
