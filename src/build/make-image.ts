@@ -195,9 +195,9 @@ async function writeImage(
   try {
     // Sized before the first write, so no write extends the file: ext4 journals more for a direct write past the
     // end (the inode on the orphan list before it, the new size after it), and such writes waited longer behind the
-    // background syncs. 2 GB fixture, alternated: make-image 0.05-0.5 s quicker locally, 0.35-0.8 s over HTTP at
-    // 0 ms (BENCHMARKS.md, "Smaller background syncs of the image"). The file stays sparse until written; the
-    // final truncate cuts the direct-write probe off.
+    // background syncs. 2 GB fixture, alternated: make-image 0.05-0.87 s quicker locally in every pair where the
+    // host's disk did not stall, 0.35-0.8 s over HTTP at 0 ms (BENCHMARKS.md, "Smaller background syncs of the
+    // image"). The file stays sparse until written; the final truncate cuts the direct-write probe off.
     await fh.truncate(layout.size).catch(cannotWrite);
     try {
       await writeBlocks(reader, { fh, direct }, hash, cannotWrite, progress, () => void locate());

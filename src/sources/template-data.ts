@@ -23,8 +23,8 @@ const SPILL_BLOCK = 1024 * 1024;
 /**
  * zlib's output buffer for a chunk inflated whole: the chunk's size (+1, so that a longer stream shows as one),
  * so the pool thread inflates into one buffer that becomes the result. With zlib's default 16 KiB, the main thread
- * took each 16 KiB piece in a callback, then copied all of them into one buffer: the template-heavy start of the
- * 2 GB fixture's image kept it busy ~0.3 s before the first block reached the hashing worker, and a local
+ * took each 16 KiB piece in a callback, then copied all of them into one buffer: with the template-heavy start of
+ * the 2 GB fixture's image, the first block reached make-image's hashing worker 0.13 s later, and a local
  * make-image took 0.25 s longer (BENCHMARKS.md, "Smaller background syncs of the image").
  */
 function outputBufferSize(chunk: RawChunk): number {
