@@ -5,6 +5,7 @@ import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js'
 import type { ImageSession } from '../engine/session.js';
 import { DirectOutput } from './direct-output.js';
 import { pooledImageBlocks } from './stream.js';
+import { holdsSparseFiles } from '../util/sparse-files.js';
 
 /**
  * Blocks in flight at a time, each being written and hashed at once (memory: (depth + IN_FLIGHT + 1) × 4 MiB).
@@ -197,8 +198,9 @@ async function writeImage(
     // end (the inode on the orphan list before it, the new size after it), and such writes waited longer behind the
     // background syncs. 2 GB fixture, alternated: make-image 0.05-0.87 s quicker locally in every pair where the
     // host's disk did not stall, 0.35-0.8 s over HTTP at 0 ms (BENCHMARKS.md, "Smaller background syncs of the
-    // image"). The file stays sparse until written; the final truncate cuts the direct-write probe off.
-    await fh.truncate(layout.size).catch(cannotWrite);
+    // image"). The file stays sparse until written; the final truncate cuts the direct-write probe off. Only where
+    // growing a file writes nothing (util/sparse-files.ts): on FAT it would write the whole image twice.
+    if (await holdsSparseFiles(fsPath(tmp))) await fh.truncate(layout.size).catch(cannotWrite);
     try {
       await writeBlocks(reader, { fh, direct }, hash, cannotWrite, progress, () => void locate());
     } catch (err) {
