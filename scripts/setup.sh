@@ -5,7 +5,8 @@
 #   1. system packages: jigdo-file, xorriso, genisoimage (the oracles and fixture builders), libfuse2 (linked by
 #      fuse-native's prebuilt binary), fuse3 (fusermount), e2fsprogs (mkfs.ext4 -d, debugfs), openssl gzip bzip2,
 #      ca-certificates (npm over https); for `jigdofs serve`'s tests and benchmark: curl, wget, aria2, qemu-utils +
-#      qemu-block-extra (qemu-img over http), squid, nginx-light (has the slice module); udftools (mkudffs: UDF test images)
+#      qemu-block-extra (qemu-img over http), squid, nginx-light (has the slice module); udftools (mkudffs: UDF test images);
+#      util-linux-extra (fincore: the tests of files dropped from the page cache measure with it)
 #      fusermount3 must be setuid root (fuse3's postinst makes it so) for the regular-user tests
 #   2. npm ci (npm install when there is no package-lock.json) in the repository root
 #   3. npm run build
@@ -16,7 +17,7 @@ trap 'echo "setup: failed (rc $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PKGS=(jigdo-file xorriso genisoimage libfuse2 fuse3 e2fsprogs openssl gzip bzip2 ca-certificates
-  curl wget aria2 qemu-utils qemu-block-extra squid nginx-light udftools)
+  curl wget aria2 qemu-utils qemu-block-extra squid nginx-light udftools util-linux-extra)
 
 say() { echo "setup: $*"; }
 

@@ -66,6 +66,7 @@ export async function* pooledImageBlocks(reader: ImageReader, opts: PooledBlockO
     }
     const head = queue.shift()!;
     const data = await head.data;
+    reader.passedThrough(head.offset, head.offset + data.length); // blocks are read in order: all before is read too
     fill();
     let released = false;
     yield {

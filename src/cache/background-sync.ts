@@ -51,6 +51,8 @@ export class BackgroundSync {
   private running = 0;
   private readonly failed = new Set<string>();
   private idle: Array<() => void> = [];
+  /** Files added and not synced yet, each with what `whenSynced` callers wait on. */
+  private readonly pending = new Map<string, { done: Promise<void>; resolve: () => void }>();
 
   /** Syncs `file`; `fh`, a descriptor of it, becomes this object's to close. */
   add(file: string, fh?: FileHandle): void {
@@ -65,7 +67,17 @@ export class BackgroundSync {
       sync = () => closing.then(() => syncFile(file));
     }
     this.queue.push({ file, sync });
+    if (!this.pending.has(file)) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      this.pending.set(file, { done, resolve });
+    }
     this.pump();
+  }
+
+  /** Resolves once `file`'s sync is over (failed or not), at once if it has none to wait for. */
+  whenSynced(file: string): Promise<void> {
+    return this.pending.get(file)?.done ?? Promise.resolve();
   }
 
   /** Waits for every file added so far; returns those whose sync failed (a file gone meanwhile included). */
@@ -84,6 +96,8 @@ export class BackgroundSync {
           await this.onFailure(file).catch(() => undefined);
         })
         .finally(() => {
+          this.pending.get(file)?.resolve();
+          this.pending.delete(file);
           this.running--;
           this.pump();
           if (this.running === 0 && this.queue.length === 0) for (const wake of this.idle.splice(0)) wake();

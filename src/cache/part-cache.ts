@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
 import { identityOf, sameIdentity } from '../sources/hash-index.js';
 import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type LocalCopy, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
@@ -9,6 +10,7 @@ import { BackgroundSync, syncFile } from './background-sync.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
 import { CacheLocks, FILE_MODE, ownerTag } from './cache-lock.js';
 import { CacheWriter } from './cache-writer.js';
+import { PageRelease } from './page-release.js';
 
 /**
  * The disk cache of fetched parts and templates, shared by every process of the user.
@@ -62,8 +64,9 @@ export interface PartCacheOptions {
   /** `--cache-size` in bytes; undefined: the default. */
   maxBytes?: number;
   log?: (line: string) => void;
-  /** Hashes a whole file (defaults to the worker pool). */
+  /** Hashes a whole file, and drops files from the page cache (leavePageCache; absent: nothing is): the worker pool. */
   hashFile: (file: string, kind: ChecksumKind) => Promise<Buffer>;
+  dropPages?: (paths: string[]) => Promise<void>;
 }
 
 export interface CacheStats {
@@ -84,21 +87,19 @@ export interface CacheStats {
   adopted: number;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /**
- * Fields: `stats_` is shared: this class counts hits, misses, added and removedBad; `eviction` the sizes,
- * limit and evictions. `madeDirs` (folders made by this process), `locks` (lock files held here).
- * Order in begin: the once-per-process cleanup, then the lock, then the lookup (the caller looked before; another
- * process may have renamed the file in between), then the temporary file; after a wait for another process's
- * lock, a lookup before the next try. In a commit: hash (outside any queue), set the times, then the size
- * queue's turn: make room (once for commits that fit together: CacheEviction.admit), rename, count; the lock is
- * released after the rename. An unhashed commit is synced after it, in the background (unhashedSync).
+ * Fields: `stats_` is shared: this class counts hits, misses, added and removedBad; `eviction` the sizes, limit and
+ * evictions. `madeDirs` (folders made here), `locks` (lock files held here). Order in begin: the once-per-process
+ * cleanup, the lock, the lookup (another process may have renamed the file since the caller looked), the temporary
+ * file; after a wait for another process's lock, a lookup before the next try. In a commit: hash (outside any queue),
+ * set the times, then the size queue's turn: make room (once for commits that fit together: CacheEviction.admit),
+ * rename, count; the lock is released after the rename. An unhashed commit is synced after it, in the background.
  */
 export class PartCache {
   readonly dir: string;
   private readonly log: (line: string) => void;
   private readonly hashFile: HashFile;
+  private readonly pages: PageRelease; // files a reader is done with, leaving the page cache
   private readonly eviction: CacheEviction;
   private readonly locks: CacheLocks;
   /** Directories made by this process (one mkdir each, not one per part). */
@@ -114,6 +115,7 @@ export class PartCache {
     this.dir = path.resolve(opts.dir);
     this.log = opts.log ?? (() => undefined);
     this.hashFile = opts.hashFile;
+    this.pages = new PageRelease(opts.dropPages, (file) => this.unhashedSync.whenSynced(file), (file) => (file.endsWith(UNHASHED) ? finalOf(file) : file));
     this.stats_ = { dir: this.dir, bytes: 0, files: 0, limit: 0, hits: 0, misses: 0, added: 0, evictions: 0, evictedBytes: 0, removedBad: 0, adopted: 0 };
     const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.inDir(dir, op);
     this.locks = new CacheLocks(this.dir, path.join(this.dir, 'parts', 'locks'), this.tmpDir, inDir, this.log);
@@ -341,6 +343,11 @@ export class PartCache {
     await Promise.all(Array.from({ length: 8 }, next));
   }
 
+  /** A reader is done with these files (RemoteParts.passed): they leave the page cache once on the disk (PageRelease). */
+  leavePageCache(paths: string[]): void {
+    this.pages.leave(paths);
+  }
+
   /** Renames `tmp` to `dest` after making room for it (counted once renamed); its identity after the rename. */
   private async place(tmp: string, dest: string, fh: FileHandle, size?: number): Promise<LocalCopy> {
     const bytes = size ?? (await fh.stat()).size;
@@ -377,7 +384,7 @@ export class PartCache {
   /** The end of this process's use of the cache: its last commits let go of the size lock, its lock inode goes (cache-lock.ts). */
   async close(): Promise<void> {
     await this.unhashedSync.flush();
-    await this.eviction.idle();
+    await Promise.all([this.eviction.idle(), this.pages.idle()]);
     this.locks.removeSpare();
   }
 

@@ -144,6 +144,7 @@ export function sourceOptions(flags: SourceFlags, use: { fetchParts?: boolean } 
     streamsPerPart: settings.streamsPerPart,
     log,
     hashFile: (file, kind) => pool.hashFile(file, kind),
+    dropPages: (paths) => pool.dropPages(paths),
   });
   return {
     local: settings.local,

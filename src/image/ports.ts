@@ -15,4 +15,9 @@ export interface PartBytes {
   readInto(key: string, from: number, length: number, target: Buffer, targetOffset: number, signal?: AbortSignal): Promise<void>;
   /** Have these parts located (and fetched) ahead of a sequential reader; never fails. */
   prefetch(keys: Iterable<string>): void;
+  /**
+   * A sequential reader has read these parts at their last place in the image: it will not read them again, so
+   * their files may leave the page cache (PartStore.passed). Never fails.
+   */
+  passed?(keys: string[]): void;
 }

@@ -60,6 +60,8 @@ export class ImageReader {
   private readonly opts: ReaderOptions;
   /** Ends of recent reads: a read starting at one of them continues a stream (its streak, and when). */
   private readonly streamEnds = new LRUCache<number, { streak: number; at: number; start: number }>({ max: 64 });
+  /** Blocks read whole lately (indexes), for blockRead: a part is passed once every block it lies in was read. */
+  private readonly readBlocks = new LRUCache<number, true>({ max: 4096 });
   readonly stats = { reads: 0, bytesServed: 0, readaheadHits: 0, errors: 0 };
 
   constructor(
@@ -106,13 +108,25 @@ export class ImageReader {
     try {
       // A block may span a missing part the request does not touch: then read just the request.
       if (streak >= 1) await this.copyFromBlocks(offset, end, out, streak === 1, end - start).catch(() => this.readInto(offset, out));
-      else await this.readInto(offset, out);
+      else if (this.inReadBlocks(offset, end)) await this.copyBlocks(offset, end, out).catch(() => this.readAlone(offset, out));
+      else await this.readAlone(offset, out);
       this.stats.bytesServed += out.length;
       return out.length;
     } catch (err) {
       this.stats.errors++;
       throw err;
     }
+  }
+
+  /**
+   * A read served by itself (readInto), not from blocks: the first of a stream, or one that FUSE's threads handed over
+   * before the one it follows. Blocks it covers whole count as read (blockRead), as if read for a stream.
+   */
+  private async readAlone(offset: number, out: Buffer): Promise<void> {
+    await this.readInto(offset, out);
+    const bs = this.opts.blockSize;
+    const end = offset + out.length;
+    for (let i = Math.ceil(offset / bs); (i + 1) * bs <= end || (i * bs < end && end === this.layout.size); i++) this.blockRead(i);
   }
 
   /** The image's bytes from `offset` into all of `target`; returns only once no source writes into it. */
@@ -143,7 +157,10 @@ export class ImageReader {
     // readInto returns only once no source writes into the buffer any more, failed or not.
     block.data = this.readInto(index * bs, target)
       .finally(() => (block.settled = true))
-      .then(() => target);
+      .then(() => {
+        this.blockRead(index);
+        return target;
+      });
     // A failed block is retried by the next read.
     block.data.catch(() => this.blocks.peek(index) === block && this.blocks.delete(index));
     this.blocks.set(index, block);
@@ -205,10 +222,25 @@ export class ImageReader {
 
   /** Serves a sequential read from blocks into `out` (waiting for those not read yet) and reads ahead. */
   private async copyFromBlocks(offset: number, end: number, out: Buffer, newStream: boolean, streamLength: number): Promise<void> {
+    this.readAhead(offset, end, newStream, streamLength);
+    await this.copyBlocks(offset, end, out);
+  }
+
+  /**
+   * Every block [offset, end) lies in was read already: a stream's read that FUSE's threads handed over after the one
+   * it follows is served from them (not read from the sources again, whose files may have left the page cache).
+   */
+  private inReadBlocks(offset: number, end: number): boolean {
+    const bs = this.opts.blockSize;
+    for (let i = Math.floor(offset / bs); i <= Math.floor((end - 1) / bs); i++) if (!this.blocks.peek(i)?.settled) return false;
+    return true;
+  }
+
+  /** Copies [offset, end) out of the blocks into `out`, waiting for those not read yet. */
+  private async copyBlocks(offset: number, end: number, out: Buffer): Promise<void> {
     const bs = this.opts.blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((end - 1) / bs);
-    this.readAhead(offset, end, newStream, streamLength);
     for (let i = first; i <= last; i++) {
       const block = this.block(i);
       block.pins++;
@@ -222,5 +254,41 @@ export class ImageReader {
         block.pins--;
       }
     }
+  }
+
+  /**
+   * Block `index` was read whole for a stream: the parts whose last place in the image lies in blocks all read now are
+   * passed (PartBytes.passed). FUSE's threads hand a `cp`'s reads over in any order, and blocks end in any order, so
+   * whichever of a part's blocks ends last passes it.
+   */
+  private blockRead(index: number): void {
+    this.readBlocks.set(index, true);
+    const bs = this.opts.blockSize;
+    const isRead = (i: number): boolean => i === index || this.readBlocks.has(i);
+    const keys: string[] = [];
+    for (const { region } of this.layout.slices(index * bs, bs)) {
+      if (region.kind !== 'part') continue;
+      const offsets = this.layout.parts.get(region.key)!.offsets;
+      if (offsets[offsets.length - 1] !== region.offset) continue;
+      let all = true;
+      for (let i = Math.floor(region.offset / bs); all && i <= Math.floor((region.offset + region.length - 1) / bs); i++) all = isRead(i);
+      if (all) keys.push(region.key);
+    }
+    if (keys.length > 0) this.parts.passed?.(keys);
+  }
+
+  /**
+   * A sequential reader has read all of [from, to) in order (make-image's stream): tells the parts whose last place in
+   * the image ends inside it (PartBytes.passed), which that reader will not read again.
+   */
+  passedThrough(from: number, to: number): void {
+    if (!this.parts.passed || to <= from) return;
+    const keys: string[] = [];
+    for (const { region } of this.layout.slices(from, to - from)) {
+      if (region.kind !== 'part' || region.offset + region.length > to) continue;
+      const offsets = this.layout.parts.get(region.key)!.offsets;
+      if (offsets[offsets.length - 1] === region.offset) keys.push(region.key);
+    }
+    if (keys.length > 0) this.parts.passed(keys);
   }
 }

@@ -23,6 +23,8 @@ export interface NetworkOptions {
   log: (line: string) => void;
   /** Hashes a cache file before it is committed: the command's worker pool. */
   hashFile: (file: string, kind: ChecksumKind) => Promise<Buffer>;
+  /** Drops files from the page cache (PartCache.leavePageCache): the command's worker pool. Absent: nothing is dropped. */
+  dropPages?: (paths: string[]) => Promise<void>;
 }
 
 export const NETWORK_DEFAULTS = {

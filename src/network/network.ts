@@ -55,7 +55,7 @@ export class Network {
 
   constructor(readonly opts: NetworkOptions) {
     this.board = new MirrorBoard(opts.log);
-    this.cache = new PartCache({ dir: opts.cacheDir, maxBytes: opts.cacheSize, log: opts.log, hashFile: opts.hashFile });
+    this.cache = new PartCache({ dir: opts.cacheDir, maxBytes: opts.cacheSize, log: opts.log, hashFile: opts.hashFile, dropPages: opts.dropPages });
     this.http = opts.offline ? undefined : new HttpClient({ timeoutMs: opts.timeoutMs, connections: opts.connections, fetchThreads: fetchThreadCount() });
     const slots = new Slots(opts.connections);
     this.online = this.http && { http: this.http, board: this.board, cache: this.cache, opts, request: (fn) => slots.run(fn) };

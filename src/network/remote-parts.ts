@@ -111,6 +111,16 @@ export class RemoteParts implements PartProvider {
     await this.ctx.cache.confirmUnhashed(copies);
   }
 
+  /**
+   * A sequential reader has read these downloads where the image last needs them: they leave the page cache
+   * (PartCache.leavePageCache). Written for that reader and read once, their pages would otherwise stay until memory
+   * runs short: a second copy of the image, pushing out what the user has there. A reader that wants one again reads
+   * it from the disk. Parts found in the cache, and the user's files, keep their pages.
+   */
+  passed(copies: VerifiedCopy[]): void {
+    this.ctx.cache.leavePageCache(copies.map((c) => c.path));
+  }
+
   /** A part cached unhashed hashed wrong (after a wrong image): the mirror that sent it sent wrong bytes. */
   rejected(key: string): void {
     const from = this.unhashed.get(key)?.mirrors;

@@ -50,6 +50,11 @@ export interface PartProvider {
   deferChecks?(on: boolean): void;
   confirmDeferred?(): Promise<void>;
   rejected?(key: string): void;
+  /**
+   * A sequential reader has read these copies (this provider's) at their parts' last place in the image: one whose
+   * copies are its own downloads lets them leave the page cache (RemoteParts). Never fails.
+   */
+  passed?(copies: VerifiedCopy[]): void;
 }
 
 /** How often an open copy is re-checked (its identity) so that a file changed under us is never served. */
@@ -224,6 +229,22 @@ export class PartStore {
           this.pumpPrefetch();
         });
     }
+  }
+
+  /**
+   * A sequential reader (make-image's stream, a `cp` of a mount) has read these parts at their last place in the
+   * image: each located part's provider is told (PartProvider.passed), by provider.
+   */
+  passed(keys: string[]): void {
+    const byProvider = new Map<string, VerifiedCopy[]>();
+    for (const key of keys) {
+      const loc = this.located.get(key);
+      if (!loc) continue;
+      const copies = byProvider.get(loc.provider) ?? [];
+      copies.push(loc.copy);
+      byProvider.set(loc.provider, copies);
+    }
+    for (const [name, copies] of byProvider) this.providers.find((p) => p.name === name)?.passed?.(copies);
   }
 
   /** Records a failure for `status`; logs it when asked (a mount logs, `missing` reports by itself). */

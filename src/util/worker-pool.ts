@@ -123,6 +123,14 @@ export class WorkerPool {
     return this.run<RsyncMatches>({ op: 'rsyncScan', path, sums, window, step, maxMatches });
   }
 
+  /**
+   * Drops these files' pages from the kernel's page cache (util/page-cache.ts), on a worker: freeing a 1 MiB file's
+   * pages takes ~0.1 ms of the calling thread. Never fails: files it cannot open are left as they are.
+   */
+  async dropPages(paths: string[]): Promise<void> {
+    await this.run<null>({ op: 'dropPages', paths }).catch(() => undefined);
+  }
+
   /** A hash fed in order from the main thread and computed on one worker, so hashing overlaps I/O. */
   streamHash(kind: ChecksumKind): StreamHash {
     const worker = this.pick();

@@ -54,3 +54,28 @@ test('writers\' descriptors handed over are synced and closed, also beyond the 6
   assert.deepEqual(failures, [last.file], 'handed to onFailure (the cache removes it)');
   for (const { fh } of handles) assert.equal(fh.fd, -1, 'closed');
 });
+
+test('whenSynced waits for the file\'s own sync only: at once for a file not added, after its datasync for one that is', async () => {
+  const sync = new BackgroundSync();
+  await sync.whenSynced(path.join(work, 'never-added')); // resolves at once
+  const file = path.join(work, 'slow');
+  const fh = await open(file, 'w');
+  await fh.write(Buffer.alloc(4096, 1));
+  // A datasync held until released, so the order of events is the test's.
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const datasync = fh.datasync.bind(fh);
+  fh.datasync = async () => {
+    await held;
+    await datasync();
+  };
+  sync.add(file, fh);
+  let synced = false;
+  const waiting = sync.whenSynced(file).then(() => (synced = true));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(synced, false, 'not before its sync ends');
+  release();
+  await waiting;
+  assert.equal(fh.fd, -1, 'its sync (and the close after it) is over');
+  await sync.whenSynced(file); // and at once afterwards
+});

@@ -12,8 +12,11 @@ import { ImageReader, type ReaderOptions } from '../../src/image/reader.js';
 const KB = 1024;
 const BLOCK = 64 * KB;
 
-/** raw 100K | part p0 200K | raw 50K | parts p1..p8 of 100K each | raw 30K: 1180 KiB, 18+ blocks. */
-function fixture(opts: Partial<ReaderOptions> = {}) {
+/**
+ * raw 100K | part p0 200K | raw 50K | parts p1..p8 of 100K each | raw 30K: 1180 KiB, 18+ blocks. With `repeatP1`,
+ * p1 is also at the end, after the last raw (1280 KiB).
+ */
+function fixture(opts: Partial<ReaderOptions> = {}, { repeatP1 = false } = {}) {
   const raw = randomBytes(180 * KB);
   const partBytes = new Map<string, Buffer>();
   const regions: Region[] = [];
@@ -26,8 +29,10 @@ function fixture(opts: Partial<ReaderOptions> = {}) {
     rawAt += length;
   };
   const addPart = (key: string, length: number) => {
-    partBytes.set(key, randomBytes(length));
-    parts.set(key, { key, sum: Buffer.alloc(16), length, offsets: [at] });
+    if (!partBytes.has(key)) partBytes.set(key, randomBytes(length));
+    const need = parts.get(key) ?? { key, sum: Buffer.alloc(16), length, offsets: [] };
+    need.offsets.push(at);
+    parts.set(key, need);
     regions.push({ kind: 'part', offset: at, length, key });
     at += length;
   };
@@ -36,12 +41,16 @@ function fixture(opts: Partial<ReaderOptions> = {}) {
   addRaw(50 * KB);
   for (let i = 1; i <= 8; i++) addPart(`p${i}`, 100 * KB);
   addRaw(30 * KB);
+  if (repeatP1) addPart('p1', 100 * KB);
   const layout = new ImageLayout(at, 'md5', Buffer.alloc(16), regions, parts);
   const image = Buffer.concat(regions.map((r) => (r.kind === 'raw' ? raw.subarray(r.rawOffset, r.rawOffset + r.length) : partBytes.get(r.key)!)));
 
   const rawCalls: Array<[number, number]> = [];
   const partCalls: Array<[string, number, number]> = [];
   const prefetched: string[][] = [];
+  /** Each `passed` call: the parts, and how far the read then being served reaches (`servedTo`, set by the test). */
+  const passed: Array<{ keys: string[]; servedTo: number }> = [];
+  const progress = { servedTo: 0 };
   const rawPort: RawBytes = {
     readInto: async (rawOffset, length, target, targetOffset) => {
       rawCalls.push([rawOffset, length]);
@@ -54,10 +63,11 @@ function fixture(opts: Partial<ReaderOptions> = {}) {
       partBytes.get(key)!.copy(target, targetOffset, from, from + length);
     },
     prefetch: (keys) => void prefetched.push([...keys]),
+    passed: (keys) => void passed.push({ keys, servedTo: progress.servedTo }),
   };
   const reader = new ImageReader(layout, rawPort, partPort, { blockSize: BLOCK, readaheadBlocks: 2, readaheadMemory: 16 * BLOCK, prefetchBytes: 300 * KB, ...opts });
   const bytesAsked = () => rawCalls.reduce((n, [, l]) => n + l, 0) + partCalls.reduce((n, [, , l]) => n + l, 0);
-  return { layout, image, reader, rawCalls, partCalls, prefetched, bytesAsked };
+  return { layout, image, reader, rawCalls, partCalls, prefetched, passed, progress, bytesAsked };
 }
 
 test('a lone read asks the ports for exactly its bytes: no read-ahead, no prefetch', async () => {
@@ -155,4 +165,85 @@ test('parallel streams share the read-ahead budget: blocks are not evicted befor
   }
   // Before a stream is seen continuing, the others read ahead at full depth once: the only waste left.
   assert.ok(asked <= size * 1.5, `asked the source for ${asked} bytes to serve ${size}`);
+});
+
+/** The end of the last place of each part in the image. */
+function lastEnds(layout: ImageLayout): Map<string, number> {
+  return new Map([...layout.parts.values()].map((p) => [p.key, p.offsets.at(-1)! + p.length]));
+}
+
+/** Bytes of each part that the part port was asked for, so far. */
+function askedOfLastPlace(f: ReturnType<typeof fixture>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [key, , length] of f.partCalls) out.set(key, (out.get(key) ?? 0) + length);
+  return out;
+}
+
+/** Reads the whole image in `step`-byte reads, in order or with each pair of neighbours swapped (as FUSE's threads may hand them over). */
+async function readStream(f: ReturnType<typeof fixture>, step: number, swapped: boolean): Promise<Array<{ keys: string[]; asked: Map<string, number> }>> {
+  const told: Array<{ keys: string[]; asked: Map<string, number> }> = [];
+  const seen = f.passed.length;
+  const offsets: number[] = [];
+  for (let o = 0; o < f.layout.size; o += step) offsets.push(o);
+  if (swapped) for (let i = 1; i + 1 < offsets.length; i += 2) [offsets[i], offsets[i + 1]] = [offsets[i + 1]!, offsets[i]!];
+  for (const o of offsets) {
+    const out = await f.reader.read(o, step);
+    assert.ok(out.equals(f.image.subarray(o, Math.min(f.layout.size, o + step))), `read at ${o}`);
+    for (const p of f.passed.slice(seen + told.length)) told.push({ keys: p.keys, asked: askedOfLastPlace(f) });
+  }
+  return told;
+}
+
+for (const [label, step] of [['16K', 16 * KB], ['1000-byte', 1000], ['128K', 128 * KB]] as const) {
+  for (const swapped of [false, true]) {
+    test(`a stream of ${label} reads${swapped ? ' handed over out of order' : ''} tells each part, after every byte of its last place was read`, async () => {
+      for (const repeatP1 of [false, true]) {
+        const f = fixture({}, { repeatP1 });
+        const told = await readStream(f, step, swapped);
+        // Each part is told once the last of the blocks holding its last place has been read from the ports: once in
+        // order; out of order maybe twice (a block read for a lone read and again for the stream: a second drop).
+        const keys = told.flatMap((t) => t.keys);
+        assert.deepEqual((swapped ? [...new Set(keys)] : keys).sort(), [...f.layout.parts.keys()].sort(), `repeatP1 ${repeatP1}`);
+        for (const { keys, asked } of told) {
+          for (const k of keys) {
+            const need = f.layout.parts.get(k)!;
+            // (p1 at two places: both were asked for by then)
+            assert.ok(asked.get(k)! >= need.length * need.offsets.length, `${k}: ${asked.get(k)} bytes asked when told`);
+          }
+        }
+      }
+    });
+  }
+}
+
+test('lone reads tell no part: only a stream is known to have passed it', async () => {
+  const f = fixture();
+  for (let o = 0; o < f.layout.size; o += 32 * KB) await f.reader.read(o + 1, 32 * KB - 2);
+  assert.deepEqual(f.passed, []);
+});
+
+test("make-image's block stream (pooledImageBlocks) tells each part once, after the block holding its last place", async () => {
+  const f = fixture({}, { repeatP1: true });
+  const { pooledImageBlocks } = await import('../../src/build/stream.js');
+  const ends = lastEnds(f.layout);
+  for await (const block of pooledImageBlocks(f.reader, { blockSize: 96 * KB, depth: 2, held: 1 })) {
+    const told = f.passed.splice(0).flatMap((p) => p.keys);
+    const expected = [...ends].filter(([, end]) => end > block.offset && end <= block.offset + block.data.length).map(([k]) => k);
+    assert.deepEqual(told.sort(), expected.sort(), `block at ${block.offset}`);
+    block.release();
+  }
+});
+
+test('a lone read inside blocks read already (a read FUSE handed over late) is served from them, asking the ports nothing', async () => {
+  const f = fixture();
+  for (let o = 0; o < 256 * KB; o += 16 * KB) await f.reader.read(o, 16 * KB);
+  await new Promise((r) => setImmediate(r)); // (the read-ahead's blocks settle)
+  const before = f.bytesAsked();
+  const late = await f.reader.read(10 * KB + 3, 20 * KB); // within blocks 0 and 1, not where the stream goes on
+  assert.ok(late.equals(f.image.subarray(10 * KB + 3, 30 * KB + 3)));
+  assert.equal(f.bytesAsked(), before);
+  // Outside them: the ports, for exactly its bytes.
+  const far = await f.reader.read(1000 * KB + 1, 100);
+  assert.ok(far.equals(f.image.subarray(1000 * KB + 1, 1000 * KB + 101)));
+  assert.equal(f.bytesAsked(), before + 100);
 });

@@ -1,0 +1,69 @@
+// Dropping files from the kernel's page cache (util/page-cache.ts: posix_fadvise DONTNEED through WASI's fd_advise),
+// on this thread and through the worker pool. Residency is measured by util-linux's `fincore` (mincore(2)), not by
+// our code.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { dropFromPageCache } from '../../src/util/page-cache.js';
+import { WorkerPool } from '../../src/util/worker-pool.js';
+
+const TMPFS_MAGIC = 0x01021994;
+// tmpfs keeps its pages whatever one advises (they are the file): use a folder on a disk's file system then.
+const base = statfsSync(tmpdir()).type === TMPFS_MAGIC ? process.cwd() : tmpdir();
+const work = mkdtempSync(path.join(base, 'jigdofs-page-cache-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const SIZE = 8 << 20;
+
+/** Bytes of the file in the page cache, by util-linux's fincore. */
+function resident(file: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' }).trim());
+}
+
+/** A new file of SIZE random bytes, on the disk (synced, so its pages are clean) and all in the page cache. */
+function cachedFile(name: string): string {
+  const file = path.join(work, name);
+  writeFileSync(file, randomBytes(SIZE), { flush: true });
+  readFileSync(file);
+  assert.equal(resident(file), SIZE, 'the file is in the page cache before the drop');
+  return file;
+}
+
+test('a file synced and read leaves the page cache, its bytes intact', () => {
+  const file = cachedFile('plain.bin');
+  const before = readFileSync(file);
+  resident(file);
+  // (read again above: every page is in the cache)
+  assert.equal(dropFromPageCache(file), true);
+  assert.equal(resident(file), 0);
+  assert.ok(readFileSync(file).equals(before));
+});
+
+test('through a folder reached by a symbolic link, and with a name WASI paths must carry as given', () => {
+  mkdirSync(path.join(work, 'real dir'));
+  symlinkSync(path.join(work, 'real dir'), path.join(work, 'link'));
+  cachedFile(path.join('real dir', 'ünïcode name.bin'));
+  const viaLink = path.join(work, 'link', 'ünïcode name.bin');
+  assert.equal(dropFromPageCache(viaLink), true);
+  assert.equal(resident(viaLink), 0);
+});
+
+test('a file that does not exist is no error: false', () => {
+  assert.equal(dropFromPageCache(path.join(work, 'nothing-here.bin')), false);
+  assert.equal(dropFromPageCache(path.join(work, 'x'.repeat(70_000))), false); // longer than the module's memory
+});
+
+test('WorkerPool.dropPages drops on a worker thread, and never fails', async () => {
+  const files = [cachedFile('w1.bin'), cachedFile('w2.bin')];
+  const pool = new WorkerPool(1);
+  try {
+    await pool.dropPages([...files, path.join(work, 'missing.bin')]);
+  } finally {
+    await pool.close();
+  }
+  for (const f of files) assert.equal(resident(f), 0, f);
+});
