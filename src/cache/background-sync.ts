@@ -51,8 +51,8 @@ export class BackgroundSync {
   private running = 0;
   private readonly failed = new Set<string>();
   private idle: Array<() => void> = [];
-  /** Files added and not synced yet, each with what `whenSynced` callers wait on. */
-  private readonly pending = new Map<string, { done: Promise<void>; resolve: () => void }>();
+  /** Files added and not synced yet: their syncs to come, and what `whenSynced` callers wait on. */
+  private readonly pending = new Map<string, { count: number; done: Promise<void>; resolve: () => void }>();
 
   /** Syncs `file`; `fh`, a descriptor of it, becomes this object's to close. */
   add(file: string, fh?: FileHandle): void {
@@ -67,10 +67,12 @@ export class BackgroundSync {
       sync = () => closing.then(() => syncFile(file));
     }
     this.queue.push({ file, sync });
-    if (!this.pending.has(file)) {
+    const known = this.pending.get(file);
+    if (known) known.count++;
+    else {
       let resolve!: () => void;
       const done = new Promise<void>((r) => (resolve = r));
-      this.pending.set(file, { done, resolve });
+      this.pending.set(file, { count: 1, done, resolve });
     }
     this.pump();
   }
@@ -96,8 +98,11 @@ export class BackgroundSync {
           await this.onFailure(file).catch(() => undefined);
         })
         .finally(() => {
-          this.pending.get(file)?.resolve();
-          this.pending.delete(file);
+          const waiting = this.pending.get(file);
+          if (waiting && --waiting.count === 0) {
+            waiting.resolve();
+            this.pending.delete(file);
+          }
           this.running--;
           this.pump();
           if (this.running === 0 && this.queue.length === 0) for (const wake of this.idle.splice(0)) wake();

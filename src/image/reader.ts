@@ -26,6 +26,8 @@ interface Block {
   buf: Buffer;
   /** The sources finished writing into `buf` (successfully or not). */
   settled: boolean;
+  /** …and successfully: `buf` holds the image's bytes. */
+  ok: boolean;
   /** Reads copying out of it right now (across an await): its buffer must not be reused meanwhile. */
   pins: number;
 }
@@ -153,11 +155,12 @@ export class ImageReader {
     const bs = this.opts.blockSize;
     const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(bs);
     const target = buf.subarray(0, Math.min(bs, this.layout.size - index * bs));
-    const block: Block = { buf, settled: false, pins: 0, data: Promise.resolve(target) };
+    const block: Block = { buf, settled: false, ok: false, pins: 0, data: Promise.resolve(target) };
     // readInto returns only once no source writes into the buffer any more, failed or not.
     block.data = this.readInto(index * bs, target)
       .finally(() => (block.settled = true))
       .then(() => {
+        block.ok = true;
         this.blockRead(index);
         return target;
       });
@@ -232,7 +235,7 @@ export class ImageReader {
    */
   private inReadBlocks(offset: number, end: number): boolean {
     const bs = this.opts.blockSize;
-    for (let i = Math.floor(offset / bs); i <= Math.floor((end - 1) / bs); i++) if (!this.blocks.peek(i)?.settled) return false;
+    for (let i = Math.floor(offset / bs); i <= Math.floor((end - 1) / bs); i++) if (!this.blocks.peek(i)?.ok) return false;
     return true;
   }
 
@@ -264,14 +267,13 @@ export class ImageReader {
   private blockRead(index: number): void {
     this.readBlocks.set(index, true);
     const bs = this.opts.blockSize;
-    const isRead = (i: number): boolean => i === index || this.readBlocks.has(i);
     const keys: string[] = [];
     for (const { region } of this.layout.slices(index * bs, bs)) {
       if (region.kind !== 'part') continue;
       const offsets = this.layout.parts.get(region.key)!.offsets;
       if (offsets[offsets.length - 1] !== region.offset) continue;
       let all = true;
-      for (let i = Math.floor(region.offset / bs); all && i <= Math.floor((region.offset + region.length - 1) / bs); i++) all = isRead(i);
+      for (let i = Math.floor(region.offset / bs); all && i <= Math.floor((region.offset + region.length - 1) / bs); i++) all = this.readBlocks.has(i);
       if (all) keys.push(region.key);
     }
     if (keys.length > 0) this.parts.passed?.(keys);

@@ -35,6 +35,8 @@ export class RemoteParts implements PartProvider {
    * hold bytes of both, so neither is named on the image's match, and a later reader hashes what is left).
    */
   private readonly unhashed = new Map<string, { copy: VerifiedCopy; mirrors: string[]; again: boolean }>();
+  /** Files this process downloaded, until passed (a part another process fetched keeps its pages: it may be reading it). */
+  private readonly downloaded = new Set<string>();
 
   constructor(
     private readonly ctx: FetchContext,
@@ -78,6 +80,7 @@ export class RemoteParts implements PartProvider {
       try {
         const fetch = new PartFetch(this.ctx, need, kind, urls, started.writer, this.deferring);
         const copy = await fetch.run();
+        this.downloaded.add(copy.path);
         const before = this.unhashed.get(key);
         if (copy.deferred) this.unhashed.set(key, { copy, mirrors: fetch.sources, again: before !== undefined });
         else this.unhashed.delete(key); // hashed this time: nothing left to confirm or blame
@@ -118,7 +121,8 @@ export class RemoteParts implements PartProvider {
    * it from the disk. Parts found in the cache, and the user's files, keep their pages.
    */
   passed(copies: VerifiedCopy[]): void {
-    this.ctx.cache.leavePageCache(copies.map((c) => c.path));
+    const mine = copies.map((c) => c.path).filter((p) => this.downloaded.delete(p));
+    this.ctx.cache.leavePageCache(mine);
   }
 
   /** A part cached unhashed hashed wrong (after a wrong image): the mirror that sent it sent wrong bytes. */

@@ -1,17 +1,19 @@
 import { createRequire } from 'node:module';
+import { isAbsolute } from 'node:path';
 import type { WASI as WasiClass } from 'node:wasi';
 
 /**
  * `posix_fadvise(POSIX_FADV_DONTNEED)` for Node, which has no binding for it: through WASI, whose `fd_advise` libuv's
  * uvwasi implements with posix_fadvise on Linux. A module of three imports and no code (path_open, fd_advise,
  * fd_close, re-exported with its memory) is enough; the WASI instance sees the whole file system ('/' preopened as
- * '/') and is no sandbox here: it only ever opens a file read-only to advise on it.
+ * '/') and is no sandbox here: it only ever opens a file read-only to advise on it. The preopened '/' stays open for
+ * the thread's life (uvwasi does not close its preopens): one descriptor per worker that ever dropped pages.
  *
  * Why: the disk cache's files of parts fetched for a job are read once, into the image, and their pages then sit in
  * the page cache until memory runs short: a second copy of the image in memory, pushing out what the user had there.
- * On VMs with free page reporting (virtio-balloon) every new page of the page cache also faults on the host, which
- * made these writes 4 s of sys per 2 GB here, against 0.4 s when each file's pages are dropped after its sync and so
- * reused at once (BENCHMARKS.md, "Dropping fetched parts from the page cache").
+ * On VMs with free page reporting (virtio-balloon) every new page of the page cache also faults on the host: writing
+ * 2 GiB in 64 MiB files took 1.6-3.1 s of sys here, 0.95 s with each file's pages dropped after its sync and so
+ * reused at once (BENCHMARKS.md, "Downloads leave the page cache").
  */
 
 /** The part of the WebAssembly global used here (Node has it; @types/node 20 does not declare it). */
@@ -33,6 +35,8 @@ const PATH_AT = 16;
 const ROOT_FD = 3;
 /** path_open's lookup flag: follow symbolic links (a cache folder reached through one). */
 const FOLLOW_SYMLINKS = 1;
+/** path_open's fd flag: open without blocking (a FIFO put where a file was expected must not hang the worker). */
+const NONBLOCK = 4;
 
 const leb128 = (n: number): number[] => {
   const out: number[] = [];
@@ -103,11 +107,11 @@ function wasiCalls(): Calls | null {
  */
 export function dropFromPageCache(file: string): boolean {
   const c = wasiCalls();
-  if (!c) return false;
+  if (!c || !isAbsolute(file)) return false;
   const path = Buffer.from(file.replace(/^\/+/, ''));
   if (PATH_AT + path.length > c.memory.buffer.byteLength) return false;
   path.copy(new Uint8Array(c.memory.buffer), PATH_AT);
-  if (c.path_open(ROOT_FD, FOLLOW_SYMLINKS, PATH_AT, path.length, 0, RIGHTS, 0n, 0, FD_AT) !== 0) return false;
+  if (c.path_open(ROOT_FD, FOLLOW_SYMLINKS, PATH_AT, path.length, 0, RIGHTS, 0n, NONBLOCK, FD_AT) !== 0) return false;
   const fd = new DataView(c.memory.buffer).getUint32(FD_AT, true);
   try {
     return c.fd_advise(fd, 0n, 0n, ADVICE_DONTNEED) === 0;

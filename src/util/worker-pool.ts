@@ -77,6 +77,7 @@ export class WorkerPool {
   private workers: PoolWorker[] = [];
   private nextId = 1;
   private nextStream = 1;
+  private closed = false;
 
   constructor(private readonly size = Math.max(1, Math.min(4, availableParallelism()))) {}
 
@@ -128,6 +129,7 @@ export class WorkerPool {
    * pages takes ~0.1 ms of the calling thread. Never fails: files it cannot open are left as they are.
    */
   async dropPages(paths: string[]): Promise<void> {
+    if (this.closed) return; // (a drop asked for late must not start a worker nobody ends)
     await this.run<null>({ op: 'dropPages', paths }).catch(() => undefined);
   }
 
@@ -153,6 +155,7 @@ export class WorkerPool {
   async close(): Promise<void> {
     const all = this.workers;
     this.workers = [];
+    this.closed = true;
     await Promise.all(all.map(async (w) => {
       await w.drained();
       await w.worker.terminate();
