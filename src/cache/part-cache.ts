@@ -64,9 +64,9 @@ export interface PartCacheOptions {
   /** `--cache-size` in bytes; undefined: the default. */
   maxBytes?: number;
   log?: (line: string) => void;
-  /** Hashes a whole file, and drops files from the page cache (leavePageCache; absent: nothing is): the worker pool. */
+  /** Hashes a whole file: the worker pool. */
   hashFile: (file: string, kind: ChecksumKind) => Promise<Buffer>;
-  dropPages?: (paths: string[]) => Promise<void>;
+  dropPages?: (paths: string[]) => Promise<void>; // WorkerPool.dropPages, for leavePageCache; absent: nothing is dropped
 }
 
 export interface CacheStats {

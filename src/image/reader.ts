@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { ImageLayout } from './layout.js';
+import type { ImageLayout, Region } from './layout.js';
 import type { PartBytes, RawBytes } from './ports.js';
 import { settleAll } from '../util/settle.js';
 
@@ -269,9 +269,7 @@ export class ImageReader {
     const bs = this.opts.blockSize;
     const keys: string[] = [];
     for (const { region } of this.layout.slices(index * bs, bs)) {
-      if (region.kind !== 'part') continue;
-      const offsets = this.layout.parts.get(region.key)!.offsets;
-      if (offsets[offsets.length - 1] !== region.offset) continue;
+      if (region.kind !== 'part' || !this.isLastPlace(region)) continue;
       let all = true;
       for (let i = Math.floor(region.offset / bs); all && i <= Math.floor((region.offset + region.length - 1) / bs); i++) all = this.readBlocks.has(i);
       if (all) keys.push(region.key);
@@ -287,10 +285,13 @@ export class ImageReader {
     if (!this.parts.passed || to <= from) return;
     const keys: string[] = [];
     for (const { region } of this.layout.slices(from, to - from)) {
-      if (region.kind !== 'part' || region.offset + region.length > to) continue;
-      const offsets = this.layout.parts.get(region.key)!.offsets;
-      if (offsets[offsets.length - 1] === region.offset) keys.push(region.key);
+      if (region.kind === 'part' && region.offset + region.length <= to && this.isLastPlace(region)) keys.push(region.key);
     }
     if (keys.length > 0) this.parts.passed(keys);
+  }
+
+  /** The region is its part's last place in the image (a part may sit at several: it is passed after the last). */
+  private isLastPlace(region: Region & { kind: 'part' }): boolean {
+    return this.layout.parts.get(region.key)!.offsets.at(-1) === region.offset;
   }
 }
