@@ -20,6 +20,7 @@ import path from 'node:path';
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const entries = [
   'dist/cli/main.js',
+  'dist/cli/spare-daemon.js', // bin/jigdofs loads it before main.js: it must stay a small file of its own
   'dist/cli/mount-helper.js',
   'dist/util/worker-main.js',
   'dist/network/raw-http/fetch-worker.js',

@@ -1,4 +1,5 @@
-import Fuse, { type Ops, type Stat } from 'fuse-native';
+import type { Ops, Stat } from 'fuse-native';
+import { Fuse } from './fuse-class.js';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../engine/session.js';
 

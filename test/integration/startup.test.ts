@@ -19,11 +19,20 @@ before(async () => {
 });
 after(() => rm(work, { recursive: true, force: true }));
 
-/** A module.register hook appending "ROLE URL" for every module loaded (ROLE: daemon when --foreground, else cli). */
+/**
+ * A module.register hook appending "ROLE URL" for every ES module loaded, and "ROLE require:NAME" for every
+ * package require()d (fuse-native is: src/fuse/fuse-class.ts). ROLE: daemon when --foreground, else cli.
+ */
 const HOOK = `data:text/javascript,${encodeURIComponent(`
-import { register } from 'node:module';
+import Module, { register } from 'node:module';
+import { appendFileSync } from 'node:fs';
 // The role is known here, on the main thread (the hooks run on a thread of their own, without our argv).
 const role = process.argv.includes('--foreground') ? 'daemon' : 'cli';
+const load = Module._load;
+Module._load = function (request, ...rest) {
+  if (!request.startsWith('node:') && !request.startsWith('.') && !request.startsWith('/')) appendFileSync(process.env.JIGDOFS_TEST_LOADED, role + ' require:' + request + '\\n');
+  return load.call(this, request, ...rest);
+};
 register('data:text/javascript,' + encodeURIComponent(\`
 import { appendFileSync } from 'node:fs';
 let role = '?';
@@ -46,7 +55,7 @@ async function loadedBy(args: string[], log: string): Promise<{ cli: string[]; d
 }
 
 const undici = (urls: string[]) => urls.filter((u) => u.includes('/node_modules/undici/'));
-const fuseNative = (urls: string[]) => urls.filter((u) => u.includes('/node_modules/fuse-native/'));
+const fuseNative = (urls: string[]) => urls.filter((u) => u.includes('/node_modules/fuse-native/') || u === 'require:fuse-native');
 
 test('info with local parts loads neither undici nor fuse-native', async () => {
   const { cli } = await loadedBy(['info', path.join(SAMPLES, 'jf-md5-gzip.jigdo'), '--local', `Parts=${SAMPLE_PARTS}`], path.join(work, 'info.log'));

@@ -1,16 +1,18 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { argvEnv } from '../exact-argv.js';
 import { openSync, closeSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../../format/errors.js';
+import { fsPath } from '../../format/byte-string.js';
 import { checkCacheDir } from '../../engine/cache-dir.js';
 import { endCommand, loadCommandJigdo } from '../session.js';
 import { makeDirs } from '../../util/make-dirs.js';
 import { prepareMountpoint } from '../../fuse/mountpoint.js';
 import { fusermountUnmount, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';
 import { addSourceOptions, logger, resolveSettings, sourceOptions, type SourceFlags } from '../options.js';
+import { awaitGo, takeSpareDaemon, type SpareDaemon } from '../spare-daemon.js';
 
 interface MountFlags extends SourceFlags {
   foreground?: boolean;
@@ -26,6 +28,7 @@ const READY_TIMEOUT_MS = 60_000;
 
 /** Foreground: mount here and stay until unmounted; logs go to stderr (or --log-file in the daemon). */
 async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags): Promise<void> {
+  await awaitGo(); // a spare daemon (spare-daemon.ts) waits for its parent's checks
   const opts = sourceOptions(flags);
   const stamp = (line: string) => opts.log(`${new Date().toISOString()} ${line}`);
   try {
@@ -55,23 +58,40 @@ async function daemonLogFile(flags: MountFlags, mnt: string): Promise<string> {
   return path.join(dir, `mount-${mnt.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`);
 }
 
-/**
- * Background (default): re-runs this command as a detached daemon in the foreground mode, and returns
- * only once the image file is visible through the kernel with its full size, or with the daemon's reason.
- */
-async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]): Promise<void> {
-  const mnt = await resolveMountpoint(mntArg);
-  // Refuse a live mount (and clear a stale one) here, so that a failure can never touch another mount.
-  await prepareMountpoint(mnt, logger(flags.quiet), { allowOther: flags.allowOther });
-  const logFile = await daemonLogFile(flags, mnt);
-  const logFd = openSync(logFile, 'a', 0o600); // private: it names files, mirrors and paths of the user
+/** The daemon, started here: this command again in the foreground mode, its output to the log file. */
+function spawnDaemon(argv: string[], logFile: string): ChildProcess {
+  const logFd = openSync(fsPath(logFile), 'a');
   const args = [...argv, '--foreground', '--log-file', logFile];
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
-    env: { ...process.env, ...argvEnv(args) }, // exact bytes of each argument (exact-argv.ts)
-    detached: true,
-    stdio: ['ignore', logFd, logFd, 'ipc'],
-  });
-  closeSync(logFd);
+  try {
+    return spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
+      env: { ...process.env, ...argvEnv(args) }, // exact bytes of each argument (exact-argv.ts)
+      detached: true,
+      stdio: ['ignore', logFd, logFd, 'ipc'],
+    });
+  } finally {
+    closeSync(logFd);
+  }
+}
+
+/**
+ * Background (default): re-runs this command as a detached daemon in the foreground mode (the spare that
+ * bin/jigdofs started, else one spawned here), and returns only once the image file is visible through the
+ * kernel with its full size, or with the daemon's reason.
+ */
+async function mountBackground(mntArg: string, flags: MountFlags, argv: string[], spare?: SpareDaemon): Promise<void> {
+  let logFile: string;
+  let mnt: string;
+  try {
+    mnt = await resolveMountpoint(mntArg);
+    // Refuse a live mount (and clear a stale one) here, so that a failure can never touch another mount.
+    await prepareMountpoint(mnt, logger(flags.quiet), { allowOther: flags.allowOther });
+    logFile = await daemonLogFile(flags, mnt);
+    closeSync(openSync(fsPath(logFile), 'a', 0o600)); // private: it names files, mirrors and paths of the user
+  } catch (err) {
+    spare?.cancel();
+    throw err;
+  }
+  const child = spare?.start(fsPath(logFile)) ?? spawnDaemon(argv, logFile);
   const outcome = await new Promise<DaemonMessage>((resolve) => {
     const timer = setTimeout(() => resolve({ error: `the daemon did not report a mount within ${READY_TIMEOUT_MS / 1000} s (see ${logFile})` }), READY_TIMEOUT_MS);
     child.on('message', (m: DaemonMessage) => {
@@ -121,8 +141,12 @@ export function registerMount(program: Command): void {
       .option('--direct-io', "reads bypass the kernel's page cache: faster whole-image copies (cp, dd bs=1M); slower small reads, no shared mmap")
       .option('--log-file <FILE>', 'where the background daemon logs (default: under the cache dir)'),
   ).action(async (jigdoArg: string, mnt: string, flags: MountFlags) => {
-    if (flags.foreground) return mountForeground(jigdoArg, mnt, flags);
+    const spare = takeSpareDaemon();
+    if (flags.foreground) {
+      spare?.cancel(); // started on a guess (spare-daemon.ts): not this time
+      return mountForeground(jigdoArg, mnt, flags);
+    }
     const argv = process.argv.slice(2).filter((a) => a !== '-f' && a !== '--foreground');
-    await mountBackground(mnt, flags, argv);
+    await mountBackground(mnt, flags, argv, spare);
   });
 }

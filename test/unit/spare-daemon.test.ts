@@ -1,0 +1,78 @@
+/**
+ * The spare daemon's two decisions (src/cli/spare-daemon.ts): which arguments are a background mount, and that a
+ * spare waits for its parent's go, or exits when the parent goes away without one.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fork } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isBackgroundMount } from '../../src/cli/spare-daemon.js';
+
+test('a background mount is `mount` without -f, --foreground or help, up to a `--`', () => {
+  const yes = [
+    ['mount', 'a.jigdo', '/mnt'],
+    ['mount', 'a.jigdo', '/mnt', '-q', '--direct-io', '--cache-dir', '/c'],
+    ['mount', '--', '-f.jigdo', '/mnt'], // after `--`, -f is a file name
+    ['mount', 'a.jigdo', '/mnt', '--local', 'Debian=/srv/f'],
+  ];
+  const no = [
+    ['info', 'a.jigdo'],
+    ['mount', 'a.jigdo', '/mnt', '-f'],
+    ['mount', 'a.jigdo', '/mnt', '--foreground'],
+    ['mount', 'a.jigdo', '/mnt', '-qf'],
+    ['mount', '--help'],
+    ['mount', '-h'],
+    ['mount', '-V'],
+    ['a.jigdo', '/mnt', '-o', 'ro'], // the fstab form: the CLI translates it, and spawns its daemon itself
+    ['mount', 'caf\ufffd.jigdo', '/mnt'], // bytes Node could not decode: the CLI passes them exactly
+  ];
+  for (const args of yes) assert.equal(isBackgroundMount(args), true, args.join(' '));
+  for (const args of no) assert.equal(isBackgroundMount(args), false, args.join(' '));
+});
+
+/** A spare (the env set) that prints "go" once awaitGo resolves. */
+async function spare(dir: string): Promise<ReturnType<typeof fork>> {
+  const module = pathToModule('../../src/cli/spare-daemon.ts');
+  const script = path.join(dir, 'spare.mjs');
+  await writeFile(script, `import { awaitGo } from ${JSON.stringify(module)};\nawait awaitGo();\nconsole.log('go', process.env.JIGDOFS_SPARE_DAEMON ?? 'unset');\nprocess.exit(3);\n`);
+  return fork(script, [], { env: { ...process.env, JIGDOFS_SPARE_DAEMON: '1' }, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+}
+
+const pathToModule = (rel: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), rel);
+
+function outcome(child: ReturnType<typeof fork>): Promise<{ code: number | null; out: string }> {
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
+}
+
+test("a spare goes on at its parent's go, and its children do not inherit the spare's mark", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-spare-unit-'));
+  try {
+    const child = await spare(dir);
+    const done = outcome(child);
+    child.send({ other: 1 }); // not a go
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(child.exitCode, null, 'still waiting');
+    child.send({ jigdofsGo: true });
+    assert.deepEqual(await done, { code: 3, out: 'go unset\n' });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a spare whose parent goes away without a go exits, having done nothing', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-spare-unit-'));
+  try {
+    const child = await spare(dir);
+    const done = outcome(child);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    child.disconnect();
+    assert.deepEqual(await done, { code: 0, out: '' });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
