@@ -21,8 +21,11 @@ import type { Writable } from 'node:stream';
 /** Set in the spare's environment (and removed by it at once): wait for the parent's go. */
 const SPARE_ENV = 'JIGDOFS_SPARE_DAEMON';
 
-/** The relay reads the log file's name from fd 3 (empty: exit), then appends its stdin to that file. */
-const RELAY_SCRIPT = 'umask 077; log=$(cat <&3) && [ -n "$log" ] || exit 0; exec cat >> "$log" 3<&-';
+/**
+ * The relay reads the log file's name from fd 3 (empty: exit; the `.` keeps a name's trailing newlines, which `$(…)`
+ * would strip), then appends its stdin to that file.
+ */
+const RELAY_SCRIPT = 'umask 077; log=$(cat <&3 && echo .) && log=${log%.} && [ -n "$log" ] || exit 0; exec cat >> "$log" 3<&-';
 
 /** The go message, parent to spare. */
 interface Go {
@@ -61,16 +64,21 @@ export function startSpareDaemon(argv: string[] = process.argv): void {
   if (relay.pid === undefined) return; // no /bin/sh: the CLI spawns its daemon as before
   const output = relay.stdin!;
   const name = relay.stdio[3] as Writable;
-  const child = spawn(process.execPath, [...process.execArgv, argv[1], ...argv.slice(2), '--foreground'], {
+  name.on('error', () => undefined); // a relay gone: start() sees it, or the daemon's output is lost (not the mount)
+  // --foreground right after `mount`: never the value of an option whose value the user left out (the spare then
+  // fails to parse exactly as the parent does).
+  const child = spawn(process.execPath, [...process.execArgv, argv[1], argv[2]!, '--foreground', ...argv.slice(3)], {
     env: { ...process.env, [SPARE_ENV]: '1' },
     detached: true,
     stdio: ['ignore', output, output, 'ipc'],
   });
+  child.on('error', () => undefined); // could not start (out of processes): start() sees no pid and falls back
   output.destroy(); // the spare has its own copy; the relay ends when the spare's copy closes
   relay.unref();
+  const alive = (p: ChildProcess) => p.pid !== undefined && p.exitCode === null && p.signalCode === null;
   spare = {
     start(logFile) {
-      if (child.exitCode !== null || child.signalCode !== null || !child.connected) {
+      if (!alive(child) || !child.connected || !alive(relay) || !name.writable) {
         this.cancel();
         return undefined;
       }
@@ -102,6 +110,9 @@ export function awaitGo(): Promise<void> {
   if (process.env[SPARE_ENV] === undefined) return Promise.resolve();
   delete process.env[SPARE_ENV]; // not for what the daemon starts
   return new Promise((resolve) => {
+    // The output goes through the relay: one that is gone makes writes fail (EPIPE), which costs the log, not
+    // the mount. (A user's own `mount -f | less` still ends with its pipe, as before.)
+    for (const out of [process.stdout, process.stderr]) out.on('error', () => undefined);
     const onMessage = (m: unknown) => {
       if (!(m && typeof m === 'object' && (m as Go).jigdofsGo === true)) return;
       process.off('message', onMessage);

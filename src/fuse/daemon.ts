@@ -177,9 +177,6 @@ async function serveThenMount(mnt: string, fuse: Fuse, handler: ControlHandler, 
 
 /** A daemon must not die of one bad request: log stray rejections; an uncaught exception unmounts cleanly. */
 function guardDaemon(log: (line: string) => void, stop: (why: string) => Promise<void>): void {
-  // The output of a spare daemon goes through a relay to the log file (cli/spare-daemon.ts): a relay that was
-  // killed makes the writes fail (EPIPE), which costs the log, not the mount.
-  for (const out of [process.stdout, process.stderr]) out.on('error', () => undefined);
   process.on('unhandledRejection', (err) => log(`internal error (ignored): ${errorMessage(err)}`));
   process.on('uncaughtException', (err) => {
     log(`fatal internal error: ${err.stack ?? err.message}`);

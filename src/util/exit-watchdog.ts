@@ -17,7 +17,8 @@ export const SHUTDOWN_GRACE_SECONDS = 15;
  */
 export function armExitWatchdog(who: string, when: string, graceSeconds = SHUTDOWN_GRACE_SECONDS): void {
   const message = `${who} did not end within ${graceSeconds} s of ${when} (a source on a file system that does not answer?): killed`;
-  const script = 'timeout "$1" cat > /dev/null; [ $? -eq 124 ] || exit 0; printf "jigdofs: %s %s\\n" "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$2" >&2; kill -9 "$3"';
+  // SIGPIPE ignored: a daemon's stderr may be a relay that is gone (cli/spare-daemon.ts), and the kill must still come.
+  const script = 'trap "" PIPE; timeout "$1" cat > /dev/null; [ $? -eq 124 ] || exit 0; printf "jigdofs: %s %s\\n" "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$2" >&2; kill -9 "$3"';
   try {
     const child = spawn('sh', ['-c', script, 'jigdofs-exit-watchdog', String(graceSeconds), message, String(process.pid)], {
       stdio: ['pipe', 'ignore', 'inherit'],

@@ -62,7 +62,19 @@ export async function mountJigdo(
       return JSON.parse(r.stdout) as Record<string, unknown>;
     },
     pid: async () => (await m.status()).pid as number,
-    log: () => readFile(logFile, 'utf8').catch(() => ''),
+    // A background daemon writes its log through a relay (src/cli/spare-daemon.ts), a moment behind: read
+    // until it stops growing.
+    log: async () => {
+      const read = () => readFile(logFile, 'utf8').catch(() => '');
+      let last = await read();
+      for (let i = 0; i < 20; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const now = await read();
+        if (now === last) break;
+        last = now;
+      }
+      return last;
+    },
     umount: () => runCli(['umount', mnt], { timeoutMs: 30_000, ...as }),
     cleanup: async () => {
       // A daemon that died under a test leaves a stale mount: show its log, or CI shows only ENOTCONN.

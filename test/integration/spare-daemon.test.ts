@@ -5,6 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -75,6 +76,22 @@ test('a mount the parent refuses leaves neither the spare nor its relay behind',
   await waitFor(async () => (await ours()).length <= relaysBefore, 5000, 'the spare and its relay ended');
   assert.deepEqual((await ours()).filter((p) => p.args.includes(mnt)), []);
   assert.equal(await isMounted(mnt), false);
+  assert.equal(existsSync(path.join(work, 'cache')), false, 'the parent refused before the cache; the spare touched nothing');
+});
+
+test('a usage error (an option without its value) leaves nothing behind either', LIMIT, async () => {
+  const cwd = path.join(work, 'cwd');
+  const mnt = path.join(work, 'mnt-usage');
+  await mkdir(cwd);
+  await mkdir(mnt);
+  for (const option of ['--cache-dir', '--log-file', '--template']) {
+    const r = await runCli(['mount', JIGDO, mnt, '--local', `Parts=${SAMPLE_PARTS}`, option], { cwd });
+    assert.equal(r.code, 2, `${option}: ${r.stderr}`);
+    // The spare parsed what the parent did: no folder or file named after --foreground, no mount, no process.
+    await waitFor(async () => (await processes()).every((p) => !p.args.includes(mnt)), 5000, 'the spare ended');
+    assert.deepEqual(await readdir(cwd), [], option);
+    assert.equal(await isMounted(mnt), false);
+  }
 });
 
 test('the mount outlives its relay: a killed relay costs the log, not the mount', LIMIT, async () => {

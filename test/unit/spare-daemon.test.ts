@@ -17,6 +17,7 @@ test('a background mount is `mount` without -f, --foreground or help, up to a `-
     ['mount', 'a.jigdo', '/mnt', '-q', '--direct-io', '--cache-dir', '/c'],
     ['mount', '--', '-f.jigdo', '/mnt'], // after `--`, -f is a file name
     ['mount', 'a.jigdo', '/mnt', '--local', 'Debian=/srv/f'],
+    ['mount', 'a.jigdo', '/mnt', '--cache-dir'], // a usage error: the spare fails to parse as the parent does
   ];
   const no = [
     ['info', 'a.jigdo'],
@@ -33,11 +34,12 @@ test('a background mount is `mount` without -f, --foreground or help, up to a `-
   for (const args of no) assert.equal(isBackgroundMount(args), false, args.join(' '));
 });
 
-/** A spare (the env set) that prints "go" once awaitGo resolves. */
-async function spare(dir: string): Promise<ReturnType<typeof fork>> {
+/** A spare (the env set) that prints "go" once awaitGo resolves; it first works for `delayMs`, as a spare loads the CLI. */
+async function spare(dir: string, delayMs = 0): Promise<ReturnType<typeof fork>> {
   const module = pathToModule('../../src/cli/spare-daemon.ts');
   const script = path.join(dir, 'spare.mjs');
-  await writeFile(script, `import { awaitGo } from ${JSON.stringify(module)};\nawait awaitGo();\nconsole.log('go', process.env.JIGDOFS_SPARE_DAEMON ?? 'unset');\nprocess.exit(3);\n`);
+  const work = `const until = Date.now() + ${delayMs}; while (Date.now() < until);`; // busy: no event handled meanwhile
+  await writeFile(script, `import { awaitGo } from ${JSON.stringify(module)};\n${work}\nawait awaitGo();\nconsole.log('go', process.env.JIGDOFS_SPARE_DAEMON ?? 'unset');\nprocess.exit(3);\n`);
   return fork(script, [], { env: { ...process.env, JIGDOFS_SPARE_DAEMON: '1' }, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
 }
 
@@ -49,7 +51,10 @@ function outcome(child: ReturnType<typeof fork>): Promise<{ code: number | null;
   return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
 }
 
-test("a spare goes on at its parent's go, and its children do not inherit the spare's mark", async () => {
+// A broken awaitGo must fail these tests, not hang the run.
+const LIMIT = { timeout: 30_000 };
+
+test("a spare goes on at its parent's go, and its children do not inherit the spare's mark", LIMIT, async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-spare-unit-'));
   try {
     const child = await spare(dir);
@@ -64,7 +69,19 @@ test("a spare goes on at its parent's go, and its children do not inherit the sp
   }
 });
 
-test('a spare whose parent goes away without a go exits, having done nothing', async () => {
+test('a go sent before the spare is ready for it (the usual order) is not lost', LIMIT, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-spare-unit-'));
+  try {
+    const child = await spare(dir, 1500);
+    const done = outcome(child);
+    child.send({ jigdofsGo: true });
+    assert.deepEqual(await done, { code: 3, out: 'go unset\n' });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a spare whose parent goes away without a go exits, having done nothing', LIMIT, async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-spare-unit-'));
   try {
     const child = await spare(dir);

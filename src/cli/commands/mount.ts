@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { argvEnv } from '../exact-argv.js';
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, fstatSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -28,7 +28,6 @@ const READY_TIMEOUT_MS = 60_000;
 
 /** Foreground: mount here and stay until unmounted; logs go to stderr (or --log-file in the daemon). */
 async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags): Promise<void> {
-  await awaitGo(); // a spare daemon (spare-daemon.ts) waits for its parent's checks
   const opts = sourceOptions(flags);
   const stamp = (line: string) => opts.log(`${new Date().toISOString()} ${line}`);
   try {
@@ -61,7 +60,8 @@ async function daemonLogFile(flags: MountFlags, mnt: string): Promise<string> {
 /** The daemon, started here: this command again in the foreground mode, its output to the log file. */
 function spawnDaemon(argv: string[], logFile: string): ChildProcess {
   const logFd = openSync(fsPath(logFile), 'a');
-  const args = [...argv, '--foreground', '--log-file', logFile];
+  // Right after `mount`: never taken as the value of an option (`--log-file -f`), nor as a file after `--`.
+  const args = [argv[0]!, '--foreground', '--log-file', logFile, ...argv.slice(1)];
   try {
     return spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
       env: { ...process.env, ...argvEnv(args) }, // exact bytes of each argument (exact-argv.ts)
@@ -81,17 +81,22 @@ function spawnDaemon(argv: string[], logFile: string): ChildProcess {
 async function mountBackground(mntArg: string, flags: MountFlags, argv: string[], spare?: SpareDaemon): Promise<void> {
   let logFile: string;
   let mnt: string;
+  let regularLog: boolean;
   try {
     mnt = await resolveMountpoint(mntArg);
     // Refuse a live mount (and clear a stale one) here, so that a failure can never touch another mount.
     await prepareMountpoint(mnt, logger(flags.quiet), { allowOther: flags.allowOther });
     logFile = await daemonLogFile(flags, mnt);
-    closeSync(openSync(fsPath(logFile), 'a', 0o600)); // private: it names files, mirrors and paths of the user
+    const fd = openSync(fsPath(logFile), 'a', 0o600); // private: it names files, mirrors and paths of the user
+    regularLog = fstatSync(fd).isFile();
+    closeSync(fd);
   } catch (err) {
     spare?.cancel();
     throw err;
   }
-  const child = spare?.start(fsPath(logFile)) ?? spawnDaemon(argv, logFile);
+  // The relay opens the log by its name: /dev/stderr or /dev/fd/N would be the relay's, not ours.
+  if (!regularLog) spare?.cancel();
+  const child = (regularLog ? spare?.start(fsPath(logFile)) : undefined) ?? spawnDaemon(argv, logFile);
   const outcome = await new Promise<DaemonMessage>((resolve) => {
     const timer = setTimeout(() => resolve({ error: `the daemon did not report a mount within ${READY_TIMEOUT_MS / 1000} s (see ${logFile})` }), READY_TIMEOUT_MS);
     child.on('message', (m: DaemonMessage) => {
@@ -141,12 +146,12 @@ export function registerMount(program: Command): void {
       .option('--direct-io', "reads bypass the kernel's page cache: faster whole-image copies (cp, dd bs=1M); slower small reads, no shared mmap")
       .option('--log-file <FILE>', 'where the background daemon logs (default: under the cache dir)'),
   ).action(async (jigdoArg: string, mnt: string, flags: MountFlags) => {
+    await awaitGo(); // a spare (spare-daemon.ts) does nothing before its parent's checks, whichever way it parsed
     const spare = takeSpareDaemon();
     if (flags.foreground) {
       spare?.cancel(); // started on a guess (spare-daemon.ts): not this time
       return mountForeground(jigdoArg, mnt, flags);
     }
-    const argv = process.argv.slice(2).filter((a) => a !== '-f' && a !== '--foreground');
-    await mountBackground(mnt, flags, argv, spare);
+    await mountBackground(mnt, flags, process.argv.slice(2), spare); // no -f in them: not in the foreground
   });
 }
