@@ -54,42 +54,43 @@ function outcome(child: ReturnType<typeof fork>): Promise<{ code: number | null;
 // A broken awaitGo must fail these tests, not hang the run.
 const LIMIT = { timeout: 30_000 };
 
-test("a spare goes on at its parent's go, and its children do not inherit the spare's mark", LIMIT, async () => {
+/** Runs a spare (see `spare`) in a temporary folder: `drive` talks to it and returns how it ended. */
+async function withSpare(delayMs: number, drive: (child: ReturnType<typeof fork>, done: ReturnType<typeof outcome>) => Promise<unknown>): Promise<unknown> {
   const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-spare-unit-'));
   try {
-    const child = await spare(dir);
-    const done = outcome(child);
-    child.send({ other: 1 }); // not a go
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    assert.equal(child.exitCode, null, 'still waiting');
-    child.send({ jigdofsGo: true });
-    assert.deepEqual(await done, { code: 3, out: 'go unset\n' });
+    const child = await spare(dir, delayMs);
+    return await drive(child, outcome(child));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test("a spare goes on at its parent's go, and its children do not inherit the spare's mark", LIMIT, async () => {
+  const ended = await withSpare(0, async (child, done) => {
+    child.send({ other: 1 }); // not a go
+    await sleep(500);
+    assert.equal(child.exitCode, null, 'still waiting');
+    child.send({ jigdofsGo: true });
+    return done;
+  });
+  assert.deepEqual(ended, { code: 3, out: 'go unset\n' });
 });
 
 test('a go sent before the spare is ready for it (the usual order) is not lost', LIMIT, async () => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-spare-unit-'));
-  try {
-    const child = await spare(dir, 1500);
-    const done = outcome(child);
+  const ended = await withSpare(1500, async (child, done) => {
     child.send({ jigdofsGo: true });
-    assert.deepEqual(await done, { code: 3, out: 'go unset\n' });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+    return done;
+  });
+  assert.deepEqual(ended, { code: 3, out: 'go unset\n' });
 });
 
 test('a spare whose parent goes away without a go exits, having done nothing', LIMIT, async () => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-spare-unit-'));
-  try {
-    const child = await spare(dir);
-    const done = outcome(child);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+  const ended = await withSpare(0, async (child, done) => {
+    await sleep(500);
     child.disconnect();
-    assert.deepEqual(await done, { code: 0, out: '' });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+    return done;
+  });
+  assert.deepEqual(ended, { code: 0, out: '' });
 });
