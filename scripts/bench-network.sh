@@ -77,7 +77,11 @@ check() { # FILE WHAT
 # scripts/delay-proxy.mjs, which holds each chunk LATENCY/2 ms each way (a round trip of LATENCY ms); `tc
 # netem` would be the better tool but this kernel has no sch_netem (and netem on lo would slow every other
 # loopback user of the machine too).
+# The mirror's files are read once first: the first timed job would otherwise read them from the disk while writing
+# its image, and the jobs after it would find them in memory. Measured after `echo 3 > /proc/sys/vm/drop_caches`, one
+# make-image at 20 ms: 30.4 s without this read, 15.8 s with it (BENCHMARKS.md, "Parts over HTTP at +20 ms").
 start_mirror() { # LATENCY
+  find "$MIRROR" -type f -exec cat {} + > /dev/null
   start_nginx "$W"
   MIRROR_PID=$NGINX_PID URL=$NGINX_URL
   if [ "$1" -gt 0 ]; then
