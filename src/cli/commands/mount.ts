@@ -57,20 +57,15 @@ async function daemonLogFile(flags: MountFlags, mnt: string): Promise<string> {
   return path.join(dir, `mount-${mnt.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`);
 }
 
-/** The daemon, started here: this command again in the foreground mode, its output to the log file. */
-function spawnDaemon(argv: string[], logFile: string): ChildProcess {
-  const logFd = openSync(fsPath(logFile), 'a');
+/** The daemon, started here: this command again in the foreground mode, its output to the log file (`logFd`). */
+function spawnDaemon(argv: string[], logFile: string, logFd: number): ChildProcess {
   // Right after `mount`: never taken as the value of an option (`--log-file -f`), nor as a file after `--`.
   const args = [argv[0]!, '--foreground', '--log-file', logFile, ...argv.slice(1)];
-  try {
-    return spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
-      env: { ...process.env, ...argvEnv(args) }, // exact bytes of each argument (exact-argv.ts)
-      detached: true,
-      stdio: ['ignore', logFd, logFd, 'ipc'],
-    });
-  } finally {
-    closeSync(logFd);
-  }
+  return spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
+    env: { ...process.env, ...argvEnv(args) }, // exact bytes of each argument (exact-argv.ts)
+    detached: true,
+    stdio: ['ignore', logFd, logFd, 'ipc'],
+  });
 }
 
 /**
@@ -81,22 +76,26 @@ function spawnDaemon(argv: string[], logFile: string): ChildProcess {
 async function mountBackground(mntArg: string, flags: MountFlags, argv: string[], spare?: SpareDaemon): Promise<void> {
   let logFile: string;
   let mnt: string;
-  let regularLog: boolean;
+  let logFd: number;
   try {
     mnt = await resolveMountpoint(mntArg);
     // Refuse a live mount (and clear a stale one) here, so that a failure can never touch another mount.
     await prepareMountpoint(mnt, logger(flags.quiet), { allowOther: flags.allowOther });
     logFile = await daemonLogFile(flags, mnt);
-    const fd = openSync(fsPath(logFile), 'a', 0o600); // private: it names files, mirrors and paths of the user
-    regularLog = fstatSync(fd).isFile();
-    closeSync(fd);
+    logFd = openSync(fsPath(logFile), 'a', 0o600); // private: it names files, mirrors and paths of the user
   } catch (err) {
     spare?.cancel();
     throw err;
   }
-  // The relay opens the log by its name: /dev/stderr or /dev/fd/N would be the relay's, not ours.
-  if (!regularLog) spare?.cancel();
-  const child = (regularLog ? spare?.start(fsPath(logFile)) : undefined) ?? spawnDaemon(argv, logFile);
+  let child: ChildProcess | undefined;
+  try {
+    // The relay opens the log by its name: /dev/stderr or /dev/fd/N would be the relay's, not ours.
+    if (fstatSync(logFd).isFile()) child = spare?.start(fsPath(logFile)); // undefined: no spare, or it is gone
+    else spare?.cancel();
+    child ??= spawnDaemon(argv, logFile, logFd);
+  } finally {
+    closeSync(logFd);
+  }
   const outcome = await new Promise<DaemonMessage>((resolve) => {
     const timer = setTimeout(() => resolve({ error: `the daemon did not report a mount within ${READY_TIMEOUT_MS / 1000} s (see ${logFile})` }), READY_TIMEOUT_MS);
     child.on('message', (m: DaemonMessage) => {
