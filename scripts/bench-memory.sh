@@ -2,7 +2,9 @@
 # bench-memory.sh — peak RSS of jigdofs in every mode of issue 11 item 4: `make-image` (max RSS of the process,
 # /usr/bin/time) and the mount daemon during a `cp` of the whole image (VmHWM from /proc), each with parts local
 # (--local) and over HTTP (nginx on 127.0.0.1), each with an empty cache dir and with a warm one (the cache dir
-# of the empty run: hash index, or every part in the disk cache). Also the CPU-seconds of each.
+# of the empty run: hash index, or every part in the disk cache). Also the CPU-seconds of each. make-image removes
+# the parts it downloaded unless --keep-parts: over HTTP its empty-cache row runs both ways, the second filling the
+# cache for the warm row.
 #
 # Usage:  scripts/bench-memory.sh [FIXTURE_DIR] [--runs N] [--memory SIZE]
 #   FIXTURE_DIR   made by scripts/make-fixture.sh (default /work/bench-data/2g)
@@ -58,9 +60,9 @@ check() { [ "$(md5sum "$1" | cut -d' ' -f1)" = "$EXPECT" ] || { echo "bench-memo
 src_args() { # local | http
   if [ "$1" = local ]; then SRC=(--template "$TEMPLATE" --local "$LABEL=$MIRROR"); else SRC=(--template "$TEMPLATE" --mirror "$LABEL=http://127.0.0.1:$PORT/"); fi
 }
-make_image() { # SRC CACHE -> "maxrss_MB cpu_s"
+make_image() { # SRC CACHE [ARG...] -> "maxrss_MB cpu_s"
   src_args "$1"
-  /usr/bin/time -f "%M %U %S" -o "$W/time" "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --cache-dir "$2" -q "${SRC[@]}" "${MEM[@]}"
+  /usr/bin/time -f "%M %U %S" -o "$W/time" "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --cache-dir "$2" -q "${SRC[@]}" "${MEM[@]}" "${@:3}"
   check "$W/out.iso" make-image; rm -f "$W/out.iso"
   awk '{ printf "%.1f %.1f\n", $1 / 1024, $2 + $3 }' "$W/time"
 }
@@ -84,6 +86,7 @@ for run in $(seq "$RUNS"); do
   for src in local http; do
     rm -rf "$W/c1" "$W/c2"
     read -r m c < <(make_image "$src" "$W/c1"); echo "| make-image | $src | empty | $m | $c | $run |"
+    if [ "$src" = http ]; then read -r m c < <(make_image "$src" "$W/c1" --keep-parts); echo "| make-image --keep-parts | $src | empty | $m | $c | $run |"; fi
     read -r m c < <(make_image "$src" "$W/c1"); echo "| make-image | $src | warm | $m | $c | $run |"
     read -r m c < <(mount_cp "$src" "$W/c2"); echo "| mount + cp (daemon) | $src | empty | $m | $c | $run |"
     read -r m c < <(mount_cp "$src" "$W/c2"); echo "| mount + cp (daemon) | $src | warm | $m | $c | $run |"

@@ -14,7 +14,8 @@
 # What is measured, each with an empty jigdofs cache (and a fresh directory for jigdo-lite), with the parts
 # ONLY on the HTTP mirror (the .jigdo and template are local files; the .jigdo's own Debian= server is not
 # running, the mirror is given with --mirror Debian=URL, and to jigdo-lite as its Debian mirror):
-#   make-image   jigdofs make-image X.jigdo -o OUT --cache-dir EMPTY --mirror Debian=URL     (wall, CPU)
+#   make-image   jigdofs make-image X.jigdo -o OUT --cache-dir EMPTY --mirror Debian=URL     (wall, CPU);
+#                then the same with --keep-parts (the downloaded parts stay in the cache, as before they always did)
 #   mount+cp     jigdofs mount ... ; cp MNT/X.iso OUT ; jigdofs umount      (wall of cp; CPU of the daemon);
 #                then the same with `mount --direct-io` (reads bypass the kernel's page cache)
 #   jigdo-lite   HOME=H jigdo-lite --noask X.jigdo   (H/.jigdo-lite sets debianMirror=URL)   (wall, CPU)
@@ -150,19 +151,25 @@ mount_cp() {
   row "$LAT" "$label" "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "daemon $(since "$d0" "$d1") s" "$(since "$m0" "$m1")"
   rm -rf "$W/cache" "$W/out.iso"
 }
+# make_image LABEL [ARG...]: make-image with an empty cache (wall, CPU of the process)
+make_image() {
+  local label=$1; shift
+  rm -rf "$W/cache" "$W/out.iso"; sync; from=$(log_lines); m0=$(mirror_cpu); t0=$(now)
+  /usr/bin/time -f "%U %S" -o "$W/time" "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q "$@"
+  t1=$(now); check "$W/out.iso" "$label"
+  read -r bytes reqs < <(mirror_since "$from")
+  row "$LAT" "$label" "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")" "$(since "$m0" "$(mirror_cpu)")"
+  rm -rf "$W/cache" "$W/out.iso"
+}
 echo "| latency | tool | wall | speed | downloaded / needed (requests) | CPU user+sys | mirror CPU |"
 echo "|---|---|---|---|---|---|---|"
 
 for LAT in $LATENCIES; do
   start_mirror "$LAT"
   for run in $(seq "$RUNS"); do
-    # --- jigdofs make-image
-    rm -rf "$W/cache" "$W/out.iso"; sync; from=$(log_lines); m0=$(mirror_cpu); t0=$(now)
-    /usr/bin/time -f "%U %S" -o "$W/time" "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --cache-dir "$W/cache" --mirror "$LABEL=$URL" -q
-    t1=$(now); check "$W/out.iso" make-image
-    read -r bytes reqs < <(mirror_since "$from")
-    row "$LAT" make-image "$(secs "$t0" "$t1")" "$(mbps "$ISO_BYTES" "$(secs "$t0" "$t1")")" "$bytes / $NEEDED ($reqs)" "$(awk '{ printf "%.1f s", $1 + $2 }' "$W/time")" "$(since "$m0" "$(mirror_cpu)")"
-    rm -rf "$W/cache" "$W/out.iso"
+    # --- jigdofs make-image (by default the parts it downloads leave the cache once the image is written)
+    make_image make-image
+    make_image "make-image --keep-parts" --keep-parts
 
     # --- cp of a mounted image, with the kernel's page cache (default) and with --direct-io
     if [ "$MOUNT" = 1 ]; then

@@ -8,8 +8,8 @@ import type { Lock } from './cache-lock.js';
  */
 export interface CommitTarget {
   verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck, size?: number): Promise<VerifiedCopy | undefined>;
-  /** Takes `fh` once it returned (the writer does not close it then). */
-  commitUnhashed(tmp: string, final: string, fh: FileHandle, size?: number): Promise<VerifiedCopy>;
+  /** Takes `fh` once it returned (the writer does not close it then). `durable`: see PartCache.commitUnhashed. */
+  commitUnhashed(tmp: string, final: string, fh: FileHandle, size: number | undefined, durable: boolean): Promise<VerifiedCopy>;
 }
 
 /**
@@ -51,9 +51,9 @@ export class CacheWriter {
   }
 
   /** Moves the written bytes into the cache unhashed (make-image's image checksum checks them: PartCache.commitUnhashed). */
-  async commitUnhashed(): Promise<VerifiedCopy> {
+  async commitUnhashed(durable = true): Promise<VerifiedCopy> {
     if (this.done) throw new Error('cache writer already finished');
-    const copy = await this.cache.commitUnhashed(this.tmp, this.final, this.fh, this.size);
+    const copy = await this.cache.commitUnhashed(this.tmp, this.final, this.fh, this.size, durable);
     await this.finish(false, false); // the cache closes fh once it synced it
     return copy;
   }

@@ -3,7 +3,7 @@ import { open, readdir, rename, stat, unlink, utimes, type FileHandle } from 'no
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
-import { identityOf, sameIdentity } from '../sources/hash-index.js';
+import { eachUnchanged, identityOf } from '../sources/hash-index.js';
 import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type LocalCopy, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { BackgroundSync, syncFile } from './background-sync.js';
@@ -102,14 +102,15 @@ export class PartCache {
   private readonly pages: PageRelease; // files a reader is done with, leaving the page cache
   private readonly eviction: CacheEviction;
   private readonly locks: CacheLocks;
-  /** Directories made by this process (one mkdir each, not one per part). */
-  private readonly madeDirs = new Set<string>();
+  private readonly madeDirs = new Set<string>(); // directories made by this process (one mkdir each, not one per part)
   private readonly stats_: CacheStats;
   /** Syncs this process's unhashed files (commitUnhashed) before confirmUnhashed names them; removes those it could not. */
   private readonly unhashedSync = new BackgroundSync(async (file) => {
     const st = await stat(file).catch(() => undefined);
     if (st) await this.drop(file, st.size);
   });
+  /** This process's unhashed files never to be synced (commitUnhashed, not durable): their pages stay until removed. */
+  private readonly unsynced = new Set<string>();
 
   constructor(opts: PartCacheOptions) {
     this.dir = path.resolve(opts.dir);
@@ -315,37 +316,36 @@ export class PartCache {
    * a job that checks its whole output (see the class comment); confirmUnhashed gives it its checksum name. Synced
    * in the background (unhashedSync), not before the rename like a verified commit: whoever reads it before it is
    * named hashes it (adoptUnhashed), so a crash can cost its bytes but never pass wrong ones; only the checksum
-   * name it may get needs its bytes on the disk, and confirmUnhashed waits for that. Takes `fh` once it returns
-   * (closed after the sync); if it throws, `fh` stays the caller's.
+   * name it may get needs its bytes on the disk, and confirmUnhashed waits for that. Takes `fh` once it returns; if it
+   * throws, `fh` stays the caller's. Not `durable` (keepDownloads false): never synced, so that bytes read once and
+   * removed need never reach the disk (whoever adopts it syncs it first).
    */
-  async commitUnhashed(tmp: string, final: string, fh: FileHandle, size?: number): Promise<VerifiedCopy> {
+  async commitUnhashed(tmp: string, final: string, fh: FileHandle, size?: number, durable = true): Promise<VerifiedCopy> {
     const copy = await unhashedFetch(() => this.place(tmp, unhashedName(final), fh, size));
-    this.unhashedSync.add(copy.path, fh);
+    if (durable) this.unhashedSync.add(copy.path, fh);
+    else await fh.close().finally(() => this.unsynced.add(copy.path)).catch(() => undefined); // a lost write: caught by the hash
     return copy;
   }
 
   /**
-   * The job's output matched, and its bytes of these parts were read from these copies (commitUnhashed's): each
-   * still there with the identity it had gets its checksum name. One adopted by another process (hashed, renamed),
-   * evicted, or removed as wrong is gone already, and skipped; nobody else writes to its name (unhashedName). One
-   * whose background sync failed was removed by it.
+   * The job's output matched, and its bytes of these parts were read from these copies (commitUnhashed's): each still
+   * there with the identity it had gets its checksum name. One adopted by another process, evicted, or removed as wrong
+   * is gone, and skipped; nobody else writes to its name (unhashedName). One whose background sync failed was removed.
    */
   async confirmUnhashed(copies: LocalCopy[]): Promise<void> {
     const notSynced = await this.unhashedSync.flush();
-    const all = copies.filter((c) => !notSynced.has(c.path));
-    const next = async (): Promise<void> => {
-      for (let c = all.pop(); c; c = all.pop()) {
-        const st = await stat(c.path).catch(() => undefined);
-        if (!st || !sameIdentity(c, st)) continue;
-        await this.nameOrDrop(c.path, finalOf(c.path), st.size).catch(() => undefined);
-      }
-    };
-    await Promise.all(Array.from({ length: 8 }, next));
+    await eachUnchanged(copies.filter((c) => !notSynced.has(c.path)), (c, st) => this.nameOrDrop(c.path, finalOf(c.path), st.size));
   }
 
-  /** A reader is done with these files (RemoteParts.passed): they leave the page cache once on the disk (PageRelease). */
+  /** Removes this process's downloads (NetworkOptions.keepDownloads false), each only while still the file it wrote. */
+  async removeCopies(copies: LocalCopy[]): Promise<void> {
+    await eachUnchanged(copies, (c, st) => this.drop(c.path, st.size));
+    for (const c of copies) this.unsynced.delete(c.path);
+  }
+
+  /** A reader is done with these files (RemoteParts.passed): they leave the page cache once on the disk (PageRelease), unless never synced. */
   leavePageCache(paths: string[]): void {
-    this.pages.leave(paths);
+    this.pages.leave(paths.filter((p) => !this.unsynced.has(p)));
   }
 
   /** Renames `tmp` to `dest` after making room for it (counted once renamed); its identity after the rename. */

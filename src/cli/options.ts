@@ -126,9 +126,9 @@ export function resolveSettings(flags: SourceFlags): Settings {
  * The SourceOptions of a command: its settings, and what they build, once per command: the worker pool
  * and the network (disk cache and mirrors as part providers, remote .jigdo/[Include]/template loading;
  * no mirrors with --offline). With `fetchParts: false` parts come from local sources and the cache only
- * (`missing`).
+ * (`missing`). `keepDownloads: false`: see NetworkOptions.
  */
-export function sourceOptions(flags: SourceFlags, use: { fetchParts?: boolean } = {}): SourceOptions {
+export function sourceOptions(flags: SourceFlags, use: { fetchParts?: boolean; keepDownloads?: boolean } = {}): SourceOptions {
   const settings = resolveSettings(flags);
   const { log, cacheDir } = settings;
   const pool = new WorkerPool();
@@ -142,6 +142,7 @@ export function sourceOptions(flags: SourceFlags, use: { fetchParts?: boolean } 
     retries: settings.retries,
     rangeSize: settings.rangeSize,
     streamsPerPart: settings.streamsPerPart,
+    keepDownloads: use.keepDownloads,
     log,
     hashFile: (file, kind) => pool.hashFile(file, kind),
     dropPages: (paths) => pool.dropPages(paths),

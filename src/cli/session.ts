@@ -12,7 +12,7 @@ export async function withSession<T>(
   jigdoArg: string,
   flags: SourceFlags,
   work: (s: ImageSession) => Promise<T>,
-  use: { fetchParts?: boolean; warmPool?: boolean } = {},
+  use: { fetchParts?: boolean; warmPool?: boolean; keepDownloads?: boolean } = {},
 ): Promise<T> {
   const opts = sourceOptions(flags, use);
   if (use.warmPool) opts.pool?.warm(); // its first thread starts while the .jigdo and the template are read

@@ -16,6 +16,11 @@ export interface NetworkOptions {
   connections: number;
   /** Extra rounds over all candidates after each of them failed. */
   retries: number;
+  /**
+   * false (make-image without --keep-parts): the parts this process downloads are removed from the cache once the
+   * job's whole output matched (RemoteParts.confirmDeferred), and those it takes unhashed are never synced. Absent: kept.
+   */
+  keepDownloads?: boolean;
   /** Parts larger than this are fetched as parallel ranges of about this size. */
   rangeSize: number;
   /** Parallel range requests per part. */

@@ -88,7 +88,7 @@ export class PartFetch {
         }
         // A hash taken as the bytes arrived costs nothing more to check; else trusted bytes go in unhashed.
         if (!this.digest && this.unhashedFrom([...this.contributors])) {
-          const copy = await this.writer.commitUnhashed();
+          const copy = await this.writer.commitUnhashed(this.ctx.opts.keepDownloads !== false);
           board.parts.unhashed++;
           return copy;
         }

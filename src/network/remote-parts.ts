@@ -37,6 +37,8 @@ export class RemoteParts implements PartProvider {
   private readonly unhashed = new Map<string, { copy: VerifiedCopy; mirrors: string[]; again: boolean }>();
   /** Files this process downloaded, until passed (a part another process fetched keeps its pages: it may be reading it). */
   private readonly downloaded = new Set<string>();
+  /** Every copy this process downloaded, when it removes them at the end (NetworkOptions.keepDownloads false). */
+  private readonly toRemove: VerifiedCopy[] = [];
 
   constructor(
     private readonly ctx: FetchContext,
@@ -81,6 +83,7 @@ export class RemoteParts implements PartProvider {
         const fetch = new PartFetch(this.ctx, need, kind, urls, started.writer, this.deferring);
         const copy = await fetch.run();
         this.downloaded.add(copy.path);
+        if (this.ctx.opts.keepDownloads === false) this.toRemove.push(copy);
         const before = this.unhashed.get(key);
         if (copy.deferred) this.unhashed.set(key, { copy, mirrors: fetch.sources, again: before !== undefined });
         else this.unhashed.delete(key); // hashed this time: nothing left to confirm or blame
@@ -107,11 +110,17 @@ export class RemoteParts implements PartProvider {
     this.deferring = on;
   }
 
-  /** The image matched: the parts cached unhashed (each downloaded once, see `unhashed`) get their checksum names. */
+  /**
+   * The image matched: the parts cached unhashed (each downloaded once, see `unhashed`) get their checksum names, or,
+   * when the job keeps no downloads (make-image without --keep-parts), every part this process downloaded is removed:
+   * the image holds them, and a second copy of it cost the disk as much again. A job that did not match keeps them
+   * all for its rerun.
+   */
   async confirmDeferred(): Promise<void> {
     const copies = [...this.unhashed.values()].filter((u) => !u.again).map((u) => u.copy);
     this.unhashed.clear();
-    await this.ctx.cache.confirmUnhashed(copies);
+    if (this.ctx.opts.keepDownloads !== false) return this.ctx.cache.confirmUnhashed(copies);
+    await this.ctx.cache.removeCopies(this.toRemove.splice(0));
   }
 
   /**

@@ -1,4 +1,5 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { ChecksumKind } from '../format/checksum.js';
@@ -25,6 +26,18 @@ export function identityOf(st: FileIdentity): FileIdentity {
 /** Same file, unchanged. A field missing (an index entry of an older version) is never the same. */
 export function sameIdentity(a: Partial<FileIdentity>, b: FileIdentity): boolean {
   return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.dev === b.dev;
+}
+
+/** Runs `fn` on each copy still there with the identity it had (one gone or replaced is skipped), 8 at a time. */
+export async function eachUnchanged<C extends Partial<FileIdentity> & { path: string }>(copies: C[], fn: (copy: C, st: Stats) => Promise<unknown>): Promise<void> {
+  const all = [...copies];
+  const next = async (): Promise<void> => {
+    for (let c = all.pop(); c; c = all.pop()) {
+      const st = await stat(c.path).catch(() => undefined);
+      if (st && sameIdentity(c, st)) await fn(c, st).catch(() => undefined);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, next));
 }
 
 /** Index files and their temporary copies are private: they list which local files we hashed. */

@@ -122,7 +122,7 @@ test('under umask 022 the cache (parts, tmp, locks, inflated, logs, hash index) 
   const mnt = path.join(d, 'mnt');
   try {
     const jigdo = await jigdoWithServers(big, [partsUri(mirror)], d);
-    const r = await runCli(['make-image', jigdo, '-o', path.join(d, 'out.iso'), '--cache-dir', cache, '--scan', path.join(work, 'tree', 'parts', 'p00.bin')]);
+    const r = await runCli(['make-image', jigdo, '-o', path.join(d, 'out.iso'), '--cache-dir', cache, '--scan', path.join(work, 'tree', 'parts', 'p00.bin'), '--keep-parts']);
     assert.equal(r.code, 0, describeRun(r));
     // A mount without --log-file keeps its log under the cache's logs/.
     const small = (await buildFixtures()).variants['jf-md5-gzip'];

@@ -63,7 +63,7 @@ describe('the disk cache', () => {
     assert.equal(files.length, 5, 'the partial part is not under its checksum name');
 
     m.fault(P.e, null);
-    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
+    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--keep-parts'], { timeoutMs: 30_000 });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await fileMd5(out), v.imageMd5);
     assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'leftovers of the dead process removed');
@@ -106,6 +106,7 @@ describe('the disk cache', () => {
     }
   });
 
+  // With --keep-parts: without it, the first to finish removes what it downloaded, and the other may fetch a part again.
   test('two processes building images that share parts fetch each part once', async () => {
     const m = await mirror(40);
     const d = await dir('two');
@@ -113,8 +114,8 @@ describe('the disk cache', () => {
     const j1 = await jigdoWithServers(fx.variants['jf-md5-gzip'], [partsUri(m)], path.join(d, 'one'));
     const j2 = await jigdoWithServers(fx.variants['jf-md5-bzip2'], [partsUri(m)], path.join(d, 'two'));
     const [r1, r2] = await Promise.all([
-      runCli(['make-image', j1, '-o', path.join(d, 'one.iso'), '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 }),
-      runCli(['make-image', j2, '-o', path.join(d, 'two.iso'), '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 }),
+      runCli(['make-image', j1, '-o', path.join(d, 'one.iso'), '--cache-dir', cache, '--config', plainConfig, '--keep-parts'], { timeoutMs: 30_000 }),
+      runCli(['make-image', j2, '-o', path.join(d, 'two.iso'), '--cache-dir', cache, '--config', plainConfig, '--keep-parts'], { timeoutMs: 30_000 }),
     ]);
     assert.equal(r1.code, 0, r1.stderr);
     assert.equal(r2.code, 0, r2.stderr);

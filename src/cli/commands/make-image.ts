@@ -52,8 +52,9 @@ export function registerMakeImage(program: Command): void {
       .command('make-image')
       .description('write the whole image from the sources, verified against the image checksum')
       .argument('<jigdo>', '.jigdo file or http(s) URL')
-      .option('-o, --output <FILE>', 'image file to write (default: the image name in the current directory)'),
-  ).action(async (jigdoArg: string, flags: SourceFlags & { output?: string }) => {
+      .option('-o, --output <FILE>', 'image file to write (default: the image name in the current directory)')
+      .option('--keep-parts', 'keep the parts downloaded in the cache (default: removed once the image is written)'),
+  ).action(async (jigdoArg: string, flags: SourceFlags & { output?: string; keepParts?: boolean }) => {
     await withSession(jigdoArg, flags, async (s) => {
       const output = path.resolve(flags.output ?? s.name);
       const t0 = Date.now();
@@ -76,6 +77,6 @@ export function registerMakeImage(program: Command): void {
         process.stderr.write(`jigdofs: wrote ${shown(output)}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
         for (const line of s.local.images.summaryLines()) process.stderr.write(`jigdofs: ${line}\n`);
       }
-    }, { warmPool: true });
+    }, { warmPool: true, keepDownloads: flags.keepParts === true });
   });
 }
