@@ -5,8 +5,12 @@
  * done with it. Such a file may be renamed to its checksum name meanwhile (PartCache.confirmUnhashed): that name is
  * tried too. Owns the drops in flight (`pending`), which `idle` waits for.
  */
+/** The kernel writes dirty pages back once 30 s old (vm.dirty_expire_centisecs), its flusher waking every 5 s. */
+const LATER_MS = 40_000;
+
 export class PageRelease {
   private readonly pending = new Set<Promise<void>>();
+  private readonly timers = new Set<NodeJS.Timeout>(); // leaveLater's, cancelled by idle
 
   constructor(
     /** Drops files from the page cache; absent: nothing is dropped. */
@@ -28,8 +32,25 @@ export class PageRelease {
     this.pending.add(done);
   }
 
-  /** Waits for the drops asked for so far. */
+  /**
+   * Files never synced (PartCache.commitUnhashed, not durable): dropped only after LATER_MS, by when the kernel's
+   * flusher has written them if they still exist (so the drop writes nothing it would not have), in a run too long
+   * to keep a whole image's downloads in memory. A short run has removed them by then. Cancelled by idle.
+   */
+  leaveLater(paths: string[]): void {
+    if (!this.dropPages || paths.length === 0) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      this.leave(paths);
+    }, LATER_MS);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  /** Waits for the drops asked for so far; those of leaveLater not due yet are not made. */
   async idle(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     while (this.pending.size > 0) await Promise.all(this.pending);
   }
 }

@@ -323,7 +323,7 @@ export class PartCache {
   async commitUnhashed(tmp: string, final: string, fh: FileHandle, size?: number, durable = true): Promise<VerifiedCopy> {
     const copy = await unhashedFetch(() => this.place(tmp, unhashedName(final), fh, size));
     if (durable) this.unhashedSync.add(copy.path, fh);
-    else await fh.close().finally(() => this.unsynced.add(copy.path)).catch(() => undefined); // a lost write: caught by the hash
+    else await fh.close().then(() => this.unsynced.add(copy.path), () => this.drop(copy.path, copy.size)); // a lost write: never named
     return copy;
   }
 
@@ -343,9 +343,10 @@ export class PartCache {
     for (const c of copies) this.unsynced.delete(c.path);
   }
 
-  /** A reader is done with these files (RemoteParts.passed): they leave the page cache once on the disk (PageRelease), unless never synced. */
+  /** A reader is done with these files (RemoteParts.passed): they leave the page cache once on the disk (PageRelease). */
   leavePageCache(paths: string[]): void {
     this.pages.leave(paths.filter((p) => !this.unsynced.has(p)));
+    this.pages.leaveLater(paths.filter((p) => this.unsynced.has(p)));
   }
 
   /** Renames `tmp` to `dest` after making room for it (counted once renamed); its identity after the rename. */
@@ -377,8 +378,7 @@ export class PartCache {
 
   /** Brings the cache under its limit (a mount's end: other processes may have added files meanwhile). */
   async trim(): Promise<void> {
-    if (this.stats_.added === 0) return;
-    await this.eviction.trim();
+    if (this.stats_.added > 0) await this.eviction.trim();
   }
 
   /** The end of this process's use of the cache: its last commits let go of the size lock, its lock inode goes (cache-lock.ts). */

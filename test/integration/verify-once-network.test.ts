@@ -91,7 +91,8 @@ describe('verify once, parts from mirrors', () => {
       m.fault(`/${lastPath}`, { kind: 'corrupt', times: 1 });
 
       const out = path.join(d, 'out.iso');
-      const r = await runCli(['make-image', up.jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--mirror', `Parts=${m.url}`, '--connections', '1'], {
+      // --keep-parts: the rebuild's copies are then named, and must all hash right.
+      const r = await runCli(['make-image', up.jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--mirror', `Parts=${m.url}`, '--connections', '1', '--keep-parts'], {
         timeoutMs: 60_000,
       });
       assert.equal(r.code, 0, r.stderr);
