@@ -1,13 +1,14 @@
+/** The kernel writes dirty pages back once 30 s old (vm.dirty_expire_centisecs), its flusher waking every 5 s. */
+const LATER_MS = 40_000;
+
 /**
  * Lets files of the disk cache leave the page cache (util/page-cache.ts through WorkerPool.dropPages) once a reader is
  * done with them (PartCache.leavePageCache): each once its bytes are on the disk, since only clean pages can be
  * dropped and an unhashed download is synced in the background (PartCache.commitUnhashed), maybe after its reader is
  * done with it. Such a file may be renamed to its checksum name meanwhile (PartCache.confirmUnhashed): that name is
- * tried too. Owns the drops in flight (`pending`), which `idle` waits for.
+ * tried too. Owns the drops in flight (`pending`), which `idle` waits for, and those not due yet (`timers`: leaveLater),
+ * which `idle` cancels.
  */
-/** The kernel writes dirty pages back once 30 s old (vm.dirty_expire_centisecs), its flusher waking every 5 s. */
-const LATER_MS = 40_000;
-
 export class PageRelease {
   private readonly pending = new Set<Promise<void>>();
   private readonly timers = new Set<NodeJS.Timeout>(); // leaveLater's, cancelled by idle
