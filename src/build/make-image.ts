@@ -5,6 +5,7 @@ import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js'
 import type { ImageSession } from '../engine/session.js';
 import { DirectOutput } from './direct-output.js';
 import { pooledImageBlocks } from './stream.js';
+import { temporaryImagePath } from './temporary-image.js';
 import { holdsSparseFiles } from '../util/sparse-files.js';
 
 /**
@@ -57,11 +58,6 @@ export async function findMissing(session: ImageSession, limit = 8, stop = { sto
   };
   await Promise.all(Array.from({ length: limit }, worker));
   return missing;
-}
-
-/** The name the image is written under until its checksum matched (removed if it does not). */
-export function temporaryImagePath(output: string): string {
-  return `${output}.jigdofs-${process.pid}.tmp`;
 }
 
 /** The rebuilt image's checksum is not the .jigdo's: some source gave wrong bytes that passed as right. */
@@ -138,7 +134,7 @@ async function recheckParts(session: ImageSession): Promise<number> {
 }
 
 /**
- * Streams the image in order into `output.jigdofs-PID.tmp`, hashing it on a worker as it goes, and
+ * Streams the image in order into `output.jigdofs-HOSTTAG-PID.tmp` (temporary-image.ts), hashing it on a worker as it goes, and
  * renames it into place only if the image checksum matched. Meanwhile every part is located (with cold
  * caches: hashed) ahead of the stream, so that a missing part names them all: the temporary file is then
  * removed and nothing is written under `output`. Memory is fixed: 8 blocks of 4 MiB (4 read ahead, IN_FLIGHT

@@ -1,10 +1,8 @@
-import { createHash } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { link, open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import path from 'node:path';
 import { errorMessage } from '../format/errors.js';
-import { pidAlive } from '../util/pid.js';
+import { ownerDead, ownerTag } from '../util/pid.js';
 
 /**
  * The cache's lock protocol, shared with every other process of the user: the writer of a checksum's file
@@ -33,18 +31,6 @@ export const TMP_STALE_MS = 24 * 3600_000;
 /** Cached files, temporary files and locks: private (a second local user must not learn what we fetched). */
 export const FILE_MODE = 0o600;
 
-const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
-
-/** `HOSTTAG-PID`: how a lock's content and a temporary file's name say which process made them. */
-export function ownerTag(pid = process.pid): string {
-  return `${HOST_TAG}-${pid}`;
-}
-
-/** `HOSTTAG-PID-…`: owned by a process of this host that no longer runs. */
-export function ownerDead(name: string): boolean {
-  const m = /^([0-9a-f]{8})-(\d+)-/.exec(name);
-  return m !== null && m[1] === HOST_TAG && !pidAlive(Number(m[2]));
-}
 
 /** Not refreshed for LOCK_STALE_MS, gone, or written by a dead process of this host. */
 export async function lockIsStale(file: string): Promise<boolean> {

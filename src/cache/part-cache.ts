@@ -8,7 +8,8 @@ import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type 
 import { makeDirs } from '../util/make-dirs.js';
 import { BackgroundSync, syncFile } from './background-sync.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
-import { CacheLocks, FILE_MODE, ownerTag } from './cache-lock.js';
+import { CacheLocks, FILE_MODE } from './cache-lock.js';
+import { ownerTag } from '../util/pid.js';
 import { CacheWriter } from './cache-writer.js';
 import { PageRelease } from './page-release.js';
 
@@ -28,8 +29,7 @@ import { PageRelease } from './page-release.js';
  * rename to a new name of its own), hashes it and renames it to its checksum name only if it matches
  * (adoptUnhashed), so a killed make-image still leaves its downloads for the rerun.
  *
- * Size: `--cache-size` (default 20 GiB) holds at every commit, capped by the free disk space
- * (cache-eviction.ts).
+ * Size: `--cache-size` (default 20 GiB) holds at every commit, capped by the free disk space (cache-eviction.ts).
  *
  * Privacy: folders are made 0700 (makeDirs) and files 0600, so that a second local user can read neither
  * what we fetched nor which parts we needed, even under a cache folder the user made with looser rights.

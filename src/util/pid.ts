@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 
 /**
  * The process exists and has not ended (possibly another user's: EPERM still means it runs). A zombie
@@ -18,4 +20,18 @@ export function pidAlive(pid: number): boolean {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/self/stat')) return false; // ended just now
     return true; // no /proc: kill(0) is all we know
   }
+}
+
+/** This host, in the names of files several hosts may share (a cache or an output directory on NFS). */
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+
+/** `HOSTTAG-PID`: how a lock's content and a temporary file's name say which process made them. */
+export function ownerTag(pid = process.pid): string {
+  return `${HOST_TAG}-${pid}`;
+}
+
+/** `HOSTTAG-PID-…`: owned by a process of this host that no longer runs (another host's pids mean nothing here). */
+export function ownerDead(name: string): boolean {
+  const m = /^([0-9a-f]{8})-(\d+)-/.exec(name);
+  return m !== null && m[1] === HOST_TAG && !pidAlive(Number(m[2]));
 }

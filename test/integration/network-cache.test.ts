@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ownerTag } from '../../src/cache/cache-lock.js';
+import { ownerTag } from '../../src/util/pid.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { assertCacheVerified, bytesByPath, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, partsUri, waitFor } from '../helpers/network.js';
 import { fx, v, plainConfig, P, mirror, dir, setupNetworkSuite } from '../helpers/network-suite.js';
@@ -46,8 +46,8 @@ async function stalledMakeImage(name: string) {
 }
 
 describe('the disk cache', () => {
-  test('kill -9 during a fetch leaves no bad part; the rerun completes', async () => {
-    const { m, cache, jigdo, out, child, exited } = await stalledMakeImage('kill');
+  test('kill -9 during a fetch leaves no bad part; the rerun completes and removes the killed run\'s temporary image', async () => {
+    const { m, d, cache, jigdo, out, child, exited } = await stalledMakeImage('kill');
     try {
       // A part's lock goes a moment after its rename: wait until only the stalled fetch holds one.
       await waitFor(async () => (await cacheLeftovers(cache)).locks.length === 1, 10_000, 'the other fetches finished');
@@ -62,10 +62,15 @@ describe('the disk cache', () => {
     const files = await assertCacheVerified(cache);
     assert.equal(files.length, 5, 'the partial part is not under its checksum name');
 
+    const killedImage = `out.iso.jigdofs-${ownerTag(child.pid)}.tmp`;
+    assert.ok((await readdir(d)).includes(killedImage), 'the killed run left its temporary image');
+
     m.fault(P.e, null);
     const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--keep-parts'], { timeoutMs: 30_000 });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await fileMd5(out), v.imageMd5);
+    assert.match(r.stderr, new RegExp(`removed .*${killedImage.replace(/\./g, '\\.')}, left by a run that was killed`));
+    assert.deepEqual((await readdir(d)).filter((f) => f.startsWith('out.iso.jigdofs-')), [], 'no temporary image left');
     assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'leftovers of the dead process removed');
     assert.equal((await assertCacheVerified(cache)).length, 6);
   });

@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CacheLocks, LOCK_STALE_MS, TMP_STALE_MS, lockIsStale, ownerDead, ownerTag } from '../../src/cache/cache-lock.js';
+import { CacheLocks, LOCK_STALE_MS, TMP_STALE_MS, lockIsStale } from '../../src/cache/cache-lock.js';
+import { ownerDead, ownerTag } from '../../src/util/pid.js';
 
 let work: string;
 let dirs = 0;

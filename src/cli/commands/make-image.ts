@@ -2,7 +2,8 @@ import { fsPath, shown } from '../../format/byte-string.js';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { makeImage, temporaryImagePath } from '../../build/make-image.js';
+import { makeImage } from '../../build/make-image.js';
+import { removeDeadTemporaries, temporaryImagePath } from '../../build/temporary-image.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
 
@@ -58,6 +59,7 @@ export function registerMakeImage(program: Command): void {
     await withSession(jigdoArg, flags, async (s) => {
       const output = path.resolve(flags.output ?? s.name);
       const t0 = Date.now();
+      for (const file of await removeDeadTemporaries(output)) if (!flags.quiet) process.stderr.write(shown(`jigdofs: removed ${file}, left by a run that was killed\n`));
       const stopInterrupted = removeTemporaryOnSignal(output);
       const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true), stopInterrupted).finally(stopInterrupted);
       if (r.missing.length > 0) {

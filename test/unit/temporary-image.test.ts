@@ -1,0 +1,61 @@
+/**
+ * make-image's temporary image (src/build/temporary-image.ts): its name says which process of which host writes it,
+ * and a new run removes only the ones killed runs of this host left beside the same output.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { removeDeadTemporaries, temporaryImagePath } from '../../src/build/temporary-image.js';
+import { fsPath } from '../../src/format/byte-string.js';
+import { ownerTag } from '../../src/util/pid.js';
+
+let work: string;
+/** A pid that ran on this host and has ended (and was reaped). */
+let deadPid: number;
+
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-temporary-image-'));
+  deadPid = spawnSync(process.execPath, ['-e', '']).pid!;
+});
+after(() => rm(work, { recursive: true, force: true }));
+
+test('the temporary image is named after this process and host, beside the output', () => {
+  const out = path.join(work, 'a.iso');
+  assert.equal(temporaryImagePath(out), path.join(work, `a.iso.jigdofs-${ownerTag()}.tmp`));
+});
+
+test('a new run removes the temporary images of dead processes of this host, and nothing else', async () => {
+  const dir = await mkdtemp(path.join(work, 'd-'));
+  const out = path.join(dir, 'debian.iso');
+  const ours = ownerTag(deadPid);
+  const otherHost = (ours[0] === 'a' ? 'b' : 'a') + ours.slice(1);
+  const files = {
+    dead: `debian.iso.jigdofs-${ours}.tmp`,
+    live: `debian.iso.jigdofs-${ownerTag()}.tmp`, // a run still writing (this process stands in for it)
+    otherHost: `debian.iso.jigdofs-${otherHost}.tmp`, // a host sharing the folder: its pids mean nothing here
+    otherOutput: `debian2.iso.jigdofs-${ours}.tmp`,
+    oldStyle: `debian.iso.jigdofs-${deadPid}.tmp`, // no host tag: not ours to judge
+    output: 'debian.iso',
+  };
+  for (const name of Object.values(files)) await writeFile(path.join(dir, name), 'x');
+  const removed = await removeDeadTemporaries(out);
+  assert.deepEqual(removed, [path.join(dir, files.dead)]);
+  const left = (await readdir(dir)).sort();
+  assert.deepEqual(left, Object.values(files).filter((f) => f !== files.dead).sort());
+});
+
+test('an output name that is not UTF-8: its dead temporary image is found and removed', async () => {
+  const dir = await mkdtemp(path.join(work, 'b-'));
+  const out = path.join(dir, 'M\udcfcller.iso'); // the byte 0xFC, as byte-string.ts escapes it
+  const tmp = `${out}.jigdofs-${ownerTag(deadPid)}.tmp`;
+  await writeFile(fsPath(tmp), 'x');
+  assert.deepEqual(await removeDeadTemporaries(out), [tmp]);
+  assert.deepEqual(await readdir(dir), []);
+});
+
+test('a folder that cannot be listed: nothing removed, no error', async () => {
+  assert.deepEqual(await removeDeadTemporaries(path.join(work, 'no-such-dir', 'x.iso')), []);
+});
