@@ -6,6 +6,7 @@ import type { ImageSession } from '../engine/session.js';
 import { DirectOutput } from './direct-output.js';
 import { pooledImageBlocks } from './stream.js';
 import { temporaryImagePath } from './temporary-image.js';
+import { eachLimit } from '../util/each-limit.js';
 import { holdsSparseFiles } from '../util/sparse-files.js';
 
 /**
@@ -46,17 +47,12 @@ export interface MakeImageResult {
 export async function findMissing(session: ImageSession, limit = 8, stop = { stopped: false }): Promise<string[]> {
   const keys = [...session.layout.parts.values()].filter((p) => p.length > 0).map((p) => p.key);
   const missing: string[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < keys.length && !stop.stopped) {
-      const key = keys[next++]!;
-      await session.parts.locate(key).catch((err: unknown) => {
-        if (!(err instanceof UnavailableError)) throw err;
-        missing.push(key);
-      });
-    }
-  };
-  await Promise.all(Array.from({ length: limit }, worker));
+  const locate = (key: string): Promise<unknown> =>
+    session.parts.locate(key).catch((err: unknown) => {
+      if (!(err instanceof UnavailableError)) throw err;
+      missing.push(key);
+    });
+  await eachLimit(keys, limit, locate, () => stop.stopped);
   return missing;
 }
 
@@ -112,24 +108,20 @@ export async function makeImage(
 async function recheckParts(session: ImageSession): Promise<number> {
   const keys = [...session.layout.parts.values()].filter((p) => p.length > 0 && session.parts.isLocated(p.key)).map((p) => p.key);
   let bad = 0;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < keys.length) {
-      const key = keys[next++]!;
-      const { copy, provider } = await session.parts.locate(key);
-      const unhashed = copy.deferred === true;
-      const verdict = await session.local.recheck(key, copy, session.layout.parts.get(key)!.length);
-      if (verdict === 'right') continue;
-      bad++;
-      // Blame only bytes that were taken unhashed and hashed wrong now (a copy gone meanwhile proves nothing).
-      if (verdict === 'wrong' && unhashed) session.rejected(key, provider);
-      if (!copy.userFile) await rm(copy.path, { force: true }); // a cache file: never a file of the user's (a --local copy, an old disc image)
-      // A read goes through the store's re-check, which drops the stale copy and looks for the part
-      // again now: the rebuild then sees it as found elsewhere or missing, like any other part.
-      await session.parts.readInto(key, 0, 1, Buffer.alloc(1), 0).catch(() => undefined);
-    }
+  const recheck = async (key: string): Promise<void> => {
+    const { copy, provider } = await session.parts.locate(key);
+    const unhashed = copy.deferred === true;
+    const verdict = await session.local.recheck(key, copy, session.layout.parts.get(key)!.length);
+    if (verdict === 'right') return;
+    bad++;
+    // Blame only bytes that were taken unhashed and hashed wrong now (a copy gone meanwhile proves nothing).
+    if (verdict === 'wrong' && unhashed) session.rejected(key, provider);
+    if (!copy.userFile) await rm(copy.path, { force: true }); // a cache file: never a file of the user's (a --local copy, an old disc image)
+    // A read goes through the store's re-check, which drops the stale copy and looks for the part
+    // again now: the rebuild then sees it as found elsewhere or missing, like any other part.
+    await session.parts.readInto(key, 0, 1, Buffer.alloc(1), 0).catch(() => undefined);
   };
-  await Promise.all(Array.from({ length: RECHECK_CONCURRENCY }, worker));
+  await eachLimit(keys, RECHECK_CONCURRENCY, recheck);
   return bad;
 }
 

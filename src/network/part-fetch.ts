@@ -7,6 +7,7 @@ import { backoff, sleep } from './backoff.js';
 import type { FetchContext } from './fetch-context.js';
 import { FetchError, toFetchError } from './fetch-error.js';
 import { PartRanges, type Range } from './part-ranges.js';
+import { eachLimit } from '../util/each-limit.js';
 import type { UrlCandidate } from './remote-parts.js';
 
 /** Most attempts on one range from one mirror (the first request plus resumes after cuts). */
@@ -153,14 +154,8 @@ export class PartFetch {
     const wholeOnly = board.acceptsRanges(c.mirror) === false;
     const run: MirrorRun = { c, abort: new AbortController(), stop: false, wholeOnly };
     const pending: Range[] = wholeOnly ? [{ start: 0, end: length, pos: 0 }] : this.ranges.unfinished();
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (!run.stop && next < pending.length) await this.rangeFromMirror(run, pending[next++]!);
-    };
-    const streams = Math.min(this.ctx.opts.streamsPerPart, pending.length);
     // Every stream has ended before this returns, even when one threw: the caller may close the file next.
-    const ended = await Promise.allSettled(Array.from({ length: streams }, worker));
-    for (const e of ended) if (e.status === 'rejected') throw e.reason;
+    await eachLimit(pending, this.ctx.opts.streamsPerPart, (r) => this.rangeFromMirror(run, r), () => run.stop);
   }
 
   /** Gives up on a mirror for this part (for good, or until the next round) and stops its other streams. */

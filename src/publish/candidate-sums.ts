@@ -4,6 +4,7 @@ import type { ChecksumKind } from '../format/checksum.js';
 import { errorMessage } from '../format/errors.js';
 import { indexFieldName, type HashIndex } from '../sources/hash-index.js';
 import { indexField } from '../sources/verified-copy.js';
+import { eachLimit } from '../util/each-limit.js';
 import type { Scanner } from './scanner.js';
 import type { Candidate } from './candidates.js';
 import { CONFIRM, HEAD_LENGTH } from './scan-protocol.js';
@@ -76,20 +77,15 @@ export class SumSource {
    */
   async all(candidates: Candidate[], warn: (line: string) => void, onDone?: (c: Candidate) => void): Promise<Array<CandidateSums | undefined>> {
     const out = new Array<CandidateSums | undefined>(candidates.length);
-    let next = 0;
-    const lane = async (): Promise<void> => {
-      while (next < candidates.length) {
-        const i = next++;
-        const c = candidates[i]!;
-        try {
-          out[i] = this.cached(c) ?? (await this.compute(c));
-        } catch (err) {
-          warn(`${shown(c.path)}: ${errorMessage(err)} (not used)`);
-        }
-        onDone?.(c);
+    await eachLimit([...candidates.keys()], IN_FLIGHT, async (i) => {
+      const c = candidates[i]!;
+      try {
+        out[i] = this.cached(c) ?? (await this.compute(c));
+      } catch (err) {
+        warn(`${shown(c.path)}: ${errorMessage(err)} (not used)`);
       }
-    };
-    await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
+      onDone?.(c);
+    });
     return out;
   }
 }

@@ -3,6 +3,7 @@ import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { ChecksumKind } from '../format/checksum.js';
+import { eachLimit } from '../util/each-limit.js';
 import { makeDirs } from '../util/make-dirs.js';
 
 /**
@@ -30,14 +31,10 @@ export function sameIdentity(a: Partial<FileIdentity>, b: FileIdentity): boolean
 
 /** Runs `fn` on each copy still there with the identity it had (one gone or replaced is skipped), 8 at a time. */
 export async function eachUnchanged<C extends Partial<FileIdentity> & { path: string }>(copies: C[], fn: (copy: C, st: Stats) => Promise<unknown>): Promise<void> {
-  const all = [...copies];
-  const next = async (): Promise<void> => {
-    for (let c = all.pop(); c; c = all.pop()) {
-      const st = await stat(c.path).catch(() => undefined);
-      if (st && sameIdentity(c, st)) await fn(c, st).catch(() => undefined);
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, next));
+  await eachLimit(copies, 8, async (c) => {
+    const st = await stat(c.path).catch(() => undefined);
+    if (st && sameIdentity(c, st)) await fn(c, st).catch(() => undefined);
+  });
 }
 
 /** Index files and their temporary copies are private: they list which local files we hashed. */
