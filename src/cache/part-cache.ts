@@ -10,6 +10,7 @@ import { BackgroundSync, syncFile } from './background-sync.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
 import { CacheLocks, FILE_MODE } from './cache-lock.js';
 import { ownerTag } from '../util/pid.js';
+import type { CacheStats } from './cache-stats.js';
 import { CacheWriter } from './cache-writer.js';
 import { PageRelease } from './page-release.js';
 
@@ -67,24 +68,8 @@ export interface PartCacheOptions {
   /** Hashes a whole file: the worker pool. */
   hashFile: (file: string, kind: ChecksumKind) => Promise<Buffer>;
   dropPages?: (paths: string[]) => Promise<void>; // WorkerPool.dropPages, for leavePageCache; absent: nothing is dropped
-}
-
-export interface CacheStats {
-  dir: string;
-  /** Bytes and files in the cache as last counted (this process's additions included). */
-  bytes: number;
-  files: number;
-  /** The limit in force (after the free-space cap), bytes; 0 until first computed. */
-  limit: number;
-  hits: number;
-  misses: number;
-  added: number;
-  evictions: number;
-  evictedBytes: number;
-  /** Files with the wrong size found under a checksum name (removed), and unhashed parts that proved wrong. */
-  removedBad: number;
-  /** Unhashed parts (see commitUnhashed) hashed by this process and given their checksum name. */
-  adopted: number;
+  /** Record the unhashed parts this process adopts (takeAdopted): a job that removes what it downloaded removes those too. */
+  trackAdopted?: boolean;
 }
 
 /**
@@ -111,11 +96,15 @@ export class PartCache {
   });
   /** This process's unhashed files never to be synced (commitUnhashed, not durable): their pages stay until removed. */
   private readonly unsynced = new Set<string>();
+  /** Unhashed parts of other runs this process adopted and named (only with `trackAdopted`): see takeAdopted. */
+  private readonly adopted: VerifiedCopy[] = [];
+  private readonly trackAdopted: boolean;
 
   constructor(opts: PartCacheOptions) {
     this.dir = path.resolve(opts.dir);
     this.log = opts.log ?? (() => undefined);
     this.hashFile = opts.hashFile;
+    this.trackAdopted = opts.trackAdopted === true;
     this.pages = new PageRelease(opts.dropPages, (file) => this.unhashedSync.whenSynced(file), (file) => (file.endsWith(UNHASHED) ? finalOf(file) : file));
     this.stats_ = { dir: this.dir, bytes: 0, files: 0, limit: 0, hits: 0, misses: 0, added: 0, evictions: 0, evictedBytes: 0, removedBad: 0, adopted: 0 };
     const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.inDir(dir, op);
@@ -208,6 +197,7 @@ export class PartCache {
       }
       if (copy && named) {
         this.stats_.adopted++;
+        if (this.trackAdopted) this.adopted.push(copy);
         return copy;
       }
       if (copy) return this.lookupFile(final, length); // the checksum name was taken meanwhile: ours went
@@ -335,6 +325,14 @@ export class PartCache {
   async confirmUnhashed(copies: LocalCopy[]): Promise<void> {
     const notSynced = await this.unhashedSync.flush();
     await eachUnchanged(copies.filter((c) => !notSynced.has(c.path)), (c, st) => this.nameOrDrop(c.path, finalOf(c.path), st.size));
+  }
+
+  /**
+   * The unhashed parts of other runs (make-image's, killed or still running) that this process adopted so far, and
+   * named: they were downloads too, so a job that keeps none of its downloads removes them with its own (Network.providers).
+   */
+  takeAdopted(): VerifiedCopy[] {
+    return this.adopted.splice(0);
   }
 
   /** Removes this process's downloads (NetworkOptions.keepDownloads false), each only while still the file it wrote. */

@@ -18,7 +18,8 @@ export interface NetworkOptions {
   retries: number;
   /**
    * false (make-image without --keep-parts): the parts this process downloads are removed from the cache once the
-   * job's whole output matched (RemoteParts.confirmDeferred), and those it takes unhashed are never synced. Absent: kept.
+   * job's whole output matched (RemoteParts.confirmDeferred), and those it takes unhashed are never synced; so are
+   * the unhashed downloads of an interrupted run that it adopted (Network.providers). Absent: kept.
    */
   keepDownloads?: boolean;
   /** Parts larger than this are fetched as parallel ranges of about this size. */

@@ -3,7 +3,8 @@ import type { JigdoFile, JigdoImage, JigdoValue } from '../format/jigdo.js';
 import type { Location } from '../format/location.js';
 import { LabelMap } from '../format/resolve.js';
 import type { ImageLayout } from '../image/layout.js';
-import { PartCache, type CacheStats } from '../cache/part-cache.js';
+import type { CacheStats } from '../cache/cache-stats.js';
+import { PartCache } from '../cache/part-cache.js';
 import type { PartProvider } from '../sources/part-store.js';
 import { Slots } from '../util/slots.js';
 import { backoff, sleep } from './backoff.js';
@@ -55,7 +56,7 @@ export class Network {
 
   constructor(readonly opts: NetworkOptions) {
     this.board = new MirrorBoard(opts.log);
-    this.cache = new PartCache({ dir: opts.cacheDir, maxBytes: opts.cacheSize, log: opts.log, hashFile: opts.hashFile, dropPages: opts.dropPages });
+    this.cache = new PartCache({ dir: opts.cacheDir, maxBytes: opts.cacheSize, log: opts.log, hashFile: opts.hashFile, dropPages: opts.dropPages, trackAdopted: opts.keepDownloads === false });
     this.http = opts.offline ? undefined : new HttpClient({ timeoutMs: opts.timeoutMs, connections: opts.connections, fetchThreads: fetchThreadCount() });
     const slots = new Slots(opts.connections);
     this.online = this.http && { http: this.http, board: this.board, cache: this.cache, opts, request: (fn) => slots.run(fn) };
@@ -79,6 +80,12 @@ export class Network {
         // Offline, the cache is the last place looked: say so, or "missing" would read as "no mirror has it".
         if (!copy && !this.http) throw new Error('not in the cache, and --offline keeps the mirrors out');
         return copy;
+      },
+      // A job that keeps none of its downloads (make-image without --keep-parts; the image matched): the unhashed
+      // downloads of an earlier, interrupted run that it adopted go too. Its hashed ones stay: anything under a
+      // checksum name may be a mount's.
+      confirmDeferred: async () => {
+        if (this.opts.keepDownloads === false) await this.cache.removeCopies(this.cache.takeAdopted());
       },
     };
     if (!this.online || !fetchParts) return [cache];

@@ -113,8 +113,9 @@ export class RemoteParts implements PartProvider {
   /**
    * The image matched: the parts cached unhashed (each downloaded once, see `unhashed`) get their checksum names, or,
    * when the job keeps no downloads (make-image without --keep-parts), every part this process downloaded is removed:
-   * the image holds them, and a second copy of it cost the disk as much again. A job that did not match keeps them
-   * all for its rerun.
+   * the image holds them, and a second copy of it cost the disk as much again (the disk cache's provider removes those
+   * of an interrupted run that this one adopted: Network.providers). A job that did not match keeps them all for its
+   * rerun.
    */
   async confirmDeferred(): Promise<void> {
     const copies = [...this.unhashed.values()].filter((u) => !u.again).map((u) => u.copy);

@@ -52,35 +52,58 @@ describe('make-image and the parts it downloads', () => {
     assert.equal(files.length, up.parts);
   });
 
-  test('a run that cannot finish keeps its downloads: the rerun hashes them and fetches only what is still missing', async () => {
-    const d = await dir('downloads-resumed');
-    const cache = path.join(d, 'cache');
-    // Every part but one: the mirror proves right (more than TRUST_AFTER_PARTS parts), so most are kept unhashed.
+  /** A make-image into `d` whose mirror lacks one part: it fails, keeping every download (most of them unhashed). */
+  async function interruptedRun(d: string): Promise<{ lost: string; kept: Awaited<ReturnType<typeof cacheFiles>> }> {
+    // Every part but one: the mirror proves right (more than TRUST_AFTER_PARTS parts), so most are kept unhashed. One
+    // request at a time: with several, all parts of this small image may have started before the mirror proved right.
     const lost = up.missing.find((p) => /^[\w./+-]+$/.test(p))!;
     const partial = await startMirror({ root: up.v2 });
     try {
       partial.fault(`/${lost}`, { kind: 'status', code: 404 });
-      const first = await makeImage(d, partial, '--retries', '0');
+      const first = await makeImage(d, partial, '--retries', '0', '--connections', '1');
       assert.equal(first.code, 1, first.stderr);
       assert.match(first.stderr, /1 part\(s\) missing/);
     } finally {
       await partial.close();
     }
-    const kept = await cacheFiles(cache);
+    const kept = await cacheFiles(path.join(d, 'cache'));
     assert.equal(kept.length, up.parts - 1, 'every download is kept');
     assert.ok(kept.some((f) => f.hex.endsWith('.unverified')), 'some of them unhashed');
+    assert.ok(kept.some((f) => /^[0-9a-f]+$/.test(f.hex)), 'and some hashed (before the mirror proved right)');
+    return { lost, kept };
+  }
+
+  /** The rerun of interruptedRun from a mirror with every part: only the lost part is fetched. */
+  async function rerun(d: string, lost: string, ...extra: string[]): Promise<void> {
     const full = await startMirror({ root: up.v2 });
     try {
-      const rerun = await makeImage(d, full);
-      assert.equal(rerun.code, 0, rerun.stderr);
+      const r = await makeImage(d, full, ...extra);
+      assert.equal(r.code, 0, r.stderr);
       assert.equal(await fileMd5(path.join(d, 'out.iso')), v2md5);
       assert.deepEqual([...requestsByPath(full)], [[lost, 1]], 'only the missing part is fetched');
     } finally {
       await full.close();
     }
-    // What the first run left was hashed before use and stays, under checksum names; the rerun's own download went.
+  }
+
+  test('a run that cannot finish keeps its downloads; the rerun hashes them, fetches only what is missing, and removes the unhashed ones', async () => {
+    const d = await dir('downloads-resumed');
+    const cache = path.join(d, 'cache');
+    const { lost, kept } = await interruptedRun(d);
+    await rerun(d, lost);
+    // The first run's unhashed downloads were hashed before use (adopted), then removed with the rerun's own download:
+    // downloads, all of them. Its hashed ones stay: under a checksum name, a part may as well be a mount's.
     const after = await assertCacheVerified(cache);
-    assert.equal(after.length, up.parts - 1);
+    const hashedBefore = kept.filter((f) => /^[0-9a-f]+$/.test(f.hex)).map((f) => f.hex);
+    assert.deepEqual(after.map((f) => f.hex).sort(), hashedBefore.sort());
+  });
+
+  test('the same rerun with --keep-parts keeps what it adopted, under checksum names', async () => {
+    const d = await dir('downloads-resumed-kept');
+    const { lost } = await interruptedRun(d);
+    await rerun(d, lost, '--keep-parts');
+    const after = await assertCacheVerified(path.join(d, 'cache'));
+    assert.equal(after.length, up.parts, 'every part, the rerun\'s download too');
     assert.ok(after.every((f) => /^[0-9a-f]+$/.test(f.hex)), 'nothing unhashed is left');
   });
 });
