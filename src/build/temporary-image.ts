@@ -4,6 +4,8 @@ import { decodeBytes, fsPath } from '../format/byte-string.js';
 import { ownerDead, ownerTag } from '../util/pid.js';
 
 const SUFFIX = '.tmp';
+/** What temporaryImagePath puts between the prefix and the suffix (ownerTag). */
+const OWNER = /^[0-9a-f]{8}-\d+$/;
 
 /** The prefix of every temporary image of `output`, before its owner's tag. */
 function prefixOf(output: string): string {
@@ -33,7 +35,8 @@ export async function removeDeadTemporaries(output: string): Promise<string[]> {
   for (const raw of names) {
     const name = decodeBytes(raw); // the output's name may hold non-UTF-8 bytes (byte-string.ts)
     if (!name.startsWith(prefix) || !name.endsWith(SUFFIX)) continue;
-    if (!ownerDead(`${name.slice(prefix.length, -SUFFIX.length)}-`)) continue;
+    const owner = name.slice(prefix.length, -SUFFIX.length);
+    if (!OWNER.test(owner) || !ownerDead(`${owner}-`)) continue; // exactly HOSTTAG-PID: nobody else's file
     const file = path.join(dir, name);
     if (await rm(fsPath(file), { force: true }).then(() => true, () => false)) removed.push(file);
   }

@@ -31,7 +31,6 @@ export const TMP_STALE_MS = 24 * 3600_000;
 /** Cached files, temporary files and locks: private (a second local user must not learn what we fetched). */
 export const FILE_MODE = 0o600;
 
-
 /** Not refreshed for LOCK_STALE_MS, gone, or written by a dead process of this host. */
 export async function lockIsStale(file: string): Promise<boolean> {
   const st = await stat(file).catch(() => undefined);

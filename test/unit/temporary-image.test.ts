@@ -38,6 +38,7 @@ test('a new run removes the temporary images of dead processes of this host, and
     otherHost: `debian.iso.jigdofs-${otherHost}.tmp`, // a host sharing the folder: its pids mean nothing here
     otherOutput: `debian2.iso.jigdofs-${ours}.tmp`,
     oldStyle: `debian.iso.jigdofs-${deadPid}.tmp`, // no host tag: not ours to judge
+    longer: `debian.iso.jigdofs-${ours}-x.tmp`, // more than the owner tag: not a name we give
     output: 'debian.iso',
   };
   for (const name of Object.values(files)) await writeFile(path.join(dir, name), 'x');
