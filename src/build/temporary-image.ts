@@ -1,16 +1,11 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { decodeBytes, fsPath } from '../format/byte-string.js';
-import { ownerDead, ownerTag } from '../util/pid.js';
+import { ownerTag, ownerTagDead } from '../util/pid.js';
 
+/** A temporary image is named OUTPUT + INFIX + its owner's tag (ownerTag) + SUFFIX. */
+const INFIX = '.jigdofs-';
 const SUFFIX = '.tmp';
-/** What temporaryImagePath puts between the prefix and the suffix (ownerTag). */
-const OWNER = /^[0-9a-f]{8}-\d+$/;
-
-/** The prefix of every temporary image of `output`, before its owner's tag. */
-function prefixOf(output: string): string {
-  return `${path.basename(output)}.jigdofs-`;
-}
 
 /**
  * Where make-image writes the image until its checksum matched (a rename then gives it its name): beside the output,
@@ -18,7 +13,7 @@ function prefixOf(output: string): string {
  * live one's.
  */
 export function temporaryImagePath(output: string): string {
-  return `${output}.jigdofs-${ownerTag()}${SUFFIX}`;
+  return `${output}${INFIX}${ownerTag()}${SUFFIX}`;
 }
 
 /**
@@ -29,14 +24,13 @@ export function temporaryImagePath(output: string): string {
  */
 export async function removeDeadTemporaries(output: string): Promise<string[]> {
   const dir = path.dirname(output);
-  const prefix = prefixOf(output);
+  const prefix = `${path.basename(output)}${INFIX}`;
   const names = await readdir(fsPath(dir), { encoding: 'buffer' }).catch(() => [] as Buffer[]);
   const removed: string[] = [];
   for (const raw of names) {
     const name = decodeBytes(raw); // the output's name may hold non-UTF-8 bytes (byte-string.ts)
     if (!name.startsWith(prefix) || !name.endsWith(SUFFIX)) continue;
-    const owner = name.slice(prefix.length, -SUFFIX.length);
-    if (!OWNER.test(owner) || !ownerDead(`${owner}-`)) continue; // exactly HOSTTAG-PID: nobody else's file
+    if (!ownerTagDead(name.slice(prefix.length, -SUFFIX.length))) continue; // exactly HOSTTAG-PID: nobody else's file
     const file = path.join(dir, name);
     if (await rm(fsPath(file), { force: true }).then(() => true, () => false)) removed.push(file);
   }

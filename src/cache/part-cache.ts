@@ -335,7 +335,7 @@ export class PartCache {
     return this.adopted.splice(0);
   }
 
-  /** Removes this process's downloads (NetworkOptions.keepDownloads false), each only while still the file it wrote. */
+  /** Removes these copies (this process's downloads, or those it adopted: takeAdopted), each only while unchanged. */
   async removeCopies(copies: LocalCopy[]): Promise<void> {
     await eachUnchanged(copies, (c, st) => this.drop(c.path, st.size));
     for (const c of copies) this.unsynced.delete(c.path);

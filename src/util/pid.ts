@@ -30,8 +30,21 @@ export function ownerTag(pid = process.pid): string {
   return `${HOST_TAG}-${pid}`;
 }
 
-/** `HOSTTAG-PID-…`: owned by a process of this host that no longer runs (another host's pids mean nothing here). */
-export function ownerDead(name: string): boolean {
-  const m = /^([0-9a-f]{8})-(\d+)-/.exec(name);
+/** An owner tag (ownerTag) at the start of a name, followed by `-`; and an owner tag alone. */
+const TAGGED_NAME = /^([0-9a-f]{8})-(\d+)-/;
+const TAG_ALONE = /^([0-9a-f]{8})-(\d+)$/;
+
+/** A process of this host that no longer runs (another host's pids mean nothing here). */
+function deadOwner(m: RegExpExecArray | null): boolean {
   return m !== null && m[1] === HOST_TAG && !pidAlive(Number(m[2]));
+}
+
+/** `HOSTTAG-PID-…`: owned by a process of this host that no longer runs. */
+export function ownerDead(name: string): boolean {
+  return deadOwner(TAGGED_NAME.exec(name));
+}
+
+/** Exactly `HOSTTAG-PID` (nothing more), of a process of this host that no longer runs. */
+export function ownerTagDead(tag: string): boolean {
+  return deadOwner(TAG_ALONE.exec(tag));
 }
