@@ -1,5 +1,6 @@
 import { readdir, readFile, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { eachLimit } from '../util/each-limit.js';
 
 /** The shared count is checked against the files this often (it drifts when a process dies mid-commit). */
 const RESCAN_MS = 60_000;
@@ -255,8 +256,22 @@ export class CacheEviction {
     this.showCount();
   }
 
-  /** A file of `size` bytes left the cache other than by eviction (call it inside queued). */
-  countRemoved(size: number): void {
+  /**
+   * Removes files that leave the cache other than by eviction, each taken off the count in the same turn of the queue:
+   * a count of the files (this process's or another's) that came between a file's unlink and its count would have it
+   * subtracted twice. Removed all the same, uncounted, if the turn fails.
+   */
+  async remove(files: ReadonlyArray<{ file: string; size: number }>): Promise<void> {
+    if (files.length === 0) return;
+    const unlinkAll = (count: boolean): Promise<void> =>
+      eachLimit(files, 8, async ({ file, size }) => {
+        if ((await unlink(file).then(() => true, () => false)) && count) this.countRemoved(size);
+      });
+    await this.queued(() => unlinkAll(true)).catch(() => unlinkAll(false));
+  }
+
+  /** A file of `size` bytes left the cache other than by eviction (inside queued). */
+  private countRemoved(size: number): void {
     if (!this.counted) return;
     this.counted.bytes = Math.max(0, this.counted.bytes - size);
     this.counted.files = Math.max(0, this.counted.files - 1);

@@ -9,6 +9,7 @@ import { makeDirs } from '../util/make-dirs.js';
 import { BackgroundSync, syncFile } from './background-sync.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
 import { CacheLocks, FILE_MODE } from './cache-lock.js';
+import { nameIfFree } from './exclusive-name.js';
 import { ownerTag } from '../util/pid.js';
 import type { CacheStats } from './cache-stats.js';
 import { CacheWriter } from './cache-writer.js';
@@ -210,21 +211,18 @@ export class PartCache {
 
   /**
    * Gives the unhashed `file` its checksum name `final`, unless a file holds that name already (another process
-   * fetched and committed the part meanwhile): then ours goes, and the shared count with it. False then.
+   * fetched and committed the part, or named its own copy, meanwhile): then ours goes, and the shared count with it.
+   * False then.
    */
   private async nameOrDrop(file: string, final: string, size: number): Promise<boolean> {
-    if (await stat(final).then(() => true, () => false)) {
-      await this.drop(file, size);
-      return false;
-    }
-    await rename(file, final);
-    return true;
+    if (await nameIfFree(file, final)) return true;
+    await this.drop(file, size);
+    return false;
   }
 
   /** Removes a file of the cache that is no longer wanted, taking it off the shared count. */
-  private async drop(file: string, size: number): Promise<void> {
-    if (!(await unlink(file).then(() => true, () => false))) return;
-    await this.eviction.queued(async () => this.eviction.countRemoved(size)).catch(() => undefined);
+  private drop(file: string, size: number): Promise<void> {
+    return this.eviction.remove([{ file, size }]);
   }
 
   /**
@@ -337,7 +335,9 @@ export class PartCache {
 
   /** Removes these copies (this process's downloads, or those it adopted: takeAdopted), each only while unchanged. */
   async removeCopies(copies: LocalCopy[]): Promise<void> {
-    await eachUnchanged(copies, (c, st) => this.drop(c.path, st.size));
+    const unchanged: Array<{ file: string; size: number }> = [];
+    await eachUnchanged(copies, async (c, st) => unchanged.push({ file: c.path, size: st.size }));
+    await this.eviction.remove(unchanged); // in one turn of the size queue
     for (const c of copies) this.unsynced.delete(c.path);
   }
 

@@ -4,10 +4,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, open, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CacheEviction } from '../../src/cache/cache-eviction.js';
+import { CacheLocks } from '../../src/cache/cache-lock.js';
 import { PartCache } from '../../src/cache/part-cache.js';
 import { checksumKey } from '../../src/format/checksum.js';
 import { hashWholeFile, md5sum } from '../helpers/hash.js';
@@ -226,4 +227,35 @@ test('files added together that fit under the limit are renamed at once; one tha
   for (let i = 1; i < alone.length; i++) assert.ok(alone[i]!.start >= alone[i - 1]!.end, `add ${i} started after add ${i - 1} ended`);
   const left = (await readdir(shard)).length;
   assert.ok(left * MB <= limit, `${left} files of 1 MiB left, limit ${limit}`);
+});
+
+test('a file removed other than by eviction leaves the count in the turn of its unlink: a count of the files in between does not take it off twice', async () => {
+  const cache = newCache(64 * MB);
+  await store(cache, 1, 2 * MB);
+  const bytes = Buffer.alloc(MB, 2);
+  const md5 = md5sum(bytes);
+  const begun = await cache.begin('parts', 'md5', md5.toString('hex'));
+  assert.ok('writer' in begun);
+  await begun.writer.fh.write(bytes, 0, bytes.length, 0);
+  const copy = await begun.writer.commit([['md5', md5]]);
+  assert.ok(copy);
+  await cache.close();
+  const ledger = path.join(cache.dir, 'parts', 'size.json');
+  const counted = async (): Promise<number[]> => Object.values(JSON.parse(await readFile(ledger, 'utf8')) as Record<string, number>).slice(0, 2);
+  assert.deepEqual(await counted(), [3 * MB, 2]);
+
+  // Another process holds the size lock meanwhile: it counts the files in its turn and writes what it found.
+  const parts = path.join(cache.dir, 'parts');
+  const other = new CacheLocks(cache.dir, path.join(parts, 'locks'), path.join(parts, 'tmp'), (_dir, op) => op(), () => undefined);
+  const lock = await other.waitLock('size', 5_000);
+  assert.ok(lock);
+  const removing = cache.removeCopies([copy]);
+  await new Promise((r) => setTimeout(r, 300));
+  const files = await cacheFiles(cache.dir);
+  await writeFile(ledger, JSON.stringify({ bytes: files.reduce((n, f) => n + f.size, 0), files: files.length, at: Date.now() }));
+  await lock.release();
+  await removing;
+  await cache.close();
+  assert.equal(await exists(copy.path), false);
+  assert.deepEqual(await counted(), [2 * MB, 1], 'the removed file counted off once');
 });

@@ -5,7 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PartCache } from '../../src/cache/part-cache.js';
@@ -135,4 +135,31 @@ test('an unhashed file whose background sync failed is removed: never named, nev
   assert.deepEqual(await names(cache, p.hex), [], 'neither the checksum name nor an unhashed file');
   assert.equal(await cache.lookupPart('md5', p.key, p.bytes.length), undefined, 'a reader finds nothing to adopt');
   await cache.close();
+});
+
+test('two processes adopting unhashed copies of one part at once: one checksum name, the other copy goes, counted once', async () => {
+  const p = part(8);
+  // Both hashes end together, so that both processes name their copies at the same moment.
+  let arrived = 0;
+  let release!: () => void;
+  const together = new Promise<void>((r) => (release = r));
+  const barrier = async (file: string, kind: Parameters<typeof hashFile>[1]) => {
+    if (++arrived % 2 === 0) release();
+    await together;
+    return hashFile(file, kind);
+  };
+  const a = newCache(barrier);
+  const b = new PartCache({ dir: a.dir, hashFile: barrier }); // another process on the same cache
+  const writer = new PartCache({ dir: a.dir, hashFile });
+  await storeUnhashed(writer, p.hex, p.bytes);
+  await storeUnhashed(writer, p.hex, p.bytes);
+  await writer.close();
+  const found = await Promise.all([a.lookupPart('md5', p.key, p.bytes.length), b.lookupPart('md5', p.key, p.bytes.length)]);
+  assert.ok(found[0] && found[1], 'both find the part');
+  assert.deepEqual(await names(a, p.hex), [p.hex], 'only the checksum name is left');
+  const named = await stat(path.join(shard(a, p.hex), p.hex));
+  assert.deepEqual(found.map((c) => c!.ino), [named.ino, named.ino], 'both hand out the file that holds the name');
+  await Promise.all([a.close(), b.close()]);
+  const ledger = JSON.parse(await readFile(path.join(a.dir, 'parts', 'size.json'), 'utf8')) as { bytes: number; files: number };
+  assert.deepEqual([ledger.bytes, ledger.files], [p.bytes.length, 1], 'the shared count holds one copy');
 });
