@@ -11,6 +11,7 @@ import { CacheEviction } from '../../src/cache/cache-eviction.js';
 import { CacheLocks } from '../../src/cache/cache-lock.js';
 import { PartCache } from '../../src/cache/part-cache.js';
 import { checksumKey } from '../../src/format/checksum.js';
+import type { VerifiedCopy } from '../../src/sources/verified-copy.js';
 import { hashWholeFile, md5sum } from '../helpers/hash.js';
 import { cacheFiles } from '../helpers/network.js';
 
@@ -29,8 +30,8 @@ function newCache(maxBytes: number): PartCache {
   return new PartCache({ dir: path.join(work, `${++dirs}-cache`), maxBytes, hashFile });
 }
 
-/** Stores `size` bytes of `fill` through a writer, as a fetch does; returns the committed file. */
-async function store(cache: PartCache, fill: number, size = MB): Promise<string> {
+/** Stores `size` bytes of `fill` through a writer, as a fetch does; returns the committed copy. */
+async function storeCopy(cache: PartCache, fill: number, size = MB): Promise<VerifiedCopy> {
   const bytes = Buffer.alloc(size, fill);
   const md5 = md5sum(bytes);
   const begun = await cache.begin('parts', 'md5', md5.toString('hex'));
@@ -38,8 +39,11 @@ async function store(cache: PartCache, fill: number, size = MB): Promise<string>
   await begun.writer.fh.write(bytes, 0, bytes.length, 0);
   const copy = await begun.writer.commit([['md5', md5]]);
   assert.ok(copy);
-  return copy.path;
+  return copy;
 }
+
+/** The same; returns the committed file. */
+const store = async (cache: PartCache, fill: number, size = MB): Promise<string> => (await storeCopy(cache, fill, size)).path;
 
 const exists = (file: string): Promise<boolean> => stat(file).then(() => true, () => false);
 const cacheBytes = async (cache: PartCache): Promise<number> => (await cacheFiles(cache.dir)).reduce((n, f) => n + f.size, 0);
@@ -232,13 +236,7 @@ test('files added together that fit under the limit are renamed at once; one tha
 test('a file removed other than by eviction leaves the count in the turn of its unlink: a count of the files in between does not take it off twice', async () => {
   const cache = newCache(64 * MB);
   await store(cache, 1, 2 * MB);
-  const bytes = Buffer.alloc(MB, 2);
-  const md5 = md5sum(bytes);
-  const begun = await cache.begin('parts', 'md5', md5.toString('hex'));
-  assert.ok('writer' in begun);
-  await begun.writer.fh.write(bytes, 0, bytes.length, 0);
-  const copy = await begun.writer.commit([['md5', md5]]);
-  assert.ok(copy);
+  const copy = await storeCopy(cache, 2);
   await cache.close();
   const ledger = path.join(cache.dir, 'parts', 'size.json');
   const counted = async (): Promise<number[]> => Object.values(JSON.parse(await readFile(ledger, 'utf8')) as Record<string, number>).slice(0, 2);
