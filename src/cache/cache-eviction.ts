@@ -40,7 +40,7 @@ export type SizeLock = () => Promise<{ release(): Promise<void> } | undefined>;
  *
  * Fields: `counted` (bytes and files as last counted, plus this process's additions), `scanning` (a count
  * under way for refreshStats), `lastLimit` (the free-space cap, reused for a while), `stats` (only the
- * SizeStats fields of the cache's stats object). Order: commits and trims run in turn, in batches
+ * SizeStats fields of the cache's stats object). Order: commits, removals and trims run in turn, in batches
  * (`waiting`), and across processes under the `size` lock; each commit's room is made (count, cap, evict) before
  * its rename, so two commits never both count the room one of them is about to fill (commits that fit without
  * evicting anything share a turn: runTurn). The count is shared:
@@ -52,7 +52,7 @@ export class CacheEviction {
   private counted: { bytes: number; files: number; at: number } | undefined;
   private scanning: Promise<void> | undefined;
   /**
-   * Commits and trims waiting for the next batch, in order. An admission (`bytes` set: a file added by `admit`) has
+   * Commits, removals and trims waiting for the next batch, in order. An admission (`bytes` set: a file added by `admit`) has
    * room made for it before its op; see drain for the ones that run together.
    */
   private waiting: Waiting[] = [];
@@ -259,13 +259,15 @@ export class CacheEviction {
   /**
    * Removes files that leave the cache other than by eviction, each taken off the count in the same turn of the queue:
    * a count of the files (this process's or another's) that came between a file's unlink and its count would have it
-   * subtracted twice. Removed all the same, uncounted, if the turn fails.
+   * subtracted twice. `sizeOf` says, just before the unlink, whether a file still goes (its size) or stays (undefined):
+   * a check made before the turn could be seconds old. Removed all the same, uncounted, if the turn fails.
    */
-  async remove(files: ReadonlyArray<{ file: string; size: number }>): Promise<void> {
+  async remove<T extends { path: string }>(files: readonly T[], sizeOf: (file: T) => Promise<number | undefined>): Promise<void> {
     if (files.length === 0) return;
     const unlinkAll = (count: boolean): Promise<void> =>
-      eachLimit(files, 8, async ({ file, size }) => {
-        if ((await unlink(file).then(() => true, () => false)) && count) this.countRemoved(size);
+      eachLimit(files, 8, async (file) => {
+        const size = await sizeOf(file).catch(() => undefined);
+        if (size !== undefined && (await unlink(file.path).then(() => true, () => false)) && count) this.countRemoved(size);
       });
     await this.queued(() => unlinkAll(true)).catch(() => unlinkAll(false));
   }

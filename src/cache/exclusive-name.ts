@@ -1,22 +1,32 @@
 import { link, rename, stat, unlink } from 'node:fs/promises';
 
 /**
- * Gives `file` the name `dest` in the same folder unless a file holds that name already: then false, and `file` stays.
- * link(2) fails with EEXIST where a check and a rename would both pass for two processes at once, the second rename
- * replacing the first one's file. Where links do not work (cache-lock.ts says where), the check and the rename.
+ * Gives `file` the name `dest` in the same folder unless another file holds that name already: then false, and `file`
+ * stays. link(2) fails with EEXIST where a check and a rename would both pass for two processes at once, the second
+ * rename replacing the first one's file. Where links do not work (cache-lock.ts says where), the check and the rename.
  */
 export async function nameIfFree(file: string, dest: string): Promise<boolean> {
-  try {
-    await link(file, dest);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return false;
-    if (code === 'ENOENT') throw err; // `file` is gone
-    if (await stat(dest).then(() => true, () => false)) return false;
-    await rename(file, dest);
-    return true;
-  }
-  // A failure leaves the file under both names, counted once: a later look adopts the extra name and drops it.
+  const failed = await link(file, dest).then(
+    () => undefined,
+    (err: NodeJS.ErrnoException) => err,
+  );
+  if (failed?.code === 'ENOENT') throw failed; // `file` is gone
+  if (failed && failed.code !== 'EEXIST') return renameIfFree(file, dest);
+  // The name may hold this very file: a process that claimed `file` by its other name between another's link and
+  // unlink (PartCache.adoptUnhashed), or a link retried over NFS after it got through. Named, then, and counted once.
+  if (failed && !(await sameFile(file, dest))) return false;
+  // Should this fail, the file keeps both names until the checksum name is evicted, and counts twice in a count of the files.
   await unlink(file).catch(() => undefined);
   return true;
+}
+
+async function renameIfFree(file: string, dest: string): Promise<boolean> {
+  if (await stat(dest).then(() => true, () => false)) return false;
+  await rename(file, dest);
+  return true;
+}
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([stat(a), stat(b)].map((p) => p.catch(() => undefined)));
+  return sa !== undefined && sb !== undefined && sa.dev === sb.dev && sa.ino === sb.ino;
 }

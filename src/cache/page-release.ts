@@ -5,7 +5,7 @@ const LATER_MS = 40_000;
  * Lets files of the disk cache leave the page cache (util/page-cache.ts through WorkerPool.dropPages) once a reader is
  * done with them (PartCache.leavePageCache): each once its bytes are on the disk, since only clean pages can be
  * dropped and an unhashed download is synced in the background (PartCache.commitUnhashed), maybe after its reader is
- * done with it. Such a file may be renamed to its checksum name meanwhile (PartCache.confirmUnhashed): that name is
+ * done with it. Such a file may get its checksum name meanwhile (PartCache.confirmUnhashed): that name is
  * tried too. Owns the drops in flight (`pending`), which `idle` waits for, and those not due yet (`timers`: leaveLater),
  * which `idle` cancels.
  */

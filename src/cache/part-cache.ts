@@ -3,7 +3,7 @@ import { open, readdir, rename, stat, unlink, utimes, type FileHandle } from 'no
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
-import { eachUnchanged, identityOf } from '../sources/hash-index.js';
+import { eachUnchanged, identityOf, unchangedSize } from '../sources/hash-index.js';
 import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type LocalCopy, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { BackgroundSync, syncFile } from './background-sync.js';
@@ -28,8 +28,8 @@ import { PageRelease } from './page-release.js';
  * mirror that proved right is kept beside its checksum name, as `HEX.OWNER-RANDOM.unverified`, without being hashed
  * (commitUnhashed; a new name for each download). It gets its checksum name once the image's checksum matched
  * (confirmUnhashed); a process that looks for the part before that, or after the job died, claims the file (a
- * rename to a new name of its own), hashes it and renames it to its checksum name only if it matches
- * (adoptUnhashed), so a killed make-image still leaves its downloads for the rerun.
+ * rename to a new name of its own), hashes it and gives it its checksum name only if it matches (a link, which
+ * fails if the name is taken: exclusive-name.ts) (adoptUnhashed), so a killed make-image still leaves its downloads for the rerun.
  *
  * Size: `--cache-size` (default 20 GiB) holds at every commit, capped by the free disk space (cache-eviction.ts).
  *
@@ -222,7 +222,7 @@ export class PartCache {
 
   /** Removes a file of the cache that is no longer wanted, taking it off the shared count. */
   private drop(file: string, size: number): Promise<void> {
-    return this.eviction.remove([{ file, size }]);
+    return this.eviction.remove([{ path: file }], async () => size);
   }
 
   /**
@@ -335,9 +335,7 @@ export class PartCache {
 
   /** Removes these copies (this process's downloads, or those it adopted: takeAdopted), each only while unchanged. */
   async removeCopies(copies: LocalCopy[]): Promise<void> {
-    const unchanged: Array<{ file: string; size: number }> = [];
-    await eachUnchanged(copies, async (c, st) => unchanged.push({ file: c.path, size: st.size }));
-    await this.eviction.remove(unchanged); // in one turn of the size queue
+    await this.eviction.remove(copies, unchangedSize); // in one turn of the size queue, each checked just before its unlink
     for (const c of copies) this.unsynced.delete(c.path);
   }
 

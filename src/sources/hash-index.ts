@@ -29,6 +29,12 @@ export function sameIdentity(a: Partial<FileIdentity>, b: FileIdentity): boolean
   return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.dev === b.dev;
 }
 
+/** The size of a copy's file if it is still there with the identity it had; undefined if it is gone or replaced. */
+export async function unchangedSize(copy: Partial<FileIdentity> & { path: string }): Promise<number | undefined> {
+  const st = await stat(copy.path).catch(() => undefined);
+  return st && sameIdentity(copy, st) ? st.size : undefined;
+}
+
 /** Runs `fn` on each copy still there with the identity it had (one gone or replaced is skipped), 8 at a time. */
 export async function eachUnchanged<C extends Partial<FileIdentity> & { path: string }>(copies: C[], fn: (copy: C, st: Stats) => Promise<unknown>): Promise<void> {
   await eachLimit(copies, 8, async (c) => {

@@ -188,7 +188,8 @@ export async function unhashedFetch(place: () => Promise<LocalCopy>): Promise<Ve
 
 /**
  * A file found under a checksum name in the disk cache, with its identity now. It was verified when it
- * was written: only commitIfMatches gives a file that name (by a rename after the hash matched).
+ * was written: only commitIfMatches gives a file that name, or a make-image whose image checksum matched the bytes it
+ * read from that very file (PartCache.confirmUnhashed), by a rename or a link.
  */
 export function underChecksumName(file: string, id: FileIdentity): VerifiedCopy {
   return vouch({ path: file, offset: 0, ...identityOf(id) });

@@ -45,6 +45,15 @@ async function storeCopy(cache: PartCache, fill: number, size = MB): Promise<Ver
 /** The same; returns the committed file. */
 const store = async (cache: PartCache, fill: number, size = MB): Promise<string> => (await storeCopy(cache, fill, size)).path;
 
+/** The cache's size lock, taken as another process would (its batches wait for it up to LEDGER_WAIT_MS, 5 s). */
+async function holdSizeLock(cache: PartCache): Promise<{ release(): Promise<void> }> {
+  const parts = path.join(cache.dir, 'parts');
+  const other = new CacheLocks(cache.dir, path.join(parts, 'locks'), path.join(parts, 'tmp'), (_dir, op) => op(), () => undefined);
+  const lock = await other.waitLock('size', 5_000);
+  assert.ok(lock);
+  return lock;
+}
+
 const exists = (file: string): Promise<boolean> => stat(file).then(() => true, () => false);
 const cacheBytes = async (cache: PartCache): Promise<number> => (await cacheFiles(cache.dir)).reduce((n, f) => n + f.size, 0);
 
@@ -243,10 +252,7 @@ test('a file removed other than by eviction leaves the count in the turn of its 
   assert.deepEqual(await counted(), [3 * MB, 2]);
 
   // Another process holds the size lock meanwhile: it counts the files in its turn and writes what it found.
-  const parts = path.join(cache.dir, 'parts');
-  const other = new CacheLocks(cache.dir, path.join(parts, 'locks'), path.join(parts, 'tmp'), (_dir, op) => op(), () => undefined);
-  const lock = await other.waitLock('size', 5_000);
-  assert.ok(lock);
+  const lock = await holdSizeLock(cache);
   const removing = cache.removeCopies([copy]);
   await new Promise((r) => setTimeout(r, 300));
   const files = await cacheFiles(cache.dir);
@@ -256,4 +262,20 @@ test('a file removed other than by eviction leaves the count in the turn of its 
   await cache.close();
   assert.equal(await exists(copy.path), false);
   assert.deepEqual(await counted(), [2 * MB, 1], 'the removed file counted off once');
+});
+
+test('a download to remove is checked in the turn of its unlink: one used or replaced while it waited for the turn stays', async () => {
+  const cache = newCache(64 * MB);
+  const [touched, replaced, left] = [await storeCopy(cache, 3), await storeCopy(cache, 4), await storeCopy(cache, 5)];
+  await cache.close();
+  const lock = await holdSizeLock(cache);
+  const removing = cache.removeCopies([touched, replaced, left]);
+  await new Promise((r) => setTimeout(r, 300));
+  // Meanwhile a mount handed one out (its access time set: the ctime moves), and another was evicted and fetched again.
+  await utimes(touched.path, new Date(), new Date(touched.mtimeMs));
+  await rm(replaced.path);
+  await writeFile(replaced.path, Buffer.alloc(MB, 4));
+  await lock.release();
+  await removing;
+  assert.deepEqual(await Promise.all([touched, replaced, left].map((c) => exists(c.path))), [true, true, false]);
 });
