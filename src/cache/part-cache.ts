@@ -28,8 +28,8 @@ import { PageRelease } from './page-release.js';
  * mirror that proved right is kept beside its checksum name, as `HEX.OWNER-RANDOM.unverified`, without being hashed
  * (commitUnhashed; a new name for each download). It gets its checksum name once the image's checksum matched
  * (confirmUnhashed); a process that looks for the part before that, or after the job died, claims the file (a
- * rename to a new name of its own), hashes it and gives it its checksum name only if it matches (a link, which
- * fails if the name is taken: exclusive-name.ts) (adoptUnhashed), so a killed make-image still leaves its downloads for the rerun.
+ * rename to a new name of its own), hashes it and, only if it matches, gives it its checksum name by a link that fails
+ * if the name is taken (adoptUnhashed, exclusive-name.ts), so a killed make-image still leaves its downloads for the rerun.
  *
  * Size: `--cache-size` (default 20 GiB) holds at every commit, capped by the free disk space (cache-eviction.ts).
  *

@@ -33,6 +33,14 @@ export function splitLabel(text: string): { label: string; rest: string } | unde
  * at each of 6 levels: 262,144 strings) would otherwise cost that much memory and time for every part.
  */
 export const MAX_CANDIDATES_PER_PART = 256;
+/**
+ * An expanded string longer than this is dropped (no server takes such a URL: nginx's request line is at most 8 KiB;
+ * no file system such a path), and a label's or a part's strings stop at MAX_CANDIDATE_CHARS in all: the work per part
+ * stays bounded whatever the length of the [Servers] values. A fuzzed .jigdo with one 1 MB value behind a fan-out of
+ * 256 made 268 MB of candidate text for its one part, each string then percent-encoded and parsed as a URL.
+ */
+export const MAX_CANDIDATE_LENGTH = 8192;
+const MAX_CANDIDATE_CHARS = 64 * 1024;
 /** Labels are expanded through at most this many levels; a deeper chain is cut like a loop. */
 const MAX_LABEL_DEPTH = 32;
 
@@ -82,10 +90,17 @@ export class LabelMap {
   }
 }
 
-/** Appends items until `out` holds MAX_CANDIDATES_PER_PART (never `push(...items)`: a big spread overflows the stack). */
-function appendUpTo<T>(out: T[], items: readonly T[]): void {
+/**
+ * Appends items until `out` holds MAX_CANDIDATES_PER_PART strings or MAX_CANDIDATE_CHARS characters, skipping any
+ * longer than MAX_CANDIDATE_LENGTH (never `push(...items)`: a big spread overflows the stack).
+ */
+function appendUpTo<T extends { text: string }>(out: T[], items: readonly T[]): void {
+  let chars = 0;
+  for (const item of out) chars += item.text.length;
   for (const item of items) {
     if (out.length >= MAX_CANDIDATES_PER_PART) return;
+    if (item.text.length > MAX_CANDIDATE_LENGTH) continue;
+    if ((chars += item.text.length) > MAX_CANDIDATE_CHARS) return;
     out.push(item);
   }
 }
@@ -109,15 +124,21 @@ function toCandidate(e: Expansion, origin?: { label: string; rest: string }): Ca
     : { kind: 'file', path: loc.path, weight: e.weight, ...extra };
 }
 
-/** The raw strings jigdo-file's print-missing-all prints for a part (spec §5.1), for `missing`: the first MAX_CANDIDATES_PER_PART. */
-export function expandPart(jigdo: JigdoFile, labels: LabelMap, key: string): Expansion[] {
-  const out: Expansion[] = [];
+/** A part's [Parts] values expanded, in spec order (§5.1), each with the label and rest of the value it came from. */
+function expandValues(jigdo: JigdoFile, labels: LabelMap, key: string): Array<Expansion & { origin?: { label: string; rest: string } }> {
+  const out: Array<Expansion & { origin?: { label: string; rest: string } }> = [];
   for (const value of jigdo.parts.get(key) ?? []) {
     if (out.length >= MAX_CANDIDATES_PER_PART) break;
-    appendUpTo(out, labels.expandValue(value.uri, value.weight, value.base));
+    const origin = splitLabel(value.uri);
+    appendUpTo(out, labels.expandValue(value.uri, value.weight, value.base).map((e) => ({ ...e, origin })));
   }
-  const sumLabel = CHECKSUM_LABEL[jigdo.checksumKind];
-  appendUpTo(out, labels.expandValue(`${sumLabel}:${key}`, 0, jigdo.location));
+  return out;
+}
+
+/** The raw strings jigdo-file's print-missing-all prints for a part (spec §5.1), for `missing`: the first MAX_CANDIDATES_PER_PART. */
+export function expandPart(jigdo: JigdoFile, labels: LabelMap, key: string): Expansion[] {
+  const out = expandValues(jigdo, labels, key);
+  appendUpTo(out, labels.expandValue(`${CHECKSUM_LABEL[jigdo.checksumKind]}:${key}`, 0, jigdo.location));
   return out;
 }
 
@@ -128,17 +149,10 @@ export function expandPart(jigdo: JigdoFile, labels: LabelMap, key: string): Exp
  * and it never throws: local lookups (src/sources/local.ts) rely on it whatever the [Servers] say.
  */
 export function partCandidates(jigdo: JigdoFile, labels: LabelMap, key: string): Candidate[] {
-  const out: Candidate[] = [];
-  const room = (): number => MAX_CANDIDATES_PER_PART - out.length;
-  for (const value of jigdo.parts.get(key) ?? []) {
-    if (room() <= 0) break;
-    const origin = splitLabel(value.uri);
-    appendUpTo(out, labels.expandValue(value.uri, value.weight, value.base).slice(0, room()).map((e) => toCandidate(e, origin)));
-  }
+  const expanded = expandValues(jigdo, labels, key);
   const sumLabel = CHECKSUM_LABEL[jigdo.checksumKind];
-  if (room() > 0 && labels.has(sumLabel)) {
-    appendUpTo(out, labels.expandValue(`${sumLabel}:${key}`, 0, jigdo.location).slice(0, room()).map((e) => toCandidate(e)));
-  }
+  if (expanded.length < MAX_CANDIDATES_PER_PART && labels.has(sumLabel)) appendUpTo(expanded, labels.expandValue(`${sumLabel}:${key}`, 0, jigdo.location));
+  const out = expanded.map((e) => toCandidate(e, e.origin));
   const seen = new Set<string>();
   const unique = out.filter((c) => {
     const id = c.kind === 'url' ? c.url : c.kind === 'file' ? c.path : c.text;

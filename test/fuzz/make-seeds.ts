@@ -38,6 +38,10 @@ writeFileSync(path.join(jigdo, 'include-chain.jigdo'), `${head}[Include b.jigdo]
 writeFileSync(path.join(jigdo, 'latin1-names.jigdo'), Buffer.concat([Buffer.from(`${head}[Parts]\nP6D_Q1IkDFd5tl9ZIOws9A=Parts:M`), Buffer.from([0xfc]), Buffer.from('ller.pdf\n[Servers]\nParts=http://127.0.0.1:9/\n')]));
 const fan = Array.from({ length: 8 }, (_, i) => Array.from({ length: 8 }, (_, j) => `L${i}=L${i + 1}:${j}/`).join('\n')).join('\n');
 writeFileSync(path.join(jigdo, 'label-fan-out.jigdo'), `${head}[Parts]\nP6D_Q1IkDFd5tl9ZIOws9A=L0:a.bin\n[Servers]\n${fan}\nL8=http://127.0.0.1:9/\n`);
+// The fan-out in front of a 70 KB value of non-UTF-8 bytes (found by the fuzzer: each of the part's 256 candidates
+// carried it, and was percent-encoded and parsed as a URL: seconds a part).
+const longValue = Buffer.alloc(70_000, 0xe9);
+writeFileSync(path.join(jigdo, 'long-server-value.jigdo'), Buffer.concat([Buffer.from(`${head}[Parts]\nP6D_Q1IkDFd5tl9ZIOws9A=L0:a.bin\n[Servers]\n${fan}\nL8=http://127.0.0.1:9/`), longValue, Buffer.from('/\n')]));
 
 const tpl = dir('template');
 for (const f of ['jf-md5-gzip.template', 'jf-sha256-bzip2.template', 'jte-md5-gzip.template']) copyFileSync(path.join(SAMPLES, f), path.join(tpl, f));

@@ -81,6 +81,8 @@ test('percentDecode gives the same string as the raw bytes would', () => {
 test('shown writes each escaped byte as \\xNN', () => {
   assert.equal(shown(decodeBytes(Buffer.from('M\x81ller caf\xe9', 'latin1'))), 'M\\x81ller caf\\xe9');
   assert.equal(shown('plain café'), 'plain café');
+  // Control characters too: a carriage return or newline quoted from a .jigdo would break a one-line message.
+  assert.equal(shown('a\rb\nc\x00\x7f\td'), 'a\\x0db\\x0ac\\x00\\x7f\\x09d');
 });
 
 test('fsPath opens a file by its exact bytes; a plain name stays a string', async () => {

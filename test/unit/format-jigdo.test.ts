@@ -206,6 +206,9 @@ test('no [Image] section, or binary data, is a JigdoError naming the file', asyn
   await rejects(parseJigdo(garbage, loc(file)), /./, file);
   await rejects(parseText('[Image]\nFilename=i\nTemplate=t\nTemplate-MD5Sum=not-base64!\n', file), /Template-MD5Sum/, file);
   await rejects(parseText('[Image]\nFilename=i\nTemplate=t\nTemplate-MD5Sum=1B2M2Y8AsgTpgAmY7PhCfh\n', file), /Template-MD5Sum/, file);
+  // A carriage return inside the value (the fuzzer's case): quoted as \x0d, the message stays one line.
+  const cr = await rejects(parseText('[Image]\nFilename=i\nTemplate=t\nTemplate-MD5Sum=wC2h6DBX5nguti6G\rWtIpA\n', file), /Template-MD5Sum=wC2h6DBX5nguti6G\\x0dWtIpA is not/, file);
+  assert.doesNotMatch(cr.message, /[\r\n]/);
 });
 
 test('[Include] of a local file is read in place, relative to the including file', async () => {

@@ -209,3 +209,16 @@ test('a label chain deeper than the stack, and values that are no valid URL, nev
   const remote = await parseJigdo(Buffer.from(`[Image]\nFilename=i.iso\nTemplate=t.template\n[Parts]\n${A}=//[bad/a.bin\n`), { kind: 'url', url: 'http://h/x.jigdo' });
   assert.deepEqual(partCandidates(remote, new LabelMap(remote.servers), A).map(show), ['unresolved //[bad/a.bin']);
 });
+
+test('long [Servers] values: a string past 8 KiB is no candidate, and a part\'s strings stop near 64 KiB in spec order', async () => {
+  // From the fuzzer: a 70 KB value behind a fan-out of 256 gave its one part 18 MB of candidate text, seconds per part.
+  const fan = Array.from({ length: 256 }, (_, i) => `M=http://m${i}/`).join('\n');
+  const j = await jigdoAt(work, `[Servers]\n${fan}\nL=http://long/${'x'.repeat(70_000)}/\nL=M:${'d'.repeat(300)}/\n[Parts]\n${A}=L:a.bin\n${A}=http://last/a.bin\n`);
+  const started = Date.now();
+  const texts = partCandidates(j, new LabelMap(j.servers), A).map(show);
+  assert.ok(Date.now() - started < 1000, `${Date.now() - started} ms`);
+  assert.deepEqual(texts.filter((t) => t.length > 8192), [], 'no string past 8 KiB');
+  assert.ok(texts.join('').length <= 64 * 1024, `${texts.join('').length} characters`);
+  assert.equal(texts[0], `http://m0/${'d'.repeat(300)}/a.bin`, 'spec order kept');
+  assert.ok(texts.length > 150 && texts.length < 256, `${texts.length} candidates: cut by their length, not their number`);
+});

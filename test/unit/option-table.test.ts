@@ -135,3 +135,14 @@ test('a config error or warning about a huge key or value stays one short line (
   const c = loadConfig(file);
   assert.ok(c.warnings.length === 1 && c.warnings[0]!.length < 600, c.warnings[0]?.slice(0, 100));
 });
+
+test('a configuration file over 1 MiB, or a device, is refused in one line before it is parsed (the fuzzer: 6 MB of quotes took the INI parser past 300 MB)', () => {
+  const file = path.join(work, 'big.ini');
+  writeFileSync(file, `[cache]\nsize = 1G\n[Servers]\nL1=L3${'"'.repeat((1 << 20) + 100)}\n`);
+  const started = Date.now();
+  assert.throws(() => loadConfig(file), (err: Error) => err.message === `${file}: not a jigdofs configuration file: longer than 1 MiB`);
+  assert.throws(() => loadConfig('/dev/zero'), (err: Error) => err.message === '/dev/zero: not a jigdofs configuration file: longer than 1 MiB');
+  assert.ok(Date.now() - started < 2000, `${Date.now() - started} ms`);
+  writeFileSync(file, `[cache]\nsize = 1G\n${'#'.repeat((1 << 20) - 20)}\n`);
+  assert.equal(loadConfig(file).file, file, 'a file just under the limit is read');
+});
