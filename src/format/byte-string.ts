@@ -148,19 +148,19 @@ export function percentDecode(text: string): string {
   return text.replace(PERCENT_RUN, (run) => decodeBytes(Buffer.from(run.replace(/%/g, ''), 'hex')));
 }
 
-/**
- * What `shown` writes as `\xNN`: escaped bytes, and control characters (a value quoted from a .jigdo may hold a carriage
- * return or a newline, which would break a one-line message or a log line; the fuzzer found a checksum with one).
- */
-const SHOWN_AS_HEX = /[\udc80-\udcff\u0000-\u001f\u007f]/gu;
+/** A name for a message or a log line: each escaped byte as `\xNN` (written raw, it would come out as U+FFFD). */
+export function shown(text: string): string {
+  return hasEscapedBytes(text) ? text.replace(ESCAPED_ALL, (ch) => `\\x${(ch.charCodeAt(0) - ESCAPE_BASE).toString(16).padStart(2, '0')}`) : text;
+}
+
+/** Control characters, as `quoted` writes them. */
+const CONTROL_ALL = /[\u0000-\u001f\u007f]/g;
 
 /**
- * A name for a message or a log line: each escaped byte as `\xNN` (written raw, it would come out as U+FFFD), and each
- * control character too.
+ * A value of an input file quoted in a one-line message: `shown`, and each control character as `\xNN` too (a carriage
+ * return inside a .jigdo value broke the line of its error; found by the fuzzer). Not for a whole message: some are
+ * meant to span lines (a list of missing parts).
  */
-export function shown(text: string): string {
-  return text.replace(SHOWN_AS_HEX, (ch) => {
-    const code = ch.charCodeAt(0);
-    return `\\x${(code >= ESCAPE_BASE ? code - ESCAPE_BASE : code).toString(16).padStart(2, '0')}`;
-  });
+export function quoted(text: string): string {
+  return shown(text).replace(CONTROL_ALL, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

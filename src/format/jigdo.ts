@@ -1,7 +1,7 @@
 import { createGunzip } from 'node:zlib';
 import { ConfigLineParser, splitWords, type ConfigEvent } from './configfile.js';
 import { decodeB64 } from './base64.js';
-import { decodeBytes } from './byte-string.js';
+import { decodeBytes, quoted } from './byte-string.js';
 import { kindOfKey, type ChecksumKind } from './checksum.js';
 import { JigdoError, errorMessage } from './errors.js';
 import { describeLocation, resolveReference, type Location } from './location.js';
@@ -218,9 +218,9 @@ async function feedFile(bytes: Buffer, loc: Location, ctx: ParseContext, stack: 
 async function followInclude(event: { url: string; line: number }, loc: Location, ctx: ParseContext, stack: string[]): Promise<void> {
   const where = `${describeLocation(loc)}: line ${event.line}`;
   const target = resolveReference(event.url, loc);
-  if (!target) throw new JigdoError(where, `[Include ${event.url}] may not read local files from a remote .jigdo`);
+  if (!target) throw new JigdoError(where, `[Include ${quoted(event.url)}] may not read local files from a remote .jigdo`);
   const id = describeLocation(target);
-  if (stack.includes(id)) throw new JigdoError(where, `loop of [Include] directives (${id})`);
+  if (stack.includes(id)) throw new JigdoError(where, `loop of [Include] directives (${quoted(id)})`);
   if (stack.length >= MAX_INCLUDE_DEPTH) throw new JigdoError(where, 'too many nested [Include] directives');
   if (++ctx.includes > MAX_INCLUDES) throw new JigdoError(where, `more than ${MAX_INCLUDES} [Include] directives in all`);
   // An [Include] that cannot be read only costs the mirrors it would add: warn, do not fail
@@ -229,7 +229,7 @@ async function followInclude(event: { url: string; line: number }, loc: Location
   try {
     included = ctx.loadInclude ? await ctx.loadInclude(target) : undefined;
   } catch (err) {
-    ctx.builder.warn(`${where}: cannot read [Include ${event.url}]: ${errorMessage(err)}`);
+    ctx.builder.warn(`${where}: cannot read [Include ${quoted(event.url)}]: ${errorMessage(err)}`);
   }
   if (!included) return;
   ctx.builder.apply({ type: 'section', name: 'Include', line: event.line }, loc);
@@ -255,10 +255,10 @@ function weightOf(words: string[]): number {
 
 function parseVersion(raw: string, file: string): { major: number; minor: number } {
   const m = /^(\d+)\.(\d+)$/.exec(splitWords(raw)[0] ?? '');
-  if (!m) throw new JigdoError(file, `[Jigdo] Version=${raw} is not of the form MAJOR.MINOR`);
+  if (!m) throw new JigdoError(file, `[Jigdo] Version=${quoted(raw)} is not of the form MAJOR.MINOR`);
   const version = { major: Number(m[1]), minor: Number(m[2]) };
   if (version.major > MAX_KNOWN_MAJOR) {
-    throw new JigdoError(file, `needs a newer jigdo program: format version ${raw} (this one knows ${MAX_KNOWN_MAJOR}.x)`);
+    throw new JigdoError(file, `needs a newer jigdo program: format version ${quoted(raw)} (this one knows ${MAX_KNOWN_MAJOR}.x)`);
   }
   return version;
 }
@@ -272,7 +272,7 @@ function parseVersion(raw: string, file: string): { major: number; minor: number
 function checkFilename(name: string, where: string): string {
   const leaf = name.replace(/^stdio:/, '').split('/').pop()!;
   if (leaf === '' || leaf === '.' || leaf === '..' || Buffer.byteLength(leaf) > 255) {
-    throw new JigdoError(where, `Filename=${name} is not a plain file name to write the image to`);
+    throw new JigdoError(where, `Filename=${quoted(name)} is not a plain file name to write the image to`);
   }
   return name;
 }
@@ -325,7 +325,7 @@ class JigdoBuilder {
       const md5 = label === 'Template-MD5Sum';
       const value = splitWords(rawValue)[0] ?? '';
       const sum = decodeB64(value, md5 ? 16 : 32);
-      if (!sum) throw new JigdoError(where, `${label}=${value} is not a valid jigdo-base64 checksum`);
+      if (!sum) throw new JigdoError(where, `${label}=${quoted(value)} is not a valid jigdo-base64 checksum`);
       if (md5) image.templateMd5 = sum;
       else image.templateSha256 = sum;
     }
@@ -335,12 +335,12 @@ class JigdoBuilder {
     const kind = kindOfKey(label);
     const words = splitWords(rawValue);
     if (!kind || words.length === 0) {
-      this.warn(`${where()}: ignored [Parts] line with ${kind ? 'no value' : `bad checksum "${label}"`}`);
+      this.warn(`${where()}: ignored [Parts] line with ${kind ? 'no value' : `bad checksum "${quoted(label)}"`}`);
       return;
     }
     this.kinds.add(kind);
     if (!this.parts.add(label, words[0]!, weightOf(words), from)) {
-      this.warn(`${where()}: ignored [Parts] line: more than ${MAX_VALUES_PER_PART} lines for ${label}`);
+      this.warn(`${where()}: ignored [Parts] line: more than ${MAX_VALUES_PER_PART} lines for ${quoted(label)}`);
     }
   }
 

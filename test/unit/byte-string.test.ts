@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { decodeBytes, encodeBytes, fsPath, hasEscapedBytes, percentDecode, percentEncodeComponent, shown, urlText } from '../../src/format/byte-string.js';
+import { decodeBytes, encodeBytes, fsPath, hasEscapedBytes, percentDecode, percentEncodeComponent, quoted, shown, urlText } from '../../src/format/byte-string.js';
 
 const bytes = (...b: number[]): Buffer => Buffer.from(b);
 
@@ -81,8 +81,10 @@ test('percentDecode gives the same string as the raw bytes would', () => {
 test('shown writes each escaped byte as \\xNN', () => {
   assert.equal(shown(decodeBytes(Buffer.from('M\x81ller caf\xe9', 'latin1'))), 'M\\x81ller caf\\xe9');
   assert.equal(shown('plain café'), 'plain café');
-  // Control characters too: a carriage return or newline quoted from a .jigdo would break a one-line message.
-  assert.equal(shown('a\rb\nc\x00\x7f\td'), 'a\\x0db\\x0ac\\x00\\x7f\\x09d');
+  assert.equal(shown('two\nlines'), 'two\nlines', 'a message may span lines (a list of missing parts)');
+  // quoted: a value of an input file in a one-line message; a carriage return or newline would break the line.
+  assert.equal(quoted('a\rb\nc\x00\x7f\td'), 'a\\x0db\\x0ac\\x00\\x7f\\x09d');
+  assert.equal(quoted(decodeBytes(Buffer.from('caf\xe9\r', 'latin1'))), 'caf\\xe9\\x0d');
 });
 
 test('fsPath opens a file by its exact bytes; a plain name stays a string', async () => {
