@@ -64,12 +64,8 @@ export class LabelMap {
     if (visiting.has(label) || visiting.size >= MAX_LABEL_DEPTH) return [];
     visiting.add(label);
     const out: Expansion[] = [];
-    for (const values of [this.extra.get(label) ?? [], this.servers.get(label) ?? []]) {
-      for (const value of values) {
-        if (out.length >= MAX_CANDIDATES_PER_PART) break;
-        appendUpTo(out, this.expandValue(value.uri, value.weight, value.base, visiting));
-      }
-    }
+    const values = [...(this.extra.get(label) ?? []), ...(this.servers.get(label) ?? [])];
+    for (const value of values) if (appendUpTo(out, this.expandValue(value.uri, value.weight, value.base, visiting))) break;
     visiting.delete(label);
     this.memo.set(label, out);
     return out;
@@ -80,7 +76,9 @@ export class LabelMap {
     const split = splitLabel(text);
     if (split && !/^(https?|ftp|file)$/i.test(split.label)) {
       const heads = this.expand(split.label, visiting);
-      if (heads.length > 0) return heads.map((h) => ({ text: h.text + split.rest, weight: h.weight + weight, base: h.base }));
+      // (One too long to be a candidate is not even made.)
+      const fit = heads.filter((h) => h.text.length + split.rest.length <= MAX_CANDIDATE_LENGTH);
+      if (heads.length > 0) return fit.map((h) => ({ text: h.text + split.rest, weight: h.weight + weight, base: h.base }));
     }
     return [{ text, weight, base }];
   }
@@ -91,18 +89,21 @@ export class LabelMap {
 }
 
 /**
- * Appends items until `out` holds MAX_CANDIDATES_PER_PART strings or MAX_CANDIDATE_CHARS characters, skipping any
- * longer than MAX_CANDIDATE_LENGTH (never `push(...items)`: a big spread overflows the stack).
+ * Appends items until `out` holds MAX_CANDIDATES_PER_PART strings or the next would take it past MAX_CANDIDATE_CHARS
+ * characters, skipping any longer than MAX_CANDIDATE_LENGTH (never `push(...items)`: a big spread overflows the stack).
+ * True once `out` is full: its caller appends nothing more, so that what it holds is the first strings in spec order.
  */
-function appendUpTo<T extends { text: string }>(out: T[], items: readonly T[]): void {
+function appendUpTo<T extends { text: string }>(out: T[], items: readonly T[]): boolean {
   let chars = 0;
   for (const item of out) chars += item.text.length;
   for (const item of items) {
-    if (out.length >= MAX_CANDIDATES_PER_PART) return;
+    if (out.length >= MAX_CANDIDATES_PER_PART) return true;
     if (item.text.length > MAX_CANDIDATE_LENGTH) continue;
-    if ((chars += item.text.length) > MAX_CANDIDATE_CHARS) return;
+    if (chars + item.text.length > MAX_CANDIDATE_CHARS) return true;
+    chars += item.text.length;
     out.push(item);
   }
+  return out.length >= MAX_CANDIDATES_PER_PART;
 }
 
 /** Classifies one expanded string: a fetchable URL, a local file, or something we cannot use. */
@@ -125,21 +126,20 @@ function toCandidate(e: Expansion, origin?: { label: string; rest: string }): Ca
 }
 
 /** A part's [Parts] values expanded, in spec order (§5.1), each with the label and rest of the value it came from. */
-function expandValues(jigdo: JigdoFile, labels: LabelMap, key: string): Array<Expansion & { origin?: { label: string; rest: string } }> {
+function expandValues(jigdo: JigdoFile, labels: LabelMap, key: string): { out: Array<Expansion & { origin?: { label: string; rest: string } }>; full: boolean } {
   const out: Array<Expansion & { origin?: { label: string; rest: string } }> = [];
   for (const value of jigdo.parts.get(key) ?? []) {
-    if (out.length >= MAX_CANDIDATES_PER_PART) break;
     const origin = splitLabel(value.uri);
-    appendUpTo(out, labels.expandValue(value.uri, value.weight, value.base).map((e) => ({ ...e, origin })));
+    if (appendUpTo(out, labels.expandValue(value.uri, value.weight, value.base).map((e) => ({ ...e, origin })))) return { out, full: true };
   }
-  return out;
+  return { out, full: false };
 }
 
 /** The raw strings jigdo-file's print-missing-all prints for a part (spec §5.1), for `missing`: the first MAX_CANDIDATES_PER_PART. */
 export function expandPart(jigdo: JigdoFile, labels: LabelMap, key: string): Expansion[] {
-  const out = expandValues(jigdo, labels, key);
-  appendUpTo(out, labels.expandValue(`${CHECKSUM_LABEL[jigdo.checksumKind]}:${key}`, 0, jigdo.location));
-  return out;
+  const { out, full } = expandValues(jigdo, labels, key);
+  if (!full) appendUpTo(out, labels.expandValue(`${CHECKSUM_LABEL[jigdo.checksumKind]}:${key}`, 0, jigdo.location));
+  return out.map(({ text, weight, base }) => ({ text, weight, base }));
 }
 
 /**
@@ -149,9 +149,9 @@ export function expandPart(jigdo: JigdoFile, labels: LabelMap, key: string): Exp
  * and it never throws: local lookups (src/sources/local.ts) rely on it whatever the [Servers] say.
  */
 export function partCandidates(jigdo: JigdoFile, labels: LabelMap, key: string): Candidate[] {
-  const expanded = expandValues(jigdo, labels, key);
+  const { out: expanded, full } = expandValues(jigdo, labels, key);
   const sumLabel = CHECKSUM_LABEL[jigdo.checksumKind];
-  if (expanded.length < MAX_CANDIDATES_PER_PART && labels.has(sumLabel)) appendUpTo(expanded, labels.expandValue(`${sumLabel}:${key}`, 0, jigdo.location));
+  if (!full && labels.has(sumLabel)) appendUpTo(expanded, labels.expandValue(`${sumLabel}:${key}`, 0, jigdo.location));
   const out = expanded.map((e) => toCandidate(e, e.origin));
   const seen = new Set<string>();
   const unique = out.filter((c) => {

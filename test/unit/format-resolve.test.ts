@@ -222,3 +222,19 @@ test('long [Servers] values: a string past 8 KiB is no candidate, and a part\'s 
   assert.equal(texts[0], `http://m0/${'d'.repeat(300)}/a.bin`, 'spec order kept');
   assert.ok(texts.length > 150 && texts.length < 256, `${texts.length} candidates: cut by their length, not their number`);
 });
+
+test('once a part\'s strings reach 64 KiB, its later [Parts] lines are not expanded at all (1,000 lines over a fan-out stay quick)', async () => {
+  const fan = Array.from({ length: 256 }, (_, i) => `M=http://m${i}/${'d'.repeat(300)}/`).join('\n');
+  const lines = Array.from({ length: 1000 }, (_, i) => `${A}=M:f${i}`).join('\n');
+  const j = await jigdoAt(work, `[Servers]\n${fan}\n[Parts]\n${lines}\n`);
+  const labels = new LabelMap(j.servers);
+  const started = Date.now();
+  for (let i = 0; i < 20; i++) {
+    partCandidates(j, labels, A);
+    expandPart(j, labels, A);
+  }
+  assert.ok(Date.now() - started < 2000, `${Date.now() - started} ms for 20 rounds`);
+  const got = partCandidates(j, labels, A).map(show);
+  assert.ok(got.every((t) => t.endsWith('/f0')), 'only the first line\'s strings: the budget ends there, in spec order');
+  assert.ok(expandPart(j, labels, A).every((e) => !('origin' in e)), 'expandPart gives plain strings');
+});
