@@ -112,6 +112,8 @@ export function fsPath(file: string): string | Buffer {
 
 /** A byte as `%XX` (upper case, as RFC 3986 prefers). */
 const percent = (byte: number): string => `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+/** A byte as a message writes it: `\xNN` (shown, quoted). */
+const backslashHex = (byte: number): string => `\\x${byte.toString(16).padStart(2, '0')}`;
 
 /**
  * A URL as text a URL parser keeps exactly: each escaped byte percent-encoded (`caf\udce9` → `caf%E9`). The
@@ -150,7 +152,7 @@ export function percentDecode(text: string): string {
 
 /** A name for a message or a log line: each escaped byte as `\xNN` (written raw, it would come out as U+FFFD). */
 export function shown(text: string): string {
-  return hasEscapedBytes(text) ? text.replace(ESCAPED_ALL, (ch) => `\\x${(ch.charCodeAt(0) - ESCAPE_BASE).toString(16).padStart(2, '0')}`) : text;
+  return hasEscapedBytes(text) ? text.replace(ESCAPED_ALL, (ch) => backslashHex(ch.charCodeAt(0) - ESCAPE_BASE)) : text;
 }
 
 /** Control characters, as `quoted` writes them. */
@@ -162,5 +164,5 @@ const CONTROL_ALL = /[\u0000-\u001f\u007f]/g;
  * meant to span lines (a list of missing parts).
  */
 export function quoted(text: string): string {
-  return shown(text).replace(CONTROL_ALL, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return shown(text).replace(CONTROL_ALL, (ch) => backslashHex(ch.charCodeAt(0)));
 }
