@@ -120,6 +120,14 @@ export class DirectOutput {
     return true;
   }
 
+  /**
+   * No more direct writes: `write` returns false from now on and the caller writes buffered (make-image's DiskWait: the
+   * disk takes direct writes slower than the image is made). Writes in flight go on through `fd` (see the class comment).
+   */
+  stop(): void {
+    this.on = false;
+  }
+
   /** Closes the descriptor: call it once no direct write is in flight. */
   close(): void {
     this.on = false;

@@ -4,6 +4,7 @@ import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../engine/session.js';
 import { DirectOutput } from './direct-output.js';
+import { DiskWait } from './disk-wait.js';
 import { pooledImageBlocks } from './stream.js';
 import { temporaryImagePath } from './temporary-image.js';
 import { eachLimit } from '../util/each-limit.js';
@@ -239,30 +240,47 @@ async function writeBlocks(
   progress: ((done: number, total: number) => void) | undefined,
   onFirstBlock: () => void,
 ): Promise<void> {
-  const inFlight: Promise<unknown>[] = [];
+  /** Each block under way: done once written and hashed; `lag`, once done, how much later its direct write ended. */
+  const inFlight: Array<{ done: Promise<unknown>; lag?: number }> = [];
+  const diskWait = new DiskWait();
   let syncing: Promise<void> | undefined;
   let syncError: unknown;
   let unsynced = 0;
-  /** Direct when the file system takes it (direct-output.ts), else (or for a short last block) buffered. */
-  const write = async (data: Buffer, offset: number): Promise<void> => {
-    let done = (await direct.write(data, offset).catch(cannotWrite)) ? data.length : 0;
-    while (done < data.length) {
+  /** Direct when the file system takes it (direct-output.ts), else (or for a short last block) buffered; true if direct. */
+  const write = async (data: Buffer, offset: number): Promise<boolean> => {
+    if (await direct.write(data, offset).catch(cannotWrite)) return true;
+    for (let done = 0; done < data.length; ) {
       const n = Math.min(WRITE_SLICE, data.length - done);
       done += (await fh.write(data, done, n, offset + done).catch(cannotWrite)).bytesWritten;
     }
+    return false;
+  };
+  const ended = <T>(p: Promise<T>): Promise<number> => p.then(() => performance.now());
+  /** Waits for the oldest block; the direct writes give way to buffered ones once they hold the loop back (DiskWait). */
+  const oldest = async (): Promise<void> => {
+    const first = inFlight.shift()!;
+    const t0 = performance.now();
+    await first.done;
+    if (first.lag === undefined) return;
+    diskWait.add(performance.now() - t0, first.lag);
+    if (direct.active && diskWait.tooSlow) direct.stop();
   };
   try {
     for await (const block of pooledImageBlocks(reader, { held: IN_FLIGHT + 1, allocate: (n) => direct.allocate(n) })) {
       const { offset, data } = block;
-      while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
+      while (inFlight.length >= IN_FLIGHT) await oldest();
       // Hashes are queued in order (the worker's stream hash); writes may end in any order (each at its offset).
-      const done = Promise.allSettled([write(data, offset), hash.update(data)]).then((both) => {
+      const entry: { done: Promise<unknown>; lag?: number } = { done: Promise.resolve() };
+      const written = write(data, offset);
+      const hashed = hash.update(data);
+      entry.done = Promise.allSettled([written, hashed, ended(written), ended(hashed)]).then(([w, h, wEnd, hEnd]) => {
         block.release(); // only once neither uses it any more, also when one failed
-        for (const r of both) if (r.status === 'rejected') throw r.reason;
+        for (const r of [w, h]) if (r.status === 'rejected') throw r.reason;
+        if (w.status === 'fulfilled' && w.value && wEnd.status === 'fulfilled' && hEnd.status === 'fulfilled') entry.lag = wEnd.value - hEnd.value;
       });
-      done.catch(() => undefined); // awaited in turn; no unhandled rejection if the stream stops first
+      entry.done.catch(() => undefined); // awaited in turn; no unhandled rejection if the stream stops first
       if (offset === 0) onFirstBlock();
-      inFlight.push(done);
+      inFlight.push(entry);
       unsynced += data.length;
       if (unsynced >= WRITEBACK_BYTES && !syncing) {
         unsynced = 0;
@@ -273,10 +291,10 @@ async function writeBlocks(
       }
       progress?.(offset + data.length, reader.size);
     }
-    await Promise.all(inFlight);
+    await Promise.all(inFlight.map((e) => e.done));
   } finally {
     // Nothing may still write into `fh` once this returns or throws: the caller closes it.
-    await Promise.allSettled(inFlight);
+    await Promise.allSettled(inFlight.map((e) => e.done));
     await syncing;
   }
   if (syncError) cannotWrite(syncError);

@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DirectOutput, pageAlignedShared } from '../../src/build/direct-output.js';
@@ -131,4 +131,35 @@ test('direct writes in flight when a later buffer cannot be had page aligned sti
   d.close();
   const got = await readFile(file);
   for (let i = 0; i < 4; i++) assert.ok(got.subarray(i * block, (i + 1) * block).equals(pattern(block, i + 1)), `block ${i}`);
+});
+
+test('stop: direct writes in flight land, later ones are left to the caller, and the file holds both', async (t) => {
+  const file = path.join(work, 'stopped.img');
+  await writeFile(file, Buffer.alloc(0));
+  const block = 1 << 20;
+  const d = DirectOutput.open(file, 4 * block);
+  if (!d.active) {
+    t.skip(`the file system of ${work} refuses O_DIRECT: nothing direct to test here`);
+    return;
+  }
+  const blocks = [0, 1, 2, 3].map((i) => {
+    const b = d.allocate(block);
+    pattern(block, i + 7).copy(b);
+    return b;
+  });
+  const first = [d.write(blocks[0]!, 0), d.write(blocks[1]!, block)];
+  d.stop(); // make-image's DiskWait: the disk holds the loop back
+  assert.equal(d.active, false);
+  assert.deepEqual(await Promise.all(first), [true, true], 'the writes in flight were not cut off');
+  assert.equal(await d.write(blocks[2]!, 2 * block), false, 'a write after stop is the caller\'s');
+  const fh = await open(file, 'r+');
+  try {
+    await fh.write(blocks[2]!, 0, block, 2 * block);
+    await fh.write(blocks[3]!, 0, block, 3 * block);
+  } finally {
+    await fh.close();
+  }
+  d.close();
+  const got = await readFile(file);
+  for (let i = 0; i < 4; i++) assert.ok(got.subarray(i * block, (i + 1) * block).equals(pattern(block, i + 7)), `block ${i}`);
 });
