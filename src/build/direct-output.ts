@@ -50,8 +50,8 @@ export function pageAlignedShared(size: number): Buffer | undefined {
  * `write` returns false and the caller writes through its ordinary handle.
  *
  * Owns `fd`, the direct descriptor (until close; undefined: never opened, or closed), and `on` (new direct writes
- * are taken). Turning direct writes off (allocate) only clears `on`: writes still in flight (make-image has a
- * few) go on through `fd`, which only `close` closes, after them.
+ * are taken). Turning direct writes off (allocate, or stop) only clears `on`: writes still in flight (make-image has
+ * a few) go on through `fd`, which only `close` closes, after them.
  */
 export class DirectOutput {
   private on: boolean;
@@ -77,7 +77,7 @@ export class DirectOutput {
     }
   }
 
-  /** Whether direct writes are in use (for tests and the benchmark's notes). */
+  /** Whether new writes go direct (make-image's DiskWait looks before it stops them; tests). */
   get active(): boolean {
     return this.on;
   }

@@ -1,7 +1,7 @@
-/** Blocks written before the first judgement: the first ones wait for the pipeline to fill, not for the disk. */
-const FIRST_BLOCKS = 24;
 import { availableParallelism } from 'node:os';
 
+/** Direct writes waited for before the first judgement: the first ones wait for the pipeline to fill, not for the disk. */
+const FIRST_BLOCKS = 24;
 /** The share of make-image's time spent waiting for direct writes beyond which the rest goes buffered. */
 const MOST_WAIT = 0.15;
 /** ... and the share of the machine's CPU the process may use at most, so that buffered writes' copies have room. */

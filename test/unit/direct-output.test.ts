@@ -2,7 +2,7 @@
  * make-image's O_DIRECT output (src/build/direct-output.ts): page-aligned shared buffers, direct writes of
  * aligned blocks, and the fallbacks (direct off, an unaligned length or offset) that leave the write to the caller.
  */
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -98,20 +98,37 @@ test('pageAlignedShared: whole pages of shared memory, sized as asked', () => {
   }
 });
 
-test('direct writes in flight when a later buffer cannot be had page aligned still land: only new writes go buffered', async (t) => {
-  const file = path.join(work, 'late.img');
+/**
+ * A direct output for 4 blocks of 1 MiB in a new file `name`, and the 4 blocks allocated from it, filled with
+ * pattern(block, seed + i); undefined (the test skipped) where the file system refuses O_DIRECT.
+ */
+async function fourBlocks(t: TestContext, name: string, seed: number): Promise<{ file: string; d: DirectOutput; blocks: Buffer[]; block: number } | undefined> {
+  const file = path.join(work, name);
   await writeFile(file, Buffer.alloc(0));
   const block = 1 << 20;
   const d = DirectOutput.open(file, 4 * block);
   if (!d.active) {
     t.skip(`the file system of ${work} refuses O_DIRECT: nothing direct to test here`);
-    return;
+    return undefined;
   }
   const blocks = [0, 1, 2, 3].map((i) => {
     const b = d.allocate(block);
-    pattern(block, i + 1).copy(b);
+    pattern(block, seed + i).copy(b);
     return b;
   });
+  return { file, d, blocks, block };
+}
+
+/** The file holds the 4 blocks of fourBlocks(…, seed) in order. */
+async function assertFourBlocks(file: string, block: number, seed: number): Promise<void> {
+  const got = await readFile(file);
+  for (let i = 0; i < 4; i++) assert.ok(got.subarray(i * block, (i + 1) * block).equals(pattern(block, seed + i)), `block ${i}`);
+}
+
+test('direct writes in flight when a later buffer cannot be had page aligned still land: only new writes go buffered', async (t) => {
+  const four = await fourBlocks(t, 'late.img', 1);
+  if (!four) return;
+  const { file, d, blocks, block } = four;
   // make-image keeps a few writes in flight while the block pool makes its next buffer
   const writes = blocks.map((b, i) => d.write(b, i * block));
   // A limit on address space (`ulimit -v`): no shared WebAssembly memory for the next buffer.
@@ -129,37 +146,29 @@ test('direct writes in flight when a later buffer cannot be had page aligned sti
   assert.deepEqual(await Promise.all(writes), [true, true, true, true], 'the writes in flight were not cut off (EBADF)');
   assert.equal(await d.write(blocks[0]!, 0), false);
   d.close();
-  const got = await readFile(file);
-  for (let i = 0; i < 4; i++) assert.ok(got.subarray(i * block, (i + 1) * block).equals(pattern(block, i + 1)), `block ${i}`);
+  await assertFourBlocks(file, block, 1);
 });
 
 test('stop: direct writes in flight land, later ones are left to the caller, and the file holds both', async (t) => {
-  const file = path.join(work, 'stopped.img');
-  await writeFile(file, Buffer.alloc(0));
-  const block = 1 << 20;
-  const d = DirectOutput.open(file, 4 * block);
-  if (!d.active) {
-    t.skip(`the file system of ${work} refuses O_DIRECT: nothing direct to test here`);
-    return;
-  }
-  const blocks = [0, 1, 2, 3].map((i) => {
-    const b = d.allocate(block);
-    pattern(block, i + 7).copy(b);
-    return b;
-  });
+  const four = await fourBlocks(t, 'stopped.img', 7);
+  if (!four) return;
+  const { file, d, blocks, block } = four;
   const first = [d.write(blocks[0]!, 0), d.write(blocks[1]!, block)];
   d.stop(); // make-image's DiskWait: the disk holds the loop back
   assert.equal(d.active, false);
-  assert.deepEqual(await Promise.all(first), [true, true], 'the writes in flight were not cut off');
-  assert.equal(await d.write(blocks[2]!, 2 * block), false, 'a write after stop is the caller\'s');
   const fh = await open(file, 'r+');
   try {
-    await fh.write(blocks[2]!, 0, block, 2 * block);
-    await fh.write(blocks[3]!, 0, block, 3 * block);
+    // As in make-image, the buffered writes start while the direct ones are still in flight.
+    const later = [2, 3].map(async (i) => {
+      assert.equal(await d.write(blocks[i]!, i * block), false, 'a write after stop is the caller\'s');
+      await fh.write(blocks[i]!, 0, block, i * block);
+    });
+    assert.deepEqual(await Promise.all(first), [true, true], 'the writes in flight were not cut off');
+    await Promise.all(later);
+    await fh.sync();
   } finally {
     await fh.close();
   }
   d.close();
-  const got = await readFile(file);
-  for (let i = 0; i < 4; i++) assert.ok(got.subarray(i * block, (i + 1) * block).equals(pattern(block, i + 7)), `block ${i}`);
+  await assertFourBlocks(file, block, 7);
 });

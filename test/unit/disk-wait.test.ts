@@ -28,13 +28,16 @@ test('DiskWait: direct writes that end before the hash, or hold the loop only a 
   const host = fakeHost();
   const early = new DiskWait(host);
   const little = new DiskWait(host);
+  const short = new DiskWait(host);
   for (let i = 0; i < 100; i++) {
     host.run(30, 1);
     early.add(20, -5); // the hash was what the loop waited for
     little.add(20, 3); // of 30 ms, 3 for the disk: 10 %
+    short.add(2, 25); // the write ended long after its hash, but the loop waited only 2 ms of it
   }
   assert.equal(early.tooSlow, false);
   assert.equal(little.tooSlow, false);
+  assert.equal(short.tooSlow, false, 'only the time the loop waited counts');
 });
 
 test('DiskWait: a busy CPU (over HTTP: fetching, hashing) keeps direct writes however long they wait', () => {
