@@ -240,8 +240,8 @@ async function writeBlocks(
   progress: ((done: number, total: number) => void) | undefined,
   onFirstBlock: () => void,
 ): Promise<void> {
-  /** Each block under way: done once written and hashed; `lag`, once done, how much later its direct write ended. */
-  const inFlight: Array<{ done: Promise<unknown>; lag?: number }> = [];
+  /** Each block under way, done once written and hashed: how much later than its hash its direct write ended, if direct. */
+  const inFlight: Array<Promise<number | undefined>> = [];
   const diskWait = new DiskWait();
   let syncing: Promise<void> | undefined;
   let syncError: unknown;
@@ -255,14 +255,12 @@ async function writeBlocks(
     }
     return false;
   };
-  const ended = <T>(p: Promise<T>): Promise<number> => p.then(() => performance.now());
   /** Waits for the oldest block; the direct writes give way to buffered ones once they hold the loop back (DiskWait). */
   const oldest = async (): Promise<void> => {
-    const first = inFlight.shift()!;
     const t0 = performance.now();
-    await first.done;
-    if (first.lag === undefined) return;
-    diskWait.add(performance.now() - t0, first.lag);
+    const lag = await inFlight.shift()!;
+    if (lag === undefined) return;
+    diskWait.add(performance.now() - t0, lag);
     if (direct.active && diskWait.tooSlow) direct.stop();
   };
   try {
@@ -270,17 +268,17 @@ async function writeBlocks(
       const { offset, data } = block;
       while (inFlight.length >= IN_FLIGHT) await oldest();
       // Hashes are queued in order (the worker's stream hash); writes may end in any order (each at its offset).
-      const entry: { done: Promise<unknown>; lag?: number } = { done: Promise.resolve() };
-      const written = write(data, offset);
-      const hashed = hash.update(data);
-      entry.done = Promise.allSettled([written, hashed, ended(written), ended(hashed)]).then(([w, h, wEnd, hEnd]) => {
+      const written = write(data, offset).then((isDirect) => ({ isDirect, at: performance.now() }));
+      const hashed = hash.update(data).then(() => performance.now());
+      const done = Promise.allSettled([written, hashed]).then(([w, h]) => {
         block.release(); // only once neither uses it any more, also when one failed
-        for (const r of [w, h]) if (r.status === 'rejected') throw r.reason;
-        if (w.status === 'fulfilled' && w.value && wEnd.status === 'fulfilled' && hEnd.status === 'fulfilled') entry.lag = wEnd.value - hEnd.value;
+        if (w.status === 'rejected') throw w.reason;
+        if (h.status === 'rejected') throw h.reason;
+        return w.value.isDirect ? w.value.at - h.value : undefined;
       });
-      entry.done.catch(() => undefined); // awaited in turn; no unhandled rejection if the stream stops first
+      done.catch(() => undefined); // awaited in turn; no unhandled rejection if the stream stops first
       if (offset === 0) onFirstBlock();
-      inFlight.push(entry);
+      inFlight.push(done);
       unsynced += data.length;
       if (unsynced >= WRITEBACK_BYTES && !syncing) {
         unsynced = 0;
@@ -291,10 +289,10 @@ async function writeBlocks(
       }
       progress?.(offset + data.length, reader.size);
     }
-    await Promise.all(inFlight.map((e) => e.done));
+    await Promise.all(inFlight);
   } finally {
     // Nothing may still write into `fh` once this returns or throws: the caller closes it.
-    await Promise.allSettled(inFlight.map((e) => e.done));
+    await Promise.allSettled(inFlight);
     await syncing;
   }
   if (syncError) cannotWrite(syncError);
