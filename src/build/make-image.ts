@@ -39,6 +39,16 @@ export interface MakeImageResult {
   size: number;
   checksum: string;
   missing: string[];
+  /** Bytes of the image written with O_DIRECT (direct-output.ts); the rest went through the page cache. */
+  directBytes: number;
+}
+
+/** What judges whether the direct writes hold the block loop back (DiskWait; tests force a switch part-way). */
+export type DiskWaitPolicy = Pick<DiskWait, 'add' | 'tooSlow'>;
+
+export interface MakeImageOptions {
+  /** Makes the judge of the direct writes, one per image written (default: a DiskWait on this process). */
+  diskWait?: () => DiskWaitPolicy;
 }
 
 /**
@@ -78,6 +88,7 @@ export async function makeImage(
   progress?: (done: number, total: number) => void,
   /** Called the moment the verified image has its final name (before the temporary file's handle is closed). */
   onWritten?: () => void,
+  opts: MakeImageOptions = {},
 ): Promise<MakeImageResult> {
   if ((await stat(fsPath(output)).catch(() => undefined))?.isDirectory()) throw new JigdoError(output, 'is a directory: not written');
   // Verify once: copies the .jigdo names (--local) and parts from mirrors that proved right are not hashed
@@ -86,13 +97,13 @@ export async function makeImage(
   session.deferChecks(true);
   let result: MakeImageResult;
   try {
-    result = await writeImage(session, output, progress, onWritten);
+    result = await writeImage(session, output, progress, onWritten, opts);
   } catch (err) {
     if (!(err instanceof WrongImageError)) throw err;
     session.deferChecks(false);
     const bad = await recheckParts(session);
     if (bad === 0) throw new JigdoError(output, `${err.problem} (every part was hashed again and is right)`);
-    result = await writeImage(session, output, progress, onWritten);
+    result = await writeImage(session, output, progress, onWritten, opts);
   } finally {
     session.deferChecks(false);
   }
@@ -138,6 +149,7 @@ async function writeImage(
   output: string,
   progress: ((done: number, total: number) => void) | undefined,
   onWritten: (() => void) | undefined,
+  opts: MakeImageOptions,
 ): Promise<MakeImageResult> {
   const { layout, reader, pool } = session;
   // Locating runs alongside the stream rather than before it: with cold caches both are CPU-bound
@@ -157,7 +169,7 @@ async function writeImage(
   };
   const missingResult = async (): Promise<MakeImageResult | undefined> => {
     const missing = await locate();
-    return missing.length > 0 ? { size: layout.size, checksum: '', missing } : undefined;
+    return missing.length > 0 ? { size: layout.size, checksum: '', missing, directBytes: 0 } : undefined;
   };
   /** Any other failure: stop locating, wait for the lookups in flight, then report the failure. */
   const fail = async (err: unknown): Promise<never> => {
@@ -190,8 +202,10 @@ async function writeImage(
     // image"). The file stays sparse until written; the final truncate cuts the direct-write probe off. Only where
     // growing a file writes nothing (util/sparse-files.ts): on FAT it would write the whole image twice.
     if (await holdsSparseFiles(fsPath(tmp))) await fh.truncate(layout.size).catch(cannotWrite);
+    let directBytes: number;
     try {
-      await writeBlocks(reader, { fh, direct }, hash, cannotWrite, progress, () => void locate());
+      const diskWait = opts.diskWait?.() ?? new DiskWait();
+      directBytes = await writeBlocks(reader, { fh, direct, diskWait }, hash, cannotWrite, progress, () => void locate());
     } catch (err) {
       // The stream reached a part no source has: name every missing part (the temporary file goes).
       if (err instanceof UnavailableError) {
@@ -216,7 +230,7 @@ async function writeImage(
     });
     ok = true;
     onWritten?.();
-    return { size: layout.size, checksum: checksumKey(sum), missing: [] };
+    return { size: layout.size, checksum: checksumKey(sum), missing: [], directBytes };
   } catch (err) {
     return await fail(err);
   } finally {
@@ -227,28 +241,31 @@ async function writeImage(
 }
 
 /**
- * Writes the image's blocks into `fh` and hashes them, returning once all are written and hashed and no
- * background sync runs. Blocks come from a small pool of shared buffers: each is written and hashed on the
+ * Writes the image's blocks into `fh` and hashes them, returning (how many bytes went direct) once all are written and
+ * hashed and no background sync runs. Blocks come from a small pool of shared buffers: each is written and hashed on the
  * worker (without a copy) at once, and reused once both are done. With IN_FLIGHT blocks under way the worker
  * always has the next block queued (the whole-image hash is the critical path of make-image).
  */
 async function writeBlocks(
   reader: ImageSession['reader'],
-  { fh, direct }: { fh: FileHandle; direct: DirectOutput },
+  { fh, direct, diskWait }: { fh: FileHandle; direct: DirectOutput; diskWait: DiskWaitPolicy },
   hash: ReturnType<ImageSession['pool']['streamHash']>,
   cannotWrite: (err: unknown) => never,
   progress: ((done: number, total: number) => void) | undefined,
   onFirstBlock: () => void,
-): Promise<void> {
+): Promise<number> {
   /** Each block under way, done once written and hashed: how much later than its hash its direct write ended, if direct. */
   const inFlight: Array<Promise<number | undefined>> = [];
-  const diskWait = new DiskWait();
+  let directBytes = 0;
   let syncing: Promise<void> | undefined;
   let syncError: unknown;
   let unsynced = 0;
   /** Direct when the file system takes it (direct-output.ts), else (or for a short last block) buffered; true if direct. */
   const write = async (data: Buffer, offset: number): Promise<boolean> => {
-    if (await direct.write(data, offset).catch(cannotWrite)) return true;
+    if (await direct.write(data, offset).catch(cannotWrite)) {
+      directBytes += data.length;
+      return true;
+    }
     for (let done = 0; done < data.length; ) {
       const n = Math.min(WRITE_SLICE, data.length - done);
       done += (await fh.write(data, done, n, offset + done).catch(cannotWrite)).bytesWritten;
@@ -296,4 +313,5 @@ async function writeBlocks(
     await syncing;
   }
   if (syncError) cannotWrite(syncError);
+  return directBytes;
 }
