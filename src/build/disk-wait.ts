@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { usableCores } from '../util/cpu-count.js';
 
 /** Direct writes waited for before the first judgement: the first ones wait for the pipeline to fill, not for the disk. */
 const FIRST_BLOCKS = 24;
@@ -63,5 +63,7 @@ const processHost: DiskWaitHost = {
     const u = process.cpuUsage();
     return (u.user + u.system) / 1000;
   },
-  cores: availableParallelism(),
+  get cores() {
+    return usableCores();
+  },
 };

@@ -1,5 +1,5 @@
 import type { FileRange } from '../util/worker-protocol.js';
-import { availableParallelism } from 'node:os';
+import { usableCores } from '../util/cpu-count.js';
 import type { Worker } from 'node:worker_threads';
 import type { ChecksumKind } from '../format/checksum.js';
 import { startWorker } from '../util/start-worker.js';
@@ -49,7 +49,7 @@ export class Scanner {
   /** Where workers report bytes scanned. */
   onProgress: (bytes: number) => void = () => undefined;
 
-  constructor(size = Math.max(1, availableParallelism())) {
+  constructor(size = Math.max(1, usableCores())) {
     for (let i = 0; i < size; i++) {
       const w = startScanWorker();
       w.on('message', (reply: ScanReply) => {

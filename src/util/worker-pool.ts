@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { usableCores } from './cpu-count.js';
 import type { Worker } from 'node:worker_threads';
 import { startWorker } from './start-worker.js';
 import type { ChecksumKind } from '../format/checksum.js';
@@ -79,7 +79,7 @@ export class WorkerPool {
   private nextStream = 1;
   private closed = false;
 
-  constructor(private readonly size = Math.max(1, Math.min(4, availableParallelism()))) {}
+  constructor(private readonly size = Math.max(1, Math.min(4, usableCores()))) {}
 
   /** An idle worker (one started by warm() first), else a new one while under `size`, else the least busy. */
   private pick(): PoolWorker {

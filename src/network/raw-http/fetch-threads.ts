@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { usableCores } from '../../util/cpu-count.js';
 import type { Worker } from 'node:worker_threads';
 import type { ChecksumKind } from '../../format/checksum.js';
 import { startWorker } from '../../util/start-worker.js';
@@ -29,7 +29,7 @@ export interface ThreadFetchOptions {
 export function fetchThreadCount(env = process.env): number {
   const set = env.JIGDOFS_HTTP_THREADS;
   if (set !== undefined && /^\d+$/.test(set)) return Math.min(Number(set), 16);
-  return Math.min(2, availableParallelism());
+  return Math.min(2, usableCores());
 }
 
 /** The answer needs the full client (a redirect, a chunked body): nothing was written; ask undici. */
