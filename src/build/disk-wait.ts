@@ -4,7 +4,7 @@ import { usableCores } from '../util/cpu-count.js';
 const FIRST_BLOCKS = 24;
 /** The share of make-image's time spent waiting for direct writes beyond which the rest goes buffered. */
 const MOST_WAIT = 0.15;
-/** ... and the share of the machine's CPU the process may use at most, so that buffered writes' copies have room. */
+/** ... provided the process used at most this share of the CPUs it may use (util/cpu-count.ts): buffered writes' copies need room. */
 const MOST_CPU = 0.6;
 
 /**

@@ -39,7 +39,7 @@ export interface MakeImageResult {
   size: number;
   checksum: string;
   missing: string[];
-  /** Bytes of the image written with O_DIRECT (direct-output.ts); the rest went through the page cache. */
+  /** Bytes of the image written with O_DIRECT (direct-output.ts), the rest through the page cache; 0 with parts missing (not written). */
   directBytes: number;
 }
 

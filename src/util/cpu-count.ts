@@ -4,9 +4,9 @@ import path from 'node:path';
 
 /**
  * The CPUs this process may use: the CPUs it may run on (`availableParallelism`, its affinity), capped by its cgroup's CPU
- * quota. libuv's count (Node 20: libuv 1.46) does not see the quota, so in a container started with `--cpus=1` on a
- * 16-core host it said 16: four hashing workers and two fetch threads shared one CPU's time, and make-image's DiskWait
- * saw CPU to spare that the quota did not give. Read once.
+ * quota. Node 20's count (libuv 1.46; libuv sees the quota from 1.49 on) does not see the quota, so in a container
+ * started with `--cpus=1` on a 16-core host it said 16: four hashing workers and two fetch threads shared one CPU's time,
+ * and make-image's DiskWait saw CPU to spare that the quota did not give. Read once.
  */
 export function usableCores(): number {
   cached ??= Math.max(1, Math.min(availableParallelism(), quotaCores() ?? Infinity));
@@ -14,42 +14,75 @@ export function usableCores(): number {
 }
 let cached: number | undefined;
 
+/** Where the kernel says which cgroups the process is in and where their hierarchies are mounted (tests give others). */
+export interface CgroupFiles {
+  procCgroup: string;
+  mountinfo: string;
+}
+const SELF: CgroupFiles = { procCgroup: '/proc/self/cgroup', mountinfo: '/proc/self/mountinfo' };
+
+/** A mount of a cgroup hierarchy: the hierarchy's path shown at its root, and where. */
+interface CgroupMount {
+  root: string;
+  at: string;
+}
+
 /**
- * The CPUs the quotas of this process's cgroup and of every cgroup above it allow, rounded up (1.5 CPUs: 2); undefined
- * when none sets one. cgroup v2 (`cpu.max`: "max 100000" or "150000 100000") and v1 (`cpu.cfs_quota_us`, -1 for none,
- * over `cpu.cfs_period_us`, under a `cpu` or `cpu,cpuacct` hierarchy). A cgroup directory that is not there (a path of
- * the host's, seen from a container's cgroup namespace) is skipped; the hierarchy's root is always looked at, since a
- * container's own limit sits there. `root` and `procCgroup` are for tests.
+ * The CPUs the quotas of this process's cgroup and of every cgroup above it allow, rounded up (1.5 CPUs: 2, which two
+ * threads can use); undefined when none sets one. cgroup v2 (`cpu.max`: "max 100000" or "150000 100000") and v1
+ * (`cpu.cfs_quota_us`, -1 for none, over `cpu.cfs_period_us`, in the hierarchy with the `cpu` controller, whatever its
+ * mount is named). The hierarchies are found in mountinfo, whose root field says what part of the hierarchy a mount
+ * shows: a container without a cgroup namespace sees its own cgroup, `/docker/ID`, at the mount's top. Cgroups above
+ * what a mount shows are not visible and not counted.
  */
-export function quotaCores(root = '/sys/fs/cgroup', procCgroup = '/proc/self/cgroup'): number | undefined {
-  let lines: string[];
-  try {
-    lines = readFileSync(procCgroup, 'utf8').split('\n');
-  } catch {
-    return undefined;
+export function quotaCores(files: CgroupFiles = SELF): number | undefined {
+  const cgroups = lines(files.procCgroup);
+  const mounts = lines(files.mountinfo);
+  if (!cgroups || !mounts) return undefined;
+  const v1: CgroupMount[] = [];
+  const v2: CgroupMount[] = [];
+  for (const line of mounts) {
+    const f = line.split(' ');
+    const dash = f.indexOf('-');
+    if (dash < 0 || f.length < dash + 4) continue;
+    const mount = { root: unescape(f[3]!), at: unescape(f[4]!) };
+    if (f[dash + 1] === 'cgroup2') v2.push(mount);
+    else if (f[dash + 1] === 'cgroup' && f[dash + 3]!.split(',').includes('cpu')) v1.push(mount);
   }
   let least: number | undefined;
   const take = (cpus: number | undefined): void => {
     if (cpus !== undefined && (least === undefined || cpus < least)) least = cpus;
   };
-  for (const line of lines) {
+  for (const line of cgroups) {
     const [, controllers, cgroup] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
     if (cgroup === undefined) continue;
-    if (controllers === '') {
-      for (const dir of chain(root, cgroup)) take(v2Limit(dir));
-    } else if (controllers!.split(',').includes('cpu')) {
-      for (const mount of ['cpu', 'cpu,cpuacct', 'cpuacct,cpu']) for (const dir of chain(path.join(root, mount), cgroup)) take(v1Limit(dir));
-    }
+    if (controllers === '') for (const m of v2) for (const dir of chain(m, cgroup)) take(v2Limit(dir));
+    else if (controllers!.split(',').includes('cpu')) for (const m of v1) for (const dir of chain(m, cgroup)) take(v1Limit(dir));
   }
   return least;
 }
 
-/** The cgroup's directory and every one above it up to the hierarchy's root. */
-function chain(base: string, cgroup: string): string[] {
+/** The cgroup's directory under the mount and every one above it up to the mount's top. */
+function chain(mount: CgroupMount, cgroup: string): string[] {
+  let rel = path.posix.normalize(`/${cgroup}`);
+  if (mount.root !== '/') rel = rel === mount.root ? '/' : rel.startsWith(`${mount.root}/`) ? rel.slice(mount.root.length) : '/';
   const dirs: string[] = [];
-  for (let p = path.posix.normalize(`/${cgroup}`); ; p = path.posix.dirname(p)) {
-    dirs.push(path.join(base, p));
+  for (let p = rel; ; p = path.posix.dirname(p)) {
+    dirs.push(path.join(mount.at, p));
     if (p === '/') return dirs;
+  }
+}
+
+/** mountinfo's escapes (`\040` for a space...). */
+function unescape(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+function lines(file: string): string[] | undefined {
+  try {
+    return readFileSync(file, 'utf8').split('\n');
+  } catch {
+    return undefined;
   }
 }
 

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { quotaCores, usableCores } from '../../src/util/cpu-count.js';
+import { quotaCores, usableCores, type CgroupFiles } from '../../src/util/cpu-count.js';
 import { REPO } from '../helpers/cli.js';
 
 let work: string;
@@ -20,48 +20,69 @@ before(async () => {
 });
 after(() => rm(work, { recursive: true, force: true }));
 
-/** A cgroup tree: `files` maps paths under its root to contents; returns the root and a /proc/self/cgroup file. */
-async function tree(procCgroup: string, files: Record<string, string>): Promise<{ root: string; proc: string }> {
-  const root = path.join(work, `tree-${++n}`);
+/**
+ * A cgroup hierarchy laid out under a temporary folder: `files` maps paths under it to contents. `mounts` are mountinfo's
+ * root, type and super options of each mount of it (all at that folder); returns the files quotaCores reads.
+ */
+async function tree(procCgroup: string, mounts: Array<[root: string, type: string, options: string]>, files: Record<string, string>): Promise<CgroupFiles> {
+  const at = path.join(work, `tree ${++n}`); // a space: mountinfo writes it as \040
+  await mkdir(at, { recursive: true });
   for (const [file, text] of Object.entries(files)) {
-    await mkdir(path.dirname(path.join(root, file)), { recursive: true });
-    await writeFile(path.join(root, file), text);
+    await mkdir(path.dirname(path.join(at, file)), { recursive: true });
+    await writeFile(path.join(at, file), text);
   }
-  await mkdir(root, { recursive: true });
-  const proc = path.join(work, `cgroup-${n}`);
-  await writeFile(proc, procCgroup);
-  return { root, proc };
+  const escaped = at.replaceAll(' ', '\\040');
+  const mountinfo = [
+    `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755`,
+    ...mounts.map(([root, type, options], i) => `${40 + i} 31 0:${40 + i} ${root} ${escaped} rw,relatime shared:9 - ${type} ${type} ${options}`),
+  ];
+  const files_ = { procCgroup: path.join(work, `cgroup-${n}`), mountinfo: path.join(work, `mountinfo-${n}`) };
+  await writeFile(files_.procCgroup, procCgroup);
+  await writeFile(files_.mountinfo, `${mountinfo.join('\n')}\n`);
+  return files_;
 }
 
 test('cgroup v2: cpu.max of the cgroup and of those above it, the least wins, rounded up', async () => {
-  const t = await tree('0::/ci/job\n', {
+  const t = await tree('0::/ci/job\n', [['/', 'cgroup2', 'rw']], {
     'ci/cpu.max': '400000 100000\n',
     'ci/job/cpu.max': '150000 100000\n',
   });
-  assert.equal(quotaCores(t.root, t.proc), 2);
-  const loose = await tree('0::/ci/job\n', { 'ci/cpu.max': '100000 100000\n', 'ci/job/cpu.max': 'max 100000\n' });
-  assert.equal(quotaCores(loose.root, loose.proc), 1, 'the parent limits a child that sets none');
+  assert.equal(quotaCores(t), 2);
+  const loose = await tree('0::/ci/job\n', [['/', 'cgroup2', 'rw']], { 'ci/cpu.max': '100000 100000\n', 'ci/job/cpu.max': 'max 100000\n' });
+  assert.equal(quotaCores(loose), 1, 'the parent limits a child that sets none');
 });
 
-test('cgroup v2 in a container: its own limit at the root of the namespace, a host path that is not there skipped', async () => {
-  const t = await tree('0::/../../system.slice/docker-abc.scope\n', { 'cpu.max': '50000 100000\n' });
-  assert.equal(quotaCores(t.root, t.proc), 1, 'half a CPU: one');
+test('cgroup v2 in a container: its own limit at the top of the namespace, a host path that is not there skipped', async () => {
+  const t = await tree('0::/../../system.slice/docker-abc.scope\n', [['/', 'cgroup2', 'rw']], { 'cpu.max': '50000 100000\n' });
+  assert.equal(quotaCores(t), 1, 'half a CPU: one');
 });
 
-test('cgroup v1: cfs quota over period under cpu or cpu,cpuacct; -1 is none', async () => {
-  const t = await tree('12:pids:/x\n4:cpu,cpuacct:/docker/abc\n1:name=systemd:/\n', {
-    'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '300000\n',
-    'cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000\n',
+test('cgroup v1: cfs quota over period in the hierarchy with the cpu controller, however its mount is named; -1 is none', async () => {
+  const t = await tree('12:pids:/x\n4:cpuset,cpu,cpuacct:/build/abc\n1:name=systemd:/\n', [['/', 'cgroup', 'rw,cpuset,cpu,cpuacct']], {
+    'build/abc/cpu.cfs_quota_us': '300000\n',
+    'build/abc/cpu.cfs_period_us': '100000\n',
   });
-  assert.equal(quotaCores(t.root, t.proc), 3);
-  const none = await tree('3:cpu:/\n', { 'cpu/cpu.cfs_quota_us': '-1\n', 'cpu/cpu.cfs_period_us': '100000\n' });
-  assert.equal(quotaCores(none.root, none.proc), undefined);
+  assert.equal(quotaCores(t), 3);
+  const none = await tree('3:cpu:/\n', [['/', 'cgroup', 'rw,cpu']], { 'cpu.cfs_quota_us': '-1\n', 'cpu.cfs_period_us': '100000\n' });
+  assert.equal(quotaCores(none), undefined);
+  const otherController = await tree('3:cpuacct:/\n', [['/', 'cgroup', 'rw,cpuacct']], { 'cpu.cfs_quota_us': '100000\n', 'cpu.cfs_period_us': '100000\n' });
+  assert.equal(quotaCores(otherController), undefined, 'only the cpu controller sets a quota');
+});
+
+test('cgroup v1 in a container without a cgroup namespace: the mount shows /docker/ID at its top, a nested cgroup below', async () => {
+  const t = await tree('4:cpu,cpuacct:/docker/abc/nested\n', [['/docker/abc', 'cgroup', 'rw,cpu,cpuacct']], {
+    'cpu.cfs_quota_us': '400000\n',
+    'cpu.cfs_period_us': '100000\n',
+    'nested/cpu.cfs_quota_us': '200000\n',
+    'nested/cpu.cfs_period_us': '100000\n',
+  });
+  assert.equal(quotaCores(t), 2);
 });
 
 test('no quota anywhere, no cgroup file: undefined; usableCores is then what the process may run on', async () => {
-  const t = await tree('0::/user.slice\n', { 'user.slice/cpu.max': 'max 100000\n' });
-  assert.equal(quotaCores(t.root, t.proc), undefined);
-  assert.equal(quotaCores(t.root, path.join(work, 'no-such-file')), undefined);
+  const t = await tree('0::/user.slice\n', [['/', 'cgroup2', 'rw']], { 'user.slice/cpu.max': 'max 100000\n' });
+  assert.equal(quotaCores(t), undefined);
+  assert.equal(quotaCores({ ...t, procCgroup: path.join(work, 'no-such-file') }), undefined);
   assert.ok(usableCores() >= 1 && usableCores() <= availableParallelism());
 });
 
@@ -76,6 +97,7 @@ function cgroupParent(): { dir: string; v2: boolean } | undefined {
 test('a process in a real cgroup with a quota of half a CPU counts one CPU', (t) => {
   const parent = cgroupParent();
   if (!parent) return t.skip('needs root and a cgroup hierarchy with the cpu controller');
+  if (availableParallelism() < 2) return t.skip('one CPU: a count of one says nothing about the quota');
   const dir = path.join(parent.dir, `jigdofs-test-${process.pid}`);
   try {
     mkdirSync(dir);
