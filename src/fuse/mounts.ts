@@ -3,11 +3,9 @@ import { constants, readFileSync } from 'node:fs';
 import { access, readFile, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { unescapeMountField } from '../util/mount-field.js';
 
 const run = promisify(execFile);
-
-/** /proc/mounts escapes spaces and such as octal (\040). */
-const unescapeMount = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
 export type MountsReader = () => Promise<string>;
 /**
@@ -32,7 +30,7 @@ export async function mountedType(mnt: string, read: MountsReader = readProcMoun
   let type: string | undefined;
   for (const line of text.split('\n')) {
     const fields = line.split(' ');
-    if (fields.length > 2 && unescapeMount(fields[1]!) === mnt) type = fields[2]; // the last mount wins
+    if (fields.length > 2 && unescapeMountField(fields[1]!) === mnt) type = fields[2]; // the last mount wins
   }
   return type;
 }

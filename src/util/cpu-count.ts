@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { unescapeMountField } from './mount-field.js';
 
 /**
  * The CPUs this process may use: the CPUs it may run on (`availableParallelism`, its affinity), capped by its cgroup's CPU
@@ -36,8 +37,8 @@ interface CgroupMount {
  * what a mount shows are not visible and not counted.
  */
 export function quotaCores(files: CgroupFiles = SELF): number | undefined {
-  const cgroups = lines(files.procCgroup);
-  const mounts = lines(files.mountinfo);
+  const cgroups = read(files.procCgroup)?.split('\n');
+  const mounts = read(files.mountinfo)?.split('\n');
   if (!cgroups || !mounts) return undefined;
   const v1: CgroupMount[] = [];
   const v2: CgroupMount[] = [];
@@ -45,7 +46,7 @@ export function quotaCores(files: CgroupFiles = SELF): number | undefined {
     const f = line.split(' ');
     const dash = f.indexOf('-');
     if (dash < 0 || f.length < dash + 4) continue;
-    const mount = { root: unescape(f[3]!), at: unescape(f[4]!) };
+    const mount = { root: unescapeMountField(f[3]!), at: unescapeMountField(f[4]!) };
     if (f[dash + 1] === 'cgroup2') v2.push(mount);
     else if (f[dash + 1] === 'cgroup' && f[dash + 3]!.split(',').includes('cpu')) v1.push(mount);
   }
@@ -73,22 +74,10 @@ function chain(mount: CgroupMount, cgroup: string): string[] {
   }
 }
 
-/** mountinfo's escapes (`\040` for a space...). */
-function unescape(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-function lines(file: string): string[] | undefined {
-  try {
-    return readFileSync(file, 'utf8').split('\n');
-  } catch {
-    return undefined;
-  }
-}
-
+/** The file's text, or undefined where it cannot be read (no such cgroup file, no /proc). */
 function read(file: string): string | undefined {
   try {
-    return readFileSync(file, 'utf8').trim();
+    return readFileSync(file, 'utf8');
   } catch {
     return undefined;
   }
@@ -99,12 +88,12 @@ function cpus(quota: number, period: number): number | undefined {
 }
 
 function v2Limit(dir: string): number | undefined {
-  const [quota, period] = (read(path.join(dir, 'cpu.max')) ?? '').split(/\s+/);
+  const [quota, period] = (read(path.join(dir, 'cpu.max'))?.trim() ?? '').split(/\s+/);
   return quota === undefined || quota === 'max' ? undefined : cpus(Number(quota), Number(period ?? 100000));
 }
 
 function v1Limit(dir: string): number | undefined {
-  const quota = read(path.join(dir, 'cpu.cfs_quota_us'));
-  const period = read(path.join(dir, 'cpu.cfs_period_us'));
+  const quota = read(path.join(dir, 'cpu.cfs_quota_us'))?.trim();
+  const period = read(path.join(dir, 'cpu.cfs_period_us'))?.trim();
   return quota === undefined || period === undefined ? undefined : cpus(Number(quota), Number(period));
 }
