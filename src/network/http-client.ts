@@ -72,14 +72,19 @@ export class HttpClient {
   }
 
   private client(): Promise<Undici> {
-    return (this.undici ??= import('undici').then(({ EnvHttpProxyAgent, interceptors, request }) => {
+    return (this.undici ??= Promise.all([import('undici'), import('./extra-ca.js')]).then(([{ EnvHttpProxyAgent, interceptors, request }, { deferredCaContext }]) => {
       const t = this.opts.timeoutMs;
+      // NODE_EXTRA_CA_CERTS when bin/jigdofs deferred it (extra-ca.ts): for the mirror's TLS, and a proxy's.
+      const secureContext = deferredCaContext();
+      const tls = secureContext ? { secureContext } : {};
       const agent = new EnvHttpProxyAgent({
         connections: this.opts.connections,
         keepAliveTimeout: 10_000,
         headersTimeout: t,
         bodyTimeout: t,
-        connect: { timeout: t },
+        connect: { timeout: t, ...tls },
+        requestTls: tls,
+        proxyTls: tls,
         // http:// through HTTP_PROXY as plain proxy requests, not CONNECT tunnels: a caching proxy (squid)
         // can then keep the parts for a whole fleet. https:// is tunnelled whatever this says.
         proxyTunnel: false,

@@ -38,6 +38,8 @@ export interface CliOptions {
   input?: string | Buffer;
   /** Run as this unprivileged user (give `env` too: the default one is root's). */
   user?: TestUser;
+  /** Run bin/jigdofs as a program, so that its shell line runs as it does for users (default: `node bin/jigdofs`). */
+  program?: boolean;
 }
 
 /** One private XDG home per test process: a test that forgets --cache-dir never touches ~/.cache, and no user config applies. */
@@ -55,7 +57,8 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const [file, argv] = opts.user ? asUser(opts.user, process.execPath, [BIN, ...args]) : [process.execPath, [BIN, ...args]];
+    const [cmd, cmdArgs] = opts.program ? [BIN, args] : [process.execPath, [BIN, ...args]];
+    const [file, argv] = opts.user ? asUser(opts.user, cmd, cmdArgs) : [cmd, cmdArgs];
     const child = spawn(file, argv, {
       cwd: opts.cwd ?? ROOT,
       env: opts.env ?? { ...process.env, XDG_CACHE_HOME: privateCache, XDG_CONFIG_HOME: privateCache, JIGDOFS_DEBUG: '' },

@@ -45,5 +45,33 @@ describe('https', () => {
     assert.equal(partLines.length, 6, untrusted.stderr);
     for (const l of partLines) assert.match(l, /: .*self[- ]signed certificate/i, 'each missing part says why');
     assert.deepEqual((await readdir(d)).filter((f) => f.startsWith('out.iso')), []);
+
+    // As users run it (bin/jigdofs as a program), NODE_EXTRA_CA_CERTS is loaded at the first https connection
+    // (src/network/extra-ca.ts); a relative name still means the file in the directory the command started in.
+    const deferred = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'c3'), '--config', plainConfig],
+      { program: true, cwd: d, env: env({ NODE_EXTRA_CA_CERTS: path.basename(cert) }) });
+    assert.equal(deferred.code, 0, deferred.stderr);
+    assert.equal(await fileMd5(out), v.imageMd5);
+    await rm(out);
+    // A file that cannot be read: warned about (naming it) when https needs it, and the bundled roots alone then.
+    const unreadable = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'c4'), '--config', plainConfig, '--retries', '0'],
+      { program: true, env: env({ NODE_EXTRA_CA_CERTS: path.join(d, 'no-such.pem') }) });
+    assert.equal(unreadable.code, 1, unreadable.stderr);
+    assert.match(unreadable.stderr, /Ignoring extra certs from `[^`]*no-such\.pem`/);
+    assert.match(unreadable.stderr, /self[- ]signed certificate/i);
+  });
+
+  test('NODE_EXTRA_CA_CERTS costs a run without https nothing: node does not load it at start-up', async () => {
+    const d = await dir('extra-ca');
+    const env = (extra: NodeJS.ProcessEnv) => ({ ...process.env, XDG_CACHE_HOME: d, XDG_CONFIG_HOME: d, JIGDOFS_DEBUG: '', ...extra });
+    const missing = path.join(d, 'no-such.pem');
+    // Node 20 would read the file before any of our code runs, and warn that it cannot.
+    const info = await runCli(['info', v.jigdo], { program: true, env: env({ NODE_EXTRA_CA_CERTS: missing }) });
+    assert.equal(info.code, 0, info.stderr);
+    assert.doesNotMatch(info.stderr, /extra certs/i);
+    // Unless NODE_OPTIONS picks the system's store: Node then loads the file itself, as it would without us.
+    const system = await runCli(['info', v.jigdo], { program: true, env: env({ NODE_EXTRA_CA_CERTS: missing, NODE_OPTIONS: '--use-openssl-ca' }) });
+    assert.equal(system.code, 0, system.stderr);
+    assert.match(system.stderr, /Ignoring extra certs from `[^`]*no-such\.pem`/);
   });
 });
