@@ -76,15 +76,13 @@ export class HttpClient {
       const t = this.opts.timeoutMs;
       // NODE_EXTRA_CA_CERTS when bin/jigdofs deferred it (extra-ca.ts): for the mirror's TLS, and a proxy's.
       const secureContext = deferredCaContext();
-      const tls = secureContext ? { secureContext } : {};
       const agent = new EnvHttpProxyAgent({
         connections: this.opts.connections,
         keepAliveTimeout: 10_000,
         headersTimeout: t,
         bodyTimeout: t,
-        connect: { timeout: t, ...tls },
-        requestTls: tls,
-        proxyTls: tls,
+        connect: { timeout: t, ...(secureContext && { secureContext }) },
+        ...(secureContext && { requestTls: { secureContext }, proxyTls: { secureContext } }),
         // http:// through HTTP_PROXY as plain proxy requests, not CONNECT tunnels: a caching proxy (squid)
         // can then keep the parts for a whole fleet. https:// is tunnelled whatever this says.
         proxyTunnel: false,

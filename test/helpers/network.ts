@@ -2,9 +2,11 @@
  * Helpers for the network tests: .jigdo copies whose [Servers] point at test mirrors, a check that every
  * file under a checksum name in a cache directory really has that checksum, and request-log queries.
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { FixtureVariant } from './fixtures.js';
 import type { Mirror, RequestRecord } from './mirror-server.js';
 
@@ -89,3 +91,13 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, ms: number
 
 /** The lines of `make-image`'s stderr that list a missing part: `  KEY (N bytes) URI: why`. */
 export const missingPartLines = (stderr: string): string[] => stderr.split('\n').filter((l) => /^ {2}\S+ \(\d+ bytes\)/.test(l));
+
+/** A throwaway self-signed certificate (EC P-256) for `subject`, valid two days: its key and certificate files in `dir`. */
+export async function selfSignedCertificate(dir: string, name: string, subject = '127.0.0.1'): Promise<{ key: string; cert: string }> {
+  const key = path.join(dir, `${name}.key`);
+  const cert = path.join(dir, `${name}.pem`);
+  const san = /^[\d.]+$/.test(subject) ? `IP:${subject}` : `DNS:${subject}`;
+  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+    '-days', '2', '-subj', `/CN=${subject}`, '-addext', `subjectAltName=${san}`]);
+  return { key, cert };
+}

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { assertOk, ROOT, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
-import { gets, jigdoWithServers, md5hex, partsUri, waitFor } from '../helpers/network.js';
+import { gets, jigdoWithServers, md5hex, partsUri, selfSignedCertificate, waitFor } from '../helpers/network.js';
 import { execFileP, httpGet, startServe, type TestServer } from '../helpers/serve.js';
 
 let fx: FixtureSet;
@@ -115,6 +115,29 @@ test('squid fleet: two jigdofs with separate caches through one squid; the origi
   assert.ok(fetched.length >= 5, `parts fetched: ${fetched.join(' ')}`);
   for (const p of fetched) assert.equal(gets(origin, p).length, 1, `${p}: fetched from the origin once for both machines:\n${access}\n${JSON.stringify(origin.requests.filter((r) => r.path === p))}`);
   assert.match(access, /TCP_(MEM_)?HIT\/200/, 'machine 2 was answered from squid\'s cache');
+});
+
+test('squid CONNECT tunnel to an https mirror, its certificate trusted through NODE_EXTRA_CA_CERTS (loaded at the first connection)', async () => {
+  const dir = await privateDir('squid-tls');
+  const { key, cert } = await selfSignedCertificate(dir, 'mirror');
+  const origin = await startMirror({ root: fx.tree, tls: { key: await readFile(key, 'utf8'), cert: await readFile(cert, 'utf8') } });
+  mirrors.push(origin);
+  const port = await freePort();
+  const conf = await config('squid-fleet.conf', dir, { PORT: String(port), DIR: dir });
+  await startDaemon('squid', ['-N', '-f', conf], port, path.join(dir, 'cache.log'));
+  const jigdo = await jigdoWithServers(v, [partsUri(origin)], path.join(work, 'tunnel'));
+  const env: NodeJS.ProcessEnv = { ...process.env, HTTPS_PROXY: `http://127.0.0.1:${port}`, JIGDOFS_DEBUG: '', XDG_CONFIG_HOME: work, XDG_CACHE_HOME: work,
+    NODE_OPTIONS: '', NODE_EXTRA_CA_CERTS: cert };
+  delete env.NO_PROXY;
+  delete env.no_proxy;
+  // As users run it: bin/jigdofs hands the file to the client (src/network/extra-ca.ts), which uses it inside the tunnel.
+  const out = path.join(work, 'tunnel', 'image.iso');
+  const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(work, 'tunnel-cache')], { program: true, env });
+  assertOk(r);
+  assert.equal(md5hex(await readFile(out)), v.imageMd5);
+  const access = await readFile(path.join(dir, 'access.log'), 'utf8');
+  assert.match(access, new RegExp(`CONNECT 127\\.0\\.0\\.1:${new URL(origin.url).port}`), access);
+  assert.ok(origin.requests.some((q) => q.method === 'GET' && q.path.startsWith('/parts/')), 'the parts came from the https mirror');
 });
 
 test('nginx proxy_cache + slice in front of one jigdofs serve: exact images, each slice read from jigdofs once', async () => {
