@@ -6,7 +6,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import Bzip2 from '@foxglove/wasm-bz2';
+import type Bzip2 from '@foxglove/wasm-bz2';
 import { fsPath, shown } from '../format/byte-string.js';
 import { RollingRsyncSum64 } from '../format/rsync-rolling.js';
 import { dropFromPageCache } from './page-cache.js';
@@ -20,6 +20,7 @@ const HASH_BLOCK = 1024 * 1024;
  * (external memory), and with 1,550 parts hashed during a cold `cp` it lifted the daemon's peak RSS from ~195 to 245 MB.
  */
 let hashBuf: Buffer | undefined;
+/** Loaded at the first bzip2 request: most templates are gzip, and every worker's start-up waited ~11 ms for it. */
 let bzip2: Promise<Bzip2> | undefined;
 const streams = new Map<number, Hash>();
 
@@ -70,7 +71,7 @@ function rsyncScan(path: string, sums: string[], window: number, step: number, m
 async function handle(req: WorkerRequest): Promise<{ result: unknown; transfer?: ArrayBuffer[] }> {
   switch (req.op) {
     case 'bunzip2': {
-      bzip2 ??= Bzip2.init();
+      bzip2 ??= import('@foxglove/wasm-bz2').then((m) => m.default.init());
       const out = (await bzip2).decompress(req.payload, req.size, { small: false });
       if (out.length !== req.size) throw new Error(`bzip2 data decompressed to ${out.length} bytes, expected ${req.size}`);
       return { result: out, transfer: [out.buffer as ArrayBuffer] };
