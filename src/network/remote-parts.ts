@@ -1,7 +1,7 @@
 import { shown } from '../format/byte-string.js';
 import { hexOfKey } from '../format/checksum.js';
 import type { JigdoFile } from '../format/jigdo.js';
-import { partCandidates, type LabelMap } from '../format/resolve.js';
+import { MAX_CANDIDATE_LENGTH, partCandidates, type LabelMap } from '../format/resolve.js';
 import type { ImageLayout } from '../image/layout.js';
 import type { VerifiedCopy } from '../sources/verified-copy.js';
 import type { PartProvider } from '../sources/part-store.js';
@@ -48,25 +48,30 @@ export class RemoteParts implements PartProvider {
     private readonly userMirrors: Set<string> = new Set(),
   ) {}
 
-  /** The part's http(s) candidates in spec order, and what could not be used. */
-  candidates(key: string): { urls: UrlCandidate[]; unresolved: string[] } {
+  /**
+   * The part's http(s) candidates in spec order, and what could not be used. `tooLong`: its [Parts] values gave no
+   * candidate at all, which only strings over MAX_CANDIDATE_LENGTH (dropped by format/resolve.ts) leave.
+   */
+  candidates(key: string): { urls: UrlCandidate[]; unresolved: string[]; tooLong: boolean } {
     const urls: UrlCandidate[] = [];
     const unresolved: string[] = [];
-    for (const c of partCandidates(this.jigdo, this.labels, key)) {
+    const all = partCandidates(this.jigdo, this.labels, key);
+    for (const c of all) {
       if (c.kind === 'url' && /^https?:\/\//i.test(c.url)) {
         const mirror = mirrorOf(c.url, c.rest);
         urls.push({ url: c.url, mirror, weight: c.weight, user: this.userMirrors.has(mirror) });
       } else if (c.kind === 'unresolved') unresolved.push(c.text);
     }
-    return { urls, unresolved };
+    return { urls, unresolved, tooLong: all.length === 0 && (this.jigdo.parts.get(key)?.length ?? 0) > 0 };
   }
 
   async find(key: string): Promise<VerifiedCopy | undefined> {
     const need = this.layout.parts.get(key);
     if (!need) return undefined;
-    const { urls, unresolved } = this.candidates(key);
+    const { urls, unresolved, tooLong } = this.candidates(key);
     if (urls.length === 0) {
       if (unresolved.length > 0) throw new Error(`no URL to fetch it from (${unresolved.slice(0, 3).map(shown).join(', ')}: label not defined)`);
+      if (tooLong) throw new Error(`no URL to fetch it from (its [Parts] values expand only to strings over ${MAX_CANDIDATE_LENGTH} characters)`);
       return undefined;
     }
     const { board, cache } = this.ctx;

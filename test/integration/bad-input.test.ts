@@ -345,6 +345,25 @@ test('a .jigdo with no [Image], a newer Version, or an [Include] loop', async ()
   assert.equal(existsSync(path.join(dir, 'x.iso')), false);
 });
 
+test('a part whose [Parts] value is longer than any URL: listed missing with why, on one short line', async () => {
+  const dir = path.join(work, 'long-value');
+  await mkdir(path.join(dir, 'parts', 'sub'), { recursive: true });
+  // Every other part is found by the scan; a.bin only under a [Parts] value of 9,000 characters, which no URL is.
+  for (const f of ['b.bin', 'small.txt', 'empty', 'sub/b-copy.bin', 'sub/c.bin']) await copyFile(path.join(SAMPLE_PARTS, f), path.join(dir, 'parts', f));
+  const long = `Parts:${'x'.repeat(9000)}`;
+  await writeFile(path.join(dir, 'long.jigdo'), JIGDO_TEXT.replace('P6D_Q1IkDFd5tl9ZIOws9A=Parts:a.bin', `P6D_Q1IkDFd5tl9ZIOws9A=${long}`));
+  await copyFile(sample('jf-md5-gzip.template'), path.join(dir, 'jf-md5-gzip.template'));
+  // Not --offline: the network is asked, and has no URL to try (nothing reaches the .jigdo's own server either).
+  const r = await runCli(['make-image', path.join(dir, 'long.jigdo'), '--scan', path.join(dir, 'parts'), '-o', path.join(dir, 'x.iso'),
+    '--cache-dir', path.join(dir, 'cache'), '--retries', '0'], { timeoutMs: 30_000 });
+  assert.equal(r.code, 1, describeRun(r));
+  const line = r.stderr.split('\n').find((l) => l.startsWith('  P6D_Q1IkDFd5tl9ZIOws9A (5000 bytes)'));
+  assert.ok(line, describeRun(r));
+  assert.match(line, /: no URL to fetch it from \(its \[Parts\] values expand only to strings over 8192 characters\)$/);
+  assert.ok(line.length < 500, `one short line, not the 9,000-character value: ${line.length} characters`);
+  assert.equal(existsSync(path.join(dir, 'x.iso')), false);
+});
+
 test('verify: an image that is missing or a folder', async () => {
   const dir = path.join(work, 'verify-bad');
   await mkdir(path.join(dir, 'folder.iso'), { recursive: true });

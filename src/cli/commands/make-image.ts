@@ -67,7 +67,7 @@ export function registerMakeImage(program: Command): void {
           const p = s.layout.parts.get(key)!;
           const uri = s.jigdo.parts.get(key)?.[0]?.uri;
           const reason = s.parts.missingReason(key);
-          return `  ${key} (${p.length} bytes)${uri ? ` ${uri}` : ''}${reason ? `: ${oneLine(reason, 200)}` : ''}`;
+          return `  ${key} (${p.length} bytes)${uri ? ` ${oneLine(uri, 200)}` : ''}${reason ? `: ${oneLine(reason, 200)}` : ''}`;
         });
         if (r.missing.length > MAX_LISTED) lines.push(`  ... and ${r.missing.length - MAX_LISTED} more (see: jigdofs missing)`);
         process.stderr.write(shown(`jigdofs: ${output}: not written: ${r.missing.length} part(s) missing:\n${lines.join('\n')}\n`));
