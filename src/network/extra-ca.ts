@@ -14,7 +14,7 @@ import { errorMessage } from '../format/errors.js';
  * default store plus that file's certificates: what Node itself would have trusted, whichever store its build or
  * flags pick (the bundled roots, or OpenSSL's with --use-openssl-ca or a distribution's build).
  */
-export const DEFERRED_CA_ENV = 'JIGDOFS_EXTRA_CA_CERTS';
+const DEFERRED_CA_ENV = 'JIGDOFS_EXTRA_CA_CERTS';
 
 /** The native side of a SecureContext: `addCACert` is what tls.createSecureContext's own `ca` option calls. */
 interface NativeContext {
@@ -28,10 +28,10 @@ let context: SecureContext | null | undefined;
  * when no certificate file was deferred (Node's own store then, NODE_EXTRA_CA_CERTS included when Node loaded it).
  * A file that cannot be read gets one warning line, as Node gives, and the default store alone is used.
  */
-export function deferredCaContext(env: NodeJS.ProcessEnv = process.env): SecureContext | undefined {
+export function deferredCaContext(): SecureContext | undefined {
   if (context !== undefined) return context ?? undefined;
   context = null;
-  const file = env[DEFERRED_CA_ENV];
+  const file = process.env[DEFERRED_CA_ENV];
   if (!file) return undefined;
   let pem: Buffer;
   try {
