@@ -81,6 +81,9 @@ test('begin never makes a second writer: a file already cached, or committed by 
     assert.equal(waits, 1);
     const again = await second.begin('parts', 'md5', hex);
     assert.ok('copy' in again, 'a file already in the cache');
+    // A commit resolves before its batch has written the count and let go of the size lock (cache-eviction.ts
+    // queued): each process's close waits for that.
+    await Promise.all([first.close(), second.close()]);
     assert.deepEqual(await readdir(path.join(dir, 'parts', 'locks')), [], 'no lock left behind');
     // The size given to allocate is what the commit counted (it no longer asks the file).
     assert.equal((await first.refreshStats()).bytes, bytes.length);
