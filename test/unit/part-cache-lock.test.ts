@@ -71,8 +71,16 @@ test('begin never makes a second writer: a file already cached, or committed by 
     await begun.writer.allocate(bytes.length);
     await begun.writer.fh.write(bytes, 0, bytes.length, 0);
     let waits = 0;
-    const waiting = second.begin('parts', 'md5', hex, () => waits++);
-    await new Promise((r) => setTimeout(r, 60)); // the second one is waiting for the first one's lock
+    let sawWait!: () => void;
+    const waitSeen = new Promise<void>((r) => (sawWait = r));
+    const waiting = second.begin('parts', 'md5', hex, () => {
+      waits++;
+      sawWait();
+    });
+    // The second one is waiting for the first one's lock: its onWait says so (a fixed 60 ms sleep was not enough on a
+    // loaded machine, when its begin had not reached the lock before the commit released it: no wait, waits 0).
+    const outcome = await Promise.race([waitSeen.then(() => 'waiting' as const), waiting.then(() => 'returned' as const)]);
+    assert.equal(outcome, 'waiting', 'the second begin waits for the first one\'s lock');
     const committed = await begun.writer.commit([known], known);
     assert.ok(committed);
     const got = await waiting;
