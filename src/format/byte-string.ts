@@ -95,14 +95,18 @@ export function decodeBytes(buf: Buffer, start = 0, end = buf.length): string {
 /** The exact bytes of a string made by decodeBytes (escaped bytes back to themselves, the rest as UTF-8). */
 export function encodeBytes(text: string): Buffer {
   if (!hasEscapedBytes(text)) return Buffer.from(text, 'utf8');
-  const parts: Buffer[] = [];
+  // One buffer, written in place: two small buffers per escaped byte and a concat of them all took ~19 s for
+  // 8 MiB of Latin-1. byteLength counts an escaped byte (a lone surrogate) as U+FFFD's 3 bytes, so it is enough.
+  const out = Buffer.allocUnsafe(Buffer.byteLength(text, 'utf8'));
+  let at = 0;
   let run = 0;
   for (const m of text.matchAll(ESCAPED_ALL)) {
-    parts.push(Buffer.from(text.slice(run, m.index), 'utf8'), Buffer.of(m[0].charCodeAt(0) - ESCAPE_BASE));
+    if (m.index > run) at += out.write(text.slice(run, m.index), at, 'utf8');
+    out[at++] = m[0].charCodeAt(0) - ESCAPE_BASE;
     run = m.index + 1;
   }
-  parts.push(Buffer.from(text.slice(run), 'utf8'));
-  return Buffer.concat(parts);
+  if (run < text.length) at += out.write(text.slice(run), at, 'utf8');
+  return out.subarray(0, at);
 }
 
 /** A path for `node:fs`: the string itself when it is plain UTF-8, else its exact bytes as a Buffer. */
