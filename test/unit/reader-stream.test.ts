@@ -129,6 +129,65 @@ test("a stream's prefetch reaches further as it grows: twice its length, from pr
   assert.deepEqual(f.prefetched.at(-1), ['p2', 'p3', 'p4', 'p5', 'p6']);
 });
 
+/** `step`-byte reads from 0 to `end`, every seventh handed over one read early (as FUSE's threads did in a `cp` of a default mount). */
+function earlyEvery7th(end: number, step: number): number[] {
+  const offsets: number[] = [];
+  for (let o = 0; o < end; o += step) offsets.push(o);
+  for (let i = 6; i + 1 < offsets.length; i += 7) [offsets[i], offsets[i + 1]] = [offsets[i + 1]!, offsets[i]!];
+  return offsets;
+}
+
+test("a stream whose reads come a little out of order stays one stream: its prefetch still grows with it", async () => {
+  const f = fixture({ prefetchBytes: 100 * KB, prefetchMaxBytes: 400 * KB });
+  for (const o of earlyEvery7th(528 * KB, 16 * KB)) {
+    const out = await f.reader.read(o, 16 * KB);
+    assert.ok(out.equals(f.image.subarray(o, o + 16 * KB)), `read at ${o}`);
+  }
+  // As in order (the test above): 400K ahead of 528K names p2..p6. Each early read began a new stream before: 100K.
+  assert.deepEqual(f.prefetched.at(-1), ['p2', 'p3', 'p4', 'p5', 'p6']);
+});
+
+test('a stream whose reads come a little out of order keeps its read-ahead depth (its ends count as one stream)', async () => {
+  const size = 64 * BLOCK;
+  const raw = randomBytes(size);
+  let highest = 0;
+  const rawPort: RawBytes = {
+    readInto: async (rawOffset, length, target, targetOffset) => {
+      highest = Math.max(highest, rawOffset + length);
+      raw.copy(target, targetOffset, rawOffset, rawOffset + length);
+    },
+  };
+  const partPort: PartBytes = { readInto: async () => assert.fail('no parts here'), prefetch: () => undefined };
+  const layout = new ImageLayout(size, 'md5', Buffer.alloc(16), [{ kind: 'raw', offset: 0, length: size, rawOffset: 0 }], new Map());
+  const reader = new ImageReader(layout, rawPort, partPort, { blockSize: BLOCK, readaheadBlocks: 8, readaheadMemory: 24 * BLOCK, prefetchBytes: 0 });
+  for (const o of earlyEvery7th(32 * BLOCK, 16 * KB)) {
+    const out = await reader.read(o, 16 * KB);
+    assert.ok(out.equals(raw.subarray(o, o + 16 * KB)), `read at ${o}`);
+  }
+  await new Promise((r) => setImmediate(r));
+  // Entering block 31, the stream read blocks 32..39 ahead. Each early read's stale end counted as a stream of its
+  // own before, and the budget shared among them left one block: 33.
+  assert.ok(highest >= 40 * BLOCK, `read ahead to block ${highest / BLOCK}`);
+});
+
+test("a read a few reads past a stream's end continues it; one further on is a lone read", async () => {
+  const streamTo128K = async () => {
+    const f = fixture();
+    for (let o = 0; o < 128 * KB; o += 16 * KB) await f.reader.read(o, 16 * KB);
+    return { f, asked: f.bytesAsked(), prefetches: f.prefetched.length };
+  };
+  const near = await streamTo128K();
+  const nearAt = 128 * KB + 4 * 16 * KB; // four reads past the end (block 3's start): taken for one handed over early
+  assert.ok((await near.f.reader.read(nearAt, 16 * KB)).equals(near.f.image.subarray(nearAt, nearAt + 16 * KB)));
+  assert.equal(near.f.prefetched.length, near.prefetches + 1, 'the stream entered a new block: it prefetches');
+
+  const far = await streamTo128K();
+  const farAt = 256 * KB; // eight reads past the end (block 4's start, not read ahead)
+  assert.ok((await far.f.reader.read(farAt, 16 * KB)).equals(far.f.image.subarray(farAt, farAt + 16 * KB)));
+  assert.equal(far.f.bytesAsked() - far.asked, 16 * KB, 'exactly its bytes');
+  assert.equal(far.f.prefetched.length, far.prefetches, 'no prefetch');
+});
+
 test('reads outside the image, or of nothing, ask the ports for nothing', async () => {
   const f = fixture();
   assert.equal((await f.reader.read(f.layout.size, 10)).length, 0);
