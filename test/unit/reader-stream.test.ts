@@ -129,6 +129,20 @@ test("a stream's prefetch reaches further as it grows: twice its length, from pr
   assert.deepEqual(f.prefetched.at(-1), ['p2', 'p3', 'p4', 'p5', 'p6']);
 });
 
+/** A reader of a raw-only image of `size` random bytes (8 blocks read ahead, 24 kept, no prefetch); `onRead` sees each raw read. */
+function rawOnlyReader(size: number, onRead: (rawOffset: number, length: number) => void) {
+  const raw = randomBytes(size);
+  const rawPort: RawBytes = {
+    readInto: async (rawOffset, length, target, targetOffset) => {
+      onRead(rawOffset, length);
+      raw.copy(target, targetOffset, rawOffset, rawOffset + length);
+    },
+  };
+  const partPort: PartBytes = { readInto: async () => assert.fail('no parts here'), prefetch: () => undefined };
+  const layout = new ImageLayout(size, 'md5', Buffer.alloc(16), [{ kind: 'raw', offset: 0, length: size, rawOffset: 0 }], new Map());
+  return { raw, reader: new ImageReader(layout, rawPort, partPort, { blockSize: BLOCK, readaheadBlocks: 8, readaheadMemory: 24 * BLOCK, prefetchBytes: 0 }) };
+}
+
 /** `step`-byte reads from 0 to `end`, every seventh handed over one read early (as FUSE's threads did in a `cp` of a default mount). */
 function earlyEvery7th(end: number, step: number): number[] {
   const offsets: number[] = [];
@@ -148,18 +162,8 @@ test("a stream whose reads come a little out of order stays one stream: its pref
 });
 
 test('a stream whose reads come a little out of order keeps its read-ahead depth (its ends count as one stream)', async () => {
-  const size = 64 * BLOCK;
-  const raw = randomBytes(size);
   let highest = 0;
-  const rawPort: RawBytes = {
-    readInto: async (rawOffset, length, target, targetOffset) => {
-      highest = Math.max(highest, rawOffset + length);
-      raw.copy(target, targetOffset, rawOffset, rawOffset + length);
-    },
-  };
-  const partPort: PartBytes = { readInto: async () => assert.fail('no parts here'), prefetch: () => undefined };
-  const layout = new ImageLayout(size, 'md5', Buffer.alloc(16), [{ kind: 'raw', offset: 0, length: size, rawOffset: 0 }], new Map());
-  const reader = new ImageReader(layout, rawPort, partPort, { blockSize: BLOCK, readaheadBlocks: 8, readaheadMemory: 24 * BLOCK, prefetchBytes: 0 });
+  const { raw, reader } = rawOnlyReader(64 * BLOCK, (rawOffset, length) => (highest = Math.max(highest, rawOffset + length)));
   for (const o of earlyEvery7th(32 * BLOCK, 16 * KB)) {
     const out = await reader.read(o, 16 * KB);
     assert.ok(out.equals(raw.subarray(o, o + 16 * KB)), `read at ${o}`);
@@ -203,17 +207,8 @@ test('parallel streams share the read-ahead budget: blocks are not evicted befor
   // 8 streams reading their eighth of a raw-only image in turns, as 8 ranged HTTP clients do. At full
   // depth (1 + 8 blocks each) they would need 72 blocks of a 24-block budget, and read most bytes twice.
   const size = 96 * BLOCK;
-  const raw = randomBytes(size);
   let asked = 0;
-  const rawPort: RawBytes = {
-    readInto: async (rawOffset, length, target, targetOffset) => {
-      asked += length;
-      raw.copy(target, targetOffset, rawOffset, rawOffset + length);
-    },
-  };
-  const partPort: PartBytes = { readInto: async () => assert.fail('no parts here'), prefetch: () => undefined };
-  const layout = new ImageLayout(size, 'md5', Buffer.alloc(16), [{ kind: 'raw', offset: 0, length: size, rawOffset: 0 }], new Map());
-  const reader = new ImageReader(layout, rawPort, partPort, { blockSize: BLOCK, readaheadBlocks: 8, readaheadMemory: 24 * BLOCK, prefetchBytes: 0 });
+  const { raw, reader } = rawOnlyReader(size, (_, length) => (asked += length));
   const streams = 8;
   const share = size / streams;
   const step = 16 * KB;
