@@ -8,7 +8,8 @@ import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/pro
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { FixtureVariant } from './fixtures.js';
-import type { Mirror, RequestRecord } from './mirror-server.js';
+import { startMirror, type Mirror, type RequestRecord } from './mirror-server.js';
+import { TRUST_AFTER_PARTS } from '../../src/network/mirror-board.js';
 
 /**
  * Copies a variant's .jigdo into `outDir` with its `Parts=` line replaced by one line per URI (tried in
@@ -100,4 +101,21 @@ export async function selfSignedCertificate(dir: string, name: string, subject =
   await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
     '-days', '2', '-subj', `/CN=${subject}`, '-addext', `subjectAltName=${san}`]);
   return { key, cert };
+}
+
+/**
+ * A mirror of `root` whose answers after its first TRUST_AFTER_PARTS GETs each wait `waitMs`, for a test that wants
+ * later parts cached unhashed (MirrorBoard.trusted): the requests after those parts then start once they are committed
+ * (hashed right, each commit a sync). Answering at once, on a loaded machine every request had started before the
+ * commits made the mirror trusted, and no part went unhashed (a CI run failed so).
+ */
+export async function trustedLaterMirror(root: string, waitMs = 250): Promise<Mirror> {
+  let gets = 0;
+  const mirror: Mirror = await startMirror({
+    root,
+    onResponse: (r) => {
+      if (r.method === 'GET' && ++gets === TRUST_AFTER_PARTS) mirror.latencyMs = waitMs;
+    },
+  });
+  return mirror;
 }

@@ -10,13 +10,9 @@ import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { md5hex } from '../helpers/hash.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
-import { assertCacheVerified, cacheFiles, cacheLeftovers, fileMd5 } from '../helpers/network.js';
+import { assertCacheVerified, cacheFiles, cacheLeftovers, fileMd5, trustedLaterMirror } from '../helpers/network.js';
 import { dir, plainConfig, setupNetworkSuite, work } from '../helpers/network-suite.js';
 import { makeUpgrade, requestsByPath, type Upgrade } from '../helpers/upgrade-fixture.js';
-import { TRUST_AFTER_PARTS } from '../../src/network/mirror-board.js';
-
-/** How long each answer waits once the mirror may be trusted (interruptedRun). */
-const ANSWER_WAIT_MS = 250;
 
 setupNetworkSuite();
 
@@ -61,16 +57,7 @@ describe('make-image and the parts it downloads', () => {
     // Every part but one: the mirror proves right (more than TRUST_AFTER_PARTS parts), so most are kept unhashed. One
     // request at a time: with several, all parts of this small image may have started before the mirror proved right.
     const lost = up.missing.find((p) => /^[\w./+-]+$/.test(p))!;
-    // After the parts that make the mirror trusted, each answer waits: the requests after them start once those parts
-    // are committed (hashed right), not before. On a loaded machine the commits (each a sync) lagged behind a
-    // mirror answering at once, every request had started before the mirror proved right, and none went unhashed.
-    let gets = 0;
-    const partial: Mirror = await startMirror({
-      root: up.v2,
-      onResponse: (r) => {
-        if (r.method === 'GET' && ++gets === TRUST_AFTER_PARTS) partial.latencyMs = ANSWER_WAIT_MS;
-      },
-    });
+    const partial = await trustedLaterMirror(up.v2);
     try {
       partial.fault(`/${lost}`, { kind: 'status', code: 404 });
       const first = await makeImage(d, partial, '--retries', '0', '--connections', '1');
