@@ -164,7 +164,8 @@ export class ImageReader {
 
   /**
    * A read served by itself (readInto), not from blocks: the first of a stream, or one that FUSE's threads handed over
-   * further ahead of the one it follows than continuedStream takes. Blocks it covers whole count as read (blockRead), as if read for a stream.
+   * further ahead of the one it follows than continuedStream takes. Blocks it covers whole count as read (blockRead),
+   * as if read for a stream.
    */
   private async readAlone(offset: number, out: Buffer): Promise<void> {
     await this.readInto(offset, out);
