@@ -8,7 +8,7 @@ import { DiskWait } from './disk-wait.js';
 import { pooledImageBlocks } from './stream.js';
 import { temporaryImagePath } from './temporary-image.js';
 import { eachLimit } from '../util/each-limit.js';
-import { holdsSparseFiles } from '../util/sparse-files.js';
+import { holdsSparseFiles } from '../util/file-systems.js';
 
 /**
  * Blocks in flight at a time, each being written and hashed at once (memory: (depth + IN_FLIGHT + 1) × 4 MiB).
@@ -200,7 +200,7 @@ async function writeImage(
     // background syncs. 2 GB fixture, alternated: make-image 0.05-0.87 s quicker locally in every pair where the
     // host's disk did not stall, 0.35-0.8 s over HTTP at 0 ms (BENCHMARKS.md, "Smaller background syncs of the
     // image"). The file stays sparse until written; the final truncate cuts the direct-write probe off. Only where
-    // growing a file writes nothing (util/sparse-files.ts): on FAT it would write the whole image twice.
+    // growing a file writes nothing (util/file-systems.ts): on FAT it would write the whole image twice.
     if (await holdsSparseFiles(fsPath(tmp))) await fh.truncate(layout.size).catch(cannotWrite);
     let directBytes: number;
     try {

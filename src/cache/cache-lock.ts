@@ -1,7 +1,8 @@
 import { unlinkSync } from 'node:fs';
-import { link, open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../format/errors.js';
+import type { CacheFs } from './cache-fs.js';
 import { ownerDead, ownerTag } from '../util/pid.js';
 
 /**
@@ -64,6 +65,7 @@ export class Lock {
   constructor(
     readonly file: string,
     private readonly onRelease: () => void,
+    private readonly fs: CacheFs,
   ) {
     this.timer = setInterval(() => {
       const now = Date.now() / 1000;
@@ -77,7 +79,7 @@ export class Lock {
     this.released = true;
     clearInterval(this.timer);
     this.onRelease();
-    await unlink(this.file).catch(() => undefined);
+    await this.fs.unlink(this.file).catch(() => undefined);
   }
 }
 
@@ -103,6 +105,8 @@ export class CacheLocks {
     private readonly tmpDir: string,
     private readonly inDir: InDir,
     private readonly log: (line: string) => void,
+    /** The calls made for every lock taken and released (cache-fs.ts). */
+    private readonly fs: CacheFs,
   ) {}
 
   /** The lock `name`, or undefined while a live process (this one included) holds it. */
@@ -113,7 +117,7 @@ export class CacheLocks {
       try {
         if (!(await this.linkLock(file))) await this.createLock(file);
         this.held.add(file);
-        return new Lock(file, () => this.held.delete(file));
+        return new Lock(file, () => this.held.delete(file), this.fs);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
@@ -158,10 +162,10 @@ export class CacheLocks {
       try {
         if (Date.now() - this.spareTouched > SPARE_TOUCH_MS) {
           const now = Date.now() / 1000;
-          await utimes(spare, now, now);
+          await this.fs.utimes(spare, now, now);
           this.spareTouched = Date.now();
         }
-        await this.inDir(path.dirname(file), () => link(spare, file));
+        await this.inDir(path.dirname(file), () => this.fs.link(spare, file));
         return true;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;

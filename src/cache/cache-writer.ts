@@ -1,6 +1,7 @@
 import { unlink, type FileHandle } from 'node:fs/promises';
 import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import type { Lock } from './cache-lock.js';
+import type { CacheFs } from './cache-fs.js';
 
 /**
  * What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit), or
@@ -30,11 +31,12 @@ export class CacheWriter {
     readonly tmp: string,
     readonly fh: FileHandle,
     private readonly lock: Lock,
+    private readonly fs: CacheFs,
   ) {}
 
   /** Sets the temporary file's size (holes read as zeros until written). */
   async allocate(size: number): Promise<void> {
-    await this.fh.truncate(size);
+    await this.fs.ftruncate(this.fh, size);
     this.size = size;
   }
 

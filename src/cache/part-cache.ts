@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, readdir, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
@@ -8,6 +8,7 @@ import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type 
 import { makeDirs } from '../util/make-dirs.js';
 import { BackgroundSync, syncFile } from './background-sync.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
+import { CacheFs } from './cache-fs.js';
 import { CacheLocks, FILE_MODE } from './cache-lock.js';
 import { nameIfFree } from './exclusive-name.js';
 import { ownerTag } from '../util/pid.js';
@@ -88,11 +89,13 @@ export class PartCache {
   private readonly pages: PageRelease; // files a reader is done with, leaving the page cache
   private readonly eviction: CacheEviction;
   private readonly locks: CacheLocks;
+  /** The metadata calls made for every part (cache-fs.ts). */
+  private readonly fs: CacheFs;
   private readonly madeDirs = new Set<string>(); // directories made by this process (one mkdir each, not one per part)
   private readonly stats_: CacheStats;
   /** Syncs this process's unhashed files (commitUnhashed) before confirmUnhashed names them; removes those it could not. */
   private readonly unhashedSync = new BackgroundSync(async (file) => {
-    const st = await stat(file).catch(() => undefined);
+    const st = await this.fs.stat(file).catch(() => undefined);
     if (st) await this.drop(file, st.size);
   });
   /** This process's unhashed files never to be synced (commitUnhashed, not durable): their pages stay until removed. */
@@ -109,7 +112,8 @@ export class PartCache {
     this.pages = new PageRelease(opts.dropPages, (file) => this.unhashedSync.whenSynced(file), (file) => (file.endsWith(UNHASHED) ? finalOf(file) : file));
     this.stats_ = { dir: this.dir, bytes: 0, files: 0, limit: 0, hits: 0, misses: 0, added: 0, evictions: 0, evictedBytes: 0, removedBad: 0, adopted: 0 };
     const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.inDir(dir, op);
-    this.locks = new CacheLocks(this.dir, path.join(this.dir, 'parts', 'locks'), this.tmpDir, inDir, this.log);
+    this.fs = new CacheFs(this.dir);
+    this.locks = new CacheLocks(this.dir, path.join(this.dir, 'parts', 'locks'), this.tmpDir, inDir, this.log, this.fs);
     this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, () => this.locks.waitLock('size', LEDGER_WAIT_MS));
   }
 
@@ -137,7 +141,7 @@ export class PartCache {
 
   /** A verified file by its checksum name, with its access time refreshed; a file of the wrong size is removed. */
   private async lookupFile(file: string, length?: number): Promise<VerifiedCopy | undefined> {
-    const st = await stat(file).catch(() => undefined);
+    const st = await this.fs.stat(file).catch(() => undefined);
     if (!st?.isFile()) return undefined;
     if (length !== undefined && st.size !== length) {
       // Cannot happen through this code (the name is given after verification): someone changed it.
@@ -149,8 +153,8 @@ export class PartCache {
     if (Date.now() - st.atimeMs <= TOUCH_MS) return underChecksumName(file, st);
     // Only atime changes: mtime is set to whole seconds at commit, so it is written back exactly. The
     // ctime moves, so the identity handed out is the one after the touch.
-    await utimes(file, Date.now() / 1000, st.mtimeMs / 1000).catch(() => undefined);
-    const now = await stat(file).catch(() => undefined);
+    await this.fs.utimes(file, Date.now() / 1000, st.mtimeMs / 1000).catch(() => undefined);
+    const now = await this.fs.stat(file).catch(() => undefined);
     return now?.isFile() ? underChecksumName(file, now) : undefined;
   }
 
@@ -168,14 +172,14 @@ export class PartCache {
    * that could not be hashed (the process is ending) stays, under our name, for whoever looks next.
    */
   private async adoptUnhashed(final: string, kind: ChecksumKind, hex: string, length?: number): Promise<VerifiedCopy | undefined> {
-    const names = await readdir(path.dirname(final)).catch(() => [] as string[]);
+    const names = await this.fs.readdir(path.dirname(final)).catch(() => [] as string[]);
     const unhashed = names.filter((n) => n.startsWith(`${hex}.`) && n.endsWith(UNHASHED));
     // Neither an unhashed file nor the checksum name (committed since the caller looked): nothing to look at again.
     if (unhashed.length === 0 && !names.includes(path.basename(final))) return undefined;
     for (const name of unhashed) {
       const file = unhashedName(final);
-      if (!(await rename(path.join(path.dirname(final), name), file).then(() => true, () => false))) continue;
-      const st = await stat(file).catch(() => undefined);
+      if (!(await this.fs.rename(path.join(path.dirname(final), name), file).then(() => true, () => false))) continue;
+      const st = await this.fs.stat(file).catch(() => undefined);
       if (!st?.isFile()) continue;
       const sizeRight = length === undefined || st.size === length;
       let named = false;
@@ -191,7 +195,7 @@ export class PartCache {
                 throw err;
               });
               named = await this.nameOrDrop(file, final, st.size);
-              return { path: final, offset: 0, ...identityOf(await stat(final)) };
+              return { path: final, offset: 0, ...identityOf(await this.fs.stat(final)) };
             });
       } catch {
         continue; // not hashed: it stays an unhashed file
@@ -215,7 +219,7 @@ export class PartCache {
    * False then.
    */
   private async nameOrDrop(file: string, final: string, size: number): Promise<boolean> {
-    if (await nameIfFree(file, final)) return true;
+    if (await nameIfFree(file, final, this.fs)) return true;
     await this.drop(file, size);
     return false;
   }
@@ -250,7 +254,7 @@ export class PartCache {
             return { copy: again };
           }
           const { file: tmp, fh } = await this.tempFile();
-          return { writer: new CacheWriter(this, final, tmp, fh, lock) };
+          return { writer: new CacheWriter(this, final, tmp, fh, lock, this.fs) };
         } catch (err) {
           // No writer owns the lock (e.g. the temporary file could not be created): release it, or its
           // heartbeat would keep it fresh forever and every later fetch of this checksum would wait on it.
@@ -347,14 +351,14 @@ export class PartCache {
 
   /** Renames `tmp` to `dest` after making room for it (counted once renamed); its identity after the rename. */
   private async place(tmp: string, dest: string, fh: FileHandle, size?: number): Promise<LocalCopy> {
-    const bytes = size ?? (await fh.stat()).size;
+    const bytes = size ?? (await this.fs.fstat(fh)).size;
     // Whole-second mtime: see lookupFile(). The exact atime orders this file after every older one.
-    await fh.utimes(Date.now() / 1000, Math.floor(Date.now() / 1000));
+    await this.fs.futimes(fh, Date.now() / 1000, Math.floor(Date.now() / 1000));
     // Only the rename in the size queue's turn: what fails after it must not leave the file in the cache uncounted.
-    await this.eviction.admit(bytes, () => this.inDir(path.dirname(dest), () => rename(tmp, dest)));
+    await this.eviction.admit(bytes, () => this.inDir(path.dirname(dest), () => this.fs.rename(tmp, dest)));
     this.stats_.added++;
     // The identity after the rename (which moves the ctime): readers compare with it.
-    return { path: dest, offset: 0, ...identityOf(await fh.stat()) };
+    return { path: dest, offset: 0, ...identityOf(await this.fs.fstat(fh)) };
   }
 
   /** Runs `op`, which creates something in `dir`, making `dir` first (again, if it was removed meanwhile). */

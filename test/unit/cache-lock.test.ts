@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { CacheFs } from '../../src/cache/cache-fs.js';
 import { CacheLocks, LOCK_STALE_MS, TMP_STALE_MS, lockIsStale } from '../../src/cache/cache-lock.js';
 import { ownerDead, ownerTag } from '../../src/util/pid.js';
 
@@ -29,7 +30,7 @@ async function newLocks(): Promise<{ locks: CacheLocks; lockDir: string; tmpDir:
   await mkdir(lockDir, { recursive: true });
   await mkdir(tmpDir, { recursive: true });
   const inDir = <T>(_dir: string, op: () => Promise<T>): Promise<T> => op();
-  return { locks: new CacheLocks(dir, lockDir, tmpDir, inDir, () => undefined), lockDir, tmpDir };
+  return { locks: new CacheLocks(dir, lockDir, tmpDir, inDir, () => undefined, new CacheFs(dir)), lockDir, tmpDir };
 }
 
 /** Sets a file's mtime (and atime) `ageMs` into the past. */

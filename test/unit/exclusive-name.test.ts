@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { link, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { CacheFs } from '../../src/cache/cache-fs.js';
 import { nameIfFree } from '../../src/cache/exclusive-name.js';
 
 let work: string;
@@ -22,7 +23,7 @@ async function folder(): Promise<string> {
 test('a free name: given, and the old name goes', async () => {
   const dir = await folder();
   await writeFile(path.join(dir, 'a.unverified'), 'bytes');
-  assert.equal(await nameIfFree(path.join(dir, 'a.unverified'), path.join(dir, 'a')), true);
+  assert.equal(await nameIfFree(path.join(dir, 'a.unverified'), path.join(dir, 'a'), new CacheFs(dir)), true);
   assert.deepEqual(await readdir(dir), ['a']);
   assert.equal(await readFile(path.join(dir, 'a'), 'utf8'), 'bytes');
 });
@@ -31,7 +32,7 @@ test('a name another file holds: not given, both files stay as they were', async
   const dir = await folder();
   await writeFile(path.join(dir, 'a.unverified'), 'ours');
   await writeFile(path.join(dir, 'a'), 'theirs');
-  assert.equal(await nameIfFree(path.join(dir, 'a.unverified'), path.join(dir, 'a')), false);
+  assert.equal(await nameIfFree(path.join(dir, 'a.unverified'), path.join(dir, 'a'), new CacheFs(dir)), false);
   assert.deepEqual((await readdir(dir)).sort(), ['a', 'a.unverified']);
   assert.equal(await readFile(path.join(dir, 'a'), 'utf8'), 'theirs');
 });
@@ -40,12 +41,12 @@ test('a name the same file holds already (a link that got through before): named
   const dir = await folder();
   await writeFile(path.join(dir, 'a.mine.unverified'), 'bytes');
   await link(path.join(dir, 'a.mine.unverified'), path.join(dir, 'a'));
-  assert.equal(await nameIfFree(path.join(dir, 'a.mine.unverified'), path.join(dir, 'a')), true);
+  assert.equal(await nameIfFree(path.join(dir, 'a.mine.unverified'), path.join(dir, 'a'), new CacheFs(dir)), true);
   assert.deepEqual(await readdir(dir), ['a']);
 });
 
 test('a file that is gone: an error, nothing named', async () => {
   const dir = await folder();
-  await assert.rejects(nameIfFree(path.join(dir, 'gone'), path.join(dir, 'a')), { code: 'ENOENT' });
+  await assert.rejects(nameIfFree(path.join(dir, 'gone'), path.join(dir, 'a'), new CacheFs(dir)), { code: 'ENOENT' });
   assert.deepEqual(await readdir(dir), []);
 });

@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CacheEviction } from '../../src/cache/cache-eviction.js';
+import { CacheFs } from '../../src/cache/cache-fs.js';
 import { CacheLocks } from '../../src/cache/cache-lock.js';
 import { PartCache } from '../../src/cache/part-cache.js';
 import { checksumKey } from '../../src/format/checksum.js';
@@ -48,7 +49,7 @@ const store = async (cache: PartCache, fill: number, size = MB): Promise<string>
 /** The cache's size lock, taken as another process would (its batches wait for it up to LEDGER_WAIT_MS, 5 s). */
 async function holdSizeLock(cache: PartCache): Promise<{ release(): Promise<void> }> {
   const parts = path.join(cache.dir, 'parts');
-  const other = new CacheLocks(cache.dir, path.join(parts, 'locks'), path.join(parts, 'tmp'), (_dir, op) => op(), () => undefined);
+  const other = new CacheLocks(cache.dir, path.join(parts, 'locks'), path.join(parts, 'tmp'), (_dir, op) => op(), () => undefined, new CacheFs(cache.dir));
   const lock = await other.waitLock('size', 5_000);
   assert.ok(lock);
   return lock;

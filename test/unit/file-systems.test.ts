@@ -1,9 +1,9 @@
-// Which file systems make-image sizes its temporary image on before writing it (util/sparse-files.ts): only
+// Which file systems make-image sizes its temporary image on before writing it (util/file-systems.ts): only
 // those that grow a file without writing, never one it cannot identify.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { holdsSparseFiles } from '../../src/util/sparse-files.js';
+import { holdsSparseFiles, onLocalDisk } from '../../src/util/file-systems.js';
 
 test('tmpfs holds sparse files', { skip: !existsSync('/dev/shm') && 'no /dev/shm here' }, async () => {
   assert.equal(await holdsSparseFiles('/dev/shm'), true);
@@ -12,4 +12,9 @@ test('tmpfs holds sparse files', { skip: !existsSync('/dev/shm') && 'no /dev/shm
 test('a file system not known to (procfs) and a path that does not exist do not', async () => {
   assert.equal(await holdsSparseFiles('/proc/self/status'), false);
   assert.equal(await holdsSparseFiles('/nonexistent/jigdofs/sparse-probe'), false);
+});
+
+test('onLocalDisk: a folder not made yet is judged by its nearest ancestor', { skip: !existsSync('/dev/shm') && 'no /dev/shm here' }, async () => {
+  assert.equal(await onLocalDisk('/dev/shm/jigdofs-not-made/cache'), true);
+  assert.equal(await onLocalDisk('/proc/self/jigdofs-not-made'), false);
 });
