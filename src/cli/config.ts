@@ -22,7 +22,7 @@ import { mirrorUrlProblem } from './option-values.js';
  *   timeout = 30            ; seconds without data before a mirror counts as stalled
  *   connections = 8         ; parallel HTTP requests
  *   retries = 2             ; extra rounds over all mirrors after each one failed
- *   range-size = 4M         ; bigger parts are fetched as parallel ranges of this size
+ *   range-size = 4M         ; bigger parts a read waits for come as parallel ranges of this size
  *   streams-per-part = 4
  *
  *   [mirrors]

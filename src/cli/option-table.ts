@@ -146,7 +146,7 @@ export const SOURCE_OPTIONS: readonly OptionInfo[] = [
     config: { section: 'network', key: 'retries', field: 'retries', kind: count(0) },
   },
   {
-    help: `parts larger than this are fetched as parallel ranges of about this size (default ${sizeText(NETWORK_DEFAULTS.rangeSize)}, at least 64K)`,
+    help: `parts larger than this are fetched as parallel ranges of about this size when a read waits for them (not ahead of a sequential reader) (default ${sizeText(NETWORK_DEFAULTS.rangeSize)}, at least 64K)`,
     config: { section: 'network', key: 'range-size', field: 'rangeSize', kind: sizeAtLeast(64 * 1024) },
   },
   {

@@ -57,8 +57,15 @@ export class PartFetch {
      * right (MirrorBoard.trusted) are cached unhashed, for the image checksum to check.
      */
     private readonly defer = false,
+    /**
+     * Fetched ahead of a sequential reader (PartStore.prefetch): one request for the whole part, hashed as it arrives,
+     * not parallel ranges read back for their hash. Ranges cut the wait of a read that needs the part now; ahead of a
+     * reader the cost counts: ranges of parts over 4 MiB were 77 % of the 2 GB fixture's bytes, read back on a worker
+     * (BENCHMARKS.md, "Parts fetched ahead in one request").
+     */
+    whole = false,
   ) {
-    this.ranges = new PartRanges(need.length, ctx.opts.rangeSize, ctx.opts.streamsPerPart);
+    this.ranges = new PartRanges(need.length, whole ? need.length : ctx.opts.rangeSize, whole ? 1 : ctx.opts.streamsPerPart);
   }
 
   private restart(): void {

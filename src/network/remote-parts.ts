@@ -65,7 +65,8 @@ export class RemoteParts implements PartProvider {
     return { urls, unresolved, tooLong: all.length === 0 && (this.jigdo.parts.get(key)?.length ?? 0) > 0 };
   }
 
-  async find(key: string): Promise<VerifiedCopy | undefined> {
+  /** `ahead` (PartProvider.find): the part comes in one request, hashed as it arrives (PartFetch). */
+  async find(key: string, ahead = false): Promise<VerifiedCopy | undefined> {
     const need = this.layout.parts.get(key);
     if (!need) return undefined;
     const { urls, unresolved, tooLong } = this.candidates(key);
@@ -85,7 +86,7 @@ export class RemoteParts implements PartProvider {
         return started.copy;
       }
       try {
-        const fetch = new PartFetch(this.ctx, need, kind, urls, started.writer, this.deferring);
+        const fetch = new PartFetch(this.ctx, need, kind, urls, started.writer, this.deferring, ahead);
         const copy = await fetch.run();
         this.downloaded.add(copy.path);
         if (this.ctx.opts.keepDownloads === false) this.toRemove.push(copy);

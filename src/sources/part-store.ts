@@ -41,7 +41,11 @@ async function openUnchanged(copy: LocalCopy): Promise<FileHandle> {
  */
 export interface PartProvider {
   readonly name: string;
-  find(key: string): Promise<VerifiedCopy | undefined>;
+  /**
+   * `ahead`: looked up ahead of a sequential reader (PartStore.prefetch), no read waits for it yet: a provider may then
+   * favour cost over latency (RemoteParts fetches it in one request, hashed as it arrives).
+   */
+  find(key: string, ahead?: boolean): Promise<VerifiedCopy | undefined>;
   /**
    * Verify once (ImageSession.deferChecks), for providers that can take copies unhashed: on, copies it may
    * take on trust come `deferred`; `confirmDeferred` once the job's whole output matched; `rejected` when a
@@ -155,27 +159,30 @@ export class PartStore {
     return this.located.has(key);
   }
 
-  /** Finds (once) a verified copy of the part; throws UnavailableError naming the part when none exists. */
-  locate(key: string): Promise<Located> {
+  /**
+   * Finds (once) a verified copy of the part; throws UnavailableError naming the part when none exists. `ahead`: for
+   * prefetch (PartProvider.find); a read that comes while the look-up runs waits for it as it is.
+   */
+  locate(key: string, ahead = false): Promise<Located> {
     const known = this.located.get(key);
     if (known) return Promise.resolve(known);
     const missing = this.missingSince.get(key);
     if (missing && Date.now() - missing.at < MISSING_RETRY_MS) return Promise.reject(missing.error);
     let p = this.inflight.get(key);
     if (!p) {
-      p = this.search(key).finally(() => this.inflight.delete(key));
+      p = this.search(key, ahead).finally(() => this.inflight.delete(key));
       this.inflight.set(key, p);
     }
     return p;
   }
 
-  private async search(key: string): Promise<Located> {
+  private async search(key: string, ahead: boolean): Promise<Located> {
     const need = this.layout.parts.get(key);
     if (!need) throw new UnavailableError(`part ${key} is not in this image`);
     const problems: string[] = [];
     for (const provider of this.providers) {
       try {
-        const copy = await provider.find(key);
+        const copy = await provider.find(key, ahead);
         if (copy) {
           assertVerified(copy, provider.name);
           const loc: Located = { copy, provider: provider.name, checkedAt: Date.now() };
@@ -222,7 +229,7 @@ export class PartStore {
       if (this.located.has(key) || this.inflight.has(key)) continue;
       this.prefetchActive++;
       this.stats.prefetched++;
-      void this.locate(key)
+      void this.locate(key, true)
         .catch(() => undefined) // a reader that needs it gets the error
         .finally(() => {
           this.prefetchActive--;

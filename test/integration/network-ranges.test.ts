@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { startMirror, type RequestRecord } from '../helpers/mirror-server.js';
-import { assertCacheVerified, gets, jigdoWithServers, partsUri } from '../helpers/network.js';
+import { assertCacheVerified, gets, jigdoWithServers, partsUri, waitFor } from '../helpers/network.js';
 import { fx, v, mirrors, P, dir, open, keyOf, setupNetworkSuite } from '../helpers/network-suite.js';
 
 setupNetworkSuite();
@@ -36,4 +36,23 @@ describe('mirror speed', () => {
     assert.equal((await assertCacheVerified(path.join(d, 'cache'))).length, 1);
   });
 
+  test('a big part looked up ahead of a sequential reader comes in one request, hashed as it arrives', async () => {
+    const m = await startMirror({ root: fx.tree });
+    mirrors.push(m);
+    const d = await dir('ahead');
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    const o = await open(jigdo, path.join(d, 'cache'));
+    const key = keyOf(o.s, P.e);
+    try {
+      o.s.parts.prefetch([key]); // what the reader does ahead of a stream (ImageReader.readAhead)
+      await waitFor(() => o.s.parts.isLocated(key), 20_000, 'the part fetched ahead');
+    } finally {
+      await o.close();
+    }
+    const requests = gets(m, P.e);
+    const size = o.s.layout.parts.get(key)!.length;
+    assert.equal(requests.length, 1, `one request, not ranges: ${requests.map((r) => r.range).join(', ')}`);
+    assert.ok(requests[0]!.range === undefined || requests[0]!.range === `bytes=0-${size - 1}`, `the whole part: ${requests[0]!.range}`);
+    assert.equal((await assertCacheVerified(path.join(d, 'cache'))).length, 1);
+  });
 });
