@@ -1,25 +1,26 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { onLocalDisk } from '../util/file-systems.js';
+import { hasFastMetadata } from '../util/file-systems.js';
 
 /** A synchronous call that took longer than this sends every later one through libuv's pool (a busy journal, a slow disk). */
 export const SLOW_CALL_MS = 20;
 
 /**
  * The metadata calls the cache makes for every part (a stat, a lock's link and unlink, the rename, the times, a new
- * file's size): made synchronously on a local disk file system while they are fast, else through
- * libuv's pool as fs/promises does. Each call through the pool costs the main thread ~20 µs on the machines here
- * (waking a pool thread, then the completion) against ~1 µs for the system call itself (fstat: 43 µs round trip,
- * 20 µs of the main thread's CPU, against 1.3 µs fstatSync), and a mount over HTTP made ~18 of them per part on the
- * thread that answers FUSE's reads (BENCHMARKS.md, "The cache's metadata calls").
+ * file's size): made synchronously while they are fast where the cache's file system has fast metadata (ext2/3/4,
+ * XFS, Btrfs, tmpfs, F2FS: util/file-systems.ts), else through libuv's pool as fs/promises does. Each call through the
+ * pool costs the main thread ~20 µs on the machines here (waking a pool thread, then the completion) against ~1 µs for
+ * the system call itself (fstat: 43 µs round trip, 20 µs of the main thread's CPU, against 1.3 µs fstatSync), and a
+ * mount over HTTP made ~18 of them per part on the thread that answers FUSE's reads (BENCHMARKS.md, "The cache's
+ * metadata calls").
  *
  * Only calls that never wait for a file's data: no reads or writes, no removal of a file's last name (the ledger's
- * rewrite took 6 ms once, its truncation waiting for the page's writeback). Never synchronous on a network or FUSE
- * file system, or one not known (util/file-systems.ts), nor until the file
- * system is known (`ready`), nor after one call took longer than SLOW_CALL_MS: from then on the event loop never
- * waits for the cache's disk again. Every method returns a promise, settled as fs/promises' would be, so callers do not
- * know which way a call went.
+ * rewrite took 6 ms once, its truncation waiting for the page's writeback). Never synchronous on another file system
+ * (overlayfs copies a lower layer's file up on utimes, ZFS throttles, network and FUSE ones ask a server), nor until
+ * the file system is known (`ready`), nor after one call took longer than SLOW_CALL_MS: from then on the event loop
+ * never waits for the cache's disk again. Every method returns a promise, settled as fs/promises' would be, so callers
+ * do not know which way a call went.
  */
 export class CacheFs {
   private sync = false;
@@ -31,7 +32,7 @@ export class CacheFs {
     /** The clock the calls are timed with (a test's). */
     private readonly now: () => number = () => performance.now(),
   ) {
-    this.ready = onLocalDisk(dir).then((local) => void (this.sync = local));
+    this.ready = hasFastMetadata(dir).then((fast) => void (this.sync = fast));
   }
 
   /** Whether calls go synchronously now. */

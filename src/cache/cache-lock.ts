@@ -65,7 +65,8 @@ export class Lock {
   constructor(
     readonly file: string,
     private readonly onRelease: () => void,
-    private readonly fs: CacheFs,
+    /** Set for a lock linked to the lock inode (its name is not the inode's last): removed through it (cache-fs.ts). */
+    private readonly linkedFs?: CacheFs,
   ) {
     this.timer = setInterval(() => {
       const now = Date.now() / 1000;
@@ -79,7 +80,7 @@ export class Lock {
     this.released = true;
     clearInterval(this.timer);
     this.onRelease();
-    await this.fs.unlink(this.file).catch(() => undefined);
+    await (this.linkedFs ? this.linkedFs.unlink(this.file) : unlink(this.file)).catch(() => undefined);
   }
 }
 
@@ -115,9 +116,10 @@ export class CacheLocks {
     if (this.held.has(file)) return undefined; // another fetch in this process (PartStore dedupes; templates may not)
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        if (!(await this.linkLock(file))) await this.createLock(file);
+        const linked = await this.linkLock(file);
+        if (!linked) await this.createLock(file);
         this.held.add(file);
-        return new Lock(file, () => this.held.delete(file), this.fs);
+        return new Lock(file, () => this.held.delete(file), linked ? this.fs : undefined);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }

@@ -30,7 +30,9 @@ async function newLocks(): Promise<{ locks: CacheLocks; lockDir: string; tmpDir:
   await mkdir(lockDir, { recursive: true });
   await mkdir(tmpDir, { recursive: true });
   const inDir = <T>(_dir: string, op: () => Promise<T>): Promise<T> => op();
-  return { locks: new CacheLocks(dir, lockDir, tmpDir, inDir, () => undefined, new CacheFs(dir)), lockDir, tmpDir };
+  const fs = new CacheFs(dir);
+  await fs.ready; // its synchronous calls, where the file system allows them, as in a cache
+  return { locks: new CacheLocks(dir, lockDir, tmpDir, inDir, () => undefined, fs), lockDir, tmpDir };
 }
 
 /** Sets a file's mtime (and atime) `ageMs` into the past. */

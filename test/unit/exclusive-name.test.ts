@@ -14,6 +14,13 @@ before(async () => {
 });
 after(() => rm(work, { recursive: true, force: true }));
 
+/** The cache's calls, synchronous where the file system allows them, as in a cache. */
+async function readyFs(dir: string): Promise<CacheFs> {
+  const fs = new CacheFs(dir);
+  await fs.ready;
+  return fs;
+}
+
 async function folder(): Promise<string> {
   const dir = path.join(work, String(++n));
   await mkdir(dir);
@@ -23,7 +30,7 @@ async function folder(): Promise<string> {
 test('a free name: given, and the old name goes', async () => {
   const dir = await folder();
   await writeFile(path.join(dir, 'a.unverified'), 'bytes');
-  assert.equal(await nameIfFree(path.join(dir, 'a.unverified'), path.join(dir, 'a'), new CacheFs(dir)), true);
+  assert.equal(await nameIfFree(path.join(dir, 'a.unverified'), path.join(dir, 'a'), await readyFs(dir)), true);
   assert.deepEqual(await readdir(dir), ['a']);
   assert.equal(await readFile(path.join(dir, 'a'), 'utf8'), 'bytes');
 });
@@ -32,7 +39,7 @@ test('a name another file holds: not given, both files stay as they were', async
   const dir = await folder();
   await writeFile(path.join(dir, 'a.unverified'), 'ours');
   await writeFile(path.join(dir, 'a'), 'theirs');
-  assert.equal(await nameIfFree(path.join(dir, 'a.unverified'), path.join(dir, 'a'), new CacheFs(dir)), false);
+  assert.equal(await nameIfFree(path.join(dir, 'a.unverified'), path.join(dir, 'a'), await readyFs(dir)), false);
   assert.deepEqual((await readdir(dir)).sort(), ['a', 'a.unverified']);
   assert.equal(await readFile(path.join(dir, 'a'), 'utf8'), 'theirs');
 });
@@ -41,12 +48,12 @@ test('a name the same file holds already (a link that got through before): named
   const dir = await folder();
   await writeFile(path.join(dir, 'a.mine.unverified'), 'bytes');
   await link(path.join(dir, 'a.mine.unverified'), path.join(dir, 'a'));
-  assert.equal(await nameIfFree(path.join(dir, 'a.mine.unverified'), path.join(dir, 'a'), new CacheFs(dir)), true);
+  assert.equal(await nameIfFree(path.join(dir, 'a.mine.unverified'), path.join(dir, 'a'), await readyFs(dir)), true);
   assert.deepEqual(await readdir(dir), ['a']);
 });
 
 test('a file that is gone: an error, nothing named', async () => {
   const dir = await folder();
-  await assert.rejects(nameIfFree(path.join(dir, 'gone'), path.join(dir, 'a'), new CacheFs(dir)), { code: 'ENOENT' });
+  await assert.rejects(nameIfFree(path.join(dir, 'gone'), path.join(dir, 'a'), await readyFs(dir)), { code: 'ENOENT' });
   assert.deepEqual(await readdir(dir), []);
 });

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { holdsSparseFiles, onLocalDisk } from '../../src/util/file-systems.js';
+import { holdsSparseFiles, hasFastMetadata } from '../../src/util/file-systems.js';
 
 test('tmpfs holds sparse files', { skip: !existsSync('/dev/shm') && 'no /dev/shm here' }, async () => {
   assert.equal(await holdsSparseFiles('/dev/shm'), true);
@@ -14,7 +14,7 @@ test('a file system not known to (procfs) and a path that does not exist do not'
   assert.equal(await holdsSparseFiles('/nonexistent/jigdofs/sparse-probe'), false);
 });
 
-test('onLocalDisk: a folder not made yet is judged by its nearest ancestor', { skip: !existsSync('/dev/shm') && 'no /dev/shm here' }, async () => {
-  assert.equal(await onLocalDisk('/dev/shm/jigdofs-not-made/cache'), true);
-  assert.equal(await onLocalDisk('/proc/self/jigdofs-not-made'), false);
+test('hasFastMetadata: a folder not made yet is judged by its nearest ancestor', { skip: !existsSync('/dev/shm') && 'no /dev/shm here' }, async () => {
+  assert.equal(await hasFastMetadata('/dev/shm/jigdofs-not-made/cache'), true);
+  assert.equal(await hasFastMetadata('/proc/self/jigdofs-not-made'), false);
 });
