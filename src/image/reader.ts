@@ -79,6 +79,8 @@ export class ImageReader {
   private readonly streamEnds = new Map<number, StreamEnd>();
   /** Blocks read whole lately (indexes), for blockRead: a part is passed once every block it lies in was read. */
   private readonly readBlocks = new LRUCache<number, true>({ max: 4096 });
+  /** Told as a stream enters each block (watchStreams). */
+  private streamWatcher: ((start: number, end: number) => void) | undefined;
   readonly stats = { reads: 0, bytesServed: 0, readaheadHits: 0, errors: 0 };
 
   constructor(
@@ -96,6 +98,14 @@ export class ImageReader {
 
   get size(): number {
     return this.layout.size;
+  }
+
+  /**
+   * `watcher(start, end)` is called as a sequential stream enters each block: it began at `start` and has been read up
+   * to `end` (fuse/drop-behind.ts: a mount drops the kernel's copy of the image behind a long stream). One watcher.
+   */
+  watchStreams(watcher: (start: number, end: number) => void): void {
+    this.streamWatcher = watcher;
   }
 
   /** Exactly the image's bytes in [offset, offset+length), clipped at the end of the image. */
@@ -254,6 +264,7 @@ export class ImageReader {
     const bs = this.opts.blockSize;
     const last = Math.floor((end - 1) / bs);
     if (!newStream && last === Math.floor(offset / bs) && offset % bs !== 0) return;
+    this.streamWatcher?.(end - streamLength, end);
     const lastBlock = Math.floor((this.layout.size - 1) / bs);
     for (let i = last + 1; i <= Math.min(lastBlock, last + this.readaheadDepth()); i++) {
       if (!this.blocks.has(i)) void this.block(i).data.catch(() => undefined);

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { isAbsolute } from 'node:path';
 import type { WASI as WasiClass } from 'node:wasi';
+import type { FileRange } from './worker-protocol.js';
 
 /**
  * `posix_fadvise(POSIX_FADV_DONTNEED)` for Node, which has no binding for it: through WASI, whose `fd_advise` libuv's
@@ -103,9 +104,11 @@ function wasiCalls(): Calls | null {
 
 /**
  * Asks the kernel to drop the file's pages from the page cache (the clean ones; dirty ones are written back first,
- * without waiting). Synchronous: for a worker thread. False when the file could not be opened or advised on.
+ * without waiting): all of them, or those wholly inside `range`. Synchronous: for a worker thread (opening an image
+ * through the daemon's own mount waits for the main thread to answer). False when the file could not be opened or
+ * advised on.
  */
-export function dropFromPageCache(file: string): boolean {
+export function dropFromPageCache(file: string, range?: FileRange): boolean {
   const c = wasiCalls();
   if (!c || !isAbsolute(file)) return false;
   const path = Buffer.from(file.replace(/^\/+/, ''));
@@ -114,7 +117,7 @@ export function dropFromPageCache(file: string): boolean {
   if (c.path_open(ROOT_FD, FOLLOW_SYMLINKS, PATH_AT, path.length, 0, RIGHTS, 0n, NONBLOCK, FD_AT) !== 0) return false;
   const fd = new DataView(c.memory.buffer).getUint32(FD_AT, true);
   try {
-    return c.fd_advise(fd, 0n, 0n, ADVICE_DONTNEED) === 0;
+    return c.fd_advise(fd, BigInt(range?.offset ?? 0), BigInt(range?.length ?? 0), ADVICE_DONTNEED) === 0;
   } finally {
     c.fd_close(fd);
   }

@@ -41,6 +41,21 @@ test('a file synced and read leaves the page cache, its bytes intact', () => {
   assert.ok(readFileSync(file).equals(before));
 });
 
+// Ranges at 2 MiB boundaries: the page cache holds a file in folios of up to 2 MiB here (ext4, Linux 6.18), and only
+// folios wholly inside the range are dropped.
+test('a range: only what lies wholly inside it leaves the page cache, on this thread and through the pool', async () => {
+  const file = cachedFile('range.bin');
+  assert.equal(dropFromPageCache(file, { offset: 2 << 20, length: 4 << 20 }), true);
+  assert.equal(resident(file), SIZE - (4 << 20));
+  const pool = new WorkerPool(1);
+  try {
+    await pool.dropPages([file], { offset: 0, length: (2 << 20) + 4096 }); // the page at its end is already gone
+  } finally {
+    await pool.close();
+  }
+  assert.equal(resident(file), SIZE - (6 << 20));
+});
+
 test('through a folder reached by a symbolic link, and with a name WASI paths must carry as given', () => {
   mkdirSync(path.join(work, 'real dir'));
   symlinkSync(path.join(work, 'real dir'), path.join(work, 'link'));
