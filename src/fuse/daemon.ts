@@ -9,7 +9,8 @@ import { shown } from '../format/byte-string.js';
 import { serveControl, type ControlHandler } from './control.js';
 import { FS_TYPE, prepareMountpoint } from './mountpoint.js';
 import { imageOps, type MountedImage } from './filesystem.js';
-import { DropBehind } from './drop-behind.js';
+import { DROP_WAIT_MS, DropBehind } from './drop-behind.js';
+import { WorkerPool } from '../util/worker-pool.js';
 import { fuseFailureHint, fusermountUnmount, mountedType, resolveMountpoint, watchUnmount } from './mounts.js';
 import { sessionStatus } from '../engine/session-status.js';
 import { armExitWatchdog } from '../util/exit-watchdog.js';
@@ -98,8 +99,13 @@ function controlHandler(
     if (op === 'status') return statusOf(mnt, images, startedAt, opts);
     if (op === 'unmount') {
       if (!lazy) {
-        await Promise.all(drops.map((d) => d.idle())); // a drop's own open of the image would make the mount busy
-        await fusermountUnmount(mnt, false); // throws BusyError; once it succeeded nothing can be busy
+        await Promise.all(drops.map((d) => d.pause())); // a drop's own open of the image would make the mount busy
+        try {
+          await fusermountUnmount(mnt, false); // throws BusyError; once it succeeded nothing can be busy
+        } catch (err) {
+          for (const d of drops) d.resume();
+          throw err;
+        }
       }
       setImmediate(() => void stop('jigdofs umount'));
       return { unmounting: true, pid: process.pid }; // umount waits for this process to end
@@ -170,10 +176,10 @@ function newFuse(mnt: string, images: Map<string, MountedImage>, log: (line: str
  * Default mounts (the kernel caches the image's pages): each image's pages leave the page cache behind its long
  * sequential streams (drop-behind.ts). With `directIo` there are none to drop.
  */
-function dropBehindStreams(mnt: string, images: Map<string, MountedImage>, opts: MountOptions): DropBehind[] {
-  if (opts.directIo) return [];
+function dropBehindStreams(mnt: string, images: Map<string, MountedImage>, pool: WorkerPool | undefined): DropBehind[] {
+  if (!pool) return [];
   return [...images].map(([name, { session }]) => {
-    const drops = new DropBehind(path.join(mnt, name), (file, range) => session.pool.dropPages([file], range));
+    const drops = new DropBehind(path.join(mnt, name), (file, range) => pool.dropPages([file], range));
     session.reader.watchStreams(drops.onStream);
     return drops;
   });
@@ -229,7 +235,10 @@ export async function runMount(
   const images = await openImages(jigdo, sources, startedAt, log);
   const closeImages = () => Promise.all([...images.values()].map(({ session }) => session.close().catch(() => undefined)));
   const fuse = newFuse(mnt, images, log, startedAt, opts);
-  const drops = dropBehindStreams(mnt, images, opts);
+  // The drops' own thread (started at the first): their open of the image waits for a FUSE thread, and a read that
+  // needs the sessions' pool (bzip2, hashing) must never queue behind one.
+  const dropPool = opts.directIo ? undefined : new WorkerPool(1);
+  const drops = dropBehindStreams(mnt, images, dropPool);
   let stopped: Promise<void> | undefined;
   const stop = (why: string): Promise<void> =>
     (stopped ??= (async () => {
@@ -239,6 +248,8 @@ export async function runMount(
       await new Promise<void>((resolve) => fuse.unmount(() => resolve()));
       if (await mountedType(mnt).catch(() => undefined)) await fusermountUnmount(mnt, true).catch(() => undefined);
       await closeImages();
+      // (A drop still waiting on the mount's open failed with it; bounded all the same.)
+      if (dropPool) await Promise.race([dropPool.close(), new Promise((resolve) => setTimeout(resolve, DROP_WAIT_MS).unref())]);
     })());
   const control = await serveThenMount(mnt, fuse, controlHandler(mnt, images, startedAt, opts, drops, stop), closeImages);
   guardDaemon(log, stop);

@@ -110,7 +110,7 @@ function wasiCalls(): Calls | null {
  */
 export function dropFromPageCache(file: string, range?: FileRange): boolean {
   const c = wasiCalls();
-  if (!c || !isAbsolute(file)) return false;
+  if (!c || !isAbsolute(file) || (range && range.length <= 0)) return false; // (length 0 would mean "to the end")
   const path = Buffer.from(file.replace(/^\/+/, ''));
   if (PATH_AT + path.length > c.memory.buffer.byteLength) return false;
   path.copy(new Uint8Array(c.memory.buffer), PATH_AT);

@@ -14,7 +14,7 @@ import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { DROP_MIN_STREAM } from '../../src/fuse/drop-behind.js';
+import { DROP_KEEP_BEHIND, DROP_MIN_STREAM } from '../../src/fuse/drop-behind.js';
 import { rootActor, userActor, type Actor } from '../helpers/actor.js';
 import { mountJigdo, type TestMount } from '../helpers/mount.js';
 
@@ -72,12 +72,22 @@ for (const make of [rootActor, () => userActor({ runtimeDir: false })]) {
     };
     const resident = async (file: string): Promise<number> => Number((await A.run('fincore', ['--bytes', '--noheadings', '--output', 'RES', file])).trim());
 
-    test(`whole-image read: the image is right, at most ${DROP_MIN_STREAM / MiB} MiB of it stays in memory, and umount is not busy`, async () => {
+    test(`whole-image reads, twice: the image is right, at most ${DROP_MIN_STREAM / MiB} MiB of it stays in memory (${(DROP_MIN_STREAM + DROP_KEEP_BEHIND) / MiB} after the second), and umount is not busy`, async () => {
       const m = await mount();
       const file = m.file(NAME);
-      assert.equal((await A.run('md5sum', [file])).split(' ')[0], imageMd5);
-      const res = await resident(file);
-      assert.ok(res > 0 && res <= DROP_MIN_STREAM, `resident after the read: ${res} bytes of ${ZEROS + 5 * MiB}`);
+      // Twice: a second whole read starts where the first did, and is a stream of its own. Its reads stop reaching the
+      // daemon where the first left pages cached (the last DROP_KEEP_BEHIND or so), so what stays behind it is up to
+      // twice that.
+      for (const [pass, most] of [['first', DROP_MIN_STREAM], ['second', DROP_MIN_STREAM + DROP_KEEP_BEHIND]] as const) {
+        assert.equal((await A.run('md5sum', [file])).split(' ')[0], imageMd5);
+        // The last drop may still be under way as md5sum ends: given up to 5 s.
+        let res = await resident(file);
+        for (let i = 0; i < 50 && res > most; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          res = await resident(file);
+        }
+        assert.ok(res > 0 && res <= most, `resident after the ${pass} read: ${res} bytes of ${ZEROS + 5 * MiB}`);
+      }
       const r = await m.umount();
       assert.equal(r.code, 0, r.stderr);
     });

@@ -1,8 +1,8 @@
 // fuse/drop-behind.ts: which ranges of a mounted image are dropped behind a sequential stream, and when. The drops
-// themselves (fadvise through the mount) are checked by test/integration/mount.test.ts with fincore.
+// themselves (fadvise through the mount) are checked by test/integration/mount-page-cache.test.ts with fincore.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DROP_KEEP_BEHIND, DROP_MIN_STREAM, DROP_STEP, DropBehind } from '../../src/fuse/drop-behind.js';
+import { DROP_KEEP_BEHIND, DROP_MIN_STREAM, DROP_STEP, DROP_WAIT_MS, DropBehind } from '../../src/fuse/drop-behind.js';
 import type { FileRange } from '../../src/util/worker-protocol.js';
 
 const MiB = 1 << 20;
@@ -37,16 +37,37 @@ test('nothing is dropped behind a short stream; a long one drops all but the las
   assert.ok(last.offset >= 0);
 });
 
-test('one drop at a time: a stream that moves on meanwhile is caught up by the next', async () => {
+test('one drop at a time: what the stream read meanwhile is dropped once it ends, without another read', async () => {
   const { drops, finish, d } = recorder();
   d.onStream(0, DROP_MIN_STREAM);
   d.onStream(0, DROP_MIN_STREAM + 4 * DROP_STEP);
   assert.equal(drops.length, 1, 'the first is still in flight');
   finish();
   await settle();
-  d.onStream(0, DROP_MIN_STREAM + 4 * DROP_STEP + MiB);
-  assert.equal(drops.length, 2);
-  assert.equal(drops[1]!.offset + drops[1]!.length, DROP_MIN_STREAM + 4 * DROP_STEP + MiB - DROP_KEEP_BEHIND);
+  assert.equal(drops.length, 2, 'the progress made meanwhile is caught up at once');
+  assert.equal(drops[1]!.offset + drops[1]!.length, DROP_MIN_STREAM + 4 * DROP_STEP - DROP_KEEP_BEHIND);
+});
+
+test('a second stream from the same place (a second cp) drops again; reads a little out of order do not restart it', async () => {
+  const { drops, finish, d } = recorder();
+  const image = 200 * MiB;
+  for (let end = MiB; end <= image; end += MiB) {
+    d.onStream(0, end);
+    if (end % (4 * MiB) === 0) d.onStream(0, end - MiB / 2); // a read handed over late
+    finish();
+    await settle();
+  }
+  const first = drops.length;
+  assert.ok(first >= 10 && drops.every((r) => r.offset > 0 || r === drops[0]), `one pass from the start: ${JSON.stringify(drops.map((r) => r.offset))}`);
+  for (let end = MiB; end <= image; end += MiB) {
+    d.onStream(0, end);
+    finish();
+    await settle();
+  }
+  assert.ok(drops.length >= 2 * first - 1, `the second read dropped too (${drops.length - first} drops)`);
+  assert.equal(drops[first]!.offset, 0, 'from its start');
+  const last = drops.at(-1)!;
+  assert.equal(last.offset + last.length, image - DROP_KEEP_BEHIND);
 });
 
 test('streams are told apart by where they began; a drop never reaches before its stream', async () => {
@@ -60,20 +81,38 @@ test('streams are told apart by where they began; a drop never reaches before it
   assert.deepEqual(drops.map((r) => r.offset), [second, 0]);
 });
 
-test('stop waits for the drop in flight and makes no more; idle waits without stopping', async () => {
+test('stop waits for the drop in flight and makes no more; pause waits, holds the drops, and resume catches up', async () => {
   const { drops, finish, d } = recorder();
   d.onStream(0, DROP_MIN_STREAM);
-  let idle = false;
-  void d.idle().then(() => (idle = true));
+  let paused = false;
+  void d.pause().then(() => (paused = true));
+  await settle();
+  assert.equal(paused, false, 'pause waits for the drop in flight');
+  finish();
+  await settle();
+  assert.equal(paused, true);
+  d.onStream(0, DROP_MIN_STREAM + 2 * DROP_STEP);
+  assert.equal(drops.length, 1, 'no drop while paused');
+  d.resume();
+  assert.equal(drops.length, 2, 'resume makes the drop held back');
   let stopped = false;
   void d.stop().then(() => (stopped = true));
   await settle();
-  assert.equal(idle || stopped, false, 'both wait for the drop in flight');
+  assert.equal(stopped, false, 'stop waits for the drop in flight');
   finish();
   await settle();
-  assert.equal(idle && stopped, true);
+  assert.equal(stopped, true);
   d.onStream(0, DROP_MIN_STREAM + 10 * DROP_STEP);
-  assert.equal(drops.length, 1, 'no drop after stop');
+  assert.equal(drops.length, 2, 'no drop after stop');
+});
+
+test('a drop that never ends holds stop for DROP_WAIT_MS at most', async () => {
+  const d = new DropBehind('/mnt/image.iso', () => new Promise<void>(() => undefined));
+  d.onStream(0, DROP_MIN_STREAM);
+  const t0 = Date.now();
+  await d.stop();
+  const waited = Date.now() - t0;
+  assert.ok(waited >= DROP_WAIT_MS - 50 && waited < DROP_WAIT_MS + 2000, `waited ${waited} ms`);
 });
 
 test('a failed drop is no error, and the next one is made', async () => {
@@ -83,7 +122,7 @@ test('a failed drop is no error, and the next one is made', async () => {
     return Promise.reject(new Error('ENOTCONN'));
   });
   d.onStream(0, DROP_MIN_STREAM);
-  await d.idle();
+  await settle();
   await settle();
   d.onStream(0, DROP_MIN_STREAM + DROP_STEP);
   assert.equal(calls.length, 2);
