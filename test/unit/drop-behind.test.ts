@@ -84,24 +84,22 @@ test('streams are told apart by where they began; a drop never reaches before it
 test('stop waits for the drop in flight and makes no more; pause waits, holds the drops, and resume catches up', async () => {
   const { drops, finish, d } = recorder();
   d.onStream(0, DROP_MIN_STREAM);
-  let paused = false;
-  void d.pause().then(() => (paused = true));
-  await settle();
-  assert.equal(paused, false, 'pause waits for the drop in flight');
-  finish();
-  await settle();
-  assert.equal(paused, true);
+  /** Calls `wait` and checks that it resolves only once the drop in flight ends. */
+  const waitsForDrop = async (wait: () => Promise<void>, what: string): Promise<void> => {
+    let done = false;
+    void wait().then(() => (done = true));
+    await settle();
+    assert.equal(done, false, `${what} waits for the drop in flight`);
+    finish();
+    await settle();
+    assert.equal(done, true, what);
+  };
+  await waitsForDrop(() => d.pause(), 'pause');
   d.onStream(0, DROP_MIN_STREAM + 2 * DROP_STEP);
   assert.equal(drops.length, 1, 'no drop while paused');
   d.resume();
   assert.equal(drops.length, 2, 'resume makes the drop held back');
-  let stopped = false;
-  void d.stop().then(() => (stopped = true));
-  await settle();
-  assert.equal(stopped, false, 'stop waits for the drop in flight');
-  finish();
-  await settle();
-  assert.equal(stopped, true);
+  await waitsForDrop(() => d.stop(), 'stop');
   d.onStream(0, DROP_MIN_STREAM + 10 * DROP_STEP);
   assert.equal(drops.length, 2, 'no drop after stop');
 });
