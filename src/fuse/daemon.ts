@@ -14,6 +14,7 @@ import { WorkerPool } from '../util/worker-pool.js';
 import { fuseFailureHint, fusermountUnmount, mountedType, resolveMountpoint, watchUnmount } from './mounts.js';
 import { sessionStatus } from '../engine/session-status.js';
 import { armExitWatchdog } from '../util/exit-watchdog.js';
+import { settledWithin } from '../util/settle.js';
 
 export interface MountOptions {
   allowOther: boolean;
@@ -249,7 +250,7 @@ export async function runMount(
       if (await mountedType(mnt).catch(() => undefined)) await fusermountUnmount(mnt, true).catch(() => undefined);
       await closeImages();
       // (A drop still waiting on the mount's open failed with it; bounded all the same.)
-      if (dropPool) await Promise.race([dropPool.close(), new Promise((resolve) => setTimeout(resolve, DROP_WAIT_MS).unref())]);
+      if (dropPool) await settledWithin(dropPool.close(), DROP_WAIT_MS);
     })());
   const control = await serveThenMount(mnt, fuse, controlHandler(mnt, images, startedAt, opts, drops, stop), closeImages);
   guardDaemon(log, stop);

@@ -1,3 +1,4 @@
+import { settledWithin } from '../util/settle.js';
 import type { FileRange } from '../util/worker-protocol.js';
 
 /**
@@ -109,10 +110,6 @@ export class DropBehind {
   }
 
   private async settled(): Promise<void> {
-    const inFlight = this.inFlight;
-    if (!inFlight) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([inFlight, new Promise<void>((resolve) => (timer = setTimeout(resolve, DROP_WAIT_MS)))]);
-    clearTimeout(timer);
+    if (this.inFlight) await settledWithin(this.inFlight, DROP_WAIT_MS);
   }
 }

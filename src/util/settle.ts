@@ -60,3 +60,13 @@ export function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined)
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw signal.reason;
 }
+
+/** Resolves once `p` has, or after `ms`, whichever comes first (a bounded wait at an unmount); rejects as `p` does. */
+export async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -5,7 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { settleAll, throwIfAborted, unlessAborted } from '../../src/util/settle.js';
+import { settleAll, settledWithin, throwIfAborted, unlessAborted } from '../../src/util/settle.js';
 
 const after = <T>(ms: number, value: T): Promise<T> => new Promise((r) => setTimeout(() => r(value), ms));
 
@@ -82,5 +82,17 @@ describe('unlessAborted and throwIfAborted', () => {
     c.abort(new Error('gone'));
     await assert.rejects(unlessAborted(Promise.reject(new Error('ignored')), c.signal), /gone/);
     assert.throws(() => throwIfAborted(c.signal), /gone/);
+  });
+});
+
+describe('settledWithin', () => {
+  test('resolves with the promise, or after the time when it hangs; rejects as it does', async () => {
+    let t0 = Date.now();
+    await settledWithin(after(10, 'x'), 5_000);
+    assert.ok(Date.now() - t0 < 2_000, 'did not wait out the time');
+    t0 = Date.now();
+    await settledWithin(new Promise(() => undefined), 100);
+    assert.ok(Date.now() - t0 >= 90, 'waited the time');
+    await assert.rejects(settledWithin(Promise.reject(new Error('boom')), 5_000), /boom/);
   });
 });
