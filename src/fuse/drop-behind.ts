@@ -72,7 +72,7 @@ export class DropBehind {
     if (this.marks.size > STREAMS) this.marks.delete(this.marks.keys().next().value!);
     const to = end - DROP_KEEP_BEHIND;
     if (to - mark.dropped < DROP_STEP) return;
-    const from = mark.dropped === start ? start : Math.max(start, mark.dropped - OVERLAP);
+    const from = Math.max(start, mark.dropped - OVERLAP); // (a first drop: from the start)
     mark.dropped = to;
     this.inFlight = this.drop(this.file, { offset: from, length: to - from })
       .catch(() => undefined)
