@@ -175,12 +175,17 @@ function newFuse(mnt: string, images: Map<string, MountedImage>, log: (line: str
 
 /**
  * Default mounts (the kernel caches the image's pages): each image's pages leave the page cache behind its long
- * sequential streams (drop-behind.ts). With `directIo` there are none to drop.
+ * sequential streams (drop-behind.ts). With `directIo` there are none to drop. A drop opens the image by its path,
+ * and only drops a file on the mount's device (`device()`, known once mounted: none before): after a lazy detach
+ * that path may be another mount's file, whose pages are not ours to drop.
  */
-function dropBehindStreams(mnt: string, images: Map<string, MountedImage>, pool: WorkerPool | undefined): DropBehind[] {
+function dropBehindStreams(mnt: string, images: Map<string, MountedImage>, pool: WorkerPool | undefined, device: () => number | undefined): DropBehind[] {
   if (!pool) return [];
   return [...images].map(([name, { session }]) => {
-    const drops = new DropBehind(path.join(mnt, name), (file, range) => pool.dropPages([file], range));
+    const drops = new DropBehind(path.join(mnt, name), async (file, range) => {
+      const dev = device();
+      if (dev !== undefined) await pool.dropPages([file], range, dev);
+    });
     session.reader.watchStreams(drops.onStream);
     return drops;
   });
@@ -239,7 +244,8 @@ export async function runMount(
   // The drops' own thread (started at the first): their open of the image waits for a FUSE thread, and a read that
   // needs the sessions' pool (bzip2, hashing) must never queue behind one.
   const dropPool = opts.directIo ? undefined : new WorkerPool(1);
-  const drops = dropBehindStreams(mnt, images, dropPool);
+  let mountDevice: number | undefined;
+  const drops = dropBehindStreams(mnt, images, dropPool, () => mountDevice);
   let stopped: Promise<void> | undefined;
   const stop = (why: string): Promise<void> =>
     (stopped ??= (async () => {
@@ -253,6 +259,8 @@ export async function runMount(
       if (dropPool) await settledWithin(dropPool.close(), DROP_WAIT_MS);
     })());
   const control = await serveThenMount(mnt, fuse, controlHandler(mnt, images, startedAt, opts, drops, stop), closeImages);
+  // The mount's own root, answered by this process (through libuv's pool, so the main thread is free to answer).
+  if (dropPool) void stat(mnt).then((st) => (mountDevice = st.dev), () => undefined);
   guardDaemon(log, stop);
   log(`mounted ${[...images.keys()].join(', ')} at ${mnt}`);
   onReady([...images.keys()]);

@@ -26,12 +26,13 @@ declare const WebAssembly: {
 const I32 = 0x7f;
 const I64 = 0x7e;
 const WASI_MODULE = 'wasi_snapshot_preview1';
-/** WASI rights asked for when opening: read and advise only, so the file is opened O_RDONLY. */
-const RIGHTS = (1n << 1n) | (1n << 7n);
+/** WASI rights asked for when opening: read, advise and fstat only, so the file is opened O_RDONLY. */
+const RIGHTS = (1n << 1n) | (1n << 7n) | (1n << 21n);
 const ADVICE_DONTNEED = 4;
-/** Where path_open writes the new descriptor, and where the path goes. */
+/** Where path_open writes the new descriptor, where fd_filestat_get writes the file's stat (64 bytes), and where the path goes. */
 const FD_AT = 0;
-const PATH_AT = 16;
+const STAT_AT = 64;
+const PATH_AT = 128;
 /** The preopened '/' is WASI's descriptor 3 (0-2 are stdio). */
 const ROOT_FD = 3;
 /** path_open's lookup flag: follow symbolic links (a cache folder reached through one). */
@@ -60,12 +61,19 @@ function moduleBytes(): Uint8Array {
     funcType([I32, I32, I32, I32, I32, I64, I64, I32, I32], [I32]), // path_open
     funcType([I32, I64, I64, I32], [I32]), // fd_advise
     funcType([I32], [I32]), // fd_close
+    funcType([I32, I32], [I32]), // fd_filestat_get
   ]);
   const imported = (field: string, type: number): number[] => [...name(WASI_MODULE), ...name(field), 0x00, ...leb128(type)];
-  const imports = vector([imported('path_open', 0), imported('fd_advise', 1), imported('fd_close', 2)]);
+  const imports = vector([imported('path_open', 0), imported('fd_advise', 1), imported('fd_close', 2), imported('fd_filestat_get', 3)]);
   const memory = vector([[0x00, 0x01]]); // no maximum, one 64 KiB page
   const exported = (field: string, kind: number, index: number): number[] => [...name(field), kind, ...leb128(index)];
-  const exports = vector([exported('memory', 0x02, 0), exported('path_open', 0x00, 0), exported('fd_advise', 0x00, 1), exported('fd_close', 0x00, 2)]);
+  const exports = vector([
+    exported('memory', 0x02, 0),
+    exported('path_open', 0x00, 0),
+    exported('fd_advise', 0x00, 1),
+    exported('fd_close', 0x00, 2),
+    exported('fd_filestat_get', 0x00, 3),
+  ]);
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...section(1, types), ...section(2, imports), ...section(5, memory), ...section(7, exports)]);
 }
 
@@ -74,6 +82,7 @@ interface Calls {
   path_open(dirFd: number, dirFlags: number, path: number, pathLength: number, oflags: number, rights: bigint, inheriting: bigint, fdFlags: number, fdOut: number): number;
   fd_advise(fd: number, offset: bigint, length: bigint, advice: number): number;
   fd_close(fd: number): number;
+  fd_filestat_get(fd: number, statOut: number): number;
 }
 
 let calls: Calls | null | undefined;
@@ -105,10 +114,11 @@ function wasiCalls(): Calls | null {
 /**
  * Asks the kernel to drop the file's pages from the page cache (the clean ones; dirty ones are written back first,
  * without waiting): all of them, or those wholly inside `range`. Synchronous: for a worker thread (opening an image
- * through the daemon's own mount waits for the main thread to answer). False when the file could not be opened or
- * advised on.
+ * through the daemon's own mount waits for the main thread to answer). `device`: only if the file opened is on this
+ * device (st_dev): a mount's image, which another file can replace at that path once the mount is detached lazily.
+ * False when the file could not be opened, was on another device, or could not be advised on.
  */
-export function dropFromPageCache(file: string, range?: FileRange): boolean {
+export function dropFromPageCache(file: string, range?: FileRange, device?: number): boolean {
   const c = wasiCalls();
   if (!c || !isAbsolute(file) || (range && range.length <= 0)) return false; // (length 0 would mean "to the end")
   const path = Buffer.from(file.replace(/^\/+/, ''));
@@ -117,6 +127,9 @@ export function dropFromPageCache(file: string, range?: FileRange): boolean {
   if (c.path_open(ROOT_FD, FOLLOW_SYMLINKS, PATH_AT, path.length, 0, RIGHTS, 0n, NONBLOCK, FD_AT) !== 0) return false;
   const fd = new DataView(c.memory.buffer).getUint32(FD_AT, true);
   try {
+    if (device !== undefined && (c.fd_filestat_get(fd, STAT_AT) !== 0 || new DataView(c.memory.buffer).getBigUint64(STAT_AT, true) !== BigInt(device))) {
+      return false;
+    }
     return c.fd_advise(fd, BigInt(range?.offset ?? 0), BigInt(range?.length ?? 0), ADVICE_DONTNEED) === 0;
   } finally {
     c.fd_close(fd);

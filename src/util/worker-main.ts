@@ -87,7 +87,7 @@ async function handle(req: WorkerRequest): Promise<{ result: unknown; transfer?:
       streams.get(req.stream)!.update(req.data);
       return { result: null };
     case 'dropPages':
-      for (const path of req.paths) dropFromPageCache(path, req.range);
+      for (const path of req.paths) dropFromPageCache(path, req.range, req.device);
       return { result: null };
     case 'hashEnd': {
       const digest = streams.get(req.stream)!.digest();

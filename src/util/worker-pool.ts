@@ -126,12 +126,12 @@ export class WorkerPool {
 
   /**
    * Drops these files' pages from the kernel's page cache (util/page-cache.ts), all or those in `range`, on a worker:
-   * freeing a 1 MiB file's pages takes ~0.1 ms of the calling thread. Never fails: files it cannot open are left as
-   * they are.
+   * freeing a 1 MiB file's pages takes ~0.1 ms of the calling thread. `device`: only files on it. Never fails: files
+   * it cannot open (or on another device) are left as they are.
    */
-  async dropPages(paths: string[], range?: FileRange): Promise<void> {
+  async dropPages(paths: string[], range?: FileRange, device?: number): Promise<void> {
     if (this.closed) return; // (a drop asked for late must not start a worker nobody ends)
-    await this.run<null>({ op: 'dropPages', paths, range }).catch(() => undefined);
+    await this.run<null>({ op: 'dropPages', paths, range, device }).catch(() => undefined);
   }
 
   /** A hash fed in order from the main thread and computed on one worker, so hashing overlaps I/O. */

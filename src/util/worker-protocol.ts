@@ -12,7 +12,7 @@ export type WorkerRequest = { id: number } & (
   | { op: 'hashStart'; stream: number; kind: string }
   | { op: 'hashUpdate'; stream: number; data: Uint8Array }
   | { op: 'hashEnd'; stream: number }
-  | { op: 'dropPages'; paths: string[]; range?: FileRange }
+  | { op: 'dropPages'; paths: string[]; range?: FileRange; device?: number }
 );
 
 /** rsyncScan's answer: file offsets and, for each, the index in `sums` of the sum found there. */

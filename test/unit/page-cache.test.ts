@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, symlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, statSync, symlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { dropFromPageCache } from '../../src/util/page-cache.js';
@@ -64,6 +64,23 @@ test('a range: only what lies wholly inside it leaves the page cache, on this th
     await pool.close();
   }
   assert.equal(resident(file), SIZE - (6 << 20));
+});
+
+// A mount's drops name the mount's device: after a lazy detach, the image's path may be another mount's file.
+test('with a device: only a file on that device is dropped, on this thread and through the pool', async () => {
+  const file = cachedFile('device.bin');
+  const { dev } = statSync(file);
+  assert.equal(dropFromPageCache(file, undefined, dev + 1), false);
+  assert.equal(resident(file), SIZE, 'a file on another device keeps its pages');
+  const pool = new WorkerPool(1);
+  try {
+    await pool.dropPages([file], { offset: 0, length: SIZE }, dev + 1);
+    assert.equal(resident(file), SIZE, 'through the pool too');
+    await pool.dropPages([file], { offset: 0, length: SIZE }, dev);
+  } finally {
+    await pool.close();
+  }
+  assert.equal(resident(file), 0);
 });
 
 test('through a folder reached by a symbolic link, and with a name WASI paths must carry as given', () => {
