@@ -5,9 +5,9 @@ import type { FileRange } from './worker-protocol.js';
 
 /**
  * `posix_fadvise(POSIX_FADV_DONTNEED)` for Node, which has no binding for it: through WASI, whose `fd_advise` libuv's
- * uvwasi implements with posix_fadvise on Linux. A module of three imports and no code (path_open, fd_advise,
- * fd_close, re-exported with its memory) is enough; the WASI instance sees the whole file system ('/' preopened as
- * '/') and is no sandbox here: it only ever opens a file read-only to advise on it. The preopened '/' stays open for
+ * uvwasi implements with posix_fadvise on Linux. A module of four imports and no code (path_open, fd_advise,
+ * fd_close, fd_filestat_get, re-exported with its memory) is enough; the WASI instance sees the whole file system ('/'
+ * preopened as '/') and is no sandbox here: it only ever opens a file read-only to check and advise on it. The preopened '/' stays open for
  * the thread's life (uvwasi does not close its preopens): one descriptor per worker that ever dropped pages.
  *
  * Why: the disk cache's files of parts fetched for a job are read once, into the image, and their pages then sit in
@@ -125,11 +125,12 @@ export function dropFromPageCache(file: string, range?: FileRange, device?: numb
   if (PATH_AT + path.length > c.memory.buffer.byteLength) return false;
   path.copy(new Uint8Array(c.memory.buffer), PATH_AT);
   if (c.path_open(ROOT_FD, FOLLOW_SYMLINKS, PATH_AT, path.length, 0, RIGHTS, 0n, NONBLOCK, FD_AT) !== 0) return false;
-  const fd = new DataView(c.memory.buffer).getUint32(FD_AT, true);
+  const memory = new DataView(c.memory.buffer);
+  const fd = memory.getUint32(FD_AT, true);
   try {
-    if (device !== undefined && (c.fd_filestat_get(fd, STAT_AT) !== 0 || new DataView(c.memory.buffer).getBigUint64(STAT_AT, true) !== BigInt(device))) {
-      return false;
-    }
+    // st_dev is the first field of WASI's filestat.
+    const onDevice = (dev: number): boolean => c.fd_filestat_get(fd, STAT_AT) === 0 && memory.getBigUint64(STAT_AT, true) === BigInt(dev);
+    if (device !== undefined && !onDevice(device)) return false;
     return c.fd_advise(fd, BigInt(range?.offset ?? 0), BigInt(range?.length ?? 0), ADVICE_DONTNEED) === 0;
   } finally {
     c.fd_close(fd);
