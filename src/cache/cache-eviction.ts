@@ -1,6 +1,8 @@
-import { readdir, readFile, stat, statfs, unlink, writeFile } from 'node:fs/promises';
+import { readdir, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { eachLimit } from '../util/each-limit.js';
+import type { CacheFs } from './cache-fs.js';
+import { SizeLedger } from './size-ledger.js';
 
 /** The shared count is checked against the files this often (it drifts when a process dies mid-commit). */
 const RESCAN_MS = 60_000;
@@ -60,21 +62,25 @@ export class CacheEviction {
   /** The last size limit computed from the free disk space, reused for a while (a statfs per part was measurable). */
   private lastLimit: { at: number; cacheBytes: number; limit: number } | undefined;
 
+  /** The shared count's file (`parts/size.json`), kept open. */
+  private readonly ledger: SizeLedger;
+
   constructor(
     private readonly dir: string,
     private readonly maxBytes: number,
     private readonly stats: SizeStats,
     private readonly sizeLock: SizeLock,
-  ) {}
-
-  private get ledgerFile(): string {
-    return path.join(this.dir, 'parts', 'size.json');
+    fs: CacheFs,
+  ) {
+    this.ledger = new SizeLedger(path.join(dir, 'parts', 'size.json'), fs);
   }
 
   /** The shared count, if there is one recent enough to trust (only read under the size lock). */
   private async readLedger(): Promise<{ bytes: number; files: number; at: number } | undefined> {
     try {
-      const v = JSON.parse(await readFile(this.ledgerFile, 'utf8')) as { bytes?: unknown; files?: unknown; at?: unknown };
+      const text = await this.ledger.read();
+      if (text === undefined) return undefined;
+      const v = JSON.parse(text) as { bytes?: unknown; files?: unknown; at?: unknown };
       const { bytes, files, at } = v;
       if (typeof bytes !== 'number' || typeof files !== 'number' || typeof at !== 'number') return undefined;
       return bytes >= 0 && files >= 0 && Date.now() - at < RESCAN_MS ? { bytes, files, at } : undefined;
@@ -84,7 +90,7 @@ export class CacheEviction {
   }
 
   private async writeLedger(): Promise<void> {
-    if (this.counted) await writeFile(this.ledgerFile, JSON.stringify(this.counted), { mode: 0o600 }).catch(() => undefined);
+    if (this.counted) await this.ledger.write(JSON.stringify(this.counted)).catch(() => undefined);
   }
 
   /** Every verified file in the cache with its size and last use. */
@@ -178,6 +184,12 @@ export class CacheEviction {
   /** Resolves once no batch runs (the size lock is released, the count written). */
   async idle(): Promise<void> {
     while (this.draining) await this.draining;
+  }
+
+  /** Once no batch runs: lets go of the shared count's file (a later batch opens it again). */
+  async close(): Promise<void> {
+    await this.idle();
+    await this.ledger.close();
   }
 
   private async drain(): Promise<void> {

@@ -114,7 +114,7 @@ export class PartCache {
     const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.inDir(dir, op);
     this.fs = new CacheFs(this.dir);
     this.locks = new CacheLocks(this.dir, path.join(this.dir, 'parts', 'locks'), this.tmpDir, inDir, this.log, this.fs);
-    this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, () => this.locks.waitLock('size', LEDGER_WAIT_MS));
+    this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, () => this.locks.waitLock('size', LEDGER_WAIT_MS), this.fs);
   }
 
   private get tmpDir(): string {
@@ -384,7 +384,7 @@ export class PartCache {
   /** The end of this process's use of the cache: its last commits let go of the size lock, its lock inode goes (cache-lock.ts). */
   async close(): Promise<void> {
     await this.unhashedSync.flush();
-    await Promise.all([this.eviction.idle(), this.pages.idle()]);
+    await Promise.all([this.eviction.close(), this.pages.idle()]);
     this.locks.removeSpare();
   }
 

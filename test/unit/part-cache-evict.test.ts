@@ -195,7 +195,7 @@ test('commits queued while others run share one size lock and one count update; 
     const n = ++locks;
     return { release: async () => void events.push(`release ${n}`) };
   };
-  const eviction = new CacheEviction(dir, 1 << 30, { bytes: 0, files: 0, limit: 0, evictions: 0, evictedBytes: 0 }, sizeLock);
+  const eviction = new CacheEviction(dir, 1 << 30, { bytes: 0, files: 0, limit: 0, evictions: 0, evictedBytes: 0 }, sizeLock, new CacheFs(dir));
   const ops = Array.from({ length: 6 }, (_, i) =>
     eviction
       .queued(async () => {
@@ -227,7 +227,7 @@ test('files added together that fit under the limit are renamed at once; one tha
   await mkdir(shard, { recursive: true });
   const noLock = async (): Promise<undefined> => undefined;
   const adds = async (limit: number, n: number): Promise<Array<{ start: number; end: number }>> => {
-    const eviction = new CacheEviction(dir, limit, { bytes: 0, files: 0, limit: 0, evictions: 0, evictedBytes: 0 }, noLock);
+    const eviction = new CacheEviction(dir, limit, { bytes: 0, files: 0, limit: 0, evictions: 0, evictedBytes: 0 }, noLock, new CacheFs(dir));
     const spans = await Promise.all(
       Array.from({ length: n }, (_, i) =>
         eviction.admit(MB, async () => {

@@ -1,0 +1,75 @@
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { CacheFs } from './cache-fs.js';
+
+/** Bytes the count is padded to: every write covers the last one, so the file is never truncated. */
+const WIDTH = 128;
+/** A longer file is not a count (one of ours is WIDTH bytes; an older jigdofs wrote ~60). */
+const MOST = 4096;
+
+/**
+ * `parts/size.json`, the count every process of one cache shares (cache-eviction.ts), read after taking the size lock
+ * and written before releasing it. The file stays open between batches: `readFile` and `writeFile` took seven round
+ * trips through libuv's pool per batch (open, fstat, read, close; open, write, close), a read and a write in place take
+ * two. The count is padded with spaces (JSON allows them) to a fixed length, so a write covers the one before and the
+ * file is not truncated (a truncation waits for the page's writeback). A file an older jigdofs wrote (shorter, with
+ * `writeFile`, same inode) is read as it is.
+ *
+ * Owns `held`, the open file and the identity it had when opened: each use first looks at the name (a stat, synchronous
+ * where CacheFs says it is fast), and a name that now points elsewhere or nowhere (the cache removed and made again)
+ * has the file opened again, so the count is never written into a file nobody else can see.
+ */
+export class SizeLedger {
+  private held: { fh: FileHandle; dev: number; ino: number } | undefined;
+  /** The file's length as last read or written (a longer one than we write is cut to ours). */
+  private length = 0;
+
+  constructor(
+    readonly file: string,
+    private readonly fs: CacheFs,
+  ) {}
+
+  /** The count's text, or undefined when there is no file (or one too long to be a count). */
+  async read(): Promise<string | undefined> {
+    const fh = await this.handle(false);
+    if (!fh) return undefined;
+    const buf = Buffer.alloc(MOST);
+    const { bytesRead } = await fh.read(buf, 0, MOST, 0);
+    this.length = bytesRead;
+    return bytesRead < MOST ? buf.toString('utf8', 0, bytesRead) : undefined;
+  }
+
+  /** Writes the count's text in place (creating the file if there is none). */
+  async write(text: string): Promise<void> {
+    const fh = await this.handle(true);
+    if (!fh) return;
+    const body = Buffer.from(text.padEnd(WIDTH, ' '));
+    await fh.write(body, 0, body.length, 0);
+    if (this.length > body.length) await fh.truncate(body.length);
+    this.length = body.length;
+  }
+
+  async close(): Promise<void> {
+    const held = this.held;
+    this.held = undefined;
+    await held?.fh.close().catch(() => undefined);
+  }
+
+  /** The open file, if it still is the one at the name; opened (created when `create`) if not. */
+  private async handle(create: boolean): Promise<FileHandle | undefined> {
+    const st = await this.fs.stat(this.file).catch(() => undefined);
+    if (this.held && st && st.ino === this.held.ino && st.dev === this.held.dev) return this.held.fh;
+    await this.close();
+    if (!st && !create) return undefined;
+    const fh = await open(this.file, constants.O_RDWR | constants.O_CREAT, 0o600);
+    try {
+      const now = await this.fs.fstat(fh);
+      this.held = { fh, dev: now.dev, ino: now.ino };
+      this.length = now.size;
+      return fh;
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
+  }
+}
