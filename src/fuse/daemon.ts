@@ -10,6 +10,7 @@ import { serveControl, type ControlHandler } from './control.js';
 import { FS_TYPE, prepareMountpoint } from './mountpoint.js';
 import { imageOps, type MountedImage } from './filesystem.js';
 import { DROP_WAIT_MS, DropBehind } from './drop-behind.js';
+import { kernelReadAhead, readAheadFile, reorderWindow } from './kernel-read-ahead.js';
 import { WorkerPool } from '../util/worker-pool.js';
 import { fuseFailureHint, fusermountUnmount, mountedType, resolveMountpoint, watchUnmount } from './mounts.js';
 import { sessionStatus } from '../engine/session-status.js';
@@ -259,8 +260,18 @@ export async function runMount(
       if (dropPool) await settledWithin(dropPool.close(), DROP_WAIT_MS);
     })());
   const control = await serveThenMount(mnt, fuse, controlHandler(mnt, images, startedAt, opts, drops, stop), closeImages);
-  // The mount's own root, answered by this process (through libuv's pool, so the main thread is free to answer).
-  if (dropPool) void stat(mnt).then((st) => (mountDevice = st.dev), () => undefined);
+  // The mount's own root, answered by this process (through libuv's pool, so the main thread is free to answer). Its
+  // device also names the kernel's read-ahead for the mount, which says how far out of order a stream's reads come.
+  if (dropPool) {
+    void stat(mnt).then(
+      (st) => {
+        mountDevice = st.dev;
+        const window = reorderWindow(kernelReadAhead(readAheadFile(st.dev)));
+        for (const { session } of images.values()) session.reader.allowReordering(window);
+      },
+      () => undefined,
+    );
+  }
   guardDaemon(log, stop);
   log(`mounted ${[...images.keys()].join(', ')} at ${mnt}`);
   onReady([...images.keys()]);

@@ -81,6 +81,8 @@ export class ImageReader {
   private readonly readBlocks = new LRUCache<number, true>({ max: 4096 });
   /** Told as a stream enters each block (watchStreams). */
   private streamWatcher: ((start: number, end: number) => void) | undefined;
+  /** How far past a stream's end a read of a given length may come and still continue it, beyond REORDERED_READS reads (allowReordering). */
+  private reorderWindow: (length: number) => number = () => 0;
   readonly stats = { reads: 0, bytesServed: 0, readaheadHits: 0, errors: 0 };
 
   constructor(
@@ -106,6 +108,15 @@ export class ImageReader {
    */
   watchStreams(watcher: (start: number, end: number) => void): void {
     this.streamWatcher = watcher;
+  }
+
+  /**
+   * A read of `length` bytes up to `window(length)` bytes past a stream's end (any distance, not only whole reads)
+   * still continues it: a mount whose kernel reads ahead in a larger window than its default hands a stream's reads
+   * over further out of order, with edges off the multiples of one read (fuse/kernel-read-ahead.ts). One window.
+   */
+  allowReordering(window: (length: number) => number): void {
+    this.reorderWindow = window;
   }
 
   /** Exactly the image's bytes in [offset, offset+length), clipped at the end of the image. */
@@ -153,10 +164,11 @@ export class ImageReader {
 
   /**
    * The stream a read of [offset, offset+length) continues, if any: the one that ended at `offset` (its entry is used
-   * up), else one that ended at most REORDERED_READS reads of this length before it, a whole number of them. That is a
-   * read FUSE's threads handed over before the one(s) it follows: in a `cp` of a default mount one read in seven came
-   * one 128 KiB request early. The stream's entry stays for those; counted by exact ends only, each early read began a
-   * new stream, and the stream's read-ahead fell to one block and its prefetch to the least (readaheadDepth).
+   * up), else one that ended at most REORDERED_READS reads of this length before it, a whole number of them, or within
+   * the reorder window (allowReordering) at any distance. That is a read FUSE's threads handed over before the one(s)
+   * it follows: in a `cp` of a default mount one read in seven came one 128 KiB request early. The stream's entry stays
+   * for those; counted by exact ends only, each early read began a new stream, and the stream's read-ahead fell to one
+   * block and its prefetch to the least (readaheadDepth).
    */
   private continuedStream(offset: number, length: number): StreamEnd | undefined {
     const exact = this.streamEnds.get(offset);
@@ -164,10 +176,12 @@ export class ImageReader {
       this.streamEnds.delete(offset);
       return exact;
     }
+    const reads = REORDERED_READS * length;
+    const window = this.reorderWindow(length);
     let nearest: { end: number; stream: StreamEnd } | undefined;
     for (const [end, stream] of this.streamEnds.entries()) {
       const gap = offset - end;
-      if (gap > 0 && gap <= REORDERED_READS * length && gap % length === 0 && (!nearest || end > nearest.end)) nearest = { end, stream };
+      if (gap > 0 && ((gap <= reads && gap % length === 0) || gap <= window) && (!nearest || end > nearest.end)) nearest = { end, stream };
     }
     return nearest?.stream;
   }

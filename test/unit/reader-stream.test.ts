@@ -174,6 +174,23 @@ test('a stream whose reads come a little out of order keeps its read-ahead depth
   assert.ok(highest >= 40 * BLOCK, `read ahead to block ${highest / BLOCK}`);
 });
 
+test("with a reorder window (a mount whose read-ahead was raised), a read further past a stream's end, off its multiples of one read, continues it", async () => {
+  const starts = async (window?: (length: number) => number): Promise<number[]> => {
+    const f = fixture();
+    if (window) f.reader.allowReordering(window);
+    const seen = new Set<number>();
+    f.reader.watchStreams((start) => seen.add(start));
+    const reads = [...Array.from({ length: 8 }, (_, i) => i * 16 * KB)];
+    // Then 6.5 reads past the end, and on from there.
+    for (let o = 128 * KB + 104 * KB; o + 16 * KB <= 640 * KB; o += 16 * KB) reads.push(o);
+    for (const o of reads) assert.ok((await f.reader.read(o, 16 * KB)).equals(f.image.subarray(o, o + 16 * KB)), `read at ${o}`);
+    return [...seen].sort((a, b) => a - b);
+  };
+  assert.deepEqual(await starts((length) => (length >= 16 * KB ? 256 * KB : 0)), [0]);
+  assert.deepEqual(await starts(), [0, 232 * KB], 'without the window: a stream of its own from there');
+  assert.deepEqual(await starts(() => 64 * KB), [0, 232 * KB], 'beyond the window: likewise');
+});
+
 test("a read a few reads past a stream's end continues it; one further on is a lone read", async () => {
   const streamTo128K = async () => {
     const f = fixture();
