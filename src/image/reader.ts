@@ -111,9 +111,10 @@ export class ImageReader {
   }
 
   /**
-   * A read of `length` bytes up to `window(length)` bytes past a stream's end (any distance, not only whole reads)
-   * still continues it: a mount whose kernel reads ahead in a larger window than its default hands a stream's reads
-   * over further out of order, with edges off the multiples of one read (fuse/kernel-read-ahead.ts). One window.
+   * A read of `length` bytes up to `window(length)` bytes past the end of a stream continued at least once (anywhere
+   * within that, not only whole reads) still continues it: a mount whose kernel reads ahead in a larger window than its
+   * default hands a stream's reads over further out of order, with edges off the multiples of one read
+   * (fuse/kernel-read-ahead.ts). One function: a later call replaces it.
    */
   allowReordering(window: (length: number) => number): void {
     this.reorderWindow = window;
@@ -164,11 +165,11 @@ export class ImageReader {
 
   /**
    * The stream a read of [offset, offset+length) continues, if any: the one that ended at `offset` (its entry is used
-   * up), else one that ended at most REORDERED_READS reads of this length before it, a whole number of them, or within
-   * the reorder window (allowReordering) at any distance. That is a read FUSE's threads handed over before the one(s)
-   * it follows: in a `cp` of a default mount one read in seven came one 128 KiB request early. The stream's entry stays
-   * for those; counted by exact ends only, each early read began a new stream, and the stream's read-ahead fell to one
-   * block and its prefetch to the least (readaheadDepth).
+   * up), else one that ended at most REORDERED_READS reads of this length before it, a whole number of them, or (a
+   * stream already continued) anywhere within the reorder window (allowReordering). That is a read FUSE's threads
+   * handed over before the one(s) it follows: in a `cp` of a default mount one read in seven came one 128 KiB request
+   * early. The stream's entry stays for those; counted by exact ends only, each early read began a new stream, and the
+   * stream's read-ahead fell to one block and its prefetch to the least (readaheadDepth).
    */
   private continuedStream(offset: number, length: number): StreamEnd | undefined {
     const exact = this.streamEnds.get(offset);
@@ -181,7 +182,9 @@ export class ImageReader {
     let nearest: { end: number; stream: StreamEnd } | undefined;
     for (const [end, stream] of this.streamEnds.entries()) {
       const gap = offset - end;
-      if (gap > 0 && ((gap <= reads && gap % length === 0) || gap <= window) && (!nearest || end > nearest.end)) nearest = { end, stream };
+      // The window only for a stream continued at least once: two lone reads near each other stay lone reads.
+      const fits = (gap <= reads && gap % length === 0) || (gap <= window && stream.streak >= 2);
+      if (gap > 0 && fits && (!nearest || end > nearest.end)) nearest = { end, stream };
     }
     return nearest?.stream;
   }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { DROP_KEEP_BEHIND } from '../../src/fuse/drop-behind.js';
 import { DEFAULT_READ_AHEAD, WINDOW_READ, kernelReadAhead, readAheadFile, reorderWindow } from '../../src/fuse/kernel-read-ahead.js';
 
 const KiB = 1024;
@@ -14,13 +15,15 @@ test('the read-ahead file is named by the device as major:minor (glibc encoding)
   assert.equal(readAheadFile(55), '/sys/class/bdi/0:55/read_ahead_kb');
   assert.equal(readAheadFile((8 << 8) | 1), '/sys/class/bdi/8:1/read_ahead_kb');
   assert.equal(readAheadFile(44 | (256 << 12), '/x'), '/x/0:300/read_ahead_kb'); // minor 300: its high bits sit above the major's
-  // As the kernel numbers the root file system in /proc/self/mountinfo (field 3).
-  const root = readFileSync('/proc/self/mountinfo', 'utf8')
+  // Major 4096, minor 0: the major's high bits sit above the minor's (glibc: from bit 44), and are not part of it.
+  assert.equal(readAheadFile(Number(1n << 44n), '/x'), '/x/4096:0/read_ahead_kb');
+  // As the kernel numbers /proc in /proc/self/mountinfo (field 3): a file system of its own, no subvolumes.
+  const proc = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((l) => l.split(' '))
-    .filter((f) => f[4] === '/')
+    .filter((f) => f[4] === '/proc')
     .at(-1)!;
-  assert.equal(readAheadFile((await stat('/')).dev, ''), `/${root[2]}/read_ahead_kb`);
+  assert.equal(readAheadFile((await stat('/proc')).dev, ''), `/${proc[2]}/read_ahead_kb`);
 });
 
 test('the window is read in bytes, again only once a second has passed, and is 0 when the file cannot be read', async () => {
@@ -48,7 +51,7 @@ test('the window is read in bytes, again only once a second has passed, and is 0
   }
 });
 
-test('reads may come out of order by four windows only when the window is larger than the default, and only reads of a window', () => {
+test('reads may come out of order by four windows (at most half what the drops keep) only when the window is larger than the default, and only reads of a window', () => {
   let window = DEFAULT_READ_AHEAD;
   const allowed = reorderWindow(() => window);
   assert.equal(allowed(128 * KiB), 0, 'the default window: the reader’s own rule');
@@ -56,6 +59,8 @@ test('reads may come out of order by four windows only when the window is larger
   assert.equal(allowed(128 * KiB), 4096 * KiB);
   assert.equal(allowed(WINDOW_READ), 4096 * KiB);
   assert.equal(allowed(WINDOW_READ - 4 * KiB), 0, 'a short read stays a lone read');
+  window = 64 * 1024 * KiB; // root may set any window: what a read may come ahead stays well inside what the drops keep
+  assert.equal(allowed(128 * KiB), DROP_KEEP_BEHIND / 2);
   window = 0; // unknown
   assert.equal(allowed(128 * KiB), 0);
 });

@@ -191,6 +191,16 @@ test("with a reorder window (a mount whose read-ahead was raised), a read furthe
   assert.deepEqual(await starts(() => 64 * KB), [0, 232 * KB], 'beyond the window: likewise');
 });
 
+test('a reorder window does not make a stream of two lone reads near each other', async () => {
+  const f = fixture();
+  f.reader.allowReordering(() => 256 * KB);
+  await f.reader.read(200 * KB, 16 * KB);
+  const before = f.bytesAsked();
+  const out = await f.reader.read(200 * KB + 16 * KB + 40 * KB, 16 * KB); // 2.5 reads past the first one's end
+  assert.ok(out.equals(f.image.subarray(256 * KB, 272 * KB)));
+  assert.equal(f.bytesAsked() - before, 16 * KB, 'a lone read: exactly its bytes, nothing read ahead');
+});
+
 test("a read a few reads past a stream's end continues it; one further on is a lone read", async () => {
   const streamTo128K = async () => {
     const f = fixture();
