@@ -291,6 +291,9 @@ export class PartStore {
       this.handles.get(key); // refresh LRU position
       handle.users++;
     }
+    // Room left (this read's part was opened by another meanwhile, or its open evicted nothing): no close will follow
+    // to wake the next waiting read, so this one does. Woken one at a time by retire(), the others waited for good.
+    if (this.lingering < LINGERING_HANDLES) this.lingerWaiters.shift()?.();
     try {
       const fh = await handle.fh;
       if (loc.copy.stale || (!loc.copy.userFile && Date.now() - loc.checkedAt > RECHECK_MS)) {
@@ -312,7 +315,8 @@ export class PartStore {
 
   /**
    * Closes an evicted handle; it stops counting as lingering only once closed: a close waits in libuv's
-   * pool behind the reads queued there, and until then the descriptor is still open.
+   * pool behind the reads queued there, and until then the descriptor is still open. Wakes one waiting read, which
+   * wakes the next if it leaves room (handleFor).
    */
   private retire(handle: OpenCopy): void {
     void handle.fh

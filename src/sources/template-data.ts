@@ -73,6 +73,8 @@ export class TemplateData {
   private readonly cache: LRUCache<number, Buffer>;
   private readonly inflight = new Map<number, Promise<Buffer>>();
   private readonly spills = new Map<number, SpilledChunk>();
+  /** Spills being started (a finished file looked for, or a temporary one made): one per chunk however many readers come. */
+  private readonly spillStarts = new Map<number, Promise<SpilledChunk>>();
   /** Temporary spill files of killed processes removed (once per process). */
   private cleaned: Promise<void> | undefined;
   private readonly rawStarts: Float64Array;
@@ -179,10 +181,23 @@ export class TemplateData {
     return data;
   }
 
-  /** Starts (once) streaming a huge chunk into its spill file; finished spills are reused across runs. */
-  private async spill(chunk: RawChunk): Promise<SpilledChunk> {
+  /**
+   * Starts (once) streaming a huge chunk into its spill file; finished spills are reused across runs. Readers that
+   * come while it starts wait for the same start: each inflating the chunk into a file of its own cost a whole pass
+   * per reader and left all but one file open.
+   */
+  private spill(chunk: RawChunk): Promise<SpilledChunk> {
     const known = this.spills.get(chunk.index);
-    if (known) return known;
+    if (known) return Promise.resolve(known);
+    let started = this.spillStarts.get(chunk.index);
+    if (!started) {
+      started = this.startSpill(chunk).finally(() => this.spillStarts.delete(chunk.index));
+      this.spillStarts.set(chunk.index, started);
+    }
+    return started;
+  }
+
+  private async startSpill(chunk: RawChunk): Promise<SpilledChunk> {
     await makeDirs(this.opts.spillDir);
     await (this.cleaned ??= removeDeadSpills(this.opts.spillDir));
     const final = path.join(this.opts.spillDir, `chunk-${chunk.index}-${chunk.uncompressedLength}`);
@@ -195,8 +210,6 @@ export class TemplateData {
       return ready;
     }
     await existing?.close();
-    const again = this.spills.get(chunk.index); // another reader got here while we awaited
-    if (again) return again;
     const tmp = `${final}.${process.pid}.${Date.now()}.tmp`;
     const handle = await open(tmp, 'w+', 0o600); // private, like the whole cache (see makeDirs)
     const spill = new SpilledChunk(chunk, handle);
@@ -234,11 +247,14 @@ export class TemplateData {
       if (spill.progress !== chunk.uncompressedLength) {
         throw new Error(`decompressed to ${spill.progress} bytes instead of ${chunk.uncompressedLength}`);
       }
+      // On the disk before it has its final name: a spill file is taken by its size alone, also after a crash, and an
+      // unsynced one could come back with the right size and holes where its bytes were.
+      await handle.datasync().catch(cannotWrite);
       await rename(tmp, final).catch(() => undefined); // another process may have won the race: same bytes
       spill.done = true;
     } catch (err) {
       spill.error = err instanceof JigdoError ? err : this.corrupt(chunk, `corrupt zlib data (${errorMessage(err)})`);
-      this.spills.delete(chunk.index); // the next read tries again (a full disk may have been the cause)
+      if (this.spills.get(chunk.index) === spill) this.spills.delete(chunk.index); // the next read tries again (a full disk may have been the cause)
       spill.notify();
       await handle.close().catch(() => undefined);
       await rm(tmp, { force: true });

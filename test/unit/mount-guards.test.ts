@@ -126,32 +126,37 @@ describe('--allow-other', () => {
   });
 });
 
+/** `count` parts of 100 bytes, each a file of its own found by a local provider, behind a PartStore. */
+async function manyParts(count: number) {
+  const dir = mkdtempSync(path.join(work, 'parts-'));
+  const parts = new Map<string, PartNeed>();
+  // Part i: 100 bytes of i & 0xff, told apart by its number in the first two bytes (keys are checksums).
+  const bytesOf = (i: number): Buffer => {
+    const b = Buffer.alloc(100, i & 0xff);
+    b.writeUInt16BE(i, 0);
+    return b;
+  };
+  const keys: string[] = [];
+  for (let i = 0; i < count; i++) {
+    writeFileSync(path.join(dir, `p${i}`), bytesOf(i));
+    const sum = createHash('md5').update(bytesOf(i)).digest();
+    keys.push(checksumKey(sum));
+    parts.set(keys[i]!, { key: keys[i]!, sum, length: 100, offsets: [i * 100] });
+  }
+  const layout = new ImageLayout(count * 100, 'md5', Buffer.alloc(16), [], parts);
+  const index = await HashIndex.load(undefined);
+  const hash = async (file: string) => createHash('md5').update(readFileSync(file)).digest();
+  const provider = { name: 'test', find: async (key: string) => {
+    const file = path.join(dir, `p${keys.indexOf(key)}`);
+    return (await verifyLocalCopy(index, hash, 'md5', { file, offset: 0, length: 100, whole: true }, key))?.copy;
+  } };
+  return { store: new PartStore(layout, [provider]), keys, bytesOf, count };
+}
+
 describe('open part files', () => {
   test('an evicted handle is closed as soon as no read uses it', async () => {
-    const dir = mkdtempSync(path.join(work, 'parts-'));
     const count = OPEN_HANDLES * 3;
-    const parts = new Map<string, PartNeed>();
-    // Part i: 100 bytes of i & 0xff, told apart by its number in the first two bytes (keys are checksums).
-    const bytesOf = (i: number): Buffer => {
-      const b = Buffer.alloc(100, i & 0xff);
-      b.writeUInt16BE(i, 0);
-      return b;
-    };
-    const keys: string[] = [];
-    for (let i = 0; i < count; i++) {
-      writeFileSync(path.join(dir, `p${i}`), bytesOf(i));
-      const sum = createHash('md5').update(bytesOf(i)).digest();
-      keys.push(checksumKey(sum));
-      parts.set(keys[i]!, { key: keys[i]!, sum, length: 100, offsets: [i * 100] });
-    }
-    const layout = new ImageLayout(count * 100, 'md5', Buffer.alloc(16), [], parts);
-    const index = await HashIndex.load(undefined);
-    const hash = async (file: string) => createHash('md5').update(readFileSync(file)).digest();
-    const provider = { name: 'test', find: async (key: string) => {
-      const file = path.join(dir, `p${keys.indexOf(key)}`);
-      return (await verifyLocalCopy(index, hash, 'md5', { file, offset: 0, length: 100, whole: true }, key))?.copy;
-    } };
-    const store = new PartStore(layout, [provider]);
+    const { store, keys, bytesOf } = await manyParts(count);
     const fds = () => readdirSync('/proc/self/fd').length;
     const baseline = fds();
     let most = 0;
@@ -187,5 +192,18 @@ describe('open part files', () => {
       await store.close();
     }
     assert.ok(fds() <= baseline, 'close() closes every part file');
+  });
+
+  test('reads waiting for a lingering handle to close all go on once they can: three reads of each part at once', { timeout: 20_000 }, async () => {
+    const { store, keys, bytesOf, count } = await manyParts(OPEN_HANDLES * 3);
+    try {
+      for (let round = 0; round < 3; round++) {
+        const reads = keys.flatMap((key, i) => [0, 1, 2].map(() => ({ i, buf: Buffer.alloc(100), key })));
+        await Promise.all(reads.map(({ buf, key }) => store.readInto(key, 0, 100, buf, 0)));
+        for (const { i, buf } of reads) assert.ok(buf.equals(bytesOf(i)), `part ${i} of ${count}`);
+      }
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -1,17 +1,19 @@
 // The template's raw stream (src/sources/template-data.ts) for chunks inflated whole in memory: the bytes read
 // back are the deflated ones, and a chunk whose stream is longer or shorter than its part header claims is a
-// JigdoError naming the template and the raw-data part, whatever zlib's output buffer size.
+// JigdoError naming the template and the raw-data part, whatever zlib's output buffer size. Chunks over
+// SPILL_THRESHOLD are inflated once into a spill file, synced before it gets the name later runs take it by.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { BufferByteSource } from '../../src/format/bytesource.js';
 import { JigdoError } from '../../src/format/errors.js';
 import type { RawChunk, TemplateInfo } from '../../src/format/template.js';
-import { TemplateData } from '../../src/sources/template-data.js';
+import { SPILL_THRESHOLD, TemplateData } from '../../src/sources/template-data.js';
 import { WorkerPool } from '../../src/util/worker-pool.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-template-data-'));
@@ -25,7 +27,7 @@ after(async () => {
  * A template whose raw stream is the given chunks, each zlib data claiming `claimed` bytes (default: its real
  * size). Only what TemplateData reads is filled in: the payloads' places, the claimed sizes, the raw length.
  */
-function rawStream(chunks: Array<{ bytes: Buffer; claimed?: number }>): TemplateData {
+function rawStream(chunks: Array<{ bytes: Buffer; claimed?: number }>, spillDir = path.join(work, 'spill')): TemplateData {
   const payloads: Buffer[] = [];
   const raw: RawChunk[] = [];
   let fileAt = 0;
@@ -40,7 +42,7 @@ function rawStream(chunks: Array<{ bytes: Buffer; claimed?: number }>): Template
   });
   const info = { name: 'test.template', chunks: raw, desc: { rawLength: rawAt } } as unknown as TemplateInfo;
   const src = new BufferByteSource('test.template', Buffer.concat(payloads));
-  return new TemplateData(src, info, { memoryLimit: 64 << 20, spillDir: path.join(work, 'spill'), pool });
+  return new TemplateData(src, info, { memoryLimit: 64 << 20, spillDir, pool });
 }
 
 test('chunks inflated whole read back exactly, across chunk boundaries, for every size class', async () => {
@@ -85,5 +87,59 @@ test('a chunk that inflates to fewer bytes than its header claims is a JigdoErro
     });
   } finally {
     await data.close();
+  }
+});
+
+/** A chunk just over SPILL_THRESHOLD: zeros (left as holes in the spill file) with random 64 KiB pieces in places. */
+function hugeChunk(): Buffer {
+  const bytes = Buffer.alloc(SPILL_THRESHOLD + (1 << 20));
+  for (const at of [0, 5 << 20, 11 << 20, SPILL_THRESHOLD]) randomBytes(64 << 10).copy(bytes, at);
+  return bytes;
+}
+
+/** The spill of chunk 0, once it exists (TemplateData keeps it private). */
+function spillOf(data: TemplateData): { handle: FileHandle; done: boolean } | undefined {
+  return (data as unknown as { spills: Map<number, { handle: FileHandle; done: boolean }> }).spills.get(0);
+}
+
+test('readers that come at once while a huge chunk starts to spill share one pass over it, and read it right', async () => {
+  const bytes = hugeChunk();
+  const data = rawStream([{ bytes }], mkdtempSync(path.join(work, 'spill-')));
+  try {
+    const at = [0, 5 << 20, 11 << 20, SPILL_THRESHOLD];
+    const bufs = at.map(() => Buffer.alloc(64 << 10));
+    await Promise.all(at.map((o, i) => data.readInto(o, bufs[i]!.length, bufs[i]!, 0)));
+    at.forEach((o, i) => assert.ok(bufs[i]!.equals(bytes.subarray(o, o + bufs[i]!.length)), `at ${o}`));
+    assert.equal(data.stats.bytesInflated, bytes.length, 'one pass');
+  } finally {
+    await data.close();
+  }
+});
+
+test('a spill whose sync fails never gets the name a later run would take it by', async () => {
+  const dir = mkdtempSync(path.join(work, 'spill-'));
+  const bytes = hugeChunk();
+  const data = rawStream([{ bytes }], dir);
+  try {
+    const first = Buffer.alloc(10);
+    await data.readInto(0, 10, first, 0); // the spill has begun (its first bytes are in)
+    assert.ok(first.equals(bytes.subarray(0, 10)));
+    const spill = spillOf(data)!;
+    spill.handle.datasync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    for (let i = 0; i < 500 && spillOf(data) === spill && !spill.done; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(spillOf(data), undefined, 'the failed spill is dropped (the next read tries again)');
+    assert.deepEqual(readdirSync(dir), [], 'neither a final nor a temporary spill file');
+  } finally {
+    await data.close();
+  }
+  // A later run inflates it again and reads it right.
+  const again = rawStream([{ bytes }], dir);
+  try {
+    const last = Buffer.alloc(64 << 10);
+    await again.readInto(SPILL_THRESHOLD, last.length, last, 0);
+    assert.ok(last.equals(bytes.subarray(SPILL_THRESHOLD, SPILL_THRESHOLD + last.length)));
+    assert.equal(again.stats.bytesInflated, bytes.length);
+  } finally {
+    await again.close();
   }
 });
