@@ -10,6 +10,31 @@ const RESCAN_MS = 60_000;
 export const LEDGER_WAIT_MS = 5_000;
 /** Eviction goes down to this share of the limit, so that not every commit has to evict. */
 const LOW_WATER = 0.9;
+/**
+ * The free-space cap (freeSpaceCap) leaves the disk this much beside the cache: 5 % of it, at least 1 GiB, for
+ * whoever else uses it.
+ */
+const RESERVE_SHARE = 0.05;
+const RESERVE_MIN = 1024 ** 3;
+/**
+ * What the free-space cap leaves the cache at least, while the disk has it: the parts a reader has located ahead and
+ * not yet read (a mount locates up to 96 MiB past a stream, and its read-ahead blocks come on top). At a cap of 0, on a
+ * disk less than 5 % free, every commit evicted every part before it, those located ahead too: each was fetched again
+ * when its read came, and a read whose part went twice failed.
+ */
+export const WORKING_SET = 512 << 20;
+/** …but never leaving the disk less free than this. */
+export const MIN_FREE = 256 << 20;
+
+/**
+ * The most the cache may hold on a disk of `diskBytes` with `freeBytes` free beside the cache's `cacheBytes`: what
+ * leaves the disk its reserve, or (when that is less) WORKING_SET as far as the disk has it beyond MIN_FREE.
+ */
+export function freeSpaceCap(cacheBytes: number, freeBytes: number, diskBytes: number): number {
+  const polite = cacheBytes + freeBytes - Math.max(RESERVE_MIN, RESERVE_SHARE * diskBytes);
+  const needed = Math.min(WORKING_SET, cacheBytes + freeBytes - MIN_FREE);
+  return Math.max(0, polite, needed);
+}
 
 /** The numbers the size limit keeps in the cache's stats (see CacheStats). */
 export interface SizeStats {
@@ -119,9 +144,7 @@ export class CacheEviction {
     let limit = this.maxBytes;
     try {
       const fs = await statfs(this.dir);
-      const free = fs.bavail * fs.bsize;
-      const reserve = Math.max(1024 ** 3, 0.05 * fs.blocks * fs.bsize);
-      limit = Math.min(limit, Math.max(0, cacheBytes + free - reserve));
+      limit = Math.min(limit, freeSpaceCap(cacheBytes, fs.bavail * fs.bsize, fs.blocks * fs.bsize));
     } catch {
       // no statfs (or no directory yet): the configured size stands
     }

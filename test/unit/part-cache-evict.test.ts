@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CacheEviction } from '../../src/cache/cache-eviction.js';
+import { CacheEviction, MIN_FREE, WORKING_SET, freeSpaceCap } from '../../src/cache/cache-eviction.js';
 import { CacheFs } from '../../src/cache/cache-fs.js';
 import { CacheLocks } from '../../src/cache/cache-lock.js';
 import { PartCache } from '../../src/cache/part-cache.js';
@@ -290,4 +290,21 @@ test('a download to remove is checked in the turn of its unlink: one used or rep
   await lock.release();
   await removing;
   assert.deepEqual(await Promise.all([touched, replaced, left].map((c) => exists(c.path))), [true, true, false]);
+});
+
+test('the free-space cap leaves the disk its reserve, but the cache a working set while the disk has it', () => {
+  const MiB = 1 << 20;
+  const GiB = 1 << 30;
+  const TB = 1e12;
+  // Plenty of room: all but 5 % of the disk (at least 1 GiB).
+  assert.equal(freeSpaceCap(2 * GiB, 400 * GiB, TB), 2 * GiB + 400 * GiB - 0.05 * TB);
+  assert.equal(freeSpaceCap(0, 10 * GiB, 20 * GiB), 10 * GiB - GiB);
+  // A 1 TB disk 4 % free, the cache empty: 5 % would leave it nothing, and every commit would evict every part before it.
+  assert.equal(freeSpaceCap(0, 0.04 * TB, TB), WORKING_SET);
+  // With a cache already there, the working set counts it.
+  assert.equal(freeSpaceCap(300 * MiB, 0.04 * TB, TB), WORKING_SET);
+  // Little left on the disk: never below MIN_FREE of it free.
+  assert.equal(freeSpaceCap(0, 300 * MiB, TB), 300 * MiB - MIN_FREE);
+  assert.equal(freeSpaceCap(100 * MiB, 200 * MiB, TB), 300 * MiB - MIN_FREE);
+  assert.equal(freeSpaceCap(0, 100 * MiB, TB), 0);
 });
