@@ -14,6 +14,7 @@ import { nameIfFree } from './exclusive-name.js';
 import { ownerTag } from '../util/pid.js';
 import type { CacheStats } from './cache-stats.js';
 import { CacheWriter } from './cache-writer.js';
+import { replaceWithOwnCopy } from './own-copy.js';
 import { PageRelease } from './page-release.js';
 
 /**
@@ -166,10 +167,10 @@ export class PartCache {
   }
 
   /**
-   * An unhashed part (commitUnhashed) of this checksum, left by any process: claimed by renaming it to a new
-   * name of ours (of two processes, one rename wins; the other finds it gone), hashed, and given its checksum
-   * name only if it matches. One proved wrong (a mirror's wrong bytes, a file cut by a crash) is removed; one
-   * that could not be hashed (the process is ending) stays, under our name, for whoever looks next.
+   * An unhashed part (commitUnhashed) of this checksum, left by any process: claimed by renaming it to a name of ours
+   * (of two processes, one rename wins; the other finds it gone), copied (replaceWithOwnCopy), hashed, and named only
+   * if it matches. One proved wrong (a mirror's wrong bytes, a file cut by a crash) is removed; one that could not be
+   * copied or hashed (the process is ending) stays, under our name, for whoever looks next.
    */
   private async adoptUnhashed(final: string, kind: ChecksumKind, hex: string, length?: number): Promise<VerifiedCopy | undefined> {
     const names = await this.fs.readdir(path.dirname(final)).catch(() => [] as string[]);
@@ -182,14 +183,14 @@ export class PartCache {
       const st = await this.fs.stat(file).catch(() => undefined);
       if (!st?.isFile()) continue;
       const sizeRight = length === undefined || st.size === length;
+      if (sizeRight && !(await replaceWithOwnCopy(file, () => this.tempFile(), this.fs).then(() => true, () => false))) continue;
       let named = false;
       let copy: VerifiedCopy | undefined;
       try {
         copy = !sizeRight
           ? undefined
           : await commitIfMatches(this.hashFile, file, [[kind, Buffer.from(hex, 'hex')]], async () => {
-              // Its writer did not sync it (commitUnhashed): on the disk before it is named. One that cannot be synced
-              // goes (a later sync through a new descriptor could succeed without its bytes being on the disk).
+              // Our copy, not synced yet: on the disk before it is named. One that cannot be synced goes.
               await syncFile(file).catch(async (err: unknown) => {
                 await this.drop(file, st.size);
                 throw err;
@@ -271,10 +272,7 @@ export class PartCache {
     }
   }
 
-  /**
-   * A new temporary file in the cache (same file system as its final place). Named after this process, so
-   * that what a killed process leaves is removed by the next one.
-   */
+  /** A new temporary file in the cache (its final place's file system), named after this process: if killed, the next removes it. */
   async tempFile(): Promise<{ file: string; fh: FileHandle }> {
     const file = path.join(this.tmpDir, `${ownerTag()}-${randomBytes(6).toString('hex')}.partial`);
     return { file, fh: await this.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE)) };

@@ -104,6 +104,24 @@ test('a reader claims an unhashed file, hashes it, names a right one and removes
   assert.equal(cache.stats().removedBad, 1);
 });
 
+test('a reader names a copy of an unhashed file that it wrote and synced itself, not the writer\'s file', async () => {
+  // The writer's background sync may have failed and been reported to the writer alone: a sync through a descriptor
+  // opened later says nothing, and the writer removes the file by the name it had before the reader claimed it.
+  const writer = newCache();
+  const p = part(13, 300_000);
+  const stored = await storeUnhashed(writer, p.hex, p.bytes);
+  const writers = await stat(stored.path);
+  const reader = new PartCache({ dir: writer.dir, hashFile }); // another process on the same cache
+  const got = await reader.lookupPart('md5', p.key, p.bytes.length);
+  assert.ok(got && !got.deferred);
+  assert.equal(got.path, path.join(shard(reader, p.hex), p.hex));
+  assert.notEqual((await stat(got.path)).ino, writers.ino, 'a file of its own');
+  assert.ok((await readFile(got.path)).equals(p.bytes));
+  assert.deepEqual(await names(reader, p.hex), [p.hex]);
+  assert.deepEqual((await readdir(path.join(writer.dir, 'parts', 'tmp'))).filter((n) => n.endsWith('.partial')), [], 'no temporary copy left');
+  await Promise.all([writer.close(), reader.close()]);
+});
+
 test('an unhashed file the reader cannot hash stays, for the next reader', async () => {
   const failing = newCache(async () => {
     throw new Error('the worker pool is closing');
