@@ -10,6 +10,7 @@ import type { WorkerPool } from '../util/worker-pool.js';
 import { lastAtOrBefore } from '../util/binary-search.js';
 import { settleAll, throwIfAborted, unlessAborted } from '../util/settle.js';
 import { makeDirs } from '../util/make-dirs.js';
+import { oncePerKey } from '../util/once-per-key.js';
 import { pidAlive } from '../util/pid.js';
 
 const inflateAsync = promisify(inflate);
@@ -150,12 +151,7 @@ export class TemplateData {
       this.stats.cacheHits++;
       return Promise.resolve(cached);
     }
-    let p = this.inflight.get(chunk.index);
-    if (!p) {
-      p = this.load(chunk).finally(() => this.inflight.delete(chunk.index));
-      this.inflight.set(chunk.index, p);
-    }
-    return p;
+    return oncePerKey(this.inflight, chunk.index, () => this.load(chunk));
   }
 
   private async load(chunk: RawChunk): Promise<Buffer> {
@@ -189,12 +185,7 @@ export class TemplateData {
   private spill(chunk: RawChunk): Promise<SpilledChunk> {
     const known = this.spills.get(chunk.index);
     if (known) return Promise.resolve(known);
-    let started = this.spillStarts.get(chunk.index);
-    if (!started) {
-      started = this.startSpill(chunk).finally(() => this.spillStarts.delete(chunk.index));
-      this.spillStarts.set(chunk.index, started);
-    }
-    return started;
+    return oncePerKey(this.spillStarts, chunk.index, () => this.startSpill(chunk));
   }
 
   private async startSpill(chunk: RawChunk): Promise<SpilledChunk> {
