@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 /** What a response needs of the engine's reader (ImageSession.reader). */
 export interface RangeReader {
@@ -11,17 +12,51 @@ export const CHUNK = 256 << 10;
 /** The client went away (or the response was destroyed): stop reading for it. */
 export class ClientGone extends Error {}
 
+/** Callbacks for a connection's 'close', one listener per connection however many responses it carries. */
+const closeWatchers = new WeakMap<Socket, Set<() => void>>();
+
+/** Calls `fn` when `socket` closes (at once if it has); returns what stops that. */
+function onConnectionClose(socket: Socket, fn: () => void): () => void {
+  if (socket.destroyed) {
+    fn();
+    return () => undefined;
+  }
+  let watchers = closeWatchers.get(socket);
+  if (!watchers) {
+    const all = (watchers = new Set());
+    closeWatchers.set(socket, all);
+    socket.once('close', () => {
+      for (const watcher of all) watcher();
+      all.clear();
+    });
+  }
+  watchers.add(fn);
+  return () => void watchers.delete(fn);
+}
+
 /**
  * Writes to one response with backpressure: `write` resolves only once the socket took the bytes
  * (the kernel's buffer, not ours), so a slow client holds at most the buffers in flight. A client that
- * disconnects rejects every pending and later write with ClientGone.
+ * disconnects rejects every pending and later write with ClientGone. Told by the response's 'close' or by its
+ * connection's: a response queued behind another on a pipelined connection gets no 'close' of its own when the
+ * connection goes (Node 20), nor the callbacks of the writes it queued.
  */
 export class ResponseWriter {
   private gone = false;
+  /** Writes waiting for their callback. */
+  private readonly pending = new Set<(err: Error) => void>();
 
   constructor(private readonly res: ServerResponse) {
+    const lost = (): void => {
+      if (res.writableFinished || this.gone) return;
+      this.gone = true;
+      for (const reject of this.pending) reject(new ClientGone('client gone'));
+      this.pending.clear();
+    };
+    const unwatch = onConnectionClose(res.req.socket, lost);
     res.once('close', () => {
-      if (!res.writableFinished) this.gone = true;
+      unwatch();
+      lost();
     });
   }
 
@@ -32,10 +67,9 @@ export class ResponseWriter {
   write(chunk: Buffer | string): Promise<void> {
     if (this.closed) return Promise.reject(new ClientGone('client gone'));
     return new Promise<void>((resolve, reject) => {
-      const onClose = () => reject(new ClientGone('client gone'));
-      this.res.once('close', onClose);
+      this.pending.add(reject);
       this.res.write(chunk, (err) => {
-        this.res.off('close', onClose);
+        this.pending.delete(reject);
         if (err || this.gone) reject(new ClientGone('client gone'));
         else resolve();
       });

@@ -64,14 +64,18 @@ class ImageServer {
       return;
     }
     this.active++;
-    res.once('close', () => {
-      this.active--;
-      if (this.active === 0) this.onIdle?.();
-    });
-    handleRequest(this.ctx, req, res).catch((err: unknown) => {
-      this.opts.log(`${req.method} ${req.url}: internal error: ${errorMessage(err)}`);
-      res.destroy();
-    });
+    // The slot goes back once the handler is done with the request, its reads included; not at the response's
+    // 'close': a response queued behind another on a pipelined connection never gets one when the connection goes
+    // (Node 20), and a client gone in the middle of a read must not let more reads run than --max-clients.
+    handleRequest(this.ctx, req, res)
+      .catch((err: unknown) => {
+        this.opts.log(`${req.method} ${req.url}: internal error: ${errorMessage(err)}`);
+        res.destroy();
+      })
+      .finally(() => {
+        this.active--;
+        if (this.active === 0) this.onIdle?.();
+      });
   }
 
   private controlHandler(url: string): ControlHandler {

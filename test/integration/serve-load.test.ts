@@ -1,13 +1,15 @@
 /**
  * `jigdofs serve` under bounded loopback load (issue 12 items 2 and 4): 32 concurrent ranged clients over a
  * 50 MB image fetched lazily from a mirror, every byte compared; a client that stops reading does not make
- * the server read (and hold) the image ahead of it.
+ * the server read (and hold) the image ahead of it; pipelined requests on a connection that closes give their
+ * slots back.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { prng, randInt } from '../helpers/cli.js';
@@ -101,6 +103,30 @@ test('a client that stops reading holds the server back (backpressure): the engi
   const s = await server.status();
   assert.ok(s.server.clientsGone >= 1);
   assert.equal(s.server.activeClients, 0);
+});
+
+test('requests pipelined on a connection that closes give their slots back (Node 20 closes only the first response)', async () => {
+  const { port } = new URL(url);
+  for (let c = 0; c < 10; c++) {
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.end(`GET /big.iso HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(4), () => {
+          socket.destroy();
+          resolve();
+        });
+      });
+      socket.on('error', reject);
+    });
+  }
+  let active = -1;
+  for (let i = 0; i < 50 && active !== 0; i++) {
+    await sleep(100);
+    active = (await server.status()).server.activeClients;
+  }
+  assert.equal(active, 0, 'every slot given back');
+  const r = await httpGet(url, { Range: 'bytes=1000-1999' });
+  assert.equal(r.status, 206);
+  assert.ok(r.body.equals(image.subarray(1000, 2000)));
 });
 
 test('the 50 MB image read whole by curl equals the original', async () => {
