@@ -6,7 +6,8 @@ export interface ByteRange {
 
 /**
  * What a `Range` header asks of an image of `size` bytes (RFC 9110 §14):
- * - `full`: no header, or one we ignore (not `bytes=`, bad syntax, too many ranges): answer 200 with everything;
+ * - `full`: no header, or one we ignore (not `bytes=`, bad syntax, too many ranges, more bytes than the image has):
+ *   answer 200 with everything;
  * - `ranges`: the satisfiable ranges, in the order asked (206);
  * - `unsatisfiable`: none of the ranges has a byte of the image (416).
  */
@@ -17,6 +18,9 @@ export const MAX_RANGES = 64;
 
 const SPEC = /^(\d*)-(\d*)$/;
 
+/** A position's digits as a number; past 2^53 Infinity (RFC 9110 §14.1.1: recipients expect large numerals). */
+const position = (digits: string): number => (digits.length > 15 ? Infinity : Number(digits));
+
 /** One `first-last`, `first-` or `-suffix` spec; null when malformed, undefined when unsatisfiable. */
 function parseSpec(spec: string, size: number): ByteRange | null | undefined {
   const m = SPEC.exec(spec.trim());
@@ -24,14 +28,12 @@ function parseSpec(spec: string, size: number): ByteRange | null | undefined {
   const [, a = '', b = ''] = m;
   if (a === '' && b === '') return null;
   if (a === '') {
-    const suffix = Number(b);
-    if (!Number.isSafeInteger(suffix)) return null;
+    const suffix = position(b);
     if (suffix === 0 || size === 0) return undefined;
     return { start: Math.max(0, size - suffix), end: size - 1 };
   }
-  const start = Number(a);
-  const last = b === '' ? size - 1 : Number(b);
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(last)) return null;
+  const start = position(a);
+  const last = b === '' ? size - 1 : position(b);
   if (b !== '' && last < start) return null;
   if (start >= size) return undefined;
   return { start, end: Math.min(last, size - 1) };
@@ -50,7 +52,10 @@ export function parseRange(header: string | undefined, size: number): RangeReque
     if (r === null) return { kind: 'full' };
     if (r) ranges.push(r);
   }
-  return ranges.length === 0 ? { kind: 'unsatisfiable' } : { kind: 'ranges', ranges };
+  if (ranges.length === 0) return { kind: 'unsatisfiable' };
+  // More bytes than the image has (overlapping ranges: `0-,0-,…`) would be as many reads of it for one short request
+  // (RFC 9110 §14.2 names the pattern): the image once instead.
+  return ranges.reduce((n, r) => n + rangeLength(r), 0) > size ? { kind: 'full' } : { kind: 'ranges', ranges };
 }
 
 /** Bytes in a range. */
