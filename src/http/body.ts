@@ -43,32 +43,56 @@ function onConnectionClose(socket: Socket, fn: () => void): () => void {
  */
 export class ResponseWriter {
   private gone = false;
+  /** Cut because the client took none of a write for `sendMs` (a client that stopped reading holds a slot). */
+  stalled = false;
   /** Writes waiting for their callback. */
   private readonly pending = new Set<(err: Error) => void>();
 
-  constructor(private readonly res: ServerResponse) {
-    const lost = (): void => {
-      if (res.writableFinished || this.gone) return;
-      this.gone = true;
-      for (const reject of this.pending) reject(new ClientGone('client gone'));
-      this.pending.clear();
-    };
-    const unwatch = onConnectionClose(res.req.socket, lost);
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly sendMs = Infinity,
+  ) {
+    const unwatch = onConnectionClose(res.req.socket, () => this.lose());
     res.once('close', () => {
       unwatch();
-      lost();
+      this.lose();
     });
+  }
+
+  /** The client is gone (or cut): every pending and later write fails with ClientGone. */
+  private lose(): void {
+    if (this.res.writableFinished || this.gone) return;
+    this.gone = true;
+    for (const reject of this.pending) reject(new ClientGone('client gone'));
+    this.pending.clear();
   }
 
   get closed(): boolean {
     return this.gone || this.res.destroyed;
   }
 
+  /** The client took none of a write for `sendMs`: the response goes (its connection with it). */
+  private cut(): void {
+    if (this.gone) return; // (a timer of a write that failed with the client's going)
+    this.stalled = true;
+    this.lose();
+    this.res.destroy();
+  }
+
   write(chunk: Buffer | string): Promise<void> {
     if (this.closed) return Promise.reject(new ClientGone('client gone'));
     return new Promise<void>((resolve, reject) => {
       this.pending.add(reject);
+      // The clock runs from the response's turn on its connection (one queued behind another waits for that).
+      let stall: NodeJS.Timeout | undefined;
+      const arm = (): void => void (stall = setTimeout(() => this.cut(), this.sendMs).unref());
+      if (Number.isFinite(this.sendMs)) {
+        if (this.res.socket) arm();
+        else this.res.once('socket', arm);
+      }
       this.res.write(chunk, (err) => {
+        clearTimeout(stall);
+        this.res.off('socket', arm);
         this.pending.delete(reject);
         if (err || this.gone) reject(new ClientGone('client gone'));
         else resolve();

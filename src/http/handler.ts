@@ -25,6 +25,8 @@ export interface ServeContext {
   images: Map<string, ServedImage>;
   log: (line: string) => void;
   stats: ServeStats;
+  /** How long a client may take none of a response's bytes before the response is cut (`--send-timeout`). */
+  sendMs: number;
 }
 
 export const newStats = (): ServeStats => ({ requests: 0, byStatus: {}, bytesSent: 0, aborted: 0, clientsGone: 0 });
@@ -73,7 +75,7 @@ function rangeRequest(req: IncomingMessage, img: ServedImage): RangeRequest {
  * is logged once by the engine.
  */
 async function sendBody(ctx: ServeContext, req: IncomingMessage, res: ServerResponse, img: ServedImage, body: Array<string | ByteRange>): Promise<void> {
-  const out = new ResponseWriter(res);
+  const out = new ResponseWriter(res, ctx.sendMs);
   let at = 0;
   try {
     for (const piece of body) {
@@ -87,6 +89,7 @@ async function sendBody(ctx: ServeContext, req: IncomingMessage, res: ServerResp
   } catch (err) {
     if (err instanceof ClientGone || out.closed) {
       ctx.stats.clientsGone++;
+      if (out.stalled) ctx.log(`${req.method} /${img.name} (${req.headers.range ?? 'whole image'}): the client took none of the body for ${ctx.sendMs / 1000} s (--send-timeout): cut off`);
     } else {
       ctx.stats.aborted++;
       const why = err instanceof UnavailableError ? 'a part of it is not available' : errorMessage(err);

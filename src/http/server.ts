@@ -15,6 +15,8 @@ export interface ServeOptions {
   maxClients: number;
   /** How long SIGTERM waits for responses under way before cutting them. */
   drainMs: number;
+  /** How long a client may take none of a response's bytes before the response is cut. */
+  sendMs: number;
   log: (line: string) => void;
   /** Extra status fields (network statistics), from the layers that have them. */
   extraStatus?: () => unknown;
@@ -47,7 +49,7 @@ class ImageServer {
     private readonly images: ServedImage[],
     private readonly opts: ServeOptions,
   ) {
-    this.ctx = { images: new Map(images.map((i) => [i.name, i])), log: opts.log, stats: newStats() };
+    this.ctx = { images: new Map(images.map((i) => [i.name, i])), log: opts.log, stats: newStats(), sendMs: opts.sendMs };
     this.http = createServer((req, res) => this.admit(req, res));
     this.http.keepAliveTimeout = 5000;
   }

@@ -1,8 +1,8 @@
 /**
  * `jigdofs serve` under bounded loopback load (issue 12 items 2 and 4): 32 concurrent ranged clients over a
  * 50 MB image fetched lazily from a mirror, every byte compared; a client that stops reading does not make
- * the server read (and hold) the image ahead of it; pipelined requests on a connection that closes give their
- * slots back.
+ * the server read (and hold) the image ahead of it, and is cut after --send-timeout; pipelined requests on a
+ * connection that closes give their slots back.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -127,6 +127,34 @@ test('requests pipelined on a connection that closes give their slots back (Node
   const r = await httpGet(url, { Range: 'bytes=1000-1999' });
   assert.equal(r.status, 206);
   assert.ok(r.body.equals(image.subarray(1000, 2000)));
+});
+
+test('a client that takes none of the body for --send-timeout is cut, and its slot given back', async () => {
+  const strict = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--send-timeout', '1']);
+  try {
+    // A raw connection that asks for the whole image and reads nothing: the kernel's buffers fill, our write waits.
+    const { port } = new URL(strict.url);
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write('GET /big.iso HTTP/1.1\r\nHost: x\r\n\r\n'));
+    socket.on('error', () => undefined);
+    socket.pause();
+    try {
+      let s = await strict.status();
+      for (let i = 0; i < 100 && !(s.server.requests >= 1 && s.server.activeClients === 0); i++) {
+        await sleep(100);
+        s = await strict.status();
+      }
+      assert.equal(s.server.activeClients, 0, 'cut within 10 s');
+      assert.ok(s.server.clientsGone >= 1);
+    } finally {
+      socket.destroy();
+    }
+    // A client that reads is not cut, even on a connection whose first byte waited for the mirror (no write was pending).
+    const r = await httpGet(`${strict.url}big.iso`, { Range: 'bytes=30000000-30999999' });
+    assert.equal(r.status, 206);
+    assert.ok(!r.cut && r.body.equals(image.subarray(30_000_000, 31_000_000)));
+  } finally {
+    await strict.stop('SIGKILL');
+  }
 });
 
 test('the 50 MB image read whole by curl equals the original', async () => {

@@ -12,6 +12,7 @@ interface ServeFlags extends SourceFlags {
   port: string;
   maxClients: string;
   drainTimeout: string;
+  sendTimeout: string;
 }
 
 function parseWhole(text: string, what: string, min: number, max: number): number {
@@ -41,12 +42,13 @@ async function serve(jigdoArgs: string[], flags: ServeFlags): Promise<void> {
   const port = parseWhole(flags.port, '--port', 0, 65535);
   const maxClients = parseWhole(flags.maxClients, '--max-clients', 1, 100_000);
   const drainMs = parseWhole(flags.drainTimeout, '--drain-timeout', 0, 86_400) * 1000;
+  const sendMs = parseWhole(flags.sendTimeout, '--send-timeout', 1, 86_400) * 1000;
   const opts = sourceOptions(flags);
   const log = (line: string) => opts.log(`${new Date().toISOString()} ${line}`);
   const sessions = await openAll(jigdoArgs, flags, opts, log);
   try {
     const images = await servedImages(sessions, new Date());
-    await runServer(images, { host: flags.host, port, maxClients, drainMs, log, extraStatus: () => opts.network?.fullStats() }, (url) => {
+    await runServer(images, { host: flags.host, port, maxClients, drainMs, sendMs, log, extraStatus: () => opts.network?.fullStats() }, (url) => {
       // Always said, even with --quiet: with --port 0 it is the only way to learn the port.
       process.stderr.write(`jigdofs: serving ${images.map((i) => `${url}${percentEncodeComponent(i.name)}`).join(' ')} (pid ${process.pid})\n`);
     });
@@ -65,6 +67,7 @@ export function registerServe(program: Command): void {
       .option('--host <HOST>', 'address to listen on (0.0.0.0 or :: for every interface: your explicit choice)', '127.0.0.1')
       .option('--port <PORT>', 'TCP port (0: any free one, printed at start)', '8080')
       .option('--max-clients <N>', 'requests served at the same time; more get 503 with Retry-After', '64')
-      .option('--drain-timeout <S>', 'on SIGTERM, seconds to let responses under way finish', '30'),
+      .option('--drain-timeout <S>', 'on SIGTERM, seconds to let responses under way finish', '30')
+      .option('--send-timeout <S>', 'seconds a client may take none of a response before it is cut (as nginx send_timeout)', '60'),
   ).action(async (jigdoArgs: string[], flags: ServeFlags) => serve(jigdoArgs, flags));
 }
