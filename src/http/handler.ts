@@ -137,11 +137,26 @@ async function serveImage(ctx: ServeContext, req: IncomingMessage, res: ServerRe
   await sendBody(ctx, req, res, img, body);
 }
 
+/**
+ * The path of a request target without its query: the origin form (`/x.iso?a`), or the absolute form
+ * (`http://host/x.iso`), which RFC 9112 §3.2.2 has servers accept (a proxy such as squid sends it to a parent it
+ * does not know as an origin server). Undefined when an absolute target does not parse.
+ */
+function requestPath(target: string): string | undefined {
+  if (!/^https?:\/\//i.test(target)) return target.split('?')[0]!;
+  try {
+    return new URL(target).pathname;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Routes one request: `/` lists, `/<name>` is an image, anything else 404; only GET and HEAD. */
 export async function handleRequest(ctx: ServeContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   ctx.stats.requests++;
   if (req.method !== 'GET' && req.method !== 'HEAD') return reply(ctx, res, 405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }, 'only GET and HEAD\n');
-  const pathname = (req.url ?? '/').split('?')[0]!;
+  const pathname = requestPath(req.url ?? '/');
+  if (pathname === undefined) return reply(ctx, res, 400, { 'Content-Type': 'text/plain' }, 'bad request target\n', req.method === 'HEAD');
   if (pathname === '/') return serveListing(ctx, req, res);
   let name: string;
   try {

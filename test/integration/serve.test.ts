@@ -163,6 +163,13 @@ describe('jigdofs serve', () => {
     assert.equal((await curl(['-X', 'POST', url])).code, 405);
   });
 
+  test('a request target in absolute form (as a proxy sends it: RFC 9112 §3.2.2) is served as its path', async () => {
+    const r = await curl(['-r', '0-99', '-x', server.url, 'http://jigdo.example/image.iso']); // curl -x sends `GET http://…`
+    assert.equal(r.code, 206);
+    assert.ok(r.body.equals(image.subarray(0, 100)));
+    assert.equal((await curl(['-x', server.url, 'http://jigdo.example/nope.iso'])).code, 404);
+  });
+
   test('qemu-img convert -f raw http://…/image.iso gives the exact image (QEMU curl block driver)', async () => {
     const out = path.join(work, 'qemu.raw');
     // -m 1: Debian 12's qemu-img 7.2 hangs at the end of a parallel convert over http from any server (nginx too).
