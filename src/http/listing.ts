@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { percentEncodeComponent, shown } from '../format/byte-string.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ServedImage } from './served-image.js';
@@ -11,6 +12,7 @@ export interface ListedImage {
   etag: string;
   lastModified: string;
   checksum: { kind: string; hex: string };
+  /** The .jigdo's file name, or its URL without userinfo. */
   jigdo: string;
 }
 
@@ -25,9 +27,24 @@ export function listedImages(images: ServedImage[]): ListedImage[] {
       etag: img.etag,
       lastModified: img.lastModified.toUTCString(),
       checksum: { kind: img.session.layout.checksumKind, hex: img.session.layout.imageSum.toString('hex') },
-      jigdo: loc.kind === 'file' ? loc.path : loc.url,
+      jigdo: loc.kind === 'file' ? path.basename(loc.path) : withoutUserinfo(loc.url),
     };
   });
+}
+
+/**
+ * The .jigdo's URL as a client may see it: without a user name or password in it. (A local .jigdo is listed by its
+ * file name: where it lies on the server's disk is not the client's business.)
+ */
+function withoutUserinfo(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.href;
+  } catch {
+    return '';
+  }
 }
 
 /** JSON when the client asks for it (`Accept: application/json`, not merely `*\/*`), else HTML. */
