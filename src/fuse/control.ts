@@ -77,19 +77,30 @@ export interface ControlRequest {
 }
 export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
 
+/**
+ * The longest request line taken (ours are under 100 bytes): a client that sends more, or never ends its line, is
+ * answered "bad request" instead of having the daemon hold all it sends.
+ */
+const MAX_REQUEST = 64 << 10;
+
 /** Listens on the mount's socket; the folder is checked (and made) first, so a bad one fails before the mount. */
 export async function serveControl(mnt: string, handler: ControlHandler): Promise<Server> {
   const file = controlSocketPath(mnt, checkedControlDir(true)!);
   await rm(file, { force: true });
   const server = createServer((socket) => {
     let text = '';
+    let taken = false;
     socket.setEncoding('utf8');
     socket.on('data', (d: string) => {
-      text += d;
-      if (!text.includes('\n')) return;
+      if (taken) return; // one request per connection: what follows its line is not read
+      const newline = d.indexOf('\n');
+      text += newline < 0 ? d : d.slice(0, newline);
+      if (newline < 0 && text.length <= MAX_REQUEST) return;
+      taken = true;
       let request: ControlRequest;
       try {
-        request = JSON.parse(text.slice(0, text.indexOf('\n'))) as ControlRequest;
+        if (newline < 0) throw new Error('too long');
+        request = JSON.parse(text) as ControlRequest;
       } catch {
         socket.end(`${JSON.stringify({ error: 'bad request' })}\n`);
         return;

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type FuseNative from 'fuse-native';
 
@@ -8,3 +9,12 @@ import type FuseNative from 'fuse-native';
  */
 export const Fuse = createRequire(import.meta.url)('fuse-native') as typeof FuseNative;
 export type Fuse = FuseNative;
+
+/**
+ * fuse-native unmounts (as a mount ends, and before mounting over a dead one) with `exec('fusermount -uz ' +
+ * JSON.stringify(mnt))`: through a shell, to which JSON's quoting leaves `$(…)` and backquotes in a mountpoint's name
+ * live (a folder may be named so; an fstab mount runs as root). The same command without a shell.
+ */
+Fuse.unmount = (mnt: string, cb: (err: Error | null) => void): void => {
+  execFile('fusermount', ['-uz', mnt], (err) => cb(err));
+};
