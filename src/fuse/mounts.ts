@@ -102,14 +102,15 @@ export async function fusermountUnmount(mnt: string, lazy: boolean): Promise<voi
   const args = [lazy ? '-uz' : '-u', mnt];
   for (const bin of ['fusermount', 'fusermount3']) {
     try {
-      await run(bin, args);
+      await run(bin, args, { env: { ...process.env, LC_ALL: 'C' } }); // its messages in English: "busy" is read below
       return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
       // Unmounted meanwhile (by the daemon answering late, or from outside): what was asked is done.
       if ((await mountedType(mnt).catch(() => FS_UNKNOWN)) === undefined) return;
-      if (/busy/i.test(stderr)) {
+      // strerror(EBUSY), not any "busy": the message names the mountpoint, whose path may hold the word (/srv/busybox).
+      if (/Device or resource busy/.test(stderr)) {
         throw new BusyError(`${mnt}: busy: a process has a file or folder open in it (close it, or use jigdofs umount --lazy to detach it anyway)`);
       }
       throw new Error(stderr || (err as Error).message);

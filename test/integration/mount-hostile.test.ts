@@ -262,6 +262,27 @@ describe('umount of a busy mount (item 11)', () => {
   });
 });
 
+describe('a mountpoint whose path holds the word "busy"', () => {
+  // The daemon's refusal and fusermount's EBUSY were told by /busy/ on messages that name the mountpoint.
+  test('with its daemon out of reach (another XDG_RUNTIME_DIR), umount unmounts it from outside instead of calling it busy', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    const mnt = path.join(work, 'busybox-mnt');
+    await mkdir(mnt);
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { mnt });
+    try {
+      const pid = await m.pid();
+      const elsewhere = await mkdtemp(path.join(tmpdir(), 'jigdofs-xdg-'));
+      chmodSync(elsewhere, 0o700);
+      assertOk(await runCli(['umount', mnt], { timeoutMs: 30_000, env: { ...process.env, XDG_RUNTIME_DIR: elsewhere } }));
+      assert.equal(await isMounted(mnt), false);
+      await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
+      await rm(elsewhere, { recursive: true, force: true });
+    } finally {
+      await m.cleanup();
+    }
+  });
+});
+
 describe('an unmount that races another one', () => {
   // Seen in bench-mount.sh: `jigdofs umount` gave up waiting for the daemon's answer, fell back to its own
   // `fusermount -u`, and the daemon's unmount, done meanwhile, made that fail: "Invalid argument", exit 1.

@@ -41,7 +41,8 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
     return;
   }
   const answer = await askControl(mnt, 'unmount', UNMOUNT_ANSWER_MS, { lazy }).catch((err: Error) => {
-    if (/busy/.test(err.message)) throw new BusyError(err.message); // the daemon refused: say so, do not force it
+    // The daemon refused (BusyError's `MNT: busy: …`; not any "busy", since the message names the mountpoint): say so.
+    if (err.message.includes(`${mnt}: busy: `)) throw new BusyError(err.message);
     if (err instanceof UntrustedControlDir) process.stderr.write(`jigdofs: ${err.message}; unmounting with fusermount instead\n`);
     return undefined;
   });
