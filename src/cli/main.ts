@@ -40,7 +40,8 @@ export async function main(given: string[]): Promise<number> {
     // Arguments by their exact bytes (a non-UTF-8 .jigdo path or --local folder): see exact-argv.ts.
     const argv = given === process.argv ? (process.argv = exactArgv(given)) : given;
     // fstab's `jigdofs#JIGDO MOUNTPOINT fuse OPTIONS`: mount.fuse runs `jigdofs JIGDO MOUNTPOINT -o OPTIONS`.
-    const legacy = legacyFuseCall(argv.slice(2), program.commands.map((c) => c.name()));
+    // Every name a command answers to (`unmount` is `umount`), and commander's own `help`.
+    const legacy = legacyFuseCall(argv.slice(2), ['help', ...program.commands.flatMap((c) => [c.name(), ...c.aliases()])]);
     if (legacy && !legacy.argv) return 0;
     // `mount` starts its daemon with process.argv: it must see the `jigdofs mount ...` form too.
     if (legacy && argv === process.argv) process.argv = [...argv.slice(0, 2), ...legacy.argv!];

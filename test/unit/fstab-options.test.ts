@@ -5,8 +5,12 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fstabOptionsToFlags, parseHelperArgs } from '../../src/cli/fstab-options.js';
 import { UsageError } from '../../src/format/errors.js';
+import { runCli } from '../helpers/cli.js';
 
 describe('fstab options', () => {
   test('mount(8), systemd and fstab-only options are dropped; jigdofs options become flags in order', () => {
@@ -45,5 +49,21 @@ describe('helper command line', () => {
     assert.throws(() => parseHelperArgs(['x.jigdo']), /usage: mount\.fuse\.jigdofs/);
     assert.throws(() => parseHelperArgs(['x.jigdo', '/mnt', '-o']), /-o needs a value/);
     assert.throws(() => parseHelperArgs(['x.jigdo', '/mnt', '--frobnicate']), /unknown helper option --frobnicate/);
+  });
+});
+
+describe("mount.fuse's call form is told from our commands by every name they answer to", () => {
+  test('`jigdofs unmount DIR` is umount (its alias) and `jigdofs help umount` is help, not a mount of "unmount" or "help"', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-alias-'));
+    try {
+      const r = await runCli(['unmount', dir]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /nothing is mounted here/);
+      const help = await runCli(['help', 'umount']);
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, /Usage: jigdofs umount/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
