@@ -7,6 +7,7 @@ import { RollingRsyncSum64 } from '../format/rsync-rolling.js';
 import type { Desc } from '../format/template.js';
 import type { PartNeed } from '../image/layout.js';
 import type { FileRange, RsyncMatches } from '../util/worker-protocol.js';
+import { oncePerKey } from '../util/once-per-key.js';
 
 /** Finds where a file holds windows with these RsyncSum64 keys (WorkerPool.rsyncScan). */
 export type RsyncScan = (file: string, sums: string[], window: number, step: number, maxMatches: number) => Promise<RsyncMatches>;
@@ -93,12 +94,7 @@ export class DiscImages {
 
   /** The image changed since it was listed (an old listing would only give misses): list it again, once at a time. */
   private refresh(image: string): Promise<void> {
-    let p = this.refreshing.get(image);
-    if (!p) {
-      p = this.relist(image).finally(() => this.refreshing.delete(image));
-      this.refreshing.set(image, p);
-    }
-    return p;
+    return oncePerKey(this.refreshing, image, () => this.relist(image));
   }
 
   private async relist(image: string): Promise<void> {

@@ -6,6 +6,7 @@ import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageLayout } from '../image/layout.js';
 import { assertVerified, copyRuns, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
 import { throwIfAborted, unlessAborted } from '../util/settle.js';
+import { oncePerKey } from '../util/once-per-key.js';
 
 /**
  * The open file still is the verified copy. Unlinking moves the ctime too: a file no longer linked
@@ -168,12 +169,7 @@ export class PartStore {
     if (known) return Promise.resolve(known);
     const missing = this.missingSince.get(key);
     if (missing && Date.now() - missing.at < MISSING_RETRY_MS) return Promise.reject(missing.error);
-    let p = this.inflight.get(key);
-    if (!p) {
-      p = this.search(key, ahead).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, p);
-    }
-    return p;
+    return oncePerKey(this.inflight, key, () => this.search(key, ahead));
   }
 
   private async search(key: string, ahead: boolean): Promise<Located> {
