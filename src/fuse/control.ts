@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, type Stats } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { createConnection, createServer, type Server } from 'node:net';
+import { chmodSync, lstatSync, mkdirSync, unlinkSync, type Stats } from 'node:fs';
+import { link, lstat, rm } from 'node:fs/promises';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -83,11 +83,9 @@ export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
  */
 const MAX_REQUEST = 64 << 10;
 
-/** Listens on the mount's socket; the folder is checked (and made) first, so a bad one fails before the mount. */
-export async function serveControl(mnt: string, handler: ControlHandler): Promise<Server> {
-  const file = controlSocketPath(mnt, checkedControlDir(true)!);
-  await rm(file, { force: true });
-  const server = createServer((socket) => {
+/** One request per connection, one JSON line each way (see MAX_REQUEST). */
+function answerRequests(handler: ControlHandler): (socket: Socket) => void {
+  return (socket) => {
     let text = '';
     let taken = false;
     socket.setEncoding('utf8');
@@ -111,13 +109,78 @@ export async function serveControl(mnt: string, handler: ControlHandler): Promis
       );
     });
     socket.on('error', () => undefined);
-  });
+  };
+}
+
+let serverSerial = 0;
+
+/** A mount's control server; `close` lets go of the socket's name only while it is still this server's. */
+export interface ControlServer {
+  close(): void;
+}
+
+/**
+ * Listens on the mount's socket; the folder is checked (and made) first, so a bad one fails before the mount.
+ *
+ * The server listens on a name of its own (`….sock.PID.N`), which is then linked to the mount's name and removed: libuv
+ * unlinks the path it listened on when the server closes (even at the process's natural end), and that must never be
+ * the mount's name, which another daemon may hold by then (a new mount on the path after a lazy detach of ours).
+ */
+export async function serveControl(mnt: string, handler: ControlHandler): Promise<ControlServer> {
+  const file = controlSocketPath(mnt, checkedControlDir(true)!);
+  const own = `${file}.${process.pid}.${++serverSerial}`;
+  await rm(own, { force: true });
+  const server = createServer(answerRequests(handler));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(file, () => resolve());
+    server.listen(own, () => resolve());
   });
   server.unref();
-  return server;
+  let ino: number;
+  try {
+    ino = await claimName(own, file, mnt);
+  } catch (err) {
+    server.close();
+    throw err;
+  } finally {
+    await rm(own, { force: true });
+  }
+  return {
+    close: () => {
+      try {
+        if (lstatSync(file).ino === ino) unlinkSync(file);
+      } catch {
+        // gone already
+      }
+      server.close();
+    },
+  };
+}
+
+/** How long a live daemon's hold on the name is waited for: one that saw its mount go lets go within about a second. */
+const CLAIM_WAIT_MS = 3000;
+
+/**
+ * Links our socket (`own`) to the mount's name and returns its inode. A name held by a daemon that answers (one
+ * mounting the same path at the same moment, or one whose mount was detached and that has not noticed yet) is waited
+ * for, then refused. A dead daemon's socket is taken over, and so is a silent one's: a daemon stopped with its mount
+ * still here was refused before (prepareMountpoint), so its mount is gone, and it lets go of nothing until continued.
+ */
+async function claimName(own: string, file: string, mnt: string): Promise<number> {
+  const deadline = Date.now() + CLAIM_WAIT_MS;
+  for (;;) {
+    try {
+      await link(own, file);
+      return (await lstat(own)).ino;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST') throw new Error(`${file}: cannot create the control socket (${code})`);
+    }
+    const holder = await exchange(file, { op: 'ping' }, 1000).then(() => 'answers', (err: ExchangeError) => err.kind);
+    if (holder !== 'answers') await rm(file, { force: true });
+    else if (Date.now() > deadline) throw new Error(`${mnt}: another jigdofs daemon holds the control socket ${file} (mounting the same path at the same time?)`);
+    else await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /**
@@ -133,31 +196,50 @@ function trustedSocket(mnt: string): string {
   return file;
 }
 
-/** Sends one request to the mount at `mnt`; rejects when no daemon answers within `timeoutMs`. */
-export function askControl(mnt: string, op: string, timeoutMs = 5000, extra: Omit<ControlRequest, 'op'> = {}): Promise<unknown> {
+/** A control request that got no answer: `dead` (nothing listens, or the socket is gone) or `silent` (no answer in time). */
+class ExchangeError extends Error {
+  constructor(
+    readonly kind: 'dead' | 'silent',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Sends one request to the socket `file` and returns the text of the answer (all of it, up to the server's end). */
+function exchange(file: string, request: ControlRequest, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = createConnection(trustedSocket(mnt));
+    const socket = createConnection(file);
     let text = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`no answer from the jigdofs daemon of ${mnt}`));
+      reject(new ExchangeError('silent', 'no answer'));
     }, timeoutMs);
     socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(`${JSON.stringify({ ...extra, op })}\n`));
+    socket.on('connect', () => socket.write(`${JSON.stringify(request)}\n`));
     socket.on('data', (d: string) => (text += d));
     socket.on('error', (err) => {
       clearTimeout(timer);
-      reject(new Error(`no jigdofs daemon for ${mnt} (${(err as NodeJS.ErrnoException).code ?? err.message})`));
+      reject(new ExchangeError('dead', (err as NodeJS.ErrnoException).code ?? err.message));
     });
     socket.on('end', () => {
       clearTimeout(timer);
-      try {
-        const reply = JSON.parse(text) as { result?: unknown; error?: string };
-        if (reply.error) reject(new Error(reply.error));
-        else resolve(reply.result);
-      } catch {
-        reject(new Error(`garbled answer from the jigdofs daemon of ${mnt}`));
-      }
+      resolve(text);
     });
   });
+}
+
+/** Sends one request to the mount at `mnt`; rejects when no daemon answers within `timeoutMs`. */
+export async function askControl(mnt: string, op: string, timeoutMs = 5000, extra: Omit<ControlRequest, 'op'> = {}): Promise<unknown> {
+  const text = await exchange(trustedSocket(mnt), { ...extra, op }, timeoutMs).catch((err: ExchangeError) => {
+    throw new Error(err.kind === 'silent' ? `no answer from the jigdofs daemon of ${mnt}` : `no jigdofs daemon for ${mnt} (${err.message})`);
+  });
+  let reply: { result?: unknown; error?: string };
+  try {
+    reply = JSON.parse(text) as typeof reply;
+  } catch {
+    throw new Error(`garbled answer from the jigdofs daemon of ${mnt}`);
+  }
+  if (reply.error) throw new Error(reply.error);
+  return reply.result;
 }

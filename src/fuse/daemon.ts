@@ -1,18 +1,18 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Fuse } from './fuse-class.js';
+import { Fuse, unmountOnlyOwn } from './fuse-class.js';
 import { errorMessage } from '../format/errors.js';
 import { openImage, type ImageSession, type SourceOptions } from '../engine/session.js';
 import type { JigdoFile } from '../format/jigdo.js';
-import type { Server } from 'node:net';
 import { shown } from '../format/byte-string.js';
-import { serveControl, type ControlHandler } from './control.js';
+import { serveControl, type ControlHandler, type ControlServer } from './control.js';
 import { FS_TYPE, prepareMountpoint } from './mountpoint.js';
+import { daemonMount } from './mount-source.js';
 import { imageOps, type MountedImage } from './filesystem.js';
 import { DROP_WAIT_MS, DropBehind } from './drop-behind.js';
 import { kernelReadAhead, readAheadFile, reorderWindow } from './kernel-read-ahead.js';
 import { WorkerPool } from '../util/worker-pool.js';
-import { fuseFailureHint, fusermountUnmount, mountedType, resolveMountpoint, watchUnmount } from './mounts.js';
+import { fuseFailureHint, fusermountUnmount, resolveMountpoint, topMountIs, watchUnmount } from './mounts.js';
 import { sessionStatus } from '../engine/session-status.js';
 import { armExitWatchdog } from '../util/exit-watchdog.js';
 import { settledWithin } from '../util/settle.js';
@@ -103,7 +103,8 @@ function controlHandler(
       if (!lazy) {
         await Promise.all(drops.map((d) => d.pause())); // a drop's own open of the image would make the mount busy
         try {
-          await fusermountUnmount(mnt, false); // throws BusyError; once it succeeded nothing can be busy
+          // Throws BusyError; once it succeeded nothing can be busy. Not a mount made over ours, nor one made since ours went.
+          if (topMountIs(mnt, daemonMount())) await fusermountUnmount(mnt, false);
         } catch (err) {
           for (const d of drops) d.resume();
           throw err;
@@ -127,7 +128,7 @@ function untilStopped(mnt: string, stop: (why: string) => Promise<void>, stoppin
     process.once('SIGTERM', () => finish('SIGTERM'));
     process.once('SIGHUP', () => finish('SIGHUP'));
     let unknownLogged = false;
-    const unwatch = watchUnmount(mnt, FS_TYPE, () => finish('unmounted from outside'), {
+    const unwatch = watchUnmount(mnt, daemonMount(), () => finish('unmounted from outside'), {
       onUnknown: (err) => {
         if (!unknownLogged) log(`cannot tell whether ${mnt} is still mounted (${err.message}); still serving`);
         unknownLogged = true;
@@ -158,7 +159,7 @@ function newFuse(mnt: string, images: Map<string, MountedImage>, log: (line: str
   const fuse = new Fuse(mnt, imageOps(images, log, new Date(startedAt)), {
     timeout: false, // we answer every read ourselves; fuse-native's 15 s default would answer ETIMEDOUT
     kernelCache: !opts.directIo, // the image never changes: re-reads come from the page cache
-    fsname: 'jigdofs,ro',
+    fsname: `${daemonMount().source},ro`, // the source names this daemon (mount-source.ts); `,ro` makes the mount read-only
     subtype: 'jigdofs',
     allowOther: opts.allowOther,
   });
@@ -196,8 +197,8 @@ function dropBehindStreams(mnt: string, images: Map<string, MountedImage>, pool:
  * The control socket, then the kernel mount: a mount is never up without a way to reach it. When either
  * fails, what was opened (the socket, the images) is closed before the error goes on.
  */
-async function serveThenMount(mnt: string, fuse: Fuse, handler: ControlHandler, closeImages: () => Promise<unknown>): Promise<Server> {
-  let control: Server;
+async function serveThenMount(mnt: string, fuse: Fuse, handler: ControlHandler, closeImages: () => Promise<unknown>): Promise<ControlServer> {
+  let control: ControlServer;
   try {
     control = await serveControl(mnt, handler);
   } catch (err) {
@@ -242,6 +243,7 @@ export async function runMount(
   const images = await openImages(jigdo, sources, startedAt, log);
   const closeImages = () => Promise.all([...images.values()].map(({ session }) => session.close().catch(() => undefined)));
   const fuse = newFuse(mnt, images, log, startedAt, opts);
+  unmountOnlyOwn(mnt, () => topMountIs(mnt, daemonMount()));
   // The drops' own thread (started at the first): their open of the image waits for a FUSE thread, and a read that
   // needs the sessions' pool (bzip2, hashing) must never queue behind one.
   const dropPool = opts.directIo ? undefined : new WorkerPool(1);
@@ -254,7 +256,7 @@ export async function runMount(
       armExitWatchdog(`${mnt}: the daemon`, 'unmounting');
       await Promise.all(drops.map((d) => d.stop()));
       await new Promise<void>((resolve) => fuse.unmount(() => resolve()));
-      if (await mountedType(mnt).catch(() => undefined)) await fusermountUnmount(mnt, true).catch(() => undefined);
+      if (topMountIs(mnt, daemonMount())) await fusermountUnmount(mnt, true).catch(() => undefined);
       await closeImages();
       // (A drop still waiting on the mount's open failed with it; bounded all the same.)
       if (dropPool) await settledWithin(dropPool.close(), DROP_WAIT_MS);

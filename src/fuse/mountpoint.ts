@@ -1,12 +1,13 @@
 import { askControl, checkedControlDir } from './control.js';
-import { allowOtherProblem, fusermountUnmount, isStale, mountedType, mountpointProblem } from './mounts.js';
+import { daemonPid, FS_TYPE } from './mount-source.js';
+import { allowOtherProblem, fusermountUnmount, mountHealth, mountpointProblem, mountsAt, type MountEntry, type MountHealth } from './mounts.js';
 
 /**
  * The mountpoint checks made before a mount, apart from the daemon (fuse/daemon.ts): the parent of a
  * background mount runs them without loading fuse-native or the engine, so `jigdofs mount` starts sooner.
  */
 
-export const FS_TYPE = 'fuse.jigdofs';
+export { FS_TYPE };
 
 /**
  * Makes `mnt` (a resolved path: see resolveMountpoint) usable: the control socket folder must be ours,
@@ -18,18 +19,28 @@ export async function prepareMountpoint(mnt: string, log: (line: string) => void
   checkedControlDir(true);
   const allowOther = opts.allowOther ? await allowOtherProblem() : undefined;
   if (allowOther) throw new Error(allowOther);
-  const type = await mountedType(mnt);
-  if (type && (await isStale(mnt))) {
+  const top = (await mountsAt(mnt)).at(-1);
+  if (top) {
+    const health = await mountHealth(mnt, top);
+    if (health !== 'stale') throw new Error(await liveMountProblem(mnt, top, health));
     log(`clearing stale mount at ${mnt}`);
     await fusermountUnmount(mnt, true);
-  } else if (type === FS_TYPE) {
-    const alive = await askControl(mnt, 'ping', 2000).then(() => true, () => false);
-    if (alive) throw new Error(`${mnt}: a jigdofs image is already mounted here (jigdofs umount ${mnt})`);
-    log(`clearing orphaned mount at ${mnt}`);
-    await fusermountUnmount(mnt, true);
-  } else if (type) {
-    throw new Error(`${mnt}: something else (${type}) is mounted here`);
   }
   const problem = await mountpointProblem(mnt);
   if (problem) throw new Error(problem);
+}
+
+/**
+ * Why a mount that something still serves cannot be mounted over. A jigdofs mount is never detached from here, even
+ * when its control socket does not answer us: it may be under another XDG_RUNTIME_DIR (a boot-time fstab mount's,
+ * seen from a login shell), and its daemon may be stopped (Ctrl-Z) rather than gone.
+ */
+async function liveMountProblem(mnt: string, top: MountEntry, health: Exclude<MountHealth, 'stale'>): Promise<string> {
+  if (top.type !== FS_TYPE) return `${mnt}: something else (${top.type}) is mounted here`;
+  const pid = daemonPid(top.source);
+  const daemon = pid === undefined ? 'its daemon' : `its daemon (pid ${pid})`;
+  if (health === 'stopped') return `${mnt}: a jigdofs image is mounted here and ${daemon} is stopped (kill -CONT ${pid}, or jigdofs umount ${mnt})`;
+  const answers = health === 'serving' && (await askControl(mnt, 'ping', 2000).then(() => true, () => false));
+  if (answers) return `${mnt}: a jigdofs image is already mounted here (jigdofs umount ${mnt})`;
+  return `${mnt}: a jigdofs image is mounted here, and ${daemon} has no control socket here (mounted with another XDG_RUNTIME_DIR?); unmount it first (jigdofs umount ${mnt})`;
 }

@@ -4,6 +4,8 @@ import { access, readFile, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { unescapeMountField } from '../util/mount-field.js';
+import { pidAlive, pidStopped } from '../util/pid.js';
+import { daemonPid } from './mount-source.js';
 
 const run = promisify(execFile);
 
@@ -16,33 +18,66 @@ export type MountsReader = () => Promise<string>;
  */
 const readProcMounts: MountsReader = async () => readFileSync('/proc/mounts', 'utf8');
 
+/** One mount at a path, as /proc/mounts lists it: what was mounted (the fsname) and its type (`fuse.jigdofs`). */
+export interface MountEntry {
+  source: string;
+  type: string;
+}
+
+/** The mounts at `mnt` in /proc/mounts' text, lowest first: the last is the one a look at the path reaches. */
+function parseMountsAt(text: string, mnt: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    if (fields.length > 2 && unescapeMountField(fields[1]!) === mnt) out.push({ source: unescapeMountField(fields[0]!), type: fields[2]! });
+  }
+  return out;
+}
+
 /**
- * The filesystem type mounted at `mnt` (e.g. `fuse.jigdofs`), or undefined. A /proc/mounts that cannot be
- * read (EMFILE, ENOMEM) throws: "cannot tell" must never pass for "not mounted".
+ * The mounts at `mnt`, lowest first (see parseMountsAt). A /proc/mounts that cannot be read (EMFILE, ENOMEM)
+ * throws: "cannot tell" must never pass for "not mounted".
  */
-export async function mountedType(mnt: string, read: MountsReader = readProcMounts): Promise<string | undefined> {
+export async function mountsAt(mnt: string, read: MountsReader = readProcMounts): Promise<MountEntry[]> {
   let text: string;
   try {
     text = await read();
   } catch (err) {
     throw new Error(`/proc/mounts: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  let type: string | undefined;
-  for (const line of text.split('\n')) {
-    const fields = line.split(' ');
-    if (fields.length > 2 && unescapeMountField(fields[1]!) === mnt) type = fields[2]; // the last mount wins
-  }
-  return type;
+  return parseMountsAt(text, mnt);
+}
+
+/** The filesystem type mounted at `mnt` (e.g. `fuse.jigdofs`), or undefined; throws as mountsAt does. */
+export async function mountedType(mnt: string, read: MountsReader = readProcMounts): Promise<string | undefined> {
+  return (await mountsAt(mnt, read)).at(-1)?.type;
 }
 
 /**
- * Calls `onGone` once the mount at `mnt` is no longer a `fsType` mount (someone ran `fusermount -u`, which
- * ends the kernel side without telling us). A failed look (out of file descriptors, say) is no answer:
+ * True when the mount a look at `mnt` reaches is `mine` (a mount's source names its daemon: daemonSource). Read
+ * synchronously, for fuse-native's unmount callback (fuse-class.ts); an unreadable /proc/mounts is "not known to
+ * be mine", so that nothing is unmounted on a guess.
+ */
+export function topMountIs(mnt: string, mine: MountEntry): boolean {
+  let text: string;
+  try {
+    text = readFileSync('/proc/mounts', 'utf8');
+  } catch {
+    return false;
+  }
+  const top = parseMountsAt(text, mnt).at(-1);
+  return top?.source === mine.source && top.type === mine.type;
+}
+
+/**
+ * Calls `onGone` once no mount at `mnt` is `mine` any more (someone ran `fusermount -u`, which ends the kernel
+ * side without telling us). Another mount made there since (after a lazy detach of ours) is not ours: its type
+ * alone would have kept a detached daemon up for good. A failed look (out of file descriptors, say) is no answer:
  * it is reported through `onUnknown` and the next look decides. Returns the function that stops watching.
  */
 export function watchUnmount(
   mnt: string,
-  fsType: string,
+  mine: MountEntry,
   onGone: () => void,
   opts: { intervalMs?: number; read?: MountsReader; onUnknown?: (err: Error) => void } = {},
 ): () => void {
@@ -50,10 +85,10 @@ export function watchUnmount(
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
-    mountedType(mnt, opts.read).then(
-      (type) => {
+    mountsAt(mnt, opts.read).then(
+      (entries) => {
         busy = false;
-        if (type === fsType) return;
+        if (entries.some((e) => e.source === mine.source && e.type === mine.type)) return;
         clearInterval(timer);
         onGone();
       },
@@ -81,13 +116,35 @@ export async function resolveMountpoint(mntArg: string): Promise<string> {
   }
 }
 
-/** True when `mnt` is a FUSE mount whose daemon is gone ("Transport endpoint is not connected"). */
-export async function isStale(mnt: string): Promise<boolean> {
+/** How the mount at a path is served: see mountHealth. */
+export type MountHealth = 'stale' | 'stopped' | 'unresponsive' | 'serving';
+
+/** How long a look into a mount may take before its daemon counts as not answering. */
+const LOOK_MS = 2000;
+
+/**
+ * Whether a daemon serves `entry`, the mount a look at `mnt` reaches: `stale` when it is gone ("Transport endpoint
+ * is not connected", as a daemon killed with -9 leaves it), `stopped` when the daemon its source names is stopped
+ * (Ctrl-Z, SIGSTOP), `unresponsive` when a look into it takes over `timeoutMs`, else `serving`. A look into a stopped
+ * daemon's mount waits until it runs again: the stopped state is read from /proc first, and the look itself is
+ * bounded (it stays pending on libuv's pool; the CLI exits without waiting for it).
+ */
+export async function mountHealth(mnt: string, entry: MountEntry, timeoutMs = LOOK_MS): Promise<MountHealth> {
+  const pid = daemonPid(entry.source);
+  if (pid !== undefined) {
+    if (!pidAlive(pid)) return 'stale';
+    if (pidStopped(pid)) return 'stopped';
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const look = stat(mnt).then(
+    (): MountHealth => 'serving',
+    (err: NodeJS.ErrnoException): MountHealth => (err.code === 'ENOTCONN' ? 'stale' : 'serving'),
+  );
+  const late = new Promise<MountHealth>((resolve) => (timer = setTimeout(() => resolve('unresponsive'), timeoutMs)));
   try {
-    await stat(mnt);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOTCONN';
+    return await Promise.race([look, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

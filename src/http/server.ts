@@ -1,7 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Server as NetServer } from 'node:net';
 import { errorMessage } from '../format/errors.js';
-import { serveControl, type ControlHandler } from '../fuse/control.js';
+import { serveControl, type ControlHandler, type ControlServer } from '../fuse/control.js';
 import { baseUrl, controlKey, urlHost, type ServerAddress } from './address.js';
 import { handleRequest, newStats, type ServeContext } from './handler.js';
 import type { ServedImage } from './served-image.js';
@@ -100,7 +99,7 @@ class ImageServer {
   }
 
   /** Listens on HTTP and on the control socket; returns the base URL. */
-  async start(): Promise<{ url: string; control: NetServer }> {
+  async start(): Promise<{ url: string; control: ControlServer }> {
     const address = await listen(this.http, this.opts.host, this.opts.port);
     const url = baseUrl(address);
     try {

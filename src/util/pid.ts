@@ -2,6 +2,13 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
+/** The state letter in /proc/PID/stat ("PID (comm) STATE ..."; comm may hold spaces and parentheses: the last ')' ends it). */
+function procState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const end = stat.lastIndexOf(')');
+  return stat.slice(end + 2, end + 3);
+}
+
 /**
  * The process exists and has not ended (possibly another user's: EPERM still means it runs). A zombie
  * (ended, not yet reaped: a daemon whose parent is gone waits for init to reap it) counts as ended.
@@ -13,12 +20,20 @@ export function pidAlive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
   try {
-    // /proc/PID/stat: "PID (comm) STATE ..."; comm may hold spaces and parentheses, so split at the last ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    return procState(pid) !== 'Z';
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/self/stat')) return false; // ended just now
     return true; // no /proc: kill(0) is all we know
+  }
+}
+
+/** The process is stopped (SIGSTOP, Ctrl-Z, a debugger): it answers nothing until it is continued. */
+export function pidStopped(pid: number): boolean {
+  try {
+    const state = procState(pid);
+    return state === 'T' || state === 't';
+  } catch {
+    return false;
   }
 }
 

@@ -1,8 +1,8 @@
 // The mount daemon's control socket (src/fuse/control.ts): one request line per connection, of bounded length.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { askControl, checkedControlDir, controlSocketPath, serveControl, type ControlRequest } from '../../src/fuse/control.js';
@@ -52,4 +52,65 @@ test('a request line that never ends, or one too long, is answered "bad request"
     else process.env.XDG_RUNTIME_DIR = saved;
     rmSync(runtime, { recursive: true, force: true });
   }
+});
+
+/** Runs `fn` with XDG_RUNTIME_DIR set to a fresh private folder; returns what it returns. */
+async function withRuntime<T>(fn: (runtime: string) => Promise<T>): Promise<T> {
+  const runtime = mkdtempSync(path.join(tmpdir(), 'jigdofs-control-'));
+  chmodSync(runtime, 0o700);
+  const saved = process.env.XDG_RUNTIME_DIR;
+  process.env.XDG_RUNTIME_DIR = runtime;
+  try {
+    return await fn(runtime);
+  } finally {
+    if (saved === undefined) delete process.env.XDG_RUNTIME_DIR;
+    else process.env.XDG_RUNTIME_DIR = saved;
+    rmSync(runtime, { recursive: true, force: true });
+  }
+}
+
+test("a second daemon on the same path is refused while the first answers, and never takes the first one's socket", async () => {
+  await withRuntime(async (runtime) => {
+    const mnt = path.join(runtime, 'mnt');
+    const first = await serveControl(mnt, async () => 'first');
+    try {
+      const started = Date.now();
+      await assert.rejects(serveControl(mnt, async () => 'second'), (err: Error) => {
+        assert.match(err.message, /another jigdofs daemon holds the control socket/);
+        return true;
+      });
+      assert.ok(Date.now() - started >= 2000, 'a live holder is waited for a while (it may be letting go)');
+      assert.equal(await askControl(mnt, 'ping'), 'first');
+    } finally {
+      first.close();
+    }
+    // Let go: the name is free for the next one, and no file of either server is left behind.
+    const next = await serveControl(mnt, async () => 'next');
+    assert.equal(await askControl(mnt, 'ping'), 'next');
+    next.close();
+    assert.deepEqual(readdirSync(checkedControlDir(false)!), []);
+  });
+});
+
+test("a server whose name was taken over (its daemon was stopped, its mount detached) leaves the new holder's socket when it closes", async () => {
+  await withRuntime(async (runtime) => {
+    const mnt = path.join(runtime, 'mnt');
+    const file = controlSocketPath(mnt, checkedControlDir(true)!);
+    // The stopped daemon: a socket that takes connections and never answers.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(file, resolve));
+    const old = await serveControl(mnt, async () => 'old'); // takes the silent one's name (it answers nothing)
+    const oldIno = lstatSync(file).ino;
+    silent.close(); // libuv unlinks the path it listened on: that is `old`'s socket now...
+    assert.equal(existsSync(file), false, 'libuv unlinks by path: the reason servers listen on a name of their own');
+    const renewed = await serveControl(mnt, async () => 'new'); // a dead name is taken over at once
+    try {
+      assert.notEqual(lstatSync(file).ino, oldIno);
+      old.close(); // the late daemon ends: the name is not its any more
+      assert.equal(await askControl(mnt, 'ping'), 'new');
+    } finally {
+      renewed.close();
+    }
+    assert.equal(existsSync(file), false);
+  });
 });

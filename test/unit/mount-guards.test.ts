@@ -1,6 +1,6 @@
 /**
  * The guards of a mount that need no FUSE: the control socket folder check, the "unmounted from outside"
- * watch when /proc/mounts cannot be read, the --allow-other check, and the bound on open part files.
+ * watch when /proc/mounts cannot be read and when another daemon mounted on the path, a mount's daemon stopped or gone, the --allow-other check, and the bound on open part files.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,7 +8,10 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { checkedControlDir, controlDir, UntrustedControlDir } from '../../src/fuse/control.js';
-import { allowOtherProblem, mountedType, watchUnmount } from '../../src/fuse/mounts.js';
+import { allowOtherProblem, mountedType, mountHealth, watchUnmount } from '../../src/fuse/mounts.js';
+import { daemonMount, daemonPid } from '../../src/fuse/mount-source.js';
+import { pidStopped } from '../../src/util/pid.js';
+import { spawn } from 'node:child_process';
 import { ImageLayout, type PartNeed } from '../../src/image/layout.js';
 import { LINGERING_HANDLES, OPEN_HANDLES, PartStore } from '../../src/sources/part-store.js';
 import { HashIndex } from '../../src/sources/hash-index.js';
@@ -73,7 +76,8 @@ describe('control socket folder without XDG_RUNTIME_DIR', () => {
 });
 
 describe('the outside-unmount watch', () => {
-  const line = (mnt: string) => `jigdofs,ro ${mnt} fuse.jigdofs ro,nosuid,nodev 0 0\n`;
+  const MINE = { source: 'jigdofs-42', type: 'fuse.jigdofs' };
+  const line = (mnt: string) => `jigdofs-42 ${mnt} fuse.jigdofs ro,nosuid,nodev 0 0\n`;
   test('a /proc/mounts that cannot be read is "unknown", never an unmount', async () => {
     const emfile = () => Promise.reject(Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' }));
     await assert.rejects(mountedType('/m', emfile), /\/proc\/mounts: cannot read it \(EMFILE\)/);
@@ -82,7 +86,7 @@ describe('the outside-unmount watch', () => {
     let reads = 0;
     let failing = true;
     const read = () => (reads++, failing ? emfile() : Promise.resolve(line('/m')));
-    const stop = watchUnmount('/m', 'fuse.jigdofs', () => gone++, { intervalMs: 5, read, onUnknown: () => unknown++ });
+    const stop = watchUnmount('/m', MINE, () => gone++, { intervalMs: 5, read, onUnknown: () => unknown++ });
     try {
       await waitFor(() => unknown >= 10, 5000);
       assert.equal(gone, 0);
@@ -97,7 +101,7 @@ describe('the outside-unmount watch', () => {
   test('a mount gone from /proc/mounts ends the watch once', async () => {
     let gone = 0;
     let text = line('/m');
-    const stop = watchUnmount('/m', 'fuse.jigdofs', () => gone++, { intervalMs: 5, read: () => Promise.resolve(text) });
+    const stop = watchUnmount('/m', MINE, () => gone++, { intervalMs: 5, read: () => Promise.resolve(text) });
     try {
       text = line('/other');
       await waitFor(() => gone > 0, 5000);
@@ -105,6 +109,56 @@ describe('the outside-unmount watch', () => {
       assert.equal(gone, 1);
     } finally {
       stop();
+    }
+  });
+});
+
+describe('whose mount it is', () => {
+  const MINE = { source: 'jigdofs-42', type: 'fuse.jigdofs' };
+  test('a mount made on the path by another daemon since (after a lazy detach of ours) ends the watch', async () => {
+    let gone = 0;
+    let text = 'jigdofs-42 /m fuse.jigdofs ro 0 0\n';
+    const stop = watchUnmount('/m', MINE, () => gone++, { intervalMs: 5, read: () => Promise.resolve(text) });
+    try {
+      text = 'jigdofs-43 /m fuse.jigdofs ro 0 0\n';
+      await waitFor(() => gone > 0, 5000);
+    } finally {
+      stop();
+    }
+    // Ours under another (something mounted over it) is still ours: the watch goes on.
+    text = 'jigdofs-42 /m fuse.jigdofs ro 0 0\nother /m ext4 rw 0 0\n';
+    let again = 0;
+    let reads = 0;
+    const stop2 = watchUnmount('/m', MINE, () => again++, { intervalMs: 5, read: () => (reads++, Promise.resolve(text)) });
+    try {
+      await waitFor(() => reads >= 5, 5000);
+      assert.equal(again, 0);
+    } finally {
+      stop2();
+    }
+  });
+  test("a mount's source names its daemon; nothing else is read as a pid", () => {
+    assert.deepEqual(daemonMount(1234), { source: 'jigdofs-1234', type: 'fuse.jigdofs' });
+    assert.equal(daemonPid('jigdofs-1234'), 1234);
+    for (const other of ['jigdofs', 'jigdofs-', 'jigdofs-0', 'jigdofs-12x', 'xjigdofs-12', 'jigdofs-12345678901', '/dev/sda1']) {
+      assert.equal(daemonPid(other), undefined, other);
+    }
+  });
+  test('a stopped daemon is told without looking into its mount; a dead one is stale', async () => {
+    const dir = mkdtempSync(path.join(work, 'health-'));
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => child.once('spawn', resolve));
+      const entry = daemonMount(child.pid!);
+      assert.equal(await mountHealth(dir, entry), 'serving');
+      child.kill('SIGSTOP');
+      await waitFor(() => pidStopped(child.pid!), 5000);
+      assert.equal(await mountHealth(dir, entry), 'stopped');
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.once('exit', resolve));
+      assert.equal(await mountHealth(dir, entry), 'stale');
+    } finally {
+      child.kill('SIGKILL');
     }
   });
 });

@@ -10,7 +10,8 @@ import { checkCacheDir } from '../../engine/cache-dir.js';
 import { endCommand, loadCommandJigdo } from '../session.js';
 import { makeDirs } from '../../util/make-dirs.js';
 import { prepareMountpoint } from '../../fuse/mountpoint.js';
-import { fusermountUnmount, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';
+import { daemonMount } from '../../fuse/mount-source.js';
+import { fusermountUnmount, resolveMountpoint, sleep, topMountIs } from '../../fuse/mounts.js';
 import { addSourceOptions, logger, resolveSettings, sourceOptions, type SourceFlags } from '../options.js';
 import { awaitGo, takeSpareDaemon, type SpareDaemon } from '../spare-daemon.js';
 
@@ -102,6 +103,10 @@ async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]
       clearTimeout(timer);
       resolve(m);
     });
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      resolve({ error: `cannot start the daemon (${err.message})` });
+    });
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
       resolve({ error: `the daemon exited (${signal ?? `code ${code}`}) before mounting; see ${logFile}` });
@@ -112,7 +117,8 @@ async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]
     child.kill('SIGTERM');
     await sleep(300);
     if (child.exitCode === null) child.kill('SIGKILL');
-    if (mounted && (await mountedType(mnt))) await fusermountUnmount(mnt, true).catch(() => undefined);
+    // The daemon's own mount only (its source names it): never one made there since by someone else.
+    if (mounted && child.pid !== undefined && topMountIs(mnt, daemonMount(child.pid))) await fusermountUnmount(mnt, true).catch(() => undefined);
     throw new Error(why);
   };
   if ('error' in outcome) return fail(outcome.error, false);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { askControl, UntrustedControlDir } from '../../fuse/control.js';
-import { FS_TYPE } from '../../fuse/mountpoint.js';
-import { BusyError, fusermountUnmount, isStale, mountedType, resolveMountpoint, sleep } from '../../fuse/mounts.js';
+import { daemonPid, FS_TYPE } from '../../fuse/mount-source.js';
+import { BusyError, fusermountUnmount, mountedType, mountHealth, mountsAt, resolveMountpoint, sleep } from '../../fuse/mounts.js';
 import { pidAlive } from '../../util/pid.js';
 
 /**
@@ -33,11 +33,20 @@ async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
  */
 export async function unmount(mntArg: string, lazy = false): Promise<void> {
   const mnt = await resolveMountpoint(mntArg);
-  const type = await mountedType(mnt);
-  if (!type) throw new Error(`${mnt}: nothing is mounted here`);
-  if (type !== FS_TYPE) throw new Error(`${mnt}: not a jigdofs mount (${type})`);
-  if (await isStale(mnt)) {
+  const top = (await mountsAt(mnt)).at(-1);
+  if (!top) throw new Error(`${mnt}: nothing is mounted here`);
+  if (top.type !== FS_TYPE) throw new Error(`${mnt}: not a jigdofs mount (${top.type})`);
+  const health = await mountHealth(mnt, top);
+  if (health === 'stale') {
     await fusermountUnmount(mnt, true);
+    return;
+  }
+  if (health !== 'serving') {
+    // A stopped or stuck daemon answers nothing, its control socket neither: unmount from outside (a busy mount is still
+    // refused unless lazy). Once it runs again, the daemon sees its mount gone and ends.
+    const pid = daemonPid(top.source);
+    process.stderr.write(`jigdofs: ${mnt}: its daemon${pid === undefined ? '' : ` (pid ${pid})`} is ${health}; unmounting with fusermount\n`);
+    await fusermountUnmount(mnt, lazy);
     return;
   }
   const answer = await askControl(mnt, 'unmount', UNMOUNT_ANSWER_MS, { lazy }).catch((err: Error) => {
