@@ -37,18 +37,41 @@ function mountOptions(): Map<string, boolean> {
 }
 
 /**
+ * The items of a mount option list, split at the commas outside double quotes, as libmount splits them: a value with a
+ * comma in it is quoted (`scan="/srv/old,cds"`), and mount(8) passes the quotes on to the helper (measured: util-linux
+ * 2.38 hands `-o ro,scan="/a,b"` to mount.fuse.TYPE). The quotes are not part of any value, and libmount has no escape
+ * for a quote inside one.
+ */
+function optionItems(list: string): string[] {
+  const items = [''];
+  let quoted = false;
+  for (const ch of list) {
+    if (ch === '"') quoted = !quoted;
+    else if (ch === ',' && !quoted) items.push('');
+    else items[items.length - 1] += ch;
+  }
+  if (quoted) throw new UsageError(`mount options "${list}": a double quote is not closed`);
+  return items;
+}
+
+/**
  * `scan=/srv/old-cds,local=Debian=/srv/mirror,allow_other,offline` → `--scan /srv/old-cds --local
  * Debian=/srv/mirror --allow-other --offline`. A name may use `_` for `-` (FUSE's own style); the value is
- * everything after the first `=`. An option jigdofs does not know is a usage error naming it.
+ * everything after the first `=`. An option jigdofs does not know is a usage error naming it, or with `sloppy`
+ * (mount's `-s`: "tolerate sloppy mount options") left out with a warning.
  */
-export function fstabOptionsToFlags(list: string): string[] {
+export function fstabOptionsToFlags(list: string, opts: { sloppy?: boolean; warn?: (line: string) => void } = {}): string[] {
   const known = mountOptions();
   const flags: string[] = [];
-  for (const item of list.split(',')) {
+  for (const item of optionItems(list)) {
     if (item === '' || IGNORED.has(item) || IGNORED_PREFIX.test(item)) continue;
     const eq = item.indexOf('=');
     const name = (eq < 0 ? item : item.slice(0, eq)).replace(/_/g, '-');
     const needsValue = known.get(name);
+    if (needsValue === undefined && opts.sloppy) {
+      opts.warn?.(`mount option "${item}" is not a jigdofs mount option: left out (-s)`);
+      continue;
+    }
     if (needsValue === undefined) {
       throw new UsageError(`mount option "${item}" is not a jigdofs mount option (known: ${[...known.keys()].join(', ')})`);
     }
@@ -60,10 +83,11 @@ export function fstabOptionsToFlags(list: string): string[] {
 }
 
 /** Parses the helper's command line; a wrong one is a UsageError. */
-export function parseHelperArgs(argv: string[]): HelperCall {
+export function parseHelperArgs(argv: string[], warn?: (line: string) => void): HelperCall {
   const positional: string[] = [];
   const lists: string[] = [];
   let fake = false;
+  let sloppy = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-o' || a === '-t' || a === '-N') {
@@ -71,14 +95,17 @@ export function parseHelperArgs(argv: string[]): HelperCall {
       if (value === undefined) throw new UsageError(`${a} needs a value`);
       if (a === '-o') lists.push(value);
     } else if (a.startsWith('-o') && a.length > 2) lists.push(a.slice(2));
-    else if (/^-[sfnvrw]+$/.test(a)) fake ||= a.includes('f');
+    else if (/^-[sfnvrw]+$/.test(a)) {
+      fake ||= a.includes('f');
+      sloppy ||= a.includes('s');
+    }
     else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown helper option ${a}`);
     else positional.push(a);
   }
   if (positional.length !== 2) {
     throw new UsageError('usage: mount.fuse.jigdofs JIGDO MOUNTPOINT [-o OPTIONS] (as mount(8) calls it for type fuse.jigdofs)');
   }
-  const flags = lists.flatMap(fstabOptionsToFlags);
+  const flags = lists.flatMap((list) => fstabOptionsToFlags(list, { sloppy, warn }));
   return { source: positional[0]!, mountpoint: positional[1]!, flags, fake };
 }
 
@@ -93,7 +120,7 @@ export function legacyFuseCall(args: string[], commands: readonly string[]): { a
   if (first === undefined || second === undefined || first.startsWith('-') || second.startsWith('-') || commands.includes(first)) return null;
   let call: HelperCall;
   try {
-    call = parseHelperArgs(args);
+    call = parseHelperArgs(args, (line) => process.stderr.write(`jigdofs: ${line}\n`));
   } catch (err) {
     throw new UsageError(`"${first}" is not a command, nor a mount.fuse call (jigdofs JIGDO MOUNTPOINT -o OPTIONS): ${(err as Error).message}`);
   }

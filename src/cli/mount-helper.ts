@@ -12,7 +12,7 @@ import { parseHelperArgs } from './fstab-options.js';
 function helperMain(argv: string[]): Promise<number> {
   let call;
   try {
-    call = parseHelperArgs(argv);
+    call = parseHelperArgs(argv, (line) => process.stderr.write(`mount.fuse.jigdofs: ${line}\n`));
   } catch (err) {
     process.stderr.write(`mount.fuse.jigdofs: ${errorMessage(err)}\n`);
     return Promise.resolve(2);

@@ -35,6 +35,22 @@ describe('fstab options', () => {
   });
 });
 
+describe('quoted values and sloppy options, as libmount passes them', () => {
+  test('a comma inside double quotes is part of the value; the quotes are not', () => {
+    assert.deepEqual(fstabOptionsToFlags('ro,scan="/srv/old,cds",local=Debian="/srv/a b,c"'), ['--scan', '/srv/old,cds', '--local', 'Debian=/srv/a b,c']);
+    assert.throws(() => fstabOptionsToFlags('scan="/srv/x,ro'), (e: Error) => e instanceof UsageError && /a double quote is not closed/.test(e.message));
+  });
+  test("mount -s leaves out the options jigdofs does not know, with a warning; without it they are refused", () => {
+    const warned: string[] = [];
+    const call = parseHelperArgs(['x.jigdo', '/mnt', '-s', '-o', 'rw,bogus=1,scan=/srv/cds,frob'], (line) => warned.push(line));
+    assert.deepEqual(call.flags, ['--scan', '/srv/cds']);
+    assert.deepEqual(warned, ['mount option "bogus=1" is not a jigdofs mount option: left out (-s)', 'mount option "frob" is not a jigdofs mount option: left out (-s)']);
+    assert.throws(() => parseHelperArgs(['x.jigdo', '/mnt', '-o', 'rw,bogus=1']), /"bogus=1" is not a jigdofs mount option/);
+    // Sloppy is about unknown names only: a known option used wrongly is still refused.
+    assert.throws(() => parseHelperArgs(['x.jigdo', '/mnt', '-s', '-o', 'scan']), /"scan" needs a value/);
+  });
+});
+
 describe('helper command line', () => {
   test('as mount(8) calls it', () => {
     assert.deepEqual(parseHelperArgs(['/srv/x.jigdo', '/mnt/img', '-o', 'rw,scan=/srv/cds', '-n', '-t', 'fuse.jigdofs']), {
