@@ -102,7 +102,8 @@ export async function makeImage(
     if (!(err instanceof WrongImageError)) throw err;
     session.deferChecks(false);
     const bad = await recheckParts(session);
-    if (bad === 0) throw new JigdoError(output, `${err.problem} (every part was hashed again and is right)`);
+    // No part to blame: the template's own bytes or its image checksum are not this image's, or a source changed while read.
+    if (bad === 0) throw new JigdoError(output, `${err.problem}; every part was hashed again and is right, so ${session.templatePath} does not describe this image (or a source changed while it was read)`);
     result = await writeImage(session, output, progress, onWritten, opts);
   } finally {
     session.deferChecks(false);

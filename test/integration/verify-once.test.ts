@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findMissing, makeImage } from '../../src/build/make-image.js';
 import { loadJigdo, openImage, selectImage, type SourceOptions } from '../../src/engine/session.js';
-import { REPO } from '../helpers/cli.js';
+import { assertCleanFailure, REPO, runCli } from '../helpers/cli.js';
 import { md5hex as md5 } from '../helpers/hash.js';
 
 const S = path.join(REPO, 'test', 'fixtures', 'samples');
@@ -112,4 +112,21 @@ test('a mount-style read (no deferral) hashes a named copy before serving any by
   } finally {
     await s.close();
   }
+});
+
+test("an image checksum no part is to blame for (a template's own checksum edited): one line that names the template", async () => {
+  const dir = path.join(work, `edited-${++n}`);
+  await cp(S, dir, { recursive: true });
+  const template = path.join(dir, 'jf-md5-gzip.template');
+  const bytes = await readFile(template);
+  const at = bytes.lastIndexOf(Buffer.from(IMAGE_MD5, 'hex'));
+  assert.ok(at > 0, 'the image MD5 is in the template');
+  bytes[at] = bytes[at]! ^ 1;
+  await writeFile(template, bytes);
+  const jigdo = path.join(dir, 'jf-md5-gzip.jigdo');
+  await writeFile(jigdo, (await readFile(jigdo, 'utf8')).replace(/^Template-MD5Sum=.*\n/m, '')); // else the template's own sum refuses it first
+  const out = path.join(work, `edited-${n}.iso`);
+  const r = await runCli(['make-image', jigdo, '--scan', path.join(dir, 'parts'), '-o', out, '--cache-dir', path.join(work, `cache-${n}`)]);
+  assertCleanFailure(r, out, new RegExp(`every part was hashed again and is right, so ${template.replace(/[.]/g, '\\.')} does not describe this image`));
+  await assert.rejects(stat(out), { code: 'ENOENT' });
 });
