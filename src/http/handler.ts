@@ -19,6 +19,8 @@ export interface ServeStats {
   aborted: number;
   /** Responses whose client went away before the end. */
   clientsGone: number;
+  /** Connections closed as they came, over the server's cap (connectionCap). */
+  connectionsDropped: number;
 }
 
 export interface ServeContext {
@@ -29,7 +31,7 @@ export interface ServeContext {
   sendMs: number;
 }
 
-export const newStats = (): ServeStats => ({ requests: 0, byStatus: {}, bytesSent: 0, aborted: 0, clientsGone: 0 });
+export const newStats = (): ServeStats => ({ requests: 0, byStatus: {}, bytesSent: 0, aborted: 0, clientsGone: 0, connectionsDropped: 0 });
 
 function count(ctx: ServeContext, status: number): void {
   ctx.stats.byStatus[status] = (ctx.stats.byStatus[status] ?? 0) + 1;

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { errorMessage } from '../format/errors.js';
 import { serveControl, type ControlHandler, type ControlServer } from '../fuse/control.js';
 import { baseUrl, controlKey, urlHost, type ServerAddress } from './address.js';
@@ -22,6 +23,27 @@ export interface ServeOptions {
 }
 
 /** Listens, or fails with one line naming the address (in use, not ours to bind). */
+/**
+ * The most connections the server keeps open at once; one more is closed as it comes (Node's maxConnections). Without
+ * a cap a client opening idle connections by the thousand held a descriptor each (until the 60 s headersTimeout) and
+ * the server's own opens of parts and cache files failed. Room for a few waiting connections per served client, never
+ * more than half the descriptors this process may open.
+ */
+export function connectionCap(maxClients: number, openFiles = openFileLimit()): number {
+  return Math.max(16, Math.min(maxClients * 4 + 256, Math.floor(openFiles / 2)));
+}
+
+/** This process's soft limit on open files (/proc/self/limits), or Linux's usual default when it cannot be read. */
+function openFileLimit(): number {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const soft = Number(line?.split(/\s{2,}/)[1]);
+    return Number.isFinite(soft) && soft > 0 ? soft : 1024; // "unlimited" reads as NaN
+  } catch {
+    return 1024;
+  }
+}
+
 function listen(server: Server, host: string, port: number): Promise<ServerAddress> {
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
@@ -51,6 +73,8 @@ class ImageServer {
     this.ctx = { images: new Map(images.map((i) => [i.name, i])), log: opts.log, stats: newStats(), sendMs: opts.sendMs };
     this.http = createServer((req, res) => this.admit(req, res));
     this.http.keepAliveTimeout = 5000;
+    this.http.maxConnections = connectionCap(opts.maxClients);
+    this.http.on('drop', () => this.ctx.stats.connectionsDropped++);
   }
 
   /** Serves the request unless `maxClients` are being served already (503: the client retries). */
@@ -90,6 +114,7 @@ class ImageServer {
           stats: this.ctx.stats,
           activeClients: this.active,
           maxClients: this.opts.maxClients,
+          maxConnections: this.http.maxConnections,
           draining: this.draining,
           extra: this.opts.extraStatus,
         });

@@ -9,7 +9,7 @@ export interface ServerStatus {
   uptimeSeconds: number;
   rssBytes: number;
   images: unknown[];
-  server: ServeStats & { url: string; activeClients: number; maxClients: number; draining: boolean };
+  server: ServeStats & { url: string; activeClients: number; maxClients: number; maxConnections: number; draining: boolean };
   network?: unknown;
 }
 
@@ -20,6 +20,7 @@ export interface StatusInput {
   stats: ServeStats;
   activeClients: number;
   maxClients: number;
+  maxConnections: number;
   draining: boolean;
   extra?: () => unknown;
 }
@@ -32,7 +33,7 @@ export async function serverStatus(i: StatusInput): Promise<ServerStatus> {
     uptimeSeconds: Math.round((Date.now() - i.startedAt) / 1000),
     rssBytes: process.memoryUsage().rss,
     images: i.images.map((img) => sessionStatus(img.name, img.session)),
-    server: { ...i.stats, url: i.url, activeClients: i.activeClients, maxClients: i.maxClients, draining: i.draining },
+    server: { ...i.stats, url: i.url, activeClients: i.activeClients, maxClients: i.maxClients, maxConnections: i.maxConnections, draining: i.draining },
     ...(i.extra ? { network } : {}),
   };
 }

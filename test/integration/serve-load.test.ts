@@ -2,7 +2,7 @@
  * `jigdofs serve` under bounded loopback load (issue 12 items 2 and 4): 32 concurrent ranged clients over a
  * 50 MB image fetched lazily from a mirror, every byte compared; a client that stops reading does not make
  * the server read (and hold) the image ahead of it, and is cut after --send-timeout; pipelined requests on a
- * connection that closes give their slots back.
+ * connection that closes give their slots back; connections over the cap are closed as they come.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -161,4 +161,36 @@ test('the 50 MB image read whole by curl equals the original', async () => {
   const file = path.join(work, 'curl.iso');
   await execFileP('curl', ['-sS', '-o', file, url]);
   assert.ok((await readFile(file)).equals(image));
+});
+
+test('connections over the cap are closed as they come, counted, and the server goes on serving', async () => {
+  const capped = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--max-clients', '1']);
+  const sockets: Array<ReturnType<typeof connect>> = [];
+  try {
+    const cap = (await capped.status()).server.maxConnections;
+    assert.ok(cap >= 16 && cap <= 260, `one client: 4 waiting connections per client plus 256, at most half the open-file limit (${cap})`);
+    const { port } = new URL(capped.url);
+    let closedEarly = 0;
+    // Idle connections that never send a request (a slowloris client), 40 over the cap.
+    for (let i = 0; i < cap + 40; i++) {
+      await new Promise<void>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1', () => resolve());
+        socket.on('close', () => closedEarly++);
+        socket.on('error', () => undefined);
+        socket.once('error', reject);
+        sockets.push(socket);
+      });
+    }
+    for (let i = 0; i < 50 && closedEarly < 40; i++) await sleep(50);
+    assert.equal(closedEarly, 40, 'exactly the connections over the cap are closed');
+    assert.equal((await capped.status()).server.connectionsDropped, 40);
+    for (const s of sockets) s.destroy();
+    await sleep(200);
+    const r = await httpGet(`${capped.url}big.iso`, { Range: 'bytes=0-99' });
+    assert.equal(r.status, 206);
+    assert.ok(r.body.equals(image.subarray(0, 100)));
+  } finally {
+    for (const s of sockets) s.destroy();
+    await capped.stop();
+  }
 });

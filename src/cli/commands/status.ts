@@ -29,7 +29,7 @@ interface Status {
   images: ImageStatus[];
   network?: NetworkStats;
   /** Present for `jigdofs serve`. */
-  server?: { url: string; requests: number; activeClients: number; maxClients: number; bytesSent: number; aborted: number; clientsGone: number; byStatus: Record<string, number>; draining: boolean };
+  server?: { url: string; requests: number; activeClients: number; maxClients: number; bytesSent: number; aborted: number; clientsGone: number; connectionsDropped?: number; byStatus: Record<string, number>; draining: boolean };
 }
 
 /** The control socket key: a mountpoint's real path, or a server's address (`http://HOST:PORT/`, `HOST:PORT`). */
@@ -43,7 +43,7 @@ function formatStatus(s: Status): string {
   const v = s.server;
   if (v) {
     const codes = Object.entries(v.byStatus).map(([k, n]) => `${k} ${n}`).join(', ');
-    lines.push(`  http: ${v.requests} requests (${codes || 'none'}), ${v.activeClients} of ${v.maxClients} clients active, ${mb(v.bytesSent)} sent, ${v.aborted} cut off, ${v.clientsGone} clients gone${v.draining ? '; DRAINING' : ''}`);
+    lines.push(`  http: ${v.requests} requests (${codes || 'none'}), ${v.activeClients} of ${v.maxClients} clients active, ${mb(v.bytesSent)} sent, ${v.aborted} cut off, ${v.clientsGone} clients gone${v.connectionsDropped ? `, ${v.connectionsDropped} connections dropped (over the cap)` : ''}${v.draining ? '; DRAINING' : ''}`);
   }
   for (const img of s.images) {
     const p = img.parts;
