@@ -1,4 +1,5 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+import { fsPath } from '../format/byte-string.js';
 import { createHash } from 'node:crypto';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
@@ -25,6 +26,8 @@ export interface VerifyResult {
   checksum: string;
   expected: string;
   badRegions: BadRegion[];
+  /** A block device: its first `expectedSize` bytes were checked, what follows is not the image's. */
+  device: boolean;
 }
 
 const BLOCK = 8 << 20;
@@ -42,6 +45,16 @@ async function localCopyOf(session: ImageSession, key: string): Promise<BadRegio
 }
 const MAX_BAD = 20;
 
+/** Reads into `data` from the file's position on until it is full or the file ends; returns the bytes read. */
+async function readFully(fh: FileHandle, data: Buffer): Promise<number> {
+  let got = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(data, got, data.length - got, null);
+    got += bytesRead;
+    if (bytesRead === 0 || got === data.length) return got;
+  }
+}
+
 /**
  * Checks an image file against the template: its size and whole-image checksum (like `jigdo-file
  * verify`) and, in the same pass, each region, so a wrong image says where it is wrong: raw regions are
@@ -49,24 +62,31 @@ const MAX_BAD = 20;
  */
 export async function verifyImage(session: ImageSession, file: string): Promise<VerifyResult> {
   const { layout, pool, raw } = session;
-  const fh = await open(file, 'r').catch((err: NodeJS.ErrnoException) => {
+  const fh = await open(fsPath(file), 'r').catch((err: NodeJS.ErrnoException) => {
     throw new JigdoError(file, err.code === 'ENOENT' ? 'image not found' : `cannot read: ${errorMessage(err)}`);
   });
   try {
     const st = await fh.stat();
     if (st.isDirectory()) throw new JigdoError(file, 'is a directory, not an image file');
-    const size = st.size;
+    // Read to the end, whatever stat says: a block device or a pipe has size 0, and a file may shrink meanwhile. A
+    // device (a USB stick, a burned disc) is checked on the image's bytes at its start; anything else must end with
+    // the image, as jigdo-file requires. A file is read to its end (its checksum is then the file's, as md5sum says);
+    // a pipe to one byte past the image, which tells without reading on (it may never end).
+    const device = st.isBlockDevice();
+    const limit = device ? layout.size : st.isFile() ? Number.MAX_SAFE_INTEGER : layout.size + 1;
     const whole = pool.streamHash(layout.checksumKind);
     const bad: BadRegion[] = [];
     let pending: Promise<unknown> = Promise.resolve();
     let regionIndex = 0;
     let partHash: ReturnType<typeof createHash> | undefined;
     const expectedRaw = Buffer.allocUnsafe(BLOCK);
-    for (let offset = 0; offset < size; offset += BLOCK) {
-      const n = Math.min(BLOCK, size - offset);
-      const data = Buffer.allocUnsafe(n);
-      let got = 0;
-      while (got < n) got += (await fh.read(data, got, n - got, offset + got)).bytesRead;
+    let size = 0; // bytes read
+    while (size < limit) {
+      const offset = size;
+      const data = Buffer.allocUnsafeSlow(Math.min(BLOCK, limit - offset)); // its own memory: it is handed to the hashing worker
+      const n = await readFully(fh, data);
+      if (n === 0) break;
+      size += n;
       // Per-region checks on the part of this block that lies inside the image.
       let at = offset;
       const end = Math.min(offset + n, layout.size);
@@ -96,7 +116,8 @@ export async function verifyImage(session: ImageSession, file: string): Promise<
         if (stop === regionEnd) regionIndex++;
       }
       await pending;
-      pending = whole.update(data, true);
+      pending = whole.update(data.subarray(0, n), true);
+      if (n < data.length) break; // the end
     }
     await pending;
     const sum = await whole.digest();
@@ -104,7 +125,7 @@ export async function verifyImage(session: ImageSession, file: string): Promise<
     if (size < layout.size && bad.length < MAX_BAD) bad.push({ offset: size, length: layout.size - size, what: 'missing (file too short)' });
     if (size > layout.size) bad.push({ offset: layout.size, length: size - layout.size, what: 'extra bytes after the image' });
     for (const b of bad) if (b.key) b.goodCopy = await localCopyOf(session, b.key);
-    return { ok, size, expectedSize: layout.size, checksum: sum.toString('hex'), expected: layout.imageSum.toString('hex'), badRegions: bad };
+    return { ok, size, expectedSize: layout.size, checksum: sum.toString('hex'), expected: layout.imageSum.toString('hex'), badRegions: bad, device };
   } finally {
     await fh.close();
   }

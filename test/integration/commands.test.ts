@@ -9,7 +9,7 @@ import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { SAMPLES, SAMPLE_PARTS, assertCleanFailure, assertOk, describeRun, runCli } from '../helpers/cli.js';
+import { BIN, SAMPLES, SAMPLE_PARTS, assertCleanFailure, assertOk, describeRun, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { fileMd5 } from '../helpers/hash.js';
 
@@ -130,6 +130,32 @@ test('verify: a truncated or extended image fails and says so', async () => {
   assert.match(a.stdout, /size 532480, expected 536576/);
   assert.equal(b.code, 1, describeRun(b));
   assert.match(b.stdout, /size 536577, expected 536576/);
+});
+
+test('verify reads to the end whatever stat says: a pipe, a block device (its first bytes), a name that is not UTF-8', async () => {
+  const image = readFileSync(sample('image.iso'));
+  // A FIFO (stat says 0 bytes): the image, then the image and one byte more.
+  for (const [bytes, code] of [[image, 0], [Buffer.concat([image, Buffer.from([0])]), 1]] as const) {
+    const fifo = path.join(work, `verify-${++runs}.fifo`);
+    await execFileP('mkfifo', [fifo]);
+    const [r] = await Promise.all([cli(['verify', sample('jf-md5-gzip.jigdo'), fifo]), writeFile(fifo, bytes)]);
+    assert.equal(r.code, code, describeRun(r));
+  }
+  // A loop device bigger than the image (a USB stick written with dd): the image's bytes at its start are checked.
+  const disk = path.join(work, 'stick.img');
+  await writeFile(disk, Buffer.concat([image, Buffer.alloc(1 << 20, 0x55)]));
+  const dev = (await execFileP('losetup', ['-f', '--show', disk])).stdout.trim();
+  try {
+    const r = await cli(['verify', sample('jf-md5-gzip.jigdo'), dev]);
+    assertOk(r);
+    assert.match(r.stdout, new RegExp(`^OK: ${dev}: checksum matches, image is good \\(${IMAGE_MD5}\\); the device's first 536576 bytes`));
+  } finally {
+    await execFileP('losetup', ['-d', dev]);
+  }
+  // A name in Latin-1, as make-image writes it.
+  await writeFile(Buffer.from(path.join(work, 'caf\xe9.iso'), 'latin1'), image);
+  const named = await execFileP('bash', ['-c', `node ${BIN} verify ${sample('jf-md5-gzip.jigdo')} $'caf\\xe9.iso' --offline --cache-dir c`], { cwd: work });
+  assert.match(named.stdout, /^OK: /);
 });
 
 test('info --json agrees with jigdo-file ls (golden files) for every sample', { concurrency: 4 }, async (t) => {

@@ -15,7 +15,7 @@ export function registerVerify(program: Command): void {
   ).action(async (jigdoArg: string, imageFile: string, flags: SourceFlags & { json?: boolean }) => {
     const r = await withSession(jigdoArg, flags, (s) => verifyImage(s, imageFile));
     if (flags.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-    else if (r.ok) process.stdout.write(`OK: ${imageFile}: checksum matches, image is good (${r.checksum})\n`);
+    else if (r.ok) process.stdout.write(`OK: ${imageFile}: checksum matches, image is good (${r.checksum})${r.device ? `; the device's first ${r.expectedSize} bytes` : ''}\n`);
     else {
       const lines = [`FAILED: ${imageFile}: ${r.size !== r.expectedSize ? `size ${r.size}, expected ${r.expectedSize}; ` : ''}checksum ${r.checksum}, expected ${r.expected}`];
       for (const b of r.badRegions) {
