@@ -1,9 +1,10 @@
 import { fsPath } from '../format/byte-string.js';
-import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../engine/session.js';
 import { DirectOutput } from './direct-output.js';
+import { checkOutput } from './output-file.js';
 import { DiskWait } from './disk-wait.js';
 import { pooledImageBlocks } from './stream.js';
 import { temporaryImagePath } from './temporary-image.js';
@@ -47,6 +48,8 @@ export interface MakeImageResult {
 export type DiskWaitPolicy = Pick<DiskWait, 'add' | 'tooSlow'>;
 
 export interface MakeImageOptions {
+  /** Replace an existing output file (never a device, a pipe, or an input of the run: see checkOutput). */
+  force?: boolean;
   /** Makes the judge of the direct writes, one per image written (default: a DiskWait on this process). */
   diskWait?: () => DiskWaitPolicy;
 }
@@ -90,7 +93,9 @@ export async function makeImage(
   onWritten?: () => void,
   opts: MakeImageOptions = {},
 ): Promise<MakeImageResult> {
-  if ((await stat(fsPath(output)).catch(() => undefined))?.isDirectory()) throw new JigdoError(output, 'is a directory: not written');
+  const { jigdo } = session;
+  const inputs = [{ what: 'template', path: session.templatePath }, ...(jigdo.location.kind === 'file' ? [{ what: '.jigdo', path: jigdo.location.path }] : [])];
+  await checkOutput(output, inputs, opts.force === true);
   // Verify once: copies the .jigdo names (--local) and parts from mirrors that proved right are not hashed
   // before use; the image checksum checks their bytes, and only a wrong image has every part hashed
   // (docs/design.md, "What is verified when").

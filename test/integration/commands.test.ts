@@ -158,6 +158,35 @@ test('verify reads to the end whatever stat says: a pipe, a block device (its fi
   assert.match(named.stdout, /^OK: /);
 });
 
+test('make-image never replaces a device, a pipe or its own input; an existing image only with --force', async () => {
+  const dir = path.join(work, 'outputs');
+  await mkdir(dir);
+  const jigdo = path.join(dir, 'x.jigdo');
+  const template = path.join(dir, 'x.template');
+  await writeFile(jigdo, (await readFile(sample('jf-md5-gzip.jigdo'), 'utf8')).replace(/^Template=.*$/m, 'Template=x.template'));
+  await copyFile(sample('jf-md5-gzip.template'), template);
+  const make = (output: string, ...more: string[]) => cli(['make-image', jigdo, '--scan', SAMPLE_PARTS, '-o', output, ...more]);
+  const old = path.join(dir, 'old.iso');
+  await writeFile(old, 'an image of last week');
+  assertCleanFailure(await make(old), old, /exists already: not written \(remove it, or use --force to replace it\)/);
+  assert.equal(await readFile(old, 'utf8'), 'an image of last week');
+  assertOk(await make(old, '--force'));
+  assert.equal(await fileMd5(old), IMAGE_MD5);
+  for (const [input, what] of [[template, 'template'], [jigdo, '.jigdo']] as const) {
+    const before = await fileMd5(input);
+    assertCleanFailure(await make(input, '--force'), input, new RegExp(`is the ${what.replace('.', '\\.')} this image is made from`));
+    assert.equal(await fileMd5(input), before);
+  }
+  const fifo = path.join(dir, 'fifo');
+  const devnull = path.join(dir, 'null'); // a copy of /dev/null's node: a failing test must not touch the real one
+  await execFileP('mkfifo', [fifo]);
+  await execFileP('mknod', [devnull, 'c', '1', '3']);
+  for (const special of [fifo, devnull]) {
+    assertCleanFailure(await make(special, '--force'), special, /is not a regular file \(a device, a pipe or a socket\): not written/);
+  }
+  assert.equal((await execFileP('stat', ['-c', '%F', devnull])).stdout.trim(), 'character special file');
+});
+
 test('info --json agrees with jigdo-file ls (golden files) for every sample', { concurrency: 4 }, async (t) => {
   await Promise.all(SAMPLES_ALL.map((s) => t.test(`${s.jigdo} (${s.golden})`, async () => {
     const r = await cli(['info', sample(s.jigdo), '--json']);

@@ -54,14 +54,15 @@ export function registerMakeImage(program: Command): void {
       .description('write the whole image from the sources, verified against the image checksum')
       .argument('<jigdo>', '.jigdo file or http(s) URL')
       .option('-o, --output <FILE>', 'image file to write (default: the image name in the current directory)')
-      .option('--keep-parts', 'keep the parts downloaded in the cache (default: removed once the image is written)'),
-  ).action(async (jigdoArg: string, flags: SourceFlags & { output?: string; keepParts?: boolean }) => {
+      .option('--keep-parts', 'keep the parts downloaded in the cache (default: removed once the image is written)')
+      .option('--force', 'replace an existing output file (never a device, a pipe, or the .jigdo or template read)'),
+  ).action(async (jigdoArg: string, flags: SourceFlags & { output?: string; keepParts?: boolean; force?: boolean }) => {
     await withSession(jigdoArg, flags, async (s) => {
       const output = path.resolve(flags.output ?? s.name);
       const t0 = Date.now();
       for (const file of await removeDeadTemporaries(output)) if (!flags.quiet) process.stderr.write(shown(`jigdofs: removed ${file}, left by a run that was killed\n`));
       const stopInterrupted = removeTemporaryOnSignal(output);
-      const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true), stopInterrupted).finally(stopInterrupted);
+      const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true), stopInterrupted, { force: flags.force === true }).finally(stopInterrupted);
       if (r.missing.length > 0) {
         const lines = r.missing.slice(0, MAX_LISTED).map((key) => {
           const p = s.layout.parts.get(key)!;
