@@ -75,7 +75,11 @@ export async function discMatches(
   }
   const hasPrefix = prefixes(setup);
   const bySize = new Map<number, number[]>();
-  sizes.forEach((s, i) => bySize.set(s, [...(bySize.get(s) ?? []), i]));
+  sizes.forEach((s, i) => {
+    const same = bySize.get(s);
+    if (same) same.push(i);
+    else bySize.set(s, [i]); // (a copy of the list per insert was quadratic: 40,000 files of one size took 10 s)
+  });
   const L = sums.length / Math.max(1, sizes.length);
   const seen = new Set<string>();
   const jobs: Array<Promise<Match[]>> = [];

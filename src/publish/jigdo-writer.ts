@@ -154,17 +154,18 @@ export function buildJigdo(job: JigdoJob): Buffer {
     if (known.has(p.key)) continue;
     known.add(p.key);
     let label = locationLabel.get(p.location) ?? job.labels.get(normal(p.location));
-    let uri = label !== undefined ? (job.uris.get(label) ?? `file:${p.location}`) : `file:${p.location}`;
+    // A --uri is written as given, as jigdo-file writes it: its value may go on with server options (`--try-last`)
+    // that quotes would make part of the URI. Only the file: URIs made here are quoted.
+    const given = label !== undefined ? job.uris.get(label) : undefined;
     if (label === undefined) {
       const taken = serverLabels(lines);
       while (taken.has(auto)) auto = nextLabel(auto);
       label = auto;
-      uri = `file:${p.location}`;
     }
     parts.push({ value: quoteValue(`${label}:${p.leaf}`), key: p.key });
     if (locationLabel.has(p.location)) continue;
     locationLabel.set(p.location, label);
-    const server = `${label}=${quoteValue(uri)}`;
+    const server = `${label}=${given ?? quoteValue(`file:${p.location}`)}`;
     if (!serverLines.has(server)) {
       lines.splice(insertAt++, 0, server);
       serverLines.add(server);

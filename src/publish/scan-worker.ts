@@ -57,32 +57,64 @@ function readRanges(from: number, ranges: FileRange[], into: Buffer): void {
   if (filled < into.length) throw new Error('file is shorter than when it was listed');
 }
 
-/** Confirms hits at one offset: head checksum, then whole-length checksum, each computed once per length. */
+/**
+ * Confirms hits at one offset: head checksum, then whole-length checksum, each computed once per length. In a run of
+ * hits of one candidate on consecutive offsets (a window of zeros, a repeated pattern), not every offset is checked:
+ * the first, those aligned on RUN_ALIGN, and the last, where a file that begins with a window of zeros after other
+ * zeros starts (an ext2 image's first KiB): jigdo-file finds those too.
+ */
 class Confirmer {
   private readonly lastHit: Float64Array;
+  /** The last offset checked of each candidate's current run. */
+  private readonly checked: Float64Array;
   private readonly sumLength: number;
   constructor(private readonly s: ScanSetup) {
     this.lastHit = new Float64Array(s.sizes.length).fill(-2);
+    this.checked = new Float64Array(s.sizes.length).fill(-2);
     this.sumLength = 32; // CONFIRM
   }
 
+  /** Hits at `at` (offsets come in order); confirmed matches go to `out` as (offset, candidate) pairs. */
   confirm(at: number, candidates: number[], limit: number, out: number[]): void {
     const heads = new Map<number, Buffer>();
     const wholes = new Map<number, Buffer>();
     for (const c of candidates) {
-      const size = this.s.sizes[c]!;
-      const inRun = this.lastHit[c] === at - 1;
+      const last = this.lastHit[c]!;
+      const inRun = last === at - 1;
+      if (!inRun) this.endRun(c, limit, out);
       this.lastHit[c] = at;
-      if (at + size > limit || (inRun && at % RUN_ALIGN !== 0)) continue;
-      const L = this.sumLength;
-      const headLen = Math.min(size, HEAD_LENGTH);
-      let head = heads.get(headLen);
-      if (!head) heads.set(headLen, (head = hashRange(at, headLen, [CONFIRM])[0]!));
-      if (!head.equals(this.s.heads.subarray(c * L, c * L + L))) continue;
-      let whole = size === headLen ? head : wholes.get(size);
-      if (!whole) wholes.set(size, (whole = hashRange(at, size, [CONFIRM])[0]!));
-      if (whole.equals(this.s.sums.subarray(c * L, c * L + L))) out.push(at, c);
+      if (inRun && at % RUN_ALIGN !== 0) continue;
+      this.checked[c] = at;
+      this.check(at, c, limit, out, heads, wholes);
     }
+  }
+
+  /** The last offset of `c`'s run, if it was not checked (the run ended: a hit elsewhere, or the slice's end). */
+  endRun(c: number, limit: number, out: number[]): void {
+    const last = this.lastHit[c]!;
+    if (last >= 0 && this.checked[c] !== last) {
+      this.checked[c] = last;
+      this.check(last, c, limit, out, new Map(), new Map());
+    }
+  }
+
+  /** Ends every run at the end of a slice (hits past its end are the next slice's). */
+  endRuns(limit: number, out: number[]): void {
+    for (let c = 0; c < this.lastHit.length; c++) this.endRun(c, limit, out);
+    this.lastHit.fill(-2);
+  }
+
+  private check(at: number, c: number, limit: number, out: number[], heads: Map<number, Buffer>, wholes: Map<number, Buffer>): void {
+    const size = this.s.sizes[c]!;
+    if (at + size > limit) return;
+    const L = this.sumLength;
+    const headLen = Math.min(size, HEAD_LENGTH);
+    let head = heads.get(headLen);
+    if (!head) heads.set(headLen, (head = hashRange(at, headLen, [CONFIRM])[0]!));
+    if (!head.equals(this.s.heads.subarray(c * L, c * L + L))) return;
+    let whole = size === headLen ? head : wholes.get(size);
+    if (!whole) wholes.set(size, (whole = hashRange(at, size, [CONFIRM])[0]!));
+    if (whole.equals(this.s.sums.subarray(c * L, c * L + L))) out.push(at, c);
   }
 }
 
@@ -116,20 +148,26 @@ function scanSlice(from: number, to: number, limit: number): number[] {
   let pos = from;
   let carry = 0;
   let reported = 0;
-  const hits: number[] = [];
+  // The hits at one offset, confirmed as the scan moves on: a window of zeros that candidates begin with hits at every
+  // offset of a run of zeros, and kept until the end of a read, those hits filled the worker's heap.
+  const group: number[] = [];
+  let groupAt = -1;
+  const flush = (): void => {
+    if (group.length > 0 && groupAt < to) confirmer!.confirm(groupAt, group, limit, matches);
+    group.length = 0;
+  };
   while (pos < end) {
     const n = readSync(fd, buf, carry, Math.min(CHUNK, end - pos), pos);
     if (n === 0) throw new Error('image ended early (changed while scanned?)');
     const len = carry + n;
     const base = pos - carry; // image offset of buf[0]
-    hits.length = 0;
-    roll.scan(buf, len, (i, c) => hits.push(base + i, c));
-    for (let k = 0; k < hits.length; ) {
-      const at = hits[k]!;
-      const group: number[] = [];
-      while (k < hits.length && hits[k] === at) { group.push(hits[k + 1]!); k += 2; }
-      if (at < to) confirmer!.confirm(at, group, limit, matches);
-    }
+    roll.scan(buf, len, (i, c) => {
+      if (base + i !== groupAt) {
+        flush();
+        groupAt = base + i;
+      }
+      group.push(c);
+    });
     pos += n;
     if (len >= B) {
       buf.copyWithin(0, len - (B - 1), len);
@@ -141,6 +179,8 @@ function scanSlice(from: number, to: number, limit: number): number[] {
       reported = covered;
     }
   }
+  flush();
+  confirmer!.endRuns(limit, matches);
   send({ op: 'progress', bytes: to - from - reported });
   return matches;
 }

@@ -18,7 +18,8 @@ export function selectMatches(matches: Match[], sizes: ArrayLike<number>): Match
     const d = end(a) - end(b);
     if (d !== 0) return d;
     if (a.offset !== b.offset) return b.offset - a.offset;
-    const rounds = Math.ceil(sizes[a.candidate]! / CHECKSUM_BLOCK);
+    // jigdo-file's rounds: one more after the last whole block (a size that is a multiple of the block included).
+    const rounds = Math.floor(sizes[a.candidate]! / CHECKSUM_BLOCK) + 1;
     return rounds % 2 === 1 ? b.candidate - a.candidate : a.candidate - b.candidate;
   });
   const kept: Match[] = [];
