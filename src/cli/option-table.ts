@@ -79,7 +79,7 @@ export const SOURCE_OPTIONS: readonly OptionInfo[] = [
   {
     flags: '--scan-deep <FILE>',
     help: "search FILE for parts at every 512-byte boundary (by the template's RsyncSum64), e.g. a damaged image (repeatable)",
-    readme: "search a file the disc reader does not understand (a corrupt or unknown filesystem, a raw disk) for parts at every 512-byte boundary, by the template's RsyncSum64 of each part's first KiB, confirmed by checksum",
+    readme: "search a file the disc reader does not understand (a corrupt or unknown filesystem, a raw disk's image file) for parts at every 512-byte boundary, by the template's RsyncSum64 of each part's first KiB, confirmed by checksum",
     repeatable: true,
   },
   {

@@ -13,6 +13,12 @@ import { oncePerKey } from '../util/once-per-key.js';
 export type RsyncScan = (file: string, sums: string[], window: number, step: number, maxMatches: number) => Promise<RsyncMatches>;
 import { identityOf, sameIdentity, type FileIdentity } from './hash-index.js';
 
+/**
+ * What a --scan or --scan-deep path that is neither a file nor a folder gets: a device's size and content are not
+ * what stat and the hash index can tell (a disc swapped in its drive keeps its inode), so it is not read.
+ */
+export const NOT_SCANNED = 'not a regular file or folder (a device or a pipe): not scanned; copy a disc to a file first (dd if=DEVICE of=FILE)';
+
 /** A place inside an old disc image that may hold a part: the ranges of one of its files, or a region found by the deep scan. */
 export interface ImagePlace {
   image: string;
@@ -151,6 +157,7 @@ export class DiscImages {
       this.log(`scan-deep: cannot read ${shown(file)}: ${errorMessage(err)}`);
       return undefined;
     });
+    if (st && !st.isFile()) this.log(`scan-deep: ${shown(file)}: ${NOT_SCANNED}`);
     if (!st?.isFile() || wanted.size === 0) return;
     const sums = [...wanted.keys()];
     let matches;

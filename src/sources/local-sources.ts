@@ -8,7 +8,7 @@ import type { JigdoFile } from '../format/jigdo.js';
 import { LabelMap, partCandidates, splitLabel } from '../format/resolve.js';
 import { parseDesc, type Desc, type DescEntry } from '../format/template.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
-import { DiscImages, type RsyncScan } from './disc-images.js';
+import { DiscImages, NOT_SCANNED, type RsyncScan } from './disc-images.js';
 import type { HashIndex } from './hash-index.js';
 import { indexField, verifyLocalCopy, type LocalCheck, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
 import { firstBlockMatches } from './first-block.js';
@@ -117,7 +117,11 @@ export class LocalSources {
       for (const name of raw.map((b) => decodeBytes(b)).sort()) await this.walk(path.join(file, name), sizes, seen, depth + 1);
       return;
     }
-    if (!st.isFile()) return;
+    if (!st.isFile()) {
+      // Named on the command line, a device (a disc in its drive) or a pipe would otherwise be passed over without a word.
+      if (depth === 0) this.opts.log?.(`scan: ${shown(file)}: ${NOT_SCANNED}`);
+      return;
+    }
     if (sizes.has(st.size)) {
       const list = this.bySize.get(st.size) ?? [];
       list.push(file);

@@ -187,6 +187,15 @@ test('make-image never replaces a device, a pipe or its own input; an existing i
   assert.equal((await execFileP('stat', ['-c', '%F', devnull])).stdout.trim(), 'character special file');
 });
 
+test('--scan and --scan-deep of a device or a pipe say it is not read, instead of passing it over', async () => {
+  const fifo = path.join(work, 'scan.fifo');
+  await execFileP('mkfifo', [fifo]);
+  const r = await cli(['missing', sample('jf-md5-gzip.jigdo'), '--scan', fifo, '--scan-deep', fifo]);
+  for (const opt of ['scan', 'scan-deep']) {
+    assert.ok(r.stderr.includes(`${opt}: ${fifo}: not a regular file or folder (a device or a pipe): not scanned`), `${opt}:\n${describeRun(r)}`);
+  }
+});
+
 test('info --json agrees with jigdo-file ls (golden files) for every sample', { concurrency: 4 }, async (t) => {
   await Promise.all(SAMPLES_ALL.map((s) => t.test(`${s.jigdo} (${s.golden})`, async () => {
     const r = await cli(['info', sample(s.jigdo), '--json']);
