@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { DROP_KEEP_BEHIND } from './drop-behind.js';
+import { majorMinor } from '../util/block-device.js';
 
 /**
  * The kernel's read-ahead window for a FUSE mount unless someone changed it (`VM_READAHEAD_PAGES`, 128 KiB; a file
@@ -30,10 +31,7 @@ const REREAD_MS = 1000;
 
 /** The sysfs file that holds the read-ahead (KiB) of the file system on device `dev` (glibc's dev_t encoding). */
 export function readAheadFile(dev: number, root = '/sys/class/bdi'): string {
-  const d = BigInt(dev);
-  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n);
-  const minor = (d & 0xffn) | ((d >> 12n) & 0xffffff00n);
-  return `${root}/${major}:${minor}/read_ahead_kb`;
+  return `${root}/${majorMinor(dev)}/read_ahead_kb`;
 }
 
 /**

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { encodeB64 } from '../format/base64.js';
 import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
+import { blockDeviceSize } from '../util/block-device.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { parseSum } from '../format/rsync-rolling.js';
 import { HashIndex } from '../sources/hash-index.js';
@@ -54,7 +55,11 @@ async function checkImage(image: string): Promise<number> {
   }
   if (st.isDirectory()) throw new JigdoError(image, 'is a directory, not an image file');
   if (!st.isFile() && !st.isBlockDevice()) throw new JigdoError(image, 'is not a regular file');
-  return st.size;
+  if (st.isFile()) return st.size;
+  // A device (a disc in its drive, a loop device): stat says 0 bytes, which made the template of an empty image.
+  return blockDeviceSize(st.rdev).catch((err: unknown) => {
+    throw new JigdoError(image, `cannot tell the size of this device: ${errorMessage(err)}`);
+  });
 }
 
 async function checkOutputs(opts: MakeTemplateOptions): Promise<void> {

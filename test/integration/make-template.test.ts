@@ -203,6 +203,19 @@ describe('make-template with an old disc image as candidates (IMAGE//)', () => {
 });
 
 describe('make-template on its own', () => {
+  test('an image on a block device (a loop device of img.iso): the same template as from the file (stat says 0 bytes)', async () => {
+    const dev = (await sh('losetup', ['-f', '--show', '-r', 'img.iso'])).trim();
+    try {
+      await ours('img.iso', 'dev-file', ['tree//']);
+      await ours(dev, 'dev-dev', ['tree//']);
+    } finally {
+      await sh('losetup', ['-d', dev]);
+    }
+    const list = await ls('dev-dev');
+    assert.match(list, /need-file/);
+    assert.equal(list, await ls('dev-file'));
+  });
+
   test('a second run over the same tree reads no candidate file (hash index); -T - reads names from stdin', async () => {
     const first = await ours('img.raw', 'again', ['tree/pool'], ['--cache-dir', path.join(work, 'cache2')]);
     assert.match(first, /7 candidate files, 7 read/);
