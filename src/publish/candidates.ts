@@ -137,7 +137,9 @@ export async function findCandidates(args: string[], warn: (line: string) => voi
       continue;
     }
     const { location, leaf } = splitLocation(arg);
-    await walk.visit(location, leaf, false);
+    // A link named as an argument is followed where it stands, as jigdo-file takes it (only links met inside
+    // folders wait until the end).
+    await walk.visit(location, leaf, true);
   }
   await walk.links_();
   return walk.found;

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -162,6 +162,20 @@ describe('make-template = jigdo-file make-template, finer points', () => {
     for (const name of ['x0.bin', 'x1.bin']) await writeFile(path.join(dir, 'f', name), data);
     await sh('xorriso', ['-as', 'mkisofs', '-quiet', '-o', 'twins/img.iso', 'twins/f']);
     await sameAsJigdoFile('twins/img.iso', 'twins', ['twins/f//'], [], 'twins/f/');
+  });
+
+  test('a link named as an argument is taken where it stands, not after everything else', async () => {
+    const dir = path.join(work, 'links');
+    await mkdir(path.join(dir, 'sl', 'd1'), { recursive: true });
+    await mkdir(path.join(dir, 'sl', 'd2'));
+    const data = bytes(51, 5000);
+    await writeFile(path.join(dir, 'sl', 'd1', 'x.bin'), data);
+    await writeFile(path.join(dir, 'sl', 'd2', 'y.bin'), data);
+    await symlink('d1/x.bin', path.join(dir, 'sl', 'flink'));
+    await symlink('d1', path.join(dir, 'sl', 'link1'));
+    await writeFile(path.join(dir, 'img.bin'), Buffer.concat([bytes(52, 3000), data, bytes(53, 100)]));
+    await sameAsJigdoFile('links/img.bin', 'links-file', ['links/sl/flink', 'links/sl/d2/y.bin'], [], 'links/sl/');
+    await sameAsJigdoFile('links/img.bin', 'links-dir', ['links/sl//link1', 'links/sl/d2/y.bin'], [], 'links/sl/');
   });
 
   test('a --uri is written as given, server options and all (quotes would make them part of the URI)', async () => {
