@@ -1,9 +1,10 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { decodeBytes, fsPath } from '../format/byte-string.js';
+import { createHash } from 'node:crypto';
+import { decodeBytes, encodeBytes, fsPath } from '../format/byte-string.js';
 import { ownerTag, ownerTagDead } from '../util/pid.js';
 
-/** A temporary image is named OUTPUT + INFIX + its owner's tag (ownerTag) + SUFFIX. */
+/** A temporary image is named OUTPUT + INFIX + its owner's tag (ownerTag) + SUFFIX (see temporaryPrefix for long names). */
 const INFIX = '.jigdofs-';
 const SUFFIX = '.tmp';
 
@@ -13,7 +14,23 @@ const SUFFIX = '.tmp';
  * live one's.
  */
 export function temporaryImagePath(output: string): string {
-  return `${output}${INFIX}${ownerTag()}${SUFFIX}`;
+  return path.join(path.dirname(output), `${temporaryPrefix(output)}${ownerTag()}${SUFFIX}`);
+}
+
+/** The longest name a folder entry may have (NAME_MAX of Linux file systems), in bytes. */
+const NAME_MAX = 255;
+/** Room for the owner tag of any pid (pid_max is at most 2^22). */
+const LONGEST_TAG = ownerTag(2 ** 22);
+
+/**
+ * The start of the names of `output`'s temporary images: its own name and INFIX, or, for a name too long to take the
+ * rest within NAME_MAX (a legal output name of 230 bytes and more), a hidden name made of a hash of it.
+ */
+function temporaryPrefix(output: string): string {
+  const base = path.basename(output);
+  const prefix = `${base}${INFIX}`;
+  if (encodeBytes(`${prefix}${LONGEST_TAG}${SUFFIX}`).length <= NAME_MAX) return prefix;
+  return `.${createHash('sha256').update(encodeBytes(base)).digest('hex').slice(0, 16)}${INFIX}`;
 }
 
 /**
@@ -24,7 +41,7 @@ export function temporaryImagePath(output: string): string {
  */
 export async function removeDeadTemporaries(output: string): Promise<string[]> {
   const dir = path.dirname(output);
-  const prefix = `${path.basename(output)}${INFIX}`;
+  const prefix = temporaryPrefix(output);
   const names = await readdir(fsPath(dir), { encoding: 'buffer' }).catch(() => [] as Buffer[]);
   const removed: string[] = [];
   for (const raw of names) {

@@ -60,3 +60,17 @@ test('an output name that is not UTF-8: its dead temporary image is found and re
 test('a folder that cannot be listed: nothing removed, no error', async () => {
   assert.deepEqual(await removeDeadTemporaries(path.join(work, 'no-such-dir', 'x.iso')), []);
 });
+
+test('an output name too long to take the temporary suffix gets a hidden hashed temporary name, found again by the next run', async () => {
+  const dir = await mkdtemp(path.join(work, 'long-'));
+  const out = path.join(dir, `${'x'.repeat(240)}.iso`); // 244 bytes: legal, but not with ".jigdofs-HOSTTAG-PID.tmp"
+  const tmp = temporaryImagePath(out);
+  assert.equal(path.dirname(tmp), dir);
+  assert.ok(Buffer.byteLength(path.basename(tmp)) <= 255, path.basename(tmp));
+  assert.match(path.basename(tmp), new RegExp(`^\\.[0-9a-f]{16}\\.jigdofs-${ownerTag()}\\.tmp$`));
+  await writeFile(tmp, 'unfinished');
+  const dead = path.join(dir, path.basename(tmp).replace(ownerTag(), ownerTag(deadPid)));
+  await writeFile(dead, 'killed');
+  assert.deepEqual(await removeDeadTemporaries(out), [dead]);
+  assert.deepEqual((await readdir(dir)).sort(), [path.basename(tmp)]);
+});
