@@ -177,8 +177,8 @@ async function claimName(own: string, file: string, mnt: string): Promise<number
       if (code !== 'EEXIST') throw new Error(`${file}: cannot create the control socket (${code})`);
     }
     const holder = await exchange(file, { op: 'ping' }, 1000).then(() => 'answers', (err: ExchangeError) => err.kind);
+    if (Date.now() > deadline) throw new Error(`${mnt}: another jigdofs daemon holds the control socket ${file} (mounting the same path at the same time?)`);
     if (holder !== 'answers') await rm(file, { force: true });
-    else if (Date.now() > deadline) throw new Error(`${mnt}: another jigdofs daemon holds the control socket ${file} (mounting the same path at the same time?)`);
     else await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
