@@ -160,6 +160,6 @@ export function sourceOptions(flags: SourceFlags, use: { fetchParts?: boolean; k
     network,
     loadRemote: network.http ? (url) => network.loadRemote(url) : undefined,
     extraProviders: (ctx) => network.providers(ctx, use.fetchParts ?? true),
-    fetchTemplate: (loc, image) => network.fetchTemplate(loc, image),
+    fetchTemplate: (loc, image, matches) => network.fetchTemplate(loc, image, matches),
   };
 }

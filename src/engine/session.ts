@@ -136,7 +136,8 @@ export async function openImage(jigdo: JigdoFile, image: JigdoImage, opts: Sourc
 
 async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions, pool: WorkerPool): Promise<ImageSession> {
   const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
-  const templatePath = await findTemplate(jigdo, image, opts);
+  const copyIsRight = { matches: (file: string) => checkTemplate(file, image, index, pool).then(() => true, () => false), log: opts.log };
+  const templatePath = await findTemplate(jigdo, image, opts, copyIsRight);
 
   const src = await FileByteSource.open(templatePath).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw new JigdoError(templatePath, err.message);

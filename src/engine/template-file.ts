@@ -20,8 +20,11 @@ import type { WorkerPool } from '../util/worker-pool.js';
 export interface TemplateChoice {
   /** `--template FILE`: use this template instead of the one the .jigdo names. */
   template?: string;
-  /** Resolves a remote template location to a local file (the network: cached, or downloaded and verified). */
-  fetchTemplate?: (loc: Location, image: JigdoImage) => Promise<string>;
+  /**
+   * Resolves a remote template location to a local file (the network: cached, or downloaded and verified).
+   * `matches` tells a cached copy that went bad on the disk (it is then fetched again).
+   */
+  fetchTemplate?: (loc: Location, image: JigdoImage, matches?: (file: string) => Promise<boolean>) => Promise<string>;
 }
 
 /** Where the template is: resolved against the .jigdo; local templates must exist. */
@@ -35,8 +38,8 @@ function templateLocation(jigdo: JigdoFile, image: JigdoImage): Location {
  * The local template file: `--template`, a local Template=, or (like jigdo-lite) a copy named after the
  * remote template's basename beside the .jigdo or in the current directory; else it is downloaded.
  */
-export async function findTemplate(jigdo: JigdoFile, image: JigdoImage, opts: TemplateChoice): Promise<string> {
-  const file = await templateFile(jigdo, image, opts);
+export async function findTemplate(jigdo: JigdoFile, image: JigdoImage, opts: TemplateChoice, copyIsRight?: CopyCheck): Promise<string> {
+  const file = await templateFile(jigdo, image, opts, copyIsRight);
   // A device or FIFO (`Template=/dev/zero`) would be hashed or waited on without end. A missing file is
   // reported where it is opened.
   const st = await stat(fsPath(file)).catch(() => undefined);
@@ -44,12 +47,31 @@ export async function findTemplate(jigdo: JigdoFile, image: JigdoImage, opts: Te
   return file;
 }
 
-async function templateFile(jigdo: JigdoFile, image: JigdoImage, opts: TemplateChoice): Promise<string> {
+/**
+ * Whether a local copy of a remote template has the checksum the .jigdo gives (false also when it gives none), and
+ * where to say that one is passed over.
+ */
+export interface CopyCheck {
+  matches(file: string): Promise<boolean>;
+  log(line: string): void;
+}
+
+async function templateFile(jigdo: JigdoFile, image: JigdoImage, opts: TemplateChoice, copyIsRight?: CopyCheck): Promise<string> {
   if (opts.template) return path.resolve(opts.template);
   const tloc = templateLocation(jigdo, image);
   if (tloc.kind === 'file') return tloc.path;
-  for (const candidate of localTemplateCopies(jigdo, image, tloc)) if (await isFile(candidate)) return candidate;
-  if (opts.fetchTemplate) return opts.fetchTemplate(tloc, image);
+  const checked = (image.templateMd5 || image.templateSha256) && opts.fetchTemplate && copyIsRight;
+  for (const candidate of localTemplateCopies(jigdo, image, tloc)) {
+    if (!(await isFile(candidate))) continue;
+    // A copy left by an older build of the same name (a weekly image's template keeps its name): the download, not
+    // a failed run. Offline, the copy is taken, and its checksum fails it with the reason.
+    if (checked && !(await copyIsRight.matches(candidate))) {
+      copyIsRight.log(`${candidate}: not the template the .jigdo names (another checksum): using ${tloc.url} instead`);
+      continue;
+    }
+    return candidate;
+  }
+  if (opts.fetchTemplate) return opts.fetchTemplate(tloc, image, copyIsRight?.matches);
   throw new TemplateUnavailableError(tloc.url, 'template is remote and no network access is configured (use --template FILE)');
 }
 

@@ -2,7 +2,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Dispatcher, EnvHttpProxyAgent } from 'undici';
 import { errorMessage } from '../format/errors.js';
 import { BatchWriter } from './batch-writer.js';
-import { pumpBody } from './body-pump.js';
+import { PaceCheck, pumpBody } from './body-pump.js';
 import { tooLarge, type BodyRules } from './body-rules.js';
 import { FetchError, toFetchError } from './fetch-error.js';
 import { MAX_REDIRECTS, rangeAnswer, rangeHeader, statusFailure, type RangeRequest } from './http-answer.js';
@@ -178,7 +178,11 @@ export class HttpClient {
       HttpClient.checkStatus(url, res);
       const chunks: Buffer[] = [];
       let n = 0;
+      // A server that sends a byte now and then is never silent long enough for undici's body timeout: without a
+      // pace, a trickled .jigdo held the command for good (templates and parts have theirs in pumpBody).
+      const pace = new PaceCheck(url, this.opts.timeoutMs);
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        pace.add(chunk.length);
         n += chunk.length;
         if (n > maxBytes) throw new FetchError(url, 'protocol', `larger than ${maxBytes} bytes: not a .jigdo file?`);
         chunks.push(chunk);

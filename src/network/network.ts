@@ -115,8 +115,8 @@ export class Network {
    * The `fetchTemplate` hook: the template from the cache (named by its Template-*Sum), else downloaded,
    * verified against Template-SHA256Sum / Template-MD5Sum and cached.
    */
-  fetchTemplate(loc: Location, image: JigdoImage): Promise<string> {
-    return this.templates.fetch(loc, image);
+  fetchTemplate(loc: Location, image: JigdoImage, matches?: (file: string) => Promise<boolean>): Promise<string> {
+    return this.templates.fetch(loc, image, matches);
   }
 
   stats(): NetworkStats {

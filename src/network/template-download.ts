@@ -36,7 +36,7 @@ export class TemplateDownloads {
   }
 
   /** The local path of the template at `loc`, verified against Template-SHA256Sum / Template-MD5Sum when given. */
-  async fetch(loc: Location, image: JigdoImage): Promise<string> {
+  async fetch(loc: Location, image: JigdoImage, matches?: (file: string) => Promise<boolean>): Promise<string> {
     const where = describeLocation(loc);
     if (loc.kind === 'file') return loc.path;
     const sums: SumCheck[] = [];
@@ -50,7 +50,13 @@ export class TemplateDownloads {
       if (cached) return cached.path;
       throw new TemplateUnavailableError(where, 'template is not in the cache and --offline is set (use --template FILE)');
     }
-    const started = await this.cache.begin('templates', kind, hex);
+    let started = await this.cache.begin('templates', kind, hex);
+    if ('copy' in started && matches && !(await matches(started.copy.path))) {
+      // Damaged on the disk since (a bad sector, a truncation): every later run failed on it. Removed, fetched again.
+      this.ctx.opts.log(`${started.copy.path}: the cached template no longer has its checksum: removed, fetching it again`);
+      await this.cache.removeCopies([started.copy]);
+      started = await this.cache.begin('templates', kind, hex);
+    }
     if ('copy' in started) {
       this.counts.fromCache++;
       return started.copy.path;
@@ -58,7 +64,9 @@ export class TemplateDownloads {
     const writer = started.writer;
     try {
       await downloadWhole(this.ctx, loc.url, writer.fh, await this.rules());
-      const copy = await writer.commit(sums);
+      // Only the checksum the cache names it by: a file that matches the other one alone (a .jigdo whose two sums
+      // disagree) went under a SHA-256 name it does not have, and every later .jigdo naming that SHA-256 failed.
+      const copy = await writer.commit([[kind, sum]]);
       if (!copy) throw new JigdoError(where, `downloaded template does not match the .jigdo's Template-${kind === 'md5' ? 'MD5' : 'SHA256'}Sum: wrong or corrupt template`);
       this.counts.fetched++;
       return copy.path;

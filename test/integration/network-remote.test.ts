@@ -5,11 +5,13 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, open as openFile, readFile, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { checksumKey } from '../../src/format/checksum.js';
 import { makeImage } from '../../src/build/make-image.js';
 import { runCli } from '../helpers/cli.js';
 import { startMirror } from '../helpers/mirror-server.js';
@@ -59,6 +61,77 @@ describe('remote .jigdo and configuration', () => {
     assert.equal(bad.stderr.trim().split('\n').length, 1);
     assert.equal((await assertCacheVerified(cache2)).length, 0);
     assert.deepEqual(await cacheLeftovers(cache2), { tmp: [], locks: [] });
+  });
+
+  test("a template matching only the .jigdo's MD5 is not cached under the SHA-256 the .jigdo also gives", async () => {
+    const d = await dir('two-sums');
+    const site = path.join(d, 'site');
+    const local = await jigdoWithServers(v, [], site);
+    const other = fx.variants['jf-sha256-gzip'];
+    const otherSha = checksumKey(createHash('sha256').update(await readFile(other.template)).digest());
+    // The MD5 is this template's; the SHA-256 is another template's (a .jigdo whose two sums disagree).
+    await writeFile(path.join(site, 'both.jigdo'), (await readFile(local, 'utf8')).replace(/^(Template-MD5Sum=.*)$/m, `$1\nTemplate-SHA256Sum=${otherSha}`));
+    await writeFile(path.join(site, 'other.jigdo'), (await readFile(other.jigdo, 'utf8')).replace(/^Template=.*$/m, 'Template=other.template'));
+    await writeFile(path.join(site, 'other.template'), await readFile(other.template));
+    const web = await startMirror({ root: site });
+    mirrors.push(web);
+    const cache = path.join(d, 'cache');
+    const bad = await runCli(['info', `${web.url}both.jigdo`, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /downloaded template does not match the \.jigdo's Template-SHA256Sum/);
+    assert.equal((await assertCacheVerified(cache)).length, 0, 'nothing cached under a name it does not have');
+    // The template that has that SHA-256 is then fetched and used, not the other one found under its name.
+    const good = await runCli(['info', `${web.url}other.jigdo`, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
+    assert.equal(good.code, 0, good.stderr);
+    assert.equal((await assertCacheVerified(cache)).length, 1);
+  });
+
+  test('a .jigdo that trickles in (a byte now and then, never silent for long) fails as too slow, not never', async () => {
+    const d = await dir('trickle');
+    const site = path.join(d, 'site');
+    await jigdoWithServers(v, [], site, 'slow.jigdo');
+    const web = await startMirror({ root: site });
+    mirrors.push(web);
+    web.fault('/slow.jigdo', { kind: 'trickle', afterBytes: 10, everyMs: 700 });
+    const r = await runCli(['info', `${web.url}slow.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--timeout', '2', '--retries', '0'], { timeoutMs: 30_000 });
+    assert.equal(r.timedOut, false, 'the command ended');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^jigdofs: http:\/\/127\.0\.0\.1:\d+\/slow\.jigdo: cannot fetch: too slow: /);
+  });
+
+  test("a stale copy of a remote template in the current folder (another build's, same name) is passed over for the download", async () => {
+    const d = await dir('stale-copy');
+    const site = path.join(d, 'site');
+    await jigdoWithServers(v, [], site, 'img.jigdo');
+    const web = await startMirror({ root: site });
+    mirrors.push(web);
+    const cwd = await dir('stale-copy-cwd');
+    const copy = path.join(cwd, path.basename(v.template));
+    await writeFile(copy, await readFile(fx.variants['jf-sha256-gzip'].template)); // last week's template, say
+    const r = await runCli(['info', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig], { timeoutMs: 30_000, cwd });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stderr.includes(`${copy}: not the template the .jigdo names (another checksum): using ${web.url}${path.basename(v.template)} instead`), r.stderr);
+    assert.equal(gets(web, `/${path.basename(v.template)}`).length, 1);
+  });
+
+  test('a cached template damaged on the disk since is removed and fetched again, not a failure on every run', async () => {
+    const d = await dir('damaged-template');
+    const site = path.join(d, 'site');
+    await jigdoWithServers(v, [], site, 'img.jigdo');
+    const web = await startMirror({ root: site });
+    mirrors.push(web);
+    const cache = path.join(d, 'cache');
+    const info = () => runCli(['info', `${web.url}img.jigdo`, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
+    assert.equal((await info()).code, 0);
+    const [cached] = await assertCacheVerified(cache);
+    const fh = await openFile(cached!.file, 'r+');
+    await fh.write(Buffer.from('XX'), 0, 2, 100); // same size, other bytes
+    await fh.close();
+    const again = await info();
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(again.stderr.includes(`${cached!.file}: the cached template no longer has its checksum: removed, fetching it again`), again.stderr);
+    assert.equal(gets(web, `/${path.basename(v.template)}`).length, 2);
+    assert.equal((await assertCacheVerified(cache)).length, 1);
   });
 
   test('[Include URL] adds servers; --offline never touches the network', async () => {
