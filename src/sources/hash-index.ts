@@ -175,12 +175,34 @@ export class HashIndex {
 }
 
 async function readIndex(file: string): Promise<Record<string, Entry> | undefined> {
+  let parsed: IndexFile;
   try {
-    const parsed = JSON.parse(await readFile(file, 'utf8')) as IndexFile;
-    return parsed.version === VERSION && parsed.files && typeof parsed.files === 'object' ? parsed.files : undefined;
+    parsed = JSON.parse(await readFile(file, 'utf8')) as IndexFile;
   } catch {
     return undefined;
   }
+  if (parsed?.version !== VERSION || !parsed.files || typeof parsed.files !== 'object') return undefined;
+  // Entry by entry: one of the wrong shape (`"sums": null`, written by hand or by a broken tool) failed every lookup
+  // of its file on every run, since a file whose lookup fails is never recorded again.
+  const files: Record<string, Entry> = {};
+  for (const [name, entry] of Object.entries(parsed.files as Record<string, unknown>)) {
+    const ok = wellFormed(entry);
+    if (ok) files[name] = ok;
+  }
+  return files;
+}
+
+const IDENTITY_FIELDS = ['size', 'mtimeMs', 'ctimeMs', 'ino', 'dev'] as const;
+
+/** `entry` as an Entry when it has one's shape (its checksums: those that are strings), else undefined. */
+function wellFormed(entry: unknown): Entry | undefined {
+  if (!entry || typeof entry !== 'object') return undefined;
+  const e = entry as Record<string, unknown>;
+  if (!IDENTITY_FIELDS.every((f) => typeof e[f] === 'number')) return undefined;
+  if (!e.sums || typeof e.sums !== 'object' || Array.isArray(e.sums)) return undefined;
+  const sums: Record<string, string> = {};
+  for (const [k, v] of Object.entries(e.sums)) if (typeof v === 'string') sums[k] = v;
+  return { ...pickIdentity(e as unknown as FileIdentity), sums };
 }
 
 /**

@@ -90,3 +90,28 @@ test('two saves of one index at once lose nothing (the delayed save racing an ex
   assert.equal(again.get('/a/7', id, 'md5'), 'A7');
   assert.equal(again.get('/b/7', id, 'md5'), 'B7');
 });
+
+test('entries of the wrong shape are dropped one by one; the rest of the index is kept', async () => {
+  const file = path.join(work, 'shapes.json');
+  const id = { size: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
+  await writeFile(file, JSON.stringify({
+    version: 2,
+    files: {
+      '/good': { ...id, sums: { md5: 'GOOD', sha256: 7 } },
+      '/null-sums': { ...id, sums: null },
+      '/array-sums': { ...id, sums: ['x'] },
+      '/no-identity': { sums: { md5: 'X' } },
+      '/string-size': { ...id, size: '1', sums: { md5: 'X' } },
+      '/null': null,
+    },
+  }));
+  const index = await HashIndex.load(file);
+  assert.equal(index.get('/good', id, 'md5'), 'GOOD');
+  assert.equal(index.get('/good', id, 'sha256'), undefined, 'a checksum that is no string is not one');
+  for (const name of ['/null-sums', '/array-sums', '/no-identity', '/string-size', '/null']) {
+    assert.equal(index.previous(name, 'md5'), undefined, name); // threw "Cannot read properties of null" for /null-sums
+    assert.equal(index.get(name, id, 'md5'), undefined, name);
+  }
+  index.set('/null-sums', id, 'md5', 'NEW'); // recorded anew
+  assert.equal(index.get('/null-sums', id, 'md5'), 'NEW');
+});
