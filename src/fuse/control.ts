@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync, type Stats } from 'node:fs';
-import { link, lstat, rm } from 'node:fs/promises';
+import { link, lstat, rename, rm } from 'node:fs/promises';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -122,13 +122,15 @@ export interface ControlServer {
 /**
  * Listens on the mount's socket; the folder is checked (and made) first, so a bad one fails before the mount.
  *
- * The server listens on a name of its own (`….sock.PID.N`), which is then linked to the mount's name and removed: libuv
- * unlinks the path it listened on when the server closes (even at the process's natural end), and that must never be
- * the mount's name, which another daemon may hold by then (a new mount on the path after a lazy detach of ours).
+ * The server listens on a name of its own (`.PID.N`, short: a socket's path has at most 107 bytes), which is then
+ * linked to the mount's name and removed: libuv unlinks the path it listened on when the server closes (even at the
+ * process's natural end), and that must never be the mount's name, which another daemon may hold by then (a new mount
+ * on the path after a lazy detach of ours).
  */
 export async function serveControl(mnt: string, handler: ControlHandler): Promise<ControlServer> {
-  const file = controlSocketPath(mnt, checkedControlDir(true)!);
-  const own = `${file}.${process.pid}.${++serverSerial}`;
+  const dir = checkedControlDir(true)!;
+  const file = controlSocketPath(mnt, dir);
+  const own = path.join(dir, `.${process.pid}.${++serverSerial}`);
   await rm(own, { force: true });
   const server = createServer(answerRequests(handler));
   await new Promise<void>((resolve, reject) => {
@@ -145,8 +147,11 @@ export async function serveControl(mnt: string, handler: ControlHandler): Promis
   } finally {
     await rm(own, { force: true });
   }
+  let open = true;
   return {
     close: () => {
+      if (!open) return;
+      open = false;
       try {
         if (lstatSync(file).ino === ino) unlinkSync(file);
       } catch {
@@ -159,6 +164,8 @@ export async function serveControl(mnt: string, handler: ControlHandler): Promis
 
 /** How long a live daemon's hold on the name is waited for: one that saw its mount go lets go within about a second. */
 const CLAIM_WAIT_MS = 3000;
+/** How long a holder may take to answer before it counts as stopped: a daemon's event loop is never blocked this long. */
+const HOLDER_ANSWER_MS = 2000;
 
 /**
  * Links our socket (`own`) to the mount's name and returns its inode. A name held by a daemon that answers (one
@@ -176,11 +183,28 @@ async function claimName(own: string, file: string, mnt: string): Promise<number
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'EEXIST') throw new Error(`${file}: cannot create the control socket (${code})`);
     }
-    const holder = await exchange(file, { op: 'ping' }, 1000).then(() => 'answers', (err: ExchangeError) => err.kind);
+    const held = await lstat(file).catch(() => undefined);
+    if (!held) continue; // let go meanwhile
+    const holder = await exchange(file, { op: 'ping' }, HOLDER_ANSWER_MS).then(() => 'answers', (err: ExchangeError) => err.kind);
     if (Date.now() > deadline) throw new Error(`${mnt}: another jigdofs daemon holds the control socket ${file} (mounting the same path at the same time?)`);
-    if (holder !== 'answers') await rm(file, { force: true });
+    if (holder !== 'answers') await takeOver(file, held.ino);
     else await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+let asideSerial = 0;
+
+/**
+ * Removes the name `file` if it is still the socket (inode `ino`) found dead or silent. Moved aside first and checked
+ * there: a plain rm could remove the socket another claimer linked meanwhile (two new daemons finding one dead
+ * socket), which then goes back under its name.
+ */
+export async function takeOver(file: string, ino: number): Promise<void> {
+  const aside = path.join(path.dirname(file), `.gone.${process.pid}.${++asideSerial}`);
+  if (!(await rename(file, aside).then(() => true, () => false))) return;
+  const moved = await lstat(aside).catch(() => undefined);
+  if (moved && moved.ino !== ino) await link(aside, file).catch(() => undefined); // another's: given back
+  await rm(aside, { force: true });
 }
 
 /**

@@ -104,7 +104,7 @@ function controlHandler(
         await Promise.all(drops.map((d) => d.pause())); // a drop's own open of the image would make the mount busy
         try {
           // Throws BusyError; once it succeeded nothing can be busy. Not a mount made over ours, nor one made since ours went.
-          if (topMountIs(mnt, daemonMount())) await fusermountUnmount(mnt, false);
+          if (topMountIs(mnt, daemonMount()) !== false) await fusermountUnmount(mnt, false);
         } catch (err) {
           for (const d of drops) d.resume();
           throw err;
@@ -243,13 +243,14 @@ export async function runMount(
   const images = await openImages(jigdo, sources, startedAt, log);
   const closeImages = () => Promise.all([...images.values()].map(({ session }) => session.close().catch(() => undefined)));
   const fuse = newFuse(mnt, images, log, startedAt, opts);
-  unmountOnlyOwn(mnt, () => topMountIs(mnt, daemonMount()));
+  unmountOnlyOwn(mnt, () => topMountIs(mnt, daemonMount()) !== false); // (cannot tell: unmount, as before)
   // The drops' own thread (started at the first): their open of the image waits for a FUSE thread, and a read that
   // needs the sessions' pool (bzip2, hashing) must never queue behind one.
   const dropPool = opts.directIo ? undefined : new WorkerPool(1);
   let mountDevice: number | undefined;
   const drops = dropBehindStreams(mnt, images, dropPool, () => mountDevice);
   let stopped: Promise<void> | undefined;
+  const controlSocket: { server?: ControlServer } = {}; // set once mounted; closed by stop as soon as the mount is gone
   const stop = (why: string): Promise<void> =>
     (stopped ??= (async () => {
       log(`unmounting ${mnt} (${why})`);
@@ -257,11 +258,15 @@ export async function runMount(
       await Promise.all(drops.map((d) => d.stop()));
       await new Promise<void>((resolve) => fuse.unmount(() => resolve()));
       if (topMountIs(mnt, daemonMount())) await fusermountUnmount(mnt, true).catch(() => undefined);
+      // The mount is gone: its name is free for the next mount on the path now, not once the images are closed
+      // (up to the exit watchdog's 15 s when a source hangs).
+      controlSocket.server?.close();
       await closeImages();
       // (A drop still waiting on the mount's open failed with it; bounded all the same.)
       if (dropPool) await settledWithin(dropPool.close(), DROP_WAIT_MS);
     })());
   const control = await serveThenMount(mnt, fuse, controlHandler(mnt, images, startedAt, opts, drops, stop), closeImages);
+  controlSocket.server = control;
   // The mount's own root, answered by this process (through libuv's pool, so the main thread is free to answer). Its
   // device also names the kernel's read-ahead for the mount, which says how far out of order a stream's reads come.
   if (dropPool) {

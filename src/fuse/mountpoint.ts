@@ -40,7 +40,8 @@ async function liveMountProblem(mnt: string, top: MountEntry, health: Exclude<Mo
   const pid = daemonPid(top.source);
   const daemon = pid === undefined ? 'its daemon' : `its daemon (pid ${pid})`;
   if (health === 'stopped') return `${mnt}: a jigdofs image is mounted here and ${daemon} is stopped (kill -CONT ${pid}, or jigdofs umount ${mnt})`;
-  const answers = health === 'serving' && (await askControl(mnt, 'ping', 2000).then(() => true, () => false));
+  if (health === 'unresponsive') return `${mnt}: a jigdofs image is mounted here and ${daemon} does not answer (stuck?); unmount it first (jigdofs umount ${mnt})`;
+  const answers = await askControl(mnt, 'ping', 2000).then(() => true, () => false);
   if (answers) return `${mnt}: a jigdofs image is already mounted here (jigdofs umount ${mnt})`;
   return `${mnt}: a jigdofs image is mounted here, and ${daemon} has no control socket here (mounted with another XDG_RUNTIME_DIR?); unmount it first (jigdofs umount ${mnt})`;
 }

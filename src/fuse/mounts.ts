@@ -54,16 +54,16 @@ export async function mountedType(mnt: string, read: MountsReader = readProcMoun
 }
 
 /**
- * True when the mount a look at `mnt` reaches is `mine` (a mount's source names its daemon: daemonSource). Read
- * synchronously, for fuse-native's unmount callback (fuse-class.ts); an unreadable /proc/mounts is "not known to
- * be mine", so that nothing is unmounted on a guess.
+ * True when the mount a look at `mnt` reaches is `mine` (a mount's source names its daemon: daemonMount), false when
+ * it is another or none, undefined when /proc/mounts cannot be read (out of file descriptors): the caller decides what
+ * "cannot tell" means. Read synchronously, for fuse-native's unmount callback (fuse-class.ts).
  */
-export function topMountIs(mnt: string, mine: MountEntry): boolean {
+export function topMountIs(mnt: string, mine: MountEntry): boolean | undefined {
   let text: string;
   try {
     text = readFileSync('/proc/mounts', 'utf8');
   } catch {
-    return false;
+    return undefined;
   }
   const top = parseMountsAt(text, mnt).at(-1);
   return top?.source === mine.source && top.type === mine.type;

@@ -22,7 +22,6 @@ export interface ServeOptions {
   extraStatus?: () => unknown;
 }
 
-/** Listens, or fails with one line naming the address (in use, not ours to bind). */
 /**
  * The most connections the server keeps open at once; one more is closed as it comes (Node's maxConnections). Without
  * a cap a client opening idle connections by the thousand held a descriptor each (until the 60 s headersTimeout) and
@@ -44,6 +43,7 @@ function openFileLimit(): number {
   }
 }
 
+/** Listens, or fails with one line naming the address (in use, not ours to bind). */
 function listen(server: Server, host: string, port: number): Promise<ServerAddress> {
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {

@@ -60,8 +60,9 @@ function readRanges(from: number, ranges: FileRange[], into: Buffer): void {
 /**
  * Confirms hits at one offset: head checksum, then whole-length checksum, each computed once per length. In a run of
  * hits of one candidate on consecutive offsets (a window of zeros, a repeated pattern), not every offset is checked:
- * the first, those aligned on RUN_ALIGN, and the last, where a file that begins with a window of zeros after other
- * zeros starts (an ext2 image's first KiB): jigdo-file finds those too.
+ * the first, those aligned on RUN_ALIGN (files in an ISO, a tar or an ext4 image start there), and the last, where a
+ * file that begins with exactly one window of zeros after other zeros starts. A file with more zeros at its start, at
+ * an offset off the alignment after other zeros, is missed (jigdo-file finds some of those, and misses others).
  */
 class Confirmer {
   private readonly lastHit: Float64Array;

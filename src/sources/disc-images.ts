@@ -157,7 +157,8 @@ export class DiscImages {
       this.log(`scan-deep: cannot read ${shown(file)}: ${errorMessage(err)}`);
       return undefined;
     });
-    if (st && !st.isFile()) this.log(`scan-deep: ${shown(file)}: ${NOT_SCANNED}`);
+    if (st?.isDirectory()) this.log(`scan-deep: ${shown(file)}: a folder: not scanned (--scan-deep takes a file; --scan takes folders)`);
+    else if (st && !st.isFile()) this.log(`scan-deep: ${shown(file)}: ${NOT_SCANNED}`);
     if (!st?.isFile() || wanted.size === 0) return;
     const sums = [...wanted.keys()];
     let matches;

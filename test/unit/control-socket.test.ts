@@ -3,9 +3,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { askControl, checkedControlDir, controlSocketPath, serveControl, type ControlRequest } from '../../src/fuse/control.js';
+import { askControl, checkedControlDir, controlSocketPath, serveControl, takeOver, type ControlRequest } from '../../src/fuse/control.js';
 
 /** What a raw client gets back for sending `data` (the connection kept open until the server ends it). */
 function exchange(file: string, data: string): Promise<string> {
@@ -112,5 +113,43 @@ test("a server whose name was taken over (its daemon was stopped, its mount deta
       renewed.close();
     }
     assert.equal(existsSync(file), false);
+  });
+});
+
+test("two daemons finding a dead daemon's socket: one takes the name, the other is refused (never both)", async () => {
+  await withRuntime(async (runtime) => {
+    const mnt = path.join(runtime, 'mnt');
+    const file = controlSocketPath(mnt, checkedControlDir(true)!);
+    for (let round = 0; round < 3; round++) {
+      // A daemon killed with -9 leaves its socket file: nothing listens on it any more.
+      const dead = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(file)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+      await new Promise((resolve) => dead.once('exit', resolve));
+      assert.ok(lstatSync(file).isSocket(), 'the dead socket is there');
+      const results = await Promise.allSettled([1, 2].map((n) => serveControl(mnt, async () => n)));
+      const won = results.filter((r): r is PromiseFulfilledResult<Awaited<ReturnType<typeof serveControl>>> => r.status === 'fulfilled');
+      assert.equal(won.length, 1, `round ${round}: exactly one claims the name (${results.map((r) => r.status).join(', ')})`);
+      assert.ok(typeof (await askControl(mnt, 'ping')) === 'number', 'the name answers');
+      won[0]!.value.close();
+    }
+  });
+});
+
+test("taking over a dead name leaves a live socket that another claimer linked there meanwhile", async () => {
+  await withRuntime(async (runtime) => {
+    const file = controlSocketPath(path.join(runtime, 'mnt'), checkedControlDir(true)!);
+    // The dead socket was found (its inode noted), then another claimer removed it and linked its own: this one.
+    const fresh = createServer((s) => s.end(`${JSON.stringify({ result: 'fresh' })}\n`));
+    await new Promise<void>((resolve) => fresh.listen(file, resolve));
+    const ino = lstatSync(file).ino;
+    try {
+      await takeOver(file, ino + 1);
+      assert.equal(lstatSync(file).ino, ino, 'given back under its name');
+      assert.equal(await askControl(path.join(runtime, 'mnt'), 'ping'), 'fresh');
+      assert.deepEqual(readdirSync(path.dirname(file)).filter((n) => n.startsWith('.gone.')), [], 'nothing left aside');
+      await takeOver(file, ino); // the one found dead: removed
+      assert.equal(existsSync(file), false);
+    } finally {
+      fresh.close();
+    }
   });
 });
