@@ -36,7 +36,9 @@ export const FILE_MODE = 0o600;
 export async function lockIsStale(file: string): Promise<boolean> {
   const st = await stat(file).catch(() => undefined);
   if (!st) return true;
-  if (Date.now() - st.mtimeMs > LOCK_STALE_MS) return true;
+  // Not refreshed for long; or set far in the future (a clock put back, a host whose clock runs ahead), which no
+  // refresh brings back within the wait: its owner, if alive, takes it again within a heartbeat.
+  if (Math.abs(Date.now() - st.mtimeMs) > LOCK_STALE_MS) return true;
   const owner = await readFile(file, 'utf8').catch(() => '');
   return owner !== '' && ownerDead(owner.trim() + '-');
 }
@@ -125,8 +127,11 @@ export class CacheLocks {
       }
       if (!(await lockIsStale(file))) return undefined;
       // Dead owner: take it over. Two processes doing this at once may both fetch the part; both results
-      // are verified and renamed atomically, so that only costs bandwidth.
-      await unlink(file).catch(() => undefined);
+      // are verified and renamed atomically, so that only costs bandwidth. One that cannot be removed (a folder by
+      // that name, an immutable file) is named: waiting for it to go would never end.
+      await unlink(file).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw new Error(`${file}: a stale lock that cannot be removed (${err.code ?? errorMessage(err)}): remove it by hand`);
+      });
     }
     return undefined;
   }

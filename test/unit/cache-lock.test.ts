@@ -90,6 +90,21 @@ test('tryLock: respects a live lock, takes over a stale one, and never takes its
   await again.release();
 });
 
+test('a lock set far in the future is stale; a stale lock that cannot be removed is named, not waited for without end', async () => {
+  const { locks, lockDir } = await newLocks();
+  const file = path.join(lockDir, 'parts-md5-cd.lock');
+  await writeFile(file, `${otherHostTag(1)}-${Date.now()}\n`);
+  await age(file, -3600_000); // an hour ahead: a host whose clock runs ahead, a clock put back
+  assert.equal(await lockIsStale(file), true);
+  const taken = await locks.tryLock('parts-md5-cd');
+  assert.ok(taken, 'taken over');
+  await taken.release();
+  // A folder by the lock's name (unlink fails with EISDIR), as long gone as a stale lock.
+  await mkdir(file);
+  await age(file, LOCK_STALE_MS + 1000);
+  await assert.rejects(locks.tryLock('parts-md5-cd'), new RegExp(`^Error: ${file.replace(/[.]/g, '\\.')}: a stale lock that cannot be removed \\(EISDIR\\): remove it by hand$`));
+});
+
 test('a held lock refreshes itself, so that waiters never find it stale', async () => {
   const { locks, lockDir } = await newLocks();
   mock.timers.enable({ apis: ['setInterval'] });
