@@ -21,7 +21,7 @@ export async function makeDirs(dir: string, mode = PRIVATE_DIR_MODE): Promise<vo
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') {
       if ((await stat(dir)).isDirectory()) return;
-      throw err;
+      throw new Error(`${dir}: not a folder (a file is in the way: remove or rename it)`);
     }
     if (code !== 'ENOENT') throw err;
   }
