@@ -151,6 +151,8 @@ interface ParseContext {
   loadInclude: IncludeLoader | undefined;
   builder: JigdoBuilder;
   textBytes: number;
+  /** The files' own bytes (gzipped ones too), held while their [Include]s are followed: bounded in all as well. */
+  fileBytes: number;
   includes: number;
 }
 
@@ -232,6 +234,10 @@ async function followInclude(event: { url: string; line: number }, loc: Location
     ctx.builder.warn(`${where}: cannot read [Include ${quoted(event.url)}]: ${errorMessage(err)}`);
   }
   if (!included) return;
+  // Each file's bytes stay held while its [Include]s are followed: with gzip, little of each counts as text before
+  // its next [Include], and 16 nested ones of 64 MiB held 1.1 GB.
+  ctx.fileBytes += included.length;
+  if (ctx.fileBytes > MAX_JIGDO_TEXT_BYTES) throw new JigdoError(where, `too big for a .jigdo: more than ${MAX_JIGDO_TEXT_BYTES / MIB} MiB of files with its [Include]s`);
   ctx.builder.apply({ type: 'section', name: 'Include', line: event.line }, loc);
   await feedFile(included, target, ctx, [...stack, id]);
   ctx.builder.apply({ type: 'section', name: 'Include', line: event.line }, loc);
@@ -382,7 +388,7 @@ class JigdoBuilder {
  * references are resolved against it.
  */
 export async function parseJigdo(bytes: Buffer, loc: Location, loadInclude?: IncludeLoader): Promise<JigdoFile> {
-  const ctx: ParseContext = { loadInclude, builder: new JigdoBuilder(loc), textBytes: 0, includes: 0 };
+  const ctx: ParseContext = { loadInclude, builder: new JigdoBuilder(loc), textBytes: 0, fileBytes: bytes.length, includes: 0 };
   await feedFile(bytes, loc, ctx, [describeLocation(loc)]);
   return ctx.builder.finish(loc);
 }

@@ -330,3 +330,19 @@ test('an error quoting a huge value of the file stays one short line that still 
   const err = await rejects(parseJigdo(name, loc(path.join(work, 'huge-name.jigdo'))), /Filename=i\\xe9.*…\(\d+ characters\)….*\\xe9\/\.\. is not a plain file name to write the image to$/);
   assert.ok(err.message.length < 1200 && !err.message.includes('\n'), `${err.message.length} characters`);
 });
+
+test('nested [Include]s held while followed count against the limit as files, not only as text read', async () => {
+  // Each file: its [Include] first, then 40 MiB more (never read as text before the [Include] is followed). Sixteen
+  // levels held 640 MiB; gzipped ones held 1.1 GB. (Buffer.alloc's untouched pages cost this test no memory.)
+  const level = (n: number): Buffer => {
+    const b = Buffer.alloc(40 << 20);
+    b.write(`[Include l${n + 1}.jigdo]\n`);
+    return b;
+  };
+  const load = async (target: { kind: string; url?: string }): Promise<Buffer> => level(Number(/l(\d+)\.jigdo$/.exec(target.url ?? '')![1]));
+  const top = Buffer.from('[Image]\nFilename=i\nTemplate=t\n[Include l1.jigdo]\n');
+  await assert.rejects(parseJigdo(top, { kind: 'url', url: 'http://h/top.jigdo' }, load as never), (err: Error) => {
+    assert.match(err.message, /too big for a \.jigdo: more than 256 MiB of files with its \[Include\]s/);
+    return true;
+  });
+});
