@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 
 /** The state letter in /proc/PID/stat ("PID (comm) STATE ..."; comm may hold spaces and parentheses: the last ')' ends it). */
@@ -37,8 +37,29 @@ export function pidStopped(pid: number): boolean {
   }
 }
 
-/** This host, in the names of files several hosts may share (a cache or an output directory on NFS). */
-const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+/** A line of /proc (the kernel's: never on a hung file system), or '' where there is none. */
+function procText(read: () => string): string {
+  try {
+    return read().trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Where this process's pids mean something, in the names of files several hosts may share (a cache or an output
+ * directory on NFS): the host's name, its boot, and the pid namespace. Containers that share a host name (docker
+ * --network host, sandboxes, cloned VMs) each number their processes: by name alone, one took another's live pids for
+ * dead and removed its downloads under it. Another tag is judged by age only.
+ */
+const HOST_TAG = createHash('sha256')
+  .update(hostname())
+  .update('\0')
+  .update(procText(() => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8')))
+  .update('\0')
+  .update(procText(() => readlinkSync('/proc/self/ns/pid')))
+  .digest('hex')
+  .slice(0, 8);
 
 /** `HOSTTAG-PID`: how a lock's content and a temporary file's name say which process made them. */
 export function ownerTag(pid = process.pid): string {

@@ -180,3 +180,13 @@ test('where hard links do not work, locks are created files as before', async ()
   await a.release();
   assert.deepEqual(await readdir(lockDir), []);
 });
+
+test('a process in another pid namespace with the same host name has another host tag: its pids are not judged here', { skip: process.getuid?.() !== 0 && 'unshare --pid needs root' }, async () => {
+  const script = `import('${new URL('../../src/util/pid.ts', import.meta.url).href}').then((m) => console.log(m.ownerTag(1)))`;
+  const run = spawnSync('unshare', ['--pid', '--fork', process.execPath, '--import', 'tsx', '-e', script], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  const theirs = run.stdout.trim();
+  assert.match(theirs, /^[0-9a-f]{8}-1$/);
+  assert.notEqual(theirs, ownerTag(1), 'the same host name, another numbering of processes');
+  assert.equal(ownerDead(`${theirs}-x`), false, 'not ours to call dead');
+});
