@@ -1,5 +1,6 @@
 import { copyFile, unlink, type FileHandle } from 'node:fs/promises';
 import type { CacheFs } from './cache-fs.js';
+import { commitStamp } from './commit-stamp.js';
 
 /**
  * Replaces `file` (an unhashed part another writer left, just claimed: PartCache.adoptUnhashed) by a copy written by
@@ -12,12 +13,13 @@ import type { CacheFs } from './cache-fs.js';
 export async function replaceWithOwnCopy(
   file: string,
   tempFile: () => Promise<{ file: string; fh: FileHandle }>,
-  fs: Pick<CacheFs, 'rename'>,
+  fs: Pick<CacheFs, 'rename' | 'utimes'>,
 ): Promise<void> {
   const { file: tmp, fh } = await tempFile();
   try {
     await fh.close();
     await copyFile(file, tmp);
+    await fs.utimes(tmp, Date.now() / 1000, commitStamp()); // it is named as it is once it hashes right
     await fs.rename(tmp, file);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);

@@ -14,6 +14,7 @@ import { nameIfFree } from './exclusive-name.js';
 import { ownerTag } from '../util/pid.js';
 import type { CacheStats } from './cache-stats.js';
 import { CacheWriter } from './cache-writer.js';
+import { commitStamp, writtenSinceCommit } from './commit-stamp.js';
 import { replaceWithOwnCopy } from './own-copy.js';
 import { PageRelease } from './page-release.js';
 
@@ -22,7 +23,7 @@ import { PageRelease } from './page-release.js';
  *
  * Content-addressed: a file's name is its checksum (`parts/md5/ab/ab12…`), and a file gets that name only
  * by a rename done after its bytes were hashed and matched (verified-copy.ts: commitIfMatches). So
- * whatever sits under a checksum name was verified when written; a killed process leaves at most a
+ * whatever sits under a checksum name was verified when written (and not written to since: commit-stamp.ts); a killed process leaves at most a
  * `tmp/*.partial` file (never taken as a part, removed by the next process) and a lock file (taken over
  * once its owner is dead or silent: cache-lock.ts).
  *
@@ -144,10 +145,11 @@ export class PartCache {
   private async lookupFile(file: string, length?: number): Promise<VerifiedCopy | undefined> {
     const st = await this.fs.stat(file).catch(() => undefined);
     if (!st?.isFile()) return undefined;
-    if (length !== undefined && st.size !== length) {
-      // Cannot happen through this code (the name is given after verification): someone changed it.
+    // Cannot happen through this code (the name is given after verification, with a commit stamp): someone changed it.
+    const changed = length !== undefined && st.size !== length ? `has ${st.size} bytes, expected ${length}` : writtenSinceCommit(st.mtimeMs) ? 'was written to since it was verified (its mtime)' : '';
+    if (changed) {
       this.stats_.removedBad++;
-      this.log(`cache: ${file} has ${st.size} bytes, expected ${length}: removed`);
+      this.log(`cache: ${file} ${changed}: removed`);
       await unlink(file).catch(() => undefined);
       return undefined;
     }
@@ -350,8 +352,8 @@ export class PartCache {
   /** Renames `tmp` to `dest` after making room for it (counted once renamed); its identity after the rename. */
   private async place(tmp: string, dest: string, fh: FileHandle, size?: number): Promise<LocalCopy> {
     const bytes = size ?? (await this.fs.fstat(fh)).size;
-    // Whole-second mtime: see lookupFile(). The exact atime orders this file after every older one.
-    await this.fs.futimes(fh, Date.now() / 1000, Math.floor(Date.now() / 1000));
+    // The commit stamp (commit-stamp.ts). The exact atime orders this file after every older one.
+    await this.fs.futimes(fh, Date.now() / 1000, commitStamp());
     // Only the rename in the size queue's turn: what fails after it must not leave the file in the cache uncounted.
     await this.eviction.admit(bytes, () => this.inDir(path.dirname(dest), () => this.fs.rename(tmp, dest)));
     this.stats_.added++;

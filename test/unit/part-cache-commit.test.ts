@@ -5,7 +5,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
+import { checksumKey } from '../../src/format/checksum.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PartCache } from '../../src/cache/part-cache.js';
@@ -77,5 +78,28 @@ test('a commit whose bytes do not match returns only once the sync is over (the 
   assert.equal(syncDone, true, 'the sync had ended when the commit returned');
   assert.deepEqual(await names(), []);
   await writer.abort();
+  await cache.close();
+});
+
+test('a committed file written to since (same size: dd conv=notrunc) is no longer taken for the part: removed', async () => {
+  const bytes = Buffer.alloc(8192, 7);
+  const logs: string[] = [];
+  const cache = new PartCache({ dir: path.join(work, `${++dirs}-cache`), hashFile: hashWholeFile, log: (l) => logs.push(l) });
+  const sum = md5sum(bytes);
+  const key = checksumKey(sum);
+  const begun = await cache.begin('parts', 'md5', sum.toString('hex'));
+  assert.ok('writer' in begun);
+  await begun.writer.allocate(bytes.length);
+  await begun.writer.fh.write(bytes, 0, bytes.length, 0);
+  const copy = await begun.writer.commit([['md5', sum]]);
+  assert.ok(copy);
+  assert.ok(await cache.lookupPart('md5', key, bytes.length), 'as committed: a hit');
+  assert.ok(await cache.lookupPart('md5', key, bytes.length), 'after its access time was refreshed: still a hit');
+  const fh = await open(copy.path, 'r+');
+  await fh.write(Buffer.from('XXXX'), 0, 4, 100);
+  await fh.close();
+  assert.equal(await cache.lookupPart('md5', key, bytes.length), undefined);
+  assert.ok(logs.some((l) => l === `cache: ${copy.path} was written to since it was verified (its mtime): removed`), logs.join('\n'));
+  await assert.rejects(stat(copy.path), { code: 'ENOENT' });
   await cache.close();
 });
