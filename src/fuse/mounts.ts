@@ -130,11 +130,10 @@ const LOOK_MS = 2000;
  * bounded (it stays pending on libuv's pool; the CLI exits without waiting for it).
  */
 export async function mountHealth(mnt: string, entry: MountEntry, timeoutMs = LOOK_MS): Promise<MountHealth> {
+  // Stopped: told from /proc, since a look would wait. Gone is told by the look itself (ENOTCONN, at once): a pid not
+  // running here may be a daemon in another pid namespace that shares this mount namespace (`unshare --pid`).
   const pid = daemonPid(entry.source);
-  if (pid !== undefined) {
-    if (!pidAlive(pid)) return 'stale';
-    if (pidStopped(pid)) return 'stopped';
-  }
+  if (pid !== undefined && pidAlive(pid) && pidStopped(pid)) return 'stopped';
   let timer: NodeJS.Timeout | undefined;
   const look = stat(mnt).then(
     (): MountHealth => 'serving',
