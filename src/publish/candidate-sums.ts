@@ -21,6 +21,8 @@ export interface CandidateSums {
   confirm: Buffer;
   /** The template's checksum kind (what DESC and [Parts] carry). */
   sum: Buffer;
+  /** How many zero bytes the file begins with. */
+  zeros: number;
 }
 
 const IN_FLIGHT = 4;
@@ -39,7 +41,7 @@ export class SumSource {
    * The hash index's fields for a candidate. A file inside a disc image (the index key is the image) is a region,
    * named as the part sources name it (indexField), so its checksum serves a later `--scan IMAGE` too.
    */
-  private fields(c: Candidate): { rsync: string; head: string; confirm: string; sum: string } {
+  private fields(c: Candidate): { rsync: string; head: string; confirm: string; sum: string; zeros: string } {
     const [offset, length] = indexField(c.ranges && { offset: c.ranges[0]!.offset, length: c.size, ranges: c.ranges });
     const at = (name: string): string => indexFieldName(name, offset, length);
     return {
@@ -47,6 +49,7 @@ export class SumSource {
       head: at(`${CONFIRM}@0+${Math.min(c.size, HEAD_LENGTH)}`),
       confirm: at(CONFIRM),
       sum: at(this.kind),
+      zeros: at('zeros'),
     };
   }
 
@@ -57,18 +60,20 @@ export class SumSource {
     const head = decodeB64(this.index.getValue(c.path, c.identity, f.head) ?? '', 32);
     const confirm = decodeB64(this.index.getValue(c.path, c.identity, f.confirm) ?? '', 32);
     const sum = decodeB64(this.index.getValue(c.path, c.identity, f.sum) ?? '', len);
-    return rsync && head && confirm && sum ? { rsync, head, confirm, sum } : undefined;
+    const zeros = Number(this.index.getValue(c.path, c.identity, f.zeros) ?? NaN); // (an index of versions before: read again once)
+    return rsync && head && confirm && sum && Number.isSafeInteger(zeros) ? { rsync, head, confirm, sum, zeros } : undefined;
   }
 
   private async compute(c: Candidate): Promise<CandidateSums> {
     this.reads++;
-    const { rsync, head, sum, confirm } = await this.scanner.fileSums(c.path, c.size, this.kind, this.blockLength, c.ranges);
+    const { rsync, head, sum, confirm, zeros } = await this.scanner.fileSums(c.path, c.size, this.kind, this.blockLength, c.ranges);
     const f = this.fields(c);
     this.index.setValue(c.path, c.identity, f.rsync, encodeB64(rsync));
     this.index.setValue(c.path, c.identity, f.head, encodeB64(head));
     this.index.setValue(c.path, c.identity, f.confirm, encodeB64(confirm));
     this.index.setValue(c.path, c.identity, f.sum, encodeB64(sum));
-    return { rsync, head, confirm, sum };
+    this.index.setValue(c.path, c.identity, f.zeros, String(zeros));
+    return { rsync, head, confirm, sum, zeros };
   }
 
   /**

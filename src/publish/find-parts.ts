@@ -41,12 +41,14 @@ function scanSetup(job: FindJob): ScanSetup {
     sizes: new Float64Array(n),
     sums: new Uint8Array(n * L),
     heads: new Uint8Array(n * L),
+    zeros: new Float64Array(n),
   };
   job.sums.forEach((s, i) => {
     [setup.lo[i], setup.hi[i]] = parseSum(s.rsync);
     setup.sizes[i] = job.candidates[i]!.size;
     setup.sums.set(s.confirm, i * L);
     setup.heads.set(s.head, i * L);
+    setup.zeros[i] = s.zeros;
   });
   return setup;
 }

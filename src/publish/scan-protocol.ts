@@ -17,6 +17,8 @@ export interface ScanSetup {
   sums: Uint8Array;
   /** CONFIRM checksum of the first min(size, HEAD_LENGTH) bytes: a cheap first check. */
   heads: Uint8Array;
+  /** How many zero bytes each candidate begins with (where it starts at the end of a run of zeros: scan-worker.ts). */
+  zeros: Float64Array;
 }
 
 /** Bytes of a candidate's head checksum. */
@@ -42,6 +44,6 @@ export type ScanReply =
   | { op: 'matches'; id: number; matches: number[] }
   | { op: 'sum'; id: number; sum: Uint8Array }
   /** `sum`: the template's kind; `head` and `confirm`: CONFIRM. */
-  | { op: 'file'; id: number; rsync: Uint8Array; head: Uint8Array; sum: Uint8Array; confirm: Uint8Array }
+  | { op: 'file'; id: number; rsync: Uint8Array; head: Uint8Array; sum: Uint8Array; confirm: Uint8Array; zeros: number }
   | { op: 'progress'; bytes: number }
   | { op: 'error'; id: number; error: string };

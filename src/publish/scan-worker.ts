@@ -35,11 +35,29 @@ function hashRange(offset: number, length: number, kinds: string[], from = fd): 
 }
 
 /** The checksums of these byte ranges of `from`, in order (a file inside a disc image may be several). */
-function hashRanges(ranges: FileRange[], kinds: string[], from = fd): Buffer[] {
+function hashRanges(ranges: FileRange[], kinds: string[], from = fd, each?: (chunk: Buffer) => void): Buffer[] {
   const hs = kinds.map((k) => createHash(k));
   const short = (): Error => new Error(from === fd ? 'image ended early (changed while scanned?)' : 'file is shorter than when it was listed');
-  readRangesSync(from, ranges, hashBuf, (chunk) => hs.forEach((h) => h.update(chunk)), short);
+  readRangesSync(from, ranges, hashBuf, (chunk) => {
+    hs.forEach((h) => h.update(chunk));
+    each?.(chunk);
+  }, short);
   return hs.map((h) => h.digest());
+}
+
+/** Counts the zero bytes a stream of chunks begins with. */
+function leadingZeros(): { count: () => number; each: (chunk: Buffer) => void } {
+  let n = 0;
+  let done = false;
+  return {
+    count: () => n,
+    each: (chunk) => {
+      if (done) return;
+      const at = chunk.findIndex((b) => b !== 0);
+      n += at < 0 ? chunk.length : at;
+      done = at >= 0;
+    },
+  };
 }
 
 /** Fills `into` with the bytes of `ranges` (in order) from their start. */
@@ -60,9 +78,8 @@ function readRanges(from: number, ranges: FileRange[], into: Buffer): void {
 /**
  * Confirms hits at one offset: head checksum, then whole-length checksum, each computed once per length. In a run of
  * hits of one candidate on consecutive offsets (a window of zeros, a repeated pattern), not every offset is checked:
- * the first, those aligned on RUN_ALIGN (files in an ISO, a tar or an ext4 image start there), and the last, where a
- * file that begins with exactly one window of zeros after other zeros starts. A file with more zeros at its start, at
- * an offset off the alignment after other zeros, is missed (jigdo-file finds some of those, and misses others).
+ * the first, those aligned on RUN_ALIGN (files in an ISO, a tar or an ext4 image start there), and, once the run
+ * ended, the one where a file that begins with zeros would start after other zeros (endRun): jigdo-file finds those.
  */
 class Confirmer {
   private readonly lastHit: Float64Array;
@@ -90,12 +107,19 @@ class Confirmer {
     }
   }
 
-  /** The last offset of `c`'s run, if it was not checked (the run ended: a hit elsewhere, or the slice's end). */
+  /**
+   * Where `c` starts in its run, if that was not checked (the run ended: a hit elsewhere, or the slice's end). A
+   * candidate that begins with K ≥ B zeros followed by other bytes can start only K bytes before the end of the
+   * image's zeros, which end B bytes after the run's last window.
+   */
   endRun(c: number, limit: number, out: number[]): void {
     const last = this.lastHit[c]!;
-    if (last >= 0 && this.checked[c] !== last) {
-      this.checked[c] = last;
-      this.check(last, c, limit, out, new Map(), new Map());
+    if (last < 0) return;
+    const zeros = this.s.zeros[c]!;
+    const start = zeros >= this.s.blockLength && zeros < this.s.sizes[c]! ? last + this.s.blockLength - zeros : last;
+    if (start >= 0 && start <= last && this.checked[c] !== start) {
+      this.checked[c] = start;
+      this.check(start, c, limit, out, new Map(), new Map());
     }
   }
 
@@ -131,8 +155,9 @@ function fileSums(path: string, size: number, kind: string, blockLength: number,
     const rsync = rsyncSum64(head.subarray(0, blockLength));
     const headSum = createHash(CONFIRM).update(head).digest();
     const kinds = kind === CONFIRM ? [CONFIRM] : [CONFIRM, kind];
-    const [confirm, sum] = hashRanges(ranges, kinds, file);
-    return { op: 'file', id: 0, rsync, head: headSum, confirm: confirm!, sum: sum ?? confirm! };
+    const zeros = leadingZeros();
+    const [confirm, sum] = hashRanges(ranges, kinds, file, zeros.each);
+    return { op: 'file', id: 0, rsync, head: headSum, confirm: confirm!, sum: sum ?? confirm!, zeros: zeros.count() };
   } finally {
     closeSync(file);
   }

@@ -100,11 +100,11 @@ export class Scanner {
   }
 
   /** A candidate file's sums (one read of the file, on a worker). */
-  async fileSums(path: string, size: number, kind: ChecksumKind, blockLength: number, ranges?: FileRange[]): Promise<{ rsync: Buffer; head: Buffer; sum: Buffer; confirm: Buffer }> {
+  async fileSums(path: string, size: number, kind: ChecksumKind, blockLength: number, ranges?: FileRange[]): Promise<{ rsync: Buffer; head: Buffer; sum: Buffer; confirm: Buffer; zeros: number }> {
     const r = await this.run({ op: 'file', path, size, kind, blockLength, ...(ranges ? { ranges } : {}) });
     if (r.op !== 'file') throw new Error('scan worker: unexpected reply');
     const b = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-    return { rsync: b(r.rsync), head: b(r.head), sum: b(r.sum), confirm: b(r.confirm) };
+    return { rsync: b(r.rsync), head: b(r.head), sum: b(r.sum), confirm: b(r.confirm), zeros: r.zeros };
   }
 
   /** Checksum of image[offset, offset + length) on a worker. */

@@ -143,14 +143,16 @@ describe('files that begin with a window of zeros (a run of hits at every offset
     assert.ok((await readFile(path.join(dir, 'out.iso'))).equals(await readFile(path.join(dir, 'img.iso'))));
   });
 
-  test('one starting off the 512-byte alignment right after a zero byte: found at the end of the run, as jigdo-file finds it', async () => {
-    const dir = path.join(work, 'zeros-raw');
-    await mkdir(path.join(dir, 'f'), { recursive: true });
-    const file = Buffer.concat([Buffer.alloc(1024), bytes(42, 4000)]);
-    await writeFile(path.join(dir, 'f', 'g.bin'), file);
-    await writeFile(path.join(dir, 'img.bin'), Buffer.concat([bytes(43, 777), Buffer.alloc(1), file, bytes(44, 100)]));
-    await sameAsJigdoFile('zeros-raw/img.bin', 'zeros-raw', ['zeros-raw/f//'], [], 'zeros-raw/f/');
-    assert.match(await ls('zeros-raw-us'), /need-file-md5 +778 +5024 /);
+  test('one starting off the 512-byte alignment right after a zero byte, with 1024 or 1500 zeros first: found, as jigdo-file finds it', async () => {
+    for (const zeros of [1024, 1500]) {
+      const dir = path.join(work, `zeros-raw-${zeros}`);
+      await mkdir(path.join(dir, 'f'), { recursive: true });
+      const file = Buffer.concat([Buffer.alloc(zeros), bytes(42, 4000)]);
+      await writeFile(path.join(dir, 'f', 'g.bin'), file);
+      await writeFile(path.join(dir, 'img.bin'), Buffer.concat([bytes(43, 777), Buffer.alloc(1), file, bytes(44, 100)]));
+      await sameAsJigdoFile(`zeros-raw-${zeros}/img.bin`, `zeros-raw-${zeros}`, [`zeros-raw-${zeros}/f//`], [], `zeros-raw-${zeros}/f/`);
+      assert.match(await ls(`zeros-raw-${zeros}-us`), new RegExp(`need-file-md5 +778 +${zeros + 4000} `));
+    }
   });
 });
 
