@@ -101,6 +101,8 @@ export class CacheLocks {
   private linking = true;
   /** When this process last set the lock inode's mtime (linkLock). */
   private spareTouched = 0;
+  /** Locks waitLock went on without, said once each. */
+  private readonly warned = new Set<string>();
 
   constructor(
     private readonly cacheDir: string,
@@ -199,7 +201,15 @@ export class CacheLocks {
   async waitLock(name: string, maxMs: number): Promise<Lock | undefined> {
     const until = Date.now() + maxMs;
     for (let delay = 2; ; delay = Math.min(50, delay * 2)) {
-      const lock = await this.tryLock(name);
+      let lock: Lock | undefined;
+      try {
+        lock = await this.tryLock(name);
+      } catch (err) {
+        // A stale lock that cannot be removed: going on without it at once, as after the wait (said once).
+        if (!this.warned.has(name)) this.log(`cache: ${errorMessage(err)}; going on without it`);
+        this.warned.add(name);
+        return undefined;
+      }
       if (lock || Date.now() >= until) return lock;
       await new Promise((r) => setTimeout(r, delay));
     }

@@ -190,3 +190,24 @@ test('a process in another pid namespace with the same host name has another hos
   assert.notEqual(theirs, ownerTag(1), 'the same host name, another numbering of processes');
   assert.equal(ownerDead(`${theirs}-x`), false, 'not ours to call dead');
 });
+
+test('waitLock goes on at once without a stale lock that cannot be removed, and says so once (the size lock: every commit waited 5 s)', async () => {
+  const dir = path.join(work, `${++dirs}`);
+  const lockDir = path.join(dir, 'parts', 'locks');
+  const tmpDir = path.join(dir, 'parts', 'tmp');
+  await mkdir(lockDir, { recursive: true });
+  await mkdir(tmpDir, { recursive: true });
+  const fs = new CacheFs(dir);
+  await fs.ready;
+  const logs: string[] = [];
+  const locks = new CacheLocks(dir, lockDir, tmpDir, (_d, op) => op(), (l) => logs.push(l), fs);
+  const file = path.join(lockDir, 'size.lock');
+  await mkdir(file);
+  await age(file, LOCK_STALE_MS + 1000);
+  for (let i = 0; i < 3; i++) {
+    const t0 = Date.now();
+    assert.equal(await locks.waitLock('size', 5000), undefined);
+    assert.ok(Date.now() - t0 < 1000, `went on at once (${Date.now() - t0} ms)`);
+  }
+  assert.deepEqual(logs, [`cache: ${file}: a stale lock that cannot be removed (EISDIR): remove it by hand; going on without it`]);
+});
