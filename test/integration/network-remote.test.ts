@@ -20,6 +20,16 @@ import { fx, v, plainConfig, mirrors, mirror, dir, open, setupNetworkSuite } fro
 
 setupNetworkSuite();
 
+/** A folder `name` holding a copy of the sample .jigdo as `jigdoName` (no mirrors) and its template, served by a test mirror. */
+async function servedJigdo(name: string, jigdoName: string): Promise<{ d: string; site: string; web: Awaited<ReturnType<typeof startMirror>> }> {
+  const d = await dir(name);
+  const site = path.join(d, 'site');
+  await jigdoWithServers(v, [], site, jigdoName);
+  const web = await startMirror({ root: site });
+  mirrors.push(web);
+  return { d, site, web };
+}
+
 describe('remote .jigdo and configuration', () => {
   test('a gzipped .jigdo by URL: info and make-image; its template fetched, verified, cached', async () => {
     const parts = await mirror();
@@ -87,11 +97,7 @@ describe('remote .jigdo and configuration', () => {
   });
 
   test('a .jigdo that trickles in (a byte now and then, never silent for long) fails as too slow, not never', async () => {
-    const d = await dir('trickle');
-    const site = path.join(d, 'site');
-    await jigdoWithServers(v, [], site, 'slow.jigdo');
-    const web = await startMirror({ root: site });
-    mirrors.push(web);
+    const { d, web } = await servedJigdo('trickle', 'slow.jigdo');
     web.fault('/slow.jigdo', { kind: 'trickle', afterBytes: 10, everyMs: 700 });
     const r = await runCli(['info', `${web.url}slow.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--timeout', '2', '--retries', '0'], { timeoutMs: 30_000 });
     assert.equal(r.timedOut, false, 'the command ended');
@@ -100,11 +106,7 @@ describe('remote .jigdo and configuration', () => {
   });
 
   test("a stale copy of a remote template in the current folder (another build's, same name) is passed over for the download", async () => {
-    const d = await dir('stale-copy');
-    const site = path.join(d, 'site');
-    await jigdoWithServers(v, [], site, 'img.jigdo');
-    const web = await startMirror({ root: site });
-    mirrors.push(web);
+    const { d, web } = await servedJigdo('stale-copy', 'img.jigdo');
     const cwd = await dir('stale-copy-cwd');
     const copy = path.join(cwd, path.basename(v.template));
     await writeFile(copy, await readFile(fx.variants['jf-sha256-gzip'].template)); // last week's template, say
@@ -115,11 +117,7 @@ describe('remote .jigdo and configuration', () => {
   });
 
   test('a cached template damaged on the disk since is removed and fetched again, not a failure on every run', async () => {
-    const d = await dir('damaged-template');
-    const site = path.join(d, 'site');
-    await jigdoWithServers(v, [], site, 'img.jigdo');
-    const web = await startMirror({ root: site });
-    mirrors.push(web);
+    const { d, web } = await servedJigdo('damaged-template', 'img.jigdo');
     const cache = path.join(d, 'cache');
     const info = () => runCli(['info', `${web.url}img.jigdo`, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
     assert.equal((await info()).code, 0);
