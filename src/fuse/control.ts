@@ -34,8 +34,7 @@ function controlDirProblem(st: Stats, uid = myUid()): string | undefined {
  * makes it first (0700). Throws UntrustedControlDir naming the folder, what is wrong and what to do;
  * without `create`, a missing folder returns undefined (no mount of ours can be running).
  */
-export function checkedControlDir(create: boolean): string | undefined {
-  const dir = controlDir();
+export function checkedControlDir(create: boolean, dir = controlDir()): string | undefined {
   if (create) {
     try {
       mkdirSync(dir, { mode: 0o700 });
@@ -208,16 +207,41 @@ export async function takeOver(file: string, ino: number): Promise<void> {
 }
 
 /**
- * The socket of the mount at `mnt`, when a daemon of ours can be behind it: the folder passes the
- * check, and the socket is a socket we own (never talk to one someone else put there).
+ * The folders a daemon of this user may have put its socket in: this environment's first, then the others. A mount
+ * made at boot from /etc/fstab has no XDG_RUNTIME_DIR (its socket is in /tmp/jigdofs-UID); the login shell that asks
+ * for its status has one (/run/user/UID).
+ */
+function controlDirCandidates(): string[] {
+  const uid = myUid();
+  return [...new Set([controlDir(), path.join('/run/user', String(uid), 'jigdofs'), path.join(tmpdir(), `jigdofs-${uid}`)])];
+}
+
+/**
+ * The socket of the mount at `mnt`, when a daemon of ours can be behind it: the folder passes the check, and the
+ * socket is a socket we own (never talk to one someone else put there). In this environment's own folder, an
+ * untrusted folder or socket is an error; in the others it is passed over.
  */
 function trustedSocket(mnt: string): string {
-  const dir = checkedControlDir(false);
-  const file = dir && controlSocketPath(mnt, dir);
+  const [own, ...others] = controlDirCandidates();
+  const found = socketIn(mnt, own!, true) ?? others.map((dir) => socketIn(mnt, dir, false)).find((f) => f !== undefined);
+  if (!found) throw new Error(`no jigdofs daemon for ${mnt} (no control socket)`);
+  return found;
+}
+
+function socketIn(mnt: string, dir: string, own: boolean): string | undefined {
+  let checked: string | undefined;
+  try {
+    checked = checkedControlDir(false, dir);
+  } catch (err) {
+    if (own) throw err;
+    return undefined;
+  }
+  const file = checked && controlSocketPath(mnt, checked);
   const st = file ? (() => { try { return lstatSync(file); } catch { return undefined; } })() : undefined;
-  if (!file || !st) throw new Error(`no jigdofs daemon for ${mnt} (no control socket)`);
-  if (!st.isSocket() || st.uid !== myUid()) throw new UntrustedControlDir(`${file}: not a control socket of ours (owner uid ${st.uid}); refusing to use it`);
-  return file;
+  if (!file || !st) return undefined;
+  if (st.isSocket() && st.uid === myUid()) return file;
+  if (own) throw new UntrustedControlDir(`${file}: not a control socket of ours (owner uid ${st.uid}); refusing to use it`);
+  return undefined;
 }
 
 /** A control request that got no answer: `dead` (nothing listens, or the socket is gone) or `silent` (no answer in time). */

@@ -268,7 +268,10 @@ describe('a mountpoint whose path holds the word "busy"', () => {
     const v = fx.variants['jf-md5-gzip'];
     const mnt = path.join(work, 'busybox-mnt');
     await mkdir(mnt);
-    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { mnt });
+    // The mount's socket in a runtime folder of its own: one the umount below does not look in.
+    const own = await mkdtemp(path.join(tmpdir(), 'jigdofs-xdg-'));
+    chmodSync(own, 0o700);
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { mnt, env: { ...process.env, XDG_RUNTIME_DIR: own } });
     try {
       const pid = await m.pid();
       const elsewhere = await mkdtemp(path.join(tmpdir(), 'jigdofs-xdg-'));
@@ -279,6 +282,7 @@ describe('a mountpoint whose path holds the word "busy"', () => {
       await rm(elsewhere, { recursive: true, force: true });
     } finally {
       await m.cleanup();
+      await rm(own, { recursive: true, force: true });
     }
   });
 });

@@ -4,7 +4,8 @@
  *   the same path since, and its control socket;
  * - a stopped daemon's mount is told without waiting on it: `mount` over it is refused, `umount` unmounts it from
  *   outside, neither hangs;
- * - a live mount whose control socket is not where this environment looks is refused, never detached;
+ * - a mount made without XDG_RUNTIME_DIR is found from a shell that has one; a live mount whose control socket is in
+ *   no folder this user looks in is refused, never detached;
  * - mounts started at once on one path: one wins, the others fail with one line, and the winner keeps its socket.
  * Real FUSE mounts through the CLI, as root and as a regular user.
  */
@@ -136,18 +137,45 @@ describe('mounts started at once on one path', () => {
   });
 });
 
-describe('a live mount whose control socket is elsewhere (another XDG_RUNTIME_DIR, as a boot-time fstab mount)', () => {
-  test('mount over it is refused, never detached; umount from there unmounts it', async () => {
-    const m = await mountJigdo(variant().jigdo, sourceArgs());
-    const elsewhere = path.join(work, 'other-runtime');
-    await mkdir(elsewhere, { mode: 0o700 });
-    const env = { ...process.env, XDG_RUNTIME_DIR: elsewhere };
+describe('control sockets in another runtime folder (a boot-time fstab mount has no XDG_RUNTIME_DIR; a login shell has one)', () => {
+  /** A private folder for XDG_RUNTIME_DIR or TMPDIR. */
+  const privateDir = async (name: string): Promise<string> => {
+    const d = path.join(work, name);
+    await mkdir(d, { mode: 0o700 });
+    return d;
+  };
+
+  test('a mount made without XDG_RUNTIME_DIR is found from a shell that has one: status, then umount through its daemon', async () => {
+    const tmp = await privateDir('boot-tmp');
+    const base: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
+    delete base.XDG_RUNTIME_DIR;
+    const m = await mountJigdo(variant().jigdo, sourceArgs(), { env: base });
+    const shell = { ...base, XDG_RUNTIME_DIR: await privateDir('login-runtime') };
     try {
       const pid = await m.pid();
-      const again = await runCli(['mount', variant().jigdo, m.mnt, ...sourceArgs(), '--cache-dir', path.join(work, 'other-cache')], { env });
+      const status = await runCli(['status', m.mnt, '--json'], { env: shell });
+      assertOk(status);
+      assert.equal((JSON.parse(status.stdout) as { pid: number }).pid, pid);
+      // A second mount there is told it is mounted, not that it cannot be reached.
+      assertCleanFailure(await runCli(['mount', variant().jigdo, m.mnt, ...sourceArgs(), '--cache-dir', path.join(work, 'boot-cache')], { env: shell }), m.mnt, /already mounted here/);
+      assertOk(await runCli(['umount', m.mnt], { env: shell }));
+      assert.equal(await isMounted(m.mnt), false);
+      await waitFor(() => !pidAlive(pid), 15_000, 'its daemon to end');
+    } finally {
+      await m.cleanup();
+    }
+  });
+
+  test('a live mount whose socket is in no folder this user looks in: mount over it is refused, never detached; umount unmounts it', async () => {
+    const env = { ...process.env, XDG_RUNTIME_DIR: await privateDir('runtime-a') };
+    const m = await mountJigdo(variant().jigdo, sourceArgs(), { env });
+    const elsewhere = { ...process.env, XDG_RUNTIME_DIR: await privateDir('runtime-b') };
+    try {
+      const pid = await m.pid();
+      const again = await runCli(['mount', variant().jigdo, m.mnt, ...sourceArgs(), '--cache-dir', path.join(work, 'other-cache')], { env: elsewhere });
       assertCleanFailure(again, m.mnt, new RegExp(`its daemon \\(pid ${pid}\\) has no control socket here`));
       assert.equal(await m.pid(), pid, 'the mount is still there and answers');
-      assertOk(await runCli(['umount', m.mnt], { env }));
+      assertOk(await runCli(['umount', m.mnt], { env: elsewhere }));
       assert.equal(await isMounted(m.mnt), false);
       await waitFor(() => !pidAlive(pid), 15_000, 'its daemon to end');
     } finally {
