@@ -5,6 +5,12 @@ export const MAX_WARNINGS = 100;
 export const MAX_DIRECTORY_BYTES = 64 << 20;
 /** Extents of one file (UDF fragments, ISO9660 multi-extent sections). */
 export const MAX_FILE_EXTENTS = 65536;
+/**
+ * Extents of one listing in all. Each file may have MAX_FILE_EXTENTS, and UDF's allocation descriptor chains may loop
+ * back on one block: 1,600 such files in a 4 MB image held 4.3 GB and killed the process. A real disc has about one
+ * per file.
+ */
+export const MAX_LISTING_EXTENTS = 1 << 20;
 
 /**
  * The state of one listing: the bounded reader over the image, the entry budget, the warnings, and the files
@@ -15,12 +21,14 @@ export class ListingContext {
   readonly files: DiscFile[] = [];
   private readonly seen = new Set<string>();
   private entries = 0;
+  private extents = 0;
 
   constructor(
     private readonly reader: PositionalRead,
     readonly size: number,
     readonly maxEntries: number,
     readonly maxDepth: number,
+    readonly maxExtents = MAX_LISTING_EXTENTS,
   ) {}
 
   /** Exactly `length` bytes at `offset`, or a DiscFormatError naming `what` (beyond the image, truncated). */
@@ -51,6 +59,11 @@ export class ListingContext {
         this.warn(`${dir.path}/: skipped: ${err.message}`);
       }
     }
+  }
+
+  /** Counts one extent against the listing's budget. */
+  countExtent(offset: number): void {
+    if (++this.extents > this.maxExtents) throw new DiscFormatError(`more than ${this.maxExtents} extents in all`, offset);
   }
 
   /** Counts one directory entry against the budget. */

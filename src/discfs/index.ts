@@ -46,7 +46,7 @@ export async function detectDisc(read: PositionalRead, size: number): Promise<Di
  * or its volume or root directory cannot be read; problems further down become `warnings`.
  */
 export async function listDisc(read: PositionalRead, size: number, opts: ListOptions = {}): Promise<DiscListing> {
-  const fresh = (): ListingContext => new ListingContext(read, size, opts.maxEntries ?? 1_000_000, opts.maxDepth ?? 64);
+  const fresh = (): ListingContext => new ListingContext(read, size, opts.maxEntries ?? 1_000_000, opts.maxDepth ?? 64, opts.maxExtents);
   let ctx = fresh();
   const found = await recognise(ctx);
   if (!found.iso && !found.udf) throw new DiscFormatError('no ISO9660 or UDF volume descriptors (not a disc image)', VD_START);

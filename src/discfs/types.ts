@@ -36,6 +36,8 @@ export interface ListOptions {
   maxEntries?: number;
   /** Directory depth (default 64); deeper folders are skipped with a warning. */
   maxDepth?: number;
+  /** File and directory extents read in all (default MAX_LISTING_EXTENTS); more is a DiscFormatError. */
+  maxExtents?: number;
   /** For an ISO9660+UDF bridge: which tree to list (default 'udf', falling back to ISO9660 if UDF is unreadable). */
   prefer?: DiscKind;
 }

@@ -69,6 +69,7 @@ async function extentsOf(ctx: ListingContext, vol: UdfVolume, e: Entry, what: st
     }
     if (kind !== 0) return 'holes (unrecorded extents)';
     if (out.length >= MAX_FILE_EXTENTS) return 'too many extents';
+    ctx.countExtent(blockOffset(vol, addr, what));
     const keep = Math.min(length, e.size - total);
     out.push({ offset: blockOffset(vol, addr, what), length: keep });
     total += keep;
@@ -160,7 +161,7 @@ class UdfWalk {
     }
     if (entry.fileType !== FILE_TYPE_FILE || entry.adType === AD_INLINE || entry.size === 0) return;
     const extents = await extentsOf(this.ctx, this.vol, entry, path).catch((err: unknown) => {
-      if (err instanceof DiscFormatError) return err.message;
+      if (err instanceof DiscFormatError && !err.problem.startsWith('more than')) return err.message; // a budget ends the listing
       throw err;
     });
     if (typeof extents === 'string') this.ctx.warn(`${path}: skipped: ${extents}`);

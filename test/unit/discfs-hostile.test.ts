@@ -129,3 +129,104 @@ test('flipped bytes in the descriptors and directories: a listing or a DiscForma
     }
   }
 });
+
+/**
+ * A UDF image of `files` file entries (all named "a"), each claiming 65,536 blocks through an allocation extent
+ * descriptor that lists 252 one-block extents alternating between two blocks (none merge), then chains back to itself:
+ * every file reaches MAX_FILE_EXTENTS from one 2 KiB block. (After the one a helper session wrote to show the crash.)
+ */
+function extentBomb(files: number): Buffer {
+  const BS = 2048;
+  const PSTART = 300;
+  const img = Buffer.alloc((PSTART + 20 + files + 10 + Math.floor((files * 40) / BS) + 2) * BS);
+  const tag = (b: Buffer, ident: number, loc: number): void => {
+    b.writeUInt16LE(ident, 0);
+    b.writeUInt16LE(2, 2);
+    b.writeUInt32LE(loc, 12);
+    let sum = 0;
+    for (let i = 0; i < 16; i++) if (i !== 4) sum += b[i]!;
+    b[4] = sum & 0xff;
+  };
+  const put = (block: number, b: Buffer): void => void b.copy(img, block * BS);
+  ['BEA01', 'NSR02', 'TEA01'].forEach((id, i) => {
+    const d = Buffer.alloc(BS);
+    d.write(id, 1, 'latin1');
+    d[6] = 1;
+    put(16 + i, d);
+  });
+  const anchor = Buffer.alloc(512);
+  [4 * BS, 32, 4 * BS, 40].forEach((v, i) => anchor.writeUInt32LE(v, 16 + 4 * i));
+  tag(anchor, 2, 256);
+  put(256, anchor);
+  const pd = Buffer.alloc(BS);
+  pd.writeUInt32LE(PSTART, 188);
+  pd.writeUInt32LE(files + 100, 192);
+  tag(pd, 5, 32);
+  put(32, pd);
+  const lvd = Buffer.alloc(BS);
+  lvd.writeUInt32LE(BS, 212);
+  lvd.writeUInt32LE(BS, 248);
+  lvd.writeUInt32LE(6, 264);
+  lvd.writeUInt32LE(1, 268);
+  lvd[440] = 1;
+  lvd[441] = 6;
+  lvd.writeUInt16LE(1, 442);
+  tag(lvd, 6, 33);
+  put(33, lvd);
+  const term = Buffer.alloc(BS);
+  tag(term, 8, 34);
+  put(34, term);
+  const fsd = Buffer.alloc(BS);
+  fsd.writeUInt32LE(BS, 400);
+  fsd.writeUInt32LE(1, 404);
+  tag(fsd, 256, 0);
+  put(PSTART, fsd);
+  const fids = Buffer.alloc(40 * files);
+  for (let i = 0; i < files; i++) {
+    const f = fids.subarray(40 * i, 40 * i + 40);
+    f[19] = 2;
+    f.writeUInt32LE(BS, 20);
+    f.writeUInt32LE(10 + i, 24);
+    f[38] = 8;
+    f[39] = 'a'.charCodeAt(0);
+    tag(f, 257, 0);
+  }
+  const dirBlock = 10 + files + 2;
+  fids.copy(img, (PSTART + dirBlock) * BS);
+  const entry = (loc: number, type: number, size: number, ads: Buffer): Buffer => {
+    const b = Buffer.alloc(BS);
+    b[27] = type;
+    b.writeUInt32LE(size % 2 ** 32, 56);
+    b.writeUInt32LE(Math.floor(size / 2 ** 32), 60);
+    b.writeUInt32LE(ads.length, 172);
+    ads.copy(b, 176);
+    tag(b, 261, loc);
+    return b;
+  };
+  const ad = (length: number, block: number): Buffer => {
+    const b = Buffer.alloc(8);
+    b.writeUInt32LE(length, 0);
+    b.writeUInt32LE(block, 4);
+    return b;
+  };
+  put(PSTART + 1, entry(1, 4, fids.length, ad(fids.length, dirBlock)));
+  const AED = 8;
+  const chain = Buffer.concat([...Array.from({ length: 252 }, (_, k) => ad(BS, k % 2 === 0 ? 4 : 6)), ad(((3 << 30) >>> 0) + BS, AED)]);
+  const aed = Buffer.alloc(BS);
+  aed.writeUInt32LE(chain.length, 20);
+  chain.copy(aed, 24);
+  tag(aed, 258, AED);
+  put(PSTART + AED, aed);
+  for (let i = 0; i < files; i++) put(PSTART + 10 + i, entry(10 + i, 5, 65536 * BS, Buffer.concat([ad(BS, 10 + i), ad(((3 << 30) >>> 0) + BS, AED)])));
+  return img;
+}
+
+test('a UDF image whose files each claim 65,536 extents through one looping block: bounded in all (it ran the process out of memory)', async () => {
+  const img = extentBomb(8);
+  // A budget of 200,000 extents is reached at the fourth file (the default, 2^20, at the seventeenth).
+  const result = await listOrClean(img, { maxExtents: 200_000 });
+  assert.ok(result instanceof DiscFormatError && /more than 200000 extents in all/.test(result.message), String(result));
+  // Under the budget, what the image claims is listed as it is (each file inside the image: listOrClean checks).
+  const small = await listOrClean(extentBomb(2), { maxExtents: 200_000 });
+  assert.ok(!(small instanceof DiscFormatError), String(small));
+});
