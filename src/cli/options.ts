@@ -161,5 +161,6 @@ export function sourceOptions(flags: SourceFlags, use: { fetchParts?: boolean; k
     loadRemote: network.http ? (url) => network.loadRemote(url) : undefined,
     extraProviders: (ctx) => network.providers(ctx, use.fetchParts ?? true),
     fetchTemplate: (loc, image, matches) => network.fetchTemplate(loc, image, matches),
+    online: network.http !== undefined,
   };
 }

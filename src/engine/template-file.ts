@@ -25,6 +25,8 @@ export interface TemplateChoice {
    * `matches` tells a cached copy that went bad on the disk (it is then fetched again).
    */
   fetchTemplate?: (loc: Location, image: JigdoImage, matches?: (file: string) => Promise<boolean>) => Promise<string>;
+  /** The network is in use (not --offline): a local copy that fails its checksum may give way to the download. */
+  online?: boolean;
 }
 
 /** Where the template is: resolved against the .jigdo; local templates must exist. */
@@ -60,7 +62,7 @@ async function templateFile(jigdo: JigdoFile, image: JigdoImage, opts: TemplateC
   if (opts.template) return path.resolve(opts.template);
   const tloc = templateLocation(jigdo, image);
   if (tloc.kind === 'file') return tloc.path;
-  const checked = (image.templateMd5 || image.templateSha256) && opts.fetchTemplate && copyIsRight;
+  const checked = (image.templateMd5 || image.templateSha256) && opts.fetchTemplate && opts.online && copyIsRight;
   for (const candidate of localTemplateCopies(jigdo, image, tloc)) {
     if (!(await isFile(candidate))) continue;
     // A copy left by an older build of the same name (a weekly image's template keeps its name): the download, not

@@ -116,6 +116,18 @@ describe('remote .jigdo and configuration', () => {
     assert.equal(gets(web, `/${path.basename(v.template)}`).length, 1);
   });
 
+  test('offline, a copy beside a local .jigdo that fails its checksum is named for that, not passed over for a download', async () => {
+    const d = await dir('offline-copy');
+    const local = await jigdoWithServers(v, [], d, 'img.jigdo');
+    const name = path.basename(v.template);
+    await writeFile(local, (await readFile(local, 'utf8')).replace(/^Template=.*$/m, `Template=http://127.0.0.1:9/${name}`));
+    await writeFile(path.join(d, name), await readFile(fx.variants['jf-sha256-gzip'].template)); // another build's
+    const r = await runCli(['info', local, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--offline'], { timeoutMs: 30_000 });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`^jigdofs: ${path.join(d, name).replace(/[.]/g, '\\.')}: template MD5 checksum does not match the \\.jigdo`));
+    assert.doesNotMatch(r.stderr, /instead/);
+  });
+
   test('a cached template damaged on the disk since is removed and fetched again, not a failure on every run', async () => {
     const { d, web } = await servedJigdo('damaged-template', 'img.jigdo');
     const cache = path.join(d, 'cache');
