@@ -6,7 +6,7 @@ import { openImage, type ImageSession, type SourceOptions } from '../engine/sess
 import type { JigdoFile } from '../format/jigdo.js';
 import { shown } from '../format/byte-string.js';
 import { serveControl, type ControlHandler, type ControlServer } from './control.js';
-import { FS_TYPE, prepareMountpoint } from './mountpoint.js';
+import { prepareMountpoint } from './mountpoint.js';
 import { daemonMount } from './mount-source.js';
 import { imageOps, type MountedImage } from './filesystem.js';
 import { DROP_WAIT_MS, DropBehind } from './drop-behind.js';
@@ -26,7 +26,7 @@ export interface MountOptions {
   extraStatus?: () => unknown | Promise<unknown>;
 }
 
-export { FS_TYPE, prepareMountpoint };
+export { prepareMountpoint };
 
 /**
  * Unique file names for the images (two [Image]s may share a basename). A name whose bytes are not UTF-8

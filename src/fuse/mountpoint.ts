@@ -7,8 +7,6 @@ import { allowOtherProblem, fusermountUnmount, mountHealth, mountpointProblem, m
  * background mount runs them without loading fuse-native or the engine, so `jigdofs mount` starts sooner.
  */
 
-export { FS_TYPE };
-
 /**
  * Makes `mnt` (a resolved path: see resolveMountpoint) usable: the control socket folder must be ours,
  * `--allow-other` allowed; refuses a live mount, clears a stale one (a daemon killed with -9 leaves

@@ -4,7 +4,7 @@ import { access, readFile, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { unescapeMountField } from '../util/mount-field.js';
-import { pidAlive, pidStopped } from '../util/pid.js';
+import { pidStopped } from '../util/pid.js';
 import { daemonPid } from './mount-source.js';
 
 const run = promisify(execFile);
@@ -23,6 +23,9 @@ export interface MountEntry {
   source: string;
   type: string;
 }
+
+/** The same mount: its source (which names its daemon: daemonMount) and type. */
+const sameMount = (a: MountEntry, b: MountEntry): boolean => a.source === b.source && a.type === b.type;
 
 /** The mounts at `mnt` in /proc/mounts' text, lowest first: the last is the one a look at the path reaches. */
 function parseMountsAt(text: string, mnt: string): MountEntry[] {
@@ -66,7 +69,7 @@ export function topMountIs(mnt: string, mine: MountEntry): boolean | undefined {
     return undefined;
   }
   const top = parseMountsAt(text, mnt).at(-1);
-  return top?.source === mine.source && top.type === mine.type;
+  return top !== undefined && sameMount(top, mine);
 }
 
 /**
@@ -88,7 +91,7 @@ export function watchUnmount(
     mountsAt(mnt, opts.read).then(
       (entries) => {
         busy = false;
-        if (entries.some((e) => e.source === mine.source && e.type === mine.type)) return;
+        if (entries.some((e) => sameMount(e, mine))) return;
         clearInterval(timer);
         onGone();
       },
@@ -133,7 +136,7 @@ export async function mountHealth(mnt: string, entry: MountEntry, timeoutMs = LO
   // Stopped: told from /proc, since a look would wait. Gone is told by the look itself (ENOTCONN, at once): a pid not
   // running here may be a daemon in another pid namespace that shares this mount namespace (`unshare --pid`).
   const pid = daemonPid(entry.source);
-  if (pid !== undefined && pidAlive(pid) && pidStopped(pid)) return 'stopped';
+  if (pid !== undefined && pidStopped(pid)) return 'stopped'; // (one that ended has no /proc entry: not stopped)
   let timer: NodeJS.Timeout | undefined;
   const look = stat(mnt).then(
     (): MountHealth => 'serving',
