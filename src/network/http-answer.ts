@@ -15,6 +15,22 @@ export interface RangeRequest {
   end?: number;
   /** The expected size of the whole file, when known: another size is a 'wrong-size' failure. */
   total?: number;
+  /**
+   * Sent as If-Range with a range request: the validator of the answer the bytes before `start` came from.
+   * A server whose file has changed since then answers 200 with the whole new file, not the new file's range.
+   */
+  ifRange?: string;
+}
+
+/**
+ * What identifies this version of the file, for an If-Range: a strong ETag, else Last-Modified (weak ETags may
+ * not be used for ranges, RFC 9110 §13.1.5); undefined when the answer gives neither.
+ */
+export function validatorOf(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const etag = headers['etag'];
+  if (typeof etag === 'string' && etag.startsWith('"')) return etag;
+  const modified = headers['last-modified'];
+  return typeof modified === 'string' && modified !== '' ? modified : undefined;
 }
 
 /** The Range header's value for `range`; undefined when the request is for the whole file (no header). */
@@ -38,7 +54,8 @@ export function statusFailure(url: string, status: number, location?: unknown): 
 
 /**
  * What a 2xx answer to a range request holds: the whole file or the range asked for, and the file's size.
- * A 200 is accepted only for a request from byte 0 (a server that ignores Range sends the whole file).
+ * A 200 is accepted only for a request from byte 0 (a server that ignores Range sends the whole file), or one
+ * sent with If-Range (the file changed: its new version, whatever its size).
  */
 export function rangeAnswer(
   url: string,
@@ -55,12 +72,14 @@ export function rangeAnswer(
     if (cr[3] !== '*') stated = Number(cr[3]);
     if (Number(cr[1]) !== start) throw new FetchError(url, 'protocol', `asked for bytes from ${start}, got Content-Range ${text}`);
   } else {
-    if (start !== 0) throw new FetchError(url, 'no-range', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
+    // After an If-Range, a 200 is the file as it is now, whole: it changed since the bytes before `start` came.
+    if (start !== 0 && range.ifRange === undefined) throw new FetchError(url, 'no-range', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
     const len = res.headers['content-length'];
     if (len !== undefined) stated = Number(len);
     whole = true;
   }
-  if (total !== undefined && stated !== undefined && stated !== total) {
+  const changed = whole && start !== 0;
+  if (total !== undefined && stated !== undefined && stated !== total && !changed) {
     throw new FetchError(url, 'wrong-size', `the file there has ${stated} bytes, expected ${total}`);
   }
   return { whole, stated };

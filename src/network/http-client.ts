@@ -5,7 +5,7 @@ import { BatchWriter } from './batch-writer.js';
 import { PaceCheck, pumpBody } from './body-pump.js';
 import { tooLarge, type BodyRules } from './body-rules.js';
 import { FetchError, toFetchError } from './fetch-error.js';
-import { MAX_REDIRECTS, rangeAnswer, rangeHeader, statusFailure, type RangeRequest } from './http-answer.js';
+import { MAX_REDIRECTS, rangeAnswer, rangeHeader, statusFailure, validatorOf, type RangeRequest } from './http-answer.js';
 import { FetchThreads, NeedsFullClient } from './raw-http/fetch-threads.js';
 import type { ChecksumKind } from '../format/checksum.js';
 
@@ -127,9 +127,11 @@ export class HttpClient {
   /**
    * GETs bytes [start, end) of a file and writes them to `fh` at the same positions, calling `onData` with
    * the absolute position reached after each write. A server that ignores Range answers 200: accepted
-   * when `start` is 0, and then the whole file is written (`whole`). Resolves when the range is
+   * when `start` is 0 or the request had `ifRange`, and then the whole file is written from byte 0 (`whole`).
+   * Resolves when the range is
    * complete; otherwise throws a FetchError (bytes written before the error stay written and were
-   * reported, so the caller can resume from there). `onHeaders` learns the file's size early. `hash`: the
+   * reported, so the caller can resume from there). `onHeaders` learns the file's size early, and the answer's
+   * validator (for the `ifRange` of a request that resumes it; undici only). `hash`: the
    * caller would like the digest of a whole file fetched from byte 0 (given when a fetch thread ran it).
    *
    * Plain http without a proxy goes to the fetch threads (raw-http/); undici takes what they cannot (a redirect,
@@ -140,9 +142,9 @@ export class HttpClient {
     range: RangeRequest,
     fh: FileHandle,
     onData: (pos: number) => void,
-    opts: { signal?: AbortSignal; onHeaders?: (info: { whole: boolean; total?: number }) => void; rules?: BodyRules; hash?: ChecksumKind } = {},
+    opts: { signal?: AbortSignal; onHeaders?: (info: { whole: boolean; total?: number; validator?: string }) => void; rules?: BodyRules; hash?: ChecksumKind } = {},
   ): Promise<RangeResult> {
-    if (!opts.rules && this.threads.takes(url)) {
+    if (!opts.rules && range.ifRange === undefined && this.threads.takes(url)) {
       try {
         return await this.threads.fetchRange(url, range, fh.fd, onData, { ...opts, timeoutMs: this.opts.timeoutMs });
       } catch (err) {
@@ -152,16 +154,17 @@ export class HttpClient {
     const { start, total } = range;
     const t0 = performance.now();
     const value = rangeHeader(range);
-    const res = await this.get(url, value === undefined ? {} : { range: value }, opts.signal);
+    const headers: Record<string, string> = value === undefined ? {} : { range: value, ...(range.ifRange !== undefined && { 'if-range': range.ifRange }) };
+    const res = await this.get(url, headers, opts.signal);
     const ttfbMs = performance.now() - t0;
     try {
       HttpClient.checkStatus(url, res);
       const { whole, stated } = rangeAnswer(url, res, range);
       const rules = opts.rules ?? {};
       if (stated !== undefined && stated > (rules.maxBytes ?? Infinity)) throw tooLarge(url, rules, stated);
-      opts.onHeaders?.({ whole, total: stated });
+      opts.onHeaders?.({ whole, total: stated, validator: validatorOf(res.headers) });
       const stop = whole ? (stated ?? total ?? Infinity) : (range.end ?? stated ?? Infinity);
-      const pos = await pumpBody(url, res.body, new BatchWriter(url, fh, start, onData), stop, rules, this.opts.timeoutMs);
+      const pos = await pumpBody(url, res.body, new BatchWriter(url, fh, whole ? 0 : start, onData), stop, rules, this.opts.timeoutMs);
       if (stop !== Infinity && pos < stop) throw new FetchError(url, 'short', `body ended after ${pos - start} of ${stop - start} bytes`);
       return { end: pos, whole, total: stated, ttfbMs };
     } catch (err) {

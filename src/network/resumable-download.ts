@@ -17,6 +17,11 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
   const mirror = mirrorOf(url);
   let pos = 0;
   let total: number | undefined;
+  /**
+   * The version of the file the bytes written so far are of (ETag or Last-Modified), sent as If-Range when
+   * resuming: a file replaced on the server between two requests was stitched from both versions.
+   */
+  let validator: string | undefined;
   let failures = 0;
   /** The furthest any attempt got: an attempt that does not pass it counts as a failure. */
   let best = 0;
@@ -30,12 +35,21 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
       const r = await ctx.request(() => {
         t0 = performance.now();
         board.requestStarted(mirror);
-        return http.fetchRange(url, { start: pos, total }, fh, (p) => {
+        return http.fetchRange(url, { start: pos, total, ...(pos > 0 && validator !== undefined && { ifRange: validator }) }, fh, (p) => {
           board.received(mirror, p - pos);
           pos = p;
-        }, { onHeaders: (h) => (total ??= h.total), rules });
+        }, {
+          onHeaders: (h) => {
+            if (!h.whole) return void (total ??= h.total);
+            // From byte 0: the first answer, or (after an If-Range) the file's new version, whatever was written before.
+            pos = 0;
+            total = h.total;
+            validator = h.validator;
+          },
+          rules,
+        });
       });
-      board.requestDone(mirror, r.end - before, performance.now() - t0, r.ttfbMs);
+      board.requestDone(mirror, Math.max(0, r.end - before), performance.now() - t0, r.ttfbMs);
       await fh.truncate(r.end);
       return;
     } catch (err) {

@@ -5,6 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, open as openFile, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
@@ -145,6 +146,39 @@ describe('remote .jigdo and configuration', () => {
     assert.ok(again.stderr.includes(`${cached!.file}: the cached template no longer has its checksum: removed, fetching it again`), again.stderr);
     assert.equal(gets(web, `/${path.basename(v.template)}`).length, 2);
     assert.equal((await assertCacheVerified(cache)).length, 1);
+  });
+
+  test('a template replaced on the server while it downloads is not stitched from both versions (If-Range)', async () => {
+    const d = await dir('replaced-template');
+    const site = path.join(d, 'site');
+    await jigdoWithServers(v, [], site, 'img.jigdo'); // names the template that is served in the end
+    const name = `/${path.basename(v.template)}`;
+    const served = path.join(site, name);
+    const now = await readFile(served);
+    const before = Buffer.from(now);
+    for (let i = 100; i < 140; i++) before[i]! ^= 0xff; // the build the server had first: other bytes early on
+    writeFileSync(served, before);
+    utimesSync(served, 1_700_000_000, 1_700_000_000);
+    let replaced = false;
+    const web = await startMirror({
+      root: site,
+      // The first answer is cut halfway; the new build is in place before the client asks for the rest.
+      onResponse: (r) => {
+        if (replaced || r.path !== name) return;
+        replaced = true;
+        writeFileSync(served, now);
+        utimesSync(served, 1_700_000_100, 1_700_000_100);
+      },
+    });
+    mirrors.push(web);
+    web.fault(name, { kind: 'reset', afterBytes: Math.floor(now.length / 2), times: 1 });
+    const r = await runCli(['info', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const asked = gets(web, name);
+    assert.equal(asked.length, 2, 'cut once, then asked again');
+    assert.match(asked[1]!.range ?? '', /^bytes=\d+-$/, 'the second request resumes');
+    assert.equal(asked[1]!.status, 200, 'the changed file comes whole');
+    assert.equal((await assertCacheVerified(path.join(d, 'cache'))).length, 1);
   });
 
   test('[Include URL] adds servers; --offline never touches the network', async () => {

@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FetchError } from '../../src/network/fetch-error.js';
-import { MAX_REDIRECTS, rangeAnswer, statusFailure } from '../../src/network/http-answer.js';
+import { MAX_REDIRECTS, rangeAnswer, statusFailure, validatorOf } from '../../src/network/http-answer.js';
 
 const U = 'http://m.example/f';
 
@@ -71,6 +71,19 @@ describe('rangeAnswer', () => {
     assert.equal(e.kind, 'no-range');
     assert.equal(e.status, 200);
     assert.equal(e.permanent, false);
+  });
+
+  test('200 to a request sent with If-Range: the file changed, its new version whole, whatever its size', () => {
+    assert.deepEqual(rangeAnswer(U, answer(200, { 'content-length': '1200' }), { start: 100, total: 1000, ifRange: '"v1"' }), { whole: true, stated: 1200 });
+    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-999/1000' }), { start: 100, total: 1000, ifRange: '"v1"' }), { whole: false, stated: 1000 });
+  });
+
+  test('the validator for If-Range: a strong ETag, else Last-Modified, else none', () => {
+    const date = 'Tue, 14 Nov 2023 22:13:20 GMT';
+    assert.equal(validatorOf({ etag: '"abc"', 'last-modified': date }), '"abc"');
+    assert.equal(validatorOf({ etag: 'W/"abc"', 'last-modified': date }), date, 'a weak ETag may not be used for ranges');
+    assert.equal(validatorOf({ etag: 'W/"abc"' }), undefined);
+    assert.equal(validatorOf({}), undefined);
   });
 
   test('a stated size other than the part\'s is wrong-size (permanent); unknown sizes are not checked', () => {
