@@ -28,6 +28,11 @@ export interface VerifyResult {
   badRegions: BadRegion[];
   /** A block device: its first `expectedSize` bytes were checked, what follows is not the image's. */
   device: boolean;
+  /**
+   * False for a pipe that went on past the image: it was read one byte past the image and no further (it may
+   * never end), so `size` and `checksum` are of those bytes only.
+   */
+  readToEnd: boolean;
 }
 
 const BLOCK = 8 << 20;
@@ -123,9 +128,10 @@ export async function verifyImage(session: ImageSession, file: string): Promise<
     const sum = await whole.digest();
     const ok = size === layout.size && sum.equals(layout.imageSum);
     if (size < layout.size && bad.length < MAX_BAD) bad.push({ offset: size, length: layout.size - size, what: 'missing (file too short)' });
-    if (size > layout.size) bad.push({ offset: layout.size, length: size - layout.size, what: 'extra bytes after the image' });
+    const readToEnd = size < limit || st.isFile() || device;
+    if (size > layout.size && readToEnd) bad.push({ offset: layout.size, length: size - layout.size, what: 'extra bytes after the image' });
     for (const b of bad) if (b.key) b.goodCopy = await localCopyOf(session, b.key);
-    return { ok, size, expectedSize: layout.size, checksum: sum.toString('hex'), expected: layout.imageSum.toString('hex'), badRegions: bad, device };
+    return { ok, size, expectedSize: layout.size, checksum: sum.toString('hex'), expected: layout.imageSum.toString('hex'), badRegions: bad, device, readToEnd };
   } finally {
     await fh.close();
   }

@@ -17,7 +17,11 @@ export function registerVerify(program: Command): void {
     if (flags.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
     else if (r.ok) process.stdout.write(`OK: ${imageFile}: checksum matches, image is good (${r.checksum})${r.device ? `; the device's first ${r.expectedSize} bytes` : ''}\n`);
     else {
-      const lines = [`FAILED: ${imageFile}: ${r.size !== r.expectedSize ? `size ${r.size}, expected ${r.expectedSize}; ` : ''}checksum ${r.checksum}, expected ${r.expected}`];
+      const lines = [
+        r.readToEnd
+          ? `FAILED: ${imageFile}: ${r.size !== r.expectedSize ? `size ${r.size}, expected ${r.expectedSize}; ` : ''}checksum ${r.checksum}, expected ${r.expected}`
+          : `FAILED: ${imageFile}: more than the image's ${r.expectedSize} bytes (not a file: read no further than one byte past the image)`,
+      ];
       for (const b of r.badRegions) {
         const good = b.goodCopy && `; a good copy ${b.goodCopy.insideImage ? 'is inside' : 'is'} ${shown(b.goodCopy.path)}`;
         lines.push(`  bytes ${b.offset}..${b.offset + b.length - 1} (${b.length}): ${b.what}${good ?? ''}`);
