@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -191,7 +192,10 @@ export class TemplateData {
   private async startSpill(chunk: RawChunk): Promise<SpilledChunk> {
     await makeDirs(this.opts.spillDir);
     await (this.cleaned ??= removeDeadSpills(this.opts.spillDir));
-    const final = path.join(this.opts.spillDir, `chunk-${chunk.index}-${chunk.uncompressedLength}`);
+    // Named after the compressed bytes it comes from: the folder is per image checksum and template size, which a
+    // hostile template can copy, and a spill file is taken by its size alone; one template's bytes were served for
+    // another's in a shared cache.
+    const final = path.join(this.opts.spillDir, `chunk-${chunk.index}-${chunk.uncompressedLength}-${await this.payloadDigest(chunk)}`);
     const existing = await open(final, 'r').catch(() => undefined);
     if (existing && (await existing.stat()).size === chunk.uncompressedLength) {
       const ready = new SpilledChunk(chunk, existing);
@@ -207,6 +211,15 @@ export class TemplateData {
     this.spills.set(chunk.index, spill);
     void this.inflateToSpill(spill, tmp, final);
     return spill;
+  }
+
+  /** SHA-256 of a chunk's compressed bytes (hex, 32 digits), read in pieces: a few MiB for a chunk worth a spill. */
+  private async payloadDigest(chunk: RawChunk): Promise<string> {
+    const hash = createHash('sha256');
+    for (let at = 0; at < chunk.payloadLength; at += SPILL_BLOCK) {
+      hash.update(await this.src.read(chunk.payloadOffset + at, Math.min(SPILL_BLOCK, chunk.payloadLength - at)));
+    }
+    return hash.digest('hex').slice(0, 32);
   }
 
   private async inflateToSpill(spill: SpilledChunk, tmp: string, final: string): Promise<void> {
@@ -259,12 +272,16 @@ export class TemplateData {
   }
 }
 
-/** Removes the temporary spill files (`chunk-…-LEN.PID.TIME.tmp`) of processes that no longer run. */
+/**
+ * Removes the temporary spill files (`chunk-…-LEN-DIGEST.PID.TIME.tmp`) of processes that no longer run, and the
+ * spill files of earlier builds (`chunk-INDEX-LEN`, named without their compressed bytes' digest: never taken now).
+ */
 async function removeDeadSpills(dir: string): Promise<void> {
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const name of names) {
     const m = /\.(\d+)\.\d+\.tmp$/.exec(name);
+    const dead = m ? Number(m[1]) !== process.pid && !pidAlive(Number(m[1])) : /^chunk-\d+-\d+$/.test(name);
     // A file we cannot remove is only disk used: never a reason to fail the reads that come next.
-    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) await rm(path.join(dir, name), { force: true }).catch(() => undefined);
+    if (dead) await rm(path.join(dir, name), { force: true }).catch(() => undefined);
   }
 }

@@ -116,6 +116,28 @@ test('readers that come at once while a huge chunk starts to spill share one pas
   }
 });
 
+test("a finished spill is taken only for the same compressed bytes: another template's chunk of that size is not served", async () => {
+  const dir = mkdtempSync(path.join(work, 'spill-'));
+  const [hostile, real] = [hugeChunk(), hugeChunk()];
+  const first = rawStream([{ bytes: hostile }], dir);
+  try {
+    const tail = Buffer.alloc(64 << 10);
+    await first.readInto(SPILL_THRESHOLD, tail.length, tail, 0);
+    for (let i = 0; i < 500 && !spillOf(first)?.done; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(spillOf(first)?.done, true, 'the first spill is finished and named');
+  } finally {
+    await first.close();
+  }
+  const second = rawStream([{ bytes: real }], dir); // same chunk index and size, same folder
+  try {
+    const got = Buffer.alloc(64 << 10);
+    await second.readInto(0, got.length, got, 0);
+    assert.ok(got.equals(real.subarray(0, got.length)), "the other template's spill was served");
+  } finally {
+    await second.close();
+  }
+});
+
 test('a spill whose sync fails never gets the name a later run would take it by', async () => {
   const dir = mkdtempSync(path.join(work, 'spill-'));
   const bytes = hugeChunk();
