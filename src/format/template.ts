@@ -68,6 +68,12 @@ const HEADER_PREFIX = 'JigsawDownload template ';
 const MAX_HEADER = 64 * 1024;
 const MIN_DESC = 45;
 const MAX_DESC = 256 * 1024 * 1024;
+/**
+ * DESC entries held at most. Each costs a few hundred bytes of heap here and in the image map, so the 256 MiB
+ * jigdo-file allows (8 million 31-byte part entries, 38 million 7-byte ones) ran the process out of memory, an abort
+ * instead of an error. A real image has one or two entries per part: a 25 GB Blu-ray image lists tens of thousands.
+ */
+export const MAX_DESC_ENTRIES = 1 << 19;
 const ENTRY_SIZE: Record<number, number> = { 1: 23, 2: 7, 3: 23, 4: 23, 5: 27, 6: 31, 7: 31, 8: 43, 9: 47, 10: 47 };
 
 /** 6-byte little-endian unsigned (lengths up to 2^48: exact in a JS number). */
@@ -156,6 +162,9 @@ export async function parseDesc(src: ByteSource): Promise<Desc> {
   let imageOffset = 0;
   let rawOffset = 0;
   while (at < body.length) {
+    if (entries.length === MAX_DESC_ENTRIES) {
+      throw new JigdoError(name, `the DESC table lists more than ${MAX_DESC_ENTRIES} entries (no real image has that many parts)`, start + at);
+    }
     const { entry, size: entrySize } = parseEntry(body, at, name, start);
     if (entry.kind === 'raw') {
       entry.offset = imageOffset;
@@ -191,6 +200,14 @@ export async function parseDesc(src: ByteSource): Promise<Desc> {
   };
 }
 
+/**
+ * The most compressed bytes `n` bytes of data can take, with room to spare: zlib's conservative deflateBound is
+ * n + n/8 + n/64 + 11, bzip2's worst case n × 1.01 + 600.
+ */
+function compressedBound(n: number): number {
+  return n + Math.ceil(n / 8) + Math.ceil(n / 64) + 1024;
+}
+
 /** Walks the DATA/BZIP part headers between the header and DESC; they must fill that space exactly. */
 async function parseChunks(src: ByteSource, from: number, to: number): Promise<RawChunk[]> {
   const chunks: RawChunk[] = [];
@@ -207,6 +224,10 @@ async function parseChunks(src: ByteSource, from: number, to: number): Promise<R
       throw new JigdoError(src.name, `${id} part length ${partLength} does not fit before DESC`, at + 4);
     }
     if (uncompressedLength > 0 && partLength === 16) throw new JigdoError(src.name, `${id} part has no payload`, at);
+    if (partLength - 16 > compressedBound(uncompressedLength)) {
+      // A chunk is read whole before it is inflated: a payload padded far past its data cost memory out of proportion.
+      throw new JigdoError(src.name, `${id} part holds ${partLength - 16} compressed bytes for ${uncompressedLength} bytes of data: more than any compressor writes`, at + 4);
+    }
     chunks.push({
       index: chunks.length,
       compression: id === 'DATA' ? 'zlib' : 'bzip2',

@@ -18,8 +18,11 @@ const inflateAsync = promisify(inflate);
 
 /** Chunks bigger than this are inflated once into a spill file, so no random read re-inflates them. */
 export const SPILL_THRESHOLD = 16 * 1024 * 1024;
-/** bzip2 chunks are at most 900 kB from every producer; refuse absurd ones rather than allocate them. */
-const MAX_BZIP2_CHUNK = 64 * 1024 * 1024;
+/**
+ * bzip2 chunks are at most 921,600 bytes from every producer; larger ones are refused rather than allocated. At most
+ * the smallest memory LRU (8 MiB): a chunk larger than the LRU is never kept, and every read decompressed it again.
+ */
+const MAX_BZIP2_CHUNK = 8 * 1024 * 1024;
 const SPILL_BLOCK = 1024 * 1024;
 
 /**
@@ -128,7 +131,8 @@ export class TemplateData {
   }
 
   private async readChunk(chunk: RawChunk, from: number, n: number, target: Buffer, at: number, signal: AbortSignal): Promise<void> {
-    if (chunk.compression === 'zlib' && chunk.uncompressedLength > SPILL_THRESHOLD) {
+    // Also what the memory LRU cannot keep (a small --memory): never inflated again for each read.
+    if (chunk.compression === 'zlib' && chunk.uncompressedLength > Math.min(SPILL_THRESHOLD, this.opts.memoryLimit)) {
       const spill = await unlessAborted(this.spill(chunk), signal);
       await unlessAborted(spill.waitFor(from + n), signal);
       let done = 0;

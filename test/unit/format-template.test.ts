@@ -11,7 +11,7 @@ import { deflateSync, gunzipSync, inflateSync } from 'node:zlib';
 import { BufferByteSource, FileByteSource } from '../../src/format/bytesource.js';
 import { JigdoError } from '../../src/format/errors.js';
 import { encodeB64 } from '../../src/format/base64.js';
-import { parseDesc, parseTemplate, type Desc, type DescEntry, type TemplateInfo } from '../../src/format/template.js';
+import { MAX_DESC_ENTRIES, parseDesc, parseTemplate, type Desc, type DescEntry, type TemplateInfo } from '../../src/format/template.js';
 import { SAMPLES, SAMPLE_PARTS } from '../helpers/cli.js';
 import { md5sum as md5 } from '../helpers/hash.js';
 
@@ -299,6 +299,18 @@ test('synthetic sha256 template (types 8/9)', async () => {
   assert.ok(p.kind === 'part' && p.key === sha256('p').toString('base64url') && p.key.length === 43);
   const theirs = jigdoFileLs(file);
   if (theirs !== undefined) assert.equal(ls(info.desc), theirs);
+});
+
+test('synthetic: a DESC table of more entries than any image has, or a payload padded past its data, is refused', async () => {
+  const n = MAX_DESC_ENTRIES;
+  const zeros = chunk('DATA', deflateSync(Buffer.alloc(n)), n);
+  await rejects(template([zeros], [...Array.from({ length: n }, () => E.t2(1)), E.t5(n, md5('img'))]), new RegExp(`more than ${n} entries`));
+  await parseBytes(template([zeros], [E.t2(n), E.t5(n, md5('img'))])); // the same image in one entry
+  const hello = deflateSync(Buffer.from('hello world'));
+  const ok = [E.t2(11), E.t5(11, md5('img'))];
+  await parseBytes(template([chunk('DATA', Buffer.concat([hello, Buffer.alloc(1000)]), 11)], ok)); // trailing bytes: jigdo-file's reader takes them
+  await rejects(template([chunk('DATA', Buffer.concat([hello, Buffer.alloc(1 << 20)]), 11)], ok), /DATA part holds 1048595 compressed bytes for 11 bytes of data/);
+  await rejects(template([chunk('DATA', Buffer.alloc(2000), 0), data('hello world')], ok), /2000 compressed bytes for 0 bytes/);
 });
 
 test('synthetic: the §2.4 invariants and part layout are enforced with a JigdoError naming the file', async () => {

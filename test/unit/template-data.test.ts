@@ -27,7 +27,7 @@ after(async () => {
  * A template whose raw stream is the given chunks, each zlib data claiming `claimed` bytes (default: its real
  * size). Only what TemplateData reads is filled in: the payloads' places, the claimed sizes, the raw length.
  */
-function rawStream(chunks: Array<{ bytes: Buffer; claimed?: number }>, spillDir = path.join(work, 'spill')): TemplateData {
+function rawStream(chunks: Array<{ bytes: Buffer; claimed?: number }>, spillDir = path.join(work, 'spill'), memoryLimit = 64 << 20): TemplateData {
   const payloads: Buffer[] = [];
   const raw: RawChunk[] = [];
   let fileAt = 0;
@@ -42,7 +42,7 @@ function rawStream(chunks: Array<{ bytes: Buffer; claimed?: number }>, spillDir 
   });
   const info = { name: 'test.template', chunks: raw, desc: { rawLength: rawAt } } as unknown as TemplateInfo;
   const src = new BufferByteSource('test.template', Buffer.concat(payloads));
-  return new TemplateData(src, info, { memoryLimit: 64 << 20, spillDir, pool });
+  return new TemplateData(src, info, { memoryLimit, spillDir, pool });
 }
 
 test('chunks inflated whole read back exactly, across chunk boundaries, for every size class', async () => {
@@ -135,6 +135,22 @@ test("a finished spill is taken only for the same compressed bytes: another temp
     assert.ok(got.equals(real.subarray(0, got.length)), "the other template's spill was served");
   } finally {
     await second.close();
+  }
+});
+
+test('a chunk larger than the memory LRU (a small --memory) is spilled, not inflated again for every read', async () => {
+  const bytes = Buffer.alloc(12 << 20);
+  randomBytes(64 << 10).copy(bytes, 5 << 20);
+  const data = rawStream([{ bytes }], mkdtempSync(path.join(work, 'spill-')), 8 << 20);
+  try {
+    for (const at of [0, 5 << 20, 11 << 20, 5 << 20]) {
+      const got = Buffer.alloc(64 << 10);
+      await data.readInto(at, got.length, got, 0);
+      assert.ok(got.equals(bytes.subarray(at, at + got.length)), `at ${at}`);
+    }
+    assert.equal(data.stats.bytesInflated, bytes.length, 'inflated once');
+  } finally {
+    await data.close();
   }
 });
 
