@@ -311,6 +311,7 @@ class JigdoBuilder {
       if (event.name === 'Image') this.image = {};
       return;
     }
+    if (event.type === 'ignored') return this.warn(`${describeLocation(from)}: line ${event.line}: ignored ${event.why}`);
     if (event.type !== 'entry') return;
     const where = (): string => `${describeLocation(from)}: line ${event.line}`;
     if (event.section === 'Parts') this.addPart(event.label, event.rawValue, from, where);

@@ -6,6 +6,29 @@ import path from 'node:path';
 import { parseConfigText, splitWords, type ConfigEvent } from '../../src/format/configfile.js';
 import { SAMPLES } from '../helpers/cli.js';
 
+test('parseConfigText: a section line jigdo-file refuses is ignored, and the section before it goes on', () => {
+  const text = '[Servers]\nA=http://x/\n[Parts\nB=http://y/\n[Parts]junk\nC=z\n[Parts=x]\nD=w\n[ Parts ] # ok\nE=v\n';
+  const events = parseConfigText(text).map((e) => (e.type === 'entry' ? `${e.section}:${e.label}` : e.type === 'ignored' ? `ignored ${e.line}: ${e.why}` : `${e.type}`));
+  assert.deepEqual(events, [
+    'section',
+    'Servers:A',
+    'ignored 3: section line with no "]" after its name',
+    'Servers:B',
+    'ignored 5: section line with text after its "]"',
+    'Servers:C',
+    'ignored 7: section line with no "]" after its name',
+    'Servers:D',
+    'section',
+    'Parts:E',
+  ]);
+});
+
+test('splitWords: a lone backslash at the end of an unclosed double quote is dropped, as jigdo-file drops it', () => {
+  assert.deepEqual(splitWords('"abc\\'), ['abc']);
+  assert.deepEqual(splitWords('"a\\"b" c'), ['a"b', 'c']);
+  assert.deepEqual(splitWords('x\\'), ['x']);
+});
+
 test('splitWords: spaces and TABs separate words', () => {
   assert.deepEqual(splitWords('a b'), ['a', 'b']);
   assert.deepEqual(splitWords('  a \t\t b\tc  '), ['a', 'b', 'c']);
@@ -75,9 +98,11 @@ test('parseConfigText: blank and # lines are ignored; leading blanks are ignored
   assert.deepEqual(entries(ev), [{ section: 'S', label: 'a', rawValue: '1', line: 6 }]);
 });
 
-test('parseConfigText: section lines allow blanks, a trailing comment, and end the name at ] blank [ = #', () => {
+test('parseConfigText: section lines allow blanks and a trailing comment; a name ended by [ blank = # and then not by ] is refused, as jigdo-file refuses it', () => {
   const text = ['[ Parts ]', '[\tServers\t]\t# comment', '[Image]   ', '[A=b]', '[B#c]', '[C[D]', '[E F]', '  [G]'].join('\n');
-  assert.deepEqual(sections(parseConfigText(text)), ['Parts', 'Servers', 'Image', 'A', 'B', 'C', 'E', 'G']);
+  const events = parseConfigText(text);
+  assert.deepEqual(sections(events), ['Parts', 'Servers', 'Image', 'G']);
+  assert.deepEqual(events.filter((e) => e.type === 'ignored').map((e) => e.line), [4, 5, 6, 7]); // jigdo-file 0.8.0: "Section name invalid", "No closing `]'"
 });
 
 test('parseConfigText: section names are case-sensitive', () => {

@@ -291,6 +291,20 @@ test('300,000 distinct [Parts] lines keep near the size of their text in memory 
   assert.ok(kept < 4 * text.length, `kept ${(kept / 2 ** 20).toFixed(0)} MB for ${(text.length / 2 ** 20).toFixed(0)} MB of text`);
 });
 
+test('quoted and escaped [Parts] values keep near the size of their text in memory (a chain of pieces was 35 times it)', async () => {
+  const lines: string[] = ['[Image]', 'Filename=x.iso', 'Template=x.template', '[Parts]'];
+  for (let i = 0; i < 16; i++) lines.push(`${createHash('md5').update(String(i)).digest('base64url')}="${'a'.repeat(200_000)}"`);
+  for (let i = 16; i < 32; i++) lines.push(`${createHash('md5').update(String(i)).digest('base64url')}=${'\\b'.repeat(100_000)}`);
+  const text = Buffer.from(lines.join('\n'));
+  lines.length = 0;
+  const before = heapUsedAfterGc();
+  const j = await parseJigdo(text, loc(path.join(work, 'quoted.jigdo')));
+  const kept = heapUsedAfterGc() - before;
+  assert.equal(j.parts.get(createHash('md5').update('3').digest('base64url'))![0]!.uri, 'a'.repeat(200_000));
+  assert.equal(j.parts.get(createHash('md5').update('20').digest('base64url'))![0]!.uri, 'b'.repeat(100_000));
+  assert.ok(kept < 4 * text.length, `kept ${(kept / 2 ** 20).toFixed(0)} MB for ${(text.length / 2 ** 20).toFixed(1)} MB of text`);
+});
+
 test('a gzipped .jigdo that inflates past 256 MiB, or a line over 1 MiB, is a JigdoError naming the file', async () => {
   const file = path.join(work, 'bomb.jigdo');
   // 300 MiB of blank lines compress to 300 kB.
