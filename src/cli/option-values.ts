@@ -46,14 +46,22 @@ export function count(min: number): ValueKind<number> {
   };
 }
 
-/** Seconds (more than 0, at most an hour), as whole milliseconds. */
+/**
+ * The shortest timeout: 1 ms. The value goes on as whole milliseconds, and undici takes a timeout of 0 as none at all,
+ * so "0.0001" (0 ms once rounded) made a stalled mirror hang a read for ever. Any smaller value is refused, not raised:
+ * a user who typed it meant something else.
+ */
+const MIN_TIMEOUT_MS = 1;
+
+/** Seconds (at least 0.001, at most an hour) in decimal ("30", "2.5", ".5"), as whole milliseconds. */
 export const SECONDS_AS_MS: ValueKind<number> = {
   parse: (text) => {
+    if (!/^(?:\d+(?:\.\d*)?|\.\d+)$/.test(text)) return undefined;
     const secs = Number(text);
-    return secs > 0 && secs <= 3600 ? Math.round(secs * 1000) : undefined;
+    return secs * 1000 >= MIN_TIMEOUT_MS && secs <= 3600 ? Math.round(secs * 1000) : undefined;
   },
-  onCommandLine: 'is not a number of seconds (more than 0, at most 3600)',
-  inConfigFile: 'expected seconds, more than 0 and at most 3600',
+  onCommandLine: 'is not a number of seconds (at least 0.001, at most 3600)',
+  inConfigFile: 'expected seconds, at least 0.001 and at most 3600',
 };
 
 export const BOOLEAN: ValueKind<boolean> = {

@@ -72,7 +72,7 @@ test('a bad command-line value is a usage error naming the option, worded as bef
   assert.throws(() => fromCommandLine(SIZE, '--memory', 'lots'), { name: 'UsageError', message: '--memory: "lots" is not a size (examples: 512M, 2G, 1048576)' });
   const flags = (extra: Partial<SourceFlags>): SourceFlags => ({ local: [], scan: [], memory: '64M', quiet: true, config: path.join(work, 'none.ini'), ...extra });
   writeFileSync(path.join(work, 'none.ini'), '');
-  assert.throws(() => resolveSettings(flags({ timeout: '0' })), { message: '--timeout: "0" is not a number of seconds (more than 0, at most 3600)' });
+  assert.throws(() => resolveSettings(flags({ timeout: '0' })), { message: '--timeout: "0" is not a number of seconds (at least 0.001, at most 3600)' });
   assert.throws(() => resolveSettings(flags({ connections: '0' })), { message: '--connections: "0" is not a whole number of at least 1' });
   assert.throws(() => resolveSettings(flags({ retries: '-1' })), { message: '--retries: "-1" is not a whole number of at least 0' });
   assert.throws(() => resolveSettings(flags({ cacheSize: '20 gigs' })), { message: '--cache-size: "20 gigs" is not a size (examples: 512M, 2G, 1048576)' });
@@ -102,7 +102,7 @@ test('the configuration file: every key of the table, its messages, unknown keys
   };
   bad('[cache]\nsize = huge\n', '[cache] size = "huge": not a size (examples: 512M, 20G)');
   bad('[network]\nconnections = 0\n', '[network] connections = "0": expected a whole number of at least 1');
-  bad('[network]\ntimeout = soon\n', '[network] timeout = "soon": expected seconds, more than 0 and at most 3600');
+  bad('[network]\ntimeout = soon\n', '[network] timeout = "soon": expected seconds, at least 0.001 and at most 3600');
   bad('[network]\noffline = maybe\n', '[network] offline = "maybe": expected true or false');
 });
 
@@ -145,4 +145,19 @@ test('a configuration file over 1 MiB, or a device, is refused in one line befor
   assert.ok(Date.now() - started < 2000, `${Date.now() - started} ms`);
   writeFileSync(file, `[cache]\nsize = 1G\n${'#'.repeat((1 << 20) - 20)}\n`);
   assert.equal(loadConfig(file).file, file, 'a file just under the limit is read');
+});
+
+test('a timeout under 1 ms is refused: it went on as 0 ms, which undici takes as no timeout (a stalled mirror hung for ever)', () => {
+  for (const tiny of ['0.0001', '0.0004', '0.0009', '0.000']) assert.equal(SECONDS_AS_MS.parse(tiny), undefined, tiny);
+  assert.equal(SECONDS_AS_MS.parse('0.001'), 1);
+  assert.equal(SECONDS_AS_MS.parse('.5'), 500);
+  // Decimal only: Number() took hex, binary, exponents and blanks.
+  for (const odd of ['', ' ', '0x10', '0b11', '1e1', 'Infinity', '+5']) assert.equal(SECONDS_AS_MS.parse(odd), undefined, odd);
+  const none = path.join(work, 'none.ini');
+  writeFileSync(none, '');
+  const flags: SourceFlags = { local: [], scan: [], memory: '64M', quiet: true, config: none, timeout: '0.0001' };
+  assert.throws(() => resolveSettings(flags), { name: 'UsageError', message: '--timeout: "0.0001" is not a number of seconds (at least 0.001, at most 3600)' });
+  const file = path.join(work, 'tiny-timeout.ini');
+  writeFileSync(file, '[network]\ntimeout = 0.0004\n');
+  assert.throws(() => loadConfig(file), { message: `${file}: [network] timeout = "0.0004": expected seconds, at least 0.001 and at most 3600` });
 });
