@@ -33,3 +33,31 @@ test('timeout = 0.0004 in the configuration file is its one-line error', async (
   const r = await info(['--config', config]);
   assertCleanFailure(r, config, /\[network\] timeout = "0\.0004": expected seconds, at least 0\.001/);
 });
+
+test('numbers: blanks, hex, binary and exponents are usage errors naming the option', async () => {
+  await assertUsageError(['--retries', ''], '--retries', '');
+  await assertUsageError(['--retries', ' '], '--retries', ' ');
+  await assertUsageError(['--connections', '0x10'], '--connections', '0x10');
+  await assertUsageError(['--connections', '0b11'], '--connections', '0b11');
+  await assertUsageError(['--retries', '1e15'], '--retries', '1e15');
+});
+
+test('sizes past 2^53 bytes and loose suffixes are usage errors naming the option (not exit 1 from lru-cache)', async () => {
+  const huge = '9'.repeat(400);
+  await assertUsageError(['--memory', `${huge}T`], '--memory', `${huge}T`);
+  await assertUsageError(['--cache-size', huge], '--cache-size', huge);
+  await assertUsageError(['--memory', '1i'], '--memory', '1i');
+  await assertUsageError(['--cache-size', '1ib'], '--cache-size', '1ib');
+});
+
+test("serve's --port and --drain-timeout, make-template's --min-length: digits only", async () => {
+  const cases = [['--port', '', '0 to 65535'], ['--port', '0x1f90', '0 to 65535'], ['--drain-timeout', '', '0 to 86400'], ['--max-clients', '1e3', '1 to 100000']] as const;
+  for (const [flag, value, range] of cases) {
+    const r = await runCli(['serve', JIGDO, '--offline', '--cache-dir', path.join(work, `cache-${++runs}`), flag, value], { timeoutMs: 30_000 });
+    assert.equal(r.code, 2, describeRun(r));
+    assert.equal(r.stderr, `jigdofs: ${flag}: "${value}" is not a whole number from ${range}\n`, describeRun(r));
+  }
+  const r = await runCli(['make-template', path.join(work, 'none.iso'), '--min-length', '0x400'], { timeoutMs: 30_000 });
+  assert.equal(r.code, 2, describeRun(r));
+  assert.equal(r.stderr, 'jigdofs: --min-length 0x400: expected a whole number from 256 to 1048576\n', describeRun(r));
+});

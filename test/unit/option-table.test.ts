@@ -11,7 +11,7 @@ import { Command } from 'commander';
 import { NETWORK_DEFAULTS } from '../../src/network/network.js';
 import { loadConfig } from '../../src/cli/config.js';
 import { SOURCE_OPTIONS, readmeRows, sizeText } from '../../src/cli/option-table.js';
-import { BOOLEAN, PATH, SECONDS_AS_MS, SIZE, count, fromCommandLine, sizeAtLeast, sizeOf } from '../../src/cli/option-values.js';
+import { BOOLEAN, PATH, SECONDS_AS_MS, SIZE, count, fromCommandLine, sizeAtLeast, sizeOf, wholeNumber } from '../../src/cli/option-values.js';
 import { addSourceOptions, resolveSettings, type SourceFlags } from '../../src/cli/options.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -160,4 +160,29 @@ test('a timeout under 1 ms is refused: it went on as 0 ms, which undici takes as
   const file = path.join(work, 'tiny-timeout.ini');
   writeFileSync(file, '[network]\ntimeout = 0.0004\n');
   assert.throws(() => loadConfig(file), { message: `${file}: [network] timeout = "0.0004": expected seconds, at least 0.001 and at most 3600` });
+});
+
+test('numbers are decimal digits only: Number() read "" and " " as 0, 0x10 as 16, 0b11 as 3, and took 1e15', () => {
+  for (const odd of ['', ' ', '0x10', '0b11', '0o7', '1e15', '1.0', '+1', '-0', ' 3', '3 ', '9007199254740993']) {
+    assert.equal(wholeNumber(odd), undefined, JSON.stringify(odd));
+    assert.equal(count(0).parse(odd), undefined, JSON.stringify(odd));
+  }
+  assert.equal(wholeNumber('007'), 7);
+  assert.equal(wholeNumber('9007199254740991'), Number.MAX_SAFE_INTEGER);
+  const none = path.join(work, 'none.ini');
+  writeFileSync(none, '');
+  const flags = (extra: Partial<SourceFlags>): SourceFlags => ({ local: [], scan: [], memory: '64M', quiet: true, config: none, ...extra });
+  assert.throws(() => resolveSettings(flags({ retries: '' })), { name: 'UsageError', message: '--retries: "" is not a whole number of at least 0' });
+  assert.throws(() => resolveSettings(flags({ connections: '0x10' })), { name: 'UsageError', message: '--connections: "0x10" is not a whole number of at least 1' });
+});
+
+test('sizes are finite whole numbers of bytes with a strict suffix: 400 digits were Infinity, "1i" and "1ib" 1 byte', () => {
+  const huge = '9'.repeat(400);
+  for (const bad of [huge, `${huge}T`, '9'.repeat(17), '8192T', '1i', '1ib', '1iB', '1bb', '1kk', '1kbi', '0x10', '1e3k', 'k']) assert.equal(sizeOf(bad), undefined, bad);
+  assert.deepEqual(['1', '1B', '1b', '1kb', '1KiB', '2GiB', '64MB', '4 M', '8191T'].map(sizeOf), [1, 1, 1, 1024, 1024, 2 * 1024 ** 3, 64 << 20, 4 << 20, 8191 * 1024 ** 4]);
+  const none = path.join(work, 'none.ini');
+  writeFileSync(none, '');
+  const flags: SourceFlags = { local: [], scan: [], memory: `${huge}T`, quiet: true, config: none };
+  assert.throws(() => resolveSettings(flags), { name: 'UsageError', message: `--memory: "${huge}T" is not a size (examples: 512M, 2G, 1048576)` });
+  assert.throws(() => resolveSettings({ ...flags, memory: '64M', cacheSize: huge }), { name: 'UsageError', message: `--cache-size: "${huge}" is not a size (examples: 512M, 2G, 1048576)` });
 });
