@@ -61,7 +61,7 @@ export function loadConfig(file?: string): UserConfig {
     throw new JigdoError(where, code === 'ENOENT' ? 'configuration file not found' : `cannot read: ${errorMessage(err)}`);
   }
   config.file = where;
-  applyConfig(config, ini.parse(text) as Record<string, unknown>, where);
+  applyConfig(config, ini.parse(forIni(text)) as Record<string, unknown>, where);
   return config;
 }
 
@@ -82,6 +82,15 @@ function readConfigText(where: string): string {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The file's text as the INI parser should see it. A UTF-8 byte order mark (Notepad and other Windows editors write one)
+ * is dropped: the parser took `\uFEFF[network]` for a key outside any section, so the whole first section was lost (only
+ * an "outside a section" warning said so; `offline = true` there went to the network anyway).
+ */
+function forIni(text: string): string {
+  return text.replace(/^\uFEFF/, '');
 }
 
 /** A key or value as shown in an error: at most 200 characters, so a hostile file still gets a one-line message. */

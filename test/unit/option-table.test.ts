@@ -186,3 +186,14 @@ test('sizes are finite whole numbers of bytes with a strict suffix: 400 digits w
   assert.throws(() => resolveSettings(flags), { name: 'UsageError', message: `--memory: "${huge}T" is not a size (examples: 512M, 2G, 1048576)` });
   assert.throws(() => resolveSettings({ ...flags, memory: '64M', cacheSize: huge }), { name: 'UsageError', message: `--cache-size: "${huge}" is not a size (examples: 512M, 2G, 1048576)` });
 });
+
+test('a configuration file that starts with a UTF-8 byte order mark keeps its first section (it was lost, with a warning)', () => {
+  const file = path.join(work, 'bom.ini');
+  writeFileSync(file, '\uFEFF[network]\noffline = true\n[cache]\nsize = 1G\n');
+  const c = loadConfig(file);
+  assert.deepEqual(c.warnings, []);
+  assert.equal(c.offline, true);
+  assert.equal(c.cacheSize, 1024 ** 3);
+  const none: SourceFlags = { local: [], scan: [], memory: '64M', quiet: true, config: file };
+  assert.equal(resolveSettings(none).offline, true, 'offline, not the network');
+});
