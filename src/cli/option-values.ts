@@ -110,6 +110,9 @@ export function mirrorUrlProblem(url: string): string | undefined {
   } catch {
     return `"${url}" is not a valid URL`;
   }
+  // Part paths are appended to the URL: after a `#` they would be a fragment, which is never sent, so every part would be
+  // asked for at the same wrong address.
+  if (url.includes('#')) return `"${url}" holds "#", which starts a URL fragment (never sent to the server): write it as %23`;
   return undefined;
 }
 

@@ -197,3 +197,30 @@ test('a configuration file that starts with a UTF-8 byte order mark keeps its fi
   const none: SourceFlags = { local: [], scan: [], memory: '64M', quiet: true, config: file };
   assert.equal(resolveSettings(none).offline, true, 'offline, not the network');
 });
+
+test('the configuration file: ; and # start a comment only at the start or after a space; a URL or path keeps them', () => {
+  const file = path.join(work, 'separators.ini');
+  writeFileSync(
+    file,
+    '; comment\n# comment\n[mirrors]\nDebian = http://mirror.example/debian;v2/   ; my mirror\nOther[] = http://a.example/x;y;z/\t# tab\nOther[] = "http://b.example/q;r/"\n' +
+      'Esc = http://c.example/s\\;t/\n[cache]\ndir = /srv/C#/cache ;where\n[network]\ntimeout = 30 ; seconds\nretries = 1\t#\n',
+  );
+  const c = loadConfig(file);
+  assert.deepEqual(c.warnings, []);
+  assert.deepEqual([...c.mirrors], [
+    ['Debian', ['http://mirror.example/debian;v2/']],
+    ['Other', ['http://a.example/x;y;z/', 'http://b.example/q;r/']],
+    ['Esc', ['http://c.example/s;t/']],
+  ]);
+  assert.equal(c.cacheDir, '/srv/C#/cache');
+  assert.equal(c.timeoutMs, 30_000);
+  assert.equal(c.retries, 1);
+  // A mirror URL with a fragment: the part paths appended after it would never reach the server.
+  writeFileSync(file, '[mirrors]\nDebian = http://x.example/debian#main\n');
+  assert.throws(() => loadConfig(file), {
+    message: `${file}: [mirrors] Debian = "http://x.example/debian#main": "http://x.example/debian#main" holds "#", which starts a URL fragment (never sent to the server): write it as %23`,
+  });
+  const none = path.join(work, 'none.ini');
+  writeFileSync(none, '');
+  assert.throws(() => resolveSettings({ local: [], scan: [], memory: '64M', quiet: true, config: none, mirror: ['D=http://x.example/d#/'] }), { name: 'UsageError', message: /^--mirror D=http:\/\/x\.example\/d#\/: .* holds "#"/ });
+});
