@@ -26,7 +26,8 @@ import { mirrorUrlProblem } from './option-values.js';
  *   streams-per-part = 4
  *
  *   [mirrors]
- *   Debian = http://deb.debian.org/debian/
+ *   Debian = http://deb.debian.org/debian/   ; a comment starts after a space: a URL may hold `;`
+ *   ; (`#`, a URL fragment, is never sent to a server: a mirror URL holding one is refused; write %23)
  *   ; several for one label, tried in order:
  *   ; Debian[] = http://ftp.de.debian.org/debian/
  *   ; Debian[] = http://ftp.fr.debian.org/debian/
@@ -61,7 +62,7 @@ export function loadConfig(file?: string): UserConfig {
     throw new JigdoError(where, code === 'ENOENT' ? 'configuration file not found' : `cannot read: ${errorMessage(err)}`);
   }
   config.file = where;
-  applyConfig(config, ini.parse(text) as Record<string, unknown>, where);
+  applyConfig(config, ini.parse(forIni(text)) as Record<string, unknown>, where);
   return config;
 }
 
@@ -82,6 +83,30 @@ function readConfigText(where: string): string {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The file's text as the INI parser should see it. A UTF-8 byte order mark (Notepad and other Windows editors write one)
+ * is dropped: the parser took `\uFEFF[network]` for a key outside any section, so the whole first section was lost (only
+ * an "outside a section" warning said so; `offline = true` there went to the network anyway).
+ */
+function forIni(text: string): string {
+  return text.replace(/^\uFEFF/, '').split('\n').map(keepSeparatorsInValue).join('\n');
+}
+
+/**
+ * A `;` or `#` inside a value, escaped as the INI parser reads it (`\;`): the parser cut an unquoted value at the first
+ * one, so `Debian = http://mirror.example/debian;v2/` silently became `http://mirror.example/debian`, and a cache folder
+ * named `C#` lost its end. Here a comment starts only at the start of a line or value, or after a space or tab
+ * (`timeout = 30 ; seconds`), as in most INI dialects; elsewhere the character is part of the value. A quoted value is
+ * left to the parser (JSON), as is one already escaped.
+ */
+function keepSeparatorsInValue(line: string): string {
+  const eq = line.indexOf('=');
+  if (eq < 0 || /^\s*[;#[]/.test(line)) return line; // no value, a comment line or a section line
+  const value = line.slice(eq + 1);
+  if (/^\s*["']/.test(value)) return line;
+  return line.slice(0, eq + 1) + value.replace(/(?<=[^\s\\])[;#]/g, '\\$&');
 }
 
 /** A key or value as shown in an error: at most 200 characters, so a hostile file still gets a one-line message. */

@@ -1,6 +1,6 @@
 import './heap-limits.js'; // first: V8 flags must be set before the heap grows
 import { Command, CommanderError } from 'commander';
-import { shown } from '../format/byte-string.js';
+import { quoted } from '../format/byte-string.js';
 import { JigdoError, UsageError, errorMessage } from '../format/errors.js';
 import { registerInfo } from './commands/info.js';
 import { registerMakeImage } from './commands/make-image.js';
@@ -50,11 +50,12 @@ export async function main(given: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof UsageError) {
-      process.stderr.write(`jigdofs: ${err.message}\n`);
+      // A usage error may quote a .jigdo (selectImage lists its Filenames): its terminal controls are escaped.
+      process.stderr.write(`jigdofs: ${quoted(err.message)}\n`);
       return 2;
     }
     const message = err instanceof JigdoError ? err.message : errorMessage(err);
-    process.stderr.write(`jigdofs: ${shown(message.split('\n')[0]!)}\n`); // non-UTF-8 name bytes as \xNN
+    process.stderr.write(`jigdofs: ${quoted(message.split('\n')[0]!)}\n`); // non-UTF-8 name bytes and controls as \xNN
     if (process.env.JIGDOFS_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
   }

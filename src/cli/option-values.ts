@@ -15,12 +15,18 @@ export interface ValueKind<T> {
   inConfigFile: string;
 }
 
-/** "64M", "1.5G", "4096", "512k" → bytes; undefined when it is not a size. */
+/**
+ * A size: digits (a fraction allowed), then nothing or B for bytes, or K, M, G or T (powers of 1024) alone or with B or
+ * iB: "4096", "512k", "1.5G", "2GiB", "64MB". Undefined when it is not one, or not a whole number of bytes JavaScript
+ * holds exactly (400 digits were Infinity, which lru-cache refused later without naming --memory). Only this grammar:
+ * `Number` would take hex, binary and exponents, and the old pattern read "1i" and "1ib" as 1 byte.
+ */
 export function sizeOf(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text.trim());
+  const m = /^(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|b)?$/i.exec(text.trim());
   if (!m) return undefined;
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return Math.floor(Number(m[1]) * mult);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const bytes = Math.floor(Number(m[1]) * mult);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
 export const SIZE: ValueKind<number> = {
@@ -34,26 +40,44 @@ export function sizeAtLeast(min: number): ValueKind<number> {
   return { ...SIZE, parse: (text) => { const n = sizeOf(text); return n === undefined ? undefined : Math.max(min, n); } };
 }
 
+/**
+ * A whole number written in decimal digits only, or undefined. Not `Number(text)` alone: it reads "" and " " as 0,
+ * "0x10" as 16, "0b11" as 3 and "1e15" as a thousand million million, none of which a user means as a count.
+ */
+export function wholeNumber(text: string): number | undefined {
+  if (!/^\d+$/.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 /** A whole number of at least `min`. */
 export function count(min: number): ValueKind<number> {
   return {
     parse: (text) => {
-      const n = Number(text);
-      return Number.isInteger(n) && n >= min ? n : undefined;
+      const n = wholeNumber(text);
+      return n !== undefined && n >= min ? n : undefined;
     },
     onCommandLine: `is not a whole number of at least ${min}`,
     inConfigFile: `expected a whole number of at least ${min}`,
   };
 }
 
-/** Seconds (more than 0, at most an hour), as whole milliseconds. */
+/**
+ * The shortest timeout: 1 ms. The value goes on as whole milliseconds, and undici takes a timeout of 0 as none at all,
+ * so "0.0001" (0 ms once rounded) made a stalled mirror hang a read for ever. Any smaller value is refused, not raised:
+ * a user who typed it meant something else.
+ */
+const MIN_TIMEOUT_MS = 1;
+
+/** Seconds (at least 0.001, at most an hour) in decimal ("30", "2.5", ".5"), as whole milliseconds. */
 export const SECONDS_AS_MS: ValueKind<number> = {
   parse: (text) => {
+    if (!/^(?:\d+(?:\.\d*)?|\.\d+)$/.test(text)) return undefined;
     const secs = Number(text);
-    return secs > 0 && secs <= 3600 ? Math.round(secs * 1000) : undefined;
+    return secs * 1000 >= MIN_TIMEOUT_MS && secs <= 3600 ? Math.round(secs * 1000) : undefined;
   },
-  onCommandLine: 'is not a number of seconds (more than 0, at most 3600)',
-  inConfigFile: 'expected seconds, more than 0 and at most 3600',
+  onCommandLine: 'is not a number of seconds (at least 0.001, at most 3600)',
+  inConfigFile: 'expected seconds, at least 0.001 and at most 3600',
 };
 
 export const BOOLEAN: ValueKind<boolean> = {
@@ -86,6 +110,9 @@ export function mirrorUrlProblem(url: string): string | undefined {
   } catch {
     return `"${url}" is not a valid URL`;
   }
+  // Part paths are appended to the URL: after a `#` they would be a fragment, which is never sent, so every part would be
+  // asked for at the same wrong address.
+  if (url.includes('#')) return `"${url}" holds "#", which starts a URL fragment (never sent to the server): write it as %23`;
   return undefined;
 }
 

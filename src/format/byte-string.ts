@@ -7,7 +7,7 @@
  * exact bytes where it meets the world:
  * - a file: `fsPath` gives a Buffer path (Node would write a string's lone surrogate as U+FFFD);
  * - a URL: `urlText` percent-encodes the escaped bytes (`caf%E9.bin`), as wget does with raw bytes;
- * - a message: `shown` writes `\xNN`;
+ * - a message: `shown` writes `\xNN`; `quoted` also escapes what a terminal would act on (controls, C1, bidi);
  * - raw output (`missing` prints what jigdo-file prints): `encodeBytes`.
  * This module owns both directions; nothing else decodes or encodes escaped bytes.
  */
@@ -159,14 +159,27 @@ export function shown(text: string): string {
   return hasEscapedBytes(text) ? text.replace(ESCAPED_ALL, (ch) => backslashHex(ch.charCodeAt(0) - ESCAPE_BASE)) : text;
 }
 
-/** Control characters, as `quoted` writes them. */
+/** C0 controls and DEL, as `quoted` writes them: `\xNN`. */
 const CONTROL_ALL = /[\u0000-\u001f\u007f]/g;
+/**
+ * Characters a terminal may act on besides C0 and DEL, as `quoted` writes them: `\uNNNN`, so that U+009B (the bytes C2 9B)
+ * is never mistaken for the non-UTF-8 byte 0x9B (`\x9b`). The C1 controls: a UTF-8 terminal takes U+009B as CSI and
+ * U+009D as OSC, so they move the cursor, clear the screen or set the window title as ESC [ and ESC ] do. U+2028/2029 end
+ * a line in some terminals; the bidirectional overrides and isolates (U+202A..202E, U+2066..2069) reorder what follows
+ * them on the screen, so a name could show as another ("Trojan Source").
+ */
+const TERMINAL_ACTIVE = /[\u0080-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const backslashU = (code: number): string => `\\u${code.toString(16).padStart(4, '0')}`;
 
 /**
- * A value of an input file quoted in a one-line message: `shown`, and each control character as `\xNN` too (a carriage
- * return inside a .jigdo value broke the line of its error; found by the fuzzer). Not for a whole message: some are
- * meant to span lines (a list of missing parts).
+ * A value of an input file (a .jigdo, a template, a configuration file) as text safe to write to a terminal, in a
+ * one-line message or a line of `info` or `status`: `shown`, each C0 control and DEL as `\xNN` (a carriage return inside
+ * a .jigdo value broke the line of its error; found by the fuzzer), and each other character a terminal acts on as
+ * `\uNNNN` (see TERMINAL_ACTIVE): a hostile file must not recolour, overwrite or clear the screen. Not for a whole message
+ * meant to span lines (a list of missing parts), nor for raw output (`missing` writes URLs as jigdo-file does).
  */
 export function quoted(text: string): string {
-  return shown(text).replace(CONTROL_ALL, (ch) => backslashHex(ch.charCodeAt(0)));
+  return shown(text)
+    .replace(CONTROL_ALL, (ch) => backslashHex(ch.charCodeAt(0)))
+    .replace(TERMINAL_ACTIVE, (ch) => backslashU(ch.charCodeAt(0)));
 }

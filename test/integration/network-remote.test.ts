@@ -239,7 +239,7 @@ describe('remote .jigdo and configuration', () => {
     await writeFile(path.join(xdg, 'jigdofs', 'config.ini'), '[network]\ntimeout = soon\n');
     const bad = await runCli(['info', jigdo, '--cache-dir', path.join(d, 'c2')], { timeoutMs: 30_000, env });
     assert.equal(bad.code, 1);
-    assert.equal(bad.stderr.trim(), `jigdofs: ${path.join(xdg, 'jigdofs', 'config.ini')}: [network] timeout = "soon": expected seconds, more than 0 and at most 3600`);
+    assert.equal(bad.stderr.trim(), `jigdofs: ${path.join(xdg, 'jigdofs', 'config.ini')}: [network] timeout = "soon": expected seconds, at least 0.001 and at most 3600`);
     const usage = await runCli(['info', jigdo, '--config', plainConfig, '--mirror', 'Parts=ftp://x/'], { timeoutMs: 30_000 });
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--mirror Parts=ftp:\/\/x\/: "ftp:\/\/x\/" is not an http/);

@@ -85,6 +85,11 @@ test('shown writes each escaped byte as \\xNN', () => {
   // quoted: a value of an input file in a one-line message; a carriage return or newline would break the line.
   assert.equal(quoted('a\rb\nc\x00\x7f\td'), 'a\\x0db\\x0ac\\x00\\x7f\\x09d');
   assert.equal(quoted(decodeBytes(Buffer.from('caf\xe9\r', 'latin1'))), 'caf\\xe9\\x0d');
+  // What a terminal acts on besides C0: C1 (U+009B is CSI: the bytes C2 9B), line separators and bidi overrides, as
+  // \uNNNN (not \x9b: that is the non-UTF-8 byte 0x9B); plain non-ASCII text stays as it is.
+  assert.equal(quoted(decodeBytes(Buffer.from('a\xc2\x9b2J\xc2\x9d0;t\xc2\x85\xe2\x80\xae\xe2\x80\xa8\xe2\x81\xa6', 'latin1'))), 'a\\u009b2J\\u009d0;t\\u0085\\u202e\\u2028\\u2066');
+  assert.equal(quoted(decodeBytes(Buffer.from('\x9b', 'latin1'))), '\\x9b');
+  assert.equal(quoted('Müller € 𐂀 \u00a0 ok'), 'Müller € 𐂀 \u00a0 ok');
 });
 
 test('fsPath opens a file by its exact bytes; a plain name stays a string', async () => {

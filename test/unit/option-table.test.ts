@@ -11,7 +11,7 @@ import { Command } from 'commander';
 import { NETWORK_DEFAULTS } from '../../src/network/network.js';
 import { loadConfig } from '../../src/cli/config.js';
 import { SOURCE_OPTIONS, readmeRows, sizeText } from '../../src/cli/option-table.js';
-import { BOOLEAN, PATH, SECONDS_AS_MS, SIZE, count, fromCommandLine, sizeAtLeast, sizeOf } from '../../src/cli/option-values.js';
+import { BOOLEAN, PATH, SECONDS_AS_MS, SIZE, count, fromCommandLine, sizeAtLeast, sizeOf, wholeNumber } from '../../src/cli/option-values.js';
 import { addSourceOptions, resolveSettings, type SourceFlags } from '../../src/cli/options.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -72,7 +72,7 @@ test('a bad command-line value is a usage error naming the option, worded as bef
   assert.throws(() => fromCommandLine(SIZE, '--memory', 'lots'), { name: 'UsageError', message: '--memory: "lots" is not a size (examples: 512M, 2G, 1048576)' });
   const flags = (extra: Partial<SourceFlags>): SourceFlags => ({ local: [], scan: [], memory: '64M', quiet: true, config: path.join(work, 'none.ini'), ...extra });
   writeFileSync(path.join(work, 'none.ini'), '');
-  assert.throws(() => resolveSettings(flags({ timeout: '0' })), { message: '--timeout: "0" is not a number of seconds (more than 0, at most 3600)' });
+  assert.throws(() => resolveSettings(flags({ timeout: '0' })), { message: '--timeout: "0" is not a number of seconds (at least 0.001, at most 3600)' });
   assert.throws(() => resolveSettings(flags({ connections: '0' })), { message: '--connections: "0" is not a whole number of at least 1' });
   assert.throws(() => resolveSettings(flags({ retries: '-1' })), { message: '--retries: "-1" is not a whole number of at least 0' });
   assert.throws(() => resolveSettings(flags({ cacheSize: '20 gigs' })), { message: '--cache-size: "20 gigs" is not a size (examples: 512M, 2G, 1048576)' });
@@ -102,7 +102,7 @@ test('the configuration file: every key of the table, its messages, unknown keys
   };
   bad('[cache]\nsize = huge\n', '[cache] size = "huge": not a size (examples: 512M, 20G)');
   bad('[network]\nconnections = 0\n', '[network] connections = "0": expected a whole number of at least 1');
-  bad('[network]\ntimeout = soon\n', '[network] timeout = "soon": expected seconds, more than 0 and at most 3600');
+  bad('[network]\ntimeout = soon\n', '[network] timeout = "soon": expected seconds, at least 0.001 and at most 3600');
   bad('[network]\noffline = maybe\n', '[network] offline = "maybe": expected true or false');
 });
 
@@ -145,4 +145,82 @@ test('a configuration file over 1 MiB, or a device, is refused in one line befor
   assert.ok(Date.now() - started < 2000, `${Date.now() - started} ms`);
   writeFileSync(file, `[cache]\nsize = 1G\n${'#'.repeat((1 << 20) - 20)}\n`);
   assert.equal(loadConfig(file).file, file, 'a file just under the limit is read');
+});
+
+test('a timeout under 1 ms is refused: it went on as 0 ms, which undici takes as no timeout (a stalled mirror hung for ever)', () => {
+  for (const tiny of ['0.0001', '0.0004', '0.0009', '0.000']) assert.equal(SECONDS_AS_MS.parse(tiny), undefined, tiny);
+  assert.equal(SECONDS_AS_MS.parse('0.001'), 1);
+  assert.equal(SECONDS_AS_MS.parse('.5'), 500);
+  // Decimal only: Number() took hex, binary, exponents and blanks.
+  for (const odd of ['', ' ', '0x10', '0b11', '1e1', 'Infinity', '+5']) assert.equal(SECONDS_AS_MS.parse(odd), undefined, odd);
+  const none = path.join(work, 'none.ini');
+  writeFileSync(none, '');
+  const flags: SourceFlags = { local: [], scan: [], memory: '64M', quiet: true, config: none, timeout: '0.0001' };
+  assert.throws(() => resolveSettings(flags), { name: 'UsageError', message: '--timeout: "0.0001" is not a number of seconds (at least 0.001, at most 3600)' });
+  const file = path.join(work, 'tiny-timeout.ini');
+  writeFileSync(file, '[network]\ntimeout = 0.0004\n');
+  assert.throws(() => loadConfig(file), { message: `${file}: [network] timeout = "0.0004": expected seconds, at least 0.001 and at most 3600` });
+});
+
+test('numbers are decimal digits only: Number() read "" and " " as 0, 0x10 as 16, 0b11 as 3, and took 1e15', () => {
+  for (const odd of ['', ' ', '0x10', '0b11', '0o7', '1e15', '1.0', '+1', '-0', ' 3', '3 ', '9007199254740993']) {
+    assert.equal(wholeNumber(odd), undefined, JSON.stringify(odd));
+    assert.equal(count(0).parse(odd), undefined, JSON.stringify(odd));
+  }
+  assert.equal(wholeNumber('007'), 7);
+  assert.equal(wholeNumber('9007199254740991'), Number.MAX_SAFE_INTEGER);
+  const none = path.join(work, 'none.ini');
+  writeFileSync(none, '');
+  const flags = (extra: Partial<SourceFlags>): SourceFlags => ({ local: [], scan: [], memory: '64M', quiet: true, config: none, ...extra });
+  assert.throws(() => resolveSettings(flags({ retries: '' })), { name: 'UsageError', message: '--retries: "" is not a whole number of at least 0' });
+  assert.throws(() => resolveSettings(flags({ connections: '0x10' })), { name: 'UsageError', message: '--connections: "0x10" is not a whole number of at least 1' });
+});
+
+test('sizes are finite whole numbers of bytes with a strict suffix: 400 digits were Infinity, "1i" and "1ib" 1 byte', () => {
+  const huge = '9'.repeat(400);
+  for (const bad of [huge, `${huge}T`, '9'.repeat(17), '8192T', '1i', '1ib', '1iB', '1bb', '1kk', '1kbi', '0x10', '1e3k', 'k']) assert.equal(sizeOf(bad), undefined, bad);
+  assert.deepEqual(['1', '1B', '1b', '1kb', '1KiB', '2GiB', '64MB', '4 M', '8191T'].map(sizeOf), [1, 1, 1, 1024, 1024, 2 * 1024 ** 3, 64 << 20, 4 << 20, 8191 * 1024 ** 4]);
+  const none = path.join(work, 'none.ini');
+  writeFileSync(none, '');
+  const flags: SourceFlags = { local: [], scan: [], memory: `${huge}T`, quiet: true, config: none };
+  assert.throws(() => resolveSettings(flags), { name: 'UsageError', message: `--memory: "${huge}T" is not a size (examples: 512M, 2G, 1048576)` });
+  assert.throws(() => resolveSettings({ ...flags, memory: '64M', cacheSize: huge }), { name: 'UsageError', message: `--cache-size: "${huge}" is not a size (examples: 512M, 2G, 1048576)` });
+});
+
+test('a configuration file that starts with a UTF-8 byte order mark keeps its first section (it was lost, with a warning)', () => {
+  const file = path.join(work, 'bom.ini');
+  writeFileSync(file, '\uFEFF[network]\noffline = true\n[cache]\nsize = 1G\n');
+  const c = loadConfig(file);
+  assert.deepEqual(c.warnings, []);
+  assert.equal(c.offline, true);
+  assert.equal(c.cacheSize, 1024 ** 3);
+  const none: SourceFlags = { local: [], scan: [], memory: '64M', quiet: true, config: file };
+  assert.equal(resolveSettings(none).offline, true, 'offline, not the network');
+});
+
+test('the configuration file: ; and # start a comment only at the start or after a space; a URL or path keeps them', () => {
+  const file = path.join(work, 'separators.ini');
+  writeFileSync(
+    file,
+    '; comment\n# comment\n[mirrors]\nDebian = http://mirror.example/debian;v2/   ; my mirror\nOther[] = http://a.example/x;y;z/\t# tab\nOther[] = "http://b.example/q;r/"\n' +
+      'Esc = http://c.example/s\\;t/\n[cache]\ndir = /srv/C#/cache ;where\n[network]\ntimeout = 30 ; seconds\nretries = 1\t#\n',
+  );
+  const c = loadConfig(file);
+  assert.deepEqual(c.warnings, []);
+  assert.deepEqual([...c.mirrors], [
+    ['Debian', ['http://mirror.example/debian;v2/']],
+    ['Other', ['http://a.example/x;y;z/', 'http://b.example/q;r/']],
+    ['Esc', ['http://c.example/s;t/']],
+  ]);
+  assert.equal(c.cacheDir, '/srv/C#/cache');
+  assert.equal(c.timeoutMs, 30_000);
+  assert.equal(c.retries, 1);
+  // A mirror URL with a fragment: the part paths appended after it would never reach the server.
+  writeFileSync(file, '[mirrors]\nDebian = http://x.example/debian#main\n');
+  assert.throws(() => loadConfig(file), {
+    message: `${file}: [mirrors] Debian = "http://x.example/debian#main": "http://x.example/debian#main" holds "#", which starts a URL fragment (never sent to the server): write it as %23`,
+  });
+  const none = path.join(work, 'none.ini');
+  writeFileSync(none, '');
+  assert.throws(() => resolveSettings({ local: [], scan: [], memory: '64M', quiet: true, config: none, mirror: ['D=http://x.example/d#/'] }), { name: 'UsageError', message: /^--mirror D=http:\/\/x\.example\/d#\/: .* holds "#"/ });
 });

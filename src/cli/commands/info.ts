@@ -1,4 +1,4 @@
-import { shown } from '../../format/byte-string.js';
+import { quoted } from '../../format/byte-string.js';
 import type { Command } from 'commander';
 import { TemplateUnavailableError } from '../../format/errors.js';
 import type { JigdoFile, JigdoImage } from '../../format/jigdo.js';
@@ -138,6 +138,8 @@ export function registerInfo(program: Command): void {
       .option('--json', 'print JSON for scripts'),
   ).action(async (jigdoArg: string, flags: SourceFlags & { json?: boolean }) => {
     const info = await gather(jigdoArg, flags);
-    process.stdout.write(flags.json ? `${JSON.stringify(info, null, 2)}\n` : `${shown(textLines(info).join('\n'))}\n`);
+    // Text: each line through `quoted`, as every value on it (names, ShortInfo, Generator, servers, the template's header
+    // line) comes from the .jigdo or the template and may hold terminal controls. JSON escapes controls itself: exact.
+    process.stdout.write(flags.json ? `${JSON.stringify(info, null, 2)}\n` : `${textLines(info).map(quoted).join('\n')}\n`);
   });
 }

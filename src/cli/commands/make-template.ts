@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { shown } from '../../format/byte-string.js';
 import type { ChecksumKind } from '../../format/checksum.js';
 import { UsageError } from '../../format/errors.js';
+import { wholeNumber } from '../option-values.js';
 import { checkCacheDir, defaultCacheDir } from '../../engine/cache-dir.js';
 import { readFilesFrom } from '../../publish/candidates.js';
 import { makeTemplate, type MakeTemplateResult } from '../../publish/make-template.js';
@@ -60,8 +61,8 @@ export function registerMakeTemplate(program: Command): void {
   cmd.action(async (image: string, files: string[], flags: Flags) => {
     const kind = (flags.checksum ?? 'md5').toLowerCase();
     if (kind !== 'md5' && kind !== 'sha256') throw new UsageError(`--checksum ${flags.checksum}: expected md5 or sha256`);
-    const minLength = flags.minLength === undefined ? 1024 : Number(flags.minLength);
-    if (!Number.isInteger(minLength) || minLength < 256 || minLength > 1024 * 1024) throw new UsageError(`--min-length ${flags.minLength}: expected a whole number from 256 to 1048576`);
+    const minLength = flags.minLength === undefined ? 1024 : wholeNumber(flags.minLength); // digits only: not 0x400 nor 1e3
+    if (minLength === undefined || minLength < 256 || minLength > 1024 * 1024) throw new UsageError(`--min-length ${flags.minLength}: expected a whole number from 256 to 1048576`);
     if (flags.bzip2 && flags.gzip) throw new UsageError('--bzip2 and --gzip exclude each other');
     const cacheDir = flags.cacheDir ?? defaultCacheDir();
     await checkCacheDir(cacheDir);

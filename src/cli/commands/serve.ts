@@ -6,6 +6,7 @@ import { endCommand, loadCommandJigdo } from '../session.js';
 import { runServer } from '../../http/server.js';
 import { servedImages } from '../../http/served-image.js';
 import { addSourceOptions, sourceOptions, type SourceFlags } from '../options.js';
+import { wholeNumber } from '../option-values.js';
 
 interface ServeFlags extends SourceFlags {
   host: string;
@@ -15,9 +16,10 @@ interface ServeFlags extends SourceFlags {
   sendTimeout: string;
 }
 
+/** A whole number in decimal digits (wholeNumber: `--port ''` was port 0, `--port 0x1f90` 8080) from min to max. */
 function parseWhole(text: string, what: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${what}: "${text}" is not a whole number from ${min} to ${max}`);
+  const n = wholeNumber(text);
+  if (n === undefined || n < min || n > max) throw new UsageError(`${what}: "${text}" is not a whole number from ${min} to ${max}`);
   return n;
 }
 

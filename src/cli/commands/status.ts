@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { quoted } from '../../format/byte-string.js';
 import { askControl } from '../../fuse/control.js';
 import { resolveMountpoint } from '../../fuse/mounts.js';
 import type { NetworkStats } from '../../network/network.js';
@@ -19,7 +20,7 @@ interface ImageStatus {
   recentErrors: string[];
 }
 
-interface Status {
+export interface Status {
   mountpoint: string;
   pid: number;
   uptimeSeconds: number;
@@ -38,7 +39,11 @@ async function controlTarget(arg: string): Promise<string> {
   return server ? controlKey(server) : resolveMountpoint(arg);
 }
 
-function formatStatus(s: Status): string {
+/**
+ * `status` as text. Image names, recent errors and a mirror's last error come from .jigdo files, templates and servers:
+ * each line goes through `quoted`, so none can write terminal controls (the daemon's JSON keeps them exact for --json).
+ */
+export function formatStatus(s: Status): string {
   const lines = [`${s.mountpoint}: jigdofs ${s.server ? 'server' : 'daemon'} pid ${s.pid}, up ${s.uptimeSeconds} s, RSS ${mb(s.rssBytes)}${s.directIo ? ', direct I/O' : ''}`];
   const v = s.server;
   if (v) {
@@ -56,7 +61,7 @@ function formatStatus(s: Status): string {
     );
   }
   if (s.network) lines.push(...formatNetwork(s.network));
-  return lines.join('\n');
+  return lines.map(quoted).join('\n');
 }
 
 /** The network part of `status`: fetches, the cache, one line per mirror used. */

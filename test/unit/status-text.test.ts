@@ -1,0 +1,57 @@
+// `jigdofs status` as text: image names, recent errors and a mirror's errors come from .jigdo files, templates and
+// servers, so a hostile one could write terminal controls (ESC, CSI as C1 U+009B, a carriage return that overwrites the
+// line). Each is shown escaped; the lines stay the lines formatStatus means.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatStatus, type Status } from '../../src/cli/commands/status.js';
+import type { MirrorStats, PartFetchStats } from '../../src/network/mirror-board.js';
+import type { CacheStats } from '../../src/cache/cache-stats.js';
+
+/** Any C0 control but the newline between lines, DEL, or C1: what must never reach the terminal from a value. */
+const TERMINAL_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+
+const HOSTILE = 'ima\rge\u009b2J\u001b]0;pwned\u0007.iso';
+
+function status(): Status {
+  const mirror = {
+    mirror: 'http://x/\u009b31m',
+    requests: 1, active: 0, bytes: 0, speed: 0, latencyMs: 0, failures: 1, consecutiveFailures: 1, failuresByKind: { status: 1 },
+    demotions: 1, demoted: true, demotedUntil: '2030-01-01T00:00:00Z', demotedWhy: 'slow\u001b[2J', lastError: 'HTTP 500 \u001b[31mred\r', down: false,
+  } satisfies MirrorStats;
+  const cache = { dir: '/c', bytes: 0, files: 0, limit: 0, hits: 0, misses: 0, evictions: 0 } as unknown as CacheStats;
+  return {
+    mountpoint: '/mnt',
+    pid: 1,
+    uptimeSeconds: 2,
+    rssBytes: 3,
+    images: [{
+      name: HOSTILE,
+      size: 10,
+      parts: { total: 1, local: 0, verified: 0, missing: 1, failed: 0, inFlight: 0, byProvider: {} },
+      fromImages: [{ image: 'old\u009b.iso', parts: 1, bytes: 1 }],
+      bytesServed: 0,
+      reads: 0,
+      readErrors: 1,
+      cacheHits: {},
+      recentErrors: ['part p1\r\u001b[Kfine'],
+    }],
+    network: {
+      offline: false,
+      mirrors: [mirror],
+      parts: { fetched: 0, inFlight: 0, failed: 0, mismatches: 0, bytes: 0, bytesDownloaded: 0 } as PartFetchStats,
+      cache,
+      templates: { fetched: 0, fromCache: 0 },
+    },
+  };
+}
+
+test('status text escapes terminal controls in every value from a .jigdo, a template or a server', () => {
+  const text = formatStatus(status());
+  assert.doesNotMatch(text, TERMINAL_CONTROL, JSON.stringify(text));
+  assert.ok(text.includes('  ima\\x0dge\\u009b2J\\x1b]0;pwned\\x07.iso: '), text);
+  assert.ok(text.includes('from old\\u009b.iso: '), text);
+  assert.ok(text.includes('part p1\\x0d\\x1b[Kfine'), text);
+  assert.ok(text.includes('mirror http://x/\\u009b31m: '), text);
+  assert.ok(text.includes(': slow\\x1b[2J; last error: HTTP 500 \\x1b[31mred\\x0d'), text);
+  assert.equal(text.split('\n').length, 10, 'one line per item, as before');
+});
