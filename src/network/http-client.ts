@@ -6,6 +6,7 @@ import { PaceCheck, pumpBody } from './body-pump.js';
 import { tooLarge, type BodyRules } from './body-rules.js';
 import { FetchError, toFetchError } from './fetch-error.js';
 import { MAX_REDIRECTS, rangeAnswer, rangeHeader, statusFailure, validatorOf, type RangeRequest } from './http-answer.js';
+import { proxySettings, type ProxySettings } from './proxy-env.js';
 import { FetchThreads, NeedsFullClient } from './raw-http/fetch-threads.js';
 import type { ChecksumKind } from '../format/checksum.js';
 
@@ -67,7 +68,11 @@ export class HttpClient {
   private closed = false;
   private readonly threads: FetchThreads;
 
+  /** From the environment, checked when the client is made: a value that is no address fails the command at once. */
+  private readonly proxies: ProxySettings;
+
   constructor(readonly opts: HttpOptions) {
+    this.proxies = proxySettings();
     this.threads = new FetchThreads(opts.fetchThreads);
   }
 
@@ -77,6 +82,7 @@ export class HttpClient {
       // NODE_EXTRA_CA_CERTS when bin/jigdofs deferred it (extra-ca.ts): for the mirror's TLS, and a proxy's.
       const secureContext = deferredCaContext();
       const agent = new EnvHttpProxyAgent({
+        ...this.proxies,
         connections: this.opts.connections,
         keepAliveTimeout: 10_000,
         headersTimeout: t,

@@ -317,6 +317,15 @@ describe('remote .jigdo and configuration', () => {
       const r2 = await runCli(['make-image', jigdo, '-o', path.join(d, 'q.iso'), '--cache-dir', path.join(d, 'c2'), '--config', plainConfig], { timeoutMs: 30_000, env: env2 });
       assert.equal(r2.code, 0, r2.stderr);
       assert.equal(tunnels + forwarded, seen, 'NO_PROXY: straight to the mirror');
+
+      // host:port without a scheme, as curl, wget and apt take it (undici took the host for a scheme).
+      const env3 = { ...process.env, HTTP_PROXY: proxyUrl.replace('http://', ''), NO_PROXY: '' };
+      const r3 = await runCli(['make-image', jigdo, '-o', path.join(d, 'r.iso'), '--cache-dir', path.join(d, 'c3'), '--config', plainConfig], { timeoutMs: 30_000, env: env3 });
+      assert.equal(r3.code, 0, r3.stderr);
+      assert.ok(tunnels + forwarded > seen, 'requests went through the proxy');
+      const bad = await runCli(['make-image', jigdo, '-o', path.join(d, 's.iso'), '--cache-dir', path.join(d, 'c4'), '--config', plainConfig], { timeoutMs: 30_000, env: { ...process.env, HTTP_PROXY: 'http://[oops', NO_PROXY: '' } });
+      assert.equal(bad.code, 1);
+      assert.equal(bad.stderr, 'jigdofs: HTTP_PROXY="http://[oops" is not a proxy address (expected host:port or http://host:port)\n');
     } finally {
       proxy.closeAllConnections();
       await new Promise((r) => proxy.close(r));
