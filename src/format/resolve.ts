@@ -1,4 +1,4 @@
-import { CHECKSUM_LABEL } from './checksum.js';
+import { CHECKSUM_LABEL, kindOfKey } from './checksum.js';
 import type { JigdoFile, JigdoValue } from './jigdo.js';
 import { resolveReference, type Location } from './location.js';
 
@@ -135,10 +135,18 @@ function expandValues(jigdo: JigdoFile, labels: LabelMap, key: string): { out: A
   return { out, full: false };
 }
 
+/**
+ * MD5Sum or SHA256Sum: the kind of the key itself (the template's). The .jigdo's kind comes from its [Parts] keys, and
+ * with none (all missing, or in an [Include] not read) it fell back to MD5 for a SHA-256 template.
+ */
+function sumLabelOf(jigdo: JigdoFile, key: string): string {
+  return CHECKSUM_LABEL[kindOfKey(key) ?? jigdo.checksumKind];
+}
+
 /** The raw strings jigdo-file's print-missing-all prints for a part (spec §5.1), for `missing`: the first MAX_CANDIDATES_PER_PART. */
 export function expandPart(jigdo: JigdoFile, labels: LabelMap, key: string): Expansion[] {
   const { out, full } = expandValues(jigdo, labels, key);
-  if (!full) appendUpTo(out, labels.expandValue(`${CHECKSUM_LABEL[jigdo.checksumKind]}:${key}`, 0, jigdo.location));
+  if (!full) appendUpTo(out, labels.expandValue(`${sumLabelOf(jigdo, key)}:${key}`, 0, jigdo.location));
   return out.map(({ text, weight, base }) => ({ text, weight, base }));
 }
 
@@ -150,7 +158,7 @@ export function expandPart(jigdo: JigdoFile, labels: LabelMap, key: string): Exp
  */
 export function partCandidates(jigdo: JigdoFile, labels: LabelMap, key: string): Candidate[] {
   const { out: expanded, full } = expandValues(jigdo, labels, key);
-  const sumLabel = CHECKSUM_LABEL[jigdo.checksumKind];
+  const sumLabel = sumLabelOf(jigdo, key);
   if (!full && labels.has(sumLabel)) appendUpTo(expanded, labels.expandValue(`${sumLabel}:${key}`, 0, jigdo.location));
   const out = expanded.map((e) => toCandidate(e, e.origin));
   const seen = new Set<string>();

@@ -115,6 +115,16 @@ test('partCandidates: without an MD5Sum label, no literal MD5Sum: candidate is a
   assert.deepEqual(partCandidates(j, new LabelMap(j.servers), C), []);
 });
 
+test('a part is fetched by the label of its own checksum kind: a SHA-256 template with an empty [Parts] uses SHA256Sum:', async () => {
+  const S = 'VAaVOQx1KgpoP2zxp4cLpq5eA0NrF2nuu1LyAQDk-Xw'; // a SHA-256 key
+  const j = await jigdoAt(work, ['[Servers]', 'SHA256Sum=http://bysha/', 'MD5Sum=http://bymd5/', '[Parts]'].join('\n'));
+  assert.equal(j.checksumKind, 'md5', 'no [Parts] key, Version 1.x: the .jigdo alone says MD5');
+  const labels = new LabelMap(j.servers);
+  assert.deepEqual(partCandidates(j, labels, S).map(show), [`http://bysha/${S}`]);
+  assert.deepEqual(expandPart(j, labels, S).map((e) => e.text), [`http://bysha/${S}`], 'as jigdo-file print-missing-all prints it');
+  assert.deepEqual(partCandidates(j, labels, A).map(show), [`http://bymd5/${A}`]);
+});
+
 test('partCandidates: --try-first / --try-last reorder by weight, file order among equals (spec §4.3, §5.5)', async () => {
   const j = await jigdoAt(
     work,
