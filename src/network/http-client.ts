@@ -7,6 +7,7 @@ import { tooLarge, type BodyRules } from './body-rules.js';
 import { FetchError, toFetchError } from './fetch-error.js';
 import { MAX_REDIRECTS, rangeAnswer, rangeHeader, statusFailure, validatorOf, type RangeRequest } from './http-answer.js';
 import { proxySettings, type ProxySettings } from './proxy-env.js';
+import { requestUrl } from './request-url.js';
 import { FetchThreads, NeedsFullClient } from './raw-http/fetch-threads.js';
 import type { ChecksumKind } from '../format/checksum.js';
 
@@ -44,11 +45,6 @@ interface Undici {
 /** Stops reading a body (an error it emits then is taken by the listener every body gets in `get`). */
 function discard(body: Dispatcher.ResponseData['body']): void {
   if (!body.destroyed) body.destroy();
-}
-
-/** Percent-encodes what must be (spaces, non-ASCII) and nothing else: jigdo strings are concatenated raw (spec §5.5). */
-export function requestUrl(url: string): string {
-  return new URL(url).href;
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -282,5 +282,27 @@ describe('redirects that lead nowhere', () => {
     await mkdir(path.dirname(out));
     const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'cache'), '--retries', '0'], { timeoutMs: 20_000 });
     assertMissingParts(r, out, 6, /: every mirror failed: http:\/\/127\.0\.0\.1:\d+\/parts\/\S+: redirects in a loop: a Location leads back to an address already visited$/);
+  });
+});
+
+describe('part paths a URL parser would cut', () => {
+  test('a part named with # or a TAB is asked for by its whole name, by the fetch threads and by undici', async () => {
+    const site = path.join(work, 'odd-names');
+    await cp(v.partsDir, site, { recursive: true });
+    await rename(path.join(site, 'pool', 'a-3k.bin'), path.join(site, 'pool', 'a#3k.bin'));
+    await rename(path.join(site, 'pool', 'b-40k.bin'), path.join(site, 'pool', 'b\t40k.bin'));
+    const web = await startMirror({ root: site });
+    mirrors.push(web);
+    const jigdo = await jigdoWithServers(v, [web.url], path.join(work, 'odd-names-jigdo'));
+    const text = await readFile(jigdo, 'utf8');
+    await writeFile(jigdo, text.replace('=Parts:pool/a-3k.bin', '="Parts:pool/a#3k.bin"').replace('=Parts:pool/b-40k.bin', '="Parts:pool/b\t40k.bin"'));
+    for (const threads of ['2', '0']) {
+      const out = path.join(work, `odd-names-${threads}.iso`);
+      const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(work, `odd-names-cache-${threads}`)], { timeoutMs: 30_000, env: { ...process.env, JIGDOFS_HTTP_THREADS: threads } });
+      assert.equal(r.code, 0, describeRun(r));
+    }
+    const asked = new Set(web.requests.map((q) => q.path));
+    assert.ok(asked.has('/pool/a#3k.bin') && asked.has('/pool/b\t40k.bin'), [...asked].join(', '));
+    assert.ok(!asked.has('/pool/a') && !asked.has('/pool/b40k.bin'));
   });
 });

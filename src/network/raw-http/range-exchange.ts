@@ -4,6 +4,7 @@ import { errorMessage } from '../../format/errors.js';
 import { PaceCheck } from '../body-pump.js';
 import { FetchError, toFetchError } from '../fetch-error.js';
 import { rangeAnswer, rangeHeader, statusFailure } from '../http-answer.js';
+import { requestUrl } from '../request-url.js';
 import type { Connection, ConnectionPool, ConnectionUser } from './connections.js';
 import type { FetchFailure, FetchTask } from './protocol.js';
 import { MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from './response-head.js';
@@ -63,7 +64,7 @@ export class RangeExchange implements ConnectionUser {
     private readonly pool: ConnectionPool,
     private readonly report: ExchangeReport,
   ) {
-    this.url = new URL(task.url);
+    this.url = new URL(requestUrl(task.url));
     this.pos = this.reported = task.start;
     this.send();
   }
