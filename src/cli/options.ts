@@ -1,4 +1,4 @@
-import { shown } from '../format/byte-string.js';
+import { quoted } from '../format/byte-string.js';
 import { Option, type Command } from 'commander';
 import { UsageError } from '../format/errors.js';
 import { defaultCacheDir } from '../engine/cache-dir.js';
@@ -67,7 +67,9 @@ function parseLocalTree(text: string): LocalTree {
 }
 
 export function logger(quiet: boolean | undefined): (line: string) => void {
-  return quiet ? () => undefined : (line) => process.stderr.write(`jigdofs: ${shown(line)}\n`); // non-UTF-8 name bytes as \xNN
+  // One line each, safe for a terminal: non-UTF-8 name bytes as \xNN, and what a terminal acts on escaped (a log line
+  // may quote a .jigdo's paths and labels, or a mirror's URL).
+  return quiet ? () => undefined : (line) => process.stderr.write(`jigdofs: ${quoted(line)}\n`);
 }
 
 /** A command's settings: its flags over the configuration file over the defaults, all checked. */

@@ -68,3 +68,14 @@ test("a usage error that lists the .jigdo's image names escapes their terminal c
   assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, describeRun(r));
   assert.ok(r.stderr.includes('has no image named "nope" (it has: ima\\x0dge\\u009b2J.iso)'), describeRun(r));
 });
+
+test("make-image's list of missing parts and its log lines escape the .jigdo's paths and the mirrors' URLs", async () => {
+  await writeFile(path.join(work, 'hostile.template'), hostileTemplate());
+  const file = path.join(work, 'missing.jigdo');
+  const text = JIGDO.toString('latin1').replace('A\rB=http://x/\xc2\x9b', 'A=http://127.0.0.1:9/\xc2\x9d0;T').replace('=A:p1', '=A:p1\xc2\x9b2J');
+  await writeFile(file, Buffer.from(text, 'latin1'));
+  const r = await runCli(['make-image', file, '-o', path.join(work, 'out.iso'), '--cache-dir', path.join(work, `cache-${++runs}`), '--retries', '0'], { timeoutMs: 30_000 });
+  assert.equal(r.code, 1, describeRun(r));
+  assert.doesNotMatch(r.stderr, TERMINAL_CONTROL, describeRun(r));
+  assert.ok(r.stderr.includes('A:p1\\u009b2J'), describeRun(r));
+});

@@ -1,4 +1,4 @@
-import { fsPath, shown } from '../../format/byte-string.js';
+import { fsPath, quoted, shown } from '../../format/byte-string.js';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -42,9 +42,10 @@ function removeTemporaryOnSignal(output: string): () => void {
 }
 
 /** `text` on one line of at most `max` characters. */
+/** `text` (a .jigdo's value, a reason) on one line of at most `max` characters, safe for a terminal. */
 function oneLine(text: string, max: number): string {
   const flat = text.replace(/\s+/g, ' ');
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+  return quoted(flat.length > max ? `${flat.slice(0, max - 1)}…` : flat);
 }
 
 export function registerMakeImage(program: Command): void {
