@@ -359,6 +359,9 @@ export class PartStore {
         return;
       } catch (err) {
         if (signal?.aborted) throw err; // told to stop: nothing wrong with this copy
+        // A copy taken unhashed whose bytes did not all go into the output (moved away, unreadable) must never be
+        // confirmed by the output's checksum: the part came from another copy, and this one was recorded as holding it.
+        if (loc.copy.deferred) loc.copy.stale = true;
         this.forget(key);
         if (attempt >= 1) {
           this.failed.add(key);

@@ -5,7 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findMissing, makeImage } from '../../src/build/make-image.js';
@@ -82,6 +82,39 @@ test('a named copy with the right size and wrong bytes: the wrong image has ever
     logs.some((l) => l.includes(bad) && l.includes('T_xAhGd5OOFDZW1sYi26Eg')),
     `a line names the bad file and its part:\n${logs.join('\n')}`,
   );
+});
+
+test('a named copy taken unhashed whose read then failed is not recorded as the part when the image matches', async () => {
+  const parts = await partsCopy();
+  const bad = path.join(parts, 'sub', 'c.bin');
+  const key = 'T_xAhGd5OOFDZW1sYi26Eg';
+  await writeFile(bad, Buffer.alloc((await stat(bad)).size, 0x55)); // wrong bytes, right size
+  const good = path.join(work, `good-${++n}`);
+  await cp(path.join(S, 'parts', 'sub'), good, { recursive: true });
+  const cacheDir = path.join(work, `cache-${n}`);
+  const s = await session({ local: [{ label: 'Parts', dir: parts }], scan: [good], cacheDir });
+  // The folder goes away (unmounted, moved) once the copy is taken and before it is read: the part then comes from the
+  // scanned copy, hashed, and the image matches. The copy never read was recorded as holding the part.
+  const find = s.local.find.bind(s.local);
+  s.local.find = async (k) => {
+    const copy = await find(k);
+    if (copy?.path === bad) await rename(parts, `${parts}.away`);
+    return copy;
+  };
+  try {
+    const r = await makeImage(s, path.join(work, `moved-${n}.iso`));
+    assert.deepEqual(r.missing, []);
+  } finally {
+    await s.close();
+  }
+  assert.equal(md5(await readFile(path.join(work, `moved-${n}.iso`))), IMAGE_MD5);
+  await rename(`${parts}.away`, parts);
+  const again = await session({ local: [{ label: 'Parts', dir: parts }], cacheDir });
+  try {
+    assert.deepEqual(await findMissing(again), [key], 'the wrong file is hashed, not taken from the index');
+  } finally {
+    await again.close();
+  }
 });
 
 test('with no good copy the wrong named file is reported missing, and nothing is written', async () => {
