@@ -165,9 +165,12 @@ export class HttpClient {
       const rules = opts.rules ?? {};
       if (stated !== undefined && stated > (rules.maxBytes ?? Infinity)) throw tooLarge(url, rules, stated);
       opts.onHeaders?.({ whole, total: stated, validator: validatorOf(res.headers) });
-      const stop = whole ? (stated ?? total ?? Infinity) : (range.end ?? stated ?? Infinity);
-      const pos = await pumpBody(url, res.body, new BatchWriter(url, fh, whole ? 0 : start, onData), stop, rules, this.opts.timeoutMs);
-      if (stop !== Infinity && pos < stop) throw new FetchError(url, 'short', `body ended after ${pos - start} of ${stop - start} bytes`);
+      // A whole file from byte 0 after an If-Range is a new version: the size known before was the old one's.
+      const changed = whole && start !== 0;
+      const from = whole ? 0 : start;
+      const stop = whole ? (stated ?? (changed ? undefined : total) ?? Infinity) : (range.end ?? stated ?? Infinity);
+      const pos = await pumpBody(url, res.body, new BatchWriter(url, fh, from, onData), stop, rules, this.opts.timeoutMs);
+      if (stop !== Infinity && pos < stop) throw new FetchError(url, 'short', `body ended after ${pos - from} of ${stop - from} bytes`);
       return { end: pos, whole, total: stated, ttfbMs };
     } catch (err) {
       throw this.classify(url, err);

@@ -181,6 +181,35 @@ describe('remote .jigdo and configuration', () => {
     assert.equal((await assertCacheVerified(path.join(d, 'cache'))).length, 1);
   });
 
+  test('a replaced template whose new version comes without a Content-Length is taken whole, not cut at the old size', async () => {
+    const d = await dir('replaced-chunked');
+    const local = await jigdoWithServers(v, [], d, 'img.jigdo'); // names the template as it is now
+    const now = await readFile(v.template);
+    const first = now.subarray(0, now.length - 500); // the server's earlier build: shorter
+    const asked: Array<string | undefined> = [];
+    const server: Server = createHttpServer((req, res) => {
+      asked.push(req.headers['if-range'] as string | undefined);
+      if (asked.length === 1) {
+        res.writeHead(200, { 'content-length': String(first.length), etag: '"v1"' });
+        res.write(first.subarray(0, 1000), () => res.destroy()); // cut
+      } else {
+        res.writeHead(200, { etag: '"v2"' }); // If-Range "v1" no longer holds: the whole new file, chunked
+        res.end(now);
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      await writeFile(local, (await readFile(local, 'utf8')).replace(/^Template=.*$/m, `Template=http://127.0.0.1:${port}/t.template`));
+      const r = await runCli(['info', local, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig], { timeoutMs: 30_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(asked, [undefined, '"v1"']);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   test('[Include URL] adds servers; --offline never touches the network', async () => {
     const m = await mirror();
     const d = await dir('include');
