@@ -210,6 +210,22 @@ test('Filename with folders or stdio: (as the spec allows) is the leaf name, in 
   assert.equal(await fileMd5(path.join(cwd, 'leaf.iso')), IMAGE_MD5);
 });
 
+test("mount of a .jigdo whose Filename holds terminal controls: the 'mounted' line shows them escaped", async () => {
+  const dir = path.join(work, 'filename-c1');
+  const mnt = path.join(dir, 'mnt');
+  await mkdir(mnt, { recursive: true });
+  const file = await jigdoDir(dir, 'x.jigdo', JIGDO_TEXT.replace('Filename=image.iso', 'Filename=img\u009b31m\u202eosi.exe'));
+  try {
+    const r = await runCli(['mount', file, mnt, '--cache-dir', path.join(dir, 'cache'), '--log-file', path.join(dir, 'log'), '--offline'], { timeoutMs: 20_000 });
+    assertOk(r);
+    assert.ok(r.stderr.includes(`mounted ${mnt}/img\\u009b31m\\u202eosi.exe (daemon pid`), describeRun(r));
+    assert.doesNotMatch(r.stderr, /[\u0080-\u009f\u202e]/, describeRun(r));
+  } finally {
+    await runCli(['umount', mnt], { timeoutMs: 20_000 });
+    await forceUnmount(mnt);
+  }
+});
+
 test('mount of a .jigdo with Filename=..: one clean line at once, no mount left', async () => {
   const dir = path.join(work, 'filename-mount');
   const mnt = path.join(dir, 'mnt');

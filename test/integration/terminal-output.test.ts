@@ -78,4 +78,9 @@ test("make-image's list of missing parts and its log lines escape the .jigdo's p
   assert.equal(r.code, 1, describeRun(r));
   assert.doesNotMatch(r.stderr, TERMINAL_CONTROL, describeRun(r));
   assert.ok(r.stderr.includes('A:p1\\u009b2J'), describeRun(r));
+  // Without -o the output is named by the .jigdo's Filename.
+  const named = await runCli(['make-image', file, '--cache-dir', path.join(work, `cache-${++runs}`), '--retries', '0'], { timeoutMs: 30_000, cwd: work });
+  assert.equal(named.code, 1, describeRun(named));
+  assert.doesNotMatch(named.stderr, TERMINAL_CONTROL, describeRun(named));
+  assert.ok(named.stderr.includes('ima\\x0dge\\u009b2J.iso: not written'), describeRun(named));
 });

@@ -1,4 +1,4 @@
-import { fsPath, quoted, shown } from '../../format/byte-string.js';
+import { fsPath, quoted } from '../../format/byte-string.js';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -32,7 +32,7 @@ function removeTemporaryOnSignal(output: string): () => void {
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
     const handler = (): void => {
       rmSync(fsPath(temporaryImagePath(output)), { force: true });
-      process.stderr.write(`jigdofs: ${shown(output)}: interrupted (${sig}): not written\n`);
+      process.stderr.write(`jigdofs: ${quoted(output)}: interrupted (${sig}): not written\n`);
       process.kill(process.pid, sig); // our handler is gone (once): the default action ends the process
     };
     process.once(sig, handler);
@@ -41,7 +41,6 @@ function removeTemporaryOnSignal(output: string): () => void {
   return () => handlers.forEach((off) => off());
 }
 
-/** `text` on one line of at most `max` characters. */
 /** `text` (a .jigdo's value, a reason) on one line of at most `max` characters, safe for a terminal. */
 function oneLine(text: string, max: number): string {
   const flat = text.replace(/\s+/g, ' ');
@@ -61,7 +60,7 @@ export function registerMakeImage(program: Command): void {
     await withSession(jigdoArg, flags, async (s) => {
       const output = path.resolve(flags.output ?? s.name);
       const t0 = Date.now();
-      for (const file of await removeDeadTemporaries(output)) if (!flags.quiet) process.stderr.write(shown(`jigdofs: removed ${file}, left by a run that was killed\n`));
+      for (const file of await removeDeadTemporaries(output)) if (!flags.quiet) process.stderr.write(`jigdofs: removed ${quoted(file)}, left by a run that was killed\n`);
       const stopInterrupted = removeTemporaryOnSignal(output);
       const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true), stopInterrupted, { force: flags.force === true }).finally(stopInterrupted);
       if (r.missing.length > 0) {
@@ -72,13 +71,14 @@ export function registerMakeImage(program: Command): void {
           return `  ${key} (${p.length} bytes)${uri ? ` ${oneLine(uri, 200)}` : ''}${reason ? `: ${oneLine(reason, 200)}` : ''}`;
         });
         if (r.missing.length > MAX_LISTED) lines.push(`  ... and ${r.missing.length - MAX_LISTED} more (see: jigdofs missing)`);
-        process.stderr.write(shown(`jigdofs: ${output}: not written: ${r.missing.length} part(s) missing:\n${lines.join('\n')}\n`));
+        // The output's name is the .jigdo's Filename unless -o names it: escaped for the terminal, like every line.
+        process.stderr.write(`jigdofs: ${quoted(output)}: not written: ${r.missing.length} part(s) missing:\n${lines.join('\n')}\n`);
         process.exitCode = 1;
         return;
       }
       const secs = (Date.now() - t0) / 1000;
       if (!flags.quiet) {
-        process.stderr.write(`jigdofs: wrote ${shown(output)}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
+        process.stderr.write(`jigdofs: wrote ${quoted(output)}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
         for (const line of s.local.images.summaryLines()) process.stderr.write(`jigdofs: ${line}\n`);
       }
     }, { warmPool: true, keepDownloads: flags.keepParts === true });

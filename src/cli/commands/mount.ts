@@ -5,7 +5,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../../format/errors.js';
-import { fsPath } from '../../format/byte-string.js';
+import { fsPath, quoted } from '../../format/byte-string.js';
 import { checkCacheDir } from '../../engine/cache-dir.js';
 import { endCommand, loadCommandJigdo } from '../session.js';
 import { makeDirs } from '../../util/make-dirs.js';
@@ -135,7 +135,7 @@ async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]
   child.disconnect();
   child.unref();
   if (!flags.quiet) {
-    process.stderr.write(`jigdofs: mounted ${outcome.names.map((n) => path.join(mnt, n)).join(', ')} (daemon pid ${child.pid}, log ${logFile})\n`);
+    process.stderr.write(`jigdofs: mounted ${outcome.names.map((n) => quoted(path.join(mnt, n))).join(', ')} (daemon pid ${child.pid}, log ${logFile})\n`);
   }
 }
 
