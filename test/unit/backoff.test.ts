@@ -30,7 +30,7 @@ describe('backoff', () => {
 
   test('sleep never hands setTimeout more than 2^31-1 ms (Node would wait 1 ms)', () => {
     const delays: number[] = [];
-    mock.method(globalThis, 'setTimeout', (fn: () => void, ms: number) => {
+    mock.method(globalThis, 'setTimeout', (_fn: () => void, ms: number) => {
       delays.push(ms);
       return 0 as unknown as NodeJS.Timeout;
     });
