@@ -23,16 +23,20 @@ export class PaceCheck {
     private readonly timeoutMs: number,
   ) {}
 
-  /** `bytes` more arrived; throws the 'slow' FetchError when the window that just ended was a trickle. */
+  /**
+   * `bytes` more arrived; throws the 'slow' FetchError when the window that just ended was a trickle. The next window
+   * starts either way: a caller that goes on after a slow window (a download across requests) has the next one judged.
+   */
   add(bytes: number): void {
     this.windowBytes += bytes;
     const elapsed = performance.now() - this.windowStart;
     if (elapsed < this.timeoutMs) return;
-    if ((this.windowBytes * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
-      throw new FetchError(this.url, 'slow', `too slow: ${this.windowBytes} bytes in ${(elapsed / 1000).toFixed(0)} s`);
-    }
+    const bytesIn = this.windowBytes;
     this.windowStart += elapsed;
     this.windowBytes = 0;
+    if ((bytesIn * 1000) / elapsed < MIN_BYTES_PER_SECOND) {
+      throw new FetchError(this.url, 'slow', `too slow: ${bytesIn} bytes in ${(elapsed / 1000).toFixed(0)} s`);
+    }
   }
 }
 

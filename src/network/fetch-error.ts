@@ -31,6 +31,8 @@ export type FailureKind =
   | 'no-range'
   /** Not what we asked for: larger than we accept, or not the kind of file wanted (a template's header...). */
   | 'refused'
+  /** The TLS handshake failed: no https there, or a certificate we do not trust (the host's, whatever the path). */
+  | 'tls'
   /** Not asked at all: the mirror is down (it has not answered several requests in a row, see MirrorBoard). */
   | 'down'
   /** Cancelled by us. */
@@ -51,7 +53,7 @@ export class FetchError extends Error {
 
   /** Retrying the same URL is pointless: it does not have this file, or has another one. */
   get permanent(): boolean {
-    if (['not-found', 'wrong-size', 'mismatch', 'protocol', 'refused'].includes(this.kind)) return true;
+    if (['not-found', 'wrong-size', 'mismatch', 'protocol', 'refused', 'tls'].includes(this.kind)) return true;
     if (this.kind === 'status' && this.status !== undefined) return this.status >= 400 && this.status < 500 && this.status !== 408 && this.status !== 429;
     return false;
   }
@@ -62,6 +64,11 @@ export function toFetchError(url: string, err: unknown): FetchError {
   if (err instanceof FetchError) return err;
   const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code;
   const msg = errorMessage(err);
+  if (code !== undefined && TLS_CODE.test(code)) {
+    // (the message of the error that has the code: fetch() wraps it in a 'fetch failed')
+    const coded = (err as { code?: string }).code === undefined ? (err as { cause?: unknown }).cause : err;
+    return new FetchError(url, 'tls', `TLS: ${tlsReason(code, errorMessage(coded))}`);
+  }
   switch (code) {
     case 'UND_ERR_HEADERS_TIMEOUT':
       return new FetchError(url, 'timeout', 'no response headers in time');
@@ -69,6 +76,8 @@ export function toFetchError(url: string, err: unknown): FetchError {
       return new FetchError(url, 'timeout', 'stalled: no data in time');
     case 'UND_ERR_CONNECT_TIMEOUT':
       return new FetchError(url, 'timeout', 'connect timeout');
+    case 'ERR_TLS_HANDSHAKE_TIMEOUT':
+      return new FetchError(url, 'timeout', 'TLS: handshake timeout');
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
       return new FetchError(url, 'short', 'body shorter than its Content-Length');
     case 'UND_ERR_SOCKET':
@@ -96,6 +105,25 @@ export function toFetchError(url: string, err: unknown): FetchError {
       if ((err as Error)?.name === 'AbortError') return new FetchError(url, 'aborted', 'aborted');
       return new FetchError(url, 'reset', msg);
   }
+}
+
+/**
+ * Codes of a failed TLS handshake: Node's (ERR_TLS_*), OpenSSL's (ERR_SSL_*) and the certificate checks' (X509 verify
+ * codes: CERT_HAS_EXPIRED, DEPTH_ZERO_SELF_SIGNED_CERT, UNABLE_TO_VERIFY_LEAF_SIGNATURE...). Asking again gets the
+ * same answer: they were taken for cuts ('reset') and retried every round, their messages a raw OpenSSL line.
+ * (ERR_TLS_HANDSHAKE_TIMEOUT is a stall, not a refusal: a timeout.)
+ */
+const TLS_CODE = /^(?!ERR_TLS_HANDSHAKE_TIMEOUT$)(ERR_SSL_|ERR_TLS_|CERT_|CRL_|UNABLE_TO_|ERROR_IN_C|DEPTH_ZERO_|INVALID_CA$|INVALID_PURPOSE$|PATH_LENGTH_EXCEEDED$|HOSTNAME_MISMATCH$)|SELF_SIGNED/;
+
+/**
+ * A TLS failure in a few words: the reason field of an OpenSSL error line (`...:error:0A00010B:SSL routines:
+ * ssl3_get_record:wrong version number:file:line:`), else the message's first line (`self-signed certificate`).
+ */
+function tlsReason(code: string, msg: string): string {
+  const reason = /error:[0-9A-F]+:[^:\n]*:[^:\n]*:([^:\n]+)/i.exec(msg)?.[1]?.trim() ?? msg.split('\n', 1)[0]!.trim();
+  const text = reason || code.toLowerCase().replace(/_/g, ' ');
+  // The usual cause: an http:// server (or port) named in an https:// URL.
+  return code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? `${text} (the server does not speak TLS there: http, not https?)` : text;
 }
 
 /**

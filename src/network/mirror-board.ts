@@ -171,13 +171,14 @@ export class MirrorBoard {
    * PROBE_EVERY-th part fetch (the first included) names a healthy mirror among `ordered` (the ones as
    * preferred as the first) that has too few samples yet, to be tried first; undefined otherwise.
    * Mirrors the user named (`user`: --mirror, config) are never second-guessed: no probe when one of
-   * them comes first, and they are not probed either.
+   * them comes first, and they are not probed either. Nor is another URL on the first one's mirror (a part listed
+   * under several paths there): that measures nothing new.
    */
   probe<T extends { mirror: string; weight: number; user: boolean }>(ordered: T[]): T | undefined {
     if (ordered.length < 2 || ordered[0]!.user || this.fetches++ % PROBE_EVERY !== 0) return undefined;
     const top = ordered[0]!.weight;
     return ordered.find(
-      (c, i) => i > 0 && !c.user && c.weight === top && !this.isDemoted(c.mirror) && (this.mirrors.get(c.mirror)?.samples ?? 0) < MIN_SAMPLES,
+      (c, i) => i > 0 && !c.user && c.weight === top && c.mirror !== ordered[0]!.mirror && !this.isDemoted(c.mirror) && (this.mirrors.get(c.mirror)?.samples ?? 0) < MIN_SAMPLES,
     );
   }
 

@@ -5,13 +5,23 @@ import type { PartNeed } from '../image/layout.js';
 import type { VerifiedCopy } from '../sources/verified-copy.js';
 import { backoff, sleep } from './backoff.js';
 import type { FetchContext } from './fetch-context.js';
-import { FetchError, toFetchError } from './fetch-error.js';
+import { FetchError, toFetchError, type FailureKind } from './fetch-error.js';
 import { PartRanges, type Range } from './part-ranges.js';
 import { eachLimit } from '../util/each-limit.js';
 import type { UrlCandidate } from './remote-parts.js';
 
 /** Most attempts on one range from one mirror (the first request plus resumes after cuts). */
 const MAX_REQUESTS_PER_RANGE = 4;
+
+/**
+ * Failures of the host, not of the path asked for: any URL on that mirror would fail alike (it stalls, refuses
+ * connections, cuts, trickles, fails TLS), so the mirror is given up on for the part. Any other failure (404, wrong
+ * size, wrong bytes, a malformed answer...) is the URL's: a .jigdo may list a part under several paths on one mirror.
+ */
+const HOST_FAILURES: ReadonlySet<FailureKind> = new Set(['down', 'timeout', 'connect', 'slow', 'reset', 'short', 'tls']);
+
+/** A 5xx, 408 or 429 is the server's state, not the file's (a 4xx is the path's: FetchError.permanent). */
+const ofHost = (e: FetchError): boolean => HOST_FAILURES.has(e.kind) || (e.kind === 'status' && !e.permanent);
 
 /** One attempt at a part from one mirror: its parallel range streams share this. */
 interface MirrorRun {
@@ -34,11 +44,16 @@ interface MirrorRun {
  */
 export class PartFetch {
   private readonly ranges: PartRanges;
-  /** Mirrors given up on for this part: 'permanent' (404, wrong bytes) or 'soft' (may work in a later round). */
-  private readonly excluded = new Map<string, 'permanent' | 'soft'>();
+  /**
+   * Given up on for this part, 'permanent' (404, wrong bytes) or 'soft' (may work in a later round): URLs, for what
+   * failed at their path, and mirrors, for what failed at the host (see ofHost).
+   */
+  private readonly excludedUrls = new Map<string, 'permanent' | 'soft'>();
+  private readonly excludedMirrors = new Map<string, 'permanent' | 'soft'>();
+  /** By URL. */
   private readonly problems = new Map<string, string>();
-  /** Mirrors whose bytes are in the current attempt. */
-  private readonly contributors = new Set<string>();
+  /** The URLs whose bytes are in the current attempt, and their mirrors. */
+  private readonly contributors = new Map<string, string>();
   /** After a checksum mismatch with bytes from several mirrors: every attempt uses one mirror only. */
   private single = false;
   /** Writing into the cache failed (a full disk): the part cannot be had through this cache. */
@@ -84,25 +99,25 @@ export class PartFetch {
         await sleep(backoff(round));
       }
       for (;;) {
-        const next = probe ?? board.order(this.urls).find((c) => !this.excluded.has(c.mirror));
+        const next = probe ?? board.order(this.urls).find((c) => !this.excluded(c));
         probe = undefined;
         if (!next) break;
         if (this.single) this.restart();
         await this.fromMirror(next);
         if (this.localFailure) throw new JigdoError(this.ctx.cache.dir, `part ${this.need.key}: ${this.localFailure.message}`);
         if (!this.ranges.complete()) {
-          if (!this.excluded.has(next.mirror)) this.excluded.set(next.mirror, 'soft'); // never loop on one mirror
+          if (!this.excluded(next)) this.excludedUrls.set(next.url, 'soft'); // never loop on one URL
           continue;
         }
         // A hash taken as the bytes arrived costs nothing more to check; else trusted bytes go in unhashed.
-        if (!this.digest && this.unhashedFrom([...this.contributors])) {
+        if (!this.digest && this.unhashedFrom(this.sources)) {
           const copy = await this.writer.commitUnhashed(this.ctx.opts.keepDownloads !== false);
           board.parts.unhashed++;
           return copy;
         }
         const copy = await this.writer.commit([[this.kind, this.need.sum]], this.digest && [this.kind, this.digest]);
         if (copy) {
-          for (const m of this.contributors) board.partRight(m);
+          for (const m of this.sources) board.partRight(m);
           return copy;
         }
         this.mismatch(next);
@@ -115,7 +130,11 @@ export class PartFetch {
 
   /** The mirrors whose bytes make up the part as committed (for blame, should the image checksum fail). */
   get sources(): string[] {
-    return [...this.contributors];
+    return [...new Set(this.contributors.values())];
+  }
+
+  private excluded(c: UrlCandidate): boolean {
+    return this.excludedUrls.has(c.url) || this.excludedMirrors.has(c.mirror);
   }
 
   /** Bytes from these mirrors may go unhashed (see `defer`). */
@@ -126,10 +145,12 @@ export class PartFetch {
   /** A new round: the mirrors excluded softly may be tried again; false when there is none. */
   private forgiveSoft(): boolean {
     let again = false;
-    for (const [m, why] of this.excluded) {
-      if (why === 'soft') {
-        this.excluded.delete(m);
-        again = true;
+    for (const map of [this.excludedUrls, this.excludedMirrors]) {
+      for (const [key, why] of map) {
+        if (why === 'soft') {
+          map.delete(key);
+          again = true;
+        }
       }
     }
     return again;
@@ -138,14 +159,15 @@ export class PartFetch {
   /** The bytes of a complete attempt did not match the checksum: find the mirror to blame, and start again. */
   private mismatch(last: UrlCandidate): void {
     const message = `wrong bytes for part ${this.need.key} (checksum mismatch)`;
-    // One mirror's bytes only (always so in single mode; none at all for an empty part): it is wrong.
+    // One URL's bytes only (always so in single mode; none at all for an empty part): it is wrong. Only that URL:
+    // another path on the same mirror may hold the right file.
     if (this.single || this.contributors.size <= 1) {
       this.ctx.board.mismatch(last.mirror, message);
-      this.excluded.set(last.mirror, 'permanent');
-      this.problems.set(last.mirror, `${last.url}: wrong bytes (checksum mismatch)`);
+      this.excludedUrls.set(last.url, 'permanent');
+      this.problems.set(last.url, `${last.url}: wrong bytes (checksum mismatch)`);
       this.ctx.opts.log(`mirror ${last.mirror} served ${message}; trying the next one`);
     } else {
-      this.single = true; // several mirrors contributed: find out which one is wrong
+      this.single = true; // several URLs contributed: find out which one is wrong
     }
     this.restart();
   }
@@ -165,14 +187,18 @@ export class PartFetch {
     await eachLimit(pending, this.ctx.opts.streamsPerPart, (r) => this.rangeFromMirror(run, r), () => run.stop);
   }
 
-  /** Gives up on a mirror for this part (for good, or until the next round) and stops its other streams. */
+  /**
+   * Gives up on a URL, or on its whole mirror when the host failed (ofHost), for this part (for good, or until the
+   * next round) and stops the run's other streams.
+   */
   private fail(c: UrlCandidate, e: FetchError, run?: MirrorRun): void {
-    this.problems.set(c.mirror, `${c.url}: ${e.message}`);
+    this.problems.set(c.url, `${c.url}: ${e.message}`);
+    const [excluded, key] = ofHost(e) ? [this.excludedMirrors, c.mirror] : [this.excludedUrls, c.url];
     // A mirror that is down is not tried again for this part: it stays down longer than a round's backoff.
     if (e.permanent || e.kind === 'down') {
-      this.excluded.set(c.mirror, 'permanent');
+      excluded.set(key, 'permanent');
       run?.abort.abort();
-    } else if (!this.excluded.has(c.mirror)) this.excluded.set(c.mirror, 'soft');
+    } else if (!excluded.has(key)) excluded.set(key, 'soft');
     // The mirror's other streams would trickle as slowly, each for a whole timeout: end them now.
     if (e.kind === 'slow') run?.abort.abort();
     if (run) run.stop = true;
@@ -212,7 +238,7 @@ export class PartFetch {
             (p) => {
               board.received(c.mirror, p - reached);
               reached = p;
-              this.contributors.add(c.mirror);
+              this.contributors.set(c.url, c.mirror);
               if (whole) this.ranges.advanceAll(p);
               r.pos = Math.max(r.pos, Math.min(r.end, p));
             },

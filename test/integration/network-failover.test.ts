@@ -6,6 +6,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { makeImage } from '../../src/build/make-image.js';
 import { ImageReader } from '../../src/image/reader.js';
@@ -113,5 +114,33 @@ describe('one good mirror among bad ones', () => {
     for (const p of [P.a, P.b, P.e, P.x]) assert.equal(gets(b, p).length, 1, `${p} from the second mirror`);
     const files = await assertCacheVerified(path.join(d, 'cache'));
     assert.equal(files.length, 6);
+  });
+
+  test("a part under several paths on one mirror: a path that fails (404, wrong size) leaves the mirror's other paths", async () => {
+    const m = await mirror();
+    const d = await dir('paths');
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    // Each listed first under a path that fails there: a file it does not have, one the mirror says is gone (404),
+    // and another part's file (its size is not the part's); then under one that works.
+    const text = (await readFile(jigdo, 'utf8'))
+      .replace(/^(Z_NXgDcvsd283IRbMHv3LA=)(Parts:pool\/a-3k\.bin)$/m, '$1Parts:gone/a-3k.bin\n$1$2')
+      .replace(/^(cJB2kkPBpFzPAQ83a2SWGg=Parts:extra\/c-200k-copy\.bin)$/m, '$1\ncJB2kkPBpFzPAQ83a2SWGg=Parts:pool/c-200k.bin')
+      .replace(/^(RXKGjHKbCMGZBi6gaXVZWg=)(Parts:pool\/b-40k\.bin)$/m, '$1Parts:pool/a-3k.bin\n$1$2');
+    assert.equal(text.split('\n').length, (await readFile(jigdo, 'utf8')).split('\n').length + 3, 'three paths added');
+    await writeFile(jigdo, text);
+    m.fault(P.c, { kind: 'status', code: 404 });
+    const o = await open(jigdo, path.join(d, 'cache'), { config: plainConfig, retries: '0' });
+    try {
+      const r = await makeImage(o.s, path.join(d, 'out.iso'));
+      assert.deepEqual(r.missing, []);
+      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+    } finally {
+      await o.close();
+    }
+    assert.equal(gets(m, '/parts/gone/a-3k.bin').length, 1, 'the missing path was asked once');
+    assert.equal(gets(m, P.c).length, 1, 'the 404 path was asked once');
+    for (const p of ['/parts/pool/c-200k.bin', P.b]) assert.equal(gets(m, p).length, 1, `${p}: the next path, from the same mirror`);
+    assert.equal(gets(m, P.a).length, 2, 'a-3k.bin: asked for b (the wrong size), then for a');
+    assert.equal((await assertCacheVerified(path.join(d, 'cache'))).length, 6);
   });
 });

@@ -5,6 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir, rm } from 'node:fs/promises';
+import { createServer as createNetServer, type AddressInfo, type Server } from 'node:net';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { startMirror } from '../helpers/mirror-server.js';
@@ -36,7 +37,7 @@ describe('https', () => {
     assert.match(untrusted.stderr, /6 part\(s\) missing/);
     const partLines = missingPartLines(untrusted.stderr);
     assert.equal(partLines.length, 6, untrusted.stderr);
-    for (const l of partLines) assert.match(l, /: .*self[- ]signed certificate/i, 'each missing part says why');
+    for (const l of partLines) assert.match(l, /: TLS: self-signed certificate$/, 'each missing part says why');
     assert.deepEqual((await readdir(d)).filter((f) => f.startsWith('out.iso')), []);
 
     // As users run it (bin/jigdofs as a program), NODE_EXTRA_CA_CERTS is loaded at the first https connection
@@ -63,6 +64,31 @@ describe('https', () => {
     assert.equal(unreadable.code, 1, unreadable.stderr);
     assert.equal(unreadable.stderr.match(/jigdofs: ignoring extra CA certificates from \S*no-such\.pem \(NODE_EXTRA_CA_CERTS\): .*no such file/gi)?.length, 1, unreadable.stderr);
     assert.match(unreadable.stderr, /self[- ]signed certificate/i);
+  });
+
+  test('a plain-HTTP server named by an https URL: "TLS: wrong version number", not asked again every round', async () => {
+    const d = await dir('https-to-http');
+    let connections = 0;
+    // Answers anything with a plain-HTTP 400 (what a web server says to a TLS hello), counting connections.
+    const plain: Server = createNetServer((socket) => {
+      connections++;
+      socket.on('error', () => undefined);
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    try {
+      const uri = `https://127.0.0.1:${(plain.address() as AddressInfo).port}/parts/`;
+      const jigdo = await jigdoWithServers(v, [uri], d);
+      const r = await runCli(['make-image', jigdo, '-o', path.join(d, 'out.iso'), '--cache-dir', path.join(d, 'c'), '--config', plainConfig, '--retries', '2']);
+      assert.equal(r.code, 1, r.stderr);
+      const partLines = missingPartLines(r.stderr);
+      assert.equal(partLines.length, 6, r.stderr);
+      for (const l of partLines) assert.match(l, /: TLS: wrong version number \(the server does not speak TLS there: http, not https\?\)$/);
+      // Permanent: one handshake per part (3 rounds each with --retries 2 when it was taken for a cut).
+      assert.ok(connections <= 6, `${connections} connections`);
+    } finally {
+      plain.close(); // (not awaited: its callback waited for connections the client had long closed)
+    }
   });
 
   test('NODE_EXTRA_CA_CERTS costs a run without https nothing: node does not load it at start-up', async () => {

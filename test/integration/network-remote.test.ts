@@ -106,6 +106,19 @@ describe('remote .jigdo and configuration', () => {
     assert.match(r.stderr, /^jigdofs: http:\/\/127\.0\.0\.1:\d+\/slow\.jigdo: cannot fetch: too slow: /);
   });
 
+  test('a template server that cuts every answer after a few bytes fails as too slow, in bounded time', async () => {
+    const { d, web } = await servedJigdo('cut-short', 'img.jigdo');
+    const name = `/${path.basename(v.template)}`;
+    // Every answer: 16 bytes after 200 ms, then the connection closes (each request gets further than the last).
+    web.fault(name, { kind: 'short', bytes: 16 });
+    web.latencyMs = 200;
+    const r = await runCli(['info', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--timeout', '1', '--retries', '1'], { timeoutMs: 60_000 });
+    assert.equal(r.timedOut, false, 'the command ended (the 74 KB template at 16 bytes a request: 15 minutes)');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^jigdofs: http:\/\/127\.0\.0\.1:\d+\/jf-md5-gzip\.template: cannot fetch: too slow: \d+ bytes in \d+ s, over requests each cut short/m);
+    assert.ok(gets(web, name).length <= 20, `${gets(web, name).length} requests`);
+  });
+
   test("a stale copy of a remote template in the current folder (another build's, same name) is passed over for the download", async () => {
     const { d, web } = await servedJigdo('stale-copy', 'img.jigdo');
     const cwd = await dir('stale-copy-cwd');

@@ -66,6 +66,38 @@ describe('toFetchError: system errors, by code or by the code of their cause', (
   });
 });
 
+describe('toFetchError: TLS failures are permanent, and say TLS', () => {
+  // As undici throws them (the messages seen from Node 20: a plain-HTTP server on an https URL, a self-signed certificate).
+  const cases: Array<[string, string, string]> = [
+    ['ERR_SSL_WRONG_VERSION_NUMBER', '80FC08DD687F0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/openssl/ssl/record/ssl3_record.c:350:\n',
+      'TLS: wrong version number (the server does not speak TLS there: http, not https?)'],
+    ['DEPTH_ZERO_SELF_SIGNED_CERT', 'self-signed certificate', 'TLS: self-signed certificate'],
+    ['SELF_SIGNED_CERT_IN_CHAIN', 'self-signed certificate in certificate chain', 'TLS: self-signed certificate in certificate chain'],
+    ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'unable to verify the first certificate', 'TLS: unable to verify the first certificate'],
+    ['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'unable to get local issuer certificate', 'TLS: unable to get local issuer certificate'],
+    ['CERT_HAS_EXPIRED', 'certificate has expired', 'TLS: certificate has expired'],
+    ['ERR_TLS_CERT_ALTNAME_INVALID', "Hostname/IP does not match certificate's altnames: IP: 10.0.0.1 is not in the cert's list: 127.0.0.1",
+      "TLS: Hostname/IP does not match certificate's altnames: IP: 10.0.0.1 is not in the cert's list: 127.0.0.1"],
+    ['ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', '', 'TLS: err ssl sslv3 alert handshake failure'],
+  ];
+  for (const [code, message, expected] of cases) {
+    test(`${code} → tls, permanent`, () => {
+      for (const err of [Object.assign(new Error(message), { code }), new TypeError('fetch failed', { cause: Object.assign(new Error(message), { code }) })]) {
+        const e = toFetchError(URL_, err);
+        assert.equal(e.kind, 'tls');
+        assert.equal(e.permanent, true, 'not asked again every round');
+        assert.equal(e.message, expected);
+      }
+    });
+  }
+
+  test('a TLS handshake that stalls is a timeout, not a refusal', () => {
+    const e = toFetchError(URL_, Object.assign(new Error('TLS handshake timeout'), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' }));
+    assert.equal(e.kind, 'timeout');
+    assert.equal(e.permanent, false);
+  });
+});
+
 describe('toFetchError: where a redirect led (the only URLs not checked before a request)', () => {
   test('undici InvalidArgumentError, in our words', () => {
     const kindAndMessage = (msg: string): [FailureKind, string] => {
@@ -117,6 +149,7 @@ describe('permanent: not worth asking the same URL again', () => {
       mismatch: true,
       protocol: true,
       refused: true,
+      tls: true,
       status: false, // decided by the status (below); none given: may pass
       connect: false,
       timeout: false,

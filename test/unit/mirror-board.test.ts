@@ -166,3 +166,15 @@ describe('trust for verify once', () => {
     assert.equal(board.trusted(M), false, 'wrong bytes once: hashed part by part from then on');
   });
 });
+
+describe('exploration (probe)', () => {
+  const cand = (url: string, mirror: string) => ({ url, mirror, weight: 0, user: false });
+
+  test("another URL on the first one's mirror is not probed: a different mirror is", () => {
+    const first = cand('http://a.example/debian/pool/x.deb', 'http://a.example/debian/');
+    const samePlace = cand('http://a.example/debian/other/x.deb', 'http://a.example/debian/');
+    const elsewhere = cand('http://b.example/debian/pool/x.deb', 'http://b.example/debian/');
+    assert.equal(new MirrorBoard().probe([first, samePlace]), undefined, 'one mirror: nothing to explore');
+    assert.equal(new MirrorBoard().probe([first, samePlace, elsewhere]), elsewhere);
+  });
+});
