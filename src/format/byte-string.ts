@@ -120,12 +120,20 @@ const percent = (byte: number): string => `%${byte.toString(16).toUpperCase().pa
 const backslashHex = (byte: number): string => `\\x${byte.toString(16).padStart(2, '0')}`;
 
 /**
- * A URL as text a URL parser keeps exactly: each escaped byte percent-encoded (`caf\udce9` → `caf%E9`). The
- * rest is left to the parser, which percent-encodes valid non-ASCII characters as their UTF-8 bytes: so
- * the server is asked for the name's exact bytes either way.
+ * What a URL parser would not keep as it is: `#` (it starts a fragment, never sent), a backslash (read as `/`), and
+ * control characters (TAB, CR and LF are dropped). A jigdo string is a file's name, joined verbatim (spec §5.5).
+ */
+const URL_ALTERED = /[#\\\u0000-\u001f\u007f]/g;
+
+/**
+ * A URL as text a URL parser keeps exactly: each escaped byte percent-encoded (`caf\udce9` → `caf%E9`), and so is
+ * what the parser would alter (URL_ALTERED: `a#3k.bin` was asked for as `a`, `a\b.bin` as `a/b.bin`), as wget does.
+ * The rest is left to the parser, which percent-encodes valid non-ASCII characters as their UTF-8 bytes: so the
+ * server is asked for the name's exact bytes either way. Applying it twice changes nothing.
  */
 export function urlText(text: string): string {
-  return hasEscapedBytes(text) ? text.replace(ESCAPED_ALL, (ch) => percent(ch.charCodeAt(0) - ESCAPE_BASE)) : text;
+  const bytes = hasEscapedBytes(text) ? text.replace(ESCAPED_ALL, (ch) => percent(ch.charCodeAt(0) - ESCAPE_BASE)) : text;
+  return bytes.replace(URL_ALTERED, (ch) => percent(ch.charCodeAt(0)));
 }
 
 /** Bytes encodeURIComponent leaves as they are. */

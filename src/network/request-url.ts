@@ -1,9 +1,10 @@
+import { urlText } from '../format/byte-string.js';
+
 /**
- * The URL a request goes to, from a candidate string (jigdo strings are concatenated raw, spec §5.5: percent-encoded
- * only here, when the request is built). The URL parser encodes spaces and non-ASCII itself; `#` and control
- * characters are encoded first: the parser takes `#` for the start of a fragment (never sent) and drops TABs and
- * newlines, so `x#y.bin` was asked for as `x`, and `tab<TAB>x.bin` as `tabx.bin`.
+ * The URL a request goes to, from a candidate's text (jigdo strings are joined raw, spec §5.5, and percent-encoded
+ * here, when the request is built): what the URL parser would alter is encoded first (urlText: `#`, a backslash,
+ * control characters), so that the server is asked for the file the .jigdo names.
  */
 export function requestUrl(url: string): string {
-  return new URL(url.replace(/[#\u0000-\u001f\u007f]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`)).href;
+  return new URL(urlText(url)).href;
 }

@@ -178,9 +178,20 @@ test('the quoting sample: candidates follow the spec §5.5 order with Chain ftp 
     'http://h1.example/with space/b c.bin',
     'http://h2.example/xb c.bin',
     'http://h3.example/sq"uote/b c.bin',
-    'http://h4.example/esc"aped\\/b c.bin',
+    'http://h4.example/esc"aped%5C/b c.bin', // a backslash is asked for as one (%5C, as wget does): a URL parser reads it as /
     'http://chain1.example/sub/b c.bin',
     `http://bymd5.example/${B}`,
+  ]);
+});
+
+test('relative references from a remote .jigdo keep #, a backslash and control characters as part of the name', async () => {
+  const base = { kind: 'url' as const, url: 'http://h.example/d/x.jigdo' };
+  const j = await parseJigdo(Buffer.from(`[Image]\nFilename=i.iso\nTemplate=t.template\n[Parts]\n${A}="a#1.bin"\n${B}="b\\\\c.bin"\n${C}="t\tx.bin"\n`), base);
+  const labels = new LabelMap(j.servers);
+  assert.deepEqual([A, B, C].map((k) => partCandidates(j, labels, k).map(show)), [
+    ['http://h.example/d/a%231.bin'],
+    ['http://h.example/d/b%5Cc.bin'],
+    ['http://h.example/d/t%09x.bin'],
   ]);
 });
 
