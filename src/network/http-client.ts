@@ -6,7 +6,7 @@ import { PaceCheck, pumpBody } from './body-pump.js';
 import { tooLarge, type BodyRules } from './body-rules.js';
 import { FetchError, toFetchError } from './fetch-error.js';
 import { MAX_REDIRECTS, rangeAnswer, rangeHeader, statusFailure, validatorOf, type RangeRequest } from './http-answer.js';
-import { proxySettings, type ProxySettings } from './proxy-env.js';
+import { proxySettings } from './proxy-env.js';
 import { requestUrl } from './request-url.js';
 import { FetchThreads, NeedsFullClient } from './raw-http/fetch-threads.js';
 import type { ChecksumKind } from '../format/checksum.js';
@@ -64,21 +64,20 @@ export class HttpClient {
   private closed = false;
   private readonly threads: FetchThreads;
 
-  /** From the environment, checked when the client is made: a value that is no address fails the command at once. */
-  private readonly proxies: ProxySettings;
-
   constructor(readonly opts: HttpOptions) {
-    this.proxies = proxySettings();
     this.threads = new FetchThreads(opts.fetchThreads);
   }
 
   private client(): Promise<Undici> {
     return (this.undici ??= Promise.all([import('undici'), import('./extra-ca.js')]).then(([{ EnvHttpProxyAgent, interceptors, request }, { deferredCaContext }]) => {
+      // Read at the first request (a command that never fetches does not care what they say); one that is no address
+      // fails every request with the same line, naming the variable.
+      const proxies = proxySettings();
       const t = this.opts.timeoutMs;
       // NODE_EXTRA_CA_CERTS when bin/jigdofs deferred it (extra-ca.ts): for the mirror's TLS, and a proxy's.
       const secureContext = deferredCaContext();
       const agent = new EnvHttpProxyAgent({
-        ...this.proxies,
+        ...proxies,
         connections: this.opts.connections,
         keepAliveTimeout: 10_000,
         headersTimeout: t,
@@ -103,7 +102,9 @@ export class HttpClient {
     if (!/^https?:$/.test(new URL(target).protocol)) throw new FetchError(url, 'protocol', 'bad URL: not http(s)');
     let res: Dispatcher.ResponseData;
     if (this.closed) throw new FetchError(url, 'aborted', 'aborted: shutting down');
-    const { dispatcher, request } = await this.client();
+    const { dispatcher, request } = await this.client().catch((err: unknown) => {
+      throw new FetchError(url, 'refused', errorMessage(err)); // a bad proxy variable: no mirror is worth trying
+    });
     if (this.closed) throw new FetchError(url, 'aborted', 'aborted: shutting down');
     try {
       res = await request(target, { method: 'GET', dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });

@@ -16,7 +16,8 @@ export function proxyUrl(name: string, value: string | undefined): string | unde
   try {
     new URL(url);
   } catch {
-    throw new Error(`${name}="${value}" is not a proxy address (expected host:port or http://host:port)`);
+    const shownValue = value.replace(/\/\/[^/@]*@/, '//***@'); // never a password in a message
+    throw new Error(`${name}="${shownValue}" is not a proxy address (expected host:port or http://host:port)`);
   }
   return url;
 }
