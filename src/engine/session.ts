@@ -5,7 +5,7 @@ import { JigdoError, TemplateUnavailableError, UsageError } from '../format/erro
 import { parseJigdo, type JigdoFile, type JigdoImage } from '../format/jigdo.js';
 import { describeLocation, locationFromUser } from '../format/location.js';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
-import { HashIndex } from '../sources/hash-index.js';
+import { HashIndex, identityOf } from '../sources/hash-index.js';
 import { LocalSources, type LocalTree } from '../sources/local-sources.js';
 import { PartStore, type PartProvider } from '../sources/part-store.js';
 import type { Network } from '../network/network.js';
@@ -148,7 +148,9 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
   try {
     // Checked while it is parsed (the hash runs on a pool thread, which first has to start: most of a mount's
     // start-up with an empty cache); a template that fails its checksum is named for that, whatever the parse says.
-    const [checked, parsed] = await Promise.allSettled([checkTemplate(templatePath, image, index, pool), parseTemplate(src)]);
+    // The check is of the file opened here, which is what is read: the name may lead to another by now.
+    const opened = identityOf(await src.stat());
+    const [checked, parsed] = await Promise.allSettled([checkTemplate(templatePath, image, index, pool, opened), parseTemplate(src)]);
     if (checked.status === 'rejected') throw checked.reason;
     if (parsed.status === 'rejected') throw parsed.reason;
     const template = parsed.value;

@@ -6,7 +6,7 @@ import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { JigdoError, TemplateUnavailableError, errorMessage } from '../format/errors.js';
 import type { JigdoFile, JigdoImage } from '../format/jigdo.js';
 import { baseName, describeLocation, resolveReference, type Location } from '../format/location.js';
-import type { HashIndex } from '../sources/hash-index.js';
+import type { FileIdentity, HashIndex } from '../sources/hash-index.js';
 import { verifyWholeFile } from '../sources/verified-copy.js';
 import type { WorkerPool } from '../util/worker-pool.js';
 
@@ -120,13 +120,16 @@ async function hashTemplate(file: string, kind: ChecksumKind, pool: WorkerPool):
   }
 }
 
-/** Checks the template file against Template-MD5Sum / Template-SHA256Sum, remembering the result. */
-export async function checkTemplate(file: string, image: JigdoImage, index: HashIndex, pool: WorkerPool): Promise<void> {
+/**
+ * Checks the template file against Template-MD5Sum / Template-SHA256Sum, remembering the result. `opened`: the
+ * identity of the open file that will be read (verifyWholeFile: the name must lead to it, before and after the hash).
+ */
+export async function checkTemplate(file: string, image: JigdoImage, index: HashIndex, pool: WorkerPool, opened?: FileIdentity): Promise<void> {
   const expected: Array<[ChecksumKind, Buffer]> = [];
   if (image.templateSha256) expected.push(['sha256', image.templateSha256]);
   if (image.templateMd5) expected.push(['md5', image.templateMd5]);
   if (expected.length === 0) return; // libjte/jigdo-file always write one; hand-made files may not
-  if (await verifyWholeFile(index, (f, kind) => hashTemplate(f, kind, pool), file, expected)) return; // either one matching is enough, as in jigdo-lite
+  if (await verifyWholeFile(index, (f, kind) => hashTemplate(f, kind, pool), file, expected, opened)) return; // either one matching is enough, as in jigdo-lite
   const [kind, sum] = expected[0]!;
   throw new JigdoError(file, `template ${kind.toUpperCase()} checksum does not match the .jigdo (expected ${checksumKey(sum)}): wrong or corrupt template`);
 }

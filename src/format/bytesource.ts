@@ -29,6 +29,11 @@ export class FileByteSource implements ByteSource {
     }
   }
 
+  /** The open file's status (fstat): what is read, whatever the name leads to now. */
+  stat(): Promise<import('node:fs').Stats> {
+    return this.handle.stat();
+  }
+
   async read(offset: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
     let done = 0;

@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
-import { identityOf, type FileIdentity, type HashIndex } from './hash-index.js';
+import { JigdoError } from '../format/errors.js';
+import { identityOf, sameIdentity, type FileIdentity, type HashIndex } from './hash-index.js';
 import type { FileRange } from '../util/worker-protocol.js';
 
 /**
@@ -105,6 +106,8 @@ export async function verifyLocalCopy(
   if (defer) return { copy: vouch({ ...copyHere(), deferred: true }), hashed: false };
   const was = index.previous(file, kind, o, l);
   const sum = checksumKey(await hash(file, kind, offset, length, ranges));
+  // Hashed by name: replaced or written meanwhile, the checksum may be another file's. Not recorded, not used.
+  if (!(await unchangedSince(file, id))) return { hashed: true };
   index.set(file, id, kind, sum, o, l);
   return { copy: matches(sum), was, hashed: true };
 }
@@ -150,19 +153,30 @@ export function copyRuns(copy: Pick<LocalCopy, 'path' | 'offset' | 'ranges'>, fr
 
 /**
  * A whole file (the template) checked against `expected` in order, each checksum from the index or hashed
- * now (and recorded). Undefined when none matches.
+ * now (and recorded). Undefined when none matches. `opened`: the identity of the file the caller opened and will
+ * read, which the name must still lead to. The file is hashed by its name, so its identity must be the same after
+ * the hash as before (a rename changes the ctime of the file it moves): a template replaced meanwhile (a mirror's
+ * sync renaming the new one into place) had the new file's checksum vouch for the old one the caller read.
  */
-export async function verifyWholeFile(index: HashIndex, hash: HashFile, file: string, expected: SumCheck[]): Promise<VerifiedCopy | undefined> {
+export async function verifyWholeFile(index: HashIndex, hash: HashFile, file: string, expected: SumCheck[], opened?: FileIdentity): Promise<VerifiedCopy | undefined> {
   const id = identityOf(await stat(fsPath(file)));
+  if (opened && !sameIdentity(opened, id)) throw new JigdoError(file, 'was replaced while it was being opened (being updated?): run again');
   for (const [kind, sum] of expected) {
     let key = index.get(file, id, kind);
     if (!key) {
       key = checksumKey(await hash(file, kind));
+      if (!(await unchangedSince(file, id))) throw new JigdoError(file, 'changed while it was being checked (being updated?): run again');
       index.set(file, id, kind, key);
     }
     if (key === checksumKey(sum)) return vouch({ path: file, offset: 0, ...id });
   }
   return undefined;
+}
+
+/** The file at `file` still has identity `id` (hashed by name: what was hashed was that file). */
+async function unchangedSince(file: string, id: FileIdentity): Promise<boolean> {
+  const now = await stat(fsPath(file)).catch(() => undefined);
+  return now !== undefined && sameIdentity(id, now);
 }
 
 /**

@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { checksumKey, type ChecksumKind } from '../../src/format/checksum.js';
@@ -103,6 +103,38 @@ test('whole-file check (the template): any expected checksum matching is enough;
   assertVerified(copy, 'test');
   assert.equal(await verifyWholeFile(index, h.hash, file, [wrongSha]), undefined);
   assert.equal(h.calls, 2, 'sha256 and md5 hashed once each, then known from the index');
+});
+
+/** A hash function that renames `other` over the file before hashing it: a sync replacing the file meanwhile. */
+function replacingHash(other: string): (file: string, kind: ChecksumKind, offset?: number, length?: number) => Promise<Buffer> {
+  return async (file, kind, offset = 0, length) => {
+    await rename(other, file);
+    return sumOf(kind, (await readFile(file)).subarray(offset, length === undefined ? undefined : offset + length));
+  };
+}
+
+test("a file replaced while it is hashed by name: the other file's checksum neither vouches for it nor goes into the index", async () => {
+  const good = Buffer.from('the template the .jigdo names');
+  const bad = Buffer.from('another build, another image');
+  const file = path.join(work, 'swapped.template');
+  await writeFile(file, bad);
+  await writeFile(`${file}.new`, good);
+  const index = await HashIndex.load(undefined);
+  const opened = identityOf(await stat(file)); // what the caller opened and will read: the other build
+  await assert.rejects(verifyWholeFile(index, replacingHash(`${file}.new`), file, [['md5', sumOf('md5', good)]], opened), /changed while it was being checked/);
+  assert.equal(index.get(file, opened, 'md5'), undefined);
+  // Replaced between the caller's open and the check: the name leads elsewhere.
+  await writeFile(`${file}.new`, good);
+  await rename(`${file}.new`, file);
+  await assert.rejects(verifyWholeFile(index, countingHash().hash, file, [['md5', sumOf('md5', good)]], opened), /was replaced while it was being opened/);
+
+  const part = path.join(work, 'swapped.bin');
+  await writeFile(part, bad);
+  await writeFile(`${part}.new`, good);
+  const id = identityOf(await stat(part));
+  const found = await verifyLocalCopy(index, replacingHash(`${part}.new`), 'md5', { file: part, offset: 0, length: bad.length, whole: true }, keyOf(good));
+  assert.equal(found?.copy, undefined, 'no copy vouched for by the other file');
+  assert.equal(index.get(part, id, 'md5'), undefined);
 });
 
 test('cache commit: placed only after a checksum matched; no checksum, no placing', async () => {
