@@ -352,14 +352,14 @@ class JigdoBuilder {
   }
 
   private addServer(label: string, rawValue: string, from: Location, where: () => string): void {
+    // An empty value stands for the empty string, as in jigdo-file: `E=` then `F=E:f` makes F `f`.
     const words = splitWords(rawValue);
-    if (words.length === 0) return;
     if (++this.serverLines > MAX_SERVER_LINES) {
       this.warn(`${where()}: ignored [Servers] line: more than ${MAX_SERVER_LINES} in all`);
       return;
     }
     const list = this.servers.get(label) ?? [];
-    list.push({ uri: words[0]!, weight: weightOf(words), base: from });
+    list.push({ uri: words[0] ?? '', weight: weightOf(words), base: from });
     this.servers.set(label, list);
   }
 

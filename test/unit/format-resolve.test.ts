@@ -184,6 +184,13 @@ test('the quoting sample: candidates follow the spec §5.5 order with Chain ftp 
   ]);
 });
 
+test('a [Servers] label with an empty value stands for the empty string, as in jigdo-file print-missing-all', async () => {
+  const j = await jigdoAt(work, ['[Servers]', 'E=', 'F=E:f', 'G= # a comment', 'H=G:h', '[Parts]', `${A}=F:p3`, `${B}=H:q`].join('\n'));
+  const labels = new LabelMap(j.servers);
+  assert.deepEqual(expandPart(j, labels, A).map((e) => e.text), ['fp3', `MD5Sum:${A}`]); // jigdo-file 0.8.0: fp3, MD5Sum:…
+  assert.deepEqual(expandPart(j, labels, B).map((e) => e.text), ['hq', `MD5Sum:${B}`]);
+});
+
 test('relative references from a remote .jigdo keep #, a backslash and control characters as part of the name', async () => {
   const base = { kind: 'url' as const, url: 'http://h.example/d/x.jigdo' };
   const j = await parseJigdo(Buffer.from(`[Image]\nFilename=i.iso\nTemplate=t.template\n[Parts]\n${A}="a#1.bin"\n${B}="b\\\\c.bin"\n${C}="t\tx.bin"\n`), base);
