@@ -149,7 +149,7 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
     // Checked while it is parsed (the hash runs on a pool thread, which first has to start: most of a mount's
     // start-up with an empty cache); a template that fails its checksum is named for that, whatever the parse says.
     // The check is of the file opened here, which is what is read: the name may lead to another by now.
-    const opened = identityOf(await src.stat());
+    const opened = { identity: identityOf(await src.stat()), fd: src.fd };
     const [checked, parsed] = await Promise.allSettled([checkTemplate(templatePath, image, index, pool, opened), parseTemplate(src)]);
     if (checked.status === 'rejected') throw checked.reason;
     if (parsed.status === 'rejected') throw parsed.reason;

@@ -122,14 +122,15 @@ async function hashTemplate(file: string, kind: ChecksumKind, pool: WorkerPool):
 
 /**
  * Checks the template file against Template-MD5Sum / Template-SHA256Sum, remembering the result. `opened`: the
- * identity of the open file that will be read (verifyWholeFile: the name must lead to it, before and after the hash).
+ * open file that will be read, which is what is checked (verifyWholeFile), whatever the name leads to by then.
  */
-export async function checkTemplate(file: string, image: JigdoImage, index: HashIndex, pool: WorkerPool, opened?: FileIdentity): Promise<void> {
+export async function checkTemplate(file: string, image: JigdoImage, index: HashIndex, pool: WorkerPool, opened?: { identity: FileIdentity; fd: number }): Promise<void> {
   const expected: Array<[ChecksumKind, Buffer]> = [];
   if (image.templateSha256) expected.push(['sha256', image.templateSha256]);
   if (image.templateMd5) expected.push(['md5', image.templateMd5]);
   if (expected.length === 0) return; // libjte/jigdo-file always write one; hand-made files may not
-  if (await verifyWholeFile(index, (f, kind) => hashTemplate(f, kind, pool), file, expected, opened)) return; // either one matching is enough, as in jigdo-lite
+  const through = opened && { identity: opened.identity, path: `/proc/self/fd/${opened.fd}` };
+  if (await verifyWholeFile(index, (f, kind) => hashTemplate(f, kind, pool), file, expected, through)) return; // either one matching is enough, as in jigdo-lite
   const [kind, sum] = expected[0]!;
   throw new JigdoError(file, `template ${kind.toUpperCase()} checksum does not match the .jigdo (expected ${checksumKey(sum)}): wrong or corrupt template`);
 }

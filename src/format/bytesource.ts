@@ -34,6 +34,11 @@ export class FileByteSource implements ByteSource {
     return this.handle.stat();
   }
 
+  /** The open file's descriptor (for a check of exactly what is read: /proc/self/fd/N). */
+  get fd(): number {
+    return this.handle.fd;
+  }
+
   async read(offset: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
     let done = 0;

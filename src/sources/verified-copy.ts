@@ -153,19 +153,27 @@ export function copyRuns(copy: Pick<LocalCopy, 'path' | 'offset' | 'ranges'>, fr
 
 /**
  * A whole file (the template) checked against `expected` in order, each checksum from the index or hashed
- * now (and recorded). Undefined when none matches. `opened`: the identity of the file the caller opened and will
- * read, which the name must still lead to. The file is hashed by its name, so its identity must be the same after
- * the hash as before (a rename changes the ctime of the file it moves): a template replaced meanwhile (a mirror's
- * sync renaming the new one into place) had the new file's checksum vouch for the old one the caller read.
+ * now (and recorded). Undefined when none matches.
+ *
+ * `opened`: the file the caller opened and will read, by its identity (fstat) and a name that leads to it whatever
+ * happens to `file` meanwhile (/proc/self/fd/N): what is hashed. Without it, `file` is hashed by its name, and its
+ * identity must be the same after the hash as before (a rename changes the ctime of the file it moves). A template
+ * renamed into place between the caller's open and a check by name (a mirror's sync) had the new file's checksum
+ * vouch for the old one the caller read: make-image built the old image and reported success.
  */
-export async function verifyWholeFile(index: HashIndex, hash: HashFile, file: string, expected: SumCheck[], opened?: FileIdentity): Promise<VerifiedCopy | undefined> {
-  const id = identityOf(await stat(fsPath(file)));
-  if (opened && !sameIdentity(opened, id)) throw new JigdoError(file, 'was replaced while it was being opened (being updated?): run again');
+export async function verifyWholeFile(
+  index: HashIndex,
+  hash: HashFile,
+  file: string,
+  expected: SumCheck[],
+  opened?: { identity: FileIdentity; path: string },
+): Promise<VerifiedCopy | undefined> {
+  const id = opened?.identity ?? identityOf(await stat(fsPath(file)));
   for (const [kind, sum] of expected) {
     let key = index.get(file, id, kind);
     if (!key) {
-      key = checksumKey(await hash(file, kind));
-      if (!(await unchangedSince(file, id))) throw new JigdoError(file, 'changed while it was being checked (being updated?): run again');
+      key = checksumKey(await hash(opened?.path ?? file, kind));
+      if (!opened && !(await unchangedSince(file, id))) throw new JigdoError(file, 'changed while it was being checked (being updated?): run again');
       index.set(file, id, kind, key);
     }
     if (key === checksumKey(sum)) return vouch({ path: file, offset: 0, ...id });

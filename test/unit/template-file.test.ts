@@ -3,11 +3,12 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { HASH_HERE_MAX, checkTemplate } from '../../src/engine/template-file.js';
-import { HashIndex } from '../../src/sources/hash-index.js';
+import { HashIndex, identityOf } from '../../src/sources/hash-index.js';
 import { WorkerPool } from '../../src/util/worker-pool.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-template-file-'));
@@ -34,3 +35,24 @@ for (const [label, size] of [['hashed here', 3 << 20], ['hashed on the pool', HA
     });
   });
 }
+
+test('the file checked is the one opened, whatever the name leads to by then (a template renamed into place meanwhile)', async () => {
+  const right = randomBytes(4096);
+  const other = randomBytes(4096); // another build's template
+  const image = { filename: 'x.iso', template: 't', templateMd5: createHash('md5').update(right).digest() };
+  const file = path.join(work, 'synced.template');
+  for (const [openedBytes, laterBytes, ok] of [[other, right, false], [right, other, true]] as const) {
+    writeFileSync(file, openedBytes);
+    const fh = await open(file, 'r');
+    try {
+      writeFileSync(`${file}.new`, laterBytes);
+      renameSync(`${file}.new`, file); // the sync renames the next one into place after the caller's open
+      const opened = { identity: identityOf(await fh.stat()), fd: fh.fd };
+      const checked = checkTemplate(file, image, await HashIndex.load(undefined), pool, opened);
+      if (ok) await checked;
+      else await assert.rejects(checked, /template MD5 checksum does not match the \.jigdo/);
+    } finally {
+      await fh.close();
+    }
+  }
+});
