@@ -67,7 +67,8 @@ export function toFetchError(url: string, err: unknown): FetchError {
   if (code !== undefined && TLS_CODE.test(code)) {
     // (the message of the error that has the code: fetch() wraps it in a 'fetch failed')
     const coded = (err as { code?: string }).code === undefined ? (err as { cause?: unknown }).cause : err;
-    return new FetchError(url, 'tls', `TLS: ${tlsReason(code, errorMessage(coded))}`);
+    // A damaged record or the server's internal error may not happen again: a cut, not a verdict on the mirror.
+    return new FetchError(url, TRANSIENT_TLS.test(code) ? 'reset' : 'tls', `TLS: ${tlsReason(code, errorMessage(coded))}`);
   }
   switch (code) {
     case 'UND_ERR_HEADERS_TIMEOUT':
@@ -113,6 +114,8 @@ export function toFetchError(url: string, err: unknown): FetchError {
  * same answer: they were taken for cuts ('reset') and retried every round, their messages a raw OpenSSL line.
  * (ERR_TLS_HANDSHAKE_TIMEOUT is a stall, not a refusal: a timeout.)
  */
+/** TLS failures of one connection (a damaged record, a server's internal error), not of the mirror's setup. */
+const TRANSIENT_TLS = /DECRYPT|BAD_RECORD_MAC|INTERNAL_ERROR|UNEXPECTED_EOF|RECORD_OVERFLOW|DECODE_ERROR/;
 const TLS_CODE = /^(?!ERR_TLS_HANDSHAKE_TIMEOUT$)(ERR_SSL_|ERR_TLS_|CERT_|CRL_|UNABLE_TO_|ERROR_IN_C|DEPTH_ZERO_|INVALID_CA$|INVALID_PURPOSE$|PATH_LENGTH_EXCEEDED$|HOSTNAME_MISMATCH$)|SELF_SIGNED/;
 
 /**

@@ -34,7 +34,7 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
    * few bytes got further each time, so it never failed and was asked again at once: 130 requests for a 2 KB template
    * at 16 bytes per 200 ms answer, days for a 30 MB one. Fed at each failed attempt's end; the waits count too.
    */
-  const pace = new PaceCheck(url, ctx.opts.timeoutMs);
+  let pace = new PaceCheck(url, ctx.opts.timeoutMs);
   for (;;) {
     if (fromZero) pos = 0;
     const before = pos;
@@ -75,9 +75,13 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
       // Progress is measured against the best attempt so far: a server that ignores Range and cuts
       // every download at the same point must not make us restart from byte 0 forever.
       // A trickle moves forward too, but a slow server stays slow: it counts as a failure, within a request or across.
-      const across = slowAcross(pace, moved, e);
+      // Judged only over attempts that each got further: one that did not is a failure already (and its wait would
+      // make the next one look slow), so the window starts again after it.
+      const further = pos > best && e.kind !== 'slow';
+      const across = further ? slowAcross(pace, moved, e) : undefined;
+      if (!further) pace = new PaceCheck(url, ctx.opts.timeoutMs);
       const slow = e.kind === 'slow' ? e : across;
-      const progressed = pos > best && !slow;
+      const progressed = further && !slow;
       if (progressed) best = pos;
       else failures++;
       if (failures > ctx.opts.retries) throw new JigdoError(url, `cannot fetch: ${(slow ?? e).message}`);

@@ -119,6 +119,14 @@ describe('remote .jigdo and configuration', () => {
     assert.ok(gets(web, name).length <= 20, `${gets(web, name).length} requests`);
   });
 
+  test('a template server that never answers fails with its own reason, not as too slow', async () => {
+    const { d, web } = await servedJigdo('never-answers', 'img.jigdo');
+    web.fault(`/${path.basename(v.template)}`, { kind: 'hang' });
+    const r = await runCli(['info', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--timeout', '1', '--retries', '2'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^jigdofs: http:\/\/127\.0\.0\.1:\d+\/jf-md5-gzip\.template: cannot fetch: no response headers in time$/m);
+  });
+
   test("a stale copy of a remote template in the current folder (another build's, same name) is passed over for the download", async () => {
     const { d, web } = await servedJigdo('stale-copy', 'img.jigdo');
     const cwd = await dir('stale-copy-cwd');

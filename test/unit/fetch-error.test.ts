@@ -91,6 +91,15 @@ describe('toFetchError: TLS failures are permanent, and say TLS', () => {
     });
   }
 
+  test('a damaged record or a server-side internal TLS error is a cut of that connection: tried again, still said TLS', () => {
+    for (const code of ['ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', 'ERR_SSL_TLSV1_ALERT_INTERNAL_ERROR', 'ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC']) {
+      const e = toFetchError(URL_, Object.assign(new Error('x'), { code }));
+      assert.equal(e.kind, 'reset', code);
+      assert.equal(e.permanent, false, code);
+      assert.match(e.message, /^TLS: /);
+    }
+  });
+
   test('a TLS handshake that stalls is a timeout, not a refusal', () => {
     const e = toFetchError(URL_, Object.assign(new Error('TLS handshake timeout'), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' }));
     assert.equal(e.kind, 'timeout');

@@ -115,7 +115,7 @@ function replacingHash(other: string): (file: string, kind: ChecksumKind, offset
 
 test("a file replaced while it is hashed by name: the other file's checksum neither vouches for it nor goes into the index", async () => {
   const good = Buffer.from('the template the .jigdo names');
-  const bad = Buffer.from('another build, another image');
+  const bad = Buffer.from('another build, other image!!!'); // the same length: only the bytes differ
   const file = path.join(work, 'swapped.template');
   await writeFile(file, bad);
   await writeFile(`${file}.new`, good);
