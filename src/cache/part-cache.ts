@@ -24,8 +24,7 @@ import { PageRelease } from './page-release.js';
  * Content-addressed: a file's name is its checksum (`parts/md5/ab/ab12…`), and a file gets that name only
  * by a rename done after its bytes were hashed and matched (verified-copy.ts: commitIfMatches). So
  * whatever sits under a checksum name was verified when written (and not written to since: commit-stamp.ts); a killed process leaves at most a
- * `tmp/*.partial` file (never taken as a part, removed by the next process) and a lock file (taken over
- * once its owner is dead or silent: cache-lock.ts).
+ * `tmp/*.partial` file (never taken as a part, removed by the next process that opens the cache) and a lock file (taken over once its owner is dead or silent: cache-lock.ts).
  *
  * The one exception is asked for by make-image (verify once: ImageSession.deferChecks): a part fetched from a
  * mirror that proved right is kept beside its checksum name, as `HEX.OWNER-RANDOM.unverified`, without being hashed
@@ -117,6 +116,7 @@ export class PartCache {
     this.fs = new CacheFs(this.dir);
     this.locks = new CacheLocks(this.dir, path.join(this.dir, 'parts', 'locks'), this.tmpDir, inDir, this.log, this.fs);
     this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, () => this.locks.waitLock('size', LEDGER_WAIT_MS), this.fs);
+    void this.locks.cleanOnce(); // from the start: only a download waited for it, so a run that fetched nothing left them
   }
 
   private get tmpDir(): string {

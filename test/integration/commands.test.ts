@@ -407,3 +407,21 @@ test('generated fixtures (test/helpers/fixtures.ts): make-image on every variant
     ),
   );
 });
+
+test("what a killed run left in the cache (partial downloads, locks) goes with the next run, also one that fetches nothing", async () => {
+  const { ownerTag } = await import('../../src/util/pid.js');
+  const { spawnSync } = await import('node:child_process');
+  const deadPid = spawnSync(process.execPath, ['-e', '']).pid!;
+  const dir = path.join(cache, `killed-${++runs}`);
+  const tmp = path.join(dir, 'parts', 'tmp');
+  const locks = path.join(dir, 'parts', 'locks');
+  await mkdir(tmp, { recursive: true });
+  await mkdir(locks, { recursive: true });
+  await writeFile(path.join(tmp, `${ownerTag(deadPid)}-aa.partial`), 'half a part');
+  await writeFile(path.join(locks, 'parts-md5-aa.lock'), `${ownerTag(deadPid)}-1\n`);
+  const out = path.join(work, `after-killed-${runs}.iso`);
+  const r = await runCli(['make-image', sample('jf-md5-gzip.jigdo'), '-o', out, '--scan', SAMPLE_PARTS, '--cache-dir', dir, '--offline']);
+  assertOk(r);
+  assert.equal(await fileMd5(out), IMAGE_MD5);
+  assert.deepEqual([...(await readdir(tmp)), ...(await readdir(locks))], []);
+});
