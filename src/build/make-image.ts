@@ -1,5 +1,5 @@
-import { fsPath } from '../format/byte-string.js';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { fsPath, shown } from '../format/byte-string.js';
+import { open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../engine/session.js';
@@ -238,12 +238,26 @@ async function writeImage(
     onWritten?.();
     return { size: layout.size, checksum: checksumKey(sum), missing: [], directBytes };
   } catch (err) {
-    return await fail(err);
+    return await fail(await withoutTemporary(err, tmp, output));
   } finally {
     direct.close();
-    await fh.close();
-    if (!ok) await rm(fsPath(tmp), { force: true }); // also when the rename failed: never leave the temporary file
+    await fh.close().catch(() => undefined);
+    if (!ok) await unlink(fsPath(tmp)).catch(() => undefined); // (removed already, or said so, on a failure)
   }
+}
+
+/**
+ * Removes the temporary image after `err` (also when the rename failed: never leave it), and returns `err`; when it
+ * cannot be removed (a folder turned read-only), `err` with that said. Before, the removal's own error replaced
+ * `err` (an EPERM unlink retried by rm as a folder: "ENOTDIR ... scandir"), and the 2 GB file stayed unnamed.
+ */
+async function withoutTemporary(err: unknown, tmp: string, output: string): Promise<unknown> {
+  const left = await unlink(fsPath(tmp)).then(
+    () => undefined,
+    (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : e),
+  );
+  if (!left) return err;
+  return new JigdoError(output, `${err instanceof JigdoError ? err.problem : errorMessage(err)}; its temporary file ${shown(tmp)} is left (${left.code ?? errorMessage(left)}): remove it by hand`);
 }
 
 /**

@@ -5,7 +5,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findMissing, makeImage } from '../../src/build/make-image.js';
@@ -114,6 +115,28 @@ test('a named copy taken unhashed whose read then failed is not recorded as the 
     assert.deepEqual(await findMissing(again), [key], 'the wrong file is hashed, not taken from the index');
   } finally {
     await again.close();
+  }
+});
+
+test('an output folder made immutable mid-run: the rename failure is reported, and the temporary image named as left', { skip: process.getuid?.() !== 0 && 'needs root (chattr +i)' }, async () => {
+  const parts = await partsCopy();
+  const outDir = path.join(work, `frozen-${++n}`);
+  await mkdir(outDir);
+  const s = await session({ local: [{ label: 'Parts', dir: parts }], cacheDir: path.join(work, `cache-${n}`) });
+  let frozen = false;
+  try {
+    const made = makeImage(s, path.join(outDir, 'img.iso'), () => {
+      if (frozen) return;
+      frozen = true;
+      execFileSync('chattr', ['+i', outDir]); // while the image is written: its rename and the cleanup then fail
+    });
+    await assert.rejects(made, (err: Error) => {
+      assert.match(err.message, /img\.iso: cannot write: EPERM.*; its temporary file .*img\.iso\.jigdofs-.*\.tmp is left \(EPERM\): remove it by hand$/);
+      return true;
+    });
+  } finally {
+    if (frozen) execFileSync('chattr', ['-i', outDir]);
+    await s.close();
   }
 });
 
