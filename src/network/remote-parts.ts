@@ -79,28 +79,32 @@ export class RemoteParts implements PartProvider {
     const kind = this.layout.checksumKind;
     board.parts.inFlight++;
     try {
-      let waited = false;
-      const started = await cache.begin('parts', kind, hexOfKey(key), () => (waited = true));
-      if ('copy' in started) {
-        if (waited) board.parts.fromOtherProcess++;
-        return started.copy;
-      }
-      try {
-        const fetch = new PartFetch(this.ctx, need, kind, urls, started.writer, this.deferring, ahead);
-        const copy = await fetch.run();
-        this.downloaded.add(copy.path);
-        if (this.ctx.opts.keepDownloads === false) this.toRemove.push(copy);
-        const before = this.unhashed.get(key);
-        if (copy.deferred) this.unhashed.set(key, { copy, mirrors: fetch.sources, again: before !== undefined });
-        else this.unhashed.delete(key); // hashed this time: nothing left to confirm or blame
-        board.parts.fetched++;
-        board.parts.bytes += need.length;
-        return copy;
-      } catch (err) {
-        board.parts.failed++;
-        throw err;
-      } finally {
-        await started.writer.abort();
+      for (let attempt = 0; ; attempt++) {
+        let waited = false;
+        const started = await cache.begin('parts', kind, hexOfKey(key), () => (waited = true));
+        if ('copy' in started) {
+          if (waited) board.parts.fromOtherProcess++;
+          return started.copy;
+        }
+        try {
+          const fetch = new PartFetch(this.ctx, need, kind, urls, started.writer, this.deferring, ahead);
+          const copy = await fetch.run();
+          this.downloaded.add(copy.path);
+          if (this.ctx.opts.keepDownloads === false) this.toRemove.push(copy);
+          const before = this.unhashed.get(key);
+          if (copy.deferred) this.unhashed.set(key, { copy, mirrors: fetch.sources, again: before !== undefined });
+          else this.unhashed.delete(key); // hashed this time: nothing left to confirm or blame
+          board.parts.fetched++;
+          board.parts.bytes += need.length;
+          return copy;
+        } catch (err) {
+          // The cache folder was removed meanwhile (its temporary file went with it): once more, into a new one.
+          if (attempt === 0 && temporaryGone(err)) continue;
+          board.parts.failed++;
+          throw err;
+        } finally {
+          await started.writer.abort();
+        }
       }
     } finally {
       board.parts.inFlight--;
@@ -153,4 +157,10 @@ export class RemoteParts implements PartProvider {
       this.ctx.opts.log(`mirror ${from[0]} served ${message}`);
     } else this.ctx.opts.log(`mirrors ${from.join(', ')} served ${message}`);
   }
+}
+
+/** The rename of a download's temporary file found it gone: its folder was removed (`rm -rf` of the cache) meanwhile. */
+function temporaryGone(err: unknown): boolean {
+  const e = err as NodeJS.ErrnoException;
+  return e.code === 'ENOENT' && e.syscall === 'rename' && typeof e.path === 'string' && e.path.endsWith('.partial');
 }
