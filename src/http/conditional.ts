@@ -42,11 +42,13 @@ export function rangeApplies(headers: IncomingHttpHeaders, image: ServedImage): 
 }
 
 /**
- * A failed If-Match precondition (RFC 9110 §13.1.1): a tag list that does not hold ours (strong
- * comparison), so the answer is 412. Download managers send it when resuming.
+ * A failed precondition, so the answer is 412 (RFC 9110 §13.2.2 steps 1-2): If-Match with a tag list that does not
+ * hold ours (strong comparison), or, without If-Match, If-Unmodified-Since before our Last-Modified. Download managers
+ * send them when resuming (`curl -z -DATE`): they must not get the new image's bytes after their old ones.
  */
 export function preconditionFailed(headers: IncomingHttpHeaders, image: ServedImage): boolean {
   const im = headers['if-match'];
-  if (im === undefined) return false;
-  return !tagList(im).some((t) => t === '*' || t === image.etag);
+  if (im !== undefined) return !tagList(im).some((t) => t === '*' || t === image.etag);
+  const since = dateHeader(headers['if-unmodified-since']);
+  return since !== undefined && image.lastModified.getTime() > since;
 }

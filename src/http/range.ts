@@ -18,8 +18,15 @@ export const MAX_RANGES = 64;
 
 const SPEC = /^(\d*)-(\d*)$/;
 
-/** A position's digits as a number; past 2^53 Infinity (RFC 9110 §14.1.1: recipients expect large numerals). */
-const position = (digits: string): number => (digits.length > 15 ? Infinity : Number(digits));
+/**
+ * A position's digits as a number; past 2^53 Infinity (RFC 9110 §14.1.1: recipients expect large numerals). Leading
+ * zeros are allowed (1*DIGIT) and count for nothing: `0000000000000100` is 100, not a huge number (it asked for the
+ * whole image).
+ */
+const position = (digits: string): number => {
+  const value = digits.replace(/^0+(?=\d)/, '');
+  return value.length > 15 ? Infinity : Number(value);
+};
 
 /** One `first-last`, `first-` or `-suffix` spec; null when malformed, undefined when unsatisfiable. */
 function parseSpec(spec: string, size: number): ByteRange | null | undefined {

@@ -149,6 +149,11 @@ describe('jigdofs serve', () => {
     assert.equal(other.code, 200);
     assert.equal(md5hex(other.body), v.imageMd5);
     assert.equal((await curl(['-H', 'If-Match: "nope"', url])).code, 412);
+    // If-Unmodified-Since (curl -z -DATE, as a resuming download manager sends it): before our date 412, as nginx answers.
+    assert.equal((await curl(['-r', '0-9', '-H', 'If-Unmodified-Since: Thu, 01 Jan 1970 00:00:01 GMT', url])).code, 412);
+    const unmodified = await curl(['-r', '0-9', '-H', `If-Unmodified-Since: ${lastModified}`, url]);
+    assert.equal(unmodified.code, 206);
+    assert.equal((await curl(['-H', `If-Match: ${etag}`, '-H', 'If-Unmodified-Since: Thu, 01 Jan 1970 00:00:01 GMT', url])).code, 200, 'If-Match decides when given');
   });
 
   test('/ lists the images: JSON on Accept: application/json, HTML otherwise; unknown names 404, POST 405', async () => {

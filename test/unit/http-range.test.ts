@@ -16,6 +16,13 @@ test('ranges, suffixes and open ends are clipped to the image; none with a byte 
   assert.deepEqual(parseRange('bytes=5-1', SIZE), { kind: 'full' }, 'bad syntax is ignored');
 });
 
+test('leading zeros count for nothing (1*DIGIT): sixteen digits of 100 are 100, not a huge number', () => {
+  assert.deepEqual(parseRange('bytes=-0000000000000100', SIZE), { kind: 'ranges', ranges: [{ start: 900, end: 999 }] });
+  assert.deepEqual(parseRange('bytes=0-0000000000000009', SIZE), { kind: 'ranges', ranges: [{ start: 0, end: 9 }] });
+  assert.deepEqual(parseRange('bytes=0000000000000001-2', SIZE), { kind: 'ranges', ranges: [{ start: 1, end: 2 }] });
+  assert.deepEqual(parseRange('bytes=000-0', SIZE), { kind: 'ranges', ranges: [{ start: 0, end: 0 }] });
+});
+
 test('numerals past 2^53 are numbers too: a huge last position is clipped, a huge first one is past the end', () => {
   assert.deepEqual(parseRange('bytes=0-18446744073709551615', SIZE), { kind: 'ranges', ranges: [{ start: 0, end: 999 }] });
   assert.deepEqual(parseRange('bytes=99999999999999999999-', SIZE), { kind: 'unsatisfiable' });
