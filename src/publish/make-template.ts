@@ -152,6 +152,9 @@ async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageS
 
 export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTemplateResult> {
   const imageSize = await checkImage(opts.image);
+  // Its DESC would be 43 bytes, which no reader takes (jigdo-file's own wants 45: spec §2.4): said now, not by every
+  // later command that reads the template.
+  if (imageSize === 0) throw new JigdoError(opts.image, 'the image is empty: a template of nothing could not be read back (jigdo-file writes one that no reader accepts)');
   await checkOutputs(opts);
   const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
   let image: FileHandle;

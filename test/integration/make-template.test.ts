@@ -281,6 +281,9 @@ describe('make-template on its own', () => {
   test('bad input: one line naming the file, exit 1, nothing written', async () => {
     assertCleanFailure(await runCli(['make-template', 'tree', 'tree/pool', '--cache-dir', cache], { cwd: work }), 'tree', /directory/);
     assertCleanFailure(await runCli(['make-template', 'nope.iso', 'tree/pool', '--cache-dir', cache], { cwd: work }), 'nope.iso', /cannot read/);
+    await writeFile(path.join(work, 'empty.iso'), '');
+    assertCleanFailure(await runCli(['make-template', 'empty.iso', 'tree/pool', '--cache-dir', cache], { cwd: work }), 'empty.iso', /the image is empty/);
+    await assert.rejects(stat(path.join(work, 'empty.template')), 'no template no reader takes');
     await writeFile(path.join(work, 'kept.jigdo'), 'old');
     const r = await runCli(['make-template', 'img.raw', 'tree/pool', '-j', 'kept.jigdo', '-t', 'kept.template', '--cache-dir', cache], { cwd: work });
     assertCleanFailure(r, 'kept.jigdo', /exists/);
