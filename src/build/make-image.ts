@@ -251,13 +251,16 @@ async function writeImage(
  * cannot be removed (a folder turned read-only), `err` with that said. Before, the removal's own error replaced
  * `err` (an EPERM unlink retried by rm as a folder: "ENOTDIR ... scandir"), and the 2 GB file stayed unnamed.
  */
-async function withoutTemporary(err: unknown, tmp: string, output: string): Promise<unknown> {
+export async function withoutTemporary(err: unknown, tmp: string, output: string): Promise<unknown> {
   const left = await unlink(fsPath(tmp)).then(
     () => undefined,
     (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : e),
   );
   if (!left) return err;
-  return new JigdoError(output, `${err instanceof JigdoError ? err.problem : errorMessage(err)}; its temporary file ${shown(tmp)} is left (${left.code ?? errorMessage(left)}): remove it by hand`);
+  const note = `; its temporary file ${shown(tmp)} is left (${left.code ?? errorMessage(left)}): remove it by hand`;
+  // The same error, said further (its class decides what follows: a wrong image has its parts hashed again).
+  if (err instanceof Error) return Object.assign(err, { message: `${err.message}${note}` });
+  return new JigdoError(output, `${errorMessage(err)}${note}`);
 }
 
 /**

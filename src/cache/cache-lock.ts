@@ -116,6 +116,9 @@ export class CacheLocks {
 
   /** The lock `name`, or undefined while a live process (this one included) holds it. */
   async tryLock(name: string): Promise<Lock | undefined> {
+    // A cleanup under way (started with the cache) judges locks stale and unlinks them: one taken over meanwhile,
+    // this process's own, would go with it.
+    if (this.cleaned) await this.cleaned;
     const file = path.join(this.lockDir, `${name}.lock`);
     if (this.held.has(file)) return undefined; // another fetch in this process (PartStore dedupes; templates may not)
     for (let attempt = 0; attempt < 2; attempt++) {

@@ -384,7 +384,7 @@ export class PartCache {
   /** The end of this process's use of the cache: its last commits let go of the size lock, its lock inode goes (cache-lock.ts). */
   async close(): Promise<void> {
     await this.unhashedSync.flush();
-    await Promise.all([this.eviction.close(), this.pages.idle()]);
+    await Promise.all([this.eviction.close(), this.pages.idle(), this.locks.cleanOnce()]);
     this.locks.removeSpare();
   }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { open, stat } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
@@ -120,6 +121,12 @@ async function hashTemplate(file: string, kind: ChecksumKind, pool: WorkerPool):
   }
 }
 
+/** A name for an open descriptor that any thread of this process can open, or undefined where /proc is not mounted. */
+function descriptorPath(fd: number): string | undefined {
+  const name = `/proc/self/fd/${fd}`;
+  return existsSync(name) ? name : undefined;
+}
+
 /**
  * Checks the template file against Template-MD5Sum / Template-SHA256Sum, remembering the result. `opened`: the
  * open file that will be read, which is what is checked (verifyWholeFile), whatever the name leads to by then.
@@ -129,7 +136,7 @@ export async function checkTemplate(file: string, image: JigdoImage, index: Hash
   if (image.templateSha256) expected.push(['sha256', image.templateSha256]);
   if (image.templateMd5) expected.push(['md5', image.templateMd5]);
   if (expected.length === 0) return; // libjte/jigdo-file always write one; hand-made files may not
-  const through = opened && { identity: opened.identity, path: `/proc/self/fd/${opened.fd}` };
+  const through = opened && { identity: opened.identity, path: descriptorPath(opened.fd) };
   if (await verifyWholeFile(index, (f, kind) => hashTemplate(f, kind, pool), file, expected, through)) return; // either one matching is enough, as in jigdo-lite
   const [kind, sum] = expected[0]!;
   throw new JigdoError(file, `template ${kind.toUpperCase()} checksum does not match the .jigdo (expected ${checksumKey(sum)}): wrong or corrupt template`);

@@ -115,7 +115,7 @@ export function toFetchError(url: string, err: unknown): FetchError {
  * (ERR_TLS_HANDSHAKE_TIMEOUT is a stall, not a refusal: a timeout.)
  */
 /** TLS failures of one connection (a damaged record, a server's internal error), not of the mirror's setup. */
-const TRANSIENT_TLS = /DECRYPT|BAD_RECORD_MAC|INTERNAL_ERROR|UNEXPECTED_EOF|RECORD_OVERFLOW|DECODE_ERROR/;
+const TRANSIENT_TLS = /DECRYPTION_FAILED|BAD_RECORD_MAC|INTERNAL_ERROR|UNEXPECTED_EOF/;
 const TLS_CODE = /^(?!ERR_TLS_HANDSHAKE_TIMEOUT$)(ERR_SSL_|ERR_TLS_|CERT_|CRL_|UNABLE_TO_|ERROR_IN_C|DEPTH_ZERO_|INVALID_CA$|INVALID_PURPOSE$|PATH_LENGTH_EXCEEDED$|HOSTNAME_MISMATCH$)|SELF_SIGNED/;
 
 /**

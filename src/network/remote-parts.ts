@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { shown } from '../format/byte-string.js';
 import { hexOfKey } from '../format/checksum.js';
 import type { JigdoFile } from '../format/jigdo.js';
@@ -99,7 +100,7 @@ export class RemoteParts implements PartProvider {
           return copy;
         } catch (err) {
           // The cache folder was removed meanwhile (its temporary file went with it): once more, into a new one.
-          if (attempt === 0 && temporaryGone(err)) continue;
+          if (attempt === 0 && (await temporaryGone(started.writer.tmp))) continue;
           board.parts.failed++;
           throw err;
         } finally {
@@ -159,8 +160,10 @@ export class RemoteParts implements PartProvider {
   }
 }
 
-/** The rename of a download's temporary file found it gone: its folder was removed (`rm -rf` of the cache) meanwhile. */
-function temporaryGone(err: unknown): boolean {
-  const e = err as NodeJS.ErrnoException;
-  return e.code === 'ENOENT' && e.syscall === 'rename' && typeof e.path === 'string' && e.path.endsWith('.partial');
+/**
+ * The download's temporary file is gone: its folder was removed (`rm -rf` of the cache) meanwhile. Asked of the file,
+ * not of the error: its rename, or its hash on a worker thread (whose error comes back without a code), failed first.
+ */
+async function temporaryGone(tmp: string): Promise<boolean> {
+  return stat(tmp).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
 }

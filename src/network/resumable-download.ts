@@ -79,13 +79,15 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
       // make the next one look slow), so the window starts again after it.
       const further = pos > best && e.kind !== 'slow';
       const across = further ? slowAcross(pace, moved, e) : undefined;
-      if (!further) pace = new PaceCheck(url, ctx.opts.timeoutMs);
       const slow = e.kind === 'slow' ? e : across;
       const progressed = further && !slow;
       if (progressed) best = pos;
       else failures++;
       if (failures > ctx.opts.retries) throw new JigdoError(url, `cannot fetch: ${(slow ?? e).message}`);
-      if (!progressed) await sleep(backoff(failures));
+      if (!progressed) {
+        await sleep(backoff(failures));
+        pace = new PaceCheck(url, ctx.opts.timeoutMs); // after the wait: it is no part of the next attempt's pace
+      }
     }
   }
 }

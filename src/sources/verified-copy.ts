@@ -166,19 +166,35 @@ export async function verifyWholeFile(
   hash: HashFile,
   file: string,
   expected: SumCheck[],
-  opened?: { identity: FileIdentity; path: string },
+  /** `path` undefined: no /proc (a container or chroot without it): the name is hashed, and must lead to the file opened. */
+  opened?: { identity: FileIdentity; path?: string },
 ): Promise<VerifiedCopy | undefined> {
   const id = opened?.identity ?? identityOf(await stat(fsPath(file)));
+  if (opened && !opened.path && !(await unchangedSince(file, id))) throw new JigdoError(file, 'was replaced while it was being opened (being updated?): run again');
   for (const [kind, sum] of expected) {
     let key = index.get(file, id, kind);
     if (!key) {
       key = checksumKey(await hash(opened?.path ?? file, kind));
-      if (!opened && !(await unchangedSince(file, id))) throw new JigdoError(file, 'changed while it was being checked (being updated?): run again');
+      if (!(await hashedWhole(opened?.path ?? file, id, opened?.path !== undefined))) {
+        throw new JigdoError(file, 'changed while it was being checked (being updated?): run again');
+      }
       index.set(file, id, kind, key);
     }
     if (key === checksumKey(sum)) return vouch({ path: file, offset: 0, ...id });
   }
   return undefined;
+}
+
+/**
+ * What was hashed is the file of identity `id`, unchanged. By name: the same identity after the hash (a rename changes
+ * the ctime of the file it moves). Through an open descriptor (`opened`): it is that file whatever happens to the name,
+ * so only a write into it matters: the same size and mtime (not the ctime, which another process's access-time
+ * refresh of a cached template moves).
+ */
+async function hashedWhole(file: string, id: FileIdentity, opened: boolean): Promise<boolean> {
+  if (!opened) return unchangedSince(file, id);
+  const now = await stat(file).catch(() => undefined);
+  return now !== undefined && now.size === id.size && now.mtimeMs === id.mtimeMs;
 }
 
 /** The file at `file` still has identity `id` (hashed by name: what was hashed was that file). */

@@ -425,3 +425,16 @@ test("what a killed run left in the cache (partial downloads, locks) goes with t
   assert.equal(await fileMd5(out), IMAGE_MD5);
   assert.deepEqual([...(await readdir(tmp)), ...(await readdir(locks))], []);
 });
+
+test('without /proc (a container or chroot that has none) the template is still checked, by its name', { skip: process.getuid?.() !== 0 && 'needs root (unshare -m, mount)' }, async () => {
+  const out = path.join(work, `no-proc-${++runs}.iso`);
+  const args = ['make-image', sample('jf-md5-gzip.jigdo'), '-o', out, '--scan', SAMPLE_PARTS, '--cache-dir', path.join(cache, String(runs)), '--offline'];
+  // A mount namespace of its own, with an empty /proc: nothing outside it sees the change.
+  const script = `mount -t tmpfs none /proc && exec "$0" "$@"`;
+  const r = await execFileP('unshare', ['-m', 'sh', '-c', script, process.execPath, BIN, ...args]).then(
+    (ok) => ({ code: 0, stderr: ok.stderr }),
+    (err: { code?: number; stderr?: string }) => ({ code: err.code ?? -1, stderr: err.stderr ?? '' }),
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await fileMd5(out), IMAGE_MD5);
+});

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { ownerTag } from '../../src/util/pid.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { assertCacheVerified, bytesByPath, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, partsUri, waitFor } from '../helpers/network.js';
-import { fx, v, plainConfig, P, mirror, dir, setupNetworkSuite } from '../helpers/network-suite.js';
+import { fx, v, plainConfig, rangedConfig, P, mirror, dir, setupNetworkSuite } from '../helpers/network-suite.js';
 
 setupNetworkSuite();
 
@@ -94,22 +94,23 @@ describe('the disk cache', () => {
     for (const p of Object.values(P)) if (p !== P.e) assert.equal(gets(m, p).length, 1, `${p} fetched once in both runs`);
   });
 
-  test('the cache folder removed while a part downloads: that part is fetched again into a new one, and the image is exact', async () => {
-    const m = await mirror();
-    m.fault(P.e, { kind: 'delay', ms: 1500, times: 1 });
-    const d = await dir('cache-removed');
-    const cache = path.join(d, 'cache');
-    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
-    const out = path.join(d, 'out.iso');
-    const run = runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
-    await waitFor(() => gets(m, P.e).length > 0, 10_000, 'the delayed request');
-    await waitFor(async () => (await cacheLeftovers(cache)).tmp.length > 0, 5_000, 'a temporary part file');
-    await rename(cache, `${cache}.gone`); // as `rm -rf` (at once: rm races with the files the run makes)
-    const r = await run;
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(await fileMd5(out), v.imageMd5);
-    assert.equal(gets(m, P.e).length, 2, 'fetched again once');
-  });
+  for (const [how, config] of [['in one request (hashed as it comes)', () => plainConfig], ['in ranges (hashed on a worker, by name)', () => rangedConfig]] as const) {
+    test(`the cache folder removed while a part downloads ${how}: that part is fetched again into a new one, and the image is exact`, async () => {
+      const m = await mirror();
+      m.fault(P.e, { kind: 'delay', ms: 1500, times: 1 });
+      const d = await dir('cache-removed');
+      const cache = path.join(d, 'cache');
+      const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+      const out = path.join(d, 'out.iso');
+      const run = runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', config()], { timeoutMs: 30_000 });
+      await waitFor(() => gets(m, P.e).some((r) => r.fault === 'delay'), 10_000, 'the delayed request');
+      await waitFor(async () => (await cacheLeftovers(cache)).tmp.length > 0, 5_000, 'a temporary part file');
+      await rename(cache, `${cache}.gone`); // as `rm -rf` (at once: rm races with the files the run makes)
+      const r = await run;
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await fileMd5(out), v.imageMd5);
+    });
+  }
 
   test('--cache-size holds (least recently used parts evicted); the image is still exact', async () => {
     const m = await mirror();

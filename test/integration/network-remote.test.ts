@@ -119,6 +119,16 @@ describe('remote .jigdo and configuration', () => {
     assert.ok(gets(web, name).length <= 20, `${gets(web, name).length} requests`);
   });
 
+  test('the waits after failed attempts do not count against the pace of the next one, which got further', async () => {
+    const { d, web } = await servedJigdo('pace-after-waits', 'img.jigdo');
+    const name = `/${path.basename(v.template)}`;
+    web.fault(name, { kind: 'reset', afterBytes: 0, times: 3 }); // three cuts before any byte: waits of 0.5, 1.5 and 4.5 s
+    web.fault((p) => p === name, { kind: 'reset', afterBytes: 2000, times: 1 }); // then one that gets 2,000 bytes at once
+    const r = await runCli(['info', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--timeout', '2', '--retries', '3'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(gets(web, name).length, 5);
+  });
+
   test('a template server that never answers fails with its own reason, not as too slow', async () => {
     const { d, web } = await servedJigdo('never-answers', 'img.jigdo');
     web.fault(`/${path.basename(v.template)}`, { kind: 'hang' });

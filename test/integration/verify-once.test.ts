@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findMissing, makeImage } from '../../src/build/make-image.js';
@@ -118,7 +119,21 @@ test('a named copy taken unhashed whose read then failed is not recorded as the 
   }
 });
 
-test('an output folder made immutable mid-run: the rename failure is reported, and the temporary image named as left', { skip: process.getuid?.() !== 0 && 'needs root (chattr +i)' }, async () => {
+/** Whether a folder can be made immutable here (root with CAP_LINUX_IMMUTABLE, a file system with the attribute). */
+function immutableFolders(): boolean {
+  const probe = mkdtempSync(path.join(tmpdir(), 'jigdofs-chattr-'));
+  try {
+    execFileSync('chattr', ['+i', probe], { stdio: 'ignore' });
+    execFileSync('chattr', ['-i', probe], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
+
+test('an output folder made immutable mid-run: the rename failure is reported, and the temporary image named as left', { skip: !immutableFolders() && 'needs chattr +i (root, CAP_LINUX_IMMUTABLE)' }, async () => {
   const parts = await partsCopy();
   const outDir = path.join(work, `frozen-${++n}`);
   await mkdir(outDir);

@@ -211,3 +211,17 @@ test('waitLock goes on at once without a stale lock that cannot be removed, and 
   }
   assert.deepEqual(logs, [`cache: ${file}: a stale lock that cannot be removed (EISDIR): remove it by hand; going on without it`]);
 });
+
+test('a lock taken while the cleanup runs is not unlinked by it: tryLock waits for a cleanup under way', async () => {
+  const { locks, lockDir, tmpDir } = await newLocks();
+  // Enough of a dead run's leftovers that the cleanup takes a while; the size lock among them, stale.
+  for (let i = 0; i < 300; i++) await writeFile(path.join(tmpDir, `${ownerTag(deadPid)}-${i}.partial`), 'x');
+  await writeFile(path.join(lockDir, 'size.lock'), `${ownerTag(deadPid)}-1\n`);
+  let cleaned = false;
+  void locks.cleanOnce().then(() => (cleaned = true)); // as PartCache starts it
+  const lock = await locks.tryLock('size');
+  assert.ok(lock, 'taken');
+  assert.equal(cleaned, true, 'after the cleanup, which could have unlinked it');
+  assert.ok((await readdir(lockDir)).includes('size.lock'), 'still there');
+  await lock.release();
+});

@@ -5,10 +5,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { withoutTemporary } from '../../src/build/make-image.js';
 import { removeDeadTemporaries, temporaryImagePath } from '../../src/build/temporary-image.js';
+import { JigdoError } from '../../src/format/errors.js';
 import { fsPath } from '../../src/format/byte-string.js';
 import { ownerTag } from '../../src/util/pid.js';
 
@@ -73,4 +75,19 @@ test('an output name too long to take the temporary suffix gets a hidden hashed 
   await writeFile(dead, 'killed');
   assert.deepEqual(await removeDeadTemporaries(out), [dead]);
   assert.deepEqual((await readdir(dir)).sort(), [path.basename(tmp)]);
+});
+
+test('a temporary image that cannot be removed after a failure is named in the same error, of the same class', async () => {
+  class Wrong extends JigdoError {} // as make-image's WrongImageError: its class decides that the parts are hashed again
+  const tmp = path.join(work, 'stuck.iso.tmp');
+  await mkdir(tmp); // unlink(2) of a folder fails (EISDIR): a file that stays
+  const err = new Wrong(path.join(work, 'stuck.iso'), 'the rebuilt image is wrong');
+  const out = await withoutTemporary(err, tmp, path.join(work, 'stuck.iso'));
+  assert.equal(out, err, 'the same error');
+  assert.match((out as Error).message, /stuck\.iso: the rebuilt image is wrong; its temporary file .*stuck\.iso\.tmp is left \(EISDIR\): remove it by hand$/);
+  const gone = path.join(work, 'gone.iso.tmp');
+  await writeFile(gone, 'x');
+  const plain = new Error('cannot write');
+  assert.equal(await withoutTemporary(plain, gone, path.join(work, 'gone.iso')), plain);
+  assert.equal(plain.message, 'cannot write', 'removed: nothing to add');
 });
