@@ -93,13 +93,13 @@ export class HttpClient {
   }
 
   private async get(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
-    let target: string;
+    let target: URL;
     try {
       target = requestUrl(url);
     } catch (err) {
       throw new FetchError(url, 'protocol', `bad URL: ${errorMessage(err)}`);
     }
-    if (!/^https?:$/.test(new URL(target).protocol)) throw new FetchError(url, 'protocol', 'bad URL: not http(s)');
+    if (!/^https?:$/.test(target.protocol)) throw new FetchError(url, 'protocol', 'bad URL: not http(s)');
     let res: Dispatcher.ResponseData;
     if (this.closed) throw new FetchError(url, 'aborted', 'aborted: shutting down');
     const { dispatcher, request } = await this.client().catch((err: unknown) => {
@@ -107,7 +107,7 @@ export class HttpClient {
     });
     if (this.closed) throw new FetchError(url, 'aborted', 'aborted: shutting down');
     try {
-      res = await request(target, { method: 'GET', dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
+      res = await request(target.href, { method: 'GET', dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
     } catch (err) {
       throw this.classify(url, err);
     }

@@ -5,6 +5,6 @@ import { urlText } from '../format/byte-string.js';
  * here, when the request is built): what the URL parser would alter is encoded first (urlText: `#`, a backslash,
  * control characters), so that the server is asked for the file the .jigdo names.
  */
-export function requestUrl(url: string): string {
-  return new URL(urlText(url)).href;
+export function requestUrl(url: string): URL {
+  return new URL(urlText(url));
 }

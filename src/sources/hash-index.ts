@@ -2,6 +2,7 @@ import type { Stats } from 'node:fs';
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { fsPath } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
 import { eachLimit } from '../util/each-limit.js';
 import { makeDirs } from '../util/make-dirs.js';
@@ -31,7 +32,7 @@ export function sameIdentity(a: Partial<FileIdentity>, b: FileIdentity): boolean
 
 /** The size of a copy's file if it is still there with the identity it had; undefined if it is gone or replaced. */
 export async function unchangedSize(copy: Partial<FileIdentity> & { path: string }): Promise<number | undefined> {
-  const st = await stat(copy.path).catch(() => undefined);
+  const st = await stat(fsPath(copy.path)).catch(() => undefined); // a user's file name may hold non-UTF-8 bytes
   return st && sameIdentity(copy, st) ? st.size : undefined;
 }
 

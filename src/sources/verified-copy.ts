@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { JigdoError } from '../format/errors.js';
-import { identityOf, sameIdentity, type FileIdentity, type HashIndex } from './hash-index.js';
+import { identityOf, unchangedSize, type FileIdentity, type HashIndex } from './hash-index.js';
 import type { FileRange } from '../util/worker-protocol.js';
 
 /**
@@ -107,7 +107,7 @@ export async function verifyLocalCopy(
   const was = index.previous(file, kind, o, l);
   const sum = checksumKey(await hash(file, kind, offset, length, ranges));
   // Hashed by name: replaced or written meanwhile, the checksum may be another file's. Not recorded, not used.
-  if (!(await unchangedSince(file, id))) return { hashed: true };
+  if ((await unchangedSize({ path: file, ...id })) === undefined) return { hashed: true };
   index.set(file, id, kind, sum, o, l);
   return { copy: matches(sum), was, hashed: true };
 }
@@ -170,12 +170,15 @@ export async function verifyWholeFile(
   opened?: { identity: FileIdentity; path?: string },
 ): Promise<VerifiedCopy | undefined> {
   const id = opened?.identity ?? identityOf(await stat(fsPath(file)));
-  if (opened && !opened.path && !(await unchangedSince(file, id))) throw new JigdoError(file, 'was replaced while it was being opened (being updated?): run again');
+  if (opened && !opened.path && (await unchangedSize({ path: file, ...id })) === undefined) {
+    throw new JigdoError(file, 'was replaced while it was being opened (being updated?): run again');
+  }
+  const hashed = opened?.path ?? file;
   for (const [kind, sum] of expected) {
     let key = index.get(file, id, kind);
     if (!key) {
-      key = checksumKey(await hash(opened?.path ?? file, kind));
-      if (!(await hashedWhole(opened?.path ?? file, id, opened?.path !== undefined))) {
+      key = checksumKey(await hash(hashed, kind));
+      if (!(await hashedWhole(hashed, id, hashed !== file))) {
         throw new JigdoError(file, 'changed while it was being checked (being updated?): run again');
       }
       index.set(file, id, kind, key);
@@ -192,15 +195,9 @@ export async function verifyWholeFile(
  * refresh of a cached template moves).
  */
 async function hashedWhole(file: string, id: FileIdentity, opened: boolean): Promise<boolean> {
-  if (!opened) return unchangedSince(file, id);
+  if (!opened) return (await unchangedSize({ path: file, ...id })) !== undefined;
   const now = await stat(file).catch(() => undefined);
   return now !== undefined && now.size === id.size && now.mtimeMs === id.mtimeMs;
-}
-
-/** The file at `file` still has identity `id` (hashed by name: what was hashed was that file). */
-async function unchangedSince(file: string, id: FileIdentity): Promise<boolean> {
-  const now = await stat(fsPath(file)).catch(() => undefined);
-  return now !== undefined && sameIdentity(id, now);
 }
 
 /**

@@ -15,6 +15,18 @@ import { v, image, plainConfig, P, mirror, dir, open, readAll, setupNetworkSuite
 
 setupNetworkSuite();
 
+/** make-image of `jigdo` into `d` with one round over the mirrors (no retries): every part found, the image exact. */
+async function makeExactImage(jigdo: string, d: string): Promise<void> {
+  const o = await open(jigdo, path.join(d, 'cache'), { config: plainConfig, retries: '0' });
+  try {
+    const r = await makeImage(o.s, path.join(d, 'out.iso'));
+    assert.deepEqual(r.missing, []);
+    assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+  } finally {
+    await o.close();
+  }
+}
+
 describe('one good mirror among bad ones', () => {
   test('whole mirrors failing in every way: make-image and the reader are exact, bad mirrors demoted', async () => {
     const bad = {
@@ -96,14 +108,7 @@ describe('one good mirror among bad ones', () => {
     const d = await dir('per-part');
     // The second mirror is a fallback (--try-last), so the first one is never second-guessed by a probe.
     const jigdo = await jigdoWithServers(v, [partsUri(a), `${partsUri(b)} --try-last`], d);
-    const o = await open(jigdo, path.join(d, 'cache'), { config: plainConfig, retries: '0' });
-    try {
-      const r = await makeImage(o.s, path.join(d, 'out.iso'));
-      assert.deepEqual(r.missing, []);
-      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
-    } finally {
-      await o.close();
-    }
+    await makeExactImage(jigdo, d);
     // Cut mid-body: resumed on the same mirror from where it stopped, never fetched from the other.
     const dReqs = gets(a, P.d);
     assert.equal(dReqs.length, 2, 'one cut request and one resume');
@@ -129,14 +134,7 @@ describe('one good mirror among bad ones', () => {
     assert.equal(text.split('\n').length, (await readFile(jigdo, 'utf8')).split('\n').length + 3, 'three paths added');
     await writeFile(jigdo, text);
     m.fault(P.c, { kind: 'status', code: 404 });
-    const o = await open(jigdo, path.join(d, 'cache'), { config: plainConfig, retries: '0' });
-    try {
-      const r = await makeImage(o.s, path.join(d, 'out.iso'));
-      assert.deepEqual(r.missing, []);
-      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
-    } finally {
-      await o.close();
-    }
+    await makeExactImage(jigdo, d);
     assert.equal(gets(m, '/parts/gone/a-3k.bin').length, 1, 'the missing path was asked once');
     assert.equal(gets(m, P.c).length, 1, 'the 404 path was asked once');
     for (const p of ['/parts/pool/c-200k.bin', P.b]) assert.equal(gets(m, p).length, 1, `${p}: the next path, from the same mirror`);

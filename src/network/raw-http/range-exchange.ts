@@ -64,7 +64,7 @@ export class RangeExchange implements ConnectionUser {
     private readonly pool: ConnectionPool,
     private readonly report: ExchangeReport,
   ) {
-    this.url = new URL(requestUrl(task.url));
+    this.url = requestUrl(task.url);
     this.pos = this.reported = task.start;
     this.send();
   }
