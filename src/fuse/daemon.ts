@@ -153,7 +153,8 @@ function untilStopped(mnt: string, stop: (why: string) => Promise<void>, stoppin
  * into the reader's buffer: a whole-image `cp` no longer fills a second copy of the image into page-cache pages
  * (on this kind of VM, where fresh pages are expensive, 3.8-3.9 s instead of 5.9-8.4 s for the 2.1 GB fixture,
  * BENCHMARKS.md), but reads of 512 bytes cost a round trip each and a shared mmap of the image fails (ENODEV).
- * fuse-native 2.2.6 (pinned in package.json) has no option for it: its `_fuseOptions` builds the `-o` text.
+ * fuse-native 2.2.6 (pinned in package.json) has no option for it: its `_fuseOptions` builds the `-o` text, to which
+ * fuseOptions adds ours.
  */
 function newFuse(mnt: string, images: Map<string, MountedImage>, log: (line: string) => void, startedAt: number, opts: MountOptions): Fuse {
   const fuse = new Fuse(mnt, imageOps(images, log, new Date(startedAt)), {
@@ -163,16 +164,30 @@ function newFuse(mnt: string, images: Map<string, MountedImage>, log: (line: str
     subtype: 'jigdofs',
     allowOther: opts.allowOther,
   });
-  if (opts.directIo) {
-    const native = fuse as unknown as { _fuseOptions?: () => string };
-    const options = native._fuseOptions?.bind(fuse);
-    if (!options) throw new Error('--direct-io: this fuse-native has no _fuseOptions to add direct_io to');
-    native._fuseOptions = () => {
-      const o = options();
-      return o ? `${o},direct_io` : '-odirect_io';
-    };
-  }
+  const native = fuse as unknown as { _fuseOptions?: () => string };
+  const options = native._fuseOptions?.bind(fuse);
+  if (!options) throw new Error('this fuse-native has no _fuseOptions to add mount options to');
+  native._fuseOptions = () => {
+    const ours = fuseOptions(opts).join(',');
+    const o = options();
+    return o ? `${o},${ours}` : `-o${ours}`;
+  };
   return fuse;
+}
+
+/**
+ * How many reads the kernel hands the daemon at once without one of them answered. The page cache's reads (a
+ * default mount's every read, through the kernel's read-ahead) go as background requests, of which the kernel
+ * lets 12 wait by default: with 12 reads waiting for parts from a slow or hung mirror, every other buffered read of
+ * the mount (template data, parts on disk, another image) queued behind them in the kernel until one was answered,
+ * up to the network timeout. Each waiting read holds one of libfuse's threads, which it starts as needed; the kernel
+ * lets a user's mount ask for up to `max_user_bgreq` (a module parameter: 7,866 on a 24 GB host).
+ */
+export const MAX_BACKGROUND_READS = 256;
+
+/** The `-o` options we add to fuse-native's. */
+export function fuseOptions(opts: Pick<MountOptions, 'directIo'>): string[] {
+  return [...(opts.directIo ? ['direct_io'] : []), `max_background=${MAX_BACKGROUND_READS}`];
 }
 
 /**

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -15,7 +15,9 @@ import { assertCleanFailure, describeRun, prng, runCli, type CliResult } from '.
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo, type TestMount } from '../helpers/mount.js';
-import { cacheFiles, cacheLeftovers, gets, jigdoWithServers, missingPartLines, partsUri, waitFor } from '../helpers/network.js';
+import { cacheFiles, cacheLeftovers, gets, jigdoWithServers, missingPartLines, partsUri, sleep, waitFor } from '../helpers/network.js';
+import { rootActor, userActor } from '../helpers/actor.js';
+import { asUser } from '../helpers/test-user.js';
 
 let fx: FixtureSet;
 let v: FixtureVariant;
@@ -177,8 +179,9 @@ describe('a remote template that is too large or not a template', () => {
 /**
  * An image of `count` distinct 4 KiB parts between runs of zeros, made with jigdo-file, whose [Servers]
  * send `Parts:` to `uri`. The parts are not served by anyone: only the mirror's behaviour matters here.
+ * `gap` zero bytes (template data) lie between two parts.
  */
-async function manyParts(d: string, count: number, uri: string): Promise<{ jigdo: string; image: string; partOffsets: number[] }> {
+async function manyParts(d: string, count: number, uri: string, gap = 0): Promise<{ jigdo: string; image: string; partOffsets: number[] }> {
   const parts = path.join(d, 'tree', 'parts');
   await mkdir(parts, { recursive: true });
   const rand = prng(count);
@@ -192,6 +195,10 @@ async function manyParts(d: string, count: number, uri: string): Promise<{ jigdo
     pieces.push(data);
     partOffsets.push(at);
     at += data.length;
+    if (gap > 0 && i < count - 1) {
+      pieces.push(Buffer.alloc(gap));
+      at += gap;
+    }
   }
   pieces.push(Buffer.alloc(5000));
   const image = path.join(d, 'many.img');
@@ -256,6 +263,43 @@ describe('a mirror that accepts connections and never answers', () => {
     const log = await m.log();
     assert.match(log, new RegExp(`mirror ${partsUri(dead).replace(/[./]/g, '\\$&')} is not answering`), log);
   });
+
+  for (const actor of [rootActor, () => userActor({ runtimeDir: true })]) {
+    test(`a mount, as ${actor === rootActor ? 'root' : 'a regular user'}: 40 reads waiting on it hold up neither reads of template data nor a listing`, async () => {
+      // A default mount's reads reach the daemon as the kernel's background requests, of which it let 12 wait: the
+      // 13th read of anything waited in the kernel for one of them, up to the network timeout (MAX_BACKGROUND_READS).
+      const A = actor();
+      const dead = await mirror(fx.tree);
+      dead.fault('*', { kind: 'hang' });
+      const d = await dir('dead-many-readers');
+      const gap = 1 << 20; // readers' pages (and the kernel's read-ahead around them) never touch the template read's
+      const { jigdo, partOffsets } = await manyParts(d, 40, partsUri(dead), gap);
+      A.share(d);
+      const m = await mountJigdo(jigdo, ['--timeout', '20', '--retries', '1'], { cacheDir: A.tempDir('jigdofs-hostile-cache-'), env: A.env, user: A.user });
+      mounts.push(m);
+      const image = m.file('many.img');
+      const readers = partOffsets.map((at) => {
+        const dd: [string, string[]] = ['dd', [`if=${image}`, 'of=/dev/null', 'bs=4096', 'count=1', `skip=${at}`, 'iflag=skip_bytes', 'status=none']];
+        return spawn(...(A.user ? asUser(A.user, ...dd) : dd), { stdio: 'ignore' });
+      });
+      try {
+        const inFlight = async (): Promise<number> => ((await m.status()) as { images: Array<{ parts: { inFlight: number } }> }).images[0]!.parts.inFlight;
+        await waitFor(async () => (await inFlight()) >= 12, 30_000, 'reads waiting for their parts');
+        await sleep(500); // the rest of the readers reach the kernel
+        const t0 = Date.now();
+        const zeros = await A.runBuffer('dd', [`if=${image}`, 'bs=4096', 'count=1', `skip=${partOffsets[20]! + 4096 + gap / 2}`, 'iflag=skip_bytes', 'status=none']);
+        assert.ok(zeros.equals(Buffer.alloc(4096)), 'template data: 4096 zeros');
+        assert.deepEqual(await A.fs.readdir(m.mnt), ['many.img']);
+        const ms = Date.now() - t0;
+        assert.ok(ms < 3000, `the template read and the listing took ${ms} ms with ${readers.length} reads waiting`);
+        await waitFor(async () => (await inFlight()) >= partOffsets.length, 5000, 'every reader\'s part on its way');
+        assert.equal(readers.filter((r) => r.exitCode === null).length, readers.length, 'every reader still waits');
+      } finally {
+        for (const r of readers) r.kill('SIGKILL');
+        A.close();
+      }
+    });
+  }
 });
 
 describe('redirects that lead nowhere', () => {
