@@ -12,6 +12,11 @@ import type { FailureKind } from './fetch-error.js';
 
 /** Consecutive failed requests after which a mirror is demoted. */
 const FAILURES_TO_DEMOTE = 3;
+/**
+ * 404s in a row that demote a mirror that has not delivered anything yet (a wrong URL: every part would cost a round
+ * trip there first). Once it has delivered, its 404s demote it no more (noteFailure).
+ */
+const NOT_FOUND_TO_DEMOTE = 16;
 /** First failure demotion; it doubles with every further demotion in a row, up to the maximum. */
 const FAILURE_DEMOTE_MS = 30_000;
 const MAX_DEMOTE_MS = 10 * 60_000;
@@ -54,6 +59,7 @@ export interface MirrorStats {
   /** Moving average of the time to response headers, ms. */
   latencyMs: number;
   failures: number;
+  /** Failed requests since the last one that delivered, 404s not counted (a partial mirror is not failing). */
   consecutiveFailures: number;
   /** Failures by kind: not-found, status, timeout, reset, short, mismatch... */
   failuresByKind: Partial<Record<FailureKind, number>>;
@@ -103,6 +109,8 @@ interface Mirror {
   silent: number;
   /** Set while the mirror is down: skipped until `until`, then one request at a time probes it. */
   down?: { until: number; ms: number; why: string; probing: boolean };
+  /** 404s since it last delivered (see NOT_FOUND_TO_DEMOTE). */
+  notFoundRun: number;
   /** Parts it sent that were hashed and matched (see TRUST_AFTER_PARTS). */
   rightParts: number;
   /** It sent wrong bytes at least once: never trusted again by this process. */
@@ -132,6 +140,7 @@ export class MirrorBoard {
         bandwidth: 0,
         demoteStreak: 0,
         silent: 0,
+        notFoundRun: 0,
         rightParts: 0,
         lied: false,
       };
@@ -220,6 +229,7 @@ export class MirrorBoard {
     const m = this.get(id);
     m.stats.active--;
     m.stats.consecutiveFailures = 0;
+    m.notFoundRun = 0;
     m.demoteStreak = 0;
     this.answered(id, m);
     m.stats.latencyMs = m.samples === 0 ? ttfbMs : (1 - ALPHA) * m.stats.latencyMs + ALPHA * ttfbMs;
@@ -290,10 +300,19 @@ export class MirrorBoard {
 
   private noteFailure(id: string, m: Mirror, kind: FailureKind, message: string): void {
     m.stats.failures++;
-    m.stats.consecutiveFailures++;
     m.stats.failuresByKind[kind] = (m.stats.failuresByKind[kind] ?? 0) + 1;
     m.stats.lastError = message;
     m.stats.lastErrorAt = new Date(this.now()).toISOString();
+    if (kind === 'not-found') {
+      // A mirror that lacks a file is partial, not failing: a local mirror of part of the archive, given first, was
+      // demoted by 3 404s in a row, and the parts it has went elsewhere. Only a long run of them before it delivered
+      // anything (`samples`: requests done) looks like a wrong URL.
+      if (++m.notFoundRun === NOT_FOUND_TO_DEMOTE && m.samples === 0 && !this.isDemoted(id)) {
+        this.demote(id, m, FAILURE_DEMOTE_MS, `${m.notFoundRun} files in a row not found and none found (last: ${message})`);
+      }
+      return;
+    }
+    m.stats.consecutiveFailures++;
     if (m.stats.consecutiveFailures >= FAILURES_TO_DEMOTE && !this.isDemoted(id)) {
       const ms = Math.min(MAX_DEMOTE_MS, FAILURE_DEMOTE_MS * 2 ** Math.min(10, m.demoteStreak++));
       this.demote(id, m, ms, `${m.stats.consecutiveFailures} failures in a row (last: ${message})`);

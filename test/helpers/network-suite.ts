@@ -35,8 +35,8 @@ export const P = {
   x: '/parts/tiny/exact-1024.bin',
 };
 
-export async function mirror(latencyMs = 0): Promise<Mirror> {
-  const m = await startMirror({ root: fx.tree, latencyMs });
+export async function mirror(latencyMs = 0, root = fx.tree): Promise<Mirror> {
+  const m = await startMirror({ root, latencyMs });
   mirrors.push(m);
   return m;
 }

@@ -2,11 +2,13 @@
  * Helpers for the network tests: .jigdo copies whose [Servers] point at test mirrors, a check that every
  * file under a checksum name in a cache directory really has that checksum, and request-log queries.
  */
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { prng } from './cli.js';
 import type { FixtureVariant } from './fixtures.js';
 import { startMirror, type Mirror, type RequestRecord } from './mirror-server.js';
 import { TRUST_AFTER_PARTS } from '../../src/network/mirror-board.js';
@@ -118,4 +120,38 @@ export async function trustedLaterMirror(root: string, waitMs = 250): Promise<Mi
     },
   });
   return mirror;
+}
+
+/**
+ * An image of `count` distinct 4 KiB parts between runs of zeros, made with jigdo-file, whose [Servers]
+ * send `Parts:` to `uri`. The parts are not served by anyone: only the mirror's behaviour matters here.
+ * `gap` zero bytes (template data) lie between two parts.
+ */
+export async function manyParts(d: string, count: number, uri: string, gap = 0): Promise<{ jigdo: string; image: string; partOffsets: number[] }> {
+  const parts = path.join(d, 'tree', 'parts');
+  await mkdir(parts, { recursive: true });
+  const rand = prng(count);
+  const pieces: Buffer[] = [Buffer.alloc(3000)];
+  const partOffsets: number[] = [];
+  let at = 3000;
+  for (let i = 0; i < count; i++) {
+    const data = Buffer.alloc(4096);
+    for (let j = 0; j < data.length; j++) data[j] = Math.floor(rand() * 256);
+    await writeFile(path.join(parts, `p-${String(i).padStart(4, '0')}.bin`), data);
+    pieces.push(data);
+    partOffsets.push(at);
+    at += data.length;
+    if (gap > 0 && i < count - 1) {
+      pieces.push(Buffer.alloc(gap));
+      at += gap;
+    }
+  }
+  pieces.push(Buffer.alloc(5000));
+  const image = path.join(d, 'many.img');
+  await writeFile(image, Buffer.concat(pieces));
+  await promisify(execFile)('jigdo-file', ['make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, '--jigdo=many.jigdo',
+    '--template=many.template', '--label', 'Parts=tree/parts', '--uri', `Parts=${uri}`, 'tree/parts//'], { cwd: d });
+  const jigdo = path.join(d, 'many.jigdo');
+  assert.equal((await readFile(jigdo, 'utf8')).match(/=Parts:p-/g)?.length, count, 'every file is a part');
+  return { jigdo, image, partOffsets };
 }

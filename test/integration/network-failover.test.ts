@@ -6,11 +6,11 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { makeImage } from '../../src/build/make-image.js';
 import { ImageReader } from '../../src/image/reader.js';
-import { assertCacheVerified, fileMd5, gets, jigdoWithServers, partsUri } from '../helpers/network.js';
+import { assertCacheVerified, fileMd5, gets, jigdoWithServers, manyParts, partsUri } from '../helpers/network.js';
 import { v, image, plainConfig, P, mirror, dir, open, readAll, setupNetworkSuite } from '../helpers/network-suite.js';
 
 setupNetworkSuite();
@@ -140,5 +140,39 @@ describe('one good mirror among bad ones', () => {
     for (const p of ['/parts/pool/c-200k.bin', P.b]) assert.equal(gets(m, p).length, 1, `${p}: the next path, from the same mirror`);
     assert.equal(gets(m, P.a).length, 2, 'a-3k.bin: asked for b (the wrong size), then for a');
     assert.equal((await assertCacheVerified(path.join(d, 'cache'))).length, 6);
+  });
+
+  test('a partial mirror given first keeps serving the parts it has after a run of 404s', async () => {
+    // A local mirror with part of the archive, given before the .jigdo's: its 404s say it lacks those files, not
+    // that it is failing. Counted as failures, 3 in a row demoted it, and the parts it has went to the other mirror.
+    const d = await dir('partial');
+    const { jigdo, image: want, partOffsets } = await manyParts(d, 60, 'http://127.0.0.1:9/');
+    const all = path.join(d, 'tree', 'parts');
+    const some = path.join(d, 'partial');
+    await mkdir(some);
+    // Read in this order: 10 it lacks before it delivered anything, 10 it has, a run of 30 it lacks, 10 it has.
+    const lacks = (i: number): boolean => i < 10 || (i >= 20 && i < 50);
+    const names = (await readdir(all)).sort();
+    for (const [i, name] of names.entries()) if (!lacks(i)) await copyFile(path.join(all, name), path.join(some, name));
+    const partial = await mirror(0, some);
+    const full = await mirror(0, all);
+    await writeFile(jigdo, (await readFile(jigdo, 'utf8')).replace(/^Parts=.*$/m, `Parts=${full.url}`));
+    // As `--mirror Parts=URL`: tried first, and never second-guessed by the board's speed probes.
+    const o = await open(jigdo, path.join(d, 'cache'), { config: plainConfig, retries: '0', mirror: [`Parts=${partial.url}`] });
+    const wanted = await readFile(want);
+    try {
+      // One part at a time, each group last first: lone reads, so nothing is fetched ahead of them.
+      for (const [from, to] of [[0, 10], [10, 20], [20, 50], [50, 60]] as const) {
+        for (let i = to - 1; i >= from; i--) {
+          const at = partOffsets[i]!;
+          assert.ok((await o.s.reader.read(at, 4096)).equals(wanted.subarray(at, at + 4096)), `part ${i}`);
+        }
+      }
+    } finally {
+      await o.close();
+    }
+    const fromFull = names.filter((n, i) => !lacks(i) && gets(full, `/${n}`).length > 0);
+    assert.deepEqual(fromFull, [], 'parts the partial mirror has came from it');
+    assert.equal(names.filter((n, i) => lacks(i) && gets(full, `/${n}`).length === 1).length, 40, 'the 40 it lacks came from the full one');
   });
 });

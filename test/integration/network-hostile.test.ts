@@ -7,15 +7,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { assertCleanFailure, describeRun, prng, runCli, type CliResult } from '../helpers/cli.js';
+import { assertCleanFailure, describeRun, runCli, type CliResult } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo, type TestMount } from '../helpers/mount.js';
-import { cacheFiles, cacheLeftovers, gets, jigdoWithServers, missingPartLines, partsUri, sleep, waitFor } from '../helpers/network.js';
+import { cacheFiles, cacheLeftovers, gets, jigdoWithServers, manyParts, missingPartLines, partsUri, sleep, waitFor } from '../helpers/network.js';
 import { rootActor, userActor } from '../helpers/actor.js';
 import { asUser } from '../helpers/test-user.js';
 
@@ -175,40 +174,6 @@ describe('a remote template that is too large or not a template', () => {
     assert.deepEqual((await readdir(s.d)).filter((f) => f.endsWith('.iso') || f.includes('jigdofs-')), [], 'no image started');
   });
 });
-
-/**
- * An image of `count` distinct 4 KiB parts between runs of zeros, made with jigdo-file, whose [Servers]
- * send `Parts:` to `uri`. The parts are not served by anyone: only the mirror's behaviour matters here.
- * `gap` zero bytes (template data) lie between two parts.
- */
-async function manyParts(d: string, count: number, uri: string, gap = 0): Promise<{ jigdo: string; image: string; partOffsets: number[] }> {
-  const parts = path.join(d, 'tree', 'parts');
-  await mkdir(parts, { recursive: true });
-  const rand = prng(count);
-  const pieces: Buffer[] = [Buffer.alloc(3000)];
-  const partOffsets: number[] = [];
-  let at = 3000;
-  for (let i = 0; i < count; i++) {
-    const data = Buffer.alloc(4096);
-    for (let j = 0; j < data.length; j++) data[j] = Math.floor(rand() * 256);
-    await writeFile(path.join(parts, `p-${String(i).padStart(4, '0')}.bin`), data);
-    pieces.push(data);
-    partOffsets.push(at);
-    at += data.length;
-    if (gap > 0 && i < count - 1) {
-      pieces.push(Buffer.alloc(gap));
-      at += gap;
-    }
-  }
-  pieces.push(Buffer.alloc(5000));
-  const image = path.join(d, 'many.img');
-  await writeFile(image, Buffer.concat(pieces));
-  await promisify(execFile)('jigdo-file', ['make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, '--jigdo=many.jigdo',
-    '--template=many.template', '--label', 'Parts=tree/parts', '--uri', `Parts=${uri}`, 'tree/parts//'], { cwd: d });
-  const jigdo = path.join(d, 'many.jigdo');
-  assert.equal((await readFile(jigdo, 'utf8')).match(/=Parts:p-/g)?.length, count, 'every file is a part');
-  return { jigdo, image, partOffsets };
-}
 
 describe('a mirror that accepts connections and never answers', () => {
   test('make-image gives up on it after a few timeouts, not a timeout per part', async () => {

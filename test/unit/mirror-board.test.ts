@@ -151,6 +151,31 @@ describe('mirror speed', () => {
   });
 });
 
+describe('a mirror that lacks files', () => {
+  test('404s never demote a mirror that has delivered; 16 in a row before it delivered anything do', () => {
+    const { board, request, lines } = setup();
+    const [partial, wrong, b] = ['http://partial/', 'http://wrong/', 'http://b/'];
+    const order = (): string[] => board.order([{ mirror: partial }, { mirror: wrong }, { mirror: b }]).map((m) => m.mirror);
+    for (let i = 0; i < 15; i++) request('not-found', 'HTTP 404', partial); // it has not delivered yet: 15 are not enough
+    request('ok', '', partial);
+    for (let i = 0; i < 100; i++) request('not-found', 'HTTP 404', partial);
+    assert.equal(board.isDemoted(partial), false, 'a partial mirror is not demoted by its 404s');
+    assert.equal(board.snapshot().mirrors.find((m) => m.mirror === partial)!.consecutiveFailures, 0);
+    request('status', 'HTTP 500', partial);
+    request('not-found', 'HTTP 404', partial);
+    request('status', 'HTTP 500', partial);
+    assert.equal(board.isDemoted(partial), false, '404s in between other failures do not count toward them');
+    request('status', 'HTTP 500', partial);
+    assert.equal(board.isDemoted(partial), true, 'three other failures in a row still do');
+    for (let i = 0; i < 15; i++) request('not-found', 'HTTP 404', wrong);
+    assert.equal(board.isDemoted(wrong), false);
+    request('not-found', 'HTTP 404 for x.deb', wrong);
+    assert.equal(board.isDemoted(wrong), true, 'a mirror where nothing was ever found is demoted');
+    assert.equal(order()[0], b, 'the healthy one first');
+    assert.match(lines.join('\n'), /mirror http:\/\/wrong\/ demoted for 30 s: 16 files in a row not found and none found \(last: HTTP 404 for x\.deb\)/);
+  });
+});
+
 describe('trust for verify once', () => {
   test('a mirror is trusted after TRUST_AFTER_PARTS right parts, never after wrong bytes; others are not affected', () => {
     const { board } = setup();
