@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { BIN, SAMPLES, SAMPLE_PARTS, assertCleanFailure, assertOk, describeRun, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { fileMd5 } from '../helpers/hash.js';
+import { grouped } from '../../src/util/grouped.js';
 
 const execFileP = promisify(execFile);
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-commands-'));
@@ -54,6 +55,7 @@ function golden(file: string) {
     hex: Buffer.from(info[3]!, 'base64url').toString('hex'),
     distinct: new Set(need.map((r) => r[3])).size,
     distinctNonEmpty: new Set(need.filter((r) => r[2] !== '0').map((r) => r[3])).size,
+    distinctNonEmptyBytes: [...new Map(need.map((r) => [r[3], Number(r[2])])).values()].reduce((n, b) => n + b, 0),
     placed: need.filter((r) => r[2] !== '0').length,
     zeroLength: new Set(need.filter((r) => r[2] === '0').map((r) => r[3])).size,
     partBytes: need.reduce((n, r) => n + Number(r[2]), 0),
@@ -279,7 +281,8 @@ test('missing with no sources lists every part and exits 0, like jigdo-file prin
     const g = golden(s.golden);
     const blocks = r.stdout.split('\n\n').filter((b) => b !== '');
     assert.equal(blocks.length, g.distinctNonEmpty, r.stdout);
-    assert.match(r.stderr, new RegExp(`(^|\\n)jigdofs: ${g.distinctNonEmpty} of ${g.distinctNonEmpty} parts missing\\n$`));
+    const bytes = grouped(g.distinctNonEmptyBytes);
+    assert.match(r.stderr, new RegExp(`(^|\\n)jigdofs: ${g.distinctNonEmpty} of ${g.distinctNonEmpty} parts missing, ${bytes} of ${bytes} bytes\\n$`));
     // jigdo-file (plain .jigdo only: it does not gunzip) prints the same, except for zero-length parts,
     // which it can never find and we never need (spec §7).
     if (!s.jigdo.includes('.gz.')) {
@@ -294,8 +297,9 @@ test('missing with no sources lists every part and exits 0, like jigdo-file prin
     if (n === 0) {
       const json = await cli(['missing', '--json', sample(s.jigdo)]);
       assertOk(json);
-      const parsed = JSON.parse(json.stdout) as { missing: number; total: number };
+      const parsed = JSON.parse(json.stdout) as { missing: number; total: number; missingBytes: number; totalBytes: number };
       assert.deepEqual([parsed.missing, parsed.total], [g.distinctNonEmpty, g.distinctNonEmpty]);
+      assert.deepEqual([parsed.missingBytes, parsed.totalBytes], [g.distinctNonEmptyBytes, g.distinctNonEmptyBytes]);
     }
   })));
 });
@@ -336,7 +340,9 @@ test('missing with sources lists only what is still missing', async () => {
     some.stdout,
     'http://127.0.0.1:8765/parts/sub/b-copy.bin\nMD5Sum:QiYNQ8Ib2_eZJAaaz5Uwtg\n\nhttp://127.0.0.1:8765/parts/sub/c.bin\nMD5Sum:T_xAhGd5OOFDZW1sYi26Eg\n\n',
   );
-  assert.match(some.stderr, /2 of 3 parts missing/);
+  const sizeOf = (name: string): number => statSync(path.join(SAMPLE_PARTS, name)).size;
+  const all = sizeOf('a.bin') + sizeOf('sub/b-copy.bin') + sizeOf('sub/c.bin');
+  assert.ok(some.stderr.endsWith(`2 of 3 parts missing, ${grouped(all - sizeOf('a.bin'))} of ${grouped(all)} bytes\n`), some.stderr);
 });
 
 test('make-image with parts missing: exit 1, names the parts, writes nothing', async () => {

@@ -5,6 +5,7 @@ import type { JigdoFile, JigdoImage } from '../../format/jigdo.js';
 import { imageFileName, openImage, selectImage, type ImageSession } from '../../engine/session.js';
 import { endCommand, loadCommandJigdo } from '../session.js';
 import { addSourceOptions, sourceOptions, type SourceFlags } from '../options.js';
+import { grouped } from '../../util/grouped.js';
 
 /** What the .jigdo alone says: true with or without the template. */
 function describeJigdo(jigdo: JigdoFile, image: JigdoImage) {
@@ -92,14 +93,12 @@ async function gather(jigdoArg: string, flags: SourceFlags): Promise<Info> {
   }
 }
 
-/** 1,234,567: as toLocaleString('en-US') says it, without loading ICU's locale data (~40 ms of `info`'s start-up). */
-const fmt = (n: number): string => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 
 function textLines(info: Info): string[] {
   const j = info.jigdo;
   const head = [`Image:        ${info.image}${info.filename !== info.image ? ` (Filename=${info.filename})` : ''}`];
   const tail = [
-    `.jigdo:       version ${j.version}${j.generator ? `, ${j.generator}` : ''}, ${fmt(j.partLines)} [Parts] lines, ${j.images.length} image(s)`,
+    `.jigdo:       version ${j.version}${j.generator ? `, ${j.generator}` : ''}, ${grouped(j.partLines)} [Parts] lines, ${j.images.length} image(s)`,
     `Servers:${Object.keys(info.servers).length ? '' : '      (none)'}`,
     ...Object.entries(info.servers).flatMap(([label, uris]) => uris.map((u) => `  ${label}=${u}`)),
     ...j.warnings.map((w) => `Warning:      ${w}`),
@@ -109,7 +108,7 @@ function textLines(info: Info): string[] {
     return [
       ...head,
       ...(info.shortInfo ? [`ShortInfo:    ${info.shortInfo}`] : []),
-      `Parts:        ${fmt(j.partKeys)} distinct in [Parts] (size and checksum of the image are in the template)`,
+      `Parts:        ${grouped(j.partKeys)} distinct in [Parts] (size and checksum of the image are in the template)`,
       `Template:     not available (${info.template.reason})`,
       `              Template=${j.template}${sums ? `, ${sums}` : ''}`,
       ...tail,
@@ -118,13 +117,13 @@ function textLines(info: Info): string[] {
   const t = info.template;
   return [
     ...head,
-    `Size:         ${fmt(info.size)} bytes`,
+    `Size:         ${grouped(info.size)} bytes`,
     `Checksum:     ${info.checksum.kind} ${info.checksum.hex}`,
     ...(info.shortInfo ? [`ShortInfo:    ${info.shortInfo}`] : []),
-    `Parts:        ${fmt(info.parts.distinct)} distinct, ${fmt(info.parts.placed)} placed, ${fmt(info.parts.bytes)} bytes` +
+    `Parts:        ${grouped(info.parts.distinct)} distinct, ${grouped(info.parts.placed)} placed, ${grouped(info.parts.bytes)} bytes` +
       (info.parts.zeroLength ? `, ${info.parts.zeroLength} zero-length` : ''),
-    `Raw data:     ${fmt(info.rawBytes)} bytes in ${fmt(t.chunks)} ${t.compression.join('+') || 'no'} chunk(s), largest ${fmt(t.largestChunk)}`,
-    `Template:     ${t.file}, ${fmt(t.size)} bytes, "${t.header}"`,
+    `Raw data:     ${grouped(info.rawBytes)} bytes in ${grouped(t.chunks)} ${t.compression.join('+') || 'no'} chunk(s), largest ${grouped(t.largestChunk)}`,
+    `Template:     ${t.file}, ${grouped(t.size)} bytes, "${t.header}"`,
     ...tail,
   ];
 }

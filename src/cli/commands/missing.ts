@@ -4,6 +4,7 @@ import { findMissing } from '../../build/make-image.js';
 import { LabelMap, expandPart } from '../../format/resolve.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
+import { grouped } from '../../util/grouped.js';
 
 /** As jigdo-file prints a candidate: `file:` stripped to a local path, everything else verbatim. */
 const printable = (text: string): string => text.replace(/^file:/i, '');
@@ -26,10 +27,13 @@ export function registerMissing(program: Command): void {
       const labels = new LabelMap(s.jigdo.servers);
       const parts = sorted.map((p) => ({ key: p.key, length: p.length, candidates: expandPart(s.jigdo, labels, p.key).map((e) => printable(e.text)) }));
       const fromImages = { lines: s.local.images.summaryLines(), list: s.local.images.summary() };
-      return { total: [...s.layout.parts.values()].filter((p) => p.length > 0).length, parts, fromImages };
+      const all = [...s.layout.parts.values()].filter((p) => p.length > 0);
+      return { total: all.length, totalBytes: all.reduce((n, p) => n + p.length, 0), parts, fromImages };
     }, { fetchParts: false });
+    // What is left to download, as desync's `info --seed` tells (the parts' own sizes: no HTTP overhead counted).
+    const missingBytes = result.parts.reduce((n, p) => n + p.length, 0);
     if (flags.json) {
-      const json = { missing: result.parts.length, total: result.total, fromImages: result.fromImages.list, parts: result.parts };
+      const json = { missing: result.parts.length, total: result.total, missingBytes, totalBytes: result.totalBytes, fromImages: result.fromImages.list, parts: result.parts };
       process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
     } else if (flags.first) {
       for (const p of result.parts) process.stdout.write(encodeBytes(`${p.candidates[0]}\n`));
@@ -38,6 +42,8 @@ export function registerMissing(program: Command): void {
       for (const p of result.parts) process.stdout.write(encodeBytes(`${p.candidates.join('\n')}\n\n`));
     }
     if (!flags.quiet) for (const line of result.fromImages.lines) process.stderr.write(`jigdofs: ${line}\n`);
-    if (!flags.quiet) process.stderr.write(`jigdofs: ${result.parts.length} of ${result.total} parts missing\n`);
+    if (!flags.quiet) {
+      process.stderr.write(`jigdofs: ${result.parts.length} of ${result.total} parts missing, ${grouped(missingBytes)} of ${grouped(result.totalBytes)} bytes\n`);
+    }
   });
 }
