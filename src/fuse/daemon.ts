@@ -16,6 +16,7 @@ import { fuseFailureHint, fusermountUnmount, resolveMountpoint, topMountIs, watc
 import { sessionStatus } from '../engine/session-status.js';
 import { armExitWatchdog } from '../util/exit-watchdog.js';
 import { settledWithin } from '../util/settle.js';
+import { fuseDeviceFds, OpenFiles, watchConnection } from './open-files.js';
 
 export interface MountOptions {
   allowOther: boolean;
@@ -86,7 +87,9 @@ async function mountFuse(fuse: Fuse, mnt: string): Promise<void> {
 
 /**
  * The control requests of a mount. `unmount` is non-lazy unless asked: like umount(8), a busy mount
- * (a cp still reading it) is refused with "busy" and stays, instead of being detached under the reader.
+ * (a cp still reading it) is refused with "busy" and stays, instead of being detached under the reader. A lazy one
+ * detaches the mount, and the files still open are served until they are closed (`detach`): the answer says how
+ * many (`open`), and umount waits for this process to end only when there were none.
  */
 function controlHandler(
   mnt: string,
@@ -95,46 +98,97 @@ function controlHandler(
   opts: MountOptions,
   drops: DropBehind[],
   stop: (why: string) => Promise<void>,
+  detach: (why: string) => number,
 ): ControlHandler {
   return async ({ op, lazy }) => {
     if (op === 'ping') return 'pong';
     if (op === 'status') return statusOf(mnt, images, startedAt, opts);
     if (op === 'unmount') {
-      if (!lazy) {
-        await Promise.all(drops.map((d) => d.pause())); // a drop's own open of the image would make the mount busy
-        try {
-          // Throws BusyError; once it succeeded nothing can be busy. Not a mount made over ours, nor one made since ours went.
-          if (topMountIs(mnt, daemonMount()) !== false) await fusermountUnmount(mnt, false);
-        } catch (err) {
-          for (const d of drops) d.resume();
-          throw err;
-        }
+      if (lazy) {
+        // Not a mount made over ours, nor one made since ours went.
+        if (topMountIs(mnt, daemonMount()) !== false) await fusermountUnmount(mnt, true);
+        return { unmounting: true, pid: process.pid, open: detach('jigdofs umount --lazy') };
+      }
+      await Promise.all(drops.map((d) => d.pause())); // a drop's own open of the image would make the mount busy
+      try {
+        // Throws BusyError; once it succeeded nothing can be busy. Not a mount made over ours, nor one made since ours went.
+        if (topMountIs(mnt, daemonMount()) !== false) await fusermountUnmount(mnt, false);
+      } catch (err) {
+        for (const d of drops) d.resume();
+        throw err;
       }
       setImmediate(() => void stop('jigdofs umount'));
-      return { unmounting: true, pid: process.pid }; // umount waits for this process to end
+      return { unmounting: true, pid: process.pid, open: 0 }; // umount waits for this process to end
     }
     throw new Error(`unknown request ${op}`);
   };
 }
 
 /**
- * Resolves once the mount ends: a signal, `jigdofs umount`, or an outside unmount. A /proc/mounts that
- * cannot be read (out of file descriptors) is no unmount: logged once, the next look decides.
+ * What the daemon does once its mount is detached (`umount -l`, `fusermount -uz`, `jigdofs umount --lazy`; also a
+ * `fusermount -u` that found nothing open), as umount(8) has it for a lazy unmount: the files still open (a cp, a loop
+ * device, an mmap: OpenFiles) are served until the last one is closed, then the daemon stops; with none open it stops
+ * at once. Returns how many were open; a second call (the outside watch after our own detach) changes nothing. The
+ * drops stop: the image's path no longer leads to this mount (their opens never counted). So does the control
+ * socket: its name is the path's, free for the next mount there. A signal still stops the daemon at once.
  */
-function untilStopped(mnt: string, stop: (why: string) => Promise<void>, stopping: () => Promise<void> | undefined, log: (line: string) => void): Promise<void> {
+function detachHandler(
+  mnt: string,
+  log: (line: string) => void,
+  openFiles: OpenFiles,
+  drops: DropBehind[],
+  closeControl: () => void,
+  fuseFds: () => number[],
+  stop: (why: string) => Promise<void>,
+): (why: string) => number {
+  let open: number | undefined;
+  return (why) => {
+    if (open !== undefined) return open;
+    for (const d of drops) void d.stop();
+    closeControl();
+    open = openFiles.count;
+    if (open === 0) {
+      setImmediate(() => void stop(why));
+      return open;
+    }
+    log(`${mnt} detached (${why}); serving ${open} open ${open === 1 ? 'file' : 'files'} until they are closed`);
+    let unwatch = (): void => undefined;
+    const done = (last: string) => {
+      unwatch();
+      void stop(`${why}; ${last}`);
+    };
+    void openFiles.whenNoneOpen().then(() => done('the last open file was closed'));
+    // The kernel may end the connection before the last release reached us (open-files.ts watchConnection).
+    unwatch = watchConnection(fuseFds(), () => done('the kernel ended the connection: no file is open'), 250);
+    return open;
+  };
+}
+
+/**
+ * Resolves once the mount ends: a signal, `jigdofs umount`, or an outside unmount (`detach`: served until its files
+ * are closed). A /proc/mounts that cannot be read (out of file descriptors) is no unmount: logged once, the next
+ * look decides.
+ */
+function untilStopped(
+  mnt: string,
+  stop: (why: string) => Promise<void>,
+  detach: (why: string) => number,
+  stopping: () => Promise<void> | undefined,
+  log: (line: string) => void,
+): Promise<void> {
   return new Promise<void>((resolve) => {
     const finish = (why: string) => void stop(why).then(resolve);
     process.once('SIGINT', () => finish('SIGINT'));
     process.once('SIGTERM', () => finish('SIGTERM'));
     process.once('SIGHUP', () => finish('SIGHUP'));
     let unknownLogged = false;
-    const unwatch = watchUnmount(mnt, daemonMount(), () => finish('unmounted from outside'), {
+    const unwatch = watchUnmount(mnt, daemonMount(), () => void detach('unmounted from outside'), {
       onUnknown: (err) => {
         if (!unknownLogged) log(`cannot tell whether ${mnt} is still mounted (${err.message}); still serving`);
         unknownLogged = true;
       },
     });
-    // Stopped by a control request (or a fatal error): resolve once the unmount is over.
+    // Stopped by a control request, a detach whose files were closed (or a fatal error): resolve once the unmount is over.
     const poll = setInterval(() => {
       const stopped = stopping();
       if (!stopped) return;
@@ -156,8 +210,8 @@ function untilStopped(mnt: string, stop: (why: string) => Promise<void>, stoppin
  * fuse-native 2.2.6 (pinned in package.json) has no option for it: its `_fuseOptions` builds the `-o` text, to which
  * fuseOptions adds ours.
  */
-function newFuse(mnt: string, images: Map<string, MountedImage>, log: (line: string) => void, startedAt: number, opts: MountOptions): Fuse {
-  const fuse = new Fuse(mnt, imageOps(images, log, new Date(startedAt)), {
+function newFuse(mnt: string, images: Map<string, MountedImage>, log: (line: string) => void, startedAt: number, opts: MountOptions, openFiles: OpenFiles): Fuse {
+  const fuse = new Fuse(mnt, imageOps(images, log, new Date(startedAt), openFiles), {
     timeout: false, // we answer every read ourselves; fuse-native's 15 s default would answer ETIMEDOUT
     kernelCache: !opts.directIo, // the image never changes: re-reads come from the page cache
     fsname: `${daemonMount().source},ro`, // the source names this daemon (mount-source.ts); `,ro` makes the mount read-only
@@ -240,7 +294,8 @@ function guardDaemon(log: (line: string) => void, stop: (why: string) => Promise
 }
 
 /**
- * Runs a mount in this process until it is unmounted (`jigdofs umount`, fusermount -u, SIGINT/SIGTERM).
+ * Runs a mount in this process until it is unmounted (`jigdofs umount`, fusermount -u, SIGINT/SIGTERM), or, once
+ * detached lazily, until the files still open in it are closed (detachHandler).
  * `onReady` is called once the kernel has the mount. The control socket listens before the kernel mount,
  * so a mount can never be left up without a way to reach it; a failed mount leaves nothing mounted.
  */
@@ -257,7 +312,8 @@ export async function runMount(
   const startedAt = Date.now();
   const images = await openImages(jigdo, sources, startedAt, log);
   const closeImages = () => Promise.all([...images.values()].map(({ session }) => session.close().catch(() => undefined)));
-  const fuse = newFuse(mnt, images, log, startedAt, opts);
+  const openFiles = new OpenFiles();
+  const fuse = newFuse(mnt, images, log, startedAt, opts, openFiles);
   unmountOnlyOwn(mnt, () => topMountIs(mnt, daemonMount()) !== false); // (cannot tell: unmount, as before)
   // The drops' own thread (started at the first): their open of the image waits for a FUSE thread, and a read that
   // needs the sessions' pool (bzip2, hashing) must never queue behind one.
@@ -280,8 +336,11 @@ export async function runMount(
       // (A drop still waiting on the mount's open failed with it; bounded all the same.)
       if (dropPool) await settledWithin(dropPool.close(), DROP_WAIT_MS);
     })());
-  const control = await serveThenMount(mnt, fuse, controlHandler(mnt, images, startedAt, opts, drops, stop), closeImages);
+  let fuseFds: number[] = [];
+  const detach = detachHandler(mnt, log, openFiles, drops, () => controlSocket.server?.close(), () => fuseFds, stop);
+  const control = await serveThenMount(mnt, fuse, controlHandler(mnt, images, startedAt, opts, drops, stop, detach), closeImages);
   controlSocket.server = control;
+  fuseFds = fuseDeviceFds();
   // The mount's own root, answered by this process (through libuv's pool, so the main thread is free to answer). Its
   // device also names the kernel's read-ahead for the mount, which says how far out of order a stream's reads come.
   if (dropPool) {
@@ -297,7 +356,7 @@ export async function runMount(
   guardDaemon(log, stop);
   log(`mounted ${[...images.keys()].join(', ')} at ${mnt}`);
   onReady([...images.keys()]);
-  await untilStopped(mnt, stop, () => stopped, log);
+  await untilStopped(mnt, stop, detach, () => stopped, log);
   control.close();
   log(`unmounted ${mnt}`);
 }

@@ -2,6 +2,7 @@ import type { Ops, Stat } from 'fuse-native';
 import { Fuse } from './fuse-class.js';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../engine/session.js';
+import { OpenFiles } from './open-files.js';
 
 /** What the mount presents: one read-only file per image, in a read-only root directory. */
 export interface MountedImage {
@@ -16,9 +17,9 @@ const S_IFREG = 0o100000;
 /**
  * The FUSE operations. Every read is answered asynchronously from the image reader (which never blocks
  * the event loop); a part no source can give answers EIO with one log line, and the rest of the image
- * stays readable.
+ * stays readable. Opens and releases (of files and of the folder) are counted in `openFiles`.
  */
-export function imageOps(images: Map<string, MountedImage>, log: (line: string) => void, mountedAt: Date): Ops {
+export function imageOps(images: Map<string, MountedImage>, log: (line: string) => void, mountedAt: Date, openFiles = new OpenFiles()): Ops {
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
   const dirStat = (): Stat => ({ mode: S_IFDIR | 0o555, uid, gid, size: 4096, nlink: 2, atime: mountedAt, mtime: mountedAt, ctime: mountedAt });
@@ -45,9 +46,22 @@ export function imageOps(images: Map<string, MountedImage>, log: (line: string) 
       if (path === '/') return cb(Fuse.EISDIR);
       if (!lookup(path)) return cb(Fuse.ENOENT);
       if ((flags & O_ACCMODE) !== 0) return cb(Fuse.EROFS);
-      cb(0, nextFd++);
+      const fh = nextFd++;
+      openFiles.opened(fh, flags);
+      cb(0, fh);
     },
-    release(_path, _fd, cb) {
+    release(_path, fd, cb) {
+      openFiles.released(fd);
+      cb(0);
+    },
+    opendir(path, _flags, cb) {
+      if (path !== '/') return cb(Fuse.ENOTDIR);
+      const fh = nextFd++;
+      openFiles.opened(fh, 0);
+      cb(0, fh);
+    },
+    releasedir(_path, fd, cb) {
+      openFiles.released(fd);
       cb(0);
     },
     read(path, _fd, buf, len, pos, cb) {

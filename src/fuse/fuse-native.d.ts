@@ -33,6 +33,8 @@ declare module 'fuse-native' {
     readdir?(path: string, cb: (err: number, names?: string[], stats?: Stat[]) => void): void;
     open?(path: string, flags: number, cb: (err: number, fd?: number) => void): void;
     release?(path: string, fd: number, cb: (err: number) => void): void;
+    opendir?(path: string, flags: number, cb: (err: number, fd?: number) => void): void;
+    releasedir?(path: string, fd: number, cb: (err: number) => void): void;
     read?(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (bytesOrErr: number) => void): void;
     statfs?(path: string, cb: (err: number, statfs?: StatFs) => void): void;
     access?(path: string, mode: number, cb: (err: number) => void): void;

@@ -37,8 +37,12 @@ const PATH_AT = 128;
 const ROOT_FD = 3;
 /** path_open's lookup flag: follow symbolic links (a cache folder reached through one). */
 const FOLLOW_SYMLINKS = 1;
-/** path_open's fd flag: open without blocking (a FIFO put where a file was expected must not hang the worker). */
-const NONBLOCK = 4;
+/**
+ * path_open's fd flags: O_NONBLOCK (a FIFO put where a file was expected must not hang the worker) and O_DSYNC, which
+ * does nothing to a read-only descriptor and tells a mount's daemon that this open of its image is its own
+ * (fuse/open-files.ts OWN_OPEN_FLAGS: a detached mount is served until no one else holds a file of it open).
+ */
+const FD_FLAGS = 4 | 2;
 
 const leb128 = (n: number): number[] => {
   const out: number[] = [];
@@ -124,7 +128,7 @@ export function dropFromPageCache(file: string, range?: FileRange, device?: numb
   const path = Buffer.from(file.replace(/^\/+/, ''));
   if (PATH_AT + path.length > c.memory.buffer.byteLength) return false;
   path.copy(new Uint8Array(c.memory.buffer), PATH_AT);
-  if (c.path_open(ROOT_FD, FOLLOW_SYMLINKS, PATH_AT, path.length, 0, RIGHTS, 0n, NONBLOCK, FD_AT) !== 0) return false;
+  if (c.path_open(ROOT_FD, FOLLOW_SYMLINKS, PATH_AT, path.length, 0, RIGHTS, 0n, FD_FLAGS, FD_AT) !== 0) return false;
   const memory = new DataView(c.memory.buffer);
   const fd = memory.getUint32(FD_AT, true);
   try {

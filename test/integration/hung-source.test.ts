@@ -93,7 +93,7 @@ async function partStarts(jigdo: string): Promise<number[]> {
   }
 }
 
-test('a daemon whose every libuv thread waits on a hung --local folder still notices `fusermount -uz` from outside', async () => {
+test('a daemon whose every libuv thread waits on a hung --local folder still notices `fusermount -uz` from outside, and ends within the grace of a SIGTERM', async () => {
   // The look-ups of the parts in the stuck folder (a stat each) hold all of libuv's threads. The unmount watch
   // used to read /proc/mounts through that same pool: it waited behind them, never saw the unmount, and the
   // daemon stayed for good (its exit watchdog is armed by the stop). The daemon gets a pool of 2 threads, so that
@@ -116,15 +116,20 @@ test('a daemon whose every libuv thread waits on a hung --local folder still not
     m = await mountJigdo(v.jigdo, ['--offline', '--local', `${fx.partsLabel}=${stuck.mnt}`], { env });
     pid = await m.pid();
     // A read at the start of each part: each waits on its look-up in the stuck folder, and keeps the image open
-    // (so the kernel keeps the connection after the lazy unmount).
+    // (so the kernel keeps the connection after the lazy unmount, and the daemon serves on: it was detached lazily).
     readers = starts.map((at) => spawn('dd', [`if=${m!.file('image.iso')}`, 'of=/dev/null', 'bs=4096', 'count=1', `skip=${at}`, 'iflag=skip_bytes'], { stdio: 'ignore' }));
     // Not a sleep: the test proves something only once every thread of the pool is held.
     await waitFor(async () => (await threadsWaitingOnFuse(pid!)) >= poolSize, 30_000, `${poolSize} threads of the daemon to wait on the stuck mount`);
-    const started = Date.now();
     await A.run('fusermount', ['-uz', m.mnt]);
+    // Noticed (the readers still hold the image: served until they close it, which these never will)...
+    const detached = /detached \(unmounted from outside\); serving \d+ open files? until they are closed/;
+    await waitFor(async () => detached.test(await m!.log()), 10_000, 'the daemon to notice the detach');
+    // ...and a signal still stops it at once, the exit watchdog ending what the hung folder holds.
+    const started = Date.now();
+    process.kill(pid, 'SIGTERM');
     await waitFor(() => !pidAlive(pid!), (SHUTDOWN_GRACE_SECONDS + 15) * 1000, 'the daemon to end');
     assert.ok(Date.now() - started < (SHUTDOWN_GRACE_SECONDS + 10) * 1000);
-    assert.match(await m.log(), /unmounting .*\(unmounted from outside\)/);
+    assert.match(await m.log(), /unmounting .*\(SIGTERM\)/);
   } finally {
     for (const r of readers) r.kill('SIGKILL');
     if (pid && pidAlive(pid)) killQuietly(pid, 'SIGKILL');

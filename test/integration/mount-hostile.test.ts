@@ -237,11 +237,12 @@ describe('open files of a mount reading many parts (item 9)', () => {
 });
 
 describe('umount of a busy mount (item 11)', () => {
-  test('is refused with "busy" while the image is open; --lazy detaches it anyway', async () => {
+  test('is refused with "busy" while the image is open; --lazy detaches it anyway, and the reader is served until it closes the image', async () => {
     const v = fx.variants['jf-md5-gzip'];
     const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+    let pid: number | undefined;
     try {
-      const pid = await m.pid();
+      pid = await m.pid();
       const reader = await open(m.file('image.iso'), 'r');
       try {
         const busy = await runCli(['umount', m.mnt], { timeoutMs: 30_000 });
@@ -249,13 +250,42 @@ describe('umount of a busy mount (item 11)', () => {
         assert.ok(await isMounted(m.mnt), 'still mounted');
         const buf = Buffer.alloc(4096);
         await reader.read(buf, 0, 4096, 0); // and still served to the reader
-        assert.ok(buf.equals((await readFile(v.image)).subarray(0, 4096)));
-        assertOk(await runCli(['umount', '--lazy', m.mnt], { timeoutMs: 30_000 }));
+        const image = await readFile(v.image);
+        assert.ok(buf.equals(image.subarray(0, 4096)));
+        // Like umount -l: detached now, and the CLI returns then (it does not wait for a daemon that serves on).
+        const started = Date.now();
+        const lazy = await runCli(['umount', '--lazy', m.mnt], { timeoutMs: 30_000 });
+        assertOk(lazy);
+        assert.ok(Date.now() - started < 5000, `umount --lazy took ${Date.now() - started} ms`);
+        assert.match(lazy.stderr, new RegExp(`${m.mnt}: detached; its daemon \\(pid ${pid}\\) ends once the open file is closed`));
         assert.equal(await isMounted(m.mnt), false);
-        await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
+        await new Promise((r) => setTimeout(r, 1200)); // one look of the outside-unmount watch
+        assert.ok(pidAlive(pid), 'the daemon serves the open image');
+        const rest = Buffer.alloc(image.length);
+        const { bytesRead } = await reader.read(rest, 0, rest.length, 0);
+        assert.equal(bytesRead, image.length);
+        assert.equal(md5(rest), md5(image), 'the whole image, read after the detach');
       } finally {
         await reader.close().catch(() => undefined);
       }
+      await waitFor(() => !pidAlive(pid!), 5000, 'the daemon to end once the image was closed');
+      assert.match(await m.log(), /unmounting .*\(jigdofs umount --lazy; (the last open file was closed|the kernel ended the connection: no file is open)\)/);
+    } finally {
+      if (pid && pidAlive(pid)) process.kill(pid, 'SIGTERM');
+      await m.cleanup();
+    }
+  });
+
+  test('--lazy with nothing open: the daemon ends, and umount waits for it as a plain umount does', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+    try {
+      const pid = await m.pid();
+      const lazy = await runCli(['umount', '--lazy', m.mnt], { timeoutMs: 30_000 });
+      assertOk(lazy);
+      assert.equal(lazy.stderr, '');
+      assert.equal(await isMounted(m.mnt), false);
+      assert.equal(pidAlive(pid), false, 'umount returned once the daemon had ended');
     } finally {
       await m.cleanup();
     }

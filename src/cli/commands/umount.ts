@@ -29,7 +29,9 @@ async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
  * Asks the daemon to unmount and waits for the mount to go, then for the daemon to end (it saves the hash
  * index and closes its log on the way out: a script that removes the cache right after must not race it);
  * falls back to fusermount. Like umount(8), a busy mount (a reader still has the image open) is refused
- * unless `lazy`: detaching it would cut that reader short (a cp ending with a truncated copy).
+ * unless `lazy`, which detaches it now: the readers that still have the image open (a cp, a loop device) go on
+ * being served, and the daemon ends when the last of them closes it. Then only the detach is waited for (the
+ * daemon may serve a loop device for days), and one line says that the daemon goes on.
  */
 export async function unmount(mntArg: string, lazy = false): Promise<void> {
   const mnt = await resolveMountpoint(mntArg);
@@ -55,7 +57,15 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
     if (err instanceof UntrustedControlDir) process.stderr.write(`jigdofs: ${err.message}; unmounting with fusermount instead\n`);
     return undefined;
   });
-  if (answer !== undefined && (await waitUnmounted(mnt, (answer as { pid?: unknown }).pid))) return;
+  const { pid, open } = (answer ?? {}) as { pid?: unknown; open?: unknown };
+  const serving = typeof open === 'number' && open > 0;
+  if (answer !== undefined && (await waitUnmounted(mnt, serving ? undefined : pid))) {
+    if (serving) {
+      const files = open === 1 ? 'the open file is' : `all ${open} open files are`;
+      process.stderr.write(`jigdofs: ${mnt}: detached; its daemon (pid ${String(pid)}) ends once ${files} closed\n`);
+    }
+    return;
+  }
   // No daemon answered (or it is stuck): unmount from outside; a busy mount says so (BusyError).
   await fusermountUnmount(mnt, lazy);
 }
@@ -66,7 +76,7 @@ export function registerUmount(program: Command): void {
     .alias('unmount')
     .description('unmount a jigdofs mount and stop its daemon; a mount in use is refused as busy')
     .argument('<mountpoint>')
-    .option('-l, --lazy', 'detach the mount even while it is in use (readers still running get errors)')
+    .option('-l, --lazy', 'detach the mount now, even while it is in use; files still open are served until closed, then the daemon ends')
     .action(async (mnt: string, flags: { lazy?: boolean }) => {
       await unmount(mnt, flags.lazy ?? false);
     });

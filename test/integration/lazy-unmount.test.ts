@@ -1,0 +1,187 @@
+/**
+ * A lazy unmount (`umount -l`, `fusermount -uz`, `jigdofs umount --lazy`) detaches the mount at once, and, as
+ * umount(8) has it, the files still open (a reader's descriptor, a folder, a loop device, a read waiting for a
+ * mirror) go on being served until they are closed: then the daemon ends. Before, the daemon stopped as soon as it
+ * saw its mount gone, and the kernel cut those readers off (EIO/ENOTCONN, a truncated copy).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, opendir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { rootActor, userActor, type Actor } from '../helpers/actor.js';
+import { assertOk } from '../helpers/cli.js';
+import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
+import { md5hex } from '../helpers/hash.js';
+import { isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
+import { startMirror } from '../helpers/mirror-server.js';
+import { jigdoWithServers, partsUri, sleep, waitFor } from '../helpers/network.js';
+import { pidAlive } from '../../src/util/pid.js';
+
+const run = promisify(execFile);
+
+let fx: FixtureSet;
+let v: FixtureVariant;
+let work: string;
+before(async () => {
+  fx = await buildFixtures();
+  v = fx.variants['jf-md5-gzip'];
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-lazy-'));
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** A daemon left by a failed test must not outlive it. */
+const killQuietly = (pid: number | undefined): void => {
+  try {
+    if (pid) process.kill(pid, 'SIGTERM');
+  } catch {
+    // gone already
+  }
+};
+
+/** After the detach: the daemon says so, serves on past a look of its unmount watch (1 s), and the path is free. */
+async function assertServingDetached(m: TestMount, pid: number, open: number, why: RegExp): Promise<void> {
+  assert.equal(await isMounted(m.mnt), false, 'detached at once');
+  await sleep(1500);
+  assert.ok(pidAlive(pid), `the daemon still serves:\n${await m.log()}`);
+  const line = new RegExp(`detached \\(${why.source}\\); serving ${open} open files? until they are closed`);
+  await waitFor(async () => line.test(await m.log()), 5000, `the log line ${line}`);
+}
+
+/** Then, once the last file is closed, the daemon ends within a few seconds, saying why. */
+async function assertEndsAfterClose(m: TestMount, pid: number, why: RegExp): Promise<void> {
+  await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end once the last open file was closed');
+  const text = await m.log();
+  assert.match(text, new RegExp(`unmounting .*\\(${why.source}; (the last open file was closed|the kernel ended the connection: no file is open)\\)`));
+  assert.match(text, /unmounted .*\/mnt\n/);
+}
+
+const DETACHES: Array<{ label: string; make: () => Actor; detach: (A: Actor, m: TestMount) => Promise<void>; why: RegExp }> = [
+  { label: 'root, `umount -l`', make: rootActor, detach: async (A, m) => void (await A.run('umount', ['-l', m.mnt])), why: /unmounted from outside/ },
+  {
+    label: 'a regular user, `fusermount -uz`',
+    make: () => userActor({ runtimeDir: true }),
+    detach: async (A, m) => void (await A.run('fusermount', ['-uz', m.mnt])),
+    why: /unmounted from outside/,
+  },
+  {
+    label: 'a regular user, `jigdofs umount --lazy`',
+    make: () => userActor({ runtimeDir: true }),
+    detach: async (A, m) => {
+      const r = await A.cli(['umount', '--lazy', m.mnt], { timeoutMs: 10_000 });
+      assertOk(r);
+      assert.match(r.stderr, /detached; its daemon \(pid \d+\) ends once the open file is closed/);
+    },
+    why: /jigdofs umount --lazy/,
+  },
+];
+
+for (const { label, make, detach, why } of DETACHES) {
+  test(`as ${label}: a reader that holds the image open reads all of it after the detach; the daemon ends when it closes it`, async () => {
+    const A = make();
+    A.share(fx.dir);
+    const original = await readFile(v.image);
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { env: A.env, user: A.user });
+    let pid: number | undefined;
+    try {
+      pid = await m.pid();
+      const reader = await A.fs.open(m.file('image.iso'), 'r');
+      let closed = false;
+      try {
+        const head = Buffer.alloc(4096);
+        await reader.read(head, 0, head.length, 0); // reading already: a cp under way
+        await detach(A, m);
+        await assertServingDetached(m, pid, 1, why);
+        const copy = Buffer.alloc(original.length);
+        for (let at = 0; at < copy.length; ) {
+          const { bytesRead } = await reader.read(copy, at, Math.min(1 << 20, copy.length - at), at);
+          assert.ok(bytesRead > 0, `read at ${at} of ${copy.length}`);
+          at += bytesRead;
+        }
+        assert.equal(md5hex(copy), md5hex(original), 'the whole image, read through the descriptor opened before the detach');
+        await reader.close();
+        closed = true;
+      } finally {
+        if (!closed) await reader.close().catch(() => undefined);
+      }
+      await assertEndsAfterClose(m, pid, why);
+    } finally {
+      killQuietly(pid);
+      await m.cleanup();
+      A.close();
+    }
+  });
+}
+
+test('as root: an open folder of the mount is served after `umount -l` until it is closed', async () => {
+  const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+  let pid: number | undefined;
+  try {
+    pid = await m.pid();
+    const dir = await opendir(m.mnt);
+    try {
+      await run('umount', ['-l', m.mnt]);
+      await assertServingDetached(m, pid, 1, /unmounted from outside/);
+      assert.equal((await dir.read())?.name, 'image.iso');
+    } finally {
+      await dir.close().catch(() => undefined);
+    }
+    await assertEndsAfterClose(m, pid, /unmounted from outside/);
+  } finally {
+    killQuietly(pid);
+    await m.cleanup();
+  }
+});
+
+test('as root: a loop device on the image is served after `umount -l` until it is detached', async () => {
+  const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+  let pid: number | undefined;
+  let loop: string | undefined;
+  try {
+    pid = await m.pid();
+    loop = (await run('losetup', ['-f', '--show', '-r', m.file('image.iso')])).stdout.trim();
+    await run('umount', ['-l', m.mnt]);
+    await assertServingDetached(m, pid, 1, /unmounted from outside/);
+    await run('blockdev', ['--flushbufs', loop]); // (root may drop the device's cache: its reads then go to the daemon)
+    const { stdout } = await run('md5sum', [loop]);
+    assert.equal(stdout.split(' ')[0], v.imageMd5, 'the image read through the loop device');
+    await run('losetup', ['-d', loop]);
+    loop = undefined;
+    await assertEndsAfterClose(m, pid, /unmounted from outside/);
+  } finally {
+    if (loop) await run('losetup', ['-d', loop]).catch(() => undefined);
+    killQuietly(pid);
+    await m.cleanup();
+  }
+});
+
+test('as root: a read waiting for a mirror when the mount is detached gets its bytes; a cp under way completes', async () => {
+  const mirror = await startMirror({ root: fx.tree, latencyMs: 1500 });
+  const config = path.join(work, 'config.ini');
+  await writeFile(config, '[network]\nretries = 0\ntimeout = 20\n');
+  const jigdo = await jigdoWithServers(v, [partsUri(mirror)], path.join(work, 'net'));
+  const m = await mountJigdo(jigdo, ['--config', config]);
+  let pid: number | undefined;
+  try {
+    pid = await m.pid();
+    const copy = path.join(work, 'copy.iso');
+    const cp = spawn('cp', [m.file('image.iso'), copy], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    cp.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => cp.on('exit', (code) => resolve(code)));
+    // A read is waiting for the mirror (a request with no answer yet): detach now.
+    await waitFor(() => mirror.requests.some((r) => r.method === 'GET' && r.status === 0), 10_000, 'a request to the mirror');
+    await run('umount', ['-l', m.mnt]);
+    assert.equal(await exited, 0, `cp failed: ${stderr}`);
+    assert.equal(md5hex(await readFile(copy)), v.imageMd5, 'the whole image, though the mount was detached while cp waited');
+    await assertEndsAfterClose(m, pid, /unmounted from outside/);
+  } finally {
+    killQuietly(pid);
+    await m.cleanup();
+    await mirror.close();
+  }
+});
