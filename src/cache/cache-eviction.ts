@@ -23,16 +23,20 @@ const RESERVE_MIN = 1024 ** 3;
  * when its read came, and a read whose part went twice failed.
  */
 export const WORKING_SET = 512 << 20;
-/** …but never leaving the disk less free than this. */
+/**
+ * …but never leaving the disk less free than this, or than RESERVE_SHARE of it on a smaller disk: a file system of a
+ * few GB or less made for the cache (a 20 MB tmpfs) had a cap of 0, and every commit evicted every other part.
+ */
 export const MIN_FREE = 256 << 20;
 
 /**
  * The most the cache may hold on a disk of `diskBytes` with `freeBytes` free beside the cache's `cacheBytes`: what
- * leaves the disk its reserve, or (when that is less) WORKING_SET as far as the disk has it beyond MIN_FREE.
+ * leaves the disk its reserve, or (when that is less) WORKING_SET as far as the disk has it beyond MIN_FREE (or
+ * RESERVE_SHARE of a small disk). Downloads in flight are not counted here: they reserve their room (disk-room.ts).
  */
 export function freeSpaceCap(cacheBytes: number, freeBytes: number, diskBytes: number): number {
   const polite = cacheBytes + freeBytes - Math.max(RESERVE_MIN, RESERVE_SHARE * diskBytes);
-  const needed = Math.min(WORKING_SET, cacheBytes + freeBytes - MIN_FREE);
+  const needed = Math.min(WORKING_SET, cacheBytes + freeBytes - Math.min(MIN_FREE, RESERVE_SHARE * diskBytes));
   return Math.max(0, polite, needed);
 }
 
@@ -89,6 +93,8 @@ export class CacheEviction {
 
   /** The shared count's file (`parts/size.json`), kept open. */
   private readonly ledger: SizeLedger;
+  /** Told of the files each eviction removed (PartCache: DiskRoom.evicted, so that readers close them and free their blocks). */
+  onEvicted: (files: string[]) => void = () => undefined;
 
   constructor(
     private readonly dir: string,
@@ -315,6 +321,31 @@ export class CacheEviction {
     this.showCount();
   }
 
+  /**
+   * Room on the disk for downloads in flight (disk-room.ts): evicts least recently used parts that `spare` does not
+   * keep until `bytes` are freed, in turn with commits. Templates stay (a session reads its own all along).
+   */
+  free(bytes: number, spare: (file: string) => boolean): Promise<{ freed: string[]; bytes: number }> {
+    return this.queued(async () => {
+      await this.cacheBytes();
+      const all = (await this.entries()).filter((e) => !e.file.startsWith(path.join(this.dir, 'templates')));
+      all.sort((a, b) => a.atimeMs - b.atimeMs);
+      const freed: string[] = [];
+      let n = 0;
+      for (const e of all) {
+        if (n >= bytes) break;
+        if (spare(e.file) || !(await unlink(e.file).then(() => true, () => false))) continue;
+        freed.push(e.file);
+        n += e.size;
+        this.stats.evictions++;
+        this.stats.evictedBytes += e.size;
+        this.countRemoved(e.size);
+      }
+      if (freed.length > 0) this.onEvicted(freed);
+      return { freed, bytes: n };
+    });
+  }
+
   /** Evicts what it takes for `incoming` more bytes to fit under the limit (an admission's turn). */
   private async makeRoom(incoming: number): Promise<void> {
     const bytes = await this.cacheBytes();
@@ -333,10 +364,12 @@ export class CacheEviction {
     const target = total + incoming > limit ? Math.max(0, Math.floor(limit * LOW_WATER) - incoming) : total;
     all.sort((a, b) => a.atimeMs - b.atimeMs);
     let files = all.length;
+    const evicted: string[] = [];
     for (const e of all) {
       if (total <= target) break;
       try {
         await unlink(e.file);
+        evicted.push(e.file);
         this.stats.evictions++;
         this.stats.evictedBytes += e.size;
       } catch {
@@ -345,6 +378,7 @@ export class CacheEviction {
       total -= e.size;
       files--;
     }
+    if (evicted.length > 0) this.onEvicted(evicted);
     this.counted = { bytes: total, files, at: Date.now() };
     this.showCount();
   }

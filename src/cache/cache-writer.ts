@@ -2,6 +2,7 @@ import { unlink, type FileHandle } from 'node:fs/promises';
 import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import type { Lock } from './cache-lock.js';
 import type { CacheFs } from './cache-fs.js';
+import type { Release } from './disk-room.js';
 
 /**
  * What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit), or
@@ -11,6 +12,8 @@ export interface CommitTarget {
   verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck, size?: number): Promise<VerifiedCopy | undefined>;
   /** Takes `fh` once it returned (the writer does not close it then). `durable`: see PartCache.commitUnhashed. */
   commitUnhashed(tmp: string, final: string, fh: FileHandle, size: number | undefined, durable: boolean): Promise<VerifiedCopy>;
+  /** Room on the disk for the bytes about to be written (PartCache.room: DiskRoom). */
+  readonly room?: { reserve(bytes: number, what: string): Promise<Release> };
 }
 
 /**
@@ -24,6 +27,8 @@ export class CacheWriter {
   private done = false;
   /** The size allocate set (writes stay inside it: a part's ranges), so the commit need not ask the file. */
   private size: number | undefined;
+  /** The disk room allocate reserved, given back when the writer is done (committed, the file counts in the cache). */
+  private release: Release | undefined;
 
   constructor(
     private readonly cache: CommitTarget,
@@ -34,8 +39,12 @@ export class CacheWriter {
     private readonly fs: CacheFs,
   ) {}
 
-  /** Sets the temporary file's size (holes read as zeros until written). */
-  async allocate(size: number): Promise<void> {
+  /**
+   * Reserves room on the disk for `size` bytes (waiting, or evicting, for it: DiskRoom), then sets the temporary
+   * file's size (holes read as zeros until written). `what` names the file in the error when it cannot fit.
+   */
+  async allocate(size: number, what = 'a file'): Promise<void> {
+    this.release ??= await this.cache.room?.reserve(size, what);
     await this.fs.ftruncate(this.fh, size);
     this.size = size;
   }
@@ -69,6 +78,7 @@ export class CacheWriter {
     this.done = true;
     if (closeFh) await this.fh.close().catch(() => undefined);
     if (removeTmp) await unlink(this.tmp).catch(() => undefined);
+    this.release?.();
     await this.lock.release();
   }
 }

@@ -14,7 +14,9 @@ import { nameIfFree } from './exclusive-name.js';
 import { ownerTag } from '../util/pid.js';
 import type { CacheStats } from './cache-stats.js';
 import { CacheWriter } from './cache-writer.js';
+import { DiskRoom } from './disk-room.js';
 import { commitStamp, writtenSinceCommit } from './commit-stamp.js';
+import { finalOf, UNHASHED, unhashedName } from './unhashed-name.js';
 import { replaceWithOwnCopy } from './own-copy.js';
 import { PageRelease } from './page-release.js';
 
@@ -33,7 +35,8 @@ import { PageRelease } from './page-release.js';
  * rename to a new name of its own), hashes it and, only if it matches, gives it its checksum name by a link that fails
  * if the name is taken (adoptUnhashed, exclusive-name.ts), so a killed make-image still leaves its downloads for the rerun.
  *
- * Size: `--cache-size` (default 20 GiB) holds at every commit, capped by the free disk space (cache-eviction.ts).
+ * Size: `--cache-size` (default 20 GiB) holds at every commit, capped by the free disk space (cache-eviction.ts);
+ * downloads in flight reserve their room on the disk first (disk-room.ts).
  *
  * Privacy: folders are made 0700 (makeDirs) and files 0600, so that a second local user can read neither
  * what we fetched nor which parts we needed, even under a cache folder the user made with looser rights.
@@ -42,23 +45,6 @@ import { PageRelease } from './page-release.js';
 export const DEFAULT_CACHE_BYTES = 20 * 1024 ** 3;
 /** Access times are refreshed at most this often per file. */
 const TOUCH_MS = 60_000;
-/** The end of an unhashed part's name (see commitUnhashed). */
-const UNHASHED = '.unverified';
-
-/**
- * A new name for an unhashed file beside `final`: `HEX.OWNER-RANDOM.unverified`, used once, so nobody else ever
- * writes or renames a file to it: whatever is found there is the bytes whoever chose the name put there.
- */
-function unhashedName(final: string): string {
-  return `${final}.${ownerTag()}-${randomBytes(6).toString('hex')}${UNHASHED}`;
-}
-
-/** The checksum name an unhashed file gets (its name up to the first dot). */
-function finalOf(file: string): string {
-  const base = path.basename(file);
-  return path.join(path.dirname(file), base.slice(0, base.indexOf('.')));
-}
-
 /** Where a cache file goes: fetched parts, or downloaded templates. */
 export type CacheSpace = 'parts' | 'templates';
 
@@ -89,6 +75,8 @@ export class PartCache {
   private readonly hashFile: HashFile;
   private readonly pages: PageRelease; // files a reader is done with, leaving the page cache
   private readonly eviction: CacheEviction;
+  /** Room on the disk for downloads in flight: reserved by each before its first write (CacheWriter.allocate). */
+  readonly room: DiskRoom;
   private readonly locks: CacheLocks;
   /** The metadata calls made for every part (cache-fs.ts). */
   private readonly fs: CacheFs;
@@ -116,6 +104,8 @@ export class PartCache {
     this.fs = new CacheFs(this.dir);
     this.locks = new CacheLocks(this.dir, path.join(this.dir, 'parts', 'locks'), this.tmpDir, inDir, this.log, this.fs);
     this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, () => this.locks.waitLock('size', LEDGER_WAIT_MS), this.fs);
+    this.room = new DiskRoom(this.dir, (bytes, spare) => this.eviction.free(bytes, spare));
+    this.eviction.onEvicted = (files) => this.room.evicted(files);
     void this.locks.cleanOnce(); // from the start: only a download waited for it, so a run that fetched nothing left them
   }
 

@@ -87,6 +87,7 @@ export class Network {
       confirmDeferred: async () => {
         if (this.opts.keepDownloads === false) await this.cache.removeCopies(this.cache.takeAdopted());
       },
+      watch: (w) => this.cache.room.watch(w),
     };
     if (!this.online || !fetchParts) return [cache];
     const labels = new LabelMap(ctx.jigdo.servers, this.extraServers(ctx.jigdo.location));

@@ -58,6 +58,8 @@ export class PartFetch {
   private single = false;
   /** Writing into the cache failed (a full disk): the part cannot be had through this cache. */
   private localFailure: FetchError | undefined;
+  /** Evictions made after a full disk (roomAfterFull). */
+  private roomTries = 0;
   /** The part's hash as one request from byte 0 to its end received it (the commit need not read the file again). */
   private digest: Buffer | undefined;
 
@@ -91,7 +93,7 @@ export class PartFetch {
 
   async run(): Promise<VerifiedCopy> {
     const { board } = this.ctx;
-    await this.writer.allocate(this.need.length);
+    await this.writer.allocate(this.need.length, `part ${this.need.key}`);
     let probe = board.probe(board.order(this.urls));
     for (let round = 0; round <= this.ctx.opts.retries; round++) {
       if (round > 0) {
@@ -104,7 +106,10 @@ export class PartFetch {
         if (!next) break;
         if (this.single) this.restart();
         await this.fromMirror(next);
-        if (this.localFailure) throw new JigdoError(this.ctx.cache.dir, `part ${this.need.key}: ${this.localFailure.message}`);
+        if (this.localFailure) {
+          if (!(await this.roomAfterFull())) throw new JigdoError(this.ctx.cache.dir, `part ${this.need.key}: ${this.localFailure.message}`);
+          continue; // room was made: the same mirror resumes where the writes stopped
+        }
         if (!this.ranges.complete()) {
           if (!this.excluded(next)) this.excludedUrls.set(next.url, 'soft'); // never loop on one URL
           continue;
@@ -126,6 +131,19 @@ export class PartFetch {
     const list = [...this.problems.values()];
     const shown = list.slice(0, 4).join('; ') + (list.length > 4 ? `; and ${list.length - 4} more` : '');
     throw new Error(`every mirror failed: ${shown || 'no mirror could be tried'}`);
+  }
+
+  /**
+   * The cache's disk was full although this download had its room reserved (another process or user filled it): least
+   * recently used parts go (PartCache.room), twice at most, and the download resumes. False: the failure stands.
+   */
+  private async roomAfterFull(): Promise<boolean> {
+    if (!/ENOSPC/.test(this.localFailure!.message) || this.roomTries >= 2) return false;
+    this.roomTries++;
+    if (!(await this.ctx.cache.room.afterFull(this.need.length))) return false;
+    this.ctx.opts.log(`cache ${this.ctx.cache.dir}: full while part ${this.need.key} was written: evicted older parts, resuming`);
+    this.localFailure = undefined;
+    return true;
   }
 
   /** The mirrors whose bytes make up the part as committed (for blame, should the image checksum fail). */

@@ -1,66 +1,15 @@
-import type { Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
-import { fsPath, shown } from '../format/byte-string.js';
+import { fsPath } from '../format/byte-string.js';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageLayout } from '../image/layout.js';
-import { assertVerified, copyRuns, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
+import { assertVerified, copyRuns, type VerifiedCopy } from './verified-copy.js';
 import { throwIfAborted, unlessAborted } from '../util/settle.js';
 import { oncePerKey } from '../util/once-per-key.js';
+import { assertUnchanged, openUnchanged } from './open-copy.js';
+import type { PartProvider } from './part-provider.js';
 
-/**
- * The open file still is the verified copy. Unlinking moves the ctime too: a file no longer linked
- * (evicted from the disk cache while we read it) is unchanged if its other fields are, since nobody can
- * open it to write any more.
- */
-function unchanged(st: Stats, copy: LocalCopy): boolean {
-  const same = st.size === copy.size && st.mtimeMs === copy.mtimeMs && st.ino === copy.ino && st.dev === copy.dev;
-  return same && (st.ctimeMs === copy.ctimeMs || st.nlink === 0);
-}
-
-/** Throws unless the open file still is the verified copy (and no later hash found it bad). */
-async function assertUnchanged(fh: FileHandle, copy: LocalCopy): Promise<void> {
-  const st = await fh.stat().catch(() => undefined);
-  if (copy.stale || !st || !unchanged(st, copy)) throw new Error(`${shown(copy.path)} changed since it was verified`);
-}
-
-/** Opens a copy's file, refusing it unless it is the file that was verified (not replaced, not edited). */
-async function openUnchanged(copy: LocalCopy): Promise<FileHandle> {
-  const fh = await open(fsPath(copy.path), 'r');
-  try {
-    await assertUnchanged(fh, copy);
-    return fh;
-  } catch (err) {
-    await fh.close().catch(() => undefined);
-    throw err;
-  }
-}
-
-/**
- * Something that can produce a verified copy of a part: local files, the disk cache, mirrors. Undefined
- * (or an error saying why) when it has none; only verified-copy.ts makes the type it returns.
- */
-export interface PartProvider {
-  readonly name: string;
-  /**
-   * `ahead`: looked up ahead of a sequential reader (PartStore.prefetch), no read waits for it yet: a provider may then
-   * favour cost over latency (RemoteParts fetches it in one request, hashed as it arrives).
-   */
-  find(key: string, ahead?: boolean): Promise<VerifiedCopy | undefined>;
-  /**
-   * Verify once (ImageSession.deferChecks), for providers that can take copies unhashed: on, copies it may
-   * take on trust come `deferred`; `confirmDeferred` once the job's whole output matched; `rejected` when a
-   * copy it gave unhashed turned out wrong (hashed again after a wrong image).
-   */
-  deferChecks?(on: boolean): void;
-  confirmDeferred?(): Promise<void>;
-  rejected?(key: string): void;
-  /**
-   * A sequential reader has read these copies (this provider's) at their parts' last place in the image: one whose
-   * copies are its own downloads lets them leave the page cache (RemoteParts). Never fails.
-   */
-  passed?(copies: VerifiedCopy[]): void;
-}
+export type { PartProvider } from './part-provider.js';
 
 /** How often an open copy is re-checked (its identity) so that a file changed under us is never served. */
 const RECHECK_MS = 1000;
@@ -129,6 +78,10 @@ export class PartStore {
   /** Evicted handles not closed yet (reads still use them, or closing), and the reads waiting for one to close. */
   private lingering = 0;
   private readonly lingerWaiters: Array<() => void> = [];
+  /** Located parts by their copy's path, and those a sequential reader passed (see holds); the cache watches removed. */
+  private readonly byPath = new Map<string, string>();
+  private readonly passedKeys = new Set<string>();
+  private readonly unwatch: Array<() => void>;
 
   constructor(
     private readonly layout: ImageLayout,
@@ -148,6 +101,27 @@ export class PartStore {
         if (h.users === 0) this.retire(h); // else the last read using it does (releaseHandle)
       },
     });
+    const watcher = { holds: (file: string, readingOnly: boolean) => this.holds(file, readingOnly), gone: (files: string[]) => this.gone(files) };
+    this.unwatch = providers.flatMap((p) => p.watch?.(watcher) ?? []);
+  }
+
+  /**
+   * Whether the disk cache should spare `file` when it makes room (DiskRoom): a read uses it now (evicted, its blocks
+   * stay until it is closed), or (unless `readingOnly`) it is located and a sequential reader has not passed it.
+   */
+  private holds(file: string, readingOnly: boolean): boolean {
+    const key = this.byPath.get(file);
+    const loc = key === undefined ? undefined : this.located.get(key);
+    if (!loc || loc.copy.path !== file) return false;
+    return (loc.handle?.users ?? 0) > 0 || (!readingOnly && !this.passedKeys.has(key!));
+  }
+
+  /** These cache files were evicted to make room: forgotten, so their open files close once no read uses them. */
+  private gone(files: string[]): void {
+    for (const file of files) {
+      const key = this.byPath.get(file);
+      if (key !== undefined && this.located.get(key)?.copy.path === file) this.forget(key);
+    }
   }
 
   /** Why the part was last found missing: each source's problem, or that none has it. */
@@ -183,6 +157,8 @@ export class PartStore {
           assertVerified(copy, provider.name);
           const loc: Located = { copy, provider: provider.name, checkedAt: Date.now() };
           this.located.set(key, loc);
+          this.byPath.set(copy.path, key);
+          this.passedKeys.delete(key);
           this.missingSince.delete(key);
           this.failed.delete(key);
           return loc;
@@ -243,6 +219,7 @@ export class PartStore {
     for (const key of keys) {
       const loc = this.located.get(key);
       if (!loc) continue;
+      this.passedKeys.add(key);
       const copies = byProvider.get(loc.provider) ?? [];
       copies.push(loc.copy);
       byProvider.set(loc.provider, copies);
@@ -259,6 +236,9 @@ export class PartStore {
 
   /** Forgets a copy that changed or vanished, so the next read looks again. */
   private forget(key: string): void {
+    const loc = this.located.get(key);
+    if (loc && this.byPath.get(loc.copy.path) === key) this.byPath.delete(loc.copy.path);
+    this.passedKeys.delete(key);
     this.located.delete(key);
     this.handles.delete(key);
   }
@@ -336,6 +316,7 @@ export class PartStore {
   /** Closes every open copy (in-flight reads must be over). */
   async close(): Promise<void> {
     this.closing = true;
+    for (const unwatch of this.unwatch) unwatch();
     this.prefetchQueue.clear();
     for (const wake of this.lingerWaiters.splice(0)) wake();
     const open = [...this.located.values()].map((l) => l.handle).filter((h) => h !== undefined);

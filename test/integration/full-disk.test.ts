@@ -60,7 +60,8 @@ describe('a full disk', () => {
     assert.doesNotMatch(r.stderr, /demoted/, 'a full disk is not the mirror failing');
     for (const l of partLines) {
       const p = /Parts:(\S+):/.exec(l)![1]!;
-      assert.equal(gets(mirror, `/parts/${p}`).length, 1, `${p}: asked once, no other mirror or retry tried for a local failure`);
+      // Asked once at most: no other mirror or retry for a local failure (a part larger than the file system is not asked for).
+      assert.ok(gets(mirror, `/parts/${p}`).length <= 1, `${p}: asked once at most, no other mirror or retry tried for a local failure`);
     }
     assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'no partial file or lock left');
     await assertCacheVerified(cache); // whatever did fit is exactly what its name says

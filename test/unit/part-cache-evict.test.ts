@@ -308,3 +308,12 @@ test('the free-space cap leaves the disk its reserve, but the cache a working se
   assert.equal(freeSpaceCap(100 * MiB, 200 * MiB, TB), 300 * MiB - MIN_FREE);
   assert.equal(freeSpaceCap(0, 100 * MiB, TB), 0);
 });
+
+test('a small file system made for the cache (a 20 MB tmpfs) lets it hold all but 5 % of it, not nothing', () => {
+  const MiB = 1 << 20;
+  assert.equal(freeSpaceCap(0, 20 * MiB, 20 * MiB), 19 * MiB);
+  assert.equal(freeSpaceCap(12 * MiB, 8 * MiB, 20 * MiB), 19 * MiB);
+  // Others use most of it: what they left, less the 5 %.
+  assert.equal(freeSpaceCap(0, 5 * MiB, 20 * MiB), 4 * MiB);
+  assert.equal(freeSpaceCap(0, 0.5 * MiB, 20 * MiB), 0);
+});

@@ -1,0 +1,167 @@
+import { statfs } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { JigdoError } from '../format/errors.js';
+
+/** Whoever reads cache files in this process (a PartStore): which ones it still needs, and which went. */
+export interface CacheWatcher {
+  /**
+   * Whether `file` is needed: `reading` only, the ones read right now (an unlinked file that is open keeps its
+   * blocks); else also the ones located and not yet passed by a sequential reader.
+   */
+  holds(file: string, readingOnly: boolean): boolean;
+  /** These files were evicted to make room: the watcher closes the ones it has open and no read uses (freeing their blocks). */
+  gone(files: string[]): void;
+}
+
+/** Evicts least recently used cache files that `spare` does not keep, until `bytes` are freed (CacheEviction.free). */
+export type Evictor = (bytes: number, spare: (file: string) => boolean) => Promise<{ freed: string[]; bytes: number }>;
+
+/** A download's reserved room is given back once, when its writer is done. */
+export type Release = () => void;
+
+/** While a download waits for room this long, the parts located ahead of a reader and not read yet are spared. */
+const SPARE_WANTED_MS = 2_000;
+/** With no download of ours in flight and nothing left to evict, room is waited for this long (open files closing). */
+const GIVE_UP_MS = 5_000;
+/** A statfs is reused for this long while the free space it showed, less what we wrote since, is far above the need. */
+const STATFS_MS = 2_000;
+const STATFS_MARGIN = 256 << 20;
+
+const size = (n: number): string => `${n.toLocaleString('en-US')} bytes`;
+
+/**
+ * The disk room for downloads in flight: a part's bytes go to a temporary file before they are committed (and
+ * counted against the size limit: cache-eviction.ts), so on a small file system the downloads running at once
+ * (a reader's prefetch starts dozens) filled it and failed with ENOSPC while older parts sat in the cache.
+ * Each download reserves its part's size before its first byte (`reserve`); a reservation is granted only while the
+ * free space, less every reservation of this process still open, holds it; otherwise least recently used parts are
+ * evicted for it (sparing those a reader still needs, for a while: CacheWatcher), or it waits for a download of ours
+ * to end. A part the file system cannot hold even empty fails at once, with one line naming the sizes.
+ *
+ * Fields: `outstanding` (bytes reserved and not released), `releasedSince` (bytes released since the last statfs:
+ * committed, they took free space the statfs did not see), `last` (that statfs), `waiters` (reservations waiting
+ * for a release), `watchers` (the readers of this process).
+ */
+export class DiskRoom {
+  private outstanding = 0;
+  private releasedSince = 0;
+  private last: { at: number; free: number; total: number } | undefined;
+  private waiters: Array<() => void> = [];
+  private readonly watchers = new Set<CacheWatcher>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly evict: Evictor,
+  ) {}
+
+  /** Adds a reader of this process's cache files; returns its removal. */
+  watch(w: CacheWatcher): () => void {
+    this.watchers.add(w);
+    return () => this.watchers.delete(w);
+  }
+
+  /** Files evicted (for room, or by the size limit: CacheEviction.onEvicted): readers close them once no read uses them. */
+  evicted(files: string[]): void {
+    for (const w of this.watchers) w.gone(files);
+  }
+
+  private holds(file: string, readingOnly: boolean): boolean {
+    for (const w of this.watchers) if (w.holds(file, readingOnly)) return true;
+    return false;
+  }
+
+  /** Free bytes and size of the cache's file system; undefined when it cannot be asked (no limit is applied then). */
+  private async space(bytes: number): Promise<{ free: number; total: number } | undefined> {
+    const last = this.last;
+    if (last && Date.now() - last.at < STATFS_MS && last.free - this.releasedSince - this.outstanding - bytes > STATFS_MARGIN) {
+      return { free: last.free - this.releasedSince, total: last.total };
+    }
+    const fs = await statfs(this.dir).catch(() => undefined);
+    if (!fs) return undefined;
+    this.last = { at: Date.now(), free: fs.bavail * fs.bsize, total: fs.blocks * fs.bsize };
+    this.releasedSince = 0;
+    return { free: this.last.free, total: this.last.total };
+  }
+
+  /**
+   * Waits until `bytes` more can be written into the cache's file system beside the other downloads in flight, making
+   * room by eviction; `what` names the file in the error when it never can be (the file system is too small, or
+   * others fill it).
+   */
+  async reserve(bytes: number, what: string): Promise<Release> {
+    const started = Date.now();
+    let stuckSince: number | undefined;
+    let evictedLast = false;
+    for (;;) {
+      const space = await this.space(bytes);
+      // Metadata (folders, lock files, the shared count) takes a few blocks beside the parts.
+      const slack = space ? Math.min(1 << 20, Math.floor(space.total / 32)) : 0;
+      const room = space ? space.free - this.outstanding - slack : Infinity;
+      if (room >= bytes) return this.grant(bytes);
+      if (bytes > space!.total - slack) {
+        throw new JigdoError(this.dir, `${what} needs ${size(bytes)}, more than this file system holds (${size(space!.total)}): no space (ENOSPC)`);
+      }
+      // What was just evicted may still be open (its reader closes it: CacheWatcher.gone): a moment before evicting more.
+      if (evictedLast) {
+        evictedLast = false;
+        await this.released(100);
+        this.last = undefined;
+        continue;
+      }
+      const readingOnly = Date.now() - started >= SPARE_WANTED_MS;
+      const evicted = await this.evict(bytes - room, (file) => this.holds(file, readingOnly));
+      if (evicted.freed.length > 0) {
+        this.last = undefined;
+        stuckSince = undefined;
+        evictedLast = true;
+        continue;
+      }
+      if (this.outstanding > 0) {
+        await this.released(500);
+        continue;
+      }
+      stuckSince ??= Date.now();
+      if (Date.now() - stuckSince >= GIVE_UP_MS && readingOnly) {
+        throw new JigdoError(
+          this.dir,
+          `${what} needs ${size(bytes)}, and the cache's file system has ${size(space!.free)} free of ${size(space!.total)} with nothing left to evict: no space (ENOSPC)`,
+        );
+      }
+      this.last = undefined;
+      await sleep(200);
+    }
+  }
+
+  private grant(bytes: number): Release {
+    this.outstanding += bytes;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.outstanding -= bytes;
+      this.releasedSince += bytes;
+      for (const wake of this.waiters.splice(0)) wake();
+    };
+  }
+
+  /** Resolves when a reservation is released, or after `ms`. */
+  private released(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * A write into the cache failed with ENOSPC anyway (another process, or another user of the disk, filled it): evicts
+   * parts no read of ours uses for `bytes`; false when there was nothing to evict.
+   */
+  async afterFull(bytes: number): Promise<boolean> {
+    const evicted = await this.evict(bytes, (file) => this.holds(file, true));
+    this.last = undefined;
+    return evicted.freed.length > 0;
+  }
+}

@@ -1,0 +1,32 @@
+import type { Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { fsPath, shown } from '../format/byte-string.js';
+import type { LocalCopy } from './verified-copy.js';
+
+/**
+ * The open file still is the verified copy. Unlinking moves the ctime too: a file no longer linked
+ * (evicted from the disk cache while we read it) is unchanged if its other fields are, since nobody can
+ * open it to write any more.
+ */
+function unchanged(st: Stats, copy: LocalCopy): boolean {
+  const same = st.size === copy.size && st.mtimeMs === copy.mtimeMs && st.ino === copy.ino && st.dev === copy.dev;
+  return same && (st.ctimeMs === copy.ctimeMs || st.nlink === 0);
+}
+
+/** Throws unless the open file still is the verified copy (and no later hash found it bad). */
+export async function assertUnchanged(fh: FileHandle, copy: LocalCopy): Promise<void> {
+  const st = await fh.stat().catch(() => undefined);
+  if (copy.stale || !st || !unchanged(st, copy)) throw new Error(`${shown(copy.path)} changed since it was verified`);
+}
+
+/** Opens a copy's file, refusing it unless it is the file that was verified (not replaced, not edited). */
+export async function openUnchanged(copy: LocalCopy): Promise<FileHandle> {
+  const fh = await open(fsPath(copy.path), 'r');
+  try {
+    await assertUnchanged(fh, copy);
+    return fh;
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    throw err;
+  }
+}
