@@ -12,7 +12,7 @@ import { imageOps, type MountedImage } from './filesystem.js';
 import { DROP_WAIT_MS, DropBehind } from './drop-behind.js';
 import { kernelReadAhead, readAheadFile, reorderWindow } from './kernel-read-ahead.js';
 import { WorkerPool } from '../util/worker-pool.js';
-import { fuseFailureHint, fusermountUnmount, resolveMountpoint, topMountIs, watchUnmount } from './mounts.js';
+import { fuseFailureHint, fusermountUnmount, resolveMountpoint, stillMounted, topMountIs, watchUnmount } from './mounts.js';
 import { sessionStatus } from '../engine/session-status.js';
 import { armExitWatchdog } from '../util/exit-watchdog.js';
 import { settledWithin } from '../util/settle.js';
@@ -112,7 +112,11 @@ function controlHandler(
       await Promise.all(drops.map((d) => d.pause())); // a drop's own open of the image would make the mount busy
       try {
         // Throws BusyError; once it succeeded nothing can be busy. Not a mount made over ours, nor one made since ours went.
-        if (topMountIs(mnt, daemonMount()) !== false) await fusermountUnmount(mnt, false);
+        const top = topMountIs(mnt, daemonMount());
+        if (top === false && stillMounted(mnt, daemonMount())) throw new Error(`${mnt}: another file system is mounted over it: unmount that first`);
+        // Detached from outside meanwhile (umount -l): served until nothing uses it, as any detach.
+        if (top === false) return { unmounting: true, pid: process.pid, open: detach('unmounted from outside') };
+        await fusermountUnmount(mnt, false);
       } catch (err) {
         for (const d of drops) d.resume();
         throw err;
@@ -126,10 +130,13 @@ function controlHandler(
 
 /**
  * What the daemon does once its mount is detached (`umount -l`, `fusermount -uz`, `jigdofs umount --lazy`; also a
- * `fusermount -u` that found nothing open), as umount(8) has it for a lazy unmount: the files still open (a cp, a loop
- * device, an mmap: OpenFiles) are served until the last one is closed, then the daemon stops; with none open it stops
- * at once. Returns how many were open; a second call (the outside watch after our own detach) changes nothing. The
- * drops stop: the image's path no longer leads to this mount (their opens never counted). So does the control
+ * `fusermount -u` that found nothing open), as umount(8) has it for a lazy unmount: the mount is served as long as
+ * anything still uses it (a file open: a cp, a loop device, an mmap; a shell's working folder; a bind mount of it), and
+ * the kernel says when that ends: it ends the connection, and libfuse closes /dev/fuse (watchConnection). The files
+ * open (OpenFiles) are only counted for the log and for `umount --lazy`'s answer; counting them to decide cut off a
+ * shell in the folder and a reader whose open flags looked like the drops' own. Only where the /dev/fuse descriptor
+ * could not be found does the count decide. Returns how many were open; a second call (the outside watch after our own
+ * detach) changes nothing. The drops stop: the image's path no longer leads to this mount. So does the control
  * socket: its name is the path's, free for the next mount there. A signal still stops the daemon at once.
  */
 function detachHandler(
@@ -147,19 +154,12 @@ function detachHandler(
     for (const d of drops) void d.stop();
     closeControl();
     open = openFiles.count;
-    if (open === 0) {
-      setImmediate(() => void stop(why));
-      return open;
-    }
-    log(`${mnt} detached (${why}); serving ${open} open ${open === 1 ? 'file' : 'files'} until they are closed`);
-    let unwatch = (): void => undefined;
-    const done = (last: string) => {
-      unwatch();
-      void stop(`${why}; ${last}`);
-    };
-    void openFiles.whenNoneOpen().then(() => done('the last open file was closed'));
-    // The kernel may end the connection before the last release reached us (open-files.ts watchConnection).
-    unwatch = watchConnection(fuseFds(), () => done('the kernel ended the connection: no file is open'), 250);
+    const fds = fuseFds();
+    if (open > 0) log(`${mnt} detached (${why}); serving ${open} open ${open === 1 ? 'file' : 'files'} until they are closed`);
+    if (fds.length > 0) {
+      watchConnection(fds, () => void stop(open! > 0 ? `${why}; the last open file was closed` : why), 250);
+    } else if (open === 0) setImmediate(() => void stop(why));
+    else void openFiles.whenNoneOpen().then(() => stop(`${why}; the last open file was closed`));
     return open;
   };
 }

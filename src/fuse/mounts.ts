@@ -62,14 +62,23 @@ export async function mountedType(mnt: string, read: MountsReader = readProcMoun
  * "cannot tell" means. Read synchronously, for fuse-native's unmount callback (fuse-class.ts).
  */
 export function topMountIs(mnt: string, mine: MountEntry): boolean | undefined {
-  let text: string;
+  const entries = entriesAt(mnt);
+  if (!entries) return undefined;
+  const top = entries.at(-1);
+  return top !== undefined && sameMount(top, mine);
+}
+
+/** Whether `mine` is still one of the mounts at `mnt` (on top or under another); undefined when /proc/mounts cannot be read. */
+export function stillMounted(mnt: string, mine: MountEntry): boolean | undefined {
+  return entriesAt(mnt)?.some((e) => sameMount(e, mine));
+}
+
+function entriesAt(mnt: string): MountEntry[] | undefined {
   try {
-    text = readFileSync('/proc/mounts', 'utf8');
+    return parseMountsAt(readFileSync('/proc/mounts', 'utf8'), mnt);
   } catch {
     return undefined;
   }
-  const top = parseMountsAt(text, mnt).at(-1);
-  return top !== undefined && sameMount(top, mine);
 }
 
 /**

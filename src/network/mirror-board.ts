@@ -307,8 +307,10 @@ export class MirrorBoard {
       // A mirror that lacks a file is partial, not failing: a local mirror of part of the archive, given first, was
       // demoted by 3 404s in a row, and the parts it has went elsewhere. Only a long run of them before it delivered
       // anything (`samples`: requests done) looks like a wrong URL.
-      if (++m.notFoundRun === NOT_FOUND_TO_DEMOTE && m.samples === 0 && !this.isDemoted(id)) {
-        this.demote(id, m, FAILURE_DEMOTE_MS, `${m.notFoundRun} files in a row not found and none found (last: ${message})`);
+      // Demoted again by the next 404 once a demotion is over, each time twice as long (as other failures).
+      if (++m.notFoundRun >= NOT_FOUND_TO_DEMOTE && m.samples === 0 && !this.isDemoted(id)) {
+        const ms = Math.min(MAX_DEMOTE_MS, FAILURE_DEMOTE_MS * 2 ** Math.min(10, m.demoteStreak++));
+        this.demote(id, m, ms, `${m.notFoundRun} files in a row not found and none found (last: ${message})`);
       }
       return;
     }

@@ -7,7 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, opendir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, opendir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +19,7 @@ import { isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
 import { startMirror } from '../helpers/mirror-server.js';
 import { jigdoWithServers, partsUri, sleep, waitFor } from '../helpers/network.js';
 import { pidAlive } from '../../src/util/pid.js';
+import { askControl } from '../../src/fuse/control.js';
 
 const run = promisify(execFile);
 
@@ -183,5 +184,67 @@ test('as root: a read waiting for a mirror when the mount is detached gets its b
     killQuietly(pid);
     await m.cleanup();
     await mirror.close();
+  }
+});
+
+test('as root: a shell whose working folder is the mount, and a reader whose open flags look like the daemon\'s own, keep a detached mount served', async () => {
+  // Neither is counted as an open file (a working folder is no open; O_NONBLOCK|O_DSYNC is how the drops open the image):
+  // the kernel, which ends the connection when nothing uses the mount, says when the daemon may end.
+  const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+  let pid: number | undefined;
+  const read = `import os,sys\nfd=os.open("image.iso", os.O_RDONLY|os.O_NONBLOCK|os.O_DSYNC)\nsys.stdin.readline()\nprint(len(os.pread(fd, 1<<20, 0)))\nos.close(fd)\nsys.stdin.readline()\nprint(os.listdir("."))\n`;
+  const py = spawn('python3', ['-c', read], { cwd: m.mnt, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  py.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  py.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => py.on('exit', resolve));
+  try {
+    pid = await m.pid();
+    await sleep(500); // the file is open
+    await run('umount', ['-l', m.mnt]);
+    assert.equal(await isMounted(m.mnt), false, 'detached at once');
+    await sleep(1500); // past a look of the unmount watch
+    assert.ok(pidAlive(pid), `the daemon still serves:\n${await m.log()}`);
+    py.stdin.write('\n');
+    await waitFor(() => out.includes('\n'), 5000, 'the read');
+    assert.equal(out, `${Math.min(1 << 20, v.imageSize)}\n`, 'the read got its bytes');
+    await sleep(1500); // its file is closed; its working folder is still the mount
+    assert.ok(pidAlive(pid), `the daemon serves the working folder:\n${await m.log()}`);
+    py.stdin.end('\n');
+    assert.equal(await exited, 0, out);
+    assert.match(out, /\['image\.iso'\]\n$/, 'the folder listed after the detach');
+    await waitFor(() => !pidAlive(pid!), 5000, 'the daemon to end once the shell left the folder');
+    assert.match(await m.log(), /unmounting .*\(unmounted from outside\)/);
+  } finally {
+    py.kill('SIGKILL');
+    killQuietly(pid);
+    await m.cleanup();
+  }
+});
+
+test('as root: a `jigdofs umount` that reaches the daemon just after an outside `umount -l` does not cut off a reader', async () => {
+  // The daemon's own look at its mount (each second) has not seen the detach yet; the unmount request finds the mount
+  // gone. It used to stop the daemon then, under the reader.
+  const original = await readFile(v.image);
+  const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+  let pid: number | undefined;
+  const reader = await open(m.file('image.iso'), 'r');
+  try {
+    pid = await m.pid();
+    await reader.read(Buffer.alloc(4096), 0, 4096, 0);
+    await run('umount', ['-l', m.mnt]);
+    const answer = (await askControl(m.mnt, 'unmount', 10_000, { lazy: false })) as { open?: number };
+    assert.equal(answer.open, 1, 'the answer says one file is still open');
+    await sleep(1500);
+    assert.ok(pidAlive(pid), `the daemon still serves:\n${await m.log()}`);
+    const copy = Buffer.alloc(original.length);
+    for (let at = 0; at < copy.length; ) at += (await reader.read(copy, at, Math.min(1 << 20, copy.length - at), at)).bytesRead || Infinity;
+    assert.equal(md5hex(copy), v.imageMd5, 'the whole image after the detach');
+    await reader.close();
+    await assertEndsAfterClose(m, pid, /unmounted from outside/);
+  } finally {
+    await reader.close().catch(() => undefined);
+    killQuietly(pid);
+    await m.cleanup();
   }
 });

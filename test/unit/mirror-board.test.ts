@@ -153,7 +153,7 @@ describe('mirror speed', () => {
 
 describe('a mirror that lacks files', () => {
   test('404s never demote a mirror that has delivered; 16 in a row before it delivered anything do', () => {
-    const { board, request, lines } = setup();
+    const { board, request, lines, clock } = setup();
     const [partial, wrong, b] = ['http://partial/', 'http://wrong/', 'http://b/'];
     const order = (): string[] => board.order([{ mirror: partial }, { mirror: wrong }, { mirror: b }]).map((m) => m.mirror);
     for (let i = 0; i < 15; i++) request('not-found', 'HTTP 404', partial); // it has not delivered yet: 15 are not enough
@@ -172,6 +172,12 @@ describe('a mirror that lacks files', () => {
     request('not-found', 'HTTP 404 for x.deb', wrong);
     assert.equal(board.isDemoted(wrong), true, 'a mirror where nothing was ever found is demoted');
     assert.equal(order()[0], b, 'the healthy one first');
+    clock.now += 30_000;
+    assert.equal(board.isDemoted(wrong), false, 'forgiven after 30 s');
+    request('not-found', 'HTTP 404', wrong);
+    assert.equal(board.isDemoted(wrong), true, 'the next 404 demotes it again');
+    clock.now += 59_999;
+    assert.equal(board.isDemoted(wrong), true, 'for twice as long');
     assert.match(lines.join('\n'), /mirror http:\/\/wrong\/ demoted for 30 s: 16 files in a row not found and none found \(last: HTTP 404 for x\.deb\)/);
   });
 });

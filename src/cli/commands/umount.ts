@@ -10,6 +10,15 @@ import { pidAlive } from '../../util/pid.js';
  */
 const UNMOUNT_ANSWER_MS = 30_000;
 
+/** How long `umount --lazy` waits for the daemon of a detached mount to end before saying what it waits for. */
+const DETACHED_END_MS = 2000;
+
+/** Whether the process `pid` ends within `ms`. */
+async function ended(pid: number, ms: number): Promise<boolean> {
+  for (let waited = 0; pidAlive(pid) && waited < ms; waited += 50) await sleep(50);
+  return !pidAlive(pid);
+}
+
 /** Waits for the mount to go, then for its daemon to end; false when the mount is still there after 5 s. */
 async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
   for (let i = 0; i < 100; i++) {
@@ -58,11 +67,12 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
     return undefined;
   });
   const { pid, open } = (answer ?? {}) as { pid?: unknown; open?: unknown };
-  const serving = typeof open === 'number' && open > 0;
-  if (answer !== undefined && (await waitUnmounted(mnt, serving ? undefined : pid))) {
-    if (serving) {
-      const files = open === 1 ? 'the open file is' : `all ${open} open files are`;
-      process.stderr.write(`jigdofs: ${mnt}: detached; its daemon (pid ${String(pid)}) ends once ${files} closed\n`);
+  const detached = lazy || (typeof open === 'number' && open > 0); // served until nothing uses it (daemon.ts detachHandler)
+  if (answer !== undefined && (await waitUnmounted(mnt, detached ? undefined : pid))) {
+    if (detached && typeof pid === 'number' && !(await ended(pid, DETACHED_END_MS))) {
+      const files = typeof open === 'number' && open > 1 ? `all ${open} open files are closed` : 'the open file is closed';
+      const until = open === 0 ? 'nothing uses the mount any more (a working folder in it, say)' : files;
+      process.stderr.write(`jigdofs: ${mnt}: detached; its daemon (pid ${pid}) ends once ${until}\n`);
     }
     return;
   }
