@@ -4,6 +4,7 @@ import { LRUCache } from 'lru-cache';
 import { fsPath, shown } from '../format/byte-string.js';
 import { UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageLayout } from '../image/layout.js';
+import { sameMedium } from './hash-index.js';
 import { assertVerified, copyRuns, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
 import { throwIfAborted, unlessAborted } from '../util/settle.js';
 import { oncePerKey } from '../util/once-per-key.js';
@@ -18,10 +19,12 @@ function unchanged(st: Stats, copy: LocalCopy): boolean {
   return same && (st.ctimeMs === copy.ctimeMs || st.nlink === 0);
 }
 
-/** Throws unless the open file still is the verified copy (and no later hash found it bad). */
+/** Throws unless the open file still is the verified copy (a block device: the same medium, hash-index.ts), and no later hash found it bad. */
 async function assertUnchanged(fh: FileHandle, copy: LocalCopy): Promise<void> {
   const st = await fh.stat().catch(() => undefined);
-  if (copy.stale || !st || !unchanged(st, copy)) throw new Error(`${shown(copy.path)} changed since it was verified`);
+  const same = st && (copy.medium === undefined ? unchanged(st, copy) : await sameMedium(st, copy));
+  const what = copy.medium === undefined ? ' changed' : ': the disc in it changed (swapped, ejected or resized)';
+  if (copy.stale || !same) throw new Error(`${shown(copy.path)}${what} since it was verified`);
 }
 
 /** Opens a copy's file, refusing it unless it is the file that was verified (not replaced, not edited). */
@@ -363,6 +366,7 @@ export class PartStore {
         // confirmed by the output's checksum: the part came from another copy, and this one was recorded as holding it.
         if (loc.copy.deferred) loc.copy.stale = true;
         this.forget(key);
+        if (attempt === 0 && loc.copy.medium !== undefined) this.noteError(`part ${key}: ${errorMessage(err)}: looking for it again`, this.logMissing);
         if (attempt >= 1) {
           this.failed.add(key);
           const error = new UnavailableError(`part ${key}: ${errorMessage(err)}`);
