@@ -13,10 +13,11 @@ import path from 'node:path';
 import { userActor } from '../helpers/actor.js';
 import { assertOk, describeRun, runCli } from '../helpers/cli.js';
 import { LONG_NAME, bytesOf, dropIsoDescriptors, reportLba, udfBridge, writeAt, xorrisoImage } from '../helpers/disc-images.js';
-import { fileMd5 } from '../helpers/hash.js';
+import { fileMd5, md5hex } from '../helpers/hash.js';
 import { attachLoop, detachAll, detachLoop, loopUnavailable } from '../helpers/loop-device.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo } from '../helpers/mount.js';
+import { httpGet, startServe } from '../helpers/serve.js';
 import { assertOnlyMissingFetched, makeUpgrade, type Upgrade } from '../helpers/upgrade-fixture.js';
 
 const skip = loopUnavailable();
@@ -134,6 +135,22 @@ test('mount --scan /dev/loopN + cp: v2 byte-exact, status counts the parts read 
     assert.deepEqual(st.images[0]!.fromImages.map((u) => [u.image, u.parts]), [[dev, shared]]);
   } finally {
     await m.cleanup();
+    await detachLoop(dev);
+  }
+});
+
+test('serve --scan /dev/loopN: the image over HTTP byte-exact, its parts from the disc', { skip }, async () => {
+  const dev = await attachLoop(v1iso);
+  const server = await startServe([up.jigdo, '--scan', dev, '--mirror', `Parts=${mirror.url}`, '--cache-dir', cacheDir()]);
+  try {
+    mirror.reset();
+    const got = await httpGet(`${server.url}${path.basename(up.v2iso)}`);
+    assert.equal(got.status, 200, server.log());
+    assert.equal(md5hex(got.body), v2md5, 'v2 byte-exact');
+    assertOnlyMissingFetched(mirror, up);
+    assert.equal((await server.status()).images[0]!.parts.byProvider.image, shared);
+  } finally {
+    assert.equal(await server.stop(), 0, server.log());
     await detachLoop(dev);
   }
 });
