@@ -67,8 +67,8 @@ export const SOURCE_OPTIONS: readonly OptionInfo[] = [
   },
   {
     flags: '--scan <PATH>',
-    help: 'a folder (searched recursively), file or jigdo-lite .tmp file holding parts (repeatable)',
-    readme: "folders (recursive), files, and jigdo-lite `IMG.tmp` files; files are matched by checksum, and only files whose size equals a part's size are hashed",
+    help: 'a folder (searched recursively), file, jigdo-lite .tmp file or disc drive (/dev/sr0) holding parts (repeatable)',
+    readme: "folders (recursive), files, and jigdo-lite `IMG.tmp` files; files are matched by checksum, and only files whose size equals a part's size are hashed; a block device (`/dev/sr0`: the disc in the drive, a USB stick) is read as a disc image",
     repeatable: true,
   },
   {
@@ -78,8 +78,8 @@ export const SOURCE_OPTIONS: readonly OptionInfo[] = [
   },
   {
     flags: '--scan-deep <FILE>',
-    help: "search FILE for parts at every 512-byte boundary (by the template's RsyncSum64), e.g. a damaged image (repeatable)",
-    readme: "search a file the disc reader does not understand (a corrupt or unknown filesystem, a raw disk's image file) for parts at every 512-byte boundary, by the template's RsyncSum64 of each part's first KiB, confirmed by checksum",
+    help: "search FILE (or a block device) for parts at every 512-byte boundary (by the template's RsyncSum64), e.g. a damaged image (repeatable)",
+    readme: "search a file or block device the disc reader does not understand (a corrupt or unknown filesystem, a raw disk or its image file) for parts at every 512-byte boundary, by the template's RsyncSum64 of each part's first KiB, confirmed by checksum",
     repeatable: true,
   },
   {

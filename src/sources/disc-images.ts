@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { detectDisc, fileReader, listDisc, DiscFormatError } from '../discfs/index.js';
@@ -11,13 +12,21 @@ import { oncePerKey } from '../util/once-per-key.js';
 
 /** Finds where a file holds windows with these RsyncSum64 keys (WorkerPool.rsyncScan). */
 export type RsyncScan = (file: string, sums: string[], window: number, step: number, maxMatches: number) => Promise<RsyncMatches>;
-import { identityOf, sameIdentity, type FileIdentity } from './hash-index.js';
+import { identityOfStats, sameIdentity, type FileIdentity } from './hash-index.js';
 
 /**
- * What a --scan or --scan-deep path that is neither a file nor a folder gets: a device's size and content are not
- * what stat and the hash index can tell (a disc swapped in its drive keeps its inode), so it is not read.
+ * What a --scan or --scan-deep path gets that is neither a file, a folder nor a block device: a character device or a
+ * pipe cannot be read at an offset (a block device, a disc in its drive, is read as an image: see DiscImages).
  */
-export const NOT_SCANNED = 'not a regular file or folder (a device or a pipe): not scanned; copy a disc to a file first (dd if=DEVICE of=FILE)';
+export const NOT_SCANNED = 'not a regular file, folder or block device (a character device or a pipe): not scanned';
+
+/** Why a device named by --scan or --scan-deep cannot be read, in a few words (EACCES: a regular user lacks its group). */
+export function deviceProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EACCES' || code === 'EPERM') return `cannot open it: permission denied (${code}; a user reads a disc drive through its group, usually cdrom)`;
+  if (code === 'ENOMEDIUM') return 'no disc in the drive (ENOMEDIUM)';
+  return `cannot read it: ${errorMessage(err)}`;
+}
 
 /** A place inside an old disc image that may hold a part: the ranges of one of its files, or a region found by the deep scan. */
 export interface ImagePlace {
@@ -38,6 +47,12 @@ const DEEP_STEP = 512;
 /** Deep-scan matches kept, at most (each is only a candidate, confirmed by its checksum when needed). */
 const MAX_DEEP_MATCHES = 1 << 20;
 
+/** The size of the block device `file` (stat: `st`), once it was opened for reading (EACCES, ENOMEDIUM throw here). */
+async function deviceSize(file: string, st: Stats): Promise<number> {
+  await (await open(fsPath(file), 'r')).close();
+  return (await identityOfStats(st)).size;
+}
+
 /** 4.1 GB, 12.3 MB, 900 KB (decimal units, as the progress line shows them). */
 function bytesText(n: number): string {
   for (const [unit, mult] of [['GB', 1e9], ['MB', 1e6], ['KB', 1e3]] as const) if (n >= mult) return `${(n / mult).toFixed(1)} ${unit}`;
@@ -52,7 +67,7 @@ function bytesText(n: number): string {
  * go through verified-copy.ts like any local file.
  *
  * Fields: `bySize` and `deep` are filled by consider/deepScan (and refresh, when an image changed);
- * `listedAs` is each image's identity when listed; `used` counts the parts found inside each image.
+ * `listedAs` is each image's identity when listed (a block device's when last looked at, listed or not); `used` counts the parts found inside each image.
  */
 export class DiscImages {
   private readonly bySize = new Map<number, ImagePlace[]>();
@@ -68,16 +83,30 @@ export class DiscImages {
     private readonly log: (line: string) => void,
   ) {}
 
-  /** Lists `file` when it is a disc image (one or two small reads tell); true when it was one. */
-  async consider(file: string, size: number): Promise<boolean> {
-    if (size < MIN_IMAGE_BYTES) return false;
-    const fh = await open(fsPath(file), 'r').catch(() => undefined);
-    if (!fh) return false;
+  /**
+   * Lists `file` when it is a disc image (one or two small reads tell); true when it was one. `device`: a block
+   * device named by --scan (a disc in its drive), by its identity now; it gets a line saying why it is not looked
+   * into, and is looked at again once another disc is in it (an empty drive too: candidates).
+   */
+  async consider(file: string, size: number, device?: FileIdentity): Promise<boolean> {
+    if (device) this.listedAs.set(file, device);
+    const passed = (why: string): false => {
+      if (device) this.log(`scan: ${shown(file)}: ${why}: not scanned`);
+      return false;
+    };
+    if (size < MIN_IMAGE_BYTES) return passed(size === 0 ? 'no disc in the drive (0 bytes)' : `too small for a disc image (${size} bytes)`);
+    let fh;
     try {
+      fh = await open(fsPath(file), 'r');
+    } catch (err) {
+      return passed(deviceProblem(err));
+    }
+    try {
+      // Taken before anything is read: a file (or a disc) changed while it is listed is listed again at its next use.
+      const id = await identityOfStats(await fh.stat());
       const read = fileReader(fh);
-      if ((await detectDisc(read, size)) === null) return false;
-      const id = identityOf(await fh.stat());
-      const listing = await listDisc(read, size);
+      if ((await detectDisc(read, id.size)) === null) return passed('no ISO9660 or UDF volume on it (--scan-deep DEVICE searches it for parts)');
+      const listing = await listDisc(read, id.size);
       for (const w of listing.warnings.slice(0, LOGGED_WARNINGS)) this.log(`scan: ${shown(file)}: ${w}`);
       this.listedAs.set(file, id);
       let places = 0;
@@ -106,12 +135,13 @@ export class DiscImages {
   private async relist(image: string): Promise<void> {
     const before = this.listedAs.get(image);
     const st = await stat(fsPath(image)).catch(() => undefined);
-    if (!before || (st && sameIdentity(before, identityOf(st)))) return;
+    const now = st && (await identityOfStats(st).catch(() => undefined));
+    if (!before || (now && sameIdentity(before, now))) return;
     this.listedAs.delete(image);
     for (const [size, list] of this.bySize) this.bySize.set(size, list.filter((p) => p.image !== image));
-    if (st?.isFile()) {
-      this.log(`scan: ${shown(image)} changed: listing it again`);
-      await this.consider(image, st.size);
+    if (now && (st.isFile() || st.isBlockDevice())) {
+      this.log(`scan: ${shown(image)} changed${st.isBlockDevice() ? ' (another disc, or none)' : ''}: listing it again`);
+      await this.consider(image, now.size, st.isBlockDevice() ? now : undefined);
     }
   }
 
@@ -158,8 +188,11 @@ export class DiscImages {
       return undefined;
     });
     if (st?.isDirectory()) this.log(`scan-deep: ${shown(file)}: a folder: not scanned (--scan-deep takes a file; --scan takes folders)`);
-    else if (st && !st.isFile()) this.log(`scan-deep: ${shown(file)}: ${NOT_SCANNED}`);
-    if (!st?.isFile() || wanted.size === 0) return;
+    else if (st && !st.isFile() && !st.isBlockDevice()) this.log(`scan-deep: ${shown(file)}: ${NOT_SCANNED}`);
+    if (!st || !(st.isFile() || st.isBlockDevice()) || wanted.size === 0) return;
+    // A device (a disc in its drive): its size from sysfs, and whether we may read it said here in one line.
+    const size = st.isFile() ? st.size : await deviceSize(file, st).catch((err: unknown) => this.log(`scan-deep: ${shown(file)}: ${deviceProblem(err)}: not scanned`));
+    if (size === undefined) return;
     const sums = [...wanted.keys()];
     let matches;
     try {
@@ -171,7 +204,7 @@ export class DiscImages {
     let found = 0;
     matches.offsets.forEach((offset, i) => {
       for (const p of wanted.get(sums[matches.which[i]!]!) ?? []) {
-        if (offset + p.length > st.size) continue;
+        if (offset + p.length > size) continue;
         const list = this.deep.get(p.key) ?? [];
         list.push({ image: file, ranges: [{ offset, length: p.length }] });
         this.deep.set(p.key, list);

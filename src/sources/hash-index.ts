@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fsPath } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
+import { blockDeviceMedium } from '../util/block-device.js';
 import { eachLimit } from '../util/each-limit.js';
 import { makeDirs } from '../util/make-dirs.js';
 
@@ -19,21 +20,40 @@ export interface FileIdentity {
   ctimeMs: number;
   ino: number;
   dev: number;
+  /**
+   * A block device only (a disc in its drive, a loop device: `--scan /dev/sr0`): the medium in it
+   * (blockDeviceMedium), since the node's own fields stay the same when a disc is swapped; `size` is then the
+   * device's, from sysfs (stat says 0). Undefined for every other file.
+   */
+  medium?: string;
 }
 
 export function identityOf(st: FileIdentity): FileIdentity {
-  return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
+  return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev, ...(st.medium === undefined ? {} : { medium: st.medium }) };
 }
 
-/** Same file, unchanged. A field missing (an index entry of an older version) is never the same. */
+/** The identity of the file `st` describes now: for a block device, with its size and medium read from sysfs. */
+export async function identityOfStats(st: Stats): Promise<FileIdentity> {
+  if (!st.isBlockDevice()) return identityOf(st);
+  return { ...identityOf(st), ...(await blockDeviceMedium(st.rdev)) };
+}
+
+/** A block device `st` still holds the medium of `id`, at the same size, and is the same node (a gone medium: false). */
+export async function sameMedium(st: Stats, id: FileIdentity): Promise<boolean> {
+  const now = st.isBlockDevice() ? await identityOfStats(st).catch(() => undefined) : undefined;
+  return now !== undefined && sameIdentity(id, now);
+}
+
+/** Same file, unchanged (a device: the same medium). A field missing (an index entry of an older version) is never the same. */
 export function sameIdentity(a: Partial<FileIdentity>, b: FileIdentity): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.dev === b.dev;
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.dev === b.dev && a.medium === b.medium;
 }
 
 /** The size of a copy's file if it is still there with the identity it had; undefined if it is gone or replaced. */
 export async function unchangedSize(copy: Partial<FileIdentity> & { path: string }): Promise<number | undefined> {
   const st = await stat(fsPath(copy.path)).catch(() => undefined); // a user's file name may hold non-UTF-8 bytes
-  return st && sameIdentity(copy, st) ? st.size : undefined;
+  const now = st && (await identityOfStats(st).catch(() => undefined));
+  return now && sameIdentity(copy, now) ? now.size : undefined;
 }
 
 /** Runs `fn` on each copy still there with the identity it had (one gone or replaced is skipped), 8 at a time. */
@@ -72,6 +92,12 @@ const SAVE_DELAY_MS = 2000;
  * Fields: `files` (every entry, as loaded and merged), `dirty` (paths changed or forgotten since the last
  * save), `timer` (the delayed save). No lock: a save reads what is on disk, merges `dirty` into it and
  * renames a temporary file over it; entries set while it runs are saved by the next one.
+ *
+ * Nothing is kept for a block device (an identity with a `medium`: `--scan /dev/sr0`): its node keeps its inode
+ * and times when the disc in it is swapped, so no stat field says which disc was hashed, and the kernel's medium
+ * number that does (diskseq) starts again at every boot, so a record made under it could be taken for another
+ * disc after a reboot. A part on a disc is hashed in each run that needs it (make-image takes one at the place the
+ * .jigdo names on trust, as from any image file, and its image checksum checks it).
  */
 export class HashIndex {
   private files: Record<string, Entry> = {};
@@ -103,7 +129,7 @@ export class HashIndex {
    */
   getValue(file: string, id: FileIdentity, field: string): string | undefined {
     const e = this.files[file];
-    const sum = e && sameIdentity(e, id) ? e.sums[field] : undefined;
+    const sum = e && id.medium === undefined && sameIdentity(e, id) ? e.sums[field] : undefined;
     if (sum) this.stats.hits++;
     else this.stats.misses++;
     return sum;
@@ -119,6 +145,7 @@ export class HashIndex {
   }
 
   setValue(file: string, id: FileIdentity, field: string, sum: string): void {
+    if (id.medium !== undefined) return; // a device: see the class's comment
     let e = this.files[file];
     if (!e || !sameIdentity(e, id)) this.files[file] = e = { ...pickIdentity(id), sums: {} };
     e.sums[field] = sum;

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
@@ -9,7 +10,7 @@ import { LabelMap, partCandidates, splitLabel } from '../format/resolve.js';
 import { parseDesc, type Desc, type DescEntry } from '../format/template.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
 import { DiscImages, NOT_SCANNED, type RsyncScan } from './disc-images.js';
-import type { HashIndex } from './hash-index.js';
+import { identityOfStats, type HashIndex } from './hash-index.js';
 import { indexField, verifyLocalCopy, type LocalCheck, type LocalCopy, type VerifiedCopy } from './verified-copy.js';
 import { firstBlockMatches } from './first-block.js';
 import type { WorkerPool } from '../util/worker-pool.js';
@@ -117,8 +118,13 @@ export class LocalSources {
       for (const name of raw.map((b) => decodeBytes(b)).sort()) await this.walk(path.join(file, name), sizes, seen, depth + 1);
       return;
     }
+    if (st.isBlockDevice() && depth === 0) {
+      await this.scanDevice(file, st);
+      return;
+    }
     if (!st.isFile()) {
-      // Named on the command line, a device (a disc in its drive) or a pipe would otherwise be passed over without a word.
+      // Named on the command line, a character device or a pipe would otherwise be passed over without a word; a
+      // device inside a folder (`--scan /dev`) is passed over: only a disc named by its device is read.
       if (depth === 0) this.opts.log?.(`scan: ${shown(file)}: ${NOT_SCANNED}`);
       return;
     }
@@ -129,6 +135,17 @@ export class LocalSources {
     }
     if (file.endsWith('.tmp') && st.size > this.layout.size) await this.addTmpFile(file);
     else if (this.opts.scanImages !== false && (await this.images.consider(file, st.size))) this.stats.images++;
+  }
+
+  /**
+   * `--scan /dev/sr0`: the disc in a drive (any block device holding a disc image) is looked into as an image file
+   * is, read where it lies; its size comes from sysfs, and the medium in it is part of its identity (hash-index.ts).
+   */
+  private async scanDevice(file: string, st: Stats): Promise<void> {
+    const log = (line: string): void => this.opts.log?.(`scan: ${shown(file)}: ${line}`);
+    if (this.opts.scanImages === false) return log('a device is only read as a disc image, and --no-scan-images is given: not scanned');
+    const id = await identityOfStats(st).catch((err: unknown) => log(`${errorMessage(err)}: not scanned`));
+    if (id && (await this.images.consider(file, id.size, id))) this.stats.images++;
   }
 
   /** A jigdo-lite `IMG.tmp` whose DESC matches the template gives its written parts (spec §6.2, §6.5). */

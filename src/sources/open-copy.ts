@@ -1,6 +1,7 @@
 import type { Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { fsPath, shown } from '../format/byte-string.js';
+import { sameMedium } from './hash-index.js';
 import type { LocalCopy } from './verified-copy.js';
 
 /**
@@ -13,10 +14,12 @@ function unchanged(st: Stats, copy: LocalCopy): boolean {
   return same && (st.ctimeMs === copy.ctimeMs || st.nlink === 0);
 }
 
-/** Throws unless the open file still is the verified copy (and no later hash found it bad). */
+/** Throws unless the open file still is the verified copy (a block device: the same medium, hash-index.ts), and no later hash found it bad. */
 export async function assertUnchanged(fh: FileHandle, copy: LocalCopy): Promise<void> {
   const st = await fh.stat().catch(() => undefined);
-  if (copy.stale || !st || !unchanged(st, copy)) throw new Error(`${shown(copy.path)} changed since it was verified`);
+  const same = st && (copy.medium === undefined ? unchanged(st, copy) : await sameMedium(st, copy));
+  const what = copy.medium === undefined ? ' changed' : ': the disc in it changed (swapped, ejected or resized)';
+  if (copy.stale || !same) throw new Error(`${shown(copy.path)}${what} since it was verified`);
 }
 
 /** Opens a copy's file, refusing it unless it is the file that was verified (not replaced, not edited). */

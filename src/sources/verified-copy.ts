@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { JigdoError } from '../format/errors.js';
-import { identityOf, unchangedSize, type FileIdentity, type HashIndex } from './hash-index.js';
+import { identityOf, identityOfStats, unchangedSize, type FileIdentity, type HashIndex } from './hash-index.js';
 import type { FileRange } from '../util/worker-protocol.js';
 
 /**
@@ -95,9 +95,11 @@ export async function verifyLocalCopy(
 ): Promise<LocalCheck | undefined> {
   const { file, offset, length, whole, ranges } = at;
   const st = await stat(fsPath(file)).catch(() => undefined);
-  if (!st?.isFile()) return undefined;
-  if (ranges ? whole || ranges[0]?.offset !== offset || !rangesFit(ranges, length, st.size) : whole ? st.size !== length : st.size < offset + length) return undefined;
-  const id = identityOf(st);
+  // A block device only as an old disc image (a place given by its ranges: `--scan /dev/sr0`), never as a whole file.
+  if (!st || !(st.isFile() || (ranges && st.isBlockDevice()))) return undefined;
+  const id = await identityOfStats(st).catch(() => undefined); // a device: its size and medium now (none: gone)
+  if (!id) return undefined;
+  if (ranges ? whole || ranges[0]?.offset !== offset || !rangesFit(ranges, length, id.size) : whole ? id.size !== length : id.size < offset + length) return undefined;
   const [o, l] = indexField(whole ? undefined : { offset, length, ranges });
   const copyHere = (): LocalCopy => ({ path: file, offset, ...id, userFile: true, ...(ranges ? { ranges: ranges.map((r) => ({ ...r })) } : {}) });
   const matches = (sum: string): VerifiedCopy | undefined => (sum === key ? vouch(copyHere()) : undefined);
