@@ -129,9 +129,11 @@ describe('verify once, parts from mirrors', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await fileMd5(out), v2md5);
     assert.match(r.stderr, new RegExp(`${first!.path.replace(/[.+]/g, '\\$&')}: does not hold part ${first!.key}`));
-    assert.match(r.stderr, /cannot be read/, 'evicted copies were found gone');
+    // The copies evicted meanwhile are not hashed again: the reader forgets a copy when the cache evicts it (PartStore.gone,
+    // since the cache makes room for downloads: disk-room.ts), where it used to find it gone ("cannot be read") here.
     assert.doesNotMatch(r.stderr, /served wrong bytes/, 'no mirror is blamed for a copy that vanished');
-    await assertCacheVerified(cache);
+    const kept = await assertCacheVerified(cache);
+    assert.ok(kept.reduce((n, f) => n + f.size, 0) <= 200 << 10, 'the cache kept to its 200K: copies were evicted');
   });
 
   test('unhashed downloads a killed job left: a reader hashes them first, keeps the right one, drops the wrong one', async () => {
