@@ -4,11 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createCipheriv, createHash } from 'node:crypto';
+import { copyFile, mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { prng } from './cli.js';
+import { fileMd5 } from './hash.js';
 import type { FixtureVariant } from './fixtures.js';
 import { startMirror, type Mirror, type RequestRecord } from './mirror-server.js';
 import { TRUST_AFTER_PARTS } from '../../src/network/mirror-board.js';
@@ -154,4 +155,37 @@ export async function manyParts(d: string, count: number, uri: string, gap = 0):
   const jigdo = path.join(d, 'many.jigdo');
   assert.equal((await readFile(jigdo, 'utf8')).match(/=Parts:p-/g)?.length, count, 'every file is a part');
   return { jigdo, image, partOffsets };
+}
+
+/** `n` pseudo-random bytes from `seed` (AES-CTR: fast for megabytes). */
+export const randomBytesOf = (n: number, seed: number): Buffer => createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16)).update(Buffer.alloc(n));
+
+/**
+ * `work`/big.iso: `parts` random parts of `partBytes` (files `work`/tree/parts/pNN.bin), each after 2,048 random raw
+ * bytes, then `zeros` bytes of zeros (a sparse run) and 4 KiB of random bytes when `zeros` is given; its .jigdo and
+ * template by jigdo-file (`Parts=tree/parts`). The variant's fields the network tests use: jigdo, template, imageMd5.
+ */
+export async function randomPartsImage(work: string, parts: number, partBytes: number, zeros = 0): Promise<FixtureVariant> {
+  const partsDir = path.join(work, 'tree', 'parts');
+  await mkdir(partsDir, { recursive: true });
+  const image = path.join(work, 'big.iso');
+  const fh = await open(image, 'w');
+  let at = 0;
+  for (let i = 0; i < parts; i++) {
+    const part = randomBytesOf(partBytes, i + 1);
+    await writeFile(path.join(partsDir, `p${String(i).padStart(2, '0')}.bin`), part);
+    await fh.write(randomBytesOf(2048, 100 + i), 0, 2048, at); // raw bytes between the parts
+    await fh.write(part, 0, partBytes, at + 2048);
+    at += 2048 + partBytes;
+  }
+  if (zeros > 0) {
+    await fh.truncate(at + zeros);
+    await fh.write(randomBytesOf(4096, 99), 0, 4096, at + zeros);
+  }
+  await fh.close();
+  await promisify(execFile)('jigdo-file', [
+    'make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, '--jigdo=big.jigdo', '--template=big.template',
+    '--label', 'Parts=tree/parts', '--uri', 'Parts=http://127.0.0.1:8765/parts/', 'tree/parts//',
+  ], { cwd: work });
+  return { jigdo: path.join(work, 'big.jigdo'), template: path.join(work, 'big.template'), imageMd5: await fileMd5(image) } as FixtureVariant;
 }

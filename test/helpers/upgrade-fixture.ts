@@ -8,6 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LONG_NAME, bytesOf, run, xorrisoImage } from './disc-images.js';
 import type { Mirror } from './mirror-server.js';
+import type { ImageSession } from '../../src/engine/session.js';
 
 export interface Upgrade {
   v1: string;
@@ -85,4 +86,18 @@ export function assertOnlyMissingFetched(mirror: Mirror, up: Upgrade): void {
   const got = requestsByPath(mirror);
   assert.deepEqual([...got.keys()].sort(), [...up.missing].sort(), 'the mirror is asked for exactly the parts v1 lacks');
   for (const [p, n] of got) assert.equal(n, 1, `${p}: one request`);
+}
+
+/** The part of the .jigdo `s` opened for a file of v2 (`rel` below it), and the file's bytes. */
+export async function partOf(up: Upgrade, s: ImageSession, rel: string): Promise<{ key: string; data: Buffer }> {
+  const data = await readFile(path.join(up.v2, rel));
+  const key = [...s.jigdo.parts].find(([, values]) => values.some((v) => v.uri === `Parts:${rel}`))![0];
+  return { key, data };
+}
+
+/** `length` bytes of part `key`, read through the session's part store. */
+export async function readPart(s: ImageSession, key: string, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  await s.parts.readInto(key, 0, length, buf, 0);
+  return buf;
 }

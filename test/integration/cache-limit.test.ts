@@ -4,20 +4,15 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { createCipheriv } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { describeRun, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { forceUnmount, isMounted } from '../helpers/mount.js';
-import { cacheFiles, fileMd5, jigdoWithServers, partsUri, sleep } from '../helpers/network.js';
+import { cacheFiles, fileMd5, jigdoWithServers, partsUri, randomPartsImage, sleep } from '../helpers/network.js';
 
-const run = promisify(execFile);
-const random = (n: number, seed: number): Buffer => createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16)).update(Buffer.alloc(n));
 
 const PARTS = 20;
 const PART = 2_500_000;
@@ -32,29 +27,7 @@ let mirror: Mirror;
 /** 50 MB of parts in a 90 MB image (with a sparse zero run), made with jigdo-file. */
 before(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'jigdofs-cache-limit-'));
-  const partsDir = path.join(work, 'tree', 'parts');
-  await mkdir(partsDir, { recursive: true });
-  const image = path.join(work, 'big.iso');
-  const fh = await open(image, 'w');
-  let at = 0;
-  for (let i = 0; i < PARTS; i++) {
-    const part = random(PART, i + 1);
-    const pfh = await open(path.join(partsDir, `p${String(i).padStart(2, '0')}.bin`), 'w');
-    await pfh.write(part);
-    await pfh.close();
-    await fh.write(random(2048, 100 + i), 0, 2048, at); // raw bytes between the parts
-    await fh.write(part, 0, PART, at + 2048);
-    at += 2048 + PART;
-  }
-  await fh.truncate(at + ZEROS);
-  await fh.write(random(4096, 99), 0, 4096, at + ZEROS);
-  await fh.close();
-  await run('jigdo-file', [
-    'make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, '--jigdo=big.jigdo', '--template=big.template',
-    '--label', 'Parts=tree/parts', '--uri', 'Parts=http://127.0.0.1:8765/parts/', 'tree/parts//',
-  ], { cwd: work });
-  const imageMd5 = await fileMd5(image);
-  big = { jigdo: path.join(work, 'big.jigdo'), template: path.join(work, 'big.template'), imageMd5 } as FixtureVariant;
+  big = await randomPartsImage(work, PARTS, PART, ZEROS);
   mirror = await startMirror({ root: path.join(work, 'tree') });
 });
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { UnavailableError } from '../../src/format/errors.js';
 import { loadJigdo, openImage, selectImage, type ImageSession } from '../../src/engine/session.js';
 import { bytesOf, xorrisoImage } from '../helpers/disc-images.js';
-import { makeUpgrade, type Upgrade } from '../helpers/upgrade-fixture.js';
+import { makeUpgrade, partOf as partOfV2, readPart as readPartOf, type Upgrade } from '../helpers/upgrade-fixture.js';
 
 let work: string;
 let up: Upgrade;
@@ -31,18 +31,8 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-/** The part of the .jigdo for a file of v2, and the file's bytes. */
-async function partOf(rel: string): Promise<{ key: string; data: Buffer }> {
-  const data = await readFile(path.join(up.v2, rel));
-  const key = [...s.jigdo.parts].find(([, values]) => values.some((v) => v.uri === `Parts:${rel}`))![0];
-  return { key, data };
-}
-
-async function readPart(key: string, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
-  await s.parts.readInto(key, 0, length, buf, 0);
-  return buf;
-}
+const partOf = (rel: string) => partOfV2(up, s, rel);
+const readPart = (key: string, length: number) => readPartOf(s, key, length);
 
 test('a part overwritten inside the image after it was verified is refused, never served', async () => {
   const rel = 'pool/main/a/pkg0_1.0_amd64.deb';

@@ -7,14 +7,14 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, readFile, rm, truncate } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { UnavailableError } from '../../src/format/errors.js';
 import { loadJigdo, openImage, selectImage, type ImageSession } from '../../src/engine/session.js';
 import { bytesOf, reportLba, writeAt, xorrisoImage } from '../helpers/disc-images.js';
 import { attachLoop, changeLoopFile, detachAll, loopUnavailable, resizeLoop } from '../helpers/loop-device.js';
-import { makeUpgrade, type Upgrade } from '../helpers/upgrade-fixture.js';
+import { makeUpgrade, partOf as partOfV2, readPart as readPartOf, type Upgrade } from '../helpers/upgrade-fixture.js';
 
 const skip = loopUnavailable();
 const REL = 'pool/main/a/pkg0_1.0_amd64.deb';
@@ -49,17 +49,8 @@ after(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-async function partOf(rel: string): Promise<{ key: string; data: Buffer }> {
-  const data = await readFile(path.join(up.v2, rel));
-  const key = [...s.jigdo.parts].find(([, values]) => values.some((v) => v.uri === `Parts:${rel}`))![0];
-  return { key, data };
-}
-
-async function readPart(key: string, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
-  await s.parts.readInto(key, 0, length, buf, 0);
-  return buf;
-}
+const partOf = (rel: string) => partOfV2(up, s, rel);
+const readPart = (key: string, length: number) => readPartOf(s, key, length);
 
 test('a part read from the disc, then the disc swapped, taken out and put back: never the other disc\'s bytes', { skip }, async () => {
   const { key, data } = await partOf(REL);

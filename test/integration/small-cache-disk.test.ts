@@ -8,8 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createCipheriv } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -17,10 +16,9 @@ import { describeRun, runCli } from '../helpers/cli.js';
 import type { FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo } from '../helpers/mount.js';
-import { assertCacheVerified, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, md5hex, missingPartLines, partsUri } from '../helpers/network.js';
+import { assertCacheVerified, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, md5hex, missingPartLines, partsUri, randomPartsImage } from '../helpers/network.js';
 
 const run = promisify(execFile);
-const random = (n: number, seed: number): Buffer => createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16)).update(Buffer.alloc(n));
 
 const PARTS = 16;
 const PART = 2_500_000; // 40 MB of parts; four fit in the 10 MB file system at once
@@ -41,24 +39,7 @@ async function smallDisk(name: string, size: string): Promise<string> {
 
 before(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'jigdofs-small-cache-'));
-  const partsDir = path.join(work, 'tree', 'parts');
-  await mkdir(partsDir, { recursive: true });
-  const image = path.join(work, 'big.iso');
-  const fh = await open(image, 'w');
-  let at = 0;
-  for (let i = 0; i < PARTS; i++) {
-    const part = random(PART, i + 1);
-    await writeFile(path.join(partsDir, `p${String(i).padStart(2, '0')}.bin`), part);
-    await fh.write(random(2048, 100 + i), 0, 2048, at); // raw bytes between the parts
-    await fh.write(part, 0, PART, at + 2048);
-    at += 2048 + PART;
-  }
-  await fh.close();
-  await run('jigdo-file', [
-    'make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, '--jigdo=big.jigdo', '--template=big.template',
-    '--label', 'Parts=tree/parts', '--uri', 'Parts=http://127.0.0.1:8765/parts/', 'tree/parts//',
-  ], { cwd: work });
-  big = { jigdo: path.join(work, 'big.jigdo'), template: path.join(work, 'big.template'), imageMd5: await fileMd5(image) } as FixtureVariant;
+  big = await randomPartsImage(work, PARTS, PART);
   mirror = await startMirror({ root: path.join(work, 'tree') });
 });
 
