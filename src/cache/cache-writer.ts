@@ -2,7 +2,7 @@ import { unlink, type FileHandle } from 'node:fs/promises';
 import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import type { Lock } from './cache-lock.js';
 import type { CacheFs } from './cache-fs.js';
-import type { Release } from './disk-room.js';
+import type { Release, Written } from './disk-room.js';
 
 /**
  * What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit), or
@@ -13,7 +13,7 @@ export interface CommitTarget {
   /** Takes `fh` once it returned (the writer does not close it then). `durable`: see PartCache.commitUnhashed. */
   commitUnhashed(tmp: string, final: string, fh: FileHandle, size: number | undefined, durable: boolean): Promise<VerifiedCopy>;
   /** Room on the disk for the bytes about to be written (PartCache.room: DiskRoom). */
-  readonly room?: { reserve(bytes: number, what: string): Promise<Release> };
+  readonly room?: { reserve(bytes: number, what: string, written?: Written): Promise<Release> };
 }
 
 /**
@@ -44,7 +44,7 @@ export class CacheWriter {
    * file's size (holes read as zeros until written). `what` names the file in the error when it cannot fit.
    */
   async allocate(size: number, what = 'a file'): Promise<void> {
-    this.release ??= await this.cache.room?.reserve(size, what);
+    this.release ??= await this.cache.room?.reserve(size, what, async () => (await this.fh.stat()).blocks * 512);
     await this.fs.ftruncate(this.fh, size);
     this.size = size;
   }

@@ -19,6 +19,9 @@ export type Evictor = (bytes: number, spare: (file: string) => boolean) => Promi
 /** A download's reserved room is given back once, when its writer is done. */
 export type Release = () => void;
 
+/** How many bytes of its file a download in flight has written (the blocks of a sparse temporary file). */
+export type Written = () => Promise<number>;
+
 /** While a download waits for room this long, the parts located ahead of a reader and not read yet are spared. */
 const SPARE_WANTED_MS = 2_000;
 /** With no download of ours in flight and nothing left to evict, room is waited for this long (open files closing). */
@@ -34,13 +37,13 @@ const size = (n: number): string => `${n.toLocaleString('en-US')} bytes`;
  * counted against the size limit: cache-eviction.ts), so on a small file system the downloads running at once
  * (a reader's prefetch starts dozens) filled it and failed with ENOSPC while older parts sat in the cache.
  * Each download reserves its part's size before its first byte (`reserve`); a reservation is granted only while the
- * free space, less every reservation of this process still open, holds it; otherwise least recently used parts are
- * evicted for it (sparing those a reader still needs, for a while: CacheWatcher), or it waits for a download of ours
- * to end. A part the file system cannot hold even empty fails at once, with one line naming the sizes.
+ * free space, less what the downloads of this process have yet to write (their files are sparse: `inFlight`), holds
+ * it; otherwise least recently used parts are evicted for it (sparing those a reader still needs, for a while:
+ * CacheWatcher), or it waits for a download of ours to end. A part the file system cannot hold even empty fails at once, with one line naming the sizes.
  *
  * Fields: `outstanding` (bytes reserved and not released), `releasedSince` (bytes released since the last statfs:
  * committed, they took free space the statfs did not see), `last` (that statfs), `waiters` (reservations waiting
- * for a release), `watchers` (the readers of this process).
+ * for a release), `watchers` (the readers of this process), `inFlight` (reservations that can say what they wrote).
  */
 export class DiskRoom {
   private outstanding = 0;
@@ -48,6 +51,8 @@ export class DiskRoom {
   private last: { at: number; free: number; total: number } | undefined;
   private waiters: Array<() => void> = [];
   private readonly watchers = new Set<CacheWatcher>();
+  /** The reservations of downloads that can say how much they wrote (grant's `written`), by their release. */
+  private readonly inFlight = new Map<object, { bytes: number; written: Written }>();
 
   constructor(
     private readonly dir: string,
@@ -88,16 +93,25 @@ export class DiskRoom {
    * room by eviction; `what` names the file in the error when it never can be (the file system is too small, or
    * others fill it).
    */
-  async reserve(bytes: number, what: string): Promise<Release> {
+  async reserve(bytes: number, what: string, written?: Written): Promise<Release> {
     const started = Date.now();
     let stuckSince: number | undefined;
     let evictedLast = false;
     for (;;) {
-      const space = await this.space(bytes);
+      let space = await this.space(bytes);
       // Metadata (folders, lock files, the shared count) takes a few blocks beside the parts.
       const slack = space ? Math.min(1 << 20, Math.floor(space.total / 32)) : 0;
-      const room = space ? space.free - this.outstanding - slack : Infinity;
-      if (room >= bytes) return this.grant(bytes);
+      let room = space ? space.free - this.outstanding - slack : Infinity;
+      if (room < bytes && this.inFlight.size > 0) {
+        // The downloads in flight write sparse files: what they wrote is gone from the free space already, and only
+        // what they have yet to write is still to come. Counted before a new statfs, so that bytes written in between
+        // count twice (too little room, never too much); counting whole reservations evicted parts for nothing.
+        const done = await this.writtenInFlight();
+        this.last = undefined;
+        space = await this.space(bytes);
+        room = space ? space.free - (this.outstanding - done) - slack : Infinity;
+      }
+      if (room >= bytes) return this.grant(bytes, written);
       if (bytes > space!.total - slack) {
         throw new JigdoError(this.dir, `${what} needs ${size(bytes)}, more than this file system holds (${size(space!.total)}): no space (ENOSPC)`);
       }
@@ -132,12 +146,21 @@ export class DiskRoom {
     }
   }
 
-  private grant(bytes: number): Release {
+  /** Bytes the downloads in flight have written so far (each at most its reservation; one that cannot tell: none). */
+  private async writtenInFlight(): Promise<number> {
+    const each = await Promise.all([...this.inFlight.values()].map(async (r) => Math.min(r.bytes, await r.written().catch(() => 0))));
+    return each.reduce((n, b) => n + b, 0);
+  }
+
+  private grant(bytes: number, written?: Written): Release {
     this.outstanding += bytes;
+    const token = {};
+    if (written) this.inFlight.set(token, { bytes, written });
     let done = false;
     return () => {
       if (done) return;
       done = true;
+      this.inFlight.delete(token);
       this.outstanding -= bytes;
       this.releasedSince += bytes;
       for (const wake of this.waiters.splice(0)) wake();
