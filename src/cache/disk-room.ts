@@ -1,6 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JigdoError } from '../format/errors.js';
+import { grouped } from '../util/grouped.js';
 
 /** Whoever reads cache files in this process (a PartStore): which ones it still needs, and which went. */
 export interface CacheWatcher {
@@ -30,7 +31,7 @@ const GIVE_UP_MS = 5_000;
 const STATFS_MS = 2_000;
 const STATFS_MARGIN = 256 << 20;
 
-const size = (n: number): string => `${n.toLocaleString('en-US')} bytes`;
+const size = (n: number): string => `${grouped(n)} bytes`;
 
 /**
  * The disk room for downloads in flight: a part's bytes go to a temporary file before they are committed (and

@@ -12,7 +12,7 @@ import { imageOps, type MountedImage } from './filesystem.js';
 import { DROP_WAIT_MS, DropBehind } from './drop-behind.js';
 import { kernelReadAhead, readAheadFile, reorderWindow } from './kernel-read-ahead.js';
 import { WorkerPool } from '../util/worker-pool.js';
-import { fuseFailureHint, fusermountUnmount, resolveMountpoint, stillMounted, topMountIs, watchUnmount } from './mounts.js';
+import { fuseFailureHint, fusermountUnmount, mountPlace, resolveMountpoint, topMountIs, watchUnmount } from './mounts.js';
 import { sessionStatus } from '../engine/session-status.js';
 import { armExitWatchdog } from '../util/exit-watchdog.js';
 import { settledWithin } from '../util/settle.js';
@@ -88,8 +88,8 @@ async function mountFuse(fuse: Fuse, mnt: string): Promise<void> {
 /**
  * The control requests of a mount. `unmount` is non-lazy unless asked: like umount(8), a busy mount
  * (a cp still reading it) is refused with "busy" and stays, instead of being detached under the reader. A lazy one
- * detaches the mount, and the files still open are served until they are closed (`detach`): the answer says how
- * many (`open`), and umount waits for this process to end only when there were none.
+ * detaches the mount, which is served as long as anything uses it (`detach`): the answer says how many files were
+ * open (`open`).
  */
 function controlHandler(
   mnt: string,
@@ -112,10 +112,10 @@ function controlHandler(
       await Promise.all(drops.map((d) => d.pause())); // a drop's own open of the image would make the mount busy
       try {
         // Throws BusyError; once it succeeded nothing can be busy. Not a mount made over ours, nor one made since ours went.
-        const top = topMountIs(mnt, daemonMount());
-        if (top === false && stillMounted(mnt, daemonMount())) throw new Error(`${mnt}: another file system is mounted over it: unmount that first`);
+        const place = mountPlace(mnt, daemonMount());
+        if (place === 'covered') throw new Error(`${mnt}: another file system is mounted over it: unmount that first`);
         // Detached from outside meanwhile (umount -l): served until nothing uses it, as any detach.
-        if (top === false) return { unmounting: true, pid: process.pid, open: detach('unmounted from outside') };
+        if (place === 'gone') return { unmounting: true, pid: process.pid, open: detach('unmounted from outside') };
         await fusermountUnmount(mnt, false);
       } catch (err) {
         for (const d of drops) d.resume();
@@ -165,8 +165,8 @@ function detachHandler(
 }
 
 /**
- * Resolves once the mount ends: a signal, `jigdofs umount`, or an outside unmount (`detach`: served until its files
- * are closed). A /proc/mounts that cannot be read (out of file descriptors) is no unmount: logged once, the next
+ * Resolves once the mount ends: a signal, `jigdofs umount`, or an outside unmount (`detach`: served as long as
+ * anything uses it). A /proc/mounts that cannot be read (out of file descriptors) is no unmount: logged once, the next
  * look decides.
  */
 function untilStopped(
@@ -295,7 +295,7 @@ function guardDaemon(log: (line: string) => void, stop: (why: string) => Promise
 
 /**
  * Runs a mount in this process until it is unmounted (`jigdofs umount`, fusermount -u, SIGINT/SIGTERM), or, once
- * detached lazily, until the files still open in it are closed (detachHandler).
+ * detached lazily, until nothing uses it any more (detachHandler).
  * `onReady` is called once the kernel has the mount. The control socket listens before the kernel mount,
  * so a mount can never be left up without a way to reach it; a failed mount leaves nothing mounted.
  */

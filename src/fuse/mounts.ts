@@ -62,23 +62,24 @@ export async function mountedType(mnt: string, read: MountsReader = readProcMoun
  * "cannot tell" means. Read synchronously, for fuse-native's unmount callback (fuse-class.ts).
  */
 export function topMountIs(mnt: string, mine: MountEntry): boolean | undefined {
-  const entries = entriesAt(mnt);
-  if (!entries) return undefined;
-  const top = entries.at(-1);
-  return top !== undefined && sameMount(top, mine);
+  const place = mountPlace(mnt, mine);
+  return place === undefined ? undefined : place === 'top';
 }
 
-/** Whether `mine` is still one of the mounts at `mnt` (on top or under another); undefined when /proc/mounts cannot be read. */
-export function stillMounted(mnt: string, mine: MountEntry): boolean | undefined {
-  return entriesAt(mnt)?.some((e) => sameMount(e, mine));
-}
-
-function entriesAt(mnt: string): MountEntry[] | undefined {
+/**
+ * Where `mine` is at `mnt`: the top mount, `covered` by another mounted over it, or `gone` (detached); undefined when
+ * /proc/mounts cannot be read. Read synchronously, as topMountIs.
+ */
+export function mountPlace(mnt: string, mine: MountEntry): 'top' | 'covered' | 'gone' | undefined {
+  let entries: MountEntry[];
   try {
-    return parseMountsAt(readFileSync('/proc/mounts', 'utf8'), mnt);
+    entries = parseMountsAt(readFileSync('/proc/mounts', 'utf8'), mnt);
   } catch {
     return undefined;
   }
+  const top = entries.at(-1);
+  if (top !== undefined && sameMount(top, mine)) return 'top';
+  return entries.some((e) => sameMount(e, mine)) ? 'covered' : 'gone';
 }
 
 /**

@@ -18,8 +18,9 @@ export const isOwnOpen = (flags: number): boolean => (flags & (OWN_OPEN_FLAGS | 
 /**
  * The files and folders of a mount that someone holds open: FUSE's open/release and opendir/releasedir pairs, by
  * handle. The kernel sends a file's release only when its last reference goes, so a loop device, an mmap or a
- * descriptor shared by a fork count until all of them let go. The daemon's own opens (isOwnOpen) do not count: a
- * mount detached lazily is served until no one else has a file of it open (daemon.ts).
+ * descriptor shared by a fork count until all of them let go. The daemon's own opens (isOwnOpen) do not count. A
+ * mount detached lazily says how many are open, and waits for them to close only where it cannot watch its
+ * connection (daemon.ts detachHandler).
  */
 export class OpenFiles {
   private readonly held = new Set<number>();

@@ -308,17 +308,17 @@ export class MirrorBoard {
       // demoted by 3 404s in a row, and the parts it has went elsewhere. Only a long run of them before it delivered
       // anything (`samples`: requests done) looks like a wrong URL.
       // Demoted again by the next 404 once a demotion is over, each time twice as long (as other failures).
-      if (++m.notFoundRun >= NOT_FOUND_TO_DEMOTE && m.samples === 0 && !this.isDemoted(id)) {
-        const ms = Math.min(MAX_DEMOTE_MS, FAILURE_DEMOTE_MS * 2 ** Math.min(10, m.demoteStreak++));
-        this.demote(id, m, ms, `${m.notFoundRun} files in a row not found and none found (last: ${message})`);
-      }
+      if (++m.notFoundRun >= NOT_FOUND_TO_DEMOTE && m.samples === 0) this.demoteFailing(id, m, `${m.notFoundRun} files in a row not found and none found (last: ${message})`);
       return;
     }
     m.stats.consecutiveFailures++;
-    if (m.stats.consecutiveFailures >= FAILURES_TO_DEMOTE && !this.isDemoted(id)) {
-      const ms = Math.min(MAX_DEMOTE_MS, FAILURE_DEMOTE_MS * 2 ** Math.min(10, m.demoteStreak++));
-      this.demote(id, m, ms, `${m.stats.consecutiveFailures} failures in a row (last: ${message})`);
-    }
+    if (m.stats.consecutiveFailures >= FAILURES_TO_DEMOTE) this.demoteFailing(id, m, `${m.stats.consecutiveFailures} failures in a row (last: ${message})`);
+  }
+
+  /** A failure demotion, unless one is under way: FAILURE_DEMOTE_MS, doubling with each in a row (demoteStreak). */
+  private demoteFailing(id: string, m: Mirror, why: string): void {
+    if (this.isDemoted(id)) return;
+    this.demote(id, m, Math.min(MAX_DEMOTE_MS, FAILURE_DEMOTE_MS * 2 ** Math.min(10, m.demoteStreak++)), why);
   }
 
   /** Expected cost of fetching 1 MiB from a mirror, ms (latency + transfer); undefined until measured. */

@@ -40,7 +40,7 @@ const FOLLOW_SYMLINKS = 1;
 /**
  * path_open's fd flags: O_NONBLOCK (a FIFO put where a file was expected must not hang the worker) and O_DSYNC, which
  * does nothing to a read-only descriptor and tells a mount's daemon that this open of its image is its own
- * (fuse/open-files.ts OWN_OPEN_FLAGS: a detached mount is served until no one else holds a file of it open).
+ * (fuse/open-files.ts OWN_OPEN_FLAGS: not counted among the files a detached mount serves).
  */
 const FD_FLAGS = 4 | 2;
 

@@ -93,7 +93,6 @@ async function gather(jigdoArg: string, flags: SourceFlags): Promise<Info> {
   }
 }
 
-
 function textLines(info: Info): string[] {
   const j = info.jigdo;
   const head = [`Image:        ${info.image}${info.filename !== info.image ? ` (Filename=${info.filename})` : ''}`];

@@ -24,8 +24,7 @@ async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
   for (let i = 0; i < 100; i++) {
     if (!(await mountedType(mnt))) {
       if (typeof pid === 'number') {
-        for (let j = 0; j < 600 && pidAlive(pid); j++) await sleep(50);
-        if (pidAlive(pid)) process.stderr.write(`jigdofs: ${mnt}: unmounted, but its daemon (pid ${pid}) is still finishing after 30 s\n`);
+        if (!(await ended(pid, 30_000))) process.stderr.write(`jigdofs: ${mnt}: unmounted, but its daemon (pid ${pid}) is still finishing after 30 s\n`);
       }
       return true;
     }
@@ -38,9 +37,9 @@ async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
  * Asks the daemon to unmount and waits for the mount to go, then for the daemon to end (it saves the hash
  * index and closes its log on the way out: a script that removes the cache right after must not race it);
  * falls back to fusermount. Like umount(8), a busy mount (a reader still has the image open) is refused
- * unless `lazy`, which detaches it now: the readers that still have the image open (a cp, a loop device) go on
- * being served, and the daemon ends when the last of them closes it. Then only the detach is waited for (the
- * daemon may serve a loop device for days), and one line says that the daemon goes on.
+ * unless `lazy`, which detaches it now: whatever still uses it (a cp, a loop device, a working folder) goes on
+ * being served, and the daemon ends when nothing does. Then the daemon is waited for 2 s at most (it may serve a
+ * loop device for days), and one line says what it goes on for.
  */
 export async function unmount(mntArg: string, lazy = false): Promise<void> {
   const mnt = await resolveMountpoint(mntArg);
