@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -16,7 +16,7 @@ import { describeRun, runCli } from '../helpers/cli.js';
 import type { FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo } from '../helpers/mount.js';
-import { assertCacheVerified, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, md5hex, missingPartLines, partsUri, randomPartsImage } from '../helpers/network.js';
+import { assertCacheVerified, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, md5hex, missingPartLines, partsUri, randomPartsImage, waitFor } from '../helpers/network.js';
 
 const run = promisify(execFile);
 
@@ -35,6 +35,25 @@ async function smallDisk(name: string, size: string): Promise<string> {
   await run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
   tmpfs.push(dir);
   return dir;
+}
+
+/**
+ * Another program takes what is left on the file system of `file` but `leave` bytes (written into `file`, which
+ * stays). Leaving more than the cache keeps free on a small disk (5 %: cache-eviction.ts) keeps the cache's own
+ * eviction out of it, so that only the writes of a download in flight find the disk full.
+ */
+async function fillUp(file: string, leave: number): Promise<number> {
+  const { bavail, bsize } = await statfs(path.dirname(file));
+  const want = bavail * bsize - leave;
+  const fh = await open(file, 'w');
+  const chunk = Buffer.alloc(64 << 10, 0xa5);
+  let written = 0;
+  try {
+    while (written < want) written += (await fh.write(chunk, 0, Math.min(chunk.length, want - written))).bytesWritten;
+  } finally {
+    await fh.close();
+  }
+  return written;
 }
 
 before(async () => {
@@ -79,6 +98,37 @@ describe('a cache on a small file system', () => {
     }
     assert.deepEqual((await cacheLeftovers(cache)).tmp.filter((f) => f.endsWith('.partial')), [], 'no partial file left');
     await assertCacheVerified(cache);
+  });
+
+  test('the disk filled by another program while a part downloads: older parts make room, the download resumes', async () => {
+    // Three parts of 2.5 MB in a 10 MB file system: the first two are in the cache when the third stops after 0.5 MB
+    // (its room reserved, partly written). Another program then takes all but 1 MB of the free space; the third part's
+    // writes fail with ENOSPC once resumed, and no other download is left to make room by reserving it.
+    const d = path.join(work, 'filled');
+    const three = await randomPartsImage(d, 3, PART);
+    const own = await startMirror({ root: path.join(d, 'tree') }); // its requests are this test's alone
+    const last = '/parts/p02.bin';
+    own.fault(last, { kind: 'stall', afterBytes: 500_000, times: 1 });
+    const jigdo = await jigdoWithServers(three, [partsUri(own)], d);
+    const disk = await smallDisk('filled-cache', '10m');
+    const cache = path.join(disk, 'cache');
+    const out = path.join(d, 'out.iso');
+    try {
+      const running = runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--timeout', '2'], { timeoutMs: 60_000 });
+      // The first two committed (no write of theirs left to race the filler), the third stalled.
+      const stalled = (): boolean => own.requests.some((q) => q.path === last && q.bytes >= 500_000);
+      await waitFor(async () => stalled() && (await cacheFiles(cache)).length === 2, 30_000, 'two parts in the cache and the third stalled');
+      const filler = await fillUp(path.join(disk, 'filler'), 1 << 20); // less than the 2 MB the part still needs
+      const r = await running;
+      assert.equal(r.code, 0, `${describeRun(r)}\n(filler: ${filler} bytes)`);
+      assert.match(r.stderr, new RegExp(`cache ${cache}: full while part \\S+ was written: evicted older parts, resuming`), `filler ${filler} ` + JSON.stringify(own.requests.map((q) => [q.path, q.range, q.bytes])));
+      assert.doesNotMatch(r.stderr, /wrong bytes|checksum mismatch/, 'nothing blamed on the mirror');
+      assert.equal(await fileMd5(out), three.imageMd5);
+      assert.equal(gets(own, last).length, 3, 'the stalled part: asked, resumed, resumed again after the eviction');
+      assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'no partial file or lock left');
+    } finally {
+      await own.close();
+    }
   });
 
   test('a part larger than the whole file system: one line naming the cache and the sizes, the mirror never asked', async () => {
