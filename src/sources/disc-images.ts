@@ -159,6 +159,16 @@ export class DiscImages {
     this.used.set(image, parts);
   }
 
+  /**
+   * A part noted as found inside `image` turned out wrong there (taken unhashed, then caught by the image checksum):
+   * it no longer counts as found in it.
+   */
+  noteLost(image: string, key: string): void {
+    const parts = this.used.get(image);
+    if (!parts?.delete(key)) return;
+    if (parts.size === 0) this.used.delete(image);
+  }
+
   /** Parts found inside each image so far, and their bytes. */
   summary(): Array<{ image: string; parts: number; bytes: number }> {
     return [...this.used].map(([image, parts]) => ({ image, parts: parts.size, bytes: [...parts.values()].reduce((a, b) => a + b, 0) }));

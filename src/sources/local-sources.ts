@@ -247,6 +247,7 @@ export class LocalSources {
     }
     copy.stale = true;
     this.lost.set(`${copy.path}@${copy.offset}`, key);
+    this.images.noteLost(copy.path, key); // (a no-op for a copy outside the old images)
     // A region of an old disc image: only its checksum goes (the image's other files are as they were).
     this.index.forget(copy.path, offset === undefined ? undefined : { kind: this.kind, offset, length: field! });
     const why = sum === undefined ? `cannot be read (${problem}): no longer holds` : copy.deferred ? 'does not hold' : 'changed since it was hashed: no longer holds';

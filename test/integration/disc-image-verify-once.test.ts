@@ -111,6 +111,9 @@ test('a rebuilt file under the old name with the same first block: the wrong ima
   const before = md5hex(await readFile(image));
   const r = await makeImageFrom(image);
   assert.match(r.stderr, /v1-rebuilt-4096\.iso: does not hold part \S+ \(9000 bytes\): not used/);
+  // The parts counted as taken from the old image are those it gave: not the one it was found not to hold.
+  const from = /^jigdofs: from v1-rebuilt-4096\.iso: (\d+) parts/m.exec(r.stderr);
+  assert.equal(Number(from?.[1]), up.parts - up.missing.length, r.stderr);
   // The recheck after a wrong image removes bad *cache* files; a file of the user's (this image) stays as it was.
   assert.equal(md5hex(await readFile(image)), before, 'v1 still there, untouched');
 });
