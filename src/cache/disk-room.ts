@@ -30,6 +30,12 @@ const GIVE_UP_MS = 5_000;
 /** A statfs is reused for this long while the free space it showed, less what we wrote since, is far above the need. */
 const STATFS_MS = 2_000;
 const STATFS_MARGIN = 256 << 20;
+/**
+ * Evicted files whose blocks the free space does not show yet are waited for this long before more is evicted: another
+ * process that has them open closes them within its sweep (SWEEP_MS, part-store's UnlinkedSweep); evicting again at
+ * once, every 100 ms, unlinked the whole cache for nothing.
+ */
+const HELD_MS = 3_000;
 
 const size = (n: number): string => `${grouped(n)} bytes`;
 
@@ -49,6 +55,8 @@ const size = (n: number): string => `${grouped(n)} bytes`;
 export class DiskRoom {
   private outstanding = 0;
   private releasedSince = 0;
+  /** Bytes released since this process started (othersFree). */
+  private releasedTotal = 0;
   private last: { at: number; free: number; total: number } | undefined;
   private waiters: Array<() => void> = [];
   private readonly watchers = new Set<CacheWatcher>();
@@ -97,7 +105,7 @@ export class DiskRoom {
   async reserve(bytes: number, what: string, written?: Written): Promise<Release> {
     const started = Date.now();
     let stuckSince: number | undefined;
-    let evictedLast = false;
+    let held: { mark: number; bytes: number; since: number } | undefined;
     for (;;) {
       let space = await this.space(bytes);
       // Metadata (folders, lock files, the shared count) takes a few blocks beside the parts.
@@ -116,19 +124,21 @@ export class DiskRoom {
       if (bytes > space!.total - slack) {
         throw new JigdoError(this.dir, `${what} needs ${size(bytes)}, more than this file system holds (${size(space!.total)}): no space (ENOSPC)`);
       }
-      // What was just evicted may still be open (its reader closes it: CacheWatcher.gone): a moment before evicting more.
-      if (evictedLast) {
-        evictedLast = false;
+      // What was just evicted may still be open (a reader of ours closes it at once: CacheWatcher.gone; another
+      // process's within its sweep): until the free space shows it, or for HELD_MS, nothing more is evicted.
+      if (held && Date.now() - held.since < HELD_MS && !(await this.cameBack(held.mark, held.bytes - slack))) {
         await this.released(100);
         this.last = undefined;
         continue;
       }
+      held = undefined;
       const readingOnly = Date.now() - started >= SPARE_WANTED_MS;
+      const mark = await this.othersFree();
       const evicted = await this.evict(bytes - room, (file) => this.holds(file, readingOnly));
       if (evicted.freed.length > 0) {
+        held = { mark, bytes: evicted.bytes, since: Date.now() };
         this.last = undefined;
         stuckSince = undefined;
-        evictedLast = true;
         continue;
       }
       if (this.outstanding > 0) {
@@ -164,6 +174,7 @@ export class DiskRoom {
       this.inFlight.delete(token);
       this.outstanding -= bytes;
       this.releasedSince += bytes;
+      this.releasedTotal += bytes;
       for (const wake of this.waiters.splice(0)) wake();
     };
   }
@@ -184,8 +195,30 @@ export class DiskRoom {
    * parts no read of ours uses for `bytes`; false when there was nothing to evict.
    */
   async afterFull(bytes: number): Promise<boolean> {
+    const mark = await this.othersFree();
     const evicted = await this.evict(bytes, (file) => this.holds(file, true));
     this.last = undefined;
+    // As in reserve: the download resumes once the evicted files' blocks are back (or HELD_MS passed), not into a disk
+    // still full of files another process holds open (its two tries would both fail).
+    for (const since = Date.now(); evicted.freed.length > 0 && Date.now() - since < HELD_MS; await sleep(100)) {
+      if (await this.cameBack(mark, evicted.bytes)) break;
+    }
     return evicted.freed.length > 0;
+  }
+
+  /**
+   * The free space as only others move it: plus what this process's downloads wrote (in flight, and released since it
+   * started: committed, their bytes stay). Counted before the statfs, so that bytes written in between look like
+   * others': the mark taken before an eviction is low, never high. Infinity without a statfs.
+   */
+  private async othersFree(): Promise<number> {
+    const ours = (await this.writtenInFlight()) + this.releasedTotal;
+    const fs = await statfs(this.dir).catch(() => undefined);
+    return fs ? fs.bavail * fs.bsize + ours : Infinity;
+  }
+
+  /** At least `bytes` came back since `mark` (othersFree before an eviction): whoever had the evicted files open closed them. */
+  private async cameBack(mark: number, bytes: number): Promise<boolean> {
+    return mark === Infinity || (await this.othersFree()) - mark >= bytes;
   }
 }

@@ -8,6 +8,7 @@ import { throwIfAborted, unlessAborted } from '../util/settle.js';
 import { oncePerKey } from '../util/once-per-key.js';
 import { assertUnchanged, openUnchanged } from './open-copy.js';
 import type { PartProvider } from './part-provider.js';
+import { UnlinkedSweep } from './unlinked-sweep.js';
 
 export type { PartProvider } from './part-provider.js';
 
@@ -82,6 +83,13 @@ export class PartStore {
   private readonly byPath = new Map<string, string>();
   private readonly passedKeys = new Set<string>();
   private readonly unwatch: Array<() => void>;
+  /** Closes the open cache files unlinked by any process (this one's evictions say so themselves: gone). */
+  private readonly sweep = new UnlinkedSweep(
+    () => [...this.handles.entries()].flatMap(([key, loc]) => (loc.handle && !loc.copy.userFile ? [{ key, fh: loc.handle.fh }] : [])),
+    ({ key, fh }) => {
+      if (this.located.get(key)?.handle?.fh === fh) this.forget(key); // not a copy located again since the look
+    },
+  );
 
   constructor(
     private readonly layout: ImageLayout,
@@ -261,6 +269,7 @@ export class PartStore {
       const fh = loc.copy.userFile ? open(fsPath(loc.copy.path), 'r') : openUnchanged(loc.copy);
       fh.catch(() => undefined);
       handle = loc.handle = { fh, users: 0, evicted: false };
+      if (!loc.copy.userFile) this.sweep.opened();
       handle.users++; // before set(): setting may evict, and must not close the one being handed out
       this.handles.set(key, loc);
     } else {
@@ -316,6 +325,7 @@ export class PartStore {
   /** Closes every open copy (in-flight reads must be over). */
   async close(): Promise<void> {
     this.closing = true;
+    this.sweep.stop();
     for (const unwatch of this.unwatch) unwatch();
     this.prefetchQueue.clear();
     for (const wake of this.lingerWaiters.splice(0)) wake();

@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, statfs } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -54,6 +54,22 @@ async function fillUp(file: string, leave: number): Promise<number> {
     await fh.close();
   }
   return written;
+}
+
+/** The files under `dir` that process `pid` has open: by name, and those unlinked (`(deleted)`). */
+async function openIn(pid: number, dir: string): Promise<{ linked: string[]; deleted: string[] }> {
+  const fds = await readdir(`/proc/${pid}/fd`);
+  const links = await Promise.all(fds.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+  const inDir = links.filter((l) => l.startsWith(dir + '/'));
+  return { linked: inDir.filter((l) => !l.endsWith(' (deleted)')), deleted: inDir.filter((l) => l.endsWith(' (deleted)')) };
+}
+
+/** Bytes of the file system of `dir` in use beyond its files' sizes: files unlinked and still open (and a few blocks of folders). */
+async function heldBytes(dir: string): Promise<number> {
+  const { blocks, bfree, bsize } = await statfs(dir);
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  const sizes = await Promise.all(entries.filter((e) => e.isFile()).map((e) => stat(path.join(e.parentPath, e.name)).then((st) => st.size, () => 0)));
+  return (blocks - bfree) * bsize - sizes.reduce((n, b) => n + b, 0);
 }
 
 before(async () => {
@@ -128,6 +144,47 @@ describe('a cache on a small file system', () => {
       assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'no partial file or lock left');
     } finally {
       await own.close();
+    }
+  });
+
+  test('parts a mount holds open, evicted by another process on the same cache: the mount lets go, the space comes back', async (t) => {
+    // The mount (one process) reads image X, whose three 2 MB parts it then holds open; make-image of image Y (another
+    // process, 6.3 MB of other parts) through the same 10 MB cache has to evict them. Nothing tells the mount: before,
+    // it kept the unlinked files open for good, and their blocks with them (the evictions gained nothing).
+    const d = path.join(work, 'shared');
+    const x = await randomPartsImage(path.join(d, 'x'), 3, 2_000_000);
+    const y = await randomPartsImage(path.join(d, 'y'), 3, 2_100_000);
+    const mirrors = [await startMirror({ root: path.join(d, 'x', 'tree') }), await startMirror({ root: path.join(d, 'y', 'tree') })];
+    const disk = await smallDisk('shared-cache', '10m');
+    const cache = path.join(disk, 'cache');
+    const m = await mountJigdo(await jigdoWithServers(x, [partsUri(mirrors[0]!)], path.join(d, 'x')), [], { cacheDir: cache });
+    try {
+      assert.equal(m.mountResult.code, 0, describeRun(m.mountResult));
+      const [name] = (await readdir(m.mnt)).filter((n) => n.endsWith('.iso'));
+      assert.equal(md5hex(await readFile(m.file(name!))), x.imageMd5, await m.log());
+      const pid = await m.pid();
+      const parts = path.join(cache, 'parts', 'md5');
+      const before = await openIn(pid, parts);
+      assert.equal(before.linked.length, 3, `the mount holds its three parts open: ${JSON.stringify(before)}`);
+
+      const out = path.join(d, 'y.iso');
+      const started = Date.now();
+      const r = await runCli(['make-image', await jigdoWithServers(y, [partsUri(mirrors[1]!)], path.join(d, 'y')), '-o', out, '--cache-dir', cache], { timeoutMs: 60_000 });
+      t.diagnostic(`make-image: ${Date.now() - started} ms; held after it: ${await heldBytes(disk)} bytes`);
+      const still = await waitFor(async () => (await openIn(pid, parts)).deleted.length === 0, 5_000, 'the mount to close').then(
+        () => [],
+        async () => (await openIn(pid, parts)).deleted,
+      );
+      assert.deepEqual(still, [], 'the mount still holds cache files evicted by make-image, 5 s after it ended');
+      assert.ok((await heldBytes(disk)) < 1 << 20, `the evicted parts' space is back (${await heldBytes(disk)} bytes held)`);
+      assert.equal(r.code, 0, describeRun(r));
+      assert.equal(await fileMd5(out), y.imageMd5);
+      await run('sh', ['-c', 'echo 3 > /proc/sys/vm/drop_caches']).catch(() => undefined); // read through the mount again, not the kernel's copy
+      assert.equal(md5hex(await readFile(m.file(name!))), x.imageMd5, 'the mount reads its evicted parts again');
+      assert.doesNotMatch(await m.log(), /ENOSPC|not available/);
+    } finally {
+      await m.cleanup();
+      for (const mirror of mirrors) await mirror.close();
     }
   });
 
