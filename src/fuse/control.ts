@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, unlinkSync, type Stats } from 'node:fs';
+import { chmodSync, linkSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync, type Stats } from 'node:fs';
 import { link, lstat, rename, rm } from 'node:fs/promises';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,9 @@ import path from 'node:path';
 
 /** The control directory cannot be trusted (another user's, a symlink, open to others): never use it. */
 export class UntrustedControlDir extends Error {}
+
+/** Nothing behind a mount's control socket name: no socket, or nothing listens on it (not: a daemon that does not answer). */
+export class NoDaemon extends Error {}
 
 const myUid = (): number => process.getuid?.() ?? 0;
 
@@ -67,7 +70,18 @@ export function checkedControlDir(create: boolean, dir = controlDir()): string |
  * change all the time, which the kernel's page cache (kernelCache) would otherwise serve stale.
  */
 export function controlSocketPath(mnt: string, dir: string): string {
-  return path.join(dir, `${createHash('sha256').update(path.resolve(mnt)).digest('hex').slice(0, 24)}.sock`);
+  return path.join(dir, `${mountKey(mnt)}.sock`);
+}
+
+const mountKey = (mnt: string): string => createHash('sha256').update(path.resolve(mnt)).digest('hex').slice(0, 24);
+
+/**
+ * Where the daemon `pid` of a mount at `mnt` answers once its mount was detached lazily (ControlServer.detach): a name
+ * of its own, so the mount's name is free for the next mount on the path, and `status` still finds the daemon by the
+ * path (detachedSockets).
+ */
+export function detachedSocketPath(mnt: string, dir: string, pid = process.pid): string {
+  return path.join(dir, `${mountKey(mnt)}.detached-${pid}.sock`);
 }
 
 export interface ControlRequest {
@@ -116,6 +130,11 @@ let serverSerial = 0;
 /** A mount's control server; `close` lets go of the socket's name only while it is still this server's. */
 export interface ControlServer {
   close(): void;
+  /**
+   * Moves the socket from the mount's name to this daemon's detached one (detachedSocketPath), for a mount detached
+   * lazily that is still served; where that fails (the name is no longer ours), the server closes.
+   */
+  detach(): void;
 }
 
 /**
@@ -147,18 +166,43 @@ export async function serveControl(mnt: string, handler: ControlHandler): Promis
     await rm(own, { force: true });
   }
   let open = true;
+  let name = file; // the name it answers under: the mount's, then (detach) its own
+  const close = (): void => {
+    if (!open) return;
+    open = false;
+    unlinkIfOurs(name, ino);
+    server.close();
+  };
   return {
-    close: () => {
-      if (!open) return;
-      open = false;
+    close,
+    detach: () => {
+      if (!open || name !== file) return;
+      const detached = detachedSocketPath(mnt, dir);
       try {
-        if (lstatSync(file).ino === ino) unlinkSync(file);
+        rmSync(detached, { force: true }); // a killed daemon's of this pid: dead
+        linkSync(file, detached); // a link, checked, rather than a rename: the name may be another daemon's meanwhile
+        if (lstatSync(detached).ino !== ino) throw new Error('not ours');
       } catch {
-        // gone already
+        try {
+          rmSync(detached, { force: true }); // this daemon's name: whatever is under it is not wanted
+        } catch {
+          // (the close below says nothing either way)
+        }
+        return close();
       }
-      server.close();
+      unlinkIfOurs(file, ino);
+      name = detached;
     },
   };
+}
+
+/** Removes the name `file` while it is still the socket `ino`: another daemon may hold it by now. */
+function unlinkIfOurs(file: string, ino: number): void {
+  try {
+    if (lstatSync(file).ino === ino) unlinkSync(file);
+  } catch {
+    // gone already
+  }
 }
 
 /** How long a live daemon's hold on the name is waited for: one that saw its mount go lets go within about a second. */
@@ -224,7 +268,7 @@ function controlDirCandidates(): string[] {
 function trustedSocket(mnt: string): string {
   const [own, ...others] = controlDirCandidates();
   const found = socketIn(mnt, own!, true) ?? others.map((dir) => socketIn(mnt, dir, false)).find((f) => f !== undefined);
-  if (!found) throw new Error(`no jigdofs daemon for ${mnt} (no control socket)`);
+  if (!found) throw new NoDaemon(`no jigdofs daemon for ${mnt} (no control socket)`);
   return found;
 }
 
@@ -280,8 +324,54 @@ function exchange(file: string, request: ControlRequest, timeoutMs: number): Pro
 /** Sends one request to the mount at `mnt`; rejects when no daemon answers within `timeoutMs`. */
 export async function askControl(mnt: string, op: string, timeoutMs = 5000, extra: Omit<ControlRequest, 'op'> = {}): Promise<unknown> {
   const text = await exchange(trustedSocket(mnt), { ...extra, op }, timeoutMs).catch((err: ExchangeError) => {
-    throw new Error(err.kind === 'silent' ? `no answer from the jigdofs daemon of ${mnt}` : `no jigdofs daemon for ${mnt} (${err.message})`);
+    throw err.kind === 'silent' ? new Error(`no answer from the jigdofs daemon of ${mnt}`) : new NoDaemon(`no jigdofs daemon for ${mnt} (${err.message})`);
   });
+  return replyOf(text, mnt);
+}
+
+/**
+ * Asks every daemon of `mnt` whose mount was detached lazily and that still serves (detachedSockets); answers in no
+ * set order. A daemon that does not answer, or answers with an error, is left out; the socket of one that ended
+ * without removing it (killed) is removed.
+ */
+export async function askDetached(mnt: string, op: string, timeoutMs = 2000): Promise<unknown[]> {
+  const asked = detachedSockets(mnt).map(({ file, ino }) =>
+    exchange(file, { op }, timeoutMs).then(
+      (text) => [replyOf(text, mnt)],
+      async (err: ExchangeError) => {
+        if (err.kind === 'dead') await takeOver(file, ino);
+        return [];
+      },
+    ),
+  );
+  return (await Promise.all(asked.map((a) => a.catch(() => [])))).flat();
+}
+
+/**
+ * The detached daemons' sockets of `mnt` (detachedSocketPath) in every folder a daemon of ours may use, sockets we own
+ * only. An untrusted folder is passed over: the mount's own name, looked for first (askControl), says what is wrong.
+ */
+function detachedSockets(mnt: string): Array<{ file: string; ino: number }> {
+  const prefix = `${mountKey(mnt)}.detached-`;
+  const out: Array<{ file: string; ino: number }> = [];
+  for (const dir of controlDirCandidates()) {
+    let names: string[] = [];
+    try {
+      if (checkedControlDir(false, dir)) names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names.filter((n) => n.startsWith(prefix) && /^\d+\.sock$/.test(n.slice(prefix.length)))) {
+      const file = path.join(dir, name);
+      const st = (() => { try { return lstatSync(file); } catch { return undefined; } })();
+      if (st?.isSocket() && st.uid === myUid()) out.push({ file, ino: st.ino });
+    }
+  }
+  return out;
+}
+
+/** The result of a daemon's answer `text`; its error, or a garbled answer, throws. */
+function replyOf(text: string, mnt: string): unknown {
   let reply: { result?: unknown; error?: string };
   try {
     reply = JSON.parse(text) as typeof reply;

@@ -16,7 +16,8 @@ import { fuseFailureHint, fusermountUnmount, mountPlace, resolveMountpoint, topM
 import { sessionStatus } from '../engine/session-status.js';
 import { armExitWatchdog } from '../util/exit-watchdog.js';
 import { settledWithin } from '../util/settle.js';
-import { fuseDeviceFds, OpenFiles, watchConnection } from './open-files.js';
+import { fuseDeviceFds, OpenFiles } from './open-files.js';
+import { detachHandler, type Detacher } from './detach.js';
 
 export interface MountOptions {
   allowOther: boolean;
@@ -45,7 +46,7 @@ function nameImages(sessions: ImageSession[]): Map<string, ImageSession> {
   return out;
 }
 
-async function statusOf(mnt: string, images: Map<string, MountedImage>, startedAt: number, opts: MountOptions): Promise<unknown> {
+async function statusOf({ mnt, images, startedAt, opts, detacher }: MountContext): Promise<unknown> {
   const extra = opts.extraStatus;
   const network = extra ? await extra() : undefined;
   return {
@@ -55,6 +56,7 @@ async function statusOf(mnt: string, images: Map<string, MountedImage>, startedA
     uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
     rssBytes: process.memoryUsage().rss,
     images: [...images].map(([name, { session }]) => sessionStatus(name, session)),
+    detached: detacher.status(), // (left out of the JSON while mounted)
     ...(extra ? { network } : {}),
   };
 }
@@ -85,24 +87,35 @@ async function mountFuse(fuse: Fuse, mnt: string): Promise<void> {
   throw new Error(`${mnt}: mount failed: ${err.message}${hint}`);
 }
 
+/** What a mount's control requests answer from and act on. */
+interface MountContext {
+  mnt: string;
+  images: Map<string, MountedImage>;
+  startedAt: number;
+  opts: MountOptions;
+  drops: DropBehind[];
+  stop: (why: string) => Promise<void>;
+  detacher: Detacher;
+  /** Mounted, and not stopping: before (the socket listens first) and after, the mount's absence is no detach. */
+  serving: () => boolean;
+}
+
 /**
  * The control requests of a mount. `unmount` is non-lazy unless asked: like umount(8), a busy mount
  * (a cp still reading it) is refused with "busy" and stays, instead of being detached under the reader. A lazy one
  * detaches the mount, which is served as long as anything uses it (`detach`): the answer says how many files were
  * open (`open`).
  */
-function controlHandler(
-  mnt: string,
-  images: Map<string, MountedImage>,
-  startedAt: number,
-  opts: MountOptions,
-  drops: DropBehind[],
-  stop: (why: string) => Promise<void>,
-  detach: (why: string) => number,
-): ControlHandler {
+function controlHandler(ctx: MountContext): ControlHandler {
+  const { mnt, drops, stop } = ctx;
+  const detach = (why: string) => ctx.detacher.detach(why);
   return async ({ op, lazy }) => {
     if (op === 'ping') return 'pong';
-    if (op === 'status') return statusOf(mnt, images, startedAt, opts);
+    if (op === 'status') {
+      // Detached from outside (umount -l) and not seen yet by the watch (each second): the status says so already.
+      if (ctx.serving() && mountPlace(mnt, daemonMount()) === 'gone') detach('unmounted from outside');
+      return statusOf(ctx);
+    }
     if (op === 'unmount') {
       if (lazy) {
         // Not a mount made over ours, nor one made since ours went.
@@ -125,42 +138,6 @@ function controlHandler(
       return { unmounting: true, pid: process.pid, open: 0 }; // umount waits for this process to end
     }
     throw new Error(`unknown request ${op}`);
-  };
-}
-
-/**
- * What the daemon does once its mount is detached (`umount -l`, `fusermount -uz`, `jigdofs umount --lazy`; also a
- * `fusermount -u` that found nothing open), as umount(8) has it for a lazy unmount: the mount is served as long as
- * anything still uses it (a file open: a cp, a loop device, an mmap; a shell's working folder; a bind mount of it), and
- * the kernel says when that ends: it ends the connection, and libfuse closes /dev/fuse (watchConnection). The files
- * open (OpenFiles) are only counted for the log and for `umount --lazy`'s answer; counting them to decide cut off a
- * shell in the folder and a reader whose open flags looked like the drops' own. Only where the /dev/fuse descriptor
- * could not be found does the count decide. Returns how many were open; a second call (the outside watch after our own
- * detach) changes nothing. The drops stop: the image's path no longer leads to this mount. So does the control
- * socket: its name is the path's, free for the next mount there. A signal still stops the daemon at once.
- */
-function detachHandler(
-  mnt: string,
-  log: (line: string) => void,
-  openFiles: OpenFiles,
-  drops: DropBehind[],
-  closeControl: () => void,
-  fuseFds: () => number[],
-  stop: (why: string) => Promise<void>,
-): (why: string) => number {
-  let open: number | undefined;
-  return (why) => {
-    if (open !== undefined) return open;
-    for (const d of drops) void d.stop();
-    closeControl();
-    open = openFiles.count;
-    const fds = fuseFds();
-    if (open > 0) log(`${mnt} detached (${why}); serving ${open} open ${open === 1 ? 'file' : 'files'} until they are closed`);
-    if (fds.length > 0) {
-      watchConnection(fds, () => void stop(open! > 0 ? `${why}; the last open file was closed` : why), 250);
-    } else if (open === 0) setImmediate(() => void stop(why));
-    else void openFiles.whenNoneOpen().then(() => stop(`${why}; the last open file was closed`));
-    return open;
   };
 }
 
@@ -337,8 +314,10 @@ export async function runMount(
       if (dropPool) await settledWithin(dropPool.close(), DROP_WAIT_MS);
     })());
   let fuseFds: number[] = [];
-  const detach = detachHandler(mnt, log, openFiles, drops, () => controlSocket.server?.close(), () => fuseFds, stop);
-  const control = await serveThenMount(mnt, fuse, controlHandler(mnt, images, startedAt, opts, drops, stop, detach), closeImages);
+  const detacher = detachHandler(mnt, log, openFiles, drops, () => controlSocket.server?.detach(), () => fuseFds, stop);
+  const serving = () => controlSocket.server !== undefined && stopped === undefined;
+  const context: MountContext = { mnt, images, startedAt, opts, drops, stop, detacher, serving };
+  const control = await serveThenMount(mnt, fuse, controlHandler(context), closeImages);
   controlSocket.server = control;
   fuseFds = fuseDeviceFds();
   // The mount's own root, answered by this process (through libuv's pool, so the main thread is free to answer). Its
@@ -356,7 +335,7 @@ export async function runMount(
   guardDaemon(log, stop);
   log(`mounted ${[...images.keys()].join(', ')} at ${mnt}`);
   onReady([...images.keys()]);
-  await untilStopped(mnt, stop, detach, () => stopped, log);
+  await untilStopped(mnt, stop, (why) => detacher.detach(why), () => stopped, log);
   control.close();
   log(`unmounted ${mnt}`);
 }

@@ -20,7 +20,7 @@ export const isOwnOpen = (flags: number): boolean => (flags & (OWN_OPEN_FLAGS | 
  * handle. The kernel sends a file's release only when its last reference goes, so a loop device, an mmap or a
  * descriptor shared by a fork count until all of them let go. The daemon's own opens (isOwnOpen) do not count. A
  * mount detached lazily says how many are open, and waits for them to close only where it cannot watch its
- * connection (daemon.ts detachHandler).
+ * connection (detach.ts detachHandler).
  */
 export class OpenFiles {
   private readonly held = new Set<number>();

@@ -7,19 +7,20 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, open, opendir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, opendir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { rootActor, userActor, type Actor } from '../helpers/actor.js';
-import { assertOk } from '../helpers/cli.js';
+import { assertCleanFailure, assertOk } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { md5hex } from '../helpers/hash.js';
 import { isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
 import { startMirror } from '../helpers/mirror-server.js';
 import { jigdoWithServers, partsUri, sleep, waitFor } from '../helpers/network.js';
 import { pidAlive } from '../../src/util/pid.js';
-import { askControl } from '../../src/fuse/control.js';
+import { askControl, controlDir, controlSocketPath } from '../../src/fuse/control.js';
+import type { DetachedStatus } from '../../src/fuse/detach.js';
 
 const run = promisify(execFile);
 
@@ -248,3 +249,73 @@ test('as root: a `jigdofs umount` that reaches the daemon just after an outside 
     await m.cleanup();
   }
 });
+
+/**
+ * The names of the control sockets of daemons of `mnt` (its mount's, `KEY.sock`, and any other named after the path) in
+ * the actor's control folder (control.ts controlDir, in its environment; root's is shared with other test files).
+ */
+async function socketsOf(A: Actor, mnt: string): Promise<{ mount: string; all: string[] }> {
+  const dir = A.env?.XDG_RUNTIME_DIR ? path.join(A.env.XDG_RUNTIME_DIR, 'jigdofs') : controlDir();
+  const mount = path.basename(controlSocketPath(mnt, dir));
+  return { mount, all: (await readdir(dir)).filter((n) => n.startsWith(mount.replace(/\.sock$/, ''))).sort() };
+}
+
+// Root's `umount -l` and a regular user's `fusermount -uz` (DETACHES' first two).
+for (const { label, make, detach } of DETACHES.slice(0, 2)) {
+  test(`as ${label}: status shows the detached daemon and its open file, then a new mount on the path; umount says what the detached one serves; its socket goes when it ends`, async () => {
+    const A = make();
+    A.share(fx.dir);
+    const as = { env: A.env, user: A.user };
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir], as);
+    let pid: number | undefined;
+    let again: TestMount | undefined;
+    const reader = await A.fs.open(m.file('image.iso'), 'r');
+    try {
+      pid = await m.pid();
+      await reader.read(Buffer.alloc(4096), 0, 4096, 0);
+      await detach(A, m);
+      assert.equal(await isMounted(m.mnt), false, 'detached at once');
+      // At once (no wait for the daemon's own look at its mount): text, then JSON.
+      const text = await A.cli(['status', m.mnt], { timeoutMs: 15_000 });
+      assertOk(text);
+      assert.ok(text.stdout.startsWith(`${m.mnt}: jigdofs daemon pid ${pid}, up `), text.stdout);
+      assert.match(text.stdout, /\n {2}DETACHED since \S+ \(\d+ s ago; unmounted from outside\): not mounted; served until nothing uses it: 1 open file\n/);
+      assert.match(text.stdout, /\n {2}image\.iso: /);
+      await sleep(1500); // and once the daemon's own look at its mount (each second) saw the detach too
+      const json = await m.status();
+      assert.equal(json.pid, pid);
+      const d = json.detached as DetachedStatus;
+      assert.deepEqual({ why: d.why, openFiles: d.openFiles }, { why: 'unmounted from outside', openFiles: 1 });
+      assert.ok(Math.abs(Date.now() - Date.parse(d.since)) < 60_000, d.since);
+      const detachedSockets = await socketsOf(A, m.mnt);
+      assert.equal(detachedSockets.all.length, 1, 'the detached daemon answers on a socket');
+      assert.notEqual(detachedSockets.all[0], detachedSockets.mount, '… of its own, not under the mount\'s name');
+      // A non-lazy umount has nothing to unmount: it says what the detached daemon still serves, and leaves it.
+      const u = await A.cli(['umount', m.mnt], { timeoutMs: 15_000 });
+      const serves = `not mounted: detached lazily, and its daemon \\(pid ${pid}\\) still serves 1 open file and ends by itself once it is closed; \`kill ${pid}\` stops it now`;
+      assertCleanFailure(u, m.mnt, new RegExp(serves));
+      assert.ok(pidAlive(pid), 'umount left the detached daemon serving');
+      // A new mount on the path while the detached daemon serves: it is the one status shows.
+      again = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { ...as, mnt: m.mnt });
+      const newPid = await again.pid();
+      assert.notEqual(newPid, pid);
+      assert.equal((await again.status()).detached, undefined, 'the new mount is mounted');
+      assert.ok(pidAlive(pid), 'the detached daemon still serves its reader');
+      assert.deepEqual((await socketsOf(A, m.mnt)).all, [...detachedSockets.all, detachedSockets.mount].sort(), 'the new mount\'s socket and the detached one\'s');
+      await reader.close();
+      await assertEndsAfterClose(m, pid, /unmounted from outside/);
+      assert.deepEqual((await socketsOf(A, m.mnt)).all, [detachedSockets.mount], 'the detached socket went with its daemon');
+      assert.equal(await again.pid(), newPid, 'the new mount is still the one status shows');
+      assertOk(await again.umount());
+      const none = await A.cli(['status', m.mnt], { timeoutMs: 15_000 });
+      assert.equal(none.code, 1);
+      assert.match(none.stderr, /no jigdofs daemon for /, 'nothing mounted, no detached daemon: the old answer');
+    } finally {
+      await reader.close().catch(() => undefined);
+      killQuietly(pid);
+      await again?.cleanup();
+      await m.cleanup();
+      A.close();
+    }
+  });
+}

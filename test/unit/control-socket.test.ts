@@ -6,7 +6,7 @@ import { createConnection, createServer } from 'node:net';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { askControl, checkedControlDir, controlSocketPath, serveControl, takeOver, type ControlRequest } from '../../src/fuse/control.js';
+import { askControl, askDetached, checkedControlDir, controlSocketPath, detachedSocketPath, NoDaemon, serveControl, takeOver, type ControlRequest } from '../../src/fuse/control.js';
 
 /** What a raw client gets back for sending `data` (the connection kept open until the server ends it). */
 function exchange(file: string, data: string): Promise<string> {
@@ -151,5 +151,33 @@ test("taking over a dead name leaves a live socket that another claimer linked t
     } finally {
       fresh.close();
     }
+  });
+});
+
+test("a detached daemon's server answers under a name of its own: the mount's name is free at once, askDetached finds it, a killed one's is removed", async () => {
+  await withRuntime(async (runtime) => {
+    const mnt = path.join(runtime, 'mnt');
+    const dir = checkedControlDir(true)!;
+    // A daemon detached earlier and killed with -9 left its detached socket: nothing listens on it.
+    const killed = detachedSocketPath(mnt, dir, 999_999);
+    const dead = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(killed)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    await new Promise((resolve) => dead.once('exit', resolve));
+    const old = await serveControl(mnt, async () => 'old');
+    old.detach();
+    old.detach(); // (a second detach changes nothing)
+    await assert.rejects(askControl(mnt, 'ping'), NoDaemon, 'nothing under the mount\'s name');
+    const started = Date.now();
+    const renewed = await serveControl(mnt, async () => 'new');
+    try {
+      assert.ok(Date.now() - started < 1000, 'the name was free: not waited for');
+      assert.equal(await askControl(mnt, 'ping'), 'new');
+      assert.deepEqual(await askDetached(mnt, 'ping'), ['old']);
+      assert.deepEqual(readdirSync(dir).sort(), [controlSocketPath(mnt, dir), detachedSocketPath(mnt, dir)].map((f) => path.basename(f)).sort(), 'the killed one\'s is gone');
+      assert.deepEqual(await askDetached(path.join(runtime, 'other'), 'ping'), [], 'another path has none');
+    } finally {
+      old.close();
+      renewed.close();
+    }
+    assert.deepEqual(readdirSync(dir), [], 'each server removed its own name');
   });
 });

@@ -55,3 +55,13 @@ test('status text escapes terminal controls in every value from a .jigdo, a temp
   assert.ok(text.includes(': slow\\x1b[2J; last error: HTTP 500 \\x1b[31mred\\x0d'), text);
   assert.equal(text.split('\n').length, 10, 'one line per item, as before');
 });
+
+test('a detached daemon: the line after the first says since when and how, and what it serves; other detached daemons of the path are named', () => {
+  const since = new Date(Date.now() - 90_000).toISOString();
+  const other = { pid: 7, since: '2030-01-01T00:00:00.000Z', why: 'jigdofs umount --lazy', openFiles: 2 };
+  const lines = formatStatus({ ...status(), detached: { since, why: 'unmounted from outside', openFiles: 0 }, otherDetached: [other] }).split('\n');
+  assert.match(lines[1]!, new RegExp(`^ {2}DETACHED since ${since} \\(9\\d s ago; unmounted from outside\\): not mounted; served until nothing uses it: no file open \\(a working folder in it, say\\)$`));
+  assert.equal(lines[2], '  other detached daemons of this path still serving: pid 7 (2 open files, since 2030-01-01T00:00:00.000Z)');
+  assert.equal(lines.length, 12);
+  assert.doesNotMatch(formatStatus(status()), /DETACHED|detached/, 'a mounted one says nothing of it');
+});

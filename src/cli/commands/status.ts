@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { quoted } from '../../format/byte-string.js';
-import { askControl } from '../../fuse/control.js';
+import { askControl, askDetached, NoDaemon } from '../../fuse/control.js';
+import type { DetachedStatus } from '../../fuse/detach.js';
 import { resolveMountpoint } from '../../fuse/mounts.js';
 import type { NetworkStats } from '../../network/network.js';
 import { controlKey, looksLikeServer, parseServerAddress } from '../../http/address.js';
@@ -28,6 +29,10 @@ export interface Status {
   /** A mount's reads bypass the kernel's page cache (`mount --direct-io`). */
   directIo?: boolean;
   images: ImageStatus[];
+  /** A mount detached lazily whose daemon still serves what uses it (fuse/detach.ts). */
+  detached?: DetachedStatus;
+  /** The other detached daemons of the path that still serve, when status shows the newest (mountStatus). */
+  otherDetached?: Array<DetachedStatus & { pid: number }>;
   network?: NetworkStats;
   /** Present for `jigdofs serve`. */
   server?: { url: string; requests: number; activeClients: number; maxClients: number; bytesSent: number; aborted: number; clientsGone: number; connectionsDropped?: number; byStatus: Record<string, number>; draining: boolean };
@@ -40,11 +45,51 @@ async function controlTarget(arg: string): Promise<string> {
 }
 
 /**
+ * The status of the daemon of `target` (a mountpoint's real path, or a server's key). When nothing of ours is mounted
+ * there, a daemon whose mount there was detached lazily and still serves is the one shown (the newest, naming the
+ * others): after `umount -l` it may serve a loop device for days. A new mount on the path wins over them. With
+ * neither, the mount's own "no daemon" stands.
+ */
+export async function mountStatus(target: string): Promise<Status> {
+  try {
+    return (await askControl(target, 'status')) as Status;
+  } catch (err) {
+    if (!(err instanceof NoDaemon)) throw err;
+    const detached = await detachedDaemons(target);
+    const [newest, ...others] = detached.sort((a, b) => b.detached.since.localeCompare(a.detached.since));
+    if (!newest) throw err;
+    return others.length === 0 ? newest : { ...newest, otherDetached: others.map((s) => ({ pid: s.pid, ...s.detached })) };
+  }
+}
+
+/** The statuses of the daemons of `mnt` whose mount was detached and that still serve (control.ts askDetached). */
+export async function detachedDaemons(mnt: string): Promise<Array<Status & { detached: DetachedStatus }>> {
+  return ((await askDetached(mnt, 'status')) as Status[]).filter((s): s is Status & { detached: DetachedStatus } => typeof s?.detached === 'object');
+}
+
+/** `1 open file`, `2 open files`. */
+export const openFilesText = (n: number): string => `${n} open ${n === 1 ? 'file' : 'files'}`;
+
+/** The line `status` adds for a detached daemon: since when, how, and what it still serves. */
+function detachedLines(s: Status): string[] {
+  const d = s.detached;
+  if (!d) return [];
+  const ago = Math.max(0, Math.round((Date.now() - Date.parse(d.since)) / 1000));
+  const uses = d.openFiles > 0 ? openFilesText(d.openFiles) : 'no file open (a working folder in it, say)';
+  const others = (s.otherDetached ?? []).map((o) => `pid ${o.pid} (${openFilesText(o.openFiles)}, since ${o.since})`);
+  return [
+    `  DETACHED since ${d.since} (${ago} s ago; ${d.why}): not mounted; served until nothing uses it: ${uses}`,
+    ...(others.length ? [`  other detached daemons of this path still serving: ${others.join(', ')}`] : []),
+  ];
+}
+
+/**
  * `status` as text. Image names, recent errors and a mirror's last error come from .jigdo files, templates and servers:
  * each line goes through `quoted`, so none can write terminal controls (the daemon's JSON keeps them exact for --json).
  */
 export function formatStatus(s: Status): string {
   const lines = [`${s.mountpoint}: jigdofs ${s.server ? 'server' : 'daemon'} pid ${s.pid}, up ${s.uptimeSeconds} s, RSS ${mb(s.rssBytes)}${s.directIo ? ', direct I/O' : ''}`];
+  lines.push(...detachedLines(s));
   const v = s.server;
   if (v) {
     const codes = Object.entries(v.byStatus).map(([k, n]) => `${k} ${n}`).join(', ');
@@ -95,7 +140,7 @@ export function registerStatus(program: Command): void {
     .option('--json', 'print JSON for scripts')
     .action(async (mnt: string, flags: { json?: boolean }) => {
       // The daemon's socket is named after the real path: a symlink to the mountpoint finds it too.
-      const status = (await askControl(await controlTarget(mnt), 'status')) as Status;
+      const status = await mountStatus(await controlTarget(mnt));
       process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
     });
 }

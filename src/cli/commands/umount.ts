@@ -3,6 +3,7 @@ import { askControl, UntrustedControlDir } from '../../fuse/control.js';
 import { daemonPid, FS_TYPE } from '../../fuse/mount-source.js';
 import { BusyError, fusermountUnmount, mountedType, mountHealth, mountsAt, resolveMountpoint, sleep } from '../../fuse/mounts.js';
 import { pidAlive } from '../../util/pid.js';
+import { detachedDaemons, openFilesText } from './status.js';
 
 /**
  * How long the daemon may take to answer an unmount request: it answers after its own (non-lazy) unmount,
@@ -44,7 +45,7 @@ async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
 export async function unmount(mntArg: string, lazy = false): Promise<void> {
   const mnt = await resolveMountpoint(mntArg);
   const top = (await mountsAt(mnt)).at(-1);
-  if (!top) throw new Error(`${mnt}: nothing is mounted here`);
+  if (!top) throw new Error(await notMounted(mnt));
   if (top.type !== FS_TYPE) throw new Error(`${mnt}: not a jigdofs mount (${top.type})`);
   const health = await mountHealth(mnt, top);
   if (health === 'stale') {
@@ -66,7 +67,7 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
     return undefined;
   });
   const { pid, open } = (answer ?? {}) as { pid?: unknown; open?: unknown };
-  const detached = lazy || (typeof open === 'number' && open > 0); // served until nothing uses it (daemon.ts detachHandler)
+  const detached = lazy || (typeof open === 'number' && open > 0); // served until nothing uses it (fuse/detach.ts detachHandler)
   if (answer !== undefined && (await waitUnmounted(mnt, detached ? undefined : pid))) {
     if (detached && typeof pid === 'number' && !(await ended(pid, DETACHED_END_MS))) {
       const files = typeof open === 'number' && open > 1 ? `all ${open} open files are closed` : 'the open file is closed';
@@ -77,6 +78,23 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
   }
   // No daemon answered (or it is stuck): unmount from outside; a busy mount says so (BusyError).
   await fusermountUnmount(mnt, lazy);
+}
+
+/**
+ * Why there is nothing to unmount at `mnt`, which has no mount: plainly so, or (one line) that it was detached lazily
+ * and its daemon still serves what uses it, which it goes on doing: it ends by itself; a kill ends it now, and fails
+ * the reads of what still uses it.
+ */
+async function notMounted(mnt: string): Promise<string> {
+  const detached = await detachedDaemons(mnt);
+  if (detached.length === 0) return `${mnt}: nothing is mounted here`;
+  const serves = detached.map(({ pid, detached: d }) =>
+    d.openFiles > 0
+      ? `its daemon (pid ${pid}) still serves ${openFilesText(d.openFiles)} and ends by itself once ${d.openFiles === 1 ? 'it is' : 'they are'} closed`
+      : `its daemon (pid ${pid}) still serves what uses it (a working folder in it, say) and ends by itself once nothing does`,
+  );
+  const pids = detached.map((s) => s.pid).join(' ');
+  return `${mnt}: not mounted: detached lazily, and ${serves.join('; ')}; \`kill ${pids}\` stops ${detached.length === 1 ? 'it' : 'them'} now, and fails those readers`;
 }
 
 export function registerUmount(program: Command): void {
