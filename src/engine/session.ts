@@ -172,7 +172,8 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
     // LocalSources names the copies it rejects itself (recheck), so its providers need no `rejected`.
     const deferring = { deferChecks: (on: boolean) => local.deferChecks(on), confirmDeferred: async () => local.confirmDeferred() };
     const localProvider: PartProvider = { name: 'local', find: (key) => local.find(key), ...deferring };
-    const imageProvider: PartProvider = { name: 'image', find: (key) => local.findInImages(key) };
+    // A part an old image gave and could not give again (a disc swapped, an I/O error) no longer counts as from it.
+    const imageProvider: PartProvider = { name: 'image', find: (key) => local.findInImages(key), unreadable: (key, copy) => local.images.noteLost(copy.path, key) };
     const providers = [localProvider, imageProvider, ...extra];
     const parts = new PartStore(layout, providers, opts.log, opts.logMissing ?? false);
     const reader = new ImageReader(layout, raw, parts, { readaheadMemory: Math.max(4 << 20, Math.floor(opts.memory / 2)) });

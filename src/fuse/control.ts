@@ -339,7 +339,8 @@ export async function askDetached(mnt: string, op: string, timeoutMs = 2000): Pr
     exchange(file, { op }, timeoutMs).then(
       (text) => [replyOf(text, mnt)],
       async (err: ExchangeError) => {
-        if (err.kind === 'dead') await takeOver(file, ino);
+        // Only a socket nothing listens on is a dead daemon's: a full backlog (EAGAIN) is a live one's, and its only name.
+        if (err.kind === 'dead' && err.message === 'ECONNREFUSED') await takeOver(file, ino);
         return [];
       },
     ),

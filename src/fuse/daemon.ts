@@ -128,7 +128,8 @@ function controlHandler(ctx: MountContext): ControlHandler {
         const place = mountPlace(mnt, daemonMount());
         if (place === 'covered') throw new Error(`${mnt}: another file system is mounted over it: unmount that first`);
         // Detached from outside meanwhile (umount -l): served until nothing uses it, as any detach.
-        if (place === 'gone') return { unmounting: true, pid: process.pid, open: detach('unmounted from outside') };
+        // (Not before the kernel mount: a request that comes while it is made would stop a daemon about to serve.)
+        if (place === 'gone' && ctx.serving()) return { unmounting: true, pid: process.pid, open: detach('unmounted from outside') };
         await fusermountUnmount(mnt, false);
       } catch (err) {
         for (const d of drops) d.resume();

@@ -160,8 +160,8 @@ export class DiscImages {
   }
 
   /**
-   * A part noted as found inside `image` turned out wrong there (taken unhashed, then caught by the image checksum):
-   * it no longer counts as found in it.
+   * A part noted as found inside `image` turned out wrong there (taken unhashed, then caught by the image checksum), or
+   * could not be read there again (a disc swapped or ejected, an I/O error): it no longer counts as found in it.
    */
   noteLost(image: string, key: string): void {
     const parts = this.used.get(image);

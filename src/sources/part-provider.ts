@@ -21,6 +21,11 @@ export interface PartProvider {
   confirmDeferred?(): Promise<void>;
   rejected?(key: string): void;
   /**
+   * A copy it gave could not be read as verified (an I/O error, a file moved or changed, a disc swapped or ejected):
+   * the store forgot it and looks for the part again. Never fails.
+   */
+  unreadable?(key: string, copy: VerifiedCopy): void;
+  /**
    * A sequential reader has read these copies (this provider's) at their parts' last place in the image: one whose
    * copies are its own downloads lets them leave the page cache (RemoteParts). Never fails.
    */

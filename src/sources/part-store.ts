@@ -354,6 +354,7 @@ export class PartStore {
         // confirmed by the output's checksum: the part came from another copy, and this one was recorded as holding it.
         if (loc.copy.deferred) loc.copy.stale = true;
         this.forget(key);
+        this.providers.find((p) => p.name === loc.provider)?.unreadable?.(key, loc.copy);
         if (attempt === 0 && loc.copy.medium !== undefined) this.noteError(`part ${key}: ${errorMessage(err)}: looking for it again`, this.logMissing);
         if (attempt >= 1) {
           this.failed.add(key);

@@ -56,9 +56,12 @@ test('a part read from the disc, then the disc swapped, taken out and put back: 
   const { key, data } = await partOf(REL);
   assert.ok((await readPart(key, data.length)).equals(data), 'first read: from the disc in the drive');
   assert.equal(s.parts.counts().byProvider.image, 1);
+  const fromDisc = (): number => s.local.images.summary().find((u) => u.image === dev)?.parts ?? 0;
+  assert.equal(fromDisc(), 1);
   // Another disc in the same drive while it is open (same node, same size, same listing; other bytes in this file).
   await changeLoopFile(dev, other);
   await assert.rejects(readPart(key, data.length), UnavailableError);
+  assert.equal(fromDisc(), 0, 'the part the disc no longer gives is not counted as from it ("from IMAGE: N parts")');
   assert.ok(log.some((l) => l.includes(`scan: ${dev} changed (another disc, or none): listing it again`)), log.join('\n'));
   assert.ok(log.some((l) => l.includes(`part ${key}: ${dev}: the disc in it changed (swapped, ejected or resized) since it was verified: looking for it again`)), log.join('\n'));
   // A part the second disc does hold is read from it.

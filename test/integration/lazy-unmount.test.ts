@@ -292,7 +292,7 @@ for (const { label, make, detach } of DETACHES.slice(0, 2)) {
       assert.notEqual(detachedSockets.all[0], detachedSockets.mount, '… of its own, not under the mount\'s name');
       // A non-lazy umount has nothing to unmount: it says what the detached daemon still serves, and leaves it.
       const u = await A.cli(['umount', m.mnt], { timeoutMs: 15_000 });
-      const serves = `not mounted: detached lazily, and its daemon \\(pid ${pid}\\) still serves 1 open file and ends by itself once it is closed; \`kill ${pid}\` stops it now`;
+      const serves = `not mounted: detached lazily, and its daemon \\(pid ${pid}\\) still serves 1 open file \\(and whatever else uses the mount\\) and ends by itself once nothing does; \`kill ${pid}\` stops it now`;
       assertCleanFailure(u, m.mnt, new RegExp(serves));
       assert.ok(pidAlive(pid), 'umount left the detached daemon serving');
       // A new mount on the path while the detached daemon serves: it is the one status shows.

@@ -4,8 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, open, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -14,36 +14,72 @@ import { DiskRoom, type Release } from '../../src/cache/disk-room.js';
 const run = promisify(execFile);
 const MiB = 1 << 20;
 
-test('downloads in flight count only what they have yet to write: no part is evicted while there is room', { skip: process.getuid?.() !== 0 && 'needs root (a tmpfs)' }, async () => {
+const needsRoot = { skip: process.getuid?.() !== 0 && 'needs root (a tmpfs)' };
+
+/** A fresh 20 MB tmpfs for `body`, unmounted and removed after it. */
+async function onTmpfs(body: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-disk-room-'));
   await run('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', dir]);
-  const files: FileHandle[] = [];
-  const releases: Release[] = [];
   try {
-    await writeFile(path.join(dir, 'others'), Buffer.alloc(9 * MiB, 1)); // 11 MB left
-    const asked: number[] = [];
-    const room = new DiskRoom(dir, async (bytes) => {
-      asked.push(bytes);
-      return { freed: [], bytes: 0 };
-    });
-    const reserve = (what: string, fh: FileHandle): Promise<Release> =>
-      Promise.race([
-        room.reserve(2 * MiB, what, async () => (await fh.stat()).blocks * 512),
-        new Promise<Release>((_, reject) => setTimeout(() => reject(new Error(`${what}: no room granted in 3 s (evictions asked: ${asked.join(', ')})`)), 3000)),
-      ]);
-    // Four downloads of 2 MB, each half written; then a fifth: 7 MB are free and 4 MB are still to come.
-    for (let i = 0; i < 5; i++) {
-      const fh = await open(path.join(dir, `download-${i}`), 'w+');
-      files.push(fh);
-      releases.push(await reserve(`part ${i}`, fh));
-      await fh.truncate(2 * MiB);
-      if (i < 4) await fh.write(Buffer.alloc(MiB, 2), 0, MiB, 0);
-    }
-    assert.deepEqual(asked, [], 'nothing had to be evicted');
+    await body(dir);
   } finally {
-    for (const r of releases) r();
-    for (const fh of files) await fh.close().catch(() => undefined);
-    await run('umount', [dir]).catch(() => undefined);
+    await run('umount', ['-l', dir]).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+test('files evicted while another process holds them open: no more is evicted until their blocks come back', needsRoot, async () => {
+  await onTmpfs(async (dir) => {
+    // Six cache parts of 3 MiB fill the 20 MB file system, and another process (a mount of the same cache) has them open.
+    const parts = Array.from({ length: 6 }, (_, i) => path.join(dir, `part-${i}`));
+    for (const f of parts) await writeFile(f, Buffer.alloc(3 * MiB, 1));
+    const holder = spawn('sh', ['-c', `${parts.map((f, i) => `exec ${i + 3}<'${f}'`).join('; ')}; echo held; sleep 1.5`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const closed = new Promise<number>((resolve) => holder.on('exit', () => resolve(Date.now())));
+    await new Promise((resolve) => holder.stdout.once('data', resolve));
+    const evicted: string[] = [];
+    const room = new DiskRoom(dir, async () => {
+      const file = parts[evicted.length];
+      if (!file) return { freed: [], bytes: 0 };
+      await unlink(file);
+      evicted.push(file);
+      return { freed: [file], bytes: 3 * MiB };
+    });
+    const release = await room.reserve(3 * MiB, 'part x');
+    const granted = Date.now();
+    release();
+    assert.deepEqual(evicted, [parts[0]], 'one eviction was enough, once the holder let go of it');
+    assert.ok(granted >= (await closed), 'granted once the holder closed the evicted file');
+  });
+});
+
+test('downloads in flight count only what they have yet to write: no part is evicted while there is room', needsRoot, async () => {
+  await onTmpfs(async (dir) => {
+    const files: FileHandle[] = [];
+    const releases: Release[] = [];
+    try {
+      await writeFile(path.join(dir, 'others'), Buffer.alloc(9 * MiB, 1)); // 11 MB left
+      const asked: number[] = [];
+      const room = new DiskRoom(dir, async (bytes) => {
+        asked.push(bytes);
+        return { freed: [], bytes: 0 };
+      });
+      const reserve = (what: string, fh: FileHandle): Promise<Release> =>
+        Promise.race([
+          room.reserve(2 * MiB, what, async () => (await fh.stat()).blocks * 512),
+          new Promise<Release>((_, reject) => setTimeout(() => reject(new Error(`${what}: no room granted in 3 s (evictions asked: ${asked.join(', ')})`)), 3000)),
+        ]);
+      // Four downloads of 2 MB, each half written; then a fifth: 7 MB are free and 4 MB are still to come.
+      for (let i = 0; i < 5; i++) {
+        const fh = await open(path.join(dir, `download-${i}`), 'w+');
+        files.push(fh);
+        releases.push(await reserve(`part ${i}`, fh));
+        await fh.truncate(2 * MiB);
+        if (i < 4) await fh.write(Buffer.alloc(MiB, 2), 0, MiB, 0);
+      }
+      assert.deepEqual(asked, [], 'nothing had to be evicted');
+    } finally {
+      for (const r of releases) r();
+      for (const fh of files) await fh.close().catch(() => undefined);
+    }
+  });
 });

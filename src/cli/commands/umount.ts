@@ -82,15 +82,16 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
 
 /**
  * Why there is nothing to unmount at `mnt`, which has no mount: plainly so, or (one line) that it was detached lazily
- * and its daemon still serves what uses it, which it goes on doing: it ends by itself; a kill ends it now, and fails
- * the reads of what still uses it.
+ * and its daemon still serves what uses it, which it goes on doing: it ends by itself once nothing uses the mount (the
+ * kernel says so; the open files it counts are not all: a working folder in it, a bind mount); a kill ends it now, and
+ * fails the reads of what still uses it.
  */
 async function notMounted(mnt: string): Promise<string> {
   const detached = await detachedDaemons(mnt);
   if (detached.length === 0) return `${mnt}: nothing is mounted here`;
   const serves = detached.map(({ pid, detached: d }) =>
     d.openFiles > 0
-      ? `its daemon (pid ${pid}) still serves ${openFilesText(d.openFiles)} and ends by itself once ${d.openFiles === 1 ? 'it is' : 'they are'} closed`
+      ? `its daemon (pid ${pid}) still serves ${openFilesText(d.openFiles)} (and whatever else uses the mount) and ends by itself once nothing does`
       : `its daemon (pid ${pid}) still serves what uses it (a working folder in it, say) and ends by itself once nothing does`,
   );
   const pids = detached.map((s) => s.pid).join(' ');
