@@ -115,10 +115,10 @@ export class DiskRoom {
         // The downloads in flight write sparse files: what they wrote is gone from the free space already, and only
         // what they have yet to write is still to come. Counted before a new statfs, so that bytes written in between
         // count twice (too little room, never too much); counting whole reservations evicted parts for nothing.
-        const done = await this.writtenInFlight();
+        const measured = await this.writtenInFlight();
         this.last = undefined;
         space = await this.space(bytes);
-        room = space ? space.free - (this.outstanding - done) - slack : Infinity;
+        room = space ? space.free - this.toCome(measured) - slack : Infinity;
       }
       if (room >= bytes) return this.grant(bytes, written);
       if (bytes > space!.total - slack) {
@@ -157,10 +157,22 @@ export class DiskRoom {
     }
   }
 
-  /** Bytes the downloads in flight have written so far (each at most its reservation; one that cannot tell: none). */
-  private async writtenInFlight(): Promise<number> {
-    const each = await Promise.all([...this.inFlight.values()].map(async (r) => Math.min(r.bytes, await r.written().catch(() => 0))));
-    return each.reduce((n, b) => n + b, 0);
+  /** Bytes each download in flight has written so far, by its reservation (at most its size; one that cannot tell: none). */
+  private async writtenInFlight(): Promise<Map<object, number>> {
+    const each = await Promise.all([...this.inFlight].map(async ([token, r]) => [token, Math.min(r.bytes, await r.written().catch(() => 0))] as const));
+    return new Map(each);
+  }
+
+  /**
+   * The bytes the reservations have yet to write, from what each had written when `measured`. Only the downloads still
+   * in flight count theirs as written: one released since then (committed, or given up) is out of `outstanding` already,
+   * and subtracting what it had written as well gave room that was not there (a mount on a 10 MB tmpfs then failed
+   * reads with ENOSPC, about one run in three). One granted since then has all of its bytes to come.
+   */
+  private toCome(measured: Map<object, number>): number {
+    let written = 0;
+    for (const token of this.inFlight.keys()) written += measured.get(token) ?? 0;
+    return this.outstanding - written;
   }
 
   private grant(bytes: number, written?: Written): Release {
@@ -212,7 +224,7 @@ export class DiskRoom {
    * others': the mark taken before an eviction is low, never high. Infinity without a statfs.
    */
   private async othersFree(): Promise<number> {
-    const ours = (await this.writtenInFlight()) + this.releasedTotal;
+    const ours = [...(await this.writtenInFlight()).values()].reduce((n, b) => n + b, this.releasedTotal);
     const fs = await statfs(this.dir).catch(() => undefined);
     return fs ? fs.bavail * fs.bsize + ours : Infinity;
   }

@@ -83,3 +83,35 @@ test('downloads in flight count only what they have yet to write: no part is evi
     }
   });
 });
+
+test('a download that commits while the room is counted: what it wrote is not taken as still to come off the free space', needsRoot, async () => {
+  await onTmpfs(async (dir) => {
+    // 20 MiB: others hold 12 MiB; download X (4 MiB, half written) is in flight: 6 MiB free, 2 MiB of them still X's.
+    await writeFile(path.join(dir, 'others'), Buffer.alloc(12 * MiB, 1));
+    const room = new DiskRoom(dir, async () => ({ freed: [], bytes: 0 }));
+    const x = await open(path.join(dir, 'x'), 'w+');
+    try {
+      let finishX: (() => Promise<void>) | undefined;
+      const releaseX = await room.reserve(4 * MiB, 'part x', async () => {
+        const written = (await x.stat()).blocks * 512;
+        await finishX?.(); // X ends right after this count, before the statfs that follows it
+        return written;
+      });
+      await x.truncate(4 * MiB);
+      await x.write(Buffer.alloc(2 * MiB, 2), 0, 2 * MiB, 0);
+      finishX = async () => {
+        finishX = undefined;
+        await x.write(Buffer.alloc(2 * MiB, 3), 0, 2 * MiB, 2 * MiB);
+        releaseX(); // committed: its 4 MiB stay, and 4 MiB are free
+      };
+      // 4.5 MiB do not fit in the 4 MiB left. Counting X's 2 MiB as written but no longer reserved, 6 MiB seemed free.
+      const b = room.reserve(4.5 * MiB, 'part b');
+      const granted = await Promise.race([b.then((release) => (release(), true)), new Promise<false>((resolve) => setTimeout(() => resolve(false), 1000))]);
+      assert.equal(granted, false, '4.5 MiB granted with 4 MiB free');
+      await unlink(path.join(dir, 'others')); // room, and the waiting reservation is granted
+      (await b)();
+    } finally {
+      await x.close();
+    }
+  });
+});
