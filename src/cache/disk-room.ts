@@ -224,7 +224,9 @@ export class DiskRoom {
    * others': the mark taken before an eviction is low, never high. Infinity without a statfs.
    */
   private async othersFree(): Promise<number> {
-    const ours = [...(await this.writtenInFlight()).values()].reduce((n, b) => n + b, this.releasedTotal);
+    const measured = await this.writtenInFlight();
+    // (A download released meanwhile counts once, all of it, in releasedTotal: as in toCome.)
+    const ours = this.releasedTotal + (this.outstanding - this.toCome(measured));
     const fs = await statfs(this.dir).catch(() => undefined);
     return fs ? fs.bavail * fs.bsize + ours : Infinity;
   }
