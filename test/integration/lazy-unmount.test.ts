@@ -299,7 +299,12 @@ for (const { label, make, detach } of DETACHES.slice(0, 2)) {
       again = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { ...as, mnt: m.mnt });
       const newPid = await again.pid();
       assert.notEqual(newPid, pid);
-      assert.equal((await again.status()).detached, undefined, 'the new mount is mounted');
+      const both = await again.status();
+      assert.equal(both.detached, undefined, 'the new mount is mounted');
+      // … naming the earlier mount's daemon that still serves beside it (text and JSON).
+      assert.deepEqual((both.otherDetached as Array<{ pid: number; openFiles: number }>).map((o) => [o.pid, o.openFiles]), [[pid, 1]]);
+      const bothText = await A.cli(['status', m.mnt], { timeoutMs: 15_000 });
+      assert.match(bothText.stdout, new RegExp(`^  other detached daemons of this path still serving: pid ${pid} \\(1 open file, since `, 'm'), bothText.stdout);
       assert.ok(pidAlive(pid), 'the detached daemon still serves its reader');
       assert.deepEqual((await socketsOf(A, m.mnt)).all, [...detachedSockets.all, detachedSockets.mount].sort(), 'the new mount\'s socket and the detached one\'s');
       await reader.close();

@@ -65,3 +65,10 @@ test('a detached daemon: the line after the first says since when and how, and w
   assert.equal(lines.length, 12);
   assert.doesNotMatch(formatStatus(status()), /DETACHED|detached/, 'a mounted one says nothing of it');
 });
+
+test('a mount of the path, with an earlier mount there detached and still serving: the mount, then a line naming that daemon', () => {
+  const other = { pid: 7, since: '2030-01-01T00:00:00.000Z', why: 'unmounted from outside', openFiles: 1 };
+  const lines = formatStatus({ ...status(), otherDetached: [other] }).split('\n');
+  assert.doesNotMatch(lines[1]!, /DETACHED/);
+  assert.equal(lines[1], '  other detached daemons of this path still serving: pid 7 (1 open file, since 2030-01-01T00:00:00.000Z)');
+});

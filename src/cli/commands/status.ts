@@ -52,7 +52,10 @@ async function controlTarget(arg: string): Promise<string> {
  */
 export async function mountStatus(target: string): Promise<Status> {
   try {
-    return (await askControl(target, 'status')) as Status;
+    const status = (await askControl(target, 'status')) as Status;
+    // Earlier mounts of the path, detached and still serving (a loop device on one, say), are named beside it.
+    const earlier = await detachedDaemons(target);
+    return earlier.length === 0 ? status : { ...status, otherDetached: earlier.map((e) => ({ pid: e.pid, ...e.detached })) };
   } catch (err) {
     if (!(err instanceof NoDaemon)) throw err;
     const detached = await detachedDaemons(target);
@@ -73,14 +76,12 @@ export const openFilesText = (n: number): string => `${n} open ${n === 1 ? 'file
 /** The line `status` adds for a detached daemon: since when, how, and what it still serves. */
 function detachedLines(s: Status): string[] {
   const d = s.detached;
-  if (!d) return [];
+  const others = (s.otherDetached ?? []).map((o) => `pid ${o.pid} (${openFilesText(o.openFiles)}, since ${o.since})`);
+  const otherLine = others.length ? [`  other detached daemons of this path still serving: ${others.join(', ')}`] : [];
+  if (!d) return otherLine; // a mount of the path, and earlier ones detached beside it
   const ago = Math.max(0, Math.round((Date.now() - Date.parse(d.since)) / 1000));
   const uses = d.openFiles > 0 ? openFilesText(d.openFiles) : 'no file open (a working folder in it, say)';
-  const others = (s.otherDetached ?? []).map((o) => `pid ${o.pid} (${openFilesText(o.openFiles)}, since ${o.since})`);
-  return [
-    `  DETACHED since ${d.since} (${ago} s ago; ${d.why}): not mounted; served until nothing uses it: ${uses}`,
-    ...(others.length ? [`  other detached daemons of this path still serving: ${others.join(', ')}`] : []),
-  ];
+  return [`  DETACHED since ${d.since} (${ago} s ago; ${d.why}): not mounted; served until nothing uses it: ${uses}`, ...otherLine];
 }
 
 /**
