@@ -118,7 +118,7 @@ export class DiskRoom {
         const measured = await this.writtenInFlight();
         this.last = undefined;
         space = await this.space(bytes);
-        room = space ? space.free - this.toCome(measured) - slack : Infinity;
+        room = space ? space.free - (this.outstanding - this.stillWritten(measured)) - slack : Infinity;
       }
       if (room >= bytes) return this.grant(bytes, written);
       if (bytes > space!.total - slack) {
@@ -164,15 +164,15 @@ export class DiskRoom {
   }
 
   /**
-   * The bytes the reservations have yet to write, from what each had written when `measured`. Only the downloads still
-   * in flight count theirs as written: one released since then (committed, or given up) is out of `outstanding` already,
-   * and subtracting what it had written as well gave room that was not there (a mount on a 10 MB tmpfs then failed
-   * reads with ENOSPC, about one run in three). One granted since then has all of its bytes to come.
+   * What the downloads still in flight had written when `measured`. One released since then (committed, or given up) is
+   * out of `outstanding` already and does not count here: counting what it had written as well gave room that was not
+   * there (a mount on a 10 MB tmpfs then failed reads with ENOSPC, about one run in three). One granted since then has
+   * written nothing that was measured.
    */
-  private toCome(measured: Map<object, number>): number {
+  private stillWritten(measured: Map<object, number>): number {
     let written = 0;
     for (const token of this.inFlight.keys()) written += measured.get(token) ?? 0;
-    return this.outstanding - written;
+    return written;
   }
 
   private grant(bytes: number, written?: Written): Release {
@@ -225,8 +225,8 @@ export class DiskRoom {
    */
   private async othersFree(): Promise<number> {
     const measured = await this.writtenInFlight();
-    // (A download released meanwhile counts once, all of it, in releasedTotal: as in toCome.)
-    const ours = this.releasedTotal + (this.outstanding - this.toCome(measured));
+    // (A download released meanwhile counts once, all of it, in releasedTotal.)
+    const ours = this.releasedTotal + this.stillWritten(measured);
     const fs = await statfs(this.dir).catch(() => undefined);
     return fs ? fs.bavail * fs.bsize + ours : Infinity;
   }

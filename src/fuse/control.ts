@@ -272,6 +272,17 @@ function trustedSocket(mnt: string): string {
   return found;
 }
 
+function statOrNone(file: string): Stats | undefined {
+  try {
+    return lstatSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A socket this user owns: the only kind we talk to (another user's could answer our status and umount). */
+const isOurSocket = (st: Stats): boolean => st.isSocket() && st.uid === myUid();
+
 function socketIn(mnt: string, dir: string, own: boolean): string | undefined {
   let checked: string | undefined;
   try {
@@ -281,9 +292,9 @@ function socketIn(mnt: string, dir: string, own: boolean): string | undefined {
     return undefined;
   }
   const file = checked && controlSocketPath(mnt, checked);
-  const st = file ? (() => { try { return lstatSync(file); } catch { return undefined; } })() : undefined;
+  const st = file ? statOrNone(file) : undefined;
   if (!file || !st) return undefined;
-  if (st.isSocket() && st.uid === myUid()) return file;
+  if (isOurSocket(st)) return file;
   if (own) throw new UntrustedControlDir(`${file}: not a control socket of ours (owner uid ${st.uid}); refusing to use it`);
   return undefined;
 }
@@ -364,8 +375,8 @@ function detachedSockets(mnt: string): Array<{ file: string; ino: number }> {
     }
     for (const name of names.filter((n) => n.startsWith(prefix) && /^\d+\.sock$/.test(n.slice(prefix.length)))) {
       const file = path.join(dir, name);
-      const st = (() => { try { return lstatSync(file); } catch { return undefined; } })();
-      if (st?.isSocket() && st.uid === myUid()) out.push({ file, ino: st.ino });
+      const st = statOrNone(file);
+      if (st && isOurSocket(st)) out.push({ file, ino: st.ino });
     }
   }
   return out;

@@ -232,7 +232,7 @@ export class PartStore {
       copies.push(loc.copy);
       byProvider.set(loc.provider, copies);
     }
-    for (const [name, copies] of byProvider) this.providers.find((p) => p.name === name)?.passed?.(copies);
+    for (const [name, copies] of byProvider) this.provider(name)?.passed?.(copies);
   }
 
   /** Records a failure for `status`; logs it when asked (a mount logs, `missing` reports by itself). */
@@ -322,6 +322,10 @@ export class PartStore {
     return { total, verified: this.located.size, byProvider, missing: this.missingSince.size, failed: this.failed.size, inFlight: this.inflight.size };
   }
 
+  private provider(name: string): PartProvider | undefined {
+    return this.providers.find((p) => p.name === name);
+  }
+
   /** Closes every open copy (in-flight reads must be over). */
   async close(): Promise<void> {
     this.closing = true;
@@ -354,7 +358,7 @@ export class PartStore {
         // confirmed by the output's checksum: the part came from another copy, and this one was recorded as holding it.
         if (loc.copy.deferred) loc.copy.stale = true;
         this.forget(key);
-        this.providers.find((p) => p.name === loc.provider)?.unreadable?.(key, loc.copy);
+        this.provider(loc.provider)?.unreadable?.(key, loc.copy);
         if (attempt === 0 && loc.copy.medium !== undefined) this.noteError(`part ${key}: ${errorMessage(err)}: looking for it again`, this.logMissing);
         if (attempt >= 1) {
           this.failed.add(key);

@@ -55,15 +55,18 @@ export async function mountStatus(target: string): Promise<Status> {
     const status = (await askControl(target, 'status')) as Status;
     // Earlier mounts of the path, detached and still serving (a loop device on one, say), are named beside it.
     const earlier = await detachedDaemons(target);
-    return earlier.length === 0 ? status : { ...status, otherDetached: earlier.map((e) => ({ pid: e.pid, ...e.detached })) };
+    return earlier.length === 0 ? status : { ...status, otherDetached: earlier.map(asOther) };
   } catch (err) {
     if (!(err instanceof NoDaemon)) throw err;
     const detached = await detachedDaemons(target);
     const [newest, ...others] = detached.sort((a, b) => b.detached.since.localeCompare(a.detached.since));
     if (!newest) throw err;
-    return others.length === 0 ? newest : { ...newest, otherDetached: others.map((s) => ({ pid: s.pid, ...s.detached })) };
+    return others.length === 0 ? newest : { ...newest, otherDetached: others.map(asOther) };
   }
 }
+
+/** A detached daemon as `otherDetached` names it beside the status shown. */
+const asOther = (s: Status & { detached: DetachedStatus }): DetachedStatus & { pid: number } => ({ pid: s.pid, ...s.detached });
 
 /** The statuses of the daemons of `mnt` whose mount was detached and that still serve (control.ts askDetached). */
 export async function detachedDaemons(mnt: string): Promise<Array<Status & { detached: DetachedStatus }>> {

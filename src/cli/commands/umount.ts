@@ -89,11 +89,10 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
 async function notMounted(mnt: string): Promise<string> {
   const detached = await detachedDaemons(mnt);
   if (detached.length === 0) return `${mnt}: nothing is mounted here`;
-  const serves = detached.map(({ pid, detached: d }) =>
-    d.openFiles > 0
-      ? `its daemon (pid ${pid}) still serves ${openFilesText(d.openFiles)} (and whatever else uses the mount) and ends by itself once nothing does`
-      : `its daemon (pid ${pid}) still serves what uses it (a working folder in it, say) and ends by itself once nothing does`,
-  );
+  const serves = detached.map(({ pid, detached: d }) => {
+    const what = d.openFiles > 0 ? `${openFilesText(d.openFiles)} (and whatever else uses the mount)` : 'what uses it (a working folder in it, say)';
+    return `its daemon (pid ${pid}) still serves ${what} and ends by itself once nothing does`;
+  });
   const pids = detached.map((s) => s.pid).join(' ');
   return `${mnt}: not mounted: detached lazily, and ${serves.join('; ')}; \`kill ${pids}\` stops ${detached.length === 1 ? 'it' : 'them'} now, and fails those readers`;
 }
