@@ -1,8 +1,8 @@
-import { unlinkSync } from 'node:fs';
 import { open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../format/errors.js';
 import type { CacheFs } from './cache-fs.js';
+import { removeAtExit, removeQuietly } from './exit-leftovers.js';
 import { ownerDead, ownerTag } from '../util/pid.js';
 
 /**
@@ -43,26 +43,14 @@ export async function lockIsStale(file: string): Promise<boolean> {
   return owner !== '' && ownerDead(owner.trim() + '-');
 }
 
-function removeQuietly(file: string): void {
-  try {
-    unlinkSync(file);
-  } catch {
-    // never made, or removed already
-  }
-}
-
-/** Lock inodes this process made (one per cache directory), removed when it exits: one exit hook for all. */
-const sparesAtExit = new Set<string>();
-
-function removeAtExit(spare: string): void {
-  if (sparesAtExit.size === 0) process.once('exit', () => sparesAtExit.forEach(removeQuietly));
-  sparesAtExit.add(spare);
-}
-
-/** A held lock, refreshed until released. Fields: `timer` (the heartbeat), `released` (release runs once). */
+/**
+ * A held lock, refreshed until released, and removed at the process's exit if still held (exit-leftovers.ts).
+ * Fields: `timer` (the heartbeat), `released` (release runs once), `unlist` (off the exit list).
+ */
 export class Lock {
   private readonly timer: NodeJS.Timeout;
   private released = false;
+  private readonly unlist: () => void;
 
   constructor(
     readonly file: string,
@@ -75,6 +63,7 @@ export class Lock {
       void utimes(file, now, now).catch(() => undefined);
     }, HEARTBEAT_MS);
     this.timer.unref();
+    this.unlist = removeAtExit(file);
   }
 
   async release(): Promise<void> {
@@ -82,6 +71,8 @@ export class Lock {
     this.released = true;
     clearInterval(this.timer);
     this.onRelease();
+    // Off the exit list before the unlink: once it is done, the name may be another process's lock.
+    this.unlist();
     await (this.linkedFs ? this.linkedFs.unlink(this.file) : unlink(this.file)).catch(() => undefined);
   }
 }

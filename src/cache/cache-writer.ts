@@ -3,6 +3,7 @@ import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import type { Lock } from './cache-lock.js';
 import type { CacheFs } from './cache-fs.js';
 import type { Release, Written } from './disk-room.js';
+import { removeAtExit } from './exit-leftovers.js';
 
 /**
  * What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit), or
@@ -29,6 +30,11 @@ export class CacheWriter {
   private size: number | undefined;
   /** The disk room allocate reserved, given back when the writer is done (committed, the file counts in the cache). */
   private release: Release | undefined;
+  private markFinished!: () => void;
+  /** Resolves once the writer is done: committed, or aborted with its file removed; its lock released either way. */
+  readonly finished = new Promise<void>((resolve) => (this.markFinished = resolve));
+  /** Takes `tmp` off the exit list (exit-leftovers.ts): it was renamed into the cache, or removed. */
+  private readonly unlist: () => void;
 
   constructor(
     private readonly cache: CommitTarget,
@@ -37,7 +43,9 @@ export class CacheWriter {
     readonly fh: FileHandle,
     private readonly lock: Lock,
     private readonly fs: CacheFs,
-  ) {}
+  ) {
+    this.unlist = removeAtExit(tmp);
+  }
 
   /**
    * Reserves room on the disk for `size` bytes (waiting, or evicting, for it: DiskRoom), then sets the temporary
@@ -78,7 +86,9 @@ export class CacheWriter {
     this.done = true;
     if (closeFh) await this.fh.close().catch(() => undefined);
     if (removeTmp) await unlink(this.tmp).catch(() => undefined);
+    this.unlist();
     this.release?.();
     await this.lock.release();
+    this.markFinished();
   }
 }

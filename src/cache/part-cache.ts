@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
 import { eachUnchanged, identityOf, unchangedSize } from '../sources/hash-index.js';
 import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type LocalCopy, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
-import { makeDirs } from '../util/make-dirs.js';
+import { MadeDirs } from '../util/make-dirs.js';
 import { BackgroundSync, syncFile } from './background-sync.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
 import { CacheFs } from './cache-fs.js';
@@ -19,14 +19,17 @@ import { commitStamp, writtenSinceCommit } from './commit-stamp.js';
 import { finalOf, UNHASHED, unhashedName } from './unhashed-name.js';
 import { replaceWithOwnCopy } from './own-copy.js';
 import { PageRelease } from './page-release.js';
+import { OpenWriters } from './open-writers.js';
 
 /**
  * The disk cache of fetched parts and templates, shared by every process of the user.
  *
  * Content-addressed: a file's name is its checksum (`parts/md5/ab/ab12…`), and a file gets that name only
  * by a rename done after its bytes were hashed and matched (verified-copy.ts: commitIfMatches). So
- * whatever sits under a checksum name was verified when written (and not written to since: commit-stamp.ts); a killed process leaves at most a
- * `tmp/*.partial` file (never taken as a part, removed by the next process that opens the cache) and a lock file (taken over once its owner is dead or silent: cache-lock.ts).
+ * whatever sits under a checksum name was verified when written (and not written to since: commit-stamp.ts). A process
+ * that exits removes its downloads' temporary files and its locks (endWrites, exit-leftovers.ts); one killed (kill -9,
+ * a crash) leaves at most a `tmp/*.partial` file (never taken as a part, removed by the next process that opens the
+ * cache) and a lock file (taken over once its owner is dead or silent: cache-lock.ts).
  *
  * The one exception is asked for by make-image (verify once: ImageSession.deferChecks): a part fetched from a
  * mirror that proved right is kept beside its checksum name, as `HEX.OWNER-RANDOM.unverified`, without being hashed
@@ -63,7 +66,7 @@ export interface PartCacheOptions {
 
 /**
  * Fields: `stats_` is shared: this class counts hits, misses, added and removedBad; `eviction` the sizes, limit and
- * evictions. `madeDirs` (folders made here), `locks` (lock files held here). Order in begin: the once-per-process
+ * evictions. `dirs` (folders made here), `locks` (lock files held here). Order in begin: the once-per-process
  * cleanup, the lock, the lookup (another process may have renamed the file since the caller looked), the temporary
  * file; after a wait for another process's lock, a lookup before the next try. In a commit: hash (outside any queue),
  * set the times, then the size queue's turn: make room (once for commits that fit together: CacheEviction.admit),
@@ -78,9 +81,11 @@ export class PartCache {
   /** Room on the disk for downloads in flight: reserved by each before its first write (CacheWriter.allocate). */
   readonly room: DiskRoom;
   private readonly locks: CacheLocks;
+  /** The downloads into the cache not yet done, waited for at the end (endWrites). */
+  private readonly writers = new OpenWriters();
   /** The metadata calls made for every part (cache-fs.ts). */
   private readonly fs: CacheFs;
-  private readonly madeDirs = new Set<string>(); // directories made by this process (one mkdir each, not one per part)
+  private readonly dirs = new MadeDirs(); // directories made by this process (one mkdir each, not one per part)
   private readonly stats_: CacheStats;
   /** Syncs this process's unhashed files (commitUnhashed) before confirmUnhashed names them; removes those it could not. */
   private readonly unhashedSync = new BackgroundSync(async (file) => {
@@ -100,7 +105,7 @@ export class PartCache {
     this.trackAdopted = opts.trackAdopted === true;
     this.pages = new PageRelease(opts.dropPages, (file) => this.unhashedSync.whenSynced(file), (file) => (file.endsWith(UNHASHED) ? finalOf(file) : file));
     this.stats_ = { dir: this.dir, bytes: 0, files: 0, limit: 0, hits: 0, misses: 0, added: 0, evictions: 0, evictedBytes: 0, removedBad: 0, adopted: 0 };
-    const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.inDir(dir, op);
+    const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.dirs.inDir(dir, op);
     this.fs = new CacheFs(this.dir);
     this.locks = new CacheLocks(this.dir, path.join(this.dir, 'parts', 'locks'), this.tmpDir, inDir, this.log, this.fs);
     this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, () => this.locks.waitLock('size', LEDGER_WAIT_MS), this.fs);
@@ -235,6 +240,7 @@ export class PartCache {
     let delay = 20;
     let waited = false;
     for (;;) {
+      if (this.writers.isEnded) throw new Error('the cache is closing: no new downloads');
       const copy = waited ? await this.find(space, kind, hex) : undefined; // finished by the process we waited for
       if (copy) return { copy };
       const lock = await this.locks.tryLock(`${space}-${kind}-${hex}`);
@@ -247,7 +253,9 @@ export class PartCache {
             return { copy: again };
           }
           const { file: tmp, fh } = await this.tempFile();
-          return { writer: new CacheWriter(this, final, tmp, fh, lock, this.fs) };
+          const writer = new CacheWriter(this, final, tmp, fh, lock, this.fs);
+          await this.writers.add(writer); // (refused once endWrites ran: then aborted, its file and lock gone)
+          return { writer };
         } catch (err) {
           // No writer owns the lock (e.g. the temporary file could not be created): release it, or its
           // heartbeat would keep it fresh forever and every later fetch of this checksum would wait on it.
@@ -267,7 +275,7 @@ export class PartCache {
   /** A new temporary file in the cache (its final place's file system), named after this process: if killed, the next removes it. */
   async tempFile(): Promise<{ file: string; fh: FileHandle }> {
     const file = path.join(this.tmpDir, `${ownerTag()}-${randomBytes(6).toString('hex')}.partial`);
-    return { file, fh: await this.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE)) };
+    return { file, fh: await this.dirs.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE)) };
   }
 
   /**
@@ -345,25 +353,18 @@ export class PartCache {
     // The commit stamp (commit-stamp.ts). The exact atime orders this file after every older one.
     await this.fs.futimes(fh, Date.now() / 1000, commitStamp());
     // Only the rename in the size queue's turn: what fails after it must not leave the file in the cache uncounted.
-    await this.eviction.admit(bytes, () => this.inDir(path.dirname(dest), () => this.fs.rename(tmp, dest)));
+    await this.eviction.admit(bytes, () => this.dirs.inDir(path.dirname(dest), () => this.fs.rename(tmp, dest)));
     this.stats_.added++;
     // The identity after the rename (which moves the ctime): readers compare with it.
     return { path: dest, offset: 0, ...identityOf(await this.fs.fstat(fh)) };
   }
 
-  /** Runs `op`, which creates something in `dir`, making `dir` first (again, if it was removed meanwhile). */
-  private async inDir<T>(dir: string, op: () => Promise<T>): Promise<T> {
-    if (!this.madeDirs.has(dir)) {
-      await makeDirs(dir);
-      this.madeDirs.add(dir);
-    }
-    try {
-      return await op();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await makeDirs(dir);
-      return op();
-    }
+  /**
+   * The end of this process's downloads, after the network was cut: waits (bounded) for the downloads still open to
+   * remove their temporary files and release their locks, then refuses new ones (OpenWriters).
+   */
+  endWrites(ms?: number): Promise<void> {
+    return this.writers.end(ms);
   }
 
   /** Brings the cache under its limit (a mount's end: other processes may have added files meanwhile). */

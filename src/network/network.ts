@@ -131,11 +131,12 @@ export class Network {
   }
 
   /**
-   * Ends network use: fetches still running (prefetches of a mount going away) are cut, not waited for;
-   * then the cache is brought under its limit, now that no part is in use.
+   * Ends network use: fetches still running (prefetches of a mount going away) are cut, not waited for, but their
+   * cleanup is (PartCache.endWrites); then the cache is brought under its limit, now that no part is in use.
    */
   async close(): Promise<void> {
     await this.http?.close();
+    await this.cache.endWrites(); // the cut downloads' temporary files and locks gone before the process may exit
     await this.cache.trim().catch((err: unknown) => this.opts.log(`cache: ${String(err)}`));
     await this.cache.close();
   }

@@ -34,3 +34,26 @@ export async function makeDirs(dir: string, mode = PRIVATE_DIR_MODE): Promise<vo
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; // made by someone else meanwhile: fine
   }
 }
+
+/**
+ * The folders one owner (a cache) made: each is made once (makeDirs), not once per file created in it, and made
+ * again when it was removed meanwhile (the op then fails with ENOENT).
+ */
+export class MadeDirs {
+  private readonly made = new Set<string>();
+
+  /** Runs `op`, which creates something in `dir`, making `dir` first (again, if it was removed meanwhile). */
+  async inDir<T>(dir: string, op: () => Promise<T>): Promise<T> {
+    if (!this.made.has(dir)) {
+      await makeDirs(dir);
+      this.made.add(dir);
+    }
+    try {
+      return await op();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await makeDirs(dir);
+      return op();
+    }
+  }
+}

@@ -99,3 +99,30 @@ test('begin never makes a second writer: a file already cached, or committed by 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('endWrites: waits for a download that ends by itself, aborts one that does not, and refuses new ones; nothing is left', async () => {
+  // The network's close cuts the downloads; a daemon exits once it returns (the soak test found their files left).
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-end-'));
+  const cache = new PartCache({ dir, hashFile });
+  const left = async () => [...(await readdir(path.join(dir, 'parts', 'tmp'))).filter((f) => f.endsWith('.partial')), ...(await readdir(path.join(dir, 'parts', 'locks')))];
+  try {
+    const quick = await cache.begin('parts', 'md5', 'ab'.repeat(16));
+    const hung = await cache.begin('parts', 'md5', 'cd'.repeat(16));
+    assert.ok('writer' in quick && 'writer' in hung);
+    assert.equal((await left()).length, 4, 'two temporary files, two locks');
+    let quickDone = false;
+    setTimeout(() => void quick.writer.abort().then(() => (quickDone = true)), 100);
+    const t0 = Date.now();
+    await cache.endWrites(600);
+    assert.ok(quickDone, 'the download that ended by itself was waited for');
+    assert.ok(Date.now() - t0 >= 550, 'the one that did not was given the whole wait');
+    assert.deepEqual(await left(), [], 'and aborted then');
+    await hung.writer.abort(); // its owner's own abort, late: nothing more to do
+    await assert.rejects(cache.begin('parts', 'md5', 'ef'.repeat(16)), /the cache is closing/);
+    assert.deepEqual(await left(), []);
+  } finally {
+    await cache.close();
+    await pool.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

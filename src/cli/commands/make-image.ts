@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { makeImage } from '../../build/make-image.js';
 import { removeDeadTemporaries, temporaryImagePath } from '../../build/temporary-image.js';
+import { removeLeftoversNow } from '../../cache/exit-leftovers.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
 
@@ -26,12 +27,13 @@ function progressLine(enabled: boolean): ((done: number, total: number) => void)
 /**
  * Ctrl-C or a kill: the half-written temporary image is removed (it can be GBs), then the process dies of
  * the same signal (a shell loop around us stops as it should). Parts fetched so far stay in the cache, so
- * a rerun resumes from them. Returns the undo.
+ * a rerun resumes from them; the downloads cut leave no temporary file or lock there. Returns the undo.
  */
 function removeTemporaryOnSignal(output: string): () => void {
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
     const handler = (): void => {
       rmSync(fsPath(temporaryImagePath(output)), { force: true });
+      removeLeftoversNow(); // the cache's temporary files and locks: a death by signal runs no 'exit' handler
       process.stderr.write(`jigdofs: ${quoted(output)}: interrupted (${sig}): not written\n`);
       process.kill(process.pid, sig); // our handler is gone (once): the default action ends the process
     };
