@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -123,6 +124,26 @@ test('endWrites: waits for a download that ends by itself, aborts one that does 
   } finally {
     await cache.close();
     await pool.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a process that exits with a download open (process.exit, as a daemon after its unmount) leaves neither its temporary file nor its lock', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-exit-'));
+  const module = new URL('../../src/cache/part-cache.ts', import.meta.url).href;
+  const script = `
+    const { PartCache } = await import(${JSON.stringify(module)});
+    const cache = new PartCache({ dir: ${JSON.stringify(dir)}, hashFile: async () => Buffer.alloc(16) });
+    const begun = await cache.begin('parts', 'md5', '${'ab'.repeat(16)}');
+    if (!('writer' in begun)) process.exit(3);
+    await begun.writer.fh.write(Buffer.from('half a part'));
+    process.exit(0);`;
+  try {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(await readdir(path.join(dir, 'parts', 'tmp')), [], 'no temporary file, no lock inode');
+    assert.deepEqual(await readdir(path.join(dir, 'parts', 'locks')), [], 'no lock');
+  } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });
