@@ -11,8 +11,18 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 export const MAX_BACKOFF_MS = 30_000;
 
-/** Never more than setTimeout can take (see MAX_TIMER_MS), never negative. */
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.min(MAX_TIMER_MS, Math.max(0, ms))));
+/** Never more than setTimeout can take (see MAX_TIMER_MS), never negative; over at once when `signal` aborts (a shutdown). */
+export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.min(MAX_TIMER_MS, Math.max(0, ms)));
+    signal?.addEventListener('abort', done, { once: true });
+  });
 
 /** About 0.5 s, 1.5 s, 4.5 s... for rounds 1, 2, 3..., at most MAX_BACKOFF_MS (each ±25 %). */
 export const backoff = (round: number): number => Math.min(MAX_BACKOFF_MS, 500 * 3 ** (round - 1)) * (0.75 + Math.random() / 2);

@@ -62,6 +62,7 @@ export class HttpClient {
    */
   private undici: Promise<Undici> | undefined;
   private closed = false;
+  private readonly closer = new AbortController();
   private readonly threads: FetchThreads;
 
   constructor(readonly opts: HttpOptions) {
@@ -101,11 +102,11 @@ export class HttpClient {
     }
     if (!/^https?:$/.test(target.protocol)) throw new FetchError(url, 'protocol', 'bad URL: not http(s)');
     let res: Dispatcher.ResponseData;
-    if (this.closed) throw new FetchError(url, 'aborted', 'aborted: shutting down');
+    this.assertOpen(url);
     const { dispatcher, request } = await this.client().catch((err: unknown) => {
       throw new FetchError(url, 'refused', errorMessage(err)); // a bad proxy variable: no mirror is worth trying
     });
-    if (this.closed) throw new FetchError(url, 'aborted', 'aborted: shutting down');
+    this.assertOpen(url);
     try {
       res = await request(target.href, { method: 'GET', dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
     } catch (err) {
@@ -204,9 +205,23 @@ export class HttpClient {
     }
   }
 
+  /** Aborted by close: a wait between retries ends at once (then assertOpen throws). */
+  get closing(): AbortSignal {
+    return this.closer.signal;
+  }
+
+  /**
+   * Throws 'aborted' once close was called: a download's loop of mirrors and retry rounds asks before each try, so
+   * that a shutdown is not retried for seconds (while the cache waits for that download to end: PartCache.endWrites).
+   */
+  assertOpen(url: string): void {
+    if (this.closed) throw new FetchError(url, 'aborted', 'aborted: shutting down');
+  }
+
   /** Cuts whatever still runs: its callers see 'aborted' (not a mirror's failure) and clean up after themselves. */
   async close(): Promise<void> {
     this.closed = true;
+    this.closer.abort();
     await this.threads.close();
     if (this.undici) await this.undici.then(({ agent }) => agent.destroy()).catch(() => undefined);
   }

@@ -95,15 +95,17 @@ export class PartFetch {
     const { board } = this.ctx;
     await this.writer.allocate(this.need.length, `part ${this.need.key}`);
     let probe = board.probe(board.order(this.urls));
+    const { http } = this.ctx;
     for (let round = 0; round <= this.ctx.opts.retries; round++) {
       if (round > 0) {
         if (!this.forgiveSoft()) break;
-        await sleep(backoff(round));
+        await sleep(backoff(round), http.closing);
       }
       for (;;) {
         const next = probe ?? board.order(this.urls).find((c) => !this.excluded(c));
         probe = undefined;
         if (!next) break;
+        http.assertOpen(next.url); // a shutdown is no mirror's failure: not retried
         if (this.single) this.restart();
         await this.fromMirror(next);
         if (this.localFailure) {

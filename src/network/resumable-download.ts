@@ -36,6 +36,7 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
    */
   let pace = new PaceCheck(url, ctx.opts.timeoutMs);
   for (;;) {
+    http.assertOpen(url); // a shutdown is no mirror's failure: not retried
     if (fromZero) pos = 0;
     const before = pos;
     let moved = 0;
@@ -85,7 +86,7 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
       else failures++;
       if (failures > ctx.opts.retries) throw new JigdoError(url, `cannot fetch: ${(slow ?? e).message}`);
       if (!progressed) {
-        await sleep(backoff(failures));
+        await sleep(backoff(failures), ctx.http.closing);
         pace = new PaceCheck(url, ctx.opts.timeoutMs); // after the wait: it is no part of the next attempt's pace
       }
     }

@@ -180,7 +180,8 @@ export class PartStore {
       `part ${key} (${need.length} bytes, at image offset ${need.offsets[0]}) is not available` + (problems.length ? `: ${reason}` : ' from any source'),
     );
     this.missingSince.set(key, { at: Date.now(), error, reason });
-    this.noteError(error.message, this.logMissing);
+    // (Not logged once the store is closing: a download cut by the shutdown is no missing part.)
+    this.noteError(error.message, this.logMissing && !this.closing);
     throw error;
   }
 

@@ -73,9 +73,10 @@ export interface Opened {
   close(): Promise<void>;
 }
 
-/** Opens an image in this process with the network wired exactly as the CLI does. */
-export async function open(jigdoPath: string, cacheDir: string, flags: Partial<SourceFlags> = {}): Promise<Opened> {
+/** Opens an image in this process with the network wired exactly as the CLI does; `partLog` gets the part store's lines. */
+export async function open(jigdoPath: string, cacheDir: string, flags: Partial<SourceFlags> = {}, partLog?: (line: string) => void): Promise<Opened> {
   const opts = sourceOptions({ local: [], scan: [], memory: '64M', quiet: true, cacheDir, config: rangedConfig, timeout: '1', retries: '1', ...flags });
+  if (partLog) Object.assign(opts, { log: partLog, logMissing: true }); // the part store's log lines, as a mount logs them
   const jigdo = await loadJigdo(jigdoPath);
   const s = await openImage(jigdo, selectImage(jigdo), opts);
   return {

@@ -121,14 +121,19 @@ describe('the disk cache', () => {
     const d = await dir('close-mid-fetch');
     const cache = path.join(d, 'cache');
     const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
-    const o = await open(jigdo, cache, { config: plainConfig, timeout: '60' });
+    const logged: string[] = [];
+    const o = await open(jigdo, cache, { config: plainConfig, timeout: '60', retries: '4' }, (line) => logged.push(line));
     const read = o.s.reader.read(o.s.layout.parts.get(keyOf(o.s, P.e))!.offsets[0]!, 4096);
     read.catch(() => undefined);
     await waitFor(() => gets(m, P.e).some((r) => r.bytes >= 1_000_000), 10_000, 'the stalled fetch');
     await waitFor(async () => (await cacheLeftovers(cache)).tmp.some((f) => f.endsWith('.partial')), 5_000, 'its temporary file');
+    const t0 = Date.now();
     await o.close();
+    // Nor is the cut download retried (rounds after 0.5, 1.5, 4.5 s... while the close waits for it): a shutdown is no mirror's failure.
+    assert.ok(Date.now() - t0 < 2000, `close took ${Date.now() - t0} ms`);
     assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'left in the cache');
     await assert.rejects(read);
+    assert.deepEqual(logged, [], 'and no part is logged as not available');
   });
 
   test('--cache-size holds (least recently used parts evicted); the image is still exact', async () => {
