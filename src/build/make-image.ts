@@ -8,6 +8,7 @@ import { checkOutput } from './output-file.js';
 import { DiskWait } from './disk-wait.js';
 import { pooledImageBlocks } from './stream.js';
 import { temporaryImagePath } from './temporary-image.js';
+import { removeAtExit } from '../util/exit-leftovers.js';
 import { eachLimit } from '../util/each-limit.js';
 import { holdsSparseFiles } from '../util/file-systems.js';
 
@@ -193,6 +194,7 @@ async function writeImage(
     if (missing) return missing;
     throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
   }
+  const unlist = removeAtExit(fsPath(tmp)); // (a signal or a fatal error ends the process: the file goes)
   /** A write error of the image (a full disk...), named after the file the user asked for. */
   const cannotWrite = (err: unknown): never => {
     throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
@@ -210,8 +212,7 @@ async function writeImage(
     if (await holdsSparseFiles(fsPath(tmp))) await fh.truncate(layout.size).catch(cannotWrite);
     let directBytes: number;
     try {
-      const diskWait = opts.diskWait?.() ?? new DiskWait();
-      directBytes = await writeBlocks(reader, { fh, direct, diskWait }, hash, cannotWrite, progress, () => void locate());
+      directBytes = await writeBlocks(reader, { fh, direct, diskWait: opts.diskWait?.() ?? new DiskWait() }, hash, cannotWrite, progress, () => void locate());
     } catch (err) {
       // The stream reached a part no source has: name every missing part (the temporary file goes).
       if (err instanceof UnavailableError) {
@@ -243,6 +244,7 @@ async function writeImage(
     direct.close();
     await fh.close().catch(() => undefined);
     if (!ok) await unlink(fsPath(tmp)).catch(() => undefined); // (removed already, or said so, on a failure)
+    unlist(); // (renamed, or removed: a later removal of the name at exit would find nothing either way)
   }
 }
 

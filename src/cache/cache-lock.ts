@@ -2,7 +2,7 @@ import { open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises'
 import path from 'node:path';
 import { errorMessage } from '../format/errors.js';
 import type { CacheFs } from './cache-fs.js';
-import { removeAtExit, removeQuietly } from './exit-leftovers.js';
+import { removeAtExit, removeQuietly } from '../util/exit-leftovers.js';
 import { ownerDead, ownerTag } from '../util/pid.js';
 
 /**

@@ -3,7 +3,7 @@ import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import type { Lock } from './cache-lock.js';
 import type { CacheFs } from './cache-fs.js';
 import type { Release, Written } from './disk-room.js';
-import { removeAtExit } from './exit-leftovers.js';
+import { removeAtExit } from '../util/exit-leftovers.js';
 
 /**
  * What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit), or

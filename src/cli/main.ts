@@ -13,6 +13,7 @@ import { registerStatus } from './commands/status.js';
 import { registerServe } from './commands/serve.js';
 import { legacyFuseCall } from './fstab-options.js';
 import { exactArgv } from './exact-argv.js';
+import { handleEndingSignals } from '../util/signals.js';
 
 /** Exit codes: 0 success, 1 failure (bad input, missing parts, wrong image), 2 usage error. */
 export function buildProgram(): Command {
@@ -61,5 +62,7 @@ export async function main(given: string[]): Promise<number> {
   }
 }
 
+// First: a signal during start-up (a template still downloading) leaves nothing behind either (signals.ts).
+handleEndingSignals();
 // Exit explicitly: worker threads or open handles must never keep a finished command alive.
 void main(process.argv).then((code) => process.exit(code));

@@ -16,6 +16,7 @@ import { fuseFailureHint, fusermountUnmount, mountPlace, resolveMountpoint, topM
 import { sessionStatus } from '../engine/session-status.js';
 import { armExitWatchdog } from '../util/exit-watchdog.js';
 import { settledWithin } from '../util/settle.js';
+import { onEndingSignal } from '../util/signals.js';
 import { fuseDeviceFds, OpenFiles } from './open-files.js';
 import { detachHandler, type Detacher } from './detach.js';
 
@@ -156,9 +157,7 @@ function untilStopped(
 ): Promise<void> {
   return new Promise<void>((resolve) => {
     const finish = (why: string) => void stop(why).then(resolve);
-    process.once('SIGINT', () => finish('SIGINT'));
-    process.once('SIGTERM', () => finish('SIGTERM'));
-    process.once('SIGHUP', () => finish('SIGHUP'));
+    onEndingSignal(finish); // a second one, while the unmount runs, ends the process (signals.ts)
     let unknownLogged = false;
     const unwatch = watchUnmount(mnt, daemonMount(), () => void detach('unmounted from outside'), {
       onUnknown: (err) => {

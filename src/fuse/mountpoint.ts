@@ -1,4 +1,5 @@
-import { askControl, checkedControlDir } from './control.js';
+import { askControl } from './control-client.js';
+import { checkedControlDir } from './control-files.js';
 import { daemonPid, FS_TYPE } from './mount-source.js';
 import { allowOtherProblem, fusermountUnmount, mountHealth, mountpointProblem, mountsAt, type MountEntry, type MountHealth } from './mounts.js';
 

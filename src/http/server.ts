@@ -7,6 +7,7 @@ import { handleRequest, newStats, type ServeContext } from './handler.js';
 import type { ServedImage } from './served-image.js';
 import { serverStatus } from './status.js';
 import { armExitWatchdog } from '../util/exit-watchdog.js';
+import { onEndingSignal } from '../util/signals.js';
 
 export interface ServeOptions {
   host: string;
@@ -157,11 +158,9 @@ class ImageServer {
   }
 }
 
-/** Resolves with the first of SIGTERM / SIGINT / SIGHUP. */
+/** Resolves with the next of SIGTERM / SIGINT / SIGHUP (signals.ts: a third one ends the process). */
 function nextSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, () => resolve(sig));
-  });
+  return new Promise((resolve) => onEndingSignal(resolve));
 }
 
 /**

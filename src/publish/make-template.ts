@@ -14,6 +14,7 @@ import type { Progress } from './progress.js';
 import { findParts } from './find-parts.js';
 import { Scanner } from './scanner.js';
 import { CREATOR, writeTemplate, type PartEntry } from './template-writer.js';
+import { removeAtExit } from '../util/exit-leftovers.js';
 
 /** make-template (issue 9): image + candidate files → .jigdo + .template, as jigdo-file writes them. */
 export interface MakeTemplateOptions {
@@ -108,6 +109,7 @@ async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageS
   const suffix = `.${process.pid}.tmp`;
   const tmpTemplate = opts.template + suffix;
   const tmpJigdo = opts.jigdo + suffix;
+  const unlist = [removeAtExit(fsPath(tmpTemplate)), removeAtExit(fsPath(tmpJigdo))]; // (Ctrl-C while writing: both go)
   try {
     const out = await open(fsPath(tmpTemplate), 'wx');
     let result;
@@ -147,6 +149,8 @@ async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageS
     await rm(fsPath(tmpTemplate), { force: true });
     await rm(fsPath(tmpJigdo), { force: true });
     throw err instanceof JigdoError ? err : new JigdoError(opts.template, `cannot write the template: ${shown(errorMessage(err))}`);
+  } finally {
+    unlist.forEach((off) => off());
   }
 }
 

@@ -7,6 +7,7 @@ import type { ChecksumKind } from '../format/checksum.js';
 import { blockDeviceMedium } from '../util/block-device.js';
 import { eachLimit } from '../util/each-limit.js';
 import { makeDirs } from '../util/make-dirs.js';
+import { removeAtExit } from '../util/exit-leftovers.js';
 
 /**
  * What tells, without reading a file, that its bytes are those we hashed. Size and mtime alone are not
@@ -192,12 +193,15 @@ export class HashIndex {
     this.files = { ...onDisk, ...this.files };
     await makeDirs(path.dirname(this.file));
     const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`; // several sessions may save at once
+    const unlist = removeAtExit(tmp); // (a signal during the save: it goes)
     try {
       await writeFile(tmp, JSON.stringify({ version: VERSION, files: onDisk } satisfies IndexFile), { mode: PRIVATE_FILE_MODE });
       await rename(tmp, this.file);
     } catch (err) {
       await rm(tmp, { force: true }); // a full disk: the old index stays as it was, no half file beside it
       throw err;
+    } finally {
+      unlist();
     }
   }
 }

@@ -11,6 +11,7 @@ import type { WorkerPool } from '../util/worker-pool.js';
 import { lastAtOrBefore } from '../util/binary-search.js';
 import { settleAll, throwIfAborted, unlessAborted } from '../util/settle.js';
 import { makeDirs } from '../util/make-dirs.js';
+import { removeAtExit } from '../util/exit-leftovers.js';
 import { oncePerKey } from '../util/once-per-key.js';
 import { pidAlive } from '../util/pid.js';
 
@@ -213,7 +214,7 @@ export class TemplateData {
     const handle = await open(tmp, 'w+', 0o600); // private, like the whole cache (see makeDirs)
     const spill = new SpilledChunk(chunk, handle);
     this.spills.set(chunk.index, spill);
-    void this.inflateToSpill(spill, tmp, final);
+    void this.inflateToSpill(spill, tmp, final).finally(removeAtExit(tmp)); // (renamed or removed by then; if the process ends first, it goes)
     return spill;
   }
 

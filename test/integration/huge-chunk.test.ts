@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -124,4 +124,22 @@ test("a killed process's half-made spill file is removed by the next session; a 
   } finally {
     await run('umount', ['-l', small]);
   }
+});
+
+test('a process that ends while it spills a chunk (an unmount, a fatal error) leaves no half-made spill file', async () => {
+  const cacheDir = path.join(work, 'cache-exit');
+  const session = new URL('../../src/engine/session.ts', import.meta.url).href;
+  const script = `
+    import { readdirSync } from 'node:fs';
+    const { loadJigdo, openImage, selectImage } = await import(${JSON.stringify(session)});
+    const j = await loadJigdo(${JSON.stringify(path.join(work, 'x.jigdo'))});
+    const s = await openImage(j, selectImage(j), { local: [], scan: [${JSON.stringify(path.join(work, 'p'))}], cacheDir: ${JSON.stringify(cacheDir)}, memory: 32 << 20, log: () => undefined });
+    void s.reader.read(${HEAD + PART + ZEROS - 10}, 4096).catch(() => undefined);
+    const tmp = () => { try { const [id] = readdirSync(${JSON.stringify(path.join(cacheDir, 'inflated'))}); return readdirSync(${JSON.stringify(path.join(cacheDir, 'inflated'))} + '/' + id).filter((f) => f.endsWith('.tmp')); } catch { return []; } };
+    while (tmp().length === 0) await new Promise((r) => setTimeout(r, 1));
+    process.exit(0);`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const [id] = await readdir(path.join(cacheDir, 'inflated'));
+  assert.deepEqual((await readdir(path.join(cacheDir, 'inflated', id!))).filter((f) => f.endsWith('.tmp')), [], 'its .tmp is gone (on the old code it stayed)');
 });

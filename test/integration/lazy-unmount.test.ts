@@ -19,7 +19,8 @@ import { isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
 import { startMirror } from '../helpers/mirror-server.js';
 import { jigdoWithServers, partsUri, sleep, waitFor } from '../helpers/network.js';
 import { pidAlive } from '../../src/util/pid.js';
-import { askControl, controlDir, controlSocketPath } from '../../src/fuse/control.js';
+import { askControl } from '../../src/fuse/control-client.js';
+import { controlDir, controlSocketPath } from '../../src/fuse/control-files.js';
 import type { DetachedStatus } from '../../src/fuse/detach.js';
 
 const run = promisify(execFile);

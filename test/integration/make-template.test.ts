@@ -6,13 +6,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { assertCleanFailure, assertOk, prng, runCli } from '../helpers/cli.js';
+import { assertCleanFailure, assertOk, BIN, prng, runCli } from '../helpers/cli.js';
 import { mountJigdo } from '../helpers/mount.js';
 
 const run = promisify(execFile);
@@ -300,5 +300,32 @@ describe('make-template on its own', () => {
     assert.equal(r.stdout, '');
     const t = await readFile(path.join(work, 'img.template'));
     assert.match(await readFile(path.join(work, 'img.jigdo'), 'utf8'), new RegExp(`Template-MD5Sum=${createHash('md5').update(t).digest('base64url')}`));
+  });
+  test('Ctrl-C while the outputs are written: no temporary template or .jigdo is left beside them', async () => {
+    // 400 MB, most of it zeros (sparse): the template takes a moment to write, and the signal comes then.
+    const dir = path.join(work, 'interrupted');
+    await mkdir(dir, { recursive: true });
+    const image = path.join(dir, 'img.bin');
+    const fh = await open(image, 'w');
+    await fh.write(bytes(7, 70_000), 0, 70_000, 0);
+    await fh.write(big, 0, big.length, 70_000);
+    await fh.truncate(400_000_000);
+    await fh.close();
+    const child = spawn(process.execPath, [BIN, 'make-template', image, path.join(work, 'tree') + '//', '-j', path.join(dir, 'y.jigdo'), '-t', path.join(dir, 'y.template'), '--cache-dir', cache], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal })));
+    const temporaries = async (): Promise<string[]> => (await readdir(dir)).filter((f) => f.endsWith('.tmp'));
+    try {
+      const deadline = Date.now() + 60_000;
+      while ((await temporaries()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      assert.ok((await temporaries()).length > 0, `no temporary output seen\n${stderr}`);
+      child.kill('SIGINT');
+      assert.deepEqual(await exited, { code: null, signal: 'SIGINT' }, stderr);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    assert.deepEqual(await temporaries(), [], 'the temporary outputs are gone (on the old code the template\'s stayed for good)');
+    assert.deepEqual((await readdir(dir)).sort(), ['img.bin'], 'and no output was written');
   });
 });

@@ -12,7 +12,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { controlSocketPath } from '../../src/fuse/control.js';
+import { controlSocketPath } from '../../src/fuse/control-files.js';
 import { fusermountUnmount } from '../../src/fuse/mounts.js';
 import { LINGERING_HANDLES, OPEN_HANDLES } from '../../src/sources/part-store.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';

@@ -4,6 +4,7 @@
  * region with EIO and one log line.
  */
 import { after, before, describe, test } from 'node:test';
+import { spawn, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,9 +12,9 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
-import { mountJigdo, type TestMount } from '../helpers/mount.js';
-import { runCli } from '../helpers/cli.js';
-import { assertCacheVerified, bytesByPath, gets, jigdoWithServers, md5hex, partsUri } from '../helpers/network.js';
+import { forceUnmount, isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
+import { BIN, runCli } from '../helpers/cli.js';
+import { assertCacheVerified, bytesByPath, cacheLeftovers, gets, jigdoWithServers, md5hex, partsUri, sleep, waitFor } from '../helpers/network.js';
 
 let fx: FixtureSet;
 let v: FixtureVariant;
@@ -114,5 +115,68 @@ describe('mounts over the network', () => {
     assert.equal(lines.length, 1, `one log line names the part:\n${log}`);
     assert.match(lines[0]!, /not available/);
     assert.equal(gets(web, '/jf-md5-gzip.template').length, 1);
+  });
+  test('Ctrl-C twice on `mount -f` while a part downloads: the second ends it at once; nothing is left mounted or in the cache', async () => {
+    const m = await mirror(fx.tree);
+    m.fault('/parts/pool/e-3m.bin', { kind: 'stall', afterBytes: 1_000_000 });
+    const d = path.join(work, 'twice');
+    const cache = path.join(d, 'cache');
+    const mnt = path.join(d, 'mnt');
+    await mkdir(mnt, { recursive: true });
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    // Retries: on the old code the cut download went on with them, so the second Ctrl-C came in the middle of the shutdown.
+    const args = [BIN, 'mount', '-f', jigdo, mnt, '--cache-dir', cache, '--config', config, '--retries', '4', '--timeout', '60'];
+    const daemon = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    daemon.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => daemon.once('close', (code, signal) => r({ code, signal })));
+    let reader: ChildProcess | undefined;
+    let mountedAtEnd: boolean;
+    try {
+      await waitFor(() => /mounted image\.iso/.test(stderr), 20_000, 'the mount');
+      reader = spawn('cat', [path.join(mnt, 'image.iso')], { stdio: 'ignore' });
+      await waitFor(() => gets(m, '/parts/pool/e-3m.bin').some((r) => r.bytes >= 1_000_000), 20_000, 'the stalled download');
+      await waitFor(async () => (await cacheLeftovers(cache)).tmp.some((f) => f.endsWith('.partial')), 5_000, 'its temporary file');
+      daemon.kill('SIGINT');
+      await sleep(50);
+      daemon.kill('SIGINT');
+      const end = await exited;
+      // Either the second one ended it (as Ctrl-C's default) or the unmount was over before it came.
+      assert.ok(end.signal === 'SIGINT' || end.code === 0, `${JSON.stringify(end)}\n${stderr}`);
+    } finally {
+      daemon.kill('SIGKILL');
+      reader?.kill('SIGKILL');
+      mountedAtEnd = await isMounted(mnt);
+      if (mountedAtEnd) await forceUnmount(mnt);
+    }
+    assert.equal(mountedAtEnd, false, 'nothing mounted');
+    assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, stderr);
+  });
+  test('the `jigdofs mount` command killed before its daemon mounted (Ctrl-C while the template downloads): the daemon unmounts and ends, no crash', async () => {
+    const site = path.join(work, 'site-parent');
+    await jigdoWithServers(v, [], site, 'img.jigdo');
+    const web = await mirror(site);
+    web.fault('/jf-md5-gzip.template', { kind: 'delay', ms: 2500, times: 1 });
+    const d = path.join(work, 'parent-gone');
+    const mnt = path.join(d, 'mnt');
+    const log = path.join(d, 'daemon.log');
+    await mkdir(mnt, { recursive: true });
+    const parent = spawn(process.execPath, [BIN, 'mount', `${web.url}img.jigdo`, mnt, '--cache-dir', path.join(d, 'cache'), '--config', config, '--log-file', log], { stdio: 'ignore' });
+    let mountedAtEnd: boolean;
+    try {
+      await waitFor(() => gets(web, '/jf-md5-gzip.template').length > 0, 20_000, 'the template asked for');
+      parent.kill('SIGINT');
+      // On the old code the daemon mounted, then died of ERR_IPC_CHANNEL_CLOSED ("fatal internal error") when it told
+      // the gone parent; now it unmounts what nobody was told of.
+      await waitFor(async () => /unmounted /.test(await readFile(log, 'utf8').catch(() => '')), 20_000, `the daemon's unmount`);
+    } finally {
+      parent.kill('SIGKILL');
+      mountedAtEnd = await isMounted(mnt);
+      if (mountedAtEnd) await forceUnmount(mnt);
+    }
+    const text = await readFile(log, 'utf8');
+    assert.equal(mountedAtEnd, false, text);
+    assert.doesNotMatch(text, /fatal|Error/, text);
+    assert.match(text, /the jigdofs mount command that started this daemon ended before the mount was ready: unmounting/);
   });
 });

@@ -12,11 +12,12 @@ import { connect, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { checksumKey } from '../../src/format/checksum.js';
 import { makeImage } from '../../src/build/make-image.js';
-import { runCli } from '../helpers/cli.js';
+import { BIN, runCli } from '../helpers/cli.js';
 import { startMirror } from '../helpers/mirror-server.js';
-import { assertCacheVerified, cacheLeftovers, fileMd5, gets, jigdoWithServers, missingPartLines, partsUri } from '../helpers/network.js';
+import { assertCacheVerified, cacheLeftovers, fileMd5, gets, jigdoWithServers, missingPartLines, partsUri, waitFor } from '../helpers/network.js';
 import { fx, v, plainConfig, mirrors, mirror, dir, open, setupNetworkSuite } from '../helpers/network-suite.js';
 
 setupNetworkSuite();
@@ -396,4 +397,26 @@ describe('remote .jigdo and configuration', () => {
       await new Promise((r) => proxy.close(r));
     }
   });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    test(`${sig} while the template downloads (before any command handles signals): one line, death by the signal, nothing left in the cache`, async () => {
+      const { d, web } = await servedJigdo(`template-${sig}`, 'img.jigdo');
+      web.fault('/jf-md5-gzip.template', { kind: 'stall', afterBytes: 20_000 });
+      const cache = path.join(d, 'cache');
+      const child = spawn(process.execPath, [BIN, 'make-image', `${web.url}img.jigdo`, '-o', path.join(d, 'out.iso'), '--cache-dir', cache, '--config', plainConfig, '--timeout', '60'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal })));
+      try {
+        await waitFor(() => gets(web, '/jf-md5-gzip.template').some((r) => r.bytes >= 20_000), 20_000, 'the stalled template');
+        await waitFor(async () => (await cacheLeftovers(cache)).tmp.some((f) => f.endsWith('.partial')), 5_000, 'its temporary file');
+        child.kill(sig);
+        assert.deepEqual(await exited, { code: null, signal: sig }, stderr);
+      } finally {
+        child.kill('SIGKILL');
+      }
+      assert.match(stderr, new RegExp(`^jigdofs: interrupted \\(${sig}\\)$`, 'm'));
+      // On the old code: the template's .partial, its lock and the lock inode stayed until the next run.
+      assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] });
+    });
+  }
 });

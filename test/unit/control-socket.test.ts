@@ -6,7 +6,9 @@ import { createConnection, createServer } from 'node:net';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { askControl, askDetached, checkedControlDir, controlSocketPath, detachedSocketPath, NoDaemon, serveControl, takeOver, type ControlRequest } from '../../src/fuse/control.js';
+import { askControl, askDetached, type ControlRequest } from '../../src/fuse/control-client.js';
+import { checkedControlDir, controlSocketPath, detachedSocketPath, NoDaemon, takeOver } from '../../src/fuse/control-files.js';
+import { serveControl } from '../../src/fuse/control.js';
 
 /** What a raw client gets back for sending `data` (the connection kept open until the server ends it). */
 function exchange(file: string, data: string): Promise<string> {
@@ -179,5 +181,18 @@ test("a detached daemon's server answers under a name of its own: the mount's na
       renewed.close();
     }
     assert.deepEqual(readdirSync(dir), [], 'each server removed its own name');
+  });
+});
+
+test("asking a killed daemon (status, umount) says there is none and removes its socket, which only a new mount on the path removed", async () => {
+  await withRuntime(async (runtime) => {
+    const mnt = path.join(runtime, 'mnt');
+    const file = controlSocketPath(mnt, checkedControlDir(true)!);
+    const dead = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(file)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    await new Promise((resolve) => dead.once('exit', resolve));
+    assert.ok(lstatSync(file).isSocket(), 'the dead socket is there');
+    await assert.rejects(askControl(mnt, 'status'), (err: Error) => err instanceof NoDaemon && /ECONNREFUSED/.test(err.message));
+    assert.throws(() => lstatSync(file), /ENOENT/, 'and is gone');
+    await assert.rejects(askControl(mnt, 'status'), (err: Error) => err instanceof NoDaemon && /no control socket/.test(err.message));
   });
 });

@@ -1,8 +1,8 @@
 /** The hash index keys on what a user cannot reset, does not trust older index files, and is private. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -114,4 +114,26 @@ test('entries of the wrong shape are dropped one by one; the rest of the index i
   }
   index.set('/null-sums', id, 'md5', 'NEW'); // recorded anew
   assert.equal(index.get('/null-sums', id, 'md5'), 'NEW');
+});
+
+test('a process that ends while it saves the index (a signal, an unmount) leaves no temporary index file', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-index-exit-'));
+  const module = new URL('../../src/sources/hash-index.ts', import.meta.url).href;
+  const file = path.join(dir, 'hash-index.json');
+  // Many entries: the save writes a few MB, and the process ends once its temporary file is there.
+  const script = `
+    import { readdirSync } from 'node:fs';
+    const { HashIndex } = await import(${JSON.stringify(module)});
+    const index = await HashIndex.load(${JSON.stringify(file)});
+    for (let i = 0; i < 100000; i++) index.set('/some/where/file-' + i + '.deb', { size: i, mtimeMs: i, ctimeMs: i, ino: i, dev: 1 }, 'md5', 'x'.repeat(22));
+    void index.save().catch(() => undefined);
+    while (!readdirSync(${JSON.stringify(dir)}).some((f) => f.endsWith('.tmp'))) await new Promise((r) => setImmediate(r));
+    process.exit(0);`;
+  try {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp')), [], 'the temporary index file is gone (on the old code it stayed for good)');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

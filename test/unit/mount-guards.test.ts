@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { checkedControlDir, controlDir, UntrustedControlDir } from '../../src/fuse/control.js';
+import { checkedControlDir, controlDir, UntrustedControlDir } from '../../src/fuse/control-files.js';
 import { allowOtherProblem, mountedType, mountHealth, watchUnmount } from '../../src/fuse/mounts.js';
 import { daemonMount, daemonPid } from '../../src/fuse/mount-source.js';
 import { pidStopped } from '../../src/util/pid.js';

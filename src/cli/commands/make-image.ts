@@ -1,10 +1,9 @@
-import { fsPath, quoted } from '../../format/byte-string.js';
-import { rmSync } from 'node:fs';
+import { quoted } from '../../format/byte-string.js';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { makeImage } from '../../build/make-image.js';
-import { removeDeadTemporaries, temporaryImagePath } from '../../build/temporary-image.js';
-import { removeLeftoversNow } from '../../cache/exit-leftovers.js';
+import { removeDeadTemporaries } from '../../build/temporary-image.js';
+import { onEndingSignal } from '../../util/signals.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
 
@@ -25,22 +24,16 @@ function progressLine(enabled: boolean): ((done: number, total: number) => void)
 }
 
 /**
- * Ctrl-C or a kill: the half-written temporary image is removed (it can be GBs), then the process dies of
- * the same signal (a shell loop around us stops as it should). Parts fetched so far stay in the cache, so
- * a rerun resumes from them; the downloads cut leave no temporary file or lock there. Returns the undo.
+ * Ctrl-C or a kill: says so in one line, then the process dies of the same signal (a shell loop around us stops as it
+ * should; signals.ts), having removed the half-written temporary image (it can be GBs) and the cache's temporary
+ * files and locks (exit-leftovers.ts). Parts fetched so far stay in the cache, so a rerun resumes from them. Returns
+ * the undo.
  */
-function removeTemporaryOnSignal(output: string): () => void {
-  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
-    const handler = (): void => {
-      rmSync(fsPath(temporaryImagePath(output)), { force: true });
-      removeLeftoversNow(); // the cache's temporary files and locks: a death by signal runs no 'exit' handler
-      process.stderr.write(`jigdofs: ${quoted(output)}: interrupted (${sig}): not written\n`);
-      process.kill(process.pid, sig); // our handler is gone (once): the default action ends the process
-    };
-    process.once(sig, handler);
-    return () => process.off(sig, handler);
+function sayInterrupted(output: string): () => void {
+  return onEndingSignal((sig) => {
+    process.stderr.write(`jigdofs: ${quoted(output)}: interrupted (${sig}): not written\n`);
+    process.kill(process.pid, sig); // no handler waits for it now: signals.ts removes what must go and ends the process
   });
-  return () => handlers.forEach((off) => off());
 }
 
 /** `text` (a .jigdo's value, a reason) on one line of at most `max` characters, safe for a terminal. */
@@ -63,7 +56,7 @@ export function registerMakeImage(program: Command): void {
       const output = path.resolve(flags.output ?? s.name);
       const t0 = Date.now();
       for (const file of await removeDeadTemporaries(output)) if (!flags.quiet) process.stderr.write(`jigdofs: removed ${quoted(file)}, left by a run that was killed\n`);
-      const stopInterrupted = removeTemporaryOnSignal(output);
+      const stopInterrupted = sayInterrupted(output);
       const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true), stopInterrupted, { force: flags.force === true }).finally(stopInterrupted);
       if (r.missing.length > 0) {
         const lines = r.missing.slice(0, MAX_LISTED).map((key) => {

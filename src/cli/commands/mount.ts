@@ -27,20 +27,32 @@ type DaemonMessage = { ready: true; names: string[] } | { error: string };
 
 const READY_TIMEOUT_MS = 60_000;
 
+/**
+ * To the `jigdofs mount` that started this daemon, if it still waits: one that is gone (Ctrl-C, a closed terminal)
+ * made the send fail with an 'error' event on the process, which the daemon took for a fatal error of its own.
+ */
+function tellParent(message: DaemonMessage): void {
+  if (process.connected) process.send?.(message, undefined, undefined, () => undefined);
+}
+
 /** Foreground: mount here and stay until unmounted; logs go to stderr (or --log-file in the daemon). */
 async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags): Promise<void> {
   const opts = sourceOptions(flags);
   const stamp = (line: string) => opts.log(`${new Date().toISOString()} ${line}`);
+  const started = process.connected; // a daemon: its parent waits for the mount (mountBackground)
   try {
     const jigdo = await loadCommandJigdo(jigdoArg, opts, stamp);
     const { runMount } = await import('../../fuse/daemon.js'); // fuse-native and the engine: the daemon's, not the parent's
     const mountOpts = { allowOther: flags.allowOther ?? false, directIo: flags.directIo ?? false, log: stamp, extraStatus: () => opts.network?.fullStats() }; // the cache counted once, not "0 files"
     await runMount(jigdo, mnt, { ...opts, log: stamp }, mountOpts, (names) => {
-      process.send?.({ ready: true, names } satisfies DaemonMessage);
+      if (!started || process.connected) return tellParent({ ready: true, names });
+      // Its parent ended before the mount was ready (Ctrl-C on `jigdofs mount`): the user saw no mount; none stays.
+      stamp('the jigdofs mount command that started this daemon ended before the mount was ready: unmounting');
+      process.kill(process.pid, 'SIGTERM'); // taken by the mount's own handler, asked for right after this call (untilStopped)
     });
     await endCommand(opts); // once the mount is gone
   } catch (err) {
-    process.send?.({ error: errorMessage(err) } satisfies DaemonMessage);
+    tellParent({ error: errorMessage(err) });
     throw err;
   }
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { quoted } from '../../format/byte-string.js';
-import { askControl, askDetached, NoDaemon } from '../../fuse/control.js';
+import { askControl, askDetached } from '../../fuse/control-client.js';
+import { NoDaemon } from '../../fuse/control-files.js';
 import type { DetachedStatus } from '../../fuse/detach.js';
 import { resolveMountpoint } from '../../fuse/mounts.js';
 import type { NetworkStats } from '../../network/network.js';

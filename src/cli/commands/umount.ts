@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { askControl, UntrustedControlDir } from '../../fuse/control.js';
+import { askControl } from '../../fuse/control-client.js';
+import { UntrustedControlDir } from '../../fuse/control-files.js';
 import { daemonPid, FS_TYPE } from '../../fuse/mount-source.js';
 import { BusyError, fusermountUnmount, mountedType, mountHealth, mountsAt, resolveMountpoint, sleep } from '../../fuse/mounts.js';
 import { pidAlive } from '../../util/pid.js';

@@ -1,0 +1,38 @@
+import { unlinkSync, type PathLike } from 'node:fs';
+
+/**
+ * Files this process made that must not outlive it: in the cache, its lock inode (cache-lock.ts), the locks it holds,
+ * its downloads' temporary files (CacheWriter) and the spill file being inflated (template-data.ts); beside the
+ * user's files, make-image's temporary image and make-template's temporary outputs; the hash index's file being
+ * saved. Each owner removes its own, or renames it into place, and takes it off this list; what is still listed when
+ * the process exits (process.exit after an unmount, a fatal error) or is ended by a signal (signals.ts: a death by
+ * signal runs no 'exit' handler) is removed then, synchronously. Only kill -9 and a crash leave them: the next
+ * process that opens the cache removes its part (CacheLocks.cleanOnce), the next make-image of the same output its
+ * temporary image.
+ */
+const listed = new Set<PathLike>();
+let hooked = false;
+
+/** Lists `file` for removal at exit; the returned function takes it off (its owner removed it, or renamed it into place). */
+export function removeAtExit(file: PathLike): () => void {
+  if (!hooked) {
+    hooked = true;
+    process.once('exit', removeLeftoversNow);
+  }
+  listed.add(file);
+  return () => listed.delete(file);
+}
+
+/** Removes every listed file now (the process is about to end). Never throws. */
+export function removeLeftoversNow(): void {
+  for (const file of listed) removeQuietly(file);
+  listed.clear();
+}
+
+export function removeQuietly(file: PathLike): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // never made, or removed already
+  }
+}
