@@ -4,7 +4,7 @@ import path from 'node:path';
 import ini from 'ini';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { configKeys, type ConfigValues } from './option-table.js';
-import { mirrorUrlProblem } from './option-values.js';
+import { mirrorUrl, mirrorUrlProblem } from './option-values.js';
 
 /**
  * The user configuration file: defaults for mirrors, the cache and network limits, overridden by
@@ -137,7 +137,7 @@ function applyConfig(config: UserConfig, data: Record<string, unknown>, where: s
           const problem = mirrorUrlProblem(u);
           if (problem) bad(name, u, problem);
         }
-        config.mirrors.set(key, urls);
+        config.mirrors.set(key, urls.map(mirrorUrl));
         continue;
       }
       const setting = known.get(`${section}\0${key}`);

@@ -116,6 +116,15 @@ export function mirrorUrlProblem(url: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A mirror's URL as a label's value: part paths are appended to it as they are (spec §5.5), so one that does not end
+ * in `/` is given one, as jigdo-lite does with the mirror it asks for (spec §5.3): `--mirror Debian=http://host/debian`
+ * asked for `http://host/debianpool/…` (every part a 404, then the .jigdo's own servers, silently).
+ */
+export function mirrorUrl(url: string): string {
+  return url.endsWith('/') ? url : `${url}/`;
+}
+
 /** A command-line value of `kind`, or a usage error naming the option. */
 export function fromCommandLine<T>(kind: ValueKind<T>, option: string, text: string): T {
   const value = kind.parse(text);

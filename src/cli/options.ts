@@ -8,7 +8,7 @@ import { Network, NETWORK_DEFAULTS, type NetworkOptions } from '../network/netwo
 import { WorkerPool } from '../util/worker-pool.js';
 import { loadConfig, type UserConfig } from './config.js';
 import { SOURCE_OPTIONS, type ConfigValues } from './option-table.js';
-import { SIZE, fromCommandLine, mirrorUrlProblem } from './option-values.js';
+import { SIZE, fromCommandLine, mirrorUrl, mirrorUrlProblem } from './option-values.js';
 
 /** The raw source options as commander hands them over. */
 export interface SourceFlags {
@@ -55,7 +55,7 @@ function parseMirrors(values: string[]): Map<string, string[]> {
     const problem = mirrorUrlProblem(url);
     if (problem) throw new UsageError(`--mirror ${text}: ${problem}`);
     const label = text.slice(0, eq);
-    out.set(label, [...(out.get(label) ?? []), url]);
+    out.set(label, [...(out.get(label) ?? []), mirrorUrl(url)]);
   }
   return out;
 }

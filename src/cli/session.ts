@@ -11,7 +11,7 @@ import { sourceOptions, type SourceFlags } from './options.js';
 export async function withSession<T>(
   jigdoArg: string,
   flags: SourceFlags,
-  work: (s: ImageSession) => Promise<T>,
+  work: (s: ImageSession, opts: SourceOptions) => Promise<T>,
   use: { fetchParts?: boolean; warmPool?: boolean; keepDownloads?: boolean } = {},
 ): Promise<T> {
   const opts = sourceOptions(flags, use);
@@ -19,7 +19,7 @@ export async function withSession<T>(
   const jigdo = await loadCommandJigdo(jigdoArg, opts);
   const session = await openImage(jigdo, selectImage(jigdo, flags.image), opts);
   try {
-    return await work(session);
+    return await work(session, opts);
   } finally {
     await session.close();
     await endCommand(opts);

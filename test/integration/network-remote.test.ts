@@ -283,14 +283,21 @@ describe('remote .jigdo and configuration', () => {
     const d = await dir('mirror-opt');
     const jigdo = await jigdoWithServers(v, [partsUri(listed)], d);
 
-    const r = await runCli(['make-image', jigdo, '-o', path.join(d, 'a.iso'), '--cache-dir', path.join(d, 'c1'), '--config', plainConfig, '--mirror', `Parts=${partsUri(good)}`], { timeoutMs: 30_000 });
+    // Without its trailing '/', as users write a mirror: given one, as jigdo-lite does (the old code asked for …/partspool/…).
+    const goodBare = partsUri(good).replace(/\/$/, '');
+    const r = await runCli(['make-image', jigdo, '-o', path.join(d, 'a.iso'), '--cache-dir', path.join(d, 'c1'), '--config', plainConfig, '--mirror', `Parts=${goodBare}`], { timeoutMs: 30_000 });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await fileMd5(path.join(d, 'a.iso')), v.imageMd5);
     assert.equal(listed.requests.length, 0, "the .jigdo's own server was not needed");
+    // `missing` lists the user's mirror first too (the old code listed the .jigdo's own servers only).
+    const missing = await runCli(['missing', jigdo, '--cache-dir', path.join(d, 'c0'), '--config', plainConfig, '--mirror', `Parts=${goodBare}`, '--first'], { timeoutMs: 30_000 });
+    assert.equal(missing.code, 0, missing.stderr);
+    const firsts = missing.stdout.trim().split('\n');
+    assert.ok(firsts.length > 0 && firsts.every((u) => u.startsWith(partsUri(good))), missing.stdout);
 
     const xdg = path.join(d, 'xdg');
     await mkdir(path.join(xdg, 'jigdofs'), { recursive: true });
-    await writeFile(path.join(xdg, 'jigdofs', 'config.ini'), `[mirrors]\nParts = ${partsUri(good)}\n[cache]\nsize = 1G\n`);
+    await writeFile(path.join(xdg, 'jigdofs', 'config.ini'), `[mirrors]\nParts = ${goodBare}\n[cache]\nsize = 1G\n`);
     const env = { ...process.env, XDG_CONFIG_HOME: xdg };
     const c = await runCli(['make-image', jigdo, '-o', path.join(d, 'b.iso'), '--cache-dir', path.join(d, 'c2')], { timeoutMs: 30_000, env });
     assert.equal(c.code, 0, c.stderr);

@@ -18,13 +18,14 @@ export function registerMissing(program: Command): void {
       .option('--first', 'print only the first candidate of each part (like jigdo-file print-missing)')
       .option('--json', 'print JSON for scripts'),
   ).action(async (jigdoArg: string, flags: SourceFlags & { first?: boolean; json?: boolean }) => {
-    const result = await withSession(jigdoArg, flags, async (s) => {
+    const result = await withSession(jigdoArg, flags, async (s, { network }) => {
       const missing = await findMissing(s);
       // jigdo-file sorts by the raw checksum bytes (a std::set of sums), not by image order.
       const sorted = missing
         .map((key) => s.layout.parts.get(key)!)
         .sort((a, b) => Buffer.compare(a.sum, b.sum));
-      const labels = new LabelMap(s.jigdo.servers);
+      // `--mirror` and the configuration's [mirrors] first, as make-image and mount try them (Network.providers).
+      const labels = new LabelMap(s.jigdo.servers, network?.extraServers(s.jigdo.location));
       const parts = sorted.map((p) => ({ key: p.key, length: p.length, candidates: expandPart(s.jigdo, labels, p.key).map((e) => printable(e.text)) }));
       const fromImages = { lines: s.local.images.summaryLines(), list: s.local.images.summary() };
       const all = [...s.layout.parts.values()].filter((p) => p.length > 0);
