@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { UsageError } from '../format/errors.js';
 import { SOURCE_OPTIONS } from './option-table.js';
 
@@ -112,12 +113,15 @@ export function parseHelperArgs(argv: string[], warn?: (line: string) => void): 
 /**
  * fuse's old fstab syntax, `jigdofs#/srv/x.jigdo /mnt/img fuse ro,scan=DIR 0 0`: mount.fuse(8) of fuse3 splits
  * the source at `#` and runs `jigdofs /srv/x.jigdo /mnt/img -o ro,scan=DIR,dev,suid` (measured: docs/fstab.md).
- * When our arguments start with two words and the first is no command of ours, this is that call: the
- * `jigdofs mount` arguments it stands for (or undefined for a `-f` fake run); otherwise null.
+ * When our arguments start with two words, the first no command of ours, and either options follow (`-o`: mount.fuse
+ * passes them) or the first names a file or a URL, this is that call: the `jigdofs mount` arguments it stands for (or
+ * undefined for a `-f` fake run); otherwise null, and a mistyped command (`jigdofs stauts /mnt`) is an unknown
+ * command, with commander's suggestion, not a mount of a file named `stauts`.
  */
 export function legacyFuseCall(args: string[], commands: readonly string[]): { argv: string[] | undefined } | null {
   const [first, second] = args;
   if (first === undefined || second === undefined || first.startsWith('-') || second.startsWith('-') || commands.includes(first)) return null;
+  if (!args.some((a) => a === '-o' || a.startsWith('-o')) && !/^https?:\/\//i.test(first) && !existsSync(first)) return null;
   let call: HelperCall;
   try {
     call = parseHelperArgs(args, (line) => process.stderr.write(`jigdofs: ${line}\n`));

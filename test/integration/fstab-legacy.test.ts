@@ -79,7 +79,14 @@ test('jigdofs JIGDO MOUNTPOINT -o with an unknown option or a wrong word: one li
   assert.match(bad.stderr, /"bogus=1" is not a jigdofs mount option/);
   assert.equal(bad.stderr.trim().split('\n').length, 1);
   assert.equal(await isMounted(mnt.auto), false);
-  const typo = await runCli(['mout', v.jigdo, mnt.auto]);
-  assert.equal(typo.code, 2);
-  assert.match(typo.stderr, /"mout" is not a command/);
+  // A mistyped command is one, with a suggestion: not a mount of a file named after it (the old code answered
+  // "…/stauts: file not found", and wrote that to the log of the mount at the path).
+  for (const [typo, meant] of [['mout', 'mount'], ['stauts', 'status'], ['umonut', 'umount']]) {
+    const r = await runCli([typo!, mnt.auto]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`unknown command '${typo}'[\\s\\S]*Did you mean ${meant}\\?`));
+  }
+  const legacyWithOptions = await runCli(['nosuch.jigdo', mnt.auto, '-o', 'ro']); // mount.fuse's call: a mount, of a file not there
+  assert.equal(legacyWithOptions.code, 1, legacyWithOptions.stderr);
+  assert.match(legacyWithOptions.stderr, /nosuch\.jigdo/);
 });
