@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { constants, readFileSync } from 'node:fs';
-import { access, readFile, readdir, realpath, stat } from 'node:fs/promises';
+import { access, readFile, readdir, realpath, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { unescapeMountField } from '../util/mount-field.js';
@@ -148,7 +148,9 @@ export async function mountHealth(mnt: string, entry: MountEntry, timeoutMs = LO
   const pid = daemonPid(entry.source);
   if (pid !== undefined && pidStopped(pid)) return 'stopped'; // (one that ended has no /proc entry: not stopped)
   let timer: NodeJS.Timeout | undefined;
-  const look = stat(mnt).then(
+  // statfs, not stat: the kernel answers a stat of the mount's root from its attribute cache for a while after the
+  // daemon died, and the mount then passed for served (a new mount on the path was refused for ~5 s after a kill -9).
+  const look = statfs(mnt).then(
     (): MountHealth => 'serving',
     (err: NodeJS.ErrnoException): MountHealth => (err.code === 'ENOTCONN' ? 'stale' : 'serving'),
   );

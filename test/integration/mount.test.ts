@@ -354,6 +354,27 @@ describe('lifecycle', () => {
     }
   });
 
+  test('right after a kill -9 (the kernel still answers a stat of the mount from its cache) the next mount clears it too', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
+    try {
+      await stat(m.file('image.iso')); // attributes cached
+      const pid = await m.pid();
+      process.kill(pid, 'SIGKILL');
+      await waitFor(() => !pidAlive(pid), 5000, 'the daemon to die');
+      // The old code took the mount for served for ~5 s: "its daemon (pid …) has no control socket here".
+      const again = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { mnt: m.mnt, cacheDir: m.cacheDir });
+      try {
+        assert.equal(await fileMd5(again.file('image.iso')), v.imageMd5);
+        assert.equal((await again.umount()).code, 0);
+      } finally {
+        await again.cleanup();
+      }
+    } finally {
+      await m.cleanup();
+    }
+  });
+
   test('a second mount on a live mountpoint is refused; a failed mount leaves nothing behind', async () => {
     const v = fx.variants['jf-md5-gzip'];
     const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
