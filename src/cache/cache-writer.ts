@@ -3,7 +3,14 @@ import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import type { Lock } from './cache-lock.js';
 import type { CacheFs } from './cache-fs.js';
 import type { Release, Written } from './disk-room.js';
-import { removeAtExit } from '../util/exit-leftovers.js';
+
+/** A temporary file of the cache (PartCache.tempFile). */
+export interface TempFile {
+  file: string;
+  fh: FileHandle;
+  /** Off the exit list: call once the file was renamed or removed. */
+  unlist: () => void;
+}
 
 /**
  * What a writer commits through: the cache, which hashes the file and renames it (PartCache.verifyAndCommit), or
@@ -33,8 +40,6 @@ export class CacheWriter {
   private markFinished!: () => void;
   /** Resolves once the writer is done: committed, or aborted with its file removed; its lock released either way. */
   readonly finished = new Promise<void>((resolve) => (this.markFinished = resolve));
-  /** Takes `tmp` off the exit list (exit-leftovers.ts): it was renamed into the cache, or removed. */
-  private readonly unlist: () => void;
 
   constructor(
     private readonly cache: CommitTarget,
@@ -43,9 +48,9 @@ export class CacheWriter {
     readonly fh: FileHandle,
     private readonly lock: Lock,
     private readonly fs: CacheFs,
-  ) {
-    this.unlist = removeAtExit(tmp);
-  }
+    /** Takes `tmp` off the exit list (exit-leftovers.ts: PartCache.tempFile): it was renamed into the cache, or removed. */
+    private readonly unlist: () => void,
+  ) {}
 
   /**
    * Reserves room on the disk for `size` bytes (waiting, or evicting, for it: DiskRoom), then sets the temporary

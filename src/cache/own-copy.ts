@@ -1,4 +1,5 @@
-import { copyFile, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, unlink } from 'node:fs/promises';
+import type { TempFile } from './cache-writer.js';
 import type { CacheFs } from './cache-fs.js';
 import { commitStamp } from './commit-stamp.js';
 
@@ -12,10 +13,10 @@ import { commitStamp } from './commit-stamp.js';
  */
 export async function replaceWithOwnCopy(
   file: string,
-  tempFile: () => Promise<{ file: string; fh: FileHandle }>,
+  tempFile: () => Promise<TempFile>,
   fs: Pick<CacheFs, 'rename' | 'utimes'>,
 ): Promise<void> {
-  const { file: tmp, fh } = await tempFile();
+  const { file: tmp, fh, unlist } = await tempFile();
   try {
     await fh.close();
     await copyFile(file, tmp);
@@ -24,5 +25,7 @@ export async function replaceWithOwnCopy(
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     throw err;
+  } finally {
+    unlist();
   }
 }

@@ -13,13 +13,14 @@ import { CacheLocks, FILE_MODE } from './cache-lock.js';
 import { nameIfFree } from './exclusive-name.js';
 import { ownerTag } from '../util/pid.js';
 import type { CacheStats } from './cache-stats.js';
-import { CacheWriter } from './cache-writer.js';
+import { CacheWriter, type TempFile } from './cache-writer.js';
 import { DiskRoom } from './disk-room.js';
 import { commitStamp, writtenSinceCommit } from './commit-stamp.js';
 import { finalOf, UNHASHED, unhashedName } from './unhashed-name.js';
 import { replaceWithOwnCopy } from './own-copy.js';
 import { PageRelease } from './page-release.js';
 import { OpenWriters } from './open-writers.js';
+import { removeAtExit } from '../util/exit-leftovers.js';
 
 /**
  * The disk cache of fetched parts and templates, shared by every process of the user.
@@ -252,8 +253,8 @@ export class PartCache {
             await lock.release();
             return { copy: again };
           }
-          const { file: tmp, fh } = await this.tempFile();
-          const writer = new CacheWriter(this, final, tmp, fh, lock, this.fs);
+          const { file: tmp, fh, unlist } = await this.tempFile();
+          const writer = new CacheWriter(this, final, tmp, fh, lock, this.fs, unlist);
           await this.writers.add(writer); // (refused once endWrites ran: then aborted, its file and lock gone)
           return { writer };
         } catch (err) {
@@ -272,10 +273,14 @@ export class PartCache {
     }
   }
 
-  /** A new temporary file in the cache (its final place's file system), named after this process: if killed, the next removes it. */
-  async tempFile(): Promise<{ file: string; fh: FileHandle }> {
+  /**
+   * A new temporary file in the cache (its final place's file system), named after this process: removed at its exit
+   * unless `unlist` was called (once it was renamed or removed: exit-leftovers.ts); if killed, the next removes it.
+   */
+  async tempFile(): Promise<TempFile> {
     const file = path.join(this.tmpDir, `${ownerTag()}-${randomBytes(6).toString('hex')}.partial`);
-    return { file, fh: await this.dirs.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE)) };
+    const fh = await this.dirs.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE));
+    return { file, fh, unlist: removeAtExit(file) };
   }
 
   /**

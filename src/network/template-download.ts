@@ -82,7 +82,7 @@ export class TemplateDownloads {
     await makeDirs(dir);
     const final = path.join(dir, `${createHash('sha256').update(url).digest('hex').slice(0, 32)}.template`);
     const rules = await this.rules();
-    const { file: tmp, fh } = await this.cache.tempFile();
+    const { file: tmp, fh, unlist } = await this.cache.tempFile();
     try {
       await downloadWhole(this.ctx, url, fh, rules);
       await fh.close();
@@ -93,6 +93,8 @@ export class TemplateDownloads {
       await fh.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);
       throw err;
+    } finally {
+      unlist();
     }
   }
 
