@@ -130,9 +130,11 @@ export function resolveSettings(flags: SourceFlags): Settings {
  * no mirrors with --offline). With `fetchParts: false` parts come from local sources and the cache only
  * (`missing`). `keepDownloads: false`: see NetworkOptions.
  */
-export function sourceOptions(flags: SourceFlags, use: { fetchParts?: boolean; keepDownloads?: boolean } = {}): SourceOptions {
+export function sourceOptions(flags: SourceFlags, use: { fetchParts?: boolean; keepDownloads?: boolean; timestamps?: boolean } = {}): SourceOptions {
   const settings = resolveSettings(flags);
-  const { log, cacheDir } = settings;
+  const { cacheDir } = settings;
+  // A daemon's log: every line stamped, the network's too (a mirror demoted, a template fetched).
+  const log = use.timestamps ? (line: string) => settings.log(`${new Date().toISOString()} ${line}`) : settings.log;
   const pool = new WorkerPool();
   const network = new Network({
     offline: settings.offline,

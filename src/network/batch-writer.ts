@@ -4,6 +4,12 @@ import { FetchError } from './fetch-error.js';
 
 /** Bytes of body gathered before one write to the file. */
 const WRITE_BATCH = 512 * 1024;
+/**
+ * Or once this long passed since the last write: a slow body (a template over a slow link: 512 KiB took 10 s at
+ * 50 KB/s) still moves its progress (onData: the mirror's byte count, where a cut download resumes, the background
+ * mount's sign of life to its parent) at least this often.
+ */
+const WRITE_EVERY_MS = 500;
 
 /**
  * Body chunks are small (~16-64 KiB): they are written to the file in batches of WRITE_BATCH, with one writev
@@ -17,6 +23,7 @@ const WRITE_BATCH = 512 * 1024;
 export class BatchWriter {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  private writtenAt = Date.now();
 
   constructor(
     private readonly url: string,
@@ -32,7 +39,7 @@ export class BatchWriter {
   async add(data: Buffer): Promise<void> {
     this.pending.push(data);
     this.pendingBytes += data.length;
-    if (this.pendingBytes >= WRITE_BATCH) await this.flush();
+    if (this.pendingBytes >= WRITE_BATCH || Date.now() - this.writtenAt >= WRITE_EVERY_MS) await this.flush();
   }
 
   async flush(): Promise<void> {
@@ -52,6 +59,7 @@ export class BatchWriter {
       throw new FetchError(this.url, 'local', `cannot store what it sent: ${errorMessage(err)}`);
     }
     this.pos = at + n;
+    this.writtenAt = Date.now();
     this.onData(this.pos);
   }
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { rename, unlink } from 'node:fs/promises';
+import { rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { PartCache } from '../cache/part-cache.js';
 import type { SumCheck } from '../sources/verified-copy.js';
@@ -63,7 +63,7 @@ export class TemplateDownloads {
     }
     const writer = started.writer;
     try {
-      await downloadWhole(this.ctx, loc.url, writer.fh, await this.rules());
+      await this.download(loc.url, writer.fh);
       // Only the checksum the cache names it by: a file that matches the other one alone (a .jigdo whose two sums
       // disagree) went under a SHA-256 name it does not have, and every later .jigdo naming that SHA-256 failed.
       const copy = await writer.commit([[kind, sum]]);
@@ -84,7 +84,7 @@ export class TemplateDownloads {
     const rules = await this.rules();
     const { file: tmp, fh, unlist } = await this.cache.tempFile();
     try {
-      await downloadWhole(this.ctx, url, fh, rules);
+      await this.download(url, fh, rules);
       await fh.close();
       await rename(tmp, final);
       this.counts.fetched++;
@@ -96,6 +96,16 @@ export class TemplateDownloads {
     } finally {
       unlist();
     }
+  }
+
+  /** Downloads the template at `url` into `fh`, a line before and after (a template of tens of MB takes a while). */
+  private async download(url: string, fh: FileHandle, rules?: BodyRules): Promise<void> {
+    const { ctx } = this;
+    if (!ctx) throw new TemplateUnavailableError(url, 'template is remote and --offline is set (use --template FILE)');
+    const t0 = Date.now();
+    ctx.opts.log(`fetching the template ${url}`);
+    await downloadWhole(ctx, url, fh, rules ?? (await this.rules()));
+    ctx.opts.log(`fetched the template ${url}: ${(await fh.stat()).size} bytes in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
 
   /**

@@ -6,7 +6,10 @@
 import { after, before, describe, test } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -178,5 +181,48 @@ describe('mounts over the network', () => {
     assert.equal(mountedAtEnd, false, text);
     assert.doesNotMatch(text, /fatal|Error/, text);
     assert.match(text, /the jigdofs mount command that started this daemon ended before the mount was ready: unmounting/);
+  });
+  test('a template slower to download than the mount waits for: the mount waits while bytes come, and the log says so; a silent one fails in one line', async () => {
+    const site = path.join(work, 'site-slow');
+    await jigdoWithServers(v, [], site, 'img.jigdo');
+    const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+    let silent = false;
+    // 2 KiB every 100 ms: ~3.7 s for the template, against a wait of 1 s (JIGDOFS_MOUNT_WAIT) for the daemon's word.
+    const server = createServer((req, res) => {
+      if (req.url === '/img.jigdo') return void res.end(readFileSync(path.join(site, 'img.jigdo')));
+      if (req.url !== '/jf-md5-gzip.template') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-length': template.length });
+      if (silent) return; // headers, then nothing
+      let at = 0;
+      const timer = setInterval(() => {
+        res.write(template.subarray(at, (at += 2048)));
+        if (at >= template.length) {
+          clearInterval(timer);
+          res.end();
+        }
+      }, 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/img.jigdo`;
+    const env = { ...process.env, JIGDOFS_MOUNT_WAIT: '1' };
+    try {
+      const t0 = Date.now();
+      const m = await mountJigdo(url, ['--scan', v.partsDir], { cacheDir: path.join(work, 'slow-cache'), env });
+      mounts.push(m);
+      assert.ok(Date.now() - t0 > 2500, 'the template did take longer than the wait');
+      assert.equal(md5hex(await readFile(m.file('image.iso'))), v.imageMd5);
+      const log = await m.log();
+      // Stamped like the daemon's own lines (the network's lines had no time before).
+      assert.match(log, /^jigdofs: \d{4}-\d\d-\d\dT[\d:.]+Z fetching the template http:\/\/127\.0\.0\.1:\d+\/jf-md5-gzip\.template$/m);
+      assert.match(log, new RegExp(`fetched the template .*: ${template.length} bytes in \\d+\\.\\d s`));
+      assert.equal((await m.umount()).code, 0);
+
+      silent = true;
+      await assert.rejects(mountJigdo(url, ['--scan', v.partsDir], { cacheDir: path.join(work, 'silent-cache'), env }), /the daemon did not report a mount, nor download anything, for 1 s/);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });

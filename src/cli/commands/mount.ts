@@ -22,10 +22,19 @@ interface MountFlags extends SourceFlags {
   logFile?: string;
 }
 
-/** Message the background daemon sends its parent over IPC. */
-type DaemonMessage = { ready: true; names: string[] } | { error: string };
+/**
+ * Message the background daemon sends its parent over IPC: its mount is ready, or why not; while it starts, every
+ * STARTING_BEAT_MS, the body bytes it has received so far (a template downloading).
+ */
+type DaemonMessage = { ready: true; names: string[] } | { error: string } | { starting: number };
 
-const READY_TIMEOUT_MS = 60_000;
+/**
+ * How long the parent waits for the daemon's word with nothing downloaded meanwhile (JIGDOFS_MOUNT_WAIT, in seconds,
+ * sets it). A download under way keeps it waiting: a 30 MB template over a slow link took longer than this, the mount
+ * failed, and each retry started the download again.
+ */
+const READY_TIMEOUT_MS = Math.max(1, Number(process.env.JIGDOFS_MOUNT_WAIT) || 60) * 1000;
+const STARTING_BEAT_MS = Math.min(2000, READY_TIMEOUT_MS / 4);
 
 /**
  * To the `jigdofs mount` that started this daemon, if it still waits: one that is gone (Ctrl-C, a closed terminal)
@@ -37,21 +46,25 @@ function tellParent(message: DaemonMessage): void {
 
 /** Foreground: mount here and stay until unmounted; logs go to stderr (or --log-file in the daemon). */
 async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags): Promise<void> {
-  const opts = sourceOptions(flags);
-  const stamp = (line: string) => opts.log(`${new Date().toISOString()} ${line}`);
+  const opts = sourceOptions(flags, { timestamps: true });
+  const { log } = opts;
   const started = process.connected; // a daemon: its parent waits for the mount (mountBackground)
+  const beat = started ? setInterval(() => tellParent({ starting: opts.network?.board.parts.bytesDownloaded ?? 0 }), STARTING_BEAT_MS) : undefined;
+  beat?.unref();
   try {
-    const jigdo = await loadCommandJigdo(jigdoArg, opts, stamp);
+    const jigdo = await loadCommandJigdo(jigdoArg, opts);
     const { runMount } = await import('../../fuse/daemon.js'); // fuse-native and the engine: the daemon's, not the parent's
-    const mountOpts = { allowOther: flags.allowOther ?? false, directIo: flags.directIo ?? false, log: stamp, extraStatus: () => opts.network?.fullStats() }; // the cache counted once, not "0 files"
-    await runMount(jigdo, mnt, { ...opts, log: stamp }, mountOpts, (names) => {
+    const mountOpts = { allowOther: flags.allowOther ?? false, directIo: flags.directIo ?? false, log, extraStatus: () => opts.network?.fullStats() }; // the cache counted once, not "0 files"
+    await runMount(jigdo, mnt, opts, mountOpts, (names) => {
+      clearInterval(beat);
       if (!started || process.connected) return tellParent({ ready: true, names });
       // Its parent ended before the mount was ready (Ctrl-C on `jigdofs mount`): the user saw no mount; none stays.
-      stamp('the jigdofs mount command that started this daemon ended before the mount was ready: unmounting');
+      log('the jigdofs mount command that started this daemon ended before the mount was ready: unmounting');
       process.kill(process.pid, 'SIGTERM'); // taken by the mount's own handler, asked for right after this call (untilStopped)
     });
     await endCommand(opts); // once the mount is gone
   } catch (err) {
+    clearInterval(beat);
     tellParent({ error: errorMessage(err) });
     throw err;
   }
@@ -109,9 +122,20 @@ async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]
   } finally {
     closeSync(logFd);
   }
-  const outcome = await new Promise<DaemonMessage>((resolve) => {
-    const timer = setTimeout(() => resolve({ error: `the daemon did not report a mount within ${READY_TIMEOUT_MS / 1000} s (see ${logFile})` }), READY_TIMEOUT_MS);
+  const outcome = await new Promise<Exclude<DaemonMessage, { starting: number }>>((resolve) => {
+    let received = -1;
+    const wait = () => setTimeout(() => resolve({ error: `the daemon did not report a mount, nor download anything, for ${READY_TIMEOUT_MS / 1000} s (see ${logFile})` }), READY_TIMEOUT_MS);
+    let timer = wait();
     child.on('message', (m: DaemonMessage) => {
+      if ('starting' in m) {
+        // Bytes came in since the last word (a template downloading): the wait starts again.
+        if (m.starting > received) {
+          received = m.starting;
+          clearTimeout(timer);
+          timer = wait();
+        }
+        return;
+      }
       clearTimeout(timer);
       resolve(m);
     });

@@ -45,8 +45,8 @@ async function serve(jigdoArgs: string[], flags: ServeFlags): Promise<void> {
   const maxClients = parseWhole(flags.maxClients, '--max-clients', 1, 100_000);
   const drainMs = parseWhole(flags.drainTimeout, '--drain-timeout', 0, 86_400) * 1000;
   const sendMs = parseWhole(flags.sendTimeout, '--send-timeout', 1, 86_400) * 1000;
-  const opts = sourceOptions(flags);
-  const log = (line: string) => opts.log(`${new Date().toISOString()} ${line}`);
+  const opts = sourceOptions(flags, { timestamps: true });
+  const { log } = opts;
   const sessions = await openAll(jigdoArgs, flags, opts, log);
   try {
     const images = await servedImages(sessions, new Date());
