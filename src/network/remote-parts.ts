@@ -72,7 +72,7 @@ export class RemoteParts implements PartProvider {
     if (!need) return undefined;
     const { urls, unresolved, tooLong } = this.candidates(key);
     if (urls.length === 0) {
-      if (unresolved.length > 0) throw new Error(`no URL to fetch it from (${unresolved.slice(0, 3).map(shown).join(', ')}: label not defined)`);
+      if (unresolved.length > 0) throw new Error(`no URL to fetch it from (${unresolvedWhy(unresolved)})`);
       if (tooLong) throw new Error(`no URL to fetch it from (its [Parts] values expand only to strings over ${MAX_CANDIDATE_LENGTH} characters)`);
       return undefined;
     }
@@ -166,4 +166,17 @@ export class RemoteParts implements PartProvider {
  */
 async function temporaryGone(tmp: string): Promise<boolean> {
   return stat(tmp).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+}
+
+/**
+ * Why none of a part's `unresolved` strings can be fetched, for the missing part's reason: URLs of another scheme
+ * (`ftp://`, which [Servers] may name) are not fetched; anything else starts with a label no [Servers] line defines.
+ */
+function unresolvedWhy(unresolved: string[]): string {
+  const otherScheme = unresolved.filter((t) => /^[a-z][a-z0-9+.-]*:\/\//i.test(t));
+  const labels = unresolved.filter((t) => !otherScheme.includes(t));
+  return [
+    ...(otherScheme.length ? [`${otherScheme.slice(0, 3).map(shown).join(', ')}: only http:// and https:// URLs are fetched`] : []),
+    ...(labels.length ? [`${labels.slice(0, 3).map(shown).join(', ')}: label not defined`] : []),
+  ].join('; ');
 }

@@ -48,6 +48,15 @@ describe('no mirror has a part', () => {
     assert.ok(r.stderr.includes(Buffer.from(fx.files.find((f) => f.path === 'parts/pool/e-3m.bin')!.md5, 'hex').toString('base64url')));
     assert.deepEqual((await readdir(d)).filter((n) => n.startsWith('cli.iso')), []);
   });
+
+  test('a part whose only servers are ftp:// says that only http(s) is fetched (not that a label "ftp" is undefined)', async () => {
+    const d = await dir('ftp');
+    const jigdo = await jigdoWithServers(v, ['ftp://127.0.0.1/parts/'], d);
+    const r = await runCli(['make-image', jigdo, '-o', path.join(d, 'out.iso'), '--cache-dir', path.join(d, 'cache'), '--config', plainConfig], { timeoutMs: 30_000 });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /ftp:\/\/127\.0\.0\.1\/parts\/[^ ]*: only http:\/\/ and https:\/\/ URLs are fetched/);
+    assert.doesNotMatch(r.stderr, /label not defined/);
+  });
 });
 
 
