@@ -3,6 +3,7 @@ import { chmodSync, lstatSync, mkdirSync, type Stats } from 'node:fs';
 import { link, lstat, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { errorMessage } from '../format/errors.js';
 
 /*
  * The control sockets' folder and names, shared by the daemons' servers (control.ts) and the commands that ask them
@@ -37,6 +38,22 @@ function controlDirProblem(st: Stats, uid = myUid()): string | undefined {
 }
 
 /**
+ * `mkdir -p DIR` (0700), one level at a time: Node's own recursive mkdirSync never returns where mkdir answers ENOENT
+ * though the parent exists (under /proc: XDG_RUNTIME_DIR=/proc/…), as util/make-dirs.ts says of the async one.
+ */
+function makeParents(dir: string): void {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || path.dirname(dir) === dir) throw err;
+    makeParents(path.dirname(dir));
+    mkdirSync(dir, { mode: 0o700 });
+  }
+}
+
+/**
  * Checks the control folder (lstat: a symlink is refused, not followed) and returns it; with `create`,
  * makes it first (0700). Throws UntrustedControlDir naming the folder, what is wrong and what to do;
  * without `create`, a missing folder returns undefined (no mount of ours can be running).
@@ -48,8 +65,14 @@ export function checkedControlDir(create: boolean, dir = controlDir()): string |
       chmodSync(dir, 0o700); // ours, just made: the umask must not leave it 0500 or the like
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') mkdirSync(dir, { recursive: true, mode: 0o700 });
-      else if (code !== 'EEXIST') throw new Error(`${dir}: cannot create the control socket folder (${code})`);
+      try {
+        if (code === 'ENOENT') makeParents(dir);
+        else if (code !== 'EEXIST') throw err;
+      } catch (e) {
+        // XDG_RUNTIME_DIR naming a folder that is not there or not ours (left from another user after `su`) is common.
+        const runtime = process.env.XDG_RUNTIME_DIR ? ` (XDG_RUNTIME_DIR=${process.env.XDG_RUNTIME_DIR}: unset it, or set it to a private folder of yours)` : '';
+        throw new Error(`${dir}: cannot create the control socket folder (${(e as NodeJS.ErrnoException).code ?? errorMessage(e)})${runtime}`);
+      }
     }
   }
   let st: Stats;

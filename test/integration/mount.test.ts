@@ -375,6 +375,19 @@ describe('lifecycle', () => {
     }
   });
 
+  test('a --log-file that cannot be opened: one line naming it as the log file (the old code printed open\'s raw error)', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    const mnt = await mkdtemp(path.join(tmpdir(), 'jigdofs-logfile-'));
+    try {
+      const r = await runCli(['mount', v.jigdo, mnt, '--log-file', '/nonexistent-folder/x.log']);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr, "jigdofs: /nonexistent-folder/x.log: cannot open the daemon's log file (ENOENT)\n");
+      assert.equal(await isMounted(mnt), false);
+    } finally {
+      await rm(mnt, { recursive: true, force: true });
+    }
+  });
+
   test('a second mount on a live mountpoint is refused; a failed mount leaves nothing behind', async () => {
     const v = fx.variants['jf-md5-gzip'];
     const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);

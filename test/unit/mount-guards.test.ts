@@ -11,7 +11,7 @@ import { checkedControlDir, controlDir, UntrustedControlDir } from '../../src/fu
 import { allowOtherProblem, mountedType, mountHealth, watchUnmount } from '../../src/fuse/mounts.js';
 import { daemonMount, daemonPid } from '../../src/fuse/mount-source.js';
 import { pidStopped } from '../../src/util/pid.js';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { ImageLayout, type PartNeed } from '../../src/image/layout.js';
 import { LINGERING_HANDLES, OPEN_HANDLES, PartStore } from '../../src/sources/part-store.js';
 import { HashIndex } from '../../src/sources/hash-index.js';
@@ -71,6 +71,19 @@ describe('control socket folder without XDG_RUNTIME_DIR', () => {
           }, what);
         }
       });
+    }
+  });
+});
+
+describe('control socket folder under an XDG_RUNTIME_DIR that cannot hold it', () => {
+  test('one line naming the folder and the variable (the old code threw mkdir\'s raw error); under /proc it ends', { skip: process.getuid!() !== 0 && 'needs root (/sys refuses even root)' }, () => {
+    const control = new URL('../../src/fuse/control-files.ts', import.meta.url).href;
+    for (const [runtime, code] of [['/sys/jigdofs-none/x', 'EPERM'], ['/proc/jigdofs-none/x', 'ENOENT']] as const) {
+      // In a child, with a time limit: Node's own recursive mkdirSync never returned under /proc.
+      const script = `const { checkedControlDir } = await import(${JSON.stringify(control)}); try { checkedControlDir(true); } catch (err) { console.log(err.message); }`;
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, XDG_RUNTIME_DIR: runtime } });
+      assert.equal(r.signal, null, `${runtime}: ended by ${r.signal}`);
+      assert.equal(r.stdout.trim(), `${runtime}/jigdofs: cannot create the control socket folder (${code}) (XDG_RUNTIME_DIR=${runtime}: unset it, or set it to a private folder of yours)`);
     }
   });
 });

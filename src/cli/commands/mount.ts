@@ -108,7 +108,11 @@ async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]
     // Refuse a live mount (and clear a stale one) here, so that a failure can never touch another mount.
     await prepareMountpoint(mnt, logger(flags.quiet), { allowOther: flags.allowOther });
     logFile = await daemonLogFile(flags, mnt);
-    logFd = openSync(fsPath(logFile), 'a', 0o600); // private: it names files, mirrors and paths of the user
+    try {
+      logFd = openSync(fsPath(logFile), 'a', 0o600); // private: it names files, mirrors and paths of the user
+    } catch (err) {
+      throw new Error(`${logFile}: cannot open the daemon's log file (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+    }
   } catch (err) {
     spare?.cancel();
     throw err;
