@@ -95,8 +95,8 @@ export const SOURCE_OPTIONS: readonly OptionInfo[] = [
   },
   {
     flags: '--image <NAME>',
-    help: 'which [Image] of the .jigdo to use (default: the first)',
-    readme: 'which `[Image]` of the .jigdo (commands other than mount; mount shows them all)',
+    help: 'which [Image] of the .jigdo to use (default: the first; mount and serve: all)',
+    readme: 'which `[Image]` of the .jigdo (default: the first; `mount` and `serve` show them all unless this names one)',
   },
   {
     flags: '--memory <SIZE>',

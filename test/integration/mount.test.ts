@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -372,6 +372,38 @@ describe('lifecycle', () => {
       }
     } finally {
       await m.cleanup();
+    }
+  });
+
+  test('mount --image NAME shows that [Image] only (the option was taken and ignored); without it, all of them', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-two-images-'));
+    try {
+      // The same image twice under two names: a second [Image] section with its own Filename.
+      const text = await readFile(v.jigdo, 'utf8');
+      const section = /\[Image\]\n[^[]*/.exec(text)![0];
+      await cp(v.template, path.join(dir, path.basename(v.template)));
+      const jigdo = path.join(dir, 'two.jigdo');
+      await writeFile(jigdo, text.replace(section, `${section}${section.replace(/^Filename=.*$/m, 'Filename=copy.iso')}`));
+      const all = await mountJigdo(jigdo, ['--scan', v.partsDir]);
+      try {
+        assert.deepEqual((await readdir(all.mnt)).sort(), ['copy.iso', 'image.iso']);
+      } finally {
+        await all.cleanup();
+      }
+      const one = await mountJigdo(jigdo, ['--scan', v.partsDir, '--image', 'copy.iso']);
+      try {
+        assert.deepEqual(await readdir(one.mnt), ['copy.iso']);
+        assert.equal(await fileMd5(one.file('copy.iso')), v.imageMd5);
+      } finally {
+        await one.cleanup();
+      }
+      await mkdir(path.join(dir, 'mnt'));
+      const none = await runCli(['mount', jigdo, path.join(dir, 'mnt'), '--image', 'nosuch.iso']);
+      assert.equal(none.code, 1);
+      assert.match(none.stderr, /has no image named "nosuch\.iso" \(it has: image\.iso, copy\.iso\)/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

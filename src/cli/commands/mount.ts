@@ -8,6 +8,7 @@ import { errorMessage } from '../../format/errors.js';
 import { fsPath, quoted } from '../../format/byte-string.js';
 import { checkCacheDir } from '../../engine/cache-dir.js';
 import { endCommand, loadCommandJigdo } from '../session.js';
+import { selectImage } from '../../engine/session.js';
 import { makeDirs } from '../../util/make-dirs.js';
 import { prepareMountpoint } from '../../fuse/mountpoint.js';
 import { daemonMount } from '../../fuse/mount-source.js';
@@ -52,7 +53,9 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
   const beat = started ? setInterval(() => tellParent({ starting: opts.network?.board.parts.bytesDownloaded ?? 0 }), STARTING_BEAT_MS) : undefined;
   beat?.unref();
   try {
-    const jigdo = await loadCommandJigdo(jigdoArg, opts);
+    const loaded = await loadCommandJigdo(jigdoArg, opts);
+    // Every [Image] of the .jigdo, or the one --image names (the option was taken and ignored before).
+    const jigdo = flags.image ? { ...loaded, images: [selectImage(loaded, flags.image)] } : loaded;
     const { runMount } = await import('../../fuse/daemon.js'); // fuse-native and the engine: the daemon's, not the parent's
     const mountOpts = { allowOther: flags.allowOther ?? false, directIo: flags.directIo ?? false, log, extraStatus: () => opts.network?.fullStats() }; // the cache counted once, not "0 files"
     await runMount(jigdo, mnt, opts, mountOpts, (names) => {
