@@ -105,8 +105,9 @@ export class ResponseWriter {
  * Sends the image's bytes [start, end] (inclusive) to `out`: reads and writes overlap (two buffers, each
  * reused only once the socket took it). A read that fails (a part no source can give) throws: the caller
  * must then destroy the connection, since a byte count was promised and no wrong byte may stand in.
+ * `onSent` counts each write the socket took, as it goes (`status` of a long download, or of one cut, showed 0 MB).
  */
-export async function sendRange(out: ResponseWriter, reader: RangeReader, start: number, end: number): Promise<number> {
+export async function sendRange(out: ResponseWriter, reader: RangeReader, start: number, end: number, onSent: (bytes: number) => void = () => undefined): Promise<number> {
   const buffers = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
   const writes: Array<Promise<void> | undefined> = [undefined, undefined];
   let sent = 0;
@@ -116,7 +117,7 @@ export async function sendRange(out: ResponseWriter, reader: RangeReader, start:
     const want = Math.min(CHUNK, end + 1 - at);
     const n = await reader.readTo(at, buffers[i]!.subarray(0, want));
     if (n !== want) throw new Error(`the engine gave ${n} bytes at offset ${at}, not ${want}`);
-    const w = out.write(buffers[i]!.subarray(0, n));
+    const w = out.write(buffers[i]!.subarray(0, n)).then(() => onSent(n));
     w.catch(() => undefined); // awaited below or by the next round; a rejection is seen there
     writes[i] = w;
     at += n;

@@ -19,6 +19,8 @@ export interface ServeStats {
   aborted: number;
   /** Responses whose client went away before the end. */
   clientsGone: number;
+  /** Responses cut because the client took none of the body for --send-timeout (not counted as gone). */
+  timedOut: number;
   /** Connections closed as they came, over the server's cap (connectionCap). */
   connectionsDropped: number;
 }
@@ -31,7 +33,7 @@ export interface ServeContext {
   sendMs: number;
 }
 
-export const newStats = (): ServeStats => ({ requests: 0, byStatus: {}, bytesSent: 0, aborted: 0, clientsGone: 0, connectionsDropped: 0 });
+export const newStats = (): ServeStats => ({ requests: 0, byStatus: {}, bytesSent: 0, aborted: 0, clientsGone: 0, timedOut: 0, connectionsDropped: 0 });
 
 function count(ctx: ServeContext, status: number): void {
   ctx.stats.byStatus[status] = (ctx.stats.byStatus[status] ?? 0) + 1;
@@ -84,13 +86,14 @@ async function sendBody(ctx: ServeContext, req: IncomingMessage, res: ServerResp
       if (typeof piece === 'string') await out.write(piece);
       else {
         at = piece.start;
-        ctx.stats.bytesSent += await sendRange(out, img.session.reader, piece.start, piece.end);
+        await sendRange(out, img.session.reader, piece.start, piece.end, (n) => (ctx.stats.bytesSent += n));
       }
     }
     res.end();
   } catch (err) {
     if (err instanceof ClientGone || out.closed) {
-      ctx.stats.clientsGone++;
+      if (out.stalled) ctx.stats.timedOut++;
+      else ctx.stats.clientsGone++;
       if (out.stalled) ctx.log(`${req.method} /${img.name} (${req.headers.range ?? 'whole image'}): the client took none of the body for ${ctx.sendMs / 1000} s (--send-timeout): cut off`);
     } else {
       ctx.stats.aborted++;

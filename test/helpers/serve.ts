@@ -24,7 +24,7 @@ export interface TestServer {
 }
 
 export interface ServeStatus {
-  server: { requests: number; activeClients: number; maxConnections: number; connectionsDropped: number; bytesSent: number; aborted: number; clientsGone: number; byStatus: Record<string, number>; draining: boolean };
+  server: { requests: number; activeClients: number; maxConnections: number; connectionsDropped: number; bytesSent: number; aborted: number; clientsGone: number; timedOut: number; byStatus: Record<string, number>; draining: boolean };
   images: Array<{ name: string; bytesServed: number; parts: { byProvider: Record<string, number> } }>;
 }
 

@@ -36,7 +36,7 @@ export interface Status {
   otherDetached?: Array<DetachedStatus & { pid: number }>;
   network?: NetworkStats;
   /** Present for `jigdofs serve`. */
-  server?: { url: string; requests: number; activeClients: number; maxClients: number; bytesSent: number; aborted: number; clientsGone: number; connectionsDropped?: number; byStatus: Record<string, number>; draining: boolean };
+  server?: { url: string; requests: number; activeClients: number; maxClients: number; bytesSent: number; aborted: number; clientsGone: number; timedOut?: number; connectionsDropped?: number; byStatus: Record<string, number>; draining: boolean };
 }
 
 /** The control socket key: a mountpoint's real path, or a server's address (`http://HOST:PORT/`, `HOST:PORT`). */
@@ -98,7 +98,7 @@ export function formatStatus(s: Status): string {
   const v = s.server;
   if (v) {
     const codes = Object.entries(v.byStatus).map(([k, n]) => `${k} ${n}`).join(', ');
-    lines.push(`  http: ${v.requests} requests (${codes || 'none'}), ${v.activeClients} of ${v.maxClients} clients active, ${mb(v.bytesSent)} sent, ${v.aborted} cut off, ${v.clientsGone} clients gone${v.connectionsDropped ? `, ${v.connectionsDropped} connections dropped (over the cap)` : ''}${v.draining ? '; DRAINING' : ''}`);
+    lines.push(`  http: ${v.requests} requests (${codes || 'none'}), ${v.activeClients} of ${v.maxClients} clients active, ${mb(v.bytesSent)} sent, ${v.aborted} cut off, ${v.clientsGone} clients gone${v.timedOut ? `, ${v.timedOut} timed out (--send-timeout)` : ''}${v.connectionsDropped ? `, ${v.connectionsDropped} connections dropped (over the cap)` : ''}${v.draining ? '; DRAINING' : ''}`);
   }
   for (const img of s.images) {
     const p = img.parts;
