@@ -1,4 +1,5 @@
-import { quoted } from '../format/byte-string.js';
+import { existsSync } from 'node:fs';
+import { fsPath, quoted } from '../format/byte-string.js';
 import { Option, type Command } from 'commander';
 import { UsageError } from '../format/errors.js';
 import { defaultCacheDir } from '../engine/cache-dir.js';
@@ -57,6 +58,17 @@ function parseMirrors(values: string[]): Map<string, string[]> {
     const label = text.slice(0, eq);
     out.set(label, [...(out.get(label) ?? []), mirrorUrl(url)]);
   }
+  return out;
+}
+
+/**
+ * Warnings for the --local folders (and, with `scan`, the --scan paths) that are not there: a typo kept a source out
+ * without a word (--scan's own line went only to a background mount's log).
+ */
+export function missingSourcePaths(flags: Pick<SourceFlags, 'local' | 'scan'>, scan: boolean): string[] {
+  const out: string[] = [];
+  for (const t of flags.local.map(parseLocalTree)) if (!existsSync(fsPath(t.dir))) out.push(`--local ${t.label}=${t.dir}: no such folder`);
+  if (scan) for (const p of flags.scan) if (!existsSync(fsPath(p))) out.push(`--scan ${p}: no such file or folder`);
   return out;
 }
 

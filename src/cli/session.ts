@@ -1,6 +1,6 @@
 import type { JigdoFile } from '../format/jigdo.js';
 import { loadJigdo, openImage, selectImage, type ImageSession, type SourceOptions } from '../engine/session.js';
-import { sourceOptions, type SourceFlags } from './options.js';
+import { missingSourcePaths, sourceOptions, type SourceFlags } from './options.js';
 
 /**
  * Opens the image a command works on, runs `work`, and always closes it. `fetchParts: false` keeps parts
@@ -15,6 +15,7 @@ export async function withSession<T>(
   use: { fetchParts?: boolean; warmPool?: boolean; keepDownloads?: boolean } = {},
 ): Promise<T> {
   const opts = sourceOptions(flags, use);
+  for (const line of missingSourcePaths(flags, false)) opts.log(line); // (a --scan path not there: the scan says so itself)
   if (use.warmPool) opts.pool?.warm(); // its first thread starts while the .jigdo and the template are read
   const jigdo = await loadCommandJigdo(jigdoArg, opts);
   const session = await openImage(jigdo, selectImage(jigdo, flags.image), opts);

@@ -407,6 +407,23 @@ describe('lifecycle', () => {
     }
   });
 
+  test('a --scan path or --local folder that is not there is said on the terminal of a background mount (it went to the log only)', async () => {
+    const v = fx.variants['jf-md5-gzip'];
+    const m = await mountJigdo(v.jigdo, ['--scan', '/nonexistent-scan', '--scan', v.partsDir, '--local', 'Parts=/nonexistent-local']);
+    try {
+      assert.match(m.mountResult.stderr, /^jigdofs: --scan \/nonexistent-scan: no such file or folder$/m);
+      assert.match(m.mountResult.stderr, /^jigdofs: --local Parts=\/nonexistent-local: no such folder$/m);
+      assert.equal(await fileMd5(m.file('image.iso')), v.imageMd5, 'the mount goes on with the sources that are there');
+    } finally {
+      await m.cleanup();
+    }
+    // make-image says it of the --local folder too (its scan says it of --scan paths itself).
+    const r = await runCli(['make-image', v.jigdo, '-o', path.join(tmpdir(), `jigdofs-missing-src-${process.pid}.iso`), '--scan', v.partsDir, '--local', 'Parts=/nonexistent-local', '--force']);
+    await rm(path.join(tmpdir(), `jigdofs-missing-src-${process.pid}.iso`), { force: true });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^jigdofs: --local Parts=\/nonexistent-local: no such folder$/m);
+  });
+
   test('a --log-file that cannot be opened: one line naming it as the log file (the old code printed open\'s raw error)', async () => {
     const v = fx.variants['jf-md5-gzip'];
     const mnt = await mkdtemp(path.join(tmpdir(), 'jigdofs-logfile-'));
