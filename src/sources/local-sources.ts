@@ -60,8 +60,11 @@ export class LocalSources {
   private tmpRegions = new Map<string, Array<{ path: string; offset: number }>>();
   private readonly labels: LabelMap;
   private scanned: Promise<void> | undefined;
-  /** `path@offset` → the part a recheck found it no longer holds (to name it when the part is missing). */
-  private readonly lost = new Map<string, string>();
+  /**
+   * `path@offset` → the part a recheck found it does not hold (to name it when the part is missing): `changed` when it
+   * had been hashed as that part before, not when it was taken unhashed (make-image's verify once) and never held it.
+   */
+  private readonly lost = new Map<string, { key: string; changed: boolean }>();
   /** For tests and a later `status`: .tmp files used, and hashes computed (not known from the index). */
   readonly stats = { tmpFiles: 0, hashed: 0, images: 0 };
   /** Old disc images found by --scan (and --scan-deep files): parts inside them. */
@@ -202,8 +205,10 @@ export class LocalSources {
   }
 
   /**
-   * A verified local copy of the part, or undefined. A file that held the part when it was hashed before
-   * and no longer does throws (after the other candidates), so that "missing" names the file that changed.
+   * A verified local copy of the part, or undefined. A file that held the part when it was hashed before and no longer
+   * does, or one at the place the .jigdo names for it (a --local tree) that does not hold it, throws (after the other
+   * candidates), so that "missing" names the file: the reason said only "not in the cache" of a --local file with
+   * other bytes, and "changed since it was hashed" of one never hashed as the part.
    */
   async find(key: string): Promise<VerifiedCopy | undefined> {
     const need = this.layout.parts.get(key);
@@ -211,6 +216,7 @@ export class LocalSources {
     await this.scan();
     const tried = new Set<string>();
     const changed: string[] = [];
+    const wrong: string[] = [];
     for (const c of this.candidates(need)) {
       const id = `${c.path}@${c.offset}`;
       if (tried.has(id)) continue;
@@ -218,9 +224,15 @@ export class LocalSources {
       const whole = !this.isTmp(c.path, key);
       const found = await this.check({ file: c.path, offset: c.offset, length: need.length, whole }, key, this.deferring && c.named === true && whole);
       if (found?.copy) return found.copy;
-      if (found?.was === key || this.lost.get(id) === key) changed.push(c.path);
+      const lost = this.lost.get(id);
+      if (found?.was === key || (lost?.key === key && lost.changed)) changed.push(c.path);
+      else if (lost?.key === key || (c.named === true && found !== undefined)) wrong.push(c.path);
     }
-    if (changed.length > 0) throw new Error(`${changed.map(shown).join(', ')} changed since it was hashed: no longer this part`);
+    const problems = [
+      ...(changed.length > 0 ? [`${changed.map(shown).join(', ')} changed since it was hashed: no longer this part`] : []),
+      ...(wrong.length > 0 ? [`${wrong.map(shown).join(', ')} does not hold this part (other bytes)`] : []),
+    ];
+    if (problems.length > 0) throw new Error(problems.join('; '));
     return undefined;
   }
 
@@ -246,7 +258,7 @@ export class LocalSources {
       return 'right';
     }
     copy.stale = true;
-    this.lost.set(`${copy.path}@${copy.offset}`, key);
+    this.lost.set(`${copy.path}@${copy.offset}`, { key, changed: copy.deferred !== true });
     this.images.noteLost(copy.path, key); // (a no-op for a copy outside the old images)
     // A region of an old disc image: only its checksum goes (the image's other files are as they were).
     this.index.forget(copy.path, offset === undefined ? undefined : { kind: this.kind, offset, length: field! });

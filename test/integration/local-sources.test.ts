@@ -89,3 +89,24 @@ test('the hash index makes a second run hash nothing, and a changed file is hash
   await utimes(path.join(parts, 'a.bin'), later, later);
   assert.equal(await runOnce(), 1);
 });
+
+test('a --local file with other bytes where the .jigdo names a part is named in the missing reason, every run (not "changed since it was hashed", not left out)', async () => {
+  const dir = path.join(work, 'bad-tree');
+  await mkdir(path.join(dir, 'sub'), { recursive: true });
+  await copyFile(path.join(S, 'parts', 'a.bin'), path.join(dir, 'a.bin'));
+  await copyFile(path.join(S, 'parts', 'sub', 'c.bin'), path.join(dir, 'sub', 'c.bin'));
+  const bad = path.join(dir, 'sub', 'b-copy.bin');
+  const good = await readFile(path.join(S, 'parts', 'sub', 'b-copy.bin'));
+  await writeFile(bad, Buffer.from(good.map((b, i) => (i === 5000 ? b ^ 0xff : b)))); // same size, one byte off
+  const args = (out: string) => ['make-image', path.join(S, 'jf-md5-gzip.jigdo'), '-o', path.join(work, out), '--local', `Parts=${dir}`, '--cache-dir', path.join(work, 'c-bad'), '--offline'];
+  for (const run of ['first.iso', 'second.iso']) {
+    const r = await runCli(args(run));
+    assert.equal(r.code, 1, r.stderr);
+    const line = r.stderr.split('\n').find((l) => l.startsWith('  QiYNQ8Ib2_eZJAaaz5Uwtg'));
+    assert.ok(line?.includes(`${bad} does not hold this part (other bytes)`), `${run}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /changed since it was hashed/);
+  }
+  const missing = await runCli(['missing', path.join(S, 'jf-md5-gzip.jigdo'), '--local', `Parts=${dir}`, '--cache-dir', path.join(work, 'c-bad'), '--json']);
+  assert.equal(missing.code, 0, missing.stderr);
+  assert.equal((JSON.parse(missing.stdout) as { missing: number }).missing, 1);
+});
