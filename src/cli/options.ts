@@ -159,6 +159,7 @@ export function sourceOptions(flags: SourceFlags, use: { fetchParts?: boolean; k
     rangeSize: settings.rangeSize,
     streamsPerPart: settings.streamsPerPart,
     keepDownloads: use.keepDownloads,
+    logProgress: use.timestamps,
     log,
     hashFile: (file, kind) => pool.hashFile(file, kind),
     dropPages: (paths) => pool.dropPages(paths),

@@ -22,6 +22,11 @@ export interface NetworkOptions {
    * the unhashed downloads of an interrupted run that it adopted (Network.providers). Absent: kept.
    */
   keepDownloads?: boolean;
+  /**
+   * Log what takes a while and is no failure (a template downloading): a daemon's log (mount, serve), where it is the
+   * only sign of what the daemon waits for. A command's terminal gets one line per failure and nothing else.
+   */
+  logProgress?: boolean;
   /** Parts larger than this are fetched as parallel ranges of about this size. */
   rangeSize: number;
   /** Parallel range requests per part. */

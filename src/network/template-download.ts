@@ -98,14 +98,15 @@ export class TemplateDownloads {
     }
   }
 
-  /** Downloads the template at `url` into `fh`, a line before and after (a template of tens of MB takes a while). */
+  /** Downloads the template at `url` into `fh`; in a daemon's log a line before and after (tens of MB take a while). */
   private async download(url: string, fh: FileHandle, rules?: BodyRules): Promise<void> {
     const { ctx } = this;
     if (!ctx) throw new TemplateUnavailableError(url, 'template is remote and --offline is set (use --template FILE)');
     const t0 = Date.now();
-    ctx.opts.log(`fetching the template ${url}`);
+    const say = ctx.opts.logProgress ? ctx.opts.log : () => undefined;
+    say(`fetching the template ${url}`);
     await downloadWhole(ctx, url, fh, rules ?? (await this.rules()));
-    ctx.opts.log(`fetched the template ${url}: ${(await fh.stat()).size} bytes in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    say(`fetched the template ${url}: ${(await fh.stat()).size} bytes in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
 
   /**
