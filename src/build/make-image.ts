@@ -1,10 +1,10 @@
 import { fsPath, shown } from '../format/byte-string.js';
-import { open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../engine/session.js';
 import { DirectOutput } from './direct-output.js';
-import { checkOutput } from './output-file.js';
+import { checkOutput, placeOutput } from './output-file.js';
 import { DiskWait } from './disk-wait.js';
 import { pooledImageBlocks } from './stream.js';
 import { temporaryImagePath } from './temporary-image.js';
@@ -232,9 +232,7 @@ async function writeImage(
       );
     }
     await fh.sync().catch(cannotWrite);
-    await rename(fsPath(tmp), fsPath(output)).catch((err: unknown) => {
-      throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
-    });
+    await placeOutput(tmp, output, opts.force === true);
     ok = true;
     onWritten?.();
     return { size: layout.size, checksum: checksumKey(sum), missing: [], directBytes };

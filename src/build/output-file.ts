@@ -1,6 +1,6 @@
-import { stat } from 'node:fs/promises';
+import { link, rename, stat, unlink } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
-import { JigdoError } from '../format/errors.js';
+import { JigdoError, errorMessage } from '../format/errors.js';
 
 /**
  * Refuses an output make-image must not replace: a folder, a device, a pipe or a socket (a rename would put a file in
@@ -18,4 +18,25 @@ export async function checkOutput(output: string, inputs: ReadonlyArray<{ what: 
     if (s && s.dev === st.dev && s.ino === st.ino) throw new JigdoError(output, `is the ${input.what} this image is made from: not written`);
   }
   if (!force) throw new JigdoError(output, 'exists already: not written (remove it, or use --force to replace it)');
+}
+
+/**
+ * Gives the finished temporary image `tmp` the name `output`. Unless `force`, never over a file that appeared meanwhile
+ * (another make-image of the same output, started at the same time: both passed checkOutput, and the one that ended
+ * last replaced the other's with a plain rename, both saying "wrote"): a link, which fails if the name is taken, then
+ * the temporary name's removal. Where links do not work (FAT, some network file systems): the check, then a rename.
+ */
+export async function placeOutput(tmp: string, output: string, force: boolean): Promise<void> {
+  const cannot = (err: unknown): never => {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new JigdoError(output, 'was written meanwhile (by another run?): not replaced');
+    throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
+  };
+  if (force) return void (await rename(fsPath(tmp), fsPath(output)).catch(cannot));
+  const linked = await link(fsPath(tmp), fsPath(output)).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => (err.code === 'EEXIST' ? cannot(err) : false),
+  );
+  if (linked) return void (await unlink(fsPath(tmp)).catch(() => undefined));
+  if (await stat(fsPath(output)).then(() => true, () => false)) cannot(Object.assign(new Error('exists'), { code: 'EEXIST' }));
+  await rename(fsPath(tmp), fsPath(output)).catch(cannot);
 }

@@ -175,4 +175,20 @@ describe('the disk cache', () => {
       assert.equal(bytesByPath(m).get(p), file.size, `${p} sent once`);
     }
   });
+  test('two make-image runs to one output at once: one writes it, the other says it was written meanwhile (both said "wrote" before)', async () => {
+    const fast = await mirror();
+    const slow = await mirror();
+    fast.fault(P.d, { kind: 'delay', ms: 1000, times: 1 });
+    slow.fault(P.d, { kind: 'delay', ms: 3500, times: 1 });
+    const d = await dir('same-output');
+    const out = path.join(d, 'out.iso');
+    const run = async (m: typeof fast, name: string) =>
+      runCli(['make-image', await jigdoWithServers(v, [partsUri(m)], path.join(d, name)), '-o', out, '--cache-dir', path.join(d, `cache-${name}`), '--config', plainConfig], { timeoutMs: 30_000 });
+    const [a, b] = await Promise.all([run(fast, 'a'), run(slow, 'b')]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 1, b.stderr);
+    assert.match(b.stderr, /out\.iso: was written meanwhile \(by another run\?\): not replaced/);
+    assert.equal(await fileMd5(out), v.imageMd5);
+    assert.deepEqual((await readdir(d)).filter((f) => f.startsWith('out.iso')), ['out.iso'], 'no temporary image left');
+  });
 });
