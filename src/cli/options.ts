@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { fsPath, quoted } from '../format/byte-string.js';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { UsageError } from '../format/errors.js';
 import { defaultCacheDir } from '../engine/cache-dir.js';
 import type { SourceOptions } from '../engine/session.js';
@@ -32,7 +32,13 @@ export interface SourceFlags {
   config?: string;
 }
 
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+/** An option's value: never empty (`--scan=` scanned the current folder, `--image=` took the first image). */
+function nonEmpty(value: string): string {
+  if (value === '') throw new InvalidArgumentError('It must not be empty.');
+  return value;
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, nonEmpty(value)];
 
 /** Adds the options every command shares (the option table): where parts come from, memory, network. */
 export function addSourceOptions(cmd: Command): Command {
@@ -40,6 +46,7 @@ export function addSourceOptions(cmd: Command): Command {
     if (!o.flags) continue;
     const option = new Option(o.flags, o.help);
     if (o.repeatable) option.argParser(collect).default([]);
+    else if (option.required || option.optional) option.argParser(nonEmpty);
     if (o.commanderDefault !== undefined) option.default(o.commanderDefault);
     cmd.addOption(option);
   }

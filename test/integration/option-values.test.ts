@@ -61,3 +61,11 @@ test("serve's --port and --drain-timeout, make-template's --min-length: digits o
   assert.equal(r.code, 2, describeRun(r));
   assert.equal(r.stderr, 'jigdofs: --min-length 0x400: expected a whole number from 256 to 1048576\n', describeRun(r));
 });
+
+test('an empty value (--scan=, --image=, --config=, --memory=) is a usage error naming the option (--scan= scanned the current folder, --image= took the first image)', async () => {
+  for (const option of ['--scan', '--local', '--image', '--config', '--memory', '--template']) {
+    const r = await info([`${option}=`]);
+    assert.equal(r.code, 2, `${option}: ${describeRun(r)}`);
+    assert.match(r.stderr, new RegExp(`^error: option '${option} <[A-Z=]+>' argument '' is invalid\\. It must not be empty\\.$`, 'm'), option);
+  }
+});
