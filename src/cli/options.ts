@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { fsPath, quoted } from '../format/byte-string.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { UsageError } from '../format/errors.js';
@@ -68,15 +68,34 @@ function parseMirrors(values: string[]): Map<string, string[]> {
   return out;
 }
 
+/** How long a source path's stat may take before it counts as there (a hung NFS server, a stopped FUSE daemon). */
+const PATH_LOOK_MS = 500;
+
+/** False only when `p` is not there (ENOENT, ENOTDIR); a look that errs otherwise, or takes too long, says nothing. */
+async function pathThere(p: string): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const look = stat(fsPath(p)).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => err.code !== 'ENOENT' && err.code !== 'ENOTDIR',
+  );
+  // Never a synchronous stat: on a hung file system it never returns (a mount with such a --scan never did).
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), PATH_LOOK_MS)));
+  try {
+    return await Promise.race([look, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * Warnings for the --local folders (and, with `scan`, the --scan paths) that are not there: a typo kept a source out
  * without a word (--scan's own line went only to a background mount's log).
  */
-export function missingSourcePaths(flags: Pick<SourceFlags, 'local' | 'scan'>, scan: boolean): string[] {
-  const out: string[] = [];
-  for (const t of flags.local.map(parseLocalTree)) if (!existsSync(fsPath(t.dir))) out.push(`--local ${t.label}=${t.dir}: no such folder`);
-  if (scan) for (const p of flags.scan) if (!existsSync(fsPath(p))) out.push(`--scan ${p}: no such file or folder`);
-  return out;
+export async function missingSourcePaths(flags: Pick<SourceFlags, 'local' | 'scan'>, scan: boolean): Promise<string[]> {
+  const local = flags.local.map(parseLocalTree).map((t) => ({ path: t.dir, line: `--local ${t.label}=${t.dir}: no such folder` }));
+  const scans = scan ? flags.scan.map((p) => ({ path: p, line: `--scan ${p}: no such file or folder` })) : [];
+  const there = await Promise.all([...local, ...scans].map((c) => pathThere(c.path)));
+  return [...local, ...scans].filter((_, i) => !there[i]).map((c) => c.line);
 }
 
 function parseLocalTree(text: string): LocalTree {

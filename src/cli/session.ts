@@ -15,7 +15,7 @@ export async function withSession<T>(
   use: { fetchParts?: boolean; warmPool?: boolean; keepDownloads?: boolean } = {},
 ): Promise<T> {
   const opts = sourceOptions(flags, use);
-  for (const line of missingSourcePaths(flags, false)) opts.log(line); // (a --scan path not there: the scan says so itself)
+  for (const line of await missingSourcePaths(flags, false)) opts.log(line); // (a --scan path not there: the scan says so itself)
   if (use.warmPool) opts.pool?.warm(); // its first thread starts while the .jigdo and the template are read
   const jigdo = await loadCommandJigdo(jigdoArg, opts);
   const session = await openImage(jigdo, selectImage(jigdo, flags.image), opts);
