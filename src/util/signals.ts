@@ -31,10 +31,18 @@ function dispatch(sig: EndingSignal): void {
     for (const handler of handlers) handler(sig);
     return;
   }
-  removeLeftoversNow();
   process.stderr.write(`jigdofs: interrupted (${sig})\n`);
+  endBySignal(sig);
+}
+
+/**
+ * Ends the process by `sig`, as its default action would (a shell loop around us sees the signal), once the files it
+ * must not leave are removed (exit-leftovers.ts). For a handler that said what it did not finish itself.
+ */
+export function endBySignal(sig: EndingSignal): void {
+  removeLeftoversNow();
   for (const s of ENDING_SIGNALS) process.off(s, dispatch);
-  process.kill(process.pid, sig); // no listener now: the default action ends the process (a shell sees the signal)
+  process.kill(process.pid, sig); // no listener now: the default action ends the process
 }
 
 /** Calls `handler` at the next ending signal (once; the one after goes to the next handler, or ends the process). Returns the undo. */

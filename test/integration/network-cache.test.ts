@@ -85,6 +85,7 @@ describe('the disk cache', () => {
       child.kill('SIGKILL');
     }
     assert.match(stderr(), /out\.iso: interrupted \(SIGINT\): not written/);
+    assert.equal(stderr().trim().split('\n').length, 1, `one line: ${stderr()}`);
     assert.deepEqual((await readdir(d)).filter((f) => f.startsWith('out.iso')), [], 'neither the image nor its temporary file');
     assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'nor the cut download\'s temporary file and lock');
 

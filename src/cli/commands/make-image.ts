@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { makeImage } from '../../build/make-image.js';
 import { removeDeadTemporaries } from '../../build/temporary-image.js';
-import { onEndingSignal } from '../../util/signals.js';
+import { endBySignal, onEndingSignal } from '../../util/signals.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
 
@@ -32,7 +32,7 @@ function progressLine(enabled: boolean): ((done: number, total: number) => void)
 function sayInterrupted(output: string): () => void {
   return onEndingSignal((sig) => {
     process.stderr.write(`jigdofs: ${quoted(output)}: interrupted (${sig}): not written\n`);
-    process.kill(process.pid, sig); // no handler waits for it now: signals.ts removes what must go and ends the process
+    endBySignal(sig);
   });
 }
 
