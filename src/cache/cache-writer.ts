@@ -33,6 +33,8 @@ export interface CommitTarget {
  */
 export class CacheWriter {
   private done = false;
+  /** A commit runs: abort leaves the writer to it. */
+  private committing = false;
   /** The size allocate set (writes stay inside it: a part's ranges), so the commit need not ask the file. */
   private size: number | undefined;
   /** The disk room allocate reserved, given back when the writer is done (committed, the file counts in the cache). */
@@ -69,22 +71,36 @@ export class CacheWriter {
    */
   async commit(sums: SumCheck[], known?: SumCheck): Promise<VerifiedCopy | undefined> {
     if (this.done) throw new Error('cache writer already finished');
-    const copy = await this.cache.verifyAndCommit(this.tmp, this.final, this.fh, sums, known, this.size);
-    if (copy) await this.finish(false);
-    return copy;
+    this.committing = true;
+    try {
+      const copy = await this.cache.verifyAndCommit(this.tmp, this.final, this.fh, sums, known, this.size);
+      if (copy) await this.finish(false);
+      return copy;
+    } finally {
+      this.committing = false;
+    }
   }
 
   /** Moves the written bytes into the cache unhashed (make-image's image checksum checks them: PartCache.commitUnhashed). */
   async commitUnhashed(durable = true): Promise<VerifiedCopy> {
     if (this.done) throw new Error('cache writer already finished');
-    const copy = await this.cache.commitUnhashed(this.tmp, this.final, this.fh, this.size, durable);
-    await this.finish(false, false); // the cache closes fh once it synced it
-    return copy;
+    this.committing = true;
+    try {
+      const copy = await this.cache.commitUnhashed(this.tmp, this.final, this.fh, this.size, durable);
+      await this.finish(false, false); // the cache closes fh once it synced it
+      return copy;
+    } finally {
+      this.committing = false;
+    }
   }
 
-  /** Gives up: removes the temporary file and releases the lock. */
+  /**
+   * Gives up: removes the temporary file and releases the lock. Not while a commit runs (the end of the cache's use
+   * aborting what is still open, OpenWriters.end): that closed the file under the commit's rename, and the part was
+   * reported failed though it was in the cache; the commit finishes the writer itself.
+   */
   async abort(): Promise<void> {
-    if (!this.done) await this.finish(true);
+    if (!this.done && !this.committing) await this.finish(true);
   }
 
   private async finish(removeTmp: boolean, closeFh = true): Promise<void> {

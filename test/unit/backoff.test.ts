@@ -5,6 +5,7 @@
 import { afterEach, describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backoff, MAX_BACKOFF_MS, MAX_TIMER_MS, sleep } from '../../src/network/backoff.js';
+import { HttpClient } from '../../src/network/http-client.js';
 
 describe('backoff', () => {
   afterEach(() => mock.restoreAll());
@@ -39,4 +40,23 @@ describe('backoff', () => {
     void sleep(-5);
     assert.deepEqual(delays, [MAX_TIMER_MS, MAX_TIMER_MS, 0]);
   });
+});
+
+test("many downloads waiting between retries on the HTTP client's closing signal: no MaxListenersExceededWarning, and its close ends every wait", async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.name);
+  process.on('warning', onWarning);
+  const http = new HttpClient({ timeoutMs: 1000, connections: 4, fetchThreads: 0 });
+  try {
+    const waits = Array.from({ length: 32 }, () => sleep(60_000, http.closing));
+    await new Promise((r) => setTimeout(r, 10));
+    const t0 = Date.now();
+    await http.close();
+    await Promise.all(waits);
+    assert.ok(Date.now() - t0 < 1000, 'the waits ended at the close');
+    await new Promise((r) => setImmediate(r)); // (warnings are emitted on the next tick)
+    assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), []);
+  } finally {
+    process.off('warning', onWarning);
+  }
 });

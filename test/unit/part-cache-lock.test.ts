@@ -147,3 +147,27 @@ test('a process that exits with a download open (process.exit, as a daemon after
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('endWrites leaves a download whose commit runs to that commit: the part is committed (the forced abort closed its file under it)', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-end-commit-'));
+  const bytes = Buffer.from('a part being committed');
+  const md5 = createHash('md5').update(bytes).digest();
+  let hashed!: () => void;
+  const slowHash = (): Promise<Buffer> => new Promise((resolve) => (hashed = () => resolve(md5)));
+  const cache = new PartCache({ dir, hashFile: slowHash });
+  try {
+    const begun = await cache.begin('parts', 'md5', md5.toString('hex'));
+    assert.ok('writer' in begun);
+    await begun.writer.fh.write(bytes, 0, bytes.length, 0);
+    const committed = begun.writer.commit([['md5', md5]]);
+    await new Promise((r) => setTimeout(r, 20)); // the commit waits for its hash
+    await cache.endWrites(50); // the wait ends with the commit still running
+    hashed();
+    const copy = await committed;
+    assert.ok(copy, 'committed');
+    assert.equal(await readFile(copy.path, 'utf8'), 'a part being committed');
+  } finally {
+    await cache.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
