@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { fsPath, quoted } from '../format/byte-string.js';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UsageError } from '../format/errors.js';
 import { defaultCacheDir } from '../engine/cache-dir.js';
 import type { SourceOptions } from '../engine/session.js';
@@ -33,20 +33,19 @@ export interface SourceFlags {
 }
 
 /** An option's value: never empty (`--scan=` scanned the current folder, `--image=` took the first image). */
-function nonEmpty(value: string): string {
-  if (value === '') throw new InvalidArgumentError('It must not be empty.');
+function nonEmpty(value: string, option: string): string {
+  if (value === '') throw new UsageError(`${option}: "" is empty: give a value`);
   return value;
 }
-
-const collect = (value: string, previous: string[] = []): string[] => [...previous, nonEmpty(value)];
 
 /** Adds the options every command shares (the option table): where parts come from, memory, network. */
 export function addSourceOptions(cmd: Command): Command {
   for (const o of SOURCE_OPTIONS) {
     if (!o.flags) continue;
     const option = new Option(o.flags, o.help);
-    if (o.repeatable) option.argParser(collect).default([]);
-    else if (option.required || option.optional) option.argParser(nonEmpty);
+    const name = option.long ?? o.flags;
+    if (o.repeatable) option.argParser((value: string, previous: string[] = []) => [...previous, nonEmpty(value, name)]).default([]);
+    else if (option.required || option.optional) option.argParser((value: string) => nonEmpty(value, name));
     if (o.commanderDefault !== undefined) option.default(o.commanderDefault);
     cmd.addOption(option);
   }

@@ -428,18 +428,4 @@ describe('remote .jigdo and configuration', () => {
       assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] });
     });
   }
-  test('info of a remote .jigdo whose template its server does not have (404) answers from the .jigdo, naming why; make-image fails in one line', async () => {
-    const { d, web } = await servedJigdo('template-404', 'img.jigdo');
-    web.fault('/jf-md5-gzip.template', { kind: 'status', code: 404 });
-    const info = await runCli(['info', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--retries', '0', '--json'], { timeoutMs: 30_000 });
-    assert.equal(info.code, 0, info.stderr);
-    const j = JSON.parse(info.stdout) as { image: string; template: { available: boolean; reason: string } };
-    assert.equal(j.image, 'image.iso');
-    assert.equal(j.template.available, false);
-    assert.match(j.template.reason, /jf-md5-gzip\.template: cannot fetch: HTTP 404/);
-    const mk = await runCli(['make-image', `${web.url}img.jigdo`, '-o', path.join(d, 'out.iso'), '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--retries', '0'], { timeoutMs: 30_000 });
-    assert.equal(mk.code, 1);
-    assert.equal(mk.stderr.trim().split('\n').length, 1, mk.stderr);
-    assert.match(mk.stderr, /cannot fetch: HTTP 404/);
-  });
 });

@@ -66,6 +66,6 @@ test('an empty value (--scan=, --image=, --config=, --memory=) is a usage error 
   for (const option of ['--scan', '--local', '--image', '--config', '--memory', '--template']) {
     const r = await info([`${option}=`]);
     assert.equal(r.code, 2, `${option}: ${describeRun(r)}`);
-    assert.match(r.stderr, new RegExp(`^error: option '${option} <[A-Z=]+>' argument '' is invalid\\. It must not be empty\\.$`, 'm'), option);
+    assert.equal(r.stderr, `jigdofs: ${option}: "" is empty: give a value\n`, option);
   }
 });
