@@ -7,6 +7,7 @@ import type { SourceOptions } from '../engine/session.js';
 import type { LocalTree } from '../sources/local-sources.js';
 import { Network, NETWORK_DEFAULTS, type NetworkOptions } from '../network/network.js';
 import { WorkerPool } from '../util/worker-pool.js';
+import { valueWithin } from '../util/settle.js';
 import { loadConfig, type UserConfig } from './config.js';
 import { SOURCE_OPTIONS, type ConfigValues } from './option-table.js';
 import { SIZE, fromCommandLine, mirrorUrl, mirrorUrlProblem } from './option-values.js';
@@ -71,19 +72,13 @@ function parseMirrors(values: string[]): Map<string, string[]> {
 const PATH_LOOK_MS = 500;
 
 /** False only when `p` is not there (ENOENT, ENOTDIR); a look that errs otherwise, or takes too long, says nothing. */
-async function pathThere(p: string): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
+function pathThere(p: string): Promise<boolean> {
   const look = stat(fsPath(p)).then(
     () => true,
     (err: NodeJS.ErrnoException) => err.code !== 'ENOENT' && err.code !== 'ENOTDIR',
   );
   // Never a synchronous stat: on a hung file system it never returns (a mount with such a --scan never did).
-  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), PATH_LOOK_MS)));
-  try {
-    return await Promise.race([look, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return valueWithin(look, PATH_LOOK_MS, true);
 }
 
 /**

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { constants, readFileSync } from 'node:fs';
 import { access, readFile, readdir, realpath, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
+import { valueWithin } from '../util/settle.js';
 import { promisify } from 'node:util';
 import { unescapeMountField } from '../util/mount-field.js';
 import { pidStopped } from '../util/pid.js';
@@ -147,19 +148,13 @@ export async function mountHealth(mnt: string, entry: MountEntry, timeoutMs = LO
   // running here may be a daemon in another pid namespace that shares this mount namespace (`unshare --pid`).
   const pid = daemonPid(entry.source);
   if (pid !== undefined && pidStopped(pid)) return 'stopped'; // (one that ended has no /proc entry: not stopped)
-  let timer: NodeJS.Timeout | undefined;
   // statfs, not stat: the kernel answers a stat of the mount's root from its attribute cache for a while after the
   // daemon died, and the mount then passed for served (a new mount on the path was refused for ~5 s after a kill -9).
   const look = statfs(mnt).then(
     (): MountHealth => 'serving',
     (err: NodeJS.ErrnoException): MountHealth => (err.code === 'ENOTCONN' ? 'stale' : 'serving'),
   );
-  const late = new Promise<MountHealth>((resolve) => (timer = setTimeout(() => resolve('unresponsive'), timeoutMs)));
-  try {
-    return await Promise.race([look, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return valueWithin(look, timeoutMs, 'unresponsive');
 }
 
 /** A non-lazy unmount refused because something uses the mount (an open file, a working directory). */

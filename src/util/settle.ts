@@ -61,12 +61,17 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw signal.reason;
 }
 
-/** Resolves once `p` has, or after `ms`, whichever comes first (a bounded wait at an unmount); rejects as `p` does. */
-export async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+/** What `p` resolves to, or `late` after `ms`, whichever comes first (a look at a path that may hang); rejects as `p` does. */
+export async function valueWithin<T>(p: Promise<T>, ms: number, late: T): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    return await Promise.race([p, new Promise<T>((resolve) => (timer = setTimeout(() => resolve(late), ms)))]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Resolves once `p` has, or after `ms`, whichever comes first (a bounded wait at an unmount); rejects as `p` does. */
+export async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  await valueWithin(p, ms, undefined);
 }
