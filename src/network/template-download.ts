@@ -105,7 +105,14 @@ export class TemplateDownloads {
     const t0 = Date.now();
     const say = ctx.opts.logProgress ? ctx.opts.log : () => undefined;
     say(`fetching the template ${url}`);
-    await downloadWhole(ctx, url, fh, rules ?? (await this.rules()));
+    try {
+      await downloadWhole(ctx, url, fh, rules ?? (await this.rules()));
+    } catch (err) {
+      // Its URL does not give it (a 404, a dead server, a web page instead): `info` still answers from the .jigdo, and
+      // every other command fails with the same line. (Our own disk's failure names the cache, and stays an error.)
+      if (err instanceof JigdoError && !(err instanceof TemplateUnavailableError) && err.file === url) throw new TemplateUnavailableError(url, err.problem);
+      throw err;
+    }
     say(`fetched the template ${url}: ${(await fh.stat()).size} bytes in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
 

@@ -5,7 +5,7 @@
  * even root). For the user, file system calls go to a small agent process running as it (fs-agent.ts).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -37,12 +37,30 @@ export interface Actor {
   run(cmd: string, args: string[]): Promise<string>;
   runBuffer(cmd: string, args: string[]): Promise<Buffer>;
   fs: ActorFs;
-  /** A fresh folder the actor owns (the caller removes it). */
+  /** A fresh folder the actor owns, removed when the test process exits (its mounts are off by then). */
   tempDir(prefix: string): string;
   /** Lets the actor read a path root made (fixtures): no-op for root. */
   share(p: string): void;
   /** Ends the file system agent, if any. */
   close(): void;
+}
+
+/** Folders tempDir made: removed at exit, after every test file's own cleanup (unmounts) has run. */
+const madeDirs = new Set<string>();
+function removeMadeDirs(): void {
+  for (const d of madeDirs) {
+    try {
+      rmSync(d, { recursive: true, force: true });
+    } catch {
+      // Still a mount point (a failed test's leftover): left for the person reading that failure.
+    }
+  }
+}
+function freshDir(prefix: string): string {
+  if (madeDirs.size === 0) process.once('exit', removeMadeDirs);
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  madeDirs.add(dir);
+  return dir;
 }
 
 function exec(file: string, args: string[], encoding: 'utf8' | 'buffer'): Promise<string | Buffer> {
@@ -61,7 +79,7 @@ export function rootActor(): Actor {
     run: (cmd, args) => exec(cmd, args, 'utf8') as Promise<string>,
     runBuffer: (cmd, args) => exec(cmd, args, 'buffer') as Promise<Buffer>,
     fs: { readdir: (p) => readdir(p), stat: (p) => stat(p), open: (p, flags) => open(p, flags ?? 'r') },
-    tempDir: (prefix) => mkdtempSync(path.join(tmpdir(), prefix)),
+    tempDir: freshDir,
     share: () => undefined,
     close: () => undefined,
   };
@@ -134,7 +152,7 @@ export function userActor(opts: { runtimeDir: boolean }): Actor {
     runBuffer: (cmd, args) => run(cmd, args, 'buffer') as Promise<Buffer>,
     fs,
     tempDir: (prefix) => {
-      const dir = mkdtempSync(path.join(tmpdir(), prefix));
+      const dir = freshDir(prefix);
       giveTo(user, dir);
       return dir;
     },

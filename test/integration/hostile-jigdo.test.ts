@@ -126,7 +126,7 @@ test('a remote Template=..%2Fname never finds a local file outside the current f
   const mirror = await startMirror({ root: served });
   try {
     const net = ['--retries', '0', '--timeout', '5'];
-    const escape = await cli(['info', `${mirror.url}escape.jigdo`, ...net], { cwd, online: true });
+    const escape = await cli(['missing', `${mirror.url}escape.jigdo`, ...net], { cwd, online: true });
     // The template is not on the server: with no local file taken, that is the (clean) failure.
     assertCleanFailure(escape, /secret\.template/);
     assert.doesNotMatch(escape.stdout, /Template: .*secret\.template/);

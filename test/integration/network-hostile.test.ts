@@ -148,7 +148,7 @@ describe('a remote template that is too large or not a template', () => {
   test('an endless body that is not a template: refused after its first bytes', async () => {
     const s = await site('garbage', true);
     s.web.fault(`/${path.basename(v.template)}`, { kind: 'endless' });
-    const r = await runCli(['info', s.jigdoUrl, '--cache-dir', s.cache, '--config', rangedConfig], { timeoutMs: 20_000, cwd: s.d });
+    const r = await runCli(['missing', s.jigdoUrl, '--cache-dir', s.cache, '--config', rangedConfig], { timeoutMs: 20_000, cwd: s.d });
     assertCleanFailure(r, s.templateUrl, /not a jigdo template \(it starts with "xxxx/);
     assert.ok(r.ms < 10_000, `took ${r.ms} ms`);
     const sent = gets(s.web, `/${path.basename(v.template)}`).reduce((n, q) => n + q.bytes, 0);
@@ -159,7 +159,7 @@ describe('a remote template that is too large or not a template', () => {
   test('a template header, then more bytes than --cache-size: stopped at the limit, the partial file removed', async () => {
     const s = await site('endless', false);
     s.web.fault(`/${path.basename(v.template)}`, { kind: 'endless', prefix: 'JigsawDownload template 1.2 jigdo-file/0.8.0\r\n' });
-    const r = await runCli(['info', s.jigdoUrl, '--cache-dir', s.cache, '--config', rangedConfig, '--cache-size', '1M'], { timeoutMs: 20_000, cwd: s.d });
+    const r = await runCli(['missing', s.jigdoUrl, '--cache-dir', s.cache, '--config', rangedConfig, '--cache-size', '1M'], { timeoutMs: 20_000, cwd: s.d });
     assertCleanFailure(r, s.templateUrl, /: it goes on past the cache's limit of 1\.0 MiB \(--cache-size, capped by free disk space\): download stopped there$/);
     assert.ok(r.ms < 10_000, `took ${r.ms} ms`);
     await assertNoTemplate(s.cache);

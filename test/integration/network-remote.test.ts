@@ -67,7 +67,7 @@ describe('remote .jigdo and configuration', () => {
     // With an empty cache the other template is fetched, and does not match: one clear line, nothing
     // cached under a checksum name.
     const cache2 = path.join(d, 'cache2');
-    const bad = await runCli(['info', `${web.url}wrong.jigdo`, '--cache-dir', cache2, '--config', plainConfig], { timeoutMs: 30_000, cwd });
+    const bad = await runCli(['missing', `${web.url}wrong.jigdo`, '--cache-dir', cache2, '--config', plainConfig], { timeoutMs: 30_000, cwd });
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /^jigdofs: http:\/\/127\.0\.0\.1:\d+\/other\.template: downloaded template does not match/);
     assert.equal(bad.stderr.trim().split('\n').length, 1);
@@ -88,7 +88,7 @@ describe('remote .jigdo and configuration', () => {
     const web = await startMirror({ root: site });
     mirrors.push(web);
     const cache = path.join(d, 'cache');
-    const bad = await runCli(['info', `${web.url}both.jigdo`, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
+    const bad = await runCli(['missing', `${web.url}both.jigdo`, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /downloaded template does not match the \.jigdo's Template-SHA256Sum/);
     assert.equal((await assertCacheVerified(cache)).length, 0, 'nothing cached under a name it does not have');
@@ -113,7 +113,7 @@ describe('remote .jigdo and configuration', () => {
     // Every answer: 16 bytes after 200 ms, then the connection closes (each request gets further than the last).
     web.fault(name, { kind: 'short', bytes: 16 });
     web.latencyMs = 200;
-    const r = await runCli(['info', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--timeout', '1', '--retries', '1'], { timeoutMs: 60_000 });
+    const r = await runCli(['missing', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--timeout', '1', '--retries', '1'], { timeoutMs: 60_000 });
     assert.equal(r.timedOut, false, 'the command ended (the 74 KB template at 16 bytes a request: 15 minutes)');
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^jigdofs: http:\/\/127\.0\.0\.1:\d+\/jf-md5-gzip\.template: cannot fetch: too slow: \d+ bytes in \d+ s, over requests each cut short/m);
@@ -133,7 +133,7 @@ describe('remote .jigdo and configuration', () => {
   test('a template server that never answers fails with its own reason, not as too slow', async () => {
     const { d, web } = await servedJigdo('never-answers', 'img.jigdo');
     web.fault(`/${path.basename(v.template)}`, { kind: 'hang' });
-    const r = await runCli(['info', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--timeout', '1', '--retries', '2'], { timeoutMs: 60_000 });
+    const r = await runCli(['missing', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--timeout', '1', '--retries', '2'], { timeoutMs: 60_000 });
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^jigdofs: http:\/\/127\.0\.0\.1:\d+\/jf-md5-gzip\.template: cannot fetch: no response headers in time$/m);
   });
@@ -428,4 +428,18 @@ describe('remote .jigdo and configuration', () => {
       assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] });
     });
   }
+  test('info of a remote .jigdo whose template its server does not have (404) answers from the .jigdo, naming why; make-image fails in one line', async () => {
+    const { d, web } = await servedJigdo('template-404', 'img.jigdo');
+    web.fault('/jf-md5-gzip.template', { kind: 'status', code: 404 });
+    const info = await runCli(['info', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--retries', '0', '--json'], { timeoutMs: 30_000 });
+    assert.equal(info.code, 0, info.stderr);
+    const j = JSON.parse(info.stdout) as { image: string; template: { available: boolean; reason: string } };
+    assert.equal(j.image, 'image.iso');
+    assert.equal(j.template.available, false);
+    assert.match(j.template.reason, /jf-md5-gzip\.template: cannot fetch: HTTP 404/);
+    const mk = await runCli(['make-image', `${web.url}img.jigdo`, '-o', path.join(d, 'out.iso'), '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--retries', '0'], { timeoutMs: 30_000 });
+    assert.equal(mk.code, 1);
+    assert.equal(mk.stderr.trim().split('\n').length, 1, mk.stderr);
+    assert.match(mk.stderr, /cannot fetch: HTTP 404/);
+  });
 });

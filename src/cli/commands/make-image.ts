@@ -2,7 +2,10 @@ import { quoted } from '../../format/byte-string.js';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { makeImage } from '../../build/make-image.js';
+import { STANDARD_OUTPUT, streamImage } from '../../build/stream-out.js';
 import { removeDeadTemporaries } from '../../build/temporary-image.js';
+import { UsageError } from '../../format/errors.js';
+import type { ImageSession } from '../../engine/session.js';
 import { endBySignal, onEndingSignal } from '../../util/signals.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
@@ -42,22 +45,40 @@ function oneLine(text: string, max: number): string {
   return quoted(flat.length > max ? `${flat.slice(0, max - 1)}…` : flat);
 }
 
+type MakeImageFlags = SourceFlags & { output?: string; keepParts?: boolean; force?: boolean };
+
+/** The image into a file: a temporary one, renamed into place once its checksum matched (build/make-image.ts). */
+async function writeFile(s: ImageSession, output: string, flags: MakeImageFlags) {
+  for (const file of await removeDeadTemporaries(output)) if (!flags.quiet) process.stderr.write(`jigdofs: removed ${quoted(file)}, left by a run that was killed\n`);
+  const stopInterrupted = sayInterrupted(output);
+  const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true), stopInterrupted, { force: flags.force === true }).finally(stopInterrupted);
+  return { ...r, written: r.size };
+}
+
+/** `-o -`: the image in order on standard output (build/stream-out.ts). */
+async function streamOut(s: ImageSession, flags: MakeImageFlags) {
+  process.stdout.on('error', () => undefined); // (each write's callback reports it: an EPIPE is a line, not a crash)
+  const stopInterrupted = sayInterrupted(STANDARD_OUTPUT);
+  return await streamImage(s, process.stdout, progressLine(!flags.quiet && process.stderr.isTTY === true)).finally(stopInterrupted);
+}
+
 export function registerMakeImage(program: Command): void {
   addSourceOptions(
     program
       .command('make-image')
       .description('write the whole image from the sources, verified against the image checksum')
       .argument('<jigdo>', '.jigdo file or http(s) URL')
-      .option('-o, --output <FILE>', 'image file to write (default: the image name in the current directory)')
+      .option('-o, --output <FILE>', 'image file to write (default: the image name in the current directory; - for standard output)')
       .option('--keep-parts', 'keep the parts downloaded in the cache (default: removed once the image is written)')
       .option('--force', 'replace an existing output file (never a device, a pipe, or the .jigdo or template read)'),
-  ).action(async (jigdoArg: string, flags: SourceFlags & { output?: string; keepParts?: boolean; force?: boolean }) => {
+  ).action(async (jigdoArg: string, flags: MakeImageFlags) => {
+    const toStdout = flags.output === '-';
+    // gzip's rule: gigabytes of binary are not for a terminal (said before the template is fetched or a part looked at).
+    if (toStdout && process.stdout.isTTY) throw new UsageError('-o -: standard output is a terminal: redirect it, or give a file name');
     await withSession(jigdoArg, flags, async (s) => {
-      const output = path.resolve(flags.output ?? s.name);
+      const output = toStdout ? STANDARD_OUTPUT : path.resolve(flags.output ?? s.name);
       const t0 = Date.now();
-      for (const file of await removeDeadTemporaries(output)) if (!flags.quiet) process.stderr.write(`jigdofs: removed ${quoted(file)}, left by a run that was killed\n`);
-      const stopInterrupted = sayInterrupted(output);
-      const r = await makeImage(s, output, progressLine(!flags.quiet && process.stderr.isTTY === true), stopInterrupted, { force: flags.force === true }).finally(stopInterrupted);
+      const r = toStdout ? await streamOut(s, flags) : await writeFile(s, output, flags);
       if (r.missing.length > 0) {
         const lines = r.missing.slice(0, MAX_LISTED).map((key) => {
           const p = s.layout.parts.get(key)!;
@@ -67,7 +88,8 @@ export function registerMakeImage(program: Command): void {
         });
         if (r.missing.length > MAX_LISTED) lines.push(`  ... and ${r.missing.length - MAX_LISTED} more (see: jigdofs missing)`);
         // The output's name is the .jigdo's Filename unless -o names it: escaped for the terminal, like every line.
-        process.stderr.write(`jigdofs: ${quoted(output)}: not written: ${r.missing.length} part(s) missing:\n${lines.join('\n')}\n`);
+        const notWritten = toStdout ? `not written whole (it stops after ${r.written} bytes)` : 'not written';
+        process.stderr.write(`jigdofs: ${quoted(output)}: ${notWritten}: ${r.missing.length} part(s) missing:\n${lines.join('\n')}\n`);
         process.exitCode = 1;
         return;
       }

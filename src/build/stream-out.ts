@@ -1,0 +1,79 @@
+import type { ImageSession } from '../engine/session.js';
+import { checksumKey } from '../format/checksum.js';
+import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
+import { findMissing } from './make-image.js';
+import { pooledImageBlocks } from './stream.js';
+
+/** Shown for `-o -` in every line about the output. */
+export const STANDARD_OUTPUT = 'standard output';
+
+/** Blocks handed to the output (and the hashing worker) that are not written yet: 4 MiB each. */
+const IN_FLIGHT = 3;
+
+export interface StreamResult {
+  size: number;
+  checksum: string;
+  /** Parts no source has (the stream stopped at the first): nothing after it was written. */
+  missing: string[];
+  /** Bytes written before the stream stopped for a missing part (all of them when none is missing). */
+  written: number;
+}
+
+/** The stream's end: its error once it failed (EPIPE when the reader went away), its buffered bytes flushed. */
+function writeTo(out: NodeJS.WritableStream, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    out.write(data, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/**
+ * `make-image -o -`, as jigdo-file's `--image=-`: the image in order on `out` (a pipe into dd, ssh, a hash), in one
+ * pass and without a temporary file. Bytes written cannot be taken back, so nothing is trusted here: every part is
+ * verified before its bytes go out (the checks make-image defers to the image checksum stay on; design.md, "What is
+ * verified when"), and the whole image's checksum is compared at the end as well. Parts are located alongside the
+ * stream, so a missing part names every missing one. Memory is fixed: the reader's pooled blocks.
+ */
+export async function streamImage(session: ImageSession, out: NodeJS.WritableStream, progress?: (done: number, total: number) => void): Promise<StreamResult> {
+  const { layout, reader, pool } = session;
+  const stopLocating = { stopped: false };
+  let located: Promise<string[]> | undefined;
+  const locate = (): Promise<string[]> => (located ??= findMissing(session, 8, stopLocating));
+  const hash = pool.streamHash(layout.checksumKind);
+  const inFlight: Array<Promise<void>> = [];
+  let written = 0;
+  const cannotWrite = (err: unknown): never => {
+    throw new JigdoError(STANDARD_OUTPUT, (err as NodeJS.ErrnoException).code === 'EPIPE' ? `closed by its reader after ${written} bytes: the image was not written whole` : `cannot write: ${errorMessage(err)}`);
+  };
+  try {
+    for await (const block of pooledImageBlocks(reader, { held: IN_FLIGHT + 1 })) {
+      if (block.offset === 0) void locate().catch(() => undefined);
+      while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
+      const sent = writeTo(out, block.data).then(() => void (written += block.data.length), cannotWrite);
+      const done = Promise.allSettled([sent, hash.update(block.data)]).then(([w, h]) => {
+        block.release(); // once neither the output nor the worker uses it
+        if (w.status === 'rejected') throw w.reason;
+        if (h.status === 'rejected') throw h.reason;
+      });
+      done.catch(() => undefined); // awaited in turn
+      inFlight.push(done);
+      progress?.(block.offset + block.data.length, reader.size);
+    }
+    await Promise.all(inFlight);
+  } catch (err) {
+    await Promise.allSettled(inFlight);
+    if (!(err instanceof UnavailableError)) {
+      stopLocating.stopped = true;
+      await located?.catch(() => undefined);
+      throw err;
+    }
+    const missing = await locate();
+    if (missing.length === 0) throw err;
+    return { size: layout.size, checksum: '', missing, written };
+  }
+  const sum = await hash.digest();
+  if (!sum.equals(layout.imageSum)) {
+    throw new JigdoError(STANDARD_OUTPUT, `the image's ${layout.checksumKind.toUpperCase()} is ${sum.toString('hex')}, expected ${layout.imageSum.toString('hex')}: the bytes written are not this image`);
+  }
+  await locate(); // over already: every part was read
+  return { size: layout.size, checksum: checksumKey(sum), missing: [], written };
+}

@@ -1,0 +1,100 @@
+// make-image -o -: the image on standard output (jigdo-file's --image=-), into a file, a pipe, a reader that stops
+// early, and a terminal; a part whose copy is wrong is never written (every part is checked before its bytes go out).
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { BIN } from '../helpers/cli.js';
+import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
+import { md5hex } from '../helpers/hash.js';
+
+const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-stdout-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+let fx: FixtureSet;
+before(async () => {
+  fx = await buildFixtures();
+});
+
+interface ShellRun {
+  /** jigdofs's exit code (not the pipe's last command's). */
+  code: number;
+  stderr: string;
+}
+
+let runs = 0;
+/** `jigdofs ARGS` in bash, its standard output going where `redirect` says; offline, with a cache of its own. */
+function shell(args: string[], redirect: string): Promise<ShellRun> {
+  const quoted = [process.execPath, BIN, ...args, '--offline', '--cache-dir', path.join(work, `cache-${++runs}`)].map((a) => `'${a}'`).join(' ');
+  const env = { ...process.env, XDG_CACHE_HOME: work, XDG_CONFIG_HOME: work, JIGDOFS_DEBUG: '' };
+  return new Promise((resolve, reject) => {
+    execFile('bash', ['-c', `${quoted} ${redirect}; echo "exit \${PIPESTATUS[0]}" >&2`], { cwd: work, env, timeout: 60_000 }, (err, _stdout, stderr) => {
+      if (err) return reject(err);
+      const m = /exit (\d+)\n$/.exec(stderr);
+      if (!m) return reject(new Error(`no exit code in:\n${stderr}`));
+      resolve({ code: Number(m[1]), stderr: stderr.slice(0, m.index) });
+    });
+  });
+}
+
+/** A --local folder for `v`'s [Parts] label: a copy of its parts. */
+async function localParts(v: FixtureVariant, name: string): Promise<string> {
+  const dir = path.join(work, name);
+  await cp(v.partsDir, dir, { recursive: true });
+  return dir;
+}
+
+for (const name of ['jf-md5-gzip', 'jte-sha256-bzip2'] as const) {
+  test(`${name}: -o - writes the image to a file and through a pipe, and no file named "-"`, async () => {
+    const v = fx.variants[name];
+    const parts = await localParts(v, `parts-${name}`);
+    const image = await readFile(v.image);
+    const source = [v.jigdo, '--local', `Parts=${parts}`];
+    const toFile = path.join(work, `${name}.out`);
+    const r = await shell(['make-image', ...source, '-o', '-'], `> '${toFile}'`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`^jigdofs: wrote standard output: ${image.length} bytes, ${v.checksum} OK`));
+    assert.equal(md5hex(await readFile(toFile)), v.imageMd5);
+    const piped = path.join(work, `${name}.piped`);
+    const p = await shell(['make-image', ...source, '-o', '-', '-q'], `| cat > '${piped}'`);
+    assert.equal(p.code, 0, p.stderr);
+    assert.equal(p.stderr, '');
+    assert.equal(md5hex(await readFile(piped)), v.imageMd5);
+    assert.ok(!(await readdir(work)).includes('-'), 'no file named "-"');
+  });
+}
+
+test('-o -: a copy with wrong bytes is never written; the output stops before its part, which is named', async () => {
+  const v = fx.variants['jf-md5-gzip'];
+  const parts = await localParts(v, 'parts-wrong');
+  const e = path.join(parts, 'pool', 'e-3m.bin');
+  const bytes = await readFile(e);
+  bytes[1000]! ^= 0xff; // the same size, one byte other: taken unhashed, make-image's file would have it until its image checksum
+  await writeFile(e, bytes);
+  const out = path.join(work, 'wrong.out');
+  const r = await shell(['make-image', v.jigdo, '--local', `Parts=${parts}`, '-o', '-'], `> '${out}'`);
+  assert.equal(r.code, 1, r.stderr);
+  const written = await readFile(out);
+  const m = /^jigdofs: standard output: not written whole \(it stops after (\d+) bytes\): 1 part\(s\) missing:\n {2}\S+ \(3000000 bytes\) .*e-3m\.bin/.exec(r.stderr);
+  assert.ok(m, r.stderr);
+  assert.equal(Number(m[1]), written.length);
+  assert.ok(written.length < v.imageSize);
+  assert.ok(written.equals((await readFile(v.image)).subarray(0, written.length)), 'every byte written is the image\'s');
+});
+
+test('-o -: a reader that stops early ends the run in one line; a terminal is refused before any work', async () => {
+  const v = fx.variants['jf-md5-gzip'];
+  const parts = await localParts(v, 'parts-early');
+  const early = await shell(['make-image', v.jigdo, '--local', `Parts=${parts}`, '-o', '-'], '| head -c 1000 > /dev/null');
+  assert.equal(early.code, 1, early.stderr);
+  assert.match(early.stderr, /^jigdofs: standard output: closed by its reader after \d+ bytes: the image was not written whole\n$/);
+  // script(1) gives the command a terminal for its standard output.
+  const cmd = [process.execPath, BIN, 'make-image', v.jigdo, '--offline', '--cache-dir', path.join(work, 'tty-cache'), '-o', '-'].map((a) => `'${a}'`).join(' ');
+  const tty = await new Promise<{ code: number; out: string }>((resolve) =>
+    execFile('script', ['-qec', cmd, '/dev/null'], { cwd: work, timeout: 30_000 }, (err, stdout) => resolve({ code: (err as { code?: number } | null)?.code ?? 0, out: stdout })),
+  );
+  assert.equal(tty.code, 2, tty.out);
+  assert.match(tty.out, /jigdofs: -o -: standard output is a terminal: redirect it, or give a file name/);
+});
