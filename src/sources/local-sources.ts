@@ -46,14 +46,22 @@ function sameDesc(a: Desc, b: Desc): boolean {
   return a.entries.length === b.entries.length && a.entries.every((e, i) => norm(e) === norm(b.entries[i]!));
 }
 
+/** A place that may hold a part: a whole file, or a region of a .tmp; `named` when the .jigdo names that place. */
+interface Candidate {
+  path: string;
+  offset: number;
+  named?: boolean;
+}
+
 /**
  * Local copies of parts, looked up by checksum: `--local` trees, `file:` candidates of the .jigdo, files
  * found by `--scan` whose size equals a part's size, and written regions of jigdo-lite `.tmp` files.
  * Nothing is trusted before its checksum matched (verified-copy.ts; hashes are remembered in the HashIndex).
  *
  * Fields: `bySize` and `tmpRegions` are filled once by the scan (`scanned`) and only read after it; `lost`
- * grows as rechecks find copies that changed. Order in find: the scan, then each candidate's check in
- * turn (one hash at a time per part: the first match ends the search).
+ * grows as rechecks find copies that changed. Order in find: the places the .jigdo names, then (once the scan
+ * is over) the places it found; each candidate checked in turn (one hash at a time per part: the first match ends
+ * the search).
  */
 export class LocalSources {
   private bySize = new Map<number, string[]>();
@@ -172,9 +180,9 @@ export class LocalSources {
     }
   }
 
-  /** Every local place that may hold the part, most specific first. */
-  private candidates(need: PartNeed): Array<{ path: string; offset: number; named?: boolean }> {
-    const out: Array<{ path: string; offset: number; named?: boolean }> = [];
+  /** The places the .jigdo names for the part (--local trees, `file:` URIs): known without the scan. */
+  private namedCandidates(need: PartNeed): Candidate[] {
+    const out: Candidate[] = [];
     for (const value of this.jigdo.parts.get(need.key) ?? []) {
       const split = splitLabel(value.uri);
       if (!split) continue;
@@ -185,9 +193,12 @@ export class LocalSources {
       }
     }
     for (const c of partCandidates(this.jigdo, this.labels, need.key)) if (c.kind === 'file') out.push({ path: c.path, offset: 0, named: true });
-    for (const file of this.bySize.get(need.length) ?? []) out.push({ path: file, offset: 0 });
-    for (const region of this.tmpRegions.get(need.key) ?? []) out.push(region);
     return out;
+  }
+
+  /** The places the scan found that may hold the part: files of its size, written regions of .tmp files. */
+  private scannedCandidates(need: PartNeed): Candidate[] {
+    return [...(this.bySize.get(need.length) ?? []).map((file) => ({ path: file, offset: 0 })), ...(this.tmpRegions.get(need.key) ?? [])];
   }
 
   /** The local check of one candidate place (verified-copy.ts), counting what was hashed; a failed hash is logged. */
@@ -213,21 +224,30 @@ export class LocalSources {
   async find(key: string): Promise<VerifiedCopy | undefined> {
     const need = this.layout.parts.get(key);
     if (!need) return undefined;
-    await this.scan();
     const tried = new Set<string>();
     const changed: string[] = [];
     const wrong: string[] = [];
-    for (const c of this.candidates(need)) {
-      const id = `${c.path}@${c.offset}`;
-      if (tried.has(id)) continue;
-      tried.add(id);
-      const whole = !this.isTmp(c.path, key);
-      const found = await this.check({ file: c.path, offset: c.offset, length: need.length, whole }, key, this.deferring && c.named === true && whole);
-      if (found?.copy) return found.copy;
-      const lost = this.lost.get(id);
-      if (found?.was === key || (lost?.key === key && lost.changed)) changed.push(c.path);
-      else if (lost?.key === key || (c.named === true && found !== undefined)) wrong.push(c.path);
-    }
+    const firstHolding = async (candidates: Candidate[]): Promise<VerifiedCopy | undefined> => {
+      for (const c of candidates) {
+        const id = `${c.path}@${c.offset}`;
+        if (tried.has(id)) continue;
+        tried.add(id);
+        const whole = !this.isTmp(c.path, key);
+        const found = await this.check({ file: c.path, offset: c.offset, length: need.length, whole }, key, this.deferring && c.named === true && whole);
+        if (found?.copy) return found.copy;
+        const lost = this.lost.get(id);
+        if (found?.was === key || (lost?.key === key && lost.changed)) changed.push(c.path);
+        else if (lost?.key === key || (c.named === true && found !== undefined)) wrong.push(c.path);
+      }
+      return undefined;
+    };
+    // The named places first, before the scan ends: a mount whose --local tree has every part served nothing until a
+    // large --scan (a home folder, a mirror) was walked.
+    const named = await firstHolding(this.namedCandidates(need));
+    if (named) return named;
+    await this.scan();
+    const scanned = await firstHolding(this.scannedCandidates(need));
+    if (scanned) return scanned;
     const problems = [
       ...(changed.length > 0 ? [`${changed.map(shown).join(', ')} changed since it was hashed: no longer this part`] : []),
       ...(wrong.length > 0 ? [`${wrong.map(shown).join(', ')} does not hold this part (other bytes)`] : []),

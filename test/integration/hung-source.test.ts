@@ -8,10 +8,11 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { rootActor, userActor } from '../helpers/actor.js';
 import { assertOk } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
@@ -71,6 +72,29 @@ for (const [actor, unmount] of [
     }
   });
 }
+
+test('a mount whose --scan folder hangs serves what its --local tree has: the places the .jigdo names are looked at before the scan ends', async () => {
+  // Before, every part's look-up first waited for the whole --scan walk (a home folder, a mirror: minutes), here forever.
+  const v = fx.variants['jf-md5-gzip'];
+  const stuck = await mountJigdo(v.jigdo, ['--offline', '--scan', v.partsDir]);
+  let stuckPid: number | undefined;
+  let m: TestMount | undefined;
+  let pid: number | undefined;
+  try {
+    stuckPid = await stuck.pid();
+    process.kill(stuckPid, 'SIGSTOP');
+    m = await mountJigdo(v.jigdo, ['--offline', '--scan', stuck.mnt, '--local', `${fx.partsLabel}=${v.partsDir}`]);
+    pid = await m.pid();
+    const { stdout } = await promisify(execFile)('timeout', ['30', 'md5sum', m.file('image.iso')]);
+    assert.equal(stdout.split(' ')[0], v.imageMd5);
+  } finally {
+    // (The daemon's scan waits in the kernel for good: killed, not unmounted and waited for.)
+    if (pid) killQuietly(pid, 'SIGKILL');
+    if (stuckPid) killQuietly(stuckPid, 'SIGCONT');
+    await m?.cleanup();
+    await stuck.cleanup();
+  }
+});
 
 /** Threads of `pid` waiting on another FUSE mount (its own threads reading /dev/fuse are not counted). */
 async function threadsWaitingOnFuse(pid: number): Promise<number> {
