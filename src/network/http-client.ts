@@ -7,7 +7,7 @@ import { PaceCheck, pumpBody } from './body-pump.js';
 import { tooLarge, type BodyRules } from './body-rules.js';
 import { FetchError, toFetchError } from './fetch-error.js';
 import { MAX_REDIRECTS, rangeAnswer, rangeHeader, statusFailure, validatorOf, type RangeRequest } from './http-answer.js';
-import { proxySettings } from './proxy-env.js';
+import { failedAtProxy, proxyFor, proxySettings, withoutPassword, type ProxySettings } from './proxy-env.js';
 import { requestUrl } from './request-url.js';
 import { FetchThreads, NeedsFullClient } from './raw-http/fetch-threads.js';
 import type { ChecksumKind } from '../format/checksum.js';
@@ -63,6 +63,8 @@ export class HttpClient {
    */
   private undici: Promise<Undici> | undefined;
   private closed = false;
+  /** The environment's proxies, once the first request read them (a failed connection to one is said to be its). */
+  private proxies: ProxySettings | undefined;
   private readonly closer = new AbortController();
   private readonly threads: FetchThreads;
 
@@ -78,6 +80,7 @@ export class HttpClient {
       // Read at the first request (a command that never fetches does not care what they say); one that is no address
       // fails every request with the same line, naming the variable.
       const proxies = proxySettings();
+      this.proxies = proxies;
       const t = this.opts.timeoutMs;
       // NODE_EXTRA_CA_CERTS when bin/jigdofs deferred it (extra-ca.ts): for the mirror's TLS, and a proxy's.
       const secureContext = deferredCaContext();
@@ -231,6 +234,10 @@ export class HttpClient {
   }
 
   private classify(url: string, err: unknown): FetchError {
-    return this.closed ? new FetchError(url, 'aborted', 'aborted: shutting down') : toFetchError(url, err);
+    if (this.closed) return new FetchError(url, 'aborted', 'aborted: shutting down');
+    const failure = toFetchError(url, err);
+    const proxy = this.proxies && proxyFor(this.proxies, url);
+    if (failure.kind !== 'connect' || !proxy || !failedAtProxy(proxy, url, err)) return failure;
+    return new FetchError(url, 'connect', failure.message.replace(/^cannot connect/, `cannot connect to the proxy ${withoutPassword(proxy)}`));
   }
 }

@@ -9,6 +9,8 @@ export interface ProxySettings {
   httpsProxy?: string;
 }
 
+import { isIP } from 'node:net';
+
 /** `value` with `http://` in front when it names no scheme; undefined for an unset or empty variable. */
 export function proxyUrl(name: string, value: string | undefined): string | undefined {
   if (!value) return undefined;
@@ -16,7 +18,7 @@ export function proxyUrl(name: string, value: string | undefined): string | unde
   try {
     new URL(url);
   } catch {
-    const shownValue = value.replace(/\/\/[^/@]*@/, '//***@'); // never a password in a message
+    const shownValue = withoutPassword(value);
     throw new Error(`${name}="${shownValue}" is not a proxy address (expected host:port or http://host:port)`);
   }
   return url;
@@ -26,4 +28,34 @@ export function proxyUrl(name: string, value: string | undefined): string | unde
 export function proxySettings(env: NodeJS.ProcessEnv = process.env): ProxySettings {
   const pick = (lower: string, upper: string): string | undefined => (env[lower] ? proxyUrl(lower, env[lower]) : proxyUrl(upper, env[upper]));
   return { httpProxy: pick('http_proxy', 'HTTP_PROXY'), httpsProxy: pick('https_proxy', 'HTTPS_PROXY') };
+}
+
+/** A proxy address as messages show it: never a password. */
+export function withoutPassword(proxy: string): string {
+  return proxy.replace(/\/\/[^/@]*@/, '//***@');
+}
+
+/** The proxy undici's EnvHttpProxyAgent sends `url` through, if any (https falls back to the http proxy, as there). */
+export function proxyFor(proxies: ProxySettings, url: string): string | undefined {
+  return url.startsWith('https:') ? (proxies.httpsProxy ?? proxies.httpProxy) : proxies.httpProxy;
+}
+
+/**
+ * Whether a failed connection (Node's error: `hostname` for a failed look-up, `address` and `port` for a refused or
+ * unreachable connect) was the one to `proxy`, not to the mirror: a dead proxy was reported as the mirror's failure.
+ * Only what the error proves: a proxy named by host name, on the mirror's own port, is never blamed (NO_PROXY may
+ * have sent the request past it).
+ */
+export function failedAtProxy(proxy: string, url: string, err: unknown): boolean {
+  type Where = { hostname?: unknown; address?: unknown; port?: unknown; cause?: unknown };
+  const e = (err ?? {}) as Where;
+  const at = (e.hostname !== undefined || e.port !== undefined ? e : (e.cause ?? {})) as Where; // (fetch() wraps it in a cause)
+  const p = new URL(proxy);
+  const host = p.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(p.port || (p.protocol === 'https:' ? 443 : 80));
+  if (typeof at.hostname === 'string') return at.hostname === host;
+  if (at.port !== port) return false;
+  if (isIP(host) !== 0) return at.address === host;
+  const target = new URL(url);
+  return port !== Number(target.port || (target.protocol === 'https:' ? 443 : 80));
 }

@@ -396,6 +396,14 @@ describe('remote .jigdo and configuration', () => {
       assert.equal(bad.code, 1);
       assert.ok(bad.stderr.includes('HTTP_PROXY="http://***@[oops" is not a proxy address (expected host:port or http://host:port)'), bad.stderr);
       assert.doesNotMatch(bad.stderr, /secret/);
+      // A proxy that is not there is named as the one that failed, not the mirror (which never saw a request).
+      const asked = m.requests.length;
+      const deadEnv = { ...process.env, HTTP_PROXY: 'http://user:secret@127.0.0.1:9', NO_PROXY: '' };
+      const dead = await runCli(['make-image', jigdo, '-o', path.join(d, 't.iso'), '--cache-dir', path.join(d, 'c6'), '--config', plainConfig, '--retries', '0'], { timeoutMs: 30_000, env: deadEnv });
+      assert.equal(dead.code, 1);
+      assert.match(dead.stderr, /: every mirror failed: http:\/\/127\.0\.0\.1:\d+\/\S+: cannot connect to the proxy http:\/\/\*\*\*@127\.0\.0\.1:9 \(ECONNREFUSED\)$/m);
+      assert.doesNotMatch(dead.stderr, /secret|cannot connect \(ECONNREFUSED\)/);
+      assert.equal(m.requests.length, asked);
       // A command that fetches nothing does not care: the parts are local.
       const local = await runCli(['missing', jigdo, '--local', `Parts=${fx.partsDir}`, '--cache-dir', path.join(d, 'c5'), '--config', plainConfig], { timeoutMs: 30_000, env: badEnv });
       assert.equal(local.code, 0, local.stderr);
