@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { fsPath } from '../format/byte-string.js';
+import { fsPath, quoted } from '../format/byte-string.js';
 import { createHash } from 'node:crypto';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
@@ -113,7 +113,9 @@ export async function verifyImage(session: ImageSession, file: string): Promise<
             const sum = checksumKey(partHash.digest());
             partHash = undefined;
             if (sum !== region.key && bad.length < MAX_BAD) {
-              bad.push({ offset: region.offset, length: region.length, what: `part ${region.key} has checksum ${sum}`, key: region.key });
+              // The .jigdo's name for it too (Debian:pool/…/x.deb): a checksum alone tells a user nothing.
+              const name = session.jigdo.parts.get(region.key)?.[0]?.uri;
+              bad.push({ offset: region.offset, length: region.length, what: `part ${region.key}${name ? ` (${quoted(name)})` : ''} has checksum ${sum}`, key: region.key });
             }
           }
         }

@@ -138,4 +138,5 @@ test("verify --scan v1.iso: each wrong part region says whether a good copy is i
   const at = (rel: string): string => lines.find((l) => l.startsWith(`  bytes ${v2extents.get(rel)![0]!.offset}..`))!;
   assert.match(at(shared), new RegExp(`a good copy is inside ${image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
   assert.doesNotMatch(at('pool/main/n/new_1.0_all.deb'), /good copy/, 'v1 lacks that part');
+  for (const rel of [shared, 'pool/main/n/new_1.0_all.deb']) assert.match(at(rel), new RegExp(`^ {2}bytes \\d+\\.\\.\\d+ \\(\\d+\\): part \\S+ \\(\\w+:${rel.replace(/[.]/g, '\\.')}\\) has checksum`), 'named as the .jigdo names it');
 });
