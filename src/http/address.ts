@@ -1,3 +1,6 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+
 /**
  * Where a server listens, as users write it (`http://127.0.0.1:8080/`, `127.0.0.1:8080`, `[::1]:8080`),
  * and the key its control socket is named after: the same for the server and for `jigdofs status URL`.
@@ -33,3 +36,15 @@ export function parseServerAddress(arg: string): ServerAddress | undefined {
  * it never depends on the current directory and never equals a real mountpoint's.
  */
 export const controlKey = (a: ServerAddress): string => `/jigdofs-serve/${a.host.toLowerCase()}:${a.port}`;
+
+/**
+ * The control keys a server that a user names may be found under, most likely first: the address as typed, each
+ * address its host name resolves to (`localhost:8080` for a server on 127.0.0.1), then every interface on that port
+ * (a server on 0.0.0.0 or ::, named by one of the machine's addresses). Only `status` looks them up: it failed with
+ * "no daemon" unless the host was spelled as the server listens.
+ */
+export async function serverKeys(a: ServerAddress): Promise<string[]> {
+  const bare = a.host.replace(/^\[|\]$/g, '');
+  const resolved = isIP(bare) === 0 ? await lookup(bare, { all: true }).then((list) => list.map((x) => urlHost(x.address)), () => []) : [];
+  return [...new Set([a.host, ...resolved, '0.0.0.0', '[::]'].map((host) => controlKey({ host, port: a.port })))];
+}

@@ -46,8 +46,10 @@ export async function startServe(args: string[], opts: { env?: NodeJS.ProcessEnv
   proc.stderr!.setEncoding('utf8');
   proc.stderr!.on('data', (d: string) => (err += d));
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => { running.delete(proc); resolve(code); }));
-  await waitFor(() => /serving http:\/\/127\.0\.0\.1:\d+\//.test(err) || proc.exitCode !== null, 30_000, `jigdofs serve to listen:\n${err}`);
-  const m = /serving (http:\/\/127\.0\.0\.1:(\d+)\/)/.exec(err);
+  // (127.0.0.1 unless the args give another --host: 0.0.0.0 or [::], every interface)
+  const serving = /serving (http:\/\/(?:127\.0\.0\.1|0\.0\.0\.0|\[::\]):(\d+)\/)/;
+  await waitFor(() => serving.test(err) || proc.exitCode !== null, 30_000, `jigdofs serve to listen:\n${err}`);
+  const m = serving.exec(err);
   if (!m) throw new Error(`jigdofs serve did not start:\n${err}`);
   return {
     url: m[1]!,

@@ -206,6 +206,26 @@ describe('jigdofs serve', () => {
     assert.match(text.stdout, /jigdofs server pid \d+/);
     assert.match(text.stdout, /http: \d+ requests \(.*206 \d+.*\), 0 of 64 clients active/);
     assert.equal((await runCli(['status', `127.0.0.1:${server.port + 1}`])).code, 1, 'no server there');
+    // The host spelled otherwise than the server listens (it said "no daemon").
+    for (const name of [`localhost:${server.port}`, `http://LOCALHOST:${server.port}/`]) {
+      const other = await runCli(['status', name]);
+      assert.equal(other.code, 0, other.stderr);
+      assert.match(other.stdout, /jigdofs server pid \d+/);
+    }
+  });
+
+  test('status finds a server listening on every interface (0.0.0.0) by the address a user reaches it at', async () => {
+    const jigdo = await jigdoWithServers(v, [partsUri(mirror)], path.join(work, 'any'));
+    const s = await startServe([jigdo, '--cache-dir', path.join(work, 'cache-any'), '--host', '0.0.0.0']);
+    try {
+      for (const name of [`127.0.0.1:${s.port}`, `localhost:${s.port}`, `0.0.0.0:${s.port}`]) {
+        const r = await runCli(['status', name, '--json']);
+        assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+        assert.equal((JSON.parse(r.stdout) as { pid: number }).pid, s.proc.pid);
+      }
+    } finally {
+      await s.stop();
+    }
   });
 });
 

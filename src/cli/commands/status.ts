@@ -5,7 +5,7 @@ import { NoDaemon } from '../../fuse/control-files.js';
 import type { DetachedStatus } from '../../fuse/detach.js';
 import { resolveMountpoint } from '../../fuse/mounts.js';
 import type { NetworkStats } from '../../network/network.js';
-import { controlKey, looksLikeServer, parseServerAddress } from '../../http/address.js';
+import { looksLikeServer, parseServerAddress, serverKeys } from '../../http/address.js';
 
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 
@@ -39,10 +39,26 @@ export interface Status {
   server?: { url: string; requests: number; activeClients: number; maxClients: number; bytesSent: number; aborted: number; clientsGone: number; timedOut?: number; connectionsDropped?: number; byStatus: Record<string, number>; draining: boolean };
 }
 
-/** The control socket key: a mountpoint's real path, or a server's address (`http://HOST:PORT/`, `HOST:PORT`). */
-async function controlTarget(arg: string): Promise<string> {
+/**
+ * The status of a mountpoint (its real path: a symlink to it finds it too) or of a server (`http://HOST:PORT/`,
+ * `HOST:PORT`: the first of its keys that a server answers; else the "no daemon" of the address as typed).
+ */
+async function targetStatus(arg: string): Promise<Status> {
   const server = looksLikeServer(arg) ? parseServerAddress(arg) : undefined;
-  return server ? controlKey(server) : resolveMountpoint(arg);
+  if (!server) return mountStatus(await resolveMountpoint(arg));
+  const [asTyped, ...others] = await serverKeys(server);
+  try {
+    return await mountStatus(asTyped!);
+  } catch (err) {
+    if (!(err instanceof NoDaemon)) throw err;
+    for (const key of others) {
+      const found = await mountStatus(key).catch((e: unknown) => {
+        if (!(e instanceof NoDaemon)) throw e;
+      });
+      if (found) return found;
+    }
+    throw err;
+  }
 }
 
 /**
@@ -144,8 +160,7 @@ export function registerStatus(program: Command): void {
     .argument('<mountpoint>', 'a mountpoint, or a server as http://HOST:PORT/')
     .option('--json', 'print JSON for scripts')
     .action(async (mnt: string, flags: { json?: boolean }) => {
-      // The daemon's socket is named after the real path: a symlink to the mountpoint finds it too.
-      const status = await mountStatus(await controlTarget(mnt));
+      const status = await targetStatus(mnt);
       process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
     });
 }
