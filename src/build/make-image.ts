@@ -11,6 +11,7 @@ import { temporaryImagePath } from './temporary-image.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
 import { eachLimit } from '../util/each-limit.js';
 import { holdsSparseFiles } from '../util/file-systems.js';
+import { settledWithin } from '../util/settle.js';
 
 /**
  * Blocks in flight at a time, each being written and hashed at once (memory: (depth + IN_FLIGHT + 1) × 4 MiB).
@@ -71,6 +72,33 @@ export async function findMissing(session: ImageSession, limit = 8, stop = { sto
   return missing;
 }
 
+/**
+ * Every part located alongside a stream of the image, from its first block on (see writeImage): a part no source has
+ * then names every missing one, not only the first the stream reached.
+ */
+export function locatingAlongside(session: ImageSession): { start: () => void; missing: () => Promise<string[]>; stop: (boundMs?: number) => Promise<void> } {
+  const stopping = { stopped: false };
+  let located: Promise<string[]> | undefined;
+  const locate = (): Promise<string[]> => {
+    if (!located) {
+      located = findMissing(session, 8, stopping);
+      located.catch(() => undefined);
+    }
+    return located;
+  };
+  return {
+    start: () => void locate(),
+    /** The keys of the parts no source has, once every part is located. */
+    missing: locate,
+    /** Starts no more look-ups, and waits for those under way (at most `boundMs`), so the session is not closed under them. */
+    stop: async (boundMs = Infinity) => {
+      stopping.stopped = true;
+      const settled = located?.then(() => undefined, () => undefined);
+      if (settled) await (boundMs === Infinity ? settled : settledWithin(settled, boundMs));
+    },
+  };
+}
+
 /** The rebuilt image's checksum is not the .jigdo's: some source gave wrong bytes that passed as right. */
 class WrongImageError extends JigdoError {}
 
@@ -124,7 +152,7 @@ export async function makeImage(
  * (LocalSources.recheck logs it), marked stale and dropped from the index; one in the disk cache is
  * removed, since whatever sits under a checksum name there is taken as verified. Returns how many were bad.
  */
-async function recheckParts(session: ImageSession): Promise<number> {
+export async function recheckParts(session: ImageSession): Promise<number> {
   const keys = [...session.layout.parts.values()].filter((p) => p.length > 0 && session.parts.isLocated(p.key)).map((p) => p.key);
   let bad = 0;
   const recheck = async (key: string): Promise<void> => {
@@ -165,23 +193,14 @@ async function writeImage(
   // It starts once the stream has its first block on the hashing worker (warmed by the command): its lookups
   // (a stat and an index check per part, 1,550 of them here) had the main thread busy for the first ~0.35 s
   // while the worker waited for data.
-  const stopLocating = { stopped: false };
-  let located: Promise<string[]> | undefined;
-  const locate = (): Promise<string[]> => {
-    if (!located) {
-      located = findMissing(session, 8, stopLocating);
-      located.catch(() => undefined);
-    }
-    return located;
-  };
+  const locating = locatingAlongside(session);
   const missingResult = async (): Promise<MakeImageResult | undefined> => {
-    const missing = await locate();
+    const missing = await locating.missing();
     return missing.length > 0 ? { size: layout.size, checksum: '', missing, directBytes: 0 } : undefined;
   };
   /** Any other failure: stop locating, wait for the lookups in flight, then report the failure. */
   const fail = async (err: unknown): Promise<never> => {
-    stopLocating.stopped = true;
-    await located?.catch(() => undefined);
+    await locating.stop();
     throw err instanceof Error ? err : new Error(errorMessage(err));
   };
 
@@ -212,7 +231,7 @@ async function writeImage(
     if (await holdsSparseFiles(fsPath(tmp))) await fh.truncate(layout.size).catch(cannotWrite);
     let directBytes: number;
     try {
-      directBytes = await writeBlocks(reader, { fh, direct, diskWait: opts.diskWait?.() ?? new DiskWait() }, hash, cannotWrite, progress, () => void locate());
+      directBytes = await writeBlocks(reader, { fh, direct, diskWait: opts.diskWait?.() ?? new DiskWait() }, hash, cannotWrite, progress, locating.start);
     } catch (err) {
       // The stream reached a part no source has: name every missing part (the temporary file goes).
       if (err instanceof UnavailableError) {

@@ -1,7 +1,7 @@
 import type { ImageSession } from '../engine/session.js';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
-import { findMissing } from './make-image.js';
+import { locatingAlongside, recheckParts } from './make-image.js';
 import { pooledImageBlocks } from './stream.js';
 
 /** Shown for `-o -` in every line about the output. */
@@ -35,9 +35,7 @@ function writeTo(out: NodeJS.WritableStream, data: Buffer): Promise<void> {
  */
 export async function streamImage(session: ImageSession, out: NodeJS.WritableStream, progress?: (done: number, total: number) => void): Promise<StreamResult> {
   const { layout, reader, pool } = session;
-  const stopLocating = { stopped: false };
-  let located: Promise<string[]> | undefined;
-  const locate = (): Promise<string[]> => (located ??= findMissing(session, 8, stopLocating));
+  const locating = locatingAlongside(session);
   const hash = pool.streamHash(layout.checksumKind);
   const inFlight: Array<Promise<void>> = [];
   let written = 0;
@@ -46,7 +44,7 @@ export async function streamImage(session: ImageSession, out: NodeJS.WritableStr
   };
   try {
     for await (const block of pooledImageBlocks(reader, { held: IN_FLIGHT + 1 })) {
-      if (block.offset === 0) void locate().catch(() => undefined);
+      if (block.offset === 0) locating.start();
       while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
       const sent = writeTo(out, block.data).then(() => void (written += block.data.length), cannotWrite);
       const done = Promise.allSettled([sent, hash.update(block.data)]).then(([w, h]) => {
@@ -61,19 +59,30 @@ export async function streamImage(session: ImageSession, out: NodeJS.WritableStr
     await Promise.all(inFlight);
   } catch (err) {
     await Promise.allSettled(inFlight);
-    if (!(err instanceof UnavailableError)) {
-      stopLocating.stopped = true;
-      await located?.catch(() => undefined);
-      throw err;
-    }
-    const missing = await locate();
-    if (missing.length === 0) throw err;
-    return { size: layout.size, checksum: '', missing, written };
+    const missing = err instanceof UnavailableError ? await locating.missing() : [];
+    if (missing.length > 0) return { size: layout.size, checksum: '', missing, written };
+    // (A reader gone, a full disk: not worth waiting for look-ups that may be downloads, beyond a moment.)
+    await locating.stop(LOOKUPS_WAIT_MS);
+    throw err;
   }
+  await locating.stop(); // over already: every part was read
   const sum = await hash.digest();
-  if (!sum.equals(layout.imageSum)) {
-    throw new JigdoError(STANDARD_OUTPUT, `the image's ${layout.checksumKind.toUpperCase()} is ${sum.toString('hex')}, expected ${layout.imageSum.toString('hex')}: the bytes written are not this image`);
-  }
-  await locate(); // over already: every part was read
+  if (!sum.equals(layout.imageSum)) throw await wrongImage(session, sum);
   return { size: layout.size, checksum: checksumKey(sum), missing: [], written };
+}
+
+/** After a failure, how long the look-ups under way may still take before the session closes under them. */
+const LOOKUPS_WAIT_MS = 2000;
+
+/**
+ * The image's checksum came out wrong, though every part was checked before use: a copy whose recorded checksum lied
+ * (a file edited without changing what the hash index keys on, a damaged cache file). Its bytes are gone down the pipe,
+ * but the next run must not send them again: every part used is hashed again, the bad copies named (in the log) and
+ * dropped, as make-image does before it writes the image once more.
+ */
+async function wrongImage(session: ImageSession, sum: Buffer): Promise<JigdoError> {
+  const { layout } = session;
+  const bad = await recheckParts(session);
+  const why = bad > 0 ? `${bad} part cop${bad === 1 ? 'y was' : 'ies were'} wrong and ${bad === 1 ? 'is' : 'are'} no longer used: run it again` : `every part was hashed again and is right, so ${session.templatePath} does not describe this image`;
+  return new JigdoError(STANDARD_OUTPUT, `the image's ${layout.checksumKind.toUpperCase()} is ${sum.toString('hex')}, expected ${layout.imageSum.toString('hex')}: the bytes written are not this image; ${why}`);
 }

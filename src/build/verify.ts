@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { fsPath, quoted } from '../format/byte-string.js';
+import { fsPath, oneLine } from '../format/byte-string.js';
 import { createHash } from 'node:crypto';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
@@ -115,7 +115,7 @@ export async function verifyImage(session: ImageSession, file: string): Promise<
             if (sum !== region.key && bad.length < MAX_BAD) {
               // The .jigdo's name for it too (Debian:pool/…/x.deb): a checksum alone tells a user nothing.
               const name = session.jigdo.parts.get(region.key)?.[0]?.uri;
-              bad.push({ offset: region.offset, length: region.length, what: `part ${region.key}${name ? ` (${quoted(name)})` : ''} has checksum ${sum}`, key: region.key });
+              bad.push({ offset: region.offset, length: region.length, what: `part ${region.key}${name ? ` (${oneLine(name, 200)})` : ''} has checksum ${sum}`, key: region.key });
             }
           }
         }

@@ -191,3 +191,9 @@ export function quoted(text: string): string {
     .replace(CONTROL_ALL, (ch) => backslashHex(ch.charCodeAt(0)))
     .replace(TERMINAL_ACTIVE, (ch) => backslashU(ch.charCodeAt(0)));
 }
+
+/** `text` (a .jigdo's value, a reason) on one line of at most `max` characters, safe for a terminal (quoted). */
+export function oneLine(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ');
+  return quoted(flat.length > max ? `${flat.slice(0, max - 1)}…` : flat);
+}

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 /**
  * The proxies of the environment, as curl, wget and apt read them: `http_proxy` before `HTTP_PROXY`, `https_proxy`
  * before `HTTPS_PROXY`, and a value without a scheme (`proxy.example:3128`, the common form) taken as `http://`.
@@ -8,8 +10,6 @@ export interface ProxySettings {
   httpProxy?: string;
   httpsProxy?: string;
 }
-
-import { isIP } from 'node:net';
 
 /** `value` with `http://` in front when it names no scheme; undefined for an unset or empty variable. */
 export function proxyUrl(name: string, value: string | undefined): string | undefined {
@@ -32,7 +32,7 @@ export function proxySettings(env: NodeJS.ProcessEnv = process.env): ProxySettin
 
 /** A proxy address as messages show it: never a password. */
 export function withoutPassword(proxy: string): string {
-  return proxy.replace(/\/\/[^/@]*@/, '//***@');
+  return proxy.replace(/\/\/[^/?#]*@/, '//***@'); // (up to the last @ of the authority: a password may hold one)
 }
 
 /** The proxy undici's EnvHttpProxyAgent sends `url` through, if any (https falls back to the http proxy, as there). */
@@ -47,9 +47,10 @@ export function proxyFor(proxies: ProxySettings, url: string): string | undefine
  * have sent the request past it).
  */
 export function failedAtProxy(proxy: string, url: string, err: unknown): boolean {
-  type Where = { hostname?: unknown; address?: unknown; port?: unknown; cause?: unknown };
-  const e = (err ?? {}) as Where;
-  const at = (e.hostname !== undefined || e.port !== undefined ? e : (e.cause ?? {})) as Where; // (fetch() wraps it in a cause)
+  const at = (err ?? {}) as { hostname?: unknown; address?: unknown; port?: unknown; cause?: unknown; errors?: unknown };
+  // A host name with two addresses fails as an AggregateError of one error each; fetch() wraps errors in a cause.
+  if (Array.isArray(at.errors)) return at.errors.length > 0 && at.errors.every((one) => failedAtProxy(proxy, url, one));
+  if (at.hostname === undefined && at.port === undefined) return at.cause !== undefined && failedAtProxy(proxy, url, at.cause);
   const p = new URL(proxy);
   const host = p.hostname.replace(/^\[|\]$/g, '');
   const port = Number(p.port || (p.protocol === 'https:' ? 443 : 80));

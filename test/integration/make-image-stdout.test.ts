@@ -4,12 +4,14 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, open, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BIN } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { md5hex } from '../helpers/hash.js';
+import { startMirror } from '../helpers/mirror-server.js';
+import { cacheFiles, jigdoWithServers, partsUri } from '../helpers/network.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-stdout-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -25,9 +27,10 @@ interface ShellRun {
 }
 
 let runs = 0;
-/** `jigdofs ARGS` in bash, its standard output going where `redirect` says; offline, with a cache of its own. */
-function shell(args: string[], redirect: string): Promise<ShellRun> {
-  const quoted = [process.execPath, BIN, ...args, '--offline', '--cache-dir', path.join(work, `cache-${++runs}`)].map((a) => `'${a}'`).join(' ');
+/** `jigdofs ARGS` in bash, its standard output going where `redirect` says; offline, with a cache of its own unless told. */
+function shell(args: string[], redirect: string, opts: { cache?: string; online?: boolean } = {}): Promise<ShellRun> {
+  const more = [...(opts.online ? [] : ['--offline']), '--cache-dir', opts.cache ?? path.join(work, `cache-${++runs}`)];
+  const quoted = [process.execPath, BIN, ...args, ...more].map((a) => `'${a}'`).join(' ');
   const env = { ...process.env, XDG_CACHE_HOME: work, XDG_CONFIG_HOME: work, JIGDOFS_DEBUG: '' };
   return new Promise((resolve, reject) => {
     execFile('bash', ['-c', `${quoted} ${redirect}; echo "exit \${PIPESTATUS[0]}" >&2`], { cwd: work, env, timeout: 60_000 }, (err, _stdout, stderr) => {
@@ -97,4 +100,31 @@ test('-o -: a reader that stops early ends the run in one line; a terminal is re
   );
   assert.equal(tty.code, 2, tty.out);
   assert.match(tty.out, /jigdofs: -o -: standard output is a terminal: redirect it, or give a file name/);
+});
+
+test('-o -: a cached part damaged since its commit makes a wrong image; the copy is named and dropped, and the next run is right', async () => {
+  const v = fx.variants['jf-md5-gzip'];
+  const web = await startMirror({ root: fx.tree });
+  try {
+    const jigdo = await jigdoWithServers(v, [partsUri(web)], path.join(work, 'rot'));
+    const cache = path.join(work, 'rot-cache');
+    const fill = await shell(['make-image', jigdo, '-o', path.join(work, 'rot.iso'), '--keep-parts'], '', { cache, online: true });
+    assert.equal(fill.code, 0, fill.stderr);
+    const [part] = (await cacheFiles(cache)).filter((f) => f.file.includes(`${path.sep}parts${path.sep}`)).sort((a, b) => b.size - a.size);
+    const before = await stat(part!.file);
+    const fh = await open(part!.file, 'r+');
+    await fh.write(Buffer.from('XX'), 0, 2, 100); // bit rot, not an edit: same size, and its mtime as it was
+    await fh.close();
+    await utimes(part!.file, before.atime, before.mtime);
+    const out = path.join(work, 'rot.out');
+    const r = await shell(['make-image', jigdo, '-o', '-'], `> '${out}'`, { cache, online: true });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^jigdofs: standard output: the image's MD5 is [0-9a-f]{32}, expected [0-9a-f]{32}: the bytes written are not this image; 1 part copy was wrong and is no longer used: run it again$/m);
+    assert.ok(r.stderr.includes(part!.file), `the bad copy is named:\n${r.stderr}`);
+    const again = await shell(['make-image', jigdo, '-o', '-'], `> '${out}'`, { cache, online: true });
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(md5hex(await readFile(out)), v.imageMd5);
+  } finally {
+    await web.close();
+  }
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { failedAtProxy, proxyFor } from '../../src/network/proxy-env.js';
+import { failedAtProxy, proxyFor, withoutPassword } from '../../src/network/proxy-env.js';
 
 /** Node's errors as a failed connect or look-up leaves them (undici's fetch() wraps them in a cause). */
 const refused = (address: string, port: number) => Object.assign(new Error(`connect ECONNREFUSED ${address}:${port}`), { code: 'ECONNREFUSED', syscall: 'connect', address, port });
@@ -19,6 +19,16 @@ test('failedAtProxy: the connection that failed was the proxy\'s only when the e
   assert.equal(failedAtProxy('http://proxy.lan', mirror, refused('10.0.0.5', 80)), false, 'default ports: both 80');
   assert.equal(failedAtProxy('http://proxy.lan', 'https://mirror.example/x', refused('10.0.0.5', 80)), true);
   assert.equal(failedAtProxy('http://127.0.0.1:9', mirror, new Error('socket hang up')), false, 'no address in the error');
+  const both = new AggregateError([refused('127.0.0.1', 3128), refused('::1', 3128)], 'connect ECONNREFUSED');
+  assert.equal(failedAtProxy('http://localhost:3128', mirror, Object.assign(both, { code: 'ECONNREFUSED' })), true, 'localhost: both its addresses');
+  assert.equal(failedAtProxy('http://localhost:3128', mirror, { cause: both }), true);
+  assert.equal(failedAtProxy('http://localhost:3128', mirror, new AggregateError([refused('127.0.0.1', 3128), refused('10.1.1.1', 80)])), false);
+});
+
+test('withoutPassword: never a password in a message, also one holding an @', () => {
+  assert.equal(withoutPassword('http://user:p@ss@proxy:3128'), 'http://***@proxy:3128');
+  assert.equal(withoutPassword('http://proxy:3128'), 'http://proxy:3128');
+  assert.equal(withoutPassword('http://u:secret@proxy:3128/x@y'), 'http://***@proxy:3128/x@y');
 });
 
 test('proxyFor: https falls back to the http proxy, as undici\'s EnvHttpProxyAgent does', () => {

@@ -1,4 +1,4 @@
-import { quoted } from '../../format/byte-string.js';
+import { oneLine, quoted } from '../../format/byte-string.js';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { makeImage } from '../../build/make-image.js';
@@ -33,16 +33,12 @@ function progressLine(enabled: boolean): ((done: number, total: number) => void)
  * the undo.
  */
 function sayInterrupted(output: string): () => void {
+  // (What went to standard output is out: it is the rest that is not.)
+  const what = output === STANDARD_OUTPUT ? 'not written whole' : 'not written';
   return onEndingSignal((sig) => {
-    process.stderr.write(`jigdofs: ${quoted(output)}: interrupted (${sig}): not written\n`);
+    process.stderr.write(`jigdofs: ${quoted(output)}: interrupted (${sig}): ${what}\n`);
     endBySignal(sig);
   });
-}
-
-/** `text` (a .jigdo's value, a reason) on one line of at most `max` characters, safe for a terminal. */
-function oneLine(text: string, max: number): string {
-  const flat = text.replace(/\s+/g, ' ');
-  return quoted(flat.length > max ? `${flat.slice(0, max - 1)}…` : flat);
 }
 
 type MakeImageFlags = SourceFlags & { output?: string; keepParts?: boolean; force?: boolean };
