@@ -82,7 +82,12 @@ const LOOKUPS_WAIT_MS = 2000;
  */
 async function wrongImage(session: ImageSession, sum: Buffer): Promise<JigdoError> {
   const { layout } = session;
-  const bad = await recheckParts(session);
-  const why = bad > 0 ? `${bad} part cop${bad === 1 ? 'y was' : 'ies were'} wrong and ${bad === 1 ? 'is' : 'are'} no longer used: run it again` : `every part was hashed again and is right, so ${session.templatePath} does not describe this image`;
+  const bad = await recheckParts(session).catch((err: unknown) => errorMessage(err)); // (a cache file that cannot be removed...)
+  const why =
+    typeof bad === 'string'
+      ? `hashing the parts again failed: ${bad}`
+      : bad > 0
+        ? `${bad} part cop${bad === 1 ? 'y was' : 'ies were'} wrong and ${bad === 1 ? 'is' : 'are'} no longer used: run it again`
+        : `every part was hashed again and is right, so ${session.templatePath} does not describe this image (or a source changed while it was read)`;
   return new JigdoError(STANDARD_OUTPUT, `the image's ${layout.checksumKind.toUpperCase()} is ${sum.toString('hex')}, expected ${layout.imageSum.toString('hex')}: the bytes written are not this image; ${why}`);
 }

@@ -1,5 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { valueWithin } from '../util/settle.js';
 
 /**
  * Where a server listens, as users write it (`http://127.0.0.1:8080/`, `127.0.0.1:8080`, `[::1]:8080`),
@@ -37,14 +39,28 @@ export function parseServerAddress(arg: string): ServerAddress | undefined {
  */
 export const controlKey = (a: ServerAddress): string => `/jigdofs-serve/${a.host.toLowerCase()}:${a.port}`;
 
+/** How long `status` waits for a host name to resolve (a dead resolver takes 10-30 s to say so). */
+const LOOKUP_MS = 1000;
+
+/** This machine's own addresses: loopback, and every interface's. */
+function isOwnAddress(address: string): boolean {
+  if (/^127\./.test(address) || address === '::1') return true;
+  return Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address === address));
+}
+
 /**
- * The control keys a server that a user names may be found under, most likely first: the address as typed, each
- * address its host name resolves to (`localhost:8080` for a server on 127.0.0.1), then every interface on that port
- * (a server on 0.0.0.0 or ::, named by one of the machine's addresses). Only `status` looks them up: it failed with
- * "no daemon" unless the host was spelled as the server listens.
+ * Other control keys a server that a user names may be found under, once the address as typed has none, most likely
+ * first: each address its host name resolves to (`localhost:8080` for a server on 127.0.0.1), then, for an address of
+ * this machine, every interface on that port (a server on 0.0.0.0 or ::). `status` failed with "no daemon" unless the
+ * host was spelled as the server listens. Another machine's address never reaches a server here.
  */
-export async function serverKeys(a: ServerAddress): Promise<string[]> {
+export async function otherServerKeys(a: ServerAddress): Promise<string[]> {
   const bare = a.host.replace(/^\[|\]$/g, '');
-  const resolved = isIP(bare) === 0 ? await lookup(bare, { all: true }).then((list) => list.map((x) => urlHost(x.address)), () => []) : [];
-  return [...new Set([a.host, ...resolved, '0.0.0.0', '[::]'].map((host) => controlKey({ host, port: a.port })))];
+  const asked = isIP(bare) === 0 ? lookup(bare, { all: true }).then((list) => list.map((x) => x.address), () => []) : Promise.resolve([bare]);
+  const addresses = await valueWithin(asked, LOOKUP_MS, []);
+  const own = addresses.filter(isOwnAddress);
+  // (An IPv6 address reaches a server on :: only; an IPv4 one reaches 0.0.0.0, and :: where it takes IPv4 as well.)
+  const everyInterface = [...(own.some((x) => isIP(x) === 4) ? ['0.0.0.0', '[::]'] : []), ...(own.some((x) => isIP(x) === 6) ? ['[::]'] : [])];
+  const typed = controlKey(a);
+  return [...new Set([...addresses.map(urlHost), ...everyInterface].map((host) => controlKey({ host, port: a.port })))].filter((k) => k !== typed);
 }

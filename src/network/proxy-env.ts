@@ -46,11 +46,12 @@ export function proxyFor(proxies: ProxySettings, url: string): string | undefine
  * Only what the error proves: a proxy named by host name, on the mirror's own port, is never blamed (NO_PROXY may
  * have sent the request past it).
  */
-export function failedAtProxy(proxy: string, url: string, err: unknown): boolean {
+export function failedAtProxy(proxy: string, url: string, err: unknown, depth = 0): boolean {
   const at = (err ?? {}) as { hostname?: unknown; address?: unknown; port?: unknown; cause?: unknown; errors?: unknown };
+  if (depth > 4) return false; // (a cycle of causes)
   // A host name with two addresses fails as an AggregateError of one error each; fetch() wraps errors in a cause.
-  if (Array.isArray(at.errors)) return at.errors.length > 0 && at.errors.every((one) => failedAtProxy(proxy, url, one));
-  if (at.hostname === undefined && at.port === undefined) return at.cause !== undefined && failedAtProxy(proxy, url, at.cause);
+  if (Array.isArray(at.errors)) return at.errors.length > 0 && at.errors.every((one) => failedAtProxy(proxy, url, one, depth + 1));
+  if (at.hostname === undefined && at.port === undefined) return at.cause !== undefined && failedAtProxy(proxy, url, at.cause, depth + 1);
   const p = new URL(proxy);
   const host = p.hostname.replace(/^\[|\]$/g, '');
   const port = Number(p.port || (p.protocol === 'https:' ? 443 : 80));

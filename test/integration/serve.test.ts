@@ -223,6 +223,9 @@ describe('jigdofs serve', () => {
         assert.equal(r.code, 0, `${name}: ${r.stderr}`);
         assert.equal((JSON.parse(r.stdout) as { pid: number }).pid, s.proc.pid);
       }
+      // Another machine's address (TEST-NET-1) is not this server, whatever it listens on.
+      const remote = await runCli(['status', `192.0.2.1:${s.port}`]);
+      assert.equal(remote.code, 1, remote.stdout);
     } finally {
       await s.stop();
     }

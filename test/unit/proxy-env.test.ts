@@ -23,6 +23,9 @@ test('failedAtProxy: the connection that failed was the proxy\'s only when the e
   assert.equal(failedAtProxy('http://localhost:3128', mirror, Object.assign(both, { code: 'ECONNREFUSED' })), true, 'localhost: both its addresses');
   assert.equal(failedAtProxy('http://localhost:3128', mirror, { cause: both }), true);
   assert.equal(failedAtProxy('http://localhost:3128', mirror, new AggregateError([refused('127.0.0.1', 3128), refused('10.1.1.1', 80)])), false);
+  const cyclic: { cause?: unknown } = {};
+  cyclic.cause = { cause: cyclic };
+  assert.equal(failedAtProxy('http://127.0.0.1:9', mirror, cyclic), false, 'a cycle of causes ends');
 });
 
 test('withoutPassword: never a password in a message, also one holding an @', () => {

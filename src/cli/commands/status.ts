@@ -5,7 +5,7 @@ import { NoDaemon } from '../../fuse/control-files.js';
 import type { DetachedStatus } from '../../fuse/detach.js';
 import { resolveMountpoint } from '../../fuse/mounts.js';
 import type { NetworkStats } from '../../network/network.js';
-import { looksLikeServer, parseServerAddress, serverKeys } from '../../http/address.js';
+import { controlKey, looksLikeServer, otherServerKeys, parseServerAddress } from '../../http/address.js';
 
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 
@@ -46,15 +46,13 @@ export interface Status {
 async function targetStatus(arg: string): Promise<Status> {
   const server = looksLikeServer(arg) ? parseServerAddress(arg) : undefined;
   if (!server) return mountStatus(await resolveMountpoint(arg));
-  const [asTyped, ...others] = await serverKeys(server);
   try {
-    return await mountStatus(asTyped!);
+    return await mountStatus(controlKey(server));
   } catch (err) {
     if (!(err instanceof NoDaemon)) throw err;
-    for (const key of others) {
-      const found = await mountStatus(key).catch((e: unknown) => {
-        if (!(e instanceof NoDaemon)) throw e;
-      });
+    // (What goes wrong with another key, a socket that does not answer, say, is not what the user asked about.)
+    for (const key of await otherServerKeys(server)) {
+      const found = await mountStatus(key).catch(() => undefined);
       if (found) return found;
     }
     throw err;
