@@ -6,7 +6,7 @@ import type { ImageSession } from '../engine/session.js';
 import { DirectOutput } from './direct-output.js';
 import { checkOutput, placeOutput } from './output-file.js';
 import { DiskWait } from './disk-wait.js';
-import { pooledImageBlocks } from './stream.js';
+import { pooledImageBlocks, releasedAfter } from './stream.js';
 import { temporaryImagePath } from './temporary-image.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
 import { eachLimit } from '../util/each-limit.js';
@@ -137,7 +137,7 @@ export async function makeImage(
     session.deferChecks(false);
     const bad = await recheckParts(session);
     // No part to blame: the template's own bytes or its image checksum are not this image's, or a source changed while read.
-    if (bad === 0) throw new JigdoError(output, `${err.problem}; every part was hashed again and is right, so ${session.templatePath} does not describe this image (or a source changed while it was read)`);
+    if (bad === 0) throw new JigdoError(output, `${err.problem}; ${nothingToBlame(session)}`);
     result = await writeImage(session, output, progress, onWritten, opts);
   } finally {
     session.deferChecks(false);
@@ -145,6 +145,11 @@ export async function makeImage(
   // Also after a rebuild: the copies hashed again and found right are still unconfirmed (cache names).
   if (result.missing.length === 0) await session.confirmDeferred();
   return result;
+}
+
+/** Why an image came out wrong when every part it used hashed right again (make-image, and `-o -`). */
+export function nothingToBlame(session: ImageSession): string {
+  return `every part was hashed again and is right, so ${session.templatePath} does not describe this image (or a source changed while it was read)`;
 }
 
 /**
@@ -329,12 +334,7 @@ async function writeBlocks(
       // Hashes are queued in order (the worker's stream hash); writes may end in any order (each at its offset).
       const written = write(data, offset).then((isDirect) => ({ isDirect, at: performance.now() }));
       const hashed = hash.update(data).then(() => performance.now());
-      const done = Promise.allSettled([written, hashed]).then(([w, h]) => {
-        block.release(); // only once neither uses it any more, also when one failed
-        if (w.status === 'rejected') throw w.reason;
-        if (h.status === 'rejected') throw h.reason;
-        return w.value.isDirect ? w.value.at - h.value : undefined;
-      });
+      const done = releasedAfter(block, written, hashed).then(([w, hashedAt]) => (w.isDirect ? w.at - hashedAt : undefined));
       done.catch(() => undefined); // awaited in turn; no unhandled rejection if the stream stops first
       if (offset === 0) onFirstBlock();
       inFlight.push(done);

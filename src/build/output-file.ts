@@ -27,16 +27,19 @@ export async function checkOutput(output: string, inputs: ReadonlyArray<{ what: 
  * the temporary name's removal. Where links do not work (FAT, some network file systems): the check, then a rename.
  */
 export async function placeOutput(tmp: string, output: string, force: boolean): Promise<void> {
+  const taken = (): never => {
+    throw new JigdoError(output, 'was written meanwhile (by another run?): not replaced');
+  };
   const cannot = (err: unknown): never => {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new JigdoError(output, 'was written meanwhile (by another run?): not replaced');
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') taken();
     throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
   };
   if (force) return void (await rename(fsPath(tmp), fsPath(output)).catch(cannot));
   const linked = await link(fsPath(tmp), fsPath(output)).then(
     () => true,
-    (err: NodeJS.ErrnoException) => (err.code === 'EEXIST' ? cannot(err) : false),
+    (err: NodeJS.ErrnoException) => (err.code === 'EEXIST' ? taken() : false),
   );
   if (linked) return void (await unlink(fsPath(tmp)).catch(() => undefined));
-  if (await stat(fsPath(output)).then(() => true, () => false)) cannot(Object.assign(new Error('exists'), { code: 'EEXIST' }));
+  if (await stat(fsPath(output)).then(() => true, () => false)) taken();
   await rename(fsPath(tmp), fsPath(output)).catch(cannot);
 }

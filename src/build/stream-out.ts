@@ -1,8 +1,8 @@
 import type { ImageSession } from '../engine/session.js';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
-import { locatingAlongside, recheckParts } from './make-image.js';
-import { pooledImageBlocks } from './stream.js';
+import { locatingAlongside, nothingToBlame, recheckParts } from './make-image.js';
+import { pooledImageBlocks, releasedAfter } from './stream.js';
 
 /** Shown for `-o -` in every line about the output. */
 export const STANDARD_OUTPUT = 'standard output';
@@ -47,11 +47,7 @@ export async function streamImage(session: ImageSession, out: NodeJS.WritableStr
       if (block.offset === 0) locating.start();
       while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
       const sent = writeTo(out, block.data).then(() => void (written += block.data.length), cannotWrite);
-      const done = Promise.allSettled([sent, hash.update(block.data)]).then(([w, h]) => {
-        block.release(); // once neither the output nor the worker uses it
-        if (w.status === 'rejected') throw w.reason;
-        if (h.status === 'rejected') throw h.reason;
-      });
+      const done = releasedAfter(block, sent, hash.update(block.data)).then(() => undefined);
       done.catch(() => undefined); // awaited in turn
       inFlight.push(done);
       progress?.(block.offset + block.data.length, reader.size);
@@ -88,6 +84,6 @@ async function wrongImage(session: ImageSession, sum: Buffer): Promise<JigdoErro
       ? `hashing the parts again failed: ${bad}`
       : bad > 0
         ? `${bad} part cop${bad === 1 ? 'y was' : 'ies were'} wrong and ${bad === 1 ? 'is' : 'are'} no longer used: run it again`
-        : `every part was hashed again and is right, so ${session.templatePath} does not describe this image (or a source changed while it was read)`;
+        : nothingToBlame(session);
   return new JigdoError(STANDARD_OUTPUT, `the image's ${layout.checksumKind.toUpperCase()} is ${sum.toString('hex')}, expected ${layout.imageSum.toString('hex')}: the bytes written are not this image; ${why}`);
 }

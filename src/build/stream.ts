@@ -7,6 +7,18 @@ export interface PooledBlock {
   release(): void;
 }
 
+/**
+ * Waits for the output's write and the hash of one block, gives its buffer back once neither uses it (also when one
+ * failed), then resolves with both results or rejects with the write's failure, else the hash's.
+ */
+export async function releasedAfter<W, H>(block: PooledBlock, written: Promise<W>, hashed: Promise<H>): Promise<[W, H]> {
+  const [w, h] = await Promise.allSettled([written, hashed]);
+  block.release();
+  if (w.status === 'rejected') throw w.reason;
+  if (h.status === 'rejected') throw h.reason;
+  return [w.value, h.value];
+}
+
 export interface PooledBlockOptions {
   blockSize?: number;
   /** Blocks being read ahead of the consumer. */

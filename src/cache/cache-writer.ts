@@ -71,24 +71,28 @@ export class CacheWriter {
    */
   async commit(sums: SumCheck[], known?: SumCheck): Promise<VerifiedCopy | undefined> {
     if (this.done) throw new Error('cache writer already finished');
-    this.committing = true;
-    try {
+    return this.whileCommitting(async () => {
       const copy = await this.cache.verifyAndCommit(this.tmp, this.final, this.fh, sums, known, this.size);
       if (copy) await this.finish(false);
       return copy;
-    } finally {
-      this.committing = false;
-    }
+    });
   }
 
   /** Moves the written bytes into the cache unhashed (make-image's image checksum checks them: PartCache.commitUnhashed). */
   async commitUnhashed(durable = true): Promise<VerifiedCopy> {
     if (this.done) throw new Error('cache writer already finished');
-    this.committing = true;
-    try {
+    return this.whileCommitting(async () => {
       const copy = await this.cache.commitUnhashed(this.tmp, this.final, this.fh, this.size, durable);
       await this.finish(false, false); // the cache closes fh once it synced it
       return copy;
+    });
+  }
+
+  /** Runs a commit with `committing` set (abort then leaves the writer to it). */
+  private async whileCommitting<T>(commit: () => Promise<T>): Promise<T> {
+    this.committing = true;
+    try {
+      return await commit();
     } finally {
       this.committing = false;
     }
