@@ -44,7 +44,7 @@ export interface SourceOptions extends TemplateChoice {
   pool?: WorkerPool;
   /** Reads a remote .jigdo or [Include] (the command's network); absent: URLs are refused. */
   loadRemote?: RemoteLoader;
-  /** Extra providers tried after local copies (disk cache, mirrors): added by the network layer. */
+  /** Extra providers (disk cache, mirrors): added by the network layer; see openImage for their place in the order. */
   extraProviders?: (ctx: ProviderContext) => PartProvider[] | Promise<PartProvider[]>;
   /** The network layer behind those hooks (its `stats()` are for `status`); absent when not wired. */
   network?: Network;
@@ -117,7 +117,8 @@ export interface ImageSession {
 
 /**
  * Opens one image of a .jigdo: verifies and indexes the template (reading only its header, DESC and part
- * headers), builds the layout, and wires the sources in order: local copies, then any extra providers.
+ * headers), builds the layout, and wires the sources in order: the local places the .jigdo names, the extra providers
+ * at hand (the disk cache), the files the --scan walk found, old disc images, then the other extra providers (mirrors).
  */
 export async function openImage(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions): Promise<ImageSession> {
   await checkCacheDir(opts.cacheDir);
@@ -171,10 +172,13 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
     const extra = opts.extraProviders ? await opts.extraProviders({ jigdo, layout, local, index, pool }) : [];
     // LocalSources names the copies it rejects itself (recheck), so its providers need no `rejected`.
     const deferring = { deferChecks: (on: boolean) => local.deferChecks(on), confirmDeferred: async () => local.confirmDeferred() };
-    const localProvider: PartProvider = { name: 'local', find: (key) => local.find(key), ...deferring };
+    // Local copies in two steps, one name: the places the .jigdo names, then what the --scan walk found (see atHand).
+    const namedProvider: PartProvider = { name: 'local', find: (key) => local.findNamed(key), ...deferring };
+    const scannedProvider: PartProvider = { name: 'local', find: (key) => local.findScanned(key) };
     // A part an old image gave and could not give again (a disc swapped, an I/O error) no longer counts as from it.
     const imageProvider: PartProvider = { name: 'image', find: (key) => local.findInImages(key), unreadable: (key, copy) => local.images.noteLost(copy.path, key) };
-    const providers = [localProvider, imageProvider, ...extra];
+    const atHand = extra.filter((p) => p.atHand === true);
+    const providers = [namedProvider, ...atHand, scannedProvider, imageProvider, ...extra.filter((p) => !atHand.includes(p))];
     const parts = new PartStore(layout, providers, opts.log, opts.logMissing ?? false);
     const reader = new ImageReader(layout, raw, parts, { readaheadMemory: Math.max(4 << 20, Math.floor(opts.memory / 2)) });
     return {

@@ -18,13 +18,16 @@ function dateHeader(value: string | undefined): number | undefined {
 
 /**
  * Whether a GET/HEAD is answered 304 Not Modified (RFC 9110 §13.2.2): If-None-Match decides when given
- * (it matches our tag or `*`); otherwise If-Modified-Since at or after our Last-Modified.
+ * (it matches our tag or `*`); otherwise If-Modified-Since at or after our Last-Modified and not after `now`. A date
+ * from the future (a client's clock ahead, `curl -z` of a file touched later) is no date we could have sent: answered
+ * 304, a template replaced by an older-dated one (a new image) would have left that client with the old bytes. Apache
+ * ignores it the same way.
  */
-export function notModified(headers: IncomingHttpHeaders, image: ServedImage): boolean {
+export function notModified(headers: IncomingHttpHeaders, image: ServedImage, now = Date.now()): boolean {
   const inm = headers['if-none-match'];
   if (inm !== undefined) return tagList(inm).some((t) => t === '*' || weakEqual(t, image.etag));
   const since = dateHeader(headers['if-modified-since']);
-  return since !== undefined && image.lastModified.getTime() <= since;
+  return since !== undefined && image.lastModified.getTime() <= since && since <= now;
 }
 
 /**

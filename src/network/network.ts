@@ -68,11 +68,12 @@ export class Network {
     return new Map([...this.opts.mirrors].map(([label, urls]) => [label, urls.map((uri) => ({ uri, weight: 0, base }))]));
   }
 
-  /** The providers to put after local copies: the disk cache, then (unless offline) the mirrors. */
+  /** The providers to put after local copies: the disk cache (before the --scan walk's files), then (unless offline) the mirrors. */
   providers(ctx: { jigdo: JigdoFile; layout: ImageLayout }, fetchParts = true): PartProvider[] {
     const kind = ctx.layout.checksumKind;
     const cache: PartProvider = {
       name: 'cache',
+      atHand: true,
       find: async (key) => {
         const need = ctx.layout.parts.get(key);
         if (!need) return undefined;

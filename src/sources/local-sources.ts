@@ -53,15 +53,18 @@ interface Candidate {
   named?: boolean;
 }
 
+/** A candidate's place, as `lost` keys it: the same file and offset is checked once per look-up. */
+const placeId = (c: { path: string; offset: number }): string => `${c.path}@${c.offset}`;
+
 /**
  * Local copies of parts, looked up by checksum: `--local` trees, `file:` candidates of the .jigdo, files
  * found by `--scan` whose size equals a part's size, and written regions of jigdo-lite `.tmp` files.
  * Nothing is trusted before its checksum matched (verified-copy.ts; hashes are remembered in the HashIndex).
  *
  * Fields: `bySize` and `tmpRegions` are filled once by the scan (`scanned`) and only read after it; `lost`
- * grows as rechecks find copies that changed. Order in find: the places the .jigdo names, then (once the scan
- * is over) the places it found; each candidate checked in turn (one hash at a time per part: the first match ends
- * the search).
+ * grows as rechecks find copies that changed. Looked up in two steps, the session's providers in between (the disk
+ * cache: engine/session.ts): the places the .jigdo names (findNamed), then, once the scan is over, the places it
+ * found (findScanned); each candidate checked in turn (one hash at a time per part: the first match ends the search).
  */
 export class LocalSources {
   private bySize = new Map<number, string[]>();
@@ -216,38 +219,59 @@ export class LocalSources {
   }
 
   /**
-   * A verified local copy of the part, or undefined. A file that held the part when it was hashed before and no longer
-   * does, or one at the place the .jigdo names for it (a --local tree) that does not hold it, throws (after the other
-   * candidates), so that "missing" names the file: the reason said only "not in the cache" of a --local file with
-   * other bytes, and "changed since it was hashed" of one never hashed as the part.
+   * A verified local copy of the part, or undefined: the places the .jigdo names (findNamed), then those the scan found
+   * (findScanned). Throws, after both, when either found a file that should hold the part and does not.
    */
   async find(key: string): Promise<VerifiedCopy | undefined> {
+    const problems: string[] = [];
+    for (const step of [(k: string) => this.findNamed(k), (k: string) => this.findScanned(k)]) {
+      try {
+        const copy = await step(key);
+        if (copy) return copy;
+      } catch (err) {
+        problems.push(errorMessage(err));
+      }
+    }
+    if (problems.length > 0) throw new Error(problems.join('; '));
+    return undefined;
+  }
+
+  /**
+   * A verified copy at a place the .jigdo names for the part (--local trees, `file:` URIs), or undefined. Never waits
+   * for the --scan walk: a mount whose --local tree had every part served nothing until a large --scan (a home folder,
+   * a mirror) was walked, and nothing at all while a --scan folder hung.
+   */
+  async findNamed(key: string): Promise<VerifiedCopy | undefined> {
+    const need = this.layout.parts.get(key);
+    return need && this.firstHolding(key, need, this.namedCandidates(need));
+  }
+
+  /** A verified copy at a place the --scan walk found (waiting for it), other than those findNamed looks at. */
+  async findScanned(key: string): Promise<VerifiedCopy | undefined> {
     const need = this.layout.parts.get(key);
     if (!need) return undefined;
-    const tried = new Set<string>();
+    await this.scan();
+    const named = new Set(this.namedCandidates(need).map(placeId));
+    return this.firstHolding(key, need, this.scannedCandidates(need).filter((c) => !named.has(placeId(c))));
+  }
+
+  /**
+   * The first candidate that holds the part, each checked in turn (one hash at a time per part). A file that held the
+   * part when it was hashed before and no longer does, or one at the place the .jigdo names for it (a --local tree)
+   * that does not hold it, throws once none holds it, so that "missing" names the file: the reason said only "not in
+   * the cache" of a --local file with other bytes, and "changed since it was hashed" of one never hashed as the part.
+   */
+  private async firstHolding(key: string, need: PartNeed, candidates: Candidate[]): Promise<VerifiedCopy | undefined> {
     const changed: string[] = [];
     const wrong: string[] = [];
-    const firstHolding = async (candidates: Candidate[]): Promise<VerifiedCopy | undefined> => {
-      for (const c of candidates) {
-        const id = `${c.path}@${c.offset}`;
-        if (tried.has(id)) continue;
-        tried.add(id);
-        const whole = !this.isTmp(c.path, key);
-        const found = await this.check({ file: c.path, offset: c.offset, length: need.length, whole }, key, this.deferring && c.named === true && whole);
-        if (found?.copy) return found.copy;
-        const lost = this.lost.get(id);
-        if (found?.was === key || (lost?.key === key && lost.changed)) changed.push(c.path);
-        else if (lost?.key === key || (c.named === true && found !== undefined)) wrong.push(c.path);
-      }
-      return undefined;
-    };
-    // The named places first, before the scan ends: a mount whose --local tree has every part served nothing until a
-    // large --scan (a home folder, a mirror) was walked.
-    const named = await firstHolding(this.namedCandidates(need));
-    if (named) return named;
-    await this.scan();
-    const scanned = await firstHolding(this.scannedCandidates(need));
-    if (scanned) return scanned;
+    for (const c of new Map(candidates.map((c) => [placeId(c), c])).values()) {
+      const whole = !this.isTmp(c.path, key);
+      const found = await this.check({ file: c.path, offset: c.offset, length: need.length, whole }, key, this.deferring && c.named === true && whole);
+      if (found?.copy) return found.copy;
+      const lost = this.lost.get(placeId(c));
+      if (found?.was === key || (lost?.key === key && lost.changed)) changed.push(c.path);
+      else if (lost?.key === key || (c.named === true && found !== undefined)) wrong.push(c.path);
+    }
     const problems = [
       ...(changed.length > 0 ? [`${changed.map(shown).join(', ')} changed since it was hashed: no longer this part`] : []),
       ...(wrong.length > 0 ? [`${wrong.map(shown).join(', ')} does not hold this part (other bytes)`] : []),
@@ -278,7 +302,7 @@ export class LocalSources {
       return 'right';
     }
     copy.stale = true;
-    this.lost.set(`${copy.path}@${copy.offset}`, { key, changed: copy.deferred !== true });
+    this.lost.set(placeId(copy), { key, changed: copy.deferred !== true });
     this.images.noteLost(copy.path, key); // (a no-op for a copy outside the old images)
     // A region of an old disc image: only its checksum goes (the image's other files are as they were).
     this.index.forget(copy.path, offset === undefined ? undefined : { kind: this.kind, offset, length: field! });

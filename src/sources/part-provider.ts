@@ -8,6 +8,11 @@ import type { VerifiedCopy } from './verified-copy.js';
 export interface PartProvider {
   readonly name: string;
   /**
+   * Answers from this machine without waiting for a --scan walk or the network (the disk cache): asked right after the
+   * places the .jigdo names, before the walk's files (engine/session.ts). A warm cache waited for a large --scan.
+   */
+  readonly atHand?: boolean;
+  /**
    * `ahead`: looked up ahead of a sequential reader (PartStore.prefetch), no read waits for it yet: a provider may then
    * favour cost over latency (RemoteParts fetches it in one request, hashed as it arrives).
    */

@@ -14,10 +14,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { rootActor, userActor } from '../helpers/actor.js';
-import { assertOk } from '../helpers/cli.js';
+import { assertOk, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
-import { sleep, waitFor } from '../helpers/network.js';
+import { jigdoWithServers, sleep, waitFor } from '../helpers/network.js';
+import { startMirror } from '../helpers/mirror-server.js';
 import { startServe } from '../helpers/serve.js';
 import { loadJigdo, openImage, selectImage } from '../../src/engine/session.js';
 import { pidAlive } from '../../src/util/pid.js';
@@ -93,6 +94,39 @@ test('a mount whose --scan folder hangs serves what its --local tree has: the pl
     if (stuckPid) killQuietly(stuckPid, 'SIGCONT');
     await m?.cleanup();
     await stuck.cleanup();
+  }
+});
+
+test('a mount whose --scan folder hangs serves what its disk cache has: the cache is looked at before the scan ends', async () => {
+  // Before, the cache came after every local source, so a warm cache waited for the whole --scan walk as well.
+  const v = fx.variants['jf-md5-gzip'];
+  const work = await mkdtemp(path.join(tmpdir(), 'jigdofs-hung-cache-'));
+  const cacheDir = path.join(work, 'cache');
+  const mirror = await startMirror({ root: v.partsDir });
+  try {
+    const jigdo = await jigdoWithServers(v, [mirror.url], work);
+    assertOk(await runCli(['make-image', jigdo, '-o', path.join(work, 'image.iso'), '--cache-dir', cacheDir, '--keep-parts'], { timeoutMs: 60_000 }));
+  } finally {
+    await mirror.close();
+  }
+  const stuck = await mountJigdo(v.jigdo, ['--offline', '--scan', v.partsDir]);
+  let stuckPid: number | undefined;
+  let m: TestMount | undefined;
+  let pid: number | undefined;
+  try {
+    stuckPid = await stuck.pid();
+    process.kill(stuckPid, 'SIGSTOP');
+    m = await mountJigdo(v.jigdo, ['--offline', '--scan', stuck.mnt], { cacheDir });
+    pid = await m.pid();
+    const { stdout } = await promisify(execFile)('timeout', ['30', 'md5sum', m.file('image.iso')]);
+    assert.equal(stdout.split(' ')[0], v.imageMd5);
+  } finally {
+    // (The daemon's scan waits in the kernel for good: killed, not unmounted and waited for.)
+    if (pid) killQuietly(pid, 'SIGKILL');
+    if (stuckPid) killQuietly(stuckPid, 'SIGCONT');
+    await m?.cleanup();
+    await stuck.cleanup();
+    await rm(work, { recursive: true, force: true });
   }
 });
 

@@ -97,8 +97,8 @@ test('a named copy taken unhashed whose read then failed is not recorded as the 
   const s = await session({ local: [{ label: 'Parts', dir: parts }], scan: [good], cacheDir });
   // The folder goes away (unmounted, moved) once the copy is taken and before it is read: the part then comes from the
   // scanned copy, hashed, and the image matches. The copy never read was recorded as holding the part.
-  const find = s.local.find.bind(s.local);
-  s.local.find = async (k) => {
+  const find = s.local.findNamed.bind(s.local);
+  s.local.findNamed = async (k) => {
     const copy = await find(k);
     if (copy?.path === bad) await rename(parts, `${parts}.away`);
     return copy;
