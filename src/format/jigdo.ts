@@ -59,6 +59,8 @@ const MAX_INCLUDES = 100;
 const MAX_VALUES_PER_PART = 1000;
 /** [Servers] lines kept in all (real files have a few dozen). */
 const MAX_SERVER_LINES = 10_000;
+/** [Image] sections kept (real files have one; jigdo-lite shows a menu of them): each costs an object. */
+export const MAX_IMAGES = 1000;
 /** Warnings kept for `info` and the logs; the rest are counted. */
 const MAX_WARNINGS = 100;
 
@@ -294,6 +296,7 @@ class JigdoBuilder {
   generator: string | undefined;
   private image: Partial<JigdoImage> | undefined;
   private serverLines = 0;
+  private imageSections = 0;
   private unwarned = 0;
 
   constructor(home: Location) {
@@ -308,7 +311,10 @@ class JigdoBuilder {
   apply(event: ConfigEvent, from: Location): void {
     if (event.type === 'section') {
       this.closeImage();
-      if (event.name === 'Image') this.image = {};
+      if (event.name !== 'Image') return;
+      // Beyond the limit a section's lines are dropped: 382 KB of gzip held 32 million "[Image]" lines (2.9 GB).
+      if (++this.imageSections <= MAX_IMAGES) this.image = {};
+      else if (this.imageSections === MAX_IMAGES + 1) this.warn(`${describeLocation(from)}: line ${event.line}: ignored [Image] sections: more than ${MAX_IMAGES}`);
       return;
     }
     if (event.type === 'ignored') return this.warn(`${describeLocation(from)}: line ${event.line}: ignored ${event.why}`);

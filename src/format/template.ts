@@ -74,6 +74,14 @@ const MAX_DESC = 256 * 1024 * 1024;
  * instead of an error. A real image has one or two entries per part: a 25 GB Blu-ray image lists tens of thousands.
  */
 export const MAX_DESC_ENTRIES = 1 << 19;
+/**
+ * DATA/BZIP parts held at most. jigdo-file cuts its raw data every 512–900 KB (the 4.5 GB big-4g sample has 5,001
+ * parts), so this is over 128 GiB of data no part matched; 16-byte empty parts filling a 16 MB template were a
+ * million objects and 42 s of reads.
+ */
+export const MAX_TEMPLATE_CHUNKS = 1 << 18;
+/** The part headers are read this much at a time: empty or tiny parts sit side by side. */
+const CHUNK_HEADER_WINDOW = 4096;
 const ENTRY_SIZE: Record<number, number> = { 1: 23, 2: 7, 3: 23, 4: 23, 5: 27, 6: 31, 7: 31, 8: 43, 9: 47, 10: 47 };
 
 /** 6-byte little-endian unsigned (lengths up to 2^48: exact in a JS number). */
@@ -213,9 +221,18 @@ async function parseChunks(src: ByteSource, from: number, to: number): Promise<R
   const chunks: RawChunk[] = [];
   let at = from;
   let rawStart = 0;
+  let window: Buffer = Buffer.alloc(0);
+  let windowAt = 0;
   while (at < to) {
     if (to - at < 16) throw new JigdoError(src.name, `${to - at} stray bytes before DESC`, at);
-    const head = await src.read(at, 16);
+    if (chunks.length === MAX_TEMPLATE_CHUNKS) {
+      throw new JigdoError(src.name, `more than ${MAX_TEMPLATE_CHUNKS} DATA/BZIP parts before DESC (no real template has that many)`, at);
+    }
+    if (at + 16 > windowAt + window.length) {
+      windowAt = at;
+      window = await src.read(at, Math.min(CHUNK_HEADER_WINDOW, to - at));
+    }
+    const head = window.subarray(at - windowAt, at - windowAt + 16);
     const id = head.toString('latin1', 0, 4);
     if (id !== 'DATA' && id !== 'BZIP') throw new JigdoError(src.name, `expected a DATA or BZIP part, found ${JSON.stringify(id)}`, at);
     const partLength = readUInt48(head, 4);

@@ -11,7 +11,7 @@ import { deflateSync, gunzipSync, inflateSync } from 'node:zlib';
 import { BufferByteSource, FileByteSource } from '../../src/format/bytesource.js';
 import { JigdoError } from '../../src/format/errors.js';
 import { encodeB64 } from '../../src/format/base64.js';
-import { MAX_DESC_ENTRIES, parseDesc, parseTemplate, type Desc, type DescEntry, type TemplateInfo } from '../../src/format/template.js';
+import { MAX_DESC_ENTRIES, MAX_TEMPLATE_CHUNKS, parseDesc, parseTemplate, type Desc, type DescEntry, type TemplateInfo } from '../../src/format/template.js';
 import { SAMPLES, SAMPLE_PARTS } from '../helpers/cli.js';
 import { md5sum as md5 } from '../helpers/hash.js';
 
@@ -311,6 +311,16 @@ test('synthetic: a DESC table of more entries than any image has, or a payload p
   await parseBytes(template([chunk('DATA', Buffer.concat([hello, Buffer.alloc(1000)]), 11)], ok)); // trailing bytes: jigdo-file's reader takes them
   await rejects(template([chunk('DATA', Buffer.concat([hello, Buffer.alloc(1 << 20)]), 11)], ok), /DATA part holds 1048595 compressed bytes for 11 bytes of data/);
   await rejects(template([chunk('DATA', Buffer.alloc(2000), 0), data('hello world')], ok), /2000 compressed bytes for 0 bytes/);
+});
+
+test(`synthetic: more than ${MAX_TEMPLATE_CHUNKS} DATA/BZIP parts is refused; that many parse (their headers read in windows)`, async () => {
+  // 16-byte empty parts filling a 16 MB template were a million objects and 42 s of 16-byte reads.
+  const empty = chunk('DATA', Buffer.alloc(0), 0);
+  const ok = [E.t2(11), E.t5(11, md5('img'))];
+  const { info } = await parseBytes(template([...Array.from({ length: MAX_TEMPLATE_CHUNKS - 1 }, () => empty), data('hello world')], ok));
+  assert.equal(info.chunks.length, MAX_TEMPLATE_CHUNKS);
+  assert.equal(info.chunks.at(-1)!.uncompressedLength, 11);
+  await rejects(template([...Array.from({ length: MAX_TEMPLATE_CHUNKS }, () => empty), data('hello world')], ok), new RegExp(`more than ${MAX_TEMPLATE_CHUNKS} DATA/BZIP parts`));
 });
 
 test('synthetic: the §2.4 invariants and part layout are enforced with a JigdoError naming the file', async () => {
