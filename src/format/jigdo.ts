@@ -311,10 +311,9 @@ class JigdoBuilder {
   apply(event: ConfigEvent, from: Location): void {
     if (event.type === 'section') {
       this.closeImage();
-      if (event.name !== 'Image') return;
       // Beyond the limit a section's lines are dropped: 382 KB of gzip held 32 million "[Image]" lines (2.9 GB).
-      if (++this.imageSections <= MAX_IMAGES) this.image = {};
-      else if (this.imageSections === MAX_IMAGES + 1) this.warn(`${describeLocation(from)}: line ${event.line}: ignored [Image] sections: more than ${MAX_IMAGES}`);
+      if (event.name === 'Image' && ++this.imageSections <= MAX_IMAGES) this.image = {};
+      else if (event.name === 'Image' && this.imageSections === MAX_IMAGES + 1) this.warn(`${describeLocation(from)}: line ${event.line}: ignored [Image] sections: more than ${MAX_IMAGES}`);
       return;
     }
     if (event.type === 'ignored') return this.warn(`${describeLocation(from)}: line ${event.line}: ignored ${event.why}`);
