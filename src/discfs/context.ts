@@ -11,6 +11,15 @@ export const MAX_FILE_EXTENTS = 65536;
  * per file.
  */
 export const MAX_LISTING_EXTENTS = 1 << 20;
+/**
+ * Bytes a listing reads in all, beyond the image's own size. A real disc's directories, continuation areas and file
+ * entries are distinct places read about once; each cap per record (32 Rock Ridge continuations of 64 KiB, 1024 UDF
+ * extent blocks, a 64 MiB directory) still let a crafted image make one listing re-read the same bytes for hours.
+ */
+export const MAX_METADATA_BEYOND_IMAGE = MAX_DIRECTORY_BYTES;
+
+/** A listing-wide cap reached (`more than …`): it ends the listing, where a broken directory or record is skipped. */
+export const capReached = (err: unknown): boolean => err instanceof DiscFormatError && err.problem.startsWith('more than');
 
 /**
  * The state of one listing: the bounded reader over the image, the entry budget, the warnings, and the files
@@ -22,6 +31,7 @@ export class ListingContext {
   private readonly seen = new Set<string>();
   private entries = 0;
   private extents = 0;
+  private bytesRead = 0;
 
   constructor(
     private readonly reader: PositionalRead,
@@ -35,6 +45,10 @@ export class ListingContext {
   async bytes(offset: number, length: number, what: string): Promise<Buffer> {
     if (!inImage(offset, length, this.size)) {
       throw new DiscFormatError(`${what}: ${length} bytes lie beyond the end of the image (${this.size} bytes)`, offset);
+    }
+    this.bytesRead += length;
+    if (this.bytesRead > this.size + MAX_METADATA_BEYOND_IMAGE) {
+      throw new DiscFormatError(`more than ${this.size + MAX_METADATA_BEYOND_IMAGE} bytes of metadata read (the image's size and 64 MiB): its structures loop`, offset);
     }
     const buf = await this.reader(offset, length);
     if (buf.length < length) throw new DiscFormatError(`${what}: the image ends early (read ${buf.length} of ${length} bytes)`, offset);
@@ -55,7 +69,7 @@ export class ListingContext {
       try {
         await visit(dir);
       } catch (err) {
-        if (!(err instanceof DiscFormatError) || err.problem.startsWith('more than')) throw err;
+        if (!(err instanceof DiscFormatError) || capReached(err)) throw err;
         this.warn(`${dir.path}/: skipped: ${err.message}`);
       }
     }

@@ -1,4 +1,4 @@
-import type { ListingContext } from './context.js';
+import { capReached, type ListingContext } from './context.js';
 
 /** What the System Use entries (SUSP, Rock Ridge RRIP) of one directory record say. */
 export interface RockRidge {
@@ -65,6 +65,7 @@ export async function readRockRidge(ctx: ListingContext, su: Buffer, skip: numbe
     try {
       area = await ctx.bytes(offset, next.length, 'Rock Ridge continuation area');
     } catch (err) {
+      if (capReached(err)) throw err;
       ctx.warn(`byte ${where}: ${(err as Error).message}: ignored`);
       break;
     }

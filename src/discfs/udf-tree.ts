@@ -1,4 +1,4 @@
-import { MAX_DIRECTORY_BYTES, MAX_FILE_EXTENTS, plainName, type ListingContext } from './context.js';
+import { capReached, MAX_DIRECTORY_BYTES, MAX_FILE_EXTENTS, plainName, type ListingContext } from './context.js';
 import { DiscFormatError, type DiscExtent } from './types.js';
 import { TAG_FSD, blockOffset, isTag, readUdfVolume, udfString, type LbAddr, type UdfVolume } from './udf-volume.js';
 
@@ -155,13 +155,13 @@ class UdfWalk {
     try {
       entry = await readEntry(this.ctx, this.vol, icb, path);
     } catch (err) {
-      if (!(err instanceof DiscFormatError)) throw err;
+      if (!(err instanceof DiscFormatError) || capReached(err)) throw err;
       this.ctx.warn(`${path}: skipped: ${err.message}`);
       return;
     }
     if (entry.fileType !== FILE_TYPE_FILE || entry.adType === AD_INLINE || entry.size === 0) return;
     const extents = await extentsOf(this.ctx, this.vol, entry, path).catch((err: unknown) => {
-      if (err instanceof DiscFormatError && !err.problem.startsWith('more than')) return err.message; // a budget ends the listing
+      if (err instanceof DiscFormatError && !capReached(err)) return err.message; // a budget ends the listing
       throw err;
     });
     if (typeof extents === 'string') this.ctx.warn(`${path}: skipped: ${extents}`);

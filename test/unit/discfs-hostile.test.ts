@@ -230,3 +230,81 @@ test('a UDF image whose files each claim 65,536 extents through one looping bloc
   const small = await listOrClean(extentBomb(2), { maxExtents: 200_000 });
   assert.ok(!(small instanceof DiscFormatError), String(small));
 });
+
+/** An ISO9660 directory record at `at` of `buf` (one-byte name, optional system use area); returns its length. */
+function isoRecord(buf: Buffer, at: number, lba: number, size: number, dir: boolean, name: number, su = Buffer.alloc(0)): number {
+  const len = 34 + su.length;
+  buf[at] = len;
+  buf.writeUInt32LE(lba, at + 2);
+  buf.writeUInt32LE(size, at + 10);
+  buf[at + 25] = dir ? 2 : 0;
+  buf[at + 32] = 1;
+  buf[at + 33] = name;
+  su.copy(buf, at + 34);
+  return len;
+}
+
+/** A bare ISO9660 image of `sectors` 2 KiB sectors: a primary descriptor whose root is `rootSectors` at `rootLba`. */
+function bareIso(sectors: number, rootLba: number, rootSectors: number, extra = 0): Buffer {
+  const img = Buffer.alloc(sectors * 2048 + extra);
+  const pvd = img.subarray(16 * 2048, 17 * 2048);
+  pvd[0] = 1;
+  pvd.write('CD001', 1, 'latin1');
+  pvd[6] = 1;
+  pvd.writeUInt16LE(2048, 128);
+  isoRecord(pvd, 156, rootLba, rootSectors * 2048, true, 0);
+  img[17 * 2048] = 255;
+  img.write('CD001', 17 * 2048 + 1, 'latin1');
+  img[17 * 2048 + 6] = 1;
+  return img;
+}
+
+/** Lists `img` counting the bytes read: the listing's result, and that count. */
+async function listCounting(img: Buffer): Promise<{ result: DiscListing | DiscFormatError; read: number }> {
+  let read = 0;
+  const counting = async (o: number, l: number): Promise<Buffer> => {
+    read += l;
+    return img.subarray(o, o + l);
+  };
+  try {
+    return { result: await listDisc(counting, img.length), read };
+  } catch (err) {
+    if (err instanceof DiscFormatError) return { result: err, read };
+    throw err;
+  }
+}
+
+test('structures that make a listing read the same bytes again and again end it once it has read the image and 64 MiB (found by fuzzing)', async () => {
+  // (1) Every record's Rock Ridge CE leads to a 64 KiB area that continues into itself: 32 hops of 64 KiB per record,
+  // 2 MiB each, a 125 KB image took 10 s, and a 1 MB directory would take minutes.
+  const ceBlock = 20;
+  const rootLba = ceBlock + 32;
+  const rootSectors = 4;
+  const loop = bareIso(rootLba + rootSectors + 1, rootLba, rootSectors);
+  const ce = Buffer.alloc(28);
+  ce.write('CE', 0, 'latin1');
+  ce[2] = 28;
+  ce[3] = 1;
+  ce.writeUInt32LE(ceBlock, 4);
+  ce.writeUInt32LE(65536, 20);
+  ce.copy(loop, ceBlock * 2048);
+  for (let p = ceBlock * 2048 + 28; p + 4 <= ceBlock * 2048 + 65536; p += 4) loop.write('PD\x04\x01', p, 'latin1');
+  const sp = Buffer.from([0x53, 0x50, 7, 1, 0xbe, 0xef, 0]);
+  let records = 0;
+  for (let s = 0; s < rootSectors; s++) {
+    const sector = loop.subarray((rootLba + s) * 2048, (rootLba + s + 1) * 2048);
+    let at = s === 0 ? isoRecord(sector, 0, rootLba, rootSectors * 2048, true, 0, sp) : 0;
+    for (; at + 62 <= 2048; records++) at += isoRecord(sector, at, rootLba + rootSectors, 1, false, 0x41 + (records % 26), ce);
+  }
+  // (2) A root of subdirectories each declared 64 MiB long over the same zeros: each was read whole.
+  const dirs = 4;
+  const overlap = bareIso(21 + dirs, 20, 1, 64 << 20);
+  for (let k = 0, at = isoRecord(overlap, 20 * 2048, 20, 2048, true, 0); k < dirs; k++) at += isoRecord(overlap, 20 * 2048 + at, 21 + k, 64 << 20, true, 0x41 + k);
+
+  for (const [what, img, unbounded] of [['CE loops', loop, records * 2 * 2 ** 20], ['overlapping directories', overlap, dirs * 2 ** 26]] as const) {
+    const { result, read } = await listCounting(img);
+    assert.ok(unbounded > img.length + 2 ** 26 * 1.5, `${what}: the image reads far more than the budget without it`);
+    assert.ok(read <= img.length + 2 ** 26 + 65536, `${what}: read ${read} bytes for an image of ${img.length}`);
+    assert.ok(result instanceof DiscFormatError && /more than \d+ bytes of metadata read/.test(result.message), `${what}: ${String(result)}`);
+  }
+});
