@@ -210,15 +210,18 @@ async function writeImage(
   };
 
   const tmp = temporaryImagePath(output);
+  // (A signal or a fatal error ends the process: the file goes. Listed before it exists, as the name is this process's:
+  // an exit right after open(2) left it, template-data.ts startSpill.)
+  const unlist = removeAtExit(fsPath(tmp));
   let fh: FileHandle;
   try {
     fh = await open(fsPath(tmp), 'w'); // the image's name may hold non-UTF-8 bytes (byte-string.ts)
   } catch (err) {
+    unlist();
     const missing = await missingResult(); // missing parts are the first thing to report
     if (missing) return missing;
     throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);
   }
-  const unlist = removeAtExit(fsPath(tmp)); // (a signal or a fatal error ends the process: the file goes)
   /** A write error of the image (a full disk...), named after the file the user asked for. */
   const cannotWrite = (err: unknown): never => {
     throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);

@@ -279,8 +279,12 @@ export class PartCache {
    */
   async tempFile(): Promise<TempFile> {
     const file = path.join(this.tmpDir, `${ownerTag()}-${randomBytes(6).toString('hex')}.partial`);
-    const fh = await this.dirs.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE));
-    return { file, fh, unlist: removeAtExit(file) };
+    const unlist = removeAtExit(file); // before it exists: an exit right after open(2) left it (template-data.ts startSpill)
+    const fh = await this.dirs.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE)).catch((err: unknown) => {
+      unlist();
+      throw err;
+    });
+    return { file, fh, unlist };
   }
 
   /**

@@ -211,10 +211,13 @@ export class TemplateData {
     }
     await existing?.close();
     const tmp = `${final}.${process.pid}.${Date.now()}.tmp`;
-    const handle = await open(tmp, 'w+', 0o600); // private, like the whole cache (see makeDirs)
+    // Listed before it exists: the file is there as soon as open(2) returns, a moment before this code goes on, and
+    // an exit in that moment left it (seen in CI). The name is this process's alone, so listing it early is safe.
+    const unlist = removeAtExit(tmp);
+    const handle = await open(tmp, 'w+', 0o600).catch((err: unknown) => { unlist(); throw err; }); // private, like the whole cache (see makeDirs)
     const spill = new SpilledChunk(chunk, handle);
     this.spills.set(chunk.index, spill);
-    void this.inflateToSpill(spill, tmp, final).finally(removeAtExit(tmp)); // (renamed or removed by then; if the process ends first, it goes)
+    void this.inflateToSpill(spill, tmp, final).finally(unlist); // (renamed or removed by then; if the process ends first, it goes)
     return spill;
   }
 
