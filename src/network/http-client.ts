@@ -6,7 +6,8 @@ import { BatchWriter } from './batch-writer.js';
 import { PaceCheck, pumpBody } from './body-pump.js';
 import { tooLarge, type BodyRules } from './body-rules.js';
 import { FetchError, toFetchError } from './fetch-error.js';
-import { MAX_REDIRECTS, rangeAnswer, rangeHeader, statusFailure, validatorOf, type RangeRequest } from './http-answer.js';
+import { rangeAnswer, rangeHeader, statusFailure, validatorOf, type RangeRequest } from './http-answer.js';
+import { redirectedGet } from './redirected-get.js';
 import { failedAtProxy, proxyFor, proxySettings, withoutPassword, type ProxySettings } from './proxy-env.js';
 import { requestUrl } from './request-url.js';
 import { FetchThreads, NeedsFullClient } from './raw-http/fetch-threads.js';
@@ -39,7 +40,6 @@ const ignore = (): void => undefined;
 /** The lazily loaded part of the client: undici's request, and the agent made with it. */
 interface Undici {
   agent: EnvHttpProxyAgent;
-  dispatcher: Dispatcher;
   request: typeof import('undici').request;
 }
 
@@ -50,7 +50,7 @@ function discard(body: Dispatcher.ResponseData['body']): void {
 
 /**
  * The HTTP layer: one undici dispatcher per process (proxies from HTTP_PROXY / HTTPS_PROXY / NO_PROXY,
- * redirects followed, keep-alive, connect/headers/body-idle timeouts), ranged GETs streamed into files,
+ * redirects followed (redirected-get.ts), keep-alive, connect/headers/body-idle timeouts), ranged GETs streamed into files,
  * and every failure turned into a FetchError (fetch-error.ts).
  *
  * Owns the agent (its connections) and `closed`. Once `close` set `closed`, every failure of a request
@@ -76,7 +76,7 @@ export class HttpClient {
   }
 
   private client(): Promise<Undici> {
-    return (this.undici ??= Promise.all([import('undici'), import('./extra-ca.js')]).then(([{ EnvHttpProxyAgent, interceptors, request }, { deferredCaContext }]) => {
+    return (this.undici ??= Promise.all([import('undici'), import('./extra-ca.js')]).then(([{ EnvHttpProxyAgent, request }, { deferredCaContext }]) => {
       // Read at the first request (a command that never fetches does not care what they say); one that is no address
       // fails every request with the same line, naming the variable.
       const proxies = proxySettings();
@@ -96,7 +96,7 @@ export class HttpClient {
         // can then keep the parts for a whole fleet. https:// is tunnelled whatever this says.
         proxyTunnel: false,
       });
-      return { agent, dispatcher: agent.compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTS })), request };
+      return { agent, request };
     }));
   }
 
@@ -110,12 +110,13 @@ export class HttpClient {
     if (!/^https?:$/.test(target.protocol)) throw new FetchError(url, 'protocol', 'bad URL: not http(s)');
     let res: Dispatcher.ResponseData;
     this.assertOpen(url);
-    const { dispatcher, request } = await this.client().catch((err: unknown) => {
+    const { agent, request } = await this.client().catch((err: unknown) => {
       throw new FetchError(url, 'refused', errorMessage(err)); // a bad proxy variable: no mirror is worth trying
     });
     this.assertOpen(url);
     try {
-      res = await request(target.href, { method: 'GET', dispatcher, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, signal });
+      const get = { request, dispatcher: agent, url, headers: { 'user-agent': 'jigdofs/0.1', ...headers }, timeoutMs: this.opts.timeoutMs, signal };
+      res = await redirectedGet(get, target);
     } catch (err) {
       throw this.classify(url, err);
     }

@@ -63,8 +63,13 @@ export type Fault =
    * Chunked, unless `contentLength` is given: then that is claimed and sent (however large).
    */
   | (FaultBase & { kind: 'endless'; prefix?: string; contentLength?: number })
-  /** Answer `code` (default 302) with `Location: to` (given the decoded request path, when a function). */
-  | (FaultBase & { kind: 'redirect'; to: string | ((path: string) => string); code?: number });
+  /**
+   * Answer `code` (default 302) with `Location: to` (given the decoded request path, when a function); with
+   * `endlessBody`, a body after it that does not end (chunked 'x' bytes at full speed).
+   */
+  | (FaultBase & { kind: 'redirect'; to: string | ((path: string) => string); code?: number; endlessBody?: boolean })
+  /** Send a `103 Early Hints` answer every `everyMs`, and never a final one (until close()). */
+  | (FaultBase & { kind: 'hints'; everyMs: number });
 
 export type FaultKind = Fault['kind'];
 
@@ -208,6 +213,8 @@ function validateFault(fault: Fault): void {
     case 'redirect':
       if (fault.code !== undefined && !(fault.code >= 300 && fault.code <= 399)) throw new RangeError(`fault redirect: bad code ${fault.code}`);
       return;
+    case 'hints':
+      return nonNegative('everyMs', fault.everyMs);
   }
 }
 
@@ -469,8 +476,10 @@ class MirrorServer implements Mirror {
     if (fault?.kind === 'page') return this.sendPage(req, res, record, fault);
     if (fault?.kind === 'hang') return this.sleep(Infinity);
     if (fault?.kind === 'endless') return this.sendEndless(res, record, fault);
+    if (fault?.kind === 'hints') return this.sendHints(res, fault.everyMs);
     if (fault?.kind === 'redirect') {
       const to = typeof fault.to === 'string' ? fault.to : fault.to(target.decoded);
+      if (fault.endlessBody) return this.sendEndless(res, record, {}, fault.code ?? 302, { Location: to });
       return this.sendText(res, record, fault.code ?? 302, `see ${to}`, { Location: to });
     }
     if (file.status !== 200) return this.sendError(res, record, file.status);
@@ -627,10 +636,10 @@ class MirrorServer implements Mirror {
   }
 
   /** The `endless` fault: `prefix`, then 'x' bytes for as long as the client reads (or `contentLength` of them). */
-  private async sendEndless(res: ServerResponse, record: RequestRecord, fault: { prefix?: string; contentLength?: number }): Promise<void> {
+  private async sendEndless(res: ServerResponse, record: RequestRecord, fault: { prefix?: string; contentLength?: number }, status = 200, headers: Record<string, string> = {}): Promise<void> {
     const claimed = fault.contentLength;
-    record.status = 200;
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', ...(claimed === undefined ? {} : { 'Content-Length': String(claimed) }) });
+    record.status = status;
+    res.writeHead(status, { 'Content-Type': 'application/octet-stream', ...headers, ...(claimed === undefined ? {} : { 'Content-Length': String(claimed) }) });
     if (record.method === 'HEAD') return void res.end();
     res.flushHeaders();
     const filler = Buffer.alloc(64 * 1024, 'x');
@@ -643,6 +652,14 @@ class MirrorServer implements Mirror {
       chunk = filler;
     }
     if (!this.gone(res)) res.end();
+  }
+
+  /** 1xx answers forever: a client that restarts its headers timer at each never gets a final answer. */
+  private async sendHints(res: ServerResponse, everyMs: number): Promise<void> {
+    while (!this.gone(res)) {
+      res.writeEarlyHints({ link: '</parts/>; rel=preload' });
+      await this.sleep(everyMs);
+    }
   }
 
   private sendError(res: ServerResponse, record: RequestRecord, status: 400 | 403 | 404): void {

@@ -8,13 +8,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { assertCleanFailure, describeRun, runCli, type CliResult } from '../helpers/cli.js';
+import { assertCleanFailure, assertOk, describeRun, runCli, type CliResult } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo, type TestMount } from '../helpers/mount.js';
-import { cacheFiles, cacheLeftovers, gets, jigdoWithServers, manyParts, missingPartLines, partsUri, sleep, waitFor } from '../helpers/network.js';
+import { cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, manyParts, missingPartLines, partsUri, sleep, waitFor } from '../helpers/network.js';
 import { rootActor, userActor } from '../helpers/actor.js';
 import { asUser } from '../helpers/test-user.js';
 
@@ -265,6 +266,68 @@ describe('a mirror that accepts connections and never answers', () => {
       }
     });
   }
+});
+
+describe('answers that never let a request end: an endless redirect body, 1xx answers without end, a silent proxy', () => {
+  const slow = /(mirror http:\/\/127\.0\.0\.1:\d+\/parts\/ is not answering: \d+ failures in a row, last: )?no response headers in time$/;
+
+  test('a redirect whose body never ends is followed at once, for a .jigdo and for parts', async () => {
+    // undici's interceptor followed a redirect once its body ended: `info` never returned, downloading GBs meanwhile.
+    const jigdoWeb = await mirror(path.dirname(v.jigdo));
+    jigdoWeb.fault('/endless-redirect.jigdo', { kind: 'redirect', to: `/${path.basename(v.jigdo)}`, endlessBody: true });
+    const web = await mirror(fx.tree);
+    web.fault((p) => p.startsWith('/via/'), { kind: 'redirect', to: (p) => p.slice('/via'.length), endlessBody: true });
+    const d = await dir('endless-redirect');
+    assertOk(await runCli(['info', `${jigdoWeb.url}endless-redirect.jigdo`, '--cache-dir', path.join(d, 'cache'), '--timeout', '2', '--retries', '0'], { timeoutMs: 30_000, cwd: d }));
+    const jigdo = await jigdoWithServers(v, [`${web.url}via/parts/`], d);
+    const out = path.join(d, 'image.iso');
+    assertOk(await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'cache'), '--timeout', '2', '--retries', '0'], { timeoutMs: 60_000 }));
+    assert.equal(await fileMd5(out), v.imageMd5);
+    const sent = [...jigdoWeb.requests, ...web.requests].filter((q) => q.status === 302).reduce((n, q) => n + q.bytes, 0);
+    assert.ok(sent < 64 << 20, `${sent} bytes of redirect bodies were sent`);
+  });
+
+  test('1xx answers without end: "no response headers in time" within twice --timeout, for a .jigdo and for parts', async () => {
+    // Each 103 restarted undici's headers timer: the request waited for good.
+    const web = await mirror(fx.tree);
+    web.fault('/hints.jigdo', { kind: 'hints', everyMs: 300 });
+    web.fault((p) => p.startsWith('/parts/'), { kind: 'hints', everyMs: 300 });
+    const d = await dir('hints');
+    const r = await runCli(['info', `${web.url}hints.jigdo`, '--cache-dir', path.join(d, 'cache'), '--timeout', '1', '--retries', '0'], { timeoutMs: 30_000, cwd: d });
+    assertCleanFailure(r, `${web.url}hints.jigdo`, /no response headers in time$/);
+    assert.ok(r.ms < 10_000, `info took ${r.ms} ms`);
+    const jigdo = await jigdoWithServers(v, [partsUri(web)], d);
+    const out = path.join(d, 'out', 'image.iso');
+    await mkdir(path.dirname(out));
+    const m = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'cache'), '--timeout', '1', '--retries', '0'], { timeoutMs: 60_000 });
+    assertMissingParts(m, out, 6, slow);
+    assert.ok(m.ms < 30_000, `make-image took ${m.ms} ms`);
+  });
+
+  test('a proxy that takes the request and never answers: --timeout holds (it was undici\'s 300 s)', async () => {
+    const taken: Socket[] = [];
+    const silent = createServer((sock) => {
+      taken.push(sock);
+      sock.on('error', () => undefined);
+      sock.resume(); // reads the request, never answers
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const proxy = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const web = await mirror(path.dirname(v.jigdo));
+    const d = await dir('silent-proxy');
+    const env = { ...process.env, XDG_CACHE_HOME: d, XDG_CONFIG_HOME: d, JIGDOFS_DEBUG: '', HTTP_PROXY: proxy, http_proxy: proxy, NO_PROXY: '', no_proxy: '' };
+    const url = `${web.url}${path.basename(v.jigdo)}`;
+    try {
+      const r = await runCli(['info', url, '--cache-dir', path.join(d, 'cache'), '--timeout', '1', '--retries', '0'], { timeoutMs: 60_000, env, cwd: d });
+      assertCleanFailure(r, url, /no response headers in time$/);
+      assert.ok(r.ms < 10_000, `info took ${r.ms} ms`);
+      assert.ok(taken.length > 0, 'the request went to the proxy');
+      assert.equal(web.requests.length, 0);
+    } finally {
+      silent.close();
+      for (const sock of taken) sock.destroy();
+    }
+  });
 });
 
 describe('redirects that lead nowhere', () => {
