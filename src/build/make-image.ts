@@ -8,7 +8,7 @@ import { checkOutput, placeOutput } from './output-file.js';
 import { DiskWait } from './disk-wait.js';
 import { pooledImageBlocks, releasedAfter } from './stream.js';
 import { temporaryImagePath } from './temporary-image.js';
-import { removeAtExit } from '../util/exit-leftovers.js';
+import { makeListed } from '../util/exit-leftovers.js';
 import { eachLimit } from '../util/each-limit.js';
 import { holdsSparseFiles } from '../util/file-systems.js';
 import { settledWithin } from '../util/settle.js';
@@ -210,14 +210,11 @@ async function writeImage(
   };
 
   const tmp = temporaryImagePath(output);
-  // (A signal or a fatal error ends the process: the file goes. Listed before it exists, as the name is this process's:
-  // an exit right after open(2) left it, template-data.ts startSpill.)
-  const unlist = removeAtExit(fsPath(tmp));
   let fh: FileHandle;
+  let unlist: () => void; // (a signal or a fatal error ends the process: the file goes)
   try {
-    fh = await open(fsPath(tmp), 'w'); // the image's name may hold non-UTF-8 bytes (byte-string.ts)
+    [fh, unlist] = await makeListed(fsPath(tmp), () => open(fsPath(tmp), 'w')); // the image's name may hold non-UTF-8 bytes (byte-string.ts)
   } catch (err) {
-    unlist();
     const missing = await missingResult(); // missing parts are the first thing to report
     if (missing) return missing;
     throw new JigdoError(output, `cannot write: ${errorMessage(err)}`);

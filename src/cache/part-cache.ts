@@ -20,7 +20,7 @@ import { finalOf, UNHASHED, unhashedName } from './unhashed-name.js';
 import { replaceWithOwnCopy } from './own-copy.js';
 import { PageRelease } from './page-release.js';
 import { OpenWriters } from './open-writers.js';
-import { removeAtExit } from '../util/exit-leftovers.js';
+import { makeListed } from '../util/exit-leftovers.js';
 
 /**
  * The disk cache of fetched parts and templates, shared by every process of the user.
@@ -124,11 +124,15 @@ export class PartCache {
     return space === 'parts' ? path.join(this.dir, 'parts', kind, hex.slice(0, 2), hex) : path.join(this.dir, 'templates', kind, `${hex}.template`);
   }
 
-  /** The cached, verified copy of a part (`length` bytes), or undefined. */
-  async lookupPart(kind: ChecksumKind, key: string, length: number): Promise<VerifiedCopy | undefined> {
-    const copy = await this.find('parts', kind, hexOfKey(key), length);
+  /**
+   * The cached, verified copy of a part (`length` bytes), or undefined. `named`: under its checksum name only, none
+   * adopted (adopting costs a copy and a hash: not before the --scan copies), a miss not counted (the later look-up's).
+   */
+  async lookupPart(kind: ChecksumKind, key: string, length: number, named = false): Promise<VerifiedCopy | undefined> {
+    const hex = hexOfKey(key);
+    const copy = await (named ? this.lookupFile(this.pathFor('parts', kind, hex), length) : this.find('parts', kind, hex, length));
     if (copy) this.stats_.hits++;
-    else this.stats_.misses++;
+    else if (!named) this.stats_.misses++;
     return copy;
   }
 
@@ -279,11 +283,7 @@ export class PartCache {
    */
   async tempFile(): Promise<TempFile> {
     const file = path.join(this.tmpDir, `${ownerTag()}-${randomBytes(6).toString('hex')}.partial`);
-    const unlist = removeAtExit(file); // before it exists: an exit right after open(2) left it (template-data.ts startSpill)
-    const fh = await this.dirs.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE)).catch((err: unknown) => {
-      unlist();
-      throw err;
-    });
+    const [fh, unlist] = await makeListed(file, () => this.dirs.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE)));
     return { file, fh, unlist };
   }
 

@@ -114,6 +114,8 @@ function parseFid(d: Buffer, p: number): Fid | undefined {
 
 class UdfWalk {
   private readonly visited = new Set<string>();
+  /** File entries read: another name of one (a hard link) is passed over, as addFile would drop its extents anyway. */
+  private readonly entries = new Set<string>();
   private readonly queue: Dir[] = [];
 
   constructor(
@@ -151,6 +153,9 @@ class UdfWalk {
   }
 
   private async file(path: string, icb: LbAddr): Promise<void> {
+    const key = `${icb.partRef}:${icb.block}`;
+    if (this.entries.has(key)) return; // (each read again cost the listing's byte budget: thousands of links ended it)
+    this.entries.add(key);
     let entry: Entry;
     try {
       entry = await readEntry(this.ctx, this.vol, icb, path);

@@ -9,7 +9,7 @@ export interface ServedImage {
   size: number;
   /** Strong entity tag: the image's own checksum from the template, so it names the exact bytes. */
   etag: string;
-  /** The template's mtime, to whole seconds (HTTP dates have no more). */
+  /** The template's mtime (at most the server's start), to whole seconds (HTTP dates have no more). */
   lastModified: Date;
   contentType: string;
 }
@@ -32,7 +32,9 @@ export async function servedImages(sessions: ImageSession[], startedAt: Date): P
     let name = session.name;
     for (let i = 2; taken.has(name); i++) name = `${session.name}.${i}`;
     taken.add(name);
-    const mtime = await stat(session.templatePath).then((st) => st.mtime, () => startedAt);
+    // Not after the server's start: a template dated in the future (a clock ahead where it was made) would be a
+    // Last-Modified no If-Modified-Since could reach (they are ignored past now: conditional.ts), never a 304.
+    const mtime = await stat(session.templatePath).then((st) => (st.mtime > startedAt ? startedAt : st.mtime), () => startedAt);
     out.push({
       name,
       session,

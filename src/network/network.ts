@@ -68,12 +68,21 @@ export class Network {
     return new Map([...this.opts.mirrors].map(([label, urls]) => [label, urls.map((uri) => ({ uri, weight: 0, base }))]));
   }
 
-  /** The providers to put after local copies: the disk cache (before the --scan walk's files), then (unless offline) the mirrors. */
+  /** The providers to put after local copies: the disk cache (by name before the --scan walk's files), then (unless offline) the mirrors. */
   providers(ctx: { jigdo: JigdoFile; layout: ImageLayout }, fetchParts = true): PartProvider[] {
     const kind = ctx.layout.checksumKind;
-    const cache: PartProvider = {
+    // Twice: by checksum name before the --scan walk's files (atHand), then with the unhashed files of an interrupted
+    // run adopted (a copy and a hash: not for parts a --scan copy has).
+    const named: PartProvider = {
       name: 'cache',
       atHand: true,
+      find: async (key) => {
+        const need = ctx.layout.parts.get(key);
+        return need && this.cache.lookupPart(kind, key, need.length, true);
+      },
+    };
+    const cache: PartProvider = {
+      name: 'cache',
       find: async (key) => {
         const need = ctx.layout.parts.get(key);
         if (!need) return undefined;
@@ -90,10 +99,10 @@ export class Network {
       },
       watch: (w) => this.cache.room.watch(w),
     };
-    if (!this.online || !fetchParts) return [cache];
+    if (!this.online || !fetchParts) return [named, cache];
     const labels = new LabelMap(ctx.jigdo.servers, this.extraServers(ctx.jigdo.location));
     const remote = new RemoteParts(this.online, ctx.jigdo, ctx.layout, labels, new Set([...this.opts.mirrors.values()].flat()));
-    return [cache, remote];
+    return [named, cache, remote];
   }
 
   /** Reads a whole remote .jigdo or [Include] (the `setRemoteLoader` hook), with retries. */

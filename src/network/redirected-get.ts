@@ -6,9 +6,12 @@ type Request = typeof import('undici').request;
 
 /** The codes undici's interceptor followed (300 too: its Location is the server's choice). */
 const REDIRECTS = new Set([300, 301, 302, 303, 307, 308]);
-/** A redirect's body is read off for its connection's sake up to this much, and for at most this long; then cut. */
+/**
+ * A redirect's body is read off for its connection's sake up to this much, and for at most this long; then cut. Short:
+ * meanwhile the connection is the pool's no more, and a request queued behind it spends its headers deadline.
+ */
 const REDIRECT_BODY_BYTES = 64 << 10;
-const REDIRECT_BODY_MS = 5_000;
+const REDIRECT_BODY_MS = 1_000;
 
 /** One GET: undici's request and dispatcher, the caller's URL (named in errors), its headers, the timeout, its signal. */
 export interface GetRequest {
@@ -35,7 +38,8 @@ export async function redirectedGet(get: GetRequest, target: URL): Promise<Dispa
   for (let hop = 0; ; hop++) {
     const res = await answerInTime(get, target);
     const location = res.headers.location;
-    if (!REDIRECTS.has(res.statusCode) || typeof location !== 'string' || hop === MAX_REDIRECTS) return res;
+    // (An empty Location is none: undici did not follow it either, and statusFailure says so.)
+    if (!REDIRECTS.has(res.statusCode) || typeof location !== 'string' || location === '' || hop === MAX_REDIRECTS) return res;
     readOffInBackground(res.body);
     target = nextTarget(get.url, location, target);
     if (visited.has(withoutFragment(target))) throw new FetchError(get.url, 'protocol', 'redirects in a loop: a Location leads back to an address already visited');

@@ -11,7 +11,7 @@ import type { WorkerPool } from '../util/worker-pool.js';
 import { lastAtOrBefore } from '../util/binary-search.js';
 import { settleAll, throwIfAborted, unlessAborted } from '../util/settle.js';
 import { makeDirs } from '../util/make-dirs.js';
-import { removeAtExit } from '../util/exit-leftovers.js';
+import { makeListed } from '../util/exit-leftovers.js';
 import { oncePerKey } from '../util/once-per-key.js';
 import { pidAlive } from '../util/pid.js';
 
@@ -210,11 +210,9 @@ export class TemplateData {
       return ready;
     }
     await existing?.close();
-    const tmp = `${final}.${process.pid}.${Date.now()}.tmp`;
-    // Listed before it exists: the file is there as soon as open(2) returns, a moment before this code goes on, and
-    // an exit in that moment left it (seen in CI). The name is this process's alone, so listing it early is safe.
-    const unlist = removeAtExit(tmp);
-    const handle = await open(tmp, 'w+', 0o600).catch((err: unknown) => { unlist(); throw err; }); // private, like the whole cache (see makeDirs)
+    const tmp = `${final}.${process.pid}.${Date.now()}${++spillSerial}.tmp`;
+    // (The name is this process's alone, its pid and a serial number for two sessions in one millisecond: makeListed.)
+    const [handle, unlist] = await makeListed(tmp, () => open(tmp, 'w+', 0o600)); // private, like the whole cache (see makeDirs)
     const spill = new SpilledChunk(chunk, handle);
     this.spills.set(chunk.index, spill);
     void this.inflateToSpill(spill, tmp, final).finally(unlist); // (renamed or removed by then; if the process ends first, it goes)
@@ -284,6 +282,9 @@ export class TemplateData {
  * Removes the temporary spill files (`chunk-…-LEN-DIGEST.PID.TIME.tmp`) of processes that no longer run, and the
  * spill files of earlier builds (`chunk-INDEX-LEN`, named without their compressed bytes' digest: never taken now).
  */
+/** Makes the names of this process's spill files unique (see startSpill). */
+let spillSerial = 0;
+
 async function removeDeadSpills(dir: string): Promise<void> {
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const name of names) {

@@ -23,6 +23,21 @@ export function removeAtExit(file: PathLike): () => void {
   return () => listed.delete(file);
 }
 
+/**
+ * Makes a file under a name of this process's own with `make` (an open), listed for removal at exit before it exists:
+ * the file is there as soon as open(2) returns, a moment before the code after the open runs, and an exit in that
+ * moment left it (seen in CI). Returns what `make` gave, and the function that takes the file off the list.
+ */
+export async function makeListed<T>(file: PathLike, make: () => Promise<T>): Promise<[T, () => void]> {
+  const unlist = removeAtExit(file);
+  try {
+    return [await make(), unlist];
+  } catch (err) {
+    unlist();
+    throw err;
+  }
+}
+
 /** Removes every listed file now (the process is about to end). Never throws. */
 export function removeLeftoversNow(): void {
   for (const file of listed) removeQuietly(file);

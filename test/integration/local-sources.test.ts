@@ -110,3 +110,17 @@ test('a --local file with other bytes where the .jigdo names a part is named in 
   assert.equal(missing.code, 0, missing.stderr);
   assert.equal((JSON.parse(missing.stdout) as { missing: number }).missing, 1);
 });
+
+test('a part a --scan folder has is taken from it, not by adopting an unhashed download of an interrupted run (a copy and a hash)', async () => {
+  // The disk cache is asked before the --scan files by checksum name only; it adopts unhashed files after them.
+  const cache = path.join(work, 'c-unhashed');
+  const hex = md5(await readFile(path.join(S, 'parts', 'a.bin')));
+  const unhashed = path.join(cache, 'parts', 'md5', hex.slice(0, 2), `${hex}.host-1-0a0b0c0d0e0f.unverified`);
+  await mkdir(path.dirname(unhashed), { recursive: true });
+  await copyFile(path.join(S, 'parts', 'a.bin'), unhashed);
+  const out = path.join(work, 'scan-not-adopted.iso');
+  const r = await runCli(['make-image', path.join(S, 'jf-md5-gzip.jigdo'), '-o', out, '--offline', '--scan', path.join(S, 'parts'), '--cache-dir', cache]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(md5(await readFile(out)), IMAGE_MD5);
+  assert.equal(md5(await readFile(unhashed)), hex, 'the unhashed file is where it was, for a run that needs it');
+});

@@ -338,12 +338,14 @@ describe('redirects that lead nowhere', () => {
     web.fault((p) => p.startsWith('/far'), { kind: 'redirect', to: (p) => `/far${Number(p.slice(4, -6) || 0) + 1}.jigdo` });
     web.fault('/broken.jigdo', { kind: 'redirect', to: 'http://[::1/x' });
     web.fault('/ftp.jigdo', { kind: 'redirect', to: 'ftp://127.0.0.1/x.jigdo' });
+    web.fault('/empty.jigdo', { kind: 'redirect', to: '' });
     const d = await dir('redirects');
     const info = (name: string) => runCli(['info', `${web.url}${name}`, '--cache-dir', path.join(d, 'cache'), '--retries', '0'], { timeoutMs: 20_000, cwd: d });
     assertCleanFailure(await info('loop.jigdo'), `${web.url}loop.jigdo`, /: cannot fetch: redirects in a loop: a Location leads back to an address already visited$/);
     assertCleanFailure(await info('far0.jigdo'), `${web.url}far0.jigdo`, /: cannot fetch: HTTP 302: too many redirects \(more than 5; the next one to \/far6\.jigdo\)$/);
     assertCleanFailure(await info('broken.jigdo'), `${web.url}broken.jigdo`, /: cannot fetch: redirected to a malformed address \("http:\/\/\[::1\/x"\)$/);
     assertCleanFailure(await info('ftp.jigdo'), `${web.url}ftp.jigdo`, /: cannot fetch: redirected to an address that is not http\(s\)$/);
+    assertCleanFailure(await info('empty.jigdo'), `${web.url}empty.jigdo`, /: cannot fetch: HTTP 302: a redirect without a Location$/);
 
     // Parts behind a redirect loop: each missing part says so.
     const looping = await mirror(fx.tree);

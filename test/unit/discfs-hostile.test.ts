@@ -135,7 +135,7 @@ test('flipped bytes in the descriptors and directories: a listing or a DiscForma
  * descriptor that lists 252 one-block extents alternating between two blocks (none merge), then chains back to itself:
  * every file reaches MAX_FILE_EXTENTS from one 2 KiB block. (After the one a helper session wrote to show the crash.)
  */
-function extentBomb(files: number): Buffer {
+function extentBomb(files: number, oneEntry = false): Buffer {
   const BS = 2048;
   const PSTART = 300;
   const img = Buffer.alloc((PSTART + 20 + files + 10 + Math.floor((files * 40) / BS) + 2) * BS);
@@ -186,7 +186,7 @@ function extentBomb(files: number): Buffer {
     const f = fids.subarray(40 * i, 40 * i + 40);
     f[19] = 2;
     f.writeUInt32LE(BS, 20);
-    f.writeUInt32LE(10 + i, 24);
+    f.writeUInt32LE(oneEntry ? 10 : 10 + i, 24);
     f[38] = 8;
     f[39] = 'a'.charCodeAt(0);
     tag(f, 257, 0);
@@ -229,6 +229,11 @@ test('a UDF image whose files each claim 65,536 extents through one looping bloc
   // Under the budget, what the image claims is listed as it is (each file inside the image: listOrClean checks).
   const small = await listOrClean(extentBomb(2), { maxExtents: 200_000 });
   assert.ok(!(small instanceof DiscFormatError), String(small));
+  // Names of one file entry (hard links): the entry is read once, not once per name (each walked its extents again
+  // and spent the budgets: the listing ended at the fourth name).
+  const links = await listOrClean(extentBomb(64, true), { maxExtents: 200_000 });
+  assert.ok(!(links instanceof DiscFormatError), String(links));
+  assert.equal(links.files.length, 1);
 });
 
 /** An ISO9660 directory record at `at` of `buf` (one-byte name, optional system use area); returns its length. */
