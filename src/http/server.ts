@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { errorMessage } from '../format/errors.js';
 import { serveControl, type ControlHandler, type ControlServer } from '../fuse/control.js';
 import { baseUrl, controlKey, urlHost, type ServerAddress } from './address.js';
@@ -61,6 +62,8 @@ function listen(server: Server, host: string, port: number): Promise<ServerAddre
 /** A running `jigdofs serve`: the HTTP server, its admission limit, the status socket and the drain on stop. */
 class ImageServer {
   private active = 0;
+  /** Connections with a request being served (admit): a quiet one of these is not closed by the idle timeout. */
+  private readonly serving = new Set<Socket>();
   private draining = false;
   private readonly ctx: ServeContext;
   private readonly http: Server;
@@ -74,12 +77,28 @@ class ImageServer {
     this.ctx = { images: new Map(images.map((i) => [i.name, i])), log: opts.log, stats: newStats(), sendMs: opts.sendMs };
     this.http = createServer((req, res) => this.admit(req, res));
     this.http.keepAliveTimeout = 5000;
+    // A connection with no traffic for --send-timeout and no request being served is closed. Between requests no
+    // timeout of Node's runs: a client that pipelined requests and read no answer held its connection for good once
+    // Node stopped reading it (the answers backed up), and enough of them filled the connection cap. One being served
+    // is left to its own timers (a body's stall timer, the part fetch's).
+    this.http.timeout = opts.sendMs;
+    this.http.on('timeout', (socket: Socket) => {
+      if (!this.serving.has(socket)) socket.destroy();
+    });
     this.http.maxConnections = connectionCap(opts.maxClients);
     this.http.on('drop', () => this.ctx.stats.connectionsDropped++);
   }
 
-  /** Serves the request unless `maxClients` are being served already (503: the client retries). */
+  /**
+   * Serves the request unless `maxClients` are being served already (503: the client retries). A request pipelined
+   * behind another on its connection waits for its turn first (the response gets the socket), taking no slot: Node
+   * hands us every pipelined request at once, and one connection with 64 of them held every slot for hours.
+   */
   private admit(req: IncomingMessage, res: ServerResponse): void {
+    if (!res.socket) {
+      res.once('socket', () => this.admit(req, res));
+      return;
+    }
     if (this.draining) res.setHeader('Connection', 'close');
     if (this.active >= this.opts.maxClients) {
       this.ctx.stats.requests++;
@@ -90,6 +109,8 @@ class ImageServer {
       return;
     }
     this.active++;
+    const socket = res.socket;
+    this.serving.add(socket);
     // The slot goes back once the handler is done with the request, its reads included; not at the response's
     // 'close': a response queued behind another on a pipelined connection never gets one when the connection goes
     // (Node 20), and a client gone in the middle of a read must not let more reads run than --max-clients.
@@ -99,6 +120,7 @@ class ImageServer {
         res.destroy();
       })
       .finally(() => {
+        this.serving.delete(socket);
         this.active--;
         if (this.active === 0) this.onIdle?.();
       });

@@ -129,6 +129,64 @@ test('requests pipelined on a connection that closes give their slots back (Node
   assert.ok(r.body.equals(image.subarray(1000, 2000)));
 });
 
+/** /proc/net/tcp's state of the loopback connection from local port `from` to `to` ('01': established), or undefined. */
+const ESTABLISHED = '01';
+async function tcpState(from: number, to: number): Promise<string | undefined> {
+  const port = (p: number): string => `:${p.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of (await readFile('/proc/net/tcp', 'utf8')).split('\n').slice(1)) {
+    const [, local, remote, state] = line.trim().split(/\s+/);
+    if (local?.endsWith(port(from)) && remote?.endsWith(port(to))) return state;
+  }
+  return undefined;
+}
+
+test('one connection\'s pipelined requests are served one after the other on one slot, not all at once', async () => {
+  // Node hands every pipelined request over at once: one connection with 64 whole-image GETs, read slowly, held every
+  // --max-clients slot (the 63 queued answers had no socket, so no send timer ran) and everyone else got 503.
+  const capped = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--max-clients', '2']);
+  const { port } = new URL(capped.url);
+  const socket = connect(Number(port), '127.0.0.1', () => socket.write('GET /big.iso HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(4)));
+  socket.on('error', () => undefined);
+  socket.pause();
+  try {
+    let s = await capped.status();
+    for (let i = 0; i < 50 && s.server.activeClients === 0; i++) {
+      await sleep(100);
+      s = await capped.status();
+    }
+    assert.equal(s.server.activeClients, 1, JSON.stringify(s.server));
+    const r = await httpGet(`${capped.url}big.iso`, { Range: 'bytes=0-99' });
+    assert.equal(r.status, 206, 'a second client is served');
+    assert.ok(r.body.equals(image.subarray(0, 100)));
+  } finally {
+    socket.destroy();
+    await capped.stop('SIGKILL');
+  }
+});
+
+test('a connection that pipelines requests and reads no answer is cut after --send-timeout', async () => {
+  // Short answers (the listing) were written with no send timer, and no timeout runs between requests: once Node
+  // stopped reading the connection it stayed open for good, and enough of them filled the connection cap.
+  const strict = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--send-timeout', '1']);
+  const { port } = new URL(strict.url);
+  const socket = connect(Number(port), '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(40_000)));
+  socket.on('error', () => undefined);
+  socket.pause();
+  try {
+    await new Promise((r) => socket.once('connect', r));
+    // (The client, reading nothing, cannot see the close: the server's side of the connection says it.)
+    let state = await tcpState(Number(port), socket.localPort!);
+    for (let i = 0; i < 150 && state === ESTABLISHED; i++) {
+      await sleep(100);
+      state = await tcpState(Number(port), socket.localPort!);
+    }
+    assert.notEqual(state, ESTABLISHED, 'the server closed its side of the connection within 15 s');
+  } finally {
+    socket.destroy();
+    await strict.stop('SIGKILL');
+  }
+});
+
 test('a client that takes none of the body for --send-timeout is cut, and its slot given back', async () => {
   const strict = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--send-timeout', '1']);
   try {
