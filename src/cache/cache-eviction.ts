@@ -1,8 +1,10 @@
+import type { Stats } from 'node:fs';
 import { readdir, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { eachLimit } from '../util/each-limit.js';
 import type { CacheFs } from './cache-fs.js';
 import { SizeLedger } from './size-ledger.js';
+import { FINISHED_SPILL, SPILL_DIR } from './spill-name.js';
 
 /** The shared count is checked against the files this often (it drifts when a process dies mid-commit). */
 const RESCAN_MS = 60_000;
@@ -124,17 +126,20 @@ export class CacheEviction {
     if (this.counted) await this.ledger.write(JSON.stringify(this.counted)).catch(() => undefined);
   }
 
-  /** Every verified file in the cache with its size and last use. */
+  /**
+   * Every file the limit counts, with its size and last use: verified parts and templates, `templates/unverified`, and
+   * finished spills of huge template chunks (`inflated/ID/`) by the blocks they take (sparse; once kept outside it).
+   */
   private async entries(): Promise<Array<{ file: string; size: number; atimeMs: number }>> {
     const out: Array<{ file: string; size: number; atimeMs: number }> = [];
-    const walk = async (dir: string, depth: number): Promise<void> => {
+    const walk = async (dir: string, depth: number, counted?: { name: RegExp; size: (st: Stats) => number }): Promise<void> => {
       const names = await readdir(dir, { withFileTypes: true }).catch(() => []);
       for (const d of names) {
         const full = path.join(dir, d.name);
-        if (d.isDirectory() && depth > 0) await walk(full, depth - 1);
-        else if (d.isFile()) {
+        if (d.isDirectory() && depth > 0) await walk(full, depth - 1, counted);
+        else if (d.isFile() && (!counted || counted.name.test(d.name))) {
           const st = await stat(full).catch(() => undefined);
-          if (st) out.push({ file: full, size: st.size, atimeMs: st.atimeMs });
+          if (st) out.push({ file: full, size: counted ? counted.size(st) : st.size, atimeMs: st.atimeMs });
         }
       }
     };
@@ -142,6 +147,8 @@ export class CacheEviction {
       await walk(path.join(this.dir, 'parts', kind), 1);
       await walk(path.join(this.dir, 'templates', kind), 0);
     }
+    await walk(path.join(this.dir, 'templates', 'unverified'), 0, { name: /\.template$/, size: (st) => st.size });
+    await walk(path.join(this.dir, SPILL_DIR), 1, { name: FINISHED_SPILL, size: (st) => st.blocks * 512 });
     return out;
   }
 
@@ -323,12 +330,14 @@ export class CacheEviction {
 
   /**
    * Room on the disk for downloads in flight (disk-room.ts): evicts least recently used parts that `spare` does not
-   * keep until `bytes` are freed, in turn with commits. Templates stay (a session reads its own all along).
+   * keep until `bytes` are freed, in turn with commits.
    */
   free(bytes: number, spare: (file: string) => boolean): Promise<{ freed: string[]; bytes: number }> {
     return this.queued(async () => {
       await this.cacheBytes();
-      const all = (await this.entries()).filter((e) => !e.file.startsWith(path.join(this.dir, 'templates')));
+      // Not the templates and spills: each session holds its own open all along, so their blocks would not come free.
+      const kept = [path.join(this.dir, 'templates', ''), path.join(this.dir, SPILL_DIR, '')];
+      const all = (await this.entries()).filter((e) => !kept.some((dir) => e.file.startsWith(dir)));
       all.sort((a, b) => a.atimeMs - b.atimeMs);
       const freed: string[] = [];
       let n = 0;

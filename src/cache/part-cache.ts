@@ -78,7 +78,7 @@ export class PartCache {
   private readonly log: (line: string) => void;
   private readonly hashFile: HashFile;
   private readonly pages: PageRelease; // files a reader is done with, leaving the page cache
-  private readonly eviction: CacheEviction;
+  readonly eviction: CacheEviction; // (also admits template spill files: session.ts)
   /** Room on the disk for downloads in flight: reserved by each before its first write (CacheWriter.allocate). */
   readonly room: DiskRoom;
   private readonly locks: CacheLocks;

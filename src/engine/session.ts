@@ -13,6 +13,7 @@ import { resourceLoader, type RemoteLoader } from './jigdo-loader.js';
 import { checkCacheDir } from './cache-dir.js';
 import { checkTemplate, findTemplate, type TemplateChoice } from './template-file.js';
 import { TemplateData } from '../sources/template-data.js';
+import { SPILL_DIR } from '../cache/spill-name.js';
 import { WorkerPool } from '../util/worker-pool.js';
 import { ImageLayout } from '../image/layout.js';
 import { ImageReader } from '../image/reader.js';
@@ -164,8 +165,9 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
       // A quarter: the reader keeps at most 24 read-ahead blocks of its half, and a template with more raw data
       // than this fills its LRU whole (peak RSS ≤ 200 MB at the default 128M whatever the image: BENCHMARKS.md).
       memoryLimit: Math.max(8 << 20, Math.floor(opts.memory / 4)),
-      spillDir: path.join(opts.cacheDir, 'inflated', spillId),
+      spillDir: path.join(opts.cacheDir, SPILL_DIR, spillId),
       pool,
+      admit: opts.network && ((bytes, place) => opts.network!.cache.eviction.admit(bytes, place)),
     });
     const localOpts = { trees: opts.local, scan: opts.scan, scanImages: opts.scanImages, scanDeep: opts.scanDeep, log: opts.log };
     const local = new LocalSources(jigdo, layout, template.desc, localOpts, index, pool);

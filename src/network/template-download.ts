@@ -85,8 +85,10 @@ export class TemplateDownloads {
     const { file: tmp, fh, unlist } = await this.cache.tempFile();
     try {
       await this.download(url, fh, rules);
+      const { size } = await fh.stat();
       await fh.close();
-      await rename(tmp, final);
+      // Counted against --cache-size like every template (one per URL ever read grew outside the limit).
+      await this.cache.eviction.admit(size, () => rename(tmp, final));
       this.counts.fetched++;
       return final;
     } catch (err) {

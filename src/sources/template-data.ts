@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, rm, stat, utimes, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createInflate, inflate } from 'node:zlib';
@@ -13,7 +13,7 @@ import { settleAll, throwIfAborted, unlessAborted } from '../util/settle.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { makeListed } from '../util/exit-leftovers.js';
 import { oncePerKey } from '../util/once-per-key.js';
-import { pidAlive } from '../util/pid.js';
+import { deadSpillFile, spillName, spillTempName } from '../cache/spill-name.js';
 
 const inflateAsync = promisify(inflate);
 
@@ -43,6 +43,11 @@ export interface TemplateDataOptions {
   /** Folder for spill files of huge chunks (per template); created on demand. */
   spillDir: string;
   pool: WorkerPool;
+  /**
+   * Gives a finished spill file its name as a cache file of `bytes` (the blocks it takes): room is made under the
+   * cache's size limit, `place` renames it, and it is counted (CacheEviction.admit). Absent: renamed, uncounted.
+   */
+  admit?: (bytes: number, place: () => Promise<void>) => Promise<void>;
 }
 
 /** A huge zlib chunk being (or having been) inflated into a file; readers wait for the bytes they need. */
@@ -50,6 +55,8 @@ class SpilledChunk {
   progress = 0;
   error: Error | undefined;
   done = false;
+  /** The inflate's end (named, or failed and removed): see close. */
+  settled: Promise<void> = Promise.resolve();
   private waiters: Array<() => void> = [];
 
   constructor(
@@ -200,9 +207,12 @@ export class TemplateData {
     // Named after the compressed bytes it comes from: the folder is per image checksum and template size, which a
     // hostile template can copy, and a spill file is taken by its size alone; one template's bytes were served for
     // another's in a shared cache.
-    const final = path.join(this.opts.spillDir, `chunk-${chunk.index}-${chunk.uncompressedLength}-${await this.payloadDigest(chunk)}`);
+    const final = path.join(this.opts.spillDir, spillName(chunk.index, chunk.uncompressedLength, await this.payloadDigest(chunk)));
     const existing = await open(final, 'r').catch(() => undefined);
-    if (existing && (await existing.stat()).size === chunk.uncompressedLength) {
+    const found = await existing?.stat();
+    if (existing && found?.size === chunk.uncompressedLength) {
+      // Used now: least recently used spills are evicted first, like parts (cache-eviction.ts).
+      await utimes(final, new Date(), found.mtime).catch(() => undefined);
       const ready = new SpilledChunk(chunk, existing);
       ready.progress = chunk.uncompressedLength;
       ready.done = true;
@@ -210,12 +220,11 @@ export class TemplateData {
       return ready;
     }
     await existing?.close();
-    const tmp = `${final}.${process.pid}.${Date.now()}${++spillSerial}.tmp`;
-    // (The name is this process's alone, its pid and a serial number for two sessions in one millisecond: makeListed.)
+    const tmp = spillTempName(final); // this process's alone (makeListed)
     const [handle, unlist] = await makeListed(tmp, () => open(tmp, 'w+', 0o600)); // private, like the whole cache (see makeDirs)
     const spill = new SpilledChunk(chunk, handle);
     this.spills.set(chunk.index, spill);
-    void this.inflateToSpill(spill, tmp, final).finally(unlist); // (renamed or removed by then; if the process ends first, it goes)
+    spill.settled = this.inflateToSpill(spill, tmp, final).finally(unlist); // (renamed or removed by then; if the process ends first, it goes)
     return spill;
   }
 
@@ -259,8 +268,12 @@ export class TemplateData {
       }
       // On the disk before it has its final name: a spill file is taken by its size alone, also after a crash, and an
       // unsynced one could come back with the right size and holes where its bytes were.
-      await handle.datasync().catch(cannotWrite);
-      await rename(tmp, final).catch(() => undefined); // another process may have won the race: same bytes
+      // Its blocks are counted against --cache-size: a template may expand a few MB of zlib into GBs that are not zeros
+      // (a run of 0xFF), and spills of every template ever read were kept outside the limit. (stat by name: the session
+      // may close the handle once the last byte is read.)
+      const [{ blocks }] = await Promise.all([stat(tmp), handle.datasync().catch(cannotWrite)]);
+      const place = (): Promise<void> => rename(tmp, final).catch(() => undefined); // another process may have won the race: same bytes
+      await (this.opts.admit ? this.opts.admit(blocks * 512, place).catch(place) : place());
       spill.done = true;
     } catch (err) {
       spill.error = err instanceof JigdoError ? err : this.corrupt(chunk, `corrupt zlib data (${errorMessage(err)})`);
@@ -272,25 +285,21 @@ export class TemplateData {
   }
 
   async close(): Promise<void> {
+    // A spill whose last byte was read is left to be named, so the next session takes it (an unmount right after a
+    // read at a chunk's end left it unnamed, and it went with the process).
+    const inflated = [...this.spills.values()].filter((s) => !s.done && s.progress === s.chunk.uncompressedLength);
+    await Promise.all(inflated.map((s) => s.settled));
     for (const s of this.spills.values()) await s.handle.close().catch(() => undefined);
     this.spills.clear();
     this.cache.clear();
   }
 }
 
-/**
- * Removes the temporary spill files (`chunk-…-LEN-DIGEST.PID.TIME.tmp`) of processes that no longer run, and the
- * spill files of earlier builds (`chunk-INDEX-LEN`, named without their compressed bytes' digest: never taken now).
- */
-/** Makes the names of this process's spill files unique (see startSpill). */
-let spillSerial = 0;
-
+/** Removes the spill files nobody will finish or take (deadSpillFile): those of processes that no longer run. */
 async function removeDeadSpills(dir: string): Promise<void> {
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const name of names) {
-    const m = /\.(\d+)\.\d+\.tmp$/.exec(name);
-    const dead = m ? Number(m[1]) !== process.pid && !pidAlive(Number(m[1])) : /^chunk-\d+-\d+$/.test(name);
     // A file we cannot remove is only disk used: never a reason to fail the reads that come next.
-    if (dead) await rm(path.join(dir, name), { force: true }).catch(() => undefined);
+    if (deadSpillFile(name)) await rm(path.join(dir, name), { force: true }).catch(() => undefined);
   }
 }

@@ -4,14 +4,16 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describeRun, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { forceUnmount, isMounted } from '../helpers/mount.js';
-import { cacheFiles, fileMd5, jigdoWithServers, partsUri, randomPartsImage, sleep } from '../helpers/network.js';
+import { cacheFiles, fileMd5, jigdoWithServers, partsUri, randomBytesOf, randomPartsImage, sleep } from '../helpers/network.js';
 
 
 const PARTS = 20;
@@ -116,5 +118,77 @@ test('under umask 022 the cache (parts, tmp, locks, inflated, logs, hash index) 
   } finally {
     process.umask(old);
     if (await isMounted(mnt)) await forceUnmount(mnt);
+  }
+});
+
+/**
+ * An image whose template holds a 30 MB run of 0xFF (a flash image's padding): jigdo-file compresses it about 1000:1 into
+ * one zlib chunk above the spill threshold, and its spill file takes 30 MB of disk (it is not zeros, so not sparse).
+ */
+async function paddedImage(dir: string, seed: number): Promise<{ jigdo: string; md5: string; parts: string }> {
+  const parts = path.join(dir, 'p');
+  await mkdir(parts, { recursive: true });
+  const part = randomBytesOf(300_000, seed);
+  await writeFile(path.join(parts, 'part.bin'), part);
+  const image = path.join(dir, 'img.bin');
+  const fh = await open(image, 'w');
+  await fh.write(Buffer.concat([randomBytesOf(70_000, seed + 1), part, Buffer.alloc(30_000_000, 0xff), randomBytesOf(100_000, seed + 2)]));
+  await fh.close();
+  await promisify(execFile)('jigdo-file', ['make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, '--jigdo=x.jigdo', '--template=x.template', 'p//'], { cwd: dir });
+  return { jigdo: path.join(dir, 'x.jigdo'), md5: await fileMd5(image), parts };
+}
+
+/** Disk blocks taken by the finished spill files under the cache's inflated/ (temporary ones are a running inflate's). */
+async function spillBytes(cache: string): Promise<number> {
+  let total = 0;
+  for (const name of await readdir(path.join(cache, 'inflated'), { recursive: true }).catch(() => [] as string[])) {
+    const st = await stat(path.join(cache, 'inflated', name));
+    if (st.isFile() && !name.endsWith('.tmp')) total += st.blocks * 512;
+  }
+  return total;
+}
+
+test('spill files of huge template chunks count against --cache-size: a second template evicts the first one\'s', async () => {
+  const d = path.join(work, 'spills');
+  const cache = path.join(d, 'cache');
+  const limit = 45 * 1024 * 1024;
+  for (const seed of [1, 2]) {
+    const img = await paddedImage(path.join(d, `img${seed}`), seed * 10);
+    const out = path.join(d, `out${seed}.iso`);
+    const r = await runCli(['make-image', img.jigdo, '-o', out, '--cache-dir', cache, '--cache-size', '45M', '--offline', '--scan', img.parts]);
+    assert.equal(r.code, 0, describeRun(r));
+    assert.equal(await fileMd5(out), img.md5);
+    const spilled = await spillBytes(cache);
+    assert.ok(spilled >= 30_000_000, `image ${seed}'s 0xFF run was spilled (${spilled} bytes of spill files)`);
+    // On the code before, the two templates' spills stayed side by side: 60 MB under a 45 MB limit.
+    assert.ok(spilled <= limit, `${spilled} bytes of spill files after image ${seed}, limit ${limit}`);
+  }
+});
+
+test('templates a .jigdo gives no checksum for count against --cache-size: a second one evicts the first', async () => {
+  const limit = 10 * 1024 * 1024;
+  const cache = path.join(work, 'unverified-cache');
+  const kept = async (): Promise<number> => {
+    let total = 0;
+    for (const name of await readdir(path.join(cache, 'templates', 'unverified')).catch(() => [] as string[])) total += (await stat(path.join(cache, 'templates', 'unverified', name))).size;
+    return total;
+  };
+  for (const seed of [1, 2]) {
+    // 6 MB of random bytes and no parts: a template of about 6 MB, fetched from the mirror with nothing to check it by.
+    const dir = path.join(mirror.root, `unverified${seed}`);
+    await mkdir(path.join(dir, 'p'), { recursive: true });
+    const image = path.join(dir, 'img.bin');
+    await writeFile(image, randomBytesOf(6_000_000, 40 + seed));
+    await promisify(execFile)('jigdo-file', ['make-template', '-r', 'quiet', '--force', '--no-cache', `--image=${image}`, '--jigdo=x.jigdo', '--template=x.template', 'p//'], { cwd: dir });
+    const text = (await readFile(path.join(dir, 'x.jigdo'), 'utf8')).replace(/^Template-MD5Sum=.*\n/m, '');
+    await writeFile(path.join(dir, 'x.jigdo'), text);
+    const out = path.join(work, `unverified${seed}.iso`);
+    const r = await runCli(['make-image', `${mirror.url}unverified${seed}/x.jigdo`, '-o', out, '--cache-dir', cache, '--cache-size', '10M']);
+    assert.equal(r.code, 0, describeRun(r));
+    assert.equal(await fileMd5(out), await fileMd5(image));
+    const bytes = await kept();
+    assert.ok(bytes >= 6_000_000, `template ${seed} is in the cache (${bytes} bytes of unverified templates)`);
+    // On the code before, both stayed: 12 MB under a 10 MB limit.
+    assert.ok(bytes <= limit, `${bytes} bytes of unverified templates after template ${seed}, limit ${limit}`);
   }
 });

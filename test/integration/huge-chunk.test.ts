@@ -61,7 +61,12 @@ test('random reads in a 100 MB zlib chunk inflate it once, into a sparse spill f
     assert.equal(s.raw.stats.bytesInflated, inflatedOnce, 'later random reads inflate nothing');
     const spillDir = path.join(cacheDir, 'inflated');
     const [id] = await readdir(spillDir);
-    const files = await readdir(path.join(spillDir, id!));
+    // Named once synced and counted, a moment after its last byte was read.
+    let files = await readdir(path.join(spillDir, id!));
+    for (let i = 0; i < 100 && files.every((f) => f.endsWith('.tmp')); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      files = await readdir(path.join(spillDir, id!));
+    }
     const spill = files.find((f) => !f.endsWith('.tmp'));
     assert.ok(spill, `a finished spill file in ${files.join(', ')}`);
     const st = await stat(path.join(spillDir, id!, spill));
