@@ -95,12 +95,13 @@ export function toFetchError(url: string, err: unknown): FetchError {
     case 'UND_ERR_ABORTED':
     case 'ABORT_ERR':
       return new FetchError(url, 'aborted', 'aborted');
+    // Our own URLs are checked before a request (HttpClient.get), and redirects are followed by redirected-get.ts, which
+    // names a bad Location itself: these are left for what undici or URL still refuse, in our words, never retried.
     case 'UND_ERR_INVALID_ARG':
-      return invalidArgument(url, msg);
+      return new FetchError(url, 'protocol', `request refused by the HTTP client: ${msg}`);
     case 'ERR_INVALID_URL': {
-      // (our own URLs are checked before a request: this one came from a redirect's Location)
       const input = (err as { input?: unknown }).input;
-      return new FetchError(url, 'protocol', `redirected to a malformed address${typeof input === 'string' ? ` (${JSON.stringify(input)})` : ''}`);
+      return new FetchError(url, 'protocol', `malformed address${typeof input === 'string' ? ` (${JSON.stringify(input.slice(0, 200))})` : ''}`);
     }
     default:
       if ((err as Error)?.name === 'AbortError') return new FetchError(url, 'aborted', 'aborted');
@@ -127,15 +128,4 @@ function tlsReason(code: string, msg: string): string {
   const text = reason || code.toLowerCase().replace(/_/g, ' ');
   // The usual cause: an http:// server (or port) named in an https:// URL.
   return code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? `${text} (the server does not speak TLS there: http, not https?)` : text;
-}
-
-/**
- * undici's InvalidArgumentError. Our own URLs are checked before a request (HttpClient.get), so what it rejects is
- * where a redirect led: say so in words, not in undici's (which speak of Pools and Agents).
- */
-function invalidArgument(url: string, msg: string): FetchError {
-  if (msg.startsWith('Redirect loop detected')) return new FetchError(url, 'protocol', 'redirects in a loop: a Location leads back to an address already visited');
-  if (msg.startsWith('Invalid URL protocol')) return new FetchError(url, 'protocol', 'redirected to an address that is not http(s)');
-  if (msg.startsWith('Invalid URL')) return new FetchError(url, 'protocol', 'redirected to a malformed address');
-  return new FetchError(url, 'protocol', `request refused by the HTTP client: ${msg}`);
 }
