@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createCipheriv } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { prng, randInt } from '../helpers/cli.js';
@@ -49,7 +49,7 @@ before(async () => {
     '--label', 'Parts=tree/parts', '--uri', 'Parts=http://127.0.0.1:8765/parts/', 'tree/parts//',
   ], { cwd: work });
   mirror = await startMirror({ root: path.join(work, 'tree'), latencyMs: 20 });
-  server = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--max-clients', '64']);
+  server = await serveBig('--max-clients', '64');
   url = `${server.url}big.iso`;
 });
 
@@ -58,6 +58,18 @@ after(async () => {
   await mirror?.close();
   await rm(work, { recursive: true, force: true });
 });
+
+/** A server of big.jigdo whose parts come from the mirror, with `extra` flags. */
+const serveBig = (...extra: string[]): Promise<TestServer> =>
+  startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, ...extra]);
+
+/** A raw connection to `serverUrl` that sends `request` `count` times at once and then reads nothing. */
+function unreadConnection(serverUrl: string, request: string, count = 1): Socket {
+  const socket = connect(Number(new URL(serverUrl).port), '127.0.0.1', () => socket.write(request.repeat(count)));
+  socket.on('error', () => undefined);
+  socket.pause();
+  return socket;
+}
 
 test('32 concurrent ranged clients over the 50 MB image (lazy, from the mirror): every byte exact', async () => {
   const rand = prng(12);
@@ -143,11 +155,8 @@ async function tcpState(from: number, to: number): Promise<string | undefined> {
 test('one connection\'s pipelined requests are served one after the other on one slot, not all at once', async () => {
   // Node hands every pipelined request over at once: one connection with 64 whole-image GETs, read slowly, held every
   // --max-clients slot (the 63 queued answers had no socket, so no send timer ran) and everyone else got 503.
-  const capped = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--max-clients', '2']);
-  const { port } = new URL(capped.url);
-  const socket = connect(Number(port), '127.0.0.1', () => socket.write('GET /big.iso HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(4)));
-  socket.on('error', () => undefined);
-  socket.pause();
+  const capped = await serveBig('--max-clients', '2');
+  const socket = unreadConnection(capped.url, 'GET /big.iso HTTP/1.1\r\nHost: x\r\n\r\n', 4);
   try {
     let s = await capped.status();
     for (let i = 0; i < 50 && s.server.activeClients === 0; i++) {
@@ -167,11 +176,9 @@ test('one connection\'s pipelined requests are served one after the other on one
 test('a connection that pipelines requests and reads no answer is cut after --send-timeout', async () => {
   // Short answers (the listing) were written with no send timer, and no timeout runs between requests: once Node
   // stopped reading the connection it stayed open for good, and enough of them filled the connection cap.
-  const strict = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--send-timeout', '1']);
+  const strict = await serveBig('--send-timeout', '1');
   const { port } = new URL(strict.url);
-  const socket = connect(Number(port), '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(40_000)));
-  socket.on('error', () => undefined);
-  socket.pause();
+  const socket = unreadConnection(strict.url, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 40_000);
   try {
     await new Promise((r) => socket.once('connect', r));
     // (The client, reading nothing, cannot see the close: the server's side of the connection says it.)
@@ -188,13 +195,10 @@ test('a connection that pipelines requests and reads no answer is cut after --se
 });
 
 test('a client that takes none of the body for --send-timeout is cut, and its slot given back', async () => {
-  const strict = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--send-timeout', '1']);
+  const strict = await serveBig('--send-timeout', '1');
   try {
     // A raw connection that asks for the whole image and reads nothing: the kernel's buffers fill, our write waits.
-    const { port } = new URL(strict.url);
-    const socket = connect(Number(port), '127.0.0.1', () => socket.write('GET /big.iso HTTP/1.1\r\nHost: x\r\n\r\n'));
-    socket.on('error', () => undefined);
-    socket.pause();
+    const socket = unreadConnection(strict.url, 'GET /big.iso HTTP/1.1\r\nHost: x\r\n\r\n');
     try {
       let s = await strict.status();
       for (let i = 0; i < 100 && !(s.server.requests >= 1 && s.server.activeClients === 0); i++) {
@@ -225,7 +229,7 @@ test('the 50 MB image read whole by curl equals the original', async () => {
 });
 
 test('connections over the cap are closed as they come, counted, and the server goes on serving', async () => {
-  const capped = await startServe([path.join(work, 'big.jigdo'), '--cache-dir', path.join(work, 'cache'), '--mirror', `Parts=${mirror.url}parts/`, '--max-clients', '1']);
+  const capped = await serveBig('--max-clients', '1');
   const sockets: Array<ReturnType<typeof connect>> = [];
   try {
     const cap = (await capped.status()).server.maxConnections;
