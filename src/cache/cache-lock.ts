@@ -1,4 +1,6 @@
-import { open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir, stat, unlink, utimes } from 'node:fs/promises';
+import { openRegular } from '../util/open-regular.js';
 import path from 'node:path';
 import { errorMessage } from '../format/errors.js';
 import type { CacheFs } from './cache-fs.js';
@@ -39,7 +41,10 @@ export async function lockIsStale(file: string): Promise<boolean> {
   // Not refreshed for long; or set far in the future (a clock put back, a host whose clock runs ahead), which no
   // refresh brings back within the wait: its owner, if alive, takes it again within a heartbeat.
   if (Math.abs(Date.now() - st.mtimeMs) > LOCK_STALE_MS) return true;
-  const owner = await readFile(file, 'utf8').catch(() => '');
+  // Only a regular file is read (a FIFO put among the locks hung every cache's start-up cleanup); anything else is stale.
+  const fh = await openRegular(file, constants.O_RDONLY).catch(() => undefined);
+  if (!fh) return true;
+  const owner = await fh.readFile('utf8').catch(() => '').finally(() => fh.close().catch(() => undefined));
   return owner !== '' && ownerDead(owner.trim() + '-');
 }
 

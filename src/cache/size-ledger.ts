@@ -1,5 +1,6 @@
 import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { openRegular } from '../util/open-regular.js';
 import type { CacheFs } from './cache-fs.js';
 
 /** Bytes the count is padded to: every write covers the last one, so the file is never truncated. */
@@ -61,7 +62,8 @@ export class SizeLedger {
     if (this.held && st && st.ino === this.held.ino && st.dev === this.held.dev) return this.held.fh;
     await this.close();
     if (!st && !create) return undefined;
-    const fh = await open(this.file, constants.O_RDWR | constants.O_CREAT, 0o600);
+    // Not through a symlink (it truncated the file it led to, outside the cache), nor into a FIFO (the open hung).
+    const fh = await openRegular(this.file, constants.O_RDWR | constants.O_CREAT, { noFollow: true });
     try {
       const now = await this.fs.fstat(fh);
       this.held = { fh, dev: now.dev, ino: now.ino };

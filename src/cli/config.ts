@@ -1,4 +1,5 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { kindOf } from '../util/open-regular.js';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import ini from 'ini';
@@ -73,8 +74,11 @@ export function loadConfig(file?: string): UserConfig {
 const MAX_CONFIG_BYTES = 1 << 20;
 
 function readConfigText(where: string): string {
-  const fd = openSync(where, 'r');
+  // O_NONBLOCK: a FIFO must not wait for a writer (refused below); /dev/null stays an empty configuration.
+  const fd = openSync(where, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
+    const st = fstatSync(fd);
+    if (st.isFIFO() || st.isSocket()) throw new JigdoError(where, `not a jigdofs configuration file: it is ${kindOf(st)}`);
     const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
     let got = 0;
     for (let n = -1; n !== 0 && got < buf.length; got += n) n = readSync(fd, buf, got, buf.length - got, null);

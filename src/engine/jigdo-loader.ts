@@ -1,9 +1,10 @@
-import { constants, type Stats } from 'node:fs';
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
 import { describeLocation, type Location } from '../format/location.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { MAX_JIGDO_TEXT_BYTES } from '../format/jigdo.js';
+import { kindOf } from '../util/open-regular.js';
 
 /** Reads a whole remote .jigdo or [Include]: the command's network gives one (Network.loadRemote). */
 export type RemoteLoader = (url: string) => Promise<Buffer>;
@@ -18,14 +19,6 @@ export function resourceLoader(remote?: RemoteLoader): (loc: Location) => Promis
     if (!remote) throw new JigdoError(describeLocation(loc), 'cannot fetch URLs here (offline, or no network support)');
     return remote(loc.url);
   };
-}
-
-function kindOf(st: Stats): string {
-  if (st.isDirectory()) return 'a folder';
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
-  if (st.isSocket()) return 'a socket';
-  return 'not a regular file';
 }
 
 /**

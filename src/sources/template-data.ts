@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
 import { open, readdir, rename, rm, stat, utimes, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -14,6 +15,8 @@ import { makeDirs } from '../util/make-dirs.js';
 import { makeListed } from '../util/exit-leftovers.js';
 import { oncePerKey } from '../util/once-per-key.js';
 import { deadSpillFile, spillName, spillTempName } from '../cache/spill-name.js';
+import { commitStamp, writtenSinceCommit } from '../cache/commit-stamp.js';
+import { openRegular } from '../util/open-regular.js';
 
 const inflateAsync = promisify(inflate);
 
@@ -208,10 +211,14 @@ export class TemplateData {
     // hostile template can copy, and a spill file is taken by its size alone; one template's bytes were served for
     // another's in a shared cache.
     const final = path.join(this.opts.spillDir, spillName(chunk.index, chunk.uncompressedLength, await this.payloadDigest(chunk)));
-    const existing = await open(final, 'r').catch(() => undefined);
+    // Only a regular file (a FIFO there hung the read), with the whole-second mtime it was named with: one written to
+    // since (a disk tool, `dd conv=notrunc`) was served as the image's bytes, and make-image then blamed the template.
+    const existing = await openRegular(final, constants.O_RDONLY).catch(() => undefined);
     const found = await existing?.stat();
-    if (existing && found?.size === chunk.uncompressedLength) {
-      // Used now: least recently used spills are evicted first, like parts (cache-eviction.ts).
+    if (existing && found && (found.size !== chunk.uncompressedLength || writtenSinceCommit(found.mtimeMs))) {
+      await rm(final, { force: true }).catch(() => undefined); // inflated again below
+    } else if (existing && found) {
+      // Used now: least recently used spills are evicted first, like parts (cache-eviction.ts); the mtime stays.
       await utimes(final, new Date(), found.mtime).catch(() => undefined);
       const ready = new SpilledChunk(chunk, existing);
       ready.progress = chunk.uncompressedLength;
@@ -272,6 +279,7 @@ export class TemplateData {
       // (a run of 0xFF), and spills of every template ever read were kept outside the limit. (stat by name: the session
       // may close the handle once the last byte is read.)
       const [{ blocks }] = await Promise.all([stat(tmp), handle.datasync().catch(cannotWrite)]);
+      await utimes(tmp, new Date(), commitStamp()).catch(cannotWrite); // (see startSpill)
       const place = (): Promise<void> => rename(tmp, final).catch(() => undefined); // another process may have won the race: same bytes
       await (this.opts.admit ? this.opts.admit(blocks * 512, place).catch(place) : place());
       spill.done = true;

@@ -148,3 +148,43 @@ test('a process that ends while it spills a chunk (an unmount, a fatal error) le
   const [id] = await readdir(path.join(cacheDir, 'inflated'));
   assert.deepEqual((await readdir(path.join(cacheDir, 'inflated', id!))).filter((f) => f.endsWith('.tmp')), [], 'its .tmp is gone (on the old code it stayed)');
 });
+
+test('a spill file written to since it was named, or a FIFO in its place, is not used: the chunk is inflated again', async () => {
+  const j = await loadJigdo(path.join(work, 'x.jigdo'));
+  const cacheDir = path.join(work, 'cache-damaged');
+  const open_ = () => openImage(j, selectImage(j), { local: [], scan: [path.join(work, 'p')], cacheDir, memory: 32 << 20, log: () => undefined });
+  const at = HEAD + PART + 1_000_000; // inside the zero run, in the spilled chunk
+  const first = await open_();
+  await first.reader.read(HEAD + PART + ZEROS - 10, 4096); // the whole chunk: its spill is finished
+  await first.close();
+  // The image's bytes after the part are the raw stream's after HEAD; the spill holds its chunk's share of that stream.
+  const huge = first.template.chunks.find((c) => c.uncompressedLength > SPILL_THRESHOLD)!;
+  const inSpill = at - PART - huge.rawStart;
+  const [id] = await readdir(path.join(cacheDir, 'inflated'));
+  const dir = path.join(cacheDir, 'inflated', id!);
+  const spill = path.join(dir, (await readdir(dir)).find((f) => !f.endsWith('.tmp'))!);
+
+  // Written to in place, as `dd conv=notrunc` would: its size stays, its mtime gets a fraction of a second.
+  const fh = await open(spill, 'r+');
+  await fh.write(Buffer.from('CORRUPTED'), 0, 9, inSpill);
+  await fh.close();
+  const second = await open_();
+  try {
+    assert.ok((await second.reader.read(at, 4096)).equals(Buffer.alloc(4096)), 'the zeros, not the bytes written into the spill file');
+    assert.ok(second.raw.stats.bytesInflated > 0, 'inflated again');
+  } finally {
+    await second.close();
+  }
+
+  // A FIFO in its place: the open waited for a writer for good.
+  await rm(spill, { force: true });
+  await run('mkfifo', [spill]);
+  const third = await open_();
+  try {
+    const read = third.reader.read(at, 4096);
+    const hung = new Promise((_, reject) => setTimeout(() => reject(new Error('the read waited on the FIFO')), 20_000).unref());
+    assert.ok(((await Promise.race([read, hung])) as Buffer).equals(Buffer.alloc(4096)));
+  } finally {
+    await third.close();
+  }
+});

@@ -1,7 +1,7 @@
 /** cache/size-ledger.ts: the cache's shared count, kept open between batches and written in place. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, readlink, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readlink, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CacheFs } from '../../src/cache/cache-fs.js';
@@ -90,5 +90,17 @@ test('a file too long to be a count reads as none (the caller counts the files)'
   const { file, ledger } = await newLedger();
   await writeFile(file, Buffer.alloc(5000, 0x20));
   assert.equal(await ledger.read(), undefined);
+  await ledger.close();
+});
+
+test('a symlink in place of the count is not written through (the file it led to, outside the cache, was truncated)', async () => {
+  const { file, ledger } = await newLedger();
+  const victim = path.join(work, `victim-${dirs}.txt`);
+  const text = Array.from({ length: 3000 }, (_, i) => `${i + 1}\n`).join('');
+  await writeFile(victim, text);
+  await symlink(victim, file);
+  await assert.rejects(ledger.write(count(5)));
+  assert.equal(await ledger.read().catch(() => undefined), undefined, 'no count read through it either');
+  assert.equal(await readFile(victim, 'utf8'), text);
   await ledger.close();
 });

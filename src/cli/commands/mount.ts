@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { argvEnv } from '../exact-argv.js';
-import { openSync, closeSync, fstatSync } from 'node:fs';
+import { constants, openSync, closeSync, fstatSync } from 'node:fs';
+import { NotRegularFile, openRegularSync } from '../../util/open-regular.js';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -115,9 +116,12 @@ async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]
     for (const line of await missingSourcePaths(flags, true)) logger(flags.quiet)(line);
     logFile = await daemonLogFile(flags, mnt);
     try {
-      logFd = openSync(fsPath(logFile), 'a', 0o600); // private: it names files, mirrors and paths of the user
+      // Private: it names files, mirrors and paths of the user. The one under the cache only as a regular file (a FIFO
+      // put there hung the mount for good); `--log-file` is the user's to point at a pipe or a device.
+      logFd = flags.logFile ? openSync(fsPath(logFile), 'a', 0o600) : openRegularSync(fsPath(logFile), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
     } catch (err) {
-      throw new Error(`${logFile}: cannot open the daemon's log file (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+      const why = err instanceof NotRegularFile ? `it is ${err.kind}` : ((err as NodeJS.ErrnoException).code ?? errorMessage(err));
+      throw new Error(`${logFile}: cannot open the daemon's log file (${why})`);
     }
   } catch (err) {
     spare?.cancel();
