@@ -45,7 +45,8 @@ export class SumSource {
     const [offset, length] = indexField(c.ranges && { offset: c.ranges[0]!.offset, length: c.size, ranges: c.ranges });
     const at = (name: string): string => indexFieldName(name, offset, length);
     return {
-      rsync: at(`rsync64@${this.blockLength}`),
+      // (A block longer than the head has a field of its own: builds before took its sum over the head alone.)
+      rsync: at(`${this.blockLength > HEAD_LENGTH ? 'rsync64.2' : 'rsync64'}@${this.blockLength}`),
       head: at(`${CONFIRM}@0+${Math.min(c.size, HEAD_LENGTH)}`),
       confirm: at(CONFIRM),
       sum: at(this.kind),

@@ -104,8 +104,33 @@ async function candidateSums(opts: MakeTemplateOptions, index: HashIndex, scanne
   return { ...usable, reads: source.reads, found: found.length };
 }
 
+/** The image's size and times when it was opened: a file written to during the run is refused at its end (see unchanged). */
+type ImageStamp = { size: number; mtimeMs: number; ctimeMs: number } | undefined;
+
+async function stampOf(image: FileHandle): Promise<ImageStamp> {
+  const st = await image.stat();
+  return st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs } : undefined; // (a device's say nothing)
+}
+
+/**
+ * The image is as it was when opened. Its checksum is taken while it is scanned and its unmatched bytes are read again
+ * for the template: a write in between gave a template that rebuilds no image, and exit 0.
+ */
+async function unchanged(opts: MakeTemplateOptions, image: FileHandle, before: ImageStamp): Promise<void> {
+  const now = await stampOf(image);
+  if (before && now && (now.size !== before.size || now.mtimeMs !== before.mtimeMs || now.ctimeMs !== before.ctimeMs)) {
+    throw new JigdoError(opts.image, 'the image was written to while the template was made: run again once it no longer changes');
+  }
+}
+
+/** The outputs' names must be free for a rename: one that is a folder failed the second rename after the first was done. */
+async function renamable(out: string): Promise<void> {
+  const st = await stat(fsPath(out)).catch(() => undefined);
+  if (st?.isDirectory()) throw new JigdoError(out, 'is a folder: cannot write the output there');
+}
+
 /** Writes to temporary names beside the outputs; renames both only once both are complete. */
-async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageSize: number, parts: PartEntry[], imageSum: () => Promise<Buffer>, u: Usable, chosen: number[]): Promise<number> {
+async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageSize: number, parts: PartEntry[], imageSum: () => Promise<Buffer>, u: Usable, chosen: number[], stamp: ImageStamp): Promise<number> {
   const suffix = `.${process.pid}.tmp`;
   const tmpTemplate = opts.template + suffix;
   const tmpJigdo = opts.jigdo + suffix;
@@ -142,6 +167,9 @@ async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageS
     } finally {
       await jf.close();
     }
+    await unchanged(opts, image, stamp);
+    await renamable(opts.template);
+    await renamable(opts.jigdo);
     await rename(fsPath(tmpTemplate), fsPath(opts.template));
     await rename(fsPath(tmpJigdo), fsPath(opts.jigdo));
     return result.size;
@@ -169,6 +197,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
   }
   const scanner = new Scanner();
   try {
+    const stamp = await stampOf(image);
     const u = await candidateSums(opts, index, scanner);
     await index.save().catch((err: unknown) => opts.warn(`cannot save the hash index: ${errorMessage(err)}`));
     if (u.candidates.length === 0) opts.warn('no candidate files: the whole image goes into the template');
@@ -178,7 +207,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
       parseSum(s.rsync); // 8 bytes, checked
       return { offset: m.offset, length: u.candidates[m.candidate]!.size, rsync: s.rsync, sum: s.sum };
     });
-    const templateSize = await writeOutputs(opts, image, imageSize, parts, found.imageSum, u, found.chosen.map((m) => m.candidate));
+    const templateSize = await writeOutputs(opts, image, imageSize, parts, found.imageSum, u, found.chosen.map((m) => m.candidate), stamp);
     return {
       mode: found.mode,
       imageSize,

@@ -4,7 +4,7 @@
  * real matches travel back. Synchronous reads: this thread does nothing else.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { fsPath } from '../format/byte-string.js';
 import { rsyncSum64 } from '../format/rsync.js';
@@ -12,6 +12,7 @@ import { RollingScan, buildSumTable, type SumTable } from './scan-kernel.js';
 import { CONFIRM, HEAD_LENGTH, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
 import type { FileRange } from '../util/worker-protocol.js';
 import { readRangesSync } from '../util/range-read.js';
+import { openRegularSync } from '../util/open-regular.js';
 
 const CHUNK = 2 * 1024 * 1024;
 const HASH_BLOCK = 1024 * 1024;
@@ -24,7 +25,7 @@ let table: SumTable | undefined;
 let fd = -1;
 const hashBuf = Buffer.allocUnsafe(HASH_BLOCK);
 let scanBuf = Buffer.alloc(0);
-const headBuf = Buffer.allocUnsafe(HEAD_LENGTH);
+let headBuf = Buffer.allocUnsafe(HEAD_LENGTH);
 
 function send(msg: ScanReply): void {
   parentPort!.postMessage(msg);
@@ -147,12 +148,18 @@ let confirmer: Confirmer | undefined;
 
 /** One read of a candidate file: its first-block RsyncSum64, head checksum and whole checksum. */
 function fileSums(path: string, size: number, kind: string, blockLength: number, ranges: FileRange[] = [{ offset: 0, length: size }]): Extract<ScanReply, { op: 'file' }> {
-  const file = openSync(fsPath(path), 'r');
+  // Only a regular file: one swapped for a FIFO after the listing hung the worker (and the run) on the open.
+  const file = openRegularSync(fsPath(path), constants.O_RDONLY);
   try {
     const headLen = Math.min(size, HEAD_LENGTH);
-    const head = headBuf.subarray(0, headLen); // reused: a buffer per file kept ~60 MB of garbage alive
-    readRanges(file, ranges, head);
-    const rsync = rsyncSum64(head.subarray(0, blockLength));
+    // The head, and the first block when it is longer (--min-length above 64 KiB: its RsyncSum64 was taken over the
+    // head alone, so no file matched, and the template's part records were wrong for jigdo-file).
+    const firstLen = Math.min(size, Math.max(HEAD_LENGTH, blockLength));
+    if (headBuf.length < firstLen) headBuf = Buffer.allocUnsafe(firstLen);
+    const first = headBuf.subarray(0, firstLen); // reused: a buffer per file kept ~60 MB of garbage alive
+    readRanges(file, ranges, first);
+    const head = first.subarray(0, headLen);
+    const rsync = rsyncSum64(first.subarray(0, blockLength));
     const headSum = createHash(CONFIRM).update(head).digest();
     const kinds = kind === CONFIRM ? [CONFIRM] : [CONFIRM, kind];
     const zeros = leadingZeros();

@@ -166,6 +166,11 @@ describe('make-template = jigdo-file make-template, finer points', () => {
     await sameAsJigdoFile('twins/img.iso', 'twins', ['twins/f//'], [], 'twins/f/');
   });
 
+  test('--min-length above the 64 KiB head (100000): the same parts, with sums jigdo-file rebuilds from (none matched, and an ISO\'s records were wrong)', async () => {
+    await sameAsJigdoFile('img.raw', 'minlen-raw', ['tree/pool'], ['--min-length', '100000']);
+    await sameAsJigdoFile('img.iso', 'minlen-iso', ['tree//'], ['--min-length', '100000']);
+  });
+
   test('a link named as an argument is taken where it stands, not after everything else', async () => {
     const dir = path.join(work, 'links');
     await mkdir(path.join(dir, 'sl', 'd1'), { recursive: true });
@@ -327,5 +332,33 @@ describe('make-template on its own', () => {
     }
     assert.deepEqual(await temporaries(), [], 'the temporary outputs are gone (on the old code the template\'s stayed for good)');
     assert.deepEqual((await readdir(dir)).sort(), ['img.bin'], 'and no output was written');
+  });
+
+  test('an image written to while the template is made: one line, exit 1, no output (it wrote a template that rebuilds nothing)', async () => {
+    // 30 MB of random bytes: the template (all of it, zlib -9) takes a moment to write, and the write into the image comes then.
+    const dir = path.join(work, 'changing');
+    await mkdir(dir, { recursive: true });
+    const image = path.join(dir, 'img.bin');
+    await writeFile(image, Buffer.concat([bytes(8, 1000), big]));
+    const fh = await open(image, 'a');
+    for (let i = 0; i < 30; i++) await fh.write(bytes(100 + i, 1 << 20));
+    await fh.close();
+    const running = runCli(['make-template', image, path.join(work, 'tree') + '//', '-j', path.join(dir, 'y.jigdo'), '-t', path.join(dir, 'y.template'), '--cache-dir', cache], { timeoutMs: 120_000 });
+    const deadline = Date.now() + 60_000;
+    while (!(await readdir(dir)).some((f) => f.endsWith('.tmp')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    const w = await open(image, 'r+');
+    await w.write(Buffer.from('XXXXXXXX'), 0, 8, 20_000_000);
+    await w.close();
+    assertCleanFailure(await running, image, /written to while the template was made/);
+    assert.deepEqual((await readdir(dir)).sort(), ['img.bin'], 'no output, no temporary file');
+  });
+
+  test('an output that is a folder: refused before either output is renamed into place (the template was replaced, then the .jigdo failed)', async () => {
+    const dir = path.join(work, 'folder-out');
+    await mkdir(path.join(dir, 'y.jigdo'), { recursive: true });
+    await writeFile(path.join(dir, 'y.template'), 'old');
+    const r = await runCli(['make-template', 'img.raw', 'tree/pool', '-j', path.join(dir, 'y.jigdo'), '-t', path.join(dir, 'y.template'), '--force', '--cache-dir', cache], { cwd: work });
+    assertCleanFailure(r, path.join(dir, 'y.jigdo'), /folder/);
+    assert.equal(await readFile(path.join(dir, 'y.template'), 'utf8'), 'old', 'the old template stays');
   });
 });
