@@ -6,7 +6,7 @@ import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { HashIndex, identityOf } from '../../src/sources/hash-index.js';
+import { HashIndex, identityOf, nextSaveDelay } from '../../src/sources/hash-index.js';
 
 const run = promisify(execFile);
 let work: string;
@@ -150,4 +150,11 @@ test('an index far denser in objects than ours is not read (13 million `{}` in 3
   // The same entry in an index of our own shape is read.
   await writeFile(indexFile, JSON.stringify({ version: 2, files: { [file]: entry } }));
   assert.equal((await HashIndex.load(indexFile)).get(file, identityOf(st), 'md5'), 'SUM');
+});
+
+test('the delayed save waits 20 times as long as the last save took, and never less than 2 s', () => {
+  assert.equal(nextSaveDelay(0), 2000);
+  assert.equal(nextSaveDelay(100), 2000);
+  assert.equal(nextSaveDelay(500), 10_000, 'a save of a big index (half a second) is not repeated every 2 s');
+  assert.equal(nextSaveDelay(3000), 60_000);
 });

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# bench-make-template-tree.sh — a first `make-template` over a tree of many small files (empty hash index / no
+# jigdo-file cache): `jigdofs make-template` vs `jigdo-file make-template`, side by side in one run.
+#
+# Usage:  scripts/bench-make-template-tree.sh [--files N] [--runs R]
+#   --files N   files in the tree (default 100000), each 1,100 random bytes; the image is the first tenth of them,
+#               concatenated, so every tenth file is a part
+#   --runs R    rounds (default 3); medians, with every raw run printed
+#
+# Each round: jigdofs with a new, empty --cache-dir; jigdo-file with --no-cache. Printed: wall s, peak RSS MB
+# (/usr/bin/time -v), parts in the template (`jigdo-file ls`). Temp files are removed on exit.
+set -Eeuo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+FILES=100000 RUNS=3
+while [ $# -gt 0 ]; do
+  case $1 in
+    --files) FILES=$2; shift 2;;
+    --runs) RUNS=$2; shift 2;;
+    *) echo "usage: $0 [--files N] [--runs R]" >&2; exit 2;;
+  esac
+done
+# shellcheck source=bench-lib.sh
+source "$HERE/bench-lib.sh" # median
+W=$(mktemp -d "${TMPDIR:-/tmp}/bench-mktpl-tree.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; $FILES files"
+node -e '
+  const fs = require("fs"), crypto = require("crypto"), path = require("path");
+  const [dir, n] = [process.argv[1], Number(process.argv[2])];
+  const image = fs.openSync(path.join(dir, "img.bin"), "w");
+  for (let i = 0; i < n; i++) {
+    const sub = path.join(dir, "tree", String(i % 100));
+    if (i < 100) fs.mkdirSync(sub, { recursive: true });
+    const b = crypto.randomBytes(1100);
+    fs.writeFileSync(path.join(sub, `f${i}.bin`), b);
+    if (i % 10 === 0) fs.writeSync(image, b);
+  }
+  fs.closeSync(image);' "$W" "$FILES"
+run() { # LABEL CMD... : prints "wall rss_mb"
+  /usr/bin/time -v -o "$W/time" "$@" > /dev/null 2> "$W/err" || { echo "bench: $1 failed: $(tail -3 "$W/err")" >&2; exit 1; }
+  awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); w = t[n] + (n > 1 ? 60 * t[n-1] : 0) + (n > 2 ? 3600 * t[n-2] : 0) }
+              /Maximum resident/ { r = $2 / 1024 } END { printf "%.1f %.0f\n", w, r }' "$W/time"
+}
+parts() { jigdo-file ls --template="$1" | grep -c need-file || true; }
+ours=() theirs=() ours_rss=() theirs_rss=()
+for r in $(seq "$RUNS"); do
+  rm -rf "$W/cache" "$W"/out-*
+  read -r w m < <(cd "$W" && run "$REPO/bin/jigdofs" make-template img.bin tree// -j out-us.jigdo -t out-us.template --cache-dir "$W/cache" -q)
+  ours+=("$w") ours_rss+=("$m")
+  read -r w2 m2 < <(cd "$W" && run jigdo-file make-template --no-cache --force -r quiet --image=img.bin --jigdo=out-jf.jigdo --template=out-jf.template tree//)
+  theirs+=("$w2") theirs_rss+=("$m2")
+  echo "round $r: jigdofs ${w} s ${m} MB, $(parts "$W/out-us.template") parts; jigdo-file ${w2} s ${m2} MB, $(parts "$W/out-jf.template") parts"
+done
+echo "| tool | wall s (median) | peak RSS MB (median) | runs |"
+echo "|---|---|---|---|"
+echo "| jigdofs make-template | $(printf "%s\n" "${ours[@]}" | median) | $(printf "%s\n" "${ours_rss[@]}" | median) | ${ours[*]} |"
+echo "| jigdo-file make-template | $(printf "%s\n" "${theirs[@]}" | median) | $(printf "%s\n" "${theirs_rss[@]}" | median) | ${theirs[*]} |"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
