@@ -12,6 +12,7 @@ import { SumSource, type CandidateSums } from './candidate-sums.js';
 import { buildJigdo } from './jigdo-writer.js';
 import type { Progress } from './progress.js';
 import { findParts } from './find-parts.js';
+import { withoutDuplicates } from './select.js';
 import { Scanner } from './scanner.js';
 import { CREATOR, writeTemplate, type PartEntry } from './template-writer.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
@@ -198,7 +199,9 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
   const scanner = new Scanner();
   try {
     const stamp = await stampOf(image);
-    const u = await candidateSums(opts, index, scanner);
+    const all = await candidateSums(opts, index, scanner);
+    const kept = withoutDuplicates(all.sums.map((_, i) => all.candidates[i]!.size), all.sums.map((s) => s.confirm.toString('hex')));
+    const u: Usable = { candidates: kept.map((i) => all.candidates[i]!), sums: kept.map((i) => all.sums[i]!) };
     await index.save().catch((err: unknown) => opts.warn(`cannot save the hash index: ${errorMessage(err)}`));
     if (u.candidates.length === 0) opts.warn('no candidate files: the whole image goes into the template');
     const found = await findParts({ opts, imageSize, candidates: u.candidates, sums: u.sums, image, scanner });
@@ -211,8 +214,8 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
     return {
       mode: found.mode,
       imageSize,
-      candidates: u.candidates.length,
-      reads: u.reads,
+      candidates: all.candidates.length,
+      reads: all.reads,
       parts: parts.length,
       matchedBytes: parts.reduce((s, p) => s + p.length, 0),
       templateSize,
