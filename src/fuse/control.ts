@@ -15,18 +15,28 @@ export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
  */
 const MAX_REQUEST = 64 << 10;
 
+/**
+ * How long a connection may take to send its request line, and how many may be open at once: ours send theirs at once
+ * and close after the answer. Connections that sent nothing were kept for good: 21,000 of them took every file
+ * descriptor of a mount's daemon, which then could not open its parts or tell whether it was still mounted.
+ */
+export const REQUEST_MS = 5_000;
+export const MAX_CONTROL_CONNECTIONS = 64;
+
 /** One request per connection, one JSON line each way (see MAX_REQUEST). */
 function answerRequests(handler: ControlHandler): (socket: Socket) => void {
   return (socket) => {
     let text = '';
     let taken = false;
     socket.setEncoding('utf8');
+    socket.setTimeout(REQUEST_MS, () => socket.destroy());
     socket.on('data', (d: string) => {
       if (taken) return; // one request per connection: what follows its line is not read
       const newline = d.indexOf('\n');
       text += newline < 0 ? d : d.slice(0, newline);
       if (newline < 0 && text.length <= MAX_REQUEST) return;
       taken = true;
+      socket.setTimeout(0); // (the answer may take a while: an unmount waits for its readers)
       let request: ControlRequest;
       try {
         if (newline < 0) throw new Error('too long');
@@ -70,6 +80,7 @@ export async function serveControl(mnt: string, handler: ControlHandler): Promis
   const own = path.join(dir, `.${process.pid}.${++serverSerial}`);
   await rm(own, { force: true });
   const server = createServer(answerRequests(handler));
+  server.maxConnections = MAX_CONTROL_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(own, () => resolve());

@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { controlSocketPath } from '../../src/fuse/control-files.js';
+import { MAX_CONTROL_CONNECTIONS, REQUEST_MS } from '../../src/fuse/control.js';
 import { fusermountUnmount } from '../../src/fuse/mounts.js';
 import { LINGERING_HANDLES, OPEN_HANDLES } from '../../src/sources/part-store.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
@@ -20,7 +21,7 @@ import { assertCleanFailure, assertOk, BIN, prng, runCli, SAMPLE_PARTS, SAMPLES,
 import { forceUnmount, isMounted, mountJigdo } from '../helpers/mount.js';
 import { md5hex as md5 } from '../helpers/hash.js';
 import { pidAlive } from '../../src/util/pid.js';
-import { waitFor } from '../helpers/network.js';
+import { sleep, waitFor } from '../helpers/network.js';
 
 const run = promisify(execFile);
 const uid = process.getuid!();
@@ -132,6 +133,36 @@ describe('control socket folder without XDG_RUNTIME_DIR (item 7)', () => {
       await waitFor(() => !pidAlive(pid), 5000, 'the daemon to end');
     } finally {
       fake.close();
+      await m.cleanup();
+    }
+  });
+});
+
+describe('the control socket against a client of the same user that sends nothing', () => {
+  test('idle connections are closed after REQUEST_MS and at most MAX_CONTROL_CONNECTIONS are held: status works after', async () => {
+    const { env, tmp } = await envWithTmp();
+    const v = fx.variants['jf-md5-gzip'];
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { env });
+    const sockets: Socket[] = [];
+    try {
+      const pid = await m.pid();
+      const fds = async (): Promise<number> => (await readdir(`/proc/${pid}/fd`)).length;
+      const before = await fds();
+      const sock = controlSocketPath(m.mnt, path.join(tmp, `jigdofs-${uid}`));
+      let closed = 0;
+      for (let i = 0; i < 200; i++) {
+        const c = connect(sock);
+        c.on('error', () => undefined);
+        c.on('close', () => closed++);
+        sockets.push(c);
+      }
+      await sleep(1000);
+      const held = (await fds()) - before;
+      assert.ok(held <= MAX_CONTROL_CONNECTIONS + 4, `the daemon holds ${held} more descriptors for 200 idle connections`);
+      await waitFor(() => closed === 200, REQUEST_MS + 5000, 'every idle connection to be closed');
+      assertOk(await runCli(['status', m.mnt], { env }));
+    } finally {
+      sockets.forEach((c) => c.destroy());
       await m.cleanup();
     }
   });
