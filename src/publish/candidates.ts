@@ -28,9 +28,13 @@ function join(dir: string, name: string): string {
   return dir === '' || dir.endsWith('/') ? dir + name : `${dir}/${name}`;
 }
 
-/** Splits an argument at its first `//`. */
+/**
+ * Splits an argument at its last `//`, as jigdo-file does: `tree///` is the location `tree//` (files `f1`), and
+ * `./tree//sub//` the location `./tree//sub/` (files `g`). At the first, the .jigdo named other locations than
+ * jigdo-file's, so a `--label` written for jigdo-file's did not apply.
+ */
 function splitLocation(arg: string): { location: string; leaf: string } {
-  const at = arg.indexOf('//');
+  const at = arg.lastIndexOf('//');
   if (at < 0) return { location: '', leaf: arg };
   return { location: arg.slice(0, at + 1), leaf: arg.slice(at + 2) };
 }

@@ -186,6 +186,11 @@ describe('make-template = jigdo-file make-template, finer points', () => {
     // (Which copy's name the .jigdo gives depends on the order each tool lists a folder in: not compared.)
   });
 
+  test('an argument with more than one `//` is split at the last, as jigdo-file splits it (tree///, ./tree//pool//)', async () => {
+    await sameAsJigdoFile('img.raw', 'slashes-end', ['tree///pool']);
+    await sameAsJigdoFile('img.raw', 'slashes-two', ['./tree//pool//']);
+  });
+
   test('a link named as an argument is taken where it stands, not after everything else', async () => {
     const dir = path.join(work, 'links');
     await mkdir(path.join(dir, 'sl', 'd1'), { recursive: true });
