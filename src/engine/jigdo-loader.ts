@@ -1,10 +1,10 @@
 import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
 import { describeLocation, type Location } from '../format/location.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { MAX_JIGDO_TEXT_BYTES } from '../format/jigdo.js';
-import { kindOf } from '../util/open-regular.js';
+import { NotRegularFile, openRegular } from '../util/open-regular.js';
 
 /** Reads a whole remote .jigdo or [Include]: the command's network gives one (Network.loadRemote). */
 export type RemoteLoader = (url: string) => Promise<Buffer>;
@@ -28,15 +28,14 @@ export function resourceLoader(remote?: RemoteLoader): (loc: Location) => Promis
 async function readLocalFile(file: string, limit: number): Promise<Buffer> {
   let fh: FileHandle;
   try {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer; it changes nothing for a regular file.
-    fh = await open(fsPath(file), constants.O_RDONLY | constants.O_NONBLOCK);
+    fh = await openRegular(fsPath(file), constants.O_RDONLY);
   } catch (err) {
+    if (err instanceof NotRegularFile) throw new JigdoError(file, `cannot be read as a .jigdo: it is ${err.kind}, not a regular file`);
     const code = (err as NodeJS.ErrnoException).code;
     throw new JigdoError(file, code === 'ENOENT' ? 'file not found' : `cannot read: ${errorMessage(err)}`);
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw new JigdoError(file, `cannot be read as a .jigdo: it is ${kindOf(st)}, not a regular file`);
     const tooBig = (): JigdoError => new JigdoError(file, `too big for a .jigdo: more than ${limit >> 20} MiB`);
     if (st.size > limit) throw tooBig();
     return await readAtMost(fh, st.size, limit, tooBig);

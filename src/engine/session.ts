@@ -161,13 +161,14 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
     }
     const layout = ImageLayout.fromDesc(template.desc);
     const spillId = createHash('sha256').update(template.desc.imageSum).update(String(template.fileSize)).digest('hex').slice(0, 32);
+    const eviction = opts.network?.cache.eviction; // (finished spills are cache files: counted against --cache-size)
     const raw = new TemplateData(src, template, {
       // A quarter: the reader keeps at most 24 read-ahead blocks of its half, and a template with more raw data
       // than this fills its LRU whole (peak RSS ≤ 200 MB at the default 128M whatever the image: BENCHMARKS.md).
       memoryLimit: Math.max(8 << 20, Math.floor(opts.memory / 4)),
       spillDir: path.join(opts.cacheDir, SPILL_DIR, spillId),
       pool,
-      admit: opts.network && ((bytes, place) => opts.network!.cache.eviction.admit(bytes, place)),
+      admit: eviction && ((bytes, place) => eviction.admit(bytes, place)),
     });
     const localOpts = { trees: opts.local, scan: opts.scan, scanImages: opts.scanImages, scanDeep: opts.scanDeep, log: opts.log };
     const local = new LocalSources(jigdo, layout, template.desc, localOpts, index, pool);

@@ -200,7 +200,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
   try {
     const stamp = await stampOf(image);
     const all = await candidateSums(opts, index, scanner);
-    const kept = withoutDuplicates(all.sums.map((_, i) => all.candidates[i]!.size), all.sums.map((s) => s.confirm.toString('hex')));
+    const kept = withoutDuplicates(all.candidates.map((c) => c.size), all.sums.map((s) => s.confirm.toString('hex')));
     const u: Usable = { candidates: kept.map((i) => all.candidates[i]!), sums: kept.map((i) => all.sums[i]!) };
     await index.save().catch((err: unknown) => opts.warn(`cannot save the hash index: ${errorMessage(err)}`));
     if (u.candidates.length === 0) opts.warn('no candidate files: the whole image goes into the template');

@@ -200,24 +200,23 @@ export class HashIndex {
     const changed = [...this.dirty];
     this.dirty.clear();
     const started = Date.now();
-    await this.merged(changed).finally(() => (this.lastSaveMs = Date.now() - started));
+    await this.merged(this.file, changed).finally(() => (this.lastSaveMs = Date.now() - started));
   }
 
-  /** Writes `changed` (paths set or forgotten) merged into what is on disk. */
-  private async merged(changed: string[]): Promise<void> {
-    if (!this.file) return;
-    const onDisk = (await readIndex(this.file)) ?? {};
+  /** Writes `changed` (paths set or forgotten) merged into what is on disk at `file`. */
+  private async merged(file: string, changed: string[]): Promise<void> {
+    const onDisk = (await readIndex(file)) ?? {};
     for (const f of changed) {
       if (this.files[f]) onDisk[f] = this.files[f]!;
       else delete onDisk[f]; // forgotten: another process's copy of the wrong entry goes too
     }
     this.files = { ...onDisk, ...this.files };
-    await makeDirs(path.dirname(this.file));
-    const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`; // several sessions may save at once
+    await makeDirs(path.dirname(file));
+    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`; // several sessions may save at once
     const unlist = removeAtExit(tmp); // (a signal during the save: it goes)
     try {
       await writeFile(tmp, JSON.stringify({ version: VERSION, files: onDisk } satisfies IndexFile), { mode: PRIVATE_FILE_MODE });
-      await rename(tmp, this.file);
+      await rename(tmp, file);
     } catch (err) {
       await rm(tmp, { force: true }); // a full disk: the old index stays as it was, no half file beside it
       throw err;

@@ -26,13 +26,13 @@ export class NotRegularFile extends Error {
  * writer or a reader) nor any read after it; it changes nothing for a regular file. With `noFollow`, a symlink there is
  * refused (ELOOP) instead of leading the open out of its folder.
  */
-export async function openRegular(file: string, flags: number, opts: { mode?: number; noFollow?: boolean } = {}): Promise<FileHandle> {
+export async function openRegular(file: string | Buffer, flags: number, opts: { mode?: number; noFollow?: boolean } = {}): Promise<FileHandle> {
   const fh = await open(file, flags | constants.O_NONBLOCK | (opts.noFollow ? constants.O_NOFOLLOW : 0), opts.mode ?? 0o600).catch((err: unknown) => {
     throw fifoWithoutReader(file, err);
   });
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw new NotRegularFile(file, kindOf(st));
+    if (!st.isFile()) throw new NotRegularFile(file.toString(), kindOf(st));
     return fh;
   } catch (err) {
     await fh.close().catch(() => undefined);
