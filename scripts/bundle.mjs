@@ -25,6 +25,7 @@ const entries = [
   'dist/util/worker-main.js',
   'dist/network/raw-http/fetch-worker.js',
   'dist/publish/scan-worker.js',
+  'dist/publish/walk-worker.js',
 ];
 
 await rm(path.join(root, 'dist/app'), { recursive: true, force: true }); // chunk names change with their content

@@ -7,7 +7,7 @@ import { DirectOutput } from './direct-output.js';
 import { checkOutput, placeOutput } from './output-file.js';
 import { DiskWait } from './disk-wait.js';
 import { pooledImageBlocks, releasedAfter } from './stream.js';
-import { temporaryImagePath } from './temporary-image.js';
+import { temporaryPath } from '../util/output-temporary.js';
 import { makeListed } from '../util/exit-leftovers.js';
 import { eachLimit } from '../util/each-limit.js';
 import { holdsSparseFiles } from '../util/file-systems.js';
@@ -178,7 +178,7 @@ export async function recheckParts(session: ImageSession): Promise<number> {
 }
 
 /**
- * Streams the image in order into `output.jigdofs-HOSTTAG-PID.tmp` (temporary-image.ts), hashing it on a worker as it goes, and
+ * Streams the image in order into `output.jigdofs-HOSTTAG-PID.tmp` (util/output-temporary.ts), hashing it on a worker as it goes, and
  * renames it into place only if the image checksum matched. Meanwhile every part is located (with cold
  * caches: hashed) ahead of the stream, so that a missing part names them all: the temporary file is then
  * removed and nothing is written under `output`. Memory is fixed: 8 blocks of 4 MiB (4 read ahead, IN_FLIGHT
@@ -209,7 +209,7 @@ async function writeImage(
     throw err instanceof Error ? err : new Error(errorMessage(err));
   };
 
-  const tmp = temporaryImagePath(output);
+  const tmp = temporaryPath(output);
   let fh: FileHandle;
   let unlist: () => void; // (a signal or a fatal error ends the process: the file goes)
   try {

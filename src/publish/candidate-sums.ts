@@ -1,40 +1,45 @@
-import { decodeB64, encodeB64 } from '../format/base64.js';
+import { decodeB64 } from '../format/base64.js';
 import { shown } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
 import { errorMessage } from '../format/errors.js';
 import { indexFieldName, type HashIndex } from '../sources/hash-index.js';
 import { indexField } from '../sources/verified-copy.js';
-import { eachLimit } from '../util/each-limit.js';
-import type { Scanner } from './scanner.js';
+import { CandidateSums, type Scanner } from './scanner.js';
 import type { Candidate } from './candidates.js';
 import { CONFIRM, HEAD_LENGTH } from './scan-protocol.js';
 
 /**
- * What the scan needs of each candidate: RsyncSum64 of its first blockLength bytes, the strong checksum
- * of its head (first 64 KiB) and of the whole file. Kept in the persistent hash index (path + identity),
- * so a second run over the same tree opens no candidate file: `reads` counts the files actually read.
+ * Each candidate's sums (scanner.ts CandidateSums): from the persistent hash index (path + identity) when it has them,
+ * else read on the scan workers and recorded there. `reads` counts the files actually read.
  */
-export interface CandidateSums {
-  rsync: Buffer;
-  /** CONFIRM checksums of the head and of the whole file (what image bytes are compared with). */
-  head: Buffer;
-  confirm: Buffer;
-  /** The template's checksum kind (what DESC and [Parts] carry). */
-  sum: Buffer;
-  /** How many zero bytes the file begins with. */
-  zeros: number;
-}
 
+/**
+ * Batches of candidate files in flight: two per scan worker, so each has the next queued. A batch is at most
+ * BATCH_FILES files (one message per file made postMessage and its garbage the main thread's limit on a large tree)
+ * and about BATCH_BYTES, so large files spread over the workers.
+ */
 const IN_FLIGHT = 4;
+const BATCH_FILES = 256;
+const BATCH_BYTES = 32 * 1024 * 1024;
 
 export class SumSource {
   reads = 0;
+  /** Every candidate added, in order; `sums[i]` is candidates[i]'s (undefined: it could not be read, warned about). */
+  readonly candidates: Candidate[] = [];
+  private readonly sums: Array<CandidateSums | undefined> = [];
+  /** Candidates (indexes) for the next batch, and their bytes. */
+  private batch: number[] = [];
+  private bytes = 0;
+  private readonly running = new Set<Promise<void>>();
+  private failure: { err: unknown } | undefined;
 
   constructor(
     private readonly index: HashIndex,
     private readonly scanner: Scanner,
     private readonly kind: ChecksumKind,
     private readonly blockLength: number,
+    private readonly warn: (line: string) => void,
+    private readonly onDone: (c: Candidate) => void = () => undefined,
   ) {}
 
   /**
@@ -62,36 +67,66 @@ export class SumSource {
     const confirm = decodeB64(this.index.getValue(c.path, c.identity, f.confirm) ?? '', 32);
     const sum = decodeB64(this.index.getValue(c.path, c.identity, f.sum) ?? '', len);
     const zeros = Number(this.index.getValue(c.path, c.identity, f.zeros) ?? NaN); // (an index of versions before: read again once)
-    return rsync && head && confirm && sum && Number.isSafeInteger(zeros) ? { rsync, head, confirm, sum, zeros } : undefined;
+    return Number.isSafeInteger(zeros) ? CandidateSums.of({ rsync, head, confirm, sum }, zeros, len) : undefined;
   }
 
-  private async compute(c: Candidate): Promise<CandidateSums> {
+  private record(c: Candidate, sums: CandidateSums): void {
     this.reads++;
-    const { rsync, head, sum, confirm, zeros } = await this.scanner.fileSums(c.path, c.size, this.kind, this.blockLength, c.ranges);
     const f = this.fields(c);
-    this.index.setValue(c.path, c.identity, f.rsync, encodeB64(rsync));
-    this.index.setValue(c.path, c.identity, f.head, encodeB64(head));
-    this.index.setValue(c.path, c.identity, f.confirm, encodeB64(confirm));
-    this.index.setValue(c.path, c.identity, f.sum, encodeB64(sum));
-    this.index.setValue(c.path, c.identity, f.zeros, String(zeros));
-    return { rsync, head, confirm, sum, zeros };
+    const text = sums.encoded();
+    this.index.setValues(c.path, c.identity, [[f.rsync, text.rsync], [f.head, text.head], [f.confirm, text.confirm], [f.sum, text.sum], [f.zeros, String(sums.zeros)]]);
   }
 
   /**
-   * The sums of every candidate, in order; a file that cannot be read is warned about and left out
-   * (undefined), as jigdo-file skips it.
+   * More candidates, in order: those the hash index knows are done at once, the others go to the scan workers in
+   * batches. Waits while IN_FLIGHT batches are being read, so the walk that adds them never runs far ahead.
    */
-  async all(candidates: Candidate[], warn: (line: string) => void, onDone?: (c: Candidate) => void): Promise<Array<CandidateSums | undefined>> {
-    const out = new Array<CandidateSums | undefined>(candidates.length);
-    await eachLimit([...candidates.keys()], IN_FLIGHT, async (i) => {
-      const c = candidates[i]!;
-      try {
-        out[i] = this.cached(c) ?? (await this.compute(c));
-      } catch (err) {
-        warn(`${shown(c.path)}: ${errorMessage(err)} (not used)`);
+  async add(candidates: Candidate[]): Promise<void> {
+    for (const c of candidates) {
+      const i = this.candidates.push(c) - 1;
+      this.sums[i] = this.cached(c);
+      if (this.sums[i]) {
+        this.onDone(c);
+        continue;
       }
-      onDone?.(c);
+      this.batch.push(i);
+      this.bytes += c.size;
+      if (this.batch.length >= BATCH_FILES || this.bytes >= BATCH_BYTES) await this.send();
+    }
+  }
+
+  /** The sums of every candidate added, in order; a file that could not be read is undefined (as jigdo-file skips it). */
+  async finish(): Promise<Array<CandidateSums | undefined>> {
+    await this.send();
+    await Promise.all(this.running);
+    if (this.failure) throw this.failure.err;
+    return this.sums;
+  }
+
+  private async send(): Promise<void> {
+    const batch = this.batch;
+    [this.batch, this.bytes] = [[], 0];
+    if (batch.length === 0) return;
+    while (this.running.size >= IN_FLIGHT) await Promise.race(this.running);
+    if (this.failure) throw this.failure.err; // (a scan worker died: no file is to blame)
+    const job: Promise<void> = this.read(batch)
+      .catch((err: unknown) => void (this.failure ??= { err }))
+      .finally(() => this.running.delete(job));
+    this.running.add(job);
+  }
+
+  private async read(batch: number[]): Promise<void> {
+    const jobs = batch.map((i) => {
+      const c = this.candidates[i]!;
+      return { path: c.path, size: c.size, ...(c.ranges ? { ranges: c.ranges } : {}) };
     });
-    return out;
+    const got = await this.scanner.fileSums(jobs, this.kind, this.blockLength);
+    batch.forEach((i, k) => {
+      const c = this.candidates[i]!;
+      const sums = got[k]!;
+      if (sums instanceof Error) this.warn(`${shown(c.path)}: ${errorMessage(sums)} (not used)`);
+      else this.record(c, (this.sums[i] = sums));
+      this.onDone(c);
+    });
   }
 }

@@ -1,10 +1,12 @@
-import { lstat, open, opendir, readFile, stat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { open, readFile, stat } from 'node:fs/promises';
+import type { Worker } from 'node:worker_threads';
 import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { DiscFormatError, detectDisc, fileReader, listDisc } from '../discfs/index.js';
 import { identityOf, type FileIdentity } from '../sources/hash-index.js';
 import type { FileRange } from '../util/worker-protocol.js';
+import { startWorker } from '../util/start-worker.js';
+import type { WalkArg, WalkBatch, WalkReply } from './walk-protocol.js';
 
 /**
  * The candidate files of make-template, found as jigdo-file finds them: arguments in order, folders walked
@@ -24,10 +26,6 @@ export interface Candidate {
   ranges?: FileRange[];
 }
 
-function join(dir: string, name: string): string {
-  return dir === '' || dir.endsWith('/') ? dir + name : `${dir}/${name}`;
-}
-
 /**
  * Splits an argument at its last `//`, as jigdo-file does: `tree///` is the location `tree//` (files `f1`), and
  * `./tree//sub//` the location `./tree//sub/` (files `g`). At the first, the .jigdo named other locations than
@@ -39,72 +37,38 @@ function splitLocation(arg: string): { location: string; leaf: string } {
   return { location: arg.slice(0, at + 1), leaf: arg.slice(at + 2) };
 }
 
-class Walk {
-  readonly found: Candidate[] = [];
+/** The candidates found, group by group: a folder's from the walk worker, an old disc image's (`IMAGE//`) read here. */
+class CandidateGroups {
   private readonly seen = new Set<string>();
-  private readonly links: Array<{ location: string; leaf: string }> = [];
-  private readonly dirs = new Set<string>();
 
   constructor(private readonly warn: (line: string) => void) {}
 
-  private add(location: string, leaf: string, st: Stats): void {
-    const path = location + leaf;
-    if (this.seen.has(path)) return;
-    this.seen.add(path);
-    this.found.push({ path, location, leaf, size: st.size, identity: identityOf(st) });
-  }
-
-  async visit(location: string, leaf: string, follow: boolean): Promise<void> {
-    const path = location + leaf;
-    let st: Stats;
-    try {
-      st = follow ? await stat(fsPath(path)) : await lstat(fsPath(path));
-    } catch (err) {
-      this.warn(`${shown(path)}: ${errorMessage(err)} (ignored)`);
-      return;
-    }
-    if (st.isSymbolicLink()) {
-      this.links.push({ location, leaf });
-    } else if (st.isFile()) {
-      this.add(location, leaf, st);
-    } else if (st.isDirectory()) {
-      const key = `${st.dev}:${st.ino}`;
-      if (this.dirs.has(key)) return; // a loop of links
-      this.dirs.add(key);
-      await this.directory(location, leaf);
-    }
-  }
-
-  private async directory(location: string, leaf: string): Promise<void> {
-    let dir;
-    try {
-      dir = await opendir(fsPath(location + leaf) as string, { encoding: 'buffer' as BufferEncoding });
-    } catch (err) {
-      this.warn(`${shown(location + leaf)}: ${errorMessage(err)} (ignored)`);
-      return;
-    }
-    for await (const entry of dir) {
-      const name = decodeBytes(entry.name as unknown as Buffer);
-      await this.visit(location, leaf === '' ? name : join(leaf, name), false);
-    }
+  /** A batch from the walk worker (it keeps its own paths unique). */
+  walked(batch: WalkBatch, args: WalkArg[]): Candidate[] {
+    return batch.leaves.map((leaf, i) => {
+      const { location } = args[batch.args[i]!]!;
+      const [size, mtimeMs, ctimeMs, ino, dev] = batch.ids.slice(5 * i, 5 * i + 5) as [number, number, number, number, number];
+      return { path: location + leaf, location, leaf, size, identity: { size, mtimeMs, ctimeMs, ino, dev } };
+    });
   }
 
   /**
    * `IMAGE//`: the files of an old disc image (ISO9660, UDF; src/discfs/) are candidates, read from the image at
    * their extents and named by their paths on the disc, as if the disc's tree had been given as `DIR//`.
    */
-  async disc(image: string): Promise<void> {
+  async disc(image: string): Promise<Candidate[]> {
     const fh = await open(fsPath(image), 'r').catch((err: unknown) => {
       this.warn(`${shown(image)}: ${errorMessage(err)} (ignored)`);
       return undefined;
     });
-    if (!fh) return;
+    const list: Candidate[] = [];
+    if (!fh) return list;
     try {
       const st = await fh.stat();
       const read = fileReader(fh);
       if ((await detectDisc(read, st.size)) === null) {
         this.warn(`${shown(image)}//: not a disc image (ignored)`);
-        return;
+        return list;
       }
       const listing = await listDisc(read, st.size);
       for (const w of listing.warnings) this.warn(`${shown(image)}: ${w}`);
@@ -113,40 +77,74 @@ class Walk {
         const key = `${image}//${f.path}`;
         if (f.size === 0 || this.seen.has(key)) continue;
         this.seen.add(key);
-        this.found.push({ path: image, location: `${image}/`, leaf: f.path, size: f.size, identity, ranges: f.extents.map((e) => ({ ...e })) });
+        list.push({ path: image, location: `${image}/`, leaf: f.path, size: f.size, identity, ranges: f.extents.map((e) => ({ ...e })) });
       }
     } catch (err) {
       this.warn(`${shown(image)}: ${err instanceof DiscFormatError ? err.message : errorMessage(err)} (ignored)`);
     } finally {
       await fh.close();
     }
-  }
-
-  /** Symbolic links come after everything else, as jigdo-file's RecurseDir takes them. */
-  async links_(): Promise<void> {
-    while (this.links.length > 0) {
-      const { location, leaf } = this.links.shift()!;
-      await this.visit(location, leaf, true);
-    }
+    return list;
   }
 }
 
-/** The candidate files named by `args` (files or folders), in jigdo-file's order. */
-export async function findCandidates(args: string[], warn: (line: string) => void): Promise<Candidate[]> {
-  const walk = new Walk(warn);
-  for (const arg of args) {
+/** The candidate files named by make-template's arguments, group by group as they are found (see listCandidates). */
+export interface Listing {
+  groups: AsyncGenerator<Candidate[]>;
+  /** Ends the walk if it still runs (the run failed before it took every group). */
+  close: () => Promise<void>;
+}
+
+/**
+ * The candidate files named by `args` (files or folders), in jigdo-file's order, in groups as the walk worker finds
+ * them: the walk is started now and runs ahead, so their checksums are read while it goes on.
+ */
+export async function listCandidates(args: string[], warn: (line: string) => void): Promise<Listing> {
+  const groups = new CandidateGroups(warn);
+  const discs = await Promise.all(args.map(async (arg) => {
     const image = arg.endsWith('//') ? arg.slice(0, -2) : undefined;
-    if (image && (await stat(fsPath(image)).catch(() => undefined))?.isFile()) {
-      await walk.disc(image);
-      continue;
+    return image && (await stat(fsPath(image)).catch(() => undefined))?.isFile() ? image : undefined;
+  }));
+  const walkArgs = args.map((arg, i) => (discs[i] === undefined ? splitLocation(arg) : null));
+  const worker = startWorker(import.meta.url, './walk-worker');
+  const replies = walkReplies(worker, walkArgs);
+  async function* found(): AsyncGenerator<Candidate[]> {
+    try {
+      for await (const reply of replies) {
+        if (reply.op === 'found') yield groups.walked(reply, walkArgs as WalkArg[]);
+        else if (reply.op === 'warn') warn(reply.line);
+        else yield await groups.disc(discs[reply.arg]!);
+      }
+    } finally {
+      await worker.terminate();
     }
-    const { location, leaf } = splitLocation(arg);
-    // A link named as an argument is followed where it stands, as jigdo-file takes it (only links met inside
-    // folders wait until the end).
-    await walk.visit(location, leaf, true);
   }
-  await walk.links_();
-  return walk.found;
+  return { groups: found(), close: async () => void (await worker.terminate()) };
+}
+
+/** The walk worker's replies to `args` (sent at once), in order, until `done`; its `error` (or its death) is thrown. */
+function walkReplies(worker: Worker, args: Array<WalkArg | null>): AsyncGenerator<Exclude<WalkReply, { op: 'done' | 'error' }>> {
+  const queue: WalkReply[] = [];
+  let wake: (() => void) | undefined;
+  const push = (r: WalkReply): void => {
+    queue.push(r);
+    wake?.();
+  };
+  worker.on('message', push);
+  worker.on('error', (err) => push({ op: 'error', error: errorMessage(err) }));
+  worker.on('exit', (code) => push({ op: 'error', error: `walk worker exited (code ${code})` }));
+  worker.postMessage(args); // now: the replies wait in `queue` until they are taken
+  async function* taken(): AsyncGenerator<Exclude<WalkReply, { op: 'done' | 'error' }>> {
+    for (;;) {
+      if (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+      const r = queue.shift()!;
+      if (r.op === 'done') return;
+      if (r.op === 'error') throw new Error(r.error);
+      yield r;
+    }
+  }
+  return taken();
 }
 
 /** The names listed in a `--files-from` file (`-` = stdin), one per line, blank lines skipped. */

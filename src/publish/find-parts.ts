@@ -1,9 +1,9 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Candidate } from './candidates.js';
-import type { CandidateSums } from './candidate-sums.js';
+
 import type { MakeTemplateOptions } from './make-template.js';
 import { parseSum } from '../format/rsync-rolling.js';
-import { Scanner, type Match } from './scanner.js';
+import { Scanner, type CandidateSums, type Match } from './scanner.js';
 import type { ScanSetup } from './scan-protocol.js';
 import { selectMatches } from './select.js';
 import { discMatches } from './iso-match.js';

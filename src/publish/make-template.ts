@@ -7,15 +7,16 @@ import { blockDeviceSize } from '../util/block-device.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { parseSum } from '../format/rsync-rolling.js';
 import { HashIndex } from '../sources/hash-index.js';
-import { findCandidates, type Candidate } from './candidates.js';
-import { SumSource, type CandidateSums } from './candidate-sums.js';
+import { listCandidates, type Candidate, type Listing } from './candidates.js';
+import { SumSource } from './candidate-sums.js';
 import { buildJigdo } from './jigdo-writer.js';
 import type { Progress } from './progress.js';
 import { findParts } from './find-parts.js';
 import { withoutDuplicates } from './select.js';
-import { Scanner } from './scanner.js';
+import { Scanner, type CandidateSums } from './scanner.js';
 import { CREATOR, writeTemplate, type PartEntry } from './template-writer.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
+import { temporaryPath } from '../util/output-temporary.js';
 
 /** make-template (issue 9): image + candidate files → .jigdo + .template, as jigdo-file writes them. */
 export interface MakeTemplateOptions {
@@ -90,19 +91,24 @@ interface Usable {
   sums: CandidateSums[];
 }
 
-async function candidateSums(opts: MakeTemplateOptions, index: HashIndex, scanner: Scanner): Promise<Usable & { reads: number; found: number }> {
-  const found = (await findCandidates(opts.files, opts.warn)).filter((c) => c.size >= opts.minLength);
-  const source = new SumSource(index, scanner, opts.kind, opts.minLength);
-  opts.progress.start('checksums of candidate files', found.reduce((n, c) => n + c.size, 0));
-  const sums = await source.all(found, opts.warn, (c) => opts.progress.add(c.size));
+/** The candidates' sums, read as the walk finds them (the walk runs on its own thread, ahead of the reads). */
+async function candidateSums(opts: MakeTemplateOptions, listing: Listing, index: HashIndex, scanner: Scanner): Promise<Usable & { reads: number }> {
+  const source = new SumSource(index, scanner, opts.kind, opts.minLength, opts.warn, (c) => opts.progress.add(c.size));
+  opts.progress.start('checksums of candidate files', 0); // (the total grows as the walk goes on)
+  for await (const group of listing.groups) {
+    const usable = group.filter((c) => c.size >= opts.minLength);
+    opts.progress.grow(usable.reduce((n, c) => n + c.size, 0));
+    await source.add(usable);
+  }
+  const sums = await source.finish();
   opts.progress.stop();
   const usable: Usable = { candidates: [], sums: [] };
-  found.forEach((c, i) => {
+  source.candidates.forEach((c, i) => {
     if (!sums[i]) return;
     usable.candidates.push(c);
     usable.sums.push(sums[i]!);
   });
-  return { ...usable, reads: source.reads, found: found.length };
+  return { ...usable, reads: source.reads };
 }
 
 /** The image's size and times when it was opened: a file written to during the run is refused at its end (see unchanged). */
@@ -132,9 +138,9 @@ async function renamable(out: string): Promise<void> {
 
 /** Writes to temporary names beside the outputs; renames both only once both are complete. */
 async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageSize: number, parts: PartEntry[], imageSum: () => Promise<Buffer>, u: Usable, chosen: number[], stamp: ImageStamp): Promise<number> {
-  const suffix = `.${process.pid}.tmp`;
-  const tmpTemplate = opts.template + suffix;
-  const tmpJigdo = opts.jigdo + suffix;
+  // Named after this process and host: a later run removes what a killed one left (killed-run.ts), and no other's.
+  const tmpTemplate = temporaryPath(opts.template);
+  const tmpJigdo = temporaryPath(opts.jigdo);
   const unlist = [removeAtExit(fsPath(tmpTemplate)), removeAtExit(fsPath(tmpJigdo))]; // (Ctrl-C while writing: both go)
   try {
     const out = await open(fsPath(tmpTemplate), 'wx');
@@ -146,6 +152,7 @@ async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageS
         out, image, imageSize, parts, kind: opts.kind, compression: opts.compression, blockLength: opts.minLength, imageSum,
         onRaw: (n) => { opts.progress.add(n - last); last = n; },
       });
+      await out.sync(); // on disk before it replaces the old one: a power cut must not leave an empty file in its place
     } finally {
       opts.progress.stop();
       await out.close();
@@ -165,6 +172,7 @@ async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageS
     const jf = await open(fsPath(tmpJigdo), 'wx');
     try {
       await jf.write(jigdo, 0, jigdo.length, 0);
+      await jf.sync();
     } finally {
       await jf.close();
     }
@@ -189,20 +197,30 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
   // later command that reads the template.
   if (imageSize === 0) throw new JigdoError(opts.image, 'the image is empty: a template of nothing could not be read back (jigdo-file writes one that no reader accepts)');
   await checkOutputs(opts);
-  const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
   let image: FileHandle;
   try {
     image = await open(fsPath(opts.image), 'r');
   } catch (err) {
     throw new JigdoError(opts.image, `cannot read the image: ${errorMessage(err)}`);
   }
+  // The walk (on its own thread) and the hash index's parsing at once: each took seconds of a 100,000-file tree.
+  let listing: Listing;
+  try {
+    listing = await listCandidates(opts.files, opts.warn);
+  } catch (err) {
+    await image.close();
+    throw err;
+  }
   const scanner = new Scanner();
+  let saved = Promise.resolve();
   try {
     const stamp = await stampOf(image);
-    const all = await candidateSums(opts, index, scanner);
+    const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
+    const all = await candidateSums(opts, listing, index, scanner);
     const kept = withoutDuplicates(all.candidates.map((c) => c.size), all.sums.map((s) => s.confirm.toString('hex')));
     const u: Usable = { candidates: kept.map((i) => all.candidates[i]!), sums: kept.map((i) => all.sums[i]!) };
-    await index.save().catch((err: unknown) => opts.warn(`cannot save the hash index: ${errorMessage(err)}`));
+    // Saved while the image is scanned (on the workers): ~1 s of the main thread for a 100,000-file tree.
+    saved = index.save().catch((err: unknown) => opts.warn(`cannot save the hash index: ${errorMessage(err)}`));
     if (u.candidates.length === 0) opts.warn('no candidate files: the whole image goes into the template');
     const found = await findParts({ opts, imageSize, candidates: u.candidates, sums: u.sums, image, scanner });
     const parts: PartEntry[] = found.chosen.map((m) => {
@@ -221,7 +239,9 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
       templateSize,
     };
   } finally {
+    await listing.close();
     await image.close();
     await scanner.close();
+    await saved; // (a template that failed still leaves the checksums of the files read)
   }
 }

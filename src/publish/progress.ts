@@ -26,6 +26,11 @@ export class Progress {
     }
   }
 
+  /** More to do in this phase (a total that is known only as the phase goes on). */
+  grow(bytes: number): void {
+    this.total += bytes;
+  }
+
   add(bytes: number): void {
     this.done += bytes;
   }

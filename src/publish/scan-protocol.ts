@@ -36,14 +36,27 @@ export type ScanRequest =
   | { op: 'scan'; id: number; from: number; to: number; limit: number }
   /** Checksum of image[offset, offset + length) (ISO-aware matching, and the whole image). */
   | { op: 'hash'; id: number; offset: number; length: number; kind: ChecksumKind }
-  /** A candidate file's sums: RsyncSum64 of its first blockLength bytes, its head and whole checksums. */
-  | { op: 'file'; id: number; path: string; size: number; kind: ChecksumKind; blockLength: number; ranges?: FileRange[] };
+  /**
+   * Candidate files' sums: RsyncSum64 of the first blockLength bytes, the head and whole checksums. Many small files to
+   * a message: one message per file made the main thread's postMessage and its garbage the limit of a large tree.
+   */
+  | { op: 'files'; id: number; kind: ChecksumKind; blockLength: number; files: FileJob[] };
+
+/** A candidate file to read: its path, size and (a file inside a disc image) its byte ranges there. */
+export interface FileJob {
+  path: string;
+  size: number;
+  ranges?: FileRange[];
+}
+
+/** Bytes of one file's record in a `files` reply: RsyncSum64 (8), head and whole CONFIRM (32 each), the template's kind (32). */
+export const FILE_RECORD = 104;
 
 export type ScanReply =
   /** Pairs (image offset, candidate index) of confirmed matches. */
   | { op: 'matches'; id: number; matches: number[] }
   | { op: 'sum'; id: number; sum: Uint8Array }
-  /** `sum`: the template's kind; `head` and `confirm`: CONFIRM. */
-  | { op: 'file'; id: number; rsync: Uint8Array; head: Uint8Array; sum: Uint8Array; confirm: Uint8Array; zeros: number }
+  /** File i: its FILE_RECORD bytes at i × FILE_RECORD of `sums` and its leading zeros, or why it could not be read. */
+  | { op: 'files'; id: number; sums: Uint8Array; zeros: Float64Array; errors: Array<string | null> }
   | { op: 'progress'; bytes: number }
   | { op: 'error'; id: number; error: string };

@@ -9,7 +9,7 @@ import { parentPort } from 'node:worker_threads';
 import { fsPath } from '../format/byte-string.js';
 import { rsyncSum64 } from '../format/rsync.js';
 import { RollingScan, buildSumTable, type SumTable } from './scan-kernel.js';
-import { CONFIRM, HEAD_LENGTH, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
+import { CONFIRM, FILE_RECORD, HEAD_LENGTH, type FileJob, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
 import type { FileRange } from '../util/worker-protocol.js';
 import { readRangesSync } from '../util/range-read.js';
 import { openRegularSync } from '../util/open-regular.js';
@@ -146,10 +146,15 @@ class Confirmer {
 
 let confirmer: Confirmer | undefined;
 
-/** One read of a candidate file: its first-block RsyncSum64, head checksum and whole checksum. */
-function fileSums(path: string, size: number, kind: string, blockLength: number, ranges: FileRange[] = [{ offset: 0, length: size }]): Extract<ScanReply, { op: 'file' }> {
+/**
+ * One read of a candidate file, into `out` (FILE_RECORD bytes): its first-block RsyncSum64, head checksum and whole
+ * checksum; returns how many zero bytes it begins with. A file no longer than its first block is read once.
+ */
+function fileSums(job: FileJob, kind: string, blockLength: number, out: Uint8Array): number {
+  const { size } = job;
+  const ranges = job.ranges ?? [{ offset: 0, length: size }];
   // Only a regular file: one swapped for a FIFO after the listing hung the worker (and the run) on the open.
-  const file = openRegularSync(fsPath(path), constants.O_RDONLY);
+  const file = openRegularSync(fsPath(job.path), constants.O_RDONLY);
   try {
     const headLen = Math.min(size, HEAD_LENGTH);
     // The head, and the first block when it is longer (--min-length above 64 KiB: its RsyncSum64 was taken over the
@@ -158,16 +163,36 @@ function fileSums(path: string, size: number, kind: string, blockLength: number,
     if (headBuf.length < firstLen) headBuf = Buffer.allocUnsafe(firstLen);
     const first = headBuf.subarray(0, firstLen); // reused: a buffer per file kept ~60 MB of garbage alive
     readRanges(file, ranges, first);
-    const head = first.subarray(0, headLen);
-    const rsync = rsyncSum64(first.subarray(0, blockLength));
-    const headSum = createHash(CONFIRM).update(head).digest();
+    out.set(rsyncSum64(first.subarray(0, blockLength)), 0);
+    out.set(createHash(CONFIRM).update(first.subarray(0, headLen)).digest(), 8);
     const kinds = kind === CONFIRM ? [CONFIRM] : [CONFIRM, kind];
     const zeros = leadingZeros();
-    const [confirm, sum] = hashRanges(ranges, kinds, file, zeros.each);
-    return { op: 'file', id: 0, rsync, head: headSum, confirm: confirm!, sum: sum ?? confirm!, zeros: zeros.count() };
+    const [confirm, sum] = firstLen === size ? hashBytes(first, kinds, zeros.each) : hashRanges(ranges, kinds, file, zeros.each);
+    out.set(confirm!, 40);
+    out.set(sum ?? confirm!, 72);
+    return zeros.count();
   } finally {
     closeSync(file);
   }
+}
+
+function hashBytes(bytes: Buffer, kinds: string[], each: (chunk: Buffer) => void): Buffer[] {
+  each(bytes);
+  return kinds.map((k) => createHash(k).update(bytes).digest());
+}
+
+/** A batch of candidate files; one that cannot be read has its reason in `errors` (the others still count). */
+function filesSums(msg: Extract<ScanRequest, { op: 'files' }>): Extract<ScanReply, { op: 'files' }> {
+  const n = msg.files.length;
+  const reply = { op: 'files' as const, id: msg.id, sums: new Uint8Array(n * FILE_RECORD), zeros: new Float64Array(n), errors: new Array<string | null>(n).fill(null) };
+  msg.files.forEach((job, i) => {
+    try {
+      reply.zeros[i] = fileSums(job, msg.kind, msg.blockLength, reply.sums.subarray(i * FILE_RECORD, (i + 1) * FILE_RECORD));
+    } catch (err) {
+      reply.errors[i] = err instanceof Error ? err.message : String(err);
+    }
+  });
+  return reply;
 }
 
 function scanSlice(from: number, to: number, limit: number): number[] {
@@ -231,7 +256,7 @@ parentPort!.on('message', (msg: ScanRequest) => {
     } else if (msg.op === 'hash') {
       send({ op: 'sum', id: msg.id, sum: hashRange(msg.offset, msg.length, [msg.kind])[0]! });
     } else {
-      send({ ...fileSums(msg.path, msg.size, msg.kind, msg.blockLength, msg.ranges), id: msg.id });
+      send(filesSums(msg));
     }
   } catch (err) {
     send({ op: 'error', id: 'id' in msg ? msg.id : -1, error: err instanceof Error ? err.message : String(err) });

@@ -1,9 +1,53 @@
-import type { FileRange } from '../util/worker-protocol.js';
 import { usableCores } from '../util/cpu-count.js';
 import type { Worker } from 'node:worker_threads';
 import type { ChecksumKind } from '../format/checksum.js';
 import { startWorker } from '../util/start-worker.js';
-import type { ScanReply, ScanRequest, ScanSetup } from './scan-protocol.js';
+import { FILE_RECORD, type FileJob, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
+
+/**
+ * What the scan needs of each candidate: RsyncSum64 of its first blockLength bytes, the strong checksum
+ * of its head (first 64 KiB) and of the whole file. Kept in the persistent hash index (path + identity),
+ * so a second run over the same tree opens no candidate file (candidate-sums.ts). One FILE_RECORD buffer each, as a
+ * scan worker writes it: four buffers per candidate were 38 MB of a 100,000-file tree's heap.
+ */
+export class CandidateSums {
+  /** `sumLength`: bytes of the template's checksum kind (16 MD5, 32 SHA-256). */
+  constructor(private readonly record: Buffer, readonly zeros: number, private readonly sumLength: number) {}
+
+  /** Of a record laid out in parts (a hash index's entry), or undefined if one is missing or of the wrong length. */
+  static of(parts: { rsync?: Buffer; head?: Buffer; confirm?: Buffer; sum?: Buffer }, zeros: number, sumLength: number): CandidateSums | undefined {
+    const { rsync, head, confirm, sum } = parts;
+    if (rsync?.length !== 8 || head?.length !== 32 || confirm?.length !== 32 || sum?.length !== sumLength) return undefined;
+    const record = Buffer.allocUnsafe(FILE_RECORD).fill(0);
+    [rsync, head, confirm, sum].forEach((b, i) => record.set(b, [0, 8, 40, 72][i]));
+    return new CandidateSums(record, zeros, sumLength);
+  }
+
+  /** RsyncSum64 of the first blockLength bytes. */
+  get rsync(): Buffer {
+    return this.record.subarray(0, 8);
+  }
+
+  /** CONFIRM checksums of the head and of the whole file (what image bytes are compared with). */
+  get head(): Buffer {
+    return this.record.subarray(8, 40);
+  }
+
+  get confirm(): Buffer {
+    return this.record.subarray(40, 72);
+  }
+
+  /** The template's checksum kind (what DESC and [Parts] carry). */
+  get sum(): Buffer {
+    return this.record.subarray(72, 72 + this.sumLength);
+  }
+
+  /** The four checksums in jigdo-Base64 (format/base64.ts encodeB64), as the hash index keeps them. */
+  encoded(): { rsync: string; head: string; confirm: string; sum: string } {
+    const b64 = (from: number, to: number): string => this.record.toString('base64url', from, to);
+    return { rsync: b64(0, 8), head: b64(8, 40), confirm: b64(40, 72), sum: b64(72, 72 + this.sumLength) };
+  }
+}
 
 /**
  * The image scanner: a few worker threads (scan-worker.ts) that take slices of the image from one queue,
@@ -31,7 +75,7 @@ export interface Match {
 type Job =
   | ({ op: 'scan' } & Stretch)
   | { op: 'hash'; offset: number; length: number; kind: ChecksumKind }
-  | { op: 'file'; path: string; size: number; kind: ChecksumKind; blockLength: number };
+  | { op: 'files'; kind: ChecksumKind; blockLength: number; files: FileJob[] };
 
 interface Waiting {
   job: Job;
@@ -99,12 +143,17 @@ export class Scanner {
     for (const w of this.workers) w.postMessage({ op: 'setup', setup } satisfies ScanRequest);
   }
 
-  /** A candidate file's sums (one read of the file, on a worker). */
-  async fileSums(path: string, size: number, kind: ChecksumKind, blockLength: number, ranges?: FileRange[]): Promise<{ rsync: Buffer; head: Buffer; sum: Buffer; confirm: Buffer; zeros: number }> {
-    const r = await this.run({ op: 'file', path, size, kind, blockLength, ...(ranges ? { ranges } : {}) });
-    if (r.op !== 'file') throw new Error('scan worker: unexpected reply');
-    const b = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-    return { rsync: b(r.rsync), head: b(r.head), sum: b(r.sum), confirm: b(r.confirm), zeros: r.zeros };
+  /** Candidate files' sums (one read of each, on a worker): per file its sums, or an Error saying why it could not be read. */
+  async fileSums(files: FileJob[], kind: ChecksumKind, blockLength: number): Promise<Array<CandidateSums | Error>> {
+    const r = await this.run({ op: 'files', kind, blockLength, files });
+    if (r.op !== 'files') throw new Error('scan worker: unexpected reply');
+    const all = Buffer.from(r.sums.buffer, r.sums.byteOffset, r.sums.byteLength);
+    const len = kind === 'md5' ? 16 : 32;
+    return files.map((_, i) => {
+      const error = r.errors[i];
+      if (error !== null && error !== undefined) return new Error(error);
+      return new CandidateSums(all.subarray(i * FILE_RECORD, (i + 1) * FILE_RECORD), r.zeros[i]!, len);
+    });
   }
 
   /** Checksum of image[offset, offset + length) on a worker. */

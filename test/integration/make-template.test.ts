@@ -6,13 +6,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { assertCleanFailure, assertOk, BIN, prng, runCli } from '../helpers/cli.js';
+import { assertCleanFailure, assertOk, BIN, prng, runCli, type CliResult } from '../helpers/cli.js';
+import { ownerTag } from '../../src/util/pid.js';
 import { mountJigdo } from '../helpers/mount.js';
 
 const run = promisify(execFile);
@@ -380,5 +381,40 @@ describe('make-template on its own', () => {
     const r = await runCli(['make-template', 'img.raw', 'tree/pool', '-j', path.join(dir, 'y.jigdo'), '-t', path.join(dir, 'y.template'), '--force', '--cache-dir', cache], { cwd: work });
     assertCleanFailure(r, path.join(dir, 'y.jigdo'), /folder/);
     assert.equal(await readFile(path.join(dir, 'y.template'), 'utf8'), 'old', 'the old template stays');
+  });
+
+  test('a run killed between renaming its template and its .jigdo into place: the next run renames that .jigdo too; other leftovers go', async () => {
+    const dir = path.join(work, 'killed');
+    await mkdir(dir, { recursive: true });
+    const out = (name: string): string => path.join(dir, name);
+    const make = (extra: string[]): Promise<CliResult> =>
+      runCli(['make-template', 'img.raw', 'tree/pool', '-j', out('y.jigdo'), '-t', out('y.template'), '--cache-dir', cache, ...extra], { cwd: work });
+    assertOk(await make([])); // the old pair, gzip
+    const oldJigdo = await readFile(out('y.jigdo'));
+    assertOk(await make(['--bzip2', '--force'])); // the new pair
+    const newJigdo = await readFile(out('y.jigdo'));
+    assert.notDeepEqual(newJigdo, oldJigdo);
+    const left = (name: string): string => out(`${name}.jigdofs-${ownerTag(spawnSync(process.execPath, ['-e', '']).pid!)}.tmp`);
+    // What the kill left: the new template in place, the old .jigdo (it names the old template), the new .jigdo beside.
+    await writeFile(out('y.jigdo'), oldJigdo);
+    await writeFile(left('y.jigdo'), newJigdo);
+    await writeFile(left('y.template'), 'half a template of another run');
+    await writeFile(out('y.template.jigdofs-0badcafe-1.tmp'), 'another host\'s'); // not ours to remove
+    const r = await make([]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /renamed .*y\.jigdo\.jigdofs-.*\.tmp.* to .*y\.jigdo.*left them apart/);
+    assert.match(r.stderr, /removed .*y\.template\.jigdofs-.*left by a run that was killed/);
+    assert.match(r.stderr, /y\.jigdo.*exists already/);
+    assert.ok((await readFile(out('y.jigdo'))).equals(newJigdo), 'the killed run\'s .jigdo is in place (on the old code the pair stayed apart)');
+    assert.deepEqual((await readdir(dir)).sort(), ['y.jigdo', 'y.template', 'y.template.jigdofs-0badcafe-1.tmp']);
+    await sh('jigdo-file', ['make-image', '--report=quiet', `--image=${out('y.out')}`, `--jigdo=${out('y.jigdo')}`, `--template=${out('y.template')}`, 'tree/']);
+    assert.ok((await readFile(out('y.out'))).equals(await readFile(path.join(work, 'img.raw'))), 'jigdo-file rebuilds the image from the pair');
+
+    // A killed run's .jigdo that names another template than the one in place is only removed.
+    await writeFile(left('y.jigdo'), oldJigdo);
+    const again = await make([]);
+    assert.match(again.stderr, /removed .*y\.jigdo\.jigdofs-/);
+    assert.doesNotMatch(again.stderr, /renamed/);
+    assert.ok((await readFile(out('y.jigdo'))).equals(newJigdo));
   });
 });

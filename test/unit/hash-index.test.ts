@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { HashIndex, identityOf, nextSaveDelay } from '../../src/sources/hash-index.js';
+import { ownerTag } from '../../src/util/pid.js';
 
 const run = promisify(execFile);
 let work: string;
@@ -157,4 +158,52 @@ test('the delayed save waits 20 times as long as the last save took, and never l
   assert.equal(nextSaveDelay(100), 2000);
   assert.equal(nextSaveDelay(500), 10_000, 'a save of a big index (half a second) is not repeated every 2 s');
   assert.equal(nextSaveDelay(3000), 60_000);
+});
+
+test('a save merges what another process saved since this one last read or wrote the index, and drops nothing of its own', async () => {
+  const file = path.join(work, 'two-processes.json');
+  const id = { size: 1, mtimeMs: 1, ctimeMs: 1, ino: 1, dev: 1 };
+  const a = await HashIndex.load(file);
+  const b = await HashIndex.load(file);
+  a.set('/a1', id, 'md5', 'A1');
+  await a.save();
+  b.set('/b1', id, 'md5', 'B1');
+  await b.save(); // read a's save, merged
+  a.set('/a2', id, 'md5', 'A2');
+  await a.save(); // the file is b's now, not the one a wrote: read again
+  a.set('/a3', id, 'md5', 'A3');
+  await a.save(); // the file a wrote: not read, still complete
+  const saved = JSON.parse(await readFile(file, 'utf8')) as { version: number; files: Record<string, { sums: Record<string, string> }> };
+  assert.equal(saved.version, 2);
+  assert.deepEqual(Object.keys(saved.files).sort(), ['/a1', '/a2', '/a3', '/b1']);
+  assert.equal(saved.files['/b1']!.sums.md5, 'B1');
+  const again = await HashIndex.load(file);
+  for (const [name, sum] of [['/a1', 'A1'], ['/a2', 'A2'], ['/a3', 'A3'], ['/b1', 'B1']] as const) assert.equal(again.get(name, id, 'md5'), sum);
+});
+
+test('an index of many entries is written whole, in pieces, and reads back entry by entry', async () => {
+  const file = path.join(work, 'many.json');
+  const index = await HashIndex.load(file);
+  for (let i = 0; i < 5001; i++) index.set(`/many/${i} "quoted"\n`, { size: i, mtimeMs: i + 0.5, ctimeMs: i, ino: i, dev: 1 }, 'md5', `S${i}`);
+  await index.save();
+  const saved = JSON.parse(await readFile(file, 'utf8')) as { files: Record<string, unknown> };
+  assert.equal(Object.keys(saved.files).length, 5001);
+  const again = await HashIndex.load(file);
+  assert.equal(again.get('/many/5000 "quoted"\n', { size: 5000, mtimeMs: 5000.5, ctimeMs: 5000, ino: 5000, dev: 1 }, 'md5'), 'S5000');
+});
+
+test('a save killed before its rename left its temporary copy: the next load removes it (only a dead process of this host\'s)', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-index-dead-'));
+  const file = path.join(dir, 'hash-index.json');
+  const deadPid = spawnSync(process.execPath, ['-e', '']).pid!;
+  const dead = `hash-index.json.${ownerTag(deadPid)}-0a1b2c3d.tmp`;
+  const live = `hash-index.json.${ownerTag()}-0a1b2c3d.tmp`;
+  const otherHost = 'hash-index.json.0badcafe-1-0a1b2c3d.tmp';
+  try {
+    for (const name of [dead, live, otherHost, 'unrelated.tmp']) await writeFile(path.join(dir, name), '{}');
+    await HashIndex.load(file);
+    assert.deepEqual((await readdir(dir)).sort(), [live, otherHost, 'unrelated.tmp'].sort(), 'the dead save\'s copy is gone (on the old code it stayed for good)');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

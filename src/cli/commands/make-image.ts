@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { makeImage } from '../../build/make-image.js';
 import { STANDARD_OUTPUT, streamImage } from '../../build/stream-out.js';
-import { removeDeadTemporaries } from '../../build/temporary-image.js';
+import { removeDeadTemporaries } from '../../util/output-temporary.js';
 import { UsageError } from '../../format/errors.js';
 import type { ImageSession } from '../../engine/session.js';
 import { endBySignal, onEndingSignal } from '../../util/signals.js';

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
-import { shown } from '../../format/byte-string.js';
+import { quoted, shown } from '../../format/byte-string.js';
 import type { ChecksumKind } from '../../format/checksum.js';
 import { UsageError } from '../../format/errors.js';
 import { wholeNumber } from '../option-values.js';
 import { checkCacheDir, defaultCacheDir } from '../../engine/cache-dir.js';
 import { readFilesFrom } from '../../publish/candidates.js';
 import { makeTemplate, type MakeTemplateResult } from '../../publish/make-template.js';
+import { tidyKilledRuns } from '../../publish/killed-run.js';
 import { Progress } from '../../publish/progress.js';
 import { MAKE_TEMPLATE_OPTIONS } from '../option-table.js';
 
@@ -68,12 +69,17 @@ export function registerMakeTemplate(program: Command): void {
     await checkCacheDir(cacheDir);
     const all = [...files, ...(flags.filesFrom ? await readFilesFrom(flags.filesFrom) : [])];
     const progress = new Progress(flags.quiet === true);
+    const jigdo = flags.jigdo ?? defaultOutput(image, '.jigdo');
+    const template = flags.template ?? defaultOutput(image, '.template');
+    const killed = await tidyKilledRuns(jigdo, template);
+    if (killed.finished) process.stderr.write(`jigdofs: renamed ${quoted(killed.finished)} to ${quoted(jigdo)}: a run killed between writing the template and its .jigdo left them apart\n`);
+    if (!flags.quiet) for (const file of killed.removed) process.stderr.write(`jigdofs: removed ${quoted(file)}, left by a run that was killed\n`);
     try {
       const r = await makeTemplate({
         image,
         files: all,
-        jigdo: flags.jigdo ?? defaultOutput(image, '.jigdo'),
-        template: flags.template ?? defaultOutput(image, '.template'),
+        jigdo,
+        template,
         labels: new Map([...pairs(flags.label, '--label', true)].map(([label, dir]) => [dir, label])),
         uris: pairs(flags.uri, '--uri', false),
         merge: flags.merge,

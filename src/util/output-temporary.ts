@@ -2,18 +2,21 @@ import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { decodeBytes, encodeBytes, fsPath } from '../format/byte-string.js';
-import { ownerTag, ownerTagDead } from '../util/pid.js';
+import { ownerTag, ownerTagDead } from './pid.js';
 
-/** A temporary image is named OUTPUT + INFIX + its owner's tag (ownerTag) + SUFFIX (see temporaryPrefix for long names). */
+/**
+ * A file written under a temporary name beside its output until it is complete (a rename then gives it its name):
+ * make-image's image, make-template's .template and .jigdo. Named OUTPUT + INFIX + its owner's tag (ownerTag) + SUFFIX
+ * (see temporaryPrefix for long names).
+ */
 const INFIX = '.jigdofs-';
 const SUFFIX = '.tmp';
 
 /**
- * Where make-image writes the image until its checksum matched (a rename then gives it its name): beside the output,
- * named after this process and host (util/pid.ts: ownerTag), so that a later run can tell a killed run's file from a
- * live one's.
+ * Where `output` is written until it is complete: beside it, named after this process and host (util/pid.ts:
+ * ownerTag), so that a later run can tell a killed run's file from a live one's.
  */
-export function temporaryImagePath(output: string): string {
+export function temporaryPath(output: string): string {
   return path.join(path.dirname(output), `${temporaryPrefix(output)}${ownerTag()}${SUFFIX}`);
 }
 
@@ -23,7 +26,7 @@ const NAME_MAX = 255;
 const LONGEST_TAG = ownerTag(2 ** 22);
 
 /**
- * The start of the names of `output`'s temporary images: its own name and INFIX, or, for a name too long to take the
+ * The start of the names of `output`'s temporary files: its own name and INFIX, or, for a name too long to take the
  * rest within NAME_MAX (a legal output name of 230 bytes and more), a hidden name made of a hash of it.
  */
 function temporaryPrefix(output: string): string {
@@ -34,22 +37,30 @@ function temporaryPrefix(output: string): string {
 }
 
 /**
- * Removes the temporary images of `output` that killed runs left (kill -9, a crash, a power cut: nothing could
- * remove them then), before a new run writes one of its own: each can be as large as the image. Only those of this
+ * Removes the temporary files of `output` that killed runs left (kill -9, a crash, a power cut: nothing could
+ * remove them then), before a new run writes one of its own: an image's can be as large as the image. Only those of this
  * host's processes that no longer run: a run still writing, here or on another host sharing the folder, keeps its
  * file. Never fails: what cannot be listed or removed stays.
  */
 export async function removeDeadTemporaries(output: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const file of await deadTemporaries(output)) {
+    if (await rm(fsPath(file), { force: true }).then(() => true, () => false)) removed.push(file);
+  }
+  return removed;
+}
+
+/** The temporary files of `output` left by this host's processes that no longer run (see removeDeadTemporaries). */
+export async function deadTemporaries(output: string): Promise<string[]> {
   const dir = path.dirname(output);
   const prefix = temporaryPrefix(output);
   const names = await readdir(fsPath(dir), { encoding: 'buffer' }).catch(() => [] as Buffer[]);
-  const removed: string[] = [];
+  const dead: string[] = [];
   for (const raw of names) {
     const name = decodeBytes(raw); // the output's name may hold non-UTF-8 bytes (byte-string.ts)
     if (!name.startsWith(prefix) || !name.endsWith(SUFFIX)) continue;
     if (!ownerTagDead(name.slice(prefix.length, -SUFFIX.length))) continue; // exactly HOSTTAG-PID: nobody else's file
-    const file = path.join(dir, name);
-    if (await rm(fsPath(file), { force: true }).then(() => true, () => false)) removed.push(file);
+    dead.push(path.join(dir, name));
   }
-  return removed;
+  return dead;
 }

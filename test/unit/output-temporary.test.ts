@@ -1,5 +1,5 @@
 /**
- * make-image's temporary image (src/build/temporary-image.ts): its name says which process of which host writes it,
+ * A temporary file beside an output (src/util/output-temporary.ts: make-image's image, make-template's .template and .jigdo): its name says which process of which host writes it,
  * and a new run removes only the ones killed runs of this host left beside the same output.
  */
 import { after, before, test } from 'node:test';
@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { withoutTemporary } from '../../src/build/make-image.js';
-import { removeDeadTemporaries, temporaryImagePath } from '../../src/build/temporary-image.js';
+import { removeDeadTemporaries, temporaryPath } from '../../src/util/output-temporary.js';
 import { JigdoError } from '../../src/format/errors.js';
 import { fsPath } from '../../src/format/byte-string.js';
 import { ownerTag } from '../../src/util/pid.js';
@@ -26,7 +26,7 @@ after(() => rm(work, { recursive: true, force: true }));
 
 test('the temporary image is named after this process and host, beside the output', () => {
   const out = path.join(work, 'a.iso');
-  assert.equal(temporaryImagePath(out), path.join(work, `a.iso.jigdofs-${ownerTag()}.tmp`));
+  assert.equal(temporaryPath(out), path.join(work, `a.iso.jigdofs-${ownerTag()}.tmp`));
 });
 
 test('a new run removes the temporary images of dead processes of this host, and nothing else', async () => {
@@ -66,7 +66,7 @@ test('a folder that cannot be listed: nothing removed, no error', async () => {
 test('an output name too long to take the temporary suffix gets a hidden hashed temporary name, found again by the next run', async () => {
   const dir = await mkdtemp(path.join(work, 'long-'));
   const out = path.join(dir, `${'x'.repeat(240)}.iso`); // 244 bytes: legal, but not with ".jigdofs-HOSTTAG-PID.tmp"
-  const tmp = temporaryImagePath(out);
+  const tmp = temporaryPath(out);
   assert.equal(path.dirname(tmp), dir);
   assert.ok(Buffer.byteLength(path.basename(tmp)) <= 255, path.basename(tmp));
   assert.match(path.basename(tmp), new RegExp(`^\\.[0-9a-f]{16}\\.jigdofs-${ownerTag()}\\.tmp$`));
