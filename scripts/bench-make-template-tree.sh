@@ -7,8 +7,9 @@
 #               concatenated, so every tenth file is a part
 #   --runs R    rounds (default 3); medians, with every raw run printed
 #
-# Each round: jigdofs with a new, empty --cache-dir; jigdo-file with --no-cache. Printed: wall s, peak RSS MB
-# (/usr/bin/time -v), parts in the template (`jigdo-file ls`). Temp files are removed on exit.
+# Each round: a first run, jigdofs with a new, empty --cache-dir, jigdo-file with --no-cache; then a second run over the
+# same tree, jigdofs with the cache the first left, jigdo-file with the --cache file an untimed run of its own filled.
+# Printed: wall s, peak RSS MB (/usr/bin/time -v), parts in the template (`jigdo-file ls`). Temp files are removed on exit.
 set -Eeuo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
@@ -43,17 +44,26 @@ run() { # LABEL CMD... : prints "wall rss_mb"
               /Maximum resident/ { r = $2 / 1024 } END { printf "%.1f %.0f\n", w, r }' "$W/time"
 }
 parts() { jigdo-file ls --template="$1" | grep -c need-file || true; }
-ours=() theirs=() ours_rss=() theirs_rss=()
+ours=() theirs=() ours_rss=() theirs_rss=() ours2=() theirs2=() ours2_rss=() theirs2_rss=()
 for r in $(seq "$RUNS"); do
-  rm -rf "$W/cache" "$W"/out-*
+  rm -rf "$W/cache" "$W"/out-* "$W/jf-cache.db"
   read -r w m < <(cd "$W" && run "$REPO/bin/jigdofs" make-template img.bin tree// -j out-us.jigdo -t out-us.template --cache-dir "$W/cache" -q)
   ours+=("$w") ours_rss+=("$m")
   read -r w2 m2 < <(cd "$W" && run jigdo-file make-template --no-cache --force -r quiet --image=img.bin --jigdo=out-jf.jigdo --template=out-jf.template tree//)
   theirs+=("$w2") theirs_rss+=("$m2")
-  echo "round $r: jigdofs ${w} s ${m} MB, $(parts "$W/out-us.template") parts; jigdo-file ${w2} s ${m2} MB, $(parts "$W/out-jf.template") parts"
+  echo "round $r, first run: jigdofs ${w} s ${m} MB, $(parts "$W/out-us.template") parts; jigdo-file ${w2} s ${m2} MB, $(parts "$W/out-jf.template") parts"
+  read -r w m < <(cd "$W" && run "$REPO/bin/jigdofs" make-template img.bin tree// -j out-us.jigdo -t out-us.template --cache-dir "$W/cache" -q --force)
+  ours2+=("$w") ours2_rss+=("$m")
+  (cd "$W" && jigdo-file make-template --cache=jf-cache.db --force -r quiet --image=img.bin --jigdo=out-jf.jigdo --template=out-jf.template tree// > /dev/null)
+  read -r w2 m2 < <(cd "$W" && run jigdo-file make-template --cache=jf-cache.db --force -r quiet --image=img.bin --jigdo=out-jf.jigdo --template=out-jf.template tree//)
+  theirs2+=("$w2") theirs2_rss+=("$m2")
+  echo "round $r, second run: jigdofs ${w} s ${m} MB, $(parts "$W/out-us.template") parts; jigdo-file ${w2} s ${m2} MB, $(parts "$W/out-jf.template") parts"
 done
-echo "| tool | wall s (median) | peak RSS MB (median) | runs |"
-echo "|---|---|---|---|"
-echo "| jigdofs make-template | $(printf "%s\n" "${ours[@]}" | median) | $(printf "%s\n" "${ours_rss[@]}" | median) | ${ours[*]} |"
-echo "| jigdo-file make-template | $(printf "%s\n" "${theirs[@]}" | median) | $(printf "%s\n" "${theirs_rss[@]}" | median) | ${theirs[*]} |"
+echo "| run | tool | wall s (median) | peak RSS MB (median) | runs, wall s |"
+echo "|---|---|---|---|---|"
+row() { echo "| $1 | $2 | $(printf "%s\n" $3 | median) | $(printf "%s\n" $4 | median) | $3 |"; }
+row first "jigdofs make-template" "${ours[*]}" "${ours_rss[*]}"
+row first "jigdo-file make-template --no-cache" "${theirs[*]}" "${theirs_rss[*]}"
+row second "jigdofs make-template (its hash index)" "${ours2[*]}" "${ours2_rss[*]}"
+row second "jigdo-file make-template --cache" "${theirs2[*]}" "${theirs2_rss[*]}"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
