@@ -79,7 +79,7 @@ export class SumSource {
 
   /**
    * More candidates, in order: those the hash index knows are done at once, the others go to the scan workers in
-   * batches. Waits while IN_FLIGHT batches are being read, so the walk that adds them never runs far ahead.
+   * batches. Waits while IN_FLIGHT batches are being read (the walk goes on meanwhile: what it finds waits in its queue).
    */
   async add(candidates: Candidate[]): Promise<void> {
     for (const c of candidates) {

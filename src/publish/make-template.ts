@@ -17,6 +17,7 @@ import { Scanner, type CandidateSums } from './scanner.js';
 import { CREATOR, writeTemplate, type PartEntry } from './template-writer.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
 import { temporaryPath } from '../util/output-temporary.js';
+import { writeAll } from '../util/write-all.js';
 
 /** make-template (issue 9): image + candidate files → .jigdo + .template, as jigdo-file writes them. */
 export interface MakeTemplateOptions {
@@ -171,7 +172,7 @@ async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageS
     });
     const jf = await open(fsPath(tmpJigdo), 'wx');
     try {
-      await jf.write(jigdo, 0, jigdo.length, 0);
+      await writeAll(jf, jigdo, 0);
       await jf.sync();
     } finally {
       await jf.close();
@@ -183,8 +184,9 @@ async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageS
     await rename(fsPath(tmpJigdo), fsPath(opts.jigdo));
     return result.size;
   } catch (err) {
-    await rm(fsPath(tmpTemplate), { force: true });
+    // The .jigdo first: a .jigdo temporary without its template's is taken for complete by the next run (killed-run.ts).
     await rm(fsPath(tmpJigdo), { force: true });
+    await rm(fsPath(tmpTemplate), { force: true });
     throw err instanceof JigdoError ? err : new JigdoError(opts.template, `cannot write the template: ${shown(errorMessage(err))}`);
   } finally {
     unlist.forEach((off) => off());
@@ -203,17 +205,12 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
   } catch (err) {
     throw new JigdoError(opts.image, `cannot read the image: ${errorMessage(err)}`);
   }
-  // The walk (on its own thread) and the hash index's parsing at once: each took seconds of a 100,000-file tree.
-  let listing: Listing;
-  try {
-    listing = await listCandidates(opts.files, opts.warn);
-  } catch (err) {
-    await image.close();
-    throw err;
-  }
   const scanner = new Scanner();
+  let listing: Listing | undefined;
   let saved = Promise.resolve();
   try {
+    // The walk (on its own thread) and the hash index's parsing at once: each took seconds of a 100,000-file tree.
+    listing = await listCandidates(opts.files, opts.warn);
     const stamp = await stampOf(image);
     const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
     const all = await candidateSums(opts, listing, index, scanner);
@@ -239,7 +236,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
       templateSize,
     };
   } finally {
-    await listing.close();
+    await listing?.close();
     await image.close();
     await scanner.close();
     await saved; // (a template that failed still leaves the checksums of the files read)

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { ChecksumKind } from '../format/checksum.js';
+import { writeAll } from '../util/write-all.js';
 import { BzipChunker, GzipChunker, type RawChunker } from './raw-chunks.js';
 
 /**
@@ -81,7 +82,7 @@ export async function writeTemplate(job: TemplateJob): Promise<TemplateResult> {
   let size = 0;
   const put = async (b: Buffer): Promise<void> => {
     hash.update(b);
-    await job.out.write(b, 0, b.length, size);
+    await writeAll(job.out, b, size);
     size += b.length;
   };
   const major = job.kind === 'md5' ? '1.2' : '2.0';

@@ -1,5 +1,5 @@
 /**
- * Messages between findCandidates (candidates.ts) and its walk worker (walk-worker.ts). The worker gets one message,
+ * Messages between listCandidates (candidates.ts) and its walk worker (walk-worker.ts). The worker gets one message,
  * the arguments in order (`null`: an old disc image, `IMAGE//`, listed by the main thread at that place), and answers
  * with batches of files found, warnings, a `disc` mark where such an argument stands, then `done` or `error`.
  */

@@ -10,6 +10,7 @@ import { eachLimit } from '../util/each-limit.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
 import { ownerDead, ownerTag } from '../util/pid.js';
+import { writeAll } from '../util/write-all.js';
 
 /**
  * What tells, without reading a file, that its bytes are those we hashed. Size and mtime alone are not
@@ -268,23 +269,37 @@ async function removeDeadSaves(file: string): Promise<void> {
 }
 
 async function stampOf(file: string): Promise<DiskStamp | undefined> {
-  const st = await stat(file).catch(() => undefined);
-  return st && { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+  // Opened, not only stat()ed: on NFS an open revalidates the file's attributes (close-to-open), while a stat may
+  // answer from the client's cache for up to a minute, and another host's save in between would be written over.
+  const fh = await openRegular(file, constants.O_RDONLY).catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const st = await fh.stat();
+    return { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
 }
 
 /** Writes an index file of `entries` (IndexFile's JSON), a few thousand entries at a time; returns its stamp. */
 async function writeIndex(tmp: string, entries: Map<string, Entry>): Promise<DiskStamp> {
   const fh = await open(tmp, 'wx', PRIVATE_FILE_MODE);
   try {
+    let at = 0;
+    const put = async (text: string): Promise<void> => {
+      const bytes = Buffer.from(text, 'utf8');
+      await writeAll(fh, bytes, at);
+      at += bytes.length;
+    };
     let text = `{"version":${VERSION},"files":{`;
     let n = 0;
     for (const [name, entry] of entries) {
       text += `${n++ === 0 ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(entry)}`;
       if (n % WRITE_ENTRIES !== 0) continue;
-      await fh.write(text);
+      await put(text);
       text = '';
     }
-    await fh.write(`${text}}}`);
+    await put(`${text}}}`);
     const st = await fh.stat();
     return { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
   } finally {

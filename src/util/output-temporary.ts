@@ -14,10 +14,10 @@ const SUFFIX = '.tmp';
 
 /**
  * Where `output` is written until it is complete: beside it, named after this process and host (util/pid.ts:
- * ownerTag), so that a later run can tell a killed run's file from a live one's.
+ * ownerTag), so that a later run can tell a killed run's file from a live one's. (`tag`: another process's.)
  */
-export function temporaryPath(output: string): string {
-  return path.join(path.dirname(output), `${temporaryPrefix(output)}${ownerTag()}${SUFFIX}`);
+export function temporaryPath(output: string, tag = ownerTag()): string {
+  return path.join(path.dirname(output), `${temporaryPrefix(output)}${tag}${SUFFIX}`);
 }
 
 /** The longest name a folder entry may have (NAME_MAX of Linux file systems), in bytes. */
@@ -44,23 +44,23 @@ function temporaryPrefix(output: string): string {
  */
 export async function removeDeadTemporaries(output: string): Promise<string[]> {
   const removed: string[] = [];
-  for (const file of await deadTemporaries(output)) {
+  for (const { file } of await deadTemporaries(output)) {
     if (await rm(fsPath(file), { force: true }).then(() => true, () => false)) removed.push(file);
   }
   return removed;
 }
 
-/** The temporary files of `output` left by this host's processes that no longer run (see removeDeadTemporaries). */
-export async function deadTemporaries(output: string): Promise<string[]> {
+/** The temporary files of `output` left by this host's processes that no longer run (see removeDeadTemporaries), with their owners' tags. */
+export async function deadTemporaries(output: string): Promise<Array<{ file: string; tag: string }>> {
   const dir = path.dirname(output);
   const prefix = temporaryPrefix(output);
   const names = await readdir(fsPath(dir), { encoding: 'buffer' }).catch(() => [] as Buffer[]);
-  const dead: string[] = [];
+  const dead: Array<{ file: string; tag: string }> = [];
   for (const raw of names) {
     const name = decodeBytes(raw); // the output's name may hold non-UTF-8 bytes (byte-string.ts)
     if (!name.startsWith(prefix) || !name.endsWith(SUFFIX)) continue;
-    if (!ownerTagDead(name.slice(prefix.length, -SUFFIX.length))) continue; // exactly HOSTTAG-PID: nobody else's file
-    dead.push(path.join(dir, name));
+    const tag = name.slice(prefix.length, -SUFFIX.length);
+    if (ownerTagDead(tag)) dead.push({ file: path.join(dir, name), tag }); // exactly HOSTTAG-PID: nobody else's file
   }
   return dead;
 }

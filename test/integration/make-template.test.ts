@@ -394,11 +394,13 @@ describe('make-template on its own', () => {
     assertOk(await make(['--bzip2', '--force'])); // the new pair
     const newJigdo = await readFile(out('y.jigdo'));
     assert.notDeepEqual(newJigdo, oldJigdo);
-    const left = (name: string): string => out(`${name}.jigdofs-${ownerTag(spawnSync(process.execPath, ['-e', '']).pid!)}.tmp`);
+    const deadTag = (): string => ownerTag(spawnSync(process.execPath, ['-e', '']).pid!);
+    const left = (name: string, tag: string): string => out(`${name}.jigdofs-${tag}.tmp`);
+    const [killed, other] = [deadTag(), deadTag()];
     // What the kill left: the new template in place, the old .jigdo (it names the old template), the new .jigdo beside.
     await writeFile(out('y.jigdo'), oldJigdo);
-    await writeFile(left('y.jigdo'), newJigdo);
-    await writeFile(left('y.template'), 'half a template of another run');
+    await writeFile(left('y.jigdo', killed), newJigdo);
+    await writeFile(left('y.template', other), 'half a template of another run');
     await writeFile(out('y.template.jigdofs-0badcafe-1.tmp'), 'another host\'s'); // not ours to remove
     const r = await make([]);
     assert.equal(r.code, 1, r.stderr);
@@ -410,11 +412,18 @@ describe('make-template on its own', () => {
     await sh('jigdo-file', ['make-image', '--report=quiet', `--image=${out('y.out')}`, `--jigdo=${out('y.jigdo')}`, `--template=${out('y.template')}`, 'tree/']);
     assert.ok((await readFile(out('y.out'))).equals(await readFile(path.join(work, 'img.raw'))), 'jigdo-file rebuilds the image from the pair');
 
-    // A killed run's .jigdo that names another template than the one in place is only removed.
-    await writeFile(left('y.jigdo'), oldJigdo);
+    // Only removed: a killed run's .jigdo that names another template than the one in place; one whose run was killed
+    // before its template's rename (its template temporary is there: the .jigdo may be cut short), although it names
+    // the template in place (a run of the same command); one that is a link to such a .jigdo.
+    const [a, b, c] = [deadTag(), deadTag(), deadTag()];
+    await writeFile(left('y.jigdo', a), oldJigdo);
+    await writeFile(left('y.jigdo', b), newJigdo.subarray(0, newJigdo.length - 10));
+    await writeFile(left('y.template', b), await readFile(out('y.template')));
+    await writeFile(out('elsewhere.jigdo'), newJigdo);
+    await symlink(out('elsewhere.jigdo'), left('y.jigdo', c));
     const again = await make([]);
-    assert.match(again.stderr, /removed .*y\.jigdo\.jigdofs-/);
     assert.doesNotMatch(again.stderr, /renamed/);
+    assert.equal(again.stderr.match(/removed .*left by a run that was killed/g)?.length, 4, again.stderr);
     assert.ok((await readFile(out('y.jigdo'))).equals(newJigdo));
   });
 });

@@ -207,3 +207,22 @@ test('a save killed before its rename left its temporary copy: the next load rem
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a save that the file size limit cuts short fails and leaves no index cut short (a short write was taken for all of it)', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-index-short-'));
+  const module = new URL('../../src/sources/hash-index.ts', import.meta.url).href;
+  const file = path.join(dir, 'hash-index.json');
+  // 1,500 entries: one piece of ~200 KB, written past a 100 KiB limit (ulimit -f 100): write(2) writes what fits.
+  const script = `
+    const { HashIndex } = await import(${JSON.stringify(module)});
+    const index = await HashIndex.load(${JSON.stringify(file)});
+    for (let i = 0; i < 1500; i++) index.set('/some/where/file-' + i + '.deb', { size: i, mtimeMs: i, ctimeMs: i, ino: i, dev: 1 }, 'md5', 'x'.repeat(120));
+    await index.save().then(() => console.log('saved'), (err) => console.log('failed: ' + err.code));`;
+  try {
+    const r = spawnSync('sh', ['-c', 'ulimit -f 100; exec "$0" --import tsx --input-type=module -e "$1"', process.execPath, script], { encoding: 'utf8', timeout: 60_000 });
+    assert.match(r.stdout, /failed: EFBIG/, r.stderr);
+    assert.deepEqual(await readdir(dir), [], 'no index, no temporary copy (on the code before: an index of invalid JSON)');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -5,7 +5,7 @@ import { UsageError } from '../../format/errors.js';
 import { wholeNumber } from '../option-values.js';
 import { checkCacheDir, defaultCacheDir } from '../../engine/cache-dir.js';
 import { readFilesFrom } from '../../publish/candidates.js';
-import { makeTemplate, type MakeTemplateResult } from '../../publish/make-template.js';
+import { makeTemplate, type MakeTemplateOptions, type MakeTemplateResult } from '../../publish/make-template.js';
 import { tidyKilledRuns } from '../../publish/killed-run.js';
 import { Progress } from '../../publish/progress.js';
 import { MAKE_TEMPLATE_OPTIONS } from '../option-table.js';
@@ -69,29 +69,29 @@ export function registerMakeTemplate(program: Command): void {
     await checkCacheDir(cacheDir);
     const all = [...files, ...(flags.filesFrom ? await readFilesFrom(flags.filesFrom) : [])];
     const progress = new Progress(flags.quiet === true);
-    const jigdo = flags.jigdo ?? defaultOutput(image, '.jigdo');
-    const template = flags.template ?? defaultOutput(image, '.template');
-    const killed = await tidyKilledRuns(jigdo, template);
-    if (killed.finished) process.stderr.write(`jigdofs: renamed ${quoted(killed.finished)} to ${quoted(jigdo)}: a run killed between writing the template and its .jigdo left them apart\n`);
+    const options: MakeTemplateOptions = {
+      image,
+      files: all,
+      jigdo: flags.jigdo ?? defaultOutput(image, '.jigdo'),
+      template: flags.template ?? defaultOutput(image, '.template'),
+      labels: new Map([...pairs(flags.label, '--label', true)].map(([label, dir]) => [dir, label])),
+      uris: pairs(flags.uri, '--uri', false),
+      merge: flags.merge,
+      kind: kind as ChecksumKind,
+      minLength,
+      compression: flags.bzip2 ? 'bzip2' : 'gzip',
+      force: flags.force === true,
+      cacheDir,
+      iso: flags.iso !== false,
+      progress,
+      warn: (line) => process.stderr.write(`jigdofs: warning: ${shown(line)}\n`),
+    };
+    // Once the options are known good: what killed runs left is put right (killed-run.ts), then the new run starts.
+    const killed = await tidyKilledRuns(options.jigdo, options.template);
+    if (killed.finished) process.stderr.write(`jigdofs: renamed ${quoted(killed.finished)} to ${quoted(options.jigdo)}: a run killed between writing the template and its .jigdo left them apart\n`);
     if (!flags.quiet) for (const file of killed.removed) process.stderr.write(`jigdofs: removed ${quoted(file)}, left by a run that was killed\n`);
     try {
-      const r = await makeTemplate({
-        image,
-        files: all,
-        jigdo,
-        template,
-        labels: new Map([...pairs(flags.label, '--label', true)].map(([label, dir]) => [dir, label])),
-        uris: pairs(flags.uri, '--uri', false),
-        merge: flags.merge,
-        kind: kind as ChecksumKind,
-        minLength,
-        compression: flags.bzip2 ? 'bzip2' : 'gzip',
-        force: flags.force === true,
-        cacheDir,
-        iso: flags.iso !== false,
-        progress,
-        warn: (line) => process.stderr.write(`jigdofs: warning: ${shown(line)}\n`),
-      });
+      const r = await makeTemplate(options);
       if (!flags.quiet) process.stdout.write(summary(r));
     } finally {
       progress.stop();
