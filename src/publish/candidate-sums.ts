@@ -18,7 +18,7 @@ import { CONFIRM, HEAD_LENGTH } from './scan-protocol.js';
  * BATCH_FILES files (one message per file made postMessage and its garbage the main thread's limit on a large tree)
  * and about BATCH_BYTES, so large files spread over the workers.
  */
-const IN_FLIGHT = 4;
+const IN_FLIGHT_PER_WORKER = 2;
 const BATCH_FILES = 256;
 const BATCH_BYTES = 32 * 1024 * 1024;
 
@@ -79,7 +79,7 @@ export class SumSource {
 
   /**
    * More candidates, in order: those the hash index knows are done at once, the others go to the scan workers in
-   * batches. Waits while IN_FLIGHT batches are being read (the walk goes on meanwhile: what it finds waits in its queue).
+   * batches. Waits while two batches per scan worker are being read (the walk goes on meanwhile: what it finds waits in its queue).
    */
   async add(candidates: Candidate[]): Promise<void> {
     for (const c of candidates) {
@@ -107,7 +107,7 @@ export class SumSource {
     const batch = this.batch;
     [this.batch, this.bytes] = [[], 0];
     if (batch.length === 0) return;
-    while (this.running.size >= IN_FLIGHT) await Promise.race(this.running);
+    while (this.running.size >= IN_FLIGHT_PER_WORKER * this.scanner.size) await Promise.race(this.running);
     if (this.failure) throw this.failure.err; // (a scan worker died: no file is to blame)
     const job: Promise<void> = this.read(batch)
       .catch((err: unknown) => void (this.failure ??= { err }))

@@ -43,7 +43,7 @@ export class Progress {
     const secs = (Date.now() - this.started) / 1000;
     const rate = secs > 0 ? this.done / secs : 0;
     const left = rate > 0 ? Math.max(0, (this.total - this.done) / rate) : 0;
-    const pct = this.total > 0 ? ((100 * this.done) / this.total).toFixed(1) : '100';
+    const pct = this.total > 0 ? ((100 * this.done) / this.total).toFixed(1) : '0.0'; // (a total still growing starts at 0: the walk has found nothing yet)
     const mb = (n: number): string => (n / 1e6).toFixed(0);
     this.out.write(`\r${this.phase}: ${mb(this.done)}/${mb(this.total)} MB (${pct}%), ${this.matches} parts, ${mb(rate)} MB/s, ${left.toFixed(0)} s left\x1b[K`);
   }

@@ -90,6 +90,11 @@ export class Scanner {
   private nextId = 1;
   private failed: Error | undefined;
 
+  /** How many worker threads. */
+  get size(): number {
+    return this.workers.length;
+  }
+
   /** Where workers report bytes scanned. */
   onProgress: (bytes: number) => void = () => undefined;
 

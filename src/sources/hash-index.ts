@@ -1,5 +1,5 @@
 import { constants, type Stats } from 'node:fs';
-import { open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { openRegular } from '../util/open-regular.js';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -259,14 +259,26 @@ export class HashIndex {
 
 /**
  * Removes the temporary copies of the index that saves killed before their rename left (`FILE.HOSTTAG-PID-RAND.tmp`,
- * of this host's processes that no longer run): nothing else removed them, and each is as large as the index.
+ * of this host's processes that no longer run): nothing else removed them, and each is as large as the index. Those
+ * of versions before (`FILE.PID.RAND.tmp`) say no host, so only once a day old (a save takes seconds).
  */
 async function removeDeadSaves(file: string): Promise<void> {
+  const dir = path.dirname(file);
   const prefix = `${path.basename(file)}.`;
-  const names = await readdir(path.dirname(file)).catch(() => [] as string[]);
-  const dead = names.filter((n) => n.startsWith(prefix) && n.endsWith('.tmp') && ownerDead(n.slice(prefix.length)));
-  await Promise.all(dead.map((n) => rm(path.join(path.dirname(file), n), { force: true }).catch(() => undefined)));
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n.endsWith('.tmp'));
+  const dead = await Promise.all(names.map(async (n) => {
+    const rest = n.slice(prefix.length);
+    if (ownerDead(rest)) return n;
+    if (!OLD_SAVE.test(rest)) return undefined;
+    const st = await lstat(path.join(dir, n)).catch(() => undefined);
+    return st?.isFile() && Date.now() - st.mtimeMs > OLD_SAVE_AGE_MS ? n : undefined;
+  }));
+  await Promise.all(dead.map((n) => n && rm(path.join(dir, n), { force: true }).catch(() => undefined)));
 }
+
+/** A temporary copy's name after `FILE.` in versions before the owner tag, and how old one must be to be removed. */
+const OLD_SAVE = /^\d+\.[0-9a-f]{8}\.tmp$/;
+const OLD_SAVE_AGE_MS = 24 * 3600 * 1000;
 
 async function stampOf(file: string): Promise<DiskStamp | undefined> {
   // Opened, not only stat()ed: on NFS an open revalidates the file's attributes (close-to-open), while a stat may

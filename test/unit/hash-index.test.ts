@@ -2,7 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -199,10 +199,14 @@ test('a save killed before its rename left its temporary copy: the next load rem
   const dead = `hash-index.json.${ownerTag(deadPid)}-0a1b2c3d.tmp`;
   const live = `hash-index.json.${ownerTag()}-0a1b2c3d.tmp`;
   const otherHost = 'hash-index.json.0badcafe-1-0a1b2c3d.tmp';
+  const oldFormatStale = 'hash-index.json.1234.0a1b2c3d.tmp'; // versions before: no host in the name, so by age
+  const oldFormatRecent = 'hash-index.json.1235.0a1b2c3d.tmp';
   try {
-    for (const name of [dead, live, otherHost, 'unrelated.tmp']) await writeFile(path.join(dir, name), '{}');
+    for (const name of [dead, live, otherHost, 'unrelated.tmp', oldFormatStale, oldFormatRecent]) await writeFile(path.join(dir, name), '{}');
+    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+    await utimes(path.join(dir, oldFormatStale), twoDaysAgo, twoDaysAgo);
     await HashIndex.load(file);
-    assert.deepEqual((await readdir(dir)).sort(), [live, otherHost, 'unrelated.tmp'].sort(), 'the dead save\'s copy is gone (on the old code it stayed for good)');
+    assert.deepEqual((await readdir(dir)).sort(), [live, otherHost, 'unrelated.tmp', oldFormatRecent].sort(), 'the dead save\'s copy is gone (on the old code it stayed for good)');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
