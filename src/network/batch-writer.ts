@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { errorMessage } from '../format/errors.js';
+import { writeAll } from '../util/write-all.js';
 import { FetchError } from './fetch-error.js';
 
 /** Bytes of body gathered before one write to the file. */
@@ -53,7 +54,7 @@ export class BatchWriter {
       const done = (await this.fh.writev(chunks, at)).bytesWritten;
       if (done < n) {
         const rest = Buffer.concat(chunks, n).subarray(done); // a short write: rare (a full disk says ENOSPC next)
-        for (let o = 0; o < rest.length; ) o += (await this.fh.write(rest, o, rest.length - o, at + done + o)).bytesWritten;
+        await writeAll(this.fh, rest, at + done);
       }
     } catch (err) {
       throw new FetchError(this.url, 'local', `cannot store what it sent: ${errorMessage(err)}`);

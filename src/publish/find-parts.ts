@@ -1,6 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Candidate } from './candidates.js';
-
 import type { MakeTemplateOptions } from './make-template.js';
 import { parseSum } from '../format/rsync-rolling.js';
 import { Scanner, type CandidateSums, type Match } from './scanner.js';

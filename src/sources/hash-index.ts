@@ -91,6 +91,8 @@ interface DiskStamp {
   mtimeMs: number;
 }
 
+const stampOfStats = (st: Stats): DiskStamp => ({ ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
+
 const sameStamp = (a: DiskStamp | undefined, b: DiskStamp | undefined): boolean =>
   a !== undefined && b !== undefined && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
 
@@ -286,8 +288,7 @@ async function stampOf(file: string): Promise<DiskStamp | undefined> {
   const fh = await openRegular(file, constants.O_RDONLY).catch(() => undefined);
   if (!fh) return undefined;
   try {
-    const st = await fh.stat();
-    return { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+    return stampOfStats(await fh.stat());
   } finally {
     await fh.close().catch(() => undefined);
   }
@@ -312,8 +313,7 @@ async function writeIndex(tmp: string, entries: Map<string, Entry>): Promise<Dis
       text = '';
     }
     await put(`${text}}}`);
-    const st = await fh.stat();
-    return { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+    return stampOfStats(await fh.stat());
   } finally {
     await fh.close();
   }
@@ -328,8 +328,7 @@ async function readIndex(file: string): Promise<{ entries: Map<string, Entry>; s
     const fh = await openRegular(file, constants.O_RDONLY);
     let text: Buffer;
     try {
-      const st = await fh.stat(); // (index files are replaced by rename, never written in place: the stamp is the text's)
-      stamp = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+      stamp = stampOfStats(await fh.stat()); // (index files are replaced by rename, never written in place: the stamp is the text's)
       text = await fh.readFile();
     } finally {
       await fh.close().catch(() => undefined);
