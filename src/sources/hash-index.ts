@@ -1,6 +1,5 @@
-import { constants, type Stats } from 'node:fs';
-import { lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { openRegular } from '../util/open-regular.js';
+import { type Stats } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fsPath } from '../format/byte-string.js';
@@ -9,8 +8,8 @@ import { blockDeviceMedium } from '../util/block-device.js';
 import { eachLimit } from '../util/each-limit.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
-import { ownerDead, ownerTag } from '../util/pid.js';
-import { writeAll } from '../util/write-all.js';
+import { ownerTag } from '../util/pid.js';
+import { entryOf, readIndex, removeDeadSaves, sameStamp, stampOf, writeIndex, type DiskStamp, type Entry } from './hash-index-file.js';
 
 /**
  * What tells, without reading a file, that its bytes are those we hashed. Size and mtime alone are not
@@ -68,37 +67,6 @@ export async function eachUnchanged<C extends Partial<FileIdentity> & { path: st
   });
 }
 
-/** Index files and their temporary copies are private: they list which local files we hashed. */
-const PRIVATE_FILE_MODE = 0o600;
-
-/** One file's record: its identity when hashed, and its checksums by kind (and region). */
-interface Entry extends FileIdentity {
-  /** `kind` or `kind@offset+length` → jigdo-base64 checksum. */
-  sums: Record<string, string>;
-}
-
-const VERSION = 2;
-
-interface IndexFile {
-  version: typeof VERSION;
-  files: Record<string, Entry>;
-}
-
-/** Which index file was read or written last (its inode, size, mtime): unchanged since, it need not be read again. */
-interface DiskStamp {
-  ino: number;
-  size: number;
-  mtimeMs: number;
-}
-
-const stampOfStats = (st: Stats): DiskStamp => ({ ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
-
-const sameStamp = (a: DiskStamp | undefined, b: DiskStamp | undefined): boolean =>
-  a !== undefined && b !== undefined && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
-
-/** Entries written to the index file at a time (its text is never built whole: 100,000 files are ~40 MB of it). */
-const WRITE_ENTRIES = 2000;
-
 const SAVE_DELAY_MS = 2000;
 /** A save costs at most this share of the time between delayed saves (see nextSaveDelay). */
 const SAVE_SHARE = 0.05;
@@ -115,9 +83,9 @@ export function nextSaveDelay(lastSaveMs: number): number {
 /**
  * The persistent record of checksums of local files (like jigdo-file-cache.db): keyed by path and the
  * file's identity (size, mtime, ctime, inode, device), so a file is hashed once and a changed file is
- * hashed again. Stored as JSON under the cache directory, written atomically; concurrent writers merge
- * what is on disk before replacing it. Version 1 entries (path, size, mtime) are not read: an edit kept
- * under `touch -r` would pass them.
+ * hashed again. Stored under the cache directory as JSON, a line per file (hash-index-file.ts), written
+ * atomically; concurrent writers merge what is on disk before replacing it. Version 1 entries (path, size,
+ * mtime) are not read: an edit kept under `touch -r` would pass them.
  *
  * Fields: `files` (every entry, as loaded and merged), `dirty` (paths changed or forgotten since the last
  * save), `timer` (the delayed save), `disk` (what the file held when last read or written, and its stamp). No lock: a
@@ -260,131 +228,9 @@ export class HashIndex {
 }
 
 /**
- * Removes the temporary copies of the index that saves killed before their rename left (`FILE.HOSTTAG-PID-RAND.tmp`,
- * of this host's processes that no longer run): nothing else removed them, and each is as large as the index. Those
- * of versions before (`FILE.PID.RAND.tmp`) say no host, so only once a day old (a save takes seconds).
- */
-async function removeDeadSaves(file: string): Promise<void> {
-  const dir = path.dirname(file);
-  const prefix = `${path.basename(file)}.`;
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n.endsWith('.tmp'));
-  const dead = await Promise.all(names.map(async (n) => {
-    const rest = n.slice(prefix.length);
-    if (ownerDead(rest)) return n;
-    if (!OLD_SAVE.test(rest)) return undefined;
-    const st = await lstat(path.join(dir, n)).catch(() => undefined);
-    return st?.isFile() && Date.now() - st.mtimeMs > OLD_SAVE_AGE_MS ? n : undefined;
-  }));
-  await Promise.all(dead.map((n) => n && rm(path.join(dir, n), { force: true }).catch(() => undefined)));
-}
-
-/** A temporary copy's name after `FILE.` in versions before the owner tag, and how old one must be to be removed. */
-const OLD_SAVE = /^\d+\.[0-9a-f]{8}\.tmp$/;
-const OLD_SAVE_AGE_MS = 24 * 3600 * 1000;
-
-async function stampOf(file: string): Promise<DiskStamp | undefined> {
-  // Opened, not only stat()ed: on NFS an open revalidates the file's attributes (close-to-open), while a stat may
-  // answer from the client's cache for up to a minute, and another host's save in between would be written over.
-  const fh = await openRegular(file, constants.O_RDONLY).catch(() => undefined);
-  if (!fh) return undefined;
-  try {
-    return stampOfStats(await fh.stat());
-  } finally {
-    await fh.close().catch(() => undefined);
-  }
-}
-
-/** Writes an index file of `entries` (IndexFile's JSON), a few thousand entries at a time; returns its stamp. */
-async function writeIndex(tmp: string, entries: Map<string, Entry>): Promise<DiskStamp> {
-  const fh = await open(tmp, 'wx', PRIVATE_FILE_MODE);
-  try {
-    let at = 0;
-    const put = async (text: string): Promise<void> => {
-      const bytes = Buffer.from(text, 'utf8');
-      await writeAll(fh, bytes, at);
-      at += bytes.length;
-    };
-    let text = `{"version":${VERSION},"files":{`;
-    let n = 0;
-    for (const [name, entry] of entries) {
-      text += `${n++ === 0 ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(entry)}`;
-      if (n % WRITE_ENTRIES !== 0) continue;
-      await put(text);
-      text = '';
-    }
-    await put(`${text}}}`);
-    return stampOfStats(await fh.stat());
-  } finally {
-    await fh.close();
-  }
-}
-
-/** The index file's entries, and its stamp as read; undefined if it is missing, unreadable or not ours. */
-async function readIndex(file: string): Promise<{ entries: Map<string, Entry>; stamp: DiskStamp } | undefined> {
-  let parsed: IndexFile;
-  let stamp: DiskStamp;
-  try {
-    // Only a regular file (a FIFO there hung every run), and only as dense as ours (see tooDense).
-    const fh = await openRegular(file, constants.O_RDONLY);
-    let text: Buffer;
-    try {
-      stamp = stampOfStats(await fh.stat()); // (index files are replaced by rename, never written in place: the stamp is the text's)
-      text = await fh.readFile();
-    } finally {
-      await fh.close().catch(() => undefined);
-    }
-    if (tooDense(text)) return undefined;
-    parsed = JSON.parse(text.toString('utf8')) as IndexFile;
-  } catch {
-    return undefined;
-  }
-  if (parsed?.version !== VERSION || !parsed.files || typeof parsed.files !== 'object') return undefined;
-  // Entry by entry: one of the wrong shape (`"sums": null`, written by hand or by a broken tool) failed every lookup
-  // of its file on every run, since a file whose lookup fails is never recorded again.
-  const entries = new Map<string, Entry>();
-  for (const [name, entry] of Object.entries(parsed.files as Record<string, unknown>)) {
-    const ok = wellFormed(entry);
-    if (ok) entries.set(name, ok);
-  }
-  return { entries, stamp };
-}
-
-/**
- * Each entry we write is two JSON objects in well over 100 bytes (a path, five numbers, a checksum): a file with an object
- * or array for every 24 bytes is not ours. One of 13 million `{}` (39 MB) took 12.6 s and 1.1 GB to parse, on every run.
- */
-function tooDense(text: Buffer): boolean {
-  let open = 0;
-  for (let i = text.indexOf(0x7b); i !== -1; i = text.indexOf(0x7b, i + 1)) open++; // '{'
-  for (let i = text.indexOf(0x5b); i !== -1; i = text.indexOf(0x5b, i + 1)) open++; // '['
-  return open * 24 > text.length + 48;
-}
-
-const IDENTITY_FIELDS = ['size', 'mtimeMs', 'ctimeMs', 'ino', 'dev'] as const;
-
-/** `entry` as an Entry when it has one's shape (its checksums: those that are strings), else undefined. */
-function wellFormed(entry: unknown): Entry | undefined {
-  if (!entry || typeof entry !== 'object') return undefined;
-  const e = entry as Record<string, unknown>;
-  if (!IDENTITY_FIELDS.every((f) => typeof e[f] === 'number')) return undefined;
-  if (!e.sums || typeof e.sums !== 'object' || Array.isArray(e.sums)) return undefined;
-  const sums: Record<string, string> = {};
-  for (const [k, v] of Object.entries(e.sums)) if (typeof v === 'string') sums[k] = v;
-  return entryOf(e as unknown as FileIdentity, sums);
-}
-
-/**
  * The name a value is kept under in a file's entry: `name` for the whole file, `name@offset+length` for a region
  * (`length` is a number, or a text naming several ranges: a fragmented file inside a disc image; see indexField).
  */
 export function indexFieldName(name: string, offset?: number, length?: number | string): string {
   return offset === undefined ? name : `${name}@${offset}+${length}`;
-}
-
-/**
- * An entry of only the identity fields (a LocalCopy passed as identity must not bring its path into the index). Written
- * out as one literal: made by spreading the identity, each of 100,000 entries had a hidden class of its own (25 MB).
- */
-function entryOf(id: FileIdentity, sums: Record<string, string>): Entry {
-  return { size: id.size, mtimeMs: id.mtimeMs, ctimeMs: id.ctimeMs, ino: id.ino, dev: id.dev, sums };
 }

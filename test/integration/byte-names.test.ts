@@ -15,6 +15,7 @@ import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { httpGet, startServe } from '../helpers/serve.js';
 import { mountJigdo } from '../helpers/mount.js';
 import { userActor } from '../helpers/actor.js';
+import { indexFiles } from '../helpers/hash-index-file.js';
 
 const run = promisify(execFile);
 const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -88,8 +89,8 @@ test('make-image from --local and from --scan: right image, and the hash index k
   const r2 = await runCli(['make-image', jigdo, '-o', scanned, '--offline', '--scan', path.join(work, 'tree'), ...cache('scan')]);
   assert.equal(r2.code, 0, r2.stderr);
   assert.equal(md5hex(await readFile(scanned)), imageMd5);
-  const index = JSON.parse(await readFile(path.join(work, 'cache-scan', 'hash-index.json'), 'utf8')) as { files: Record<string, unknown> };
-  const keys = Object.keys(index.files).map((k) => Buffer.from(k.replace(/[\udc80-\udcff]/gu, (c) => String.fromCharCode(c.charCodeAt(0) - 0xdc00)), 'latin1'));
+  const files = await indexFiles(path.join(work, 'cache-scan', 'hash-index.json'));
+  const keys = Object.keys(files).map((k) => Buffer.from(k.replace(/[\udc80-\udcff]/gu, (c) => String.fromCharCode(c.charCodeAt(0) - 0xdc00)), 'latin1'));
   for (const name of NAMES.slice(0, 3)) {
     assert.ok(keys.some((k) => k.equals(under(path.join(work, 'tree', 'parts'), name))), `${name.toString('latin1')} kept exactly`);
   }

@@ -19,6 +19,7 @@ import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo } from '../helpers/mount.js';
 import { httpGet, startServe } from '../helpers/serve.js';
 import { assertOnlyMissingFetched, makeUpgrade, type Upgrade } from '../helpers/upgrade-fixture.js';
+import { indexFiles } from '../helpers/hash-index-file.js';
 
 const skip = loopUnavailable();
 let work: string;
@@ -98,8 +99,8 @@ test('make-image --scan /dev/loopN (a disc in its drive): v2 byte-exact, the mir
       const stderr = await makeImage(['--scan', dev], cache);
       assert.match(stderr, new RegExp(`from ${escaped(path.basename(dev))}: ${shared} parts, `), stderr);
       // Nothing about the disc is kept in the hash index: the next disc in that drive has the same inode and times.
-      const index = JSON.parse(await readFile(path.join(cache, 'hash-index.json'), 'utf8').catch(() => '{"files":{}}')) as { files: Record<string, unknown> };
-      assert.equal(index.files[dev], undefined, 'no hash index entry for the device');
+      const files = await indexFiles(path.join(cache, 'hash-index.json'));
+      assert.equal(files[dev], undefined, 'no hash index entry for the device');
     } finally {
       await detachLoop(dev);
     }

@@ -14,6 +14,7 @@ import { dropIsoDescriptors, reportLba, sparseBigImage, udfBridge, xorrisoImage 
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { mountJigdo } from '../helpers/mount.js';
 import { assertOnlyMissingFetched as assertMissingFetched, makeUpgrade, type Upgrade } from '../helpers/upgrade-fixture.js';
+import { indexFiles } from '../helpers/hash-index-file.js';
 
 let work: string;
 let up: Upgrade;
@@ -92,8 +93,8 @@ test('missing counts the parts inside the old image; the hash index remembers th
   assert.equal(json.missing, up.missing.length);
   assert.deepEqual(json.fromImages.map((u) => [path.basename(u.image), u.parts]), [['v1-rr.iso', up.parts - up.missing.length]]);
   assert.match(first.stderr, new RegExp(`from v1-rr\\.iso: ${up.parts - up.missing.length} parts, [\\d.]+ KB`));
-  const index = JSON.parse(await readFile(path.join(cacheDir, 'hash-index.json'), 'utf8')) as { files: Record<string, { sums: Record<string, string> }> };
-  assert.ok(Object.keys(index.files[image]!.sums).length >= up.parts - up.missing.length, 'the matches inside the image are in the index');
+  const files = await indexFiles(path.join(cacheDir, 'hash-index.json'));
+  assert.ok(Object.keys(files[image]!.sums).length >= up.parts - up.missing.length, 'the matches inside the image are in the index');
   // The second run with the same cache: a mount shows no local hashing at all.
   const m = await mountJigdo(up.jigdo, ['--scan', image, '--mirror', `Parts=${mirror.url}`], { cacheDir });
   try {

@@ -1,0 +1,39 @@
+import type { FileHandle } from 'node:fs/promises';
+
+/** Bytes read at a time. */
+const CHUNK = 1 << 20;
+
+/**
+ * The lines of an open file from byte `from` on, each without its '\n' (a last line without one is given too), read a
+ * chunk at a time: a file far larger than memory (or than V8's longest string) is never held whole. A line longer than
+ * `maxLine` bytes is skipped, not gathered, so one without an end in a damaged file cannot fill memory.
+ */
+export async function* fileLines(fh: FileHandle, from: number, maxLine: number): AsyncGenerator<Buffer> {
+  let at = from;
+  let carry: Buffer[] = []; // the start of a line that began in an earlier chunk
+  let carried = 0;
+  let skipping = false; // within a line longer than maxLine
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(CHUNK);
+    const { bytesRead } = await fh.read(chunk, 0, CHUNK, at);
+    if (bytesRead === 0) break;
+    at += bytesRead;
+    let start = 0;
+    for (let nl = chunk.indexOf(0x0a, 0); nl !== -1 && nl < bytesRead; nl = chunk.indexOf(0x0a, start)) {
+      if (!skipping && carried + nl - start <= maxLine) yield carried ? Buffer.concat([...carry, chunk.subarray(start, nl)]) : chunk.subarray(start, nl);
+      carry = [];
+      carried = 0;
+      skipping = false;
+      start = nl + 1;
+    }
+    if (start < bytesRead && !skipping) {
+      carried += bytesRead - start;
+      if (carried > maxLine) {
+        skipping = true;
+        carry = [];
+        carried = 0;
+      } else carry.push(chunk.subarray(start, bytesRead));
+    }
+  }
+  if (carried && !skipping) yield Buffer.concat(carry);
+}

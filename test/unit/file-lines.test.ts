@@ -1,0 +1,45 @@
+/** fileLines: a file's lines a chunk at a time, lines across chunks joined, overlong ones skipped. */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileLines } from '../../src/util/file-lines.js';
+
+let work: string;
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'jigdofs-file-lines-'));
+});
+after(() => rm(work, { recursive: true, force: true }));
+
+async function linesOf(text: string, from: number, maxLine: number): Promise<string[]> {
+  const file = path.join(work, 'f');
+  await writeFile(file, text);
+  const fh = await open(file, 'r');
+  try {
+    const out: string[] = [];
+    for await (const l of fileLines(fh, from, maxLine)) out.push(l.toString('latin1'));
+    return out;
+  } finally {
+    await fh.close();
+  }
+}
+
+test('lines from an offset; empty lines kept; a last line without a newline given', async () => {
+  assert.deepEqual(await linesOf('head\na\n\nbc\nd', 5, 100), ['a', '', 'bc', 'd']);
+  assert.deepEqual(await linesOf('a\n', 0, 100), ['a']);
+  assert.deepEqual(await linesOf('', 0, 100), []);
+});
+
+test('lines that cross the 1 MiB chunks are joined whole, however many chunks they span', async () => {
+  const long = 'x'.repeat((1 << 20) * 2 + 17);
+  const lines = ['first', 'y'.repeat((1 << 20) - 3), long, 'last'];
+  assert.deepEqual(await linesOf(lines.join('\n'), 0, 8 << 20), lines);
+});
+
+test('a line longer than maxLine is skipped, within a chunk or across chunks, and the next line read', async () => {
+  assert.deepEqual(await linesOf('ok\n12345678901\nnext\n', 0, 10), ['ok', 'next']);
+  assert.deepEqual(await linesOf(`ok\n${'z'.repeat(3 << 20)}\nnext`, 0, 1 << 20), ['ok', 'next']);
+  assert.deepEqual(await linesOf(`ok\n${'z'.repeat(3 << 20)}`, 0, 1 << 20), ['ok'], 'an overlong last line without a newline');
+  assert.deepEqual(await linesOf('1234567890\n', 0, 10), ['1234567890'], 'exactly maxLine is kept');
+});
