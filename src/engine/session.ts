@@ -5,7 +5,7 @@ import { JigdoError, TemplateUnavailableError, UsageError } from '../format/erro
 import { parseJigdo, type JigdoFile, type JigdoImage } from '../format/jigdo.js';
 import { describeLocation, locationFromUser } from '../format/location.js';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
-import { HashIndex, identityOf } from '../sources/hash-index.js';
+import { identityOf, loadSessionIndex, type HashIndex } from '../sources/hash-index.js';
 import { LocalSources, type LocalTree } from '../sources/local-sources.js';
 import { PartStore, type PartProvider } from '../sources/part-store.js';
 import type { Network } from '../network/network.js';
@@ -137,7 +137,7 @@ export async function openImage(jigdo: JigdoFile, image: JigdoImage, opts: Sourc
 }
 
 async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions, pool: WorkerPool): Promise<ImageSession> {
-  const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
+  const index = await loadSessionIndex(opts.cacheDir);
   const copyIsRight = { matches: (file: string) => checkTemplate(file, image, index, pool).then(() => true, () => false), log: opts.log };
   const templatePath = await findTemplate(jigdo, image, opts, copyIsRight);
 

@@ -6,7 +6,7 @@ import type { ChecksumKind } from '../format/checksum.js';
 import { blockDeviceSize } from '../util/block-device.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { parseSum } from '../format/rsync-rolling.js';
-import { HashIndex } from '../sources/hash-index.js';
+import { loadMakeTemplateIndex, type HashIndex } from '../sources/hash-index.js';
 import { listCandidates, type Candidate, type Listing } from './candidates.js';
 import { SumSource } from './candidate-sums.js';
 import { buildJigdo } from './jigdo-writer.js';
@@ -212,7 +212,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
     // The walk (on its own thread) and the hash index's parsing at once: each took seconds of a 100,000-file tree.
     listing = await listCandidates(opts.files, opts.warn);
     const stamp = await stampOf(image);
-    const index = await HashIndex.load(path.join(opts.cacheDir, 'hash-index.json'));
+    const index = await loadMakeTemplateIndex(opts.cacheDir);
     const all = await candidateSums(opts, listing, index, scanner);
     const kept = withoutDuplicates(all.candidates.map((c) => c.size), all.sums.map((s) => s.confirm.toString('hex')));
     const u: Usable = { candidates: kept.map((i) => all.candidates[i]!), sums: kept.map((i) => all.sums[i]!) };

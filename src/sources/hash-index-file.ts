@@ -112,8 +112,11 @@ export async function writeIndex(tmp: string, entries: Map<string, Entry>): Prom
   }
 }
 
-/** The index file's entries, and its stamp as read; undefined if it is missing, unreadable or not ours. */
-export async function readIndex(file: string): Promise<{ entries: Map<string, Entry>; stamp: DiskStamp } | undefined> {
+/** Which entries of an index file a process keeps (the others are not read into memory); all when undefined. */
+export type KeepEntry = ((entry: Entry) => boolean) | undefined;
+
+/** The index file's entries (those `keep` keeps), and its stamp as read; undefined if it is missing, unreadable or not ours. */
+export async function readIndex(file: string, keep?: KeepEntry): Promise<{ entries: Map<string, Entry>; stamp: DiskStamp } | undefined> {
   try {
     // Only a regular file (a FIFO there hung every run).
     const fh = await openRegular(file, constants.O_RDONLY);
@@ -121,8 +124,10 @@ export async function readIndex(file: string): Promise<{ entries: Map<string, En
       const stamp = stampOfStats(await fh.stat()); // (index files are replaced by rename, never written in place: the stamp is the text's)
       const head = Buffer.alloc(HEADER.length);
       await fh.read(head, 0, head.length, 0);
-      const entries = head.toString('latin1') === HEADER ? await readLines(fh) : await readLegacyIndex(fh);
-      return entries && { entries, stamp };
+      const kept = new Kept(keep);
+      if (head.toString('latin1') === HEADER) await readLines(fh, kept);
+      else if (!(await readLegacyIndex(fh, kept))) return undefined;
+      return { entries: kept.entries, stamp };
     } finally {
       await fh.close().catch(() => undefined);
     }
@@ -136,10 +141,9 @@ export async function readIndex(file: string): Promise<{ entries: Map<string, En
  * kept: an entry of the wrong shape (`"sums": null`, written by hand or by a broken tool) failed every lookup of its
  * file on every run, since a file whose lookup fails is never recorded again.
  */
-async function readLines(fh: FileHandle): Promise<Map<string, Entry>> {
-  const entries = new Map<string, Entry>();
+async function readLines(fh: FileHandle, kept: Kept): Promise<void> {
   for await (const line of fileLines(fh, HEADER.length, MAX_LINE)) {
-    if (tooDense(line)) continue;
+    if (tooDense(afterPath(line))) continue; // (a path of brackets, `[a][b][c]…`, is a name like any other)
     let parsed: unknown;
     try {
       parsed = JSON.parse(line.toString('utf8'));
@@ -147,29 +151,45 @@ async function readLines(fh: FileHandle): Promise<Map<string, Entry>> {
       continue;
     }
     if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string') continue;
-    const ok = wellFormed(parsed[1]);
-    if (ok) entries.set(parsed[0], ok);
+    kept.add(parsed[0], parsed[1]);
   }
-  return entries;
 }
 
-/** The entries of an index file of version 2 (one JSON document, read whole); undefined if it is not one (see tooDense). */
-async function readLegacyIndex(fh: FileHandle): Promise<Map<string, Entry> | undefined> {
+/** Reads the entries of an index file of version 2 (one JSON document, read whole); false if it is not one (see tooDense). */
+async function readLegacyIndex(fh: FileHandle, kept: Kept): Promise<boolean> {
   const text = await fh.readFile();
-  if (tooDense(text)) return undefined;
+  if (tooDense(text)) return false;
   const parsed = JSON.parse(text.toString('utf8')) as LegacyIndexFile;
-  if (parsed?.version !== LEGACY_VERSION || !parsed.files || typeof parsed.files !== 'object') return undefined;
-  const entries = new Map<string, Entry>();
-  for (const [name, entry] of Object.entries(parsed.files as Record<string, unknown>)) {
+  if (parsed?.version !== LEGACY_VERSION || !parsed.files || typeof parsed.files !== 'object') return false;
+  for (const [name, entry] of Object.entries(parsed.files as Record<string, unknown>)) kept.add(name, entry);
+  return true;
+}
+
+/** The entries read so far that are well formed and kept. */
+class Kept {
+  readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly keep: KeepEntry) {}
+
+  add(name: string, entry: unknown): void {
     const ok = wellFormed(entry);
-    if (ok) entries.set(name, ok);
+    if (ok && (!this.keep || this.keep(ok))) this.entries.set(name, ok);
   }
-  return entries;
+}
+
+/** What a line holds after its path (`["PATH"`): the entry; the whole line if it does not begin with a path. */
+function afterPath(line: Buffer): Buffer {
+  if (line[0] !== 0x5b || line[1] !== 0x22) return line; // '["'
+  for (let i = 2; i < line.length; i++) {
+    if (line[i] === 0x5c) i++; // '\\': the next byte is escaped
+    else if (line[i] === 0x22) return line.subarray(i + 1);
+  }
+  return line;
 }
 
 /**
  * Each entry we write is at most three JSON objects and arrays in well over 100 bytes (a path, five numbers, a checksum): a
- * file (version 2) or line (version 3) with an object or array for every 24 bytes is not ours. One of 13 million `{}`
+ * file (version 2) or line's entry (version 3) with an object or array for every 24 bytes is not ours. One of 13 million `{}`
  * (39 MB) took 12.6 s and 1.1 GB to parse, on every run.
  */
 function tooDense(text: Buffer): boolean {

@@ -1,5 +1,5 @@
 import { type Stats } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { lstat, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fsPath } from '../format/byte-string.js';
@@ -9,7 +9,7 @@ import { eachLimit } from '../util/each-limit.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
 import { ownerTag } from '../util/pid.js';
-import { entryOf, readIndex, removeDeadSaves, sameStamp, stampOf, writeIndex, type DiskStamp, type Entry } from './hash-index-file.js';
+import { entryOf, readIndex, removeDeadSaves, sameStamp, stampOf, writeIndex, type DiskStamp, type Entry, type KeepEntry } from './hash-index-file.js';
 
 /**
  * What tells, without reading a file, that its bytes are those we hashed. Size and mtime alone are not
@@ -80,6 +80,38 @@ export function nextSaveDelay(lastSaveMs: number): number {
   return Math.max(SAVE_DELAY_MS, Math.ceil(lastSaveMs / SAVE_SHARE));
 }
 
+/** The index of image sessions (mount, serve, make-image, missing, verify) in a cache directory. */
+export const SESSION_INDEX = 'hash-index.jsonl';
+
+/**
+ * make-template's index, apart from the sessions': it records every candidate file of its trees (a mirror: hundreds of
+ * thousands), and a session reads its whole index before it mounts: with make-template's 100,000 files in it, a mount
+ * of the sample image returned in 1.9 s instead of 0.45 s, its daemon at 121-137 MB instead of 57-76 (BENCHMARKS.md).
+ */
+export const MAKE_TEMPLATE_INDEX = 'make-template-index.jsonl';
+
+/**
+ * The one index of versions before (version 2, one JSON document, both kinds of entries), read when an index of ours is
+ * not there yet, and never written: a version before that shares the cache directory cannot read ours, and each of its
+ * saves would have replaced everything we recorded with its own few entries.
+ */
+export const LEGACY_INDEX = 'hash-index.json';
+
+/** An entry make-template wrote (it alone records rolling sums, `rsync64…`). */
+function madeByMakeTemplate(e: Entry): boolean {
+  return Object.keys(e.sums).some((k) => k.startsWith('rsync64'));
+}
+
+/** The session index of `cacheDir`; if it has none yet, the entries of the index of versions before that were not make-template's. */
+export function loadSessionIndex(cacheDir: string): Promise<HashIndex> {
+  return HashIndex.load(path.join(cacheDir, SESSION_INDEX), { file: path.join(cacheDir, LEGACY_INDEX), keep: (e) => !madeByMakeTemplate(e) });
+}
+
+/** make-template's index of `cacheDir`; if it has none yet, the entries of the index of versions before that were make-template's. */
+export function loadMakeTemplateIndex(cacheDir: string): Promise<HashIndex> {
+  return HashIndex.load(path.join(cacheDir, MAKE_TEMPLATE_INDEX), { file: path.join(cacheDir, LEGACY_INDEX), keep: madeByMakeTemplate });
+}
+
 /**
  * The persistent record of checksums of local files (like jigdo-file-cache.db): keyed by path and the
  * file's identity (size, mtime, ctime, inode, device), so a file is hashed once and a changed file is
@@ -107,18 +139,27 @@ export class HashIndex {
   private saving: Promise<void> = Promise.resolve();
   /** How long the last save took (nextSaveDelay). */
   private lastSaveMs = 0;
+  /** Entries read from the index of versions before: all written at the next save (the file does not hold them yet). */
+  private fromLegacy = false;
   readonly stats = { hits: 0, misses: 0 };
 
   private constructor(readonly file: string | undefined) {}
 
-  /** Loads the index at `file`; a missing or unreadable index starts empty (it is only a cache). */
-  static async load(file: string | undefined): Promise<HashIndex> {
+  /**
+   * Loads the index at `file`; a missing or unreadable index starts empty (it is only a cache). When `file` is not there,
+   * the entries of `legacy.file` that `legacy.keep` keeps (an index of versions before), saved soon into `file`.
+   */
+  static async load(file: string | undefined, legacy?: { file: string; keep: KeepEntry }): Promise<HashIndex> {
     const index = new HashIndex(file);
     if (file) await removeDeadSaves(file);
     const read = file ? await readIndex(file) : undefined;
     if (read) {
       index.files = new Map(read.entries);
       index.disk = read;
+    } else if (file && legacy && !(await exists(file))) {
+      index.files = (await readIndex(legacy.file, legacy.keep))?.entries ?? index.files;
+      index.fromLegacy = index.files.size > 0;
+      if (index.fromLegacy) index.saveLater();
     }
     return index;
   }
@@ -163,10 +204,14 @@ export class HashIndex {
     if (!e || !sameIdentity(e, id)) this.files.set(file, (e = entryOf(id, {})));
     for (const [field, value] of values) e.sums[field] = value;
     this.dirty.add(file);
-    if (this.file && !this.timer) {
-      this.timer = setTimeout(() => void this.save().catch(() => undefined), nextSaveDelay(this.lastSaveMs));
-      this.timer.unref();
-    }
+    this.saveLater();
+  }
+
+  /** A save after the delay (nextSaveDelay), unless one is due already. */
+  private saveLater(): void {
+    if (!this.file || this.timer) return;
+    this.timer = setTimeout(() => void this.save().catch(() => undefined), nextSaveDelay(this.lastSaveMs));
+    this.timer.unref();
   }
 
   /**
@@ -194,7 +239,7 @@ export class HashIndex {
   private async saveNow(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (!this.file || this.dirty.size === 0) return;
+    if (!this.file || (this.dirty.size === 0 && !this.fromLegacy)) return;
     const changed = [...this.dirty];
     this.dirty.clear();
     const started = Date.now();
@@ -205,6 +250,7 @@ export class HashIndex {
   private async merged(file: string, changed: string[]): Promise<void> {
     const onDisk = sameStamp(this.disk?.stamp, await stampOf(file)) ? this.disk!.entries : ((await readIndex(file))?.entries ?? new Map<string, Entry>());
     this.disk = undefined; // changed below: read again should this save fail
+    if (this.fromLegacy) for (const [f, e] of this.files) if (!onDisk.has(f)) onDisk.set(f, e);
     for (const f of changed) {
       const e = this.files.get(f);
       if (e) onDisk.set(f, e);
@@ -218,6 +264,7 @@ export class HashIndex {
       const stamp = await writeIndex(tmp, onDisk);
       await rename(tmp, file);
       this.disk = { entries: onDisk, stamp };
+      this.fromLegacy = false;
     } catch (err) {
       await rm(tmp, { force: true }); // a full disk: the old index stays as it was, no half file beside it
       throw err;
@@ -233,4 +280,9 @@ export class HashIndex {
  */
 export function indexFieldName(name: string, offset?: number, length?: number | string): string {
   return offset === undefined ? name : `${name}@${offset}+${length}`;
+}
+
+/** Whether anything is at `file` (an index there that cannot be read is not to be passed over for the old one). */
+function exists(file: string): Promise<boolean> {
+  return lstat(file).then(() => true, (err: NodeJS.ErrnoException) => err.code !== 'ENOENT');
 }

@@ -89,7 +89,7 @@ test('make-image from --local and from --scan: right image, and the hash index k
   const r2 = await runCli(['make-image', jigdo, '-o', scanned, '--offline', '--scan', path.join(work, 'tree'), ...cache('scan')]);
   assert.equal(r2.code, 0, r2.stderr);
   assert.equal(md5hex(await readFile(scanned)), imageMd5);
-  const files = await indexFiles(path.join(work, 'cache-scan', 'hash-index.json'));
+  const files = await indexFiles(path.join(work, 'cache-scan', 'hash-index.jsonl'));
   const keys = Object.keys(files).map((k) => Buffer.from(k.replace(/[\udc80-\udcff]/gu, (c) => String.fromCharCode(c.charCodeAt(0) - 0xdc00)), 'latin1'));
   for (const name of NAMES.slice(0, 3)) {
     assert.ok(keys.some((k) => k.equals(under(path.join(work, 'tree', 'parts'), name))), `${name.toString('latin1')} kept exactly`);

@@ -108,7 +108,7 @@ test('under umask 022 the cache (parts, tmp, locks, inflated, logs, hash index) 
 
     const all = await modes(cache);
     const names = new Set(all.map((e) => path.relative(cache, e.file)));
-    for (const want of ['parts', 'parts/tmp', 'parts/locks', 'parts/md5', 'inflated', 'logs', 'hash-index.json']) assert.ok(names.has(want), `${want} exists`);
+    for (const want of ['parts', 'parts/tmp', 'parts/locks', 'parts/md5', 'inflated', 'logs', 'hash-index.jsonl']) assert.ok(names.has(want), `${want} exists`);
     assert.ok(all.some((e) => !e.dir && e.file.includes(`${path.sep}md5${path.sep}`)), 'a cached part');
     for (const e of all) {
       if (e.dir) assert.equal(e.mode, 0o700, `${e.file} is 0${e.mode.toString(8)}`);

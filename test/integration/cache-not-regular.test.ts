@@ -37,7 +37,7 @@ async function makeImageWith(name: string, plant: (cache: string) => Promise<voi
 }
 
 test('a FIFO in place of the hash index, or among the locks, is passed over (every run waited on it for good)', async () => {
-  await makeImageWith('fifo-index', (cache) => run('mkfifo', [path.join(cache, 'hash-index.json')]).then(() => undefined));
+  await makeImageWith('fifo-index', (cache) => run('mkfifo', [path.join(cache, 'hash-index.jsonl')]).then(() => undefined));
   await makeImageWith('fifo-lock', async (cache) => {
     await mkdir(path.join(cache, 'parts', 'locks'), { recursive: true });
     await run('mkfifo', [path.join(cache, 'parts', 'locks', 'junk')]);

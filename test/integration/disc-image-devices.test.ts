@@ -99,7 +99,7 @@ test('make-image --scan /dev/loopN (a disc in its drive): v2 byte-exact, the mir
       const stderr = await makeImage(['--scan', dev], cache);
       assert.match(stderr, new RegExp(`from ${escaped(path.basename(dev))}: ${shared} parts, `), stderr);
       // Nothing about the disc is kept in the hash index: the next disc in that drive has the same inode and times.
-      const files = await indexFiles(path.join(cache, 'hash-index.json'));
+      const files = await indexFiles(path.join(cache, 'hash-index.jsonl'));
       assert.equal(files[dev], undefined, 'no hash index entry for the device');
     } finally {
       await detachLoop(dev);

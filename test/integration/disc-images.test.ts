@@ -93,7 +93,7 @@ test('missing counts the parts inside the old image; the hash index remembers th
   assert.equal(json.missing, up.missing.length);
   assert.deepEqual(json.fromImages.map((u) => [path.basename(u.image), u.parts]), [['v1-rr.iso', up.parts - up.missing.length]]);
   assert.match(first.stderr, new RegExp(`from v1-rr\\.iso: ${up.parts - up.missing.length} parts, [\\d.]+ KB`));
-  const files = await indexFiles(path.join(cacheDir, 'hash-index.json'));
+  const files = await indexFiles(path.join(cacheDir, 'hash-index.jsonl'));
   assert.ok(Object.keys(files[image]!.sums).length >= up.parts - up.missing.length, 'the matches inside the image are in the index');
   // The second run with the same cache: a mount shows no local hashing at all.
   const m = await mountJigdo(up.jigdo, ['--scan', image, '--mirror', `Parts=${mirror.url}`], { cacheDir });

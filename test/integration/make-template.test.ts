@@ -263,6 +263,8 @@ describe('make-template on its own', () => {
     assert.match(first, /7 candidate files, 7 read/);
     const second = await ours('img.raw', 'again', ['tree/pool'], ['--cache-dir', path.join(work, 'cache2')]);
     assert.match(second, /7 candidate files, 0 read/);
+    // In make-template's own index: the sessions' (read whole by every mount before it mounts) stays out of it.
+    assert.deepEqual((await readdir(path.join(work, 'cache2'))).filter((n) => n.endsWith('.jsonl')), ['make-template-index.jsonl']);
     // The same candidates named on stdin (-T -): the same template.
     const names = Object.keys(FILES).map((n) => `tree/${n}`).join('\n');
     const r = await runCli(['make-template', 'img.raw', '-T', '-', '-j', 'stdin.jigdo', '-t', 'stdin.template', '--cache-dir', path.join(work, 'cache2')], { cwd: work, input: names });

@@ -100,7 +100,7 @@ for (const runtimeDir of [true, false]) {
       assert.equal((await stat(out)).uid, A.user!.uid);
       const cache = path.join(A.user!.home, '.cache', 'jigdofs');
       await assertPrivate(A, cache, 0o700);
-      await assertPrivate(A, path.join(cache, 'hash-index.json'), 0o600);
+      await assertPrivate(A, path.join(cache, 'hash-index.jsonl'), 0o600);
     });
 
     test('serve: the image over HTTP, status over the user\'s control socket', async () => {

@@ -187,7 +187,7 @@ describe('make-image after a local part changed under touch -r', () => {
     const st = await stat(file);
     const entry = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev, sums: { md5: partKey } };
     await mkdir(cache, { recursive: true });
-    await writeFile(path.join(cache, 'hash-index.json'), JSON.stringify({ version: 2, files: { [file]: entry } }));
+    await writeFile(path.join(cache, 'hash-index.jsonl'), `{"version":3}\n${JSON.stringify([file, entry])}\n`);
   }
 
   test('a wrong image makes it hash the parts again, name the bad file, and rebuild from a good copy', async () => {
@@ -209,7 +209,7 @@ describe('make-image after a local part changed under touch -r', () => {
       r.stderr.split('\n').some((l) => l.startsWith(`jigdofs: ${bad}: `) && l.includes(partKey)),
       `a line names the bad file and the part:\n${describeRun(r)}`,
     );
-    const files = await indexFiles(path.join(cache, 'hash-index.json'));
+    const files = await indexFiles(path.join(cache, 'hash-index.jsonl'));
     assert.notEqual(files[bad]?.sums.md5, partKey, 'the lie is gone from the index');
   });
 

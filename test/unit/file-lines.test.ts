@@ -43,3 +43,16 @@ test('a line longer than maxLine is skipped, within a chunk or across chunks, an
   assert.deepEqual(await linesOf(`ok\n${'z'.repeat(3 << 20)}`, 0, 1 << 20), ['ok'], 'an overlong last line without a newline');
   assert.deepEqual(await linesOf('1234567890\n', 0, 10), ['1234567890'], 'exactly maxLine is kept');
 });
+
+test('maxLine counts the bytes carried from the chunk before: exactly maxLine across a chunk boundary is kept, one more skipped', async () => {
+  const max = (1 << 20) + 100;
+  const at = (1 << 20) - 50; // the line starts 50 bytes before the first chunk ends
+  const head = 'h'.repeat(at - 1);
+  assert.deepEqual((await linesOf(`${head}\n${'a'.repeat(max)}\nnext`, 0, max)).map((l) => l.length), [at - 1, max, 4]);
+  assert.deepEqual((await linesOf(`${head}\n${'a'.repeat(max + 1)}\nnext`, 0, max)).map((l) => l.length), [at - 1, 4]);
+  // Past maxLine only with what the chunk before carried (50 bytes in each chunk, 100 in all).
+  assert.deepEqual((await linesOf(`${head}\n${'a'.repeat(100)}\nnext`, 0, 80)).map((l) => l.length), [4]);
+  // Exactly maxLine carried to the chunk's end, its newline the next chunk's first byte: kept.
+  assert.deepEqual((await linesOf(`${'h'.repeat((1 << 20) - 1001)}\n${'a'.repeat(1000)}\nnext`, 0, 1000)).map((l) => l.length), [1000, 4]);
+});
+

@@ -2,11 +2,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtemp, open, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { HashIndex, identityOf, nextSaveDelay } from '../../src/sources/hash-index.js';
+import { HashIndex, LEGACY_INDEX, MAKE_TEMPLATE_INDEX, SESSION_INDEX, identityOf, loadMakeTemplateIndex, loadSessionIndex, nextSaveDelay } from '../../src/sources/hash-index.js';
 import { ownerTag } from '../../src/util/pid.js';
 import { indexFiles } from '../helpers/hash-index-file.js';
 
@@ -297,4 +297,56 @@ test('loading an index of 150,000 files takes less than 4 times its size in memo
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("an index of versions before is read by the session index and by make-template's, each taking its own entries, and never written", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-index-split-'));
+  try {
+    const id = { size: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
+    const candidate = { ...id, sums: { 'rsync64@1024': 'R', md5: 'M', sha256: 'S', zeros: '0' } }; // make-template's
+    const part = { ...id, sums: { md5: 'PART' } }; // a session's
+    const legacy = JSON.stringify({ version: 2, files: { '/tree/candidate': candidate, '/tree/part': part } });
+    await writeFile(path.join(dir, LEGACY_INDEX), legacy);
+    const session = await loadSessionIndex(dir);
+    assert.equal(session.get('/tree/part', id, 'md5'), 'PART');
+    assert.equal(session.previous('/tree/candidate', 'md5'), undefined, "make-template's entries are not a session's");
+    await session.save(); // nothing changed: written all the same (else every session read the old file again)
+    assert.deepEqual(Object.keys(await indexFiles(path.join(dir, SESSION_INDEX))), ['/tree/part']);
+    const own = await loadMakeTemplateIndex(dir);
+    assert.equal(own.getValue('/tree/candidate', id, 'rsync64@1024'), 'R', 'a second make-template reads no file again after the upgrade');
+    assert.equal(own.previous('/tree/part', 'md5'), undefined);
+    own.set('/tree/other', id, 'md5', 'O');
+    await own.save();
+    assert.deepEqual(Object.keys(await indexFiles(path.join(dir, MAKE_TEMPLATE_INDEX))).sort(), ['/tree/candidate', '/tree/other']);
+    assert.equal(await readFile(path.join(dir, LEGACY_INDEX), 'utf8'), legacy, 'left as it was, for a version before sharing the folder');
+    // Once the new file is there, the old one is not read again: an entry forgotten since does not come back.
+    const again = await loadSessionIndex(dir);
+    again.forget('/tree/part');
+    await again.save();
+    assert.equal((await loadSessionIndex(dir)).previous('/tree/part', 'md5'), undefined);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a path of brackets is kept; an entry denser in objects than ours, or on a line past 64 MiB, is not read', async () => {
+  const file = path.join(work, 'brackets.jsonl');
+  const id = { size: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
+  const music = `/music/${'[x]'.repeat(40)}/track.flac`;
+  const index = await HashIndex.load(file);
+  index.set(music, id, 'md5', 'BRACKETS');
+  await index.save();
+  assert.equal((await HashIndex.load(file)).get(music, id, 'md5'), 'BRACKETS', 'dropped at every load, so hashed again at every run');
+  const entry = (sum: string, extra = ''): string => `{"size":1,"mtimeMs":2,"ctimeMs":3,"ino":4,"dev":5,"sums":{"md5":"${sum}"}${extra}}`;
+  await writeFile(file, [
+    '{"version":3}',
+    `["/dense",${entry('DENSE', `,"pad":[${Array.from({ length: 5000 }, () => '{}').join(',')}]`)}]`,
+    `["/long",${' '.repeat(65 << 20)}${entry('LONG')}]`, // well formed, but past the longest line read: skipped, not gathered
+    `["/plain",${entry('PLAIN')}]`,
+    '',
+  ].join('\n'));
+  const read = await HashIndex.load(file);
+  assert.equal(read.get('/plain', id, 'md5'), 'PLAIN');
+  assert.equal(read.previous('/dense', 'md5'), undefined, 'not parsed');
+  assert.equal(read.previous('/long', 'md5'), undefined, 'not read');
 });
