@@ -129,7 +129,7 @@ for run in $(seq "$RUNS"); do
   read -r bytes reqs < <(sent_since "$from")
   echo "| $run | jigdofs make-image --scan v1.iso | $(secs "$t0" "$t1") s | $(awk -v b="$ISO_BYTES" -v t="$(secs "$t0" "$t1")" 'BEGIN { printf "%.0f MB/s", b / 1e6 / t }') | $bytes / $NEEDED ($reqs) |"
   # The same with the hash index of that run only (no cached parts): the second upgrade from the same v1.
-  mkdir -p "$W/cache2"; cp "$W/cache/hash-index.json" "$W/cache2/"
+  mkdir -p "$W/cache2"; cp "$W/cache/hash-index.jsonl" "$W/cache2/"
   rm -rf "$W/cache" "$W/out.iso"; sync; from=$(log_lines); t0=$(now)
   "$JIGDOFS" make-image "$JIGDO" -o "$W/out.iso" --scan "$W/v1.iso" --cache-dir "$W/cache2" --mirror "$LABEL=$URL" -q; t1=$(now)
   check "$W/out.iso" make-image

@@ -44,7 +44,7 @@ export class SumSource {
 
   /**
    * The hash index's fields for a candidate. A file inside a disc image (the index key is the image) is a region,
-   * named as the part sources name it (indexField), so its checksum serves a later `--scan IMAGE` too.
+   * named as the part sources name it (indexField).
    */
   private fields(c: Candidate): { rsync: string; head: string; confirm: string; sum: string; zeros: string } {
     const [offset, length] = indexField(c.ranges && { offset: c.ranges[0]!.offset, length: c.size, ranges: c.ranges });

@@ -139,7 +139,7 @@ export class HashIndex {
   private saving: Promise<void> = Promise.resolve();
   /** How long the last save took (nextSaveDelay). */
   private lastSaveMs = 0;
-  /** Entries read from the index of versions before: all written at the next save (the file does not hold them yet). */
+  /** Entries read from the index of versions before: all written at the first save, if no process made the file yet. */
   private fromLegacy = false;
   readonly stats = { hits: 0, misses: 0 };
 
@@ -157,9 +157,15 @@ export class HashIndex {
       index.files = new Map(read.entries);
       index.disk = read;
     } else if (file && legacy && !(await exists(file))) {
-      index.files = (await readIndex(legacy.file, legacy.keep))?.entries ?? index.files;
-      index.fromLegacy = index.files.size > 0;
-      if (index.fromLegacy) index.saveLater();
+      await removeDeadSaves(legacy.file);
+      const old = await readIndex(legacy.file, legacy.keep);
+      // Saved soon even if none of its entries are ours (an index of make-template's alone): else every session read
+      // the old file whole again until one of them recorded something.
+      if (old) {
+        index.files = old.entries;
+        index.fromLegacy = true;
+        index.saveLater();
+      }
     }
     return index;
   }
@@ -243,14 +249,24 @@ export class HashIndex {
     const changed = [...this.dirty];
     this.dirty.clear();
     const started = Date.now();
-    await this.merged(this.file, changed).finally(() => (this.lastSaveMs = Date.now() - started));
+    try {
+      await this.merged(this.file, changed);
+    } catch (err) {
+      for (const f of changed) this.dirty.add(f); // for the next save: a failed one (a full disk) dropped them for good
+      throw err;
+    } finally {
+      this.lastSaveMs = Date.now() - started;
+    }
   }
 
   /** Writes `changed` (paths set or forgotten) merged into what is on disk at `file`. */
   private async merged(file: string, changed: string[]): Promise<void> {
-    const onDisk = sameStamp(this.disk?.stamp, await stampOf(file)) ? this.disk!.entries : ((await readIndex(file))?.entries ?? new Map<string, Entry>());
+    const stamp = await stampOf(file);
+    const onDisk = sameStamp(this.disk?.stamp, stamp) ? this.disk!.entries : ((await readIndex(file))?.entries ?? new Map<string, Entry>());
     this.disk = undefined; // changed below: read again should this save fail
-    if (this.fromLegacy) for (const [f, e] of this.files) if (!onDisk.has(f)) onDisk.set(f, e);
+    // What the old file gave goes in only while no process has made this file: one that did read the same old file,
+    // and an entry it forgot since (a wrong checksum) must not come back.
+    if (this.fromLegacy && stamp === undefined) for (const [f, e] of this.files) onDisk.set(f, e);
     for (const f of changed) {
       const e = this.files.get(f);
       if (e) onDisk.set(f, e);

@@ -350,3 +350,59 @@ test('a path of brackets is kept; an entry denser in objects than ours, or on a 
   assert.equal(read.previous('/dense', 'md5'), undefined, 'not parsed');
   assert.equal(read.previous('/long', 'md5'), undefined, 'not read');
 });
+
+test('two sessions that both start from the old file: an entry one forgot does not come back with the other\'s first save', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-index-legacy2-'));
+  try {
+    const id = { size: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
+    await writeFile(path.join(dir, LEGACY_INDEX), JSON.stringify({ version: 2, files: { '/tree/bad': { ...id, sums: { md5: 'LIE' } }, '/tree/ok': { ...id, sums: { md5: 'OK' } } } }));
+    const a = await loadSessionIndex(dir);
+    const b = await loadSessionIndex(dir);
+    b.forget('/tree/bad'); // its bytes did not match
+    await b.save();
+    a.set('/tree/new', id, 'md5', 'NEW');
+    await a.save();
+    const next = await loadSessionIndex(dir);
+    assert.equal(next.previous('/tree/bad', 'md5'), undefined, 'the wrong checksum stays forgotten');
+    assert.equal(next.get('/tree/ok', id, 'md5'), 'OK');
+    assert.equal(next.get('/tree/new', id, 'md5'), 'NEW');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('an old file of make-template\'s entries alone is read by one session only: its save makes the new file, empty', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-index-legacy3-'));
+  try {
+    const id = { size: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid!;
+    const deadSave = `${LEGACY_INDEX}.${ownerTag(deadPid)}-0a1b2c3d.tmp`; // left by a version before, killed while saving
+    await writeFile(path.join(dir, deadSave), '{}');
+    await writeFile(path.join(dir, LEGACY_INDEX), JSON.stringify({ version: 2, files: { '/tree/candidate': { ...id, sums: { 'rsync64@1024': 'R', md5: 'M' } } } }));
+    await (await loadSessionIndex(dir)).save();
+    assert.deepEqual(await indexFiles(path.join(dir, SESSION_INDEX)), {});
+    // The old file is not read again (an entry put into it now is not seen).
+    await writeFile(path.join(dir, LEGACY_INDEX), JSON.stringify({ version: 2, files: { '/tree/part': { ...id, sums: { md5: 'P' } } } }));
+    assert.equal((await loadSessionIndex(dir)).previous('/tree/part', 'md5'), undefined);
+    assert.ok(!(await readdir(dir)).includes(deadSave), "the old index's dead temporary copy is removed");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a save that fails keeps its changes for the next one', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-index-retry-'));
+  try {
+    const blocked = path.join(dir, 'sub');
+    await writeFile(blocked, 'a file where the index folder goes');
+    const index = await HashIndex.load(path.join(blocked, 'index.jsonl'));
+    const id = { size: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
+    index.set('/a', id, 'md5', 'A');
+    await assert.rejects(index.save()); // (ENOTDIR)
+    await rm(blocked);
+    await index.save();
+    assert.equal((await HashIndex.load(path.join(blocked, 'index.jsonl'))).get('/a', id, 'md5'), 'A', 'the retry wrote nothing before');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
