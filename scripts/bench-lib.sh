@@ -77,3 +77,20 @@ NGX
   : > "$w/mirror.log"
   NGINX_URL="http://127.0.0.1:$NGINX_PORT/"
 }
+
+# Makes DIR/tree: N files of 1,100 random bytes in 100 folders, and DIR/img.bin, every tenth of them concatenated (the
+# tree of a make-template over many small files: bench-make-template-tree.sh, bench-startup.sh --make-template-files).
+small_file_tree() { # DIR N
+  node -e '
+    const fs = require("fs"), crypto = require("crypto"), path = require("path");
+    const [dir, n] = [process.argv[1], Number(process.argv[2])];
+    const image = fs.openSync(path.join(dir, "img.bin"), "w");
+    for (let i = 0; i < n; i++) {
+      const sub = path.join(dir, "tree", String(i % 100));
+      if (i < 100) fs.mkdirSync(sub, { recursive: true });
+      const b = crypto.randomBytes(1100);
+      fs.writeFileSync(path.join(sub, `f${i}.bin`), b);
+      if (i % 10 === 0) fs.writeSync(image, b);
+    }
+    fs.closeSync(image);' "$1" "$2"
+}

@@ -22,22 +22,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 # shellcheck source=bench-lib.sh
-source "$HERE/bench-lib.sh" # median
+source "$HERE/bench-lib.sh" # median, small_file_tree
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench-mktpl-tree.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; $FILES files"
-node -e '
-  const fs = require("fs"), crypto = require("crypto"), path = require("path");
-  const [dir, n] = [process.argv[1], Number(process.argv[2])];
-  const image = fs.openSync(path.join(dir, "img.bin"), "w");
-  for (let i = 0; i < n; i++) {
-    const sub = path.join(dir, "tree", String(i % 100));
-    if (i < 100) fs.mkdirSync(sub, { recursive: true });
-    const b = crypto.randomBytes(1100);
-    fs.writeFileSync(path.join(sub, `f${i}.bin`), b);
-    if (i % 10 === 0) fs.writeSync(image, b);
-  }
-  fs.closeSync(image);' "$W" "$FILES"
+small_file_tree "$W" "$FILES"
 run() { # LABEL CMD... : prints "wall rss_mb"
   /usr/bin/time -v -o "$W/time" "$@" > /dev/null 2> "$W/err" || { echo "bench: $1 failed: $(tail -3 "$W/err")" >&2; exit 1; }
   awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); w = t[n] + (n > 1 ? 60 * t[n-1] : 0) + (n > 2 ? 3600 * t[n-2] : 0) }

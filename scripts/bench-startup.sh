@@ -65,18 +65,7 @@ one_round() {
 
 if [ "$MT_FILES" -gt 0 ]; then # the tree of bench-make-template-tree.sh: N files of 1,100 random bytes, every tenth in the image
   mkdir -p "$TMP/mt"
-  node -e '
-    const fs = require("fs"), crypto = require("crypto"), path = require("path");
-    const [dir, n] = [process.argv[1], Number(process.argv[2])];
-    const image = fs.openSync(path.join(dir, "img.bin"), "w");
-    for (let i = 0; i < n; i++) {
-      const sub = path.join(dir, "tree", String(i % 100));
-      if (i < 100) fs.mkdirSync(sub, { recursive: true });
-      const b = crypto.randomBytes(1100);
-      fs.writeFileSync(path.join(sub, `f${i}.bin`), b);
-      if (i % 10 === 0) fs.writeSync(image, b);
-    }
-    fs.closeSync(image);' "$TMP/mt" "$MT_FILES"
+  small_file_tree "$TMP/mt" "$MT_FILES"
 fi
 
 echo "bench-startup: $NAME, $RUNS rounds, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
