@@ -277,9 +277,9 @@ export class HashIndex {
     const tmp = `${file}.${ownerTag()}-${randomBytes(4).toString('hex')}.tmp`; // several sessions may save at once
     const unlist = removeAtExit(tmp); // (a signal during the save: it goes)
     try {
-      const stamp = await writeIndex(tmp, onDisk);
+      const written = await writeIndex(tmp, onDisk);
       await rename(tmp, file);
-      this.disk = { entries: onDisk, stamp };
+      this.disk = { entries: onDisk, stamp: written };
       this.fromLegacy = false;
     } catch (err) {
       await rm(tmp, { force: true }); // a full disk: the old index stays as it was, no half file beside it
