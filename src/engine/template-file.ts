@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { open, stat } from 'node:fs/promises';
@@ -9,6 +8,7 @@ import type { JigdoFile, JigdoImage } from '../format/jigdo.js';
 import { baseName, describeLocation, resolveReference, type Location } from '../format/location.js';
 import type { FileIdentity, HashIndex } from '../sources/hash-index.js';
 import { verifyWholeFile } from '../sources/verified-copy.js';
+import { hashOpenFile } from '../util/hash-open-file.js';
 import type { WorkerPool } from '../util/worker-pool.js';
 
 /**
@@ -112,10 +112,7 @@ async function hashTemplate(file: string, kind: ChecksumKind, pool: WorkerPool):
   const fh = await open(fsPath(file), 'r');
   try {
     if ((await fh.stat()).size > HASH_HERE_MAX) return await pool.hashFile(file, kind);
-    const hash = createHash(kind);
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (let n; (n = (await fh.read(buf, 0, buf.length, null)).bytesRead) > 0; ) hash.update(buf.subarray(0, n));
-    return hash.digest();
+    return await hashOpenFile(fh, kind);
   } finally {
     await fh.close();
   }

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, rename, type FileHandle } from 'node:fs/promises';
 import { encodeB64 } from '../format/base64.js';
 import { decodeBytes, fsPath } from '../format/byte-string.js';
 import { deadTemporaries, removeDeadTemporaries, temporaryPath } from '../util/output-temporary.js';
+import { hashOpenFile } from '../util/hash-open-file.js';
 import { openRegular } from '../util/open-regular.js';
 
 /**
@@ -43,16 +43,10 @@ async function namesTemplate(file: string, template: string): Promise<boolean> {
   for (const kind of ['md5', 'sha256'] as const) {
     const named = sums.filter((m) => m[1] === kind.toUpperCase()).map((m) => m[2]);
     if (named.length === 0) continue;
-    const sum = await readRegular(template, (fh) => fileSum(fh, kind), false).catch(() => undefined);
+    const sum = await readRegular(template, (fh) => hashOpenFile(fh, kind), false).catch(() => undefined);
     if (sum !== undefined && named.includes(encodeB64(sum))) return true;
   }
   return false;
-}
-
-async function fileSum(fh: FileHandle, kind: 'md5' | 'sha256'): Promise<Buffer> {
-  const hash = createHash(kind);
-  for await (const chunk of fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false })) hash.update(chunk as Buffer);
-  return hash.digest();
 }
 
 /**
