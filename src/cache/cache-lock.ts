@@ -3,8 +3,9 @@ import { open, readdir, stat, unlink, utimes } from 'node:fs/promises';
 import { openRegular } from '../util/open-regular.js';
 import path from 'node:path';
 import { errorMessage } from '../format/errors.js';
-import type { CacheFs } from './cache-fs.js';
+import { CacheFs } from './cache-fs.js';
 import { removeAtExit, removeQuietly } from '../util/exit-leftovers.js';
+import { MadeDirs } from '../util/make-dirs.js';
 import { ownerDead, ownerTag } from '../util/pid.js';
 
 /**
@@ -33,6 +34,25 @@ export const LOCK_STALE_MS = 30_000;
 export const TMP_STALE_MS = 24 * 3600_000;
 /** Cached files, temporary files and locks: private (a second local user must not learn what we fetched). */
 export const FILE_MODE = 0o600;
+
+/** Where the locks of the cache directory `dir` are. */
+export function lockDirOf(dir: string): string {
+  return path.join(dir, 'parts', 'locks');
+}
+
+/** The cache directory's temporary files (downloads under way, the processes' lock inodes). */
+export function tmpDirOf(dir: string): string {
+  return path.join(dir, 'parts', 'tmp');
+}
+
+/**
+ * The locks of the cache directory `dir` for what runs without its PartCache (the hash index's saves: make-template and
+ * local sessions have none): the same files and protocol, so a lock is the same whichever process takes it.
+ */
+export function cacheDirLocks(dir: string, log: (line: string) => void = () => undefined): CacheLocks {
+  const dirs = new MadeDirs();
+  return new CacheLocks(dir, lockDirOf(dir), tmpDirOf(dir), (d, op) => dirs.inDir(d, op), log, new CacheFs(dir));
+}
 
 /** Not refreshed for LOCK_STALE_MS, gone, or written by a dead process of this host. */
 export async function lockIsStale(file: string): Promise<boolean> {

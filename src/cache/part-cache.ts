@@ -9,7 +9,7 @@ import { MadeDirs } from '../util/make-dirs.js';
 import { BackgroundSync, syncFile } from './background-sync.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
 import { CacheFs } from './cache-fs.js';
-import { CacheLocks, FILE_MODE } from './cache-lock.js';
+import { CacheLocks, FILE_MODE, lockDirOf, tmpDirOf } from './cache-lock.js';
 import { nameIfFree } from './exclusive-name.js';
 import { ownerTag } from '../util/pid.js';
 import type { CacheStats } from './cache-stats.js';
@@ -108,7 +108,7 @@ export class PartCache {
     this.stats_ = { dir: this.dir, bytes: 0, files: 0, limit: 0, hits: 0, misses: 0, added: 0, evictions: 0, evictedBytes: 0, removedBad: 0, adopted: 0 };
     const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.dirs.inDir(dir, op);
     this.fs = new CacheFs(this.dir);
-    this.locks = new CacheLocks(this.dir, path.join(this.dir, 'parts', 'locks'), this.tmpDir, inDir, this.log, this.fs);
+    this.locks = new CacheLocks(this.dir, lockDirOf(this.dir), this.tmpDir, inDir, this.log, this.fs);
     this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, () => this.locks.waitLock('size', LEDGER_WAIT_MS), this.fs);
     this.room = new DiskRoom(this.dir, (bytes, spare) => this.eviction.free(bytes, spare));
     this.eviction.onEvicted = (files) => this.room.evicted(files);
@@ -116,7 +116,7 @@ export class PartCache {
   }
 
   private get tmpDir(): string {
-    return path.join(this.dir, 'parts', 'tmp');
+    return tmpDirOf(this.dir);
   }
 
   /** Where the verified file of a checksum lives. */

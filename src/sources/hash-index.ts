@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fsPath } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
+import { cacheDirLocks, LOCK_STALE_MS, type CacheLocks } from '../cache/cache-lock.js';
 import { blockDeviceMedium } from '../util/block-device.js';
 import { eachLimit } from '../util/each-limit.js';
 import { makeDirs } from '../util/make-dirs.js';
@@ -116,13 +117,15 @@ export function loadMakeTemplateIndex(cacheDir: string): Promise<HashIndex> {
  * The persistent record of checksums of local files (like jigdo-file-cache.db): keyed by path and the
  * file's identity (size, mtime, ctime, inode, device), so a file is hashed once and a changed file is
  * hashed again. Stored under the cache directory as JSON, a line per file (hash-index-file.ts), written
- * atomically; concurrent writers merge what is on disk before replacing it. Version 1 entries (path, size,
+ * atomically; concurrent writers merge what is on disk before replacing it, one at a time. Version 1 entries (path, size,
  * mtime) are not read: an edit kept under `touch -r` would pass them.
  *
  * Fields: `files` (every entry, as loaded and merged), `dirty` (paths changed or forgotten since the last
- * save), `timer` (the delayed save), `disk` (what the file held when last read or written, and its stamp). No lock: a
- * save reads what is on disk, merges `dirty` into it and renames a temporary file over it; entries set while it runs
- * are saved by the next one. A file with the stamp this process left is not read again (a first make-template over
+ * save), `timer` (the delayed save), `disk` (what the file held when last read or written, and its stamp), `locks`
+ * (the cache directory's, for the saves' turns). A save takes the cache's lock of this index file (cache-lock.ts: other
+ * processes take turns with it), reads what is on disk, merges `dirty` into it and renames a temporary file over it;
+ * entries set while it runs are saved by the next one. Without the turns, two processes that read the file before
+ * either renamed its copy over it each wrote only what it had read: the later rename dropped what the other recorded. A file with the stamp this process left is not read again (a first make-template over
  * 100,000 files spent more time parsing its own saves again than hashing).
  *
  * Nothing is kept for a block device (an identity with a `medium`: `--scan /dev/sr0`): its node keeps its inode
@@ -139,6 +142,7 @@ export class HashIndex {
   private saving: Promise<void> = Promise.resolve();
   /** How long the last save took (nextSaveDelay). */
   private lastSaveMs = 0;
+  private locks: CacheLocks | undefined;
   /** Entries read from the index of versions before: all written at the first save, if no process made the file yet. */
   private fromLegacy = false;
   readonly stats = { hits: 0, misses: 0 };
@@ -246,16 +250,22 @@ export class HashIndex {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (!this.file || (this.dirty.size === 0 && !this.fromLegacy)) return;
+    const file = this.file;
     const changed = [...this.dirty];
     this.dirty.clear();
+    // Another process's save holds it for as long as its save takes, refreshing it; one that does not come within the
+    // time a lock goes stale is gone without: at worst the old race, never a wait without end.
+    this.locks ??= cacheDirLocks(path.dirname(file));
+    const lock = await this.locks.waitLock(`index-${path.basename(file)}`, LOCK_STALE_MS);
     const started = Date.now();
     try {
-      await this.merged(this.file, changed);
+      await this.merged(file, changed);
     } catch (err) {
       for (const f of changed) this.dirty.add(f); // for the next save: a failed one (a full disk) dropped them for good
       throw err;
     } finally {
       this.lastSaveMs = Date.now() - started;
+      await lock?.release();
     }
   }
 

@@ -223,7 +223,8 @@ test('a save that the file size limit cuts short fails and leaves no index cut s
   try {
     const r = spawnSync('sh', ['-c', 'ulimit -f 100; exec "$0" --import tsx --input-type=module -e "$1"', process.execPath, script], { encoding: 'utf8', timeout: 60_000 });
     assert.match(r.stdout, /failed: EFBIG/, r.stderr);
-    assert.deepEqual(await readdir(dir), [], 'no index, no temporary copy (on the code before: an index of invalid JSON)');
+    const left = (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => !e.isDirectory());
+    assert.deepEqual(left, [], 'no index, no temporary copy (on the code before: an index of invalid JSON), no lock');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -402,6 +403,37 @@ test('a save that fails keeps its changes for the next one', async () => {
     await rm(blocked);
     await index.save();
     assert.equal((await HashIndex.load(path.join(blocked, 'index.jsonl'))).get('/a', id, 'md5'), 'A', 'the retry wrote nothing before');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('two processes saving one index at once lose nothing of each other\'s (the saves take turns)', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-index-turns-'));
+  const module = new URL('../../src/sources/hash-index.ts', import.meta.url).href;
+  const file = path.join(dir, SESSION_INDEX);
+  const go = path.join(dir, 'go');
+  // Each process records its own files and saves three times; both start their saves when `go` appears. Without turns
+  // both read the index before either renamed its copy over it, and the later rename dropped the other's entries.
+  const script = (who: string): string => `
+    import { existsSync } from 'node:fs';
+    const { HashIndex } = await import(${JSON.stringify(module)});
+    const index = await HashIndex.load(${JSON.stringify(file)});
+    while (!existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 1));
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 20000; i++) index.set('/${who}/' + round + '/' + i, { size: i, mtimeMs: i, ctimeMs: i, ino: i, dev: 1 }, 'md5', '${who}' + i);
+      await index.save();
+    }`;
+  try {
+    const both = ['a', 'b'].map((who) => run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(who)], { timeout: 60_000 }));
+    await new Promise((r) => setTimeout(r, 1500)); // both loaded and waiting
+    await writeFile(go, '');
+    await Promise.all(both);
+    const saved = await indexFiles(file);
+    for (const who of ['a', 'b']) {
+      for (let round = 0; round < 3; round++) assert.equal(saved[`/${who}/${round}/19999`]?.sums.md5, `${who}19999`, `${who}'s round ${round}`);
+    }
+    assert.equal(Object.keys(saved).length, 120_000);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
