@@ -52,6 +52,8 @@ export class CacheWriter {
     private readonly fs: CacheFs,
     /** Takes `tmp` off the exit list (exit-leftovers.ts: PartCache.tempFile): it was renamed into the cache, or removed. */
     private readonly unlist: () => void,
+    /** `tmp` is kept when the writer gives up (abort), for the next writer to go on with (PartCache.begin); discard removes it. */
+    private readonly resumable = false,
   ) {}
 
   /**
@@ -99,11 +101,16 @@ export class CacheWriter {
   }
 
   /**
-   * Gives up: removes the temporary file and releases the lock. Not while a commit runs (the end of the cache's use
+   * Gives up: removes the temporary file (not a resumable writer's: see discard) and releases the lock. Not while a commit runs (the end of the cache's use
    * aborting what is still open, OpenWriters.end): that closed the file under the commit's rename, and the part was
    * reported failed though it was in the cache; the commit finishes the writer itself.
    */
   async abort(): Promise<void> {
+    if (!this.done && !this.committing) await this.finish(!this.resumable);
+  }
+
+  /** Gives up and removes the temporary file, also a resumable one (its bytes are not worth going on with). */
+  async discard(): Promise<void> {
     if (!this.done && !this.committing) await this.finish(true);
   }
 

@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
@@ -9,18 +8,17 @@ import { MadeDirs } from '../util/make-dirs.js';
 import { BackgroundSync, syncFile } from './background-sync.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
 import { CacheFs } from './cache-fs.js';
-import { CacheLocks, FILE_MODE, lockDirOf, tmpDirOf } from './cache-lock.js';
+import { CacheLocks, lockDirOf, tmpDirOf } from './cache-lock.js';
 import { nameIfFree } from './exclusive-name.js';
-import { ownerTag } from '../util/pid.js';
 import type { CacheStats } from './cache-stats.js';
 import { CacheWriter, type TempFile } from './cache-writer.js';
 import { DiskRoom } from './disk-room.js';
 import { commitStamp, writtenSinceCommit } from './commit-stamp.js';
 import { finalOf, UNHASHED, unhashedName } from './unhashed-name.js';
 import { replaceWithOwnCopy } from './own-copy.js';
+import { openResumeFile, openTempFile } from './temp-files.js';
 import { PageRelease } from './page-release.js';
 import { OpenWriters } from './open-writers.js';
-import { makeListed } from '../util/exit-leftovers.js';
 
 /**
  * The disk cache of fetched parts and templates, shared by every process of the user.
@@ -238,8 +236,9 @@ export class PartCache {
    * Its callers have just looked the file up (the cache provider, TemplateDownloads), so the first try goes
    * straight to the lock, and the lookup under the lock is what finds a file committed meanwhile: one stat
    * less per fetched part (BENCHMARKS.md, "fewer file-system calls per fetched part").
+   * `resumable`: the writer's file outlives it and the process (temp-files.ts): the next writer goes on from its bytes.
    */
-  async begin(space: CacheSpace, kind: ChecksumKind, hex: string, onWait?: () => void): Promise<{ copy: VerifiedCopy } | { writer: CacheWriter }> {
+  async begin(space: CacheSpace, kind: ChecksumKind, hex: string, onWait?: () => void, resumable = false): Promise<{ copy: VerifiedCopy } | { writer: CacheWriter }> {
     const final = this.pathFor(space, kind, hex);
     await this.locks.cleanOnce();
     let delay = 20;
@@ -257,8 +256,8 @@ export class PartCache {
             await lock.release();
             return { copy: again };
           }
-          const { file: tmp, fh, unlist } = await this.tempFile();
-          const writer = new CacheWriter(this, final, tmp, fh, lock, this.fs, unlist);
+          const { file: tmp, fh, unlist } = resumable ? await openResumeFile(this.tmpDir, `${space}-${kind}-${hex}`, this.dirs) : await this.tempFile();
+          const writer = new CacheWriter(this, final, tmp, fh, lock, this.fs, unlist, resumable);
           await this.writers.add(writer); // (refused once endWrites ran: then aborted, its file and lock gone)
           return { writer };
         } catch (err) {
@@ -277,14 +276,9 @@ export class PartCache {
     }
   }
 
-  /**
-   * A new temporary file in the cache (its final place's file system), named after this process: removed at its exit
-   * unless `unlist` was called (once it was renamed or removed: exit-leftovers.ts); if killed, the next removes it.
-   */
-  async tempFile(): Promise<TempFile> {
-    const file = path.join(this.tmpDir, `${ownerTag()}-${randomBytes(6).toString('hex')}.partial`);
-    const [fh, unlist] = await makeListed(file, () => this.dirs.inDir(this.tmpDir, () => open(file, 'w+', FILE_MODE)));
-    return { file, fh, unlist };
+  /** A new temporary file in the cache, this process's (temp-files.ts). */
+  tempFile(): Promise<TempFile> {
+    return openTempFile(this.tmpDir, this.dirs);
   }
 
   /**

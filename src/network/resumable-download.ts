@@ -11,13 +11,17 @@ import { mirrorOf } from './mirror-board.js';
  * Downloads a whole file of unknown size from one URL into `fh`, resuming after cuts, with bounded retries
  * (`opts.retries` attempts that got no further than the best one so far, or that left the download as a whole
  * slower than MIN_BYTES_PER_SECOND over a timeout period); what breaks `rules` fails at
- * once (the caller removes what was written). Every failure is a JigdoError naming the URL, or the cache
- * directory when storing failed.
+ * once with a RefusedDownload (the caller removes what was written). Every failure is a JigdoError naming the URL, or
+ * the cache directory when storing failed.
+ *
+ * `from`: the bytes `fh` already holds (an earlier run's, of the same file): asked for from there on, without If-Range
+ * (their version is not known; the caller's checksum judges the whole). A server that has fewer bytes (416) or ignores
+ * Range sends the file from byte 0.
  */
-export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHandle, rules: BodyRules): Promise<void> {
+export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHandle, rules: BodyRules, from = 0): Promise<void> {
   const { http, board } = ctx;
   const mirror = mirrorOf(url);
-  let pos = 0;
+  let pos = from;
   let total: number | undefined;
   /**
    * The version of the file the bytes written so far are of (ETag or Last-Modified), sent as If-Range when
@@ -26,7 +30,7 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
   let validator: string | undefined;
   let failures = 0;
   /** The furthest any attempt got: an attempt that does not pass it counts as a failure. */
-  let best = 0;
+  let best = from;
   /** The server ignores Range: every attempt starts from byte 0. */
   let fromZero = false;
   /**
@@ -70,7 +74,14 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
         throw new JigdoError(ctx.cache.dir, e.message);
       }
       board.requestFailed(mirror, e.kind, e.message);
-      if (e.kind === 'refused') throw new JigdoError(url, e.message);
+      if (e.kind === 'refused') throw new RefusedDownload(url, e.message);
+      if ((e.status === 416 || e.kind === 'no-range') && before > 0 && before === from) {
+        // Bytes of an earlier run past the end of the file there now (it is another file, or they were), or a server
+        // that cannot send the rest alone: from byte 0, at once (no mirror's failure).
+        pos = best = from = 0;
+        fromZero = e.kind === 'no-range';
+        continue;
+      }
       if (e.kind === 'no-range') fromZero = true;
       else if (e.permanent) throw new JigdoError(url, `cannot fetch: ${e.message}`);
       // Progress is measured against the best attempt so far: a server that ignores Range and cuts
@@ -91,6 +102,11 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
       }
     }
   }
+}
+
+/** Not the file wanted (not what it must start with, larger than allowed): what was written of it is worth nothing. */
+export class RefusedDownload extends JigdoError {
+  override name = 'RefusedDownload';
 }
 
 /** The 'slow' failure when the attempts of the last timeout period, `moved` bytes the latest one's, were a trickle. */

@@ -2,14 +2,15 @@ import { createHash } from 'node:crypto';
 import { rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { PartCache } from '../cache/part-cache.js';
-import type { SumCheck } from '../sources/verified-copy.js';
+import type { CacheWriter } from '../cache/cache-writer.js';
+import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import { JigdoError, TemplateUnavailableError } from '../format/errors.js';
 import type { JigdoImage } from '../format/jigdo.js';
 import { describeLocation, type Location } from '../format/location.js';
 import { makeDirs } from '../util/make-dirs.js';
 import type { BodyRules } from './body-rules.js';
 import type { FetchContext } from './fetch-context.js';
-import { downloadWhole } from './resumable-download.js';
+import { downloadWhole, RefusedDownload } from './resumable-download.js';
 
 /** How every template starts (the check of parseHeader in format/template.ts): anything else is refused at once. */
 const TEMPLATE_MAGIC = Buffer.from('JigsawDownload template ');
@@ -50,12 +51,13 @@ export class TemplateDownloads {
       if (cached) return cached.path;
       throw new TemplateUnavailableError(where, 'template is not in the cache and --offline is set (use --template FILE)');
     }
-    let started = await this.cache.begin('templates', kind, hex);
+    // Resumable: what a run that ended before the template was whole had downloaded is where this one goes on from.
+    let started = await this.cache.begin('templates', kind, hex, undefined, true);
     if ('copy' in started && matches && !(await matches(started.copy.path))) {
       // Damaged on the disk since (a bad sector, a truncation): every later run failed on it. Removed, fetched again.
       this.ctx.opts.log(`${started.copy.path}: the cached template no longer has its checksum: removed, fetching it again`);
       await this.cache.removeCopies([started.copy]);
-      started = await this.cache.begin('templates', kind, hex);
+      started = await this.cache.begin('templates', kind, hex, undefined, true);
     }
     if ('copy' in started) {
       this.counts.fromCache++;
@@ -63,15 +65,40 @@ export class TemplateDownloads {
     }
     const writer = started.writer;
     try {
-      await this.download(loc.url, writer.fh);
-      // Only the checksum the cache names it by: a file that matches the other one alone (a .jigdo whose two sums
-      // disagree) went under a SHA-256 name it does not have, and every later .jigdo naming that SHA-256 failed.
-      const copy = await writer.commit([[kind, sum]]);
-      if (!copy) throw new JigdoError(where, `downloaded template does not match the .jigdo's Template-${kind === 'md5' ? 'MD5' : 'SHA256'}Sum: wrong or corrupt template`);
+      const copy = await this.downloadVerified(loc.url, writer, [kind, sum]);
+      if (!copy) {
+        await writer.discard();
+        throw new JigdoError(where, `downloaded template does not match the .jigdo's Template-${kind === 'md5' ? 'MD5' : 'SHA256'}Sum: wrong or corrupt template`);
+      }
       this.counts.fetched++;
       return copy.path;
+    } catch (err) {
+      // Not a template at all, or too large: nothing to go on with. (Anything else, a cut, a dead mirror, a full disk,
+      // the end of the process, leaves the bytes so far for the next run.)
+      if (err instanceof Error && err.cause instanceof RefusedDownload) await writer.discard();
+      throw err;
     } finally {
-      await writer.abort();
+      await writer.abort(); // (a resumable writer: its file stays, unless committed or discarded)
+    }
+  }
+
+  /**
+   * Downloads the template at `url` into the writer's file, going on from the bytes an earlier run left there, and
+   * commits it if `sum` matches. Resumed bytes that do not start as a template does, or a resumed whole that does not
+   * match, are dropped and the template downloaded once more from byte 0: they may be of another version of the file.
+   */
+  private async downloadVerified(url: string, writer: CacheWriter, sum: SumCheck): Promise<VerifiedCopy | undefined> {
+    let from = (await writer.fh.stat()).size;
+    if (from > 0 && !(await startsAsTemplate(writer.fh))) from = 0;
+    for (;;) {
+      await writer.fh.truncate(from);
+      await this.download(url, writer.fh, undefined, from);
+      // Only the checksum the cache names it by: a file that matches the other one alone (a .jigdo whose two sums
+      // disagree) went under a SHA-256 name it does not have, and every later .jigdo naming that SHA-256 failed.
+      const copy = await writer.commit([sum]);
+      if (copy || from === 0) return copy;
+      this.ctx?.opts.log(`${url}: the template resumed from byte ${from} does not match its checksum: downloading it whole`);
+      from = 0;
     }
   }
 
@@ -100,19 +127,26 @@ export class TemplateDownloads {
     }
   }
 
-  /** Downloads the template at `url` into `fh`; in a daemon's log a line before and after (tens of MB take a while). */
-  private async download(url: string, fh: FileHandle, rules?: BodyRules): Promise<void> {
+  /**
+   * Downloads the template at `url` into `fh` (from byte `from`: see downloadWhole); in a daemon's log a line before and
+   * after (tens of MB take a while).
+   */
+  private async download(url: string, fh: FileHandle, rules?: BodyRules, from = 0): Promise<void> {
     const { ctx } = this;
     if (!ctx) throw new TemplateUnavailableError(url, 'template is remote and --offline is set (use --template FILE)');
     const t0 = Date.now();
     const say = ctx.opts.logProgress ? ctx.opts.log : () => undefined;
-    say(`fetching the template ${url}`);
+    say(from > 0 ? `fetching the template ${url} from byte ${from} (the bytes before it came in an earlier run)` : `fetching the template ${url}`);
     try {
-      await downloadWhole(ctx, url, fh, rules ?? (await this.rules()));
+      await downloadWhole(ctx, url, fh, rules ?? (await this.rules()), from);
     } catch (err) {
       // Its URL does not give it (a 404, a dead server, a web page instead): `info` still answers from the .jigdo, and
       // every other command fails with the same line. (Our own disk's failure names the cache, and stays an error.)
-      if (err instanceof JigdoError && !(err instanceof TemplateUnavailableError) && err.file === url) throw new TemplateUnavailableError(url, err.problem);
+      if (err instanceof JigdoError && !(err instanceof TemplateUnavailableError) && err.file === url) {
+        const unavailable = new TemplateUnavailableError(url, err.problem);
+        unavailable.cause = err; // (a RefusedDownload: fetch drops what was written)
+        throw unavailable;
+      }
       throw err;
     }
     say(`fetched the template ${url}: ${(await fh.stat()).size} bytes in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -128,4 +162,11 @@ export class TemplateDownloads {
     const shown = limit >= 1 << 20 ? `${(limit / (1 << 20)).toFixed(1)} MiB` : `${limit} bytes`;
     return { maxBytes: limit, maxWhy: `the cache's limit of ${shown} (--cache-size, capped by free disk space)`, magic: TEMPLATE_MAGIC, magicWhat: 'a jigdo template' };
   }
+}
+
+/** The file begins as every template does (bytes an earlier run left: anything else is not worth going on with). */
+async function startsAsTemplate(fh: FileHandle): Promise<boolean> {
+  const head = Buffer.alloc(TEMPLATE_MAGIC.length);
+  const { bytesRead } = await fh.read(head, 0, head.length, 0);
+  return bytesRead === head.length && head.equals(TEMPLATE_MAGIC);
 }

@@ -5,22 +5,28 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { utimesSync, writeFileSync } from 'node:fs';
-import { mkdir, open as openFile, readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdir, open as openFile, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { checksumKey } from '../../src/format/checksum.js';
+import { checksumKey, hexOfKey } from '../../src/format/checksum.js';
 import { makeImage } from '../../src/build/make-image.js';
 import { BIN, runCli } from '../helpers/cli.js';
-import { startMirror } from '../helpers/mirror-server.js';
+import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { assertCacheVerified, cacheLeftovers, fileMd5, gets, jigdoWithServers, missingPartLines, partsUri, waitFor } from '../helpers/network.js';
 import { fx, v, plainConfig, mirrors, mirror, dir, open, setupNetworkSuite } from '../helpers/network-suite.js';
 
 setupNetworkSuite();
+
+/** The name of the template's resume file in the cache's `parts/tmp` (PartCache.resumeFile) for a .jigdo's text. */
+function resumeName(jigdoText: string): string {
+  const sum = /^Template-MD5Sum=(\S+)$/m.exec(jigdoText)![1]!;
+  return `resume-templates-md5-${hexOfKey(sum)}`;
+}
 
 /** A folder `name` holding a copy of the sample .jigdo as `jigdoName` (no mirrors) and its template, served by a test mirror. */
 async function servedJigdo(name: string, jigdoName: string): Promise<{ d: string; site: string; web: Awaited<ReturnType<typeof startMirror>> }> {
@@ -413,29 +419,125 @@ describe('remote .jigdo and configuration', () => {
     }
   });
   for (const [sig, summed] of [['SIGINT', true], ['SIGTERM', false]] as const) {
-    test(`${sig} while the template downloads (before any command handles signals; ${summed ? 'a checksum' : 'no checksum'} for it in the .jigdo): one line, death by the signal, nothing left in the cache`, async () => {
+    test(`${sig} while the template downloads (before any command handles signals; ${summed ? 'a checksum' : 'no checksum'} for it in the .jigdo): one line, death by the signal, nothing left in the cache${summed ? ' but the bytes to resume from' : ''}`, async () => {
       const { d, site, web } = await servedJigdo(`template-${sig}`, 'img.jigdo');
       // Without a Template-MD5Sum the template goes to a temporary file of its own (TemplateDownloads.fetchUnverified).
       if (!summed) await writeFile(path.join(site, 'img.jigdo'), (await readFile(path.join(site, 'img.jigdo'), 'utf8')).replace(/^Template-MD5Sum=.*\n/m, ''));
-      web.fault('/jf-md5-gzip.template', { kind: 'stall', afterBytes: 20_000 });
+      // With a checksum, a byte every 20 ms after the first 20,000: the bytes that came are written (every 500 ms).
+      web.fault('/jf-md5-gzip.template', summed ? { kind: 'trickle', afterBytes: 20_000, everyMs: 20 } : { kind: 'stall', afterBytes: 20_000 });
       const cache = path.join(d, 'cache');
+      const resume = summed ? path.join(cache, 'parts', 'tmp', resumeName(await readFile(path.join(site, 'img.jigdo'), 'utf8'))) : '';
       const child = spawn(process.execPath, [BIN, 'make-image', `${web.url}img.jigdo`, '-o', path.join(d, 'out.iso'), '--cache-dir', cache, '--config', plainConfig, '--timeout', '60'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal })));
       try {
         await waitFor(() => gets(web, '/jf-md5-gzip.template').some((r) => r.bytes >= 20_000), 20_000, 'the stalled template');
-        await waitFor(async () => (await cacheLeftovers(cache)).tmp.some((f) => f.endsWith('.partial')), 5_000, 'its temporary file');
+        if (summed) await waitFor(async () => ((await stat(resume).catch(() => undefined))?.size ?? 0) >= 20_000, 5_000, 'its bytes on the disk');
+        else await waitFor(async () => (await cacheLeftovers(cache)).tmp.some((f) => f.endsWith('.partial')), 5_000, 'its temporary file');
         child.kill(sig);
         assert.deepEqual(await exited, { code: null, signal: sig }, stderr);
       } finally {
         child.kill('SIGKILL');
       }
       assert.match(stderr, new RegExp(`^jigdofs: interrupted \\(${sig}\\)$`, 'm'));
-      // On the old code: the template's .partial, its lock and the lock inode stayed until the next run.
-      assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] });
+      // On the old code: the template's .partial, its lock and the lock inode stayed until the next run. A template the
+      // .jigdo gives a checksum for keeps what came of it under that checksum's name, for the next run to go on from.
+      assert.deepEqual(await cacheLeftovers(cache), { tmp: summed ? [path.basename(resume)] : [], locks: [] });
+      if (summed) assert.ok((await stat(resume)).size >= 20_000);
     });
   }
+
+  describe('a template download cut short goes on in the next run from the byte it stopped at', () => {
+    /** A make-image of the sample's .jigdo served by `web` (its parts from the sample's folder) into `d`, with the cache `d/cache`. */
+    const makeImageOf = (d: string, web: Mirror, out: string, extra: string[] = []): ReturnType<typeof runCli> =>
+      runCli(['make-image', `${web.url}img.jigdo`, '-o', path.join(d, out), '--scan', v.partsDir, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, ...extra], { timeoutMs: 60_000 });
+    /** The template's resume file in `d`'s cache, written as `bytes`. */
+    async function leaveResumeFile(d: string, site: string, bytes: Buffer): Promise<void> {
+      const tmp = path.join(d, 'cache', 'parts', 'tmp');
+      await mkdir(tmp, { recursive: true });
+      await writeFile(path.join(tmp, resumeName(await readFile(path.join(site, 'img.jigdo'), 'utf8'))), bytes);
+    }
+
+    test('after a SIGKILL: the rest is asked for with a Range, the image is right, nothing is left', async () => {
+      const { d, site, web } = await servedJigdo('template-resume-kill', 'img.jigdo');
+      const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+      web.fault('/jf-md5-gzip.template', { kind: 'trickle', afterBytes: 30_000, everyMs: 20, times: 1 });
+      const cache = path.join(d, 'cache');
+      const resume = path.join(cache, 'parts', 'tmp', resumeName(await readFile(path.join(site, 'img.jigdo'), 'utf8')));
+      const child = spawn(process.execPath, [BIN, 'make-image', `${web.url}img.jigdo`, '-o', path.join(d, 'first.iso'), '--cache-dir', cache, '--config', plainConfig, '--timeout', '60'], { stdio: 'ignore' });
+      const exited = new Promise((r) => child.once('close', r));
+      try {
+        await waitFor(async () => ((await stat(resume).catch(() => undefined))?.size ?? 0) >= 30_000, 20_000, 'the first bytes on the disk');
+      } finally {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      const had = (await stat(resume)).size;
+      const r = await makeImageOf(d, web, 'out.iso');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+      const asked = gets(web, '/jf-md5-gzip.template');
+      assert.equal(asked.length, 2, 'one request per run');
+      assert.equal(asked[1]!.range, `bytes=${had}-`, 'the second run asked for the rest alone (on the code before: the whole template again)');
+      assert.equal(asked[1]!.bytes, template.length - had);
+      assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] });
+      assert.equal((await assertCacheVerified(cache)).length, 1, 'the template, under its checksum name');
+    });
+
+    test('bytes left that make a wrong template with the rest are dropped, and the template is downloaded whole; so are bytes past its end, and bytes that are no template', async () => {
+      const { d, site, web } = await servedJigdo('template-resume-wrong', 'img.jigdo');
+      const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+      const cases: Array<{ what: string; bytes: Buffer; ranges: Array<string | undefined>; retries?: number }> = [
+        // The right start of the file, then bytes of another version: the whole does not match.
+        { what: 'another version', bytes: Buffer.concat([template.subarray(0, 20_000), Buffer.alloc(10_000, 0x55)]), ranges: ['bytes=30000-', undefined] },
+        // Longer than the template there: 416, then from byte 0 at once.
+        { what: 'past its end', bytes: Buffer.concat([template, Buffer.alloc(100, 1)]), ranges: [`bytes=${template.length + 100}-`, undefined], retries: 0 },
+        // Not how a template starts: not asked for from there at all.
+        { what: 'no template', bytes: Buffer.alloc(5_000, 0x41), ranges: [undefined] },
+      ];
+      for (const [i, c] of cases.entries()) {
+        web.reset();
+        await rm(path.join(d, 'cache'), { recursive: true, force: true });
+        await leaveResumeFile(d, site, c.bytes);
+        const r = await makeImageOf(d, web, `out-${i}.iso`, c.retries === undefined ? [] : ['--retries', String(c.retries)]);
+        assert.equal(r.code, 0, `${c.what}: ${r.stderr}`);
+        assert.equal(await fileMd5(path.join(d, `out-${i}.iso`)), v.imageMd5, c.what);
+        assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.range), c.ranges, c.what);
+        if (c.what === 'another version') assert.match(r.stderr, /the template resumed from byte 30000 does not match its checksum: downloading it whole/);
+        assert.deepEqual(await cacheLeftovers(path.join(d, 'cache')), { tmp: [], locks: [] }, c.what);
+      }
+    });
+
+    test('a server that ignores Range sends the whole template at once; a page instead of the template drops the bytes left', async () => {
+      const { d, site, web } = await servedJigdo('template-resume-norange', 'img.jigdo');
+      const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+      const server = createHttpServer((req, res) => {
+        if (req.url === '/img.jigdo') return void res.end(readFileSync(path.join(site, 'img.jigdo')));
+        if (req.url !== '/jf-md5-gzip.template') return void res.writeHead(404).end();
+        res.writeHead(200, { 'content-length': template.length }).end(template); // Range or not
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      try {
+        await leaveResumeFile(d, site, template.subarray(0, 25_000));
+        // --retries 0: the answer that ignored Range counts as no failure of the mirror (the rest alone was not to be had).
+        const r = await runCli(['make-image', `${url}img.jigdo`, '-o', path.join(d, 'out.iso'), '--scan', v.partsDir, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--retries', '0'], { timeoutMs: 60_000 });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+      } finally {
+        server.closeAllConnections();
+        server.close();
+      }
+      // A page (what a captive portal sends) is refused as no template: what was left goes, not kept for another try.
+      web.fault('/jf-md5-gzip.template', { kind: 'page' });
+      await rm(path.join(d, 'cache'), { recursive: true, force: true });
+      await leaveResumeFile(d, site, template.subarray(0, 25_000));
+      const page = await makeImageOf(d, web, 'page.iso', ['--retries', '0']);
+      assert.equal(page.code, 1);
+      assert.deepEqual(await cacheLeftovers(path.join(d, 'cache')), { tmp: [], locks: [] });
+    });
+  });
   test('info of a remote .jigdo whose template its server does not have (404) answers from the .jigdo, naming why; make-image fails in one line', async () => {
     const { d, web } = await servedJigdo('template-404', 'img.jigdo');
     web.fault('/jf-md5-gzip.template', { kind: 'status', code: 404 });
