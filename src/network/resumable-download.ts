@@ -16,9 +16,9 @@ import { mirrorOf } from './mirror-board.js';
  *
  * `from`: the bytes `fh` already holds (an earlier run's, of the same file): asked for from there on, without If-Range
  * (their version is not known; the caller's checksum judges the whole). A server that has fewer bytes (416) or ignores
- * Range sends the file from byte 0.
+ * Range sends the file from byte 0. Returns `from` if the file holds those bytes still, 0 if it was written from byte 0.
  */
-export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHandle, rules: BodyRules, from = 0): Promise<void> {
+export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHandle, rules: BodyRules, from = 0): Promise<number> {
   const { http, board } = ctx;
   const mirror = mirrorOf(url);
   let pos = from;
@@ -41,7 +41,7 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
   let pace = new PaceCheck(url, ctx.opts.timeoutMs);
   for (;;) {
     http.assertOpen(url); // a shutdown is no mirror's failure: not retried
-    if (fromZero) pos = 0;
+    if (fromZero) pos = from = 0;
     const before = pos;
     let moved = 0;
     let t0 = 0;
@@ -57,7 +57,7 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
           onHeaders: (h) => {
             if (!h.whole) return void (total ??= h.total);
             // From byte 0: the first answer, or (after an If-Range) the file's new version, whatever was written before.
-            pos = 0;
+            pos = from = 0;
             total = h.total;
             validator = h.validator;
           },
@@ -66,7 +66,7 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
       });
       board.requestDone(mirror, Math.max(0, r.end - before), performance.now() - t0, r.ttfbMs);
       await fh.truncate(r.end);
-      return;
+      return from;
     } catch (err) {
       const e = toFetchError(url, err);
       if (e.kind === 'local') {

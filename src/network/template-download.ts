@@ -73,9 +73,9 @@ export class TemplateDownloads {
       this.counts.fetched++;
       return copy.path;
     } catch (err) {
-      // Not a template at all, or too large: nothing to go on with. (Anything else, a cut, a dead mirror, a full disk,
-      // the end of the process, leaves the bytes so far for the next run.)
-      if (err instanceof Error && err.cause instanceof RefusedDownload) await writer.discard();
+      // What was refused (not a template: a captive portal's page; too large) says nothing of bytes kept from before it
+      // and not written over. Anything else (a cut, a dead mirror, a full disk, the process's end) leaves them too.
+      if (err instanceof Error && err.cause instanceof RefusedDownload && !(await startsAsTemplate(writer.fh))) await writer.discard();
       throw err;
     } finally {
       await writer.abort(); // (a resumable writer: its file stays, unless committed or discarded)
@@ -92,7 +92,7 @@ export class TemplateDownloads {
     if (from > 0 && !(await startsAsTemplate(writer.fh))) from = 0;
     for (;;) {
       await writer.fh.truncate(from);
-      await this.download(url, writer.fh, undefined, from);
+      from = await this.download(url, writer.fh, undefined, from); // (0 when the server sent it from byte 0 after all)
       // Only the checksum the cache names it by: a file that matches the other one alone (a .jigdo whose two sums
       // disagree) went under a SHA-256 name it does not have, and every later .jigdo naming that SHA-256 failed.
       const copy = await writer.commit([sum]);
@@ -128,17 +128,18 @@ export class TemplateDownloads {
   }
 
   /**
-   * Downloads the template at `url` into `fh` (from byte `from`: see downloadWhole); in a daemon's log a line before and
-   * after (tens of MB take a while).
+   * Downloads the template at `url` into `fh` (from byte `from`: see downloadWhole, whose answer it returns); in a
+   * daemon's log a line before and after (tens of MB take a while).
    */
-  private async download(url: string, fh: FileHandle, rules?: BodyRules, from = 0): Promise<void> {
+  private async download(url: string, fh: FileHandle, rules?: BodyRules, from = 0): Promise<number> {
     const { ctx } = this;
     if (!ctx) throw new TemplateUnavailableError(url, 'template is remote and --offline is set (use --template FILE)');
     const t0 = Date.now();
     const say = ctx.opts.logProgress ? ctx.opts.log : () => undefined;
     say(from > 0 ? `fetching the template ${url} from byte ${from} (the bytes before it came in an earlier run)` : `fetching the template ${url}`);
+    let kept: number;
     try {
-      await downloadWhole(ctx, url, fh, rules ?? (await this.rules()), from);
+      kept = await downloadWhole(ctx, url, fh, rules ?? (await this.rules()), from);
     } catch (err) {
       // Its URL does not give it (a 404, a dead server, a web page instead): `info` still answers from the .jigdo, and
       // every other command fails with the same line. (Our own disk's failure names the cache, and stays an error.)
@@ -150,6 +151,7 @@ export class TemplateDownloads {
       throw err;
     }
     say(`fetched the template ${url}: ${(await fh.stat()).size} bytes in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    return kept;
   }
 
   /**

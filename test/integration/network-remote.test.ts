@@ -5,16 +5,17 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, open as openFile, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { checksumKey, hexOfKey } from '../../src/format/checksum.js';
 import { makeImage } from '../../src/build/make-image.js';
+import { ownerTag } from '../../src/util/pid.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { assertCacheVerified, cacheLeftovers, fileMd5, gets, jigdoWithServers, missingPartLines, partsUri, waitFor } from '../helpers/network.js';
@@ -22,11 +23,22 @@ import { fx, v, plainConfig, mirrors, mirror, dir, open, setupNetworkSuite } fro
 
 setupNetworkSuite();
 
-/** The name of the template's resume file in the cache's `parts/tmp` (PartCache.resumeFile) for a .jigdo's text. */
+/** The name of the template's resume file in the cache's `parts/tmp` (temp-files.ts openResumeFile) for a .jigdo's text, without its owner. */
 function resumeName(jigdoText: string): string {
   const sum = /^Template-MD5Sum=(\S+)$/m.exec(jigdoText)![1]!;
   return `resume-templates-md5-${hexOfKey(sum)}`;
 }
+
+/** The resume file of `site`'s .jigdo in `cache` (whatever process it is named after), if there is one. */
+async function resumeFileIn(cache: string, site: string): Promise<string | undefined> {
+  const prefix = `${resumeName(await readFile(path.join(site, 'img.jigdo'), 'utf8'))}.`;
+  const found = (await cacheLeftovers(cache)).tmp.filter((f) => f.startsWith(prefix));
+  assert.ok(found.length <= 1, found.join(' '));
+  return found[0] && path.join(cache, 'parts', 'tmp', found[0]);
+}
+
+/** The owner tag of a process of this host that no longer runs. */
+const deadOwner = (): string => ownerTag(spawnSync(process.execPath, ['-e', '']).pid!);
 
 /** A folder `name` holding a copy of the sample .jigdo as `jigdoName` (no mirrors) and its template, served by a test mirror. */
 async function servedJigdo(name: string, jigdoName: string): Promise<{ d: string; site: string; web: Awaited<ReturnType<typeof startMirror>> }> {
@@ -426,14 +438,13 @@ describe('remote .jigdo and configuration', () => {
       // With a checksum, a byte every 20 ms after the first 20,000: the bytes that came are written (every 500 ms).
       web.fault('/jf-md5-gzip.template', summed ? { kind: 'trickle', afterBytes: 20_000, everyMs: 20 } : { kind: 'stall', afterBytes: 20_000 });
       const cache = path.join(d, 'cache');
-      const resume = summed ? path.join(cache, 'parts', 'tmp', resumeName(await readFile(path.join(site, 'img.jigdo'), 'utf8'))) : '';
       const child = spawn(process.execPath, [BIN, 'make-image', `${web.url}img.jigdo`, '-o', path.join(d, 'out.iso'), '--cache-dir', cache, '--config', plainConfig, '--timeout', '60'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal })));
       try {
         await waitFor(() => gets(web, '/jf-md5-gzip.template').some((r) => r.bytes >= 20_000), 20_000, 'the stalled template');
-        if (summed) await waitFor(async () => ((await stat(resume).catch(() => undefined))?.size ?? 0) >= 20_000, 5_000, 'its bytes on the disk');
+        if (summed) await waitFor(async () => ((await stat((await resumeFileIn(cache, site)) ?? '-').catch(() => undefined))?.size ?? 0) >= 20_000, 5_000, 'its bytes on the disk');
         else await waitFor(async () => (await cacheLeftovers(cache)).tmp.some((f) => f.endsWith('.partial')), 5_000, 'its temporary file');
         child.kill(sig);
         assert.deepEqual(await exited, { code: null, signal: sig }, stderr);
@@ -443,8 +454,9 @@ describe('remote .jigdo and configuration', () => {
       assert.match(stderr, new RegExp(`^jigdofs: interrupted \\(${sig}\\)$`, 'm'));
       // On the old code: the template's .partial, its lock and the lock inode stayed until the next run. A template the
       // .jigdo gives a checksum for keeps what came of it under that checksum's name, for the next run to go on from.
-      assert.deepEqual(await cacheLeftovers(cache), { tmp: summed ? [path.basename(resume)] : [], locks: [] });
-      if (summed) assert.ok((await stat(resume)).size >= 20_000);
+      const resume = summed ? await resumeFileIn(cache, site) : undefined;
+      assert.deepEqual(await cacheLeftovers(cache), { tmp: resume ? [path.basename(resume)] : [], locks: [] });
+      if (summed) assert.ok((await stat(resume!)).size >= 20_000);
     });
   }
 
@@ -452,11 +464,13 @@ describe('remote .jigdo and configuration', () => {
     /** A make-image of the sample's .jigdo served by `web` (its parts from the sample's folder) into `d`, with the cache `d/cache`. */
     const makeImageOf = (d: string, web: Mirror, out: string, extra: string[] = []): ReturnType<typeof runCli> =>
       runCli(['make-image', `${web.url}img.jigdo`, '-o', path.join(d, out), '--scan', v.partsDir, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, ...extra], { timeoutMs: 60_000 });
-    /** The template's resume file in `d`'s cache, written as `bytes`. */
-    async function leaveResumeFile(d: string, site: string, bytes: Buffer): Promise<void> {
+    /** The template's resume file in `d`'s cache, written as `bytes`, as a process of this host that no longer runs left it. */
+    async function leaveResumeFile(d: string, site: string, bytes: Buffer, owner = deadOwner()): Promise<string> {
       const tmp = path.join(d, 'cache', 'parts', 'tmp');
       await mkdir(tmp, { recursive: true });
-      await writeFile(path.join(tmp, resumeName(await readFile(path.join(site, 'img.jigdo'), 'utf8'))), bytes);
+      const file = path.join(tmp, `${resumeName(await readFile(path.join(site, 'img.jigdo'), 'utf8'))}.${owner}`);
+      await writeFile(file, bytes);
+      return file;
     }
 
     test('after a SIGKILL: the rest is asked for with a Range, the image is right, nothing is left', async () => {
@@ -464,15 +478,16 @@ describe('remote .jigdo and configuration', () => {
       const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
       web.fault('/jf-md5-gzip.template', { kind: 'trickle', afterBytes: 30_000, everyMs: 20, times: 1 });
       const cache = path.join(d, 'cache');
-      const resume = path.join(cache, 'parts', 'tmp', resumeName(await readFile(path.join(site, 'img.jigdo'), 'utf8')));
       const child = spawn(process.execPath, [BIN, 'make-image', `${web.url}img.jigdo`, '-o', path.join(d, 'first.iso'), '--cache-dir', cache, '--config', plainConfig, '--timeout', '60'], { stdio: 'ignore' });
       const exited = new Promise((r) => child.once('close', r));
       try {
-        await waitFor(async () => ((await stat(resume).catch(() => undefined))?.size ?? 0) >= 30_000, 20_000, 'the first bytes on the disk');
+        await waitFor(async () => ((await stat((await resumeFileIn(cache, site)) ?? '-').catch(() => undefined))?.size ?? 0) >= 30_000, 20_000, 'the first bytes on the disk');
       } finally {
         child.kill('SIGKILL');
         await exited;
       }
+      const resume = (await resumeFileIn(cache, site))!;
+      assert.ok(resume.endsWith(`.${ownerTag(child.pid)}`), `named after the process that wrote it: ${resume}`);
       const had = (await stat(resume)).size;
       const r = await makeImageOf(d, web, 'out.iso');
       assert.equal(r.code, 0, r.stderr);
@@ -509,7 +524,7 @@ describe('remote .jigdo and configuration', () => {
       }
     });
 
-    test('a server that ignores Range sends the whole template at once; a page instead of the template drops the bytes left', async () => {
+    test('a server that ignores Range sends the whole template at once; a page instead of the template keeps the bytes left for the next run', async () => {
       const { d, site, web } = await servedJigdo('template-resume-norange', 'img.jigdo');
       const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
       const server = createHttpServer((req, res) => {
@@ -529,13 +544,56 @@ describe('remote .jigdo and configuration', () => {
         server.closeAllConnections();
         server.close();
       }
-      // A page (what a captive portal sends) is refused as no template: what was left goes, not kept for another try.
-      web.fault('/jf-md5-gzip.template', { kind: 'page' });
-      await rm(path.join(d, 'cache'), { recursive: true, force: true });
+      // A page (what a captive portal sends) is refused as no template; it says nothing of the bytes from before it,
+      // which stay for the run after it (once the portal lets the requests through).
+      web.fault('/jf-md5-gzip.template', { kind: 'page', times: 2 });
+      const cache = path.join(d, 'cache');
+      await rm(cache, { recursive: true, force: true });
       await leaveResumeFile(d, site, template.subarray(0, 25_000));
       const page = await makeImageOf(d, web, 'page.iso', ['--retries', '0']);
       assert.equal(page.code, 1);
-      assert.deepEqual(await cacheLeftovers(path.join(d, 'cache')), { tmp: [], locks: [] });
+      assert.match(page.stderr, /not a jigdo template/);
+      const kept = (await resumeFileIn(cache, site))!;
+      assert.deepEqual(await readFile(kept), template.subarray(0, 25_000), 'kept as it was');
+      web.reset();
+      const after = await makeImageOf(d, web, 'after.iso');
+      assert.equal(after.code, 0, after.stderr);
+      assert.equal(await fileMd5(path.join(d, 'after.iso')), v.imageMd5);
+      assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.range), ['bytes=25000-']);
+      assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] });
+    });
+
+    test('the bytes of a writer still alive are never written by another (a lock taken over from a stopped process): the cached template stays right whatever that writer does next', async () => {
+      const { d, site, web } = await servedJigdo('template-resume-takeover', 'img.jigdo');
+      const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+      const cache = path.join(d, 'cache');
+      const name = resumeName(await readFile(path.join(site, 'img.jigdo'), 'utf8'));
+      // This process plays the writer that was stopped (Ctrl-Z) for longer than a lock stays fresh: its lock is stale by
+      // its age, and it holds its file open. (Under this name and the one versions before gave every writer, unnamed.)
+      const lock = path.join(cache, 'parts', 'locks', `${name.slice('resume-'.length)}.lock`);
+      await mkdir(path.dirname(lock), { recursive: true });
+      await writeFile(lock, `${ownerTag()}-${Date.now()}\n`);
+      const old = new Date(Date.now() - 60_000);
+      await utimes(lock, old, old);
+      const files = [await leaveResumeFile(d, site, template.subarray(0, 25_000), ownerTag()), path.join(cache, 'parts', 'tmp', name)];
+      await writeFile(files[1]!, template.subarray(0, 25_000));
+      const handles = await Promise.all(files.map((f) => openFile(f, 'r+')));
+      try {
+        const r = await makeImageOf(d, web, 'out.iso');
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+        assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.range), [undefined], 'downloaded from byte 0 into a file of its own');
+        // The stopped writer goes on: it truncates its file and writes into it.
+        for (const fh of handles) {
+          await fh.truncate(0);
+          await fh.write(Buffer.from('the stopped writer goes on'), 0, undefined, 0);
+        }
+        // On the code before, the cached template was the file the stopped writer had open: now 26 bytes.
+        assert.equal((await assertCacheVerified(cache)).length, 1);
+        assert.ok(existsSync(files[0]!), 'the live writer\'s file is left to it');
+      } finally {
+        await Promise.all(handles.map((fh) => fh.close()));
+      }
     });
   });
   test('info of a remote .jigdo whose template its server does not have (404) answers from the .jigdo, naming why; make-image fails in one line', async () => {
