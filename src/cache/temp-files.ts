@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readdir, rename, unlink } from 'node:fs/promises';
+import { copyFile, lstat, open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { makeListed } from '../util/exit-leftovers.js';
 import type { MadeDirs } from '../util/make-dirs.js';
@@ -25,35 +25,49 @@ export async function openTempFile(tmpDir: string, dirs: MadeDirs): Promise<Temp
  * under that checksum's lock, and on no exit list: a signal or `kill -9` leaves it for the next run. (A template's
  * download goes on where a killed run left it, as jigdo-lite's `wget --continue` does: TemplateDownloads.)
  *
- * The earlier writer's file is claimed by renaming it to this process's name, and only when its owner is this process
- * or one of this host's that no longer runs: a lock taken over from a live process (stopped for longer than a lock
- * stays fresh) must not give two writers one file (the first commit renamed it into the cache, and the other's writes
- * and truncation went into the verified template there). A rename has one winner; the others start a file of their
- * own. Another host's file is left to the start-up cleanup, which judges a `resume-` name by its age alone
- * (TMP_STALE_MS: a day without a byte added).
+ * An earlier writer's file is taken over by a rename only when its owner is one of this host's processes that no longer
+ * runs (the others of those go). Any other is copied, the longest: a lock taken over from a live process (stopped for
+ * longer than a lock stays fresh) must not give two writers one file (the first commit renamed it into the cache, and
+ * the other's writes and truncation went into the verified template there), and the owner of a file from before a
+ * reboot, or from another container sharing the cache, cannot be judged at all (its tag names another boot or pid
+ * namespace). Those are left to the start-up cleanup, which judges a `resume-` name by its age alone (TMP_STALE_MS: a
+ * day without a byte added). The checksum judges whatever the bytes taken make with the rest.
  */
 export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDirs): Promise<TempFile> {
   const prefix = `resume-${name}.`;
   const file = path.join(tmpDir, prefix + ownerTag());
-  const names = await readdir(tmpDir).catch(() => [] as string[]);
-  let have = names.includes(path.basename(file)); // this process's own, from a writer of it that gave up
-  for (const entry of names) {
-    const owner = entry.startsWith(prefix) ? entry.slice(prefix.length) : undefined;
-    if (owner === undefined || owner === ownerTag() || !ownerTagDead(owner)) continue;
+  const others = (await readdir(tmpDir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n !== path.basename(file));
+  let have = await stat(file).then(() => true, () => false); // this process's own, from a writer of it that gave up
+  for (const entry of others.filter((n) => ownerTagDead(n.slice(prefix.length)))) {
     const dead = path.join(tmpDir, entry);
-    // One is claimed (a rename that fails lost to another claimant or a cleanup); the others of dead owners go.
-    if (!have) have = await rename(dead, file).then(() => true, () => false);
-    else await unlink(dead).catch(() => undefined);
+    if (have) {
+      await unlink(dead).catch(() => undefined);
+      continue;
+    }
+    // Its time set first: a cleanup judging it by its age a moment ago must not remove it once it is ours.
+    await utimes(dead, new Date(), new Date()).catch(() => undefined);
+    have = await rename(dead, file).then(() => true, () => false); // (false: lost to a cleanup)
   }
+  if (!have) await copyLongest(others.filter((n) => !ownerTagDead(n.slice(prefix.length))).map((n) => path.join(tmpDir, n)), file);
   // (Only a regular file: a FIFO, a device or a symlink put there is refused, not written through.)
   const fh = await dirs.inDir(tmpDir, () => openRegular(file, constants.O_RDWR | constants.O_CREAT, { mode: FILE_MODE, noFollow: true }));
   try {
     // Its time set now: a cleanup that judged an old file stale a moment ago must not remove it under us.
     const now = new Date();
     await fh.utimes(now, now);
+    await fh.chmod(FILE_MODE); // (a copy has its source's mode)
   } catch (err) {
     await fh.close();
     throw err;
   }
   return { file, fh, unlist: () => undefined };
+}
+
+/** A copy of the longest of `files` (regular files only) at `to`; nothing there if there is none or the copy fails. */
+async function copyLongest(files: string[], to: string): Promise<void> {
+  const sized = await Promise.all(files.map(async (f) => ({ f, st: await lstat(f).catch(() => undefined) })));
+  const longest = sized.filter((x) => x.st?.isFile()).sort((a, b) => b.st!.size - a.st!.size)[0];
+  if (!longest) return;
+  // A reflink where the file system has them; never a link to it (its writer may still write it).
+  await copyFile(longest.f, to, constants.COPYFILE_FICLONE).catch(() => unlink(to).catch(() => undefined));
 }

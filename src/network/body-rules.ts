@@ -16,8 +16,11 @@ export interface BodyRules {
 export function tooLarge(url: string, rules: BodyRules, stated?: number): FetchError {
   const max = rules.maxWhy ?? `${rules.maxBytes} bytes`;
   const message = stated === undefined ? `it goes on past ${max}: download stopped there` : `it has ${stated} bytes, more than ${max}: not downloaded`;
-  return new FetchError(url, 'refused', message);
+  return new TooLarge(url, 'refused', message);
 }
+
+/** A 'refused' failure for the size alone (tooLarge): what was written is not the wrong file, but there is too much of it. */
+export class TooLarge extends FetchError {}
 
 /**
  * Checks a body's first bytes against `rules.magic` as they arrive.

@@ -2,7 +2,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { JigdoError } from '../format/errors.js';
 import { backoff, sleep } from './backoff.js';
 import { PaceCheck } from './body-pump.js';
-import type { BodyRules } from './body-rules.js';
+import { TooLarge, type BodyRules } from './body-rules.js';
 import type { FetchContext } from './fetch-context.js';
 import { FetchError, toFetchError } from './fetch-error.js';
 import { mirrorOf } from './mirror-board.js';
@@ -39,74 +39,92 @@ export async function downloadWhole(ctx: FetchContext, url: string, fh: FileHand
    * at 16 bytes per 200 ms answer, days for a 30 MB one. Fed at each failed attempt's end; the waits count too.
    */
   let pace = new PaceCheck(url, ctx.opts.timeoutMs);
-  for (;;) {
-    http.assertOpen(url); // a shutdown is no mirror's failure: not retried
-    if (fromZero) pos = from = 0;
-    const before = pos;
-    let moved = 0;
-    let t0 = 0;
-    try {
-      const r = await ctx.request(() => {
-        t0 = performance.now();
-        board.requestStarted(mirror);
-        return http.fetchRange(url, { start: pos, total, ...(pos > 0 && validator !== undefined && { ifRange: validator }) }, fh, (p) => {
-          board.received(mirror, p - pos);
-          moved += p - pos;
-          pos = p;
-        }, {
-          onHeaders: (h) => {
-            if (!h.whole) return void (total ??= h.total);
-            // From byte 0: the first answer, or (after an If-Range) the file's new version, whatever was written before.
-            pos = from = 0;
-            total = h.total;
-            validator = h.validator;
-          },
-          rules,
+  try {
+    return await attempts();
+  } catch (err) {
+    // What the file holds past the bytes written this time (an earlier run's, after an answer from byte 0) is not of
+    // them: the next run would go on from its end. (None written: the file is as it was. A shutdown may have closed it.)
+    if (pos > 0) await fh.truncate(pos).catch(() => undefined);
+    throw err;
+  }
+
+  async function attempts(): Promise<number> {
+    for (;;) {
+      http.assertOpen(url); // a shutdown is no mirror's failure: not retried
+      if (fromZero) pos = from = 0;
+      const before = pos;
+      let moved = 0;
+      let t0 = 0;
+      try {
+        const r = await ctx.request(() => {
+          t0 = performance.now();
+          board.requestStarted(mirror);
+          return http.fetchRange(url, { start: pos, total, ...(pos > 0 && validator !== undefined && { ifRange: validator }) }, fh, (p) => {
+            board.received(mirror, p - pos);
+            moved += p - pos;
+            pos = p;
+          }, {
+            onHeaders: (h) => {
+              if (!h.whole) return void (total ??= h.total);
+              // From byte 0: the first answer, or (after an If-Range) the file's new version, whatever was written before.
+              pos = from = 0;
+              total = h.total;
+              validator = h.validator;
+            },
+            rules,
+          });
         });
-      });
-      board.requestDone(mirror, Math.max(0, r.end - before), performance.now() - t0, r.ttfbMs);
-      await fh.truncate(r.end);
-      return from;
-    } catch (err) {
-      const e = toFetchError(url, err);
-      if (e.kind === 'local') {
-        board.requestFailed(mirror, 'aborted', e.message); // ends the request; not held against the mirror
-        throw new JigdoError(ctx.cache.dir, e.message);
-      }
-      board.requestFailed(mirror, e.kind, e.message);
-      if (e.kind === 'refused') throw new RefusedDownload(url, e.message);
-      if ((e.status === 416 || e.kind === 'no-range') && before > 0 && before === from) {
-        // Bytes of an earlier run past the end of the file there now (it is another file, or they were), or a server
-        // that cannot send the rest alone: from byte 0, at once (no mirror's failure).
-        pos = best = from = 0;
-        fromZero = e.kind === 'no-range';
-        continue;
-      }
-      if (e.kind === 'no-range') fromZero = true;
-      else if (e.permanent) throw new JigdoError(url, `cannot fetch: ${e.message}`);
-      // Progress is measured against the best attempt so far: a server that ignores Range and cuts
-      // every download at the same point must not make us restart from byte 0 forever.
-      // A trickle moves forward too, but a slow server stays slow: it counts as a failure, within a request or across.
-      // Judged only over attempts that each got further: one that did not is a failure already (and its wait would
-      // make the next one look slow), so the window starts again after it.
-      const further = pos > best && e.kind !== 'slow';
-      const across = further ? slowAcross(pace, moved, e) : undefined;
-      const slow = e.kind === 'slow' ? e : across;
-      const progressed = further && !slow;
-      if (progressed) best = pos;
-      else failures++;
-      if (failures > ctx.opts.retries) throw new JigdoError(url, `cannot fetch: ${(slow ?? e).message}`);
-      if (!progressed) {
-        await sleep(backoff(failures), ctx.http.closing);
-        pace = new PaceCheck(url, ctx.opts.timeoutMs); // after the wait: it is no part of the next attempt's pace
+        board.requestDone(mirror, Math.max(0, r.end - before), performance.now() - t0, r.ttfbMs);
+        await fh.truncate(r.end);
+        return from;
+      } catch (err) {
+        const e = toFetchError(url, err);
+        if (e.kind === 'local') {
+          board.requestFailed(mirror, 'aborted', e.message); // ends the request; not held against the mirror
+          throw new JigdoError(ctx.cache.dir, e.message);
+        }
+        board.requestFailed(mirror, e.kind, e.message);
+        if (e.kind === 'refused') throw new RefusedDownload(url, e.message, e instanceof TooLarge);
+        if ((e.status === 416 || e.kind === 'no-range') && before > 0 && before === from) {
+          // Bytes of an earlier run past the end of the file there now (it is another file, or they were), or a server
+          // that cannot send the rest alone: from byte 0, at once (no mirror's failure).
+          pos = best = from = 0;
+          fromZero = e.kind === 'no-range';
+          continue;
+        }
+        if (e.kind === 'no-range') fromZero = true;
+        else if (e.permanent) throw new JigdoError(url, `cannot fetch: ${e.message}`);
+        // Progress is measured against the best attempt so far: a server that ignores Range and cuts
+        // every download at the same point must not make us restart from byte 0 forever.
+        // A trickle moves forward too, but a slow server stays slow: it counts as a failure, within a request or across.
+        // Judged only over attempts that each got further: one that did not is a failure already (and its wait would
+        // make the next one look slow), so the window starts again after it.
+        const further = pos > best && e.kind !== 'slow';
+        const across = further ? slowAcross(pace, moved, e) : undefined;
+        const slow = e.kind === 'slow' ? e : across;
+        const progressed = further && !slow;
+        if (progressed) best = pos;
+        else failures++;
+        if (failures > ctx.opts.retries) throw new JigdoError(url, `cannot fetch: ${(slow ?? e).message}`);
+        if (!progressed) {
+          await sleep(backoff(failures), ctx.http.closing);
+          pace = new PaceCheck(url, ctx.opts.timeoutMs); // after the wait: it is no part of the next attempt's pace
+        }
       }
     }
   }
 }
 
-/** Not the file wanted (not what it must start with, larger than allowed): what was written of it is worth nothing. */
+/** Not the file wanted: not what it must start with, or (`tooLarge`) larger than allowed. */
 export class RefusedDownload extends JigdoError {
   override name = 'RefusedDownload';
+  constructor(
+    url: string,
+    problem: string,
+    readonly tooLarge: boolean,
+  ) {
+    super(url, problem);
+  }
 }
 
 /** The 'slow' failure when the attempts of the last timeout period, `moved` bytes the latest one's, were a trickle. */

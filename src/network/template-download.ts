@@ -73,9 +73,11 @@ export class TemplateDownloads {
       this.counts.fetched++;
       return copy.path;
     } catch (err) {
-      // What was refused (not a template: a captive portal's page; too large) says nothing of bytes kept from before it
-      // and not written over. Anything else (a cut, a dead mirror, a full disk, the process's end) leaves them too.
-      if (err instanceof Error && err.cause instanceof RefusedDownload && !(await startsAsTemplate(writer.fh))) await writer.discard();
+      // Too large: dropped (kept, it would count against no limit and be refused again at every run). Not a template
+      // (a captive portal's page): that says nothing of the bytes kept from before it, unless it wrote over them.
+      // Anything else (a cut, a dead mirror, a full disk, the process's end) leaves them for the next run.
+      const refused = err instanceof Error && err.cause instanceof RefusedDownload ? err.cause : undefined;
+      if (refused && (refused.tooLarge || !(await startsAsTemplate(writer.fh).catch(() => false)))) await writer.discard();
       throw err;
     } finally {
       await writer.abort(); // (a resumable writer: its file stays, unless committed or discarded)

@@ -563,7 +563,7 @@ describe('remote .jigdo and configuration', () => {
       assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] });
     });
 
-    test('the bytes of a writer still alive are never written by another (a lock taken over from a stopped process): the cached template stays right whatever that writer does next', async () => {
+    test('the file of a writer still alive is never written by another (a lock taken over from a stopped process): its bytes are copied, and the cached template stays right whatever that writer does next', async () => {
       const { d, site, web } = await servedJigdo('template-resume-takeover', 'img.jigdo');
       const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
       const cache = path.join(d, 'cache');
@@ -582,7 +582,7 @@ describe('remote .jigdo and configuration', () => {
         const r = await makeImageOf(d, web, 'out.iso');
         assert.equal(r.code, 0, r.stderr);
         assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
-        assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.range), [undefined], 'downloaded from byte 0 into a file of its own');
+        assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.range), ['bytes=25000-'], 'resumed, in a file of its own');
         // The stopped writer goes on: it truncates its file and writes into it.
         for (const fh of handles) {
           await fh.truncate(0);
@@ -591,9 +591,68 @@ describe('remote .jigdo and configuration', () => {
         // On the code before, the cached template was the file the stopped writer had open: now 26 bytes.
         assert.equal((await assertCacheVerified(cache)).length, 1);
         assert.ok(existsSync(files[0]!), 'the live writer\'s file is left to it');
+        assert.equal((await stat(files[0]!)).mode & 0o777, 0o644, 'as it was');
       } finally {
         await Promise.all(handles.map((fh) => fh.close()));
       }
+    });
+
+    test('a file whose writer cannot be judged (from before a reboot, another container: another host tag) is copied and resumed from, and left to the cleanup', async () => {
+      const { d, site, web } = await servedJigdo('template-resume-foreign', 'img.jigdo');
+      const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+      const foreign = await leaveResumeFile(d, site, template.subarray(0, 25_000), deadOwner().replace(/^[0-9a-f]{8}/, (h) => (h === '00000000' ? '11111111' : '00000000')));
+      const r = await makeImageOf(d, web, 'out.iso');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+      assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.range), ['bytes=25000-'], 'on db88392: the whole template again');
+      assert.deepEqual((await cacheLeftovers(path.join(d, 'cache'))).tmp, [path.basename(foreign)]);
+      assert.equal((await assertCacheVerified(path.join(d, 'cache'))).length, 1);
+    });
+
+    test('bytes resumed, then cut, then sent whole from byte 0, of a wrong template: downloaded whole once, not twice, and nothing past the new bytes is kept', async () => {
+      const { d, site } = await servedJigdo('template-resume-cut-whole', 'img.jigdo');
+      const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+      const wrong = Buffer.from(template);
+      wrong[wrong.length - 100]! ^= 0xff;
+      const asked: Array<string | undefined> = [];
+      // The first answer resumes (206) and is cut after 5,000 bytes; every one after it ignores Range (200, whole).
+      const server = createHttpServer((req, res) => {
+        if (req.url === '/img.jigdo') return void res.end(readFileSync(path.join(site, 'img.jigdo')));
+        if (req.url !== '/jf-md5-gzip.template') return void res.writeHead(404).end();
+        asked.push(req.headers.range);
+        if (asked.length > 1 || !req.headers.range) return void res.writeHead(200, { 'content-length': wrong.length }).end(wrong);
+        const start = Number(/bytes=(\d+)-/.exec(req.headers.range)![1]);
+        res.writeHead(206, { 'content-range': `bytes ${start}-${wrong.length - 1}/${wrong.length}`, 'content-length': wrong.length - start });
+        res.write(wrong.subarray(start, start + 5000), () => setTimeout(() => res.destroy(), 50));
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      try {
+        await leaveResumeFile(d, site, template.subarray(0, 25_000));
+        const r = await runCli(['make-image', `${url}img.jigdo`, '-o', path.join(d, 'out.iso'), '--scan', v.partsDir, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig], { timeoutMs: 60_000 });
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /downloaded template does not match the \.jigdo's Template-MD5Sum/);
+        assert.doesNotMatch(r.stderr, /resumed from byte/, 'the answer from byte 0 was the whole: not downloaded once more');
+        // (The 200 to the second request was no answer to it: asked again from byte 0, and that whole was the one.)
+        assert.deepEqual(asked, ['bytes=25000-', 'bytes=30000-', undefined]);
+        assert.deepEqual(await cacheLeftovers(path.join(d, 'cache')), { tmp: [], locks: [] });
+      } finally {
+        server.closeAllConnections();
+        server.close();
+      }
+    });
+
+    test('a template larger than the cache may hold is refused and nothing of it is kept, run after run', async () => {
+      const { d, web } = await servedJigdo('template-resume-too-large', 'img.jigdo');
+      web.fault('/jf-md5-gzip.template', { kind: 'endless', prefix: 'JigsawDownload template 1.2 jigdo-file/0.8.0\r\n' });
+      for (let run = 0; run < 2; run++) {
+        const r = await makeImageOf(d, web, 'out.iso', ['--cache-size', '1M']);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /it goes on past the cache's limit/);
+        // On db88392 a 1 MB file stayed, outside the cache's limit, and the next run asked for more of it.
+        assert.deepEqual(await cacheLeftovers(path.join(d, 'cache')), { tmp: [], locks: [] }, `run ${run}`);
+      }
+      assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.range), [undefined, undefined]);
     });
   });
   test('info of a remote .jigdo whose template its server does not have (404) answers from the .jigdo, naming why; make-image fails in one line', async () => {
