@@ -26,7 +26,7 @@ export async function openTempFile(tmpDir: string, dirs: MadeDirs): Promise<Temp
  * download goes on where a killed run left it, as jigdo-lite's `wget --continue` does: TemplateDownloads.)
  *
  * An earlier writer's file is taken over by a rename only when its owner is one of this host's processes that no longer
- * runs (the others of those go). Any other is copied, the longest: a lock taken over from a live process (stopped for
+ * runs (the longest; the others of those go). Else the longest other is copied: a lock taken over from a live process (stopped for
  * longer than a lock stays fresh) must not give two writers one file (the first commit renamed it into the cache, and
  * the other's writes and truncation went into the verified template there), and the owner of a file from before a
  * reboot, or from another container sharing the cache, cannot be judged at all (its tag names another boot or pid
@@ -36,10 +36,12 @@ export async function openTempFile(tmpDir: string, dirs: MadeDirs): Promise<Temp
 export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDirs): Promise<TempFile> {
   const prefix = `resume-${name}.`;
   const file = path.join(tmpDir, prefix + ownerTag());
-  const others = (await readdir(tmpDir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n !== path.basename(file));
+  const others = await longestFirst(
+    (await readdir(tmpDir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n !== path.basename(file)).map((n) => path.join(tmpDir, n)),
+  );
+  const ofDeadOwner = (f: string): boolean => ownerTagDead(path.basename(f).slice(prefix.length));
   let have = await stat(file).then(() => true, () => false); // this process's own, from a writer of it that gave up
-  for (const entry of others.filter((n) => ownerTagDead(n.slice(prefix.length)))) {
-    const dead = path.join(tmpDir, entry);
+  for (const dead of others.filter(ofDeadOwner)) {
     if (have) {
       await unlink(dead).catch(() => undefined);
       continue;
@@ -48,7 +50,9 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
     await utimes(dead, new Date(), new Date()).catch(() => undefined);
     have = await rename(dead, file).then(() => true, () => false); // (false: lost to a cleanup)
   }
-  if (!have) await copyLongest(others.filter((n) => !ownerTagDead(n.slice(prefix.length))).map((n) => path.join(tmpDir, n)), file);
+  const copied = others.find((f) => !ofDeadOwner(f));
+  // A reflink where the file system has them; never a link to it (its writer may still write it).
+  if (!have && copied) await copyFile(copied, file, constants.COPYFILE_FICLONE).catch(() => unlink(file).catch(() => undefined));
   // (Only a regular file: a FIFO, a device or a symlink put there is refused, not written through.)
   const fh = await dirs.inDir(tmpDir, () => openRegular(file, constants.O_RDWR | constants.O_CREAT, { mode: FILE_MODE, noFollow: true }));
   try {
@@ -63,11 +67,8 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
   return { file, fh, unlist: () => undefined };
 }
 
-/** A copy of the longest of `files` (regular files only) at `to`; nothing there if there is none or the copy fails. */
-async function copyLongest(files: string[], to: string): Promise<void> {
+/** The regular files among `files`, the longest first. */
+async function longestFirst(files: string[]): Promise<string[]> {
   const sized = await Promise.all(files.map(async (f) => ({ f, st: await lstat(f).catch(() => undefined) })));
-  const longest = sized.filter((x) => x.st?.isFile()).sort((a, b) => b.st!.size - a.st!.size)[0];
-  if (!longest) return;
-  // A reflink where the file system has them; never a link to it (its writer may still write it).
-  await copyFile(longest.f, to, constants.COPYFILE_FICLONE).catch(() => unlink(to).catch(() => undefined));
+  return sized.filter((x) => x.st?.isFile()).sort((a, b) => b.st!.size - a.st!.size).map((x) => x.f);
 }

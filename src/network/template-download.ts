@@ -88,10 +88,14 @@ export class TemplateDownloads {
    * Downloads the template at `url` into the writer's file, going on from the bytes an earlier run left there, and
    * commits it if `sum` matches. Resumed bytes that do not start as a template does, or a resumed whole that does not
    * match, are dropped and the template downloaded once more from byte 0: they may be of another version of the file.
+   * Bytes left that are the whole template already (a run ended between its last byte and its commit) are committed
+   * without a request: asked for the rest, the server says there is none (416), and it was downloaded again.
    */
   private async downloadVerified(url: string, writer: CacheWriter, sum: SumCheck): Promise<VerifiedCopy | undefined> {
     let from = (await writer.fh.stat()).size;
     if (from > 0 && !(await startsAsTemplate(writer.fh))) from = 0;
+    const whole = from > 0 ? await writer.commit([sum]) : undefined;
+    if (whole) return whole;
     for (;;) {
       await writer.fh.truncate(from);
       from = await this.download(url, writer.fh, undefined, from); // (0 when the server sent it from byte 0 after all)

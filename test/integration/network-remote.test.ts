@@ -642,6 +642,30 @@ describe('remote .jigdo and configuration', () => {
       }
     });
 
+    test('bytes left that are the whole template already are taken without a request; of several runs\' files, the longest is gone on with and the others removed', async () => {
+      const { d, site, web } = await servedJigdo('template-resume-whole', 'img.jigdo');
+      const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+      const cache = path.join(d, 'cache');
+      // A run that ended between the template's last byte and its commit (on 8892928: 416, then the whole again).
+      await leaveResumeFile(d, site, template);
+      const r = await makeImageOf(d, web, 'whole.iso');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await fileMd5(path.join(d, 'whole.iso')), v.imageMd5);
+      assert.deepEqual(gets(web, '/jf-md5-gzip.template'), [], 'no request for the template');
+      assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] });
+      // Two runs' files: the longer one's bytes are gone on with.
+      web.reset();
+      await rm(cache, { recursive: true, force: true });
+      await leaveResumeFile(d, site, template.subarray(0, 1_000));
+      await leaveResumeFile(d, site, template.subarray(0, 30_000));
+      await leaveResumeFile(d, site, template.subarray(0, 2_000));
+      const again = await makeImageOf(d, web, 'again.iso');
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(await fileMd5(path.join(d, 'again.iso')), v.imageMd5);
+      assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.range), ['bytes=30000-']);
+      assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'the shorter ones removed');
+    });
+
     test('a template larger than the cache may hold is refused and nothing of it is kept, run after run', async () => {
       const { d, web } = await servedJigdo('template-resume-too-large', 'img.jigdo');
       web.fault('/jf-md5-gzip.template', { kind: 'endless', prefix: 'JigsawDownload template 1.2 jigdo-file/0.8.0\r\n' });
