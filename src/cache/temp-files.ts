@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, lstat, open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { copyFile, lstat, open, readdir, rename, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { makeListed } from '../util/exit-leftovers.js';
 import type { MadeDirs } from '../util/make-dirs.js';
@@ -40,19 +40,21 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
     (await readdir(tmpDir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n !== path.basename(file)).map((n) => path.join(tmpDir, n)),
   );
   const ofDeadOwner = (f: string): boolean => ownerTagDead(path.basename(f).slice(prefix.length));
-  let have = await stat(file).then(() => true, () => false); // this process's own, from a writer of it that gave up
+  // This process's own, from a writer of it that gave up: kept unless a dead run's is longer.
+  const own = await lstat(file).then((st) => st.size, () => undefined);
+  let have = false;
   for (const dead of others.filter(ofDeadOwner)) {
-    if (have) {
-      await unlink(dead).catch(() => undefined);
-      continue;
-    }
-    // Its time set first: a cleanup judging it by its age a moment ago must not remove it once it is ours.
-    await utimes(dead, new Date(), new Date()).catch(() => undefined);
-    have = await rename(dead, file).then(() => true, () => false); // (false: lost to a cleanup)
+    if (!have && (own === undefined || (await lstat(dead).then((st) => st.size > own, () => false)))) {
+      // Its time set first: a cleanup judging it by its age a moment ago must not remove it once it is ours.
+      await utimes(dead, new Date(), new Date()).catch(() => undefined);
+      have = await rename(dead, file).then(() => true, () => false); // (false: lost to a cleanup)
+    } else await unlink(dead).catch(() => undefined);
   }
+  have ||= own !== undefined;
   const copied = others.find((f) => !ofDeadOwner(f));
-  // A reflink where the file system has them; never a link to it (its writer may still write it).
-  if (!have && copied) await copyFile(copied, file, constants.COPYFILE_FICLONE).catch(() => unlink(file).catch(() => undefined));
+  // A reflink where the file system has them; never a link to it (its writer may still write it), nor through a
+  // symlink put at our name (EXCL: nothing is there when we have no file of our own).
+  if (!have && copied) await copyFile(copied, file, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL).catch(() => unlink(file).catch(() => undefined));
   // (Only a regular file: a FIFO, a device or a symlink put there is refused, not written through.)
   const fh = await dirs.inDir(tmpDir, () => openRegular(file, constants.O_RDWR | constants.O_CREAT, { mode: FILE_MODE, noFollow: true }));
   try {
