@@ -39,22 +39,22 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
   const others = await longestFirst(
     (await readdir(tmpDir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n !== path.basename(file)).map((n) => path.join(tmpDir, n)),
   );
-  const ofDeadOwner = (f: string): boolean => ownerTagDead(path.basename(f).slice(prefix.length));
+  const ofDeadOwner = (f: { file: string }): boolean => ownerTagDead(path.basename(f.file).slice(prefix.length));
   // This process's own, from a writer of it that gave up: kept unless a dead run's is longer.
   const own = await lstat(file).then((st) => st.size, () => undefined);
   let have = false;
   for (const dead of others.filter(ofDeadOwner)) {
-    if (!have && (own === undefined || (await lstat(dead).then((st) => st.size > own, () => false)))) {
+    if (!have && (own === undefined || dead.size > own)) {
       // Its time set first: a cleanup judging it by its age a moment ago must not remove it once it is ours.
-      await utimes(dead, new Date(), new Date()).catch(() => undefined);
-      have = await rename(dead, file).then(() => true, () => false); // (false: lost to a cleanup)
-    } else await unlink(dead).catch(() => undefined);
+      await utimes(dead.file, new Date(), new Date()).catch(() => undefined);
+      have = await rename(dead.file, file).then(() => true, () => false); // (false: lost to a cleanup)
+    } else await unlink(dead.file).catch(() => undefined);
   }
   have ||= own !== undefined;
   const copied = others.find((f) => !ofDeadOwner(f));
   // A reflink where the file system has them; never a link to it (its writer may still write it), nor through a
   // symlink put at our name (EXCL: nothing is there when we have no file of our own).
-  if (!have && copied) await copyFile(copied, file, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL).catch(() => unlink(file).catch(() => undefined));
+  if (!have && copied) await copyFile(copied.file, file, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL).catch(() => unlink(file).catch(() => undefined));
   // (Only a regular file: a FIFO, a device or a symlink put there is refused, not written through.)
   const fh = await dirs.inDir(tmpDir, () => openRegular(file, constants.O_RDWR | constants.O_CREAT, { mode: FILE_MODE, noFollow: true }));
   try {
@@ -69,8 +69,8 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
   return { file, fh, unlist: () => undefined };
 }
 
-/** The regular files among `files`, the longest first. */
-async function longestFirst(files: string[]): Promise<string[]> {
-  const sized = await Promise.all(files.map(async (f) => ({ f, st: await lstat(f).catch(() => undefined) })));
-  return sized.filter((x) => x.st?.isFile()).sort((a, b) => b.st!.size - a.st!.size).map((x) => x.f);
+/** The regular files among `files` with their sizes, the longest first. */
+async function longestFirst(files: string[]): Promise<Array<{ file: string; size: number }>> {
+  const sized = await Promise.all(files.map(async (file) => ({ file, st: await lstat(file).catch(() => undefined) })));
+  return sized.flatMap(({ file, st }) => (st?.isFile() ? [{ file, size: st.size }] : [])).sort((a, b) => b.size - a.size);
 }
