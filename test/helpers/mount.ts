@@ -5,8 +5,11 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { runCli, type CliResult } from './cli.js';
 import { giveTo, type TestUser } from './test-user.js';
+import { UNMOUNT_ANSWER_MS } from '../../src/cli/commands/umount.js';
 
 const run = promisify(execFile);
+/** A umount slower than this is reported (with the daemon's log) even when it succeeds. */
+const SLOW_UMOUNT_MS = 10_000;
 
 /** A real jigdofs mount made through the CLI: the daemon is a separate process, never this one. */
 export interface TestMount {
@@ -75,7 +78,18 @@ export async function mountJigdo(
       }
       return last;
     },
-    umount: () => runCli(['umount', mnt], { timeoutMs: 30_000, ...as }),
+    // Longer than the CLI's own wait for the daemon's answer (UNMOUNT_ANSWER_MS), after which it unmounts from outside:
+    // a test sees that, not its own timeout. A slow or hung umount shows the daemon's log: a hang in CI was told by
+    // nothing but the timeout.
+    umount: async () => {
+      const r = await runCli(['umount', mnt], { timeoutMs: UNMOUNT_ANSWER_MS + 15_000, ...as });
+      if (r.timedOut || r.ms > SLOW_UMOUNT_MS) {
+        const log = (await m.log()).slice(-1500);
+        if (r.timedOut) r.stderr += `\n--- the daemon's log, its end\n${log}`;
+        else process.stderr.write(`jigdofs umount ${mnt} took ${r.ms} ms; its stderr:\n${r.stderr}the daemon's log, its end:\n${log}\n`);
+      }
+      return r;
+    },
     cleanup: async () => {
       // A daemon that died under a test leaves a stale mount: show its log, or CI shows only ENOTCONN.
       // (root gets EACCES on a user's private mount: not a death.)

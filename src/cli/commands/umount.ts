@@ -10,7 +10,7 @@ import { detachedDaemons, openFilesText } from './status.js';
  * How long the daemon may take to answer an unmount request: it answers after its own (non-lazy) unmount,
  * which waits for the kernel; a shorter wait sent us to the fallback while that unmount was still going.
  */
-const UNMOUNT_ANSWER_MS = 30_000;
+export const UNMOUNT_ANSWER_MS = 30_000;
 
 /** How long `umount --lazy` waits for the daemon of a detached mount to end before saying what it waits for. */
 const DETACHED_END_MS = 2000;
