@@ -3,7 +3,7 @@ import { readdir, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { eachLimit } from '../util/each-limit.js';
 import type { CacheFs } from './cache-fs.js';
-import { SizeLedger } from './size-ledger.js';
+import { SizeLedger, type SizeCount } from './size-ledger.js';
 import { FINISHED_SPILL, SPILL_DIR } from './spill-name.js';
 
 /** The shared count is checked against the files this often (it drifts when a process dies mid-commit). */
@@ -82,7 +82,7 @@ export type SizeLock = () => Promise<{ release(): Promise<void> } | undefined>;
  * 8 mounts on one cache hold 1.3× its limit).
  */
 export class CacheEviction {
-  private counted: { bytes: number; files: number; at: number } | undefined;
+  private counted: SizeCount | undefined;
   private scanning: Promise<void> | undefined;
   /**
    * Commits, removals and trims waiting for the next batch, in order. An admission (`bytes` set: a file added by `admit`) has
@@ -106,24 +106,6 @@ export class CacheEviction {
     fs: CacheFs,
   ) {
     this.ledger = new SizeLedger(path.join(dir, 'parts', 'size.json'), fs);
-  }
-
-  /** The shared count, if there is one recent enough to trust (only read under the size lock). */
-  private async readLedger(): Promise<{ bytes: number; files: number; at: number } | undefined> {
-    try {
-      const text = await this.ledger.read();
-      if (text === undefined) return undefined;
-      const v = JSON.parse(text) as { bytes?: unknown; files?: unknown; at?: unknown };
-      const { bytes, files, at } = v;
-      if (typeof bytes !== 'number' || typeof files !== 'number' || typeof at !== 'number') return undefined;
-      return bytes >= 0 && files >= 0 && Date.now() - at < RESCAN_MS ? { bytes, files, at } : undefined;
-    } catch {
-      return undefined; // none yet, or torn by a process that died writing it: count the files
-    }
-  }
-
-  private async writeLedger(): Promise<void> {
-    if (this.counted) await this.ledger.write(JSON.stringify(this.counted)).catch(() => undefined);
   }
 
   /**
@@ -152,16 +134,20 @@ export class CacheEviction {
     return out;
   }
 
-  /** The limit in force: the configured size, capped by what the disk can hold beside the cache. */
-  private async limitFor(cacheBytes: number): Promise<number> {
+  /**
+   * The limit in force: the configured size, capped by what the disk can hold beside the cache. `onDisk`: bytes of ours
+   * the free space no longer shows but the cache would not add (a resumed download's): counted as free, this limit
+   * is that download's only, and not shown.
+   */
+  private async limitFor(cacheBytes: number, onDisk = 0): Promise<number> {
     let limit = this.maxBytes;
     try {
       const fs = await statfs(this.dir);
-      limit = Math.min(limit, freeSpaceCap(cacheBytes, fs.bavail * fs.bsize, fs.blocks * fs.bsize));
+      limit = Math.min(limit, freeSpaceCap(cacheBytes, fs.bavail * fs.bsize + onDisk, fs.blocks * fs.bsize));
     } catch {
       // no statfs (or no directory yet): the configured size stands
     }
-    this.stats.limit = limit;
+    if (onDisk === 0) this.stats.limit = limit;
     return limit;
   }
 
@@ -235,13 +221,13 @@ export class CacheEviction {
       try {
         const lock = await this.sizeLock();
         try {
-          this.counted = await this.readLedger();
+          this.counted = await this.ledger.readCount(RESCAN_MS);
           if (this.counted) this.showCount();
           while (next < batch.length) {
             if (next > 0) await new Promise((r) => setImmediate(r));
             next = await this.runTurn(batch, next);
           }
-          await this.writeLedger();
+          if (this.counted) await this.ledger.writeCount(this.counted);
         } finally {
           await lock?.release();
         }
@@ -392,9 +378,13 @@ export class CacheEviction {
     this.showCount();
   }
 
-  /** Counts the cache now if it was never counted, and the limit if never computed (for `status`). */
-  async refresh(): Promise<void> {
+  /**
+   * Counts the cache now if it was never counted, and the limit if never computed (for `status`). With `onDisk`: the
+   * limit for a download that has that many bytes written already (limitFor).
+   */
+  async refresh(onDisk = 0): Promise<number> {
     if (!this.counted) await (this.scanning ??= this.count().finally(() => (this.scanning = undefined)));
-    if (!this.stats.limit) await this.limitFor(this.counted?.bytes ?? 0);
+    if (onDisk > 0) return this.limitFor(this.counted?.bytes ?? 0, onDisk);
+    return this.stats.limit || this.limitFor(this.counted?.bytes ?? 0);
   }
 }

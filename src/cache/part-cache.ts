@@ -388,6 +388,11 @@ export class PartCache {
     return this.stats();
   }
 
+  /** The most a download may bring that has `written` bytes in its file already (a resumed one's count as room). */
+  async downloadLimit(written: number): Promise<number> {
+    return this.eviction.refresh(written);
+  }
+
   stats(): CacheStats {
     return { ...this.stats_ };
   }

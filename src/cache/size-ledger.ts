@@ -3,6 +3,13 @@ import type { FileHandle } from 'node:fs/promises';
 import { openRegular } from '../util/open-regular.js';
 import type { CacheFs } from './cache-fs.js';
 
+/** The cache's bytes and files, and when they were last counted from the files (ms since the epoch). */
+export interface SizeCount {
+  bytes: number;
+  files: number;
+  at: number;
+}
+
 /** Bytes the count is padded to: every write covers the last one, so the file is never truncated. */
 const WIDTH = 128;
 /** A longer file is not a count (one of ours is WIDTH bytes; an older jigdofs wrote ~60). */
@@ -38,6 +45,24 @@ export class SizeLedger {
     const { bytesRead } = await fh.read(buf, 0, MOST, 0);
     this.length = bytesRead;
     return bytesRead < MOST ? buf.toString('utf8', 0, bytesRead) : undefined;
+  }
+
+  /** The count, if there is one younger than `maxAgeMs` (read under the size lock only). */
+  async readCount(maxAgeMs: number): Promise<SizeCount | undefined> {
+    try {
+      const text = await this.read();
+      if (text === undefined) return undefined;
+      const { bytes, files, at } = JSON.parse(text) as { bytes?: unknown; files?: unknown; at?: unknown };
+      if (typeof bytes !== 'number' || typeof files !== 'number' || typeof at !== 'number') return undefined;
+      return bytes >= 0 && files >= 0 && Date.now() - at < maxAgeMs ? { bytes, files, at } : undefined;
+    } catch {
+      return undefined; // none yet, or torn by a process that died writing it: the caller counts the files
+    }
+  }
+
+  /** Writes the count; a failure is no error (the next batch counts the files when the count is too old). */
+  async writeCount(count: SizeCount): Promise<void> {
+    await this.write(JSON.stringify(count)).catch(() => undefined);
   }
 
   /** Writes the count's text in place (creating the file if there is none). */

@@ -145,7 +145,7 @@ export class TemplateDownloads {
     say(from > 0 ? `fetching the template ${url} from byte ${from} (the bytes before it came in an earlier run)` : `fetching the template ${url}`);
     let kept: number;
     try {
-      kept = await downloadWhole(ctx, url, fh, rules ?? (await this.rules()), from);
+      kept = await downloadWhole(ctx, url, fh, rules ?? (await this.rules(from)), from);
     } catch (err) {
       // Its URL does not give it (a 404, a dead server, a web page instead): `info` still answers from the .jigdo, and
       // every other command fails with the same line. (Our own disk's failure names the cache, and stays an error.)
@@ -163,10 +163,11 @@ export class TemplateDownloads {
   /**
    * A template's size is not known before it is downloaded, but it goes into the cache: it may not be larger
    * than the cache may hold, and it must start as a template does (a server sending something else, however
-   * long, is refused after its first bytes).
+   * long, is refused after its first bytes). `written`: the bytes of it an earlier run left, which the free space no
+   * longer shows: counted as room (a resumed template was refused as too large on a disk that held it whole).
    */
-  private async rules(): Promise<BodyRules> {
-    const limit = (await this.cache.refreshStats()).limit;
+  private async rules(written = 0): Promise<BodyRules> {
+    const limit = Math.floor(await this.cache.downloadLimit(written)); // (5 % of a disk: a fraction of a byte)
     const shown = limit >= 1 << 20 ? `${(limit / (1 << 20)).toFixed(1)} MiB` : `${limit} bytes`;
     return { maxBytes: limit, maxWhy: `the cache's limit of ${shown} (--cache-size, capped by free disk space)`, magic: TEMPLATE_MAGIC, magicWhat: 'a jigdo template' };
   }

@@ -6,13 +6,14 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
-import { mkdir, open as openFile, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open as openFile, readFile, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { checksumKey, hexOfKey } from '../../src/format/checksum.js';
 import { makeImage } from '../../src/build/make-image.js';
 import { ownerTag } from '../../src/util/pid.js';
@@ -22,6 +23,8 @@ import { assertCacheVerified, cacheLeftovers, fileMd5, gets, jigdoWithServers, m
 import { fx, v, plainConfig, mirrors, mirror, dir, open, setupNetworkSuite } from '../helpers/network-suite.js';
 
 setupNetworkSuite();
+
+const execFileAsync = promisify(execFile);
 
 /** The name of the template's resume file in the cache's `parts/tmp` (temp-files.ts openResumeFile) for a .jigdo's text, without its owner. */
 function resumeName(jigdoText: string): string {
@@ -596,6 +599,30 @@ describe('remote .jigdo and configuration', () => {
         assert.equal((await stat(files[0]!)).mode, modeBefore, 'as it was');
       } finally {
         await Promise.all(handles.map((fh) => fh.close()));
+      }
+    });
+
+    test('on a nearly full disk, the bytes left count as room: a template that fits with them is resumed, not refused as too large and dropped', async () => {
+      const { d, site, web } = await servedJigdo('template-resume-full-disk', 'img.jigdo');
+      const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+      const had = template.length - 20_000;
+      // A file system for the cache that holds the template with a few pages to spare, and keeps 5 % of itself free
+      // (cache-eviction.ts freeSpaceCap): with the bytes left on it, the free space is less than the template.
+      const size = Math.ceil((template.length + 24_576) / 0.95 / 4096) * 4096;
+      const cache = path.join(d, 'cache');
+      await mkdir(cache);
+      await execFileAsync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', cache]);
+      try {
+        await leaveResumeFile(d, site, template.subarray(0, had));
+        const { bavail, bsize } = await statfs(cache);
+        assert.ok(bavail * bsize - size * 0.05 < template.length, 'the free space alone would not hold the template');
+        const r = await makeImageOf(d, web, 'out.iso', ['--retries', '0']);
+        assert.equal(r.code, 0, `on the code before: refused as larger than the cache's limit: ${r.stderr}`);
+        assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+        assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.range), [`bytes=${had}-`]);
+        assert.equal((await assertCacheVerified(cache)).length, 1);
+      } finally {
+        await execFileAsync('umount', ['-l', cache]).catch(() => undefined);
       }
     });
 
