@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, readFileSync, statSync, type Stats } from 'node:fs';
 import { open, readdir, stat, unlink, utimes } from 'node:fs/promises';
 import { openRegular } from '../util/open-regular.js';
 import path from 'node:path';
@@ -61,16 +61,31 @@ export async function lockIsStale(file: string): Promise<boolean> {
   // Not refreshed for long; or set far in the future (a clock put back, a host whose clock runs ahead), which no
   // refresh brings back within the wait: its owner, if alive, takes it again within a heartbeat.
   if (Math.abs(Date.now() - st.mtimeMs) > LOCK_STALE_MS) return true;
-  // Only a regular file is read (a FIFO put among the locks hung every cache's start-up cleanup); anything else is stale.
+  const owner = await lockText(file);
+  return owner === undefined || (owner !== '' && ownerDead(owner.trim() + '-'));
+}
+
+/**
+ * A lock file's text (`OWNERTAG-TAKEN_MS`: createLock), '' while half-written, undefined when it is no regular file:
+ * only those are read (a FIFO put among the locks hung every cache's start-up cleanup).
+ */
+async function lockText(file: string): Promise<string | undefined> {
   const fh = await openRegular(file, constants.O_RDONLY).catch(() => undefined);
-  if (!fh) return true;
-  const owner = await fh.readFile('utf8').catch(() => '').finally(() => fh.close().catch(() => undefined));
-  return owner !== '' && ownerDead(owner.trim() + '-');
+  if (!fh) return undefined;
+  try {
+    return await fh.readFile('utf8').catch(() => '');
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
 }
 
 /**
  * A held lock, refreshed until released, and removed at the process's exit if still held (exit-leftovers.ts).
  * Fields: `timer` (the heartbeat), `released` (release runs once), `unlist` (off the exit list).
+ *
+ * Removed only while its name is still this lock: a process stopped for longer than a lock stays fresh (Ctrl-Z, a
+ * debugger) finds it taken over by another when it goes on, and removed that other's lock by its name (the part was
+ * then fetched a third time; the size ledger's count drifted until its recount): see isOurLock.
  */
 export class Lock {
   private readonly timer: NodeJS.Timeout;
@@ -81,14 +96,15 @@ export class Lock {
     readonly file: string,
     private readonly onRelease: () => void,
     /** Set for a lock linked to the lock inode (its name is not the inode's last): removed through it (cache-fs.ts). */
-    private readonly linkedFs?: CacheFs,
+    private readonly linkedFs: CacheFs | undefined,
+    private readonly ino: number | undefined,
   ) {
     this.timer = setInterval(() => {
       const now = Date.now() / 1000;
       void utimes(file, now, now).catch(() => undefined);
     }, HEARTBEAT_MS);
     this.timer.unref();
-    this.unlist = removeAtExit(file);
+    this.unlist = removeAtExit(file, () => isOurLock(file, statSync(file, { throwIfNoEntry: false }), ino));
   }
 
   async release(): Promise<void> {
@@ -98,7 +114,27 @@ export class Lock {
     this.onRelease();
     // Off the exit list before the unlink: once it is done, the name may be another process's lock.
     this.unlist();
+    if (!(await this.nameIsOurs())) return;
     await (this.linkedFs ? this.linkedFs.unlink(this.file) : unlink(this.file)).catch(() => undefined);
+  }
+
+  private async nameIsOurs(): Promise<boolean> {
+    return isOurLock(this.file, await (this.linkedFs ? this.linkedFs.stat(this.file) : stat(this.file)).catch(() => undefined), this.ino);
+  }
+}
+
+/**
+ * Whether the lock file `file` (whose stat is `st`) is one this process took: a link to its lock inode `ino` (which
+ * lives on under its own name, so its number is not another file's), else a file whose text names this process (a
+ * created lock, whose inode number another's may have by now; a link to a lock inode made again since).
+ */
+function isOurLock(file: string, st: Stats | undefined, ino: number | undefined): boolean {
+  if (!st?.isFile()) return false;
+  if (ino !== undefined && st.ino === ino) return true;
+  try {
+    return readFileSync(file, 'utf8').startsWith(`${ownerTag()}-`); // (a regular file: never one that blocks)
+  } catch {
+    return false;
   }
 }
 
@@ -115,8 +151,9 @@ export class CacheLocks {
   private cleaned: Promise<void> | undefined;
   /** False once link(2) failed for another reason than EEXIST/ENOENT: locks are created instead. */
   private linking = true;
-  /** When this process last set the lock inode's mtime (linkLock). */
+  /** When this process last set the lock inode's mtime (linkLock), and the inode it then was (a Lock's `ino`). */
   private spareTouched = 0;
+  private spareIno: number | undefined;
   /** Locks waitLock went on without, said once each. */
   private readonly warned = new Set<string>();
 
@@ -142,7 +179,7 @@ export class CacheLocks {
         const linked = await this.linkLock(file);
         if (!linked) await this.createLock(file);
         this.held.add(file);
-        return new Lock(file, () => this.held.delete(file), linked ? this.fs : undefined);
+        return new Lock(file, () => this.held.delete(file), linked ? this.fs : undefined, linked ? this.spareIno : undefined);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
@@ -191,6 +228,7 @@ export class CacheLocks {
         if (Date.now() - this.spareTouched > SPARE_TOUCH_MS) {
           const now = Date.now() / 1000;
           await this.fs.utimes(spare, now, now);
+          this.spareIno = (await this.fs.stat(spare)).ino;
           this.spareTouched = Date.now();
         }
         await this.inDir(path.dirname(file), () => this.fs.link(spare, file));

@@ -10,16 +10,19 @@ import { unlinkSync, type PathLike } from 'node:fs';
  * process that opens the cache removes its part (CacheLocks.cleanOnce), the next make-image of the same output its
  * temporary image.
  */
-const listed = new Set<PathLike>();
+const listed = new Map<PathLike, (() => boolean) | undefined>();
 let hooked = false;
 
-/** Lists `file` for removal at exit; the returned function takes it off (its owner removed it, or renamed it into place). */
-export function removeAtExit(file: PathLike): () => void {
+/**
+ * Lists `file` for removal at exit; the returned function takes it off (its owner removed it, or renamed it into place).
+ * `stillOurs`: asked at the exit, the file is removed only if it says so (a lock another process may have taken over).
+ */
+export function removeAtExit(file: PathLike, stillOurs?: () => boolean): () => void {
   if (!hooked) {
     hooked = true;
     process.once('exit', removeLeftoversNow);
   }
-  listed.add(file);
+  listed.set(file, stillOurs);
   return () => listed.delete(file);
 }
 
@@ -40,8 +43,17 @@ export async function makeListed<T>(file: PathLike, make: () => Promise<T>): Pro
 
 /** Removes every listed file now (the process is about to end). Never throws. */
 export function removeLeftoversNow(): void {
-  for (const file of listed) removeQuietly(file);
+  for (const [file, stillOurs] of listed) if (!stillOurs || safely(stillOurs)) removeQuietly(file);
   listed.clear();
+}
+
+/** What `ask` says; false if it throws (the exit goes on). */
+function safely(ask: () => boolean): boolean {
+  try {
+    return ask();
+  } catch {
+    return false;
+  }
 }
 
 export function removeQuietly(file: PathLike): void {

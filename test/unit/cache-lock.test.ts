@@ -181,6 +181,49 @@ test('where hard links do not work, locks are created files as before', async ()
   assert.deepEqual(await readdir(lockDir), []);
 });
 
+test('a lock taken over while its holder was stopped is its new owner\'s: a release removes only its own lock', async () => {
+  for (const links of [true, false]) {
+    const { locks, lockDir, tmpDir } = await newLocks();
+    if (!links) await mkdir(path.join(tmpDir, `${ownerTag()}-lock.spare`)); // created locks (see above)
+    const file = path.join(lockDir, 'parts-md5-ee.lock');
+    const lock = await locks.tryLock('parts-md5-ee');
+    assert.ok(lock);
+    // Another process (alive: our parent) found it stale while we were stopped, and took it over.
+    const theirs = `${ownerTag(process.ppid)}-${Date.now()}\n`;
+    await rm(file);
+    await writeFile(file, theirs);
+    await lock.release();
+    assert.equal(await readFile(file, 'utf8').catch(() => 'removed'), theirs, `links ${links}: left to its owner (removed on the code before)`);
+    // Our own lock under another inode (the lock inode was made again since it was linked): removed.
+    await rm(file);
+    const again = await locks.tryLock('parts-md5-ee');
+    assert.ok(again);
+    await rm(file);
+    await writeFile(file, `${ownerTag()}-${Date.now()}\n`);
+    await again.release();
+    assert.deepEqual(await readdir(lockDir), [], `links ${links}`);
+  }
+});
+
+test('at the exit, a lock still held is removed, and one another process took over is not', async () => {
+  const dir = path.join(work, `${++dirs}`);
+  const lockDir = path.join(dir, 'parts', 'locks');
+  const theirs = `${ownerTag(process.ppid)}-${Date.now()}\n`;
+  const script = `import('${new URL('../../src/cache/cache-lock.ts', import.meta.url).href}').then(async (m) => {
+    const fs = await import('node:fs');
+    const locks = m.cacheDirLocks(${JSON.stringify(dir)});
+    if (!(await locks.tryLock('held')) || !(await locks.tryLock('taken'))) process.exit(3);
+    const taken = ${JSON.stringify(path.join(lockDir, 'taken.lock'))};
+    fs.rmSync(taken);
+    fs.writeFileSync(taken, ${JSON.stringify(theirs)});
+    process.exit(0);
+  })`;
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(await readdir(lockDir), ['taken.lock'], 'the one still held is gone');
+  assert.equal(await readFile(path.join(lockDir, 'taken.lock'), 'utf8'), theirs, 'the other\'s is left (removed on the code before)');
+});
+
 test('a process in another pid namespace with the same host name has another host tag: its pids are not judged here', { skip: process.getuid?.() !== 0 && 'unshare --pid needs root' }, async () => {
   const script = `import('${new URL('../../src/util/pid.ts', import.meta.url).href}').then((m) => console.log(m.ownerTag(1)))`;
   const run = spawnSync('unshare', ['--pid', '--fork', process.execPath, '--import', 'tsx', '-e', script], { encoding: 'utf8' });
