@@ -1,6 +1,6 @@
-import { constants, readFileSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, readFileSync, statSync, type Stats } from 'node:fs';
 import { open, readdir, stat, unlink, utimes } from 'node:fs/promises';
-import { openRegular } from '../util/open-regular.js';
+import { openRegular, openRegularSync } from '../util/open-regular.js';
 import path from 'node:path';
 import { errorMessage } from '../format/errors.js';
 import { CacheFs } from './cache-fs.js';
@@ -79,13 +79,48 @@ async function lockText(file: string): Promise<string | undefined> {
   }
 }
 
+/** lockText, synchronously (at the process's exit). */
+function lockTextSync(file: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openRegularSync(file, constants.O_RDONLY);
+  } catch {
+    return undefined;
+  }
+  try {
+    return readFileSync(fd, 'utf8');
+  } catch {
+    return '';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A lock inode by its number and birth time: a number alone is another file's once the inode was freed (its name
+ * removed by a cleanup, the lock taken over), and ext4 hands a freed number out again at once. Birth 0: the file system
+ * does not keep it (then only a lock's text tells: Lock.nameIsOurs).
+ */
+export interface LockInode {
+  ino: number;
+  birth: number;
+}
+
+/** `st` is the lock inode `id` (see LockInode). */
+function isInode(st: Stats, id: LockInode | undefined): boolean {
+  return id !== undefined && id.birth > 0 && st.ino === id.ino && st.birthtimeMs === id.birth;
+}
+
+/** The text of a lock this process took (createLock). */
+const isOwnText = (text: string | undefined): boolean => text?.startsWith(`${ownerTag()}-`) === true;
+
 /**
  * A held lock, refreshed until released, and removed at the process's exit if still held (exit-leftovers.ts).
  * Fields: `timer` (the heartbeat), `released` (release runs once), `unlist` (off the exit list).
  *
  * Removed only while its name is still this lock: a process stopped for longer than a lock stays fresh (Ctrl-Z, a
  * debugger) finds it taken over by another when it goes on, and removed that other's lock by its name (the part was
- * then fetched a third time; the size ledger's count drifted until its recount): see isOurLock.
+ * then fetched a third time; the size ledger's count drifted until its recount): see nameIsOurs.
  */
 export class Lock {
   private readonly timer: NodeJS.Timeout;
@@ -97,14 +132,18 @@ export class Lock {
     private readonly onRelease: () => void,
     /** Set for a lock linked to the lock inode (its name is not the inode's last): removed through it (cache-fs.ts). */
     private readonly linkedFs: CacheFs | undefined,
-    private readonly ino: number | undefined,
+    /** The lock inode it links to; undefined for a created lock. */
+    private readonly inode: LockInode | undefined,
   ) {
     this.timer = setInterval(() => {
       const now = Date.now() / 1000;
       void utimes(file, now, now).catch(() => undefined);
     }, HEARTBEAT_MS);
     this.timer.unref();
-    this.unlist = removeAtExit(file, () => isOurLock(file, statSync(file, { throwIfNoEntry: false }), ino));
+    this.unlist = removeAtExit(file, () => {
+      const st = statSync(file, { throwIfNoEntry: false });
+      return st !== undefined && (isInode(st, inode) || isOwnText(lockTextSync(file)));
+    });
   }
 
   async release(): Promise<void> {
@@ -118,23 +157,14 @@ export class Lock {
     await (this.linkedFs ? this.linkedFs.unlink(this.file) : unlink(this.file)).catch(() => undefined);
   }
 
+  /**
+   * Whether the name is still this lock: a link to the lock inode it was made with (one stat), else a file whose text
+   * names this process (a created lock; a link to a lock inode made again since; a file system without birth times).
+   * Read through openRegular: a FIFO put there must not hang the release.
+   */
   private async nameIsOurs(): Promise<boolean> {
-    return isOurLock(this.file, await (this.linkedFs ? this.linkedFs.stat(this.file) : stat(this.file)).catch(() => undefined), this.ino);
-  }
-}
-
-/**
- * Whether the lock file `file` (whose stat is `st`) is one this process took: a link to its lock inode `ino` (which
- * lives on under its own name, so its number is not another file's), else a file whose text names this process (a
- * created lock, whose inode number another's may have by now; a link to a lock inode made again since).
- */
-function isOurLock(file: string, st: Stats | undefined, ino: number | undefined): boolean {
-  if (!st?.isFile()) return false;
-  if (ino !== undefined && st.ino === ino) return true;
-  try {
-    return readFileSync(file, 'utf8').startsWith(`${ownerTag()}-`); // (a regular file: never one that blocks)
-  } catch {
-    return false;
+    const st = await (this.linkedFs ? this.linkedFs.stat(this.file) : stat(this.file)).catch(() => undefined);
+    return st !== undefined && (isInode(st, this.inode) || isOwnText(await lockText(this.file)));
   }
 }
 
@@ -151,9 +181,9 @@ export class CacheLocks {
   private cleaned: Promise<void> | undefined;
   /** False once link(2) failed for another reason than EEXIST/ENOENT: locks are created instead. */
   private linking = true;
-  /** When this process last set the lock inode's mtime (linkLock), and the inode it then was (a Lock's `ino`). */
+  /** When this process last set the lock inode's mtime (linkLock), and the inode it then was. */
   private spareTouched = 0;
-  private spareIno: number | undefined;
+  private spareInode: LockInode | undefined;
   /** Locks waitLock went on without, said once each. */
   private readonly warned = new Set<string>();
 
@@ -179,7 +209,7 @@ export class CacheLocks {
         const linked = await this.linkLock(file);
         if (!linked) await this.createLock(file);
         this.held.add(file);
-        return new Lock(file, () => this.held.delete(file), linked ? this.fs : undefined, linked ? this.spareIno : undefined);
+        return new Lock(file, () => this.held.delete(file), linked ? this.fs : undefined, linked || undefined);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
@@ -206,7 +236,7 @@ export class CacheLocks {
 
   /**
    * The lock as a hard link to this process's lock inode, freshly touched first (a waiter judges staleness by
-   * the mtime the moment the name appears). True when taken; false when links do not work here (the caller
+   * the mtime the moment the name appears). The lock inode when taken; false when links do not work here (the caller
    * creates it); throws EEXIST when it is held. A spare removed meanwhile (another process's cleanup) is made again.
    */
   private get spare(): string {
@@ -221,18 +251,21 @@ export class CacheLocks {
     removeQuietly(this.spare);
   }
 
-  private async linkLock(file: string): Promise<boolean> {
+  private async linkLock(file: string): Promise<LockInode | false> {
     const spare = this.spare;
     for (let attempt = 0; this.linking && attempt < 2; attempt++) {
       try {
-        if (Date.now() - this.spareTouched > SPARE_TOUCH_MS) {
+        if (Date.now() - this.spareTouched > SPARE_TOUCH_MS || !this.spareInode) {
           const now = Date.now() / 1000;
           await this.fs.utimes(spare, now, now);
-          this.spareIno = (await this.fs.stat(spare)).ino;
+          const st = await this.fs.stat(spare);
+          this.spareInode = { ino: st.ino, birth: st.birthtimeMs };
           this.spareTouched = Date.now();
         }
+        // (The inode as it was before the link: one made again meanwhile by another call is not taken for it.)
+        const inode = this.spareInode;
         await this.inDir(path.dirname(file), () => this.fs.link(spare, file));
-        return true;
+        return inode;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EEXIST') throw err;

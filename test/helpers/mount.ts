@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { runCli, type CliResult } from './cli.js';
 import { giveTo, type TestUser } from './test-user.js';
-import { UNMOUNT_ANSWER_MS } from '../../src/cli/commands/umount.js';
+import { DAEMON_END_MS, MOUNT_GONE_MS, UNMOUNT_ANSWER_MS } from '../../src/cli/commands/umount.js';
 
 const run = promisify(execFile);
 /** A umount slower than this is reported (with the daemon's log) even when it succeeds. */
@@ -78,11 +78,11 @@ export async function mountJigdo(
       }
       return last;
     },
-    // Longer than the CLI's own wait for the daemon's answer (UNMOUNT_ANSWER_MS), after which it unmounts from outside:
-    // a test sees that, not its own timeout. A slow or hung umount shows the daemon's log: a hang in CI was told by
-    // nothing but the timeout.
+    // Longer than all the CLI's own waits (the daemon's answer, after which it unmounts from outside; the mount's going;
+    // the daemon's end, after which it says so): a test sees what the CLI does then, not its own timeout. A slow or
+    // hung umount shows the daemon's log: a hang in CI was told by nothing but the timeout.
     umount: async () => {
-      const r = await runCli(['umount', mnt], { timeoutMs: UNMOUNT_ANSWER_MS + 15_000, ...as });
+      const r = await runCli(['umount', mnt], { timeoutMs: UNMOUNT_ANSWER_MS + MOUNT_GONE_MS + DAEMON_END_MS + 10_000, ...as });
       if (r.timedOut || r.ms > SLOW_UMOUNT_MS) {
         const log = (await m.log()).slice(-1500);
         if (r.timedOut) r.stderr += `\n--- the daemon's log, its end\n${log}`;

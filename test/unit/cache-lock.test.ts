@@ -5,7 +5,7 @@
 import { after, before, test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CacheFs } from '../../src/cache/cache-fs.js';
@@ -203,6 +203,31 @@ test('a lock taken over while its holder was stopped is its new owner\'s: a rele
     await again.release();
     assert.deepEqual(await readdir(lockDir), [], `links ${links}`);
   }
+});
+
+test('a lock inode freed whose number another process\'s lock got is not taken for ours', async (t) => {
+  const { locks, lockDir, tmpDir } = await newLocks();
+  const file = path.join(lockDir, 'parts-md5-ff.lock');
+  const lock = await locks.tryLock('parts-md5-ff');
+  assert.ok(lock);
+  const ours = (await stat(file)).ino;
+  // The lock inode lost its own name (a cache's close; a cleanup, after a day stopped), and another process took the
+  // lock over: the inode is freed. A third one makes its lock inode, and takes the lock.
+  locks.removeSpare();
+  await rm(file);
+  const theirs = `${ownerTag(process.ppid)}-${Date.now()}\n`;
+  const made: string[] = [];
+  for (let i = 0; i < 16; i++) {
+    const candidate = path.join(tmpDir, `other-${i}.spare`);
+    await writeFile(candidate, theirs);
+    made.push(candidate);
+    if ((await stat(candidate)).ino === ours) break;
+  }
+  const reused = made.at(-1)!;
+  if ((await stat(reused)).ino !== ours) return t.skip('this file system gave the freed inode number to none of 16 new files');
+  await link(reused, file);
+  await lock.release();
+  assert.equal(await readFile(file, 'utf8').catch(() => 'removed'), theirs, 'the same number, another inode: left (removed on c9b4edf)');
 });
 
 test('at the exit, a lock still held is removed, and one another process took over is not', async () => {

@@ -12,6 +12,12 @@ import { detachedDaemons, openFilesText } from './status.js';
  */
 export const UNMOUNT_ANSWER_MS = 30_000;
 
+/** How long umount waits, once the mount is gone, for its daemon to end (saving its hash index, closing its log). */
+export const DAEMON_END_MS = 30_000;
+
+/** How long umount waits, once its daemon answered, for the mount to go. */
+export const MOUNT_GONE_MS = 5_000;
+
 /** How long `umount --lazy` waits for the daemon of a detached mount to end before saying what it waits for. */
 const DETACHED_END_MS = 2000;
 
@@ -21,12 +27,12 @@ async function ended(pid: number, ms: number): Promise<boolean> {
   return !pidAlive(pid);
 }
 
-/** Waits for the mount to go, then for its daemon to end; false when the mount is still there after 5 s. */
+/** Waits for the mount to go, then for its daemon to end; false when the mount is still there after MOUNT_GONE_MS. */
 async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < MOUNT_GONE_MS / 50; i++) {
     if (!(await mountedType(mnt))) {
       if (typeof pid === 'number') {
-        if (!(await ended(pid, 30_000))) process.stderr.write(`jigdofs: ${mnt}: unmounted, but its daemon (pid ${pid}) is still finishing after 30 s\n`);
+        if (!(await ended(pid, DAEMON_END_MS))) process.stderr.write(`jigdofs: ${mnt}: unmounted, but its daemon (pid ${pid}) is still finishing after ${DAEMON_END_MS / 1000} s\n`);
       }
       return true;
     }
