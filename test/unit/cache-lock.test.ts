@@ -230,6 +230,18 @@ test('a lock inode freed whose number another process\'s lock got is not taken f
   assert.equal(await readFile(file, 'utf8').catch(() => 'removed'), theirs, 'the same number, another inode: left (removed on c9b4edf)');
 });
 
+test('a FIFO put at a held lock\'s name hangs neither its release nor the exit, and is not removed', { timeout: 20_000 }, async () => {
+  const { locks, lockDir, tmpDir } = await newLocks();
+  await mkdir(path.join(tmpDir, `${ownerTag()}-lock.spare`)); // a created lock: its release reads the name's text
+  const file = path.join(lockDir, 'parts-md5-gg.lock');
+  const lock = await locks.tryLock('parts-md5-gg');
+  assert.ok(lock);
+  await rm(file);
+  assert.equal(spawnSync('mkfifo', [file]).status, 0);
+  await lock.release(); // (its text is read through an O_NONBLOCK open that takes regular files only)
+  assert.ok((await stat(file)).isFIFO(), 'not ours: left');
+});
+
 test('at the exit, a lock still held is removed, and one another process took over is not', async () => {
   const dir = path.join(work, `${++dirs}`);
   const lockDir = path.join(dir, 'parts', 'locks');
