@@ -230,7 +230,7 @@ test('a lock inode freed whose number another process\'s lock got is not taken f
   assert.equal(await readFile(file, 'utf8').catch(() => 'removed'), theirs, 'the same number, another inode: left (removed on c9b4edf)');
 });
 
-test('a FIFO put at a held lock\'s name hangs neither its release nor the exit, and is not removed', { timeout: 20_000 }, async () => {
+test('a FIFO put at a held lock\'s name does not hang its release, and is not removed', { timeout: 20_000 }, async () => {
   const { locks, lockDir, tmpDir } = await newLocks();
   await mkdir(path.join(tmpDir, `${ownerTag()}-lock.spare`)); // a created lock: its release reads the name's text
   const file = path.join(lockDir, 'parts-md5-gg.lock');
@@ -242,22 +242,25 @@ test('a FIFO put at a held lock\'s name hangs neither its release nor the exit, 
   assert.ok((await stat(file)).isFIFO(), 'not ours: left');
 });
 
-test('at the exit, a lock still held is removed, and one another process took over is not', async () => {
+test('at the exit, a lock still held is removed, and one another process took over is not, nor a FIFO in a lock\'s place', async () => {
   const dir = path.join(work, `${++dirs}`);
   const lockDir = path.join(dir, 'parts', 'locks');
   const theirs = `${ownerTag(process.ppid)}-${Date.now()}\n`;
   const script = `import('${new URL('../../src/cache/cache-lock.ts', import.meta.url).href}').then(async (m) => {
     const fs = await import('node:fs');
     const locks = m.cacheDirLocks(${JSON.stringify(dir)});
-    if (!(await locks.tryLock('held')) || !(await locks.tryLock('taken'))) process.exit(3);
+    if (!(await locks.tryLock('held')) || !(await locks.tryLock('taken')) || !(await locks.tryLock('fifo'))) process.exit(3);
     const taken = ${JSON.stringify(path.join(lockDir, 'taken.lock'))};
     fs.rmSync(taken);
     fs.writeFileSync(taken, ${JSON.stringify(theirs)});
+    const fifo = ${JSON.stringify(path.join(lockDir, 'fifo.lock'))};
+    fs.rmSync(fifo);
+    (await import('node:child_process')).execFileSync('mkfifo', [fifo]);
     process.exit(0);
   })`;
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 20_000 });
   assert.equal(run.status, 0, run.stderr);
-  assert.deepEqual(await readdir(lockDir), ['taken.lock'], 'the one still held is gone');
+  assert.deepEqual((await readdir(lockDir)).sort(), ['fifo.lock', 'taken.lock'], 'the one still held is gone; a FIFO put in its place hung nothing');
   assert.equal(await readFile(path.join(lockDir, 'taken.lock'), 'utf8'), theirs, 'the other\'s is left (removed on the code before)');
 });
 
