@@ -181,9 +181,8 @@ export class CacheLocks {
   private cleaned: Promise<void> | undefined;
   /** False once link(2) failed for another reason than EEXIST/ENOENT: locks are created instead. */
   private linking = true;
-  /** When this process last set the lock inode's mtime (linkLock), and the inode it then was. */
-  private spareTouched = 0;
-  private spareInode: LockInode | undefined;
+  /** When this process last set the lock inode's mtime (linkLock), and the inode it then was; undefined: touch it next. */
+  private spareSeen: { at: number; inode: LockInode } | undefined;
   /** Locks waitLock went on without, said once each. */
   private readonly warned = new Set<string>();
 
@@ -255,15 +254,14 @@ export class CacheLocks {
     const spare = this.spare;
     for (let attempt = 0; this.linking && attempt < 2; attempt++) {
       try {
-        if (Date.now() - this.spareTouched > SPARE_TOUCH_MS || !this.spareInode) {
+        if (!this.spareSeen || Date.now() - this.spareSeen.at > SPARE_TOUCH_MS) {
           const now = Date.now() / 1000;
           await this.fs.utimes(spare, now, now);
           const st = await this.fs.stat(spare);
-          this.spareInode = { ino: st.ino, birth: st.birthtimeMs };
-          this.spareTouched = Date.now();
+          this.spareSeen = { at: Date.now(), inode: { ino: st.ino, birth: st.birthtimeMs } };
         }
         // (The inode as it was before the link: one made again meanwhile by another call is not taken for it.)
-        const inode = this.spareInode;
+        const { inode } = this.spareSeen;
         await this.inDir(path.dirname(file), () => this.fs.link(spare, file));
         return inode;
       } catch (err) {
@@ -274,7 +272,7 @@ export class CacheLocks {
           await this.createLock(spare).catch((e: unknown) => {
             if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
           });
-          this.spareTouched = 0; // (made by another call meanwhile, of whatever age: touch it)
+          this.spareSeen = undefined; // (made by another call meanwhile, of whatever age: touch it)
           removeAtExit(spare);
           continue;
         }
