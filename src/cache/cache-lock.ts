@@ -1,6 +1,6 @@
 import { closeSync, constants, readFileSync, statSync, type Stats } from 'node:fs';
 import { open, readdir, stat, unlink, utimes } from 'node:fs/promises';
-import { openRegular, openRegularSync } from '../util/open-regular.js';
+import { openRegularSync, withRegularFile } from '../util/open-regular.js';
 import path from 'node:path';
 import { errorMessage } from '../format/errors.js';
 import { CacheFs } from './cache-fs.js';
@@ -69,14 +69,8 @@ export async function lockIsStale(file: string): Promise<boolean> {
  * A lock file's text (`OWNERTAG-TAKEN_MS`: createLock), '' while half-written, undefined when it is no regular file:
  * only those are read (a FIFO put among the locks hung every cache's start-up cleanup).
  */
-async function lockText(file: string): Promise<string | undefined> {
-  const fh = await openRegular(file, constants.O_RDONLY).catch(() => undefined);
-  if (!fh) return undefined;
-  try {
-    return await fh.readFile('utf8').catch(() => '');
-  } finally {
-    await fh.close().catch(() => undefined);
-  }
+function lockText(file: string): Promise<string | undefined> {
+  return withRegularFile(file, constants.O_RDONLY, (fh) => fh.readFile('utf8').catch(() => '')).catch(() => undefined);
 }
 
 /** lockText, synchronously (at the process's exit). */

@@ -4,7 +4,7 @@ import { fsPath } from '../format/byte-string.js';
 import { describeLocation, type Location } from '../format/location.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { MAX_JIGDO_TEXT_BYTES } from '../format/jigdo.js';
-import { NotRegularFile, openRegular } from '../util/open-regular.js';
+import { NotRegularFile, withRegularFile } from '../util/open-regular.js';
 
 /** Reads a whole remote .jigdo or [Include]: the command's network gives one (Network.loadRemote). */
 export type RemoteLoader = (url: string) => Promise<Buffer>;
@@ -26,25 +26,18 @@ export function resourceLoader(remote?: RemoteLoader): (loc: Location) => Promis
  * would otherwise be read without end (or wait forever for a writer).
  */
 async function readLocalFile(file: string, limit: number): Promise<Buffer> {
-  let fh: FileHandle;
-  try {
-    fh = await openRegular(fsPath(file), constants.O_RDONLY);
-  } catch (err) {
-    if (err instanceof NotRegularFile) throw new JigdoError(file, `cannot be read as a .jigdo: it is ${err.kind}, not a regular file`);
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new JigdoError(file, code === 'ENOENT' ? 'file not found' : `cannot read: ${errorMessage(err)}`);
-  }
-  try {
+  const read = async (fh: FileHandle): Promise<Buffer> => {
     const st = await fh.stat();
     const tooBig = (): JigdoError => new JigdoError(file, `too big for a .jigdo: more than ${limit >> 20} MiB`);
     if (st.size > limit) throw tooBig();
-    return await readAtMost(fh, st.size, limit, tooBig);
-  } catch (err) {
+    return readAtMost(fh, st.size, limit, tooBig);
+  };
+  return withRegularFile(fsPath(file), constants.O_RDONLY, read).catch((err: unknown) => {
     if (err instanceof JigdoError) throw err;
-    throw new JigdoError(file, `cannot read: ${errorMessage(err)}`);
-  } finally {
-    await fh.close();
-  }
+    if (err instanceof NotRegularFile) throw new JigdoError(file, `cannot be read as a .jigdo: it is ${err.kind}, not a regular file`);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new JigdoError(file, code === 'ENOENT' ? 'file not found' : `cannot read: ${errorMessage(err)}`);
+  });
 }
 
 /** Reads to the end, trusting `size` only as a first guess (/proc files say 0, a file may grow). */

@@ -4,7 +4,7 @@ import { encodeB64 } from '../format/base64.js';
 import { decodeBytes, fsPath } from '../format/byte-string.js';
 import { deadTemporaries, removeDeadTemporaries, temporaryPath } from '../util/output-temporary.js';
 import { hashOpenFile } from '../util/hash-open-file.js';
-import { openRegular } from '../util/open-regular.js';
+import { withRegularFile } from '../util/open-regular.js';
 
 /**
  * What make-template runs killed before their end (kill -9, a crash) left beside the outputs, put right before a new
@@ -53,12 +53,10 @@ async function namesTemplate(file: string, template: string): Promise<boolean> {
  * `read` of `file` if it is a regular file (a FIFO put there must not hang the run); a temporary (`ours`) only if it is
  * no link and belongs to this user.
  */
-async function readRegular<T>(file: string, read: (fh: FileHandle) => Promise<T>, ours = true): Promise<T> {
-  const fh = await openRegular(fsPath(file), constants.O_RDONLY, { noFollow: ours });
-  try {
+function readRegular<T>(file: string, read: (fh: FileHandle) => Promise<T>, ours = true): Promise<T> {
+  const readOurs = async (fh: FileHandle): Promise<T> => {
     if (ours && (await fh.stat()).uid !== process.getuid?.()) throw new Error('not ours');
-    return await read(fh);
-  } finally {
-    await fh.close();
-  }
+    return read(fh);
+  };
+  return withRegularFile(fsPath(file), constants.O_RDONLY, readOurs, { noFollow: ours });
 }

@@ -2,7 +2,7 @@ import { constants, type Stats } from 'node:fs';
 import { lstat, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fileLines } from '../util/file-lines.js';
-import { openRegular } from '../util/open-regular.js';
+import { withRegularFile } from '../util/open-regular.js';
 import { ownerDead } from '../util/pid.js';
 import { writeAll } from '../util/write-all.js';
 import type { FileIdentity } from './hash-index.js';
@@ -78,13 +78,7 @@ const OLD_SAVE_AGE_MS = 24 * 3600 * 1000;
 export async function stampOf(file: string): Promise<DiskStamp | undefined> {
   // Opened, not only stat()ed: on NFS an open revalidates the file's attributes (close-to-open), while a stat may
   // answer from the client's cache for up to a minute, and another host's save in between would be written over.
-  const fh = await openRegular(file, constants.O_RDONLY).catch(() => undefined);
-  if (!fh) return undefined;
-  try {
-    return stampOfStats(await fh.stat());
-  } finally {
-    await fh.close().catch(() => undefined);
-  }
+  return withRegularFile(file, constants.O_RDONLY, async (fh) => stampOfStats(await fh.stat())).catch(() => undefined);
 }
 
 /** Writes an index file of `entries` (see HEADER), a few thousand entries at a time; returns its stamp. */
@@ -119,8 +113,7 @@ export type KeepEntry = ((entry: Entry) => boolean) | undefined;
 export async function readIndex(file: string, keep?: KeepEntry): Promise<{ entries: Map<string, Entry>; stamp: DiskStamp } | undefined> {
   try {
     // Only a regular file (a FIFO there hung every run).
-    const fh = await openRegular(file, constants.O_RDONLY);
-    try {
+    return await withRegularFile(file, constants.O_RDONLY, async (fh) => {
       const stamp = stampOfStats(await fh.stat()); // (index files are replaced by rename, never written in place: the stamp is the text's)
       const head = Buffer.alloc(HEADER.length);
       await fh.read(head, 0, head.length, 0);
@@ -128,9 +121,7 @@ export async function readIndex(file: string, keep?: KeepEntry): Promise<{ entri
       if (head.toString('latin1') === HEADER) await readLines(fh, kept);
       else if (!(await readLegacyIndex(fh, kept))) return undefined;
       return { entries: kept.entries, stamp };
-    } finally {
-      await fh.close().catch(() => undefined);
-    }
+    });
   } catch {
     return undefined;
   }

@@ -40,6 +40,21 @@ export async function openRegular(file: string | Buffer, flags: number, opts: { 
   }
 }
 
+/** `use` of `file` opened by openRegular, closed after it whatever it did (a failed close is not `use`'s failure). */
+export async function withRegularFile<T>(
+  file: string | Buffer,
+  flags: number,
+  use: (fh: FileHandle) => Promise<T>,
+  opts: { mode?: number; noFollow?: boolean } = {},
+): Promise<T> {
+  const fh = await openRegular(file, flags, opts);
+  try {
+    return await use(fh);
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
 /** openRegular for the few opens made before the event loop matters (a command's configuration, a daemon's log). */
 export function openRegularSync(file: string | Buffer, flags: number, mode = 0o600): number {
   let fd: number;
