@@ -124,10 +124,11 @@ export class Lock {
   constructor(
     readonly file: string,
     private readonly onRelease: () => void,
-    /** Set for a lock linked to the lock inode (its name is not the inode's last): removed through it (cache-fs.ts). */
-    private readonly linkedFs: CacheFs | undefined,
-    /** The lock inode it links to; undefined for a created lock. */
-    private readonly inode: LockInode | undefined,
+    /**
+     * Set for a lock linked to the lock inode (its name is not the inode's last): the inode it links to, and the file
+     * calls it is removed through (cache-fs.ts). Undefined for a created lock.
+     */
+    private readonly linked: { fs: CacheFs; inode: LockInode } | undefined,
   ) {
     this.timer = setInterval(() => {
       const now = Date.now() / 1000;
@@ -136,7 +137,7 @@ export class Lock {
     this.timer.unref();
     this.unlist = removeAtExit(file, () => {
       const st = statSync(file, { throwIfNoEntry: false });
-      return st !== undefined && (isInode(st, inode) || isOwnText(lockTextSync(file)));
+      return st !== undefined && (isInode(st, linked?.inode) || isOwnText(lockTextSync(file)));
     });
   }
 
@@ -148,7 +149,7 @@ export class Lock {
     // Off the exit list before the unlink: once it is done, the name may be another process's lock.
     this.unlist();
     if (!(await this.nameIsOurs())) return;
-    await (this.linkedFs ? this.linkedFs.unlink(this.file) : unlink(this.file)).catch(() => undefined);
+    await (this.linked ? this.linked.fs.unlink(this.file) : unlink(this.file)).catch(() => undefined);
   }
 
   /**
@@ -157,8 +158,8 @@ export class Lock {
    * Read through openRegular: a FIFO put there must not hang the release.
    */
   private async nameIsOurs(): Promise<boolean> {
-    const st = await (this.linkedFs ? this.linkedFs.stat(this.file) : stat(this.file)).catch(() => undefined);
-    return st !== undefined && (isInode(st, this.inode) || isOwnText(await lockText(this.file)));
+    const st = await (this.linked ? this.linked.fs.stat(this.file) : stat(this.file)).catch(() => undefined);
+    return st !== undefined && (isInode(st, this.linked?.inode) || isOwnText(await lockText(this.file)));
   }
 }
 
@@ -202,7 +203,7 @@ export class CacheLocks {
         const linked = await this.linkLock(file);
         if (!linked) await this.createLock(file);
         this.held.add(file);
-        return new Lock(file, () => this.held.delete(file), linked ? this.fs : undefined, linked || undefined);
+        return new Lock(file, () => this.held.delete(file), linked ? { fs: this.fs, inode: linked } : undefined);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
