@@ -71,6 +71,9 @@ export function exchange(file: string, request: ControlRequest, timeoutMs: numbe
   });
 }
 
+/** A daemon took a control request and did not answer in time (alive, then: busy, stuck, or stopped). */
+export class NoAnswer extends Error {}
+
 /**
  * Sends one request to the mount at `mnt`; rejects when no daemon answers within `timeoutMs`. The socket of a daemon
  * that ended without removing it (killed) is removed: it went only when a new mount claimed the path.
@@ -79,7 +82,7 @@ export async function askControl(mnt: string, op: string, timeoutMs = 5000, extr
   const file = trustedSocket(mnt);
   const ino = statOrNone(file)?.ino;
   const text = await exchange(file, { ...extra, op }, timeoutMs).catch(async (err: ExchangeError) => {
-    if (err.kind === 'silent') throw new Error(`no answer from the jigdofs daemon of ${mnt}`);
+    if (err.kind === 'silent') throw new NoAnswer(`${mnt}: no answer from its jigdofs daemon`);
     if (ino !== undefined) await removeIfDead(file, ino, err);
     throw new NoDaemon(`no jigdofs daemon for ${mnt} (${err.message})`);
   });

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { runCli, type CliResult } from './cli.js';
 import { giveTo, type TestUser } from './test-user.js';
+import { hangReport, mountDaemonPid } from './hang-report.js';
 import { DAEMON_END_MS, MOUNT_GONE_MS, UNMOUNT_ANSWER_MS } from '../../src/cli/commands/umount.js';
 
 const run = promisify(execFile);
@@ -81,12 +82,18 @@ export async function mountJigdo(
     // Longer than all the CLI's own waits (the daemon's answer, after which it unmounts from outside; the mount's going;
     // the daemon's end, after which it says so): a test sees what the CLI does then, not its own timeout. A slow or
     // hung umount shows the daemon's log: a hang in CI was told by nothing but the timeout.
+    // While it is slow, what the processes are doing (hang-report.ts) goes with the report.
     umount: async () => {
+      const daemon = await mountDaemonPid(mnt);
+      let report: Promise<string> | undefined;
+      const slow = setTimeout(() => void (report = hangReport(daemon)), SLOW_UMOUNT_MS);
       const r = await runCli(['umount', mnt], { timeoutMs: UNMOUNT_ANSWER_MS + MOUNT_GONE_MS + DAEMON_END_MS + 10_000, ...as });
+      clearTimeout(slow);
       if (r.timedOut || r.ms > SLOW_UMOUNT_MS) {
         const log = (await m.log()).slice(-1500);
-        if (r.timedOut) r.stderr += `\n--- the daemon's log, its end\n${log}`;
-        else process.stderr.write(`jigdofs umount ${mnt} took ${r.ms} ms; its stderr:\n${r.stderr}the daemon's log, its end:\n${log}\n`);
+        const seen = `what ran ${SLOW_UMOUNT_MS / 1000} s into it:\n${await report}`;
+        if (r.timedOut) r.stderr += `\n--- the daemon's log, its end\n${log}\n--- ${seen}`;
+        else process.stderr.write(`jigdofs umount ${mnt} took ${r.ms} ms; its stderr:\n${r.stderr}the daemon's log, its end:\n${log}\n${seen}\n`);
       }
       return r;
     },

@@ -366,6 +366,37 @@ describe('an unmount that races another one', () => {
   });
 });
 
+describe('a daemon that takes the unmount request and does not answer', () => {
+  // Seen in the soak test's churn: the daemon sat on the request for the whole wait, umount fell back to fusermount,
+  // said nothing, and returned with the daemon still running (a script removing the cache next would race it).
+  test('umount says so in one line, unmounts from outside, and returns once the daemon has ended', async () => {
+    const { env, tmp } = await envWithTmp();
+    const v = fx.variants['jf-md5-gzip'];
+    const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { env });
+    // The mount's socket name now leads to a listener that takes every request and never answers; the daemon's own
+    // socket, unnamed, still listens (and is never reached).
+    const sock = controlSocketPath(m.mnt, path.join(tmp, `jigdofs-${uid}`));
+    let silent: Server | undefined;
+    const held: Socket[] = [];
+    try {
+      const pid = await m.pid();
+      await rm(sock);
+      silent = createServer((s) => void held.push(s));
+      await new Promise<void>((resolve) => silent!.listen(sock, resolve));
+      const r = await runCli(['umount', m.mnt], { timeoutMs: 30_000, env: { ...env, JIGDOFS_UMOUNT_WAIT: '1' } });
+      assertOk(r);
+      assert.equal(r.stderr, `jigdofs: ${m.mnt}: no answer from its jigdofs daemon in 1 s; unmounting with fusermount\n`);
+      assert.ok(held.length >= 1, 'the request went to the silent listener');
+      assert.equal(await isMounted(m.mnt), false);
+      assert.equal(pidAlive(pid), false, 'umount returned once the daemon had ended');
+    } finally {
+      held.forEach((s) => s.destroy());
+      silent?.close();
+      await m.cleanup();
+    }
+  });
+});
+
 describe('mountpoints fuse refuses (item 13)', () => {
   test('a non-empty mountpoint: one line naming it, nothing mounted, nothing cached', async () => {
     const v = fx.variants['jf-md5-gzip'];

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { askControl } from '../../fuse/control-client.js';
+import { askControl, NoAnswer } from '../../fuse/control-client.js';
 import { UntrustedControlDir } from '../../fuse/control-files.js';
 import { daemonPid, FS_TYPE } from '../../fuse/mount-source.js';
 import { BusyError, fusermountUnmount, mountedType, mountHealth, mountsAt, resolveMountpoint, sleep } from '../../fuse/mounts.js';
@@ -7,10 +7,11 @@ import { pidAlive } from '../../util/pid.js';
 import { detachedDaemons, openFilesText } from './status.js';
 
 /**
- * How long the daemon may take to answer an unmount request: it answers after its own (non-lazy) unmount,
- * which waits for the kernel; a shorter wait sent us to the fallback while that unmount was still going.
+ * How long the daemon may take to answer an unmount request (JIGDOFS_UMOUNT_WAIT, in seconds, sets it): it answers
+ * after its own (non-lazy) unmount, which waits for the kernel; a shorter wait sent us to the fallback while that
+ * unmount was still going.
  */
-export const UNMOUNT_ANSWER_MS = 30_000;
+export const UNMOUNT_ANSWER_MS = Math.max(1, Number(process.env.JIGDOFS_UMOUNT_WAIT) || 30) * 1000;
 
 /** How long umount waits, once the mount is gone, for its daemon to end (saving its hash index, closing its log). */
 export const DAEMON_END_MS = 30_000;
@@ -27,13 +28,19 @@ async function ended(pid: number, ms: number): Promise<boolean> {
   return !pidAlive(pid);
 }
 
+/**
+ * Waits for the daemon `pid` of the mount at `mnt`, which is gone, to end (it saves the hash index and closes its log
+ * on the way out): says so when it is still finishing after DAEMON_END_MS.
+ */
+async function waitDaemonEnd(mnt: string, pid: number): Promise<void> {
+  if (!(await ended(pid, DAEMON_END_MS))) process.stderr.write(`jigdofs: ${mnt}: unmounted, but its daemon (pid ${pid}) is still finishing after ${DAEMON_END_MS / 1000} s\n`);
+}
+
 /** Waits for the mount to go, then for its daemon to end; false when the mount is still there after MOUNT_GONE_MS. */
 async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
   for (let i = 0; i < MOUNT_GONE_MS / 50; i++) {
     if (!(await mountedType(mnt))) {
-      if (typeof pid === 'number') {
-        if (!(await ended(pid, DAEMON_END_MS))) process.stderr.write(`jigdofs: ${mnt}: unmounted, but its daemon (pid ${pid}) is still finishing after ${DAEMON_END_MS / 1000} s\n`);
-      }
+      if (typeof pid === 'number') await waitDaemonEnd(mnt, pid);
       return true;
     }
     await sleep(50);
@@ -71,6 +78,7 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
     // The daemon refused (BusyError's `MNT: busy: …`; not any "busy", since the message names the mountpoint): say so.
     if (err.message.includes(`${mnt}: busy: `)) throw new BusyError(err.message);
     if (err instanceof UntrustedControlDir) process.stderr.write(`jigdofs: ${err.message}; unmounting with fusermount instead\n`);
+    if (err instanceof NoAnswer) process.stderr.write(`jigdofs: ${err.message} in ${UNMOUNT_ANSWER_MS / 1000} s; unmounting with fusermount\n`);
     return undefined;
   });
   const { pid, open } = (answer ?? {}) as { pid?: unknown; open?: unknown };
@@ -83,8 +91,12 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
     }
     return;
   }
-  // No daemon answered (or it is stuck): unmount from outside; a busy mount says so (BusyError).
+  // No daemon answered (or it is stuck): unmount from outside; a busy mount says so (BusyError). Then, as after an
+  // answer, the daemon's end: it sees its mount gone within a second (a script that removes the cache next must not
+  // race it; one stuck until the mount went was still running here when this returned).
   await fusermountUnmount(mnt, lazy);
+  const daemon = daemonPid(top.source);
+  if (!lazy && daemon !== undefined && pidAlive(daemon)) await waitDaemonEnd(mnt, daemon);
 }
 
 /**
