@@ -15,6 +15,11 @@ export async function hangReport(pid: number | undefined): Promise<string> {
     (err: Error) => [`ps: ${err.message}`],
   );
   const lines = ['processes:', ...ps];
+  // A fusermount that runs for seconds waits in the kernel: where.
+  for (const line of ps.filter((l) => /fusermount/.test(l))) {
+    const stack = await readFile(`/proc/${line.trim().split(/\s+/)[0]}/stack`, 'utf8').catch(() => '');
+    if (stack.trim()) lines.push(`  its kernel stack:\n      ${stack.trim().split('\n').slice(0, 16).join('\n      ')}`);
+  }
   if (pid !== undefined) {
     const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
     lines.push(`daemon ${pid}: ${tids.length} threads, alike ones counted together`);

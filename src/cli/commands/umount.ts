@@ -22,9 +22,12 @@ export const MOUNT_GONE_MS = 5_000;
 /** How long `umount --lazy` waits for the daemon of a detached mount to end before saying what it waits for. */
 const DETACHED_END_MS = 2000;
 
+/** How often the waits below look again (a process's end, a mount's going: neither can be waited for otherwise). */
+const POLL_MS = 50;
+
 /** Whether the process `pid` ends within `ms`. */
 async function ended(pid: number, ms: number): Promise<boolean> {
-  for (let waited = 0; pidAlive(pid) && waited < ms; waited += 50) await sleep(50);
+  for (let waited = 0; pidAlive(pid) && waited < ms; waited += POLL_MS) await sleep(POLL_MS);
   return !pidAlive(pid);
 }
 
@@ -38,12 +41,12 @@ async function waitDaemonEnd(mnt: string, pid: number): Promise<void> {
 
 /** Waits for the mount to go, then for its daemon to end; false when the mount is still there after MOUNT_GONE_MS. */
 async function waitUnmounted(mnt: string, pid: unknown): Promise<boolean> {
-  for (let i = 0; i < MOUNT_GONE_MS / 50; i++) {
+  for (let waited = 0; waited < MOUNT_GONE_MS; waited += POLL_MS) {
     if (!(await mountedType(mnt))) {
       if (typeof pid === 'number') await waitDaemonEnd(mnt, pid);
       return true;
     }
-    await sleep(50);
+    await sleep(POLL_MS);
   }
   return false;
 }
