@@ -1,8 +1,13 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { daemonPid } from '../../src/fuse/mount-source.js';
+import { mountsAt } from '../../src/fuse/mounts.js';
 
 const run = promisify(execFile);
+
+/** A kernel stack's first `frames` lines, indented under the line that names its thread or process. */
+const indented = (stack: string, frames: number): string => `\n      ${stack.trim().split('\n').slice(0, frames).join('\n      ')}`;
 
 /**
  * What the processes around a slow mount are doing, taken while it is slow (a report after the fact showed only
@@ -18,7 +23,7 @@ export async function hangReport(pid: number | undefined): Promise<string> {
   // A fusermount that runs for seconds waits in the kernel: where.
   for (const line of ps.filter((l) => /fusermount/.test(l))) {
     const stack = await readFile(`/proc/${line.trim().split(/\s+/)[0]}/stack`, 'utf8').catch(() => '');
-    if (stack.trim()) lines.push(`  its kernel stack:\n      ${stack.trim().split('\n').slice(0, 16).join('\n      ')}`);
+    if (stack.trim()) lines.push(`  its kernel stack:${indented(stack, 16)}`);
   }
   if (pid !== undefined) {
     const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
@@ -29,7 +34,7 @@ export async function hangReport(pid: number | undefined): Promise<string> {
       const [comm, wchan, stat, stack] = await Promise.all([at('comm'), at('wchan'), at('stat'), at('stack')]);
       const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '?';
       const idle = state === 'S' && /^(futex_do_wait|futex_wait_queue|do_epoll_wait|fuse_dev_do_read)$/.test(wchan);
-      const kernel = !idle && stack.trim() ? `\n      ${stack.trim().split('\n').slice(0, 12).join('\n      ')}` : '';
+      const kernel = !idle && stack.trim() ? indented(stack, 12) : '';
       const key = `${comm.trim()} ${state} ${wchan || '-'}${kernel}`;
       alike.set(key, [...(alike.get(key) ?? []), tid]);
     }
@@ -38,15 +43,8 @@ export async function hangReport(pid: number | undefined): Promise<string> {
   return lines.join('\n');
 }
 
-/** The pid the mount at `mnt` names in /proc/mounts (`jigdofs-PID`, src/fuse/mount-source.ts), if any. */
+/** The pid the mount at `mnt` names in /proc/mounts (its daemon: src/fuse/mount-source.ts), if any. */
 export async function mountDaemonPid(mnt: string): Promise<number | undefined> {
-  const text = await readFile('/proc/mounts', 'utf8').catch(() => '');
-  const unescape = (f: string) => f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  const entry = text
-    .split('\n')
-    .map((l) => l.split(' '))
-    .filter((f) => unescape(f[1] ?? '') === mnt)
-    .at(-1);
-  const m = /^jigdofs-(\d+)$/.exec(entry?.[0] ?? '');
-  return m ? Number(m[1]) : undefined;
+  const top = await mountsAt(mnt).then((entries) => entries.at(-1), () => undefined);
+  return top && daemonPid(top.source);
 }

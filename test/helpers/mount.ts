@@ -1,11 +1,13 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { lchown, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { runCli, type CliResult } from './cli.js';
 import { giveTo, type TestUser } from './test-user.js';
 import { hangReport, mountDaemonPid } from './hang-report.js';
+import { unescapeMountField } from '../../src/util/mount-field.js';
 import { DAEMON_END_MS, MOUNT_GONE_MS, UNMOUNT_ANSWER_MS } from '../../src/cli/commands/umount.js';
 
 const run = promisify(execFile);
@@ -29,8 +31,33 @@ export interface TestMount {
 /** /proc/mounts writes blanks and backslashes in paths as octal escapes (\040). */
 export async function isMounted(mnt: string): Promise<boolean> {
   const text = await readFile('/proc/mounts', 'utf8');
-  const unescape = (f: string) => f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  return text.split('\n').some((l) => unescape(l.split(' ')[1] ?? '') === mnt);
+  return text.split('\n').some((l) => unescapeMountField(l.split(' ')[1] ?? '') === mnt);
+}
+
+/** listenSilently's listener: how many requests it took, and its close (which drops them). */
+export interface SilentListener {
+  taken: () => number;
+  close: () => void;
+}
+
+/**
+ * Listens on a mount's control socket name `sock` (its daemon's socket removed first) and takes every request without
+ * ever answering: a daemon that is alive and stuck, as `umount` sees it. `owner`: who the socket belongs to (umount
+ * talks only to a socket of its own user's).
+ */
+export async function listenSilently(sock: string, owner?: TestUser): Promise<SilentListener> {
+  await rm(sock);
+  const held: Socket[] = [];
+  const server = createServer((c) => void held.push(c));
+  await new Promise<void>((resolve) => server.listen(sock, resolve));
+  if (owner) await lchown(sock, owner.uid, owner.gid);
+  return {
+    taken: () => held.length,
+    close: () => {
+      held.forEach((c) => c.destroy());
+      server.close();
+    },
+  };
 }
 
 export async function forceUnmount(mnt: string): Promise<void> {

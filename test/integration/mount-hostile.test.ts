@@ -18,7 +18,7 @@ import { fusermountUnmount } from '../../src/fuse/mounts.js';
 import { LINGERING_HANDLES, OPEN_HANDLES } from '../../src/sources/part-store.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { assertCleanFailure, assertOk, BIN, prng, runCli, SAMPLE_PARTS, SAMPLES, type CliResult } from '../helpers/cli.js';
-import { forceUnmount, isMounted, mountJigdo } from '../helpers/mount.js';
+import { forceUnmount, isMounted, listenSilently, mountJigdo, type SilentListener } from '../helpers/mount.js';
 import { md5hex as md5 } from '../helpers/hash.js';
 import { pidAlive } from '../../src/util/pid.js';
 import { sleep, waitFor } from '../helpers/network.js';
@@ -375,22 +375,17 @@ describe('a daemon that takes the unmount request and does not answer', () => {
     const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { env });
     // The mount's socket name now leads to a listener that takes every request and never answers; the daemon's own
     // socket, unnamed, still listens (and is never reached).
-    const sock = controlSocketPath(m.mnt, path.join(tmp, `jigdofs-${uid}`));
-    let silent: Server | undefined;
-    const held: Socket[] = [];
+    let silent: SilentListener | undefined;
     try {
       const pid = await m.pid();
-      await rm(sock);
-      silent = createServer((s) => void held.push(s));
-      await new Promise<void>((resolve) => silent!.listen(sock, resolve));
+      silent = await listenSilently(controlSocketPath(m.mnt, path.join(tmp, `jigdofs-${uid}`)));
       const r = await runCli(['umount', m.mnt], { timeoutMs: 30_000, env: { ...env, JIGDOFS_UMOUNT_WAIT: '1' } });
       assertOk(r);
       assert.equal(r.stderr, `jigdofs: ${m.mnt}: no answer from its jigdofs daemon in 1 s; unmounting with fusermount\n`);
-      assert.ok(held.length >= 1, 'the request went to the silent listener');
+      assert.ok(silent.taken() >= 1, 'the request went to the silent listener');
       assert.equal(await isMounted(m.mnt), false);
       assert.equal(pidAlive(pid), false, 'umount returned once the daemon had ended');
     } finally {
-      held.forEach((s) => s.destroy());
       silent?.close();
       await m.cleanup();
     }

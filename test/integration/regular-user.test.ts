@@ -7,15 +7,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, lchown, readdir, rm, stat } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { chmod, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { userActor, type Actor } from '../helpers/actor.js';
 import { assertCleanFailure, assertOk, describeRun, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { fileMd5, md5hex } from '../helpers/hash.js';
-import { isMounted } from '../helpers/mount.js';
+import { isMounted, listenSilently, type SilentListener } from '../helpers/mount.js';
 import { httpGet, startServe } from '../helpers/serve.js';
 import { pidAlive } from '../../src/util/pid.js';
 import { controlSocketPath } from '../../src/fuse/control-files.js';
@@ -85,26 +84,20 @@ for (const runtimeDir of [true, false]) {
       const mnt = path.join(own, 'mnt-silent');
       await A.run('mkdir', [mnt]);
       assertOk(await A.cli(['mount', v.jigdo, mnt, '--scan', v.partsDir]));
-      const held: Socket[] = [];
-      let silent: Server | undefined;
+      let silent: SilentListener | undefined;
       try {
         const status = await A.cli(['status', mnt, '--json']);
         assertOk(status);
         const { pid } = JSON.parse(status.stdout) as { pid: number };
         // The user's socket name leads to a listener (the user's, as umount checks) that takes requests and never answers.
-        const sock = controlSocketPath(mnt, controlDirOf(A));
-        await rm(sock);
-        silent = createServer((c) => void held.push(c));
-        await new Promise<void>((resolve) => silent!.listen(sock, resolve));
-        await lchown(sock, A.user!.uid, A.user!.gid);
+        silent = await listenSilently(controlSocketPath(mnt, controlDirOf(A)), A.user);
         const r = await A.cli(['umount', mnt], { env: { ...A.env, JIGDOFS_UMOUNT_WAIT: '1' } });
         assertOk(r);
         assert.equal(r.stderr, `jigdofs: ${mnt}: no answer from its jigdofs daemon in 1 s; unmounting with fusermount\n`);
-        assert.ok(held.length >= 1, 'the request went to the silent listener');
+        assert.ok(silent.taken() >= 1, 'the request went to the silent listener');
         assert.equal(await isMounted(mnt), false);
         assert.equal(pidAlive(pid), false, 'umount returned once the daemon had ended');
       } finally {
-        held.forEach((c) => c.destroy());
         silent?.close();
         if (await isMounted(mnt)) await A.run('fusermount', ['-uz', mnt]);
       }

@@ -99,7 +99,7 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
   // race it; one stuck until the mount went was still running here when this returned).
   await fusermountUnmount(mnt, lazy);
   const daemon = daemonPid(top.source);
-  if (!lazy && daemon !== undefined && pidAlive(daemon)) await waitDaemonEnd(mnt, daemon);
+  if (!lazy && daemon !== undefined) await waitDaemonEnd(mnt, daemon);
 }
 
 /**
