@@ -8,6 +8,8 @@ import { FetchError } from './fetch-error.js';
 
 /** Redirects followed for one request; one more is 'too many redirects'. */
 export const MAX_REDIRECTS = 5;
+/** The redirects that are followed (300 too: its Location is the server's choice). */
+export const REDIRECT_STATUSES: ReadonlySet<number> = new Set([300, 301, 302, 303, 307, 308]);
 
 export interface RangeRequest {
   start: number;
@@ -44,9 +46,11 @@ export function rangeHeader(range: RangeRequest): string | undefined {
 export function statusFailure(url: string, status: number, location?: unknown): FetchError | undefined {
   if (status >= 200 && status < 300) return undefined;
   const kind = status === 404 || status === 410 ? 'not-found' : 'status';
-  // A redirect that reaches us was not followed: one too many, or one that leads nowhere.
+  // A redirect that reaches us was not followed: one too many, one that leads nowhere, or a code never followed
+  // (305 Use Proxy, 306, an unassigned 3xx).
   if (status >= 300 && status < 400 && status !== 304) {
-    const why = location ? `too many redirects (more than ${MAX_REDIRECTS}; the next one to ${String(location)})` : 'a redirect without a Location';
+    const followed = REDIRECT_STATUSES.has(status);
+    const why = !location ? 'a redirect without a Location' : followed ? `too many redirects (more than ${MAX_REDIRECTS}; the next one to ${String(location)})` : `a redirect of a kind that is not followed (to ${String(location)})`;
     return new FetchError(url, 'protocol', `HTTP ${status}: ${why}`, status);
   }
   return new FetchError(url, kind, `HTTP ${status}`, status);

@@ -1,11 +1,9 @@
 import type { Dispatcher } from 'undici';
 import { FetchError } from './fetch-error.js';
-import { MAX_REDIRECTS } from './http-answer.js';
+import { MAX_REDIRECTS, REDIRECT_STATUSES } from './http-answer.js';
 
 type Request = typeof import('undici').request;
 
-/** The codes undici's interceptor followed (300 too: its Location is the server's choice). */
-const REDIRECTS = new Set([300, 301, 302, 303, 307, 308]);
 /**
  * A redirect's body is read off for its connection's sake up to this much, and for at most this long; then cut. Short:
  * meanwhile the connection is the pool's no more, and a request queued behind it spends its headers deadline.
@@ -39,7 +37,7 @@ export async function redirectedGet(get: GetRequest, target: URL): Promise<Dispa
     const res = await answerInTime(get, target);
     const location = res.headers.location;
     // (An empty Location is none: undici did not follow it either, and statusFailure says so.)
-    if (!REDIRECTS.has(res.statusCode) || typeof location !== 'string' || location === '' || hop === MAX_REDIRECTS) return res;
+    if (!REDIRECT_STATUSES.has(res.statusCode) || typeof location !== 'string' || location === '' || hop === MAX_REDIRECTS) return res;
     readOffInBackground(res.body);
     target = nextTarget(get.url, location, target);
     if (visited.has(withoutFragment(target))) throw new FetchError(get.url, 'protocol', 'redirects in a loop: a Location leads back to an address already visited');

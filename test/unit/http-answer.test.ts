@@ -42,6 +42,12 @@ describe('statusFailure', () => {
     const nowhere = statusFailure(U, 307)!;
     assert.equal(nowhere.message, 'HTTP 307: a redirect without a Location');
     assert.equal(nowhere.status, 307);
+    // 305 and the other codes never followed were called one redirect too many.
+    for (const s of [305, 306, 399]) {
+      const unfollowed = statusFailure(U, s, 'http://proxy.example:3128/')!;
+      assert.equal(unfollowed.message, `HTTP ${s}: a redirect of a kind that is not followed (to http://proxy.example:3128/)`);
+      assert.equal(unfollowed.kind, 'protocol');
+    }
   });
 });
 
