@@ -69,7 +69,9 @@ export type Fault =
    */
   | (FaultBase & { kind: 'redirect'; to: string | ((path: string) => string); code?: number; endlessBody?: boolean })
   /** Send a `103 Early Hints` answer every `everyMs`, and never a final one (until close()). */
-  | (FaultBase & { kind: 'hints'; everyMs: number });
+  | (FaultBase & { kind: 'hints'; everyMs: number })
+  /** Send `count` interim answers nobody asked for (`100 Continue`), then the usual answer. */
+  | (FaultBase & { kind: 'continue'; count: number });
 
 export type FaultKind = Fault['kind'];
 
@@ -215,6 +217,8 @@ function validateFault(fault: Fault): void {
       return;
     case 'hints':
       return nonNegative('everyMs', fault.everyMs);
+    case 'continue':
+      return nonNegative('count', fault.count);
   }
 }
 
@@ -482,6 +486,7 @@ class MirrorServer implements Mirror {
       if (fault.endlessBody) return this.sendEndless(res, record, {}, fault.code ?? 302, { Location: to });
       return this.sendText(res, record, fault.code ?? 302, `see ${to}`, { Location: to });
     }
+    if (fault?.kind === 'continue') for (let i = 0; i < fault.count; i++) res.writeContinue();
     if (file.status !== 200) return this.sendError(res, record, file.status);
     return this.serveFile(req, res, record, file, fault);
   }

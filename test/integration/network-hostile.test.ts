@@ -304,6 +304,18 @@ describe('answers that never let a request end: an endless redirect body, 1xx an
     assert.ok(m.ms < 30_000, `make-image took ${m.ms} ms`);
   });
 
+  test('a mirror that sends 100 Continue before every answer: make-image reads past it, the image right', async () => {
+    // The fetch threads handed such an answer to undici, which drops the connection on a 100: every part failed.
+    const web = await mirror(fx.tree);
+    web.fault('*', { kind: 'continue', count: 1 });
+    const d = await dir('continue');
+    const jigdo = await jigdoWithServers(v, [partsUri(web)], d);
+    const out = path.join(d, 'image.iso');
+    assertOk(await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'cache'), '--config', rangedConfig, '--timeout', '2', '--retries', '0'], { timeoutMs: 60_000 }));
+    assert.equal(await fileMd5(out), v.imageMd5);
+    assert.ok(web.requests.filter((q) => q.fault === 'continue').length >= 6, 'the parts came with the interim answer');
+  });
+
   test('a proxy that takes the request and never answers: --timeout holds (it was undici\'s 300 s)', async () => {
     const taken: Socket[] = [];
     const silent = createServer((sock) => {

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FetchError } from '../../src/network/fetch-error.js';
 import { FetchThreads, NeedsFullClient, fetchThreadCount } from '../../src/network/raw-http/fetch-threads.js';
+import { MAX_INTERIM_ANSWERS } from '../../src/network/raw-http/range-exchange.js';
 import { parseResponseHead } from '../../src/network/raw-http/response-head.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 
@@ -142,6 +143,25 @@ describe('FetchThreads against real servers', () => {
     }
   });
 
+  test('interim answers nobody asked for (100 Continue) are read past, up to MAX_INTERIM_ANSWERS', async () => {
+    // They went to undici, which drops the connection on a 100 ("bad response"): every part of such a mirror failed.
+    const own = new FetchThreads(1);
+    try {
+      await into(async (fh, file) => {
+        mirror.fault('/f.bin', { kind: 'continue', count: 2, times: 1 });
+        const r = await own.fetchRange(url(), { start: 0, end: data.length, total: data.length }, fh.fd, () => undefined, { hash: 'md5', timeoutMs: 5000 });
+        assert.ok(r.digest?.equals(md5));
+        assert.ok((await readFile(file)).equals(data));
+        assert.equal(own.takes(url()), true, 'the origin stays with the threads');
+        mirror.fault('/f.bin', { kind: 'continue', count: MAX_INTERIM_ANSWERS + 1, times: 1 });
+        const flood = await failure(own.fetchRange(url(), { start: 0, total: data.length }, fh.fd, () => undefined, { timeoutMs: 5000 }));
+        assert.deepEqual([flood.kind, flood.message], ['reset', `more than ${MAX_INTERIM_ANSWERS} interim (1xx) answers before the answer`]);
+      });
+    } finally {
+      await own.close();
+    }
+  });
+
   test('an abort ends the request as aborted', async () => {
     await into(async (fh) => {
       mirror.fault('/f.bin', { kind: 'stall', afterBytes: 10, times: 1 });
@@ -198,6 +218,47 @@ test('a kept-alive connection the server closed is retried on a new one', async 
     assert.equal(connections(), 3, 'each reuse was refused, and each retry made a new connection');
   } finally {
     await fh.close();
+    await threads.close();
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('an interim answer and the answer in one read, or a byte at a time: the body starts where it should', async () => {
+  const body = Buffer.from('fourteen bytes');
+  const text = Buffer.concat([Buffer.from(`HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body]);
+  let byteAtATime = false;
+  const server = createServer((socket: Socket) => {
+    socket.on('error', () => undefined);
+    socket.once('data', () => {
+      if (!byteAtATime) return void socket.end(text);
+      socket.setNoDelay(true);
+      let i = 0;
+      const timer = setInterval(() => {
+        if (socket.destroyed) return clearInterval(timer);
+        if (i === text.length) return void (clearInterval(timer), socket.end());
+        socket.write(text.subarray(i, ++i));
+      }, 1);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/x`;
+  const threads = new FetchThreads(1);
+  const dir = await mkdtemp(path.join(tmpdir(), 'raw-http-'));
+  try {
+    for (const each of [false, true]) {
+      byteAtATime = each;
+      const file = path.join(dir, `out-${each}`);
+      const fh = await open(file, 'w+');
+      try {
+        const r = await threads.fetchRange(url, { start: 0 }, fh.fd, () => undefined, { timeoutMs: 5000 });
+        assert.equal(r.end, body.length);
+      } finally {
+        await fh.close();
+      }
+      assert.deepEqual(await readFile(file), body, `byte at a time: ${each}`);
+    }
+  } finally {
     await threads.close();
     server.close();
     await rm(dir, { recursive: true, force: true });

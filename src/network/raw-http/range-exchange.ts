@@ -11,6 +11,11 @@ import { MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from './response
 
 /** Progress is reported after at least this many more bytes are written (and at the end). */
 const PROGRESS_STEP = 1024 * 1024;
+/**
+ * Interim answers (1xx but 101) passed over before the final one: servers send `100 Continue` unasked, and a client
+ * must read past it (RFC 9110 §15.2); undici drops the connection on one ("bad response"). More is a broken server.
+ */
+export const MAX_INTERIM_ANSWERS = 16;
 
 export interface ExchangeResult {
   end: number;
@@ -32,8 +37,9 @@ export interface ExchangeReport {
 /**
  * One ranged GET on a keep-alive connection, its body written to the task's file descriptor as it arrives (and
  * hashed, when asked) on this thread: no buffer or promise per chunk. What HttpClient.fetchRange does with undici,
- * for the common answer: a 200 or 206 with a Content-Length. Anything else that is not a plain failure (a
- * redirect, a chunked body) is 'fallback' before a byte is written, and the main thread asks undici.
+ * for the common answer: a 200 or 206 with a Content-Length, after any interim (1xx) answers. Anything else that is
+ * not a plain failure (a redirect, a chunked body) is 'fallback' before a byte is written, and the main thread asks
+ * undici.
  *
  * Owns its phase, the connection while it runs (given back idle after a clean end, closed otherwise) and the
  * position written up to. Reports exactly one done or failed.
@@ -43,6 +49,7 @@ export class RangeExchange implements ConnectionUser {
   private conn!: Connection;
   private phase: 'head' | 'body' | 'over' = 'head';
   private headLen = 0;
+  private interimAnswers = 0;
   private gotBytes = false;
   private pos: number;
   private stop = Infinity;
@@ -96,13 +103,13 @@ export class RangeExchange implements ConnectionUser {
   }
 
   /**
-   * Adds to the head; the offset in `buf` where the body starts once the head is complete, else -1. Only as many
+   * Adds to the head; the offset in `buf` where the body starts once the final head is complete (interim ones
+   * before it are dropped: MAX_INTERIM_ANSWERS), else -1. Only as many
    * bytes as the head buffer holds are gathered at a time (grown up to MAX_HEAD_BYTES while no blank line came), so
    * the body bytes of a read do not grow every connection's head buffer.
    */
   private readHead(buf: Buffer, n: number): number {
     const c = this.conn;
-    const before = this.headLen;
     for (let used = 0; used < n; ) {
       if (this.headLen === c.head.length) {
         const bigger = Buffer.allocUnsafeSlow(Math.min(c.head.length * 2, MAX_HEAD_BYTES));
@@ -113,12 +120,19 @@ export class RangeExchange implements ConnectionUser {
       buf.copy(c.head, this.headLen, used, used + take);
       this.headLen += take;
       used += take;
-      const head = parseResponseHead(this.task.url, c.head, this.headLen);
-      if (head) {
+      for (let head = parseResponseHead(this.task.url, c.head, this.headLen); head; head = parseResponseHead(this.task.url, c.head, this.headLen)) {
+        if (head.status < 200 && head.status >= 100 && head.status !== 101) {
+          // An interim answer: dropped from the head buffer; the final one may follow in the same bytes. (The head's
+          // deadline still runs: interim answers do not extend it.)
+          if (++this.interimAnswers > MAX_INTERIM_ANSWERS) throw new FetchError(this.task.url, 'reset', `more than ${MAX_INTERIM_ANSWERS} interim (1xx) answers before the answer`);
+          c.head.copy(c.head, 0, head.length, this.headLen);
+          this.headLen -= head.length;
+          continue;
+        }
         clearTimeout(this.headDeadline);
         this.ttfbMs = performance.now() - this.t0;
         this.startBody(head);
-        return head.length - before;
+        return used - (this.headLen - head.length); // (the head buffer's last bytes are this read's first `used`)
       }
     }
     return -1;
