@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { ImageLayout, Region } from './layout.js';
 import type { PartBytes, RawBytes } from './ports.js';
-import { settleAll } from '../util/settle.js';
+import { settleEach } from '../util/settle.js';
 
 export interface ReaderOptions {
   /** Bytes of read-ahead blocks kept in memory. */
@@ -41,6 +41,11 @@ interface StreamEnd {
 
 /** A stream that read within this long counts as active when the read-ahead budget is shared. */
 const STREAM_ACTIVE_MS = 1000;
+/**
+ * Regions of one read (readInto) read at once, the rest as those end: more than a real image puts in a block (a 4 MiB
+ * block of small packages has tens), so only a template cut into tiny regions waits (each job holds a few KB).
+ */
+const READ_JOBS_AT_ONCE = 256;
 /** Read ends remembered (ImageReader.streamEnds): streams told apart at once. */
 const STREAM_ENDS = 64;
 /** Reads a stream's read may come before the one it follows, and still continue it (continuedStream). */
@@ -203,17 +208,35 @@ export class ImageReader {
 
   /** The image's bytes from `offset` into all of `target`; returns only once no source writes into it. */
   async readInto(offset: number, target: Buffer): Promise<void> {
-    await settleAll((signal, jobs) => {
-      let at = 0;
-      for (const { region, from, length } of this.layout.slices(offset, target.length)) {
-        jobs.push(
-          region.kind === 'raw'
-            ? this.raw.readInto(region.rawOffset + from, length, target, at, signal)
-            : this.parts.readInto(region.key, from, length, target, at, signal),
-        );
-        at += length;
+    await settleEach(this.readJobs(offset, target), READ_JOBS_AT_ONCE);
+  }
+
+  /**
+   * The jobs of readInto, one per region, but raw regions in a row whose bytes follow each other in the template's raw
+   * data are one read of it: a template may cut its raw data into regions of a byte (a valid 4 MB one gave a 4 MiB
+   * block 524,287 jobs).
+   */
+  private *readJobs(offset: number, target: Buffer): Generator<(signal: AbortSignal) => Promise<void>> {
+    let at = 0;
+    let raw: { from: number; length: number; at: number } | undefined;
+    const rawJob = ({ from, length, at: to }: { from: number; length: number; at: number }) => (signal: AbortSignal) => this.raw.readInto(from, length, target, to, signal);
+    for (const { region, from, length } of this.layout.slices(offset, target.length)) {
+      if (region.kind === 'raw') {
+        const rawFrom = region.rawOffset + from;
+        if (raw && raw.from + raw.length === rawFrom) raw.length += length;
+        else {
+          if (raw) yield rawJob(raw);
+          raw = { from: rawFrom, length, at };
+        }
+      } else {
+        if (raw) yield rawJob(raw);
+        raw = undefined;
+        const part = { key: region.key, from, length, at };
+        yield (signal) => this.parts.readInto(part.key, part.from, part.length, target, part.at, signal);
       }
-    });
+      at += length;
+    }
+    if (raw) yield rawJob(raw);
   }
 
   private block(index: number): Block {

@@ -3,14 +3,14 @@ import { constants } from 'node:fs';
 import { open, readdir, rename, rm, stat, utimes, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { createInflate, inflate } from 'node:zlib';
+import { createInflate, inflate, inflateSync } from 'node:zlib';
 import { LRUCache } from 'lru-cache';
 import type { ByteSource } from '../format/bytesource.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import type { RawChunk, TemplateInfo } from '../format/template.js';
 import type { WorkerPool } from '../util/worker-pool.js';
 import { lastAtOrBefore } from '../util/binary-search.js';
-import { settleAll, throwIfAborted, unlessAborted } from '../util/settle.js';
+import { settleEach, throwIfAborted, unlessAborted } from '../util/settle.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { makeListed } from '../util/exit-leftovers.js';
 import { oncePerKey } from '../util/once-per-key.js';
@@ -19,6 +19,15 @@ import { commitStamp, writtenSinceCommit } from '../cache/commit-stamp.js';
 import { openRegular } from '../util/open-regular.js';
 
 const inflateAsync = promisify(inflate);
+/**
+ * Chunks up to this size are inflated on the calling thread: a trip through libuv's pool costs more than inflating
+ * them, and a template cut into 262,143 chunks of a byte took 36 s of trips for one block.
+ */
+const INFLATE_HERE = 64 * 1024;
+
+function inflateChunk(payload: Buffer, opts: { maxOutputLength: number; chunkSize: number }): Promise<Buffer> {
+  return opts.maxOutputLength <= INFLATE_HERE + 1 ? Promise.resolve(inflateSync(payload, opts)) : inflateAsync(payload, opts);
+}
 
 /** Chunks bigger than this are inflated once into a spill file, so no random read re-inflates them. */
 export const SPILL_THRESHOLD = 16 * 1024 * 1024;
@@ -28,6 +37,11 @@ export const SPILL_THRESHOLD = 16 * 1024 * 1024;
  */
 const MAX_BZIP2_CHUNK = 8 * 1024 * 1024;
 const SPILL_BLOCK = 1024 * 1024;
+/**
+ * Chunks one read loads at a time (readInto), the rest as those end: a read spans one or two chunks of a real template,
+ * and one over a template's tiny chunks (262,143 of a byte each in a valid one) inflated them all at once (GBs).
+ */
+const CHUNKS_AT_ONCE = 4;
 
 /**
  * zlib's output buffer for a chunk inflated whole: the chunk's size (+1, so that a longer stream shows as one),
@@ -125,20 +139,24 @@ export class TemplateData {
     if (rawOffset < 0 || rawOffset + length > this.rawLength) {
       throw new JigdoError(this.info.name, `raw data ${rawOffset}+${length} lies outside the ${this.rawLength} raw bytes`);
     }
-    await settleAll((chunkSignal, jobs) => {
-      let pos = rawOffset;
-      let out = targetOffset;
-      const end = rawOffset + length;
-      for (let i = this.chunkAt(rawOffset); pos < end; i++) {
-        const chunk = this.info.chunks[i]!;
-        const from = pos - chunk.rawStart;
-        const n = Math.min(end, chunk.rawStart + chunk.uncompressedLength) - pos;
-        if (n <= 0) continue; // empty chunk (uncLen 0)
-        jobs.push(this.readChunk(chunk, from, n, target, out, chunkSignal));
-        pos += n;
-        out += n;
-      }
-    }, signal);
+    await settleEach(this.chunkJobs(rawOffset, length, target, targetOffset), CHUNKS_AT_ONCE, signal);
+  }
+
+  /** The jobs of readInto: one per chunk it spans. */
+  private *chunkJobs(rawOffset: number, length: number, target: Buffer, targetOffset: number): Generator<(signal: AbortSignal) => Promise<void>> {
+    let pos = rawOffset;
+    let out = targetOffset;
+    const end = rawOffset + length;
+    for (let i = this.chunkAt(rawOffset); pos < end; i++) {
+      const chunk = this.info.chunks[i]!;
+      const from = pos - chunk.rawStart;
+      const n = Math.min(end, chunk.rawStart + chunk.uncompressedLength) - pos;
+      if (n <= 0) continue; // empty chunk (uncLen 0)
+      const at = out;
+      yield (signal) => this.readChunk(chunk, from, n, target, at, signal);
+      pos += n;
+      out += n;
+    }
   }
 
   private async readChunk(chunk: RawChunk, from: number, n: number, target: Buffer, at: number, signal: AbortSignal): Promise<void> {
@@ -180,7 +198,7 @@ export class TemplateData {
     try {
       data =
         chunk.compression === 'zlib'
-          ? await inflateAsync(payload, { maxOutputLength: chunk.uncompressedLength + 1, chunkSize: outputBufferSize(chunk) })
+          ? await inflateChunk(payload, { maxOutputLength: chunk.uncompressedLength + 1, chunkSize: outputBufferSize(chunk) })
           : await this.opts.pool.bunzip2(payload, chunk.uncompressedLength);
     } catch (err) {
       throw this.corrupt(chunk, `corrupt ${chunk.compression} data (${errorMessage(err)})`);

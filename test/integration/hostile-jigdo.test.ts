@@ -16,6 +16,7 @@ import { SAMPLES, SAMPLE_PARTS, assertCleanFailure, assertOk, describeRun, runCl
 import { startMirror } from '../helpers/mirror-server.js';
 import { isMounted, forceUnmount } from '../helpers/mount.js';
 import { fileMd5 } from '../helpers/hash.js';
+import { E, data, template } from '../helpers/template-bytes.js';
 
 const run = promisify(execFile);
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-hostile-'));
@@ -240,4 +241,56 @@ test('mount of a .jigdo with Filename=..: one clean line at once, no mount left'
   } finally {
     await forceUnmount(mnt);
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// A valid template cut into hundreds of thousands of tiny regions or chunks (jigdo-file builds each in a second or two)
+
+/** Writes `tpl` and a .jigdo naming it (with its MD5) and `parts` (label A) into a folder of its own. */
+async function tinyRegions(name: string, tpl: Buffer, parts: Array<[Buffer, string]> = []): Promise<{ dir: string; jigdo: string }> {
+  const dir = path.join(work, name);
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, `${name}.template`), tpl);
+  const md5 = (b: Buffer): string => createHash('md5').update(b).digest('base64url');
+  const lines = parts.map(([sum, file]) => `${sum.toString('base64url')}=A:${file}`);
+  const text = `[Jigdo]\nVersion=1.2\n[Image]\nFilename=${name}.iso\nTemplate=${name}.template\nTemplate-MD5Sum=${md5(tpl)}\n[Parts]\n${lines.join('\n')}\n`;
+  const jigdo = path.join(dir, `${name}.jigdo`);
+  await writeFile(jigdo, text);
+  return { dir, jigdo };
+}
+
+/** make-image of it, within a 160 MB V8 heap: right, in well under the time the run is given. */
+async function buildsQuickly({ dir, jigdo }: { dir: string; jigdo: string }, image: Buffer, args: string[] = []): Promise<void> {
+  const out = path.join(dir, 'out.iso');
+  const env = { ...process.env, NODE_OPTIONS: '--max-old-space-size=160', XDG_CACHE_HOME: dir, XDG_CONFIG_HOME: dir, JIGDOFS_DEBUG: '' };
+  const r = await cli(['make-image', jigdo, '-o', out, ...args], { env, timeoutMs: 120_000 });
+  assertOk(r);
+  assert.equal(await fileMd5(out), createHash('md5').update(image).digest('hex'));
+  assert.ok(r.ms < 60_000, `took ${r.ms} ms`);
+}
+
+test('262,143 raw regions of a byte: make-image in seconds (a listener per region made it quadratic: hours, deaf to signals)', async () => {
+  const n = 262_143;
+  const raw = Buffer.from(Array.from({ length: n }, (_, i) => (i * 7) & 255));
+  const entries = [...Array.from({ length: n }, () => E.t2(1)), E.t5(n, createHash('md5').update(raw).digest())];
+  await buildsQuickly(await tinyRegions('raw-regions', template([data(raw)], entries)), raw);
+});
+
+test('131,072 DATA chunks of a byte under one raw region: inflated a few at a time, not all at once', async () => {
+  const n = 131_072;
+  const raw = Buffer.from(Array.from({ length: n }, (_, i) => (i * 13) & 255));
+  const chunks = Array.from({ length: n }, (_, i) => data(raw.subarray(i, i + 1)));
+  await buildsQuickly(await tinyRegions('raw-chunks', template(chunks, [E.t2(n), E.t5(n, createHash('md5').update(raw).digest())])), raw);
+});
+
+test('one 1-byte part 131,072 times in a row: make-image in seconds, a bounded number of reads at once', async () => {
+  const n = 131_072;
+  const z = Buffer.from('Z');
+  const sum = createHash('md5').update(z).digest();
+  const image = Buffer.alloc(n, 'Z');
+  const entries = [...Array.from({ length: n }, () => E.t6(1, sum)), E.t5(n, createHash('md5').update(image).digest())];
+  const made = await tinyRegions('one-part', template([], entries), [[sum, 'z.bin']]);
+  await mkdir(path.join(made.dir, 'parts'));
+  await writeFile(path.join(made.dir, 'parts', 'z.bin'), z);
+  await buildsQuickly(made, image, ['--local', `A=${path.join(made.dir, 'parts')}`]);
 });

@@ -14,6 +14,7 @@ import { encodeB64 } from '../../src/format/base64.js';
 import { MAX_DESC_ENTRIES, MAX_TEMPLATE_CHUNKS, parseDesc, parseTemplate, type Desc, type DescEntry, type TemplateInfo } from '../../src/format/template.js';
 import { SAMPLES, SAMPLE_PARTS } from '../helpers/cli.js';
 import { md5sum as md5 } from '../helpers/hash.js';
+import { E, HEADER, chunk, data, descPart, template, u48 } from '../helpers/template-bytes.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-format-template-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -158,38 +159,7 @@ test('the part index is right: chunks decompressed independently rebuild image.i
 // ---------------------------------------------------------------------------------------------
 // Synthetic templates
 
-const u48 = (n: number): Buffer => {
-  const b = Buffer.alloc(6);
-  b.writeUIntLE(n, 0, 6);
-  return b;
-};
-const u32 = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-};
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
-const RS = Buffer.from('0102030405060708', 'hex');
-const E = {
-  t1: (len: number, sum: Buffer) => Buffer.concat([Buffer.from([1]), u48(len), sum]),
-  t2: (len: number) => Buffer.concat([Buffer.from([2]), u48(len)]),
-  t3: (len: number, sum: Buffer) => Buffer.concat([Buffer.from([3]), u48(len), sum]),
-  t4: (len: number, sum: Buffer) => Buffer.concat([Buffer.from([4]), u48(len), sum]),
-  t5: (len: number, sum: Buffer, bl = 1024) => Buffer.concat([Buffer.from([5]), u48(len), sum, u32(bl)]),
-  t6: (len: number, sum: Buffer, rs = RS) => Buffer.concat([Buffer.from([6]), u48(len), rs, sum]),
-  t7: (len: number, sum: Buffer, rs = RS) => Buffer.concat([Buffer.from([7]), u48(len), rs, sum]),
-  t8: (len: number, sum: Buffer, bl = 1024) => Buffer.concat([Buffer.from([8]), u48(len), sum, u32(bl)]),
-  t9: (len: number, sum: Buffer, rs = RS) => Buffer.concat([Buffer.from([9]), u48(len), rs, sum]),
-};
-const HEADER = Buffer.from('JigsawDownload template 1.2 synthetic/1\r\nmade by format-template.test.ts\r\n\r\n');
-const chunk = (id: string, payload: Buffer, unc: number): Buffer => Buffer.concat([Buffer.from(id), u48(16 + payload.length), u48(unc), payload]);
-const data = (raw: Buffer | string): Buffer => chunk('DATA', deflateSync(Buffer.from(raw)), Buffer.from(raw).length);
-function descPart(entries: Buffer[], lengthFix = 0): Buffer {
-  const body = Buffer.concat(entries);
-  const total = 16 + body.length + lengthFix;
-  return Buffer.concat([Buffer.from('DESC'), u48(total), body, u48(total)]);
-}
-const template = (chunks: Buffer[], entries: Buffer[], header = HEADER): Buffer => Buffer.concat([header, ...chunks, descPart(entries)]);
 
 let serial = 0;
 async function parseBytes(bytes: Buffer): Promise<{ info: TemplateInfo; file: string }> {

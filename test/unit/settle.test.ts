@@ -5,7 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { settleAll, settledWithin, throwIfAborted, unlessAborted } from '../../src/util/settle.js';
+import { onAbort, settleAll, settleEach, settledWithin, throwIfAborted, unlessAborted } from '../../src/util/settle.js';
 
 const after = <T>(ms: number, value: T): Promise<T> => new Promise((r) => setTimeout(() => r(value), ms));
 
@@ -66,6 +66,80 @@ describe('settleAll', () => {
       settleAll((signal, jobs) => jobs.push(unlessAborted(after(10_000, 0), signal)), outer.signal),
       /outer/,
     );
+  });
+});
+
+describe('settleEach', () => {
+  test('runs the tasks in order, at most `limit` at once, as many lanes as tasks', async () => {
+    let running = 0;
+    let most = 0;
+    const order: number[] = [];
+    const task = (i: number) => async (): Promise<void> => {
+      order.push(i);
+      most = Math.max(most, ++running);
+      await after(2, 0);
+      running--;
+    };
+    await settleEach(Array.from({ length: 20 }, (_, i) => task(i)), 3);
+    assert.deepEqual(order, Array.from({ length: 20 }, (_, i) => i));
+    assert.equal(most, 3);
+    most = 0;
+    await settleEach([task(0)], 256);
+    assert.equal(most, 1);
+    await settleEach([], 4);
+  });
+
+  test('a failure aborts the running tasks and starts no more; its error is thrown once they ended', async () => {
+    const started: number[] = [];
+    let ended = 0;
+    function* tasks(): Generator<(signal: AbortSignal) => Promise<void>> {
+      for (let i = 0; i < 100; i++) {
+        yield async (signal) => {
+          started.push(i);
+          if (i === 2) throw new Error('bad region');
+          await unlessAborted(after(10_000, 0), signal).catch(() => undefined);
+          ended++;
+        };
+      }
+    }
+    await assert.rejects(settleEach(tasks(), 4), /bad region/);
+    assert.deepEqual(started, [0, 1, 2, 3]);
+    assert.equal(ended, 3, 'the others were cut short and ended before it threw');
+  });
+
+  test('an outer signal aborts them too', async () => {
+    const outer = new AbortController();
+    setTimeout(() => outer.abort(new Error('outer')), 10);
+    await assert.rejects(settleEach([(signal) => unlessAborted(after(10_000, 0), signal)], 2, outer.signal), /outer/);
+  });
+});
+
+describe('onAbort', () => {
+  test('calls each waiting function once at the abort, none that stopped; at once on an aborted signal', () => {
+    const c = new AbortController();
+    const calls: string[] = [];
+    onAbort(c.signal, () => calls.push('a'));
+    const stop = onAbort(c.signal, () => calls.push('b'));
+    const f = (): number => calls.push('f');
+    onAbort(c.signal, f);
+    onAbort(c.signal, f);
+    stop();
+    c.abort();
+    c.abort();
+    assert.deepEqual(calls, ['a', 'f', 'f']);
+    onAbort(c.signal, () => calls.push('late'));
+    assert.deepEqual(calls, ['a', 'f', 'f', 'late']);
+  });
+
+  test('200,000 waiting on one signal take a linear time (a listener each was quadratic)', async () => {
+    // Not a timing test of speed: quadratic here is minutes, linear well under a second; 20 s only tells them apart.
+    const c = new AbortController();
+    const t0 = Date.now();
+    const waits = Array.from({ length: 200_000 }, () => unlessAborted(new Promise<never>(() => undefined), c.signal));
+    c.abort(new Error('stop'));
+    const results = await Promise.allSettled(waits);
+    assert.ok(results.every((r) => r.status === 'rejected'));
+    assert.ok(Date.now() - t0 < 20_000, `took ${Date.now() - t0} ms`);
   });
 });
 
