@@ -159,7 +159,7 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
     if (jigdo.parts.size > 0 && template.desc.imageChecksumKind !== jigdo.checksumKind) {
       throw new JigdoError(templatePath, `template uses ${template.desc.imageChecksumKind} but the .jigdo lists ${jigdo.checksumKind} parts`);
     }
-    const layout = ImageLayout.fromDesc(template.desc);
+    const layout = ImageLayout.fromDesc(template.desc, templatePath);
     const spillId = createHash('sha256').update(template.desc.imageSum).update(String(template.fileSize)).digest('hex').slice(0, 32);
     const eviction = opts.network?.cache.eviction; // (finished spills are cache files: counted against --cache-size)
     const raw = new TemplateData(src, template, {

@@ -1,4 +1,5 @@
 import type { ChecksumKind } from '../format/checksum.js';
+import { JigdoError } from '../format/errors.js';
 import type { Desc } from '../format/template.js';
 import { lastAtOrBefore } from '../util/binary-search.js';
 
@@ -36,7 +37,11 @@ export class ImageLayout {
     this.starts = Float64Array.from(regions, (r) => r.offset);
   }
 
-  static fromDesc(desc: Desc): ImageLayout {
+  /**
+   * The layout of the template `file`'s DESC. A part listed with two lengths is refused: no file is both, and make-image
+   * blamed the local copy of whichever length came second ("shorter than when it was verified").
+   */
+  static fromDesc(desc: Desc, file: string): ImageLayout {
     const regions: Region[] = [];
     const parts = new Map<string, PartNeed>();
     for (const e of desc.entries) {
@@ -45,6 +50,7 @@ export class ImageLayout {
       } else if (e.kind === 'part') {
         let need = parts.get(e.key);
         if (!need) parts.set(e.key, (need = { key: e.key, sum: e.sum, length: e.length, offsets: [] }));
+        else if (need.length !== e.length) throw new JigdoError(file, `part ${e.key} is listed with two lengths, ${need.length} and ${e.length} bytes: a corrupt template`);
         need.offsets.push(e.offset);
         if (e.length > 0) regions.push({ kind: 'part', offset: e.offset, length: e.length, key: e.key });
       }

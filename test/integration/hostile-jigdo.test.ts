@@ -294,3 +294,14 @@ test('one 1-byte part 131,072 times in a row: make-image in seconds, a bounded n
   await writeFile(path.join(made.dir, 'parts', 'z.bin'), z);
   await buildsQuickly(made, image, ['--local', `A=${path.join(made.dir, 'parts')}`]);
 });
+
+test('a part listed with two lengths: the template is refused, naming it (the local copy was blamed)', async () => {
+  const z = Buffer.from('ZZ');
+  const sum = createHash('md5').update(z).digest();
+  const image = Buffer.from('ZZZ');
+  const made = await tinyRegions('two-lengths', template([], [E.t6(2, sum), E.t6(1, sum), E.t5(3, createHash('md5').update(image).digest())]), [[sum, 'z.bin']]);
+  await mkdir(path.join(made.dir, 'parts'));
+  await writeFile(path.join(made.dir, 'parts', 'z.bin'), z);
+  const r = await cli(['make-image', made.jigdo, '-o', path.join(made.dir, 'out.iso'), '--local', `A=${path.join(made.dir, 'parts')}`]);
+  assertCleanFailure(r, path.join(made.dir, 'two-lengths.template'), new RegExp(`part ${sum.toString('base64url')} is listed with two lengths, 2 and 1 bytes: a corrupt template$`));
+});
