@@ -20,13 +20,15 @@ import { openRegular } from '../util/open-regular.js';
 
 const inflateAsync = promisify(inflate);
 /**
- * Chunks up to this size are inflated on the calling thread: a trip through libuv's pool costs more than inflating
- * them, and a template cut into 262,143 chunks of a byte took 36 s of trips for one block.
+ * Chunks up to this size, compressed and not, are inflated on the calling thread: a trip through libuv's pool costs
+ * more than inflating them, and a template cut into 262,143 chunks of a byte took 36 s of trips for one block. (The
+ * payload too: one byte may come out of 100 MB of empty stored blocks, 0.1 s of the thread.)
  */
 const INFLATE_HERE = 64 * 1024;
 
 function inflateChunk(payload: Buffer, opts: { maxOutputLength: number; chunkSize: number }): Promise<Buffer> {
-  return opts.maxOutputLength <= INFLATE_HERE + 1 ? Promise.resolve(inflateSync(payload, opts)) : inflateAsync(payload, opts);
+  const small = opts.maxOutputLength <= INFLATE_HERE + 1 && payload.length <= INFLATE_HERE;
+  return small ? Promise.resolve(inflateSync(payload, opts)) : inflateAsync(payload, opts);
 }
 
 /** Chunks bigger than this are inflated once into a spill file, so no random read re-inflates them. */

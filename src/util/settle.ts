@@ -40,11 +40,15 @@ export async function settleAll(start: (signal: AbortSignal, jobs: Array<Promise
 export async function settleEach(tasks: Iterable<(signal: AbortSignal) => Promise<unknown>>, limit: number, outer?: AbortSignal): Promise<void> {
   const it = tasks[Symbol.iterator]();
   await settleAll((signal, jobs) => {
+    // An aborted signal fails a lane rather than ending it: a task left unrun has not written its bytes, and only a
+    // failure may say so (an outer abort is no job's failure).
     const lane = async (first: (signal: AbortSignal) => Promise<unknown>): Promise<void> => {
+      throwIfAborted(signal);
       await first(signal);
-      while (!signal.aborted) {
+      for (;;) {
         const next = it.next();
         if (next.done) return;
+        throwIfAborted(signal);
         await next.value(signal);
       }
     };
@@ -78,7 +82,16 @@ export function onAbort(signal: AbortSignal, fn: () => void): () => void {
     waiting.set(signal, all);
     signal.addEventListener('abort', () => {
       waiting.delete(signal);
-      for (const f of all) f();
+      for (const f of all) {
+        try {
+          f();
+        } catch (err) {
+          // As a listener's throw: reported, and the others still called (else their waits never ended).
+          queueMicrotask(() => {
+            throw err;
+          });
+        }
+      }
     }, { once: true });
   }
   const mine = fns;

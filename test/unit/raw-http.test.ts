@@ -224,21 +224,24 @@ test('a kept-alive connection the server closed is retried on a new one', async 
   }
 });
 
-test('an interim answer and the answer in one read, or a byte at a time: the body starts where it should', async () => {
+test('interim answers and the answer in one read, split inside the final head, or a byte at a time: the body starts where it should', async () => {
   const body = Buffer.from('fourteen bytes');
-  const text = Buffer.concat([Buffer.from(`HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body]);
-  let byteAtATime = false;
+  const heads = 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\n';
+  const text = Buffer.concat([Buffer.from(`${heads}Content-Length: ${body.length}\r\n\r\n`), body]);
+  let mode: 'whole' | 'split' | 'bytes' = 'whole';
   const server = createServer((socket: Socket) => {
     socket.on('error', () => undefined);
+    socket.setNoDelay(true);
     socket.once('data', () => {
-      if (!byteAtATime) return void socket.end(text);
-      socket.setNoDelay(true);
+      if (mode === 'whole') return void socket.end(text);
+      // (split: the interim answers and the final head's first line in one read, its rest and the body in the next)
+      const pieces = mode === 'split' ? [text.subarray(0, heads.length), text.subarray(heads.length)] : [...text].map((b) => Buffer.of(b));
       let i = 0;
       const timer = setInterval(() => {
         if (socket.destroyed) return clearInterval(timer);
-        if (i === text.length) return void (clearInterval(timer), socket.end());
-        socket.write(text.subarray(i, ++i));
-      }, 1);
+        if (i === pieces.length) return void (clearInterval(timer), socket.end());
+        socket.write(pieces[i++]!);
+      }, mode === 'split' ? 50 : 1);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -246,8 +249,8 @@ test('an interim answer and the answer in one read, or a byte at a time: the bod
   const threads = new FetchThreads(1);
   const dir = await mkdtemp(path.join(tmpdir(), 'raw-http-'));
   try {
-    for (const each of [false, true]) {
-      byteAtATime = each;
+    for (const each of ['whole', 'split', 'bytes'] as const) {
+      mode = each;
       const file = path.join(dir, `out-${each}`);
       const fh = await open(file, 'w+');
       try {
@@ -256,7 +259,7 @@ test('an interim answer and the answer in one read, or a byte at a time: the bod
       } finally {
         await fh.close();
       }
-      assert.deepEqual(await readFile(file), body, `byte at a time: ${each}`);
+      assert.deepEqual(await readFile(file), body, each);
     }
   } finally {
     await threads.close();

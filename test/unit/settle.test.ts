@@ -112,6 +112,19 @@ describe('settleEach', () => {
     setTimeout(() => outer.abort(new Error('outer')), 10);
     await assert.rejects(settleEach([(signal) => unlessAborted(after(10_000, 0), signal)], 2, outer.signal), /outer/);
   });
+
+  test('an outer abort while a task runs that ends well: the tasks left unrun make it fail, never resolve', async () => {
+    // Lanes that just stopped at the abort left tasks unrun, their bytes unwritten, and settleEach resolved.
+    const outer = new AbortController();
+    const ran: number[] = [];
+    const task = (i: number) => async (): Promise<void> => {
+      ran.push(i);
+      if (i === 0) outer.abort(new Error('outer'));
+      await after(1, 0);
+    };
+    await assert.rejects(settleEach([0, 1, 2, 3, 4].map(task), 1, outer.signal), /outer/);
+    assert.deepEqual(ran, [0]);
+  });
 });
 
 describe('onAbort', () => {
@@ -129,6 +142,28 @@ describe('onAbort', () => {
     assert.deepEqual(calls, ['a', 'f', 'f']);
     onAbort(c.signal, () => calls.push('late'));
     assert.deepEqual(calls, ['a', 'f', 'f', 'late']);
+  });
+
+  test('a waiting function that throws: the others are still called, the throw is reported', async () => {
+    const c = new AbortController();
+    const calls: string[] = [];
+    onAbort(c.signal, () => calls.push('a'));
+    onAbort(c.signal, () => {
+      throw new Error('waiter broke');
+    });
+    onAbort(c.signal, () => calls.push('c'));
+    // The throw is rethrown from a microtask (an uncaught exception, as a listener's): taken here instead of by the runner.
+    const queued: Array<() => void> = [];
+    const original = globalThis.queueMicrotask;
+    globalThis.queueMicrotask = (cb) => void queued.push(cb);
+    try {
+      c.abort();
+    } finally {
+      globalThis.queueMicrotask = original;
+    }
+    assert.deepEqual(calls, ['a', 'c']);
+    assert.equal(queued.length, 1);
+    assert.throws(() => queued[0]!(), /waiter broke/);
   });
 
   test('200,000 waiting on one signal take a linear time (a listener each was quadratic)', async () => {
