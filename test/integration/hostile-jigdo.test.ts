@@ -320,3 +320,12 @@ test('65,536 raw regions of a byte, each followed by a 1-byte part: every region
   await writeFile(path.join(made.dir, 'parts', 'z.bin'), z);
   await buildsQuickly(made, image, ['--local', `A=${path.join(made.dir, 'parts')}`]);
 });
+
+test("info of a template with no DATA part: 'Raw data: none', not '0 bytes in 0 no chunk(s)'", async () => {
+  const z = Buffer.from('ZZ');
+  const sum = createHash('md5').update(z).digest();
+  const made = await tinyRegions('all-parts', template([], [E.t6(2, sum), E.t5(2, createHash('md5').update(z).digest())]), [[sum, 'z.bin']]);
+  const r = await cli(['info', made.jigdo]);
+  assertOk(r);
+  assert.match(r.stdout, /^Raw data: {5}none \(every byte of the image is in a part\)$/m);
+});

@@ -121,7 +121,9 @@ function textLines(info: Info): string[] {
     ...(info.shortInfo ? [`ShortInfo:    ${info.shortInfo}`] : []),
     `Parts:        ${grouped(info.parts.distinct)} distinct, ${grouped(info.parts.placed)} placed, ${grouped(info.parts.bytes)} bytes` +
       (info.parts.zeroLength ? `, ${info.parts.zeroLength} zero-length` : ''),
-    `Raw data:     ${grouped(info.rawBytes)} bytes in ${grouped(t.chunks)} ${t.compression.join('+') || 'no'} chunk(s), largest ${grouped(t.largestChunk)}`,
+    t.chunks === 0
+      ? 'Raw data:     none (every byte of the image is in a part)'
+      : `Raw data:     ${grouped(info.rawBytes)} bytes in ${grouped(t.chunks)} ${t.compression.join('+')} chunk(s), largest ${grouped(t.largestChunk)}`,
     `Template:     ${t.file}, ${grouped(t.size)} bytes, "${t.header}"`,
     ...tail,
   ];
