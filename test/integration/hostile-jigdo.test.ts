@@ -246,24 +246,33 @@ test('mount of a .jigdo with Filename=..: one clean line at once, no mount left'
 // ---------------------------------------------------------------------------------------------
 // A valid template cut into hundreds of thousands of tiny regions or chunks (jigdo-file builds each in a second or two)
 
-/** Writes `tpl` and a .jigdo naming it (with its MD5) and `parts` (label A) into a folder of its own. */
-async function tinyRegions(name: string, tpl: Buffer, parts: Array<[Buffer, string]> = []): Promise<{ dir: string; jigdo: string }> {
+/** A folder of its own holding `tpl`, a .jigdo naming it (with its MD5) and, when given, the one `part` it lists. */
+interface TinyRegions {
+  dir: string;
+  jigdo: string;
+  /** The options that find the part (label A). */
+  local: string[];
+}
+
+/** Writes `tpl`, a .jigdo naming it (with its MD5) and `part` (as A:z.bin, in parts/) into a folder of its own. */
+async function tinyRegions(name: string, tpl: Buffer, part?: Buffer): Promise<TinyRegions> {
   const dir = path.join(work, name);
-  await mkdir(dir, { recursive: true });
+  await mkdir(path.join(dir, 'parts'), { recursive: true });
   await writeFile(path.join(dir, `${name}.template`), tpl);
   const md5 = (b: Buffer): string => createHash('md5').update(b).digest('base64url');
-  const lines = parts.map(([sum, file]) => `${sum.toString('base64url')}=A:${file}`);
-  const text = `[Jigdo]\nVersion=1.2\n[Image]\nFilename=${name}.iso\nTemplate=${name}.template\nTemplate-MD5Sum=${md5(tpl)}\n[Parts]\n${lines.join('\n')}\n`;
+  const parts = part ? `${md5(part)}=A:z.bin\n` : '';
+  if (part) await writeFile(path.join(dir, 'parts', 'z.bin'), part);
+  const text = `[Jigdo]\nVersion=1.2\n[Image]\nFilename=${name}.iso\nTemplate=${name}.template\nTemplate-MD5Sum=${md5(tpl)}\n[Parts]\n${parts}`;
   const jigdo = path.join(dir, `${name}.jigdo`);
   await writeFile(jigdo, text);
-  return { dir, jigdo };
+  return { dir, jigdo, local: part ? ['--local', `A=${path.join(dir, 'parts')}`] : [] };
 }
 
 /** make-image of it, within a 160 MB V8 heap: right, in well under the time the run is given. */
-async function buildsQuickly({ dir, jigdo }: { dir: string; jigdo: string }, image: Buffer, args: string[] = []): Promise<void> {
+async function buildsQuickly({ dir, jigdo, local }: TinyRegions, image: Buffer): Promise<void> {
   const out = path.join(dir, 'out.iso');
   const env = { ...process.env, NODE_OPTIONS: '--max-old-space-size=160', XDG_CACHE_HOME: dir, XDG_CONFIG_HOME: dir, JIGDOFS_DEBUG: '' };
-  const r = await cli(['make-image', jigdo, '-o', out, ...args], { env, timeoutMs: 120_000 });
+  const r = await cli(['make-image', jigdo, '-o', out, ...local], { env, timeoutMs: 120_000 });
   assertOk(r);
   assert.equal(await fileMd5(out), createHash('md5').update(image).digest('hex'));
   assert.ok(r.ms < 60_000, `took ${r.ms} ms`);
@@ -289,20 +298,15 @@ test('one 1-byte part 131,072 times in a row: make-image in seconds, a bounded n
   const sum = createHash('md5').update(z).digest();
   const image = Buffer.alloc(n, 'Z');
   const entries = [...Array.from({ length: n }, () => E.t6(1, sum)), E.t5(n, createHash('md5').update(image).digest())];
-  const made = await tinyRegions('one-part', template([], entries), [[sum, 'z.bin']]);
-  await mkdir(path.join(made.dir, 'parts'));
-  await writeFile(path.join(made.dir, 'parts', 'z.bin'), z);
-  await buildsQuickly(made, image, ['--local', `A=${path.join(made.dir, 'parts')}`]);
+  await buildsQuickly(await tinyRegions('one-part', template([], entries), z), image);
 });
 
 test('a part listed with two lengths: the template is refused, naming it (the local copy was blamed)', async () => {
   const z = Buffer.from('ZZ');
   const sum = createHash('md5').update(z).digest();
   const image = Buffer.from('ZZZ');
-  const made = await tinyRegions('two-lengths', template([], [E.t6(2, sum), E.t6(1, sum), E.t5(3, createHash('md5').update(image).digest())]), [[sum, 'z.bin']]);
-  await mkdir(path.join(made.dir, 'parts'));
-  await writeFile(path.join(made.dir, 'parts', 'z.bin'), z);
-  const r = await cli(['make-image', made.jigdo, '-o', path.join(made.dir, 'out.iso'), '--local', `A=${path.join(made.dir, 'parts')}`]);
+  const made = await tinyRegions('two-lengths', template([], [E.t6(2, sum), E.t6(1, sum), E.t5(3, createHash('md5').update(image).digest())]), z);
+  const r = await cli(['make-image', made.jigdo, '-o', path.join(made.dir, 'out.iso'), ...made.local]);
   assertCleanFailure(r, path.join(made.dir, 'two-lengths.template'), new RegExp(`part ${sum.toString('base64url')} is listed with two lengths, 2 and 1 bytes: a corrupt template$`));
 });
 
@@ -315,16 +319,13 @@ test('65,536 raw regions of a byte, each followed by a 1-byte part: every region
   const image = Buffer.alloc(2 * n);
   for (let i = 0; i < n; i++) image.set([raw[i]!, 0x5a], 2 * i);
   const entries = [...Array.from({ length: n }, () => [E.t2(1), E.t6(1, sum)]).flat(), E.t5(2 * n, createHash('md5').update(image).digest())];
-  const made = await tinyRegions('raw-and-part', template([data(raw)], entries), [[sum, 'z.bin']]);
-  await mkdir(path.join(made.dir, 'parts'));
-  await writeFile(path.join(made.dir, 'parts', 'z.bin'), z);
-  await buildsQuickly(made, image, ['--local', `A=${path.join(made.dir, 'parts')}`]);
+  await buildsQuickly(await tinyRegions('raw-and-part', template([data(raw)], entries), z), image);
 });
 
 test("info of a template with no DATA part: 'Raw data: none', not '0 bytes in 0 no chunk(s)'", async () => {
   const z = Buffer.from('ZZ');
   const sum = createHash('md5').update(z).digest();
-  const made = await tinyRegions('all-parts', template([], [E.t6(2, sum), E.t5(2, createHash('md5').update(z).digest())]), [[sum, 'z.bin']]);
+  const made = await tinyRegions('all-parts', template([], [E.t6(2, sum), E.t5(2, createHash('md5').update(z).digest())]), z);
   const r = await cli(['info', made.jigdo]);
   assertOk(r);
   assert.match(r.stdout, /^Raw data: {5}none \(every byte of the image is in a part\)$/m);
