@@ -1,3 +1,5 @@
+import { onAbort } from '../util/on-abort.js';
+
 /** The wait between rounds of retries: every failure of the same thing waits longer, jittered so that parts do not retry in step. */
 
 /** The longest delay setTimeout takes: a larger one (or Infinity) fires after 1 ms, which would retry at once. */
@@ -17,11 +19,11 @@ export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     if (signal?.aborted) return resolve();
     const done = (): void => {
       clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
+      unhook?.();
       resolve();
     };
     const timer = setTimeout(done, Math.min(MAX_TIMER_MS, Math.max(0, ms)));
-    signal?.addEventListener('abort', done, { once: true });
+    const unhook = signal && onAbort(signal, done);
   });
 
 /** About 0.5 s, 1.5 s, 4.5 s... for rounds 1, 2, 3..., at most MAX_BACKOFF_MS (each ±25 %). */

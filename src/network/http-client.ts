@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
 import type { Dispatcher, EnvHttpProxyAgent } from 'undici';
 import { errorMessage } from '../format/errors.js';
@@ -70,9 +69,6 @@ export class HttpClient {
 
   constructor(readonly opts: HttpOptions) {
     this.threads = new FetchThreads(opts.fetchThreads);
-    // Every download waiting between retries listens to it (backoff.ts sleep): 32 prefetches of a mount at a 503
-    // made Node print a MaxListenersExceededWarning past 10. They are removed as each wait ends.
-    setMaxListeners(0, this.closer.signal);
   }
 
   private client(): Promise<Undici> {

@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import type { CacheWriter } from '../cache/cache-writer.js';
 import type { ChecksumKind } from '../format/checksum.js';
 import { JigdoError } from '../format/errors.js';
@@ -203,9 +202,6 @@ export class PartFetch {
     // A server known to ignore Range gets one stream for the whole part (restarted from 0 after a cut).
     const wholeOnly = board.acceptsRanges(c.mirror) === false;
     const run: MirrorRun = { c, abort: new AbortController(), stop: false, wholeOnly };
-    // Each of the run's streams listens on its signal while a request runs (and each redirect hop, until that hop's
-    // body is closed): more than Node's warning line of 10 with `streams-per-part` above 10, all of them removed.
-    setMaxListeners(0, run.abort.signal);
     const pending: Range[] = wholeOnly ? [{ start: 0, end: length, pos: 0 }] : this.ranges.unfinished();
     // Every stream has ended before this returns, even when one threw: the caller may close the file next.
     await eachLimit(pending, this.ctx.opts.streamsPerPart, (r) => this.rangeFromMirror(run, r), () => run.stop);

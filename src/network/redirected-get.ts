@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { FetchError } from './fetch-error.js';
+import { onAbort } from '../util/on-abort.js';
 import { MAX_REDIRECTS, REDIRECT_STATUSES } from './http-answer.js';
 
 type Request = typeof import('undici').request;
@@ -63,9 +64,7 @@ function nextTarget(url: string, location: string, from: URL): URL {
 async function answerInTime(get: GetRequest, target: URL): Promise<Dispatcher.ResponseData> {
   const { request, dispatcher, headers, timeoutMs, signal } = get;
   const ctl = new AbortController();
-  const forward = (): void => ctl.abort(signal?.reason);
-  if (signal?.aborted) forward();
-  else signal?.addEventListener('abort', forward, { once: true });
+  const unhook = signal ? onAbort(signal, () => ctl.abort(signal.reason)) : () => undefined;
   let late = false;
   const deadline = setTimeout(() => {
     late = true;
@@ -73,10 +72,10 @@ async function answerInTime(get: GetRequest, target: URL): Promise<Dispatcher.Re
   }, 2 * timeoutMs);
   try {
     const res = await request(target.href, { method: 'GET', dispatcher, headers, signal: ctl.signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-    res.body.once('close', () => signal?.removeEventListener('abort', forward));
+    res.body.once('close', unhook);
     return res;
   } catch (err) {
-    signal?.removeEventListener('abort', forward);
+    unhook();
     if (late) throw new FetchError(get.url, 'timeout', 'no response headers in time');
     throw err;
   } finally {

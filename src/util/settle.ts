@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { onAbort } from './on-abort.js';
 
 /**
  * Jobs that write into one shared buffer (the parts of one read): `start` starts them (pushing each onto
@@ -59,46 +60,6 @@ export async function settleEach(tasks: Iterable<(signal: AbortSignal) => Promis
       jobs.push(lane(next.value));
     }
   }, outer);
-}
-
-/** What waits on each signal (onAbort): a Set behind one listener of the signal's own. */
-const waiting = new WeakMap<AbortSignal, Set<() => void>>();
-
-/**
- * Calls `fn` once `signal` aborts (at once if it has); the function returned stops that. Both cost the same however many
- * wait on the signal: Node's EventTarget looks through every listener a signal has at each addEventListener (for a
- * duplicate), so a listener per job, one job per region of a read, was quadratic: a valid 4 MB template of 524,287
- * one-byte regions kept one 4 MiB block of make-image busy for hours, deaf to signals meanwhile.
- */
-export function onAbort(signal: AbortSignal, fn: () => void): () => void {
-  if (signal.aborted) {
-    fn();
-    return () => undefined;
-  }
-  let fns = waiting.get(signal);
-  if (!fns) {
-    const all = new Set<() => void>();
-    fns = all;
-    waiting.set(signal, all);
-    signal.addEventListener('abort', () => {
-      waiting.delete(signal);
-      for (const f of all) {
-        try {
-          f();
-        } catch (err) {
-          // As a listener's throw: reported, and the others still called (else their waits never ended).
-          queueMicrotask(() => {
-            throw err;
-          });
-        }
-      }
-    }, { once: true });
-  }
-  const mine = fns;
-  // (A wrapper of its own, which its stop removes: the same `fn` may wait twice.)
-  const call = (): void => fn();
-  mine.add(call);
-  return () => void mine.delete(call);
 }
 
 /** `p`, or, as soon as `signal` aborts, a rejection with its reason (`p` goes on; its result is dropped). */

@@ -5,7 +5,8 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { onAbort, settleAll, settleEach, settledWithin, throwIfAborted, unlessAborted } from '../../src/util/settle.js';
+import { onAbort } from '../../src/util/on-abort.js';
+import { settleAll, settleEach, settledWithin, throwIfAborted, unlessAborted } from '../../src/util/settle.js';
 
 const after = <T>(ms: number, value: T): Promise<T> => new Promise((r) => setTimeout(() => r(value), ms));
 

@@ -1,6 +1,7 @@
 import { usableCores } from '../../util/cpu-count.js';
 import type { Worker } from 'node:worker_threads';
 import type { ChecksumKind } from '../../format/checksum.js';
+import { onAbort } from '../../util/on-abort.js';
 import { startWorker } from '../../util/start-worker.js';
 import { FetchError } from '../fetch-error.js';
 import type { RangeRequest } from '../http-answer.js';
@@ -94,10 +95,9 @@ export class FetchThreads {
     const thread = this.pick();
     const task: FetchTask = { op: 'fetch', id, url, ...range, fd, hash: opts.hash, timeoutMs: opts.timeoutMs };
     return new Promise<ThreadResult>((resolve, reject) => {
-      const abort = (): void => thread.worker.postMessage({ op: 'abort', id });
-      opts.signal?.addEventListener('abort', abort, { once: true });
+      const unhook = opts.signal ? onAbort(opts.signal, () => thread.worker.postMessage({ op: 'abort', id })) : () => undefined;
       const done = <T>(f: (v: T) => void) => (v: T): void => {
-        opts.signal?.removeEventListener('abort', abort);
+        unhook();
         if (--thread.busy === 0) thread.worker.unref();
         f(v);
       };
