@@ -217,24 +217,21 @@ export class ImageReader {
    * block 524,287 jobs).
    */
   private *readJobs(offset: number, target: Buffer): Generator<(signal: AbortSignal) => Promise<void>> {
+    type RawRun = { from: number; length: number; at: number };
+    const rawJob = ({ from, length, at }: RawRun) => (signal: AbortSignal) => this.raw.readInto(from, length, target, at, signal);
     let at = 0;
-    let raw: { from: number; length: number; at: number } | undefined;
-    const rawJob = ({ from, length, at: to }: { from: number; length: number; at: number }) => (signal: AbortSignal) => this.raw.readInto(from, length, target, to, signal);
+    let raw: RawRun | undefined;
     for (const { region, from, length } of this.layout.slices(offset, target.length)) {
-      if (region.kind === 'raw') {
-        const rawFrom = region.rawOffset + from;
-        if (raw && raw.from + raw.length === rawFrom) raw.length += length;
-        else {
-          if (raw) yield rawJob(raw);
-          raw = { from: rawFrom, length, at };
-        }
-      } else {
-        if (raw) yield rawJob(raw);
-        raw = undefined;
-        const part = { key: region.key, from, length, at };
-        yield (signal) => this.parts.readInto(part.key, part.from, part.length, target, part.at, signal);
-      }
+      const to = at;
       at += length;
+      if (region.kind === 'raw' && raw && raw.from + raw.length === region.rawOffset + from) {
+        raw.length += length;
+        continue;
+      }
+      if (raw) yield rawJob(raw);
+      raw = undefined;
+      if (region.kind === 'raw') raw = { from: region.rawOffset + from, length, at: to };
+      else yield (signal) => this.parts.readInto(region.key, from, length, target, to, signal);
     }
     if (raw) yield rawJob(raw);
   }
