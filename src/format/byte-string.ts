@@ -121,13 +121,16 @@ const backslashHex = (byte: number): string => `\\x${byte.toString(16).padStart(
 
 /**
  * What a URL parser would not keep as it is: `#` (it starts a fragment, never sent), a backslash (read as `/`), and
- * control characters (TAB, CR and LF are dropped). A jigdo string is a file's name, joined verbatim (spec §5.5).
+ * control characters (TAB, CR and LF are dropped); and a `%` that starts no `%XX` escape, which the parser keeps but a
+ * server refuses (nginx: 400) where wget, and so jigdo-lite, sends `%25`. A jigdo string is a file's name, joined
+ * verbatim (spec §5.5).
  */
-const URL_ALTERED = /[#\\\u0000-\u001f\u007f]/g;
+const URL_ALTERED = /[#\\\u0000-\u001f\u007f]|%(?![0-9A-Fa-f]{2})/g;
 
 /**
  * A URL as text a URL parser keeps exactly: each escaped byte percent-encoded (`caf\udce9` → `caf%E9`), and so is
- * what the parser would alter (URL_ALTERED: `a#3k.bin` was asked for as `a`, `a\b.bin` as `a/b.bin`), as wget does.
+ * what the parser would alter or a server refuse (URL_ALTERED: `a#3k.bin` was asked for as `a`, `a\b.bin` as `a/b.bin`,
+ * `50%off.bin` was refused), as wget does.
  * The rest is left to the parser, which percent-encodes valid non-ASCII characters as their UTF-8 bytes: so the
  * server is asked for the name's exact bytes either way. Applying it twice changes nothing.
  */

@@ -67,6 +67,15 @@ test('urlText percent-encodes the escaped bytes exactly; the URL parser does the
   assert.equal(urlText('http://h/plain'), 'http://h/plain');
 });
 
+test('urlText sends a % that starts no escape as %25, as wget does, and keeps the escapes there are', () => {
+  assert.equal(urlText('http://h/50%off.bin'), 'http://h/50%25off.bin');
+  assert.equal(urlText('http://h/x%'), 'http://h/x%25');
+  assert.equal(urlText('http://h/x%4'), 'http://h/x%254');
+  assert.equal(urlText('http://h/%zz%41%e9'), 'http://h/%25zz%41%e9');
+  assert.equal(new URL(urlText('http://h/50%off.bin')).pathname, '/50%25off.bin');
+  for (const url of ['http://h/50%off.bin', 'http://h/a#b%', 'http://h/%41']) assert.equal(urlText(urlText(url)), urlText(url), url);
+});
+
 test('percentDecode gives the same string as the raw bytes would', () => {
   assert.equal(percentDecode('caf%E9.template'), decodeBytes(Buffer.from('caf\xe9.template', 'latin1')));
   assert.equal(percentDecode('caf%C3%A9%20x'), 'café x');
