@@ -69,12 +69,16 @@ export async function loadJigdo(where: string, loadRemote?: RemoteLoader): Promi
   return parseJigdo(await load(loc), loc, load);
 }
 
-/** Picks an [Image] by its Filename (or basename), or the first one. */
+/**
+ * Picks an [Image] by its Filename, its basename, or the name shown for it (imageFileName: `jte1.iso` for the
+ * `stdio:jte1.iso` of a .jigdo xorriso wrote, which info, serve and make-image call it), or the first one.
+ */
 export function selectImage(jigdo: JigdoFile, name?: string): JigdoImage {
   if (!name) return jigdo.images[0]!;
-  const found = jigdo.images.find((img) => img.filename === name || path.basename(img.filename) === name);
+  const found = jigdo.images.find((img) => img.filename === name || path.basename(img.filename) === name || imageFileName(img) === name);
   if (!found) {
-    throw new UsageError(`${describeLocation(jigdo.location)} has no image named "${name}" (it has: ${jigdo.images.map((i) => i.filename).join(', ')})`);
+    const names = jigdo.images.map((i) => (imageFileName(i) === i.filename ? i.filename : `${imageFileName(i)} (Filename=${i.filename})`));
+    throw new UsageError(`${describeLocation(jigdo.location)} has no image named "${name}" (it has: ${names.join(', ')})`);
   }
   return found;
 }

@@ -237,6 +237,24 @@ test('info (text) shows the size and checksum', async () => {
   assert.match(r.stdout, new RegExp(`md5 ${IMAGE_MD5}`));
 });
 
+test('--image takes the name info shows (jte1.iso for Filename=stdio:jte1.iso) as well as the Filename; a wrong one lists both', async () => {
+  const jigdo = sample('jte-md5-gzip.jigdo');
+  const shown = await cli(['info', jigdo]);
+  assertOk(shown);
+  assert.match(shown.stdout, /^Image: +jte1\.iso \(Filename=stdio:jte1\.iso\)/m);
+  for (const name of ['jte1.iso', 'stdio:jte1.iso']) {
+    const r = await cli(['info', jigdo, '--image', name]);
+    assertOk(r);
+    assert.equal(r.stdout, shown.stdout, name);
+  }
+  const out = path.join(cache, 'jte1-by-name.iso');
+  assertOk(await cli(['make-image', jigdo, '--image', 'jte1.iso', '--scan', SAMPLE_PARTS, '-o', out]));
+  assert.equal(await fileMd5(out), IMAGE_MD5);
+  const wrong = await cli(['info', jigdo, '--image', 'jte2.iso']);
+  assert.equal(wrong.code, 2, describeRun(wrong));
+  assert.match(wrong.stderr, /has no image named "jte2\.iso" \(it has: jte1\.iso \(Filename=stdio:jte1\.iso\)\)/);
+});
+
 test('info from the .jigdo alone: the template not there (yet), or remote while --offline: exit 0, "not available (reason)"', async () => {
   // A lone .jigdo: its template (Template=jf-md5-gzip.template) is not beside it.
   const lone = path.join(work, 'lone');
