@@ -15,7 +15,10 @@ export interface StreamResult {
   checksum: string;
   /** Parts no source has (the stream stopped at the first): nothing after it was written. */
   missing: string[];
-  /** Bytes written before the stream stopped for a missing part (all of them when none is missing). */
+  /**
+   * Bytes written before the stream stopped for a missing part (all of them when none is missing). Counted by whole
+   * blocks: one the reader took part of before it went away is not, hence "at least" in that error.
+   */
   written: number;
 }
 
@@ -40,7 +43,7 @@ export async function streamImage(session: ImageSession, out: NodeJS.WritableStr
   const inFlight: Array<Promise<void>> = [];
   let written = 0;
   const cannotWrite = (err: unknown): never => {
-    throw new JigdoError(STANDARD_OUTPUT, (err as NodeJS.ErrnoException).code === 'EPIPE' ? `closed by its reader after ${written} bytes: the image was not written whole` : `cannot write: ${errorMessage(err)}`);
+    throw new JigdoError(STANDARD_OUTPUT, (err as NodeJS.ErrnoException).code === 'EPIPE' ? `closed by its reader after at least ${written} bytes: the image was not written whole` : `cannot write: ${errorMessage(err)}`);
   };
   try {
     for await (const block of pooledImageBlocks(reader, { held: IN_FLIGHT + 1 })) {
@@ -64,6 +67,8 @@ export async function streamImage(session: ImageSession, out: NodeJS.WritableStr
   await locating.stop(); // over already: every part was read
   const sum = await hash.digest();
   if (!sum.equals(layout.imageSum)) throw await wrongImage(session, sum);
+  // As make-image once its file is whole: the parts downloaded leave the cache unless --keep-parts (README).
+  await session.confirmDeferred();
   return { size: layout.size, checksum: checksumKey(sum), missing: [], written };
 }
 
