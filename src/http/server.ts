@@ -77,6 +77,10 @@ class ImageServer {
     this.ctx = { images: new Map(images.map((i) => [i.name, i])), log: opts.log, stats: newStats(), sendMs: opts.sendMs };
     this.http = createServer((req, res) => this.admit(req, res));
     this.http.keepAliveTimeout = 5000;
+    // A client that half-closes once its request is sent (`nc -N`, a script, an HTTP/1.0-style tool) still gets its
+    // answers: with Node's default (false) its socket was ended as soon as that end arrived, and every body we were
+    // still reading for was cut after its headers. Node then ends the connection after the last answer owed.
+    (this.http as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     // A connection with no traffic for --send-timeout and no request being served is closed. Between requests no
     // timeout of Node's runs: a client that pipelined requests and read no answer held its connection for good once
     // Node stopped reading it (the answers backed up), and enough of them filled the connection cap. One being served

@@ -6,6 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
@@ -177,6 +178,36 @@ describe('jigdofs serve', () => {
     assert.equal(r.code, 206);
     assert.ok(r.body.equals(image.subarray(0, 100)));
     assert.equal((await curl(['-x', server.url, 'http://jigdo.example/nope.iso'])).code, 404);
+  });
+
+  test('a client that half-closes once its requests are sent (nc -N, a script) gets every answer whole', async () => {
+    // A fresh server: its first reads fetch parts, so the bodies are still being read when the client's end arrives.
+    const fresh = await startServe([path.join(work, 'j', path.basename(v.jigdo)), '--cache-dir', path.join(work, 'half-close-cache')]);
+    servers.push(fresh);
+    const ask = (method: string, range?: string): string => `${method} /image.iso HTTP/1.1\r\nHost: x\r\n${range ? `Range: bytes=${range}\r\n` : ''}\r\n`;
+    const answer = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const sock = connect({ host: '127.0.0.1', port: fresh.port });
+      sock.on('data', (d: Buffer) => chunks.push(d));
+      sock.on('error', reject);
+      sock.on('close', () => resolve(Buffer.concat(chunks)));
+      sock.end(ask('HEAD') + ask('GET', '1000-400000') + ask('GET'));
+    });
+    const heads: string[] = [];
+    let at = 0;
+    const bodies: Buffer[] = [];
+    while (at < answer.length) {
+      const end = answer.indexOf('\r\n\r\n', at);
+      assert.ok(end > 0, `an answer's headers at ${at} of ${answer.length}`);
+      const head = answer.subarray(at, end).toString('latin1');
+      heads.push(head.split('\r\n')[0]!);
+      const length = heads.length === 1 ? 0 : Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1]);
+      bodies.push(answer.subarray(end + 4, end + 4 + length));
+      at = end + 4 + length;
+    }
+    assert.deepEqual(heads, ['HTTP/1.1 200 OK', 'HTTP/1.1 206 Partial Content', 'HTTP/1.1 200 OK']);
+    assert.ok(bodies[1]!.equals(image.subarray(1000, 400001)), `206 body: ${bodies[1]!.length} bytes`);
+    assert.ok(bodies[2]!.equals(image), `200 body: ${bodies[2]!.length} bytes`);
   });
 
   test('qemu-img convert -f raw http://…/image.iso gives the exact image (QEMU curl block driver)', async () => {
