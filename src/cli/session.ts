@@ -1,6 +1,20 @@
-import type { JigdoFile } from '../format/jigdo.js';
+import { statSync } from 'node:fs';
+import type { JigdoFile, JigdoImage } from '../format/jigdo.js';
+import { fsPath } from '../format/byte-string.js';
 import { loadJigdo, openImage, selectImage, type ImageSession, type SourceOptions } from '../engine/session.js';
 import { missingSourcePaths, sourceOptions, type SourceFlags } from './options.js';
+
+/** What a command's session is opened with besides its flags. */
+export interface SessionUse {
+  fetchParts?: boolean;
+  warmPool?: boolean;
+  keepDownloads?: boolean;
+  /**
+   * The image file the command is about (make-image's output, `missing`'s image name): its `.tmp`, the unfinished
+   * image an interrupted jigdo-lite left there, is scanned as `--scan` would (spec §6.2: jigdo-file reads it too).
+   */
+  output?: (image: JigdoImage) => string | undefined;
+}
 
 /**
  * Opens the image a command works on, runs `work`, and always closes it. `fetchParts: false` keeps parts
@@ -11,16 +25,18 @@ import { missingSourcePaths, sourceOptions, type SourceFlags } from './options.j
 export async function withSession<T>(
   jigdoArg: string,
   flags: SourceFlags,
-  work: (s: ImageSession, opts: SourceOptions) => Promise<T>,
-  use: { fetchParts?: boolean; warmPool?: boolean; keepDownloads?: boolean } = {},
+  work: (s: ImageSession, opts: SourceOptions & { unfinished?: string }) => Promise<T>,
+  use: SessionUse = {},
 ): Promise<T> {
   const opts = sourceOptions(flags, use);
   for (const line of await missingSourcePaths(flags, false)) opts.log(line); // (a --scan path not there: the scan says so itself)
   if (use.warmPool) opts.pool?.warm(); // its first thread starts while the .jigdo and the template are read
   const jigdo = await loadCommandJigdo(jigdoArg, opts);
-  const session = await openImage(jigdo, selectImage(jigdo, flags.image), opts);
+  const image = selectImage(jigdo, flags.image);
+  const unfinished = unfinishedImage(use.output?.(image));
+  const session = await openImage(jigdo, image, unfinished ? { ...opts, scan: [...opts.scan, unfinished] } : opts);
   try {
-    return await work(session, opts);
+    return await work(session, { ...opts, unfinished });
   } finally {
     await session.close();
     await endCommand(opts);
@@ -41,4 +57,15 @@ export async function loadCommandJigdo(arg: string, opts: SourceOptions, log = o
 export async function endCommand(opts: SourceOptions): Promise<void> {
   await opts.network?.close();
   await opts.pool?.close();
+}
+
+/** `OUTPUT.tmp` when it is a regular file (jigdo-lite's unfinished image is one; a folder or a FIFO of that name is not). */
+function unfinishedImage(output: string | undefined): string | undefined {
+  if (output === undefined) return undefined;
+  const tmp = `${output}.tmp`;
+  try {
+    return statSync(fsPath(tmp)).isFile() ? tmp : undefined;
+  } catch {
+    return undefined;
+  }
 }

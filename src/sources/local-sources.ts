@@ -76,8 +76,10 @@ export class LocalSources {
    * had been hashed as that part before, not when it was taken unhashed (make-image's verify once) and never held it.
    */
   private readonly lost = new Map<string, { key: string; changed: boolean }>();
-  /** For tests and a later `status`: .tmp files used, and hashes computed (not known from the index). */
-  readonly stats = { tmpFiles: 0, hashed: 0, images: 0 };
+  /** For tests and a later `status`: hashes computed (not known from the index), disc images found. */
+  readonly stats = { hashed: 0, images: 0 };
+  /** The jigdo-lite `.tmp` files whose DESC matched (their written parts are candidates). */
+  readonly tmpFilesUsed = new Set<string>();
   /** Old disc images found by --scan (and --scan-deep files): parts inside them. */
   readonly images: DiscImages;
   /** See deferChecks: named copies taken unhashed, and those so taken (to record once the image matched). */
@@ -147,7 +149,7 @@ export class LocalSources {
       list.push(file);
       this.bySize.set(st.size, list);
     }
-    if (file.endsWith('.tmp') && st.size > this.layout.size) await this.addTmpFile(file);
+    if (file.endsWith('.tmp') && st.size > this.layout.size) await this.addTmpFile(file, depth === 0);
     else if (this.opts.scanImages !== false && (await this.images.consider(file, st.size))) this.stats.images++;
   }
 
@@ -162,14 +164,18 @@ export class LocalSources {
     if (id && (await this.images.consider(file, id.size, id))) this.stats.images++;
   }
 
-  /** A jigdo-lite `IMG.tmp` whose DESC matches the template gives its written parts (spec §6.2, §6.5). */
-  private async addTmpFile(file: string): Promise<void> {
+  /**
+   * A jigdo-lite `IMG.tmp` whose DESC matches the template gives its written parts (spec §6.2, §6.5). One named
+   * itself (not found in a folder) that does not is said to be of another image, as jigdo-file refuses to reuse it.
+   */
+  private async addTmpFile(file: string, named: boolean): Promise<void> {
     const src = await FileByteSource.open(file).catch(() => undefined);
     if (!src) return;
+    const otherImage = (): void => void (named && this.opts.log?.(`scan: ${shown(file)}: not an unfinished image of this template (jigdo-lite's .tmp of another image or template): not used`));
     try {
       const desc = await parseDesc(src);
-      if (desc.start !== this.layout.size || !sameDesc(desc, this.templateDesc)) return;
-      this.stats.tmpFiles++;
+      if (desc.start !== this.layout.size || !sameDesc(desc, this.templateDesc)) return otherImage();
+      this.tmpFilesUsed.add(file);
       for (const e of desc.entries) {
         if (e.kind !== 'part' || !e.written) continue;
         const list = this.tmpRegions.get(e.key) ?? [];
@@ -177,7 +183,7 @@ export class LocalSources {
         this.tmpRegions.set(e.key, list);
       }
     } catch {
-      // not a .tmp of this image: ignore
+      otherImage(); // (no DESC at its end: not a .tmp of jigdo's at all)
     } finally {
       await src.close();
     }
@@ -269,8 +275,10 @@ export class LocalSources {
       const found = await this.check({ file: c.path, offset: c.offset, length: need.length, whole }, key, this.deferring && c.named === true && whole);
       if (found?.copy) return found.copy;
       const lost = this.lost.get(placeId(c));
+      // A region a jigdo-lite .tmp says it wrote the part into claims it as surely as a place the .jigdo names.
+      const claimed = c.named === true || !whole;
       if (found?.was === key || (lost?.key === key && lost.changed)) changed.push(c.path);
-      else if (lost?.key === key || (c.named === true && found !== undefined)) wrong.push(c.path);
+      else if (lost?.key === key || (claimed && found !== undefined)) wrong.push(c.path);
     }
     const problems = [
       ...(changed.length > 0 ? [`${changed.map(shown).join(', ')} changed since it was hashed: no longer this part`] : []),

@@ -9,6 +9,7 @@ import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { gunzipSync } from 'node:zlib';
 import { BIN, SAMPLES, SAMPLE_PARTS, assertCleanFailure, assertOk, describeRun, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { fileMd5 } from '../helpers/hash.js';
@@ -370,6 +371,41 @@ test('missing with sources lists only what is still missing', async () => {
   const sizeOf = (name: string): number => statSync(path.join(SAMPLE_PARTS, name)).size;
   const all = sizeOf('a.bin') + sizeOf('sub/b-copy.bin') + sizeOf('sub/c.bin');
   assert.ok(some.stderr.endsWith(`2 of 3 parts missing, ${grouped(all - sizeOf('a.bin'))} of ${grouped(all)} bytes\n`), some.stderr);
+});
+
+test("an interrupted jigdo-lite's IMG.tmp beside the image: missing and make-image take its parts, as jigdo-file does (oracle: print-missing)", async () => {
+  const dir = path.join(work, 'jigdo-lite-left');
+  await mkdir(path.join(dir, 'p', 'sub'), { recursive: true });
+  for (const f of ['jf-md5-gzip.jigdo', 'jf-md5-gzip.template']) await copyFile(sample(f), path.join(dir, f));
+  // The parts of sub/ only: a.bin is in the .tmp (written by jigdo-file make-image, jigdo-lite's tool).
+  for (const f of ['b-copy.bin', 'c.bin']) await copyFile(path.join(SAMPLE_PARTS, 'sub', f), path.join(dir, 'p', 'sub', f));
+  const tmp = path.join(dir, 'image.iso.tmp');
+  await writeFile(tmp, gunzipSync(await readFile(sample('image.iso.tmp.gz'))));
+  const run = (args: string[]) => runCli([...args, '--offline', '--cache-dir', path.join(dir, `cache-${++runs}`)], { cwd: dir });
+  const oracle = await execFileP('jigdo-file', ['print-missing', '--no-cache', '-i', 'image.iso', '-j', 'jf-md5-gzip.jigdo', '-t', 'jf-md5-gzip.template'], { cwd: dir });
+  assert.doesNotMatch(oracle.stdout, /a\.bin/);
+  const missing = await run(['missing', 'jf-md5-gzip.jigdo', '--first']);
+  assertOk(missing);
+  assert.equal(missing.stdout, oracle.stdout);
+  const made = await run(['make-image', 'jf-md5-gzip.jigdo', '--local', 'Parts=p']);
+  assertOk(made);
+  assert.equal(await fileMd5(path.join(dir, 'image.iso')), IMAGE_MD5);
+  assert.match(made.stderr, /parts were taken from .*image\.iso\.tmp, jigdo-lite's unfinished image: it is no longer needed/);
+  // A region the .tmp says holds a part but does not is named in the reason (it was dropped without a word).
+  const bytes = gunzipSync(await readFile(sample('image.iso.tmp.gz')));
+  const at = bytes.indexOf(await readFile(path.join(SAMPLE_PARTS, 'a.bin')));
+  assert.ok(at > 0);
+  bytes[at + 10]! ^= 0xff;
+  await writeFile(tmp, bytes);
+  const damaged = await run(['make-image', 'jf-md5-gzip.jigdo', '--local', 'Parts=p', '-o', 'image.iso', '--force']);
+  assert.equal(damaged.code, 1, describeRun(damaged));
+  assert.match(damaged.stderr, /P6D_Q1IkDFd5tl9ZIOws9A .*image\.iso\.tmp does not hold this part \(other bytes\)/);
+  // The .tmp of another image (here: bytes that are none) is not used, and said so.
+  await writeFile(tmp, Buffer.alloc(600_000, 1));
+  const other = await run(['make-image', 'jf-md5-gzip.jigdo', '--local', 'Parts=p', '-o', 'image.iso', '--force']);
+  assert.equal(other.code, 1, describeRun(other));
+  assert.match(other.stderr, /image\.iso\.tmp: not an unfinished image of this template .*: not used/);
+  assert.match(other.stderr, /P6D_Q1IkDFd5tl9ZIOws9A/);
 });
 
 test('make-image with parts missing: exit 1, names the parts, writes nothing', async () => {

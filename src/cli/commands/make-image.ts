@@ -5,7 +5,7 @@ import { makeImage } from '../../build/make-image.js';
 import { STANDARD_OUTPUT, streamImage } from '../../build/stream-out.js';
 import { removeDeadTemporaries } from '../../util/output-temporary.js';
 import { UsageError } from '../../format/errors.js';
-import type { ImageSession } from '../../engine/session.js';
+import { imageFileName, type ImageSession } from '../../engine/session.js';
 import { endBySignal, onEndingSignal } from '../../util/signals.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
@@ -71,7 +71,7 @@ export function registerMakeImage(program: Command): void {
     const toStdout = flags.output === '-';
     // gzip's rule: gigabytes of binary are not for a terminal (said before the template is fetched or a part looked at).
     if (toStdout && process.stdout.isTTY) throw new UsageError('-o -: standard output is a terminal: redirect it, or give a file name');
-    await withSession(jigdoArg, flags, async (s) => {
+    await withSession(jigdoArg, flags, async (s, { unfinished }) => {
       const output = toStdout ? STANDARD_OUTPUT : path.resolve(flags.output ?? s.name);
       const t0 = Date.now();
       const r = toStdout ? await streamOut(s, flags) : await writeFile(s, output, flags);
@@ -93,7 +93,9 @@ export function registerMakeImage(program: Command): void {
       if (!flags.quiet) {
         process.stderr.write(`jigdofs: wrote ${quoted(output)}: ${r.size} bytes, ${s.layout.checksumKind} OK, ${secs.toFixed(1)} s (${(r.size / 1e6 / Math.max(secs, 0.001)).toFixed(0)} MB/s)\n`);
         for (const line of s.local.images.summaryLines()) process.stderr.write(`jigdofs: ${line}\n`);
+        // jigdo-file renames it into the image; ours is written apart, so it stays for the user to remove (GBs).
+        if (unfinished && s.local.tmpFilesUsed.has(unfinished)) process.stderr.write(`jigdofs: parts were taken from ${quoted(unfinished)}, jigdo-lite's unfinished image: it is no longer needed\n`);
       }
-    }, { warmPool: true, keepDownloads: flags.keepParts === true });
+    }, { warmPool: true, keepDownloads: flags.keepParts === true, output: (image) => (toStdout ? undefined : path.resolve(flags.output ?? imageFileName(image))) });
   });
 }

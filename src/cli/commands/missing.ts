@@ -1,5 +1,7 @@
 import { encodeBytes } from '../../format/byte-string.js';
+import path from 'node:path';
 import type { Command } from 'commander';
+import { imageFileName } from '../../engine/session.js';
 import { findMissing } from '../../build/make-image.js';
 import { LabelMap, expandPart } from '../../format/resolve.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
@@ -30,7 +32,7 @@ export function registerMissing(program: Command): void {
       const fromImages = { lines: s.local.images.summaryLines(), list: s.local.images.summary() };
       const all = [...s.layout.parts.values()].filter((p) => p.length > 0);
       return { total: all.length, totalBytes: all.reduce((n, p) => n + p.length, 0), parts, fromImages };
-    }, { fetchParts: false });
+    }, { fetchParts: false, output: (image) => path.resolve(imageFileName(image)) }); // its IMG.tmp, as print-missing reads it
     // What is left to download, as desync's `info --seed` tells (the parts' own sizes: no HTTP overhead counted).
     const missingBytes = result.parts.reduce((n, p) => n + p.length, 0);
     if (flags.json) {
