@@ -199,6 +199,7 @@ export const MAKE_TEMPLATE_OPTIONS: ReadonlyArray<{ flags: string; help: string 
   { flags: '--gzip', help: 'compress the template data with gzip -9 (the default)' },
   { flags: '--force', help: 'overwrite existing output files' },
   { flags: '--no-iso', help: 'never read the image as a disc: scan it all with the rolling checksum' },
-  { flags: '--cache-dir <DIR>', help: 'where the hash index of candidate files lives (default: $XDG_CACHE_HOME/jigdofs)' },
+  { flags: '--cache-dir <DIR>', help: "where the hash index of candidate files lives (default: the configuration file's [cache] dir, else $XDG_CACHE_HOME/jigdofs)" },
+  { flags: '--config <FILE>', help: 'configuration file, for its [cache] dir (default: $XDG_CONFIG_HOME/jigdofs/config.ini)' },
   { flags: '-q, --quiet', help: 'no progress, no summary; only warnings and errors' },
 ];

@@ -273,6 +273,27 @@ describe('make-template on its own', () => {
     assert.ok((await readFile(path.join(work, 'stdin.template'))).equals(await readFile(path.join(work, 'again.template'))));
   });
 
+  test("the configuration file's [cache] dir is where the hash index lives, as for every other command (--config, or the default file)", async () => {
+    const dir = path.join(work, 'cache-from-config');
+    const conf = path.join(work, 'mt-config.ini');
+    await writeFile(conf, `[cache]\ndir = ${dir}\n`);
+    const args = ['make-template', 'img.raw', 'tree/pool', '-j', 'conf.jigdo', '-t', 'conf.template', '--force'];
+    assertOk(await runCli([...args, '--config', conf], { cwd: work }));
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.jsonl')), ['make-template-index.jsonl']);
+    // The default file ($XDG_CONFIG_HOME/jigdofs/config.ini), and --cache-dir over it.
+    const home = path.join(work, 'mt-config-home');
+    await mkdir(path.join(home, 'jigdofs'), { recursive: true });
+    await writeFile(path.join(home, 'jigdofs', 'config.ini'), `[cache]\ndir = ${dir}-default\n`);
+    const env = { ...process.env, XDG_CONFIG_HOME: home, XDG_CACHE_HOME: path.join(work, 'mt-xdg-cache') };
+    const r = await runCli(args, { cwd: work, env });
+    assertOk(r);
+    assert.match(r.stdout, /7 candidate files, 7 read/);
+    assert.deepEqual(await readdir(`${dir}-default`).then((n) => n.filter((f) => f.endsWith('.jsonl'))), ['make-template-index.jsonl']);
+    assertOk(await runCli([...args, '--cache-dir', `${dir}-flag`], { cwd: work, env }));
+    assert.deepEqual(await readdir(`${dir}-flag`).then((n) => n.filter((f) => f.endsWith('.jsonl'))), ['make-template-index.jsonl']);
+    await assert.rejects(readdir(path.join(work, 'mt-xdg-cache', 'jigdofs')));
+  });
+
   test('offsets above 4 GiB (sparse image, generic scan)', async () => {
     const fh = await open(path.join(work, 'sparse.img'), 'w');
     await fh.write(FILES['pool/a.bin']!, 0, 5000, 4_500_000_000);

@@ -9,6 +9,8 @@ import { makeTemplate, type MakeTemplateOptions, type MakeTemplateResult } from 
 import { tidyKilledRuns } from '../../publish/killed-run.js';
 import { Progress } from '../../publish/progress.js';
 import { MAKE_TEMPLATE_OPTIONS } from '../option-table.js';
+import { loadConfig } from '../config.js';
+import { logger } from '../options.js';
 
 interface Flags {
   jigdo?: string;
@@ -24,6 +26,7 @@ interface Flags {
   force?: boolean;
   iso?: boolean;
   cacheDir?: string;
+  config?: string;
   quiet?: boolean;
 }
 
@@ -65,7 +68,10 @@ export function registerMakeTemplate(program: Command): void {
     const minLength = flags.minLength === undefined ? 1024 : wholeNumber(flags.minLength); // digits only: not 0x400 nor 1e3
     if (minLength === undefined || minLength < 256 || minLength > 1024 * 1024) throw new UsageError(`--min-length ${flags.minLength}: expected a whole number from 256 to 1048576`);
     if (flags.bzip2 && flags.gzip) throw new UsageError('--bzip2 and --gzip exclude each other');
-    const cacheDir = flags.cacheDir ?? defaultCacheDir();
+    // The cache folder every other command uses (a release engineer's cache on another disk, set once in the file).
+    const config = loadConfig(flags.config);
+    for (const w of config.warnings) logger(flags.quiet)(w);
+    const cacheDir = flags.cacheDir ?? config.cacheDir ?? defaultCacheDir();
     await checkCacheDir(cacheDir);
     const all = [...files, ...(flags.filesFrom ? await readFilesFrom(flags.filesFrom) : [])];
     const progress = new Progress(flags.quiet === true);
