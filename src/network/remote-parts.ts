@@ -129,7 +129,7 @@ export class RemoteParts implements PartProvider {
    * rerun.
    */
   async confirmDeferred(): Promise<void> {
-    const copies = [...this.unhashed.values()].filter((u) => !u.again && !u.copy.stale).map((u) => u.copy);
+    const copies = [...this.unhashed.values()].filter((u) => !u.again && !u.copy.stale && !u.copy.otherCopyRead).map((u) => u.copy);
     this.unhashed.clear();
     if (this.ctx.opts.keepDownloads !== false) return this.ctx.cache.confirmUnhashed(copies);
     await this.ctx.cache.removeCopies(this.toRemove.splice(0));

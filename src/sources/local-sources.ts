@@ -363,7 +363,7 @@ export class LocalSources {
    */
   confirmDeferred(): void {
     for (const { key, copy } of this.deferred.splice(0)) {
-      if (copy.stale || !copy.deferred) continue;
+      if (copy.stale || !copy.deferred || copy.otherCopyRead) continue;
       this.index.set(copy.path, copy, this.kind, key, ...this.fieldOf(copy, this.layout.parts.get(key)?.length ?? 0));
       copy.deferred = false;
     }

@@ -34,6 +34,8 @@ interface Located {
   provider: string;
   handle?: OpenCopy;
   checkedAt: number;
+  /** A read took bytes from it: once it is forgotten, the part's next copy is not the output's only source. */
+  read?: boolean;
 }
 
 /** Open files kept for located parts. */
@@ -64,6 +66,8 @@ export class PartStore {
   private closing = false;
   /** Parts whose verified copy could not be read (vanished, changed, I/O error). */
   private readonly failed = new Set<string>();
+  /** Parts read from a copy since forgotten: a copy taken unhashed after that is marked (VerifiedCopy.otherCopyRead). */
+  private readonly readFromGone = new Set<string>();
   readonly stats = { bytesRead: 0, byProvider: {} as Record<string, number>, prefetched: 0 };
   readonly recentErrors: string[] = [];
   /**
@@ -163,6 +167,7 @@ export class PartStore {
         const copy = await provider.find(key, ahead);
         if (copy) {
           assertVerified(copy, provider.name);
+          if (copy.deferred && this.readFromGone.has(key)) copy.otherCopyRead = true;
           const loc: Located = { copy, provider: provider.name, checkedAt: Date.now() };
           this.located.set(key, loc);
           this.byPath.set(copy.path, key);
@@ -246,6 +251,7 @@ export class PartStore {
   /** Forgets a copy that changed or vanished, so the next read looks again. */
   private forget(key: string): void {
     const loc = this.located.get(key);
+    if (loc?.read) this.readFromGone.add(key);
     if (loc && this.byPath.get(loc.copy.path) === key) this.byPath.delete(loc.copy.path);
     this.passedKeys.delete(key);
     this.located.delete(key);
@@ -350,13 +356,13 @@ export class PartStore {
       const loc = this.located.get(key) ?? (await unlessAborted(this.locate(key), signal));
       try {
         await this.readCopy(key, loc, from, length, target, at, signal);
+        loc.read = true;
         this.stats.bytesRead += length;
         this.stats.byProvider[loc.provider] = (this.stats.byProvider[loc.provider] ?? 0) + length;
         return;
       } catch (err) {
         if (signal?.aborted) throw err; // told to stop: nothing wrong with this copy
-        // A copy taken unhashed whose bytes did not all go into the output (moved away, unreadable) must never be
-        // confirmed by the output's checksum: the part came from another copy, and this one was recorded as holding it.
+        // A copy taken unhashed whose bytes did not all go into the output is never confirmed by its checksum: stale.
         if (loc.copy.deferred) loc.copy.stale = true;
         this.forget(key);
         this.provider(loc.provider)?.unreadable?.(key, loc.copy);

@@ -38,6 +38,12 @@ export interface LocalCopy extends FileIdentity {
    * (LocalSources: copies the .jigdo names; RemoteParts: parts from a mirror that proved right); a mount never does.
    */
   deferred?: boolean;
+  /**
+   * Taken (unhashed) after the job's output had read bytes of the part from another copy, which then went (evicted by
+   * another process, changed): the output's checksum vouches only for the bytes read from each, so this one is never
+   * confirmed by it (a mirror's wrong bytes where the other copy's right ones were read got a checksum name).
+   */
+  otherCopyRead?: boolean;
 }
 
 declare const verifiedBrand: unique symbol;

@@ -7,14 +7,16 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { makeImage } from '../../src/build/make-image.js';
 import { TRUST_AFTER_PARTS } from '../../src/network/mirror-board.js';
 import { runCli } from '../helpers/cli.js';
 import { md5hex } from '../helpers/hash.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
-import { assertCacheVerified, cacheFiles, fileMd5, gets, jigdoWithServers, partsUri, trustedLaterMirror } from '../helpers/network.js';
+import { assertCacheVerified, cacheFiles, fileMd5, gets, jigdoWithServers, partsUri, sleep, trustedLaterMirror } from '../helpers/network.js';
+import { SWEEP_MS } from '../../src/sources/unlinked-sweep.js';
 import { dir, fx, image, keyOf, mirror, open, plainConfig, P, readAll, setupNetworkSuite, v, work } from '../helpers/network-suite.js';
 import { makeUpgrade, requestsByPath, type Upgrade } from '../helpers/upgrade-fixture.js';
 
@@ -107,6 +109,61 @@ describe('verify once, parts from mirrors', () => {
     } finally {
       await m.close();
     }
+  });
+
+  test('a part read in part from a cached copy that another process then evicted: the download taken for the rest is never named', async () => {
+    const d = await dir('read-from-two');
+    const cache = path.join(d, 'cache');
+    const parts = await partsInOrder(d);
+    // The largest part (whose name needs no escaping, so that the fault matches its request as sent): read in two halves.
+    const sizes = await Promise.all(parts.map(async (p) => (await readFile(path.join(up.v2, p.path))).length));
+    const target = parts.filter((p, i) => /^[\w./+-]+$/.test(p.path) && sizes[i]! >= 4096).sort((a, b) => sizes[parts.indexOf(b)]! - sizes[parts.indexOf(a)]!)[0]!;
+    // 1. A verified copy of it in the cache, as a mount or serve sharing the cache leaves one.
+    const filler = await open(up.jigdo, cache, { mirror: [`Parts=${v2mirror.url}`], config: plainConfig });
+    let need;
+    try {
+      need = filler.s.layout.parts.get(target.key)!;
+      await filler.s.reader.read(need.offsets[0]!, need.length);
+    } finally {
+      await filler.close();
+    }
+    const [cached] = (await cacheFiles(cache)).filter((f) => f.hex === Buffer.from(target.key, 'base64url').toString('hex'));
+    assert.ok(cached, 'the part is in the cache under its checksum name');
+    // 2. make-image's checks: a mirror that has proved right (its downloads are then taken unhashed), and that sends
+    //    the part with a wrong byte in its first half.
+    const m = await startMirror({ root: up.v2 });
+    try {
+      m.fault(`/${target.path}`, { kind: 'corrupt', at: 10, times: 1 });
+      const o = await open(up.jigdo, cache, { mirror: [`Parts=${m.url}`], connections: '1', config: plainConfig });
+      try {
+        o.s.deferChecks(true);
+        const others = parts.filter((p) => p.key !== target.key).slice(0, TRUST_AFTER_PARTS + 2);
+        for (const p of others) {
+          const n = o.s.layout.parts.get(p.key)!;
+          await o.s.reader.read(n.offsets[0]!, n.length);
+        }
+        const half = need.length >> 1;
+        const first = await o.s.reader.read(need.offsets[0]!, half); // from the cached copy
+        // 3. Another process evicts that copy; the sweep of unlinked files makes this one forget it.
+        await rm(cached.file);
+        await sleep(SWEEP_MS * 2.5);
+        const second = await o.s.reader.read(need.offsets[0]! + half, need.length - half); // downloaded, unhashed
+        assert.ok(Buffer.concat([first, second]).equals(await readFile(path.join(up.v2, target.path))), 'what was read is the part');
+        assert.ok(o.net.stats().parts.unhashed > 0, 'the mirror had proved right: its downloads went unhashed');
+        assert.equal(requestsByPath(m).get(target.path), 1, 'the part was downloaded (with its wrong byte)');
+        // 4. The image matched (its bytes are right): the copies taken unhashed get their names, but not this one.
+        await o.s.confirmDeferred();
+      } finally {
+        await o.close();
+      }
+    } finally {
+      await m.close();
+    }
+    // Every file under a checksum name holds it; the download is left unnamed, for a later reader to hash (it is wrong).
+    const named = (await cacheFiles(cache)).filter((f) => /^[0-9a-f]+$/.test(path.basename(f.file)));
+    for (const f of named) assert.equal(createHash(f.kind).update(await readFile(f.file)).digest('hex'), f.hex, `${f.file} holds its checksum's bytes`);
+    assert.ok(!named.some((f) => f.hex === Buffer.from(target.key, 'base64url').toString('hex')), 'the part has no checksum name');
+    assert.equal((await unhashedLeft(cache)).length, 1);
   });
 
   test('after a wrong image, copies gone from a small cache blame no mirror; the wrong local copy is named', async () => {
