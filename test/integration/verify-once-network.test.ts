@@ -111,46 +111,58 @@ describe('verify once, parts from mirrors', () => {
     }
   });
 
-  test('a part read in part from a cached copy that another process then evicted: the download taken for the rest is never named', async () => {
+  test('parts read (in part, or whole) from cached copies that another process then evicted: the downloads taken after that are never named', async () => {
     const d = await dir('read-from-two');
     const cache = path.join(d, 'cache');
     const parts = await partsInOrder(d);
     // The largest part (whose name needs no escaping, so that the fault matches its request as sent): read in two halves.
     const sizes = await Promise.all(parts.map(async (p) => (await readFile(path.join(up.v2, p.path))).length));
-    const target = parts.filter((p, i) => /^[\w./+-]+$/.test(p.path) && sizes[i]! >= 4096).sort((a, b) => sizes[parts.indexOf(b)]! - sizes[parts.indexOf(a)]!)[0]!;
-    // 1. A verified copy of it in the cache, as a mount or serve sharing the cache leaves one.
+    const [target, whole] = parts.filter((p, i) => /^[\w./+-]+$/.test(p.path) && sizes[i]! >= 4096).sort((a, b) => sizes[parts.indexOf(b)]! - sizes[parts.indexOf(a)]!);
+    assert.ok(target && whole);
+    const hexOf = (key: string): string => Buffer.from(key, 'base64url').toString('hex');
+    // 1. Verified copies of both in the cache, as a mount or serve sharing the cache leaves them.
     const filler = await open(up.jigdo, cache, { mirror: [`Parts=${v2mirror.url}`], config: plainConfig });
     let need;
     try {
       need = filler.s.layout.parts.get(target.key)!;
-      await filler.s.reader.read(need.offsets[0]!, need.length);
+      for (const p of [target, whole]) {
+        const n = filler.s.layout.parts.get(p.key)!;
+        await filler.s.reader.read(n.offsets[0]!, n.length);
+      }
     } finally {
       await filler.close();
     }
-    const [cached] = (await cacheFiles(cache)).filter((f) => f.hex === Buffer.from(target.key, 'base64url').toString('hex'));
-    assert.ok(cached, 'the part is in the cache under its checksum name');
+    const cachedFile = async (key: string): Promise<string> => (await cacheFiles(cache)).find((f) => f.hex === hexOf(key))!.file;
+    const cached = await cachedFile(target.key);
     // 2. make-image's checks: a mirror that has proved right (its downloads are then taken unhashed), and that sends
-    //    the part with a wrong byte in its first half.
+    //    both parts with a wrong byte in their first half.
     const m = await startMirror({ root: up.v2 });
     try {
-      m.fault(`/${target.path}`, { kind: 'corrupt', at: 10, times: 1 });
+      for (const p of [target, whole]) m.fault(`/${p.path}`, { kind: 'corrupt', at: 10, times: 1 });
       const o = await open(up.jigdo, cache, { mirror: [`Parts=${m.url}`], connections: '1', config: plainConfig });
       try {
         o.s.deferChecks(true);
-        const others = parts.filter((p) => p.key !== target.key).slice(0, TRUST_AFTER_PARTS + 2);
+        const others = parts.filter((p) => p.key !== target.key && p.key !== whole.key).slice(0, TRUST_AFTER_PARTS + 2);
         for (const p of others) {
           const n = o.s.layout.parts.get(p.key)!;
           await o.s.reader.read(n.offsets[0]!, n.length);
         }
         const half = need.length >> 1;
         const first = await o.s.reader.read(need.offsets[0]!, half); // from the cached copy
-        // 3. Another process evicts that copy; the sweep of unlinked files makes this one forget it.
-        await rm(cached.file);
+        // The other part is read whole from its cached copy.
+        const w = o.s.layout.parts.get(whole.key)!;
+        assert.ok((await o.s.reader.read(w.offsets[0]!, w.length)).equals(await readFile(path.join(up.v2, whole.path))));
+        // 3. Another process evicts both copies; the sweep of unlinked files makes this one forget them.
+        const wholeCached = await cachedFile(whole.key);
+        await rm(cached);
+        await rm(wholeCached);
         await sleep(SWEEP_MS * 2.5);
         const second = await o.s.reader.read(need.offsets[0]! + half, need.length - half); // downloaded, unhashed
         assert.ok(Buffer.concat([first, second]).equals(await readFile(path.join(up.v2, target.path))), 'what was read is the part');
+        // The other is looked up again (a look-up ahead, as make-image's locating of every part makes) and not read.
+        await o.s.parts.locate(whole.key);
         assert.ok(o.net.stats().parts.unhashed > 0, 'the mirror had proved right: its downloads went unhashed');
-        assert.equal(requestsByPath(m).get(target.path), 1, 'the part was downloaded (with its wrong byte)');
+        for (const p of [target, whole]) assert.equal(requestsByPath(m).get(p.path), 1, `${p.path} was downloaded (with its wrong byte)`);
         // 4. The image matched (its bytes are right): the copies taken unhashed get their names, but not this one.
         await o.s.confirmDeferred();
       } finally {
@@ -162,8 +174,8 @@ describe('verify once, parts from mirrors', () => {
     // Every file under a checksum name holds it; the download is left unnamed, for a later reader to hash (it is wrong).
     const named = (await cacheFiles(cache)).filter((f) => /^[0-9a-f]+$/.test(path.basename(f.file)));
     for (const f of named) assert.equal(createHash(f.kind).update(await readFile(f.file)).digest('hex'), f.hex, `${f.file} holds its checksum's bytes`);
-    assert.ok(!named.some((f) => f.hex === Buffer.from(target.key, 'base64url').toString('hex')), 'the part has no checksum name');
-    assert.equal((await unhashedLeft(cache)).length, 1);
+    assert.ok(!named.some((f) => f.hex === hexOf(target.key) || f.hex === hexOf(whole.key)), 'neither part has a checksum name');
+    assert.equal((await unhashedLeft(cache)).length, 2);
   });
 
   test('after a wrong image, copies gone from a small cache blame no mirror; the wrong local copy is named', async () => {
