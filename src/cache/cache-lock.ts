@@ -2,7 +2,7 @@ import { closeSync, constants, readFileSync, statSync, type Stats } from 'node:f
 import { open, readdir, stat, unlink, utimes } from 'node:fs/promises';
 import { openRegularSync, withRegularFile } from '../util/open-regular.js';
 import path from 'node:path';
-import { errorMessage } from '../format/errors.js';
+import { errorMessage, JigdoError } from '../format/errors.js';
 import { CacheFs } from './cache-fs.js';
 import { removeAtExit, removeQuietly } from '../util/exit-leftovers.js';
 import { MadeDirs } from '../util/make-dirs.js';
@@ -205,7 +205,8 @@ export class CacheLocks {
         this.held.add(file);
         return new Lock(file, () => this.held.delete(file), linked ? { fs: this.fs, inode: linked } : undefined);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        // Named for what it is: a bare "ENOSPC: no space left on device, write" was shown under the mirrors' name.
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new JigdoError(this.lockDir, `cannot make a lock file: ${errorMessage(err)}`);
       }
       if (!(await lockIsStale(file))) return undefined;
       // Dead owner: take it over. Two processes doing this at once may both fetch the part; both results
@@ -223,6 +224,9 @@ export class CacheLocks {
     const fh = await this.inDir(path.dirname(file), () => open(file, 'wx', FILE_MODE));
     try {
       await fh.writeFile(`${ownerTag()}-${Date.now()}\n`);
+    } catch (err) {
+      await unlink(file).catch(() => undefined); // (an empty lock of ours, on a full disk: nobody would remove it but a cleanup)
+      throw err;
     } finally {
       await fh.close();
     }

@@ -72,4 +72,27 @@ describe('a full disk', () => {
     assert.equal(await fileMd5(out), v.imageMd5);
     assert.equal((await cacheFiles(path.join(work, 'roomy'))).length, 6);
   });
+
+  test('a cache on a disk already full (its folders there, a file of the user filling it): each part names the cache and ENOSPC, no empty lock is left', async () => {
+    const d = path.join(work, 'prefilled');
+    const jigdo = await jigdoWithServers(v, [partsUri(mirror)], d);
+    const disk = path.join(work, 'prefilled-disk');
+    await mkdir(disk);
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', disk]);
+    try {
+      const cache = path.join(disk, 'cache');
+      // As an earlier run left them; then the disk is filled by something else (not a cache file: nothing to evict).
+      for (const sub of ['parts/tmp', 'parts/locks']) await mkdir(path.join(cache, sub), { recursive: true });
+      await run('sh', ['-c', `dd if=/dev/urandom of='${path.join(disk, 'filler')}' bs=4k 2>/dev/null; true`]);
+      const r = await runCli(['make-image', jigdo, '-o', path.join(d, 'out.iso'), '--cache-dir', cache, '--retries', '0']);
+      assert.equal(r.code, 1, r.stderr);
+      const partLines = missingPartLines(r.stderr);
+      assert.ok(partLines.length >= 1, r.stderr);
+      for (const l of partLines) assert.ok(l.includes(cache) && /ENOSPC/.test(l), `names the cache and ENOSPC: ${l}`);
+      assert.doesNotMatch(r.stderr, /demoted/, 'a full disk is not the mirror failing');
+      assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'no partial file or lock left');
+    } finally {
+      await run('umount', ['-l', disk]).catch(() => undefined);
+    }
+  });
 });
