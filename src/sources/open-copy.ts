@@ -5,13 +5,14 @@ import { sameMedium } from './hash-index.js';
 import type { LocalCopy } from './verified-copy.js';
 
 /**
- * The open file still is the verified copy. Unlinking moves the ctime too: a file no longer linked
- * (evicted from the disk cache while we read it) is unchanged if its other fields are, since nobody can
- * open it to write any more.
+ * The open file still is the verified copy. Unlinking moves the ctime too: a cache file no longer linked
+ * (evicted while we read it) is unchanged if its other fields are, since nothing writes a cache file after its commit
+ * and nobody can open it to write any more. Not a user's file: it may have been written to (its mtime put back) before
+ * it was removed, and the ctime its unlink moved is the only trace of that (a mount served the edited bytes).
  */
 function unchanged(st: Stats, copy: LocalCopy): boolean {
   const same = st.size === copy.size && st.mtimeMs === copy.mtimeMs && st.ino === copy.ino && st.dev === copy.dev;
-  return same && (st.ctimeMs === copy.ctimeMs || st.nlink === 0);
+  return same && (st.ctimeMs === copy.ctimeMs || (st.nlink === 0 && copy.userFile !== true));
 }
 
 /** Throws unless the open file still is the verified copy (a block device: the same medium, hash-index.ts), and no later hash found it bad. */

@@ -355,8 +355,8 @@ export class PartStore {
       // A located part needs no wait (and no abort listener): the common case of a sequential reader.
       const loc = this.located.get(key) ?? (await unlessAborted(this.locate(key), signal));
       try {
+        loc.read = true; // from the start: a copy forgotten while a read of it runs has given the output bytes too
         await this.readCopy(key, loc, from, length, target, at, signal);
-        loc.read = true;
         this.stats.bytesRead += length;
         this.stats.byProvider[loc.provider] = (this.stats.byProvider[loc.provider] ?? 0) + length;
         return;

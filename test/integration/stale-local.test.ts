@@ -91,7 +91,7 @@ function assertNotEdited(got: Buffer | Error): void {
 }
 
 /** Mounts a private copy of the parts, reads the start of the part (so its copy is verified and open), then edits it. */
-async function mountThenEdit(): Promise<{ m: Awaited<ReturnType<typeof mountJigdo>>; image: string }> {
+async function mountThenEdit(): Promise<{ m: Awaited<ReturnType<typeof mountJigdo>>; image: string; parts: string }> {
   const parts = await copyOfParts();
   const m = await mountJigdo(v.jigdo, ['--offline', '--scan', parts]);
   try {
@@ -100,7 +100,7 @@ async function mountThenEdit(): Promise<{ m: Awaited<ReturnType<typeof mountJigd
     const first = await readMounted(image, partOffset, 65536);
     assert.ok(Buffer.isBuffer(first) && first.equals(original.subarray(0, 65536)), 'the part is served before the edit');
     await editKeepingMtime(path.join(parts, PART));
-    return { m, image };
+    return { m, image, parts };
   } catch (err) {
     await m.cleanup();
     throw err;
@@ -111,6 +111,16 @@ describe('a mount never serves a local part changed in place under touch -r', ()
   test('an edit is not served even by the very next read (no wait for the periodic re-check)', async () => {
     const { m, image } = await mountThenEdit();
     try {
+      assertNotEdited(await readMounted(image, partOffset + EDIT_AT, EDIT_LEN));
+    } finally {
+      await m.cleanup();
+    }
+  });
+
+  test('an edit, then the file removed while the mount still has it open: not served either', async () => {
+    const { m, image, parts } = await mountThenEdit();
+    try {
+      await rm(path.join(parts, PART)); // its unlink moves the ctime again: the edit's only trace must not be excused
       assertNotEdited(await readMounted(image, partOffset + EDIT_AT, EDIT_LEN));
     } finally {
       await m.cleanup();

@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open as openFile, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { makeImage } from '../../src/build/make-image.js';
 import { TRUST_AFTER_PARTS } from '../../src/network/mirror-board.js';
@@ -176,6 +176,72 @@ describe('verify once, parts from mirrors', () => {
     for (const f of named) assert.equal(createHash(f.kind).update(await readFile(f.file)).digest('hex'), f.hex, `${f.file} holds its checksum's bytes`);
     assert.ok(!named.some((f) => f.hex === hexOf(target.key) || f.hex === hexOf(whole.key)), 'neither part has a checksum name');
     assert.equal((await unhashedLeft(cache)).length, 2);
+  });
+
+  test('a cached copy evicted while a read of it still runs: the download taken for the part meanwhile is never named', async () => {
+    const d = await dir('read-in-flight');
+    const cache = path.join(d, 'cache');
+    const parts = await partsInOrder(d);
+    const sizes = await Promise.all(parts.map(async (p) => (await readFile(path.join(up.v2, p.path))).length));
+    const target = parts.filter((p, i) => /^[\w./+-]+$/.test(p.path) && sizes[i]! >= 4096).sort((a, b) => sizes[parts.indexOf(b)]! - sizes[parts.indexOf(a)]!)[0]!;
+    const filler = await open(up.jigdo, cache, { mirror: [`Parts=${v2mirror.url}`], config: plainConfig });
+    const need = filler.s.layout.parts.get(target.key)!;
+    try {
+      await filler.s.reader.read(need.offsets[0]!, need.length);
+    } finally {
+      await filler.close();
+    }
+    const hex = Buffer.from(target.key, 'base64url').toString('hex');
+    const cached = (await cacheFiles(cache)).find((f) => f.hex === hex)!.file;
+    const half = need.length >> 1;
+    // The next FileHandle.read once armed waits to be let go: a read "in flight" (a slow disk, a busy thread pool).
+    const probe = await openFile(cached);
+    const handleProto = Object.getPrototypeOf(probe) as { read: (...a: unknown[]) => Promise<unknown> };
+    await probe.close();
+    const realRead = handleProto.read;
+    let armed = false;
+    let entered!: () => void;
+    const inFlight = new Promise<void>((r) => (entered = r));
+    let letGo!: () => void;
+    const gate = new Promise<void>((r) => (letGo = r));
+    handleProto.read = async function (this: unknown, ...a: unknown[]) {
+      if (armed) {
+        armed = false;
+        entered();
+        await gate;
+      }
+      return realRead.apply(this, a);
+    };
+    const m = await startMirror({ root: up.v2 });
+    try {
+      m.fault(`/${target.path}`, { kind: 'corrupt', at: half + 10, times: 1 }); // in the half the held read takes
+      const o = await open(up.jigdo, cache, { mirror: [`Parts=${m.url}`], connections: '1', config: plainConfig });
+      try {
+        o.s.deferChecks(true);
+        for (const p of parts.filter((p) => p.key !== target.key).slice(0, TRUST_AFTER_PARTS + 2)) {
+          const n = o.s.layout.parts.get(p.key)!;
+          await o.s.reader.read(n.offsets[0]!, n.length);
+        }
+        armed = true;
+        const second = o.s.reader.read(need.offsets[0]! + half, need.length - half); // from the cached copy, held
+        await inFlight;
+        await rm(cached); // another process evicts it; the sweep makes this one forget it
+        await sleep(SWEEP_MS * 2.5);
+        const first = await o.s.reader.read(need.offsets[0]!, half); // downloaded, unhashed, its second half wrong
+        letGo();
+        assert.ok(Buffer.concat([first, await second]).equals(await readFile(path.join(up.v2, target.path))), 'what was read is the part');
+        assert.equal(requestsByPath(m).get(target.path), 1, 'the part was downloaded (with its wrong byte)');
+        await o.s.confirmDeferred();
+      } finally {
+        letGo();
+        await o.close();
+      }
+    } finally {
+      handleProto.read = realRead;
+      await m.close();
+    }
+    const named = (await cacheFiles(cache)).filter((f) => /^[0-9a-f]+$/.test(path.basename(f.file)));
+    for (const f of named) assert.equal(createHash(f.kind).update(await readFile(f.file)).digest('hex'), f.hex, `${f.file} holds its checksum's bytes`);
   });
 
   test('after a wrong image, copies gone from a small cache blame no mirror; the wrong local copy is named', async () => {
