@@ -201,6 +201,11 @@ export class MirrorBoard {
     return `mirror ${id} is not answering: ${d.why}`;
   }
 
+  /** A down mirror's probe request is under way: its outcome says whether the mirror is back. */
+  probing(id: string): boolean {
+    return this.mirrors.get(id)?.down?.probing === true;
+  }
+
   /**
    * Right before a request to the mirror: undefined to go ahead, or why it is skipped (`refusal`). When a
    * down mirror's time is up, one request at a time is let through as a probe: its outcome decides.

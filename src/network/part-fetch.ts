@@ -12,6 +12,8 @@ import type { UrlCandidate } from './remote-parts.js';
 
 /** Most attempts on one range from one mirror (the first request plus resumes after cuts). */
 const MAX_REQUESTS_PER_RANGE = 4;
+/** How often a request held back by another's probe of a down mirror looks whether the probe has ended. */
+const PROBE_POLL_MS = 100;
 
 /**
  * Failures of the host, not of the path asked for: any URL on that mirror would fail alike (it stalls, refuses
@@ -195,6 +197,7 @@ export class PartFetch {
   /** Fetches what is missing from one mirror, with parallel ranges; excludes the mirror if it fails. */
   private async fromMirror(c: UrlCandidate): Promise<void> {
     const { board } = this.ctx;
+    await this.probeSettled(c);
     // A mirror that is down costs this part nothing: not even the wait for a request slot.
     const down = board.refusal(c.mirror);
     if (down) return this.fail(c, new FetchError(c.url, 'down', down));
@@ -271,6 +274,13 @@ export class PartFetch {
         else if (res.whole && r.end < length) board.setAcceptsRanges(c.mirror, false);
       } catch (err) {
         const e = toFetchError(c.url, err);
+        // Refused because another request (a sibling stream's, or another part's) probes the down mirror: its outcome
+        // decides, so this stream waits for it and asks again. Failing here aborted the run, the probe with it, and the
+        // mirror never came back for a part fetched in several streams.
+        if (!started && e.kind === 'down' && board.probing(c.mirror) && !run.abort.signal.aborted) {
+          await this.probeSettled(c, run.abort.signal);
+          continue;
+        }
         if (!this.requestFailed(run, e, started)) return;
         // A cut after some progress resumes from where it stopped, a few times.
         // (Not after a trickle: the same mirror would be as slow again.)
@@ -279,6 +289,11 @@ export class PartFetch {
         return;
       }
     }
+  }
+
+  /** Returns once no probe of the mirror is under way (its outcome is known), or once `signal` aborts or we close. */
+  private async probeSettled(c: UrlCandidate, signal: AbortSignal = this.ctx.http.closing): Promise<void> {
+    while (this.ctx.board.probing(c.mirror) && !signal.aborted) await sleep(PROBE_POLL_MS, signal);
   }
 
   /**

@@ -10,8 +10,8 @@ import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path';
 import { makeImage } from '../../src/build/make-image.js';
 import { ImageReader } from '../../src/image/reader.js';
-import { assertCacheVerified, fileMd5, gets, jigdoWithServers, manyParts, partsUri } from '../helpers/network.js';
-import { v, image, plainConfig, P, mirror, dir, open, readAll, setupNetworkSuite } from '../helpers/network-suite.js';
+import { assertCacheVerified, fileMd5, gets, jigdoWithServers, manyParts, partsUri, sleep } from '../helpers/network.js';
+import { v, image, keyOf, plainConfig, P, mirror, dir, open, readAll, setupNetworkSuite } from '../helpers/network-suite.js';
 
 setupNetworkSuite();
 
@@ -176,3 +176,28 @@ describe('one good mirror among bad ones', () => {
     assert.equal(names.filter((n, i) => lacks(i) && gets(full, `/${n}`).length === 1).length, 40, 'the 40 it lacks came from the full one');
   });
 });
+
+describe('a mirror that went down and came back', () => {
+  test("a part fetched in several streams after the down time: the probe is not cut by the part's other streams", { timeout: 60_000 }, async () => {
+    const m = await mirror();
+    const d = await dir('down-and-back');
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    m.fault('*', { kind: 'stall', afterBytes: 0 }); // each request a timeout (1 s here): three in a row, and it is down
+    const o = await open(jigdo, path.join(d, 'cache'), { retries: '0' }); // 256 KiB ranges, 4 streams a part
+    try {
+      const part = (file: string) => o.s.layout.parts.get(keyOf(o.s, file))!;
+      const e = part(P.e);
+      await assert.rejects(o.s.reader.read(e.offsets[0]!, e.length), /not answering|no response|too slow|stalled|timeout/i);
+      assert.ok(o.net.board.refusal(partsUri(m)), 'the mirror is down');
+      m.fault('*', null); // back
+      await sleep(16_000); // past the 15 s a down mirror is skipped: the next request probes it
+      const dPart = part(P.d); // 1.5 MB: six ranges, fetched in four streams
+      const got = await o.s.reader.read(dPart.offsets[0]!, dPart.length);
+      assert.ok(got.equals(image.subarray(dPart.offsets[0]!, dPart.offsets[0]! + dPart.length)), 'the part, from the mirror that is back');
+      assert.equal(o.net.board.refusal(partsUri(m)), undefined, 'the mirror is up again');
+    } finally {
+      await o.close();
+    }
+  });
+});
+
