@@ -39,6 +39,7 @@ async function liveMountProblem(mnt: string, top: MountEntry, health: Exclude<Mo
   const pid = daemonPid(top.source);
   const daemon = pid === undefined ? 'its daemon' : `its daemon (pid ${pid})`;
   if (health === 'stopped') return `${mnt}: a jigdofs image is mounted here and ${daemon} is stopped (kill -CONT ${pid}, or jigdofs umount ${mnt})`;
+  if (health === 'frozen') return `${mnt}: a jigdofs image is mounted here and ${daemon} is frozen by its cgroup (thaw it: docker unpause, systemctl thaw; or jigdofs umount ${mnt})`;
   if (health === 'unresponsive') return `${mnt}: a jigdofs image is mounted here and ${daemon} does not answer (stuck?); unmount it first (jigdofs umount ${mnt})`;
   const answers = await askControl(mnt, 'ping', 2000).then(() => true, () => false);
   if (answers) return `${mnt}: a jigdofs image is already mounted here (jigdofs umount ${mnt})`;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { valueWithin } from '../util/settle.js';
 import { promisify } from 'node:util';
 import { unescapeMountField } from '../util/mount-field.js';
-import { pidStopped } from '../util/pid.js';
+import { pidFrozen, pidStopped } from '../util/pid.js';
 import { daemonPid } from './mount-source.js';
 
 const run = promisify(execFile);
@@ -131,7 +131,7 @@ export async function resolveMountpoint(mntArg: string): Promise<string> {
 }
 
 /** How the mount at a path is served: see mountHealth. */
-export type MountHealth = 'stale' | 'stopped' | 'unresponsive' | 'serving';
+export type MountHealth = 'stale' | 'stopped' | 'frozen' | 'unresponsive' | 'serving';
 
 /** How long a look into a mount may take before its daemon counts as not answering. */
 const LOOK_MS = 2000;
@@ -139,7 +139,7 @@ const LOOK_MS = 2000;
 /**
  * Whether a daemon serves `entry`, the mount a look at `mnt` reaches: `stale` when it is gone ("Transport endpoint
  * is not connected", as a daemon killed with -9 leaves it), `stopped` when the daemon its source names is stopped
- * (Ctrl-Z, SIGSTOP), `unresponsive` when a look into it takes over `timeoutMs`, else `serving`. A look into a stopped
+ * (Ctrl-Z, SIGSTOP), `frozen` when its cgroup is (`docker pause`), `unresponsive` when a look into it takes over `timeoutMs`, else `serving`. A look into a stopped
  * daemon's mount waits until it runs again: the stopped state is read from /proc first, and the look itself is
  * bounded (it stays pending on libuv's pool; the CLI exits without waiting for it).
  */
@@ -148,6 +148,8 @@ export async function mountHealth(mnt: string, entry: MountEntry, timeoutMs = LO
   // running here may be a daemon in another pid namespace that shares this mount namespace (`unshare --pid`).
   const pid = daemonPid(entry.source);
   if (pid !== undefined && pidStopped(pid)) return 'stopped'; // (one that ended has no /proc entry: not stopped)
+  // Frozen by its cgroup: the look would hold the mount (fusermount -u then found it busy) and this process's exit.
+  if (pid !== undefined && pidFrozen(pid)) return 'frozen';
   // statfs, not stat: the kernel answers a stat of the mount's root from its attribute cache for a while after the
   // daemon died, and the mount then passed for served (a new mount on the path was refused for ~5 s after a kill -9).
   const look = statfs(mnt).then(

@@ -37,6 +37,23 @@ export function pidStopped(pid: number): boolean {
   }
 }
 
+/**
+ * The process is frozen by the cgroup freezer (`docker pause`, `systemctl freeze`): like a stopped one it answers nothing,
+ * but /proc shows it as sleeping, and a look into its mount would wait until it is thawed. Read from its cgroup's state:
+ * cgroup v1's freezer.state (FROZEN, or FREEZING on the way), v2's cgroup.events ("frozen 1"), under the usual mounts.
+ */
+export function pidFrozen(pid: number, root = '/sys/fs/cgroup'): boolean {
+  for (const line of procText(() => readFileSync(`/proc/${pid}/cgroup`, 'utf8')).split('\n')) {
+    const [, controllers, where] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
+    if (where === undefined || where.includes('..')) continue;
+    if (controllers!.split(',').includes('freezer') && /^FROZEN|^FREEZING/.test(procText(() => readFileSync(`${root}/freezer${where}/freezer.state`, 'utf8')))) return true;
+    if (controllers === '') {
+      for (const v2 of [root, `${root}/unified`]) if (/^frozen 1$/m.test(procText(() => readFileSync(`${v2}${where}/cgroup.events`, 'utf8')))) return true;
+    }
+  }
+  return false;
+}
+
 /** A line of /proc (the kernel's: never on a hung file system), or '' where there is none. */
 function procText(read: () => string): string {
   try {

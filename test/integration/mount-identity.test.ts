@@ -11,7 +11,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { rootActor, userActor, type Actor } from '../helpers/actor.js';
@@ -109,6 +110,48 @@ for (const { label, make } of ACTORS) {
     });
   });
 }
+
+/**
+ * Freezes `pid` with the cgroup freezer (v1's freezer hierarchy, else v2's cgroup.freeze), as `docker pause` does; the
+ * returned function thaws it and removes the cgroup once the process has left it. Undefined where there is neither.
+ */
+async function freeze(pid: number): Promise<(() => Promise<void>) | undefined> {
+  const name = `jigdofs-test-${process.pid}-${pid}`;
+  const v1 = '/sys/fs/cgroup/freezer';
+  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers') ? '/sys/fs/cgroup' : undefined;
+  const dir = existsSync(`${v1}/tasks`) ? `${v1}/${name}` : v2 && `${v2}/${name}`;
+  if (!dir) return undefined;
+  await mkdir(dir);
+  await writeFile(`${dir}/cgroup.procs`, String(pid)); // every thread of it (v1 and v2)
+  const isV1 = dir.startsWith(v1);
+  await writeFile(isV1 ? `${dir}/freezer.state` : `${dir}/cgroup.freeze`, isV1 ? 'FROZEN' : '1');
+  await waitFor(async () => (isV1 ? (await readFile(`${dir}/freezer.state`, 'utf8')).startsWith('FROZEN') : /^frozen 1$/m.test(await readFile(`${dir}/cgroup.events`, 'utf8'))), 10_000, 'the freeze');
+  return async () => {
+    await writeFile(isV1 ? `${dir}/freezer.state` : `${dir}/cgroup.freeze`, isV1 ? 'THAWED' : '0');
+    await waitFor(() => !pidAlive(pid), 15_000, 'the thawed daemon to end').catch(() => process.kill(pid, 'SIGKILL'));
+    await waitFor(async () => (await rmdir(dir).then(() => true, () => false)), 5_000, 'the test cgroup to go').catch(() => undefined);
+  };
+}
+
+describe("a mount's daemon frozen by its cgroup (docker pause, systemctl freeze)", () => {
+  test('mount over it is refused and umount unmounts it, in bounded time and saying so; thawed, it ends', async (t) => {
+    const m = await mountJigdo(variant().jigdo, sourceArgs());
+    let thaw: (() => Promise<void>) | undefined;
+    try {
+      thaw = await freeze(await m.pid());
+      if (!thaw) return t.skip('no cgroup freezer here');
+      const again = await runCli(['mount', variant().jigdo, m.mnt, ...sourceArgs(), '--cache-dir', path.join(work, 'frozen-cache')], { timeoutMs: 20_000 });
+      assertCleanFailure(again, m.mnt, /its daemon \(pid \d+\) is frozen by its cgroup/);
+      const off = await runCli(['umount', m.mnt], { timeoutMs: 20_000 });
+      assertOk(off);
+      assert.match(off.stderr, /is frozen; unmounting with fusermount/);
+      assert.equal(await isMounted(m.mnt), false);
+    } finally {
+      await thaw?.();
+      await m.cleanup();
+    }
+  });
+});
 
 describe('mounts started at once on one path', () => {
   test('one wins and keeps its control socket; each other fails with one line; one mount is left (3 rounds)', async () => {
