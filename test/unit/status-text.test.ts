@@ -56,6 +56,14 @@ test('status text escapes terminal controls in every value from a .jigdo, a temp
   assert.equal(text.split('\n').length, 10, 'one line per item, as before');
 });
 
+test("a mirror that is down says so in its line, until when and why (the JSON's down fields; the text said only its failures)", () => {
+  const st = status();
+  const down = { ...st.network!.mirrors[0]!, demoted: false, down: true, downUntil: '2030-01-01T00:00:15Z', downWhy: '4 failures in a row, last: refused\u001b[2J' };
+  const text = formatStatus({ ...st, network: { ...st.network!, mirrors: [down] } });
+  assert.ok(text.includes('; DOWN (not asked) until 2030-01-01T00:00:15Z, then probed: 4 failures in a row, last: refused\\x1b[2J; last error: '), text);
+  assert.doesNotMatch(formatStatus(st), /DOWN/, 'a mirror that is up says nothing of it');
+});
+
 test('a detached daemon: the line after the first says since when and how, and what it serves; other detached daemons of the path are named', () => {
   const since = new Date(Date.now() - 90_000).toISOString();
   const other = { pid: 7, since: '2030-01-01T00:00:00.000Z', why: 'jigdofs umount --lazy', openFiles: 2 };
