@@ -197,8 +197,8 @@ export class PartFetch {
   /** Fetches what is missing from one mirror, with parallel ranges; excludes the mirror if it fails. */
   private async fromMirror(c: UrlCandidate): Promise<void> {
     const { board } = this.ctx;
-    await this.probeSettled(c);
-    // A mirror that is down costs this part nothing: not even the wait for a request slot.
+    // A mirror that is down costs this part nothing: not even the wait for a request slot (nor for another part's probe
+    // of it: the next mirror is tried at once, and a part with no other fails now and is asked for again later).
     const down = board.refusal(c.mirror);
     if (down) return this.fail(c, new FetchError(c.url, 'down', down));
     const length = this.need.length;
@@ -274,9 +274,9 @@ export class PartFetch {
         else if (res.whole && r.end < length) board.setAcceptsRanges(c.mirror, false);
       } catch (err) {
         const e = toFetchError(c.url, err);
-        // Refused because another request (a sibling stream's, or another part's) probes the down mirror: its outcome
-        // decides, so this stream waits for it and asks again. Failing here aborted the run, the probe with it, and the
-        // mirror never came back for a part fetched in several streams.
+        // Refused because another request (this part's own probe stream, or another part's) probes the down mirror: its
+        // outcome decides, so this stream waits for it and asks again. Failing here aborted the run, the probe with it,
+        // and the mirror never came back for a part fetched in several streams.
         if (!started && e.kind === 'down' && board.probing(c.mirror) && !run.abort.signal.aborted) {
           await this.probeSettled(c, run.abort.signal);
           continue;
@@ -291,8 +291,8 @@ export class PartFetch {
     }
   }
 
-  /** Returns once no probe of the mirror is under way (its outcome is known), or once `signal` aborts or we close. */
-  private async probeSettled(c: UrlCandidate, signal: AbortSignal = this.ctx.http.closing): Promise<void> {
+  /** Returns once no probe of the mirror is under way (its outcome is known), or once `signal` aborts. */
+  private async probeSettled(c: UrlCandidate, signal: AbortSignal): Promise<void> {
     while (this.ctx.board.probing(c.mirror) && !signal.aborted) await sleep(PROBE_POLL_MS, signal);
   }
 
