@@ -19,11 +19,11 @@ export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     if (signal?.aborted) return resolve();
     const done = (): void => {
       clearTimeout(timer);
-      unhook?.();
+      unhook();
       resolve();
     };
     const timer = setTimeout(done, Math.min(MAX_TIMER_MS, Math.max(0, ms)));
-    const unhook = signal && onAbort(signal, done);
+    const unhook = onAbort(signal, done);
   });
 
 /** About 0.5 s, 1.5 s, 4.5 s... for rounds 1, 2, 3..., at most MAX_BACKOFF_MS (each ±25 %). */

@@ -64,7 +64,7 @@ function nextTarget(url: string, location: string, from: URL): URL {
 async function answerInTime(get: GetRequest, target: URL): Promise<Dispatcher.ResponseData> {
   const { request, dispatcher, headers, timeoutMs, signal } = get;
   const ctl = new AbortController();
-  const unhook = signal ? onAbort(signal, () => ctl.abort(signal.reason)) : () => undefined;
+  const unhook = onAbort(signal, () => ctl.abort(signal?.reason));
   let late = false;
   const deadline = setTimeout(() => {
     late = true;

@@ -14,7 +14,7 @@ import { onAbort } from './on-abort.js';
 export async function settleAll(start: (signal: AbortSignal, jobs: Array<Promise<unknown>>) => void, outer?: AbortSignal): Promise<void> {
   const controller = new AbortController();
   setMaxListeners(0, controller.signal); // (jobs wait on it through onAbort; whatever else takes it may listen directly)
-  const unhook = outer ? onAbort(outer, () => controller.abort(outer.reason)) : undefined;
+  const unhook = onAbort(outer, () => controller.abort(outer?.reason));
   let failure: { error: unknown } | undefined;
   const fail = (error: unknown): void => {
     if (failure) return;
@@ -28,7 +28,7 @@ export async function settleAll(start: (signal: AbortSignal, jobs: Array<Promise
     fail(err); // the jobs started before the throw still run: wait for them all the same
   }
   await Promise.all(jobs.map((job) => job.catch(fail)));
-  unhook?.();
+  unhook();
   if (failure) throw failure.error;
 }
 

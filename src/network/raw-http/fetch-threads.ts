@@ -95,7 +95,7 @@ export class FetchThreads {
     const thread = this.pick();
     const task: FetchTask = { op: 'fetch', id, url, ...range, fd, hash: opts.hash, timeoutMs: opts.timeoutMs };
     return new Promise<ThreadResult>((resolve, reject) => {
-      const unhook = opts.signal ? onAbort(opts.signal, () => thread.worker.postMessage({ op: 'abort', id })) : () => undefined;
+      const unhook = onAbort(opts.signal, () => thread.worker.postMessage({ op: 'abort', id }));
       const done = <T>(f: (v: T) => void) => (v: T): void => {
         unhook();
         if (--thread.busy === 0) thread.worker.unref();
