@@ -139,9 +139,11 @@ const LOOK_MS = 2000;
 /**
  * Whether a daemon serves `entry`, the mount a look at `mnt` reaches: `stale` when it is gone ("Transport endpoint
  * is not connected", as a daemon killed with -9 leaves it), `stopped` when the daemon its source names is stopped
- * (Ctrl-Z, SIGSTOP), `frozen` when its cgroup is (`docker pause`), `unresponsive` when a look into it takes over `timeoutMs`, else `serving`. A look into a stopped
- * daemon's mount waits until it runs again: the stopped state is read from /proc first, and the look itself is
- * bounded (it stays pending on libuv's pool; the CLI exits without waiting for it).
+ * (Ctrl-Z, SIGSTOP), `frozen` when its cgroup is (`docker pause`), `unresponsive` when a look into it takes over
+ * `timeoutMs`, else `serving`. A look into a stopped or frozen daemon's mount waits until it runs again: those states are
+ * read from /proc and the cgroup first. The look itself is bounded here, but it stays pending on libuv's pool, holding
+ * the mount (fusermount -u finds it busy) and the process's exit until the daemon answers: a daemon stuck some other
+ * way still holds `jigdofs umount`.
  */
 export async function mountHealth(mnt: string, entry: MountEntry, timeoutMs = LOOK_MS): Promise<MountHealth> {
   // Stopped: told from /proc, since a look would wait. Gone is told by the look itself (ENOTCONN, at once): a pid not
