@@ -57,34 +57,39 @@ export function statusFailure(url: string, status: number, location?: unknown): 
 }
 
 /**
- * What a 2xx answer to a range request holds: the whole file or the range asked for, and the file's size.
- * A 200 is accepted only for a request from byte 0 (a server that ignores Range sends the whole file), or one
- * sent with If-Range (the file changed: its new version, whatever its size).
+ * What a 2xx answer to a range request holds: the whole file or the range asked for, the file's size, and where its
+ * body must end (`stop`, absolute; Infinity: at the body's own end). A 200 is accepted only for a request from byte 0
+ * (a server that ignores Range sends the whole file), or one sent with If-Range (the file changed: its new version,
+ * whatever its size). A 206 to an open-ended request that does not state the file's size (`bytes 0-1037/*`) stops
+ * where its Content-Range ends: the file may go on past it (downloadWhole asks for the rest).
  */
 export function rangeAnswer(
   url: string,
   res: Pick<Dispatcher.ResponseData, 'statusCode' | 'headers'>,
   range: RangeRequest,
-): { whole: boolean; stated?: number } {
-  const { start, total } = range;
-  let whole = false;
-  let stated: number | undefined;
+): { whole: boolean; stated?: number; stop: number } {
+  const { start, end, total } = range;
   if (res.statusCode === 206) {
     const text = String(res.headers['content-range'] ?? '');
     const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(text);
-    if (!cr) throw new FetchError(url, 'protocol', `bad Content-Range "${text}"`);
-    if (cr[3] !== '*') stated = Number(cr[3]);
+    if (!cr || Number(cr[2]) < Number(cr[1])) throw new FetchError(url, 'protocol', `bad Content-Range "${text}"`);
+    const stated = cr[3] === '*' ? undefined : Number(cr[3]);
     if (Number(cr[1]) !== start) throw new FetchError(url, 'protocol', `asked for bytes from ${start}, got Content-Range ${text}`);
-  } else {
-    // After an If-Range, a 200 is the file as it is now, whole: it changed since the bytes before `start` came.
-    if (start !== 0 && range.ifRange === undefined) throw new FetchError(url, 'no-range', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
-    const len = res.headers['content-length'];
-    if (len !== undefined) stated = Number(len);
-    whole = true;
+    checkSize(url, total, stated);
+    return { whole: false, stated, stop: end ?? stated ?? total ?? Number(cr[2]) + 1 };
   }
-  const changed = whole && start !== 0;
-  if (total !== undefined && stated !== undefined && stated !== total && !changed) {
+  // After an If-Range, a 200 is the file as it is now, whole: it changed since the bytes before `start` came.
+  if (start !== 0 && range.ifRange === undefined) throw new FetchError(url, 'no-range', `HTTP ${res.statusCode} to a Range request: the server ignores Range`, res.statusCode);
+  const len = res.headers['content-length'];
+  const stated = len === undefined ? undefined : Number(len);
+  const changed = start !== 0;
+  if (!changed) checkSize(url, total, stated);
+  return { whole: true, stated, stop: stated ?? (changed ? undefined : total) ?? Infinity };
+}
+
+/** A size the server states other than the one expected is a 'wrong-size' failure. */
+function checkSize(url: string, total: number | undefined, stated: number | undefined): void {
+  if (total !== undefined && stated !== undefined && stated !== total) {
     throw new FetchError(url, 'wrong-size', `the file there has ${stated} bytes, expected ${total}`);
   }
-  return { whole, stated };
 }

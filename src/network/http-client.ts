@@ -159,7 +159,7 @@ export class HttpClient {
         if (!(err instanceof NeedsFullClient)) throw this.classify(url, err);
       }
     }
-    const { start, total } = range;
+    const { start } = range;
     const t0 = performance.now();
     const value = rangeHeader(range);
     const headers: Record<string, string> = value === undefined ? {} : { range: value, ...(range.ifRange !== undefined && { 'if-range': range.ifRange }) };
@@ -167,14 +167,11 @@ export class HttpClient {
     const ttfbMs = performance.now() - t0;
     try {
       HttpClient.checkStatus(url, res);
-      const { whole, stated } = rangeAnswer(url, res, range);
+      const { whole, stated, stop } = rangeAnswer(url, res, range);
       const rules = opts.rules ?? {};
       if (stated !== undefined && stated > (rules.maxBytes ?? Infinity)) throw tooLarge(url, rules, stated);
       opts.onHeaders?.({ whole, total: stated, validator: validatorOf(res.headers) });
-      // A whole file from byte 0 after an If-Range is a new version: the size known before was the old one's.
-      const changed = whole && start !== 0;
       const from = whole ? 0 : start;
-      const stop = whole ? (stated ?? (changed ? undefined : total) ?? Infinity) : (range.end ?? stated ?? Infinity);
       const pos = await pumpBody(url, res.body, new BatchWriter(url, fh, from, onData), stop, rules, this.opts.timeoutMs);
       if (stop !== Infinity && pos < stop) throw new FetchError(url, 'short', `body ended after ${pos - from} of ${stop - from} bytes`);
       return { end: pos, whole, total: stated, ttfbMs };

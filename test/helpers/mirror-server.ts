@@ -71,7 +71,12 @@ export type Fault =
   /** Send a `103 Early Hints` answer every `everyMs`, and never a final one (until close()). */
   | (FaultBase & { kind: 'hints'; everyMs: number })
   /** Send `count` interim answers nobody asked for (`100 Continue`), then the usual answer. */
-  | (FaultBase & { kind: 'continue'; count: number });
+  | (FaultBase & { kind: 'continue'; count: number })
+  /**
+   * Answer a Range request with at most `bytes` bytes of it, and a Content-Range that does not state the file's size
+   * (`bytes 100-199/*`); past the file's end, 416 as usual.
+   */
+  | (FaultBase & { kind: 'unsized'; bytes: number });
 
 export type FaultKind = Fault['kind'];
 
@@ -219,6 +224,9 @@ function validateFault(fault: Fault): void {
       return nonNegative('everyMs', fault.everyMs);
     case 'continue':
       return nonNegative('count', fault.count);
+    case 'unsized':
+      if (!(fault.bytes >= 1)) throw new RangeError(`fault unsized: bytes must be at least 1, got ${fault.bytes}`);
+      return;
   }
 }
 
@@ -551,9 +559,11 @@ class MirrorServer implements Mirror {
       });
     }
     const start = range.kind === 'partial' ? range.start : 0;
-    const length = range.kind === 'partial' ? range.end - range.start + 1 : size;
+    const unsized = fault?.kind === 'unsized' && range.kind === 'partial' ? fault : undefined;
+    const last = range.kind !== 'partial' ? size - 1 : unsized ? Math.min(range.end, range.start + unsized.bytes - 1) : range.end;
+    const length = last - start + 1;
     const status = range.kind === 'partial' ? 206 : 200;
-    if (range.kind === 'partial') headers['Content-Range'] = `bytes ${range.start}-${range.end}/${size}`;
+    if (range.kind === 'partial') headers['Content-Range'] = `bytes ${range.start}-${last}/${unsized ? '*' : size}`;
 
     const plan = planBody(length, fault);
     headers['Content-Length'] = String(plan.contentLength);

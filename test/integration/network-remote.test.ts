@@ -528,6 +528,38 @@ describe('remote .jigdo and configuration', () => {
       }
     });
 
+    test('a server whose answers to a Range do not state the size (`bytes 30000-49999/*`) is asked for the rest until its 416', async () => {
+      const { d, site, web } = await servedJigdo('template-resume-unsized', 'img.jigdo');
+      const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+      await leaveResumeFile(d, site, template.subarray(0, 30_000));
+      web.fault('/jf-md5-gzip.template', { kind: 'unsized', bytes: 20_000 });
+      const r = await makeImageOf(d, web, 'out.iso');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+      const asked = gets(web, '/jf-md5-gzip.template');
+      const starts = asked.map((a) => a.range);
+      const want = [];
+      for (let at = 30_000; at < template.length; at += 20_000) want.push(`bytes=${at}-`);
+      want.push(`bytes=${template.length}-`);
+      assert.deepEqual(starts, want, 'each answer goes on from where the last ended (on the code before: one, then the template refused as not matching)');
+      assert.equal(asked.at(-1)!.status, 416);
+      assert.deepEqual(await cacheLeftovers(path.join(d, 'cache')), { tmp: [], locks: [] });
+      assert.equal((await assertCacheVerified(path.join(d, 'cache'))).length, 1, 'the template, under its checksum name');
+    });
+
+    test('a server whose answers to a Range without the size hold a few bytes each fails as too slow, in bounded time', async () => {
+      const { d, site, web } = await servedJigdo('template-resume-unsized-trickle', 'img.jigdo');
+      const template = await readFile(path.join(site, 'jf-md5-gzip.template'));
+      await leaveResumeFile(d, site, template.subarray(0, 1000));
+      web.fault('/jf-md5-gzip.template', { kind: 'unsized', bytes: 16 });
+      web.latencyMs = 200;
+      const r = await runCli(['missing', `${web.url}img.jigdo`, '--cache-dir', path.join(d, 'cache'), '--config', plainConfig, '--timeout', '1', '--retries', '1'], { timeoutMs: 60_000 });
+      assert.equal(r.timedOut, false, 'the command ended');
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /^jigdofs: http:\/\/127\.0\.0\.1:\d+\/jf-md5-gzip\.template: cannot fetch: too slow: \d+ bytes in \d+ s, over requests each cut short \(the last: HTTP 206 up to byte \d+ without the file's size\)/m);
+      assert.ok(gets(web, '/jf-md5-gzip.template').length <= 20, `${gets(web, '/jf-md5-gzip.template').length} requests`);
+    });
+
     test('a server that ignores Range sends the whole template at once; a page instead of the template keeps the bytes left for the next run', async () => {
       const { d, site, web } = await servedJigdo('template-resume-norange', 'img.jigdo');
       const template = await readFile(path.join(site, 'jf-md5-gzip.template'));

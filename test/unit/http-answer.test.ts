@@ -55,11 +55,17 @@ describe('rangeAnswer', () => {
   const answer = (statusCode: number, headers: Record<string, string>) => ({ statusCode, headers });
 
   test('206 with a Content-Range from the byte asked: the range, and the size stated', () => {
-    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-199/1000' }), { start: 100, end: 200, total: 1000 }), { whole: false, stated: 1000 });
-    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-199/*' }), { start: 100, end: 200, total: 1000 }), { whole: false, stated: undefined });
+    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-199/1000' }), { start: 100, end: 200, total: 1000 }), { whole: false, stated: 1000, stop: 200 });
+    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-199/*' }), { start: 100, end: 200, total: 1000 }), { whole: false, stated: undefined, stop: 200 });
+  });
+
+  test('206 to an open-ended request: the body stops at the size stated, else where its Content-Range ends', () => {
+    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-999/1000' }), { start: 100 }), { whole: false, stated: 1000, stop: 1000 });
+    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-199/*' }), { start: 100 }), { whole: false, stated: undefined, stop: 200 });
   });
 
   test('206 with a bad Content-Range, or one from another byte, is a protocol failure', () => {
+    assert.equal(failure(() => rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-99/*' }), { start: 100 })).message, 'bad Content-Range "bytes 100-99/*"');
     assert.equal(failure(() => rangeAnswer(U, answer(206, {}), { start: 0, end: 10 })).message, 'bad Content-Range ""');
     assert.equal(failure(() => rangeAnswer(U, answer(206, { 'content-range': 'bytes=0-9/10' }), { start: 0 })).kind, 'protocol');
     const e = failure(() => rangeAnswer(U, answer(206, { 'content-range': 'bytes 0-99/1000' }), { start: 100, end: 200 }));
@@ -68,8 +74,8 @@ describe('rangeAnswer', () => {
   });
 
   test('200 to a request from byte 0: the whole file, its size from Content-Length when given', () => {
-    assert.deepEqual(rangeAnswer(U, answer(200, { 'content-length': '1000' }), { start: 0, end: 200, total: 1000 }), { whole: true, stated: 1000 });
-    assert.deepEqual(rangeAnswer(U, answer(200, {}), { start: 0 }), { whole: true, stated: undefined });
+    assert.deepEqual(rangeAnswer(U, answer(200, { 'content-length': '1000' }), { start: 0, end: 200, total: 1000 }), { whole: true, stated: 1000, stop: 1000 });
+    assert.deepEqual(rangeAnswer(U, answer(200, {}), { start: 0 }), { whole: true, stated: undefined, stop: Infinity });
   });
 
   test('200 to a request from another byte: the server ignores Range (no-range, not permanent)', () => {
@@ -80,8 +86,8 @@ describe('rangeAnswer', () => {
   });
 
   test('200 to a request sent with If-Range: the file changed, its new version whole, whatever its size', () => {
-    assert.deepEqual(rangeAnswer(U, answer(200, { 'content-length': '1200' }), { start: 100, total: 1000, ifRange: '"v1"' }), { whole: true, stated: 1200 });
-    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-999/1000' }), { start: 100, total: 1000, ifRange: '"v1"' }), { whole: false, stated: 1000 });
+    assert.deepEqual(rangeAnswer(U, answer(200, { 'content-length': '1200' }), { start: 100, total: 1000, ifRange: '"v1"' }), { whole: true, stated: 1200, stop: 1200 });
+    assert.deepEqual(rangeAnswer(U, answer(206, { 'content-range': 'bytes 100-999/1000' }), { start: 100, total: 1000, ifRange: '"v1"' }), { whole: false, stated: 1000, stop: 1000 });
   });
 
   test('the validator for If-Range: a strong ETag, else Last-Modified, else none', () => {
@@ -98,6 +104,6 @@ describe('rangeAnswer', () => {
     assert.equal(e.message, 'the file there has 999 bytes, expected 1000');
     assert.equal(e.permanent, true);
     assert.equal(failure(() => rangeAnswer(U, answer(200, { 'content-length': '5' }), { start: 0, total: 1000 })).kind, 'wrong-size');
-    assert.deepEqual(rangeAnswer(U, answer(200, { 'content-length': '5' }), { start: 0 }), { whole: true, stated: 5 });
+    assert.deepEqual(rangeAnswer(U, answer(200, { 'content-length': '5' }), { start: 0 }), { whole: true, stated: 5, stop: 5 });
   });
 });

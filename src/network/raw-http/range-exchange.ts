@@ -149,11 +149,11 @@ export class RangeExchange implements ConnectionUser {
     if (head.headers['transfer-encoding'] !== undefined || length === undefined || !/^\d+$/.test(length)) {
       return this.fallback('a body without a Content-Length');
     }
-    const { whole, stated } = rangeAnswer(url, { statusCode: head.status, headers: head.headers }, { start, end, total });
+    const { whole, stated, stop } = rangeAnswer(url, { statusCode: head.status, headers: head.headers }, { start, end, total });
     this.whole = whole;
     this.total = stated;
     this.report.headers(whole, stated);
-    this.stop = whole ? (stated ?? total ?? Infinity) : (end ?? stated ?? Infinity);
+    this.stop = stop;
     this.bodyLeft = Number(length);
     this.keepAlive = !head.close;
     if (this.task.hash && start === 0) this.hash = createHash(this.task.hash);
