@@ -3,7 +3,7 @@
 // or the configuration file's one-line error (exit 1); never taken as something else.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SAMPLES, assertCleanFailure, describeRun, runCli } from '../helpers/cli.js';
@@ -32,6 +32,18 @@ test('timeout = 0.0004 in the configuration file is its one-line error', async (
   writeFileSync(config, '[network]\ntimeout = 0.0004\n');
   const r = await info(['--config', config]);
   assertCleanFailure(r, config, /\[network\] timeout = "0\.0004": expected seconds, at least 0\.001/);
+});
+
+test('a background mount with --log-file and a bad configuration file says why on the terminal, not "see LOG"', async () => {
+  const config = path.join(work, 'bad-mount.ini');
+  writeFileSync(config, '[network]\ntimeout = soon\n');
+  const mnt = path.join(work, 'mnt');
+  mkdirSync(mnt);
+  const log = path.join(work, 'mount.log');
+  const r = await runCli(['mount', JIGDO, mnt, '--cache-dir', path.join(work, `cache-${++runs}`), '--offline', '--config', config, '--log-file', log], { timeoutMs: 30_000 });
+  assertCleanFailure(r, config, /\[network\] timeout = "soon": expected seconds/);
+  assert.ok(!readFileSync('/proc/mounts', 'utf8').includes(mnt), 'nothing mounted');
+  assert.ok(!existsSync(log), 'no daemon was started');
 });
 
 test('numbers: blanks, hex, binary and exponents are usage errors naming the option', async () => {

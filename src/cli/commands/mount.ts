@@ -78,10 +78,10 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
 /** The daemon's log file: under the cache dir, named after the mountpoint. */
 async function daemonLogFile(flags: MountFlags, mnt: string): Promise<string> {
   // `mnt` is resolved already (resolveMountpoint): a mount made through a symlink logs under its real path.
-  if (flags.logFile) return path.resolve(flags.logFile);
   // Settings only: the daemon builds the network; here the flags and configuration are checked (and
-  // their warnings shown) before anything is spawned.
+  // their warnings shown) before anything is spawned, whatever the log file.
   const cacheDir = resolveSettings(flags).cacheDir;
+  if (flags.logFile) return path.resolve(flags.logFile);
   await checkCacheDir(cacheDir);
   const dir = path.join(cacheDir, 'logs');
   await makeDirs(dir);
