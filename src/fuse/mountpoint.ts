@@ -36,12 +36,35 @@ export async function prepareMountpoint(mnt: string, log: (line: string) => void
  */
 async function liveMountProblem(mnt: string, top: MountEntry, health: Exclude<MountHealth, 'stale'>): Promise<string> {
   if (top.type !== FS_TYPE) return `${mnt}: something else (${top.type}) is mounted here`;
-  const pid = daemonPid(top.source);
-  const daemon = pid === undefined ? 'its daemon' : `its daemon (pid ${pid})`;
-  if (health === 'stopped') return `${mnt}: a jigdofs image is mounted here and ${daemon} is stopped (kill -CONT ${pid}, or jigdofs umount ${mnt})`;
-  if (health === 'frozen') return `${mnt}: a jigdofs image is mounted here and ${daemon} is frozen by its cgroup (thaw it: docker unpause, systemctl thaw; or jigdofs umount ${mnt})`;
-  if (health === 'unresponsive') return `${mnt}: a jigdofs image is mounted here and ${daemon} does not answer (stuck?); unmount it first (jigdofs umount ${mnt})`;
+  if (health !== 'serving') return `${mnt}: a jigdofs image is mounted here and ${daemonState(mnt, top, health)}`;
   const answers = await askControl(mnt, 'ping', 2000).then(() => true, () => false);
   if (answers) return `${mnt}: a jigdofs image is already mounted here (jigdofs umount ${mnt})`;
-  return `${mnt}: a jigdofs image is mounted here, and ${daemon} has no control socket here (mounted with another XDG_RUNTIME_DIR?); unmount it first (jigdofs umount ${mnt})`;
+  return `${mnt}: a jigdofs image is mounted here, and ${daemonText(top)} has no control socket here (mounted with another XDG_RUNTIME_DIR?); unmount it first (jigdofs umount ${mnt})`;
+}
+
+/**
+ * Why the jigdofs mount at `mnt` cannot answer (its daemon stopped, frozen, stuck or gone), in one line: a control
+ * request to it would wait for nothing. Undefined when its daemon serves, or no jigdofs mount is there.
+ */
+export async function unservedMountProblem(mnt: string): Promise<string | undefined> {
+  const top = (await mountsAt(mnt)).at(-1);
+  if (top?.type !== FS_TYPE) return undefined;
+  const health = await mountHealth(mnt, top);
+  if (health === 'serving') return undefined;
+  if (health === 'stale') return `${mnt}: ${daemonText(top)} is gone: the mount is stale (jigdofs umount ${mnt} removes it)`;
+  return `${mnt}: ${daemonState(mnt, top, health)}`;
+}
+
+/** "its daemon (pid N)", or without the pid when the mount's source does not name it. */
+function daemonText(top: MountEntry): string {
+  const pid = daemonPid(top.source);
+  return pid === undefined ? 'its daemon' : `its daemon (pid ${pid})`;
+}
+
+/** The state of a jigdofs mount's daemon that does not answer, and what to do. */
+function daemonState(mnt: string, top: MountEntry, health: 'stopped' | 'frozen' | 'unresponsive'): string {
+  const daemon = daemonText(top);
+  if (health === 'stopped') return `${daemon} is stopped (kill -CONT ${daemonPid(top.source)}, or jigdofs umount ${mnt})`;
+  if (health === 'frozen') return `${daemon} is frozen by its cgroup (thaw it: docker unpause, systemctl thaw; or jigdofs umount ${mnt})`;
+  return `${daemon} does not answer (stuck?); unmount it first (jigdofs umount ${mnt})`;
 }

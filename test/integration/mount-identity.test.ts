@@ -97,6 +97,11 @@ for (const { label, make } of ACTORS) {
         process.kill(stopped, 'SIGSTOP');
         const again = await A.cli(['mount', variant().jigdo, m.mnt, ...sourceArgs(), '--cache-dir', path.join(A.tempDir('jigdofs-identity-cache-'), 'c')], { timeoutMs: 20_000 });
         assertCleanFailure(again, m.mnt, new RegExp(`its daemon \\(pid ${stopped}\\) is stopped \\(kill -CONT ${stopped}, or jigdofs umount `));
+        // status says so at once (the code before asked it for 5 s: "no answer from its jigdofs daemon").
+        const t0 = Date.now();
+        const status = await A.cli(['status', m.mnt], { timeoutMs: 20_000 });
+        assertCleanFailure(status, m.mnt, new RegExp(`: its daemon \\(pid ${stopped}\\) is stopped \\(kill -CONT ${stopped}, or jigdofs umount `));
+        assert.ok(Date.now() - t0 < 4000, `status took ${Date.now() - t0} ms`);
         const off = await A.cli(['umount', m.mnt], { timeoutMs: 20_000 });
         assertOk(off);
         assert.match(off.stderr, /is stopped; unmounting with fusermount/);
@@ -142,6 +147,7 @@ describe("a mount's daemon frozen by its cgroup (docker pause, systemctl freeze)
       if (!thaw) return t.skip('no cgroup freezer here');
       const again = await runCli(['mount', variant().jigdo, m.mnt, ...sourceArgs(), '--cache-dir', path.join(work, 'frozen-cache')], { timeoutMs: 20_000 });
       assertCleanFailure(again, m.mnt, /its daemon \(pid \d+\) is frozen by its cgroup/);
+      assertCleanFailure(await runCli(['status', m.mnt], { timeoutMs: 20_000 }), m.mnt, /: its daemon \(pid \d+\) is frozen by its cgroup/);
       const off = await runCli(['umount', m.mnt], { timeoutMs: 20_000 });
       assertOk(off);
       assert.match(off.stderr, /is frozen; unmounting with fusermount/);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
-import { BIN } from '../helpers/cli.js';
+import { assertCleanFailure, BIN } from '../helpers/cli.js';
 import { forceUnmount, isMounted, mountJigdo, type TestMount } from '../helpers/mount.js';
 import { runCli } from '../helpers/cli.js';
 import { fileMd5, md5hex as md5 } from '../helpers/hash.js';
@@ -340,8 +340,11 @@ describe('lifecycle', () => {
     const v = fx.variants['jf-md5-gzip'];
     const m = await mountJigdo(v.jigdo, ['--scan', v.partsDir]);
     try {
-      process.kill(await m.pid(), 'SIGKILL');
+      const pid = await m.pid();
+      process.kill(pid, 'SIGKILL');
       await waitFor(async () => (await stat(m.mnt).then(() => 'ok', (e: NodeJS.ErrnoException) => e.code)) === 'ENOTCONN', 5000, 'the mount to go stale');
+      // (The code before: "no jigdofs daemon for MNT (ECONNREFUSED)".)
+      assertCleanFailure(await runCli(['status', m.mnt]), m.mnt, new RegExp(`: its daemon \\(pid ${pid}\\) is gone: the mount is stale \\(jigdofs umount `));
       const again = await mountJigdo(v.jigdo, ['--scan', v.partsDir], { mnt: m.mnt, cacheDir: m.cacheDir });
       try {
         assert.equal(await fileMd5(again.file('image.iso')), v.imageMd5);

@@ -4,6 +4,7 @@ import { askControl, askDetached } from '../../fuse/control-client.js';
 import { NoDaemon } from '../../fuse/control-files.js';
 import type { DetachedStatus } from '../../fuse/detach.js';
 import { resolveMountpoint } from '../../fuse/mounts.js';
+import { unservedMountProblem } from '../../fuse/mountpoint.js';
 import type { NetworkStats } from '../../network/network.js';
 import { controlKey, looksLikeServer, otherServerKeys, parseServerAddress } from '../../http/address.js';
 
@@ -45,7 +46,13 @@ export interface Status {
  */
 async function targetStatus(arg: string): Promise<Status> {
   const server = looksLikeServer(arg) ? parseServerAddress(arg) : undefined;
-  if (!server) return mountStatus(await resolveMountpoint(arg));
+  if (!server) {
+    const mnt = await resolveMountpoint(arg);
+    // A stopped or frozen daemon would be asked in vain (5 s, then "no answer"), a gone one named only as "no daemon".
+    const problem = await unservedMountProblem(mnt);
+    if (problem) throw new Error(problem);
+    return mountStatus(mnt);
+  }
   try {
     return await mountStatus(controlKey(server));
   } catch (err) {
