@@ -147,9 +147,9 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
 
   const src = await FileByteSource.open(templatePath).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw new JigdoError(templatePath, err.message);
-    const problem = `template not found (named by ${describeLocation(jigdo.location)})`;
     // Not there yet is not a bad file, unless the user named that file (--template).
-    throw opts.template ? new JigdoError(templatePath, problem) : new TemplateUnavailableError(templatePath, problem);
+    if (opts.template) throw new JigdoError(templatePath, 'template not found (given by --template)');
+    throw new TemplateUnavailableError(templatePath, `template not found (named by ${describeLocation(jigdo.location)})`);
   });
   try {
     // Checked while it is parsed (the hash runs on a pool thread, which first has to start: most of a mount's

@@ -281,7 +281,8 @@ test('info from the .jigdo alone: the template not there (yet), or remote while 
   assertOk(offline);
   assert.match(offline.stdout, /^Template: {5}not available \(.*--offline/m);
   // A template the user named that is not there stays an error (exit 1).
-  assertCleanFailure(await cli(['info', path.join(lone, 'x.jigdo'), '--template', path.join(lone, 'nowhere.template')]), 'nowhere.template', /template not found/);
+  // Said as the user's (the code before: "named by …x.jigdo", a file that names another).
+  assertCleanFailure(await cli(['info', path.join(lone, 'x.jigdo'), '--template', path.join(lone, 'nowhere.template')]), 'nowhere.template', /: template not found \(given by --template\)$/);
 });
 
 /** jigdo-file print-missing(-all) for a sample, from a folder without the image. */

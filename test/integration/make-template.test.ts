@@ -276,9 +276,12 @@ describe('make-template on its own', () => {
   test("the configuration file's [cache] dir is where the hash index lives, as for every other command (--config, or the default file)", async () => {
     const dir = path.join(work, 'cache-from-config');
     const conf = path.join(work, 'mt-config.ini');
-    await writeFile(conf, `[cache]\ndir = ${dir}\n`);
+    await writeFile(conf, `[cache]\ndir = ${dir}\nbogus = 1\n`);
     const args = ['make-template', 'img.raw', 'tree/pool', '-j', 'conf.jigdo', '-t', 'conf.template', '--force'];
-    assertOk(await runCli([...args, '--config', conf], { cwd: work }));
+    // -q keeps warnings, as its help says (the code before dropped the configuration file's).
+    const quiet = await runCli([...args, '--config', conf, '-q'], { cwd: work });
+    assertOk(quiet);
+    assert.equal(quiet.stderr, `jigdofs: ${conf}: ignored unknown setting [cache] bogus\n`);
     assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.jsonl')), ['make-template-index.jsonl']);
     // The default file ($XDG_CONFIG_HOME/jigdofs/config.ini), and --cache-dir over it.
     const home = path.join(work, 'mt-config-home');

@@ -70,8 +70,8 @@ export function registerMakeTemplate(program: Command): void {
     if (flags.bzip2 && flags.gzip) throw new UsageError('--bzip2 and --gzip exclude each other');
     // The cache folder every other command uses (a release engineer's cache on another disk, set once in the file).
     const config = loadConfig(flags.config);
-    const log = logger(flags.quiet);
-    for (const w of config.warnings) log(w);
+    const warn = logger(false); // (-q keeps warnings: its help says so)
+    for (const w of config.warnings) warn(w);
     const cacheDir = flags.cacheDir ?? config.cacheDir ?? defaultCacheDir();
     await checkCacheDir(cacheDir);
     const all = [...files, ...(flags.filesFrom ? await readFilesFrom(flags.filesFrom) : [])];
