@@ -156,7 +156,7 @@ export const SOURCE_OPTIONS: readonly OptionInfo[] = [
   {
     flags: '--config <FILE>',
     help: 'configuration file (default: $XDG_CONFIG_HOME/jigdofs/config.ini)',
-    readme: `defaults for all of the above (default \`$XDG_CONFIG_HOME/jigdofs/config.ini\`, INI: ${CONFIG_KEYS}, \`[mirrors] Label = URL\`)`,
+    readme: `defaults for the options above that have a key in it (default \`$XDG_CONFIG_HOME/jigdofs/config.ini\`, INI: ${CONFIG_KEYS}, \`[mirrors] Label = URL\`; see below)`,
   },
   {
     flags: '-q, --quiet',

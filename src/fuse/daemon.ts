@@ -19,6 +19,7 @@ import { settledWithin } from '../util/settle.js';
 import { onEndingSignal } from '../util/signals.js';
 import { fuseDeviceFds, OpenFiles } from './open-files.js';
 import { detachHandler, type Detacher } from './detach.js';
+import { uniqueNames } from '../util/unique-names.js';
 
 export interface MountOptions {
   allowOther: boolean;
@@ -37,14 +38,8 @@ export { prepareMountpoint };
  * libfuse only as UTF-8 strings, so the byte itself would come out as U+FFFD, listed but never found again.
  */
 function nameImages(sessions: ImageSession[]): Map<string, ImageSession> {
-  const out = new Map<string, ImageSession>();
-  for (const s of sessions) {
-    const base = shown(s.name);
-    let name = base;
-    for (let i = 2; out.has(name); i++) name = `${base}.${i}`;
-    out.set(name, s);
-  }
-  return out;
+  const names = uniqueNames(sessions.map((s) => shown(s.name)));
+  return new Map(sessions.map((s, i) => [names[i]!, s]));
 }
 
 async function statusOf({ mnt, images, startedAt, opts, detacher }: MountContext): Promise<unknown> {

@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { ImageSession } from '../engine/session.js';
+import { uniqueNames } from '../util/unique-names.js';
 
 /** An image as the server offers it: its URL name, the engine session behind it, and its validators. */
 export interface ServedImage {
@@ -26,12 +27,10 @@ export function contentTypeOf(name: string): string {
 
 /** One ServedImage per session, names made unique (two [Image]s or two .jigdo files may share a file name). */
 export async function servedImages(sessions: ImageSession[], startedAt: Date): Promise<ServedImage[]> {
-  const taken = new Set<string>();
+  const names = uniqueNames(sessions.map((s) => s.name));
   const out: ServedImage[] = [];
-  for (const session of sessions) {
-    let name = session.name;
-    for (let i = 2; taken.has(name); i++) name = `${session.name}.${i}`;
-    taken.add(name);
+  for (const [i, session] of sessions.entries()) {
+    const name = names[i]!;
     // Not after the server's start: a template dated in the future (a clock ahead where it was made) would be a
     // Last-Modified no If-Modified-Since could reach (they are ignored past now: conditional.ts), never a 304.
     const mtime = await stat(session.templatePath).then((st) => (st.mtime > startedAt ? startedAt : st.mtime), () => startedAt);

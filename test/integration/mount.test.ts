@@ -394,6 +394,16 @@ describe('lifecycle', () => {
       } finally {
         await all.cleanup();
       }
+      // Two of one name: the second is image-2.iso (the code before: image.iso.2, no longer an .iso).
+      const same = path.join(dir, 'same.jigdo');
+      await writeFile(same, text.replace(section, `${section}${section}`));
+      const both = await mountJigdo(same, ['--scan', v.partsDir]);
+      try {
+        assert.deepEqual((await readdir(both.mnt)).sort(), ['image-2.iso', 'image.iso']);
+        assert.equal(await fileMd5(both.file('image-2.iso')), v.imageMd5);
+      } finally {
+        await both.cleanup();
+      }
       const one = await mountJigdo(jigdo, ['--scan', v.partsDir, '--image', 'copy.iso']);
       try {
         assert.deepEqual(await readdir(one.mnt), ['copy.iso']);

@@ -173,6 +173,21 @@ describe('jigdofs serve', () => {
     assert.equal((await curl(['-X', 'POST', url])).code, 405);
   });
 
+  test('two .jigdo files of one image name: the second is served as image-2.iso, an ISO still (Content-Type), its own bytes', async () => {
+    const w = fx.variants['jf-sha256-bzip2'];
+    const jigdos = [await jigdoWithServers(v, [partsUri(mirror)], path.join(work, 'two-a')), await jigdoWithServers(w, [partsUri(mirror)], path.join(work, 'two-b'))];
+    const two = await startServe([...jigdos, '--cache-dir', path.join(work, 'two-cache')]);
+    servers.push(two);
+    const list = JSON.parse((await curl(['-H', 'Accept: application/json', two.url])).body.toString()) as { images: Array<{ name: string; etag: string }> };
+    // (The code before: image.iso.2, served as application/octet-stream.)
+    assert.deepEqual(list.images.map((i) => [i.name, i.etag.slice(1, 7)]), [['image.iso', 'md5-'.concat(v.imageMd5.slice(0, 2))], ['image-2.iso', 'sha256']]);
+    const second = await curl([`${two.url}image-2.iso`]);
+    assert.equal(second.code, 200);
+    assert.equal(second.headers.get('content-type'), 'application/x-iso9660-image');
+    assert.equal(md5hex(second.body), v.imageMd5, 'the same image, described the second way');
+    await two.stop('SIGTERM');
+  });
+
   test('a request target in absolute form (as a proxy sends it: RFC 9112 §3.2.2) is served as its path', async () => {
     const r = await curl(['-r', '0-99', '-x', server.url, 'http://jigdo.example/image.iso']); // curl -x sends `GET http://…`
     assert.equal(r.code, 206);
