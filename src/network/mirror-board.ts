@@ -27,6 +27,8 @@ const SLOW_DEMOTE_MS = 60_000;
 const SILENT_TO_DOWN = 3;
 /** A down mirror is skipped this long, then one probe request may try it; doubles while probes fail. */
 const DOWN_MS = 15_000;
+/** The same when no request that took it down timed out (refused: a server restarting): a probe costs a round trip. */
+const QUICK_DOWN_MS = 1000;
 const MAX_DOWN_MS = 5 * 60_000;
 /** Failures in which the mirror said nothing at all: each cost a whole timeout (or found no host). */
 const SILENT: ReadonlySet<FailureKind> = new Set(['timeout', 'connect']);
@@ -107,8 +109,10 @@ interface Mirror {
   ranges?: boolean;
   /** Stalls and connect failures since the mirror last answered anything. */
   silent: number;
+  /** One of those was a timeout (each request to it may cost one). */
+  silentTimedOut: boolean;
   /** Set while the mirror is down: skipped until `until`, then one request at a time probes it. */
-  down?: { until: number; ms: number; why: string; probing: boolean };
+  down?: { until: number; ms: number; why: string; probing: boolean; quick: boolean };
   /** 404s since it last delivered (see NOT_FOUND_TO_DEMOTE). */
   notFoundRun: number;
   /** Parts it sent that were hashed and matched (see TRUST_AFTER_PARTS). */
@@ -140,6 +144,7 @@ export class MirrorBoard {
         bandwidth: 0,
         demoteStreak: 0,
         silent: 0,
+        silentTimedOut: false,
         notFoundRun: 0,
         rightParts: 0,
         lied: false,
@@ -201,6 +206,12 @@ export class MirrorBoard {
     return `mirror ${id} is not answering: ${d.why}`;
   }
 
+  /** For a mirror down by refused connections alone (a probe costs a round trip): ms until its probe (0: now, or under way). */
+  msToQuickProbe(id: string): number | undefined {
+    const d = this.mirrors.get(id)?.down;
+    return d?.quick ? Math.max(0, d.until - this.now()) : undefined;
+  }
+
   /** A down mirror's probe request is under way: its outcome says whether the mirror is back. */
   probing(id: string): boolean {
     return this.mirrors.get(id)?.down?.probing === true;
@@ -256,13 +267,14 @@ export class MirrorBoard {
       return;
     }
     this.noteFailure(id, m, kind, message);
-    if (SILENT.has(kind)) this.noteSilent(id, m, message);
+    if (SILENT.has(kind)) this.noteSilent(id, m, message, kind === 'timeout');
     else this.answered(id, m);
   }
 
   /** A stall or connect failure: the SILENT_TO_DOWN-th in a row takes the mirror down; a failed probe, longer. */
-  private noteSilent(id: string, m: Mirror, message: string): void {
+  private noteSilent(id: string, m: Mirror, message: string, timedOut: boolean): void {
     m.silent++;
+    m.silentTimedOut ||= timedOut;
     if (m.silent < SILENT_TO_DOWN) return;
     const why = `${m.silent} failures in a row, last: ${message}`;
     const d = m.down;
@@ -270,14 +282,15 @@ export class MirrorBoard {
       d.why = why; // a request that started before it went down
       return;
     }
-    const ms = d ? Math.min(MAX_DOWN_MS, d.ms * 2) : DOWN_MS;
-    m.down = { until: this.now() + ms, ms, why, probing: false };
+    const ms = d ? Math.min(MAX_DOWN_MS, d.ms * 2) : m.silentTimedOut ? DOWN_MS : QUICK_DOWN_MS;
+    m.down = { until: this.now() + ms, ms, why, probing: false, quick: !m.silentTimedOut };
     this.log(`mirror ${id} is not answering (${why}): skipped for ${Math.round(ms / 1000)} s`);
   }
 
   /** The mirror answered (well or not): it is up. */
   private answered(id: string, m: Mirror): void {
     m.silent = 0;
+    m.silentTimedOut = false;
     if (!m.down) return;
     m.down = undefined;
     this.log(`mirror ${id} answers again`);

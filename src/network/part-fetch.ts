@@ -47,11 +47,14 @@ interface MirrorRun {
 export class PartFetch {
   private readonly ranges: PartRanges;
   /**
-   * Given up on for this part, 'permanent' (404, wrong bytes) or 'soft' (may work in a later round): URLs, for what
-   * failed at their path, and mirrors, for what failed at the host (see ofHost).
+   * Given up on for this part, 'permanent' (404, wrong bytes) or 'soft' (may work in a later round: a mirror the board
+   * skips as down, too, once it may be asked again: untilAsked): URLs, for what failed at their path, and mirrors, for
+   * what failed at the host (see ofHost).
    */
   private readonly excludedUrls = new Map<string, 'permanent' | 'soft'>();
   private readonly excludedMirrors = new Map<string, 'permanent' | 'soft'>();
+  /** What is left of the time this part may wait, across rounds, for down mirrors to be asked again (untilAsked). */
+  private downWaitMs: number;
   /** By URL. */
   private readonly problems = new Map<string, string>();
   /** The URLs whose bytes are in the current attempt, and their mirrors. */
@@ -85,6 +88,7 @@ export class PartFetch {
     whole = false,
   ) {
     this.ranges = new PartRanges(need.length, whole ? need.length : ctx.opts.rangeSize, whole ? 1 : ctx.opts.streamsPerPart);
+    this.downWaitMs = ctx.opts.timeoutMs;
   }
 
   private restart(): void {
@@ -102,6 +106,7 @@ export class PartFetch {
       if (round > 0) {
         if (!this.forgiveSoft()) break;
         await sleep(backoff(round), http.closing);
+        await this.untilAsked();
       }
       for (;;) {
         const next = probe ?? board.order(this.urls).find((c) => !this.excluded(c));
@@ -164,6 +169,26 @@ export class PartFetch {
     return this.defer && mirrors.length > 0 && mirrors.every((m) => this.ctx.board.trusted(m));
   }
 
+  /**
+   * Before a round: when every mirror the part may still try is down, and one of them went down by refused connections
+   * (a web server restarting), waits until it may be asked (its probe is due, or another request's probe of it has
+   * ended), within what is left of `downWaitMs`. Without it, a part whose only mirror was down failed at once (a mount's
+   * read with EIO) though the mirror was back a second later. A mirror down by timeouts is not waited for: its probe
+   * costs a timeout, and a reader gets its EIO at once.
+   */
+  private async untilAsked(): Promise<void> {
+    const { board, http } = this.ctx;
+    const mirrors = [...new Set(this.urls.filter((c) => !this.excluded(c)).map((c) => c.mirror))];
+    while (mirrors.every((m) => board.refusal(m) !== undefined) && this.downWaitMs > 0 && !http.closing.aborted) {
+      const quick = mirrors.map((m) => board.msToQuickProbe(m)).filter((ms) => ms !== undefined);
+      if (quick.length === 0) return;
+      // Until the soonest probe is due; while one is under way (due now, but refused), a look now and then.
+      const ms = Math.max(1, Math.min(this.downWaitMs, Math.min(...quick) || PROBE_POLL_MS));
+      await sleep(ms, http.closing);
+      this.downWaitMs -= ms;
+    }
+  }
+
   /** A new round: the mirrors excluded softly may be tried again; false when there is none. */
   private forgiveSoft(): boolean {
     let again = false;
@@ -198,7 +223,7 @@ export class PartFetch {
   private async fromMirror(c: UrlCandidate): Promise<void> {
     const { board } = this.ctx;
     // A mirror that is down costs this part nothing: not even the wait for a request slot (nor for another part's probe
-    // of it: the next mirror is tried at once, and a part with no other fails now and is asked for again later).
+    // of it: the next mirror is tried at once; a part with no other waits for the next round's untilAsked).
     const down = board.refusal(c.mirror);
     if (down) return this.fail(c, new FetchError(c.url, 'down', down));
     const length = this.need.length;
@@ -217,11 +242,10 @@ export class PartFetch {
   private fail(c: UrlCandidate, e: FetchError, run?: MirrorRun): void {
     this.problems.set(c.url, `${c.url}: ${e.message}`);
     const [excluded, key] = ofHost(e) ? [this.excludedMirrors, c.mirror] : [this.excludedUrls, c.url];
-    // A mirror that is down is not tried again for this part: it stays down longer than a round's backoff.
-    if (e.permanent || e.kind === 'down') {
-      excluded.set(key, 'permanent');
-      run?.abort.abort();
-    } else if (!excluded.has(key)) excluded.set(key, 'soft');
+    // A mirror that is down is tried again in a later round once it may be asked (untilAsked).
+    if (e.permanent) excluded.set(key, 'permanent');
+    else if (!excluded.has(key)) excluded.set(key, 'soft');
+    if (e.permanent || e.kind === 'down') run?.abort.abort();
     // The mirror's other streams would trickle as slowly, each for a whole timeout: end them now.
     if (e.kind === 'slow') run?.abort.abort();
     if (run) run.stop = true;

@@ -10,8 +10,9 @@ import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path';
 import { makeImage } from '../../src/build/make-image.js';
 import { ImageReader } from '../../src/image/reader.js';
-import { assertCacheVerified, fileMd5, gets, jigdoWithServers, manyParts, partsUri, sleep } from '../helpers/network.js';
-import { v, image, keyOf, plainConfig, P, mirror, dir, open, readAll, setupNetworkSuite } from '../helpers/network-suite.js';
+import { assertCacheVerified, fileMd5, gets, jigdoWithServers, manyParts, partsUri, sleep, waitFor } from '../helpers/network.js';
+import { startMirror } from '../helpers/mirror-server.js';
+import { v, fx, image, keyOf, plainConfig, P, mirror, mirrors, dir, open, readAll, setupNetworkSuite } from '../helpers/network-suite.js';
 
 setupNetworkSuite();
 
@@ -178,6 +179,29 @@ describe('one good mirror among bad ones', () => {
 });
 
 describe('a mirror that went down and came back', () => {
+  test('a mirror that refuses connections for a moment (a web server restarting) is asked again a second later: reads wait for it, not fail', { timeout: 60_000 }, async () => {
+    const m = await mirror();
+    const port = Number(new URL(m.url).port);
+    const d = await dir('restarting');
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    const o = await open(jigdo, path.join(d, 'cache'), { timeout: '10', retries: '2' });
+    try {
+      await m.close(); // connections refused from now on
+      // Three parts read at once: three connections refused in a row, and the mirror is down.
+      const parts = [P.a, P.b, P.c].map((file) => o.s.layout.parts.get(keyOf(o.s, file))!);
+      const reads = parts.map((p) => o.s.reader.read(p.offsets[0]!, p.length));
+      const t0 = Date.now();
+      await waitFor(() => o.net.board.refusal(partsUri(m)) !== undefined, 10_000, 'the mirror to be down');
+      mirrors.push(await startMirror({ root: fx.tree, port })); // back on the same port
+      const got = await Promise.all(reads); // (the code before: "not answering" for each, for 15 s)
+      for (const [i, p] of parts.entries()) assert.ok(got[i]!.equals(image.subarray(p.offsets[0]!, p.offsets[0]! + p.length)), `part ${i}`);
+      assert.ok(Date.now() - t0 < 8000, `the reads took ${Date.now() - t0} ms`);
+      assert.equal(o.net.board.refusal(partsUri(m)), undefined, 'the mirror is up again');
+    } finally {
+      await o.close();
+    }
+  });
+
   test("a part fetched in several streams after the down time: the probe is not cut by the part's other streams", { timeout: 60_000 }, async () => {
     const m = await mirror();
     const d = await dir('down-and-back');

@@ -94,11 +94,35 @@ describe('a mirror that does not answer is down', () => {
     assert.equal(board.admit(M), undefined, 'another probe, since the first told nothing');
   });
 
+  test('refused connections alone (no timeout: a server restarting) take it down for 1 s first, not 15 s', () => {
+    const { board, request, clock, lines } = setup();
+    for (let i = 0; i < 3; i++) request('connect', 'cannot connect (ECONNREFUSED)');
+    assert.match(lines.join('\n'), /skipped for 1 s/);
+    assert.equal(board.msToQuickProbe(M), 1000);
+    clock.now += 999;
+    assert.ok(board.admit(M), 'still down');
+    assert.equal(board.msToQuickProbe(M), 1);
+    clock.now += 1;
+    assert.equal(board.msToQuickProbe(M), 0);
+    assert.equal(board.admit(M), undefined, 'the probe');
+    assert.ok(board.refusal(M), 'a probe is under way: others wait');
+    assert.equal(board.msToQuickProbe(M), 0);
+    request('ok');
+    assert.equal(board.msToQuickProbe(M), undefined, 'up');
+    // One timeout in the streak: each request may cost one, so 15 s, and not worth waiting for.
+    request('connect', 'cannot connect (ECONNREFUSED)');
+    request('timeout', 'no response headers in time');
+    request('connect', 'cannot connect (ECONNREFUSED)');
+    assert.ok(board.refusal(M));
+    assert.equal(board.msToQuickProbe(M), undefined);
+    assert.equal(board.snapshot().mirrors[0]!.downUntil, new Date(clock.now + 15_000).toISOString());
+  });
+
   test('the down time doubles up to five minutes; other mirrors are not affected', () => {
     const { board, request, clock } = setup();
     for (let i = 0; i < 3; i++) request('connect', 'cannot connect (EHOSTUNREACH)');
-    let ms = 15_000;
-    for (let probe = 0; probe < 8; probe++) {
+    let ms = 1000;
+    for (let probe = 0; probe < 10; probe++) {
       clock.now += ms;
       assert.equal(board.admit(M), undefined, `probe ${probe}`);
       request('connect', 'cannot connect (EHOSTUNREACH)');
