@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -72,6 +72,12 @@ async function stopDaemon(p: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/** squid with `conf`, its cache folders made first (`squid -z`, as the config's comment says). */
+async function startSquid(conf: string, port: number, dir: string): Promise<void> {
+  await execFileP('squid', ['-z', '-N', '-f', conf]);
+  await startDaemon('squid', ['-N', '-f', conf], port, path.join(dir, 'cache.log'));
+}
+
 /** Starts a daemon in the foreground and waits until its port accepts connections. */
 async function startDaemon(cmd: string, args: string[], port: number, logFile: string): Promise<void> {
   const p = spawn(cmd, args, { stdio: 'ignore' });
@@ -95,7 +101,7 @@ test('squid fleet: two jigdofs with separate caches through one squid; the origi
   const dir = await privateDir('squid');
   const port = await freePort();
   const conf = await config('squid-fleet.conf', dir, { PORT: String(port), DIR: dir });
-  await startDaemon('squid', ['-N', '-f', conf], port, path.join(dir, 'cache.log'));
+  await startSquid(conf, port, dir);
   const jigdo = await jigdoWithServers(v, [partsUri(origin)], path.join(work, 'fleet'));
   const env: NodeJS.ProcessEnv = { ...process.env, HTTP_PROXY: `http://127.0.0.1:${port}`, JIGDOFS_DEBUG: '', XDG_CONFIG_HOME: work };
   delete env.NO_PROXY;
@@ -115,6 +121,8 @@ test('squid fleet: two jigdofs with separate caches through one squid; the origi
   assert.ok(fetched.length >= 5, `parts fetched: ${fetched.join(' ')}`);
   for (const p of fetched) assert.equal(gets(origin, p).length, 1, `${p}: fetched from the origin once for both machines:\n${access}\n${JSON.stringify(origin.requests.filter((r) => r.path === p))}`);
   assert.match(access, /TCP_(MEM_)?HIT\/200/, 'machine 2 was answered from squid\'s cache');
+  // On the disk too: what keeps a part over the memory limit (64 MB) at all (the config before had no cache_dir).
+  await waitFor(async () => (await readdir(path.join(dir, 'cache', '00', '00')).catch(() => [])).length >= fetched.length, 10_000, 'the parts in squid\'s cache_dir');
 });
 
 test('squid CONNECT tunnel to an https mirror, its certificate trusted through NODE_EXTRA_CA_CERTS (loaded at the first connection)', async () => {
@@ -124,7 +132,7 @@ test('squid CONNECT tunnel to an https mirror, its certificate trusted through N
   mirrors.push(origin);
   const port = await freePort();
   const conf = await config('squid-fleet.conf', dir, { PORT: String(port), DIR: dir });
-  await startDaemon('squid', ['-N', '-f', conf], port, path.join(dir, 'cache.log'));
+  await startSquid(conf, port, dir);
   const jigdo = await jigdoWithServers(v, [partsUri(origin)], path.join(work, 'tunnel'));
   const env: NodeJS.ProcessEnv = { ...process.env, HTTPS_PROXY: `http://127.0.0.1:${port}`, JIGDOFS_DEBUG: '', XDG_CONFIG_HOME: work, XDG_CACHE_HOME: work,
     NODE_OPTIONS: '', NODE_EXTRA_CA_CERTS: cert };
