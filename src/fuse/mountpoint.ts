@@ -43,16 +43,16 @@ async function liveMountProblem(mnt: string, top: MountEntry, health: Exclude<Mo
 }
 
 /**
- * Why the jigdofs mount at `mnt` cannot answer (its daemon stopped, frozen, stuck or gone), in one line: a control
- * request to it would wait for nothing. Undefined when its daemon serves, or no jigdofs mount is there.
+ * Why the jigdofs mount at `mnt` cannot answer (its daemon stopped, frozen, stuck or gone: `stale`), in one line: a
+ * control request to it would wait for nothing. Undefined when its daemon serves, or no jigdofs mount is there.
  */
-export async function unservedMountProblem(mnt: string): Promise<string | undefined> {
+export async function unservedMountProblem(mnt: string): Promise<{ message: string; stale: boolean } | undefined> {
   const top = (await mountsAt(mnt)).at(-1);
   if (top?.type !== FS_TYPE) return undefined;
   const health = await mountHealth(mnt, top);
   if (health === 'serving') return undefined;
-  if (health === 'stale') return `${mnt}: ${daemonText(top)} is gone: the mount is stale (jigdofs umount ${mnt} removes it)`;
-  return `${mnt}: ${daemonState(mnt, top, health)}`;
+  if (health === 'stale') return { message: `${mnt}: ${daemonText(top)} is gone: the mount is stale (jigdofs umount ${mnt} removes it)`, stale: true };
+  return { message: `${mnt}: ${daemonState(mnt, top, health)}`, stale: false };
 }
 
 /** "its daemon (pid N)", or without the pid when the mount's source does not name it. */

@@ -27,7 +27,7 @@ const SLOW_DEMOTE_MS = 60_000;
 const SILENT_TO_DOWN = 3;
 /** A down mirror is skipped this long, then one probe request may try it; doubles while probes fail. */
 const DOWN_MS = 15_000;
-/** The same when no request that took it down timed out (refused: a server restarting): a probe costs a round trip. */
+/** The same when every request that took it down was refused (a server restarting): a probe costs a round trip. */
 const QUICK_DOWN_MS = 1000;
 const MAX_DOWN_MS = 5 * 60_000;
 /** Failures in which the mirror said nothing at all: each cost a whole timeout (or found no host). */
@@ -109,8 +109,8 @@ interface Mirror {
   ranges?: boolean;
   /** Stalls and connect failures since the mirror last answered anything. */
   silent: number;
-  /** One of those was a timeout (each request to it may cost one). */
-  silentTimedOut: boolean;
+  /** One of those was not a refused connection (a timeout, no route, no name: seconds each): a probe is not cheap. */
+  silentCostly: boolean;
   /** Set while the mirror is down: skipped until `until`, then one request at a time probes it. */
   down?: { until: number; ms: number; why: string; probing: boolean; quick: boolean };
   /** 404s since it last delivered (see NOT_FOUND_TO_DEMOTE). */
@@ -144,7 +144,7 @@ export class MirrorBoard {
         bandwidth: 0,
         demoteStreak: 0,
         silent: 0,
-        silentTimedOut: false,
+        silentCostly: false,
         notFoundRun: 0,
         rightParts: 0,
         lied: false,
@@ -267,14 +267,14 @@ export class MirrorBoard {
       return;
     }
     this.noteFailure(id, m, kind, message);
-    if (SILENT.has(kind)) this.noteSilent(id, m, message, kind === 'timeout');
+    if (SILENT.has(kind)) this.noteSilent(id, m, message, kind === 'timeout' || !message.includes('ECONNREFUSED'));
     else this.answered(id, m);
   }
 
   /** A stall or connect failure: the SILENT_TO_DOWN-th in a row takes the mirror down; a failed probe, longer. */
-  private noteSilent(id: string, m: Mirror, message: string, timedOut: boolean): void {
+  private noteSilent(id: string, m: Mirror, message: string, costly: boolean): void {
     m.silent++;
-    m.silentTimedOut ||= timedOut;
+    m.silentCostly ||= costly;
     if (m.silent < SILENT_TO_DOWN) return;
     const why = `${m.silent} failures in a row, last: ${message}`;
     const d = m.down;
@@ -282,15 +282,16 @@ export class MirrorBoard {
       d.why = why; // a request that started before it went down
       return;
     }
-    const ms = d ? Math.min(MAX_DOWN_MS, d.ms * 2) : m.silentTimedOut ? DOWN_MS : QUICK_DOWN_MS;
-    m.down = { until: this.now() + ms, ms, why, probing: false, quick: !m.silentTimedOut };
+    const base = m.silentCostly ? DOWN_MS : QUICK_DOWN_MS;
+    const ms = d ? Math.min(MAX_DOWN_MS, Math.max(base, d.ms * 2)) : base; // (a costly probe of a quick one: the slow base)
+    m.down = { until: this.now() + ms, ms, why, probing: false, quick: !m.silentCostly };
     this.log(`mirror ${id} is not answering (${why}): skipped for ${Math.round(ms / 1000)} s`);
   }
 
   /** The mirror answered (well or not): it is up. */
   private answered(id: string, m: Mirror): void {
     m.silent = 0;
-    m.silentTimedOut = false;
+    m.silentCostly = false;
     if (!m.down) return;
     m.down = undefined;
     this.log(`mirror ${id} answers again`);

@@ -181,9 +181,11 @@ export class PartFetch {
     const mirrors = [...new Set(this.urls.filter((c) => !this.excluded(c)).map((c) => c.mirror))];
     while (mirrors.every((m) => board.refusal(m) !== undefined) && this.downWaitMs > 0 && !http.closing.aborted) {
       const quick = mirrors.map((m) => board.msToQuickProbe(m)).filter((ms) => ms !== undefined);
-      if (quick.length === 0) return;
+      const soonest = Math.min(...quick);
+      // None, or not before the budget is spent (a mirror refusing for minutes: its probes come further apart): no wait.
+      if (quick.length === 0 || soonest > this.downWaitMs) return;
       // Until the soonest probe is due; while one is under way (due now, but refused), a look now and then.
-      const ms = Math.max(1, Math.min(this.downWaitMs, Math.min(...quick) || PROBE_POLL_MS));
+      const ms = Math.max(1, Math.min(this.downWaitMs, soonest || PROBE_POLL_MS));
       await sleep(ms, http.closing);
       this.downWaitMs -= ms;
     }
@@ -242,8 +244,10 @@ export class PartFetch {
   private fail(c: UrlCandidate, e: FetchError, run?: MirrorRun): void {
     this.problems.set(c.url, `${c.url}: ${e.message}`);
     const [excluded, key] = ofHost(e) ? [this.excludedMirrors, c.mirror] : [this.excludedUrls, c.url];
-    // A mirror that is down is tried again in a later round once it may be asked (untilAsked).
-    if (e.permanent) excluded.set(key, 'permanent');
+    // A mirror down by refused connections is tried again in a later round once it may be asked (untilAsked); one down
+    // by timeouts is not: its probe costs a timeout, and a reader gets its EIO at once.
+    const down = e.kind === 'down' && this.ctx.board.msToQuickProbe(c.mirror) === undefined;
+    if (e.permanent || down) excluded.set(key, 'permanent');
     else if (!excluded.has(key)) excluded.set(key, 'soft');
     if (e.permanent || e.kind === 'down') run?.abort.abort();
     // The mirror's other streams would trickle as slowly, each for a whole timeout: end them now.

@@ -94,7 +94,7 @@ describe('a mirror that does not answer is down', () => {
     assert.equal(board.admit(M), undefined, 'another probe, since the first told nothing');
   });
 
-  test('refused connections alone (no timeout: a server restarting) take it down for 1 s first, not 15 s', () => {
+  test('refused connections alone (no timeout: a server restarting) take it down for 1 s first, not 15 s; doubling up to five minutes', () => {
     const { board, request, clock, lines } = setup();
     for (let i = 0; i < 3; i++) request('connect', 'cannot connect (ECONNREFUSED)');
     assert.match(lines.join('\n'), /skipped for 1 s/);
@@ -116,13 +116,43 @@ describe('a mirror that does not answer is down', () => {
     assert.ok(board.refusal(M));
     assert.equal(board.msToQuickProbe(M), undefined);
     assert.equal(board.snapshot().mirrors[0]!.downUntil, new Date(clock.now + 15_000).toISOString());
+    // Refused probes double from 1 s.
+    const q = setup();
+    for (let i = 0; i < 3; i++) q.request('connect', 'cannot connect (ECONNREFUSED)');
+    let ms = 1000;
+    for (let probe = 0; probe < 10; probe++) {
+      assert.equal(q.board.msToQuickProbe(M), ms, `probe ${probe}`);
+      q.clock.now += ms;
+      assert.equal(q.board.admit(M), undefined, `probe ${probe}`);
+      q.request('connect', 'cannot connect (ECONNREFUSED)');
+      ms = Math.min(300_000, ms * 2);
+    }
+  });
+
+  test('a host or network out of reach, or a name that does not resolve, is no quick down (each may take seconds)', () => {
+    for (const code of ['ENETUNREACH', 'EHOSTUNREACH', 'EAI_AGAIN', 'ENOTFOUND']) {
+      const { board, request } = setup();
+      for (let i = 0; i < 3; i++) request('connect', `cannot connect (${code})`);
+      assert.ok(board.refusal(M), code);
+      assert.equal(board.msToQuickProbe(M), undefined, code);
+    }
+  });
+
+  test('a quick down whose probe times out (the server back, but hanging) is down 15 s next, and no longer quick', () => {
+    const { board, request, clock } = setup();
+    for (let i = 0; i < 3; i++) request('connect', 'cannot connect (ECONNREFUSED)');
+    clock.now += 1000;
+    assert.equal(board.admit(M), undefined, 'the probe');
+    request('timeout', 'no response headers in time');
+    assert.equal(board.msToQuickProbe(M), undefined);
+    assert.equal(board.snapshot().mirrors[0]!.downUntil, new Date(clock.now + 15_000).toISOString());
   });
 
   test('the down time doubles up to five minutes; other mirrors are not affected', () => {
     const { board, request, clock } = setup();
     for (let i = 0; i < 3; i++) request('connect', 'cannot connect (EHOSTUNREACH)');
-    let ms = 1000;
-    for (let probe = 0; probe < 10; probe++) {
+    let ms = 15_000;
+    for (let probe = 0; probe < 8; probe++) {
       clock.now += ms;
       assert.equal(board.admit(M), undefined, `probe ${probe}`);
       request('connect', 'cannot connect (EHOSTUNREACH)');

@@ -48,9 +48,10 @@ async function targetStatus(arg: string): Promise<Status> {
   const server = looksLikeServer(arg) ? parseServerAddress(arg) : undefined;
   if (!server) {
     const mnt = await resolveMountpoint(arg);
-    // A stopped or frozen daemon would be asked in vain (5 s, then "no answer"), a gone one named only as "no daemon".
+    // A stopped or frozen daemon would be asked in vain (5 s, then "no answer"), a gone one named only as "no daemon"
+    // (unless an earlier daemon of the path, detached lazily, still serves: mountStatus shows it).
     const problem = await unservedMountProblem(mnt);
-    if (problem) throw new Error(problem);
+    if (problem && !(problem.stale && (await detachedDaemons(mnt)).length > 0)) throw new Error(problem.message);
     return mountStatus(mnt);
   }
   try {
