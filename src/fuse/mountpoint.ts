@@ -56,7 +56,7 @@ export async function unservedMountProblem(mnt: string): Promise<{ message: stri
 }
 
 /** "its daemon (pid N)", or without the pid when the mount's source does not name it. */
-function daemonText(top: MountEntry): string {
+export function daemonText(top: MountEntry): string {
   const pid = daemonPid(top.source);
   return pid === undefined ? 'its daemon' : `its daemon (pid ${pid})`;
 }

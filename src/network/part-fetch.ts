@@ -245,9 +245,9 @@ export class PartFetch {
     this.problems.set(c.url, `${c.url}: ${e.message}`);
     const [excluded, key] = ofHost(e) ? [this.excludedMirrors, c.mirror] : [this.excludedUrls, c.url];
     // A mirror down by refused connections is tried again in a later round once it may be asked (untilAsked); one down
-    // by timeouts is not: its probe costs a timeout, and a reader gets its EIO at once.
-    const down = e.kind === 'down' && this.ctx.board.msToQuickProbe(c.mirror) === undefined;
-    if (e.permanent || down) excluded.set(key, 'permanent');
+    // by timeouts (or no route, no name) is not: its probe is costly, and a reader gets its EIO at once.
+    const costlyDown = e.kind === 'down' && this.ctx.board.msToQuickProbe(c.mirror) === undefined;
+    if (e.permanent || costlyDown) excluded.set(key, 'permanent');
     else if (!excluded.has(key)) excluded.set(key, 'soft');
     if (e.permanent || e.kind === 'down') run?.abort.abort();
     // The mirror's other streams would trickle as slowly, each for a whole timeout: end them now.

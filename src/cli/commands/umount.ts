@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { askControl, NoAnswer } from '../../fuse/control-client.js';
 import { UntrustedControlDir } from '../../fuse/control-files.js';
 import { daemonPid, FS_TYPE } from '../../fuse/mount-source.js';
+import { daemonText } from '../../fuse/mountpoint.js';
 import { BusyError, fusermountUnmount, mountedType, mountHealth, mountsAt, resolveMountpoint, sleep } from '../../fuse/mounts.js';
 import { pidAlive } from '../../util/pid.js';
 import { detachedDaemons, openFilesText } from './status.js';
@@ -72,8 +73,7 @@ export async function unmount(mntArg: string, lazy = false): Promise<void> {
   if (health !== 'serving') {
     // A stopped or stuck daemon answers nothing, its control socket neither: unmount from outside (a busy mount is still
     // refused unless lazy). Once it runs again, the daemon sees its mount gone and ends.
-    const pid = daemonPid(top.source);
-    process.stderr.write(`jigdofs: ${mnt}: its daemon${pid === undefined ? '' : ` (pid ${pid})`} is ${health}; unmounting with fusermount\n`);
+    process.stderr.write(`jigdofs: ${mnt}: ${daemonText(top)} is ${health}; unmounting with fusermount\n`);
     await fusermountUnmount(mnt, lazy);
     return;
   }
