@@ -1,4 +1,5 @@
 import type { PartCache } from '../cache/part-cache.js';
+import type { HostLimits } from './host-limits.js';
 import type { HttpClient } from './http-client.js';
 import type { MirrorBoard } from './mirror-board.js';
 import type { NetworkOptions } from './network-options.js';
@@ -15,4 +16,6 @@ export interface FetchContext {
   readonly opts: NetworkOptions;
   /** Runs `fn` in one of the process's HTTP request slots (`--connections` in all, first come first served). */
   request<T>(fn: () => Promise<T>): Promise<T>;
+  /** Turns at each mirror host, taken before a request slot (a host's per-client limit, learned from its answers). */
+  readonly hosts: HostLimits;
 }

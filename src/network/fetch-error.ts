@@ -47,6 +47,8 @@ export class FetchError extends Error {
     readonly kind: FailureKind,
     message: string,
     readonly status?: number,
+    /** A 503 or 429's Retry-After, in ms (HostLimits). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }

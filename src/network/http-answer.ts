@@ -42,9 +42,10 @@ export function rangeHeader(range: RangeRequest): string | undefined {
   return `bytes=${start}-${end === undefined ? '' : end - 1}`;
 }
 
-/** The failure a non-2xx status is (undefined for a 2xx); `location` is the answer's Location header. */
-export function statusFailure(url: string, status: number, location?: unknown): FetchError | undefined {
+/** The failure a non-2xx status is (undefined for a 2xx), from the answer's status and headers (Location, Retry-After). */
+export function statusFailure(url: string, status: number, headers: Record<string, string | string[] | undefined> = {}): FetchError | undefined {
   if (status >= 200 && status < 300) return undefined;
+  const location = headers['location'];
   const kind = status === 404 || status === 410 ? 'not-found' : 'status';
   // A redirect that reaches us was not followed: one too many, one that leads nowhere, or a code never followed
   // (305 Use Proxy, 306, an unassigned 3xx).
@@ -53,7 +54,19 @@ export function statusFailure(url: string, status: number, location?: unknown): 
     const why = !location ? 'a redirect without a Location' : followed ? `too many redirects (more than ${MAX_REDIRECTS}; the next one to ${String(location)})` : `a redirect of a kind that is not followed (to ${String(location)})`;
     return new FetchError(url, 'protocol', `HTTP ${status}: ${why}`, status);
   }
-  return new FetchError(url, kind, `HTTP ${status}`, status);
+  const retryAfter = status === 503 || status === 429 ? retryAfterMs(headers['retry-after']) : undefined;
+  return new FetchError(url, kind, `HTTP ${status}`, status, retryAfter);
+}
+
+/** A Retry-After header (delay-seconds, or an HTTP date) in ms from now; undefined when absent or unreadable. */
+export function retryAfterMs(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // An HTTP date (IMF-fixdate, RFC 850 or asctime: a day name first, a time of day inside); Date.parse alone takes "1.5".
+  // (asctime states no zone: it is GMT, not the local time Date.parse would take.)
+  const date = /^[A-Za-z]{3,9},? .*\b\d\d:\d\d:\d\d\b/.test(text) ? Date.parse(/GMT|UTC/.test(text) ? text : `${text} GMT`) : NaN;
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
 /**

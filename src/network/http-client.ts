@@ -126,7 +126,7 @@ export class HttpClient {
 
   /** Throws a FetchError for a non-2xx answer (after discarding its body). */
   private static checkStatus(url: string, res: Dispatcher.ResponseData): void {
-    const failure = statusFailure(url, res.statusCode, res.headers.location);
+    const failure = statusFailure(url, res.statusCode, res.headers);
     if (!failure) return;
     res.body.resume(); // read off (error pages are small) so that the connection can be reused
     throw failure;

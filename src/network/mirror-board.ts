@@ -77,6 +77,7 @@ export interface MirrorStats {
   /** ISO time from which one probe request may try it again, when it is down. */
   downUntil?: string;
   downWhy?: string;
+  /** Requests at once its host takes from us, learned from busy answers (HostLimits, via Network.stats). */ limit?: number;
 }
 
 export interface PartFetchStats {

@@ -10,6 +10,7 @@ import { Slots } from '../util/slots.js';
 import { backoff, sleep } from './backoff.js';
 import type { FetchContext } from './fetch-context.js';
 import { toFetchError, type FetchError } from './fetch-error.js';
+import { HostLimits } from './host-limits.js';
 import { HttpClient } from './http-client.js';
 import { fetchThreadCount } from './raw-http/fetch-threads.js';
 import { MirrorBoard, type MirrorStats, type PartFetchStats } from './mirror-board.js';
@@ -53,13 +54,15 @@ export class Network {
   readonly http: HttpClient | undefined;
   private readonly online: FetchContext | undefined;
   private readonly templates: TemplateDownloads;
+  private readonly hosts: HostLimits;
 
   constructor(readonly opts: NetworkOptions) {
     this.board = new MirrorBoard(opts.log);
     this.cache = new PartCache({ dir: opts.cacheDir, maxBytes: opts.cacheSize, log: opts.log, hashFile: opts.hashFile, dropPages: opts.dropPages, trackAdopted: opts.keepDownloads === false });
     this.http = opts.offline ? undefined : new HttpClient({ timeoutMs: opts.timeoutMs, connections: opts.connections, fetchThreads: fetchThreadCount() });
     const slots = new Slots(opts.connections);
-    this.online = this.http && { http: this.http, board: this.board, cache: this.cache, opts, request: (fn) => slots.run(fn) };
+    this.hosts = new HostLimits(opts.log);
+    this.online = this.http && { http: this.http, board: this.board, cache: this.cache, opts, request: (fn) => slots.run(fn), hosts: this.hosts };
     this.templates = new TemplateDownloads(this.cache, this.online);
   }
 
@@ -131,7 +134,12 @@ export class Network {
   }
 
   stats(): NetworkStats {
-    return { offline: !this.http, ...this.board.snapshot(), cache: this.cache.stats(), templates: this.templates.stats() };
+    const { mirrors, parts } = this.board.snapshot();
+    for (const m of mirrors) {
+      const limit = this.hosts.limitOf(m.mirror);
+      if (limit !== undefined) m.limit = limit;
+    }
+    return { offline: !this.http, mirrors, parts, cache: this.cache.stats(), templates: this.templates.stats() };
   }
 
   /** The same, with the cache counted if it was not yet (a directory walk). */

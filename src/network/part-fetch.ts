@@ -8,6 +8,7 @@ import type { FetchContext } from './fetch-context.js';
 import { FetchError, toFetchError, type FailureKind } from './fetch-error.js';
 import { PartRanges, type Range } from './part-ranges.js';
 import { eachLimit } from '../util/each-limit.js';
+import { HostFull, type HostTurn } from './host-limits.js';
 import type { UrlCandidate } from './remote-parts.js';
 
 /** Most attempts on one range from one mirror (the first request plus resumes after cuts). */
@@ -266,7 +267,8 @@ export class PartFetch {
       let reached = start;
       let whole = wholeOnly;
       let started = false;
-      const t0 = performance.now();
+      let t0 = 0; // when the request is sent: not the wait for a turn or a slot, which is not the mirror's speed
+      let turn: HostTurn | undefined;
       const end = wholeOnly ? length : r.end;
       // One request for the whole part: its bytes can be hashed as they arrive (any other request voids that hash),
       // unless they may go unhashed: decided when the request starts, after the wait for a slot, when the
@@ -274,12 +276,15 @@ export class PartFetch {
       let hash: ChecksumKind | undefined;
       this.digest = undefined;
       try {
+        turn = await this.ctx.hosts.turn(c.url, run.abort.signal);
         const res = await this.ctx.request(async () => {
           if (run.stop) throw new FetchError(c.url, 'aborted', 'aborted');
           const down = board.admit(c.mirror); // (it may have gone down while we waited for the slot)
           if (down) throw new FetchError(c.url, 'down', down);
           started = true;
           requests++;
+          turn!.send();
+          t0 = performance.now();
           hash = start === 0 && end === length && !this.unhashedFrom([c.mirror]) ? this.kind : undefined;
           board.requestStarted(c.mirror);
           return http.fetchRange(
@@ -301,6 +306,7 @@ export class PartFetch {
         if (start > 0) board.setAcceptsRanges(c.mirror, true);
         else if (res.whole && r.end < length) board.setAcceptsRanges(c.mirror, false);
       } catch (err) {
+        if (err instanceof HostFull) continue; // (the slot is given back: a new turn, see HostTurn.send)
         const e = toFetchError(c.url, err);
         // Refused because another request (this part's own probe stream, or another part's) probes the down mirror: its
         // outcome decides, so this stream waits for it and asks again. Failing here aborted the run, the probe with it,
@@ -309,12 +315,20 @@ export class PartFetch {
           await this.probeSettled(c, run.abort.signal);
           continue;
         }
+        // The host limits how many requests it takes from us (HostLimits): asked again with the next turn, not a failure.
+        if (started && turn!.busy(e)) {
+          board.requestFailed(c.mirror, 'aborted', e.message);
+          requests--;
+          continue;
+        }
         if (!this.requestFailed(run, e, started)) return;
         // A cut after some progress resumes from where it stopped, a few times.
         // (Not after a trickle: the same mirror would be as slow again.)
         if (!e.permanent && e.kind !== 'slow' && reached > start && requests < MAX_REQUESTS_PER_RANGE) continue;
         this.fail(c, e, run);
         return;
+      } finally {
+        turn?.end();
       }
     }
   }

@@ -7,12 +7,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { assertOk, ROOT, runCli } from '../helpers/cli.js';
+import { freePort, startDaemon, stopDaemons } from '../helpers/daemons.js';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
 import { gets, jigdoWithServers, md5hex, partsUri, selfSignedCertificate, waitFor } from '../helpers/network.js';
@@ -24,7 +23,6 @@ let image: Buffer;
 let work: string;
 const mirrors: Mirror[] = [];
 const servers: TestServer[] = [];
-const procs: ChildProcess[] = [];
 
 before(async () => {
   fx = await buildFixtures();
@@ -37,20 +35,10 @@ before(async () => {
 
 after(async () => {
   for (const s of servers) await s.stop('SIGKILL');
-  // nginx's master is stopped with SIGTERM, which ends its workers too: a SIGKILL left them running as orphans.
-  await Promise.all(procs.map((p) => stopDaemon(p)));
+  await stopDaemons();
   await Promise.all(mirrors.map((m) => m.close()));
   await rm(work, { recursive: true, force: true });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A docs/proxy config with its @NAME@ values filled in, written to `dir`. */
 async function config(name: string, dir: string, values: Record<string, string>): Promise<string> {
@@ -62,30 +50,10 @@ async function config(name: string, dir: string, values: Record<string, string>)
   return file;
 }
 
-/** Stops a daemon started by startDaemon: nginx with SIGTERM (it waits for its workers), up to 5 s, then SIGKILL. */
-async function stopDaemon(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise<void>((r) => p.once('exit', () => r()));
-  p.kill(p.spawnargs[0] === 'nginx' ? 'SIGTERM' : 'SIGKILL');
-  const timer = setTimeout(() => p.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
 /** squid with `conf`, its cache folders made first (`squid -z`, as the config's comment says). */
 async function startSquid(conf: string, port: number, dir: string): Promise<void> {
   await execFileP('squid', ['-z', '-N', '-f', conf]);
   await startDaemon('squid', ['-N', '-f', conf], port, path.join(dir, 'cache.log'));
-}
-
-/** Starts a daemon in the foreground and waits until its port accepts connections. */
-async function startDaemon(cmd: string, args: string[], port: number, logFile: string): Promise<void> {
-  const p = spawn(cmd, args, { stdio: 'ignore' });
-  procs.push(p);
-  await waitFor(async () => {
-    if (p.exitCode !== null) throw new Error(`${cmd} exited ${p.exitCode}: ${await readFile(logFile, 'utf8').catch(() => '')}`);
-    return httpGet(`http://127.0.0.1:${port}/`).then(() => true, () => false);
-  }, 30_000, `${cmd} on port ${port}`);
 }
 
 async function privateDir(name: string): Promise<string> {

@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FetchError } from '../../src/network/fetch-error.js';
-import { MAX_REDIRECTS, rangeAnswer, statusFailure, validatorOf } from '../../src/network/http-answer.js';
+import { MAX_REDIRECTS, rangeAnswer, retryAfterMs, statusFailure, validatorOf } from '../../src/network/http-answer.js';
 
 const U = 'http://m.example/f';
 
@@ -35,7 +35,7 @@ describe('statusFailure', () => {
   });
 
   test('a redirect that reaches us: too many, or one without a Location (protocol, permanent)', () => {
-    const many = statusFailure(U, 302, 'http://next.example/f')!;
+    const many = statusFailure(U, 302, { location: 'http://next.example/f' })!;
     assert.equal(many.kind, 'protocol');
     assert.equal(many.message, `HTTP 302: too many redirects (more than ${MAX_REDIRECTS}; the next one to http://next.example/f)`);
     assert.equal(many.permanent, true);
@@ -44,10 +44,25 @@ describe('statusFailure', () => {
     assert.equal(nowhere.status, 307);
     // 305 and the other codes never followed were called one redirect too many.
     for (const s of [305, 306, 399]) {
-      const unfollowed = statusFailure(U, s, 'http://proxy.example:3128/')!;
+      const unfollowed = statusFailure(U, s, { location: 'http://proxy.example:3128/' })!;
       assert.equal(unfollowed.message, `HTTP ${s}: a redirect of a kind that is not followed (to http://proxy.example:3128/)`);
       assert.equal(unfollowed.kind, 'protocol');
     }
+  });
+});
+
+describe('Retry-After', () => {
+  test('a 503 or 429 carries its Retry-After in ms, as seconds or as an HTTP date; other statuses do not', () => {
+    assert.equal(statusFailure(U, 503, { 'retry-after': '5' })!.retryAfterMs, 5000);
+    assert.equal(statusFailure(U, 429, { 'retry-after': ' 0 ' })!.retryAfterMs, 0);
+    assert.equal(statusFailure(U, 500, { 'retry-after': '5' })!.retryAfterMs, undefined);
+    assert.equal(statusFailure(U, 503)!.retryAfterMs, undefined);
+    const now = Date.parse('Mon, 07 Dec 2026 10:00:00 GMT');
+    assert.equal(retryAfterMs('Mon, 07 Dec 2026 10:00:12 GMT', now), 12_000);
+    assert.equal(retryAfterMs('Mon, 07 Dec 2026 09:59:00 GMT', now), 0, 'a date gone by: at once');
+    assert.equal(retryAfterMs('Monday, 07-Dec-26 10:00:03 GMT', now), 3000, 'RFC 850');
+    assert.equal(retryAfterMs('Mon Dec  7 10:00:04 2026', now), 4000, 'asctime');
+    for (const bad of ['soon', '-3', '1.5', '', undefined, ['5', '6']]) assert.equal(retryAfterMs(bad, now), undefined, String(bad));
   });
 });
 

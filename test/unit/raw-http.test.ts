@@ -119,6 +119,10 @@ describe('FetchThreads against real servers', () => {
       mirror.fault('/f.bin', { kind: 'stall', afterBytes: 10, times: 1 });
       const stall = await failure(threads.fetchRange(url(), { start: 0, total: data.length }, fh.fd, () => undefined, { timeoutMs: 300 }));
       assert.deepEqual([stall.kind, stall.message], ['timeout', 'stalled: no data in time']);
+      // A busy answer's Retry-After crosses from the thread (HostLimits holds the host's requests by it).
+      mirror.fault('/f.bin', { kind: 'status', code: 503, headers: { 'retry-after': '7' }, times: 1 });
+      const busy = await failure(threads.fetchRange(url(), { start: 0, total: data.length }, fh.fd, () => undefined, { timeoutMs: 5000 }));
+      assert.deepEqual([busy.kind, busy.status, busy.retryAfterMs], ['status', 503, 7000]);
     });
   });
 

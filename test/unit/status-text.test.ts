@@ -64,6 +64,14 @@ test("a mirror that is down says so in its line, until when and why (the JSON's 
   assert.doesNotMatch(formatStatus(st), /DOWN/, 'a mirror that is up says nothing of it');
 });
 
+test('a mirror whose host limits our requests says how many it takes (the JSON\'s limit)', () => {
+  const st = status();
+  const limited = { ...st.network!.mirrors[0]!, limit: 2 };
+  const text = formatStatus({ ...st, network: { ...st.network!, mirrors: [limited] } });
+  assert.ok(text.includes(' demotions; its host takes 2 request(s) at once from us (it answered busy beyond); '), text);
+  assert.doesNotMatch(formatStatus(st), /at once from us/, 'an unlimited one says nothing of it');
+});
+
 test('a detached daemon: the line after the first says since when and how, and what it serves; other detached daemons of the path are named', () => {
   const since = new Date(Date.now() - 90_000).toISOString();
   const other = { pid: 7, since: '2030-01-01T00:00:00.000Z', why: 'jigdofs umount --lazy', openFiles: 2 };

@@ -152,6 +152,7 @@ function formatNetwork(n: NetworkStats): string[] {
     lines.push(
       `    mirror ${m.mirror}: ${mb(m.bytes)} in ${m.requests} requests (${m.active} active), ${mb(m.speed)}/s, ${m.latencyMs.toFixed(0)} ms to headers; ` +
         `${m.failures} failures${kinds ? ` (${kinds})` : ''}, ${m.demotions} demotions` +
+        (m.limit !== undefined ? `; its host takes ${m.limit} request(s) at once from us (it answered busy beyond)` : '') +
         (m.down ? `; DOWN (not asked) until ${m.downUntil ?? '?'}, then probed${m.downWhy ? `: ${m.downWhy}` : ''}` : '') +
         (m.demoted ? `; DEMOTED until ${m.demotedUntil ?? '?'}${m.demotedWhy ? `: ${m.demotedWhy}` : ''}` : '') +
         (m.lastError ? `; last error: ${m.lastError}` : ''),

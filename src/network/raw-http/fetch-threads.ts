@@ -146,7 +146,7 @@ export class FetchThreads {
       this.fullClientOrigins.add(new URL(r.url).origin);
       return r.reject(new NeedsFullClient(m.message));
     }
-    r.reject(new FetchError(r.url, m.kind, m.message, m.status));
+    r.reject(new FetchError(r.url, m.kind, m.message, m.status, m.retryAfterMs));
   }
 
   private advance(r: InFlight, pos: number): void {

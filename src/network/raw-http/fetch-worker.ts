@@ -21,9 +21,9 @@ function reporter(id: number): ExchangeReport {
       running.delete(id);
       post({ op: 'done', id, ...r });
     },
-    failed: (kind, message, status, pos) => {
+    failed: (kind, message, pos, status, retryAfterMs) => {
       running.delete(id);
-      post({ op: 'failed', id, kind, message, status, pos });
+      post({ op: 'failed', id, kind, message, status, retryAfterMs, pos });
     },
   };
 }

@@ -36,4 +36,4 @@ export type FromFetchWorker =
   | { op: 'headers'; id: number; whole: boolean; total?: number }
   | { op: 'progress'; id: number; pos: number }
   | { op: 'done'; id: number; end: number; whole: boolean; total?: number; ttfbMs: number; digest?: Uint8Array }
-  | { op: 'failed'; id: number; kind: FetchFailure; message: string; status?: number; pos: number };
+  | { op: 'failed'; id: number; kind: FetchFailure; message: string; status?: number; retryAfterMs?: number; pos: number };

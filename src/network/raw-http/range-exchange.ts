@@ -31,7 +31,7 @@ export interface ExchangeReport {
   headers(whole: boolean, total: number | undefined): void;
   progress(pos: number): void;
   done(result: ExchangeResult): void;
-  failed(kind: FetchFailure, message: string, status: number | undefined, pos: number): void;
+  failed(kind: FetchFailure, message: string, pos: number, status?: number, retryAfterMs?: number): void;
 }
 
 /**
@@ -143,7 +143,7 @@ export class RangeExchange implements ConnectionUser {
     if ((head.status >= 100 && head.status < 200) || (head.status >= 300 && head.status < 400)) {
       return this.fallback(`HTTP ${head.status}`);
     }
-    const failure = statusFailure(url, head.status, head.headers.location);
+    const failure = statusFailure(url, head.status, head.headers);
     if (failure) return this.fail(failure);
     const length = head.headers['content-length'];
     if (head.headers['transfer-encoding'] !== undefined || length === undefined || !/^\d+$/.test(length)) {
@@ -222,14 +222,14 @@ export class RangeExchange implements ConnectionUser {
   }
 
   private fail(e: FetchError): void {
-    this.end(e.kind, e.message, e.status);
+    this.end(e.kind, e.message, e.status, e.retryAfterMs);
   }
 
-  private end(kind: FetchFailure, message: string, status?: number): void {
+  private end(kind: FetchFailure, message: string, status?: number, retryAfterMs?: number): void {
     if (this.phase === 'over') return;
     this.phase = 'over';
     clearTimeout(this.headDeadline);
     this.conn.close();
-    this.report.failed(kind, message, status, this.pos);
+    this.report.failed(kind, message, this.pos, status, retryAfterMs);
   }
 }

@@ -1,0 +1,165 @@
+import { sleep } from './backoff.js';
+import { FetchError } from './fetch-error.js';
+
+/** A Retry-After holds new requests to its host at most this long: a mount's reader waits behind it. */
+const MAX_PAUSE_MS = 30_000;
+/** A host's limit grows by one after this long without a busy answer (a limit that was load, not policy, fades). */
+const RAISE_MS = 30_000;
+
+interface Host {
+  /** Turns taken (requests waiting for a request slot, or sent). */
+  taken: number;
+  /** Of those, requests sent (inside a request slot). */
+  sending: number;
+  /** Most turns at once; Infinity until the host answered busy. */
+  limit: number;
+  /** No new turn before this time (a Retry-After). */
+  pausedUntil: number;
+  /** When the limit was last lowered or raised. */
+  changedAt: number;
+  /** Callers queued for a turn, first come first served. */
+  waiting: Array<() => void>;
+}
+
+/**
+ * Thrown by HostTurn.send when the host's limit fell while the turn waited for a request slot: the caller gives the
+ * slot back and waits for a new turn.
+ */
+export class HostFull extends Error {
+  override name = 'HostFull';
+}
+
+/** One request's turn at its host: `send` right before the request goes out, `busy` when it was answered busy, `end` once. */
+export interface HostTurn {
+  /** Counts the request as sent; throws HostFull when the host has as many running as its limit now says. */
+  send(): void;
+  /** Whether `e` is the host's per-client limit (see HostLimits): then the request is asked again with a new turn. */
+  busy(e: FetchError): boolean;
+  end(): void;
+}
+
+/**
+ * How many requests each mirror host takes from us at once. Unlimited (the process's --connections) until it answers
+ * 503 or 429 while other requests of ours to it run: a per-client limit (nginx `limit_conn`, a mirror's fair-use rule).
+ * Its limit then becomes the number it was serving, and the request it refused waits for a turn and is asked again,
+ * not held against the mirror. Without this every request over the limit failed, and after a few rounds the parts
+ * with them: make-image against nginx `limit_conn 2` with the default 8 connections ended with 50-66 parts missing.
+ * A busy answer with no other request of ours running is the server's state, not a limit on us: the caller's rounds
+ * retry it as before. A Retry-After holds the host's new requests until then (at most MAX_PAUSE_MS). RAISE_MS after
+ * the last change without a busy answer, the limit grows by one.
+ *
+ * By origin (scheme, host, port): a limit is per client address, whatever path or label the URLs have.
+ * Owns each host's counts, limit, pause and queue. The turn is taken before a request slot (Network's `--connections`),
+ * so a request waiting for a busy host holds no slot another host's request could use.
+ */
+export class HostLimits {
+  private readonly hosts = new Map<string, Host>();
+
+  constructor(
+    private readonly log: (line: string) => void,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The limit learned for the host of `url`, if it has one. */
+  limitOf(url: string): number | undefined {
+    const h = this.hosts.get(originOf(url));
+    return h && h.limit !== Infinity ? h.limit : undefined;
+  }
+
+  /** Waits for a turn at the host of `url`; an 'aborted' FetchError once `signal` aborts. */
+  async turn(url: string, signal: AbortSignal): Promise<HostTurn> {
+    const key = originOf(url);
+    const h = this.host(key);
+    let front = false; // a caller woken from the queue keeps its place should another have taken the turn meanwhile
+    for (;;) {
+      if (signal.aborted) throw new FetchError(url, 'aborted', 'aborted');
+      const pause = h.pausedUntil - this.now();
+      if (pause > 0) await sleep(pause, signal);
+      else if (h.taken < h.limit && (front || h.waiting.length === 0)) break;
+      else {
+        await this.queued(h, signal, front);
+        front = true;
+      }
+    }
+    h.taken++;
+    if (h.taken < h.limit) h.waiting.shift()?.(); // room for more than the one woken (a pause ended, the limit grew)
+    return this.turnAt(key, h);
+  }
+
+  private turnAt(key: string, h: Host): HostTurn {
+    let sent = false;
+    let over = false;
+    return {
+      send: () => {
+        // Turns taken before the host answered busy (all of a make-image's first wave) would go over the limit it learned.
+        if (h.sending >= h.limit) throw new HostFull(`mirror ${key} is at its limit of ${h.limit} request(s) at once`);
+        sent = true;
+        h.sending++;
+      },
+      busy: (e) => this.busy(key, h, e),
+      end: () => {
+        if (over) return;
+        over = true;
+        h.taken--;
+        if (sent) h.sending--;
+        this.raise(h);
+        h.waiting.shift()?.();
+      },
+    };
+  }
+
+  /** A 503 or 429 while others of ours ran at the host: its limit is what it was serving (see the class). */
+  private busy(key: string, h: Host, e: FetchError): boolean {
+    if (e.kind !== 'status' || (e.status !== 503 && e.status !== 429)) return false;
+    const others = h.sending - 1; // (this request is still counted)
+    if (others < 1) return false;
+    const now = this.now();
+    if (others < h.limit) {
+      if (h.limit === Infinity) this.log(`mirror ${key} refused a request with HTTP ${e.status} while ${others} other(s) of ours ran: asking it at most ${others} at a time`);
+      h.limit = others;
+    }
+    h.changedAt = now;
+    if (e.retryAfterMs !== undefined) h.pausedUntil = Math.max(h.pausedUntil, now + Math.min(MAX_PAUSE_MS, e.retryAfterMs));
+    return true;
+  }
+
+  private raise(h: Host): void {
+    if (h.limit === Infinity || this.now() - h.changedAt < RAISE_MS) return;
+    h.limit++;
+    h.changedAt = this.now();
+  }
+
+  private queued(h: Host, signal: AbortSignal, front: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        signal.removeEventListener('abort', gone);
+        resolve();
+      };
+      const gone = (): void => {
+        const i = h.waiting.indexOf(wake);
+        if (i >= 0) h.waiting.splice(i, 1);
+        wake();
+      };
+      if (front) h.waiting.unshift(wake);
+      else h.waiting.push(wake);
+      signal.addEventListener('abort', gone, { once: true });
+    });
+  }
+
+  private host(key: string): Host {
+    let h = this.hosts.get(key);
+    if (!h) {
+      h = { taken: 0, sending: 0, limit: Infinity, pausedUntil: 0, changedAt: 0, waiting: [] };
+      this.hosts.set(key, h);
+    }
+    return h;
+  }
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+}
