@@ -3,10 +3,12 @@ import { open, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { checksumKey } from '../format/checksum.js';
 import { JigdoError, UnavailableError, errorMessage } from '../format/errors.js';
 import type { ImageSession } from '../engine/session.js';
+import type { PartNeed } from '../image/layout.js';
 import { DirectOutput } from './direct-output.js';
 import { checkOutput, placeOutput } from './output-file.js';
 import { DiskWait } from './disk-wait.js';
 import { pooledImageBlocks, releasedAfter } from './stream.js';
+import { StreamReach } from './stream-reach.js';
 import { temporaryPath } from '../util/output-temporary.js';
 import { makeListed } from '../util/exit-leftovers.js';
 import { eachLimit } from '../util/each-limit.js';
@@ -60,15 +62,19 @@ export interface MakeImageOptions {
  * Finds every part, `limit` at a time; returns the keys of those no source has. Setting `stop.stopped`
  * ends it early (after the lookups in flight).
  */
-export async function findMissing(session: ImageSession, limit = 8, stop = { stopped: false }): Promise<string[]> {
-  const keys = [...session.layout.parts.values()].filter((p) => p.length > 0).map((p) => p.key);
+export async function findMissing(session: ImageSession, limit = 8, stop = { stopped: false }, reach?: StreamReach): Promise<string[]> {
+  const parts = [...session.layout.parts.values()].filter((p) => p.length > 0);
+  const first = (p: PartNeed): number => p.offsets.reduce((a, b) => Math.min(a, b), Infinity);
+  if (reach) parts.sort((a, b) => first(a) - first(b)); // in the stream's order, which `reach` follows
   const missing: string[] = [];
-  const locate = (key: string): Promise<unknown> =>
-    session.parts.locate(key).catch((err: unknown) => {
+  const locate = async (p: PartNeed): Promise<unknown> => {
+    await reach?.within(first(p));
+    return session.parts.locate(p.key).catch((err: unknown) => {
       if (!(err instanceof UnavailableError)) throw err;
-      missing.push(key);
+      missing.push(p.key);
     });
-  await eachLimit(keys, limit, locate, () => stop.stopped);
+  };
+  await eachLimit(parts, limit, locate, () => stop.stopped);
   return missing;
 }
 
@@ -76,23 +82,36 @@ export async function findMissing(session: ImageSession, limit = 8, stop = { sto
  * Every part located alongside a stream of the image, from its first block on (see writeImage): a part no source has
  * then names every missing one, not only the first the stream reached.
  */
-export function locatingAlongside(session: ImageSession): { start: () => void; missing: () => Promise<string[]>; stop: (boundMs?: number) => Promise<void> } {
+export function locatingAlongside(session: ImageSession): {
+  start: () => void;
+  advance: (position: number) => void;
+  missing: () => Promise<string[]>;
+  stop: (boundMs?: number) => Promise<void>;
+} {
   const stopping = { stopped: false };
+  // No further ahead of the stream than the disk cache holds (ImageSession.locateAhead).
+  const reach = new StreamReach(session.locateAhead);
   let located: Promise<string[]> | undefined;
   const locate = (): Promise<string[]> => {
     if (!located) {
-      located = findMissing(session, 8, stopping);
+      located = findMissing(session, 8, stopping, reach);
       located.catch(() => undefined);
     }
     return located;
   };
   return {
     start: () => void locate(),
-    /** The keys of the parts no source has, once every part is located. */
-    missing: locate,
+    /** The stream has written the image up to `position`. */
+    advance: (position) => reach.advance(position),
+    /** The keys of the parts no source has, once every part is located (the stream is over: no reach is kept). */
+    missing: () => {
+      reach.open();
+      return locate();
+    },
     /** Starts no more look-ups, and waits for those under way (at most `boundMs`), so the session is not closed under them. */
     stop: async (boundMs = Infinity) => {
       stopping.stopped = true;
+      reach.open();
       const settled = located?.then(() => undefined, () => undefined);
       if (settled) await (boundMs === Infinity ? settled : settledWithin(settled, boundMs));
     },
@@ -236,7 +255,11 @@ async function writeImage(
     if (await holdsSparseFiles(fsPath(tmp))) await fh.truncate(layout.size).catch(cannotWrite);
     let directBytes: number;
     try {
-      directBytes = await writeBlocks(reader, { fh, direct, diskWait: opts.diskWait?.() ?? new DiskWait() }, hash, cannotWrite, progress, locating.start);
+      const advanced = (done: number, total: number): void => {
+        locating.advance(done);
+        progress?.(done, total);
+      };
+      directBytes = await writeBlocks(reader, { fh, direct, diskWait: opts.diskWait?.() ?? new DiskWait() }, hash, cannotWrite, advanced, locating.start);
     } catch (err) {
       // The stream reached a part no source has: name every missing part (the temporary file goes).
       if (err instanceof UnavailableError) {

@@ -49,7 +49,7 @@ export async function streamImage(session: ImageSession, out: NodeJS.WritableStr
     for await (const block of pooledImageBlocks(reader, { held: IN_FLIGHT + 1 })) {
       if (block.offset === 0) locating.start();
       while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
-      const sent = writeTo(out, block.data).then(() => void (written += block.data.length), cannotWrite);
+      const sent = writeTo(out, block.data).then(() => locating.advance((written += block.data.length)), cannotWrite);
       const done = releasedAfter(block, sent, hash.update(block.data)).then(() => undefined);
       done.catch(() => undefined); // awaited in turn
       inFlight.push(done);

@@ -163,6 +163,11 @@ export class CacheEviction {
     return limit;
   }
 
+  /** The limit in force now (limitFor, reused for a while as commits do): what a job may fetch ahead of its reader. */
+  limitInForce(): Promise<number> {
+    return this.recentLimit(this.counted?.bytes ?? this.stats.bytes);
+  }
+
   private async count(): Promise<void> {
     const all = await this.entries();
     this.counted = { bytes: all.reduce((n, e) => n + e.size, 0), files: all.length, at: Date.now() };

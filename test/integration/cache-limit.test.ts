@@ -4,16 +4,17 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describeRun, runCli } from '../helpers/cli.js';
+import { BIN, describeRun, runCli } from '../helpers/cli.js';
 import { buildFixtures, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
-import { forceUnmount, isMounted } from '../helpers/mount.js';
-import { cacheFiles, fileMd5, jigdoWithServers, partsUri, randomBytesOf, randomPartsImage, sleep } from '../helpers/network.js';
+import { forceUnmount, isMounted, mountJigdo } from '../helpers/mount.js';
+import { bytesByPath, cacheFiles, fileMd5, jigdoWithServers, partsUri, randomBytesOf, randomPartsImage, sleep } from '../helpers/network.js';
 
 
 const PARTS = 20;
@@ -80,6 +81,58 @@ test('--cache-size 10M holds while make-image fetches 50 MB (never more than the
   const end = (await cacheFiles(cache)).reduce((n, f) => n + f.size, 0);
   assert.ok(end <= LIMIT, `${end} bytes left, limit ${LIMIT}`);
 });
+
+test('a cache smaller than the image\'s parts (64M for 120 MB): make-image and a mount\'s reader fetch each part once, also when the output is slow (parts are fetched no further ahead than the cache holds)', async () => {
+  const d = path.join(work, 'ahead');
+  const v = await randomPartsImage(d, 80, 1_500_000);
+  const m = await startMirror({ root: path.join(d, 'tree') });
+  try {
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], path.join(d, 'jigdo'));
+    const sent = (): number => [...bytesByPath(m).values()].reduce((a, b) => a + b, 0);
+    const out = path.join(d, 'out.iso');
+    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', path.join(d, 'cache'), '--cache-size', '64M'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, describeRun(r));
+    assert.equal(await fileMd5(out), v.imageMd5);
+    assert.ok(sent() <= 80 * 1_500_000 * 1.05, `make-image: the mirror sent ${sent()} bytes for ${80 * 1_500_000} bytes of parts`);
+    // The stream slower than the mirror (a pipe read at 40 MB/s): parts were all located (fetched) ahead of it, 8 at a
+    // time, and most were evicted before it came to them.
+    m.requests.length = 0;
+    const piped = await slowlyRead(['make-image', jigdo, '-o', '-', '--cache-dir', path.join(d, 'cache-2'), '--cache-size', '64M'], 40e6);
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.equal(piped.md5, v.imageMd5);
+    assert.ok(sent() <= 80 * 1_500_000 * 1.05, `make-image -o -: the mirror sent ${sent()} bytes for ${80 * 1_500_000} bytes of parts`);
+    // A mount read through once (a cp): its prefetch reached 96 MiB ahead of the reader, more than the cache holds.
+    m.requests.length = 0;
+    const mounted = await mountJigdo(jigdo, ['--cache-size', '64M'], { cacheDir: path.join(d, 'cache-3') });
+    try {
+      assert.equal(mounted.mountResult.code, 0, describeRun(mounted.mountResult));
+      assert.equal(await fileMd5(mounted.file('big.iso')), v.imageMd5);
+    } finally {
+      await mounted.cleanup();
+    }
+    assert.ok(sent() <= 80 * 1_500_000 * 1.05, `mount: the mirror sent ${sent()} bytes for ${80 * 1_500_000} bytes of parts`);
+  } finally {
+    await m.close();
+  }
+});
+
+/** Runs the CLI and reads its standard output at about `bytesPerSecond`: its exit code, standard error, and the output's MD5. */
+async function slowlyRead(args: string[], bytesPerSecond: number): Promise<{ code: number | null; stderr: string; md5: string }> {
+  const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  p.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+  const md5 = createHash('md5');
+  const t0 = performance.now();
+  let got = 0;
+  for await (const chunk of p.stdout as AsyncIterable<Buffer>) {
+    md5.update(chunk);
+    got += chunk.length;
+    const early = (got / bytesPerSecond) * 1000 - (performance.now() - t0);
+    if (early > 0) await sleep(early);
+  }
+  const code = await new Promise<number | null>((r) => (p.exitCode !== null ? r(p.exitCode) : p.once('exit', (c) => r(c))));
+  return { code, stderr, md5: md5.digest('hex') };
+}
 
 /** Every folder and file under `dir`, with its permission bits. */
 async function modes(dir: string): Promise<Array<{ file: string; dir: boolean; mode: number }>> {
