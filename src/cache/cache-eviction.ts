@@ -163,9 +163,14 @@ export class CacheEviction {
     return limit;
   }
 
-  /** The limit in force now (limitFor, reused for a while as commits do): what a job may fetch ahead of its reader. */
-  limitInForce(): Promise<number> {
-    return this.recentLimit(this.counted?.bytes ?? this.stats.bytes);
+  /**
+   * The limit in force now (limitFor, reused for a while as commits do): what a job may fetch ahead of its reader. The
+   * cache's own bytes count as room (eviction frees them): before this process counted, the shared count is read,
+   * without the lock (a torn read counts none, which only makes the limit lower).
+   */
+  async limitInForce(): Promise<number> {
+    const count = this.counted ?? (await this.ledger.readCount(Infinity));
+    return this.recentLimit(count?.bytes ?? 0);
   }
 
   private async count(): Promise<void> {
