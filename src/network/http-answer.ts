@@ -22,6 +22,8 @@ export interface RangeRequest {
    * A server whose file has changed since then answers 200 with the whole new file, not the new file's range.
    */
   ifRange?: string;
+  /** Asked past caches on the way (Cache-Control: no-cache): a copy a proxy keeps turned out not to be the file wanted. */
+  fresh?: boolean;
 }
 
 /**

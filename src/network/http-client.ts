@@ -152,7 +152,7 @@ export class HttpClient {
     onData: (pos: number) => void,
     opts: { signal?: AbortSignal; onHeaders?: (info: { whole: boolean; total?: number; validator?: string }) => void; rules?: BodyRules; hash?: ChecksumKind } = {},
   ): Promise<RangeResult> {
-    if (!opts.rules && range.ifRange === undefined && this.threads.takes(url)) {
+    if (!opts.rules && range.ifRange === undefined && !range.fresh && this.threads.takes(url)) {
       try {
         return await this.threads.fetchRange(url, range, fh.fd, onData, { ...opts, timeoutMs: this.opts.timeoutMs });
       } catch (err) {
@@ -163,6 +163,7 @@ export class HttpClient {
     const t0 = performance.now();
     const value = rangeHeader(range);
     const headers: Record<string, string> = value === undefined ? {} : { range: value, ...(range.ifRange !== undefined && { 'if-range': range.ifRange }) };
+    if (range.fresh) Object.assign(headers, { 'cache-control': 'no-cache', pragma: 'no-cache' }); // (pragma: HTTP/1.0 caches)
     const res = await this.get(url, headers, opts.signal);
     const ttfbMs = performance.now() - t0;
     try {
@@ -204,6 +205,12 @@ export class HttpClient {
     } finally {
       discard(res.body);
     }
+  }
+
+  /** The proxy requests for `url` go through (from the environment, as read at the first request), if any. */
+  proxyOf(url: string): string | undefined {
+    const proxy = this.proxies && proxyFor(this.proxies, url);
+    return proxy ? withoutPassword(proxy) : undefined;
   }
 
   /** Aborted by close: a wait between retries ends at once (then assertOpen throws). */

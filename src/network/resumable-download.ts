@@ -19,8 +19,8 @@ import { mirrorOf } from './mirror-board.js';
  * (their version is not known; the caller's checksum judges the whole). A server that has fewer bytes (416) or ignores
  * Range sends the file from byte 0. Returns `from` if the file holds those bytes still, 0 if it was written from byte 0.
  */
-export function downloadWhole(ctx: FetchContext, url: string, fh: FileHandle, rules: BodyRules, from = 0): Promise<number> {
-  return new WholeDownload(ctx, url, fh, rules, from).run();
+export function downloadWhole(ctx: FetchContext, url: string, fh: FileHandle, rules: BodyRules, from = 0, fresh = false): Promise<number> {
+  return new WholeDownload(ctx, url, fh, rules, from, fresh).run();
 }
 
 /** One downloadWhole: where it stands across its attempts. */
@@ -53,6 +53,8 @@ class WholeDownload {
     private readonly fh: FileHandle,
     private readonly rules: BodyRules,
     private from: number,
+    /** Every request asked past caches (RangeRequest.fresh). */
+    private readonly fresh: boolean,
   ) {
     this.mirror = mirrorOf(url);
     this.pos = this.best = from;
@@ -88,7 +90,7 @@ class WholeDownload {
         t0 = performance.now();
         board.requestStarted(mirror);
         const resume = this.pos > 0 && this.validator !== undefined ? { ifRange: this.validator } : {};
-        return http.fetchRange(url, { start: this.pos, total: this.total, ...resume }, this.fh, (p) => {
+        return http.fetchRange(url, { start: this.pos, total: this.total, fresh: this.fresh, ...resume }, this.fh, (p) => {
           board.received(mirror, p - this.pos);
           moved += p - this.pos;
           this.pos = p;

@@ -68,7 +68,9 @@ export class TemplateDownloads {
       const copy = await this.downloadVerified(loc.url, writer, [kind, sum]);
       if (!copy) {
         await writer.discard();
-        throw new JigdoError(where, `downloaded template does not match the .jigdo's Template-${kind === 'md5' ? 'MD5' : 'SHA256'}Sum: wrong or corrupt template`);
+        const proxy = this.ctx.http.proxyOf(loc.url);
+        const through = proxy ? `, through the proxy ${proxy}` : '';
+        throw new JigdoError(where, `downloaded template does not match the .jigdo's Template-${kind === 'md5' ? 'MD5' : 'SHA256'}Sum (also when asked again past caches${through}): wrong or corrupt template`);
       }
       this.counts.fetched++;
       return copy.path;
@@ -96,15 +98,24 @@ export class TemplateDownloads {
     if (from > 0 && !(await startsAsTemplate(writer.fh))) from = 0;
     const whole = from > 0 ? await writer.commit([sum]) : undefined;
     if (whole) return whole;
+    let fresh = false;
     for (;;) {
       await writer.fh.truncate(from);
-      from = await this.download(url, writer.fh, undefined, from); // (0 when the server sent it from byte 0 after all)
+      from = await this.download(url, writer.fh, undefined, from, fresh); // (0 when the server sent it from byte 0 after all)
       // Only the checksum the cache names it by: a file that matches the other one alone (a .jigdo whose two sums
       // disagree) went under a SHA-256 name it does not have, and every later .jigdo naming that SHA-256 failed.
       const copy = await writer.commit([sum]);
-      if (copy || from === 0) return copy;
-      this.ctx?.opts.log(`${url}: the template resumed from byte ${from} does not match its checksum: downloading it whole`);
-      from = 0;
+      if (copy || (from === 0 && fresh)) return copy;
+      if (from > 0) {
+        this.ctx?.opts.log(`${url}: the template resumed from byte ${from} does not match its checksum: downloading it whole`);
+        from = 0;
+        continue;
+      }
+      // Whole and wrong: a caching proxy on the way may keep an older file of that name (a weekly build's template, at
+      // the same URL every week). Once more, past caches; squid then asks the origin.
+      // (On a terminal, the one line is the failure's, which says it was asked for again: TemplateDownloads.fetch.)
+      if (this.ctx?.opts.logProgress) this.ctx.opts.log(`${url}: the template downloaded does not match its checksum: asking for it again past any cache (Cache-Control: no-cache)`);
+      fresh = true;
     }
   }
 
@@ -137,7 +148,7 @@ export class TemplateDownloads {
    * Downloads the template at `url` into `fh` (from byte `from`: see downloadWhole, whose answer it returns); in a
    * daemon's log a line before and after (tens of MB take a while).
    */
-  private async download(url: string, fh: FileHandle, rules?: BodyRules, from = 0): Promise<number> {
+  private async download(url: string, fh: FileHandle, rules?: BodyRules, from = 0, fresh = false): Promise<number> {
     const { ctx } = this;
     if (!ctx) throw new TemplateUnavailableError(url, 'template is remote and --offline is set (use --template FILE)');
     const t0 = Date.now();
@@ -145,7 +156,7 @@ export class TemplateDownloads {
     say(from > 0 ? `fetching the template ${url} from byte ${from} (the bytes before it came in an earlier run)` : `fetching the template ${url}`);
     let kept: number;
     try {
-      kept = await downloadWhole(ctx, url, fh, rules ?? (await this.rules(from)), from);
+      kept = await downloadWhole(ctx, url, fh, rules ?? (await this.rules(from)), from, fresh);
     } catch (err) {
       // Its URL does not give it (a 404, a dead server, a web page instead): `info` still answers from the .jigdo, and
       // every other command fails with the same line. (Our own disk's failure names the cache, and stays an error.)

@@ -676,11 +676,13 @@ describe('remote .jigdo and configuration', () => {
       const wrong = Buffer.from(template);
       wrong[wrong.length - 100]! ^= 0xff;
       const asked: Array<string | undefined> = [];
+      const fresh: Array<string | string[] | undefined> = [];
       // The first answer resumes (206) and is cut after 5,000 bytes; every one after it ignores Range (200, whole).
       const server = createHttpServer((req, res) => {
         if (req.url === '/img.jigdo') return void res.end(readFileSync(path.join(site, 'img.jigdo')));
         if (req.url !== '/jf-md5-gzip.template') return void res.writeHead(404).end();
         asked.push(req.headers.range);
+        fresh.push(req.headers['cache-control']);
         if (asked.length > 1 || !req.headers.range) return void res.writeHead(200, { 'content-length': wrong.length }).end(wrong);
         const start = Number(/bytes=(\d+)-/.exec(req.headers.range)![1]);
         res.writeHead(206, { 'content-range': `bytes ${start}-${wrong.length - 1}/${wrong.length}`, 'content-length': wrong.length - start });
@@ -694,8 +696,10 @@ describe('remote .jigdo and configuration', () => {
         assert.equal(r.code, 1);
         assert.match(r.stderr, /downloaded template does not match the \.jigdo's Template-MD5Sum/);
         assert.doesNotMatch(r.stderr, /resumed from byte/, 'the answer from byte 0 was the whole: not downloaded once more');
-        // (The 200 to the second request was no answer to it: asked again from byte 0, and that whole was the one.)
-        assert.deepEqual(asked, ['bytes=25000-', 'bytes=30000-', undefined]);
+        // (The 200 to the second request was no answer to it: asked again from byte 0, and that whole was the one; then
+        // once more past caches, as a whole download that does not match is: TemplateDownloads.downloadVerified.)
+        assert.deepEqual(asked, ['bytes=25000-', 'bytes=30000-', undefined, undefined]);
+        assert.deepEqual(fresh, [undefined, undefined, undefined, 'no-cache']);
         assert.deepEqual(await cacheLeftovers(path.join(d, 'cache')), { tmp: [], locks: [] });
       } finally {
         server.closeAllConnections();

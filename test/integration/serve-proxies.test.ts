@@ -7,14 +7,14 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { assertOk, ROOT, runCli } from '../helpers/cli.js';
+import { assertOk, ROOT, runCli, type CliResult } from '../helpers/cli.js';
 import { freePort, startDaemon, stopDaemons } from '../helpers/daemons.js';
 import { buildFixtures, type FixtureSet, type FixtureVariant } from '../helpers/fixtures.js';
 import { startMirror, type Mirror } from '../helpers/mirror-server.js';
-import { gets, jigdoWithServers, md5hex, partsUri, selfSignedCertificate, waitFor } from '../helpers/network.js';
+import { fileMd5, gets, jigdoWithServers, md5hex, partsUri, selfSignedCertificate, waitFor } from '../helpers/network.js';
 import { execFileP, httpGet, startServe, type TestServer } from '../helpers/serve.js';
 
 let fx: FixtureSet;
@@ -91,6 +91,58 @@ test('squid fleet: two jigdofs with separate caches through one squid; the origi
   assert.match(access, /TCP_(MEM_)?HIT\/200/, 'machine 2 was answered from squid\'s cache');
   // On the disk too: what keeps a part over the memory limit (64 MB) at all (the config before had no cache_dir).
   await waitFor(async () => (await readdir(path.join(dir, 'cache', '00', '00')).catch(() => [])).length >= fetched.length, 10_000, 'the parts in squid\'s cache_dir');
+});
+
+test('squid: a template replaced at the origin under its name (a weekly build) is not taken from the stale copy squid keeps', async () => {
+  const site = path.join(work, 'weekly-site');
+  await mkdir(site, { recursive: true });
+  const origin = await startMirror({ root: site });
+  const parts = await startMirror({ root: fx.tree });
+  mirrors.push(origin, parts);
+  const template = path.join(site, 'weekly.template');
+  const weekly = async (variant: FixtureVariant, name: string): Promise<string> => {
+    const jigdo = await jigdoWithServers(variant, [partsUri(parts)], path.join(work, 'weekly', name));
+    await writeFile(jigdo, (await readFile(jigdo, 'utf8')).replace(/^Template=.*$/m, `Template=${origin.url}weekly.template`));
+    return jigdo;
+  };
+  const lastWeek = await weekly(fx.variants['jf-md5-gzip'], 'last');
+  const thisWeek = await weekly(fx.variants['jf-md5-bzip2'], 'this');
+  const build = async (jigdo: string, port: number, run: string): Promise<CliResult> => {
+    const env: NodeJS.ProcessEnv = { ...process.env, HTTP_PROXY: `http://127.0.0.1:${port}`, JIGDOFS_DEBUG: '', XDG_CONFIG_HOME: work };
+    delete env.NO_PROXY;
+    delete env.no_proxy;
+    return runCli(['make-image', jigdo, '-o', path.join(work, 'weekly', `${run}.iso`), '--cache-dir', path.join(work, 'weekly', `cache-${run}`)], { env });
+  };
+  /** Last week's template cached by a squid with `conf` (its mtime a month back: squid's heuristics call it fresh), then this week's at the origin. */
+  const replacedUnder = async (conf: string, port: number, run: string): Promise<void> => {
+    await writeFile(template, await readFile(fx.variants['jf-md5-gzip'].template));
+    const month = new Date(Date.now() - 30 * 86_400_000);
+    await utimes(template, month, month);
+    await startSquid(conf, port, path.dirname(conf));
+    assertOk(await build(lastWeek, port, `${run}-last`));
+    await writeFile(template, await readFile(fx.variants['jf-md5-bzip2'].template));
+  };
+  // The config shipped: templates are checked with the origin at each request.
+  const shipped = await privateDir('squid-weekly');
+  const port1 = await freePort();
+  await replacedUnder(await config('squid-fleet.conf', shipped, { PORT: String(port1), DIR: shipped }), port1, 'shipped');
+  const one = await build(thisWeek, port1, 'shipped');
+  assertOk(one);
+  assert.equal(await fileMd5(path.join(work, 'weekly', 'shipped.iso')), fx.variants['jf-md5-bzip2'].imageMd5);
+  assert.doesNotMatch(one.stderr, /does not match/, 'the stale copy was never sent');
+  // A proxy that keeps copies a week whatever they are (the config before; many caches on the way): the stale template
+  // fails its checksum, and is asked for again past the cache.
+  const keeping = await privateDir('squid-keeping');
+  const port2 = await freePort();
+  const conf = await config('squid-fleet.conf', keeping, { PORT: String(port2), DIR: keeping });
+  await writeFile(conf, (await readFile(conf, 'utf8')).replace(/^refresh_pattern .*$/gm, '').concat('\nrefresh_pattern . 10080 100% 525600 override-expire\n'));
+  await replacedUnder(conf, port2, 'keeping');
+  const two = await build(thisWeek, port2, 'keeping');
+  assertOk(two);
+  assert.equal(await fileMd5(path.join(work, 'weekly', 'keeping.iso')), fx.variants['jf-md5-bzip2'].imageMd5);
+  const access = await readFile(path.join(keeping, 'access.log'), 'utf8');
+  assert.match(access, /TCP_(MEM_)?HIT\/200 .*weekly\.template/, `the stale copy came from squid's cache:\n${access}`);
+  assert.match(access, /TCP_(CLIENT_)?REFRESH_MISS\/200 .*weekly\.template|TCP_MISS\/200 .*weekly\.template[\s\S]*TCP_MISS\/200 .*weekly\.template/, access);
 });
 
 test('squid CONNECT tunnel to an https mirror, its certificate trusted through NODE_EXTRA_CA_CERTS (loaded at the first connection)', async () => {
