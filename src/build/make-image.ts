@@ -69,6 +69,7 @@ export async function findMissing(session: ImageSession, limit = 8, stop = { sto
   const missing: string[] = [];
   const locate = async (p: PartNeed): Promise<unknown> => {
     await reach?.within(first(p));
+    if (stop.stopped) return; // (stopping opens the reach: the look-ups it held back are not to start then)
     return session.parts.locate(p.key).catch((err: unknown) => {
       if (!(err instanceof UnavailableError)) throw err;
       missing.push(p.key);

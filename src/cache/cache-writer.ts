@@ -1,4 +1,6 @@
+import { ftruncateSync, unlinkSync } from 'node:fs';
 import { unlink, type FileHandle } from 'node:fs/promises';
+import { atExit } from '../util/exit-leftovers.js';
 import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import type { Lock } from './cache-lock.js';
 import type { CacheFs } from './cache-fs.js';
@@ -40,6 +42,9 @@ export class CacheWriter {
   /** The disk room allocate reserved, given back when the writer is done (committed, the file counts in the cache). */
   private release: Release | undefined;
   private markFinished!: () => void;
+  /** How many bytes from the file's start are written (keepWritten); undefined: the whole file is kept as it is. */
+  private written: (() => number) | undefined;
+  private unhookExit: (() => void) | undefined;
   /** Resolves once the writer is done: committed, or aborted with its file removed; its lock released either way. */
   readonly finished = new Promise<void>((resolve) => (this.markFinished = resolve));
 
@@ -55,6 +60,23 @@ export class CacheWriter {
     /** `tmp` is kept when the writer gives up (abort), for the next writer to go on with (PartCache.begin); discard removes it. */
     private readonly resumable = false,
   ) {}
+
+  /**
+   * For a resumable writer whose bytes are not written in order (a part's ranges): when it gives up, or the process
+   * ends (a Ctrl-C: atExit), the file is cut to the `written()` bytes at its start that are known to be there, and the
+   * next writer of it goes on from the file's size (PartFetch). Bytes past that are fetched again.
+   */
+  keepWritten(written: () => number): void {
+    if (!this.resumable) return;
+    this.written = written;
+    // (Nothing written: no file is left, as for a download that is not resumable.)
+    this.unhookExit ??= atExit(() => (written() > 0 ? ftruncateSync(this.fh.fd, written()) : unlinkSync(this.tmp)));
+  }
+
+  /** The bytes an earlier writer left in the file (a resumable one's), or 0. */
+  async leftBytes(): Promise<number> {
+    return this.resumable ? (await this.fh.stat()).size : 0;
+  }
 
   /**
    * Reserves room on the disk for `size` bytes (waiting, or evicting, for it: DiskRoom), then sets the temporary
@@ -106,16 +128,21 @@ export class CacheWriter {
    * reported failed though it was in the cache; the commit finishes the writer itself.
    */
   async abort(): Promise<void> {
-    if (!this.done && !this.committing) await this.finish(!this.resumable);
+    if (!this.done && !this.committing) await this.finish(!this.resumable, true, false);
   }
 
   /** Gives up and removes the temporary file, also a resumable one (its bytes are not worth going on with). */
   async discard(): Promise<void> {
-    if (!this.done && !this.committing) await this.finish(true);
+    if (!this.done && !this.committing) await this.finish(true, true, false);
   }
 
-  private async finish(removeTmp: boolean, closeFh = true): Promise<void> {
+  private async finish(removeTmp: boolean, closeFh = true, committed = true): Promise<void> {
     this.done = true;
+    this.unhookExit?.();
+    // A resumable file given up on keeps what is known written (keepWritten), or its size; nothing: no file is left.
+    const kept = !removeTmp && !committed ? (this.written?.() ?? (await this.fh.stat().then((st) => st.size, () => 1))) : undefined;
+    if (kept === 0) removeTmp = true;
+    else if (kept !== undefined && this.written) await this.fs.ftruncate(this.fh, kept).catch(() => undefined);
     if (closeFh) await this.fh.close().catch(() => undefined);
     if (removeTmp) await unlink(this.tmp).catch(() => undefined);
     this.unlist();

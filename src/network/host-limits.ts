@@ -5,6 +5,8 @@ import { FetchError } from './fetch-error.js';
 const MAX_PAUSE_MS = 30_000;
 /** A host's limit grows by one after this long without a busy answer (a limit that was load, not policy, fades). */
 const RAISE_MS = 30_000;
+/** URLs a host's busy answers are remembered for (Host.busyUrls), at most. */
+const MAX_BUSY_URLS = 1024;
 
 interface Host {
   /** Turns taken (requests waiting for a request slot, or sent). */
@@ -17,8 +19,10 @@ interface Host {
   pausedUntil: number;
   /** When the limit was last lowered or raised. */
   changedAt: number;
-  /** Callers queued for a turn, first come first served. */
+  /** Callers queued for a turn, first come first served (but urgent ones: HostLimits.turn). */
   waiting: Array<() => void>;
+  /** URLs answered busy since the limit last grew: a second busy answer for one is that URL's failure (see busy). */
+  busyUrls: Set<string>;
 }
 
 /**
@@ -66,11 +70,14 @@ export class HostLimits {
     return h && h.limit !== Infinity ? h.limit : undefined;
   }
 
-  /** Waits for a turn at the host of `url`; an 'aborted' FetchError once `signal` aborts. */
-  async turn(url: string, signal: AbortSignal): Promise<HostTurn> {
+  /**
+   * Waits for a turn at the host of `url`; an 'aborted' FetchError once `signal` aborts. `urgent` (a read waits for the
+   * part): ahead of the queue (parts fetched ahead of a reader, up to 32 of them, would otherwise go first).
+   */
+  async turn(url: string, signal: AbortSignal, urgent = false): Promise<HostTurn> {
     const key = originOf(url);
     const h = this.host(key);
-    let front = false; // a caller woken from the queue keeps its place should another have taken the turn meanwhile
+    let front = urgent; // (a caller woken from the queue keeps its place should another have taken the turn meanwhile)
     for (;;) {
       if (signal.aborted) throw new FetchError(url, 'aborted', 'aborted');
       const pause = h.pausedUntil - this.now();
@@ -108,11 +115,17 @@ export class HostLimits {
     };
   }
 
-  /** A 503 or 429 while others of ours ran at the host: its limit is what it was serving (see the class). */
+  /**
+   * A 503 or 429 while others of ours ran at the host: its limit is what it was serving (see the class). Not for a URL
+   * answered busy before since the limit last grew: one object a CDN cannot serve, or a proxy's answer for an origin it
+   * cannot reach, would else take the limit down by one per retry, to 1, before the failure showed.
+   */
   private busy(key: string, h: Host, e: FetchError): boolean {
     if (e.kind !== 'status' || (e.status !== 503 && e.status !== 429)) return false;
     const others = h.sending - 1; // (this request is still counted)
-    if (others < 1) return false;
+    if (others < 1 || h.busyUrls.has(e.url)) return false;
+    if (h.busyUrls.size >= MAX_BUSY_URLS) h.busyUrls.clear();
+    h.busyUrls.add(e.url);
     const now = this.now();
     if (others < h.limit) {
       if (h.limit === Infinity) this.log(`mirror ${key} refused a request with HTTP ${e.status} while ${others} other(s) of ours ran: asking it at most ${others} at a time`);
@@ -127,6 +140,7 @@ export class HostLimits {
     if (h.limit === Infinity || this.now() - h.changedAt < RAISE_MS) return;
     h.limit++;
     h.changedAt = this.now();
+    h.busyUrls.clear();
   }
 
   private queued(h: Host, signal: AbortSignal, front: boolean): Promise<void> {
@@ -149,7 +163,7 @@ export class HostLimits {
   private host(key: string): Host {
     let h = this.hosts.get(key);
     if (!h) {
-      h = { taken: 0, sending: 0, limit: Infinity, pausedUntil: 0, changedAt: 0, waiting: [] };
+      h = { taken: 0, sending: 0, limit: Infinity, pausedUntil: 0, changedAt: 0, waiting: [], busyUrls: new Set() };
       this.hosts.set(key, h);
     }
     return h;

@@ -8,6 +8,7 @@ import type { FetchContext } from './fetch-context.js';
 import { FetchError, toFetchError, type FailureKind } from './fetch-error.js';
 import { PartRanges, type Range } from './part-ranges.js';
 import { eachLimit } from '../util/each-limit.js';
+import { onAbort } from '../util/on-abort.js';
 import { HostFull, type HostTurn } from './host-limits.js';
 import type { UrlCandidate } from './remote-parts.js';
 
@@ -68,6 +69,8 @@ export class PartFetch {
   private roomTries = 0;
   /** The part's hash as one request from byte 0 to its end received it (the commit need not read the file again). */
   private digest: Buffer | undefined;
+  /** Bytes at the file's start an earlier run left (a Ctrl-C, a failed fetch: CacheWriter.keepWritten), not yet fetched again. */
+  private resumed = 0;
 
   constructor(
     private readonly ctx: FetchContext,
@@ -86,13 +89,14 @@ export class PartFetch {
      * reader the cost counts: ranges of parts over 4 MiB were 77 % of the 2 GB fixture's bytes, read back on a worker
      * (BENCHMARKS.md, "Parts fetched ahead in one request").
      */
-    whole = false,
+    private readonly whole = false,
   ) {
     this.ranges = new PartRanges(need.length, whole ? need.length : ctx.opts.rangeSize, whole ? 1 : ctx.opts.streamsPerPart);
     this.downWaitMs = ctx.opts.timeoutMs;
   }
 
   private restart(): void {
+    this.resumed = 0;
     this.ranges.restart();
     this.contributors.clear();
     this.digest = undefined;
@@ -100,7 +104,10 @@ export class PartFetch {
 
   async run(): Promise<VerifiedCopy> {
     const { board } = this.ctx;
+    const left = await this.resume();
+    if (left) return left;
     await this.writer.allocate(this.need.length, `part ${this.need.key}`);
+    this.writer.keepWritten(() => this.ranges.contiguous());
     let probe = board.probe(board.order(this.urls));
     const { http } = this.ctx;
     for (let round = 0; round <= this.ctx.opts.retries; round++) {
@@ -117,7 +124,10 @@ export class PartFetch {
         if (this.single) this.restart();
         await this.fromMirror(next);
         if (this.localFailure) {
-          if (!(await this.roomAfterFull())) throw new JigdoError(this.ctx.cache.dir, `part ${this.need.key}: ${this.localFailure.message}`);
+          if (!(await this.roomAfterFull())) {
+            await this.writer.discard(); // (bytes kept to resume from would take room from a disk that has none)
+            throw new JigdoError(this.ctx.cache.dir, `part ${this.need.key}: ${this.localFailure.message}`);
+          }
           continue; // room was made: the same mirror resumes where the writes stopped
         }
         if (!this.ranges.complete()) {
@@ -125,7 +135,7 @@ export class PartFetch {
           continue;
         }
         // A hash taken as the bytes arrived costs nothing more to check; else trusted bytes go in unhashed.
-        if (!this.digest && this.unhashedFrom(this.sources)) {
+        if (!this.digest && this.resumed === 0 && this.unhashedFrom(this.sources)) {
           const copy = await this.writer.commitUnhashed(this.ctx.opts.keepDownloads !== false);
           board.parts.unhashed++;
           return copy;
@@ -154,6 +164,20 @@ export class PartFetch {
     this.ctx.opts.log(`cache ${this.ctx.cache.dir}: full while part ${this.need.key} was written: evicted older parts, resuming`);
     this.localFailure = undefined;
     return true;
+  }
+
+  /**
+   * What an earlier run left in the writer's file (a resumable one's): a whole file is committed if it is right (a run
+   * ended between the last byte and the commit), else fetched again; a shorter one is where the ranges go on from.
+   * jigdo-lite goes on with a part as `wget --continue` does; a Ctrl-C dropped every part under way here.
+   */
+  private async resume(): Promise<VerifiedCopy | undefined> {
+    const left = await this.writer.leftBytes();
+    if (left === 0) return undefined;
+    if (left >= this.need.length) return this.writer.commit([[this.kind, this.need.sum]]);
+    this.ranges.advanceAll(left);
+    this.resumed = left;
+    return undefined;
   }
 
   /** The mirrors whose bytes make up the part as committed (for blame, should the image checksum fail). */
@@ -208,6 +232,11 @@ export class PartFetch {
 
   /** The bytes of a complete attempt did not match the checksum: find the mirror to blame, and start again. */
   private mismatch(last: UrlCandidate): void {
+    if (this.resumed > 0) {
+      // The bytes an earlier run left may be the wrong ones: no mirror is blamed, the whole part is fetched again.
+      this.ctx.opts.log(`part ${this.need.key}: resumed from byte ${this.resumed}, it does not match its checksum: fetching it whole`);
+      return this.restart();
+    }
     const message = `wrong bytes for part ${this.need.key} (checksum mismatch)`;
     // One URL's bytes only (always so in single mode; none at all for an empty part): it is wrong. Only that URL:
     // another path on the same mirror may hold the right file.
@@ -234,8 +263,10 @@ export class PartFetch {
     const wholeOnly = board.acceptsRanges(c.mirror) === false;
     const run: MirrorRun = { c, abort: new AbortController(), stop: false, wholeOnly };
     const pending: Range[] = wholeOnly ? [{ start: 0, end: length, pos: 0 }] : this.ranges.unfinished();
+    // A shutdown cuts the run too: its streams' waits for a turn (a host's Retry-After) end with it.
+    const unhook = onAbort(this.ctx.http.closing, () => run.abort.abort());
     // Every stream has ended before this returns, even when one threw: the caller may close the file next.
-    await eachLimit(pending, this.ctx.opts.streamsPerPart, (r) => this.rangeFromMirror(run, r), () => run.stop);
+    await eachLimit(pending, this.ctx.opts.streamsPerPart, (r) => this.rangeFromMirror(run, r), () => run.stop).finally(unhook);
   }
 
   /**
@@ -276,14 +307,16 @@ export class PartFetch {
       let hash: ChecksumKind | undefined;
       this.digest = undefined;
       try {
-        turn = await this.ctx.hosts.turn(c.url, run.abort.signal);
+        // A read waiting for the part goes before the parts fetched ahead (`whole`) at a host that takes few at once.
+        turn = await this.ctx.hosts.turn(c.url, run.abort.signal, !this.whole);
         const res = await this.ctx.request(async () => {
           if (run.stop) throw new FetchError(c.url, 'aborted', 'aborted');
+          // Before admit: a down mirror's probe that admit lets through must be sent (its outcome clears `probing`).
+          turn!.send();
           const down = board.admit(c.mirror); // (it may have gone down while we waited for the slot)
           if (down) throw new FetchError(c.url, 'down', down);
           started = true;
           requests++;
-          turn!.send();
           t0 = performance.now();
           hash = start === 0 && end === length && !this.unhashedFrom([c.mirror]) ? this.kind : undefined;
           board.requestStarted(c.mirror);

@@ -41,6 +41,12 @@ export class PartRanges {
     return this.ranges.filter((r) => r.pos < r.end);
   }
 
+  /** Bytes written from the part's start without a gap: what a resumed fetch may keep (CacheWriter.keepWritten). */
+  contiguous(): number {
+    for (const r of this.ranges) if (r.pos < r.end) return r.pos;
+    return this.ranges.at(-1)?.end ?? 0;
+  }
+
   /** Everything written so far is to be fetched again (its bytes are not trusted). */
   restart(): void {
     for (const r of this.ranges) r.pos = r.start;

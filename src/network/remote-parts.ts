@@ -10,6 +10,12 @@ import type { FetchContext } from './fetch-context.js';
 import { mirrorOf } from './mirror-board.js';
 import { PartFetch } from './part-fetch.js';
 
+/**
+ * Parts at least this long are downloaded into a resumable file (PartCache.begin): what a Ctrl-C or a failed fetch
+ * leaves, the next fetch of the part goes on from. Shorter ones cost a round trip more than their bytes.
+ */
+const RESUMABLE_PART_BYTES = 1 << 20;
+
 /** One http(s) URL a part can be fetched from, and what the mirror board orders it by. */
 export interface UrlCandidate {
   url: string;
@@ -82,7 +88,7 @@ export class RemoteParts implements PartProvider {
     try {
       for (let attempt = 0; ; attempt++) {
         let waited = false;
-        const started = await cache.begin('parts', kind, hexOfKey(key), () => (waited = true));
+        const started = await cache.begin('parts', kind, hexOfKey(key), () => (waited = true), need.length >= RESUMABLE_PART_BYTES);
         if ('copy' in started) {
           if (waited) board.parts.fromOtherProcess++;
           return started.copy;

@@ -41,8 +41,23 @@ export async function makeListed<T>(file: PathLike, make: () => Promise<T>): Pro
   }
 }
 
-/** Removes every listed file now (the process is about to end). Never throws. */
+/** Synchronous last words of files that stay (a resumable download cutting its file to the bytes it knows are written). */
+const lastActions = new Set<() => void>();
+
+/** Runs `action` (synchronous; its failure is ignored) when the process exits or is ended by a signal; returns the undo. */
+export function atExit(action: () => void): () => void {
+  if (!hooked) {
+    hooked = true;
+    process.once('exit', removeLeftoversNow);
+  }
+  lastActions.add(action);
+  return () => lastActions.delete(action);
+}
+
+/** Runs the atExit actions, then removes every listed file now (the process is about to end). Never throws. */
 export function removeLeftoversNow(): void {
+  for (const action of lastActions) safely(() => (action(), true));
+  lastActions.clear();
   for (const [file, stillOurs] of listed) if (!stillOurs || safely(stillOurs)) removeQuietly(file);
   listed.clear();
 }

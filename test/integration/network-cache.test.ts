@@ -16,12 +16,12 @@ import { fx, v, plainConfig, rangedConfig, P, mirror, dir, keyOf, open, setupNet
 setupNetworkSuite();
 
 /**
- * A `make-image` child whose fetch of P.e stalls after 1 MB: returns once that fetch is stalled, the
- * temporary image exists and the five other parts are cached.
+ * A `make-image` child whose fetch of P.e (3 MiB) stalls after `stallAt` bytes (1 MB: less than the 1 MiB its progress
+ * is reported by): returns once that fetch is stalled, the temporary image exists and the five other parts are cached.
  */
-async function stalledMakeImage(name: string) {
+async function stalledMakeImage(name: string, stallAt = 1_000_000) {
   const m = await mirror();
-  m.fault(P.e, { kind: 'stall', afterBytes: 1_000_000 });
+  m.fault(P.e, { kind: 'stall', afterBytes: stallAt });
   const d = await dir(name);
   const cache = path.join(d, 'cache');
   const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
@@ -34,7 +34,7 @@ async function stalledMakeImage(name: string) {
   // 'close', not 'exit': stderr is complete only then.
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal })));
   try {
-    await waitFor(() => gets(m, P.e).some((r) => r.bytes >= 1_000_000), 20_000, 'the stalled fetch');
+    await waitFor(() => gets(m, P.e).some((r) => r.bytes >= stallAt), 20_000, 'the stalled fetch');
     await waitFor(async () => (await cacheLeftovers(cache)).tmp.length > 0, 5_000, 'a temporary part file');
     await waitFor(async () => (await readdir(d)).some((f) => f.startsWith('out.iso.jigdofs-')), 5_000, 'the temporary image');
     await waitFor(async () => (await cacheFiles(cache)).length === 5, 10_000, 'the other parts cached');
@@ -56,8 +56,10 @@ describe('the disk cache', () => {
     }
     await exited;
     const left = await cacheLeftovers(cache);
-    assert.equal(left.tmp.filter((f) => f.endsWith('.partial')).length, 1, 'the killed fetch left its partial file behind');
-    assert.deepEqual(left.tmp.filter((f) => !f.endsWith('.partial')), [`${ownerTag(child.pid)}-lock.spare`], 'and its lock inode');
+    // (Resumable, a part over 1 MiB: a kill -9 cannot cut it to what it knows is written, so the next run checks it whole.)
+    const partial = (f: string): boolean => f.startsWith('resume-parts-');
+    assert.equal(left.tmp.filter(partial).length, 1, 'the killed fetch left its file behind');
+    assert.deepEqual(left.tmp.filter((f) => !partial(f)), [`${ownerTag(child.pid)}-lock.spare`], 'and its lock inode');
     assert.equal(left.locks.length, 1, 'and its lock');
     const files = await assertCacheVerified(cache);
     assert.equal(files.length, 5, 'the partial part is not under its checksum name');
@@ -96,6 +98,29 @@ describe('the disk cache', () => {
     for (const p of Object.values(P)) if (p !== P.e) assert.equal(gets(m, p).length, 1, `${p} fetched once in both runs`);
   });
 
+  test('Ctrl-C while a part downloads keeps what came of it; the rerun asks only for the rest (jigdo-lite: wget --continue)', async () => {
+    const { m, jigdo, out, cache, child, exited, stderr } = await stalledMakeImage('sigint-resume', 2_500_000);
+    try {
+      child.kill('SIGINT');
+      assert.deepEqual(await exited, { code: null, signal: 'SIGINT' }, stderr());
+    } finally {
+      child.kill('SIGKILL');
+    }
+    const left = await cacheLeftovers(cache);
+    assert.equal(left.tmp.filter((f) => f.startsWith('resume-parts-')).length, 1, `the cut download's bytes stay: ${left.tmp.join(' ')}`);
+    assert.deepEqual(left.locks, [], 'not its lock');
+    m.fault(P.e, null);
+    const before = gets(m, P.e).length;
+    const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await fileMd5(out), v.imageMd5);
+    const again = gets(m, P.e).slice(before);
+    assert.equal(again.length, 1, JSON.stringify(again));
+    const from = Number(/^bytes=(\d+)-/.exec(again[0]!.range ?? '')?.[1]);
+    assert.ok(from >= 1 << 20 && from <= 2_500_000, `the rerun went on from byte ${again[0]!.range} (the stall was at 2,500,000)`);
+    assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'the resumed file went into the cache');
+  });
+
   for (const [how, config] of [['in one request (hashed as it comes)', () => plainConfig], ['in ranges (hashed on a worker, by name)', () => rangedConfig]] as const) {
     test(`the cache folder removed while a part downloads ${how}: that part is fetched again into a new one, and the image is exact`, async () => {
       const m = await mirror();
@@ -127,12 +152,15 @@ describe('the disk cache', () => {
     const read = o.s.reader.read(o.s.layout.parts.get(keyOf(o.s, P.e))!.offsets[0]!, 4096);
     read.catch(() => undefined);
     await waitFor(() => gets(m, P.e).some((r) => r.bytes >= 1_000_000), 10_000, 'the stalled fetch');
-    await waitFor(async () => (await cacheLeftovers(cache)).tmp.some((f) => f.endsWith('.partial')), 5_000, 'its temporary file');
+    // (A part over 1 MiB downloads into a resumable file: what it got stays for the next fetch, cut to what is known written.)
+    const resumable = (f: string): boolean => f.startsWith('resume-parts-');
+    await waitFor(async () => (await cacheLeftovers(cache)).tmp.some(resumable), 5_000, 'its temporary file');
     const t0 = Date.now();
     await o.close();
     // Nor is the cut download retried (rounds after 0.5, 1.5, 4.5 s... while the close waits for it): a shutdown is no mirror's failure.
     assert.ok(Date.now() - t0 < 2000, `close took ${Date.now() - t0} ms`);
-    assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'left in the cache');
+    const left = await cacheLeftovers(cache);
+    assert.deepEqual({ ...left, tmp: left.tmp.filter((f) => !resumable(f)) }, { tmp: [], locks: [] }, 'left in the cache');
     await assert.rejects(read);
     assert.deepEqual(logged, [], 'and no part is logged as not available');
   });

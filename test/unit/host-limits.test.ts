@@ -6,7 +6,9 @@ import { FetchError } from '../../src/network/fetch-error.js';
 const A = 'http://a.example/debian/pool/x.deb';
 const A2 = 'http://a.example/other/y.deb';
 const B = 'http://b.example/debian/pool/x.deb';
-const busy = (status = 503, retryAfterMs?: number): FetchError => new FetchError(A, 'status', `HTTP ${status}`, status, retryAfterMs);
+const busy = (status = 503, retryAfterMs?: number, url = A): FetchError => new FetchError(url, 'status', `HTTP ${status}`, status, retryAfterMs);
+/** A URL of host A of its own (a second busy answer for one URL is not the host's limit). */
+const onA = (n: number): string => `http://a.example/debian/pool/${n}.deb`;
 
 function setup(): { limits: HostLimits; lines: string[]; clock: { t: number } } {
   const lines: string[] = [];
@@ -60,12 +62,12 @@ describe('HostLimits', () => {
   test('a 429 is busy too; the lowest count seen is kept; one log line', async () => {
     const { limits, lines } = setup();
     const turns = await sentTurns(limits, 4);
-    assert.equal(turns[3]!.busy(busy(429)), true);
+    assert.equal(turns[3]!.busy(busy(429, undefined, onA(3))), true);
     turns[3]!.end();
-    assert.equal(turns[2]!.busy(busy()), true);
+    assert.equal(turns[2]!.busy(busy(503, undefined, onA(2))), true);
     turns[2]!.end();
     assert.equal(limits.limitOf(A), 2);
-    assert.equal(turns[1]!.busy(busy()), true, 'one other still ran');
+    assert.equal(turns[1]!.busy(busy(503, undefined, onA(1))), true, 'one other still ran');
     assert.equal(limits.limitOf(A), 1);
     assert.equal(lines.length, 1);
   });
@@ -119,6 +121,39 @@ describe('HostLimits', () => {
     const t0 = performance.now();
     await limits.turn(A, new AbortController().signal);
     assert.ok(performance.now() - t0 >= 250, `waited ${performance.now() - t0} ms`);
+  });
+
+  test('a URL answered busy a second time is that URL\'s failure (a CDN\'s bad object): the limit is not taken down by its retries', async () => {
+    const { limits, clock } = setup();
+    const turns = await sentTurns(limits, 8);
+    assert.equal(turns[7]!.busy(busy()), true);
+    turns[7]!.end();
+    turns[6]!.end();
+    assert.equal(limits.limitOf(A), 7);
+    const again = await limits.turn(A, new AbortController().signal);
+    again.send();
+    assert.equal(again.busy(busy()), false, 'the same URL');
+    assert.equal(limits.limitOf(A), 7);
+    assert.equal(turns[5]!.busy(busy(503, undefined, A2)), true, 'another URL');
+    assert.equal(limits.limitOf(A), 6);
+    // Once the limit grows again, the URL may be a limit's answer once more.
+    clock.t += 31_000;
+    turns[5]!.end();
+    assert.equal(limits.limitOf(A), 7);
+    assert.equal(turns[4]!.busy(busy()), true);
+  });
+
+  test('an urgent turn (a read waiting for the part) goes ahead of those queued (parts fetched ahead)', async () => {
+    const { limits } = setup();
+    const turns = await sentTurns(limits, 2);
+    turns[1]!.busy(busy());
+    turns[1]!.end();
+    const ahead = limits.turn(A, new AbortController().signal);
+    const read = limits.turn(A, new AbortController().signal, true);
+    assert.equal(await settles(read), false);
+    turns[0]!.end();
+    assert.equal(await settles(read), true, 'the read first');
+    assert.equal(await settles(ahead), false);
   });
 
   test('a waiter that gives up leaves the queue; the next one gets the turn', async () => {

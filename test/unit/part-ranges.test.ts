@@ -62,6 +62,20 @@ describe('PartRanges', () => {
     assert.deepEqual(p.ranges.map((r) => r.pos), [3, 6, 6, 10], 'what is written stays written');
   });
 
+  test('contiguous: the bytes written from the start without a gap (what a resumed fetch keeps)', () => {
+    const p = new PartRanges(10, 3, 2);
+    assert.equal(p.contiguous(), 0);
+    p.ranges[1]!.pos = 5; // a later range's bytes do not count while an earlier one has a gap
+    assert.equal(p.contiguous(), 0);
+    p.ranges[0]!.pos = 2;
+    assert.equal(p.contiguous(), 2);
+    p.ranges[0]!.pos = 3;
+    assert.equal(p.contiguous(), 5);
+    p.advanceAll(10);
+    assert.equal(p.contiguous(), 10);
+    assert.equal(new PartRanges(0, 3, 2).contiguous(), 0);
+  });
+
   test('restart: every range from its start again', () => {
     const p = new PartRanges(10, 3, 2);
     p.advanceAll(10);
