@@ -1,9 +1,9 @@
-import { createGunzip } from 'node:zlib';
 import { ConfigLineParser, splitWords, type ConfigEvent } from './configfile.js';
 import { decodeB64 } from './base64.js';
 import { decodeBytes, quoted } from './byte-string.js';
 import { kindOfKey, type ChecksumKind } from './checksum.js';
 import { JigdoError, errorMessage } from './errors.js';
+import { gunzipMembers } from './gzip-members.js';
 import { describeLocation, resolveReference, type Location } from './location.js';
 
 /** One `[Image]` section (spec §4.3). */
@@ -137,14 +137,10 @@ const isGzip = (bytes: Buffer): boolean => bytes.length >= 2 && bytes[0] === 0x1
 
 /** Gunzips as a stream (Debian names gzipped files `.jigdo`, spec §4.1): the caller stops it at its limit. */
 async function* gunzipped(bytes: Buffer, file: string): AsyncGenerator<Buffer> {
-  const z = createGunzip({ chunkSize: GZIP_CHUNK });
-  z.end(bytes);
   try {
-    for await (const chunk of z) yield chunk as Buffer;
+    yield* gunzipMembers(bytes, GZIP_CHUNK);
   } catch (err) {
     throw new JigdoError(file, `corrupt gzip data: ${errorMessage(err)}`);
-  } finally {
-    z.destroy();
   }
 }
 

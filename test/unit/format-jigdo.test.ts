@@ -92,6 +92,13 @@ test('a gzipped .jigdo named .jigdo is detected by its magic and reads like the 
   assert.deepEqual(shape(await parseJigdo(multi, loc(path.join(work, 'multi.jigdo')))), shape(plain));
 });
 
+test('a gzipped .jigdo with bytes after its last member reads as jigdo-file reads it: they are ignored', async () => {
+  const raw = await readFile(sample('jf-md5-gzip.gz.jigdo'));
+  const plain = await loadJigdo(sample('jf-md5-gzip.jigdo'));
+  const tailed = await parseJigdo(Buffer.concat([raw, Buffer.from('GARBAGE\n')]), loc(path.join(work, 'tailed.jigdo')));
+  assert.deepEqual(shape(tailed), shape(plain));
+});
+
 test('a corrupt gzipped .jigdo is a JigdoError naming the file', async () => {
   const raw = await readFile(sample('jf-md5-gzip.gz.jigdo'));
   const file = path.join(work, 'cut.jigdo');
