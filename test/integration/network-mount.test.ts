@@ -120,6 +120,7 @@ describe('mounts over the network', () => {
     assert.equal(gets(web, '/jf-md5-gzip.template').length, 1);
   });
   test('Ctrl-C twice on `mount -f` while a part downloads: the second ends it at once; nothing is left mounted or in the cache', async () => {
+    const resumable = (f: string): boolean => f.startsWith('resume-parts-');
     const m = await mirror(fx.tree);
     m.fault('/parts/pool/e-3m.bin', { kind: 'stall', afterBytes: 1_000_000 });
     const d = path.join(work, 'twice');
@@ -139,7 +140,8 @@ describe('mounts over the network', () => {
       await waitFor(() => /mounted image\.iso/.test(stderr), 20_000, 'the mount');
       reader = spawn('cat', [path.join(mnt, 'image.iso')], { stdio: 'ignore' });
       await waitFor(() => gets(m, '/parts/pool/e-3m.bin').some((r) => r.bytes >= 1_000_000), 20_000, 'the stalled download');
-      await waitFor(async () => (await cacheLeftovers(cache)).tmp.some((f) => f.endsWith('.partial')), 5_000, 'its temporary file');
+      // (A part over 1 MiB downloads into a resumable file: what is known written of it stays for the next fetch.)
+      await waitFor(async () => (await cacheLeftovers(cache)).tmp.some(resumable), 5_000, 'its temporary file');
       daemon.kill('SIGINT');
       await sleep(50);
       daemon.kill('SIGINT');
@@ -153,7 +155,8 @@ describe('mounts over the network', () => {
       if (mountedAtEnd) await forceUnmount(mnt);
     }
     assert.equal(mountedAtEnd, false, 'nothing mounted');
-    assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, stderr);
+    const left = await cacheLeftovers(cache);
+    assert.deepEqual({ ...left, tmp: left.tmp.filter((f) => !resumable(f)) }, { tmp: [], locks: [] }, stderr);
   });
   test('the `jigdofs mount` command killed before its daemon mounted (Ctrl-C while the template downloads): the daemon unmounts and ends, no crash', async () => {
     const site = path.join(work, 'site-parent');
