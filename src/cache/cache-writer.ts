@@ -1,9 +1,10 @@
-import { ftruncateSync, unlinkSync } from 'node:fs';
+import { ftruncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { unlink, type FileHandle } from 'node:fs/promises';
 import { atExit } from '../util/exit-leftovers.js';
 import type { SumCheck, VerifiedCopy } from '../sources/verified-copy.js';
 import type { Lock } from './cache-lock.js';
 import type { CacheFs } from './cache-fs.js';
+import { keptLengthFile } from './temp-files.js';
 import type { Release, Written } from './disk-room.js';
 
 /** A temporary file of the cache (PartCache.tempFile). */
@@ -69,8 +70,15 @@ export class CacheWriter {
   keepWritten(written: () => number): void {
     if (!this.resumable) return;
     this.written = written;
-    // (Nothing written: no file is left, as for a download that is not resumable.)
-    this.unhookExit ??= atExit(() => (written() > 0 ? ftruncateSync(this.fh.fd, written()) : unlinkSync(this.tmp)));
+    this.unhookExit ??= atExit(() => {
+      const length = written();
+      // (Nothing written: no file is left, as for a download that is not resumable.)
+      if (length === 0) return unlinkSync(this.tmp);
+      // The fetch threads may write past it until the process is gone: the length is recorded where no late write
+      // reaches, and the next writer cuts the file to it (openResumeFile).
+      writeFileSync(keptLengthFile(this.tmp), String(length), { mode: 0o600 });
+      ftruncateSync(this.fh.fd, length);
+    });
   }
 
   /** The bytes an earlier writer left in the file (a resumable one's), or 0. */

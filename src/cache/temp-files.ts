@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, lstat, open, readdir, rename, unlink, utimes } from 'node:fs/promises';
+import { copyFile, lstat, open, readdir, readFile, rename, truncate, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { makeListed } from '../util/exit-leftovers.js';
 import type { MadeDirs } from '../util/make-dirs.js';
@@ -36,10 +36,12 @@ export async function openTempFile(tmpDir: string, dirs: MadeDirs): Promise<Temp
 export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDirs): Promise<TempFile> {
   const prefix = `resume-${name}.`;
   const file = path.join(tmpDir, prefix + ownerTag());
-  const others = await longestFirst(
-    (await readdir(tmpDir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n !== path.basename(file)).map((n) => path.join(tmpDir, n)),
-  );
+  const names = (await readdir(tmpDir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n !== path.basename(file));
   const ofDeadOwner = (f: { file: string }): boolean => ownerTagDead(path.basename(f.file).slice(prefix.length));
+  const dataFiles = names.filter((n) => !n.endsWith(KEPT_SUFFIX)).map((n) => path.join(tmpDir, n));
+  // A dead run's file is cut to the length it recorded as it ended (keptLengthFile) before its size is judged.
+  for (const f of dataFiles) if (ofDeadOwner({ file: f })) await cutToKept(f);
+  const others = await longestFirst(dataFiles);
   // This process's own, from a writer of it that gave up: kept unless a dead run's is longer.
   const own = await lstat(file).then((st) => st.size, () => undefined);
   let have = false;
@@ -54,7 +56,12 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
   const copied = others.find((f) => !ofDeadOwner(f));
   // A reflink where the file system has them; never a link to it (its writer may still write it), nor through a
   // symlink put at our name (EXCL: nothing is there when we have no file of our own).
-  if (!have && copied) await copyFile(copied.file, file, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL).catch(() => unlink(file).catch(() => undefined));
+  if (!have && copied) {
+    await copyFile(copied.file, file, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL).then(
+      () => cutToKept(file, keptLengthFile(copied.file), false), // (a run ending now: its length, not what came after it)
+      () => unlink(file).catch(() => undefined),
+    );
+  }
   // (Only a regular file: a FIFO, a device or a symlink put there is refused, not written through.)
   const fh = await dirs.inDir(tmpDir, () => openRegular(file, constants.O_RDWR | constants.O_CREAT, { mode: FILE_MODE, noFollow: true }));
   try {
@@ -67,6 +74,23 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
     throw err;
   }
   return { file, fh, unlist: () => undefined };
+}
+
+/** Beside a resumable file: the length of it known written when its process ended (CacheWriter.keepWritten). */
+const KEPT_SUFFIX = '.kept';
+export const keptLengthFile = (file: string): string => file + KEPT_SUFFIX;
+
+/**
+ * Cuts `file` to the length recorded in `kept` (by default its own record), if there is one, and removes the record
+ * (unless `drop` is false: another's). The process that wrote the record cut the file too, but its fetch threads may have
+ * written past that before it was gone.
+ */
+async function cutToKept(file: string, kept = keptLengthFile(file), drop = true): Promise<void> {
+  const text = await readFile(kept, 'utf8').catch(() => undefined);
+  if (text === undefined) return;
+  const length = /^\d+$/.test(text) ? Number(text) : 0; // (an unreadable record keeps nothing)
+  await truncate(file, length).catch(() => undefined);
+  if (drop) await unlink(kept).catch(() => undefined);
 }
 
 /** The regular files among `files` with their sizes, the longest first. */

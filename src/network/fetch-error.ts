@@ -61,6 +61,16 @@ export class FetchError extends Error {
   }
 }
 
+/**
+ * Failures of the host, not of the path asked for: any URL on that mirror would fail alike (it stalls, refuses
+ * connections, cuts, trickles, fails TLS), so the mirror is given up on for the part. Any other failure (404, wrong
+ * size, wrong bytes, a malformed answer...) is the URL's: a .jigdo may list a part under several paths on one mirror.
+ */
+const HOST_FAILURES: ReadonlySet<FailureKind> = new Set(['down', 'timeout', 'connect', 'slow', 'reset', 'short', 'tls']);
+
+/** Whether `e` is the host's failure (see HOST_FAILURES); a 5xx, 408 or 429 is the server's state, not the file's (a 4xx is the path's: FetchError.permanent). */
+export const ofHost = (e: FetchError): boolean => HOST_FAILURES.has(e.kind) || (e.kind === 'status' && !e.permanent);
+
 /** Classifies an error thrown by undici or by our stream handling. */
 export function toFetchError(url: string, err: unknown): FetchError {
   if (err instanceof FetchError) return err;

@@ -5,8 +5,8 @@ import { FetchError } from './fetch-error.js';
 const MAX_PAUSE_MS = 30_000;
 /** A host's limit grows by one after this long without a busy answer (a limit that was load, not policy, fades). */
 const RAISE_MS = 30_000;
-/** URLs a host's busy answers are remembered for (Host.busyUrls), at most. */
-const MAX_BUSY_URLS = 1024;
+/** Requests a host's busy answers are remembered for (Host.busyRequests), at most. */
+const MAX_BUSY_REQUESTS = 1024;
 
 interface Host {
   /** Turns taken (requests waiting for a request slot, or sent). */
@@ -19,10 +19,11 @@ interface Host {
   pausedUntil: number;
   /** When the limit was last lowered or raised. */
   changedAt: number;
-  /** Callers queued for a turn, first come first served (but urgent ones: HostLimits.turn). */
+  /** Callers queued for a turn, first come first served; `urgent` ones go before all of `waiting` (HostLimits.turn). */
   waiting: Array<() => void>;
-  /** URLs answered busy since the limit last grew: a second busy answer for one is that URL's failure (see busy). */
-  busyUrls: Set<string>;
+  urgent: Array<() => void>;
+  /** Requests (URLs, or a URL's ranges) answered busy since the limit last grew: a second busy answer is its failure (busy). */
+  busyRequests: Set<string>;
 }
 
 /**
@@ -37,8 +38,11 @@ export class HostFull extends Error {
 export interface HostTurn {
   /** Counts the request as sent; throws HostFull when the host has as many running as its limit now says. */
   send(): void;
-  /** Whether `e` is the host's per-client limit (see HostLimits): then the request is asked again with a new turn. */
-  busy(e: FetchError): boolean;
+  /**
+   * Whether `e` is the host's per-client limit (see HostLimits): then the request is asked again with a new turn.
+   * `request` names what was asked (default: the URL; a part's ranges are one URL each): a second busy answer to it is its own failure.
+   */
+  busy(e: FetchError, request?: string): boolean;
   end(): void;
 }
 
@@ -72,24 +76,26 @@ export class HostLimits {
 
   /**
    * Waits for a turn at the host of `url`; an 'aborted' FetchError once `signal` aborts. `urgent` (a read waits for the
-   * part): ahead of the queue (parts fetched ahead of a reader, up to 32 of them, would otherwise go first).
+   * part): queued before the others, which are parts fetched ahead of a reader (up to 32 of them would otherwise go first).
    */
   async turn(url: string, signal: AbortSignal, urgent = false): Promise<HostTurn> {
     const key = originOf(url);
     const h = this.host(key);
-    let front = urgent; // (a caller woken from the queue keeps its place should another have taken the turn meanwhile)
+    const queue = urgent ? h.urgent : h.waiting;
+    let woken = false; // (a caller woken from the queue keeps its place should another have taken the turn meanwhile)
     for (;;) {
       if (signal.aborted) throw new FetchError(url, 'aborted', 'aborted');
       const pause = h.pausedUntil - this.now();
+      const ahead = h.urgent.length + (urgent ? 0 : h.waiting.length);
       if (pause > 0) await sleep(pause, signal);
-      else if (h.taken < h.limit && (front || h.waiting.length === 0)) break;
+      else if (h.taken < h.limit && (woken || ahead === 0)) break;
       else {
-        await this.queued(h, signal, front);
-        front = true;
+        await this.queued(queue, signal, woken);
+        woken = true;
       }
     }
     h.taken++;
-    if (h.taken < h.limit) h.waiting.shift()?.(); // room for more than the one woken (a pause ended, the limit grew)
+    if (h.taken < h.limit) wakeNext(h); // room for more than the one woken (a pause ended, the limit grew)
     return this.turnAt(key, h);
   }
 
@@ -103,29 +109,29 @@ export class HostLimits {
         sent = true;
         h.sending++;
       },
-      busy: (e) => this.busy(key, h, e),
+      busy: (e, request = e.url) => this.busy(key, h, e, request),
       end: () => {
         if (over) return;
         over = true;
         h.taken--;
         if (sent) h.sending--;
         this.raise(h);
-        h.waiting.shift()?.();
+        wakeNext(h);
       },
     };
   }
 
   /**
-   * A 503 or 429 while others of ours ran at the host: its limit is what it was serving (see the class). Not for a URL
+   * A 503 or 429 while others of ours ran at the host: its limit is what it was serving (see the class). Not for a request
    * answered busy before since the limit last grew: one object a CDN cannot serve, or a proxy's answer for an origin it
    * cannot reach, would else take the limit down by one per retry, to 1, before the failure showed.
    */
-  private busy(key: string, h: Host, e: FetchError): boolean {
+  private busy(key: string, h: Host, e: FetchError, request: string): boolean {
     if (e.kind !== 'status' || (e.status !== 503 && e.status !== 429)) return false;
     const others = h.sending - 1; // (this request is still counted)
-    if (others < 1 || h.busyUrls.has(e.url)) return false;
-    if (h.busyUrls.size >= MAX_BUSY_URLS) h.busyUrls.clear();
-    h.busyUrls.add(e.url);
+    if (others < 1 || h.busyRequests.has(request)) return false;
+    if (h.busyRequests.size >= MAX_BUSY_REQUESTS) h.busyRequests.clear();
+    h.busyRequests.add(request);
     const now = this.now();
     if (others < h.limit) {
       if (h.limit === Infinity) this.log(`mirror ${key} refused a request with HTTP ${e.status} while ${others} other(s) of ours ran: asking it at most ${others} at a time`);
@@ -140,22 +146,22 @@ export class HostLimits {
     if (h.limit === Infinity || this.now() - h.changedAt < RAISE_MS) return;
     h.limit++;
     h.changedAt = this.now();
-    h.busyUrls.clear();
+    h.busyRequests.clear();
   }
 
-  private queued(h: Host, signal: AbortSignal, front: boolean): Promise<void> {
+  private queued(queue: Array<() => void>, signal: AbortSignal, front: boolean): Promise<void> {
     return new Promise((resolve) => {
       const wake = (): void => {
         signal.removeEventListener('abort', gone);
         resolve();
       };
       const gone = (): void => {
-        const i = h.waiting.indexOf(wake);
-        if (i >= 0) h.waiting.splice(i, 1);
+        const i = queue.indexOf(wake);
+        if (i >= 0) queue.splice(i, 1);
         wake();
       };
-      if (front) h.waiting.unshift(wake);
-      else h.waiting.push(wake);
+      if (front) queue.unshift(wake);
+      else queue.push(wake);
       signal.addEventListener('abort', gone, { once: true });
     });
   }
@@ -163,11 +169,16 @@ export class HostLimits {
   private host(key: string): Host {
     let h = this.hosts.get(key);
     if (!h) {
-      h = { taken: 0, sending: 0, limit: Infinity, pausedUntil: 0, changedAt: 0, waiting: [], busyUrls: new Set() };
+      h = { taken: 0, sending: 0, limit: Infinity, pausedUntil: 0, changedAt: 0, waiting: [], urgent: [], busyRequests: new Set() };
       this.hosts.set(key, h);
     }
     return h;
   }
+}
+
+/** Wakes the first caller queued at the host, urgent ones first. */
+function wakeNext(h: Host): void {
+  (h.urgent.shift() ?? h.waiting.shift())?.();
 }
 
 function originOf(url: string): string {

@@ -5,7 +5,7 @@ import type { PartNeed } from '../image/layout.js';
 import type { VerifiedCopy } from '../sources/verified-copy.js';
 import { backoff, sleep } from './backoff.js';
 import type { FetchContext } from './fetch-context.js';
-import { FetchError, toFetchError, type FailureKind } from './fetch-error.js';
+import { FetchError, ofHost, toFetchError } from './fetch-error.js';
 import { PartRanges, type Range } from './part-ranges.js';
 import { eachLimit } from '../util/each-limit.js';
 import { onAbort } from '../util/on-abort.js';
@@ -16,16 +16,6 @@ import type { UrlCandidate } from './remote-parts.js';
 const MAX_REQUESTS_PER_RANGE = 4;
 /** How often a request held back by another's probe of a down mirror looks whether the probe has ended. */
 const PROBE_POLL_MS = 100;
-
-/**
- * Failures of the host, not of the path asked for: any URL on that mirror would fail alike (it stalls, refuses
- * connections, cuts, trickles, fails TLS), so the mirror is given up on for the part. Any other failure (404, wrong
- * size, wrong bytes, a malformed answer...) is the URL's: a .jigdo may list a part under several paths on one mirror.
- */
-const HOST_FAILURES: ReadonlySet<FailureKind> = new Set(['down', 'timeout', 'connect', 'slow', 'reset', 'short', 'tls']);
-
-/** A 5xx, 408 or 429 is the server's state, not the file's (a 4xx is the path's: FetchError.permanent). */
-const ofHost = (e: FetchError): boolean => HOST_FAILURES.has(e.kind) || (e.kind === 'status' && !e.permanent);
 
 /** One attempt at a part from one mirror: its parallel range streams share this. */
 interface MirrorRun {
@@ -106,8 +96,11 @@ export class PartFetch {
     const { board } = this.ctx;
     const left = await this.resume();
     if (left) return left;
-    await this.writer.allocate(this.need.length, `part ${this.need.key}`);
-    this.writer.keepWritten(() => this.ranges.contiguous());
+    this.writer.keepWritten(() => this.ranges.contiguous()); // (first: a Ctrl-C while waiting for room leaves no empty file)
+    await this.writer.allocate(this.need.length, `part ${this.need.key}`).catch(async (err: unknown) => {
+      await this.writer.discard(); // no room: bytes kept to resume from would take what the disk does not have
+      throw err;
+    });
     let probe = board.probe(board.order(this.urls));
     const { http } = this.ctx;
     for (let round = 0; round <= this.ctx.opts.retries; round++) {
@@ -122,6 +115,7 @@ export class PartFetch {
         if (!next) break;
         http.assertOpen(next.url); // a shutdown is no mirror's failure: not retried
         if (this.single) this.restart();
+        const ranged = board.acceptsRanges(next.mirror) !== false;
         await this.fromMirror(next);
         if (this.localFailure) {
           if (!(await this.roomAfterFull())) {
@@ -131,6 +125,8 @@ export class PartFetch {
           continue; // room was made: the same mirror resumes where the writes stopped
         }
         if (!this.ranges.complete()) {
+          // Found to ignore Range just now (a resumed part's first request starts past byte 0): at once, the whole part.
+          if (ranged && board.acceptsRanges(next.mirror) === false && !this.excluded(next)) continue;
           if (!this.excluded(next)) this.excludedUrls.set(next.url, 'soft'); // never loop on one URL
           continue;
         }
@@ -232,7 +228,7 @@ export class PartFetch {
 
   /** The bytes of a complete attempt did not match the checksum: find the mirror to blame, and start again. */
   private mismatch(last: UrlCandidate): void {
-    if (this.resumed > 0) {
+    if (this.resumed > 0 && !this.digest) {
       // The bytes an earlier run left may be the wrong ones: no mirror is blamed, the whole part is fetched again.
       this.ctx.opts.log(`part ${this.need.key}: resumed from byte ${this.resumed}, it does not match its checksum: fetching it whole`);
       return this.restart();
@@ -349,7 +345,7 @@ export class PartFetch {
           continue;
         }
         // The host limits how many requests it takes from us (HostLimits): asked again with the next turn, not a failure.
-        if (started && turn!.busy(e)) {
+        if (started && turn!.busy(e, `${c.url} ${start}`)) {
           board.requestFailed(c.mirror, 'aborted', e.message);
           requests--;
           continue;

@@ -88,7 +88,8 @@ export class RemoteParts implements PartProvider {
     try {
       for (let attempt = 0; ; attempt++) {
         let waited = false;
-        const started = await cache.begin('parts', kind, hexOfKey(key), () => (waited = true), need.length >= RESUMABLE_PART_BYTES);
+        // (Not a part fetched ahead of a reader: a mount's close cuts up to 32 of those, whose bytes would lie about.)
+        const started = await cache.begin('parts', kind, hexOfKey(key), () => (waited = true), !ahead && need.length >= RESUMABLE_PART_BYTES);
         if ('copy' in started) {
           if (waited) board.parts.fromOtherProcess++;
           return started.copy;

@@ -29,8 +29,8 @@ after(async () => {
 });
 
 /** nginx serving `root` on `port`: at most `perClient` requests at once per client address, each body at `rate`. */
-async function limitedNginx(root: string, port: number, perClient: number, rate: string): Promise<string> {
-  const dir = path.join(work, 'nginx');
+async function limitedNginx(root: string, port: number, perClient: number, rate: string, name = 'nginx'): Promise<string> {
+  const dir = path.join(work, name);
   await mkdir(path.join(dir, 'tmp'), { recursive: true });
   const conf = path.join(dir, 'nginx.conf');
   await writeFile(conf, `pid ${dir}/nginx.pid;
@@ -96,4 +96,18 @@ test('serve from that mirror: the image whole, and status shows what its host ta
   } finally {
     await s.stop();
   }
+});
+
+test('a part fetched in parallel ranges from that kind of mirror: each range refused once is a limit\'s answer, not the part\'s failure', async () => {
+  // One URL, four range streams at once: the second range refused was taken for the URL answered busy twice, and the part failed.
+  const d = path.join(work, 'ranged');
+  const big = await randomPartsImage(d, 1, 40 << 20);
+  const port = await freePort();
+  const log = await limitedNginx(path.join(d, 'tree'), port, 2, '8m', 'nginx-ranged');
+  const ranged = await jigdoWithServers(big, [`http://127.0.0.1:${port}/parts/`], path.join(work, 'jigdo-ranged'));
+  const out = path.join(work, 'ranged.iso');
+  const r = await runCli(['make-image', ranged, '-o', out, '--cache-dir', path.join(work, 'cache-ranged')]);
+  assertOk(r);
+  assert.equal(await fileMd5(out), big.imageMd5);
+  assert.match(await readFile(log, 'utf8'), / 503 /, 'the limit was met');
 });

@@ -6,10 +6,13 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, rename } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ownerTag } from '../../src/util/pid.js';
 import { BIN, runCli } from '../helpers/cli.js';
+import { freePort } from '../helpers/daemons.js';
+import { httpGet } from '../helpers/serve.js';
 import { assertCacheVerified, bytesByPath, cacheFiles, cacheLeftovers, fileMd5, gets, jigdoWithServers, partsUri, waitFor } from '../helpers/network.js';
 import { fx, v, plainConfig, rangedConfig, P, mirror, dir, keyOf, open, setupNetworkSuite } from '../helpers/network-suite.js';
 
@@ -107,7 +110,9 @@ describe('the disk cache', () => {
       child.kill('SIGKILL');
     }
     const left = await cacheLeftovers(cache);
-    assert.equal(left.tmp.filter((f) => f.startsWith('resume-parts-')).length, 1, `the cut download's bytes stay: ${left.tmp.join(' ')}`);
+    const kept = left.tmp.filter((f) => f.startsWith('resume-parts-'));
+    assert.equal(kept.filter((f) => !f.endsWith('.kept')).length, 1, `the cut download's bytes stay: ${left.tmp.join(' ')}`);
+    assert.equal(kept.filter((f) => f.endsWith('.kept')).length, 1, `with the length known written beside them: ${left.tmp.join(' ')}`);
     assert.deepEqual(left.locks, [], 'not its lock');
     m.fault(P.e, null);
     const before = gets(m, P.e).length;
@@ -119,6 +124,29 @@ describe('the disk cache', () => {
     const from = Number(/^bytes=(\d+)-/.exec(again[0]!.range ?? '')?.[1]);
     assert.ok(from >= 1 << 20 && from <= 2_500_000, `the rerun went on from byte ${again[0]!.range} (the stall was at 2,500,000)`);
     assert.deepEqual(await cacheLeftovers(cache), { tmp: [], locks: [] }, 'the resumed file went into the cache');
+  });
+
+  test('bytes a dead run left of a part, from a mirror that ignores Range: the part comes whole in the same round (--retries 0)', async () => {
+    // python's http.server answers every request with the whole file (200).
+    const port = await freePort();
+    const server = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', fx.tree], { stdio: 'ignore' });
+    try {
+      await waitFor(() => httpGet(`http://127.0.0.1:${port}/`).then(() => true, () => false), 10_000, 'python http.server');
+      const d = await dir('norange-resume');
+      const cache = path.join(d, 'cache');
+      const jigdo = await jigdoWithServers(v, [`http://127.0.0.1:${port}/parts/`], d);
+      const part = await readFile(path.join(fx.tree, P.e));
+      const tmp = path.join(cache, 'parts', 'tmp');
+      await mkdir(tmp, { recursive: true });
+      const hex = createHash('md5').update(part).digest('hex');
+      await writeFile(path.join(tmp, `resume-parts-md5-${hex}.${ownerTag(4_194_310)}`), part.subarray(0, 2 << 20)); // (a pid past the kernel's highest: dead)
+      const out = path.join(d, 'out.iso');
+      const r = await runCli(['make-image', jigdo, '-o', out, '--cache-dir', cache, '--config', plainConfig, '--retries', '0'], { timeoutMs: 30_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await fileMd5(out), v.imageMd5);
+    } finally {
+      server.kill('SIGKILL');
+    }
   });
 
   for (const [how, config] of [['in one request (hashed as it comes)', () => plainConfig], ['in ranges (hashed on a worker, by name)', () => rangedConfig]] as const) {

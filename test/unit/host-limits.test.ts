@@ -156,6 +156,28 @@ describe('HostLimits', () => {
     assert.equal(await settles(ahead), false);
   });
 
+  test('urgent turns among themselves are first come first served (make-image\'s look-ups are all urgent)', async () => {
+    const { limits } = setup();
+    const turns = await sentTurns(limits, 2);
+    turns[1]!.busy(busy());
+    turns[1]!.end();
+    const order: string[] = [];
+    const waiters = ['first', 'second', 'third'].map((name) => limits.turn(A, new AbortController().signal, true).then((t) => (order.push(name), t)));
+    turns[0]!.end();
+    (await waiters[0]!).end();
+    (await waiters[1]!).end();
+    await waiters[2];
+    assert.deepEqual(order, ['first', 'second', 'third']);
+  });
+
+  test('busy answers are remembered by request: two ranges of one URL are two requests', async () => {
+    const { limits } = setup();
+    const turns = await sentTurns(limits, 6);
+    assert.equal(turns[5]!.busy(busy(), `${A} 0`), true);
+    assert.equal(turns[4]!.busy(busy(), `${A} 4194304`), true, 'another range of the same part');
+    assert.equal(turns[3]!.busy(busy(), `${A} 0`), false, 'the same range again: its own failure');
+  });
+
   test('a waiter that gives up leaves the queue; the next one gets the turn', async () => {
     const { limits } = setup();
     const turns = await sentTurns(limits, 2);

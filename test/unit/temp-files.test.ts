@@ -79,3 +79,25 @@ test('a symlink at our own name is neither written through by the copy (its targ
   assert.equal(existsSync(target), false, 'on 8892928 the copy made the link\'s target and filled it');
   assert.ok((await lstat(path.join(dir, mine))).isSymbolicLink());
 });
+
+test('a dead run\'s file is cut to the length it recorded as it ended (its fetch threads wrote past its cut); the record goes', async () => {
+  const dir = await folder('kept', { [dead(1)]: 5000, [dead(2)]: 3000 });
+  // dead(1) recorded 1000 bytes known written, then late writes took its file to 5000: dead(2)'s 3000 are the longer.
+  await writeFile(path.join(dir, `resume-${NAME}.${dead(1)}.kept`), '1000');
+  assert.deepEqual(await openIn(dir), { bytes: 3000, names: [mine] });
+  const alone = await folder('kept-alone', { [dead(1)]: 5000 });
+  await writeFile(path.join(alone, `resume-${NAME}.${dead(1)}.kept`), '1000');
+  assert.deepEqual(await openIn(alone), { bytes: 1000, names: [mine] });
+  // A record that is no number keeps nothing of the file.
+  const bad = await folder('kept-bad', { [dead(1)]: 5000 });
+  await writeFile(path.join(bad, `resume-${NAME}.${dead(1)}.kept`), 'x');
+  assert.deepEqual(await openIn(bad), { bytes: 0, names: [mine] });
+});
+
+test('a live run\'s file that is copied is cut to its record too (a run ending now); its record stays its own', async () => {
+  const dir = await folder('kept-live', { [live]: 5000 });
+  await writeFile(path.join(dir, `resume-${NAME}.${live}.kept`), '1200');
+  const r = await openIn(dir);
+  assert.equal(r.bytes, 1200);
+  assert.deepEqual(r.names, [`resume-${NAME}.${live}`, `resume-${NAME}.${live}.kept`, mine].sort());
+});
