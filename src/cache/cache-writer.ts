@@ -46,6 +46,8 @@ export class CacheWriter {
   /** How many bytes from the file's start are written (keepWritten); undefined: the whole file is kept as it is. */
   private written: (() => number) | undefined;
   private unhookExit: (() => void) | undefined;
+  /** `discard` removed the file: its absence says nothing of the cache folder (RemoteParts). */
+  discarded = false;
   /** Resolves once the writer is done: committed, or aborted with its file removed; its lock released either way. */
   readonly finished = new Promise<void>((resolve) => (this.markFinished = resolve));
 
@@ -74,10 +76,10 @@ export class CacheWriter {
       const length = written();
       // (Nothing written: no file is left, as for a download that is not resumable.)
       if (length === 0) return unlinkSync(this.tmp);
-      // The fetch threads may write past it until the process is gone: the length is recorded where no late write
-      // reaches, and the next writer cuts the file to it (openResumeFile).
-      writeFileSync(keptLengthFile(this.tmp), String(length), { mode: 0o600 });
       ftruncateSync(this.fh.fd, length);
+      // The fetch threads may write past it until the process is gone: the length is recorded where no late write
+      // reaches, and the next writer cuts the file to it (openResumeFile). (Last: a full disk may refuse it.)
+      writeFileSync(keptLengthFile(this.tmp), String(length), { mode: 0o600 });
     });
   }
 
@@ -141,7 +143,9 @@ export class CacheWriter {
 
   /** Gives up and removes the temporary file, also a resumable one (its bytes are not worth going on with). */
   async discard(): Promise<void> {
-    if (!this.done && !this.committing) await this.finish(true, true, false);
+    if (this.done || this.committing) return;
+    this.discarded = true;
+    await this.finish(true, true, false);
   }
 
   private async finish(removeTmp: boolean, closeFh = true, committed = true): Promise<void> {

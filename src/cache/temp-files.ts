@@ -42,7 +42,9 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
   // A dead run's file is cut to the length it recorded as it ended (keptLengthFile) before its size is judged.
   for (const f of dataFiles) if (ofDeadOwner({ file: f })) await cutToKept(f);
   const others = await longestFirst(dataFiles);
-  // This process's own, from a writer of it that gave up: kept unless a dead run's is longer.
+  // This process's own, from a writer of it that gave up: kept unless a dead run's is longer. (A record of its name is a
+  // dead run's of the same tag: a pid used again.)
+  await cutToKept(file);
   const own = await lstat(file).then((st) => st.size, () => undefined);
   let have = false;
   for (const dead of others.filter(ofDeadOwner)) {

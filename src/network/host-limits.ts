@@ -5,8 +5,13 @@ import { FetchError } from './fetch-error.js';
 const MAX_PAUSE_MS = 30_000;
 /** A host's limit grows by one after this long without a busy answer (a limit that was load, not policy, fades). */
 const RAISE_MS = 30_000;
-/** Requests a host's busy answers are remembered for (Host.busyRequests), at most. */
-const MAX_BUSY_REQUESTS = 1024;
+/** URLs a host's busy answers are remembered for (Host.busyUrls), at most. */
+const MAX_BUSY_URLS = 1024;
+/**
+ * Busy answers to one URL taken for the host's limit: a part's parallel ranges (4 by default) are one URL, and at a
+ * limit of 2 two of them are refused at once. One more is the URL's own failure.
+ */
+const MAX_BUSY_PER_URL = 4;
 
 interface Host {
   /** Turns taken (requests waiting for a request slot, or sent). */
@@ -22,8 +27,8 @@ interface Host {
   /** Callers queued for a turn, first come first served; `urgent` ones go before all of `waiting` (HostLimits.turn). */
   waiting: Array<() => void>;
   urgent: Array<() => void>;
-  /** Requests (URLs, or a URL's ranges) answered busy since the limit last grew: a second busy answer is its failure (busy). */
-  busyRequests: Set<string>;
+  /** Busy answers by URL since the limit last grew: past MAX_BUSY_PER_URL, one more is that URL's failure (busy). */
+  busyUrls: Map<string, number>;
 }
 
 /**
@@ -38,11 +43,8 @@ export class HostFull extends Error {
 export interface HostTurn {
   /** Counts the request as sent; throws HostFull when the host has as many running as its limit now says. */
   send(): void;
-  /**
-   * Whether `e` is the host's per-client limit (see HostLimits): then the request is asked again with a new turn.
-   * `request` names what was asked (default: the URL; a part's ranges are one URL each): a second busy answer to it is its own failure.
-   */
-  busy(e: FetchError, request?: string): boolean;
+  /** Whether `e` is the host's per-client limit (see HostLimits): then the request is asked again with a new turn. */
+  busy(e: FetchError): boolean;
   end(): void;
 }
 
@@ -84,7 +86,10 @@ export class HostLimits {
     const queue = urgent ? h.urgent : h.waiting;
     let woken = false; // (a caller woken from the queue keeps its place should another have taken the turn meanwhile)
     for (;;) {
-      if (signal.aborted) throw new FetchError(url, 'aborted', 'aborted');
+      if (signal.aborted) {
+        if (woken) wakeNext(h); // (the wake it had is passed on: the others would wait for another turn to end)
+        throw new FetchError(url, 'aborted', 'aborted');
+      }
       const pause = h.pausedUntil - this.now();
       const ahead = h.urgent.length + (urgent ? 0 : h.waiting.length);
       if (pause > 0) await sleep(pause, signal);
@@ -109,7 +114,7 @@ export class HostLimits {
         sent = true;
         h.sending++;
       },
-      busy: (e, request = e.url) => this.busy(key, h, e, request),
+      busy: (e) => this.busy(key, h, e),
       end: () => {
         if (over) return;
         over = true;
@@ -122,16 +127,17 @@ export class HostLimits {
   }
 
   /**
-   * A 503 or 429 while others of ours ran at the host: its limit is what it was serving (see the class). Not for a request
-   * answered busy before since the limit last grew: one object a CDN cannot serve, or a proxy's answer for an origin it
-   * cannot reach, would else take the limit down by one per retry, to 1, before the failure showed.
+   * A 503 or 429 while others of ours ran at the host: its limit is what it was serving (see the class). Not past
+   * MAX_BUSY_PER_URL busy answers to one URL since the limit last grew: one object a CDN cannot serve, or a proxy's answer
+   * for an origin it cannot reach, would else take the limit down by one per retry, to 1, before the failure showed.
    */
-  private busy(key: string, h: Host, e: FetchError, request: string): boolean {
+  private busy(key: string, h: Host, e: FetchError): boolean {
     if (e.kind !== 'status' || (e.status !== 503 && e.status !== 429)) return false;
     const others = h.sending - 1; // (this request is still counted)
-    if (others < 1 || h.busyRequests.has(request)) return false;
-    if (h.busyRequests.size >= MAX_BUSY_REQUESTS) h.busyRequests.clear();
-    h.busyRequests.add(request);
+    const seen = h.busyUrls.get(e.url) ?? 0;
+    if (others < 1 || seen >= MAX_BUSY_PER_URL) return false;
+    if (h.busyUrls.size >= MAX_BUSY_URLS) h.busyUrls.clear();
+    h.busyUrls.set(e.url, seen + 1);
     const now = this.now();
     if (others < h.limit) {
       if (h.limit === Infinity) this.log(`mirror ${key} refused a request with HTTP ${e.status} while ${others} other(s) of ours ran: asking it at most ${others} at a time`);
@@ -146,7 +152,7 @@ export class HostLimits {
     if (h.limit === Infinity || this.now() - h.changedAt < RAISE_MS) return;
     h.limit++;
     h.changedAt = this.now();
-    h.busyRequests.clear();
+    h.busyUrls.clear();
   }
 
   private queued(queue: Array<() => void>, signal: AbortSignal, front: boolean): Promise<void> {
@@ -169,7 +175,7 @@ export class HostLimits {
   private host(key: string): Host {
     let h = this.hosts.get(key);
     if (!h) {
-      h = { taken: 0, sending: 0, limit: Infinity, pausedUntil: 0, changedAt: 0, waiting: [], urgent: [], busyRequests: new Set() };
+      h = { taken: 0, sending: 0, limit: Infinity, pausedUntil: 0, changedAt: 0, waiting: [], urgent: [], busyUrls: new Map() };
       this.hosts.set(key, h);
     }
     return h;

@@ -61,6 +61,8 @@ export class PartFetch {
   private digest: Buffer | undefined;
   /** Bytes at the file's start an earlier run left (a Ctrl-C, a failed fetch: CacheWriter.keepWritten), not yet fetched again. */
   private resumed = 0;
+  /** The whole part was asked for at once after a mirror turned out to ignore Range (run): once per part. */
+  private wholeRetried = false;
 
   constructor(
     private readonly ctx: FetchContext,
@@ -126,7 +128,10 @@ export class PartFetch {
         }
         if (!this.ranges.complete()) {
           // Found to ignore Range just now (a resumed part's first request starts past byte 0): at once, the whole part.
-          if (ranged && board.acceptsRanges(next.mirror) === false && !this.excluded(next)) continue;
+          if (!this.wholeRetried && ranged && board.acceptsRanges(next.mirror) === false && !this.excluded(next)) {
+            this.wholeRetried = true; // once: a mirror pool answering ranges for some objects only would loop here
+            continue;
+          }
           if (!this.excluded(next)) this.excludedUrls.set(next.url, 'soft'); // never loop on one URL
           continue;
         }
@@ -345,7 +350,7 @@ export class PartFetch {
           continue;
         }
         // The host limits how many requests it takes from us (HostLimits): asked again with the next turn, not a failure.
-        if (started && turn!.busy(e, `${c.url} ${start}`)) {
+        if (started && turn!.busy(e)) {
           board.requestFailed(c.mirror, 'aborted', e.message);
           requests--;
           continue;

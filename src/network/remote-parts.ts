@@ -107,7 +107,8 @@ export class RemoteParts implements PartProvider {
           return copy;
         } catch (err) {
           // The cache folder was removed meanwhile (its temporary file went with it): once more, into a new one.
-          if (attempt === 0 && (await temporaryGone(started.writer.tmp))) continue;
+          // (Not one the writer removed itself: no room on the disk, and the same wait for it again.)
+          if (attempt === 0 && !started.writer.discarded && (await temporaryGone(started.writer.tmp))) continue;
           board.parts.failed++;
           throw err;
         } finally {
@@ -170,6 +171,7 @@ export class RemoteParts implements PartProvider {
 /**
  * The download's temporary file is gone: its folder was removed (`rm -rf` of the cache) meanwhile. Asked of the file,
  * not of the error: its rename, or its hash on a worker thread (whose error comes back without a code), failed first.
+ * (Not of the folder: the cache makes it again for other downloads at once.)
  */
 async function temporaryGone(tmp: string): Promise<boolean> {
   return stat(tmp).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
