@@ -37,17 +37,17 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
   const prefix = `resume-${name}.`;
   const file = path.join(tmpDir, prefix + ownerTag());
   const names = (await readdir(tmpDir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n !== path.basename(file));
-  const ofDeadOwner = (f: { file: string }): boolean => ownerTagDead(path.basename(f.file).slice(prefix.length));
+  const ofDeadOwner = (file: string): boolean => ownerTagDead(path.basename(file).slice(prefix.length));
   const dataFiles = names.filter((n) => !n.endsWith(KEPT_SUFFIX)).map((n) => path.join(tmpDir, n));
   // A dead run's file is cut to the length it recorded as it ended (keptLengthFile) before its size is judged.
-  for (const f of dataFiles) if (ofDeadOwner({ file: f })) await cutToKept(f);
+  for (const f of dataFiles) if (ofDeadOwner(f)) await cutToKept(f);
   const others = await longestFirst(dataFiles);
   // This process's own, from a writer of it that gave up: kept unless a dead run's is longer. (A record of its name is a
   // dead run's of the same tag: a pid used again.)
   await cutToKept(file);
   const own = await lstat(file).then((st) => st.size, () => undefined);
   let have = false;
-  for (const dead of others.filter(ofDeadOwner)) {
+  for (const dead of others.filter((f) => ofDeadOwner(f.file))) {
     if (!have && (own === undefined || dead.size > own)) {
       // Its time set first: a cleanup judging it by its age a moment ago must not remove it once it is ours.
       await utimes(dead.file, new Date(), new Date()).catch(() => undefined);
@@ -55,7 +55,7 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
     } else await unlink(dead.file).catch(() => undefined);
   }
   have ||= own !== undefined;
-  const copied = others.find((f) => !ofDeadOwner(f));
+  const copied = others.find((f) => !ofDeadOwner(f.file));
   // A reflink where the file system has them; never a link to it (its writer may still write it), nor through a
   // symlink put at our name (EXCL: nothing is there when we have no file of our own).
   if (!have && copied) {

@@ -18,10 +18,7 @@ let hooked = false;
  * `stillOurs`: asked at the exit, the file is removed only if it says so (a lock another process may have taken over).
  */
 export function removeAtExit(file: PathLike, stillOurs?: () => boolean): () => void {
-  if (!hooked) {
-    hooked = true;
-    process.once('exit', removeLeftoversNow);
-  }
+  hookExit();
   listed.set(file, stillOurs);
   return () => listed.delete(file);
 }
@@ -46,12 +43,16 @@ const lastActions = new Set<() => void>();
 
 /** Runs `action` (synchronous; its failure is ignored) when the process exits or is ended by a signal; returns the undo. */
 export function atExit(action: () => void): () => void {
-  if (!hooked) {
-    hooked = true;
-    process.once('exit', removeLeftoversNow);
-  }
+  hookExit();
   lastActions.add(action);
   return () => lastActions.delete(action);
+}
+
+/** Has removeLeftoversNow run at the process's exit (once, whoever asks first). */
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.once('exit', removeLeftoversNow);
 }
 
 /** Runs the atExit actions, then removes every listed file now (the process is about to end). Never throws. */
