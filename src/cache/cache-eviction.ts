@@ -2,8 +2,10 @@ import type { Stats } from 'node:fs';
 import { readdir, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { eachLimit } from '../util/each-limit.js';
+import { freeSpaceCap } from './free-space-cap.js';
 import type { CacheFs } from './cache-fs.js';
 import { SizeLedger, type SizeCount } from './size-ledger.js';
+import { idleResumeFiles, removeResumeFile, type ClaimLock } from './resume-leftovers.js';
 import { FINISHED_SPILL, SPILL_DIR } from './spill-name.js';
 
 /** The shared count is checked against the files this often (it drifts when a process dies mid-commit). */
@@ -12,36 +14,6 @@ const RESCAN_MS = 60_000;
 export const LEDGER_WAIT_MS = 5_000;
 /** Eviction goes down to this share of the limit, so that not every commit has to evict. */
 const LOW_WATER = 0.9;
-/**
- * The free-space cap (freeSpaceCap) leaves the disk this much beside the cache: 5 % of it, at least 1 GiB, for
- * whoever else uses it.
- */
-const RESERVE_SHARE = 0.05;
-const RESERVE_MIN = 1024 ** 3;
-/**
- * What the free-space cap leaves the cache at least, while the disk has it: the parts a reader has located ahead and
- * not yet read (a mount locates up to 96 MiB past a stream, and its read-ahead blocks come on top). At a cap of 0, on a
- * disk less than 5 % free, every commit evicted every part before it, those located ahead too: each was fetched again
- * when its read came, and a read whose part went twice failed.
- */
-export const WORKING_SET = 512 << 20;
-/**
- * …but never leaving the disk less free than this, or than RESERVE_SHARE of it on a smaller disk: a file system of a
- * few GB or less made for the cache (a 20 MB tmpfs) had a cap of 0, and every commit evicted every other part.
- */
-export const MIN_FREE = 256 << 20;
-
-/**
- * The most the cache may hold on a disk of `diskBytes` with `freeBytes` free beside the cache's `cacheBytes`: what
- * leaves the disk its reserve, or (when that is less) WORKING_SET as far as the disk has it beyond MIN_FREE (or
- * RESERVE_SHARE of a small disk). Downloads in flight are not counted here: they reserve their room (disk-room.ts).
- */
-export function freeSpaceCap(cacheBytes: number, freeBytes: number, diskBytes: number): number {
-  const polite = cacheBytes + freeBytes - Math.max(RESERVE_MIN, RESERVE_SHARE * diskBytes);
-  const needed = Math.min(WORKING_SET, cacheBytes + freeBytes - Math.min(MIN_FREE, RESERVE_SHARE * diskBytes));
-  return Math.max(0, polite, needed);
-}
-
 /** The numbers the size limit keeps in the cache's stats (see CacheStats). */
 export interface SizeStats {
   bytes: number;
@@ -62,6 +34,14 @@ interface Waiting {
 
 /** The cross-process lock around a commit's count, room and rename (cache-lock.ts `waitLock`). */
 export type SizeLock = () => Promise<{ release(): Promise<void> } | undefined>;
+
+/** A file the limit counts; `lockName` for a resumable download's leftover (resume-leftovers.ts). */
+interface Entry {
+  file: string;
+  size: number;
+  atimeMs: number;
+  lockName?: string;
+}
 
 /**
  * The cache's size limit: counting what the cache holds, the free-space cap, and least-recently-used
@@ -104,16 +84,19 @@ export class CacheEviction {
     private readonly stats: SizeStats,
     private readonly sizeLock: SizeLock,
     fs: CacheFs,
+    /** A checksum's lock, taken to remove a resumable download's leftover (no writer may take it over meanwhile). */
+    private readonly claim: ClaimLock = async () => undefined,
   ) {
     this.ledger = new SizeLedger(path.join(dir, 'parts', 'size.json'), fs);
   }
 
   /**
-   * Every file the limit counts, with its size and last use: verified parts and templates, `templates/unverified`, and
-   * finished spills of huge template chunks (`inflated/ID/`) by the blocks they take (sparse; once kept outside it).
+   * Every file the limit counts, with its size and last use: verified parts and templates, `templates/unverified`,
+   * finished spills of huge template chunks (`inflated/ID/`) by the blocks they take (sparse; once kept outside it),
+   * and resumable downloads' leftovers no writer holds (resume-leftovers.ts).
    */
-  private async entries(): Promise<Array<{ file: string; size: number; atimeMs: number }>> {
-    const out: Array<{ file: string; size: number; atimeMs: number }> = [];
+  private async entries(): Promise<Entry[]> {
+    const out: Entry[] = [];
     const walk = async (dir: string, depth: number, counted?: { name: RegExp; size: (st: Stats) => number }): Promise<void> => {
       const names = await readdir(dir, { withFileTypes: true }).catch(() => []);
       for (const d of names) {
@@ -131,7 +114,14 @@ export class CacheEviction {
     }
     await walk(path.join(this.dir, 'templates', 'unverified'), 0, { name: /\.template$/, size: (st) => st.size });
     await walk(path.join(this.dir, SPILL_DIR), 1, { name: FINISHED_SPILL, size: (st) => st.blocks * 512 });
+    out.push(...(await idleResumeFiles(this.dir)));
     return out;
+  }
+
+  /** Removes an entry for room; false when it is gone already, or a leftover that a writer took up meanwhile. */
+  private drop(e: Entry): Promise<boolean> {
+    if (e.lockName !== undefined) return removeResumeFile(e.file, e.lockName, this.claim);
+    return unlink(e.file).then(() => true, () => false);
   }
 
   /**
@@ -339,7 +329,7 @@ export class CacheEviction {
       let n = 0;
       for (const e of all) {
         if (n >= bytes) break;
-        if (spare(e.file) || !(await unlink(e.file).then(() => true, () => false))) continue;
+        if (spare(e.file) || !(await this.drop(e))) continue;
         freed.push(e.file);
         n += e.size;
         this.stats.evictions++;
@@ -372,14 +362,12 @@ export class CacheEviction {
     const evicted: string[] = [];
     for (const e of all) {
       if (total <= target) break;
-      try {
-        await unlink(e.file);
+      if (await this.drop(e)) {
         evicted.push(e.file);
         this.stats.evictions++;
         this.stats.evictedBytes += e.size;
-      } catch {
-        // gone already (another process evicted it)
-      }
+      } else if (e.lockName !== undefined) continue; // (a writer took the leftover up: a download in flight, not counted)
+      // (else gone already: another process evicted it)
       total -= e.size;
       files--;
     }

@@ -8,7 +8,7 @@ import { MadeDirs } from '../util/make-dirs.js';
 import { BackgroundSync, syncFile } from './background-sync.js';
 import { CacheEviction, LEDGER_WAIT_MS } from './cache-eviction.js';
 import { CacheFs } from './cache-fs.js';
-import { CacheLocks, lockDirOf, tmpDirOf } from './cache-lock.js';
+import { CacheLocks, lockDirOf, tmpDirOf, type Lock } from './cache-lock.js';
 import { nameIfFree } from './exclusive-name.js';
 import type { CacheStats } from './cache-stats.js';
 import { CacheWriter, type TempFile } from './cache-writer.js';
@@ -107,7 +107,8 @@ export class PartCache {
     const inDir = <T>(dir: string, op: () => Promise<T>): Promise<T> => this.dirs.inDir(dir, op);
     this.fs = new CacheFs(this.dir);
     this.locks = new CacheLocks(this.dir, lockDirOf(this.dir), this.tmpDir, inDir, this.log, this.fs);
-    this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, () => this.locks.waitLock('size', LEDGER_WAIT_MS), this.fs);
+    const sizeLock = (): Promise<Lock | undefined> => this.locks.waitLock('size', LEDGER_WAIT_MS);
+    this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, sizeLock, this.fs, (name) => this.locks.tryLock(name));
     this.room = new DiskRoom(this.dir, (bytes, spare) => this.eviction.free(bytes, spare));
     this.eviction.onEvicted = (files) => this.room.evicted(files);
     void this.locks.cleanOnce(); // from the start: only a download waited for it, so a run that fetched nothing left them

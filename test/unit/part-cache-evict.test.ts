@@ -5,14 +5,17 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CacheEviction, MIN_FREE, WORKING_SET, freeSpaceCap } from '../../src/cache/cache-eviction.js';
+import { CacheEviction } from '../../src/cache/cache-eviction.js';
+import { MIN_FREE, WORKING_SET, freeSpaceCap } from '../../src/cache/free-space-cap.js';
 import { CacheFs } from '../../src/cache/cache-fs.js';
 import { CacheLocks } from '../../src/cache/cache-lock.js';
 import { PartCache } from '../../src/cache/part-cache.js';
 import { checksumKey } from '../../src/format/checksum.js';
 import type { VerifiedCopy } from '../../src/sources/verified-copy.js';
+import { ownerTag } from '../../src/util/pid.js';
 import { hashWholeFile, md5sum } from '../helpers/hash.js';
 import { cacheFiles } from '../helpers/network.js';
 
@@ -168,6 +171,36 @@ test('several processes on one cache hold its limit together: commits interleave
   assert.ok(bytes <= limit, `after six commits at once: ${bytes} bytes held, limit ${limit}`);
   await Promise.all(caches.map((c) => c.close())); // a commit resolves before its batch lets go of the size lock
   assert.equal(await readdir(path.join(dir, 'parts', 'locks')).then((l) => l.length), 0, 'no lock left');
+});
+
+test('a resumable download\'s leftover counts against the limit and is evicted like a part; one a writer holds is neither', async () => {
+  // Found by a review: an interrupted make-image's resume files were outside --cache-size and the disk room's eviction.
+  const cache = newCache(4 * MB);
+  const tmp = path.join(cache.dir, 'parts', 'tmp');
+  await mkdir(tmp, { recursive: true });
+  await mkdir(path.join(cache.dir, 'parts', 'locks'), { recursive: true });
+  const hex = (n: number): string => n.toString(16).padStart(32, '0');
+  const leftover = path.join(tmp, `resume-parts-md5-${hex(1)}.${ownerTag(4_194_306)}`); // a dead run's (pid past the kernel's highest)
+  const held = path.join(tmp, `resume-parts-md5-${hex(2)}.${ownerTag()}`);
+  await writeFile(leftover, randomBytes(3 * MB));
+  await writeFile(`${leftover}.kept`, String(3 * MB));
+  await writeFile(held, randomBytes(3 * MB));
+  const hour = Date.now() / 1000 - 3600;
+  await utimes(leftover, hour, hour);
+  await utimes(held, hour, hour);
+  const writer = new CacheLocks(cache.dir, path.join(cache.dir, 'parts', 'locks'), tmp, (_dir, op) => op(), () => undefined, new CacheFs(cache.dir));
+  const lock = await writer.tryLock(`parts-md5-${hex(2)}`); // (a download in flight holds its checksum's lock)
+  assert.ok(lock);
+  await cache.refreshStats();
+  assert.equal(cache.stats().bytes, 3 * MB, 'the idle leftover is counted, the held one not');
+  const first = await store(cache, 1);
+  assert.ok(await exists(leftover), 'still under the limit: kept for the next writer');
+  await store(cache, 2);
+  assert.equal(await exists(leftover), false, 'evicted for the second part: 3 + 2 MB is over the limit');
+  assert.equal(await exists(`${leftover}.kept`), false, 'its recorded length with it');
+  assert.ok(await exists(first), 'the parts, used later, stay');
+  assert.ok(await exists(held), 'a file a writer holds is never evicted');
+  await lock.release();
 });
 
 test('status numbers: the cache counted once asked, hits and misses, and a wrong-sized file under a checksum name removed', async () => {
