@@ -55,7 +55,7 @@ export interface HostTurn {
  * not held against the mirror. Without this every request over the limit failed, and after a few rounds the parts
  * with them: make-image against nginx `limit_conn 2` with the default 8 connections ended with 50-66 parts missing.
  * A busy answer with no other request of ours running is the server's state, not a limit on us: the caller's rounds
- * retry it as before. A Retry-After holds the host's new requests until then (at most MAX_PAUSE_MS). RAISE_MS after
+ * retry it as before. A Retry-After, with either, holds the host's new requests until then (at most MAX_PAUSE_MS). RAISE_MS after
  * the last change without a busy answer, the limit grows by one.
  *
  * By origin (scheme, host, port): a limit is per client address, whatever path or label the URLs have.
@@ -135,16 +135,17 @@ export class HostLimits {
     if (e.kind !== 'status' || (e.status !== 503 && e.status !== 429)) return false;
     const others = h.sending - 1; // (this request is still counted)
     const seen = h.busyUrls.get(e.url) ?? 0;
+    const now = this.now();
+    // The server asked for a pause, whether this is our limit or its own state: the parts' rounds retry it meanwhile.
+    if (e.retryAfterMs !== undefined) h.pausedUntil = Math.max(h.pausedUntil, now + Math.min(MAX_PAUSE_MS, e.retryAfterMs));
     if (others < 1 || seen >= MAX_BUSY_PER_URL) return false;
     if (h.busyUrls.size >= MAX_BUSY_URLS) h.busyUrls.clear();
     h.busyUrls.set(e.url, seen + 1);
-    const now = this.now();
     if (others < h.limit) {
       if (h.limit === Infinity) this.log(`mirror ${key} refused a request with HTTP ${e.status} while ${others} other(s) of ours ran: asking it at most ${others} at a time`);
       h.limit = others;
     }
     h.changedAt = now;
-    if (e.retryAfterMs !== undefined) h.pausedUntil = Math.max(h.pausedUntil, now + Math.min(MAX_PAUSE_MS, e.retryAfterMs));
     return true;
   }
 

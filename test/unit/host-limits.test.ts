@@ -123,6 +123,19 @@ describe('HostLimits', () => {
     assert.ok(performance.now() - t0 >= 250, `waited ${performance.now() - t0} ms`);
   });
 
+  test('Retry-After holds new turns also when the busy answer is the server\'s state (nothing else of ours ran)', async () => {
+    // Found by a review: with no other request running the answer was no limit, and its Retry-After went unheard.
+    const limits = new HostLimits(() => undefined);
+    const [one] = await sentTurns(limits, 1);
+    assert.equal(one!.busy(busy(503, 300)), false, 'the request\'s own failure, as before');
+    one!.end();
+    assert.equal(limits.limitOf(A), undefined, 'no limit learned');
+    const t0 = performance.now();
+    await limits.turn(A, new AbortController().signal);
+    assert.ok(performance.now() - t0 >= 250, `waited ${performance.now() - t0} ms`);
+    assert.equal(await settles(limits.turn(B, new AbortController().signal)), true, 'another host is not held');
+  });
+
   test('past four busy answers to one URL, one more is that URL\'s failure (a CDN\'s bad object): the limit falls no further', async () => {
     const { limits, clock } = setup();
     const turns = await sentTurns(limits, 8);
