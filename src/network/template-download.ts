@@ -89,7 +89,8 @@ export class TemplateDownloads {
   /**
    * Downloads the template at `url` into the writer's file, going on from the bytes an earlier run left there, and
    * commits it if `sum` matches. Resumed bytes that do not start as a template does, or a resumed whole that does not
-   * match, are dropped and the template downloaded once more from byte 0: they may be of another version of the file.
+   * match, are dropped and the template downloaded once more from byte 0 (the latter past caches): they may be of
+   * another version of the file.
    * Bytes left that are the whole template already (a run ended between its last byte and its commit) are committed
    * without a request: asked for the rest, the server says there is none (416), and it was downloaded again.
    */
@@ -109,6 +110,9 @@ export class TemplateDownloads {
       if (from > 0) {
         this.ctx?.opts.log(`${url}: the template resumed from byte ${from} does not match its checksum: downloading it whole`);
         from = 0;
+        // Past caches at once: the bytes kept may be of a download that was asked past caches and cut (the rest, from a
+        // proxy's stale copy, made the mismatch), and a whole from that copy would fail too (three downloads, not one).
+        fresh = true;
         continue;
       }
       // Whole and wrong: a caching proxy on the way may keep an older file of that name (a weekly build's template, at

@@ -93,6 +93,8 @@ export interface RequestRecord {
   path: string;
   /** The Range header as received, when there was one. */
   range?: string;
+  /** The Cache-Control header as received, when there was one. */
+  cacheControl?: string;
   /** 0 until the headers are sent (e.g. while waiting out latency, or when the client left before that). */
   status: number;
   /** Body bytes written so far (updated live while streaming). */
@@ -463,6 +465,7 @@ class MirrorServer implements Mirror {
     const target = parseTarget(req.url);
     const record: RequestRecord = { method, path: target.ok ? target.decoded : (req.url ?? ''), status: 0, bytes: 0 };
     if (req.headers.range !== undefined) record.range = req.headers.range;
+    if (req.headers['cache-control'] !== undefined) record.cacheControl = req.headers['cache-control'];
     this.requests.push(record);
     if (this.onResponse) res.once('close', () => this.onResponse?.(record));
 

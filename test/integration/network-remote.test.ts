@@ -523,7 +523,11 @@ describe('remote .jigdo and configuration', () => {
         assert.equal(r.code, 0, `${c.what}: ${r.stderr}`);
         assert.equal(await fileMd5(path.join(d, `out-${i}.iso`)), v.imageMd5, c.what);
         assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.range), c.ranges, c.what);
-        if (c.what === 'another version') assert.match(r.stderr, /the template resumed from byte 30000 does not match its checksum: downloading it whole/);
+        if (c.what === 'another version') {
+          assert.match(r.stderr, /the template resumed from byte 30000 does not match its checksum: downloading it whole/);
+          // Past caches at once: the bytes kept may be of a no-cache download cut short, whose rest a proxy's stale copy gave.
+          assert.deepEqual(gets(web, '/jf-md5-gzip.template').map((g) => g.cacheControl), [undefined, 'no-cache'], 'the whole asked past caches');
+        }
         assert.deepEqual(await cacheLeftovers(path.join(d, 'cache')), { tmp: [], locks: [] }, c.what);
       }
     });
