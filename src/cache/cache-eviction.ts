@@ -85,7 +85,7 @@ export class CacheEviction {
     private readonly sizeLock: SizeLock,
     fs: CacheFs,
     /** A checksum's lock, taken to remove a resumable download's leftover (no writer may take it over meanwhile). */
-    private readonly claim: ClaimLock = async () => undefined,
+    private readonly claim: ClaimLock,
   ) {
     this.ledger = new SizeLedger(path.join(dir, 'parts', 'size.json'), fs);
   }
@@ -366,8 +366,9 @@ export class CacheEviction {
         evicted.push(e.file);
         this.stats.evictions++;
         this.stats.evictedBytes += e.size;
-      } else if (e.lockName !== undefined) continue; // (a writer took the leftover up: a download in flight, not counted)
-      // (else gone already: another process evicted it)
+      }
+      // (Else gone already, evicted by another process; or a leftover a writer took up since it was listed: a download in
+      // flight, which is counted once committed.)
       total -= e.size;
       files--;
     }

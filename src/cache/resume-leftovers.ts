@@ -1,10 +1,11 @@
-import { readdir, stat, unlink } from 'node:fs/promises';
+import { lstat, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { lockDirOf, lockIsStale, tmpDirOf } from './cache-lock.js';
+import { ownerTagPaused } from '../util/pid.js';
 import { keptLengthFile } from './temp-files.js';
 
 /** `resume-NAME.OWNER` (temp-files.ts openResumeFile): NAME is the checksum's lock name, OWNER the writer's tag. */
-const RESUME_NAME = /^resume-(.+)\.[0-9a-f]{8}-\d+$/;
+const RESUME_NAME = /^resume-(.+)\.([0-9a-f]{8}-\d+)$/;
 
 /** A resumable writer's file that no writer holds now: what the size limit counts and may evict (CacheEviction). */
 export interface ResumeLeftover {
@@ -26,15 +27,18 @@ export type ClaimLock = (name: string) => Promise<{ release(): Promise<void> } |
  * with the cache, so that `--cache-size` and the room for downloads (disk-room.ts) see them: kept apart, they took room
  * nothing could evict, up to a part per connection for each interrupted run, until the start-up cleanup a day later.
  * A file whose lock is held belongs to a download in flight, which reserved its room (DiskRoom) and is counted once
- * committed.
+ * committed; so does one of a writer stopped or frozen (its lock looks stale, but it goes on once continued). Regular
+ * files only, by their own blocks (a symlink put there would count its target's).
  */
 export async function idleResumeFiles(dir: string): Promise<ResumeLeftover[]> {
   const tmp = tmpDirOf(dir);
   const out: ResumeLeftover[] = [];
   for (const name of await readdir(tmp).catch(() => [] as string[])) {
-    const lockName = RESUME_NAME.exec(name)?.[1];
+    const [, lockName, owner] = RESUME_NAME.exec(name) ?? [];
     if (lockName === undefined || !(await lockIsStale(path.join(lockDirOf(dir), `${lockName}.lock`)))) continue;
-    const st = await stat(path.join(tmp, name)).catch(() => undefined);
+    // A writer stopped (Ctrl-Z) or frozen past a lock's life has a stale lock and the file open: once continued, it goes on.
+    if (ownerTagPaused(owner!)) continue;
+    const st = await lstat(path.join(tmp, name)).catch(() => undefined);
     if (st?.isFile()) out.push({ file: path.join(tmp, name), size: st.blocks * 512, atimeMs: st.mtimeMs, lockName });
   }
   return out;

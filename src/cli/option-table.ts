@@ -124,7 +124,7 @@ export const SOURCE_OPTIONS: readonly OptionInfo[] = [
   {
     flags: '--cache-size <SIZE>',
     help: `disk cache limit, least recently used parts go first (default: ${CACHE_SIZE})`,
-    readme: `disk cache limit; least recently used parts, templates and template spill files are evicted (default ${CACHE_SIZE})`,
+    readme: `disk cache limit; least recently used parts, templates, template spill files and the partial parts an interrupted run left are evicted (default ${CACHE_SIZE})`,
     config: { section: 'cache', key: 'size', field: 'cacheSize', kind: SIZE },
   },
   {

@@ -129,18 +129,21 @@ export class HostLimits {
   /**
    * A 503 or 429 while others of ours ran at the host: its limit is what it was serving (see the class). Not past
    * MAX_BUSY_PER_URL busy answers to one URL since the limit last grew: one object a CDN cannot serve, or a proxy's answer
-   * for an origin it cannot reach, would else take the limit down by one per retry, to 1, before the failure showed.
+   * for an origin it cannot reach, would else take the limit down by one per retry, to 1, before the failure showed; nor
+   * would its Retry-After pause the whole host at every retry (a busy answer alone, with one, counts for that too).
    */
   private busy(key: string, h: Host, e: FetchError): boolean {
     if (e.kind !== 'status' || (e.status !== 503 && e.status !== 429)) return false;
     const others = h.sending - 1; // (this request is still counted)
     const seen = h.busyUrls.get(e.url) ?? 0;
+    if (seen >= MAX_BUSY_PER_URL) return false; // (the URL's own failure: no limit, and no pause of the host either)
+    if (others < 1 && e.retryAfterMs === undefined) return false;
+    if (h.busyUrls.size >= MAX_BUSY_URLS) h.busyUrls.clear();
+    h.busyUrls.set(e.url, seen + 1);
     const now = this.now();
     // The server asked for a pause, whether this is our limit or its own state: the parts' rounds retry it meanwhile.
     if (e.retryAfterMs !== undefined) h.pausedUntil = Math.max(h.pausedUntil, now + Math.min(MAX_PAUSE_MS, e.retryAfterMs));
-    if (others < 1 || seen >= MAX_BUSY_PER_URL) return false;
-    if (h.busyUrls.size >= MAX_BUSY_URLS) h.busyUrls.clear();
-    h.busyUrls.set(e.url, seen + 1);
+    if (others < 1) return false;
     if (others < h.limit) {
       if (h.limit === Infinity) this.log(`mirror ${key} refused a request with HTTP ${e.status} while ${others} other(s) of ours ran: asking it at most ${others} at a time`);
       h.limit = others;

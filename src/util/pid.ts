@@ -101,3 +101,14 @@ export function ownerDead(name: string): boolean {
 export function ownerTagDead(tag: string): boolean {
   return deadOwner(TAG_ALONE.exec(tag));
 }
+
+/**
+ * Exactly `HOSTTAG-PID`, of a process of this host that is stopped or frozen: its locks go stale (no heartbeat) while it
+ * still means to use what they guard, once continued.
+ */
+export function ownerTagPaused(tag: string): boolean {
+  const m = TAG_ALONE.exec(tag);
+  if (m === null || m[1] !== HOST_TAG) return false;
+  const pid = Number(m[2]);
+  return pidAlive(pid) && (pidStopped(pid) || pidFrozen(pid));
+}

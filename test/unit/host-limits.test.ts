@@ -136,6 +136,22 @@ describe('HostLimits', () => {
     assert.equal(await settles(limits.turn(B, new AbortController().signal)), true, 'another host is not held');
   });
 
+  test('a Retry-After pauses the host for one URL four times at most (a CDN\'s bad object answering 503 at every retry)', async () => {
+    const { limits, clock } = setup();
+    for (let i = 1; i <= 5; i++) {
+      const [one] = await sentTurns(limits, 1);
+      assert.equal(one!.busy(busy(503, 10_000)), false);
+      one!.end();
+      const ctl = new AbortController();
+      const next = limits.turn(A2, ctl.signal).then((t) => t.end(), () => undefined);
+      const paused = !(await settles(next));
+      ctl.abort(); // (a paused turn sleeps on the real clock)
+      await next;
+      assert.equal(paused, i <= 4, `answer ${i}: ${paused ? 'paused' : 'not paused'}`);
+      clock.t += 11_000; // the pause over
+    }
+  });
+
   test('past four busy answers to one URL, one more is that URL\'s failure (a CDN\'s bad object): the limit falls no further', async () => {
     const { limits, clock } = setup();
     const turns = await sentTurns(limits, 8);

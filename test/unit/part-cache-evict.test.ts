@@ -4,7 +4,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,9 +16,9 @@ import { CacheLocks } from '../../src/cache/cache-lock.js';
 import { PartCache } from '../../src/cache/part-cache.js';
 import { checksumKey } from '../../src/format/checksum.js';
 import type { VerifiedCopy } from '../../src/sources/verified-copy.js';
-import { ownerTag } from '../../src/util/pid.js';
+import { ownerTag, pidStopped } from '../../src/util/pid.js';
 import { hashWholeFile, md5sum } from '../helpers/hash.js';
-import { cacheFiles } from '../helpers/network.js';
+import { cacheFiles, waitFor } from '../helpers/network.js';
 
 const MB = 1 << 20;
 let work: string;
@@ -58,6 +59,8 @@ async function holdSizeLock(cache: PartCache): Promise<{ release(): Promise<void
   return lock;
 }
 
+/** No checksum lock is ever had (these tests leave no resumable download's file). */
+const noClaim = (): Promise<undefined> => Promise.resolve(undefined);
 const exists = (file: string): Promise<boolean> => stat(file).then(() => true, () => false);
 const cacheBytes = async (cache: PartCache): Promise<number> => (await cacheFiles(cache.dir)).reduce((n, f) => n + f.size, 0);
 
@@ -203,6 +206,40 @@ test('a resumable download\'s leftover counts against the limit and is evicted l
   await lock.release();
 });
 
+test('for a download\'s room, a leftover goes like a part; a writer\'s stopped past its lock\'s life, and a symlink, are neither counted nor removed', async () => {
+  const cache = newCache(100 * MB);
+  const tmp = path.join(cache.dir, 'parts', 'tmp');
+  await mkdir(tmp, { recursive: true });
+  const hex = (n: number): string => n.toString(16).padStart(32, '0');
+  const stopped = spawn('sleep', ['60'], { stdio: 'ignore' });
+  try {
+    await waitFor(async () => stopped.pid !== undefined, 2_000, 'sleep started');
+    stopped.kill('SIGSTOP'); // (a make-image at Ctrl-Z: its lock goes stale, its file is open)
+    await waitFor(async () => pidStopped(stopped.pid!), 2_000, 'sleep stopped');
+    const leftover = path.join(tmp, `resume-parts-md5-${hex(3)}.${ownerTag(4_194_307)}`);
+    const paused = path.join(tmp, `resume-parts-md5-${hex(4)}.${ownerTag(stopped.pid)}`);
+    const big = path.join(work, 'big-target');
+    await writeFile(big, randomBytes(8 * MB));
+    await writeFile(leftover, randomBytes(2 * MB));
+    await writeFile(paused, randomBytes(2 * MB));
+    await symlink(big, path.join(tmp, `resume-parts-md5-${hex(5)}.${ownerTag(4_194_308)}`));
+    const part = await store(cache, 7);
+    const old = Date.now() / 1000 - 3600;
+    await utimes(paused, old - 60, old - 60); // (the oldest: it would go first)
+    await utimes(leftover, old, old);
+    await utimes(part, old + 60, old + 60); // (the part used later than the files)
+    await cache.refreshStats();
+    assert.equal(cache.stats().bytes, 3 * MB, 'the part and the leftover');
+    const { freed, bytes } = await cache.eviction.free(MB, () => false);
+    assert.deepEqual(freed, [leftover], 'the least recently written leftover goes first');
+    assert.equal(bytes, 2 * MB);
+    assert.ok(await exists(paused), 'the stopped writer\'s file stays');
+    assert.ok(await exists(big), 'a symlink\'s target is not touched');
+  } finally {
+    stopped.kill('SIGKILL');
+  }
+});
+
 test('status numbers: the cache counted once asked, hits and misses, and a wrong-sized file under a checksum name removed', async () => {
   const cache = newCache(100 * MB);
   const file = await store(cache, 6);
@@ -228,7 +265,7 @@ test('commits queued while others run share one size lock and one count update; 
     const n = ++locks;
     return { release: async () => void events.push(`release ${n}`) };
   };
-  const eviction = new CacheEviction(dir, 1 << 30, { bytes: 0, files: 0, limit: 0, evictions: 0, evictedBytes: 0 }, sizeLock, new CacheFs(dir));
+  const eviction = new CacheEviction(dir, 1 << 30, { bytes: 0, files: 0, limit: 0, evictions: 0, evictedBytes: 0 }, sizeLock, new CacheFs(dir), noClaim);
   const ops = Array.from({ length: 6 }, (_, i) =>
     eviction
       .queued(async () => {
@@ -260,7 +297,7 @@ test('files added together that fit under the limit are renamed at once; one tha
   await mkdir(shard, { recursive: true });
   const noLock = async (): Promise<undefined> => undefined;
   const adds = async (limit: number, n: number): Promise<Array<{ start: number; end: number }>> => {
-    const eviction = new CacheEviction(dir, limit, { bytes: 0, files: 0, limit: 0, evictions: 0, evictedBytes: 0 }, noLock, new CacheFs(dir));
+    const eviction = new CacheEviction(dir, limit, { bytes: 0, files: 0, limit: 0, evictions: 0, evictedBytes: 0 }, noLock, new CacheFs(dir), noClaim);
     const spans = await Promise.all(
       Array.from({ length: n }, (_, i) =>
         eviction.admit(MB, async () => {
