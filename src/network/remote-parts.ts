@@ -102,8 +102,10 @@ export class RemoteParts implements PartProvider {
           const before = this.unhashed.get(key);
           if (copy.deferred) this.unhashed.set(key, { copy, mirrors: fetch.sources, again: before !== undefined });
           else this.unhashed.delete(key); // hashed this time: nothing left to confirm or blame
-          board.parts.fetched++;
-          board.parts.bytes += need.length;
+          if (started.writer.allocated) {
+            board.parts.fetched++;
+            board.parts.bytes += need.length;
+          } else board.parts.fromOtherProcess++; // (an earlier run's whole download, left before its commit: no request)
           return copy;
         } catch (err) {
           // The cache folder was removed meanwhile (its temporary file went with it): once more, into a new one.

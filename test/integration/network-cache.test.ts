@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { makeImage } from '../../src/build/make-image.js';
 import { ownerTag } from '../../src/util/pid.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { freePort } from '../helpers/daemons.js';
@@ -146,6 +147,33 @@ describe('the disk cache', () => {
       assert.equal(await fileMd5(out), v.imageMd5);
     } finally {
       server.kill('SIGKILL');
+    }
+  });
+
+  test('a whole part a dead run left before its commit is committed without a request, and counted as another process\'s, not as fetched', async () => {
+    const m = await mirror();
+    const d = await dir('whole-leftover');
+    const cache = path.join(d, 'cache');
+    const jigdo = await jigdoWithServers(v, [partsUri(m)], d);
+    const part = await readFile(path.join(fx.tree, P.e));
+    const tmp = path.join(cache, 'parts', 'tmp');
+    await mkdir(tmp, { recursive: true });
+    const hex = createHash('md5').update(part).digest('hex');
+    await writeFile(path.join(tmp, `resume-parts-md5-${hex}.${ownerTag(4_194_311)}`), part); // (a pid past the kernel's highest: dead)
+    const o = await open(jigdo, cache, { config: plainConfig });
+    try {
+      const r = await makeImage(o.s, path.join(d, 'out.iso'));
+      assert.deepEqual(r.missing, []);
+      assert.equal(await fileMd5(path.join(d, 'out.iso')), v.imageMd5);
+      assert.deepEqual(gets(m, P.e), [], 'not asked for');
+      const { parts } = o.net.stats();
+      assert.equal(parts.fromOtherProcess, 1, 'the leftover: another process\'s download');
+      const distinct = [...o.s.layout.parts.values()];
+      const fetched = distinct.filter((p) => p.key !== keyOf(o.s, P.e));
+      assert.equal(parts.fetched, fetched.length, 'the others, fetched (on the code before: the leftover too)');
+      assert.equal(parts.bytes, fetched.reduce((n, p) => n + p.length, 0));
+    } finally {
+      await o.close();
     }
   });
 
