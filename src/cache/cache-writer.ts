@@ -88,15 +88,15 @@ export class CacheWriter {
     return this.resumable ? (await this.fh.stat()).size : 0;
   }
 
-  /**
-   * Reserves room on the disk for `size` bytes (waiting, or evicting, for it: DiskRoom), then sets the temporary
-   * file's size (holes read as zeros until written). `what` names the file in the error when it cannot fit.
-   */
   /** Whether allocate ran: a writer that commits without it took an earlier run's whole file (PartFetch.resume). */
   get allocated(): boolean {
     return this.size !== undefined;
   }
 
+  /**
+   * Reserves room on the disk for `size` bytes (waiting, or evicting, for it: DiskRoom), then sets the temporary
+   * file's size (holes read as zeros until written). `what` names the file in the error when it cannot fit.
+   */
   async allocate(size: number, what = 'a file'): Promise<void> {
     this.release ??= await this.cache.room?.reserve(size, what, async () => (await this.fh.stat()).blocks * 512);
     await this.fs.ftruncate(this.fh, size);

@@ -29,6 +29,11 @@ interface Host {
   urgent: Array<() => void>;
   /** Busy answers by URL since the limit last grew: past MAX_BUSY_PER_URL, one more is that URL's failure (busy). */
   busyUrls: Map<string, number>;
+  /**
+   * Pauses by URL that busy answers with nothing else of ours running asked for: MAX_BUSY_PER_URL at most. Apart from
+   * busyUrls, which these would fill for good while no limit is learned (it is cleared only as a limit grows).
+   */
+  pausedUrls: Map<string, number>;
 }
 
 /**
@@ -135,21 +140,25 @@ export class HostLimits {
   private busy(key: string, h: Host, e: FetchError): boolean {
     if (e.kind !== 'status' || (e.status !== 503 && e.status !== 429)) return false;
     const others = h.sending - 1; // (this request is still counted)
-    const seen = h.busyUrls.get(e.url) ?? 0;
-    if (seen >= MAX_BUSY_PER_URL) return false; // (the URL's own failure: no limit, and no pause of the host either)
-    if (others < 1 && e.retryAfterMs === undefined) return false;
-    if (h.busyUrls.size >= MAX_BUSY_URLS) h.busyUrls.clear();
-    h.busyUrls.set(e.url, seen + 1);
+    // Alone: the server's state, not a limit on us; the parts' rounds retry it, after its Retry-After.
+    if (others < 1) {
+      if (e.retryAfterMs !== undefined && counted(h.pausedUrls, e.url)) this.pause(h, e.retryAfterMs);
+      return false;
+    }
+    if (!counted(h.busyUrls, e.url)) return false; // (the URL's own failure: no limit, and no pause of the host either)
     const now = this.now();
-    // The server asked for a pause, whether this is our limit or its own state: the parts' rounds retry it meanwhile.
-    if (e.retryAfterMs !== undefined) h.pausedUntil = Math.max(h.pausedUntil, now + Math.min(MAX_PAUSE_MS, e.retryAfterMs));
-    if (others < 1) return false;
+    if (e.retryAfterMs !== undefined) this.pause(h, e.retryAfterMs);
     if (others < h.limit) {
       if (h.limit === Infinity) this.log(`mirror ${key} refused a request with HTTP ${e.status} while ${others} other(s) of ours ran: asking it at most ${others} at a time`);
       h.limit = others;
     }
     h.changedAt = now;
     return true;
+  }
+
+  /** No new turn at the host for `ms` (a Retry-After), at most MAX_PAUSE_MS. */
+  private pause(h: Host, ms: number): void {
+    h.pausedUntil = Math.max(h.pausedUntil, this.now() + Math.min(MAX_PAUSE_MS, ms));
   }
 
   private raise(h: Host): void {
@@ -179,11 +188,20 @@ export class HostLimits {
   private host(key: string): Host {
     let h = this.hosts.get(key);
     if (!h) {
-      h = { taken: 0, sending: 0, limit: Infinity, pausedUntil: 0, changedAt: 0, waiting: [], urgent: [], busyUrls: new Map() };
+      h = { taken: 0, sending: 0, limit: Infinity, pausedUntil: 0, changedAt: 0, waiting: [], urgent: [], busyUrls: new Map(), pausedUrls: new Map() };
       this.hosts.set(key, h);
     }
     return h;
   }
+}
+
+/** Counts one more answer for `url` in `byUrl`, unless it has MAX_BUSY_PER_URL already (then false). */
+function counted(byUrl: Map<string, number>, url: string): boolean {
+  const seen = byUrl.get(url) ?? 0;
+  if (seen >= MAX_BUSY_PER_URL) return false;
+  if (byUrl.size >= MAX_BUSY_URLS) byUrl.clear();
+  byUrl.set(url, seen + 1);
+  return true;
 }
 
 /** Wakes the first caller queued at the host, urgent ones first. */

@@ -91,7 +91,7 @@ export interface PartFetchStats {
   bytes: number;
   /** Body bytes received from mirrors, including retried and wasted ones. */
   bytesDownloaded: number;
-  /** Parts another process fetched while we waited for it. */
+  /** Parts another process fetched while we waited for it, or an earlier run left whole before its commit. */
   fromOtherProcess: number;
   /** Fetches that failed their checksum. */
   mismatches: number;

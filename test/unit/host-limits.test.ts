@@ -150,6 +150,10 @@ describe('HostLimits', () => {
       assert.equal(paused, i <= 4, `answer ${i}: ${paused ? 'paused' : 'not paused'}`);
       clock.t += 11_000; // the pause over
     }
+    // Those were the server's state: the URL can still teach the host's limit later (a review found it could not).
+    const turns = await sentTurns(limits, 3);
+    assert.equal(turns[2]!.busy(busy()), true, 'a busy answer while others ran: the limit');
+    assert.equal(limits.limitOf(A), 2);
   });
 
   test('past four busy answers to one URL, one more is that URL\'s failure (a CDN\'s bad object): the limit falls no further', async () => {
