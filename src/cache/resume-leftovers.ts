@@ -2,10 +2,7 @@ import { lstat, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { lockDirOf, lockIsStale, tmpDirOf } from './cache-lock.js';
 import { ownerTagPaused } from '../util/pid.js';
-import { keptLengthFile } from './temp-files.js';
-
-/** `resume-NAME.OWNER` (temp-files.ts openResumeFile): NAME is the checksum's lock name, OWNER the writer's tag. */
-const RESUME_NAME = /^resume-(.+)\.([0-9a-f]{8}-\d+)$/;
+import { keptLengthFile, resumeFileName } from './temp-files.js';
 
 /** A resumable writer's file that no writer holds now: what the size limit counts and may evict (CacheEviction). */
 export interface ResumeLeftover {
@@ -31,15 +28,15 @@ export type ClaimLock = (name: string) => Promise<{ release(): Promise<void> } |
  * files only, by their own blocks (a symlink put there would count its target's).
  */
 export async function idleResumeFiles(dir: string): Promise<ResumeLeftover[]> {
-  const tmp = tmpDirOf(dir);
+  const [tmp, locks] = [tmpDirOf(dir), lockDirOf(dir)];
   const out: ResumeLeftover[] = [];
   for (const name of await readdir(tmp).catch(() => [] as string[])) {
-    const [, lockName, owner] = RESUME_NAME.exec(name) ?? [];
-    if (lockName === undefined || !(await lockIsStale(path.join(lockDirOf(dir), `${lockName}.lock`)))) continue;
+    const resume = resumeFileName(name);
+    if (!resume || !(await lockIsStale(path.join(locks, `${resume.lockName}.lock`)))) continue;
     // A writer stopped (Ctrl-Z) or frozen past a lock's life has a stale lock and the file open: once continued, it goes on.
-    if (ownerTagPaused(owner!)) continue;
+    if (ownerTagPaused(resume.owner)) continue;
     const st = await lstat(path.join(tmp, name)).catch(() => undefined);
-    if (st?.isFile()) out.push({ file: path.join(tmp, name), size: st.blocks * 512, atimeMs: st.mtimeMs, lockName });
+    if (st?.isFile()) out.push({ file: path.join(tmp, name), size: st.blocks * 512, atimeMs: st.mtimeMs, lockName: resume.lockName });
   }
   return out;
 }

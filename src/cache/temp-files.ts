@@ -35,7 +35,7 @@ export async function openTempFile(tmpDir: string, dirs: MadeDirs): Promise<Temp
  */
 export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDirs): Promise<TempFile> {
   const prefix = `resume-${name}.`;
-  const file = path.join(tmpDir, prefix + ownerTag());
+  const file = path.join(tmpDir, prefix + ownerTag()); // (resumeFileName reads it back)
   const names = (await readdir(tmpDir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n !== path.basename(file));
   const ofDeadOwner = (file: string): boolean => ownerTagDead(path.basename(file).slice(prefix.length));
   const dataFiles = names.filter((n) => !n.endsWith(KEPT_SUFFIX)).map((n) => path.join(tmpDir, n));
@@ -76,6 +76,15 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
     throw err;
   }
   return { file, fh, unlist: () => undefined };
+}
+
+/** `resume-NAME.OWNER`, as openResumeFile names a file: NAME is its checksum's lock name, OWNER its writer's tag. */
+const RESUME_FILE = /^resume-(.+)\.([0-9a-f]{8}-\d+)$/;
+
+/** The checksum's lock name and the writer's tag in a resumable file's name; undefined for any other name (a `.kept`). */
+export function resumeFileName(fileName: string): { lockName: string; owner: string } | undefined {
+  const m = RESUME_FILE.exec(fileName);
+  return m ? { lockName: m[1]!, owner: m[2]! } : undefined;
 }
 
 /** Beside a resumable file: the length of it known written when its process ended (CacheWriter.keepWritten). */

@@ -87,9 +87,15 @@ export function ownerTag(pid = process.pid): string {
 const TAGGED_NAME = /^([0-9a-f]{8})-(\d+)-/;
 const TAG_ALONE = /^([0-9a-f]{8})-(\d+)$/;
 
-/** A process of this host that no longer runs (another host's pids mean nothing here). */
+/** The pid of a matched tag if it is this host's (another host's pids mean nothing here). */
+function pidHere(m: RegExpExecArray | null): number | undefined {
+  return m !== null && m[1] === HOST_TAG ? Number(m[2]) : undefined;
+}
+
+/** A process of this host that no longer runs. */
 function deadOwner(m: RegExpExecArray | null): boolean {
-  return m !== null && m[1] === HOST_TAG && !pidAlive(Number(m[2]));
+  const pid = pidHere(m);
+  return pid !== undefined && !pidAlive(pid);
 }
 
 /** `HOSTTAG-PID-…`: owned by a process of this host that no longer runs. */
@@ -107,8 +113,6 @@ export function ownerTagDead(tag: string): boolean {
  * still means to use what they guard, once continued.
  */
 export function ownerTagPaused(tag: string): boolean {
-  const m = TAG_ALONE.exec(tag);
-  if (m === null || m[1] !== HOST_TAG) return false;
-  const pid = Number(m[2]);
-  return pidAlive(pid) && (pidStopped(pid) || pidFrozen(pid));
+  const pid = pidHere(TAG_ALONE.exec(tag));
+  return pid !== undefined && pidAlive(pid) && (pidStopped(pid) || pidFrozen(pid));
 }

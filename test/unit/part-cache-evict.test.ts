@@ -59,6 +59,8 @@ async function holdSizeLock(cache: PartCache): Promise<{ release(): Promise<void
   return lock;
 }
 
+/** A checksum's hex made of `n` (for names of resumable downloads' files). */
+const hex = (n: number): string => n.toString(16).padStart(32, '0');
 /** No checksum lock is ever had (these tests leave no resumable download's file). */
 const noClaim = (): Promise<undefined> => Promise.resolve(undefined);
 const exists = (file: string): Promise<boolean> => stat(file).then(() => true, () => false);
@@ -182,7 +184,6 @@ test('a resumable download\'s leftover counts against the limit and is evicted l
   const tmp = path.join(cache.dir, 'parts', 'tmp');
   await mkdir(tmp, { recursive: true });
   await mkdir(path.join(cache.dir, 'parts', 'locks'), { recursive: true });
-  const hex = (n: number): string => n.toString(16).padStart(32, '0');
   const leftover = path.join(tmp, `resume-parts-md5-${hex(1)}.${ownerTag(4_194_306)}`); // a dead run's (pid past the kernel's highest)
   const held = path.join(tmp, `resume-parts-md5-${hex(2)}.${ownerTag()}`);
   await writeFile(leftover, randomBytes(3 * MB));
@@ -210,7 +211,6 @@ test('for a download\'s room, a leftover goes like a part; a writer\'s stopped p
   const cache = newCache(100 * MB);
   const tmp = path.join(cache.dir, 'parts', 'tmp');
   await mkdir(tmp, { recursive: true });
-  const hex = (n: number): string => n.toString(16).padStart(32, '0');
   const stopped = spawn('sleep', ['60'], { stdio: 'ignore' });
   try {
     await waitFor(async () => stopped.pid !== undefined, 2_000, 'sleep started');
