@@ -1,12 +1,12 @@
-import type { Stats } from 'node:fs';
-import { readdir, stat, statfs, unlink } from 'node:fs/promises';
+import { statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { eachLimit } from '../util/each-limit.js';
 import { freeSpaceCap } from './free-space-cap.js';
 import type { CacheFs } from './cache-fs.js';
 import { SizeLedger, type SizeCount } from './size-ledger.js';
-import { idleResumeFiles, removeResumeFile, type ClaimLock } from './resume-leftovers.js';
-import { FINISHED_SPILL, SPILL_DIR } from './spill-name.js';
+import type { ClaimLock } from './resume-leftovers.js';
+import { countedFiles, dropCounted } from './counted-files.js';
+import { SPILL_DIR } from './spill-name.js';
 
 /** The shared count is checked against the files this often (it drifts when a process dies mid-commit). */
 const RESCAN_MS = 60_000;
@@ -34,14 +34,6 @@ interface Waiting {
 
 /** The cross-process lock around a commit's count, room and rename (cache-lock.ts `waitLock`). */
 export type SizeLock = () => Promise<{ release(): Promise<void> } | undefined>;
-
-/** A file the limit counts; `lockName` for a resumable download's leftover (resume-leftovers.ts). */
-interface Entry {
-  file: string;
-  size: number;
-  atimeMs: number;
-  lockName?: string;
-}
 
 /**
  * The cache's size limit: counting what the cache holds, the free-space cap, and least-recently-used
@@ -91,40 +83,6 @@ export class CacheEviction {
   }
 
   /**
-   * Every file the limit counts, with its size and last use: verified parts and templates, `templates/unverified`,
-   * finished spills of huge template chunks (`inflated/ID/`) by the blocks they take (sparse; once kept outside it),
-   * and resumable downloads' leftovers no writer holds (resume-leftovers.ts).
-   */
-  private async entries(): Promise<Entry[]> {
-    const out: Entry[] = [];
-    const walk = async (dir: string, depth: number, counted?: { name: RegExp; size: (st: Stats) => number }): Promise<void> => {
-      const names = await readdir(dir, { withFileTypes: true }).catch(() => []);
-      for (const d of names) {
-        const full = path.join(dir, d.name);
-        if (d.isDirectory() && depth > 0) await walk(full, depth - 1, counted);
-        else if (d.isFile() && (!counted || counted.name.test(d.name))) {
-          const st = await stat(full).catch(() => undefined);
-          if (st) out.push({ file: full, size: counted ? counted.size(st) : st.size, atimeMs: st.atimeMs });
-        }
-      }
-    };
-    for (const kind of ['md5', 'sha256']) {
-      await walk(path.join(this.dir, 'parts', kind), 1);
-      await walk(path.join(this.dir, 'templates', kind), 0);
-    }
-    await walk(path.join(this.dir, 'templates', 'unverified'), 0, { name: /\.template$/, size: (st) => st.size });
-    await walk(path.join(this.dir, SPILL_DIR), 1, { name: FINISHED_SPILL, size: (st) => st.blocks * 512 });
-    out.push(...(await idleResumeFiles(this.dir)));
-    return out;
-  }
-
-  /** Removes an entry for room; false when it is gone already, or a leftover that a writer took up meanwhile. */
-  private drop(e: Entry): Promise<boolean> {
-    if (e.lockName !== undefined) return removeResumeFile(e.file, e.lockName, this.claim);
-    return unlink(e.file).then(() => true, () => false);
-  }
-
-  /**
    * The limit in force: the configured size, capped by what the disk can hold beside the cache. `onDisk`: bytes of ours
    * the free space no longer shows but the cache would not add (a resumed download's): counted as free, this limit
    * is that download's only, and not shown.
@@ -164,7 +122,7 @@ export class CacheEviction {
   }
 
   private async count(): Promise<void> {
-    const all = await this.entries();
+    const all = await countedFiles(this.dir);
     this.counted = { bytes: all.reduce((n, e) => n + e.size, 0), files: all.length, at: Date.now() };
     this.showCount();
   }
@@ -282,6 +240,26 @@ export class CacheEviction {
     return this.counted!.bytes;
   }
 
+  /**
+   * A resumable download's leftover was left (a writer gave up) or taken up (a writer of its checksum began): the limit
+   * counts a leftover only while no writer holds it (resume-leftovers.ts), so the shared count is marked old and the next
+   * admission, of any process, counts the files again. Added or taken off by its size instead, it was counted twice when
+   * the last count had it already, and not at all when it had not, until the next count a minute later.
+   */
+  leftoversChanged(): void {
+    this.queued(async () => {
+      if (this.counted) this.counted = { ...this.counted, at: 0 };
+    }).catch(() => undefined); // (the size lock not had: the count stays as it was, counted again within RESCAN_MS)
+  }
+
+  /**
+   * leftoversChanged at the process's end (synchronous: a Ctrl-C's last words, exit-leftovers.ts), without the size lock:
+   * a batch of another process that writes its count after this one keeps it for up to RESCAN_MS. Never throws.
+   */
+  leftoversChangedNow(): void {
+    this.ledger.markOldNow();
+  }
+
   /** A file of `size` bytes was renamed into the cache (by an admission). */
   private countAdded(size: number): void {
     if (!this.counted) return;
@@ -323,13 +301,13 @@ export class CacheEviction {
       await this.cacheBytes();
       // Not the templates and spills: each session holds its own open all along, so their blocks would not come free.
       const kept = [path.join(this.dir, 'templates', ''), path.join(this.dir, SPILL_DIR, '')];
-      const all = (await this.entries()).filter((e) => !kept.some((dir) => e.file.startsWith(dir)));
+      const all = (await countedFiles(this.dir)).filter((e) => !kept.some((dir) => e.file.startsWith(dir)));
       all.sort((a, b) => a.atimeMs - b.atimeMs);
       const freed: string[] = [];
       let n = 0;
       for (const e of all) {
         if (n >= bytes) break;
-        if (spare(e.file) || !(await this.drop(e))) continue;
+        if (spare(e.file) || !(await dropCounted(e, this.claim))) continue;
         freed.push(e.file);
         n += e.size;
         this.stats.evictions++;
@@ -353,7 +331,7 @@ export class CacheEviction {
    * holds nothing else, when `incoming` alone is more than that).
    */
   private async evict(incoming: number): Promise<void> {
-    const all = await this.entries();
+    const all = await countedFiles(this.dir);
     let total = all.reduce((n, e) => n + e.size, 0);
     const limit = await this.limitFor(total);
     const target = total + incoming > limit ? Math.max(0, Math.floor(limit * LOW_WATER) - incoming) : total;
@@ -362,7 +340,7 @@ export class CacheEviction {
     const evicted: string[] = [];
     for (const e of all) {
       if (total <= target) break;
-      if (await this.drop(e)) {
+      if (await dropCounted(e, this.claim)) {
         evicted.push(e.file);
         this.stats.evictions++;
         this.stats.evictedBytes += e.size;

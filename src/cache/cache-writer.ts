@@ -23,6 +23,8 @@ export interface CommitTarget {
   verifyAndCommit(tmp: string, final: string, fh: FileHandle, sums: SumCheck[], known?: SumCheck, size?: number): Promise<VerifiedCopy | undefined>;
   /** Takes `fh` once it returned (the writer does not close it then). `durable`: see PartCache.commitUnhashed. */
   commitUnhashed(tmp: string, final: string, fh: FileHandle, size: number | undefined, durable: boolean): Promise<VerifiedCopy>;
+  /** Told when a resumable writer leaves its file for the next one (the size limit counts it from then on). */
+  readonly eviction?: { leftoversChanged(): void; leftoversChangedNow(): void };
   /** Room on the disk for the bytes about to be written (PartCache.room: DiskRoom). */
   readonly room?: { reserve(bytes: number, what: string, written?: Written): Promise<Release> };
 }
@@ -80,6 +82,7 @@ export class CacheWriter {
       // The fetch threads may write past it until the process is gone: the length is recorded where no late write
       // reaches, and the next writer cuts the file to it (openResumeFile). (Last: a full disk may refuse it.)
       writeFileSync(keptLengthFile(this.tmp), String(length), { mode: 0o600 });
+      this.cache.eviction?.leftoversChangedNow();
     });
   }
 
@@ -165,6 +168,7 @@ export class CacheWriter {
     this.unlist();
     this.release?.();
     await this.lock.release();
+    if (kept !== undefined && !removeTmp) this.cache.eviction?.leftoversChanged(); // (once the lock is gone: counted from then on)
     this.markFinished();
   }
 }

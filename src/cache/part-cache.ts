@@ -257,7 +257,7 @@ export class PartCache {
             await lock.release();
             return { copy: again };
           }
-          const { file: tmp, fh, unlist } = resumable ? await openResumeFile(this.tmpDir, `${space}-${kind}-${hex}`, this.dirs) : await this.tempFile();
+          const { file: tmp, fh, unlist } = resumable ? await openResumeFile(this.tmpDir, `${space}-${kind}-${hex}`, this.dirs, () => this.eviction.leftoversChanged()) : await this.tempFile();
           const writer = new CacheWriter(this, final, tmp, fh, lock, this.fs, unlist, resumable);
           await this.writers.add(writer); // (refused once endWrites ran: then aborted, its file and lock gone)
           return { writer };

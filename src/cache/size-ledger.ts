@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { openRegular } from '../util/open-regular.js';
 import type { CacheFs } from './cache-fs.js';
@@ -73,6 +73,27 @@ export class SizeLedger {
     await fh.write(body, 0, body.length, 0);
     if (this.length > body.length) await fh.truncate(body.length);
     this.length = body.length;
+  }
+
+  /**
+   * Marks the count as old (`at` 0), so that the next batch counts the files (synchronous, for the process's end: see
+   * CacheEviction.leftoversChangedNow). Its bytes stay for the unlocked readers (limitInForce). Never throws.
+   */
+  markOldNow(): void {
+    let fd: number | undefined;
+    try {
+      fd = openSync(this.file, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      if (!fstatSync(fd).isFile()) return;
+      const buf = Buffer.alloc(MOST);
+      const text = buf.toString('utf8', 0, readSync(fd, buf, 0, MOST, 0));
+      const count = JSON.parse(text) as Partial<SizeCount>;
+      const body = Buffer.from(JSON.stringify({ ...count, at: 0 }).padEnd(Math.max(WIDTH, text.length), ' '));
+      writeSync(fd, body, 0, body.length, 0);
+    } catch {
+      // no count yet, or not one of ours: the next batch counts the files anyway
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
   }
 
   async close(): Promise<void> {

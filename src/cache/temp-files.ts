@@ -33,7 +33,7 @@ export async function openTempFile(tmpDir: string, dirs: MadeDirs): Promise<Temp
  * namespace). Those are left to the start-up cleanup, which judges a `resume-` name by its age alone (TMP_STALE_MS: a
  * day without a byte added). The checksum judges whatever the bytes taken make with the rest.
  */
-export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDirs): Promise<TempFile> {
+export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDirs, tookUp?: () => void): Promise<TempFile> {
   const prefix = `resume-${name}.`;
   const file = path.join(tmpDir, prefix + ownerTag()); // (resumeFileName reads it back)
   const names = (await readdir(tmpDir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n !== path.basename(file));
@@ -75,6 +75,8 @@ export async function openResumeFile(tmpDir: string, name: string, dirs: MadeDir
     await fh.close();
     throw err;
   }
+  // A leftover taken, or removed for a longer one: the size limit's count of them changed (CacheEviction.leftoversChanged).
+  if (own !== undefined || dataFiles.length > 0) tookUp?.();
   return { file, fh, unlist: () => undefined };
 }
 
