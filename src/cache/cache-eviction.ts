@@ -4,8 +4,10 @@ import { eachLimit } from '../util/each-limit.js';
 import { freeSpaceCap } from './free-space-cap.js';
 import type { CacheFs } from './cache-fs.js';
 import { SizeLedger, type SizeCount } from './size-ledger.js';
+import { atExitEnd } from '../util/exit-leftovers.js';
+import { idleResumeFiles } from './resume-leftovers.js';
 import type { ClaimLock } from './resume-leftovers.js';
-import { countedFiles, dropCounted } from './counted-files.js';
+import { countedFiles, dropCounted, type CountedFile } from './counted-files.js';
 import { SPILL_DIR } from './spill-name.js';
 
 /** The shared count is checked against the files this often (it drifts when a process dies mid-commit). */
@@ -122,8 +124,24 @@ export class CacheEviction {
   }
 
   private async count(): Promise<void> {
-    const all = await countedFiles(this.dir);
-    this.counted = { bytes: all.reduce((n, e) => n + e.size, 0), files: all.length, at: Date.now() };
+    await this.ledger.clearLeftoversMark(); // (this count takes them)
+    this.counted = countOf(await countedFiles(this.dir));
+    this.showCount();
+  }
+
+  /**
+   * The leftovers counted again, the rest as counted (leftoversChanged): a look at `parts/tmp`, not a walk of every
+   * part (20,000 parts took a second, holding the size lock). A count without their share (older versions') is taken
+   * whole.
+   */
+  private async countLeftovers(): Promise<void> {
+    const was = this.counted;
+    if (was?.leftBytes === undefined || was.leftFiles === undefined) return this.count();
+    await this.ledger.clearLeftoversMark();
+    const left = await idleResumeFiles(this.dir);
+    const leftBytes = left.reduce((n, e) => n + e.size, 0);
+    const bytes = Math.max(0, was.bytes - was.leftBytes + leftBytes);
+    this.counted = { bytes, files: Math.max(0, was.files - was.leftFiles + left.length), at: was.at, leftBytes, leftFiles: left.length };
     this.showCount();
   }
 
@@ -237,27 +255,27 @@ export class CacheEviction {
   /** The cache's bytes as counted (shared, read by queued), counted from the files when there is no recent count. */
   private async cacheBytes(): Promise<number> {
     if (!this.counted || Date.now() - this.counted.at > RESCAN_MS) await this.count();
+    else if (await this.ledger.leftoversMarked()) await this.countLeftovers();
     return this.counted!.bytes;
   }
 
   /**
    * A resumable download's leftover was left (a writer gave up) or taken up (a writer of its checksum began): the limit
-   * counts a leftover only while no writer holds it (resume-leftovers.ts), so the shared count is marked old and the next
-   * admission, of any process, counts the files again. Added or taken off by its size instead, it was counted twice when
-   * the last count had it already, and not at all when it had not, until the next count a minute later.
+   * counts a leftover only while no writer holds it (resume-leftovers.ts), so the next admission, of any process, counts
+   * the leftovers again (SizeLedger.markLeftovers; countLeftovers). Counted only once a minute before, a fresh leftover
+   * was left out (the limit was passed by its size) and a resumed one counted twice. Call it once the checksum's lock
+   * is let go, or taken.
    */
   leftoversChanged(): void {
-    this.queued(async () => {
-      if (this.counted) this.counted = { ...this.counted, at: 0 };
-    }).catch(() => undefined); // (the size lock not had: the count stays as it was, counted again within RESCAN_MS)
+    this.ledger.markLeftovers();
   }
 
   /**
-   * leftoversChanged at the process's end (synchronous: a Ctrl-C's last words, exit-leftovers.ts), without the size lock:
-   * a batch of another process that writes its count after this one keeps it for up to RESCAN_MS. Never throws.
+   * leftoversChanged at the process's end (a Ctrl-C), once its locks are removed (exit-leftovers.ts atExitEnd): made
+   * before, a count of another process in between saw the lock still there and left the leftover out.
    */
-  leftoversChangedNow(): void {
-    this.ledger.markOldNow();
+  leftoversChangedAtExit(): void {
+    atExitEnd(() => this.ledger.markLeftovers());
   }
 
   /** A file of `size` bytes was renamed into the cache (by an admission). */
@@ -284,11 +302,13 @@ export class CacheEviction {
     await this.queued(() => unlinkAll(true)).catch(() => unlinkAll(false));
   }
 
-  /** A file of `size` bytes left the cache other than by eviction (inside queued). */
-  private countRemoved(size: number): void {
-    if (!this.counted) return;
-    this.counted.bytes = Math.max(0, this.counted.bytes - size);
-    this.counted.files = Math.max(0, this.counted.files - 1);
+  /** A file of `size` bytes left the cache (inside queued); `leftover`: one of the leftovers (their share goes down too). */
+  private countRemoved(size: number, leftover = false): void {
+    const c = this.counted;
+    if (!c) return;
+    c.bytes = Math.max(0, c.bytes - size);
+    c.files = Math.max(0, c.files - 1);
+    if (leftover && c.leftBytes !== undefined && c.leftFiles !== undefined) [c.leftBytes, c.leftFiles] = [Math.max(0, c.leftBytes - size), Math.max(0, c.leftFiles - 1)];
     this.showCount();
   }
 
@@ -312,7 +332,7 @@ export class CacheEviction {
         n += e.size;
         this.stats.evictions++;
         this.stats.evictedBytes += e.size;
-        this.countRemoved(e.size);
+        this.countRemoved(e.size, e.lockName !== undefined);
       }
       if (freed.length > 0) this.onEvicted(freed);
       return { freed, bytes: n };
@@ -331,13 +351,14 @@ export class CacheEviction {
    * holds nothing else, when `incoming` alone is more than that).
    */
   private async evict(incoming: number): Promise<void> {
+    await this.ledger.clearLeftoversMark(); // (this count takes them)
     const all = await countedFiles(this.dir);
     let total = all.reduce((n, e) => n + e.size, 0);
     const limit = await this.limitFor(total);
     const target = total + incoming > limit ? Math.max(0, Math.floor(limit * LOW_WATER) - incoming) : total;
     all.sort((a, b) => a.atimeMs - b.atimeMs);
-    let files = all.length;
     const evicted: string[] = [];
+    let gone = 0;
     for (const e of all) {
       if (total <= target) break;
       if (await dropCounted(e, this.claim)) {
@@ -348,10 +369,10 @@ export class CacheEviction {
       // (Else gone already, evicted by another process; or a leftover a writer took up since it was listed: a download in
       // flight, which is counted once committed.)
       total -= e.size;
-      files--;
+      gone++;
     }
     if (evicted.length > 0) this.onEvicted(evicted);
-    this.counted = { bytes: total, files, at: Date.now() };
+    this.counted = countOf(all.slice(gone));
     this.showCount();
   }
 
@@ -364,4 +385,11 @@ export class CacheEviction {
     if (onDisk > 0) return this.limitFor(this.counted?.bytes ?? 0, onDisk);
     return this.stats.limit || this.limitFor(this.counted?.bytes ?? 0);
   }
+}
+
+/** The count of `files` as counted now, with the leftovers' share (SizeCount). */
+function countOf(files: CountedFile[]): SizeCount {
+  const left = files.filter((e) => e.lockName !== undefined);
+  const sum = (list: CountedFile[]): number => list.reduce((n, e) => n + e.size, 0);
+  return { bytes: sum(files), files: files.length, at: Date.now(), leftBytes: sum(left), leftFiles: left.length };
 }

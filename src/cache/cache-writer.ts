@@ -24,7 +24,7 @@ export interface CommitTarget {
   /** Takes `fh` once it returned (the writer does not close it then). `durable`: see PartCache.commitUnhashed. */
   commitUnhashed(tmp: string, final: string, fh: FileHandle, size: number | undefined, durable: boolean): Promise<VerifiedCopy>;
   /** Told when a resumable writer leaves its file for the next one (the size limit counts it from then on). */
-  readonly eviction?: { leftoversChanged(): void; leftoversChangedNow(): void };
+  readonly eviction?: { leftoversChanged(): void; leftoversChangedAtExit(): void };
   /** Room on the disk for the bytes about to be written (PartCache.room: DiskRoom). */
   readonly room?: { reserve(bytes: number, what: string, written?: Written): Promise<Release> };
 }
@@ -78,11 +78,11 @@ export class CacheWriter {
       const length = written();
       // (Nothing written: no file is left, as for a download that is not resumable.)
       if (length === 0) return unlinkSync(this.tmp);
+      this.cache.eviction?.leftoversChangedAtExit(); // (first: the file stays whatever fails below)
       ftruncateSync(this.fh.fd, length);
       // The fetch threads may write past it until the process is gone: the length is recorded where no late write
       // reaches, and the next writer cuts the file to it (openResumeFile). (Last: a full disk may refuse it.)
       writeFileSync(keptLengthFile(this.tmp), String(length), { mode: 0o600 });
-      this.cache.eviction?.leftoversChangedNow();
     });
   }
 

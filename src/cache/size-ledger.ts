@@ -1,13 +1,20 @@
-import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
+import { closeSync, constants, openSync } from 'node:fs';
+import { unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import { openRegular } from '../util/open-regular.js';
 import type { CacheFs } from './cache-fs.js';
 
-/** The cache's bytes and files, and when they were last counted from the files (ms since the epoch). */
+/**
+ * The cache's bytes and files, and when they were last counted from the files (ms since the epoch); `leftBytes` and
+ * `leftFiles`: the share of them that is resumable downloads' idle leftovers (resume-leftovers.ts), as last counted
+ * (absent in a count of versions before 2026-12-07).
+ */
 export interface SizeCount {
   bytes: number;
   files: number;
   at: number;
+  leftBytes?: number;
+  leftFiles?: number;
 }
 
 /** Bytes the count is padded to: every write covers the last one, so the file is never truncated. */
@@ -32,10 +39,15 @@ export class SizeLedger {
   /** The file's length as last read or written (a longer one than we write is cut to ours). */
   private length = 0;
 
+  /** See markLeftovers. */
+  private readonly leftoversMark: string;
+
   constructor(
     readonly file: string,
     private readonly fs: CacheFs,
-  ) {}
+  ) {
+    this.leftoversMark = path.join(path.dirname(file), 'size.leftovers');
+  }
 
   /** The count's text, or undefined when there is no file (or one too long to be a count). */
   async read(): Promise<string | undefined> {
@@ -52,9 +64,11 @@ export class SizeLedger {
     try {
       const text = await this.read();
       if (text === undefined) return undefined;
-      const { bytes, files, at } = JSON.parse(text) as { bytes?: unknown; files?: unknown; at?: unknown };
+      const { bytes, files, at, leftBytes, leftFiles } = JSON.parse(text) as Record<keyof SizeCount, unknown>;
       if (typeof bytes !== 'number' || typeof files !== 'number' || typeof at !== 'number') return undefined;
-      return bytes >= 0 && files >= 0 && Date.now() - at < maxAgeMs ? { bytes, files, at } : undefined;
+      if (!(bytes >= 0 && files >= 0 && Date.now() - at < maxAgeMs)) return undefined;
+      const left = typeof leftBytes === 'number' && typeof leftFiles === 'number' && leftBytes >= 0 && leftFiles >= 0;
+      return left ? { bytes, files, at, leftBytes, leftFiles } : { bytes, files, at };
     } catch {
       return undefined; // none yet, or torn by a process that died writing it: the caller counts the files
     }
@@ -76,24 +90,27 @@ export class SizeLedger {
   }
 
   /**
-   * Marks the count as old (`at` 0), so that the next batch counts the files (synchronous, for the process's end: see
-   * CacheEviction.leftoversChangedNow). Its bytes stay for the unlocked readers (limitInForce). Never throws.
+   * Says that resumable downloads' leftovers were left or taken up (CacheEviction.leftoversChanged): a file beside the
+   * count, `size.leftovers`, made now (synchronous: also in a Ctrl-C's last words). Not written into the count: a batch of
+   * another process, under way, writes back the count it read and would undo it. Never throws.
    */
-  markOldNow(): void {
-    let fd: number | undefined;
+  markLeftovers(): void {
     try {
-      fd = openSync(this.file, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-      if (!fstatSync(fd).isFile()) return;
-      const buf = Buffer.alloc(MOST);
-      const text = buf.toString('utf8', 0, readSync(fd, buf, 0, MOST, 0));
-      const count = JSON.parse(text) as Partial<SizeCount>;
-      const body = Buffer.from(JSON.stringify({ ...count, at: 0 }).padEnd(Math.max(WIDTH, text.length), ' '));
-      writeSync(fd, body, 0, body.length, 0);
+      // (Not through a symlink; a FIFO fails at once with ENXIO instead of waiting for a reader.)
+      closeSync(openSync(this.leftoversMark, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600));
     } catch {
-      // no count yet, or not one of ours: the next batch counts the files anyway
-    } finally {
-      if (fd !== undefined) closeSync(fd);
+      // no cache folder yet (its first count takes them all), or a name we do not write through
     }
+  }
+
+  /** Whether leftovers changed since the last count of them (markLeftovers): one stat, synchronous where fast. */
+  leftoversMarked(): Promise<boolean> {
+    return this.fs.stat(this.leftoversMark).then(() => true, () => false);
+  }
+
+  /** Before a count of the leftovers, under the size lock: a mark made while it runs stays for the next one. */
+  async clearLeftoversMark(): Promise<void> {
+    await unlink(this.leftoversMark).catch(() => undefined);
   }
 
   async close(): Promise<void> {

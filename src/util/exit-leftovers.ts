@@ -48,6 +48,15 @@ export function atExit(action: () => void): () => void {
   return () => lastActions.delete(action);
 }
 
+/** Synchronous actions for once the listed files are removed (a mark that others must find with our locks gone). */
+const endActions = new Set<() => void>();
+
+/** Runs `action` (synchronous; its failure is ignored) at the exit, after the listed files are removed; also when added then. */
+export function atExitEnd(action: () => void): void {
+  hookExit();
+  endActions.add(action);
+}
+
 /** Has removeLeftoversNow run at the process's exit (once, whoever asks first). */
 function hookExit(): void {
   if (hooked) return;
@@ -55,12 +64,14 @@ function hookExit(): void {
   process.once('exit', removeLeftoversNow);
 }
 
-/** Runs the atExit actions, then removes every listed file now (the process is about to end). Never throws. */
+/** Runs the atExit actions, then removes every listed file now, then runs the atExitEnd ones (the process is about to end). Never throws. */
 export function removeLeftoversNow(): void {
   for (const action of lastActions) safely(() => (action(), true));
   lastActions.clear();
   for (const [file, stillOurs] of listed) if (!stillOurs || safely(stillOurs)) removeQuietly(file);
   listed.clear();
+  for (const action of endActions) safely(() => (action(), true));
+  endActions.clear();
 }
 
 /** What `ask` says; false if it throws (the exit goes on). */

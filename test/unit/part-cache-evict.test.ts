@@ -17,6 +17,7 @@ import { PartCache } from '../../src/cache/part-cache.js';
 import { checksumKey } from '../../src/format/checksum.js';
 import type { VerifiedCopy } from '../../src/sources/verified-copy.js';
 import { ownerTag, pidStopped } from '../../src/util/pid.js';
+import { removeLeftoversNow } from '../../src/util/exit-leftovers.js';
 import { hashWholeFile, md5sum } from '../helpers/hash.js';
 import { cacheFiles, waitFor } from '../helpers/network.js';
 
@@ -242,6 +243,32 @@ test('a leftover a writer leaves, or takes up, is counted again at the next comm
   await begun.writer.fh.write(bytes, 0, bytes.length, 0);
   assert.ok(await begun.writer.commit([['md5', md5sum(bytes)]]));
   assert.equal(other.stats().bytes, 4 * MB, 'the part and the resumed part, the leftover not counted beside it');
+});
+
+test('a leftover left as the process ends is counted by the next commit of another process, also when a batch of another process wrote back its count meanwhile', async () => {
+  // Found by a review: the end's mark was written into the count itself, without the size lock, and a batch under way
+  // elsewhere wrote back the count it had read: the leftover was left out for a minute, the limit passed by its size.
+  const dir = path.join(work, `${++dirs}-exit`);
+  const ending = new PartCache({ dir, maxBytes: 4 * MB, hashFile });
+  await store(ending, 70);
+  const bytes = randomBytes(3 * MB);
+  const begun = await ending.begin('parts', 'md5', md5sum(bytes).toString('hex'), undefined, true);
+  assert.ok('writer' in begun);
+  await begun.writer.fh.write(bytes, 0, 2 * MB, 0);
+  begun.writer.keepWritten(() => 2 * MB);
+  const ledger = path.join(dir, 'parts', 'size.json');
+  const readByOther = await readFile(ledger, 'utf8'); // (a batch of another process, under way: it read the count)
+  removeLeftoversNow(); // (the process's end, as at a Ctrl-C: the file is cut and kept, the locks go)
+  await writeFile(ledger, readByOther); // (that batch ends: it writes back the count it read)
+  const next = new PartCache({ dir, maxBytes: 4 * MB, hashFile });
+  const tmp = path.join(dir, 'parts', 'tmp');
+  for (const fill of [71, 72]) {
+    await store(next, fill);
+    let held = await cacheBytes(next);
+    for (const f of await readdir(tmp)) if (f.startsWith('resume-') && !f.endsWith('.kept')) held += (await stat(path.join(tmp, f))).size;
+    assert.ok(held <= 4 * MB, `after part ${fill}: ${held} bytes held with the leftover, limit ${4 * MB}`);
+  }
+  await next.close();
 });
 
 test('for a download\'s room, a leftover goes like a part; a writer\'s stopped past its lock\'s life, and a symlink, are neither counted nor removed', async () => {
