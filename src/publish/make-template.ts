@@ -18,6 +18,7 @@ import { CREATOR, writeTemplate, type PartEntry } from './template-writer.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
 import { temporaryPath } from '../util/output-temporary.js';
 import { writeAll } from '../util/write-all.js';
+import { checkOutput } from '../build/output-file.js';
 
 /** make-template (issue 9): image + candidate files → .jigdo + .template, as jigdo-file writes them. */
 export interface MakeTemplateOptions {
@@ -66,13 +67,32 @@ async function checkImage(image: string): Promise<number> {
   });
 }
 
+/**
+ * Refuses outputs that would replace what must stay: one another (the same name), an existing file unless --force, and
+ * never a device, a pipe or a folder, nor the image or the file to merge (build/output-file.ts checkOutput, as make-image
+ * refuses them; before, `--force` put a regular file in place of `-j /dev/null` and the template over the image read).
+ */
 async function checkOutputs(opts: MakeTemplateOptions): Promise<void> {
   if (path.resolve(opts.jigdo) === path.resolve(opts.template)) throw new JigdoError(opts.jigdo, 'the .jigdo and the .template would be the same file');
-  if (opts.force) return;
+  const inputs = [{ what: 'image', path: opts.image }, ...(opts.merge ? [{ what: 'file to merge', path: opts.merge }] : [])];
+  for (const out of [opts.jigdo, opts.template]) await checkOutput(out, inputs, opts.force, 'the template is made of');
+}
+
+/**
+ * Throws for a candidate that is one of the outputs (by its identity, as the walk found it: the user's file would be
+ * replaced by the template), whatever its size; made before the walk, from the outputs that exist.
+ */
+async function candidateIsOutput(opts: MakeTemplateOptions): Promise<(c: Candidate) => void> {
+  const outputs = new Map<string, string>();
   for (const out of [opts.jigdo, opts.template]) {
-    const exists = await stat(fsPath(out)).then(() => true, () => false);
-    if (exists) throw new JigdoError(out, 'exists already (use --force to overwrite it)');
+    const st = await stat(fsPath(out)).catch(() => undefined);
+    if (st) outputs.set(`${st.dev}:${st.ino}`, out);
   }
+  return (c) => {
+    const out = outputs.size > 0 ? outputs.get(`${c.identity.dev}:${c.identity.ino}`) : undefined;
+    if (out === undefined) return;
+    throw new JigdoError(out, `is one of the candidate files${path.resolve(out) === path.resolve(c.path) ? '' : ` (${shown(c.path)}: the same file)`}: not written`);
+  };
 }
 
 async function mergeLines(file: string | undefined): Promise<string[]> {
@@ -93,10 +113,11 @@ interface Usable {
 }
 
 /** The candidates' sums, read as the walk finds them (the walk runs on its own thread, ahead of the reads). */
-async function candidateSums(opts: MakeTemplateOptions, listing: Listing, index: HashIndex, scanner: Scanner): Promise<Usable & { reads: number }> {
+async function candidateSums(opts: MakeTemplateOptions, listing: Listing, index: HashIndex, scanner: Scanner, check: (c: Candidate) => void): Promise<Usable & { reads: number }> {
   const source = new SumSource(index, scanner, opts.kind, opts.minLength, opts.warn, (c) => opts.progress.add(c.size));
   opts.progress.start('checksums of candidate files', 0); // (the total grows as the walk goes on)
   for await (const group of listing.groups) {
+    group.forEach(check);
     const usable = group.filter((c) => c.size >= opts.minLength);
     opts.progress.grow(usable.reduce((n, c) => n + c.size, 0));
     await source.add(usable);
@@ -213,7 +234,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
     listing = await listCandidates(opts.files, opts.warn);
     const stamp = await stampOf(image);
     const index = await loadMakeTemplateIndex(opts.cacheDir);
-    const all = await candidateSums(opts, listing, index, scanner);
+    const all = await candidateSums(opts, listing, index, scanner, await candidateIsOutput(opts));
     const kept = withoutDuplicates(all.candidates.map((c) => c.size), all.sums.map((s) => s.confirm.toString('hex')));
     const u: Usable = { candidates: kept.map((i) => all.candidates[i]!), sums: kept.map((i) => all.sums[i]!) };
     // Saved while the image is scanned (on the workers): ~1 s of the main thread for a 100,000-file tree.

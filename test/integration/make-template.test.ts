@@ -409,6 +409,36 @@ describe('make-template on its own', () => {
     assert.equal(await readFile(path.join(dir, 'y.template'), 'utf8'), 'old', 'the old template stays');
   });
 
+  test('--force never replaces a device, a pipe, the image or a candidate file: one line, exit 1, each left as it was', async () => {
+    // Found by a probe: a rename put a regular file in place of `-j /dev/full` (as root, the system's), of a FIFO, of the
+    // image read, and of a candidate part. make-image refused those already (build/output-file.ts).
+    const dir = path.join(work, 'force-out');
+    await mkdir(dir, { recursive: true });
+    const fifo = path.join(dir, 'pipe');
+    spawnSync('mkfifo', [fifo]);
+    const link = path.join(dir, 'a-link.bin');
+    await sh('ln', [path.join(work, 'tree/pool/a.bin'), link]); // (a hard link: the same file under another name)
+    const make = (j: string, t: string): Promise<CliResult> =>
+      runCli(['make-template', 'img.raw', 'tree/pool', '-j', j, '-t', t, '--force', '--cache-dir', cache], { cwd: work, timeoutMs: 30_000 });
+    const image = await readFile(path.join(work, 'img.raw'));
+    const part = await readFile(path.join(work, 'tree/pool/a.bin'));
+    assertCleanFailure(await make(fifo, path.join(dir, 'x.template')), fifo, /not a regular file/);
+    assertCleanFailure(await make(path.join(dir, 'x.jigdo'), 'img.raw'), 'img.raw', /is the image the template is made of/);
+    assertCleanFailure(await make('tree/pool/a.bin', path.join(dir, 'x.template')), 'tree/pool/a.bin', /is one of the candidate files: not written/);
+    assertCleanFailure(await make(path.join(dir, 'x.jigdo'), link), link, /one of the candidate files \(.*a\.bin: the same file\)/);
+    if (process.getuid?.() === 0) {
+      const dev = path.join(dir, 'null');
+      spawnSync('mknod', ['-m', '666', dev, 'c', '1', '3']);
+      assertCleanFailure(await make(dev, path.join(dir, 'x.template')), dev, /not a regular file/);
+      assert.ok((await stat(dev)).isCharacterDevice(), 'the device stays');
+    }
+    assert.ok((await stat(fifo)).isFIFO(), 'the pipe stays');
+    assert.ok((await readFile(path.join(work, 'img.raw'))).equals(image), 'the image stays');
+    assert.ok((await readFile(path.join(work, 'tree/pool/a.bin'))).equals(part), 'the candidate stays');
+    assert.deepEqual((await readdir(dir)).sort(), ['a-link.bin', ...(process.getuid?.() === 0 ? ['null'] : []), 'pipe'], 'no output, no temporary file');
+    await rm(link);
+  });
+
   test('a run killed between renaming its template and its .jigdo into place: the next run renames that .jigdo too; other leftovers go', async () => {
     const dir = path.join(work, 'killed');
     await mkdir(dir, { recursive: true });
