@@ -55,8 +55,10 @@ export async function main(given: string[]): Promise<number> {
       process.stderr.write(`jigdofs: ${quoted(err.message)}\n`);
       return 2;
     }
-    const message = err instanceof JigdoError ? err.message : errorMessage(err);
-    process.stderr.write(`jigdofs: ${quoted(message.split('\n')[0]!)}\n`); // non-UTF-8 name bytes and controls as \xNN
+    // Non-UTF-8 name bytes and controls as \xNN. Ours whole (a name's newline is \x0a: cut there, the name and the reason
+    // after it were lost); another's first line (a tool's own messages may run on).
+    const message = err instanceof JigdoError ? err.message : errorMessage(err).split('\n')[0]!;
+    process.stderr.write(`jigdofs: ${quoted(message)}\n`);
     if (process.env.JIGDOFS_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
   }

@@ -228,6 +228,18 @@ test('a template that is not there, or is a folder', async () => {
   assertCleanFailure(c!, path.join(dir, 'nowhere.template'), /not found/);
 });
 
+test('a name with a newline is shown whole in the one line, the newline as \\x0a, with the reason after it', async () => {
+  // Found by a probe: the line was cut at the newline, so both the rest of the name and the reason were lost.
+  const dir = path.join(work, 'newline-names');
+  await mkdir(dir, { recursive: true });
+  const [a, b] = await Promise.all([
+    cli(['info', path.join(dir, 'no\nsuch.jigdo')]),
+    cli(['info', sample('jf-md5-gzip.jigdo'), '--template', path.join(dir, 'bad\nt.template')]),
+  ]);
+  assertCleanFailure(a!, `${dir}/no\\x0asuch.jigdo`, /: file not found$/);
+  assertCleanFailure(b!, `${dir}/bad\\x0at.template`, /not found/);
+});
+
 // ---------------------------------------------------------------------------------------------
 // .jigdo files
 
