@@ -35,8 +35,22 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * The first error writing standard output (ENOSPC on a full disk), looked at once a command is done: `info > full/x`
+ * said nothing, wrote nothing and exited 0. Not EPIPE: a reader that had enough (`missing | head -1`) is no failure of
+ * a listing (make-image's image to `-o -` says it itself: stream-out.ts).
+ */
+let outputError: NodeJS.ErrnoException | undefined;
+
+/** outputError, once what was written to standard output went out (a write of nothing, queued after it). */
+async function outputFailure(): Promise<NodeJS.ErrnoException | undefined> {
+  if (!outputError) await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  return outputError?.code === 'EPIPE' ? undefined : outputError;
+}
+
 export async function main(given: string[]): Promise<number> {
   const program = buildProgram();
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => (outputError ??= err));
   try {
     // Arguments by their exact bytes (a non-UTF-8 .jigdo path or --local folder): see exact-argv.ts.
     const argv = given === process.argv ? (process.argv = exactArgv(given)) : given;
@@ -47,6 +61,8 @@ export async function main(given: string[]): Promise<number> {
     // `mount` starts its daemon with process.argv: it must see the `jigdofs mount ...` form too.
     if (legacy && argv === process.argv) process.argv = [...argv.slice(0, 2), ...legacy.argv!];
     await program.parseAsync(legacy ? [...argv.slice(0, 2), ...legacy.argv!] : argv);
+    const failed = await outputFailure();
+    if (failed) throw new JigdoError('standard output', `cannot write: ${errorMessage(failed)}`);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;

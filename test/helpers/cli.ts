@@ -40,6 +40,8 @@ export interface CliOptions {
   user?: TestUser;
   /** Run bin/jigdofs as a program, so that its shell line runs as it does for users (default: `node bin/jigdofs`). */
   program?: boolean;
+  /** A file descriptor for the child's standard output (e.g. /dev/full opened), instead of a pipe read into `stdout`. */
+  stdoutFd?: number;
 }
 
 /** One private XDG home per test process: a test that forgets --cache-dir never touches ~/.cache, and no user config applies. */
@@ -62,7 +64,7 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
     const child = spawn(file, argv, {
       cwd: opts.cwd ?? ROOT,
       env: opts.env ?? { ...process.env, XDG_CACHE_HOME: privateCache, XDG_CONFIG_HOME: privateCache, JIGDOFS_DEBUG: '' },
-      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', opts.stdoutFd ?? 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -71,7 +73,7 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
       timedOut = true;
       child.kill('SIGKILL');
     }, timeoutMs);
-    child.stdout!.on('data', (b: Buffer) => out.push(b));
+    child.stdout?.on('data', (b: Buffer) => out.push(b));
     child.stderr!.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e) => {
       clearTimeout(timer);

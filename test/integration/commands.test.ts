@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -442,6 +442,23 @@ test('make-image refuses to overwrite a folder, and cleans up after itself', asy
   const r2 = await cli(['make-image', sample('jf-md5-gzip.jigdo'), '--scan', SAMPLE_PARTS, '-o', path.join(dir, 'no', 'such', 'dir.iso')]);
   assertCleanFailure(r2, path.join(dir, 'no', 'such', 'dir.iso'));
   assert.deepEqual(await listing(dir), ['target']);
+});
+
+test('info, missing and verify to a full disk (/dev/full): one line that standard output cannot be written, exit 1', async () => {
+  // Found by a probe: each exited 0 with nothing written (`info --json > full-disk/info.json`).
+  const full = openSync('/dev/full', 'w');
+  try {
+    const jigdo = path.join(SAMPLES, 'jf-md5-gzip.jigdo');
+    const runs = [['info', jigdo], ['info', jigdo, '--json'], ['missing', jigdo], ['verify', jigdo, path.join(SAMPLES, 'image.iso')]];
+    for (const args of runs) {
+      const r = await runCli([...args, '--offline'], { stdoutFd: full });
+      assert.equal(r.code, 1, `${args.join(' ')}: ${describeRun(r)}`);
+      const lines = r.stderr.split('\n').filter((l) => l.startsWith('jigdofs: standard output'));
+      assert.deepEqual(lines, ['jigdofs: standard output: cannot write: ENOSPC: no space left on device, write'], `${args.join(' ')}: ${r.stderr}`);
+    }
+  } finally {
+    closeSync(full);
+  }
 });
 
 test('usage errors exit 2', async () => {
