@@ -26,6 +26,13 @@ const inflateAsync = promisify(inflate);
  */
 const INFLATE_HERE = 64 * 1024;
 
+/** The decompression stopped at the part header's length (zlib's maxOutputLength; the bzip2 worker's output buffer). */
+function inflatesPast(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || /BZ_OUTBUFF_FULL/.test(errorMessage(err));
+}
+
+const tooLong = (chunk: RawChunk): string => `decompresses to more than the ${chunk.uncompressedLength} bytes its part header says`;
+
 function inflateChunk(payload: Buffer, opts: { maxOutputLength: number; chunkSize: number }): Promise<Buffer> {
   const small = opts.maxOutputLength <= INFLATE_HERE + 1 && payload.length <= INFLATE_HERE;
   return small ? Promise.resolve(inflateSync(payload, opts)) : inflateAsync(payload, opts);
@@ -203,7 +210,8 @@ export class TemplateData {
           ? await inflateChunk(payload, { maxOutputLength: chunk.uncompressedLength + 1, chunkSize: outputBufferSize(chunk) })
           : await this.opts.pool.bunzip2(payload, chunk.uncompressedLength);
     } catch (err) {
-      throw this.corrupt(chunk, `corrupt ${chunk.compression} data (${errorMessage(err)})`);
+      // (More bytes than the header says stops the decompression: said so, not as zlib's buffer limit or BZ_OUTBUFF_FULL.)
+      throw this.corrupt(chunk, inflatesPast(err) ? tooLong(chunk) : `corrupt ${chunk.compression} data (${errorMessage(err)})`);
     }
     if (data.length !== chunk.uncompressedLength) {
       throw this.corrupt(chunk, `decompressed to ${data.length} bytes instead of ${chunk.uncompressedLength}`);
@@ -284,7 +292,7 @@ export class TemplateData {
       })();
       feed.catch((err: unknown) => inflater.destroy(err as Error));
       for await (const block of inflater as AsyncIterable<Buffer>) {
-        if (spill.progress + block.length > chunk.uncompressedLength) throw new Error('more data than the part header says');
+        if (spill.progress + block.length > chunk.uncompressedLength) throw this.corrupt(chunk, tooLong(chunk));
         if (!(block.length === zero.length && block.equals(zero))) await handle.write(block, 0, block.length, spill.progress).catch(cannotWrite);
         spill.progress += block.length;
         this.stats.bytesInflated += block.length;
