@@ -21,7 +21,7 @@ export class JigdoError extends Error {
 const MAX_PROBLEM = 600;
 
 /** `text` with its middle cut out when too long: the start (what) and the end (why) stay, on one line. */
-function elided(text: string): string {
+export function elided(text: string): string {
   if (text.length <= MAX_PROBLEM) return text;
   const head = text.slice(0, 300).replace(/[\ud800-\udbff]$/, ''); // never half a surrogate pair
   const tail = text.slice(-200).replace(/^[\udc00-\udfff]/, '');

@@ -2,7 +2,7 @@ import { ConfigLineParser, splitWords, type ConfigEvent } from './configfile.js'
 import { decodeB64 } from './base64.js';
 import { decodeBytes, quoted } from './byte-string.js';
 import { kindOfKey, type ChecksumKind } from './checksum.js';
-import { JigdoError, errorMessage } from './errors.js';
+import { JigdoError, elided, errorMessage } from './errors.js';
 import { gunzipMembers } from './gzip-members.js';
 import { describeLocation, resolveReference, type Location } from './location.js';
 
@@ -300,7 +300,7 @@ class JigdoBuilder {
   }
 
   warn(line: string): void {
-    if (this.warnings.length < MAX_WARNINGS) this.warnings.push(line);
+    if (this.warnings.length < MAX_WARNINGS) this.warnings.push(elided(line)); // (a line may quote a huge value whole)
     else this.unwarned++;
   }
 

@@ -205,6 +205,15 @@ test('[Parts] lines with a non-canonical or unknown key are skipped with a warni
   assert.equal(j.warnings.length, 2);
 });
 
+test('a warning that quotes a huge line keeps its start and end, not 900 KB of it', async () => {
+  // Found by a probe: `info` echoed a 900 KB [Parts] line whole as one Warning: line.
+  const huge = `${'x'.repeat(900_000)}=A:y`;
+  const j = await parseText(`[Image]\nFilename=i\nTemplate=t\n[Parts]\n${huge}\n`);
+  assert.equal(j.warnings.length, 1);
+  assert.ok(j.warnings[0]!.length < 1000, `${j.warnings[0]!.length} characters`);
+  assert.match(j.warnings[0]!, /line 5: .*"xxx+…\(\d+ characters\)…x+"$/);
+});
+
 test('Version: 1.x and 2.x are read; Version=3.0 is refused (spec §4.3)', async () => {
   const body = '[Image]\nFilename=i\nTemplate=t\n';
   assert.deepEqual((await parseText(`[Jigdo]\nVersion=1.1\n${body}`)).version, { major: 1, minor: 1 });
