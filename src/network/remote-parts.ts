@@ -184,10 +184,15 @@ async function temporaryGone(tmp: string): Promise<boolean> {
  * (`ftp://`, which [Servers] may name) are not fetched; anything else starts with a label no [Servers] line defines.
  */
 function unresolvedWhy(unresolved: string[]): string {
-  const otherScheme = unresolved.filter((t) => /^[a-z][a-z0-9+.-]*:\/\//i.test(t));
-  const labels = unresolved.filter((t) => !otherScheme.includes(t));
+  const urls = unresolved.filter((t) => /^[a-z][a-z0-9+.-]*:\/\//i.test(t));
+  // (An http:// one that is here was refused as a URL: `http://host:99999/`, `http://[::1/`.)
+  const invalid = urls.filter((t) => /^https?:/i.test(t));
+  const otherScheme = urls.filter((t) => !invalid.includes(t));
+  const labels = unresolved.filter((t) => !urls.includes(t));
+  const said = (list: string[], why: string): string[] => (list.length ? [`${list.slice(0, 3).map(shown).join(', ')}: ${why}`] : []);
   return [
-    ...(otherScheme.length ? [`${otherScheme.slice(0, 3).map(shown).join(', ')}: only http:// and https:// URLs are fetched`] : []),
-    ...(labels.length ? [`${labels.slice(0, 3).map(shown).join(', ')}: label not defined`] : []),
+    ...said(invalid, 'not a valid URL'),
+    ...said(otherScheme, 'only http:// and https:// URLs are fetched'),
+    ...said(labels, 'label not defined'),
   ].join('; ');
 }

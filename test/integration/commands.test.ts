@@ -461,6 +461,18 @@ test('info, missing and verify to a full disk (/dev/full): one line that standar
   }
 });
 
+test('a part whose only URLs are an invalid http:// one and an ftp:// one: each is named with its own reason', async () => {
+  // Found by a probe: `http://127.0.0.1:99999/` was said to be refused as not http:// or https://.
+  const dir = path.join(work, 'bad-urls');
+  await mkdir(dir, { recursive: true });
+  const text = readFileSync(path.join(SAMPLES, 'jf-md5-gzip.jigdo'), 'utf8').replace(/^Parts=.*$/m, 'Parts=http://127.0.0.1:99999/\nParts=ftp://x.example/');
+  await writeFile(path.join(dir, 'x.jigdo'), text);
+  await copyFile(path.join(SAMPLES, 'jf-md5-gzip.template'), path.join(dir, 'jf-md5-gzip.template'));
+  const r = await runCli(['make-image', path.join(dir, 'x.jigdo'), '-o', path.join(dir, 'x.iso'), '--cache-dir', path.join(dir, 'cache')]);
+  assert.equal(r.code, 1, describeRun(r));
+  assert.match(r.stderr, /http:\/\/127\.0\.0\.1:99999\/a\.bin: not a valid URL; ftp:\/\/x\.example\/a\.bin: only http:\/\/ and https:\/\/ URLs are fetched/);
+});
+
 test('usage errors exit 2', async () => {
   const cases = [['info'], ['bogus-command'], ['info', sample('jf-md5-gzip.jigdo'), '--memory', 'lots'], ['verify', sample('jf-md5-gzip.jigdo')]];
   const results = await Promise.all(cases.map((args) => cli(args)));
