@@ -75,7 +75,12 @@ async function checkImage(image: string): Promise<number> {
 async function checkOutputs(opts: MakeTemplateOptions): Promise<void> {
   if (path.resolve(opts.jigdo) === path.resolve(opts.template)) throw new JigdoError(opts.jigdo, 'the .jigdo and the .template would be the same file');
   const inputs = [{ what: 'image', path: opts.image }, ...(opts.merge ? [{ what: 'file to merge', path: opts.merge }] : [])];
-  for (const out of [opts.jigdo, opts.template]) await checkOutput(out, inputs, opts.force, 'the template is made of');
+  for (const out of [opts.jigdo, opts.template]) {
+    await checkOutput(out, inputs, opts.force, 'the template is made of');
+    // Now, not after the scan: the .jigdo's folder missing was said of the template, once it was written.
+    const folder = await stat(fsPath(path.dirname(out))).catch((err: unknown) => errorMessage(err));
+    if (typeof folder === 'string' || !folder.isDirectory()) throw new JigdoError(out, `cannot write there: ${typeof folder === 'string' ? folder : `${shown(path.dirname(out))} is not a folder`}`);
+  }
 }
 
 /**
@@ -191,10 +196,13 @@ async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageS
       labels: opts.labels,
       uris: opts.uris,
     });
-    const jf = await open(fsPath(tmpJigdo), 'wx');
+    const cannot = (err: unknown): never => {
+      throw new JigdoError(opts.jigdo, `cannot write the .jigdo: ${shown(errorMessage(err))}`);
+    };
+    const jf = await open(fsPath(tmpJigdo), 'wx').catch(cannot);
     try {
-      await writeAll(jf, jigdo, 0);
-      await jf.sync();
+      await writeAll(jf, jigdo, 0).catch(cannot);
+      await jf.sync().catch(cannot);
     } finally {
       await jf.close();
     }

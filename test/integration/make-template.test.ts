@@ -341,6 +341,10 @@ describe('make-template on its own', () => {
     assertCleanFailure(r, 'kept.jigdo', /exists/);
     assert.equal(await readFile(path.join(work, 'kept.jigdo'), 'utf8'), 'old');
     await assert.rejects(stat(path.join(work, 'kept.template')));
+    // Found by a probe: a .jigdo's missing folder was said of the template, once the image was scanned and it was written.
+    const nodir = await runCli(['make-template', 'img.raw', 'tree/pool', '-j', 'nodir/k.jigdo', '-t', 'k.template', '--cache-dir', cache], { cwd: work });
+    assertCleanFailure(nodir, 'nodir/k.jigdo', /cannot write there: ENOENT/);
+    await assert.rejects(stat(path.join(work, 'k.template')));
     const left = (await sh('ls', ['-a'])).split('\n').filter((n) => n.endsWith('.tmp'));
     assert.deepEqual(left, [], 'no temporary files left');
   });
