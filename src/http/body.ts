@@ -45,8 +45,8 @@ export class ResponseWriter {
   private gone = false;
   /** Cut because the client took none of a write for `sendMs` (a client that stopped reading holds a slot). */
   stalled = false;
-  /** Writes waiting for their callback. */
-  private readonly pending = new Set<(err: Error) => void>();
+  /** Writes waiting for their callback: each one's rejection, and what stops its stall clock. */
+  private readonly pending = new Map<(err: Error) => void, () => void>();
 
   constructor(
     private readonly res: ServerResponse,
@@ -63,7 +63,12 @@ export class ResponseWriter {
   private lose(): void {
     if (this.res.writableFinished || this.gone) return;
     this.gone = true;
-    for (const reject of this.pending) reject(new ClientGone('client gone'));
+    // The clocks too: a write whose socket was destroyed may never be called back (Node 20 drops it), and its clock held
+    // the response and its buffers for --send-timeout (60 s), whatever --max-clients says (512 KiB per client gone).
+    for (const [reject, stop] of this.pending) {
+      stop();
+      reject(new ClientGone('client gone'));
+    }
     this.pending.clear();
   }
 
@@ -82,17 +87,20 @@ export class ResponseWriter {
   write(chunk: Buffer | string): Promise<void> {
     if (this.closed) return Promise.reject(new ClientGone('client gone'));
     return new Promise<void>((resolve, reject) => {
-      this.pending.add(reject);
       // The clock runs from the response's turn on its connection (one queued behind another waits for that).
       let stall: NodeJS.Timeout | undefined;
       const arm = (): void => void (stall = setTimeout(() => this.cut(), this.sendMs).unref());
+      const stop = (): void => {
+        clearTimeout(stall);
+        this.res.off('socket', arm);
+      };
+      this.pending.set(reject, stop);
       if (Number.isFinite(this.sendMs)) {
         if (this.res.socket) arm();
         else this.res.once('socket', arm);
       }
       this.res.write(chunk, (err) => {
-        clearTimeout(stall);
-        this.res.off('socket', arm);
+        stop();
         this.pending.delete(reject);
         if (err || this.gone) reject(new ClientGone('client gone'));
         else resolve();
