@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ServedImage } from './served-image.js';
+import { parseHttpDate } from '../format/http-date.js';
 
 /** The entity tags of an `If-None-Match` / `If-Match` list (`*` kept as is). */
 function tagList(header: string): string[] {
@@ -9,11 +10,9 @@ function tagList(header: string): string[] {
 /** Weak comparison (RFC 9110 §8.8.3.2), as If-None-Match uses: `W/` is ignored on either side. */
 const weakEqual = (a: string, b: string): boolean => a.replace(/^W\//, '') === b.replace(/^W\//, '');
 
-/** A date header, or undefined when absent or not a date. */
+/** A date header, or undefined when absent or not an HTTP-date (then it is ignored: RFC 9110 §13.1.3, §13.1.4). */
 function dateHeader(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const t = Date.parse(value);
-  return Number.isNaN(t) ? undefined : t;
+  return value === undefined ? undefined : parseHttpDate(value);
 }
 
 /**

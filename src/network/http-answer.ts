@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { FetchError } from './fetch-error.js';
+import { parseHttpDate } from '../format/http-date.js';
 
 /**
  * What an HTTP answer means for us, from its status line and headers alone: a failure (and of which kind),
@@ -65,10 +66,8 @@ export function retryAfterMs(value: string | string[] | undefined, now = Date.no
   if (typeof value !== 'string') return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
-  // An HTTP date (IMF-fixdate, RFC 850 or asctime: a day name first, a time of day inside); Date.parse alone takes "1.5".
-  // (asctime states no zone: it is GMT, not the local time Date.parse would take.)
-  const date = /^[A-Za-z]{3,9},? .*\b\d\d:\d\d:\d\d\b/.test(text) ? Date.parse(/GMT|UTC/.test(text) ? text : `${text} GMT`) : NaN;
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+  const date = parseHttpDate(text); // (Date.parse alone takes "1.5")
+  return date === undefined ? undefined : Math.max(0, date - now);
 }
 
 /**

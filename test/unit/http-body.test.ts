@@ -15,7 +15,7 @@ test('a client that hangs up mid-body, with a second request queued on its conne
   // held the response and its 256 KiB buffers: 36,000 such clients took a server from 50 to 156 MB, for a minute.
   const held: Array<WeakRef<ServerResponse>> = [];
   let ended = 0;
-  const server = createServer((req, res) => {
+  const server = createServer((_req, res) => {
     held.push(new WeakRef(res));
     const out = new ResponseWriter(res, 60_000);
     void (async () => {

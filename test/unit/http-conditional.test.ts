@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { notModified } from '../../src/http/conditional.js';
+import { notModified, preconditionFailed, rangeApplies } from '../../src/http/conditional.js';
 import { servedImages } from '../../src/http/served-image.js';
 import type { ImageSession } from '../../src/engine/session.js';
 
@@ -41,4 +41,29 @@ test('If-Modified-Since: at or after Last-Modified gives 304, unless it is later
   assert.equal(ims('Tue, 02 Jun 2026 00:00:00 GMT'), false, 'later than now: ignored');
   assert.equal(ims('not a date'), false);
   assert.equal(notModified({ 'if-none-match': '"other"', 'if-modified-since': 'Sun, 01 Mar 2026 00:00:00 GMT' }, image!, now), false);
+});
+
+test('dates: the three HTTP-date forms, all GMT (asctime too, whatever TZ says); anything else is ignored', async () => {
+  // Found by a probe: Date.parse took `2020` (412 to If-Unmodified-Since) and ISO 8601 (304), and read asctime in the
+  // server's local time (a client an hour stale got 304).
+  const tz = process.env.TZ;
+  process.env.TZ = 'America/New_York';
+  try {
+    const [image] = await servedImages([sessionOf('/nonexistent/x.template')], new Date('2026-12-07T10:35:20Z'));
+    const now = Date.parse('2026-12-08T00:00:00Z');
+    const ims = (d: string) => notModified({ 'if-modified-since': d }, image!, now);
+    assert.equal(ims('Mon, 07 Dec 2026 10:35:20 GMT'), true);
+    assert.equal(ims('Monday, 07-Dec-26 10:35:20 GMT'), true);
+    assert.equal(ims('Mon Dec  7 10:35:20 2026'), true);
+    assert.equal(ims('Mon Dec  7 09:35:20 2026'), false, 'asctime an hour before Last-Modified');
+    for (const notADate of ['2026-12-07T11:00:00Z', '2027', '0', 'Mon, 07 Dec 2026 10:35:20', 'Mon, 31 Feb 2026 10:35:20 GMT']) {
+      assert.equal(ims(notADate), false, notADate);
+      assert.equal(preconditionFailed({ 'if-unmodified-since': notADate }, image!), false, notADate);
+    }
+    assert.equal(preconditionFailed({ 'if-unmodified-since': 'Sun, 06 Dec 2026 10:35:20 GMT' }, image!), true);
+    assert.equal(rangeApplies({ 'if-range': 'Mon Dec  7 10:35:20 2026' }, image!), true, 'If-Range with the date in asctime');
+  } finally {
+    if (tz === undefined) delete process.env.TZ;
+    else process.env.TZ = tz;
+  }
 });
