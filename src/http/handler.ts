@@ -42,9 +42,11 @@ function count(ctx: ServeContext, status: number): void {
 /** A short answer with a text body (errors, 304, 416, listings). */
 function reply(ctx: ServeContext, res: ServerResponse, status: number, headers: Record<string, string>, body = '', head = false): void {
   count(ctx, status);
-  const withBody = status !== 304 && body !== '';
-  res.writeHead(status, withBody ? { 'Content-Length': String(Buffer.byteLength(body)), ...headers } : headers);
-  res.end(head || !withBody ? undefined : body);
+  // Its length also when empty (412, 416): without it Node sent an empty GET answer chunked, unlike its HEAD, and closed
+  // an HTTP/1.0 keep-alive connection after it. (A 304 has no body, and a length it states would be the image's.)
+  const sized = status !== 304;
+  res.writeHead(status, sized ? { 'Content-Length': String(Buffer.byteLength(body)), ...headers } : headers);
+  res.end(head || !sized || body === '' ? undefined : body);
 }
 
 /** The headers every answer about an image carries. */
@@ -160,6 +162,8 @@ function requestPath(target: string): string | undefined {
 export async function handleRequest(ctx: ServeContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   ctx.stats.requests++;
   if (req.method !== 'GET' && req.method !== 'HEAD') return reply(ctx, res, 405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }, 'only GET and HEAD\n');
+  // More than one Host line: which host is meant is unknown, and a proxy in front may have read the other (RFC 9112 §3.2).
+  if ((req.headersDistinct.host?.length ?? 0) > 1) return reply(ctx, res, 400, { 'Content-Type': 'text/plain' }, 'more than one Host header\n', req.method === 'HEAD');
   const pathname = requestPath(req.url ?? '/');
   if (pathname === undefined) return reply(ctx, res, 400, { 'Content-Type': 'text/plain' }, 'bad request target\n', req.method === 'HEAD');
   if (pathname === '/') return serveListing(ctx, req, res);

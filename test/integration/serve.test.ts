@@ -126,6 +126,13 @@ describe('jigdofs serve', () => {
     const r = await curl(['-r', `${n}-${n + 10}`, url]);
     assert.equal(r.code, 416);
     assert.equal(r.headers.get('content-range'), `bytes */${n}`);
+    // Its length stated, 0, as for HEAD (found by a probe: the empty GET answer came chunked).
+    for (const method of ['GET', 'HEAD']) {
+      const empty = await httpGet(url, { Range: `bytes=${n}-` }, method);
+      assert.equal(empty.status, 416);
+      assert.equal(empty.headers['content-length'], '0', method);
+      assert.equal(empty.headers['transfer-encoding'], undefined, method);
+    }
     const bad = await curl(['-H', 'Range: bytes=oops', url]);
     assert.equal(bad.code, 200);
     assert.equal(md5hex(bad.body), v.imageMd5);
@@ -193,6 +200,21 @@ describe('jigdofs serve', () => {
     assert.equal(r.code, 206);
     assert.ok(r.body.equals(image.subarray(0, 100)));
     assert.equal((await curl(['-x', server.url, 'http://jigdo.example/nope.iso'])).code, 404);
+  });
+
+  test('two Host lines: 400 (RFC 9112 §3.2), the image not served', async () => {
+    // Found by a probe: Node passes both, and the image was served (206) whichever host was meant.
+    const { port } = new URL(server.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const sock = connect({ host: '127.0.0.1', port: Number(port) });
+      sock.on('data', (d: Buffer) => chunks.push(d));
+      sock.on('error', reject);
+      sock.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+      sock.end('GET /image.iso HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nRange: bytes=0-9\r\nConnection: close\r\n\r\n');
+    });
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /more than one Host header/);
   });
 
   test('a client that half-closes once its requests are sent (nc -N, a script) gets every answer whole', async () => {
