@@ -366,4 +366,21 @@ describe('jigdofs serve: lifecycle', () => {
     assert.match(s.log(), /stopped/);
     await truncate(path.join(work, 'slow.iso'), 0);
   });
+
+  test('a second SIGTERM while it drains cuts the responses under way at once, and says so (not "after 30 s")', async () => {
+    const slowMirror = await startMirror({ root: fx.tree, latencyMs: 3000 });
+    after(() => slowMirror.close());
+    const jigdo = await jigdoWithServers(v, [partsUri(slowMirror)], path.join(work, 'life2'));
+    const s = await startServe([jigdo, '--cache-dir', path.join(work, 'cache-life2')]);
+    servers.push(s);
+    const slow = execFileP('curl', ['-sS', '-o', path.join(work, 'slow2.iso'), `${s.url}image.iso`]).catch(() => undefined);
+    await waitFor(() => slowMirror.requests.length > 0, 10_000, 'the first part request');
+    void s.stop('SIGTERM');
+    await waitFor(async () => /stopping \(SIGTERM\)/.test(s.log()), 5_000, 'the drain');
+    const code = await s.stop('SIGTERM');
+    await slow;
+    assert.equal(code, 0);
+    assert.match(s.log(), /drain: 1 response\(s\) still running at a second signal, \d+\.\d s in, cut off/);
+    assert.doesNotMatch(s.log(), /after 30 s/);
+  });
 });
