@@ -1,7 +1,8 @@
-import { stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import { fsPath, quoted } from '../format/byte-string.js';
 import { Option, type Command } from 'commander';
-import { UsageError } from '../format/errors.js';
+import { UsageError, errorMessage } from '../format/errors.js';
 import { defaultCacheDir } from '../engine/cache-dir.js';
 import type { SourceOptions } from '../engine/session.js';
 import type { LocalTree } from '../sources/local-sources.js';
@@ -68,28 +69,34 @@ function parseMirrors(values: string[]): Map<string, string[]> {
   return out;
 }
 
-/** How long a source path's stat may take before it counts as there (a hung NFS server, a stopped FUSE daemon). */
+/** How long a source path's look may take before it counts as fine (a hung NFS server, a stopped FUSE daemon). */
 const PATH_LOOK_MS = 500;
 
-/** False only when `p` is not there (ENOENT, ENOTDIR); a look that errs otherwise, or takes too long, says nothing. */
-function pathThere(p: string): Promise<boolean> {
-  const look = stat(fsPath(p)).then(
-    () => true,
-    (err: NodeJS.ErrnoException) => err.code !== 'ENOENT' && err.code !== 'ENOTDIR',
-  );
+/**
+ * What is wrong with a source path, or undefined: not there (ENOENT, ENOTDIR), not a folder where one is wanted, or not
+ * readable (EACCES: every part under it was "not in the cache", its cause unsaid). A look that takes too long says nothing.
+ */
+function pathProblem(p: string, folder: boolean): Promise<string | undefined> {
+  const look = (async (): Promise<string | undefined> => {
+    const st = await stat(fsPath(p)).catch((err: NodeJS.ErrnoException) => err);
+    if (st instanceof Error) return st.code === 'ENOENT' || st.code === 'ENOTDIR' ? (folder ? 'no such folder' : 'no such file or folder') : `cannot be read: ${errorMessage(st)}`;
+    if (folder && !st.isDirectory()) return 'not a folder';
+    if (!st.isDirectory()) return undefined; // (a file, a device or a pipe: the scan itself says what it makes of it)
+    return access(fsPath(p), constants.R_OK | constants.X_OK).then(() => undefined, (err: unknown) => `cannot be read: ${errorMessage(err)}`);
+  })();
   // Never a synchronous stat: on a hung file system it never returns (a mount with such a --scan never did).
-  return valueWithin(look, PATH_LOOK_MS, true);
+  return valueWithin(look, PATH_LOOK_MS, undefined);
 }
 
 /**
- * Warnings for the --local folders (and, with `scan`, the --scan paths) that are not there: a typo kept a source out
- * without a word (--scan's own line went only to a background mount's log).
+ * Warnings for the --local folders (and, with `scan`, the --scan paths) that are not there, not folders, or cannot be
+ * read: a typo or a permission kept a source out without a word (--scan's own line went only to a background mount's log).
  */
-export async function missingSourcePaths(flags: Pick<SourceFlags, 'local' | 'scan'>, scan: boolean): Promise<string[]> {
-  const local = flags.local.map(parseLocalTree).map((t) => ({ path: t.dir, line: `--local ${t.label}=${t.dir}: no such folder` }));
-  const scans = scan ? flags.scan.map((p) => ({ path: p, line: `--scan ${p}: no such file or folder` })) : [];
-  const there = await Promise.all([...local, ...scans].map((c) => pathThere(c.path)));
-  return [...local, ...scans].filter((_, i) => !there[i]).map((c) => c.line);
+export async function sourcePathProblems(flags: Pick<SourceFlags, 'local' | 'scan'>, scan: boolean): Promise<string[]> {
+  const local = flags.local.map(parseLocalTree).map((t) => ({ path: t.dir, folder: true, name: `--local ${t.label}=${t.dir}` }));
+  const scans = scan ? flags.scan.map((p) => ({ path: p, folder: false, name: `--scan ${p}` })) : [];
+  const problems = await Promise.all([...local, ...scans].map((c) => pathProblem(c.path, c.folder)));
+  return [...local, ...scans].flatMap((c, i) => (problems[i] ? [`${c.name}: ${problems[i]}`] : []));
 }
 
 function parseLocalTree(text: string): LocalTree {

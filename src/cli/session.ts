@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import type { JigdoFile, JigdoImage } from '../format/jigdo.js';
 import { fsPath } from '../format/byte-string.js';
 import { loadJigdo, openImage, selectImage, type ImageSession, type SourceOptions } from '../engine/session.js';
-import { missingSourcePaths, sourceOptions, type SourceFlags } from './options.js';
+import { sourcePathProblems, sourceOptions, type SourceFlags } from './options.js';
 
 /** What a command's session is opened with besides its flags. */
 export interface SessionUse {
@@ -29,7 +29,7 @@ export async function withSession<T>(
   use: SessionUse = {},
 ): Promise<T> {
   const opts = sourceOptions(flags, use);
-  for (const line of await missingSourcePaths(flags, false)) opts.log(line); // (a --scan path not there: the scan says so itself)
+  for (const line of await sourcePathProblems(flags, false)) opts.log(line); // (a --scan path not there: the scan says so itself)
   if (use.warmPool) opts.pool?.warm(); // its first thread starts while the .jigdo and the template are read
   const jigdo = await loadCommandJigdo(jigdoArg, opts);
   const image = selectImage(jigdo, flags.image);

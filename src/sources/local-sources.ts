@@ -2,12 +2,12 @@ import type { Stats } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
-import { FileByteSource } from '../format/bytesource.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { errorMessage } from '../format/errors.js';
 import type { JigdoFile } from '../format/jigdo.js';
 import { LabelMap, partCandidates, splitLabel } from '../format/resolve.js';
-import { parseDesc, type Desc, type DescEntry } from '../format/template.js';
+import type { Desc } from '../format/template.js';
+import { writtenParts } from './jigdo-lite-tmp.js';
 import type { ImageLayout, PartNeed } from '../image/layout.js';
 import { DiscImages, NOT_SCANNED, type RsyncScan } from './disc-images.js';
 import { identityOfStats, type HashIndex } from './hash-index.js';
@@ -39,12 +39,8 @@ export function pathInside(dir: string, rest: string): string | undefined {
   return full === root || full.startsWith(root + path.sep) ? full : undefined;
 }
 
-/** Same DESC as the template, with written (7/10/4) entries counting as needed (6/9/3): spec §6.2. */
-function sameDesc(a: Desc, b: Desc): boolean {
-  const norm = (e: DescEntry): string =>
-    e.kind === 'part' ? `p${e.offset}:${e.length}:${e.key}` : e.kind === 'raw' ? `r${e.offset}:${e.length}` : `i${e.imageSize}:${e.sum.toString('hex')}`;
-  return a.entries.length === b.entries.length && a.entries.every((e, i) => norm(e) === norm(b.entries[i]!));
-}
+/** Unreadable folders the walk names; past these, only their count. */
+const MAX_UNREADABLE_SAID = 5;
 
 /** A place that may hold a part: a whole file, or a region of a .tmp; `named` when the .jigdo names that place. */
 interface Candidate {
@@ -68,6 +64,8 @@ const placeId = (c: { path: string; offset: number }): string => `${c.path}@${c.
  */
 export class LocalSources {
   private bySize = new Map<number, string[]>();
+  /** Folders the --scan walk could not list (unreadableFolder). */
+  private unreadable = 0;
   private tmpRegions = new Map<string, Array<{ path: string; offset: number }>>();
   private readonly labels: LabelMap;
   private scanned: Promise<void> | undefined;
@@ -109,10 +107,19 @@ export class LocalSources {
     return (this.scanned ??= this.walkAll());
   }
 
+  /**
+   * A folder the walk could not list (EACCES): said, the first few by name, so that the parts under it are not just "not
+   * in the cache"; the count of the others once the walk is over (a --scan of a home folder may hold many).
+   */
+  private unreadableFolder(folder: string, err: unknown): void {
+    if (++this.unreadable <= MAX_UNREADABLE_SAID) this.opts.log?.(`scan: cannot read the folder ${shown(folder)}: ${errorMessage(err)}`);
+  }
+
   private async walkAll(): Promise<void> {
     const sizes = new Set([...this.layout.parts.values()].map((p) => p.length));
     const seen = new Set<string>();
     for (const root of this.opts.scan) await this.walk(path.resolve(root), sizes, seen, 0);
+    if (this.unreadable > MAX_UNREADABLE_SAID) this.opts.log?.(`scan: ${this.unreadable - MAX_UNREADABLE_SAID} more folder(s) could not be read`);
     const scan: RsyncScan = (...a) => this.pool.rsyncScan(...a);
     for (const file of this.opts.scanDeep ?? []) await this.images.deepScan(path.resolve(file), this.templateDesc, scan);
   }
@@ -130,7 +137,10 @@ export class LocalSources {
     seen.add(id);
     if (st.isDirectory()) {
       // Names by their exact bytes: a Latin-1 or CP437 name read as a string would come back as U+FFFD and not open.
-      const raw = await readdir(fsPath(file), { encoding: 'buffer' }).catch(() => [] as Buffer[]);
+      const raw = await readdir(fsPath(file), { encoding: 'buffer' }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') this.unreadableFolder(file, err); // (gone meanwhile: nothing to say)
+        return [] as Buffer[];
+      });
       for (const name of raw.map((b) => decodeBytes(b)).sort()) await this.walk(path.join(file, name), sizes, seen, depth + 1);
       return;
     }
@@ -169,24 +179,13 @@ export class LocalSources {
    * itself (not found in a folder) that does not is said to be of another image, as jigdo-file refuses to reuse it.
    */
   private async addTmpFile(file: string, named: boolean): Promise<void> {
-    const src = await FileByteSource.open(file).catch(() => undefined);
-    if (!src) return;
-    const otherImage = (): void => void (named && this.opts.log?.(`scan: ${shown(file)}: not an unfinished image of this template (jigdo-lite's .tmp of another image or template): not used`));
-    try {
-      const desc = await parseDesc(src);
-      if (desc.start !== this.layout.size || !sameDesc(desc, this.templateDesc)) return otherImage();
-      this.tmpFilesUsed.add(file);
-      for (const e of desc.entries) {
-        if (e.kind !== 'part' || !e.written) continue;
-        const list = this.tmpRegions.get(e.key) ?? [];
-        list.push({ path: file, offset: e.offset });
-        this.tmpRegions.set(e.key, list);
-      }
-    } catch {
-      otherImage(); // (no DESC at its end: not a .tmp of jigdo's at all)
-    } finally {
-      await src.close();
+    const { opened, parts } = await writtenParts(file, this.layout.size, this.templateDesc);
+    if (!parts) {
+      if (opened && named) this.opts.log?.(`scan: ${shown(file)}: not an unfinished image of this template (jigdo-lite's .tmp of another image or template): not used`);
+      return;
     }
+    this.tmpFilesUsed.add(file);
+    for (const { key, offset } of parts) this.tmpRegions.set(key, [...(this.tmpRegions.get(key) ?? []), { path: file, offset }]);
   }
 
   /** The places the .jigdo names for the part (--local trees, `file:` URIs): known without the scan. */
@@ -268,8 +267,7 @@ export class LocalSources {
    * the cache" of a --local file with other bytes, and "changed since it was hashed" of one never hashed as the part.
    */
   private async firstHolding(key: string, need: PartNeed, candidates: Candidate[]): Promise<VerifiedCopy | undefined> {
-    const changed: string[] = [];
-    const wrong: string[] = [];
+    const [changed, wrong, unusable]: [string[], string[], string[]] = [[], [], []];
     for (const c of new Map(candidates.map((c) => [placeId(c), c])).values()) {
       const whole = !this.isTmp(c.path, key);
       const found = await this.check({ file: c.path, offset: c.offset, length: need.length, whole }, key, this.deferring && c.named === true && whole);
@@ -277,12 +275,15 @@ export class LocalSources {
       const lost = this.lost.get(placeId(c));
       // A region a jigdo-lite .tmp says it wrote the part into claims it as surely as a place the .jigdo names.
       const claimed = c.named === true || !whole;
-      if (found?.was === key || (lost?.key === key && lost.changed)) changed.push(c.path);
+      if (found?.problem !== undefined) {
+        if (claimed) unusable.push(`${shown(c.path)} ${found.problem}`); // (EACCES, a FIFO: "not in the cache" said nothing)
+      } else if (found?.was === key || (lost?.key === key && lost.changed)) changed.push(c.path);
       else if (lost?.key === key || (claimed && found !== undefined)) wrong.push(c.path);
     }
     const problems = [
       ...(changed.length > 0 ? [`${changed.map(shown).join(', ')} changed since it was hashed: no longer this part`] : []),
       ...(wrong.length > 0 ? [`${wrong.map(shown).join(', ')} does not hold this part (other bytes)`] : []),
+      ...unusable,
     ];
     if (problems.length > 0) throw new Error(problems.join('; '));
     return undefined;

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
-import { JigdoError } from '../format/errors.js';
+import { JigdoError, errorMessage } from '../format/errors.js';
 import { identityOf, identityOfStats, unchangedSize, type FileIdentity, type HashIndex } from './hash-index.js';
 import type { FileRange } from '../util/worker-protocol.js';
 
@@ -81,6 +81,8 @@ export interface LocalCheck {
   was?: string;
   /** True when the bytes were hashed now (not known from the index). */
   hashed: boolean;
+  /** Why the place could not be looked at (there, but unreadable or not a regular file): named if the .jigdo names it. */
+  problem?: string;
 }
 
 /**
@@ -100,9 +102,10 @@ export async function verifyLocalCopy(
   defer = false,
 ): Promise<LocalCheck | undefined> {
   const { file, offset, length, whole, ranges } = at;
-  const st = await stat(fsPath(file)).catch(() => undefined);
+  const st = await stat(fsPath(file)).catch((err: NodeJS.ErrnoException) => err);
+  if (st instanceof Error) return st.code === 'ENOENT' || st.code === 'ENOTDIR' ? undefined : { hashed: false, problem: `cannot be read (${errorMessage(st)})` };
   // A block device only as an old disc image (a place given by its ranges: `--scan /dev/sr0`), never as a whole file.
-  if (!st || !(st.isFile() || (ranges && st.isBlockDevice()))) return undefined;
+  if (!(st.isFile() || (ranges && st.isBlockDevice()))) return { hashed: false, problem: 'is not a regular file' };
   const id = await identityOfStats(st).catch(() => undefined); // a device: its size and medium now (none: gone)
   if (!id) return undefined;
   if (ranges ? whole || ranges[0]?.offset !== offset || !rangesFit(ranges, length, id.size) : whole ? id.size !== length : id.size < offset + length) return undefined;

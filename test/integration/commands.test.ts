@@ -4,13 +4,14 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import { BIN, SAMPLES, SAMPLE_PARTS, assertCleanFailure, assertOk, describeRun, runCli } from '../helpers/cli.js';
+import { BIN, SAMPLES, SAMPLE_PARTS, assertCleanFailure, assertOk, describeRun, runCli, type CliResult } from '../helpers/cli.js';
+import { giveTo, testUser } from '../helpers/test-user.js';
 import { buildFixtures, type FixtureSet } from '../helpers/fixtures.js';
 import { fileMd5 } from '../helpers/hash.js';
 import { grouped } from '../../src/util/grouped.js';
@@ -471,6 +472,38 @@ test('a part whose only URLs are an invalid http:// one and an ftp:// one: each 
   const r = await runCli(['make-image', path.join(dir, 'x.jigdo'), '-o', path.join(dir, 'x.iso'), '--cache-dir', path.join(dir, 'cache')]);
   assert.equal(r.code, 1, describeRun(r));
   assert.match(r.stderr, /http:\/\/127\.0\.0\.1:99999\/a\.bin: not a valid URL; ftp:\/\/x\.example\/a\.bin: only http:\/\/ and https:\/\/ URLs are fetched/);
+});
+
+test('sources a regular user cannot read are named: a part under a --local tree, the tree itself, a --scan subfolder; a --local file', { skip: process.getuid?.() !== 0 && 'needs root (makes a user)' }, async () => {
+  // Found by a probe: each gave only "cache: not in the cache", the EACCES never said.
+  const user = testUser();
+  const dir = mkdtempSync(path.join(tmpdir(), 'jigdofs-unreadable-'));
+  try {
+    await copyFile(path.join(SAMPLES, 'jf-md5-gzip.jigdo'), path.join(dir, 'x.jigdo'));
+    await copyFile(path.join(SAMPLES, 'jf-md5-gzip.template'), path.join(dir, 'jf-md5-gzip.template'));
+    await execFileP('cp', ['-r', SAMPLE_PARTS, path.join(dir, 'parts')]);
+    giveTo(user, dir);
+    const parts = path.join(dir, 'parts');
+    const env = { ...process.env, HOME: user.home, XDG_CACHE_HOME: path.join(user.home, '.cache'), XDG_CONFIG_HOME: path.join(user.home, '.config'), JIGDOFS_DEBUG: '' };
+    const make = (...source: string[]): Promise<CliResult> =>
+      runCli(['make-image', path.join(dir, 'x.jigdo'), '-o', path.join(dir, 'x.iso'), ...source, '--offline', '--cache-dir', path.join(dir, 'cache')], { user, env });
+    chmodSync(path.join(parts, 'sub'), 0);
+    const local = await make('--local', `Parts=${parts}`);
+    assert.equal(local.code, 1, describeRun(local));
+    assert.match(local.stderr, /Parts:sub\/c\.bin: local: \S+\/parts\/sub\/c\.bin cannot be read \(EACCES/);
+    const scan = await make('--scan', parts);
+    assert.equal(scan.code, 1, describeRun(scan));
+    assert.match(scan.stderr, /^jigdofs: scan: cannot read the folder \S+\/parts\/sub: EACCES/m);
+    chmodSync(parts, 0);
+    const tree = await make('--local', `Parts=${parts}`);
+    assert.match(tree.stderr, /^jigdofs: --local Parts=\S+\/parts: cannot be read: EACCES/m);
+    chmodSync(parts, 0o755);
+    const file = await make('--local', `Parts=${parts}/a.bin`);
+    assert.match(file.stderr, /^jigdofs: --local Parts=\S+\/parts\/a\.bin: not a folder$/m);
+  } finally {
+    await execFileP('chmod', ['-R', 'u+rwx', dir]);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('usage errors exit 2', async () => {

@@ -14,7 +14,7 @@ import { makeDirs } from '../../util/make-dirs.js';
 import { prepareMountpoint } from '../../fuse/mountpoint.js';
 import { daemonMount } from '../../fuse/mount-source.js';
 import { fusermountUnmount, resolveMountpoint, sleep, topMountIs } from '../../fuse/mounts.js';
-import { addSourceOptions, logger, missingSourcePaths, resolveSettings, sourceOptions, type SourceFlags } from '../options.js';
+import { addSourceOptions, logger, sourcePathProblems, resolveSettings, sourceOptions, type SourceFlags } from '../options.js';
 import { awaitGo, takeSpareDaemon, type SpareDaemon } from '../spare-daemon.js';
 
 interface MountFlags extends SourceFlags {
@@ -50,7 +50,7 @@ function tellParent(message: DaemonMessage): void {
 async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags): Promise<void> {
   const opts = sourceOptions(flags, { timestamps: true });
   const { log } = opts;
-  for (const line of await missingSourcePaths(flags, false)) log(line); // (in the log; a background mount's parent said it too)
+  for (const line of await sourcePathProblems(flags, false)) log(line); // (in the log; a background mount's parent said it too)
   const started = process.connected; // a daemon: its parent waits for the mount (mountBackground)
   const beat = started ? setInterval(() => tellParent({ starting: opts.network?.board.parts.bytesDownloaded ?? 0 }), STARTING_BEAT_MS) : undefined;
   beat?.unref();
@@ -113,7 +113,7 @@ async function mountBackground(mntArg: string, flags: MountFlags, argv: string[]
     // Refuse a live mount (and clear a stale one) here, so that a failure can never touch another mount.
     await prepareMountpoint(mnt, logger(flags.quiet), { allowOther: flags.allowOther });
     // Said here, on the terminal: the daemon's own lines about them go only to its log.
-    for (const line of await missingSourcePaths(flags, true)) logger(flags.quiet)(line);
+    for (const line of await sourcePathProblems(flags, true)) logger(flags.quiet)(line);
     logFile = await daemonLogFile(flags, mnt);
     try {
       // Private: it names files, mirrors and paths of the user. The one under the cache only as a regular file (a FIFO
