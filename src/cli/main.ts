@@ -61,9 +61,11 @@ export async function main(given: string[]): Promise<number> {
     // `mount` starts its daemon with process.argv: it must see the `jigdofs mount ...` form too.
     if (legacy && argv === process.argv) process.argv = [...argv.slice(0, 2), ...legacy.argv!];
     await program.parseAsync(legacy ? [...argv.slice(0, 2), ...legacy.argv!] : argv);
+    const code = typeof process.exitCode === 'number' ? process.exitCode : 0;
     const failed = await outputFailure();
-    if (failed) throw new JigdoError('standard output', `cannot write: ${errorMessage(failed)}`);
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+    if (!failed) return code;
+    process.stderr.write(`jigdofs: ${quoted(new JigdoError('standard output', `cannot write: ${errorMessage(failed)}`).message)}\n`);
+    return code !== 0 ? code : 1; // (a command's own failure code stands: verify's 1 for a wrong image, say)
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof UsageError) {

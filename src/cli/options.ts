@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { fsPath, quoted } from '../format/byte-string.js';
 import { Option, type Command } from 'commander';
@@ -73,16 +73,33 @@ function parseMirrors(values: string[]): Map<string, string[]> {
 const PATH_LOOK_MS = 500;
 
 /**
- * What is wrong with a source path, or undefined: not there (ENOENT, ENOTDIR), not a folder where one is wanted, or not
- * readable (EACCES: every part under it was "not in the cache", its cause unsaid). A look that takes too long says nothing.
+ * Whether this process may enter the folder (`read`: and list it), by its mode bits: no access(2), which on a file system
+ * that stopped answering waits in the kernel on a libuv thread that the process's exit then waits for (a mount's parent
+ * never ended; a stat there is answered from the kernel's cache). Asked again with access(2) only when the bits say
+ * no, in case an ACL says yes.
  */
-function pathProblem(p: string, folder: boolean): Promise<string | undefined> {
+async function mayEnter(p: string, st: Stats, read: boolean): Promise<boolean> {
+  const uid = process.getuid?.();
+  if (uid === undefined || uid === 0) return true;
+  const inGroup = st.gid === process.getgid?.() || (process.getgroups?.() ?? []).includes(st.gid);
+  const bits = st.uid === uid ? (st.mode >> 6) & 7 : inGroup ? (st.mode >> 3) & 7 : st.mode & 7;
+  const need = read ? 5 : 1;
+  if ((bits & need) === need) return true;
+  return access(fsPath(p), read ? constants.R_OK | constants.X_OK : constants.X_OK).then(() => true, () => false);
+}
+
+/**
+ * What is wrong with a source path, or undefined: not there (ENOENT, ENOTDIR), not a folder where one is wanted, or not
+ * usable (EACCES: every part under it was "not in the cache", its cause unsaid): a --local tree is only entered (its
+ * parts are looked up by name), a --scan folder is listed. A look that takes too long says nothing.
+ */
+function pathProblem(p: string, local: boolean): Promise<string | undefined> {
   const look = (async (): Promise<string | undefined> => {
     const st = await stat(fsPath(p)).catch((err: NodeJS.ErrnoException) => err);
-    if (st instanceof Error) return st.code === 'ENOENT' || st.code === 'ENOTDIR' ? (folder ? 'no such folder' : 'no such file or folder') : `cannot be read: ${errorMessage(st)}`;
-    if (folder && !st.isDirectory()) return 'not a folder';
+    if (st instanceof Error) return st.code === 'ENOENT' || st.code === 'ENOTDIR' ? (local ? 'no such folder' : 'no such file or folder') : `cannot be read: ${errorMessage(st)}`;
+    if (local && !st.isDirectory()) return 'not a folder';
     if (!st.isDirectory()) return undefined; // (a file, a device or a pipe: the scan itself says what it makes of it)
-    return access(fsPath(p), constants.R_OK | constants.X_OK).then(() => undefined, (err: unknown) => `cannot be read: ${errorMessage(err)}`);
+    return (await mayEnter(p, st, !local)) ? undefined : `cannot be read: permission denied (${local ? 'entered' : 'listed'} by this user)`;
   })();
   // Never a synchronous stat: on a hung file system it never returns (a mount with such a --scan never did).
   return valueWithin(look, PATH_LOOK_MS, undefined);
@@ -93,9 +110,9 @@ function pathProblem(p: string, folder: boolean): Promise<string | undefined> {
  * read: a typo or a permission kept a source out without a word (--scan's own line went only to a background mount's log).
  */
 export async function sourcePathProblems(flags: Pick<SourceFlags, 'local' | 'scan'>, scan: boolean): Promise<string[]> {
-  const local = flags.local.map(parseLocalTree).map((t) => ({ path: t.dir, folder: true, name: `--local ${t.label}=${t.dir}` }));
-  const scans = scan ? flags.scan.map((p) => ({ path: p, folder: false, name: `--scan ${p}` })) : [];
-  const problems = await Promise.all([...local, ...scans].map((c) => pathProblem(c.path, c.folder)));
+  const local = flags.local.map(parseLocalTree).map((t) => ({ path: t.dir, local: true, name: `--local ${t.label}=${t.dir}` }));
+  const scans = scan ? flags.scan.map((p) => ({ path: p, local: false, name: `--scan ${p}` })) : [];
+  const problems = await Promise.all([...local, ...scans].map((c) => pathProblem(c.path, c.local)));
   return [...local, ...scans].flatMap((c, i) => (problems[i] ? [`${c.name}: ${problems[i]}`] : []));
 }
 

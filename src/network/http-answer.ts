@@ -66,8 +66,20 @@ export function retryAfterMs(value: string | string[] | undefined, now = Date.no
   if (typeof value !== 'string') return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const date = parseHttpDate(text); // (Date.parse alone takes "1.5")
+  const date = parseHttpDate(text) ?? looseHttpDate(text);
   return date === undefined ? undefined : Math.max(0, date - now);
+}
+
+/**
+ * A date that servers send where an HTTP-date belongs, though it is not one: a zone of UTC or -0000 (Python's
+ * formatdate), lower case, `21-Oct-2026`. Taken for Retry-After (ignored, the host was not paused as it asked), not for
+ * serve's conditional requests, which must ignore them. A day name first and a time of day inside: Date.parse alone
+ * takes "1.5"; no zone is GMT, not the local time Date.parse would take.
+ */
+function looseHttpDate(text: string): number | undefined {
+  if (!/^[A-Za-z]{3,9},? .*\b\d\d:\d\d:\d\d\b/.test(text)) return undefined;
+  const t = Date.parse(/GMT|UTC|[+-]\d{4}$/i.test(text) ? text : `${text} GMT`);
+  return Number.isNaN(t) ? undefined : t;
 }
 
 /**

@@ -69,12 +69,13 @@ async function checkImage(image: string): Promise<number> {
 
 /**
  * Refuses outputs that would replace what must stay: one another (the same name), an existing file unless --force, and
- * never a device, a pipe or a folder, nor the image or the file to merge (build/output-file.ts checkOutput, as make-image
+ * never a device, a pipe or a folder, nor the image (build/output-file.ts checkOutput, as make-image
  * refuses them; before, `--force` put a regular file in place of `-j /dev/null` and the template over the image read).
  */
 async function checkOutputs(opts: MakeTemplateOptions): Promise<void> {
   if (path.resolve(opts.jigdo) === path.resolve(opts.template)) throw new JigdoError(opts.jigdo, 'the .jigdo and the .template would be the same file');
-  const inputs = [{ what: 'image', path: opts.image }, ...(opts.merge ? [{ what: 'file to merge', path: opts.merge }] : [])];
+  // (Not the file to merge: it is read before the outputs replace anything, and `--merge X.jigdo -j X.jigdo` adds an image.)
+  const inputs = [{ what: 'image', path: opts.image }];
   for (const out of [opts.jigdo, opts.template]) {
     await checkOutput(out, inputs, opts.force, 'the template is made of');
     // Now, not after the scan: the .jigdo's folder missing was said of the template, once it was written.
@@ -83,20 +84,35 @@ async function checkOutputs(opts: MakeTemplateOptions): Promise<void> {
   }
 }
 
+/** Whether `file` is what a make-template (ours or jigdo-file's) wrote as `kind`: its first bytes say so. */
+async function earlierOutput(file: string, kind: 'jigdo' | 'template'): Promise<boolean> {
+  const fh = await open(fsPath(file), 'r').catch(() => undefined);
+  if (!fh) return false;
+  try {
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(4096), 0, 4096, 0);
+    const head = buffer.toString('latin1', 0, bytesRead);
+    return kind === 'template' ? head.startsWith('JigsawDownload template ') : head.startsWith('# JigsawDownload') || /^\[Jigdo\]\r?$/m.test(head);
+  } finally {
+    await fh.close();
+  }
+}
+
 /**
- * Throws for a candidate that is one of the outputs (by its identity, as the walk found it: the user's file would be
- * replaced by the template), whatever its size; made before the walk, from the outputs that exist.
+ * Which candidates to keep, by their identity as the walk found them, from the outputs that exist before the walk: an
+ * output that is a candidate would be replaced by the template or .jigdo, so one that is the user's file (a part) is
+ * refused, whatever its size; one that an earlier run wrote there (a tree given as `.//` with the outputs beside the
+ * image) is no candidate, and is replaced, as jigdo-file replaces it.
  */
-async function candidateIsOutput(opts: MakeTemplateOptions): Promise<(c: Candidate) => void> {
-  const outputs = new Map<string, string>();
-  for (const out of [opts.jigdo, opts.template]) {
+async function candidatesKept(opts: MakeTemplateOptions): Promise<(c: Candidate) => boolean> {
+  const outputs = new Map<string, { out: string; earlier: boolean }>();
+  for (const [out, kind] of [[opts.jigdo, 'jigdo'], [opts.template, 'template']] as const) {
     const st = await stat(fsPath(out)).catch(() => undefined);
-    if (st) outputs.set(`${st.dev}:${st.ino}`, out);
+    if (st) outputs.set(`${st.dev}:${st.ino}`, { out, earlier: await earlierOutput(out, kind) });
   }
   return (c) => {
-    const out = outputs.size > 0 ? outputs.get(`${c.identity.dev}:${c.identity.ino}`) : undefined;
-    if (out === undefined) return;
-    throw new JigdoError(out, `is one of the candidate files${path.resolve(out) === path.resolve(c.path) ? '' : ` (${shown(c.path)}: the same file)`}: not written`);
+    const hit = outputs.size > 0 ? outputs.get(`${c.identity.dev}:${c.identity.ino}`) : undefined;
+    if (hit === undefined || (hit.earlier && c.ranges === undefined)) return hit === undefined;
+    throw new JigdoError(hit.out, `is one of the candidate files${path.resolve(hit.out) === path.resolve(c.path) ? '' : ` (${shown(c.path)}: the same file)`}: not written`);
   };
 }
 
@@ -118,12 +134,11 @@ interface Usable {
 }
 
 /** The candidates' sums, read as the walk finds them (the walk runs on its own thread, ahead of the reads). */
-async function candidateSums(opts: MakeTemplateOptions, listing: Listing, index: HashIndex, scanner: Scanner, check: (c: Candidate) => void): Promise<Usable & { reads: number }> {
+async function candidateSums(opts: MakeTemplateOptions, listing: Listing, index: HashIndex, scanner: Scanner, kept: (c: Candidate) => boolean): Promise<Usable & { reads: number }> {
   const source = new SumSource(index, scanner, opts.kind, opts.minLength, opts.warn, (c) => opts.progress.add(c.size));
   opts.progress.start('checksums of candidate files', 0); // (the total grows as the walk goes on)
   for await (const group of listing.groups) {
-    group.forEach(check);
-    const usable = group.filter((c) => c.size >= opts.minLength);
+    const usable = group.filter(kept).filter((c) => c.size >= opts.minLength);
     opts.progress.grow(usable.reduce((n, c) => n + c.size, 0));
     await source.add(usable);
   }
@@ -242,7 +257,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
     listing = await listCandidates(opts.files, opts.warn);
     const stamp = await stampOf(image);
     const index = await loadMakeTemplateIndex(opts.cacheDir);
-    const all = await candidateSums(opts, listing, index, scanner, await candidateIsOutput(opts));
+    const all = await candidateSums(opts, listing, index, scanner, await candidatesKept(opts));
     const kept = withoutDuplicates(all.candidates.map((c) => c.size), all.sums.map((s) => s.confirm.toString('hex')));
     const u: Usable = { candidates: kept.map((i) => all.candidates[i]!), sums: kept.map((i) => all.sums[i]!) };
     // Saved while the image is scanned (on the workers): ~1 s of the main thread for a 100,000-file tree.

@@ -275,9 +275,8 @@ export class LocalSources {
       const lost = this.lost.get(placeId(c));
       // A region a jigdo-lite .tmp says it wrote the part into claims it as surely as a place the .jigdo names.
       const claimed = c.named === true || !whole;
-      if (found?.problem !== undefined) {
-        if (claimed) unusable.push(`${shown(c.path)} ${found.problem}`); // (EACCES, a FIFO: "not in the cache" said nothing)
-      } else if (found?.was === key || (lost?.key === key && lost.changed)) changed.push(c.path);
+      if (found?.problem !== undefined && claimed) unusable.push(`${shown(c.path)} ${found.problem}`); // (EACCES, a FIFO: "not in the cache" said nothing)
+      else if (found?.was === key || (lost?.key === key && lost.changed)) changed.push(c.path);
       else if (lost?.key === key || (claimed && found !== undefined)) wrong.push(c.path);
     }
     const problems = [

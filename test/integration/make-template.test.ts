@@ -441,6 +441,18 @@ describe('make-template on its own', () => {
     assert.ok((await readFile(path.join(work, 'tree/pool/a.bin'))).equals(part), 'the candidate stays');
     assert.deepEqual((await readdir(dir)).sort(), ['a-link.bin', ...(process.getuid?.() === 0 ? ['null'] : []), 'pipe'], 'no output, no temporary file');
     await rm(link);
+    // What an earlier run wrote inside the tree given (outputs beside the image, `.//`) is no candidate: replaced, as
+    // jigdo-file replaces it (a review found the first version refused it); the file to merge may be the .jigdo written.
+    const tree = path.join(dir, 'tree');
+    await sh('cp', ['-r', path.join(work, 'tree/pool'), tree]);
+    const again = (...extra: string[]): Promise<CliResult> =>
+      runCli(['make-template', 'img.raw', `${tree}//`, '-j', path.join(tree, 'o.jigdo'), '-t', path.join(tree, 'o.template'), '--force', '--cache-dir', cache, ...extra], { cwd: work, timeoutMs: 30_000 });
+    assertOk(await again());
+    const first = await readFile(path.join(tree, 'o.jigdo'), 'utf8');
+    assertOk(await again());
+    assert.equal(await readFile(path.join(tree, 'o.jigdo'), 'utf8'), first, 'the same .jigdo: the earlier outputs were no candidates');
+    assertOk(await again('--merge', path.join(tree, 'o.jigdo')));
+    assert.match(await readFile(path.join(tree, 'o.jigdo'), 'utf8'), /\[Image\][^]*\[Image\]/, 'the image added to the .jigdo merged');
   });
 
   test('a run killed between renaming its template and its .jigdo into place: the next run renames that .jigdo too; other leftovers go', async () => {

@@ -62,6 +62,11 @@ describe('Retry-After', () => {
     assert.equal(retryAfterMs('Mon, 07 Dec 2026 09:59:00 GMT', now), 0, 'a date gone by: at once');
     assert.equal(retryAfterMs('Monday, 07-Dec-26 10:00:03 GMT', now), 3000, 'RFC 850');
     assert.equal(retryAfterMs('Mon Dec  7 10:00:04 2026', now), 4000, 'asctime');
+    // Not HTTP-dates, but sent by servers (Python's formatdate, lower case, UTC): heard all the same (a review found the
+    // strict parser of serve's conditional dates, shared at first, dropped them, and the host was not paused).
+    for (const [loose, ms] of [['Mon, 07 Dec 2026 10:00:05 -0000', 5000], ['mon, 07 dec 2026 10:00:06 gmt', 6000], ['Mon, 07 Dec 2026 10:00:07 UTC', 7000], ['Mon, 07-Dec-2026 10:00:08 GMT', 8000]] as const) {
+      assert.equal(retryAfterMs(loose, now), ms, loose);
+    }
     for (const bad of ['soon', '-3', '1.5', '', undefined, ['5', '6']]) assert.equal(retryAfterMs(bad, now), undefined, String(bad));
   });
 });
