@@ -91,6 +91,14 @@ class ImageServer {
     });
     this.http.maxConnections = connectionCap(opts.maxClients);
     this.http.on('drop', () => this.ctx.stats.connectionsDropped++);
+    // CONNECT (a client taking us for a proxy): answered, as other methods are (405 with Allow), not a connection closed
+    // without a word, which Node does when nobody listens for it.
+    this.http.on('connect', (_req: IncomingMessage, socket: Socket) => {
+      this.ctx.stats.requests++;
+      this.ctx.stats.byStatus[405] = (this.ctx.stats.byStatus[405] ?? 0) + 1;
+      socket.on('error', () => undefined);
+      socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
   }
 
   /**

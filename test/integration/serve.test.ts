@@ -202,7 +202,7 @@ describe('jigdofs serve', () => {
     assert.equal((await curl(['-x', server.url, 'http://jigdo.example/nope.iso'])).code, 404);
   });
 
-  test('two Host lines: 400 (RFC 9112 §3.2), the image not served', async () => {
+  test('two Host lines: 400 (RFC 9112 §3.2), the image not served; CONNECT: 405', async () => {
     // Found by a probe: Node passes both, and the image was served (206) whichever host was meant.
     const { port } = new URL(server.url);
     const answer = await new Promise<string>((resolve, reject) => {
@@ -215,6 +215,17 @@ describe('jigdofs serve', () => {
     });
     assert.match(answer, /^HTTP\/1\.1 400 /);
     assert.match(answer, /more than one Host header/);
+    // CONNECT: 405 with Allow, as other methods (found by the same probe: the connection was closed without an answer).
+    const connectAnswer = await new Promise<string>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const sock = connect({ host: '127.0.0.1', port: Number(port) });
+      sock.on('data', (d: Buffer) => chunks.push(d));
+      sock.on('error', reject);
+      sock.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+      sock.write('CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n');
+    });
+    assert.match(connectAnswer, /^HTTP\/1\.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\n/);
+    assert.ok((await httpGet(`${server.url}image.iso`, { Range: 'bytes=0-9' })).status === 206, 'still serving');
   });
 
   test('a client that half-closes once its requests are sent (nc -N, a script) gets every answer whole', async () => {
