@@ -5,8 +5,7 @@ import { freeSpaceCap } from './free-space-cap.js';
 import type { CacheFs } from './cache-fs.js';
 import { SizeLedger, type SizeCount } from './size-ledger.js';
 import { atExitEnd } from '../util/exit-leftovers.js';
-import { idleResumeFiles } from './resume-leftovers.js';
-import type { ClaimLock } from './resume-leftovers.js';
+import { idleResumeFiles, type ClaimLock } from './resume-leftovers.js';
 import { countedFiles, dropCounted, type CountedFile } from './counted-files.js';
 import { SPILL_DIR } from './spill-name.js';
 
@@ -138,10 +137,9 @@ export class CacheEviction {
     const was = this.counted;
     if (was?.leftBytes === undefined || was.leftFiles === undefined) return this.count();
     await this.ledger.clearLeftoversMark();
-    const left = await idleResumeFiles(this.dir);
-    const leftBytes = left.reduce((n, e) => n + e.size, 0);
-    const bytes = Math.max(0, was.bytes - was.leftBytes + leftBytes);
-    this.counted = { bytes, files: Math.max(0, was.files - was.leftFiles + left.length), at: was.at, leftBytes, leftFiles: left.length };
+    const left = countOf(await idleResumeFiles(this.dir));
+    const [bytes, files] = [Math.max(0, was.bytes - was.leftBytes + left.bytes), Math.max(0, was.files - was.leftFiles + left.files)];
+    this.counted = { bytes, files, at: was.at, leftBytes: left.bytes, leftFiles: left.files };
     this.showCount();
   }
 

@@ -48,6 +48,9 @@ async function outputFailure(): Promise<NodeJS.ErrnoException | undefined> {
   return outputError?.code === 'EPIPE' ? undefined : outputError;
 }
 
+/** A command's error, as its one line on stderr: non-UTF-8 name bytes and terminal controls escaped (`quoted`). */
+const sayError = (text: string): void => void process.stderr.write(`jigdofs: ${quoted(text)}\n`);
+
 export async function main(given: string[]): Promise<number> {
   const program = buildProgram();
   process.stdout.on('error', (err: NodeJS.ErrnoException) => (outputError ??= err));
@@ -64,19 +67,19 @@ export async function main(given: string[]): Promise<number> {
     const code = typeof process.exitCode === 'number' ? process.exitCode : 0;
     const failed = await outputFailure();
     if (!failed) return code;
-    process.stderr.write(`jigdofs: ${quoted(new JigdoError('standard output', `cannot write: ${errorMessage(failed)}`).message)}\n`);
+    sayError(`standard output: cannot write: ${errorMessage(failed)}`);
     return code !== 0 ? code : 1; // (a command's own failure code stands: verify's 1 for a wrong image, say)
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof UsageError) {
       // A usage error may quote a .jigdo (selectImage lists its Filenames): its terminal controls are escaped.
-      process.stderr.write(`jigdofs: ${quoted(err.message)}\n`);
+      sayError(err.message);
       return 2;
     }
     // Non-UTF-8 name bytes and controls as \xNN. Ours whole (a name's newline is \x0a: cut there, the name and the reason
     // after it were lost); another's first line (a tool's own messages may run on).
     const message = err instanceof JigdoError ? err.message : errorMessage(err).split('\n')[0]!;
-    process.stderr.write(`jigdofs: ${quoted(message)}\n`);
+    sayError(message);
     if (process.env.JIGDOFS_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
   }

@@ -35,13 +35,14 @@ export interface ServeContext {
 
 export const newStats = (): ServeStats => ({ requests: 0, byStatus: {}, bytesSent: 0, aborted: 0, clientsGone: 0, timedOut: 0, connectionsDropped: 0 });
 
-function count(ctx: ServeContext, status: number): void {
+/** One answer of `status` in the stats (`status` by status code). */
+export function countStatus(ctx: ServeContext, status: number): void {
   ctx.stats.byStatus[status] = (ctx.stats.byStatus[status] ?? 0) + 1;
 }
 
 /** A short answer with a text body (errors, 304, 416, listings). */
 function reply(ctx: ServeContext, res: ServerResponse, status: number, headers: Record<string, string>, body = '', head = false): void {
-  count(ctx, status);
+  countStatus(ctx, status);
   // Its length also when empty (412, 416): without it Node sent an empty GET answer chunked, unlike its HEAD, and closed
   // an HTTP/1.0 keep-alive connection after it. (A 304 has no body, and a length it states would be the image's.)
   const sized = status !== 304;
@@ -132,7 +133,7 @@ async function serveImage(ctx: ServeContext, req: IncomingMessage, res: ServerRe
     headers = { ...common, 'Content-Type': plan.contentType, 'Content-Length': String(plan.length) };
     body = [...plan.parts.flatMap((p) => [p.head, p.range]), plan.tail];
   }
-  count(ctx, status);
+  countStatus(ctx, status);
   res.writeHead(status, headers);
   if (head || body.length === 0) {
     res.end();

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { errorMessage } from '../format/errors.js';
 import { serveControl, type ControlHandler, type ControlServer } from '../fuse/control.js';
 import { baseUrl, controlKey, urlHost, type ServerAddress } from './address.js';
-import { handleRequest, newStats, type ServeContext } from './handler.js';
+import { countStatus, handleRequest, newStats, type ServeContext } from './handler.js';
 import type { ServedImage } from './served-image.js';
 import { serverStatus } from './status.js';
 import { armExitWatchdog } from '../util/exit-watchdog.js';
@@ -95,7 +95,7 @@ class ImageServer {
     // without a word, which Node does when nobody listens for it.
     this.http.on('connect', (_req: IncomingMessage, socket: Socket) => {
       this.ctx.stats.requests++;
-      this.ctx.stats.byStatus[405] = (this.ctx.stats.byStatus[405] ?? 0) + 1;
+      countStatus(this.ctx, 405);
       socket.on('error', () => undefined);
       socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
     });
@@ -114,7 +114,7 @@ class ImageServer {
     if (this.draining) res.setHeader('Connection', 'close');
     if (this.active >= this.opts.maxClients) {
       this.ctx.stats.requests++;
-      this.ctx.stats.byStatus[503] = (this.ctx.stats.byStatus[503] ?? 0) + 1;
+      countStatus(this.ctx, 503);
       const body = `${this.opts.maxClients} clients are being served (--max-clients); retry\n`;
       res.writeHead(503, { 'Retry-After': '1', 'Content-Type': 'text/plain', 'Content-Length': String(Buffer.byteLength(body)) });
       res.end(body);

@@ -68,6 +68,22 @@ async function curl(args: string[]): Promise<{ code: number; headers: Map<string
   return { code, headers, body, rc };
 }
 
+/**
+ * Sends `text` on a new connection to the server at `port` and returns all it answered until it closed. `halfClose`:
+ * the client ends its side once sent (`nc -N`); else it only writes, and waits for the server to close.
+ */
+function rawExchange(port: number, text: string, halfClose = true): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const sock = connect({ host: '127.0.0.1', port });
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    sock.on('error', reject);
+    sock.on('close', () => resolve(Buffer.concat(chunks)));
+    if (halfClose) sock.end(text);
+    else sock.write(text);
+  });
+}
+
 describe('jigdofs serve', () => {
   test('full GET and HEAD: the exact image, with Accept-Ranges, ETag from the image checksum, Last-Modified, ISO type', async () => {
     const full = await curl([url]);
@@ -205,25 +221,11 @@ describe('jigdofs serve', () => {
   test('two Host lines: 400 (RFC 9112 §3.2), the image not served; CONNECT: 405', async () => {
     // Found by a probe: Node passes both, and the image was served (206) whichever host was meant.
     const { port } = new URL(server.url);
-    const answer = await new Promise<string>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      const sock = connect({ host: '127.0.0.1', port: Number(port) });
-      sock.on('data', (d: Buffer) => chunks.push(d));
-      sock.on('error', reject);
-      sock.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
-      sock.end('GET /image.iso HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nRange: bytes=0-9\r\nConnection: close\r\n\r\n');
-    });
+    const answer = (await rawExchange(Number(port), 'GET /image.iso HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nRange: bytes=0-9\r\nConnection: close\r\n\r\n')).toString('latin1');
     assert.match(answer, /^HTTP\/1\.1 400 /);
     assert.match(answer, /more than one Host header/);
     // CONNECT: 405 with Allow, as other methods (found by the same probe: the connection was closed without an answer).
-    const connectAnswer = await new Promise<string>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      const sock = connect({ host: '127.0.0.1', port: Number(port) });
-      sock.on('data', (d: Buffer) => chunks.push(d));
-      sock.on('error', reject);
-      sock.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
-      sock.write('CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n');
-    });
+    const connectAnswer = (await rawExchange(Number(port), 'CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n', false)).toString('latin1');
     assert.match(connectAnswer, /^HTTP\/1\.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\n/);
     assert.ok((await httpGet(`${server.url}image.iso`, { Range: 'bytes=0-9' })).status === 206, 'still serving');
   });
@@ -233,14 +235,7 @@ describe('jigdofs serve', () => {
     const fresh = await startServe([path.join(work, 'j', path.basename(v.jigdo)), '--cache-dir', path.join(work, 'half-close-cache')]);
     servers.push(fresh);
     const ask = (method: string, range?: string): string => `${method} /image.iso HTTP/1.1\r\nHost: x\r\n${range ? `Range: bytes=${range}\r\n` : ''}\r\n`;
-    const answer = await new Promise<Buffer>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      const sock = connect({ host: '127.0.0.1', port: fresh.port });
-      sock.on('data', (d: Buffer) => chunks.push(d));
-      sock.on('error', reject);
-      sock.on('close', () => resolve(Buffer.concat(chunks)));
-      sock.end(ask('HEAD') + ask('GET', '1000-400000') + ask('GET'));
-    });
+    const answer = await rawExchange(fresh.port, ask('HEAD') + ask('GET', '1000-400000') + ask('GET'));
     const heads: string[] = [];
     let at = 0;
     const bodies: Buffer[] = [];
