@@ -72,9 +72,11 @@ export class SumSource {
 
   private record(c: Candidate, sums: CandidateSums): void {
     this.reads++;
-    const f = this.fields(c);
-    const text = sums.encoded();
-    this.index.setValues(c.path, c.identity, [[f.rsync, text.rsync], [f.head, text.head], [f.confirm, text.confirm], [f.sum, text.sum], [f.zeros, String(sums.zeros)]]);
+    this.index.setValuesLater(c.path, c.identity, () => {
+      const f = this.fields(c);
+      const text = sums.encoded();
+      return [[f.rsync, text.rsync], [f.head, text.head], [f.confirm, text.confirm], [f.sum, text.sum], [f.zeros, String(sums.zeros)]];
+    });
   }
 
   /**

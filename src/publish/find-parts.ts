@@ -6,6 +6,7 @@ import { Scanner, type CandidateSums, type Match } from './scanner.js';
 import type { ScanSetup } from './scan-protocol.js';
 import { selectMatches } from './select.js';
 import { discMatches } from './iso-match.js';
+import { buildSumTable } from './scan-kernel.js';
 
 /**
  * Finds the parts in the image: the generic rolling scan over the whole image (or, for a disc image,
@@ -27,29 +28,27 @@ export interface Found {
   imageSum: () => Promise<Buffer>;
 }
 
+/** Typed arrays over shared memory: the scan workers read the one copy (ScanSetup). */
+const shared = <T>(make: new (buffer: SharedArrayBuffer) => T, bytesPer: number, n: number): T => new make(new SharedArrayBuffer(bytesPer * n));
+
 function scanSetup(job: FindJob): ScanSetup {
   const n = job.candidates.length;
   const L = 32; // CONFIRM checksums
-  const setup: ScanSetup = {
-    imagePath: job.opts.image,
-    imageSize: job.imageSize,
-    blockLength: job.opts.minLength,
-    kind: job.opts.kind,
-    lo: new Int32Array(n),
-    hi: new Int32Array(n),
-    sizes: new Float64Array(n),
-    sums: new Uint8Array(n * L),
-    heads: new Uint8Array(n * L),
-    zeros: new Float64Array(n),
-  };
+  const lo = shared(Int32Array, 4, n);
+  const hi = shared(Int32Array, 4, n);
+  const sizes = shared(Float64Array, 8, n);
+  const sums = shared(Uint8Array, L, n);
+  const heads = shared(Uint8Array, L, n);
+  const zeros = shared(Float64Array, 8, n);
   job.sums.forEach((s, i) => {
-    [setup.lo[i], setup.hi[i]] = parseSum(s.rsync);
-    setup.sizes[i] = job.candidates[i]!.size;
-    setup.sums.set(s.confirm, i * L);
-    setup.heads.set(s.head, i * L);
-    setup.zeros[i] = s.zeros;
+    [lo[i], hi[i]] = parseSum(s.rsync);
+    sizes[i] = job.candidates[i]!.size;
+    sums.set(s.confirm, i * L);
+    heads.set(s.head, i * L);
+    zeros[i] = s.zeros;
   });
-  return setup;
+  const table = buildSumTable(lo, hi, (k) => shared(Int32Array, 4, k));
+  return { imagePath: job.opts.image, imageSize: job.imageSize, blockLength: job.opts.minLength, kind: job.opts.kind, lo, hi, sizes, sums, heads, zeros, table };
 }
 
 export async function findParts(job: FindJob): Promise<Found> {

@@ -1,9 +1,13 @@
 import type { ChecksumKind } from '../format/checksum.js';
 import type { FileRange } from '../util/worker-protocol.js';
+import type { SumTable } from './scan-kernel.js';
 
 /** Messages between the scanner (scanner.ts) and its worker threads (scan-worker.ts). */
 
-/** The candidates, as flat arrays (structured-clone friendly): index i is candidate i. */
+/**
+ * The candidates, as flat arrays: index i is candidate i. Made once, in shared memory, for every scan worker: each
+ * received its own copy, and built its own table of sums, 27 MB per worker for 100,000 candidates (BENCHMARKS.md).
+ */
 export interface ScanSetup {
   imagePath: string;
   imageSize: number;
@@ -19,6 +23,8 @@ export interface ScanSetup {
   heads: Uint8Array;
   /** How many zero bytes each candidate begins with (where it starts at the end of a run of zeros: scan-worker.ts). */
   zeros: Float64Array;
+  /** The table of `lo` and `hi` the rolling scan looks windows up in. */
+  table: SumTable;
 }
 
 /** Bytes of a candidate's head checksum. */

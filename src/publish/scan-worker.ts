@@ -8,7 +8,7 @@ import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { fsPath } from '../format/byte-string.js';
 import { rsyncSum64 } from '../format/rsync.js';
-import { RollingScan, buildSumTable, type SumTable } from './scan-kernel.js';
+import { RollingScan, type SumTable } from './scan-kernel.js';
 import { CONFIRM, FILE_RECORD, HEAD_LENGTH, type FileJob, type ScanReply, type ScanRequest, type ScanSetup } from './scan-protocol.js';
 import type { FileRange } from '../util/worker-protocol.js';
 import { readRangesSync } from '../util/range-read.js';
@@ -247,7 +247,7 @@ parentPort!.on('message', (msg: ScanRequest) => {
   try {
     if (msg.op === 'setup') {
       setup = msg.setup;
-      table = buildSumTable(setup.lo, setup.hi);
+      table = setup.table;
       confirmer = new Confirmer(setup);
       if (fd >= 0) closeSync(fd);
       fd = openSync(fsPath(setup.imagePath), 'r');

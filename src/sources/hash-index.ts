@@ -10,7 +10,8 @@ import { eachLimit } from '../util/each-limit.js';
 import { makeDirs } from '../util/make-dirs.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
 import { ownerTag } from '../util/pid.js';
-import { entryOf, readIndex, removeDeadSaves, sameStamp, stampOf, writeIndex, type DiskStamp, type Entry, type KeepEntry } from './hash-index-file.js';
+import { indexThere, readIndex, removeDeadSaves, savedEntries, writeIndex, type KeepEntry } from './hash-index-file.js';
+import { entryOf, type Entry, type IndexLines } from './hash-index-lines.js';
 
 /**
  * What tells, without reading a file, that its bytes are those we hashed. Size and mtime alone are not
@@ -69,6 +70,10 @@ export async function eachUnchanged<C extends Partial<FileIdentity> & { path: st
 }
 
 const SAVE_DELAY_MS = 2000;
+/** Entries read from the index file kept parsed (see HashIndex.entry). */
+const RECENT_ENTRIES = 16;
+/** Closes a dropped index's file (see HashIndex.held). */
+const closeWhenDropped = new FinalizationRegistry<{ lines?: IndexLines }>((held) => void held.lines?.close().catch(() => undefined));
 /** A save costs at most this share of the time between delayed saves (see nextSaveDelay). */
 const SAVE_SHARE = 0.05;
 
@@ -135,9 +140,18 @@ export function loadMakeTemplateIndex(cacheDir: string): Promise<HashIndex> {
  * .jigdo names on trust, as from any image file, and its image checksum checks it).
  */
 export class HashIndex {
-  private files = new Map<string, Entry>();
+  /**
+   * Each file's entry: parsed (set since the last save, or of an index read parsed), its values to be made when it is
+   * saved (setValuesLater), or where its line is in `disk`.
+   */
+  private files = new Map<string, Held>();
   private dirty = new Set<string>();
-  private disk: { entries: Map<string, Entry>; stamp: DiskStamp } | undefined;
+  /** The index file last read or written, held open: the lines `files` points at. */
+  private disk: IndexLines | undefined;
+  /** Closes `disk` when the index is dropped without a close (a session's index lives as long as its process). */
+  private readonly held: { lines?: IndexLines } = {};
+  /** The entries last read from `disk`: a lookup asks for several values of one file in a row. */
+  private readonly recent = new Map<string, Entry>();
   private timer: NodeJS.Timeout | undefined;
   private saving: Promise<void> = Promise.resolve();
   /** How long the last save took (nextSaveDelay). */
@@ -147,7 +161,9 @@ export class HashIndex {
   private fromLegacy = false;
   readonly stats = { hits: 0, misses: 0 };
 
-  private constructor(readonly file: string | undefined) {}
+  private constructor(readonly file: string | undefined) {
+    closeWhenDropped.register(this, this.held);
+  }
 
   /**
    * Loads the index at `file`; a missing or unreadable index starts empty (it is only a cache). When `file` is not there,
@@ -158,20 +174,42 @@ export class HashIndex {
     if (file) await removeDeadSaves(file);
     const read = file ? await readIndex(file) : undefined;
     if (read) {
-      index.files = new Map(read.entries);
-      index.disk = read;
+      index.files = read.entries;
+      index.hold(read.lines);
     } else if (file && legacy && !(await exists(file))) {
       await removeDeadSaves(legacy.file);
       const old = await readIndex(legacy.file, legacy.keep);
       // Saved soon even if none of its entries are ours (an index of make-template's alone): else every session read
       // the old file whole again until one of them recorded something.
       if (old) {
+        old.lines?.close().catch(() => undefined);
         index.files = old.entries;
         index.fromLegacy = true;
         index.saveLater();
       }
     }
     return index;
+  }
+
+  /** `lines` is now the file `files` points at; the one before is closed. */
+  private hold(lines: IndexLines | undefined): void {
+    const before = this.disk;
+    this.disk = this.held.lines = lines;
+    this.recent.clear();
+    before?.close().catch(() => undefined);
+  }
+
+  /** The entry of `file`, read from the index file if it is not parsed in memory; undefined if there is none or its line is damaged. */
+  private entry(file: string): Entry | undefined {
+    const held = this.files.get(file);
+    if (held instanceof Later) return entryOf(held.id, Object.fromEntries(held.values.flatMap((v) => v())));
+    if (typeof held !== 'number') return held;
+    let e = this.recent.get(file);
+    if (e) return e;
+    e = this.disk?.entryAt(held, file);
+    if (this.recent.size >= RECENT_ENTRIES) this.recent.delete(this.recent.keys().next().value!);
+    if (e) this.recent.set(file, e);
+    return e;
   }
 
   private static field(kind: ChecksumKind, offset?: number, length?: number | string): string {
@@ -187,7 +225,7 @@ export class HashIndex {
    * (RsyncSum64 of the first 1024 bytes, as jigdo-file's cache keeps it).
    */
   getValue(file: string, id: FileIdentity, field: string): string | undefined {
-    const e = this.files.get(file);
+    const e = this.entry(file);
     const sum = e && id.medium === undefined && sameIdentity(e, id) ? e.sums[field] : undefined;
     if (sum) this.stats.hits++;
     else this.stats.misses++;
@@ -196,7 +234,7 @@ export class HashIndex {
 
   /** The checksum last recorded for this path, whatever its identity then (to say a file changed since). */
   previous(file: string, kind: ChecksumKind, offset?: number, length?: number | string): string | undefined {
-    return this.files.get(file)?.sums[HashIndex.field(kind, offset, length)];
+    return this.entry(file)?.sums[HashIndex.field(kind, offset, length)];
   }
 
   set(file: string, id: FileIdentity, kind: ChecksumKind, sum: string, offset?: number, length?: number | string): void {
@@ -210,9 +248,27 @@ export class HashIndex {
   /** Several values of one file at once (make-template records five per candidate file). */
   setValues(file: string, id: FileIdentity, values: Array<[field: string, value: string]>): void {
     if (id.medium !== undefined) return; // a device: see the class's comment
-    let e = this.files.get(file);
-    if (!e || !sameIdentity(e, id)) this.files.set(file, (e = entryOf(id, {})));
+    let e = this.entry(file);
+    if (!e || !sameIdentity(e, id)) e = entryOf(id, {});
     for (const [field, value] of values) e.sums[field] = value;
+    this.files.set(file, e);
+    this.recent.delete(file);
+    this.dirty.add(file);
+    this.saveLater();
+  }
+
+  /**
+   * setValues, the values made only when they are saved or looked up: make-template's, made from the sums it holds
+   * anyway. Made at once, the first run over 100,000 files held ~30 MB of heap in their strings and objects until saved.
+   */
+  setValuesLater(file: string, id: FileIdentity, values: () => Array<[field: string, value: string]>): void {
+    if (id.medium !== undefined) return; // a device: see the class's comment
+    const held = this.files.get(file);
+    // (A file of several regions, an old disc image's: each region's values join the others'.)
+    if (held !== undefined && !(held instanceof Later && sameIdentity(held.id, id))) return this.setValues(file, id, values());
+    if (held) held.values.push(values);
+    else this.files.set(file, new Later(id, [values]));
+    this.recent.delete(file);
     this.dirty.add(file);
     this.saveLater();
   }
@@ -230,10 +286,13 @@ export class HashIndex {
    * file keeps what is known of the others.
    */
   forget(file: string, region?: { kind: ChecksumKind; offset: number; length: number | string }): void {
-    const e = this.files.get(file);
+    const e = this.entry(file);
+    this.recent.delete(file);
     if (!e) return;
-    if (region) delete e.sums[HashIndex.field(region.kind, region.offset, region.length)];
-    else this.files.delete(file);
+    if (region) {
+      delete e.sums[HashIndex.field(region.kind, region.offset, region.length)];
+      this.files.set(file, e);
+    } else this.files.delete(file);
     this.dirty.add(file);
   }
 
@@ -269,36 +328,63 @@ export class HashIndex {
     }
   }
 
-  /** Writes `changed` (paths set or forgotten) merged into what is on disk at `file`. */
+  /**
+   * Writes `changed` (paths set or forgotten) merged into what is on disk at `file`, read as it is now (another process
+   * may have saved since), a line at a time; `files` then points at the new file's lines, but for entries set meanwhile.
+   */
   private async merged(file: string, changed: string[]): Promise<void> {
-    const stamp = await stampOf(file);
-    const onDisk = sameStamp(this.disk?.stamp, stamp) ? this.disk!.entries : ((await readIndex(file))?.entries ?? new Map<string, Entry>());
-    this.disk = undefined; // changed below: read again should this save fail
+    const ours = new Set(changed);
     // What the old file gave goes in only while no process has made this file: one that did read the same old file,
     // and an entry it forgot since (a wrong checksum) must not come back.
-    if (this.fromLegacy && stamp === undefined) for (const [f, e] of this.files) onDisk.set(f, e);
-    for (const f of changed) {
-      const e = this.files.get(f);
-      if (e) onDisk.set(f, e);
-      else onDisk.delete(f); // forgotten: another process's copy of the wrong entry goes too
-    }
-    for (const [f, e] of onDisk) if (!this.files.has(f)) this.files.set(f, e);
+    const all = this.fromLegacy && !(await indexThere(file));
     await makeDirs(path.dirname(file));
     const tmp = `${file}.${ownerTag()}-${randomBytes(4).toString('hex')}.tmp`; // several sessions may save at once
     const unlist = removeAtExit(tmp); // (a signal during the save: it goes)
+    let written: Awaited<ReturnType<typeof writeIndex>> | undefined;
     try {
-      const written = await writeIndex(tmp, onDisk);
+      written = await writeIndex(tmp, async (w) => {
+        // (A path forgotten is in `ours` and not in `files`: another process's copy of the wrong entry goes too.)
+        for await (const [name, line] of savedEntries(file)) {
+          if (ours.has(name)) continue;
+          if (Buffer.isBuffer(line)) await w.copy(name, line);
+          else await w.entry(name, line);
+        }
+        for (const name of all ? this.files.keys() : ours) {
+          const e = this.entry(name);
+          if (e) await w.entry(name, e);
+        }
+      });
       await rename(tmp, file);
-      this.disk = { entries: onDisk, stamp: written };
-      this.fromLegacy = false;
     } catch (err) {
+      await written?.lines.close().catch(() => undefined);
       await rm(tmp, { force: true }); // a full disk: the old index stays as it was, no half file beside it
       throw err;
     } finally {
       unlist();
     }
+    // Entries set or forgotten while the file was written stay as they are, for the next save.
+    const files = new Map<string, Held>(written.offsets);
+    for (const name of this.dirty) {
+      const held = this.files.get(name);
+      if (held === undefined) files.delete(name);
+      else files.set(name, held);
+    }
+    this.files = files;
+    this.hold(written.lines);
+    this.fromLegacy = false;
   }
 }
+
+/** An entry whose values are made when needed (HashIndex.setValuesLater); `id` is copied then, not now (entryOf). */
+class Later {
+  constructor(
+    readonly id: FileIdentity,
+    readonly values: Array<() => Array<[field: string, value: string]>>,
+  ) {}
+}
+
+/** How HashIndex holds an entry (see HashIndex.files). */
+type Held = Entry | Later | number;
 
 /**
  * The name a value is kept under in a file's entry: `name` for the whole file, `name@offset+length` for a region

@@ -1,10 +1,13 @@
-/** fileLines: a file's lines a chunk at a time, lines across chunks joined, overlong ones skipped. */
+/**
+ * fileLines: a file's lines a chunk at a time, lines across chunks joined, overlong ones skipped; fileLinesAt: the same
+ * lines with where each begins, whether the chunks are read into new buffers or into one.
+ */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileLines } from '../../src/util/file-lines.js';
+import { fileLines, fileLinesAt } from '../../src/util/file-lines.js';
 
 let work: string;
 before(async () => {
@@ -19,6 +22,16 @@ async function linesOf(text: string, from: number, maxLine: number): Promise<str
   try {
     const out: string[] = [];
     for await (const l of fileLines(fh, from, maxLine)) out.push(l.toString('latin1'));
+    for (const reuse of [false, true]) {
+      const at: string[] = [];
+      for await (const [l, offset] of fileLinesAt(fh, from, maxLine, reuse)) {
+        const line = l.toString('latin1');
+        assert.equal(text.slice(offset, offset + line.length), line, `the line said to begin at ${offset} (reuse: ${reuse})`);
+        assert.ok(offset === from || text[offset - 1] === '\n', `${offset} follows a newline`);
+        at.push(line);
+      }
+      assert.deepEqual(at, out, `fileLinesAt gives fileLines' lines (reuse: ${reuse})`);
+    }
     return out;
   } finally {
     await fh.close();
