@@ -3,6 +3,7 @@ import { shown } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
 import { errorMessage } from '../format/errors.js';
 import { indexFieldName, type HashIndex } from '../sources/hash-index.js';
+import { LaterValues } from '../sources/hash-index-lines.js';
 import { indexField } from '../sources/verified-copy.js';
 import { CandidateSums, type Scanner } from './scanner.js';
 import type { Candidate } from './candidates.js';
@@ -21,6 +22,25 @@ import { CONFIRM, HEAD_LENGTH } from './scan-protocol.js';
 const IN_FLIGHT_PER_WORKER = 2;
 const BATCH_FILES = 256;
 const BATCH_BYTES = 32 * 1024 * 1024;
+
+/** A candidate's hash-index values, made when the index saves them (one small object each, no closure). */
+class Recorded extends LaterValues {
+  constructor(
+    private readonly source: SumSource,
+    private readonly c: Candidate,
+    private readonly sums: CandidateSums,
+  ) {
+    super();
+  }
+
+  get identity(): Candidate['identity'] {
+    return this.c.identity;
+  }
+
+  values(): Array<[field: string, value: string]> {
+    return this.source.indexValues(this.c, this.sums);
+  }
+}
 
 export class SumSource {
   reads = 0;
@@ -72,11 +92,14 @@ export class SumSource {
 
   private record(c: Candidate, sums: CandidateSums): void {
     this.reads++;
-    this.index.setValuesLater(c.path, c.identity, () => {
-      const f = this.fields(c);
-      const text = sums.encoded();
-      return [[f.rsync, text.rsync], [f.head, text.head], [f.confirm, text.confirm], [f.sum, text.sum], [f.zeros, String(sums.zeros)]];
-    });
+    this.index.setValuesLater(c.path, new Recorded(this, c, sums));
+  }
+
+  /** The hash index's values of a candidate read. */
+  indexValues(c: Candidate, sums: CandidateSums): Array<[field: string, value: string]> {
+    const f = this.fields(c);
+    const text = sums.encoded();
+    return [[f.rsync, text.rsync], [f.head, text.head], [f.confirm, text.confirm], [f.sum, text.sum], [f.zeros, String(sums.zeros)]];
   }
 
   /**

@@ -258,7 +258,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
     const stamp = await stampOf(image);
     const index = await loadMakeTemplateIndex(opts.cacheDir);
     const all = await candidateSums(opts, listing, index, scanner, await candidatesKept(opts));
-    const kept = withoutDuplicates(all.candidates.map((c) => c.size), all.sums.map((s) => s.confirm.toString('hex')));
+    const kept = withoutDuplicates(all.candidates.map((c) => c.size), all.sums.map((s) => s.confirm.toString('latin1')));
     const u: Usable = { candidates: kept.map((i) => all.candidates[i]!), sums: kept.map((i) => all.sums[i]!) };
     // Saved while the image is scanned (on the workers): ~1 s of the main thread for a 100,000-file tree.
     saved = index.save().catch((err: unknown) => opts.warn(`cannot save the hash index: ${errorMessage(err)}`));

@@ -7,46 +7,61 @@ import { FILE_RECORD, type FileJob, type ScanReply, type ScanRequest, type ScanS
 /**
  * What the scan needs of each candidate: RsyncSum64 of its first blockLength bytes, the strong checksum
  * of its head (first 64 KiB) and of the whole file. Kept in the persistent hash index (path + identity),
- * so a second run over the same tree opens no candidate file (candidate-sums.ts). One FILE_RECORD buffer each, as a
- * scan worker writes it: four buffers per candidate were 38 MB of a 100,000-file tree's heap.
+ * so a second run over the same tree opens no candidate file (candidate-sums.ts). Its FILE_RECORD bytes at `at` of a
+ * buffer many share (a scan worker's reply, a slab): four buffers per candidate were 38 MB of a 100,000-file tree's
+ * heap, and a Buffer of its own each still 11 MB.
  */
 export class CandidateSums {
   /** `sumLength`: bytes of the template's checksum kind (16 MD5, 32 SHA-256). */
-  constructor(private readonly record: Buffer, readonly zeros: number, private readonly sumLength: number) {}
+  constructor(private readonly records: Buffer, private readonly at: number, readonly zeros: number, private readonly sumLength: number) {}
 
   /** Of a record laid out in parts (a hash index's entry), or undefined if one is missing or of the wrong length. */
   static of(parts: { rsync?: Buffer; head?: Buffer; confirm?: Buffer; sum?: Buffer }, zeros: number, sumLength: number): CandidateSums | undefined {
     const { rsync, head, confirm, sum } = parts;
     if (rsync?.length !== 8 || head?.length !== 32 || confirm?.length !== 32 || sum?.length !== sumLength) return undefined;
-    const record = Buffer.allocUnsafe(FILE_RECORD).fill(0);
-    [rsync, head, confirm, sum].forEach((b, i) => record.set(b, [0, 8, 40, 72][i]));
-    return new CandidateSums(record, zeros, sumLength);
+    const [records, at] = slabRecord();
+    [rsync, head, confirm, sum].forEach((b, i) => records.set(b, at + [0, 8, 40, 72][i]!));
+    return new CandidateSums(records, at, zeros, sumLength);
+  }
+
+  private bytes(from: number, to: number): Buffer {
+    return this.records.subarray(this.at + from, this.at + to);
   }
 
   /** RsyncSum64 of the first blockLength bytes. */
   get rsync(): Buffer {
-    return this.record.subarray(0, 8);
+    return this.bytes(0, 8);
   }
 
   /** CONFIRM checksums of the head and of the whole file (what image bytes are compared with). */
   get head(): Buffer {
-    return this.record.subarray(8, 40);
+    return this.bytes(8, 40);
   }
 
   get confirm(): Buffer {
-    return this.record.subarray(40, 72);
+    return this.bytes(40, 72);
   }
 
   /** The template's checksum kind (what DESC and [Parts] carry). */
   get sum(): Buffer {
-    return this.record.subarray(72, 72 + this.sumLength);
+    return this.bytes(72, 72 + this.sumLength);
   }
 
   /** The four checksums in jigdo-Base64 (format/base64.ts encodeB64), as the hash index keeps them. */
   encoded(): { rsync: string; head: string; confirm: string; sum: string } {
-    const b64 = (from: number, to: number): string => this.record.toString('base64url', from, to);
+    const b64 = (from: number, to: number): string => this.records.toString('base64url', this.at + from, this.at + to);
     return { rsync: b64(0, 8), head: b64(8, 40), confirm: b64(40, 72), sum: b64(72, 72 + this.sumLength) };
   }
+}
+
+/** Records of CandidateSums.of are cut from slabs of this many. */
+const SLAB_RECORDS = 1024;
+let slab = { records: Buffer.alloc(0), used: SLAB_RECORDS };
+
+/** A zeroed FILE_RECORD of the current slab, and where it is. */
+function slabRecord(): [Buffer, number] {
+  if (slab.used === SLAB_RECORDS) slab = { records: Buffer.alloc(SLAB_RECORDS * FILE_RECORD), used: 0 };
+  return [slab.records, FILE_RECORD * slab.used++];
 }
 
 /**
@@ -157,7 +172,7 @@ export class Scanner {
     return files.map((_, i) => {
       const error = r.errors[i];
       if (error !== null && error !== undefined) return new Error(error);
-      return new CandidateSums(all.subarray(i * FILE_RECORD, (i + 1) * FILE_RECORD), r.zeros[i]!, len);
+      return new CandidateSums(all, i * FILE_RECORD, r.zeros[i]!, len);
     });
   }
 

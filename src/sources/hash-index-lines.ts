@@ -4,14 +4,37 @@ import { writeAll } from '../util/write-all.js';
 import type { FileIdentity } from './hash-index.js';
 
 /*
- * The lines of the hash index's file (version 3: see hash-index-file.ts), one `[path, entry]` per file: read where the
- * index keeps them, and written.
+ * The hash index's entries, and the lines of its file (version 3: see hash-index-file.ts), one `[path, entry]` per
+ * file: read where the index keeps them, and written.
  */
 
 /** One file's record: its identity when hashed, and its checksums by kind (and region). */
 export interface Entry extends FileIdentity {
   /** `kind` or `kind@offset+length` → jigdo-base64 checksum. */
   sums: Record<string, string>;
+}
+
+/**
+ * The values of a file's entry, made when they are needed: saved or looked up (HashIndex.setValuesLater). `identity` is
+ * copied then, not now (entryOf).
+ */
+export abstract class LaterValues {
+  abstract readonly identity: FileIdentity;
+  abstract values(): Array<[field: string, value: string]>;
+}
+
+/** Those of several regions of one file. */
+export class SeveralLater extends LaterValues {
+  constructor(
+    readonly identity: FileIdentity,
+    readonly parts: LaterValues[],
+  ) {
+    super();
+  }
+
+  values(): Array<[field: string, value: string]> {
+    return this.parts.flatMap((p) => p.values());
+  }
 }
 
 /** A line longer than this is not one of ours (a path and a few checksums; an old disc image's entry holds a checksum per file in it). */

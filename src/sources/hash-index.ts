@@ -11,7 +11,7 @@ import { makeDirs } from '../util/make-dirs.js';
 import { removeAtExit } from '../util/exit-leftovers.js';
 import { ownerTag } from '../util/pid.js';
 import { indexThere, readIndex, removeDeadSaves, savedEntries, writeIndex, type KeepEntry } from './hash-index-file.js';
-import { entryOf, type Entry, type IndexLines } from './hash-index-lines.js';
+import { LaterValues, SeveralLater, entryOf, type Entry, type IndexLines } from './hash-index-lines.js';
 
 /**
  * What tells, without reading a file, that its bytes are those we hashed. Size and mtime alone are not
@@ -202,7 +202,7 @@ export class HashIndex {
   /** The entry of `file`, read from the index file if it is not parsed in memory; undefined if there is none or its line is damaged. */
   private entry(file: string): Entry | undefined {
     const held = this.files.get(file);
-    if (held instanceof Later) return entryOf(held.id, Object.fromEntries(held.values.flatMap((v) => v())));
+    if (held instanceof LaterValues) return entryOf(held.identity, Object.fromEntries(held.values()));
     if (typeof held !== 'number') return held;
     let e = this.recent.get(file);
     if (e) return e;
@@ -259,15 +259,17 @@ export class HashIndex {
 
   /**
    * setValues, the values made only when they are saved or looked up: make-template's, made from the sums it holds
-   * anyway. Made at once, the first run over 100,000 files held ~30 MB of heap in their strings and objects until saved.
+   * anyway. Made at once, the first run over 100,000 files held ~30 MB of heap in their strings and objects until saved;
+   * as a closure each, ~15 MB.
    */
-  setValuesLater(file: string, id: FileIdentity, values: () => Array<[field: string, value: string]>): void {
-    if (id.medium !== undefined) return; // a device: see the class's comment
+  setValuesLater(file: string, later: LaterValues): void {
+    if (later.identity.medium !== undefined) return; // a device: see the class's comment
     const held = this.files.get(file);
     // (A file of several regions, an old disc image's: each region's values join the others'.)
-    if (held !== undefined && !(held instanceof Later && sameIdentity(held.id, id))) return this.setValues(file, id, values());
-    if (held) held.values.push(values);
-    else this.files.set(file, new Later(id, [values]));
+    if (held !== undefined && !(held instanceof LaterValues && sameIdentity(held.identity, later.identity))) return this.setValues(file, later.identity, later.values());
+    if (held === undefined) this.files.set(file, later);
+    else if (held instanceof SeveralLater) held.parts.push(later);
+    else this.files.set(file, new SeveralLater(held.identity, [held, later]));
     this.recent.delete(file);
     this.dirty.add(file);
     this.saveLater();
@@ -375,16 +377,8 @@ export class HashIndex {
   }
 }
 
-/** An entry whose values are made when needed (HashIndex.setValuesLater); `id` is copied then, not now (entryOf). */
-class Later {
-  constructor(
-    readonly id: FileIdentity,
-    readonly values: Array<() => Array<[field: string, value: string]>>,
-  ) {}
-}
-
 /** How HashIndex holds an entry (see HashIndex.files). */
-type Held = Entry | Later | number;
+type Held = Entry | LaterValues | number;
 
 /**
  * The name a value is kept under in a file's entry: `name` for the whole file, `name@offset+length` for a region

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { HashIndex, LEGACY_INDEX, MAKE_TEMPLATE_INDEX, SESSION_INDEX, identityOf, loadMakeTemplateIndex, loadSessionIndex, nextSaveDelay } from '../../src/sources/hash-index.js';
 import { ownerTag } from '../../src/util/pid.js';
 import { indexFiles } from '../helpers/hash-index-file.js';
+import { LaterValues } from '../../src/sources/hash-index-lines.js';
 
 const run = promisify(execFile);
 let work: string;
@@ -484,10 +485,15 @@ test('values set to be made later are made when saved, and are seen by a lookup 
   const id = { size: 10, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
   const index = await HashIndex.load(file);
   let made = 0;
-  index.setValuesLater('/later', id, () => {
-    made++;
-    return [['md5', 'M'], ['rsync64@1024', 'R']];
-  });
+  const later = (identity: typeof id, values: Array<[string, string]>): LaterValues =>
+    new (class extends LaterValues {
+      readonly identity = identity;
+      values(): Array<[string, string]> {
+        made++;
+        return values;
+      }
+    })();
+  index.setValuesLater('/later', later(id, [['md5', 'M'], ['rsync64@1024', 'R']]));
   assert.equal(index.getValue('/later', id, 'rsync64@1024'), 'R');
   assert.equal(index.get('/later', { ...id, ino: 9 }, 'md5'), undefined, 'the identity rule holds');
   await index.save();
@@ -498,10 +504,12 @@ test('values set to be made later are made when saved, and are seen by a lookup 
   assert.equal(index.get('/later', id, 'md5'), 'M', 'read back from the file once saved');
   assert.equal(made, before, 'not made again once saved');
   // Regions of one file (the files inside an old disc image) each add theirs; another identity starts again.
-  index.setValuesLater('/disc', id, () => [['md5@0+5', 'FIRST']]);
-  index.setValuesLater('/disc', id, () => [['md5@5+5', 'SECOND']]);
+  index.setValuesLater('/disc', later(id, [['md5@0+5', 'FIRST']]));
+  index.setValuesLater('/disc', later(id, [['md5@5+5', 'SECOND']]));
+  index.setValuesLater('/disc', later(id, [['md5@10+5', 'THIRD']]));
+  assert.equal(index.get('/disc', id, 'md5', 10, 5), 'THIRD');
   assert.equal(index.get('/disc', id, 'md5', 0, 5), 'FIRST', "the second region's values did not replace the first's");
-  index.setValuesLater('/disc', { ...id, ino: 99 }, () => [['md5@5+5', 'NEW']]);
+  index.setValuesLater('/disc', later({ ...id, ino: 99 }, [['md5@5+5', 'NEW']]));
   assert.equal(index.previous('/disc', 'md5', 0, 5), undefined, "the old file's values went with it");
   await index.save();
   assert.deepEqual((await indexFiles(file))['/disc']!.sums, { 'md5@5+5': 'NEW' });
