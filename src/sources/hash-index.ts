@@ -125,13 +125,11 @@ export function loadMakeTemplateIndex(cacheDir: string): Promise<HashIndex> {
  * atomically; concurrent writers merge what is on disk before replacing it, one at a time. Version 1 entries (path, size,
  * mtime) are not read: an edit kept under `touch -r` would pass them.
  *
- * Fields: `files` (every entry, as loaded and merged), `dirty` (paths changed or forgotten since the last
- * save), `timer` (the delayed save), `disk` (what the file held when last read or written, and its stamp), `locks`
- * (the cache directory's, for the saves' turns). A save takes the cache's lock of this index file (cache-lock.ts: other
- * processes take turns with it), reads what is on disk, merges `dirty` into it and renames a temporary file over it;
- * entries set while it runs are saved by the next one. Without the turns, two processes that read the file before
- * either renamed its copy over it each wrote only what it had read: the later rename dropped what the other recorded. A file with the stamp this process left is not read again (a first make-template over
- * 100,000 files spent more time parsing its own saves again than hashing).
+ * A save takes the cache's lock of this index file (cache-lock.ts: other processes take turns with it), copies what is
+ * on disk a line at a time with the `dirty` entries (changed or forgotten since the last save) in place of theirs, and
+ * renames the copy over it; entries set while it runs are saved by the next one. Without the turns, two processes that
+ * read the file before either renamed its copy over it each wrote only what it had read: the later rename dropped what
+ * the other recorded.
  *
  * Nothing is kept for a block device (an identity with a `medium`: `--scan /dev/sr0`): its node keeps its inode
  * and times when the disc in it is swapped, so no stat field says which disc was hashed, and the kernel's medium
@@ -199,10 +197,18 @@ export class HashIndex {
     before?.close().catch(() => undefined);
   }
 
-  /** The entry of `file`, read from the index file if it is not parsed in memory; undefined if there is none or its line is damaged. */
-  private entry(file: string): Entry | undefined {
+  /**
+   * The entry of `file`, read from the index file if it is not parsed in memory; undefined if there is none or its line
+   * is damaged. Values set to be made later are made, and kept made unless `toSave` (the save writes each once): an old
+   * disc image's file, looked up once per file in it while each adds its region, made them all again at every lookup.
+   */
+  private entry(file: string, toSave = false): Entry | undefined {
     const held = this.files.get(file);
-    if (held instanceof LaterValues) return entryOf(held.identity, Object.fromEntries(held.values()));
+    if (held instanceof LaterValues) {
+      const e = entryOf(held.identity, Object.fromEntries(held.values()));
+      if (!toSave) this.files.set(file, e);
+      return e;
+    }
     if (typeof held !== 'number') return held;
     let e = this.recent.get(file);
     if (e) return e;
@@ -352,7 +358,7 @@ export class HashIndex {
           else await w.entry(name, line);
         }
         for (const name of all ? this.files.keys() : ours) {
-          const e = this.entry(name);
+          const e = this.entry(name, true);
           if (e) await w.entry(name, e);
         }
       });

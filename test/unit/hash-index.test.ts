@@ -514,3 +514,25 @@ test('values set to be made later are made when saved, and are seen by a lookup 
   await index.save();
   assert.deepEqual((await indexFiles(file))['/disc']!.sums, { 'md5@5+5': 'NEW' });
 });
+
+test('an old disc image\'s files, each looked up and then recorded under the one image path, make their values once each', async () => {
+  const index = await HashIndex.load(path.join(work, 'regions.jsonl'));
+  const id = { size: 1 << 30, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
+  let made = 0;
+  const region = (i: number): LaterValues =>
+    new (class extends LaterValues {
+      readonly identity = id;
+      values(): Array<[string, string]> {
+        made++;
+        return [[`md5@${i * 10}+10`, `R${i}`]];
+      }
+    })();
+  // As make-template does: a file's lookup (it is not known yet), then its record.
+  for (let i = 0; i < 2000; i++) {
+    assert.equal(index.get('/old.iso', id, 'md5', i * 10, 10), undefined);
+    index.setValuesLater('/old.iso', region(i));
+  }
+  assert.equal(index.get('/old.iso', id, 'md5', 19990, 10), 'R1999');
+  assert.equal(index.get('/old.iso', id, 'md5', 0, 10), 'R0');
+  assert.ok(made <= 2 * 2000, `values made ${made} times for 2,000 regions (made again at every lookup: ~2 million)`);
+});
