@@ -263,11 +263,7 @@ export class HashIndex {
     this.saveLater();
   }
 
-  /**
-   * setValues, the values made only when they are saved or looked up: make-template's, made from the sums it holds
-   * anyway. Made at once, the first run over 100,000 files held ~30 MB of heap in their strings and objects until saved;
-   * as a closure each, ~15 MB.
-   */
+  /** setValues, made when saved or looked up: make-template's, from the sums it holds anyway (see LaterValues). */
   setValuesLater(file: string, later: LaterValues): void {
     if (later.identity.medium !== undefined) return; // a device: see the class's comment
     const held = this.files.get(file);
@@ -294,13 +290,15 @@ export class HashIndex {
    * file keeps what is known of the others.
    */
   forget(file: string, region?: { kind: ChecksumKind; offset: number; length: number | string }): void {
-    const e = this.entry(file);
     this.recent.delete(file);
-    if (!e) return;
-    if (region) {
+    const e = region && this.files.has(file) ? this.entry(file) : undefined;
+    if (region && !this.files.has(file)) return; // (the other regions another process recorded stay)
+    if (region && e) {
       delete e.sums[HashIndex.field(region.kind, region.offset, region.length)];
       this.files.set(file, e);
-    } else this.files.delete(file);
+    } else this.files.delete(file); // (a region of an entry whose line cannot be read: the whole entry goes)
+    // A whole file is marked even when nothing is held: the next save drops the copy on disk, whoever wrote it. Before,
+    // a forget of an entry whose line could not be read did nothing, and the save after it kept the wrong checksum.
     this.dirty.add(file);
   }
 

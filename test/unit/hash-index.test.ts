@@ -2,6 +2,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -478,6 +480,45 @@ test('an index file written over in place after the load (by hand, by another to
   index.set('/p/d', id, 'md5', 'D');
   await index.save(); // what the file holds now, and ours
   assert.deepEqual(Object.keys(await indexFiles(file)), ['/p/c', '/p/b', '/p/a', '/p/d']);
+  // A file found wrong is forgotten for good, even when its line could not be read.
+  const again = await HashIndex.load(file);
+  const [head, ...rest] = (await readFile(file, 'utf8')).trimEnd().split('\n');
+  await writeFile(file, [head, ...rest.reverse(), ''].join('\n')); // /p/a's line is not where it was
+  again.forget('/p/a');
+  again.forget('/p/x'); // held by no one: nothing to drop
+  await again.save();
+  assert.equal(again.previous('/p/a', 'md5'), undefined, 'not back after the save (it was, on the first version of this change)');
+  assert.equal((await HashIndex.load(file)).previous('/p/a', 'md5'), undefined, 'nor for another process');
+  assert.equal((await HashIndex.load(file)).get('/p/b', id, 'md5'), 'SUM/p/b');
+});
+
+test('an index file that cannot be read after the load (ESTALE on NFS, EIO) gives misses: lookups, sets and forgets do not throw', async () => {
+  const file = path.join(work, 'read-error.jsonl');
+  const id = { size: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
+  const made = await HashIndex.load(file);
+  made.set('/a', id, 'md5', 'A');
+  made.set('/b', id, 'md5', 'B');
+  await made.save();
+  const index = await HashIndex.load(file);
+  // The kernel's error for a file another NFS client's rename removed, injected: no local file system gives it at will.
+  const real = fs.readSync;
+  (fs as { readSync: unknown }).readSync = () => {
+    throw Object.assign(new Error('ESTALE: stale file handle, read'), { code: 'ESTALE' });
+  };
+  syncBuiltinESMExports();
+  try {
+    assert.equal(index.get('/a', id, 'md5'), undefined);
+    index.set('/a', id, 'sha256', 'SHA');
+    index.forget('/b');
+  } finally {
+    (fs as { readSync: unknown }).readSync = real;
+    syncBuiltinESMExports();
+  }
+  assert.equal(index.get('/a', id, 'sha256'), 'SHA');
+  await index.save();
+  const saved = await indexFiles(file);
+  assert.deepEqual(Object.keys(saved), ['/a']);
+  assert.deepEqual(saved['/a']!.sums, { sha256: 'SHA' }, 'what could not be read is not invented');
 });
 
 test('values set to be made later are made when saved, and are seen by a lookup before', async () => {
