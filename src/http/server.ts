@@ -24,6 +24,17 @@ export interface ServeOptions {
   extraStatus?: () => unknown;
 }
 
+/** What a request Node's parser refused is answered (see the 'clientError' listener). */
+function refusedAnswer(code: string | undefined): string {
+  const [status, reason] =
+    code === 'HPE_INVALID_METHOD' ? [501, 'Not Implemented']
+    : code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large']
+    : code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? [413, 'Payload Too Large']
+    : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout']
+    : [400, 'Bad Request'];
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
+}
+
 /**
  * The most connections the server keeps open at once; one more is closed as it comes (Node's maxConnections). Without
  * a cap a client opening idle connections by the thousand held a descriptor each (until the 60 s headersTimeout) and
@@ -98,6 +109,18 @@ class ImageServer {
       countStatus(this.ctx, 405);
       socket.on('error', () => undefined);
       socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
+    // A request Node's parser refuses gets the answer Node gives it (lib/_http_server.js), but a method it does not
+    // know (`FOO /image.iso`, `get`): 501, as RFC 9110 §15.6.2 says, not Node's bare 400. Nothing is written to a
+    // connection that was answered before (a pipelined request after a good one), as Node does.
+    this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      const answer = refusedAnswer(err.code);
+      if (err.code === 'HPE_INVALID_METHOD') {
+        this.ctx.stats.requests++;
+        countStatus(this.ctx, 501);
+      }
+      if (socket.writable && socket.bytesWritten === 0) socket.end(answer);
+      socket.destroySoon();
     });
   }
 

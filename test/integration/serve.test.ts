@@ -230,6 +230,27 @@ describe('jigdofs serve', () => {
     assert.ok((await httpGet(`${server.url}image.iso`, { Range: 'bytes=0-9' })).status === 206, 'still serving');
   });
 
+  test('a method Node does not know: 501 (RFC 9110 §15.6.2); other requests its parser refuses get its own answers', async () => {
+    // Found by a probe: Node's parser refused `FOO` before our handler saw it, and answered a bare 400.
+    const { port } = new URL(server.url);
+    const before = (await server.status()).server.byStatus['501'] ?? 0;
+    for (const method of ['FOO', 'get']) {
+      const answer = (await rawExchange(Number(port), `${method} /image.iso HTTP/1.1\r\nHost: x\r\n\r\n`)).toString('latin1');
+      assert.match(answer, /^HTTP\/1\.1 501 Not Implemented\r\n/, method);
+      assert.match(answer, /\r\nContent-Length: 0\r\n/i);
+    }
+    assert.equal((await server.status()).server.byStatus['501'], before + 2, 'counted as answers');
+    const huge = (await rawExchange(Number(port), `GET /image.iso HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).toString('latin1');
+    assert.match(huge, /^HTTP\/1\.1 431 /, 'headers past Node\'s limit: 431, as before');
+    const garbage = (await rawExchange(Number(port), 'GET /image.iso HTTP/9.9 what\r\n\r\n')).toString('latin1');
+    assert.match(garbage, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    // A pipelined request after a good one that Node refuses: the good one's answer, and nothing after it.
+    const pipelined = (await rawExchange(Number(port), 'HEAD /image.iso HTTP/1.1\r\nHost: x\r\n\r\nFOO / HTTP/1.1\r\n\r\n')).toString('latin1');
+    assert.match(pipelined, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.doesNotMatch(pipelined, /501/);
+    assert.ok((await httpGet(`${server.url}image.iso`, { Range: 'bytes=0-9' })).status === 206, 'still serving');
+  });
+
   test('a client that half-closes once its requests are sent (nc -N, a script) gets every answer whole', async () => {
     // A fresh server: its first reads fetch parts, so the bodies are still being read when the client's end arrives.
     const fresh = await startServe([path.join(work, 'j', path.basename(v.jigdo)), '--cache-dir', path.join(work, 'half-close-cache')]);
