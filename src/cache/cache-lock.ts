@@ -302,8 +302,12 @@ export class CacheLocks {
     }
   }
 
-  /** Removes what killed processes left: their temporary files and locks. Once per process. */
-  cleanOnce(): Promise<void> {
+  /**
+   * Removes what killed processes left: their temporary files and locks. Once per process. `leftoverRemoved` is told
+   * when a resumable download's leftover (`resume-…`, a day without a byte added) went: the size limit counts those
+   * (CacheEviction.leftoversChanged), and the count kept its bytes for up to a minute. (The first call's is used.)
+   */
+  cleanOnce(leftoverRemoved: () => void = () => undefined): Promise<void> {
     return (this.cleaned ??= (async () => {
       for (const dir of [this.tmpDir, this.lockDir]) {
         const names = await readdir(dir).catch(() => [] as string[]);
@@ -314,7 +318,9 @@ export class CacheLocks {
             continue;
           }
           const st = await stat(file).catch(() => undefined);
-          if (st && (ownerDead(name) || Date.now() - st.mtimeMs > TMP_STALE_MS)) await unlink(file).catch(() => undefined);
+          if (!st || !(ownerDead(name) || Date.now() - st.mtimeMs > TMP_STALE_MS)) continue;
+          const removed = await unlink(file).then(() => true, () => false);
+          if (removed && name.startsWith('resume-')) leftoverRemoved();
         }
       }
     })().catch((err) => this.log(`cache: cleanup of ${this.cacheDir} failed: ${errorMessage(err)}`)));

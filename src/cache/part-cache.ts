@@ -111,7 +111,7 @@ export class PartCache {
     this.eviction = new CacheEviction(this.dir, opts.maxBytes ?? DEFAULT_CACHE_BYTES, this.stats_, sizeLock, this.fs, (name) => this.locks.tryLock(name));
     this.room = new DiskRoom(this.dir, (bytes, spare) => this.eviction.free(bytes, spare));
     this.eviction.onEvicted = (files) => this.room.evicted(files);
-    void this.locks.cleanOnce(); // from the start: only a download waited for it, so a run that fetched nothing left them
+    void this.locks.cleanOnce(() => this.eviction.leftoversChanged()); // now: a run that fetched nothing left them
   }
 
   private get tmpDir(): string {

@@ -271,6 +271,25 @@ test('a leftover left as the process ends is counted by the next commit of anoth
   await next.close();
 });
 
+test('a day-old leftover the start-up cleanup removes leaves the count at once: the next commit of the next process does not count it', async () => {
+  // Left by the last session: the cleanup removed it without a word, and the count kept its bytes for up to a minute.
+  const dir = path.join(work, `${++dirs}-cleanup`);
+  const first = new PartCache({ dir, maxBytes: 10 * MB, hashFile });
+  await store(first, 80);
+  await leaveLeftover(first, randomBytes(3 * MB), 2 * MB);
+  await store(first, 81);
+  assert.equal(first.stats().bytes, 4 * MB, 'two parts and the leftover');
+  await first.close();
+  const tmp = path.join(dir, 'parts', 'tmp');
+  const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+  for (const f of await readdir(tmp)) if (f.startsWith('resume-')) await utimes(path.join(tmp, f), twoDaysAgo, twoDaysAgo);
+  const next = new PartCache({ dir, maxBytes: 10 * MB, hashFile });
+  await store(next, 82);
+  assert.deepEqual((await readdir(tmp)).filter((f) => f.startsWith('resume-')), [], 'the cleanup removed it');
+  assert.equal(next.stats().bytes, 3 * MB, 'three parts, no leftover');
+  await next.close();
+});
+
 test('for a download\'s room, a leftover goes like a part; a writer\'s stopped past its lock\'s life, and a symlink, are neither counted nor removed', async () => {
   const cache = newCache(100 * MB);
   const tmp = path.join(cache.dir, 'parts', 'tmp');
