@@ -116,6 +116,8 @@ export function entryOf(id: FileIdentity, sums: Record<string, string>): Entry {
 
 /** Bytes read at a time where an entry is looked up: lookups in the order the file was written read it in these steps. */
 const WINDOW = 64 * 1024;
+/** Bytes read for a lookup elsewhere in the file: most lines are shorter (a longer one is read again, larger). */
+const LINE_READ = 2048;
 
 /**
  * An index file held open, its entries read where they are when looked up. The index keeps in memory only each path and
@@ -127,6 +129,8 @@ export class IndexLines {
   private window = Buffer.alloc(0);
   private windowAt = 0;
   private windowLength = 0;
+  /** Bytes the last read asked for (fewer came only at the file's end). */
+  private asked = 0;
 
   constructor(private readonly fh: FileHandle) {}
 
@@ -153,12 +157,14 @@ export class IndexLines {
       const inWindow = from >= 0 && from < this.windowLength;
       const nl = inWindow ? this.window.indexOf(0x0a, from) : -1;
       if (nl !== -1 && nl < this.windowLength) return this.window.subarray(from, nl);
-      if (inWindow && this.windowLength < this.window.length) return this.window.subarray(from, this.windowLength); // the last line, without a newline
-      // Not wholly in the window: one read from `offset`, twice as large as before when the line filled it.
-      const want = inWindow && from === 0 ? 2 * this.window.length : WINDOW;
+      if (inWindow && this.windowLength < this.asked) return this.window.subarray(from, this.windowLength); // the last line, without a newline
+      // Not wholly in the window: one read from `offset`, twice the last when the line filled it; a window's worth when
+      // the lookups go on where it ended (the file's order), else a line's (lookups at random do not read 64 KiB each).
+      const onward = from >= 0 && from <= this.windowLength;
+      const want = inWindow && from === 0 ? 2 * this.asked : onward ? WINDOW : LINE_READ;
       if (want > 2 * MAX_LINE) return undefined;
-      if (this.window.length !== want) this.window = Buffer.allocUnsafe(want);
-      this.windowAt = offset;
+      if (this.window.length < want) this.window = Buffer.allocUnsafe(want);
+      [this.windowAt, this.asked] = [offset, want];
       this.windowLength = readSync(this.fh.fd, this.window, 0, want, offset);
       if (this.windowLength === 0) return undefined;
     }

@@ -577,3 +577,24 @@ test('an old disc image\'s files, each looked up and then recorded under the one
   assert.equal(index.get('/old.iso', id, 'md5', 0, 10), 'R0');
   assert.ok(made <= 2 * 2000, `values made ${made} times for 2,000 regions (made again at every lookup: ~2 million)`);
 });
+
+test('entries read where they lie: in the file\'s order, backwards and at random, lines from 100 bytes to 300 KiB, the last without a newline', async () => {
+  const file = path.join(work, 'lookups.jsonl');
+  const id = { size: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
+  const made = await HashIndex.load(file);
+  const sums = new Map<string, string>();
+  for (let i = 0; i < 400; i++) {
+    const long = i % 37 === 5 ? 300_000 : i % 11 === 3 ? 70_000 : i % 5 === 1 ? 3000 : 20; // (around the 2 KiB and 64 KiB reads)
+    const sum = `${i}-${'x'.repeat(long)}`;
+    sums.set(`/l/${i}`, sum);
+    made.set(`/l/${i}`, id, 'md5', sum);
+  }
+  await made.save();
+  await writeFile(file, (await readFile(file, 'utf8')).replace(/\n$/, '')); // the last line without its newline
+  const names = [...sums.keys()];
+  const shuffled = [...names].sort(() => Math.random() - 0.5);
+  for (const order of [names, [...names].reverse(), shuffled]) {
+    const index = await HashIndex.load(file);
+    for (const name of order) assert.equal(index.get(name, id, 'md5'), sums.get(name), name);
+  }
+});
