@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { FileByteSource } from '../format/bytesource.js';
-import { JigdoError, TemplateUnavailableError, UsageError } from '../format/errors.js';
+import { JigdoError, TemplateUnavailableError, UsageError, errorMessage } from '../format/errors.js';
 import { parseJigdo, type JigdoFile, type JigdoImage } from '../format/jigdo.js';
 import { describeLocation, locationFromUser } from '../format/location.js';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
@@ -230,7 +230,8 @@ async function openWith(jigdo: JigdoFile, image: JigdoImage, opts: SourceOptions
         await parts.close();
         await raw.close();
         await src.close();
-        await index.save().catch(() => undefined);
+        // Said, not swallowed: a make-image onto a full cache disk saved nothing and exited 0 without a word (a probe).
+        await index.save().catch((err: unknown) => opts.log(`cache: cannot save the hash index ${index.file ?? ''}: ${errorMessage(err)}`));
       },
     };
   } catch (err) {

@@ -163,6 +163,18 @@ test('verify reads to the end whatever stat says: a pipe, a block device (its fi
   assert.match(named.stdout, /^OK: /);
 });
 
+test('a hash index that cannot be saved is said (a full disk, a folder in its place), and the image is still made', async () => {
+  // Found by a probe: make-image onto a 200 KiB cache disk saved no index, exited 0 and said nothing.
+  const dir = path.join(work, 'index-unsaved');
+  const cacheDir = path.join(dir, 'cache');
+  await mkdir(path.join(cacheDir, 'hash-index.jsonl'), { recursive: true }); // (the save's rename cannot replace a folder)
+  const out = path.join(dir, 'out.iso');
+  const r = await runCli(['make-image', sample('jf-md5-gzip.jigdo'), '--scan', SAMPLE_PARTS, '-o', out, '--cache-dir', cacheDir, '--offline']);
+  assertOk(r);
+  assert.equal(await fileMd5(out), IMAGE_MD5);
+  assert.match(r.stderr, /cannot save the hash index .*hash-index\.jsonl: .*(EISDIR|directory)/i);
+});
+
 test('make-image never replaces a device, a pipe or its own input; an existing image only with --force', async () => {
   const dir = path.join(work, 'outputs');
   await mkdir(dir);
