@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { errorMessage } from '../format/errors.js';
@@ -24,15 +24,12 @@ export interface ServeOptions {
   extraStatus?: () => unknown;
 }
 
-/** What a request Node's parser refused is answered (see the 'clientError' listener). */
+/** The status of a request Node's parser refused, by its error code (see the 'clientError' listener); else 400. */
+const REFUSED_STATUS: Record<string, number> = { HPE_INVALID_METHOD: 501, HPE_HEADER_OVERFLOW: 431, HPE_CHUNK_EXTENSIONS_OVERFLOW: 413, ERR_HTTP_REQUEST_TIMEOUT: 408 };
+
 function refusedAnswer(code: string | undefined): string {
-  const [status, reason] =
-    code === 'HPE_INVALID_METHOD' ? [501, 'Not Implemented']
-    : code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large']
-    : code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? [413, 'Payload Too Large']
-    : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout']
-    : [400, 'Bad Request'];
-  return `HTTP/1.1 ${status} ${reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
+  const status = REFUSED_STATUS[code ?? ''] ?? 400;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
 }
 
 /**

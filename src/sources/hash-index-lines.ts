@@ -185,33 +185,23 @@ const WRITE_CHUNK = 1 << 20;
 export class IndexWriter {
   readonly offsets = new Map<string, number>();
   private readonly chunk = Buffer.allocUnsafe(WRITE_CHUNK);
-  private used = 0;
-  private flushedTo: number;
+  private used: number;
+  private flushedTo = 0;
 
   constructor(
     private readonly fh: FileHandle,
     header: string,
   ) {
     this.used = this.chunk.write(header, 0, 'latin1');
-    this.flushedTo = 0;
   }
 
   /** An entry read from another file, as it was. */
-  async copy(path: string, line: Buffer): Promise<void> {
-    if (this.offsets.has(path)) return;
-    this.offsets.set(path, this.flushedTo + this.used);
-    await this.put(line);
+  copy(path: string, line: Buffer): Promise<void> {
+    return this.line(path, line);
   }
 
-  async entry(path: string, entry: Entry): Promise<void> {
-    if (this.offsets.has(path)) return;
-    this.offsets.set(path, this.flushedTo + this.used);
-    const text = JSON.stringify([path, entry]);
-    const length = Buffer.byteLength(text);
-    if (this.used + length + 1 > WRITE_CHUNK) await this.flush();
-    if (length + 1 > WRITE_CHUNK) return this.put(Buffer.from(text));
-    this.used += this.chunk.write(text, this.used);
-    this.chunk[this.used++] = 0x0a;
+  entry(path: string, entry: Entry): Promise<void> {
+    return this.line(path, JSON.stringify([path, entry]));
   }
 
   /** Writes what is gathered; call once every line is given. */
@@ -221,15 +211,18 @@ export class IndexWriter {
     this.used = 0;
   }
 
-  private async put(line: Buffer): Promise<void> {
-    if (this.used + line.length + 1 > WRITE_CHUNK) await this.flush();
-    if (line.length + 1 > WRITE_CHUNK) {
-      await writeAll(this.fh, Buffer.concat([line, Buffer.from('\n')]), this.flushedTo);
-      this.flushedTo += line.length + 1;
+  /** `path`'s line, unless it has one; a text is written into the chunk as it is (no Buffer of its own each). */
+  private async line(path: string, line: Buffer | string): Promise<void> {
+    if (this.offsets.has(path)) return;
+    this.offsets.set(path, this.flushedTo + this.used);
+    const length = typeof line === 'string' ? Buffer.byteLength(line) : line.length;
+    if (this.used + length + 1 > WRITE_CHUNK) await this.flush();
+    if (length + 1 > WRITE_CHUNK) {
+      await writeAll(this.fh, Buffer.concat([Buffer.from(line), Buffer.from('\n')]), this.flushedTo);
+      this.flushedTo += length + 1;
       return;
     }
-    line.copy(this.chunk, this.used);
-    this.used += line.length;
+    this.used += typeof line === 'string' ? this.chunk.write(line, this.used) : line.copy(this.chunk, this.used);
     this.chunk[this.used++] = 0x0a;
   }
 }

@@ -72,7 +72,7 @@ export async function eachUnchanged<C extends Partial<FileIdentity> & { path: st
 const SAVE_DELAY_MS = 2000;
 /** Entries read from the index file kept parsed (see HashIndex.entry). */
 const RECENT_ENTRIES = 16;
-/** Closes a dropped index's file (see HashIndex.held). */
+/** Closes a dropped index's file (see HashIndex.disk). */
 const closeWhenDropped = new FinalizationRegistry<{ lines?: IndexLines }>((held) => void held.lines?.close().catch(() => undefined));
 /** A save costs at most this share of the time between delayed saves (see nextSaveDelay). */
 const SAVE_SHARE = 0.05;
@@ -144,10 +144,11 @@ export class HashIndex {
    */
   private files = new Map<string, Held>();
   private dirty = new Set<string>();
-  /** The index file last read or written, held open: the lines `files` points at. */
-  private disk: IndexLines | undefined;
-  /** Closes `disk` when the index is dropped without a close (a session's index lives as long as its process). */
-  private readonly held: { lines?: IndexLines } = {};
+  /**
+   * `lines`: the index file last read or written, held open: the lines `files` points at. In an object of its own, for
+   * closeWhenDropped to close when the index is dropped without a close (a session's index lives as long as its process).
+   */
+  private readonly disk: { lines?: IndexLines } = {};
   /** The entries last read from `disk`: a lookup asks for several values of one file in a row. */
   private readonly recent = new Map<string, Entry>();
   private timer: NodeJS.Timeout | undefined;
@@ -160,7 +161,7 @@ export class HashIndex {
   readonly stats = { hits: 0, misses: 0 };
 
   private constructor(readonly file: string | undefined) {
-    closeWhenDropped.register(this, this.held);
+    closeWhenDropped.register(this, this.disk);
   }
 
   /**
@@ -180,7 +181,6 @@ export class HashIndex {
       // Saved soon even if none of its entries are ours (an index of make-template's alone): else every session read
       // the old file whole again until one of them recorded something.
       if (old) {
-        old.lines?.close().catch(() => undefined);
         index.files = old.entries;
         index.fromLegacy = true;
         index.saveLater();
@@ -191,8 +191,8 @@ export class HashIndex {
 
   /** `lines` is now the file `files` points at; the one before is closed. */
   private hold(lines: IndexLines | undefined): void {
-    const before = this.disk;
-    this.disk = this.held.lines = lines;
+    const before = this.disk.lines;
+    this.disk.lines = lines;
     this.recent.clear();
     before?.close().catch(() => undefined);
   }
@@ -212,7 +212,7 @@ export class HashIndex {
     if (typeof held !== 'number') return held;
     let e = this.recent.get(file);
     if (e) return e;
-    e = this.disk?.entryAt(held, file);
+    e = this.disk.lines?.entryAt(held, file);
     if (this.recent.size >= RECENT_ENTRIES) this.recent.delete(this.recent.keys().next().value!);
     if (e) this.recent.set(file, e);
     return e;
@@ -291,12 +291,12 @@ export class HashIndex {
    */
   forget(file: string, region?: { kind: ChecksumKind; offset: number; length: number | string }): void {
     this.recent.delete(file);
-    const e = region && this.files.has(file) ? this.entry(file) : undefined;
-    if (region && !this.files.has(file)) return; // (the other regions another process recorded stay)
+    const e = region && this.entry(file);
     if (region && e) {
       delete e.sums[HashIndex.field(region.kind, region.offset, region.length)];
       this.files.set(file, e);
-    } else this.files.delete(file); // (a region of an entry whose line cannot be read: the whole entry goes)
+    } else if (region && !this.files.has(file)) return; // (the other regions another process recorded stay)
+    else this.files.delete(file); // (a region of an entry whose line cannot be read: the whole entry goes)
     // A whole file is marked even when nothing is held: the next save drops the copy on disk, whoever wrote it. Before,
     // a forget of an entry whose line could not be read did nothing, and the save after it kept the wrong checksum.
     this.dirty.add(file);

@@ -4,20 +4,14 @@ import type { FileHandle } from 'node:fs/promises';
 const CHUNK = 1 << 20;
 
 /**
- * The lines of an open file from byte `from` on, each without its '\n' (a last line without one is given too), read a
- * chunk at a time: a file far larger than memory (or than V8's longest string) is never held whole. A line longer than
- * `maxLine` bytes is skipped, not gathered, so one without an end in a damaged file cannot fill memory.
+ * The lines of an open file from byte `from` on, each without its '\n' (a last line without one is given too) and with
+ * the offset in the file of its first byte, read a chunk at a time: a file far larger than memory (or than V8's longest
+ * string) is never held whole. A line longer than `maxLine` bytes is skipped, not gathered, so one without an end in a
+ * damaged file cannot fill memory. With `reuse`, the chunks are read into one buffer, so a line is valid only until the
+ * next is asked for: reading an index of 150,000 lines (34 MB), the chunks of a buffer each were most of the memory it
+ * took.
  */
-export async function* fileLines(fh: Pick<FileHandle, 'read'>, from: number, maxLine: number): AsyncGenerator<Buffer> {
-  for await (const [line] of fileLinesAt(fh, from, maxLine)) yield line;
-}
-
-/**
- * fileLines, each line with the offset in the file of its first byte. With `reuse`, the chunks are read into one buffer,
- * so a line is valid only until the next is asked for: reading an index of 150,000 lines (34 MB), the chunks of a buffer
- * each were most of the memory it took.
- */
-export async function* fileLinesAt(fh: Pick<FileHandle, 'read'>, from: number, maxLine: number, reuse = false): AsyncGenerator<[line: Buffer, at: number]> {
+export async function* fileLinesAt(fh: FileHandle, from: number, maxLine: number, reuse = false): AsyncGenerator<[line: Buffer, at: number]> {
   const one = reuse ? Buffer.allocUnsafe(CHUNK) : undefined;
   let at = from;
   let carry: Buffer[] = []; // the start of a line that began in an earlier chunk
