@@ -42,9 +42,15 @@ export function buildProgram(): Command {
  */
 let outputError: NodeJS.ErrnoException | undefined;
 
-/** outputError, once what was written to standard output went out (a write of nothing, queued after it). */
+/**
+ * outputError, once what was written to standard output went out: a write of nothing, queued after writes still
+ * pending, or the next turn, when a write done at once (a file's, a pipe's on Linux) has emitted its error. Not a write
+ * of nothing every time: on a standard output that cannot be written (a closed one: bin/jigdofs), it fails too, and a
+ * command that wrote nothing there (mount) would fail.
+ */
 async function outputFailure(): Promise<NodeJS.ErrnoException | undefined> {
-  if (!outputError) await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  if (!outputError && process.stdout.writableLength > 0) await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  if (!outputError) await new Promise((resolve) => setImmediate(resolve));
   return outputError?.code === 'EPIPE' ? undefined : outputError;
 }
 

@@ -27,11 +27,14 @@ interface ShellRun {
 }
 
 let runs = 0;
-/** `jigdofs ARGS` in bash, its standard output going where `redirect` says; offline, with a cache of its own unless told. */
-function shell(args: string[], redirect: string, opts: { cache?: string; online?: boolean } = {}): Promise<ShellRun> {
+/**
+ * `jigdofs ARGS` in bash, its standard output going where `redirect` says; offline, with a cache of its own unless told.
+ * `asProgram`: run bin/jigdofs itself (its shell line first), not `node bin/jigdofs`.
+ */
+function shell(args: string[], redirect: string, opts: { cache?: string; online?: boolean; asProgram?: boolean } = {}): Promise<ShellRun> {
   const more = [...(opts.online ? [] : ['--offline']), '--cache-dir', opts.cache ?? path.join(work, `cache-${++runs}`)];
-  const quoted = [process.execPath, BIN, ...args, ...more].map((a) => `'${a}'`).join(' ');
-  const env = { ...process.env, XDG_CACHE_HOME: work, XDG_CONFIG_HOME: work, JIGDOFS_DEBUG: '' };
+  const quoted = [...(opts.asProgram ? [] : [process.execPath]), BIN, ...args, ...more].map((a) => `'${a}'`).join(' ');
+  const env = { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH}`, XDG_CACHE_HOME: work, XDG_CONFIG_HOME: work, JIGDOFS_DEBUG: '' };
   return new Promise((resolve, reject) => {
     execFile('bash', ['-c', `${quoted} ${redirect}; echo "exit \${PIPESTATUS[0]}" >&2`], { cwd: work, env, timeout: 60_000 }, (err, _stdout, stderr) => {
       if (err) return reject(err);
@@ -100,6 +103,26 @@ test('-o -: a reader that stops early ends the run in one line; a terminal is re
   );
   assert.equal(tty.code, 2, tty.out);
   assert.match(tty.out, /jigdofs: -o -: standard output is a terminal: redirect it, or give a file name/);
+});
+
+test('-o - with standard output closed (>&-) fails at the first write, and a listing does too; neither says it wrote', async () => {
+  const v = fx.variants['jf-md5-gzip'];
+  const parts = await localParts(v, 'parts-closed');
+  // Node opens /dev/null on a closed fd 1 before any code runs: the image went there, "wrote standard output", exit 0.
+  const image = await shell(['make-image', v.jigdo, '--local', `Parts=${parts}`, '-o', '-'], '>&-', { asProgram: true });
+  assert.equal(image.code, 1, image.stderr);
+  assert.match(image.stderr, /^jigdofs: standard output: .*EBADF/m);
+  assert.doesNotMatch(image.stderr, /wrote/);
+  const listing = await shell(['info', v.jigdo], '>&-', { asProgram: true });
+  assert.equal(listing.code, 1, listing.stderr);
+  assert.equal(listing.stderr, 'jigdofs: standard output: cannot write: EBADF: bad file descriptor, write\n');
+  // /dev/null asked for is no failure, and neither is a closed standard output where a command writes nothing.
+  const asked = await shell(['make-image', v.jigdo, '--local', `Parts=${parts}`, '-o', '-'], '> /dev/null', { asProgram: true });
+  assert.equal(asked.code, 0, asked.stderr);
+  const toFile = path.join(work, 'closed.iso');
+  const quiet = await shell(['make-image', v.jigdo, '--local', `Parts=${parts}`, '-o', toFile], '>&-', { asProgram: true });
+  assert.equal(quiet.code, 0, quiet.stderr);
+  assert.equal(md5hex(await readFile(toFile)), md5hex(await readFile(v.image)));
 });
 
 test('-o -: the parts downloaded leave the cache once the image went out whole, as with a file; --keep-parts keeps them', async () => {
