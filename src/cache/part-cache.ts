@@ -2,7 +2,7 @@ import { unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hexOfKey, type ChecksumKind } from '../format/checksum.js';
-import { eachUnchanged, identityOf, unchangedSize } from '../sources/hash-index.js';
+import { eachUnchanged, identityOf, unchangedSize } from '../sources/file-identity.js';
 import { commitIfMatches, underChecksumName, unhashedFetch, type HashFile, type LocalCopy, type SumCheck, type VerifiedCopy } from '../sources/verified-copy.js';
 import { MadeDirs } from '../util/make-dirs.js';
 import { BackgroundSync, syncFile } from './background-sync.js';

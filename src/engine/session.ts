@@ -5,7 +5,8 @@ import { JigdoError, TemplateUnavailableError, UsageError, errorMessage } from '
 import { parseJigdo, type JigdoFile, type JigdoImage } from '../format/jigdo.js';
 import { describeLocation, locationFromUser } from '../format/location.js';
 import { parseTemplate, type TemplateInfo } from '../format/template.js';
-import { identityOf, loadSessionIndex, type HashIndex } from '../sources/hash-index.js';
+import { identityOf } from '../sources/file-identity.js';
+import { loadSessionIndex, type HashIndex } from '../sources/hash-index.js';
 import { LocalSources, type LocalTree } from '../sources/local-sources.js';
 import { PartStore, type PartProvider } from '../sources/part-store.js';
 import type { Network } from '../network/network.js';

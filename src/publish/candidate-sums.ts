@@ -1,4 +1,3 @@
-import { decodeB64 } from '../format/base64.js';
 import { shown } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
 import { errorMessage } from '../format/errors.js';
@@ -22,6 +21,15 @@ import { CONFIRM, HEAD_LENGTH } from './scan-protocol.js';
 const IN_FLIGHT_PER_WORKER = 2;
 const BATCH_FILES = 256;
 const BATCH_BYTES = 32 * 1024 * 1024;
+
+/** The hash index's fields of a candidate's values (SumSource.fields). */
+interface Fields {
+  rsync: string;
+  head: string;
+  confirm: string;
+  sum: string;
+  zeros: string;
+}
 
 /** A candidate's hash-index values, made when the index saves them (one small object each, no closure). */
 class Recorded extends LaterValues {
@@ -52,6 +60,8 @@ export class SumSource {
   private bytes = 0;
   private readonly running = new Set<Promise<void>>();
   private failure: { err: unknown } | undefined;
+  /** A whole file's fields, by the length of its head (fields). */
+  private readonly wholeFields = new Map<number, Fields>();
 
   constructor(
     private readonly index: HashIndex,
@@ -66,7 +76,16 @@ export class SumSource {
    * The hash index's fields for a candidate. A file inside a disc image (the index key is the image) is a region,
    * named as the part sources name it (indexField).
    */
-  private fields(c: Candidate): { rsync: string; head: string; confirm: string; sum: string; zeros: string } {
+  private fields(c: Candidate): Fields {
+    if (c.ranges) return this.fieldsAt(c);
+    // A whole file's differ only by the head's length: made once each (five strings per file of 100,000 made garbage).
+    const head = Math.min(c.size, HEAD_LENGTH);
+    let f = this.wholeFields.get(head);
+    if (!f) this.wholeFields.set(head, (f = this.fieldsAt(c)));
+    return f;
+  }
+
+  private fieldsAt(c: Candidate): Fields {
     const [offset, length] = indexField(c.ranges && { offset: c.ranges[0]!.offset, length: c.size, ranges: c.ranges });
     const at = (name: string): string => indexFieldName(name, offset, length);
     return {
@@ -80,14 +99,12 @@ export class SumSource {
   }
 
   private cached(c: Candidate): CandidateSums | undefined {
+    const v = this.index.values(c.path, c.identity);
+    if (!v) return undefined;
     const f = this.fields(c);
-    const len = this.kind === 'md5' ? 16 : 32;
-    const rsync = decodeB64(this.index.getValue(c.path, c.identity, f.rsync) ?? '', 8);
-    const head = decodeB64(this.index.getValue(c.path, c.identity, f.head) ?? '', 32);
-    const confirm = decodeB64(this.index.getValue(c.path, c.identity, f.confirm) ?? '', 32);
-    const sum = decodeB64(this.index.getValue(c.path, c.identity, f.sum) ?? '', len);
-    const zeros = Number(this.index.getValue(c.path, c.identity, f.zeros) ?? NaN); // (an index of versions before: read again once)
-    return Number.isSafeInteger(zeros) ? CandidateSums.of({ rsync, head, confirm, sum }, zeros, len) : undefined;
+    const zeros = Number(v[f.zeros] ?? NaN); // (an index of versions before: read again once)
+    if (!Number.isSafeInteger(zeros)) return undefined;
+    return CandidateSums.ofText({ rsync: v[f.rsync], head: v[f.head], confirm: v[f.confirm], sum: v[f.sum] }, zeros, this.kind === 'md5' ? 16 : 32);
   }
 
   private record(c: Candidate, sums: CandidateSums): void {

@@ -3,7 +3,7 @@ import type { Worker } from 'node:worker_threads';
 import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { DiscFormatError, detectDisc, fileReader, listDisc } from '../discfs/index.js';
-import { identityOf, type FileIdentity } from '../sources/hash-index.js';
+import { identityOf, type FileIdentity } from '../sources/file-identity.js';
 import type { FileRange } from '../util/worker-protocol.js';
 import { startWorker } from '../util/start-worker.js';
 import type { WalkArg, WalkBatch, WalkReply } from './walk-protocol.js';

@@ -12,7 +12,7 @@ import { oncePerKey } from '../util/once-per-key.js';
 
 /** Finds where a file holds windows with these RsyncSum64 keys (WorkerPool.rsyncScan). */
 export type RsyncScan = (file: string, sums: string[], window: number, step: number, maxMatches: number) => Promise<RsyncMatches>;
-import { identityOfStats, sameIdentity, type FileIdentity } from './hash-index.js';
+import { identityOfStats, sameIdentity, type FileIdentity } from './file-identity.js';
 
 /**
  * What a --scan or --scan-deep path gets that is neither a file, a folder nor a block device: a character device or a

@@ -1,7 +1,7 @@
 import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { writeAll } from '../util/write-all.js';
-import type { FileIdentity } from './hash-index.js';
+import type { FileIdentity } from './file-identity.js';
 
 /*
  * The hash index's entries, and the lines of its file (version 3: see hash-index-file.ts), one `[path, entry]` per
@@ -101,9 +101,10 @@ export function wellFormed(entry: unknown): Entry | undefined {
   const e = entry as Record<string, unknown>;
   if (!IDENTITY_FIELDS.every((f) => typeof e[f] === 'number')) return undefined;
   if (!e.sums || typeof e.sums !== 'object' || Array.isArray(e.sums)) return undefined;
-  const sums: Record<string, string> = {};
-  for (const [k, v] of Object.entries(e.sums)) if (typeof v === 'string') sums[k] = v;
-  return entryOf(e as unknown as FileIdentity, sums);
+  const sums = e.sums as Record<string, unknown>;
+  // Kept as parsed when every value is a string (ours always are): a copy each was a second make-template's garbage.
+  const strings = Object.values(sums).every((v) => typeof v === 'string');
+  return entryOf(e as unknown as FileIdentity, (strings ? sums : Object.fromEntries(Object.entries(sums).filter(([, v]) => typeof v === 'string'))) as Record<string, string>);
 }
 
 /**

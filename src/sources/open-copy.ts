@@ -1,7 +1,7 @@
 import type { Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { fsPath, shown } from '../format/byte-string.js';
-import { sameMedium } from './hash-index.js';
+import { sameMedium } from './file-identity.js';
 import type { LocalCopy } from './verified-copy.js';
 
 /**

@@ -2,7 +2,8 @@ import { stat } from 'node:fs/promises';
 import { fsPath } from '../format/byte-string.js';
 import { checksumKey, type ChecksumKind } from '../format/checksum.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
-import { identityOf, identityOfStats, unchangedSize, type FileIdentity, type HashIndex } from './hash-index.js';
+import { identityOf, identityOfStats, unchangedSize, type FileIdentity } from './file-identity.js';
+import type { HashIndex } from './hash-index.js';
 import type { FileRange } from '../util/worker-protocol.js';
 
 /**

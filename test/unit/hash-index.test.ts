@@ -8,7 +8,8 @@ import { mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { HashIndex, LEGACY_INDEX, MAKE_TEMPLATE_INDEX, SESSION_INDEX, identityOf, loadMakeTemplateIndex, loadSessionIndex, nextSaveDelay } from '../../src/sources/hash-index.js';
+import { HashIndex, LEGACY_INDEX, MAKE_TEMPLATE_INDEX, SESSION_INDEX, loadMakeTemplateIndex, loadSessionIndex, nextSaveDelay } from '../../src/sources/hash-index.js';
+import { identityOf } from '../../src/sources/file-identity.js';
 import { ownerTag } from '../../src/util/pid.js';
 import { indexFiles } from '../helpers/hash-index-file.js';
 import { LaterValues } from '../../src/sources/hash-index-lines.js';
@@ -49,6 +50,22 @@ test('another file under the same path (inode, device) is a miss', async () => {
   for (const field of ['size', 'mtimeMs', 'ctimeMs', 'ino', 'dev'] as const) {
     assert.equal(index.get('/x', { ...id, [field]: id[field] + 1 }, 'md5'), undefined, `${field} differs`);
   }
+});
+
+test('values: every value of a file in one lookup, under the same identity rule; none for a device, or an entry read back with a non-string value', async () => {
+  const file = path.join(work, 'values.jsonl');
+  const index = await HashIndex.load(file);
+  const id = { size: 5, mtimeMs: 1000, ctimeMs: 2000, ino: 42, dev: 7 };
+  index.setValues('/v', id, [['md5', 'M'], ['zeros', '0']]);
+  assert.deepEqual(index.values('/v', id), { md5: 'M', zeros: '0' });
+  assert.equal(index.values('/v', { ...id, ctimeMs: 2001 }), undefined);
+  assert.equal(index.values('/v', { ...id, medium: 'sr0:1' }), undefined, 'a device is never looked up');
+  await index.save();
+  // A value that is not a string (hand-edited) is dropped alone; the entry read back keeps the others.
+  const text = (await readFile(file, 'utf8')).replace('"zeros":"0"', '"zeros":0');
+  await writeFile(file, text);
+  const read = await HashIndex.load(file);
+  assert.deepEqual(read.values('/v', id), { md5: 'M' });
 });
 
 test('a version 1 index (path, size, mtime) is not trusted', async () => {

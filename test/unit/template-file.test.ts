@@ -8,7 +8,8 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { HASH_HERE_MAX, checkTemplate } from '../../src/engine/template-file.js';
-import { HashIndex, identityOf } from '../../src/sources/hash-index.js';
+import { HashIndex } from '../../src/sources/hash-index.js';
+import { identityOf } from '../../src/sources/file-identity.js';
 import { WorkerPool } from '../../src/util/worker-pool.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'jigdofs-template-file-'));

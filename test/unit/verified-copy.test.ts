@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { checksumKey, type ChecksumKind } from '../../src/format/checksum.js';
 import { ImageLayout } from '../../src/image/layout.js';
-import { HashIndex, identityOf } from '../../src/sources/hash-index.js';
+import { HashIndex } from '../../src/sources/hash-index.js';
+import { identityOf } from '../../src/sources/file-identity.js';
 import { PartStore } from '../../src/sources/part-store.js';
 import {
   assertVerified,
