@@ -270,6 +270,9 @@ export class HashIndex {
     // Another process's save holds it for as long as its save takes, refreshing it; one that does not come within the
     // time a lock goes stale is gone without: at worst the old race, never a wait without end.
     this.locks ??= cacheDirLocks(path.dirname(file));
+    // What killed processes left in the cache (a save's lock file, `parts/tmp/HOSTTAG-PID-lock.spare`): a session's cache
+    // removes it when it opens, but make-template opens none, and each make-template killed while it saved left one.
+    await this.locks.cleanOnce();
     const lock = await this.locks.waitLock(`index-${path.basename(file)}`, LOCK_STALE_MS);
     const started = Date.now();
     try {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
-import { mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -66,6 +66,25 @@ test('values: every value of a file in one lookup, under the same identity rule;
   await writeFile(file, text);
   const read = await HashIndex.load(file);
   assert.deepEqual(read.values('/v', id), { md5: 'M' });
+});
+
+test('a save removes the lock file a killed process\'s save left in the cache (make-template opens no cache that would)', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'jigdofs-index-spare-'));
+  const deadPid = spawnSync(process.execPath, ['-e', '']).pid!;
+  const tmp = path.join(dir, 'parts', 'tmp');
+  try {
+    await mkdir(tmp, { recursive: true });
+    const left = [`${ownerTag(deadPid)}-lock.spare`, `${ownerTag()}-keep.partial`];
+    for (const name of left) await writeFile(path.join(tmp, name), 'x');
+    const index = await loadMakeTemplateIndex(dir);
+    index.setValue('/f', { size: 1, mtimeMs: 1, ctimeMs: 1, ino: 1, dev: 1 }, 'md5', 'M');
+    await index.save();
+    const now = await readdir(tmp);
+    assert.ok(!now.includes(left[0]!), 'the dead one\'s is gone');
+    assert.ok(now.includes(left[1]!), 'a live one\'s stays');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('a version 1 index (path, size, mtime) is not trusted', async () => {
