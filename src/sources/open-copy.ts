@@ -5,14 +5,17 @@ import { sameMedium } from './file-identity.js';
 import type { LocalCopy } from './verified-copy.js';
 
 /**
- * The open file still is the verified copy. Unlinking moves the ctime too: a cache file no longer linked
- * (evicted while we read it) is unchanged if its other fields are, since nothing writes a cache file after its commit
- * and nobody can open it to write any more. Not a user's file: it may have been written to (its mtime put back) before
- * it was removed, and the ctime its unlink moved is the only trace of that (a mount served the edited bytes).
+ * The open file still is the verified copy: the same inode, size and mtime, and for a user's file the same ctime. A
+ * user's file may be edited and its mtime put back (`touch -r`), even just before it is removed: the ctime is the only
+ * trace of that (a mount served the edited bytes). Not a cache file's ctime: the cache moves it without touching a
+ * byte (any process's access-time refresh, PartCache.lookupFile; the link and unlink that name an adopted download,
+ * adoptUnhashed; an eviction's unlink), and any write into one shows in its mtime, a whole-second commit stamp
+ * (commit-stamp.ts) that only a deliberate utimes puts back. Compared, a make-image sharing its cache with another
+ * failed on a part the other had just named or touched: "changed since it was verified".
  */
 function unchanged(st: Stats, copy: LocalCopy): boolean {
   const same = st.size === copy.size && st.mtimeMs === copy.mtimeMs && st.ino === copy.ino && st.dev === copy.dev;
-  return same && (st.ctimeMs === copy.ctimeMs || (st.nlink === 0 && copy.userFile !== true));
+  return same && (copy.userFile !== true || st.ctimeMs === copy.ctimeMs);
 }
 
 /** Throws unless the open file still is the verified copy (a block device: the same medium, hash-index.ts), and no later hash found it bad. */

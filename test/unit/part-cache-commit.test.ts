@@ -5,7 +5,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
+import { link, mkdtemp, open, readdir, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { openUnchanged } from '../../src/sources/open-copy.js';
 import { checksumKey } from '../../src/format/checksum.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -102,4 +103,49 @@ test('a committed file written to since (same size: dd conv=notrunc) is no longe
   assert.ok(logs.some((l) => l === `cache: ${copy.path} was written to since it was verified (its mtime): removed`), logs.join('\n'));
   await assert.rejects(stat(copy.path), { code: 'ENOENT' });
   await cache.close();
+});
+
+test('a cache file named or touched by another process meanwhile is still the verified copy (its ctime moved); one written to is not', async () => {
+  const bytes = Buffer.alloc(8192, 9);
+  const dir = path.join(work, `${++dirs}-cache`);
+  const cache = new PartCache({ dir, hashFile: hashWholeFile });
+  const other = new PartCache({ dir, hashFile: hashWholeFile }); // another process on the same cache
+  const sum = md5sum(bytes);
+  const key = checksumKey(sum);
+  const begun = await cache.begin('parts', 'md5', sum.toString('hex'));
+  assert.ok('writer' in begun);
+  await begun.writer.allocate(bytes.length);
+  await begun.writer.fh.write(bytes, 0, bytes.length, 0);
+  const committed = await begun.writer.commit([['md5', sum]]);
+  assert.ok(committed);
+  const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20)); // (the kernel's ctime clock is coarse)
+  const opens = async (copy: typeof committed): Promise<boolean> => (await openUnchanged(copy).then((fh) => fh.close().then(() => true), () => false));
+
+  // The other names an adopted download: link to the checksum name, then unlink of its own name. Looked up between the
+  // two, the part then failed to open (the probe's two make-images, one of them killed).
+  const adopted = `${committed.path}.other-name.unverified`;
+  await link(committed.path, adopted);
+  const between = await cache.lookupPart('md5', key, bytes.length);
+  assert.ok(between);
+  await tick();
+  await unlink(adopted);
+  assert.equal(await opens(between), true, 'the unlink of its other name changed no byte');
+
+  // The other refreshes its access time (old: it does), after this one looked it up.
+  const old = Date.now() / 1000 - 3600;
+  await utimes(committed.path, old, (await stat(committed.path)).mtimeMs / 1000);
+  const mine = await cache.lookupPart('md5', key, bytes.length);
+  assert.ok(mine);
+  await utimes(committed.path, old, (await stat(committed.path)).mtimeMs / 1000);
+  await tick();
+  assert.ok(await other.lookupPart('md5', key, bytes.length));
+  assert.notEqual((await stat(committed.path)).ctimeMs, mine.ctimeMs, 'the refresh moved the ctime');
+  assert.equal(await opens(mine), true, 'an access time refreshed by another is no change');
+
+  // A write into it is (its mtime).
+  const fh = await open(committed.path, 'r+');
+  await fh.write(Buffer.from('XXXX'), 0, 4, 100);
+  await fh.close();
+  assert.equal(await opens(mine), false);
+  await Promise.all([cache.close(), other.close()]);
 });
