@@ -13,6 +13,7 @@ import { registerStatus } from './commands/status.js';
 import { registerServe } from './commands/serve.js';
 import { legacyFuseCall } from './fstab-options.js';
 import { exactArgv } from './exact-argv.js';
+import { refuseEmptyValues } from './options.js';
 import { handleEndingSignals } from '../util/signals.js';
 
 /** Exit codes: 0 success, 1 failure (bad input, missing parts, wrong image), 2 usage error. */
@@ -31,7 +32,10 @@ export function buildProgram(): Command {
   registerUmount(program);
   registerStatus(program);
   registerServe(program);
-  for (const cmd of program.commands) cmd.exitOverride();
+  for (const cmd of program.commands) {
+    cmd.exitOverride();
+    refuseEmptyValues(cmd);
+  }
   return program;
 }
 
@@ -76,7 +80,12 @@ export async function main(given: string[]): Promise<number> {
     sayError(`standard output: cannot write: ${errorMessage(failed)}`);
     return code !== 0 ? code : 1; // (a command's own failure code stands: verify's 1 for a wrong image, say)
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof CommanderError) {
+      // --help, --version: their text on standard output is the command's output (`jigdofs --help > /dev/full`: exit 1).
+      const failed = err.exitCode === 0 ? await outputFailure() : undefined;
+      if (failed) sayError(`standard output: cannot write: ${errorMessage(failed)}`);
+      return failed ? 1 : err.exitCode === 0 ? 0 : 2;
+    }
     if (err instanceof UsageError) {
       // A usage error may quote a .jigdo (selectImage lists its Filenames): its terminal controls are escaped.
       sayError(err.message);

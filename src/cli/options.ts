@@ -40,6 +40,16 @@ function nonEmpty(value: string, option: string): string {
   return value;
 }
 
+/**
+ * Every option of `cmd` that takes a value and has no parser of its own refuses an empty one (nonEmpty): `serve --host=`
+ * listened on every interface (`--host "$HOST"` with HOST unset), `make-template -j ''` wrote a file named ''.
+ */
+export function refuseEmptyValues(cmd: Command): void {
+  for (const o of cmd.options) {
+    if ((o.required || o.optional) && !o.parseArg) o.argParser((value: string) => nonEmpty(value, o.long ?? o.flags));
+  }
+}
+
 /** Adds the options every command shares (the option table): where parts come from, memory, network. */
 export function addSourceOptions(cmd: Command): Command {
   for (const o of SOURCE_OPTIONS) {

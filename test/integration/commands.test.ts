@@ -457,14 +457,14 @@ test('make-image refuses to overwrite a folder, and cleans up after itself', asy
   assert.deepEqual(await listing(dir), ['target']);
 });
 
-test('info, missing and verify to a full disk (/dev/full): one line that standard output cannot be written, exit 1', async () => {
+test('info, missing, verify, --help and --version to a full disk (/dev/full): one line that standard output cannot be written, exit 1', async () => {
   // Found by a probe: each exited 0 with nothing written (`info --json > full-disk/info.json`).
   const full = openSync('/dev/full', 'w');
   try {
     const jigdo = path.join(SAMPLES, 'jf-md5-gzip.jigdo');
-    const runs = [['info', jigdo], ['info', jigdo, '--json'], ['missing', jigdo], ['verify', jigdo, path.join(SAMPLES, 'image.iso')]];
+    const runs = [['info', jigdo], ['info', jigdo, '--json'], ['missing', jigdo], ['verify', jigdo, path.join(SAMPLES, 'image.iso')], ['--help'], ['--version'], ['info', '--help']];
     for (const args of runs) {
-      const r = await runCli([...args, '--offline'], { stdoutFd: full });
+      const r = await runCli(args[0]!.startsWith('-') ? args : [...args, '--offline'], { stdoutFd: full });
       assert.equal(r.code, 1, `${args.join(' ')}: ${describeRun(r)}`);
       const lines = r.stderr.split('\n').filter((l) => l.startsWith('jigdofs: standard output'));
       assert.deepEqual(lines, ['jigdofs: standard output: cannot write: ENOSPC: no space left on device, write'], `${args.join(' ')}: ${r.stderr}`);

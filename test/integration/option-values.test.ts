@@ -67,7 +67,7 @@ test("serve's --port and --drain-timeout, make-template's --min-length: digits o
   for (const [flag, value, range] of cases) {
     const r = await runCli(['serve', JIGDO, '--offline', '--cache-dir', path.join(work, `cache-${++runs}`), flag, value], { timeoutMs: 30_000 });
     assert.equal(r.code, 2, describeRun(r));
-    assert.equal(r.stderr, `jigdofs: ${flag}: "${value}" is not a whole number from ${range}\n`, describeRun(r));
+    assert.equal(r.stderr, value === '' ? `jigdofs: ${flag}: "" is empty: give a value\n` : `jigdofs: ${flag}: "${value}" is not a whole number from ${range}\n`, describeRun(r));
   }
   const r = await runCli(['make-template', path.join(work, 'none.iso'), '--min-length', '0x400'], { timeoutMs: 30_000 });
   assert.equal(r.code, 2, describeRun(r));
@@ -79,5 +79,11 @@ test('an empty value (--scan=, --image=, --config=, --memory=) is a usage error 
     const r = await info([`${option}=`]);
     assert.equal(r.code, 2, `${option}: ${describeRun(r)}`);
     assert.equal(r.stderr, `jigdofs: ${option}: "" is empty: give a value\n`, option);
+  }
+  // A command's own options too: `serve --host=` listened on every interface.
+  for (const args of [['serve', JIGDO, '--offline', '--port', '0', '--host='], ['make-template', path.join(work, 'none.iso'), '-j', ''], ['mount', JIGDO, work, '--log-file=']]) {
+    const r = await runCli(args, { timeoutMs: 30_000 });
+    assert.equal(r.code, 2, describeRun(r));
+    assert.match(r.stderr, /^jigdofs: (--host|--jigdo|--log-file): "" is empty: give a value\n$/, describeRun(r));
   }
 });
