@@ -42,7 +42,7 @@ function nonEmpty(value: string, option: string): string {
 
 /**
  * Every option of `cmd` that takes a value and has no parser of its own refuses an empty one (nonEmpty): `serve --host=`
- * listened on every interface (`--host "$HOST"` with HOST unset), `make-template -j ''` wrote a file named ''.
+ * listened on every interface (`--host "$HOST"` with HOST unset).
  */
 export function refuseEmptyValues(cmd: Command): void {
   for (const o of cmd.options) {
