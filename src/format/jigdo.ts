@@ -5,6 +5,7 @@ import { kindOfKey, type ChecksumKind } from './checksum.js';
 import { JigdoError, elided, errorMessage } from './errors.js';
 import { gunzipMembers } from './gzip-members.js';
 import { describeLocation, resolveReference, type Location } from './location.js';
+import { MAX_VALUES_PER_PART, PartTable } from './part-table.js';
 
 /** One `[Image]` section (spec §4.3). */
 export interface JigdoImage {
@@ -55,8 +56,6 @@ export const MAX_JIGDO_TEXT_BYTES = 256 << 20;
 const MAX_LINE_BYTES = 1 << 20;
 /** [Include] directives followed in all: a fan-out of includes would otherwise read a file again and again. */
 const MAX_INCLUDES = 100;
-/** Alternative [Parts] lines kept for one checksum (libjte writes one per copy of a file: a handful). */
-const MAX_VALUES_PER_PART = 1000;
 /** [Servers] lines kept in all (real files have a few dozen). */
 const MAX_SERVER_LINES = 10_000;
 /** [Image] sections kept (real files have one; jigdo-lite shows a menu of them): each costs an object. */
@@ -66,72 +65,6 @@ const MAX_WARNINGS = 100;
 
 const MIB = 1 << 20;
 const GZIP_CHUNK = 64 << 10;
-
-/** One stored [Parts] value: a plain string when it has weight 0 and comes from the main file. */
-type Packed = string | JigdoValue;
-
-/**
- * The [Parts] lines by checksum key, stored compactly: most parts have one plain value, kept as one
- * string (no object, no array), so millions of lines cost near the size of their text. Reads like a
- * read-only Map of value lists; the lists are made on each call.
- */
-export class PartTable {
-  private readonly map = new Map<string, Packed | Packed[]>();
-  /** [Parts] lines kept, in all. */
-  lines = 0;
-
-  constructor(private readonly home: Location) {}
-
-  /** Adds one value; false when the part already has MAX_VALUES_PER_PART of them. */
-  add(key: string, uri: string, weight: number, base: Location): boolean {
-    const packed: Packed = weight === 0 && base === this.home ? uri : { uri, weight, base };
-    const old = this.map.get(key);
-    if (old === undefined) this.map.set(key, packed);
-    else if (!Array.isArray(old)) this.map.set(key, [old, packed]);
-    else if (old.length >= MAX_VALUES_PER_PART) return false;
-    else old.push(packed);
-    this.lines++;
-    return true;
-  }
-
-  get size(): number {
-    return this.map.size;
-  }
-
-  has(key: string): boolean {
-    return this.map.has(key);
-  }
-
-  get(key: string): JigdoValue[] | undefined {
-    const packed = this.map.get(key);
-    if (packed === undefined) return undefined;
-    return Array.isArray(packed) ? packed.map((p) => this.unpack(p)) : [this.unpack(packed)];
-  }
-
-  keys(): IterableIterator<string> {
-    return this.map.keys();
-  }
-
-  *values(): IterableIterator<JigdoValue[]> {
-    for (const key of this.map.keys()) yield this.get(key)!;
-  }
-
-  *entries(): IterableIterator<[string, JigdoValue[]]> {
-    for (const key of this.map.keys()) yield [key, this.get(key)!];
-  }
-
-  [Symbol.iterator](): IterableIterator<[string, JigdoValue[]]> {
-    return this.entries();
-  }
-
-  forEach(fn: (values: JigdoValue[], key: string) => void): void {
-    for (const [key, values] of this.entries()) fn(values, key);
-  }
-
-  private unpack(p: Packed): JigdoValue {
-    return typeof p === 'string' ? { uri: p, weight: 0, base: this.home } : p;
-  }
-}
 
 const isGzip = (bytes: Buffer): boolean => bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 
@@ -155,7 +88,7 @@ interface ParseContext {
 }
 
 /** The text of one file in chunks (gunzipped when gzip), counted against the limit of the whole. */
-async function* textChunks(bytes: Buffer, file: string, ctx: ParseContext): AsyncGenerator<Buffer> {
+async function* textChunks(bytes: Buffer, file: string, ctx: Pick<ParseContext, 'textBytes'>): AsyncGenerator<Buffer> {
   const gzip = isGzip(bytes);
   for await (const chunk of gzip ? gunzipped(bytes, file) : [bytes]) {
     ctx.textBytes += chunk.length;
@@ -383,6 +316,34 @@ class JigdoBuilder {
       [...this.kinds][0] ?? (version && version.major >= 2 ? 'sha256' : usable[0]!.templateSha256 && !usable[0]!.templateMd5 ? 'sha256' : 'md5');
     return { location: loc, version: version ?? { major: 1, minor: 0 }, generator, images: usable, parts, servers, checksumKind, warnings };
   }
+}
+
+/**
+ * A file to merge a new image into (make-template --merge): its text, gunzipped, each line checked as parseJigdo checks
+ * them (not binary, not a template); and the checksum kind its Version or [Parts] keys say, if they say one. Not read as
+ * a whole .jigdo: a file of [Servers] lines is one to start from, and an empty Template-MD5Sum= one to fill.
+ */
+export async function jigdoToMerge(bytes: Buffer, loc: Location): Promise<{ text: Buffer; kind?: ChecksumKind }> {
+  const file = describeLocation(loc);
+  const chunks: Buffer[] = [];
+  for await (const chunk of textChunks(bytes, file, { textBytes: 0 })) chunks.push(chunk);
+  const text = Buffer.concat(chunks);
+  const parser = new ConfigLineParser();
+  const kinds = new Set<ChecksumKind>();
+  let lineNo = 0;
+  for (let start = 0; start < text.length; ) {
+    const nl = text.indexOf(0x0a, start);
+    const end = nl < 0 ? text.length : nl;
+    const event = parser.line(decodeLine(text, start, end, file, ++lineNo).replace(/\r$/, ''), lineNo);
+    start = end + 1;
+    if (event?.type !== 'entry') continue;
+    const kind = event.section === 'Parts' ? kindOfKey(event.label) : undefined;
+    if (kind) kinds.add(kind);
+    if (event.section === 'Jigdo' && event.label === 'Version') kinds.add(parseVersion(event.rawValue, `${file}: line ${lineNo}`).major >= 2 ? 'sha256' : 'md5');
+  }
+  if (kinds.size > 1) throw new JigdoError(file, 'its Version and [Parts] keys are not all of one checksum kind');
+  const [kind] = kinds;
+  return { text, ...(kind ? { kind } : {}) };
 }
 
 /**

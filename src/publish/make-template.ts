@@ -5,6 +5,7 @@ import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
 import { blockDeviceSize } from '../util/block-device.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
+import { jigdoToMerge } from '../format/jigdo.js';
 import { parseSum } from '../format/rsync-rolling.js';
 import { loadMakeTemplateIndex, type HashIndex } from '../sources/hash-index.js';
 import { listCandidates, type Candidate, type Listing } from './candidates.js';
@@ -116,17 +117,27 @@ async function candidatesKept(opts: MakeTemplateOptions): Promise<(c: Candidate)
   };
 }
 
-async function mergeLines(file: string | undefined): Promise<string[]> {
+/**
+ * The lines of the file to merge into (--merge), read before any work. Gunzipped, as every command reads a .jigdo: the
+ * gzip bytes of one of Debian's were copied ahead of the new sections, which readers then did not see (exit 0). Refused
+ * if it is no .jigdo text (an ISO was copied in whole), or of the other checksum kind: its Version and keys, and the new
+ * [Parts] lines of ours, made one [Parts] that no reader takes.
+ */
+async function mergeLines(file: string | undefined, kind: ChecksumKind): Promise<string[]> {
   if (!file) return [];
-  try {
-    const text = decodeBytes(await readFile(fsPath(file)));
-    const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
-    if (lines[lines.length - 1] === '') lines.pop();
-    return lines;
-  } catch (err) {
+  const bytes = await readFile(fsPath(file)).catch((err: unknown) => {
     throw new JigdoError(file, `cannot read the file to merge: ${errorMessage(err)}`);
+  });
+  const merged = await jigdoToMerge(bytes, { kind: 'file', path: file });
+  if (merged.kind && merged.kind !== kind) {
+    throw new JigdoError(file, `its checksums are ${KIND_NAME[merged.kind]}: a template of ${KIND_NAME[kind]} cannot be merged into it (make it with -C ${merged.kind})`);
   }
+  const lines = decodeBytes(merged.text).split('\n').map((l) => l.replace(/\r$/, ''));
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines;
 }
+
+const KIND_NAME = { md5: 'MD5', sha256: 'SHA-256' } as const;
 
 interface Usable {
   candidates: Candidate[];
@@ -179,7 +190,7 @@ async function renamable(out: string): Promise<void> {
 }
 
 /** Writes to temporary names beside the outputs; renames both only once both are complete. */
-async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageSize: number, parts: PartEntry[], imageSum: () => Promise<Buffer>, u: Usable, chosen: number[], stamp: ImageStamp): Promise<number> {
+async function writeOutputs(opts: MakeTemplateOptions, merge: string[], image: FileHandle, imageSize: number, parts: PartEntry[], imageSum: () => Promise<Buffer>, u: Usable, chosen: number[], stamp: ImageStamp): Promise<number> {
   // Named after this process and host: a later run removes what a killed one left (killed-run.ts), and no other's.
   const tmpTemplate = temporaryPath(opts.template);
   const tmpJigdo = temporaryPath(opts.jigdo);
@@ -200,7 +211,7 @@ async function writeOutputs(opts: MakeTemplateOptions, image: FileHandle, imageS
       await out.close();
     }
     const jigdo = buildJigdo({
-      merge: await mergeLines(opts.merge),
+      merge,
       version: opts.kind === 'md5' ? '1.2' : '2.0',
       generator: CREATOR,
       imageName: path.basename(opts.image),
@@ -243,6 +254,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
   // later command that reads the template.
   if (imageSize === 0) throw new JigdoError(opts.image, 'the image is empty: a template of nothing could not be read back (jigdo-file writes one that no reader accepts)');
   await checkOutputs(opts);
+  const merge = await mergeLines(opts.merge, opts.kind);
   let image: FileHandle;
   try {
     image = await open(fsPath(opts.image), 'r');
@@ -269,7 +281,7 @@ export async function makeTemplate(opts: MakeTemplateOptions): Promise<MakeTempl
       parseSum(s.rsync); // 8 bytes, checked
       return { offset: m.offset, length: u.candidates[m.candidate]!.size, rsync: s.rsync, sum: s.sum };
     });
-    const templateSize = await writeOutputs(opts, image, imageSize, parts, found.imageSum, u, found.chosen.map((m) => m.candidate), stamp);
+    const templateSize = await writeOutputs(opts, merge, image, imageSize, parts, found.imageSum, u, found.chosen.map((m) => m.candidate), stamp);
     return {
       mode: found.mode,
       imageSize,

@@ -12,7 +12,8 @@ import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile }
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { assertCleanFailure, assertOk, BIN, prng, runCli, type CliResult } from '../helpers/cli.js';
+import { gzipSync } from 'node:zlib';
+import { assertCleanFailure, assertOk, BIN, describeRun, prng, runCli, type CliResult } from '../helpers/cli.js';
 import { ownerTag } from '../../src/util/pid.js';
 import { mountJigdo } from '../helpers/mount.js';
 
@@ -347,6 +348,30 @@ describe('make-template on its own', () => {
     await assert.rejects(stat(path.join(work, 'k.template')));
     const left = (await sh('ls', ['-a'])).split('\n').filter((n) => n.endsWith('.tmp'));
     assert.deepEqual(left, [], 'no temporary files left');
+  });
+
+  test('--merge: a gzipped .jigdo is merged as its text; a file that is no .jigdo, or of the other checksum kind, is refused before any work', async () => {
+    // Found by a probe: Debian's gzipped .jigdo was copied as bytes ahead of the new sections, which readers then did
+    // not see (exit 0); an ISO was copied in whole; -C sha256 into an MD5 .jigdo made a [Parts] no reader takes.
+    const dir = path.join(work, 'merge-kinds');
+    await mkdir(dir, { recursive: true });
+    const make = (name: string, ...extra: string[]): Promise<CliResult> =>
+      runCli(['make-template', 'img.raw', 'tree//', '-j', path.join(dir, `${name}.jigdo`), '-t', path.join(dir, `${name}.template`), '--cache-dir', cache, ...extra], { cwd: work, timeoutMs: 30_000 });
+    assertOk(await make('first'));
+    const plain = await readFile(path.join(dir, 'first.jigdo'));
+    await writeFile(path.join(dir, 'first.gz.jigdo'), gzipSync(plain));
+    assertOk(await make('from-gz', '--merge', path.join(dir, 'first.gz.jigdo')));
+    const merged = await readFile(path.join(dir, 'from-gz.jigdo'), 'utf8');
+    assert.ok(merged.startsWith(plain.toString('utf8').split('[Parts]')[0]!), 'the gzipped file\'s text comes first, as text');
+    assert.equal((merged.match(/^\[Image\]$/gm) ?? []).length, 2, 'both images');
+    const info = await runCli(['info', path.join(dir, 'from-gz.jigdo'), '--offline', '--json', '--cache-dir', cache]);
+    assert.equal(info.code, 0, describeRun(info));
+    assert.equal((JSON.parse(info.stdout) as { jigdo: { images: unknown[] } }).jigdo.images.length, 2, 'a reader sees both');
+
+    const left = async (): Promise<string[]> => (await readdir(dir)).filter((n) => !/^(first|from-gz)\b/.test(n)).sort();
+    assertCleanFailure(await make('binary', '--merge', 'img.iso'), 'img.iso', /not a \.jigdo file: binary data on line/);
+    assertCleanFailure(await make('kinds', '--merge', path.join(dir, 'first.gz.jigdo'), '-C', 'sha256'), path.join(dir, 'first.gz.jigdo'), /its checksums are MD5: a template of SHA-256 cannot be merged into it \(make it with -C md5\)/);
+    assert.deepEqual(await left(), [], 'nothing written');
   });
 
   test('defaults: IMAGE without .iso, plus .jigdo and .template, beside the image', async () => {
