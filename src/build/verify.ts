@@ -25,7 +25,10 @@ export interface VerifyResult {
   expectedSize: number;
   checksum: string;
   expected: string;
+  /** The first MAX_BAD regions found wrong, and where the image is too short or too long. */
   badRegions: BadRegion[];
+  /** Regions found wrong past the first MAX_BAD, not listed (a report of a million wrong parts is no report). */
+  moreBadRegions: number;
   /** A block device: its first `expectedSize` bytes were checked, what follows is not the image's. */
   device: boolean;
   /**
@@ -48,7 +51,24 @@ async function localCopyOf(session: ImageSession, key: string): Promise<BadRegio
   const inImage = await local.findInImages(key).catch(() => undefined);
   return inImage ? { path: inImage.path, insideImage: true } : undefined;
 }
-const MAX_BAD = 20;
+export const MAX_BAD = 20;
+
+/**
+ * The regions found wrong: the first MAX_BAD listed, the others counted. Counted too, and not only as long as the list
+ * had room: past 20, `verify` stopped at them without a word, and left out where the file was too short.
+ */
+class BadRegions {
+  readonly listed: BadRegion[] = [];
+  more = 0;
+  private lastOffset = -1;
+
+  add(b: BadRegion): void {
+    if (b.offset === this.lastOffset) return; // (a raw region is compared block by block: counted once)
+    this.lastOffset = b.offset;
+    if (this.listed.length < MAX_BAD) this.listed.push(b);
+    else this.more++;
+  }
+}
 
 /** Reads into `data` from the file's position on until it is full or the file ends; returns the bytes read. */
 async function readFully(fh: FileHandle, data: Buffer): Promise<number> {
@@ -80,7 +100,7 @@ export async function verifyImage(session: ImageSession, file: string): Promise<
     const device = st.isBlockDevice();
     const limit = device ? layout.size : st.isFile() ? Number.MAX_SAFE_INTEGER : layout.size + 1;
     const whole = pool.streamHash(layout.checksumKind);
-    const bad: BadRegion[] = [];
+    const bad = new BadRegions();
     let pending: Promise<unknown> = Promise.resolve();
     let regionIndex = 0;
     let partHash: ReturnType<typeof createHash> | undefined;
@@ -103,19 +123,17 @@ export async function verifyImage(session: ImageSession, file: string): Promise<
         if (region.kind === 'raw') {
           const want = expectedRaw.subarray(0, slice.length);
           await raw.readInto(region.rawOffset + (at - region.offset), slice.length, want, 0);
-          if (!want.equals(slice) && bad.length < MAX_BAD && bad[bad.length - 1]?.offset !== region.offset) {
-            bad.push({ offset: region.offset, length: region.length, what: 'template data differs' });
-          }
+          if (!want.equals(slice)) bad.add({ offset: region.offset, length: region.length, what: 'template data differs' });
         } else {
           partHash ??= createHash(layout.checksumKind);
           partHash.update(slice);
           if (stop === regionEnd) {
             const sum = checksumKey(partHash.digest());
             partHash = undefined;
-            if (sum !== region.key && bad.length < MAX_BAD) {
+            if (sum !== region.key) {
               // The .jigdo's name for it too (Debian:pool/…/x.deb): a checksum alone tells a user nothing.
               const name = session.jigdo.parts.get(region.key)?.[0]?.uri;
-              bad.push({ offset: region.offset, length: region.length, what: `part ${region.key}${name ? ` (${oneLine(name, 200)})` : ''} has checksum ${sum}`, key: region.key });
+              bad.add({ offset: region.offset, length: region.length, what: `part ${region.key}${name ? ` (${oneLine(name, 200)})` : ''} has checksum ${sum}`, key: region.key });
             }
           }
         }
@@ -129,11 +147,13 @@ export async function verifyImage(session: ImageSession, file: string): Promise<
     await pending;
     const sum = await whole.digest();
     const ok = size === layout.size && sum.equals(layout.imageSum);
-    if (size < layout.size && bad.length < MAX_BAD) bad.push({ offset: size, length: layout.size - size, what: 'missing (file too short)' });
+    const listed = bad.listed;
+    if (size < layout.size) listed.push({ offset: size, length: layout.size - size, what: 'missing (file too short)' });
     const readToEnd = size < limit || st.isFile() || device;
-    if (size > layout.size && readToEnd) bad.push({ offset: layout.size, length: size - layout.size, what: 'extra bytes after the image' });
-    for (const b of bad) if (b.key) b.goodCopy = await localCopyOf(session, b.key);
-    return { ok, size, expectedSize: layout.size, checksum: sum.toString('hex'), expected: layout.imageSum.toString('hex'), badRegions: bad, device, readToEnd };
+    if (size > layout.size && readToEnd) listed.push({ offset: layout.size, length: size - layout.size, what: 'extra bytes after the image' });
+    for (const b of listed) if (b.key) b.goodCopy = await localCopyOf(session, b.key);
+    const result = { ok, size, expectedSize: layout.size, checksum: sum.toString('hex'), expected: layout.imageSum.toString('hex') };
+    return { ...result, badRegions: listed, moreBadRegions: bad.more, device, readToEnd };
   } finally {
     await fh.close();
   }

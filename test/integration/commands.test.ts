@@ -123,6 +123,31 @@ test('verify: a copy with flipped bytes fails (exit 1) and names the wrong regio
   assert.deepEqual(report.badRegions.map((b) => b.offset), [0, 67584, 157696, 227696]);
 });
 
+test('verify: past 20 wrong regions, the others are counted, and where the file is too short is still said', async () => {
+  // Found by a probe: the list stopped at 20 without a word, the short end with it.
+  const dir = path.join(work, 'many-wrong');
+  await mkdir(dir, { recursive: true });
+  const files: Buffer[] = [];
+  for (let i = 0; i < 30; i++) files.push(Buffer.from(Array.from({ length: 2000 }, (_, j) => (i * 7919 + j * 31 + ((j * j) >> 3)) & 0xff)));
+  await mkdir(path.join(dir, 'tree'));
+  for (const [i, f] of files.entries()) await writeFile(path.join(dir, 'tree', `f${i}.bin`), f);
+  const image = Buffer.concat(files.flatMap((f, i) => [Buffer.alloc(100, 0x5a + i), f]));
+  await writeFile(path.join(dir, 'img.raw'), image);
+  assertOk(await runCli(['make-template', 'img.raw', 'tree//', '-j', 'img.jigdo', '-t', 'img.template', '--cache-dir', path.join(dir, 'cache')], { cwd: dir }));
+  await writeFile(path.join(dir, 'zeros.iso'), Buffer.alloc(image.length - 5000)); // every region wrong, the end missing
+  const r = await cli(['verify', path.join(dir, 'img.jigdo'), path.join(dir, 'zeros.iso')]);
+  assert.equal(r.code, 1, describeRun(r));
+  const listed = r.stdout.split('\n').filter((l) => /^  bytes /.test(l));
+  assert.equal(listed.length, 21, describeRun(r));
+  assert.match(listed[20]!, new RegExp(`^  bytes ${image.length - 5000}\\.\\.${image.length - 1} \\(5000\\): missing \\(file too short\\)$`));
+  const count = /^  (\d+) regions are wrong; the first 20 are listed$/m.exec(r.stdout);
+  assert.ok(count && Number(count[1]) > 20, r.stdout);
+  const j = await cli(['verify', path.join(dir, 'img.jigdo'), path.join(dir, 'zeros.iso'), '--json']);
+  const report = JSON.parse(j.stdout) as { badRegions: unknown[]; moreBadRegions: number };
+  assert.equal(report.badRegions.length, 21);
+  assert.equal(20 + report.moreBadRegions, Number(count[1]));
+});
+
 test('verify: a truncated or extended image fails and says so', async () => {
   const image = readFileSync(sample('image.iso'));
   const short = path.join(work, 'short.iso');

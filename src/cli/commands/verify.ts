@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { shown } from '../../format/byte-string.js';
-import { verifyImage } from '../../build/verify.js';
+import { MAX_BAD, verifyImage } from '../../build/verify.js';
 import { addSourceOptions, type SourceFlags } from '../options.js';
 import { withSession } from '../session.js';
 
@@ -22,6 +22,7 @@ export function registerVerify(program: Command): void {
           ? `FAILED: ${imageFile}: ${r.size !== r.expectedSize ? `size ${r.size}, expected ${r.expectedSize}; ` : ''}checksum ${r.checksum}, expected ${r.expected}`
           : `FAILED: ${imageFile}: more than the image's ${r.expectedSize} bytes (not a file: read no further than one byte past the image)`,
       ];
+      if (r.moreBadRegions > 0) lines.push(`  ${(MAX_BAD + r.moreBadRegions).toLocaleString('en-US')} regions are wrong; the first ${MAX_BAD} are listed`);
       for (const b of r.badRegions) {
         const good = b.goodCopy && `; a good copy ${b.goodCopy.insideImage ? 'is inside' : 'is'} ${shown(b.goodCopy.path)}`;
         lines.push(`  bytes ${b.offset}..${b.offset + b.length - 1} (${b.length}): ${b.what}${good ?? ''}`);
