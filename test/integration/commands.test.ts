@@ -377,6 +377,13 @@ test('missing on quoting.jigdo prints exactly golden-quoting-print-missing-all.t
   assert.equal(all.stdout, readFileSync(sample('golden-quoting-print-missing-all.txt'), 'utf8'));
   assertOk(first);
   assert.equal(first.stdout, readFileSync(sample('golden-quoting-print-missing.txt'), 'utf8'));
+  // --json --first: the same first candidates (found by a probe: the JSON listed them all).
+  const [jsonAll, jsonFirst] = await Promise.all([cli(['missing', '--json', sample('quoting.jigdo')]), cli(['missing', '--json', '--first', sample('quoting.jigdo')])]);
+  type Listing = { parts: Array<{ candidates: string[] }> };
+  const firsts = (JSON.parse(jsonFirst.stdout) as Listing).parts.map((p) => p.candidates);
+  assert.ok((JSON.parse(jsonAll.stdout) as Listing).parts.some((p) => p.candidates.length > 1), 'a part with several candidates');
+  assert.deepEqual(firsts.map((c) => c.length), firsts.map(() => 1));
+  assert.equal(`${firsts.map((c) => c[0]).join('\n')}\n`, readFileSync(sample('golden-quoting-print-missing.txt'), 'utf8'));
 });
 
 test('a CRLF copy of quoting.jigdo gives the same missing output and builds the image', async () => {

@@ -36,7 +36,9 @@ export function registerMissing(program: Command): void {
     // What is left to download, as desync's `info --seed` tells (the parts' own sizes: no HTTP overhead counted).
     const missingBytes = result.parts.reduce((n, p) => n + p.length, 0);
     if (flags.json) {
-      const json = { missing: result.parts.length, total: result.total, missingBytes, totalBytes: result.totalBytes, fromImages: result.fromImages.list, parts: result.parts };
+      // --first: one candidate each here too (it was taken by the text alone).
+      const parts = flags.first ? result.parts.map((p) => ({ ...p, candidates: p.candidates.slice(0, 1) })) : result.parts;
+      const json = { missing: result.parts.length, total: result.total, missingBytes, totalBytes: result.totalBytes, fromImages: result.fromImages.list, parts };
       process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
     } else if (flags.first) {
       for (const p of result.parts) process.stdout.write(encodeBytes(`${p.candidates[0]}\n`));
