@@ -4,7 +4,7 @@
  * through libuv's pool: over 100,000 files, 2.3 s of its CPU and 5 s of waiting, before any file was read. A folder
  * that hangs (a dead NFS server) holds this thread only; the main thread still answers signals.
  */
-import { lstatSync, opendirSync, statSync, type Stats } from 'node:fs';
+import { lstatSync, opendirSync, statSync, type Dir, type Dirent, type Stats } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
 import { errorMessage } from '../format/errors.js';
@@ -71,12 +71,25 @@ class SyncWalk {
       return;
     }
     try {
-      for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) {
+      for (let entry = this.next(dir, location + leaf); entry; entry = this.next(dir, location + leaf)) {
         const name = decodeBytes(entry.name as unknown as Buffer);
         this.visit(arg, location, leaf === '' ? name : join(leaf, name), false);
       }
     } finally {
       dir.closeSync();
+    }
+  }
+
+  /**
+   * The folder's next entry, or null at its end, or when it cannot be read on: warned about, and the rest of it ignored
+   * as a folder that cannot be opened is (`/proc/1/map_files` opens and then refuses its list: the run ended there).
+   */
+  private next(dir: Dir, path: string): Dirent | null {
+    try {
+      return dir.readSync();
+    } catch (err) {
+      warn(`${shown(path)}: ${errorMessage(err)} (the rest of it ignored)`);
+      return null;
     }
   }
 

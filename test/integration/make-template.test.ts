@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync, opendirSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -246,6 +247,26 @@ describe('make-template with an old disc image as candidates (IMAGE//)', () => {
 });
 
 describe('make-template on its own', () => {
+  const unlistable = (): boolean => {
+    try {
+      opendirSync('/proc/1/map_files').readSync();
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EACCES' && existsSync('/proc/1/map_files');
+    }
+  };
+  test('a folder that opens but whose list cannot be read (/proc/1/map_files): a warning, the rest of the tree taken', { skip: !unlistable() && 'no folder here opens and then refuses its list' }, async () => {
+    // Found by a probe: the run ended on the raw EACCES, with no output.
+    const dir = path.join(work, 'unlistable');
+    await mkdir(dir, { recursive: true });
+    await sh('cp', ['-r', path.join(work, 'tree/pool'), path.join(dir, 'pool')]);
+    await symlink('/proc/1/map_files', path.join(dir, 'pool', 'm'));
+    const r = await runCli(['make-template', 'img.raw', `${dir}//`, '-j', path.join(dir, 'u.jigdo'), '-t', path.join(dir, 'u.template'), '--cache-dir', cache], { cwd: work });
+    assertOk(r);
+    assert.match(r.stderr, new RegExp(`${dir}/pool/m: EACCES[^\\n]*\\(the rest of it ignored\\)`));
+    assert.match(await readFile(path.join(dir, 'u.jigdo'), 'utf8'), /pool\/a\.bin/, 'the files beside it are parts');
+  });
+
   test('an image on a block device (a loop device of img.iso): the same template as from the file (stat says 0 bytes)', async () => {
     const dev = (await sh('losetup', ['-f', '--show', '-r', 'img.iso'])).trim();
     try {
