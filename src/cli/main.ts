@@ -21,7 +21,6 @@ export function buildProgram(): Command {
   const program = new Command('jigdofs')
     .description('Use jigdo disc images without building them first: mount, serve over HTTP, build, verify.')
     .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerInfo(program);
   registerMissing(program);
@@ -35,8 +34,25 @@ export function buildProgram(): Command {
   for (const cmd of program.commands) {
     cmd.exitOverride();
     refuseEmptyValues(cmd);
+    oneLineUsageErrors(cmd, `jigdofs ${cmd.name()} --help`);
   }
+  oneLineUsageErrors(program, 'jigdofs --help');
   return program;
+}
+
+/**
+ * commander's usage errors as every error of ours is said: one line, `jigdofs: ` first (it wrote `error: unknown option
+ * '--bogus'` and the hint on a line of its own).
+ */
+function oneLineUsageErrors(cmd: Command, help: string): void {
+  cmd.configureOutput({
+    outputError: (text, write) => {
+      // commander's lines: the error, and maybe a suggestion, `(Did you mean --json?)`.
+      const [error, ...more] = text.replace(/^error: /, '').trimEnd().split('\n');
+      const hints = [...more.map((line) => line.replace(/^\((.*)\)$/, '$1')), `see ${help}`];
+      write(`jigdofs: ${quoted(error!)} (${quoted(hints.join('; '))})\n`);
+    },
+  });
 }
 
 /**

@@ -554,14 +554,17 @@ test('sources a regular user cannot read are named: a part under a --local tree,
   }
 });
 
-test('usage errors exit 2', async () => {
-  const cases = [['info'], ['bogus-command'], ['info', sample('jf-md5-gzip.jigdo'), '--memory', 'lots'], ['verify', sample('jf-md5-gzip.jigdo')]];
+test('usage errors exit 2, in one line that begins "jigdofs: " as every error does', async () => {
+  const cases = [['info'], ['bogus-command'], ['info', sample('jf-md5-gzip.jigdo'), '--memory', 'lots'], ['verify', sample('jf-md5-gzip.jigdo')], ['info', '--jsn', 'x']];
   const results = await Promise.all(cases.map((args) => cli(args)));
   for (const [i, args] of cases.entries()) {
     const r = results[i]!;
     assert.equal(r.code, 2, `${args.join(' ')}: ${describeRun(r)}`);
-    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.match(r.stderr, /^jigdofs: [^\n]+\n$/, `${args.join(' ')}: ${describeRun(r)}`); // (commander wrote "error: ..." and a hint line)
   }
+  assert.equal(results[0]!.stderr, "jigdofs: missing required argument 'jigdo' (see jigdofs info --help)\n");
+  assert.equal(results[1]!.stderr, "jigdofs: unknown command 'bogus-command' (see jigdofs --help)\n");
+  assert.equal(results[4]!.stderr, "jigdofs: unknown option '--jsn' (Did you mean --json?; see jigdofs info --help)\n");
 });
 
 test('generated fixtures (test/helpers/fixtures.ts): make-image on every variant, verify on two', { concurrency: 4 }, async (t) => {
