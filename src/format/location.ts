@@ -14,9 +14,17 @@ export function isRemote(text: string): boolean {
   return REMOTE.test(text);
 }
 
-/** A location given by the user on the command line (path relative to the current directory, or URL). */
+/** `scheme://`: a URL, not a relative path (`ftp://x/y.jigdo` was looked for as the file `ftp:/x/y.jigdo`). */
+const ANY_URL = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/**
+ * A location given by the user on the command line (path relative to the current directory, or URL). A URL of
+ * another scheme is refused (a file of that name is `./ftp://…`).
+ */
 export function locationFromUser(text: string): Location {
-  return isRemote(text) ? { kind: 'url', url: parseUrl(text, undefined, text).href } : { kind: 'file', path: path.resolve(text) };
+  if (isRemote(text)) return { kind: 'url', url: parseUrl(text, undefined, text).href };
+  if (ANY_URL.test(text)) throw new JigdoError(text, 'only http:// and https:// URLs are fetched');
+  return { kind: 'file', path: path.resolve(text) };
 }
 
 /** `new URL`, with one clear error naming the file the reference came from instead of "Invalid URL". */

@@ -1,3 +1,4 @@
+import path from 'node:path';
 // Locations named by a .jigdo (issue 7, item 4): a template's basename taken from a URL must stay one
 // plain local file name, and a bad URL or %-escape is one clear error, not "URI malformed".
 import { test } from 'node:test';
@@ -22,6 +23,12 @@ test('URLs that do not parse are a JigdoError naming the file they came from', (
   assert.throws(() => resolveReference('http://[bad/x', from), (err: unknown) => err instanceof JigdoError && err.message === '/srv/x.jigdo: "http://[bad/x" is not a valid URL');
   assert.throws(() => resolveReference('//[bad/x', url('http://h/x.jigdo')), (err: unknown) => err instanceof JigdoError && err.message.startsWith('http://h/x.jigdo: '));
   assert.throws(() => locationFromUser('http://[bad'), (err: unknown) => err instanceof JigdoError && /not a valid URL/.test(err.message));
+});
+
+test('a URL of another scheme given by the user is refused, not looked for as a relative path (found by a probe)', () => {
+  assert.throws(() => locationFromUser('ftp://x/y.jigdo'), (err: unknown) => err instanceof JigdoError && err.message === 'ftp://x/y.jigdo: only http:// and https:// URLs are fetched');
+  assert.deepEqual(locationFromUser('./ftp://x/y.jigdo'), { kind: 'file', path: path.resolve('ftp:/x/y.jigdo') }, 'a file of that name, asked for so');
+  assert.equal(locationFromUser('HTTPS://h/x.jigdo').kind, 'url');
 });
 
 test('a remote .jigdo never names a local file: file: and absolute paths from a URL stay remote or unresolved', async () => {
