@@ -1,8 +1,8 @@
-import path from 'node:path';
 // Locations named by a .jigdo (issue 7, item 4): a template's basename taken from a URL must stay one
 // plain local file name, and a bad URL or %-escape is one clear error, not "URI malformed".
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { JigdoError } from '../../src/format/errors.js';
 import { baseName, locationFromUser, resolveReference } from '../../src/format/location.js';
 import { parseJigdo } from '../../src/format/jigdo.js';
