@@ -3,6 +3,7 @@ import type { JigdoFile, JigdoImage } from '../format/jigdo.js';
 import { fsPath } from '../format/byte-string.js';
 import { loadJigdo, openImage, selectImage, type ImageSession, type SourceOptions } from '../engine/session.js';
 import { sourcePathProblems, sourceOptions, type SourceFlags } from './options.js';
+import { unusedLabels } from './unused-labels.js';
 
 /** What a command's session is opened with besides its flags. */
 export interface SessionUse {
@@ -32,6 +33,7 @@ export async function withSession<T>(
   for (const line of await sourcePathProblems(flags, false)) opts.log(line); // (a --scan path not there: the scan says so itself)
   if (use.warmPool) opts.pool?.warm(); // its first thread starts while the .jigdo and the template are read
   const jigdo = await loadCommandJigdo(jigdoArg, opts);
+  for (const line of unusedLabels(jigdo, flags)) opts.log(line);
   const image = selectImage(jigdo, flags.image);
   const unfinished = unfinishedImage(use.output?.(image));
   const session = await openImage(jigdo, image, unfinished ? { ...opts, scan: [...opts.scan, unfinished] } : opts);

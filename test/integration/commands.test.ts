@@ -554,6 +554,18 @@ test('sources a regular user cannot read are named: a part under a --local tree,
   }
 });
 
+test('a --local or --mirror label the .jigdo does not use is said, with the labels it uses (a typo kept a source out without a word)', async () => {
+  // Found by a probe.
+  const jigdo = sample('jf-md5-gzip.jigdo');
+  const r = await cli(['missing', jigdo, '--local', `Prts=${SAMPLE_PARTS}`, '--mirror', 'Deb=http://127.0.0.1:9/']);
+  assertOk(r);
+  assert.match(r.stderr, new RegExp(`^jigdofs: --local Prts=${SAMPLE_PARTS}: ${jigdo} uses no label Prts \\(its labels: Parts\\): not used$`, 'm'));
+  assert.match(r.stderr, /^jigdofs: --mirror Deb=http:\/\/127\.0\.0\.1:9\/: .* uses no label Deb \(its labels: Parts\): not used$/m);
+  const right = await cli(['missing', jigdo, '--local', `Parts=${SAMPLE_PARTS}`]);
+  assertOk(right);
+  assert.doesNotMatch(right.stderr, /uses no label/);
+});
+
 test('usage errors exit 2, in one line that begins "jigdofs: " as every error does', async () => {
   const cases = [['info'], ['bogus-command'], ['info', sample('jf-md5-gzip.jigdo'), '--memory', 'lots'], ['verify', sample('jf-md5-gzip.jigdo')], ['info', '--jsn', 'x']];
   const results = await Promise.all(cases.map((args) => cli(args)));

@@ -9,6 +9,7 @@ import { errorMessage } from '../../format/errors.js';
 import { fsPath, quoted } from '../../format/byte-string.js';
 import { checkCacheDir } from '../../engine/cache-dir.js';
 import { endCommand, loadCommandJigdo } from '../session.js';
+import { unusedLabels } from '../unused-labels.js';
 import { selectImage } from '../../engine/session.js';
 import { makeDirs } from '../../util/make-dirs.js';
 import { prepareMountpoint } from '../../fuse/mountpoint.js';
@@ -56,6 +57,7 @@ async function mountForeground(jigdoArg: string, mnt: string, flags: MountFlags)
   beat?.unref();
   try {
     const loaded = await loadCommandJigdo(jigdoArg, opts);
+    for (const line of unusedLabels(loaded, flags)) log(line);
     // Every [Image] of the .jigdo, or the one --image names (the option was taken and ignored before).
     const jigdo = flags.image ? { ...loaded, images: [selectImage(loaded, flags.image)] } : loaded;
     const { runMount } = await import('../../fuse/daemon.js'); // fuse-native and the engine: the daemon's, not the parent's
