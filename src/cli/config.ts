@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { kindOf } from '../util/open-regular.js';
-import { homedir } from 'node:os';
+import { xdgDir } from '../util/xdg-dir.js';
 import path from 'node:path';
 import ini from 'ini';
 import { JigdoError, errorMessage } from '../format/errors.js';
@@ -44,8 +44,7 @@ export interface UserConfig extends ConfigValues {
 }
 
 function defaultConfigPath(): string {
-  const base = process.env.XDG_CONFIG_HOME || path.join(homedir(), '.config');
-  return path.join(base, 'jigdofs', 'config.ini');
+  return path.join(xdgDir('XDG_CONFIG_HOME', '.config'), 'jigdofs', 'config.ini');
 }
 
 /** Reads the configuration: `file` when given (it must exist), else the default file if there is one. */

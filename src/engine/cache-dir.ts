@@ -1,12 +1,11 @@
-import { homedir } from 'node:os';
 import path from 'node:path';
 import { JigdoError, errorMessage } from '../format/errors.js';
 import { makeDirs } from '../util/make-dirs.js';
+import { xdgDir } from '../util/xdg-dir.js';
 
 /** Where the cache lives unless `--cache-dir` or the configuration file says otherwise. */
 export function defaultCacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache');
-  return path.join(base, 'jigdofs');
+  return path.join(xdgDir('XDG_CACHE_HOME', '.cache'), 'jigdofs');
 }
 
 /**
