@@ -560,10 +560,19 @@ test('a --local or --mirror label the .jigdo does not use is said, with the labe
   const r = await cli(['missing', jigdo, '--local', `Prts=${SAMPLE_PARTS}`, '--mirror', 'Deb=http://127.0.0.1:9/']);
   assertOk(r);
   assert.match(r.stderr, new RegExp(`^jigdofs: --local Prts=${SAMPLE_PARTS}: ${jigdo} uses no label Prts \\(its labels: Parts\\): not used$`, 'm'));
-  assert.match(r.stderr, /^jigdofs: --mirror Deb=http:\/\/127\.0\.0\.1:9\/: .* uses no label Deb \(its labels: Parts\): not used$/m);
-  const right = await cli(['missing', jigdo, '--local', `Parts=${SAMPLE_PARTS}`]);
+  assert.match(r.stderr, /^jigdofs: --mirror Deb=http:\/\/127\.0\.0\.1:9\/: .* uses no label Deb \(its labels: MD5Sum, Parts\): not used$/m);
+  const right = await cli(['missing', jigdo, '--local', `Parts=${SAMPLE_PARTS}`, '--mirror', 'MD5Sum=http://127.0.0.1:9/by-md5/']);
   assertOk(right);
-  assert.doesNotMatch(right.stderr, /uses no label/);
+  assert.doesNotMatch(right.stderr, /uses no label/, 'MD5Sum: every part has it (a review found it called unused)');
+  // A --local label only [Servers] reaches is not used by the local sources (only --mirror follows [Servers]).
+  const dir = path.join(work, 'labels-through-servers');
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, 'x.jigdo'), readFileSync(jigdo, 'utf8').replace(/^Parts=.*$/m, 'Parts=Debian:x/\nDebian=http://127.0.0.1:9/'));
+  await copyFile(sample('jf-md5-gzip.template'), path.join(dir, 'jf-md5-gzip.template'));
+  const chained = await cli(['missing', path.join(dir, 'x.jigdo'), '--local', `Debian=${dir}`, '--mirror', 'Debian=http://127.0.0.1:9/']);
+  assertOk(chained);
+  assert.match(chained.stderr, /^jigdofs: --local Debian=.*: .* uses no label Debian \(its labels: Parts\): not used$/m);
+  assert.doesNotMatch(chained.stderr, /--mirror Debian=.*uses no label/);
 });
 
 test('usage errors exit 2, in one line that begins "jigdofs: " as every error does', async () => {
