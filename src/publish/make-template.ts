@@ -130,7 +130,7 @@ async function mergeLines(file: string | undefined, kind: ChecksumKind): Promise
   });
   const merged = await jigdoToMerge(bytes, { kind: 'file', path: file });
   if (merged.kind && merged.kind !== kind) {
-    throw new JigdoError(file, `its checksums are ${KIND_NAME[merged.kind]}: a template of ${KIND_NAME[kind]} cannot be merged into it (make it with -C ${merged.kind})`);
+    throw new JigdoError(file, `a .jigdo of ${KIND_NAME[merged.kind]} (its Version line or [Parts] keys say so): a template of ${KIND_NAME[kind]} cannot be merged into it (make it with -C ${merged.kind})`);
   }
   const lines = decodeBytes(merged.text).split('\n').map((l) => l.replace(/\r$/, ''));
   if (lines[lines.length - 1] === '') lines.pop();
