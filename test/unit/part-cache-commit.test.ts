@@ -38,6 +38,18 @@ async function written(bytes: Buffer, onHash: () => void = () => undefined) {
   return { cache, writer: begun.writer, sum, hex, names };
 }
 
+/** `bytes` committed to `cache` as a part (verified), and its key. */
+async function committed(cache: PartCache, bytes: Buffer) {
+  const sum = md5sum(bytes);
+  const begun = await cache.begin('parts', 'md5', sum.toString('hex'));
+  assert.ok('writer' in begun);
+  await begun.writer.allocate(bytes.length);
+  await begun.writer.fh.write(bytes, 0, bytes.length, 0);
+  const copy = await begun.writer.commit([['md5', sum]]);
+  assert.ok(copy);
+  return { copy, key: checksumKey(sum) };
+}
+
 test('a verified commit hashes the file while its sync runs, and names it once both are done', { timeout: 10_000 }, async () => {
   let hashed!: () => void;
   const hashStarted = new Promise<void>((resolve) => (hashed = resolve));
@@ -86,14 +98,7 @@ test('a committed file written to since (same size: dd conv=notrunc) is no longe
   const bytes = Buffer.alloc(8192, 7);
   const logs: string[] = [];
   const cache = new PartCache({ dir: path.join(work, `${++dirs}-cache`), hashFile: hashWholeFile, log: (l) => logs.push(l) });
-  const sum = md5sum(bytes);
-  const key = checksumKey(sum);
-  const begun = await cache.begin('parts', 'md5', sum.toString('hex'));
-  assert.ok('writer' in begun);
-  await begun.writer.allocate(bytes.length);
-  await begun.writer.fh.write(bytes, 0, bytes.length, 0);
-  const copy = await begun.writer.commit([['md5', sum]]);
-  assert.ok(copy);
+  const { copy, key } = await committed(cache, bytes);
   assert.ok(await cache.lookupPart('md5', key, bytes.length), 'as committed: a hit');
   assert.ok(await cache.lookupPart('md5', key, bytes.length), 'after its access time was refreshed: still a hit');
   const fh = await open(copy.path, 'r+');
@@ -110,21 +115,14 @@ test('a cache file named or touched by another process meanwhile is still the ve
   const dir = path.join(work, `${++dirs}-cache`);
   const cache = new PartCache({ dir, hashFile: hashWholeFile });
   const other = new PartCache({ dir, hashFile: hashWholeFile }); // another process on the same cache
-  const sum = md5sum(bytes);
-  const key = checksumKey(sum);
-  const begun = await cache.begin('parts', 'md5', sum.toString('hex'));
-  assert.ok('writer' in begun);
-  await begun.writer.allocate(bytes.length);
-  await begun.writer.fh.write(bytes, 0, bytes.length, 0);
-  const committed = await begun.writer.commit([['md5', sum]]);
-  assert.ok(committed);
+  const { copy: committedCopy, key } = await committed(cache, bytes);
   const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20)); // (the kernel's ctime clock is coarse)
-  const opens = async (copy: typeof committed): Promise<boolean> => (await openUnchanged(copy).then((fh) => fh.close().then(() => true), () => false));
+  const opens = async (copy: typeof committedCopy): Promise<boolean> => (await openUnchanged(copy).then((fh) => fh.close().then(() => true), () => false));
 
   // The other names an adopted download: link to the checksum name, then unlink of its own name. Looked up between the
   // two, the part then failed to open (the probe's two make-images, one of them killed).
-  const adopted = `${committed.path}.other-name.unverified`;
-  await link(committed.path, adopted);
+  const adopted = `${committedCopy.path}.other-name.unverified`;
+  await link(committedCopy.path, adopted);
   const between = await cache.lookupPart('md5', key, bytes.length);
   assert.ok(between);
   await tick();
@@ -133,17 +131,17 @@ test('a cache file named or touched by another process meanwhile is still the ve
 
   // The other refreshes its access time (old: it does), after this one looked it up.
   const old = Date.now() / 1000 - 3600;
-  await utimes(committed.path, old, (await stat(committed.path)).mtimeMs / 1000);
+  await utimes(committedCopy.path, old, (await stat(committedCopy.path)).mtimeMs / 1000);
   const mine = await cache.lookupPart('md5', key, bytes.length);
   assert.ok(mine);
-  await utimes(committed.path, old, (await stat(committed.path)).mtimeMs / 1000);
+  await utimes(committedCopy.path, old, (await stat(committedCopy.path)).mtimeMs / 1000);
   await tick();
   assert.ok(await other.lookupPart('md5', key, bytes.length));
-  assert.notEqual((await stat(committed.path)).ctimeMs, mine.ctimeMs, 'the refresh moved the ctime');
+  assert.notEqual((await stat(committedCopy.path)).ctimeMs, mine.ctimeMs, 'the refresh moved the ctime');
   assert.equal(await opens(mine), true, 'an access time refreshed by another is no change');
 
   // A write into it is (its mtime).
-  const fh = await open(committed.path, 'r+');
+  const fh = await open(committedCopy.path, 'r+');
   await fh.write(Buffer.from('XXXX'), 0, 4, 100);
   await fh.close();
   assert.equal(await opens(mine), false);
