@@ -77,6 +77,14 @@ async function outputFailure(): Promise<NodeJS.ErrnoException | undefined> {
 /** A command's error, as its one line on stderr: non-UTF-8 name bytes and terminal controls escaped (`quoted`). */
 const sayError = (text: string): void => void process.stderr.write(`jigdofs: ${quoted(text)}\n`);
 
+/** A command's exit `code`, or 1 with its line when what it wrote to standard output did not go out. */
+async function outputChecked(code: number): Promise<number> {
+  const failed = await outputFailure();
+  if (!failed) return code;
+  sayError(`standard output: cannot write: ${errorMessage(failed)}`);
+  return code !== 0 ? code : 1; // (a command's own failure code stands: verify's 1 for a wrong image, say)
+}
+
 export async function main(given: string[]): Promise<number> {
   const program = buildProgram();
   process.stdout.on('error', (err: NodeJS.ErrnoException) => (outputError ??= err));
@@ -90,18 +98,10 @@ export async function main(given: string[]): Promise<number> {
     // `mount` starts its daemon with process.argv: it must see the `jigdofs mount ...` form too.
     if (legacy && argv === process.argv) process.argv = [...argv.slice(0, 2), ...legacy.argv!];
     await program.parseAsync(legacy ? [...argv.slice(0, 2), ...legacy.argv!] : argv);
-    const code = typeof process.exitCode === 'number' ? process.exitCode : 0;
-    const failed = await outputFailure();
-    if (!failed) return code;
-    sayError(`standard output: cannot write: ${errorMessage(failed)}`);
-    return code !== 0 ? code : 1; // (a command's own failure code stands: verify's 1 for a wrong image, say)
+    return await outputChecked(typeof process.exitCode === 'number' ? process.exitCode : 0);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // --help, --version: their text on standard output is the command's output (`jigdofs --help > /dev/full`: exit 1).
-      const failed = err.exitCode === 0 ? await outputFailure() : undefined;
-      if (failed) sayError(`standard output: cannot write: ${errorMessage(failed)}`);
-      return failed ? 1 : err.exitCode === 0 ? 0 : 2;
-    }
+    // --help, --version: their text on standard output is the command's output (`jigdofs --help > /dev/full`: exit 1).
+    if (err instanceof CommanderError) return err.exitCode === 0 ? outputChecked(0) : 2;
     if (err instanceof UsageError) {
       // A usage error may quote a .jigdo (selectImage lists its Filenames): its terminal controls are escaped.
       sayError(err.message);

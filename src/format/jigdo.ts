@@ -118,33 +118,40 @@ function decodeLine(buf: Buffer, start: number, end: number, file: string, lineN
 }
 
 /**
- * Streams one file's lines into the builder, following its [Include]s in place. Nothing but the line at
- * hand is held: no array of lines or events, whatever the size of the file.
+ * Each line of one file's text (gunzipped when gzip), decoded and checked (decodeLine), given to `take` with its number,
+ * read a chunk at a time: nothing but the line at hand is held. A promise `take` returns is waited for before the next
+ * line (an [Include], followed in place).
  */
-async function feedFile(bytes: Buffer, loc: Location, ctx: ParseContext, stack: string[]): Promise<void> {
-  const file = describeLocation(loc);
-  const parser = new ConfigLineParser();
+async function eachLine(bytes: Buffer, file: string, ctx: Pick<ParseContext, 'textBytes'>, take: (line: string, lineNo: number) => Promise<void> | undefined): Promise<void> {
   let lineNo = 0;
   let rest: Buffer | undefined;
-  // Only an [Include] waits for anything: every other line is handled without a promise of its own.
-  const take = (buf: Buffer, start: number, end: number): Promise<void> | undefined => {
-    const event = parser.line(decodeLine(buf, start, end, file, ++lineNo), lineNo);
-    if (event?.type === 'include') return followInclude(event, loc, ctx, stack);
-    if (event) ctx.builder.apply(event, loc);
-    return undefined;
-  };
   for await (const chunk of textChunks(bytes, file, ctx)) {
     const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
     let start = 0;
     for (let nl = buf.indexOf(10); nl >= 0; nl = buf.indexOf(10, start)) {
-      const included = take(buf, start, nl);
-      if (included) await included;
+      const waited = take(decodeLine(buf, start, nl, file, ++lineNo), lineNo);
+      if (waited) await waited;
       start = nl + 1;
     }
     rest = start < buf.length ? buf.subarray(start) : undefined;
     if (rest && rest.length > MAX_LINE_BYTES) decodeLine(rest, 0, rest.length, file, lineNo + 1); // throws: too long
   }
-  if (rest) await take(rest, 0, rest.length);
+  if (rest) await take(decodeLine(rest, 0, rest.length, file, ++lineNo), lineNo);
+}
+
+/**
+ * Streams one file's lines into the builder, following its [Include]s in place. Nothing but the line at
+ * hand is held: no array of lines or events, whatever the size of the file.
+ */
+async function feedFile(bytes: Buffer, loc: Location, ctx: ParseContext, stack: string[]): Promise<void> {
+  const parser = new ConfigLineParser();
+  // Only an [Include] waits for anything: every other line is handled without a promise of its own.
+  await eachLine(bytes, describeLocation(loc), ctx, (line, lineNo) => {
+    const event = parser.line(line, lineNo);
+    if (event?.type === 'include') return followInclude(event, loc, ctx, stack);
+    if (event) ctx.builder.apply(event, loc);
+    return undefined;
+  });
 }
 
 /** One [Include]: read and fed in place, ending the current section before and after (spec §4.3). */
@@ -319,31 +326,29 @@ class JigdoBuilder {
 }
 
 /**
- * A file to merge a new image into (make-template --merge): its text, gunzipped, each line checked as parseJigdo checks
- * them (not binary, not a template); and the checksum kind its Version or [Parts] keys say, if they say one. Not read as
- * a whole .jigdo: a file of [Servers] lines is one to start from, and an empty Template-MD5Sum= one to fill.
+ * A file to merge a new image into (make-template --merge): its lines, gunzipped, each checked as parseJigdo checks them
+ * (not binary, not a template) and without its CR; and the checksum kind its Version or [Parts] keys say, if they say
+ * one. Not read as a whole .jigdo: a file of [Servers] lines is one to start from, and an empty Template-MD5Sum= one to
+ * fill.
  */
-export async function jigdoToMerge(bytes: Buffer, loc: Location): Promise<{ text: Buffer; kind?: ChecksumKind }> {
+export async function jigdoToMerge(bytes: Buffer, loc: Location): Promise<{ lines: string[]; kind?: ChecksumKind }> {
   const file = describeLocation(loc);
-  const chunks: Buffer[] = [];
-  for await (const chunk of textChunks(bytes, file, { textBytes: 0 })) chunks.push(chunk);
-  const text = Buffer.concat(chunks);
   const parser = new ConfigLineParser();
   const kinds = new Set<ChecksumKind>();
-  let lineNo = 0;
-  for (let start = 0; start < text.length; ) {
-    const nl = text.indexOf(0x0a, start);
-    const end = nl < 0 ? text.length : nl;
-    const event = parser.line(decodeLine(text, start, end, file, ++lineNo).replace(/\r$/, ''), lineNo);
-    start = end + 1;
-    if (event?.type !== 'entry') continue;
+  const lines: string[] = [];
+  await eachLine(bytes, file, { textBytes: 0 }, (text, lineNo) => {
+    const line = text.replace(/\r$/, '');
+    lines.push(line);
+    const event = parser.line(line, lineNo);
+    if (event?.type !== 'entry') return undefined;
     const kind = event.section === 'Parts' ? kindOfKey(event.label) : undefined;
     if (kind) kinds.add(kind);
     if (event.section === 'Jigdo' && event.label === 'Version') kinds.add(parseVersion(event.rawValue, `${file}: line ${lineNo}`).major >= 2 ? 'sha256' : 'md5');
-  }
+    return undefined;
+  });
   if (kinds.size > 1) throw new JigdoError(file, 'its Version and [Parts] keys are not all of one checksum kind');
   const [kind] = kinds;
-  return { text, ...(kind ? { kind } : {}) };
+  return { lines, ...(kind ? { kind } : {}) };
 }
 
 /**

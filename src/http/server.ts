@@ -27,9 +27,9 @@ export interface ServeOptions {
 /** The status of a request Node's parser refused, by its error code (see the 'clientError' listener); else 400. */
 const REFUSED_STATUS: Record<string, number> = { HPE_INVALID_METHOD: 501, HPE_HEADER_OVERFLOW: 431, HPE_CHUNK_EXTENSIONS_OVERFLOW: 413, ERR_HTTP_REQUEST_TIMEOUT: 408 };
 
-function refusedAnswer(code: string | undefined): string {
-  const status = REFUSED_STATUS[code ?? ''] ?? 400;
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
+/** An answer of `status` alone, written straight to a socket that closes after it (`headers`: more, each ending CRLF). */
+function bareAnswer(status: number, headers = ''): string {
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers}Content-Length: 0\r\nConnection: close\r\n\r\n`;
 }
 
 /**
@@ -105,13 +105,13 @@ class ImageServer {
       this.ctx.stats.requests++;
       countStatus(this.ctx, 405);
       socket.on('error', () => undefined);
-      socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      socket.end(bareAnswer(405, 'Allow: GET, HEAD\r\n'));
     });
     // A request Node's parser refuses gets the answer Node gives it (lib/_http_server.js), but a method it does not
     // know (`FOO /image.iso`, `get`): 501, as RFC 9110 §15.6.2 says, not Node's bare 400. Nothing is written to a
     // connection that was answered before (a pipelined request after a good one), as Node does.
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      const answer = refusedAnswer(err.code);
+      const answer = bareAnswer(REFUSED_STATUS[err.code ?? ''] ?? 400);
       if (err.code === 'HPE_INVALID_METHOD') {
         this.ctx.stats.requests++;
         countStatus(this.ctx, 501);

@@ -1,7 +1,7 @@
 import { open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { encodeB64 } from '../format/base64.js';
-import { decodeBytes, fsPath, shown } from '../format/byte-string.js';
+import { fsPath, shown } from '../format/byte-string.js';
 import type { ChecksumKind } from '../format/checksum.js';
 import { blockDeviceSize } from '../util/block-device.js';
 import { JigdoError, errorMessage } from '../format/errors.js';
@@ -132,9 +132,7 @@ async function mergeLines(file: string | undefined, kind: ChecksumKind): Promise
   if (merged.kind && merged.kind !== kind) {
     throw new JigdoError(file, `a .jigdo of ${KIND_NAME[merged.kind]} (its Version line or [Parts] keys say so): a template of ${KIND_NAME[kind]} cannot be merged into it (make it with -C ${merged.kind})`);
   }
-  const lines = decodeBytes(merged.text).split('\n').map((l) => l.replace(/\r$/, ''));
-  if (lines[lines.length - 1] === '') lines.pop();
-  return lines;
+  return merged.lines;
 }
 
 const KIND_NAME = { md5: 'MD5', sha256: 'SHA-256' } as const;
